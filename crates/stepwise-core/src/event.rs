@@ -1,0 +1,350 @@
+//! Events: immutable, past-tense facts in a run's log.
+//!
+//! Two kinds are told apart, and replay depends on it:
+//! - **inputs** come from the world or from people: a run was started, an operation returned,
+//!   a person approved, a retry timer fired, someone asked to pause or cancel;
+//! - **decisions** are what the core concludes from the inputs so far: a step started or was
+//!   skipped, an operation was requested, an approval was asked for, a step or the run ended.
+//!
+//! The engine appends every input followed by exactly the decisions the core takes from it, so
+//! replay can re-derive every decision and compare.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::operation::{CommandRequest, OperationError, OperationRequest, OperationResult};
+use crate::policy::RuleSpec;
+
+/// The schema version every event is written with today. Older versions are upcast on read.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// A fact in a run's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    // ---- inputs ----
+    RunStarted(RunStarted),
+    /// `op` is the seq of the `OperationStarted` event it answers.
+    OperationSucceeded {
+        op: u64,
+        result: OperationResult,
+    },
+    OperationFailed {
+        op: u64,
+        error: OperationError,
+    },
+    /// After a crash: the command started but its result was never recorded. A person decides.
+    OperationOutcomeUnknown {
+        op: u64,
+    },
+    OperationResolved {
+        op: u64,
+        resolution: Resolution,
+        by: String,
+    },
+    /// A person's approval (`mode: manual`), or, as a decision, a policy rule's (`mode: rule`).
+    ApprovalGranted(ApprovalGranted),
+    ApprovalRejected {
+        step: String,
+        attempt: u32,
+        proposal_hash: String,
+        by: String,
+        reason: String,
+    },
+    RetryDue {
+        step: String,
+        attempt: u32,
+    },
+    RunPauseRequested {
+        by: String,
+    },
+    RunResumeRequested {
+        by: String,
+    },
+    RunCancelRequested {
+        by: String,
+    },
+
+    // ---- decisions ----
+    StepStarted {
+        step: String,
+        attempt: u32,
+    },
+    StepSkipped {
+        step: String,
+        reason: String,
+    },
+    ApprovalRequested {
+        step: String,
+        attempt: u32,
+        proposal: Proposal,
+        proposal_hash: String,
+        /// Why a person must decide: the policy rule, or the default for the kind.
+        reason: String,
+    },
+    OperationStarted {
+        step: String,
+        attempt: u32,
+        request: OperationRequest,
+    },
+    StepRetryScheduled {
+        step: String,
+        /// The attempt that will run next.
+        attempt: u32,
+        delay_ms: u64,
+        error: String,
+    },
+    StepSucceeded {
+        step: String,
+        attempt: u32,
+        output: Value,
+    },
+    StepFailed {
+        step: String,
+        attempt: u32,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+    },
+    StepRejected {
+        step: String,
+        by: String,
+        reason: String,
+    },
+    StepCancelled {
+        step: String,
+    },
+    RunSucceeded {},
+    RunFailed {
+        /// Steps that failed or were rejected, in workflow order.
+        steps: Vec<String>,
+    },
+    RunCancelled {},
+}
+
+/// What a person chose for an operation whose outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Run the operation again.
+    Retry,
+    /// Give up on the step; it counts as skipped.
+    Skip,
+    /// The operation did happen; the step succeeds.
+    MarkDone,
+}
+
+/// How the run was started; the first event of every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub run_id: String,
+    pub workflow_name: String,
+    pub workflow_path: String,
+    pub workflow_hash: String,
+    /// The workflow file's text, kept so a run can be replayed against what it ran.
+    pub workflow_source: String,
+    pub workspace: String,
+    pub inputs: Value,
+    /// What started the run: `cli`, `app`, …
+    pub trigger: String,
+    pub started_by: String,
+    pub max_parallel: usize,
+    /// User and workspace rules in force when the run started (the workflow's own are in the
+    /// workflow).
+    pub policy: Vec<RuleSpec>,
+}
+
+/// An approval, manual or by rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalGranted {
+    pub step: String,
+    pub attempt: u32,
+    /// The hash of the proposal that was asked about.
+    pub proposal_hash: String,
+    /// The hash of what was approved: the proposal itself, or the edited one.
+    pub approved_hash: String,
+    /// Set when the person edited the proposal; this is what runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<Proposal>,
+    pub by: String,
+    pub mode: DecisionMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// Who decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DecisionMode {
+    Manual,
+    Rule { rule: String },
+}
+
+/// Exactly what a person is asked to approve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Proposal {
+    /// Replace `path` (which has `base_hash` now; `None`: does not exist) with `content`.
+    EditFile {
+        path: String,
+        base_hash: Option<String>,
+        content: String,
+        /// Unified diff from the current content to `content`.
+        diff: String,
+    },
+    RunCommand(CommandRequest),
+    ReadFile { path: String },
+    /// A manual gate: approve to continue.
+    Gate { message: String },
+}
+
+impl Proposal {
+    pub fn hash(&self) -> String {
+        crate::hash::json_hash(self)
+    }
+
+    /// The kind as people read it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Proposal::EditFile { .. } => "edit_file",
+            Proposal::RunCommand(_) => "run_command",
+            Proposal::ReadFile { .. } => "read_file",
+            Proposal::Gate { .. } => "approval",
+        }
+    }
+}
+
+impl Event {
+    /// The event's type name as stored.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::RunStarted(_) => "RunStarted",
+            Event::OperationSucceeded { .. } => "OperationSucceeded",
+            Event::OperationFailed { .. } => "OperationFailed",
+            Event::OperationOutcomeUnknown { .. } => "OperationOutcomeUnknown",
+            Event::OperationResolved { .. } => "OperationResolved",
+            Event::ApprovalGranted(_) => "ApprovalGranted",
+            Event::ApprovalRejected { .. } => "ApprovalRejected",
+            Event::RetryDue { .. } => "RetryDue",
+            Event::RunPauseRequested { .. } => "RunPauseRequested",
+            Event::RunResumeRequested { .. } => "RunResumeRequested",
+            Event::RunCancelRequested { .. } => "RunCancelRequested",
+            Event::StepStarted { .. } => "StepStarted",
+            Event::StepSkipped { .. } => "StepSkipped",
+            Event::ApprovalRequested { .. } => "ApprovalRequested",
+            Event::OperationStarted { .. } => "OperationStarted",
+            Event::StepRetryScheduled { .. } => "StepRetryScheduled",
+            Event::StepSucceeded { .. } => "StepSucceeded",
+            Event::StepFailed { .. } => "StepFailed",
+            Event::StepRejected { .. } => "StepRejected",
+            Event::StepCancelled { .. } => "StepCancelled",
+            Event::RunSucceeded {} => "RunSucceeded",
+            Event::RunFailed { .. } => "RunFailed",
+            Event::RunCancelled {} => "RunCancelled",
+        }
+    }
+
+    /// Whether the core decides this event (as opposed to it coming from outside).
+    pub fn is_decision(&self) -> bool {
+        match self {
+            Event::ApprovalGranted(g) => matches!(g.mode, DecisionMode::Rule { .. }),
+            Event::StepStarted { .. }
+            | Event::StepSkipped { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::OperationStarted { .. }
+            | Event::StepRetryScheduled { .. }
+            | Event::StepSucceeded { .. }
+            | Event::StepFailed { .. }
+            | Event::StepRejected { .. }
+            | Event::StepCancelled { .. }
+            | Event::RunSucceeded {}
+            | Event::RunFailed { .. }
+            | Event::RunCancelled {} => true,
+            _ => false,
+        }
+    }
+
+    /// The step an event is about, if any; used as the correlation id.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Event::ApprovalGranted(g) => Some(&g.step),
+            Event::ApprovalRejected { step, .. }
+            | Event::RetryDue { step, .. }
+            | Event::StepStarted { step, .. }
+            | Event::StepSkipped { step, .. }
+            | Event::ApprovalRequested { step, .. }
+            | Event::OperationStarted { step, .. }
+            | Event::StepRetryScheduled { step, .. }
+            | Event::StepSucceeded { step, .. }
+            | Event::StepFailed { step, .. }
+            | Event::StepRejected { step, .. }
+            | Event::StepCancelled { step } => Some(step),
+            _ => None,
+        }
+    }
+
+    /// Splits into the stored type name and payload.
+    pub fn to_payload(&self) -> Value {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut map)) => map.remove("data").unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+
+    /// Rebuilds an event from its stored type name, schema version and payload.
+    pub fn from_payload(type_name: &str, schema_version: u32, payload: Value) -> Result<Event, EventDecodeError> {
+        let payload = upcast(type_name, schema_version, payload)?;
+        let tagged = serde_json::json!({ "type": type_name, "data": payload });
+        serde_json::from_value(tagged).map_err(|e| EventDecodeError::Invalid {
+            type_name: type_name.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// A stored event that this version cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventDecodeError {
+    #[error("event `{type_name}` has schema version {version}, newer than this stepwise reads ({EVENT_SCHEMA_VERSION}); upgrade stepwise")]
+    TooNew { type_name: String, version: u32 },
+    #[error("event `{type_name}` cannot be read: {message}")]
+    Invalid { type_name: String, message: String },
+}
+
+/// Brings a payload written with an older schema version up to the current one. Version 1 is
+/// the first; each future version adds one step here, so old logs stay readable forever.
+fn upcast(type_name: &str, version: u32, payload: Value) -> Result<Value, EventDecodeError> {
+    if version > EVENT_SCHEMA_VERSION {
+        return Err(EventDecodeError::TooNew {
+            type_name: type_name.to_string(),
+            version,
+        });
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips() {
+        let event = Event::StepSkipped {
+            step: "a".into(),
+            reason: "when was false".into(),
+        };
+        let payload = event.to_payload();
+        assert_eq!(payload, serde_json::json!({"step": "a", "reason": "when was false"}));
+        let back = Event::from_payload(event.type_name(), EVENT_SCHEMA_VERSION, payload).unwrap();
+        assert_eq!(back, event);
+        let empty = Event::RunSucceeded {};
+        let back = Event::from_payload("RunSucceeded", 1, empty.to_payload()).unwrap();
+        assert_eq!(back, empty);
+    }
+
+    #[test]
+    fn newer_schema_versions_are_refused_with_a_clear_error() {
+        let err = Event::from_payload("RunSucceeded", 99, serde_json::json!({})).unwrap_err();
+        assert!(err.to_string().contains("upgrade stepwise"));
+    }
+}

@@ -1,0 +1,38 @@
+//! Content hashes as they appear in events, proposals and blobs: `sha256:<hex>`.
+
+use sha2::{Digest, Sha256};
+
+/// `sha256:<lowercase hex>` of the bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in digest {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
+/// The hash of a value's canonical JSON form (struct fields in declaration order, maps sorted).
+pub fn json_hash<T: serde::Serialize>(value: &T) -> String {
+    // Serialising our own types to JSON cannot fail: they have string keys and no custom
+    // serialisers that error.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    content_hash(&bytes)
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_of_empty_input_is_the_known_sha256() {
+        assert_eq!(
+            content_hash(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

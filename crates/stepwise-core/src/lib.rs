@@ -1,0 +1,17 @@
+//! The pure core of Stepwise.
+//!
+//! It holds the workflow model and its validation, `${...}` templates, approval policy,
+//! the event types and the deterministic run state machine that decides, from a workflow,
+//! its inputs and the events so far, what happens next.
+//!
+//! It must never perform IO, read the clock or draw random numbers: everything that comes
+//! from the world arrives as a recorded event. That is what makes replay exact.
+
+pub mod hash;
+pub mod operation;
+pub mod paths;
+pub mod policy;
+pub mod template;
+pub mod workflow;
+pub mod event;
+pub mod run;

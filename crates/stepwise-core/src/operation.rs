@@ -1,0 +1,196 @@
+//! Operations: the side effects a step asks the engine to perform, and their recorded results.
+//!
+//! A request is recorded (`OperationStarted`) before the engine performs it and the result
+//! (`OperationSucceeded` / `OperationFailed`) before anything depends on it, so both must hold
+//! everything needed to answer the operation again during replay without touching the world.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a step asks the engine to do. Paths are workspace-relative and already checked to be
+/// free of `..` and absolute forms; the engine checks again (symlinks) when it performs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OperationRequest {
+    /// Read a UTF-8 text file. With `missing_ok`, a missing file is a result, not an error
+    /// (an edit that creates a file snapshots "nothing" first).
+    ReadFile {
+        path: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        missing_ok: bool,
+    },
+    /// Replace a file's content, but only if it still has `base_hash`
+    /// (`None`: only if it does not exist yet). Parent directories are created.
+    WriteFile {
+        path: String,
+        base_hash: Option<String>,
+        content: String,
+        content_hash: String,
+    },
+    /// Run a child process in its own process group inside the workspace.
+    RunCommand(CommandRequest),
+}
+
+impl OperationRequest {
+    /// The operation kind as policy rules and people name it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            OperationRequest::ReadFile { .. } => "read_file",
+            OperationRequest::WriteFile { .. } => "write_file",
+            OperationRequest::RunCommand(_) => "run_command",
+        }
+    }
+}
+
+/// A command as it will run: either an argv list executed directly, or a shell string run
+/// through `sh -c`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandLine {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl CommandLine {
+    /// The command as one line of text, for display and for matching policy patterns.
+    pub fn display(&self) -> String {
+        match self {
+            CommandLine::Argv(argv) => argv
+                .iter()
+                .map(|a| quote_arg(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+            CommandLine::Shell(s) => s.clone(),
+        }
+    }
+}
+
+fn quote_arg(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// Everything needed to run one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub command: CommandLine,
+    /// Workspace-relative working directory (`.` for the workspace root).
+    pub cwd: String,
+    /// Variables set explicitly by the workflow (their values are part of the record).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Names of variables passed through from the engine's own environment. Only the names
+    /// are recorded: their values may be secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
+    /// Kill the whole process group after this many milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Keep at most this many bytes of stdout and of stderr; the rest is counted, not kept.
+    pub max_output_bytes: u64,
+}
+
+/// The recorded outcome of an operation that ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OperationResult {
+    /// The file's content as read (for a missing file with `missing_ok`: `exists: false`).
+    FileRead {
+        exists: bool,
+        content: String,
+        /// `sha256:<hex>` of the content; `None` when the file does not exist.
+        hash: Option<String>,
+    },
+    /// The file now holds the requested content.
+    FileWritten {
+        before_hash: Option<String>,
+        after_hash: String,
+        /// The write was found already applied when resuming after a crash.
+        #[serde(default, skip_serializing_if = "is_false")]
+        recovered: bool,
+    },
+    /// The command ran to an end (exit, signal or timeout).
+    CommandFinished(CommandOutcome),
+}
+
+/// How a command ended and what it printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    /// The exit code; `None` when it was ended by a signal.
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+    /// Total bytes the command wrote to each stream, kept or not.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub duration_ms: u64,
+}
+
+impl CommandOutcome {
+    pub fn stdout_truncated(&self) -> bool {
+        self.stdout_bytes > self.stdout.len() as u64
+    }
+    pub fn stderr_truncated(&self) -> bool {
+        self.stderr_bytes > self.stderr.len() as u64
+    }
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+}
+
+/// Why an operation could not be performed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationError {
+    pub kind: OperationErrorKind,
+    pub message: String,
+}
+
+impl OperationError {
+    pub fn new(kind: OperationErrorKind, message: impl Into<String>) -> Self {
+        OperationError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The class of an operation failure; it decides whether a retry can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationErrorKind {
+    /// The path leaves the workspace (`..`, absolute, or a symlink pointing outside).
+    Sandbox,
+    /// The file does not exist.
+    NotFound,
+    /// The file is not UTF-8 text.
+    NotText,
+    /// The file changed since the proposal was made; nothing was written.
+    Conflict,
+    /// The program could not be started.
+    Spawn,
+    /// The run was cancelled while the operation was running.
+    Cancelled,
+    /// Any other I/O failure.
+    Io,
+}
+
+impl OperationErrorKind {
+    /// Whether trying the same operation again might succeed.
+    pub fn retryable(self) -> bool {
+        matches!(self, OperationErrorKind::Io | OperationErrorKind::Spawn)
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}

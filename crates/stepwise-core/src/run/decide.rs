@@ -1,0 +1,359 @@
+//! Deciding: from the state, the events that follow. Pure and deterministic: steps are taken in
+//! workflow order, and every decision is applied before the next one is taken.
+
+use serde_json::{Value, json};
+
+use super::proposal::{command_request, edit_proposal, render_path};
+use super::state::{Phase, Purpose, RunState, StepStatus, proposal_request};
+use crate::event::{ApprovalGranted, DecisionMode, Event, Proposal, Resolution};
+use crate::operation::{OperationErrorKind, OperationRequest, OperationResult};
+use crate::policy::{Effect, GateKind, Subject};
+use crate::template::Scope;
+use crate::workflow::{Action, AfterDef};
+
+impl RunState {
+    /// Takes every decision the state allows now, applies them, and returns them in order. The
+    /// engine appends them right after the input that led to them.
+    pub fn advance(&mut self) -> Vec<Event> {
+        let mut decided = Vec::new();
+        while let Some(index) = self.dirty.pop_first() {
+            for event in self.decide_step(index) {
+                let seq = self.last_seq + 1;
+                // Decisions are built from this very state; applying them cannot fail unless
+                // the core is wrong, and then the event is still returned for the log to show.
+                let _ = self.apply(seq, &event);
+                decided.push(event);
+            }
+        }
+        if self.finished.is_none() && self.terminal == self.steps.len() {
+            let event = if self.cancel_requested {
+                Event::RunCancelled {}
+            } else {
+                let failed: Vec<String> = self
+                    .steps()
+                    .filter(|(_, s)| matches!(s.status, StepStatus::Failed | StepStatus::Rejected))
+                    .map(|(d, _)| d.id.clone())
+                    .collect();
+                if failed.is_empty() { Event::RunSucceeded {} } else { Event::RunFailed { steps: failed } }
+            };
+            let seq = self.last_seq + 1;
+            let _ = self.apply(seq, &event);
+            decided.push(event);
+        }
+        decided
+    }
+
+    fn scope_for(&self, index: usize) -> Scope {
+        let mut scope = self.base_scope.clone();
+        for &read in &self.workflow.steps[index].reads {
+            scope.add_step(&self.workflow.steps[read].id, &self.step_view(read));
+        }
+        scope
+    }
+
+    fn decide_step(&mut self, index: usize) -> Vec<Event> {
+        let step = &self.workflow.steps[index];
+        let state = &self.steps[index];
+        let id = step.id.clone();
+        let attempt = state.attempt;
+        if state.status.is_terminal() {
+            return Vec::new();
+        }
+        if self.cancel_requested && !matches!(state.phase, Phase::InFlight { .. } | Phase::Returned { .. }) {
+            return vec![Event::StepCancelled { step: id }];
+        }
+        match state.phase.clone() {
+            Phase::Blocked | Phase::AwaitingApproval | Phase::InFlight { .. } | Phase::RetryWait | Phase::Unknown { .. } | Phase::Done => {
+                Vec::new()
+            }
+            Phase::Ready => self.decide_ready(index),
+            Phase::RetryNow => {
+                if self.paused {
+                    return Vec::new();
+                }
+                vec![Event::StepStarted { step: id, attempt: attempt + 1 }]
+            }
+            Phase::Begin => self.decide_begin(index),
+            Phase::Approved(request) => match request {
+                Some(request) => self.start_operation(index, request),
+                None => {
+                    let output = json!({ "approved": true });
+                    vec![Event::StepSucceeded { step: id, attempt, output }]
+                }
+            },
+            Phase::Returned { request, outcome } => self.decide_returned(index, &request, outcome),
+            Phase::Rejected { by, reason } => vec![Event::StepRejected { step: id, by, reason }],
+            Phase::Resolved { resolution, by, request } => match resolution {
+                Resolution::Retry => self.start_operation(index, request),
+                Resolution::Skip => vec![Event::StepSkipped {
+                    step: id,
+                    reason: format!("skipped by {by} after its outcome was unknown"),
+                }],
+                Resolution::MarkDone => vec![Event::StepSucceeded {
+                    step: id,
+                    attempt,
+                    output: json!({ "marked_done_by": by }),
+                }],
+            },
+        }
+    }
+
+    fn decide_ready(&mut self, index: usize) -> Vec<Event> {
+        let step = &self.workflow.steps[index];
+        let id = step.id.clone();
+        if step.after == AfterDef::Succeeded
+            && let Some(&need) = step.needs.iter().find(|&&n| self.steps[n].status != StepStatus::Succeeded)
+        {
+            let need_state = &self.steps[need];
+            return vec![Event::StepSkipped {
+                step: id,
+                reason: format!("needs `{}`, which {}", self.workflow.steps[need].id, need_state.status.as_str()),
+            }];
+        }
+        if let Some(when) = &step.when {
+            match when.eval(&self.scope_for(index)) {
+                Ok(Value::Bool(true)) => {}
+                Ok(Value::Bool(false)) => {
+                    return vec![Event::StepSkipped {
+                        step: id,
+                        reason: format!("`when` is false: {}", when.source()),
+                    }];
+                }
+                Ok(other) => {
+                    return vec![fail(&id, 1, format!("`when` must be true or false, got {other}"))];
+                }
+                Err(e) => return vec![fail(&id, 1, format!("`when`: {e}"))],
+            }
+        }
+        if self.paused {
+            return Vec::new();
+        }
+        // `set` is pure: it needs no operation, so it completes as it starts.
+        if let Action::Set { values } = &step.action {
+            let scope = self.scope_for(index);
+            let mut output = serde_json::Map::new();
+            for (name, template) in values {
+                match template.render(&scope) {
+                    Ok(v) => {
+                        output.insert(name.clone(), v);
+                    }
+                    Err(e) => return vec![fail(&id, 1, format!("value `{name}`: {e}"))],
+                }
+            }
+            return vec![Event::StepSucceeded { step: id, attempt: 1, output: Value::Object(output) }];
+        }
+        vec![Event::StepStarted { step: id, attempt: 1 }]
+    }
+
+    fn decide_begin(&mut self, index: usize) -> Vec<Event> {
+        let step = &self.workflow.steps[index];
+        let id = step.id.clone();
+        let attempt = self.steps[index].attempt;
+        let scope = self.scope_for(index);
+        match &step.action {
+            Action::ReadFile { path } => match render_path(path, &scope) {
+                Ok(path) => {
+                    let proposal = Proposal::ReadFile { path };
+                    self.gate(index, proposal, GateKind::ReadFile)
+                }
+                Err(e) => vec![fail(&id, attempt, e)],
+            },
+            Action::EditFile { path, .. } => match render_path(path, &scope) {
+                Ok(path) => self.start_operation(index, OperationRequest::ReadFile { path, missing_ok: true }),
+                Err(e) => vec![fail(&id, attempt, e)],
+            },
+            Action::RunCommand { .. } => match command_request(step, &scope) {
+                Ok(request) => self.gate(index, Proposal::RunCommand(request), GateKind::RunCommand),
+                Err(e) => vec![fail(&id, attempt, e)],
+            },
+            Action::Approval { message } => match message.render_string(&scope) {
+                Ok(message) => {
+                    let proposal = Proposal::Gate { message };
+                    let proposal_hash = proposal.hash();
+                    vec![Event::ApprovalRequested {
+                        step: id,
+                        attempt,
+                        proposal,
+                        proposal_hash,
+                        reason: "manual approval step".into(),
+                    }]
+                }
+                Err(e) => vec![fail(&id, attempt, format!("`message`: {e}"))],
+            },
+            Action::Set { .. } => Vec::new(),
+        }
+    }
+
+    /// Puts a proposal through policy: refuse it, ask a person, or approve it by rule and go.
+    fn gate(&mut self, index: usize, proposal: Proposal, kind: GateKind) -> Vec<Event> {
+        let step = &self.workflow.steps[index];
+        let id = step.id.clone();
+        let attempt = self.steps[index].attempt;
+        let proposal_hash = proposal.hash();
+        let (path, command) = match &proposal {
+            Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => (Some(path.as_str()), None),
+            Proposal::RunCommand(request) => (None, Some(&request.command)),
+            Proposal::Gate { .. } => (None, None),
+        };
+        let verdict = self.policy.evaluate(Subject { kind, path, command });
+        let request = proposal_request(&proposal);
+        if verdict.effect == Effect::Deny {
+            let rule = verdict.rule.unwrap_or_default();
+            return vec![fail(&id, attempt, format!("{} refused by policy: {rule}", kind.as_str()))];
+        }
+        // A retry of the same proposal is covered by the approval already given.
+        if self.steps[index].approved_hashes.contains(&proposal_hash) {
+            return request.map(|r| self.start_operation(index, r)).unwrap_or_default();
+        }
+        let effect = if step.approval_required { Effect::Ask } else { verdict.effect };
+        match (effect, verdict.rule) {
+            (Effect::Allow, None) => request.map(|r| self.start_operation(index, r)).unwrap_or_default(),
+            (Effect::Allow, Some(rule)) => {
+                let Some(request) = request else { return Vec::new() };
+                if !self.slot_free(index) {
+                    return Vec::new();
+                }
+                let granted = Event::ApprovalGranted(ApprovalGranted {
+                    step: id,
+                    attempt,
+                    proposal_hash: proposal_hash.clone(),
+                    approved_hash: proposal_hash,
+                    edited: None,
+                    by: "policy".into(),
+                    mode: DecisionMode::Rule { rule },
+                    comment: None,
+                });
+                let mut events = vec![granted];
+                events.extend(self.start_operation(index, request));
+                events
+            }
+            (_, rule) => {
+                let reason = if step.approval_required {
+                    "the workflow requires approval for this step".to_string()
+                } else {
+                    rule.unwrap_or_else(|| format!("{} needs approval by default", kind.as_str()))
+                };
+                vec![Event::ApprovalRequested { step: id, attempt, proposal, proposal_hash, reason }]
+            }
+        }
+    }
+
+    fn slot_free(&mut self, index: usize) -> bool {
+        if self.paused || self.in_flight >= self.started.max_parallel.max(1) {
+            self.held.insert(index);
+            return false;
+        }
+        true
+    }
+
+    fn start_operation(&mut self, index: usize, request: OperationRequest) -> Vec<Event> {
+        if !self.slot_free(index) {
+            return Vec::new();
+        }
+        vec![Event::OperationStarted {
+            step: self.workflow.steps[index].id.clone(),
+            attempt: self.steps[index].attempt,
+            request,
+        }]
+    }
+
+    fn decide_returned(
+        &mut self,
+        index: usize,
+        request: &OperationRequest,
+        outcome: Result<OperationResult, crate::operation::OperationError>,
+    ) -> Vec<Event> {
+        let step = &self.workflow.steps[index];
+        let id = step.id.clone();
+        let attempt = self.steps[index].attempt;
+        let purpose = self.steps[index].purpose;
+        let result = match outcome {
+            Ok(result) => result,
+            Err(error) if error.kind == OperationErrorKind::Cancelled => return vec![Event::StepCancelled { step: id }],
+            Err(error) => return self.fail_or_retry(index, error.message, error.kind.retryable(), None),
+        };
+        match (purpose, result) {
+            (Some(Purpose::Read), OperationResult::FileRead { content, hash, .. }) => {
+                let path = match request {
+                    OperationRequest::ReadFile { path, .. } => path.clone(),
+                    _ => String::new(),
+                };
+                vec![Event::StepSucceeded { step: id, attempt, output: json!({ "path": path, "content": content, "hash": hash }) }]
+            }
+            (Some(Purpose::Snapshot), OperationResult::FileRead { exists, content, hash }) => {
+                if self.cancel_requested {
+                    return vec![Event::StepCancelled { step: id }];
+                }
+                let scope = self.scope_for(index);
+                match edit_proposal(step, &scope, exists, &content, hash) {
+                    Ok(Some(proposal)) => self.gate(index, proposal, GateKind::EditFile),
+                    Ok(None) => {
+                        let path = match request {
+                            OperationRequest::ReadFile { path, .. } => path.clone(),
+                            _ => String::new(),
+                        };
+                        vec![Event::StepSucceeded { step: id, attempt, output: json!({ "path": path, "changed": false }) }]
+                    }
+                    Err(e) => vec![fail(&id, attempt, e)],
+                }
+            }
+            (Some(Purpose::Write), OperationResult::FileWritten { before_hash, after_hash, recovered }) => {
+                let (path, diff) = match &self.steps[index].approved_proposal {
+                    Some(Proposal::EditFile { path, diff, .. }) => (path.clone(), diff.clone()),
+                    _ => (String::new(), String::new()),
+                };
+                let mut output = json!({ "path": path, "changed": true, "before_hash": before_hash, "after_hash": after_hash, "diff": diff });
+                if recovered {
+                    output["recovered"] = Value::Bool(true);
+                }
+                vec![Event::StepSucceeded { step: id, attempt, output }]
+            }
+            (Some(Purpose::Command), OperationResult::CommandFinished(outcome)) => {
+                let output = json!({
+                    "exit_code": outcome.exit_code,
+                    "signal": outcome.signal,
+                    "timed_out": outcome.timed_out,
+                    "stdout": outcome.stdout,
+                    "stderr": outcome.stderr,
+                    "stdout_truncated": outcome.stdout_truncated(),
+                    "stderr_truncated": outcome.stderr_truncated(),
+                    "duration_ms": outcome.duration_ms,
+                });
+                if outcome.succeeded() {
+                    return vec![Event::StepSucceeded { step: id, attempt, output }];
+                }
+                let error = if outcome.timed_out {
+                    format!("command timed out after {} (its process group was killed)", format_ms(step.timeout_ms.unwrap_or(outcome.duration_ms)))
+                } else if let Some(code) = outcome.exit_code {
+                    format!("command exited with code {code}")
+                } else {
+                    format!("command was killed by signal {}", outcome.signal.unwrap_or(0))
+                };
+                self.fail_or_retry(index, error, true, Some(output))
+            }
+            (_, other) => vec![fail(&id, attempt, format!("unexpected operation result {other:?}"))],
+        }
+    }
+
+    fn fail_or_retry(&mut self, index: usize, error: String, retryable: bool, output: Option<Value>) -> Vec<Event> {
+        let step = &self.workflow.steps[index];
+        let attempt = self.steps[index].attempt;
+        if retryable && attempt < step.retry.max_attempts && !self.cancel_requested {
+            return vec![Event::StepRetryScheduled {
+                step: step.id.clone(),
+                attempt: attempt + 1,
+                delay_ms: step.retry.delay_ms(attempt),
+                error,
+            }];
+        }
+        vec![Event::StepFailed { step: step.id.clone(), attempt, error, output }]
+    }
+}
+
+fn fail(step: &str, attempt: u32, error: impl Into<String>) -> Event {
+    Event::StepFailed { step: step.to_string(), attempt: attempt.max(1), error: error.into(), output: None }
+}
+
+fn format_ms(ms: u64) -> String {
+    if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+}

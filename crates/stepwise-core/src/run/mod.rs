@@ -1,0 +1,12 @@
+//! A run as a deterministic state machine: the state folded from events (`state`), the
+//! decisions it takes (`decide`), the requests and proposals it renders (`proposal`), and
+//! replay of a recorded log (`replay`).
+
+mod decide;
+mod proposal;
+mod replay;
+mod state;
+
+pub use proposal::{EditedProposal, edited_proposal, unified_diff};
+pub use replay::{Divergence, ReplayError, ReplayReport, replay};
+pub use state::{PendingApproval, RunState, RunStatus, StateError, StepState, StepStatus};

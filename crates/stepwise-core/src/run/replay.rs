@@ -1,0 +1,88 @@
+//! Replay: re-drive the core over a recorded log, answering every operation from the log, and
+//! check that it takes exactly the recorded decisions. Nothing is performed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::state::{RunState, RunStatus, StateError};
+use crate::event::Event;
+use crate::workflow::Workflow;
+
+/// The first place where the core, as it is now, decides differently from the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Divergence {
+    /// Seq of the first event that does not match (one past the end if the log stops short).
+    pub seq: u64,
+    /// What the core decides at that point (`None`: nothing).
+    pub expected: Option<Event>,
+    /// What the log holds there (`None`: the log ends).
+    pub recorded: Option<Event>,
+}
+
+/// A replay that matched.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayReport {
+    pub events: usize,
+    pub decisions: usize,
+    pub status: RunStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ReplayError {
+    #[error("the log cannot be replayed: {0}")]
+    State(#[from] StateError),
+    #[error("replay diverged at event {}", .0.seq)]
+    Diverged(Box<Divergence>),
+}
+
+/// Replays `events` (seq 1 = `RunStarted`) against `workflow`.
+pub fn replay(workflow: Arc<Workflow>, events: &[(u64, Event)]) -> Result<ReplayReport, ReplayError> {
+    let mut iter = events.iter();
+    let started = match iter.next() {
+        Some((1, Event::RunStarted(started))) => started.clone(),
+        Some((seq, _)) => return Err(StateError::NotStarted { seq: *seq }.into()),
+        None => return Err(StateError::NotStarted { seq: 1 }.into()),
+    };
+    let mut state = RunState::new(workflow, started)?;
+    let mut expected: VecDeque<Event> = state.advance().into();
+    let mut decisions = 0;
+    // `state` already holds the expected decisions applied; `position` walks the log beside it.
+    let mut next_decision_seq = 2;
+    for (seq, event) in iter {
+        if event.is_decision() {
+            let want = expected.pop_front();
+            if want.as_ref() != Some(event) {
+                return Err(diverged(*seq, want, Some(event.clone())));
+            }
+            decisions += 1;
+            next_decision_seq = seq + 1;
+            continue;
+        }
+        if let Some(want) = expected.pop_front() {
+            return Err(diverged(*seq, Some(want), Some(event.clone())));
+        }
+        if let Err(e) = state.apply(*seq, event) {
+            return Err(match e {
+                StateError::Unexpected { .. } | StateError::UnknownStep { .. } => diverged(*seq, None, Some(event.clone())),
+                other => other.into(),
+            });
+        }
+        expected = state.advance().into();
+        next_decision_seq = seq + 1;
+    }
+    if let Some(want) = expected.pop_front() {
+        return Err(diverged(next_decision_seq, Some(want), None));
+    }
+    Ok(ReplayReport {
+        events: events.len(),
+        decisions,
+        status: state.status(),
+    })
+}
+
+fn diverged(seq: u64, expected: Option<Event>, recorded: Option<Event>) -> ReplayError {
+    ReplayError::Diverged(Box::new(Divergence { seq, expected, recorded }))
+}

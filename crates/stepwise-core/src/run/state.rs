@@ -1,0 +1,575 @@
+//! A run's state, folded from its events. `apply` is the only way it changes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::event::{DecisionMode, Event, Proposal, Resolution, RunStarted};
+use crate::operation::{OperationError, OperationRequest, OperationResult};
+use crate::policy::{Policy, PolicyError};
+use crate::template::Scope;
+use crate::workflow::Workflow;
+
+/// Where a step is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    AwaitingApproval,
+    WaitingRetry,
+    /// A command started before a crash and its result is unknown; a person decides.
+    OutcomeUnknown,
+    Succeeded,
+    Failed,
+    Skipped,
+    Rejected,
+    Cancelled,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::AwaitingApproval => "awaiting_approval",
+            StepStatus::WaitingRetry => "waiting_retry",
+            StepStatus::OutcomeUnknown => "outcome_unknown",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Rejected => "rejected",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Rejected | StepStatus::Cancelled
+        )
+    }
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Nothing can move until a person decides (an approval, or an unknown outcome).
+    AwaitingApproval,
+    Paused,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::AwaitingApproval => "awaiting_approval",
+            RunStatus::Paused => "paused",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+    }
+}
+
+/// What an operation was for, within its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Read,
+    Snapshot,
+    Write,
+    Command,
+}
+
+/// The step's progress inside its current attempt; it decides what the core does next.
+#[derive(Debug, Clone)]
+pub(crate) enum Phase {
+    /// Needs not finished yet.
+    Blocked,
+    /// Needs finished: decide skip, `when`, start.
+    Ready,
+    /// An attempt started: take the action's first move.
+    Begin,
+    AwaitingApproval,
+    /// Approved: perform this (for a gate, nothing).
+    Approved(Option<OperationRequest>),
+    InFlight { op: u64, request: OperationRequest },
+    Returned { request: OperationRequest, outcome: Result<OperationResult, OperationError> },
+    Rejected { by: String, reason: String },
+    RetryWait,
+    RetryNow,
+    Unknown { request: OperationRequest },
+    Resolved { resolution: Resolution, by: String, request: OperationRequest },
+    Done,
+}
+
+/// A question put to a person.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PendingApproval {
+    pub attempt: u32,
+    pub proposal: Proposal,
+    pub proposal_hash: String,
+    pub reason: String,
+    /// Seq of the `ApprovalRequested` event.
+    pub requested_seq: u64,
+}
+
+/// One step's state.
+#[derive(Debug, Clone)]
+pub struct StepState {
+    pub status: StepStatus,
+    pub attempt: u32,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    /// Why it was skipped or rejected.
+    pub reason: Option<String>,
+    pub pending_approval: Option<PendingApproval>,
+    /// The proposal that was last approved (its diff is the edit's output).
+    pub approved_proposal: Option<Proposal>,
+    /// For an edit: the file as it was read for the proposal (`None`: it did not exist).
+    pub base_content: Option<String>,
+    pub(crate) approved_hashes: BTreeSet<String>,
+    pub(crate) waiting_needs: usize,
+    pub(crate) phase: Phase,
+    pub(crate) purpose: Option<Purpose>,
+}
+
+/// A state change that the log does not allow: the log is corrupt or from another workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StateError {
+    #[error("event {seq}: expected seq {expected}")]
+    OutOfOrder { seq: u64, expected: u64 },
+    #[error("event {seq}: the first event of a run must be RunStarted")]
+    NotStarted { seq: u64 },
+    #[error("event {seq}: unknown step `{step}` (the workflow does not have it)")]
+    UnknownStep { seq: u64, step: String },
+    #[error("event {seq}: {message}")]
+    Unexpected { seq: u64, message: String },
+    #[error("policy of the run cannot be used: {0}")]
+    Policy(#[from] PolicyError),
+}
+
+/// The fold of a run's events.
+#[derive(Debug)]
+pub struct RunState {
+    pub(crate) workflow: Arc<Workflow>,
+    pub(crate) started: RunStarted,
+    pub(crate) policy: Policy,
+    pub(crate) steps: Vec<StepState>,
+    pub(crate) last_seq: u64,
+    pub(crate) in_flight: usize,
+    pub(crate) ops: HashMap<u64, usize>,
+    pub(crate) dirty: BTreeSet<usize>,
+    /// Steps ready to start an operation but held back by `max_parallel` or a pause.
+    pub(crate) held: BTreeSet<usize>,
+    pub(crate) paused: bool,
+    pub(crate) cancel_requested: bool,
+    pub(crate) finished: Option<RunStatus>,
+    pub(crate) terminal: usize,
+    pub(crate) base_scope: Scope,
+}
+
+impl RunState {
+    /// A run's state right after its `RunStarted` event (seq 1).
+    pub fn new(workflow: Arc<Workflow>, started: RunStarted) -> Result<RunState, StateError> {
+        let rules: Vec<_> = started.policy.iter().chain(&workflow.policy_rules).cloned().collect();
+        let policy = Policy::compile(&rules)?;
+        let steps = workflow
+            .steps
+            .iter()
+            .map(|s| StepState {
+                status: StepStatus::Pending,
+                attempt: 0,
+                output: None,
+                error: None,
+                reason: None,
+                pending_approval: None,
+                approved_proposal: None,
+                base_content: None,
+                approved_hashes: BTreeSet::new(),
+                waiting_needs: s.needs.len(),
+                phase: if s.needs.is_empty() { Phase::Ready } else { Phase::Blocked },
+                purpose: None,
+            })
+            .collect();
+        let dirty = workflow
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.needs.is_empty())
+            .map(|(i, _)| i)
+            .collect();
+        let base_scope = Scope::new(&started.inputs);
+        Ok(RunState {
+            workflow,
+            started,
+            policy,
+            steps,
+            last_seq: 1,
+            in_flight: 0,
+            ops: HashMap::new(),
+            dirty,
+            held: BTreeSet::new(),
+            paused: false,
+            cancel_requested: false,
+            finished: None,
+            terminal: 0,
+            base_scope,
+        })
+    }
+
+    /// Folds a whole log (seq 1 = `RunStarted`) without re-deciding anything.
+    pub fn load(workflow: Arc<Workflow>, events: &[(u64, Event)]) -> Result<RunState, StateError> {
+        let mut iter = events.iter();
+        let started = match iter.next() {
+            Some((1, Event::RunStarted(started))) => started.clone(),
+            Some((seq, _)) => return Err(StateError::NotStarted { seq: *seq }),
+            None => return Err(StateError::NotStarted { seq: 1 }),
+        };
+        let mut state = RunState::new(workflow, started)?;
+        for (seq, event) in iter {
+            state.apply(*seq, event)?;
+        }
+        Ok(state)
+    }
+
+    pub fn workflow(&self) -> &Arc<Workflow> {
+        &self.workflow
+    }
+
+    pub fn started(&self) -> &RunStarted {
+        &self.started
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn steps(&self) -> impl Iterator<Item = (&crate::workflow::Step, &StepState)> {
+        self.workflow.steps.iter().zip(&self.steps)
+    }
+
+    pub fn step_state(&self, id: &str) -> Option<&StepState> {
+        self.workflow.step_index(id).map(|i| &self.steps[i])
+    }
+
+    pub fn status(&self) -> RunStatus {
+        if let Some(done) = self.finished {
+            return done;
+        }
+        if self.paused {
+            return RunStatus::Paused;
+        }
+        let waiting_retry = self.steps.iter().any(|s| s.status == StepStatus::WaitingRetry);
+        let waiting_person = self
+            .steps
+            .iter()
+            .any(|s| matches!(s.status, StepStatus::AwaitingApproval | StepStatus::OutcomeUnknown));
+        if self.in_flight == 0 && !waiting_retry && waiting_person && self.held.is_empty() {
+            RunStatus::AwaitingApproval
+        } else {
+            RunStatus::Running
+        }
+    }
+
+    /// Operations requested but not answered, oldest first: after a crash, these are the
+    /// ones to recover.
+    pub fn unanswered_operations(&self) -> Vec<(u64, &str, &OperationRequest)> {
+        let mut out: Vec<_> = self
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.phase {
+                Phase::InFlight { op, request } => Some((*op, self.workflow.steps[i].id.as_str(), request)),
+                _ => None,
+            })
+            .collect();
+        out.sort_by_key(|(op, _, _)| *op);
+        out
+    }
+
+    /// Steps waiting for a retry timer: (step id, next attempt).
+    pub fn pending_retries(&self) -> Vec<(&str, u32)> {
+        self.steps()
+            .filter(|(_, s)| matches!(s.phase, Phase::RetryWait))
+            .map(|(def, s)| (def.id.as_str(), s.attempt + 1))
+            .collect()
+    }
+
+    /// Questions waiting for a person, in workflow order.
+    pub fn pending_approvals(&self) -> Vec<(&str, &PendingApproval)> {
+        self.steps()
+            .filter(|(_, s)| s.status == StepStatus::AwaitingApproval)
+            .filter_map(|(def, s)| s.pending_approval.as_ref().map(|p| (def.id.as_str(), p)))
+            .collect()
+    }
+
+    /// What templates see of a step as `steps.<id>`.
+    pub fn step_view(&self, index: usize) -> Value {
+        let s = &self.steps[index];
+        json!({
+            "status": s.status.as_str(),
+            "output": s.output.clone().unwrap_or(Value::Null),
+            "error": s.error.clone(),
+            "reason": s.reason.clone(),
+            "attempts": s.attempt,
+        })
+    }
+
+    fn index_of(&self, seq: u64, step: &str) -> Result<usize, StateError> {
+        self.workflow.step_index(step).ok_or_else(|| StateError::UnknownStep {
+            seq,
+            step: step.to_string(),
+        })
+    }
+
+    fn op_step(&self, seq: u64, op: u64) -> Result<usize, StateError> {
+        self.ops.get(&op).copied().ok_or_else(|| StateError::Unexpected {
+            seq,
+            message: format!("answers operation {op}, which was never started"),
+        })
+    }
+
+
+    fn dirty_all_open(&mut self) {
+        for (i, s) in self.steps.iter().enumerate() {
+            if !s.status.is_terminal() {
+                self.dirty.insert(i);
+            }
+        }
+    }
+
+    fn free_slot(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let held = std::mem::take(&mut self.held);
+        self.dirty.extend(held);
+    }
+
+    fn finish_step(&mut self, index: usize, status: StepStatus) {
+        let step = &mut self.steps[index];
+        if step.status.is_terminal() {
+            return;
+        }
+        step.status = status;
+        step.phase = Phase::Done;
+        step.pending_approval = None;
+        self.terminal += 1;
+        self.held.remove(&index);
+        let dependents = self.workflow.steps[index].dependents.clone();
+        for d in dependents {
+            let dep = &mut self.steps[d];
+            dep.waiting_needs = dep.waiting_needs.saturating_sub(1);
+            if dep.waiting_needs == 0 && matches!(dep.phase, Phase::Blocked) {
+                dep.phase = Phase::Ready;
+                self.dirty.insert(d);
+            }
+        }
+    }
+
+    /// Applies one event. Seqs must follow each other without gaps.
+    pub fn apply(&mut self, seq: u64, event: &Event) -> Result<(), StateError> {
+        if seq != self.last_seq + 1 {
+            return Err(StateError::OutOfOrder {
+                seq,
+                expected: self.last_seq + 1,
+            });
+        }
+        self.last_seq = seq;
+        match event {
+            Event::RunStarted(_) => {
+                return Err(StateError::Unexpected {
+                    seq,
+                    message: "a second RunStarted".into(),
+                });
+            }
+            Event::StepStarted { step, attempt } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.status = StepStatus::Running;
+                s.attempt = *attempt;
+                s.phase = Phase::Begin;
+                s.error = None;
+                self.dirty.insert(i);
+            }
+            Event::StepSkipped { step, reason } => {
+                let i = self.index_of(seq, step)?;
+                self.steps[i].reason = Some(reason.clone());
+                self.finish_step(i, StepStatus::Skipped);
+            }
+            Event::ApprovalRequested { step, attempt, proposal, proposal_hash, reason } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.status = StepStatus::AwaitingApproval;
+                s.phase = Phase::AwaitingApproval;
+                s.pending_approval = Some(PendingApproval {
+                    attempt: *attempt,
+                    proposal: proposal.clone(),
+                    proposal_hash: proposal_hash.clone(),
+                    reason: reason.clone(),
+                    requested_seq: seq,
+                });
+            }
+            Event::ApprovalGranted(granted) => {
+                let i = self.index_of(seq, &granted.step)?;
+                let s = &mut self.steps[i];
+                s.approved_hashes.insert(granted.approved_hash.clone());
+                if matches!(granted.mode, DecisionMode::Manual) {
+                    let pending = s.pending_approval.take().ok_or_else(|| StateError::Unexpected {
+                        seq,
+                        message: format!("approval of step `{}`, which is not awaiting approval", granted.step),
+                    })?;
+                    let proposal = granted.edited.clone().unwrap_or(pending.proposal);
+                    s.status = StepStatus::Running;
+                    s.phase = Phase::Approved(proposal_request(&proposal));
+                    s.approved_proposal = Some(proposal);
+                    self.dirty.insert(i);
+                }
+            }
+            Event::ApprovalRejected { step, by, reason, .. } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.pending_approval = None;
+                s.phase = Phase::Rejected { by: by.clone(), reason: reason.clone() };
+                self.dirty.insert(i);
+            }
+            Event::OperationStarted { step, request, .. } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.status = StepStatus::Running;
+                s.purpose = Some(purpose_of(&self.workflow.steps[i].action, request));
+                s.phase = Phase::InFlight { op: seq, request: request.clone() };
+                self.ops.insert(seq, i);
+                self.in_flight += 1;
+                self.held.remove(&i);
+            }
+            Event::OperationSucceeded { op, result } => self.answer(seq, *op, Ok(result.clone()))?,
+            Event::OperationFailed { op, error } => self.answer(seq, *op, Err(error.clone()))?,
+            Event::OperationOutcomeUnknown { op } => {
+                let i = self.op_step(seq, *op)?;
+                if let Phase::InFlight { request, .. } = self.steps[i].phase.clone() {
+                    self.steps[i].status = StepStatus::OutcomeUnknown;
+                    self.steps[i].phase = Phase::Unknown { request };
+                    self.free_slot();
+                }
+            }
+            Event::OperationResolved { op, resolution, by } => {
+                let i = self.op_step(seq, *op)?;
+                if let Phase::Unknown { request, .. } = self.steps[i].phase.clone() {
+                    self.steps[i].status = StepStatus::Running;
+                    self.steps[i].phase = Phase::Resolved { resolution: *resolution, by: by.clone(), request };
+                    self.dirty.insert(i);
+                }
+            }
+            Event::StepRetryScheduled { step, error, .. } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.status = StepStatus::WaitingRetry;
+                s.phase = Phase::RetryWait;
+                s.error = Some(error.clone());
+            }
+            Event::RetryDue { step, .. } => {
+                let i = self.index_of(seq, step)?;
+                if matches!(self.steps[i].phase, Phase::RetryWait) {
+                    self.steps[i].phase = Phase::RetryNow;
+                    self.dirty.insert(i);
+                }
+            }
+            Event::StepSucceeded { step, attempt, output } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.attempt = (*attempt).max(s.attempt);
+                s.output = Some(output.clone());
+                self.finish_step(i, StepStatus::Succeeded);
+            }
+            Event::StepFailed { step, attempt, error, output } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.attempt = (*attempt).max(s.attempt);
+                s.error = Some(error.clone());
+                s.output = output.clone();
+                self.finish_step(i, StepStatus::Failed);
+            }
+            Event::StepRejected { step, reason, .. } => {
+                let i = self.index_of(seq, step)?;
+                self.steps[i].reason = Some(reason.clone());
+                self.finish_step(i, StepStatus::Rejected);
+            }
+            Event::StepCancelled { step } => {
+                let i = self.index_of(seq, step)?;
+                self.finish_step(i, StepStatus::Cancelled);
+            }
+            Event::RunPauseRequested { .. } => self.paused = true,
+            Event::RunResumeRequested { .. } => {
+                self.paused = false;
+                self.dirty_all_open();
+            }
+            Event::RunCancelRequested { .. } => {
+                self.cancel_requested = true;
+                self.paused = false;
+                self.dirty_all_open();
+            }
+            Event::RunSucceeded {} => self.finished = Some(RunStatus::Succeeded),
+            Event::RunFailed { .. } => self.finished = Some(RunStatus::Failed),
+            Event::RunCancelled {} => self.finished = Some(RunStatus::Cancelled),
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, seq: u64, op: u64, outcome: Result<OperationResult, OperationError>) -> Result<(), StateError> {
+        let i = self.op_step(seq, op)?;
+        match self.steps[i].phase.clone() {
+            Phase::InFlight { op: current, request } if current == op => {
+                if let (Some(Purpose::Snapshot), Ok(OperationResult::FileRead { exists, content, .. })) =
+                    (self.steps[i].purpose, &outcome)
+                {
+                    self.steps[i].base_content = exists.then(|| content.clone());
+                }
+                self.steps[i].phase = Phase::Returned { request, outcome };
+                self.dirty.insert(i);
+                self.free_slot();
+                Ok(())
+            }
+            _ => Err(StateError::Unexpected {
+                seq,
+                message: format!("answers operation {op}, which is not in flight"),
+            }),
+        }
+    }
+}
+
+/// The operation an approved proposal performs (`None` for a gate).
+pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> {
+    match proposal {
+        Proposal::EditFile { path, base_hash, content, .. } => Some(OperationRequest::WriteFile {
+            path: path.clone(),
+            base_hash: base_hash.clone(),
+            content: content.clone(),
+            content_hash: crate::hash::content_hash(content.as_bytes()),
+        }),
+        Proposal::RunCommand(request) => Some(OperationRequest::RunCommand(request.clone())),
+        Proposal::ReadFile { path } => Some(OperationRequest::ReadFile { path: path.clone(), missing_ok: false }),
+        Proposal::Gate { .. } => None,
+    }
+}
+
+fn purpose_of(action: &crate::workflow::Action, request: &OperationRequest) -> Purpose {
+    use crate::workflow::Action;
+    match (action, request) {
+        (Action::EditFile { .. }, OperationRequest::ReadFile { .. }) => Purpose::Snapshot,
+        (_, OperationRequest::WriteFile { .. }) => Purpose::Write,
+        (_, OperationRequest::RunCommand(_)) => Purpose::Command,
+        (_, OperationRequest::ReadFile { .. }) => Purpose::Read,
+    }
+}

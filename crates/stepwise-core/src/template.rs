@@ -1,0 +1,397 @@
+//! `${...}` templates and the expressions inside them.
+//!
+//! Expressions are evaluated by minijinja's expression language (`steps.test.status ==
+//! "succeeded"`, `inputs.count + 1`, `inputs.name | upper`, `a if cond else b`). minijinja was
+//! chosen because it can list the variable paths an expression reads, which is how validation
+//! proves that a template only names upstream steps, and because its evaluation is pure and
+//! deterministic. Undefined names are errors, never silently empty.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value;
+use thiserror::Error;
+
+/// A template or expression that could not be parsed or evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    pub message: String,
+}
+
+impl TemplateError {
+    fn new(message: impl Into<String>) -> Self {
+        TemplateError {
+            message: message.into(),
+        }
+    }
+}
+
+static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Expressions are small; fuel bounds the work a hostile one could ask for.
+    env.set_fuel(Some(100_000));
+    env
+});
+
+/// A compiled expression and the names it reads.
+pub struct Expr {
+    source: String,
+    program: minijinja::Expression<'static, 'static>,
+    step_refs: BTreeSet<String>,
+    input_refs: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+impl Expr {
+    /// Compiles an expression and checks that it only reads `inputs.<name>` and
+    /// `steps.<id>...`.
+    pub fn compile(source: &str) -> Result<Expr, TemplateError> {
+        let trimmed = source.trim();
+        if trimmed.is_empty() {
+            return Err(TemplateError::new("empty expression"));
+        }
+        let program = ENVIRONMENT
+            .compile_expression_owned(trimmed.to_string())
+            .map_err(|e| TemplateError::new(format!("invalid expression `{trimmed}`: {}", describe(&e))))?;
+        let mut step_refs = BTreeSet::new();
+        let mut input_refs = BTreeSet::new();
+        for path in program.undeclared_variables(true) {
+            let mut segments = path.split('.');
+            match (segments.next(), segments.next()) {
+                (Some("steps"), Some(id)) => {
+                    step_refs.insert(id.to_string());
+                }
+                (Some("inputs"), Some(name)) => {
+                    input_refs.insert(name.to_string());
+                }
+                (Some("steps"), None) => {
+                    return Err(TemplateError::new(format!(
+                        "in `{trimmed}`: refer to a step as `steps.<id>`, so that its dependency can be checked"
+                    )));
+                }
+                (Some("inputs"), None) => {
+                    return Err(TemplateError::new(format!(
+                        "in `{trimmed}`: refer to an input as `inputs.<name>`"
+                    )));
+                }
+                (Some(other), _) => {
+                    return Err(TemplateError::new(format!(
+                        "in `{trimmed}`: unknown name `{other}`; expressions can read `inputs.<name>` and `steps.<id>`"
+                    )));
+                }
+                (None, _) => {}
+            }
+        }
+        Ok(Expr {
+            source: trimmed.to_string(),
+            program,
+            step_refs,
+            input_refs,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The step ids this expression reads.
+    pub fn step_refs(&self) -> &BTreeSet<String> {
+        &self.step_refs
+    }
+
+    /// The input names this expression reads.
+    pub fn input_refs(&self) -> &BTreeSet<String> {
+        &self.input_refs
+    }
+
+    /// Evaluates against a scope; the result as JSON.
+    pub fn eval(&self, scope: &Scope) -> Result<Value, TemplateError> {
+        let value = self
+            .program
+            .eval(scope.context())
+            .map_err(|e| TemplateError::new(format!("`{}`: {}", self.source, describe(&e))))?;
+        if value.is_undefined() {
+            return Err(TemplateError::new(format!("`{}` is undefined", self.source)));
+        }
+        serde_json::to_value(&value)
+            .map_err(|e| TemplateError::new(format!("`{}` gave a value that is not data: {e}", self.source)))
+    }
+}
+
+fn describe(error: &minijinja::Error) -> String {
+    match error.detail() {
+        Some(detail) => format!("{}: {detail}", error.kind()),
+        None => error.kind().to_string(),
+    }
+}
+
+/// What expressions can see: the run's inputs and the views of the steps they name.
+#[derive(Debug, Default, Clone)]
+pub struct Scope {
+    inputs: minijinja::Value,
+    steps: BTreeMap<String, minijinja::Value>,
+}
+
+impl Scope {
+    pub fn new(inputs: &Value) -> Scope {
+        Scope {
+            inputs: minijinja::Value::from_serialize(inputs),
+            steps: BTreeMap::new(),
+        }
+    }
+
+    /// Makes a step visible as `steps.<id>`.
+    pub fn add_step(&mut self, id: &str, view: &Value) {
+        self.steps
+            .insert(id.to_string(), minijinja::Value::from_serialize(view));
+    }
+
+    fn context(&self) -> minijinja::Value {
+        minijinja::context! {
+            inputs => self.inputs.clone(),
+            steps => minijinja::Value::from(self.steps.clone()),
+        }
+    }
+}
+
+/// A string with `${expr}` parts. `$${` writes a literal `${`.
+#[derive(Debug)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug)]
+enum Part {
+    Text(String),
+    Expr(Expr),
+}
+
+impl Template {
+    pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = source;
+        while let Some(pos) = rest.find("${") {
+            if rest[..pos].ends_with('$') {
+                // `$${` is an escaped literal `${`.
+                text.push_str(&rest[..pos - 1]);
+                text.push_str("${");
+                rest = &rest[pos + 2..];
+                continue;
+            }
+            text.push_str(&rest[..pos]);
+            let body_start = pos + 2;
+            let end = find_closing_brace(&rest[body_start..]).ok_or_else(|| {
+                TemplateError::new(format!("`${{` without a closing `}}` in `{source}`"))
+            })?;
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
+            parts.push(Part::Expr(Expr::compile(&rest[body_start..body_start + end])?));
+            rest = &rest[body_start + end + 1..];
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Ok(Template {
+            source: source.to_string(),
+            parts,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the template has any `${...}` part.
+    pub fn is_literal(&self) -> bool {
+        self.exprs().next().is_none()
+    }
+
+    pub fn exprs(&self) -> impl Iterator<Item = &Expr> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Expr(e) => Some(e),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// A template that is exactly one `${expr}` gives the expression's value with its type;
+    /// anything else gives a string.
+    pub fn render_value(&self, scope: &Scope) -> Result<Value, TemplateError> {
+        if let [Part::Expr(expr)] = self.parts.as_slice() {
+            return expr.eval(scope);
+        }
+        self.render_string(scope).map(Value::String)
+    }
+
+    /// Renders to text: strings as they are, `null` as nothing, other values as JSON.
+    pub fn render_string(&self, scope: &Scope) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Expr(e) => out.push_str(&value_to_text(&e.eval(scope)?)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How a value reads when put into text.
+pub fn value_to_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Position of the `}` closing an expression, skipping braces inside string literals and
+/// nested `{...}` (minijinja map literals).
+fn find_closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '{' => depth += 1,
+            '}' if depth == 0 => return Some(i),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Parses every string inside a JSON value as a template (for `set` values and the like).
+#[derive(Debug)]
+pub enum ValueTemplate {
+    Template(Template),
+    Array(Vec<ValueTemplate>),
+    Object(BTreeMap<String, ValueTemplate>),
+    Literal(Value),
+}
+
+impl ValueTemplate {
+    pub fn parse(value: &Value) -> Result<ValueTemplate, TemplateError> {
+        Ok(match value {
+            Value::String(s) => ValueTemplate::Template(Template::parse(s)?),
+            Value::Array(items) => ValueTemplate::Array(
+                items.iter().map(ValueTemplate::parse).collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => ValueTemplate::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), ValueTemplate::parse(v)?)))
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+            other => ValueTemplate::Literal(other.clone()),
+        })
+    }
+
+    pub fn render(&self, scope: &Scope) -> Result<Value, TemplateError> {
+        Ok(match self {
+            ValueTemplate::Template(t) => t.render_value(scope)?,
+            ValueTemplate::Array(items) => Value::Array(
+                items.iter().map(|i| i.render(scope)).collect::<Result<_, _>>()?,
+            ),
+            ValueTemplate::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), v.render(scope)?)))
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+            ValueTemplate::Literal(v) => v.clone(),
+        })
+    }
+
+    pub fn exprs(&self) -> Vec<&Expr> {
+        let mut out = Vec::new();
+        self.collect_exprs(&mut out);
+        out
+    }
+
+    fn collect_exprs<'a>(&'a self, out: &mut Vec<&'a Expr>) {
+        match self {
+            ValueTemplate::Template(t) => out.extend(t.exprs()),
+            ValueTemplate::Array(items) => items.iter().for_each(|i| i.collect_exprs(out)),
+            ValueTemplate::Object(map) => map.values().for_each(|v| v.collect_exprs(out)),
+            ValueTemplate::Literal(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> Scope {
+        let mut scope = Scope::new(&json!({"module": "utils.py", "count": 2, "flag": true}));
+        scope.add_step("read", &json!({"status": "succeeded", "output": {"content": "x = 1"}}));
+        scope
+    }
+
+    #[test]
+    fn a_lone_expression_keeps_its_type() {
+        let t = Template::parse("${inputs.count + 1}").unwrap();
+        assert_eq!(t.render_value(&scope()).unwrap(), json!(3));
+        let t = Template::parse("${steps.read.status == \"succeeded\"}").unwrap();
+        assert_eq!(t.render_value(&scope()).unwrap(), json!(true));
+    }
+
+    #[test]
+    fn mixed_text_renders_to_a_string() {
+        let t = Template::parse("file ${inputs.module} has ${inputs.count} lines").unwrap();
+        assert_eq!(t.render_value(&scope()).unwrap(), json!("file utils.py has 2 lines"));
+    }
+
+    #[test]
+    fn escaped_dollar_and_braces_inside_strings() {
+        let t = Template::parse("$${not} ${'}' ~ inputs.module}").unwrap();
+        assert_eq!(t.render_string(&scope()).unwrap(), "${not} }utils.py");
+    }
+
+    #[test]
+    fn references_are_listed() {
+        let t = Template::parse("${steps.read.output.content ~ inputs.module}").unwrap();
+        let e = t.exprs().next().unwrap();
+        assert!(e.step_refs().contains("read"));
+        assert!(e.input_refs().contains("module"));
+    }
+
+    #[test]
+    fn unknown_roots_and_syntax_errors_are_reported() {
+        let err = Template::parse("${input.module}").unwrap_err();
+        assert!(err.message.contains("unknown name `input`"), "{err}");
+        let err = Template::parse("${steps.read.(}").unwrap_err();
+        assert!(err.message.contains("invalid expression"), "{err}");
+        let err = Template::parse("${inputs.module").unwrap_err();
+        assert!(err.message.contains("without a closing"), "{err}");
+    }
+
+    #[test]
+    fn undefined_values_are_errors_not_blanks() {
+        let t = Template::parse("${steps.read.output.missing}").unwrap();
+        assert!(t.render_value(&scope()).is_err());
+    }
+}

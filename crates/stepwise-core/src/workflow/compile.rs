@@ -1,0 +1,602 @@
+//! From YAML text to a checked [`Workflow`], collecting every error with its place.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::def::{ActionDef, CommandDef, StepDef, WorkflowDef};
+use super::error::{ValidationError, WorkflowErrors, field_position};
+use super::inputs::check_default;
+use super::{
+    Action, AfterDef, CommandTemplate, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_PARALLEL, EditChange,
+    RetryPolicy, Step, Workflow,
+};
+use crate::hash::content_hash;
+use crate::paths::normalize_workspace_path;
+use crate::policy::rules_from_def;
+use crate::template::{Expr, Template, TemplateError, ValueTemplate};
+
+/// Reads and checks a workflow. `file` names the source in messages.
+pub fn parse_workflow(file: &str, source: &str) -> Result<Workflow, WorkflowErrors> {
+    let def: WorkflowDef = match serde_saphyr::from_str(source) {
+        Ok(def) => def,
+        Err(error) => return Err(WorkflowErrors(vec![syntax_error(file, source, &error)])),
+    };
+    Compiler::new(file, source).compile(def)
+}
+
+fn syntax_error(file: &str, source: &str, error: &serde_saphyr::Error) -> ValidationError {
+    let (line, column) = error
+        .location()
+        .map_or((1, 1), |l| (l.line() as u32, l.column() as u32));
+    let message = strip_location_prefix(&error.without_snippet().to_string());
+    ValidationError {
+        file: file.to_string(),
+        line,
+        column,
+        step: step_at(source, line, column),
+        message,
+    }
+}
+
+/// serde-saphyr's message repeats the position we already report; keep only the reason.
+fn strip_location_prefix(message: &str) -> String {
+    let message = message.lines().next().unwrap_or(message);
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    match message.strip_prefix("line ") {
+        Some(rest) => match rest.find(": ") {
+            Some(pos) if rest[..pos].contains("column") => rest[pos + 2..].to_string(),
+            _ => message.to_string(),
+        },
+        None => message.to_string(),
+    }
+}
+
+/// The id of the step written around a position, found with a lenient second reading of the
+/// file (the strict one failed). `None` when the file cannot be read at all or the position
+/// is outside the steps.
+fn step_at(source: &str, line: u32, column: u32) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        steps: Vec<LooseStep>,
+    }
+    #[derive(Deserialize)]
+    struct LooseStep {
+        id: Option<Spanned<String>>,
+    }
+    let loose: Loose = serde_saphyr::from_str(source).ok()?;
+    let ids: Vec<&Spanned<String>> = loose.steps.iter().filter_map(|s| s.id.as_ref()).collect();
+    let mut found = None;
+    for (i, id) in ids.iter().enumerate() {
+        let start = id.referenced.line() as u32;
+        let next = ids.get(i + 1).map(|n| n.referenced.line() as u32);
+        // A step's fields are indented at least as far as its `id`; the first line of the
+        // step (`- id:`) starts two columns further left.
+        let step_column = (id.referenced.column() as u32).saturating_sub(6);
+        let inside = line >= start.saturating_sub(1) && next.is_none_or(|n| line < n.saturating_sub(1));
+        if inside && column >= step_column.max(1) && (line > start || column >= step_column) {
+            found = Some(id.value.clone());
+        }
+    }
+    found
+}
+
+struct Compiler<'a> {
+    file: &'a str,
+    source: &'a str,
+    errors: Vec<ValidationError>,
+}
+
+/// Where a step is written: its id's line and column, and the next step's line.
+#[derive(Clone, Copy)]
+struct StepPlace {
+    line: u32,
+    column: u32,
+    next_line: Option<u32>,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(file: &'a str, source: &'a str) -> Self {
+        Compiler {
+            file,
+            source,
+            errors: Vec::new(),
+        }
+    }
+
+    fn error_at(&mut self, line: u32, column: u32, step: Option<&str>, message: impl Into<String>) {
+        self.errors.push(ValidationError {
+            file: self.file.to_string(),
+            line,
+            column,
+            step: step.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    /// An error about one field of a step, placed at that field when it can be found.
+    fn field_error(&mut self, place: StepPlace, step: &str, field: &str, message: impl Into<String>) {
+        let (line, column) = field_position(self.source, place.line, place.next_line, field)
+            .unwrap_or((place.line, place.column));
+        self.error_at(line, column, Some(step), message);
+    }
+
+    fn compile(mut self, def: WorkflowDef) -> Result<Workflow, WorkflowErrors> {
+        let places: Vec<StepPlace> = def
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StepPlace {
+                line: s.id.referenced.line() as u32,
+                column: s.id.referenced.column() as u32,
+                next_line: def.steps.get(i + 1).map(|n| n.id.referenced.line() as u32),
+            })
+            .collect();
+
+        if def.steps.is_empty() {
+            self.error_at(1, 1, None, "a workflow needs at least one step under `steps`");
+        }
+        for (name, input) in &def.inputs {
+            if let Err(message) = check_default(name, input) {
+                let (line, column) = top_level_position(self.source, name);
+                self.error_at(line, column, None, message);
+            }
+        }
+        let policy_rules = match def.policy.as_ref().map(|p| rules_from_def(p, "workflow policy", true)) {
+            Some(Ok(rules)) => rules,
+            Some(Err(e)) => {
+                let (line, column) = top_level_position(self.source, "policy");
+                self.error_at(line, column, None, e.to_string());
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        if def.max_parallel == Some(0) {
+            let (line, column) = top_level_position(self.source, "max_parallel");
+            self.error_at(line, column, None, "`max_parallel` must be at least 1");
+        }
+
+        let index = self.index_steps(&def.steps, &places);
+        let needs = self.resolve_needs(&def.steps, &places, &index);
+        let order_ok = self.check_acyclic(&def.steps, &places, &needs);
+
+        let mut steps = Vec::with_capacity(def.steps.len());
+        for (i, step_def) in def.steps.iter().enumerate() {
+            if let Some(step) = self.compile_step(i, step_def, places[i], &needs, &index, &def.inputs, order_ok) {
+                steps.push(step);
+            }
+        }
+
+        if !self.errors.is_empty() {
+            self.errors.sort_by_key(|e| (e.line, e.column));
+            return Err(WorkflowErrors(self.errors));
+        }
+        let mut dependents = vec![Vec::new(); steps.len()];
+        for (i, step) in steps.iter().enumerate() {
+            for &need in &step.needs {
+                dependents[need].push(i);
+            }
+        }
+        for (step, deps) in steps.iter_mut().zip(dependents) {
+            step.dependents = deps;
+        }
+        Ok(Workflow {
+            name: def.name,
+            description: def.description,
+            source_hash: content_hash(self.source.as_bytes()),
+            inputs: def.inputs,
+            max_parallel: def.max_parallel.map_or(DEFAULT_MAX_PARALLEL, |n| n as usize),
+            policy_rules,
+            steps,
+            index,
+        })
+    }
+
+    fn index_steps(&mut self, steps: &[StepDef], places: &[StepPlace]) -> HashMap<String, usize> {
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let id = step.id.value.as_str();
+            let place = places[i];
+            if !is_identifier(id) {
+                self.error_at(
+                    place.line,
+                    place.column,
+                    Some(id),
+                    "a step id must start with a letter or `_` and hold only letters, digits and `_`",
+                );
+            }
+            if let Some(&first) = index.get(id) {
+                let first_line = places[first].line;
+                self.error_at(
+                    place.line,
+                    place.column,
+                    Some(id),
+                    format!("duplicate step id `{id}` (first used on line {first_line})"),
+                );
+            } else {
+                index.insert(id.to_string(), i);
+            }
+        }
+        index
+    }
+
+    fn resolve_needs(
+        &mut self,
+        steps: &[StepDef],
+        places: &[StepPlace],
+        index: &HashMap<String, usize>,
+    ) -> Vec<Vec<usize>> {
+        let mut all = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let mut needs = Vec::new();
+            for need in &step.needs {
+                let (line, column) = (need.referenced.line() as u32, need.referenced.column() as u32);
+                let (line, column) = if line == 0 { (places[i].line, places[i].column) } else { (line, column) };
+                match index.get(need.value.as_str()) {
+                    Some(&j) if j == i => {
+                        self.error_at(line, column, Some(&step.id.value), "a step cannot need itself")
+                    }
+                    Some(&j) => {
+                        if !needs.contains(&j) {
+                            needs.push(j);
+                        }
+                    }
+                    None => self.error_at(
+                        line,
+                        column,
+                        Some(&step.id.value),
+                        format!("`needs` names unknown step `{}`", need.value),
+                    ),
+                }
+            }
+            all.push(needs);
+        }
+        all
+    }
+
+    /// Kahn's algorithm; the steps left over lie on or behind a cycle, and one cycle among
+    /// them is reported.
+    fn check_acyclic(&mut self, steps: &[StepDef], places: &[StepPlace], needs: &[Vec<usize>]) -> bool {
+        let mut waiting: Vec<usize> = needs.iter().map(Vec::len).collect();
+        let mut dependents = vec![Vec::new(); steps.len()];
+        for (i, n) in needs.iter().enumerate() {
+            for &j in n {
+                dependents[j].push(i);
+            }
+        }
+        let mut queue: Vec<usize> = (0..steps.len()).filter(|&i| waiting[i] == 0).collect();
+        let mut done = 0;
+        while let Some(i) = queue.pop() {
+            done += 1;
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    queue.push(d);
+                }
+            }
+        }
+        if done == steps.len() {
+            return true;
+        }
+        // Walk needs among the leftovers until a step repeats: that is a cycle.
+        let Some(start) = (0..steps.len()).find(|&i| waiting[i] > 0) else { return true };
+        let mut path = vec![start];
+        let mut current = start;
+        loop {
+            let Some(&next) = needs[current].iter().find(|&&j| waiting[j] > 0) else { break };
+            if let Some(pos) = path.iter().position(|&p| p == next) {
+                let cycle: Vec<&str> = path[pos..]
+                    .iter()
+                    .chain(std::iter::once(&next))
+                    .map(|&k| steps[k].id.value.as_str())
+                    .collect();
+                let first = path[pos];
+                let place = places[first];
+                self.error_at(
+                    place.line,
+                    place.column,
+                    Some(&steps[first].id.value),
+                    format!("`needs` form a cycle: {}", cycle.join(" → ")),
+                );
+                break;
+            }
+            path.push(next);
+            current = next;
+        }
+        false
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn compile_step(
+        &mut self,
+        i: usize,
+        def: &StepDef,
+        place: StepPlace,
+        needs: &[Vec<usize>],
+        index: &HashMap<String, usize>,
+        inputs: &BTreeMap<String, super::InputDef>,
+        order_ok: bool,
+    ) -> Option<Step> {
+        let id = def.id.value.as_str();
+        let errors_before = self.errors.len();
+        let mut ctx = StepContext {
+            compiler: self,
+            id,
+            place,
+            exprs: Vec::new(),
+        };
+
+        let when = def.when.as_deref().and_then(|w| ctx.expr("when", w));
+        let retry = ctx.retry(def);
+        let timeout_ms = def.timeout.as_deref().and_then(|t| ctx.duration("timeout", t));
+        let approval_required = match def.approval.as_deref() {
+            None | Some("default") => false,
+            Some("required") => true,
+            Some(other) => {
+                ctx.error(
+                    "approval",
+                    format!("approval `{other}` would loosen policy; a workflow can only tighten it: use `required`, or add an allow rule to .stepwise/policy.yaml"),
+                );
+                false
+            }
+        };
+        let action = ctx.action(&def.action);
+        let refs: Vec<Reads> = std::mem::take(&mut ctx.exprs);
+
+        // Every template must read only declared inputs and upstream steps.
+        let mut reads = BTreeSet::new();
+        for Reads { field, inputs: input_refs, steps: step_refs } in refs {
+            for name in &input_refs {
+                if !inputs.contains_key(name) {
+                    self.field_error(place, id, &field, format!("`{field}` reads unknown input `inputs.{name}`"));
+                }
+            }
+            for step_ref in &step_refs {
+                match index.get(step_ref.as_str()) {
+                    None => self.field_error(place, id, &field, format!("`{field}` reads unknown step `steps.{step_ref}`")),
+                    Some(&j) if order_ok && !is_upstream(needs, i, j) => self.field_error(
+                        place,
+                        id,
+                        &field,
+                        format!("`{field}` reads `steps.{step_ref}`, which is not upstream of `{id}`; add it (or a step after it) to `needs`"),
+                    ),
+                    Some(&j) => {
+                        reads.insert(j);
+                    }
+                }
+            }
+        }
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(Step {
+            id: id.to_string(),
+            line: place.line,
+            needs: needs[i].clone(),
+            dependents: Vec::new(),
+            reads: reads.into_iter().collect(),
+            when,
+            after: def.after.unwrap_or(AfterDef::Succeeded),
+            retry,
+            timeout_ms,
+            approval_required,
+            action: action?,
+        })
+    }
+}
+
+/// Whether `j` is reachable from `i` through `needs` (a direct need is the common case).
+fn is_upstream(needs: &[Vec<usize>], i: usize, j: usize) -> bool {
+    if needs[i].contains(&j) {
+        return true;
+    }
+    let mut seen = vec![false; needs.len()];
+    let mut stack = needs[i].clone();
+    while let Some(k) = stack.pop() {
+        if k == j {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[k], true) {
+            stack.extend(&needs[k]);
+        }
+    }
+    false
+}
+
+fn is_identifier(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn top_level_position(source: &str, key: &str) -> (u32, u32) {
+    field_position(source, 1, None, key).unwrap_or((1, 1))
+}
+
+/// Compiles the fields of one step, remembering each expression for the reference checks.
+struct StepContext<'c, 'a> {
+    compiler: &'c mut Compiler<'a>,
+    id: &'c str,
+    place: StepPlace,
+    exprs: Vec<Reads>,
+}
+
+/// What the expressions of one field read.
+struct Reads {
+    field: String,
+    inputs: BTreeSet<String>,
+    steps: BTreeSet<String>,
+}
+
+impl Reads {
+    fn of(field: &str, expr: &Expr) -> Reads {
+        Reads {
+            field: field.to_string(),
+            inputs: expr.input_refs().clone(),
+            steps: expr.step_refs().clone(),
+        }
+    }
+}
+
+impl StepContext<'_, '_> {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.compiler.field_error(self.place, self.id, field, message);
+    }
+
+    fn template(&mut self, field: &str, text: &str) -> Option<Template> {
+        match Template::parse(text) {
+            Ok(t) => {
+                self.exprs.extend(t.exprs().map(|e| Reads::of(field, e)));
+                Some(t)
+            }
+            Err(e) => {
+                self.error(field, format!("`{field}`: {}", e.message));
+                None
+            }
+        }
+    }
+
+    fn expr(&mut self, field: &str, text: &str) -> Option<Expr> {
+        let trimmed = text.trim();
+        let body = match trimmed.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            Some(inner) => inner,
+            None => trimmed,
+        };
+        match Expr::compile(body) {
+            Ok(e) => {
+                self.exprs.push(Reads::of(field, &e));
+                Some(e)
+            }
+            Err(TemplateError { message }) => {
+                self.error(field, format!("`{field}`: {message}"));
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, field: &str, text: &str) -> Option<Template> {
+        let template = self.template(field, text)?;
+        if template.is_literal()
+            && let Err(e) = normalize_workspace_path(text)
+        {
+            self.error(field, format!("`{field}`: {e}"));
+            return None;
+        }
+        Some(template)
+    }
+
+    fn duration(&mut self, field: &str, text: &str) -> Option<u64> {
+        match humantime::parse_duration(text) {
+            Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            Err(e) => {
+                self.error(field, format!("`{field}`: `{text}` is not a duration like `30s` or `2m` ({e})"));
+                None
+            }
+        }
+    }
+
+    fn retry(&mut self, def: &StepDef) -> RetryPolicy {
+        let mut policy = RetryPolicy::default();
+        let Some(retry) = &def.retry else { return policy };
+        if retry.max_attempts == 0 {
+            self.error("retry", "`retry.max_attempts` must be at least 1 (it counts the first attempt)");
+        }
+        policy.max_attempts = retry.max_attempts.max(1);
+        if let Some(b) = retry.backoff.as_deref().and_then(|b| self.duration("backoff", b)) {
+            policy.backoff_ms = b;
+        }
+        if let Some(m) = retry.max_backoff.as_deref().and_then(|m| self.duration("max_backoff", m)) {
+            policy.max_backoff_ms = m;
+        }
+        policy
+    }
+
+    fn action(&mut self, def: &ActionDef) -> Option<Action> {
+        Some(match def {
+            ActionDef::ReadFile { path } => Action::ReadFile { path: self.path("path", path)? },
+            ActionDef::EditFile { path, content, find, replace } => {
+                let path = self.path("path", path);
+                let change = match (content, find, replace) {
+                    (Some(content), None, None) => Some(EditChange::Content(self.template("content", content)?)),
+                    (None, Some(find), Some(replace)) => {
+                        if find.is_empty() {
+                            self.error("find", "`find` must not be empty");
+                        }
+                        let find = self.template("find", find);
+                        let replace = self.template("replace", replace);
+                        Some(EditChange::Replace { find: find?, replace: replace? })
+                    }
+                    (None, Some(_), None) => {
+                        self.error("find", "`find` needs a `replace`");
+                        None
+                    }
+                    (None, None, Some(_)) => {
+                        self.error("replace", "`replace` needs a `find`");
+                        None
+                    }
+                    (None, None, None) => {
+                        self.error("type", "an edit_file step needs `content`, or `find` and `replace`");
+                        None
+                    }
+                    (Some(_), _, _) => {
+                        self.error("content", "use either `content` or `find`/`replace`, not both");
+                        None
+                    }
+                };
+                Action::EditFile { path: path?, change: change? }
+            }
+            ActionDef::RunCommand { command, cwd, env, pass_env, max_output } => {
+                let command = match command {
+                    CommandDef::Argv(argv) if argv.is_empty() => {
+                        self.error("command", "`command` must not be an empty list");
+                        None
+                    }
+                    CommandDef::Argv(argv) => argv
+                        .iter()
+                        .map(|a| self.template("command", a))
+                        .collect::<Option<Vec<_>>>()
+                        .map(CommandTemplate::Argv),
+                    CommandDef::Shell(s) if s.trim().is_empty() => {
+                        self.error("command", "`command` must not be empty");
+                        None
+                    }
+                    CommandDef::Shell(s) => self.template("command", s).map(CommandTemplate::Shell),
+                };
+                let cwd = match cwd {
+                    Some(c) => Some(self.path("cwd", c)?),
+                    None => None,
+                };
+                let mut env_templates = BTreeMap::new();
+                for (name, value) in env {
+                    env_templates.insert(name.clone(), self.template("env", value)?);
+                }
+                Action::RunCommand {
+                    command: command?,
+                    cwd,
+                    env: env_templates,
+                    pass_env: pass_env.clone(),
+                    max_output_bytes: max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
+                }
+            }
+            ActionDef::Set { values } => {
+                let mut compiled = BTreeMap::new();
+                for (name, value) in values {
+                    match ValueTemplate::parse(value) {
+                        Ok(t) => {
+                            self.exprs.extend(t.exprs().into_iter().map(|e| Reads::of(name, e)));
+                            compiled.insert(name.clone(), t);
+                        }
+                        Err(e) => {
+                            self.error(name, format!("`{name}`: {}", e.message));
+                            return None;
+                        }
+                    }
+                }
+                Action::Set { values: compiled }
+            }
+            ActionDef::Approval { message } => Action::Approval { message: self.template("message", message)? },
+        })
+    }
+}

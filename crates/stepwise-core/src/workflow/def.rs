@@ -1,0 +1,207 @@
+//! The workflow file format as written: the serde types a YAML file is read into, and the
+//! source of the published JSON Schema. Nothing here is checked beyond its shape; see
+//! `compile` for the rules that span fields and steps.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+/// A workflow file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Stepwise workflow")]
+pub struct WorkflowDef {
+    /// A short name shown in run lists.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Inputs the run is started with (`--input name=value`), available as `inputs.<name>`.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, InputDef>,
+    /// How many steps may run at the same time (default 4).
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+    /// Extra approval rules. A workflow can only tighten policy: `ask` and `deny` only.
+    #[serde(default)]
+    pub policy: Option<PolicyDef>,
+    pub steps: Vec<StepDef>,
+}
+
+/// A declared input.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputDef {
+    #[serde(rename = "type")]
+    pub kind: InputType,
+    /// Used when the run is started without this input; without a default the input is required.
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The type of an input value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    List,
+    Object,
+}
+
+/// One step. `type` selects the action and the fields it takes.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StepDef {
+    /// Unique within the workflow; other steps refer to it in `needs` and `${steps.<id>...}`.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// Steps that must finish first. Steps whose needs are met run in parallel.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub needs: Vec<Spanned<String>>,
+    /// An expression (`${...}` or bare); the step is skipped when it is false.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// Run after the needs `succeeded` (default: otherwise the step is skipped) or after they
+    /// `finished` whatever their outcome.
+    #[serde(default)]
+    pub after: Option<AfterDef>,
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
+    /// How long the step's operation may take, e.g. `30s`, `2m`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// `required`: this step always waits for a person, whatever the policy says. A workflow
+    /// can only tighten approval.
+    #[serde(default)]
+    pub approval: Option<String>,
+    #[serde(flatten)]
+    pub action: ActionDef,
+}
+
+/// When a step runs relative to its needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterDef {
+    Succeeded,
+    Finished,
+}
+
+/// Retries of a failing step.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDef {
+    /// Attempts in all, the first included (default 1: no retry).
+    pub max_attempts: u32,
+    /// Delay before the second attempt, doubling after each failure (default `1s`).
+    #[serde(default)]
+    pub backoff: Option<String>,
+    /// Upper bound of the delay (default `60s`).
+    #[serde(default)]
+    pub max_backoff: Option<String>,
+}
+
+/// What a step does.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionDef {
+    /// Read a UTF-8 text file; output: `content`, `path`, `hash`.
+    ReadFile { path: String },
+    /// Write a file: either the whole `content`, or `find` (must occur exactly once) and
+    /// `replace`. Needs approval by default; the proposal shows the diff.
+    EditFile {
+        path: String,
+        #[serde(default)]
+        content: Option<String>,
+        #[serde(default)]
+        find: Option<String>,
+        #[serde(default)]
+        replace: Option<String>,
+    },
+    /// Run a command (argv list, or a string run through `sh -c`). Needs approval by default.
+    /// Output: `exit_code`, `stdout`, `stderr`.
+    RunCommand {
+        command: CommandDef,
+        /// Working directory inside the workspace (default: the workspace root).
+        #[serde(default)]
+        cwd: Option<String>,
+        /// Variables to set (values may use templates).
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Variables passed through from Stepwise's own environment, by name only.
+        #[serde(default)]
+        pass_env: Vec<String>,
+        /// Bytes of stdout and of stderr to keep (default 1 MiB each).
+        #[serde(default)]
+        max_output: Option<u64>,
+    },
+    /// Compute named values from templates; output: the values.
+    Set {
+        values: BTreeMap<String, serde_json::Value>,
+    },
+    /// Wait for a person to approve or reject, showing `message`.
+    Approval { message: String },
+}
+
+/// A command as written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CommandDef {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+/// Policy rules in a workflow or a policy file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDef {
+    #[serde(default)]
+    pub rules: Vec<RuleDef>,
+}
+
+/// One rule: exactly one of `allow`, `ask` or `deny`, naming the operation kind
+/// (`edit_file`, `run_command`, `read_file` or `*`), narrowed by `path` globs or `command`
+/// patterns. Deny beats ask beats allow.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<String>,
+    /// Glob(s) over workspace-relative paths, e.g. `docs/**`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<OneOrMany>,
+    /// Pattern(s) over the command line, `*` matching anything, e.g. `cargo test*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<OneOrMany>,
+}
+
+/// A single string or a list of strings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// The JSON Schema of the workflow format, as published in `workflow.schema.json`.
+pub fn workflow_json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(WorkflowDef)).unwrap_or_default()
+}

@@ -1,0 +1,154 @@
+//! Workflows: the file format (`def`), its checked and compiled form (this module), how a
+//! file becomes one (`compile`), with errors that name file, line, column and step
+//! (`error`), and the inputs a run is started with (`inputs`).
+
+mod compile;
+pub mod def;
+mod error;
+mod inputs;
+
+use std::collections::{BTreeMap, HashMap};
+
+pub use compile::parse_workflow;
+pub use def::{AfterDef, InputDef, InputType, workflow_json_schema};
+pub use error::{ValidationError, WorkflowErrors};
+pub use inputs::InputError;
+
+use crate::policy::RuleSpec;
+use crate::template::{Expr, Template, ValueTemplate};
+
+/// Steps run at most this many at a time unless the workflow says otherwise.
+pub const DEFAULT_MAX_PARALLEL: usize = 4;
+/// Bytes of stdout and of stderr a command keeps unless the step says otherwise.
+pub const DEFAULT_MAX_OUTPUT: u64 = 1024 * 1024;
+
+/// A checked workflow, ready to run: every `needs` exists and is acyclic, every template
+/// compiles and names only declared inputs and upstream steps.
+#[derive(Debug)]
+pub struct Workflow {
+    pub name: String,
+    pub description: Option<String>,
+    /// `sha256:` of the file's bytes, recorded on every run.
+    pub source_hash: String,
+    pub inputs: BTreeMap<String, InputDef>,
+    pub max_parallel: usize,
+    /// The workflow's own (tightening) rules.
+    pub policy_rules: Vec<RuleSpec>,
+    pub steps: Vec<Step>,
+    index: HashMap<String, usize>,
+}
+
+impl Workflow {
+    /// The position of a step by id.
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.step_index(id).map(|i| &self.steps[i])
+    }
+}
+
+/// One compiled step.
+#[derive(Debug)]
+pub struct Step {
+    pub id: String,
+    /// Line of the step's `id` in the file, for messages.
+    pub line: u32,
+    /// Indices of the steps this one needs.
+    pub needs: Vec<usize>,
+    /// Indices of the steps that need this one.
+    pub dependents: Vec<usize>,
+    /// Indices of the (upstream) steps its templates read.
+    pub reads: Vec<usize>,
+    pub when: Option<Expr>,
+    pub after: AfterDef,
+    pub retry: RetryPolicy,
+    pub timeout_ms: Option<u64>,
+    /// The workflow asks for a person whatever the policy says.
+    pub approval_required: bool,
+    pub action: Action,
+}
+
+/// How often and how patiently a failing step is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before the attempt after `failed_attempt` (1-based): the backoff, doubled
+    /// after each failure, capped.
+    pub fn delay_ms(&self, failed_attempt: u32) -> u64 {
+        let doublings = failed_attempt.saturating_sub(1).min(32);
+        self.backoff_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_backoff_ms)
+    }
+}
+
+/// What a step does, with its templates compiled.
+#[derive(Debug)]
+pub enum Action {
+    ReadFile {
+        path: Template,
+    },
+    EditFile {
+        path: Template,
+        change: EditChange,
+    },
+    RunCommand {
+        command: CommandTemplate,
+        cwd: Option<Template>,
+        env: BTreeMap<String, Template>,
+        pass_env: Vec<String>,
+        max_output_bytes: u64,
+    },
+    Set {
+        values: BTreeMap<String, ValueTemplate>,
+    },
+    Approval {
+        message: Template,
+    },
+}
+
+impl Action {
+    /// The step type as written in the file.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Action::ReadFile { .. } => "read_file",
+            Action::EditFile { .. } => "edit_file",
+            Action::RunCommand { .. } => "run_command",
+            Action::Set { .. } => "set",
+            Action::Approval { .. } => "approval",
+        }
+    }
+}
+
+/// How an edit computes the new content.
+#[derive(Debug)]
+pub enum EditChange {
+    /// The whole new content.
+    Content(Template),
+    /// Replace the one occurrence of `find`.
+    Replace { find: Template, replace: Template },
+}
+
+/// A command with templates.
+#[derive(Debug)]
+pub enum CommandTemplate {
+    Argv(Vec<Template>),
+    Shell(Template),
+}

@@ -1,0 +1,713 @@
+//! Running commands in the workspace.
+//!
+//! A command runs in its own process group with a scrubbed environment, and that whole group
+//! is killed when the command times out, is cancelled, or ends while children it started in
+//! the background are still running: nothing a workflow starts keeps running unseen. On Linux
+//! the child also gets SIGKILL if the engine dies, so a crash does not leave it behind either.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use stepwise_core::operation::{
+    CommandLine, CommandOutcome, CommandRequest, OperationError, OperationErrorKind,
+    OperationResult,
+};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::sandbox::{SandboxError, Workspace};
+
+/// Variables a command gets from the engine's environment without the workflow naming them:
+/// enough for programs to find each other and behave, nothing that tends to hold secrets.
+const ENV_ALLOWLIST: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER"];
+
+/// How long to keep reading output once the command has ended and its group was killed. Only
+/// a process that left the group (e.g. through `setsid`) can still hold the pipes open then,
+/// and the command must not hang on it.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Runs a command in the workspace and reports how it ended.
+///
+/// A timeout kills the whole process group and is a result (`timed_out: true`); cancellation
+/// (the watch value becoming `true`) kills it too and is an error of kind `Cancelled`.
+///
+/// Call this from a runtime worker thread, not from `spawn_blocking`: on Linux the parent-death
+/// signal fires when the *thread* that started the child exits, and blocking-pool threads exit
+/// when idle.
+pub async fn run_command(
+    ws: &Workspace,
+    req: &CommandRequest,
+    cancel: watch::Receiver<bool>,
+) -> Result<OperationResult, OperationError> {
+    let env = child_env(req, |name| std::env::var_os(name));
+    run(ws, req, cancel, env).await
+}
+
+/// How the wait for the main process ended.
+enum Ending {
+    Exited(io::Result<ExitStatus>),
+    TimedOut,
+    Cancelled,
+}
+
+async fn run(
+    ws: &Workspace,
+    req: &CommandRequest,
+    mut cancel: watch::Receiver<bool>,
+    env: BTreeMap<OsString, OsString>,
+) -> Result<OperationResult, OperationError> {
+    let shown = req.command.display();
+    let cwd = working_dir(ws, &req.cwd)?;
+    let (mut cmd, program) = build_command(&req.command)?;
+    cmd.current_dir(&cwd)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // Only a safety net for this future being dropped mid-run; `ProcessGroup` below kills
+        // the rest of the group in that case.
+        .kill_on_drop(true);
+    die_with_parent(&mut cmd);
+
+    if *cancel.borrow_and_update() {
+        return Err(OperationError::new(
+            OperationErrorKind::Cancelled,
+            format!("command `{shown}` was cancelled before it started"),
+        ));
+    }
+
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| spawn_error(program, &e))?;
+    let Some(pid) = child.id() else {
+        return Err(OperationError::new(
+            OperationErrorKind::Io,
+            format!("could not get the process id of `{shown}`"),
+        ));
+    };
+    tracing::debug!(pid, command = %shown, "command started");
+    let mut group = ProcessGroup::new(pid);
+
+    let limit = usize::try_from(req.max_output_bytes).unwrap_or(usize::MAX);
+    let mut out = Capture::new(limit);
+    let mut err = Capture::new(limit);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    let ((exit_code, signal, timed_out), elapsed) = {
+        let reading = async {
+            tokio::join!(out.drain(stdout), err.drain(stderr));
+        };
+        let deadline = async {
+            match req.timeout_ms {
+                Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let cancelled = cancelled(&mut cancel);
+        tokio::pin!(reading, deadline, cancelled);
+
+        let mut drained = false;
+        let ending = loop {
+            // Biased so that a command which has already exited is reported as such even if
+            // its deadline or a cancellation arrives in the same instant.
+            tokio::select! {
+                biased;
+                status = child.wait() => break Ending::Exited(status),
+                () = &mut cancelled => break Ending::Cancelled,
+                () = &mut deadline => break Ending::TimedOut,
+                () = &mut reading, if !drained => drained = true,
+            }
+        };
+        let elapsed = started.elapsed();
+
+        // Kill first, then collect the rest of the output: members of the group (background
+        // children of a command that exited) may hold the pipes open.
+        group.kill();
+        if !matches!(ending, Ending::Exited(_)) {
+            // The main process is in the group, but it may have moved itself out of it.
+            let _ = child.start_kill();
+            if let Err(e) = child.wait().await {
+                tracing::warn!(pid, error = %e, "could not reap a killed command");
+            }
+        }
+        let ended = match ending {
+            Ending::Exited(Ok(status)) => (status.code(), status.signal(), false),
+            Ending::Exited(Err(e)) => {
+                return Err(OperationError::new(
+                    OperationErrorKind::Io,
+                    format!("could not wait for `{shown}`: {e}"),
+                ));
+            }
+            Ending::TimedOut => (None, Some(Signal::SIGKILL as i32), true),
+            Ending::Cancelled => {
+                return Err(OperationError::new(
+                    OperationErrorKind::Cancelled,
+                    format!("command `{shown}` was cancelled; its process group was killed"),
+                ));
+            }
+        };
+        if !drained
+            && tokio::time::timeout(PIPE_GRACE, &mut reading)
+                .await
+                .is_err()
+        {
+            tracing::warn!(pid, command = %shown, "output pipes still open after the command ended; a process outside its group holds them");
+        }
+        (ended, elapsed)
+    };
+
+    let (stdout, stdout_bytes) = out.finish();
+    let (stderr, stderr_bytes) = err.finish();
+    Ok(OperationResult::CommandFinished(CommandOutcome {
+        exit_code,
+        signal,
+        timed_out,
+        stdout,
+        stderr,
+        stdout_bytes,
+        stderr_bytes,
+        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+    }))
+}
+
+/// The environment a command gets: the allowlist, then the names the workflow passes
+/// through, then its explicit values (which win). `host` looks up the engine's environment.
+fn child_env(
+    req: &CommandRequest,
+    host: impl Fn(&str) -> Option<OsString>,
+) -> BTreeMap<OsString, OsString> {
+    let mut env = BTreeMap::new();
+    for name in ENV_ALLOWLIST
+        .iter()
+        .copied()
+        .chain(req.pass_env.iter().map(String::as_str))
+    {
+        if let Some(value) = host(name) {
+            env.insert(OsString::from(name), value);
+        }
+    }
+    for (name, value) in &req.env {
+        env.insert(OsString::from(name), OsString::from(value));
+    }
+    env
+}
+
+/// The command's working directory: it must exist inside the workspace and be a directory.
+fn working_dir(ws: &Workspace, cwd: &str) -> Result<PathBuf, OperationError> {
+    let path = ws.resolve(cwd)?;
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err(SandboxError::NotADirectory(path).into()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(OperationError::new(
+            OperationErrorKind::Sandbox,
+            format!("working directory `{cwd}` does not exist in the workspace"),
+        )),
+        Err(source) => Err(SandboxError::Io {
+            path: cwd.to_string(),
+            source,
+        }
+        .into()),
+    }
+}
+
+fn build_command(line: &CommandLine) -> Result<(Command, &str), OperationError> {
+    match line {
+        CommandLine::Argv(argv) => match argv.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args);
+                Ok((cmd, program.as_str()))
+            }
+            None => Err(OperationError::new(
+                OperationErrorKind::Spawn,
+                "command has an empty argv; there is no program to start",
+            )),
+        },
+        CommandLine::Shell(script) => {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(script);
+            Ok((cmd, "sh"))
+        }
+    }
+}
+
+fn spawn_error(program: &str, err: &io::Error) -> OperationError {
+    // `Errno::desc` is the bare reason, without io::Error's "(os error 2)" suffix.
+    let reason = match err.raw_os_error() {
+        Some(code) => Errno::from_raw(code).desc().to_string(),
+        None => err.to_string(),
+    };
+    OperationError::new(
+        OperationErrorKind::Spawn,
+        format!("could not start `{program}`: {reason}"),
+    )
+}
+
+/// Asks Linux to SIGKILL the child when the engine dies, so a crash cannot leave it running.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // functions may be called. It calls only `prctl` and `getppid` (both plain syscalls), and
+    // builds its errors from raw errnos, which does not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The engine may have died between fork and prctl; then the signal will never
+            // come, so give up instead of running orphaned.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+/// Resolves once the watch value is `true`; never, if the sender is gone without it.
+async fn cancelled(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The command's process group (its id is the main process's pid, thanks to
+/// `process_group(0)`). Killed at most once, and on drop, so that an early return or a
+/// dropped future cannot leave it running.
+struct ProcessGroup {
+    pgid: Pid,
+    killed: bool,
+}
+
+impl ProcessGroup {
+    fn new(pid: u32) -> Self {
+        ProcessGroup {
+            pgid: Pid::from_raw(libc::pid_t::try_from(pid).unwrap_or(libc::pid_t::MAX)),
+            killed: false,
+        }
+    }
+
+    /// SIGKILLs every process in the group. Once the main process has been reaped its pid
+    /// could in theory be reused as a new group's id; that needs the pid space to wrap in the
+    /// microseconds between reaping and this call, and killing only once keeps the window
+    /// that small.
+    fn kill(&mut self) {
+        if self.killed {
+            return;
+        }
+        self.killed = true;
+        match killpg(self.pgid, Signal::SIGKILL) {
+            // ESRCH: the group is already empty. EPERM: some systems report it for a group
+            // holding only zombies.
+            Ok(()) | Err(Errno::ESRCH) | Err(Errno::EPERM) => {}
+            Err(e) => {
+                tracing::warn!(pgid = %self.pgid, error = %e, "could not kill a command's process group")
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One output stream: the first `limit` bytes kept, all of them counted.
+struct Capture {
+    kept: Vec<u8>,
+    limit: usize,
+    total: u64,
+}
+
+impl Capture {
+    fn new(limit: usize) -> Self {
+        Capture {
+            kept: Vec::new(),
+            limit,
+            total: 0,
+        }
+    }
+
+    /// Reads the pipe to its end. Reading goes on past the limit so that the command never
+    /// blocks on a full pipe and the total is exact.
+    async fn drain<R: AsyncRead + Unpin>(&mut self, pipe: Option<R>) {
+        let Some(mut pipe) = pipe else { return };
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            match pipe.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.total += n as u64;
+                    let room = self.limit.saturating_sub(self.kept.len());
+                    self.kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "stopped reading command output");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> (String, u64) {
+        let cut = self.total > self.kept.len() as u64;
+        (decode(&self.kept, self.limit, cut), self.total)
+    }
+}
+
+/// Decodes kept output: invalid UTF-8 becomes U+FFFD, and the text is cut at a character
+/// boundary within `limit` bytes. When the stream was `cut`, a character split by the cut is
+/// dropped rather than shown as garbage.
+fn decode(bytes: &[u8], limit: usize, cut: bool) -> String {
+    let bytes = if cut {
+        without_split_char(bytes)
+    } else {
+        bytes
+    };
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    // Replacement characters are wider than the bytes they replace, so cut again.
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
+
+/// `bytes` without a trailing incomplete UTF-8 sequence (such a sequence is at most 3 bytes).
+fn without_split_char(bytes: &[u8]) -> &[u8] {
+    for start in (bytes.len().saturating_sub(3)..bytes.len()).rev() {
+        // The last byte that is not a continuation byte starts the final sequence.
+        if bytes[start] & 0xC0 != 0x80 {
+            return match std::str::from_utf8(&bytes[start..]) {
+                Err(e) if e.error_len().is_none() => &bytes[..start],
+                _ => bytes,
+            };
+        }
+    }
+    bytes
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn workspace() -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(dir.path()).unwrap();
+        (dir, ws)
+    }
+
+    fn request(command: CommandLine) -> CommandRequest {
+        CommandRequest {
+            command,
+            cwd: ".".into(),
+            env: BTreeMap::new(),
+            pass_env: Vec::new(),
+            timeout_ms: None,
+            max_output_bytes: 1 << 20,
+        }
+    }
+
+    fn shell(script: &str) -> CommandRequest {
+        request(CommandLine::Shell(script.into()))
+    }
+
+    fn argv(args: &[&str]) -> CommandRequest {
+        request(CommandLine::Argv(
+            args.iter().map(|a| a.to_string()).collect(),
+        ))
+    }
+
+    fn never_cancelled() -> watch::Receiver<bool> {
+        watch::channel(false).1
+    }
+
+    async fn outcome(ws: &Workspace, req: &CommandRequest) -> CommandOutcome {
+        match run_command(ws, req, never_cancelled()).await {
+            Ok(OperationResult::CommandFinished(outcome)) => outcome,
+            other => panic!("expected a finished command, got {other:?}"),
+        }
+    }
+
+    /// Alive and not a zombie (a killed process whose reaper has not got to it yet is gone
+    /// for our purposes, and a container's init may never reap it).
+    fn is_running(pid: i32) -> bool {
+        if nix::sys::signal::kill(Pid::from_raw(pid), None).is_err() {
+            return false;
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => {
+                stat.rsplit(')')
+                    .next()
+                    .map(|s| s.trim_start().starts_with('Z'))
+                    != Some(true)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Waits (bounded) for a killed process to disappear; SIGKILL delivery is asynchronous.
+    async fn wait_gone(pid: i32) -> bool {
+        for _ in 0..500 {
+            if !is_running(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Waits (bounded) for a command to write its pid file.
+    async fn read_pid(path: &Path) -> i32 {
+        for _ in 0..500 {
+            if let Ok(text) = std::fs::read_to_string(path)
+                && let Ok(pid) = text.trim().parse()
+            {
+                return pid;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no pid in {}", path.display());
+    }
+
+    #[tokio::test]
+    async fn runs_argv_and_shell_commands_with_their_exit_codes() {
+        let (_d, ws) = workspace();
+        let out = outcome(&ws, &argv(&["printf", "%s-%s", "a b", "c"])).await;
+        assert_eq!(
+            (out.exit_code, out.signal, out.stdout.as_str()),
+            (Some(0), None, "a b-c")
+        );
+        assert!(out.succeeded());
+
+        let out = outcome(&ws, &shell("echo out; echo err >&2; exit 3")).await;
+        assert_eq!(out.exit_code, Some(3));
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("out\n", "err\n")
+        );
+        assert_eq!((out.stdout_bytes, out.stderr_bytes), (4, 4));
+
+        let out = outcome(&ws, &shell("kill -TERM $$")).await;
+        assert_eq!(
+            (out.exit_code, out.signal, out.timed_out),
+            (None, Some(15), false)
+        );
+    }
+
+    #[tokio::test]
+    async fn spawn_failures_name_the_program() {
+        let (_d, ws) = workspace();
+        let err = run_command(&ws, &argv(&[]), never_cancelled())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Spawn);
+        let err = run_command(&ws, &argv(&["no-such-program-xyz"]), never_cancelled())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Spawn);
+        assert_eq!(
+            err.message,
+            "could not start `no-such-program-xyz`: No such file or directory"
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_in_the_requested_directory_of_the_workspace_only() {
+        let (_d, ws) = workspace();
+        std::fs::create_dir(ws.root().join("sub")).unwrap();
+        std::fs::write(ws.root().join("file"), "").unwrap();
+        let mut req = argv(&["pwd"]);
+        req.cwd = "sub".into();
+        let out = outcome(&ws, &req).await;
+        assert_eq!(
+            out.stdout.trim_end(),
+            ws.root().join("sub").to_str().unwrap()
+        );
+
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), ws.root().join("out")).unwrap();
+        for cwd in ["missing", "file", "out", "../", "/tmp"] {
+            req.cwd = cwd.into();
+            let err = run_command(&ws, &req, never_cancelled()).await.unwrap_err();
+            assert_eq!(
+                err.kind,
+                OperationErrorKind::Sandbox,
+                "cwd {cwd}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_child_sees_only_the_scrubbed_environment() {
+        let (_d, ws) = workspace();
+        let mut req = argv(&["env"]);
+        req.pass_env = vec!["PASSED".into(), "ABSENT".into()];
+        req.env = [
+            ("X".to_string(), "1".to_string()),
+            ("HOME".into(), "/x".into()),
+        ]
+        .into();
+        // A fake engine environment: setting real variables is unsound with threads.
+        let host: BTreeMap<&str, OsString> = [
+            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+            ("HOME", "/home/me".into()),
+            ("SECRET", "s".into()),
+            ("PASSED", "p".into()),
+        ]
+        .into();
+        let env = child_env(&req, |name| host.get(name).cloned());
+        let Ok(OperationResult::CommandFinished(out)) =
+            run(&ws, &req, never_cancelled(), env).await
+        else {
+            panic!("env did not run");
+        };
+        let mut lines: Vec<&str> = out.stdout.lines().collect();
+        lines.retain(|l| !l.starts_with("PATH="));
+        lines.sort_unstable();
+        // Allowlisted, passed through and explicit (winning over the engine's HOME); no SECRET.
+        assert_eq!(lines, ["HOME=/x", "PASSED=p", "X=1"]);
+
+        // And with the engine's real environment, nothing outside the allowlist gets through.
+        let out = outcome(&ws, &argv(&["env"])).await;
+        for line in out.stdout.lines() {
+            let name = line.split('=').next().unwrap_or_default();
+            assert!(ENV_ALLOWLIST.contains(&name), "unexpected variable {line}");
+        }
+    }
+
+    #[tokio::test]
+    async fn output_is_capped_and_counted() {
+        let (_d, ws) = workspace();
+        let mut req =
+            shell("head -c 1000000 /dev/zero | tr '\\0' a; printf 'abcd\\303\\251fgh' >&2");
+        req.max_output_bytes = 5;
+        let out = outcome(&ws, &req).await;
+        assert_eq!(
+            (out.stdout.as_str(), out.stdout_bytes),
+            ("aaaaa", 1_000_000)
+        );
+        // `é` straddles the cut, so it is dropped rather than kept half.
+        assert_eq!((out.stderr.as_str(), out.stderr_bytes), ("abcd", 9));
+        assert!(out.stdout_truncated() && out.stderr_truncated());
+
+        let out = outcome(&ws, &shell("printf 'a\\377b'")).await;
+        assert_eq!(out.stdout, "a\u{FFFD}b");
+        assert!(!out.stdout_truncated());
+    }
+
+    #[test]
+    fn decoding_cuts_at_character_boundaries() {
+        assert_eq!(decode("héllo".as_bytes(), 2, true), "h");
+        assert_eq!(decode(b"ab\xc3", 10, false), "ab\u{FFFD}");
+        assert_eq!(decode(b"\xff\xff", 4, false), "\u{FFFD}");
+        assert_eq!(decode(b"a\xff", 10, true), "a\u{FFFD}");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let (_d, ws) = workspace();
+        let mut req = shell("sleep 30 & echo $! > bg.pid; sleep 30");
+        req.timeout_ms = Some(1000);
+        let started = Instant::now();
+        let out = outcome(&ws, &req).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(
+            (out.exit_code, out.signal, out.timed_out),
+            (None, Some(9), true)
+        );
+        assert!(!out.succeeded());
+        let bg = read_pid(&ws.root().join("bg.pid")).await;
+        assert!(
+            wait_gone(bg).await,
+            "background sleep {bg} survived the timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn background_children_are_killed_when_the_command_exits() {
+        let (_d, ws) = workspace();
+        // The background sleep holds stdout open; the command must still end promptly.
+        let out = outcome(&ws, &shell("sleep 30 & echo $! > bg.pid; echo done")).await;
+        assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), "done\n"));
+        let bg = read_pid(&ws.root().join("bg.pid")).await;
+        assert!(wait_gone(bg).await, "background sleep {bg} survived");
+    }
+
+    #[tokio::test]
+    async fn a_process_escaping_the_group_does_not_hang_the_command() {
+        let (_d, ws) = workspace();
+        let script = "setsid sh -c 'echo $$ > esc.pid; exec sleep 30' & \
+                      while [ ! -s esc.pid ]; do :; done; echo done";
+        let out = outcome(&ws, &shell(script)).await;
+        assert_eq!(out.stdout, "done\n");
+        let escaped = read_pid(&ws.root().join("esc.pid")).await;
+        let _ = nix::sys::signal::kill(Pid::from_raw(escaped), Signal::SIGKILL);
+    }
+
+    #[tokio::test]
+    async fn cancelling_kills_the_process_group() {
+        let (_d, ws) = workspace();
+        let req = shell("sleep 30 & echo $! > bg.pid; echo $$ > main.pid; wait");
+        let (tx, rx) = watch::channel(false);
+        let root = ws.root().to_path_buf();
+        let canceller = async {
+            let pids = (
+                read_pid(&root.join("main.pid")).await,
+                read_pid(&root.join("bg.pid")).await,
+            );
+            let _ = tx.send(true);
+            pids
+        };
+        let (result, (main, bg)) = tokio::join!(run_command(&ws, &req, rx), canceller);
+        let err = result.unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Cancelled);
+        assert!(wait_gone(main).await && wait_gone(bg).await);
+    }
+
+    #[tokio::test]
+    async fn a_command_cancelled_before_it_starts_never_runs() {
+        let (_d, ws) = workspace();
+        let (_tx, rx) = watch::channel(true);
+        let err = run_command(&ws, &shell("touch ran"), rx).await.unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Cancelled);
+        assert!(!ws.root().join("ran").exists());
+    }
+
+    #[test]
+    fn the_future_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        let (_d, ws) = workspace();
+        let req = shell("true");
+        assert_send(&run_command(&ws, &req, never_cancelled()));
+    }
+}

@@ -1,0 +1,572 @@
+//! Reading and writing workspace files.
+//!
+//! Writes are compare-and-swap: a proposal was made against a file with a known hash, and it
+//! is applied only if the file still has that hash, so an approval can never overwrite work
+//! done since. Every write replaces the file atomically (temp file, fsync, rename), so a crash
+//! leaves either the old or the new content, which is what [`recover_write`] relies on.
+
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cap_std::fs::{Dir, OpenOptions, Permissions};
+use stepwise_core::hash::content_hash;
+use stepwise_core::operation::{OperationError, OperationErrorKind, OperationResult};
+use stepwise_core::paths::normalize_workspace_path;
+
+use crate::sandbox::{SandboxError, Workspace};
+
+/// Marks our temp files so that recovery can recognise and remove leftovers of a crash.
+const TEMP_MARKER: &str = ".stepwise-tmp-";
+
+/// Keeps temp file names of concurrent writes in one process apart.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// What a write that was started but never recorded (the engine crashed) actually did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteRecovery {
+    /// The file holds the new content: the result to record, with `recovered: true`.
+    AlreadyApplied(OperationResult),
+    /// The file still holds its base content (or still does not exist): the write can run.
+    NotApplied,
+    /// The file holds neither, or could not be inspected; the error says which.
+    Conflict(OperationError),
+}
+
+/// Reads a UTF-8 text file of the workspace.
+///
+/// A missing file is an error of kind `NotFound`, or with `missing_ok` a result with
+/// `exists: false` (an edit that creates a file snapshots "nothing" first).
+pub fn read_file(
+    ws: &Workspace,
+    path: &str,
+    missing_ok: bool,
+) -> Result<OperationResult, OperationError> {
+    let (shown, real) = locate(ws, path)?;
+    match read_current(ws, &shown, &real)? {
+        None if missing_ok => Ok(OperationResult::FileRead {
+            exists: false,
+            content: String::new(),
+            hash: None,
+        }),
+        None => Err(not_found(&shown)),
+        Some(current) => {
+            let hash = content_hash(&current.bytes);
+            let content = String::from_utf8(current.bytes).map_err(|_| {
+                OperationError::new(
+                    OperationErrorKind::NotText,
+                    format!("file `{shown}` is not UTF-8 text"),
+                )
+            })?;
+            Ok(OperationResult::FileRead {
+                exists: true,
+                content,
+                hash: Some(hash),
+            })
+        }
+    }
+}
+
+/// Replaces a file's content if it still has `base_hash` (`None`: if it does not exist yet).
+///
+/// Parent directories are created inside the workspace, the file is replaced atomically and an
+/// existing file keeps its permissions. On a hash mismatch nothing is written.
+pub fn write_file(
+    ws: &Workspace,
+    path: &str,
+    base_hash: Option<&str>,
+    content: &str,
+    content_hash: &str,
+) -> Result<OperationResult, OperationError> {
+    let (shown, real) = locate(ws, path)?;
+    // The recorded `after_hash` must describe what is on disk; a request whose hash does not
+    // match its content is a bug upstream and must not be recorded as if it were applied.
+    let actual = stepwise_core::hash::content_hash(content.as_bytes());
+    if actual != content_hash {
+        return Err(OperationError::new(
+            OperationErrorKind::Io,
+            format!(
+                "the content for `{shown}` hashes to {actual}, not to the requested \
+                 {content_hash}; nothing was written"
+            ),
+        ));
+    }
+
+    let current = read_current(ws, &shown, &real)?;
+    let found = current
+        .as_ref()
+        .map(|c| stepwise_core::hash::content_hash(&c.bytes));
+    if found.as_deref() != base_hash {
+        return Err(OperationError::new(
+            OperationErrorKind::Conflict,
+            format!(
+                "`{shown}` changed since the proposal (expected {}, found {}); nothing was written",
+                describe(base_hash),
+                describe(found.as_deref()),
+            ),
+        ));
+    }
+
+    let (parent, name) = split_parent(&shown, &real)?;
+    let opened;
+    let dir = if parent.as_os_str().is_empty() {
+        ws.dir()
+    } else {
+        ws.dir()
+            .create_dir_all(parent)
+            .map_err(|e| io_error("create the directories for", &shown, e))?;
+        opened = ws
+            .dir()
+            .open_dir(parent)
+            .map_err(|e| io_error("open the directory of", &shown, e))?;
+        &opened
+    };
+    replace_atomically(
+        dir,
+        name,
+        content.as_bytes(),
+        current.map(|c| c.permissions),
+    )
+    .map_err(|e| io_error("write", &shown, e))?;
+
+    Ok(OperationResult::FileWritten {
+        before_hash: found,
+        after_hash: content_hash.to_string(),
+        recovered: false,
+    })
+}
+
+/// Finds out what a write that was started but never recorded did, after a crash.
+///
+/// The file holding `content_hash` means it was applied; holding `base_hash` (or still missing
+/// when `base_hash` is `None`) means it was not; anything else is a conflict. Leftover temp
+/// files of the interrupted write are removed.
+pub fn recover_write(
+    ws: &Workspace,
+    path: &str,
+    base_hash: Option<&str>,
+    content_hash: &str,
+) -> WriteRecovery {
+    let (shown, real) = match locate(ws, path) {
+        Ok(located) => located,
+        Err(err) => return WriteRecovery::Conflict(err),
+    };
+    let found = match read_current(ws, &shown, &real) {
+        Ok(current) => current.map(|c| stepwise_core::hash::content_hash(&c.bytes)),
+        Err(err) => return WriteRecovery::Conflict(err),
+    };
+    remove_stale_temp_files(ws, &real);
+
+    if found.as_deref() == Some(content_hash) {
+        WriteRecovery::AlreadyApplied(OperationResult::FileWritten {
+            before_hash: base_hash.map(str::to_string),
+            after_hash: content_hash.to_string(),
+            recovered: true,
+        })
+    } else if found.as_deref() == base_hash {
+        WriteRecovery::NotApplied
+    } else {
+        WriteRecovery::Conflict(OperationError::new(
+            OperationErrorKind::Conflict,
+            format!(
+                "`{shown}` changed since the interrupted write (expected {} or {content_hash}, \
+                 found {}); nothing was written",
+                describe(base_hash),
+                describe(found.as_deref()),
+            ),
+        ))
+    }
+}
+
+/// The file's bytes and permissions as they are now.
+struct Current {
+    bytes: Vec<u8>,
+    permissions: Permissions,
+}
+
+/// Checks `path` and returns it normalised (for messages) and resolved relative to the root
+/// (for IO: free of symlinks, so that `cap-std` never has to follow one).
+fn locate(ws: &Workspace, path: &str) -> Result<(String, PathBuf), OperationError> {
+    let shown = normalize_workspace_path(path).map_err(SandboxError::from)?;
+    let real = ws.resolve_relative(&shown)?;
+    Ok((shown, real))
+}
+
+/// Reads the file if it exists; a directory in its place is an error.
+fn read_current(
+    ws: &Workspace,
+    shown: &str,
+    real: &Path,
+) -> Result<Option<Current>, OperationError> {
+    let meta = match ws.dir().metadata(real) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("read", shown, e)),
+    };
+    if meta.is_dir() {
+        return Err(OperationError::new(
+            OperationErrorKind::Io,
+            format!("`{shown}` is a directory, not a file"),
+        ));
+    }
+    match ws.dir().read(real) {
+        Ok(bytes) => Ok(Some(Current {
+            bytes,
+            permissions: meta.permissions(),
+        })),
+        // Removed between the two calls: as good as never there.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("read", shown, e)),
+    }
+}
+
+fn split_parent<'a>(shown: &str, real: &'a Path) -> Result<(&'a Path, &'a Path), OperationError> {
+    match (real.parent(), real.file_name()) {
+        (Some(parent), Some(name)) => Ok((parent, Path::new(name))),
+        _ => Err(OperationError::new(
+            OperationErrorKind::Io,
+            format!("`{shown}` is a directory, not a file"),
+        )),
+    }
+}
+
+/// Writes `bytes` to a temp file next to `name`, flushes it to disk and renames it over
+/// `name`, so that readers and crashes see the old content or the new, never a mix.
+fn replace_atomically(
+    dir: &Dir,
+    name: &Path,
+    bytes: &[u8],
+    permissions: Option<Permissions>,
+) -> io::Result<()> {
+    let (temp_name, mut file) = create_temp_file(dir, name)?;
+    let written = (|| {
+        file.write_all(bytes)?;
+        if let Some(permissions) = permissions {
+            file.set_permissions(permissions)?;
+        }
+        file.sync_all()?;
+        drop(file);
+        dir.rename(&temp_name, dir, name)
+    })();
+    if let Err(err) = written {
+        // Best effort: the error that matters is the write's, not the cleanup's.
+        let _ = dir.remove_file(&temp_name);
+        return Err(err);
+    }
+    // Makes the rename itself durable. The new content is already in place either way, so a
+    // failure here is worth a warning, not a failed operation.
+    if let Err(err) = sync_dir(dir) {
+        tracing::warn!(file = %name.display(), error = %err, "could not fsync the directory after a write");
+    }
+    Ok(())
+}
+
+fn create_temp_file(dir: &Dir, name: &Path) -> io::Result<(PathBuf, cap_std::fs::File)> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    loop {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp_name = temp_prefix(name) + &format!("{}-{n}", std::process::id());
+        match dir.open_with(&temp_name, &options) {
+            Ok(file) => return Ok((PathBuf::from(temp_name), file)),
+            // A leftover from a crashed process with the same pid; take the next number.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `.name.stepwise-tmp-`: hidden, and recognisable as belonging to `name`.
+fn temp_prefix(name: &Path) -> String {
+    format!(".{}{TEMP_MARKER}", name.to_string_lossy())
+}
+
+fn sync_dir(dir: &Dir) -> io::Result<()> {
+    let fd: OwnedFd = dir.try_clone()?.into();
+    std::fs::File::from(fd).sync_all()
+}
+
+fn remove_stale_temp_files(ws: &Workspace, real: &Path) {
+    let (Some(parent), Some(name)) = (real.parent(), real.file_name()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let Ok(dir) = ws.dir().open_dir(parent) else {
+        return;
+    };
+    let Ok(entries) = dir.entries() else {
+        return;
+    };
+    let prefix = temp_prefix(Path::new(name));
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name();
+        if entry_name.to_string_lossy().starts_with(&prefix)
+            && let Err(err) = dir.remove_file(&entry_name)
+        {
+            tracing::warn!(file = %entry_name.to_string_lossy(), error = %err, "could not remove a leftover temp file");
+        }
+    }
+}
+
+fn describe(hash: Option<&str>) -> &str {
+    hash.unwrap_or("no file")
+}
+
+fn not_found(shown: &str) -> OperationError {
+    OperationError::new(
+        OperationErrorKind::NotFound,
+        format!("file `{shown}` does not exist in the workspace"),
+    )
+}
+
+/// Maps an IO error; `cap-std`'s refusal of a path that escapes (a link swapped in after the
+/// check) is a sandbox error, not an IO failure.
+fn io_error(action: &str, shown: &str, err: io::Error) -> OperationError {
+    if err.kind() == io::ErrorKind::PermissionDenied
+        && err.to_string().contains("outside of the filesystem")
+    {
+        return OperationError::new(
+            OperationErrorKind::Sandbox,
+            format!("path `{shown}` leads outside the workspace"),
+        );
+    }
+    OperationError::new(
+        OperationErrorKind::Io,
+        format!("could not {action} `{shown}`: {err}"),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    fn workspace() -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(dir.path()).unwrap();
+        (dir, ws)
+    }
+
+    fn hash(s: &str) -> String {
+        content_hash(s.as_bytes())
+    }
+
+    #[test]
+    fn reads_a_text_file_with_its_hash() {
+        let (_d, ws) = workspace();
+        std::fs::create_dir(ws.root().join("src")).unwrap();
+        std::fs::write(ws.root().join("src/a.py"), "print(1)\n").unwrap();
+        assert_eq!(
+            read_file(&ws, "src/a.py", false).unwrap(),
+            OperationResult::FileRead {
+                exists: true,
+                content: "print(1)\n".into(),
+                hash: Some(hash("print(1)\n")),
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_unless_missing_is_ok() {
+        let (_d, ws) = workspace();
+        let err = read_file(&ws, "nope.txt", false).unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::NotFound);
+        assert_eq!(
+            err.message,
+            "file `nope.txt` does not exist in the workspace"
+        );
+        assert_eq!(
+            read_file(&ws, "nope.txt", true).unwrap(),
+            OperationResult::FileRead {
+                exists: false,
+                content: String::new(),
+                hash: None,
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_non_utf8_and_directories() {
+        let (_d, ws) = workspace();
+        std::fs::write(ws.root().join("bin"), [0xff, 0xfe, 0x00]).unwrap();
+        assert_eq!(
+            read_file(&ws, "bin", false).unwrap_err().kind,
+            OperationErrorKind::NotText
+        );
+        std::fs::create_dir(ws.root().join("dir")).unwrap();
+        let err = read_file(&ws, "dir", true).unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Io);
+        assert_eq!(err.message, "`dir` is a directory, not a file");
+    }
+
+    #[test]
+    fn reading_through_an_escaping_symlink_is_a_sandbox_error() {
+        let (_d, ws) = workspace();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        symlink(outside.path().join("secret"), ws.root().join("link")).unwrap();
+        assert_eq!(
+            read_file(&ws, "link", false).unwrap_err().kind,
+            OperationErrorKind::Sandbox
+        );
+    }
+
+    #[test]
+    fn write_creates_the_file_and_its_parent_directories() {
+        let (_d, ws) = workspace();
+        let result = write_file(&ws, "a/b/c.txt", None, "hello", &hash("hello")).unwrap();
+        assert_eq!(
+            result,
+            OperationResult::FileWritten {
+                before_hash: None,
+                after_hash: hash("hello"),
+                recovered: false,
+            }
+        );
+        assert_eq!(
+            std::fs::read_to_string(ws.root().join("a/b/c.txt")).unwrap(),
+            "hello"
+        );
+        // No temp file left behind.
+        assert_eq!(std::fs::read_dir(ws.root().join("a/b")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_replaces_a_file_with_the_expected_hash_and_keeps_its_permissions() {
+        let (_d, ws) = workspace();
+        let file = ws.root().join("run.sh");
+        std::fs::write(&file, "old").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let result = write_file(&ws, "run.sh", Some(&hash("old")), "new", &hash("new")).unwrap();
+        assert_eq!(
+            result,
+            OperationResult::FileWritten {
+                before_hash: Some(hash("old")),
+                after_hash: hash("new"),
+                recovered: false,
+            }
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o750);
+    }
+
+    #[test]
+    fn a_hash_mismatch_is_a_conflict_and_writes_nothing() {
+        let (_d, ws) = workspace();
+        std::fs::create_dir(ws.root().join("src")).unwrap();
+        let file = ws.root().join("src/a.py");
+        std::fs::write(&file, "theirs").unwrap();
+        let err =
+            write_file(&ws, "src/a.py", Some(&hash("base")), "mine", &hash("mine")).unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Conflict);
+        assert_eq!(
+            err.message,
+            format!(
+                "`src/a.py` changed since the proposal (expected {}, found {}); nothing was written",
+                hash("base"),
+                hash("theirs")
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "theirs");
+
+        let err = write_file(&ws, "src/a.py", None, "mine", &hash("mine")).unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Conflict);
+        assert!(err.message.contains("expected no file"), "{}", err.message);
+        let err = write_file(&ws, "new.py", Some(&hash("x")), "mine", &hash("mine")).unwrap_err();
+        assert!(err.message.contains("found no file"), "{}", err.message);
+        assert!(!ws.root().join("new.py").exists());
+        assert_eq!(std::fs::read_dir(ws.root().join("src")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_content_hash_that_does_not_match_the_content_writes_nothing() {
+        let (_d, ws) = workspace();
+        let err = write_file(&ws, "a.txt", None, "hello", &hash("other")).unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Io);
+        assert!(!ws.root().join("a.txt").exists());
+    }
+
+    #[test]
+    fn writing_through_an_escaping_symlink_is_refused_and_writes_nothing_outside() {
+        let (_d, ws) = workspace();
+        let outside = tempfile::tempdir().unwrap();
+        symlink(outside.path(), ws.root().join("out")).unwrap();
+        symlink(outside.path().join("new.txt"), ws.root().join("dangling")).unwrap();
+
+        let err = write_file(&ws, "out/x.txt", None, "pwned", &hash("pwned")).unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Sandbox);
+        let err = write_file(&ws, "dangling", None, "pwned", &hash("pwned")).unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Sandbox);
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn writing_through_an_inside_symlink_updates_its_target_and_keeps_the_link() {
+        let (_d, ws) = workspace();
+        std::fs::write(ws.root().join("real.txt"), "old").unwrap();
+        symlink(ws.root().join("real.txt"), ws.root().join("link.txt")).unwrap();
+        write_file(&ws, "link.txt", Some(&hash("old")), "new", &hash("new")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(ws.root().join("real.txt")).unwrap(),
+            "new"
+        );
+        assert!(
+            std::fs::symlink_metadata(ws.root().join("link.txt"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn recover_write_tells_applied_from_not_applied_from_conflict() {
+        let (_d, ws) = workspace();
+        let file = ws.root().join("f.txt");
+
+        // Never created, and the write would create it.
+        assert_eq!(
+            recover_write(&ws, "f.txt", None, &hash("new")),
+            WriteRecovery::NotApplied
+        );
+
+        std::fs::write(&file, "old").unwrap();
+        assert_eq!(
+            recover_write(&ws, "f.txt", Some(&hash("old")), &hash("new")),
+            WriteRecovery::NotApplied
+        );
+
+        std::fs::write(&file, "new").unwrap();
+        assert_eq!(
+            recover_write(&ws, "f.txt", Some(&hash("old")), &hash("new")),
+            WriteRecovery::AlreadyApplied(OperationResult::FileWritten {
+                before_hash: Some(hash("old")),
+                after_hash: hash("new"),
+                recovered: true,
+            })
+        );
+
+        std::fs::write(&file, "someone else").unwrap();
+        match recover_write(&ws, "f.txt", Some(&hash("old")), &hash("new")) {
+            WriteRecovery::Conflict(err) => assert_eq!(err.kind, OperationErrorKind::Conflict),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn recover_write_removes_leftover_temp_files() {
+        let (_d, ws) = workspace();
+        std::fs::write(ws.root().join("f.txt"), "old").unwrap();
+        std::fs::write(ws.root().join(".f.txt.stepwise-tmp-1-0"), "half").unwrap();
+        std::fs::write(ws.root().join(".g.txt.stepwise-tmp-1-0"), "other file's").unwrap();
+        recover_write(&ws, "f.txt", Some(&hash("old")), &hash("new"));
+        assert!(!ws.root().join(".f.txt.stepwise-tmp-1-0").exists());
+        assert!(ws.root().join(".g.txt.stepwise-tmp-1-0").exists());
+    }
+}

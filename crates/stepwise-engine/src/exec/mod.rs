@@ -1,0 +1,10 @@
+//! Operation executors: they perform what an `OperationRequest` asks, inside a [`Workspace`],
+//! and turn the outcome into the `OperationResult` or `OperationError` that gets recorded.
+//!
+//! [`Workspace`]: crate::sandbox::Workspace
+
+mod command;
+mod file;
+
+pub use command::run_command;
+pub use file::{WriteRecovery, read_file, recover_write, write_file};

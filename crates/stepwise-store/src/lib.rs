@@ -1,0 +1,236 @@
+//! Stepwise's durable event log, in one SQLite file.
+//!
+//! Every run is an append-only sequence of events numbered `1, 2, 3, …`; the engine converts
+//! its typed events to [`NewEvent`] and back from [`StoredEvent`]. A `runs` row per run is kept
+//! current by every append for listing and lookup. Large strings in payloads (file snapshots,
+//! model outputs) are stored once each as content-addressed blobs.
+//!
+//! One [`Store::append`] is one transaction and one durable commit, so the engine can make
+//! each step durable before anything depends on it.
+//!
+//! This crate must never update or delete events (triggers in the schema enforce it), and must
+//! never interpret event payloads beyond moving large strings to blobs and back: what an event
+//! means belongs to the core.
+
+// Tests may unwrap: a panic there is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod blobs;
+mod error;
+mod events;
+mod migrations;
+mod runs;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub use blobs::INLINE_LIMIT;
+pub use error::StoreError;
+pub use events::{NewEvent, StoredEvent};
+pub use runs::{AMBIGUOUS_MATCHES_SHOWN, NewRun, RunRow};
+
+/// How hard a commit tries to survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `PRAGMA synchronous=FULL`: a committed append survives power loss.
+    Full,
+    /// `PRAGMA synchronous=NORMAL`: survives a crash of the process, may lose the last commits
+    /// on power loss; much cheaper in WAL mode.
+    Normal,
+}
+
+/// An open event log database. One per thread; SQLite serialises writers across connections.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long to wait for another connection's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Store {
+    /// Opens the database at `path`, creating it and its parent directories if needed, and
+    /// migrates it to the latest schema.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_error)?;
+        configure(&conn, durability).map_err(open_error)?;
+        migrations::migrations()
+            .to_latest(&mut conn)
+            .map_err(|source| StoreError::Migration {
+                path: path.to_owned(),
+                source,
+            })?;
+        tracing::debug!(path = %path.display(), ?durability, "opened event store");
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The result of `PRAGMA integrity_check`, one line per problem; `ok` when healthy.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        let mut statement = self.conn.prepare("PRAGMA integrity_check")?;
+        let lines = statement
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(lines.join("\n"))
+    }
+}
+
+fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers (the UI, the CLI) run alongside the engine's writes, and makes a commit
+    // one sequential write instead of two.
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(())
+}
+
+#[cfg(test)]
+mod test_support {
+    use serde_json::Value;
+    use tempfile::TempDir;
+
+    use crate::{Durability, NewEvent, NewRun, Store};
+
+    pub(crate) fn temp_store() -> (TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("stepwise.db"), Durability::Normal).unwrap();
+        (dir, store)
+    }
+
+    pub(crate) fn new_run(run_id: &str) -> NewRun {
+        NewRun {
+            run_id: run_id.into(),
+            workflow_name: "build".into(),
+            workflow_path: "workflows/build.yaml".into(),
+            workflow_hash: "sha256:abc".into(),
+            workspace: "/tmp/ws".into(),
+            trigger: "cli".into(),
+            status: "pending".into(),
+            created_at_ms: 1_000,
+        }
+    }
+
+    pub(crate) fn event(event_type: &str, payload: Value) -> NewEvent {
+        NewEvent {
+            event_type: event_type.into(),
+            schema_version: 1,
+            recorded_at_ms: 1_000,
+            correlation_id: None,
+            causation_seq: None,
+            payload,
+        }
+    }
+
+    pub(crate) fn count(store: &Store, sql: &str) -> i64 {
+        store.conn.query_row(sql, [], |row| row.get(0)).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_support::{event, new_run, temp_store};
+
+    #[test]
+    fn open_creates_parent_directories_and_configures_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/stepwise.db");
+        let store = Store::open(&path, Durability::Full).unwrap();
+        assert_eq!(store.path(), path);
+        assert!(path.exists());
+        let pragma = |name: &str| -> String {
+            store
+                .conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| {
+                    r.get::<_, rusqlite::types::Value>(0)
+                })
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+        };
+        assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+        assert_eq!(pragma("synchronous"), "Integer(2)");
+        assert_eq!(pragma("foreign_keys"), "Integer(1)");
+        assert_eq!(pragma("busy_timeout"), "Integer(5000)");
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_migrating_again_is_a_no_op() {
+        let (dir, mut store) = temp_store();
+        let path = dir.path().join("stepwise.db");
+        store
+            .create_run(&new_run("run-1"), &[event("A", json!({"content": "x"}))])
+            .unwrap();
+        drop(store);
+        for _ in 0..2 {
+            let store = Store::open(&path, Durability::Full).unwrap();
+            assert_eq!(store.run("run-1").unwrap().unwrap().last_seq, 1);
+            assert_eq!(
+                store.load_events("run-1", 0).unwrap()[0].payload,
+                json!({"content": "x"})
+            );
+            let version = migrations::migrations()
+                .current_version(&store.conn)
+                .unwrap();
+            assert_eq!(
+                version,
+                rusqlite_migration::SchemaVersion::Inside(1.try_into().unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn integrity_check_is_ok() {
+        let (_dir, mut store) = temp_store();
+        store
+            .create_run(&new_run("run-1"), &[event("A", json!(1))])
+            .unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn open_errors_name_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory cannot be opened as a database file.
+        let err = Store::open(dir.path(), Durability::Normal).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("database `{}`", dir.path().display())),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! The schema, as forward-only migrations.
+//!
+//! Append new migrations to the end of [`migrations`]; never edit or reorder released ones,
+//! because `rusqlite_migration` identifies them by position (stored in `PRAGMA user_version`).
+
+use rusqlite_migration::{M, Migrations};
+
+/// Version 1: runs, the append-only event log and content-addressed blobs.
+const V1_INITIAL: &str = r#"
+CREATE TABLE runs (
+    run_id        TEXT PRIMARY KEY NOT NULL,
+    workflow_name TEXT NOT NULL,
+    workflow_path TEXT NOT NULL,
+    workflow_hash TEXT NOT NULL,
+    workspace     TEXT NOT NULL,
+    trigger       TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    last_seq      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_created_at_ms ON runs(created_at_ms);
+CREATE INDEX runs_status ON runs(status);
+
+CREATE TABLE events (
+    run_id         TEXT NOT NULL REFERENCES runs(run_id),
+    seq            INTEGER NOT NULL,
+    event_type     TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    recorded_at_ms INTEGER NOT NULL,
+    correlation_id TEXT,
+    causation_seq  INTEGER,
+    payload        TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+
+-- The log is the truth that replay re-drives; history is never rewritten.
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+CREATE TABLE blobs (
+    hash    TEXT PRIMARY KEY NOT NULL,
+    size    INTEGER NOT NULL,
+    content BLOB NOT NULL
+) WITHOUT ROWID;
+
+-- A blob is named by its content hash, so changing it would make the name lie.
+CREATE TRIGGER blobs_no_update BEFORE UPDATE ON blobs
+BEGIN SELECT RAISE(ABORT, 'blobs are immutable'); END;
+CREATE TRIGGER blobs_no_delete BEFORE DELETE ON blobs
+BEGIN SELECT RAISE(ABORT, 'blobs are immutable'); END;
+"#;
+
+/// All migrations, oldest first.
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1_INITIAL)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        assert!(migrations().validate().is_ok());
+    }
+}
