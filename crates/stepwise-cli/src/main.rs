@@ -1,1 +1,165 @@
-fn main() {}
+//! `stepwise`: run, inspect, approve, resume and replay workflows headless, on the same engine
+//! and database as the desktop app. It is a thin client of `stepwise-engine`: it parses
+//! arguments, calls the engine and prints; it never decides anything itself.
+
+mod exit;
+mod inspect;
+mod output;
+mod progress;
+mod replay;
+mod runs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use stepwise_engine::{Engine, EngineConfig};
+use stepwise_store::Durability;
+
+use crate::exit::Exit;
+
+#[derive(Parser)]
+#[command(name = "stepwise", version, about = "Run AI-agent workflows as recorded, approvable, replayable steps")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Args)]
+struct Global {
+    /// The database (default: stepwise.db in the user's data directory).
+    #[arg(long, global = true, env = "STEPWISE_DB")]
+    db: Option<PathBuf>,
+    /// The user's policy file (default: policy.yaml in the user's stepwise config directory).
+    #[arg(long, global = true, env = "STEPWISE_USER_POLICY")]
+    user_policy: Option<PathBuf>,
+    /// How hard SQLite flushes each commit.
+    #[arg(long, global = true, env = "STEPWISE_SYNC", value_enum, default_value_t = Sync::Full)]
+    sync: Sync,
+    /// Print JSON instead of text (reading commands).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Sync {
+    Full,
+    Normal,
+}
+
+#[derive(Subcommand)]
+enum CliCommand {
+    /// Check workflow files and report every error with file, line, column and step.
+    Validate { files: Vec<PathBuf> },
+    /// Start a run and drive it until it finishes or waits for approval.
+    Run(runs::RunArgs),
+    /// List runs, newest first.
+    Runs {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show a run: its steps, statuses, durations and what waits for whom.
+    Show { run: String },
+    /// Print a run's event log.
+    Events { run: String },
+    /// List what waits for a person, across runs (or in one run).
+    Approvals { run: Option<String> },
+    /// Approve a step's proposal (optionally edited) and continue the run.
+    Approve(runs::ApproveArgs),
+    /// Reject a step's proposal with a reason and continue the run.
+    Reject {
+        run: String,
+        step: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Continue a run (or, without RUN, every unfinished run).
+    Resume { run: Option<String> },
+    /// Decide about an operation whose outcome is unknown after a crash.
+    Resolve(runs::ResolveArgs),
+    /// Re-drive a recorded run without side effects and check every decision matches.
+    Replay(replay::ReplayArgs),
+    /// Pause a run: running operations finish, nothing new starts until `resume`.
+    Pause { run: String },
+    /// Cancel a run: running commands are killed, nothing new starts.
+    Cancel { run: String },
+    /// Print the JSON Schema of the workflow format.
+    Schema,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STEPWISE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(exit) => exit.code(),
+        Err(error) => {
+            let exit = exit::classify(&error);
+            eprintln!("error: {error:#}");
+            exit.code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let json = cli.global.json;
+    match cli.command {
+        CliCommand::Validate { files } => return inspect::validate(&files, json),
+        CliCommand::Schema => {
+            let schema = stepwise_core::workflow::workflow_json_schema();
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            return Ok(Exit::Success);
+        }
+        _ => {}
+    }
+    let engine = open_engine(&cli.global)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match cli.command {
+        CliCommand::Run(args) => runtime.block_on(runs::run(&engine, args, json)),
+        CliCommand::Runs { limit } => inspect::list_runs(&engine, limit, json),
+        CliCommand::Show { run } => inspect::show(&engine, &run, json),
+        CliCommand::Events { run } => inspect::events(&engine, &run, json),
+        CliCommand::Approvals { run } => inspect::approvals(&engine, run.as_deref(), json),
+        CliCommand::Approve(args) => runtime.block_on(runs::approve(&engine, args, json)),
+        CliCommand::Reject { run, step, reason } => {
+            runtime.block_on(runs::send(&engine, &run, stepwise_engine::Command::Reject { step, reason }, json))
+        }
+        CliCommand::Resume { run } => runtime.block_on(runs::resume(&engine, run.as_deref(), json)),
+        CliCommand::Resolve(args) => runtime.block_on(runs::resolve(&engine, args, json)),
+        CliCommand::Replay(args) => replay::replay(&engine, args, json),
+        CliCommand::Pause { run } => runtime.block_on(runs::send(&engine, &run, stepwise_engine::Command::Pause, json)),
+        CliCommand::Cancel { run } => runtime.block_on(runs::send(&engine, &run, stepwise_engine::Command::Cancel, json)),
+        CliCommand::Validate { .. } | CliCommand::Schema => Ok(Exit::Success),
+    }
+}
+
+fn open_engine(global: &Global) -> anyhow::Result<Engine> {
+    let dirs = directories::ProjectDirs::from("", "", "stepwise");
+    let db = match (&global.db, &dirs) {
+        (Some(db), _) => db.clone(),
+        (None, Some(dirs)) => dirs.data_dir().join("stepwise.db"),
+        (None, None) => anyhow::bail!("no home directory to keep the database in; pass --db or set STEPWISE_DB"),
+    };
+    let user_policy = match (&global.user_policy, &dirs) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(dirs)) => Some(dirs.config_dir().join("policy.yaml")),
+        (None, None) => None,
+    };
+    let mut config = EngineConfig::new(db);
+    config.user_policy = user_policy;
+    config.durability = match global.sync {
+        Sync::Full => Durability::Full,
+        Sync::Normal => Durability::Normal,
+    };
+    Ok(Engine::open(config)?)
+}

@@ -238,6 +238,18 @@ impl RunState {
         }
     }
 
+    /// The deny rule that refuses a proposal, if one does (used to check edited proposals).
+    pub fn refusal(&self, proposal: &Proposal) -> Option<String> {
+        let (kind, path, command) = match proposal {
+            Proposal::EditFile { path, .. } => (GateKind::EditFile, Some(path.as_str()), None),
+            Proposal::ReadFile { path } => (GateKind::ReadFile, Some(path.as_str()), None),
+            Proposal::RunCommand(request) => (GateKind::RunCommand, None, Some(&request.command)),
+            Proposal::Gate { .. } => return None,
+        };
+        let verdict = self.policy.evaluate(Subject { kind, path, command });
+        (verdict.effect == Effect::Deny).then(|| verdict.rule.unwrap_or_default())
+    }
+
     fn slot_free(&mut self, index: usize) -> bool {
         if self.paused || self.in_flight >= self.started.max_parallel.max(1) {
             self.held.insert(index);

@@ -110,7 +110,7 @@ pub(crate) enum Phase {
     Rejected { by: String, reason: String },
     RetryWait,
     RetryNow,
-    Unknown { request: OperationRequest },
+    Unknown { op: u64, request: OperationRequest },
     Resolved { resolution: Resolution, by: String, request: OperationRequest },
     Done,
 }
@@ -300,6 +300,15 @@ impl RunState {
         out
     }
 
+    /// The operation of a step whose outcome is unknown (after a crash), waiting for a person.
+    pub fn unknown_operation(&self, step: &str) -> Option<(u64, &OperationRequest)> {
+        let i = self.workflow.step_index(step)?;
+        match &self.steps[i].phase {
+            Phase::Unknown { op, request } => Some((*op, request)),
+            _ => None,
+        }
+    }
+
     /// Steps waiting for a retry timer: (step id, next attempt).
     pub fn pending_retries(&self) -> Vec<(&str, u32)> {
         self.steps()
@@ -460,7 +469,7 @@ impl RunState {
                 let i = self.op_step(seq, *op)?;
                 if let Phase::InFlight { request, .. } = self.steps[i].phase.clone() {
                     self.steps[i].status = StepStatus::OutcomeUnknown;
-                    self.steps[i].phase = Phase::Unknown { request };
+                    self.steps[i].phase = Phase::Unknown { op: *op, request };
                     self.free_slot();
                 }
             }

@@ -6,7 +6,6 @@
 //! leaves either the old or the new content, which is what [`recover_write`] relies on.
 
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -283,8 +282,9 @@ fn temp_prefix(name: &Path) -> String {
 }
 
 fn sync_dir(dir: &Dir) -> io::Result<()> {
-    let fd: OwnedFd = dir.try_clone()?.into();
-    std::fs::File::from(fd).sync_all()
+    // cap-std holds directories as `O_PATH` handles, which cannot be fsynced; open the
+    // directory itself for reading to get one that can.
+    dir.open(".")?.into_std().sync_all()
 }
 
 fn remove_stale_temp_files(ws: &Workspace, real: &Path) {

@@ -1,0 +1,58 @@
+//! Exit codes, as scripts rely on them: 0 succeeded, 1 failed, 2 invalid input, 3 waiting for a
+//! person.
+
+use std::process::ExitCode;
+
+use stepwise_core::run::RunStatus;
+use stepwise_engine::EngineError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success,
+    Failure,
+    InvalidInput,
+    Waiting,
+}
+
+impl Exit {
+    pub fn code(self) -> ExitCode {
+        ExitCode::from(match self {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::InvalidInput => 2,
+            Exit::Waiting => 3,
+        })
+    }
+
+    pub fn for_status(status: RunStatus) -> Exit {
+        match status {
+            RunStatus::Succeeded => Exit::Success,
+            RunStatus::Failed | RunStatus::Cancelled => Exit::Failure,
+            RunStatus::AwaitingApproval | RunStatus::Paused => Exit::Waiting,
+            // `drive` returns only when nothing can move; a running status here means the run
+            // is being driven elsewhere.
+            RunStatus::Running => Exit::Waiting,
+        }
+    }
+}
+
+/// The exit code for an error: 2 when the caller asked for something invalid.
+pub fn classify(error: &anyhow::Error) -> Exit {
+    match error.downcast_ref::<EngineError>() {
+        Some(e) if e.is_invalid_input() => Exit::InvalidInput,
+        _ if error.downcast_ref::<InvalidInput>().is_some() => Exit::InvalidInput,
+        _ => Exit::Failure,
+    }
+}
+
+/// An error in what the user typed, found by the CLI itself.
+#[derive(Debug)]
+pub struct InvalidInput(pub String);
+
+impl std::fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidInput {}

@@ -1,0 +1,93 @@
+//! Turning a person's command into the input event it records, after checking that it fits
+//! the run as it is now.
+
+use stepwise_core::event::{ApprovalGranted, DecisionMode, Event};
+use stepwise_core::run::{RunState, StepStatus, edited_proposal};
+
+use crate::engine::Command;
+use crate::error::EngineError;
+
+/// The event a command records, or `None` when it changes nothing (resuming a run that is not
+/// paused just drives it).
+pub(crate) fn command_event(state: &RunState, run_id: &str, user: &str, command: Command) -> Result<Option<Event>, EngineError> {
+    let status = state.status();
+    if status.is_finished() {
+        return Err(EngineError::RunFinished {
+            run_id: run_id.to_string(),
+            status: status.as_str().to_string(),
+        });
+    }
+    let by = user.to_string();
+    Ok(Some(match command {
+        Command::Approve { step, comment, edited } => {
+            let step_state = step_in(state, run_id, &step)?;
+            let Some(pending) = step_state.pending_approval.as_ref().filter(|_| step_state.status == StepStatus::AwaitingApproval) else {
+                return Err(wrong_state(&step, step_state.status, "awaiting approval"));
+            };
+            let edited = match edited {
+                Some(edit) => {
+                    let proposal = edited_proposal(&pending.proposal, step_state.base_content.as_deref(), edit)
+                        .map_err(EngineError::InvalidEdit)?;
+                    if let Some(rule) = state.refusal(&proposal) {
+                        return Err(EngineError::InvalidEdit(format!("policy refuses it: {rule}")));
+                    }
+                    Some(proposal)
+                }
+                None => None,
+            };
+            let approved_hash = edited.as_ref().map_or_else(|| pending.proposal_hash.clone(), |p| p.hash());
+            Event::ApprovalGranted(ApprovalGranted {
+                step,
+                attempt: pending.attempt,
+                proposal_hash: pending.proposal_hash.clone(),
+                approved_hash,
+                edited,
+                by,
+                mode: DecisionMode::Manual,
+                comment: comment.filter(|c| !c.trim().is_empty()),
+            })
+        }
+        Command::Reject { step, reason } => {
+            let step_state = step_in(state, run_id, &step)?;
+            let Some(pending) = step_state.pending_approval.as_ref().filter(|_| step_state.status == StepStatus::AwaitingApproval) else {
+                return Err(wrong_state(&step, step_state.status, "awaiting approval"));
+            };
+            if reason.trim().is_empty() {
+                return Err(EngineError::InvalidEdit("a rejection needs a reason".into()));
+            }
+            Event::ApprovalRejected {
+                step,
+                attempt: pending.attempt,
+                proposal_hash: pending.proposal_hash.clone(),
+                by,
+                reason,
+            }
+        }
+        Command::Resolve { step, resolution } => {
+            let step_state = step_in(state, run_id, &step)?;
+            let Some((op, _)) = state.unknown_operation(&step) else {
+                return Err(wrong_state(&step, step_state.status, "waiting with an unknown outcome"));
+            };
+            Event::OperationResolved { op, resolution, by }
+        }
+        Command::Pause => Event::RunPauseRequested { by },
+        Command::Resume if status == stepwise_core::run::RunStatus::Paused => Event::RunResumeRequested { by },
+        Command::Resume => return Ok(None),
+        Command::Cancel => Event::RunCancelRequested { by },
+    }))
+}
+
+fn step_in<'s>(state: &'s RunState, run_id: &str, step: &str) -> Result<&'s stepwise_core::run::StepState, EngineError> {
+    state.step_state(step).ok_or_else(|| EngineError::UnknownStep {
+        run_id: run_id.to_string(),
+        step: step.to_string(),
+    })
+}
+
+fn wrong_state(step: &str, status: StepStatus, expected: &'static str) -> EngineError {
+    EngineError::WrongStepState {
+        step: step.to_string(),
+        status: status.as_str().to_string(),
+        expected,
+    }
+}

@@ -1,0 +1,78 @@
+//! Everything that can go wrong when the engine is asked to do something.
+
+use std::path::PathBuf;
+
+use stepwise_core::event::EventDecodeError;
+use stepwise_core::run::StateError;
+use stepwise_core::workflow::{InputError, WorkflowErrors};
+use stepwise_store::StoreError;
+use thiserror::Error;
+
+use crate::sandbox::SandboxError;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Workflow(WorkflowErrors),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("policy file {path}: {message}")]
+    Policy { path: PathBuf, message: String },
+    #[error("workspace: {0}")]
+    Workspace(#[from] SandboxError),
+    #[error("run `{run_id}` is being driven by another stepwise process ({holder}); try again when it stops")]
+    RunLocked { run_id: String, holder: String },
+    #[error("run `{run_id}` has no step `{step}`")]
+    UnknownStep { run_id: String, step: String },
+    #[error("step `{step}` is {status}, not {expected}")]
+    WrongStepState {
+        step: String,
+        status: String,
+        expected: &'static str,
+    },
+    #[error("run `{run_id}` has already {status}")]
+    RunFinished { run_id: String, status: String },
+    #[error("the edited proposal cannot be used: {0}")]
+    InvalidEdit(String),
+    #[error("run `{run_id}`, event {seq}: {source}")]
+    Decode {
+        run_id: String,
+        seq: u64,
+        #[source]
+        source: EventDecodeError,
+    },
+    #[error("run `{run_id}`: {source}")]
+    State {
+        run_id: String,
+        #[source]
+        source: StateError,
+    },
+}
+
+impl EngineError {
+    /// Whether the error is about what the caller asked (bad file, input, step or state) rather
+    /// than about the machine; the CLI exits 2 for these.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Workflow(_)
+                | EngineError::Input(_)
+                | EngineError::Policy { .. }
+                | EngineError::Workspace(_)
+                | EngineError::UnknownStep { .. }
+                | EngineError::WrongStepState { .. }
+                | EngineError::RunFinished { .. }
+                | EngineError::InvalidEdit(_)
+                | EngineError::Store(StoreError::RunNotFound(_))
+                | EngineError::Store(StoreError::AmbiguousRun { .. })
+        )
+    }
+}

@@ -1,0 +1,42 @@
+//! Converting between the core's typed events and the store's rows.
+
+use stepwise_core::event::{EVENT_SCHEMA_VERSION, Event};
+use stepwise_store::{NewEvent, StoredEvent};
+
+use crate::error::EngineError;
+
+/// An event ready to append: the event, what caused it, and when it was recorded.
+pub(crate) fn new_event(event: &Event, causation_seq: Option<u64>, recorded_at_ms: i64) -> NewEvent {
+    NewEvent {
+        event_type: event.type_name().to_string(),
+        schema_version: EVENT_SCHEMA_VERSION,
+        recorded_at_ms,
+        correlation_id: event.step().map(str::to_string),
+        causation_seq,
+        payload: event.to_payload(),
+    }
+}
+
+/// A stored event read back as the core's type.
+pub fn decode(run_id: &str, stored: &StoredEvent) -> Result<Event, EngineError> {
+    Event::from_payload(&stored.event_type, stored.schema_version, stored.payload.clone()).map_err(|source| {
+        EngineError::Decode {
+            run_id: run_id.to_string(),
+            seq: stored.seq,
+            source,
+        }
+    })
+}
+
+/// The seq of the event an input answers, for its causation id.
+pub(crate) fn input_causation(event: &Event, requested_seq: impl Fn(&str) -> Option<u64>) -> Option<u64> {
+    match event {
+        Event::OperationSucceeded { op, .. }
+        | Event::OperationFailed { op, .. }
+        | Event::OperationOutcomeUnknown { op }
+        | Event::OperationResolved { op, .. } => Some(*op),
+        Event::ApprovalGranted(g) => requested_seq(&g.step),
+        Event::ApprovalRejected { step, .. } => requested_seq(step),
+        _ => None,
+    }
+}
