@@ -1,1 +1,8 @@
-//! Integration tests
+//! Integration tests: the real `stepwise` binary and engine against temp SQLite files, temp
+//! workspaces and real child processes. Build the binary first: `cargo build -p stepwise-cli`.
+
+mod support;
+
+mod steps;
+mod validation;
+mod crash;

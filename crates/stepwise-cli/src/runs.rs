@@ -43,18 +43,25 @@ pub struct ApproveArgs {
 }
 
 #[derive(Args)]
-#[group(required = true, multiple = false)]
 pub struct ResolveArgs {
     run: String,
     step: String,
+    #[command(flatten)]
+    choice: ResolveChoice,
+}
+
+/// Exactly one of these.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct ResolveChoice {
     /// Run the operation again.
-    #[arg(long, group = "choice")]
+    #[arg(long)]
     retry: bool,
     /// Give up on the step (it counts as skipped).
-    #[arg(long, group = "choice")]
+    #[arg(long)]
     skip: bool,
     /// The operation did happen: mark the step done.
-    #[arg(long, group = "choice")]
+    #[arg(long)]
     mark_done: bool,
 }
 
@@ -126,9 +133,9 @@ fn parse_command(text: &str) -> anyhow::Result<CommandLine> {
 }
 
 pub async fn resolve(engine: &Engine, args: ResolveArgs, json: bool) -> anyhow::Result<Exit> {
-    let resolution = if args.retry {
+    let resolution = if args.choice.retry {
         Resolution::Retry
-    } else if args.skip {
+    } else if args.choice.skip {
         Resolution::Skip
     } else {
         Resolution::MarkDone

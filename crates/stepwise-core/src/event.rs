@@ -294,7 +294,9 @@ impl Event {
     /// Rebuilds an event from its stored type name, schema version and payload.
     pub fn from_payload(type_name: &str, schema_version: u32, payload: Value) -> Result<Event, EventDecodeError> {
         let payload = upcast(type_name, schema_version, payload)?;
-        let tagged = serde_json::json!({ "type": type_name, "data": payload });
+        // An adjacently tagged enum reads a `[tag, content]` pair without buffering the
+        // content, which a map would need when its keys come in the wrong order.
+        let tagged = Value::Array(vec![Value::String(type_name.to_string()), payload]);
         serde_json::from_value(tagged).map_err(|e| EventDecodeError::Invalid {
             type_name: type_name.to_string(),
             message: e.to_string(),

@@ -11,6 +11,10 @@ use crate::error::EngineError;
 /// paused just drives it).
 pub(crate) fn command_event(state: &RunState, run_id: &str, user: &str, command: Command) -> Result<Option<Event>, EngineError> {
     let status = state.status();
+    // Resuming a finished run is asking how it ended, not an error.
+    if matches!(command, Command::Resume) && status.is_finished() {
+        return Ok(None);
+    }
     if status.is_finished() {
         return Err(EngineError::RunFinished {
             run_id: run_id.to_string(),

@@ -116,6 +116,9 @@ pub struct Engine {
     lock_dir: PathBuf,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) live: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
+    /// Workflows compiled from recorded sources, by content hash: a run's workflow is
+    /// compiled once per engine, not on every drive.
+    compiled: Mutex<HashMap<String, Arc<Workflow>>>,
 }
 
 impl Engine {
@@ -128,6 +131,7 @@ impl Engine {
             lock_dir,
             clock: Arc::new(SystemClock),
             live: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(HashMap::new()),
         })
     }
 
@@ -191,6 +195,10 @@ impl Engine {
             status: RunStatus::Running.as_str().to_string(),
             created_at_ms: now,
         };
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(workflow.source_hash.clone(), Arc::clone(&workflow));
         let event = Event::RunStarted(started);
         self.store().create_run(&row, &[new_event(&event, None, now)])?;
         Ok(run_id)
@@ -208,13 +216,26 @@ impl Engine {
             .into_iter()
             .map(|s| decode(&row.run_id, &s).map(|e| (s, e)))
             .collect::<Result<Vec<_>, _>>()?;
-        let workflow = recorded_workflow(&row.run_id, &events)?;
+        let workflow = self.run_workflow(&row, &events)?;
         let numbered: Vec<(u64, Event)> = events.iter().map(|(s, e)| (s.seq, e.clone())).collect();
         let state = RunState::load(workflow, &numbered).map_err(|source| EngineError::State {
             run_id: row.run_id.clone(),
             source,
         })?;
         Ok(LoadedRun { row, events, state })
+    }
+
+    fn run_workflow(&self, row: &RunRow, events: &[(StoredEvent, Event)]) -> Result<Arc<Workflow>, EngineError> {
+        let cached = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&row.workflow_hash).cloned();
+        if let Some(workflow) = cached {
+            return Ok(workflow);
+        }
+        let workflow = recorded_workflow(&row.run_id, events)?;
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(workflow.source_hash.clone(), Arc::clone(&workflow));
+        Ok(workflow)
     }
 
     /// Drives a run until it finishes or (unless told to stay alive) nothing can move without a

@@ -37,6 +37,6 @@ fn read_rules(path: &Path, origin: &str) -> Result<Vec<RuleSpec>, EngineError> {
         path: PathBuf::from(path),
         message,
     };
-    let def: PolicyDef = serde_saphyr::from_str(&text).map_err(|e| policy_error(e.without_snippet().to_string()))?;
+    let def: PolicyDef = serde_saphyr::from_str_with_options(&text, stepwise_core::workflow::yaml_options()).map_err(|e| policy_error(e.without_snippet().to_string()))?;
     rules_from_def(&def, &format!("{origin} {}", path.display()), false).map_err(|e| policy_error(e.to_string()))
 }

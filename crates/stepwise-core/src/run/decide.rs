@@ -310,8 +310,14 @@ impl RunState {
                 }
             }
             (Some(Purpose::Write), OperationResult::FileWritten { before_hash, after_hash, recovered }) => {
-                let (path, diff) = match &self.steps[index].approved_proposal {
-                    Some(Proposal::EditFile { path, diff, .. }) => (path.clone(), diff.clone()),
+                let (path, diff) = match (&self.steps[index].approved_proposal, request) {
+                    (Some(Proposal::EditFile { path, diff, .. }), _) => (path.clone(), diff.clone()),
+                    // Approved by a policy rule: no person saw a proposal, so the diff is
+                    // rebuilt from the recorded snapshot and the written content.
+                    (_, OperationRequest::WriteFile { path, content, .. }) => {
+                        let diff = super::proposal::unified_diff(path, self.steps[index].base_content.as_deref(), content);
+                        (path.clone(), diff)
+                    }
                     _ => (String::new(), String::new()),
                 };
                 let mut output = json!({ "path": path, "changed": true, "before_hash": before_hash, "after_hash": after_hash, "diff": diff });

@@ -10,3 +10,6 @@ mod state;
 pub use proposal::{EditedProposal, edited_proposal, unified_diff};
 pub use replay::{Divergence, ReplayError, ReplayReport, replay};
 pub use state::{PendingApproval, RunState, RunStatus, StateError, StepState, StepStatus};
+
+#[cfg(test)]
+mod tests;

@@ -17,9 +17,15 @@ use crate::paths::normalize_workspace_path;
 use crate::policy::rules_from_def;
 use crate::template::{Expr, Template, TemplateError, ValueTemplate};
 
+/// How Stepwise reads YAML: YAML 1.2 booleans only, so that `y`, `n`, `on` and `no` stay
+/// strings (a step value named `n` must not become `false`), and duplicate keys are errors.
+pub fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! { strict_booleans: true }
+}
+
 /// Reads and checks a workflow. `file` names the source in messages.
 pub fn parse_workflow(file: &str, source: &str) -> Result<Workflow, WorkflowErrors> {
-    let def: WorkflowDef = match serde_saphyr::from_str(source) {
+    let def: WorkflowDef = match serde_saphyr::from_str_with_options(source, yaml_options()) {
         Ok(def) => def,
         Err(error) => return Err(WorkflowErrors(vec![syntax_error(file, source, &error)])),
     };
@@ -31,53 +37,91 @@ fn syntax_error(file: &str, source: &str, error: &serde_saphyr::Error) -> Valida
         .location()
         .map_or((1, 1), |l| (l.line() as u32, l.column() as u32));
     let message = strip_location_prefix(&error.without_snippet().to_string());
+    let step = step_at(source, line, column);
+    let (line, column) = step
+        .as_ref()
+        .and_then(|s| culprit_position(source, s, &message))
+        .unwrap_or((line, column));
     ValidationError {
         file: file.to_string(),
         line,
         column,
-        step: step_at(source, line, column),
+        step: step.and_then(|s| s.id),
         message,
     }
+}
+
+/// serde reads a step's type-specific fields as a whole (its `type` decides their shape), so
+/// it reports a problem among them where it finished reading the step, not where the culprit
+/// is written. Point at the culprit instead: the unknown field, the `type`, or, for a missing
+/// field, the step itself.
+fn culprit_position(source: &str, step: &StepSpan, message: &str) -> Option<(u32, u32)> {
+    if let Some(field) = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
+        return field_position(source, step.line, step.next_line, field);
+    }
+    if message.starts_with("unknown variant `") && message.contains("read_file, edit_file") {
+        return field_position(source, step.line, step.next_line, "type");
+    }
+    if message.starts_with("missing field `") {
+        return Some((step.line, step.column));
+    }
+    None
 }
 
 /// serde-saphyr's message repeats the position we already report; keep only the reason.
 fn strip_location_prefix(message: &str) -> String {
     let message = message.lines().next().unwrap_or(message);
     let message = message.strip_prefix("error: ").unwrap_or(message);
-    match message.strip_prefix("line ") {
+    let message = match message.strip_prefix("line ") {
         Some(rest) => match rest.find(": ") {
-            Some(pos) if rest[..pos].contains("column") => rest[pos + 2..].to_string(),
-            _ => message.to_string(),
+            Some(pos) if rest[..pos].contains("column") => &rest[pos + 2..],
+            _ => message,
         },
-        None => message.to_string(),
+        None => message,
+    };
+    match message.rfind(" at line ") {
+        Some(pos) if message[pos..].contains(", column ") => message[..pos].to_string(),
+        _ => message.to_string(),
     }
 }
 
-/// The id of the step written around a position, found with a lenient second reading of the
-/// file (the strict one failed). `None` when the file cannot be read at all or the position
-/// is outside the steps.
-fn step_at(source: &str, line: u32, column: u32) -> Option<String> {
+/// Where one step is written: from its first key to the line before the next step's.
+struct StepSpan {
+    id: Option<String>,
+    line: u32,
+    column: u32,
+    next_line: Option<u32>,
+}
+
+/// The step written around a position, found with a lenient second reading of the file (the
+/// strict one failed). `None` when the file cannot be read at all or the position is outside
+/// the steps.
+fn step_at(source: &str, line: u32, column: u32) -> Option<StepSpan> {
     #[derive(Deserialize)]
     struct Loose {
         #[serde(default)]
-        steps: Vec<LooseStep>,
+        steps: Vec<Spanned<LooseStep>>,
     }
     #[derive(Deserialize)]
     struct LooseStep {
-        id: Option<Spanned<String>>,
+        id: Option<String>,
     }
-    let loose: Loose = serde_saphyr::from_str(source).ok()?;
-    let ids: Vec<&Spanned<String>> = loose.steps.iter().filter_map(|s| s.id.as_ref()).collect();
+    let loose: Loose = serde_saphyr::from_str_with_options(source, yaml_options()).ok()?;
     let mut found = None;
-    for (i, id) in ids.iter().enumerate() {
-        let start = id.referenced.line() as u32;
-        let next = ids.get(i + 1).map(|n| n.referenced.line() as u32);
-        // A step's fields are indented at least as far as its `id`; the first line of the
-        // step (`- id:`) starts two columns further left.
-        let step_column = (id.referenced.column() as u32).saturating_sub(6);
-        let inside = line >= start.saturating_sub(1) && next.is_none_or(|n| line < n.saturating_sub(1));
-        if inside && column >= step_column.max(1) && (line > start || column >= step_column) {
-            found = Some(id.value.clone());
+    for (i, step) in loose.steps.iter().enumerate() {
+        let start = step.referenced.line() as u32;
+        let start_column = step.referenced.column() as u32;
+        let next = loose.steps.get(i + 1).map(|n| n.referenced.line() as u32);
+        // The step's `- ` sits two columns left of its first key; anything further left (a
+        // top-level key after the steps) is not in it.
+        let inside = line >= start && next.is_none_or(|n| line < n) && column + 2 >= start_column;
+        if inside {
+            found = Some(StepSpan {
+                id: step.value.id.clone(),
+                line: start,
+                column: start_column,
+                next_line: next,
+            });
         }
     }
     found

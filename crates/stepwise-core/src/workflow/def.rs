@@ -56,6 +56,7 @@ pub enum InputType {
 
 /// One step. `type` selects the action and the fields it takes.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(extend("unevaluatedProperties" = false))]
 pub struct StepDef {
     /// Unique within the workflow; other steps refer to it in `needs` and `${steps.<id>...}`.
     #[schemars(with = "String")]

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Every check CI runs: formatting, lints, all tests, and the published workflow schema.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
+    # shellcheck disable=SC1091
+    source "$HOME/.cargo/env"
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if cargo fmt --version >/dev/null 2>&1; then
+    step "cargo fmt --all --check"
+    cargo fmt --all --check
+else
+    step "rustfmt is not installed: skipping the format check (rustup component add rustfmt)"
+fi
+
+if cargo clippy --version >/dev/null 2>&1; then
+    step "cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings
+else
+    step "clippy is not installed: skipping lints (rustup component add clippy)"
+fi
+
+# One set of flags for every build, so shared crates are compiled once. The integration tests
+# drive the real `stepwise` binary, which `cargo build` produces and `cargo test` does not.
+step "cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
+target_dir="${CARGO_TARGET_DIR:-target}"
+stepwise="$target_dir/debug/stepwise"
+
+step "cargo test --workspace --all-targets"
+cargo test --workspace --all-targets
+
+step "workflow.schema.json is up to date"
+schema=$(mktemp)
+trap 'rm -f "$schema"' EXIT
+"$stepwise" schema >"$schema"
+if ! diff -u workflow.schema.json "$schema"; then
+    echo "test.sh: workflow.schema.json is missing or out of date; regenerate it with:" >&2
+    echo "  cargo run -p stepwise-cli -- schema > workflow.schema.json" >&2
+    exit 1
+fi
+
+step "the example workflows validate"
+"$stepwise" validate workflows/*.yaml
+
+step "all checks passed"

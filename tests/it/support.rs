@@ -1,0 +1,313 @@
+//! Shared helpers: a temp workspace and database per test, the real `stepwise` binary, and
+//! small readers for its JSON output. Helpers run things and parse what comes back; they never
+//! assert: every check a test makes is written in the test.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The `stepwise` binary built next to this test executable (`target/debug/stepwise`).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    // target/debug/deps/it-<hash> → target/debug/stepwise
+    let debug = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in target/<profile>/deps");
+    let bin = debug.join(format!("stepwise{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        panic!(
+            "{} does not exist; build it first: cargo build -p stepwise-cli",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// Writes a workflow file into `dir` and returns its path.
+pub fn workflow(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).expect("write the workflow file");
+    path
+}
+
+/// One test's world: a temp directory holding the workspace (`ws/`), the database and the
+/// (absent unless written) user policy file. Workflow files go beside the workspace, not in it.
+pub struct Env {
+    pub dir: TempDir,
+    /// The workspace, canonical (so paths compare with what the engine records).
+    pub ws: PathBuf,
+    pub db: PathBuf,
+    pub user_policy: PathBuf,
+    /// Extra variables for the `stepwise` process.
+    pub vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("stepwise-it-")
+            .tempdir()
+            .expect("create a temp dir");
+        let root = dir.path().canonicalize().expect("canonical temp dir");
+        let ws = root.join("ws");
+        std::fs::create_dir(&ws).expect("create the workspace");
+        Env {
+            db: root.join("stepwise.db"),
+            user_policy: root.join("user-policy.yaml"),
+            ws,
+            dir,
+            vars: Vec::new(),
+        }
+    }
+
+    /// The temp directory that holds the workspace: "outside" for sandbox tests.
+    pub fn root(&self) -> PathBuf {
+        self.ws.parent().expect("the workspace has a parent").to_path_buf()
+    }
+
+    /// Writes a workflow file beside the workspace.
+    pub fn workflow(&self, name: &str, yaml: &str) -> PathBuf {
+        workflow(&self.root(), name, yaml)
+    }
+
+    /// Writes `.stepwise/policy.yaml` in the workspace with these rules (YAML list items).
+    pub fn workspace_policy(&self, rules: &str) {
+        let dir = self.ws.join(".stepwise");
+        std::fs::create_dir_all(&dir).expect("create .stepwise");
+        std::fs::write(dir.join("policy.yaml"), format!("rules:\n{rules}")).expect("write the policy");
+    }
+
+    /// A workspace policy that lets edits and commands run without asking.
+    pub fn allow_everything(&self) {
+        self.workspace_policy("  - allow: edit_file\n  - allow: run_command\n");
+    }
+
+    /// Writes a workspace file (parents created) and returns its path.
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let path = self.ws.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent directories");
+        }
+        std::fs::write(&path, content).expect("write a workspace file");
+        path
+    }
+
+    /// A workspace file's content, `None` when it does not exist.
+    pub fn read(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.ws.join(rel)).ok()
+    }
+
+    /// `stepwise ARGS` with this test's database and user policy.
+    pub fn stepwise(&self, args: &[&str]) -> Out {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .current_dir(self.root())
+            .env("STEPWISE_DB", &self.db)
+            .env("STEPWISE_USER_POLICY", &self.user_policy)
+            .env_remove("STEPWISE_SYNC")
+            .env_remove("STEPWISE_LOG");
+        for (name, value) in &self.vars {
+            cmd.env(name, value);
+        }
+        Out::from(cmd.output().expect("start stepwise"))
+    }
+
+    /// `stepwise run WORKFLOW --workspace WS --json EXTRA...`.
+    pub fn run(&self, workflow: &Path, extra: &[&str]) -> Out {
+        let wf = workflow.to_str().expect("utf-8 path");
+        let ws = self.ws.to_str().expect("utf-8 path");
+        let mut args = vec!["run", wf, "--workspace", ws, "--json"];
+        args.extend_from_slice(extra);
+        self.stepwise(&args)
+    }
+
+    /// `stepwise show RUN --json`, parsed.
+    pub fn show(&self, run: &str) -> Value {
+        self.stepwise(&["show", run, "--json"]).json()
+    }
+
+    /// `stepwise events RUN --json`, parsed.
+    pub fn events(&self, run: &str) -> Vec<Value> {
+        match self.stepwise(&["events", run, "--json"]).json() {
+            Value::Array(events) => events,
+            other => panic!("events --json is not a list: {other}"),
+        }
+    }
+
+    /// `stepwise approvals --json`, parsed.
+    pub fn approvals(&self) -> Vec<Value> {
+        match self.stepwise(&["approvals", "--json"]).json() {
+            Value::Array(list) => list,
+            other => panic!("approvals --json is not a list: {other}"),
+        }
+    }
+
+    /// `stepwise approve RUN STEP --json EXTRA...`.
+    pub fn approve(&self, run: &str, step: &str, extra: &[&str]) -> Out {
+        let mut args = vec!["approve", run, step, "--json"];
+        args.extend_from_slice(extra);
+        self.stepwise(&args)
+    }
+
+    /// `stepwise reject RUN STEP --reason REASON --json`.
+    pub fn reject(&self, run: &str, step: &str, reason: &str) -> Out {
+        self.stepwise(&["reject", run, step, "--reason", reason, "--json"])
+    }
+
+    /// The database, opened read-only.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the database read-only")
+    }
+
+    /// How many events the database holds for a run (all runs when `None`).
+    pub fn event_count(&self, run: Option<&str>) -> i64 {
+        if !self.db.exists() {
+            return 0;
+        }
+        let db = self.db();
+        match run {
+            Some(run) => db.query_row("SELECT COUNT(*) FROM events WHERE run_id = ?1", [run], |r| r.get(0)),
+            None => db.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)),
+        }
+        .expect("count events")
+    }
+
+    /// How many runs the database holds (0 when it was never created).
+    pub fn run_count(&self) -> i64 {
+        if !self.db.exists() {
+            return 0;
+        }
+        self.db()
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+            .expect("count runs")
+    }
+}
+
+/// What a `stepwise` invocation did.
+pub struct Out {
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(output: Output) -> Out {
+        Out {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Out {
+    /// Stdout parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
+    }
+
+    /// The run id printed by `run --json` (and by approve/reject/... `--json`).
+    pub fn run_id(&self) -> String {
+        self.json()["run_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no run_id in the output:\n{self}"))
+            .to_string()
+    }
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit code {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A step of `show --json`, by id.
+pub fn step<'a>(show: &'a Value, id: &str) -> &'a Value {
+    show["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("no step `{id}` in {show:#}"))
+}
+
+/// The events of one type, in log order.
+pub fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == event_type).collect()
+}
+
+/// The events of one type about one step, in log order.
+pub fn of_step<'a>(events: &'a [Value], event_type: &str, step: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["type"] == event_type && e["data"]["step"] == step)
+        .collect()
+}
+
+/// The `seq` of an event as a number.
+pub fn seq(event: &Value) -> u64 {
+    event["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {event}"))
+}
+
+/// The OS user, as `id -un` names it.
+pub fn os_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Reads a pid a command wrote into a file.
+pub fn read_pid(path: &Path) -> i32 {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("no pid file {}: {e}", path.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("pid file {} holds `{text}`: {e}", path.display()))
+}
+
+/// Waits (up to `limit`) for a process to have ended, on a pidfd rather than by polling.
+/// Returns whether it ended. A process that is gone already counts as ended; so does a zombie
+/// no one reaps (it runs nothing).
+pub fn wait_until_ended(pid: i32, limit: Duration) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        // ESRCH: no such process.
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    let fd = fd as libc::c_int;
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(limit.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd; the descriptor is ours and closed right after.
+    let ready = unsafe { libc::poll(&mut poll, 1, ms) };
+    // SAFETY: closing the descriptor pidfd_open gave us.
+    unsafe { libc::close(fd) };
+    ready == 1
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn is_running(pid: i32) -> bool {
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
