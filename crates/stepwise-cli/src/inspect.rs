@@ -31,9 +31,15 @@ pub fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<Exit> {
         match result {
             Ok(workflow) => {
                 if !json {
-                    println!("ok: {label} ({}, {} steps)", workflow.name, workflow.steps.len());
+                    println!(
+                        "ok: {label} ({}, {} steps)",
+                        workflow.name,
+                        workflow.steps.len()
+                    );
                 }
-                report.push(serde_json::json!({ "file": label, "ok": true, "steps": workflow.steps.len() }));
+                report.push(
+                    serde_json::json!({ "file": label, "ok": true, "steps": workflow.steps.len() }),
+                );
             }
             Err(errors) => {
                 all_ok = false;
@@ -49,7 +55,11 @@ pub fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<Exit> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
-    Ok(if all_ok { Exit::Success } else { Exit::InvalidInput })
+    Ok(if all_ok {
+        Exit::Success
+    } else {
+        Exit::InvalidInput
+    })
 }
 
 pub fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Result<Exit> {
@@ -62,7 +72,10 @@ pub fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Result<Ex
         println!("no runs yet; start one with `stepwise run WORKFLOW.yaml`");
         return Ok(Exit::Success);
     }
-    println!("{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  TRIGGER", "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK");
+    println!(
+        "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  TRIGGER",
+        "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK"
+    );
     for run in runs {
         println!(
             "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  {}",
@@ -82,7 +95,9 @@ fn step_times(loaded: &LoadedRun) -> std::collections::HashMap<String, (i64, i64
     let mut times = std::collections::HashMap::new();
     for (stored, event) in &loaded.events {
         if let Some(step) = event.step() {
-            let entry = times.entry(step.to_string()).or_insert((stored.recorded_at_ms, stored.recorded_at_ms));
+            let entry = times
+                .entry(step.to_string())
+                .or_insert((stored.recorded_at_ms, stored.recorded_at_ms));
             entry.1 = stored.recorded_at_ms;
         }
     }
@@ -126,7 +141,10 @@ pub fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     println!("run       {}", loaded.row.run_id);
-    println!("workflow  {} ({})", loaded.row.workflow_name, loaded.row.workflow_path);
+    println!(
+        "workflow  {} ({})",
+        loaded.row.workflow_name, loaded.row.workflow_path
+    );
     println!("status    {}", run_status_text(status));
     println!("workspace {}", loaded.row.workspace);
     println!(
@@ -140,16 +158,31 @@ pub fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
     println!();
     for (def, s) in loaded.state.steps() {
         let (start, end) = times.get(&def.id).copied().unwrap_or((0, 0));
-        let took = if s.status == StepStatus::Pending { String::new() } else { duration(end - start) };
-        let attempts = if s.attempt > 1 { format!(" ×{}", s.attempt) } else { String::new() };
+        let took = if s.status == StepStatus::Pending {
+            String::new()
+        } else {
+            duration(end - start)
+        };
+        let attempts = if s.attempt > 1 {
+            format!(" ×{}", s.attempt)
+        } else {
+            String::new()
+        };
         let detail = match s.status {
             StepStatus::AwaitingApproval => s
                 .pending_approval
                 .as_ref()
                 .map(|p| format!("waits for a person: {}", p.reason))
                 .unwrap_or_default(),
-            StepStatus::OutcomeUnknown => "outcome unknown after a crash: stepwise resolve … --retry|--skip|--mark-done".into(),
-            StepStatus::Failed | StepStatus::WaitingRetry => s.error.clone().map(|e| one_line(&e, 100)).unwrap_or_default(),
+            StepStatus::OutcomeUnknown => {
+                "outcome unknown after a crash: stepwise resolve … --retry|--skip|--mark-done"
+                    .into()
+            }
+            StepStatus::Failed | StepStatus::WaitingRetry => s
+                .error
+                .clone()
+                .map(|e| one_line(&e, 100))
+                .unwrap_or_default(),
             StepStatus::Skipped | StepStatus::Rejected => s.reason.clone().unwrap_or_default(),
             _ => String::new(),
         };
@@ -188,7 +221,10 @@ pub fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
     }
     for (stored, event) in &loaded.events {
         let step = event.step().unwrap_or("");
-        let cause = stored.causation_seq.map(|c| format!("←{c}")).unwrap_or_default();
+        let cause = stored
+            .causation_seq
+            .map(|c| format!("←{c}"))
+            .unwrap_or_default();
         println!(
             "{:>5} {:>6} {}  {:<24} {:<16} {}",
             stored.seq,
@@ -205,7 +241,12 @@ pub fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
 pub fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Result<Exit> {
     let run_ids: Vec<String> = match run {
         Some(run) => vec![engine.store().find_run(run)?.run_id],
-        None => engine.store().unfinished_runs()?.into_iter().map(|r| r.run_id).collect(),
+        None => engine
+            .store()
+            .unfinished_runs()?
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect(),
     };
     let mut found = Vec::new();
     for run_id in run_ids {
@@ -228,12 +269,25 @@ pub fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Resu
     }
     for (row, step, pending) in found {
         let short = &row.run_id[..row.run_id.len().min(8)];
-        println!("── run {} ({}) step `{step}`: {}", row.run_id, row.workflow_name, pending.proposal.kind_name());
+        println!(
+            "── run {} ({}) step `{step}`: {}",
+            row.run_id,
+            row.workflow_name,
+            pending.proposal.kind_name()
+        );
         println!("   why: {}", pending.reason);
         println!("   proposal {}", pending.proposal_hash);
         match &pending.proposal {
-            Proposal::EditFile { path, base_hash, diff, .. } => {
-                println!("   edit {path} (now {})", base_hash.as_deref().unwrap_or("absent"));
+            Proposal::EditFile {
+                path,
+                base_hash,
+                diff,
+                ..
+            } => {
+                println!(
+                    "   edit {path} (now {})",
+                    base_hash.as_deref().unwrap_or("absent")
+                );
                 for line in diff.lines() {
                     println!("   {line}");
                 }
@@ -254,7 +308,9 @@ pub fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Resu
             Proposal::ReadFile { path } => println!("   read {path}"),
             Proposal::Gate { message } => println!("   {message}"),
         }
-        println!("   approve: stepwise approve {short} {step}    reject: stepwise reject {short} {step} --reason \"…\"");
+        println!(
+            "   approve: stepwise approve {short} {step}    reject: stepwise reject {short} {step} --reason \"…\""
+        );
         println!();
     }
     Ok(Exit::Success)

@@ -19,7 +19,11 @@ use stepwise_store::Durability;
 use crate::exit::Exit;
 
 #[derive(Parser)]
-#[command(name = "stepwise", version, about = "Run AI-agent workflows as recorded, approvable, replayable steps")]
+#[command(
+    name = "stepwise",
+    version,
+    about = "Run AI-agent workflows as recorded, approvable, replayable steps"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -131,14 +135,27 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         CliCommand::Events { run } => inspect::events(&engine, &run, json),
         CliCommand::Approvals { run } => inspect::approvals(&engine, run.as_deref(), json),
         CliCommand::Approve(args) => runtime.block_on(runs::approve(&engine, args, json)),
-        CliCommand::Reject { run, step, reason } => {
-            runtime.block_on(runs::send(&engine, &run, stepwise_engine::Command::Reject { step, reason }, json))
-        }
+        CliCommand::Reject { run, step, reason } => runtime.block_on(runs::send(
+            &engine,
+            &run,
+            stepwise_engine::Command::Reject { step, reason },
+            json,
+        )),
         CliCommand::Resume { run } => runtime.block_on(runs::resume(&engine, run.as_deref(), json)),
         CliCommand::Resolve(args) => runtime.block_on(runs::resolve(&engine, args, json)),
         CliCommand::Replay(args) => replay::replay(&engine, args, json),
-        CliCommand::Pause { run } => runtime.block_on(runs::send(&engine, &run, stepwise_engine::Command::Pause, json)),
-        CliCommand::Cancel { run } => runtime.block_on(runs::send(&engine, &run, stepwise_engine::Command::Cancel, json)),
+        CliCommand::Pause { run } => runtime.block_on(runs::send(
+            &engine,
+            &run,
+            stepwise_engine::Command::Pause,
+            json,
+        )),
+        CliCommand::Cancel { run } => runtime.block_on(runs::send(
+            &engine,
+            &run,
+            stepwise_engine::Command::Cancel,
+            json,
+        )),
         CliCommand::Validate { .. } | CliCommand::Schema => Ok(Exit::Success),
     }
 }
@@ -148,7 +165,9 @@ fn open_engine(global: &Global) -> anyhow::Result<Engine> {
     let db = match (&global.db, &dirs) {
         (Some(db), _) => db.clone(),
         (None, Some(dirs)) => dirs.data_dir().join("stepwise.db"),
-        (None, None) => anyhow::bail!("no home directory to keep the database in; pass --db or set STEPWISE_DB"),
+        (None, None) => {
+            anyhow::bail!("no home directory to keep the database in; pass --db or set STEPWISE_DB")
+        }
     };
     let user_policy = match (&global.user_policy, &dirs) {
         (Some(path), _) => Some(path.clone()),

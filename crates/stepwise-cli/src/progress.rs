@@ -16,12 +16,18 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        Progress { quiet, started: Mutex::new(HashMap::new()) }
+        Progress {
+            quiet,
+            started: Mutex::new(HashMap::new()),
+        }
     }
 
     fn since(&self, step: &str, at: i64) -> String {
         let started = self.started.lock().unwrap_or_else(|p| p.into_inner());
-        started.get(step).map(|s| format!(" ({})", duration(at - s))).unwrap_or_default()
+        started
+            .get(step)
+            .map(|s| format!(" ({})", duration(at - s)))
+            .unwrap_or_default()
     }
 }
 
@@ -33,24 +39,55 @@ impl Observer for Progress {
         for (_, at, event) in events {
             let line = match event {
                 Event::StepStarted { step, attempt } => {
-                    self.started.lock().unwrap_or_else(|p| p.into_inner()).entry(step.clone()).or_insert(*at);
-                    if *attempt > 1 { Some(format!("  ▶ {step}: attempt {attempt}")) } else { None }
+                    self.started
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(step.clone())
+                        .or_insert(*at);
+                    if *attempt > 1 {
+                        Some(format!("  ▶ {step}: attempt {attempt}"))
+                    } else {
+                        None
+                    }
                 }
-                Event::StepSucceeded { step, .. } => Some(format!("  ✓ {step}{}", self.since(step, *at))),
-                Event::StepFailed { step, error, .. } => Some(format!("  ✗ {step}{}: {}", self.since(step, *at), one_line(error, 160))),
-                Event::StepSkipped { step, reason } => Some(format!("  - {step} skipped: {reason}")),
-                Event::StepRejected { step, by, reason } => Some(format!("  ⊘ {step} rejected by {by}: {reason}")),
+                Event::StepSucceeded { step, .. } => {
+                    Some(format!("  ✓ {step}{}", self.since(step, *at)))
+                }
+                Event::StepFailed { step, error, .. } => Some(format!(
+                    "  ✗ {step}{}: {}",
+                    self.since(step, *at),
+                    one_line(error, 160)
+                )),
+                Event::StepSkipped { step, reason } => {
+                    Some(format!("  - {step} skipped: {reason}"))
+                }
+                Event::StepRejected { step, by, reason } => {
+                    Some(format!("  ⊘ {step} rejected by {by}: {reason}"))
+                }
                 Event::StepCancelled { step } => Some(format!("  ■ {step} cancelled")),
-                Event::StepRetryScheduled { step, attempt, delay_ms, error } => Some(format!(
+                Event::StepRetryScheduled {
+                    step,
+                    attempt,
+                    delay_ms,
+                    error,
+                } => Some(format!(
                     "  ↻ {step}: {} — attempt {attempt} in {}",
                     one_line(error, 120),
                     duration(*delay_ms as i64)
                 )),
-                Event::ApprovalRequested { step, proposal, reason, .. } => {
-                    Some(format!("  ? {step} waits for approval ({}): {reason}", proposal.kind_name()))
-                }
+                Event::ApprovalRequested {
+                    step,
+                    proposal,
+                    reason,
+                    ..
+                } => Some(format!(
+                    "  ? {step} waits for approval ({}): {reason}",
+                    proposal.kind_name()
+                )),
                 Event::ApprovalGranted(g) => Some(match &g.mode {
-                    stepwise_core::event::DecisionMode::Rule { rule } => format!("  ✓ {} approved by rule: {rule}", g.step),
+                    stepwise_core::event::DecisionMode::Rule { rule } => {
+                        format!("  ✓ {} approved by rule: {rule}", g.step)
+                    }
                     stepwise_core::event::DecisionMode::Manual => format!(
                         "  ✓ {} approved by {}{}",
                         g.step,
@@ -58,7 +95,9 @@ impl Observer for Progress {
                         if g.edited.is_some() { " (edited)" } else { "" }
                     ),
                 }),
-                Event::OperationOutcomeUnknown { op } => Some(format!("  ! operation {op} started before a crash; its outcome is unknown")),
+                Event::OperationOutcomeUnknown { op } => Some(format!(
+                    "  ! operation {op} started before a crash; its outcome is unknown"
+                )),
                 _ => None,
             };
             if let Some(line) = line {

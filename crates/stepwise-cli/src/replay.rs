@@ -27,14 +27,23 @@ pub fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Result<E
     let loaded = engine.load_run(&args.run)?;
     let recorded_hash = loaded.row.workflow_hash.clone();
     let (workflow, against) = if args.recorded {
-        (recorded_workflow(&loaded.row.run_id, &loaded.events)?, "the recorded workflow".to_string())
+        (
+            recorded_workflow(&loaded.row.run_id, &loaded.events)?,
+            "the recorded workflow".to_string(),
+        )
     } else {
-        let path = args.workflow.unwrap_or_else(|| PathBuf::from(&loaded.row.workflow_path));
+        let path = args
+            .workflow
+            .unwrap_or_else(|| PathBuf::from(&loaded.row.workflow_path));
         let (workflow, _) = Engine::load_workflow(&path)?;
         (workflow, path.display().to_string())
     };
     let changed = workflow.source_hash != recorded_hash;
-    let events: Vec<(u64, Event)> = loaded.events.iter().map(|(s, e)| (s.seq, e.clone())).collect();
+    let events: Vec<(u64, Event)> = loaded
+        .events
+        .iter()
+        .map(|(s, e)| (s.seq, e.clone()))
+        .collect();
     let result = replay_log(Arc::clone(&workflow), &events);
     match result {
         Ok(report) => {
@@ -53,7 +62,9 @@ pub fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Result<E
                     report.status.as_str()
                 );
                 if changed {
-                    println!("note: the workflow file changed since the run, but not in a way that changes its decisions");
+                    println!(
+                        "note: the workflow file changed since the run, but not in a way that changes its decisions"
+                    );
                 }
             }
             Ok(Exit::Success)
@@ -71,7 +82,10 @@ pub fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Result<E
                 println!("  recorded: {}", describe(d.recorded.as_ref()));
                 println!("  now:      {}", describe(d.expected.as_ref()));
                 if changed {
-                    println!("  the workflow changed since the run ({} → {})", recorded_hash, workflow.source_hash);
+                    println!(
+                        "  the workflow changed since the run ({} → {})",
+                        recorded_hash, workflow.source_hash
+                    );
                 }
             }
             Ok(Exit::Failure)
@@ -83,6 +97,10 @@ pub fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Result<E
 fn describe(event: Option<&Event>) -> String {
     match event {
         None => "(nothing)".into(),
-        Some(e) => format!("{} {}", e.type_name(), one_line(&e.to_payload().to_string(), 200)),
+        Some(e) => format!(
+            "{} {}",
+            e.type_name(),
+            one_line(&e.to_payload().to_string(), 200)
+        ),
     }
 }

@@ -87,10 +87,15 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
     let run_id = engine.start_run(&start)?;
     if !json {
         let run = engine.store().find_run(&run_id)?;
-        println!("run {run_id}  {}  (workspace {})", run.workflow_name, run.workspace);
+        println!(
+            "run {run_id}  {}  (workspace {})",
+            run.workflow_name, run.workspace
+        );
     }
     let progress = Progress::new(json);
-    let status = engine.drive(&run_id, None, &progress, DriveOptions::default()).await?;
+    let status = engine
+        .drive(&run_id, None, &progress, DriveOptions::default())
+        .await?;
     finish(engine, &run_id, status, json)
 }
 
@@ -98,20 +103,27 @@ pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::
     let edited = match &args.edit {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             let loaded = engine.load_run(&args.run)?;
             let pending = loaded
                 .state
                 .step_state(&args.step)
                 .and_then(|s| s.pending_approval.as_ref())
-                .ok_or_else(|| InvalidInput(format!("step `{}` is not waiting for approval", args.step)))?;
+                .ok_or_else(|| {
+                    InvalidInput(format!("step `{}` is not waiting for approval", args.step))
+                })?;
             Some(match &pending.proposal {
                 Proposal::RunCommand(_) => EditedProposal::Command(parse_command(&text)?),
                 _ => EditedProposal::Content(text),
             })
         }
     };
-    let command = Command::Approve { step: args.step, comment: args.comment, edited };
+    let command = Command::Approve {
+        step: args.step,
+        comment: args.comment,
+        edited,
+    };
     send(engine, &args.run, command, json).await
 }
 
@@ -119,8 +131,11 @@ pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::
 fn parse_command(text: &str) -> anyhow::Result<CommandLine> {
     let trimmed = text.trim();
     if trimmed.starts_with('[') {
-        let argv: Vec<String> = serde_json::from_str(trimmed)
-            .map_err(|e| InvalidInput(format!("the edited command looks like a JSON list but is not one: {e}")))?;
+        let argv: Vec<String> = serde_json::from_str(trimmed).map_err(|e| {
+            InvalidInput(format!(
+                "the edited command looks like a JSON list but is not one: {e}"
+            ))
+        })?;
         if argv.is_empty() {
             return Err(InvalidInput("the edited command is an empty list".into()).into());
         }
@@ -140,10 +155,24 @@ pub async fn resolve(engine: &Engine, args: ResolveArgs, json: bool) -> anyhow::
     } else {
         Resolution::MarkDone
     };
-    send(engine, &args.run, Command::Resolve { step: args.step, resolution }, json).await
+    send(
+        engine,
+        &args.run,
+        Command::Resolve {
+            step: args.step,
+            resolution,
+        },
+        json,
+    )
+    .await
 }
 
-pub async fn send(engine: &Engine, run: &str, command: Command, json: bool) -> anyhow::Result<Exit> {
+pub async fn send(
+    engine: &Engine,
+    run: &str,
+    command: Command,
+    json: bool,
+) -> anyhow::Result<Exit> {
     let run_id = engine.store().find_run(run)?.run_id;
     let progress = Progress::new(json);
     let status = engine.send(&run_id, command, &progress).await?;
@@ -155,7 +184,14 @@ pub async fn resume(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::R
     match run {
         Some(run) => {
             let run_id = engine.store().find_run(run)?.run_id;
-            let status = engine.drive(&run_id, Some(Command::Resume), &progress, DriveOptions::default()).await?;
+            let status = engine
+                .drive(
+                    &run_id,
+                    Some(Command::Resume),
+                    &progress,
+                    DriveOptions::default(),
+                )
+                .await?;
             finish(engine, &run_id, status, json)
         }
         None => {
@@ -167,7 +203,10 @@ pub async fn resume(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::R
             let mut report = Vec::new();
             for (run_id, result) in results {
                 let (text, exit) = match result {
-                    Ok(status) => (run_status_text(status).to_string(), Exit::for_status(status)),
+                    Ok(status) => (
+                        run_status_text(status).to_string(),
+                        Exit::for_status(status),
+                    ),
                     Err(e) => (format!("not resumed: {e}"), Exit::Failure),
                 };
                 if !json {
@@ -202,8 +241,19 @@ fn finish(engine: &Engine, run_id: &str, status: RunStatus, json: bool) -> anyho
         .state
         .steps()
         .filter_map(|(def, s)| match s.status {
-            stepwise_core::run::StepStatus::AwaitingApproval => Some((def.id.clone(), "approval".into(), s.pending_approval.as_ref().map(|p| p.reason.clone()).unwrap_or_default())),
-            stepwise_core::run::StepStatus::OutcomeUnknown => Some((def.id.clone(), "resolution".into(), "outcome unknown after a crash".into())),
+            stepwise_core::run::StepStatus::AwaitingApproval => Some((
+                def.id.clone(),
+                "approval".into(),
+                s.pending_approval
+                    .as_ref()
+                    .map(|p| p.reason.clone())
+                    .unwrap_or_default(),
+            )),
+            stepwise_core::run::StepStatus::OutcomeUnknown => Some((
+                def.id.clone(),
+                "resolution".into(),
+                "outcome unknown after a crash".into(),
+            )),
             _ => None,
         })
         .collect();
@@ -215,7 +265,11 @@ fn finish(engine: &Engine, run_id: &str, status: RunStatus, json: bool) -> anyho
         let errors: Vec<_> = loaded
             .state
             .steps()
-            .filter_map(|(def, s)| s.error.as_ref().map(|e| serde_json::json!({ "step": def.id, "error": e, "status": s.status })))
+            .filter_map(|(def, s)| {
+                s.error
+                    .as_ref()
+                    .map(|e| serde_json::json!({ "step": def.id, "error": e, "status": s.status }))
+            })
             .collect();
         println!(
             "{}",
@@ -228,13 +282,19 @@ fn finish(engine: &Engine, run_id: &str, status: RunStatus, json: bool) -> anyho
         );
         return Ok(Exit::for_status(status));
     }
-    println!("run {run_id} {} after {}", run_status_text(status), duration(elapsed));
+    println!(
+        "run {run_id} {} after {}",
+        run_status_text(status),
+        duration(elapsed)
+    );
     let short = &run_id[..run_id.len().min(8)];
     for (step, what, reason) in &pending {
         if what == "approval" {
             println!("  waiting for approval of `{step}`: {reason}");
             println!("    see it:  stepwise approvals {short}");
-            println!("    decide:  stepwise approve {short} {step}   |   stepwise reject {short} {step} --reason \"…\"");
+            println!(
+                "    decide:  stepwise approve {short} {step}   |   stepwise reject {short} {step} --reason \"…\""
+            );
         } else {
             println!("  `{step}`: {reason}");
             println!("    decide:  stepwise resolve {short} {step} --retry | --skip | --mark-done");
@@ -244,11 +304,19 @@ fn finish(engine: &Engine, run_id: &str, status: RunStatus, json: bool) -> anyho
         println!("  continue with: stepwise resume {short}");
     }
     for (def, s) in loaded.state.steps() {
-        if let Some(error) = s.error.as_ref().filter(|_| s.status == stepwise_core::run::StepStatus::Failed) {
+        if let Some(error) = s
+            .error
+            .as_ref()
+            .filter(|_| s.status == stepwise_core::run::StepStatus::Failed)
+        {
             println!("  step `{}` failed: {error}", def.id);
         }
         if s.status == stepwise_core::run::StepStatus::Rejected {
-            println!("  step `{}` was rejected: {}", def.id, s.reason.clone().unwrap_or_default());
+            println!(
+                "  step `{}` was rejected: {}",
+                def.id,
+                s.reason.clone().unwrap_or_default()
+            );
         }
     }
     Ok(Exit::for_status(status))

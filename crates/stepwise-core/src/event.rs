@@ -193,9 +193,13 @@ pub enum Proposal {
         diff: String,
     },
     RunCommand(CommandRequest),
-    ReadFile { path: String },
+    ReadFile {
+        path: String,
+    },
     /// A manual gate: approve to continue.
-    Gate { message: String },
+    Gate {
+        message: String,
+    },
 }
 
 impl Proposal {
@@ -292,7 +296,11 @@ impl Event {
     }
 
     /// Rebuilds an event from its stored type name, schema version and payload.
-    pub fn from_payload(type_name: &str, schema_version: u32, payload: Value) -> Result<Event, EventDecodeError> {
+    pub fn from_payload(
+        type_name: &str,
+        schema_version: u32,
+        payload: Value,
+    ) -> Result<Event, EventDecodeError> {
         let payload = upcast(type_name, schema_version, payload)?;
         // An adjacently tagged enum reads a `[tag, content]` pair without buffering the
         // content, which a map would need when its keys come in the wrong order.
@@ -307,7 +315,9 @@ impl Event {
 /// A stored event that this version cannot read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventDecodeError {
-    #[error("event `{type_name}` has schema version {version}, newer than this stepwise reads ({EVENT_SCHEMA_VERSION}); upgrade stepwise")]
+    #[error(
+        "event `{type_name}` has schema version {version}, newer than this stepwise reads ({EVENT_SCHEMA_VERSION}); upgrade stepwise"
+    )]
     TooNew { type_name: String, version: u32 },
     #[error("event `{type_name}` cannot be read: {message}")]
     Invalid { type_name: String, message: String },
@@ -336,7 +346,10 @@ mod tests {
             reason: "when was false".into(),
         };
         let payload = event.to_payload();
-        assert_eq!(payload, serde_json::json!({"step": "a", "reason": "when was false"}));
+        assert_eq!(
+            payload,
+            serde_json::json!({"step": "a", "reason": "when was false"})
+        );
         let back = Event::from_payload(event.type_name(), EVENT_SCHEMA_VERSION, payload).unwrap();
         assert_eq!(back, event);
         let empty = Event::RunSucceeded {};

@@ -7,11 +7,11 @@
 //! It must never perform IO, read the clock or draw random numbers: everything that comes
 //! from the world arrives as a recorded event. That is what makes replay exact.
 
+pub mod event;
 pub mod hash;
 pub mod operation;
 pub mod paths;
 pub mod policy;
+pub mod run;
 pub mod template;
 pub mod workflow;
-pub mod event;
-pub mod run;

@@ -56,17 +56,35 @@ mod tests {
 
     #[test]
     fn normalises_harmless_paths() {
-        assert_eq!(normalize_workspace_path("./src//lib.rs").as_deref(), Ok("src/lib.rs"));
+        assert_eq!(
+            normalize_workspace_path("./src//lib.rs").as_deref(),
+            Ok("src/lib.rs")
+        );
         assert_eq!(normalize_workspace_path(".").as_deref(), Ok("."));
         assert_eq!(normalize_workspace_path("docs/").as_deref(), Ok("docs"));
     }
 
     #[test]
     fn refuses_escapes() {
-        assert!(matches!(normalize_workspace_path("../x"), Err(PathError::ParentDir(_))));
-        assert!(matches!(normalize_workspace_path("a/../../x"), Err(PathError::ParentDir(_))));
-        assert!(matches!(normalize_workspace_path("/etc/passwd"), Err(PathError::Absolute(_))));
-        assert!(matches!(normalize_workspace_path("~/x"), Err(PathError::Absolute(_))));
-        assert!(matches!(normalize_workspace_path(""), Err(PathError::Empty)));
+        assert!(matches!(
+            normalize_workspace_path("../x"),
+            Err(PathError::ParentDir(_))
+        ));
+        assert!(matches!(
+            normalize_workspace_path("a/../../x"),
+            Err(PathError::ParentDir(_))
+        ));
+        assert!(matches!(
+            normalize_workspace_path("/etc/passwd"),
+            Err(PathError::Absolute(_))
+        ));
+        assert!(matches!(
+            normalize_workspace_path("~/x"),
+            Err(PathError::Absolute(_))
+        ));
+        assert!(matches!(
+            normalize_workspace_path(""),
+            Err(PathError::Empty)
+        ));
     }
 }

@@ -101,7 +101,9 @@ pub enum PolicyError {
         pattern: String,
         message: String,
     },
-    #[error("{origin}: a workflow can only tighten policy; `allow` rules belong in .stepwise/policy.yaml")]
+    #[error(
+        "{origin}: a workflow can only tighten policy; `allow` rules belong in .stepwise/policy.yaml"
+    )]
     WorkflowAllow { origin: String },
 }
 
@@ -119,7 +121,11 @@ pub fn rules_from_def(
         .collect()
 }
 
-fn rule_from_def(rule: &RuleDef, source: &str, tighten_only: bool) -> Result<RuleSpec, PolicyError> {
+fn rule_from_def(
+    rule: &RuleDef,
+    source: &str,
+    tighten_only: bool,
+) -> Result<RuleSpec, PolicyError> {
     let chosen: Vec<(Effect, &String)> = [
         (Effect::Allow, rule.allow.as_ref()),
         (Effect::Ask, rule.ask.as_ref()),
@@ -154,7 +160,11 @@ fn rule_from_def(rule: &RuleDef, source: &str, tighten_only: bool) -> Result<Rul
         effect: *effect,
         kind,
         paths: rule.path.as_ref().map(|p| p.to_vec()).unwrap_or_default(),
-        commands: rule.command.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
+        commands: rule
+            .command
+            .as_ref()
+            .map(|c| c.to_vec())
+            .unwrap_or_default(),
         source: source.to_string(),
     };
     CompiledRule::compile(&spec)?;
@@ -205,7 +215,11 @@ impl CompiledRule {
         };
         Ok(CompiledRule {
             spec: spec.clone(),
-            paths: spec.paths.iter().map(|p| build(p, true)).collect::<Result<_, _>>()?,
+            paths: spec
+                .paths
+                .iter()
+                .map(|p| build(p, true))
+                .collect::<Result<_, _>>()?,
             commands: spec
                 .commands
                 .iter()
@@ -218,7 +232,8 @@ impl CompiledRule {
         if self.spec.kind.is_some_and(|k| k != kind) {
             return false;
         }
-        if !self.paths.is_empty() && !path.is_some_and(|p| self.paths.iter().any(|g| g.is_match(p))) {
+        if !self.paths.is_empty() && !path.is_some_and(|p| self.paths.iter().any(|g| g.is_match(p)))
+        {
             return false;
         }
         if !self.commands.is_empty() {
@@ -239,7 +254,10 @@ impl CompiledRule {
 impl Policy {
     pub fn compile(rules: &[RuleSpec]) -> Result<Policy, PolicyError> {
         Ok(Policy {
-            rules: rules.iter().map(CompiledRule::compile).collect::<Result<_, _>>()?,
+            rules: rules
+                .iter()
+                .map(CompiledRule::compile)
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -260,7 +278,12 @@ impl Policy {
         }
     }
 
-    fn evaluate_one(&self, kind: GateKind, path: Option<&str>, segment: Option<&Segment>) -> Verdict {
+    fn evaluate_one(
+        &self,
+        kind: GateKind,
+        path: Option<&str>,
+        segment: Option<&Segment>,
+    ) -> Verdict {
         let mut best: Option<&CompiledRule> = None;
         for rule in self.rules.iter().filter(|r| r.matches(kind, path, segment)) {
             // Strictly stronger replaces: the first rule of the strongest effect wins.
@@ -293,7 +316,8 @@ fn command_segments(command: &CommandLine) -> Vec<Segment> {
     match command {
         CommandLine::Argv(argv) => match argv.as_slice() {
             [shell, flag, script, ..]
-                if matches!(shell.as_str(), "sh" | "bash" | "/bin/sh" | "/bin/bash") && flag == "-c" =>
+                if matches!(shell.as_str(), "sh" | "bash" | "/bin/sh" | "/bin/bash")
+                    && flag == "-c" =>
             {
                 split_shell(script)
             }
@@ -360,8 +384,16 @@ mod tests {
     fn rule(effect: Effect, kind: &str, path: Option<&str>, command: Option<&str>) -> RuleDef {
         let kind = Some(kind.to_string());
         RuleDef {
-            allow: if effect == Effect::Allow { kind.clone() } else { None },
-            ask: if effect == Effect::Ask { kind.clone() } else { None },
+            allow: if effect == Effect::Allow {
+                kind.clone()
+            } else {
+                None
+            },
+            ask: if effect == Effect::Ask {
+                kind.clone()
+            } else {
+                None
+            },
             deny: if effect == Effect::Deny { kind } else { None },
             path: path.map(|p| OneOrMany::One(p.into())),
             command: command.map(|c| OneOrMany::One(c.into())),
@@ -378,15 +410,30 @@ mod tests {
     }
 
     fn command_effect(p: &Policy, c: &CommandLine) -> Effect {
-        p.evaluate(Subject { kind: GateKind::RunCommand, path: None, command: Some(c) }).effect
+        p.evaluate(Subject {
+            kind: GateKind::RunCommand,
+            path: None,
+            command: Some(c),
+        })
+        .effect
     }
 
     #[test]
     fn defaults_ask_for_edits_and_commands_and_allow_reads() {
         let p = policy(vec![]);
         assert_eq!(command_effect(&p, &shell("ls")), Effect::Ask);
-        let read = p.evaluate(Subject { kind: GateKind::ReadFile, path: Some("a"), command: None });
-        assert_eq!(read, Verdict { effect: Effect::Allow, rule: None });
+        let read = p.evaluate(Subject {
+            kind: GateKind::ReadFile,
+            path: Some("a"),
+            command: None,
+        });
+        assert_eq!(
+            read,
+            Verdict {
+                effect: Effect::Allow,
+                rule: None
+            }
+        );
     }
 
     #[test]
@@ -396,7 +443,13 @@ mod tests {
             rule(Effect::Ask, "edit_file", Some("src/**"), None),
             rule(Effect::Deny, "edit_file", Some("src/secret/*"), None),
         ]);
-        let at = |path| p.evaluate(Subject { kind: GateKind::EditFile, path: Some(path), command: None });
+        let at = |path| {
+            p.evaluate(Subject {
+                kind: GateKind::EditFile,
+                path: Some(path),
+                command: None,
+            })
+        };
         assert_eq!(at("docs/a.md").effect, Effect::Allow);
         assert_eq!(at("src/a.rs").effect, Effect::Ask);
         let denied = at("src/secret/key");
@@ -410,17 +463,35 @@ mod tests {
             rule(Effect::Allow, "run_command", None, Some("cargo test*")),
             rule(Effect::Deny, "run_command", None, Some("rm -rf *")),
         ]);
-        assert_eq!(command_effect(&p, &shell("cargo test --workspace")), Effect::Allow);
-        assert_eq!(command_effect(&p, &shell("cargo test && curl x | sh")), Effect::Ask);
-        assert_eq!(command_effect(&p, &shell("cargo test; rm -rf /")), Effect::Deny);
-        assert_eq!(command_effect(&p, &shell("cargo test $(rm x)")), Effect::Ask);
-        let argv = CommandLine::Argv(vec!["sh".into(), "-c".into(), "cargo test || rm -rf ~".into()]);
+        assert_eq!(
+            command_effect(&p, &shell("cargo test --workspace")),
+            Effect::Allow
+        );
+        assert_eq!(
+            command_effect(&p, &shell("cargo test && curl x | sh")),
+            Effect::Ask
+        );
+        assert_eq!(
+            command_effect(&p, &shell("cargo test; rm -rf /")),
+            Effect::Deny
+        );
+        assert_eq!(
+            command_effect(&p, &shell("cargo test $(rm x)")),
+            Effect::Ask
+        );
+        let argv = CommandLine::Argv(vec![
+            "sh".into(),
+            "-c".into(),
+            "cargo test || rm -rf ~".into(),
+        ]);
         assert_eq!(command_effect(&p, &argv), Effect::Deny);
     }
 
     #[test]
     fn workflows_cannot_allow() {
-        let def = PolicyDef { rules: vec![rule(Effect::Allow, "run_command", None, None)] };
+        let def = PolicyDef {
+            rules: vec![rule(Effect::Allow, "run_command", None, None)],
+        };
         assert!(matches!(
             rules_from_def(&def, "workflow", true),
             Err(PolicyError::WorkflowAllow { .. })

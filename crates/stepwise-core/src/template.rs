@@ -60,7 +60,9 @@ impl Expr {
         }
         let program = ENVIRONMENT
             .compile_expression_owned(trimmed.to_string())
-            .map_err(|e| TemplateError::new(format!("invalid expression `{trimmed}`: {}", describe(&e))))?;
+            .map_err(|e| {
+                TemplateError::new(format!("invalid expression `{trimmed}`: {}", describe(&e)))
+            })?;
         let mut step_refs = BTreeSet::new();
         let mut input_refs = BTreeSet::new();
         for path in program.undeclared_variables(true) {
@@ -119,10 +121,17 @@ impl Expr {
             .eval(scope.context())
             .map_err(|e| TemplateError::new(format!("`{}`: {}", self.source, describe(&e))))?;
         if value.is_undefined() {
-            return Err(TemplateError::new(format!("`{}` is undefined", self.source)));
+            return Err(TemplateError::new(format!(
+                "`{}` is undefined",
+                self.source
+            )));
         }
-        serde_json::to_value(&value)
-            .map_err(|e| TemplateError::new(format!("`{}` gave a value that is not data: {e}", self.source)))
+        serde_json::to_value(&value).map_err(|e| {
+            TemplateError::new(format!(
+                "`{}` gave a value that is not data: {e}",
+                self.source
+            ))
+        })
     }
 }
 
@@ -196,7 +205,9 @@ impl Template {
             if !text.is_empty() {
                 parts.push(Part::Text(std::mem::take(&mut text)));
             }
-            parts.push(Part::Expr(Expr::compile(&rest[body_start..body_start + end])?));
+            parts.push(Part::Expr(Expr::compile(
+                &rest[body_start..body_start + end],
+            )?));
             rest = &rest[body_start + end + 1..];
         }
         text.push_str(rest);
@@ -298,7 +309,10 @@ impl ValueTemplate {
         Ok(match value {
             Value::String(s) => ValueTemplate::Template(Template::parse(s)?),
             Value::Array(items) => ValueTemplate::Array(
-                items.iter().map(ValueTemplate::parse).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(ValueTemplate::parse)
+                    .collect::<Result<_, _>>()?,
             ),
             Value::Object(map) => ValueTemplate::Object(
                 map.iter()
@@ -313,7 +327,10 @@ impl ValueTemplate {
         Ok(match self {
             ValueTemplate::Template(t) => t.render_value(scope)?,
             ValueTemplate::Array(items) => Value::Array(
-                items.iter().map(|i| i.render(scope)).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(|i| i.render(scope))
+                    .collect::<Result<_, _>>()?,
             ),
             ValueTemplate::Object(map) => Value::Object(
                 map.iter()
@@ -347,7 +364,10 @@ mod tests {
 
     fn scope() -> Scope {
         let mut scope = Scope::new(&json!({"module": "utils.py", "count": 2, "flag": true}));
-        scope.add_step("read", &json!({"status": "succeeded", "output": {"content": "x = 1"}}));
+        scope.add_step(
+            "read",
+            &json!({"status": "succeeded", "output": {"content": "x = 1"}}),
+        );
         scope
     }
 
@@ -362,7 +382,10 @@ mod tests {
     #[test]
     fn mixed_text_renders_to_a_string() {
         let t = Template::parse("file ${inputs.module} has ${inputs.count} lines").unwrap();
-        assert_eq!(t.render_value(&scope()).unwrap(), json!("file utils.py has 2 lines"));
+        assert_eq!(
+            t.render_value(&scope()).unwrap(),
+            json!("file utils.py has 2 lines")
+        );
     }
 
     #[test]

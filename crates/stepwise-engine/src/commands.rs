@@ -9,7 +9,12 @@ use crate::error::EngineError;
 
 /// The event a command records, or `None` when it changes nothing (resuming a run that is not
 /// paused just drives it).
-pub(crate) fn command_event(state: &RunState, run_id: &str, user: &str, command: Command) -> Result<Option<Event>, EngineError> {
+pub(crate) fn command_event(
+    state: &RunState,
+    run_id: &str,
+    user: &str,
+    command: Command,
+) -> Result<Option<Event>, EngineError> {
     let status = state.status();
     // Resuming a finished run is asking how it ended, not an error.
     if matches!(command, Command::Resume) && status.is_finished() {
@@ -23,23 +28,39 @@ pub(crate) fn command_event(state: &RunState, run_id: &str, user: &str, command:
     }
     let by = user.to_string();
     Ok(Some(match command {
-        Command::Approve { step, comment, edited } => {
+        Command::Approve {
+            step,
+            comment,
+            edited,
+        } => {
             let step_state = step_in(state, run_id, &step)?;
-            let Some(pending) = step_state.pending_approval.as_ref().filter(|_| step_state.status == StepStatus::AwaitingApproval) else {
+            let Some(pending) = step_state
+                .pending_approval
+                .as_ref()
+                .filter(|_| step_state.status == StepStatus::AwaitingApproval)
+            else {
                 return Err(wrong_state(&step, step_state.status, "awaiting approval"));
             };
             let edited = match edited {
                 Some(edit) => {
-                    let proposal = edited_proposal(&pending.proposal, step_state.base_content.as_deref(), edit)
-                        .map_err(EngineError::InvalidEdit)?;
+                    let proposal = edited_proposal(
+                        &pending.proposal,
+                        step_state.base_content.as_deref(),
+                        edit,
+                    )
+                    .map_err(EngineError::InvalidEdit)?;
                     if let Some(rule) = state.refusal(&proposal) {
-                        return Err(EngineError::InvalidEdit(format!("policy refuses it: {rule}")));
+                        return Err(EngineError::InvalidEdit(format!(
+                            "policy refuses it: {rule}"
+                        )));
                     }
                     Some(proposal)
                 }
                 None => None,
             };
-            let approved_hash = edited.as_ref().map_or_else(|| pending.proposal_hash.clone(), |p| p.hash());
+            let approved_hash = edited
+                .as_ref()
+                .map_or_else(|| pending.proposal_hash.clone(), |p| p.hash());
             Event::ApprovalGranted(ApprovalGranted {
                 step,
                 attempt: pending.attempt,
@@ -53,11 +74,17 @@ pub(crate) fn command_event(state: &RunState, run_id: &str, user: &str, command:
         }
         Command::Reject { step, reason } => {
             let step_state = step_in(state, run_id, &step)?;
-            let Some(pending) = step_state.pending_approval.as_ref().filter(|_| step_state.status == StepStatus::AwaitingApproval) else {
+            let Some(pending) = step_state
+                .pending_approval
+                .as_ref()
+                .filter(|_| step_state.status == StepStatus::AwaitingApproval)
+            else {
                 return Err(wrong_state(&step, step_state.status, "awaiting approval"));
             };
             if reason.trim().is_empty() {
-                return Err(EngineError::InvalidEdit("a rejection needs a reason".into()));
+                return Err(EngineError::InvalidEdit(
+                    "a rejection needs a reason".into(),
+                ));
             }
             Event::ApprovalRejected {
                 step,
@@ -70,22 +97,34 @@ pub(crate) fn command_event(state: &RunState, run_id: &str, user: &str, command:
         Command::Resolve { step, resolution } => {
             let step_state = step_in(state, run_id, &step)?;
             let Some((op, _)) = state.unknown_operation(&step) else {
-                return Err(wrong_state(&step, step_state.status, "waiting with an unknown outcome"));
+                return Err(wrong_state(
+                    &step,
+                    step_state.status,
+                    "waiting with an unknown outcome",
+                ));
             };
             Event::OperationResolved { op, resolution, by }
         }
         Command::Pause => Event::RunPauseRequested { by },
-        Command::Resume if status == stepwise_core::run::RunStatus::Paused => Event::RunResumeRequested { by },
+        Command::Resume if status == stepwise_core::run::RunStatus::Paused => {
+            Event::RunResumeRequested { by }
+        }
         Command::Resume => return Ok(None),
         Command::Cancel => Event::RunCancelRequested { by },
     }))
 }
 
-fn step_in<'s>(state: &'s RunState, run_id: &str, step: &str) -> Result<&'s stepwise_core::run::StepState, EngineError> {
-    state.step_state(step).ok_or_else(|| EngineError::UnknownStep {
-        run_id: run_id.to_string(),
-        step: step.to_string(),
-    })
+fn step_in<'s>(
+    state: &'s RunState,
+    run_id: &str,
+    step: &str,
+) -> Result<&'s stepwise_core::run::StepState, EngineError> {
+    state
+        .step_state(step)
+        .ok_or_else(|| EngineError::UnknownStep {
+            run_id: run_id.to_string(),
+            step: step.to_string(),
+        })
 }
 
 fn wrong_state(step: &str, status: StepStatus, expected: &'static str) -> EngineError {

@@ -71,7 +71,9 @@ impl<'e> Driver<'e> {
         observer: &'e dyn Observer,
         options: DriveOptions,
     ) -> Result<Driver<'e>, EngineError> {
-        let workspace = Arc::new(Workspace::open(std::path::Path::new(&loaded.state.started().workspace))?);
+        let workspace = Arc::new(Workspace::open(std::path::Path::new(
+            &loaded.state.started().workspace,
+        ))?);
         let (tx, rx) = mpsc::unbounded_channel();
         let retry_scheduled_at = retry_schedule(&loaded.events);
         Ok(Driver {
@@ -97,7 +99,10 @@ impl<'e> Driver<'e> {
         self.recover_unanswered()?;
         // Then decisions not yet taken (a run just started, or steps held back).
         let pending = self.state.advance();
-        self.commit(vec![Group { input: None, decisions: pending }])?;
+        self.commit(vec![Group {
+            input: None,
+            decisions: pending,
+        }])?;
         self.arm_pending_retries();
         if let Some(command) = command {
             self.apply_command(command)?;
@@ -111,7 +116,9 @@ impl<'e> Driver<'e> {
             if idle && !self.options.stay_alive_while_waiting {
                 break;
             }
-            let Some(first) = self.rx.recv().await else { break };
+            let Some(first) = self.rx.recv().await else {
+                break;
+            };
             let mut messages = vec![first];
             while messages.len() < MAX_BATCH {
                 match self.rx.try_recv() {
@@ -142,7 +149,11 @@ impl<'e> Driver<'e> {
                 }
                 Message::RetryDue { step, attempt } => {
                     self.timers.remove(&step);
-                    let waiting = self.state.pending_retries().iter().any(|(s, a)| *s == step && *a == attempt);
+                    let waiting = self
+                        .state
+                        .pending_retries()
+                        .iter()
+                        .any(|(s, a)| *s == step && *a == attempt);
                     if waiting {
                         groups.push(self.take_input(Event::RetryDue { step, attempt })?);
                     }
@@ -168,7 +179,13 @@ impl<'e> Driver<'e> {
                 let _ = cancel.send(true);
             }
         }
-        let Some(input) = command_event(&self.state, &self.run_id, &self.engine.config().user, command)? else {
+        let Some(input) = command_event(
+            &self.state,
+            &self.run_id,
+            &self.engine.config().user,
+            command,
+        )?
+        else {
             return Ok(());
         };
         let group = self.take_input(input)?;
@@ -178,21 +195,32 @@ impl<'e> Driver<'e> {
     /// Applies an input and takes the decisions it leads to.
     fn take_input(&mut self, input: Event) -> Result<Group, EngineError> {
         let causation = input_causation(&input, |step| {
-            self.state.step_state(step).and_then(|s| s.pending_approval.as_ref()).map(|p| p.requested_seq)
+            self.state
+                .step_state(step)
+                .and_then(|s| s.pending_approval.as_ref())
+                .map(|p| p.requested_seq)
         });
         let seq = self.state.last_seq() + 1;
-        self.state.apply(seq, &input).map_err(|source| EngineError::State {
-            run_id: self.run_id.clone(),
-            source,
-        })?;
+        self.state
+            .apply(seq, &input)
+            .map_err(|source| EngineError::State {
+                run_id: self.run_id.clone(),
+                source,
+            })?;
         let decisions = self.state.advance();
-        Ok(Group { input: Some((input, causation)), decisions })
+        Ok(Group {
+            input: Some((input, causation)),
+            decisions,
+        })
     }
 
     /// Makes groups of (input, decisions) durable in one transaction, tells the observer, and
     /// then performs the operations and arms the timers they decided.
     fn commit(&mut self, groups: Vec<Group>) -> Result<(), EngineError> {
-        let count: usize = groups.iter().map(|g| usize::from(g.input.is_some()) + g.decisions.len()).sum();
+        let count: usize = groups
+            .iter()
+            .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
+            .sum();
         if count == 0 {
             return Ok(());
         }
@@ -224,8 +252,14 @@ impl<'e> Driver<'e> {
         for (seq, recorded_at, event) in appended {
             match event {
                 Event::OperationStarted { request, .. } => self.dispatch(seq, request),
-                Event::StepRetryScheduled { step, attempt, delay_ms, .. } => {
-                    self.retry_scheduled_at.insert(step.clone(), (recorded_at, delay_ms));
+                Event::StepRetryScheduled {
+                    step,
+                    attempt,
+                    delay_ms,
+                    ..
+                } => {
+                    self.retry_scheduled_at
+                        .insert(step.clone(), (recorded_at, delay_ms));
                     self.arm_timer(step, attempt, delay_ms);
                 }
                 _ => {}
@@ -247,11 +281,22 @@ impl<'e> Driver<'e> {
         for (op, request) in unanswered {
             match &request {
                 OperationRequest::ReadFile { .. } => self.dispatch(op, request),
-                OperationRequest::WriteFile { path, base_hash, content_hash, .. } => {
-                    match exec::recover_write(&self.workspace, path, base_hash.as_deref(), content_hash) {
+                OperationRequest::WriteFile {
+                    path,
+                    base_hash,
+                    content_hash,
+                    ..
+                } => {
+                    match exec::recover_write(
+                        &self.workspace,
+                        path,
+                        base_hash.as_deref(),
+                        content_hash,
+                    ) {
                         WriteRecovery::NotApplied => self.dispatch(op, request),
                         WriteRecovery::AlreadyApplied(result) => {
-                            let group = self.take_input(Event::OperationSucceeded { op, result })?;
+                            let group =
+                                self.take_input(Event::OperationSucceeded { op, result })?;
                             self.commit(vec![group])?;
                         }
                         WriteRecovery::Conflict(error) => {
@@ -318,9 +363,20 @@ impl<'e> Driver<'e> {
                     let _ = tx.send(Message::OperationDone { op, outcome });
                 });
             }
-            OperationRequest::WriteFile { path, base_hash, content, content_hash } => {
+            OperationRequest::WriteFile {
+                path,
+                base_hash,
+                content,
+                content_hash,
+            } => {
                 tokio::task::spawn_blocking(move || {
-                    let outcome = exec::write_file(&workspace, &path, base_hash.as_deref(), &content, &content_hash);
+                    let outcome = exec::write_file(
+                        &workspace,
+                        &path,
+                        base_hash.as_deref(),
+                        &content,
+                        &content_hash,
+                    );
                     let _ = tx.send(Message::OperationDone { op, outcome });
                 });
             }
@@ -333,7 +389,9 @@ fn retry_schedule(events: &[(StoredEvent, Event)]) -> HashMap<String, (i64, u64)
     events
         .iter()
         .filter_map(|(stored, event)| match event {
-            Event::StepRetryScheduled { step, delay_ms, .. } => Some((step.clone(), (stored.recorded_at_ms, *delay_ms))),
+            Event::StepRetryScheduled { step, delay_ms, .. } => {
+                Some((step.clone(), (stored.recorded_at_ms, *delay_ms)))
+            }
             _ => None,
         })
         .collect()
@@ -346,7 +404,11 @@ struct LiveGuard<'e> {
 }
 
 impl<'e> LiveGuard<'e> {
-    fn register(engine: &'e Engine, run_id: &str, tx: mpsc::UnboundedSender<Message>) -> LiveGuard<'e> {
+    fn register(
+        engine: &'e Engine,
+        run_id: &str,
+        tx: mpsc::UnboundedSender<Message>,
+    ) -> LiveGuard<'e> {
         engine
             .live
             .lock()
@@ -361,6 +423,10 @@ impl<'e> LiveGuard<'e> {
 
 impl Drop for LiveGuard<'_> {
     fn drop(&mut self) {
-        self.engine.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.run_id);
+        self.engine
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.run_id);
     }
 }

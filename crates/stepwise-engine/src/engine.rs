@@ -44,7 +44,11 @@ impl EngineConfig {
 /// The name of the OS user running this process.
 pub fn current_user() -> String {
     let name = whoami::username();
-    if name.is_empty() { "unknown".to_string() } else { name }
+    if name.is_empty() {
+        "unknown".to_string()
+    } else {
+        name
+    }
 }
 
 /// What to start.
@@ -143,7 +147,9 @@ impl Engine {
     pub fn store(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock leaves the store itself consistent (SQLite
         // transactions roll back), so a poisoned lock is safe to keep using.
-        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reads and checks a workflow file.
@@ -152,7 +158,8 @@ impl Engine {
             path: path.to_path_buf(),
             source,
         })?;
-        let workflow = parse_workflow(&path.display().to_string(), &source).map_err(EngineError::Workflow)?;
+        let workflow =
+            parse_workflow(&path.display().to_string(), &source).map_err(EngineError::Workflow)?;
         Ok((Arc::new(workflow), source))
     }
 
@@ -164,7 +171,8 @@ impl Engine {
         let workspace = Workspace::open(&start.workspace)?;
         let policy = load_policy(self.config.user_policy.as_deref(), workspace.root())?;
         let run_id = uuid::Uuid::new_v4().to_string();
-        let workflow_path = std::path::absolute(&start.workflow_path).unwrap_or_else(|_| start.workflow_path.clone());
+        let workflow_path = std::path::absolute(&start.workflow_path)
+            .unwrap_or_else(|_| start.workflow_path.clone());
         let started = RunStarted {
             run_id: run_id.clone(),
             workflow_name: workflow.name.clone(),
@@ -200,7 +208,8 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .insert(workflow.source_hash.clone(), Arc::clone(&workflow));
         let event = Event::RunStarted(started);
-        self.store().create_run(&row, &[new_event(&event, None, now)])?;
+        self.store()
+            .create_run(&row, &[new_event(&event, None, now)])?;
         Ok(run_id)
     }
 
@@ -225,8 +234,17 @@ impl Engine {
         Ok(LoadedRun { row, events, state })
     }
 
-    fn run_workflow(&self, row: &RunRow, events: &[(StoredEvent, Event)]) -> Result<Arc<Workflow>, EngineError> {
-        let cached = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&row.workflow_hash).cloned();
+    fn run_workflow(
+        &self,
+        row: &RunRow,
+        events: &[(StoredEvent, Event)],
+    ) -> Result<Arc<Workflow>, EngineError> {
+        let cached = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&row.workflow_hash)
+            .cloned();
         if let Some(workflow) = cached {
             return Ok(workflow);
         }
@@ -257,7 +275,12 @@ impl Engine {
 
     /// Sends a command to a run: to its live driver in this process if there is one, else by
     /// driving it here until it waits again.
-    pub async fn send(&self, run_id: &str, command: Command, observer: &dyn Observer) -> Result<RunStatus, EngineError> {
+    pub async fn send(
+        &self,
+        run_id: &str,
+        command: Command,
+        observer: &dyn Observer,
+    ) -> Result<RunStatus, EngineError> {
         let run_id = self.store().find_run(run_id)?.run_id;
         let live = self
             .live
@@ -273,16 +296,22 @@ impl Engine {
                 return reply;
             }
         }
-        self.drive(&run_id, Some(command), observer, DriveOptions::default()).await
+        self.drive(&run_id, Some(command), observer, DriveOptions::default())
+            .await
     }
 
     /// Drives every unfinished run that no other process is driving; the runs that are busy
     /// elsewhere are skipped. Returns each run's status.
-    pub async fn resume_all(&self, observer: &dyn Observer) -> Result<Vec<(String, Result<RunStatus, EngineError>)>, EngineError> {
+    pub async fn resume_all(
+        &self,
+        observer: &dyn Observer,
+    ) -> Result<Vec<(String, Result<RunStatus, EngineError>)>, EngineError> {
         let runs = self.store().unfinished_runs()?;
         let mut out = Vec::new();
         for run in runs {
-            let status = self.drive(&run.run_id, None, observer, DriveOptions::default()).await;
+            let status = self
+                .drive(&run.run_id, None, observer, DriveOptions::default())
+                .await;
             out.push((run.run_id, status));
         }
         Ok(out)
@@ -291,16 +320,27 @@ impl Engine {
 
 /// Locks live beside the database: one file per run.
 fn lock_dir_for(db_path: &Path) -> PathBuf {
-    let name = db_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "stepwise".into());
-    db_path.parent().unwrap_or(Path::new(".")).join(format!("{name}.locks"))
+    let name = db_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "stepwise".into());
+    db_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("{name}.locks"))
 }
 
 /// The workflow a run was started with, from the source recorded in its first event.
-pub fn recorded_workflow(run_id: &str, events: &[(StoredEvent, Event)]) -> Result<Arc<Workflow>, EngineError> {
+pub fn recorded_workflow(
+    run_id: &str,
+    events: &[(StoredEvent, Event)],
+) -> Result<Arc<Workflow>, EngineError> {
     match events.first() {
-        Some((_, Event::RunStarted(started))) => parse_workflow(&started.workflow_path, &started.workflow_source)
-            .map(Arc::new)
-            .map_err(EngineError::Workflow),
+        Some((_, Event::RunStarted(started))) => {
+            parse_workflow(&started.workflow_path, &started.workflow_source)
+                .map(Arc::new)
+                .map_err(EngineError::Workflow)
+        }
         _ => Err(EngineError::State {
             run_id: run_id.to_string(),
             source: stepwise_core::run::StateError::NotStarted { seq: 1 },

@@ -28,7 +28,9 @@ pub enum EngineError {
     Policy { path: PathBuf, message: String },
     #[error("workspace: {0}")]
     Workspace(#[from] SandboxError),
-    #[error("run `{run_id}` is being driven by another stepwise process ({holder}); try again when it stops")]
+    #[error(
+        "run `{run_id}` is being driven by another stepwise process ({holder}); try again when it stops"
+    )]
     RunLocked { run_id: String, holder: String },
     #[error("run `{run_id}` has no step `{step}`")]
     UnknownStep { run_id: String, step: String },

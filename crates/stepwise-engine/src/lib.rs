@@ -20,8 +20,8 @@ pub mod record;
 pub mod sandbox;
 
 pub use engine::{
-    Command, DriveOptions, Engine, EngineConfig, LoadedRun, NoObserver, Observer, StartRun, current_user,
-    recorded_workflow,
+    Command, DriveOptions, Engine, EngineConfig, LoadedRun, NoObserver, Observer, StartRun,
+    current_user, recorded_workflow,
 };
 pub use error::EngineError;
 pub use lock::RunLock;

@@ -13,12 +13,18 @@ pub const WORKSPACE_POLICY: &str = ".stepwise/policy.yaml";
 
 /// The rules in force for a workspace: the user's first, then the workspace's. A missing file
 /// has no rules; a broken one is an error, never silently ignored.
-pub fn load_policy(user_policy: Option<&Path>, workspace: &Path) -> Result<Vec<RuleSpec>, EngineError> {
+pub fn load_policy(
+    user_policy: Option<&Path>,
+    workspace: &Path,
+) -> Result<Vec<RuleSpec>, EngineError> {
     let mut rules = Vec::new();
     if let Some(path) = user_policy {
         rules.extend(read_rules(path, "user policy")?);
     }
-    rules.extend(read_rules(&workspace.join(WORKSPACE_POLICY), "workspace policy")?);
+    rules.extend(read_rules(
+        &workspace.join(WORKSPACE_POLICY),
+        "workspace policy",
+    )?);
     Ok(rules)
 }
 
@@ -37,6 +43,9 @@ fn read_rules(path: &Path, origin: &str) -> Result<Vec<RuleSpec>, EngineError> {
         path: PathBuf::from(path),
         message,
     };
-    let def: PolicyDef = serde_saphyr::from_str_with_options(&text, stepwise_core::workflow::yaml_options()).map_err(|e| policy_error(e.without_snippet().to_string()))?;
-    rules_from_def(&def, &format!("{origin} {}", path.display()), false).map_err(|e| policy_error(e.to_string()))
+    let def: PolicyDef =
+        serde_saphyr::from_str_with_options(&text, stepwise_core::workflow::yaml_options())
+            .map_err(|e| policy_error(e.without_snippet().to_string()))?;
+    rules_from_def(&def, &format!("{origin} {}", path.display()), false)
+        .map_err(|e| policy_error(e.to_string()))
 }

@@ -6,7 +6,11 @@ use stepwise_store::{NewEvent, StoredEvent};
 use crate::error::EngineError;
 
 /// An event ready to append: the event, what caused it, and when it was recorded.
-pub(crate) fn new_event(event: &Event, causation_seq: Option<u64>, recorded_at_ms: i64) -> NewEvent {
+pub(crate) fn new_event(
+    event: &Event,
+    causation_seq: Option<u64>,
+    recorded_at_ms: i64,
+) -> NewEvent {
     NewEvent {
         event_type: event.type_name().to_string(),
         schema_version: EVENT_SCHEMA_VERSION,
@@ -19,17 +23,23 @@ pub(crate) fn new_event(event: &Event, causation_seq: Option<u64>, recorded_at_m
 
 /// A stored event read back as the core's type.
 pub fn decode(run_id: &str, stored: &StoredEvent) -> Result<Event, EngineError> {
-    Event::from_payload(&stored.event_type, stored.schema_version, stored.payload.clone()).map_err(|source| {
-        EngineError::Decode {
-            run_id: run_id.to_string(),
-            seq: stored.seq,
-            source,
-        }
+    Event::from_payload(
+        &stored.event_type,
+        stored.schema_version,
+        stored.payload.clone(),
+    )
+    .map_err(|source| EngineError::Decode {
+        run_id: run_id.to_string(),
+        seq: stored.seq,
+        source,
     })
 }
 
 /// The seq of the event an input answers, for its causation id.
-pub(crate) fn input_causation(event: &Event, requested_seq: impl Fn(&str) -> Option<u64>) -> Option<u64> {
+pub(crate) fn input_causation(
+    event: &Event,
+    requested_seq: impl Fn(&str) -> Option<u64>,
+) -> Option<u64> {
     match event {
         Event::OperationSucceeded { op, .. }
         | Event::OperationFailed { op, .. }

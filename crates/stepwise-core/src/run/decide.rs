@@ -34,7 +34,11 @@ impl RunState {
                     .filter(|(_, s)| matches!(s.status, StepStatus::Failed | StepStatus::Rejected))
                     .map(|(d, _)| d.id.clone())
                     .collect();
-                if failed.is_empty() { Event::RunSucceeded {} } else { Event::RunFailed { steps: failed } }
+                if failed.is_empty() {
+                    Event::RunSucceeded {}
+                } else {
+                    Event::RunFailed { steps: failed }
+                }
             };
             let seq = self.last_seq + 1;
             let _ = self.apply(seq, &event);
@@ -59,31 +63,51 @@ impl RunState {
         if state.status.is_terminal() {
             return Vec::new();
         }
-        if self.cancel_requested && !matches!(state.phase, Phase::InFlight { .. } | Phase::Returned { .. }) {
+        if self.cancel_requested
+            && !matches!(state.phase, Phase::InFlight { .. } | Phase::Returned { .. })
+        {
             return vec![Event::StepCancelled { step: id }];
         }
         match state.phase.clone() {
-            Phase::Blocked | Phase::AwaitingApproval | Phase::InFlight { .. } | Phase::RetryWait | Phase::Unknown { .. } | Phase::Done => {
-                Vec::new()
-            }
+            Phase::Blocked
+            | Phase::AwaitingApproval
+            | Phase::InFlight { .. }
+            | Phase::RetryWait
+            | Phase::Unknown { .. }
+            | Phase::Done => Vec::new(),
             Phase::Ready => self.decide_ready(index),
             Phase::RetryNow => {
                 if self.paused {
                     return Vec::new();
                 }
-                vec![Event::StepStarted { step: id, attempt: attempt + 1 }]
+                vec![Event::StepStarted {
+                    step: id,
+                    attempt: attempt + 1,
+                }]
             }
             Phase::Begin => self.decide_begin(index),
             Phase::Approved(request) => match request {
                 Some(request) => self.start_operation(index, request),
                 None => {
                     let output = json!({ "approved": true });
-                    vec![Event::StepSucceeded { step: id, attempt, output }]
+                    vec![Event::StepSucceeded {
+                        step: id,
+                        attempt,
+                        output,
+                    }]
                 }
             },
             Phase::Returned { request, outcome } => self.decide_returned(index, &request, outcome),
-            Phase::Rejected { by, reason } => vec![Event::StepRejected { step: id, by, reason }],
-            Phase::Resolved { resolution, by, request } => match resolution {
+            Phase::Rejected { by, reason } => vec![Event::StepRejected {
+                step: id,
+                by,
+                reason,
+            }],
+            Phase::Resolved {
+                resolution,
+                by,
+                request,
+            } => match resolution {
                 Resolution::Retry => self.start_operation(index, request),
                 Resolution::Skip => vec![Event::StepSkipped {
                     step: id,
@@ -102,12 +126,19 @@ impl RunState {
         let step = &self.workflow.steps[index];
         let id = step.id.clone();
         if step.after == AfterDef::Succeeded
-            && let Some(&need) = step.needs.iter().find(|&&n| self.steps[n].status != StepStatus::Succeeded)
+            && let Some(&need) = step
+                .needs
+                .iter()
+                .find(|&&n| self.steps[n].status != StepStatus::Succeeded)
         {
             let need_state = &self.steps[need];
             return vec![Event::StepSkipped {
                 step: id,
-                reason: format!("needs `{}`, which {}", self.workflow.steps[need].id, need_state.status.as_str()),
+                reason: format!(
+                    "needs `{}`, which {}",
+                    self.workflow.steps[need].id,
+                    need_state.status.as_str()
+                ),
             }];
         }
         if let Some(when) = &step.when {
@@ -120,7 +151,11 @@ impl RunState {
                     }];
                 }
                 Ok(other) => {
-                    return vec![fail(&id, 1, format!("`when` must be true or false, got {other}"))];
+                    return vec![fail(
+                        &id,
+                        1,
+                        format!("`when` must be true or false, got {other}"),
+                    )];
                 }
                 Err(e) => return vec![fail(&id, 1, format!("`when`: {e}"))],
             }
@@ -140,9 +175,16 @@ impl RunState {
                     Err(e) => return vec![fail(&id, 1, format!("value `{name}`: {e}"))],
                 }
             }
-            return vec![Event::StepSucceeded { step: id, attempt: 1, output: Value::Object(output) }];
+            return vec![Event::StepSucceeded {
+                step: id,
+                attempt: 1,
+                output: Value::Object(output),
+            }];
         }
-        vec![Event::StepStarted { step: id, attempt: 1 }]
+        vec![Event::StepStarted {
+            step: id,
+            attempt: 1,
+        }]
     }
 
     fn decide_begin(&mut self, index: usize) -> Vec<Event> {
@@ -159,11 +201,19 @@ impl RunState {
                 Err(e) => vec![fail(&id, attempt, e)],
             },
             Action::EditFile { path, .. } => match render_path(path, &scope) {
-                Ok(path) => self.start_operation(index, OperationRequest::ReadFile { path, missing_ok: true }),
+                Ok(path) => self.start_operation(
+                    index,
+                    OperationRequest::ReadFile {
+                        path,
+                        missing_ok: true,
+                    },
+                ),
                 Err(e) => vec![fail(&id, attempt, e)],
             },
             Action::RunCommand { .. } => match command_request(step, &scope) {
-                Ok(request) => self.gate(index, Proposal::RunCommand(request), GateKind::RunCommand),
+                Ok(request) => {
+                    self.gate(index, Proposal::RunCommand(request), GateKind::RunCommand)
+                }
                 Err(e) => vec![fail(&id, attempt, e)],
             },
             Action::Approval { message } => match message.render_string(&scope) {
@@ -191,25 +241,45 @@ impl RunState {
         let attempt = self.steps[index].attempt;
         let proposal_hash = proposal.hash();
         let (path, command) = match &proposal {
-            Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => (Some(path.as_str()), None),
+            Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => {
+                (Some(path.as_str()), None)
+            }
             Proposal::RunCommand(request) => (None, Some(&request.command)),
             Proposal::Gate { .. } => (None, None),
         };
-        let verdict = self.policy.evaluate(Subject { kind, path, command });
+        let verdict = self.policy.evaluate(Subject {
+            kind,
+            path,
+            command,
+        });
         let request = proposal_request(&proposal);
         if verdict.effect == Effect::Deny {
             let rule = verdict.rule.unwrap_or_default();
-            return vec![fail(&id, attempt, format!("{} refused by policy: {rule}", kind.as_str()))];
+            return vec![fail(
+                &id,
+                attempt,
+                format!("{} refused by policy: {rule}", kind.as_str()),
+            )];
         }
         // A retry of the same proposal is covered by the approval already given.
         if self.steps[index].approved_hashes.contains(&proposal_hash) {
-            return request.map(|r| self.start_operation(index, r)).unwrap_or_default();
+            return request
+                .map(|r| self.start_operation(index, r))
+                .unwrap_or_default();
         }
-        let effect = if step.approval_required { Effect::Ask } else { verdict.effect };
+        let effect = if step.approval_required {
+            Effect::Ask
+        } else {
+            verdict.effect
+        };
         match (effect, verdict.rule) {
-            (Effect::Allow, None) => request.map(|r| self.start_operation(index, r)).unwrap_or_default(),
+            (Effect::Allow, None) => request
+                .map(|r| self.start_operation(index, r))
+                .unwrap_or_default(),
             (Effect::Allow, Some(rule)) => {
-                let Some(request) = request else { return Vec::new() };
+                let Some(request) = request else {
+                    return Vec::new();
+                };
                 if !self.slot_free(index) {
                     return Vec::new();
                 }
@@ -233,7 +303,13 @@ impl RunState {
                 } else {
                     rule.unwrap_or_else(|| format!("{} needs approval by default", kind.as_str()))
                 };
-                vec![Event::ApprovalRequested { step: id, attempt, proposal, proposal_hash, reason }]
+                vec![Event::ApprovalRequested {
+                    step: id,
+                    attempt,
+                    proposal,
+                    proposal_hash,
+                    reason,
+                }]
             }
         }
     }
@@ -246,7 +322,11 @@ impl RunState {
             Proposal::RunCommand(request) => (GateKind::RunCommand, None, Some(&request.command)),
             Proposal::Gate { .. } => return None,
         };
-        let verdict = self.policy.evaluate(Subject { kind, path, command });
+        let verdict = self.policy.evaluate(Subject {
+            kind,
+            path,
+            command,
+        });
         (verdict.effect == Effect::Deny).then(|| verdict.rule.unwrap_or_default())
     }
 
@@ -281,8 +361,12 @@ impl RunState {
         let purpose = self.steps[index].purpose;
         let result = match outcome {
             Ok(result) => result,
-            Err(error) if error.kind == OperationErrorKind::Cancelled => return vec![Event::StepCancelled { step: id }],
-            Err(error) => return self.fail_or_retry(index, error.message, error.kind.retryable(), None),
+            Err(error) if error.kind == OperationErrorKind::Cancelled => {
+                return vec![Event::StepCancelled { step: id }];
+            }
+            Err(error) => {
+                return self.fail_or_retry(index, error.message, error.kind.retryable(), None);
+            }
         };
         match (purpose, result) {
             (Some(Purpose::Read), OperationResult::FileRead { content, hash, .. }) => {
@@ -290,9 +374,20 @@ impl RunState {
                     OperationRequest::ReadFile { path, .. } => path.clone(),
                     _ => String::new(),
                 };
-                vec![Event::StepSucceeded { step: id, attempt, output: json!({ "path": path, "content": content, "hash": hash }) }]
+                vec![Event::StepSucceeded {
+                    step: id,
+                    attempt,
+                    output: json!({ "path": path, "content": content, "hash": hash }),
+                }]
             }
-            (Some(Purpose::Snapshot), OperationResult::FileRead { exists, content, hash }) => {
+            (
+                Some(Purpose::Snapshot),
+                OperationResult::FileRead {
+                    exists,
+                    content,
+                    hash,
+                },
+            ) => {
                 if self.cancel_requested {
                     return vec![Event::StepCancelled { step: id }];
                 }
@@ -304,18 +399,35 @@ impl RunState {
                             OperationRequest::ReadFile { path, .. } => path.clone(),
                             _ => String::new(),
                         };
-                        vec![Event::StepSucceeded { step: id, attempt, output: json!({ "path": path, "changed": false }) }]
+                        vec![Event::StepSucceeded {
+                            step: id,
+                            attempt,
+                            output: json!({ "path": path, "changed": false }),
+                        }]
                     }
                     Err(e) => vec![fail(&id, attempt, e)],
                 }
             }
-            (Some(Purpose::Write), OperationResult::FileWritten { before_hash, after_hash, recovered }) => {
+            (
+                Some(Purpose::Write),
+                OperationResult::FileWritten {
+                    before_hash,
+                    after_hash,
+                    recovered,
+                },
+            ) => {
                 let (path, diff) = match (&self.steps[index].approved_proposal, request) {
-                    (Some(Proposal::EditFile { path, diff, .. }), _) => (path.clone(), diff.clone()),
+                    (Some(Proposal::EditFile { path, diff, .. }), _) => {
+                        (path.clone(), diff.clone())
+                    }
                     // Approved by a policy rule: no person saw a proposal, so the diff is
                     // rebuilt from the recorded snapshot and the written content.
                     (_, OperationRequest::WriteFile { path, content, .. }) => {
-                        let diff = super::proposal::unified_diff(path, self.steps[index].base_content.as_deref(), content);
+                        let diff = super::proposal::unified_diff(
+                            path,
+                            self.steps[index].base_content.as_deref(),
+                            content,
+                        );
                         (path.clone(), diff)
                     }
                     _ => (String::new(), String::new()),
@@ -324,7 +436,11 @@ impl RunState {
                 if recovered {
                     output["recovered"] = Value::Bool(true);
                 }
-                vec![Event::StepSucceeded { step: id, attempt, output }]
+                vec![Event::StepSucceeded {
+                    step: id,
+                    attempt,
+                    output,
+                }]
             }
             (Some(Purpose::Command), OperationResult::CommandFinished(outcome)) => {
                 let output = json!({
@@ -338,22 +454,42 @@ impl RunState {
                     "duration_ms": outcome.duration_ms,
                 });
                 if outcome.succeeded() {
-                    return vec![Event::StepSucceeded { step: id, attempt, output }];
+                    return vec![Event::StepSucceeded {
+                        step: id,
+                        attempt,
+                        output,
+                    }];
                 }
                 let error = if outcome.timed_out {
-                    format!("command timed out after {} (its process group was killed)", format_ms(step.timeout_ms.unwrap_or(outcome.duration_ms)))
+                    format!(
+                        "command timed out after {} (its process group was killed)",
+                        format_ms(step.timeout_ms.unwrap_or(outcome.duration_ms))
+                    )
                 } else if let Some(code) = outcome.exit_code {
                     format!("command exited with code {code}")
                 } else {
-                    format!("command was killed by signal {}", outcome.signal.unwrap_or(0))
+                    format!(
+                        "command was killed by signal {}",
+                        outcome.signal.unwrap_or(0)
+                    )
                 };
                 self.fail_or_retry(index, error, true, Some(output))
             }
-            (_, other) => vec![fail(&id, attempt, format!("unexpected operation result {other:?}"))],
+            (_, other) => vec![fail(
+                &id,
+                attempt,
+                format!("unexpected operation result {other:?}"),
+            )],
         }
     }
 
-    fn fail_or_retry(&mut self, index: usize, error: String, retryable: bool, output: Option<Value>) -> Vec<Event> {
+    fn fail_or_retry(
+        &mut self,
+        index: usize,
+        error: String,
+        retryable: bool,
+        output: Option<Value>,
+    ) -> Vec<Event> {
         let step = &self.workflow.steps[index];
         let attempt = self.steps[index].attempt;
         if retryable && attempt < step.retry.max_attempts && !self.cancel_requested {
@@ -364,14 +500,28 @@ impl RunState {
                 error,
             }];
         }
-        vec![Event::StepFailed { step: step.id.clone(), attempt, error, output }]
+        vec![Event::StepFailed {
+            step: step.id.clone(),
+            attempt,
+            error,
+            output,
+        }]
     }
 }
 
 fn fail(step: &str, attempt: u32, error: impl Into<String>) -> Event {
-    Event::StepFailed { step: step.to_string(), attempt: attempt.max(1), error: error.into(), output: None }
+    Event::StepFailed {
+        step: step.to_string(),
+        attempt: attempt.max(1),
+        error: error.into(),
+        output: None,
+    }
 }
 
 fn format_ms(ms: u64) -> String {
-    if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }

@@ -12,13 +12,22 @@ use crate::workflow::{Action, CommandTemplate, EditChange, Step};
 
 /// Renders a path template and checks it stays inside the workspace.
 pub(crate) fn render_path(path: &Template, scope: &Scope) -> Result<String, String> {
-    let rendered = path.render_string(scope).map_err(|e| format!("`path`: {e}"))?;
+    let rendered = path
+        .render_string(scope)
+        .map_err(|e| format!("`path`: {e}"))?;
     normalize_workspace_path(&rendered).map_err(|e| format!("`path`: {e}"))
 }
 
 /// The command a `run_command` step would run, fully rendered.
 pub(crate) fn command_request(step: &Step, scope: &Scope) -> Result<CommandRequest, String> {
-    let Action::RunCommand { command, cwd, env, pass_env, max_output_bytes } = &step.action else {
+    let Action::RunCommand {
+        command,
+        cwd,
+        env,
+        pass_env,
+        max_output_bytes,
+    } = &step.action
+    else {
         return Err("not a run_command step".into());
     };
     let command = match command {
@@ -29,9 +38,11 @@ pub(crate) fn command_request(step: &Step, scope: &Scope) -> Result<CommandReque
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("`command`: {e}"))?,
         ),
-        CommandTemplate::Shell(script) => {
-            CommandLine::Shell(script.render_string(scope).map_err(|e| format!("`command`: {e}"))?)
-        }
+        CommandTemplate::Shell(script) => CommandLine::Shell(
+            script
+                .render_string(scope)
+                .map_err(|e| format!("`command`: {e}"))?,
+        ),
     };
     let cwd = match cwd {
         Some(c) => render_path(c, scope).map_err(|e| e.replace("`path`", "`cwd`"))?,
@@ -39,7 +50,9 @@ pub(crate) fn command_request(step: &Step, scope: &Scope) -> Result<CommandReque
     };
     let mut env_values = BTreeMap::new();
     for (name, value) in env {
-        let rendered = value.render_string(scope).map_err(|e| format!("`env.{name}`: {e}"))?;
+        let rendered = value
+            .render_string(scope)
+            .map_err(|e| format!("`env.{name}`: {e}"))?;
         env_values.insert(name.clone(), rendered);
     }
     Ok(CommandRequest {
@@ -66,19 +79,31 @@ pub(crate) fn edit_proposal(
     };
     let path = render_path(path, scope)?;
     let content = match change {
-        EditChange::Content(template) => template.render_string(scope).map_err(|e| format!("`content`: {e}"))?,
+        EditChange::Content(template) => template
+            .render_string(scope)
+            .map_err(|e| format!("`content`: {e}"))?,
         EditChange::Replace { find, replace } => {
             if !exists {
-                return Err(format!("`{path}` does not exist; `find`/`replace` needs an existing file"));
+                return Err(format!(
+                    "`{path}` does not exist; `find`/`replace` needs an existing file"
+                ));
             }
-            let find = find.render_string(scope).map_err(|e| format!("`find`: {e}"))?;
-            let replace = replace.render_string(scope).map_err(|e| format!("`replace`: {e}"))?;
+            let find = find
+                .render_string(scope)
+                .map_err(|e| format!("`find`: {e}"))?;
+            let replace = replace
+                .render_string(scope)
+                .map_err(|e| format!("`replace`: {e}"))?;
             if find.is_empty() {
                 return Err("`find` rendered to an empty string".into());
             }
             match current.matches(find.as_str()).count() {
                 1 => current.replacen(find.as_str(), &replace, 1),
-                0 => return Err(format!("the `find` text was not found in `{path}`; nothing was changed")),
+                0 => {
+                    return Err(format!(
+                        "the `find` text was not found in `{path}`; nothing was changed"
+                    ));
+                }
                 n => {
                     return Err(format!(
                         "the `find` text occurs {n} times in `{path}`; it must occur exactly once (add surrounding lines to make it unique)"
@@ -100,7 +125,11 @@ pub(crate) fn edit_proposal(
 
 /// A unified diff, `a/path` to `b/path` (`/dev/null` for a new file).
 pub fn unified_diff(path: &str, before: Option<&str>, after: &str) -> String {
-    let old_name = if before.is_some() { format!("a/{path}") } else { "/dev/null".to_string() };
+    let old_name = if before.is_some() {
+        format!("a/{path}")
+    } else {
+        "/dev/null".to_string()
+    };
     TextDiff::from_lines(before.unwrap_or(""), after)
         .unified_diff()
         .context_radius(3)
@@ -111,22 +140,32 @@ pub fn unified_diff(path: &str, before: Option<&str>, after: &str) -> String {
 /// Builds the proposal a person edited: the same operation with new content or command,
 /// checked to still be the same kind of thing at the same place.
 /// `base_content` is the file as it was when the edit was proposed (`None`: it did not exist).
-pub fn edited_proposal(original: &Proposal, base_content: Option<&str>, edited: EditedProposal) -> Result<Proposal, String> {
+pub fn edited_proposal(
+    original: &Proposal,
+    base_content: Option<&str>,
+    edited: EditedProposal,
+) -> Result<Proposal, String> {
     match (original, edited) {
-        (Proposal::EditFile { path, base_hash, .. }, EditedProposal::Content(content)) => {
-            Ok(Proposal::EditFile {
-                diff: unified_diff(path, base_content, &content),
-                path: path.clone(),
-                base_hash: base_hash.clone(),
-                content,
-            })
-        }
+        (
+            Proposal::EditFile {
+                path, base_hash, ..
+            },
+            EditedProposal::Content(content),
+        ) => Ok(Proposal::EditFile {
+            diff: unified_diff(path, base_content, &content),
+            path: path.clone(),
+            base_hash: base_hash.clone(),
+            content,
+        }),
         (Proposal::RunCommand(request), EditedProposal::Command(command)) => {
             let mut request = request.clone();
             request.command = command;
             Ok(Proposal::RunCommand(request))
         }
-        (other, _) => Err(format!("a {} proposal cannot be edited that way", other.kind_name())),
+        (other, _) => Err(format!(
+            "a {} proposal cannot be edited that way",
+            other.kind_name()
+        )),
     }
 }
 

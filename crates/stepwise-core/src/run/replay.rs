@@ -39,7 +39,10 @@ pub enum ReplayError {
 }
 
 /// Replays `events` (seq 1 = `RunStarted`) against `workflow`.
-pub fn replay(workflow: Arc<Workflow>, events: &[(u64, Event)]) -> Result<ReplayReport, ReplayError> {
+pub fn replay(
+    workflow: Arc<Workflow>,
+    events: &[(u64, Event)],
+) -> Result<ReplayReport, ReplayError> {
     let mut iter = events.iter();
     let started = match iter.next() {
         Some((1, Event::RunStarted(started))) => started.clone(),
@@ -66,7 +69,9 @@ pub fn replay(workflow: Arc<Workflow>, events: &[(u64, Event)]) -> Result<Replay
         }
         if let Err(e) = state.apply(*seq, event) {
             return Err(match e {
-                StateError::Unexpected { .. } | StateError::UnknownStep { .. } => diverged(*seq, None, Some(event.clone())),
+                StateError::Unexpected { .. } | StateError::UnknownStep { .. } => {
+                    diverged(*seq, None, Some(event.clone()))
+                }
                 other => other.into(),
             });
         }
@@ -84,5 +89,9 @@ pub fn replay(workflow: Arc<Workflow>, events: &[(u64, Event)]) -> Result<Replay
 }
 
 fn diverged(seq: u64, expected: Option<Event>, recorded: Option<Event>) -> ReplayError {
-    ReplayError::Diverged(Box::new(Divergence { seq, expected, recorded }))
+    ReplayError::Diverged(Box::new(Divergence {
+        seq,
+        expected,
+        recorded,
+    }))
 }

@@ -49,7 +49,11 @@ impl StepStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Rejected | StepStatus::Cancelled
+            StepStatus::Succeeded
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Rejected
+                | StepStatus::Cancelled
         )
     }
 }
@@ -80,7 +84,10 @@ impl RunStatus {
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
     }
 }
 
@@ -105,13 +112,29 @@ pub(crate) enum Phase {
     AwaitingApproval,
     /// Approved: perform this (for a gate, nothing).
     Approved(Option<OperationRequest>),
-    InFlight { op: u64, request: OperationRequest },
-    Returned { request: OperationRequest, outcome: Result<OperationResult, OperationError> },
-    Rejected { by: String, reason: String },
+    InFlight {
+        op: u64,
+        request: OperationRequest,
+    },
+    Returned {
+        request: OperationRequest,
+        outcome: Result<OperationResult, OperationError>,
+    },
+    Rejected {
+        by: String,
+        reason: String,
+    },
     RetryWait,
     RetryNow,
-    Unknown { op: u64, request: OperationRequest },
-    Resolved { resolution: Resolution, by: String, request: OperationRequest },
+    Unknown {
+        op: u64,
+        request: OperationRequest,
+    },
+    Resolved {
+        resolution: Resolution,
+        by: String,
+        request: OperationRequest,
+    },
     Done,
 }
 
@@ -184,7 +207,12 @@ pub struct RunState {
 impl RunState {
     /// A run's state right after its `RunStarted` event (seq 1).
     pub fn new(workflow: Arc<Workflow>, started: RunStarted) -> Result<RunState, StateError> {
-        let rules: Vec<_> = started.policy.iter().chain(&workflow.policy_rules).cloned().collect();
+        let rules: Vec<_> = started
+            .policy
+            .iter()
+            .chain(&workflow.policy_rules)
+            .cloned()
+            .collect();
         let policy = Policy::compile(&rules)?;
         let steps = workflow
             .steps
@@ -200,7 +228,11 @@ impl RunState {
                 base_content: None,
                 approved_hashes: BTreeSet::new(),
                 waiting_needs: s.needs.len(),
-                phase: if s.needs.is_empty() { Phase::Ready } else { Phase::Blocked },
+                phase: if s.needs.is_empty() {
+                    Phase::Ready
+                } else {
+                    Phase::Blocked
+                },
                 purpose: None,
             })
             .collect();
@@ -272,11 +304,16 @@ impl RunState {
         if self.paused {
             return RunStatus::Paused;
         }
-        let waiting_retry = self.steps.iter().any(|s| s.status == StepStatus::WaitingRetry);
-        let waiting_person = self
+        let waiting_retry = self
             .steps
             .iter()
-            .any(|s| matches!(s.status, StepStatus::AwaitingApproval | StepStatus::OutcomeUnknown));
+            .any(|s| s.status == StepStatus::WaitingRetry);
+        let waiting_person = self.steps.iter().any(|s| {
+            matches!(
+                s.status,
+                StepStatus::AwaitingApproval | StepStatus::OutcomeUnknown
+            )
+        });
         if self.in_flight == 0 && !waiting_retry && waiting_person && self.held.is_empty() {
             RunStatus::AwaitingApproval
         } else {
@@ -292,7 +329,9 @@ impl RunState {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| match &s.phase {
-                Phase::InFlight { op, request } => Some((*op, self.workflow.steps[i].id.as_str(), request)),
+                Phase::InFlight { op, request } => {
+                    Some((*op, self.workflow.steps[i].id.as_str(), request))
+                }
                 _ => None,
             })
             .collect();
@@ -338,19 +377,23 @@ impl RunState {
     }
 
     fn index_of(&self, seq: u64, step: &str) -> Result<usize, StateError> {
-        self.workflow.step_index(step).ok_or_else(|| StateError::UnknownStep {
-            seq,
-            step: step.to_string(),
-        })
+        self.workflow
+            .step_index(step)
+            .ok_or_else(|| StateError::UnknownStep {
+                seq,
+                step: step.to_string(),
+            })
     }
 
     fn op_step(&self, seq: u64, op: u64) -> Result<usize, StateError> {
-        self.ops.get(&op).copied().ok_or_else(|| StateError::Unexpected {
-            seq,
-            message: format!("answers operation {op}, which was never started"),
-        })
+        self.ops
+            .get(&op)
+            .copied()
+            .ok_or_else(|| StateError::Unexpected {
+                seq,
+                message: format!("answers operation {op}, which was never started"),
+            })
     }
-
 
     fn dirty_all_open(&mut self) {
         for (i, s) in self.steps.iter().enumerate() {
@@ -417,7 +460,13 @@ impl RunState {
                 self.steps[i].reason = Some(reason.clone());
                 self.finish_step(i, StepStatus::Skipped);
             }
-            Event::ApprovalRequested { step, attempt, proposal, proposal_hash, reason } => {
+            Event::ApprovalRequested {
+                step,
+                attempt,
+                proposal,
+                proposal_hash,
+                reason,
+            } => {
                 let i = self.index_of(seq, step)?;
                 let s = &mut self.steps[i];
                 s.status = StepStatus::AwaitingApproval;
@@ -435,10 +484,16 @@ impl RunState {
                 let s = &mut self.steps[i];
                 s.approved_hashes.insert(granted.approved_hash.clone());
                 if matches!(granted.mode, DecisionMode::Manual) {
-                    let pending = s.pending_approval.take().ok_or_else(|| StateError::Unexpected {
-                        seq,
-                        message: format!("approval of step `{}`, which is not awaiting approval", granted.step),
-                    })?;
+                    let pending =
+                        s.pending_approval
+                            .take()
+                            .ok_or_else(|| StateError::Unexpected {
+                                seq,
+                                message: format!(
+                                    "approval of step `{}`, which is not awaiting approval",
+                                    granted.step
+                                ),
+                            })?;
                     let proposal = granted.edited.clone().unwrap_or(pending.proposal);
                     s.status = StepStatus::Running;
                     s.phase = Phase::Approved(proposal_request(&proposal));
@@ -446,11 +501,16 @@ impl RunState {
                     self.dirty.insert(i);
                 }
             }
-            Event::ApprovalRejected { step, by, reason, .. } => {
+            Event::ApprovalRejected {
+                step, by, reason, ..
+            } => {
                 let i = self.index_of(seq, step)?;
                 let s = &mut self.steps[i];
                 s.pending_approval = None;
-                s.phase = Phase::Rejected { by: by.clone(), reason: reason.clone() };
+                s.phase = Phase::Rejected {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                };
                 self.dirty.insert(i);
             }
             Event::OperationStarted { step, request, .. } => {
@@ -458,12 +518,17 @@ impl RunState {
                 let s = &mut self.steps[i];
                 s.status = StepStatus::Running;
                 s.purpose = Some(purpose_of(&self.workflow.steps[i].action, request));
-                s.phase = Phase::InFlight { op: seq, request: request.clone() };
+                s.phase = Phase::InFlight {
+                    op: seq,
+                    request: request.clone(),
+                };
                 self.ops.insert(seq, i);
                 self.in_flight += 1;
                 self.held.remove(&i);
             }
-            Event::OperationSucceeded { op, result } => self.answer(seq, *op, Ok(result.clone()))?,
+            Event::OperationSucceeded { op, result } => {
+                self.answer(seq, *op, Ok(result.clone()))?
+            }
             Event::OperationFailed { op, error } => self.answer(seq, *op, Err(error.clone()))?,
             Event::OperationOutcomeUnknown { op } => {
                 let i = self.op_step(seq, *op)?;
@@ -477,7 +542,11 @@ impl RunState {
                 let i = self.op_step(seq, *op)?;
                 if let Phase::Unknown { request, .. } = self.steps[i].phase.clone() {
                     self.steps[i].status = StepStatus::Running;
-                    self.steps[i].phase = Phase::Resolved { resolution: *resolution, by: by.clone(), request };
+                    self.steps[i].phase = Phase::Resolved {
+                        resolution: *resolution,
+                        by: by.clone(),
+                        request,
+                    };
                     self.dirty.insert(i);
                 }
             }
@@ -495,14 +564,23 @@ impl RunState {
                     self.dirty.insert(i);
                 }
             }
-            Event::StepSucceeded { step, attempt, output } => {
+            Event::StepSucceeded {
+                step,
+                attempt,
+                output,
+            } => {
                 let i = self.index_of(seq, step)?;
                 let s = &mut self.steps[i];
                 s.attempt = (*attempt).max(s.attempt);
                 s.output = Some(output.clone());
                 self.finish_step(i, StepStatus::Succeeded);
             }
-            Event::StepFailed { step, attempt, error, output } => {
+            Event::StepFailed {
+                step,
+                attempt,
+                error,
+                output,
+            } => {
                 let i = self.index_of(seq, step)?;
                 let s = &mut self.steps[i];
                 s.attempt = (*attempt).max(s.attempt);
@@ -536,12 +614,24 @@ impl RunState {
         Ok(())
     }
 
-    fn answer(&mut self, seq: u64, op: u64, outcome: Result<OperationResult, OperationError>) -> Result<(), StateError> {
+    fn answer(
+        &mut self,
+        seq: u64,
+        op: u64,
+        outcome: Result<OperationResult, OperationError>,
+    ) -> Result<(), StateError> {
         let i = self.op_step(seq, op)?;
         match self.steps[i].phase.clone() {
-            Phase::InFlight { op: current, request } if current == op => {
-                if let (Some(Purpose::Snapshot), Ok(OperationResult::FileRead { exists, content, .. })) =
-                    (self.steps[i].purpose, &outcome)
+            Phase::InFlight {
+                op: current,
+                request,
+            } if current == op => {
+                if let (
+                    Some(Purpose::Snapshot),
+                    Ok(OperationResult::FileRead {
+                        exists, content, ..
+                    }),
+                ) = (self.steps[i].purpose, &outcome)
                 {
                     self.steps[i].base_content = exists.then(|| content.clone());
                 }
@@ -561,14 +651,22 @@ impl RunState {
 /// The operation an approved proposal performs (`None` for a gate).
 pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> {
     match proposal {
-        Proposal::EditFile { path, base_hash, content, .. } => Some(OperationRequest::WriteFile {
+        Proposal::EditFile {
+            path,
+            base_hash,
+            content,
+            ..
+        } => Some(OperationRequest::WriteFile {
             path: path.clone(),
             base_hash: base_hash.clone(),
             content: content.clone(),
             content_hash: crate::hash::content_hash(content.as_bytes()),
         }),
         Proposal::RunCommand(request) => Some(OperationRequest::RunCommand(request.clone())),
-        Proposal::ReadFile { path } => Some(OperationRequest::ReadFile { path: path.clone(), missing_ok: false }),
+        Proposal::ReadFile { path } => Some(OperationRequest::ReadFile {
+            path: path.clone(),
+            missing_ok: false,
+        }),
         Proposal::Gate { .. } => None,
     }
 }

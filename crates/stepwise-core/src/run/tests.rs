@@ -19,7 +19,8 @@ struct Run {
 
 impl Run {
     fn start(yaml: &str, policy: Vec<RuleSpec>) -> Run {
-        let workflow = Arc::new(parse_workflow("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}")));
+        let workflow =
+            Arc::new(parse_workflow("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}")));
         let started = RunStarted {
             run_id: "run".into(),
             workflow_name: workflow.name.clone(),
@@ -27,14 +28,19 @@ impl Run {
             workflow_hash: workflow.source_hash.clone(),
             workflow_source: yaml.into(),
             workspace: "/ws".into(),
-            inputs: workflow.resolve_inputs(&Default::default()).expect("inputs"),
+            inputs: workflow
+                .resolve_inputs(&Default::default())
+                .expect("inputs"),
             trigger: "test".into(),
             started_by: "tester".into(),
             max_parallel: workflow.max_parallel,
             policy,
         };
         let state = RunState::new(workflow, started.clone()).expect("state");
-        let mut run = Run { state, log: vec![(1, Event::RunStarted(started))] };
+        let mut run = Run {
+            state,
+            log: vec![(1, Event::RunStarted(started))],
+        };
         let decided = run.state.advance();
         run.record(decided);
         run
@@ -72,7 +78,13 @@ impl Run {
 }
 
 fn allow(kind: GateKind) -> RuleSpec {
-    RuleSpec { effect: Effect::Allow, kind: Some(kind), paths: vec![], commands: vec![], source: "test policy, rule 1".into() }
+    RuleSpec {
+        effect: Effect::Allow,
+        kind: Some(kind),
+        paths: vec![],
+        commands: vec![],
+        source: "test policy, rule 1".into(),
+    }
 }
 
 fn exited(code: i32) -> OperationResult {
@@ -96,22 +108,53 @@ fn pure_steps_are_decided_together_without_operations() {
     );
     let decided: Vec<&Event> = run.log.iter().skip(1).map(|(_, e)| e).collect();
     assert_eq!(decided.len(), 3);
-    assert!(matches!(decided[1], Event::StepSucceeded { step, output, .. } if step == "b" && *output == json!({"n": 2})));
+    assert!(
+        matches!(decided[1], Event::StepSucceeded { step, output, .. } if step == "b" && *output == json!({"n": 2}))
+    );
     assert!(matches!(decided[2], Event::RunSucceeded {}));
 }
 
 #[test]
 fn an_edit_reads_proposes_waits_writes_and_succeeds() {
-    let mut run = Run::start("name: t\nsteps:\n  - id: e\n    type: edit_file\n    path: a.txt\n    content: \"new\\n\"\n", vec![]);
+    let mut run = Run::start(
+        "name: t\nsteps:\n  - id: e\n    type: edit_file\n    path: a.txt\n    content: \"new\\n\"\n",
+        vec![],
+    );
     assert!(matches!(&run.log[1].1, Event::StepStarted { .. }));
-    assert!(matches!(&run.log[2].1, Event::OperationStarted { request: OperationRequest::ReadFile { missing_ok: true, .. }, .. }));
+    assert!(matches!(
+        &run.log[2].1,
+        Event::OperationStarted {
+            request: OperationRequest::ReadFile {
+                missing_ok: true,
+                ..
+            },
+            ..
+        }
+    ));
     let op = run.last_op();
-    let result = OperationResult::FileRead { exists: true, content: "old\n".into(), hash: Some("sha256:old".into()) };
+    let result = OperationResult::FileRead {
+        exists: true,
+        content: "old\n".into(),
+        hash: Some("sha256:old".into()),
+    };
     let decided = run.input(Event::OperationSucceeded { op, result });
-    let [Event::ApprovalRequested { proposal, proposal_hash, reason, .. }] = decided.as_slice() else {
+    let [
+        Event::ApprovalRequested {
+            proposal,
+            proposal_hash,
+            reason,
+            ..
+        },
+    ] = decided.as_slice()
+    else {
         panic!("expected an approval request, got {decided:?}");
     };
-    let Proposal::EditFile { base_hash, diff, .. } = proposal else { panic!("edit proposal") };
+    let Proposal::EditFile {
+        base_hash, diff, ..
+    } = proposal
+    else {
+        panic!("edit proposal")
+    };
     assert_eq!(base_hash.as_deref(), Some("sha256:old"));
     assert!(diff.contains("-old") && diff.contains("+new"), "{diff}");
     assert!(reason.contains("needs approval by default"));
@@ -127,27 +170,54 @@ fn an_edit_reads_proposes_waits_writes_and_succeeds() {
         mode: DecisionMode::Manual,
         comment: None,
     }));
-    assert!(matches!(&decided[..], [Event::OperationStarted { request: OperationRequest::WriteFile { base_hash: Some(b), .. }, .. }] if b == "sha256:old"));
+    assert!(
+        matches!(&decided[..], [Event::OperationStarted { request: OperationRequest::WriteFile { base_hash: Some(b), .. }, .. }] if b == "sha256:old")
+    );
     let op = run.last_op();
-    let written = OperationResult::FileWritten { before_hash: Some("sha256:old".into()), after_hash: "sha256:new".into(), recovered: false };
-    let decided = run.input(Event::OperationSucceeded { op, result: written });
+    let written = OperationResult::FileWritten {
+        before_hash: Some("sha256:old".into()),
+        after_hash: "sha256:new".into(),
+        recovered: false,
+    };
+    let decided = run.input(Event::OperationSucceeded {
+        op,
+        result: written,
+    });
     assert_eq!(Run::types(&decided), ["StepSucceeded", "RunSucceeded"]);
 }
 
 #[test]
 fn an_allow_rule_approves_and_records_which_rule() {
-    let run = Run::start("name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"true\"]\n", vec![allow(GateKind::RunCommand)]);
+    let run = Run::start(
+        "name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"true\"]\n",
+        vec![allow(GateKind::RunCommand)],
+    );
     let types: Vec<_> = run.log.iter().skip(1).map(|(_, e)| e.type_name()).collect();
-    assert_eq!(types, ["StepStarted", "ApprovalGranted", "OperationStarted"]);
-    let Event::ApprovalGranted(granted) = &run.log[2].1 else { panic!() };
-    assert!(matches!(&granted.mode, DecisionMode::Rule { rule } if rule.contains("test policy, rule 1")));
+    assert_eq!(
+        types,
+        ["StepStarted", "ApprovalGranted", "OperationStarted"]
+    );
+    let Event::ApprovalGranted(granted) = &run.log[2].1 else {
+        panic!()
+    };
+    assert!(
+        matches!(&granted.mode, DecisionMode::Rule { rule } if rule.contains("test policy, rule 1"))
+    );
 }
 
 #[test]
 fn deny_beats_allow_and_fails_the_step() {
-    let deny = RuleSpec { effect: Effect::Deny, ..allow(GateKind::RunCommand) };
-    let run = Run::start("name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"true\"]\n", vec![allow(GateKind::RunCommand), deny]);
-    assert!(run.log.iter().any(|(_, e)| matches!(e, Event::StepFailed { error, .. } if error.contains("refused by policy"))));
+    let deny = RuleSpec {
+        effect: Effect::Deny,
+        ..allow(GateKind::RunCommand)
+    };
+    let run = Run::start(
+        "name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"true\"]\n",
+        vec![allow(GateKind::RunCommand), deny],
+    );
+    assert!(run.log.iter().any(
+        |(_, e)| matches!(e, Event::StepFailed { error, .. } if error.contains("refused by policy"))
+    ));
     assert_eq!(run.state.status(), RunStatus::Failed);
 }
 
@@ -157,7 +227,9 @@ fn a_failed_command_is_retried_after_backoff_without_asking_again() {
         "name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"flaky\"]\n    retry: { max_attempts: 2, backoff: 250ms }\n",
         vec![],
     );
-    let Some((_, Event::ApprovalRequested { proposal_hash, .. })) = run.log.last().cloned() else { panic!("asks first") };
+    let Some((_, Event::ApprovalRequested { proposal_hash, .. })) = run.log.last().cloned() else {
+        panic!("asks first")
+    };
     run.input(Event::ApprovalGranted(ApprovalGranted {
         step: "c".into(),
         attempt: 1,
@@ -169,12 +241,27 @@ fn a_failed_command_is_retried_after_backoff_without_asking_again() {
         comment: None,
     }));
     let op = run.last_op();
-    let decided = run.input(Event::OperationSucceeded { op, result: exited(1) });
-    assert!(matches!(&decided[..], [Event::StepRetryScheduled { attempt: 2, delay_ms: 250, error, .. }] if error.contains("exited with code 1")));
-    let decided = run.input(Event::RetryDue { step: "c".into(), attempt: 2 });
-    assert_eq!(Run::types(&decided), ["StepStarted", "OperationStarted"], "the approval covers the retry");
+    let decided = run.input(Event::OperationSucceeded {
+        op,
+        result: exited(1),
+    });
+    assert!(
+        matches!(&decided[..], [Event::StepRetryScheduled { attempt: 2, delay_ms: 250, error, .. }] if error.contains("exited with code 1"))
+    );
+    let decided = run.input(Event::RetryDue {
+        step: "c".into(),
+        attempt: 2,
+    });
+    assert_eq!(
+        Run::types(&decided),
+        ["StepStarted", "OperationStarted"],
+        "the approval covers the retry"
+    );
     let op = run.last_op();
-    let decided = run.input(Event::OperationSucceeded { op, result: exited(1) });
+    let decided = run.input(Event::OperationSucceeded {
+        op,
+        result: exited(1),
+    });
     assert_eq!(Run::types(&decided), ["StepFailed", "RunFailed"]);
 }
 
@@ -184,8 +271,14 @@ fn when_false_skips_the_step_and_its_dependents_unless_they_run_after_finished()
         "name: t\ninputs:\n  go: { type: boolean, default: false }\nsteps:\n  - id: a\n    type: set\n    when: ${inputs.go}\n    values: { x: 1 }\n  - id: b\n    type: set\n    needs: [a]\n    values: { x: 2 }\n  - id: c\n    type: set\n    needs: [a]\n    after: finished\n    values: { a_was: \"${steps.a.status}\" }\n",
         vec![],
     );
-    assert_eq!(run.state.step_state("a").map(|s| s.status), Some(StepStatus::Skipped));
-    assert_eq!(run.state.step_state("b").map(|s| s.status), Some(StepStatus::Skipped));
+    assert_eq!(
+        run.state.step_state("a").map(|s| s.status),
+        Some(StepStatus::Skipped)
+    );
+    assert_eq!(
+        run.state.step_state("b").map(|s| s.status),
+        Some(StepStatus::Skipped)
+    );
     let c = run.state.step_state("c").expect("c");
     assert_eq!(c.output, Some(json!({"a_was": "skipped"})));
     assert_eq!(run.state.status(), RunStatus::Succeeded);
@@ -197,17 +290,29 @@ fn max_parallel_holds_operations_back_until_a_slot_frees() {
         "name: t\nmax_parallel: 1\nsteps:\n  - id: a\n    type: read_file\n    path: a\n  - id: b\n    type: read_file\n    path: b\n",
         vec![],
     );
-    let started = |run: &Run| run.log.iter().filter(|(_, e)| matches!(e, Event::OperationStarted { .. })).count();
+    let started = |run: &Run| {
+        run.log
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::OperationStarted { .. }))
+            .count()
+    };
     assert_eq!(started(&run), 1);
     let op = run.last_op();
-    let result = OperationResult::FileRead { exists: true, content: "x".into(), hash: Some("h".into()) };
+    let result = OperationResult::FileRead {
+        exists: true,
+        content: "x".into(),
+        hash: Some("h".into()),
+    };
     let decided = run.input(Event::OperationSucceeded { op, result });
     assert_eq!(Run::types(&decided), ["StepSucceeded", "OperationStarted"]);
 }
 
 #[test]
 fn a_rejection_ends_the_step_with_its_reason_and_fails_the_run() {
-    let mut run = Run::start("name: t\nsteps:\n  - id: gate\n    type: approval\n    message: ship it?\n", vec![]);
+    let mut run = Run::start(
+        "name: t\nsteps:\n  - id: gate\n    type: approval\n    message: ship it?\n",
+        vec![],
+    );
     let decided = run.input(Event::ApprovalRejected {
         step: "gate".into(),
         attempt: 1,
@@ -216,26 +321,50 @@ fn a_rejection_ends_the_step_with_its_reason_and_fails_the_run() {
         reason: "not on a Friday".into(),
     });
     assert_eq!(Run::types(&decided), ["StepRejected", "RunFailed"]);
-    assert_eq!(run.state.step_state("gate").and_then(|s| s.reason.clone()).as_deref(), Some("not on a Friday"));
+    assert_eq!(
+        run.state
+            .step_state("gate")
+            .and_then(|s| s.reason.clone())
+            .as_deref(),
+        Some("not on a Friday")
+    );
 }
 
 #[test]
 fn cancelling_a_waiting_run_cancels_its_open_steps() {
-    let mut run = Run::start("name: t\nsteps:\n  - id: gate\n    type: approval\n    message: ok?\n  - id: after\n    type: set\n    needs: [gate]\n    values: { x: 1 }\n", vec![]);
+    let mut run = Run::start(
+        "name: t\nsteps:\n  - id: gate\n    type: approval\n    message: ok?\n  - id: after\n    type: set\n    needs: [gate]\n    values: { x: 1 }\n",
+        vec![],
+    );
     let decided = run.input(Event::RunCancelRequested { by: "ann".into() });
-    assert_eq!(Run::types(&decided), ["StepCancelled", "StepCancelled", "RunCancelled"]);
+    assert_eq!(
+        Run::types(&decided),
+        ["StepCancelled", "StepCancelled", "RunCancelled"]
+    );
 }
 
 #[test]
 fn an_unknown_outcome_waits_for_a_person_and_retry_repeats_the_same_request() {
-    let mut run = Run::start("name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"deploy\"]\n", vec![allow(GateKind::RunCommand)]);
+    let mut run = Run::start(
+        "name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"deploy\"]\n",
+        vec![allow(GateKind::RunCommand)],
+    );
     let op = run.last_op();
     let decided = run.input(Event::OperationOutcomeUnknown { op });
     assert!(decided.is_empty());
     assert_eq!(run.state.status(), RunStatus::AwaitingApproval);
-    let decided = run.input(Event::OperationResolved { op, resolution: Resolution::Retry, by: "ann".into() });
-    let (Some((_, Event::OperationStarted { request: first, .. })), [Event::OperationStarted { request: again, .. }]) =
-        (run.log.iter().find(|(s, _)| *s == op).cloned(), decided.as_slice())
+    let decided = run.input(Event::OperationResolved {
+        op,
+        resolution: Resolution::Retry,
+        by: "ann".into(),
+    });
+    let (
+        Some((_, Event::OperationStarted { request: first, .. })),
+        [Event::OperationStarted { request: again, .. }],
+    ) = (
+        run.log.iter().find(|(s, _)| *s == op).cloned(),
+        decided.as_slice(),
+    )
     else {
         panic!("expected the operation again: {decided:?}");
     };
@@ -244,9 +373,15 @@ fn an_unknown_outcome_waits_for_a_person_and_retry_repeats_the_same_request() {
 
 #[test]
 fn replay_matches_its_own_log_and_names_the_first_tampered_decision() {
-    let mut run = Run::start("name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"true\"]\n", vec![allow(GateKind::RunCommand)]);
+    let mut run = Run::start(
+        "name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"true\"]\n",
+        vec![allow(GateKind::RunCommand)],
+    );
     let op = run.last_op();
-    run.input(Event::OperationSucceeded { op, result: exited(0) });
+    run.input(Event::OperationSucceeded {
+        op,
+        result: exited(0),
+    });
     let workflow = Arc::clone(run.state.workflow());
     let report = replay(Arc::clone(&workflow), &run.log).expect("replay matches");
     assert_eq!(report.status, RunStatus::Succeeded);
@@ -255,8 +390,13 @@ fn replay_matches_its_own_log_and_names_the_first_tampered_decision() {
     tampered[3].1 = Event::OperationStarted {
         step: "c".into(),
         attempt: 1,
-        request: OperationRequest::ReadFile { path: "x".into(), missing_ok: false },
+        request: OperationRequest::ReadFile {
+            path: "x".into(),
+            missing_ok: false,
+        },
     };
-    let Err(super::ReplayError::Diverged(divergence)) = replay(workflow, &tampered) else { panic!("must diverge") };
+    let Err(super::ReplayError::Diverged(divergence)) = replay(workflow, &tampered) else {
+        panic!("must diverge")
+    };
     assert_eq!(divergence.seq, 4);
 }

@@ -5,17 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::def::{ActionDef, CommandDef, StepDef, WorkflowDef};
+use super::def::{StepDef, WorkflowDef};
 use super::error::{ValidationError, WorkflowErrors, field_position};
+use super::fields::{Reads, StepContext};
 use super::inputs::check_default;
-use super::{
-    Action, AfterDef, CommandTemplate, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_PARALLEL, EditChange,
-    RetryPolicy, Step, Workflow,
-};
+use super::{AfterDef, DEFAULT_MAX_PARALLEL, Step, Workflow};
 use crate::hash::content_hash;
-use crate::paths::normalize_workspace_path;
 use crate::policy::rules_from_def;
-use crate::template::{Expr, Template, TemplateError, ValueTemplate};
 
 /// How Stepwise reads YAML: YAML 1.2 booleans only, so that `y`, `n`, `on` and `no` stay
 /// strings (a step value named `n` must not become `false`), and duplicate keys are errors.
@@ -56,7 +52,10 @@ fn syntax_error(file: &str, source: &str, error: &serde_saphyr::Error) -> Valida
 /// is written. Point at the culprit instead: the unknown field, the `type`, or, for a missing
 /// field, the step itself.
 fn culprit_position(source: &str, step: &StepSpan, message: &str) -> Option<(u32, u32)> {
-    if let Some(field) = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
         return field_position(source, step.line, step.next_line, field);
     }
     if message.starts_with("unknown variant `") && message.contains("read_file, edit_file") {
@@ -127,7 +126,7 @@ fn step_at(source: &str, line: u32, column: u32) -> Option<StepSpan> {
     found
 }
 
-struct Compiler<'a> {
+pub(super) struct Compiler<'a> {
     file: &'a str,
     source: &'a str,
     errors: Vec<ValidationError>,
@@ -135,7 +134,7 @@ struct Compiler<'a> {
 
 /// Where a step is written: its id's line and column, and the next step's line.
 #[derive(Clone, Copy)]
-struct StepPlace {
+pub(super) struct StepPlace {
     line: u32,
     column: u32,
     next_line: Option<u32>,
@@ -161,7 +160,13 @@ impl<'a> Compiler<'a> {
     }
 
     /// An error about one field of a step, placed at that field when it can be found.
-    fn field_error(&mut self, place: StepPlace, step: &str, field: &str, message: impl Into<String>) {
+    pub(super) fn field_error(
+        &mut self,
+        place: StepPlace,
+        step: &str,
+        field: &str,
+        message: impl Into<String>,
+    ) {
         let (line, column) = field_position(self.source, place.line, place.next_line, field)
             .unwrap_or((place.line, place.column));
         self.error_at(line, column, Some(step), message);
@@ -180,7 +185,12 @@ impl<'a> Compiler<'a> {
             .collect();
 
         if def.steps.is_empty() {
-            self.error_at(1, 1, None, "a workflow needs at least one step under `steps`");
+            self.error_at(
+                1,
+                1,
+                None,
+                "a workflow needs at least one step under `steps`",
+            );
         }
         for (name, input) in &def.inputs {
             if let Err(message) = check_default(name, input) {
@@ -188,7 +198,11 @@ impl<'a> Compiler<'a> {
                 self.error_at(line, column, None, message);
             }
         }
-        let policy_rules = match def.policy.as_ref().map(|p| rules_from_def(p, "workflow policy", true)) {
+        let policy_rules = match def
+            .policy
+            .as_ref()
+            .map(|p| rules_from_def(p, "workflow policy", true))
+        {
             Some(Ok(rules)) => rules,
             Some(Err(e)) => {
                 let (line, column) = top_level_position(self.source, "policy");
@@ -208,7 +222,15 @@ impl<'a> Compiler<'a> {
 
         let mut steps = Vec::with_capacity(def.steps.len());
         for (i, step_def) in def.steps.iter().enumerate() {
-            if let Some(step) = self.compile_step(i, step_def, places[i], &needs, &index, &def.inputs, order_ok) {
+            if let Some(step) = self.compile_step(
+                i,
+                step_def,
+                places[i],
+                &needs,
+                &index,
+                &def.inputs,
+                order_ok,
+            ) {
                 steps.push(step);
             }
         }
@@ -231,7 +253,9 @@ impl<'a> Compiler<'a> {
             description: def.description,
             source_hash: content_hash(self.source.as_bytes()),
             inputs: def.inputs,
-            max_parallel: def.max_parallel.map_or(DEFAULT_MAX_PARALLEL, |n| n as usize),
+            max_parallel: def
+                .max_parallel
+                .map_or(DEFAULT_MAX_PARALLEL, |n| n as usize),
             policy_rules,
             steps,
             index,
@@ -276,12 +300,22 @@ impl<'a> Compiler<'a> {
         for (i, step) in steps.iter().enumerate() {
             let mut needs = Vec::new();
             for need in &step.needs {
-                let (line, column) = (need.referenced.line() as u32, need.referenced.column() as u32);
-                let (line, column) = if line == 0 { (places[i].line, places[i].column) } else { (line, column) };
+                let (line, column) = (
+                    need.referenced.line() as u32,
+                    need.referenced.column() as u32,
+                );
+                let (line, column) = if line == 0 {
+                    (places[i].line, places[i].column)
+                } else {
+                    (line, column)
+                };
                 match index.get(need.value.as_str()) {
-                    Some(&j) if j == i => {
-                        self.error_at(line, column, Some(&step.id.value), "a step cannot need itself")
-                    }
+                    Some(&j) if j == i => self.error_at(
+                        line,
+                        column,
+                        Some(&step.id.value),
+                        "a step cannot need itself",
+                    ),
                     Some(&j) => {
                         if !needs.contains(&j) {
                             needs.push(j);
@@ -302,7 +336,12 @@ impl<'a> Compiler<'a> {
 
     /// Kahn's algorithm; the steps left over lie on or behind a cycle, and one cycle among
     /// them is reported.
-    fn check_acyclic(&mut self, steps: &[StepDef], places: &[StepPlace], needs: &[Vec<usize>]) -> bool {
+    fn check_acyclic(
+        &mut self,
+        steps: &[StepDef],
+        places: &[StepPlace],
+        needs: &[Vec<usize>],
+    ) -> bool {
         let mut waiting: Vec<usize> = needs.iter().map(Vec::len).collect();
         let mut dependents = vec![Vec::new(); steps.len()];
         for (i, n) in needs.iter().enumerate() {
@@ -325,11 +364,12 @@ impl<'a> Compiler<'a> {
             return true;
         }
         // Walk needs among the leftovers until a step repeats: that is a cycle.
-        let Some(start) = (0..steps.len()).find(|&i| waiting[i] > 0) else { return true };
+        let Some(start) = (0..steps.len()).find(|&i| waiting[i] > 0) else {
+            return true;
+        };
         let mut path = vec![start];
         let mut current = start;
-        loop {
-            let Some(&next) = needs[current].iter().find(|&&j| waiting[j] > 0) else { break };
+        while let Some(&next) = needs[current].iter().find(|&&j| waiting[j] > 0) {
             if let Some(pos) = path.iter().position(|&p| p == next) {
                 let cycle: Vec<&str> = path[pos..]
                     .iter()
@@ -374,7 +414,10 @@ impl<'a> Compiler<'a> {
 
         let when = def.when.as_deref().and_then(|w| ctx.expr("when", w));
         let retry = ctx.retry(def);
-        let timeout_ms = def.timeout.as_deref().and_then(|t| ctx.duration("timeout", t));
+        let timeout_ms = def
+            .timeout
+            .as_deref()
+            .and_then(|t| ctx.duration("timeout", t));
         let approval_required = match def.approval.as_deref() {
             None | Some("default") => false,
             Some("required") => true,
@@ -391,10 +434,20 @@ impl<'a> Compiler<'a> {
 
         // Every template must read only declared inputs and upstream steps.
         let mut reads = BTreeSet::new();
-        for Reads { field, inputs: input_refs, steps: step_refs } in refs {
+        for Reads {
+            field,
+            inputs: input_refs,
+            steps: step_refs,
+        } in refs
+        {
             for name in &input_refs {
                 if !inputs.contains_key(name) {
-                    self.field_error(place, id, &field, format!("`{field}` reads unknown input `inputs.{name}`"));
+                    self.field_error(
+                        place,
+                        id,
+                        &field,
+                        format!("`{field}` reads unknown input `inputs.{name}`"),
+                    );
                 }
             }
             for step_ref in &step_refs {
@@ -451,196 +504,12 @@ fn is_upstream(needs: &[Vec<usize>], i: usize, j: usize) -> bool {
 
 fn is_identifier(id: &str) -> bool {
     let mut chars = id.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn top_level_position(source: &str, key: &str) -> (u32, u32) {
     field_position(source, 1, None, key).unwrap_or((1, 1))
-}
-
-/// Compiles the fields of one step, remembering each expression for the reference checks.
-struct StepContext<'c, 'a> {
-    compiler: &'c mut Compiler<'a>,
-    id: &'c str,
-    place: StepPlace,
-    exprs: Vec<Reads>,
-}
-
-/// What the expressions of one field read.
-struct Reads {
-    field: String,
-    inputs: BTreeSet<String>,
-    steps: BTreeSet<String>,
-}
-
-impl Reads {
-    fn of(field: &str, expr: &Expr) -> Reads {
-        Reads {
-            field: field.to_string(),
-            inputs: expr.input_refs().clone(),
-            steps: expr.step_refs().clone(),
-        }
-    }
-}
-
-impl StepContext<'_, '_> {
-    fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.compiler.field_error(self.place, self.id, field, message);
-    }
-
-    fn template(&mut self, field: &str, text: &str) -> Option<Template> {
-        match Template::parse(text) {
-            Ok(t) => {
-                self.exprs.extend(t.exprs().map(|e| Reads::of(field, e)));
-                Some(t)
-            }
-            Err(e) => {
-                self.error(field, format!("`{field}`: {}", e.message));
-                None
-            }
-        }
-    }
-
-    fn expr(&mut self, field: &str, text: &str) -> Option<Expr> {
-        let trimmed = text.trim();
-        let body = match trimmed.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-            Some(inner) => inner,
-            None => trimmed,
-        };
-        match Expr::compile(body) {
-            Ok(e) => {
-                self.exprs.push(Reads::of(field, &e));
-                Some(e)
-            }
-            Err(TemplateError { message }) => {
-                self.error(field, format!("`{field}`: {message}"));
-                None
-            }
-        }
-    }
-
-    fn path(&mut self, field: &str, text: &str) -> Option<Template> {
-        let template = self.template(field, text)?;
-        if template.is_literal()
-            && let Err(e) = normalize_workspace_path(text)
-        {
-            self.error(field, format!("`{field}`: {e}"));
-            return None;
-        }
-        Some(template)
-    }
-
-    fn duration(&mut self, field: &str, text: &str) -> Option<u64> {
-        match humantime::parse_duration(text) {
-            Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            Err(e) => {
-                self.error(field, format!("`{field}`: `{text}` is not a duration like `30s` or `2m` ({e})"));
-                None
-            }
-        }
-    }
-
-    fn retry(&mut self, def: &StepDef) -> RetryPolicy {
-        let mut policy = RetryPolicy::default();
-        let Some(retry) = &def.retry else { return policy };
-        if retry.max_attempts == 0 {
-            self.error("retry", "`retry.max_attempts` must be at least 1 (it counts the first attempt)");
-        }
-        policy.max_attempts = retry.max_attempts.max(1);
-        if let Some(b) = retry.backoff.as_deref().and_then(|b| self.duration("backoff", b)) {
-            policy.backoff_ms = b;
-        }
-        if let Some(m) = retry.max_backoff.as_deref().and_then(|m| self.duration("max_backoff", m)) {
-            policy.max_backoff_ms = m;
-        }
-        policy
-    }
-
-    fn action(&mut self, def: &ActionDef) -> Option<Action> {
-        Some(match def {
-            ActionDef::ReadFile { path } => Action::ReadFile { path: self.path("path", path)? },
-            ActionDef::EditFile { path, content, find, replace } => {
-                let path = self.path("path", path);
-                let change = match (content, find, replace) {
-                    (Some(content), None, None) => Some(EditChange::Content(self.template("content", content)?)),
-                    (None, Some(find), Some(replace)) => {
-                        if find.is_empty() {
-                            self.error("find", "`find` must not be empty");
-                        }
-                        let find = self.template("find", find);
-                        let replace = self.template("replace", replace);
-                        Some(EditChange::Replace { find: find?, replace: replace? })
-                    }
-                    (None, Some(_), None) => {
-                        self.error("find", "`find` needs a `replace`");
-                        None
-                    }
-                    (None, None, Some(_)) => {
-                        self.error("replace", "`replace` needs a `find`");
-                        None
-                    }
-                    (None, None, None) => {
-                        self.error("type", "an edit_file step needs `content`, or `find` and `replace`");
-                        None
-                    }
-                    (Some(_), _, _) => {
-                        self.error("content", "use either `content` or `find`/`replace`, not both");
-                        None
-                    }
-                };
-                Action::EditFile { path: path?, change: change? }
-            }
-            ActionDef::RunCommand { command, cwd, env, pass_env, max_output } => {
-                let command = match command {
-                    CommandDef::Argv(argv) if argv.is_empty() => {
-                        self.error("command", "`command` must not be an empty list");
-                        None
-                    }
-                    CommandDef::Argv(argv) => argv
-                        .iter()
-                        .map(|a| self.template("command", a))
-                        .collect::<Option<Vec<_>>>()
-                        .map(CommandTemplate::Argv),
-                    CommandDef::Shell(s) if s.trim().is_empty() => {
-                        self.error("command", "`command` must not be empty");
-                        None
-                    }
-                    CommandDef::Shell(s) => self.template("command", s).map(CommandTemplate::Shell),
-                };
-                let cwd = match cwd {
-                    Some(c) => Some(self.path("cwd", c)?),
-                    None => None,
-                };
-                let mut env_templates = BTreeMap::new();
-                for (name, value) in env {
-                    env_templates.insert(name.clone(), self.template("env", value)?);
-                }
-                Action::RunCommand {
-                    command: command?,
-                    cwd,
-                    env: env_templates,
-                    pass_env: pass_env.clone(),
-                    max_output_bytes: max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
-                }
-            }
-            ActionDef::Set { values } => {
-                let mut compiled = BTreeMap::new();
-                for (name, value) in values {
-                    match ValueTemplate::parse(value) {
-                        Ok(t) => {
-                            self.exprs.extend(t.exprs().into_iter().map(|e| Reads::of(name, e)));
-                            compiled.insert(name.clone(), t);
-                        }
-                        Err(e) => {
-                            self.error(name, format!("`{name}`: {}", e.message));
-                            return None;
-                        }
-                    }
-                }
-                Action::Set { values: compiled }
-            }
-            ActionDef::Approval { message } => Action::Approval { message: self.template("message", message)? },
-        })
-    }
 }

@@ -98,11 +98,14 @@ impl Workflow {
         let mut values = Map::new();
         for (name, input) in &self.inputs {
             let value = match (given.get(name), &input.default) {
-                (Some(text), _) => input.kind.parse(text).ok_or_else(|| InputError::WrongType {
-                    name: name.clone(),
-                    expected: input.kind.describe(),
-                    value: text.clone(),
-                })?,
+                (Some(text), _) => input
+                    .kind
+                    .parse(text)
+                    .ok_or_else(|| InputError::WrongType {
+                        name: name.clone(),
+                        expected: input.kind.describe(),
+                        value: text.clone(),
+                    })?,
                 (None, Some(default)) => default.clone(),
                 (None, None) => return Err(InputError::Missing { name: name.clone() }),
             };

@@ -5,6 +5,7 @@
 mod compile;
 pub mod def;
 mod error;
+mod fields;
 mod inputs;
 
 use std::collections::{BTreeMap, HashMap};

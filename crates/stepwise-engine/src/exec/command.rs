@@ -20,10 +20,10 @@ use stepwise_core::operation::{
     CommandLine, CommandOutcome, CommandRequest, OperationError, OperationErrorKind,
     OperationResult,
 };
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
+use super::output::Capture;
 use crate::sandbox::{SandboxError, Workspace};
 
 /// Variables a command gets from the engine's environment without the workflow naming them:
@@ -34,8 +34,6 @@ const ENV_ALLOWLIST: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPD
 /// a process that left the group (e.g. through `setsid`) can still hold the pipes open then,
 /// and the command must not hang on it.
 const PIPE_GRACE: Duration = Duration::from_secs(1);
-
-const READ_CHUNK: usize = 8 * 1024;
 
 /// Runs a command in the workspace and reports how it ended.
 ///
@@ -336,83 +334,6 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// One output stream: the first `limit` bytes kept, all of them counted.
-struct Capture {
-    kept: Vec<u8>,
-    limit: usize,
-    total: u64,
-}
-
-impl Capture {
-    fn new(limit: usize) -> Self {
-        Capture {
-            kept: Vec::new(),
-            limit,
-            total: 0,
-        }
-    }
-
-    /// Reads the pipe to its end. Reading goes on past the limit so that the command never
-    /// blocks on a full pipe and the total is exact.
-    async fn drain<R: AsyncRead + Unpin>(&mut self, pipe: Option<R>) {
-        let Some(mut pipe) = pipe else { return };
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            match pipe.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.total += n as u64;
-                    let room = self.limit.saturating_sub(self.kept.len());
-                    self.kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "stopped reading command output");
-                    break;
-                }
-            }
-        }
-    }
-
-    fn finish(self) -> (String, u64) {
-        let cut = self.total > self.kept.len() as u64;
-        (decode(&self.kept, self.limit, cut), self.total)
-    }
-}
-
-/// Decodes kept output: invalid UTF-8 becomes U+FFFD, and the text is cut at a character
-/// boundary within `limit` bytes. When the stream was `cut`, a character split by the cut is
-/// dropped rather than shown as garbage.
-fn decode(bytes: &[u8], limit: usize, cut: bool) -> String {
-    let bytes = if cut {
-        without_split_char(bytes)
-    } else {
-        bytes
-    };
-    let mut text = String::from_utf8_lossy(bytes).into_owned();
-    // Replacement characters are wider than the bytes they replace, so cut again.
-    let mut end = limit.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text
-}
-
-/// `bytes` without a trailing incomplete UTF-8 sequence (such a sequence is at most 3 bytes).
-fn without_split_char(bytes: &[u8]) -> &[u8] {
-    for start in (bytes.len().saturating_sub(3)..bytes.len()).rev() {
-        // The last byte that is not a continuation byte starts the final sequence.
-        if bytes[start] & 0xC0 != 0x80 {
-            return match std::str::from_utf8(&bytes[start..]) {
-                Err(e) if e.error_len().is_none() => &bytes[..start],
-                _ => bytes,
-            };
-        }
-    }
-    bytes
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -623,14 +544,6 @@ mod tests {
         let out = outcome(&ws, &shell("printf 'a\\377b'")).await;
         assert_eq!(out.stdout, "a\u{FFFD}b");
         assert!(!out.stdout_truncated());
-    }
-
-    #[test]
-    fn decoding_cuts_at_character_boundaries() {
-        assert_eq!(decode("héllo".as_bytes(), 2, true), "h");
-        assert_eq!(decode(b"ab\xc3", 10, false), "ab\u{FFFD}");
-        assert_eq!(decode(b"\xff\xff", 4, false), "\u{FFFD}");
-        assert_eq!(decode(b"a\xff", 10, true), "a\u{FFFD}");
     }
 
     #[tokio::test]

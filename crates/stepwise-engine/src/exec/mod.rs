@@ -5,6 +5,7 @@
 
 mod command;
 mod file;
+mod output;
 
 pub use command::run_command;
 pub use file::{WriteRecovery, read_file, recover_write, write_file};

@@ -1,0 +1,243 @@
+//! Compiling the fields of one step: templates, expressions, durations, retry and the
+//! action, each error placed at its field.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::compile::{Compiler, StepPlace};
+use super::def::{ActionDef, CommandDef, StepDef};
+use super::{Action, CommandTemplate, DEFAULT_MAX_OUTPUT, EditChange, RetryPolicy};
+use crate::paths::normalize_workspace_path;
+use crate::template::{Expr, Template, TemplateError, ValueTemplate};
+
+/// Compiles the fields of one step, remembering each expression for the reference checks.
+pub(super) struct StepContext<'c, 'a> {
+    pub(super) compiler: &'c mut Compiler<'a>,
+    pub(super) id: &'c str,
+    pub(super) place: StepPlace,
+    pub(super) exprs: Vec<Reads>,
+}
+
+/// What the expressions of one field read.
+pub(super) struct Reads {
+    pub(super) field: String,
+    pub(super) inputs: BTreeSet<String>,
+    pub(super) steps: BTreeSet<String>,
+}
+
+impl Reads {
+    fn of(field: &str, expr: &Expr) -> Reads {
+        Reads {
+            field: field.to_string(),
+            inputs: expr.input_refs().clone(),
+            steps: expr.step_refs().clone(),
+        }
+    }
+}
+
+impl StepContext<'_, '_> {
+    pub(super) fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.compiler
+            .field_error(self.place, self.id, field, message);
+    }
+
+    pub(super) fn template(&mut self, field: &str, text: &str) -> Option<Template> {
+        match Template::parse(text) {
+            Ok(t) => {
+                self.exprs.extend(t.exprs().map(|e| Reads::of(field, e)));
+                Some(t)
+            }
+            Err(e) => {
+                self.error(field, format!("`{field}`: {}", e.message));
+                None
+            }
+        }
+    }
+
+    pub(super) fn expr(&mut self, field: &str, text: &str) -> Option<Expr> {
+        let trimmed = text.trim();
+        let body = match trimmed.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            Some(inner) => inner,
+            None => trimmed,
+        };
+        match Expr::compile(body) {
+            Ok(e) => {
+                self.exprs.push(Reads::of(field, &e));
+                Some(e)
+            }
+            Err(TemplateError { message }) => {
+                self.error(field, format!("`{field}`: {message}"));
+                None
+            }
+        }
+    }
+
+    pub(super) fn path(&mut self, field: &str, text: &str) -> Option<Template> {
+        let template = self.template(field, text)?;
+        if template.is_literal()
+            && let Err(e) = normalize_workspace_path(text)
+        {
+            self.error(field, format!("`{field}`: {e}"));
+            return None;
+        }
+        Some(template)
+    }
+
+    pub(super) fn duration(&mut self, field: &str, text: &str) -> Option<u64> {
+        match humantime::parse_duration(text) {
+            Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            Err(e) => {
+                self.error(
+                    field,
+                    format!("`{field}`: `{text}` is not a duration like `30s` or `2m` ({e})"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn retry(&mut self, def: &StepDef) -> RetryPolicy {
+        let mut policy = RetryPolicy::default();
+        let Some(retry) = &def.retry else {
+            return policy;
+        };
+        if retry.max_attempts == 0 {
+            self.error(
+                "retry",
+                "`retry.max_attempts` must be at least 1 (it counts the first attempt)",
+            );
+        }
+        policy.max_attempts = retry.max_attempts.max(1);
+        if let Some(b) = retry
+            .backoff
+            .as_deref()
+            .and_then(|b| self.duration("backoff", b))
+        {
+            policy.backoff_ms = b;
+        }
+        if let Some(m) = retry
+            .max_backoff
+            .as_deref()
+            .and_then(|m| self.duration("max_backoff", m))
+        {
+            policy.max_backoff_ms = m;
+        }
+        policy
+    }
+
+    pub(super) fn action(&mut self, def: &ActionDef) -> Option<Action> {
+        Some(match def {
+            ActionDef::ReadFile { path } => Action::ReadFile {
+                path: self.path("path", path)?,
+            },
+            ActionDef::EditFile {
+                path,
+                content,
+                find,
+                replace,
+            } => {
+                let path = self.path("path", path);
+                let change = match (content, find, replace) {
+                    (Some(content), None, None) => {
+                        Some(EditChange::Content(self.template("content", content)?))
+                    }
+                    (None, Some(find), Some(replace)) => {
+                        if find.is_empty() {
+                            self.error("find", "`find` must not be empty");
+                        }
+                        let find = self.template("find", find);
+                        let replace = self.template("replace", replace);
+                        Some(EditChange::Replace {
+                            find: find?,
+                            replace: replace?,
+                        })
+                    }
+                    (None, Some(_), None) => {
+                        self.error("find", "`find` needs a `replace`");
+                        None
+                    }
+                    (None, None, Some(_)) => {
+                        self.error("replace", "`replace` needs a `find`");
+                        None
+                    }
+                    (None, None, None) => {
+                        self.error(
+                            "type",
+                            "an edit_file step needs `content`, or `find` and `replace`",
+                        );
+                        None
+                    }
+                    (Some(_), _, _) => {
+                        self.error(
+                            "content",
+                            "use either `content` or `find`/`replace`, not both",
+                        );
+                        None
+                    }
+                };
+                Action::EditFile {
+                    path: path?,
+                    change: change?,
+                }
+            }
+            ActionDef::RunCommand {
+                command,
+                cwd,
+                env,
+                pass_env,
+                max_output,
+            } => {
+                let command = match command {
+                    CommandDef::Argv(argv) if argv.is_empty() => {
+                        self.error("command", "`command` must not be an empty list");
+                        None
+                    }
+                    CommandDef::Argv(argv) => argv
+                        .iter()
+                        .map(|a| self.template("command", a))
+                        .collect::<Option<Vec<_>>>()
+                        .map(CommandTemplate::Argv),
+                    CommandDef::Shell(s) if s.trim().is_empty() => {
+                        self.error("command", "`command` must not be empty");
+                        None
+                    }
+                    CommandDef::Shell(s) => self.template("command", s).map(CommandTemplate::Shell),
+                };
+                let cwd = match cwd {
+                    Some(c) => Some(self.path("cwd", c)?),
+                    None => None,
+                };
+                let mut env_templates = BTreeMap::new();
+                for (name, value) in env {
+                    env_templates.insert(name.clone(), self.template("env", value)?);
+                }
+                Action::RunCommand {
+                    command: command?,
+                    cwd,
+                    env: env_templates,
+                    pass_env: pass_env.clone(),
+                    max_output_bytes: max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
+                }
+            }
+            ActionDef::Set { values } => {
+                let mut compiled = BTreeMap::new();
+                for (name, value) in values {
+                    match ValueTemplate::parse(value) {
+                        Ok(t) => {
+                            self.exprs
+                                .extend(t.exprs().into_iter().map(|e| Reads::of(name, e)));
+                            compiled.insert(name.clone(), t);
+                        }
+                        Err(e) => {
+                            self.error(name, format!("`{name}`: {}", e.message));
+                            return None;
+                        }
+                    }
+                }
+                Action::Set { values: compiled }
+            }
+            ActionDef::Approval { message } => Action::Approval {
+                message: self.template("message", message)?,
+            },
+        })
+    }
+}

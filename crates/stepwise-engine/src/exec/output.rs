@@ -1,0 +1,98 @@
+//! Capturing a command's output: the first bytes kept, all of them counted, decoded as text
+//! without showing a character split by the cut.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+const READ_CHUNK: usize = 8 * 1024;
+
+/// One output stream: the first `limit` bytes kept, all of them counted.
+pub(super) struct Capture {
+    kept: Vec<u8>,
+    limit: usize,
+    total: u64,
+}
+
+impl Capture {
+    pub(super) fn new(limit: usize) -> Self {
+        Capture {
+            kept: Vec::new(),
+            limit,
+            total: 0,
+        }
+    }
+
+    /// Reads the pipe to its end. Reading goes on past the limit so that the command never
+    /// blocks on a full pipe and the total is exact.
+    pub(super) async fn drain<R: AsyncRead + Unpin>(&mut self, pipe: Option<R>) {
+        let Some(mut pipe) = pipe else { return };
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            match pipe.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.total += n as u64;
+                    let room = self.limit.saturating_sub(self.kept.len());
+                    self.kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "stopped reading command output");
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(super) fn finish(self) -> (String, u64) {
+        let cut = self.total > self.kept.len() as u64;
+        (decode(&self.kept, self.limit, cut), self.total)
+    }
+}
+
+/// Decodes kept output: invalid UTF-8 becomes U+FFFD, and the text is cut at a character
+/// boundary within `limit` bytes. When the stream was `cut`, a character split by the cut is
+/// dropped rather than shown as garbage.
+fn decode(bytes: &[u8], limit: usize, cut: bool) -> String {
+    let bytes = if cut {
+        without_split_char(bytes)
+    } else {
+        bytes
+    };
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    // Replacement characters are wider than the bytes they replace, so cut again.
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
+
+/// `bytes` without a trailing incomplete UTF-8 sequence (such a sequence is at most 3 bytes).
+fn without_split_char(bytes: &[u8]) -> &[u8] {
+    for start in (bytes.len().saturating_sub(3)..bytes.len()).rev() {
+        // The last byte that is not a continuation byte starts the final sequence.
+        if bytes[start] & 0xC0 != 0x80 {
+            return match std::str::from_utf8(&bytes[start..]) {
+                Err(e) if e.error_len().is_none() => &bytes[..start],
+                _ => bytes,
+            };
+        }
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    #[test]
+    fn decoding_cuts_at_character_boundaries() {
+        assert_eq!(decode("héllo".as_bytes(), 2, true), "h");
+        assert_eq!(decode(b"ab\xc3", 10, false), "ab\u{FFFD}");
+        assert_eq!(decode(b"\xff\xff", 4, false), "\u{FFFD}");
+        assert_eq!(decode(b"a\xff", 10, true), "a\u{FFFD}");
+    }
+}
