@@ -50,9 +50,16 @@ const COMMANDS: [&str; 5] = ["c1", "c2", "c3", "c4", "c5"];
 
 fn stepwise() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
     let bin = dir.join("stepwise");
-    assert!(bin.exists(), "build it first: cargo build -p stepwise-cli ({} missing)", bin.display());
+    assert!(
+        bin.exists(),
+        "build it first: cargo build -p stepwise-cli ({} missing)",
+        bin.display()
+    );
     bin
 }
 
@@ -70,20 +77,34 @@ fn setup() -> Setup {
     std::fs::write(workspace.join(".stepwise/policy.yaml"), POLICY).expect("policy");
     let workflow = dir.path().join("crash.yaml");
     std::fs::write(&workflow, WORKFLOW).expect("workflow");
-    Setup { db: dir.path().join("stepwise.db"), workspace, workflow, _dir: dir }
+    Setup {
+        db: dir.path().join("stepwise.db"),
+        workspace,
+        workflow,
+        _dir: dir,
+    }
 }
 
 fn cli(setup: &Setup, args: &[&str]) -> (i32, String) {
     let output = Command::new(stepwise())
         .args(args)
         .env("STEPWISE_DB", &setup.db)
-        .env("STEPWISE_USER_POLICY", setup.db.with_extension("no-user-policy"))
+        .env(
+            "STEPWISE_USER_POLICY",
+            setup.db.with_extension("no-user-policy"),
+        )
         .output()
         .expect("run stepwise");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.code().is_some(), "stepwise {args:?} died: {stderr}");
-    (output.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
+    assert!(
+        output.status.code().is_some(),
+        "stepwise {args:?} died: {stderr}"
+    );
+    (
+        output.status.code().unwrap_or(-1),
+        format!("{stdout}{stderr}"),
+    )
 }
 
 fn read_only(db: &Path) -> Option<Connection> {
@@ -92,13 +113,18 @@ fn read_only(db: &Path) -> Option<Connection> {
 
 fn event_count(db: &Path) -> u64 {
     read_only(db)
-        .and_then(|c| c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, u64>(0)).ok())
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, u64>(0))
+                .ok()
+        })
         .unwrap_or(0)
 }
 
 fn events(db: &Path) -> Vec<(u64, String, String)> {
     let conn = read_only(db).expect("database");
-    let mut stmt = conn.prepare("SELECT seq, event_type, payload FROM events ORDER BY seq").expect("query");
+    let mut stmt = conn
+        .prepare("SELECT seq, event_type, payload FROM events ORDER BY seq")
+        .expect("query");
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .expect("rows")
         .collect::<Result<_, _>>()
@@ -107,7 +133,8 @@ fn events(db: &Path) -> Vec<(u64, String, String)> {
 
 fn run_id(db: &Path) -> String {
     let conn = read_only(db).expect("database");
-    conn.query_row("SELECT run_id FROM runs", [], |r| r.get(0)).expect("one run")
+    conn.query_row("SELECT run_id FROM runs", [], |r| r.get(0))
+        .expect("one run")
 }
 
 /// Waits until no process works in the workspace any more: a command killed with the CLI
@@ -118,20 +145,28 @@ fn wait_for_commands_to_die(workspace: &Path) {
     loop {
         let busy = std::fs::read_dir("/proc")
             .map(|entries| {
-                entries.flatten().any(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == canonical))
+                entries.flatten().any(|e| {
+                    std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == canonical)
+                })
             })
             .unwrap_or(false);
         if !busy {
             return;
         }
-        assert!(Instant::now() < deadline, "a command outlived the killed CLI");
+        assert!(
+            Instant::now() < deadline,
+            "a command outlived the killed CLI"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
 
 fn line_counts(workspace: &Path) -> Vec<usize> {
     let text = std::fs::read_to_string(workspace.join("lines.txt")).unwrap_or_default();
-    COMMANDS.iter().map(|c| text.lines().filter(|l| l == c).count()).collect()
+    COMMANDS
+        .iter()
+        .map(|c| text.lines().filter(|l| l == c).count())
+        .collect()
 }
 
 /// Runs the workflow, kills the CLI once at least `kill_after` events are durable, then
@@ -145,7 +180,10 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
     let mut child = Command::new(stepwise())
         .args(["run", &workflow, "--workspace", &workspace])
         .env("STEPWISE_DB", &setup.db)
-        .env("STEPWISE_USER_POLICY", setup.db.with_extension("no-user-policy"))
+        .env(
+            "STEPWISE_USER_POLICY",
+            setup.db.with_extension("no-user-policy"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -155,17 +193,26 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
         if child.try_wait().expect("poll child").is_some() || event_count(&setup.db) >= kill_after {
             break;
         }
-        assert!(Instant::now() < deadline, "run did not reach {kill_after} events");
+        assert!(
+            Instant::now() < deadline,
+            "run did not reach {kill_after} events"
+        );
         std::thread::sleep(Duration::from_micros(200));
     }
     let killed_mid_run = child.try_wait().expect("poll child").is_none();
-    let _ = kill(Pid::from_raw(i32::try_from(child.id()).expect("pid")), Signal::SIGKILL);
+    let _ = kill(
+        Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        Signal::SIGKILL,
+    );
     let _ = child.wait();
     let mut resolved = 0;
     wait_for_commands_to_die(&setup.workspace);
 
     let before_restart = events(&setup.db);
-    assert!(!before_restart.is_empty(), "nothing was recorded before the kill");
+    assert!(
+        !before_restart.is_empty(),
+        "nothing was recorded before the kill"
+    );
     let run = run_id(&setup.db);
 
     let mut finished = false;
@@ -186,30 +233,57 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
                         continue;
                     }
                     let id = step["id"].as_str().expect("step id");
-                    let index = COMMANDS.iter().position(|c| *c == id).expect("only commands are unknown");
-                    let choice = if counts[index] > 0 { "--mark-done" } else { "--retry" };
+                    let index = COMMANDS
+                        .iter()
+                        .position(|c| *c == id)
+                        .expect("only commands are unknown");
+                    let choice = if counts[index] > 0 {
+                        "--mark-done"
+                    } else {
+                        "--retry"
+                    };
                     resolved += 1;
                     let (code, output) = cli(&setup, &["resolve", &run, id, choice]);
-                    assert!(code == 0 || code == 3, "resolve {id} {choice} failed ({code}): {output}");
+                    assert!(
+                        code == 0 || code == 3,
+                        "resolve {id} {choice} failed ({code}): {output}"
+                    );
                     wait_for_commands_to_die(&setup.workspace);
                 }
             }
             other => panic!("resume after a kill at {kill_after} events exited {other}: {output}"),
         }
     }
-    assert!(finished, "run never finished after a kill at {kill_after} events");
+    assert!(
+        finished,
+        "run never finished after a kill at {kill_after} events"
+    );
 
-    assert_eq!(line_counts(&setup.workspace), vec![1; COMMANDS.len()], "kill at {kill_after}: each command exactly once");
+    assert_eq!(
+        line_counts(&setup.workspace),
+        vec![1; COMMANDS.len()],
+        "kill at {kill_after}: each command exactly once"
+    );
     assert_eq!(
         std::fs::read_to_string(setup.workspace.join("notes/state.txt")).expect("edit landed"),
         "after c2\n"
     );
     let after = events(&setup.db);
     let seqs: Vec<u64> = after.iter().map(|e| e.0).collect();
-    assert_eq!(seqs, (1..=after.len() as u64).collect::<Vec<_>>(), "event seqs have no gaps");
-    assert_eq!(&after[..before_restart.len()], &before_restart[..], "events recorded before the kill are unchanged");
+    assert_eq!(
+        seqs,
+        (1..=after.len() as u64).collect::<Vec<_>>(),
+        "event seqs have no gaps"
+    );
+    assert_eq!(
+        &after[..before_restart.len()],
+        &before_restart[..],
+        "events recorded before the kill are unchanged"
+    );
     let conn = read_only(&setup.db).expect("database");
-    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check");
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
     assert_eq!(integrity, "ok");
     let (code, output) = cli(&setup, &["replay", &run, "--recorded"]);
     assert_eq!(code, 0, "replay after recovery: {output}");
@@ -235,6 +309,13 @@ fn a_run_killed_at_any_point_resumes_without_repeating_or_losing_anything() {
         resolved += resolutions;
     }
     // The kills must really have interrupted runs, some of them while a command was in flight.
-    assert!(mid_run as u64 > total / 2, "only {mid_run} of {} kills landed mid-run", total - 1);
-    assert!(resolved > 0, "no kill left a command with an unknown outcome");
+    assert!(
+        mid_run as u64 > total / 2,
+        "only {mid_run} of {} kills landed mid-run",
+        total - 1
+    );
+    assert!(
+        resolved > 0,
+        "no kill left a command with an unknown outcome"
+    );
 }

@@ -3,6 +3,12 @@
 
 mod support;
 
+mod approvals;
+mod cli;
+mod crash;
+mod examples;
+mod flow;
+mod replay;
+mod sandbox;
 mod steps;
 mod validation;
-mod crash;

@@ -38,7 +38,8 @@ pub fn workflow(dir: &Path, name: &str, yaml: &str) -> PathBuf {
 /// One test's world: a temp directory holding the workspace (`ws/`), the database and the
 /// (absent unless written) user policy file. Workflow files go beside the workspace, not in it.
 pub struct Env {
-    pub dir: TempDir,
+    /// Removed (with everything in it) when the test ends.
+    _dir: TempDir,
     /// The workspace, canonical (so paths compare with what the engine records).
     pub ws: PathBuf,
     pub db: PathBuf,
@@ -60,14 +61,17 @@ impl Env {
             db: root.join("stepwise.db"),
             user_policy: root.join("user-policy.yaml"),
             ws,
-            dir,
+            _dir: dir,
             vars: Vec::new(),
         }
     }
 
     /// The temp directory that holds the workspace: "outside" for sandbox tests.
     pub fn root(&self) -> PathBuf {
-        self.ws.parent().expect("the workspace has a parent").to_path_buf()
+        self.ws
+            .parent()
+            .expect("the workspace has a parent")
+            .to_path_buf()
     }
 
     /// Writes a workflow file beside the workspace.
@@ -79,7 +83,8 @@ impl Env {
     pub fn workspace_policy(&self, rules: &str) {
         let dir = self.ws.join(".stepwise");
         std::fs::create_dir_all(&dir).expect("create .stepwise");
-        std::fs::write(dir.join("policy.yaml"), format!("rules:\n{rules}")).expect("write the policy");
+        std::fs::write(dir.join("policy.yaml"), format!("rules:\n{rules}"))
+            .expect("write the policy");
     }
 
     /// A workspace policy that lets edits and commands run without asking.
@@ -172,7 +177,11 @@ impl Env {
         }
         let db = self.db();
         match run {
-            Some(run) => db.query_row("SELECT COUNT(*) FROM events WHERE run_id = ?1", [run], |r| r.get(0)),
+            Some(run) => db.query_row(
+                "SELECT COUNT(*) FROM events WHERE run_id = ?1",
+                [run],
+                |r| r.get(0),
+            ),
             None => db.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)),
         }
         .expect("count events")
@@ -256,7 +265,9 @@ pub fn of_step<'a>(events: &'a [Value], event_type: &str, step: &str) -> Vec<&'a
 
 /// The `seq` of an event as a number.
 pub fn seq(event: &Value) -> u64 {
-    event["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {event}"))
+    event["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no seq in {event}"))
 }
 
 /// The OS user, as `id -un` names it.

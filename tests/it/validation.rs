@@ -39,7 +39,10 @@ steps:
     let prefix = format!("{}:5:19: ", path.display());
     assert!(lines[0].starts_with(&prefix), "{out}");
     let message = &lines[0][prefix.len()..];
-    assert!(!message.is_empty() && !message.contains(" at line "), "the place is said once: {message}");
+    assert!(
+        !message.is_empty() && !message.contains(" at line "),
+        "the place is said once: {message}"
+    );
 }
 
 #[test]
@@ -62,7 +65,10 @@ steps:
     let prefix = format!("{}:7:5: step `b`: ", path.display());
     assert!(lines[0].starts_with(&prefix), "{out}");
     assert!(lines[0].contains("`launch_rocket`"), "{out}");
-    assert!(lines[0].contains("read_file, edit_file, run_command, set, approval"), "lists the types: {out}");
+    assert!(
+        lines[0].contains("read_file, edit_file, run_command, set, approval"),
+        "lists the types: {out}"
+    );
 }
 
 #[test]
@@ -86,8 +92,14 @@ steps:
     let prefix = format!("{}:8:5: step `b`: ", path.display());
     assert!(lines[0].starts_with(&prefix), "{out}");
     assert!(lines[0].contains("unknown field `comand`"), "{out}");
-    assert!(lines[0].contains("command"), "suggests the fields it takes: {out}");
-    assert!(!lines[0].contains(" at line "), "the place is said once: {out}");
+    assert!(
+        lines[0].contains("command"),
+        "suggests the fields it takes: {out}"
+    );
+    assert!(
+        !lines[0].contains(" at line "),
+        "the place is said once: {out}"
+    );
 }
 
 #[test]
@@ -110,7 +122,13 @@ steps:
     assert_eq!(out.code, 2, "{out}");
     let lines = lines(&out);
     assert_eq!(lines.len(), 1, "{out}");
-    assert!(lines[0].starts_with(&format!("{}:9:5: step `b`: unknown field `comand`", path.display())), "{out}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}:9:5: step `b`: unknown field `comand`",
+            path.display()
+        )),
+        "{out}"
+    );
 }
 
 #[test]
@@ -131,7 +149,10 @@ steps:
     let lines = lines(&out);
     assert_eq!(lines.len(), 1, "{out}");
     let prefix = format!("{}:6:5: step `b`: ", path.display());
-    assert!(lines[0].starts_with(&prefix), "points at the step that lacks it: {out}");
+    assert!(
+        lines[0].starts_with(&prefix),
+        "points at the step that lacks it: {out}"
+    );
     assert!(lines[0].contains("missing field `path`"), "{out}");
 }
 
@@ -151,7 +172,10 @@ steps:
     assert_eq!(out.code, 2, "{out}");
     assert_eq!(
         lines(&out),
-        [format!("{}:6:9: step `a`: duplicate step id `a` (first used on line 3)", path.display())]
+        [format!(
+            "{}:6:9: step `a`: duplicate step id `a` (first used on line 3)",
+            path.display()
+        )]
     );
 }
 
@@ -172,7 +196,10 @@ steps:
     assert_eq!(out.code, 2, "{out}");
     assert_eq!(
         lines(&out),
-        [format!("{}:8:16: step `b`: `needs` names unknown step `nope`", path.display())]
+        [format!(
+            "{}:8:16: step `b`: `needs` names unknown step `nope`",
+            path.display()
+        )]
     );
 }
 
@@ -201,7 +228,10 @@ steps:
     assert_eq!(out.code, 2, "{out}");
     assert_eq!(
         lines(&out),
-        [format!("{}:3:9: step `a`: `needs` form a cycle: a → c → b → a", path.display())]
+        [format!(
+            "{}:3:9: step `a`: `needs` form a cycle: a → c → b → a",
+            path.display()
+        )]
     );
 }
 
@@ -278,7 +308,10 @@ steps:
     assert_eq!(out.code, 2, "{out}");
     let lines = lines(&out);
     assert_eq!(lines.len(), 1, "{out}");
-    let prefix = format!("{}:9:5: step `b`: `when`: invalid expression `steps.a.output.x ==`", path.display());
+    let prefix = format!(
+        "{}:9:5: step `b`: `when`: invalid expression `steps.a.output.x ==`",
+        path.display()
+    );
     assert!(lines[0].starts_with(&prefix), "{out}");
 }
 
@@ -355,10 +388,26 @@ steps:
     let file = path.display();
     let lines = lines(&out);
     assert_eq!(lines.len(), 4, "{out}");
-    assert_eq!(lines[0], format!("{file}:8:13: step `b`: `needs` names unknown step `zz`"));
-    assert_eq!(lines[1], format!("{file}:12:5: step `c`: `path`: path `../x` uses `..` and could leave the workspace"));
-    assert!(lines[2].starts_with(&format!("{file}:15:5: step `d`: `timeout`: `forever` is not a duration")), "{out}");
-    assert_eq!(lines[3], format!("{file}:19:5: step `e`: `when` reads unknown input `inputs.missing`"));
+    assert_eq!(
+        lines[0],
+        format!("{file}:8:13: step `b`: `needs` names unknown step `zz`")
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "{file}:12:5: step `c`: `path`: path `../x` uses `..` and could leave the workspace"
+        )
+    );
+    assert!(
+        lines[2].starts_with(&format!(
+            "{file}:15:5: step `d`: `timeout`: `forever` is not a duration"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        lines[3],
+        format!("{file}:19:5: step `e`: `when` reads unknown input `inputs.missing`")
+    );
 }
 
 #[test]
@@ -381,15 +430,29 @@ steps:
 "#,
     );
     assert_eq!(out.code, 0, "{out}");
-    assert_eq!(out.stdout.trim(), format!("ok: {} (fine, 2 steps)", path.display()));
+    assert_eq!(
+        out.stdout.trim(),
+        format!("ok: {} (fine, 2 steps)", path.display())
+    );
 }
 
 #[test]
 fn validate_json_lists_each_error_with_its_place() {
     let env = Env::new();
-    let good = env.workflow("good.yaml", "name: g\nsteps:\n  - id: a\n    type: set\n    values: {x: 1}\n");
-    let bad = env.workflow("bad.yaml", "name: b\nsteps:\n  - id: a\n    type: set\n    needs: [a]\n    values: {x: 1}\n");
-    let out = env.stepwise(&["validate", good.to_str().expect("utf-8"), bad.to_str().expect("utf-8"), "--json"]);
+    let good = env.workflow(
+        "good.yaml",
+        "name: g\nsteps:\n  - id: a\n    type: set\n    values: {x: 1}\n",
+    );
+    let bad = env.workflow(
+        "bad.yaml",
+        "name: b\nsteps:\n  - id: a\n    type: set\n    needs: [a]\n    values: {x: 1}\n",
+    );
+    let out = env.stepwise(&[
+        "validate",
+        good.to_str().expect("utf-8"),
+        bad.to_str().expect("utf-8"),
+        "--json",
+    ]);
     assert_eq!(out.code, 2, "one bad file fails the whole check: {out}");
     let bad_name = bad.display().to_string();
     assert_eq!(
@@ -406,9 +469,15 @@ fn validate_json_lists_each_error_with_its_place() {
 #[test]
 fn run_refuses_an_invalid_workflow_before_recording_anything() {
     let env = Env::new();
-    let wf = env.workflow("bad.yaml", "name: b\nsteps:\n  - id: a\n    type: set\n    needs: [nope]\n    values: {x: 1}\n");
+    let wf = env.workflow(
+        "bad.yaml",
+        "name: b\nsteps:\n  - id: a\n    type: set\n    needs: [nope]\n    values: {x: 1}\n",
+    );
     let out = env.run(&wf, &[]);
     assert_eq!(out.code, 2, "{out}");
-    assert!(out.stderr.contains("`needs` names unknown step `nope`"), "{out}");
+    assert!(
+        out.stderr.contains("`needs` names unknown step `nope`"),
+        "{out}"
+    );
     assert_eq!(env.run_count(), 0);
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use stepwise_core::run::RunStatus;
 use stepwise_engine::EngineError;
+use stepwise_store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -41,6 +42,15 @@ pub fn classify(error: &anyhow::Error) -> Exit {
     match error.downcast_ref::<EngineError>() {
         Some(e) if e.is_invalid_input() => Exit::InvalidInput,
         _ if error.downcast_ref::<InvalidInput>().is_some() => Exit::InvalidInput,
+        // Commands that look a run up in the store before calling the engine get the store's
+        // error as it is: an unknown or ambiguous run id is still the caller's mistake.
+        _ if matches!(
+            error.downcast_ref::<StoreError>(),
+            Some(StoreError::RunNotFound(_) | StoreError::AmbiguousRun { .. })
+        ) =>
+        {
+            Exit::InvalidInput
+        }
         _ => Exit::Failure,
     }
 }

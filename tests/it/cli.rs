@@ -1,0 +1,404 @@
+//! The CLI contract: the JSON shapes of `runs`, `show` and `events`, run ids and prefixes,
+//! `resume`, `cancel` and `pause`, and the exit codes of each.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::support::{Env, of_type, os_user, step};
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// A workflow that computes a value and then waits for approval of an edit.
+fn waiting_workflow(env: &Env) -> std::path::PathBuf {
+    env.workflow(
+        "wait.yaml",
+        r#"
+name: wait
+steps:
+  - id: compute
+    type: set
+    values: {x: 1}
+  - id: change
+    type: edit_file
+    needs: [compute]
+    path: out.txt
+    content: "written\n"
+  - id: done
+    type: set
+    needs: [change]
+    values: {ok: true}
+"#,
+    )
+}
+
+fn quick_workflow(env: &Env) -> std::path::PathBuf {
+    env.workflow(
+        "quick.yaml",
+        "name: quick\nsteps:\n  - id: only\n    type: set\n    values: {x: 1}\n",
+    )
+}
+
+#[test]
+fn runs_json_lists_runs_newest_first_with_their_status() {
+    let env = Env::new();
+    let first = env.run(&quick_workflow(&env), &[]);
+    assert_eq!(first.code, 0, "{first}");
+    let second = env.run(&waiting_workflow(&env), &[]);
+    assert_eq!(second.code, 3, "{second}");
+
+    let out = env.stepwise(&["runs", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let runs = out.json();
+    let runs = runs.as_array().expect("a list");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        keys(&runs[0]),
+        set(&[
+            "run_id",
+            "workflow_name",
+            "workflow_path",
+            "workflow_hash",
+            "workspace",
+            "trigger",
+            "status",
+            "created_at_ms",
+            "updated_at_ms",
+            "last_seq"
+        ])
+    );
+    assert!(
+        runs[0]["created_at_ms"].as_i64() >= runs[1]["created_at_ms"].as_i64(),
+        "newest first"
+    );
+    let by_id = |id: &str| runs.iter().find(|r| r["run_id"] == id).expect("listed");
+    let quick = by_id(&first.run_id());
+    assert_eq!(quick["status"], "succeeded");
+    assert_eq!(quick["workflow_name"], "quick");
+    assert_eq!(quick["trigger"], "cli");
+    assert_eq!(quick["workspace"], env.ws.display().to_string());
+    assert!(
+        quick["workflow_hash"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("sha256:"))
+    );
+    assert_eq!(by_id(&second.run_id())["status"], "awaiting_approval");
+}
+
+#[test]
+fn show_json_has_the_run_its_inputs_and_every_step() {
+    let env = Env::new();
+    let out = env.run(&waiting_workflow(&env), &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let show = env.show(&out.run_id());
+    assert_eq!(
+        keys(&show),
+        set(&["run", "status", "inputs", "started_by", "steps"])
+    );
+    assert_eq!(show["status"], "awaiting_approval");
+    assert_eq!(show["started_by"], os_user());
+    assert_eq!(show["inputs"], json!({}));
+    assert_eq!(show["run"]["run_id"], out.run_id());
+    let steps = show["steps"].as_array().expect("steps");
+    assert_eq!(
+        steps.iter().map(|s| s["id"].clone()).collect::<Vec<_>>(),
+        [json!("compute"), json!("change"), json!("done")]
+    );
+    for s in steps {
+        assert_eq!(
+            keys(s),
+            set(&[
+                "id",
+                "type",
+                "status",
+                "attempts",
+                "duration_ms",
+                "output",
+                "error",
+                "reason",
+                "pending_approval"
+            ]),
+            "{s}"
+        );
+    }
+    assert_eq!(step(&show, "compute")["status"], "succeeded");
+    assert_eq!(step(&show, "compute")["type"], "set");
+    let change = step(&show, "change");
+    assert_eq!(change["status"], "awaiting_approval");
+    assert_eq!(change["type"], "edit_file");
+    assert_eq!(change["pending_approval"]["proposal"]["path"], "out.txt");
+    assert_eq!(step(&show, "done")["status"], "pending");
+}
+
+#[test]
+fn events_json_is_the_gapless_log_with_causes_and_correlations() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "log.yaml",
+        "name: log\nsteps:\n  - id: say\n    type: run_command\n    command: [\"echo\", \"hi\"]\n  - id: after\n    type: set\n    needs: [say]\n    values: {x: 1}\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let run = out.run_id();
+    let events = env.events(&run);
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(
+            keys(event),
+            set(&[
+                "seq",
+                "type",
+                "schema_version",
+                "recorded_at_ms",
+                "correlation_id",
+                "causation_seq",
+                "data"
+            ])
+        );
+        assert_eq!(event["seq"], json!(i + 1), "seqs run from 1 without gaps");
+        assert_eq!(event["schema_version"], 1);
+        if let Some(cause) = event["causation_seq"].as_u64() {
+            assert!(
+                cause < (i as u64) + 1,
+                "a cause comes before its effect: {event}"
+            );
+        }
+        if let Some(step) = event["data"]["step"].as_str() {
+            assert_eq!(event["correlation_id"], step, "{event}");
+        }
+    }
+    assert_eq!(events[0]["type"], "RunStarted");
+    assert_eq!(events[0]["causation_seq"], Value::Null);
+    assert_eq!(events[0]["data"]["run_id"], run);
+    assert_eq!(events.last().expect("events")["type"], "RunSucceeded");
+    let started = of_type(&events, "OperationStarted");
+    let answered = of_type(&events, "OperationSucceeded");
+    assert_eq!((started.len(), answered.len()), (1, 1));
+    assert_eq!(answered[0]["data"]["op"], started[0]["seq"]);
+    assert_eq!(answered[0]["causation_seq"], started[0]["seq"]);
+    assert!(
+        started[0]["seq"].as_u64() < answered[0]["seq"].as_u64(),
+        "write-ahead: the request is logged first"
+    );
+
+    let db = env.db();
+    let count: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE run_id = ?1",
+            [&run],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(count, events.len() as i64);
+    let integrity: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity");
+    assert_eq!(integrity, "ok");
+    let journal: String = db
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal mode");
+    assert_eq!(journal, "wal");
+    assert_eq!(env.show(&run)["run"]["last_seq"], json!(events.len()));
+}
+
+#[test]
+fn an_unknown_run_id_is_invalid_input_for_every_command() {
+    let env = Env::new();
+    let first = env.run(&quick_workflow(&env), &[]);
+    assert_eq!(first.code, 0, "{first}");
+    let commands: [&[&str]; 9] = [
+        &["show", "nope"],
+        &["events", "nope"],
+        &["approvals", "nope"],
+        &["approve", "nope", "only"],
+        &["reject", "nope", "only", "--reason", "r"],
+        &["resume", "nope"],
+        &["pause", "nope"],
+        &["cancel", "nope"],
+        &["replay", "nope"],
+    ];
+    for args in commands {
+        let out = env.stepwise(args);
+        assert_eq!(out.code, 2, "{args:?}: {out}");
+        assert!(
+            out.stderr.contains("run `nope` not found"),
+            "{args:?}: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_unique_prefix_of_a_run_id_names_the_run() {
+    let env = Env::new();
+    let out = env.run(&waiting_workflow(&env), &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let run = out.run_id();
+    let prefix = &run[..8];
+    assert_eq!(env.show(prefix)["run"]["run_id"], run);
+    let approved = env.approve(prefix, "change", &[]);
+    assert_eq!(approved.code, 0, "{approved}");
+    assert_eq!(approved.run_id(), run);
+    assert_eq!(env.read("out.txt").as_deref(), Some("written\n"));
+}
+
+#[test]
+fn deciding_about_a_step_that_does_not_wait_is_invalid_input() {
+    let env = Env::new();
+    let out = env.run(&waiting_workflow(&env), &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let run = out.run_id();
+    let events = env.event_count(Some(&run));
+
+    let not_waiting = env.approve(&run, "done", &[]);
+    assert_eq!(not_waiting.code, 2, "{not_waiting}");
+    assert!(
+        not_waiting
+            .stderr
+            .contains("step `done` is pending, not awaiting approval"),
+        "{not_waiting}"
+    );
+    let unknown = env.approve(&run, "ghost", &[]);
+    assert_eq!(unknown.code, 2, "{unknown}");
+    assert!(unknown.stderr.contains("has no step `ghost`"), "{unknown}");
+    let no_reason = env.reject(&run, "change", "  ");
+    assert_eq!(no_reason.code, 2, "{no_reason}");
+    assert!(no_reason.stderr.contains("needs a reason"), "{no_reason}");
+    assert_eq!(env.event_count(Some(&run)), events, "nothing was recorded");
+}
+
+#[test]
+fn resuming_a_finished_run_reports_it_and_records_nothing() {
+    let env = Env::new();
+    let ok = env.run(&quick_workflow(&env), &[]);
+    assert_eq!(ok.code, 0, "{ok}");
+    let events = env.event_count(Some(&ok.run_id()));
+    let resumed = env.stepwise(&["resume", &ok.run_id(), "--json"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert_eq!(resumed.json()["status"], "succeeded");
+    assert_eq!(env.event_count(Some(&ok.run_id())), events);
+
+    env.allow_everything();
+    let wf = env.workflow(
+        "fail.yaml",
+        "name: fail\nsteps:\n  - id: boom\n    type: run_command\n    command: exit 4\n",
+    );
+    let failed = env.run(&wf, &[]);
+    assert_eq!(failed.code, 1, "{failed}");
+    let resumed = env.stepwise(&["resume", &failed.run_id(), "--json"]);
+    assert_eq!(resumed.code, 1, "{resumed}");
+    assert_eq!(resumed.json()["status"], "failed");
+
+    let approve = env.approve(&ok.run_id(), "only", &[]);
+    assert_eq!(approve.code, 2, "{approve}");
+    assert!(
+        approve.stderr.contains("has already succeeded"),
+        "{approve}"
+    );
+}
+
+#[test]
+fn cancelling_a_run_waiting_for_approval_cancels_it() {
+    let env = Env::new();
+    let out = env.run(&waiting_workflow(&env), &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let run = out.run_id();
+    let cancelled = env.stepwise(&["cancel", &run, "--json"]);
+    assert_eq!(cancelled.code, 1, "{cancelled}");
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    let show = env.show(&run);
+    assert_eq!(show["status"], "cancelled");
+    assert_eq!(step(&show, "compute")["status"], "succeeded");
+    assert_eq!(step(&show, "change")["status"], "cancelled");
+    assert_eq!(step(&show, "done")["status"], "cancelled");
+    assert!(env.read("out.txt").is_none());
+    assert!(
+        env.approvals().is_empty(),
+        "a cancelled run waits for no one"
+    );
+    let events = env.events(&run);
+    let requested = of_type(&events, "RunCancelRequested");
+    assert_eq!(requested.len(), 1);
+    assert_eq!(requested[0]["data"]["by"], os_user());
+    assert_eq!(events.last().expect("events")["type"], "RunCancelled");
+    let replay = env.stepwise(&["replay", &run]);
+    assert_eq!(replay.code, 0, "a cancelled run replays too: {replay}");
+}
+
+#[test]
+fn a_paused_run_holds_approved_work_until_it_is_resumed() {
+    let env = Env::new();
+    let out = env.run(&waiting_workflow(&env), &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let run = out.run_id();
+
+    let paused = env.stepwise(&["pause", &run, "--json"]);
+    assert_eq!(paused.code, 3, "{paused}");
+    assert_eq!(paused.json()["status"], "paused");
+    assert_eq!(env.show(&run)["status"], "paused");
+
+    // Approving while paused records the decision but starts nothing.
+    let approved = env.approve(&run, "change", &[]);
+    assert_eq!(approved.code, 3, "{approved}");
+    assert_eq!(approved.json()["status"], "paused");
+    assert!(env.read("out.txt").is_none(), "nothing runs while paused");
+    assert!(
+        of_type(&env.events(&run), "OperationStarted")
+            .iter()
+            .all(|e| e["data"]["request"]["kind"] != "write_file")
+    );
+
+    let resumed = env.stepwise(&["resume", &run, "--json"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert_eq!(resumed.json()["status"], "succeeded");
+    assert_eq!(env.read("out.txt").as_deref(), Some("written\n"));
+    let events = env.events(&run);
+    assert_eq!(of_type(&events, "RunPauseRequested").len(), 1);
+    assert_eq!(of_type(&events, "RunResumeRequested").len(), 1);
+}
+
+#[test]
+fn a_run_driven_in_process_by_the_engine_is_seen_and_continued_by_the_cli() {
+    use stepwise_engine::{DriveOptions, Engine, EngineConfig, NoObserver, StartRun};
+
+    let env = Env::new();
+    let wf = waiting_workflow(&env);
+    let mut config = EngineConfig::new(&env.db);
+    config.user_policy = Some(env.user_policy.clone());
+    let engine = Engine::open(config).expect("open the engine");
+    let start = StartRun {
+        workflow_path: wf,
+        workspace: env.ws.clone(),
+        inputs: Default::default(),
+        trigger: "test".into(),
+        max_parallel: None,
+    };
+    let run = engine.start_run(&start).expect("start");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let status = runtime
+        .block_on(engine.drive(&run, None, &NoObserver, DriveOptions::default()))
+        .expect("drive");
+    assert_eq!(status.as_str(), "awaiting_approval");
+    drop(engine);
+
+    let pending = env.approvals();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["run_id"], run);
+    let approved = env.approve(&run, "change", &[]);
+    assert_eq!(approved.code, 0, "{approved}");
+    let show = env.show(&run);
+    assert_eq!(show["run"]["trigger"], "test");
+    assert_eq!(show["status"], "succeeded");
+}
