@@ -140,6 +140,11 @@ async fn scenarios(durability: Durability, sizes: &Sizes) -> BenchResult<Vec<(St
         &linear_set_workflow(sizes.replay),
     )
     .await?;
+    let bytes = stored_bytes(&engine, dir.path())?;
+    out.push((
+        format!("linear {} set steps: bytes stored per step", sizes.replay),
+        format!("{} B", bytes / sizes.replay as u64),
+    ));
     // A fresh engine, so nothing is cached: what opening an old run costs, piece by piece.
     let engine = open_engine(dir.path(), durability)?;
     let start = Instant::now();
