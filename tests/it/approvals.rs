@@ -473,3 +473,47 @@ fn edit_with_stale_base_fails_and_keeps_the_newer_file() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["data"]["error"]["kind"], "conflict");
 }
+
+#[test]
+fn an_approval_naming_another_proposal_is_refused_and_changes_nothing() {
+    let env = Env::new();
+    env.write("doc.txt", "v1\n");
+    let wf = edit_workflow(&env);
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let run = out.run_id();
+    let hash = pending_for(&env, &run)[0]["approval"]["proposal_hash"]
+        .as_str()
+        .expect("proposal hash")
+        .to_string();
+    let events_before = env.event_count(Some(&run));
+
+    let stale = env.approve(&run, "change", &["--proposal", "sha256:0000"]);
+    assert_eq!(stale.code, 2, "{stale}");
+    assert!(stale.stderr.contains("now waits on proposal"), "{stale}");
+    assert_eq!(
+        env.event_count(Some(&run)),
+        events_before,
+        "nothing recorded"
+    );
+    assert_eq!(env.read("doc.txt").as_deref(), Some("v1\n"));
+
+    // The hash as `stepwise approvals` shows it, shortened, is what a person types.
+    let short = &hash["sha256:".len().."sha256:".len() + 12];
+    let approved = env.approve(&run, "change", &["--proposal", short]);
+    assert_eq!(approved.code, 0, "{approved}");
+    assert_eq!(env.read("doc.txt").as_deref(), Some("v2 from the run\n"));
+}
+
+#[test]
+fn an_edit_of_the_workspace_policy_file_asks_even_when_edits_are_allowed() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "loosen.yaml",
+        "name: loosen\nsteps:\n  - id: loosen\n    type: edit_file\n    path: .stepwise/policy.yaml\n    content: \"rules: [{allow: run_command}]\\n\"\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stdout.contains(".stepwise/"), "{out}");
+}

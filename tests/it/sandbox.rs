@@ -284,7 +284,7 @@ steps:
 }
 
 #[test]
-fn symlinks_that_stay_inside_the_workspace_work_and_stay_links() {
+fn a_path_through_an_inside_symlink_is_refused_so_policy_judges_the_real_file() {
     let env = Env::new();
     env.allow_everything();
     std::fs::create_dir(env.ws.join("real")).expect("mkdir");
@@ -295,12 +295,23 @@ fn symlinks_that_stay_inside_the_workspace_work_and_stay_links() {
         "name: inside\nsteps:\n  - id: edit\n    type: edit_file\n    path: alias/f.txt\n    content: \"after\\n\"\n",
     );
     let out = env.run(&wf, &[]);
-    assert_eq!(out.code, 0, "{out}");
-    assert_eq!(env.read("real/f.txt").as_deref(), Some("after\n"));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stdout.contains("real/f.txt"),
+        "the error names the real file: {out}"
+    );
+    assert_eq!(env.read("real/f.txt").as_deref(), Some("before\n"));
     assert!(
         std::fs::symlink_metadata(env.ws.join("alias"))
             .expect("stat")
             .file_type()
             .is_symlink()
     );
+    let wf = env.workflow(
+        "real.yaml",
+        "name: real\nsteps:\n  - id: edit\n    type: edit_file\n    path: real/f.txt\n    content: \"after\\n\"\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(env.read("real/f.txt").as_deref(), Some("after\n"));
 }

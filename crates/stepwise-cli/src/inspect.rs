@@ -8,7 +8,7 @@ use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Engine, LoadedRun};
 
 use crate::exit::Exit;
-use crate::output::{duration, one_line, run_status_text, step_symbol, timestamp};
+use crate::output::{duration, one_line, printable, run_status_text, step_symbol, timestamp};
 
 pub fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<Exit> {
     if files.is_empty() {
@@ -275,7 +275,7 @@ pub fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Resu
             row.workflow_name,
             pending.proposal.kind_name()
         );
-        println!("   why: {}", pending.reason);
+        println!("   why: {}", printable(&pending.reason));
         println!("   proposal {}", pending.proposal_hash);
         match &pending.proposal {
             Proposal::EditFile {
@@ -289,14 +289,14 @@ pub fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Resu
                     base_hash.as_deref().unwrap_or("absent")
                 );
                 for line in diff.lines() {
-                    println!("   {line}");
+                    println!("   {}", printable(line));
                 }
             }
             Proposal::RunCommand(request) => {
-                println!("   $ {}", request.command.display());
+                println!("   $ {}", printable(&request.command.display()));
                 println!("   in {}", request.cwd);
                 for (name, value) in &request.env {
-                    println!("   env {name}={value}");
+                    println!("   env {}={}", printable(name), printable(value));
                 }
                 if !request.pass_env.is_empty() {
                     println!("   passes {}", request.pass_env.join(", "));
@@ -305,8 +305,8 @@ pub fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Resu
                     println!("   timeout {}", duration(t as i64));
                 }
             }
-            Proposal::ReadFile { path } => println!("   read {path}"),
-            Proposal::Gate { message } => println!("   {message}"),
+            Proposal::ReadFile { path } => println!("   read {}", printable(path)),
+            Proposal::Gate { message } => println!("   {}", printable(message)),
         }
         println!(
             "   approve: stepwise approve {short} {step}    reject: stepwise reject {short} {step} --reason \"…\""

@@ -78,6 +78,10 @@ enum CliCommand {
         step: String,
         #[arg(long)]
         reason: String,
+        /// The proposal hash you looked at (or a prefix); refused if the step now waits on
+        /// another proposal.
+        #[arg(long, value_name = "HASH")]
+        proposal: Option<String>,
     },
     /// Continue a run (or, without RUN, every unfinished run).
     Resume { run: Option<String> },
@@ -135,10 +139,19 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         CliCommand::Events { run } => inspect::events(&engine, &run, json),
         CliCommand::Approvals { run } => inspect::approvals(&engine, run.as_deref(), json),
         CliCommand::Approve(args) => runtime.block_on(runs::approve(&engine, args, json)),
-        CliCommand::Reject { run, step, reason } => runtime.block_on(runs::send(
+        CliCommand::Reject {
+            run,
+            step,
+            reason,
+            proposal,
+        } => runtime.block_on(runs::send(
             &engine,
             &run,
-            stepwise_engine::Command::Reject { step, reason },
+            stepwise_engine::Command::Reject {
+                step,
+                reason,
+                proposal,
+            },
             json,
         )),
         CliCommand::Resume { run } => runtime.block_on(runs::resume(&engine, run.as_deref(), json)),

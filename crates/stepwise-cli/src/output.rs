@@ -57,3 +57,18 @@ pub fn one_line(text: &str, max: usize) -> String {
     }
     out
 }
+
+/// Text from workflows, files and commands made safe to print: control characters (other
+/// than newlines and tabs) are shown escaped, so that `\r` or an escape sequence cannot hide
+/// part of a command or diff a person is about to approve.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

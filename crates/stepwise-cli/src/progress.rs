@@ -1,6 +1,7 @@
 //! Live progress of a run on the terminal, printed as events become durable.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Mutex;
 
 use stepwise_core::event::Event;
@@ -101,7 +102,8 @@ impl Observer for Progress {
                 _ => None,
             };
             if let Some(line) = line {
-                println!("{line}");
+                // A closed stdout (`stepwise run … | head`) must not take the run down.
+                let _ = writeln!(std::io::stdout(), "{}", crate::output::printable(&line));
             }
         }
     }

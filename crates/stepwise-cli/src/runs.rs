@@ -36,6 +36,10 @@ pub struct ApproveArgs {
     /// A note recorded with the decision.
     #[arg(long)]
     comment: Option<String>,
+    /// The proposal hash you looked at (as `stepwise approvals` shows it, or a prefix); the
+    /// approval is refused if the step now waits on another proposal.
+    #[arg(long, value_name = "HASH")]
+    proposal: Option<String>,
     /// Approve an edited proposal instead: for an edit, the file's new content; for a command,
     /// a JSON list (argv) or a shell line.
     #[arg(long, value_name = "FILE")]
@@ -120,6 +124,7 @@ pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::
         }
     };
     let command = Command::Approve {
+        proposal: args.proposal,
         step: args.step,
         comment: args.comment,
         edited,

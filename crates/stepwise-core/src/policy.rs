@@ -330,30 +330,49 @@ fn command_segments(command: &CommandLine) -> Vec<Segment> {
     }
 }
 
+/// Splits a shell line at `;`, `&&`, `||`, `|`, `&` and newlines, outside quotes. This is
+/// not a shell parser, so it errs towards asking: a segment whose meaning it cannot pin down
+/// (redirections, command or process substitution, grouping, comments, line continuations,
+/// an unfinished quote) is marked opaque, and no `allow` rule vouches for an opaque segment.
 fn split_shell(script: &str) -> Vec<Segment> {
     let mut segments = Vec::new();
     let mut current = String::new();
+    let mut opaque = false;
     let mut quote: Option<char> = None;
     let mut chars = script.chars().peekable();
-    let mut push = |current: &mut String| {
+    let mut push = |current: &mut String, opaque: &mut bool| {
         let text = current.trim().to_string();
         if !text.is_empty() {
-            let opaque = text.contains("$(") || text.contains('`') || text.contains("<(");
-            segments.push(Segment { text, opaque });
+            segments.push(Segment {
+                text,
+                opaque: *opaque,
+            });
         }
         current.clear();
+        *opaque = false;
     };
     while let Some(c) = chars.next() {
         match quote {
-            Some(q) => {
-                if c == q {
+            Some('\'') => {
+                if c == '\'' {
                     quote = None;
-                } else if c == '\\' && q == '"' {
-                    current.push(c);
-                    if let Some(next) = chars.next() {
-                        current.push(next);
+                }
+                current.push(c);
+            }
+            Some(_) => {
+                // Inside double quotes, `$(` and backticks still run commands.
+                match c {
+                    '"' => quote = None,
+                    '\\' => {
+                        current.push(c);
+                        if let Some(next) = chars.next() {
+                            current.push(next);
+                        }
+                        continue;
                     }
-                    continue;
+                    '`' => opaque = true,
+                    '$' if chars.peek() == Some(&'(') => opaque = true,
+                    _ => {}
                 }
                 current.push(c);
             }
@@ -362,17 +381,41 @@ fn split_shell(script: &str) -> Vec<Segment> {
                     quote = Some(c);
                     current.push(c);
                 }
+                '\\' => {
+                    // An escaped character (or a line continuation) outside quotes.
+                    opaque = true;
+                    current.push(c);
+                    if let Some(next) = chars.next() {
+                        current.push(next);
+                    }
+                }
+                '#' if current.is_empty() || current.ends_with(char::is_whitespace) => {
+                    // A comment hides the rest of the line from us but not from the shell.
+                    opaque = true;
+                    current.push(c);
+                }
+                '<' | '>' | '(' | ')' | '{' | '}' | '`' => {
+                    opaque = true;
+                    current.push(c);
+                }
+                '$' if chars.peek() == Some(&'(') => {
+                    opaque = true;
+                    current.push(c);
+                }
                 ';' | '\n' | '|' | '&' => {
                     if matches!(chars.peek(), Some('|') | Some('&')) {
                         chars.next();
                     }
-                    push(&mut current);
+                    push(&mut current, &mut opaque);
                 }
                 _ => current.push(c),
             },
         }
     }
-    push(&mut current);
+    if quote.is_some() {
+        opaque = true;
+    }
+    push(&mut current, &mut opaque);
     segments
 }
 

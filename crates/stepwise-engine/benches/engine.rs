@@ -307,6 +307,7 @@ async fn approval_round_trips(
             step: format!("r{i}"),
             comment: None,
             edited: None,
+            proposal: None,
         };
         let status = engine.send(&run_id, command, &NoObserver).await?;
         total += start.elapsed();

@@ -32,6 +32,7 @@ pub(crate) fn command_event(
             step,
             comment,
             edited,
+            proposal,
         } => {
             let step_state = step_in(state, run_id, &step)?;
             let Some(pending) = step_state
@@ -41,6 +42,7 @@ pub(crate) fn command_event(
             else {
                 return Err(wrong_state(&step, step_state.status, "awaiting approval"));
             };
+            check_proposal(&step, &pending.proposal_hash, proposal.as_deref())?;
             let edited = match edited {
                 Some(edit) => {
                     let proposal = edited_proposal(
@@ -72,7 +74,11 @@ pub(crate) fn command_event(
                 comment: comment.filter(|c| !c.trim().is_empty()),
             })
         }
-        Command::Reject { step, reason } => {
+        Command::Reject {
+            step,
+            reason,
+            proposal,
+        } => {
             let step_state = step_in(state, run_id, &step)?;
             let Some(pending) = step_state
                 .pending_approval
@@ -81,10 +87,9 @@ pub(crate) fn command_event(
             else {
                 return Err(wrong_state(&step, step_state.status, "awaiting approval"));
             };
+            check_proposal(&step, &pending.proposal_hash, proposal.as_deref())?;
             if reason.trim().is_empty() {
-                return Err(EngineError::InvalidEdit(
-                    "a rejection needs a reason".into(),
-                ));
+                return Err(EngineError::MissingReason { step });
             }
             Event::ApprovalRejected {
                 step,
@@ -133,4 +138,20 @@ fn wrong_state(step: &str, status: StepStatus, expected: &'static str) -> Engine
         status: status.as_str().to_string(),
         expected,
     }
+}
+
+/// Refuses a decision about a proposal other than the one the person saw.
+fn check_proposal(step: &str, current: &str, seen: Option<&str>) -> Result<(), EngineError> {
+    let Some(seen) = seen.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    let bare = current.strip_prefix("sha256:").unwrap_or(current);
+    if current.starts_with(seen) || bare.starts_with(seen) {
+        return Ok(());
+    }
+    Err(EngineError::ProposalChanged {
+        step: step.to_string(),
+        expected: seen.to_string(),
+        current: current.to_string(),
+    })
 }

@@ -94,9 +94,20 @@ impl<'e> Driver<'e> {
 
     pub(crate) async fn run(&mut self, command: Option<Command>) -> Result<RunStatus, EngineError> {
         let _live = LiveGuard::register(self.engine, &self.run_id, self.tx.clone());
-        // Operations the previous driver dispatched and never saw answered come first, before
-        // anything this driver dispatches itself.
-        self.recover_unanswered()?;
+        // Operations the previous driver dispatched and never saw answered, as they stand
+        // before this driver dispatches anything itself.
+        let unanswered: Vec<(u64, OperationRequest)> = self
+            .state
+            .unanswered_operations()
+            .into_iter()
+            .map(|(op, _, request)| (op, request.clone()))
+            .collect();
+        // The caller's command comes first: a mistaken one fails before anything runs, and a
+        // pause or cancel holds back what recovery would otherwise start.
+        if let Some(command) = command {
+            self.apply_command(command)??;
+        }
+        self.recover_unanswered(unanswered)?;
         // Then decisions not yet taken (a run just started, or steps held back).
         let pending = self.state.advance();
         self.commit(vec![Group {
@@ -104,9 +115,6 @@ impl<'e> Driver<'e> {
             decisions: pending,
         }])?;
         self.arm_pending_retries();
-        if let Some(command) = command {
-            self.apply_command(command)?;
-        }
         loop {
             let status = self.state.status();
             if status.is_finished() && self.running.is_empty() {
@@ -161,7 +169,7 @@ impl<'e> Driver<'e> {
                 Message::Command(command, reply) => {
                     // Commit what came before so the command sees it, then answer.
                     self.commit(std::mem::take(&mut groups))?;
-                    let result = self.apply_command(command).map(|()| self.state.status());
+                    let result = self.apply_command(command)?.map(|()| self.state.status());
                     replies.push((reply, result));
                 }
             }
@@ -173,23 +181,28 @@ impl<'e> Driver<'e> {
         Ok(())
     }
 
-    fn apply_command(&mut self, command: Command) -> Result<(), EngineError> {
-        if matches!(command, Command::Cancel) {
-            for cancel in self.running.values() {
-                let _ = cancel.send(true);
-            }
-        }
-        let Some(input) = command_event(
+    /// Records a command. The outer error is fatal to the driver (the log could not be
+    /// written); the inner one is the caller's: the command does not fit the run.
+    fn apply_command(&mut self, command: Command) -> Result<Result<(), EngineError>, EngineError> {
+        let is_cancel = matches!(command, Command::Cancel);
+        let input = match command_event(
             &self.state,
             &self.run_id,
             &self.engine.config().user,
             command,
-        )?
-        else {
-            return Ok(());
+        ) {
+            Ok(Some(input)) => input,
+            Ok(None) => return Ok(Ok(())),
+            Err(refused) => return Ok(Err(refused)),
         };
+        if is_cancel {
+            for cancel in self.running.values() {
+                let _ = cancel.send(true);
+            }
+        }
         let group = self.take_input(input)?;
-        self.commit(vec![group])
+        self.commit(vec![group])?;
+        Ok(Ok(()))
     }
 
     /// Applies an input and takes the decisions it leads to.
@@ -248,10 +261,10 @@ impl<'e> Driver<'e> {
         self.engine
             .store()
             .append(&self.run_id, first_seq - 1, &rows, Some(status.as_str()))?;
-        self.observer.events_appended(&self.run_id, &appended);
-        for (seq, recorded_at, event) in appended {
+        // Dispatch first: what is recorded as started must start, whatever an observer does.
+        for (seq, recorded_at, event) in &appended {
             match event {
-                Event::OperationStarted { request, .. } => self.dispatch(seq, request),
+                Event::OperationStarted { request, .. } => self.dispatch(*seq, request.clone()),
                 Event::StepRetryScheduled {
                     step,
                     attempt,
@@ -259,26 +272,36 @@ impl<'e> Driver<'e> {
                     ..
                 } => {
                     self.retry_scheduled_at
-                        .insert(step.clone(), (recorded_at, delay_ms));
-                    self.arm_timer(step, attempt, delay_ms);
+                        .insert(step.clone(), (*recorded_at, *delay_ms));
+                    self.arm_timer(step.clone(), *attempt, *delay_ms);
                 }
                 _ => {}
             }
         }
+        self.observer.events_appended(&self.run_id, &appended);
         Ok(())
     }
 
     /// After a crash: operations that were dispatched but have no result. Reads are simply
     /// performed again; a write is checked against the file; a command is never repeated
     /// without a person saying so.
-    fn recover_unanswered(&mut self) -> Result<(), EngineError> {
-        let unanswered: Vec<(u64, OperationRequest)> = self
-            .state
-            .unanswered_operations()
-            .into_iter()
-            .map(|(op, _, request)| (op, request.clone()))
-            .collect();
+    fn recover_unanswered(
+        &mut self,
+        unanswered: Vec<(u64, OperationRequest)>,
+    ) -> Result<(), EngineError> {
         for (op, request) in unanswered {
+            // A cancelled run does not redo reads or writes; commands still need a person's
+            // word on what happened, and the cancel then ends their steps.
+            if self.state.cancel_requested() && !matches!(request, OperationRequest::RunCommand(_))
+            {
+                let error = OperationError::new(
+                    stepwise_core::operation::OperationErrorKind::Cancelled,
+                    "the run was cancelled before this operation was recovered",
+                );
+                let group = self.take_input(Event::OperationFailed { op, error })?;
+                self.commit(vec![group])?;
+                continue;
+            }
             match &request {
                 OperationRequest::ReadFile { .. } => self.dispatch(op, request),
                 OperationRequest::WriteFile {
@@ -324,7 +347,10 @@ impl<'e> Driver<'e> {
             .collect();
         for (step, attempt) in pending {
             let remaining = match self.retry_scheduled_at.get(&step) {
-                Some((at, delay)) => u64::try_from((at + *delay as i64 - now).max(0)).unwrap_or(0),
+                Some((at, delay)) => {
+                    let due = at.saturating_add(i64::try_from(*delay).unwrap_or(i64::MAX));
+                    u64::try_from(due.saturating_sub(now).max(0)).unwrap_or(0)
+                }
                 None => 0,
             };
             self.arm_timer(step, attempt, remaining);

@@ -65,14 +65,18 @@ pub struct StartRun {
 /// Something a person (or a client acting for one) asks of a run.
 #[derive(Debug, Clone)]
 pub enum Command {
+    /// `proposal`: the hash (or a prefix of it) of the proposal the person saw; when given,
+    /// the approval is refused if the step now waits on a different proposal.
     Approve {
         step: String,
         comment: Option<String>,
         edited: Option<EditedProposal>,
+        proposal: Option<String>,
     },
     Reject {
         step: String,
         reason: String,
+        proposal: Option<String>,
     },
     Resolve {
         step: String,
@@ -320,6 +324,10 @@ impl Engine {
 
 /// Locks live beside the database: one file per run.
 fn lock_dir_for(db_path: &Path) -> PathBuf {
+    // The same database reached through another path (a symlink, a relative path) must share
+    // its locks; the store has created the file by now, so it can be canonicalised.
+    let canonical = db_path.canonicalize().ok();
+    let db_path = canonical.as_deref().unwrap_or(db_path);
     let name = db_path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

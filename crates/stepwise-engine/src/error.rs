@@ -42,6 +42,18 @@ pub enum EngineError {
     },
     #[error("run `{run_id}` has already {status}")]
     RunFinished { run_id: String, status: String },
+    #[error(
+        "rejecting step `{step}` needs a reason (--reason), so that the run and the people after you know why"
+    )]
+    MissingReason { step: String },
+    #[error(
+        "step `{step}` now waits on proposal {current}, not on {expected}; look at it again with `stepwise approvals`"
+    )]
+    ProposalChanged {
+        step: String,
+        expected: String,
+        current: String,
+    },
     #[error("the edited proposal cannot be used: {0}")]
     InvalidEdit(String),
     #[error("run `{run_id}`, event {seq}: {source}")]
@@ -73,6 +85,8 @@ impl EngineError {
                 | EngineError::WrongStepState { .. }
                 | EngineError::RunFinished { .. }
                 | EngineError::InvalidEdit(_)
+                | EngineError::MissingReason { .. }
+                | EngineError::ProposalChanged { .. }
                 | EngineError::Store(StoreError::RunNotFound(_))
                 | EngineError::Store(StoreError::AmbiguousRun { .. })
         )

@@ -267,7 +267,10 @@ impl RunState {
                 .map(|r| self.start_operation(index, r))
                 .unwrap_or_default();
         }
-        let effect = if step.approval_required {
+        // Editing the workspace's policy file would loosen every later run: a person decides.
+        let edits_policy = kind == GateKind::EditFile
+            && path.is_some_and(|p| p == ".stepwise" || p.starts_with(".stepwise/"));
+        let effect = if step.approval_required || edits_policy {
             Effect::Ask
         } else {
             verdict.effect
@@ -300,6 +303,8 @@ impl RunState {
             (_, rule) => {
                 let reason = if step.approval_required {
                     "the workflow requires approval for this step".to_string()
+                } else if edits_policy {
+                    "edits under .stepwise/ change policy and always need approval".to_string()
                 } else {
                     rule.unwrap_or_else(|| format!("{} needs approval by default", kind.as_str()))
                 };

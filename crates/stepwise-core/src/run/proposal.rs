@@ -163,7 +163,7 @@ pub fn edited_proposal(
             Ok(Proposal::RunCommand(request))
         }
         (other, _) => Err(format!(
-            "a {} proposal cannot be edited that way",
+            "an {} proposal cannot be edited that way",
             other.kind_name()
         )),
     }

@@ -285,6 +285,11 @@ impl RunState {
         &self.started
     }
 
+    /// Whether someone asked to cancel the run.
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_requested
+    }
+
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
@@ -494,6 +499,21 @@ impl RunState {
                                     granted.step
                                 ),
                             })?;
+                    if pending.attempt != granted.attempt
+                        || pending.proposal_hash != granted.proposal_hash
+                    {
+                        return Err(StateError::Unexpected {
+                            seq,
+                            message: format!(
+                                "approval of step `{}` names proposal {} of attempt {}, but it waits on {} of attempt {}",
+                                granted.step,
+                                granted.proposal_hash,
+                                granted.attempt,
+                                pending.proposal_hash,
+                                pending.attempt
+                            ),
+                        });
+                    }
                     let proposal = granted.edited.clone().unwrap_or(pending.proposal);
                     s.status = StepStatus::Running;
                     s.phase = Phase::Approved(proposal_request(&proposal));

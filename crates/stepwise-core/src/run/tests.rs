@@ -400,3 +400,22 @@ fn replay_matches_its_own_log_and_names_the_first_tampered_decision() {
     };
     assert_eq!(divergence.seq, 4);
 }
+
+#[test]
+fn an_edit_of_the_workspace_policy_always_asks_even_when_edits_are_allowed() {
+    let mut run = Run::start(
+        "name: t\nsteps:\n  - id: e\n    type: edit_file\n    path: .stepwise/policy.yaml\n    content: \"rules: []\\n\"\n",
+        vec![allow(GateKind::EditFile)],
+    );
+    let op = run.last_op();
+    let result = OperationResult::FileRead {
+        exists: false,
+        content: String::new(),
+        hash: None,
+    };
+    let decided = run.input(Event::OperationSucceeded { op, result });
+    assert!(
+        matches!(&decided[..], [Event::ApprovalRequested { reason, .. }] if reason.contains(".stepwise/")),
+        "{decided:?}"
+    );
+}

@@ -286,8 +286,10 @@ async fn cancelled(rx: &mut watch::Receiver<bool>) {
         if *rx.borrow_and_update() {
             return;
         }
+        // The sender gone means the driver that started the command is gone: nobody would
+        // record how it ended, so it must not keep running unseen.
         if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
+            return;
         }
     }
 }
@@ -368,7 +370,10 @@ mod tests {
     }
 
     fn never_cancelled() -> watch::Receiver<bool> {
-        watch::channel(false).1
+        let (tx, rx) = watch::channel(false);
+        // A dropped sender means "the driver is gone" and cancels; keep this one alive.
+        std::mem::forget(tx);
+        rx
     }
 
     async fn outcome(ws: &Workspace, req: &CommandRequest) -> CommandOutcome {
@@ -605,6 +610,22 @@ mod tests {
         let err = result.unwrap_err();
         assert_eq!(err.kind, OperationErrorKind::Cancelled);
         assert!(wait_gone(main).await && wait_gone(bg).await);
+    }
+
+    #[tokio::test]
+    async fn a_command_whose_driver_is_gone_is_killed() {
+        let (_d, ws) = workspace();
+        let req = shell("echo $$ > main.pid; sleep 30");
+        let (tx, rx) = watch::channel(false);
+        let root = ws.root().to_path_buf();
+        let dropper = async {
+            let main = read_pid(&root.join("main.pid")).await;
+            drop(tx);
+            main
+        };
+        let (result, main) = tokio::join!(run_command(&ws, &req, rx), dropper);
+        assert_eq!(result.unwrap_err().kind, OperationErrorKind::Cancelled);
+        assert!(wait_gone(main).await);
     }
 
     #[tokio::test]

@@ -186,9 +186,24 @@ struct Current {
 
 /// Checks `path` and returns it normalised (for messages) and resolved relative to the root
 /// (for IO: free of symlinks, so that `cap-std` never has to follow one).
+/// Files larger than this are refused: their content would be recorded in the log.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 fn locate(ws: &Workspace, path: &str) -> Result<(String, PathBuf), OperationError> {
     let shown = normalize_workspace_path(path).map_err(SandboxError::from)?;
     let real = ws.resolve_relative(&shown)?;
+    // Policy judged the path as written. A link inside the workspace would let an edit of
+    // `docs/x` land in `.github/ci.yml` under the rules for `docs/**`, so operations go to
+    // the file they name, never through a link to another one.
+    if real != Path::new(&shown) {
+        return Err(OperationError::new(
+            OperationErrorKind::Sandbox,
+            format!(
+                "`{shown}` leads through a symlink to `{}`; name that path instead, so that policy judges the file that is really used",
+                real.display()
+            ),
+        ));
+    }
     Ok((shown, real))
 }
 
@@ -207,6 +222,23 @@ fn read_current(
         return Err(OperationError::new(
             OperationErrorKind::Io,
             format!("`{shown}` is a directory, not a file"),
+        ));
+    }
+    // A FIFO or device would block the read forever, and a huge file would land in the log.
+    if !meta.is_file() {
+        return Err(OperationError::new(
+            OperationErrorKind::Io,
+            format!("`{shown}` is not a regular file"),
+        ));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(OperationError::new(
+            OperationErrorKind::Io,
+            format!(
+                "`{shown}` is {} bytes; files over {} bytes are not read into the log",
+                meta.len(),
+                MAX_FILE_BYTES
+            ),
         ));
     }
     match ws.dir().read(real) {
@@ -508,21 +540,31 @@ mod tests {
     }
 
     #[test]
-    fn writing_through_an_inside_symlink_updates_its_target_and_keeps_the_link() {
+    fn a_link_inside_the_workspace_is_refused_so_policy_sees_the_real_path() {
         let (_d, ws) = workspace();
-        std::fs::write(ws.root().join("real.txt"), "old").unwrap();
-        symlink(ws.root().join("real.txt"), ws.root().join("link.txt")).unwrap();
-        write_file(&ws, "link.txt", Some(&hash("old")), "new", &hash("new")).unwrap();
+        std::fs::create_dir(ws.root().join("ci")).unwrap();
+        std::fs::write(ws.root().join("ci/config.yml"), "old").unwrap();
+        std::fs::create_dir(ws.root().join("docs")).unwrap();
+        symlink(ws.root().join("ci/config.yml"), ws.root().join("docs/x.md")).unwrap();
+        let err =
+            write_file(&ws, "docs/x.md", Some(&hash("old")), "new", &hash("new")).unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Sandbox);
+        assert!(err.message.contains("ci/config.yml"), "{}", err.message);
         assert_eq!(
-            std::fs::read_to_string(ws.root().join("real.txt")).unwrap(),
-            "new"
+            std::fs::read_to_string(ws.root().join("ci/config.yml")).unwrap(),
+            "old"
         );
-        assert!(
-            std::fs::symlink_metadata(ws.root().join("link.txt"))
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        let err = read_file(&ws, "docs/x.md", false).unwrap_err();
+        assert_eq!(err.kind, OperationErrorKind::Sandbox);
+        // The file itself, named by its own path, is fine.
+        write_file(
+            &ws,
+            "ci/config.yml",
+            Some(&hash("old")),
+            "new",
+            &hash("new"),
+        )
+        .unwrap();
     }
 
     #[test]
