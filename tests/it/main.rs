@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod examples;
 mod flow;
+mod interrupt;
 mod replay;
 mod sandbox;
 mod steps;

@@ -97,9 +97,7 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
         );
     }
     let progress = Progress::new(json);
-    let status = engine
-        .drive(&run_id, None, &progress, DriveOptions::default())
-        .await?;
+    let status = drive_interruptible(engine, &run_id, None, &progress).await?;
     finish(engine, &run_id, status, json)
 }
 
@@ -180,7 +178,8 @@ pub async fn send(
 ) -> anyhow::Result<Exit> {
     let run_id = engine.store().find_run(run)?.run_id;
     let progress = Progress::new(json);
-    let status = engine.send(&run_id, command, &progress).await?;
+    // The CLI has no live driver of its own to hand the command to: it drives the run here.
+    let status = drive_interruptible(engine, &run_id, Some(command), &progress).await?;
     finish(engine, &run_id, status, json)
 }
 
@@ -189,14 +188,8 @@ pub async fn resume(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::R
     match run {
         Some(run) => {
             let run_id = engine.store().find_run(run)?.run_id;
-            let status = engine
-                .drive(
-                    &run_id,
-                    Some(Command::Resume),
-                    &progress,
-                    DriveOptions::default(),
-                )
-                .await?;
+            let status =
+                drive_interruptible(engine, &run_id, Some(Command::Resume), &progress).await?;
             finish(engine, &run_id, status, json)
         }
         None => {
@@ -224,6 +217,42 @@ pub async fn resume(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::R
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
             Ok(worst)
+        }
+    }
+}
+
+/// Drives a run; Ctrl-C pauses it (running operations finish, nothing new starts, `resume`
+/// continues it), a second Ctrl-C cancels it (running commands are killed).
+async fn drive_interruptible(
+    engine: &Engine,
+    run_id: &str,
+    command: Option<Command>,
+    progress: &Progress,
+) -> Result<RunStatus, stepwise_engine::EngineError> {
+    let drive = engine.drive(run_id, command, progress, DriveOptions::default());
+    tokio::pin!(drive);
+    let mut interrupts = 0;
+    loop {
+        tokio::select! {
+            status = &mut drive => return status,
+            Ok(()) = tokio::signal::ctrl_c() => {
+                interrupts += 1;
+                let command = if interrupts == 1 {
+                    eprintln!("\ninterrupted: pausing the run; running operations finish first (Ctrl-C again to cancel)");
+                    Command::Pause
+                } else {
+                    eprintln!("\ninterrupted again: cancelling the run and killing its commands");
+                    Command::Cancel
+                };
+                // The driver is live in this process: the command reaches it through the
+                // engine while `drive` keeps being polled.
+                let send = engine.send_to_live(run_id, command);
+                tokio::pin!(send);
+                tokio::select! {
+                    status = &mut drive => return status,
+                    _ = &mut send => {}
+                }
+            }
         }
     }
 }

@@ -286,22 +286,29 @@ impl Engine {
         observer: &dyn Observer,
     ) -> Result<RunStatus, EngineError> {
         let run_id = self.store().find_run(run_id)?.run_id;
-        let live = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&run_id)
-            .cloned();
-        if let Some(tx) = live {
-            let (reply_tx, reply_rx) = oneshot::channel();
-            if tx.send(Message::Command(command.clone(), reply_tx)).is_ok()
-                && let Ok(reply) = reply_rx.await
-            {
-                return reply;
-            }
+        if let Some(reply) = self.send_to_live(&run_id, command.clone()).await {
+            return reply;
         }
         self.drive(&run_id, Some(command), observer, DriveOptions::default())
             .await
+    }
+
+    /// Hands a command to the run's live driver in this process, if there is one that takes
+    /// it; `None` when there is none (nothing was recorded).
+    pub async fn send_to_live(
+        &self,
+        run_id: &str,
+        command: Command,
+    ) -> Option<Result<RunStatus, EngineError>> {
+        let tx = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(run_id)
+            .cloned()?;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        tx.send(Message::Command(command, reply_tx)).ok()?;
+        reply_rx.await.ok()
     }
 
     /// Drives every unfinished run that no other process is driving; the runs that are busy
