@@ -2,7 +2,7 @@
 //! the run as it is now.
 
 use stepwise_core::event::{ApprovalGranted, DecisionMode, Event};
-use stepwise_core::run::{RunState, StepStatus, edited_proposal};
+use stepwise_core::run::{PendingApproval, RunState, StepState, StepStatus, edited_proposal};
 
 use crate::engine::Command;
 use crate::error::EngineError;
@@ -34,15 +34,7 @@ pub(crate) fn command_event(
             edited,
             proposal,
         } => {
-            let step_state = step_in(state, run_id, &step)?;
-            let Some(pending) = step_state
-                .pending_approval
-                .as_ref()
-                .filter(|_| step_state.status == StepStatus::AwaitingApproval)
-            else {
-                return Err(wrong_state(&step, step_state.status, "awaiting approval"));
-            };
-            check_proposal(&step, &pending.proposal_hash, proposal.as_deref())?;
+            let (step_state, pending) = awaiting(state, run_id, &step, proposal.as_deref())?;
             let edited = match edited {
                 Some(edit) => {
                     let proposal = edited_proposal(
@@ -79,15 +71,7 @@ pub(crate) fn command_event(
             reason,
             proposal,
         } => {
-            let step_state = step_in(state, run_id, &step)?;
-            let Some(pending) = step_state
-                .pending_approval
-                .as_ref()
-                .filter(|_| step_state.status == StepStatus::AwaitingApproval)
-            else {
-                return Err(wrong_state(&step, step_state.status, "awaiting approval"));
-            };
-            check_proposal(&step, &pending.proposal_hash, proposal.as_deref())?;
+            let (_, pending) = awaiting(state, run_id, &step, proposal.as_deref())?;
             if reason.trim().is_empty() {
                 return Err(EngineError::MissingReason { step });
             }
@@ -123,7 +107,7 @@ fn step_in<'s>(
     state: &'s RunState,
     run_id: &str,
     step: &str,
-) -> Result<&'s stepwise_core::run::StepState, EngineError> {
+) -> Result<&'s StepState, EngineError> {
     state
         .step_state(step)
         .ok_or_else(|| EngineError::UnknownStep {
@@ -138,6 +122,25 @@ fn wrong_state(step: &str, status: StepStatus, expected: &'static str) -> Engine
         status: status.as_str().to_string(),
         expected,
     }
+}
+
+/// The step and the question it waits on, checked to be the proposal the person saw.
+fn awaiting<'s>(
+    state: &'s RunState,
+    run_id: &str,
+    step: &str,
+    seen: Option<&str>,
+) -> Result<(&'s StepState, &'s PendingApproval), EngineError> {
+    let step_state = step_in(state, run_id, step)?;
+    let Some(pending) = step_state
+        .pending_approval
+        .as_ref()
+        .filter(|_| step_state.status == StepStatus::AwaitingApproval)
+    else {
+        return Err(wrong_state(step, step_state.status, "awaiting approval"));
+    };
+    check_proposal(step, &pending.proposal_hash, seen)?;
+    Ok((step_state, pending))
 }
 
 /// Refuses a decision about a proposal other than the one the person saw.
