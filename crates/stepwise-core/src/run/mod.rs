@@ -6,6 +6,7 @@ mod decide;
 mod proposal;
 mod replay;
 mod state;
+mod status;
 
 pub use proposal::{EditedProposal, edited_proposal, unified_diff};
 pub use replay::{Divergence, ReplayError, ReplayReport, replay};
