@@ -10,6 +10,8 @@ use nix::unistd::Pid;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
+use crate::support::binary;
+
 /// Each command appends its own line; an edit and a pure step sit in between, and two
 /// commands run in parallel.
 const WORKFLOW: &str = r#"
@@ -48,21 +50,6 @@ steps:
 const POLICY: &str = "rules:\n  - allow: run_command\n  - allow: edit_file\n";
 const COMMANDS: [&str; 5] = ["c1", "c2", "c3", "c4", "c5"];
 
-fn stepwise() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let bin = dir.join("stepwise");
-    assert!(
-        bin.exists(),
-        "build it first: cargo build -p stepwise-cli ({} missing)",
-        bin.display()
-    );
-    bin
-}
-
 struct Setup {
     _dir: tempfile::TempDir,
     db: PathBuf,
@@ -86,7 +73,7 @@ fn setup() -> Setup {
 }
 
 fn cli(setup: &Setup, args: &[&str]) -> (i32, String) {
-    let output = Command::new(stepwise())
+    let output = Command::new(binary())
         .args(args)
         .env("STEPWISE_DB", &setup.db)
         .env(
@@ -177,7 +164,7 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
     let setup = setup();
     let workflow = setup.workflow.to_string_lossy().to_string();
     let workspace = setup.workspace.to_string_lossy().to_string();
-    let mut child = Command::new(stepwise())
+    let mut child = Command::new(binary())
         .args(["run", &workflow, "--workspace", &workspace])
         .env("STEPWISE_DB", &setup.db)
         .env(

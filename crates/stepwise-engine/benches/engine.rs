@@ -91,7 +91,7 @@ async fn scenarios(durability: Durability, sizes: &Sizes) -> BenchResult<Vec<(St
         format!("linear {} set steps: per step", sizes.linear),
         per(took, sizes.linear),
     ));
-    let bytes = stored_bytes(&engine, dir.path())?;
+    let bytes = stored_bytes(dir.path())?;
     let events = engine.store().run(&run_id)?.map_or(0, |r| r.last_seq);
     out.push((
         format!("linear {} set steps: bytes stored per step", sizes.linear),
@@ -100,11 +100,8 @@ async fn scenarios(durability: Durability, sizes: &Sizes) -> BenchResult<Vec<(St
 
     // 2. Linear chain of read_file steps: each one a recorded operation.
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("ws").join("input.txt"), "hello\n").or_else(|_| {
-        std::fs::create_dir_all(dir.path().join("ws"))?;
-        std::fs::write(dir.path().join("ws").join("input.txt"), "hello\n")
-    })?;
     let engine = open_engine(dir.path(), durability)?;
+    std::fs::write(dir.path().join("ws").join("input.txt"), "hello\n")?;
     let (took, _) = run_to_end(
         &engine,
         dir.path(),
@@ -140,7 +137,7 @@ async fn scenarios(durability: Durability, sizes: &Sizes) -> BenchResult<Vec<(St
         &linear_set_workflow(sizes.replay),
     )
     .await?;
-    let bytes = stored_bytes(&engine, dir.path())?;
+    let bytes = stored_bytes(dir.path())?;
     out.push((
         format!("linear {} set steps: bytes stored per step", sizes.replay),
         format!("{} B", bytes / sizes.replay as u64),
@@ -199,9 +196,8 @@ async fn scenarios(durability: Durability, sizes: &Sizes) -> BenchResult<Vec<(St
 
     // 5. Approval round trip, in-process.
     let dir = tempfile::tempdir()?;
-    std::fs::create_dir_all(dir.path().join("ws"))?;
-    std::fs::write(dir.path().join("ws").join("input.txt"), "hello\n")?;
     let engine = Arc::new(open_engine(dir.path(), durability)?);
+    std::fs::write(dir.path().join("ws").join("input.txt"), "hello\n")?;
     let took = approval_round_trips(&engine, dir.path(), sizes.approvals).await?;
     out.push((
         "approval round trip (approve → recorded → step running)".to_string(),
@@ -370,14 +366,8 @@ fn fan_out_workflow(n: usize) -> String {
 }
 
 /// The database's size once the WAL is folded back in.
-fn stored_bytes(engine: &Engine, dir: &Path) -> BenchResult<u64> {
-    drop(engine.store());
-    let conn = rusqlite_checkpoint(dir.join("bench.db").as_path())?;
-    Ok(conn)
-}
-
-fn rusqlite_checkpoint(db: &Path) -> BenchResult<u64> {
-    let conn = rusqlite::Connection::open(db)?;
+fn stored_bytes(dir: &Path) -> BenchResult<u64> {
+    let conn = rusqlite::Connection::open(dir.join("bench.db"))?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     let pages: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
     let size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;

@@ -175,6 +175,15 @@ impl Workspace {
     }
 }
 
+/// A workspace in a fresh temp directory, for tests (the directory goes with the guard).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn temp_workspace() -> (tempfile::TempDir, Workspace) {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::open(dir.path()).unwrap();
+    (dir, ws)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

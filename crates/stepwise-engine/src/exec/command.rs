@@ -342,11 +342,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn workspace() -> (tempfile::TempDir, Workspace) {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::open(dir.path()).unwrap();
-        (dir, ws)
-    }
+    use crate::sandbox::temp_workspace as workspace;
 
     fn request(command: CommandLine) -> CommandRequest {
         CommandRequest {

@@ -379,11 +379,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
-    fn workspace() -> (tempfile::TempDir, Workspace) {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::open(dir.path()).unwrap();
-        (dir, ws)
-    }
+    use crate::sandbox::temp_workspace as workspace;
 
     fn hash(s: &str) -> String {
         content_hash(s.as_bytes())
