@@ -445,33 +445,105 @@ steps:
 }
 
 #[test]
-fn edit_with_stale_base_fails_and_keeps_the_newer_file() {
+fn approving_an_edit_whose_file_changed_is_refused_and_the_step_proposes_anew() {
     let env = Env::new();
     env.write("doc.txt", "v1\n");
     let out = env.run(&edit_workflow(&env), &[]);
     assert_eq!(out.code, 3, "{out}");
     let run = out.run_id();
+    let stale = env.approvals()[0]["approval"]["proposal_hash"]
+        .as_str()
+        .expect("a proposal hash")
+        .to_string();
     env.write("doc.txt", "changed by a person meanwhile\n");
 
+    // Refused, naming the file and what changed; nothing is written and the run still waits.
     let approved = env.approve(&run, "change", &[]);
-    assert_eq!(approved.code, 1, "{approved}");
+    assert_eq!(approved.code, 2, "{approved}");
+    assert!(
+        approved
+            .stderr
+            .contains("`doc.txt` changed since step `change` proposed its edit"),
+        "{approved}"
+    );
     assert_eq!(
         env.read("doc.txt").as_deref(),
         Some("changed by a person meanwhile\n")
     );
     let show = env.show(&run);
-    let change = step(&show, "change");
-    assert_eq!(change["status"], "failed");
-    let error = change["error"].as_str().expect("an error");
+    assert_eq!(show["status"], "awaiting_approval");
+    assert_eq!(step(&show, "change")["status"], "awaiting_approval");
+
+    // A fresh proposal against the file as it is now, and the log says why.
+    let pending = env.approvals();
+    assert_eq!(pending.len(), 1);
+    let fresh = &pending[0]["approval"];
+    assert_ne!(fresh["proposal_hash"], stale.as_str());
+    let diff = fresh["proposal"]["diff"].as_str().expect("a diff");
     assert!(
-        error.contains("`doc.txt` changed since the proposal"),
-        "{error}"
+        diff.contains("-changed by a person meanwhile") && diff.contains("+v2 from the run"),
+        "{diff}"
     );
-    assert!(error.contains("nothing was written"), "{error}");
     let events = env.events(&run);
-    let failed = of_type(&events, "OperationFailed");
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0]["data"]["error"]["kind"], "conflict");
+    let voided = of_type(&events, "ProposalVoided");
+    assert_eq!(voided.len(), 1);
+    assert_eq!(voided[0]["data"]["proposal_hash"], stale.as_str());
+    assert_eq!(voided[0]["data"]["path"], "doc.txt");
+
+    // The stale hash stays refused; the fresh proposal lands.
+    let old = env.approve(&run, "change", &["--proposal", &stale]);
+    assert_eq!(old.code, 2, "{old}");
+    let fresh_hash = fresh["proposal_hash"].as_str().expect("hash").to_string();
+    let approved = env.approve(&run, "change", &["--proposal", &fresh_hash]);
+    assert_eq!(approved.code, 0, "{approved}");
+    assert_eq!(env.read("doc.txt").as_deref(), Some("v2 from the run\n"));
+    let events = env.events(&run);
+    let granted = of_type(&events, "ApprovalGranted");
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0]["data"]["proposal_hash"], fresh_hash.as_str());
+}
+
+#[test]
+fn a_file_deleted_or_created_since_the_proposal_voids_it_too() {
+    let env = Env::new();
+    env.write("doc.txt", "v1\n");
+    let run = env.run(&edit_workflow(&env), &[]).run_id();
+    std::fs::remove_file(env.ws.join("doc.txt")).expect("delete");
+    let approved = env.approve(&run, "change", &[]);
+    assert_eq!(approved.code, 2, "{approved}");
+    assert!(
+        approved.stderr.contains("`doc.txt` was deleted"),
+        "{approved}"
+    );
+    let fresh = &env.approvals()[0]["approval"]["proposal"];
+    assert_eq!(fresh["base_hash"], Value::Null);
+
+    // Now it proposes to create the file; someone creates it first.
+    env.write("doc.txt", "made by hand\n");
+    let approved = env.approve(&run, "change", &[]);
+    assert_eq!(approved.code, 2, "{approved}");
+    assert!(
+        approved.stderr.contains("`doc.txt` was created"),
+        "{approved}"
+    );
+    assert_eq!(env.read("doc.txt").as_deref(), Some("made by hand\n"));
+    assert_eq!(env.show(&run)["status"], "awaiting_approval");
+}
+
+#[test]
+fn resume_proposes_anew_when_a_pending_edits_file_changed() {
+    let env = Env::new();
+    env.write("doc.txt", "v1\n");
+    let run = env.run(&edit_workflow(&env), &[]).run_id();
+    env.write("doc.txt", "v1 edited\n");
+    let resumed = env.stepwise(&["resume", &run, "--json"]);
+    assert_eq!(resumed.code, 3, "{resumed}");
+    let diff = env.approvals()[0]["approval"]["proposal"]["diff"]
+        .as_str()
+        .expect("a diff")
+        .to_string();
+    assert!(diff.contains("-v1 edited"), "{diff}");
+    assert_eq!(of_type(&env.events(&run), "ProposalVoided").len(), 1);
 }
 
 #[test]

@@ -73,7 +73,10 @@ fn runs_json_lists_runs_newest_first_with_their_status() {
             "status",
             "created_at_ms",
             "updated_at_ms",
-            "last_seq"
+            "last_seq",
+            "change_seq",
+            "recorded_status",
+            "held_by"
         ])
     );
     assert!(
@@ -102,7 +105,7 @@ fn show_json_has_the_run_its_inputs_and_every_step() {
     let show = env.show(&out.run_id());
     assert_eq!(
         keys(&show),
-        set(&["run", "status", "inputs", "started_by", "steps"])
+        set(&["run", "status", "held_by", "inputs", "started_by", "steps"])
     );
     assert_eq!(show["status"], "awaiting_approval");
     assert_eq!(show["started_by"], os_user());
@@ -367,7 +370,7 @@ fn a_paused_run_holds_approved_work_until_it_is_resumed() {
 
 #[test]
 fn a_run_driven_in_process_by_the_engine_is_seen_and_continued_by_the_cli() {
-    use stepwise_engine::{DriveOptions, Engine, EngineConfig, NoObserver, StartRun};
+    use stepwise_engine::{Engine, EngineConfig, StartRun};
 
     let env = Env::new();
     let wf = waiting_workflow(&env);
@@ -381,15 +384,16 @@ fn a_run_driven_in_process_by_the_engine_is_seen_and_continued_by_the_cli() {
         trigger: "test".into(),
         max_parallel: None,
     };
-    let run = engine.start_run(&start).expect("start");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
-    let status = runtime
-        .block_on(engine.drive(&run, None, &NoObserver, DriveOptions::default()))
-        .expect("drive");
+    let (run, status) = runtime.block_on(async {
+        let handle = engine.start_run(start).await.expect("start");
+        let run = handle.run_id().to_string();
+        (run, handle.wait().await.expect("drive"))
+    });
     assert_eq!(status.as_str(), "awaiting_approval");
     drop(engine);
 

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use stepwise_core::run::RunStatus;
 use stepwise_engine::EngineError;
-use stepwise_store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -30,8 +29,8 @@ impl Exit {
             RunStatus::Succeeded => Exit::Success,
             RunStatus::Failed | RunStatus::Cancelled => Exit::Failure,
             RunStatus::AwaitingApproval | RunStatus::Paused => Exit::Waiting,
-            // `drive` returns only when nothing can move; a running status here means the run
-            // is being driven elsewhere.
+            // A run still running here is driven by another process (this one stopped
+            // following it), or nobody drives it any more: either way it waits for someone.
             RunStatus::Running => Exit::Waiting,
         }
     }
@@ -42,15 +41,6 @@ pub fn classify(error: &anyhow::Error) -> Exit {
     match error.downcast_ref::<EngineError>() {
         Some(e) if e.is_invalid_input() => Exit::InvalidInput,
         _ if error.downcast_ref::<InvalidInput>().is_some() => Exit::InvalidInput,
-        // Commands that look a run up in the store before calling the engine get the store's
-        // error as it is: an unknown or ambiguous run id is still the caller's mistake.
-        _ if matches!(
-            error.downcast_ref::<StoreError>(),
-            Some(StoreError::RunNotFound(_) | StoreError::AmbiguousRun { .. })
-        ) =>
-        {
-            Exit::InvalidInput
-        }
         _ => Exit::Failure,
     }
 }

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use stepwise_core::event::Proposal;
-use stepwise_core::run::StepStatus;
+use stepwise_core::event::{Event, Proposal};
+use stepwise_core::run::{RunStatus, StepStatus};
 use stepwise_core::workflow::parse_workflow;
-use stepwise_engine::{Engine, LoadedRun};
+use stepwise_engine::{Approval, Engine, LoadedRun, StoredEvent};
 
 use crate::exit::Exit;
 use crate::output::{duration, one_line, printable, run_status_text, step_symbol, timestamp};
@@ -62,10 +62,20 @@ pub fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<Exit> {
     })
 }
 
-pub fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Result<Exit> {
-    let runs = engine.store().list_runs(limit)?;
+pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Result<Exit> {
+    let runs = engine.list_runs(limit).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        let list: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|run| {
+                let mut value = serde_json::to_value(&run.row).unwrap_or_default();
+                value["status"] = run.shown_status().into();
+                value["recorded_status"] = run.row.status.clone().into();
+                value["held_by"] = run.held_by.clone().into();
+                value
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(Exit::Success);
     }
     if runs.is_empty() {
@@ -76,15 +86,22 @@ pub fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Result<Ex
         "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  TRIGGER",
         "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK"
     );
-    for run in runs {
+    for summary in &runs {
+        let run = &summary.row;
         println!(
             "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  {}",
             run.run_id,
-            run.status,
+            summary.shown_status(),
             one_line(&run.workflow_name, 24),
             timestamp(run.created_at_ms),
             duration(run.updated_at_ms - run.created_at_ms),
             run.trigger
+        );
+    }
+    if runs.iter().any(|r| r.shown_status() == "interrupted") {
+        println!();
+        println!(
+            "interrupted: the process driving it stopped mid-run; continue with `stepwise resume RUN`"
         );
     }
     Ok(Exit::Success)
@@ -104,9 +121,14 @@ fn step_times(loaded: &LoadedRun) -> std::collections::HashMap<String, (i64, i64
     times
 }
 
-pub fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
-    let loaded = engine.load_run(run)?;
+pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
+    let loaded = engine.load_run(run).await?;
     let status = loaded.state.status();
+    let held_by = if status.is_finished() {
+        None
+    } else {
+        engine.holder(&loaded.row.run_id).await?
+    };
     let times = step_times(&loaded);
     let started = loaded.state.started();
     if json {
@@ -133,6 +155,7 @@ pub fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "run": loaded.row,
                 "status": status,
+                "held_by": held_by,
                 "inputs": started.inputs,
                 "started_by": started.started_by,
                 "steps": steps,
@@ -145,7 +168,14 @@ pub fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
         "workflow  {} ({})",
         loaded.row.workflow_name, loaded.row.workflow_path
     );
-    println!("status    {}", run_status_text(status));
+    match (&held_by, status) {
+        (Some(holder), _) => println!("status    {} (driven by {holder})", run_status_text(status)),
+        (None, RunStatus::Running) => println!(
+            "status    interrupted: the process driving it stopped mid-run; continue with `stepwise resume {}`",
+            &loaded.row.run_id[..loaded.row.run_id.len().min(8)]
+        ),
+        (None, _) => println!("status    {}", run_status_text(status)),
+    }
     println!("workspace {}", loaded.row.workspace);
     println!(
         "started   {} by {} via {}, {} so far",
@@ -198,120 +228,121 @@ pub fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-pub fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
-    let loaded = engine.load_run(run)?;
+pub async fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
+    let loaded = engine.load_run(run).await?;
     if json {
         let events: Vec<_> = loaded
             .events
             .iter()
-            .map(|(stored, _)| {
-                serde_json::json!({
-                    "seq": stored.seq,
-                    "type": stored.event_type,
-                    "schema_version": stored.schema_version,
-                    "recorded_at_ms": stored.recorded_at_ms,
-                    "correlation_id": stored.correlation_id,
-                    "causation_seq": stored.causation_seq,
-                    "data": stored.payload,
-                })
-            })
+            .map(|(stored, _)| event_json(stored))
             .collect();
         println!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(Exit::Success);
     }
     for (stored, event) in &loaded.events {
-        let step = event.step().unwrap_or("");
-        let cause = stored
-            .causation_seq
-            .map(|c| format!("←{c}"))
-            .unwrap_or_default();
-        println!(
-            "{:>5} {:>6} {}  {:<24} {:<16} {}",
-            stored.seq,
-            cause,
-            timestamp(stored.recorded_at_ms),
-            stored.event_type,
-            step,
-            one_line(&stored.payload.to_string(), 110)
-        );
+        println!("{}", event_line(stored, event));
     }
     Ok(Exit::Success)
 }
 
-pub fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Result<Exit> {
-    let run_ids: Vec<String> = match run {
-        Some(run) => vec![engine.store().find_run(run)?.run_id],
-        None => engine
-            .store()
-            .unfinished_runs()?
-            .into_iter()
-            .map(|r| r.run_id)
-            .collect(),
-    };
-    let mut found = Vec::new();
-    for run_id in run_ids {
-        let loaded = engine.load_run(&run_id)?;
-        for (step, pending) in loaded.state.pending_approvals() {
-            found.push((loaded.row.clone(), step.to_string(), pending.clone()));
-        }
-    }
+/// An event as `events --json` shows it.
+pub fn event_json(stored: &StoredEvent) -> serde_json::Value {
+    serde_json::json!({
+        "seq": stored.seq,
+        "type": stored.event_type,
+        "schema_version": stored.schema_version,
+        "recorded_at_ms": stored.recorded_at_ms,
+        "correlation_id": stored.correlation_id,
+        "causation_seq": stored.causation_seq,
+        "data": stored.payload,
+    })
+}
+
+/// An event as `events` shows it: one line.
+pub fn event_line(stored: &StoredEvent, event: &Event) -> String {
+    let step = event.step().unwrap_or("");
+    let cause = stored
+        .causation_seq
+        .map(|c| format!("←{c}"))
+        .unwrap_or_default();
+    format!(
+        "{:>5} {:>6} {}  {:<24} {:<16} {}",
+        stored.seq,
+        cause,
+        timestamp(stored.recorded_at_ms),
+        stored.event_type,
+        step,
+        printable(&one_line(&stored.payload.to_string(), 110))
+    )
+}
+
+pub async fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Result<Exit> {
+    let found = engine.approvals(run).await?;
     if json {
-        let list: Vec<_> = found
-            .iter()
-            .map(|(row, step, p)| serde_json::json!({ "run_id": row.run_id, "workflow": row.workflow_name, "step": step, "approval": p }))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        println!("{}", serde_json::to_string_pretty(&found)?);
         return Ok(Exit::Success);
     }
     if found.is_empty() {
         println!("nothing waits for approval");
         return Ok(Exit::Success);
     }
-    for (row, step, pending) in found {
-        let short = &row.run_id[..row.run_id.len().min(8)];
-        println!(
-            "── run {} ({}) step `{step}`: {}",
-            row.run_id,
-            row.workflow_name,
-            pending.proposal.kind_name()
-        );
-        println!("   why: {}", printable(&pending.reason));
-        println!("   proposal {}", pending.proposal_hash);
-        match &pending.proposal {
-            Proposal::EditFile {
-                path,
-                base_hash,
-                diff,
-                ..
-            } => {
-                println!(
-                    "   edit {path} (now {})",
-                    base_hash.as_deref().unwrap_or("absent")
-                );
-                for line in diff.lines() {
-                    println!("   {}", printable(line));
-                }
-            }
-            Proposal::RunCommand(request) => {
-                println!("   $ {}", printable(&request.command.display()));
-                println!("   in {}", request.cwd);
-                for (name, value) in &request.env {
-                    println!("   env {}={}", printable(name), printable(value));
-                }
-                if !request.pass_env.is_empty() {
-                    println!("   passes {}", request.pass_env.join(", "));
-                }
-                if let Some(t) = request.timeout_ms {
-                    println!("   timeout {}", duration(t as i64));
-                }
-            }
-            Proposal::ReadFile { path } => println!("   read {}", printable(path)),
-            Proposal::Gate { message } => println!("   {}", printable(message)),
-        }
-        println!(
-            "   approve: stepwise approve {short} {step}    reject: stepwise reject {short} {step} --reason \"…\""
-        );
-        println!();
+    for approval in &found {
+        println!("{}", approval_text(approval));
     }
     Ok(Exit::Success)
+}
+
+/// A question waiting for a person, as `approvals` shows it: what, why, the exact proposal,
+/// and how to decide.
+pub fn approval_text(approval: &Approval) -> String {
+    let Approval {
+        run_id,
+        workflow,
+        step,
+        approval: pending,
+    } = approval;
+    let mut out = Vec::new();
+    let short = &run_id[..run_id.len().min(8)];
+    out.push(format!(
+        "── run {run_id} ({workflow}) step `{step}`: {}",
+        pending.proposal.kind_name()
+    ));
+    out.push(format!("   why: {}", printable(&pending.reason)));
+    out.push(format!("   proposal {}", pending.proposal_hash));
+    match &pending.proposal {
+        Proposal::EditFile {
+            path,
+            base_hash,
+            diff,
+            ..
+        } => {
+            out.push(format!(
+                "   edit {} (now {})",
+                printable(path),
+                base_hash.as_deref().unwrap_or("absent")
+            ));
+            for line in diff.lines() {
+                out.push(format!("   {}", printable(line)));
+            }
+        }
+        Proposal::RunCommand(request) => {
+            out.push(format!("   $ {}", printable(&request.command.display())));
+            out.push(format!("   in {}", request.cwd));
+            for (name, value) in &request.env {
+                out.push(format!("   env {}={}", printable(name), printable(value)));
+            }
+            if !request.pass_env.is_empty() {
+                out.push(format!("   passes {}", request.pass_env.join(", ")));
+            }
+            if let Some(t) = request.timeout_ms {
+                out.push(format!("   timeout {}", duration(t as i64)));
+            }
+        }
+        Proposal::ReadFile { path } => out.push(format!("   read {}", printable(path))),
+        Proposal::Gate { message } => out.push(format!("   {}", printable(message))),
+    }
+    out.push(format!(
+        "   approve: stepwise approve {short} {step}    reject: stepwise reject {short} {step} --reason \"…\"\n"
+    ));
+    out.join("\n")
 }

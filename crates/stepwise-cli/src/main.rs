@@ -3,6 +3,7 @@
 //! arguments, calls the engine and prints; it never decides anything itself.
 
 mod exit;
+mod follow;
 mod inspect;
 mod output;
 mod progress;
@@ -13,8 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use stepwise_engine::{Engine, EngineConfig};
-use stepwise_store::Durability;
+use stepwise_engine::{Durability, Engine, EngineConfig};
 
 use crate::exit::Exit;
 
@@ -67,9 +67,20 @@ enum CliCommand {
     /// Show a run: its steps, statuses, durations and what waits for whom.
     Show { run: String },
     /// Print a run's event log.
-    Events { run: String },
+    Events {
+        run: String,
+        /// Keep printing events as they are committed, by any process, until the run ends.
+        #[arg(long)]
+        follow: bool,
+    },
     /// List what waits for a person, across runs (or in one run).
-    Approvals { run: Option<String> },
+    Approvals {
+        run: Option<String>,
+        /// Keep printing questions as they appear and as they are answered (until the run
+        /// ends, when RUN is given).
+        #[arg(long)]
+        follow: bool,
+    },
     /// Approve a step's proposal (optionally edited) and continue the run.
     Approve(runs::ApproveArgs),
     /// Reject a step's proposal with a reason and continue the run.
@@ -132,43 +143,55 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match cli.command {
-        CliCommand::Run(args) => runtime.block_on(runs::run(&engine, args, json)),
-        CliCommand::Runs { limit } => inspect::list_runs(&engine, limit, json),
-        CliCommand::Show { run } => inspect::show(&engine, &run, json),
-        CliCommand::Events { run } => inspect::events(&engine, &run, json),
-        CliCommand::Approvals { run } => inspect::approvals(&engine, run.as_deref(), json),
-        CliCommand::Approve(args) => runtime.block_on(runs::approve(&engine, args, json)),
+    runtime.block_on(async {
+        let result = dispatch(&engine, cli.command, json).await;
+        // Whatever happened, runs this process drives are let finish what they started (they
+        // stop by themselves once nothing can move without a person), so that exiting never
+        // cuts an operation short.
+        engine.idle().await;
+        result
+    })
+}
+
+async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::Result<Exit> {
+    use stepwise_engine::Command;
+    match command {
+        CliCommand::Run(args) => runs::run(engine, args, json).await,
+        CliCommand::Runs { limit } => inspect::list_runs(engine, limit, json).await,
+        CliCommand::Show { run } => inspect::show(engine, &run, json).await,
+        CliCommand::Events { run, follow } => {
+            if follow {
+                follow::events(engine, &run, json).await
+            } else {
+                inspect::events(engine, &run, json).await
+            }
+        }
+        CliCommand::Approvals { run, follow } => {
+            if follow {
+                follow::approvals(engine, run.as_deref(), json).await
+            } else {
+                inspect::approvals(engine, run.as_deref(), json).await
+            }
+        }
+        CliCommand::Approve(args) => runs::approve(engine, args, json).await,
         CliCommand::Reject {
             run,
             step,
             reason,
             proposal,
-        } => runtime.block_on(runs::send(
-            &engine,
-            &run,
-            stepwise_engine::Command::Reject {
+        } => {
+            let command = Command::Reject {
                 step,
                 reason,
                 proposal,
-            },
-            json,
-        )),
-        CliCommand::Resume { run } => runtime.block_on(runs::resume(&engine, run.as_deref(), json)),
-        CliCommand::Resolve(args) => runtime.block_on(runs::resolve(&engine, args, json)),
-        CliCommand::Replay(args) => replay::replay(&engine, args, json),
-        CliCommand::Pause { run } => runtime.block_on(runs::send(
-            &engine,
-            &run,
-            stepwise_engine::Command::Pause,
-            json,
-        )),
-        CliCommand::Cancel { run } => runtime.block_on(runs::send(
-            &engine,
-            &run,
-            stepwise_engine::Command::Cancel,
-            json,
-        )),
+            };
+            runs::send(engine, &run, command, json).await
+        }
+        CliCommand::Resume { run } => runs::resume(engine, run.as_deref(), json).await,
+        CliCommand::Resolve(args) => runs::resolve(engine, args, json).await,
+        CliCommand::Replay(args) => replay::replay(engine, args, json).await,
+        CliCommand::Pause { run } => runs::send(engine, &run, Command::Pause, json).await,
+        CliCommand::Cancel { run } => runs::send(engine, &run, Command::Cancel, json).await,
         CliCommand::Validate { .. } | CliCommand::Schema => Ok(Exit::Success),
     }
 }

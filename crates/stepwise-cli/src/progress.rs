@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use stepwise_core::event::Event;
-use stepwise_engine::Observer;
+use stepwise_engine::RecordedEvent;
 
 use crate::output::{duration, one_line};
 
@@ -32,12 +32,15 @@ impl Progress {
     }
 }
 
-impl Observer for Progress {
-    fn events_appended(&self, _run_id: &str, events: &[(u64, i64, Event)]) {
+impl Progress {
+    /// Prints the line an event deserves, if any.
+    pub fn show(&self, recorded: &RecordedEvent) {
         if self.quiet {
             return;
         }
-        for (_, at, event) in events {
+        let at = &recorded.stored.recorded_at_ms;
+        let event = &recorded.event;
+        {
             let line = match event {
                 Event::StepStarted { step, attempt } => {
                     self.started
@@ -99,6 +102,10 @@ impl Observer for Progress {
                 Event::OperationOutcomeUnknown { op } => Some(format!(
                     "  ! operation {op} started before a crash; its outcome is unknown"
                 )),
+                Event::ProposalVoided { step, path, .. } => Some(format!(
+                    "  ↺ {step}: `{path}` changed since its edit was proposed; proposing it again"
+                )),
+
                 _ => None,
             };
             if let Some(line) = line {

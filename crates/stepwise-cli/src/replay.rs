@@ -23,8 +23,8 @@ pub struct ReplayArgs {
     workflow: Option<PathBuf>,
 }
 
-pub fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Result<Exit> {
-    let loaded = engine.load_run(&args.run)?;
+pub async fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Result<Exit> {
+    let loaded = engine.load_run(&args.run).await?;
     let recorded_hash = loaded.row.workflow_hash.clone();
     let (workflow, against) = if args.recorded {
         (

@@ -1,14 +1,16 @@
 //! Commands that drive a run: `run`, `approve`, `reject`, `resume`, `resolve`, `pause`, `cancel`.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use stepwise_core::event::{Proposal, Resolution};
 use stepwise_core::operation::CommandLine;
-use stepwise_core::run::{EditedProposal, RunStatus};
-use stepwise_engine::{Command, DriveOptions, Engine, StartRun};
+use stepwise_core::run::{EditedProposal, RunStatus, StepStatus};
+use stepwise_engine::{Command, Engine, EngineError, StartRun};
 
 use crate::exit::{Exit, InvalidInput};
 use crate::output::{duration, run_status_text};
@@ -88,17 +90,18 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
         trigger: "cli".into(),
         max_parallel: args.max_parallel,
     };
-    let run_id = engine.start_run(&start)?;
+    let handle = engine.start_run(start).await?;
+    let run_id = handle.run_id().to_string();
     if !json {
-        let run = engine.store().find_run(&run_id)?;
-        println!(
+        let run = engine.find_run(&run_id).await?;
+        say(&format!(
             "run {run_id}  {}  (workspace {})",
             run.workflow_name, run.workspace
-        );
+        ));
     }
     let progress = Progress::new(json);
-    let status = drive_interruptible(engine, &run_id, None, &progress).await?;
-    finish(engine, &run_id, status, json)
+    let status = follow_until(engine, &run_id, 0, handle.wait(), &progress).await?;
+    finish(engine, &run_id, status, json).await
 }
 
 pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::Result<Exit> {
@@ -107,7 +110,7 @@ pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let loaded = engine.load_run(&args.run)?;
+            let loaded = engine.load_run(&args.run).await?;
             let pending = loaded
                 .state
                 .step_state(&args.step)
@@ -158,84 +161,101 @@ pub async fn resolve(engine: &Engine, args: ResolveArgs, json: bool) -> anyhow::
     } else {
         Resolution::MarkDone
     };
-    send(
-        engine,
-        &args.run,
-        Command::Resolve {
-            step: args.step,
-            resolution,
-        },
-        json,
-    )
-    .await
+    let command = Command::Resolve {
+        step: args.step,
+        resolution,
+    };
+    send(engine, &args.run, command, json).await
 }
 
+/// Sends a command through the run's inbox, whoever drives it, then follows the run until it
+/// settles (finished, waiting for a person, or paused), taking it over if nobody drives it.
 pub async fn send(
     engine: &Engine,
     run: &str,
     command: Command,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let run_id = engine.store().find_run(run)?.run_id;
+    let row = engine.find_run(run).await?;
+    let run_id = row.run_id;
     let progress = Progress::new(json);
-    // The CLI has no live driver of its own to hand the command to: it drives the run here.
-    let status = drive_interruptible(engine, &run_id, Some(command), &progress).await?;
-    finish(engine, &run_id, status, json)
+    let work = async {
+        engine.send(&run_id, command).await?;
+        engine.settle(&run_id).await
+    };
+    let status = follow_until(engine, &run_id, row.last_seq, work, &progress).await?;
+    finish(engine, &run_id, status, json).await
 }
 
 pub async fn resume(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Result<Exit> {
+    if let Some(run) = run {
+        return send(engine, run, Command::Resume, json).await;
+    }
     let progress = Progress::new(json);
-    match run {
-        Some(run) => {
-            let run_id = engine.store().find_run(run)?.run_id;
-            let status =
-                drive_interruptible(engine, &run_id, Some(Command::Resume), &progress).await?;
-            finish(engine, &run_id, status, json)
-        }
-        None => {
-            let results = engine.resume_all(&progress).await?;
-            if results.is_empty() && !json {
-                println!("no unfinished runs");
-            }
-            let mut worst = Exit::Success;
-            let mut report = Vec::new();
-            for (run_id, result) in results {
-                let (text, exit) = match result {
+    let runs = engine.unfinished_runs().await?;
+    if runs.is_empty() && !json {
+        say("no unfinished runs");
+    }
+    let mut worst = Exit::Success;
+    let mut report = Vec::new();
+    for row in runs {
+        let (text, exit) = match engine.drive(&row.run_id).await {
+            Ok(handle) => {
+                let status =
+                    follow_until(engine, &row.run_id, row.last_seq, handle.wait(), &progress).await;
+                match status {
                     Ok(status) => (
                         run_status_text(status).to_string(),
                         Exit::for_status(status),
                     ),
-                    Err(e) => (format!("not resumed: {e}"), Exit::Failure),
-                };
-                if !json {
-                    println!("run {run_id}: {text}");
+                    Err(e) => (format!("not resumed: {e:#}"), Exit::Failure),
                 }
-                report.push(serde_json::json!({ "run_id": run_id, "result": text }));
-                worst = worse(worst, exit);
             }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+            // Driven by another process: it goes on there.
+            Err(EngineError::RunLocked { holder, .. }) => {
+                (format!("driven by {holder}; left to it"), Exit::Success)
             }
-            Ok(worst)
+            Err(e) => (format!("not resumed: {e}"), Exit::Failure),
+        };
+        if !json {
+            say(&format!("run {}: {text}", row.run_id));
         }
+        report.push(serde_json::json!({ "run_id": row.run_id, "result": text }));
+        worst = worse(worst, exit);
     }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(worst)
 }
 
-/// Drives a run; Ctrl-C pauses it (running operations finish, nothing new starts, `resume`
-/// continues it), a second Ctrl-C cancels it (running commands are killed).
-async fn drive_interruptible(
+/// Prints the run's progress from `after` on until `until` completes, then what was committed
+/// up to then. Ctrl-C pauses a run this process drives (running operations finish, nothing new
+/// starts, `resume` continues it), and a second Ctrl-C cancels it (running commands are
+/// killed); following a run that another process drives, Ctrl-C just stops following.
+async fn follow_until<F>(
     engine: &Engine,
     run_id: &str,
-    command: Option<Command>,
+    after: u64,
+    until: F,
     progress: &Progress,
-) -> Result<RunStatus, stepwise_engine::EngineError> {
-    let drive = engine.drive(run_id, command, progress, DriveOptions::default());
-    tokio::pin!(drive);
+) -> anyhow::Result<RunStatus>
+where
+    F: Future<Output = Result<RunStatus, EngineError>>,
+{
+    let mut events = engine.subscribe_run(run_id, after);
+    tokio::pin!(until);
     let mut interrupts = 0;
-    loop {
+    let status = loop {
         tokio::select! {
-            status = &mut drive => return status,
+            status = &mut until => break status?,
+            Some(event) = events.next() => progress.show(&event?),
             Ok(()) = tokio::signal::ctrl_c() => {
+                if !engine.drives(run_id) {
+                    eprintln!("\ninterrupted: no longer following; the run goes on in the process that drives it");
+                    let row = engine.find_run(run_id).await?;
+                    return Ok(RunStatus::parse(&row.status).unwrap_or(RunStatus::Running));
+                }
                 interrupts += 1;
                 let command = if interrupts == 1 {
                     eprintln!("\ninterrupted: pausing the run; running operations finish first (Ctrl-C again to cancel)");
@@ -244,17 +264,27 @@ async fn drive_interruptible(
                     eprintln!("\ninterrupted again: cancelling the run and killing its commands");
                     Command::Cancel
                 };
-                // The driver is live in this process: the command reaches it through the
-                // engine while `drive` keeps being polled.
-                let send = engine.send_to_live(run_id, command);
-                tokio::pin!(send);
-                tokio::select! {
-                    status = &mut drive => return status,
-                    _ = &mut send => {}
-                }
+                // The command goes through the inbox to this process's driver, while the run
+                // keeps being followed here.
+                let engine = engine.clone();
+                let run_id = run_id.to_string();
+                tokio::spawn(async move {
+                    if let Err(e) = engine.send(&run_id, command).await {
+                        eprintln!("error: {e}");
+                    }
+                });
             }
         }
+    };
+    // Everything committed before the end, printed before the summary.
+    let last = engine.find_run(run_id).await?.last_seq;
+    while events.last_seq() < last {
+        match events.next().await {
+            Some(Ok(event)) => progress.show(&event),
+            _ => break,
+        }
     }
+    Ok(status)
 }
 
 fn worse(a: Exit, b: Exit) -> Exit {
@@ -267,15 +297,25 @@ fn worse(a: Exit, b: Exit) -> Exit {
     if rank(b) > rank(a) { b } else { a }
 }
 
+/// Prints a line; a closed stdout (`stepwise run … | head`) must not take a run down.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Prints how the run stands and returns the exit code for it.
-fn finish(engine: &Engine, run_id: &str, status: RunStatus, json: bool) -> anyhow::Result<Exit> {
-    let loaded = engine.load_run(run_id)?;
+async fn finish(
+    engine: &Engine,
+    run_id: &str,
+    status: RunStatus,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let loaded = engine.load_run(run_id).await?;
     let elapsed = loaded.row.updated_at_ms - loaded.row.created_at_ms;
     let pending: Vec<(String, String, String)> = loaded
         .state
         .steps()
         .filter_map(|(def, s)| match s.status {
-            stepwise_core::run::StepStatus::AwaitingApproval => Some((
+            StepStatus::AwaitingApproval => Some((
                 def.id.clone(),
                 "approval".into(),
                 s.pending_approval
@@ -283,7 +323,7 @@ fn finish(engine: &Engine, run_id: &str, status: RunStatus, json: bool) -> anyho
                     .map(|p| p.reason.clone())
                     .unwrap_or_default(),
             )),
-            stepwise_core::run::StepStatus::OutcomeUnknown => Some((
+            StepStatus::OutcomeUnknown => Some((
                 def.id.clone(),
                 "resolution".into(),
                 "outcome unknown after a crash".into(),
@@ -305,52 +345,57 @@ fn finish(engine: &Engine, run_id: &str, status: RunStatus, json: bool) -> anyho
                     .map(|e| serde_json::json!({ "step": def.id, "error": e, "status": s.status }))
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "run_id": run_id,
-                "status": status,
-                "waiting": waiting,
-                "errors": errors,
-            }))?
-        );
+        say(&serde_json::to_string_pretty(&serde_json::json!({
+            "run_id": run_id,
+            "status": status,
+            "waiting": waiting,
+            "errors": errors,
+        }))?);
         return Ok(Exit::for_status(status));
     }
-    println!(
+    say(&format!(
         "run {run_id} {} after {}",
         run_status_text(status),
         duration(elapsed)
-    );
+    ));
     let short = &run_id[..run_id.len().min(8)];
     for (step, what, reason) in &pending {
         if what == "approval" {
-            println!("  waiting for approval of `{step}`: {reason}");
-            println!("    see it:  stepwise approvals {short}");
-            println!(
+            say(&format!("  waiting for approval of `{step}`: {reason}"));
+            say(&format!("    see it:  stepwise approvals {short}"));
+            say(&format!(
                 "    decide:  stepwise approve {short} {step}   |   stepwise reject {short} {step} --reason \"…\""
-            );
+            ));
         } else {
-            println!("  `{step}`: {reason}");
-            println!("    decide:  stepwise resolve {short} {step} --retry | --skip | --mark-done");
+            say(&format!("  `{step}`: {reason}"));
+            say(&format!(
+                "    decide:  stepwise resolve {short} {step} --retry | --skip | --mark-done"
+            ));
         }
     }
     if status == RunStatus::Paused {
-        println!("  continue with: stepwise resume {short}");
+        say(&format!("  continue with: stepwise resume {short}"));
+    }
+    if status == RunStatus::Running {
+        match engine.holder(run_id).await? {
+            Some(holder) => say(&format!(
+                "  it goes on in {holder}; follow it with: stepwise events {short} --follow"
+            )),
+            None => say(&format!(
+                "  nobody drives it now; continue with: stepwise resume {short}"
+            )),
+        }
     }
     for (def, s) in loaded.state.steps() {
-        if let Some(error) = s
-            .error
-            .as_ref()
-            .filter(|_| s.status == stepwise_core::run::StepStatus::Failed)
-        {
-            println!("  step `{}` failed: {error}", def.id);
+        if let Some(error) = s.error.as_ref().filter(|_| s.status == StepStatus::Failed) {
+            say(&format!("  step `{}` failed: {error}", def.id));
         }
-        if s.status == stepwise_core::run::StepStatus::Rejected {
-            println!(
+        if s.status == StepStatus::Rejected {
+            say(&format!(
                 "  step `{}` was rejected: {}",
                 def.id,
                 s.reason.clone().unwrap_or_default()
-            );
+            ));
         }
     }
     Ok(Exit::for_status(status))

@@ -55,6 +55,17 @@ pub enum Event {
         step: String,
         attempt: u32,
     },
+    /// The file a pending edit would change is no longer as it was when the edit was proposed
+    /// (it changed, appeared or vanished), so the proposal can no longer be approved. The step
+    /// proposes anew against the file as it is now.
+    ProposalVoided {
+        step: String,
+        attempt: u32,
+        proposal_hash: String,
+        path: String,
+        /// The file's hash when this was noticed; `None`: it does not exist.
+        found_hash: Option<String>,
+    },
     RunPauseRequested {
         by: String,
     },
@@ -230,6 +241,7 @@ impl Event {
             Event::ApprovalGranted(_) => "ApprovalGranted",
             Event::ApprovalRejected { .. } => "ApprovalRejected",
             Event::RetryDue { .. } => "RetryDue",
+            Event::ProposalVoided { .. } => "ProposalVoided",
             Event::RunPauseRequested { .. } => "RunPauseRequested",
             Event::RunResumeRequested { .. } => "RunResumeRequested",
             Event::RunCancelRequested { .. } => "RunCancelRequested",
@@ -274,6 +286,7 @@ impl Event {
             Event::ApprovalGranted(g) => Some(&g.step),
             Event::ApprovalRejected { step, .. }
             | Event::RetryDue { step, .. }
+            | Event::ProposalVoided { step, .. }
             | Event::StepStarted { step, .. }
             | Event::StepSkipped { step, .. }
             | Event::ApprovalRequested { step, .. }

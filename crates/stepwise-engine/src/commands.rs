@@ -1,11 +1,106 @@
-//! Turning a person's command into the input event it records, after checking that it fits
-//! the run as it is now.
+//! Commands: what a person (or a client acting for one) asks of a run, and turning one into
+//! the input event it records, after checking that it fits the run as it is now.
+//!
+//! Commands travel through the database (the run's inbox), so they are serialisable; the
+//! process that holds the run applies them and records a [`Refusal`] for those that do not fit.
 
-use stepwise_core::event::{ApprovalGranted, DecisionMode, Event};
-use stepwise_core::run::{PendingApproval, RunState, StepState, StepStatus, edited_proposal};
+use serde::{Deserialize, Serialize};
+use stepwise_core::event::{ApprovalGranted, DecisionMode, Event, Resolution};
+use stepwise_core::run::{
+    EditedProposal, PendingApproval, RunState, StepState, StepStatus, edited_proposal,
+};
 
-use crate::engine::Command;
 use crate::error::EngineError;
+
+/// Something a person (or a client acting for one) asks of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// `proposal`: the hash (or a prefix of it) of the proposal the person saw; when given,
+    /// the approval is refused if the step now waits on a different proposal.
+    Approve {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edited: Option<EditedProposal>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proposal: Option<String>,
+    },
+    Reject {
+        step: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proposal: Option<String>,
+    },
+    Resolve {
+        step: String,
+        resolution: Resolution,
+    },
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl Command {
+    /// The command as people type it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Approve { .. } => "approve",
+            Command::Reject { .. } => "reject",
+            Command::Resolve { .. } => "resolve",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Cancel => "cancel",
+        }
+    }
+}
+
+/// Why a command was not applied, as recorded in the inbox and reported to whoever sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+/// The kinds of refusal a client may want to tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// The step's edit targets a file that changed since the proposal; a fresh proposal was
+    /// made against the file as it is now.
+    StaleProposal,
+    /// The step waits on another proposal than the one named.
+    ProposalChanged,
+    UnknownStep,
+    /// The step is not in a state the command applies to (e.g. not awaiting approval).
+    WrongState,
+    RunFinished,
+    MissingReason,
+    InvalidEdit,
+    /// The stored command could not be read (written by a newer stepwise?).
+    Unreadable,
+}
+
+impl Refusal {
+    /// The refusal for a command that `command_event` turned down.
+    pub(crate) fn from_error(error: &EngineError) -> Refusal {
+        let kind = match error {
+            EngineError::ProposalChanged { .. } => RefusalKind::ProposalChanged,
+            EngineError::UnknownStep { .. } => RefusalKind::UnknownStep,
+            EngineError::RunFinished { .. } => RefusalKind::RunFinished,
+            EngineError::MissingReason { .. } => RefusalKind::MissingReason,
+            EngineError::InvalidEdit(_) => RefusalKind::InvalidEdit,
+            EngineError::Refused(refusal) => refusal.kind,
+            _ => RefusalKind::WrongState,
+        };
+        Refusal {
+            kind,
+            message: error.to_string(),
+        }
+    }
+}
 
 /// The event a command records, or `None` when it changes nothing (resuming a run that is not
 /// paused just drives it).

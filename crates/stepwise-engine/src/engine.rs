@@ -1,22 +1,30 @@
-//! The engine: one handle over the store that starts runs, drives them, takes people's
-//! decisions and answers questions about runs. The CLI and the app are both thin clients of it.
+//! The engine handle: a cheap, cloneable, `Send + Sync` handle over one database that starts
+//! runs, drives them in tasks of their own, takes people's commands and answers questions.
+//! The CLI and the desktop app are both thin clients of it.
+//!
+//! A run is driven by at most one process at a time: the holder of its lock (see `lock`).
+//! Everyone else sends it commands through its inbox in the database (see `inbox`) and
+//! follows it through the feeds (see `feeds`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use stepwise_core::event::{Event, Resolution, RunStarted};
-use stepwise_core::run::{EditedProposal, RunState, RunStatus};
+use stepwise_core::event::{Event, RunStarted};
+use stepwise_core::run::{RunState, RunStatus};
 use stepwise_core::workflow::{Workflow, parse_workflow};
-use stepwise_store::{Durability, NewRun, RunRow, Store, StoredEvent};
-use tokio::sync::{mpsc, oneshot};
+use stepwise_store::{Durability, NewRun};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Driver, Message};
+use crate::db::Db;
+use crate::driver::{self, Message};
 use crate::error::EngineError;
 use crate::lock::RunLock;
 use crate::policy_files::load_policy;
-use crate::record::{decode, new_event};
+use crate::record::new_event;
 use crate::sandbox::Workspace;
 
 /// How to open an engine.
@@ -24,10 +32,15 @@ use crate::sandbox::Workspace;
 pub struct EngineConfig {
     pub db_path: PathBuf,
     pub durability: Durability,
-    /// Who this engine records decisions as (the OS user for the CLI).
+    /// Who this engine records commands and runs as (the OS user for the CLI).
     pub user: String,
     /// The user's policy file, applied to every workspace.
     pub user_policy: Option<PathBuf>,
+    /// Keep driving a run while it waits for a person: commands from anywhere reach this
+    /// process's driver, and it re-proposes edits whose files change (the app). Without it, a
+    /// driver stops as soon as nothing can move without a person, and releases the run (the
+    /// CLI).
+    pub hold_waiting_runs: bool,
 }
 
 impl EngineConfig {
@@ -37,6 +50,7 @@ impl EngineConfig {
             durability: Durability::Full,
             user: current_user(),
             user_policy: None,
+            hold_waiting_runs: false,
         }
     }
 }
@@ -62,98 +76,104 @@ pub struct StartRun {
     pub max_parallel: Option<usize>,
 }
 
-/// Something a person (or a client acting for one) asks of a run.
-#[derive(Debug, Clone)]
-pub enum Command {
-    /// `proposal`: the hash (or a prefix of it) of the proposal the person saw; when given,
-    /// the approval is refused if the step now waits on a different proposal.
-    Approve {
-        step: String,
-        comment: Option<String>,
-        edited: Option<EditedProposal>,
-        proposal: Option<String>,
-    },
-    Reject {
-        step: String,
-        reason: String,
-        proposal: Option<String>,
-    },
-    Resolve {
-        step: String,
-        resolution: Resolution,
-    },
-    Pause,
-    Resume,
-    Cancel,
+/// Counters for benchmarks and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Transactions this engine has committed.
+    pub commits: u64,
 }
 
-/// How long `drive` keeps going.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DriveOptions {
-    /// Keep the driver alive while the run waits for a person, so that decisions sent with
-    /// [`Engine::send`] reach it in-process (the app). Without it, `drive` returns as soon as
-    /// nothing can move without a person (the CLI).
-    pub stay_alive_while_waiting: bool,
-}
-
-/// Told about events as soon as they are durable.
-pub trait Observer: Send + Sync {
-    fn events_appended(&self, run_id: &str, events: &[(u64, i64, Event)]);
-}
-
-/// An observer that ignores everything.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoObserver;
-
-impl Observer for NoObserver {
-    fn events_appended(&self, _run_id: &str, _events: &[(u64, i64, Event)]) {}
-}
-
-/// A run read back from the store.
+/// A run driven by this engine, in a task of its own.
 #[derive(Debug)]
-pub struct LoadedRun {
-    pub row: RunRow,
-    pub events: Vec<(StoredEvent, Event)>,
-    pub state: RunState,
+pub struct RunHandle {
+    run_id: String,
+    join: JoinHandle<Result<RunStatus, EngineError>>,
 }
 
-/// The Stepwise engine.
+impl RunHandle {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Waits until the driver stops: the run finished, or (unless the engine holds waiting
+    /// runs) nothing can move without a person. Returns the run's status then.
+    pub async fn wait(self) -> Result<RunStatus, EngineError> {
+        self.join
+            .await
+            .map_err(|e| EngineError::Internal(format!("the driver of a run stopped: {e}")))?
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    pub(crate) fn join_mut(&mut self) -> &mut JoinHandle<Result<RunStatus, EngineError>> {
+        &mut self.join
+    }
+}
+
+/// The Stepwise engine. Clones share everything.
+#[derive(Clone)]
 pub struct Engine {
-    store: Mutex<Store>,
-    config: EngineConfig,
-    lock_dir: PathBuf,
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: EngineConfig,
+    pub(crate) db: Db,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) live: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
+    live: Mutex<HashMap<String, LiveDriver>>,
+    /// How many drivers this process runs; `idle` waits for 0.
+    live_count: watch::Sender<usize>,
+    next_driver: AtomicU64,
     /// Workflows compiled from recorded sources, by content hash: a run's workflow is
-    /// compiled once per engine, not on every drive.
+    /// compiled once per engine, not on every load.
     compiled: Mutex<HashMap<String, Arc<Workflow>>>,
+    pub(crate) inbox_watch: OnceLock<()>,
+}
+
+/// A driver running in this process.
+struct LiveDriver {
+    id: u64,
+    tx: mpsc::UnboundedSender<Message>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("db", &self.inner.config.db_path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
+    /// Opens (creating and migrating if needed) the database. Needs no async runtime; every
+    /// other method is called from one.
     pub fn open(config: EngineConfig) -> Result<Engine, EngineError> {
-        let store = Store::open(&config.db_path, config.durability)?;
-        let lock_dir = lock_dir_for(&config.db_path);
+        let db = Db::open(&config.db_path, config.durability)?;
         Ok(Engine {
-            store: Mutex::new(store),
-            config,
-            lock_dir,
-            clock: Arc::new(SystemClock),
-            live: Mutex::new(HashMap::new()),
-            compiled: Mutex::new(HashMap::new()),
+            inner: Arc::new(Inner {
+                config,
+                db,
+                clock: Arc::new(SystemClock),
+                live: Mutex::new(HashMap::new()),
+                live_count: watch::channel(0).0,
+                next_driver: AtomicU64::new(1),
+                compiled: Mutex::new(HashMap::new()),
+                inbox_watch: OnceLock::new(),
+            }),
         })
     }
 
     pub fn config(&self) -> &EngineConfig {
-        &self.config
+        &self.inner.config
     }
 
-    /// The store, for reading. Never held across an `.await`.
-    pub fn store(&self) -> MutexGuard<'_, Store> {
-        // A panic while holding the lock leaves the store itself consistent (SQLite
-        // transactions roll back), so a poisoned lock is safe to keep using.
-        self.store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            commits: self.inner.db.writer.commits(),
+        }
     }
 
     /// Reads and checks a workflow file.
@@ -167,198 +187,245 @@ impl Engine {
         Ok((Arc::new(workflow), source))
     }
 
-    /// Records a new run (its `RunStarted` event) and returns its id. Nothing runs until it is
-    /// driven.
-    pub fn start_run(&self, start: &StartRun) -> Result<String, EngineError> {
-        let (workflow, source) = Engine::load_workflow(&start.workflow_path)?;
-        let inputs = workflow.resolve_inputs(&start.inputs)?;
-        let workspace = Workspace::open(&start.workspace)?;
-        let policy = load_policy(self.config.user_policy.as_deref(), workspace.root())?;
-        let run_id = uuid::Uuid::new_v4().to_string();
-        let workflow_path = std::path::absolute(&start.workflow_path)
-            .unwrap_or_else(|_| start.workflow_path.clone());
-        let started = RunStarted {
-            run_id: run_id.clone(),
-            workflow_name: workflow.name.clone(),
-            workflow_path: workflow_path.display().to_string(),
-            workflow_hash: workflow.source_hash.clone(),
-            workflow_source: source,
-            workspace: workspace.root().display().to_string(),
-            inputs,
-            trigger: start.trigger.clone(),
-            started_by: self.config.user.clone(),
-            max_parallel: start.max_parallel.unwrap_or(workflow.max_parallel).max(1),
-            policy,
-        };
-        // Check now that the recorded policy compiles, so that a bad rule fails the start,
-        // not the first drive.
-        RunState::new(workflow.clone(), started.clone()).map_err(|source| EngineError::State {
-            run_id: run_id.clone(),
-            source,
-        })?;
-        let now = self.clock.now_ms();
-        let row = NewRun {
-            run_id: run_id.clone(),
-            workflow_name: started.workflow_name.clone(),
-            workflow_path: started.workflow_path.clone(),
-            workflow_hash: started.workflow_hash.clone(),
-            workspace: started.workspace.clone(),
-            trigger: started.trigger.clone(),
-            status: RunStatus::Running.as_str().to_string(),
-            created_at_ms: now,
-        };
-        self.compiled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(workflow.source_hash.clone(), Arc::clone(&workflow));
-        let event = Event::RunStarted(started);
-        self.store()
-            .create_run(&row, &[new_event(&event, None, now)])?;
-        Ok(run_id)
+    /// Records a new run (its `RunStarted` event) and starts driving it in a task of its own.
+    pub async fn start_run(&self, start: StartRun) -> Result<RunHandle, EngineError> {
+        let user = self.inner.config.user.clone();
+        let user_policy = self.inner.config.user_policy.clone();
+        let lock_dir = self.inner.db.lock_dir.clone();
+        let now = self.inner.clock.now_ms();
+        // Reading and compiling the workflow, the workspace and the policy files is file IO,
+        // and a large workflow takes a while to compile: not on an async worker.
+        let prepared = tokio::task::spawn_blocking(move || {
+            prepare_run(&start, &user, user_policy.as_deref(), &lock_dir, now)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("preparing the run stopped: {e}")))??;
+        let PreparedRun {
+            workflow,
+            row,
+            first,
+            lock,
+        } = prepared;
+        let run_id = row.run_id.clone();
+        self.remember_workflow(&workflow);
+        self.inner
+            .db
+            .write(move |store| store.create_run(&row, &[first]))
+            .await?;
+        Ok(self.spawn_driver(&run_id, lock))
     }
 
-    /// Reads a run (by id or unique prefix) and folds its events.
-    pub fn load_run(&self, id_or_prefix: &str) -> Result<LoadedRun, EngineError> {
-        let (row, stored) = {
-            let store = self.store();
-            let row = store.find_run(id_or_prefix)?;
-            let stored = store.load_events(&row.run_id, 0)?;
-            (row, stored)
-        };
-        let events = stored
-            .into_iter()
-            .map(|s| decode(&row.run_id, &s).map(|e| (s, e)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let workflow = self.run_workflow(&row, &events)?;
-        let numbered: Vec<(u64, Event)> = events.iter().map(|(s, e)| (s.seq, e.clone())).collect();
-        let state = RunState::load(workflow, &numbered).map_err(|source| EngineError::State {
-            run_id: row.run_id.clone(),
-            source,
-        })?;
-        Ok(LoadedRun { row, events, state })
-    }
-
-    fn run_workflow(
-        &self,
-        row: &RunRow,
-        events: &[(StoredEvent, Event)],
-    ) -> Result<Arc<Workflow>, EngineError> {
-        let cached = self
-            .compiled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&row.workflow_hash)
-            .cloned();
-        if let Some(workflow) = cached {
-            return Ok(workflow);
+    /// Continues a run (by id or unique prefix) in a task of its own: recovers what a crash
+    /// interrupted and goes on. Fails with [`EngineError::RunLocked`] if a process (this one
+    /// included) drives it already; send that process commands instead.
+    pub async fn drive(&self, run: &str) -> Result<RunHandle, EngineError> {
+        let run_id = self.find_run(run).await?.run_id;
+        match RunLock::try_acquire(&self.inner.db.lock_dir, &run_id)? {
+            Ok(lock) => Ok(self.spawn_driver(&run_id, lock)),
+            Err(holder) => Err(EngineError::RunLocked { run_id, holder }),
         }
-        let workflow = recorded_workflow(&row.run_id, events)?;
-        self.compiled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(workflow.source_hash.clone(), Arc::clone(&workflow));
-        Ok(workflow)
     }
 
-    /// Drives a run until it finishes or (unless told to stay alive) nothing can move without a
-    /// person. `command` is applied first. Only one driver per run exists at a time, across
-    /// processes.
-    pub async fn drive(
+    /// Starts driving every unfinished run that no process holds, oldest first. Runs held
+    /// elsewhere are reported with [`EngineError::RunLocked`].
+    pub async fn resume_unheld(
         &self,
-        run_id: &str,
-        command: Option<Command>,
-        observer: &dyn Observer,
-        options: DriveOptions,
-    ) -> Result<RunStatus, EngineError> {
-        let run_id = self.store().find_run(run_id)?.run_id;
-        let lock = RunLock::acquire(&self.lock_dir, &run_id)?;
-        let loaded = self.load_run(&run_id)?;
-        let mut driver = Driver::new(self, loaded, lock, observer, options)?;
-        driver.run(command).await
-    }
-
-    /// Sends a command to a run: to its live driver in this process if there is one, else by
-    /// driving it here until it waits again.
-    pub async fn send(
-        &self,
-        run_id: &str,
-        command: Command,
-        observer: &dyn Observer,
-    ) -> Result<RunStatus, EngineError> {
-        let run_id = self.store().find_run(run_id)?.run_id;
-        if let Some(reply) = self.send_to_live(&run_id, command.clone()).await {
-            return reply;
-        }
-        self.drive(&run_id, Some(command), observer, DriveOptions::default())
-            .await
-    }
-
-    /// Hands a command to the run's live driver in this process, if there is one that takes
-    /// it; `None` when there is none (nothing was recorded).
-    pub async fn send_to_live(
-        &self,
-        run_id: &str,
-        command: Command,
-    ) -> Option<Result<RunStatus, EngineError>> {
-        let tx = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(run_id)
-            .cloned()?;
-        let (reply_tx, reply_rx) = oneshot::channel();
-        tx.send(Message::Command(command, reply_tx)).ok()?;
-        reply_rx.await.ok()
-    }
-
-    /// Drives every unfinished run that no other process is driving; the runs that are busy
-    /// elsewhere are skipped. Returns each run's status.
-    pub async fn resume_all(
-        &self,
-        observer: &dyn Observer,
-    ) -> Result<Vec<(String, Result<RunStatus, EngineError>)>, EngineError> {
-        let runs = self.store().unfinished_runs()?;
+    ) -> Result<Vec<(String, Result<RunHandle, EngineError>)>, EngineError> {
+        let runs = self
+            .inner
+            .db
+            .read(|store| Ok(store.unfinished_runs()?))
+            .await?;
         let mut out = Vec::new();
         for run in runs {
-            let status = self
-                .drive(&run.run_id, None, observer, DriveOptions::default())
-                .await;
-            out.push((run.run_id, status));
+            let handle = match RunLock::try_acquire(&self.inner.db.lock_dir, &run.run_id) {
+                Ok(Ok(lock)) => Ok(self.spawn_driver(&run.run_id, lock)),
+                Ok(Err(holder)) => Err(EngineError::RunLocked {
+                    run_id: run.run_id.clone(),
+                    holder,
+                }),
+                Err(e) => Err(e),
+            };
+            out.push((run.run_id, handle));
         }
         Ok(out)
     }
-}
 
-/// Locks live beside the database: one file per run.
-fn lock_dir_for(db_path: &Path) -> PathBuf {
-    // The same database reached through another path (a symlink, a relative path) must share
-    // its locks; the store has created the file by now, so it can be canonicalised.
-    let canonical = db_path.canonicalize().ok();
-    let db_path = canonical.as_deref().unwrap_or(db_path);
-    let name = db_path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "stepwise".into());
-    db_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(format!("{name}.locks"))
-}
-
-/// The workflow a run was started with, from the source recorded in its first event.
-pub fn recorded_workflow(
-    run_id: &str,
-    events: &[(StoredEvent, Event)],
-) -> Result<Arc<Workflow>, EngineError> {
-    match events.first() {
-        Some((_, Event::RunStarted(started))) => {
-            parse_workflow(&started.workflow_path, &started.workflow_source)
-                .map(Arc::new)
-                .map_err(EngineError::Workflow)
-        }
-        _ => Err(EngineError::State {
-            run_id: run_id.to_string(),
-            source: stepwise_core::run::StateError::NotStarted { seq: 1 },
-        }),
+    /// Waits until this process drives no run any more (every driver it started has stopped).
+    pub async fn idle(&self) {
+        let mut count = self.inner.live_count.subscribe();
+        let _ = count.wait_for(|n| *n == 0).await;
     }
+
+    /// Starts the driver task for a run whose lock this process has just taken.
+    pub(crate) fn spawn_driver(&self, run_id: &str, lock: RunLock) -> RunHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (stopped_tx, stopped) = watch::channel(false);
+        let id = self.inner.next_driver.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut live = self.live();
+            live.insert(
+                run_id.to_string(),
+                LiveDriver {
+                    id,
+                    tx: tx.clone(),
+                    stopped,
+                },
+            );
+            self.inner.live_count.send_replace(live.len());
+        }
+        self.ensure_inbox_watch();
+        let guard = LiveGuard {
+            engine: self.clone(),
+            run_id: run_id.to_string(),
+            id,
+            stopped: stopped_tx,
+        };
+        let engine = self.clone();
+        let owned_id = run_id.to_string();
+        let join = tokio::spawn(async move {
+            // Unregisters (and tells waiters) however the driver ends, panics included; the
+            // lock is released after, when the driver is dropped.
+            let _guard = guard;
+            driver::drive(engine, owned_id, lock, tx, rx).await
+        });
+        RunHandle {
+            run_id: run_id.to_string(),
+            join,
+        }
+    }
+
+    /// Whether this process drives the run (by full id) now.
+    pub fn drives(&self, run_id: &str) -> bool {
+        self.live().contains_key(run_id)
+    }
+
+    /// Wakes this process's driver of the run to read its inbox; `false` when there is none.
+    pub(crate) fn nudge(&self, run_id: &str) -> bool {
+        self.live()
+            .get(run_id)
+            .is_some_and(|driver| driver.tx.send(Message::InboxChanged).is_ok())
+    }
+
+    /// If this process drives the run: a receiver that turns `true` when that driver stops.
+    pub(crate) fn local_driver(&self, run_id: &str) -> Option<watch::Receiver<bool>> {
+        self.live().get(run_id).map(|driver| driver.stopped.clone())
+    }
+
+    pub(crate) fn drives_anything(&self) -> bool {
+        !self.live().is_empty()
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveDriver>> {
+        // A panic while holding this lock cannot leave the map half-changed.
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn remember_workflow(&self, workflow: &Arc<Workflow>) {
+        self.inner
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(workflow.source_hash.clone(), Arc::clone(workflow));
+    }
+
+    pub(crate) fn cached_workflow(&self, hash: &str) -> Option<Arc<Workflow>> {
+        self.inner
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
+    }
+}
+
+/// Unregisters a driver when its task ends.
+struct LiveGuard {
+    engine: Engine,
+    run_id: String,
+    id: u64,
+    stopped: watch::Sender<bool>,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        {
+            let mut live = self.engine.live();
+            // Only this driver's entry: a new driver for the run may have registered already.
+            if live.get(&self.run_id).is_some_and(|d| d.id == self.id) {
+                live.remove(&self.run_id);
+            }
+            self.engine.inner.live_count.send_replace(live.len());
+        }
+        self.stopped.send_replace(true);
+    }
+}
+
+/// A run checked and ready to be recorded.
+struct PreparedRun {
+    workflow: Arc<Workflow>,
+    row: NewRun,
+    first: stepwise_store::NewEvent,
+    lock: RunLock,
+}
+
+fn prepare_run(
+    start: &StartRun,
+    user: &str,
+    user_policy: Option<&Path>,
+    lock_dir: &Path,
+    now: i64,
+) -> Result<PreparedRun, EngineError> {
+    let (workflow, source) = Engine::load_workflow(&start.workflow_path)?;
+    let inputs = workflow.resolve_inputs(&start.inputs)?;
+    let workspace = Workspace::open(&start.workspace)?;
+    let policy = load_policy(user_policy, workspace.root())?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let workflow_path =
+        std::path::absolute(&start.workflow_path).unwrap_or_else(|_| start.workflow_path.clone());
+    let started = RunStarted {
+        run_id: run_id.clone(),
+        workflow_name: workflow.name.clone(),
+        workflow_path: workflow_path.display().to_string(),
+        workflow_hash: workflow.source_hash.clone(),
+        workflow_source: source,
+        workspace: workspace.root().display().to_string(),
+        inputs,
+        trigger: start.trigger.clone(),
+        started_by: user.to_string(),
+        max_parallel: start.max_parallel.unwrap_or(workflow.max_parallel).max(1),
+        policy,
+    };
+    // Check now that the recorded policy compiles, so that a bad rule fails the start, not the
+    // first drive.
+    RunState::new(workflow.clone(), started.clone()).map_err(|source| EngineError::State {
+        run_id: run_id.clone(),
+        source,
+    })?;
+    // Held from before the run exists, so that nobody ever sees it running without a holder.
+    let lock =
+        RunLock::try_acquire(lock_dir, &run_id)?.map_err(|holder| EngineError::RunLocked {
+            run_id: run_id.clone(),
+            holder,
+        })?;
+    let row = NewRun {
+        run_id,
+        workflow_name: started.workflow_name.clone(),
+        workflow_path: started.workflow_path.clone(),
+        workflow_hash: started.workflow_hash.clone(),
+        workspace: started.workspace.clone(),
+        trigger: started.trigger.clone(),
+        status: RunStatus::Running.as_str().to_string(),
+        created_at_ms: now,
+    };
+    let first = new_event(&Event::RunStarted(started), None, now);
+    Ok(PreparedRun {
+        workflow,
+        row,
+        first,
+        lock,
+    })
 }

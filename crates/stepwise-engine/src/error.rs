@@ -8,6 +8,7 @@ use stepwise_core::workflow::{InputError, WorkflowErrors};
 use stepwise_store::StoreError;
 use thiserror::Error;
 
+use crate::commands::Refusal;
 use crate::sandbox::SandboxError;
 
 #[derive(Debug, Error)]
@@ -29,9 +30,12 @@ pub enum EngineError {
     #[error("workspace: {0}")]
     Workspace(#[from] SandboxError),
     #[error(
-        "run `{run_id}` is being driven by another stepwise process ({holder}); try again when it stops"
+        "run `{run_id}` is being driven by another stepwise process ({holder}); send it commands instead (approve, pause, cancel, …)"
     )]
     RunLocked { run_id: String, holder: String },
+    /// The process holding the run refused a command: it does not fit the run as it is.
+    #[error("{0}")]
+    Refused(Refusal),
     #[error("run `{run_id}` has no step `{step}`")]
     UnknownStep { run_id: String, step: String },
     #[error("step `{step}` is {status}, not {expected}")]
@@ -69,6 +73,10 @@ pub enum EngineError {
         #[source]
         source: StateError,
     },
+    #[error("the database writer has stopped; see the errors logged before this one")]
+    WriterStopped,
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl EngineError {
@@ -87,6 +95,7 @@ impl EngineError {
                 | EngineError::InvalidEdit(_)
                 | EngineError::MissingReason { .. }
                 | EngineError::ProposalChanged { .. }
+                | EngineError::Refused(_)
                 | EngineError::Store(StoreError::RunNotFound(_))
                 | EngineError::Store(StoreError::AmbiguousRun { .. })
         )

@@ -1,27 +1,41 @@
 //! Stepwise's engine: drives runs over the pure core, performs operations in a sandboxed
 //! workspace and records them in the store.
 //!
-//! The core decides what should happen; this crate is where it happens. It must never let a
-//! path leave the workspace (`..`, absolute paths and symlinks pointing outside are refused, and
-//! file IO goes through capability handles that cannot escape even if a link is swapped in
-//! later), and it must never run a command without that command's whole process group being
-//! killed on timeout or cancellation, so that nothing keeps running unseen. It knows nothing
-//! of any user interface: the CLI and the desktop app are both clients of [`Engine`].
+//! The core decides what should happen; this crate is where it happens. Its API is one
+//! cheap, cloneable [`Engine`] handle: start and continue runs (each driven in a task of its
+//! own, handing back a [`RunHandle`]), send them [`Command`]s from any process, follow them
+//! through live feeds ([`Engine::subscribe_run`], [`Engine::subscribe_runs`],
+//! [`Engine::subscribe_approvals`]) and read them ([`Engine::list_runs`], [`Engine::load_run`],
+//! [`Engine::approvals`]). Everything else (executors, sandbox, store access) is private.
+//!
+//! It must never let a path leave the workspace (`..`, absolute paths and symlinks pointing
+//! outside are refused, and file IO goes through capability handles that cannot escape even if
+//! a link is swapped in later), never run a command without that command's whole process group
+//! being killed on timeout or cancellation, so that nothing keeps running unseen, and never
+//! block an async worker on SQLite. It knows nothing of any user interface: the CLI and the
+//! desktop app are both clients of [`Engine`].
 
-pub mod clock;
+mod clock;
 mod commands;
+mod db;
 mod driver;
 mod engine;
 mod error;
-pub mod exec;
+mod exec;
+mod feeds;
+mod inbox;
 mod lock;
-pub mod policy_files;
-pub mod record;
-pub mod sandbox;
+mod policy_files;
+mod queries;
+mod record;
+mod sandbox;
+mod standby;
 
-pub use engine::{
-    Command, DriveOptions, Engine, EngineConfig, LoadedRun, NoObserver, Observer, StartRun,
-    current_user, recorded_workflow,
-};
+pub use commands::{Command, Refusal, RefusalKind};
+pub use engine::{Engine, EngineConfig, EngineStats, RunHandle, StartRun, current_user};
 pub use error::EngineError;
-pub use lock::RunLock;
+pub use feeds::{ApprovalChange, ApprovalChanges, RecordedEvent, RunChanges, RunEvents};
+pub use inbox::Applied;
+pub use queries::{Approval, LoadedRun, RunSummary, recorded_workflow};
+pub use sandbox::SandboxError;
+pub use stepwise_store::{Durability, RunRow, StoredEvent};

@@ -46,7 +46,9 @@ pub(crate) fn input_causation(
         | Event::OperationOutcomeUnknown { op }
         | Event::OperationResolved { op, .. } => Some(*op),
         Event::ApprovalGranted(g) => requested_seq(&g.step),
-        Event::ApprovalRejected { step, .. } => requested_seq(step),
+        Event::ApprovalRejected { step, .. } | Event::ProposalVoided { step, .. } => {
+            requested_seq(step)
+        }
         _ => None,
     }
 }

@@ -26,6 +26,9 @@ pub enum StoreError {
         prefix: String,
         matches: Vec<String>,
     },
+    /// A command was already handled (applied or refused); nothing was written.
+    #[error("command {0} was already handled")]
+    CommandHandled(i64),
     /// A payload refers to a blob that is not in the `blobs` table.
     #[error("blob `{0}` not found")]
     MissingBlob(String),

@@ -7,6 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::blobs::{BlobResolver, encode_payload};
+use crate::commands::{HandledCommand, mark_handled};
 use crate::{Store, StoreError};
 
 /// An event about to be appended; its seq is assigned by the store.
@@ -48,7 +49,24 @@ impl Store {
         events: &[NewEvent],
         status: Option<&str>,
     ) -> Result<u64, StoreError> {
+        self.append_handling(run_id, expected_last_seq, events, status, &[])
+    }
+
+    /// [`Store::append`], and in the same transaction marks the commands that led to these
+    /// events handled: a crash can never leave a command applied but still pending (it would be
+    /// applied again) or marked applied without its events.
+    ///
+    /// With no events, only the commands are marked.
+    pub fn append_handling(
+        &mut self,
+        run_id: &str,
+        expected_last_seq: u64,
+        events: &[NewEvent],
+        status: Option<&str>,
+        handled: &[HandledCommand],
+    ) -> Result<u64, StoreError> {
         let Some(last_event) = events.last() else {
+            self.handle_commands(handled)?;
             return Ok(expected_last_seq);
         };
         // IMMEDIATE takes the write lock up front, so the seq check below cannot be overtaken
@@ -71,11 +89,14 @@ impl Store {
         }
         let last_seq = insert_events(&tx, run_id, expected_last_seq, events)?;
         tx.prepare_cached(
-            "UPDATE runs SET last_seq = ?2, updated_at_ms = ?3, status = COALESCE(?4, status)
+            "UPDATE runs SET last_seq = ?2, updated_at_ms = ?3, status = COALESCE(?4, status),
+                             change_seq = (SELECT MAX(change_seq) FROM runs) + 1
              WHERE run_id = ?1",
         )?
         .execute(params![run_id, last_seq, last_event.recorded_at_ms, status])?;
+        mark_handled(&tx, handled)?;
         tx.commit()?;
+        self.commits += 1;
         Ok(last_seq)
     }
 

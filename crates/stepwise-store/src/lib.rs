@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod blobs;
+mod commands;
 mod error;
 mod events;
 mod migrations;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use blobs::INLINE_LIMIT;
+pub use commands::{CommandRow, CommandState, HandledCommand, NewCommand};
 pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};
 pub use runs::{AMBIGUOUS_MATCHES_SHOWN, NewRun, RunRow};
@@ -45,6 +47,8 @@ pub enum Durability {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Transactions this connection has committed.
+    commits: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -84,7 +88,45 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            commits: 0,
         })
+    }
+
+    /// Opens another connection to a database that [`Store::open`] has created, for reading
+    /// only (`PRAGMA query_only`). In WAL mode it reads alongside the writer without waiting
+    /// for its commits.
+    pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        conn.pragma_update(None, "query_only", "ON")
+            .map_err(open_error)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+            commits: 0,
+        })
+    }
+
+    /// How many transactions this connection has committed (for benchmarks and tests of
+    /// group commit).
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// `PRAGMA data_version`: changes whenever another connection commits to the database.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))?)
     }
 
     /// The database file.
@@ -208,7 +250,7 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 version,
-                rusqlite_migration::SchemaVersion::Inside(1.try_into().unwrap())
+                rusqlite_migration::SchemaVersion::Inside(2.try_into().unwrap())
             );
         }
     }

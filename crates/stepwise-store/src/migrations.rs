@@ -53,9 +53,43 @@ CREATE TRIGGER blobs_no_delete BEFORE DELETE ON blobs
 BEGIN SELECT RAISE(ABORT, 'blobs are immutable'); END;
 "#;
 
+/// Version 2: runs shared between processes.
+///
+/// - `runs.change_seq`: a database-wide counter, bumped by every write to a run, so that a
+///   follower can ask "which runs changed since I last looked?" with one indexed query.
+/// - `commands`: the inbox of decisions (approve, reject, pause, …) issued by any process for
+///   the process that holds the run. A command is handled once: the holder marks it applied in
+///   the same transaction as the events it records, or refused, and never changes it again.
+const V2_SHARED_RUNS: &str = r#"
+ALTER TABLE runs ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET change_seq = rowid;
+CREATE INDEX runs_change_seq ON runs(change_seq);
+
+CREATE TABLE commands (
+    command_id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id        TEXT NOT NULL REFERENCES runs(run_id),
+    body          TEXT NOT NULL,
+    issued_by     TEXT NOT NULL,
+    issued_at_ms  INTEGER NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'applied', 'refused')),
+    outcome       TEXT,
+    handled_at_ms INTEGER,
+    handled_by    TEXT
+);
+CREATE INDEX commands_pending ON commands(run_id, command_id) WHERE state = 'pending';
+
+-- A handled command is history: applying it twice, or rewriting what happened, would lie.
+CREATE TRIGGER commands_handled_once BEFORE UPDATE ON commands
+WHEN OLD.state <> 'pending'
+BEGIN SELECT RAISE(ABORT, 'a handled command cannot change'); END;
+CREATE TRIGGER commands_no_delete BEFORE DELETE ON commands
+BEGIN SELECT RAISE(ABORT, 'commands are never deleted'); END;
+"#;
+
 /// All migrations, oldest first.
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1_INITIAL)])
+    Migrations::new(vec![M::up(V1_INITIAL), M::up(V2_SHARED_RUNS)])
 }
 
 #[cfg(test)]

@@ -39,10 +39,13 @@ pub struct RunRow {
     pub updated_at_ms: i64,
     /// The seq of the last event, 0 before any.
     pub last_seq: u64,
+    /// A database-wide counter: higher for a run written to later. Followers ask for the runs
+    /// that changed since the highest value they have seen.
+    pub change_seq: u64,
 }
 
 const RUN_COLUMNS: &str = "run_id, workflow_name, workflow_path, workflow_hash, workspace, \
-                           trigger, status, created_at_ms, updated_at_ms, last_seq";
+                           trigger, status, created_at_ms, updated_at_ms, last_seq, change_seq";
 
 fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -56,6 +59,7 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         created_at_ms: row.get(7)?,
         updated_at_ms: row.get(8)?,
         last_seq: row.get(9)?,
+        change_seq: row.get(10)?,
     })
 }
 
@@ -74,7 +78,8 @@ impl Store {
         // last_seq, which is safe because nobody else can see it before the commit.
         let inserted = tx
             .prepare_cached(&format!(
-                "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs))"
             ))?
             .execute(params![
                 run.run_id,
@@ -98,6 +103,7 @@ impl Store {
         };
         insert_events(&tx, &run.run_id, 0, events)?;
         tx.commit()?;
+        self.commits += 1;
         tracing::debug!(run_id = %run.run_id, last_seq, "created run");
         Ok(last_seq)
     }
@@ -162,6 +168,32 @@ impl Store {
             ))?
             .query_map([limit], run_row)?
             .collect::<Result<_, _>>()?)
+    }
+
+    /// Runs written to after `change_seq` (see [`RunRow::change_seq`]), in the order they were
+    /// last written, at most `limit` of them.
+    pub fn runs_changed_since(
+        &self,
+        change_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE change_seq > ?1
+                 ORDER BY change_seq LIMIT ?2"
+            ))?
+            .query_map(params![change_seq, limit], run_row)?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The highest [`RunRow::change_seq`] so far (0 with no runs).
+    pub fn last_change_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT COALESCE(MAX(change_seq), 0) FROM runs")?
+            .query_row([], |row| row.get(0))?)
     }
 
     /// Runs that have not reached `succeeded`, `failed` or `cancelled`, oldest first: the
@@ -231,6 +263,7 @@ mod tests {
                 created_at_ms: run.created_at_ms,
                 updated_at_ms: 1_500,
                 last_seq: 1,
+                change_seq: 1,
             }
         );
         assert_eq!(store.run("run-2").unwrap(), None);
@@ -309,6 +342,29 @@ mod tests {
         assert_eq!(ids(store.list_runs(10).unwrap()), ["c", "b", "a"]);
         assert_eq!(ids(store.list_runs(2).unwrap()), ["c", "b"]);
         assert!(store.list_runs(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_write_to_a_run_moves_it_to_the_end_of_the_change_order() {
+        let (_dir, mut store) = temp_store();
+        store
+            .create_run(&new_run("a"), &[event("A", json!(1))])
+            .unwrap();
+        store
+            .create_run(&new_run("b"), &[event("A", json!(1))])
+            .unwrap();
+        let ids = |runs: Vec<RunRow>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+        assert_eq!(ids(store.runs_changed_since(0, 10).unwrap()), ["a", "b"]);
+        let seen = store.last_change_seq().unwrap();
+        assert!(store.runs_changed_since(seen, 10).unwrap().is_empty());
+
+        store.append("a", 1, &[event("B", json!(2))], None).unwrap();
+        let changed = store.runs_changed_since(seen, 10).unwrap();
+        assert_eq!(ids(changed.clone()), ["a"]);
+        assert_eq!(changed[0].last_seq, 2);
+        assert!(changed[0].change_seq > seen);
+        assert_eq!(ids(store.runs_changed_since(0, 10).unwrap()), ["b", "a"]);
+        assert_eq!(ids(store.runs_changed_since(0, 1).unwrap()), ["b"]);
     }
 
     #[test]

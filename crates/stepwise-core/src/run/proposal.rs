@@ -170,7 +170,8 @@ pub fn edited_proposal(
 }
 
 /// What a person may change in a proposal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EditedProposal {
     /// New file content for an edit.
     Content(String),

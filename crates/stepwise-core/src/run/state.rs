@@ -445,6 +445,33 @@ impl RunState {
                     self.dirty.insert(i);
                 }
             }
+            Event::ProposalVoided {
+                step,
+                attempt,
+                proposal_hash,
+                ..
+            } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                let waits_on_it = s.status == StepStatus::AwaitingApproval
+                    && s.pending_approval.as_ref().is_some_and(|p| {
+                        p.attempt == *attempt && p.proposal_hash == *proposal_hash
+                    });
+                if !waits_on_it {
+                    return Err(StateError::Unexpected {
+                        seq,
+                        message: format!(
+                            "voids proposal {proposal_hash} of step `{step}`, which does not wait on it"
+                        ),
+                    });
+                }
+                // Back to the attempt's first move: an edit snapshots the file again and
+                // proposes against what it finds.
+                s.pending_approval = None;
+                s.status = StepStatus::Running;
+                s.phase = Phase::Begin;
+                self.dirty.insert(i);
+            }
             Event::ApprovalRejected {
                 step, by, reason, ..
             } => {

@@ -72,6 +72,20 @@ impl RunStatus {
         }
     }
 
+    /// The status `as_str` wrote, or `None` for any other text.
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::AwaitingApproval,
+            RunStatus::Paused,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
     pub fn is_finished(self) -> bool {
         matches!(
             self,

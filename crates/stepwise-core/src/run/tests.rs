@@ -187,6 +187,92 @@ fn an_edit_reads_proposes_waits_writes_and_succeeds() {
 }
 
 #[test]
+fn a_voided_edit_proposal_is_proposed_again_against_the_file_as_it_is_now() {
+    let mut run = Run::start(
+        "name: t\nsteps:\n  - id: e\n    type: edit_file\n    path: a.txt\n    content: \"new\\n\"\n",
+        vec![],
+    );
+    let read = |content: &str, hash: &str| OperationResult::FileRead {
+        exists: true,
+        content: content.into(),
+        hash: Some(hash.into()),
+    };
+    let op = run.last_op();
+    let decided = run.input(Event::OperationSucceeded {
+        op,
+        result: read("old\n", "sha256:old"),
+    });
+    let Some(Event::ApprovalRequested { proposal_hash, .. }) = decided.first() else {
+        panic!("expected an approval request, got {decided:?}");
+    };
+    let stale_hash = proposal_hash.clone();
+
+    let decided = run.input(Event::ProposalVoided {
+        step: "e".into(),
+        attempt: 1,
+        proposal_hash: stale_hash.clone(),
+        path: "a.txt".into(),
+        found_hash: Some("sha256:other".into()),
+    });
+    assert!(
+        matches!(
+            &decided[..],
+            [Event::OperationStarted {
+                request: OperationRequest::ReadFile {
+                    missing_ok: true,
+                    ..
+                },
+                attempt: 1,
+                ..
+            }]
+        ),
+        "{decided:?}"
+    );
+    assert_eq!(run.state.status(), RunStatus::Running);
+    assert!(run.state.pending_approvals().is_empty());
+
+    let op = run.last_op();
+    let decided = run.input(Event::OperationSucceeded {
+        op,
+        result: read("other\n", "sha256:other"),
+    });
+    let [
+        Event::ApprovalRequested {
+            proposal,
+            proposal_hash,
+            attempt: 1,
+            ..
+        },
+    ] = decided.as_slice()
+    else {
+        panic!("expected a fresh approval request, got {decided:?}");
+    };
+    assert_ne!(*proposal_hash, stale_hash);
+    let Proposal::EditFile {
+        base_hash, diff, ..
+    } = proposal
+    else {
+        panic!("edit proposal");
+    };
+    assert_eq!(base_hash.as_deref(), Some("sha256:other"));
+    assert!(diff.contains("-other") && diff.contains("+new"), "{diff}");
+
+    // The old proposal is gone: voiding it again is a corrupt log, not a second re-proposal.
+    let seq = run.state.last_seq() + 1;
+    let again = run.state.apply(
+        seq,
+        &Event::ProposalVoided {
+            step: "e".into(),
+            attempt: 1,
+            proposal_hash: stale_hash,
+            path: "a.txt".into(),
+            found_hash: None,
+        },
+    );
+    assert!(again.is_err());
+}
+
+#[test]
 fn an_allow_rule_approves_and_records_which_rule() {
     let run = Run::start(
         "name: t\nsteps:\n  - id: c\n    type: run_command\n    command: [\"true\"]\n",

@@ -67,6 +67,13 @@ pub fn read_file(
     }
 }
 
+/// The hash of a workspace file as it is now (`None`: it does not exist), to tell whether a
+/// proposal made against it still holds.
+pub fn current_hash(ws: &Workspace, path: &str) -> Result<Option<String>, OperationError> {
+    let (shown, real) = locate(ws, path)?;
+    Ok(read_current(ws, &shown, &real)?.map(|current| content_hash(&current.bytes)))
+}
+
 /// Replaces a file's content if it still has `base_hash` (`None`: if it does not exist yet).
 ///
 /// Parent directories are created inside the workspace, the file is replaced atomically and an

@@ -4,6 +4,13 @@
 //! Write-ahead holds by construction: an operation is dispatched after the commit that records
 //! its `OperationStarted`, and its result reaches the core (and so any dependent step) only as
 //! an input that is committed together with the decisions it leads to.
+//!
+//! Its parts: `inbox` applies commands sent from any process, `recovery` deals with what a
+//! crash left unanswered, `stale` voids proposals whose files changed.
+
+mod inbox;
+mod recovery;
+mod stale;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,17 +19,18 @@ use std::time::Duration;
 use stepwise_core::event::Event;
 use stepwise_core::operation::{OperationError, OperationRequest, OperationResult};
 use stepwise_core::run::{RunState, RunStatus};
-use stepwise_store::StoredEvent;
-use tokio::sync::{mpsc, oneshot, watch};
+use stepwise_store::{HandledCommand, StoredEvent};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::commands::command_event;
-use crate::engine::{Command, DriveOptions, Engine, LoadedRun, Observer};
+use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::exec::{self, WriteRecovery};
+use crate::exec;
 use crate::lock::RunLock;
 use crate::record::{input_causation, new_event};
 use crate::sandbox::Workspace;
+
+use self::stale::EditWatch;
 
 /// What wakes a driver.
 pub(crate) enum Message {
@@ -34,7 +42,12 @@ pub(crate) enum Message {
         step: String,
         attempt: u32,
     },
-    Command(Command, oneshot::Sender<Result<RunStatus, EngineError>>),
+    /// Commands may have arrived in the run's inbox.
+    InboxChanged,
+    /// A file that a pending edit targets may have changed; look once things settle.
+    FilesChanged,
+    /// Files settled: check the pending edits against them.
+    CheckEdits,
 }
 
 /// One input (with the seq of the event it answers) and the decisions it led to.
@@ -47,8 +60,42 @@ struct Group {
 /// fsync.
 const MAX_BATCH: usize = 256;
 
-pub(crate) struct Driver<'e> {
-    engine: &'e Engine,
+/// Drives a run whose lock this process holds, until it finishes or (unless the engine holds
+/// waiting runs) nothing can move without a person.
+pub(crate) async fn drive(
+    engine: Engine,
+    run_id: String,
+    lock: RunLock,
+    tx: mpsc::UnboundedSender<Message>,
+    rx: mpsc::UnboundedReceiver<Message>,
+) -> Result<RunStatus, EngineError> {
+    let loaded = engine.load_run(&run_id).await?;
+    let root = std::path::PathBuf::from(&loaded.state.started().workspace);
+    let workspace = tokio::task::spawn_blocking(move || Workspace::open(&root))
+        .await
+        .map_err(|e| EngineError::Internal(format!("opening the workspace stopped: {e}")))??;
+    let retry_scheduled_at = retry_schedule(&loaded.events);
+    let hold = engine.config().hold_waiting_runs;
+    let mut driver = Driver {
+        engine,
+        run_id,
+        state: loaded.state,
+        retry_scheduled_at,
+        workspace: Arc::new(workspace),
+        tx,
+        rx,
+        running: HashMap::new(),
+        timers: HashMap::new(),
+        hold,
+        edit_watch: None,
+        edit_check_armed: false,
+        _lock: lock,
+    };
+    driver.run().await
+}
+
+pub(crate) struct Driver {
+    engine: Engine,
     run_id: String,
     state: RunState,
     /// When each retry was scheduled, to re-arm timers after a restart.
@@ -58,42 +105,16 @@ pub(crate) struct Driver<'e> {
     rx: mpsc::UnboundedReceiver<Message>,
     running: HashMap<u64, watch::Sender<bool>>,
     timers: HashMap<String, JoinHandle<()>>,
-    observer: &'e dyn Observer,
-    options: DriveOptions,
+    /// Keep holding the run while it waits for a person.
+    hold: bool,
+    /// While holding: watches the files of pending edits.
+    edit_watch: Option<EditWatch>,
+    edit_check_armed: bool,
     _lock: RunLock,
 }
 
-impl<'e> Driver<'e> {
-    pub(crate) fn new(
-        engine: &'e Engine,
-        loaded: LoadedRun,
-        lock: RunLock,
-        observer: &'e dyn Observer,
-        options: DriveOptions,
-    ) -> Result<Driver<'e>, EngineError> {
-        let workspace = Arc::new(Workspace::open(std::path::Path::new(
-            &loaded.state.started().workspace,
-        ))?);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let retry_scheduled_at = retry_schedule(&loaded.events);
-        Ok(Driver {
-            engine,
-            run_id: loaded.row.run_id,
-            state: loaded.state,
-            retry_scheduled_at,
-            workspace,
-            tx,
-            rx,
-            running: HashMap::new(),
-            timers: HashMap::new(),
-            observer,
-            options,
-            _lock: lock,
-        })
-    }
-
-    pub(crate) async fn run(&mut self, command: Option<Command>) -> Result<RunStatus, EngineError> {
-        let _live = LiveGuard::register(self.engine, &self.run_id, self.tx.clone());
+impl Driver {
+    async fn run(&mut self) -> Result<RunStatus, EngineError> {
         // Operations the previous driver dispatched and never saw answered, as they stand
         // before this driver dispatches anything itself.
         let unanswered: Vec<(u64, OperationRequest)> = self
@@ -102,26 +123,35 @@ impl<'e> Driver<'e> {
             .into_iter()
             .map(|(op, _, request)| (op, request.clone()))
             .collect();
-        // The caller's command comes first: a mistaken one fails before anything runs, and a
-        // pause or cancel holds back what recovery would otherwise start.
-        if let Some(command) = command {
-            self.apply_command(command)??;
-        }
-        self.recover_unanswered(unanswered)?;
+        // Commands come first: a mistaken one is refused before anything runs, and a pause or
+        // cancel holds back what recovery would otherwise start.
+        self.process_inbox().await?;
+        // Proposals made against files that have changed since are made anew.
+        self.void_stale_edits().await?;
+        self.recover_unanswered(unanswered).await?;
         // Then decisions not yet taken (a run just started, or steps held back).
         let pending = self.state.advance();
-        self.commit(vec![Group {
-            input: None,
-            decisions: pending,
-        }])?;
+        self.commit(
+            vec![Group {
+                input: None,
+                decisions: pending,
+            }],
+            Vec::new(),
+        )
+        .await?;
         self.arm_pending_retries();
         loop {
-            let status = self.state.status();
-            if status.is_finished() && self.running.is_empty() {
-                break;
+            if self.hold {
+                self.refresh_edit_watch();
             }
+            let finished = self.state.status().is_finished() && self.running.is_empty();
             let idle = self.running.is_empty() && self.timers.is_empty();
-            if idle && !self.options.stay_alive_while_waiting {
+            if finished || (idle && !self.hold) {
+                // A last look at the inbox, so a command sent while this driver was finishing
+                // is not left for another one.
+                if self.process_inbox().await? {
+                    continue;
+                }
                 break;
             }
             let Some(first) = self.rx.recv().await else {
@@ -134,7 +164,7 @@ impl<'e> Driver<'e> {
                     Err(_) => break,
                 }
             }
-            self.handle(messages)?;
+            self.handle(messages).await?;
         }
         for (_, timer) in self.timers.drain() {
             timer.abort();
@@ -142,9 +172,11 @@ impl<'e> Driver<'e> {
         Ok(self.state.status())
     }
 
-    fn handle(&mut self, messages: Vec<Message>) -> Result<(), EngineError> {
+    async fn handle(&mut self, messages: Vec<Message>) -> Result<(), EngineError> {
         let mut groups = Vec::new();
-        let mut replies = Vec::new();
+        let mut inbox = false;
+        let mut files_changed = false;
+        let mut check_edits = false;
         for message in messages {
             match message {
                 Message::OperationDone { op, outcome } => {
@@ -166,46 +198,28 @@ impl<'e> Driver<'e> {
                         groups.push(self.take_input(Event::RetryDue { step, attempt })?);
                     }
                 }
-                Message::Command(command, reply) => {
-                    // Commit what came before so the command sees it, then answer.
-                    self.commit(std::mem::take(&mut groups))?;
-                    let result = self.apply_command(command)?.map(|()| self.state.status());
-                    replies.push((reply, result));
-                }
+                Message::InboxChanged => inbox = true,
+                Message::FilesChanged => files_changed = true,
+                Message::CheckEdits => check_edits = true,
             }
         }
-        self.commit(groups)?;
-        for (reply, result) in replies {
-            let _ = reply.send(result);
+        self.commit(groups, Vec::new()).await?;
+        if inbox {
+            self.process_inbox().await?;
+        }
+        if files_changed {
+            self.schedule_edit_check();
+        }
+        if check_edits {
+            self.edit_check_armed = false;
+            self.rewatch_edit_dirs();
+            self.void_stale_edits().await?;
         }
         Ok(())
     }
 
-    /// Records a command. The outer error is fatal to the driver (the log could not be
-    /// written); the inner one is the caller's: the command does not fit the run.
-    fn apply_command(&mut self, command: Command) -> Result<Result<(), EngineError>, EngineError> {
-        let is_cancel = matches!(command, Command::Cancel);
-        let input = match command_event(
-            &self.state,
-            &self.run_id,
-            &self.engine.config().user,
-            command,
-        ) {
-            Ok(Some(input)) => input,
-            Ok(None) => return Ok(Ok(())),
-            Err(refused) => return Ok(Err(refused)),
-        };
-        if is_cancel {
-            for cancel in self.running.values() {
-                let _ = cancel.send(true);
-            }
-        }
-        let group = self.take_input(input)?;
-        self.commit(vec![group])?;
-        Ok(Ok(()))
-    }
-
-    /// Applies an input and takes the decisions it leads to.
+    /// Applies an input and takes the decisions it leads to. The input gets seq
+    /// `last_seq() + 1` as things stood before the call.
     fn take_input(&mut self, input: Event) -> Result<Group, EngineError> {
         let causation = input_causation(&input, |step| {
             self.state
@@ -227,110 +241,68 @@ impl<'e> Driver<'e> {
         })
     }
 
-    /// Makes groups of (input, decisions) durable in one transaction, tells the observer, and
-    /// then performs the operations and arms the timers they decided.
-    fn commit(&mut self, groups: Vec<Group>) -> Result<(), EngineError> {
+    /// Makes groups of (input, decisions) durable in one transaction, together with the
+    /// commands they handle, and then performs the operations and arms the timers decided.
+    async fn commit(
+        &mut self,
+        groups: Vec<Group>,
+        handled: Vec<HandledCommand>,
+    ) -> Result<(), EngineError> {
         let count: usize = groups
             .iter()
             .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
             .sum();
-        if count == 0 {
+        if count == 0 && handled.is_empty() {
             return Ok(());
         }
-        let now = self.engine.clock.now_ms();
+        let now = self.engine.inner.clock.now_ms();
         let first_seq = self.state.last_seq() + 1 - count as u64;
         let mut seq = first_seq;
         let mut rows = Vec::with_capacity(count);
-        let mut appended = Vec::with_capacity(count);
+        let mut to_start = Vec::new();
         for Group { input, decisions } in groups {
             // Decisions are caused by their input; the first decisions of a run by RunStarted.
             let mut cause = 1;
             if let Some((input, causation)) = input {
                 rows.push(new_event(&input, causation, now));
-                appended.push((seq, now, input));
                 cause = seq;
                 seq += 1;
             }
             for decision in decisions {
                 rows.push(new_event(&decision, Some(cause), now));
-                appended.push((seq, now, decision));
+                match decision {
+                    Event::OperationStarted { request, .. } => {
+                        to_start.push(Start::Operation(seq, request));
+                    }
+                    Event::StepRetryScheduled {
+                        step,
+                        attempt,
+                        delay_ms,
+                        ..
+                    } => to_start.push(Start::Timer(step, attempt, delay_ms)),
+                    _ => {}
+                }
                 seq += 1;
             }
         }
-        let status = self.state.status();
+        let status = self.state.status().as_str();
+        let run_id = self.run_id.clone();
+        let expected = first_seq - 1;
         self.engine
-            .store()
-            .append(&self.run_id, first_seq - 1, &rows, Some(status.as_str()))?;
-        // Dispatch first: what is recorded as started must start, whatever an observer does.
-        for (seq, recorded_at, event) in &appended {
-            match event {
-                Event::OperationStarted { request, .. } => self.dispatch(*seq, request.clone()),
-                Event::StepRetryScheduled {
-                    step,
-                    attempt,
-                    delay_ms,
-                    ..
-                } => {
+            .inner
+            .db
+            .write(move |store| {
+                store.append_handling(&run_id, expected, &rows, Some(status), &handled)
+            })
+            .await?;
+        // What is recorded as started must start.
+        for start in to_start {
+            match start {
+                Start::Operation(op, request) => self.dispatch(op, request),
+                Start::Timer(step, attempt, delay_ms) => {
                     self.retry_scheduled_at
-                        .insert(step.clone(), (*recorded_at, *delay_ms));
-                    self.arm_timer(step.clone(), *attempt, *delay_ms);
-                }
-                _ => {}
-            }
-        }
-        self.observer.events_appended(&self.run_id, &appended);
-        Ok(())
-    }
-
-    /// After a crash: operations that were dispatched but have no result. Reads are simply
-    /// performed again; a write is checked against the file; a command is never repeated
-    /// without a person saying so.
-    fn recover_unanswered(
-        &mut self,
-        unanswered: Vec<(u64, OperationRequest)>,
-    ) -> Result<(), EngineError> {
-        for (op, request) in unanswered {
-            // A cancelled run does not redo reads or writes; commands still need a person's
-            // word on what happened, and the cancel then ends their steps.
-            if self.state.cancel_requested() && !matches!(request, OperationRequest::RunCommand(_))
-            {
-                let error = OperationError::new(
-                    stepwise_core::operation::OperationErrorKind::Cancelled,
-                    "the run was cancelled before this operation was recovered",
-                );
-                let group = self.take_input(Event::OperationFailed { op, error })?;
-                self.commit(vec![group])?;
-                continue;
-            }
-            match &request {
-                OperationRequest::ReadFile { .. } => self.dispatch(op, request),
-                OperationRequest::WriteFile {
-                    path,
-                    base_hash,
-                    content_hash,
-                    ..
-                } => {
-                    match exec::recover_write(
-                        &self.workspace,
-                        path,
-                        base_hash.as_deref(),
-                        content_hash,
-                    ) {
-                        WriteRecovery::NotApplied => self.dispatch(op, request),
-                        WriteRecovery::AlreadyApplied(result) => {
-                            let group =
-                                self.take_input(Event::OperationSucceeded { op, result })?;
-                            self.commit(vec![group])?;
-                        }
-                        WriteRecovery::Conflict(error) => {
-                            let group = self.take_input(Event::OperationFailed { op, error })?;
-                            self.commit(vec![group])?;
-                        }
-                    }
-                }
-                OperationRequest::RunCommand(_) => {
-                    let group = self.take_input(Event::OperationOutcomeUnknown { op })?;
-                    self.commit(vec![group])?;
+                        .insert(step.clone(), (now, delay_ms));
+                    self.arm_timer(step, attempt, delay_ms);
                 }
             }
         }
@@ -338,7 +310,7 @@ impl<'e> Driver<'e> {
     }
 
     fn arm_pending_retries(&mut self) {
-        let now = self.engine.clock.now_ms();
+        let now = self.engine.inner.clock.now_ms();
         let pending: Vec<(String, u32)> = self
             .state
             .pending_retries()
@@ -410,6 +382,12 @@ impl<'e> Driver<'e> {
     }
 }
 
+/// Something a commit decided that must start once it is durable.
+enum Start {
+    Operation(u64, OperationRequest),
+    Timer(String, u32, u64),
+}
+
 /// When each step's latest retry was scheduled and for how long.
 fn retry_schedule(events: &[(StoredEvent, Event)]) -> HashMap<String, (i64, u64)> {
     events
@@ -421,38 +399,4 @@ fn retry_schedule(events: &[(StoredEvent, Event)]) -> HashMap<String, (i64, u64)
             _ => None,
         })
         .collect()
-}
-
-/// Registers a live driver so in-process commands reach it; unregisters on drop.
-struct LiveGuard<'e> {
-    engine: &'e Engine,
-    run_id: String,
-}
-
-impl<'e> LiveGuard<'e> {
-    fn register(
-        engine: &'e Engine,
-        run_id: &str,
-        tx: mpsc::UnboundedSender<Message>,
-    ) -> LiveGuard<'e> {
-        engine
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(run_id.to_string(), tx);
-        LiveGuard {
-            engine,
-            run_id: run_id.to_string(),
-        }
-    }
-}
-
-impl Drop for LiveGuard<'_> {
-    fn drop(&mut self) {
-        self.engine
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.run_id);
-    }
 }

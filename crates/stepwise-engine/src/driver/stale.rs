@@ -1,0 +1,298 @@
+//! Stale proposals: a pending edit whose target file changed, appeared or vanished since the
+//! edit was proposed can no longer be approved. The driver voids it (`ProposalVoided`, an
+//! input) and the step proposes anew against the file as it is now, with a fresh diff and
+//! proposal hash.
+//!
+//! This is checked when an approval arrives, whenever a driver starts (so `resume` re-proposes),
+//! and, while a driver holds a waiting run, whenever a watched target file changes, so that a
+//! window shows the fresh diff before anyone approves the stale one.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use stepwise_core::event::{Event, Proposal};
+use stepwise_core::run::StepStatus;
+use tokio::sync::mpsc;
+
+use super::{Driver, Message};
+use crate::commands::{Refusal, RefusalKind};
+use crate::error::EngineError;
+use crate::exec;
+
+/// How long files must be quiet after a change before pending edits are checked: an editor's
+/// save is often several writes, and a proposal against a half-written file helps nobody.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// A pending edit whose file is no longer what it was proposed against.
+pub(super) struct StaleEdit {
+    step: String,
+    attempt: u32,
+    proposal_hash: String,
+    path: String,
+    was: Option<String>,
+    now: FileNow,
+}
+
+/// What the target of a stale edit is now.
+enum FileNow {
+    Hash(String),
+    Missing,
+    /// It cannot be read any more (became a directory, a link, too large, …).
+    Unreadable(String),
+}
+
+impl StaleEdit {
+    /// What the person who tried to approve it is told.
+    pub(super) fn refusal(&self) -> Refusal {
+        let Self {
+            step, path, was, ..
+        } = self;
+        let what = match (&self.now, was) {
+            (FileNow::Hash(now), Some(was)) => format!(
+                "`{path}` changed since step `{step}` proposed its edit (it was {}, it is now {})",
+                short(was),
+                short(now)
+            ),
+            (FileNow::Hash(_), None) => {
+                format!("`{path}` was created since step `{step}` proposed to create it")
+            }
+            (FileNow::Missing, _) => {
+                format!("`{path}` was deleted since step `{step}` proposed its edit")
+            }
+            (FileNow::Unreadable(why), _) => format!(
+                "`{path}` can no longer be read as it was when step `{step}` proposed its edit: {why}"
+            ),
+        };
+        Refusal {
+            kind: RefusalKind::StaleProposal,
+            message: format!(
+                "{what}; the approval was refused, and the step proposes its edit again against the file as it is now"
+            ),
+        }
+    }
+
+    pub(super) fn into_event(self) -> Event {
+        Event::ProposalVoided {
+            step: self.step,
+            attempt: self.attempt,
+            proposal_hash: self.proposal_hash,
+            path: self.path,
+            found_hash: match self.now {
+                FileNow::Hash(hash) => Some(hash),
+                FileNow::Missing | FileNow::Unreadable(_) => None,
+            },
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    let end = hash
+        .char_indices()
+        .nth("sha256:".len() + 12)
+        .map_or(hash.len(), |(i, _)| i);
+    &hash[..end]
+}
+
+impl Driver {
+    /// The step's pending edit, if it has one whose file no longer matches its proposal.
+    pub(super) async fn stale_edit(&self, step: &str) -> Result<Option<StaleEdit>, EngineError> {
+        let Some(state) = self.state.step_state(step) else {
+            return Ok(None);
+        };
+        let Some(pending) = state
+            .pending_approval
+            .as_ref()
+            .filter(|_| state.status == StepStatus::AwaitingApproval)
+        else {
+            return Ok(None);
+        };
+        let Proposal::EditFile {
+            path, base_hash, ..
+        } = &pending.proposal
+        else {
+            return Ok(None);
+        };
+        let workspace = self.workspace.clone();
+        let target = path.clone();
+        let found = tokio::task::spawn_blocking(move || exec::current_hash(&workspace, &target))
+            .await
+            .map_err(|e| EngineError::Internal(format!("checking a file stopped: {e}")))?;
+        let now = match found {
+            Ok(found) if found == *base_hash => return Ok(None),
+            Ok(Some(hash)) => FileNow::Hash(hash),
+            Ok(None) => FileNow::Missing,
+            Err(error) => FileNow::Unreadable(error.message),
+        };
+        Ok(Some(StaleEdit {
+            step: step.to_string(),
+            attempt: pending.attempt,
+            proposal_hash: pending.proposal_hash.clone(),
+            path: path.clone(),
+            was: base_hash.clone(),
+            now,
+        }))
+    }
+
+    /// Voids every pending edit whose file changed, in one commit; the steps propose anew.
+    pub(super) async fn void_stale_edits(&mut self) -> Result<(), EngineError> {
+        let steps: Vec<String> = pending_edits(self)
+            .into_iter()
+            .map(|(step, _)| step)
+            .collect();
+        let mut groups = Vec::new();
+        for step in steps {
+            if let Some(stale) = self.stale_edit(&step).await? {
+                tracing::info!(run_id = %self.run_id, step, path = %stale.path, "a pending edit's file changed; proposing it again");
+                groups.push(self.take_input(stale.into_event())?);
+            }
+        }
+        self.commit(groups, Vec::new()).await
+    }
+
+    /// While holding a waiting run: watch the directories of the files its pending edits
+    /// target, and check them at once whenever that set changes (a change between the
+    /// proposal's snapshot and the watch must not be missed).
+    pub(super) fn refresh_edit_watch(&mut self) {
+        let root = self.workspace.root().to_path_buf();
+        let targets: BTreeSet<PathBuf> = pending_edits(self)
+            .into_iter()
+            .map(|(_, path)| root.join(path))
+            .collect();
+        let unchanged = self
+            .edit_watch
+            .as_ref()
+            .is_some_and(|watch| watch.targets() == targets);
+        if unchanged || (targets.is_empty() && self.edit_watch.is_none()) {
+            return;
+        }
+        if targets.is_empty() {
+            self.edit_watch = None;
+            return;
+        }
+        match self.edit_watch.as_mut() {
+            Some(watch) => watch.set_targets(&root, targets),
+            None => self.edit_watch = EditWatch::start(&root, targets, self.tx.clone()),
+        }
+        self.schedule_edit_check();
+    }
+
+    /// Directories may have appeared (or gone) since the watch was set: watch the nearest
+    /// existing ones again.
+    pub(super) fn rewatch_edit_dirs(&mut self) {
+        let root = self.workspace.root().to_path_buf();
+        if let Some(watch) = self.edit_watch.as_mut() {
+            let targets = watch.targets();
+            watch.set_targets(&root, targets);
+        }
+    }
+
+    /// Checks pending edits once files have been quiet for a moment.
+    pub(super) fn schedule_edit_check(&mut self) {
+        if self.edit_check_armed {
+            return;
+        }
+        self.edit_check_armed = true;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SETTLE).await;
+            let _ = tx.send(Message::CheckEdits);
+        });
+    }
+}
+
+/// `(step, path)` of every edit waiting for approval.
+fn pending_edits(driver: &Driver) -> Vec<(String, String)> {
+    driver
+        .state
+        .pending_approvals()
+        .into_iter()
+        .filter_map(|(step, pending)| match &pending.proposal {
+            Proposal::EditFile { path, .. } => Some((step.to_string(), path.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A filesystem watch on the directories holding pending edits' files. Directories, not the
+/// files: editors replace files by renaming, and a file may not exist yet.
+pub(super) struct EditWatch {
+    watcher: RecommendedWatcher,
+    targets: Arc<Mutex<BTreeSet<PathBuf>>>,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl EditWatch {
+    fn start(
+        root: &Path,
+        targets: BTreeSet<PathBuf>,
+        tx: mpsc::UnboundedSender<Message>,
+    ) -> Option<EditWatch> {
+        let shared = Arc::new(Mutex::new(BTreeSet::new()));
+        let seen = Arc::clone(&shared);
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let relevant = match &event {
+                Ok(event) => {
+                    let targets = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    event
+                        .paths
+                        .iter()
+                        .any(|p| targets.iter().any(|t: &PathBuf| t.starts_with(p)))
+                }
+                // Events may have been lost: look.
+                Err(_) => true,
+            };
+            if relevant {
+                let _ = tx.send(Message::FilesChanged);
+            }
+        });
+        let watcher = match watcher {
+            Ok(watcher) => watcher,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch the files of pending edits; they are checked when approved instead");
+                return None;
+            }
+        };
+        let mut watch = EditWatch {
+            watcher,
+            targets: shared,
+            watched: BTreeSet::new(),
+        };
+        watch.set_targets(root, targets);
+        Some(watch)
+    }
+
+    fn targets(&self) -> BTreeSet<PathBuf> {
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_targets(&mut self, root: &Path, targets: BTreeSet<PathBuf>) {
+        // The nearest directory that exists: a file in a directory yet to be made shows up as
+        // that directory appearing first.
+        let dirs: BTreeSet<PathBuf> = targets
+            .iter()
+            .filter_map(|t| {
+                t.ancestors()
+                    .skip(1)
+                    .take_while(|d| d.starts_with(root))
+                    .find(|d| d.is_dir())
+                    .map(Path::to_path_buf)
+            })
+            .collect();
+        for gone in self.watched.difference(&dirs) {
+            let _ = self.watcher.unwatch(gone);
+        }
+        for new in dirs.difference(&self.watched) {
+            if let Err(error) = self.watcher.watch(new, RecursiveMode::NonRecursive) {
+                tracing::warn!(%error, dir = %new.display(), "cannot watch a directory of a pending edit");
+            }
+        }
+        self.watched = dirs;
+        *self.targets.lock().unwrap_or_else(|p| p.into_inner()) = targets;
+    }
+}

@@ -1,0 +1,410 @@
+//! Live feeds: a run's events as they are committed, which runs changed, and what waits for a
+//! person, whichever process commits. Each feed first catches up from the store, then wakes on
+//! the database's change signal (see `db::changes`) and reads what is new, so it yields every
+//! event exactly once and in order, at most a few milliseconds after its commit, and an idle
+//! subscriber costs nothing.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use futures_core::Stream;
+use stepwise_core::event::{DecisionMode, Event};
+use stepwise_core::run::{RunState, RunStatus};
+use stepwise_store::{RunRow, StoredEvent};
+use tokio::sync::watch;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::queries::{Approval, approvals_of};
+use crate::record::decode;
+
+/// How many changed runs one read of the runs feed takes.
+const RUNS_PAGE: usize = 256;
+
+/// An event of a run, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub run_id: String,
+    pub stored: StoredEvent,
+    pub event: Event,
+}
+
+impl RecordedEvent {
+    pub fn seq(&self) -> u64 {
+        self.stored.seq
+    }
+
+    /// Whether this event ends its run (succeeded, failed or cancelled).
+    pub fn ends_run(&self) -> bool {
+        matches!(
+            self.event,
+            Event::RunSucceeded {} | Event::RunFailed { .. } | Event::RunCancelled {}
+        )
+    }
+}
+
+/// A run's events after a given seq: first those already recorded, then each new one as it
+/// is committed. Ends after the event that ends the run.
+pub struct RunEvents {
+    engine: Engine,
+    run: String,
+    last_seq: u64,
+    buffer: VecDeque<RecordedEvent>,
+    changes: watch::Receiver<u64>,
+    done: bool,
+}
+
+impl Engine {
+    /// Subscribes to a run's events (by id or unique prefix) with seq greater than
+    /// `after_seq`: 0 for all of them.
+    pub fn subscribe_run(&self, run: &str, after_seq: u64) -> RunEvents {
+        RunEvents {
+            engine: self.clone(),
+            run: run.to_string(),
+            last_seq: after_seq,
+            buffer: VecDeque::new(),
+            changes: self.inner.db.watch_changes(),
+            done: false,
+        }
+    }
+}
+
+impl RunEvents {
+    /// The seq of the last event handed out (or the `after_seq` subscribed with).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The next event, waiting for it to be committed if need be; `None` once the run has
+    /// ended and its last event was handed out. An error ends the feed.
+    pub async fn next(&mut self) -> Option<Result<RecordedEvent, EngineError>> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.last_seq = event.seq();
+                if event.ends_run() {
+                    self.done = true;
+                    self.buffer.clear();
+                }
+                return Some(Ok(event));
+            }
+            if self.done {
+                return None;
+            }
+            // Marked seen before reading: a commit after this point wakes the wait below.
+            self.changes.borrow_and_update();
+            let run = self.run.clone();
+            let after = self.last_seq;
+            let read = self
+                .engine
+                .inner
+                .db
+                .read(move |store| {
+                    let row = store.find_run(&run)?;
+                    let events = store
+                        .load_events(&row.run_id, after)?
+                        .into_iter()
+                        .map(|stored| {
+                            let event = decode(&row.run_id, &stored)?;
+                            Ok(RecordedEvent {
+                                run_id: row.run_id.clone(),
+                                stored,
+                                event,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, EngineError>>()?;
+                    Ok((row, events))
+                })
+                .await;
+            let (row, events) = match read {
+                Ok(read) => read,
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
+            };
+            self.run = row.run_id.clone();
+            if !events.is_empty() {
+                self.buffer.extend(events);
+                continue;
+            }
+            let finished = RunStatus::parse(&row.status).is_some_and(RunStatus::is_finished);
+            if finished && row.last_seq <= self.last_seq {
+                self.done = true;
+                return None;
+            }
+            if self.changes.changed().await.is_err() {
+                self.done = true;
+                return Some(Err(EngineError::WriterStopped));
+            }
+        }
+    }
+
+    /// The same feed as a `Stream`.
+    pub fn into_stream(self) -> impl Stream<Item = Result<RecordedEvent, EngineError>> + Send {
+        futures_util::stream::unfold(self, |mut events| async move {
+            events.next().await.map(|item| (item, events))
+        })
+    }
+}
+
+/// Runs as they change: each time a run is created or an event is appended to it, its row as
+/// it is then. Many changes to one run between two reads come as one.
+pub struct RunChanges {
+    engine: Engine,
+    cursor: u64,
+    buffer: VecDeque<RunRow>,
+    changes: watch::Receiver<u64>,
+}
+
+impl Engine {
+    /// Subscribes to changes of every run from now on (new runs, new events, new statuses).
+    pub async fn subscribe_runs(&self) -> Result<RunChanges, EngineError> {
+        let changes = self.inner.db.watch_changes();
+        let cursor = self
+            .inner
+            .db
+            .read(|store| Ok(store.last_change_seq()?))
+            .await?;
+        Ok(RunChanges {
+            engine: self.clone(),
+            cursor,
+            buffer: VecDeque::new(),
+            changes,
+        })
+    }
+}
+
+impl RunChanges {
+    /// The next changed run, waiting for one if need be.
+    pub async fn next(&mut self) -> Result<RunRow, EngineError> {
+        loop {
+            if let Some(row) = self.buffer.pop_front() {
+                return Ok(row);
+            }
+            self.changes.borrow_and_update();
+            let cursor = self.cursor;
+            let rows = self
+                .engine
+                .inner
+                .db
+                .read(move |store| Ok(store.runs_changed_since(cursor, RUNS_PAGE)?))
+                .await?;
+            if let Some(last) = rows.last() {
+                self.cursor = last.change_seq;
+                self.buffer.extend(rows);
+                continue;
+            }
+            self.changes
+                .changed()
+                .await
+                .map_err(|_| EngineError::WriterStopped)?;
+        }
+    }
+
+    /// The same feed as a `Stream`; it ends at the first error.
+    pub fn into_stream(self) -> impl Stream<Item = Result<RunRow, EngineError>> + Send {
+        futures_util::stream::unfold(Some(self), |state| async move {
+            let mut changes = state?;
+            match changes.next().await {
+                Ok(row) => Some((Ok(row), Some(changes))),
+                Err(error) => Some((Err(error), None)),
+            }
+        })
+    }
+}
+
+/// A change in what waits for a person.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApprovalChange {
+    /// A question now waits for a person (or did when the feed started).
+    Waiting(Approval),
+    /// A question no longer waits: `how` says what happened (approved, rejected, voided
+    /// because its file changed, cancelled).
+    Settled {
+        run_id: String,
+        step: String,
+        proposal_hash: String,
+        how: String,
+    },
+    /// A run ended: nothing of it will wait for a person again.
+    RunEnded { run_id: String, status: RunStatus },
+}
+
+/// The approvals inbox across all runs, live: first every question waiting now, then each
+/// change as it is committed.
+pub struct ApprovalChanges {
+    engine: Engine,
+    runs: RunChanges,
+    tracked: HashMap<String, RunState>,
+    queue: VecDeque<ApprovalChange>,
+}
+
+impl Engine {
+    /// Subscribes to the approvals inbox across all runs.
+    pub async fn subscribe_approvals(&self) -> Result<ApprovalChanges, EngineError> {
+        // The cursor is taken before the runs are read, so nothing that happens in between
+        // is missed (it may be seen twice, which tracking makes harmless).
+        let runs = self.subscribe_runs().await?;
+        let engine = self.clone();
+        let loaded = self
+            .inner
+            .db
+            .read(move |store| {
+                store
+                    .unfinished_runs()?
+                    .into_iter()
+                    .map(|row| engine.load_run_with(store, &row.run_id))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let mut queue = VecDeque::new();
+        let mut tracked = HashMap::new();
+        for run in loaded {
+            queue.extend(
+                approvals_of(&run.row, &run.state)
+                    .into_iter()
+                    .map(ApprovalChange::Waiting),
+            );
+            tracked.insert(run.row.run_id.clone(), run.state);
+        }
+        Ok(ApprovalChanges {
+            engine: self.clone(),
+            runs,
+            tracked,
+            queue,
+        })
+    }
+}
+
+impl ApprovalChanges {
+    /// The next change, waiting for one if need be.
+    pub async fn next(&mut self) -> Result<ApprovalChange, EngineError> {
+        loop {
+            if let Some(change) = self.queue.pop_front() {
+                return Ok(change);
+            }
+            let row = self.runs.next().await?;
+            self.catch_up(row).await?;
+        }
+    }
+
+    /// Brings one run's tracked state up to date and queues what changed.
+    async fn catch_up(&mut self, row: RunRow) -> Result<(), EngineError> {
+        let before: Vec<Approval> = match self.tracked.get(&row.run_id) {
+            Some(state) => approvals_of(&row, state),
+            None => Vec::new(),
+        };
+        let after_seq = self.tracked.get(&row.run_id).map(RunState::last_seq);
+        let engine = self.engine.clone();
+        let run_id = row.run_id.clone();
+        let (state, new_events) = match (self.tracked.remove(&row.run_id), after_seq) {
+            (Some(mut state), Some(after)) => {
+                let events = self
+                    .engine
+                    .inner
+                    .db
+                    .read(move |store| {
+                        store
+                            .load_events(&run_id, after)?
+                            .iter()
+                            .map(|stored| Ok((stored.seq, decode(&run_id, stored)?)))
+                            .collect::<Result<Vec<_>, EngineError>>()
+                    })
+                    .await?;
+                for (seq, event) in &events {
+                    state
+                        .apply(*seq, event)
+                        .map_err(|source| EngineError::State {
+                            run_id: row.run_id.clone(),
+                            source,
+                        })?;
+                }
+                (state, events.into_iter().map(|(_, e)| e).collect())
+            }
+            _ => {
+                let loaded = self
+                    .engine
+                    .inner
+                    .db
+                    .read(move |store| engine.load_run_with(store, &run_id))
+                    .await?;
+                let events: Vec<Event> = loaded.events.into_iter().map(|(_, e)| e).collect();
+                (loaded.state, events)
+            }
+        };
+        let after = approvals_of(&row, &state);
+        let still: HashSet<(&str, &str)> = after
+            .iter()
+            .map(|a| (a.step.as_str(), a.approval.proposal_hash.as_str()))
+            .collect();
+        let was: HashSet<(&str, &str)> = before
+            .iter()
+            .map(|a| (a.step.as_str(), a.approval.proposal_hash.as_str()))
+            .collect();
+        for gone in before
+            .iter()
+            .filter(|a| !still.contains(&(a.step.as_str(), a.approval.proposal_hash.as_str())))
+        {
+            self.queue.push_back(ApprovalChange::Settled {
+                run_id: row.run_id.clone(),
+                step: gone.step.clone(),
+                proposal_hash: gone.approval.proposal_hash.clone(),
+                how: how_settled(&new_events, &gone.step, &gone.approval.proposal_hash),
+            });
+        }
+        for new in after
+            .iter()
+            .filter(|a| !was.contains(&(a.step.as_str(), a.approval.proposal_hash.as_str())))
+        {
+            self.queue.push_back(ApprovalChange::Waiting(new.clone()));
+        }
+        let status = state.status();
+        if status.is_finished() {
+            self.queue.push_back(ApprovalChange::RunEnded {
+                run_id: row.run_id.clone(),
+                status,
+            });
+        } else {
+            self.tracked.insert(row.run_id.clone(), state);
+        }
+        Ok(())
+    }
+}
+
+/// What became of a question, from the events that followed it.
+fn how_settled(events: &[Event], step: &str, proposal_hash: &str) -> String {
+    for event in events {
+        match event {
+            Event::ApprovalGranted(granted)
+                if granted.step == step && granted.proposal_hash == proposal_hash =>
+            {
+                return match &granted.mode {
+                    DecisionMode::Manual if granted.edited.is_some() => {
+                        format!("approved (edited) by {}", granted.by)
+                    }
+                    DecisionMode::Manual => format!("approved by {}", granted.by),
+                    DecisionMode::Rule { rule } => format!("approved by rule: {rule}"),
+                };
+            }
+            Event::ApprovalRejected {
+                step: s,
+                proposal_hash: p,
+                by,
+                reason,
+                ..
+            } if s == step && p == proposal_hash => {
+                return format!("rejected by {by}: {reason}");
+            }
+            Event::ProposalVoided {
+                step: s,
+                proposal_hash: p,
+                path,
+                ..
+            } if s == step && p == proposal_hash => {
+                return format!("voided: `{path}` changed since it was proposed; proposed again");
+            }
+            Event::StepCancelled { step: s } if s == step => return "cancelled".to_string(),
+            _ => {}
+        }
+    }
+    "no longer waits".to_string()
+}
