@@ -283,7 +283,7 @@ impl Engine {
         };
         let engine = self.clone();
         let owned_id = run_id.to_string();
-        let join = tokio::spawn(async move {
+        let join = self.inner.db.writer.spawn(async move {
             // Unregisters (and tells waiters) however the driver ends, panics included; the
             // lock is released after, when the driver is dropped.
             let _guard = guard;
@@ -298,6 +298,11 @@ impl Engine {
     /// Whether this process drives the run (by full id) now.
     pub fn drives(&self, run_id: &str) -> bool {
         self.live().contains_key(run_id)
+    }
+
+    /// The channel to this process's driver of the run, if there is one.
+    pub(crate) fn driver_channel(&self, run_id: &str) -> Option<mpsc::UnboundedSender<Message>> {
+        self.live().get(run_id).map(|driver| driver.tx.clone())
     }
 
     /// Wakes this process's driver of the run to read its inbox; `false` when there is none.

@@ -12,9 +12,10 @@ use std::sync::Weak;
 use serde::{Deserialize, Serialize};
 use stepwise_core::run::RunStatus;
 use stepwise_store::{CommandRow, CommandState, NewCommand};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::commands::{Command, Refusal};
+use crate::driver::Message;
 use crate::engine::{Engine, Inner};
 use crate::error::EngineError;
 use crate::standby::Standby;
@@ -44,6 +45,21 @@ impl Engine {
     /// A refusal comes back as [`EngineError::Refused`].
     pub async fn send(&self, run: &str, command: Command) -> Result<Applied, EngineError> {
         let run_id = self.find_run(run).await?.run_id;
+        // This process drives the run: hand the command over, to be recorded as it is applied
+        // (one commit instead of two). If that driver is just stopping, use the inbox.
+        if let Some(driver) = self.driver_channel(&run_id) {
+            let (reply, answer) = oneshot::channel();
+            let handed = driver.send(Message::Command {
+                command: command.clone(),
+                issued_by: self.inner.config.user.clone(),
+                reply,
+            });
+            if handed.is_ok()
+                && let Ok(outcome) = answer.await
+            {
+                return outcome;
+            }
+        }
         let body = serde_json::to_value(&command)
             .map_err(|e| EngineError::Internal(format!("a command could not be written: {e}")))?;
         let new = NewCommand {
@@ -155,7 +171,7 @@ impl Engine {
         self.inner.inbox_watch.get_or_init(|| {
             let inner = std::sync::Arc::downgrade(&self.inner);
             let changes = self.inner.db.watch_changes();
-            tokio::spawn(watch_inbox(inner, changes));
+            self.inner.db.writer.spawn(watch_inbox(inner, changes));
         });
     }
 }
@@ -186,11 +202,18 @@ fn outcome_of(row: &CommandRow) -> Result<Option<Result<Applied, EngineError>>, 
     }))
 }
 
+/// How long the inbox watch lets a burst of commits settle before it looks.
+const INBOX_SETTLE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// On every change to the database, looks for commands that arrived for runs this process
 /// drives and wakes their drivers. Ends with the engine.
 async fn watch_inbox(inner: Weak<Inner>, mut changes: watch::Receiver<u64>) {
     let mut seen = 0_i64;
     while changes.changed().await.is_ok() {
+        // Commits come in bursts (and each writes several pages, each a filesystem event):
+        // let a burst settle and look once, instead of once per page.
+        tokio::time::sleep(INBOX_SETTLE).await;
+        changes.borrow_and_update();
         let Some(inner) = inner.upgrade() else {
             return;
         };

@@ -66,11 +66,20 @@ pub struct CommandRow {
 /// How a command was handled: `state` is `Applied` or `Refused`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HandledCommand {
-    pub command_id: i64,
+    pub command: CommandRef,
     pub state: CommandState,
     pub outcome: Value,
     pub handled_at_ms: i64,
     pub handled_by: String,
+}
+
+/// Which command was handled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandRef {
+    /// One waiting in the inbox.
+    Pending(i64),
+    /// One handed straight to the holder (in the same process), recorded as it is handled.
+    New(NewCommand),
 }
 
 const COMMAND_COLUMNS: &str = "command_id, run_id, body, issued_by, issued_at_ms, state, \
@@ -168,43 +177,70 @@ impl Store {
     }
 
     /// Marks commands handled without appending events (refusals, or commands that change
-    /// nothing), in one transaction.
-    pub fn handle_commands(&mut self, handled: &[HandledCommand]) -> Result<(), StoreError> {
+    /// nothing), in one transaction, and returns their ids.
+    pub fn handle_commands(&mut self, handled: &[HandledCommand]) -> Result<Vec<i64>, StoreError> {
         if handled.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let tx = self.conn.transaction()?;
-        mark_handled(&tx, handled)?;
+        let ids = mark_handled(&tx, handled)?;
         tx.commit()?;
         self.commits += 1;
-        Ok(())
+        Ok(ids)
     }
 }
 
-/// Marks commands handled inside the caller's transaction. Fails with
-/// [`StoreError::CommandHandled`] if one is not pending any more, so that the transaction (and
-/// the events appended with it) rolls back rather than apply a command twice.
+/// Marks commands handled inside the caller's transaction (recording those handed over
+/// directly) and returns their ids, in order. Fails with [`StoreError::CommandHandled`] if one
+/// is not pending any more, so that the transaction (and the events appended with it) rolls
+/// back rather than apply a command twice.
 pub(crate) fn mark_handled(
     conn: &Connection,
     handled: &[HandledCommand],
-) -> Result<(), StoreError> {
-    let mut statement = conn.prepare_cached(
-        "UPDATE commands SET state = ?2, outcome = ?3, handled_at_ms = ?4, handled_by = ?5
-         WHERE command_id = ?1 AND state = 'pending'",
-    )?;
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(handled.len());
     for command in handled {
-        let changed = statement.execute(params![
-            command.command_id,
-            command.state.as_str(),
-            command.outcome.to_string(),
-            command.handled_at_ms,
-            command.handled_by,
-        ])?;
-        if changed != 1 {
-            return Err(StoreError::CommandHandled(command.command_id));
+        match &command.command {
+            CommandRef::Pending(command_id) => {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE commands SET state = ?2, outcome = ?3, handled_at_ms = ?4,
+                                             handled_by = ?5
+                         WHERE command_id = ?1 AND state = 'pending'",
+                    )?
+                    .execute(params![
+                        command_id,
+                        command.state.as_str(),
+                        command.outcome.to_string(),
+                        command.handled_at_ms,
+                        command.handled_by,
+                    ])?;
+                if changed != 1 {
+                    return Err(StoreError::CommandHandled(*command_id));
+                }
+                ids.push(*command_id);
+            }
+            CommandRef::New(new) => {
+                conn.prepare_cached(
+                    "INSERT INTO commands (run_id, body, issued_by, issued_at_ms, state, outcome,
+                                           handled_at_ms, handled_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    new.run_id,
+                    new.body.to_string(),
+                    new.issued_by,
+                    new.issued_at_ms,
+                    command.state.as_str(),
+                    command.outcome.to_string(),
+                    command.handled_at_ms,
+                    command.handled_by,
+                ])?;
+                ids.push(conn.last_insert_rowid());
+            }
         }
     }
-    Ok(())
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -225,7 +261,7 @@ mod tests {
 
     fn handled(command_id: i64, state: CommandState) -> HandledCommand {
         HandledCommand {
-            command_id,
+            command: CommandRef::Pending(command_id),
             state,
             outcome: json!({"ok": true}),
             handled_at_ms: 9,
@@ -317,6 +353,32 @@ mod tests {
             .conn
             .execute("UPDATE commands SET state = 'applied'", []);
         assert!(rewrite.unwrap_err().to_string().contains("cannot change"));
+    }
+
+    #[test]
+    fn a_command_handed_over_directly_is_recorded_as_handled_with_its_events() {
+        let (_dir, mut store) = temp_store();
+        store
+            .create_run(&new_run("r1"), &[event("A", json!(1))])
+            .unwrap();
+        let direct = HandledCommand {
+            command: CommandRef::New(new_command("r1", json!({"command": "pause"}))),
+            ..handled(0, CommandState::Applied)
+        };
+        let (last, ids) = store
+            .append_commands(
+                "r1",
+                1,
+                &[event("RunPauseRequested", json!({}))],
+                None,
+                &[direct],
+            )
+            .unwrap();
+        assert_eq!(last, 2);
+        let row = store.command(ids[0]).unwrap().unwrap();
+        assert_eq!(row.state, CommandState::Applied);
+        assert_eq!(row.body, json!({"command": "pause"}));
+        assert!(store.pending_commands("r1").unwrap().is_empty());
     }
 
     #[test]

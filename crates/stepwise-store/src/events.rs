@@ -65,9 +65,22 @@ impl Store {
         status: Option<&str>,
         handled: &[HandledCommand],
     ) -> Result<u64, StoreError> {
+        self.append_commands(run_id, expected_last_seq, events, status, handled)
+            .map(|(last_seq, _)| last_seq)
+    }
+
+    /// [`Store::append_handling`], also returning the ids of the handled commands, in order.
+    pub fn append_commands(
+        &mut self,
+        run_id: &str,
+        expected_last_seq: u64,
+        events: &[NewEvent],
+        status: Option<&str>,
+        handled: &[HandledCommand],
+    ) -> Result<(u64, Vec<i64>), StoreError> {
         let Some(last_event) = events.last() else {
-            self.handle_commands(handled)?;
-            return Ok(expected_last_seq);
+            let ids = self.handle_commands(handled)?;
+            return Ok((expected_last_seq, ids));
         };
         // IMMEDIATE takes the write lock up front, so the seq check below cannot be overtaken
         // by another connection between reading and writing.
@@ -94,10 +107,10 @@ impl Store {
              WHERE run_id = ?1",
         )?
         .execute(params![run_id, last_seq, last_event.recorded_at_ms, status])?;
-        mark_handled(&tx, handled)?;
+        let ids = mark_handled(&tx, handled)?;
         tx.commit()?;
         self.commits += 1;
-        Ok(last_seq)
+        Ok((last_seq, ids))
     }
 
     /// The events of a run with seq greater than `after_seq`, in seq order, with payloads

@@ -28,7 +28,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use blobs::INLINE_LIMIT;
-pub use commands::{CommandRow, CommandState, HandledCommand, NewCommand};
+pub use commands::{CommandRef, CommandRow, CommandState, HandledCommand, NewCommand};
 pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};
 pub use runs::{AMBIGUOUS_MATCHES_SHOWN, NewRun, RunRow};

@@ -19,6 +19,9 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use stepwise_store::Store;
 use tokio::sync::watch;
 
+/// How long the watch lets a burst of writes to the WAL gather before it looks again.
+const COALESCE: Duration = Duration::from_millis(2);
+
 /// How often the fallback compares `data_version`.
 const FALLBACK_POLL: Duration = Duration::from_millis(100);
 
@@ -92,6 +95,10 @@ fn watch_wal(
                     .any(|p| p.file_name() == Some(wal_name.as_os_str()))
                 {
                     bump(&sender);
+                    // One commit is several writes, each an event. Pausing here lets the
+                    // kernel fold the rest of the burst into one queued event, so a commit
+                    // costs this thread a wake-up or two instead of one per page.
+                    std::thread::sleep(COALESCE);
                 }
             }
             // Events may have been lost (queue overflow): wake everyone to look again.

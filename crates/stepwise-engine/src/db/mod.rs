@@ -1,6 +1,7 @@
-//! The engine's access to its database: one writer thread that every write goes through, a
-//! pool of read connections, and a signal that something was committed (by this process or
-//! any other). No SQLite call ever runs on an async worker thread.
+//! The engine's access to its database: one writer thread that every write goes through (and
+//! where the drivers live), a pool of read connections, and a signal that something was
+//! committed (by this process or any other). No SQLite call ever runs on an async worker of
+//! the process that embeds the engine.
 
 mod changes;
 mod readers;
@@ -20,7 +21,7 @@ pub(crate) use writer::Writer;
 
 /// Everything that touches the database file.
 pub(crate) struct Db {
-    pub(crate) writer: Writer,
+    pub(crate) writer: Arc<Writer>,
     pub(crate) readers: Arc<Readers>,
     pub(crate) changes: Changes,
     /// Run locks live beside the database: one file per run.
@@ -34,7 +35,7 @@ impl Db {
         let store = Store::open(path, durability)?;
         let lock_dir = lock_dir_for(path);
         let changes = Changes::start(path);
-        let writer = Writer::spawn(store, changes.sender())?;
+        let writer = Writer::start(store, changes.sender())?;
         Ok(Db {
             writer,
             readers: Arc::new(Readers::new(path)),

@@ -1,65 +1,128 @@
-//! The writer: one thread owns the read-write connection and runs every write, one after the
-//! other, so that async code never blocks on SQLite's locks or fsyncs, and this process never
-//! competes with itself for the write lock.
+//! The writer: one thread of the engine's own owns the read-write connection, and every write
+//! to the database happens on it, one after the other. The runs' drivers live on that same
+//! thread (a single-threaded runtime), so a driver commits without handing its write to
+//! another thread and waiting to be woken again; anyone else (a client sending a command,
+//! starting a run) hands its write over and awaits it. So no async worker of the process that
+//! embeds the engine ever waits on SQLite's locks or fsyncs, and the process never competes
+//! with itself for the write lock.
 
-use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 use stepwise_store::{Store, StoreError};
+use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::error::EngineError;
 
-type Job = Box<dyn FnOnce(&mut Store) + Send>;
-
-/// A handle to the writer thread. The thread ends when the last handle is dropped, after
-/// finishing the writes already sent.
 pub(crate) struct Writer {
-    jobs: std::sync::mpsc::Sender<Job>,
-    commits: Arc<AtomicU64>,
+    /// Only ever locked on the writer thread, so never contended.
+    store: Mutex<Store>,
+    runtime: Handle,
+    thread: ThreadId,
+    changes: Arc<watch::Sender<u64>>,
+    commits: AtomicU64,
+    /// Dropping it ends the thread's runtime (and so every task still on it).
+    _stop: oneshot::Sender<()>,
 }
 
 impl Writer {
-    pub(crate) fn spawn(
+    /// Starts the writer thread with its runtime.
+    pub(crate) fn start(
         store: Store,
         changes: Arc<watch::Sender<u64>>,
-    ) -> Result<Writer, EngineError> {
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let commits = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&commits);
+    ) -> Result<Arc<Writer>, EngineError> {
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
         std::thread::Builder::new()
-            .name("stepwise-writer".into())
+            .name("stepwise-engine".into())
             .spawn(move || {
-                let mut store = store;
-                while let Ok(job) = queue.recv() {
-                    // A panicking write must not take every later write down with it: its
-                    // transaction rolls back when dropped and its caller sees the writer gone.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut store)));
-                    counted.store(store.commits(), Ordering::Relaxed);
-                    changes.send_modify(|generation| *generation = generation.wrapping_add(1));
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => {
+                        let thread = std::thread::current().id();
+                        if started_tx
+                            .send(Ok((runtime.handle().clone(), thread)))
+                            .is_ok()
+                        {
+                            runtime.block_on(async {
+                                let _ = stopped.await;
+                            });
+                        }
+                    }
+                    Err(error) => {
+                        let _ = started_tx.send(Err(error));
+                    }
                 }
             })
             .map_err(|source| EngineError::Io {
-                path: "stepwise-writer thread".into(),
+                path: "the stepwise-engine thread".into(),
                 source,
             })?;
-        Ok(Writer { jobs, commits })
+        let (runtime, thread) = started
+            .recv()
+            .map_err(|_| EngineError::WriterStopped)?
+            .map_err(|source| EngineError::Io {
+                path: "the stepwise-engine runtime".into(),
+                source,
+            })?;
+        Ok(Arc::new(Writer {
+            store: Mutex::new(store),
+            runtime,
+            thread,
+            changes,
+            commits: AtomicU64::new(0),
+            _stop: stop,
+        }))
+    }
+
+    /// Writes now. Only on the writer thread (the drivers live there); anyone else uses
+    /// [`Writer::write`].
+    pub(crate) fn write_here<T>(
+        &self,
+        write: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, EngineError> {
+        debug_assert_eq!(
+            std::thread::current().id(),
+            self.thread,
+            "a write off the writer thread would block an async worker"
+        );
+        // Never poisoned in practice (only this thread locks it); a panic mid-write leaves the
+        // connection consistent, as SQLite rolls the transaction back.
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let result = write(&mut store);
+        self.commits.store(store.commits(), Ordering::Relaxed);
+        drop(store);
+        self.changes
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+        Ok(result?)
     }
 
     /// Runs `write` on the writer thread and returns its result.
-    pub(crate) async fn write<T, F>(&self, write: F) -> Result<T, EngineError>
+    pub(crate) async fn write<T, F>(self: &Arc<Self>, write: F) -> Result<T, EngineError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Box::new(move |store: &mut Store| {
-                let _ = reply.send(write(store));
-            }))
-            .map_err(|_| EngineError::WriterStopped)?;
-        Ok(answer.await.map_err(|_| EngineError::WriterStopped)??)
+        let writer = Arc::clone(self);
+        self.runtime
+            .spawn(async move { writer.write_here(write) })
+            .await
+            .map_err(|_| EngineError::WriterStopped)?
+    }
+
+    /// Runs a task on the writer thread (drivers, and the engine's background tasks).
+    pub(crate) fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(task)
     }
 
     /// Transactions committed so far by this engine.

@@ -1,13 +1,14 @@
-//! Applying the commands in the run's inbox, oldest first, each through the normal
-//! decide-and-commit path. A command is marked handled in the same transaction as the events
-//! it leads to, so it is applied exactly once whatever crashes.
+//! Applying commands: those waiting in the run's inbox (sent by any process), oldest first,
+//! and those handed over directly by this process. Each goes through the normal
+//! decide-and-commit path and is recorded as handled in the same transaction as the events it
+//! leads to, so it is applied exactly once whatever crashes.
 
-use stepwise_store::{CommandRow, CommandState, HandledCommand};
+use stepwise_store::{CommandRef, CommandRow, CommandState, HandledCommand, NewCommand};
 
 use super::Driver;
 use crate::commands::{Command, Refusal, RefusalKind, command_event};
 use crate::error::EngineError;
-use crate::inbox::StoredOutcome;
+use crate::inbox::{Applied, StoredOutcome};
 
 impl Driver {
     /// Applies every pending command of the run; whether there were any.
@@ -21,14 +22,17 @@ impl Driver {
             .await?;
         let any = !pending.is_empty();
         for row in pending {
-            self.apply_command(row).await?;
+            self.apply_inbox_row(row).await?;
         }
         Ok(any)
     }
 
-    async fn apply_command(&mut self, row: CommandRow) -> Result<(), EngineError> {
-        let command: Command = match serde_json::from_value(row.body.clone()) {
-            Ok(command) => command,
+    async fn apply_inbox_row(&mut self, row: CommandRow) -> Result<(), EngineError> {
+        let origin = CommandRef::Pending(row.command_id);
+        match serde_json::from_value::<Command>(row.body.clone()) {
+            Ok(command) => {
+                self.apply(command, &row.issued_by, origin).await?;
+            }
             Err(e) => {
                 let refusal = Refusal {
                     kind: RefusalKind::Unreadable,
@@ -37,22 +41,53 @@ impl Driver {
                         row.command_id
                     ),
                 };
-                let handled = self.handled(&row, StoredOutcome::Refused(refusal))?;
-                return self.commit(Vec::new(), vec![handled]).await;
+                let handled = self.handled(origin, StoredOutcome::Refused(refusal))?;
+                self.commit(Vec::new(), vec![handled])?;
             }
-        };
-        tracing::debug!(run_id = %self.run_id, command_id = row.command_id, command = command.name(), by = %row.issued_by, "applying a command");
+        }
+        Ok(())
+    }
+
+    /// Applies a command this process handed over, recording it with what it led to.
+    pub(super) async fn apply_direct(
+        &mut self,
+        command: Command,
+        issued_by: String,
+    ) -> Result<Result<Applied, EngineError>, EngineError> {
+        let body = serde_json::to_value(&command)
+            .map_err(|e| EngineError::Internal(format!("a command could not be written: {e}")))?;
+        let origin = CommandRef::New(NewCommand {
+            run_id: self.run_id.clone(),
+            body,
+            issued_by: issued_by.clone(),
+            issued_at_ms: self.engine.inner.clock.now_ms(),
+        });
+        let (command_id, outcome) = self.apply(command, &issued_by, origin).await?;
+        Ok(match outcome {
+            StoredOutcome::Applied { seq } => Ok(Applied { command_id, seq }),
+            StoredOutcome::Refused(refusal) => Err(EngineError::Refused(refusal)),
+        })
+    }
+
+    /// Applies one command and records how: its id and outcome. The error is the driver's own
+    /// (the log could not be written); a command that does not fit is a refusal, recorded.
+    async fn apply(
+        &mut self,
+        command: Command,
+        issued_by: &str,
+        origin: CommandRef,
+    ) -> Result<(i64, StoredOutcome), EngineError> {
+        tracing::debug!(run_id = %self.run_id, command = command.name(), by = %issued_by, "applying a command");
         let approved_step = match &command {
             Command::Approve { step, .. } => Some(step.clone()),
             _ => None,
         };
         let is_cancel = matches!(command, Command::Cancel);
-        let input = match command_event(&self.state, &self.run_id, &row.issued_by, command) {
+        let input = match command_event(&self.state, &self.run_id, issued_by, command) {
             Ok(input) => input,
             Err(error) => {
-                let handled =
-                    self.handled(&row, StoredOutcome::Refused(Refusal::from_error(&error)))?;
-                return self.commit(Vec::new(), vec![handled]).await;
+                let outcome = StoredOutcome::Refused(Refusal::from_error(&error));
+                return self.record(Vec::new(), origin, outcome).await;
             }
         };
         // An edit is never approved against content other than what its proposal was made
@@ -61,31 +96,49 @@ impl Driver {
         if let Some(step) = approved_step
             && let Some(stale) = self.stale_edit(&step).await?
         {
-            let refusal = stale.refusal();
-            let handled = self.handled(&row, StoredOutcome::Refused(refusal))?;
+            let outcome = StoredOutcome::Refused(stale.refusal());
             let group = self.take_input(stale.into_event())?;
-            return self.commit(vec![group], vec![handled]).await;
+            return self.record(vec![group], origin, outcome).await;
         }
         let Some(input) = input else {
-            let handled = self.handled(&row, StoredOutcome::Applied { seq: None })?;
-            return self.commit(Vec::new(), vec![handled]).await;
+            return self
+                .record(Vec::new(), origin, StoredOutcome::Applied { seq: None })
+                .await;
         };
         let seq = self.state.last_seq() + 1;
-        let handled = self.handled(&row, StoredOutcome::Applied { seq: Some(seq) })?;
         let group = self.take_input(input)?;
-        self.commit(vec![group], vec![handled]).await?;
+        let recorded = self
+            .record(
+                vec![group],
+                origin,
+                StoredOutcome::Applied { seq: Some(seq) },
+            )
+            .await?;
         // Write-ahead: the cancel request is durable before any command is signalled.
         if is_cancel {
             for cancel in self.running.values() {
                 let _ = cancel.send(true);
             }
         }
-        Ok(())
+        Ok(recorded)
+    }
+
+    /// Commits the groups together with the command's outcome.
+    async fn record(
+        &mut self,
+        groups: Vec<super::Group>,
+        origin: CommandRef,
+        outcome: StoredOutcome,
+    ) -> Result<(i64, StoredOutcome), EngineError> {
+        let handled = self.handled(origin, outcome.clone())?;
+        let ids = self.commit(groups, vec![handled])?;
+        let command_id = ids.first().copied().unwrap_or_default();
+        Ok((command_id, outcome))
     }
 
     fn handled(
         &self,
-        row: &CommandRow,
+        command: CommandRef,
         outcome: StoredOutcome,
     ) -> Result<HandledCommand, EngineError> {
         let state = match outcome {
@@ -96,7 +149,7 @@ impl Driver {
             EngineError::Internal(format!("a command's outcome could not be written: {e}"))
         })?;
         Ok(HandledCommand {
-            command_id: row.command_id,
+            command,
             state,
             outcome,
             handled_at_ms: self.engine.inner.clock.now_ms(),

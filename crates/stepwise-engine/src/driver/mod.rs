@@ -20,12 +20,14 @@ use stepwise_core::event::Event;
 use stepwise_core::operation::{OperationError, OperationRequest, OperationResult};
 use stepwise_core::run::{RunState, RunStatus};
 use stepwise_store::{HandledCommand, StoredEvent};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::commands::Command;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::exec;
+use crate::inbox::Applied;
 use crate::lock::RunLock;
 use crate::record::{input_causation, new_event};
 use crate::sandbox::Workspace;
@@ -48,10 +50,16 @@ pub(crate) enum Message {
     FilesChanged,
     /// Files settled: check the pending edits against them.
     CheckEdits,
+    /// A command handed over by this process (`Engine::send`), recorded as it is applied.
+    Command {
+        command: Command,
+        issued_by: String,
+        reply: oneshot::Sender<Result<Applied, EngineError>>,
+    },
 }
 
 /// One input (with the seq of the event it answers) and the decisions it led to.
-struct Group {
+pub(super) struct Group {
     input: Option<(Event, Option<u64>)>,
     decisions: Vec<Event>,
 }
@@ -137,8 +145,7 @@ impl Driver {
                 decisions: pending,
             }],
             Vec::new(),
-        )
-        .await?;
+        )?;
         self.arm_pending_retries();
         loop {
             if self.hold {
@@ -177,6 +184,7 @@ impl Driver {
         let mut inbox = false;
         let mut files_changed = false;
         let mut check_edits = false;
+        let mut direct = Vec::new();
         for message in messages {
             match message {
                 Message::OperationDone { op, outcome } => {
@@ -201,9 +209,18 @@ impl Driver {
                 Message::InboxChanged => inbox = true,
                 Message::FilesChanged => files_changed = true,
                 Message::CheckEdits => check_edits = true,
+                Message::Command {
+                    command,
+                    issued_by,
+                    reply,
+                } => direct.push((command, issued_by, reply)),
             }
         }
-        self.commit(groups, Vec::new()).await?;
+        self.commit(groups, Vec::new())?;
+        for (command, issued_by, reply) in direct {
+            let applied = self.apply_direct(command, issued_by).await?;
+            let _ = reply.send(applied);
+        }
         if inbox {
             self.process_inbox().await?;
         }
@@ -243,17 +260,18 @@ impl Driver {
 
     /// Makes groups of (input, decisions) durable in one transaction, together with the
     /// commands they handle, and then performs the operations and arms the timers decided.
-    async fn commit(
+    /// Returns the ids of the commands it handled.
+    fn commit(
         &mut self,
         groups: Vec<Group>,
         handled: Vec<HandledCommand>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Vec<i64>, EngineError> {
         let count: usize = groups
             .iter()
             .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
             .sum();
         if count == 0 && handled.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let now = self.engine.inner.clock.now_ms();
         let first_seq = self.state.last_seq() + 1 - count as u64;
@@ -271,6 +289,13 @@ impl Driver {
             for decision in decisions {
                 rows.push(new_event(&decision, Some(cause), now));
                 match decision {
+                    // A read changes nothing in the world, so it starts while its request
+                    // commits; its result is taken only after the commit (the driver reads
+                    // its messages once this returns), so nothing depends on it before then.
+                    Event::OperationStarted {
+                        request: request @ OperationRequest::ReadFile { .. },
+                        ..
+                    } => self.dispatch(seq, request),
                     Event::OperationStarted { request, .. } => {
                         to_start.push(Start::Operation(seq, request));
                     }
@@ -288,13 +313,10 @@ impl Driver {
         let status = self.state.status().as_str();
         let run_id = self.run_id.clone();
         let expected = first_seq - 1;
-        self.engine
-            .inner
-            .db
-            .write(move |store| {
-                store.append_handling(&run_id, expected, &rows, Some(status), &handled)
-            })
-            .await?;
+        // Drivers live on the writer thread: the commit happens here, without a hand-off.
+        let (_, handled_ids) = self.engine.inner.db.writer.write_here(|store| {
+            store.append_commands(&run_id, expected, &rows, Some(status), &handled)
+        })?;
         // What is recorded as started must start.
         for start in to_start {
             match start {
@@ -306,7 +328,7 @@ impl Driver {
                 }
             }
         }
-        Ok(())
+        Ok(handled_ids)
     }
 
     fn arm_pending_retries(&mut self) {

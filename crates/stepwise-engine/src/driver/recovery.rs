@@ -69,6 +69,7 @@ impl Driver {
     /// Takes one input and commits it with its decisions.
     pub(super) async fn record_input(&mut self, input: Event) -> Result<(), EngineError> {
         let group = self.take_input(input)?;
-        self.commit(vec![group], Vec::new()).await
+        self.commit(vec![group], Vec::new())?;
+        Ok(())
     }
 }

@@ -149,7 +149,8 @@ impl Driver {
                 groups.push(self.take_input(stale.into_event())?);
             }
         }
-        self.commit(groups, Vec::new()).await
+        self.commit(groups, Vec::new())?;
+        Ok(())
     }
 
     /// While holding a waiting run: watch the directories of the files its pending edits
