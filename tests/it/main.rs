@@ -11,5 +11,6 @@ mod flow;
 mod interrupt;
 mod replay;
 mod sandbox;
+mod shared;
 mod steps;
 mod validation;

@@ -322,3 +322,206 @@ pub fn is_running(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A `stepwise` process running in the background, its output going to files.
+pub struct Background {
+    child: std::process::Child,
+    /// Where stdout went (`None`: piped to the test).
+    stdout: Option<PathBuf>,
+    stderr: PathBuf,
+}
+
+impl Env {
+    /// Starts `stepwise ARGS` in the background with this test's database and user policy.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        let n = BACKGROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stdout = self.root().join(format!("bg-{n}.out"));
+        let mut cmd = self.background_command(args, n);
+        cmd.stdout(std::fs::File::create(&stdout).expect("stdout file"));
+        Background {
+            child: cmd.spawn().expect("start stepwise"),
+            stdout: Some(stdout),
+            stderr: self.root().join(format!("bg-{n}.err")),
+        }
+    }
+
+    /// Starts `stepwise ARGS` in the background with its stdout read line by line.
+    pub fn spawn_piped(&self, args: &[&str]) -> (Background, Lines) {
+        let n = BACKGROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut cmd = self.background_command(args, n);
+        cmd.stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("start stepwise");
+        let lines = Lines::of(child.stdout.take().expect("piped stdout"));
+        let background = Background {
+            child,
+            stdout: None,
+            stderr: self.root().join(format!("bg-{n}.err")),
+        };
+        (background, lines)
+    }
+
+    fn background_command(&self, args: &[&str], n: usize) -> Command {
+        let stderr = self.root().join(format!("bg-{n}.err"));
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .current_dir(self.root())
+            .env("STEPWISE_DB", &self.db)
+            .env("STEPWISE_USER_POLICY", &self.user_policy)
+            .env_remove("STEPWISE_SYNC")
+            .env_remove("STEPWISE_LOG")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        for (name, value) in &self.vars {
+            cmd.env(name, value);
+        }
+        cmd
+    }
+
+    /// Makes a named pipe in the workspace: a command writes to it when it gets somewhere
+    /// (`echo started > ready.fifo`) or reads from it to wait for the test (`cat go.fifo`).
+    pub fn fifo(&self, name: &str) -> PathBuf {
+        let path = self.ws.join(name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        path
+    }
+}
+
+static BACKGROUND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Background {
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("a pid")
+    }
+
+    /// Waits (up to `limit`) for it to exit, and what it printed; panics if it does not.
+    pub fn finish(mut self, limit: Duration) -> Out {
+        if !wait_until_ended(self.pid(), limit) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!(
+                "stepwise did not exit within {limit:?}:\n{}",
+                self.output(-1)
+            );
+        }
+        let status = self.child.wait().expect("reap stepwise");
+        self.output(status.code().unwrap_or(-1))
+    }
+
+    /// SIGKILLs it and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it (SIGSTOP): it holds what it holds, but does nothing.
+    pub fn freeze(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .expect("SIGSTOP");
+    }
+
+    fn output(&self, code: i32) -> Out {
+        Out {
+            code,
+            stdout: self
+                .stdout
+                .as_ref()
+                .and_then(|path| std::fs::read_to_string(path).ok())
+                .unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits (up to `limit`) for a line written to a named pipe; `None` on timeout. Blocks on the
+/// pipe rather than polling.
+pub fn wait_for_fifo(path: &Path, limit: Duration) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = path.to_path_buf();
+    std::thread::spawn(move || {
+        let line = std::fs::read_to_string(&reader).unwrap_or_default();
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(line) => Some(line.trim().to_string()),
+        Err(_) => {
+            // Unblock the reader: open the pipe for writing and close it.
+            let _ = std::fs::OpenOptions::new().write(true).open(path);
+            None
+        }
+    }
+}
+
+/// Writes a line into a named pipe a command waits on (`cat go.fifo`), letting it go on.
+pub fn release(path: &Path) {
+    std::fs::write(path, "go\n").expect("write to the fifo");
+}
+
+/// Lines a process prints, read as they come (by a thread of their own).
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<(std::time::SystemTime, String)>,
+}
+
+impl Lines {
+    pub fn of(stdout: std::process::ChildStdout) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((std::time::SystemTime::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx }
+    }
+
+    /// The next line and when it arrived, waiting up to `limit`.
+    pub fn next(&self, limit: Duration) -> Option<(std::time::SystemTime, String)> {
+        self.rx.recv_timeout(limit).ok()
+    }
+
+    /// Reads lines until one satisfies `wanted`, up to `limit` in all.
+    pub fn until(
+        &self,
+        limit: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Option<(std::time::SystemTime, String)> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let (at, line) = self.next(left)?;
+            if wanted(&line) {
+                return Some((at, line));
+            }
+        }
+    }
+}
+
+/// CPU time (user + system) a process has used, in clock ticks (1/100 s on Linux).
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let utime: u64 = fields[11].parse().expect("utime");
+    let stime: u64 = fields[12].parse().expect("stime");
+    utime + stime
+}

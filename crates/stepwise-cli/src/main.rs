@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use stepwise_engine::{Durability, Engine, EngineConfig};
+use stepwise_engine::{Durability, Engine, EngineConfig, EngineError, RefusalKind};
 
 use crate::exit::Exit;
 
@@ -93,17 +93,31 @@ enum CliCommand {
         /// another proposal.
         #[arg(long, value_name = "HASH")]
         proposal: Option<String>,
+        #[command(flatten)]
+        wait: runs::Wait,
     },
     /// Continue a run (or, without RUN, every unfinished run).
-    Resume { run: Option<String> },
+    Resume {
+        run: Option<String>,
+        #[command(flatten)]
+        wait: runs::Wait,
+    },
     /// Decide about an operation whose outcome is unknown after a crash.
     Resolve(runs::ResolveArgs),
     /// Re-drive a recorded run without side effects and check every decision matches.
     Replay(replay::ReplayArgs),
     /// Pause a run: running operations finish, nothing new starts until `resume`.
-    Pause { run: String },
+    Pause {
+        run: String,
+        #[command(flatten)]
+        wait: runs::Wait,
+    },
     /// Cancel a run: running commands are killed, nothing new starts.
-    Cancel { run: String },
+    Cancel {
+        run: String,
+        #[command(flatten)]
+        wait: runs::Wait,
+    },
     /// Print the JSON Schema of the workflow format.
     Schema,
 }
@@ -122,6 +136,11 @@ fn main() -> ExitCode {
         Err(error) => {
             let exit = exit::classify(&error);
             eprintln!("error: {error:#}");
+            if let Some(EngineError::Refused(refusal)) = error.downcast_ref::<EngineError>()
+                && refusal.kind == RefusalKind::StaleProposal
+            {
+                eprintln!("  see the fresh proposal with: stepwise approvals");
+            }
             exit.code()
         }
     }
@@ -179,19 +198,24 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
             step,
             reason,
             proposal,
+            wait,
         } => {
             let command = Command::Reject {
                 step,
                 reason,
                 proposal,
             };
-            runs::send(engine, &run, command, json).await
+            runs::send(engine, &run, command, wait, json).await
         }
-        CliCommand::Resume { run } => runs::resume(engine, run.as_deref(), json).await,
+        CliCommand::Resume { run, wait } => runs::resume(engine, run.as_deref(), wait, json).await,
         CliCommand::Resolve(args) => runs::resolve(engine, args, json).await,
         CliCommand::Replay(args) => replay::replay(engine, args, json).await,
-        CliCommand::Pause { run } => runs::send(engine, &run, Command::Pause, json).await,
-        CliCommand::Cancel { run } => runs::send(engine, &run, Command::Cancel, json).await,
+        CliCommand::Pause { run, wait } => {
+            runs::send(engine, &run, Command::Pause, wait, json).await
+        }
+        CliCommand::Cancel { run, wait } => {
+            runs::send(engine, &run, Command::Cancel, wait, json).await
+        }
         CliCommand::Validate { .. } | CliCommand::Schema => Ok(Exit::Success),
     }
 }

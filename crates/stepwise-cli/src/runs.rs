@@ -46,6 +46,8 @@ pub struct ApproveArgs {
     /// a JSON list (argv) or a shell line.
     #[arg(long, value_name = "FILE")]
     edit: Option<PathBuf>,
+    #[command(flatten)]
+    wait: Wait,
 }
 
 #[derive(Args)]
@@ -54,6 +56,18 @@ pub struct ResolveArgs {
     step: String,
     #[command(flatten)]
     choice: ResolveChoice,
+    #[command(flatten)]
+    wait: Wait,
+}
+
+/// Whether a command follows the run after it is applied.
+#[derive(Args, Clone, Copy)]
+pub struct Wait {
+    /// Return as soon as the command is applied (exit 0) or refused (exit 2), instead of
+    /// following the run until it finishes or waits again. (When no other process drives the
+    /// run, this one drives it, and still does so until it waits.)
+    #[arg(long)]
+    no_wait: bool,
 }
 
 /// Exactly one of these.
@@ -130,7 +144,7 @@ pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::
         comment: args.comment,
         edited,
     };
-    send(engine, &args.run, command, json).await
+    send(engine, &args.run, command, args.wait, json).await
 }
 
 /// A command as a person writes it in a file: a JSON list is argv, anything else a shell line.
@@ -165,7 +179,7 @@ pub async fn resolve(engine: &Engine, args: ResolveArgs, json: bool) -> anyhow::
         step: args.step,
         resolution,
     };
-    send(engine, &args.run, command, json).await
+    send(engine, &args.run, command, args.wait, json).await
 }
 
 /// Sends a command through the run's inbox, whoever drives it, then follows the run until it
@@ -174,10 +188,26 @@ pub async fn send(
     engine: &Engine,
     run: &str,
     command: Command,
+    wait: Wait,
     json: bool,
 ) -> anyhow::Result<Exit> {
     let row = engine.find_run(run).await?;
     let run_id = row.run_id;
+    if wait.no_wait {
+        let name = command.name();
+        let applied = engine.send(&run_id, command).await?;
+        if json {
+            say(&serde_json::to_string_pretty(&serde_json::json!({
+                "run_id": run_id,
+                "command": name,
+                "applied": true,
+                "seq": applied.seq,
+            }))?);
+        } else {
+            say(&format!("{name} applied to run {run_id}"));
+        }
+        return Ok(Exit::Success);
+    }
     let progress = Progress::new(json);
     let work = async {
         engine.send(&run_id, command).await?;
@@ -187,9 +217,14 @@ pub async fn send(
     finish(engine, &run_id, status, json).await
 }
 
-pub async fn resume(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Result<Exit> {
+pub async fn resume(
+    engine: &Engine,
+    run: Option<&str>,
+    wait: Wait,
+    json: bool,
+) -> anyhow::Result<Exit> {
     if let Some(run) = run {
-        return send(engine, run, Command::Resume, json).await;
+        return send(engine, run, Command::Resume, wait, json).await;
     }
     let progress = Progress::new(json);
     let runs = engine.unfinished_runs().await?;

@@ -1,33 +1,39 @@
 //! Knowing when the database changed, whoever changed it.
 //!
-//! Every commit in WAL mode writes to the `-wal` file beside the database, so a filesystem
-//! watch on that file (inotify on Linux, through `notify`) says "something was committed" the
-//! moment any process commits, with no polling: an idle follower sleeps in the kernel. This
-//! process's own writer signals directly as well. Where no watch can be had (an exotic
-//! filesystem, inotify limits reached), a thread compares `PRAGMA data_version` ten times a
-//! second instead.
+//! This process's writer signals its own commits as it makes them. For everyone else's, every
+//! commit in WAL mode writes to the `-wal` file beside the database, so a filesystem watch on
+//! that file (inotify on Linux, through `notify`) says that a commit is being written, the
+//! moment any process writes one, without polling: an idle engine sleeps in the kernel.
+//!
+//! A write to the WAL comes before the commit is visible (the fsync and the WAL index update
+//! follow it), so a write only starts a short watch: `PRAGMA data_version` on a connection of
+//! its own is compared 1, 2, 4, … 512 ms after the writes stop, and the signal is raised when
+//! it moves, i.e. when a commit can be read. Where no filesystem watch can be had (an exotic
+//! filesystem, inotify limits reached), `data_version` is compared ten times a second instead.
 //!
 //! The signal is a generation counter in a `watch` channel: waiters see that it moved and go
 //! and read what is new; many commits while they read coalesce into one wake-up.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use stepwise_store::Store;
 use tokio::sync::watch;
 
-/// How long the watch lets a burst of writes to the WAL gather before it looks again.
-const COALESCE: Duration = Duration::from_millis(2);
-
+/// The first look after writes to the WAL; each later one waits twice as long.
+const FIRST_LOOK: Duration = Duration::from_millis(1);
+/// After the writes stop, looks go on this long (a slow fsync may take that long).
+const LAST_LOOK: Duration = Duration::from_millis(512);
 /// How often the fallback compares `data_version`.
 const FALLBACK_POLL: Duration = Duration::from_millis(100);
 
 pub(crate) struct Changes {
     sender: Arc<watch::Sender<u64>>,
-    /// Kept alive for as long as the engine: dropping it stops the watch.
+    /// Kept alive for as long as the engine: dropping it stops the watch (and its thread).
     _watcher: Option<RecommendedWatcher>,
 }
 
@@ -43,7 +49,7 @@ impl Changes {
                     db = %db_path.display(),
                     "cannot watch the database for changes; polling it instead"
                 );
-                poll_data_version(db_path, Arc::downgrade(&sender));
+                spawn_looker(db_path, Arc::downgrade(&sender), None);
                 None
             }
         };
@@ -68,7 +74,7 @@ fn bump(sender: &watch::Sender<u64>) {
 }
 
 /// Watches the database's directory (not the `-wal` file itself, which SQLite may delete and
-/// create again) and signals every event about the `-wal` file.
+/// create again) and tells the looker thread of every event about the `-wal` file.
 fn watch_wal(
     db_path: &Path,
     sender: &Arc<watch::Sender<u64>>,
@@ -82,55 +88,108 @@ fn watch_wal(
         .unwrap_or_else(|| ".".into());
     let mut wal_name: OsString = canonical.file_name().unwrap_or_default().to_os_string();
     wal_name.push("-wal");
-    let sender = Arc::downgrade(sender);
+    let (hints, hinted) = std::sync::mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Some(sender) = sender.upgrade() else {
-            return;
+        let relevant = match event {
+            Ok(event) => event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(wal_name.as_os_str())),
+            // Events may have been lost (queue overflow): look anyway.
+            Err(_) => true,
         };
-        match event {
-            Ok(event) => {
-                if event
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name() == Some(wal_name.as_os_str()))
-                {
-                    bump(&sender);
-                    // One commit is several writes, each an event. Pausing here lets the
-                    // kernel fold the rest of the burst into one queued event, so a commit
-                    // costs this thread a wake-up or two instead of one per page.
-                    std::thread::sleep(COALESCE);
-                }
-            }
-            // Events may have been lost (queue overflow): wake everyone to look again.
-            Err(_) => bump(&sender),
+        if relevant {
+            let _ = hints.send(());
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    spawn_looker(&canonical, Arc::downgrade(sender), Some(hinted));
     Ok(watcher)
 }
 
-fn poll_data_version(db_path: &Path, sender: Weak<watch::Sender<u64>>) {
-    let path = db_path.to_path_buf();
+/// The thread that compares `data_version` and raises the signal when it moves: after each
+/// hint of a write (with `hints`), or every `FALLBACK_POLL` (without). It ends with the engine.
+fn spawn_looker(db_path: &Path, sender: Weak<watch::Sender<u64>>, hints: Option<Receiver<()>>) {
+    let path: PathBuf = db_path.to_path_buf();
     let spawned = std::thread::Builder::new()
-        .name("stepwise-db-poll".into())
+        .name("stepwise-db-watch".into())
         .spawn(move || {
-            let Ok(store) = Store::open_reader(&path) else {
-                return;
-            };
-            let mut seen = store.data_version().ok();
-            loop {
-                std::thread::sleep(FALLBACK_POLL);
-                let Some(sender) = sender.upgrade() else {
+            let store = match Store::open_reader(&path) {
+                Ok(store) => store,
+                Err(error) => {
+                    tracing::error!(%error, "cannot watch the database; live updates from other processes will be missed");
                     return;
-                };
-                let now = store.data_version().ok();
-                if now != seen {
-                    seen = now;
-                    bump(&sender);
                 }
+            };
+            let mut looker = Looker {
+                store,
+                sender,
+                seen: None,
+            };
+            looker.look();
+            match hints {
+                Some(hints) => looker.follow_hints(&hints),
+                None => looker.poll(),
             }
         });
     if let Err(error) = spawned {
-        tracing::error!(%error, "cannot start the database poll thread; live updates from other processes will be missed");
+        tracing::error!(%error, "cannot start the database watch thread; live updates from other processes will be missed");
+    }
+}
+
+struct Looker {
+    store: Store,
+    sender: Weak<watch::Sender<u64>>,
+    seen: Option<i64>,
+}
+
+impl Looker {
+    /// Compares `data_version` with what was seen and raises the signal if it moved. `false`
+    /// once the engine is gone.
+    fn look(&mut self) -> bool {
+        let Some(sender) = self.sender.upgrade() else {
+            return false;
+        };
+        let now = self.store.data_version().ok();
+        if now != self.seen {
+            self.seen = now;
+            bump(&sender);
+        }
+        true
+    }
+
+    fn follow_hints(&mut self, hints: &Receiver<()>) {
+        let mut next_look: Option<Instant> = None;
+        let mut step = FIRST_LOOK;
+        loop {
+            let hinted = match next_look {
+                None => hints.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => hints.recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            match hinted {
+                // Writes are landing: look soon, and keep looking for a while after they stop.
+                Ok(()) => {
+                    step = FIRST_LOOK;
+                    next_look.get_or_insert_with(|| Instant::now() + FIRST_LOOK);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.look() {
+                        return;
+                    }
+                    step *= 2;
+                    next_look = (step <= LAST_LOOK).then(|| Instant::now() + step);
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn poll(&mut self) {
+        loop {
+            std::thread::sleep(FALLBACK_POLL);
+            if !self.look() {
+                return;
+            }
+        }
     }
 }

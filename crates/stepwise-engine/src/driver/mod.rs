@@ -131,12 +131,15 @@ impl Driver {
             .into_iter()
             .map(|(op, _, request)| (op, request.clone()))
             .collect();
-        // Commands come first: a mistaken one is refused before anything runs, and a pause or
-        // cancel holds back what recovery would otherwise start.
+        // Commands whose outcome is lost are marked so first, so that a `resolve` waiting in
+        // the inbox finds them in that state.
+        let unanswered = self.mark_unknown_commands(unanswered)?;
+        // Then commands: a mistaken one is refused before anything runs, and a pause or cancel
+        // holds back what recovery would otherwise start.
         self.process_inbox().await?;
         // Proposals made against files that have changed since are made anew.
         self.void_stale_edits().await?;
-        self.recover_unanswered(unanswered).await?;
+        self.recover_files(unanswered).await?;
         // Then decisions not yet taken (a run just started, or steps held back).
         let pending = self.state.advance();
         self.commit(

@@ -10,21 +10,37 @@ use crate::error::EngineError;
 use crate::exec::{self, WriteRecovery};
 
 impl Driver {
-    pub(super) async fn recover_unanswered(
+    /// Commands first: one that started and never answered may or may not have done its
+    /// work, so it is never repeated without a person saying so. Returns the reads and writes
+    /// left to recover.
+    pub(super) fn mark_unknown_commands(
+        &mut self,
+        unanswered: Vec<(u64, OperationRequest)>,
+    ) -> Result<Vec<(u64, OperationRequest)>, EngineError> {
+        let mut rest = Vec::new();
+        for (op, request) in unanswered {
+            if matches!(request, OperationRequest::RunCommand(_)) {
+                self.record_input(Event::OperationOutcomeUnknown { op })?;
+            } else {
+                rest.push((op, request));
+            }
+        }
+        Ok(rest)
+    }
+
+    /// Reads are performed again; a write is checked against the file.
+    pub(super) async fn recover_files(
         &mut self,
         unanswered: Vec<(u64, OperationRequest)>,
     ) -> Result<(), EngineError> {
         for (op, request) in unanswered {
-            // A cancelled run does not redo reads or writes; commands still need a person's
-            // word on what happened, and the cancel then ends their steps.
-            if self.state.cancel_requested() && !matches!(request, OperationRequest::RunCommand(_))
-            {
+            // A cancelled run does not redo reads or writes.
+            if self.state.cancel_requested() {
                 let error = OperationError::new(
                     OperationErrorKind::Cancelled,
                     "the run was cancelled before this operation was recovered",
                 );
-                self.record_input(Event::OperationFailed { op, error })
-                    .await?;
+                self.record_input(Event::OperationFailed { op, error })?;
                 continue;
             }
             match &request {
@@ -48,26 +64,22 @@ impl Driver {
                     match recovery {
                         WriteRecovery::NotApplied => self.dispatch(op, request),
                         WriteRecovery::AlreadyApplied(result) => {
-                            self.record_input(Event::OperationSucceeded { op, result })
-                                .await?;
+                            self.record_input(Event::OperationSucceeded { op, result })?;
                         }
                         WriteRecovery::Conflict(error) => {
-                            self.record_input(Event::OperationFailed { op, error })
-                                .await?;
+                            self.record_input(Event::OperationFailed { op, error })?;
                         }
                     }
                 }
-                OperationRequest::RunCommand(_) => {
-                    self.record_input(Event::OperationOutcomeUnknown { op })
-                        .await?;
-                }
+                // Recorded as unknown by `mark_unknown_commands`.
+                OperationRequest::RunCommand(_) => {}
             }
         }
         Ok(())
     }
 
     /// Takes one input and commits it with its decisions.
-    pub(super) async fn record_input(&mut self, input: Event) -> Result<(), EngineError> {
+    pub(super) fn record_input(&mut self, input: Event) -> Result<(), EngineError> {
         let group = self.take_input(input)?;
         self.commit(vec![group], Vec::new())?;
         Ok(())
