@@ -6,6 +6,7 @@ mod support;
 mod approvals;
 mod cli;
 mod crash;
+mod engine_api;
 mod examples;
 mod flow;
 mod interrupt;

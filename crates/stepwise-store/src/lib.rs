@@ -116,6 +116,23 @@ impl Store {
         })
     }
 
+    /// Runs `read` inside one read transaction, so that everything it reads comes from the same
+    /// commit (a run's row and its events agree, however fast a writer appends).
+    pub fn snapshot<T, E: From<StoreError>>(
+        &self,
+        read: impl FnOnce(&Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // Deferred: the snapshot is taken by the first read and held until the end; dropping
+        // the transaction ends it (there is nothing to commit).
+        let snapshot = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| E::from(StoreError::from(e)))?;
+        let result = read(self);
+        drop(snapshot);
+        result
+    }
+
     /// How many transactions this connection has committed (for benchmarks and tests of
     /// group commit).
     pub fn commits(&self) -> u64 {

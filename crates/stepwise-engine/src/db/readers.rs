@@ -24,7 +24,8 @@ impl Readers {
         }
     }
 
-    /// Runs `read` with a read connection on a blocking thread.
+    /// Runs `read` with a read connection on a blocking thread, in one read transaction (all it
+    /// reads is from the same commit).
     pub(crate) async fn read<T, F>(self: &Arc<Self>, read: F) -> Result<T, EngineError>
     where
         T: Send + 'static,
@@ -33,7 +34,7 @@ impl Readers {
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let store = readers.take()?;
-            let result = read(&store);
+            let result = store.snapshot(read);
             readers.give_back(store);
             result
         })

@@ -1,0 +1,284 @@
+//! The engine as an app embeds it, used from async code: concurrent reads while a run commits,
+//! exact event subscriptions, the runs and approvals feeds, and a driver that holds a waiting
+//! run and proposes an edit anew when its file changes.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use stepwise_core::event::Event;
+use stepwise_core::run::RunStatus;
+use stepwise_engine::{
+    ApprovalChange, Command, Engine, EngineConfig, EngineError, RefusalKind, StartRun,
+};
+
+use crate::support::Env;
+
+/// Long enough for anything that should happen at once, short enough to fail a hung test.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+fn engine(env: &Env, hold: bool) -> Engine {
+    let mut config = EngineConfig::new(&env.db);
+    config.user_policy = Some(env.user_policy.clone());
+    config.hold_waiting_runs = hold;
+    Engine::open(config).expect("open the engine")
+}
+
+fn start(env: &Env, workflow: std::path::PathBuf) -> StartRun {
+    StartRun {
+        workflow_path: workflow,
+        workspace: env.ws.clone(),
+        inputs: Default::default(),
+        trigger: "test".into(),
+        max_parallel: None,
+    }
+}
+
+/// `n` read_file steps, each needing the one before.
+fn read_chain(env: &Env, n: usize) -> std::path::PathBuf {
+    env.write("input.txt", "hello\n");
+    let mut yaml = String::from("name: reads\nsteps:\n");
+    for i in 0..n {
+        let needs = if i == 0 {
+            String::new()
+        } else {
+            format!("    needs: [r{}]\n", i - 1)
+        };
+        write!(
+            yaml,
+            "  - id: r{i}\n    type: read_file\n    path: input.txt\n{needs}"
+        )
+        .expect("format");
+    }
+    env.workflow("reads.yaml", &yaml)
+}
+
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {PATIENCE:?}"))
+}
+
+#[test]
+fn many_concurrent_reads_succeed_while_a_run_commits() {
+    let env = Env::new();
+    let workflow = read_chain(&env, 150);
+    runtime().block_on(async {
+        let engine = engine(&env, false);
+        let handle = engine
+            .start_run(start(&env, workflow))
+            .await
+            .expect("start");
+        let run = handle.run_id().to_string();
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let engine = engine.clone();
+                let run = run.clone();
+                let done = Arc::clone(&done);
+                tokio::spawn(async move {
+                    let mut rounds = 0;
+                    let mut last_seen = 0;
+                    while !done.load(Ordering::Relaxed) || rounds == 0 {
+                        let listed = engine.list_runs(10).await.expect("list runs");
+                        assert_eq!(listed.len(), 1);
+                        let loaded = engine.load_run(&run[..8]).await.expect("load the run");
+                        // Each read sees a consistent, never older, state of the log.
+                        assert!(loaded.row.last_seq >= last_seen);
+                        assert_eq!(loaded.state.last_seq(), loaded.row.last_seq);
+                        last_seen = loaded.row.last_seq;
+                        engine.approvals(None).await.expect("approvals");
+                        rounds += 1;
+                    }
+                    rounds
+                })
+            })
+            .collect();
+        let status = within("the run's end", handle.wait()).await.expect("drive");
+        done.store(true, Ordering::Relaxed);
+        assert_eq!(status, RunStatus::Succeeded);
+        for reader in readers {
+            let rounds = within("a reader's end", reader).await.expect("a reader");
+            assert!(rounds >= 1);
+        }
+        let loaded = engine.load_run(&run).await.expect("load");
+        assert!(
+            loaded
+                .state
+                .steps()
+                .all(|(_, s)| s.status.as_str() == "succeeded")
+        );
+    });
+}
+
+#[test]
+fn subscribing_after_seq_n_yields_exactly_the_events_after_n_in_order_once() {
+    let env = Env::new();
+    let workflow = read_chain(&env, 30);
+    runtime().block_on(async {
+        let engine = engine(&env, false);
+        let handle = engine
+            .start_run(start(&env, workflow))
+            .await
+            .expect("start");
+        let run = handle.run_id().to_string();
+        // Subscribed while the run is being driven: catch-up and live events meet exactly.
+        let mut live = engine.subscribe_run(&run, 0);
+        let collect_live = async {
+            let mut seqs = Vec::new();
+            while let Some(event) = live.next().await {
+                seqs.push(event.expect("an event").seq());
+            }
+            seqs
+        };
+        let (status, live_seqs) =
+            tokio::join!(handle.wait(), within("the feed's end", collect_live));
+        assert_eq!(status.expect("drive"), RunStatus::Succeeded);
+        let last = engine.find_run(&run).await.expect("the run").last_seq;
+        assert_eq!(live_seqs, (1..=last).collect::<Vec<_>>());
+
+        for after in [0, 1, 7, last - 1, last, last + 5] {
+            let events: Vec<_> = within(
+                "a finished run's feed to end",
+                engine
+                    .subscribe_run(&run, after)
+                    .into_stream()
+                    .collect::<Vec<_>>(),
+            )
+            .await;
+            let seqs: Vec<u64> = events
+                .into_iter()
+                .map(|e| e.expect("an event").seq())
+                .collect();
+            assert_eq!(
+                seqs,
+                (after + 1..=last).collect::<Vec<_>>(),
+                "after {after}"
+            );
+        }
+    });
+}
+
+#[test]
+fn the_runs_feed_reports_a_new_run_and_its_status() {
+    let env = Env::new();
+    let workflow = env.workflow(
+        "wait.yaml",
+        "name: wait\nsteps:\n  - id: gate\n    type: approval\n    message: go?\n",
+    );
+    runtime().block_on(async {
+        let engine = engine(&env, false);
+        let mut runs = engine.subscribe_runs().await.expect("subscribe");
+        let handle = engine
+            .start_run(start(&env, workflow))
+            .await
+            .expect("start");
+        let run = handle.run_id().to_string();
+        let status = handle.wait().await.expect("drive");
+        assert_eq!(status, RunStatus::AwaitingApproval);
+        let mut seen = Vec::new();
+        while seen.last().map(String::as_str) != Some("awaiting_approval") {
+            let row = within("a change of the run", runs.next())
+                .await
+                .expect("a row");
+            assert_eq!(row.run_id, run);
+            seen.push(row.status);
+        }
+    });
+}
+
+#[test]
+fn a_driver_holding_a_waiting_run_proposes_anew_when_the_file_changes() {
+    let env = Env::new();
+    env.write("doc.txt", "v1\n");
+    let workflow = env.workflow(
+        "edit.yaml",
+        "name: edit\nsteps:\n  - id: change\n    type: edit_file\n    path: doc.txt\n    content: \"v2\\n\"\n",
+    );
+    runtime().block_on(async {
+        let engine = engine(&env, true);
+        let mut inbox = engine.subscribe_approvals().await.expect("subscribe");
+        let handle = engine.start_run(start(&env, workflow)).await.expect("start");
+        let run = handle.run_id().to_string();
+        let ApprovalChange::Waiting(first) = within("the proposal", inbox.next())
+            .await
+            .expect("a change")
+        else {
+            panic!("expected a waiting proposal");
+        };
+        assert_eq!(first.run_id, run);
+
+        // Nobody approves; the file changes under the proposal. The holding driver sees it.
+        env.write("doc.txt", "edited by hand\n");
+        let settled = within("the stale proposal to go", inbox.next())
+            .await
+            .expect("a change");
+        let ApprovalChange::Settled { how, proposal_hash, .. } = settled else {
+            panic!("expected the stale proposal to settle, got {settled:?}");
+        };
+        assert_eq!(proposal_hash, first.approval.proposal_hash);
+        assert!(how.starts_with("voided"), "{how}");
+        let ApprovalChange::Waiting(fresh) = within("the fresh proposal", inbox.next())
+            .await
+            .expect("a change")
+        else {
+            panic!("expected a fresh proposal");
+        };
+        assert_ne!(fresh.approval.proposal_hash, first.approval.proposal_hash);
+        let stepwise_core::event::Proposal::EditFile { diff, .. } = &fresh.approval.proposal else {
+            panic!("an edit proposal");
+        };
+        assert!(diff.contains("-edited by hand") && diff.contains("+v2"), "{diff}");
+
+        // The stale proposal can no longer be approved; the fresh one can.
+        let stale = engine
+            .send(
+                &run,
+                Command::Approve {
+                    step: "change".into(),
+                    comment: None,
+                    edited: None,
+                    proposal: Some(first.approval.proposal_hash.clone()),
+                },
+            )
+            .await;
+        assert!(
+            matches!(&stale, Err(EngineError::Refused(r)) if r.kind == RefusalKind::ProposalChanged),
+            "{stale:?}"
+        );
+        let applied = engine
+            .send(
+                &run,
+                Command::Approve {
+                    step: "change".into(),
+                    comment: Some("fine".into()),
+                    edited: None,
+                    proposal: Some(fresh.approval.proposal_hash.clone()),
+                },
+            )
+            .await
+            .expect("the fresh proposal is approved");
+        assert!(applied.seq.is_some());
+        let status = within("the run's end", handle.wait()).await.expect("drive");
+        assert_eq!(status, RunStatus::Succeeded);
+        assert_eq!(env.read("doc.txt").as_deref(), Some("v2\n"));
+
+        let loaded = engine.load_run(&run).await.expect("load");
+        let voided = loaded
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::ProposalVoided { .. }))
+            .count();
+        assert_eq!(voided, 1);
+    });
+}
