@@ -282,3 +282,106 @@ fn a_driver_holding_a_waiting_run_proposes_anew_when_the_file_changes() {
         assert_eq!(voided, 1);
     });
 }
+
+#[test]
+fn an_engine_that_adopts_runs_takes_over_a_run_whose_cli_holder_was_killed() {
+    use crate::support::{release, wait_for_fifo};
+    let env = Env::new();
+    env.workspace_policy("  - allow: run_command\n");
+    let ready = env.fifo("ready.fifo");
+    let go = env.fifo("go.fifo");
+    let workflow = env.workflow(
+        "adopt.yaml",
+        r#"
+name: adopt
+steps:
+  - id: long
+    type: run_command
+    command: "echo started > ready.fifo; exec sleep 600"
+  - id: gate
+    type: approval
+    message: carry on?
+  - id: after
+    type: run_command
+    needs: [gate]
+    command: "echo started > ready.fifo; cat go.fifo > /dev/null; echo done > after.txt"
+"#,
+    );
+    let holder = env.spawn(&[
+        "run",
+        workflow.to_str().expect("utf-8"),
+        "--workspace",
+        env.ws.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
+    runtime().block_on(async {
+        let engine = engine(&env, true);
+        let run = engine.unfinished_runs().await.expect("runs")[0]
+            .run_id
+            .clone();
+        let adopting = engine.adopt_unheld_runs().await.expect("adopt");
+        let mut events = engine.subscribe_run(&run, 0);
+        holder.kill();
+
+        // The command it found running is of unknown outcome; this engine now holds the run.
+        loop {
+            let event = within("the takeover", events.next())
+                .await
+                .expect("an event")
+                .expect("readable");
+            if matches!(event.event, Event::OperationOutcomeUnknown { .. }) {
+                break;
+            }
+        }
+        let me = format!("pid {}", std::process::id());
+        assert_eq!(
+            engine.holder(&run).await.expect("holder").as_deref(),
+            Some(me.as_str())
+        );
+        assert!(engine.drives(&run));
+
+        // Decisions from here reach it; it goes on driving.
+        engine
+            .send(
+                &run,
+                Command::Resolve {
+                    step: "long".into(),
+                    resolution: stepwise_core::event::Resolution::MarkDone,
+                },
+            )
+            .await
+            .expect("resolve");
+        engine
+            .send(
+                &run,
+                Command::Approve {
+                    step: "gate".into(),
+                    comment: None,
+                    edited: None,
+                    proposal: None,
+                },
+            )
+            .await
+            .expect("approve");
+        let ready_again = ready.clone();
+        let started = tokio::task::spawn_blocking(move || wait_for_fifo(&ready_again, PATIENCE))
+            .await
+            .expect("wait");
+        assert_eq!(started.as_deref(), Some("started"));
+        release(&go);
+        loop {
+            let event = within("the run's end", events.next()).await;
+            match event {
+                Some(Ok(e)) if e.ends_run() => {
+                    assert!(matches!(e.event, Event::RunSucceeded {}), "{:?}", e.event);
+                    break;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the feed ended early: {other:?}"),
+            }
+        }
+        adopting.abort();
+    });
+    assert_eq!(env.read("after.txt").as_deref(), Some("done\n"));
+}

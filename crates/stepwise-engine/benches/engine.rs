@@ -1,17 +1,18 @@
 //! Engine benchmarks: `cargo bench -p stepwise-engine --bench engine`.
 //!
-//! Prints, for the durable log at SQLite `synchronous=FULL` and `NORMAL`, the floors measured in
-//! the same run (one minimal durable commit, one append of the size the engine makes, one
-//! process spawn) and next to them what the engine costs: per step of a linear chain of `set`
-//! steps, of `read_file` steps (one operation each) and of `run_command` steps; a 100-wide
-//! fan-out of reads and how many commits it shares; loading and replaying a 10,000-step run;
-//! the in-process approval round trip; and bytes stored per step. Everything runs against real
-//! SQLite files, a real workspace and real processes in a temp directory.
+//! Each scenario runs in a fresh process of this binary (so that one scenario's heap cannot
+//! slow another's process spawns), once with SQLite `synchronous=FULL` and once with `NORMAL`,
+//! against real SQLite files, a real workspace and real processes in a temp directory. Next to
+//! what the engine costs it measures, in the same process and interleaved with it, the floors
+//! it is judged against: one durable commit, one append of the events a step commits, and one
+//! process spawn done the way the engine must do it (own process group, parent-death signal).
+//! Figures are medians of several rounds.
 //!
-//! Under `cargo test` (no `--bench` argument) it runs each scenario once at a tiny size, as a
-//! smoke test, and prints nothing.
+//! Under `cargo test` (no `--bench` argument) every scenario runs once at a tiny size, as a
+//! smoke test, and nothing is printed.
 
 use std::fmt::Write as _;
+use std::process::Command as Process;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,12 @@ use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Command, Durability, Engine, EngineConfig, StartRun};
 use stepwise_store::{NewEvent, NewRun, Store};
 
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// How big each scenario is.
+#[derive(Clone, Copy)]
 struct Sizes {
+    rounds: usize,
     floor: usize,
     linear: usize,
     reads: usize,
@@ -31,44 +37,86 @@ struct Sizes {
     approvals: usize,
 }
 
-const FULL_SIZES: Sizes = Sizes {
-    floor: 300,
+const FULL: Sizes = Sizes {
+    rounds: 5,
+    floor: 200,
     linear: 1_000,
-    reads: 300,
+    reads: 500,
     commands: 100,
     fan_out: 100,
     replay: 10_000,
     approvals: 200,
 };
-const SMOKE_SIZES: Sizes = Sizes {
+const SMOKE: Sizes = Sizes {
+    rounds: 1,
     floor: 3,
     linear: 5,
-    reads: 3,
+    reads: 10,
     commands: 2,
     fan_out: 4,
     replay: 10,
     approvals: 2,
 };
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+const SCENARIOS: [&str; 7] = [
+    "reads",
+    "commands",
+    "fan-out",
+    "linear",
+    "replay",
+    "approvals",
+    "floors",
+];
 
 fn main() -> BenchResult<()> {
-    let benchmarking = std::env::args().any(|a| a == "--bench");
-    let sizes = if benchmarking {
-        FULL_SIZES
-    } else {
-        SMOKE_SIZES
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--scenario") {
+        // A child: run one scenario and print `name<TAB>value` lines.
+        let name = args.get(i + 1).ok_or("--scenario needs a name")?;
+        let durability = match args.iter().any(|a| a == "--normal") {
+            true => Durability::Normal,
+            false => Durability::Full,
+        };
+        let sizes = if args.iter().any(|a| a == "--full") {
+            FULL
+        } else {
+            SMOKE
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        for (label, value) in runtime.block_on(scenario(name, durability, sizes))? {
+            println!("{label}\t{value}");
+        }
+        return Ok(());
+    }
+    let benchmarking = args.iter().any(|a| a == "--bench");
+    let me = std::env::current_exe()?;
     let mut report = String::new();
-    for (label, durability) in [("FULL", Durability::Full), ("NORMAL", Durability::Normal)] {
-        let results = runtime.block_on(scenarios(durability, &sizes))?;
-        writeln!(report, "synchronous={label}")?;
-        for (name, value) in results {
-            writeln!(report, "  {name:<64} {value}")?;
+    for sync in ["FULL", "NORMAL"] {
+        writeln!(report, "synchronous={sync}")?;
+        for name in SCENARIOS {
+            let mut child = Process::new(&me);
+            child.args(["--scenario", name]);
+            if sync == "NORMAL" {
+                child.arg("--normal");
+            }
+            if benchmarking {
+                child.arg("--full");
+            }
+            let out = child.output()?;
+            if !out.status.success() {
+                return Err(format!(
+                    "scenario {name} ({sync}) failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            }
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let (label, value) = line.split_once('\t').unwrap_or((line, ""));
+                writeln!(report, "  {label:<68} {value}")?;
+            }
         }
     }
     if benchmarking {
@@ -77,123 +125,325 @@ fn main() -> BenchResult<()> {
     Ok(())
 }
 
-async fn scenarios(durability: Durability, sizes: &Sizes) -> BenchResult<Vec<(String, String)>> {
-    let mut out = Vec::new();
+type Lines = Vec<(String, String)>;
 
-    // 0. Floors, measured now on this disk.
-    let commit = commit_floor(durability, sizes.floor)?;
-    out.push((
-        "floor: one durable commit of one small row".into(),
-        us(commit),
-    ));
-    let append = append_floor(durability, sizes.floor)?;
-    out.push((
-        "floor: one Store::append of 4 events (what a step commits)".into(),
-        us(append),
-    ));
-    let spawn = spawn_floor(sizes.floor)?;
-    out.push(("floor: spawn `true` and wait for it".into(), us(spawn)));
+async fn scenario(name: &str, durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
+    match name {
+        "floors" => floors(durability, sizes),
+        "reads" => reads(durability, sizes).await,
+        "commands" => commands(durability, sizes).await,
+        "fan-out" => fan_out(durability, sizes).await,
+        "linear" => linear(durability, sizes).await,
+        "replay" => replay_big(durability, sizes).await,
+        "approvals" => approvals(durability, sizes).await,
+        other => Err(format!("no scenario `{other}`").into()),
+    }
+}
 
-    // 1. Linear chain of pure `set` steps.
-    let bench = Bench::new(durability)?;
-    let run = bench
-        .run_to_end("linear", &linear_set_workflow(sizes.linear))
-        .await?;
-    out.push((
-        format!("linear {} set steps: per step", sizes.linear),
-        us(run.took / count(sizes.linear)),
-    ));
-    let bytes = bench.stored_bytes()?;
-    out.push((
-        format!("linear {} set steps: bytes stored per step", sizes.linear),
-        format!("{} B", bytes / sizes.linear as u64),
-    ));
-
-    // 2. Linear chain of read_file steps: one recorded operation each.
-    let bench = Bench::new(durability)?;
-    let run = bench
-        .run_to_end("reads", &linear_read_workflow(sizes.reads))
-        .await?;
-    let per_read = run.took / count(sizes.reads);
-    out.push((
-        format!("linear {} read_file steps: per step", sizes.reads),
-        us(per_read),
-    ));
-    out.push((
-        "  read_file step beyond one commit (target ≤ 30 µs at FULL)".into(),
-        beyond(per_read, commit),
-    ));
-    out.push((
-        "  commits per read_file step".into(),
-        format!("{:.2}", run.commits as f64 / sizes.reads as f64),
-    ));
-
-    // 3. Linear chain of commands (allowed by a workspace rule, so nobody is asked).
-    let bench = Bench::new(durability)?;
-    bench.allow_commands()?;
-    let run = bench
-        .run_to_end("commands", &linear_command_workflow(sizes.commands))
-        .await?;
-    let per_command = run.took / count(sizes.commands);
-    out.push((
-        format!("linear {} run_command steps: per step", sizes.commands),
-        us(per_command),
-    ));
-    out.push((
-        "  command step beyond spawn + two commits (target ≤ 100 µs at FULL)".into(),
-        beyond(per_command, spawn + commit * 2),
-    ));
-    out.push((
-        "  commits per command step".into(),
-        format!("{:.2}", run.commits as f64 / sizes.commands as f64),
-    ));
-
-    // 4. Fan-out of reads and join: completions share commits.
-    let bench = Bench::new(durability)?;
-    let run = bench
-        .run_to_end("fan-reads", &fan_out_read_workflow(sizes.fan_out))
-        .await?;
-    out.push((
-        format!(
-            "{}-wide fan-out of read_file and join: whole run",
-            sizes.fan_out
+fn floors(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
+    let commit = median_of(sizes.rounds, || commit_floor(durability, sizes.floor))?;
+    let append = median_of(sizes.rounds, || append_floor(durability, sizes.floor))?;
+    let spawn = median_of(sizes.rounds, || spawn_plain(sizes.floor))?;
+    let spawn_engine = median_of(sizes.rounds, || spawn_as_engine(sizes.floor))?;
+    Ok(vec![
+        (
+            "floor: one durable commit of one small row".into(),
+            us(commit),
         ),
-        us(run.took),
-    ));
-    out.push((
-        format!("  commits for its {} operations", sizes.fan_out),
-        run.commits.to_string(),
-    ));
+        (
+            "floor: one Store::append of the 4 events a read step records".into(),
+            us(append),
+        ),
+        (
+            "floor: spawn `true` and wait (posix_spawn)".into(),
+            us(spawn),
+        ),
+        (
+            "floor: spawn `true` in its own group, parent-death signal, output piped".into(),
+            us(spawn_engine),
+        ),
+    ])
+}
 
-    // 5. Fan-out of pure steps.
-    let bench = Bench::new(durability)?;
-    let run = bench
-        .run_to_end("fan", &fan_out_set_workflow(sizes.fan_out))
+/// A chain of read_file steps, each round next to the commit it is judged against. Small
+/// reads are done on the driver's thread and committed together with their results, so the
+/// chain shares commits; a chain of large files (read on a blocking thread, one commit each)
+/// shows the other path.
+async fn reads(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
+    let mut per_step = Vec::new();
+    let mut per_large = Vec::new();
+    let mut floor = Vec::new();
+    let mut beyond = Vec::new();
+    let mut beyond_large = Vec::new();
+    let mut large_floors = Vec::new();
+    let mut commits = 0.0;
+    let mut commits_large = 0.0;
+    for _ in 0..sizes.rounds {
+        let f = commit_floor(durability, sizes.floor)?;
+        floor.push(f);
+        let bench = Bench::open(durability, false)?;
+        let run = bench.run_to_end("reads", &read_chain(sizes.reads)).await?;
+        let p = run.operating / count(sizes.reads - 1);
+        per_step.push(p);
+        commits = run.commits as f64 / sizes.reads as f64;
+        beyond.push(micros(p) - micros(f));
+        let bench = Bench::open(durability, false)?;
+        bench.write_large_input()?;
+        let run = bench
+            .run_to_end("large-reads", &large_read_chain(sizes.reads / 5))
+            .await?;
+        let p = run.operating / count(sizes.reads / 5 - 1);
+        per_large.push(p);
+        commits_large = run.commits as f64 / (sizes.reads / 5) as f64;
+        // Its commit stores the file's 100 KiB: judged against an append of the same.
+        let large_floor = append_floor_with(durability, sizes.reads / 5, &large_content())?;
+        large_floors.push(large_floor);
+        beyond_large.push(micros(p) - micros(large_floor));
+    }
+    Ok(vec![
+        (
+            format!(
+                "linear {} read_file steps (small file): per step, steady state",
+                sizes.reads
+            ),
+            us(median(per_step)),
+        ),
+        ("  commits per read step".into(), format!("{commits:.3}")),
+        (
+            "  read step beyond one commit (target ≤ +30 µs at FULL)".into(),
+            format!("{:+} µs", median(beyond)),
+        ),
+        (
+            format!(
+                "linear {} read_file steps (100 KiB file): per step, steady state",
+                sizes.reads / 5
+            ),
+            us(median(per_large)),
+        ),
+        (
+            "  commits per read step".into(),
+            format!("{commits_large:.3}"),
+        ),
+        (
+            "  read step beyond one append of the same 100 KiB (target ≤ +30 µs at FULL)".into(),
+            format!("{:+} µs", median(beyond_large)),
+        ),
+        (
+            "  the append it is judged against (the 4 events, 100 KiB content)".into(),
+            us(median(large_floors)),
+        ),
+        (
+            "  the commit it is judged against: one durable commit".into(),
+            us(median(floor)),
+        ),
+    ])
+}
+
+/// A chain of command steps (allowed by a rule), each round next to its floors.
+async fn commands(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
+    let mut per_step = Vec::new();
+    let mut beyond = Vec::new();
+    let mut commits = 0.0;
+    for _ in 0..sizes.rounds {
+        let spawn = spawn_as_engine(sizes.commands)?;
+        let commit = commit_floor(durability, sizes.commands)?;
+        let bench = Bench::open(durability, false)?;
+        bench.allow_commands()?;
+        let run = bench
+            .run_to_end("commands", &command_chain(sizes.commands))
+            .await?;
+        let p = run.operating / count(sizes.commands - 1);
+        per_step.push(p);
+        beyond.push(micros(p) - micros(spawn + commit * 2));
+        commits = run.commits as f64 / sizes.commands as f64;
+    }
+    Ok(vec![
+        (
+            format!(
+                "linear {} run_command steps: per step (steady state)",
+                sizes.commands
+            ),
+            us(median(per_step)),
+        ),
+        (
+            "  command step beyond spawn + two commits (target ≤ 100 µs at FULL)".into(),
+            format!("{:+} µs", median(beyond)),
+        ),
+        ("  commits per command step".into(), format!("{commits:.2}")),
+    ])
+}
+
+async fn fan_out(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
+    let mut took = Vec::new();
+    let mut commits = 0;
+    for _ in 0..sizes.rounds {
+        let bench = Bench::open(durability, false)?;
+        let run = bench
+            .run_to_end("fan-reads", &fan_out_reads(sizes.fan_out))
+            .await?;
+        took.push(run.took);
+        commits = run.commits;
+    }
+    let bench = Bench::open(durability, false)?;
+    let sets = bench
+        .run_to_end("fan", &fan_out_sets(sizes.fan_out))
         .await?;
-    out.push((
-        format!("{}-wide fan-out of set and join: whole run", sizes.fan_out),
-        us(run.took),
-    ));
+    Ok(vec![
+        (
+            format!(
+                "{}-wide fan-out of read_file and join: whole run",
+                sizes.fan_out
+            ),
+            us(median(took)),
+        ),
+        (
+            format!(
+                "  commits for its {} operations (one per branch without group commit)",
+                sizes.fan_out
+            ),
+            commits.to_string(),
+        ),
+        (
+            format!("{}-wide fan-out of set and join: whole run", sizes.fan_out),
+            us(sets.took),
+        ),
+    ])
+}
 
-    // 6. Load and replay a big run.
-    let bench = Bench::new(durability)?;
+async fn linear(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
+    let bench = Bench::open(durability, false)?;
     let run = bench
-        .run_to_end("big", &linear_set_workflow(sizes.replay))
+        .run_to_end("linear", &linear_sets(sizes.linear))
         .await?;
-    out.push((
-        format!("linear {} set steps: bytes stored per step", sizes.replay),
-        format!("{} B", bench.stored_bytes()? / sizes.replay as u64),
-    ));
-    out.extend(load_and_replay(&bench, &run.run_id, sizes.replay)?);
+    Ok(vec![
+        (
+            format!("linear {} set steps: per step (whole run)", sizes.linear),
+            us(run.took / count(sizes.linear)),
+        ),
+        (
+            format!("linear {} set steps: bytes stored per step", sizes.linear),
+            format!("{} B", bench.stored_bytes()? / sizes.linear as u64),
+        ),
+    ])
+}
 
-    // 7. Approval round trip, in-process, with the run held while it waits (as the app does).
-    let bench = Bench::new_holding(durability)?;
-    let took = bench.approval_round_trips(sizes.approvals).await?;
-    out.push((
+/// What opening an old run costs, piece by piece, with nothing cached.
+async fn replay_big(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
+    let n = sizes.replay;
+    let bench = Bench::open(durability, false)?;
+    let run = bench.run_to_end("big", &linear_sets(n)).await?;
+    let bytes = bench.stored_bytes()?;
+    let store = Store::open_reader(&bench.dir.path().join("bench.db"))?;
+    let began = Instant::now();
+    let stored = store.load_events(&run.run_id, 0)?;
+    let read_took = began.elapsed();
+    let began = Instant::now();
+    let events: Vec<(u64, Event)> = stored
+        .iter()
+        .map(|s| {
+            Event::from_payload(&s.event_type, s.schema_version, s.payload.clone())
+                .map(|e| (s.seq, e))
+        })
+        .collect::<Result<_, _>>()?;
+    let decode_took = began.elapsed();
+    let began = Instant::now();
+    let Some((_, Event::RunStarted(started))) = events.first() else {
+        return Err("no RunStarted".into());
+    };
+    let workflow =
+        Arc::new(parse_workflow("big.yaml", &started.workflow_source).map_err(|e| e.to_string())?);
+    let compile_took = began.elapsed();
+    let began = Instant::now();
+    let state = RunState::load(Arc::clone(&workflow), &events)?;
+    let fold_took = began.elapsed();
+    if state.status() != RunStatus::Succeeded {
+        return Err("the big run did not succeed".into());
+    }
+    let began = Instant::now();
+    let report = replay(Arc::clone(&workflow), &events)?;
+    let replay_took = began.elapsed();
+    if report.status != RunStatus::Succeeded {
+        return Err("the replay did not succeed".into());
+    }
+    Ok(vec![
+        (
+            format!("linear {n} set steps: bytes stored per step"),
+            format!("{} B", bytes / n as u64),
+        ),
+        (
+            format!("{n}-step run: read {} events from SQLite", stored.len()),
+            us(read_took),
+        ),
+        (format!("{n}-step run: decode events"), us(decode_took)),
+        (
+            format!("{n}-step run: compile its {n}-step workflow"),
+            us(compile_took),
+        ),
+        (
+            format!("{n}-step run: fold events into state"),
+            us(fold_took),
+        ),
+        (
+            format!("{n}-step run: replay (re-decide and compare every step)"),
+            us(replay_took),
+        ),
+        (
+            format!("{n}-step run: load history + replay (read + decode + replay)"),
+            us(read_took + decode_took + replay_took),
+        ),
+    ])
+}
+
+/// Approvals sent in-process to a run the engine holds while it waits (as the app does).
+async fn approvals(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
+    let n = sizes.approvals;
+    let bench = Bench::open(durability, true)?;
+    let mut yaml = String::from("name: approvals\nmax_parallel: 1\nsteps:\n");
+    for i in 0..n {
+        let needs = if i == 0 {
+            String::new()
+        } else {
+            format!("    needs: [r{}]\n", i - 1)
+        };
+        write!(
+            yaml,
+            "  - id: r{i}\n    type: read_file\n    approval: required\n    path: input.txt\n{needs}"
+        )?;
+    }
+    let handle = bench
+        .engine
+        .start_run(bench.start("approvals", &yaml)?)
+        .await?;
+    let run_id = handle.run_id().to_string();
+    let mut events = bench.engine.subscribe_run(&run_id, 0);
+    let mut total = Duration::ZERO;
+    for i in 0..n {
+        loop {
+            match events.next().await {
+                Some(Ok(e)) if matches!(e.event, Event::ApprovalRequested { .. }) => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err("the run ended early".into()),
+            }
+        }
+        let began = Instant::now();
+        let command = Command::Approve {
+            step: format!("r{i}"),
+            comment: None,
+            edited: None,
+            proposal: None,
+        };
+        bench.engine.send(&run_id, command).await?;
+        total += began.elapsed();
+    }
+    let status = handle.wait().await?;
+    if status != RunStatus::Succeeded {
+        return Err(format!("approvals run ended {status:?}").into());
+    }
+    Ok(vec![(
         "approval round trip (send → applied and recorded → step running)".into(),
-        us(took / count(sizes.approvals)),
-    ));
-    Ok(out)
+        us(total / count(n)),
+    )])
 }
 
 /// One engine on a fresh database and workspace in a temp directory.
@@ -207,17 +457,12 @@ struct Ran {
     run_id: String,
     took: Duration,
     commits: u64,
+    /// From the first operation's request to the last one's result, as recorded: the run's
+    /// steady state, without starting it (compiling the workflow, creating the run).
+    operating: Duration,
 }
 
 impl Bench {
-    fn new(durability: Durability) -> BenchResult<Bench> {
-        Bench::open(durability, false)
-    }
-
-    fn new_holding(durability: Durability) -> BenchResult<Bench> {
-        Bench::open(durability, true)
-    }
-
     fn open(durability: Durability, hold: bool) -> BenchResult<Bench> {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir_all(dir.path().join("ws"))?;
@@ -227,6 +472,16 @@ impl Bench {
         config.hold_waiting_runs = hold;
         let engine = Engine::open(config)?;
         Ok(Bench { dir, engine })
+    }
+
+    /// A 100 KiB text file: read on a blocking thread, not inline.
+    fn write_large_input(&self) -> BenchResult<()> {
+        let line = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+        std::fs::write(
+            self.dir.path().join("ws").join("large.txt"),
+            line.repeat(1600),
+        )?;
+        Ok(())
     }
 
     fn allow_commands(&self) -> BenchResult<()> {
@@ -262,56 +517,29 @@ impl Bench {
         if status != RunStatus::Succeeded {
             return Err(format!("{name} ended {status:?}").into());
         }
+        let loaded = self.engine.load_run(&run_id).await?;
+        let at = |wanted: fn(&Event) -> bool| {
+            loaded
+                .events
+                .iter()
+                .filter(|(_, e)| wanted(e))
+                .map(|(s, _)| s.recorded_at_ms)
+                .collect::<Vec<_>>()
+        };
+        let started = at(|e| matches!(e, Event::OperationStarted { .. }));
+        let answered = at(|e| matches!(e, Event::OperationSucceeded { .. }));
+        let operating = match (started.first(), answered.last()) {
+            (Some(first), Some(last)) => {
+                Duration::from_millis(u64::try_from(last - first).unwrap_or(0))
+            }
+            _ => took,
+        };
         Ok(Ran {
             run_id,
             took,
             commits: self.engine.stats().commits - commits,
+            operating,
         })
-    }
-
-    async fn approval_round_trips(&self, n: usize) -> BenchResult<Duration> {
-        let mut yaml = String::from("name: approvals\nmax_parallel: 1\nsteps:\n");
-        for i in 0..n {
-            let needs = if i == 0 {
-                String::new()
-            } else {
-                format!("    needs: [r{}]\n", i - 1)
-            };
-            write!(
-                yaml,
-                "  - id: r{i}\n    type: read_file\n    approval: required\n    path: input.txt\n{needs}"
-            )?;
-        }
-        let start = self.start("approvals", &yaml)?;
-        let handle = self.engine.start_run(start).await?;
-        let run_id = handle.run_id().to_string();
-        let mut events = self.engine.subscribe_run(&run_id, 0);
-        let mut total = Duration::ZERO;
-        for i in 0..n {
-            // Wait until the step asks.
-            loop {
-                match events.next().await {
-                    Some(Ok(e)) if matches!(e.event, Event::ApprovalRequested { .. }) => break,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(e.into()),
-                    None => return Err("the run ended early".into()),
-                }
-            }
-            let began = Instant::now();
-            let command = Command::Approve {
-                step: format!("r{i}"),
-                comment: None,
-                edited: None,
-                proposal: None,
-            };
-            self.engine.send(&run_id, command).await?;
-            total += began.elapsed();
-        }
-        let status = handle.wait().await?;
-        if status != RunStatus::Succeeded {
-            return Err(format!("approvals run ended {status:?}").into());
-        }
-        Ok(total)
     }
 
     /// The database's size once the WAL is folded back in.
@@ -322,65 +550,6 @@ impl Bench {
         let size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         Ok(pages * size)
     }
-}
-
-/// What opening an old run costs, piece by piece, with nothing cached.
-fn load_and_replay(bench: &Bench, run_id: &str, n: usize) -> BenchResult<Vec<(String, String)>> {
-    let store = Store::open_reader(&bench.dir.path().join("bench.db"))?;
-    let began = Instant::now();
-    let stored = store.load_events(run_id, 0)?;
-    let read_took = began.elapsed();
-    let began = Instant::now();
-    let events: Vec<(u64, Event)> = stored
-        .iter()
-        .map(|s| {
-            Event::from_payload(&s.event_type, s.schema_version, s.payload.clone())
-                .map(|e| (s.seq, e))
-        })
-        .collect::<Result<_, _>>()?;
-    let decode_took = began.elapsed();
-    let began = Instant::now();
-    let Some((_, Event::RunStarted(started))) = events.first() else {
-        return Err("no RunStarted".into());
-    };
-    let workflow =
-        Arc::new(parse_workflow("big.yaml", &started.workflow_source).map_err(|e| e.to_string())?);
-    let compile_took = began.elapsed();
-    let began = Instant::now();
-    let state = RunState::load(Arc::clone(&workflow), &events)?;
-    let fold_took = began.elapsed();
-    if state.status() != RunStatus::Succeeded {
-        return Err("the big run did not succeed".into());
-    }
-    let began = Instant::now();
-    let report = replay(Arc::clone(&workflow), &events)?;
-    let replay_took = began.elapsed();
-    if report.status != RunStatus::Succeeded {
-        return Err("the replay did not succeed".into());
-    }
-    Ok(vec![
-        (
-            format!("{n}-step run: read {} events from SQLite", stored.len()),
-            us(read_took),
-        ),
-        (format!("{n}-step run: decode events"), us(decode_took)),
-        (
-            format!("{n}-step run: compile its {n}-step workflow"),
-            us(compile_took),
-        ),
-        (
-            format!("{n}-step run: fold events into state"),
-            us(fold_took),
-        ),
-        (
-            format!("{n}-step run: replay (re-decide and compare every step)"),
-            us(replay_took),
-        ),
-        (
-            format!("{n}-step run: load history + replay (read + decode + replay)"),
-            us(read_took + decode_took + replay_took),
-        ),
-    ])
 }
 
 /// One durable commit of one small row, with the engine's connection settings.
@@ -403,8 +572,14 @@ fn commit_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
     Ok(began.elapsed() / count(n))
 }
 
-/// One `Store::append` of the four events a `read_file` step commits.
+/// One `Store::append` of the four events a `read_file` step commits: the previous read's
+/// result and success, this step's start and its read request.
 fn append_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
+    append_floor_with(durability, n, "hello\n")
+}
+
+/// [`append_floor`] for a file with this content.
+fn append_floor_with(durability: Durability, n: usize, content: &str) -> BenchResult<Duration> {
     let dir = tempfile::tempdir()?;
     let mut store = Store::open(&dir.path().join("floor.db"), durability)?;
     let run = NewRun {
@@ -418,6 +593,7 @@ fn append_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
         created_at_ms: 0,
     };
     store.create_run(&run, &[])?;
+    let hash = stepwise_core::hash::content_hash(content.as_bytes());
     let event = |kind: &str, payload: serde_json::Value| NewEvent {
         event_type: kind.into(),
         schema_version: 1,
@@ -429,11 +605,11 @@ fn append_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
     let events = [
         event(
             "OperationSucceeded",
-            serde_json::json!({"op": 1, "result": {"kind": "file_read", "exists": true, "content": "hello\n", "hash": "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}}),
+            serde_json::json!({"op": 1, "result": {"kind": "file_read", "exists": true, "content": content, "hash": hash}}),
         ),
         event(
             "StepSucceeded",
-            serde_json::json!({"step": "r1", "attempt": 1, "output": {"path": "input.txt", "content": "hello\n", "hash": "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}}),
+            serde_json::json!({"step": "r1", "attempt": 1, "output": {"path": "input.txt", "content": content, "hash": hash}}),
         ),
         event(
             "StepStarted",
@@ -453,28 +629,42 @@ fn append_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
 }
 
 /// Spawning `true` and waiting for it, as plainly as the standard library does it.
-fn spawn_floor(n: usize) -> BenchResult<Duration> {
+fn spawn_plain(n: usize) -> BenchResult<Duration> {
     let began = Instant::now();
     for _ in 0..n {
-        let status = std::process::Command::new("true").status()?;
-        if !status.success() {
+        if !Process::new("true").status()?.success() {
             return Err("`true` failed".into());
         }
     }
     Ok(began.elapsed() / count(n))
 }
 
-fn linear_set_workflow(n: usize) -> String {
-    let mut yaml =
-        String::from("name: linear\nsteps:\n  - id: s0\n    type: set\n    values: { i: 0 }\n");
-    for i in 1..n {
-        let _ = write!(
-            yaml,
-            "  - id: s{i}\n    type: set\n    needs: [s{p}]\n    values: {{ i: \"${{steps.s{p}.output.i + 1}}\" }}\n",
-            p = i - 1
-        );
+/// Spawning `true` the way any engine that must not leave processes behind and must record
+/// what commands print has to: in a process group of its own, with a parent-death signal
+/// (which needs a fork, not posix_spawn), its output captured through pipes.
+#[allow(unsafe_code)]
+fn spawn_as_engine(n: usize) -> BenchResult<Duration> {
+    use std::os::unix::process::CommandExt;
+    let began = Instant::now();
+    for _ in 0..n {
+        let mut child = Process::new("true");
+        child
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            child.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        if !child.output()?.status.success() {
+            return Err("`true` failed".into());
+        }
     }
-    yaml
+    Ok(began.elapsed() / count(n))
 }
 
 fn chain(name: &str, n: usize, step: &str) -> String {
@@ -490,11 +680,23 @@ fn chain(name: &str, n: usize, step: &str) -> String {
     yaml
 }
 
-fn linear_read_workflow(n: usize) -> String {
+fn read_chain(n: usize) -> String {
     chain("reads", n, "    type: read_file\n    path: input.txt\n")
 }
 
-fn linear_command_workflow(n: usize) -> String {
+fn large_content() -> String {
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n".repeat(1600)
+}
+
+fn large_read_chain(n: usize) -> String {
+    chain(
+        "large-reads",
+        n,
+        "    type: read_file\n    path: large.txt\n",
+    )
+}
+
+fn command_chain(n: usize) -> String {
     chain(
         "commands",
         n,
@@ -502,7 +704,20 @@ fn linear_command_workflow(n: usize) -> String {
     )
 }
 
-fn fan_out_read_workflow(n: usize) -> String {
+fn linear_sets(n: usize) -> String {
+    let mut yaml =
+        String::from("name: linear\nsteps:\n  - id: s0\n    type: set\n    values: { i: 0 }\n");
+    for i in 1..n {
+        let _ = write!(
+            yaml,
+            "  - id: s{i}\n    type: set\n    needs: [s{p}]\n    values: {{ i: \"${{steps.s{p}.output.i + 1}}\" }}\n",
+            p = i - 1
+        );
+    }
+    yaml
+}
+
+fn fan_out_reads(n: usize) -> String {
     let mut yaml = String::from("name: fan-reads\nsteps:\n");
     for i in 0..n {
         let _ = write!(
@@ -510,16 +725,10 @@ fn fan_out_read_workflow(n: usize) -> String {
             "  - id: b{i}\n    type: read_file\n    path: input.txt\n"
         );
     }
-    let needs: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
-    let _ = write!(
-        yaml,
-        "  - id: join\n    type: set\n    needs: [{}]\n    values: {{ done: true }}\n",
-        needs.join(", ")
-    );
-    yaml
+    join(yaml, n)
 }
 
-fn fan_out_set_workflow(n: usize) -> String {
+fn fan_out_sets(n: usize) -> String {
     let mut yaml =
         String::from("name: fan\nsteps:\n  - id: root\n    type: set\n    values: { x: 1 }\n");
     for i in 0..n {
@@ -528,6 +737,10 @@ fn fan_out_set_workflow(n: usize) -> String {
             "  - id: b{i}\n    type: set\n    needs: [root]\n    values: {{ v: \"${{steps.root.output.x + {i}}}\" }}\n"
         );
     }
+    join(yaml, n)
+}
+
+fn join(mut yaml: String, n: usize) -> String {
     let needs: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
     let _ = write!(
         yaml,
@@ -537,8 +750,28 @@ fn fan_out_set_workflow(n: usize) -> String {
     yaml
 }
 
+fn median_of(
+    rounds: usize,
+    mut measure: impl FnMut() -> BenchResult<Duration>,
+) -> BenchResult<Duration> {
+    let mut all = Vec::new();
+    for _ in 0..rounds.max(1) {
+        all.push(measure()?);
+    }
+    Ok(median(all))
+}
+
+fn median<T: Ord + Copy + Default>(mut values: Vec<T>) -> T {
+    values.sort();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
 fn count(n: usize) -> u32 {
     u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn us(d: Duration) -> String {
@@ -548,9 +781,4 @@ fn us(d: Duration) -> String {
     } else {
         format!("{:.1} ms", d.as_secs_f64() * 1000.0)
     }
-}
-
-fn beyond(took: Duration, floor: Duration) -> String {
-    let extra = took.as_micros() as i128 - floor.as_micros() as i128;
-    format!("{extra:+} µs")
 }

@@ -15,6 +15,7 @@
 //! block an async worker on SQLite. It knows nothing of any user interface: the CLI and the
 //! desktop app are both clients of [`Engine`].
 
+mod adopt;
 mod clock;
 mod commands;
 mod db;

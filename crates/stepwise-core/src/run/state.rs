@@ -125,6 +125,10 @@ pub struct RunState {
     pub(crate) cancel_requested: bool,
     pub(crate) finished: Option<RunStatus>,
     pub(crate) terminal: usize,
+    /// Steps waiting for a retry timer, and for a person (approval or unknown outcome): kept
+    /// as counts so that `status` does not walk every step.
+    waiting_retry: usize,
+    waiting_person: usize,
     pub(crate) base_scope: Scope,
 }
 
@@ -182,6 +186,8 @@ impl RunState {
             cancel_requested: false,
             finished: None,
             terminal: 0,
+            waiting_retry: 0,
+            waiting_person: 0,
             base_scope,
         })
     }
@@ -233,16 +239,8 @@ impl RunState {
         if self.paused {
             return RunStatus::Paused;
         }
-        let waiting_retry = self
-            .steps
-            .iter()
-            .any(|s| s.status == StepStatus::WaitingRetry);
-        let waiting_person = self.steps.iter().any(|s| {
-            matches!(
-                s.status,
-                StepStatus::AwaitingApproval | StepStatus::OutcomeUnknown
-            )
-        });
+        let waiting_retry = self.waiting_retry > 0;
+        let waiting_person = self.waiting_person > 0;
         if self.in_flight == 0 && !waiting_retry && waiting_person && self.held.is_empty() {
             RunStatus::AwaitingApproval
         } else {
@@ -368,6 +366,43 @@ impl RunState {
             });
         }
         self.last_seq = seq;
+        // An event changes the status of at most one step: count it out and back in.
+        let touched = self.touched_step(event);
+        if let Some(i) = touched {
+            self.count_status(self.steps[i].status, false);
+        }
+        let applied = self.apply_event(seq, event);
+        if let Some(i) = touched {
+            self.count_status(self.steps[i].status, true);
+        }
+        applied
+    }
+
+    /// The step whose status an event may change.
+    fn touched_step(&self, event: &Event) -> Option<usize> {
+        match event {
+            Event::OperationSucceeded { op, .. }
+            | Event::OperationFailed { op, .. }
+            | Event::OperationOutcomeUnknown { op }
+            | Event::OperationResolved { op, .. } => self.ops.get(op).copied(),
+            other => other.step().and_then(|id| self.workflow.step_index(id)),
+        }
+    }
+
+    fn count_status(&mut self, status: StepStatus, add: bool) {
+        let counter = match status {
+            StepStatus::WaitingRetry => &mut self.waiting_retry,
+            StepStatus::AwaitingApproval | StepStatus::OutcomeUnknown => &mut self.waiting_person,
+            _ => return,
+        };
+        *counter = if add {
+            *counter + 1
+        } else {
+            counter.saturating_sub(1)
+        };
+    }
+
+    fn apply_event(&mut self, seq: u64, event: &Event) -> Result<(), StateError> {
         match event {
             Event::RunStarted(_) => {
                 return Err(StateError::Unexpected {

@@ -24,6 +24,8 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use stepwise_store::Store;
 use tokio::sync::watch;
 
+/// How long the watch lets a burst of writes to the WAL gather before it reads on.
+const COALESCE: Duration = Duration::from_millis(1);
 /// The first look after writes to the WAL; each later one waits twice as long.
 const FIRST_LOOK: Duration = Duration::from_millis(1);
 /// After the writes stop, looks go on this long (a slow fsync may take that long).
@@ -100,6 +102,10 @@ fn watch_wal(
         };
         if relevant {
             let _ = hints.send(());
+            // One commit is several writes, each an event. Pausing here lets the kernel fold
+            // the rest of the burst into one queued event, so that a commit costs this thread
+            // a wake-up or two instead of one per page.
+            std::thread::sleep(COALESCE);
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;

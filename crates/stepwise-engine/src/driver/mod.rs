@@ -12,7 +12,7 @@ mod inbox;
 mod recovery;
 mod stale;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +67,13 @@ pub(super) struct Group {
 /// Inputs folded together before one commit, so that completions arriving together share an
 /// fsync.
 const MAX_BATCH: usize = 256;
+
+/// Files up to this size are read on the driver's thread (see `Driver::read_inline`).
+const INLINE_READ_MAX_BYTES: u64 = 64 * 1024;
+
+/// At most this many reads are done inline for one commit, so that a long chain of reads
+/// still commits as it goes.
+const INLINE_READS_PER_COMMIT: usize = 256;
 
 /// Drives a run whose lock this process holds, until it finishes or (unless the engine holds
 /// waiting runs) nothing can move without a person.
@@ -269,6 +276,7 @@ impl Driver {
         groups: Vec<Group>,
         handled: Vec<HandledCommand>,
     ) -> Result<Vec<i64>, EngineError> {
+        let (groups, read_here) = self.read_inline(groups)?;
         let count: usize = groups
             .iter()
             .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
@@ -295,6 +303,10 @@ impl Driver {
                     // A read changes nothing in the world, so it starts while its request
                     // commits; its result is taken only after the commit (the driver reads
                     // its messages once this returns), so nothing depends on it before then.
+                    Event::OperationStarted {
+                        request: OperationRequest::ReadFile { .. },
+                        ..
+                    } if read_here.contains(&seq) => {}
                     Event::OperationStarted {
                         request: request @ OperationRequest::ReadFile { .. },
                         ..
@@ -332,6 +344,57 @@ impl Driver {
             }
         }
         Ok(handled_ids)
+    }
+
+    /// Reads change nothing in the world, so a small one is performed right here, as soon as
+    /// it is decided, and its result taken as an input at once: request, result and what
+    /// follows from it are all recorded in this one commit (nothing outside the log has
+    /// depended on the result before then). A chain of reads and the pure steps between them
+    /// thus costs one commit, not one per read. Large files are read on a blocking thread
+    /// instead. Returns the groups with the reads' results added, and the reads done.
+    fn read_inline(
+        &mut self,
+        mut groups: Vec<Group>,
+    ) -> Result<(Vec<Group>, HashSet<u64>), EngineError> {
+        let mut done = HashSet::new();
+        let mut scanned = 0;
+        while scanned < groups.len() && done.len() < INLINE_READS_PER_COMMIT {
+            let total: usize = groups
+                .iter()
+                .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
+                .sum();
+            let mut seq = self.state.last_seq() + 1 - total as u64;
+            let mut reads = Vec::new();
+            for (index, group) in groups.iter().enumerate() {
+                seq += u64::from(group.input.is_some());
+                for decision in &group.decisions {
+                    if index >= scanned
+                        && let Event::OperationStarted {
+                            request: OperationRequest::ReadFile { path, missing_ok },
+                            ..
+                        } = decision
+                    {
+                        reads.push((seq, path.clone(), *missing_ok));
+                    }
+                    seq += 1;
+                }
+            }
+            scanned = groups.len();
+            for (op, path, missing_ok) in reads {
+                if done.len() >= INLINE_READS_PER_COMMIT
+                    || exec::is_larger_than(&self.workspace, &path, INLINE_READ_MAX_BYTES)
+                {
+                    continue;
+                }
+                let input = match exec::read_file(&self.workspace, &path, missing_ok) {
+                    Ok(result) => Event::OperationSucceeded { op, result },
+                    Err(error) => Event::OperationFailed { op, error },
+                };
+                groups.push(self.take_input(input)?);
+                done.insert(op);
+            }
+        }
+        Ok((groups, done))
     }
 
     fn arm_pending_retries(&mut self) {

@@ -67,6 +67,15 @@ pub fn read_file(
     }
 }
 
+/// Whether a workspace file is a regular file of more than `max` bytes (anything else, a
+/// missing file or one that cannot be read included, is quick to answer).
+pub fn is_larger_than(ws: &Workspace, path: &str, max: u64) -> bool {
+    locate(ws, path)
+        .ok()
+        .and_then(|(_, real)| ws.dir().metadata(real).ok())
+        .is_some_and(|meta| meta.is_file() && meta.len() > max)
+}
+
 /// The hash of a workspace file as it is now (`None`: it does not exist), to tell whether a
 /// proposal made against it still holds.
 pub fn current_hash(ws: &Workspace, path: &str) -> Result<Option<String>, OperationError> {

@@ -8,4 +8,4 @@ mod file;
 mod output;
 
 pub use command::run_command;
-pub use file::{WriteRecovery, current_hash, read_file, recover_write, write_file};
+pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_write, write_file};
