@@ -7,6 +7,7 @@ mod proposal;
 mod replay;
 mod state;
 mod status;
+mod step;
 
 pub use proposal::{EditedProposal, edited_proposal, unified_diff};
 pub use replay::{Divergence, ReplayError, ReplayReport, replay};

@@ -11,6 +11,9 @@
 //! Under `cargo test` (no `--bench` argument) every scenario runs once at a tiny size, as a
 //! smoke test, and nothing is printed.
 
+mod floors;
+mod workflows;
+
 use std::fmt::Write as _;
 use std::process::Command as Process;
 use std::sync::Arc;
@@ -20,9 +23,15 @@ use stepwise_core::event::Event;
 use stepwise_core::run::{RunState, RunStatus, replay};
 use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Command, Durability, Engine, EngineConfig, StartRun};
-use stepwise_store::{NewEvent, NewRun, Store};
+use stepwise_store::Store;
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+use floors::{append_floor, append_floor_with, commit_floor, spawn_as_engine, spawn_plain};
+use workflows::{
+    command_chain, fan_out_reads, fan_out_sets, large_content, large_read_chain, linear_sets,
+    read_chain,
+};
+
+pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// How big each scenario is.
 #[derive(Clone, Copy)]
@@ -552,204 +561,6 @@ impl Bench {
     }
 }
 
-/// One durable commit of one small row, with the engine's connection settings.
-fn commit_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
-    let dir = tempfile::tempdir()?;
-    let conn = rusqlite::Connection::open(dir.path().join("floor.db"))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    let sync = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", sync)?;
-    conn.execute("CREATE TABLE t (x INTEGER NOT NULL)", [])?;
-    let began = Instant::now();
-    for i in 0..n {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        conn.execute("INSERT INTO t (x) VALUES (?1)", [i64::try_from(i)?])?;
-        conn.execute_batch("COMMIT")?;
-    }
-    Ok(began.elapsed() / count(n))
-}
-
-/// One `Store::append` of the four events a `read_file` step commits: the previous read's
-/// result and success, this step's start and its read request.
-fn append_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
-    append_floor_with(durability, n, "hello\n")
-}
-
-/// [`append_floor`] for a file with this content.
-fn append_floor_with(durability: Durability, n: usize, content: &str) -> BenchResult<Duration> {
-    let dir = tempfile::tempdir()?;
-    let mut store = Store::open(&dir.path().join("floor.db"), durability)?;
-    let run = NewRun {
-        run_id: "floor".into(),
-        workflow_name: "floor".into(),
-        workflow_path: "floor.yaml".into(),
-        workflow_hash: "sha256:0".into(),
-        workspace: "/ws".into(),
-        trigger: "bench".into(),
-        status: "running".into(),
-        created_at_ms: 0,
-    };
-    store.create_run(&run, &[])?;
-    let hash = stepwise_core::hash::content_hash(content.as_bytes());
-    let event = |kind: &str, payload: serde_json::Value| NewEvent {
-        event_type: kind.into(),
-        schema_version: 1,
-        recorded_at_ms: 1,
-        correlation_id: Some("r1".into()),
-        causation_seq: Some(1),
-        payload,
-    };
-    let events = [
-        event(
-            "OperationSucceeded",
-            serde_json::json!({"op": 1, "result": {"kind": "file_read", "exists": true, "content": content, "hash": hash}}),
-        ),
-        event(
-            "StepSucceeded",
-            serde_json::json!({"step": "r1", "attempt": 1, "output": {"path": "input.txt", "content": content, "hash": hash}}),
-        ),
-        event(
-            "StepStarted",
-            serde_json::json!({"step": "r2", "attempt": 1}),
-        ),
-        event(
-            "OperationStarted",
-            serde_json::json!({"step": "r2", "attempt": 1, "request": {"kind": "read_file", "path": "input.txt"}}),
-        ),
-    ];
-    let mut last = 0;
-    let began = Instant::now();
-    for _ in 0..n {
-        last = store.append("floor", last, &events, Some("running"))?;
-    }
-    Ok(began.elapsed() / count(n))
-}
-
-/// Spawning `true` and waiting for it, as plainly as the standard library does it.
-fn spawn_plain(n: usize) -> BenchResult<Duration> {
-    let began = Instant::now();
-    for _ in 0..n {
-        if !Process::new("true").status()?.success() {
-            return Err("`true` failed".into());
-        }
-    }
-    Ok(began.elapsed() / count(n))
-}
-
-/// Spawning `true` the way any engine that must not leave processes behind and must record
-/// what commands print has to: in a process group of its own, with a parent-death signal
-/// (which needs a fork, not posix_spawn), its output captured through pipes.
-#[allow(unsafe_code)]
-fn spawn_as_engine(n: usize) -> BenchResult<Duration> {
-    use std::os::unix::process::CommandExt;
-    let began = Instant::now();
-    for _ in 0..n {
-        let mut child = Process::new("true");
-        child
-            .process_group(0)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            child.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        if !child.output()?.status.success() {
-            return Err("`true` failed".into());
-        }
-    }
-    Ok(began.elapsed() / count(n))
-}
-
-fn chain(name: &str, n: usize, step: &str) -> String {
-    let mut yaml = format!("name: {name}\nsteps:\n");
-    for i in 0..n {
-        let needs = if i == 0 {
-            String::new()
-        } else {
-            format!("    needs: [s{}]\n", i - 1)
-        };
-        let _ = write!(yaml, "  - id: s{i}\n{step}{needs}");
-    }
-    yaml
-}
-
-fn read_chain(n: usize) -> String {
-    chain("reads", n, "    type: read_file\n    path: input.txt\n")
-}
-
-fn large_content() -> String {
-    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n".repeat(1600)
-}
-
-fn large_read_chain(n: usize) -> String {
-    chain(
-        "large-reads",
-        n,
-        "    type: read_file\n    path: large.txt\n",
-    )
-}
-
-fn command_chain(n: usize) -> String {
-    chain(
-        "commands",
-        n,
-        "    type: run_command\n    command: [\"true\"]\n",
-    )
-}
-
-fn linear_sets(n: usize) -> String {
-    let mut yaml =
-        String::from("name: linear\nsteps:\n  - id: s0\n    type: set\n    values: { i: 0 }\n");
-    for i in 1..n {
-        let _ = write!(
-            yaml,
-            "  - id: s{i}\n    type: set\n    needs: [s{p}]\n    values: {{ i: \"${{steps.s{p}.output.i + 1}}\" }}\n",
-            p = i - 1
-        );
-    }
-    yaml
-}
-
-fn fan_out_reads(n: usize) -> String {
-    let mut yaml = String::from("name: fan-reads\nsteps:\n");
-    for i in 0..n {
-        let _ = write!(
-            yaml,
-            "  - id: b{i}\n    type: read_file\n    path: input.txt\n"
-        );
-    }
-    join(yaml, n)
-}
-
-fn fan_out_sets(n: usize) -> String {
-    let mut yaml =
-        String::from("name: fan\nsteps:\n  - id: root\n    type: set\n    values: { x: 1 }\n");
-    for i in 0..n {
-        let _ = write!(
-            yaml,
-            "  - id: b{i}\n    type: set\n    needs: [root]\n    values: {{ v: \"${{steps.root.output.x + {i}}}\" }}\n"
-        );
-    }
-    join(yaml, n)
-}
-
-fn join(mut yaml: String, n: usize) -> String {
-    let needs: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
-    let _ = write!(
-        yaml,
-        "  - id: join\n    type: set\n    needs: [{}]\n    values: {{ done: true }}\n",
-        needs.join(", ")
-    );
-    yaml
-}
-
 fn median_of(
     rounds: usize,
     mut measure: impl FnMut() -> BenchResult<Duration>,
@@ -766,7 +577,7 @@ fn median<T: Ord + Copy + Default>(mut values: Vec<T>) -> T {
     values.get(values.len() / 2).copied().unwrap_or_default()
 }
 
-fn count(n: usize) -> u32 {
+pub(crate) fn count(n: usize) -> u32 {
     u32::try_from(n.max(1)).unwrap_or(u32::MAX)
 }
 

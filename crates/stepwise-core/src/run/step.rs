@@ -1,0 +1,123 @@
+//! One step's state inside a run: where it is (`Phase`), what it shows (`StepState`), and the
+//! question it may put to a person (`PendingApproval`).
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::{Proposal, Resolution};
+use crate::operation::{OperationError, OperationRequest, OperationResult};
+
+use super::status::StepStatus;
+
+/// What an operation was for, within its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Read,
+    Snapshot,
+    Write,
+    Command,
+}
+
+/// The step's progress inside its current attempt; it decides what the core does next.
+#[derive(Debug, Clone)]
+pub(crate) enum Phase {
+    /// Needs not finished yet.
+    Blocked,
+    /// Needs finished: decide skip, `when`, start.
+    Ready,
+    /// An attempt started: take the action's first move.
+    Begin,
+    AwaitingApproval,
+    /// Approved: perform this (for a gate, nothing).
+    Approved(Option<OperationRequest>),
+    InFlight {
+        op: u64,
+        request: OperationRequest,
+    },
+    Returned {
+        request: OperationRequest,
+        outcome: Result<OperationResult, OperationError>,
+    },
+    Rejected {
+        by: String,
+        reason: String,
+    },
+    RetryWait,
+    RetryNow,
+    Unknown {
+        op: u64,
+        request: OperationRequest,
+    },
+    Resolved {
+        resolution: Resolution,
+        by: String,
+        request: OperationRequest,
+    },
+    Done,
+}
+
+/// A question put to a person.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PendingApproval {
+    pub attempt: u32,
+    pub proposal: Proposal,
+    pub proposal_hash: String,
+    pub reason: String,
+    /// Seq of the `ApprovalRequested` event.
+    pub requested_seq: u64,
+}
+
+/// One step's state.
+#[derive(Debug, Clone)]
+pub struct StepState {
+    pub status: StepStatus,
+    pub attempt: u32,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    /// Why it was skipped or rejected.
+    pub reason: Option<String>,
+    pub pending_approval: Option<PendingApproval>,
+    /// The proposal that was last approved (its diff is the edit's output).
+    pub approved_proposal: Option<Proposal>,
+    /// For an edit: the file as it was read for the proposal (`None`: it did not exist).
+    pub base_content: Option<String>,
+    pub(crate) approved_hashes: BTreeSet<String>,
+    pub(crate) waiting_needs: usize,
+    pub(crate) phase: Phase,
+    pub(crate) purpose: Option<Purpose>,
+}
+
+/// The operation an approved proposal performs (`None` for a gate).
+pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> {
+    match proposal {
+        Proposal::EditFile {
+            path,
+            base_hash,
+            content,
+            ..
+        } => Some(OperationRequest::WriteFile {
+            path: path.clone(),
+            base_hash: base_hash.clone(),
+            content: content.clone(),
+            content_hash: crate::hash::content_hash(content.as_bytes()),
+        }),
+        Proposal::RunCommand(request) => Some(OperationRequest::RunCommand(request.clone())),
+        Proposal::ReadFile { path } => Some(OperationRequest::ReadFile {
+            path: path.clone(),
+            missing_ok: false,
+        }),
+        Proposal::Gate { .. } => None,
+    }
+}
+
+pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRequest) -> Purpose {
+    use crate::workflow::Action;
+    match (action, request) {
+        (Action::EditFile { .. }, OperationRequest::ReadFile { .. }) => Purpose::Snapshot,
+        (_, OperationRequest::WriteFile { .. }) => Purpose::Write,
+        (_, OperationRequest::RunCommand(_)) => Purpose::Command,
+        (_, OperationRequest::ReadFile { .. }) => Purpose::Read,
+    }
+}
