@@ -131,6 +131,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if cli.command.only_reads() {
+        die_quietly_on_closed_stdout();
+    }
     match run(cli) {
         Ok(exit) => exit.code(),
         Err(error) => {
@@ -144,6 +147,34 @@ fn main() -> ExitCode {
             exit.code()
         }
     }
+}
+
+impl CliCommand {
+    /// Whether the command only reads and prints (it drives no run).
+    fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            CliCommand::Validate { .. }
+                | CliCommand::Schema
+                | CliCommand::Runs { .. }
+                | CliCommand::Show { .. }
+                | CliCommand::Events { .. }
+                | CliCommand::Approvals { .. }
+                | CliCommand::Replay(_)
+        )
+    }
+}
+
+/// A command that only prints ends quietly when its reader goes away (`stepwise events RUN |
+/// head`), as Unix tools do: SIGPIPE is restored to its default action. Commands that drive a
+/// run keep ignoring it (Rust's default), so a closed stdout never stops a run mid-way; they
+/// treat a failed write as nothing to print.
+#[allow(unsafe_code)]
+fn die_quietly_on_closed_stdout() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL installs no
+    // handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 fn run(cli: Cli) -> anyhow::Result<Exit> {
