@@ -409,12 +409,9 @@ fn a_run_driven_in_process_by_the_engine_is_seen_and_continued_by_the_cli() {
 
 /// Runs `stepwise ARGS` with a stdout nobody reads (the read end closed before it starts).
 fn with_closed_stdout(env: &Env, args: &[&str]) -> std::process::Output {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(crate::support::binary())
-        .args(args)
-        .current_dir(env.root())
-        .env("STEPWISE_DB", &env.db)
-        .env("STEPWISE_USER_POLICY", &env.user_policy)
+    use std::process::Stdio;
+    let mut child = env
+        .command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -430,7 +427,11 @@ fn a_closed_stdout_ends_a_reading_command_quietly_and_never_stops_a_run() {
     let run = env.run(&waiting_workflow(&env), &[]).run_id();
 
     // Reading: ended by SIGPIPE as Unix tools are, without a panic.
-    for args in [vec!["events", run.as_str()], vec!["runs"], vec!["show", run.as_str()]] {
+    for args in [
+        vec!["events", run.as_str()],
+        vec!["runs"],
+        vec!["show", run.as_str()],
+    ] {
         let out = with_closed_stdout(&env, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");

@@ -307,13 +307,7 @@ steps:
     command: "echo started > ready.fifo; cat go.fifo > /dev/null; echo done > after.txt"
 "#,
     );
-    let holder = env.spawn(&[
-        "run",
-        workflow.to_str().expect("utf-8"),
-        "--workspace",
-        env.ws.to_str().expect("utf-8"),
-        "--json",
-    ]);
+    let holder = env.spawn_run(&workflow);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
     runtime().block_on(async {
         let engine = engine(&env, true);

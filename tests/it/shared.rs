@@ -67,16 +67,6 @@ fn await_approvals(env: &Env, run: &str, count: usize) {
     });
 }
 
-fn run_args<'a>(env: &'a Env, workflow: &'a str) -> Vec<&'a str> {
-    vec![
-        "run",
-        workflow,
-        "--workspace",
-        env.ws.to_str().expect("utf-8"),
-        "--json",
-    ]
-}
-
 /// The only run in the database (the test started one).
 fn only_run(env: &Env) -> String {
     env.db()
@@ -112,7 +102,7 @@ steps:
     content: "c from the run\n"
 "#,
     );
-    let driver = env.spawn(&run_args(&env, wf.to_str().expect("utf-8")));
+    let driver = env.spawn_run(&wf);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
     let run = only_run(&env);
     await_approvals(&env, &run, 3);
@@ -201,7 +191,7 @@ steps:
     command: "echo after >> log.txt"
 "#,
     );
-    let driver = env.spawn(&run_args(&env, wf.to_str().expect("utf-8")));
+    let driver = env.spawn_run(&wf);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
     let run = only_run(&env);
     let holder = format!("pid {}", driver.pid());
@@ -239,7 +229,7 @@ steps:
     command: "echo $$ > long.pid; echo started > ready.fifo; exec sleep 600"
 "#,
     );
-    let driver = env.spawn(&run_args(&env, wf.to_str().expect("utf-8")));
+    let driver = env.spawn_run(&wf);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
     let run = only_run(&env);
     let long = read_pid(&env.ws.join("long.pid"));
@@ -287,7 +277,7 @@ steps:
 "#,
     );
     // A first driver dies with both commands running: their outcomes are unknown.
-    let first = env.spawn(&run_args(&env, wf.to_str().expect("utf-8")));
+    let first = env.spawn_run(&wf);
     assert_eq!(
         wait_for_fifo(&x_ready, PATIENCE).as_deref(),
         Some("started")
@@ -344,7 +334,7 @@ steps:
     content: "v2\n"
 "#,
     );
-    let holder = env.spawn(&run_args(&env, wf.to_str().expect("utf-8")));
+    let holder = env.spawn_run(&wf);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
     let run = only_run(&env);
     await_approvals(&env, &run, 1);
@@ -409,7 +399,7 @@ steps:
     command: "echo started > ready.fifo; exec sleep 600"
 "#,
     );
-    let holder = env.spawn(&run_args(&env, wf.to_str().expect("utf-8")));
+    let holder = env.spawn_run(&wf);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
     let run = only_run(&env);
     holder.kill();

@@ -109,6 +109,12 @@ impl Env {
 
     /// `stepwise ARGS` with this test's database and user policy.
     pub fn stepwise(&self, args: &[&str]) -> Out {
+        Out::from(self.command(args).output().expect("start stepwise"))
+    }
+
+    /// The `stepwise ARGS` command, set up with this test's database, user policy and
+    /// variables, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
         cmd.args(args)
             .current_dir(self.root())
@@ -119,7 +125,14 @@ impl Env {
         for (name, value) in &self.vars {
             cmd.env(name, value);
         }
-        Out::from(cmd.output().expect("start stepwise"))
+        cmd
+    }
+
+    /// `stepwise run WORKFLOW --workspace WS --json` in the background.
+    pub fn spawn_run(&self, workflow: &Path) -> Background {
+        let wf = workflow.to_str().expect("utf-8 path");
+        let ws = self.ws.to_str().expect("utf-8 path");
+        self.spawn(&["run", wf, "--workspace", ws, "--json"])
     }
 
     /// `stepwise run WORKFLOW --workspace WS --json EXTRA...`.
@@ -362,18 +375,9 @@ impl Env {
 
     fn background_command(&self, args: &[&str], n: usize) -> Command {
         let stderr = self.root().join(format!("bg-{n}.err"));
-        let mut cmd = Command::new(binary());
-        cmd.args(args)
-            .current_dir(self.root())
-            .env("STEPWISE_DB", &self.db)
-            .env("STEPWISE_USER_POLICY", &self.user_policy)
-            .env_remove("STEPWISE_SYNC")
-            .env_remove("STEPWISE_LOG")
-            .stdin(std::process::Stdio::null())
+        let mut cmd = self.command(args);
+        cmd.stdin(std::process::Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));
-        for (name, value) in &self.vars {
-            cmd.env(name, value);
-        }
         cmd
     }
 

@@ -9,7 +9,7 @@
 //! follow it), so a write only starts a short watch: `PRAGMA data_version` on a connection of
 //! its own is compared 1, 2, 4, … 512 ms after the writes stop, and the signal is raised when
 //! it moves, i.e. when a commit can be read. Where no filesystem watch can be had (an exotic
-//! filesystem, inotify limits reached), `data_version` is compared ten times a second instead.
+//! filesystem, inotify limits reached), `data_version` is compared every 50 ms instead.
 //!
 //! The signal is a generation counter in a `watch` channel: waiters see that it moved and go
 //! and read what is new; many commits while they read coalesce into one wake-up.
@@ -31,7 +31,7 @@ const FIRST_LOOK: Duration = Duration::from_millis(1);
 /// After the writes stop, looks go on this long (a slow fsync may take that long).
 const LAST_LOOK: Duration = Duration::from_millis(512);
 /// How often the fallback compares `data_version`.
-const FALLBACK_POLL: Duration = Duration::from_millis(100);
+const FALLBACK_POLL: Duration = Duration::from_millis(50);
 
 pub(crate) struct Changes {
     sender: Arc<watch::Sender<u64>>,
