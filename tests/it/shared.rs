@@ -495,3 +495,41 @@ fn approvals_follow_shows_a_question_and_its_answer_from_another_process() {
     let out = follower.finish(PATIENCE);
     assert_eq!(out.code, 1, "the run failed: {out}");
 }
+
+#[test]
+fn a_cancel_waiting_in_the_inbox_holds_back_what_recovery_would_start() {
+    let env = Env::new();
+    commands_allowed(&env);
+    let fifos: Vec<_> = (0..4).map(|i| env.fifo(&format!("r{i}.fifo"))).collect();
+    let mut yaml = String::from("name: held\nmax_parallel: 4\nsteps:\n");
+    for i in 0..4 {
+        yaml.push_str(&format!(
+            "  - id: long{i}\n    type: run_command\n    command: \"echo started > r{i}.fifo; exec sleep 600\"\n"
+        ));
+    }
+    yaml.push_str("  - id: held\n    type: run_command\n    command: \"echo ran > held.txt\"\n");
+    let wf = env.workflow("held.yaml", &yaml);
+    let holder = env.spawn_run(&wf);
+    for fifo in &fifos {
+        assert_eq!(wait_for_fifo(fifo, PATIENCE).as_deref(), Some("started"));
+    }
+    let run = only_run(&env);
+
+    // The holder freezes with four commands running and the fifth held back by max_parallel;
+    // a cancel waits in the inbox when it dies.
+    holder.freeze();
+    let canceller = env.spawn(&["cancel", &run, "--json"]);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while handled_commands(&env, &run).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the cancel never reached the inbox");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    holder.kill();
+
+    let out = canceller.finish(PATIENCE);
+    assert_eq!(out.code, 1, "{out}");
+    assert_eq!(out.json()["status"], "cancelled");
+    assert_eq!(env.read("held.txt"), None, "the held-back step ran before the cancel");
+    let events = env.events(&run);
+    assert!(of_step(&events, "OperationStarted", "held").is_empty());
+}

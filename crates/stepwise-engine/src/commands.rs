@@ -43,6 +43,12 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command holds back what would otherwise start (pause, cancel): a driver
+    /// applies these before anything else when it starts.
+    pub(crate) fn holds_back(&self) -> bool {
+        matches!(self, Command::Pause | Command::Cancel)
+    }
+
     /// The command as people type it.
     pub fn name(&self) -> &'static str {
         match self {

@@ -464,6 +464,8 @@ impl RunState {
                 if let Phase::InFlight { request, .. } = self.steps[i].phase.clone() {
                     self.steps[i].status = StepStatus::OutcomeUnknown;
                     self.steps[i].phase = Phase::Unknown { op: *op, request };
+                    // Re-decided: in a run being cancelled, the step is cancelled now.
+                    self.dirty.insert(i);
                     self.free_slot();
                 }
             }

@@ -11,8 +11,17 @@ use crate::error::EngineError;
 use crate::inbox::{Applied, StoredOutcome};
 
 impl Driver {
-    /// Applies every pending command of the run; whether there were any.
+    /// Applies every pending command of the run, oldest first; whether there were any.
     pub(super) async fn process_inbox(&mut self) -> Result<bool, EngineError> {
+        self.process_inbox_where(|_| true).await
+    }
+
+    /// Applies the pending commands that `wanted` picks (and any that cannot be read), oldest
+    /// first; whether there were any.
+    pub(super) async fn process_inbox_where(
+        &mut self,
+        wanted: fn(&Command) -> bool,
+    ) -> Result<bool, EngineError> {
         let run_id = self.run_id.clone();
         let pending = self
             .engine
@@ -20,9 +29,14 @@ impl Driver {
             .db
             .read(move |store| Ok(store.pending_commands(&run_id)?))
             .await?;
-        let any = !pending.is_empty();
+        let mut any = false;
         for row in pending {
-            self.apply_inbox_row(row).await?;
+            let picked = serde_json::from_value::<Command>(row.body.clone())
+                .map_or(true, |command| wanted(&command));
+            if picked {
+                any = true;
+                self.apply_inbox_row(row).await?;
+            }
         }
         Ok(any)
     }

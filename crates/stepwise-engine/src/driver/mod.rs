@@ -138,11 +138,14 @@ impl Driver {
             .into_iter()
             .map(|(op, _, request)| (op, request.clone()))
             .collect();
-        // Commands whose outcome is lost are marked so first, so that a `resolve` waiting in
+        // A pause or cancel waiting in the inbox is applied before anything else, so that it
+        // holds back what recovery would otherwise start (marking a command's outcome unknown
+        // frees a slot that a held-back step would take).
+        self.process_inbox_where(Command::holds_back).await?;
+        // Commands whose outcome is lost are marked so next, so that a `resolve` waiting in
         // the inbox finds them in that state.
         let unanswered = self.mark_unknown_commands(unanswered)?;
-        // Then commands: a mistaken one is refused before anything runs, and a pause or cancel
-        // holds back what recovery would otherwise start.
+        // Then the other commands: a mistaken one is refused before anything runs.
         self.process_inbox().await?;
         // Proposals made against files that have changed since are made anew.
         self.void_stale_edits().await?;
