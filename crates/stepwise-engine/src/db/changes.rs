@@ -6,9 +6,11 @@
 //! moment any process writes one, without polling: an idle engine sleeps in the kernel.
 //!
 //! A write to the WAL comes before the commit is visible (the fsync and the WAL index update
-//! follow it), so a write only starts a short watch: `PRAGMA data_version` on a connection of
-//! its own is compared 1, 2, 4, … 512 ms after the writes stop, and the signal is raised when
-//! it moves, i.e. when a commit can be read. Where no filesystem watch can be had (an exotic
+//! follow it, and neither makes a filesystem event), so a write only starts a watch:
+//! `PRAGMA data_version` on a connection of its own is compared 1, 2, 4, … ms after the writes
+//! stop, then every second for half a minute, and the signal is raised whenever it moves, i.e.
+//! when a commit can be read. However slow the disk, a commit is seen within a second of
+//! becoming visible; an idle engine does nothing. Where no filesystem watch can be had (an exotic
 //! filesystem, inotify limits reached), `data_version` is compared every 50 ms instead.
 //!
 //! The signal is a generation counter in a `watch` channel: waiters see that it moved and go
@@ -26,10 +28,13 @@ use tokio::sync::watch;
 
 /// How long the watch lets a burst of writes to the WAL gather before it reads on.
 const COALESCE: Duration = Duration::from_millis(1);
-/// The first look after writes to the WAL; each later one waits twice as long.
+/// The first look after writes to the WAL; each later one waits twice as long, up to
+/// `SLOWEST_LOOK`.
 const FIRST_LOOK: Duration = Duration::from_millis(1);
-/// After the writes stop, looks go on this long (a slow fsync may take that long).
-const LAST_LOOK: Duration = Duration::from_millis(512);
+const SLOWEST_LOOK: Duration = Duration::from_secs(1);
+/// After the writes stop, looks go on this long (a commit may become visible that late on a
+/// slow or overloaded disk).
+const LOOK_FOR: Duration = Duration::from_secs(30);
 /// How often the fallback compares `data_version`.
 const FALLBACK_POLL: Duration = Duration::from_millis(50);
 
@@ -167,6 +172,7 @@ impl Looker {
     fn follow_hints(&mut self, hints: &Receiver<()>) {
         let mut next_look: Option<Instant> = None;
         let mut step = FIRST_LOOK;
+        let mut last_hint = Instant::now();
         loop {
             let hinted = match next_look {
                 None => hints.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -175,15 +181,19 @@ impl Looker {
             match hinted {
                 // Writes are landing: look soon, and keep looking for a while after they stop.
                 Ok(()) => {
+                    last_hint = Instant::now();
                     step = FIRST_LOOK;
-                    next_look.get_or_insert_with(|| Instant::now() + FIRST_LOOK);
+                    next_look = Some(match next_look {
+                        Some(at) => at.min(last_hint + FIRST_LOOK),
+                        None => last_hint + FIRST_LOOK,
+                    });
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.look() {
                         return;
                     }
-                    step *= 2;
-                    next_look = (step <= LAST_LOOK).then(|| Instant::now() + step);
+                    step = (step * 2).min(SLOWEST_LOOK);
+                    next_look = (last_hint.elapsed() < LOOK_FOR).then(|| Instant::now() + step);
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             }

@@ -5,11 +5,11 @@
 //! done since. Every write replaces the file atomically (temp file, fsync, rename), so a crash
 //! leaves either the old or the new content, which is what [`recover_write`] relies on.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cap_std::fs::{Dir, OpenOptions, Permissions};
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt, Permissions};
 use stepwise_core::hash::content_hash;
 use stepwise_core::operation::{OperationError, OperationErrorKind, OperationResult};
 use stepwise_core::paths::normalize_workspace_path;
@@ -229,11 +229,19 @@ fn read_current(
     shown: &str,
     real: &Path,
 ) -> Result<Option<Current>, OperationError> {
-    let meta = match ws.dir().metadata(real) {
-        Ok(meta) => meta,
+    // One open, then questions to the opened file: what is checked is what is read, even if
+    // the path is swapped meanwhile. Non-blocking, so that a FIFO put in its place cannot hang
+    // the read (it is refused below); no following a link put in the last place.
+    let mut options = OpenOptions::new();
+    options
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    let mut file = match ws.dir().open_with(real, &options) {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("read", shown, e)),
     };
+    let meta = file.metadata().map_err(|e| io_error("read", shown, e))?;
     if meta.is_dir() {
         return Err(OperationError::new(
             OperationErrorKind::Io,
@@ -247,25 +255,28 @@ fn read_current(
             format!("`{shown}` is not a regular file"),
         ));
     }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(OperationError::new(
+    let too_large = || {
+        OperationError::new(
             OperationErrorKind::Io,
-            format!(
-                "`{shown}` is {} bytes; files over {} bytes are not read into the log",
-                meta.len(),
-                MAX_FILE_BYTES
-            ),
-        ));
+            format!("`{shown}` is larger than {MAX_FILE_BYTES} bytes; files that large are not read into the log"),
+        )
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
     }
-    match ws.dir().read(real) {
-        Ok(bytes) => Ok(Some(Current {
-            bytes,
-            permissions: meta.permissions(),
-        })),
-        // Removed between the two calls: as good as never there.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error("read", shown, e)),
+    // The file may grow after the check: read one byte past the limit to know.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    (&mut file)
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error("read", shown, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
     }
+    Ok(Some(Current {
+        bytes,
+        permissions: meta.permissions(),
+    }))
 }
 
 fn split_parent<'a>(shown: &str, real: &'a Path) -> Result<(&'a Path, &'a Path), OperationError> {
@@ -447,6 +458,20 @@ mod tests {
         let err = read_file(&ws, "dir", true).unwrap_err();
         assert_eq!(err.kind, OperationErrorKind::Io);
         assert_eq!(err.message, "`dir` is a directory, not a file");
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_file_is_refused_at_once_not_waited_on() {
+        let (_d, ws) = workspace();
+        nix::unistd::mkfifo(
+            &ws.root().join("pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        // Nobody writes to it: a blocking open would never return.
+        let err = read_file(&ws, "pipe", false).unwrap_err();
+        assert_eq!(err.message, "`pipe` is not a regular file");
+        assert!(current_hash(&ws, "pipe").is_err());
     }
 
     #[test]
