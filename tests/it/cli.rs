@@ -449,3 +449,31 @@ fn a_closed_stdout_ends_a_reading_command_quietly_and_never_stops_a_run() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(env.show(&run)["status"], "succeeded");
 }
+
+#[test]
+fn eight_processes_starting_runs_at_once_on_a_new_database_all_succeed() {
+    for round in 0..3 {
+        let env = Env::new();
+        let wf = quick_workflow(&env);
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                env.command(&[
+                    "run",
+                    wf.to_str().expect("utf-8"),
+                    "--workspace",
+                    env.ws.to_str().expect("utf-8"),
+                    "--json",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start stepwise")
+            })
+            .collect();
+        for child in children {
+            let out = crate::support::Out::from(child.wait_with_output().expect("wait"));
+            assert_eq!(out.code, 0, "round {round}: {out}");
+        }
+        assert_eq!(env.run_count(), 8, "round {round}");
+    }
+}

@@ -521,7 +521,10 @@ fn a_cancel_waiting_in_the_inbox_holds_back_what_recovery_would_start() {
     let canceller = env.spawn(&["cancel", &run, "--json"]);
     let deadline = std::time::Instant::now() + PATIENCE;
     while handled_commands(&env, &run).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the cancel never reached the inbox");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cancel never reached the inbox"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     holder.kill();
@@ -529,7 +532,11 @@ fn a_cancel_waiting_in_the_inbox_holds_back_what_recovery_would_start() {
     let out = canceller.finish(PATIENCE);
     assert_eq!(out.code, 1, "{out}");
     assert_eq!(out.json()["status"], "cancelled");
-    assert_eq!(env.read("held.txt"), None, "the held-back step ran before the cancel");
+    assert_eq!(
+        env.read("held.txt"),
+        None,
+        "the held-back step ran before the cancel"
+    );
     let events = env.events(&run);
     assert!(of_step(&events, "OperationStarted", "held").is_empty());
 }

@@ -41,6 +41,8 @@ pub async fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Ex
 /// `stepwise approvals [RUN] --follow`: what waits for a person now, then each question as it
 /// appears and as it is answered. With RUN, only that run's, until it ends.
 pub async fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow::Result<Exit> {
+    // Subscribed before the run is looked at: if it ends in between, the feed still says so.
+    let mut changes = engine.subscribe_approvals().await?;
     let only = match run {
         Some(run) => {
             let row = engine.find_run(run).await?;
@@ -59,7 +61,6 @@ pub async fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow
         }
         None => None,
     };
-    let mut changes = engine.subscribe_approvals().await?;
     if !json && only.is_none() {
         emit("following the approvals inbox (Ctrl-C to stop)");
     }

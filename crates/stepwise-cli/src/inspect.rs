@@ -83,19 +83,20 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
         return Ok(Exit::Success);
     }
     println!(
-        "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  TRIGGER",
-        "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK"
+        "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  {:<8}  DRIVEN BY",
+        "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK", "TRIGGER"
     );
     for summary in &runs {
         let run = &summary.row;
         println!(
-            "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  {}",
+            "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  {:<8}  {}",
             run.run_id,
             summary.shown_status(),
             one_line(&run.workflow_name, 24),
             timestamp(run.created_at_ms),
             duration(run.updated_at_ms - run.created_at_ms),
-            run.trigger
+            one_line(&run.trigger, 8),
+            summary.held_by.as_deref().unwrap_or("")
         );
     }
     if runs.iter().any(|r| r.shown_status() == "interrupted") {

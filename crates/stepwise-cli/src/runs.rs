@@ -281,6 +281,8 @@ where
     let mut events = engine.subscribe_run(run_id, after);
     tokio::pin!(until);
     let mut interrupts = 0;
+    // Commands sent on Ctrl-C: awaited before returning, so none is left half-sent.
+    let mut sent = Vec::new();
     let status = loop {
         tokio::select! {
             status = &mut until => break status?,
@@ -288,6 +290,9 @@ where
             Ok(()) = tokio::signal::ctrl_c() => {
                 if !engine.drives(run_id) {
                     eprintln!("\ninterrupted: no longer following; the run goes on in the process that drives it");
+                    for send in sent {
+                        let _ = send.await;
+                    }
                     let row = engine.find_run(run_id).await?;
                     return Ok(RunStatus::parse(&row.status).unwrap_or(RunStatus::Running));
                 }
@@ -299,18 +304,21 @@ where
                     eprintln!("\ninterrupted again: cancelling the run and killing its commands");
                     Command::Cancel
                 };
-                // The command goes through the inbox to this process's driver, while the run
-                // keeps being followed here.
+                // The command goes to this process's driver while the run keeps being
+                // followed here.
                 let engine = engine.clone();
                 let run_id = run_id.to_string();
-                tokio::spawn(async move {
+                sent.push(tokio::spawn(async move {
                     if let Err(e) = engine.send(&run_id, command).await {
                         eprintln!("error: {e}");
                     }
-                });
+                }));
             }
         }
     };
+    for send in sent {
+        let _ = send.await;
+    }
     // Everything committed before the end, printed before the summary.
     let last = engine.find_run(run_id).await?.last_seq;
     while events.last_seq() < last {

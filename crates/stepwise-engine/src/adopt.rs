@@ -3,9 +3,6 @@
 //! (its holder stopped, or died). A thread stands by on the lock of each run another process
 //! holds, so a SIGKILLed holder's run is taken over the moment the kernel releases its lock.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-
 use stepwise_core::run::RunStatus;
 use stepwise_store::RunRow;
 use tokio::task::JoinHandle;
@@ -23,18 +20,20 @@ impl Engine {
     pub async fn adopt_unheld_runs(&self) -> Result<JoinHandle<()>, EngineError> {
         // Subscribed first, so that no run changing while the others are looked at is missed.
         let mut changes = self.subscribe_runs().await?;
-        let standing_by = Arc::new(Mutex::new(HashSet::new()));
         for row in self.unfinished_runs().await? {
-            self.stand_by(&row, &standing_by);
+            self.adopt(&row);
         }
         let engine = self.clone();
         Ok(self.inner.db.writer.spawn(async move {
             loop {
                 match changes.next().await {
-                    Ok(row) => engine.stand_by(&row, &standing_by),
+                    Ok(row) => engine.adopt(&row),
+                    Err(EngineError::WriterStopped) => return,
                     Err(error) => {
-                        tracing::warn!(%error, "adopting runs stopped");
-                        return;
+                        // A read failed (the disk, a busy database): look again shortly; the
+                        // feed's cursor has not moved, so nothing is missed.
+                        tracing::warn!(%error, "adopting runs: reading changes failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     }
                 }
             }
@@ -42,42 +41,21 @@ impl Engine {
     }
 
     /// Makes sure an unfinished run is driven here once nobody else drives it.
-    fn stand_by(&self, row: &RunRow, standing_by: &Arc<Mutex<HashSet<String>>>) {
+    fn adopt(&self, row: &RunRow) {
         let finished = RunStatus::parse(&row.status).is_none_or(RunStatus::is_finished);
         if finished || self.drives(&row.run_id) {
             return;
         }
-        if !standing_by
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(row.run_id.clone())
-        {
-            return;
-        }
-        let engine = self.clone();
-        let run_id = row.run_id.clone();
-        let lock_dir = self.inner.db.lock_dir.clone();
-        let standing_by = Arc::clone(standing_by);
-        let spawned = std::thread::Builder::new()
-            .name("stepwise-adopt".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let lock = RunLock::wait(&lock_dir, &run_id);
-                standing_by
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&run_id);
-                match lock {
-                    Ok(lock) => {
-                        // The driver runs on the engine's own thread; its handle is not needed.
-                        drop(engine.spawn_driver(&run_id, lock));
-                        tracing::info!(run_id, "adopted a run nobody drives");
-                    }
-                    Err(error) => tracing::warn!(%error, run_id, "cannot stand by for a run"),
-                }
-            });
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "cannot start a thread to stand by for a run");
+        let result = match RunLock::try_acquire(&self.inner.db.lock_dir, &row.run_id) {
+            Ok(Ok(lock)) => {
+                drop(self.spawn_driver(&row.run_id, lock));
+                Ok(())
+            }
+            Ok(Err(_holder)) => self.stand_by(&row.run_id),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, run_id = %row.run_id, "cannot adopt a run");
         }
     }
 }

@@ -6,7 +6,7 @@
 //! Everyone else sends it commands through its inbox in the database (see `inbox`) and
 //! follows it through the feeds (see `feeds`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,10 +22,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::db::Db;
 use crate::driver::{self, Message};
 use crate::error::EngineError;
+use crate::file_watch::FileWatch;
 use crate::lock::RunLock;
 use crate::policy_files::load_policy;
 use crate::record::new_event;
 use crate::sandbox::Workspace;
+
+/// How many compiled workflows an engine keeps.
+const COMPILED_WORKFLOWS_KEPT: usize = 64;
 
 /// How to open an engine.
 #[derive(Debug, Clone)]
@@ -130,6 +134,10 @@ pub(crate) struct Inner {
     /// compiled once per engine, not on every load.
     compiled: Mutex<HashMap<String, Arc<Workflow>>>,
     pub(crate) inbox_watch: OnceLock<()>,
+    /// Runs another process holds that a thread of this engine stands by for.
+    standing_by: Mutex<HashSet<String>>,
+    /// The watch on pending edits' files, started when a driver first needs it.
+    file_watch: OnceLock<FileWatch>,
 }
 
 /// A driver running in this process.
@@ -162,6 +170,8 @@ impl Engine {
                 next_driver: AtomicU64::new(1),
                 compiled: Mutex::new(HashMap::new()),
                 inbox_watch: OnceLock::new(),
+                standing_by: Mutex::new(HashSet::new()),
+                file_watch: OnceLock::new(),
             }),
         })
     }
@@ -284,8 +294,9 @@ impl Engine {
         let engine = self.clone();
         let owned_id = run_id.to_string();
         let join = self.inner.db.writer.spawn(async move {
-            // Unregisters (and tells waiters) however the driver ends, panics included; the
-            // lock is released after, when the driver is dropped.
+            // Unregisters (and tells waiters) however the driver ends, panics included. The
+            // driver (and with it the lock) is dropped first; a command sent meanwhile falls back
+            // to the inbox and a standby, which waits for the lock.
             let _guard = guard;
             driver::drive(engine, owned_id, lock, tx, rx).await
         });
@@ -317,6 +328,38 @@ impl Engine {
         self.live().get(run_id).map(|driver| driver.stopped.clone())
     }
 
+    /// The engine's watch on pending edits' files.
+    pub(crate) fn file_watch(&self) -> &FileWatch {
+        self.inner.file_watch.get_or_init(FileWatch::start)
+    }
+
+    /// The engine's watch on pending edits' files, if a driver ever needed it.
+    pub(crate) fn started_file_watch(&self) -> Option<&FileWatch> {
+        self.inner.file_watch.get()
+    }
+
+    /// Moves whenever a driver of this process starts or stops.
+    pub(crate) fn watch_drivers(&self) -> watch::Receiver<usize> {
+        self.inner.live_count.subscribe()
+    }
+
+    /// Marks a run as stood by for; `false` if it already was.
+    pub(crate) fn start_standing_by(&self, run_id: &str) -> bool {
+        self.inner
+            .standing_by
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run_id.to_string())
+    }
+
+    pub(crate) fn stop_standing_by(&self, run_id: &str) {
+        self.inner
+            .standing_by
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(run_id);
+    }
+
     pub(crate) fn drives_anything(&self) -> bool {
         !self.live().is_empty()
     }
@@ -330,11 +373,20 @@ impl Engine {
     }
 
     pub(crate) fn remember_workflow(&self, workflow: &Arc<Workflow>) {
-        self.inner
+        let mut compiled = self
+            .inner
             .compiled
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(workflow.source_hash.clone(), Arc::clone(workflow));
+            .unwrap_or_else(|p| p.into_inner());
+        // Bounded, for a long-lived process: when full, one entry goes (any: a workflow
+        // dropped is only compiled again when a run of it is loaded).
+        if compiled.len() >= COMPILED_WORKFLOWS_KEPT
+            && !compiled.contains_key(&workflow.source_hash)
+            && let Some(old) = compiled.keys().next().cloned()
+        {
+            compiled.remove(&old);
+        }
+        compiled.insert(workflow.source_hash.clone(), Arc::clone(workflow));
     }
 
     pub(crate) fn cached_workflow(&self, hash: &str) -> Option<Arc<Workflow>> {

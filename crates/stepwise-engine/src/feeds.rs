@@ -17,6 +17,10 @@ use crate::error::EngineError;
 use crate::queries::{Approval, approvals_of};
 use crate::record::decode;
 
+/// How many events one read of a run's feed takes: a feed catching up on a long run holds
+/// one page at a time.
+const EVENTS_PAGE: usize = 1000;
+
 /// How many changed runs one read of the runs feed takes.
 const RUNS_PAGE: usize = 256;
 
@@ -100,7 +104,7 @@ impl RunEvents {
                 .read(move |store| {
                     let row = store.find_run(&run)?;
                     let events = store
-                        .load_events(&row.run_id, after)?
+                        .load_events_page(&row.run_id, after, EVENTS_PAGE)?
                         .into_iter()
                         .map(|stored| {
                             let event = decode(&row.run_id, &stored)?;
@@ -235,6 +239,9 @@ pub struct ApprovalChanges {
     engine: Engine,
     runs: RunChanges,
     tracked: HashMap<String, RunState>,
+    /// Changed runs not looked at yet (kept until done, so that dropping `next` midway loses
+    /// nothing).
+    pending: VecDeque<RunRow>,
     queue: VecDeque<ApprovalChange>,
 }
 
@@ -270,24 +277,32 @@ impl Engine {
             engine: self.clone(),
             runs,
             tracked,
+            pending: VecDeque::new(),
             queue,
         })
     }
 }
 
 impl ApprovalChanges {
-    /// The next change, waiting for one if need be.
+    /// The next change, waiting for one if need be. Cancel-safe: dropping the future loses
+    /// no change.
     pub async fn next(&mut self) -> Result<ApprovalChange, EngineError> {
         loop {
             if let Some(change) = self.queue.pop_front() {
                 return Ok(change);
             }
+            if let Some(row) = self.pending.front().cloned() {
+                self.catch_up(row).await?;
+                self.pending.pop_front();
+                continue;
+            }
             let row = self.runs.next().await?;
-            self.catch_up(row).await?;
+            self.pending.push_back(row);
         }
     }
 
-    /// Brings one run's tracked state up to date and queues what changed.
+    /// Brings one run's tracked state up to date and queues what changed. Nothing changes
+    /// before its one read is done.
     async fn catch_up(&mut self, row: RunRow) -> Result<(), EngineError> {
         let before: Vec<Approval> = match self.tracked.get(&row.run_id) {
             Some(state) => approvals_of(&row, state),
@@ -296,8 +311,8 @@ impl ApprovalChanges {
         let after_seq = self.tracked.get(&row.run_id).map(RunState::last_seq);
         let engine = self.engine.clone();
         let run_id = row.run_id.clone();
-        let (state, new_events) = match (self.tracked.remove(&row.run_id), after_seq) {
-            (Some(mut state), Some(after)) => {
+        let (state, new_events) = match after_seq {
+            Some(after) => {
                 let events = self
                     .engine
                     .inner
@@ -310,6 +325,9 @@ impl ApprovalChanges {
                             .collect::<Result<Vec<_>, EngineError>>()
                     })
                     .await?;
+                let Some(mut state) = self.tracked.remove(&row.run_id) else {
+                    return Ok(());
+                };
                 for (seq, event) in &events {
                     state
                         .apply(*seq, event)
@@ -320,7 +338,7 @@ impl ApprovalChanges {
                 }
                 (state, events.into_iter().map(|(_, e)| e).collect())
             }
-            _ => {
+            None => {
                 let loaded = self
                     .engine
                     .inner

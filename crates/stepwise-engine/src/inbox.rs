@@ -79,7 +79,7 @@ impl Engine {
 
     async fn await_outcome(&self, run_id: &str, command_id: i64) -> Result<Applied, EngineError> {
         let mut changes = self.inner.db.watch_changes();
-        let mut standby = Standby::new(run_id);
+        let mut standby = Standby::new(self, run_id);
         let mut ensured = false;
         loop {
             changes.borrow_and_update();
@@ -95,7 +95,7 @@ impl Engine {
                 changed = changes.changed() => {
                     changed.map_err(|_| EngineError::WriterStopped)?;
                 }
-                driving = standby.changed(self), if standby.is_watching() => {
+                driving = standby.changed() => {
                     if let Err(error) = driving {
                         // The driver started for this command failed: unless it got as far as
                         // handling the command, that failure is the answer.
@@ -130,7 +130,8 @@ impl Engine {
     pub async fn settle(&self, run: &str) -> Result<RunStatus, EngineError> {
         let run_id = self.find_run(run).await?.run_id;
         let mut changes = self.inner.db.watch_changes();
-        let mut standby = Standby::new(&run_id);
+        let mut standby = Standby::new(self, &run_id);
+        let mut ensured = false;
         loop {
             // A driver of this process that stops on its own: wait for it to stop (and learn
             // how it failed, if it was started here).
@@ -150,8 +151,9 @@ impl Engine {
             if status != RunStatus::Running {
                 return Ok(status);
             }
-            if !standby.is_watching() {
+            if !ensured {
                 standby.ensure_driven(self)?;
+                ensured = true;
                 if standby.has_own() {
                     continue;
                 }
@@ -160,7 +162,10 @@ impl Engine {
                 changed = changes.changed() => {
                     changed.map_err(|_| EngineError::WriterStopped)?;
                 }
-                driving = standby.changed(self), if standby.is_watching() => driving?,
+                driving = standby.changed() => {
+                    driving?;
+                    ensured = false;
+                }
             }
         }
     }

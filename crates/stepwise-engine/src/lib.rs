@@ -24,6 +24,7 @@ mod engine;
 mod error;
 mod exec;
 mod feeds;
+mod file_watch;
 mod inbox;
 mod lock;
 mod policy_files;

@@ -1,9 +1,10 @@
 //! Making sure a run is driven while someone waits on it: by a driver in this process, by the
 //! process that holds the run, or, when nobody holds it (it stopped, or died), by a driver
-//! started here. A thread stands by on the run's lock, so a holder that is SIGKILLed is
-//! replaced the moment the kernel releases its lock, without polling.
+//! started here. For a run another process holds, one thread per run stands by on its lock and
+//! drives the run here the moment the holder lets go or dies (the kernel releases the lock of
+//! a SIGKILLed process), without polling.
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::engine::{Engine, RunHandle};
 use crate::error::EngineError;
@@ -11,21 +12,21 @@ use crate::lock::RunLock;
 
 pub(crate) struct Standby {
     run_id: String,
-    /// A thread blocked on the run's lock; it hands the lock over when it gets it.
-    waiter: Option<oneshot::Receiver<Result<RunLock, EngineError>>>,
     /// The driver this standby started, to learn how it ended.
     own: Option<RunHandle>,
     /// A driver of this process that someone else started.
     local: Option<watch::Receiver<bool>>,
+    /// How many drivers this process runs: it moves when a standing-by thread starts one.
+    drivers: watch::Receiver<usize>,
 }
 
 impl Standby {
-    pub(crate) fn new(run_id: &str) -> Standby {
+    pub(crate) fn new(engine: &Engine, run_id: &str) -> Standby {
         Standby {
             run_id: run_id.to_string(),
-            waiter: None,
             own: None,
             local: None,
+            drivers: engine.watch_drivers(),
         }
     }
 
@@ -33,6 +34,7 @@ impl Standby {
     /// or starts one if nobody holds the run, or else stands by on the lock of the process
     /// that holds it.
     pub(crate) fn ensure_driven(&mut self, engine: &Engine) -> Result<(), EngineError> {
+        self.drivers.borrow_and_update();
         if self.own.as_ref().is_some_and(|own| !own.is_finished()) {
             engine.nudge(&self.run_id);
             return Ok(());
@@ -44,11 +46,7 @@ impl Standby {
         }
         match RunLock::try_acquire(&engine.inner.db.lock_dir, &self.run_id)? {
             Ok(lock) => self.own = Some(engine.spawn_driver(&self.run_id, lock)),
-            Err(_holder) => {
-                if self.waiter.is_none() {
-                    self.waiter = Some(wait_for_lock(engine, &self.run_id));
-                }
-            }
+            Err(_holder) => engine.stand_by(&self.run_id)?,
         }
         Ok(())
     }
@@ -63,27 +61,23 @@ impl Standby {
         self.own.take()
     }
 
-    /// Waits until who drives the run changes: the lock came free (a driver is started here
-    /// with it), or a driver of this process stopped. An error is the failure of a driver this
-    /// standby started. Never returns while nothing changes.
-    pub(crate) async fn changed(&mut self, engine: &Engine) -> Result<(), EngineError> {
+    /// Waits until who drives the run may have changed: a driver of this process started or
+    /// stopped. An error is the failure of a driver this standby started.
+    pub(crate) async fn changed(&mut self) -> Result<(), EngineError> {
         enum Change {
-            Lock(Result<Result<RunLock, EngineError>, oneshot::error::RecvError>),
             OwnEnded(
                 Result<Result<stepwise_core::run::RunStatus, EngineError>, tokio::task::JoinError>,
             ),
             LocalStopped,
+            Drivers,
         }
         let change = {
             let Standby {
-                waiter, own, local, ..
+                own,
+                local,
+                drivers,
+                ..
             } = self;
-            let lock = async {
-                match waiter.as_mut() {
-                    Some(waiter) => waiter.await,
-                    None => std::future::pending().await,
-                }
-            };
             let own_ended = async {
                 match own.as_mut() {
                     Some(own) => own.join_mut().await,
@@ -99,24 +93,17 @@ impl Standby {
                 }
             };
             tokio::select! {
-                lock = lock => Change::Lock(lock),
                 ended = own_ended => Change::OwnEnded(ended),
                 () = local_stopped => Change::LocalStopped,
+                changed = drivers.changed() => {
+                    if changed.is_err() {
+                        return Err(EngineError::WriterStopped);
+                    }
+                    Change::Drivers
+                }
             }
         };
         match change {
-            Change::Lock(lock) => {
-                self.waiter = None;
-                match lock {
-                    Ok(Ok(lock)) => {
-                        self.own = Some(engine.spawn_driver(&self.run_id, lock));
-                        Ok(())
-                    }
-                    Ok(Err(error)) => Err(error),
-                    // The waiting thread could not be started or died: try again next time.
-                    Err(_) => Ok(()),
-                }
-            }
             Change::OwnEnded(ended) => {
                 self.own = None;
                 match ended {
@@ -131,29 +118,48 @@ impl Standby {
                 self.local = None;
                 Ok(())
             }
+            Change::Drivers => Ok(()),
         }
-    }
-
-    /// Whether `changed` has anything to wait for.
-    pub(crate) fn is_watching(&self) -> bool {
-        self.waiter.is_some() || self.own.is_some() || self.local.is_some()
     }
 }
 
-/// Takes the run's lock on a thread of its own, as soon as its holder lets go or dies. If
-/// nobody wants the lock by then, it is released again at once.
-fn wait_for_lock(engine: &Engine, run_id: &str) -> oneshot::Receiver<Result<RunLock, EngineError>> {
-    let (tx, rx) = oneshot::channel();
-    let lock_dir = engine.inner.db.lock_dir.clone();
-    let run_id = run_id.to_string();
-    let spawned = std::thread::Builder::new()
-        .name("stepwise-standby".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _ = tx.send(RunLock::wait(&lock_dir, &run_id));
-        });
-    if let Err(error) = spawned {
-        tracing::warn!(%error, "cannot start a thread to stand by for a run's lock");
+impl Engine {
+    /// Stands by for a run another process holds: a thread waits for its lock and, once it has
+    /// it, drives the run here (a driver of a finished run stops at once). One such thread per
+    /// run and engine, however many wait on the run.
+    pub(crate) fn stand_by(&self, run_id: &str) -> Result<(), EngineError> {
+        if !self.start_standing_by(run_id) {
+            return Ok(());
+        }
+        let engine = self.clone();
+        let lock_dir = self.inner.db.lock_dir.clone();
+        let owned = run_id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("stepwise-standby".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let lock = RunLock::wait(&lock_dir, &owned);
+                engine.stop_standing_by(&owned);
+                match lock {
+                    Ok(lock) => {
+                        // The driver runs on the engine's own thread; waiters follow it there.
+                        drop(engine.spawn_driver(&owned, lock));
+                        tracing::debug!(run_id = %owned, "took over a run its holder let go of");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, run_id = %owned, "cannot stand by for a run");
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(source) => {
+                self.stop_standing_by(run_id);
+                Err(EngineError::Io {
+                    path: "a thread to stand by for a run's lock".into(),
+                    source,
+                })
+            }
+        }
     }
-    rx
 }

@@ -43,11 +43,23 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The schema could not be brought to the latest version.
-    #[error("database `{path}` could not be migrated: {source}")]
+    #[error(
+        "database `{path}` could not be brought up to date: {}",
+        migration_reason(source)
+    )]
     Migration {
         path: PathBuf,
         #[source]
         source: rusqlite_migration::Error,
+    },
+    /// The database was written by a newer stepwise, whose schema this one does not know.
+    #[error(
+        "database `{path}` was written by a newer stepwise (schema version {found}; this stepwise knows versions up to {known}); upgrade stepwise to use it"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        known: usize,
     },
     /// An event payload could not be written or read back as JSON.
     #[error("payload of event {seq} in run `{run_id}` is not valid json: {source}")]
@@ -67,4 +79,15 @@ pub enum StoreError {
     /// Any other SQLite failure.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+/// What went wrong in a migration, in a sentence (without the SQL it ran).
+fn migration_reason(error: &rusqlite_migration::Error) -> String {
+    match error {
+        rusqlite_migration::Error::RusqliteError { err, .. } => match err {
+            rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
 }

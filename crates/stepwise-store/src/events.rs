@@ -120,12 +120,23 @@ impl Store {
         run_id: &str,
         after_seq: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.load_events_page(run_id, after_seq, usize::MAX)
+    }
+
+    /// [`Store::load_events`], at most `limit` of them.
+    pub fn load_events_page(
+        &self,
+        run_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut statement = self.conn.prepare_cached(
             "SELECT seq, event_type, schema_version, recorded_at_ms, correlation_id,
                     causation_seq, payload
-             FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+             FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
-        let mut rows = statement.query(params![run_id, after_seq])?;
+        let mut rows = statement.query(params![run_id, after_seq, limit])?;
         let mut resolver = BlobResolver::new(&self.conn);
         let mut events = Vec::new();
         while let Some(row) = rows.next()? {

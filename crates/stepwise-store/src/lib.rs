@@ -76,9 +76,25 @@ impl Store {
             path: path.to_owned(),
             source,
         };
+        // Creating, configuring and migrating the database is one process at a time: the
+        // migration library reads the schema version outside its transaction, so two processes
+        // opening a new (or old) database together would both migrate it.
+        let _setting_up = SetupLock::take(path);
         let mut conn = Connection::open(path).map_err(open_error)?;
         configure(&conn, durability).map_err(open_error)?;
-        migrations::migrations()
+        let migrations = migrations::migrations();
+        let known = migrations::count();
+        let found: usize = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(open_error)?;
+        if found > known {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found,
+                known,
+            });
+        }
+        migrations
             .to_latest(&mut conn)
             .map_err(|source| StoreError::Migration {
                 path: path.to_owned(),
@@ -158,6 +174,30 @@ impl Store {
             .query_map([], |row| row.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(lines.join("\n"))
+    }
+}
+
+/// An exclusive lock on a file beside the database, held while it is set up (released when
+/// dropped, as the file closes).
+struct SetupLock {
+    _file: Option<std::fs::File>,
+}
+
+impl SetupLock {
+    /// Waits for the lock. Where the lock file cannot be made (a read-only directory), nobody
+    /// can be setting the database up there either: go on without it.
+    fn take(db_path: &Path) -> SetupLock {
+        let mut name = db_path.as_os_str().to_owned();
+        name.push(".setup-lock");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(PathBuf::from(name))
+            .ok()
+            .filter(|file| file.lock().is_ok());
+        SetupLock { _file: file }
     }
 }
 
@@ -279,6 +319,22 @@ mod tests {
             .create_run(&new_run("run-1"), &[event("A", json!(1))])
             .unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_database_from_a_newer_stepwise_is_refused_naming_both_versions() {
+        let (dir, store) = temp_store();
+        store.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(store);
+        let path = dir.path().join("stepwise.db");
+        let err = Store::open(&path, Durability::Normal).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("newer stepwise")
+                && message.contains("schema version 99")
+                && message.contains(&format!("up to {}", migrations::count())),
+            "{message}"
+        );
     }
 
     #[test]

@@ -87,9 +87,17 @@ CREATE TRIGGER commands_no_delete BEFORE DELETE ON commands
 BEGIN SELECT RAISE(ABORT, 'commands are never deleted'); END;
 "#;
 
+/// Every migration's SQL, oldest first: schema version N is after the first N.
+const ALL: [&str; 2] = [V1_INITIAL, V2_SHARED_RUNS];
+
 /// All migrations, oldest first.
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1_INITIAL), M::up(V2_SHARED_RUNS)])
+    Migrations::new(ALL.iter().map(|sql| M::up(sql)).collect())
+}
+
+/// The schema version this stepwise writes (the number of migrations).
+pub(crate) fn count() -> usize {
+    ALL.len()
 }
 
 #[cfg(test)]

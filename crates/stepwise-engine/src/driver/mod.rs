@@ -32,8 +32,6 @@ use crate::lock::RunLock;
 use crate::record::{input_causation, new_event};
 use crate::sandbox::Workspace;
 
-use self::stale::EditWatch;
-
 /// What wakes a driver.
 pub(crate) enum Message {
     OperationDone {
@@ -102,11 +100,35 @@ pub(crate) async fn drive(
         running: HashMap::new(),
         timers: HashMap::new(),
         hold,
-        edit_watch: None,
+        watch_id: next_watch_id(),
         edit_check_armed: false,
+        reproposed: HashMap::new(),
         _lock: lock,
     };
-    driver.run().await
+    let result = driver.run().await;
+    if result.is_err() {
+        driver.wind_down().await;
+    }
+    result
+}
+
+fn next_watch_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Its files are watched no more.
+        if let Some(watch) = self.engine.started_file_watch() {
+            watch.set(
+                self.watch_id,
+                std::path::Path::new("/"),
+                std::collections::BTreeSet::new(),
+                self.tx.clone(),
+            );
+        }
+    }
 }
 
 pub(crate) struct Driver {
@@ -122,9 +144,11 @@ pub(crate) struct Driver {
     timers: HashMap<String, JoinHandle<()>>,
     /// Keep holding the run while it waits for a person.
     hold: bool,
-    /// While holding: watches the files of pending edits.
-    edit_watch: Option<EditWatch>,
+    /// This driver's interest in the engine's file watch (the files of its pending edits).
+    watch_id: u64,
     edit_check_armed: bool,
+    /// When the watch last proposed each step's edit again, and how long the next must wait.
+    reproposed: HashMap<String, (std::time::Instant, Duration)>,
     _lock: RunLock,
 }
 
@@ -148,7 +172,7 @@ impl Driver {
         // Then the other commands: a mistaken one is refused before anything runs.
         self.process_inbox().await?;
         // Proposals made against files that have changed since are made anew.
-        self.void_stale_edits().await?;
+        self.void_stale_edits(false).await?;
         self.recover_files(unanswered).await?;
         // Then decisions not yet taken (a run just started, or steps held back).
         let pending = self.state.advance();
@@ -190,6 +214,28 @@ impl Driver {
             timer.abort();
         }
         Ok(self.state.status())
+    }
+
+    /// After a failure (the log could not be written): nothing this driver started may go on
+    /// once it lets go of the run, because the next holder recovers the run as if this one had
+    /// died. Running commands are killed, reads and writes are waited for, timers stopped; none
+    /// of their outcomes is recorded (the next holder finds them unanswered).
+    async fn wind_down(&mut self) {
+        for (_, timer) in self.timers.drain() {
+            timer.abort();
+        }
+        for cancel in self.running.values() {
+            let _ = cancel.send(true);
+        }
+        while !self.running.is_empty() {
+            match self.rx.recv().await {
+                Some(Message::OperationDone { op, .. }) => {
+                    self.running.remove(&op);
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
     }
 
     async fn handle(&mut self, messages: Vec<Message>) -> Result<(), EngineError> {
@@ -243,7 +289,7 @@ impl Driver {
         if check_edits {
             self.edit_check_armed = false;
             self.rewatch_edit_dirs();
-            self.void_stale_edits().await?;
+            self.void_stale_edits(true).await?;
         }
         Ok(())
     }

@@ -8,14 +8,11 @@
 //! window shows the fresh diff before anyone approves the stale one.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use stepwise_core::event::{Event, Proposal};
 use stepwise_core::run::StepStatus;
-use tokio::sync::mpsc;
 
 use super::{Driver, Message};
 use crate::commands::{Refusal, RefusalKind};
@@ -25,6 +22,12 @@ use crate::exec;
 /// How long files must be quiet after a change before pending edits are checked: an editor's
 /// save is often several writes, and a proposal against a half-written file helps nobody.
 const SETTLE: Duration = Duration::from_millis(100);
+
+/// After the watch proposes a step's edit again, the next time waits at least this long, and
+/// each further time twice as long (up to `REPROPOSE_MOST`), as long as the file keeps
+/// changing. An approval still checks the file at once.
+const REPROPOSE_FIRST: Duration = Duration::from_secs(1);
+const REPROPOSE_MOST: Duration = Duration::from_secs(300);
 
 /// A pending edit whose file is no longer what it was proposed against.
 pub(super) struct StaleEdit {
@@ -137,20 +140,49 @@ impl Driver {
     }
 
     /// Voids every pending edit whose file changed, in one commit; the steps propose anew.
-    pub(super) async fn void_stale_edits(&mut self) -> Result<(), EngineError> {
+    /// `watched`: the check comes from the file watch, and is paced per step (see
+    /// `REPROPOSE_FIRST`), so that a file rewritten all the time cannot fill the log.
+    pub(super) async fn void_stale_edits(&mut self, watched: bool) -> Result<(), EngineError> {
         let steps: Vec<String> = pending_edits(self)
             .into_iter()
             .map(|(step, _)| step)
             .collect();
         let mut groups = Vec::new();
+        let mut later: Option<Duration> = None;
         for step in steps {
+            if watched && let Some(wait) = self.repropose_wait(&step) {
+                later = Some(later.map_or(wait, |l| l.min(wait)));
+                continue;
+            }
             if let Some(stale) = self.stale_edit(&step).await? {
                 tracing::info!(run_id = %self.run_id, step, path = %stale.path, "a pending edit's file changed; proposing it again");
+                if watched {
+                    self.note_reproposal(&step);
+                }
                 groups.push(self.take_input(stale.into_event())?);
             }
         }
         self.commit(groups, Vec::new())?;
+        if let Some(wait) = later {
+            self.schedule_edit_check_in(wait);
+        }
         Ok(())
+    }
+
+    /// How long until the watch may propose this step's edit again, if it must wait.
+    fn repropose_wait(&self, step: &str) -> Option<Duration> {
+        let (at, pause) = self.reproposed.get(step)?;
+        pause.checked_sub(at.elapsed())
+    }
+
+    fn note_reproposal(&mut self, step: &str) {
+        let pause = match self.reproposed.get(step) {
+            // Quiet for a while since the last one: start over.
+            Some((at, pause)) if at.elapsed() < *pause * 4 => (*pause * 2).min(REPROPOSE_MOST),
+            _ => REPROPOSE_FIRST,
+        };
+        self.reproposed
+            .insert(step.to_string(), (Instant::now(), pause));
     }
 
     /// While holding a waiting run: watch the directories of the files its pending edits
@@ -162,31 +194,30 @@ impl Driver {
             .into_iter()
             .map(|(_, path)| root.join(path))
             .collect();
-        let unchanged = self
-            .edit_watch
-            .as_ref()
-            .is_some_and(|watch| watch.targets() == targets);
-        if unchanged || (targets.is_empty() && self.edit_watch.is_none()) {
+        let watching = self
+            .engine
+            .started_file_watch()
+            .map(|watch| watch.targets(self.watch_id))
+            .unwrap_or_default();
+        if watching == targets {
             return;
         }
-        if targets.is_empty() {
-            self.edit_watch = None;
-            return;
+        let watch = self.engine.file_watch();
+        let changed = !targets.is_empty();
+        watch.set(self.watch_id, &root, targets, self.tx.clone());
+        if changed {
+            self.schedule_edit_check();
         }
-        match self.edit_watch.as_mut() {
-            Some(watch) => watch.set_targets(&root, targets),
-            None => self.edit_watch = EditWatch::start(&root, targets, self.tx.clone()),
-        }
-        self.schedule_edit_check();
     }
 
     /// Directories may have appeared (or gone) since the watch was set: watch the nearest
     /// existing ones again.
     pub(super) fn rewatch_edit_dirs(&mut self) {
         let root = self.workspace.root().to_path_buf();
-        if let Some(watch) = self.edit_watch.as_mut() {
-            let targets = watch.targets();
-            watch.set_targets(&root, targets);
+        let watch = self.engine.file_watch();
+        let targets = watch.targets(self.watch_id);
+        if !targets.is_empty() {
+            watch.set(self.watch_id, &root, targets, self.tx.clone());
         }
     }
 
@@ -196,9 +227,13 @@ impl Driver {
             return;
         }
         self.edit_check_armed = true;
+        self.schedule_edit_check_in(SETTLE);
+    }
+
+    fn schedule_edit_check_in(&self, wait: Duration) {
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(SETTLE).await;
+            tokio::time::sleep(wait).await;
             let _ = tx.send(Message::CheckEdits);
         });
     }
@@ -215,85 +250,4 @@ fn pending_edits(driver: &Driver) -> Vec<(String, String)> {
             _ => None,
         })
         .collect()
-}
-
-/// A filesystem watch on the directories holding pending edits' files. Directories, not the
-/// files: editors replace files by renaming, and a file may not exist yet.
-pub(super) struct EditWatch {
-    watcher: RecommendedWatcher,
-    targets: Arc<Mutex<BTreeSet<PathBuf>>>,
-    watched: BTreeSet<PathBuf>,
-}
-
-impl EditWatch {
-    fn start(
-        root: &Path,
-        targets: BTreeSet<PathBuf>,
-        tx: mpsc::UnboundedSender<Message>,
-    ) -> Option<EditWatch> {
-        let shared = Arc::new(Mutex::new(BTreeSet::new()));
-        let seen = Arc::clone(&shared);
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let relevant = match &event {
-                Ok(event) => {
-                    let targets = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    event
-                        .paths
-                        .iter()
-                        .any(|p| targets.iter().any(|t: &PathBuf| t.starts_with(p)))
-                }
-                // Events may have been lost: look.
-                Err(_) => true,
-            };
-            if relevant {
-                let _ = tx.send(Message::FilesChanged);
-            }
-        });
-        let watcher = match watcher {
-            Ok(watcher) => watcher,
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch the files of pending edits; they are checked when approved instead");
-                return None;
-            }
-        };
-        let mut watch = EditWatch {
-            watcher,
-            targets: shared,
-            watched: BTreeSet::new(),
-        };
-        watch.set_targets(root, targets);
-        Some(watch)
-    }
-
-    fn targets(&self) -> BTreeSet<PathBuf> {
-        self.targets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set_targets(&mut self, root: &Path, targets: BTreeSet<PathBuf>) {
-        // The nearest directory that exists: a file in a directory yet to be made shows up as
-        // that directory appearing first.
-        let dirs: BTreeSet<PathBuf> = targets
-            .iter()
-            .filter_map(|t| {
-                t.ancestors()
-                    .skip(1)
-                    .take_while(|d| d.starts_with(root))
-                    .find(|d| d.is_dir())
-                    .map(Path::to_path_buf)
-            })
-            .collect();
-        for gone in self.watched.difference(&dirs) {
-            let _ = self.watcher.unwatch(gone);
-        }
-        for new in dirs.difference(&self.watched) {
-            if let Err(error) = self.watcher.watch(new, RecursiveMode::NonRecursive) {
-                tracing::warn!(%error, dir = %new.display(), "cannot watch a directory of a pending edit");
-            }
-        }
-        self.watched = dirs;
-        *self.targets.lock().unwrap_or_else(|p| p.into_inner()) = targets;
-    }
 }

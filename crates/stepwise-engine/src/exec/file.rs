@@ -258,7 +258,9 @@ fn read_current(
     let too_large = || {
         OperationError::new(
             OperationErrorKind::Io,
-            format!("`{shown}` is larger than {MAX_FILE_BYTES} bytes; files that large are not read into the log"),
+            format!(
+                "`{shown}` is larger than {MAX_FILE_BYTES} bytes; files that large are not read into the log"
+            ),
         )
     };
     if meta.len() > MAX_FILE_BYTES {
