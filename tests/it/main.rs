@@ -5,6 +5,7 @@ mod support;
 
 mod approvals;
 mod cli;
+mod containment;
 mod crash;
 mod engine_api;
 mod examples;

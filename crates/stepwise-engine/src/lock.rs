@@ -71,6 +71,33 @@ pub(crate) fn holder(dir: &Path, run_id: &str) -> Result<Option<String>, EngineE
     }
 }
 
+/// The file a command's supervisor holds locked while anything of the command may run: for
+/// operation `op` (its `OperationStarted` seq) of the run.
+pub(crate) fn operation_lock(dir: &Path, run_id: &str, op: u64) -> PathBuf {
+    dir.join(format!("{run_id}.op-{op}.lock"))
+}
+
+/// Waits, up to `limit`, until nothing holds an operation's lock (the command's supervisor has
+/// killed its tree and exited); `false` if it is still held then. Removes the file once free.
+pub(crate) fn wait_operation_gone(path: &Path, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let held = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => sys::is_locked(&file).unwrap_or(false),
+            Err(_) => false,
+        };
+        if !held {
+            let _ = std::fs::remove_file(path);
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        // The supervisor is killing the tree; it lets go within moments.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn lock_path(dir: &Path, run_id: &str) -> Result<PathBuf, EngineError> {
     std::fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
     Ok(dir.join(format!("{run_id}.lock")))

@@ -28,7 +28,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::exec;
 use crate::inbox::Applied;
-use crate::lock::RunLock;
+use crate::lock::{self, RunLock};
 use crate::record::{input_causation, new_event};
 use crate::sandbox::Workspace;
 
@@ -168,7 +168,7 @@ impl Driver {
         self.process_inbox_where(Command::holds_back).await?;
         // Commands whose outcome is lost are marked so next, so that a `resolve` waiting in
         // the inbox finds them in that state.
-        let unanswered = self.mark_unknown_commands(unanswered)?;
+        let unanswered = self.mark_unknown_commands(unanswered).await?;
         // Then the other commands: a mistaken one is refused before anything runs.
         self.process_inbox().await?;
         // Proposals made against files that have changed since are made anew.
@@ -485,10 +485,13 @@ impl Driver {
         let tx = self.tx.clone();
         let workspace = self.workspace.clone();
         match request {
-            // Commands run on a runtime worker thread: see `exec::run_command`.
             OperationRequest::RunCommand(request) => {
+                let lock = lock::operation_lock(&self.engine.inner.db.lock_dir, &self.run_id, op);
                 tokio::spawn(async move {
-                    let outcome = exec::run_command(&workspace, &request, cancel_rx).await;
+                    let outcome =
+                        exec::run_command(&workspace, &request, cancel_rx, Some(&lock)).await;
+                    // The supervisor has exited: the lock is free and its file of no more use.
+                    let _ = std::fs::remove_file(&lock);
                     let _ = tx.send(Message::OperationDone { op, outcome });
                 });
             }

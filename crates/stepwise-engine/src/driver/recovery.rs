@@ -8,18 +8,34 @@ use stepwise_core::operation::{OperationError, OperationErrorKind, OperationRequ
 use super::Driver;
 use crate::error::EngineError;
 use crate::exec::{self, WriteRecovery};
+use crate::lock;
+
+/// How long a recovering driver waits for the processes of a command started before a crash
+/// to be gone (their supervisor kills them as soon as the engine that started them dies).
+const OLD_TREE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Driver {
     /// Commands first: one that started and never answered may or may not have done its
-    /// work, so it is never repeated without a person saying so. Returns the reads and writes
-    /// left to recover.
-    pub(super) fn mark_unknown_commands(
+    /// work, so it is never repeated without a person saying so. And never while anything of
+    /// it may still run: its supervisor holds a lock until the command's tree is gone (it kills
+    /// the tree when the engine that started it dies), so that is waited for first. Returns the
+    /// reads and writes left to recover.
+    pub(super) async fn mark_unknown_commands(
         &mut self,
         unanswered: Vec<(u64, OperationRequest)>,
     ) -> Result<Vec<(u64, OperationRequest)>, EngineError> {
         let mut rest = Vec::new();
         for (op, request) in unanswered {
             if matches!(request, OperationRequest::RunCommand(_)) {
+                let lock = lock::operation_lock(&self.engine.inner.db.lock_dir, &self.run_id, op);
+                let gone = tokio::task::spawn_blocking(move || {
+                    lock::wait_operation_gone(&lock, OLD_TREE_PATIENCE)
+                })
+                .await
+                .unwrap_or(false);
+                if !gone {
+                    tracing::warn!(run_id = %self.run_id, op, "processes of a command started before a crash are still running; marking its outcome unknown anyway");
+                }
                 self.record_input(Event::OperationOutcomeUnknown { op })?;
             } else {
                 rest.push((op, request));

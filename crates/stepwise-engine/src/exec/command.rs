@@ -1,60 +1,56 @@
 //! Running commands in the workspace.
 //!
-//! A command runs in its own process group with a scrubbed environment, and that whole group
-//! is killed when the command times out, is cancelled, or ends while children it started in
-//! the background are still running: nothing a workflow starts keeps running unseen. On Linux
-//! the child also gets SIGKILL if the engine dies, so a crash does not leave it behind either.
+//! A command runs under a supervisor (see `supervisor`) with a scrubbed environment: its whole
+//! process tree, detached descendants included, is killed when the command times out, is
+//! cancelled, ends while processes it started in the background are still running, or when
+//! the engine dies. Nothing a workflow starts keeps running unseen.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use stepwise_core::operation::{
     CommandLine, CommandOutcome, CommandRequest, OperationError, OperationErrorKind,
     OperationResult,
 };
-use tokio::process::Command;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe::Receiver;
 use tokio::sync::watch;
 
 use super::output::Capture;
+use super::supervisor::{self, Ended, Launch, Supervised};
 use crate::sandbox::{SandboxError, Workspace};
 
 /// Variables a command gets from the engine's environment without the workflow naming them:
 /// enough for programs to find each other and behave, nothing that tends to hold secrets.
 const ENV_ALLOWLIST: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER"];
 
-/// How long to keep reading output once the command has ended and its group was killed. Only
-/// a process that left the group (e.g. through `setsid`) can still hold the pipes open then,
-/// and the command must not hang on it.
+/// How long to keep reading output once the supervisor has reported: only a process outside
+/// the command's tree could still hold the pipes then, and the command must not hang on it.
 const PIPE_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs a command in the workspace and reports how it ended.
 ///
-/// A timeout kills the whole process group and is a result (`timed_out: true`); cancellation
-/// (the watch value becoming `true`) kills it too and is an error of kind `Cancelled`.
-///
-/// Call this from a runtime worker thread, not from `spawn_blocking`: on Linux the parent-death
-/// signal fires when the *thread* that started the child exits, and blocking-pool threads exit
-/// when idle.
+/// A timeout kills the command's whole tree and is a result (`timed_out: true`); cancellation
+/// (the watch value becoming `true`, or its sender going away) kills it too and is an error of
+/// kind `Cancelled`. `lock` is a file the supervisor holds while anything of the command may
+/// run.
 pub async fn run_command(
     ws: &Workspace,
     req: &CommandRequest,
     cancel: watch::Receiver<bool>,
+    lock: Option<&Path>,
 ) -> Result<OperationResult, OperationError> {
     let env = child_env(req, |name| std::env::var_os(name));
-    run(ws, req, cancel, env).await
+    run(ws, req, cancel, env, lock).await
 }
 
-/// How the wait for the main process ended.
+/// How the wait for the command ended.
 enum Ending {
-    Exited(io::Result<ExitStatus>),
+    Reported(Ended),
     TimedOut,
     Cancelled,
 }
@@ -64,49 +60,36 @@ async fn run(
     req: &CommandRequest,
     mut cancel: watch::Receiver<bool>,
     env: BTreeMap<OsString, OsString>,
+    lock: Option<&Path>,
 ) -> Result<OperationResult, OperationError> {
     let shown = req.command.display();
     let cwd = working_dir(ws, &req.cwd)?;
-    let (mut cmd, program) = build_command(&req.command)?;
-    cmd.current_dir(&cwd)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        // Only a safety net for this future being dropped mid-run; `ProcessGroup` below kills
-        // the rest of the group in that case.
-        .kill_on_drop(true);
-    die_with_parent(&mut cmd);
-
+    let (program, args) = program_and_args(&req.command)?;
     if *cancel.borrow_and_update() {
         return Err(OperationError::new(
             OperationErrorKind::Cancelled,
             format!("command `{shown}` was cancelled before it started"),
         ));
     }
-
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| spawn_error(program, &e))?;
-    let Some(pid) = child.id() else {
-        return Err(OperationError::new(
-            OperationErrorKind::Io,
-            format!("could not get the process id of `{shown}`"),
-        ));
-    };
-    tracing::debug!(pid, command = %shown, "command started");
-    let mut group = ProcessGroup::new(pid);
+    let mut child = supervisor::spawn(&Launch {
+        program: program.as_ref(),
+        args: &args,
+        env: &env,
+        cwd: &cwd,
+        lock,
+    })
+    .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
+    tracing::debug!(supervisor = child.pid, command = %shown, "command started");
+    let (stdout, stderr, report) = child_pipes(&mut child, &shown)?;
 
     let limit = usize::try_from(req.max_output_bytes).unwrap_or(usize::MAX);
     let mut out = Capture::new(limit);
     let mut err = Capture::new(limit);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-
-    let ((exit_code, signal, timed_out), elapsed) = {
+    let (ending, elapsed) = {
         let reading = async {
-            tokio::join!(out.drain(stdout), err.drain(stderr));
+            tokio::join!(out.drain(Some(stdout)), err.drain(Some(stderr)));
         };
         let deadline = async {
             match req.timeout_ms {
@@ -114,47 +97,30 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
+        let reported = read_report(report);
         let cancelled = cancelled(&mut cancel);
-        tokio::pin!(reading, deadline, cancelled);
+        tokio::pin!(reading, deadline, reported, cancelled);
 
         let mut drained = false;
         let ending = loop {
-            // Biased so that a command which has already exited is reported as such even if
-            // its deadline or a cancellation arrives in the same instant.
+            // Biased so that a command which has already ended is reported as such even if its
+            // deadline or a cancellation arrives in the same instant.
             tokio::select! {
                 biased;
-                status = child.wait() => break Ending::Exited(status),
+                ended = &mut reported => break Ending::Reported(ended),
                 () = &mut cancelled => break Ending::Cancelled,
                 () = &mut deadline => break Ending::TimedOut,
                 () = &mut reading, if !drained => drained = true,
             }
         };
         let elapsed = started.elapsed();
-
-        // Kill first, then collect the rest of the output: members of the group (background
-        // children of a command that exited) may hold the pipes open.
-        group.kill();
-        if !matches!(ending, Ending::Exited(_)) {
-            // The main process is in the group, but it may have moved itself out of it.
-            let _ = child.start_kill();
-            if let Err(e) = child.wait().await {
-                tracing::warn!(pid, error = %e, "could not reap a killed command");
-            }
-        }
-        let ended = match ending {
-            Ending::Exited(Ok(status)) => (status.code(), status.signal(), false),
-            Ending::Exited(Err(e)) => {
-                return Err(OperationError::new(
-                    OperationErrorKind::Io,
-                    format!("could not wait for `{shown}`: {e}"),
-                ));
-            }
-            Ending::TimedOut => (None, Some(Signal::SIGKILL as i32), true),
-            Ending::Cancelled => {
-                return Err(OperationError::new(
-                    OperationErrorKind::Cancelled,
-                    format!("command `{shown}` was cancelled; its process group was killed"),
-                ));
+        let ending = match ending {
+            Ending::Reported(ended) => Ending::Reported(ended),
+            stopped => {
+                // Ask the supervisor to kill the tree, and wait until it has.
+                child.stop();
+                let _ = (&mut reported).await;
+                stopped
             }
         };
         if !drained
@@ -162,9 +128,35 @@ async fn run(
                 .await
                 .is_err()
         {
-            tracing::warn!(pid, command = %shown, "output pipes still open after the command ended; a process outside its group holds them");
+            tracing::warn!(command = %shown, "output pipes still open after the command's tree was killed; a process outside it holds them");
         }
-        (ended, elapsed)
+        (ending, elapsed)
+    };
+    reap(child);
+
+    let (exit_code, signal, timed_out) = match ending {
+        Ending::Reported(Ended::Exited(code)) => (Some(code), None, false),
+        Ending::Reported(Ended::Signaled(signal)) => (None, Some(signal), false),
+        Ending::Reported(Ended::NotStarted { errno }) => {
+            let reason = Errno::from_raw(errno).desc();
+            return Err(OperationError::new(
+                OperationErrorKind::Spawn,
+                format!("could not start `{}`: {reason}", program.to_string_lossy()),
+            ));
+        }
+        Ending::Reported(Ended::Killed | Ended::Unknown) => {
+            return Err(OperationError::new(
+                OperationErrorKind::Io,
+                format!("the supervisor of `{shown}` ended without saying how the command did"),
+            ));
+        }
+        Ending::TimedOut => (None, Some(libc::SIGKILL), true),
+        Ending::Cancelled => {
+            return Err(OperationError::new(
+                OperationErrorKind::Cancelled,
+                format!("command `{shown}` was cancelled; its process tree was killed"),
+            ));
+        }
     };
 
     let (stdout, stdout_bytes) = out.finish();
@@ -179,6 +171,43 @@ async fn run(
         stderr_bytes,
         duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
     }))
+}
+
+/// The supervisor's pipes as async readers.
+fn child_pipes(
+    child: &mut Supervised,
+    shown: &str,
+) -> Result<(Receiver, Receiver, Receiver), OperationError> {
+    let pipe = |fd: Option<std::os::fd::OwnedFd>| {
+        fd.ok_or_else(|| io::Error::other("taken"))
+            .and_then(Receiver::from_owned_fd)
+    };
+    let out = (|| {
+        Ok::<_, io::Error>((
+            pipe(child.stdout.take())?,
+            pipe(child.stderr.take())?,
+            pipe(child.report.take())?,
+        ))
+    })();
+    out.map_err(|e| {
+        OperationError::new(
+            OperationErrorKind::Io,
+            format!("could not read the output of `{shown}`: {e}"),
+        )
+    })
+}
+
+/// The supervisor's report, read to its end (it writes it just before it exits).
+async fn read_report(mut report: Receiver) -> Ended {
+    let mut bytes = Vec::new();
+    let _ = report.read_to_end(&mut bytes).await;
+    Ended::from_report(&bytes)
+}
+
+/// Reaps the supervisor, which exits right after its report (tearing down its copy of the
+/// engine's memory takes a moment): on a blocking thread, not waited for.
+fn reap(mut child: Supervised) {
+    tokio::task::spawn_blocking(move || child.reap());
 }
 
 /// The environment a command gets: the allowlist, then the names the workflow passes
@@ -221,24 +250,23 @@ fn working_dir(ws: &Workspace, cwd: &str) -> Result<PathBuf, OperationError> {
     }
 }
 
-fn build_command(line: &CommandLine) -> Result<(Command, &str), OperationError> {
+/// The program and its arguments: argv as it is, a shell line through `sh -c`.
+fn program_and_args(line: &CommandLine) -> Result<(OsString, Vec<OsString>), OperationError> {
     match line {
         CommandLine::Argv(argv) => match argv.split_first() {
-            Some((program, args)) => {
-                let mut cmd = Command::new(program);
-                cmd.args(args);
-                Ok((cmd, program.as_str()))
-            }
+            Some((program, args)) => Ok((
+                OsString::from(program),
+                args.iter().map(OsString::from).collect(),
+            )),
             None => Err(OperationError::new(
                 OperationErrorKind::Spawn,
                 "command has an empty argv; there is no program to start",
             )),
         },
-        CommandLine::Shell(script) => {
-            let mut cmd = Command::new("sh");
-            cmd.arg("-c").arg(script);
-            Ok((cmd, "sh"))
-        }
+        CommandLine::Shell(script) => Ok((
+            OsString::from("sh"),
+            vec![OsString::from("-c"), OsString::from(script)],
+        )),
     }
 }
 
@@ -254,32 +282,6 @@ fn spawn_error(program: &str, err: &io::Error) -> OperationError {
     )
 }
 
-/// Asks Linux to SIGKILL the child when the engine dies, so a crash cannot leave it running.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
-    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // functions may be called. It calls only `prctl` and `getppid` (both plain syscalls), and
-    // builds its errors from raw errnos, which does not allocate.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            // The engine may have died between fork and prctl; then the signal will never
-            // come, so give up instead of running orphaned.
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
-
 /// Resolves once the watch value is `true`; never, if the sender is gone without it.
 async fn cancelled(rx: &mut watch::Receiver<bool>) {
     loop {
@@ -291,48 +293,6 @@ async fn cancelled(rx: &mut watch::Receiver<bool>) {
         if rx.changed().await.is_err() {
             return;
         }
-    }
-}
-
-/// The command's process group (its id is the main process's pid, thanks to
-/// `process_group(0)`). Killed at most once, and on drop, so that an early return or a
-/// dropped future cannot leave it running.
-struct ProcessGroup {
-    pgid: Pid,
-    killed: bool,
-}
-
-impl ProcessGroup {
-    fn new(pid: u32) -> Self {
-        ProcessGroup {
-            pgid: Pid::from_raw(libc::pid_t::try_from(pid).unwrap_or(libc::pid_t::MAX)),
-            killed: false,
-        }
-    }
-
-    /// SIGKILLs every process in the group. Once the main process has been reaped its pid
-    /// could in theory be reused as a new group's id; that needs the pid space to wrap in the
-    /// microseconds between reaping and this call, and killing only once keeps the window
-    /// that small.
-    fn kill(&mut self) {
-        if self.killed {
-            return;
-        }
-        self.killed = true;
-        match killpg(self.pgid, Signal::SIGKILL) {
-            // ESRCH: the group is already empty. EPERM: some systems report it for a group
-            // holding only zombies.
-            Ok(()) | Err(Errno::ESRCH) | Err(Errno::EPERM) => {}
-            Err(e) => {
-                tracing::warn!(pgid = %self.pgid, error = %e, "could not kill a command's process group")
-            }
-        }
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -373,7 +333,7 @@ mod tests {
     }
 
     async fn outcome(ws: &Workspace, req: &CommandRequest) -> CommandOutcome {
-        match run_command(ws, req, never_cancelled()).await {
+        match run_command(ws, req, never_cancelled(), None).await {
             Ok(OperationResult::CommandFinished(outcome)) => outcome,
             other => panic!("expected a finished command, got {other:?}"),
         }
@@ -382,7 +342,7 @@ mod tests {
     /// Alive and not a zombie (a killed process whose reaper has not got to it yet is gone
     /// for our purposes, and a container's init may never reap it).
     fn is_running(pid: i32) -> bool {
-        if nix::sys::signal::kill(Pid::from_raw(pid), None).is_err() {
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
             return false;
         }
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -448,13 +408,18 @@ mod tests {
     #[tokio::test]
     async fn spawn_failures_name_the_program() {
         let (_d, ws) = workspace();
-        let err = run_command(&ws, &argv(&[]), never_cancelled())
+        let err = run_command(&ws, &argv(&[]), never_cancelled(), None)
             .await
             .unwrap_err();
         assert_eq!(err.kind, OperationErrorKind::Spawn);
-        let err = run_command(&ws, &argv(&["no-such-program-xyz"]), never_cancelled())
-            .await
-            .unwrap_err();
+        let err = run_command(
+            &ws,
+            &argv(&["no-such-program-xyz"]),
+            never_cancelled(),
+            None,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind, OperationErrorKind::Spawn);
         assert_eq!(
             err.message,
@@ -479,7 +444,9 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), ws.root().join("out")).unwrap();
         for cwd in ["missing", "file", "out", "../", "/tmp"] {
             req.cwd = cwd.into();
-            let err = run_command(&ws, &req, never_cancelled()).await.unwrap_err();
+            let err = run_command(&ws, &req, never_cancelled(), None)
+                .await
+                .unwrap_err();
             assert_eq!(
                 err.kind,
                 OperationErrorKind::Sandbox,
@@ -509,7 +476,7 @@ mod tests {
         .into();
         let env = child_env(&req, |name| host.get(name).cloned());
         let Ok(OperationResult::CommandFinished(out)) =
-            run(&ws, &req, never_cancelled(), env).await
+            run(&ws, &req, never_cancelled(), env, None).await
         else {
             panic!("env did not run");
         };
@@ -578,14 +545,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_process_escaping_the_group_does_not_hang_the_command() {
+    async fn a_process_that_detaches_dies_with_the_command_too() {
         let (_d, ws) = workspace();
-        let script = "setsid sh -c 'echo $$ > esc.pid; exec sleep 30' & \
+        // A new session, and a double fork so that its parent is gone: still in the tree.
+        let script = "setsid sh -c '(echo $$ > esc.pid; exec sleep 30) &' & \
                       while [ ! -s esc.pid ]; do :; done; echo done";
+        let started = Instant::now();
         let out = outcome(&ws, &shell(script)).await;
         assert_eq!(out.stdout, "done\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the command hung on it"
+        );
         let escaped = read_pid(&ws.root().join("esc.pid")).await;
-        let _ = nix::sys::signal::kill(Pid::from_raw(escaped), Signal::SIGKILL);
+        assert!(
+            wait_gone(escaped).await,
+            "the detached sleep {escaped} outlived the command"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_supervisor_holds_the_lock_while_the_tree_lives() {
+        let (_d, ws) = workspace();
+        let lock = ws.root().join("op.lock");
+        let req = shell("echo $$ > main.pid; sleep 30");
+        let (tx, rx) = watch::channel(false);
+        let root = ws.root().to_path_buf();
+        let lock_path = lock.clone();
+        let watcher = async {
+            let main = read_pid(&root.join("main.pid")).await;
+            // Running: the lock is held, and waiting for it gives up.
+            let held = !crate::lock::wait_operation_gone(&lock_path, Duration::from_millis(50));
+            let _ = tx.send(true);
+            (main, held)
+        };
+        let (result, (main, held)) = tokio::join!(run_command(&ws, &req, rx, Some(&lock)), watcher);
+        assert_eq!(result.unwrap_err().kind, OperationErrorKind::Cancelled);
+        assert!(held, "the lock was free while the command ran");
+        assert!(wait_gone(main).await);
+        assert!(crate::lock::wait_operation_gone(
+            &lock,
+            Duration::from_secs(5)
+        ));
     }
 
     #[tokio::test]
@@ -602,7 +603,7 @@ mod tests {
             let _ = tx.send(true);
             pids
         };
-        let (result, (main, bg)) = tokio::join!(run_command(&ws, &req, rx), canceller);
+        let (result, (main, bg)) = tokio::join!(run_command(&ws, &req, rx, None), canceller);
         let err = result.unwrap_err();
         assert_eq!(err.kind, OperationErrorKind::Cancelled);
         assert!(wait_gone(main).await && wait_gone(bg).await);
@@ -619,7 +620,7 @@ mod tests {
             drop(tx);
             main
         };
-        let (result, main) = tokio::join!(run_command(&ws, &req, rx), dropper);
+        let (result, main) = tokio::join!(run_command(&ws, &req, rx, None), dropper);
         assert_eq!(result.unwrap_err().kind, OperationErrorKind::Cancelled);
         assert!(wait_gone(main).await);
     }
@@ -628,7 +629,9 @@ mod tests {
     async fn a_command_cancelled_before_it_starts_never_runs() {
         let (_d, ws) = workspace();
         let (_tx, rx) = watch::channel(true);
-        let err = run_command(&ws, &shell("touch ran"), rx).await.unwrap_err();
+        let err = run_command(&ws, &shell("touch ran"), rx, None)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, OperationErrorKind::Cancelled);
         assert!(!ws.root().join("ran").exists());
     }
@@ -638,6 +641,6 @@ mod tests {
         fn assert_send<T: Send>(_: &T) {}
         let (_d, ws) = workspace();
         let req = shell("true");
-        assert_send(&run_command(&ws, &req, never_cancelled()));
+        assert_send(&run_command(&ws, &req, never_cancelled(), None));
     }
 }

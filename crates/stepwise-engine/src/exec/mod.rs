@@ -6,6 +6,7 @@
 mod command;
 mod file;
 mod output;
+mod supervisor;
 
 pub use command::run_command;
 pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_write, write_file};

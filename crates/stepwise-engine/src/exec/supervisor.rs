@@ -1,0 +1,669 @@
+//! Commands run under a supervisor, so that nothing a command starts outlives it unseen.
+//!
+//! The supervisor is a process forked from the engine (not exec'd). It starts the command in a
+//! process group of its own and becomes a *child subreaper*: everything the command starts,
+//! even what detaches with `setsid` or a double fork, stays its descendant. It kills that whole
+//! tree when the command ends (background processes left behind included), when the engine
+//! asks (cancel, timeout), and when the engine dies: it watches a pipe whose only writer is the
+//! engine, so the engine's death, however sudden (SIGKILL), closes it. While anything of the
+//! command may run it holds a lock file, so that an engine recovering the run after a crash can
+//! tell when the command's processes are gone (see `driver::recovery`).
+//!
+//! The supervisor is forked from a multi-threaded process, so from the fork to its exit it may
+//! only make async-signal-safe calls: no allocation, no locks, no `std` I/O, no panics.
+//! Everything it needs is prepared before the fork; it then uses raw system calls only.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use libc::{c_char, c_int, pid_t};
+use nix::fcntl::OFlag;
+
+/// What the supervisor reports, one record of 5 bytes each: a kind and a value.
+const EXEC_FAILED: u8 = b'e';
+const EXITED: u8 = b'x';
+const SIGNALED: u8 = b's';
+const KILLED: u8 = b'k';
+
+/// A command running under its supervisor. Dropping it (or [`Supervised::stop`]) makes the
+/// supervisor kill the command's whole tree.
+pub(crate) struct Supervised {
+    pub(crate) pid: pid_t,
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
+    pub(crate) report: Option<OwnedFd>,
+    control: Option<OwnedFd>,
+    reaped: bool,
+}
+
+/// How the supervised command ended, from the supervisor's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Exited(i32),
+    Signaled(i32),
+    /// Killed, with its tree, because the engine asked.
+    Killed,
+    /// It could not be started (`posix_spawn` failed with this errno).
+    NotStarted {
+        errno: i32,
+    },
+    /// The supervisor said nothing (it was killed itself).
+    Unknown,
+}
+
+impl Ended {
+    /// Reads the supervisor's records (all it wrote before it exited).
+    pub(crate) fn from_report(bytes: &[u8]) -> Ended {
+        let mut ended = Ended::Unknown;
+        for record in bytes.chunks_exact(5) {
+            let value = i32::from_le_bytes([record[1], record[2], record[3], record[4]]);
+            match record[0] {
+                EXEC_FAILED => return Ended::NotStarted { errno: value },
+                EXITED => ended = Ended::Exited(value),
+                SIGNALED => ended = Ended::Signaled(value),
+                KILLED => ended = Ended::Killed,
+                _ => {}
+            }
+        }
+        ended
+    }
+}
+
+impl Supervised {
+    /// Tells the supervisor to kill the command's whole tree (it then reports `Killed`).
+    pub(crate) fn stop(&mut self) {
+        self.control = None;
+    }
+
+    /// Waits for the supervisor to exit (it does right after its report) and reaps it.
+    pub(crate) fn reap(&mut self) {
+        if self.reaped {
+            return;
+        }
+        self.reaped = true;
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child, with a valid pointer to an int.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r != -1 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop();
+        if !self.reaped {
+            // The supervisor exits within moments of the pipe closing; reap it off this thread
+            // so that a long-lived engine keeps no zombies.
+            let pid = self.pid;
+            self.reaped = true;
+            let _ = std::thread::Builder::new()
+                .name("stepwise-reap".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut status = 0;
+                    // SAFETY: waitpid on our own child, with a valid pointer to an int.
+                    unsafe { libc::waitpid(pid, &mut status, 0) };
+                });
+        }
+    }
+}
+
+/// What to run.
+pub(crate) struct Launch<'a> {
+    pub(crate) program: &'a OsStr,
+    pub(crate) args: &'a [OsString],
+    pub(crate) env: &'a [(OsString, OsString)],
+    pub(crate) cwd: &'a Path,
+    /// Held by the supervisor while the command's tree may live.
+    pub(crate) lock: Option<&'a Path>,
+}
+
+/// Everything the forked processes use, prepared before the fork (they may not allocate).
+struct Prepared {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    lock: Option<CString>,
+}
+
+/// The raw view of [`Prepared`] and of the descriptors the forked processes use.
+struct Child {
+    program: *const c_char,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+    lock: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attributes: *const libc::posix_spawnattr_t,
+    stdout: RawFd,
+    stderr: RawFd,
+    report: RawFd,
+    control: RawFd,
+    null: RawFd,
+}
+
+/// How the supervisor starts the command: `posix_spawn` (a `vfork`-like clone, so that the
+/// engine's large address space is not copied a second time), with stdio on the pipes, the
+/// working directory, every other descriptor closed, a process group of its own, default
+/// signal handling and an empty signal mask. Set up before the fork (it allocates), used by
+/// the supervisor, freed by the engine after the fork.
+struct SpawnPlan {
+    actions: libc::posix_spawn_file_actions_t,
+    attributes: libc::posix_spawnattr_t,
+}
+
+impl SpawnPlan {
+    fn new(cwd: &CString, stdout: RawFd, stderr: RawFd, null: RawFd) -> io::Result<Box<SpawnPlan>> {
+        let check = |rc: c_int| {
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(rc))
+            }
+        };
+        // SAFETY: zeroed structures are then initialised by their init functions before any
+        // other use; they are destroyed in `Drop`, once and after init.
+        unsafe {
+            let mut plan = Box::new(SpawnPlan {
+                actions: std::mem::zeroed(),
+                attributes: std::mem::zeroed(),
+            });
+            check(libc::posix_spawn_file_actions_init(&mut plan.actions))?;
+            check(libc::posix_spawnattr_init(&mut plan.attributes))?;
+            let actions = &mut plan.actions;
+            check(libc::posix_spawn_file_actions_adddup2(actions, null, 0))?;
+            check(libc::posix_spawn_file_actions_adddup2(actions, stdout, 1))?;
+            check(libc::posix_spawn_file_actions_adddup2(actions, stderr, 2))?;
+            check(libc::posix_spawn_file_actions_addchdir_np(
+                actions,
+                cwd.as_ptr(),
+            ))?;
+            check(libc::posix_spawn_file_actions_addclosefrom_np(actions, 3))?;
+            let attributes = &mut plan.attributes;
+            let flags = libc::POSIX_SPAWN_SETPGROUP
+                | libc::POSIX_SPAWN_SETSIGDEF
+                | libc::POSIX_SPAWN_SETSIGMASK;
+            check(libc::posix_spawnattr_setflags(
+                attributes,
+                flags as libc::c_short,
+            ))?;
+            check(libc::posix_spawnattr_setpgroup(attributes, 0))?;
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            check(libc::posix_spawnattr_setsigdefault(attributes, &all))?;
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            check(libc::posix_spawnattr_setsigmask(attributes, &none))?;
+            Ok(plan)
+        }
+    }
+}
+
+impl Drop for SpawnPlan {
+    fn drop(&mut self) {
+        // SAFETY: both were initialised in `new` (a failed `new` never returns a plan).
+        unsafe {
+            libc::posix_spawn_file_actions_destroy(&mut self.actions);
+            libc::posix_spawnattr_destroy(&mut self.attributes);
+        }
+    }
+}
+
+/// Starts the command under a supervisor. An error here is the engine's (pipes, fork); a
+/// program that cannot be started is reported as [`Ended::NotStarted`].
+pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
+    let prepared = prepare(launch)?;
+    let argv_ptrs = pointers(&prepared.argv);
+    let envp_ptrs = pointers(&prepared.envp);
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
+    let (report_r, report_w) = pipe()?;
+    let (control_r, control_w) = pipe()?;
+    let null: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?
+        .into();
+    let plan = SpawnPlan::new(
+        &prepared.cwd,
+        stdout_w.as_raw_fd(),
+        stderr_w.as_raw_fd(),
+        null.as_raw_fd(),
+    )?;
+    let child = Child {
+        program: prepared.program.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        actions: &plan.actions,
+        attributes: &plan.attributes,
+        lock: prepared
+            .lock
+            .as_ref()
+            .map_or(std::ptr::null(), |l| l.as_ptr()),
+        stdout: stdout_w.as_raw_fd(),
+        stderr: stderr_w.as_raw_fd(),
+        report: report_w.as_raw_fd(),
+        control: control_r.as_raw_fd(),
+        null: null.as_raw_fd(),
+    };
+    // SAFETY: the child runs `supervise`, which makes async-signal-safe calls only and never
+    // returns; everything it reads was prepared above and outlives the fork in its copy of the
+    // address space.
+    let pid = unsafe { libc::fork() };
+    if pid == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the forked child; see `supervise`.
+        unsafe { supervise(&child) }
+    }
+    // The child's ends are the supervisor's alone now: only its tree may hold the output
+    // pipes (their end is the tree's end) and only it the report pipe.
+    drop((stdout_w, stderr_w, report_w, control_r, null, plan));
+    Ok(Supervised {
+        pid,
+        stdout: Some(stdout_r),
+        stderr: Some(stderr_r),
+        report: Some(report_r),
+        control: Some(control_w),
+        reaped: false,
+    })
+}
+
+fn prepare(launch: &Launch<'_>) -> io::Result<Prepared> {
+    let program = resolve(launch.program, launch.env, launch.cwd);
+    let argv = std::iter::once(launch.program)
+        .chain(launch.args.iter().map(OsString::as_os_str))
+        .map(cstring)
+        .collect::<io::Result<Vec<_>>>()?;
+    let envp = launch
+        .env
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = name.clone();
+            pair.push("=");
+            pair.push(value);
+            cstring(&pair)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(Prepared {
+        program: cstring(program.as_os_str())?,
+        argv,
+        envp,
+        cwd: cstring(launch.cwd.as_os_str())?,
+        lock: launch.lock.map(|l| cstring(l.as_os_str())).transpose()?,
+    })
+}
+
+/// The program to `execve`: a name without a slash is looked up in the command's own `PATH`
+/// (as a shell would), anything else is taken as it is (relative to the working directory).
+fn resolve(program: &OsStr, env: &[(OsString, OsString)], cwd: &Path) -> PathBuf {
+    if program.as_bytes().contains(&b'/') {
+        return PathBuf::from(program);
+    }
+    let path = env
+        .iter()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    for dir in std::env::split_paths(&path) {
+        let dir = if dir.is_relative() {
+            cwd.join(dir)
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        if is_executable(&candidate) {
+            return candidate;
+        }
+    }
+    // Not found: execve fails with ENOENT and that is what is reported.
+    PathBuf::from(program)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn cstring(text: &OsStr) -> io::Result<CString> {
+    CString::new(text.as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{}` contains a NUL byte", text.to_string_lossy()),
+        )
+    })
+}
+
+fn pointers(strings: &[CString]) -> Vec<*mut c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr().cast_mut())
+        .chain(std::iter::once(std::ptr::null_mut()))
+        .collect()
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+// ---- Everything below runs in a forked child: async-signal-safe calls only. ----
+
+/// The supervisor. Never returns.
+///
+/// # Safety
+/// Must be called in a freshly forked child, with `child` pointing into memory that was valid
+/// in the parent at the fork.
+unsafe fn supervise(child: &Child) -> ! {
+    // SAFETY (for the whole function): raw system calls on descriptors and buffers this
+    // process owns; no allocation.
+    unsafe {
+        reset_signals();
+        libc::setpgid(0, 0);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        close_all_but(&[
+            child.stdout,
+            child.stderr,
+            child.report,
+            child.control,
+            child.null,
+        ]);
+        if !child.lock.is_null() {
+            let fd = libc::open(
+                child.lock,
+                libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
+                0o600,
+            );
+            if fd >= 0 {
+                let lock = whole_file_lock();
+                libc::fcntl(fd, libc::F_OFD_SETLK, &lock);
+            }
+        }
+        // The engine may be gone already (its end of the control pipe closed): run nothing.
+        if control_closed(child.control, 0) {
+            report(child.report, KILLED, 0);
+            libc::_exit(0);
+        }
+        let mut command: pid_t = 0;
+        let spawned = libc::posix_spawn(
+            &mut command,
+            child.program,
+            child.actions,
+            child.attributes,
+            child.argv,
+            child.envp,
+        );
+        if spawned != 0 {
+            report(child.report, EXEC_FAILED, spawned);
+            libc::_exit(0);
+        }
+        libc::close(child.stdout);
+        libc::close(child.stderr);
+        libc::close(child.null);
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, command, 0) as c_int;
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: child.control,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // Without a pidfd (old kernels), look for the command's end every 50 ms.
+            let (count, timeout) = if pidfd >= 0 { (2, -1) } else { (1, 50) };
+            libc::poll(fds.as_mut_ptr(), count, timeout);
+            if fds[0].revents != 0 {
+                // The engine asked (it closed its end), or died.
+                kill_tree(command);
+                report(child.report, KILLED, 0);
+                libc::_exit(0);
+            }
+            let mut status: c_int = 0;
+            if libc::waitpid(command, &mut status, libc::WNOHANG) == command {
+                // Whatever it left running goes with it.
+                kill_tree(command);
+                if libc::WIFSIGNALED(status) {
+                    report(child.report, SIGNALED, libc::WTERMSIG(status));
+                } else {
+                    report(child.report, EXITED, libc::WEXITSTATUS(status));
+                }
+                libc::_exit(0);
+            }
+        }
+    }
+}
+
+/// SIGKILLs the command's group and every descendant, until none is left. As a subreaper the
+/// supervisor inherits every orphan of the tree, so its children are, in time, all of it.
+unsafe fn kill_tree(group: pid_t) {
+    // SAFETY: as in `supervise`.
+    unsafe {
+        let mut buffer = [0u8; 4096];
+        loop {
+            libc::kill(-group, libc::SIGKILL);
+            let read = read_children(&mut buffer);
+            for pid in Pids(&buffer[..read]) {
+                libc::kill(pid, libc::SIGKILL);
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            let mut status: c_int = 0;
+            // Reap what has ended; then, if anything is left, wait for one more to end (all
+            // were just killed, or are orphans that the next round kills).
+            loop {
+                let reaped = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                if reaped > 0 {
+                    continue;
+                }
+                if reaped == -1 && errno() == libc::ECHILD {
+                    return;
+                }
+                break;
+            }
+            if read == 0 {
+                // The children list could not be read: do not block on a child that was not
+                // killed; look again shortly.
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 10_000_000,
+                };
+                libc::nanosleep(&pause, std::ptr::null_mut());
+                continue;
+            }
+            if libc::waitpid(-1, &mut status, 0) == -1 && errno() == libc::ECHILD {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads `/proc/self/task/<pid>/children` (the supervisor is single-threaded) into `buffer`;
+/// the number of bytes read (0 if it cannot be read).
+unsafe fn read_children(buffer: &mut [u8]) -> usize {
+    // SAFETY: as in `supervise`.
+    unsafe {
+        let mut path = [0u8; 64];
+        let prefix = b"/proc/self/task/";
+        let suffix = b"/children\0";
+        let mut len = 0;
+        for &b in prefix {
+            path[len] = b;
+            len += 1;
+        }
+        let mut digits = [0u8; 12];
+        let mut n = libc::getpid() as u32;
+        let mut count = 0;
+        loop {
+            digits[count] = b'0' + (n % 10) as u8;
+            count += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        while count > 0 {
+            count -= 1;
+            path[len] = digits[count];
+            len += 1;
+        }
+        for &b in suffix {
+            path[len] = b;
+            len += 1;
+        }
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return 0;
+        }
+        let mut total = 0;
+        while total < buffer.len() {
+            let n = libc::read(
+                fd,
+                buffer[total..].as_mut_ptr().cast(),
+                buffer.len() - total,
+            );
+            if n <= 0 {
+                break;
+            }
+            total += n as usize;
+        }
+        libc::close(fd);
+        total
+    }
+}
+
+/// The pids in a space-separated list.
+struct Pids<'a>(&'a [u8]);
+
+impl Iterator for Pids<'_> {
+    type Item = pid_t;
+
+    fn next(&mut self) -> Option<pid_t> {
+        let start = self.0.iter().position(u8::is_ascii_digit)?;
+        let rest = &self.0[start..];
+        let end = rest
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let mut pid: pid_t = 0;
+        for &digit in &rest[..end] {
+            pid = pid
+                .saturating_mul(10)
+                .saturating_add(pid_t::from(digit - b'0'));
+        }
+        self.0 = &rest[end..];
+        Some(pid)
+    }
+}
+
+/// Writes the report and closes the pipe: the engine learns at once, not only once this
+/// process has finished exiting (tearing down its copy of the engine's memory takes a while).
+unsafe fn report(fd: RawFd, kind: u8, value: i32) {
+    let v = value.to_le_bytes();
+    let record = [kind, v[0], v[1], v[2], v[3]];
+    // SAFETY: a write of a stack buffer (5 bytes to a pipe are written whole or not at all),
+    // then closing our own descriptor.
+    unsafe {
+        libc::write(fd, record.as_ptr().cast(), record.len());
+        libc::close(fd);
+    }
+}
+
+/// Whether the control pipe shows its writer gone (or anything written), within `timeout` ms.
+unsafe fn control_closed(fd: RawFd, timeout: c_int) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut poll, 1, timeout) > 0 && poll.revents != 0 }
+}
+
+/// Default dispositions and an empty mask: a forked child inherits the engine's (a runtime's
+/// signal handlers would write to descriptors that are closed or reused here).
+unsafe fn reset_signals() {
+    // SAFETY: sigaction and sigprocmask with valid, zeroed structures.
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        for signal in 1..libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::sigaction(signal, &default, std::ptr::null_mut());
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Closes every descriptor from 3 up except those in `keep`.
+unsafe fn close_all_but(keep: &[RawFd]) {
+    let mut sorted = [0 as RawFd; 8];
+    let n = keep.len().min(sorted.len());
+    sorted[..n].copy_from_slice(&keep[..n]);
+    let sorted = &mut sorted[..n];
+    sorted.sort_unstable();
+    let mut from: RawFd = 3;
+    // SAFETY: close_range/close on descriptor numbers; closing a number that is not open is
+    // harmless.
+    unsafe {
+        for &fd in sorted.iter() {
+            if fd >= from {
+                if fd > from {
+                    close_range(from, fd - 1);
+                }
+                from = fd + 1;
+            }
+        }
+        close_range(from, RawFd::MAX);
+    }
+}
+
+unsafe fn close_range(first: RawFd, last: RawFd) {
+    // SAFETY: the close_range system call, or, where the kernel lacks it, close one by one up
+    // to the limit on open descriptors.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) == 0 {
+            return;
+        }
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur.min(65_536) as RawFd
+        } else {
+            1024
+        };
+        let mut fd = first;
+        while fd <= last && fd < max {
+            libc::close(fd);
+            fd += 1;
+        }
+    }
+}
+
+fn whole_file_lock() -> libc::flock {
+    libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
+}
+
+fn errno() -> c_int {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
