@@ -343,7 +343,7 @@ fn the_user_policy_applies_but_a_workspace_ask_overrides_its_allow() {
         .expect("a rule")
         .to_string();
     assert!(
-        rule.contains("user policy") && rule.contains("user-policy.yaml"),
+        rule.contains("user policy") && rule.contains("policy.yaml"),
         "{rule}"
     );
 
@@ -588,4 +588,154 @@ fn an_edit_of_the_workspace_policy_file_asks_even_when_edits_are_allowed() {
     let out = env.run(&wf, &[]);
     assert_eq!(out.code, 3, "{out}");
     assert!(out.stdout.contains(".stepwise/"), "{out}");
+}
+
+#[test]
+fn a_user_policy_named_explicitly_must_exist_and_be_a_file() {
+    let env = Env::new();
+    env.workspace_policy("  - allow: \"*\"\n");
+    let wf = env.workflow(
+        "rm.yaml",
+        "name: rm\nsteps:\n  - id: wipe\n    type: run_command\n    command: \"touch ran\"\n",
+    );
+    let wf = wf.to_str().expect("utf-8");
+    let ws = env.ws.to_str().expect("utf-8");
+    let missing = env.root().join("typo-policy.yaml");
+    let missing = missing.to_str().expect("utf-8");
+    let by_flag = env.stepwise(&["run", wf, "--workspace", ws, "--user-policy", missing]);
+    assert_eq!(by_flag.code, 2, "{by_flag}");
+    assert!(
+        by_flag.stderr.contains("typo-policy.yaml") && by_flag.stderr.contains("does not exist"),
+        "{by_flag}"
+    );
+    let by_env = env
+        .command(&["run", wf, "--workspace", ws])
+        .env("STEPWISE_USER_POLICY", missing)
+        .output()
+        .expect("run stepwise");
+    assert_eq!(by_env.status.code(), Some(2));
+    let dir = env.root().to_str().expect("utf-8").to_string();
+    let a_dir = env.stepwise(&["run", wf, "--workspace", ws, "--user-policy", &dir]);
+    assert_eq!(a_dir.code, 2, "{a_dir}");
+    assert!(a_dir.stderr.contains("is a directory"), "{a_dir}");
+    assert_eq!(env.read("ran"), None, "nothing ran");
+    assert_eq!(env.run_count(), 0);
+}
+
+#[test]
+fn an_allow_rule_does_not_vouch_for_a_changed_path_a_preload_or_a_passed_secret() {
+    let env = Env::new();
+    env.workspace_policy("  - allow: run_command\n    command: \"echo *\"\n");
+    env.write("bin/echo", "#!/bin/sh\ntouch hijacked\n");
+    std::fs::set_permissions(
+        env.ws.join("bin/echo"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let wf = env.workflow(
+        "env.yaml",
+        r#"
+name: env
+steps:
+  - id: path
+    type: run_command
+    command: "echo hi"
+    env: { PATH: "bin:/usr/bin:/bin" }
+  - id: preload
+    type: run_command
+    command: "echo hi"
+    env: { LD_PRELOAD: "evil.so" }
+  - id: secret
+    type: run_command
+    command: "echo key"
+    pass_env: [OPENAI_API_KEY]
+  - id: expanded
+    type: run_command
+    command: "echo $OPENAI_API_KEY"
+    pass_env: [OPENAI_API_KEY]
+  - id: plain
+    type: run_command
+    command: "echo hi"
+"#,
+    );
+    let mut env = env;
+    env.vars
+        .push(("OPENAI_API_KEY".into(), "sk-planted-secret-123".into()));
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let show = env.show(&out.run_id());
+    for id in ["path", "preload", "secret", "expanded"] {
+        let step = step(&show, id);
+        assert_eq!(step["status"], "awaiting_approval", "{id}: {step}");
+    }
+    let reason = step(&show, "path")["pending_approval"]["reason"]
+        .as_str()
+        .expect("a reason")
+        .to_string();
+    assert!(
+        reason.contains("PATH") && reason.contains("`env`"),
+        "{reason}"
+    );
+    assert_eq!(step(&show, "plain")["status"], "succeeded");
+    assert_eq!(env.read("hijacked"), None, "the workspace's own echo ran");
+    // The secret's value is nowhere in the log.
+    let dump: String = {
+        let db = env.db();
+        let mut rows = db
+            .prepare("SELECT payload FROM events UNION ALL SELECT CAST(content AS TEXT) FROM blobs")
+            .expect("query");
+        rows.query_map([], |r| r.get::<_, String>(0))
+            .expect("rows")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("text")
+            .join("\n")
+    };
+    assert!(!dump.contains("sk-planted-secret-123"));
+}
+
+#[test]
+fn a_deny_on_reading_a_path_refuses_edits_of_it_before_its_content_is_read() {
+    let env = Env::new();
+    std::fs::write(
+        &env.user_policy,
+        "rules:\n  - deny: read_file\n    path: \"secrets/**\"\n",
+    )
+    .expect("write the user policy");
+    env.workspace_policy("  - allow: edit_file\n");
+    env.write("secrets/key.txt", "TOP-SECRET-VALUE\n");
+    let wf = env.workflow(
+        "leak.yaml",
+        "name: leak\nsteps:\n  - id: touch\n    type: edit_file\n    path: secrets/key.txt\n    content: \"replaced\\n\"\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 1, "{out}");
+    let show = env.show(&out.run_id());
+    let error = step(&show, "touch")["error"]
+        .as_str()
+        .expect("an error")
+        .to_string();
+    assert!(
+        error.contains("refused by policy") && error.contains("secrets/**"),
+        "{error}"
+    );
+    assert_eq!(
+        env.read("secrets/key.txt").as_deref(),
+        Some("TOP-SECRET-VALUE\n")
+    );
+    let db = env.db();
+    let leaked: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE payload LIKE '%TOP-SECRET%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    let in_blobs: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM blobs WHERE CAST(content AS TEXT) LIKE '%TOP-SECRET%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!((leaked, in_blobs), (0, 0), "the secret reached the log");
 }

@@ -82,7 +82,7 @@ steps:
     command: "setsid sh -c 'echo $$ > timed.pid; exec sleep 600' & while [ ! -s timed.pid ]; do :; done; sleep 600"
   - id: cancelled
     type: run_command
-    command: "setsid sh -c 'echo $$ > cancelled.pid; exec sleep 600' & while [ ! -s cancelled.pid ]; do :; done; echo started > ready.fifo; sleep 600"
+    command: "setsid sh -c 'echo $$ > cancelled.pid; exec sleep 600' & while [ ! -s cancelled.pid ] || [ ! -s timed.pid ]; do :; done; echo started > ready.fifo; sleep 600"
 "#,
     );
     let engine = env.spawn_run(&wf);

@@ -76,10 +76,8 @@ fn cli(setup: &Setup, args: &[&str]) -> (i32, String) {
     let output = Command::new(binary())
         .args(args)
         .env("STEPWISE_DB", &setup.db)
-        .env(
-            "STEPWISE_USER_POLICY",
-            setup.db.with_extension("no-user-policy"),
-        )
+        .env("XDG_CONFIG_HOME", setup.db.with_extension("config"))
+        .env_remove("STEPWISE_USER_POLICY")
         .output()
         .expect("run stepwise");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
@@ -167,10 +165,8 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
     let mut child = Command::new(binary())
         .args(["run", &workflow, "--workspace", &workspace])
         .env("STEPWISE_DB", &setup.db)
-        .env(
-            "STEPWISE_USER_POLICY",
-            setup.db.with_extension("no-user-policy"),
-        )
+        .env("XDG_CONFIG_HOME", setup.db.with_extension("config"))
+        .env_remove("STEPWISE_USER_POLICY")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -33,7 +33,8 @@ fn start(env: &Env) -> Child {
             env.ws.to_str().expect("path"),
         ])
         .env("STEPWISE_DB", &env.db)
-        .env("STEPWISE_USER_POLICY", &env.user_policy)
+        .env("XDG_CONFIG_HOME", env.root().join("config"))
+        .env_remove("STEPWISE_USER_POLICY")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

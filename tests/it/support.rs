@@ -57,9 +57,13 @@ impl Env {
         let root = dir.path().canonicalize().expect("canonical temp dir");
         let ws = root.join("ws");
         std::fs::create_dir(&ws).expect("create the workspace");
+        std::fs::create_dir_all(root.join("config").join("stepwise"))
+            .expect("create the config directory");
         Env {
             db: root.join("stepwise.db"),
-            user_policy: root.join("user-policy.yaml"),
+            // The default location under the test's own config directory: optional, as for a
+            // user who never wrote one.
+            user_policy: root.join("config").join("stepwise").join("policy.yaml"),
             ws,
             _dir: dir,
             vars: Vec::new(),
@@ -87,9 +91,12 @@ impl Env {
             .expect("write the policy");
     }
 
-    /// A workspace policy that lets edits and commands run without asking.
+    /// A workspace policy that lets edits and commands run without asking, whatever
+    /// environment they set or pass through.
     pub fn allow_everything(&self) {
-        self.workspace_policy("  - allow: edit_file\n  - allow: run_command\n");
+        self.workspace_policy(
+            "  - allow: edit_file\n  - allow: run_command\n    env: \"*\"\n    pass_env: \"*\"\n",
+        );
     }
 
     /// Writes a workspace file (parents created) and returns its path.
@@ -119,7 +126,8 @@ impl Env {
         cmd.args(args)
             .current_dir(self.root())
             .env("STEPWISE_DB", &self.db)
-            .env("STEPWISE_USER_POLICY", &self.user_policy)
+            .env("XDG_CONFIG_HOME", self.root().join("config"))
+            .env_remove("STEPWISE_USER_POLICY")
             .env_remove("STEPWISE_SYNC")
             .env_remove("STEPWISE_LOG");
         for (name, value) in &self.vars {

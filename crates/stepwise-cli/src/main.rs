@@ -267,6 +267,8 @@ fn open_engine(global: &Global) -> anyhow::Result<Engine> {
     };
     let mut config = EngineConfig::new(db);
     config.user_policy = user_policy;
+    // Named with --user-policy or STEPWISE_USER_POLICY: it must exist.
+    config.user_policy_named = global.user_policy.is_some();
     config.durability = match global.sync {
         Sync::Full => Durability::Full,
         Sync::Normal => Durability::Normal,

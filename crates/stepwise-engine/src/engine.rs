@@ -24,7 +24,7 @@ use crate::driver::{self, Message};
 use crate::error::EngineError;
 use crate::file_watch::FileWatch;
 use crate::lock::RunLock;
-use crate::policy_files::load_policy;
+use crate::policy_files::{UserPolicy, load_policy};
 use crate::record::new_event;
 use crate::sandbox::Workspace;
 
@@ -40,6 +40,9 @@ pub struct EngineConfig {
     pub user: String,
     /// The user's policy file, applied to every workspace.
     pub user_policy: Option<PathBuf>,
+    /// The user's policy file was named explicitly (not the default location): then it must
+    /// exist, so that a typo cannot silently drop every rule in it.
+    pub user_policy_named: bool,
     /// Keep driving a run while it waits for a person: commands from anywhere reach this
     /// process's driver, and it re-proposes edits whose files change (the app). Without it, a
     /// driver stops as soon as nothing can move without a person, and releases the run (the
@@ -54,6 +57,7 @@ impl EngineConfig {
             durability: Durability::Full,
             user: current_user(),
             user_policy: None,
+            user_policy_named: false,
             hold_waiting_runs: false,
         }
     }
@@ -200,13 +204,21 @@ impl Engine {
     /// Records a new run (its `RunStarted` event) and starts driving it in a task of its own.
     pub async fn start_run(&self, start: StartRun) -> Result<RunHandle, EngineError> {
         let user = self.inner.config.user.clone();
-        let user_policy = self.inner.config.user_policy.clone();
+        let user_policy = self
+            .inner
+            .config
+            .user_policy
+            .clone()
+            .map(|path| UserPolicy {
+                path,
+                named: self.inner.config.user_policy_named,
+            });
         let lock_dir = self.inner.db.lock_dir.clone();
         let now = self.inner.clock.now_ms();
         // Reading and compiling the workflow, the workspace and the policy files is file IO,
         // and a large workflow takes a while to compile: not on an async worker.
         let prepared = tokio::task::spawn_blocking(move || {
-            prepare_run(&start, &user, user_policy.as_deref(), &lock_dir, now)
+            prepare_run(&start, &user, user_policy.as_ref(), &lock_dir, now)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("preparing the run stopped: {e}")))??;
@@ -432,7 +444,7 @@ struct PreparedRun {
 fn prepare_run(
     start: &StartRun,
     user: &str,
-    user_policy: Option<&Path>,
+    user_policy: Option<&UserPolicy>,
     lock_dir: &Path,
     now: i64,
 ) -> Result<PreparedRun, EngineError> {

@@ -9,39 +9,54 @@ use stepwise_core::workflow::def::PolicyDef;
 use crate::error::EngineError;
 
 /// Where a workspace keeps its policy.
-pub const WORKSPACE_POLICY: &str = ".stepwise/policy.yaml";
+pub(crate) const WORKSPACE_POLICY: &str = ".stepwise/policy.yaml";
+
+/// The user's policy file, and whether it was named explicitly (then it must exist; only the
+/// default location may be absent).
+#[derive(Debug, Clone)]
+pub(crate) struct UserPolicy {
+    pub(crate) path: PathBuf,
+    pub(crate) named: bool,
+}
 
 /// The rules in force for a workspace: the user's first, then the workspace's. A missing file
-/// has no rules; a broken one is an error, never silently ignored.
-pub fn load_policy(
-    user_policy: Option<&Path>,
+/// has no rules (unless it was named explicitly); a broken one is an error, never silently
+/// ignored.
+pub(crate) fn load_policy(
+    user_policy: Option<&UserPolicy>,
     workspace: &Path,
 ) -> Result<Vec<RuleSpec>, EngineError> {
     let mut rules = Vec::new();
-    if let Some(path) = user_policy {
-        rules.extend(read_rules(path, "user policy")?);
+    if let Some(user) = user_policy {
+        rules.extend(read_rules(&user.path, "user policy", user.named)?);
     }
     rules.extend(read_rules(
         &workspace.join(WORKSPACE_POLICY),
         "workspace policy",
+        false,
     )?);
     Ok(rules)
 }
 
-fn read_rules(path: &Path, origin: &str) -> Result<Vec<RuleSpec>, EngineError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(EngineError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
+fn read_rules(path: &Path, origin: &str, must_exist: bool) -> Result<Vec<RuleSpec>, EngineError> {
     let policy_error = |message: String| EngineError::Policy {
         path: PathBuf::from(path),
         message,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+            return Ok(Vec::new());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(policy_error(
+                "does not exist; a policy file that is named explicitly must exist, so that a mistyped name cannot silently drop its rules".into(),
+            ));
+        }
+        Err(_) if path.is_dir() => {
+            return Err(policy_error("is a directory, not a policy file".into()));
+        }
+        Err(e) => return Err(policy_error(format!("cannot be read: {e}"))),
     };
     let def: PolicyDef =
         serde_saphyr::from_str_with_options(&text, stepwise_core::workflow::yaml_options())

@@ -201,13 +201,28 @@ impl RunState {
                 Err(e) => vec![fail(&id, attempt, e)],
             },
             Action::EditFile { path, .. } => match render_path(path, &scope) {
-                Ok(path) => self.start_operation(
-                    index,
-                    OperationRequest::ReadFile {
-                        path,
-                        missing_ok: true,
-                    },
-                ),
+                Ok(path) => {
+                    // An edit reads the file before it proposes anything (its snapshot and diff
+                    // go into the log): a file policy refuses to have shown is not even read.
+                    let verdict = self
+                        .policy
+                        .evaluate(Subject::file(GateKind::EditFile, &path));
+                    if verdict.effect == Effect::Deny {
+                        let rule = verdict.rule.unwrap_or_default();
+                        return vec![fail(
+                            &id,
+                            attempt,
+                            format!("edit_file refused by policy: {rule}"),
+                        )];
+                    }
+                    self.start_operation(
+                        index,
+                        OperationRequest::ReadFile {
+                            path,
+                            missing_ok: true,
+                        },
+                    )
+                }
                 Err(e) => vec![fail(&id, attempt, e)],
             },
             Action::RunCommand { .. } => match command_request(step, &scope) {
@@ -240,18 +255,11 @@ impl RunState {
         let id = step.id.clone();
         let attempt = self.steps[index].attempt;
         let proposal_hash = proposal.hash();
-        let (path, command) = match &proposal {
-            Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => {
-                (Some(path.as_str()), None)
-            }
-            Proposal::RunCommand(request) => (None, Some(&request.command)),
-            Proposal::Gate { .. } => (None, None),
+        let path = match &proposal {
+            Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => Some(path.as_str()),
+            _ => None,
         };
-        let verdict = self.policy.evaluate(Subject {
-            kind,
-            path,
-            command,
-        });
+        let verdict = self.policy.evaluate(subject_of(&proposal, kind));
         let request = proposal_request(&proposal);
         if verdict.effect == Effect::Deny {
             let rule = verdict.rule.unwrap_or_default();
@@ -306,7 +314,14 @@ impl RunState {
                 } else if edits_policy {
                     "edits under .stepwise/ change policy and always need approval".to_string()
                 } else {
-                    rule.unwrap_or_else(|| format!("{} needs approval by default", kind.as_str()))
+                    // Why no rule let it through, when an allow rule almost did; else the rule
+                    // that asks, or the default.
+                    match (verdict.note, rule) {
+                        (Some(note), Some(rule)) => format!("{rule}; {note}"),
+                        (Some(note), None) => note,
+                        (None, Some(rule)) => rule,
+                        (None, None) => format!("{} needs approval by default", kind.as_str()),
+                    }
                 };
                 vec![Event::ApprovalRequested {
                     step: id,
@@ -321,17 +336,13 @@ impl RunState {
 
     /// The deny rule that refuses a proposal, if one does (used to check edited proposals).
     pub fn refusal(&self, proposal: &Proposal) -> Option<String> {
-        let (kind, path, command) = match proposal {
-            Proposal::EditFile { path, .. } => (GateKind::EditFile, Some(path.as_str()), None),
-            Proposal::ReadFile { path } => (GateKind::ReadFile, Some(path.as_str()), None),
-            Proposal::RunCommand(request) => (GateKind::RunCommand, None, Some(&request.command)),
+        let kind = match proposal {
+            Proposal::EditFile { .. } => GateKind::EditFile,
+            Proposal::ReadFile { .. } => GateKind::ReadFile,
+            Proposal::RunCommand(_) => GateKind::RunCommand,
             Proposal::Gate { .. } => return None,
         };
-        let verdict = self.policy.evaluate(Subject {
-            kind,
-            path,
-            command,
-        });
+        let verdict = self.policy.evaluate(subject_of(proposal, kind));
         (verdict.effect == Effect::Deny).then(|| verdict.rule.unwrap_or_default())
     }
 
@@ -511,6 +522,15 @@ impl RunState {
             error,
             output,
         }]
+    }
+}
+
+/// What policy judges of a proposal.
+fn subject_of(proposal: &Proposal, kind: GateKind) -> Subject<'_> {
+    match proposal {
+        Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => Subject::file(kind, path),
+        Proposal::RunCommand(request) => Subject::command(request),
+        Proposal::Gate { .. } => Subject::bare(kind),
     }
 }
 

@@ -83,6 +83,8 @@ fn allow(kind: GateKind) -> RuleSpec {
         kind: Some(kind),
         paths: vec![],
         commands: vec![],
+        env: vec![],
+        pass_env: vec![],
         source: "test policy, rule 1".into(),
     }
 }

@@ -180,9 +180,21 @@ pub struct RuleDef {
     /// Glob(s) over workspace-relative paths, e.g. `docs/**`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<OneOrMany>,
-    /// Pattern(s) over the command line, `*` matching anything, e.g. `cargo test*`.
+    /// Pattern(s) over the command, matched word by word: each word a glob over one word of
+    /// the command, and a last word `*` alone matching any further words, e.g.
+    /// `cargo test *`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<OneOrMany>,
+    /// Environment variables the rule covers: `NAME` or `NAME=value-glob`. An `allow` rule
+    /// approves only steps whose `env` (and leading `NAME=value` words) it covers entirely; a
+    /// `deny` or `ask` rule matches steps that set one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<OneOrMany>,
+    /// Variables passed through from the engine's environment (`pass_env`), by name glob. An
+    /// `allow` rule approves only steps whose `pass_env` it names entirely; a `deny` or `ask`
+    /// rule matches steps that pass one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_env: Option<OneOrMany>,
 }
 
 /// A single string or a list of strings.

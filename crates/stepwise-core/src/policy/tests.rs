@@ -1,0 +1,316 @@
+//! Policy decisions, rule by rule.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::operation::CommandRequest;
+use crate::workflow::def::OneOrMany;
+
+fn rule(effect: Effect, kind: &str, path: Option<&str>, command: Option<&str>) -> RuleDef {
+    let kind = Some(kind.to_string());
+    RuleDef {
+        allow: (effect == Effect::Allow).then(|| kind.clone()).flatten(),
+        ask: (effect == Effect::Ask).then(|| kind.clone()).flatten(),
+        deny: (effect == Effect::Deny).then_some(kind).flatten(),
+        path: path.map(|p| OneOrMany::One(p.into())),
+        command: command.map(|c| OneOrMany::One(c.into())),
+        env: None,
+        pass_env: None,
+    }
+}
+
+fn with_env(mut rule: RuleDef, env: &[&str], pass_env: &[&str]) -> RuleDef {
+    let many = |v: &[&str]| {
+        (!v.is_empty()).then(|| OneOrMany::Many(v.iter().map(|s| s.to_string()).collect()))
+    };
+    rule.env = many(env);
+    rule.pass_env = many(pass_env);
+    rule
+}
+
+fn policy(rules: Vec<RuleDef>) -> Policy {
+    let specs = rules_from_def(&PolicyDef { rules }, "test", false).unwrap();
+    Policy::compile(&specs).unwrap()
+}
+
+fn shell(s: &str) -> CommandLine {
+    CommandLine::Shell(s.into())
+}
+
+fn argv(words: &[&str]) -> CommandLine {
+    CommandLine::Argv(words.iter().map(|w| w.to_string()).collect())
+}
+
+fn request(command: CommandLine, env: &[(&str, &str)], pass_env: &[&str]) -> CommandRequest {
+    CommandRequest {
+        command,
+        cwd: ".".into(),
+        env: env
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        pass_env: pass_env.iter().map(|s| s.to_string()).collect(),
+        timeout_ms: None,
+        max_output_bytes: 1024,
+    }
+}
+
+fn command_verdict(p: &Policy, req: &CommandRequest) -> Verdict {
+    p.evaluate(Subject::command(req))
+}
+
+fn command_effect(p: &Policy, c: &CommandLine) -> Effect {
+    command_verdict(p, &request(c.clone(), &[], &[])).effect
+}
+
+fn file_effect(p: &Policy, kind: GateKind, path: &str) -> Effect {
+    p.evaluate(Subject::file(kind, path)).effect
+}
+
+#[test]
+fn defaults_ask_for_edits_and_commands_and_allow_reads() {
+    let p = policy(vec![]);
+    assert_eq!(command_effect(&p, &shell("ls")), Effect::Ask);
+    assert_eq!(
+        p.evaluate(Subject::file(GateKind::ReadFile, "a")),
+        Verdict {
+            effect: Effect::Allow,
+            rule: None,
+            note: None,
+        }
+    );
+}
+
+#[test]
+fn deny_beats_ask_beats_allow_whatever_the_order() {
+    let p = policy(vec![
+        rule(Effect::Allow, "edit_file", Some("**"), None),
+        rule(Effect::Ask, "edit_file", Some("src/**"), None),
+        rule(Effect::Deny, "edit_file", Some("src/secret/*"), None),
+    ]);
+    assert_eq!(
+        file_effect(&p, GateKind::EditFile, "docs/a.md"),
+        Effect::Allow
+    );
+    assert_eq!(file_effect(&p, GateKind::EditFile, "src/a.rs"), Effect::Ask);
+    let denied = p.evaluate(Subject::file(GateKind::EditFile, "src/secret/key"));
+    assert_eq!(denied.effect, Effect::Deny);
+    assert!(denied.rule.unwrap().contains("test, rule 3"));
+}
+
+#[test]
+fn chained_shell_commands_are_judged_per_segment() {
+    let p = policy(vec![
+        rule(Effect::Allow, "run_command", None, Some("cargo test *")),
+        rule(Effect::Deny, "run_command", None, Some("rm -rf *")),
+    ]);
+    assert_eq!(
+        command_effect(&p, &shell("cargo test --workspace")),
+        Effect::Allow
+    );
+    assert_eq!(
+        command_effect(&p, &shell("cargo test && curl x | sh")),
+        Effect::Ask
+    );
+    assert_eq!(
+        command_effect(&p, &shell("cargo test; rm -rf /")),
+        Effect::Deny
+    );
+    assert_eq!(
+        command_effect(&p, &shell("cargo test $(rm x)")),
+        Effect::Ask
+    );
+    let argv = argv(&["sh", "-c", "cargo test || rm -rf ~"]);
+    assert_eq!(command_effect(&p, &argv), Effect::Deny);
+}
+
+#[test]
+fn patterns_are_word_aware() {
+    let p = policy(vec![rule(
+        Effect::Allow,
+        "run_command",
+        None,
+        Some("python3 -m unittest *"),
+    )]);
+    assert_eq!(
+        command_effect(&p, &argv(&["python3", "-m", "unittest", "-q"])),
+        Effect::Allow
+    );
+    assert_eq!(
+        command_effect(&p, &argv(&["python3", "-m", "unittest"])),
+        Effect::Allow
+    );
+    assert_eq!(
+        command_effect(&p, &argv(&["python3", "-m", "unittest_evil"])),
+        Effect::Ask
+    );
+}
+
+#[test]
+fn a_deny_reaches_behind_shells_wrappers_and_paths() {
+    let p = policy(vec![
+        rule(Effect::Allow, "run_command", None, None),
+        rule(Effect::Deny, "run_command", None, Some("rm *")),
+    ]);
+    for line in [
+        "rm -rf x",
+        "/bin/rm -rf x",
+        "sh -c 'rm -rf x'",
+        "bash -c \"cd x && rm y\"",
+        "env FOO=1 rm x",
+        "find . -name x | xargs rm",
+        "if true; then rm x; fi",
+        "timeout 5 nohup /usr/bin/rm x",
+    ] {
+        assert_eq!(command_effect(&p, &shell(line)), Effect::Deny, "{line}");
+    }
+    assert_eq!(
+        command_effect(&p, &argv(&["sh", "-c", "rm -rf x"])),
+        Effect::Deny
+    );
+    assert_eq!(command_effect(&p, &shell("rmdir x")), Effect::Allow);
+}
+
+#[test]
+fn an_allow_does_not_vouch_for_a_program_named_by_another_path() {
+    let p = policy(vec![rule(
+        Effect::Allow,
+        "run_command",
+        None,
+        Some("echo *"),
+    )]);
+    assert_eq!(command_effect(&p, &shell("echo hi")), Effect::Allow);
+    assert_eq!(command_effect(&p, &shell("./bin/echo hi")), Effect::Ask);
+    assert_eq!(command_effect(&p, &argv(&["bin/echo", "hi"])), Effect::Ask);
+}
+
+#[test]
+fn an_allow_does_not_vouch_for_environment_it_does_not_name() {
+    let echo = rule(Effect::Allow, "run_command", None, Some("echo *"));
+    let p = policy(vec![echo.clone()]);
+    for (name, value) in [
+        ("PATH", "bin:/usr/bin"),
+        ("LD_PRELOAD", "x.so"),
+        ("CI", "1"),
+    ] {
+        let verdict = command_verdict(&p, &request(shell("echo hi"), &[(name, value)], &[]));
+        assert_eq!(verdict.effect, Effect::Ask, "{name}");
+        let note = verdict.note.expect("says why");
+        assert!(note.contains(name) && note.contains("`env`"), "{note}");
+    }
+    // Set on the line itself, the same.
+    assert_eq!(command_effect(&p, &shell("PATH=bin echo hi")), Effect::Ask);
+    // A rule that names the variable (and its value) vouches.
+    let p = policy(vec![with_env(echo, &["CI", "LANG=C*"], &[])]);
+    assert_eq!(
+        command_verdict(
+            &p,
+            &request(shell("echo hi"), &[("CI", "1"), ("LANG", "C.UTF-8")], &[])
+        )
+        .effect,
+        Effect::Allow
+    );
+    assert_eq!(
+        command_verdict(&p, &request(shell("echo hi"), &[("LANG", "de_DE")], &[])).effect,
+        Effect::Ask
+    );
+}
+
+#[test]
+fn passing_a_variable_through_needs_a_rule_that_names_it() {
+    let echo = rule(Effect::Allow, "run_command", None, Some("echo *"));
+    let p = policy(vec![echo.clone()]);
+    let secret = request(shell("echo hi"), &[], &["OPENAI_API_KEY"]);
+    let verdict = command_verdict(&p, &secret);
+    assert_eq!(verdict.effect, Effect::Ask);
+    assert!(verdict.note.unwrap().contains("OPENAI_API_KEY"));
+    let p = policy(vec![with_env(echo, &[], &["OPENAI_*"])]);
+    assert_eq!(command_verdict(&p, &secret).effect, Effect::Allow);
+    // A variable expanded on the line is out of sight: no rule vouches for it.
+    assert_eq!(
+        command_verdict(
+            &p,
+            &request(shell("echo $OPENAI_API_KEY"), &[], &["OPENAI_API_KEY"])
+        )
+        .effect,
+        Effect::Ask
+    );
+}
+
+#[test]
+fn deny_and_ask_rules_can_match_the_environment() {
+    let p = policy(vec![
+        rule(Effect::Allow, "run_command", None, None),
+        with_env(
+            rule(Effect::Deny, "run_command", None, None),
+            &["LD_*"],
+            &[],
+        ),
+        with_env(
+            rule(Effect::Ask, "run_command", None, None),
+            &[],
+            &["*_TOKEN"],
+        ),
+    ]);
+    assert_eq!(
+        command_verdict(&p, &request(shell("ls"), &[("LD_PRELOAD", "x")], &[])).effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        command_verdict(&p, &request(shell("ls"), &[], &["GH_TOKEN"])).effect,
+        Effect::Ask
+    );
+}
+
+#[test]
+fn a_read_rule_that_restricts_also_restricts_edits() {
+    let p = policy(vec![
+        rule(Effect::Allow, "edit_file", None, None),
+        rule(Effect::Deny, "read_file", Some("secrets/**"), None),
+        rule(Effect::Ask, "read_file", Some("private/**"), None),
+        rule(Effect::Allow, "read_file", Some("public/**"), None),
+    ]);
+    assert_eq!(
+        file_effect(&p, GateKind::EditFile, "secrets/key.txt"),
+        Effect::Deny
+    );
+    assert_eq!(
+        file_effect(&p, GateKind::EditFile, "private/notes"),
+        Effect::Ask
+    );
+    assert_eq!(
+        file_effect(&p, GateKind::EditFile, "public/x"),
+        Effect::Allow
+    );
+    assert_eq!(
+        file_effect(&p, GateKind::ReadFile, "public/x"),
+        Effect::Allow
+    );
+    // A read allow says nothing about edits; the edit allow still applies.
+    let q = policy(vec![rule(Effect::Allow, "read_file", None, None)]);
+    assert_eq!(file_effect(&q, GateKind::EditFile, "x"), Effect::Ask);
+}
+
+#[test]
+fn an_opaque_segment_is_never_vouched_for_and_says_so() {
+    let p = policy(vec![rule(
+        Effect::Allow,
+        "run_command",
+        None,
+        Some("echo *"),
+    )]);
+    let verdict = command_verdict(&p, &request(shell("echo hi >> log"), &[], &[]));
+    assert_eq!(verdict.effect, Effect::Ask);
+    assert!(verdict.note.unwrap().contains("redirections"));
+}
+
+#[test]
+fn workflows_cannot_allow() {
+    let def = PolicyDef {
+        rules: vec![rule(Effect::Allow, "run_command", None, None)],
+    };
+    assert!(matches!(
+        rules_from_def(&def, "workflow", true),
+        Err(PolicyError::WorkflowAllow { .. })
+    ));
+}
