@@ -4,6 +4,7 @@
 mod support;
 
 mod approvals;
+mod ceilings;
 mod cli;
 mod containment;
 mod crash;

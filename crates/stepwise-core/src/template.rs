@@ -126,12 +126,14 @@ impl Expr {
                 self.source
             )));
         }
-        serde_json::to_value(&value).map_err(|e| {
+        let value = serde_json::to_value(&value).map_err(|e| {
             TemplateError::new(format!(
                 "`{}` gave a value that is not data: {e}",
                 self.source
             ))
-        })
+        })?;
+        check_size(&self.source, &value)?;
+        Ok(value)
     }
 }
 
@@ -253,9 +255,57 @@ impl Template {
                 Part::Text(t) => out.push_str(t),
                 Part::Expr(e) => out.push_str(&value_to_text(&e.eval(scope)?)),
             }
+            if out.len() > MAX_RESULT_BYTES {
+                return Err(too_large("the template", out.len()));
+            }
         }
         Ok(out)
     }
+}
+
+/// The largest value a template may produce, in bytes (as JSON, roughly). Everything a
+/// template produces is recorded in the log, so a template must not be able to fill it.
+pub const MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
+
+fn too_large(what: &str, bytes: usize) -> TemplateError {
+    TemplateError::new(format!(
+        "{what} produced {bytes} bytes; a template's result may be at most {MAX_RESULT_BYTES} bytes (4 MiB)"
+    ))
+}
+
+/// Refuses a value larger than [`MAX_RESULT_BYTES`].
+fn check_size(source: &str, value: &Value) -> Result<(), TemplateError> {
+    fn size(value: &Value, budget: usize) -> usize {
+        match value {
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                let mut total = 2;
+                for item in items {
+                    total += size(item, budget) + 1;
+                    if total > budget {
+                        break;
+                    }
+                }
+                total
+            }
+            Value::Object(map) => {
+                let mut total = 2;
+                for (key, item) in map {
+                    total += key.len() + 4 + size(item, budget);
+                    if total > budget {
+                        break;
+                    }
+                }
+                total
+            }
+            _ => 8,
+        }
+    }
+    let bytes = size(value, MAX_RESULT_BYTES);
+    if bytes > MAX_RESULT_BYTES {
+        return Err(too_large(&format!("`{source}`"), bytes));
+    }
+    Ok(())
 }
 
 /// How a value reads when put into text.

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::compile::{Compiler, StepPlace};
 use super::def::{ActionDef, CommandDef, StepDef};
-use super::{Action, CommandTemplate, DEFAULT_MAX_OUTPUT, EditChange, RetryPolicy};
+use super::{
+    Action, CommandTemplate, DEFAULT_MAX_OUTPUT, EditChange, MAX_OUTPUT_CEILING, RetryPolicy,
+};
 use crate::paths::normalize_workspace_path;
 use crate::template::{Expr, Template, TemplateError, ValueTemplate};
 
@@ -209,6 +211,17 @@ impl StepContext<'_, '_> {
                 let mut env_templates = BTreeMap::new();
                 for (name, value) in env {
                     env_templates.insert(name.clone(), self.template("env", value)?);
+                }
+                if let Some(max) = max_output
+                    && *max > MAX_OUTPUT_CEILING
+                {
+                    self.error(
+                        "max_output",
+                        &format!(
+                            "`max_output` is {max} bytes; at most {MAX_OUTPUT_CEILING} bytes (8 MiB) of each stream can be kept (the rest is counted)"
+                        ),
+                    );
+                    return None;
                 }
                 Action::RunCommand {
                     command: command?,

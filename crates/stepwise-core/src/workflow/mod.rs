@@ -23,6 +23,10 @@ pub const DEFAULT_MAX_PARALLEL: usize = 4;
 /// Bytes of stdout and of stderr a command keeps unless the step says otherwise.
 pub const DEFAULT_MAX_OUTPUT: u64 = 1024 * 1024;
 
+/// The most of each output stream a command step may keep (`max_output`), whatever the
+/// workflow asks: what is kept is recorded in the log. The rest is counted, not kept.
+pub const MAX_OUTPUT_CEILING: u64 = 8 * 1024 * 1024;
+
 /// A checked workflow, ready to run: every `needs` exists and is acyclic, every template
 /// compiles and names only declared inputs and upstream steps.
 #[derive(Debug)]

@@ -1,0 +1,106 @@
+//! Ceilings: whatever a workflow says, a command's output and a template's result are bounded,
+//! in memory and in the log, and going past a bound is a clear error, not a flood.
+
+use crate::support::{Env, step};
+
+#[test]
+fn a_max_output_above_the_ceiling_is_a_validation_error() {
+    let env = Env::new();
+    let wf = env.workflow(
+        "big.yaml",
+        "name: big\nsteps:\n  - id: flood\n    type: run_command\n    command: \"true\"\n    max_output: 18446744073709551615\n",
+    );
+    let out = env.stepwise(&["validate", wf.to_str().expect("utf-8")]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stdout.contains("flood") && out.stdout.contains("at most 8388608 bytes"),
+        "{out}"
+    );
+}
+
+/// Runs a command to its end and returns its exit code and the peak resident memory, in KiB,
+/// of it and the processes it waited for (its supervisors and commands): `wait4` on that one
+/// child, so other tests' processes do not count.
+#[allow(unsafe_code)]
+fn run_measured(mut command: std::process::Command) -> (i32, i64) {
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start stepwise");
+    let pid = i32::try_from(child.id()).expect("a pid");
+    // SAFETY: wait4 on our own child, with a zeroed rusage and status to fill.
+    let (status, usage) = unsafe {
+        let mut status = 0;
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::wait4(pid, &mut status, 0, &mut usage);
+        (status, usage)
+    };
+    // Reaped above: the handle must not wait again.
+    std::mem::forget(child);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+#[test]
+fn a_flood_of_output_costs_neither_memory_nor_database() {
+    let env = Env::new();
+    env.workspace_policy("  - allow: run_command\n");
+    let wf = env.workflow(
+        "flood.yaml",
+        "name: flood\nsteps:\n  - id: flood\n    type: run_command\n    command: \"head -c 300000000 /dev/zero\"\n",
+    );
+    let (code, peak) = run_measured(env.command(&[
+        "run",
+        wf.to_str().expect("utf-8"),
+        "--workspace",
+        env.ws.to_str().expect("utf-8"),
+    ]));
+    assert_eq!(code, 0);
+    assert!(peak < 100 * 1024, "stepwise peaked at {peak} KiB");
+    let run: String = env
+        .db()
+        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
+        .expect("the run");
+    let show = env.show(&run);
+    let output = &step(&show, "flood")["output"];
+    assert_eq!(output["stdout_truncated"], true);
+    assert_eq!(
+        output["stdout"].as_str().map(str::len),
+        Some(1024 * 1024),
+        "the default keeps 1 MiB"
+    );
+    let events = env.events(&run);
+    let finished = events
+        .iter()
+        .find(|e| e["type"] == "OperationSucceeded")
+        .expect("the command's result");
+    assert_eq!(finished["data"]["result"]["stdout_bytes"], 300_000_000);
+    let db_bytes: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| {
+            std::fs::metadata(format!("{}{suffix}", env.db.display()))
+                .ok()
+                .map(|m| m.len())
+        })
+        .sum();
+    assert!(db_bytes < 20 * 1024 * 1024, "the database grew to {db_bytes} bytes");
+}
+
+#[test]
+fn a_template_may_not_produce_more_than_its_ceiling() {
+    let env = Env::new();
+    let wf = env.workflow(
+        "huge.yaml",
+        "name: huge\nsteps:\n  - id: blow\n    type: set\n    values:\n      v: \"${'x' * 100000000}\"\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 1, "{out}");
+    let show = env.show(&out.run_id());
+    let error = step(&show, "blow")["error"].as_str().expect("an error").to_string();
+    assert!(error.contains("at most 4194304 bytes"), "{error}");
+    let size = std::fs::metadata(&env.db).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(format!("{}-wal", env.db.display()))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    assert!(size < 10 * 1024 * 1024, "the log grew to {size} bytes");
+}
