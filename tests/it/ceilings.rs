@@ -83,7 +83,10 @@ fn a_flood_of_output_costs_neither_memory_nor_database() {
                 .map(|m| m.len())
         })
         .sum();
-    assert!(db_bytes < 20 * 1024 * 1024, "the database grew to {db_bytes} bytes");
+    assert!(
+        db_bytes < 20 * 1024 * 1024,
+        "the database grew to {db_bytes} bytes"
+    );
 }
 
 #[test]
@@ -96,7 +99,10 @@ fn a_template_may_not_produce_more_than_its_ceiling() {
     let out = env.run(&wf, &[]);
     assert_eq!(out.code, 1, "{out}");
     let show = env.show(&out.run_id());
-    let error = step(&show, "blow")["error"].as_str().expect("an error").to_string();
+    let error = step(&show, "blow")["error"]
+        .as_str()
+        .expect("an error")
+        .to_string();
     assert!(error.contains("at most 4194304 bytes"), "{error}");
     let size = std::fs::metadata(&env.db).map(|m| m.len()).unwrap_or(0)
         + std::fs::metadata(format!("{}-wal", env.db.display()))

@@ -100,7 +100,10 @@ fn describe(event: Option<&Event>) -> String {
         Some(e) => format!(
             "{} {}",
             e.type_name(),
-            one_line(&e.to_payload().to_string(), 200)
+            one_line(
+                &e.to_payload().map(|p| p.to_string()).unwrap_or_default(),
+                200
+            )
         ),
     }
 }

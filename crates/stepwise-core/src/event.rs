@@ -214,7 +214,8 @@ pub enum Proposal {
 }
 
 impl Proposal {
-    pub fn hash(&self) -> String {
+    /// The hash that names this exact proposal.
+    pub fn hash(&self) -> Result<String, serde_json::Error> {
         crate::hash::json_hash(self)
     }
 
@@ -300,11 +301,16 @@ impl Event {
         }
     }
 
-    /// Splits into the stored type name and payload.
-    pub fn to_payload(&self) -> Value {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(mut map)) => map.remove("data").unwrap_or(Value::Null),
-            _ => Value::Null,
+    /// The payload stored for the event (its type name is stored beside it). A failure to
+    /// serialise is an error: an event is never stored as a `null` it did not say.
+    pub fn to_payload(&self) -> Result<Value, serde_json::Error> {
+        match serde_json::to_value(self)? {
+            Value::Object(mut map) => Ok(map
+                .remove("data")
+                .unwrap_or(Value::Object(serde_json::Map::new()))),
+            other => Err(serde::ser::Error::custom(format!(
+                "event serialised to {other} instead of a tagged object"
+            ))),
         }
     }
 
@@ -358,7 +364,7 @@ mod tests {
             step: "a".into(),
             reason: "when was false".into(),
         };
-        let payload = event.to_payload();
+        let payload = event.to_payload().unwrap();
         assert_eq!(
             payload,
             serde_json::json!({"step": "a", "reason": "when was false"})
@@ -366,7 +372,7 @@ mod tests {
         let back = Event::from_payload(event.type_name(), EVENT_SCHEMA_VERSION, payload).unwrap();
         assert_eq!(back, event);
         let empty = Event::RunSucceeded {};
-        let back = Event::from_payload("RunSucceeded", 1, empty.to_payload()).unwrap();
+        let back = Event::from_payload("RunSucceeded", 1, empty.to_payload().unwrap()).unwrap();
         assert_eq!(back, empty);
     }
 

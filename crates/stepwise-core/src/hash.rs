@@ -15,11 +15,9 @@ pub fn content_hash(bytes: &[u8]) -> String {
 }
 
 /// The hash of a value's canonical JSON form (struct fields in declaration order, maps sorted).
-pub fn json_hash<T: serde::Serialize>(value: &T) -> String {
-    // Serialising our own types to JSON cannot fail: they have string keys and no custom
-    // serialisers that error.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    content_hash(&bytes)
+/// A value that cannot be serialised is an error, never the hash of nothing.
+pub fn json_hash<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_vec(value).map(|bytes| content_hash(&bytes))
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -155,7 +155,8 @@ pub(crate) fn command_event(
             };
             let approved_hash = edited
                 .as_ref()
-                .map_or_else(|| pending.proposal_hash.clone(), |p| p.hash());
+                .map_or_else(|| Ok(pending.proposal_hash.clone()), |p| p.hash())
+                .map_err(|e| EngineError::InvalidEdit(format!("it cannot be recorded: {e}")))?;
             Event::ApprovalGranted(ApprovalGranted {
                 step,
                 attempt: pending.attempt,

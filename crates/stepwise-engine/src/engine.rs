@@ -490,7 +490,7 @@ fn prepare_run(
         status: RunStatus::Running.as_str().to_string(),
         created_at_ms: now,
     };
-    let first = new_event(&Event::RunStarted(started), None, now);
+    let first = new_event(&Event::RunStarted(started), None, now)?;
     Ok(PreparedRun {
         workflow,
         row,

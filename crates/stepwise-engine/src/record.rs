@@ -5,20 +5,27 @@ use stepwise_store::{NewEvent, StoredEvent};
 
 use crate::error::EngineError;
 
-/// An event ready to append: the event, what caused it, and when it was recorded.
+/// An event ready to append: the event, what caused it, and when it was recorded. An event
+/// that cannot be serialised is an error that stops the commit.
 pub(crate) fn new_event(
     event: &Event,
     causation_seq: Option<u64>,
     recorded_at_ms: i64,
-) -> NewEvent {
-    NewEvent {
+) -> Result<NewEvent, EngineError> {
+    let payload = event.to_payload().map_err(|e| {
+        EngineError::Internal(format!(
+            "event {} cannot be recorded: {e}",
+            event.type_name()
+        ))
+    })?;
+    Ok(NewEvent {
         event_type: event.type_name().to_string(),
         schema_version: EVENT_SCHEMA_VERSION,
         recorded_at_ms,
         correlation_id: event.step().map(str::to_string),
         causation_seq,
-        payload: event.to_payload(),
-    }
+        payload,
+    })
 }
 
 /// A stored event read back as the core's type.

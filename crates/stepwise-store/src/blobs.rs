@@ -1,7 +1,7 @@
 //! Content-addressed blobs, and moving large strings out of event payloads into them.
 //!
-//! On write, every JSON string that is the non-empty value of a key named exactly `content`,
-//! or is at least [`INLINE_LIMIT`] bytes long anywhere, is stored once in `blobs` and replaced
+//! On write, every JSON string at least [`INLINE_LIMIT`] bytes long, wherever it is (what
+//! a field is called plays no part), is stored once in `blobs` and replaced
 //! in the stored payload by `{"$blob": "sha256:<hex>"}`. On read the reference is replaced by
 //! the text again, so callers get back exactly the payload they appended.
 //!
@@ -23,8 +23,6 @@ pub const INLINE_LIMIT: usize = 1024;
 const BLOB_KEY: &str = "$blob";
 /// The key wrapping a payload object that would otherwise be mistaken for a reference.
 const LITERAL_KEY: &str = "$literal";
-/// Strings under this key are file snapshots and the like; always worth deduplicating.
-const CONTENT_KEY: &str = "content";
 
 impl Store {
     /// Stores bytes under their content hash (a no-op if already present) and returns the
@@ -69,33 +67,28 @@ pub(crate) fn encode_payload(
         source,
     };
     // Most payloads have nothing to externalise: serialise those without copying them.
-    if !needs_rewrite(payload, false) {
+    if !needs_rewrite(payload) {
         return serde_json::to_string(payload).map_err(json_error);
     }
     let mut rewritten = payload.clone();
-    externalise(&mut rewritten, false, &mut |text| {
+    externalise(&mut rewritten, &mut |text| {
         insert_blob(conn, text.as_bytes())
     })?;
     serde_json::to_string(&rewritten).map_err(json_error)
 }
 
 /// Whether `value` holds anything [`externalise`] would change.
-fn needs_rewrite(value: &Value, under_content_key: bool) -> bool {
+fn needs_rewrite(value: &Value) -> bool {
     match value {
-        Value::String(text) => goes_to_blob(text, under_content_key),
-        Value::Array(items) => items.iter().any(|item| needs_rewrite(item, false)),
-        Value::Object(map) => {
-            looks_reserved(map)
-                || map
-                    .iter()
-                    .any(|(key, child)| needs_rewrite(child, key == CONTENT_KEY))
-        }
+        Value::String(text) => goes_to_blob(text),
+        Value::Array(items) => items.iter().any(needs_rewrite),
+        Value::Object(map) => looks_reserved(map) || map.values().any(needs_rewrite),
         Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 
-fn goes_to_blob(text: &str, under_content_key: bool) -> bool {
-    text.len() >= INLINE_LIMIT || (under_content_key && !text.is_empty())
+fn goes_to_blob(text: &str) -> bool {
+    text.len() >= INLINE_LIMIT
 }
 
 /// An object the reader would take for a blob reference or a wrapped literal.
@@ -106,24 +99,23 @@ fn looks_reserved(map: &Map<String, Value>) -> bool {
 /// Replaces blob-worthy strings in `value` by references, storing each through `store`.
 fn externalise(
     value: &mut Value,
-    under_content_key: bool,
     store: &mut dyn FnMut(&str) -> Result<String, StoreError>,
 ) -> Result<(), StoreError> {
     match value {
         Value::String(text) => {
-            if goes_to_blob(text, under_content_key) {
+            if goes_to_blob(text) {
                 let hash = store(text)?;
                 *value = blob_reference(hash);
             }
         }
         Value::Array(items) => {
             for item in items {
-                externalise(item, false, store)?;
+                externalise(item, store)?;
             }
         }
         Value::Object(map) => {
-            for (key, child) in map.iter_mut() {
-                externalise(child, key == CONTENT_KEY, store)?;
+            for child in map.values_mut() {
+                externalise(child, store)?;
             }
             if looks_reserved(map) {
                 let original = std::mem::take(map);
@@ -244,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn content_and_large_strings_become_blobs_and_come_back() {
+    fn large_strings_become_blobs_wherever_they_are_and_come_back() {
         let large = "x".repeat(INLINE_LIMIT);
         let just_small = "y".repeat(INLINE_LIMIT - 1);
         let payload = json!({
@@ -254,8 +246,8 @@ mod tests {
         let (loaded, stored) = round_trip(payload.clone());
         assert_eq!(loaded, payload);
         let stored: Value = serde_json::from_str(&stored).unwrap();
-        let hello_hash = stepwise_core::hash::content_hash(b"hello");
-        assert_eq!(stored["file"]["content"], json!({"$blob": hello_hash}));
+        // What a field is called does not matter: a small `content` stays inline.
+        assert_eq!(stored["file"]["content"], json!("hello"));
         assert_eq!(
             stored["items"][0],
             json!({"$blob": stepwise_core::hash::content_hash(large.as_bytes())})

@@ -234,7 +234,10 @@ impl RunState {
             Action::Approval { message } => match message.render_string(&scope) {
                 Ok(message) => {
                     let proposal = Proposal::Gate { message };
-                    let proposal_hash = proposal.hash();
+                    let proposal_hash = match proposal.hash() {
+                        Ok(hash) => hash,
+                        Err(e) => return vec![unrecordable(&id, attempt, &e)],
+                    };
                     vec![Event::ApprovalRequested {
                         step: id,
                         attempt,
@@ -254,7 +257,10 @@ impl RunState {
         let step = &self.workflow.steps[index];
         let id = step.id.clone();
         let attempt = self.steps[index].attempt;
-        let proposal_hash = proposal.hash();
+        let proposal_hash = match proposal.hash() {
+            Ok(hash) => hash,
+            Err(e) => return vec![unrecordable(&id, attempt, &e)],
+        };
         let path = match &proposal {
             Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => Some(path.as_str()),
             _ => None,
@@ -532,6 +538,15 @@ fn subject_of(proposal: &Proposal, kind: GateKind) -> Subject<'_> {
         Proposal::RunCommand(request) => Subject::command(request),
         Proposal::Gate { .. } => Subject::bare(kind),
     }
+}
+
+/// A proposal that cannot be serialised cannot be named or recorded: the step fails.
+fn unrecordable(step: &str, attempt: u32, error: &serde_json::Error) -> Event {
+    fail(
+        step,
+        attempt,
+        format!("the proposal cannot be recorded: {error}"),
+    )
 }
 
 fn fail(step: &str, attempt: u32, error: impl Into<String>) -> Event {

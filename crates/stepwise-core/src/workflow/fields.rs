@@ -217,7 +217,7 @@ impl StepContext<'_, '_> {
                 {
                     self.error(
                         "max_output",
-                        &format!(
+                        format!(
                             "`max_output` is {max} bytes; at most {MAX_OUTPUT_CEILING} bytes (8 MiB) of each stream can be kept (the rest is counted)"
                         ),
                     );

@@ -342,12 +342,12 @@ impl Driver {
             // Decisions are caused by their input; the first decisions of a run by RunStarted.
             let mut cause = 1;
             if let Some((input, causation)) = input {
-                rows.push(new_event(&input, causation, now));
+                rows.push(new_event(&input, causation, now)?);
                 cause = seq;
                 seq += 1;
             }
             for decision in decisions {
-                rows.push(new_event(&decision, Some(cause), now));
+                rows.push(new_event(&decision, Some(cause), now)?);
                 match decision {
                     // A read changes nothing in the world, so it starts while its request
                     // commits; its result is taken only after the commit (the driver reads
