@@ -560,7 +560,7 @@ fn an_approval_naming_another_proposal_is_refused_and_changes_nothing() {
         .to_string();
     let events_before = env.event_count(Some(&run));
 
-    let stale = env.approve(&run, "change", &["--proposal", "sha256:0000"]);
+    let stale = env.approve(&run, "change", &["--proposal", "sha256:00000000"]);
     assert_eq!(stale.code, 2, "{stale}");
     assert!(stale.stderr.contains("now waits on proposal"), "{stale}");
     assert_eq!(

@@ -430,6 +430,7 @@ fn a_closed_stdout_ends_a_reading_command_quietly_and_never_stops_a_run() {
     for args in [
         vec!["events", run.as_str()],
         vec!["runs"],
+        vec!["approvals"],
         vec!["show", run.as_str()],
     ] {
         let out = with_closed_stdout(&env, &args);

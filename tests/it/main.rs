@@ -9,6 +9,7 @@ mod cli;
 mod containment;
 mod crash;
 mod engine_api;
+mod exact_cli;
 mod examples;
 mod flow;
 mod interrupt;

@@ -45,6 +45,40 @@ pub fn classify(error: &anyhow::Error) -> Exit {
     }
 }
 
+/// An error and its causes on one line, each cause once: a cause whose words the message
+/// already holds (`path: No such file or directory`) is not repeated.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        let words = strip_os_error(strip_error_code(&cause));
+        if !text.to_lowercase().contains(&words.to_lowercase()) {
+            text.push_str(": ");
+            text.push_str(words);
+        }
+    }
+    text
+}
+
+/// `Error code 8: Attempt to write…` (SQLite's own wording) without the code.
+fn strip_error_code(text: &str) -> &str {
+    match text
+        .strip_prefix("Error code ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((code, words)) if code.chars().all(|c| c.is_ascii_digit()) => words,
+        _ => text,
+    }
+}
+
+/// `No such file or directory (os error 2)` without the part only a programmer needs.
+fn strip_os_error(text: &str) -> &str {
+    match text.rfind(" (os error ") {
+        Some(pos) if text.ends_with(')') => &text[..pos],
+        _ => text,
+    }
+}
+
 /// An error in what the user typed, found by the CLI itself.
 #[derive(Debug)]
 pub struct InvalidInput(pub String);

@@ -18,15 +18,9 @@ pub fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<Exit> {
     let mut report = Vec::new();
     for file in files {
         let label = file.display().to_string();
-        let result = match std::fs::read_to_string(file) {
+        let result = match stepwise_engine::read_workflow_file(file) {
             Ok(source) => parse_workflow(&label, &source).map_err(|e| e.0),
-            Err(e) => Err(vec![stepwise_core::workflow::ValidationError {
-                file: label.clone(),
-                line: 0,
-                column: 0,
-                step: None,
-                message: format!("cannot be read: {e}"),
-            }]),
+            Err(error) => Err(vec![error]),
         };
         match result {
             Ok(workflow) => {

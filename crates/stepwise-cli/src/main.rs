@@ -65,9 +65,13 @@ enum CliCommand {
         limit: usize,
     },
     /// Show a run: its steps, statuses, durations and what waits for whom.
-    Show { run: String },
+    Show {
+        /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
+        run: String,
+    },
     /// Print a run's event log.
     Events {
+        /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
         run: String,
         /// Keep printing events as they are committed, by any process, until the run ends.
         #[arg(long)]
@@ -75,6 +79,7 @@ enum CliCommand {
     },
     /// List what waits for a person, across runs (or in one run).
     Approvals {
+        /// Only this run (its id or a unique prefix); default: every run.
         run: Option<String>,
         /// Keep printing questions as they appear and as they are answered (until the run
         /// ends, when RUN is given).
@@ -85,7 +90,9 @@ enum CliCommand {
     Approve(runs::ApproveArgs),
     /// Reject a step's proposal with a reason and continue the run.
     Reject {
+        /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
         run: String,
+        /// The step, by its `id` in the workflow.
         step: String,
         #[arg(long)]
         reason: String,
@@ -98,6 +105,7 @@ enum CliCommand {
     },
     /// Continue a run (or, without RUN, every unfinished run).
     Resume {
+        /// The run (its id or a unique prefix); default: every unfinished run.
         run: Option<String>,
         #[command(flatten)]
         wait: runs::Wait,
@@ -108,12 +116,14 @@ enum CliCommand {
     Replay(replay::ReplayArgs),
     /// Pause a run: running operations finish, nothing new starts until `resume`.
     Pause {
+        /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
         run: String,
         #[command(flatten)]
         wait: runs::Wait,
     },
     /// Cancel a run: running commands are killed, nothing new starts.
     Cancel {
+        /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
         run: String,
         #[command(flatten)]
         wait: runs::Wait,
@@ -138,7 +148,7 @@ fn main() -> ExitCode {
         Ok(exit) => exit.code(),
         Err(error) => {
             let exit = exit::classify(&error);
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", exit::describe(&error));
             if let Some(EngineError::Refused(refusal)) = error.downcast_ref::<EngineError>()
                 && refusal.kind == RefusalKind::StaleProposal
             {

@@ -13,6 +13,7 @@ use crate::output::one_line;
 
 #[derive(Args)]
 pub struct ReplayArgs {
+    /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
     run: String,
     /// Replay against the workflow text recorded when the run started, instead of the file
     /// as it is now.

@@ -26,14 +26,17 @@ pub struct RunArgs {
     /// An input, `name=value` (repeatable).
     #[arg(long = "input", value_name = "NAME=VALUE")]
     inputs: Vec<String>,
-    /// How many steps may run at once (default: the workflow's `max_parallel`, else 4).
-    #[arg(long)]
+    /// How many steps may run at once, at least 1 (default: the workflow's `max_parallel`,
+    /// else 4).
+    #[arg(long, value_parser = at_least_one)]
     max_parallel: Option<usize>,
 }
 
 #[derive(Args)]
 pub struct ApproveArgs {
+    /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
     run: String,
+    /// The step, by its `id` in the workflow.
     step: String,
     /// A note recorded with the decision.
     #[arg(long)]
@@ -52,7 +55,9 @@ pub struct ApproveArgs {
 
 #[derive(Args)]
 pub struct ResolveArgs {
+    /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
     run: String,
+    /// The step, by its `id` in the workflow.
     step: String,
     #[command(flatten)]
     choice: ResolveChoice,
@@ -85,13 +90,31 @@ pub struct ResolveChoice {
     mark_done: bool,
 }
 
+/// `--max-parallel`: a whole number, at least 1 (as `max_parallel` in a workflow).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (0 would never run a step)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
 pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<Exit> {
     let mut inputs = BTreeMap::new();
     for pair in &args.inputs {
         let Some((name, value)) = pair.split_once('=') else {
             return Err(InvalidInput(format!("--input `{pair}` must look like name=value")).into());
         };
-        inputs.insert(name.trim().to_string(), value.to_string());
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(InvalidInput(format!("--input `{pair}` has no name before `=`")).into());
+        }
+        if inputs.insert(name.to_string(), value.to_string()).is_some() {
+            return Err(InvalidInput(format!(
+                "--input `{name}` is given more than once; give each input once"
+            ))
+            .into());
+        }
     }
     let workspace = match args.workspace {
         Some(w) => w,

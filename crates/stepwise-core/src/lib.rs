@@ -15,3 +15,4 @@ pub mod policy;
 pub mod run;
 pub mod template;
 pub mod workflow;
+pub mod yaml;

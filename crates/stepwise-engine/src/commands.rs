@@ -85,6 +85,8 @@ pub enum RefusalKind {
     RunFinished,
     MissingReason,
     InvalidEdit,
+    /// The proposal hash given is too short (or not hex) to name one proposal.
+    InvalidProposalHash,
     /// The stored command could not be read (written by a newer stepwise?).
     Unreadable,
 }
@@ -98,6 +100,7 @@ impl Refusal {
             EngineError::RunFinished { .. } => RefusalKind::RunFinished,
             EngineError::MissingReason { .. } => RefusalKind::MissingReason,
             EngineError::InvalidEdit(_) => RefusalKind::InvalidEdit,
+            EngineError::InvalidProposalHash { .. } => RefusalKind::InvalidProposalHash,
             EngineError::Refused(refusal) => refusal.kind,
             _ => RefusalKind::WrongState,
         };
@@ -245,13 +248,34 @@ fn awaiting<'s>(
     Ok((step_state, pending))
 }
 
+/// The fewest hex digits of a proposal hash that name one: shorter prefixes (`sha`,
+/// `sha256:`, `1a`) would match whatever the step waits on.
+pub const MIN_PROPOSAL_DIGITS: usize = 8;
+
+/// The hex digits of a proposal hash as a person gives it (`sha256:1a2b3c4d…` or `1a2b3c4d…`,
+/// any case), refused when too short or not hex.
+pub(crate) fn proposal_digits(given: &str) -> Result<String, EngineError> {
+    let trimmed = given.trim();
+    let digits = trimmed
+        .strip_prefix("sha256:")
+        .or_else(|| trimmed.strip_prefix("SHA256:"))
+        .unwrap_or(trimmed);
+    if digits.len() < MIN_PROPOSAL_DIGITS || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(EngineError::InvalidProposalHash {
+            given: given.to_string(),
+        });
+    }
+    Ok(digits.to_ascii_lowercase())
+}
+
 /// Refuses a decision about a proposal other than the one the person saw.
 fn check_proposal(step: &str, current: &str, seen: Option<&str>) -> Result<(), EngineError> {
-    let Some(seen) = seen.map(str::trim).filter(|s| !s.is_empty()) else {
+    let Some(seen) = seen else {
         return Ok(());
     };
-    let bare = current.strip_prefix("sha256:").unwrap_or(current);
-    if current.starts_with(seen) || bare.starts_with(seen) {
+    let seen_digits = proposal_digits(seen)?;
+    let current_digits = current.strip_prefix("sha256:").unwrap_or(current);
+    if current_digits.starts_with(&seen_digits) {
         return Ok(());
     }
     Err(EngineError::ProposalChanged {

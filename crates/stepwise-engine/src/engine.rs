@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use stepwise_core::event::{Event, RunStarted};
 use stepwise_core::run::{RunState, RunStatus};
-use stepwise_core::workflow::{Workflow, parse_workflow};
+use stepwise_core::workflow::{Workflow, WorkflowErrors, parse_workflow};
 use stepwise_store::{Durability, NewRun};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -27,6 +27,7 @@ use crate::lock::RunLock;
 use crate::policy_files::{UserPolicy, load_policy};
 use crate::record::new_event;
 use crate::sandbox::Workspace;
+use crate::workflow_file;
 
 /// How many compiled workflows an engine keeps.
 const COMPILED_WORKFLOWS_KEPT: usize = 64;
@@ -190,14 +191,13 @@ impl Engine {
         }
     }
 
-    /// Reads and checks a workflow file.
+    /// Reads and checks a workflow file. A file that cannot be read is a validation error
+    /// like any other (the caller named a file that is not a workflow).
     pub fn load_workflow(path: &Path) -> Result<(Arc<Workflow>, String), EngineError> {
-        let source = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let workflow =
-            parse_workflow(&path.display().to_string(), &source).map_err(EngineError::Workflow)?;
+        let label = path.display().to_string();
+        let source = workflow_file::read(path)
+            .map_err(|error| EngineError::Workflow(WorkflowErrors(vec![error])))?;
+        let workflow = parse_workflow(&label, &source).map_err(EngineError::Workflow)?;
         Ok((Arc::new(workflow), source))
     }
 

@@ -17,7 +17,7 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Workflow(WorkflowErrors),
-    #[error("{path}: {source}")]
+    #[error("{}: {}", path.display(), io_reason(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -58,6 +58,10 @@ pub enum EngineError {
         expected: String,
         current: String,
     },
+    #[error(
+        "proposal hash `{given}` does not name one proposal: give at least 8 hex digits of it, as `stepwise approvals` shows it (e.g. sha256:1a2b3c4d)"
+    )]
+    InvalidProposalHash { given: String },
     #[error("the edited proposal cannot be used: {0}")]
     InvalidEdit(String),
     #[error("run `{run_id}`, event {seq}: {source}")]
@@ -79,6 +83,15 @@ pub enum EngineError {
     Internal(String),
 }
 
+/// An OS error in words, without the `(os error N)` that only a programmer needs.
+pub fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(pos) if text.ends_with(')') => text[..pos].to_string(),
+        _ => text,
+    }
+}
+
 impl EngineError {
     /// Whether the error is about what the caller asked (bad file, input, step or state) rather
     /// than about the machine; the CLI exits 2 for these.
@@ -95,6 +108,7 @@ impl EngineError {
                 | EngineError::InvalidEdit(_)
                 | EngineError::MissingReason { .. }
                 | EngineError::ProposalChanged { .. }
+                | EngineError::InvalidProposalHash { .. }
                 | EngineError::Refused(_)
                 | EngineError::Store(StoreError::RunNotFound(_))
                 | EngineError::Store(StoreError::AmbiguousRun { .. })

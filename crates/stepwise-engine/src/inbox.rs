@@ -44,6 +44,18 @@ impl Engine {
     ///
     /// A refusal comes back as [`EngineError::Refused`].
     pub async fn send(&self, run: &str, command: Command) -> Result<Applied, EngineError> {
+        // A proposal hash that names nothing is refused before anything is sent or recorded.
+        if let Command::Approve {
+            proposal: Some(given),
+            ..
+        }
+        | Command::Reject {
+            proposal: Some(given),
+            ..
+        } = &command
+        {
+            crate::commands::proposal_digits(given)?;
+        }
         let run_id = self.find_run(run).await?.run_id;
         // This process drives the run: hand the command over, to be recorded as it is applied
         // (one commit instead of two). If that driver is just stopping, use the inbox.

@@ -32,6 +32,7 @@ mod queries;
 mod record;
 mod sandbox;
 mod standby;
+mod workflow_file;
 
 pub use commands::{Command, Refusal, RefusalKind};
 pub use engine::{Engine, EngineConfig, EngineStats, RunHandle, StartRun, current_user};
@@ -41,3 +42,4 @@ pub use inbox::Applied;
 pub use queries::{Approval, LoadedRun, RunSummary, recorded_workflow};
 pub use sandbox::SandboxError;
 pub use stepwise_store::{Durability, RunRow, StoredEvent};
+pub use workflow_file::read as read_workflow_file;

@@ -57,9 +57,10 @@ impl RunLock {
 
 /// Who holds the run's lock (`pid 4242`), or `None` when nobody does. Never takes the lock on
 /// Linux, so it cannot make a driver starting at the same moment fail.
+/// Opens the file for reading only, so that asking works where the database is read-only.
 pub(crate) fn holder(dir: &Path, run_id: &str) -> Result<Option<String>, EngineError> {
-    let path = lock_path(dir, run_id)?;
-    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+    let path = dir.join(format!("{run_id}.lock"));
+    let mut file = match OpenOptions::new().read(true).open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(io_error(&path, source)),
@@ -82,7 +83,7 @@ pub(crate) fn operation_lock(dir: &Path, run_id: &str, op: u64) -> PathBuf {
 pub(crate) fn wait_operation_gone(path: &Path, limit: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
     loop {
-        let held = match OpenOptions::new().read(true).write(true).open(path) {
+        let held = match OpenOptions::new().read(true).open(path) {
             Ok(file) => sys::is_locked(&file).unwrap_or(false),
             Err(_) => false,
         };

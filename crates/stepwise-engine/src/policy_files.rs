@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use stepwise_core::policy::{RuleSpec, rules_from_def};
 use stepwise_core::workflow::def::PolicyDef;
 
-use crate::error::EngineError;
+use crate::error::{EngineError, io_reason};
 
 /// Where a workspace keeps its policy.
 pub(crate) const WORKSPACE_POLICY: &str = ".stepwise/policy.yaml";
@@ -56,11 +56,10 @@ fn read_rules(path: &Path, origin: &str, must_exist: bool) -> Result<Vec<RuleSpe
         Err(_) if path.is_dir() => {
             return Err(policy_error("is a directory, not a policy file".into()));
         }
-        Err(e) => return Err(policy_error(format!("cannot be read: {e}"))),
+        Err(e) => return Err(policy_error(format!("cannot be read: {}", io_reason(&e)))),
     };
     let def: PolicyDef =
-        serde_saphyr::from_str_with_options(&text, stepwise_core::workflow::yaml_options())
-            .map_err(|e| policy_error(e.without_snippet().to_string()))?;
+        stepwise_core::yaml::from_str(&text).map_err(|e| policy_error(e.to_string()))?;
     rules_from_def(&def, &format!("{origin} {}", path.display()), false)
         .map_err(|e| policy_error(e.to_string()))
 }

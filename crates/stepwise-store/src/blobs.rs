@@ -64,7 +64,7 @@ pub(crate) fn encode_payload(
     let json_error = |source| StoreError::Json {
         run_id: run_id.to_owned(),
         seq,
-        source,
+        error: source,
     };
     // Most payloads have nothing to externalise: serialise those without copying them.
     if !needs_rewrite(payload) {

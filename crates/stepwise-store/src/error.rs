@@ -36,21 +36,19 @@ pub enum StoreError {
     #[error("blob `{0}` is not utf-8 text and cannot be put back into a payload")]
     BlobNotText(String),
     /// The database file could not be opened or configured.
-    #[error("database `{path}` could not be opened: {source}")]
+    #[error("database `{path}` could not be opened: {}", sqlite_reason(error))]
     Open {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// The schema could not be brought to the latest version.
     #[error(
         "database `{path}` could not be brought up to date: {}",
-        migration_reason(source)
+        migration_reason(error)
     )]
     Migration {
         path: PathBuf,
-        #[source]
-        source: rusqlite_migration::Error,
+        error: rusqlite_migration::Error,
     },
     /// The database was written by a newer stepwise, whose schema this one does not know.
     #[error(
@@ -62,32 +60,69 @@ pub enum StoreError {
         known: usize,
     },
     /// An event payload could not be written or read back as JSON.
-    #[error("payload of event {seq} in run `{run_id}` is not valid json: {source}")]
+    #[error("payload of event {seq} in run `{run_id}` is not valid json: {error}")]
     Json {
         run_id: String,
         seq: u64,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// The database's directory could not be created.
-    #[error("directory `{path}` for the database could not be created: {source}")]
+    #[error(
+        "directory `{path}` for the database could not be created: {}",
+        io_reason(error)
+    )]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Any other SQLite failure.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {}", sqlite_reason(.0))]
+    Sqlite(rusqlite::Error),
+}
+
+// Messages hold their causes in words (see `sqlite_reason`), so the errors expose no `source`
+// that a caller printing the chain would repeat.
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Sqlite(error)
+    }
+}
+
+/// An OS error in words, without the `(os error N)` that only a programmer needs.
+fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(pos) if text.ends_with(')') => text[..pos].to_string(),
+        _ => text,
+    }
 }
 
 /// What went wrong in a migration, in a sentence (without the SQL it ran).
 fn migration_reason(error: &rusqlite_migration::Error) -> String {
     match error {
-        rusqlite_migration::Error::RusqliteError { err, .. } => match err {
-            rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
-            other => other.to_string(),
-        },
+        rusqlite_migration::Error::RusqliteError { err, .. } => sqlite_reason(err),
         other => other.to_string(),
+    }
+}
+
+/// What SQLite reported, in a sentence a user can act on.
+fn sqlite_reason(error: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    let rusqlite::Error::SqliteFailure(failure, message) = error else {
+        return error.to_string();
+    };
+    match failure.code {
+        ErrorCode::ReadOnly => "the database is read-only here (its file or its directory cannot \
+             be written); commands that only read (runs, show, events, approvals, replay) still \
+             work"
+            .into(),
+        ErrorCode::DiskFull => "the disk holding the database is full".into(),
+        ErrorCode::PermissionDenied => "permission denied".into(),
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+            "the database stayed locked by another process for too long".into()
+        }
+        ErrorCode::NotADatabase => "the file is not a stepwise database (not SQLite)".into(),
+        ErrorCode::DatabaseCorrupt => "the database file is damaged".into(),
+        _ => message.clone().unwrap_or_else(|| failure.to_string()),
     }
 }

@@ -153,7 +153,7 @@ impl Store {
                 serde_json::from_str(stored).map_err(|source| StoreError::Json {
                     run_id: run_id.to_owned(),
                     seq,
-                    source,
+                    error: source,
                 })?;
             if BlobResolver::may_need(stored) {
                 resolver.resolve(&mut payload)?;

@@ -69,12 +69,12 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
                 path: parent.to_owned(),
-                source,
+                error: source,
             })?;
         }
         let open_error = |source| StoreError::Open {
             path: path.to_owned(),
-            source,
+            error: source,
         };
         // Creating, configuring and migrating the database is one process at a time: the
         // migration library reads the schema version outside its transaction, so two processes
@@ -98,7 +98,7 @@ impl Store {
             .to_latest(&mut conn)
             .map_err(|source| StoreError::Migration {
                 path: path.to_owned(),
-                source,
+                error: source,
             })?;
         tracing::debug!(path = %path.display(), ?durability, "opened event store");
         Ok(Store {
@@ -114,7 +114,7 @@ impl Store {
     pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.to_owned(),
-            source,
+            error: source,
         };
         let conn = Connection::open_with_flags(
             path,

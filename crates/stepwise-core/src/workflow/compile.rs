@@ -12,27 +12,20 @@ use super::inputs::check_default;
 use super::{AfterDef, DEFAULT_MAX_PARALLEL, Step, Workflow};
 use crate::hash::content_hash;
 use crate::policy::rules_from_def;
-
-/// How Stepwise reads YAML: YAML 1.2 booleans only, so that `y`, `n`, `on` and `no` stay
-/// strings (a step value named `n` must not become `false`), and duplicate keys are errors.
-pub fn yaml_options() -> serde_saphyr::Options {
-    serde_saphyr::options! { strict_booleans: true }
-}
+use crate::yaml::{self, YamlError};
 
 /// Reads and checks a workflow. `file` names the source in messages.
 pub fn parse_workflow(file: &str, source: &str) -> Result<Workflow, WorkflowErrors> {
-    let def: WorkflowDef = match serde_saphyr::from_str_with_options(source, yaml_options()) {
+    let def: WorkflowDef = match yaml::from_str(source) {
         Ok(def) => def,
-        Err(error) => return Err(WorkflowErrors(vec![syntax_error(file, source, &error)])),
+        Err(error) => return Err(WorkflowErrors(vec![syntax_error(file, source, error)])),
     };
     Compiler::new(file, source).compile(def)
 }
 
-fn syntax_error(file: &str, source: &str, error: &serde_saphyr::Error) -> ValidationError {
-    let (line, column) = error
-        .location()
-        .map_or((1, 1), |l| (l.line() as u32, l.column() as u32));
-    let message = strip_location_prefix(&error.without_snippet().to_string());
+fn syntax_error(file: &str, source: &str, error: YamlError) -> ValidationError {
+    let (line, column) = error.position.unwrap_or((1, 1));
+    let message = error.message;
     let step = step_at(source, line, column);
     let (line, column) = step
         .as_ref()
@@ -67,23 +60,6 @@ fn culprit_position(source: &str, step: &StepSpan, message: &str) -> Option<(u32
     None
 }
 
-/// serde-saphyr's message repeats the position we already report; keep only the reason.
-fn strip_location_prefix(message: &str) -> String {
-    let message = message.lines().next().unwrap_or(message);
-    let message = message.strip_prefix("error: ").unwrap_or(message);
-    let message = match message.strip_prefix("line ") {
-        Some(rest) => match rest.find(": ") {
-            Some(pos) if rest[..pos].contains("column") => &rest[pos + 2..],
-            _ => message,
-        },
-        None => message,
-    };
-    match message.rfind(" at line ") {
-        Some(pos) if message[pos..].contains(", column ") => message[..pos].to_string(),
-        _ => message.to_string(),
-    }
-}
-
 /// Where one step is written: from its first key to the line before the next step's.
 struct StepSpan {
     id: Option<String>,
@@ -105,7 +81,7 @@ fn step_at(source: &str, line: u32, column: u32) -> Option<StepSpan> {
     struct LooseStep {
         id: Option<String>,
     }
-    let loose: Loose = serde_saphyr::from_str_with_options(source, yaml_options()).ok()?;
+    let loose: Loose = yaml::from_str(source).ok()?;
     let mut found = None;
     for (i, step) in loose.steps.iter().enumerate() {
         let start = step.referenced.line() as u32;

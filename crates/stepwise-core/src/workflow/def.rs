@@ -151,7 +151,10 @@ pub enum ActionDef {
 
 /// A command as written.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected a command: a list of words (argv, each a string) or one shell line"
+)]
 pub enum CommandDef {
     Argv(Vec<String>),
     Shell(String),
@@ -199,7 +202,7 @@ pub struct RuleDef {
 
 /// A single string or a list of strings.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "expected a string or a list of strings")]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),

@@ -8,6 +8,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ValidationError {
     pub file: String,
+    /// 1-based; 0 when the problem is with the file as a whole.
     pub line: u32,
     pub column: u32,
     /// The step the problem is in, when it is in one.
@@ -17,7 +18,12 @@ pub struct ValidationError {
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        // Line 0: the problem is with the file as a whole (it cannot be read).
+        if self.line == 0 {
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        }
         if let Some(step) = &self.step {
             write!(f, "step `{step}`: ")?;
         }

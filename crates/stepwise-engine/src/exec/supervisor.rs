@@ -449,10 +449,17 @@ unsafe fn supervise(child: &Child) -> ! {
 
 /// SIGKILLs the command's group and every descendant, until none is left. As a subreaper the
 /// supervisor inherits every orphan of the tree, so its children are, in time, all of it.
+/// The kernel's list of children is not exact while processes fork and are re-parented, so
+/// the supervisor never blocks waiting on one child: it kills, reaps and looks again, every
+/// few milliseconds, until it has no child at all.
 unsafe fn kill_tree(group: pid_t) {
     // SAFETY: as in `supervise`.
     unsafe {
         let mut buffer = [0u8; 4096];
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 2_000_000,
+        };
         loop {
             libc::kill(-group, libc::SIGKILL);
             let read = read_children(&mut buffer);
@@ -461,8 +468,6 @@ unsafe fn kill_tree(group: pid_t) {
                 libc::kill(-pid, libc::SIGKILL);
             }
             let mut status: c_int = 0;
-            // Reap what has ended; then, if anything is left, wait for one more to end (all
-            // were just killed, or are orphans that the next round kills).
             loop {
                 let reaped = libc::waitpid(-1, &mut status, libc::WNOHANG);
                 if reaped > 0 {
@@ -473,19 +478,7 @@ unsafe fn kill_tree(group: pid_t) {
                 }
                 break;
             }
-            if read == 0 {
-                // The children list could not be read: do not block on a child that was not
-                // killed; look again shortly.
-                let pause = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 10_000_000,
-                };
-                libc::nanosleep(&pause, std::ptr::null_mut());
-                continue;
-            }
-            if libc::waitpid(-1, &mut status, 0) == -1 && errno() == libc::ECHILD {
-                return;
-            }
+            libc::nanosleep(&pause, std::ptr::null_mut());
         }
     }
 }
