@@ -44,7 +44,7 @@ fn run_measured(mut command: std::process::Command) -> (i32, i64) {
 #[test]
 fn a_flood_of_output_costs_neither_memory_nor_database() {
     let env = Env::new();
-    env.workspace_policy("  - allow: run_command\n");
+    env.workspace_policy("  - allow: run_command\n    unchecked_shell: true\n");
     let wf = env.workflow(
         "flood.yaml",
         "name: flood\nsteps:\n  - id: flood\n    type: run_command\n    command: \"head -c 300000000 /dev/zero\"\n",
@@ -92,9 +92,21 @@ fn a_flood_of_output_costs_neither_memory_nor_database() {
 #[test]
 fn a_template_may_not_produce_more_than_its_ceiling() {
     let env = Env::new();
+    // A constant that is too large is found at validation: no run starts.
+    let constant = env.workflow(
+        "constant.yaml",
+        "name: huge\nsteps:\n  - id: blow\n    type: set\n    values:\n      v: \"${'x' * 100000000}\"\n",
+    );
+    let out = env.run(&constant, &[]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("step `blow`"), "{out}");
+    assert!(out.stderr.contains("at most 4194304 bytes"), "{out}");
+    assert_eq!(env.run_count(), 0);
+
+    // Computed from an input, it fails the step when it runs, and nothing large is kept.
     let wf = env.workflow(
         "huge.yaml",
-        "name: huge\nsteps:\n  - id: blow\n    type: set\n    values:\n      v: \"${'x' * 100000000}\"\n",
+        "name: huge\ninputs:\n  n: {type: integer, default: 100000000}\nsteps:\n  - id: blow\n    type: set\n    values:\n      v: \"${'x' * inputs.n}\"\n",
     );
     let out = env.run(&wf, &[]);
     assert_eq!(out.code, 1, "{out}");

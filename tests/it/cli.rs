@@ -125,6 +125,8 @@ fn show_json_has_the_run_its_inputs_and_every_step() {
                 "status",
                 "attempts",
                 "duration_ms",
+                "waiting_ms",
+                "executing_ms",
                 "output",
                 "error",
                 "reason",

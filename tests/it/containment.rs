@@ -10,7 +10,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 #[test]
 fn a_sigkilled_engine_takes_a_piped_shell_and_a_detached_grandchild_with_it() {
     let env = Env::new();
-    env.workspace_policy("  - allow: run_command\n");
+    env.workspace_policy("  - allow: run_command\n    unchecked_shell: true\n");
     let ready = env.fifo("ready.fifo");
     let wf = env.workflow(
         "tree.yaml",
@@ -69,7 +69,7 @@ steps:
 #[test]
 fn cancel_and_timeout_kill_detached_descendants_too() {
     let env = Env::new();
-    env.workspace_policy("  - allow: run_command\n");
+    env.workspace_policy("  - allow: run_command\n    unchecked_shell: true\n");
     let ready = env.fifo("ready.fifo");
     let wf = env.workflow(
         "detach.yaml",

@@ -47,7 +47,8 @@ steps:
     command: "echo c5 >> lines.txt"
 "#;
 
-const POLICY: &str = "rules:\n  - allow: run_command\n  - allow: edit_file\n";
+const POLICY: &str =
+    "rules:\n  - allow: run_command\n    unchecked_shell: true\n  - allow: edit_file\n";
 const COMMANDS: [&str; 5] = ["c1", "c2", "c3", "c4", "c5"];
 
 struct Setup {

@@ -287,7 +287,7 @@ fn a_driver_holding_a_waiting_run_proposes_anew_when_the_file_changes() {
 fn an_engine_that_adopts_runs_takes_over_a_run_whose_cli_holder_was_killed() {
     use crate::support::{release, wait_for_fifo};
     let env = Env::new();
-    env.workspace_policy("  - allow: run_command\n");
+    env.workspace_policy("  - allow: run_command\n    unchecked_shell: true\n");
     let ready = env.fifo("ready.fifo");
     let go = env.fifo("go.fifo");
     let workflow = env.workflow(

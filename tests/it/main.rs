@@ -18,3 +18,4 @@ mod sandbox;
 mod shared;
 mod steps;
 mod validation;
+mod words;

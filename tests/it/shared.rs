@@ -17,7 +17,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A workspace where commands run without asking (edits still ask).
 fn commands_allowed(env: &Env) {
-    env.workspace_policy("  - allow: run_command\n");
+    env.workspace_policy("  - allow: run_command\n    unchecked_shell: true\n");
 }
 
 /// How the inbox recorded each command of a run: (state, handled_by, handled − issued ms).

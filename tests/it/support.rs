@@ -92,10 +92,10 @@ impl Env {
     }
 
     /// A workspace policy that lets edits and commands run without asking, whatever
-    /// environment they set or pass through.
+    /// environment they set or pass through and whatever shell features they use.
     pub fn allow_everything(&self) {
         self.workspace_policy(
-            "  - allow: edit_file\n  - allow: run_command\n    env: \"*\"\n    pass_env: \"*\"\n",
+            "  - allow: edit_file\n  - allow: run_command\n    env: \"*\"\n    pass_env: \"*\"\n    unchecked_shell: true\n",
         );
     }
 

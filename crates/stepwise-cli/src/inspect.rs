@@ -1,9 +1,10 @@
 //! Reading commands: `validate`, `runs`, `show`, `events`, `approvals`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use stepwise_core::event::{Event, Proposal};
-use stepwise_core::run::{RunStatus, StepStatus};
+use stepwise_core::run::{RunStatus, StepStatus, StepTiming, step_timings};
 use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Approval, Engine, LoadedRun, StoredEvent};
 
@@ -77,18 +78,27 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
         return Ok(Exit::Success);
     }
     println!(
-        "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  {:<8}  DRIVEN BY",
+        "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:<8}  DRIVEN BY",
         "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK", "TRIGGER"
     );
     for summary in &runs {
         let run = &summary.row;
+        let finished = ["succeeded", "failed", "cancelled"].contains(&run.status.as_str());
+        let took = if finished {
+            duration(run.updated_at_ms - run.created_at_ms)
+        } else {
+            format!(
+                "{} so far",
+                duration(now_ms().max(run.updated_at_ms) - run.created_at_ms)
+            )
+        };
         println!(
-            "{:<36}  {:<18}  {:<24}  {:<20}  {:>8}  {:<8}  {}",
+            "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:<8}  {}",
             run.run_id,
             summary.shown_status(),
             one_line(&run.workflow_name, 24),
             timestamp(run.created_at_ms),
-            duration(run.updated_at_ms - run.created_at_ms),
+            took,
             one_line(&run.trigger, 8),
             summary.held_by.as_deref().unwrap_or("")
         );
@@ -102,18 +112,23 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
     Ok(Exit::Success)
 }
 
-/// When each step started and ended, from the event timestamps.
-fn step_times(loaded: &LoadedRun) -> std::collections::HashMap<String, (i64, i64)> {
-    let mut times = std::collections::HashMap::new();
-    for (stored, event) in &loaded.events {
-        if let Some(step) = event.step() {
-            let entry = times
-                .entry(step.to_string())
-                .or_insert((stored.recorded_at_ms, stored.recorded_at_ms));
-            entry.1 = stored.recorded_at_ms;
-        }
-    }
-    times
+/// Each step's times (waiting for a person apart from executing); open intervals of a run still
+/// going run on to now.
+fn step_times(loaded: &LoadedRun, finished: bool) -> BTreeMap<String, StepTiming> {
+    let now = (!finished).then(now_ms);
+    step_timings(
+        loaded
+            .events
+            .iter()
+            .map(|(stored, event)| (stored.seq, stored.recorded_at_ms, event)),
+        now,
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
@@ -124,20 +139,22 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
     } else {
         engine.holder(&loaded.row.run_id).await?
     };
-    let times = step_times(&loaded);
+    let times = step_times(&loaded, status.is_finished());
     let started = loaded.state.started();
     if json {
         let steps: Vec<_> = loaded
             .state
             .steps()
             .map(|(def, s)| {
-                let (start, end) = times.get(&def.id).copied().unwrap_or((0, 0));
+                let timing = times.get(&def.id).copied().unwrap_or_default();
                 serde_json::json!({
                     "id": def.id,
                     "type": def.action.type_name(),
                     "status": s.status,
                     "attempts": s.attempt,
-                    "duration_ms": end - start,
+                    "duration_ms": timing.total_ms,
+                    "waiting_ms": timing.waiting_ms,
+                    "executing_ms": timing.executing_ms,
                     "output": s.output,
                     "error": s.error,
                     "reason": s.reason,
@@ -172,21 +189,41 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
         (None, _) => println!("status    {}", run_status_text(status)),
     }
     println!("workspace {}", loaded.row.workspace);
+    let elapsed = if status.is_finished() {
+        format!(
+            "took {}",
+            duration(loaded.row.updated_at_ms - loaded.row.created_at_ms)
+        )
+    } else {
+        format!(
+            "{} so far",
+            duration(now_ms().max(loaded.row.updated_at_ms) - loaded.row.created_at_ms)
+        )
+    };
     println!(
-        "started   {} by {} via {}, {} so far",
+        "started   {} by {} via {}, {elapsed}",
         timestamp(loaded.row.created_at_ms),
         started.started_by,
         loaded.row.trigger,
-        duration(loaded.row.updated_at_ms - loaded.row.created_at_ms)
     );
     println!("inputs    {}", started.inputs);
     println!();
+    println!(
+        "    {:<20} {:<12} {:<18} {:>8} {:>9}",
+        "STEP", "TYPE", "STATUS", "RAN", "WAITED"
+    );
     for (def, s) in loaded.state.steps() {
-        let (start, end) = times.get(&def.id).copied().unwrap_or((0, 0));
-        let took = if s.status == StepStatus::Pending {
+        let timing = times.get(&def.id).copied().unwrap_or_default();
+        let ran = if s.status == StepStatus::Pending {
             String::new()
         } else {
-            duration(end - start)
+            duration(timing.executing_ms)
+        };
+        // Time a person took (or is taking) to decide, apart from the work itself.
+        let waited = if timing.waiting_ms > 0 || timing.waiting_now {
+            duration(timing.waiting_ms)
+        } else {
+            String::new()
         };
         let attempts = if s.attempt > 1 {
             format!(" ×{}", s.attempt)
@@ -212,12 +249,13 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
             _ => String::new(),
         };
         println!(
-            "  {} {:<20} {:<12} {:<18} {:>8}{attempts}  {detail}",
+            "  {} {:<20} {:<12} {:<18} {:>8} {:>9}{attempts}  {detail}",
             step_symbol(s.status),
             def.id,
             def.action.type_name(),
             s.status.as_str(),
-            took
+            ran,
+            waited
         );
     }
     Ok(Exit::Success)

@@ -23,12 +23,23 @@ impl Progress {
         }
     }
 
+    /// How long the step's work took: since its last operation started (or, for a step
+    /// without one, since the step started), so that time waiting for a person is not counted.
     fn since(&self, step: &str, at: i64) -> String {
         let started = self.started.lock().unwrap_or_else(|p| p.into_inner());
         started
             .get(step)
             .map(|s| format!(" ({})", duration(at - s)))
             .unwrap_or_default()
+    }
+
+    fn mark_start(&self, step: &str, at: i64, replace: bool) {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        if replace {
+            started.insert(step.to_string(), at);
+        } else {
+            started.entry(step.to_string()).or_insert(at);
+        }
     }
 }
 
@@ -42,12 +53,12 @@ impl Progress {
         let event = &recorded.event;
         {
             let line = match event {
+                Event::OperationStarted { step, .. } => {
+                    self.mark_start(step, *at, true);
+                    None
+                }
                 Event::StepStarted { step, attempt } => {
-                    self.started
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(step.clone())
-                        .or_insert(*at);
+                    self.mark_start(step, *at, *attempt > 1);
                     if *attempt > 1 {
                         Some(format!("  ▶ {step}: attempt {attempt}"))
                     } else {

@@ -98,6 +98,10 @@ pub struct RuleSpec {
     /// Variables passed through from the engine's environment (name globs), likewise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pass_env: Vec<String>,
+    /// An `allow` rule that also vouches for shell lines it cannot see whole (redirections,
+    /// substitutions, expansions, globs): the user said so in as many words.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchecked_shell: bool,
     /// Where the rule was written, e.g. `workspace policy .stepwise/policy.yaml, rule 2`.
     pub source: String,
 }
@@ -118,6 +122,9 @@ impl RuleSpec {
         }
         if !self.pass_env.is_empty() {
             text.push_str(&format!(" pass_env {}", self.pass_env.join(", ")));
+        }
+        if self.unchecked_shell {
+            text.push_str(" unchecked_shell");
         }
         format!("{text} ({})", self.source)
     }
@@ -140,6 +147,8 @@ pub enum PolicyError {
         "{origin}: a workflow can only tighten policy; `allow` rules belong in .stepwise/policy.yaml"
     )]
     WorkflowAllow { origin: String },
+    #[error("{origin}: `unchecked_shell` belongs on an `allow` rule for run_command (or *)")]
+    UncheckedShell { origin: String },
 }
 
 /// Turns written rules into recorded ones. `origin` names the file, e.g. `workspace policy
@@ -191,7 +200,15 @@ fn rule_from_def(
             });
         }
     };
+    if rule.unchecked_shell
+        && (*effect != Effect::Allow || kind.is_some_and(|k| k != GateKind::RunCommand))
+    {
+        return Err(PolicyError::UncheckedShell {
+            origin: source.to_string(),
+        });
+    }
     let spec = RuleSpec {
+        unchecked_shell: rule.unchecked_shell,
         effect: *effect,
         kind,
         paths: rule.path.as_ref().map(|p| p.to_vec()).unwrap_or_default(),
@@ -389,12 +406,15 @@ impl CompiledRule {
             {
                 return Match::No;
             }
-            if segment.opaque {
-                return Match::NotVouched(format!(
-                    "{} matches, but a command line with redirections, substitutions, expansions or globs is never approved by a rule",
-                    self.spec.describe()
-                ));
-            }
+        }
+        if let Some(segment) = segment
+            && segment.opaque
+            && !self.spec.unchecked_shell
+        {
+            return Match::NotVouched(format!(
+                "{} matches, but a shell line with redirections, substitutions, expansions or globs is approved only by a rule with `unchecked_shell: true`",
+                self.spec.describe()
+            ));
         }
         if subject.kind != GateKind::RunCommand {
             return Match::Yes;

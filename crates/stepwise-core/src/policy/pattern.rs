@@ -4,7 +4,8 @@
 //! over exactly one word of the command (`*` inside a word never reaches into the next one),
 //! except a last word that is `*` alone, which matches all the remaining words, none included.
 //! So `python3 -m unittest *` matches `python3 -m unittest` and `python3 -m unittest -v`, but
-//! not `python3 -m unittest_evil`; `echo *` matches `echo` with any arguments.
+//! not `python3 -m unittest_evil`; `echo *` matches `echo` with any arguments, and the pattern
+//! `*` alone matches any command.
 //!
 //! The first word is the program. For `allow` rules it must be written as the command writes
 //! it (an `allow echo *` does not vouch for `./bin/echo`); `deny` and `ask` rules also match the
@@ -37,7 +38,7 @@ impl CommandPattern {
         if words.is_empty() {
             return Err("the pattern is empty".into());
         }
-        let rest = words.len() > 1 && words.last().is_some_and(|w| w == "*");
+        let rest = words.last().is_some_and(|w| w == "*");
         if rest {
             words.pop();
         }
@@ -98,6 +99,8 @@ mod tests {
         assert!(matches("git log --oneline -n *", "git log --oneline -n 5"));
         assert!(!matches("echo *", "ls"));
         assert!(matches("wc -l *.txt", "wc -l notes.txt"));
+        assert!(matches("*", "ls"));
+        assert!(matches("*", "git commit -m x"));
         assert!(!matches("wc -l *.txt", "wc -l a.txt b.txt"));
     }
 

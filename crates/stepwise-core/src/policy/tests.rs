@@ -16,6 +16,7 @@ fn rule(effect: Effect, kind: &str, path: Option<&str>, command: Option<&str>) -
         command: command.map(|c| OneOrMany::One(c.into())),
         env: None,
         pass_env: None,
+        unchecked_shell: false,
     }
 }
 
@@ -302,6 +303,34 @@ fn an_opaque_segment_is_never_vouched_for_and_says_so() {
     let verdict = command_verdict(&p, &request(shell("echo hi >> log"), &[], &[]));
     assert_eq!(verdict.effect, Effect::Ask);
     assert!(verdict.note.unwrap().contains("redirections"));
+}
+
+#[test]
+fn no_allow_rule_vouches_for_a_redirection_not_even_a_blanket_one() {
+    for pattern in [None, Some("*")] {
+        let p = policy(vec![rule(Effect::Allow, "run_command", None, pattern)]);
+        let verdict = command_verdict(&p, &request(shell("echo hi >> log"), &[], &[]));
+        assert_eq!(verdict.effect, Effect::Ask, "{pattern:?}");
+        let note = verdict.note.expect("a note");
+        assert!(note.contains("redirections"), "{note}");
+        assert!(note.starts_with("allow run_command"), "{note}");
+        // What it can see whole, it approves.
+        let verdict = command_verdict(&p, &request(shell("ls -la && git status"), &[], &[]));
+        assert_eq!(verdict.effect, Effect::Allow, "{pattern:?}");
+    }
+    // Unless the rule says, in as many words, that it vouches for what it cannot check.
+    let mut unchecked = rule(Effect::Allow, "run_command", None, None);
+    unchecked.unchecked_shell = true;
+    let p = policy(vec![unchecked]);
+    let verdict = command_verdict(&p, &request(shell("echo hi >> log"), &[], &[]));
+    assert_eq!(verdict.effect, Effect::Allow);
+    // It is refused where it means nothing.
+    let mut on_deny = rule(Effect::Deny, "run_command", None, None);
+    on_deny.unchecked_shell = true;
+    let def = PolicyDef {
+        rules: vec![on_deny],
+    };
+    assert!(rules_from_def(&def, "test", false).is_err());
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! A run as a deterministic state machine: the state folded from events (`state`), the
 //! decisions it takes (`decide`), the requests and proposals it renders (`proposal`), and
-//! replay of a recorded log (`replay`).
+//! replay of a recorded log (`replay`), and how long each step waited and ran (`timing`).
 
 mod decide;
 mod proposal;
@@ -8,10 +8,12 @@ mod replay;
 mod state;
 mod status;
 mod step;
+mod timing;
 
 pub use proposal::{EditedProposal, edited_proposal, unified_diff};
 pub use replay::{Divergence, ReplayError, ReplayReport, replay};
 pub use state::{PendingApproval, RunState, RunStatus, StateError, StepState, StepStatus};
+pub use timing::{StepTiming, step_timings};
 
 #[cfg(test)]
 mod tests;

@@ -85,6 +85,7 @@ fn allow(kind: GateKind) -> RuleSpec {
         commands: vec![],
         env: vec![],
         pass_env: vec![],
+        unchecked_shell: false,
         source: "test policy, rule 1".into(),
     }
 }

@@ -198,6 +198,11 @@ pub struct RuleDef {
     /// rule matches steps that pass one of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_env: Option<OneOrMany>,
+    /// `allow` only: also approve shell lines whose meaning depends on more than their words
+    /// (redirections, `$(...)`, `$VARIABLES`, globs, grouping), which the rule cannot check.
+    /// Off by default: such a line waits for a person.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchecked_shell: bool,
 }
 
 /// A single string or a list of strings.

@@ -6,6 +6,9 @@
 //! proves that a template only names upstream steps, and because its evaluation is pure and
 //! deterministic. Undefined names are errors, never silently empty.
 
+mod callables;
+mod finite;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
@@ -92,12 +95,19 @@ impl Expr {
                 (None, _) => {}
             }
         }
-        Ok(Expr {
+        callables::check(trimmed)?;
+        let expr = Expr {
             source: trimmed.to_string(),
             program,
             step_refs,
             input_refs,
-        })
+        };
+        // An expression that reads nothing is a constant: what it would do at run time (an
+        // error such as `1/0`, a value too large) it does now, at validation.
+        if expr.step_refs.is_empty() && expr.input_refs.is_empty() {
+            expr.eval(&Scope::default())?;
+        }
+        Ok(expr)
     }
 
     pub fn source(&self) -> &str {
@@ -123,6 +133,13 @@ impl Expr {
         if value.is_undefined() {
             return Err(TemplateError::new(format!(
                 "`{}` is undefined",
+                self.source
+            )));
+        }
+        // JSON has no infinity or NaN: `1/0` must fail, not become `null`.
+        if !finite::is_finite(&value) {
+            return Err(TemplateError::new(format!(
+                "`{}` is not a finite number (a division by zero?)",
                 self.source
             )));
         }
@@ -427,6 +444,28 @@ mod tests {
         assert_eq!(t.render_value(&scope()).unwrap(), json!(3));
         let t = Template::parse("${steps.read.status == \"succeeded\"}").unwrap();
         assert_eq!(t.render_value(&scope()).unwrap(), json!(true));
+    }
+
+    #[test]
+    fn constant_errors_are_found_when_the_template_is_parsed() {
+        for source in ["${1/0}", "${[1, 0.0/0]}", "${1 // 0}", "${'a' * 'b'}"] {
+            let error = Template::parse(source).expect_err(source);
+            assert!(!error.message.is_empty(), "{source}");
+        }
+        let error = Template::parse("${1/0}").unwrap_err();
+        assert!(error.message.contains("not a finite number"), "{error}");
+        let error = Template::parse("x ${inputs.count | nosuch}").unwrap_err();
+        assert!(error.message.contains("unknown filter `nosuch`"), "{error}");
+        assert!(Template::parse("${2 ** 10}").is_ok());
+    }
+
+    #[test]
+    fn a_division_by_zero_at_run_time_is_an_error_not_null() {
+        let t = Template::parse("${inputs.count / 0}").unwrap();
+        let error = t.render_value(&scope()).unwrap_err();
+        assert!(error.message.contains("not a finite number"), "{error}");
+        let t = Template::parse("${{'a': [inputs.count / 0]}}").unwrap();
+        assert!(t.render_value(&scope()).is_err());
     }
 
     #[test]
