@@ -45,6 +45,15 @@ if ! diff -u workflow.schema.json "$schema"; then
     exit 1
 fi
 
+step "the engine crates know nothing of Tauri"
+for crate in stepwise-core stepwise-store stepwise-engine; do
+    deps=$(cargo tree -p "$crate" -e normal --prefix none)
+    if grep -qE '^tauri' <<<"$deps"; then
+        echo "test.sh: $crate depends on Tauri; the engine crates must not (ARCHITECTURE.md)" >&2
+        exit 1
+    fi
+done
+
 step "the example workflows validate"
 "$stepwise" validate workflows/*.yaml
 

@@ -588,6 +588,17 @@ fn an_edit_of_the_workspace_policy_file_asks_even_when_edits_are_allowed() {
     let out = env.run(&wf, &[]);
     assert_eq!(out.code, 3, "{out}");
     assert!(out.stdout.contains(".stepwise/"), "{out}");
+
+    // In any case: on a case-insensitive filesystem `.STEPWISE/` is the same directory.
+    for path in [".STEPWISE/policy.yaml", "./.StepWise/Policy.yaml"] {
+        let wf = env.workflow(
+            "loosen-case.yaml",
+            &format!("name: loosen\nsteps:\n  - id: loosen\n    type: edit_file\n    path: \"{path}\"\n    content: \"rules: []\\n\"\n"),
+        );
+        let out = env.run(&wf, &[]);
+        assert_eq!(out.code, 3, "{path}: {out}");
+        assert!(out.stdout.contains(".stepwise/"), "{path}: {out}");
+    }
 }
 
 #[test]

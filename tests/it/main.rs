@@ -12,6 +12,7 @@ mod engine_api;
 mod exact_cli;
 mod examples;
 mod flow;
+mod fuzz;
 mod interrupt;
 mod replay;
 mod sandbox;

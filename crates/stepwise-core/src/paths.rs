@@ -19,6 +19,20 @@ pub enum PathError {
     Nul(String),
 }
 
+/// The directory where a workspace keeps its own policy.
+pub const POLICY_DIR: &str = ".stepwise";
+
+/// Whether a normalised workspace path is inside (or is) the workspace's `.stepwise/`
+/// directory, compared case-insensitively (with Unicode case folding, as NTFS and APFS compare
+/// names): on a case-insensitive filesystem `.STEPWISE/policy.yaml` is the policy file. On a
+/// case-sensitive one, treating it so only asks a person once more.
+pub fn is_in_policy_dir(path: &str) -> bool {
+    let first = path.split(['/', '\\']).find(|p| !p.is_empty() && *p != ".");
+    first.is_some_and(|name| {
+        name.to_lowercase() == POLICY_DIR || name.to_uppercase() == POLICY_DIR.to_uppercase()
+    })
+}
+
 /// Checks a workspace-relative path and returns it normalised: `.` segments and repeated or
 /// trailing slashes removed, `.` for the workspace root itself.
 pub fn normalize_workspace_path(path: &str) -> Result<String, PathError> {
@@ -53,6 +67,29 @@ fn looks_like_windows_absolute(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_dir_is_recognised_in_any_case() {
+        for path in [
+            ".stepwise",
+            ".stepwise/policy.yaml",
+            ".STEPWISE/policy.yaml",
+            ".StepWise/POLICY.YAML",
+            "./.stepwise/x",
+            // U+017F LATIN SMALL LETTER LONG S uppercases to S, as NTFS compares it.
+            ".\u{17f}tepwise/policy.yaml",
+        ] {
+            assert!(is_in_policy_dir(path), "{path}");
+        }
+        for path in [
+            "stepwise/x",
+            "docs/.stepwise/x",
+            ".stepwise-tmp",
+            "a.stepwise",
+        ] {
+            assert!(!is_in_policy_dir(path), "{path}");
+        }
+    }
 
     #[test]
     fn normalises_harmless_paths() {

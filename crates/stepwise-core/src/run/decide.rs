@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::proposal::{command_request, edit_proposal, render_path};
-use super::state::{Phase, Purpose, RunState, StepStatus, proposal_request};
+use super::state::{Phase, Purpose, RunState, StateError, StepStatus, proposal_request};
 use crate::event::{ApprovalGranted, DecisionMode, Event, Proposal, Resolution};
 use crate::operation::{OperationErrorKind, OperationRequest, OperationResult};
 use crate::policy::{Effect, GateKind, Subject};
@@ -14,14 +14,15 @@ use crate::workflow::{Action, AfterDef};
 impl RunState {
     /// Takes every decision the state allows now, applies them, and returns them in order. The
     /// engine appends them right after the input that led to them.
-    pub fn advance(&mut self) -> Vec<Event> {
+    pub fn advance(&mut self) -> Result<Vec<Event>, StateError> {
         let mut decided = Vec::new();
         while let Some(index) = self.dirty.pop_first() {
             for event in self.decide_step(index) {
                 let seq = self.last_seq + 1;
-                // Decisions are built from this very state; applying them cannot fail unless
-                // the core is wrong, and then the event is still returned for the log to show.
-                let _ = self.apply(seq, &event);
+                // Decisions are built from this very state, so applying one fails only if the
+                // core is wrong; then nothing of this advance may be recorded (an event the
+                // state cannot apply would make the run unloadable), and the caller reloads.
+                self.apply(seq, &event)?;
                 decided.push(event);
             }
         }
@@ -41,10 +42,10 @@ impl RunState {
                 }
             };
             let seq = self.last_seq + 1;
-            let _ = self.apply(seq, &event);
+            self.apply(seq, &event)?;
             decided.push(event);
         }
-        decided
+        Ok(decided)
     }
 
     fn scope_for(&self, index: usize) -> Scope {
@@ -282,8 +283,8 @@ impl RunState {
                 .unwrap_or_default();
         }
         // Editing the workspace's policy file would loosen every later run: a person decides.
-        let edits_policy = kind == GateKind::EditFile
-            && path.is_some_and(|p| p == ".stepwise" || p.starts_with(".stepwise/"));
+        let edits_policy =
+            kind == GateKind::EditFile && path.is_some_and(crate::paths::is_in_policy_dir);
         let effect = if step.approval_required || edits_policy {
             Effect::Ask
         } else {

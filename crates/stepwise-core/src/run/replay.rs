@@ -50,7 +50,7 @@ pub fn replay(
         None => return Err(StateError::NotStarted { seq: 1 }.into()),
     };
     let mut state = RunState::new(workflow, started)?;
-    let mut expected: VecDeque<Event> = state.advance().into();
+    let mut expected: VecDeque<Event> = state.advance()?.into();
     let mut decisions = 0;
     // `state` already holds the expected decisions applied; `position` walks the log beside it.
     let mut next_decision_seq = 2;
@@ -75,7 +75,7 @@ pub fn replay(
                 other => other.into(),
             });
         }
-        expected = state.advance().into();
+        expected = state.advance()?.into();
         next_decision_seq = seq + 1;
     }
     // A run that was recorded but never driven has only `RunStarted`: its first decisions are

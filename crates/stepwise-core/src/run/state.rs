@@ -282,12 +282,9 @@ impl RunState {
 
     /// Applies one event. Seqs must follow each other without gaps.
     pub fn apply(&mut self, seq: u64, event: &Event) -> Result<(), StateError> {
-        if seq != self.last_seq + 1 {
-            return Err(StateError::OutOfOrder {
-                seq,
-                expected: self.last_seq + 1,
-            });
-        }
+        // Everything the event relies on is checked before anything changes: an event that
+        // cannot apply leaves the state exactly as it was.
+        self.check(seq, event)?;
         self.last_seq = seq;
         // An event changes the status of at most one step: count it out and back in.
         let touched = self.touched_step(event);
@@ -299,6 +296,80 @@ impl RunState {
             self.count_status(self.steps[i].status, true);
         }
         applied
+    }
+
+    /// Whether `event` can be applied as event `seq`: what `apply_event` relies on, checked
+    /// without changing anything.
+    fn check(&self, seq: u64, event: &Event) -> Result<(), StateError> {
+        if seq != self.last_seq + 1 {
+            return Err(StateError::OutOfOrder {
+                seq,
+                expected: self.last_seq + 1,
+            });
+        }
+        let unexpected = |message: String| Err(StateError::Unexpected { seq, message });
+        match event {
+            Event::RunStarted(_) => unexpected("a second RunStarted".into()),
+            Event::ApprovalGranted(granted) => {
+                let i = self.index_of(seq, &granted.step)?;
+                if !matches!(granted.mode, DecisionMode::Manual) {
+                    return Ok(());
+                }
+                match &self.steps[i].pending_approval {
+                    None => unexpected(format!(
+                        "approval of step `{}`, which is not awaiting approval",
+                        granted.step
+                    )),
+                    Some(pending)
+                        if pending.attempt != granted.attempt
+                            || pending.proposal_hash != granted.proposal_hash =>
+                    {
+                        unexpected(format!(
+                            "approval of step `{}` names proposal {} of attempt {}, but it waits on {} of attempt {}",
+                            granted.step,
+                            granted.proposal_hash,
+                            granted.attempt,
+                            pending.proposal_hash,
+                            pending.attempt
+                        ))
+                    }
+                    Some(_) => Ok(()),
+                }
+            }
+            Event::ProposalVoided {
+                step,
+                attempt,
+                proposal_hash,
+                ..
+            } => {
+                let s = &self.steps[self.index_of(seq, step)?];
+                let waits_on_it = s.status == StepStatus::AwaitingApproval
+                    && s.pending_approval.as_ref().is_some_and(|p| {
+                        p.attempt == *attempt && p.proposal_hash == *proposal_hash
+                    });
+                if waits_on_it {
+                    Ok(())
+                } else {
+                    unexpected(format!(
+                        "voids proposal {proposal_hash} of step `{step}`, which does not wait on it"
+                    ))
+                }
+            }
+            Event::OperationSucceeded { op, .. } | Event::OperationFailed { op, .. } => {
+                let i = self.op_step(seq, *op)?;
+                match &self.steps[i].phase {
+                    Phase::InFlight { op: current, .. } if current == op => Ok(()),
+                    _ => unexpected(format!("answers operation {op}, which is not in flight")),
+                }
+            }
+            Event::OperationOutcomeUnknown { op } | Event::OperationResolved { op, .. } => {
+                self.op_step(seq, *op).map(|_| ())
+            }
+            other => match other.step() {
+                Some(step) => self.index_of(seq, step).map(|_| ()),
+                None => Ok(()),
+            },
+        }
     }
 
     /// The step whose status an event may change.
@@ -369,7 +440,6 @@ impl RunState {
             Event::ApprovalGranted(granted) => {
                 let i = self.index_of(seq, &granted.step)?;
                 let s = &mut self.steps[i];
-                s.approved_hashes.insert(granted.approved_hash.clone());
                 if matches!(granted.mode, DecisionMode::Manual) {
                     let pending =
                         s.pending_approval
@@ -397,10 +467,13 @@ impl RunState {
                         });
                     }
                     let proposal = granted.edited.clone().unwrap_or(pending.proposal);
+                    s.approved_hashes.insert(granted.approved_hash.clone());
                     s.status = StepStatus::Running;
                     s.phase = Phase::Approved(proposal_request(&proposal));
                     s.approved_proposal = Some(proposal);
                     self.dirty.insert(i);
+                } else {
+                    s.approved_hashes.insert(granted.approved_hash.clone());
                 }
             }
             Event::ProposalVoided {

@@ -41,7 +41,7 @@ impl Run {
             state,
             log: vec![(1, Event::RunStarted(started))],
         };
-        let decided = run.state.advance();
+        let decided = run.state.advance().expect("decisions apply");
         run.record(decided);
         run
     }
@@ -59,7 +59,7 @@ impl Run {
         let seq = self.state.last_seq() + 1;
         self.state.apply(seq, &event).expect("input applies");
         self.log.push((seq, event));
-        let decided = self.state.advance();
+        let decided = self.state.advance().expect("decisions apply");
         self.record(decided)
     }
 
@@ -505,6 +505,60 @@ fn an_edit_of_the_workspace_policy_always_asks_even_when_edits_are_allowed() {
     let decided = run.input(Event::OperationSucceeded { op, result });
     assert!(
         matches!(&decided[..], [Event::ApprovalRequested { reason, .. }] if reason.contains(".stepwise/")),
+        "{decided:?}"
+    );
+}
+
+#[test]
+fn an_event_that_cannot_apply_changes_nothing() {
+    let mut run = Run::start(
+        "name: t\nsteps:\n  - id: gate\n    type: approval\n    message: go?\n",
+        vec![],
+    );
+    let before = run.state.last_seq();
+    let status = run.state.step_state("gate").map(|s| s.status);
+    // An approval naming a proposal the step does not wait on.
+    let wrong = Event::ApprovalGranted(ApprovalGranted {
+        step: "gate".into(),
+        attempt: 1,
+        proposal_hash: "sha256:other".into(),
+        approved_hash: "sha256:other".into(),
+        edited: None,
+        by: "ann".into(),
+        mode: DecisionMode::Manual,
+        comment: None,
+    });
+    assert!(run.state.apply(before + 1, &wrong).is_err());
+    // An answer to an operation that never started, and an unknown step.
+    let answer = Event::OperationOutcomeUnknown { op: 99 };
+    assert!(run.state.apply(before + 1, &answer).is_err());
+    let unknown = Event::StepCancelled {
+        step: "nope".into(),
+    };
+    assert!(run.state.apply(before + 1, &unknown).is_err());
+    assert_eq!(run.state.last_seq(), before);
+    assert_eq!(run.state.step_state("gate").map(|s| s.status), status);
+
+    // The right event still applies at the same seq.
+    let hash = run
+        .state
+        .step_state("gate")
+        .and_then(|s| s.pending_approval.as_ref())
+        .map(|p| p.proposal_hash.clone())
+        .expect("the gate waits");
+    let right = Event::ApprovalGranted(ApprovalGranted {
+        step: "gate".into(),
+        attempt: 1,
+        proposal_hash: hash.clone(),
+        approved_hash: hash,
+        edited: None,
+        by: "ann".into(),
+        mode: DecisionMode::Manual,
+        comment: None,
+    });
+    let decided = run.input(right);
+    assert!(
+        matches!(decided.last(), Some(Event::RunSucceeded {})),
         "{decided:?}"
     );
 }

@@ -175,7 +175,10 @@ impl Driver {
         self.void_stale_edits(false).await?;
         self.recover_files(unanswered).await?;
         // Then decisions not yet taken (a run just started, or steps held back).
-        let pending = self.state.advance();
+        let pending = self.state.advance().map_err(|source| EngineError::State {
+            run_id: self.run_id.clone(),
+            source,
+        })?;
         self.commit(
             vec![Group {
                 input: None,
@@ -310,7 +313,10 @@ impl Driver {
                 run_id: self.run_id.clone(),
                 source,
             })?;
-        let decisions = self.state.advance();
+        let decisions = self.state.advance().map_err(|source| EngineError::State {
+            run_id: self.run_id.clone(),
+            source,
+        })?;
         Ok(Group {
             input: Some((input, causation)),
             decisions,
