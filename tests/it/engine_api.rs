@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use stepwise_core::event::Event;
+use stepwise_core::ids::EventSeq;
 use stepwise_core::run::RunStatus;
 use stepwise_engine::{
     ApprovalChange, Command, Engine, EngineConfig, EngineError, RefusalKind, StartRun,
@@ -88,7 +89,7 @@ fn many_concurrent_reads_succeed_while_a_run_commits() {
                 let done = Arc::clone(&done);
                 tokio::spawn(async move {
                     let mut rounds = 0;
-                    let mut last_seen = 0;
+                    let mut last_seen = EventSeq::ZERO;
                     while !done.load(Ordering::Relaxed) || rounds == 0 {
                         let listed = engine.list_runs(10).await.expect("list runs");
                         assert_eq!(listed.len(), 1);
@@ -133,32 +134,32 @@ fn subscribing_after_seq_n_yields_exactly_the_events_after_n_in_order_once() {
             .expect("start");
         let run = handle.run_id().to_string();
         // Subscribed while the run is being driven: catch-up and live events meet exactly.
-        let mut live = engine.subscribe_run(&run, 0);
+        let mut live = engine.subscribe_run(&run, EventSeq::ZERO);
         let collect_live = async {
             let mut seqs = Vec::new();
             while let Some(event) = live.next().await {
-                seqs.push(event.expect("an event").seq());
+                seqs.push(event.expect("an event").seq().get());
             }
             seqs
         };
         let (status, live_seqs) =
             tokio::join!(handle.wait(), within("the feed's end", collect_live));
         assert_eq!(status.expect("drive"), RunStatus::Succeeded);
-        let last = engine.find_run(&run).await.expect("the run").last_seq;
+        let last = engine.find_run(&run).await.expect("the run").last_seq.get();
         assert_eq!(live_seqs, (1..=last).collect::<Vec<_>>());
 
         for after in [0, 1, 7, last - 1, last, last + 5] {
             let events: Vec<_> = within(
                 "a finished run's feed to end",
                 engine
-                    .subscribe_run(&run, after)
+                    .subscribe_run(&run, EventSeq::new(after))
                     .into_stream()
                     .collect::<Vec<_>>(),
             )
             .await;
             let seqs: Vec<u64> = events
                 .into_iter()
-                .map(|e| e.expect("an event").seq())
+                .map(|e| e.expect("an event").seq().get())
                 .collect();
             assert_eq!(
                 seqs,
@@ -315,7 +316,7 @@ steps:
             .run_id
             .clone();
         let adopting = engine.adopt_unheld_runs().await.expect("adopt");
-        let mut events = engine.subscribe_run(&run, 0);
+        let mut events = engine.subscribe_run(run.as_str(), EventSeq::ZERO);
         holder.kill();
 
         // The command it found running is of unknown outcome; this engine now holds the run.
@@ -338,7 +339,7 @@ steps:
         // Decisions from here reach it; it goes on driving.
         engine
             .send(
-                &run,
+                run.as_str(),
                 Command::Resolve {
                     step: "long".into(),
                     resolution: stepwise_core::event::Resolution::MarkDone,
@@ -348,7 +349,7 @@ steps:
             .expect("resolve");
         engine
             .send(
-                &run,
+                run.as_str(),
                 Command::Approve {
                     step: "gate".into(),
                     comment: None,

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use stepwise_core::event::{ApprovalGranted, DecisionMode, Event, RunStarted};
+use stepwise_core::ids::EventSeq;
 use stepwise_core::operation::{CommandOutcome, OperationRequest, OperationResult};
 use stepwise_core::run::{RunState, RunStatus};
 use stepwise_core::workflow::{Workflow, parse_workflow};
@@ -287,13 +288,13 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
     let mut state = RunState::new(workflow, started).map_err(|e| e.to_string())?;
     let mut pending = state.advance().map_err(|e| e.to_string())?;
     let mut seq = 1 + pending.len() as u64;
-    let mut ops: Vec<(u64, OperationRequest)> = Vec::new();
+    let mut ops: Vec<(EventSeq, OperationRequest)> = Vec::new();
     for _ in 0..500 {
         // What the decisions ask for.
         let first = seq - pending.len() as u64 + 1;
         for (offset, event) in pending.iter().enumerate() {
             if let Event::OperationStarted { request, .. } = event {
-                ops.push((first + offset as u64, request.clone()));
+                ops.push((EventSeq::new(first + offset as u64), request.clone()));
             }
         }
         let input = if let Some((op, request)) = ops.pop() {
@@ -321,7 +322,9 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
             break;
         };
         seq += 1;
-        state.apply(seq, &input).map_err(|e| e.to_string())?;
+        state
+            .apply(EventSeq::new(seq), &input)
+            .map_err(|e| e.to_string())?;
         pending = state.advance().map_err(|e| e.to_string())?;
         seq += pending.len() as u64;
     }

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use stepwise_core::ids::EventSeq;
 use stepwise_core::run::RunStatus;
 use stepwise_engine::{ApprovalChange, Engine};
 
@@ -22,7 +23,7 @@ fn emit(line: &str) -> bool {
 /// Exits as the run ended (0 succeeded, 1 failed or cancelled).
 pub async fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
     let run_id = engine.find_run(run).await?.run_id;
-    let mut events = engine.subscribe_run(&run_id, 0);
+    let mut events = engine.subscribe_run(run_id.as_str(), EventSeq::ZERO);
     while let Some(event) = events.next().await {
         let event = event?;
         let line = if json {
@@ -34,7 +35,7 @@ pub async fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Ex
             return Ok(Exit::Success);
         }
     }
-    let row = engine.find_run(&run_id).await?;
+    let row = engine.find_run(run_id.as_str()).await?;
     Ok(RunStatus::parse(&row.status).map_or(Exit::Failure, Exit::for_status))
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use stepwise_core::event::{Event, Proposal};
+use stepwise_core::ids::StepId;
 use stepwise_core::run::{RunStatus, StepStatus, StepTiming, step_timings};
 use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Approval, Engine, LoadedRun, StoredEvent};
@@ -114,7 +115,7 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
 
 /// Each step's times (waiting for a person apart from executing); open intervals of a run still
 /// going run on to now.
-fn step_times(loaded: &LoadedRun, finished: bool) -> BTreeMap<String, StepTiming> {
+fn step_times(loaded: &LoadedRun, finished: bool) -> BTreeMap<StepId, StepTiming> {
     let now = (!finished).then(now_ms);
     step_timings(
         loaded
@@ -184,7 +185,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
         (Some(holder), _) => println!("status    {} (driven by {holder})", run_status_text(status)),
         (None, RunStatus::Running) => println!(
             "status    interrupted: the process driving it stopped mid-run; continue with `stepwise resume {}`",
-            &loaded.row.run_id[..loaded.row.run_id.len().min(8)]
+            &loaded.row.run_id.as_str()[..loaded.row.run_id.as_str().len().min(8)]
         ),
         (None, _) => println!("status    {}", run_status_text(status)),
     }
@@ -293,7 +294,7 @@ pub fn event_json(stored: &StoredEvent) -> serde_json::Value {
 
 /// An event as `events` shows it: one line.
 pub fn event_line(stored: &StoredEvent, event: &Event) -> String {
-    let step = event.step().unwrap_or("");
+    let step = event.step().map_or("", StepId::as_str);
     let cause = stored
         .causation_seq
         .map(|c| format!("←{c}"))
@@ -335,7 +336,7 @@ pub fn approval_text(approval: &Approval) -> String {
         approval: pending,
     } = approval;
     let mut out = Vec::new();
-    let short = &run_id[..run_id.len().min(8)];
+    let short = &run_id.as_str()[..run_id.as_str().len().min(8)];
     out.push(format!(
         "── run {run_id} ({workflow}) step `{step}`: {}",
         pending.proposal.kind_name()

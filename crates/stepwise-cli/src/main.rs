@@ -242,7 +242,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
             wait,
         } => {
             let command = Command::Reject {
-                step,
+                step: step.into(),
                 reason,
                 proposal,
             };

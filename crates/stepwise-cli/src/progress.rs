@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use stepwise_core::event::Event;
+use stepwise_core::ids::StepId;
 use stepwise_engine::RecordedEvent;
 
 use crate::output::{duration, one_line};
@@ -12,7 +13,7 @@ use crate::output::{duration, one_line};
 /// Prints one line per step milestone.
 pub struct Progress {
     quiet: bool,
-    started: Mutex<HashMap<String, i64>>,
+    started: Mutex<HashMap<StepId, i64>>,
 }
 
 impl Progress {
@@ -25,7 +26,7 @@ impl Progress {
 
     /// How long the step's work took: since its last operation started (or, for a step
     /// without one, since the step started), so that time waiting for a person is not counted.
-    fn since(&self, step: &str, at: i64) -> String {
+    fn since(&self, step: &StepId, at: i64) -> String {
         let started = self.started.lock().unwrap_or_else(|p| p.into_inner());
         started
             .get(step)
@@ -33,12 +34,12 @@ impl Progress {
             .unwrap_or_default()
     }
 
-    fn mark_start(&self, step: &str, at: i64, replace: bool) {
+    fn mark_start(&self, step: &StepId, at: i64, replace: bool) {
         let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
         if replace {
-            started.insert(step.to_string(), at);
+            started.insert(step.clone(), at);
         } else {
-            started.entry(step.to_string()).or_insert(at);
+            started.entry(step.clone()).or_insert(at);
         }
     }
 }

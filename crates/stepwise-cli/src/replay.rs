@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use stepwise_core::event::Event;
+use stepwise_core::ids::EventSeq;
 use stepwise_core::run::{ReplayError, replay as replay_log};
 use stepwise_engine::{Engine, recorded_workflow};
 
@@ -40,7 +41,7 @@ pub async fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Re
         (workflow, path.display().to_string())
     };
     let changed = workflow.source_hash != recorded_hash;
-    let events: Vec<(u64, Event)> = loaded
+    let events: Vec<(EventSeq, Event)> = loaded
         .events
         .iter()
         .map(|(s, e)| (s.seq, e.clone()))

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use stepwise_core::event::{Proposal, Resolution};
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::operation::CommandLine;
 use stepwise_core::run::{EditedProposal, RunStatus, StepStatus};
 use stepwise_engine::{Command, Engine, EngineError, StartRun};
@@ -128,20 +129,21 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
         max_parallel: args.max_parallel,
     };
     let handle = engine.start_run(start).await?;
-    let run_id = handle.run_id().to_string();
+    let run_id = handle.run_id().clone();
     if !json {
-        let run = engine.find_run(&run_id).await?;
+        let run = engine.find_run(run_id.as_str()).await?;
         say(&format!(
             "run {run_id}  {}  (workspace {})",
             run.workflow_name, run.workspace
         ));
     }
     let progress = Progress::new(json);
-    let status = follow_until(engine, &run_id, 0, handle.wait(), &progress).await?;
+    let status = follow_until(engine, &run_id, EventSeq::ZERO, handle.wait(), &progress).await?;
     finish(engine, &run_id, status, json).await
 }
 
 pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::Result<Exit> {
+    let step = StepId::from(args.step);
     let edited = match &args.edit {
         None => None,
         Some(path) => {
@@ -150,10 +152,10 @@ pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::
             let loaded = engine.load_run(&args.run).await?;
             let pending = loaded
                 .state
-                .step_state(&args.step)
+                .step_state(&step)
                 .and_then(|s| s.pending_approval.as_ref())
                 .ok_or_else(|| {
-                    InvalidInput(format!("step `{}` is not waiting for approval", args.step))
+                    InvalidInput(format!("step `{step}` is not waiting for approval"))
                 })?;
             Some(match &pending.proposal {
                 Proposal::RunCommand(_) => EditedProposal::Command(parse_command(&text)?),
@@ -163,7 +165,7 @@ pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::
     };
     let command = Command::Approve {
         proposal: args.proposal,
-        step: args.step,
+        step,
         comment: args.comment,
         edited,
     };
@@ -199,7 +201,7 @@ pub async fn resolve(engine: &Engine, args: ResolveArgs, json: bool) -> anyhow::
         Resolution::MarkDone
     };
     let command = Command::Resolve {
-        step: args.step,
+        step: args.step.into(),
         resolution,
     };
     send(engine, &args.run, command, args.wait, json).await
@@ -218,7 +220,7 @@ pub async fn send(
     let run_id = row.run_id;
     if wait.no_wait {
         let name = command.name();
-        let applied = engine.send(&run_id, command).await?;
+        let applied = engine.send(run_id.as_str(), command).await?;
         if json {
             say(&serde_json::to_string_pretty(&serde_json::json!({
                 "run_id": run_id,
@@ -233,8 +235,8 @@ pub async fn send(
     }
     let progress = Progress::new(json);
     let work = async {
-        engine.send(&run_id, command).await?;
-        engine.settle(&run_id).await
+        engine.send(run_id.as_str(), command).await?;
+        engine.settle(run_id.as_str()).await
     };
     let status = follow_until(engine, &run_id, row.last_seq, work, &progress).await?;
     finish(engine, &run_id, status, json).await
@@ -257,7 +259,7 @@ pub async fn resume(
     let mut worst = Exit::Success;
     let mut report = Vec::new();
     for row in runs {
-        let (text, exit) = match engine.drive(&row.run_id).await {
+        let (text, exit) = match engine.drive(row.run_id.as_str()).await {
             Ok(handle) => {
                 let status =
                     follow_until(engine, &row.run_id, row.last_seq, handle.wait(), &progress).await;
@@ -293,15 +295,15 @@ pub async fn resume(
 /// killed); following a run that another process drives, Ctrl-C just stops following.
 async fn follow_until<F>(
     engine: &Engine,
-    run_id: &str,
-    after: u64,
+    run_id: &RunId,
+    after: EventSeq,
     until: F,
     progress: &Progress,
 ) -> anyhow::Result<RunStatus>
 where
     F: Future<Output = Result<RunStatus, EngineError>>,
 {
-    let mut events = engine.subscribe_run(run_id, after);
+    let mut events = engine.subscribe_run(run_id.as_str(), after);
     tokio::pin!(until);
     let mut interrupts = 0;
     // Commands sent on Ctrl-C: awaited before returning, so none is left half-sent.
@@ -316,7 +318,7 @@ where
                     for send in sent {
                         let _ = send.await;
                     }
-                    let row = engine.find_run(run_id).await?;
+                    let row = engine.find_run(run_id.as_str()).await?;
                     return Ok(RunStatus::parse(&row.status).unwrap_or(RunStatus::Running));
                 }
                 interrupts += 1;
@@ -330,9 +332,9 @@ where
                 // The command goes to this process's driver while the run keeps being
                 // followed here.
                 let engine = engine.clone();
-                let run_id = run_id.to_string();
+                let run_id = run_id.clone();
                 sent.push(tokio::spawn(async move {
-                    if let Err(e) = engine.send(&run_id, command).await {
+                    if let Err(e) = engine.send(run_id.as_str(), command).await {
                         eprintln!("error: {e}");
                     }
                 }));
@@ -343,7 +345,7 @@ where
         let _ = send.await;
     }
     // Everything committed before the end, printed before the summary.
-    let last = engine.find_run(run_id).await?.last_seq;
+    let last = engine.find_run(run_id.as_str()).await?.last_seq;
     while events.last_seq() < last {
         match events.next().await {
             Some(Ok(event)) => progress.show(&event),
@@ -371,13 +373,13 @@ fn say(line: &str) {
 /// Prints how the run stands and returns the exit code for it.
 async fn finish(
     engine: &Engine,
-    run_id: &str,
+    run_id: &RunId,
     status: RunStatus,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let loaded = engine.load_run(run_id).await?;
+    let loaded = engine.load_run(run_id.as_str()).await?;
     let elapsed = loaded.row.updated_at_ms - loaded.row.created_at_ms;
-    let pending: Vec<(String, String, String)> = loaded
+    let pending: Vec<(StepId, String, String)> = loaded
         .state
         .steps()
         .filter_map(|(def, s)| match s.status {
@@ -424,7 +426,7 @@ async fn finish(
         run_status_text(status),
         duration(elapsed)
     ));
-    let short = &run_id[..run_id.len().min(8)];
+    let short = &run_id.as_str()[..run_id.as_str().len().min(8)];
     for (step, what, reason) in &pending {
         if what == "approval" {
             say(&format!("  waiting for approval of `{step}`: {reason}"));

@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ids::{EventSeq, RunId, StepId};
 use crate::operation::{CommandRequest, OperationError, OperationRequest, OperationResult};
 use crate::policy::RuleSpec;
 
@@ -26,40 +27,40 @@ pub enum Event {
     RunStarted(RunStarted),
     /// `op` is the seq of the `OperationStarted` event it answers.
     OperationSucceeded {
-        op: u64,
+        op: EventSeq,
         result: OperationResult,
     },
     OperationFailed {
-        op: u64,
+        op: EventSeq,
         error: OperationError,
     },
     /// After a crash: the command started but its result was never recorded. A person decides.
     OperationOutcomeUnknown {
-        op: u64,
+        op: EventSeq,
     },
     OperationResolved {
-        op: u64,
+        op: EventSeq,
         resolution: Resolution,
         by: String,
     },
     /// A person's approval (`mode: manual`), or, as a decision, a policy rule's (`mode: rule`).
     ApprovalGranted(ApprovalGranted),
     ApprovalRejected {
-        step: String,
+        step: StepId,
         attempt: u32,
         proposal_hash: String,
         by: String,
         reason: String,
     },
     RetryDue {
-        step: String,
+        step: StepId,
         attempt: u32,
     },
     /// The file a pending edit would change is no longer as it was when the edit was proposed
     /// (it changed, appeared or vanished), so the proposal can no longer be approved. The step
     /// proposes anew against the file as it is now.
     ProposalVoided {
-        step: String,
+        step: StepId,
         attempt: u32,
         proposal_hash: String,
         path: String,
@@ -78,15 +79,15 @@ pub enum Event {
 
     // ---- decisions ----
     StepStarted {
-        step: String,
+        step: StepId,
         attempt: u32,
     },
     StepSkipped {
-        step: String,
+        step: StepId,
         reason: String,
     },
     ApprovalRequested {
-        step: String,
+        step: StepId,
         attempt: u32,
         proposal: Proposal,
         proposal_hash: String,
@@ -94,41 +95,41 @@ pub enum Event {
         reason: String,
     },
     OperationStarted {
-        step: String,
+        step: StepId,
         attempt: u32,
         request: OperationRequest,
     },
     StepRetryScheduled {
-        step: String,
+        step: StepId,
         /// The attempt that will run next.
         attempt: u32,
         delay_ms: u64,
         error: String,
     },
     StepSucceeded {
-        step: String,
+        step: StepId,
         attempt: u32,
         output: Value,
     },
     StepFailed {
-        step: String,
+        step: StepId,
         attempt: u32,
         error: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<Value>,
     },
     StepRejected {
-        step: String,
+        step: StepId,
         by: String,
         reason: String,
     },
     StepCancelled {
-        step: String,
+        step: StepId,
     },
     RunSucceeded {},
     RunFailed {
         /// Steps that failed or were rejected, in workflow order.
-        steps: Vec<String>,
+        steps: Vec<StepId>,
     },
     RunCancelled {},
 }
@@ -148,7 +149,7 @@ pub enum Resolution {
 /// How the run was started; the first event of every run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunStarted {
-    pub run_id: String,
+    pub run_id: RunId,
     pub workflow_name: String,
     pub workflow_path: String,
     pub workflow_hash: String,
@@ -168,7 +169,7 @@ pub struct RunStarted {
 /// An approval, manual or by rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalGranted {
-    pub step: String,
+    pub step: StepId,
     pub attempt: u32,
     /// The hash of the proposal that was asked about.
     pub proposal_hash: String,
@@ -282,7 +283,7 @@ impl Event {
     }
 
     /// The step an event is about, if any; used as the correlation id.
-    pub fn step(&self) -> Option<&str> {
+    pub fn step(&self) -> Option<&StepId> {
         match self {
             Event::ApprovalGranted(g) => Some(&g.step),
             Event::ApprovalRejected { step, .. }

@@ -9,6 +9,7 @@
 
 pub mod event;
 pub mod hash;
+pub mod ids;
 pub mod operation;
 pub mod paths;
 pub mod policy;

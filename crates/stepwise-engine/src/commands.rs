@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use stepwise_core::event::{ApprovalGranted, DecisionMode, Event, Resolution};
+use stepwise_core::ids::{RunId, StepId};
 use stepwise_core::run::{
     EditedProposal, PendingApproval, RunState, StepState, StepStatus, edited_proposal,
 };
@@ -19,7 +20,7 @@ pub enum Command {
     /// `proposal`: the hash (or a prefix of it) of the proposal the person saw; when given,
     /// the approval is refused if the step now waits on a different proposal.
     Approve {
-        step: String,
+        step: StepId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,13 +29,13 @@ pub enum Command {
         proposal: Option<String>,
     },
     Reject {
-        step: String,
+        step: StepId,
         reason: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         proposal: Option<String>,
     },
     Resolve {
-        step: String,
+        step: StepId,
         resolution: Resolution,
     },
     Pause,
@@ -115,7 +116,7 @@ impl Refusal {
 /// paused just drives it).
 pub(crate) fn command_event(
     state: &RunState,
-    run_id: &str,
+    run_id: &RunId,
     user: &str,
     command: Command,
 ) -> Result<Option<Event>, EngineError> {
@@ -126,7 +127,7 @@ pub(crate) fn command_event(
     }
     if status.is_finished() {
         return Err(EngineError::RunFinished {
-            run_id: run_id.to_string(),
+            run_id: run_id.clone(),
             status: status.as_str().to_string(),
         });
     }
@@ -210,20 +211,20 @@ pub(crate) fn command_event(
 
 fn step_in<'s>(
     state: &'s RunState,
-    run_id: &str,
-    step: &str,
+    run_id: &RunId,
+    step: &StepId,
 ) -> Result<&'s StepState, EngineError> {
     state
         .step_state(step)
         .ok_or_else(|| EngineError::UnknownStep {
-            run_id: run_id.to_string(),
-            step: step.to_string(),
+            run_id: run_id.clone(),
+            step: step.clone(),
         })
 }
 
-fn wrong_state(step: &str, status: StepStatus, expected: &'static str) -> EngineError {
+fn wrong_state(step: &StepId, status: StepStatus, expected: &'static str) -> EngineError {
     EngineError::WrongStepState {
-        step: step.to_string(),
+        step: step.clone(),
         status: status.as_str().to_string(),
         expected,
     }
@@ -232,8 +233,8 @@ fn wrong_state(step: &str, status: StepStatus, expected: &'static str) -> Engine
 /// The step and the question it waits on, checked to be the proposal the person saw.
 fn awaiting<'s>(
     state: &'s RunState,
-    run_id: &str,
-    step: &str,
+    run_id: &RunId,
+    step: &StepId,
     seen: Option<&str>,
 ) -> Result<(&'s StepState, &'s PendingApproval), EngineError> {
     let step_state = step_in(state, run_id, step)?;
@@ -269,7 +270,7 @@ pub(crate) fn proposal_digits(given: &str) -> Result<String, EngineError> {
 }
 
 /// Refuses a decision about a proposal other than the one the person saw.
-fn check_proposal(step: &str, current: &str, seen: Option<&str>) -> Result<(), EngineError> {
+fn check_proposal(step: &StepId, current: &str, seen: Option<&str>) -> Result<(), EngineError> {
     let Some(seen) = seen else {
         return Ok(());
     };
@@ -279,7 +280,7 @@ fn check_proposal(step: &str, current: &str, seen: Option<&str>) -> Result<(), E
         return Ok(());
     }
     Err(EngineError::ProposalChanged {
-        step: step.to_string(),
+        step: step.clone(),
         expected: seen.to_string(),
         current: current.to_string(),
     })

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use stepwise_core::event::{Event, RunStarted};
+use stepwise_core::ids::RunId;
 use stepwise_core::run::{RunState, RunStatus};
 use stepwise_core::workflow::{Workflow, WorkflowErrors, parse_workflow};
 use stepwise_store::{Durability, NewRun};
@@ -95,12 +96,12 @@ pub struct EngineStats {
 /// A run driven by this engine, in a task of its own.
 #[derive(Debug)]
 pub struct RunHandle {
-    run_id: String,
+    run_id: RunId,
     join: JoinHandle<Result<RunStatus, EngineError>>,
 }
 
 impl RunHandle {
-    pub fn run_id(&self) -> &str {
+    pub fn run_id(&self) -> &RunId {
         &self.run_id
     }
 
@@ -131,7 +132,7 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     pub(crate) db: Db,
     pub(crate) clock: Arc<dyn Clock>,
-    live: Mutex<HashMap<String, LiveDriver>>,
+    live: Mutex<HashMap<RunId, LiveDriver>>,
     /// How many drivers this process runs; `idle` waits for 0.
     live_count: watch::Sender<usize>,
     next_driver: AtomicU64,
@@ -140,7 +141,7 @@ pub(crate) struct Inner {
     compiled: Mutex<HashMap<String, Arc<Workflow>>>,
     pub(crate) inbox_watch: OnceLock<()>,
     /// Runs another process holds that a thread of this engine stands by for.
-    standing_by: Mutex<HashSet<String>>,
+    standing_by: Mutex<HashSet<RunId>>,
     /// The watch on pending edits' files, started when a driver first needs it.
     file_watch: OnceLock<FileWatch>,
 }
@@ -252,7 +253,7 @@ impl Engine {
     /// elsewhere are reported with [`EngineError::RunLocked`].
     pub async fn resume_unheld(
         &self,
-    ) -> Result<Vec<(String, Result<RunHandle, EngineError>)>, EngineError> {
+    ) -> Result<Vec<(RunId, Result<RunHandle, EngineError>)>, EngineError> {
         let runs = self
             .inner
             .db
@@ -280,14 +281,14 @@ impl Engine {
     }
 
     /// Starts the driver task for a run whose lock this process has just taken.
-    pub(crate) fn spawn_driver(&self, run_id: &str, lock: RunLock) -> RunHandle {
+    pub(crate) fn spawn_driver(&self, run_id: &RunId, lock: RunLock) -> RunHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let (stopped_tx, stopped) = watch::channel(false);
         let id = self.inner.next_driver.fetch_add(1, Ordering::Relaxed);
         {
             let mut live = self.live();
             live.insert(
-                run_id.to_string(),
+                run_id.clone(),
                 LiveDriver {
                     id,
                     tx: tx.clone(),
@@ -299,12 +300,12 @@ impl Engine {
         self.ensure_inbox_watch();
         let guard = LiveGuard {
             engine: self.clone(),
-            run_id: run_id.to_string(),
+            run_id: run_id.clone(),
             id,
             stopped: stopped_tx,
         };
         let engine = self.clone();
-        let owned_id = run_id.to_string();
+        let owned_id = run_id.clone();
         let join = self.inner.db.writer.spawn(async move {
             // Unregisters (and tells waiters) however the driver ends, panics included. The
             // driver (and with it the lock) is dropped first; a command sent meanwhile falls back
@@ -313,30 +314,30 @@ impl Engine {
             driver::drive(engine, owned_id, lock, tx, rx).await
         });
         RunHandle {
-            run_id: run_id.to_string(),
+            run_id: run_id.clone(),
             join,
         }
     }
 
     /// Whether this process drives the run (by full id) now.
-    pub fn drives(&self, run_id: &str) -> bool {
+    pub fn drives(&self, run_id: &RunId) -> bool {
         self.live().contains_key(run_id)
     }
 
     /// The channel to this process's driver of the run, if there is one.
-    pub(crate) fn driver_channel(&self, run_id: &str) -> Option<mpsc::UnboundedSender<Message>> {
+    pub(crate) fn driver_channel(&self, run_id: &RunId) -> Option<mpsc::UnboundedSender<Message>> {
         self.live().get(run_id).map(|driver| driver.tx.clone())
     }
 
     /// Wakes this process's driver of the run to read its inbox; `false` when there is none.
-    pub(crate) fn nudge(&self, run_id: &str) -> bool {
+    pub(crate) fn nudge(&self, run_id: &RunId) -> bool {
         self.live()
             .get(run_id)
             .is_some_and(|driver| driver.tx.send(Message::InboxChanged).is_ok())
     }
 
     /// If this process drives the run: a receiver that turns `true` when that driver stops.
-    pub(crate) fn local_driver(&self, run_id: &str) -> Option<watch::Receiver<bool>> {
+    pub(crate) fn local_driver(&self, run_id: &RunId) -> Option<watch::Receiver<bool>> {
         self.live().get(run_id).map(|driver| driver.stopped.clone())
     }
 
@@ -356,15 +357,15 @@ impl Engine {
     }
 
     /// Marks a run as stood by for; `false` if it already was.
-    pub(crate) fn start_standing_by(&self, run_id: &str) -> bool {
+    pub(crate) fn start_standing_by(&self, run_id: &RunId) -> bool {
         self.inner
             .standing_by
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(run_id.to_string())
+            .insert(run_id.clone())
     }
 
-    pub(crate) fn stop_standing_by(&self, run_id: &str) {
+    pub(crate) fn stop_standing_by(&self, run_id: &RunId) {
         self.inner
             .standing_by
             .lock()
@@ -376,7 +377,7 @@ impl Engine {
         !self.live().is_empty()
     }
 
-    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveDriver>> {
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, LiveDriver>> {
         // A panic while holding this lock cannot leave the map half-changed.
         self.inner
             .live
@@ -414,7 +415,7 @@ impl Engine {
 /// Unregisters a driver when its task ends.
 struct LiveGuard {
     engine: Engine,
-    run_id: String,
+    run_id: RunId,
     id: u64,
     stopped: watch::Sender<bool>,
 }
@@ -452,7 +453,7 @@ fn prepare_run(
     let inputs = workflow.resolve_inputs(&start.inputs)?;
     let workspace = Workspace::open(&start.workspace)?;
     let policy = load_policy(user_policy, workspace.root())?;
-    let run_id = uuid::Uuid::new_v4().to_string();
+    let run_id = RunId::from(uuid::Uuid::new_v4().to_string());
     let workflow_path =
         std::path::absolute(&start.workflow_path).unwrap_or_else(|_| start.workflow_path.clone());
     let started = RunStarted {

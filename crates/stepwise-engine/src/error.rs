@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use stepwise_core::event::EventDecodeError;
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::StateError;
 use stepwise_core::workflow::{InputError, WorkflowErrors};
 use stepwise_store::StoreError;
@@ -32,29 +33,29 @@ pub enum EngineError {
     #[error(
         "run `{run_id}` is being driven by another stepwise process ({holder}); send it commands instead (approve, pause, cancel, …)"
     )]
-    RunLocked { run_id: String, holder: String },
+    RunLocked { run_id: RunId, holder: String },
     /// The process holding the run refused a command: it does not fit the run as it is.
     #[error("{0}")]
     Refused(Refusal),
     #[error("run `{run_id}` has no step `{step}`")]
-    UnknownStep { run_id: String, step: String },
+    UnknownStep { run_id: RunId, step: StepId },
     #[error("step `{step}` is {status}, not {expected}")]
     WrongStepState {
-        step: String,
+        step: StepId,
         status: String,
         expected: &'static str,
     },
     #[error("run `{run_id}` has already {status}")]
-    RunFinished { run_id: String, status: String },
+    RunFinished { run_id: RunId, status: String },
     #[error(
         "rejecting step `{step}` needs a reason (--reason), so that the run and the people after you know why"
     )]
-    MissingReason { step: String },
+    MissingReason { step: StepId },
     #[error(
         "step `{step}` now waits on proposal {current}, not on {expected}; look at it again with `stepwise approvals`"
     )]
     ProposalChanged {
-        step: String,
+        step: StepId,
         expected: String,
         current: String,
     },
@@ -66,14 +67,14 @@ pub enum EngineError {
     InvalidEdit(String),
     #[error("run `{run_id}`, event {seq}: {source}")]
     Decode {
-        run_id: String,
-        seq: u64,
+        run_id: RunId,
+        seq: EventSeq,
         #[source]
         source: EventDecodeError,
     },
     #[error("run `{run_id}`: {source}")]
     State {
-        run_id: String,
+        run_id: RunId,
         #[source]
         source: StateError,
     },

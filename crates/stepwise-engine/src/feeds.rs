@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use futures_core::Stream;
 use stepwise_core::event::{DecisionMode, Event};
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::{RunState, RunStatus};
 use stepwise_store::{RunRow, StoredEvent};
 use tokio::sync::watch;
@@ -27,13 +28,13 @@ const RUNS_PAGE: usize = 256;
 /// An event of a run, as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
-    pub run_id: String,
+    pub run_id: RunId,
     pub stored: StoredEvent,
     pub event: Event,
 }
 
 impl RecordedEvent {
-    pub fn seq(&self) -> u64 {
+    pub fn seq(&self) -> EventSeq {
         self.stored.seq
     }
 
@@ -50,8 +51,9 @@ impl RecordedEvent {
 /// is committed. Ends after the event that ends the run.
 pub struct RunEvents {
     engine: Engine,
+    /// The run as it was named, then, once it is found, its full id.
     run: String,
-    last_seq: u64,
+    last_seq: EventSeq,
     buffer: VecDeque<RecordedEvent>,
     changes: watch::Receiver<u64>,
     done: bool,
@@ -60,7 +62,7 @@ pub struct RunEvents {
 impl Engine {
     /// Subscribes to a run's events (by id or unique prefix) with seq greater than
     /// `after_seq`: 0 for all of them.
-    pub fn subscribe_run(&self, run: &str, after_seq: u64) -> RunEvents {
+    pub fn subscribe_run(&self, run: &str, after_seq: EventSeq) -> RunEvents {
         RunEvents {
             engine: self.clone(),
             run: run.to_string(),
@@ -74,7 +76,7 @@ impl Engine {
 
 impl RunEvents {
     /// The seq of the last event handed out (or the `after_seq` subscribed with).
-    pub fn last_seq(&self) -> u64 {
+    pub fn last_seq(&self) -> EventSeq {
         self.last_seq
     }
 
@@ -125,7 +127,7 @@ impl RunEvents {
                     return Some(Err(error));
                 }
             };
-            self.run = row.run_id.clone();
+            self.run = row.run_id.to_string();
             if !events.is_empty() {
                 self.buffer.extend(events);
                 continue;
@@ -224,13 +226,13 @@ pub enum ApprovalChange {
     /// A question no longer waits: `how` says what happened (approved, rejected, voided
     /// because its file changed, cancelled).
     Settled {
-        run_id: String,
-        step: String,
+        run_id: RunId,
+        step: StepId,
         proposal_hash: String,
         how: String,
     },
     /// A run ended: nothing of it will wait for a person again.
-    RunEnded { run_id: String, status: RunStatus },
+    RunEnded { run_id: RunId, status: RunStatus },
 }
 
 /// The approvals inbox across all runs, live: first every question waiting now, then each
@@ -238,7 +240,7 @@ pub enum ApprovalChange {
 pub struct ApprovalChanges {
     engine: Engine,
     runs: RunChanges,
-    tracked: HashMap<String, RunState>,
+    tracked: HashMap<RunId, RunState>,
     /// Changed runs not looked at yet (kept until done, so that dropping `next` midway loses
     /// nothing).
     pending: VecDeque<RunRow>,
@@ -259,7 +261,7 @@ impl Engine {
                 store
                     .unfinished_runs()?
                     .into_iter()
-                    .map(|row| engine.load_run_with(store, &row.run_id))
+                    .map(|row| engine.load_run_with(store, row.run_id.as_str()))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
@@ -343,7 +345,7 @@ impl ApprovalChanges {
                     .engine
                     .inner
                     .db
-                    .read(move |store| engine.load_run_with(store, &run_id))
+                    .read(move |store| engine.load_run_with(store, run_id.as_str()))
                     .await?;
                 let events: Vec<Event> = loaded.events.into_iter().map(|(_, e)| e).collect();
                 (loaded.state, events)
@@ -389,11 +391,11 @@ impl ApprovalChanges {
 }
 
 /// What became of a question, from the events that followed it.
-fn how_settled(events: &[Event], step: &str, proposal_hash: &str) -> String {
+fn how_settled(events: &[Event], step: &StepId, proposal_hash: &str) -> String {
     for event in events {
         match event {
             Event::ApprovalGranted(granted)
-                if granted.step == step && granted.proposal_hash == proposal_hash =>
+                if &granted.step == step && granted.proposal_hash == proposal_hash =>
             {
                 return match &granted.mode {
                     DecisionMode::Manual if granted.edited.is_some() => {

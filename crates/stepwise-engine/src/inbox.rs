@@ -10,6 +10,7 @@
 use std::sync::Weak;
 
 use serde::{Deserialize, Serialize};
+use stepwise_core::ids::{EventSeq, RunId};
 use stepwise_core::run::RunStatus;
 use stepwise_store::{CommandRow, CommandState, NewCommand};
 use tokio::sync::{oneshot, watch};
@@ -26,14 +27,14 @@ pub struct Applied {
     pub command_id: i64,
     /// The seq of the event it recorded; `None` for a command that changed nothing (resuming
     /// a run that was not paused).
-    pub seq: Option<u64>,
+    pub seq: Option<EventSeq>,
 }
 
 /// What handling a command led to, as recorded in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub(crate) enum StoredOutcome {
-    Applied { seq: Option<u64> },
+    Applied { seq: Option<EventSeq> },
     Refused(Refusal),
 }
 
@@ -85,11 +86,11 @@ impl Engine {
             .db
             .write(move |store| store.insert_command(&new))
             .await?;
-        tracing::debug!(run_id, command_id, command = command.name(), "command sent");
+        tracing::debug!(%run_id, command_id, command = command.name(), "command sent");
         self.await_outcome(&run_id, command_id).await
     }
 
-    async fn await_outcome(&self, run_id: &str, command_id: i64) -> Result<Applied, EngineError> {
+    async fn await_outcome(&self, run_id: &RunId, command_id: i64) -> Result<Applied, EngineError> {
         let mut changes = self.inner.db.watch_changes();
         let mut standby = Standby::new(self, run_id);
         let mut ensured = false;
@@ -158,7 +159,7 @@ impl Engine {
                 }
             }
             changes.borrow_and_update();
-            let row = self.find_run(&run_id).await?;
+            let row = self.find_run(run_id.as_str()).await?;
             let status = RunStatus::parse(&row.status).unwrap_or(RunStatus::Running);
             if status != RunStatus::Running {
                 return Ok(status);

@@ -12,6 +12,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use stepwise_core::ids::{EventSeq, RunId};
+
 use crate::error::EngineError;
 
 /// An exclusive lock on one run, held until dropped.
@@ -24,7 +26,7 @@ impl RunLock {
     /// Takes the lock for `run_id` in `dir` if nobody holds it; otherwise says who does.
     pub(crate) fn try_acquire(
         dir: &Path,
-        run_id: &str,
+        run_id: &RunId,
     ) -> Result<Result<RunLock, String>, EngineError> {
         let path = lock_path(dir, run_id)?;
         let mut file = open(&path, true)?;
@@ -36,7 +38,7 @@ impl RunLock {
 
     /// Blocks until the lock for `run_id` is free, then takes it. Meant for a thread of its
     /// own: it returns the moment the holder releases the lock or dies.
-    pub(crate) fn wait(dir: &Path, run_id: &str) -> Result<RunLock, EngineError> {
+    pub(crate) fn wait(dir: &Path, run_id: &RunId) -> Result<RunLock, EngineError> {
         let path = lock_path(dir, run_id)?;
         let file = open(&path, true)?;
         sys::lock_blocking(&file).map_err(|source| io_error(&path, source))?;
@@ -58,7 +60,7 @@ impl RunLock {
 /// Who holds the run's lock (`pid 4242`), or `None` when nobody does. Never takes the lock on
 /// Linux, so it cannot make a driver starting at the same moment fail.
 /// Opens the file for reading only, so that asking works where the database is read-only.
-pub(crate) fn holder(dir: &Path, run_id: &str) -> Result<Option<String>, EngineError> {
+pub(crate) fn holder(dir: &Path, run_id: &RunId) -> Result<Option<String>, EngineError> {
     let path = dir.join(format!("{run_id}.lock"));
     let mut file = match OpenOptions::new().read(true).open(&path) {
         Ok(file) => file,
@@ -74,7 +76,7 @@ pub(crate) fn holder(dir: &Path, run_id: &str) -> Result<Option<String>, EngineE
 
 /// The file a command's supervisor holds locked while anything of the command may run: for
 /// operation `op` (its `OperationStarted` seq) of the run.
-pub(crate) fn operation_lock(dir: &Path, run_id: &str, op: u64) -> PathBuf {
+pub(crate) fn operation_lock(dir: &Path, run_id: &RunId, op: EventSeq) -> PathBuf {
     dir.join(format!("{run_id}.op-{op}.lock"))
 }
 
@@ -99,7 +101,7 @@ pub(crate) fn wait_operation_gone(path: &Path, limit: std::time::Duration) -> bo
     }
 }
 
-fn lock_path(dir: &Path, run_id: &str) -> Result<PathBuf, EngineError> {
+fn lock_path(dir: &Path, run_id: &RunId) -> Result<PathBuf, EngineError> {
     std::fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
     Ok(dir.join(format!("{run_id}.lock")))
 }
@@ -209,36 +211,46 @@ mod sys {
 mod tests {
     use super::*;
 
+    fn r1() -> RunId {
+        RunId::from("r1")
+    }
+
     #[test]
     fn one_holder_at_a_time_and_others_can_ask_who_without_taking_it() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(holder(dir.path(), "r1").unwrap(), None);
-        let lock = RunLock::try_acquire(dir.path(), "r1").unwrap().unwrap();
+        assert_eq!(holder(dir.path(), &r1()).unwrap(), None);
+        let lock = RunLock::try_acquire(dir.path(), &r1()).unwrap().unwrap();
         let me = format!("pid {}", std::process::id());
         assert_eq!(
-            holder(dir.path(), "r1").unwrap().as_deref(),
+            holder(dir.path(), &r1()).unwrap().as_deref(),
             Some(me.as_str())
         );
         // Asking did not take it: a second acquirer is still refused, and told who holds it.
         assert_eq!(
-            RunLock::try_acquire(dir.path(), "r1").unwrap().unwrap_err(),
+            RunLock::try_acquire(dir.path(), &r1())
+                .unwrap()
+                .unwrap_err(),
             me
         );
         // Another run is independent.
-        assert!(RunLock::try_acquire(dir.path(), "r2").unwrap().is_ok());
+        assert!(
+            RunLock::try_acquire(dir.path(), &RunId::from("r2"))
+                .unwrap()
+                .is_ok()
+        );
         drop(lock);
-        assert_eq!(holder(dir.path(), "r1").unwrap(), None);
-        assert!(RunLock::try_acquire(dir.path(), "r1").unwrap().is_ok());
+        assert_eq!(holder(dir.path(), &r1()).unwrap(), None);
+        assert!(RunLock::try_acquire(dir.path(), &r1()).unwrap().is_ok());
     }
 
     #[test]
     fn a_waiter_gets_the_lock_when_the_holder_lets_go() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = RunLock::try_acquire(dir.path(), "r1").unwrap().unwrap();
+        let lock = RunLock::try_acquire(dir.path(), &r1()).unwrap().unwrap();
         let path = dir.path().to_path_buf();
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
-            let lock = RunLock::wait(&path, "r1").unwrap();
+            let lock = RunLock::wait(&path, &r1()).unwrap();
             tx.send(()).unwrap();
             lock
         });
@@ -251,6 +263,6 @@ mod tests {
         rx.recv_timeout(std::time::Duration::from_secs(10))
             .expect("the waiter takes the lock once it is free");
         let _held = waiter.join().unwrap();
-        assert!(RunLock::try_acquire(dir.path(), "r1").unwrap().is_err());
+        assert!(RunLock::try_acquire(dir.path(), &r1()).unwrap().is_err());
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use stepwise_core::event::Event;
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::{PendingApproval, RunState, RunStatus};
 use stepwise_core::workflow::{Workflow, parse_workflow};
 use stepwise_store::{RunRow, Store, StoredEvent};
@@ -46,9 +47,9 @@ impl RunSummary {
 /// A question waiting for a person, in one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Approval {
-    pub run_id: String,
+    pub run_id: RunId,
     pub workflow: String,
-    pub step: String,
+    pub step: StepId,
     pub approval: PendingApproval,
 }
 
@@ -94,9 +95,9 @@ impl Engine {
     }
 
     /// The process driving a run (`pid 4242`), if one is.
-    pub async fn holder(&self, run_id: &str) -> Result<Option<String>, EngineError> {
+    pub async fn holder(&self, run_id: &RunId) -> Result<Option<String>, EngineError> {
         let lock_dir = self.inner.db.lock_dir.clone();
-        let run_id = run_id.to_string();
+        let run_id = run_id.clone();
         tokio::task::spawn_blocking(move || lock::holder(&lock_dir, &run_id))
             .await
             .map_err(|e| EngineError::Internal(format!("asking for a run's holder stopped: {e}")))?
@@ -118,13 +119,14 @@ impl Engine {
         id_or_prefix: &str,
     ) -> Result<LoadedRun, EngineError> {
         let row = store.find_run(id_or_prefix)?;
-        let stored = store.load_events(&row.run_id, 0)?;
+        let stored = store.load_events(&row.run_id, EventSeq::ZERO)?;
         let events = stored
             .into_iter()
             .map(|s| decode(&row.run_id, &s).map(|e| (s, e)))
             .collect::<Result<Vec<_>, _>>()?;
         let workflow = self.run_workflow(&row, &events)?;
-        let numbered: Vec<(u64, Event)> = events.iter().map(|(s, e)| (s.seq, e.clone())).collect();
+        let numbered: Vec<(EventSeq, Event)> =
+            events.iter().map(|(s, e)| (s.seq, e.clone())).collect();
         let state = RunState::load(workflow, &numbered).map_err(|source| EngineError::State {
             run_id: row.run_id.clone(),
             source,
@@ -146,7 +148,7 @@ impl Engine {
                 };
                 let mut found = Vec::new();
                 for row in runs {
-                    let loaded = engine.load_run_with(store, &row.run_id)?;
+                    let loaded = engine.load_run_with(store, row.run_id.as_str())?;
                     found.extend(approvals_of(&loaded.row, &loaded.state));
                 }
                 Ok(found)
@@ -176,7 +178,7 @@ pub(crate) fn approvals_of(row: &RunRow, state: &RunState) -> Vec<Approval> {
         .map(|(step, pending)| Approval {
             run_id: row.run_id.clone(),
             workflow: row.workflow_name.clone(),
-            step: step.to_string(),
+            step: step.clone(),
             approval: pending.clone(),
         })
         .collect()
@@ -184,7 +186,7 @@ pub(crate) fn approvals_of(row: &RunRow, state: &RunState) -> Vec<Approval> {
 
 /// The workflow a run was started with, from the source recorded in its first event.
 pub fn recorded_workflow(
-    run_id: &str,
+    run_id: &RunId,
     events: &[(StoredEvent, Event)],
 ) -> Result<Arc<Workflow>, EngineError> {
     match events.first() {
@@ -194,8 +196,10 @@ pub fn recorded_workflow(
                 .map_err(EngineError::Workflow)
         }
         _ => Err(EngineError::State {
-            run_id: run_id.to_string(),
-            source: stepwise_core::run::StateError::NotStarted { seq: 1 },
+            run_id: run_id.clone(),
+            source: stepwise_core::run::StateError::NotStarted {
+                seq: EventSeq::FIRST,
+            },
         }),
     }
 }

@@ -1,6 +1,7 @@
 //! Converting between the core's typed events and the store's rows.
 
 use stepwise_core::event::{EVENT_SCHEMA_VERSION, Event};
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_store::{NewEvent, StoredEvent};
 
 use crate::error::EngineError;
@@ -9,7 +10,7 @@ use crate::error::EngineError;
 /// that cannot be serialised is an error that stops the commit.
 pub(crate) fn new_event(
     event: &Event,
-    causation_seq: Option<u64>,
+    causation_seq: Option<EventSeq>,
     recorded_at_ms: i64,
 ) -> Result<NewEvent, EngineError> {
     let payload = event.to_payload().map_err(|e| {
@@ -22,21 +23,21 @@ pub(crate) fn new_event(
         event_type: event.type_name().to_string(),
         schema_version: EVENT_SCHEMA_VERSION,
         recorded_at_ms,
-        correlation_id: event.step().map(str::to_string),
+        correlation_id: event.step().map(StepId::to_string),
         causation_seq,
         payload,
     })
 }
 
 /// A stored event read back as the core's type.
-pub fn decode(run_id: &str, stored: &StoredEvent) -> Result<Event, EngineError> {
+pub fn decode(run_id: &RunId, stored: &StoredEvent) -> Result<Event, EngineError> {
     Event::from_payload(
         &stored.event_type,
         stored.schema_version,
         stored.payload.clone(),
     )
     .map_err(|source| EngineError::Decode {
-        run_id: run_id.to_string(),
+        run_id: run_id.clone(),
         seq: stored.seq,
         source,
     })
@@ -45,8 +46,8 @@ pub fn decode(run_id: &str, stored: &StoredEvent) -> Result<Event, EngineError> 
 /// The seq of the event an input answers, for its causation id.
 pub(crate) fn input_causation(
     event: &Event,
-    requested_seq: impl Fn(&str) -> Option<u64>,
-) -> Option<u64> {
+    requested_seq: impl Fn(&StepId) -> Option<EventSeq>,
+) -> Option<EventSeq> {
     match event {
         Event::OperationSucceeded { op, .. }
         | Event::OperationFailed { op, .. }

@@ -4,6 +4,7 @@
 //! drives the run here the moment the holder lets go or dies (the kernel releases the lock of
 //! a SIGKILLed process), without polling.
 
+use stepwise_core::ids::RunId;
 use tokio::sync::watch;
 
 use crate::engine::{Engine, RunHandle};
@@ -11,7 +12,7 @@ use crate::error::EngineError;
 use crate::lock::RunLock;
 
 pub(crate) struct Standby {
-    run_id: String,
+    run_id: RunId,
     /// The driver this standby started, to learn how it ended.
     own: Option<RunHandle>,
     /// A driver of this process that someone else started.
@@ -21,9 +22,9 @@ pub(crate) struct Standby {
 }
 
 impl Standby {
-    pub(crate) fn new(engine: &Engine, run_id: &str) -> Standby {
+    pub(crate) fn new(engine: &Engine, run_id: &RunId) -> Standby {
         Standby {
-            run_id: run_id.to_string(),
+            run_id: run_id.clone(),
             own: None,
             local: None,
             drivers: engine.watch_drivers(),
@@ -127,13 +128,13 @@ impl Engine {
     /// Stands by for a run another process holds: a thread waits for its lock and, once it has
     /// it, drives the run here (a driver of a finished run stops at once). One such thread per
     /// run and engine, however many wait on the run.
-    pub(crate) fn stand_by(&self, run_id: &str) -> Result<(), EngineError> {
+    pub(crate) fn stand_by(&self, run_id: &RunId) -> Result<(), EngineError> {
         if !self.start_standing_by(run_id) {
             return Ok(());
         }
         let engine = self.clone();
         let lock_dir = self.inner.db.lock_dir.clone();
-        let owned = run_id.to_string();
+        let owned = run_id.clone();
         let spawned = std::thread::Builder::new()
             .name("stepwise-standby".into())
             .stack_size(64 * 1024)

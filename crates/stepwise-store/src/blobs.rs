@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
+use stepwise_core::ids::{EventSeq, RunId};
 
 use crate::{Store, StoreError};
 
@@ -57,12 +58,12 @@ fn select_blob(conn: &Connection, hash: &str) -> Result<Option<Vec<u8>>, StoreEr
 /// with the events).
 pub(crate) fn encode_payload(
     conn: &Connection,
-    run_id: &str,
-    seq: u64,
+    run_id: &RunId,
+    seq: EventSeq,
     payload: &Value,
 ) -> Result<String, StoreError> {
     let json_error = |source| StoreError::Json {
-        run_id: run_id.to_owned(),
+        run_id: run_id.clone(),
         seq,
         error: source,
     };
@@ -208,14 +209,18 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_support::{count, event, new_run, temp_store};
+    use crate::test_support::{count, event, new_run, rid, seq, temp_store};
 
     fn round_trip(payload: Value) -> (Value, String) {
         let (_dir, mut store) = temp_store();
         store
             .create_run(&new_run("run-1"), &[event("Started", payload)])
             .unwrap();
-        let loaded = store.load_events("run-1", 0).unwrap().remove(0).payload;
+        let loaded = store
+            .load_events(&rid("run-1"), seq(0))
+            .unwrap()
+            .remove(0)
+            .payload;
         let stored: String = store
             .conn
             .query_row(
@@ -264,7 +269,7 @@ mod tests {
             .create_run(&new_run("run-1"), &[event("A", payload.clone())])
             .unwrap();
         store
-            .append("run-1", last, &[event("B", payload.clone())], None)
+            .append(&rid("run-1"), last, &[event("B", payload.clone())], None)
             .unwrap();
         assert_eq!(count(&store, "SELECT COUNT(*) FROM blobs"), 1);
         assert_eq!(
@@ -274,7 +279,7 @@ mod tests {
             ),
             2
         );
-        let events = store.load_events("run-1", 0).unwrap();
+        let events = store.load_events(&rid("run-1"), seq(0)).unwrap();
         assert!(events.iter().all(|e| e.payload == payload));
     }
 

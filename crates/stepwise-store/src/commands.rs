@@ -8,13 +8,14 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
+use stepwise_core::ids::RunId;
 
 use crate::{Store, StoreError};
 
 /// A command about to be recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCommand {
-    pub run_id: String,
+    pub run_id: RunId,
     /// What is asked, as the engine serialises it.
     pub body: Value,
     pub issued_by: String,
@@ -51,7 +52,7 @@ impl CommandState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandRow {
     pub command_id: i64,
-    pub run_id: String,
+    pub run_id: RunId,
     pub body: Value,
     pub issued_by: String,
     pub issued_at_ms: i64,
@@ -102,7 +103,7 @@ fn command_row(row: &Row<'_>) -> rusqlite::Result<CommandRow> {
     let state: String = row.get(5)?;
     Ok(CommandRow {
         command_id: row.get(0)?,
-        run_id: row.get(1)?,
+        run_id: RunId::from(row.get::<_, String>(1)?),
         body: json(2, Some(body))?.unwrap_or(Value::Null),
         issued_by: row.get(3)?,
         issued_at_ms: row.get(4)?,
@@ -120,10 +121,10 @@ impl Store {
         let exists: Option<i64> = self
             .conn
             .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
-            .query_row([&command.run_id], |row| row.get(0))
+            .query_row([command.run_id.as_str()], |row| row.get(0))
             .optional()?;
         if exists.is_none() {
-            return Err(StoreError::RunNotFound(command.run_id.clone()));
+            return Err(StoreError::RunNotFound(command.run_id.to_string()));
         }
         self.conn
             .prepare_cached(
@@ -131,7 +132,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![
-                command.run_id,
+                command.run_id.as_str(),
                 command.body.to_string(),
                 command.issued_by,
                 command.issued_at_ms
@@ -152,27 +153,29 @@ impl Store {
     }
 
     /// A run's pending commands, oldest first.
-    pub fn pending_commands(&self, run_id: &str) -> Result<Vec<CommandRow>, StoreError> {
+    pub fn pending_commands(&self, run_id: &RunId) -> Result<Vec<CommandRow>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(&format!(
                 "SELECT {COMMAND_COLUMNS} FROM commands
                  WHERE run_id = ?1 AND state = 'pending' ORDER BY command_id"
             ))?
-            .query_map([run_id], command_row)?
+            .query_map([run_id.as_str()], command_row)?
             .collect::<Result<_, _>>()?)
     }
 
     /// Pending commands of any run with an id above `after`: `(command_id, run_id)`, oldest
     /// first. A holder uses it to learn that commands arrived for the runs it drives.
-    pub fn pending_commands_after(&self, after: i64) -> Result<Vec<(i64, String)>, StoreError> {
+    pub fn pending_commands_after(&self, after: i64) -> Result<Vec<(i64, RunId)>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT command_id, run_id FROM commands
                  WHERE state = 'pending' AND command_id > ?1 ORDER BY command_id",
             )?
-            .query_map([after], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .query_map([after], |row| {
+                Ok((row.get(0)?, RunId::from(row.get::<_, String>(1)?)))
+            })?
             .collect::<Result<_, _>>()?)
     }
 
@@ -227,7 +230,7 @@ pub(crate) fn mark_handled(
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
-                    new.run_id,
+                    new.run_id.as_str(),
                     new.body.to_string(),
                     new.issued_by,
                     new.issued_at_ms,
@@ -248,7 +251,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_support::{event, new_run, temp_store};
+    use crate::test_support::{event, new_run, rid, seq, temp_store};
 
     fn new_command(run_id: &str, body: Value) -> NewCommand {
         NewCommand {
@@ -290,7 +293,7 @@ mod tests {
         assert!(first < second && second < third);
 
         let pending: Vec<i64> = store
-            .pending_commands("r1")
+            .pending_commands(&rid("r1"))
             .unwrap()
             .iter()
             .map(|c| c.command_id)
@@ -298,13 +301,13 @@ mod tests {
         assert_eq!(pending, [first, third]);
         assert_eq!(
             store.pending_commands_after(first).unwrap(),
-            [(second, "r2".to_string()), (third, "r1".to_string())]
+            [(second, rid("r2")), (third, rid("r1"))]
         );
 
         store
             .append_handling(
-                "r1",
-                1,
+                &rid("r1"),
+                seq(1),
                 &[event("RunPauseRequested", json!({}))],
                 Some("paused"),
                 &[handled(first, CommandState::Applied)],
@@ -315,7 +318,7 @@ mod tests {
         assert_eq!(row.outcome, Some(json!({"ok": true})));
         assert_eq!(row.handled_by.as_deref(), Some("pid 1"));
         assert_eq!(row.body, json!({"pause": {}}));
-        assert_eq!(store.pending_commands("r1").unwrap().len(), 1);
+        assert_eq!(store.pending_commands(&rid("r1")).unwrap().len(), 1);
     }
 
     #[test]
@@ -332,8 +335,8 @@ mod tests {
             .unwrap();
         let err = store
             .append_handling(
-                "r1",
-                1,
+                &rid("r1"),
+                seq(1),
                 &[event("RunCancelRequested", json!({}))],
                 None,
                 &[handled(id, CommandState::Applied)],
@@ -343,7 +346,7 @@ mod tests {
             matches!(err, StoreError::CommandHandled(i) if i == id),
             "{err:?}"
         );
-        assert_eq!(store.load_events("r1", 0).unwrap().len(), 1);
+        assert_eq!(store.load_events(&rid("r1"), seq(0)).unwrap().len(), 1);
         assert_eq!(
             store.command(id).unwrap().unwrap().state,
             CommandState::Refused
@@ -367,18 +370,18 @@ mod tests {
         };
         let (last, ids) = store
             .append_commands(
-                "r1",
-                1,
+                &rid("r1"),
+                seq(1),
                 &[event("RunPauseRequested", json!({}))],
                 None,
                 &[direct],
             )
             .unwrap();
-        assert_eq!(last, 2);
+        assert_eq!(last, seq(2));
         let row = store.command(ids[0]).unwrap().unwrap();
         assert_eq!(row.state, CommandState::Applied);
         assert_eq!(row.body, json!({"command": "pause"}));
-        assert!(store.pending_commands("r1").unwrap().is_empty());
+        assert!(store.pending_commands(&rid("r1")).unwrap().is_empty());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use stepwise_core::ids::{EventSeq, RunId};
+
 /// Everything that can go wrong reading or writing the event log.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -10,22 +12,19 @@ pub enum StoreError {
         "run `{run_id}` was appended to concurrently: expected last seq {expected}, found {actual}"
     )]
     Conflict {
-        run_id: String,
-        expected: u64,
-        actual: u64,
+        run_id: RunId,
+        expected: EventSeq,
+        actual: EventSeq,
     },
     /// No run has this id (or, for [`crate::Store::find_run`], this prefix).
     #[error("run `{0}` not found")]
     RunNotFound(String),
     /// [`crate::Store::create_run`] was given an id that is already taken.
     #[error("run `{0}` already exists")]
-    RunExists(String),
+    RunExists(RunId),
     /// A prefix matched several runs (at most [`crate::runs::AMBIGUOUS_MATCHES_SHOWN`] are listed).
-    #[error("run prefix `{prefix}` is ambiguous: it matches {}", .matches.join(", "))]
-    AmbiguousRun {
-        prefix: String,
-        matches: Vec<String>,
-    },
+    #[error("run prefix `{prefix}` is ambiguous: it matches {}", joined(.matches))]
+    AmbiguousRun { prefix: String, matches: Vec<RunId> },
     /// A command was already handled (applied or refused); nothing was written.
     #[error("command {0} was already handled")]
     CommandHandled(i64),
@@ -62,8 +61,8 @@ pub enum StoreError {
     /// An event payload could not be written or read back as JSON.
     #[error("payload of event {seq} in run `{run_id}` is not valid json: {error}")]
     Json {
-        run_id: String,
-        seq: u64,
+        run_id: RunId,
+        seq: EventSeq,
         error: serde_json::Error,
     },
     /// The database's directory could not be created.
@@ -86,6 +85,11 @@ impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
         StoreError::Sqlite(error)
     }
+}
+
+/// Run ids as a list in a sentence.
+fn joined(ids: &[RunId]) -> String {
+    ids.iter().map(RunId::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// An OS error in words, without the `(os error N)` that only a programmer needs.

@@ -5,6 +5,7 @@
 //! CLI command) can never interleave events into one run unnoticed.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use stepwise_core::ids::{EventSeq, RunId};
 
 use crate::blobs::{BlobResolver, encode_payload};
 use crate::commands::{HandledCommand, mark_handled};
@@ -18,19 +19,19 @@ pub struct NewEvent {
     pub recorded_at_ms: i64,
     pub correlation_id: Option<String>,
     /// The seq of the event that caused this one, in the same run.
-    pub causation_seq: Option<u64>,
+    pub causation_seq: Option<EventSeq>,
     pub payload: serde_json::Value,
 }
 
 /// An event read back from the log, with blobs resolved into its payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
-    pub seq: u64,
+    pub seq: EventSeq,
     pub event_type: String,
     pub schema_version: u32,
     pub recorded_at_ms: i64,
     pub correlation_id: Option<String>,
-    pub causation_seq: Option<u64>,
+    pub causation_seq: Option<EventSeq>,
     pub payload: serde_json::Value,
 }
 
@@ -44,11 +45,11 @@ impl Store {
     /// either) returning `expected_last_seq`.
     pub fn append(
         &mut self,
-        run_id: &str,
-        expected_last_seq: u64,
+        run_id: &RunId,
+        expected_last_seq: EventSeq,
         events: &[NewEvent],
         status: Option<&str>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<EventSeq, StoreError> {
         self.append_handling(run_id, expected_last_seq, events, status, &[])
     }
 
@@ -59,12 +60,12 @@ impl Store {
     /// With no events, only the commands are marked.
     pub fn append_handling(
         &mut self,
-        run_id: &str,
-        expected_last_seq: u64,
+        run_id: &RunId,
+        expected_last_seq: EventSeq,
         events: &[NewEvent],
         status: Option<&str>,
         handled: &[HandledCommand],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<EventSeq, StoreError> {
         self.append_commands(run_id, expected_last_seq, events, status, handled)
             .map(|(last_seq, _)| last_seq)
     }
@@ -72,12 +73,12 @@ impl Store {
     /// [`Store::append_handling`], also returning the ids of the handled commands, in order.
     pub fn append_commands(
         &mut self,
-        run_id: &str,
-        expected_last_seq: u64,
+        run_id: &RunId,
+        expected_last_seq: EventSeq,
         events: &[NewEvent],
         status: Option<&str>,
         handled: &[HandledCommand],
-    ) -> Result<(u64, Vec<i64>), StoreError> {
+    ) -> Result<(EventSeq, Vec<i64>), StoreError> {
         let Some(last_event) = events.last() else {
             let ids = self.handle_commands(handled)?;
             return Ok((expected_last_seq, ids));
@@ -89,13 +90,14 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let actual: Option<u64> = tx
             .prepare_cached("SELECT last_seq FROM runs WHERE run_id = ?1")?
-            .query_row([run_id], |row| row.get(0))
+            .query_row([run_id.as_str()], |row| row.get(0))
             .optional()?;
-        let actual = actual.ok_or_else(|| StoreError::RunNotFound(run_id.to_owned()))?;
+        let actual =
+            EventSeq::new(actual.ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))?);
         if actual != expected_last_seq {
-            tracing::debug!(run_id, expected_last_seq, actual, "append conflict");
+            tracing::debug!(%run_id, %expected_last_seq, %actual, "append conflict");
             return Err(StoreError::Conflict {
-                run_id: run_id.to_owned(),
+                run_id: run_id.clone(),
                 expected: expected_last_seq,
                 actual,
             });
@@ -106,7 +108,12 @@ impl Store {
                              change_seq = (SELECT MAX(change_seq) FROM runs) + 1
              WHERE run_id = ?1",
         )?
-        .execute(params![run_id, last_seq, last_event.recorded_at_ms, status])?;
+        .execute(params![
+            run_id.as_str(),
+            last_seq.get(),
+            last_event.recorded_at_ms,
+            status
+        ])?;
         let ids = mark_handled(&tx, handled)?;
         tx.commit()?;
         self.commits += 1;
@@ -117,8 +124,8 @@ impl Store {
     /// exactly as appended. A run that does not exist has no events.
     pub fn load_events(
         &self,
-        run_id: &str,
-        after_seq: u64,
+        run_id: &RunId,
+        after_seq: EventSeq,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.load_events_page(run_id, after_seq, usize::MAX)
     }
@@ -126,8 +133,8 @@ impl Store {
     /// [`Store::load_events`], at most `limit` of them.
     pub fn load_events_page(
         &self,
-        run_id: &str,
-        after_seq: u64,
+        run_id: &RunId,
+        after_seq: EventSeq,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -136,11 +143,11 @@ impl Store {
                     causation_seq, payload
              FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
-        let mut rows = statement.query(params![run_id, after_seq, limit])?;
+        let mut rows = statement.query(params![run_id.as_str(), after_seq.get(), limit])?;
         let mut resolver = BlobResolver::new(&self.conn);
         let mut events = Vec::new();
         while let Some(row) = rows.next()? {
-            let seq: u64 = row.get(0)?;
+            let seq = EventSeq::new(row.get(0)?);
             // Parse straight from SQLite's buffer rather than copying the text out first.
             let stored = row.get_ref(6)?.as_str().map_err(|err| {
                 rusqlite::Error::FromSqlConversionFailure(
@@ -151,7 +158,7 @@ impl Store {
             })?;
             let mut payload: serde_json::Value =
                 serde_json::from_str(stored).map_err(|source| StoreError::Json {
-                    run_id: run_id.to_owned(),
+                    run_id: run_id.clone(),
                     seq,
                     error: source,
                 })?;
@@ -164,7 +171,7 @@ impl Store {
                 schema_version: row.get(2)?,
                 recorded_at_ms: row.get(3)?,
                 correlation_id: row.get(4)?,
-                causation_seq: row.get(5)?,
+                causation_seq: row.get::<_, Option<u64>>(5)?.map(EventSeq::new),
                 payload,
             });
         }
@@ -176,10 +183,10 @@ impl Store {
 /// The caller owns the transaction and has checked that `after_seq` is the run's last seq.
 pub(crate) fn insert_events(
     conn: &Connection,
-    run_id: &str,
-    after_seq: u64,
+    run_id: &RunId,
+    after_seq: EventSeq,
     events: &[NewEvent],
-) -> Result<u64, StoreError> {
+) -> Result<EventSeq, StoreError> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO events (run_id, seq, event_type, schema_version, recorded_at_ms,
                              correlation_id, causation_seq, payload)
@@ -187,16 +194,16 @@ pub(crate) fn insert_events(
     )?;
     let mut seq = after_seq;
     for event in events {
-        seq += 1;
+        seq = seq.next();
         let payload = encode_payload(conn, run_id, seq, &event.payload)?;
         statement.execute(params![
-            run_id,
-            seq,
+            run_id.as_str(),
+            seq.get(),
             event.event_type,
             event.schema_version,
             event.recorded_at_ms,
             event.correlation_id,
-            event.causation_seq,
+            event.causation_seq.map(EventSeq::get),
             payload,
         ])?;
     }
@@ -208,7 +215,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_support::{count, event, new_run, temp_store};
+    use crate::test_support::{count, event, new_run, rid, seq, temp_store};
 
     #[test]
     fn create_append_and_load_round_trip() {
@@ -220,9 +227,9 @@ mod tests {
         let last = store
             .create_run(&new_run("run-1"), std::slice::from_ref(&first))
             .unwrap();
-        assert_eq!(last, 1);
+        assert_eq!(last, seq(1));
         let second = NewEvent {
-            causation_seq: Some(1),
+            causation_seq: Some(seq(1)),
             schema_version: 2,
             recorded_at_ms: 2_000,
             ..event("StepReady", json!({"step": "build"}))
@@ -230,20 +237,20 @@ mod tests {
         let third = event("StepSucceeded", json!(["a", 1, null]));
         let last = store
             .append(
-                "run-1",
-                1,
+                &rid("run-1"),
+                seq(1),
                 &[second.clone(), third.clone()],
                 Some("running"),
             )
             .unwrap();
-        assert_eq!(last, 3);
+        assert_eq!(last, seq(3));
 
-        let loaded = store.load_events("run-1", 0).unwrap();
+        let loaded = store.load_events(&rid("run-1"), seq(0)).unwrap();
         let expected: Vec<StoredEvent> = [first, second, third]
             .into_iter()
             .zip(1..)
-            .map(|(e, seq)| StoredEvent {
-                seq,
+            .map(|(e, n)| StoredEvent {
+                seq: seq(n),
                 event_type: e.event_type,
                 schema_version: e.schema_version,
                 recorded_at_ms: e.recorded_at_ms,
@@ -253,16 +260,24 @@ mod tests {
             })
             .collect();
         assert_eq!(loaded, expected);
-        assert_eq!(store.load_events("run-1", 2).unwrap(), expected[2..]);
-        assert!(store.load_events("run-1", 3).unwrap().is_empty());
-        assert!(store.load_events("no-such-run", 0).unwrap().is_empty());
+        assert_eq!(
+            store.load_events(&rid("run-1"), seq(2)).unwrap(),
+            expected[2..]
+        );
+        assert!(store.load_events(&rid("run-1"), seq(3)).unwrap().is_empty());
+        assert!(
+            store
+                .load_events(&rid("no-such-run"), seq(0))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn seqs_continue_across_appends_and_the_run_row_follows() {
         let (_dir, mut store) = temp_store();
-        assert_eq!(store.create_run(&new_run("run-1"), &[]).unwrap(), 0);
-        let mut last = 0;
+        assert_eq!(store.create_run(&new_run("run-1"), &[]).unwrap(), seq(0));
+        let mut last = seq(0);
         for batch in 1..=4u64 {
             let events: Vec<NewEvent> = (0..batch)
                 .map(|i| NewEvent {
@@ -270,30 +285,33 @@ mod tests {
                     ..event("Tick", json!({"batch": batch, "i": i}))
                 })
                 .collect();
-            last = store.append("run-1", last, &events, None).unwrap();
+            last = store.append(&rid("run-1"), last, &events, None).unwrap();
         }
-        assert_eq!(last, 10);
+        assert_eq!(last, seq(10));
         let seqs: Vec<u64> = store
-            .load_events("run-1", 0)
+            .load_events(&rid("run-1"), seq(0))
             .unwrap()
             .iter()
-            .map(|e| e.seq)
+            .map(|e| e.seq.get())
             .collect();
         assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
-        let run = store.run("run-1").unwrap().unwrap();
-        assert_eq!(run.last_seq, 10);
+        let run = store.run(&rid("run-1")).unwrap().unwrap();
+        assert_eq!(run.last_seq, seq(10));
         assert_eq!(run.updated_at_ms, 403);
         assert_eq!(run.status, "pending");
 
         store
             .append(
-                "run-1",
-                10,
+                &rid("run-1"),
+                seq(10),
                 &[event("RunSucceeded", json!({}))],
                 Some("succeeded"),
             )
             .unwrap();
-        assert_eq!(store.run("run-1").unwrap().unwrap().status, "succeeded");
+        assert_eq!(
+            store.run(&rid("run-1")).unwrap().unwrap().status,
+            "succeeded"
+        );
     }
 
     #[test]
@@ -302,9 +320,14 @@ mod tests {
         store
             .create_run(&new_run("run-1"), &[event("A", json!(1))])
             .unwrap();
-        assert_eq!(store.append("run-1", 1, &[], Some("failed")).unwrap(), 1);
-        let run = store.run("run-1").unwrap().unwrap();
-        assert_eq!((run.status.as_str(), run.last_seq), ("pending", 1));
+        assert_eq!(
+            store
+                .append(&rid("run-1"), seq(1), &[], Some("failed"))
+                .unwrap(),
+            seq(1)
+        );
+        let run = store.run(&rid("run-1")).unwrap().unwrap();
+        assert_eq!((run.status.as_str(), run.last_seq), ("pending", seq(1)));
     }
 
     #[test]
@@ -314,13 +337,13 @@ mod tests {
             .create_run(&new_run("run-1"), &[event("A", json!(1))])
             .unwrap();
         store
-            .append("run-1", 1, &[event("B", json!(2))], None)
+            .append(&rid("run-1"), seq(1), &[event("B", json!(2))], None)
             .unwrap();
-        let before = store.run("run-1").unwrap();
+        let before = store.run(&rid("run-1")).unwrap();
 
         let stale = [event("C", json!({"content": "would be a blob"}))];
         let err = store
-            .append("run-1", 1, &stale, Some("failed"))
+            .append(&rid("run-1"), seq(1), &stale, Some("failed"))
             .unwrap_err();
         match err {
             StoreError::Conflict {
@@ -328,15 +351,21 @@ mod tests {
                 expected,
                 actual,
             } => {
-                assert_eq!((run_id.as_str(), expected, actual), ("run-1", 1, 2));
+                assert_eq!(
+                    (run_id.as_str(), expected, actual),
+                    ("run-1", seq(1), seq(2))
+                );
             }
             other => panic!("expected a conflict, got {other:?}"),
         }
-        assert_eq!(store.run("run-1").unwrap(), before);
-        assert_eq!(store.load_events("run-1", 0).unwrap().len(), 2);
+        assert_eq!(store.run(&rid("run-1")).unwrap(), before);
+        assert_eq!(store.load_events(&rid("run-1"), seq(0)).unwrap().len(), 2);
         assert_eq!(count(&store, "SELECT COUNT(*) FROM blobs"), 0);
         // The connection is usable afterwards: the failed transaction was rolled back.
-        assert_eq!(store.append("run-1", 2, &stale, None).unwrap(), 3);
+        assert_eq!(
+            store.append(&rid("run-1"), seq(2), &stale, None).unwrap(),
+            seq(3)
+        );
     }
 
     #[test]
@@ -348,19 +377,19 @@ mod tests {
         let mut other =
             Store::open(&dir.path().join("stepwise.db"), crate::Durability::Normal).unwrap();
         other
-            .append("run-1", 1, &[event("B", json!(2))], None)
+            .append(&rid("run-1"), seq(1), &[event("B", json!(2))], None)
             .unwrap();
         let err = store
-            .append("run-1", 1, &[event("B'", json!(2))], None)
+            .append(&rid("run-1"), seq(1), &[event("B'", json!(2))], None)
             .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { actual: 2, .. }));
+        assert!(matches!(err, StoreError::Conflict { actual, .. } if actual == seq(2)));
     }
 
     #[test]
     fn appending_to_an_unknown_run_fails() {
         let (_dir, mut store) = temp_store();
         let err = store
-            .append("ghost", 0, &[event("A", json!(1))], None)
+            .append(&rid("ghost"), seq(0), &[event("A", json!(1))], None)
             .unwrap_err();
         assert!(matches!(err, StoreError::RunNotFound(id) if id == "ghost"));
     }
@@ -389,7 +418,10 @@ mod tests {
                 .to_string()
                 .contains("events are append-only")
         );
-        assert_eq!(store.load_events("run-1", 0).unwrap()[0].payload, json!(1));
+        assert_eq!(
+            store.load_events(&rid("run-1"), seq(0)).unwrap()[0].payload,
+            json!(1)
+        );
     }
 
     /// Not a benchmark, just a guard against accidentally quadratic or chatty loading.
@@ -407,9 +439,9 @@ mod tests {
                 )
             })
             .collect();
-        store.append("run-1", 0, &events, None).unwrap();
+        store.append(&rid("run-1"), seq(0), &events, None).unwrap();
         let started = std::time::Instant::now();
-        let loaded = store.load_events("run-1", 0).unwrap();
+        let loaded = store.load_events(&rid("run-1"), seq(0)).unwrap();
         let elapsed = started.elapsed();
         eprintln!("loaded {} events in {elapsed:?}", loaded.len());
         assert_eq!(loaded.len(), 10_000);

@@ -219,9 +219,18 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
 #[cfg(test)]
 mod test_support {
     use serde_json::Value;
+    use stepwise_core::ids::{EventSeq, RunId};
     use tempfile::TempDir;
 
     use crate::{Durability, NewEvent, NewRun, Store};
+
+    pub(crate) fn rid(run_id: &str) -> RunId {
+        RunId::from(run_id)
+    }
+
+    pub(crate) fn seq(seq: u64) -> EventSeq {
+        EventSeq::new(seq)
+    }
 
     pub(crate) fn temp_store() -> (TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -263,7 +272,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_support::{event, new_run, temp_store};
+    use crate::test_support::{event, new_run, rid, seq, temp_store};
 
     #[test]
     fn open_creates_parent_directories_and_configures_the_connection() {
@@ -297,9 +306,9 @@ mod tests {
         drop(store);
         for _ in 0..2 {
             let store = Store::open(&path, Durability::Full).unwrap();
-            assert_eq!(store.run("run-1").unwrap().unwrap().last_seq, 1);
+            assert_eq!(store.run(&rid("run-1")).unwrap().unwrap().last_seq, seq(1));
             assert_eq!(
-                store.load_events("run-1", 0).unwrap()[0].payload,
+                store.load_events(&rid("run-1"), seq(0)).unwrap()[0].payload,
                 json!({"content": "x"})
             );
             let version = migrations::migrations()

@@ -4,6 +4,7 @@
 
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
+use stepwise_core::ids::{EventSeq, RunId};
 
 use crate::events::{NewEvent, insert_events};
 use crate::{Store, StoreError};
@@ -14,7 +15,7 @@ pub const AMBIGUOUS_MATCHES_SHOWN: usize = 10;
 /// A run about to be created.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
-    pub run_id: String,
+    pub run_id: RunId,
     pub workflow_name: String,
     pub workflow_path: String,
     pub workflow_hash: String,
@@ -27,7 +28,7 @@ pub struct NewRun {
 /// A run as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunRow {
-    pub run_id: String,
+    pub run_id: RunId,
     pub workflow_name: String,
     pub workflow_path: String,
     pub workflow_hash: String,
@@ -38,7 +39,7 @@ pub struct RunRow {
     /// The `recorded_at_ms` of the last event (`created_at_ms` before any).
     pub updated_at_ms: i64,
     /// The seq of the last event, 0 before any.
-    pub last_seq: u64,
+    pub last_seq: EventSeq,
     /// A database-wide counter: higher for a run written to later. Followers ask for the runs
     /// that changed since the highest value they have seen.
     pub change_seq: u64,
@@ -49,7 +50,7 @@ const RUN_COLUMNS: &str = "run_id, workflow_name, workflow_path, workflow_hash, 
 
 fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
-        run_id: row.get(0)?,
+        run_id: RunId::from(row.get::<_, String>(0)?),
         workflow_name: row.get(1)?,
         workflow_path: row.get(2)?,
         workflow_hash: row.get(3)?,
@@ -58,7 +59,7 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         status: row.get(6)?,
         created_at_ms: row.get(7)?,
         updated_at_ms: row.get(8)?,
-        last_seq: row.get(9)?,
+        last_seq: EventSeq::new(row.get(9)?),
         change_seq: row.get(10)?,
     })
 }
@@ -66,8 +67,12 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
 impl Store {
     /// Inserts the run row and its first events (seqs `1..=n`) in one transaction and returns
     /// the last seq. Fails with [`StoreError::RunExists`] if the id is taken.
-    pub fn create_run(&mut self, run: &NewRun, events: &[NewEvent]) -> Result<u64, StoreError> {
-        let last_seq = u64::try_from(events.len()).unwrap_or(u64::MAX);
+    pub fn create_run(
+        &mut self,
+        run: &NewRun,
+        events: &[NewEvent],
+    ) -> Result<EventSeq, StoreError> {
+        let last_seq = EventSeq::new(u64::try_from(events.len()).unwrap_or(u64::MAX));
         let updated_at_ms = events
             .last()
             .map_or(run.created_at_ms, |e| e.recorded_at_ms);
@@ -82,7 +87,7 @@ impl Store {
                  (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs))"
             ))?
             .execute(params![
-                run.run_id,
+                run.run_id.as_str(),
                 run.workflow_name,
                 run.workflow_path,
                 run.workflow_hash,
@@ -91,7 +96,7 @@ impl Store {
                 run.status,
                 run.created_at_ms,
                 updated_at_ms,
-                last_seq,
+                last_seq.get(),
             ]);
         match inserted {
             Err(rusqlite::Error::SqliteFailure(err, _))
@@ -101,15 +106,20 @@ impl Store {
             }
             other => other?,
         };
-        insert_events(&tx, &run.run_id, 0, events)?;
+        insert_events(&tx, &run.run_id, EventSeq::ZERO, events)?;
         tx.commit()?;
         self.commits += 1;
-        tracing::debug!(run_id = %run.run_id, last_seq, "created run");
+        tracing::debug!(run_id = %run.run_id, %last_seq, "created run");
         Ok(last_seq)
     }
 
     /// The run with exactly this id, if any.
-    pub fn run(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
+    pub fn run(&self, run_id: &RunId) -> Result<Option<RunRow>, StoreError> {
+        self.run_exactly(run_id.as_str())
+    }
+
+    /// The run whose id is exactly this text, if any.
+    fn run_exactly(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"))?
@@ -126,7 +136,7 @@ impl Store {
             return Err(StoreError::RunNotFound(String::new()));
         }
         // An exact id wins even when it is also the prefix of a longer one.
-        if let Some(run) = self.run(id_or_prefix)? {
+        if let Some(run) = self.run_exactly(id_or_prefix)? {
             return Ok(run);
         }
         // A range on the primary key rather than LIKE: exact, case-sensitive and indexed.
@@ -230,7 +240,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_support::{event, new_run, temp_store};
+    use crate::test_support::{event, new_run, rid, seq, temp_store};
 
     fn run_at(run_id: &str, created_at_ms: i64, status: &str) -> NewRun {
         NewRun {
@@ -248,8 +258,8 @@ mod tests {
             recorded_at_ms: 1_500,
             ..event("RunStarted", json!({}))
         };
-        assert_eq!(store.create_run(&run, &[first]).unwrap(), 1);
-        let row = store.run("run-1").unwrap().unwrap();
+        assert_eq!(store.create_run(&run, &[first]).unwrap(), seq(1));
+        let row = store.run(&rid("run-1")).unwrap().unwrap();
         assert_eq!(
             row,
             RunRow {
@@ -262,11 +272,11 @@ mod tests {
                 status: run.status,
                 created_at_ms: run.created_at_ms,
                 updated_at_ms: 1_500,
-                last_seq: 1,
+                last_seq: seq(1),
                 change_seq: 1,
             }
         );
-        assert_eq!(store.run("run-2").unwrap(), None);
+        assert_eq!(store.run(&rid("run-2")).unwrap(), None);
     }
 
     #[test]
@@ -283,7 +293,10 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(err.to_string(), "run `run-1` already exists");
-        assert_eq!(store.load_events("run-1", 0).unwrap()[0].payload, json!(1));
+        assert_eq!(
+            store.load_events(&rid("run-1"), seq(0)).unwrap()[0].payload,
+            json!(1)
+        );
     }
 
     #[test]
@@ -358,10 +371,12 @@ mod tests {
         let seen = store.last_change_seq().unwrap();
         assert!(store.runs_changed_since(seen, 10).unwrap().is_empty());
 
-        store.append("a", 1, &[event("B", json!(2))], None).unwrap();
+        store
+            .append(&rid("a"), seq(1), &[event("B", json!(2))], None)
+            .unwrap();
         let changed = store.runs_changed_since(seen, 10).unwrap();
         assert_eq!(ids(changed.clone()), ["a"]);
-        assert_eq!(changed[0].last_seq, 2);
+        assert_eq!(changed[0].last_seq, seq(2));
         assert!(changed[0].change_seq > seen);
         assert_eq!(ids(store.runs_changed_since(0, 10).unwrap()), ["b", "a"]);
         assert_eq!(ids(store.runs_changed_since(0, 1).unwrap()), ["b"]);
@@ -383,7 +398,7 @@ mod tests {
                 .create_run(&run_at(id, i64::try_from(i).unwrap(), status), &[])
                 .unwrap();
         }
-        let ids: Vec<String> = store
+        let ids: Vec<RunId> = store
             .unfinished_runs()
             .unwrap()
             .into_iter()
@@ -393,13 +408,13 @@ mod tests {
 
         store
             .append(
-                "r2",
-                0,
+                &rid("r2"),
+                seq(0),
                 &[event("RunSucceeded", json!({}))],
                 Some("succeeded"),
             )
             .unwrap();
-        let ids: Vec<String> = store
+        let ids: Vec<RunId> = store
             .unfinished_runs()
             .unwrap()
             .into_iter()

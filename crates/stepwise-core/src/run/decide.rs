@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::proposal::{command_request, edit_proposal, render_path};
 use super::state::{Phase, Purpose, RunState, StateError, StepStatus, proposal_request};
 use crate::event::{ApprovalGranted, DecisionMode, Event, Proposal, Resolution};
+use crate::ids::StepId;
 use crate::operation::{OperationErrorKind, OperationRequest, OperationResult};
 use crate::policy::{Effect, GateKind, Subject};
 use crate::template::Scope;
@@ -18,7 +19,7 @@ impl RunState {
         let mut decided = Vec::new();
         while let Some(index) = self.dirty.pop_first() {
             for event in self.decide_step(index) {
-                let seq = self.last_seq + 1;
+                let seq = self.last_seq.next();
                 // Decisions are built from this very state, so applying one fails only if the
                 // core is wrong; then nothing of this advance may be recorded (an event the
                 // state cannot apply would make the run unloadable), and the caller reloads.
@@ -30,7 +31,7 @@ impl RunState {
             let event = if self.cancel_requested {
                 Event::RunCancelled {}
             } else {
-                let failed: Vec<String> = self
+                let failed: Vec<StepId> = self
                     .steps()
                     .filter(|(_, s)| matches!(s.status, StepStatus::Failed | StepStatus::Rejected))
                     .map(|(d, _)| d.id.clone())
@@ -41,7 +42,7 @@ impl RunState {
                     Event::RunFailed { steps: failed }
                 }
             };
-            let seq = self.last_seq + 1;
+            let seq = self.last_seq.next();
             self.apply(seq, &event)?;
             decided.push(event);
         }
@@ -51,7 +52,7 @@ impl RunState {
     fn scope_for(&self, index: usize) -> Scope {
         let mut scope = self.base_scope.clone();
         for &read in &self.workflow.steps[index].reads {
-            scope.add_step(&self.workflow.steps[read].id, &self.step_view(read));
+            scope.add_step(self.workflow.steps[read].id.as_str(), &self.step_view(read));
         }
         scope
     }
@@ -542,7 +543,7 @@ fn subject_of(proposal: &Proposal, kind: GateKind) -> Subject<'_> {
 }
 
 /// A proposal that cannot be serialised cannot be named or recorded: the step fails.
-fn unrecordable(step: &str, attempt: u32, error: &serde_json::Error) -> Event {
+fn unrecordable(step: &StepId, attempt: u32, error: &serde_json::Error) -> Event {
     fail(
         step,
         attempt,
@@ -550,9 +551,9 @@ fn unrecordable(step: &str, attempt: u32, error: &serde_json::Error) -> Event {
     )
 }
 
-fn fail(step: &str, attempt: u32, error: impl Into<String>) -> Event {
+fn fail(step: &StepId, attempt: u32, error: impl Into<String>) -> Event {
     Event::StepFailed {
-        step: step.to_string(),
+        step: step.clone(),
         attempt: attempt.max(1),
         error: error.into(),
         output: None,

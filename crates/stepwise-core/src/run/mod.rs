@@ -2,6 +2,7 @@
 //! decisions it takes (`decide`), the requests and proposals it renders (`proposal`), and
 //! replay of a recorded log (`replay`), and how long each step waited and ran (`timing`).
 
+mod apply;
 mod decide;
 mod proposal;
 mod replay;

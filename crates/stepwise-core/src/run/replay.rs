@@ -9,13 +9,14 @@ use thiserror::Error;
 
 use super::state::{RunState, RunStatus, StateError};
 use crate::event::Event;
+use crate::ids::EventSeq;
 use crate::workflow::Workflow;
 
 /// The first place where the core, as it is now, decides differently from the log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Divergence {
     /// Seq of the first event that does not match (one past the end if the log stops short).
-    pub seq: u64,
+    pub seq: EventSeq,
     /// What the core decides at that point (`None`: nothing).
     pub expected: Option<Event>,
     /// What the log holds there (`None`: the log ends).
@@ -41,19 +42,21 @@ pub enum ReplayError {
 /// Replays `events` (seq 1 = `RunStarted`) against `workflow`.
 pub fn replay(
     workflow: Arc<Workflow>,
-    events: &[(u64, Event)],
+    events: &[(EventSeq, Event)],
 ) -> Result<ReplayReport, ReplayError> {
     let mut iter = events.iter();
     let started = match iter.next() {
-        Some((1, Event::RunStarted(started))) => started.clone(),
-        Some((seq, _)) => return Err(StateError::NotStarted { seq: *seq }.into()),
-        None => return Err(StateError::NotStarted { seq: 1 }.into()),
+        Some((EventSeq::FIRST, Event::RunStarted(started))) => started.clone(),
+        other => {
+            let seq = other.map_or(EventSeq::FIRST, |(seq, _)| *seq);
+            return Err(StateError::NotStarted { seq }.into());
+        }
     };
     let mut state = RunState::new(workflow, started)?;
     let mut expected: VecDeque<Event> = state.advance()?.into();
     let mut decisions = 0;
     // `state` already holds the expected decisions applied; `position` walks the log beside it.
-    let mut next_decision_seq = 2;
+    let mut next_decision_seq = EventSeq::FIRST.next();
     for (seq, event) in iter {
         if event.is_decision() {
             let want = expected.pop_front();
@@ -61,7 +64,7 @@ pub fn replay(
                 return Err(diverged(*seq, want, Some(event.clone())));
             }
             decisions += 1;
-            next_decision_seq = seq + 1;
+            next_decision_seq = seq.next();
             continue;
         }
         if let Some(want) = expected.pop_front() {
@@ -76,7 +79,7 @@ pub fn replay(
             });
         }
         expected = state.advance()?.into();
-        next_decision_seq = seq + 1;
+        next_decision_seq = seq.next();
     }
     // A run that was recorded but never driven has only `RunStarted`: its first decisions are
     // still to be taken, which is not a divergence.
@@ -91,7 +94,7 @@ pub fn replay(
     })
 }
 
-fn diverged(seq: u64, expected: Option<Event>, recorded: Option<Event>) -> ReplayError {
+fn diverged(seq: EventSeq, expected: Option<Event>, recorded: Option<Event>) -> ReplayError {
     ReplayError::Diverged(Box::new(Divergence {
         seq,
         expected,

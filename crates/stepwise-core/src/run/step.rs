@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::event::{Proposal, Resolution};
+use crate::ids::EventSeq;
 use crate::operation::{OperationError, OperationRequest, OperationResult};
 
 use super::status::StepStatus;
@@ -33,7 +34,7 @@ pub(crate) enum Phase {
     /// Approved: perform this (for a gate, nothing).
     Approved(Option<OperationRequest>),
     InFlight {
-        op: u64,
+        op: EventSeq,
         request: OperationRequest,
     },
     Returned {
@@ -47,7 +48,7 @@ pub(crate) enum Phase {
     RetryWait,
     RetryNow,
     Unknown {
-        op: u64,
+        op: EventSeq,
         request: OperationRequest,
     },
     Resolved {
@@ -66,7 +67,7 @@ pub struct PendingApproval {
     pub proposal_hash: String,
     pub reason: String,
     /// Seq of the `ApprovalRequested` event.
-    pub requested_seq: u64,
+    pub requested_seq: EventSeq,
 }
 
 /// One step's state.

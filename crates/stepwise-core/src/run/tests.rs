@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::{RunState, RunStatus, StepStatus, replay};
 use crate::event::{ApprovalGranted, DecisionMode, Event, Proposal, Resolution, RunStarted};
+use crate::ids::EventSeq;
 use crate::operation::{CommandOutcome, OperationRequest, OperationResult};
 use crate::policy::{Effect, GateKind, RuleSpec};
 use crate::workflow::parse_workflow;
@@ -14,7 +15,7 @@ use crate::workflow::parse_workflow;
 /// A run under test: the state plus the log it has produced so far.
 struct Run {
     state: RunState,
-    log: Vec<(u64, Event)>,
+    log: Vec<(EventSeq, Event)>,
 }
 
 impl Run {
@@ -39,7 +40,7 @@ impl Run {
         let state = RunState::new(workflow, started.clone()).expect("state");
         let mut run = Run {
             state,
-            log: vec![(1, Event::RunStarted(started))],
+            log: vec![(EventSeq::FIRST, Event::RunStarted(started))],
         };
         let decided = run.state.advance().expect("decisions apply");
         run.record(decided);
@@ -49,21 +50,21 @@ impl Run {
     fn record(&mut self, events: Vec<Event>) -> Vec<Event> {
         let first = self.log.len() as u64 + 1;
         for (i, e) in events.iter().enumerate() {
-            self.log.push((first + i as u64, e.clone()));
+            self.log.push((EventSeq::new(first + i as u64), e.clone()));
         }
         events
     }
 
     /// Applies an input and returns the decisions it leads to.
     fn input(&mut self, event: Event) -> Vec<Event> {
-        let seq = self.state.last_seq() + 1;
+        let seq = self.state.last_seq().next();
         self.state.apply(seq, &event).expect("input applies");
         self.log.push((seq, event));
         let decided = self.state.advance().expect("decisions apply");
         self.record(decided)
     }
 
-    fn last_op(&self) -> u64 {
+    fn last_op(&self) -> EventSeq {
         self.log
             .iter()
             .rev()
@@ -261,7 +262,7 @@ fn a_voided_edit_proposal_is_proposed_again_against_the_file_as_it_is_now() {
     assert!(diff.contains("-other") && diff.contains("+new"), "{diff}");
 
     // The old proposal is gone: voiding it again is a corrupt log, not a second re-proposal.
-    let seq = run.state.last_seq() + 1;
+    let seq = run.state.last_seq().next();
     let again = run.state.apply(
         seq,
         &Event::ProposalVoided {
@@ -361,14 +362,14 @@ fn when_false_skips_the_step_and_its_dependents_unless_they_run_after_finished()
         vec![],
     );
     assert_eq!(
-        run.state.step_state("a").map(|s| s.status),
+        run.state.step_state(&"a".into()).map(|s| s.status),
         Some(StepStatus::Skipped)
     );
     assert_eq!(
-        run.state.step_state("b").map(|s| s.status),
+        run.state.step_state(&"b".into()).map(|s| s.status),
         Some(StepStatus::Skipped)
     );
-    let c = run.state.step_state("c").expect("c");
+    let c = run.state.step_state(&"c".into()).expect("c");
     assert_eq!(c.output, Some(json!({"a_was": "skipped"})));
     assert_eq!(run.state.status(), RunStatus::Succeeded);
 }
@@ -412,7 +413,7 @@ fn a_rejection_ends_the_step_with_its_reason_and_fails_the_run() {
     assert_eq!(Run::types(&decided), ["StepRejected", "RunFailed"]);
     assert_eq!(
         run.state
-            .step_state("gate")
+            .step_state(&"gate".into())
             .and_then(|s| s.reason.clone())
             .as_deref(),
         Some("not on a Friday")
@@ -487,7 +488,7 @@ fn replay_matches_its_own_log_and_names_the_first_tampered_decision() {
     let Err(super::ReplayError::Diverged(divergence)) = replay(workflow, &tampered) else {
         panic!("must diverge")
     };
-    assert_eq!(divergence.seq, 4);
+    assert_eq!(divergence.seq, EventSeq::new(4));
 }
 
 #[test]
@@ -516,7 +517,7 @@ fn an_event_that_cannot_apply_changes_nothing() {
         vec![],
     );
     let before = run.state.last_seq();
-    let status = run.state.step_state("gate").map(|s| s.status);
+    let status = run.state.step_state(&"gate".into()).map(|s| s.status);
     // An approval naming a proposal the step does not wait on.
     let wrong = Event::ApprovalGranted(ApprovalGranted {
         step: "gate".into(),
@@ -528,21 +529,26 @@ fn an_event_that_cannot_apply_changes_nothing() {
         mode: DecisionMode::Manual,
         comment: None,
     });
-    assert!(run.state.apply(before + 1, &wrong).is_err());
+    assert!(run.state.apply(before.next(), &wrong).is_err());
     // An answer to an operation that never started, and an unknown step.
-    let answer = Event::OperationOutcomeUnknown { op: 99 };
-    assert!(run.state.apply(before + 1, &answer).is_err());
+    let answer = Event::OperationOutcomeUnknown {
+        op: EventSeq::new(99),
+    };
+    assert!(run.state.apply(before.next(), &answer).is_err());
     let unknown = Event::StepCancelled {
         step: "nope".into(),
     };
-    assert!(run.state.apply(before + 1, &unknown).is_err());
+    assert!(run.state.apply(before.next(), &unknown).is_err());
     assert_eq!(run.state.last_seq(), before);
-    assert_eq!(run.state.step_state("gate").map(|s| s.status), status);
+    assert_eq!(
+        run.state.step_state(&"gate".into()).map(|s| s.status),
+        status
+    );
 
     // The right event still applies at the same seq.
     let hash = run
         .state
-        .step_state("gate")
+        .step_state(&"gate".into())
         .and_then(|s| s.pending_approval.as_ref())
         .map(|p| p.proposal_hash.clone())
         .expect("the gate waits");

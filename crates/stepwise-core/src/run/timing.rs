@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::event::Event;
+use crate::ids::{EventSeq, StepId};
 
 /// One step's times, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -35,15 +36,15 @@ struct Clocks {
 /// intervals still open (a question unanswered, an operation running) for a run that has not
 /// finished; `None` for a finished run.
 pub fn step_timings<'a>(
-    events: impl IntoIterator<Item = (u64, i64, &'a Event)>,
+    events: impl IntoIterator<Item = (EventSeq, i64, &'a Event)>,
     now_ms: Option<i64>,
-) -> BTreeMap<String, StepTiming> {
-    let mut steps: BTreeMap<String, Clocks> = BTreeMap::new();
+) -> BTreeMap<StepId, StepTiming> {
+    let mut steps: BTreeMap<StepId, Clocks> = BTreeMap::new();
     // Operation seq -> (step, started at).
-    let mut running: HashMap<u64, (String, i64)> = HashMap::new();
+    let mut running: HashMap<EventSeq, (StepId, i64)> = HashMap::new();
     for (seq, at, event) in events {
         if let Some(step) = event.step() {
-            let clocks = steps.entry(step.to_string()).or_insert_with(|| Clocks {
+            let clocks = steps.entry(step.clone()).or_insert_with(|| Clocks {
                 first: at,
                 last: at,
                 ..Clocks::default()
@@ -167,7 +168,7 @@ mod tests {
             granted("a"),
             started_op("a"),
             Event::OperationSucceeded {
-                op: 4,
+                op: EventSeq::new(4),
                 result: OperationResult::FileRead {
                     exists: true,
                     content: "x".into(),
@@ -184,7 +185,7 @@ mod tests {
         let log = events
             .iter()
             .enumerate()
-            .map(|(i, e)| (i as u64 + 1, at[i], e));
+            .map(|(i, e)| (EventSeq::new(i as u64 + 1), at[i], e));
         let timing = step_timings(log.clone(), None)["a"];
         assert_eq!(timing.waiting_ms, 60_000);
         assert_eq!(timing.executing_ms, 500);

@@ -11,6 +11,7 @@ use super::fields::{Reads, StepContext};
 use super::inputs::check_default;
 use super::{AfterDef, DEFAULT_MAX_PARALLEL, Step, Workflow};
 use crate::hash::content_hash;
+use crate::ids::StepId;
 use crate::policy::rules_from_def;
 use crate::yaml::{self, YamlError};
 
@@ -238,8 +239,8 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    fn index_steps(&mut self, steps: &[StepDef], places: &[StepPlace]) -> HashMap<String, usize> {
-        let mut index: HashMap<String, usize> = HashMap::with_capacity(steps.len());
+    fn index_steps(&mut self, steps: &[StepDef], places: &[StepPlace]) -> HashMap<StepId, usize> {
+        let mut index: HashMap<StepId, usize> = HashMap::with_capacity(steps.len());
         for (i, step) in steps.iter().enumerate() {
             let id = step.id.value.as_str();
             let place = places[i];
@@ -260,7 +261,7 @@ impl<'a> Compiler<'a> {
                     format!("duplicate step id `{id}` (first used on line {first_line})"),
                 );
             } else {
-                index.insert(id.to_string(), i);
+                index.insert(StepId::from(id), i);
             }
         }
         index
@@ -270,7 +271,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         steps: &[StepDef],
         places: &[StepPlace],
-        index: &HashMap<String, usize>,
+        index: &HashMap<StepId, usize>,
     ) -> Vec<Vec<usize>> {
         let mut all = Vec::with_capacity(steps.len());
         for (i, step) in steps.iter().enumerate() {
@@ -375,7 +376,7 @@ impl<'a> Compiler<'a> {
         def: &StepDef,
         place: StepPlace,
         needs: &[Vec<usize>],
-        index: &HashMap<String, usize>,
+        index: &HashMap<StepId, usize>,
         inputs: &BTreeMap<String, super::InputDef>,
         order_ok: bool,
     ) -> Option<Step> {
@@ -445,7 +446,7 @@ impl<'a> Compiler<'a> {
             return None;
         }
         Some(Step {
-            id: id.to_string(),
+            id: StepId::from(id),
             line: place.line,
             needs: needs[i].clone(),
             dependents: Vec::new(),

@@ -15,6 +15,7 @@ pub use def::{AfterDef, InputDef, InputType, workflow_json_schema};
 pub use error::{ValidationError, WorkflowErrors};
 pub use inputs::InputError;
 
+use crate::ids::StepId;
 use crate::policy::RuleSpec;
 use crate::template::{Expr, Template, ValueTemplate};
 
@@ -40,16 +41,16 @@ pub struct Workflow {
     /// The workflow's own (tightening) rules.
     pub policy_rules: Vec<RuleSpec>,
     pub steps: Vec<Step>,
-    index: HashMap<String, usize>,
+    index: HashMap<StepId, usize>,
 }
 
 impl Workflow {
     /// The position of a step by id.
-    pub fn step_index(&self, id: &str) -> Option<usize> {
+    pub fn step_index(&self, id: &StepId) -> Option<usize> {
         self.index.get(id).copied()
     }
 
-    pub fn step(&self, id: &str) -> Option<&Step> {
+    pub fn step(&self, id: &StepId) -> Option<&Step> {
         self.step_index(id).map(|i| &self.steps[i])
     }
 }
@@ -57,7 +58,7 @@ impl Workflow {
 /// One compiled step.
 #[derive(Debug)]
 pub struct Step {
-    pub id: String,
+    pub id: StepId,
     /// Line of the step's `id` in the file, for messages.
     pub line: u32,
     /// Indices of the steps this one needs.

@@ -4,6 +4,7 @@
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
+use stepwise_core::ids::EventSeq;
 use stepwise_engine::Durability;
 use stepwise_store::{NewEvent, NewRun, Store};
 
@@ -56,7 +57,7 @@ pub fn append_floor_with(durability: Durability, n: usize, content: &str) -> Ben
         schema_version: 1,
         recorded_at_ms: 1,
         correlation_id: Some("r1".into()),
-        causation_seq: Some(1),
+        causation_seq: Some(EventSeq::FIRST),
         payload,
     };
     let events = [
@@ -77,10 +78,10 @@ pub fn append_floor_with(durability: Durability, n: usize, content: &str) -> Ben
             serde_json::json!({"step": "r2", "attempt": 1, "request": {"kind": "read_file", "path": "input.txt"}}),
         ),
     ];
-    let mut last = 0;
+    let mut last = EventSeq::ZERO;
     let began = Instant::now();
     for _ in 0..n {
-        last = store.append("floor", last, &events, Some("running"))?;
+        last = store.append(&run.run_id, last, &events, Some("running"))?;
     }
     Ok(began.elapsed() / count(n))
 }

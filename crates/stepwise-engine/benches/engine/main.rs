@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stepwise_core::event::Event;
+use stepwise_core::ids::{EventSeq, RunId};
 use stepwise_core::run::{RunState, RunStatus, replay};
 use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Command, Durability, Engine, EngineConfig, StartRun};
@@ -344,10 +345,10 @@ async fn replay_big(durability: Durability, sizes: Sizes) -> BenchResult<Lines> 
     let bytes = bench.stored_bytes()?;
     let store = Store::open_reader(&bench.dir.path().join("bench.db"))?;
     let began = Instant::now();
-    let stored = store.load_events(&run.run_id, 0)?;
+    let stored = store.load_events(&run.run_id, EventSeq::ZERO)?;
     let read_took = began.elapsed();
     let began = Instant::now();
-    let events: Vec<(u64, Event)> = stored
+    let events: Vec<(EventSeq, Event)> = stored
         .iter()
         .map(|s| {
             Event::from_payload(&s.event_type, s.schema_version, s.payload.clone())
@@ -423,8 +424,8 @@ async fn approvals(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
         .engine
         .start_run(bench.start("approvals", &yaml)?)
         .await?;
-    let run_id = handle.run_id().to_string();
-    let mut events = bench.engine.subscribe_run(&run_id, 0);
+    let run_id = handle.run_id().clone();
+    let mut events = bench.engine.subscribe_run(run_id.as_str(), EventSeq::ZERO);
     let mut total = Duration::ZERO;
     for i in 0..n {
         loop {
@@ -437,12 +438,12 @@ async fn approvals(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
         }
         let began = Instant::now();
         let command = Command::Approve {
-            step: format!("r{i}"),
+            step: format!("r{i}").into(),
             comment: None,
             edited: None,
             proposal: None,
         };
-        bench.engine.send(&run_id, command).await?;
+        bench.engine.send(run_id.as_str(), command).await?;
         total += began.elapsed();
     }
     let status = handle.wait().await?;
@@ -463,7 +464,7 @@ struct Bench {
 
 /// How a run went.
 struct Ran {
-    run_id: String,
+    run_id: RunId,
     took: Duration,
     commits: u64,
     /// From the first operation's request to the last one's result, as recorded: the run's
@@ -520,13 +521,13 @@ impl Bench {
         let commits = self.engine.stats().commits;
         let began = Instant::now();
         let handle = self.engine.start_run(start).await?;
-        let run_id = handle.run_id().to_string();
+        let run_id = handle.run_id().clone();
         let status = handle.wait().await?;
         let took = began.elapsed();
         if status != RunStatus::Succeeded {
             return Err(format!("{name} ended {status:?}").into());
         }
-        let loaded = self.engine.load_run(&run_id).await?;
+        let loaded = self.engine.load_run(run_id.as_str()).await?;
         let at = |wanted: fn(&Event) -> bool| {
             loaded
                 .events

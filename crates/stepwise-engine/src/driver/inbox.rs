@@ -119,7 +119,7 @@ impl Driver {
                 .record(Vec::new(), origin, StoredOutcome::Applied { seq: None })
                 .await;
         };
-        let seq = self.state.last_seq() + 1;
+        let seq = self.state.last_seq().next();
         let group = self.take_input(input)?;
         let recorded = self
             .record(

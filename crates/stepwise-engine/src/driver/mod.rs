@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stepwise_core::event::Event;
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::operation::{OperationError, OperationRequest, OperationResult};
 use stepwise_core::run::{RunState, RunStatus};
 use stepwise_store::{HandledCommand, StoredEvent};
@@ -35,11 +36,11 @@ use crate::sandbox::Workspace;
 /// What wakes a driver.
 pub(crate) enum Message {
     OperationDone {
-        op: u64,
+        op: EventSeq,
         outcome: Result<OperationResult, OperationError>,
     },
     RetryDue {
-        step: String,
+        step: StepId,
         attempt: u32,
     },
     /// Commands may have arrived in the run's inbox.
@@ -58,7 +59,7 @@ pub(crate) enum Message {
 
 /// One input (with the seq of the event it answers) and the decisions it led to.
 pub(super) struct Group {
-    input: Option<(Event, Option<u64>)>,
+    input: Option<(Event, Option<EventSeq>)>,
     decisions: Vec<Event>,
 }
 
@@ -77,12 +78,12 @@ const INLINE_READS_PER_COMMIT: usize = 256;
 /// waiting runs) nothing can move without a person.
 pub(crate) async fn drive(
     engine: Engine,
-    run_id: String,
+    run_id: RunId,
     lock: RunLock,
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
 ) -> Result<RunStatus, EngineError> {
-    let loaded = engine.load_run(&run_id).await?;
+    let loaded = engine.load_run(run_id.as_str()).await?;
     let root = std::path::PathBuf::from(&loaded.state.started().workspace);
     let workspace = tokio::task::spawn_blocking(move || Workspace::open(&root))
         .await
@@ -133,22 +134,23 @@ impl Drop for Driver {
 
 pub(crate) struct Driver {
     engine: Engine,
-    run_id: String,
+    run_id: RunId,
     state: RunState,
     /// When each retry was scheduled, to re-arm timers after a restart.
-    retry_scheduled_at: HashMap<String, (i64, u64)>,
+    retry_scheduled_at: HashMap<StepId, (i64, u64)>,
     workspace: Arc<Workspace>,
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
-    running: HashMap<u64, watch::Sender<bool>>,
-    timers: HashMap<String, JoinHandle<()>>,
+    /// Operations in progress, by the seq of their `OperationStarted`.
+    running: HashMap<EventSeq, watch::Sender<bool>>,
+    timers: HashMap<StepId, JoinHandle<()>>,
     /// Keep holding the run while it waits for a person.
     hold: bool,
     /// This driver's interest in the engine's file watch (the files of its pending edits).
     watch_id: u64,
     edit_check_armed: bool,
     /// When the watch last proposed each step's edit again, and how long the next must wait.
-    reproposed: HashMap<String, (std::time::Instant, Duration)>,
+    reproposed: HashMap<StepId, (std::time::Instant, Duration)>,
     _lock: RunLock,
 }
 
@@ -156,7 +158,7 @@ impl Driver {
     async fn run(&mut self) -> Result<RunStatus, EngineError> {
         // Operations the previous driver dispatched and never saw answered, as they stand
         // before this driver dispatches anything itself.
-        let unanswered: Vec<(u64, OperationRequest)> = self
+        let unanswered: Vec<(EventSeq, OperationRequest)> = self
             .state
             .unanswered_operations()
             .into_iter()
@@ -263,7 +265,7 @@ impl Driver {
                         .state
                         .pending_retries()
                         .iter()
-                        .any(|(s, a)| *s == step && *a == attempt);
+                        .any(|(s, a)| **s == step && *a == attempt);
                     if waiting {
                         groups.push(self.take_input(Event::RetryDue { step, attempt })?);
                     }
@@ -306,7 +308,7 @@ impl Driver {
                 .and_then(|s| s.pending_approval.as_ref())
                 .map(|p| p.requested_seq)
         });
-        let seq = self.state.last_seq() + 1;
+        let seq = self.state.last_seq().next();
         self.state
             .apply(seq, &input)
             .map_err(|source| EngineError::State {
@@ -340,17 +342,19 @@ impl Driver {
             return Ok(Vec::new());
         }
         let now = self.engine.inner.clock.now_ms();
-        let first_seq = self.state.last_seq() + 1 - count as u64;
-        let mut seq = first_seq;
+        // The groups' events are applied to the state already (they are its last `count`);
+        // the log ends just before them.
+        let expected = EventSeq::new(self.state.last_seq().get() - count as u64);
+        let mut seq = expected.next();
         let mut rows = Vec::with_capacity(count);
         let mut to_start = Vec::new();
         for Group { input, decisions } in groups {
             // Decisions are caused by their input; the first decisions of a run by RunStarted.
-            let mut cause = 1;
+            let mut cause = EventSeq::FIRST;
             if let Some((input, causation)) = input {
                 rows.push(new_event(&input, causation, now)?);
                 cause = seq;
-                seq += 1;
+                seq = seq.next();
             }
             for decision in decisions {
                 rows.push(new_event(&decision, Some(cause), now)?);
@@ -377,12 +381,11 @@ impl Driver {
                     } => to_start.push(Start::Timer(step, attempt, delay_ms)),
                     _ => {}
                 }
-                seq += 1;
+                seq = seq.next();
             }
         }
         let status = self.state.status().as_str();
         let run_id = self.run_id.clone();
-        let expected = first_seq - 1;
         // Drivers live on the writer thread: the commit happens here, without a hand-off.
         let (_, handled_ids) = self.engine.inner.db.writer.write_here(|store| {
             store.append_commands(&run_id, expected, &rows, Some(status), &handled)
@@ -410,7 +413,7 @@ impl Driver {
     fn read_inline(
         &mut self,
         mut groups: Vec<Group>,
-    ) -> Result<(Vec<Group>, HashSet<u64>), EngineError> {
+    ) -> Result<(Vec<Group>, HashSet<EventSeq>), EngineError> {
         let mut done = HashSet::new();
         let mut scanned = 0;
         while scanned < groups.len() && done.len() < INLINE_READS_PER_COMMIT {
@@ -418,10 +421,13 @@ impl Driver {
                 .iter()
                 .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
                 .sum();
-            let mut seq = self.state.last_seq() + 1 - total as u64;
+            // The groups' events are the state's last `total`; `seq` walks them.
+            let mut seq = EventSeq::new(self.state.last_seq().get() + 1 - total as u64);
             let mut reads = Vec::new();
             for (index, group) in groups.iter().enumerate() {
-                seq += u64::from(group.input.is_some());
+                if group.input.is_some() {
+                    seq = seq.next();
+                }
                 for decision in &group.decisions {
                     if index >= scanned
                         && let Event::OperationStarted {
@@ -431,7 +437,7 @@ impl Driver {
                     {
                         reads.push((seq, path.clone(), *missing_ok));
                     }
-                    seq += 1;
+                    seq = seq.next();
                 }
             }
             scanned = groups.len();
@@ -454,11 +460,11 @@ impl Driver {
 
     fn arm_pending_retries(&mut self) {
         let now = self.engine.inner.clock.now_ms();
-        let pending: Vec<(String, u32)> = self
+        let pending: Vec<(StepId, u32)> = self
             .state
             .pending_retries()
             .into_iter()
-            .map(|(s, a)| (s.to_string(), a))
+            .map(|(s, a)| (s.clone(), a))
             .collect();
         for (step, attempt) in pending {
             let remaining = match self.retry_scheduled_at.get(&step) {
@@ -472,7 +478,7 @@ impl Driver {
         }
     }
 
-    fn arm_timer(&mut self, step: String, attempt: u32, delay_ms: u64) {
+    fn arm_timer(&mut self, step: StepId, attempt: u32, delay_ms: u64) {
         let tx = self.tx.clone();
         let key = step.clone();
         let handle = tokio::spawn(async move {
@@ -485,7 +491,7 @@ impl Driver {
     }
 
     /// Performs an operation in the background; its outcome comes back as a message.
-    fn dispatch(&mut self, op: u64, request: OperationRequest) {
+    fn dispatch(&mut self, op: EventSeq, request: OperationRequest) {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         self.running.insert(op, cancel_tx);
         let tx = self.tx.clone();
@@ -530,12 +536,12 @@ impl Driver {
 
 /// Something a commit decided that must start once it is durable.
 enum Start {
-    Operation(u64, OperationRequest),
-    Timer(String, u32, u64),
+    Operation(EventSeq, OperationRequest),
+    Timer(StepId, u32, u64),
 }
 
 /// When each step's latest retry was scheduled and for how long.
-fn retry_schedule(events: &[(StoredEvent, Event)]) -> HashMap<String, (i64, u64)> {
+fn retry_schedule(events: &[(StoredEvent, Event)]) -> HashMap<StepId, (i64, u64)> {
     events
         .iter()
         .filter_map(|(stored, event)| match event {

@@ -3,6 +3,7 @@
 //! repeated without a person saying so.
 
 use stepwise_core::event::Event;
+use stepwise_core::ids::EventSeq;
 use stepwise_core::operation::{OperationError, OperationErrorKind, OperationRequest};
 
 use super::Driver;
@@ -22,8 +23,8 @@ impl Driver {
     /// reads and writes left to recover.
     pub(super) async fn mark_unknown_commands(
         &mut self,
-        unanswered: Vec<(u64, OperationRequest)>,
-    ) -> Result<Vec<(u64, OperationRequest)>, EngineError> {
+        unanswered: Vec<(EventSeq, OperationRequest)>,
+    ) -> Result<Vec<(EventSeq, OperationRequest)>, EngineError> {
         let mut rest = Vec::new();
         for (op, request) in unanswered {
             if matches!(request, OperationRequest::RunCommand(_)) {
@@ -34,7 +35,7 @@ impl Driver {
                 .await
                 .unwrap_or(false);
                 if !gone {
-                    tracing::warn!(run_id = %self.run_id, op, "processes of a command started before a crash are still running; marking its outcome unknown anyway");
+                    tracing::warn!(run_id = %self.run_id, %op, "processes of a command started before a crash are still running; marking its outcome unknown anyway");
                 }
                 self.record_input(Event::OperationOutcomeUnknown { op })?;
             } else {
@@ -47,7 +48,7 @@ impl Driver {
     /// Reads are performed again; a write is checked against the file.
     pub(super) async fn recover_files(
         &mut self,
-        unanswered: Vec<(u64, OperationRequest)>,
+        unanswered: Vec<(EventSeq, OperationRequest)>,
     ) -> Result<(), EngineError> {
         for (op, request) in unanswered {
             // A cancelled run does not redo reads or writes.

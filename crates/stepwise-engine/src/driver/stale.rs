@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use stepwise_core::event::{Event, Proposal};
+use stepwise_core::ids::StepId;
 use stepwise_core::run::StepStatus;
 
 use super::{Driver, Message};
@@ -31,7 +32,7 @@ const REPROPOSE_MOST: Duration = Duration::from_secs(300);
 
 /// A pending edit whose file is no longer what it was proposed against.
 pub(super) struct StaleEdit {
-    step: String,
+    step: StepId,
     attempt: u32,
     proposal_hash: String,
     path: String,
@@ -101,7 +102,7 @@ fn short(hash: &str) -> &str {
 
 impl Driver {
     /// The step's pending edit, if it has one whose file no longer matches its proposal.
-    pub(super) async fn stale_edit(&self, step: &str) -> Result<Option<StaleEdit>, EngineError> {
+    pub(super) async fn stale_edit(&self, step: &StepId) -> Result<Option<StaleEdit>, EngineError> {
         let Some(state) = self.state.step_state(step) else {
             return Ok(None);
         };
@@ -130,7 +131,7 @@ impl Driver {
             Err(error) => FileNow::Unreadable(error.message),
         };
         Ok(Some(StaleEdit {
-            step: step.to_string(),
+            step: step.clone(),
             attempt: pending.attempt,
             proposal_hash: pending.proposal_hash.clone(),
             path: path.clone(),
@@ -143,7 +144,7 @@ impl Driver {
     /// `watched`: the check comes from the file watch, and is paced per step (see
     /// `REPROPOSE_FIRST`), so that a file rewritten all the time cannot fill the log.
     pub(super) async fn void_stale_edits(&mut self, watched: bool) -> Result<(), EngineError> {
-        let steps: Vec<String> = pending_edits(self)
+        let steps: Vec<StepId> = pending_edits(self)
             .into_iter()
             .map(|(step, _)| step)
             .collect();
@@ -155,7 +156,7 @@ impl Driver {
                 continue;
             }
             if let Some(stale) = self.stale_edit(&step).await? {
-                tracing::info!(run_id = %self.run_id, step, path = %stale.path, "a pending edit's file changed; proposing it again");
+                tracing::info!(run_id = %self.run_id, %step, path = %stale.path, "a pending edit's file changed; proposing it again");
                 if watched {
                     self.note_reproposal(&step);
                 }
@@ -170,19 +171,19 @@ impl Driver {
     }
 
     /// How long until the watch may propose this step's edit again, if it must wait.
-    fn repropose_wait(&self, step: &str) -> Option<Duration> {
+    fn repropose_wait(&self, step: &StepId) -> Option<Duration> {
         let (at, pause) = self.reproposed.get(step)?;
         pause.checked_sub(at.elapsed())
     }
 
-    fn note_reproposal(&mut self, step: &str) {
+    fn note_reproposal(&mut self, step: &StepId) {
         let pause = match self.reproposed.get(step) {
             // Quiet for a while since the last one: start over.
             Some((at, pause)) if at.elapsed() < *pause * 4 => (*pause * 2).min(REPROPOSE_MOST),
             _ => REPROPOSE_FIRST,
         };
         self.reproposed
-            .insert(step.to_string(), (Instant::now(), pause));
+            .insert(step.clone(), (Instant::now(), pause));
     }
 
     /// While holding a waiting run: watch the directories of the files its pending edits
@@ -240,13 +241,13 @@ impl Driver {
 }
 
 /// `(step, path)` of every edit waiting for approval.
-fn pending_edits(driver: &Driver) -> Vec<(String, String)> {
+fn pending_edits(driver: &Driver) -> Vec<(StepId, String)> {
     driver
         .state
         .pending_approvals()
         .into_iter()
         .filter_map(|(step, pending)| match &pending.proposal {
-            Proposal::EditFile { path, .. } => Some((step.to_string(), path.clone())),
+            Proposal::EditFile { path, .. } => Some((step.clone(), path.clone())),
             _ => None,
         })
         .collect()

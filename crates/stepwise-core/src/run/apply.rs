@@ -1,0 +1,381 @@
+//! Applying an event to a run's state: checked in full first (`check`), so that an event that
+//! cannot apply leaves the state exactly as it was, then folded in (`apply_event`).
+
+use super::state::{Phase, Purpose, RunState, RunStatus, StateError, StepStatus};
+use super::step::{PendingApproval, proposal_request, purpose_of};
+use crate::event::{DecisionMode, Event};
+use crate::ids::EventSeq;
+use crate::operation::{OperationError, OperationResult};
+
+impl RunState {
+    /// Applies one event. Seqs must follow each other without gaps.
+    pub fn apply(&mut self, seq: EventSeq, event: &Event) -> Result<(), StateError> {
+        // Everything the event relies on is checked before anything changes: an event that
+        // cannot apply leaves the state exactly as it was.
+        self.check(seq, event)?;
+        self.last_seq = seq;
+        // An event changes the status of at most one step: count it out and back in.
+        let touched = self.touched_step(event);
+        if let Some(i) = touched {
+            self.count_status(self.steps[i].status, false);
+        }
+        let applied = self.apply_event(seq, event);
+        if let Some(i) = touched {
+            self.count_status(self.steps[i].status, true);
+        }
+        applied
+    }
+
+    /// Whether `event` can be applied as event `seq`: what `apply_event` relies on, checked
+    /// without changing anything.
+    fn check(&self, seq: EventSeq, event: &Event) -> Result<(), StateError> {
+        if seq != self.last_seq.next() {
+            return Err(StateError::OutOfOrder {
+                seq,
+                expected: self.last_seq.next(),
+            });
+        }
+        let unexpected = |message: String| Err(StateError::Unexpected { seq, message });
+        match event {
+            Event::RunStarted(_) => unexpected("a second RunStarted".into()),
+            Event::ApprovalGranted(granted) => {
+                let i = self.index_of(seq, &granted.step)?;
+                if !matches!(granted.mode, DecisionMode::Manual) {
+                    return Ok(());
+                }
+                match &self.steps[i].pending_approval {
+                    None => unexpected(format!(
+                        "approval of step `{}`, which is not awaiting approval",
+                        granted.step
+                    )),
+                    Some(pending)
+                        if pending.attempt != granted.attempt
+                            || pending.proposal_hash != granted.proposal_hash =>
+                    {
+                        unexpected(format!(
+                            "approval of step `{}` names proposal {} of attempt {}, but it waits on {} of attempt {}",
+                            granted.step,
+                            granted.proposal_hash,
+                            granted.attempt,
+                            pending.proposal_hash,
+                            pending.attempt
+                        ))
+                    }
+                    Some(_) => Ok(()),
+                }
+            }
+            Event::ProposalVoided {
+                step,
+                attempt,
+                proposal_hash,
+                ..
+            } => {
+                let s = &self.steps[self.index_of(seq, step)?];
+                let waits_on_it = s.status == StepStatus::AwaitingApproval
+                    && s.pending_approval.as_ref().is_some_and(|p| {
+                        p.attempt == *attempt && p.proposal_hash == *proposal_hash
+                    });
+                if waits_on_it {
+                    Ok(())
+                } else {
+                    unexpected(format!(
+                        "voids proposal {proposal_hash} of step `{step}`, which does not wait on it"
+                    ))
+                }
+            }
+            Event::OperationSucceeded { op, .. } | Event::OperationFailed { op, .. } => {
+                let i = self.op_step(seq, *op)?;
+                match &self.steps[i].phase {
+                    Phase::InFlight { op: current, .. } if current == op => Ok(()),
+                    _ => unexpected(format!("answers operation {op}, which is not in flight")),
+                }
+            }
+            Event::OperationOutcomeUnknown { op } | Event::OperationResolved { op, .. } => {
+                self.op_step(seq, *op).map(|_| ())
+            }
+            other => match other.step() {
+                Some(step) => self.index_of(seq, step).map(|_| ()),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// The step whose status an event may change.
+    fn touched_step(&self, event: &Event) -> Option<usize> {
+        match event {
+            Event::OperationSucceeded { op, .. }
+            | Event::OperationFailed { op, .. }
+            | Event::OperationOutcomeUnknown { op }
+            | Event::OperationResolved { op, .. } => self.ops.get(op).copied(),
+            other => other.step().and_then(|id| self.workflow.step_index(id)),
+        }
+    }
+
+    fn count_status(&mut self, status: StepStatus, add: bool) {
+        let counter = match status {
+            StepStatus::WaitingRetry => &mut self.waiting_retry,
+            StepStatus::AwaitingApproval | StepStatus::OutcomeUnknown => &mut self.waiting_person,
+            _ => return,
+        };
+        *counter = if add {
+            *counter + 1
+        } else {
+            counter.saturating_sub(1)
+        };
+    }
+
+    fn apply_event(&mut self, seq: EventSeq, event: &Event) -> Result<(), StateError> {
+        match event {
+            Event::RunStarted(_) => {
+                return Err(StateError::Unexpected {
+                    seq,
+                    message: "a second RunStarted".into(),
+                });
+            }
+            Event::StepStarted { step, attempt } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.status = StepStatus::Running;
+                s.attempt = *attempt;
+                s.phase = Phase::Begin;
+                s.error = None;
+                self.dirty.insert(i);
+            }
+            Event::StepSkipped { step, reason } => {
+                let i = self.index_of(seq, step)?;
+                self.steps[i].reason = Some(reason.clone());
+                self.finish_step(i, StepStatus::Skipped);
+            }
+            Event::ApprovalRequested {
+                step,
+                attempt,
+                proposal,
+                proposal_hash,
+                reason,
+            } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.status = StepStatus::AwaitingApproval;
+                s.phase = Phase::AwaitingApproval;
+                s.pending_approval = Some(PendingApproval {
+                    attempt: *attempt,
+                    proposal: proposal.clone(),
+                    proposal_hash: proposal_hash.clone(),
+                    reason: reason.clone(),
+                    requested_seq: seq,
+                });
+            }
+            Event::ApprovalGranted(granted) => {
+                let i = self.index_of(seq, &granted.step)?;
+                let s = &mut self.steps[i];
+                if matches!(granted.mode, DecisionMode::Manual) {
+                    let pending =
+                        s.pending_approval
+                            .take()
+                            .ok_or_else(|| StateError::Unexpected {
+                                seq,
+                                message: format!(
+                                    "approval of step `{}`, which is not awaiting approval",
+                                    granted.step
+                                ),
+                            })?;
+                    if pending.attempt != granted.attempt
+                        || pending.proposal_hash != granted.proposal_hash
+                    {
+                        return Err(StateError::Unexpected {
+                            seq,
+                            message: format!(
+                                "approval of step `{}` names proposal {} of attempt {}, but it waits on {} of attempt {}",
+                                granted.step,
+                                granted.proposal_hash,
+                                granted.attempt,
+                                pending.proposal_hash,
+                                pending.attempt
+                            ),
+                        });
+                    }
+                    let proposal = granted.edited.clone().unwrap_or(pending.proposal);
+                    s.approved_hashes.insert(granted.approved_hash.clone());
+                    s.status = StepStatus::Running;
+                    s.phase = Phase::Approved(proposal_request(&proposal));
+                    s.approved_proposal = Some(proposal);
+                    self.dirty.insert(i);
+                } else {
+                    s.approved_hashes.insert(granted.approved_hash.clone());
+                }
+            }
+            Event::ProposalVoided {
+                step,
+                attempt,
+                proposal_hash,
+                ..
+            } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                let waits_on_it = s.status == StepStatus::AwaitingApproval
+                    && s.pending_approval.as_ref().is_some_and(|p| {
+                        p.attempt == *attempt && p.proposal_hash == *proposal_hash
+                    });
+                if !waits_on_it {
+                    return Err(StateError::Unexpected {
+                        seq,
+                        message: format!(
+                            "voids proposal {proposal_hash} of step `{step}`, which does not wait on it"
+                        ),
+                    });
+                }
+                // Back to the attempt's first move: an edit snapshots the file again and
+                // proposes against what it finds.
+                s.pending_approval = None;
+                s.status = StepStatus::Running;
+                s.phase = Phase::Begin;
+                self.dirty.insert(i);
+            }
+            Event::ApprovalRejected {
+                step, by, reason, ..
+            } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.pending_approval = None;
+                s.phase = Phase::Rejected {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                };
+                self.dirty.insert(i);
+            }
+            Event::OperationStarted { step, request, .. } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.status = StepStatus::Running;
+                s.purpose = Some(purpose_of(&self.workflow.steps[i].action, request));
+                s.phase = Phase::InFlight {
+                    op: seq,
+                    request: request.clone(),
+                };
+                self.ops.insert(seq, i);
+                self.in_flight += 1;
+                self.held.remove(&i);
+            }
+            Event::OperationSucceeded { op, result } => {
+                self.answer(seq, *op, Ok(result.clone()))?
+            }
+            Event::OperationFailed { op, error } => self.answer(seq, *op, Err(error.clone()))?,
+            Event::OperationOutcomeUnknown { op } => {
+                let i = self.op_step(seq, *op)?;
+                if let Phase::InFlight { request, .. } = self.steps[i].phase.clone() {
+                    self.steps[i].status = StepStatus::OutcomeUnknown;
+                    self.steps[i].phase = Phase::Unknown { op: *op, request };
+                    // Re-decided: in a run being cancelled, the step is cancelled now.
+                    self.dirty.insert(i);
+                    self.free_slot();
+                }
+            }
+            Event::OperationResolved { op, resolution, by } => {
+                let i = self.op_step(seq, *op)?;
+                if let Phase::Unknown { request, .. } = self.steps[i].phase.clone() {
+                    self.steps[i].status = StepStatus::Running;
+                    self.steps[i].phase = Phase::Resolved {
+                        resolution: *resolution,
+                        by: by.clone(),
+                        request,
+                    };
+                    self.dirty.insert(i);
+                }
+            }
+            Event::StepRetryScheduled { step, error, .. } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.status = StepStatus::WaitingRetry;
+                s.phase = Phase::RetryWait;
+                s.error = Some(error.clone());
+            }
+            Event::RetryDue { step, .. } => {
+                let i = self.index_of(seq, step)?;
+                if matches!(self.steps[i].phase, Phase::RetryWait) {
+                    self.steps[i].phase = Phase::RetryNow;
+                    self.dirty.insert(i);
+                }
+            }
+            Event::StepSucceeded {
+                step,
+                attempt,
+                output,
+            } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.attempt = (*attempt).max(s.attempt);
+                s.output = Some(output.clone());
+                self.finish_step(i, StepStatus::Succeeded);
+            }
+            Event::StepFailed {
+                step,
+                attempt,
+                error,
+                output,
+            } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                s.attempt = (*attempt).max(s.attempt);
+                s.error = Some(error.clone());
+                s.output = output.clone();
+                self.finish_step(i, StepStatus::Failed);
+            }
+            Event::StepRejected { step, reason, .. } => {
+                let i = self.index_of(seq, step)?;
+                self.steps[i].reason = Some(reason.clone());
+                self.finish_step(i, StepStatus::Rejected);
+            }
+            Event::StepCancelled { step } => {
+                let i = self.index_of(seq, step)?;
+                self.finish_step(i, StepStatus::Cancelled);
+            }
+            Event::RunPauseRequested { .. } => self.paused = true,
+            Event::RunResumeRequested { .. } => {
+                self.paused = false;
+                self.dirty_all_open();
+            }
+            Event::RunCancelRequested { .. } => {
+                self.cancel_requested = true;
+                self.paused = false;
+                self.dirty_all_open();
+            }
+            Event::RunSucceeded {} => self.finished = Some(RunStatus::Succeeded),
+            Event::RunFailed { .. } => self.finished = Some(RunStatus::Failed),
+            Event::RunCancelled {} => self.finished = Some(RunStatus::Cancelled),
+        }
+        Ok(())
+    }
+
+    fn answer(
+        &mut self,
+        seq: EventSeq,
+        op: EventSeq,
+        outcome: Result<OperationResult, OperationError>,
+    ) -> Result<(), StateError> {
+        let i = self.op_step(seq, op)?;
+        match self.steps[i].phase.clone() {
+            Phase::InFlight {
+                op: current,
+                request,
+            } if current == op => {
+                if let (
+                    Some(Purpose::Snapshot),
+                    Ok(OperationResult::FileRead {
+                        exists, content, ..
+                    }),
+                ) = (self.steps[i].purpose, &outcome)
+                {
+                    self.steps[i].base_content = exists.then(|| content.clone());
+                }
+                self.steps[i].phase = Phase::Returned { request, outcome };
+                self.dirty.insert(i);
+                self.free_slot();
+                Ok(())
+            }
+            _ => Err(StateError::Unexpected {
+                seq,
+                message: format!("answers operation {op}, which is not in flight"),
+            }),
+        }
+    }
+}
