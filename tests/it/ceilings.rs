@@ -122,3 +122,43 @@ fn a_template_may_not_produce_more_than_its_ceiling() {
             .unwrap_or(0);
     assert!(size < 10 * 1024 * 1024, "the log grew to {size} bytes");
 }
+
+#[test]
+fn a_flood_saved_to_a_file_is_streamed_whole_and_never_held_in_memory() {
+    let env = Env::new();
+    env.workspace_policy("  - allow: run_command\n    unchecked_shell: true\n");
+    let wf = env.workflow(
+        "saved.yaml",
+        "name: saved\nsteps:\n  - id: flood\n    type: run_command\n    command: \"head -c 200000000 /dev/zero; echo done >&2\"\n    max_output: 1000\n    save_output: true\n",
+    );
+    let (code, peak) = run_measured(env.command(&[
+        "run",
+        wf.to_str().expect("utf-8"),
+        "--workspace",
+        env.ws.to_str().expect("utf-8"),
+    ]));
+    assert_eq!(code, 0);
+    assert!(peak < 100 * 1024, "stepwise peaked at {peak} KiB");
+    let run: String = env
+        .db()
+        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
+        .expect("the run");
+    let show = env.show(&run);
+    let output = &step(&show, "flood")["output"];
+    assert_eq!(output["stdout"].as_str().map(str::len), Some(1000));
+    let stdout_file = output["stdout_file"].as_str().expect("stdout_file");
+    let stderr_file = output["stderr_file"].as_str().expect("stderr_file");
+    assert!(
+        stdout_file.starts_with(&format!(".stepwise/output/{run}/flood-")),
+        "{stdout_file}"
+    );
+    let saved = std::fs::metadata(env.ws.join(stdout_file)).expect("the saved stdout");
+    assert_eq!(saved.len(), 200_000_000, "the whole stream was saved");
+    assert_eq!(env.read(stderr_file).as_deref(), Some("done\n"));
+    let db_bytes = std::fs::metadata(&env.db).map_or(0, |m| m.len())
+        + std::fs::metadata(format!("{}-wal", env.db.display())).map_or(0, |m| m.len());
+    assert!(
+        db_bytes < 10 * 1024 * 1024,
+        "the database grew to {db_bytes} bytes"
+    );
+}

@@ -356,6 +356,7 @@ fn result_for(request: &OperationRequest) -> OperationResult {
             stdout_bytes: 3,
             stderr_bytes: 0,
             duration_ms: 1,
+            saved_output: None,
         }),
     }
 }

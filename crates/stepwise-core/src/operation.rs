@@ -95,6 +95,10 @@ pub struct CommandRequest {
     pub timeout_ms: Option<u64>,
     /// Keep at most this many bytes of stdout and of stderr; the rest is counted, not kept.
     pub max_output_bytes: u64,
+    /// Also stream all of stdout and stderr to files in the workspace's `.stepwise/output/`
+    /// (where, the outcome says).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub save_output: bool,
 }
 
 /// The recorded outcome of an operation that ran.
@@ -134,6 +138,19 @@ pub struct CommandOutcome {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub duration_ms: u64,
+    /// Where the whole output was saved, when the request asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_output: Option<SavedOutput>,
+}
+
+/// The files a command's whole output was streamed to (workspace-relative).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedOutput {
+    pub stdout_file: String,
+    pub stderr_file: String,
+    /// Why the files are incomplete, when writing them failed part-way (a full disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl CommandOutcome {

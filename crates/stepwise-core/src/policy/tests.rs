@@ -53,6 +53,7 @@ fn request(command: CommandLine, env: &[(&str, &str)], pass_env: &[&str]) -> Com
         pass_env: pass_env.iter().map(|s| s.to_string()).collect(),
         timeout_ms: None,
         max_output_bytes: 1024,
+        save_output: false,
     }
 }
 

@@ -477,6 +477,11 @@ impl RunState {
                     "stderr_truncated": outcome.stderr_truncated(),
                     "duration_ms": outcome.duration_ms,
                 });
+                let mut output = output;
+                if let Some(saved) = &outcome.saved_output {
+                    output["stdout_file"] = json!(saved.stdout_file);
+                    output["stderr_file"] = json!(saved.stderr_file);
+                }
                 if outcome.succeeded() {
                     return vec![Event::StepSucceeded {
                         step: id,

@@ -26,6 +26,7 @@ pub(crate) fn command_request(step: &Step, scope: &Scope) -> Result<CommandReque
         env,
         pass_env,
         max_output_bytes,
+        save_output,
     } = &step.action
     else {
         return Err("not a run_command step".into());
@@ -62,6 +63,7 @@ pub(crate) fn command_request(step: &Step, scope: &Scope) -> Result<CommandReque
         pass_env: pass_env.clone(),
         timeout_ms: step.timeout_ms,
         max_output_bytes: *max_output_bytes,
+        save_output: *save_output,
     })
 }
 

@@ -101,6 +101,7 @@ fn exited(code: i32) -> OperationResult {
         stdout_bytes: 3,
         stderr_bytes: 0,
         duration_ms: 5,
+        saved_output: None,
     })
 }
 

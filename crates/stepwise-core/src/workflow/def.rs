@@ -137,9 +137,14 @@ pub enum ActionDef {
         /// Variables passed through from Stepwise's own environment, by name only.
         #[serde(default)]
         pass_env: Vec<String>,
-        /// Bytes of stdout and of stderr to keep (default 1 MiB each).
+        /// Bytes of stdout and of stderr to keep in the log (default 1 MiB each, at most 8 MiB).
         #[serde(default)]
         max_output: Option<u64>,
+        /// Also stream the whole of stdout and stderr, however large, to files under the
+        /// workspace's `.stepwise/output/<run>/` (their paths are in the step's output as
+        /// `stdout_file` and `stderr_file`). Never held in memory.
+        #[serde(default)]
+        save_output: bool,
     },
     /// Compute named values from templates; output: the values.
     Set {

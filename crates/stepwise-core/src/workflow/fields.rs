@@ -187,6 +187,7 @@ impl StepContext<'_, '_> {
                 env,
                 pass_env,
                 max_output,
+                save_output,
             } => {
                 let command = match command {
                     CommandDef::Argv(argv) if argv.is_empty() => {
@@ -229,6 +230,7 @@ impl StepContext<'_, '_> {
                     env: env_templates,
                     pass_env: pass_env.clone(),
                     max_output_bytes: max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
+                    save_output: *save_output,
                 }
             }
             ActionDef::Set { values } => {

@@ -121,6 +121,8 @@ pub enum Action {
         env: BTreeMap<String, Template>,
         pass_env: Vec<String>,
         max_output_bytes: u64,
+        /// Stream the whole output to files under `.stepwise/output/`.
+        save_output: bool,
     },
     Set {
         values: BTreeMap<String, ValueTemplate>,

@@ -490,6 +490,18 @@ impl Driver {
         }
     }
 
+    /// Where a command's whole output is saved, when its step asks: beside the workspace's
+    /// policy, one directory per run, one pair of files per attempt (`<step>-<op>.stdout`).
+    fn output_stem(&self, op: EventSeq) -> String {
+        let step = self
+            .state
+            .unanswered_operations()
+            .into_iter()
+            .find(|(seq, _, _)| *seq == op)
+            .map_or_else(|| "op".to_string(), |(_, step, _)| step.to_string());
+        format!(".stepwise/output/{}/{step}-{op}", self.run_id)
+    }
+
     /// Performs an operation in the background; its outcome comes back as a message.
     fn dispatch(&mut self, op: EventSeq, request: OperationRequest) {
         let (cancel_tx, cancel_rx) = watch::channel(false);
@@ -499,9 +511,16 @@ impl Driver {
         match request {
             OperationRequest::RunCommand(request) => {
                 let lock = lock::operation_lock(&self.engine.inner.db.lock_dir, &self.run_id, op);
+                let save_as = request.save_output.then(|| self.output_stem(op));
                 tokio::spawn(async move {
-                    let outcome =
-                        exec::run_command(&workspace, &request, cancel_rx, Some(&lock)).await;
+                    let outcome = exec::run_command(
+                        &workspace,
+                        &request,
+                        cancel_rx,
+                        Some(&lock),
+                        save_as.as_deref(),
+                    )
+                    .await;
                     // The supervisor has exited: the lock is free and its file of no more use.
                     let _ = std::fs::remove_file(&lock);
                     let _ = tx.send(Message::OperationDone { op, outcome });

@@ -11,10 +11,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cap_std::fs::OpenOptionsExt;
 use nix::errno::Errno;
 use stepwise_core::operation::{
     CommandLine, CommandOutcome, CommandRequest, OperationError, OperationErrorKind,
-    OperationResult,
+    OperationResult, SavedOutput,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe::Receiver;
@@ -38,14 +39,65 @@ const PIPE_GRACE: Duration = Duration::from_secs(1);
 /// (the watch value becoming `true`, or its sender going away) kills it too and is an error of
 /// kind `Cancelled`. `lock` is a file the supervisor holds while anything of the command may
 /// run.
+///
+/// With `save_as` (a workspace-relative path without extension, used when the request asks to
+/// save its output), all of stdout and stderr are also streamed to `<save_as>.stdout` and
+/// `<save_as>.stderr`.
 pub async fn run_command(
     ws: &Workspace,
     req: &CommandRequest,
     cancel: watch::Receiver<bool>,
     lock: Option<&Path>,
+    save_as: Option<&str>,
 ) -> Result<OperationResult, OperationError> {
     let env = child_env(req, |name| std::env::var_os(name));
-    run(ws, req, cancel, env, lock).await
+    let save = match (req.save_output, save_as) {
+        (true, Some(stem)) => Some(open_output_files(ws, stem)?),
+        _ => None,
+    };
+    run(ws, req, cancel, env, lock, save).await
+}
+
+/// The files a command's whole output is streamed to.
+struct OutputFiles {
+    stdout_file: String,
+    stderr_file: String,
+    stdout: tokio::fs::File,
+    stderr: tokio::fs::File,
+}
+
+/// Creates `<stem>.stdout` and `<stem>.stderr` in the workspace (through its capability
+/// handle: the files cannot land outside it), replacing files of the same name.
+fn open_output_files(ws: &Workspace, stem: &str) -> Result<OutputFiles, OperationError> {
+    let failed = |e: std::io::Error| {
+        OperationError::new(
+            OperationErrorKind::Io,
+            format!("could not create the files to save the output in (`{stem}.*`): {e}"),
+        )
+    };
+    let stem_path = Path::new(stem);
+    if let Some(parent) = stem_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        ws.dir().create_dir_all(parent).map_err(failed)?;
+    }
+    let open = |extension: &str| -> Result<(String, tokio::fs::File), OperationError> {
+        let rel = format!("{stem}.{extension}");
+        let mut options = cap_std::fs::OpenOptions::new();
+        options
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW);
+        let file = ws.dir().open_with(&rel, &options).map_err(failed)?;
+        Ok((rel, tokio::fs::File::from_std(file.into_std())))
+    };
+    let (stdout_file, stdout) = open("stdout")?;
+    let (stderr_file, stderr) = open("stderr")?;
+    Ok(OutputFiles {
+        stdout_file,
+        stderr_file,
+        stdout,
+        stderr,
+    })
 }
 
 /// How the wait for the command ended.
@@ -61,6 +113,7 @@ async fn run(
     mut cancel: watch::Receiver<bool>,
     env: BTreeMap<OsString, OsString>,
     lock: Option<&Path>,
+    save: Option<OutputFiles>,
 ) -> Result<OperationResult, OperationError> {
     let shown = req.command.display();
     let cwd = working_dir(ws, &req.cwd)?;
@@ -85,8 +138,16 @@ async fn run(
     let (stdout, stderr, report) = child_pipes(&mut child, &shown)?;
 
     let limit = usize::try_from(req.max_output_bytes).unwrap_or(usize::MAX);
-    let mut out = Capture::new(limit);
-    let mut err = Capture::new(limit);
+    let (saved_names, out_sink, err_sink) = match save {
+        Some(files) => (
+            Some((files.stdout_file, files.stderr_file)),
+            Some(files.stdout),
+            Some(files.stderr),
+        ),
+        None => (None, None, None),
+    };
+    let mut out = Capture::new(limit, out_sink);
+    let mut err = Capture::new(limit, err_sink);
     let (ending, elapsed) = {
         let reading = async {
             tokio::join!(out.drain(Some(stdout)), err.drain(Some(stderr)));
@@ -159,6 +220,13 @@ async fn run(
         }
     };
 
+    let out_error = out.close_sink().await;
+    let err_error = err.close_sink().await;
+    let saved_output = saved_names.map(|(stdout_file, stderr_file)| SavedOutput {
+        stdout_file,
+        stderr_file,
+        error: out_error.or(err_error),
+    });
     let (stdout, stdout_bytes) = out.finish();
     let (stderr, stderr_bytes) = err.finish();
     Ok(OperationResult::CommandFinished(CommandOutcome {
@@ -170,6 +238,7 @@ async fn run(
         stdout_bytes,
         stderr_bytes,
         duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        saved_output,
     }))
 }
 
@@ -312,6 +381,7 @@ mod tests {
             pass_env: Vec::new(),
             timeout_ms: None,
             max_output_bytes: 1 << 20,
+            save_output: false,
         }
     }
 
@@ -333,7 +403,7 @@ mod tests {
     }
 
     async fn outcome(ws: &Workspace, req: &CommandRequest) -> CommandOutcome {
-        match run_command(ws, req, never_cancelled(), None).await {
+        match run_command(ws, req, never_cancelled(), None, None).await {
             Ok(OperationResult::CommandFinished(outcome)) => outcome,
             other => panic!("expected a finished command, got {other:?}"),
         }
@@ -408,7 +478,7 @@ mod tests {
     #[tokio::test]
     async fn spawn_failures_name_the_program() {
         let (_d, ws) = workspace();
-        let err = run_command(&ws, &argv(&[]), never_cancelled(), None)
+        let err = run_command(&ws, &argv(&[]), never_cancelled(), None, None)
             .await
             .unwrap_err();
         assert_eq!(err.kind, OperationErrorKind::Spawn);
@@ -416,6 +486,7 @@ mod tests {
             &ws,
             &argv(&["no-such-program-xyz"]),
             never_cancelled(),
+            None,
             None,
         )
         .await
@@ -444,7 +515,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), ws.root().join("out")).unwrap();
         for cwd in ["missing", "file", "out", "../", "/tmp"] {
             req.cwd = cwd.into();
-            let err = run_command(&ws, &req, never_cancelled(), None)
+            let err = run_command(&ws, &req, never_cancelled(), None, None)
                 .await
                 .unwrap_err();
             assert_eq!(
@@ -476,7 +547,7 @@ mod tests {
         .into();
         let env = child_env(&req, |name| host.get(name).cloned());
         let Ok(OperationResult::CommandFinished(out)) =
-            run(&ws, &req, never_cancelled(), env, None).await
+            run(&ws, &req, never_cancelled(), env, None, None).await
         else {
             panic!("env did not run");
         };
@@ -579,7 +650,8 @@ mod tests {
             let _ = tx.send(true);
             (main, held)
         };
-        let (result, (main, held)) = tokio::join!(run_command(&ws, &req, rx, Some(&lock)), watcher);
+        let (result, (main, held)) =
+            tokio::join!(run_command(&ws, &req, rx, Some(&lock), None), watcher);
         assert_eq!(result.unwrap_err().kind, OperationErrorKind::Cancelled);
         assert!(held, "the lock was free while the command ran");
         assert!(wait_gone(main).await);
@@ -603,7 +675,7 @@ mod tests {
             let _ = tx.send(true);
             pids
         };
-        let (result, (main, bg)) = tokio::join!(run_command(&ws, &req, rx, None), canceller);
+        let (result, (main, bg)) = tokio::join!(run_command(&ws, &req, rx, None, None), canceller);
         let err = result.unwrap_err();
         assert_eq!(err.kind, OperationErrorKind::Cancelled);
         assert!(wait_gone(main).await && wait_gone(bg).await);
@@ -620,7 +692,7 @@ mod tests {
             drop(tx);
             main
         };
-        let (result, main) = tokio::join!(run_command(&ws, &req, rx, None), dropper);
+        let (result, main) = tokio::join!(run_command(&ws, &req, rx, None, None), dropper);
         assert_eq!(result.unwrap_err().kind, OperationErrorKind::Cancelled);
         assert!(wait_gone(main).await);
     }
@@ -629,7 +701,7 @@ mod tests {
     async fn a_command_cancelled_before_it_starts_never_runs() {
         let (_d, ws) = workspace();
         let (_tx, rx) = watch::channel(true);
-        let err = run_command(&ws, &shell("touch ran"), rx, None)
+        let err = run_command(&ws, &shell("touch ran"), rx, None, None)
             .await
             .unwrap_err();
         assert_eq!(err.kind, OperationErrorKind::Cancelled);
@@ -641,6 +713,6 @@ mod tests {
         fn assert_send<T: Send>(_: &T) {}
         let (_d, ws) = workspace();
         let req = shell("true");
-        assert_send(&run_command(&ws, &req, never_cancelled(), None));
+        assert_send(&run_command(&ws, &req, never_cancelled(), None, None));
     }
 }

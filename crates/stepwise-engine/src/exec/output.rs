@@ -1,25 +1,31 @@
 //! Capturing a command's output: the first bytes kept, all of them counted, decoded as text
-//! without showing a character split by the cut.
+//! without showing a character split by the cut; optionally all of it streamed to a file as it
+//! is read, never held in memory.
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// One output stream: the first `limit` bytes kept, all of them counted.
 pub(super) struct Capture {
     kept: Vec<u8>,
     limit: usize,
     total: u64,
+    /// Where every byte also goes, until writing fails.
+    sink: Option<tokio::fs::File>,
+    sink_error: Option<String>,
 }
 
 impl Capture {
-    pub(super) fn new(limit: usize) -> Self {
+    pub(super) fn new(limit: usize, sink: Option<tokio::fs::File>) -> Self {
         Capture {
             kept: Vec::new(),
             limit,
             total: 0,
+            sink,
+            sink_error: None,
         }
     }
 
@@ -35,6 +41,12 @@ impl Capture {
                     self.total += n as u64;
                     let room = self.limit.saturating_sub(self.kept.len());
                     self.kept.extend_from_slice(&buf[..n.min(room)]);
+                    if let Some(sink) = &mut self.sink
+                        && let Err(e) = sink.write_all(&buf[..n]).await
+                    {
+                        self.sink_error = Some(e.to_string());
+                        self.sink = None;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -43,6 +55,20 @@ impl Capture {
                 }
             }
         }
+    }
+
+    /// Makes what was streamed to the file durable; the error, if writing it failed.
+    pub(super) async fn close_sink(&mut self) -> Option<String> {
+        if let Some(mut sink) = self.sink.take() {
+            let flushed = match sink.flush().await {
+                Ok(()) => sink.sync_all().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = flushed {
+                self.sink_error.get_or_insert(e.to_string());
+            }
+        }
+        self.sink_error.take()
     }
 
     pub(super) fn finish(self) -> (String, u64) {
