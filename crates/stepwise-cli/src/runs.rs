@@ -12,6 +12,7 @@ use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::operation::CommandLine;
 use stepwise_core::run::{EditedProposal, RunStatus, StepStatus};
 use stepwise_engine::{Command, Engine, EngineError, StartRun};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::exit::{Exit, InvalidInput};
 use crate::output::{duration, run_status_text};
@@ -128,6 +129,8 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
         trigger: "cli".into(),
         max_parallel: args.max_parallel,
     };
+    // Listening for Ctrl-C before anything starts: a signal cannot slip in before it is heard.
+    let mut interrupts = interrupts()?;
     let handle = engine.start_run(start).await?;
     let run_id = handle.run_id().clone();
     if !json {
@@ -138,7 +141,15 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
         ));
     }
     let progress = Progress::new(json);
-    let status = follow_until(engine, &run_id, EventSeq::ZERO, handle.wait(), &progress).await?;
+    let status = follow_until(
+        engine,
+        &run_id,
+        EventSeq::ZERO,
+        handle.wait(),
+        &progress,
+        &mut interrupts,
+    )
+    .await?;
     finish(engine, &run_id, status, json).await
 }
 
@@ -234,11 +245,20 @@ pub async fn send(
         return Ok(Exit::Success);
     }
     let progress = Progress::new(json);
+    let mut interrupts = interrupts()?;
     let work = async {
         engine.send(run_id.as_str(), command).await?;
         engine.settle(run_id.as_str()).await
     };
-    let status = follow_until(engine, &run_id, row.last_seq, work, &progress).await?;
+    let status = follow_until(
+        engine,
+        &run_id,
+        row.last_seq,
+        work,
+        &progress,
+        &mut interrupts,
+    )
+    .await?;
     finish(engine, &run_id, status, json).await
 }
 
@@ -252,6 +272,7 @@ pub async fn resume(
         return send(engine, run, Command::Resume, wait, json).await;
     }
     let progress = Progress::new(json);
+    let mut interrupts = interrupts()?;
     let runs = engine.unfinished_runs().await?;
     if runs.is_empty() && !json {
         say("no unfinished runs");
@@ -261,8 +282,15 @@ pub async fn resume(
     for row in runs {
         let (text, exit) = match engine.drive(row.run_id.as_str()).await {
             Ok(handle) => {
-                let status =
-                    follow_until(engine, &row.run_id, row.last_seq, handle.wait(), &progress).await;
+                let status = follow_until(
+                    engine,
+                    &row.run_id,
+                    row.last_seq,
+                    handle.wait(),
+                    &progress,
+                    &mut interrupts,
+                )
+                .await;
                 match status {
                     Ok(status) => (
                         run_status_text(status).to_string(),
@@ -299,20 +327,21 @@ async fn follow_until<F>(
     after: EventSeq,
     until: F,
     progress: &Progress,
+    interrupts: &mut Signal,
 ) -> anyhow::Result<RunStatus>
 where
     F: Future<Output = Result<RunStatus, EngineError>>,
 {
     let mut events = engine.subscribe_run(run_id.as_str(), after);
     tokio::pin!(until);
-    let mut interrupts = 0;
+    let mut interrupted = 0;
     // Commands sent on Ctrl-C: awaited before returning, so none is left half-sent.
     let mut sent = Vec::new();
     let status = loop {
         tokio::select! {
             status = &mut until => break status?,
             Some(event) = events.next() => progress.show(&event?),
-            Ok(()) = tokio::signal::ctrl_c() => {
+            Some(()) = interrupts.recv() => {
                 if !engine.drives(run_id) {
                     eprintln!("\ninterrupted: no longer following; the run goes on in the process that drives it");
                     for send in sent {
@@ -321,8 +350,8 @@ where
                     let row = engine.find_run(run_id.as_str()).await?;
                     return Ok(RunStatus::parse(&row.status).unwrap_or(RunStatus::Running));
                 }
-                interrupts += 1;
-                let command = if interrupts == 1 {
+                interrupted += 1;
+                let command = if interrupted == 1 {
                     eprintln!("\ninterrupted: pausing the run; running operations finish first (Ctrl-C again to cancel)");
                     Command::Pause
                 } else {
@@ -353,6 +382,12 @@ where
         }
     }
     Ok(status)
+}
+
+/// Ctrl-C (SIGINT) as a stream: once created, every signal is kept for the next `recv`, so none
+/// is lost between two turns of a loop, and none kills the process.
+fn interrupts() -> anyhow::Result<Signal> {
+    signal(SignalKind::interrupt()).context("listening for Ctrl-C")
 }
 
 fn worse(a: Exit, b: Exit) -> Exit {
