@@ -480,3 +480,69 @@ fn eight_processes_starting_runs_at_once_on_a_new_database_all_succeed() {
         assert_eq!(env.run_count(), 8, "round {round}");
     }
 }
+
+/// Records a run as an older or damaged stepwise might have left it: started, waiting, with a
+/// workflow source that this version cannot compile.
+fn record_unreadable_run(env: &Env) -> String {
+    use stepwise_core::event::{EVENT_SCHEMA_VERSION, Event, RunStarted};
+    use stepwise_core::ids::RunId;
+    use stepwise_store::{Durability, NewEvent, NewRun, Store};
+    let run_id = RunId::from("0badc0de-0000-4000-8000-000000000000");
+    let started = Event::RunStarted(RunStarted {
+        run_id: run_id.clone(),
+        workflow_name: "damaged".into(),
+        workflow_path: "damaged.yaml".into(),
+        workflow_hash: "sha256:00".into(),
+        workflow_source: "name: damaged\nsteps: [ {id: a, type: nosuchtype".into(),
+        workspace: env.ws.display().to_string(),
+        inputs: json!({}),
+        trigger: "test".into(),
+        started_by: "test".into(),
+        max_parallel: 1,
+        policy: Vec::new(),
+    });
+    let mut store = Store::open(&env.db, Durability::Normal).expect("open the store");
+    let row = NewRun {
+        run_id: run_id.clone(),
+        workflow_name: "damaged".into(),
+        workflow_path: "damaged.yaml".into(),
+        workflow_hash: "sha256:00".into(),
+        workspace: env.ws.display().to_string(),
+        trigger: "test".into(),
+        status: "awaiting_approval".into(),
+        created_at_ms: 1,
+    };
+    let first = NewEvent {
+        event_type: started.type_name().into(),
+        schema_version: EVENT_SCHEMA_VERSION,
+        recorded_at_ms: 1,
+        correlation_id: None,
+        causation_seq: None,
+        payload: started.to_payload().expect("a payload"),
+    };
+    store.create_run(&row, &[first]).expect("record the run");
+    run_id.to_string()
+}
+
+#[test]
+fn a_run_that_cannot_be_read_does_not_hide_the_other_runs_questions() {
+    let env = Env::new();
+    let good = env.run(&waiting_workflow(&env), &[]).run_id();
+    let bad = record_unreadable_run(&env);
+
+    let out = env.stepwise(&["approvals", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let listed = out.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(listed[0]["run_id"], good.as_str());
+    assert!(
+        out.stderr.contains(&bad[..8]),
+        "the left-out run is named: {out}"
+    );
+
+    // The run itself says what is wrong with it, in words, and exits 2 (its workflow).
+    let out = env.stepwise(&["show", &bad]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("damaged.yaml"), "{out}");
+    assert!(env.stepwise(&["runs"]).stdout.contains(&bad));
+}

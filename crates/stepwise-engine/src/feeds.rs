@@ -258,11 +258,19 @@ impl Engine {
             .inner
             .db
             .read(move |store| {
-                store
+                // One run that cannot be read does not hide every other run's questions.
+                Ok(store
                     .unfinished_runs()?
                     .into_iter()
-                    .map(|row| engine.load_run_with(store, row.run_id.as_str()))
-                    .collect::<Result<Vec<_>, _>>()
+                    .filter_map(|row| {
+                        engine
+                            .load_run_with(store, row.run_id.as_str())
+                            .inspect_err(|error| {
+                                tracing::warn!(run = %row.run_id, "left out of the approvals: {error}");
+                            })
+                            .ok()
+                    })
+                    .collect::<Vec<_>>())
             })
             .await?;
         let mut queue = VecDeque::new();
@@ -341,12 +349,26 @@ impl ApprovalChanges {
                 (state, events.into_iter().map(|(_, e)| e).collect())
             }
             None => {
-                let loaded = self
+                let loaded = match self
                     .engine
                     .inner
                     .db
                     .read(move |store| engine.load_run_with(store, run_id.as_str()))
-                    .await?;
+                    .await
+                {
+                    Ok(loaded) => loaded,
+                    // A run whose log or workflow cannot be read is left out, not the feed
+                    // ended: the other runs' questions go on.
+                    Err(
+                        error @ (EngineError::Workflow(_)
+                        | EngineError::State { .. }
+                        | EngineError::Decode { .. }),
+                    ) => {
+                        tracing::warn!(run = %row.run_id, "left out of the approvals: {error}");
+                        return Ok(());
+                    }
+                    Err(error) => return Err(error),
+                };
                 let events: Vec<Event> = loaded.events.into_iter().map(|(_, e)| e).collect();
                 (loaded.state, events)
             }

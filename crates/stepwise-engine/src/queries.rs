@@ -7,7 +7,7 @@ use serde::Serialize;
 use stepwise_core::event::Event;
 use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::{PendingApproval, RunState, RunStatus};
-use stepwise_core::workflow::{Workflow, parse_workflow};
+use stepwise_core::workflow::{Workflow, parse_recorded_workflow};
 use stepwise_store::{RunRow, Store, StoredEvent};
 
 use crate::engine::Engine;
@@ -142,14 +142,21 @@ impl Engine {
         self.inner
             .db
             .read(move |store| {
+                let one_run = run.is_some();
                 let runs = match run {
                     Some(run) => vec![store.find_run(&run)?],
                     None => store.unfinished_runs()?,
                 };
                 let mut found = Vec::new();
                 for row in runs {
-                    let loaded = engine.load_run_with(store, row.run_id.as_str())?;
-                    found.extend(approvals_of(&loaded.row, &loaded.state));
+                    match engine.load_run_with(store, row.run_id.as_str()) {
+                        Ok(loaded) => found.extend(approvals_of(&loaded.row, &loaded.state)),
+                        // One run that cannot be read does not hide every other run's questions.
+                        Err(error) if !one_run => {
+                            tracing::warn!(run = %row.run_id, "left out of the approvals: {error}");
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
                 Ok(found)
             })
@@ -191,7 +198,7 @@ pub fn recorded_workflow(
 ) -> Result<Arc<Workflow>, EngineError> {
     match events.first() {
         Some((_, Event::RunStarted(started))) => {
-            parse_workflow(&started.workflow_path, &started.workflow_source)
+            parse_recorded_workflow(&started.workflow_path, &started.workflow_source)
                 .map(Arc::new)
                 .map_err(EngineError::Workflow)
         }

@@ -21,7 +21,19 @@ pub fn parse_workflow(file: &str, source: &str) -> Result<Workflow, WorkflowErro
         Ok(def) => def,
         Err(error) => return Err(WorkflowErrors(vec![syntax_error(file, source, error)])),
     };
-    Compiler::new(file, source).compile(def)
+    Compiler::new(file, source, true).compile(def)
+}
+
+/// Reads a workflow recorded when a run started, with the checks of that time: shape,
+/// references and cycles, but not the checks later versions added or tightened (expression
+/// lints, ceilings), which would make an old run unloadable. What such a run does at run time
+/// is bounded by the engine all the same.
+pub fn parse_recorded_workflow(file: &str, source: &str) -> Result<Workflow, WorkflowErrors> {
+    let def: WorkflowDef = match yaml::from_str(source) {
+        Ok(def) => def,
+        Err(error) => return Err(WorkflowErrors(vec![syntax_error(file, source, error)])),
+    };
+    Compiler::new(file, source, false).compile(def)
 }
 
 fn syntax_error(file: &str, source: &str, error: YamlError) -> ValidationError {
@@ -107,6 +119,9 @@ pub(super) struct Compiler<'a> {
     file: &'a str,
     source: &'a str,
     errors: Vec<ValidationError>,
+    /// Whether checks that later versions may tighten apply (`lint` of expressions, ceilings).
+    /// Off for a workflow recorded by a run, which was valid when the run started.
+    pub(super) strict: bool,
 }
 
 /// Where a step is written: its id's line and column, and the next step's line.
@@ -118,11 +133,12 @@ pub(super) struct StepPlace {
 }
 
 impl<'a> Compiler<'a> {
-    fn new(file: &'a str, source: &'a str) -> Self {
+    fn new(file: &'a str, source: &'a str, strict: bool) -> Self {
         Compiler {
             file,
             source,
             errors: Vec::new(),
+            strict,
         }
     }
 
@@ -489,4 +505,21 @@ fn is_identifier(id: &str) -> bool {
 
 fn top_level_position(source: &str, key: &str) -> (u32, u32) {
     field_position(source, 1, None, key).unwrap_or((1, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_workflow_loads_with_the_checks_of_its_time() {
+        // Valid when an older version recorded it; refused by today's stricter validation.
+        let source = "name: old\nsteps:\n  - id: a\n    type: set\n    values: {x: \"${1/0}\"}\n  - id: b\n    type: run_command\n    command: [\"true\"]\n    max_output: 18446744073709551615\n";
+        let errors = parse_workflow("old.yaml", source).expect_err("strict");
+        assert_eq!(errors.0.len(), 2, "{errors}");
+        let workflow = parse_recorded_workflow("old.yaml", source).expect("recorded");
+        assert_eq!(workflow.steps.len(), 2);
+        // What the format itself requires still holds.
+        assert!(parse_recorded_workflow("bad.yaml", "name: x\nsteps: [{id: a}]\n").is_err());
+    }
 }

@@ -42,9 +42,29 @@ impl StepContext<'_, '_> {
             .field_error(self.place, self.id, field, message);
     }
 
+    /// Lints an expression (see `Expr::lint`) when the compiler is strict; `false` after
+    /// reporting a mistake.
+    fn linted(&mut self, field: &str, expr: &Expr) -> bool {
+        if !self.compiler.strict {
+            return true;
+        }
+        match expr.lint() {
+            Ok(()) => true,
+            Err(e) => {
+                self.error(field, format!("`{field}`: {}", e.message));
+                false
+            }
+        }
+    }
+
     pub(super) fn template(&mut self, field: &str, text: &str) -> Option<Template> {
         match Template::parse(text) {
             Ok(t) => {
+                for expr in t.exprs() {
+                    if !self.linted(field, expr) {
+                        return None;
+                    }
+                }
                 self.exprs.extend(t.exprs().map(|e| Reads::of(field, e)));
                 Some(t)
             }
@@ -63,6 +83,9 @@ impl StepContext<'_, '_> {
         };
         match Expr::compile(body) {
             Ok(e) => {
+                if !self.linted(field, &e) {
+                    return None;
+                }
                 self.exprs.push(Reads::of(field, &e));
                 Some(e)
             }
@@ -215,6 +238,7 @@ impl StepContext<'_, '_> {
                 }
                 if let Some(max) = max_output
                     && *max > MAX_OUTPUT_CEILING
+                    && self.compiler.strict
                 {
                     self.error(
                         "max_output",
@@ -238,6 +262,11 @@ impl StepContext<'_, '_> {
                 for (name, value) in values {
                     match ValueTemplate::parse(value) {
                         Ok(t) => {
+                            for expr in t.exprs() {
+                                if !self.linted(name, expr) {
+                                    return None;
+                                }
+                            }
                             self.exprs
                                 .extend(t.exprs().into_iter().map(|e| Reads::of(name, e)));
                             compiled.insert(name.clone(), t);

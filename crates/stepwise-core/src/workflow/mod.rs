@@ -10,7 +10,7 @@ mod inputs;
 
 use std::collections::{BTreeMap, HashMap};
 
-pub use compile::parse_workflow;
+pub use compile::{parse_recorded_workflow, parse_workflow};
 pub use def::{AfterDef, InputDef, InputType, workflow_json_schema};
 pub use error::{ValidationError, WorkflowErrors};
 pub use inputs::InputError;

@@ -17,6 +17,7 @@ use stepwise_core::operation::{
     CommandLine, CommandOutcome, CommandRequest, OperationError, OperationErrorKind,
     OperationResult, SavedOutput,
 };
+use stepwise_core::workflow::MAX_OUTPUT_CEILING;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe::Receiver;
 use tokio::sync::watch;
@@ -137,7 +138,8 @@ async fn run(
     tracing::debug!(supervisor = child.pid, command = %shown, "command started");
     let (stdout, stderr, report) = child_pipes(&mut child, &shown)?;
 
-    let limit = usize::try_from(req.max_output_bytes).unwrap_or(usize::MAX);
+    // The ceiling holds here too, whatever a request recorded by an older version says.
+    let limit = usize::try_from(req.max_output_bytes.min(MAX_OUTPUT_CEILING)).unwrap_or(usize::MAX);
     let (saved_names, out_sink, err_sink) = match save {
         Some(files) => (
             Some((files.stdout_file, files.stderr_file)),
