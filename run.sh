@@ -75,13 +75,15 @@ case $code in
         say
         say "The run is waiting for a person: edits and commands need approval by default."
         say
-        "$stepwise" approvals || true
+        # This run's questions only (the database may hold other runs).
+        run_id=$("$stepwise" runs --json --limit 1 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])' 2>/dev/null || true)
+        "$stepwise" approvals ${run_id:+"$run_id"} || true
         say
         say "Approve (RUN is the run id above, or any unique prefix of it):"
         # Print the exact commands when the JSON names run and step; otherwise the generic form.
         exact=""
         if command -v python3 >/dev/null 2>&1; then
-            exact=$("$stepwise" approvals --json 2>/dev/null | python3 -c '
+            exact=$("$stepwise" approvals ${run_id:+"$run_id"} --json 2>/dev/null | python3 -c '
 import json, sys
 def walk(v):
     if isinstance(v, dict):
