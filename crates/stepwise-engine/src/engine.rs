@@ -23,6 +23,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::db::Db;
 use crate::driver::{self, Message};
 use crate::error::EngineError;
+use crate::exec::Executors;
 use crate::file_watch::FileWatch;
 use crate::lock::RunLock;
 use crate::policy_files::{UserPolicy, load_policy};
@@ -144,6 +145,8 @@ pub(crate) struct Inner {
     standing_by: Mutex<HashSet<RunId>>,
     /// The watch on pending edits' files, started when a driver first needs it.
     file_watch: OnceLock<FileWatch>,
+    /// What performs each operation kind.
+    pub(crate) executors: Executors,
 }
 
 /// A driver running in this process.
@@ -178,6 +181,7 @@ impl Engine {
                 inbox_watch: OnceLock::new(),
                 standing_by: Mutex::new(HashSet::new()),
                 file_watch: OnceLock::new(),
+                executors: Executors::new(),
             }),
         })
     }

@@ -27,9 +27,9 @@ use tokio::task::JoinHandle;
 use crate::commands::Command;
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::exec;
+use crate::exec::{self, OpContext};
 use crate::inbox::Applied;
-use crate::lock::{self, RunLock};
+use crate::lock::RunLock;
 use crate::record::{input_causation, new_event};
 use crate::sandbox::Workspace;
 
@@ -158,11 +158,11 @@ impl Driver {
     async fn run(&mut self) -> Result<RunStatus, EngineError> {
         // Operations the previous driver dispatched and never saw answered, as they stand
         // before this driver dispatches anything itself.
-        let unanswered: Vec<(EventSeq, OperationRequest)> = self
+        let unanswered: Vec<Unanswered> = self
             .state
             .unanswered_operations()
             .into_iter()
-            .map(|(op, _, request)| (op, request.clone()))
+            .map(|(op, step, request)| (op, step.clone(), request.clone()))
             .collect();
         // A pause or cancel waiting in the inbox is applied before anything else, so that it
         // holds back what recovery would otherwise start (marking a command's outcome unknown
@@ -170,12 +170,12 @@ impl Driver {
         self.process_inbox_where(Command::holds_back).await?;
         // Commands whose outcome is lost are marked so next, so that a `resolve` waiting in
         // the inbox finds them in that state.
-        let unanswered = self.mark_unknown_commands(unanswered).await?;
+        let unanswered = self.ask_about_lost_outcomes(unanswered).await?;
         // Then the other commands: a mistaken one is refused before anything runs.
         self.process_inbox().await?;
         // Proposals made against files that have changed since are made anew.
         self.void_stale_edits(false).await?;
-        self.recover_files(unanswered).await?;
+        self.recover_the_rest(unanswered).await?;
         // Then decisions not yet taken (a run just started, or steps held back).
         let pending = self.state.advance().map_err(|source| EngineError::State {
             run_id: self.run_id.clone(),
@@ -367,11 +367,12 @@ impl Driver {
                         ..
                     } if read_here.contains(&seq) => {}
                     Event::OperationStarted {
+                        step,
                         request: request @ OperationRequest::ReadFile { .. },
                         ..
-                    } => self.dispatch(seq, request),
-                    Event::OperationStarted { request, .. } => {
-                        to_start.push(Start::Operation(seq, request));
+                    } => self.dispatch(seq, step, request),
+                    Event::OperationStarted { step, request, .. } => {
+                        to_start.push(Start::Operation(seq, step, request));
                     }
                     Event::StepRetryScheduled {
                         step,
@@ -393,7 +394,7 @@ impl Driver {
         // What is recorded as started must start.
         for start in to_start {
             match start {
-                Start::Operation(op, request) => self.dispatch(op, request),
+                Start::Operation(op, step, request) => self.dispatch(op, step, request),
                 Start::Timer(step, attempt, delay_ms) => {
                     self.retry_scheduled_at
                         .insert(step.clone(), (now, delay_ms));
@@ -490,72 +491,44 @@ impl Driver {
         }
     }
 
-    /// Where a command's whole output is saved, when its step asks: beside the workspace's
-    /// policy, one directory per run, one pair of files per attempt (`<step>-<op>.stdout`).
-    fn output_stem(&self, op: EventSeq) -> String {
-        let step = self
-            .state
-            .unanswered_operations()
-            .into_iter()
-            .find(|(seq, _, _)| *seq == op)
-            .map_or_else(|| "op".to_string(), |(_, step, _)| step.to_string());
-        format!(".stepwise/output/{}/{step}-{op}", self.run_id)
+    /// What an executor needs to perform operation `op` of step `step`.
+    fn op_context(&self, op: EventSeq, step: StepId, cancel: watch::Receiver<bool>) -> OpContext {
+        OpContext {
+            workspace: self.workspace.clone(),
+            run_id: self.run_id.clone(),
+            op,
+            step,
+            lock_dir: self.engine.inner.db.lock_dir.clone(),
+            cancel,
+        }
     }
 
-    /// Performs an operation in the background; its outcome comes back as a message.
-    fn dispatch(&mut self, op: EventSeq, request: OperationRequest) {
+    /// Performs an operation in the background, with the executor of its kind; its outcome
+    /// comes back as a message.
+    fn dispatch(&mut self, op: EventSeq, step: StepId, request: OperationRequest) {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         self.running.insert(op, cancel_tx);
+        let ctx = self.op_context(op, step, cancel_rx);
+        let work = self
+            .engine
+            .inner
+            .executors
+            .for_request(&request)
+            .perform(ctx, request);
         let tx = self.tx.clone();
-        let workspace = self.workspace.clone();
-        match request {
-            OperationRequest::RunCommand(request) => {
-                let lock = lock::operation_lock(&self.engine.inner.db.lock_dir, &self.run_id, op);
-                let save_as = request.save_output.then(|| self.output_stem(op));
-                tokio::spawn(async move {
-                    let outcome = exec::run_command(
-                        &workspace,
-                        &request,
-                        cancel_rx,
-                        Some(&lock),
-                        save_as.as_deref(),
-                    )
-                    .await;
-                    // The supervisor has exited: the lock is free and its file of no more use.
-                    let _ = std::fs::remove_file(&lock);
-                    let _ = tx.send(Message::OperationDone { op, outcome });
-                });
-            }
-            OperationRequest::ReadFile { path, missing_ok } => {
-                tokio::task::spawn_blocking(move || {
-                    let outcome = exec::read_file(&workspace, &path, missing_ok);
-                    let _ = tx.send(Message::OperationDone { op, outcome });
-                });
-            }
-            OperationRequest::WriteFile {
-                path,
-                base_hash,
-                content,
-                content_hash,
-            } => {
-                tokio::task::spawn_blocking(move || {
-                    let outcome = exec::write_file(
-                        &workspace,
-                        &path,
-                        base_hash.as_deref(),
-                        &content,
-                        &content_hash,
-                    );
-                    let _ = tx.send(Message::OperationDone { op, outcome });
-                });
-            }
-        }
+        tokio::spawn(async move {
+            let outcome = work.await;
+            let _ = tx.send(Message::OperationDone { op, outcome });
+        });
     }
 }
 
+/// An operation dispatched before a crash and never answered.
+pub(super) type Unanswered = (EventSeq, StepId, OperationRequest);
+
 /// Something a commit decided that must start once it is durable.
 enum Start {
-    Operation(EventSeq, OperationRequest),
+    Operation(EventSeq, StepId, OperationRequest),
     Timer(StepId, u32, u64),
 }
 

@@ -1,12 +1,111 @@
 //! Operation executors: they perform what an `OperationRequest` asks, inside a [`Workspace`],
 //! and turn the outcome into the `OperationResult` or `OperationError` that gets recorded.
 //!
+//! Each operation kind has one [`Executor`], the one place that knows how to perform it and
+//! what to do when a crash left it unanswered. The driver only asks [`Executors::for_request`].
+//!
 //! [`Workspace`]: crate::sandbox::Workspace
 
 mod command;
 mod file;
+mod kinds;
 mod output;
 mod supervisor;
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use stepwise_core::ids::{EventSeq, RunId, StepId};
+use stepwise_core::operation::{OperationError, OperationRequest, OperationResult};
+use tokio::sync::watch;
+
+use crate::sandbox::Workspace;
+
 pub use command::run_command;
 pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_write, write_file};
+
+/// A future an executor returns, run on a task of its own.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What an operation ended with.
+pub(crate) type Outcome = Result<OperationResult, OperationError>;
+
+/// Everything an executor may need to perform one operation of a run.
+#[derive(Clone)]
+pub(crate) struct OpContext {
+    pub(crate) workspace: Arc<Workspace>,
+    pub(crate) run_id: RunId,
+    /// The seq of the operation's `OperationStarted`.
+    pub(crate) op: EventSeq,
+    pub(crate) step: StepId,
+    /// Where the run's lock files live (a command's supervisor holds one).
+    pub(crate) lock_dir: PathBuf,
+    /// Becomes `true` when the operation must stop (the run is cancelled, or the driver let
+    /// go); dropping the sender means the same.
+    pub(crate) cancel: watch::Receiver<bool>,
+}
+
+/// What to do, after a crash, with an operation that was dispatched and never answered.
+pub(crate) enum AfterCrash {
+    /// It has no effect on the world (or none that repeating could double): perform it again.
+    Repeat,
+    /// Look at the world to find out whether it happened (`Executor::recover`).
+    Check,
+    /// Nobody can know whether it did its work: a person decides (`resolve`). Recorded before
+    /// anything else is recovered.
+    AskPerson,
+}
+
+/// What looking at the world found out about an unanswered operation.
+pub(crate) enum Recovery {
+    /// It did not happen: perform it.
+    Repeat,
+    /// It happened, or cannot happen any more: this is its outcome.
+    Answered(Outcome),
+    /// Its outcome cannot be known.
+    Unknown,
+}
+
+/// One operation kind: how to perform it and how to recover it.
+pub(crate) trait Executor: Send + Sync {
+    /// Performs the operation. The future runs on a task of its own; blocking work inside it
+    /// belongs on a blocking thread.
+    fn perform(&self, ctx: OpContext, request: OperationRequest) -> BoxFuture<'static, Outcome>;
+
+    /// How the operation is recovered after a crash.
+    fn after_crash(&self) -> AfterCrash;
+
+    /// For `Check` and `AskPerson`: finds out what became of it (for `AskPerson`, waits until
+    /// nothing of it can still be running).
+    fn recover(&self, _ctx: OpContext, _request: OperationRequest) -> BoxFuture<'static, Recovery> {
+        Box::pin(async { Recovery::Repeat })
+    }
+}
+
+/// The executor of every operation kind.
+pub(crate) struct Executors {
+    read: kinds::ReadFile,
+    write: kinds::WriteFile,
+    command: kinds::RunCommand,
+}
+
+impl Executors {
+    pub(crate) fn new() -> Executors {
+        Executors {
+            read: kinds::ReadFile,
+            write: kinds::WriteFile,
+            command: kinds::RunCommand,
+        }
+    }
+
+    /// The one place an operation kind is mapped to what performs it.
+    pub(crate) fn for_request(&self, request: &OperationRequest) -> &dyn Executor {
+        match request {
+            OperationRequest::ReadFile { .. } => &self.read,
+            OperationRequest::WriteFile { .. } => &self.write,
+            OperationRequest::RunCommand(_) => &self.command,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The executors of the file and command operation kinds, over `file` and `command`.
+
+use stepwise_core::operation::{OperationError, OperationErrorKind, OperationRequest};
+
+use super::{AfterCrash, BoxFuture, Executor, OpContext, Outcome, Recovery, WriteRecovery};
+use crate::lock;
+
+/// How long a recovering driver waits for the processes of a command started before a crash
+/// to be gone (their supervisor kills them as soon as the engine that started them dies).
+const OLD_TREE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reading a file: no effect on the world, so simply read again after a crash.
+pub(crate) struct ReadFile;
+
+impl Executor for ReadFile {
+    fn perform(&self, ctx: OpContext, request: OperationRequest) -> BoxFuture<'static, Outcome> {
+        Box::pin(async move {
+            let OperationRequest::ReadFile { path, missing_ok } = request else {
+                return Err(wrong_kind("read_file"));
+            };
+            blocking(move || super::read_file(&ctx.workspace, &path, missing_ok)).await
+        })
+    }
+
+    fn after_crash(&self) -> AfterCrash {
+        AfterCrash::Repeat
+    }
+}
+
+/// Writing a file: compare-and-swap on the file's hash, so after a crash the file itself says
+/// whether the write happened.
+pub(crate) struct WriteFile;
+
+impl Executor for WriteFile {
+    fn perform(&self, ctx: OpContext, request: OperationRequest) -> BoxFuture<'static, Outcome> {
+        Box::pin(async move {
+            let OperationRequest::WriteFile {
+                path,
+                base_hash,
+                content,
+                content_hash,
+            } = request
+            else {
+                return Err(wrong_kind("write_file"));
+            };
+            blocking(move || {
+                super::write_file(
+                    &ctx.workspace,
+                    &path,
+                    base_hash.as_deref(),
+                    &content,
+                    &content_hash,
+                )
+            })
+            .await
+        })
+    }
+
+    fn after_crash(&self) -> AfterCrash {
+        AfterCrash::Check
+    }
+
+    fn recover(&self, ctx: OpContext, request: OperationRequest) -> BoxFuture<'static, Recovery> {
+        Box::pin(async move {
+            let OperationRequest::WriteFile {
+                path,
+                base_hash,
+                content_hash,
+                ..
+            } = request
+            else {
+                return Recovery::Answered(Err(wrong_kind("write_file")));
+            };
+            let checked = tokio::task::spawn_blocking(move || {
+                super::recover_write(&ctx.workspace, &path, base_hash.as_deref(), &content_hash)
+            })
+            .await;
+            match checked {
+                Ok(WriteRecovery::NotApplied) => Recovery::Repeat,
+                Ok(WriteRecovery::AlreadyApplied(result)) => Recovery::Answered(Ok(result)),
+                Ok(WriteRecovery::Conflict(error)) => Recovery::Answered(Err(error)),
+                Err(e) => Recovery::Answered(Err(OperationError::new(
+                    OperationErrorKind::Io,
+                    format!("checking the file after a crash stopped: {e}"),
+                ))),
+            }
+        })
+    }
+}
+
+/// Running a command: it may or may not have done its work before a crash, so a person
+/// decides; never while anything of it may still run.
+pub(crate) struct RunCommand;
+
+impl Executor for RunCommand {
+    fn perform(&self, ctx: OpContext, request: OperationRequest) -> BoxFuture<'static, Outcome> {
+        Box::pin(async move {
+            let OperationRequest::RunCommand(request) = request else {
+                return Err(wrong_kind("run_command"));
+            };
+            let lock = lock::operation_lock(&ctx.lock_dir, &ctx.run_id, ctx.op);
+            // Beside the workspace's policy, one directory per run, one pair of files per
+            // attempt (`<step>-<op>.stdout`).
+            let save_as = request
+                .save_output
+                .then(|| format!(".stepwise/output/{}/{}-{}", ctx.run_id, ctx.step, ctx.op));
+            let outcome = super::run_command(
+                &ctx.workspace,
+                &request,
+                ctx.cancel.clone(),
+                Some(&lock),
+                save_as.as_deref(),
+            )
+            .await;
+            // The supervisor has exited: the lock is free and its file of no more use.
+            let _ = std::fs::remove_file(&lock);
+            outcome
+        })
+    }
+
+    fn after_crash(&self) -> AfterCrash {
+        AfterCrash::AskPerson
+    }
+
+    fn recover(&self, ctx: OpContext, _request: OperationRequest) -> BoxFuture<'static, Recovery> {
+        Box::pin(async move {
+            // Its supervisor holds this lock until the command's tree is gone (it kills the
+            // tree when the engine that started it dies).
+            let lock = lock::operation_lock(&ctx.lock_dir, &ctx.run_id, ctx.op);
+            let gone = tokio::task::spawn_blocking(move || {
+                lock::wait_operation_gone(&lock, OLD_TREE_PATIENCE)
+            })
+            .await
+            .unwrap_or(false);
+            if !gone {
+                tracing::warn!(run_id = %ctx.run_id, op = %ctx.op, "processes of a command started before a crash are still running; marking its outcome unknown anyway");
+            }
+            Recovery::Unknown
+        })
+    }
+}
+
+/// Runs blocking file IO on a blocking thread.
+async fn blocking(work: impl FnOnce() -> Outcome + Send + 'static) -> Outcome {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(OperationError::new(
+            OperationErrorKind::Io,
+            format!("the operation's thread stopped: {e}"),
+        ))
+    })
+}
+
+fn wrong_kind(kind: &str) -> OperationError {
+    OperationError::new(
+        OperationErrorKind::Io,
+        format!("internal error: a request that is not {kind} was given to its executor"),
+    )
+}
