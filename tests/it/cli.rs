@@ -385,6 +385,7 @@ fn a_run_driven_in_process_by_the_engine_is_seen_and_continued_by_the_cli() {
         inputs: Default::default(),
         trigger: "test".into(),
         max_parallel: None,
+        budget_micro_usd: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -500,6 +501,8 @@ fn record_unreadable_run(env: &Env) -> String {
         started_by: "test".into(),
         max_parallel: 1,
         policy: Vec::new(),
+        models: Default::default(),
+        budget: None,
     });
     let mut store = Store::open(&env.db, Durability::Normal).expect("open the store");
     let row = NewRun {

@@ -42,6 +42,7 @@ fn start(env: &Env, workflow: std::path::PathBuf) -> StartRun {
         inputs: Default::default(),
         trigger: "test".into(),
         max_parallel: None,
+        budget_micro_usd: None,
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use stepwise_core::event::{ApprovalGranted, DecisionMode, Event, RunStarted};
 use stepwise_core::ids::EventSeq;
+use stepwise_core::llm::{LlmReply, ModelSpec, Price, ProviderKind, TokenUsage};
 use stepwise_core::operation::{CommandOutcome, OperationRequest, OperationResult};
 use stepwise_core::run::{RunState, RunStatus};
 use stepwise_core::workflow::{Workflow, parse_workflow};
@@ -85,6 +86,35 @@ steps:
     needs: [shell]
     approval: required
     message: "ok? ${steps.cmd.output.stdout}"
+"#,
+    r#"name: models
+budget: { usd: 0.001, tokens: 5000 }
+steps:
+  - id: read
+    type: read_file
+    path: notes.txt
+  - id: ask
+    type: prompt
+    needs: [read]
+    model: small
+    system: Be brief.
+    prompt: "Explain ${steps.read.output.content}"
+    temperature: 0.2
+    max_tokens: 64
+  - id: classify
+    type: analyze
+    needs: [ask]
+    model: small
+    messages:
+      - {role: user, content: "Label this: ${steps.ask.output.text}"}
+    output_schema: {type: object, required: [label], properties: {label: {enum: [bug, feature]}}}
+    schema_retries: 1
+  - id: sum
+    type: summarize
+    needs: [classify]
+    model: other
+    text: ${steps.ask.output.text}
+    max_words: 20
 "#,
 ];
 
@@ -284,6 +314,25 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
         started_by: "fuzz".into(),
         max_parallel: workflow.max_parallel,
         policy: Vec::new(),
+        models: workflow
+            .model_aliases()
+            .into_iter()
+            .map(|alias| {
+                let spec = ModelSpec {
+                    provider: "sim".into(),
+                    kind: ProviderKind::Simulated,
+                    base_url: None,
+                    model: alias.to_string(),
+                    api_key_env: None,
+                    price: Price {
+                        input_micro_usd_per_mtok: 1_000_000,
+                        output_micro_usd_per_mtok: 1_000_000,
+                    },
+                };
+                (alias.to_string(), spec)
+            })
+            .collect(),
+        budget: workflow.budget,
     };
     let mut state = RunState::new(workflow, started).map_err(|e| e.to_string())?;
     let mut pending = state.advance().map_err(|e| e.to_string())?;
@@ -358,6 +407,24 @@ fn result_for(request: &OperationRequest) -> OperationResult {
             duration_ms: 1,
             saved_output: None,
         }),
+        OperationRequest::LlmCall(request) => OperationResult::LlmReplied(Box::new(LlmReply {
+            text: if request.output_schema.is_some() {
+                "{\"label\": \"bug\"}".into()
+            } else {
+                "a reply".into()
+            },
+            finish_reason: "stop".into(),
+            usage: TokenUsage {
+                input_tokens: 10,
+                output_tokens: 5,
+            },
+            latency_ms: 1,
+            cost_micro_usd: 15,
+            simulated: true,
+            after_crash: false,
+            attempts: 1,
+            usage_estimated: false,
+        })),
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use stepwise_core::event::{Event, Proposal};
 use stepwise_core::ids::StepId;
+use stepwise_core::llm::{Role, format_usd};
 use stepwise_core::run::{RunStatus, StepStatus, StepTiming, step_timings};
 use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Approval, Engine, LoadedRun, StoredEvent};
@@ -374,6 +375,50 @@ pub fn approval_text(approval: &Approval) -> String {
         }
         Proposal::ReadFile { path } => out.push(format!("   read {}", printable(path))),
         Proposal::Gate { message } => out.push(format!("   {}", printable(message))),
+        Proposal::LlmCall {
+            request,
+            estimate,
+            remaining,
+            raise,
+        } => {
+            out.push(format!(
+                "   call model `{}` ({} `{}` via provider `{}`), up to {} reply tokens",
+                request.model,
+                request.spec.kind.as_str(),
+                request.spec.model,
+                request.spec.provider,
+                request.max_tokens
+            ));
+            out.push(format!(
+                "   estimate: {} ({} tokens)",
+                format_usd(estimate.micro_usd),
+                estimate.tokens()
+            ));
+            if let Some(left) = remaining.micro_usd {
+                out.push(format!("   budget left: {}", format_usd(left)));
+            }
+            if let Some(left) = remaining.tokens {
+                out.push(format!("   tokens left: {left}"));
+            }
+            if let Some(more) = raise.micro_usd {
+                out.push(format!(
+                    "   approving raises the budget by {}",
+                    format_usd(more)
+                ));
+            }
+            if let Some(more) = raise.tokens {
+                out.push(format!("   approving raises the token budget by {more}"));
+            }
+            for message in &request.messages {
+                let text = one_line(&message.content, 100);
+                let role = match message.role {
+                    Role::System => "system",
+                    Role::User => "user",
+                    Role::Assistant => "assistant",
+                };
+                out.push(format!("   {role}: {}", printable(&text)));
+            }
+        }
     }
     out.push(format!(
         "   approve: stepwise approve {short} {step}    reject: stepwise reject {short} {step} --reason \"…\"\n"

@@ -2,6 +2,7 @@
 //! and database as the desktop app. It is a thin client of `stepwise-engine`: it parses
 //! arguments, calls the engine and prints; it never decides anything itself.
 
+mod cost;
 mod exit;
 mod follow;
 mod inspect;
@@ -39,6 +40,10 @@ struct Global {
     /// The user's policy file (default: policy.yaml in the user's stepwise config directory).
     #[arg(long, global = true, env = "STEPWISE_USER_POLICY")]
     user_policy: Option<PathBuf>,
+    /// The model settings file (default: settings.yaml in the user's stepwise config
+    /// directory).
+    #[arg(long, global = true, env = "STEPWISE_SETTINGS")]
+    settings: Option<PathBuf>,
     /// How hard SQLite flushes each commit.
     #[arg(long, global = true, env = "STEPWISE_SYNC", value_enum, default_value_t = Sync::Full)]
     sync: Sync,
@@ -128,6 +133,11 @@ enum CliCommand {
         #[command(flatten)]
         wait: runs::Wait,
     },
+    /// What a run's model calls cost: in all, per step, per model and per day.
+    Cost {
+        /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
+        run: String,
+    },
     /// Print the JSON Schema of the workflow format.
     Schema,
 }
@@ -171,6 +181,7 @@ impl CliCommand {
                 | CliCommand::Events { .. }
                 | CliCommand::Approvals { .. }
                 | CliCommand::Replay(_)
+                | CliCommand::Cost { .. }
         )
     }
 }
@@ -218,6 +229,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
     match command {
         CliCommand::Run(args) => runs::run(engine, args, json).await,
         CliCommand::Runs { limit } => inspect::list_runs(engine, limit, json).await,
+        CliCommand::Cost { run } => cost::show(engine, &run, json).await,
         CliCommand::Show { run } => inspect::show(engine, &run, json).await,
         CliCommand::Events { run, follow } => {
             if follow {
@@ -279,6 +291,12 @@ fn open_engine(global: &Global) -> anyhow::Result<Engine> {
     config.user_policy = user_policy;
     // Named with --user-policy or STEPWISE_USER_POLICY: it must exist.
     config.user_policy_named = global.user_policy.is_some();
+    config.settings = match (&global.settings, &dirs) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(dirs)) => Some(dirs.config_dir().join("settings.yaml")),
+        (None, None) => None,
+    };
+    config.settings_named = global.settings.is_some();
     config.durability = match global.sync {
         Sync::Full => Durability::Full,
         Sync::Normal => Durability::Normal,

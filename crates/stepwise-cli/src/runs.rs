@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// else 4).
     #[arg(long, value_parser = at_least_one)]
     max_parallel: Option<usize>,
+    /// What the run may spend on model calls, in dollars (overrides the workflow's
+    /// `budget.usd`).
+    #[arg(long, value_name = "USD", value_parser = dollars)]
+    budget_usd: Option<u64>,
 }
 
 #[derive(Args)]
@@ -92,6 +96,16 @@ pub struct ResolveChoice {
     mark_done: bool,
 }
 
+/// `--budget-usd`: dollars, 0 or more, as micro-dollars.
+fn dollars(text: &str) -> Result<u64, String> {
+    match text.trim().trim_start_matches('$').parse::<f64>() {
+        Ok(usd) if usd.is_finite() && (0.0..=1e9).contains(&usd) => {
+            Ok((usd * 1_000_000.0).round() as u64)
+        }
+        _ => Err(format!("`{text}` is not an amount of dollars (e.g. 0.50)")),
+    }
+}
+
 /// `--max-parallel`: a whole number, at least 1 (as `max_parallel` in a workflow).
 fn at_least_one(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
@@ -128,6 +142,7 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
         inputs,
         trigger: "cli".into(),
         max_parallel: args.max_parallel,
+        budget_micro_usd: args.budget_usd,
     };
     // Listening for Ctrl-C before anything starts: a signal cannot slip in before it is heard.
     let mut interrupts = interrupts()?;

@@ -9,10 +9,13 @@
 //! The engine appends every input followed by exactly the decisions the core takes from it, so
 //! replay can re-derive every decision and compare.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{EventSeq, RunId, StepId};
+use crate::llm::{Budget, CostEstimate, LlmRequest, ModelSpec};
 use crate::operation::{CommandRequest, OperationError, OperationRequest, OperationResult};
 use crate::policy::RuleSpec;
 
@@ -164,6 +167,13 @@ pub struct RunStarted {
     /// User and workspace rules in force when the run started (the workflow's own are in the
     /// workflow).
     pub policy: Vec<RuleSpec>,
+    /// The models the workflow names, as the settings defined them when the run started (never
+    /// a key: only the name of the variable it comes from).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelSpec>,
+    /// What the run may spend on models (the workflow's `budget`, or `--budget-usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
 }
 
 /// An approval, manual or by rule.
@@ -212,6 +222,17 @@ pub enum Proposal {
     Gate {
         message: String,
     },
+    /// A model call, asked about because it would cross the run's budget (or the workflow
+    /// requires approval of the step). Approving it raises the budget by `raise`, enough for
+    /// this call, and makes the call.
+    LlmCall {
+        request: Box<LlmRequest>,
+        estimate: CostEstimate,
+        /// What remained of the budget when it was asked (`None`: no limit of that kind).
+        remaining: Budget,
+        /// What approving adds to the budget.
+        raise: Budget,
+    },
 }
 
 impl Proposal {
@@ -227,6 +248,7 @@ impl Proposal {
             Proposal::RunCommand(_) => "run_command",
             Proposal::ReadFile { .. } => "read_file",
             Proposal::Gate { .. } => "approval",
+            Proposal::LlmCall { .. } => "llm_call",
         }
     }
 }

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::llm::{LlmReply, LlmRequest};
+
 /// What a step asks the engine to do. Paths are workspace-relative and already checked to be
 /// free of `..` and absolute forms; the engine checks again (symlinks) when it performs them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +32,8 @@ pub enum OperationRequest {
     },
     /// Run a child process in its own process group inside the workspace.
     RunCommand(CommandRequest),
+    /// Ask a model. No effect on the world: after a crash it is simply asked again.
+    LlmCall(Box<LlmRequest>),
 }
 
 impl OperationRequest {
@@ -39,6 +43,7 @@ impl OperationRequest {
             OperationRequest::ReadFile { .. } => "read_file",
             OperationRequest::WriteFile { .. } => "write_file",
             OperationRequest::RunCommand(_) => "run_command",
+            OperationRequest::LlmCall(_) => "llm_call",
         }
     }
 }
@@ -122,6 +127,8 @@ pub enum OperationResult {
     },
     /// The command ran to an end (exit, signal or timeout).
     CommandFinished(CommandOutcome),
+    /// The model replied.
+    LlmReplied(Box<LlmReply>),
 }
 
 /// How a command ended and what it printed.
@@ -199,12 +206,21 @@ pub enum OperationErrorKind {
     Cancelled,
     /// Any other I/O failure.
     Io,
+    /// A model provider could not be reached, or kept failing (timeouts, 429 and 5xx after
+    /// its own retries).
+    Provider,
+    /// A model provider refused the request: a bad or missing key, an unknown model, a bad
+    /// request. Asking again the same way would not help.
+    ProviderRefused,
 }
 
 impl OperationErrorKind {
     /// Whether trying the same operation again might succeed.
     pub fn retryable(self) -> bool {
-        matches!(self, OperationErrorKind::Io | OperationErrorKind::Spawn)
+        matches!(
+            self,
+            OperationErrorKind::Io | OperationErrorKind::Spawn | OperationErrorKind::Provider
+        )
     }
 }
 

@@ -6,16 +6,15 @@
 //! Everyone else sends it commands through its inbox in the database (see `inbox`) and
 //! follows it through the feeds (see `feeds`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use stepwise_core::event::{Event, RunStarted};
 use stepwise_core::ids::RunId;
-use stepwise_core::run::{RunState, RunStatus};
+use stepwise_core::run::RunStatus;
 use stepwise_core::workflow::{Workflow, WorkflowErrors, parse_workflow};
-use stepwise_store::{Durability, NewRun};
+use stepwise_store::Durability;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -26,9 +25,9 @@ use crate::error::EngineError;
 use crate::exec::Executors;
 use crate::file_watch::FileWatch;
 use crate::lock::RunLock;
-use crate::policy_files::{UserPolicy, load_policy};
-use crate::record::new_event;
-use crate::sandbox::Workspace;
+use crate::policy_files::UserPolicy;
+use crate::settings::UserSettings;
+use crate::start::{PreparedRun, StartFiles, StartRun, prepare_run};
 use crate::workflow_file;
 
 /// How many compiled workflows an engine keeps.
@@ -46,6 +45,10 @@ pub struct EngineConfig {
     /// The user's policy file was named explicitly (not the default location): then it must
     /// exist, so that a typo cannot silently drop every rule in it.
     pub user_policy_named: bool,
+    /// The user's settings file (providers and model aliases).
+    pub settings: Option<PathBuf>,
+    /// The settings file was named explicitly: then it must exist.
+    pub settings_named: bool,
     /// Keep driving a run while it waits for a person: commands from anywhere reach this
     /// process's driver, and it re-proposes edits whose files change (the app). Without it, a
     /// driver stops as soon as nothing can move without a person, and releases the run (the
@@ -61,6 +64,8 @@ impl EngineConfig {
             user: current_user(),
             user_policy: None,
             user_policy_named: false,
+            settings: None,
+            settings_named: false,
             hold_waiting_runs: false,
         }
     }
@@ -74,17 +79,6 @@ pub fn current_user() -> String {
     } else {
         name
     }
-}
-
-/// What to start.
-#[derive(Debug, Clone)]
-pub struct StartRun {
-    pub workflow_path: PathBuf,
-    pub workspace: PathBuf,
-    pub inputs: BTreeMap<String, String>,
-    pub trigger: String,
-    /// Overrides the workflow's `max_parallel`.
-    pub max_parallel: Option<usize>,
 }
 
 /// Counters for benchmarks and tests.
@@ -218,12 +212,22 @@ impl Engine {
                 path,
                 named: self.inner.config.user_policy_named,
             });
+        let user_settings = self.inner.config.settings.clone().map(|path| UserSettings {
+            path,
+            named: self.inner.config.settings_named,
+        });
         let lock_dir = self.inner.db.lock_dir.clone();
         let now = self.inner.clock.now_ms();
-        // Reading and compiling the workflow, the workspace and the policy files is file IO,
-        // and a large workflow takes a while to compile: not on an async worker.
+        // Reading and compiling the workflow, the workspace, the policy and settings files is
+        // file IO, and a large workflow takes a while to compile: not on an async worker.
         let prepared = tokio::task::spawn_blocking(move || {
-            prepare_run(&start, &user, user_policy.as_ref(), &lock_dir, now)
+            let files = StartFiles {
+                user: &user,
+                user_policy: user_policy.as_ref(),
+                user_settings: user_settings.as_ref(),
+                lock_dir: &lock_dir,
+            };
+            prepare_run(&start, &files, now)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("preparing the run stopped: {e}")))??;
@@ -436,70 +440,4 @@ impl Drop for LiveGuard {
         }
         self.stopped.send_replace(true);
     }
-}
-
-/// A run checked and ready to be recorded.
-struct PreparedRun {
-    workflow: Arc<Workflow>,
-    row: NewRun,
-    first: stepwise_store::NewEvent,
-    lock: RunLock,
-}
-
-fn prepare_run(
-    start: &StartRun,
-    user: &str,
-    user_policy: Option<&UserPolicy>,
-    lock_dir: &Path,
-    now: i64,
-) -> Result<PreparedRun, EngineError> {
-    let (workflow, source) = Engine::load_workflow(&start.workflow_path)?;
-    let inputs = workflow.resolve_inputs(&start.inputs)?;
-    let workspace = Workspace::open(&start.workspace)?;
-    let policy = load_policy(user_policy, workspace.root())?;
-    let run_id = RunId::from(uuid::Uuid::new_v4().to_string());
-    let workflow_path =
-        std::path::absolute(&start.workflow_path).unwrap_or_else(|_| start.workflow_path.clone());
-    let started = RunStarted {
-        run_id: run_id.clone(),
-        workflow_name: workflow.name.clone(),
-        workflow_path: workflow_path.display().to_string(),
-        workflow_hash: workflow.source_hash.clone(),
-        workflow_source: source,
-        workspace: workspace.root().display().to_string(),
-        inputs,
-        trigger: start.trigger.clone(),
-        started_by: user.to_string(),
-        max_parallel: start.max_parallel.unwrap_or(workflow.max_parallel).max(1),
-        policy,
-    };
-    // Check now that the recorded policy compiles, so that a bad rule fails the start, not the
-    // first drive.
-    RunState::new(workflow.clone(), started.clone()).map_err(|source| EngineError::State {
-        run_id: run_id.clone(),
-        source,
-    })?;
-    // Held from before the run exists, so that nobody ever sees it running without a holder.
-    let lock =
-        RunLock::try_acquire(lock_dir, &run_id)?.map_err(|holder| EngineError::RunLocked {
-            run_id: run_id.clone(),
-            holder,
-        })?;
-    let row = NewRun {
-        run_id,
-        workflow_name: started.workflow_name.clone(),
-        workflow_path: started.workflow_path.clone(),
-        workflow_hash: started.workflow_hash.clone(),
-        workspace: started.workspace.clone(),
-        trigger: started.trigger.clone(),
-        status: RunStatus::Running.as_str().to_string(),
-        created_at_ms: now,
-    };
-    let first = new_event(&Event::RunStarted(started), None, now)?;
-    Ok(PreparedRun {
-        workflow,
-        row,
-        first,
-        lock,
-    })
 }

@@ -28,6 +28,9 @@ pub enum EngineError {
     Input(#[from] InputError),
     #[error("policy file {path}: {message}")]
     Policy { path: PathBuf, message: String },
+    /// The model settings are missing something a workflow needs, or are broken.
+    #[error("{message}")]
+    Settings { message: String },
     #[error("workspace: {0}")]
     Workspace(#[from] SandboxError),
     #[error(
@@ -102,6 +105,7 @@ impl EngineError {
             EngineError::Workflow(_)
                 | EngineError::Input(_)
                 | EngineError::Policy { .. }
+                | EngineError::Settings { .. }
                 | EngineError::Workspace(_)
                 | EngineError::UnknownStep { .. }
                 | EngineError::WrongStepState { .. }

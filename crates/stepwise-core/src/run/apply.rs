@@ -3,9 +3,9 @@
 
 use super::state::{Phase, Purpose, RunState, RunStatus, StateError, StepStatus};
 use super::step::{PendingApproval, proposal_request, purpose_of};
-use crate::event::{DecisionMode, Event};
+use crate::event::{DecisionMode, Event, Proposal};
 use crate::ids::EventSeq;
-use crate::operation::{OperationError, OperationResult};
+use crate::operation::{OperationError, OperationRequest, OperationResult};
 
 impl RunState {
     /// Applies one event. Seqs must follow each other without gaps.
@@ -139,6 +139,7 @@ impl RunState {
                 s.attempt = *attempt;
                 s.phase = Phase::Begin;
                 s.error = None;
+                s.llm_calls = 0;
                 self.dirty.insert(i);
             }
             Event::StepSkipped { step, reason } => {
@@ -195,6 +196,19 @@ impl RunState {
                         });
                     }
                     let proposal = granted.edited.clone().unwrap_or(pending.proposal);
+                    // A call let past the budget raises the budget by just enough for it.
+                    if let (Proposal::LlmCall { raise, .. }, Some(budget)) =
+                        (&proposal, self.budget.as_mut())
+                    {
+                        if let (Some(limit), Some(more)) =
+                            (budget.micro_usd.as_mut(), raise.micro_usd)
+                        {
+                            *limit = limit.saturating_add(more);
+                        }
+                        if let (Some(limit), Some(more)) = (budget.tokens.as_mut(), raise.tokens) {
+                            *limit = limit.saturating_add(more);
+                        }
+                    }
                     s.approved_hashes.insert(granted.approved_hash.clone());
                     s.status = StepStatus::Running;
                     s.phase = Phase::Approved(proposal_request(&proposal));
@@ -252,6 +266,9 @@ impl RunState {
                     op: seq,
                     request: request.clone(),
                 };
+                if matches!(request, OperationRequest::LlmCall(_)) {
+                    s.llm_calls += 1;
+                }
                 self.ops.insert(seq, i);
                 self.in_flight += 1;
                 self.held.remove(&i);
@@ -358,6 +375,11 @@ impl RunState {
                 op: current,
                 request,
             } if current == op => {
+                if let Ok(OperationResult::LlmReplied(reply)) = &outcome {
+                    self.spent.micro_usd =
+                        self.spent.micro_usd.saturating_add(reply.cost_micro_usd);
+                    self.spent.tokens = self.spent.tokens.saturating_add(reply.usage.total());
+                }
                 if let (
                     Some(Purpose::Snapshot),
                     Ok(OperationResult::FileRead {

@@ -1,6 +1,8 @@
 //! Deciding: from the state, the events that follow. Pure and deterministic: steps are taken in
 //! workflow order, and every decision is applied before the next one is taken.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::proposal::{command_request, edit_proposal, render_path};
@@ -49,7 +51,7 @@ impl RunState {
         Ok(decided)
     }
 
-    fn scope_for(&self, index: usize) -> Scope {
+    pub(super) fn scope_for(&self, index: usize) -> Scope {
         let mut scope = self.base_scope.clone();
         for &read in &self.workflow.steps[index].reads {
             scope.add_step(self.workflow.steps[read].id.as_str(), &self.step_view(read));
@@ -251,6 +253,14 @@ impl RunState {
                 Err(e) => vec![fail(&id, attempt, format!("`message`: {e}"))],
             },
             Action::Set { .. } => Vec::new(),
+            Action::Llm(_) => {
+                // The step is borrowed from the workflow while the state changes.
+                let workflow = Arc::clone(&self.workflow);
+                match &workflow.steps[index].action {
+                    Action::Llm(llm) => self.decide_llm_begin(index, llm),
+                    _ => Vec::new(),
+                }
+            }
         }
     }
 
@@ -348,7 +358,7 @@ impl RunState {
             Proposal::EditFile { .. } => GateKind::EditFile,
             Proposal::ReadFile { .. } => GateKind::ReadFile,
             Proposal::RunCommand(_) => GateKind::RunCommand,
-            Proposal::Gate { .. } => return None,
+            Proposal::Gate { .. } | Proposal::LlmCall { .. } => return None,
         };
         let verdict = self.policy.evaluate(subject_of(proposal, kind));
         (verdict.effect == Effect::Deny).then(|| verdict.rule.unwrap_or_default())
@@ -362,7 +372,11 @@ impl RunState {
         true
     }
 
-    fn start_operation(&mut self, index: usize, request: OperationRequest) -> Vec<Event> {
+    pub(super) fn start_operation(
+        &mut self,
+        index: usize,
+        request: OperationRequest,
+    ) -> Vec<Event> {
         if !self.slot_free(index) {
             return Vec::new();
         }
@@ -504,6 +518,17 @@ impl RunState {
                 };
                 self.fail_or_retry(index, error, true, Some(output))
             }
+            (Some(Purpose::Llm), OperationResult::LlmReplied(reply)) => match request {
+                OperationRequest::LlmCall(request) => {
+                    let request = request.clone();
+                    self.decide_llm_reply(index, &request, *reply)
+                }
+                _ => vec![fail(
+                    &id,
+                    attempt,
+                    "a model reply to a request that was not a call",
+                )],
+            },
             (_, other) => vec![fail(
                 &id,
                 attempt,
@@ -512,7 +537,7 @@ impl RunState {
         }
     }
 
-    fn fail_or_retry(
+    pub(super) fn fail_or_retry(
         &mut self,
         index: usize,
         error: String,
@@ -543,7 +568,7 @@ fn subject_of(proposal: &Proposal, kind: GateKind) -> Subject<'_> {
     match proposal {
         Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => Subject::file(kind, path),
         Proposal::RunCommand(request) => Subject::command(request),
-        Proposal::Gate { .. } => Subject::bare(kind),
+        Proposal::Gate { .. } | Proposal::LlmCall { .. } => Subject::bare(kind),
     }
 }
 
@@ -556,7 +581,7 @@ fn unrecordable(step: &StepId, attempt: u32, error: &serde_json::Error) -> Event
     )
 }
 
-fn fail(step: &StepId, attempt: u32, error: impl Into<String>) -> Event {
+pub(super) fn fail(step: &StepId, attempt: u32, error: impl Into<String>) -> Event {
     Event::StepFailed {
         step: step.clone(),
         attempt: attempt.max(1),

@@ -3,7 +3,9 @@
 //! replay of a recorded log (`replay`), and how long each step waited and ran (`timing`).
 
 mod apply;
+mod cost;
 mod decide;
+mod llm_step;
 mod proposal;
 mod replay;
 mod state;
@@ -11,6 +13,7 @@ mod status;
 mod step;
 mod timing;
 
+pub use cost::{CostLine, CostReport, cost_report, utc_day};
 pub use proposal::{EditedProposal, edited_proposal, unified_diff};
 pub use replay::{Divergence, ReplayError, ReplayReport, replay};
 pub use state::{PendingApproval, RunState, RunStatus, StateError, StepState, StepStatus};

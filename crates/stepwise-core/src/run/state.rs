@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::event::{Event, RunStarted};
 use crate::ids::{EventSeq, StepId};
+use crate::llm::Budget;
 use crate::operation::OperationRequest;
 use crate::policy::{Policy, PolicyError};
 use crate::template::Scope;
@@ -55,6 +56,18 @@ pub struct RunState {
     pub(super) waiting_retry: usize,
     pub(super) waiting_person: usize,
     pub(crate) base_scope: Scope,
+    /// What the run may spend on models now (raised by approvals of calls that would cross
+    /// it).
+    pub(crate) budget: Option<Budget>,
+    /// What model calls have cost so far.
+    pub(crate) spent: Spent,
+}
+
+/// What a run's model calls have cost so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Spent {
+    pub micro_usd: u64,
+    pub tokens: u64,
 }
 
 impl RunState {
@@ -87,6 +100,7 @@ impl RunState {
                     Phase::Blocked
                 },
                 purpose: None,
+                llm_calls: 0,
             })
             .collect();
         let dirty = workflow
@@ -97,7 +111,10 @@ impl RunState {
             .map(|(i, _)| i)
             .collect();
         let base_scope = Scope::new(&started.inputs);
+        let budget = started.budget;
         Ok(RunState {
+            budget,
+            spent: Spent::default(),
             workflow,
             started,
             policy,
@@ -148,6 +165,16 @@ impl RunState {
     /// Whether someone asked to cancel the run.
     pub fn cancel_requested(&self) -> bool {
         self.cancel_requested
+    }
+
+    /// What the run may spend on models now, if it is limited.
+    pub fn budget(&self) -> Option<Budget> {
+        self.budget
+    }
+
+    /// What model calls have cost so far.
+    pub fn spent(&self) -> Spent {
+        self.spent
     }
 
     pub fn last_seq(&self) -> EventSeq {

@@ -19,6 +19,7 @@ pub(crate) enum Purpose {
     Snapshot,
     Write,
     Command,
+    Llm,
 }
 
 /// The step's progress inside its current attempt; it decides what the core does next.
@@ -88,6 +89,9 @@ pub struct StepState {
     pub(crate) waiting_needs: usize,
     pub(crate) phase: Phase,
     pub(crate) purpose: Option<Purpose>,
+    /// Model calls made in the current attempt (structured output asks again when a reply
+    /// does not match).
+    pub(crate) llm_calls: u32,
 }
 
 /// The operation an approved proposal performs (`None` for a gate).
@@ -110,6 +114,7 @@ pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> 
             missing_ok: false,
         }),
         Proposal::Gate { .. } => None,
+        Proposal::LlmCall { request, .. } => Some(OperationRequest::LlmCall(request.clone())),
     }
 }
 
@@ -120,5 +125,6 @@ pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRe
         (_, OperationRequest::WriteFile { .. }) => Purpose::Write,
         (_, OperationRequest::RunCommand(_)) => Purpose::Command,
         (_, OperationRequest::ReadFile { .. }) => Purpose::Read,
+        (_, OperationRequest::LlmCall(_)) => Purpose::Llm,
     }
 }

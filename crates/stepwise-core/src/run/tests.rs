@@ -36,6 +36,8 @@ impl Run {
             started_by: "tester".into(),
             max_parallel: workflow.max_parallel,
             policy,
+            models: Default::default(),
+            budget: None,
         };
         let state = RunState::new(workflow, started.clone()).expect("state");
         let mut run = Run {

@@ -208,6 +208,15 @@ impl<'a> Compiler<'a> {
             let (line, column) = top_level_position(self.source, "max_parallel");
             self.error_at(line, column, None, "`max_parallel` must be at least 1");
         }
+        let budget = match def.budget.as_ref().map(super::llm_fields::budget) {
+            Some(Ok(budget)) => Some(budget),
+            Some(Err(message)) => {
+                let (line, column) = top_level_position(self.source, "budget");
+                self.error_at(line, column, None, message);
+                None
+            }
+            None => None,
+        };
 
         let index = self.index_steps(&def.steps, &places);
         let needs = self.resolve_needs(&def.steps, &places, &index);
@@ -250,6 +259,7 @@ impl<'a> Compiler<'a> {
                 .max_parallel
                 .map_or(DEFAULT_MAX_PARALLEL, |n| n as usize),
             policy_rules,
+            budget,
             steps,
             index,
         })

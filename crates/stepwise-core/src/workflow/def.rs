@@ -26,6 +26,10 @@ pub struct WorkflowDef {
     /// Extra approval rules. A workflow can only tighten policy: `ask` and `deny` only.
     #[serde(default)]
     pub policy: Option<PolicyDef>,
+    /// What the run may spend on model calls. A call whose estimated cost would cross what
+    /// remains waits for a person (`stepwise run --budget-usd` overrides `usd`).
+    #[serde(default)]
+    pub budget: Option<BudgetDef>,
     pub steps: Vec<StepDef>,
 }
 
@@ -152,6 +156,77 @@ pub enum ActionDef {
     },
     /// Wait for a person to approve or reject, showing `message`.
     Approval { message: String },
+    /// Ask a model (`analyze` is the same). Give `prompt`, or `messages`; `system` is put
+    /// first. Output: `text`, `finish_reason`, `usage`, `cost_micro_usd`, `model`; with
+    /// `output_schema`, the reply itself as a JSON value valid against that schema.
+    #[serde(alias = "analyze")]
+    Prompt {
+        /// A model alias from the settings (`models:`).
+        model: String,
+        #[serde(default)]
+        prompt: Option<String>,
+        #[serde(default)]
+        messages: Option<Vec<MessageDef>>,
+        #[serde(default)]
+        system: Option<String>,
+        /// 0 to 2 (the provider's default when absent).
+        #[serde(default)]
+        temperature: Option<f64>,
+        /// The longest reply, in tokens (default 1024); also what a budget reserves for it.
+        #[serde(default)]
+        max_tokens: Option<u32>,
+        /// A JSON Schema the reply must be a JSON value of (structured output).
+        #[serde(default)]
+        #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+        output_schema: Option<serde_json::Value>,
+        /// How many times a reply that does not match `output_schema` is asked again, with
+        /// what was wrong (default 2).
+        #[serde(default)]
+        schema_retries: Option<u32>,
+    },
+    /// Summarize `text` with a model. Output as `prompt`'s, the summary in `text`.
+    Summarize {
+        model: String,
+        text: String,
+        /// What to focus on, or how to write it.
+        #[serde(default)]
+        instructions: Option<String>,
+        #[serde(default)]
+        max_words: Option<u32>,
+        #[serde(default)]
+        temperature: Option<f64>,
+        #[serde(default)]
+        max_tokens: Option<u32>,
+    },
+}
+
+/// One message of a `prompt` step's conversation.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageDef {
+    pub role: RoleDef,
+    pub content: String,
+}
+
+/// Who says a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleDef {
+    System,
+    User,
+    Assistant,
+}
+
+/// A run's budget as written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetDef {
+    /// Dollars, e.g. `0.50`.
+    #[serde(default)]
+    pub usd: Option<f64>,
+    /// Tokens, prompt and reply together.
+    #[serde(default)]
+    pub tokens: Option<u64>,
 }
 
 /// A command as written.

@@ -282,6 +282,9 @@ impl StepContext<'_, '_> {
             ActionDef::Approval { message } => Action::Approval {
                 message: self.template("message", message)?,
             },
+            ActionDef::Prompt { .. } | ActionDef::Summarize { .. } => {
+                Action::Llm(self.llm_action(def)?)
+            }
         })
     }
 }

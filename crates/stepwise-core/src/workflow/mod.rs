@@ -7,6 +7,7 @@ pub mod def;
 mod error;
 mod fields;
 mod inputs;
+mod llm_fields;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +17,7 @@ pub use error::{ValidationError, WorkflowErrors};
 pub use inputs::InputError;
 
 use crate::ids::StepId;
+use crate::llm::{Budget, Role, Temperature};
 use crate::policy::RuleSpec;
 use crate::template::{Expr, Template, ValueTemplate};
 
@@ -40,11 +42,24 @@ pub struct Workflow {
     pub max_parallel: usize,
     /// The workflow's own (tightening) rules.
     pub policy_rules: Vec<RuleSpec>,
+    /// What a run may spend on models, as the workflow says.
+    pub budget: Option<Budget>,
     pub steps: Vec<Step>,
     index: HashMap<StepId, usize>,
 }
 
 impl Workflow {
+    /// The model aliases its steps name, each once.
+    pub fn model_aliases(&self) -> std::collections::BTreeSet<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Llm(llm) => Some(llm.model.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The position of a step by id.
     pub fn step_index(&self, id: &StepId) -> Option<usize> {
         self.index.get(id).copied()
@@ -130,6 +145,24 @@ pub enum Action {
     Approval {
         message: Template,
     },
+    /// A model call (`prompt`, `analyze`, `summarize`).
+    Llm(LlmAction),
+}
+
+/// A model call with its templates compiled.
+#[derive(Debug)]
+pub struct LlmAction {
+    /// The step type as written (`prompt`, `analyze` reads as `prompt`, `summarize`).
+    pub type_name: &'static str,
+    /// The model alias (never a template: it is resolved when the run starts).
+    pub model: String,
+    pub messages: Vec<(Role, Template)>,
+    pub temperature: Option<Temperature>,
+    pub max_tokens: u32,
+    /// A JSON Schema (already checked to compile) the reply must match.
+    pub output_schema: Option<serde_json::Value>,
+    /// Replies that do not match are asked again this many times.
+    pub schema_retries: u32,
 }
 
 impl Action {
@@ -141,6 +174,7 @@ impl Action {
             Action::RunCommand { .. } => "run_command",
             Action::Set { .. } => "set",
             Action::Approval { .. } => "approval",
+            Action::Llm(llm) => llm.type_name,
         }
     }
 }

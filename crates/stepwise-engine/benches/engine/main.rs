@@ -513,6 +513,7 @@ impl Bench {
             inputs: Default::default(),
             trigger: "bench".into(),
             max_parallel: Some(128),
+            budget_micro_usd: None,
         })
     }
 

@@ -500,15 +500,28 @@ impl Driver {
             step,
             lock_dir: self.engine.inner.db.lock_dir.clone(),
             cancel,
+            recovering: false,
         }
     }
 
     /// Performs an operation in the background, with the executor of its kind; its outcome
     /// comes back as a message.
     fn dispatch(&mut self, op: EventSeq, step: StepId, request: OperationRequest) {
+        self.dispatch_with(op, step, request, false);
+    }
+
+    /// `dispatch`, saying whether the operation is performed again after a crash.
+    fn dispatch_with(
+        &mut self,
+        op: EventSeq,
+        step: StepId,
+        request: OperationRequest,
+        recovering: bool,
+    ) {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         self.running.insert(op, cancel_tx);
-        let ctx = self.op_context(op, step, cancel_rx);
+        let mut ctx = self.op_context(op, step, cancel_rx);
+        ctx.recovering = recovering;
         let work = self
             .engine
             .inner

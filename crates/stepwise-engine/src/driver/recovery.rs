@@ -51,14 +51,14 @@ impl Driver {
             }
             let executor = self.engine.inner.executors.for_request(&request);
             match executor.after_crash() {
-                AfterCrash::Repeat => self.dispatch(op, step, request),
+                AfterCrash::Repeat => self.dispatch_with(op, step, request, true),
                 AfterCrash::Check | AfterCrash::AskPerson => {
                     let (_keep, cancel) = watch::channel(false);
                     let recovery = executor
                         .recover(self.op_context(op, step.clone(), cancel), request.clone())
                         .await;
                     if matches!(recovery, Recovery::Repeat) {
-                        self.dispatch(op, step, request);
+                        self.dispatch_with(op, step, request, true);
                     } else {
                         self.settle_recovered(op, recovery)?;
                     }

@@ -45,6 +45,8 @@ pub(crate) struct OpContext {
     /// Becomes `true` when the operation must stop (the run is cancelled, or the driver let
     /// go); dropping the sender means the same.
     pub(crate) cancel: watch::Receiver<bool>,
+    /// Performed again because a crash left it unanswered.
+    pub(crate) recovering: bool,
 }
 
 /// What to do, after a crash, with an operation that was dispatched and never answered.
@@ -89,6 +91,7 @@ pub(crate) struct Executors {
     read: kinds::ReadFile,
     write: kinds::WriteFile,
     command: kinds::RunCommand,
+    llm: crate::llm::LlmCall,
 }
 
 impl Executors {
@@ -97,6 +100,7 @@ impl Executors {
             read: kinds::ReadFile,
             write: kinds::WriteFile,
             command: kinds::RunCommand,
+            llm: crate::llm::LlmCall::new(),
         }
     }
 
@@ -106,6 +110,7 @@ impl Executors {
             OperationRequest::ReadFile { .. } => &self.read,
             OperationRequest::WriteFile { .. } => &self.write,
             OperationRequest::RunCommand(_) => &self.command,
+            OperationRequest::LlmCall(_) => &self.llm,
         }
     }
 }

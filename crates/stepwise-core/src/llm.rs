@@ -1,0 +1,291 @@
+//! LLM calls as operations: what a run knows of a model (`ModelSpec`, recorded when the run
+//! starts), the exact request (`LlmRequest`) and reply (`LlmReply`) that are recorded, money as
+//! integer micro-dollars, and the budget a run may spend (`Budget`) with the estimate a call is
+//! judged by before it is made.
+//!
+//! Everything here is data and arithmetic: performing a call is the engine's business.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Which protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI's chat completions, as llama.cpp, Ollama, vLLM, LM Studio and OpenAI serve it.
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini `generateContent`.
+    Gemini,
+    /// Deterministic made-up replies, for demos and tests; always labelled as simulated.
+    Simulated,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Simulated => "simulated",
+        }
+    }
+}
+
+/// Prices in integer micro-dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Price {
+    pub input_micro_usd_per_mtok: u64,
+    pub output_micro_usd_per_mtok: u64,
+}
+
+impl Price {
+    /// What `input` and `output` tokens cost, rounded up to a whole micro-dollar.
+    pub fn cost_micro_usd(&self, input: u64, output: u64) -> u64 {
+        let scaled = u128::from(input) * u128::from(self.input_micro_usd_per_mtok)
+            + u128::from(output) * u128::from(self.output_micro_usd_per_mtok);
+        u64::try_from(scaled.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+}
+
+/// A model alias as it was resolved when the run started: recorded in `RunStarted`, so that a
+/// run resumes and replays with the model it started with. Holds the *name* of the variable the
+/// API key comes from, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// The provider's name in the settings.
+    pub provider: String,
+    pub kind: ProviderKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The provider's name for the model.
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub price: Price,
+}
+
+/// Who says a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// A sampling temperature (0 to 2). Compared bit for bit, so that a recorded request equals
+/// itself.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Temperature(pub f64);
+
+impl PartialEq for Temperature {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Temperature {}
+
+/// Replies are limited to this many tokens unless the step says otherwise; it is also what a
+/// budget reserves for the reply.
+pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+/// Exactly what is asked of a model: recorded before the call, answered from the log on replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmRequest {
+    /// The alias the workflow names.
+    pub model: String,
+    /// What the alias meant for this run.
+    pub spec: ModelSpec,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<Temperature>,
+    pub max_tokens: u32,
+    /// A JSON Schema the reply must be a JSON value of (structured output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
+    /// How long the call may take, retries included (the step's `timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Tokens a call used, as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl TokenUsage {
+    pub fn total(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+}
+
+/// What a model replied, and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmReply {
+    pub text: String,
+    /// Why the model stopped: `stop`, `length`, … as the provider says.
+    pub finish_reason: String,
+    pub usage: TokenUsage,
+    pub latency_ms: u64,
+    pub cost_micro_usd: u64,
+    /// Made up by the simulated provider, not by a model.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub simulated: bool,
+    /// Made again after a crash left the first call unanswered (its cost may have been paid
+    /// twice).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub after_crash: bool,
+    /// HTTP attempts it took (more than 1 when the provider asked to retry).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub attempts: u32,
+    /// The provider reported no token counts; these are estimated from the text.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub usage_estimated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// How much a run may spend. Either limit may be absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_usd: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+}
+
+/// What a call is expected to cost at most, judged before it is made: the prompt's tokens
+/// (estimated from its length) plus the whole `max_tokens`, at the model's prices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostEstimate {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub micro_usd: u64,
+}
+
+impl CostEstimate {
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+}
+
+/// The estimate for a request. Prompt tokens are counted generously (a token for every 3
+/// bytes, plus 4 per message), so that a budget is not crossed by an underestimate.
+pub fn estimate(request: &LlmRequest) -> CostEstimate {
+    let input_tokens: u64 = request
+        .messages
+        .iter()
+        .map(|m| (m.content.len() as u64).div_ceil(3) + 4)
+        .sum();
+    let output_tokens = u64::from(request.max_tokens);
+    CostEstimate {
+        input_tokens,
+        output_tokens,
+        micro_usd: request
+            .spec
+            .price
+            .cost_micro_usd(input_tokens, output_tokens),
+    }
+}
+
+/// Dollars as people read them: `$0.0123`, `$12.50`, `$0`.
+pub fn format_usd(micro_usd: u64) -> String {
+    let dollars = micro_usd / 1_000_000;
+    let micros = micro_usd % 1_000_000;
+    if dollars >= 1 {
+        return format!("${dollars}.{:02}", micros / 10_000);
+    }
+    if micros == 0 {
+        return "$0".into();
+    }
+    let digits = format!("{micros:06}");
+    format!("$0.{}", digits.trim_end_matches('0'))
+}
+
+/// Built-in prices of well-known hosted models, in micro-dollars per million tokens (input,
+/// output), used when the settings give none. Local models cost nothing.
+pub fn builtin_price(kind: ProviderKind, model: &str) -> Option<Price> {
+    let table: BTreeMap<&str, (u64, u64)> = match kind {
+        ProviderKind::Openai => [
+            ("gpt-4o", (2_500_000, 10_000_000)),
+            ("gpt-4o-mini", (150_000, 600_000)),
+            ("gpt-4.1", (2_000_000, 8_000_000)),
+            ("gpt-4.1-mini", (400_000, 1_600_000)),
+            ("gpt-4.1-nano", (100_000, 400_000)),
+        ]
+        .into(),
+        ProviderKind::Anthropic => [
+            ("claude-3-5-haiku-latest", (800_000, 4_000_000)),
+            ("claude-3-5-sonnet-latest", (3_000_000, 15_000_000)),
+            ("claude-sonnet-4-0", (3_000_000, 15_000_000)),
+            ("claude-opus-4-0", (15_000_000, 75_000_000)),
+        ]
+        .into(),
+        ProviderKind::Gemini => [
+            ("gemini-1.5-flash", (75_000, 300_000)),
+            ("gemini-1.5-pro", (1_250_000, 5_000_000)),
+            ("gemini-2.0-flash", (100_000, 400_000)),
+        ]
+        .into(),
+        ProviderKind::Simulated => BTreeMap::new(),
+    };
+    table.get(model).map(|&(input, output)| Price {
+        input_micro_usd_per_mtok: input,
+        output_micro_usd_per_mtok: output,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_whole_micro_dollars_rounded_up() {
+        let price = Price {
+            input_micro_usd_per_mtok: 150_000,
+            output_micro_usd_per_mtok: 600_000,
+        };
+        assert_eq!(price.cost_micro_usd(1_000_000, 0), 150_000);
+        assert_eq!(
+            price.cost_micro_usd(1, 0),
+            1,
+            "a fraction of a micro-dollar rounds up"
+        );
+        assert_eq!(price.cost_micro_usd(0, 0), 0);
+        assert_eq!(price.cost_micro_usd(1_000, 1_000), 750);
+        assert_eq!(Price::default().cost_micro_usd(u64::MAX, u64::MAX), 0);
+    }
+
+    #[test]
+    fn dollars_read_as_people_write_them() {
+        assert_eq!(format_usd(0), "$0");
+        assert_eq!(format_usd(12_300), "$0.0123");
+        assert_eq!(format_usd(500_000), "$0.5");
+        assert_eq!(format_usd(12_500_000), "$12.50");
+    }
+}

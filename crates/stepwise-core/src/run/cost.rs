@@ -1,0 +1,112 @@
+//! What a run's model calls cost, summed per step, per model and per day, from its log: every
+//! reply records its tokens and its cost in integer micro-dollars, and every request its step
+//! and model.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::event::Event;
+use crate::ids::{EventSeq, StepId};
+use crate::operation::{OperationRequest, OperationResult};
+
+/// Cost and tokens of some calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CostLine {
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub micro_usd: u64,
+    /// Calls made again after a crash (their cost may have been paid twice).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub after_crash: u64,
+    /// Calls answered by the simulated provider.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub simulated: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl CostLine {
+    fn add(&mut self, reply: &crate::llm::LlmReply) {
+        self.calls += 1;
+        self.input_tokens += reply.usage.input_tokens;
+        self.output_tokens += reply.usage.output_tokens;
+        self.micro_usd += reply.cost_micro_usd;
+        self.after_crash += u64::from(reply.after_crash);
+        self.simulated += u64::from(reply.simulated);
+    }
+}
+
+/// A run's cost, whole and broken down.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CostReport {
+    pub total: CostLine,
+    pub by_step: BTreeMap<StepId, CostLine>,
+    pub by_model: BTreeMap<String, CostLine>,
+    /// By UTC day (`2026-11-26`) of the reply.
+    pub by_day: BTreeMap<String, CostLine>,
+}
+
+/// The cost of the calls in a log of `(seq, recorded_at_ms, event)`.
+pub fn cost_report<'a>(events: impl IntoIterator<Item = (EventSeq, i64, &'a Event)>) -> CostReport {
+    let mut report = CostReport::default();
+    let mut calls: HashMap<EventSeq, (StepId, String)> = HashMap::new();
+    for (seq, at, event) in events {
+        match event {
+            Event::OperationStarted {
+                step,
+                request: OperationRequest::LlmCall(request),
+                ..
+            } => {
+                calls.insert(seq, (step.clone(), request.model.clone()));
+            }
+            Event::OperationSucceeded {
+                op,
+                result: OperationResult::LlmReplied(reply),
+            } => {
+                let Some((step, model)) = calls.get(op) else {
+                    continue;
+                };
+                report.total.add(reply);
+                report.by_step.entry(step.clone()).or_default().add(reply);
+                report.by_model.entry(model.clone()).or_default().add(reply);
+                report.by_day.entry(utc_day(at)).or_default().add(reply);
+            }
+            _ => {}
+        }
+    }
+    report
+}
+
+/// The UTC date of a timestamp in milliseconds, `YYYY-MM-DD` (civil-from-days, proleptic
+/// Gregorian).
+pub fn utc_day(at_ms: i64) -> String {
+    let days = at_ms.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_utc_calendar_dates() {
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(1_795_996_800_000), "2026-11-30");
+        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_day(-1), "1969-12-31");
+    }
+}

@@ -1,0 +1,128 @@
+//! Anthropic's Messages API. System messages go into `system`; structured output is asked for
+//! in words (the reply is validated against the schema).
+
+use serde_json::{Value, json};
+use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
+use stepwise_core::operation::OperationError;
+
+use super::Answer;
+use super::http::{self, OnServerError, Secret};
+
+const ANTHROPIC_BASE: &str = "https://api.anthropic.com";
+const API_VERSION: &str = "2023-06-01";
+
+pub(super) async fn call(
+    client: &reqwest::Client,
+    request: &LlmRequest,
+    secret: &Secret,
+) -> Result<Answer, OperationError> {
+    let base = request
+        .spec
+        .base_url
+        .as_deref()
+        .unwrap_or(ANTHROPIC_BASE)
+        .trim_end_matches('/');
+    let url = format!("{base}/v1/messages");
+    let who = format!("provider `{}` ({base})", request.spec.provider);
+    let body = body(request);
+    let (response, attempts) = http::send(
+        || {
+            let builder = client
+                .post(&url)
+                .header("anthropic-version", API_VERSION)
+                .json(&body);
+            match secret.value() {
+                Some(key) => builder.header("x-api-key", key),
+                None => builder,
+            }
+        },
+        &who,
+        OnServerError::Retry,
+    )
+    .await?;
+    let json = http::json_body(response, &who).await?;
+    parse(&json, &who, attempts)
+}
+
+fn body(request: &LlmRequest) -> Value {
+    let mut system: Vec<String> = request
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(|m| m.content.clone())
+        .collect();
+    if let Some(schema) = &request.output_schema {
+        system.push(format!(
+            "Reply with only a JSON value that matches this JSON Schema, and nothing else:\n{schema}"
+        ));
+    }
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .filter(|m| m.role != Role::System)
+        .map(|m| {
+            let role = if m.role == Role::Assistant {
+                "assistant"
+            } else {
+                "user"
+            };
+            json!({ "role": role, "content": m.content })
+        })
+        .collect();
+    let mut body = json!({
+        "model": request.spec.model,
+        "max_tokens": request.max_tokens,
+        "messages": messages,
+    });
+    if !system.is_empty() {
+        body["system"] = json!(system.join("\n\n"));
+    }
+    if let Some(t) = request.temperature {
+        body["temperature"] = json!(t.0.min(1.0));
+    }
+    body
+}
+
+fn parse(json: &Value, who: &str, attempts: u32) -> Result<Answer, OperationError> {
+    let content = json
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| http::malformed(who, "no `content` list"))?;
+    let text: String = content
+        .iter()
+        .filter(|block| block.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|block| block.get("text").and_then(Value::as_str))
+        .collect();
+    let finish_reason = json
+        .get("stop_reason")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    let usage = json.get("usage").and_then(|u| {
+        Some(TokenUsage {
+            input_tokens: u.get("input_tokens")?.as_u64()?,
+            output_tokens: u.get("output_tokens")?.as_u64()?,
+        })
+    });
+    Ok(Answer {
+        text,
+        finish_reason,
+        usage,
+        attempts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_blocks_are_joined_and_usage_read() {
+        let json = json!({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 4}});
+        let answer = parse(&json, "p", 2).expect("parses");
+        assert_eq!(answer.text, "ab");
+        assert_eq!(answer.finish_reason, "end_turn");
+        assert_eq!(answer.usage.map(|u| u.total()), Some(7));
+        assert_eq!(answer.attempts, 2);
+    }
+}

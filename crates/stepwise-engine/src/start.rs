@@ -1,0 +1,138 @@
+//! Starting a run: the workflow, its inputs, the workspace, the policy and the models (from
+//! the settings) are checked and resolved, and the run's first event, `RunStarted`, records
+//! all of it, so that the run resumes and replays with exactly what it started with.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use stepwise_core::event::{Event, RunStarted};
+use stepwise_core::ids::RunId;
+use stepwise_core::llm::Budget;
+use stepwise_core::run::{RunState, RunStatus};
+use stepwise_core::workflow::Workflow;
+use stepwise_store::NewRun;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::lock::RunLock;
+use crate::policy_files::{UserPolicy, load_policy};
+use crate::record::new_event;
+use crate::sandbox::Workspace;
+use crate::settings::{Settings, UserSettings, WORKSPACE_SETTINGS};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StartRun {
+    pub workflow_path: PathBuf,
+    pub workspace: PathBuf,
+    pub inputs: BTreeMap<String, String>,
+    pub trigger: String,
+    /// Overrides the workflow's `max_parallel`.
+    pub max_parallel: Option<usize>,
+    /// Overrides the workflow's `budget` in dollars (`--budget-usd`), as micro-dollars.
+    pub budget_micro_usd: Option<u64>,
+}
+
+/// A run checked and ready to be recorded.
+pub(crate) struct PreparedRun {
+    pub(crate) workflow: Arc<Workflow>,
+    pub(crate) row: NewRun,
+    pub(crate) first: stepwise_store::NewEvent,
+    pub(crate) lock: RunLock,
+}
+
+/// The engine's files and identity a start reads.
+pub(crate) struct StartFiles<'a> {
+    pub(crate) user: &'a str,
+    pub(crate) user_policy: Option<&'a UserPolicy>,
+    pub(crate) user_settings: Option<&'a UserSettings>,
+    pub(crate) lock_dir: &'a Path,
+}
+
+pub(crate) fn prepare_run(
+    start: &StartRun,
+    files: &StartFiles<'_>,
+    now: i64,
+) -> Result<PreparedRun, EngineError> {
+    let (workflow, source) = Engine::load_workflow(&start.workflow_path)?;
+    let inputs = workflow.resolve_inputs(&start.inputs)?;
+    let workspace = Workspace::open(&start.workspace)?;
+    let policy = load_policy(files.user_policy, workspace.root())?;
+    let models = resolve_models(&workflow, files.user_settings, workspace.root())?;
+    let budget = match (start.budget_micro_usd, workflow.budget) {
+        (Some(micro_usd), Some(budget)) => Some(Budget {
+            micro_usd: Some(micro_usd),
+            ..budget
+        }),
+        (Some(micro_usd), None) => Some(Budget {
+            micro_usd: Some(micro_usd),
+            tokens: None,
+        }),
+        (None, budget) => budget,
+    };
+    let run_id = RunId::from(uuid::Uuid::new_v4().to_string());
+    let workflow_path =
+        std::path::absolute(&start.workflow_path).unwrap_or_else(|_| start.workflow_path.clone());
+    let started = RunStarted {
+        run_id: run_id.clone(),
+        workflow_name: workflow.name.clone(),
+        workflow_path: workflow_path.display().to_string(),
+        workflow_hash: workflow.source_hash.clone(),
+        workflow_source: source,
+        workspace: workspace.root().display().to_string(),
+        inputs,
+        trigger: start.trigger.clone(),
+        started_by: files.user.to_string(),
+        max_parallel: start.max_parallel.unwrap_or(workflow.max_parallel).max(1),
+        policy,
+        models,
+        budget,
+    };
+    // Check now that the recorded policy compiles, so that a bad rule fails the start, not the
+    // first drive.
+    RunState::new(workflow.clone(), started.clone()).map_err(|source| EngineError::State {
+        run_id: run_id.clone(),
+        source,
+    })?;
+    // Held from before the run exists, so that nobody ever sees it running without a holder.
+    let lock = RunLock::try_acquire(files.lock_dir, &run_id)?.map_err(|holder| {
+        EngineError::RunLocked {
+            run_id: run_id.clone(),
+            holder,
+        }
+    })?;
+    let row = NewRun {
+        run_id,
+        workflow_name: started.workflow_name.clone(),
+        workflow_path: started.workflow_path.clone(),
+        workflow_hash: started.workflow_hash.clone(),
+        workspace: started.workspace.clone(),
+        trigger: started.trigger.clone(),
+        status: RunStatus::Running.as_str().to_string(),
+        created_at_ms: now,
+    };
+    let first = new_event(&Event::RunStarted(started), None, now)?;
+    Ok(PreparedRun {
+        workflow,
+        row,
+        first,
+        lock,
+    })
+}
+
+/// The models the workflow names, as the settings define them now.
+fn resolve_models(
+    workflow: &Workflow,
+    user_settings: Option<&UserSettings>,
+    workspace: &Path,
+) -> Result<BTreeMap<String, stepwise_core::llm::ModelSpec>, EngineError> {
+    let aliases = workflow.model_aliases();
+    if aliases.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let settings = Settings::load(user_settings, workspace)?;
+    let mut looked_at: Vec<PathBuf> = user_settings.iter().map(|u| u.path.clone()).collect();
+    looked_at.push(workspace.join(WORKSPACE_SETTINGS));
+    settings.resolve(&aliases, &looked_at)
+}
