@@ -128,6 +128,7 @@ impl Env {
             .env("STEPWISE_DB", &self.db)
             .env("XDG_CONFIG_HOME", self.root().join("config"))
             .env_remove("STEPWISE_USER_POLICY")
+            .env_remove("STEPWISE_SETTINGS")
             .env_remove("STEPWISE_SYNC")
             .env_remove("STEPWISE_LOG");
         for (name, value) in &self.vars {

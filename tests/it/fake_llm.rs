@@ -1,0 +1,148 @@
+//! A model provider on loopback for the tests: it answers each request with the next scripted
+//! reply (status, headers, body, optional delay) and records what it was asked, so that tests
+//! check the wire format Stepwise speaks and every error path, with real HTTP.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// One scripted answer.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+/// An OpenAI chat completion with this text and usage.
+pub fn openai_reply(text: &str, input: u64, output: u64) -> Reply {
+    Reply::json(
+        200,
+        json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
+        }),
+    )
+}
+
+/// What the server was asked.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running fake provider; stops when dropped.
+pub struct FakeProvider {
+    server: Arc<tiny_http::Server>,
+    pub port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeProvider {
+    /// Serves `script` in order; when it runs out, the last reply again.
+    pub fn start(script: Vec<Reply>) -> FakeProvider {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
+        let port = server
+            .server_addr()
+            .to_ip()
+            .map(|a| a.port())
+            .expect("a port");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (server2, seen2) = (Arc::clone(&server), Arc::clone(&seen));
+        let thread = std::thread::spawn(move || {
+            let mut next = 0;
+            for mut request in server2.incoming_requests() {
+                let mut body = String::new();
+                let _ = request.as_reader().read_to_string(&mut body);
+                seen2.lock().expect("seen").push(Seen {
+                    method: request.method().to_string(),
+                    path: request.url().to_string(),
+                    headers: request
+                        .headers()
+                        .iter()
+                        .map(|h| (h.field.to_string(), h.value.to_string()))
+                        .collect(),
+                    body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
+                });
+                let Some(reply) = script.get(next).or(script.last()).cloned() else {
+                    continue;
+                };
+                next += 1;
+                // Each answer on a thread of its own, so that a slow one holds up no other.
+                std::thread::spawn(move || {
+                    std::thread::sleep(reply.delay);
+                    let mut response =
+                        tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+                    for (name, value) in &reply.headers {
+                        if let Ok(header) =
+                            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+                        {
+                            response.add_header(header);
+                        }
+                    }
+                    let _ = request.respond(response);
+                });
+            }
+        });
+        FakeProvider {
+            server,
+            port,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("seen").clone()
+    }
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
