@@ -92,6 +92,9 @@ fn an_openai_call_is_sent_recorded_and_costed_and_the_key_stays_secret() {
     assert_eq!(cost["output_tokens"], 4);
     assert_eq!(cost["by_step"][0]["step"], "ask");
     assert_eq!(cost["by_model"][0]["model"], "m");
+    let runs = env.stepwise(&["runs", "--json"]).json();
+    assert_eq!(runs[0]["cost_micro_usd"], 29);
+    assert!(env.stepwise(&["runs"]).stdout.contains("$0.000029"));
 
     // The key: nowhere in the database, the output or the logs.
     assert!(

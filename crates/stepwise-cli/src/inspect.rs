@@ -80,8 +80,8 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
         return Ok(Exit::Success);
     }
     println!(
-        "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:<8}  DRIVEN BY",
-        "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK", "TRIGGER"
+        "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:>10}  {:<8}  DRIVEN BY",
+        "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK", "COST", "TRIGGER"
     );
     for summary in &runs {
         let run = &summary.row;
@@ -95,12 +95,13 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
             )
         };
         println!(
-            "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:<8}  {}",
+            "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:>10}  {:<8}  {}",
             run.run_id,
             summary.shown_status(),
             one_line(&run.workflow_name, 24),
             timestamp(run.created_at_ms),
             took,
+            format_usd(run.cost_micro_usd),
             one_line(&run.trigger, 8),
             summary.held_by.as_deref().unwrap_or("")
         );

@@ -274,6 +274,29 @@ mod tests {
     }
 
     #[test]
+    fn the_run_row_sums_what_model_replies_cost() {
+        let (_dir, mut store) = temp_store();
+        store.create_run(&new_run("run-1"), &[]).unwrap();
+        let reply = |cost: u64| {
+            event(
+                "OperationSucceeded",
+                json!({"op": 2, "result": {"kind": "llm_replied", "text": "x", "cost_micro_usd": cost}}),
+            )
+        };
+        let other = event(
+            "OperationSucceeded",
+            json!({"op": 3, "result": {"kind": "file_read", "cost_micro_usd": 999}}),
+        );
+        store
+            .append(&rid("run-1"), seq(0), &[reply(120), other, reply(30)], None)
+            .unwrap();
+        assert_eq!(
+            store.run(&rid("run-1")).unwrap().unwrap().cost_micro_usd,
+            150
+        );
+    }
+
+    #[test]
     fn seqs_continue_across_appends_and_the_run_row_follows() {
         let (_dir, mut store) = temp_store();
         assert_eq!(store.create_run(&new_run("run-1"), &[]).unwrap(), seq(0));

@@ -316,7 +316,7 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 version,
-                rusqlite_migration::SchemaVersion::Inside(2.try_into().unwrap())
+                rusqlite_migration::SchemaVersion::Inside(migrations::count().try_into().unwrap())
             );
         }
     }

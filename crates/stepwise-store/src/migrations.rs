@@ -87,8 +87,32 @@ CREATE TRIGGER commands_no_delete BEFORE DELETE ON commands
 BEGIN SELECT RAISE(ABORT, 'commands are never deleted'); END;
 "#;
 
+/// V3: what each run's model calls cost, kept on the run's row by a trigger as replies are
+/// appended (and summed once from the log for runs recorded before), so that listing runs
+/// with their cost reads one row per run.
+const V3_RUN_COST: &str = r#"
+ALTER TABLE runs ADD COLUMN cost_micro_usd INTEGER NOT NULL DEFAULT 0;
+
+UPDATE runs SET cost_micro_usd = (
+    SELECT COALESCE(SUM(json_extract(e.payload, '$.result.cost_micro_usd')), 0)
+    FROM events e
+    WHERE e.run_id = runs.run_id
+      AND e.event_type = 'OperationSucceeded'
+      AND json_extract(e.payload, '$.result.kind') = 'llm_replied'
+);
+
+CREATE TRIGGER runs_cost_of_replies AFTER INSERT ON events
+WHEN NEW.event_type = 'OperationSucceeded'
+ AND json_extract(NEW.payload, '$.result.kind') = 'llm_replied'
+BEGIN
+    UPDATE runs
+    SET cost_micro_usd = cost_micro_usd + COALESCE(json_extract(NEW.payload, '$.result.cost_micro_usd'), 0)
+    WHERE run_id = NEW.run_id;
+END;
+"#;
+
 /// Every migration's SQL, oldest first: schema version N is after the first N.
-const ALL: [&str; 2] = [V1_INITIAL, V2_SHARED_RUNS];
+const ALL: [&str; 3] = [V1_INITIAL, V2_SHARED_RUNS, V3_RUN_COST];
 
 /// All migrations, oldest first.
 pub(crate) fn migrations() -> Migrations<'static> {

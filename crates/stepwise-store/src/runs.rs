@@ -43,10 +43,13 @@ pub struct RunRow {
     /// A database-wide counter: higher for a run written to later. Followers ask for the runs
     /// that changed since the highest value they have seen.
     pub change_seq: u64,
+    /// What the run's model calls have cost so far, in micro-dollars.
+    pub cost_micro_usd: u64,
 }
 
 const RUN_COLUMNS: &str = "run_id, workflow_name, workflow_path, workflow_hash, workspace, \
-                           trigger, status, created_at_ms, updated_at_ms, last_seq, change_seq";
+                           trigger, status, created_at_ms, updated_at_ms, last_seq, change_seq, \
+                           cost_micro_usd";
 
 fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -61,6 +64,7 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         updated_at_ms: row.get(8)?,
         last_seq: EventSeq::new(row.get(9)?),
         change_seq: row.get(10)?,
+        cost_micro_usd: row.get(11)?,
     })
 }
 
@@ -84,7 +88,7 @@ impl Store {
         let inserted = tx
             .prepare_cached(&format!(
                 "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs))"
+                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs), 0)"
             ))?
             .execute(params![
                 run.run_id.as_str(),
@@ -274,6 +278,7 @@ mod tests {
                 updated_at_ms: 1_500,
                 last_seq: seq(1),
                 change_seq: 1,
+                cost_micro_usd: 0,
             }
         );
         assert_eq!(store.run(&rid("run-2")).unwrap(), None);
