@@ -75,6 +75,7 @@ fn runs_json_lists_runs_newest_first_with_their_status() {
             "updated_at_ms",
             "last_seq",
             "change_seq",
+            "cost_micro_usd",
             "recorded_status",
             "held_by"
         ])

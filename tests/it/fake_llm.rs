@@ -2,6 +2,7 @@
 //! reply (status, headers, body, optional delay) and records what it was asked, so that tests
 //! check the wire format Stepwise speaks and every error path, with real HTTP.
 
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub delay: Duration,
+    /// Sent as server-sent events, one event at a time with this gap between them.
+    pub events: Option<(Vec<String>, Duration)>,
 }
 
 impl Reply {
@@ -23,6 +26,18 @@ impl Reply {
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: body.to_string(),
             delay: Duration::ZERO,
+            events: None,
+        }
+    }
+
+    /// A stream of server-sent events, each `data` a JSON value (or `[DONE]`), `gap` apart.
+    pub fn sse(data: Vec<String>, gap: Duration) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/event-stream".into())],
+            body: String::new(),
+            delay: Duration::ZERO,
+            events: Some((data, gap)),
         }
     }
 
@@ -108,14 +123,37 @@ impl FakeProvider {
                 // Each answer on a thread of its own, so that a slow one holds up no other.
                 std::thread::spawn(move || {
                     std::thread::sleep(reply.delay);
+                    let headers: Vec<tiny_http::Header> = reply
+                        .headers
+                        .iter()
+                        .filter_map(|(n, v)| {
+                            tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok()
+                        })
+                        .collect();
+                    if let Some((events, gap)) = reply.events {
+                        // Written by hand so that each event leaves at once (tiny_http's
+                        // chunked writer would gather them).
+                        let mut out = request.into_writer();
+                        let _ = write!(
+                            out,
+                            "HTTP/1.1 {} OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                            reply.status
+                        );
+                        let _ = out.flush();
+                        for data in events {
+                            std::thread::sleep(gap);
+                            let event = format!("data: {data}\n\n");
+                            let _ = write!(out, "{:x}\r\n{event}\r\n", event.len());
+                            let _ = out.flush();
+                        }
+                        let _ = write!(out, "0\r\n\r\n");
+                        let _ = out.flush();
+                        return;
+                    }
                     let mut response =
                         tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
-                    for (name, value) in &reply.headers {
-                        if let Ok(header) =
-                            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-                        {
-                            response.add_header(header);
-                        }
+                    for header in headers {
+                        response.add_header(header);
                     }
                     let _ = request.respond(response);
                 });

@@ -328,6 +328,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
                         input_micro_usd_per_mtok: 1_000_000,
                         output_micro_usd_per_mtok: 1_000_000,
                     },
+                    stream: true,
                 };
                 (alias.to_string(), spec)
             })

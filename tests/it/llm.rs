@@ -382,7 +382,10 @@ fn anthropic_and_gemini_speak_their_own_protocols() {
     let out = env.run(&prompt_workflow(&env), &[]);
     assert_eq!(out.code, 0, "{out}");
     let seen = gemini.seen();
-    assert_eq!(seen[0].path, "/v1beta/models/tiny-1:generateContent");
+    assert_eq!(
+        seen[0].path,
+        "/v1beta/models/tiny-1:streamGenerateContent?alt=sse"
+    );
     assert_eq!(seen[0].header("x-goog-api-key"), Some(KEY));
     assert!(!seen[0].path.contains(KEY), "the key is never in the URL");
     assert_eq!(

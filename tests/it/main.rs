@@ -16,6 +16,7 @@ mod flow;
 mod fuzz;
 mod interrupt;
 mod llm;
+mod llm_stream;
 mod replay;
 mod sandbox;
 mod shared;

@@ -66,6 +66,18 @@ pub struct ModelSpec {
     pub api_key_env: Option<String>,
     #[serde(default)]
     pub price: Price,
+    /// Whether replies are streamed (so that they can be watched as they come). Some servers
+    /// report no token counts when streaming; then they are estimated.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub stream: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Who says a message.

@@ -42,6 +42,9 @@ struct ProviderDef {
     base_url: Option<String>,
     #[serde(default)]
     api_key_env: Option<String>,
+    /// Stream replies (default true).
+    #[serde(default)]
+    stream: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +173,7 @@ impl Settings {
                     model: model.model.clone(),
                     api_key_env: provider.api_key_env.clone(),
                     price,
+                    stream: provider.stream.unwrap_or(true),
                 },
             );
         }

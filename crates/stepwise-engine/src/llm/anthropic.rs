@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
 use stepwise_core::operation::OperationError;
 
-use super::Answer;
 use super::http::{self, OnServerError, Secret};
+use super::stream::{Sse, is_event_stream};
+use super::{Answer, Progress};
 
 const ANTHROPIC_BASE: &str = "https://api.anthropic.com";
 const API_VERSION: &str = "2023-06-01";
@@ -15,6 +16,7 @@ pub(super) async fn call(
     client: &reqwest::Client,
     request: &LlmRequest,
     secret: &Secret,
+    progress: &Progress,
 ) -> Result<Answer, OperationError> {
     let base = request
         .spec
@@ -24,7 +26,10 @@ pub(super) async fn call(
         .trim_end_matches('/');
     let url = format!("{base}/v1/messages");
     let who = format!("provider `{}` ({base})", request.spec.provider);
-    let body = body(request);
+    let mut body = body(request);
+    if request.spec.stream {
+        body["stream"] = json!(true);
+    }
     let (response, attempts) = http::send(
         || {
             let builder = client
@@ -40,8 +45,73 @@ pub(super) async fn call(
         OnServerError::Retry,
     )
     .await?;
+    if is_event_stream(&response) {
+        return read_stream(Sse::new(response), &who, attempts, progress).await;
+    }
     let json = http::json_body(response, &who).await?;
     parse(&json, &who, attempts)
+}
+
+/// A streamed reply: `message_start` (input tokens), `content_block_delta` (text),
+/// `message_delta` (stop reason, output tokens), `error`.
+async fn read_stream(
+    mut sse: Sse,
+    who: &str,
+    attempts: u32,
+    progress: &Progress,
+) -> Result<Answer, OperationError> {
+    let mut text = String::new();
+    let mut finish_reason = String::from("unknown");
+    let (mut input, mut output) = (None, None);
+    while let Some(data) = sse.next(who).await? {
+        let event: Value = serde_json::from_str(&data)
+            .map_err(|e| http::malformed(who, &format!("a streamed event is not JSON ({e})")))?;
+        match event.get("type").and_then(Value::as_str) {
+            Some("message_start") => {
+                input = event
+                    .pointer("/message/usage/input_tokens")
+                    .and_then(Value::as_u64);
+            }
+            Some("content_block_delta") => {
+                if let Some(piece) = event.pointer("/delta/text").and_then(Value::as_str) {
+                    text.push_str(piece);
+                    super::report(progress, piece);
+                }
+            }
+            Some("message_delta") => {
+                if let Some(reason) = event.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    finish_reason = reason.to_string();
+                }
+                output = event
+                    .pointer("/usage/output_tokens")
+                    .and_then(Value::as_u64)
+                    .or(output);
+            }
+            Some("error") => {
+                let said = event
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("an error");
+                return Err(http::malformed(
+                    who,
+                    &format!("the stream ended in an error: {said}"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let usage = input
+        .zip(output)
+        .map(|(input_tokens, output_tokens)| TokenUsage {
+            input_tokens,
+            output_tokens,
+        });
+    Ok(Answer {
+        text,
+        finish_reason,
+        usage,
+        attempts,
+    })
 }
 
 fn body(request: &LlmRequest) -> Value {

@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
 use stepwise_core::operation::OperationError;
 
-use super::Answer;
 use super::http::{self, OnServerError, Secret};
+use super::stream::{Sse, is_event_stream};
+use super::{Answer, Progress};
 
 const GEMINI_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
 
@@ -15,6 +16,7 @@ pub(super) async fn call(
     client: &reqwest::Client,
     request: &LlmRequest,
     secret: &Secret,
+    progress: &Progress,
 ) -> Result<Answer, OperationError> {
     let base = request
         .spec
@@ -22,7 +24,14 @@ pub(super) async fn call(
         .as_deref()
         .unwrap_or(GEMINI_BASE)
         .trim_end_matches('/');
-    let url = format!("{base}/models/{}:generateContent", request.spec.model);
+    let url = if request.spec.stream {
+        format!(
+            "{base}/models/{}:streamGenerateContent?alt=sse",
+            request.spec.model
+        )
+    } else {
+        format!("{base}/models/{}:generateContent", request.spec.model)
+    };
     let who = format!("provider `{}` ({base})", request.spec.provider);
     let body = body(request);
     let (response, attempts) = http::send(
@@ -37,8 +46,50 @@ pub(super) async fn call(
         OnServerError::Retry,
     )
     .await?;
+    if is_event_stream(&response) {
+        return read_stream(Sse::new(response), &who, attempts, progress).await;
+    }
     let json = http::json_body(response, &who).await?;
     parse(&json, &who, attempts)
+}
+
+/// A streamed reply: each event a partial response; the last carries the finish reason and
+/// the usage.
+async fn read_stream(
+    mut sse: Sse,
+    who: &str,
+    attempts: u32,
+    progress: &Progress,
+) -> Result<Answer, OperationError> {
+    let mut answer = Answer {
+        text: String::new(),
+        finish_reason: "unknown".into(),
+        usage: None,
+        attempts,
+    };
+    while let Some(data) = sse.next(who).await? {
+        let chunk: Value = serde_json::from_str(&data)
+            .map_err(|e| http::malformed(who, &format!("a streamed chunk is not JSON ({e})")))?;
+        if let Some(error) = chunk.get("error") {
+            return Err(http::malformed(
+                who,
+                &format!("the stream ended in an error: {error}"),
+            ));
+        }
+        // A chunk may carry only the usage (no candidate).
+        if chunk.get("candidates").is_none() {
+            answer.usage = usage(&chunk).or(answer.usage);
+            continue;
+        }
+        let part = parse(&chunk, who, attempts)?;
+        super::report(progress, &part.text);
+        answer.text.push_str(&part.text);
+        if part.finish_reason != "unknown" {
+            answer.finish_reason = part.finish_reason;
+        }
+        answer.usage = part.usage.or(answer.usage);
+    }
+    Ok(answer)
 }
 
 fn body(request: &LlmRequest) -> Value {
@@ -98,20 +149,23 @@ fn parse(json: &Value, who: &str, attempts: u32) -> Result<Answer, OperationErro
         .and_then(Value::as_str)
         .unwrap_or("unknown")
         .to_string();
-    let usage = json.get("usageMetadata").and_then(|u| {
-        Some(TokenUsage {
-            input_tokens: u.get("promptTokenCount")?.as_u64()?,
-            output_tokens: u
-                .get("candidatesTokenCount")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-        })
-    });
     Ok(Answer {
         text,
         finish_reason,
-        usage,
+        usage: usage(json),
         attempts,
+    })
+}
+
+/// `usageMetadata` as Gemini reports it.
+fn usage(json: &Value) -> Option<TokenUsage> {
+    let u = json.get("usageMetadata")?;
+    Some(TokenUsage {
+        input_tokens: u.get("promptTokenCount")?.as_u64()?,
+        output_tokens: u
+            .get("candidatesTokenCount")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
     })
 }
 

@@ -13,6 +13,7 @@ mod gemini;
 mod http;
 mod openai;
 mod simulated;
+mod stream;
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,18 @@ pub(crate) use http::Secret;
 
 /// How long a call may take when its step sets no `timeout`, retries included.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where a streamed reply's pieces go as they arrive (to followers, not to the log).
+pub(crate) type Progress = Option<tokio::sync::mpsc::UnboundedSender<String>>;
+
+/// Passes a piece of a streamed reply on.
+fn report(progress: &Progress, piece: &str) {
+    if let Some(tx) = progress
+        && !piece.is_empty()
+    {
+        let _ = tx.send(piece.to_string());
+    }
+}
 
 /// What one provider round trip produced, before cost and timing are added.
 pub(crate) struct Answer {
@@ -66,7 +79,10 @@ impl Executor for LlmCall {
             let limit = request
                 .timeout_ms
                 .map_or(DEFAULT_CALL_TIMEOUT, Duration::from_millis);
-            let call = call(&client, &request, ctx.recovering);
+            let progress = Some(crate::progress::progress_sink(
+                crate::progress::progress_path(&ctx.lock_dir, &ctx.run_id, ctx.op),
+            ));
+            let call = call(&client, &request, ctx.recovering, progress);
             tokio::select! {
                 outcome = tokio::time::timeout(limit, call) => outcome.unwrap_or_else(|_| {
                     Err(OperationError::new(
@@ -88,14 +104,23 @@ impl Executor for LlmCall {
 }
 
 /// Makes the call with the provider the request names.
-async fn call(client: &reqwest::Client, request: &LlmRequest, after_crash: bool) -> Outcome {
+async fn call(
+    client: &reqwest::Client,
+    request: &LlmRequest,
+    after_crash: bool,
+    progress: Progress,
+) -> Outcome {
     let started = Instant::now();
     let secret = Secret::from_env(request.spec.api_key_env.as_deref())?;
     let answer = match request.spec.kind {
-        ProviderKind::Openai => openai::call(client, request, &secret).await,
-        ProviderKind::Anthropic => anthropic::call(client, request, &secret).await,
-        ProviderKind::Gemini => gemini::call(client, request, &secret).await,
-        ProviderKind::Simulated => Ok(simulated::reply(request)),
+        ProviderKind::Openai => openai::call(client, request, &secret, &progress).await,
+        ProviderKind::Anthropic => anthropic::call(client, request, &secret, &progress).await,
+        ProviderKind::Gemini => gemini::call(client, request, &secret, &progress).await,
+        ProviderKind::Simulated => {
+            let answer = simulated::reply(request);
+            report(&progress, &answer.text);
+            Ok(answer)
+        }
     }
     .map_err(|e| secret.redact_error(e))?;
     let (usage, usage_estimated) = match answer.usage {

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
 use stepwise_core::operation::{OperationError, OperationErrorKind};
 
-use super::Answer;
 use super::http::{self, OnServerError, Secret};
+use super::stream::{Sse, is_event_stream};
+use super::{Answer, Progress};
 
 const OPENAI_BASE: &str = "https://api.openai.com/v1";
 
@@ -30,6 +31,7 @@ pub(super) async fn call(
     client: &reqwest::Client,
     request: &LlmRequest,
     secret: &Secret,
+    progress: &Progress,
 ) -> Result<Answer, OperationError> {
     let base = request
         .spec
@@ -54,7 +56,15 @@ pub(super) async fn call(
     };
     let mut last_error = None;
     for (i, &mode) in modes.iter().enumerate() {
-        let body = body(request, mode);
+        let mut body = body(request, mode);
+        if request.spec.stream {
+            body["stream"] = json!(true);
+            // OpenAI adds the usage to the last chunk only when asked; other servers may not
+            // know the option, so it is sent to OpenAI alone.
+            if base == OPENAI_BASE {
+                body["stream_options"] = json!({ "include_usage": true });
+            }
+        }
         let trying_forms = i + 1 < modes.len();
         let send = http::send(
             || {
@@ -73,6 +83,9 @@ pub(super) async fn call(
         )
         .await;
         match send {
+            Ok((response, attempts)) if is_event_stream(&response) => {
+                return read_stream(Sse::new(response), &who, attempts, progress).await;
+            }
             Ok((response, attempts)) => {
                 let json = http::json_body(response, &who).await?;
                 return parse(&json, &who, attempts);
@@ -154,6 +167,50 @@ fn parse(json: &Value, who: &str, attempts: u32) -> Result<Answer, OperationErro
         text,
         finish_reason,
         usage: usage(json.get("usage")),
+        attempts,
+    })
+}
+
+/// A streamed reply: `choices[0].delta.content` pieces, the finish reason, and the usage
+/// (in the last chunk, when the server reports it), until `[DONE]`.
+async fn read_stream(
+    mut sse: Sse,
+    who: &str,
+    attempts: u32,
+    progress: &Progress,
+) -> Result<Answer, OperationError> {
+    let mut text = String::new();
+    let mut finish_reason = String::from("unknown");
+    let mut usage_seen = None;
+    while let Some(data) = sse.next(who).await? {
+        if data.trim() == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(&data)
+            .map_err(|e| http::malformed(who, &format!("a streamed chunk is not JSON ({e})")))?;
+        if let Some(error) = chunk.get("error") {
+            return Err(http::malformed(
+                who,
+                &format!("the stream ended in an error: {error}"),
+            ));
+        }
+        if let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) {
+            if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                text.push_str(piece);
+                super::report(progress, piece);
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                finish_reason = reason.to_string();
+            }
+        }
+        if let Some(u) = usage(chunk.get("usage")) {
+            usage_seen = Some(u);
+        }
+    }
+    Ok(Answer {
+        text,
+        finish_reason,
+        usage: usage_seen,
         attempts,
     })
 }
