@@ -14,7 +14,7 @@ const KEY: &str = "sk-planted-7f3a9c2e1d";
 
 /// An environment whose settings name one provider (`kind`, at `base_url`) with a key, and
 /// model `m` on it priced at $1 / $2 per million tokens.
-fn env_with_provider(kind: &str, base_url: &str) -> Env {
+pub(crate) fn env_with_provider(kind: &str, base_url: &str) -> Env {
     let mut env = Env::new();
     let settings = format!(
         "providers:\n  fake:\n    kind: {kind}\n    base_url: {base_url}\n    api_key_env: {KEY_VAR}\nmodels:\n  m:\n    provider: fake\n    model: tiny-1\n    price: {{ input_per_mtok_usd: 1.0, output_per_mtok_usd: 2.0 }}\n"

@@ -17,6 +17,7 @@ mod fuzz;
 mod interrupt;
 mod llm;
 mod llm_stream;
+mod plan;
 mod replay;
 mod sandbox;
 mod shared;

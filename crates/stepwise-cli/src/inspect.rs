@@ -376,6 +376,27 @@ pub fn approval_text(approval: &Approval) -> String {
         }
         Proposal::ReadFile { path } => out.push(format!("   read {}", printable(path))),
         Proposal::Gate { message } => out.push(format!("   {}", printable(message))),
+        Proposal::Plan {
+            goal,
+            steps,
+            verdicts,
+        } => {
+            out.push(format!("   {}", printable(&one_line(goal, 200))));
+            out.push(format!("   {} planned steps:", verdicts.len()));
+            for verdict in verdicts {
+                out.push(format!(
+                    "   · {} ({}): {}",
+                    verdict.id,
+                    verdict.kind,
+                    printable(&verdict.approval)
+                ));
+            }
+            if let Ok(text) = serde_json::to_string_pretty(steps) {
+                for line in text.lines() {
+                    out.push(format!("     {}", printable(line)));
+                }
+            }
+        }
         Proposal::LlmCall {
             request,
             estimate,

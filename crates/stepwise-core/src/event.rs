@@ -222,6 +222,16 @@ pub enum Proposal {
     Gate {
         message: String,
     },
+    /// A plan a model made (a `plan` step). Approving it adds its steps to the run, after the
+    /// plan step; each then passes through the normal gates.
+    Plan {
+        /// What the model was asked.
+        goal: String,
+        /// The planned steps, in the workflow format.
+        steps: Value,
+        /// What the policy would ask of each planned step, as far as it can tell now.
+        verdicts: Vec<PlannedStep>,
+    },
     /// A model call, asked about because it would cross the run's budget (or the workflow
     /// requires approval of the step). Approving it raises the budget by `raise`, enough for
     /// this call, and makes the call.
@@ -233,6 +243,17 @@ pub enum Proposal {
         /// What approving adds to the budget.
         raise: Budget,
     },
+}
+
+/// One step of a plan, as a person is shown it before approving the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub id: StepId,
+    /// Its type (`run_command`, …).
+    pub kind: String,
+    /// What the policy would do with it: runs without asking, asks a person, is refused, or
+    /// is decided when it runs (its values come from earlier steps).
+    pub approval: String,
 }
 
 impl Proposal {
@@ -249,6 +270,7 @@ impl Proposal {
             Proposal::ReadFile { .. } => "read_file",
             Proposal::Gate { .. } => "approval",
             Proposal::LlmCall { .. } => "llm_call",
+            Proposal::Plan { .. } => "plan",
         }
     }
 }

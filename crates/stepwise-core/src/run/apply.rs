@@ -61,7 +61,20 @@ impl RunState {
                             pending.attempt
                         ))
                     }
-                    Some(_) => Ok(()),
+                    Some(pending) => {
+                        // An approved plan must join the run: checked here, so that applying
+                        // it cannot fail half-way.
+                        let proposal = granted.edited.as_ref().unwrap_or(&pending.proposal);
+                        if let Proposal::Plan { steps, .. } = proposal
+                            && let Err(problem) = super::plan_step::joined(&self.workflow, i, steps)
+                        {
+                            return unexpected(format!(
+                                "the plan of step `{}` cannot join the run: {problem}",
+                                granted.step
+                            ));
+                        }
+                        Ok(())
+                    }
                 }
             }
             Event::ProposalVoided {
@@ -212,8 +225,15 @@ impl RunState {
                     s.approved_hashes.insert(granted.approved_hash.clone());
                     s.status = StepStatus::Running;
                     s.phase = Phase::Approved(proposal_request(&proposal));
+                    let plan = match &proposal {
+                        Proposal::Plan { steps, .. } => Some(steps.clone()),
+                        _ => None,
+                    };
                     s.approved_proposal = Some(proposal);
                     self.dirty.insert(i);
+                    if let Some(steps) = plan {
+                        self.join_plan(i, &steps);
+                    }
                 } else {
                     s.approved_hashes.insert(granted.approved_hash.clone());
                 }
@@ -399,5 +419,17 @@ impl RunState {
                 message: format!("answers operation {op}, which is not in flight"),
             }),
         }
+    }
+
+    /// Adds an approved plan's steps to the run, after its plan step (checked in `check`).
+    fn join_plan(&mut self, plan_step: usize, steps: &serde_json::Value) {
+        let Ok((_, joined)) = super::plan_step::joined(&self.workflow, plan_step, steps) else {
+            return;
+        };
+        for step in &joined.steps[self.steps.len()..] {
+            self.steps
+                .push(super::step::StepState::new_blocked(step.needs.len()));
+        }
+        self.workflow = std::sync::Arc::new(joined);
     }
 }

@@ -93,7 +93,16 @@ impl RunState {
             Phase::Approved(request) => match request {
                 Some(request) => self.start_operation(index, request),
                 None => {
-                    let output = json!({ "approved": true });
+                    let output = match &self.steps[index].approved_proposal {
+                        Some(Proposal::Plan { steps, .. }) => {
+                            let ids: Vec<Value> = steps
+                                .as_array()
+                                .map(|s| s.iter().filter_map(|s| s.get("id").cloned()).collect())
+                                .unwrap_or_default();
+                            json!({ "planned": ids })
+                        }
+                        _ => json!({ "approved": true }),
+                    };
                     vec![Event::StepSucceeded {
                         step: id,
                         attempt,
@@ -358,7 +367,9 @@ impl RunState {
             Proposal::EditFile { .. } => GateKind::EditFile,
             Proposal::ReadFile { .. } => GateKind::ReadFile,
             Proposal::RunCommand(_) => GateKind::RunCommand,
-            Proposal::Gate { .. } | Proposal::LlmCall { .. } => return None,
+            Proposal::Gate { .. } | Proposal::LlmCall { .. } | Proposal::Plan { .. } => {
+                return None;
+            }
         };
         let verdict = self.policy.evaluate(subject_of(proposal, kind));
         (verdict.effect == Effect::Deny).then(|| verdict.rule.unwrap_or_default())
@@ -568,7 +579,9 @@ fn subject_of(proposal: &Proposal, kind: GateKind) -> Subject<'_> {
     match proposal {
         Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => Subject::file(kind, path),
         Proposal::RunCommand(request) => Subject::command(request),
-        Proposal::Gate { .. } | Proposal::LlmCall { .. } => Subject::bare(kind),
+        Proposal::Gate { .. } | Proposal::LlmCall { .. } | Proposal::Plan { .. } => {
+            Subject::bare(kind)
+        }
     }
 }
 

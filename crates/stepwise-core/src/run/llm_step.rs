@@ -150,8 +150,16 @@ impl RunState {
                 output,
             }];
         };
+        let is_plan = matches!(
+            &self.workflow.steps[index].action,
+            crate::workflow::Action::Llm(llm) if llm.plan.is_some()
+        );
         let problem = match structured_value(&reply.text) {
             Ok(value) => match schema_errors(schema, &value) {
+                None if is_plan => match self.plan_proposal(index, request, &value) {
+                    Ok(events) => return events,
+                    Err(problem) => problem,
+                },
                 None => {
                     return vec![Event::StepSucceeded {
                         step: id,

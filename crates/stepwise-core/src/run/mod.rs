@@ -6,6 +6,7 @@ mod apply;
 mod cost;
 mod decide;
 mod llm_step;
+mod plan_step;
 mod proposal;
 mod replay;
 mod state;

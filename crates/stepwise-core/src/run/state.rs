@@ -83,25 +83,7 @@ impl RunState {
         let steps = workflow
             .steps
             .iter()
-            .map(|s| StepState {
-                status: StepStatus::Pending,
-                attempt: 0,
-                output: None,
-                error: None,
-                reason: None,
-                pending_approval: None,
-                approved_proposal: None,
-                base_content: None,
-                approved_hashes: BTreeSet::new(),
-                waiting_needs: s.needs.len(),
-                phase: if s.needs.is_empty() {
-                    Phase::Ready
-                } else {
-                    Phase::Blocked
-                },
-                purpose: None,
-                llm_calls: 0,
-            })
+            .map(|s| StepState::new_blocked(s.needs.len()))
             .collect();
         let dirty = workflow
             .steps

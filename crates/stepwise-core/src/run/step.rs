@@ -94,6 +94,31 @@ pub struct StepState {
     pub(crate) llm_calls: u32,
 }
 
+impl StepState {
+    /// A step not started yet, waiting for `needs` steps (ready at once with none).
+    pub(crate) fn new_blocked(needs: usize) -> StepState {
+        StepState {
+            status: StepStatus::Pending,
+            attempt: 0,
+            output: None,
+            error: None,
+            reason: None,
+            pending_approval: None,
+            approved_proposal: None,
+            base_content: None,
+            approved_hashes: BTreeSet::new(),
+            waiting_needs: needs,
+            phase: if needs == 0 {
+                Phase::Ready
+            } else {
+                Phase::Blocked
+            },
+            purpose: None,
+            llm_calls: 0,
+        }
+    }
+}
+
 /// The operation an approved proposal performs (`None` for a gate).
 pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> {
     match proposal {
@@ -115,6 +140,7 @@ pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> 
         }),
         Proposal::Gate { .. } => None,
         Proposal::LlmCall { request, .. } => Some(OperationRequest::LlmCall(request.clone())),
+        Proposal::Plan { .. } => None,
     }
 }
 

@@ -10,7 +10,7 @@ mod callables;
 mod finite;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
@@ -39,10 +39,11 @@ static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// A compiled expression and the names it reads.
+/// A compiled expression and the names it reads. Cheap to clone (the program is shared).
+#[derive(Clone)]
 pub struct Expr {
     source: String,
-    program: minijinja::Expression<'static, 'static>,
+    program: Arc<minijinja::Expression<'static, 'static>>,
     step_refs: BTreeSet<String>,
     input_refs: BTreeSet<String>,
 }
@@ -97,7 +98,7 @@ impl Expr {
         }
         Ok(Expr {
             source: trimmed.to_string(),
-            program,
+            program: Arc::new(program),
             step_refs,
             input_refs,
         })
@@ -197,13 +198,13 @@ impl Scope {
 }
 
 /// A string with `${expr}` parts. `$${` writes a literal `${`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Template {
     source: String,
     parts: Vec<Part>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Part {
     Text(String),
     Expr(Expr),
@@ -369,7 +370,7 @@ fn find_closing_brace(body: &str) -> Option<usize> {
 }
 
 /// Parses every string inside a JSON value as a template (for `set` values and the like).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ValueTemplate {
     Template(Template),
     Array(Vec<ValueTemplate>),

@@ -184,6 +184,24 @@ pub enum ActionDef {
         #[serde(default)]
         schema_retries: Option<u32>,
     },
+    /// Ask a model to plan steps toward `goal`. The plan is a proposal, shown with what the
+    /// policy would ask of each planned step; once approved, its steps join the run after this
+    /// one and pass through the normal gates. Planned steps may read the run's inputs and one
+    /// another, and may not plan again. Output: `planned`, the ids of the steps.
+    Plan {
+        model: String,
+        goal: String,
+        /// What the model should know (e.g. files read by earlier steps).
+        #[serde(default)]
+        context: Option<String>,
+        /// At most this many steps (default 10, at most 50).
+        #[serde(default)]
+        max_steps: Option<u32>,
+        #[serde(default)]
+        temperature: Option<f64>,
+        #[serde(default)]
+        max_tokens: Option<u32>,
+    },
     /// Summarize `text` with a model. Output as `prompt`'s, the summary in `text`.
     Summarize {
         model: String,

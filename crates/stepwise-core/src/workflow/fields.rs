@@ -282,7 +282,7 @@ impl StepContext<'_, '_> {
             ActionDef::Approval { message } => Action::Approval {
                 message: self.template("message", message)?,
             },
-            ActionDef::Prompt { .. } | ActionDef::Summarize { .. } => {
+            ActionDef::Prompt { .. } | ActionDef::Summarize { .. } | ActionDef::Plan { .. } => {
                 Action::Llm(self.llm_action(def)?)
             }
         })

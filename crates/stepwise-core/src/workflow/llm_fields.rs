@@ -1,9 +1,9 @@
 //! Compiling the fields of model steps (`prompt`, `analyze`, `summarize`) and a workflow's
 //! `budget`, each error placed at its field.
 
-use super::LlmAction;
 use super::def::{ActionDef, BudgetDef, MessageDef, RoleDef};
 use super::fields::StepContext;
+use super::{LlmAction, plan_schema};
 use crate::llm::{Budget, DEFAULT_MAX_TOKENS, Role, Temperature};
 
 /// How often a reply that does not match `output_schema` is asked again, unless the step says.
@@ -95,6 +95,7 @@ impl StepContext<'_, '_> {
                     max_tokens: self.max_tokens(*max_tokens)?,
                     output_schema,
                     schema_retries,
+                    plan: None,
                 })
             }
             ActionDef::Summarize {
@@ -135,6 +136,50 @@ impl StepContext<'_, '_> {
                     max_tokens: self.max_tokens(*max_tokens)?,
                     output_schema: None,
                     schema_retries: 0,
+                    plan: None,
+                })
+            }
+            ActionDef::Plan {
+                model,
+                goal,
+                context,
+                max_steps,
+                temperature,
+                max_tokens,
+            } => {
+                let model = self.model(model);
+                let max_steps = max_steps.unwrap_or(super::plan::DEFAULT_MAX_STEPS);
+                if !(1..=super::plan::MAX_STEPS_CEILING).contains(&max_steps) {
+                    self.error(
+                        "max_steps",
+                        format!(
+                            "`max_steps` is {max_steps}; it must be from 1 to {}",
+                            super::plan::MAX_STEPS_CEILING
+                        ),
+                    );
+                    return None;
+                }
+                let context = context
+                    .as_deref()
+                    .map(|c| format!("\n\nWhat you know:\n{c}"))
+                    .unwrap_or_default();
+                let user = format!("Goal: {goal}{context}");
+                let system = super::plan::instructions(max_steps);
+                Some(LlmAction {
+                    type_name: "plan",
+                    model: model?,
+                    messages: vec![
+                        (
+                            Role::System,
+                            self.template("model", &system.replace("${", "$${"))?,
+                        ),
+                        (Role::User, self.template("goal", &user)?),
+                    ],
+                    temperature: self.temperature(*temperature)?,
+                    max_tokens: self.max_tokens(*max_tokens)?,
+                    output_schema: Some(plan_schema(max_steps)),
+                    schema_retries: DEFAULT_SCHEMA_RETRIES,
+                    plan: Some(max_steps),
                 })
             }
             _ => None,

@@ -8,6 +8,7 @@ mod error;
 mod fields;
 mod inputs;
 mod llm_fields;
+mod plan;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,6 +16,7 @@ pub use compile::{parse_recorded_workflow, parse_workflow};
 pub use def::{AfterDef, InputDef, InputType, workflow_json_schema};
 pub use error::{ValidationError, WorkflowErrors};
 pub use inputs::InputError;
+pub use plan::{PLANNABLE_TYPES, plan_schema, planned_workflow};
 
 use crate::ids::StepId;
 use crate::llm::{Budget, Role, Temperature};
@@ -71,7 +73,7 @@ impl Workflow {
 }
 
 /// One compiled step.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Step {
     pub id: StepId,
     /// Line of the step's `id` in the file, for messages.
@@ -121,7 +123,7 @@ impl RetryPolicy {
 }
 
 /// What a step does, with its templates compiled.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Action {
     ReadFile {
         path: Template,
@@ -150,7 +152,7 @@ pub enum Action {
 }
 
 /// A model call with its templates compiled.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LlmAction {
     /// The step type as written (`prompt`, `analyze` reads as `prompt`, `summarize`).
     pub type_name: &'static str,
@@ -163,6 +165,8 @@ pub struct LlmAction {
     pub output_schema: Option<serde_json::Value>,
     /// Replies that do not match are asked again this many times.
     pub schema_retries: u32,
+    /// A `plan` step: the most steps its plan may have.
+    pub plan: Option<u32>,
 }
 
 impl Action {
@@ -180,7 +184,7 @@ impl Action {
 }
 
 /// How an edit computes the new content.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum EditChange {
     /// The whole new content.
     Content(Template),
@@ -189,7 +193,7 @@ pub enum EditChange {
 }
 
 /// A command with templates.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum CommandTemplate {
     Argv(Vec<Template>),
     Shell(Template),
