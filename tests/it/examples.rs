@@ -8,17 +8,17 @@ use serde_json::json;
 
 use crate::support::{Env, Out, step};
 
-fn workflows_dir() -> PathBuf {
+pub(crate) fn workflows_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
 }
 
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let path = workflows_dir().join(name);
     assert!(path.exists(), "{} is missing", path.display());
     path
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create the copy");
     for entry in std::fs::read_dir(from).expect("list the demo") {
         let entry = entry.expect("a directory entry");
@@ -33,7 +33,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Approves whatever the run waits for, one approval at a time, until it stops waiting.
 /// Returns the last outcome and the steps approved, in order.
-fn approve_until_done(env: &Env, run: &str, first: Out) -> (Out, Vec<String>) {
+pub(crate) fn approve_until_done(env: &Env, run: &str, first: Out) -> (Out, Vec<String>) {
     let mut out = first;
     let mut approved = Vec::new();
     for _ in 0..10 {

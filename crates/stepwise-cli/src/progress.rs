@@ -13,7 +13,9 @@ use crate::output::{duration, one_line};
 /// Prints one line per step milestone.
 pub struct Progress {
     quiet: bool,
-    started: Mutex<HashMap<StepId, i64>>,
+    /// When each step's work started, and whether it has asked a person since (then its next
+    /// operation starts the clock again, so that waiting is not counted).
+    started: Mutex<HashMap<StepId, (i64, bool)>>,
 }
 
 impl Progress {
@@ -24,22 +26,32 @@ impl Progress {
         }
     }
 
-    /// How long the step's work took: since its last operation started (or, for a step
-    /// without one, since the step started), so that time waiting for a person is not counted.
+    /// How long the step's work took: since it started, or since its first operation after a
+    /// person answered it, so that time waiting for a person is not counted (every call of a
+    /// step that asks a model several times is).
     fn since(&self, step: &StepId, at: i64) -> String {
         let started = self.started.lock().unwrap_or_else(|p| p.into_inner());
         started
             .get(step)
-            .map(|s| format!(" ({})", duration(at - s)))
+            .map(|(s, _)| format!(" ({})", duration(at - s)))
             .unwrap_or_default()
     }
 
     fn mark_start(&self, step: &StepId, at: i64, replace: bool) {
         let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
-        if replace {
-            started.insert(step.clone(), at);
-        } else {
-            started.entry(step.clone()).or_insert(at);
+        match started.get_mut(step) {
+            Some(mark) if replace || mark.1 => *mark = (at, false),
+            Some(_) => {}
+            None => {
+                started.insert(step.clone(), (at, false));
+            }
+        }
+    }
+
+    fn mark_asked(&self, step: &StepId) {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mark) = started.get_mut(step) {
+            mark.1 = true;
         }
     }
 }
@@ -55,7 +67,7 @@ impl Progress {
         {
             let line = match event {
                 Event::OperationStarted { step, .. } => {
-                    self.mark_start(step, *at, true);
+                    self.mark_start(step, *at, false);
                     None
                 }
                 Event::StepStarted { step, attempt } => {
@@ -96,10 +108,13 @@ impl Progress {
                     proposal,
                     reason,
                     ..
-                } => Some(format!(
-                    "  ? {step} waits for approval ({}): {reason}",
-                    proposal.kind_name()
-                )),
+                } => Some({
+                    self.mark_asked(step);
+                    format!(
+                        "  ? {step} waits for approval ({}): {reason}",
+                        proposal.kind_name()
+                    )
+                }),
                 Event::ApprovalGranted(g) => Some(match &g.mode {
                     stepwise_core::event::DecisionMode::Rule { rule } => {
                         format!("  ✓ {} approved by rule: {rule}", g.step)

@@ -189,11 +189,28 @@ impl RunState {
         });
         again.messages.push(ChatMessage {
             role: Role::User,
-            content: format!(
-                "That reply cannot be used: {problem}. Reply again with only a JSON value that matches this JSON Schema, and nothing else:\n{schema}"
-            ),
+            content: retry_message(&problem, schema),
         });
         self.llm_gate(index, again)
+    }
+}
+
+/// Schemas longer than this are not repeated when a reply is asked for again (a plan's step
+/// schema would fill a small model's context); the request still carries it.
+const REPEATED_SCHEMA_MAX: usize = 2_000;
+
+/// What a model is told when its reply did not match: what was wrong, and the schema again
+/// when it is short.
+fn retry_message(problem: &str, schema: &Value) -> String {
+    let schema = schema.to_string();
+    if schema.len() <= REPEATED_SCHEMA_MAX {
+        format!(
+            "That reply cannot be used: {problem}. Reply again with only a JSON value that matches this JSON Schema, and nothing else:\n{schema}"
+        )
+    } else {
+        format!(
+            "That reply cannot be used: {problem}. Reply again with only a JSON value of the form you were asked for, and nothing else."
+        )
     }
 }
 

@@ -39,8 +39,46 @@ pub fn plan_schema(max_steps: u32) -> Value {
                 "items": { "$ref": "#/$defs/StepDef" },
             },
         },
-        "$defs": workflow.get("$defs").cloned().unwrap_or_else(|| json!({})),
+        "$defs": step_defs(&workflow),
     })
+}
+
+/// The definitions a step needs (`StepDef` and what it refers to, transitively), not the
+/// workflow's others (inputs, budget, policy): a plan's schema is sent with every request.
+fn step_defs(workflow: &Value) -> Value {
+    let all = workflow.get("$defs").and_then(Value::as_object);
+    let mut kept = serde_json::Map::new();
+    let mut wanted = vec!["StepDef".to_string()];
+    while let Some(name) = wanted.pop() {
+        if kept.contains_key(&name) {
+            continue;
+        }
+        let Some(def) = all.and_then(|a| a.get(&name)) else {
+            continue;
+        };
+        collect_refs(def, &mut wanted);
+        kept.insert(name, def.clone());
+    }
+    Value::Object(kept)
+}
+
+fn collect_refs(value: &Value, into: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("$ref", Value::String(r)) => {
+                        if let Some(name) = r.strip_prefix("#/$defs/") {
+                            into.push(name.to_string());
+                        }
+                    }
+                    _ => collect_refs(inner, into),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, into)),
+        _ => {}
+    }
 }
 
 /// What the model is told a plan is.
@@ -187,5 +225,10 @@ mod tests {
         assert!(validator.is_valid(&json!({"steps": [{"id": "a", "type": "set", "values": {}}]})));
         assert!(!validator.is_valid(&json!({"steps": []})));
         assert!(!validator.is_valid(&json!({"steps": [{"id": "a"}]})));
+        let defs = schema["$defs"].as_object().expect("definitions");
+        assert!(
+            defs.contains_key("StepDef") && !defs.contains_key("BudgetDef"),
+            "{defs:?}"
+        );
     }
 }
