@@ -274,29 +274,11 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
 }
 
 fn open_engine(global: &Global) -> anyhow::Result<Engine> {
-    let dirs = directories::ProjectDirs::from("", "", "stepwise");
-    let db = match (&global.db, &dirs) {
-        (Some(db), _) => db.clone(),
-        (None, Some(dirs)) => dirs.data_dir().join("stepwise.db"),
-        (None, None) => {
-            anyhow::bail!("no home directory to keep the database in; pass --db or set STEPWISE_DB")
-        }
-    };
-    let user_policy = match (&global.user_policy, &dirs) {
-        (Some(path), _) => Some(path.clone()),
-        (None, Some(dirs)) => Some(dirs.config_dir().join("policy.yaml")),
-        (None, None) => None,
-    };
-    let mut config = EngineConfig::new(db);
-    config.user_policy = user_policy;
-    // Named with --user-policy or STEPWISE_USER_POLICY: it must exist.
-    config.user_policy_named = global.user_policy.is_some();
-    config.settings = match (&global.settings, &dirs) {
-        (Some(path), _) => Some(path.clone()),
-        (None, Some(dirs)) => Some(dirs.config_dir().join("settings.yaml")),
-        (None, None) => None,
-    };
-    config.settings_named = global.settings.is_some();
+    let mut config = EngineConfig::for_user(
+        global.db.clone(),
+        global.user_policy.clone(),
+        global.settings.clone(),
+    )?;
     config.durability = match global.sync {
         Sync::Full => Durability::Full,
         Sync::Normal => Durability::Normal,

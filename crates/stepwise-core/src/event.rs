@@ -195,6 +195,7 @@ pub struct ApprovalGranted {
 }
 
 /// Who decided.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecisionMode {
@@ -203,6 +204,7 @@ pub enum DecisionMode {
 }
 
 /// Exactly what a person is asked to approve.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Proposal {
@@ -246,6 +248,7 @@ pub enum Proposal {
 }
 
 /// One step of a plan, as a person is shown it before approving the plan.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedStep {
     pub id: StepId,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);
@@ -99,10 +100,12 @@ string_id! {
 /// The number of an event in its run's log: `1` is the run's `RunStarted`, and each event
 /// after it is one more, without gaps. An operation is named by the seq of its
 /// `OperationStarted`.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
 #[serde(transparent)]
+#[cfg_attr(feature = "ts", ts(type = "number"))]
 pub struct EventSeq(u64);
 
 impl EventSeq {

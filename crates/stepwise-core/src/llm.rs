@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Which protocol a provider speaks.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
@@ -35,9 +36,12 @@ impl ProviderKind {
 }
 
 /// Prices in integer micro-dollars per million tokens.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub input_micro_usd_per_mtok: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub output_micro_usd_per_mtok: u64,
 }
 
@@ -53,6 +57,7 @@ impl Price {
 /// A model alias as it was resolved when the run started: recorded in `RunStarted`, so that a
 /// run resumes and replays with the model it started with. Holds the *name* of the variable the
 /// API key comes from, never the key.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelSpec {
     /// The provider's name in the settings.
@@ -81,6 +86,7 @@ fn is_true(b: &bool) -> bool {
 }
 
 /// Who says a message.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -90,6 +96,7 @@ pub enum Role {
 }
 
 /// One message of a conversation.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
@@ -98,6 +105,7 @@ pub struct ChatMessage {
 
 /// A sampling temperature (0 to 2). Compared bit for bit, so that a recorded request equals
 /// itself.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Temperature(pub f64);
@@ -115,6 +123,7 @@ impl Eq for Temperature {}
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
 /// Exactly what is asked of a model: recorded before the call, answered from the log on replay.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LlmRequest {
     /// The alias the workflow names.
@@ -130,13 +139,17 @@ pub struct LlmRequest {
     pub output_schema: Option<serde_json::Value>,
     /// How long the call may take, retries included (the step's `timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub timeout_ms: Option<u64>,
 }
 
 /// Tokens a call used, as the provider reported them.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub input_tokens: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub output_tokens: u64,
 }
 
@@ -147,13 +160,16 @@ impl TokenUsage {
 }
 
 /// What a model replied, and what it cost.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LlmReply {
     pub text: String,
     /// Why the model stopped: `stop`, `length`, … as the provider says.
     pub finish_reason: String,
     pub usage: TokenUsage,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub latency_ms: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub cost_micro_usd: u64,
     /// Made up by the simulated provider, not by a model.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -183,20 +199,27 @@ fn is_one(n: &u32) -> bool {
 }
 
 /// How much a run may spend. Either limit may be absent.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub micro_usd: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub tokens: Option<u64>,
 }
 
 /// What a call is expected to cost at most, judged before it is made: the prompt's tokens
 /// (estimated from its length) plus the whole `max_tokens`, at the model's prices.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostEstimate {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub input_tokens: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub output_tokens: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub micro_usd: u64,
 }
 

@@ -50,6 +50,7 @@ impl OperationRequest {
 
 /// A command as it will run: either an argv list executed directly, or a shell string run
 /// through `sh -c`.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandLine {
@@ -84,6 +85,7 @@ fn quote_arg(arg: &str) -> String {
 }
 
 /// Everything needed to run one command.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRequest {
     pub command: CommandLine,
@@ -97,8 +99,10 @@ pub struct CommandRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pass_env: Vec<String>,
     /// Kill the whole process group after this many milliseconds.
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub timeout_ms: Option<u64>,
     /// Keep at most this many bytes of stdout and of stderr; the rest is counted, not kept.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub max_output_bytes: u64,
     /// Also stream all of stdout and stderr to files in the workspace's `.stepwise/output/`
     /// (where, the outcome says).

@@ -69,6 +69,34 @@ impl EngineConfig {
             hold_waiting_runs: false,
         }
     }
+
+    /// The configuration every client of one user shares (the CLI and the app): each file
+    /// where it is named (an explicitly named policy or settings file must exist), else at its
+    /// default place in the user's directories (`<data dir>/stepwise/stepwise.db`,
+    /// `<config dir>/stepwise/policy.yaml` and `settings.yaml`).
+    pub fn for_user(
+        db: Option<PathBuf>,
+        user_policy: Option<PathBuf>,
+        settings: Option<PathBuf>,
+    ) -> Result<EngineConfig, EngineError> {
+        let dirs = directories::ProjectDirs::from("", "", "stepwise");
+        let db = match (db, &dirs) {
+            (Some(db), _) => db,
+            (None, Some(dirs)) => dirs.data_dir().join("stepwise.db"),
+            (None, None) => {
+                return Err(EngineError::Settings {
+                    message: "no home directory to keep the database in; name one with --db or STEPWISE_DB".into(),
+                });
+            }
+        };
+        let config_file = |name: &str| dirs.as_ref().map(|d| d.config_dir().join(name));
+        let mut config = EngineConfig::new(db);
+        config.user_policy_named = user_policy.is_some();
+        config.user_policy = user_policy.or_else(|| config_file("policy.yaml"));
+        config.settings_named = settings.is_some();
+        config.settings = settings.or_else(|| config_file("settings.yaml"));
+        Ok(config)
+    }
 }
 
 /// The name of the OS user running this process.

@@ -47,5 +47,5 @@ pub use progress::ProgressTail;
 pub use queries::{Approval, LoadedRun, RunSummary, recorded_workflow};
 pub use sandbox::SandboxError;
 pub use start::StartRun;
-pub use stepwise_store::{Durability, RunRow, StoredEvent};
+pub use stepwise_store::{Durability, RunRow, StoreError, StoredEvent};
 pub use workflow_file::read as read_workflow_file;

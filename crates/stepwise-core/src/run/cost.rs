@@ -11,17 +11,24 @@ use crate::ids::{EventSeq, StepId};
 use crate::operation::{OperationRequest, OperationResult};
 
 /// Cost and tokens of some calls.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CostLine {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub calls: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub input_tokens: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub output_tokens: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub micro_usd: u64,
     /// Calls made again after a crash (their cost may have been paid twice).
     #[serde(skip_serializing_if = "is_zero")]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub after_crash: u64,
     /// Calls answered by the simulated provider.
     #[serde(skip_serializing_if = "is_zero")]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub simulated: u64,
 }
 
@@ -41,6 +48,7 @@ impl CostLine {
 }
 
 /// A run's cost, whole and broken down.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CostReport {
     pub total: CostLine,

@@ -61,6 +61,7 @@ pub(crate) enum Phase {
 }
 
 /// A question put to a person.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PendingApproval {
     pub attempt: u32,

@@ -11,13 +11,17 @@ use crate::event::Event;
 use crate::ids::{EventSeq, StepId};
 
 /// One step's times, in milliseconds.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StepTiming {
     /// From the step's first event to its last (or to now, while it is not finished).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub total_ms: i64,
     /// Waiting for a person to approve or reject.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub waiting_ms: i64,
     /// Operations running (a command, a file read or write).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub executing_ms: i64,
     /// Still waiting for a person now.
     pub waiting_now: bool,

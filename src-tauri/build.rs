@@ -1,0 +1,33 @@
+//! Tauri's build step, with the app's own commands given permissions of their own, so that the
+//! webview may call only the commands its capability grants (see `capabilities/`).
+
+fn main() {
+    let attributes = tauri_build::Attributes::new()
+        .app_manifest(tauri_build::AppManifest::new().commands(stepwise_commands()));
+    if let Err(error) = tauri_build::try_build(attributes) {
+        panic!("tauri build step failed: {error:#}");
+    }
+}
+
+/// Every command the app defines (`src/commands/`); the capability grants each one by name.
+fn stepwise_commands() -> &'static [&'static str] {
+    &[
+        "app_info",
+        "list_runs",
+        "get_run",
+        "get_events",
+        "pause_run",
+        "resume_run",
+        "cancel_run",
+        "replay_run",
+        "list_approvals",
+        "approve_step",
+        "reject_step",
+        "list_workflows",
+        "start_run",
+        "workspace_tree",
+        "cost_overview",
+        "subscribe_live",
+        "follow_run",
+    ]
+}

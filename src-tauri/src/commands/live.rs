@@ -1,0 +1,36 @@
+//! Subscriptions: the live signals, and one run's events as they are recorded.
+
+use tauri::State;
+use tauri::ipc::Channel;
+
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::view::{LiveSignal, RunFeedItem};
+
+/// Sends every live signal to `channel` from now on.
+#[tauri::command]
+pub fn subscribe_live(state: State<'_, AppState>, channel: Channel<LiveSignal>) {
+    crate::live::forward_signals(state.live.subscribe(), channel);
+}
+
+/// Streams `run`'s events after `after_seq` (and its model calls' text) to `channel`. The
+/// window follows one run at a time: this stops following the previous one.
+#[tauri::command]
+pub fn follow_run(
+    state: State<'_, AppState>,
+    run: String,
+    after_seq: u64,
+    channel: Channel<RunFeedItem>,
+) -> Result<(), AppError> {
+    let task = tauri::async_runtime::spawn(crate::live::follow_run(
+        state.engine.clone(),
+        run,
+        after_seq,
+        channel,
+    ));
+    let mut following = state.following.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(previous) = following.replace(task) {
+        previous.abort();
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! The IPC commands: thin adapters from the webview to the engine handle, one file per view.
+//! Every one is listed in `build.rs` and granted by name in `capabilities/default.json`.
+
+mod approvals;
+mod cost;
+mod live;
+mod runs;
+mod workflows;
+mod workspace;
+
+use tauri::Runtime;
+use tauri::ipc::Invoke;
+
+/// The handler of every command.
+pub fn handler<R: Runtime>() -> impl Fn(Invoke<R>) -> bool + Send + Sync + 'static {
+    tauri::generate_handler![
+        runs::app_info,
+        runs::list_runs,
+        runs::get_run,
+        runs::get_events,
+        runs::pause_run,
+        runs::resume_run,
+        runs::cancel_run,
+        runs::replay_run,
+        approvals::list_approvals,
+        approvals::approve_step,
+        approvals::reject_step,
+        workflows::list_workflows,
+        workflows::start_run,
+        workspace::workspace_tree,
+        cost::cost_overview,
+        live::subscribe_live,
+        live::follow_run,
+    ]
+}
+
+/// Milliseconds since the epoch, for timings of what is still going.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,92 @@
+//! Stepwise's desktop app: a Tauri window over the engine, embedded in-process (no sidecar, no
+//! server). This is the only crate that knows Tauri. It is a thin layer: commands
+//! (`commands/`) adapt the engine handle to IPC, `live` forwards the engine's feeds to the
+//! webview over channels, `watch` keeps the workspace view current, `demo` lays out the
+//! embedded defaults on first start, and `view` shapes what the UI is shown (with its
+//! TypeScript types generated from those very structs).
+//!
+//! It must never decide anything the engine decides (policy, approvals, budgets): it only asks.
+//! The webview may call only the commands granted in `capabilities/default.json`.
+
+mod commands;
+mod demo;
+mod error;
+mod live;
+mod state;
+mod view;
+mod watch;
+
+pub use error::{AppError, ErrorCode};
+pub use state::AppState;
+
+use tauri::{Manager, Runtime};
+
+/// Opens the window and runs until it is closed.
+pub fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STEPWISE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    builder(tauri::Builder::default())
+        .run(tauri::generate_context!())
+        .map_err(|e| anyhow::anyhow!("the window could not run: {e}"))
+}
+
+/// The app on any runtime (the real one, or Tauri's mock runtime in tests): its plugins,
+/// commands and the state built once in `setup`.
+pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+    builder
+        .plugin(tauri_plugin_notification::init())
+        .invoke_handler(commands::handler())
+        .setup(|app| {
+            let state = AppState::open(app.handle())?;
+            app.manage(state);
+            live::start(app.handle());
+            Ok(())
+        })
+}
+
+/// Writes the TypeScript twins of the view types to `dir` (ui/src/generated).
+pub fn export_types(dir: &std::path::Path) -> Result<(), ts_rs::ExportError> {
+    view::export_all(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    fn files(dir: &Path) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "ts") {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                out.insert(name, std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// The UI's types are generated from the Rust ones; regenerate them with
+    /// `STEPWISE_WRITE_TYPES=1 cargo test -p stepwise-app generated_types`.
+    #[test]
+    fn generated_types_are_current() {
+        let committed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui/src/generated");
+        let fresh = tempfile::tempdir().expect("a temp dir");
+        super::export_types(fresh.path()).expect("export the types");
+        if std::env::var_os("STEPWISE_WRITE_TYPES").is_some() {
+            let _ = std::fs::remove_dir_all(&committed);
+            super::export_types(&committed).expect("write the types");
+            return;
+        }
+        assert_eq!(
+            files(&committed),
+            files(fresh.path()),
+            "ui/src/generated is stale: run STEPWISE_WRITE_TYPES=1 cargo test -p stepwise-app generated_types"
+        );
+    }
+}

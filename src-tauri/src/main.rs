@@ -1,0 +1,8 @@
+//! The `stepwise-app` binary: the desktop window over the embedded engine.
+
+fn main() {
+    if let Err(error) = stepwise_app::run() {
+        eprintln!("stepwise-app: {error:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,63 @@
+//! The app's state, built once in `setup` from cheap-to-clone handles: the engine over the
+//! same database as the CLI, the workspace new runs use, and the live signals.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use stepwise_engine::{Engine, EngineConfig};
+use tauri::{AppHandle, Runtime};
+use tokio::sync::broadcast;
+
+use crate::demo;
+use crate::view::LiveSignal;
+use crate::watch::WorkspaceWatch;
+
+/// How many live signals a slow window may fall behind before it reloads everything.
+const LIVE_BACKLOG: usize = 1024;
+
+pub struct AppState {
+    pub engine: Engine,
+    /// Where new runs go unless the person picks another workspace.
+    pub default_workspace: PathBuf,
+    /// The examples that come with the app.
+    pub bundled_workflows: PathBuf,
+    /// The default workspace is the demo one laid out by the app.
+    pub demo_workspace: bool,
+    pub live: broadcast::Sender<LiveSignal>,
+    pub watch: WorkspaceWatch,
+    /// The run the Run view follows (one at a time): its forwarding task.
+    pub following: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
+}
+
+impl AppState {
+    /// Opens the engine on `STEPWISE_DB` (else the CLI's default database) with the same
+    /// policy and settings files as the CLI, and lays out the demo workspace.
+    pub fn open<R: Runtime>(_app: &AppHandle<R>) -> anyhow::Result<AppState> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let mut config = EngineConfig::for_user(
+            var("STEPWISE_DB"),
+            var("STEPWISE_USER_POLICY"),
+            var("STEPWISE_SETTINGS"),
+        )?;
+        // The window stays open: runs that wait for a person stay driven here, so that an
+        // approval from anywhere is acted on at once.
+        config.hold_waiting_runs = true;
+        let data_dir = config
+            .db_path
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let engine = Engine::open(config)?;
+        let layout = demo::lay_out(&data_dir, var("STEPWISE_WORKSPACE"))?;
+        let (live, _) = broadcast::channel(LIVE_BACKLOG);
+        Ok(AppState {
+            engine,
+            default_workspace: layout.workspace,
+            bundled_workflows: layout.examples,
+            demo_workspace: layout.is_demo,
+            watch: WorkspaceWatch::new(live.clone()),
+            live,
+            following: Mutex::new(None),
+        })
+    }
+}

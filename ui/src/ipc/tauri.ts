@@ -1,0 +1,43 @@
+// The Backend over Tauri's IPC: each method is one command of src-tauri/src/commands.
+import { Channel, invoke } from "@tauri-apps/api/core";
+import type { LiveSignal } from "../generated/LiveSignal";
+import type { RunFeedItem } from "../generated/RunFeedItem";
+import type { Backend } from "./backend";
+
+export const tauriBackend: Backend = {
+  appInfo: () => invoke("app_info"),
+  listRuns: () => invoke("list_runs"),
+  getRun: (run) => invoke("get_run", { run }),
+  getEvents: (run, afterSeq) => invoke("get_events", { run, afterSeq }),
+  pauseRun: (run) => invoke("pause_run", { run }),
+  resumeRun: (run) => invoke("resume_run", { run }),
+  cancelRun: (run) => invoke("cancel_run", { run }),
+  replayRun: (run, against) => invoke("replay_run", { run, against }),
+  listApprovals: () => invoke("list_approvals"),
+  approveStep: (a) =>
+    invoke("approve_step", {
+      run: a.run,
+      step: a.step,
+      proposalHash: a.proposalHash,
+      comment: a.comment ?? null,
+      editedContent: a.editedContent ?? null,
+      editedCommand: a.editedCommand ?? null,
+    }),
+  rejectStep: (a) =>
+    invoke("reject_step", { run: a.run, step: a.step, proposalHash: a.proposalHash, reason: a.reason }),
+  listWorkflows: (workspace) => invoke("list_workflows", { workspace: workspace ?? null }),
+  startRun: (workflow, inputs, workspace) =>
+    invoke("start_run", { workflow, inputs, workspace: workspace ?? null }),
+  workspaceTree: (run) => invoke("workspace_tree", { run: run ?? null }),
+  costOverview: (run) => invoke("cost_overview", { run: run ?? null }),
+  subscribeLive: async (onSignal) => {
+    const channel = new Channel<LiveSignal>();
+    channel.onmessage = onSignal;
+    await invoke("subscribe_live", { channel });
+  },
+  followRun: async (run, afterSeq, onItem) => {
+    const channel = new Channel<RunFeedItem>();
+    channel.onmessage = onItem;
+    await invoke("follow_run", { run, afterSeq, channel });
+  },
+};
