@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds `stepwise` and runs the fix-and-test example on a fresh copy of the demo project.
+# Builds and opens the Stepwise desktop app on its embedded defaults: the database in your data
+# directory, a demo workspace with the bundled workflows, and a run waiting for your approval.
 #
-#   ./run.sh                          # default inputs
-#   ./run.sh --input run_tests=false  # extra arguments go to `stepwise run`
+# Without a display (no $DISPLAY or $WAYLAND_DISPLAY) it says so and runs the headless CLI demo
+# instead: it builds `stepwise` and runs the fix-and-test example on a fresh copy of the demo
+# project; the run stops when it needs your approval (exit code 3), and the script lists what
+# waits and how to approve it, and exits 0.
 #
-# The run stops when it needs your approval (exit code 3); this script then lists what waits
-# and how to approve it, and exits 0.
+#   ./run.sh                          # the app (or, headless, the CLI demo)
+#   ./run.sh --input run_tests=false  # headless: extra arguments go to `stepwise run`
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -42,6 +45,37 @@ if ! command -v cargo >/dev/null 2>&1; then
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh
 then open a new shell (or run: source \"\$HOME/.cargo/env\") and run ./run.sh again."
 fi
+
+# --- The desktop app, when there is a display to show it on.
+if [[ -n "${DISPLAY:-}" || -n "${WAYLAND_DISPLAY:-}" ]]; then
+    gui_packages=(libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
+        librsvg2-dev libayatana-appindicator3-dev libxdo-dev)
+    gui_missing=()
+    for package in "${gui_packages[@]}"; do
+        dpkg -s "$package" >/dev/null 2>&1 || gui_missing+=("$package")
+    done
+    if ((${#gui_missing[@]} > 0)); then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            say "Installing ${gui_missing[*]} ..."
+            apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${gui_missing[@]}"
+        else
+            die "the app needs: sudo apt-get install ${gui_missing[*]}"
+        fi
+    fi
+    command -v npm >/dev/null 2>&1 || die "the app's UI needs Node.js 20.19 or later with npm"
+    say "Building the UI ..."
+    (cd ui && npm install --no-audit --no-fund && npm run build)
+    say "Building the app (release; a few minutes the first time) ..."
+    cargo build --release -p stepwise-app
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    [[ $target_dir == /* ]] || target_dir="$PWD/$target_dir"
+    app="$target_dir/release/stepwise-app"
+    [[ -x "$app" ]] || die "the build did not produce $app"
+    say "Opening Stepwise. The database and demo workspace are in ${XDG_DATA_HOME:-$HOME/.local/share}/stepwise."
+    exec "$app"
+fi
+say "No display (\$DISPLAY and \$WAYLAND_DISPLAY are not set): running the headless CLI demo instead."
+say
 
 # --- Build.
 say "Building stepwise (release) ..."

@@ -18,6 +18,16 @@ else
     step "rustfmt is not installed: skipping the format check (rustup component add rustfmt)"
 fi
 
+# The app embeds ui/dist when it compiles, so the UI is built before anything Rust.
+step "the UI: npm install, type check, unit tests (vitest), build"
+(
+    cd ui
+    npm install --no-audit --no-fund
+    npm run check
+    npm test
+    npm run build
+)
+
 if cargo clippy --version >/dev/null 2>&1; then
     step "cargo clippy --workspace --all-targets -- -D warnings"
     cargo clippy --workspace --all-targets -- -D warnings
@@ -40,6 +50,9 @@ scripts/local-llm.sh install
 step "cargo test --workspace --all-targets"
 cargo test --workspace --all-targets
 
+step "the UI in a browser: every view against a mocked backend (Playwright, Debian's Chromium)"
+(cd ui && npm run test:browser)
+
 step "workflow.schema.json is up to date"
 schema=$(mktemp)
 trap 'rm -f "$schema"' EXIT
@@ -51,7 +64,7 @@ if ! diff -u workflow.schema.json "$schema"; then
 fi
 
 step "the engine crates know nothing of Tauri"
-for crate in stepwise-core stepwise-store stepwise-engine; do
+for crate in stepwise-core stepwise-store stepwise-engine stepwise-cli; do
     deps=$(cargo tree -p "$crate" -e normal --prefix none)
     if grep -qE '^tauri' <<<"$deps"; then
         echo "test.sh: $crate depends on Tauri; the engine crates must not (ARCHITECTURE.md)" >&2

@@ -9,17 +9,35 @@ use stepwise_engine::{Engine, StartRun};
 
 /// The example workflows that come with the app (the repository's `workflows/`).
 const EXAMPLES: &[(&str, &str)] = &[
-    ("fix-and-test.yaml", include_str!("../../workflows/fix-and-test.yaml")),
-    ("release-gate.yaml", include_str!("../../workflows/release-gate.yaml")),
-    ("llm-factorial.yaml", include_str!("../../workflows/llm-factorial.yaml")),
-    ("llm-triage.yaml", include_str!("../../workflows/llm-triage.yaml")),
-    ("llm-plan.yaml", include_str!("../../workflows/llm-plan.yaml")),
+    (
+        "fix-and-test.yaml",
+        include_str!("../../workflows/fix-and-test.yaml"),
+    ),
+    (
+        "release-gate.yaml",
+        include_str!("../../workflows/release-gate.yaml"),
+    ),
+    (
+        "llm-factorial.yaml",
+        include_str!("../../workflows/llm-factorial.yaml"),
+    ),
+    (
+        "llm-triage.yaml",
+        include_str!("../../workflows/llm-triage.yaml"),
+    ),
+    (
+        "llm-plan.yaml",
+        include_str!("../../workflows/llm-plan.yaml"),
+    ),
 ];
 
 /// The demo project the examples work on.
 const DEMO_FILES: &[(&str, &str)] = &[
     ("calc.py", include_str!("../../workflows/demo/calc.py")),
-    ("test_calc.py", include_str!("../../workflows/demo/test_calc.py")),
+    (
+        "test_calc.py",
+        include_str!("../../workflows/demo/test_calc.py"),
+    ),
 ];
 
 /// Where the defaults are.

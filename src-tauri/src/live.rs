@@ -129,7 +129,12 @@ pub fn forward_signals(mut signals: broadcast::Receiver<LiveSignal>, channel: Ch
 
 /// Streams a run's events after `after_seq`, and the text of its running model calls, to
 /// `channel` until the run ends or the window stops listening.
-pub async fn follow_run(engine: Engine, run: String, after_seq: u64, channel: Channel<RunFeedItem>) {
+pub async fn follow_run(
+    engine: Engine,
+    run: String,
+    after_seq: u64,
+    channel: Channel<RunFeedItem>,
+) {
     let mut events = engine.subscribe_run(&run, EventSeq::new(after_seq));
     while let Some(next) = events.next().await {
         let recorded = match next {

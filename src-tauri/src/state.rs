@@ -33,7 +33,11 @@ impl AppState {
     /// Opens the engine on `STEPWISE_DB` (else the CLI's default database) with the same
     /// policy and settings files as the CLI, and lays out the demo workspace.
     pub fn open<R: Runtime>(_app: &AppHandle<R>) -> anyhow::Result<AppState> {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let mut config = EngineConfig::for_user(
             var("STEPWISE_DB"),
             var("STEPWISE_USER_POLICY"),

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod app;
 mod approvals;
 mod ceilings;
 mod cli;
@@ -25,4 +26,5 @@ mod sandbox;
 mod shared;
 mod steps;
 mod validation;
+mod webdriver;
 mod words;

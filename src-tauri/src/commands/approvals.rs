@@ -57,7 +57,7 @@ pub async fn list_approvals(state: State<'_, AppState>) -> Result<Vec<ApprovalIt
             requested_at_ms,
         });
     }
-    items.sort_by(|a, b| b.requested_at_ms.cmp(&a.requested_at_ms));
+    items.sort_by_key(|item| std::cmp::Reverse(item.requested_at_ms));
     Ok(items)
 }
 

@@ -68,7 +68,14 @@ pub async fn workspace_tree(
     let (tree, truncated) = tauri::async_runtime::spawn_blocking(move || {
         let mut budget = MAX_ENTRIES;
         let mut truncated = 0u64;
-        let tree = list(&root, &root, &touched, &pending, &mut budget, &mut truncated);
+        let tree = list(
+            &root,
+            &root,
+            &touched,
+            &pending,
+            &mut budget,
+            &mut truncated,
+        );
         (tree, truncated)
     })
     .await

@@ -284,9 +284,14 @@ pub enum LiveSignal {
 #[derive(Debug, Clone, Serialize, TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RunFeedItem {
-    Event { event: EventView },
+    Event {
+        event: EventView,
+    },
     /// Text a model is writing for a step (not recorded; the final reply is).
-    Progress { step: StepId, text: String },
+    Progress {
+        step: StepId,
+        text: String,
+    },
 }
 
 /// Writes the TypeScript twin of every type the UI receives (and what they use) to `dir`.

@@ -9,8 +9,7 @@ use stepwise_core::run::{cost_report, step_timings};
 use stepwise_engine::{LoadedRun, RunSummary};
 
 use super::{
-    ApprovalItem, DecisionView, EventView, OperationView, RunDetail, RunListItem, Segment,
-    StepView,
+    ApprovalItem, DecisionView, EventView, OperationView, RunDetail, RunListItem, Segment, StepView,
 };
 
 /// A run as the list shows it.
@@ -84,7 +83,9 @@ pub fn run_detail(summary: &RunSummary, loaded: &LoadedRun, now_ms: i64) -> RunD
         let at = stored.recorded_at_ms;
         let seq = stored.seq;
         match event {
-            Event::StepStarted { step, .. } => lives.entry(step.clone()).or_default().open("executing", at),
+            Event::StepStarted { step, .. } => {
+                lives.entry(step.clone()).or_default().open("executing", at)
+            }
             Event::ApprovalRequested {
                 step,
                 proposal_hash,
@@ -94,7 +95,10 @@ pub fn run_detail(summary: &RunSummary, loaded: &LoadedRun, now_ms: i64) -> RunD
                 requested_at.insert((step.clone(), proposal_hash.clone()), at);
             }
             Event::ApprovalGranted(granted) => {
-                lives.entry(granted.step.clone()).or_default().open("executing", at);
+                lives
+                    .entry(granted.step.clone())
+                    .or_default()
+                    .open("executing", at);
                 decisions.push(DecisionView {
                     seq: seq.get(),
                     at_ms: at,
@@ -161,14 +165,19 @@ pub fn run_detail(summary: &RunSummary, loaded: &LoadedRun, now_ms: i64) -> RunD
             | Event::StepRejected { step, .. }
             | Event::StepCancelled { step }
             | Event::StepSkipped { step, .. } => lives.entry(step.clone()).or_default().close(at),
-            Event::StepRetryScheduled { step, .. } => lives.entry(step.clone()).or_default().close(at),
+            Event::StepRetryScheduled { step, .. } => {
+                lives.entry(step.clone()).or_default().close(at)
+            }
             _ => {}
         }
     }
 
-    let numbered = loaded.events.iter().map(|(s, e)| (s.seq, s.recorded_at_ms, e));
-    let finished = stepwise_core::run::RunStatus::parse(&loaded.row.status)
-        .is_some_and(|s| s.is_finished());
+    let numbered = loaded
+        .events
+        .iter()
+        .map(|(s, e)| (s.seq, s.recorded_at_ms, e));
+    let finished =
+        stepwise_core::run::RunStatus::parse(&loaded.row.status).is_some_and(|s| s.is_finished());
     let timings = step_timings(numbered.clone(), (!finished).then_some(now_ms));
     let cost = cost_report(numbered);
     let steps = loaded

@@ -1,0 +1,181 @@
+//! The real app end to end: the `stepwise-app` binary (self-contained, UI embedded) in a real
+//! window under Xvfb, driven through tauri-driver and WebKitWebDriver, on a temp database and
+//! workspace shared with the real `stepwise` CLI. Screenshots of each main view are saved to
+//! `target/app-screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::examples::{copy_dir, example, workflows_dir};
+use crate::support::{Env, step};
+use crate::webdriver::{Display, Driver, Session};
+
+const ENTER: &str = "\u{E007}";
+const LIVE: Duration = Duration::from_secs(10);
+
+fn app_binary() -> PathBuf {
+    let cli = crate::support::binary();
+    let app = cli.with_file_name(format!("stepwise-app{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        app.exists(),
+        "{} does not exist; build it first: cargo build -p stepwise-app",
+        app.display()
+    );
+    app
+}
+
+fn screenshots() -> PathBuf {
+    let cli = crate::support::binary();
+    cli.parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("app-screenshots"))
+        .expect("the target directory")
+}
+
+/// Waits until `check` holds, for things outside the window (files, the log).
+fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The app's environment: the test's database, workspace and config, its own data directory.
+fn app_env(env: &Env) -> Vec<(String, String)> {
+    let root = env.root();
+    vec![
+        ("STEPWISE_DB".into(), env.db.display().to_string()),
+        ("STEPWISE_WORKSPACE".into(), env.ws.display().to_string()),
+        (
+            "XDG_CONFIG_HOME".into(),
+            root.join("config").display().to_string(),
+        ),
+        (
+            "XDG_DATA_HOME".into(),
+            root.join("data").display().to_string(),
+        ),
+    ]
+}
+
+#[test]
+fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
+    let env = Env::new();
+    copy_dir(&workflows_dir().join("demo"), &env.ws);
+    std::fs::create_dir_all(env.ws.join("workflows")).expect("the workspace's workflows/");
+    std::fs::copy(
+        example("release-gate.yaml"),
+        env.ws.join("workflows").join("release-gate.yaml"),
+    )
+    .expect("copy a workflow into the workspace");
+    let shots = screenshots();
+
+    // A run started from the CLI waits for its edit.
+    let out = env.run(&example("fix-and-test.yaml"), &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let run = out.run_id();
+
+    let display = Display::start();
+    let driver = Driver::start(&display, &app_env(&env));
+    let window = Session::open(&driver, &app_binary());
+
+    // The webview may call the app's own commands only: a plugin command is refused.
+    let refused = window.script_async(
+        "const done = arguments[arguments.length - 1]; \
+         window.__TAURI_INTERNALS__.invoke('plugin:notification|is_permission_granted') \
+           .then(() => done('allowed'), (e) => done('refused: ' + e));",
+        vec![],
+    );
+    assert!(
+        refused.as_str().is_some_and(|r| r.starts_with("refused")),
+        "{refused}"
+    );
+
+    // Approvals shows the edit's diff; `a` lands it on disk.
+    window.click("Approvals");
+    window.wait_for_text("the edit's diff", LIVE, |t| {
+        t.contains("add_factorial") && t.contains("def factorial(n):")
+    });
+    window.screenshot(&shots.join("approvals.png"));
+    window.keys("a");
+    wait_until("the approved edit on disk", LIVE, || {
+        env.read("calc.py")
+            .is_some_and(|c| c.contains("def factorial(n):"))
+    });
+
+    // The two commands then wait; `r`, a reason and Enter reject the selected one.
+    window.wait_for_text("the commands' proposals", LIVE, |t| {
+        t.contains("python3") || t.contains("wc -l")
+    });
+    window.keys("r");
+    window.keys("not on my machine");
+    window.keys(ENTER);
+    wait_until("the rejection in the log", LIVE, || {
+        let show = env.show(&run);
+        ["test", "count_lines"]
+            .iter()
+            .any(|id| step(&show, id)["status"] == "rejected")
+    });
+
+    // The run shows the reason.
+    window.click("Runs");
+    window.wait_for_text("the run in the list", LIVE, |t| t.contains("fix-and-test"));
+    window.screenshot(&shots.join("runs.png"));
+    window.script(
+        "const id = arguments[0]; \
+         const row = [...document.querySelectorAll('[data-run]')].find(e => e.dataset.run === id); \
+         if (row) row.click();",
+        vec![json!(run)],
+    );
+    window.wait_for_text("the reason in the run", LIVE, |t| {
+        t.contains("not on my machine")
+    });
+    window.screenshot(&shots.join("run.png"));
+
+    // A second run started from the CLI appears live.
+    window.click("Runs");
+    let second = env.run(&example("release-gate.yaml"), &[]);
+    assert_eq!(second.code, 3, "{second}");
+    window.wait_for_text("the second run, live", LIVE, |t| t.contains("release-gate"));
+
+    // A file changed outside shows in Workspace.
+    window.click("Workspace");
+    window.wait_for_text("the workspace tree", LIVE, |t| t.contains("calc.py"));
+    env.write("notes-from-outside.txt", "hello\n");
+    window.wait_for_text("the new file", LIVE, |t| {
+        t.contains("notes-from-outside.txt")
+    });
+    window.screenshot(&shots.join("workspace.png"));
+
+    window.click("Cost");
+    window.wait_for_text("the cost view", LIVE, |t| t.contains("Cost"));
+    window.screenshot(&shots.join("cost.png"));
+
+    // A run started from the Workflows view runs to its approval.
+    window.click("Workflows");
+    window.wait_for_text("the workflows", LIVE, |t| t.contains("release-gate"));
+    window.screenshot(&shots.join("workflows.png"));
+    let runs_before = env.run_count();
+    let ws_workflow = env.ws.join("workflows").join("release-gate.yaml");
+    let picked = window.script(
+        "const path = arguments[0]; \
+         const item = [...document.querySelectorAll('[data-testid=workflow]')].find(c => c.dataset.path === path); \
+         if (!item) return false; item.querySelector('button.pick').click(); return true;",
+        vec![json!(ws_workflow.display().to_string())],
+    );
+    assert_eq!(picked, json!(true), "no {} in Workflows:\n{}", ws_workflow.display(), window.text());
+    window.click("Start run");
+    wait_until("a run started from the window", LIVE, || {
+        env.run_count() > runs_before
+    });
+    wait_until("the window's run waiting at its gate", LIVE, || {
+        let gates = env
+            .approvals()
+            .iter()
+            .filter(|a| a["step"] == "release_gate")
+            .count();
+        gates == 2
+    });
+}

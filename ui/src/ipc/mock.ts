@@ -1,0 +1,614 @@
+// A Backend over in-memory fixtures, for browser tests, component tests, benchmarks and
+// `npm run dev` without Tauri. Deciding an approval, starting or controlling a run change
+// the state the way the engine would and push the same live signals and run feed items.
+// Test controls (`emit`, `pushFeed`, `replaceProposal`, `failNext`, …) drive the rest.
+import type { AppError } from "../generated/AppError";
+import type { AppInfo } from "../generated/AppInfo";
+import type { ApprovalItem } from "../generated/ApprovalItem";
+import type { CostLine } from "../generated/CostLine";
+import type { CostOverview } from "../generated/CostOverview";
+import type { ErrorCode } from "../generated/ErrorCode";
+import type { EventView } from "../generated/EventView";
+import type { LiveSignal } from "../generated/LiveSignal";
+import type { NamedCost } from "../generated/NamedCost";
+import type { Proposal } from "../generated/Proposal";
+import type { ReplayVerdict } from "../generated/ReplayVerdict";
+import type { RunDetail } from "../generated/RunDetail";
+import type { RunFeedItem } from "../generated/RunFeedItem";
+import type { RunListItem } from "../generated/RunListItem";
+import type { JsonValue } from "../generated/serde_json/JsonValue";
+import type { StepView } from "../generated/StepView";
+import type { WorkflowInfo } from "../generated/WorkflowInfo";
+import type { WorkspaceView } from "../generated/WorkspaceView";
+import type { FileNode } from "../generated/FileNode";
+import type { ApproveArgs, Backend, RejectArgs } from "./backend";
+import { addCost, buildRun, emptyCost, fakeHash, fakeUuid, proposalHash, seeded, type BuiltRun } from "./fixtureBuilder";
+import type { Fixtures } from "./fixtures";
+
+export interface MockOptions {
+  /** Each call answers after this many ms (0: on the next microtask). */
+  latencyMs?: number;
+}
+
+const EVENTS_PAGE = 5_000;
+
+function appError(code: ErrorCode, message: string): AppError {
+  return { code, message };
+}
+
+/** What crossing the IPC boundary does to a value: JSON out (in Rust), JSON in (here). */
+const clone = <T>(value: T): T => (value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T));
+const short = (id: string) => (id.startsWith("sha256:") ? id.slice(7, 15) : id.slice(0, 8));
+
+export class MockBackend implements Backend {
+  private readonly info: AppInfo;
+  private readonly runs = new Map<string, BuiltRun>();
+  /** Runs known only as list rows (generated in bulk); detailed on first request. */
+  private readonly rows = new Map<string, RunListItem>();
+  private readonly workflowList: WorkflowInfo[];
+  private readonly trees: Record<string, FileNode[]>;
+  private readonly listeners: Array<(s: LiveSignal) => void> = [];
+  private follower: { run: string; onItem: (item: RunFeedItem) => void } | null = null;
+  private readonly failures = new Map<string, AppError>();
+  private readonly rand = seeded(2024);
+  private readonly latencyMs: number;
+  /** Every call, for tests to look at. */
+  readonly calls: Array<{ method: string; args: unknown[] }> = [];
+
+  constructor(fixtures: Fixtures, options: MockOptions = {}) {
+    this.info = fixtures.appInfo;
+    for (const r of fixtures.runs) this.runs.set(r.item.run_id, r);
+    this.workflowList = fixtures.workflows;
+    this.trees = fixtures.trees;
+    this.latencyMs = options.latencyMs ?? 0;
+  }
+
+  // ---- The Backend -------------------------------------------------------------------------
+
+  async appInfo(): Promise<AppInfo> {
+    await this.enter("appInfo", []);
+    return clone(this.info);
+  }
+
+  async listRuns(): Promise<RunListItem[]> {
+    await this.enter("listRuns", []);
+    const all = [...[...this.runs.values()].map((r) => r.item), ...this.rows.values()];
+    all.sort((a, b) => b.started_at_ms - a.started_at_ms);
+    return clone(all.slice(0, 10_000));
+  }
+
+  async getRun(run: string): Promise<RunDetail> {
+    await this.enter("getRun", [run]);
+    return clone(this.run(run).detail);
+  }
+
+  async getEvents(run: string, afterSeq: number): Promise<EventView[]> {
+    await this.enter("getEvents", [run, afterSeq]);
+    const events = this.run(run).events;
+    // Seqs are 1..n in order: the page starts right after `afterSeq`.
+    return clone(events.slice(Math.max(0, afterSeq), Math.max(0, afterSeq) + EVENTS_PAGE));
+  }
+
+  async pauseRun(run: string): Promise<void> {
+    await this.enter("pauseRun", [run]);
+    const r = this.run(run);
+    if (r.item.status !== "running" && r.item.status !== "waiting")
+      throw appError("refused", `run ${short(run)} is ${r.item.status}: only a running or waiting run can be paused`);
+    this.append(r, [{ kind: "RunPauseRequested", step: null, data: { by: this.info.user } }]);
+    this.setStatus(r, "paused");
+  }
+
+  async resumeRun(run: string): Promise<void> {
+    await this.enter("resumeRun", [run]);
+    const r = this.run(run);
+    if (r.item.status !== "paused" && r.item.status !== "interrupted")
+      throw appError("refused", `run ${short(run)} is ${r.item.status}: only a paused or interrupted run can be resumed`);
+    this.append(r, [{ kind: "RunResumeRequested", step: null, data: { by: this.info.user } }]);
+    r.item.held_by = "pid 4242";
+    this.setStatus(r, r.approvals.length ? "waiting" : "running");
+  }
+
+  async cancelRun(run: string): Promise<void> {
+    await this.enter("cancelRun", [run]);
+    const r = this.run(run);
+    if (["succeeded", "failed", "cancelled"].includes(r.item.status))
+      throw appError("refused", `run ${short(run)} is already ${r.item.status}`);
+    const now = Date.now();
+    for (const step of r.detail.steps) {
+      if (["running", "awaiting_approval", "pending", "waiting_retry"].includes(step.status)) {
+        closeSegments(step, now);
+        step.status = "cancelled";
+      }
+    }
+    const hadApprovals = r.approvals.length > 0;
+    r.approvals = [];
+    r.detail.pending = [];
+    r.item.held_by = null;
+    this.append(r, [
+      { kind: "RunCancelRequested", step: null, data: { by: this.info.user } },
+      { kind: "RunCancelled", step: null, data: {} },
+    ]);
+    this.setStatus(r, "cancelled");
+    if (hadApprovals) this.emit({ kind: "approvals" });
+  }
+
+  async replayRun(run: string, against: "recorded" | "current"): Promise<ReplayVerdict> {
+    await this.enter("replayRun", [run, against]);
+    const r = this.run(run);
+    const decisions = r.events.filter((e) => e.kind.startsWith("Approval") || e.kind.startsWith("Step")).length;
+    const changed = against === "current" && (r.item.workflow === "add-factorial" || r.item.workflow === "refactor-cli");
+    if (!changed) {
+      return {
+        matches: true,
+        against: against === "recorded" ? "the workflow recorded when the run started" : r.item.workflow_path,
+        events: r.events.length,
+        decisions,
+        diverged_at: null,
+        expected: null,
+        recorded: null,
+        message: `all ${decisions} decisions match over ${r.events.length} events; nothing was performed`,
+      };
+    }
+    const at = r.events.find((e) => e.kind === "OperationStarted" && e.step === "test") ?? r.events[Math.min(2, r.events.length - 1)];
+    const recorded = at.data as JsonValue;
+    const expected: JsonValue = {
+      type: "OperationStarted",
+      step: at.step ?? "test",
+      request: {
+        kind: "run_command",
+        command: { argv: ["python3", "-m", "pytest", "-q", "--maxfail=1"] },
+        cwd: ".",
+        env: {},
+        pass_env: ["PATH"],
+        timeout_ms: 120000,
+        max_output_bytes: 1048576,
+      },
+    };
+    return {
+      matches: false,
+      against: r.item.workflow_path,
+      events: r.events.length,
+      decisions: 0,
+      diverged_at: at.seq,
+      expected,
+      recorded: { type: at.kind, ...(recorded as Record<string, JsonValue>) },
+      message: `diverged at event ${at.seq}`,
+    };
+  }
+
+  async listApprovals(): Promise<ApprovalItem[]> {
+    await this.enter("listApprovals", []);
+    return clone([...this.runs.values()].flatMap((r) => r.approvals));
+  }
+
+  async approveStep(args: ApproveArgs): Promise<void> {
+    await this.enter("approveStep", [args]);
+    const { r, item } = this.waiting(args.run, args.step, args.proposalHash);
+    if (args.editedContent !== undefined && item.proposal.kind !== "edit_file")
+      throw appError("invalid", `step \`${args.step}\` does not edit a file: its content cannot be edited`);
+    if (args.editedCommand !== undefined && item.proposal.kind !== "run_command")
+      throw appError("invalid", `step \`${args.step}\` runs no command: its command cannot be edited`);
+    const edited = args.editedContent !== undefined || args.editedCommand !== undefined;
+    this.decide(r, item, { approved: true, comment: args.comment ?? null, edited });
+  }
+
+  async rejectStep(args: RejectArgs): Promise<void> {
+    await this.enter("rejectStep", [args]);
+    if (!args.reason.trim()) throw appError("invalid", "a rejection needs a reason: the run (and the model) use it");
+    const { r, item } = this.waiting(args.run, args.step, args.proposalHash);
+    this.decide(r, item, { approved: false, reason: args.reason.trim() });
+  }
+
+  async listWorkflows(_workspace?: string): Promise<WorkflowInfo[]> {
+    await this.enter("listWorkflows", [_workspace]);
+    return clone(this.workflowList);
+  }
+
+  async startRun(workflow: string, inputs: Record<string, string>, workspace?: string): Promise<string> {
+    await this.enter("startRun", [workflow, inputs, workspace]);
+    const info = this.workflowList.find((w) => w.path === workflow);
+    if (!info) throw appError("not_found", `no workflow at ${workflow}`);
+    if (info.errors.length) {
+      const first = info.errors[0];
+      throw appError("invalid", `${workflow}: ${info.errors.length} problem(s); line ${first.line}, column ${first.column}: ${first.message}`);
+    }
+    const values: Record<string, JsonValue> = {};
+    for (const name of Object.keys(inputs))
+      if (!info.inputs.some((i) => i.name === name))
+        throw appError("invalid", `unknown input \`${name}\` (declared: ${info.inputs.map((i) => i.name).join(", ") || "(none)"})`);
+    for (const input of info.inputs) {
+      const text = inputs[input.name];
+      if (text === undefined) {
+        if (input.default === null) throw appError("invalid", `missing input \`${input.name}\``);
+        values[input.name] = input.default;
+        continue;
+      }
+      const parsed = parseInput(input.kind, text);
+      if (parsed === undefined) throw appError("invalid", `input \`${input.name}\` must be ${input.kind}, got \`${text}\``);
+      values[input.name] = parsed;
+    }
+    const now = Date.now();
+    const id = fakeUuid(this.rand);
+    const names = STEP_TEMPLATES[info.name ?? ""] ?? [["start", "set"], ["finish", "set"]];
+    const built = buildRun(
+      {
+        id,
+        workflow: info.name ?? workflow,
+        workflowPath: workflow,
+        workspace: workspace || this.info.default_workspace,
+        status: "running",
+        trigger: `app (${this.info.user})`,
+        startedBy: this.info.user,
+        startedAt: now,
+        inputs: values,
+        steps: names.map(([step, kind], i) =>
+          i === 0 ? { id: step, kind, status: "running", at: 0, phases: [["exec", null]] } : { id: step, kind, status: "pending", needs: [names[i - 1][0]] },
+        ),
+      },
+      now,
+    );
+    this.runs.set(id, built);
+    this.emit({ kind: "run", run_id: id });
+    return id;
+  }
+
+  async workspaceTree(run?: string): Promise<WorkspaceView> {
+    await this.enter("workspaceTree", [run]);
+    const chosen = run ? this.run(run).item : this.newest();
+    const root = chosen?.workspace ?? this.info.default_workspace;
+    const pending = new Set<string>();
+    const touched = new Set<string>();
+    for (const r of this.runs.values()) {
+      if (r.item.workspace !== root) continue;
+      for (const a of r.approvals) if (a.proposal.kind === "edit_file") pending.add(a.proposal.path);
+      for (const s of r.detail.steps)
+        for (const op of s.operations) {
+          const req = op.request as { kind?: string; path?: string } | null;
+          if (req && (req.kind === "read_file" || req.kind === "write_file") && req.path) touched.add(req.path);
+        }
+    }
+    const mark = (nodes: FileNode[]): FileNode[] =>
+      nodes.map((n) => ({
+        ...n,
+        touched: n.touched || touched.has(n.path),
+        pending_edit: !n.dir && pending.has(n.path),
+        children: mark(n.children),
+      }));
+    return clone({ root, run_id: chosen?.run_id ?? null, tree: mark(this.trees[root] ?? []), truncated: 0 });
+  }
+
+  async costOverview(run?: string): Promise<CostOverview> {
+    await this.enter("costOverview", [run]);
+    if (run) this.run(run);
+    const total = emptyCost();
+    const byModel = new Map<string, CostLine>();
+    const byDay = new Map<string, CostLine>();
+    const byRun: CostOverview["by_run"] = [];
+    let steps: { id: string; list: NamedCost[] } | null = null;
+    const newestFirst = [...this.runs.values()].sort((a, b) => b.item.started_at_ms - a.item.started_at_ms);
+    for (const r of newestFirst) {
+      const report = r.detail.cost;
+      if (report.total.calls === 0) continue;
+      addCost(total, report.total);
+      for (const [model, line] of Object.entries(report.by_model)) {
+        if (!byModel.has(model)) byModel.set(model, emptyCost());
+        addCost(byModel.get(model)!, line!);
+      }
+      for (const [day, line] of Object.entries(report.by_day)) {
+        if (!byDay.has(day)) byDay.set(day, emptyCost());
+        addCost(byDay.get(day)!, line!);
+      }
+      const wanted = run ? r.item.run_id === run : steps === null;
+      if (wanted) steps = { id: r.item.run_id, list: Object.entries(report.by_step).map(([name, cost]) => ({ name, cost: cost! })) };
+      byRun.push({ run_id: r.item.run_id, workflow: r.item.workflow, started_at_ms: r.item.started_at_ms, cost: report.total });
+    }
+    const named = (m: Map<string, CostLine>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, cost]) => ({ name, cost }));
+    const found = steps as { id: string; list: NamedCost[] } | null;
+    return clone({
+      total,
+      by_run: byRun,
+      by_model: named(byModel),
+      by_day: named(byDay),
+      run_id: found?.id ?? run ?? null,
+      by_step: found?.list ?? [],
+    });
+  }
+
+  async subscribeLive(onSignal: (signal: LiveSignal) => void): Promise<void> {
+    await this.enter("subscribeLive", []);
+    this.listeners.push(onSignal);
+  }
+
+  async followRun(run: string, afterSeq: number, onItem: (item: RunFeedItem) => void): Promise<void> {
+    await this.enter("followRun", [run, afterSeq]);
+    const r = this.run(run);
+    const follower = { run: r.item.run_id, onItem };
+    this.follower = follower;
+    const missed = r.events.filter((e) => e.seq > afterSeq);
+    if (missed.length)
+      queueMicrotask(() => {
+        if (this.follower === follower) for (const e of missed) onItem({ kind: "event", event: clone(e) });
+      });
+  }
+
+  // ---- Test controls -----------------------------------------------------------------------
+
+  /** Sends a live signal to every subscriber (as the engine's feeds do). */
+  emit(signal: LiveSignal): void {
+    for (const l of this.listeners) queueMicrotask(() => l(clone(signal)));
+  }
+
+  /** Sends an item to the run being followed, if it is `run`. */
+  pushFeed(run: string, item: RunFeedItem): void {
+    const f = this.follower;
+    if (f && f.run === run) queueMicrotask(() => f.onItem(clone(item)));
+  }
+
+  /** A model's streamed text for a running step. */
+  streamProgress(run: string, step: string, text: string): void {
+    this.pushFeed(run, { kind: "progress", step, text });
+  }
+
+  /** Makes the next call of `method` fail with `error`. */
+  failNext(method: keyof Backend, error: AppError): void {
+    this.failures.set(method, error);
+  }
+
+  /** Adds a run built elsewhere (a generated large run). */
+  addRun(built: BuiltRun): void {
+    this.runs.set(built.item.run_id, built);
+  }
+
+  /** Adds runs known only as list rows. */
+  addRunRows(rows: RunListItem[]): void {
+    for (const r of rows) this.rows.set(r.run_id, r);
+  }
+
+  /** The follower's run id, for tests. */
+  following(): string | null {
+    return this.follower?.run ?? null;
+  }
+
+  /**
+   * The step's proposal went stale (its file changed): the old one is voided and the step asks
+   * again with `proposal`. Returns the new hash.
+   */
+  replaceProposal(run: string, step: string, proposal: Proposal): string {
+    const r = this.run(run);
+    const old = r.approvals.find((a) => a.step === step);
+    if (!old) throw new Error(`step ${step} of ${run} waits for nothing`);
+    r.approvals = r.approvals.filter((a) => a !== old);
+    this.append(r, [{ kind: "ProposalVoided", step, data: { step, proposal_hash: old.proposal_hash, reason: "the file changed since the proposal" } }]);
+    return this.ask(r, step, proposal, old.reason);
+  }
+
+  /** Makes `step` of `run` ask a person (again). Returns the proposal's hash. */
+  ask(r: BuiltRun | string, step: string, proposal: Proposal, reason = "needs approval by default"): string {
+    const run = typeof r === "string" ? this.run(r) : r;
+    const now = Date.now();
+    const hash = proposalHash(proposal) === run.approvals.find((a) => a.step === step)?.proposal_hash ? fakeHash(`${now}`) : proposalHash(proposal);
+    const [asked] = this.append(run, [{ kind: "ApprovalRequested", step, data: { step, attempt: 1, proposal_hash: hash, reason } }]);
+    const view = run.detail.steps.find((s) => s.id === step);
+    if (view) {
+      view.status = "awaiting_approval";
+      openSegment(view, "waiting", now);
+      view.timing.waiting_now = true;
+    }
+    const item: ApprovalItem = {
+      run_id: run.item.run_id,
+      workflow: run.item.workflow,
+      workspace: run.item.workspace,
+      step,
+      attempt: view?.attempt || 1,
+      proposal,
+      proposal_hash: hash,
+      reason,
+      requested_seq: asked.seq,
+      requested_at_ms: now,
+    };
+    run.approvals.push(item);
+    run.detail.pending = [...run.approvals];
+    this.setStatus(run, "waiting");
+    this.emit({ kind: "asked", run_id: run.item.run_id, step });
+    this.emit({ kind: "approvals" });
+    return hash;
+  }
+
+  // ---- Internals ---------------------------------------------------------------------------
+
+  private async enter(method: string, args: unknown[]): Promise<void> {
+    this.calls.push({ method, args });
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    else await Promise.resolve();
+    const failure = this.failures.get(method);
+    if (failure) {
+      this.failures.delete(method);
+      throw clone(failure);
+    }
+  }
+
+  private newest(): RunListItem | undefined {
+    let best: RunListItem | undefined;
+    for (const r of this.runs.values()) if (!best || r.item.started_at_ms > best.started_at_ms) best = r.item;
+    return best;
+  }
+
+  private run(id: string): BuiltRun {
+    const found = this.runs.get(id);
+    if (found) return found;
+    const row = this.rows.get(id);
+    if (row) {
+      const built = detailFor(row);
+      this.runs.set(id, built);
+      this.rows.delete(id);
+      return built;
+    }
+    throw appError("not_found", `no run ${id}`);
+  }
+
+  private waiting(run: string, step: string, hash: string): { r: BuiltRun; item: ApprovalItem } {
+    const r = this.run(run);
+    const item = r.approvals.find((a) => a.step === step);
+    if (!item) throw appError("not_found", `step \`${step}\` of run ${short(run)} waits for no decision`);
+    if (item.proposal_hash !== hash)
+      throw appError("refused", `the proposal of step \`${step}\` changed (now ${short(item.proposal_hash)}): look at the new one and decide again`);
+    return { r, item };
+  }
+
+  private decide(r: BuiltRun, item: ApprovalItem, d: { approved: boolean; comment?: string | null; reason?: string; edited?: boolean }): void {
+    const now = Date.now();
+    const step = r.detail.steps.find((s) => s.id === item.step)!;
+    r.approvals = r.approvals.filter((a) => a !== item);
+    r.detail.pending = [...r.approvals];
+    closeSegments(step, now);
+    step.timing.waiting_now = false;
+    const by = this.info.user;
+    const approvedHash = d.edited ? fakeHash(`${item.proposal_hash}:edited`) : item.proposal_hash;
+    const events = d.approved
+      ? [
+          { kind: "ApprovalGranted", step: step.id, data: { step: step.id, by, mode: { kind: "manual" }, proposal_hash: item.proposal_hash, approved_hash: approvedHash, comment: d.comment ?? null } as JsonValue },
+          { kind: "StepSucceeded", step: step.id, data: { step: step.id } as JsonValue },
+        ]
+      : [
+          { kind: "ApprovalRejected", step: step.id, data: { step: step.id, by, proposal_hash: item.proposal_hash, reason: d.reason ?? "" } as JsonValue },
+          { kind: "StepRejected", step: step.id, data: { step: step.id, reason: d.reason ?? "" } as JsonValue },
+        ];
+    const [decided] = this.append(r, events);
+    r.detail.decisions.push({
+      seq: decided.seq,
+      at_ms: now,
+      step: step.id,
+      approved: d.approved,
+      by,
+      mode: d.approved ? { kind: "manual" } : null,
+      proposal_hash: item.proposal_hash,
+      approved_hash: d.approved ? approvedHash : null,
+      edited: !!d.edited,
+      comment: d.approved ? (d.comment ?? null) : null,
+      reason: d.approved ? null : (d.reason ?? ""),
+    });
+    if (d.approved) {
+      step.status = "succeeded";
+      step.segments.push({ kind: "executing", start_ms: now, end_ms: now + 5 });
+    } else {
+      step.status = "rejected";
+      step.reason = d.reason ?? "";
+    }
+    // What the run does next.
+    let status: string;
+    if (r.approvals.length) status = "waiting";
+    else if (!d.approved) {
+      status = "failed";
+      r.detail.note = `step \`${step.id}\`: ${d.reason}`;
+    } else {
+      const next = r.detail.steps.find((s) => s.status === "pending");
+      if (next) {
+        next.status = "running";
+        next.attempt = 1;
+        openSegment(next, "executing", now);
+        this.append(r, [{ kind: "StepStarted", step: next.id, data: { step: next.id, attempt: 1 } }]);
+        status = "running";
+      } else status = "succeeded";
+    }
+    this.setStatus(r, status);
+    this.emit({ kind: "approvals" });
+    if (item.proposal.kind === "edit_file") this.emit({ kind: "workspace", root: r.item.workspace });
+  }
+
+  private setStatus(r: BuiltRun, status: string): void {
+    r.item.status = status;
+    r.item.updated_at_ms = Date.now();
+    r.detail.run = r.item;
+    this.emit({ kind: "run", run_id: r.item.run_id });
+  }
+
+  private append(r: BuiltRun, events: Array<{ kind: string; step: string | null; data: JsonValue }>): EventView[] {
+    const now = Date.now();
+    const added = events.map((e) => ({ seq: r.events.length + 1 + events.indexOf(e), at_ms: now, ...e }));
+    r.events.push(...added);
+    r.detail.last_seq = r.events.length;
+    r.item.updated_at_ms = now;
+    for (const e of added) this.pushFeed(r.item.run_id, { kind: "event", event: e });
+    return added;
+  }
+}
+
+const STEP_TEMPLATES: Record<string, Array<[string, string]>> = {
+  "add-factorial": [["read", "read_file"], ["write_code", "prompt"], ["edit", "edit_file"], ["test", "run_command"], ["summary", "set"], ["sign_off", "approval"]],
+  "fix-flaky-test": [["locate", "read_file"], ["diagnose", "prompt"], ["patch_test", "edit_file"], ["run_tests", "run_command"], ["report", "set"]],
+  hello: [["greet", "set"], ["write", "edit_file"]],
+  "llm-factorial": [["read", "read_file"], ["write_code", "prompt"], ["edit", "edit_file"], ["test", "run_command"], ["sign_off", "approval"]],
+  "llm-triage": [["issues", "read_file"], ["classify", "prompt"], ["report", "set"]],
+  "llm-plan": [["plan", "plan"], ["done", "set"]],
+};
+
+/** Reads a form's text as the engine does (`--input k=v`). */
+export function parseInput(kind: string, text: string): JsonValue | undefined {
+  const t = text.trim();
+  switch (kind) {
+    case "string":
+      return text;
+    case "integer":
+      return /^[+-]?\d+$/.test(t) ? Number(t) : undefined;
+    case "number":
+      return t !== "" && Number.isFinite(Number(t)) ? Number(t) : undefined;
+    case "boolean":
+      return ["true", "yes", "1"].includes(t) ? true : ["false", "no", "0"].includes(t) ? false : undefined;
+    case "list":
+    case "object": {
+      try {
+        const v = JSON.parse(t) as JsonValue;
+        const ok = kind === "list" ? Array.isArray(v) : typeof v === "object" && v !== null && !Array.isArray(v);
+        return ok ? v : undefined;
+      } catch {
+        return undefined;
+      }
+    }
+    default:
+      return text;
+  }
+}
+
+function closeSegments(step: StepView, at: number): void {
+  for (const s of step.segments) if (s.end_ms === null) s.end_ms = Math.max(at, s.start_ms);
+}
+
+function openSegment(step: StepView, kind: "executing" | "waiting", at: number): void {
+  closeSegments(step, at);
+  step.segments.push({ kind, start_ms: at, end_ms: null });
+}
+
+/** A plausible small run behind a generated list row. */
+function detailFor(row: RunListItem): BuiltRun {
+  const finished = ["succeeded", "failed", "cancelled"].includes(row.status);
+  const built = buildRun(
+    {
+      id: row.run_id,
+      workflow: row.workflow,
+      workflowPath: row.workflow_path,
+      workspace: row.workspace,
+      status: row.status,
+      trigger: row.trigger,
+      startedBy: "dana",
+      startedAt: row.started_at_ms,
+      inputs: {},
+      steps: [
+        { id: "read", kind: "read_file", status: "succeeded", at: 0, phases: [["exec", 40]] },
+        {
+          id: "work",
+          kind: "run_command",
+          needs: ["read"],
+          status: finished ? (row.status === "succeeded" ? "succeeded" : row.status === "failed" ? "failed" : "cancelled") : "running",
+          phases: [["exec", finished ? Math.max(50, row.updated_at_ms - row.started_at_ms - 100) : null]],
+          error: row.status === "failed" ? "command exited with status 2" : undefined,
+        },
+      ],
+    },
+    Math.max(Date.now(), row.updated_at_ms),
+  );
+  built.item.cost_micro_usd = row.cost_micro_usd;
+  built.item.held_by = row.held_by;
+  built.item.updated_at_ms = row.updated_at_ms;
+  return built;
+}
+

@@ -1,0 +1,148 @@
+// Timeline lanes: steps that overlap in time go on different lanes; a lane is reused as soon
+// as its previous step has ended (greedy interval partitioning, lowest free lane first).
+import type { Segment } from "../generated/Segment";
+
+export interface Interval {
+  start: number;
+  end: number;
+}
+
+export interface Placed<T> extends Interval {
+  item: T;
+  lane: number;
+}
+
+export interface Lanes<T> {
+  /** Each lane's items, sorted by start (and so by end: they do not overlap). */
+  lanes: Placed<T>[][];
+  /** Every placed item, in start order. */
+  placed: Placed<T>[];
+  start: number;
+  end: number;
+}
+
+/**
+ * The span a step covers on the timeline: from its first segment's start to its last
+ * segment's end, an open segment lasting until `now`. `null` when it never started.
+ */
+export function spanOf(segments: readonly Segment[], now: number): Interval | null {
+  if (segments.length === 0) return null;
+  let start = Infinity;
+  let end = -Infinity;
+  for (const s of segments) {
+    const e = s.end_ms ?? Math.max(now, s.start_ms);
+    if (s.start_ms < start) start = s.start_ms;
+    if (e > end) end = e;
+  }
+  return { start, end: Math.max(start, end) };
+}
+
+/** A binary min-heap of numbers with a payload, small and allocation-light. */
+class Heap<V> {
+  private keys: number[] = [];
+  private values: V[] = [];
+  get size(): number {
+    return this.keys.length;
+  }
+  peekKey(): number {
+    return this.keys[0];
+  }
+  push(key: number, value: V): void {
+    const k = this.keys;
+    const v = this.values;
+    let i = k.length;
+    k.push(key);
+    v.push(value);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (k[p] <= key) break;
+      k[i] = k[p];
+      v[i] = v[p];
+      i = p;
+    }
+    k[i] = key;
+    v[i] = value;
+  }
+  pop(): V {
+    const k = this.keys;
+    const v = this.values;
+    const top = v[0];
+    const lastK = k.pop()!;
+    const lastV = v.pop()!;
+    const n = k.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const c = r < n && k[r] < k[l] ? r : l;
+        if (k[c] >= lastK) break;
+        k[i] = k[c];
+        v[i] = v[c];
+        i = c;
+      }
+      k[i] = lastK;
+      v[i] = lastV;
+    }
+    return top;
+  }
+}
+
+/**
+ * Places items on as few lanes as their overlaps need, in O(n log n). Items are taken in
+ * start order (ties: longer first, then input order); each goes on the lowest-numbered lane
+ * that is free at its start. An item ending exactly when another starts frees its lane.
+ */
+export function assignLanes<T>(items: readonly T[], spanOfItem: (item: T) => Interval | null): Lanes<T> {
+  const placed: Placed<T>[] = [];
+  items.forEach((item) => {
+    const span = spanOfItem(item);
+    if (span) placed.push({ item, lane: -1, start: span.start, end: Math.max(span.start, span.end) });
+  });
+  const order = placed.map((_, i) => i);
+  order.sort((a, b) => placed[a].start - placed[b].start || placed[b].end - placed[a].end || a - b);
+  const sorted = order.map((i) => placed[i]);
+
+  const busy = new Heap<number>(); // key: end time, value: lane
+  const free = new Heap<number>(); // key: lane number, value: lane
+  const lanes: Placed<T>[][] = [];
+  let start = Infinity;
+  let end = -Infinity;
+  for (const p of sorted) {
+    while (busy.size > 0 && busy.peekKey() <= p.start) {
+      const lane = busy.pop();
+      free.push(lane, lane);
+    }
+    let lane: number;
+    if (free.size > 0) {
+      lane = free.pop();
+    } else {
+      lane = lanes.length;
+      lanes.push([]);
+    }
+    p.lane = lane;
+    lanes[lane].push(p);
+    busy.push(p.end, lane);
+    if (p.start < start) start = p.start;
+    if (p.end > end) end = p.end;
+  }
+  return { lanes, placed: sorted, start: lanes.length ? start : 0, end: lanes.length ? end : 0 };
+}
+
+/**
+ * The items of one lane that intersect `[from, to]`, by binary search (a lane's items are
+ * sorted and do not overlap).
+ */
+export function visibleInLane<T>(lane: readonly Placed<T>[], from: number, to: number): Placed<T>[] {
+  let lo = 0;
+  let hi = lane.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (lane[mid].end < from) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: Placed<T>[] = [];
+  for (let i = lo; i < lane.length && lane[i].start <= to; i++) out.push(lane[i]);
+  return out;
+}
