@@ -165,7 +165,13 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
          if (!item) return false; item.querySelector('button.pick').click(); return true;",
         vec![json!(ws_workflow.display().to_string())],
     );
-    assert_eq!(picked, json!(true), "no {} in Workflows:\n{}", ws_workflow.display(), window.text());
+    assert_eq!(
+        picked,
+        json!(true),
+        "no {} in Workflows:\n{}",
+        ws_workflow.display(),
+        window.text()
+    );
     window.click("Start run");
     wait_until("a run started from the window", LIVE, || {
         env.run_count() > runs_before
