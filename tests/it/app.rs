@@ -184,4 +184,20 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
             .count();
         gates == 2
     });
+
+    // The reverse of the above: the window's run is driven by the app, and an approval from
+    // the CLI reaches it through the run's inbox; the window then shows the next question.
+    let window_run = env
+        .approvals()
+        .iter()
+        .filter(|a| a["step"] == "release_gate")
+        .filter_map(|a| a["run_id"].as_str().map(str::to_string))
+        .find(|id| *id != second.run_id())
+        .expect("the window's run");
+    let approved = env.approve(&window_run, "release_gate", &["--no-wait"]);
+    assert_eq!(approved.code, 0, "{approved}");
+    window.click("Approvals");
+    window.wait_for_text("the window's run asking for its edit", LIVE, |t| {
+        t.contains("write_release") && t.contains("RELEASE.txt")
+    });
 }
