@@ -152,7 +152,11 @@ impl Session {
             .enable_all()
             .build()
             .expect("a runtime");
-        let http = reqwest::Client::new();
+        // A window that stops answering fails the test instead of hanging it.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("an HTTP client");
         let body = json!({"capabilities": {"alwaysMatch": {
             "tauri:options": {"application": application.display().to_string()}
         }}});
