@@ -127,7 +127,8 @@ pub fn forward_signals(mut signals: broadcast::Receiver<LiveSignal>, channel: Ch
     });
 }
 
-/// Streams a run's events after `after_seq`, and the text of its running model calls, to
+/// Streams a run's events after `after_seq`, and the text of its running model calls and
+/// commands' output, to
 /// `channel` until the run ends or the window stops listening.
 pub async fn follow_run(
     engine: Engine,
@@ -143,7 +144,7 @@ pub async fn follow_run(
         };
         if let stepwise_core::event::Event::OperationStarted {
             step,
-            request: OperationRequest::LlmCall(_),
+            request: OperationRequest::LlmCall(_) | OperationRequest::RunCommand(_),
             ..
         } = &recorded.event
         {

@@ -7,6 +7,7 @@ mod app;
 mod approvals;
 mod ceilings;
 mod cli;
+mod command_live;
 mod containment;
 mod crash;
 mod engine_api;

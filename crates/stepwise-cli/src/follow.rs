@@ -27,7 +27,7 @@ fn emit(line: &str) -> bool {
 pub async fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
     let run_id = engine.find_run(run).await?.run_id;
     let mut events = engine.subscribe_run(run_id.as_str(), EventSeq::ZERO);
-    // Model calls in flight: their replies, streaming in, are shown as progress.
+    // Model calls and commands in flight: replies and output, streaming in, shown as progress.
     let mut streaming: HashMap<EventSeq, tokio::task::JoinHandle<()>> = HashMap::new();
     while let Some(event) = events.next().await {
         let event = event?;
@@ -42,7 +42,7 @@ pub async fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Ex
         match &event.event {
             Event::OperationStarted {
                 step,
-                request: OperationRequest::LlmCall(_),
+                request: OperationRequest::LlmCall(_) | OperationRequest::RunCommand(_),
                 ..
             } => {
                 let op = event.stored.seq;

@@ -287,7 +287,8 @@ pub enum RunFeedItem {
     Event {
         event: EventView,
     },
-    /// Text a model is writing for a step (not recorded; the final reply is).
+    /// Text a model is writing, or a command is printing, for a step (not recorded; the
+    /// final reply or output is).
     Progress {
         step: StepId,
         text: String,

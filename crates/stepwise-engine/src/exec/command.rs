@@ -22,7 +22,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe::Receiver;
 use tokio::sync::watch;
 
-use super::output::Capture;
+use super::output::{Capture, Live};
 use super::supervisor::{self, Ended, Launch, Supervised};
 use crate::sandbox::{SandboxError, Workspace};
 
@@ -44,6 +44,7 @@ const PIPE_GRACE: Duration = Duration::from_secs(1);
 /// With `save_as` (a workspace-relative path without extension, used when the request asks to
 /// save its output), all of stdout and stderr are also streamed to `<save_as>.stdout` and
 /// `<save_as>.stderr`.
+#[cfg(test)]
 pub async fn run_command(
     ws: &Workspace,
     req: &CommandRequest,
@@ -51,12 +52,24 @@ pub async fn run_command(
     lock: Option<&Path>,
     save_as: Option<&str>,
 ) -> Result<OperationResult, OperationError> {
+    run_command_live(ws, req, cancel, lock, save_as, None).await
+}
+
+/// [`run_command`], with its output also sent to `live` as it comes.
+pub(crate) async fn run_command_live(
+    ws: &Workspace,
+    req: &CommandRequest,
+    cancel: watch::Receiver<bool>,
+    lock: Option<&Path>,
+    save_as: Option<&str>,
+    live: Option<Live>,
+) -> Result<OperationResult, OperationError> {
     let env = child_env(req, |name| std::env::var_os(name));
     let save = match (req.save_output, save_as) {
         (true, Some(stem)) => Some(open_output_files(ws, stem)?),
         _ => None,
     };
-    run(ws, req, cancel, env, lock, save).await
+    run(ws, req, cancel, env, lock, save, live).await
 }
 
 /// The files a command's whole output is streamed to.
@@ -115,6 +128,7 @@ async fn run(
     env: BTreeMap<OsString, OsString>,
     lock: Option<&Path>,
     save: Option<OutputFiles>,
+    live: Option<Live>,
 ) -> Result<OperationResult, OperationError> {
     let shown = req.command.display();
     let cwd = working_dir(ws, &req.cwd)?;
@@ -152,7 +166,10 @@ async fn run(
     let mut err = Capture::new(limit, err_sink);
     let (ending, elapsed) = {
         let reading = async {
-            tokio::join!(out.drain(Some(stdout)), err.drain(Some(stderr)));
+            tokio::join!(
+                out.drain(Some(stdout), live.as_ref()),
+                err.drain(Some(stderr), live.as_ref())
+            );
         };
         let deadline = async {
             match req.timeout_ms {
@@ -549,7 +566,7 @@ mod tests {
         .into();
         let env = child_env(&req, |name| host.get(name).cloned());
         let Ok(OperationResult::CommandFinished(out)) =
-            run(&ws, &req, never_cancelled(), env, None, None).await
+            run(&ws, &req, never_cancelled(), env, None, None, None).await
         else {
             panic!("env did not run");
         };

@@ -104,12 +104,19 @@ impl Executor for RunCommand {
             let save_as = request
                 .save_output
                 .then(|| format!(".stepwise/output/{}/{}-{}", ctx.run_id, ctx.step, ctx.op));
-            let outcome = super::run_command(
+            // What it prints goes live to followers (`events --follow`, the app) as it comes.
+            let live = super::Live::new(crate::progress::progress_path(
+                &ctx.lock_dir,
+                &ctx.run_id,
+                ctx.op,
+            ));
+            let outcome = super::run_command_live(
                 &ctx.workspace,
                 &request,
                 ctx.cancel.clone(),
                 Some(&lock),
                 save_as.as_deref(),
+                Some(live),
             )
             .await;
             // The supervisor has exited: the lock is free and its file of no more use.

@@ -23,8 +23,9 @@ use tokio::sync::watch;
 
 use crate::sandbox::Workspace;
 
-pub use command::run_command;
+pub(crate) use command::run_command_live;
 pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_write, write_file};
+pub(crate) use output::Live;
 
 /// A future an executor returns, run on a task of its own.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,12 +1,39 @@
 //! Capturing a command's output: the first bytes kept, all of them counted, decoded as text
 //! without showing a character split by the cut; optionally all of it streamed to a file as it
-//! is read, never held in memory.
+//! is read, never held in memory; and the first of it sent live, as progress that followers
+//! see while the command runs (never recorded: the result is).
 
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How much of each stream is sent live; the rest is only counted (and saved, if asked).
+const LIVE_LIMIT: u64 = 1024 * 1024;
+
+/// Where a command's output goes live: a progress sink, opened on the first byte (a command
+/// that prints nothing costs nothing), shared by stdout and stderr.
+pub(crate) struct Live {
+    path: std::path::PathBuf,
+    sink: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+impl Live {
+    pub(crate) fn new(path: std::path::PathBuf) -> Live {
+        Live {
+            path,
+            sink: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        let sink = self
+            .sink
+            .get_or_init(|| crate::progress::progress_sink(self.path.clone()));
+        let _ = sink.send(String::from_utf8_lossy(bytes).into_owned());
+    }
+}
 
 /// One output stream: the first `limit` bytes kept, all of them counted.
 pub(super) struct Capture {
@@ -31,13 +58,23 @@ impl Capture {
 
     /// Reads the pipe to its end. Reading goes on past the limit so that the command never
     /// blocks on a full pipe and the total is exact.
-    pub(super) async fn drain<R: AsyncRead + Unpin>(&mut self, pipe: Option<R>) {
+    pub(super) async fn drain<R: AsyncRead + Unpin>(
+        &mut self,
+        pipe: Option<R>,
+        live: Option<&Live>,
+    ) {
         let Some(mut pipe) = pipe else { return };
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             match pipe.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
+                    if let Some(live) = live
+                        && self.total < LIVE_LIMIT
+                    {
+                        let room = usize::try_from(LIVE_LIMIT - self.total).unwrap_or(n);
+                        live.send(&buf[..n.min(room)]);
+                    }
                     self.total += n as u64;
                     let room = self.limit.saturating_sub(self.kept.len());
                     self.kept.extend_from_slice(&buf[..n.min(room)]);
