@@ -1,7 +1,7 @@
 //! A running command's output is shown live by `events --follow` in another process (and by
 //! the app, over the same progress files), as it is printed; only the result is recorded.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{Env, step};
 
@@ -14,24 +14,9 @@ fn a_commands_output_is_shown_live_while_it_runs_and_only_its_result_is_recorded
         "name: slow\nsteps:\n  - id: count\n    type: run_command\n    command: \"for i in 1 2 3 4 5 6; do echo line$i; sleep 0.3; done\"\n",
     );
     let engine = env.spawn_run(&wf);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let run: String = loop {
-        // The database may be being created right now: look again until it answers.
-        let found = rusqlite::Connection::open_with_flags(
-            &env.db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .ok()
-        .and_then(|db| {
-            db.query_row("SELECT run_id FROM runs", [], |r| r.get::<_, String>(0))
-                .ok()
-        });
-        if let Some(run) = found {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "the run never started");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let run = env
+        .first_run_id(Duration::from_secs(10))
+        .expect("the run never started");
     let (follower, lines) = env.spawn_piped(&["events", &run, "--follow", "--json"]);
     let mut live = String::new();
     let mut seen_before_result = false;

@@ -2,7 +2,7 @@
 //! reason, usage), and a reply streaming in is shown live by `events --follow` in another
 //! process as progress, never recorded as events.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -140,24 +140,9 @@ fn a_reply_streaming_in_is_shown_live_by_another_process_and_never_recorded() {
     )]);
     let env = env_with("openai", &server.base_url());
     let engine = env.spawn_run(&ask(&env));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let run: String = loop {
-        // The database may be being created right now: look again until it answers.
-        let found = rusqlite::Connection::open_with_flags(
-            &env.db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .ok()
-        .and_then(|db| {
-            db.query_row("SELECT run_id FROM runs", [], |r| r.get::<_, String>(0))
-                .ok()
-        });
-        if let Some(run) = found {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "the run never started");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let run = env
+        .first_run_id(Duration::from_secs(10))
+        .expect("the run never started");
     let (follower, lines) = env.spawn_piped(&["events", &run, "--follow", "--json"]);
     let mut progress_before_reply = false;
     let mut texts = String::new();

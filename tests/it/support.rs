@@ -137,6 +137,27 @@ impl Env {
         cmd
     }
 
+    /// The id of the first run recorded, waiting up to `limit` for it (a run started in the
+    /// background; the database may be being created meanwhile). `None` if none appeared.
+    pub fn first_run_id(&self, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let found = rusqlite::Connection::open_with_flags(
+                &self.db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .ok()
+            .and_then(|db| {
+                db.query_row("SELECT run_id FROM runs", [], |r| r.get::<_, String>(0))
+                    .ok()
+            });
+            if found.is_some() || std::time::Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `stepwise run WORKFLOW --workspace WS --json` in the background.
     pub fn spawn_run(&self, workflow: &Path) -> Background {
         let wf = workflow.to_str().expect("utf-8 path");
