@@ -19,7 +19,7 @@ mod watch;
 pub use error::{AppError, ErrorCode};
 pub use state::AppState;
 
-use tauri::{Manager, Runtime};
+use tauri::Runtime;
 
 /// Opens the window and runs until it is closed.
 pub fn run() -> anyhow::Result<()> {
@@ -30,20 +30,36 @@ pub fn run() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    builder(tauri::Builder::default())
-        .run(tauri::generate_context!())
-        .map_err(|e| anyhow::anyhow!("the window could not run: {e}"))
+    if cfg!(target_os = "linux") && !has_display() {
+        anyhow::bail!(
+            "there is no display to open the window on (DISPLAY and WAYLAND_DISPLAY are not set); \
+             the CLI, `stepwise`, does the same jobs headless"
+        );
+    }
+    // The state is opened before the window, so that a failing start (a database that cannot
+    // be opened, say) is an error said in words rather than a panic in the event loop.
+    let state = AppState::open()?;
+    let app = builder(tauri::Builder::default(), state)
+        .build(tauri::generate_context!())
+        .map_err(|e| anyhow::anyhow!("Stepwise could not start: {e}"))?;
+    app.run(|_, _| {});
+    Ok(())
+}
+
+fn has_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
 /// The app on any runtime (the real one, or Tauri's mock runtime in tests): its plugins,
-/// commands and the state built once in `setup`.
-pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+/// commands and state, and its live feeds started once the app is set up.
+pub fn builder<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
     builder
         .plugin(tauri_plugin_notification::init())
+        .manage(state)
         .invoke_handler(commands::handler())
         .setup(|app| {
-            let state = AppState::open(app.handle())?;
-            app.manage(state);
             live::start(app.handle());
             Ok(())
         })

@@ -1,11 +1,10 @@
-//! The app's state, built once in `setup` from cheap-to-clone handles: the engine over the
-//! same database as the CLI, the workspace new runs use, and the live signals.
+//! The app's state, built once before the window opens from cheap-to-clone handles: the engine
+//! over the same database as the CLI, the workspace new runs use, and the live signals.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use stepwise_engine::{Engine, EngineConfig};
-use tauri::{AppHandle, Runtime};
 use tokio::sync::broadcast;
 
 use crate::demo;
@@ -32,7 +31,7 @@ pub struct AppState {
 impl AppState {
     /// Opens the engine on `STEPWISE_DB` (else the CLI's default database) with the same
     /// policy and settings files as the CLI, and lays out the demo workspace.
-    pub fn open<R: Runtime>(_app: &AppHandle<R>) -> anyhow::Result<AppState> {
+    pub fn open() -> anyhow::Result<AppState> {
         let var = |name: &str| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())

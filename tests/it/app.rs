@@ -201,3 +201,31 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
         t.contains("write_release") && t.contains("RELEASE.txt")
     });
 }
+
+#[test]
+fn the_app_says_why_it_cannot_start_instead_of_panicking() {
+    let env = Env::new();
+    let headless = std::process::Command::new(app_binary())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .envs(app_env(&env))
+        .output()
+        .expect("start the app");
+    let stderr = String::from_utf8_lossy(&headless.stderr);
+    assert_eq!(headless.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no display"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A database that cannot be opened (here a directory) is named, in words.
+    std::fs::create_dir_all(&env.db).expect("a directory where the database should be");
+    let display = Display::start();
+    let broken = std::process::Command::new(app_binary())
+        .envs(app_env(&env))
+        .env("DISPLAY", &display.name)
+        .output()
+        .expect("start the app");
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert_eq!(broken.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&env.db.display().to_string()), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
