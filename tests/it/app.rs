@@ -99,10 +99,19 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
         t.contains("add_factorial") && t.contains("def factorial(n):")
     });
     window.screenshot(&shots.join("approvals.png"));
+
+    // The file changes outside while the edit waits: the proposal goes stale, and the window
+    // says so and shows the fresh one, made against the file as it is now.
+    let calc = env.read("calc.py").expect("calc.py");
+    env.write("calc.py", &format!("{calc}\n# changed outside\n"));
+    window.wait_for_text("the stale notice and the fresh proposal", LIVE, |t| {
+        t.contains("stale — replaced by a fresh proposal") && t.contains("# changed outside")
+    });
+    window.screenshot(&shots.join("approvals-stale.png"));
     window.keys("a");
-    wait_until("the approved edit on disk", LIVE, || {
+    wait_until("the approved fresh edit on disk", LIVE, || {
         env.read("calc.py")
-            .is_some_and(|c| c.contains("def factorial(n):"))
+            .is_some_and(|c| c.contains("def factorial(n):") && c.contains("# changed outside"))
     });
 
     // The two commands then wait; `r`, a reason and Enter reject the selected one.
