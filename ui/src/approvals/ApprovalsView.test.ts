@@ -25,6 +25,8 @@ beforeEach(async () => {
   mock = new MockBackend(createFixtures(Date.UTC(2026, 10, 26, 9, 0, 0)));
   setBackend(mock);
   navigate({ view: "approvals" });
+  // The view is loaded when first opened: load it first, so that mounting shows it at once.
+  await import("./ApprovalsView.svelte");
   host = document.body.appendChild(document.createElement("div"));
   app = mount(App, { target: host });
   await settle();
