@@ -21,7 +21,7 @@ pub struct RunListItem {
     pub workflow: String,
     pub workflow_path: String,
     pub workspace: String,
-    /// `running`, `waiting`, `paused`, `succeeded`, `failed`, `cancelled`, or `interrupted` (its
+    /// `running`, `awaiting_approval`, `paused`, `succeeded`, `failed`, `cancelled`, or `interrupted` (its
     /// driver died; it waits for resume).
     pub status: String,
     /// What started it (`cli`, `app`) and who.

@@ -6,7 +6,7 @@ import type { RunId } from "./RunId";
  */
 export type RunListItem = { run_id: RunId, workflow: string, workflow_path: string, workspace: string, 
 /**
- * `running`, `waiting`, `paused`, `succeeded`, `failed`, `cancelled`, or `interrupted` (its
+ * `running`, `awaiting_approval`, `paused`, `succeeded`, `failed`, `cancelled`, or `interrupted` (its
  * driver died; it waits for resume).
  */
 status: string, 

@@ -333,7 +333,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     workflow: "add-factorial",
     workflowPath: wf("add-factorial"),
     workspace: WORKSPACE,
-    status: "waiting",
+    status: "awaiting_approval",
     trigger: "app (dana)",
     startedBy: USER,
     startedAt: now - 6 * MIN,
@@ -363,7 +363,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     workflow: "add-tests",
     workflowPath: wf("add-tests"),
     workspace: WORKSPACE,
-    status: "waiting",
+    status: "awaiting_approval",
     trigger: "cli (dana)",
     startedBy: USER,
     startedAt: now - 9 * MIN,
@@ -389,7 +389,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     workflow: "fix-flaky-test",
     workflowPath: wf("fix-flaky-test"),
     workspace: WORKSPACE,
-    status: "waiting",
+    status: "awaiting_approval",
     trigger: "cli (dana)",
     startedBy: USER,
     startedAt: now - 14 * MIN,
@@ -427,7 +427,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     workflow: "nightly-deps",
     workflowPath: wf("nightly-deps"),
     workspace: WORKSPACE,
-    status: "waiting",
+    status: "awaiting_approval",
     trigger: "schedule (cron 0 3 * * *)",
     startedBy: "scheduler",
     startedAt: now - 2 * HOUR,
@@ -451,7 +451,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     workflow: "llm-triage",
     workflowPath: wf("llm-triage"),
     workspace: DEMO_WORKSPACE,
-    status: "waiting",
+    status: "awaiting_approval",
     trigger: "app (dana)",
     startedBy: USER,
     startedAt: now - 22 * MIN,
@@ -478,7 +478,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     workflow: "llm-plan",
     workflowPath: wf("llm-plan"),
     workspace: DEMO_WORKSPACE,
-    status: "waiting",
+    status: "awaiting_approval",
     trigger: "app (dana)",
     startedBy: USER,
     startedAt: now - 31 * MIN,
@@ -509,7 +509,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     workflow: "release-notes",
     workflowPath: wf("release-notes"),
     workspace: WORKSPACE,
-    status: "waiting",
+    status: "awaiting_approval",
     trigger: "cli (dana)",
     startedBy: USER,
     startedAt: now - 3 * HOUR,
@@ -848,7 +848,7 @@ export function generateBigRun(count = 10_000, now: number = Date.now(), width =
 /** `count` runs for the list (their details are built on demand by the mock). */
 export function generateRunList(count = 10_000, now: number = Date.now()): RunListItem[] {
   const rand = seeded(99);
-  const statuses = ["succeeded", "succeeded", "succeeded", "failed", "cancelled", "waiting", "running"];
+  const statuses = ["succeeded", "succeeded", "succeeded", "failed", "cancelled", "awaiting_approval", "running"];
   const names = ["add-factorial", "llm-triage", "docs-refresh", "fix-flaky-test", "nightly-deps", "release-notes", "lint-fix"];
   const out: RunListItem[] = [];
   for (let i = 0; i < count; i++) {
@@ -865,7 +865,7 @@ export function generateRunList(count = 10_000, now: number = Date.now()): RunLi
       started_at_ms: started,
       updated_at_ms: started + Math.floor(rand() * 10 * MIN),
       cost_micro_usd: Math.floor(rand() * 90_000),
-      held_by: status === "running" || status === "waiting" ? "pid 4242" : null,
+      held_by: status === "running" || status === "awaiting_approval" ? "pid 4242" : null,
     });
   }
   return out;

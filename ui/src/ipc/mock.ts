@@ -92,7 +92,7 @@ export class MockBackend implements Backend {
   async pauseRun(run: string): Promise<void> {
     await this.enter("pauseRun", [run]);
     const r = this.run(run);
-    if (r.item.status !== "running" && r.item.status !== "waiting")
+    if (r.item.status !== "running" && r.item.status !== "awaiting_approval")
       throw appError("refused", `run ${short(run)} is ${r.item.status}: only a running or waiting run can be paused`);
     this.append(r, [{ kind: "RunPauseRequested", step: null, data: { by: this.info.user } }]);
     this.setStatus(r, "paused");
@@ -105,7 +105,7 @@ export class MockBackend implements Backend {
       throw appError("refused", `run ${short(run)} is ${r.item.status}: only a paused or interrupted run can be resumed`);
     this.append(r, [{ kind: "RunResumeRequested", step: null, data: { by: this.info.user } }]);
     r.item.held_by = "pid 4242";
-    this.setStatus(r, r.approvals.length ? "waiting" : "running");
+    this.setStatus(r, r.approvals.length ? "awaiting_approval" : "running");
   }
 
   async cancelRun(run: string): Promise<void> {
@@ -408,7 +408,7 @@ export class MockBackend implements Backend {
     };
     run.approvals.push(item);
     run.detail.pending = [...run.approvals];
-    this.setStatus(run, "waiting");
+    this.setStatus(run, "awaiting_approval");
     this.emit({ kind: "asked", run_id: run.item.run_id, step });
     this.emit({ kind: "approvals" });
     return hash;
@@ -496,7 +496,7 @@ export class MockBackend implements Backend {
     }
     // What the run does next.
     let status: string;
-    if (r.approvals.length) status = "waiting";
+    if (r.approvals.length) status = "awaiting_approval";
     else if (!d.approved) {
       status = "failed";
       r.detail.note = `step \`${step.id}\`: ${d.reason}`;

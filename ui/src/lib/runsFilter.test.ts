@@ -16,7 +16,7 @@ const run = (run_id: string, workflow: string, status: string, started: number):
 });
 
 const RUNS = [
-  run("7c1e2a9b-0000", "add-factorial", "waiting", 300),
+  run("7c1e2a9b-0000", "add-factorial", "awaiting_approval", 300),
   run("b2c4e6f8-0000", "refactor-cli", "failed", 100),
   run("3f9d7b10-0000", "docs-refresh", "running", 200),
   run("aaaa0000-0000", "add-factorial", "succeeded", 50),
@@ -42,7 +42,7 @@ describe("filterRuns", () => {
 describe("sortRuns and counts", () => {
   it("lists the newest first and counts each status", () => {
     expect(sortRuns(RUNS).map((r) => r.workflow)).toEqual(["add-factorial", "docs-refresh", "refactor-cli", "add-factorial"]);
-    expect(Object.fromEntries(countByStatus(RUNS))).toEqual({ waiting: 1, failed: 1, running: 1, succeeded: 1 });
+    expect(Object.fromEntries(countByStatus(RUNS))).toEqual({ awaiting_approval: 1, failed: 1, running: 1, succeeded: 1 });
   });
 });
 
@@ -50,5 +50,14 @@ describe("runDuration", () => {
   it("runs to now while going, to the last update once over", () => {
     expect(runDuration(RUNS[2], 10_000)).toBe(9_800);
     expect(runDuration(RUNS[1], 10_000)).toBe(1_000);
+  });
+});
+
+describe("runDuration", () => {
+  it("counts a run waiting for a person up to now, and a finished one to its end", () => {
+    const waiting = { ...RUNS[0], status: "awaiting_approval", started_at_ms: 1_000, updated_at_ms: 1_004 };
+    expect(runDuration(waiting, 181_000)).toBe(180_000);
+    const done = { ...waiting, status: "succeeded" };
+    expect(runDuration(done, 181_000)).toBe(4);
   });
 });

@@ -1,5 +1,6 @@
 // The Runs list's filter: a status and a search over workflow names and run ids.
 import type { RunListItem } from "../generated/RunListItem";
+import { runFinished } from "./status";
 
 export interface RunFilter {
   /** `all`, or one status (`running`, `waiting`, …). */
@@ -36,6 +37,6 @@ export function countByStatus(runs: readonly RunListItem[]): Map<string, number>
 
 /** A run's duration: to now while it runs or waits, else to its last update. */
 export function runDuration(run: RunListItem, now: number): number {
-  const going = run.status === "running" || run.status === "waiting";
+  const going = !runFinished(run.status);
   return Math.max(0, (going ? Math.max(now, run.updated_at_ms) : run.updated_at_ms) - run.started_at_ms);
 }

@@ -13,7 +13,7 @@ export interface StatusLook {
 
 export const RUN_STATUSES = [
   "running",
-  "waiting",
+  "awaiting_approval",
   "paused",
   "interrupted",
   "succeeded",
@@ -23,7 +23,7 @@ export const RUN_STATUSES = [
 
 const RUN: Record<string, StatusLook> = {
   running: { label: "running", tone: "run", glyph: "▶" },
-  waiting: { label: "waiting", tone: "wait", glyph: "◐" },
+  awaiting_approval: { label: "awaiting approval", tone: "wait", glyph: "◐" },
   paused: { label: "paused", tone: "muted", glyph: "‖" },
   interrupted: { label: "interrupted", tone: "warn", glyph: "!" },
   succeeded: { label: "succeeded", tone: "ok", glyph: "✓" },
@@ -62,7 +62,7 @@ export function runFinished(status: string): boolean {
 /** Which run controls make sense now. */
 export function runActions(status: string): { pause: boolean; resume: boolean; cancel: boolean } {
   return {
-    pause: status === "running" || status === "waiting",
+    pause: status === "running" || status === "awaiting_approval",
     resume: status === "paused" || status === "interrupted",
     cancel: !runFinished(status),
   };
