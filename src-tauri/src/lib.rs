@@ -10,6 +10,7 @@
 
 mod commands;
 mod demo;
+mod digest;
 mod error;
 mod live;
 mod state;

@@ -8,6 +8,7 @@ use stepwise_engine::{Engine, EngineConfig};
 use tokio::sync::broadcast;
 
 use crate::demo;
+use crate::digest::Digests;
 use crate::view::LiveSignal;
 use crate::watch::WorkspaceWatch;
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub demo_workspace: bool,
     pub live: broadcast::Sender<LiveSignal>,
     pub watch: WorkspaceWatch,
+    /// Each run's log boiled down, for the Workspace and Cost views.
+    pub digests: Digests,
     /// The run the Run view follows (one at a time): its forwarding task.
     pub following: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
 }
@@ -60,6 +63,7 @@ impl AppState {
             demo_workspace: layout.is_demo,
             watch: WorkspaceWatch::new(live.clone()),
             live,
+            digests: Digests::default(),
             following: Mutex::new(None),
         })
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use stepwise_core::ids::StepId;
+use stepwise_core::ids::{RunId, StepId};
 use stepwise_core::operation::CommandLine;
 use stepwise_core::run::EditedProposal;
 use stepwise_engine::Command;
@@ -16,33 +16,29 @@ use crate::view::ApprovalItem;
 #[tauri::command]
 pub async fn list_approvals(state: State<'_, AppState>) -> Result<Vec<ApprovalItem>, AppError> {
     let approvals = state.engine.approvals(None).await?;
-    // When each was asked: the time of its `ApprovalRequested`, read per run.
-    let mut asked_at: HashMap<String, HashMap<u64, i64>> = HashMap::new();
+    // When each was asked (its `ApprovalRequested`'s time) and the run's workspace: one read
+    // of each run that has questions.
+    let mut runs: HashMap<RunId, (HashMap<u64, i64>, String)> = HashMap::new();
     let mut items = Vec::with_capacity(approvals.len());
     for approval in approvals {
-        let run = approval.run_id.as_str().to_string();
-        if !asked_at.contains_key(&run) {
-            let times = match state.engine.load_run(&run).await {
-                Ok(loaded) => loaded
-                    .events
-                    .iter()
-                    .map(|(s, _)| (s.seq.get(), s.recorded_at_ms))
-                    .collect(),
-                Err(_) => HashMap::new(),
+        if !runs.contains_key(&approval.run_id) {
+            let read = match state.engine.load_run(approval.run_id.as_str()).await {
+                Ok(loaded) => (
+                    loaded
+                        .events
+                        .iter()
+                        .map(|(s, _)| (s.seq.get(), s.recorded_at_ms))
+                        .collect(),
+                    loaded.row.workspace,
+                ),
+                Err(_) => (HashMap::new(), String::new()),
             };
-            asked_at.insert(run.clone(), times);
+            runs.insert(approval.run_id.clone(), read);
         }
         let seq = approval.approval.requested_seq.get();
-        let requested_at_ms = asked_at
-            .get(&run)
-            .and_then(|t| t.get(&seq))
-            .copied()
-            .unwrap_or(0);
-        let workspace = state
-            .engine
-            .find_run(&run)
-            .await
-            .map(|r| r.workspace)
+        let (asked_at, workspace) = runs
+            .get(&approval.run_id)
+            .map(|(times, ws)| (times.get(&seq).copied().unwrap_or(0), ws.clone()))
             .unwrap_or_default();
         items.push(ApprovalItem {
             run_id: approval.run_id,
@@ -54,7 +50,7 @@ pub async fn list_approvals(state: State<'_, AppState>) -> Result<Vec<ApprovalIt
             proposal_hash: approval.approval.proposal_hash,
             reason: approval.approval.reason,
             requested_seq: seq,
-            requested_at_ms,
+            requested_at_ms: asked_at,
         });
     }
     items.sort_by_key(|item| std::cmp::Reverse(item.requested_at_ms));

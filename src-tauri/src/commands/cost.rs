@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use stepwise_core::ids::RunId;
-use stepwise_core::run::{CostLine, cost_report};
+use stepwise_core::run::CostLine;
 use tauri::State;
 
 use crate::error::AppError;
@@ -30,15 +30,10 @@ pub async fn cost_overview(
         None => None,
     };
     for summary in &runs {
-        let Ok(loaded) = state.engine.load_run(summary.row.run_id.as_str()).await else {
+        let Ok(digest) = state.digests.of(&state.engine, &summary.row).await else {
             continue;
         };
-        let report = cost_report(
-            loaded
-                .events
-                .iter()
-                .map(|(s, e)| (s.seq, s.recorded_at_ms, e)),
-        );
+        let report = &digest.cost;
         if report.total.calls == 0 {
             continue;
         }
@@ -68,7 +63,7 @@ pub async fn cost_overview(
             run_id: summary.row.run_id.clone(),
             workflow: summary.row.workflow_name.clone(),
             started_at_ms: summary.row.created_at_ms,
-            cost: report.total,
+            cost: report.total.clone(),
         });
     }
     let named = |map: BTreeMap<String, CostLine>| {

@@ -4,9 +4,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use stepwise_core::event::{Event, Proposal};
-use stepwise_core::ids::RunId;
-use stepwise_core::operation::OperationRequest;
 use tauri::State;
 
 use crate::error::{AppError, ErrorCode};
@@ -37,29 +34,12 @@ pub async fn workspace_tree(
     };
     let mut touched = HashSet::new();
     let mut pending = HashSet::new();
-    let same_workspace: Vec<RunId> = runs
-        .iter()
-        .filter(|r| Path::new(&r.row.workspace) == root)
-        .map(|r| r.row.run_id.clone())
-        .collect();
-    for id in same_workspace.iter().take(RUNS_LOOKED_AT) {
-        let Ok(loaded) = state.engine.load_run(id.as_str()).await else {
+    for summary in runs.iter().filter(|r| Path::new(&r.row.workspace) == root) {
+        let Ok(digest) = state.digests.of(&state.engine, &summary.row).await else {
             continue;
         };
-        for (_, event) in &loaded.events {
-            if let Event::OperationStarted { request, .. } = event {
-                match request {
-                    OperationRequest::ReadFile { path, .. } => touched.insert(path.clone()),
-                    OperationRequest::WriteFile { path, .. } => touched.insert(path.clone()),
-                    _ => false,
-                };
-            }
-        }
-        for (_, approval) in loaded.state.pending_approvals() {
-            if let Proposal::EditFile { path, .. } = &approval.proposal {
-                pending.insert(path.clone());
-            }
-        }
+        touched.extend(digest.touched.iter().cloned());
+        pending.extend(digest.pending_edits.iter().cloned());
     }
     if let Err(error) = state.watch.watch(&root) {
         tracing::warn!("{error}");
