@@ -13,6 +13,7 @@ mod demo;
 mod digest;
 mod error;
 mod live;
+mod notify;
 mod state;
 mod view;
 mod watch;
@@ -56,8 +57,11 @@ fn has_display() -> bool {
 /// The app on any runtime (the real one, or Tauri's mock runtime in tests): its plugins,
 /// commands and state, and its live feeds started once the app is set up.
 pub fn builder<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
+    let builder = match notify::plugin() {
+        Some(plugin) => builder.plugin(plugin),
+        None => builder,
+    };
     builder
-        .plugin(tauri_plugin_notification::init())
         .manage(state)
         .invoke_handler(commands::handler())
         .setup(|app| {

@@ -9,7 +9,6 @@ use stepwise_core::operation::OperationRequest;
 use stepwise_engine::{ApprovalChange, Engine};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, Runtime};
-use tauri_plugin_notification::NotificationExt as _;
 use tokio::sync::broadcast;
 
 use crate::demo;
@@ -99,15 +98,11 @@ fn notify_if_away<R: Runtime>(app: &AppHandle<R>, workflow: &str, step: &str) {
     if focused {
         return;
     }
-    let shown = app
-        .notification()
-        .builder()
-        .title("Stepwise: approval needed")
-        .body(format!("{workflow}: step `{step}` waits for you"))
-        .show();
-    if let Err(error) = shown {
-        tracing::info!("no notification shown: {error}");
-    }
+    crate::notify::show(
+        app,
+        "Stepwise: approval needed".to_owned(),
+        format!("{workflow}: step `{step}` waits for you"),
+    );
 }
 
 /// Forwards live signals to one window channel until the window stops listening.
