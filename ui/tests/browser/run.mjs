@@ -165,6 +165,28 @@ test("run: header, timeline lanes and the step panel of a running run", { hash: 
   await eventually(async () => (await page.evaluate(() => location.hash)).includes("step=rewrite_readme"), "the step in the address");
 });
 
+// The app opens at 1000×700 (tauri.conf.json): nothing may spill over its neighbour there.
+test("run and runs at the app's default window size: columns stay in their panes", { hash: "#/run/3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13", viewport: { width: 1000, height: 700 } }, async (page) => {
+  await visible(page.locator('[data-testid="steps-list"] [data-step="rewrite_api"]'), "the steps table");
+  const spill = await page.evaluate(() => {
+    const pane = document.querySelector(".run-left").getBoundingClientRect();
+    const cells = [...document.querySelectorAll(".steps .list-head span, .steps .list-row span")].filter((c) => c.getClientRects().length);
+    return cells.filter((c) => c.getBoundingClientRect().right > pane.right + 0.5).map((c) => c.textContent.trim());
+  });
+  if (spill.length) throw new Error(`steps table cells spill over the step panel: ${spill.join(", ")}`);
+  await hasText(page.locator(".steps .list-head"), ["STATUS", "STEP", "TYPE", "TOOK", "WAITED", "COST"], "the columns that stay");
+  await shot(page, "run-1000x700");
+  await page.evaluate(() => (location.hash = "#/runs"));
+  await visible(page.locator('[data-testid="runs-list"]'), "the runs list");
+  const overlaps = await page.evaluate(() =>
+    [...document.querySelectorAll('[data-testid="runs-list"] .list-row')].filter((row) => {
+      const [status, workflow] = row.children;
+      return status.querySelector(".status")?.getBoundingClientRect().right > workflow.getBoundingClientRect().left;
+    }).length,
+  );
+  if (overlaps) throw new Error(`${overlaps} status badges run into the workflow's name`);
+});
+
 test("run: waiting for a person is drawn apart, decisions are listed", { hash: "#/run/7c1e2a9b-5d44-4b0e-9f3a-2f6f0c1d8e41" }, async (page) => {
   await hasText(page.locator('[data-testid="timeline"]'), "waiting for a person", "the legend entry for waiting");
   await visible(page.locator(".bar .seg.wait"), "a hatched waiting segment");
@@ -453,7 +475,7 @@ async function main() {
     for (const t of tests) {
       if (only && !t.name.includes(only)) continue;
       const t0 = Date.now();
-      const { page, context, problems } = await openApp(browser, server.url, mock, { config: t.options.config, hash: t.options.hash ?? "#/runs", colorScheme: t.options.colorScheme });
+      const { page, context, problems } = await openApp(browser, server.url, mock, { config: t.options.config, hash: t.options.hash ?? "#/runs", colorScheme: t.options.colorScheme, viewport: t.options.viewport });
       let error = null;
       try {
         await t.fn(page);
