@@ -75,6 +75,42 @@ async function shot(page, name) {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
 }
 
+// Text a person could not read because other text is drawn over it: every pair of visible
+// text-bearing elements (clipped by their scrolling or clipping ancestors) that overlap. Toasts
+// float over the page on purpose and are left out.
+async function overlappingText(page) {
+  return page.evaluate(() => {
+    // Each line box of an element (an inline element that wraps has one per line), clipped.
+    const boxes = (el) => {
+      const clips = [];
+      for (let a = el.parentElement; a; a = a.parentElement) {
+        const cs = getComputedStyle(a);
+        if (cs.overflowX !== "visible" || cs.overflowY !== "visible") clips.push(a.getBoundingClientRect());
+      }
+      clips.push({ left: 0, top: 0, right: innerWidth, bottom: innerHeight });
+      return [...el.getClientRects()]
+        .map((r) => clips.reduce((c, a) => ({ l: Math.max(c.l, a.left), t: Math.max(c.t, a.top), r: Math.min(c.r, a.right), b: Math.min(c.b, a.bottom) }), { l: r.left, t: r.top, r: r.right, b: r.bottom }))
+        .filter((c) => c.r - c.l > 1 && c.b - c.t > 1);
+    };
+    const texts = [...document.querySelectorAll("body *")]
+      .filter((el) => ![...el.childNodes].some((n) => n.nodeType === 1 && n.textContent.trim()) && el.textContent.trim())
+      .filter((el) => !el.closest(".toasts, .sr-only") && getComputedStyle(el).visibility !== "hidden")
+      .map((el) => ({ el, boxes: boxes(el) }))
+      .filter((x) => x.boxes.length);
+    const overlap = (a, b) => Math.min(a.r, b.r) - Math.max(a.l, b.l) > 2 && Math.min(a.b, b.b) - Math.max(a.t, b.t) > 2;
+    const found = [];
+    for (let i = 0; i < texts.length; i++) {
+      for (let j = i + 1; j < texts.length; j++) {
+        if (texts[i].el.contains(texts[j].el) || texts[j].el.contains(texts[i].el)) continue;
+        if (texts[i].boxes.some((a) => texts[j].boxes.some((b) => overlap(a, b)))) {
+          found.push(`"${texts[i].el.textContent.trim().slice(0, 30)}" and "${texts[j].el.textContent.trim().slice(0, 30)}"`);
+        }
+      }
+    }
+    return found;
+  });
+}
+
 const mockCalls = (page, method) => page.evaluate((m) => window.__STEPWISE_MOCK__.calls.filter((c) => c.method === m).map((c) => c.args), method);
 const selectedInbox = (page) => page.locator('[data-testid="inbox"] [aria-selected="true"] .summary');
 
@@ -165,26 +201,32 @@ test("run: header, timeline lanes and the step panel of a running run", { hash: 
   await eventually(async () => (await page.evaluate(() => location.hash)).includes("step=rewrite_readme"), "the step in the address");
 });
 
-// The app opens at 1000×700 (tauri.conf.json): nothing may spill over its neighbour there.
-test("run and runs at the app's default window size: columns stay in their panes", { hash: "#/run/3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13", viewport: { width: 1000, height: 700 } }, async (page) => {
+// The app opens at 1000×700 (tauri.conf.json): no view may draw text over other text there.
+test("every view at the app's default window size: no text drawn over other text", { hash: "#/run/3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13", viewport: { width: 1000, height: 700 } }, async (page) => {
   await visible(page.locator('[data-testid="steps-list"] [data-step="rewrite_api"]'), "the steps table");
-  const spill = await page.evaluate(() => {
-    const pane = document.querySelector(".run-left").getBoundingClientRect();
-    const cells = [...document.querySelectorAll(".steps .list-head span, .steps .list-row span")].filter((c) => c.getClientRects().length);
-    return cells.filter((c) => c.getBoundingClientRect().right > pane.right + 0.5).map((c) => c.textContent.trim());
-  });
-  if (spill.length) throw new Error(`steps table cells spill over the step panel: ${spill.join(", ")}`);
   await hasText(page.locator(".steps .list-head"), ["STATUS", "STEP", "TYPE", "TOOK", "WAITED", "COST"], "the columns that stay");
   await shot(page, "run-1000x700");
-  await page.evaluate(() => (location.hash = "#/runs"));
-  await visible(page.locator('[data-testid="runs-list"]'), "the runs list");
-  const overlaps = await page.evaluate(() =>
-    [...document.querySelectorAll('[data-testid="runs-list"] .list-row')].filter((row) => {
-      const [status, workflow] = row.children;
-      return status.querySelector(".status")?.getBoundingClientRect().right > workflow.getBoundingClientRect().left;
-    }).length,
-  );
-  if (overlaps) throw new Error(`${overlaps} status badges run into the workflow's name`);
+  const views = [
+    ["#/run/3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13", '[data-testid="steps-list"]'],
+    ["#/runs", '[data-testid="runs-list"] .list-row'],
+    ["#/approvals", ".diff-row"],
+    ["#/cost", "canvas"],
+    ["#/workspace", '[role="tree"], .tree'],
+    ["#/workflows", "form, .form-pane"],
+  ];
+  const problems = [];
+  for (const [hash, ready] of views) {
+    await page.evaluate((h) => (location.hash = h), hash);
+    await visible(page.locator(ready).first(), `${hash} to show`);
+    await painted(page);
+    problems.push(...(await overlappingText(page)).map((p) => `${hash}: ${p}`));
+    if (hash === "#/approvals") {
+      await page.getByRole("button", { name: "Side by side" }).click();
+      await visible(page.locator(".split-row").first(), "the side-by-side diff");
+      problems.push(...(await overlappingText(page)).map((p) => `${hash} side by side: ${p}`));
+    }
+  }
+  if (problems.length) throw new Error(`text drawn over text at 1000×700:\n  ${problems.join("\n  ")}`);
 });
 
 test("run: waiting for a person is drawn apart, decisions are listed", { hash: "#/run/7c1e2a9b-5d44-4b0e-9f3a-2f6f0c1d8e41" }, async (page) => {
