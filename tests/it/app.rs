@@ -60,6 +60,19 @@ fn app_env(env: &Env) -> Vec<(String, String)> {
     ]
 }
 
+/// Finds texts drawn over other texts, or out of their boxes, in the window as it is (its
+/// default size, 1000×700): the browser tests' check (`ui/tests/browser/overlap.js`), here with
+/// WebKit's own fonts.
+fn no_text_over_text(window: &Session, view: &str) {
+    const OVERLAP: &str = include_str!("../../ui/tests/browser/overlap.js");
+    let found = window.script(&format!("return ({OVERLAP})();"), vec![]);
+    assert_eq!(
+        found,
+        json!([]),
+        "{view}: text drawn over other text or out of its box"
+    );
+}
+
 #[test]
 fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
     let env = Env::new();
@@ -81,17 +94,22 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
     let driver = Driver::start(&display, &app_env(&env));
     let window = Session::open(&driver, &app_binary());
 
-    // The webview may call the app's own commands only: a plugin command is refused.
-    let refused = window.script_async(
-        "const done = arguments[arguments.length - 1]; \
-         window.__TAURI_INTERNALS__.invoke('plugin:notification|is_permission_granted') \
-           .then(() => done('allowed'), (e) => done('refused: ' + e));",
-        vec![],
-    );
-    assert!(
-        refused.as_str().is_some_and(|r| r.starts_with("refused")),
-        "{refused}"
-    );
+    // The webview may call the app's own commands only: Tauri's built-in commands, which every
+    // app has, are refused (the capability grants none of them).
+    for command in ["plugin:app|version", "plugin:path|resolve_directory"] {
+        let refused = window.script_async(
+            "const [command, done] = arguments; \
+             window.__TAURI_INTERNALS__.invoke(command, { directory: 1 }) \
+               .then(() => done('allowed'), (e) => done('refused: ' + e));",
+            vec![json!(command)],
+        );
+        assert!(
+            refused
+                .as_str()
+                .is_some_and(|r| r.starts_with("refused") && r.contains("not allowed")),
+            "{command}: {refused}"
+        );
+    }
 
     // Approvals shows the edit's diff; `a` lands it on disk.
     window.click("Approvals");
@@ -99,6 +117,7 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
         t.contains("add_factorial") && t.contains("def factorial(n):")
     });
     window.screenshot(&shots.join("approvals.png"));
+    no_text_over_text(&window, "approvals");
 
     // The file changes outside while the edit waits: the proposal goes stale, and the window
     // says so and shows the fresh one, made against the file as it is now.
@@ -108,6 +127,7 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
         t.contains("stale — replaced by a fresh proposal") && t.contains("# changed outside")
     });
     window.screenshot(&shots.join("approvals-stale.png"));
+    no_text_over_text(&window, "approvals-stale");
     window.keys("a");
     wait_until("the approved fresh edit on disk", LIVE, || {
         env.read("calc.py")
@@ -132,6 +152,7 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
     window.click("Runs");
     window.wait_for_text("the run in the list", LIVE, |t| t.contains("fix-and-test"));
     window.screenshot(&shots.join("runs.png"));
+    no_text_over_text(&window, "runs");
     window.script(
         "const id = arguments[0]; \
          const row = [...document.querySelectorAll('[data-run]')].find(e => e.dataset.run === id); \
@@ -142,6 +163,7 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
         t.contains("not on my machine")
     });
     window.screenshot(&shots.join("run.png"));
+    no_text_over_text(&window, "run");
 
     // A second run started from the CLI appears live.
     window.click("Runs");
@@ -157,15 +179,18 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
         t.contains("notes-from-outside.txt")
     });
     window.screenshot(&shots.join("workspace.png"));
+    no_text_over_text(&window, "workspace");
 
     window.click("Cost");
     window.wait_for_text("the cost view", LIVE, |t| t.contains("Cost"));
     window.screenshot(&shots.join("cost.png"));
+    no_text_over_text(&window, "cost");
 
     // A run started from the Workflows view runs to its approval.
     window.click("Workflows");
     window.wait_for_text("the workflows", LIVE, |t| t.contains("release-gate"));
     window.screenshot(&shots.join("workflows.png"));
+    no_text_over_text(&window, "workflows");
     let runs_before = env.run_count();
     let ws_workflow = env.ws.join("workflows").join("release-gate.yaml");
     let picked = window.script(

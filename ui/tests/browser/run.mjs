@@ -2,6 +2,7 @@
 // before the app loads, under the app's CSP and with Object.prototype frozen (as in Tauri).
 // They assert what a person sees in every view and save a screenshot of each to artifacts/.
 // Usage: npm run build && npm run test:browser   (-- --only <name part> to run some)
+import { readFileSync } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ARTIFACTS, buildMock, launch, openApp, painted, serveDist } from "./harness.mjs";
@@ -75,41 +76,9 @@ async function shot(page, name) {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
 }
 
-// Text a person could not read because other text is drawn over it: every pair of visible
-// text-bearing elements (clipped by their scrolling or clipping ancestors) that overlap. Toasts
-// float over the page on purpose and are left out.
-async function overlappingText(page) {
-  return page.evaluate(() => {
-    // Each line box of an element (an inline element that wraps has one per line), clipped.
-    const boxes = (el) => {
-      const clips = [];
-      for (let a = el.parentElement; a; a = a.parentElement) {
-        const cs = getComputedStyle(a);
-        if (cs.overflowX !== "visible" || cs.overflowY !== "visible") clips.push(a.getBoundingClientRect());
-      }
-      clips.push({ left: 0, top: 0, right: innerWidth, bottom: innerHeight });
-      return [...el.getClientRects()]
-        .map((r) => clips.reduce((c, a) => ({ l: Math.max(c.l, a.left), t: Math.max(c.t, a.top), r: Math.min(c.r, a.right), b: Math.min(c.b, a.bottom) }), { l: r.left, t: r.top, r: r.right, b: r.bottom }))
-        .filter((c) => c.r - c.l > 1 && c.b - c.t > 1);
-    };
-    const texts = [...document.querySelectorAll("body *")]
-      .filter((el) => ![...el.childNodes].some((n) => n.nodeType === 1 && n.textContent.trim()) && el.textContent.trim())
-      .filter((el) => !el.closest(".toasts, .sr-only") && getComputedStyle(el).visibility !== "hidden")
-      .map((el) => ({ el, boxes: boxes(el) }))
-      .filter((x) => x.boxes.length);
-    const overlap = (a, b) => Math.min(a.r, b.r) - Math.max(a.l, b.l) > 2 && Math.min(a.b, b.b) - Math.max(a.t, b.t) > 2;
-    const found = [];
-    for (let i = 0; i < texts.length; i++) {
-      for (let j = i + 1; j < texts.length; j++) {
-        if (texts[i].el.contains(texts[j].el) || texts[j].el.contains(texts[i].el)) continue;
-        if (texts[i].boxes.some((a) => texts[j].boxes.some((b) => overlap(a, b)))) {
-          found.push(`"${texts[i].el.textContent.trim().slice(0, 30)}" and "${texts[j].el.textContent.trim().slice(0, 30)}"`);
-        }
-      }
-    }
-    return found;
-  });
-}
+// Pairs of texts drawn over each other in the page (overlap.js, shared with the app's test).
+const OVERLAP = readFileSync(new URL("./overlap.js", import.meta.url), "utf8");
+const overlappingText = (page) => page.evaluate(`(${OVERLAP})()`);
 
 const mockCalls = (page, method) => page.evaluate((m) => window.__STEPWISE_MOCK__.calls.filter((c) => c.method === m).map((c) => c.args), method);
 const selectedInbox = (page) => page.locator('[data-testid="inbox"] [aria-selected="true"] .summary');
@@ -202,7 +171,7 @@ test("run: header, timeline lanes and the step panel of a running run", { hash: 
 });
 
 // The app opens at 1000×700 (tauri.conf.json): no view may draw text over other text there.
-test("every view at the app's default window size: no text drawn over other text", { hash: "#/run/3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13", viewport: { width: 1000, height: 700 } }, async (page) => {
+test("every view at the app's default window size: no text drawn over other text or out of its box", { hash: "#/run/3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13", viewport: { width: 1000, height: 700 } }, async (page) => {
   await visible(page.locator('[data-testid="steps-list"] [data-step="rewrite_api"]'), "the steps table");
   await hasText(page.locator(".steps .list-head"), ["STATUS", "STEP", "TYPE", "TOOK", "WAITED", "COST"], "the columns that stay");
   await shot(page, "run-1000x700");
@@ -226,7 +195,7 @@ test("every view at the app's default window size: no text drawn over other text
       problems.push(...(await overlappingText(page)).map((p) => `${hash} side by side: ${p}`));
     }
   }
-  if (problems.length) throw new Error(`text drawn over text at 1000×700:\n  ${problems.join("\n  ")}`);
+  if (problems.length) throw new Error(`text drawn over other text or out of its box at 1000×700:\n  ${problems.join("\n  ")}`);
 });
 
 test("run: waiting for a person is drawn apart, decisions are listed", { hash: "#/run/7c1e2a9b-5d44-4b0e-9f3a-2f6f0c1d8e41" }, async (page) => {
