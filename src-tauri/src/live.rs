@@ -68,7 +68,8 @@ async fn forward_approvals<R: Runtime>(
         Ok(changes) => changes,
         Err(error) => return tracing::error!("the approvals feed could not start: {error}"),
     };
-    let mut started = false;
+    // The questions already waiting when the window opened are not news.
+    let mut already_waiting = changes.backlog();
     loop {
         let change = match changes.next().await {
             Ok(change) => change,
@@ -79,12 +80,11 @@ async fn forward_approvals<R: Runtime>(
                 run_id: approval.run_id.clone(),
                 step: approval.step.clone(),
             });
-            // The questions already waiting when the window opened are not news.
-            if started {
+            if already_waiting == 0 {
                 notify_if_away(&app, &approval.workflow, approval.step.as_str());
             }
         }
-        started = true;
+        already_waiting = already_waiting.saturating_sub(1);
         let _ = live.send(LiveSignal::Approvals {});
     }
 }

@@ -30,16 +30,15 @@ impl Display {
         {
             return Display { name, xvfb: None };
         }
+        Display::xvfb("1280x800x24")
+    }
+
+    /// A display of the test's own with a screen of `size` (`WIDTHxHEIGHTxDEPTH`). The pointer
+    /// starts in its middle: on a screen twice the window's size it is outside the window, which
+    /// then is not the focused one.
+    pub fn xvfb(size: &str) -> Display {
         let mut xvfb = Command::new("Xvfb")
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                "1280x800x24",
-                "-nolisten",
-                "tcp",
-            ])
+            .args(["-displayfd", "1", "-screen", "0", size, "-nolisten", "tcp"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -294,6 +294,12 @@ impl Engine {
 }
 
 impl ApprovalChanges {
+    /// How many changes are queued and not taken yet. Right after subscribing these are the
+    /// questions that were already waiting (what a new window shows, not news).
+    pub fn backlog(&self) -> usize {
+        self.queue.len()
+    }
+
     /// The next change, waiting for one if need be. Cancel-safe: dropping the future loses
     /// no change.
     pub async fn next(&mut self) -> Result<ApprovalChange, EngineError> {
