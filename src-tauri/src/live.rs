@@ -4,9 +4,11 @@
 //! channel of its own. A question that arrives while the window is in the background also
 //! raises a system notification.
 
-use stepwise_core::ids::EventSeq;
+use std::collections::HashSet;
+
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::operation::OperationRequest;
-use stepwise_engine::{ApprovalChange, Engine};
+use stepwise_engine::{Approval, ApprovalChange, Engine};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::broadcast;
@@ -70,27 +72,37 @@ async fn forward_approvals<R: Runtime>(
     };
     // The questions already waiting when the window opened are not news.
     let mut already_waiting = changes.backlog();
+    // Every question waiting now, for the count a notification gives.
+    let mut waiting: HashSet<(RunId, StepId)> = HashSet::new();
     loop {
         let change = match changes.next().await {
             Ok(change) => change,
             Err(error) => return tracing::error!("the approvals feed stopped: {error}"),
         };
-        if let ApprovalChange::Waiting(approval) = &change {
-            let _ = live.send(LiveSignal::Asked {
-                run_id: approval.run_id.clone(),
-                step: approval.step.clone(),
-            });
-            if already_waiting == 0 {
-                notify_if_away(&app, &approval.workflow, approval.step.as_str());
+        match &change {
+            ApprovalChange::Waiting(approval) => {
+                waiting.insert((approval.run_id.clone(), approval.step.clone()));
+                let _ = live.send(LiveSignal::Asked {
+                    run_id: approval.run_id.clone(),
+                    step: approval.step.clone(),
+                });
+                if already_waiting == 0 {
+                    notify_if_away(&app, approval, waiting.len());
+                }
             }
+            ApprovalChange::Settled { run_id, step, .. } => {
+                waiting.remove(&(run_id.clone(), step.clone()));
+            }
+            ApprovalChange::RunEnded { run_id, .. } => waiting.retain(|(run, _)| run != run_id),
         }
         already_waiting = already_waiting.saturating_sub(1);
         let _ = live.send(LiveSignal::Approvals {});
     }
 }
 
-/// A system notification, only when the window is not the one in front.
-fn notify_if_away<R: Runtime>(app: &AppHandle<R>, workflow: &str, step: &str) {
+/// A system notification, only when the window is not the one in front: the new question,
+/// and how many wait in all when it is not the only one.
+fn notify_if_away<R: Runtime>(app: &AppHandle<R>, approval: &Approval, waiting: usize) {
     let focused = app
         .get_webview_window("main")
         .and_then(|w| w.is_focused().ok())
@@ -98,11 +110,15 @@ fn notify_if_away<R: Runtime>(app: &AppHandle<R>, workflow: &str, step: &str) {
     if focused {
         return;
     }
-    crate::notify::show(
-        app,
-        "Stepwise: approval needed".to_owned(),
-        format!("{workflow}: step `{step}` waits for you"),
+    let mut body = format!(
+        "{}: step `{}` waits for you",
+        approval.workflow,
+        approval.step.as_str()
     );
+    if waiting > 1 {
+        body.push_str(&format!(" ({waiting} questions wait)"));
+    }
+    crate::notify::show(app, "Stepwise: approval needed".to_owned(), body);
 }
 
 /// Forwards live signals to one window channel until the window stops listening.

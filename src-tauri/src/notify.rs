@@ -3,15 +3,25 @@
 //! window has loaded anyway; elsewhere Tauri's notification plugin. (On Linux the plugin would
 //! bring a second D-Bus stack, zbus, for this one call: 2 MB more code in memory.)
 
-/// Shows a notification, off the caller's thread; a desktop without a notification service
-/// is logged, not an error anyone needs to see.
+/// The id of the notification on screen, replaced by the next one: a burst of questions is
+/// one notification that keeps its count current, not a stack of them. Held across the call,
+/// so that two at once still replace each other.
+#[cfg(target_os = "linux")]
+static SHOWN: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
+
+/// Shows a notification in place of the last one, off the caller's thread; a desktop without a
+/// notification service is logged, not an error anyone needs to see.
 #[cfg(target_os = "linux")]
 pub fn show<R: tauri::Runtime>(_app: &tauri::AppHandle<R>, summary: String, body: String) {
     tauri::async_runtime::spawn_blocking(move || {
+        let mut shown = SHOWN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let sent = gio::bus_get_sync(gio::BusType::Session, gio::Cancellable::NONE)
-            .and_then(|bus| notify(&bus, &summary, &body));
-        if let Err(error) = sent {
-            tracing::info!("no notification shown: {error}");
+            .and_then(|bus| notify(&bus, &summary, &body, *shown));
+        match sent {
+            Ok(id) => *shown = id,
+            Err(error) => tracing::info!("no notification shown: {error}"),
         }
     });
 }
@@ -38,9 +48,15 @@ pub fn plugin<R: tauri::Runtime>() -> Option<tauri::plugin::TauriPlugin<R>> {
     return Some(tauri_plugin_notification::init());
 }
 
-/// Asks the notification service on `bus` to show `summary` and `body`; returns its id.
+/// Asks the notification service on `bus` to show `summary` and `body`, in place of the
+/// notification `replaces` (0: none); returns its id.
 #[cfg(target_os = "linux")]
-pub fn notify(bus: &gio::DBusConnection, summary: &str, body: &str) -> Result<u32, glib::Error> {
+pub fn notify(
+    bus: &gio::DBusConnection,
+    summary: &str,
+    body: &str,
+    replaces: u32,
+) -> Result<u32, glib::Error> {
     use glib::prelude::ToVariant as _;
     use std::collections::HashMap;
 
@@ -48,7 +64,7 @@ pub fn notify(bus: &gio::DBusConnection, summary: &str, body: &str) -> Result<u3
     let hints: HashMap<String, glib::Variant> = HashMap::new();
     let arguments = (
         "Stepwise",
-        0u32,
+        replaces,
         "dialog-question",
         summary,
         body,
@@ -90,7 +106,8 @@ mod tests {
       </method>
     </interface></node>"#;
 
-    type Seen = (String, String, String);
+    /// A notification as the service saw it: app, the id it replaces, summary, body.
+    type Seen = (String, u32, String, String);
 
     /// A private session bus (a real dbus-daemon), stopped when dropped.
     struct Bus(Child, String);
@@ -152,10 +169,15 @@ mod tests {
                                 HashMap<String, glib::Variant>,
                                 i32,
                             );
-                            let (app, _, _, summary, body, _, _, _) =
+                            let (app, replaces, _, summary, body, _, _, _) =
                                 parameters.get::<Notify>().expect("Notify's arguments");
-                            let _ = seen_tx.lock().expect("lock").send((app, summary, body));
-                            invocation.return_value(Some(&(41u32,).to_variant()));
+                            let _ = seen_tx
+                                .lock()
+                                .expect("lock")
+                                .send((app, replaces, summary, body));
+                            // The service's id: the one replaced, else a new one.
+                            let id = if replaces == 0 { 41u32 } else { replaces };
+                            invocation.return_value(Some(&(id,).to_variant()));
                         },
                         |_, _, _, _, _| ().to_variant(),
                         |_, _, _, _, _, _| false,
@@ -186,28 +208,40 @@ mod tests {
     }
 
     #[test]
-    fn a_notification_reaches_the_desktop_service_with_its_words() {
+    fn a_notification_reaches_the_desktop_service_with_its_words_and_replaces_the_last() {
         let bus = Bus::start();
         let seen = serve_notifications(&bus);
-        let id = super::notify(
-            &bus.connect(),
+        let client = bus.connect();
+        let first = super::notify(
+            &client,
             "Stepwise: approval needed",
             "fix-and-test: step `fix` waits for you",
+            0,
         )
         .expect("the service answers");
-        assert_eq!(id, 41, "the id the service gave back");
-        let (app, summary, body) = seen
+        assert_eq!(first, 41, "the id the service gave back");
+        let (app, replaces, summary, body) = seen
             .recv_timeout(Duration::from_secs(5))
             .expect("the service saw it");
         assert_eq!(app, "Stepwise");
+        assert_eq!(replaces, 0, "the first replaces nothing");
         assert_eq!(summary, "Stepwise: approval needed");
         assert_eq!(body, "fix-and-test: step `fix` waits for you");
+
+        let next = super::notify(&client, "Stepwise: approval needed", "two wait", first)
+            .expect("the service answers");
+        let (_, replaces, _, body) = seen
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the service saw the next");
+        assert_eq!(replaces, 41, "the next one takes the first one's place");
+        assert_eq!(body, "two wait");
+        assert_eq!(next, 41);
     }
 
     #[test]
     fn a_desktop_without_a_notification_service_is_an_error() {
         let bus = Bus::start();
-        let error = super::notify(&bus.connect(), "s", "b").expect_err("nobody to show it");
+        let error = super::notify(&bus.connect(), "s", "b", 0).expect_err("nobody to show it");
         assert!(
             error.to_string().contains("org.freedesktop.Notifications"),
             "names the missing service: {error}"

@@ -386,6 +386,17 @@ fn a_question_arriving_while_the_window_is_in_the_background_raises_a_notificati
         1,
         "only the new question is news, not the two waiting when the window opened:\n{seen}"
     );
+
+    // The next question says how many wait in all (it replaces the last notification on a
+    // desktop that has a notification service: notify.rs's tests).
+    let out = env.run(&example("release-gate.yaml"), &[]);
+    assert_eq!(out.code, 3, "{out}");
+    wait_until("a second notification with the count", LIVE, || {
+        bus.seen().matches("member=Notify").count() == 2
+            && bus
+                .seen()
+                .contains("release-gate: step `release_gate` waits for you (4 questions wait)")
+    });
     let _ = app.kill();
     let _ = app.wait();
 }
