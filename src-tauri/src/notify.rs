@@ -3,26 +3,87 @@
 //! window has loaded anyway; elsewhere Tauri's notification plugin. (On Linux the plugin would
 //! bring a second D-Bus stack, zbus, for this one call: 2 MB more code in memory.)
 
-/// The id of the notification on screen, replaced by the next one: a burst of questions is
-/// one notification that keeps its count current, not a stack of them. Held across the call,
-/// so that two at once still replace each other.
+/// The desktop's side of the notifications: at most one call to the service in flight, and the
+/// newest notification waiting behind it (older ones it replaces are never sent), so a burst of
+/// questions, or a service that answers slowly, costs one thread and two calls at most. Each
+/// notification takes the place of the last on screen.
 #[cfg(target_os = "linux")]
-static SHOWN: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
+pub struct Desktop {
+    state: std::sync::Mutex<DesktopState>,
+}
+
+#[cfg(target_os = "linux")]
+struct DesktopState {
+    /// The id of the notification on screen (0: none).
+    shown: u32,
+    /// The newest notification not sent yet.
+    next: Option<(String, String)>,
+    /// Whether a thread is sending.
+    sending: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl Desktop {
+    pub const fn new() -> Desktop {
+        Desktop {
+            state: std::sync::Mutex::new(DesktopState {
+                shown: 0,
+                next: None,
+                sending: false,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, DesktopState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `summary` and `body` in place of whatever waits, and sends from a thread of its
+    /// own unless one is sending already; `bus` connects to the session bus.
+    pub fn show<B>(&'static self, summary: String, body: String, bus: B)
+    where
+        B: Fn() -> Result<gio::DBusConnection, glib::Error> + Send + 'static,
+    {
+        {
+            let mut state = self.state();
+            state.next = Some((summary, body));
+            if state.sending {
+                return;
+            }
+            state.sending = true;
+        }
+        std::thread::spawn(move || {
+            loop {
+                let (summary, body, replaces) = {
+                    let mut state = self.state();
+                    match state.next.take() {
+                        Some((summary, body)) => (summary, body, state.shown),
+                        None => {
+                            state.sending = false;
+                            return;
+                        }
+                    }
+                };
+                match bus().and_then(|bus| notify(&bus, &summary, &body, replaces)) {
+                    Ok(id) => self.state().shown = id,
+                    Err(error) => tracing::info!("no notification shown: {error}"),
+                }
+            }
+        });
+    }
+}
+
+#[cfg(target_os = "linux")]
+static DESKTOP: Desktop = Desktop::new();
 
 /// Shows a notification in place of the last one, off the caller's thread; a desktop without a
 /// notification service is logged, not an error anyone needs to see.
 #[cfg(target_os = "linux")]
 pub fn show<R: tauri::Runtime>(_app: &tauri::AppHandle<R>, summary: String, body: String) {
-    tauri::async_runtime::spawn_blocking(move || {
-        let mut shown = SHOWN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let sent = gio::bus_get_sync(gio::BusType::Session, gio::Cancellable::NONE)
-            .and_then(|bus| notify(&bus, &summary, &body, *shown));
-        match sent {
-            Ok(id) => *shown = id,
-            Err(error) => tracing::info!("no notification shown: {error}"),
-        }
+    DESKTOP.show(summary, body, || {
+        gio::bus_get_sync(gio::BusType::Session, gio::Cancellable::NONE)
     });
 }
 
@@ -127,11 +188,14 @@ mod tests {
         }
 
         fn connect(&self) -> gio::DBusConnection {
-            let flags = gio::DBusConnectionFlags::AUTHENTICATION_CLIENT
-                | gio::DBusConnectionFlags::MESSAGE_BUS_CONNECTION;
-            gio::DBusConnection::for_address_sync(&self.1, flags, None, gio::Cancellable::NONE)
-                .expect("connect to the private bus")
+            connect_to(&self.1).expect("connect to the private bus")
         }
+    }
+
+    fn connect_to(address: &str) -> Result<gio::DBusConnection, glib::Error> {
+        let flags = gio::DBusConnectionFlags::AUTHENTICATION_CLIENT
+            | gio::DBusConnectionFlags::MESSAGE_BUS_CONNECTION;
+        gio::DBusConnection::for_address_sync(address, flags, None, gio::Cancellable::NONE)
     }
 
     impl Drop for Bus {
@@ -141,8 +205,9 @@ mod tests {
         }
     }
 
-    /// A notification service on `bus` that reports each notification's app, summary and body.
-    fn serve_notifications(bus: &Bus) -> mpsc::Receiver<Seen> {
+    /// A notification service on `bus` that takes `delay` to answer and reports each
+    /// notification's app, the id it replaces, summary and body.
+    fn serve_notifications(bus: &Bus, delay: Duration) -> mpsc::Receiver<Seen> {
         let (seen_tx, seen_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let connection = bus.connect();
@@ -175,6 +240,7 @@ mod tests {
                                 .lock()
                                 .expect("lock")
                                 .send((app, replaces, summary, body));
+                            std::thread::sleep(delay);
                             // The service's id: the one replaced, else a new one.
                             let id = if replaces == 0 { 41u32 } else { replaces };
                             invocation.return_value(Some(&(id,).to_variant()));
@@ -210,7 +276,7 @@ mod tests {
     #[test]
     fn a_notification_reaches_the_desktop_service_with_its_words_and_replaces_the_last() {
         let bus = Bus::start();
-        let seen = serve_notifications(&bus);
+        let seen = serve_notifications(&bus, Duration::ZERO);
         let client = bus.connect();
         let first = super::notify(
             &client,
@@ -236,6 +302,45 @@ mod tests {
         assert_eq!(replaces, 41, "the next one takes the first one's place");
         assert_eq!(body, "two wait");
         assert_eq!(next, 41);
+    }
+
+    #[test]
+    fn a_burst_against_a_slow_service_sends_two_at_most_the_newest_last() {
+        static DESKTOP: super::Desktop = super::Desktop::new();
+        let bus = Bus::start();
+        let seen = serve_notifications(&bus, Duration::from_millis(300));
+        for question in 1..=20 {
+            let address = bus.1.clone();
+            DESKTOP.show(
+                "Stepwise: approval needed".into(),
+                format!("question {question}"),
+                move || connect_to(&address),
+            );
+        }
+        let mut sent = Vec::new();
+        while let Ok((_, replaces, _, body)) = seen.recv_timeout(Duration::from_secs(3)) {
+            let newest = body == "question 20";
+            sent.push((replaces, body));
+            if newest {
+                break;
+            }
+        }
+        assert!(
+            (1..=2).contains(&sent.len()),
+            "one call in flight and the newest behind it: {sent:?}"
+        );
+        assert_eq!(
+            sent.last().map(|(_, body)| body.as_str()),
+            Some("question 20")
+        );
+        assert_eq!(sent[0].0, 0, "the first replaces nothing: {sent:?}");
+        if let [_, (replaces, _)] = sent.as_slice() {
+            assert_eq!(*replaces, 41, "the newest takes the first one's place");
+        }
+        assert!(
+            seen.recv_timeout(Duration::from_millis(800)).is_err(),
+            "nothing after the newest"
+        );
     }
 
     #[test]
