@@ -54,7 +54,8 @@ impl Desktop {
             }
             state.sending = true;
         }
-        std::thread::spawn(move || {
+        let sender = std::thread::Builder::new().name("notifications".into());
+        let started = sender.spawn(move || {
             loop {
                 let (summary, body, replaces) = {
                     let mut state = self.state();
@@ -72,6 +73,10 @@ impl Desktop {
                 }
             }
         });
+        if let Err(error) = started {
+            tracing::info!("no notification shown: no thread to send it: {error}");
+            self.state().sending = false;
+        }
     }
 }
 
