@@ -8,8 +8,13 @@ fn main() {
     // instead of a 4 MB table that would stay resident. Identical functions folded into one
     // (lld's ICF; Rust promises no distinct addresses for functions): 1.7 MB less code in a
     // debug build. Both lower the app's idle memory (BENCHMARKS.md).
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+    // Code folding needs lld, Rust's default linker on x86_64 Linux since 1.90 (GNU ld has no
+    // ICF); packed relocations are in GNU ld too (2.38+).
+    let target = std::env::var("TARGET").unwrap_or_default();
+    if target.contains("-linux-") {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+    if target == "x86_64-unknown-linux-gnu" {
         println!("cargo:rustc-link-arg-bins=-Wl,--icf=all");
     }
     if let Err(error) = tauri_build::try_build(attributes) {
