@@ -15,6 +15,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+# Builds PACKAGE in release and sets $built to the absolute path of its BINARY.
+build_release() {
+    cargo build --release -p "$1"
+    local dir="${CARGO_TARGET_DIR:-target}"
+    [[ $dir == /* ]] || dir="$PWD/$dir"
+    built="$dir/release/$2"
+    [[ -x "$built" ]] || die "the build did not produce $built"
+}
 
 # --- System packages: a C compiler (SQLite is built from source) and python3 (the demo's tests).
 missing=()
@@ -66,11 +74,8 @@ if [[ -n "${DISPLAY:-}" || -n "${WAYLAND_DISPLAY:-}" ]]; then
     say "Building the UI ..."
     (cd ui && npm install --no-audit --no-fund && npm run build)
     say "Building the app (release; a few minutes the first time) ..."
-    cargo build --release -p stepwise-app
-    target_dir="${CARGO_TARGET_DIR:-target}"
-    [[ $target_dir == /* ]] || target_dir="$PWD/$target_dir"
-    app="$target_dir/release/stepwise-app"
-    [[ -x "$app" ]] || die "the build did not produce $app"
+    build_release stepwise-app stepwise-app
+    app=$built
     say "Opening Stepwise. The database and demo workspace are in ${XDG_DATA_HOME:-$HOME/.local/share}/stepwise."
     exec "$app"
 fi
@@ -79,11 +84,8 @@ say
 
 # --- Build.
 say "Building stepwise (release) ..."
-cargo build --release -p stepwise-cli
-target_dir="${CARGO_TARGET_DIR:-target}"
-[[ $target_dir == /* ]] || target_dir="$PWD/$target_dir"
-stepwise="$target_dir/release/stepwise"
-[[ -x "$stepwise" ]] || die "the build did not produce $stepwise"
+build_release stepwise-cli stepwise
+stepwise=$built
 
 # --- A fresh demo workspace, recreated every time.
 data_dir="${XDG_DATA_HOME:-$HOME/.local/share}/stepwise"
