@@ -13,9 +13,9 @@ use crate::support::{Env, step};
 use crate::webdriver::{Display, Driver, Session};
 
 const ENTER: &str = "\u{E007}";
-const LIVE: Duration = Duration::from_secs(10);
+pub(crate) const LIVE: Duration = Duration::from_secs(10);
 
-fn app_binary() -> PathBuf {
+pub(crate) fn app_binary() -> PathBuf {
     let cli = crate::support::binary();
     let app = cli.with_file_name(format!("stepwise-app{}", std::env::consts::EXE_SUFFIX));
     assert!(
@@ -35,7 +35,7 @@ fn screenshots() -> PathBuf {
 }
 
 /// Waits until `check` holds, for things outside the window (files, the log).
-fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
     let started = Instant::now();
     while !check() {
         assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
@@ -44,7 +44,7 @@ fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
 }
 
 /// The app's environment: the test's database, workspace and config, its own data directory.
-fn app_env(env: &Env) -> Vec<(String, String)> {
+pub(crate) fn app_env(env: &Env) -> Vec<(String, String)> {
     let root = env.root();
     vec![
         ("STEPWISE_DB".into(), env.db.display().to_string()),
@@ -262,141 +262,4 @@ fn the_app_says_why_it_cannot_start_instead_of_panicking() {
     assert_eq!(broken.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&env.db.display().to_string()), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-/// A private D-Bus session bus (a real dbus-daemon) with a dbus-monitor on it that records every
-/// call to the desktop's notification service; both stopped when dropped.
-struct NotificationWatch {
-    daemon: std::process::Child,
-    monitor: std::process::Child,
-    address: String,
-    seen: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl NotificationWatch {
-    fn start() -> NotificationWatch {
-        use std::io::{BufRead as _, BufReader, Read as _};
-        use std::process::{Command, Stdio};
-        let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (apt-get install dbus-daemon)");
-        let mut address = String::new();
-        BufReader::new(daemon.stdout.take().expect("piped"))
-            .read_line(&mut address)
-            .expect("the bus address");
-        let address = address.trim().to_owned();
-        let mut monitor = Command::new("dbus-monitor")
-            .args([
-                "--address",
-                &address,
-                "interface='org.freedesktop.Notifications'",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-monitor (apt-get install dbus-bin)");
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut out = monitor.stdout.take().expect("piped");
-        let sink = seen.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = out.read(&mut chunk) {
-                if n == 0 {
-                    return;
-                }
-                let text = String::from_utf8_lossy(&chunk[..n]).into_owned();
-                sink.lock().expect("lock").push_str(&text);
-            }
-        });
-        // The monitor is listening once the bus has told it its name.
-        wait_until("dbus-monitor on the bus", LIVE, || {
-            seen.lock().expect("lock").contains("NameAcquired")
-        });
-        NotificationWatch {
-            daemon,
-            monitor,
-            address,
-            seen,
-        }
-    }
-
-    fn seen(&self) -> String {
-        self.seen.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for NotificationWatch {
-    fn drop(&mut self) {
-        for child in [&mut self.monitor, &mut self.daemon] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-#[test]
-fn a_question_arriving_while_the_window_is_in_the_background_raises_a_notification() {
-    let env = Env::new();
-    copy_dir(&workflows_dir().join("demo"), &env.ws);
-    let bus = NotificationWatch::start();
-    // The pointer sits in the middle of a screen twice the window's size: the window is not
-    // the focused one.
-    let display = Display::xvfb("2560x1600x24");
-    // Two runs wait before the window opens (questions that are not news then); the app takes
-    // them over, so it is up once it holds them.
-    let waiting: Vec<String> = (0..2)
-        .map(|_| {
-            let out = env.run(&example("fix-and-test.yaml"), &[]);
-            assert_eq!(out.code, 3, "{out}");
-            out.run_id()
-        })
-        .collect();
-    let mut app = std::process::Command::new(app_binary())
-        .envs(app_env(&env))
-        .env("DISPLAY", &display.name)
-        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start the app");
-    let pid = app.id().to_string();
-    wait_until("the app holding the waiting runs", LIVE, || {
-        waiting.iter().all(|run| {
-            env.show(run)["held_by"]
-                .as_str()
-                .is_some_and(|holder| holder.contains(&pid))
-        })
-    });
-
-    // A run started from the CLI asks a question: the desktop is asked to show it.
-    let out = env.run(&example("release-gate.yaml"), &[]);
-    assert_eq!(out.code, 3, "{out}");
-    wait_until("a notification of the new question", LIVE, || {
-        let seen = bus.seen();
-        seen.contains("member=Notify")
-            && seen.contains("Stepwise: approval needed")
-            && seen.contains("release-gate: step `release_gate` waits for you")
-    });
-    let seen = bus.seen();
-    assert_eq!(
-        seen.matches("member=Notify").count(),
-        1,
-        "only the new question is news, not the two waiting when the window opened:\n{seen}"
-    );
-
-    // The next question says how many wait in all (it replaces the last notification on a
-    // desktop that has a notification service: notify.rs's tests).
-    let out = env.run(&example("release-gate.yaml"), &[]);
-    assert_eq!(out.code, 3, "{out}");
-    wait_until("a second notification with the count", LIVE, || {
-        bus.seen().matches("member=Notify").count() == 2
-            && bus
-                .seen()
-                .contains("release-gate: step `release_gate` waits for you (4 questions wait)")
-    });
-    let _ = app.kill();
-    let _ = app.wait();
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod app;
+mod app_notify;
 mod approvals;
 mod ceilings;
 mod cli;
