@@ -17,6 +17,7 @@ mod examples;
 mod fake_llm;
 mod flow;
 mod fuzz;
+mod hostile_usage;
 mod interrupt;
 mod llm;
 mod llm_examples;

@@ -18,6 +18,7 @@ use crate::support::{Env, of_type, step};
 struct LocalModel {
     child: Child,
     base_url: String,
+    log: std::path::PathBuf,
 }
 
 impl LocalModel {
@@ -39,14 +40,16 @@ impl LocalModel {
         let mut model = LocalModel {
             child,
             base_url: format!("http://127.0.0.1:{port}/v1"),
+            log,
         };
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = model.child.try_wait() {
                 panic!(
-                    "the local model server exited ({status}); is it installed? run \
+                    "the local model server exited ({}); is it installed? run \
                      scripts/local-llm.sh install\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    death(status),
+                    std::fs::read_to_string(&model.log).unwrap_or_default()
                 );
             }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -60,6 +63,39 @@ impl LocalModel {
         }
         model
     }
+}
+
+impl LocalModel {
+    /// `what` (a command's output), with the server's death when it died: a call that failed
+    /// because the server crashed is blamed on the crash, not on reaching it.
+    fn explain(&mut self, what: &dyn std::fmt::Display) -> String {
+        match self.child.try_wait() {
+            Ok(Some(status)) => format!(
+                "{what}\nthe local model server DIED ({}); its log ends:\n{}",
+                death(status),
+                log_tail(&self.log)
+            ),
+            _ => what.to_string(),
+        }
+    }
+}
+
+/// How a server process ended, in words; an illegal instruction says what to do about it.
+fn death(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(libc::SIGILL) => "killed by SIGILL, an illegal instruction: its llama.cpp was built \
+             for another CPU; remove ~/.cache/stepwise/llm-venv and run scripts/local-llm.sh install"
+            .to_string(),
+        Some(signal) => format!("killed by signal {signal}"),
+        None => status.to_string(),
+    }
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 impl Drop for LocalModel {
@@ -89,7 +125,7 @@ fn replies(env: &Env, run: &str) -> Vec<Value> {
 #[test]
 fn the_examples_run_against_a_real_model_and_replay_without_it() {
     let key = format!("sk-local-{}", std::process::id());
-    let model = LocalModel::start(&key);
+    let mut model = LocalModel::start(&key);
     let env = env_with_local_settings(&model.base_url, &key);
     copy_dir(&workflows_dir().join("demo"), &env.ws);
 
@@ -97,13 +133,22 @@ fn the_examples_run_against_a_real_model_and_replay_without_it() {
     let wrong = env_with_local_settings(&model.base_url, "sk-wrong-key");
     copy_dir(&workflows_dir().join("demo"), &wrong.ws);
     let refused = wrong.run(&example("llm-factorial.yaml"), &[]);
-    assert_eq!(refused.code, 1, "{refused}");
-    assert!(refused.stdout.contains("HTTP 401"), "{refused}");
+    assert_eq!(refused.code, 1, "{}", model.explain(&refused));
+    assert!(
+        refused.stdout.contains("HTTP 401"),
+        "{}",
+        model.explain(&refused)
+    );
     assert!(!refused.stdout.contains("sk-wrong-key"), "{refused}");
 
     // The seed scenario: the model writes the function, the edit waits with its diff.
     let out = env.run(&example("llm-factorial.yaml"), &[]);
-    assert_eq!(out.code, 3, "the edit waits for approval: {out}");
+    assert_eq!(
+        out.code,
+        3,
+        "the edit waits for approval: {}",
+        model.explain(&out)
+    );
     let factorial = out.run_id();
     let waiting = env.approvals();
     assert_eq!(waiting[0]["step"], "add_factorial");
@@ -149,7 +194,7 @@ fn the_examples_run_against_a_real_model_and_replay_without_it() {
 
     // Structured output from the real model: a valid object, then the note waits.
     let triage = env.run(&example("llm-triage.yaml"), &["--input", "name=real"]);
-    assert_eq!(triage.code, 3, "{triage}");
+    assert_eq!(triage.code, 3, "{}", model.explain(&triage));
     let triage = triage.run_id();
     let classified = step(&env.show(&triage), "classify")["output"].clone();
     assert!(

@@ -35,6 +35,15 @@ impl ProviderKind {
     }
 }
 
+/// The most money any figure holds, in micro-dollars (about $4.6 trillion): costs and sums
+/// saturate here, so that they fit SQLite's signed 64-bit integers, even added to one another.
+pub const MAX_MICRO_USD: u64 = (1 << 62) - 1;
+
+/// The most tokens a provider may say one call used, in either direction. No model reads or
+/// writes a hundred million tokens in one call: a reply that says so is refused as malformed
+/// before anything of it is stored.
+pub const MAX_TOKENS_PER_CALL: u64 = 100_000_000;
+
 /// Prices in integer micro-dollars per million tokens.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,11 +55,14 @@ pub struct Price {
 }
 
 impl Price {
-    /// What `input` and `output` tokens cost, rounded up to a whole micro-dollar.
+    /// What `input` and `output` tokens cost, rounded up to a whole micro-dollar, at most
+    /// [`MAX_MICRO_USD`].
     pub fn cost_micro_usd(&self, input: u64, output: u64) -> u64 {
-        let scaled = u128::from(input) * u128::from(self.input_micro_usd_per_mtok)
-            + u128::from(output) * u128::from(self.output_micro_usd_per_mtok);
-        u64::try_from(scaled.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+        let scaled = (u128::from(input) * u128::from(self.input_micro_usd_per_mtok))
+            .saturating_add(u128::from(output) * u128::from(self.output_micro_usd_per_mtok));
+        u64::try_from(scaled.div_ceil(1_000_000))
+            .unwrap_or(u64::MAX)
+            .min(MAX_MICRO_USD)
     }
 }
 
@@ -157,6 +169,24 @@ impl TokenUsage {
     pub fn total(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)
     }
+
+    /// Why a provider's figures cannot be believed: more than [`MAX_TOKENS_PER_CALL`] either
+    /// way.
+    pub fn implausible(&self) -> Option<String> {
+        [("input", self.input_tokens), ("output", self.output_tokens)]
+            .into_iter()
+            .find(|&(_, tokens)| tokens > MAX_TOKENS_PER_CALL)
+            .map(|(what, tokens)| {
+                format!(
+                    "it reports {tokens} {what} tokens for one call, more than the {MAX_TOKENS_PER_CALL} any call can use"
+                )
+            })
+    }
+}
+
+/// `a + b` in micro-dollars, at most [`MAX_MICRO_USD`].
+pub fn add_micro_usd(a: u64, b: u64) -> u64 {
+    a.saturating_add(b).min(MAX_MICRO_USD)
 }
 
 /// What a model replied, and what it cost.
@@ -314,6 +344,27 @@ mod tests {
         assert_eq!(price.cost_micro_usd(0, 0), 0);
         assert_eq!(price.cost_micro_usd(1_000, 1_000), 750);
         assert_eq!(Price::default().cost_micro_usd(u64::MAX, u64::MAX), 0);
+        let dear = Price {
+            input_micro_usd_per_mtok: u64::MAX,
+            output_micro_usd_per_mtok: u64::MAX,
+        };
+        assert_eq!(dear.cost_micro_usd(u64::MAX, u64::MAX), MAX_MICRO_USD);
+        assert!(i64::try_from(add_micro_usd(MAX_MICRO_USD, MAX_MICRO_USD)).is_ok());
+    }
+
+    #[test]
+    fn token_figures_no_call_can_reach_are_implausible() {
+        let usage = |input_tokens, output_tokens| TokenUsage {
+            input_tokens,
+            output_tokens,
+        };
+        assert_eq!(usage(1_000, MAX_TOKENS_PER_CALL).implausible(), None);
+        let said = usage(3, u64::MAX).implausible().expect("implausible");
+        assert!(
+            said.contains("18446744073709551615 output tokens"),
+            "{said}"
+        );
+        assert!(usage(MAX_TOKENS_PER_CALL + 1, 0).implausible().is_some());
     }
 
     #[test]

@@ -294,6 +294,20 @@ mod tests {
             store.run(&rid("run-1")).unwrap().unwrap().cost_micro_usd,
             150
         );
+
+        // A hostile figure, twice: the sum stays an integer, at the ceiling.
+        store
+            .append(
+                &rid("run-1"),
+                seq(3),
+                &[reply(u64::MAX), reply(u64::MAX)],
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            store.run(&rid("run-1")).unwrap().unwrap().cost_micro_usd,
+            stepwise_core::llm::MAX_MICRO_USD
+        );
     }
 
     #[test]

@@ -111,8 +111,32 @@ BEGIN
 END;
 "#;
 
+/// V4: a run's cost stays an integer whatever a reply says. A reply recorded from a hostile
+/// server could say 18446744073709551615 micro-dollars: SQLite turned the sum into a REAL that
+/// no reader could take as an integer, so that listing runs failed for the whole database.
+/// Each reply now counts for at most 2^62 - 1 and so does the sum (the two together still fit
+/// a signed 64-bit integer), and costs already stored are brought back within that.
+const V4_BOUNDED_RUN_COST: &str = r#"
+UPDATE runs
+SET cost_micro_usd = MIN(4611686018427387903, MAX(0, CAST(cost_micro_usd AS INTEGER)))
+WHERE typeof(cost_micro_usd) <> 'integer'
+   OR cost_micro_usd < 0
+   OR cost_micro_usd > 4611686018427387903;
+
+DROP TRIGGER runs_cost_of_replies;
+CREATE TRIGGER runs_cost_of_replies AFTER INSERT ON events
+WHEN NEW.event_type = 'OperationSucceeded'
+ AND json_extract(NEW.payload, '$.result.kind') = 'llm_replied'
+BEGIN
+    UPDATE runs
+    SET cost_micro_usd = MIN(4611686018427387903, cost_micro_usd + MIN(4611686018427387903,
+        MAX(0, CAST(COALESCE(json_extract(NEW.payload, '$.result.cost_micro_usd'), 0) AS INTEGER))))
+    WHERE run_id = NEW.run_id;
+END;
+"#;
+
 /// Every migration's SQL, oldest first: schema version N is after the first N.
-const ALL: [&str; 3] = [V1_INITIAL, V2_SHARED_RUNS, V3_RUN_COST];
+const ALL: [&str; 4] = [V1_INITIAL, V2_SHARED_RUNS, V3_RUN_COST, V4_BOUNDED_RUN_COST];
 
 /// All migrations, oldest first.
 pub(crate) fn migrations() -> Migrations<'static> {

@@ -64,8 +64,21 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         updated_at_ms: row.get(8)?,
         last_seq: EventSeq::new(row.get(9)?),
         change_seq: row.get(10)?,
-        cost_micro_usd: row.get(11)?,
+        cost_micro_usd: stored_micro_usd(row.get_ref(11)?),
     })
+}
+
+/// A cost column as stored, whatever its type: a database written before costs were bounded
+/// may hold a REAL or a negative number there, and listing runs must not fail on it.
+fn stored_micro_usd(value: rusqlite::types::ValueRef<'_>) -> u64 {
+    use rusqlite::types::ValueRef;
+    let max = stepwise_core::llm::MAX_MICRO_USD;
+    match value {
+        ValueRef::Integer(n) => u64::try_from(n).unwrap_or(0).min(max),
+        // `as` saturates a float into the integer's range (NaN becomes 0).
+        ValueRef::Real(x) => (x.max(0.0) as u64).min(max),
+        _ => 0,
+    }
 }
 
 impl Store {

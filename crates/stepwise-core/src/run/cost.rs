@@ -38,12 +38,16 @@ fn is_zero(n: &u64) -> bool {
 
 impl CostLine {
     fn add(&mut self, reply: &crate::llm::LlmReply) {
-        self.calls += 1;
-        self.input_tokens += reply.usage.input_tokens;
-        self.output_tokens += reply.usage.output_tokens;
-        self.micro_usd += reply.cost_micro_usd;
-        self.after_crash += u64::from(reply.after_crash);
-        self.simulated += u64::from(reply.simulated);
+        // Saturating: a log may hold figures from a hostile server recorded before they were
+        // bounded, and a report must still be made of it.
+        self.calls = self.calls.saturating_add(1);
+        self.input_tokens = self.input_tokens.saturating_add(reply.usage.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(reply.usage.output_tokens);
+        self.micro_usd = crate::llm::add_micro_usd(self.micro_usd, reply.cost_micro_usd);
+        self.after_crash = self
+            .after_crash
+            .saturating_add(u64::from(reply.after_crash));
+        self.simulated = self.simulated.saturating_add(u64::from(reply.simulated));
     }
 }
 

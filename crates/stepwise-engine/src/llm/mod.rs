@@ -123,6 +123,14 @@ async fn call(
         }
     }
     .map_err(|e| secret.redact_error(e))?;
+    // A server's token counts are believed only within what a call can use: past that they
+    // would poison every sum made of them (cost, budget, the runs listing).
+    if let Some(problem) = answer.usage.as_ref().and_then(TokenUsage::implausible) {
+        return Err(http::malformed(
+            &format!("provider `{}`", request.spec.provider),
+            &problem,
+        ));
+    }
     let (usage, usage_estimated) = match answer.usage {
         Some(usage) => (usage, false),
         None => (estimated_usage(request, &answer.text), true),
