@@ -31,3 +31,4 @@ mod steps;
 mod validation;
 mod webdriver;
 mod words;
+mod workspace_settings;

@@ -3,14 +3,19 @@
 //! run records when it starts.
 //!
 //! Keys never appear here: a provider names the environment variable its key comes from
-//! (`api_key_env`), and only that name is recorded. A workspace's settings may add model
-//! aliases and providers but may not name a key variable: a workspace that could point the
-//! user's key at a server of its choosing could steal it.
+//! (`api_key_env`), and only that name is recorded.
+//!
+//! A workspace is not trusted with the user's money or keys: its settings may add providers
+//! and model aliases of its own, which carry no key, but may not redefine, re-price or
+//! re-target a provider or alias of the user's, nor put an alias of its own on a provider
+//! whose key comes from the user (a price of 0 there would spend the user's money without a
+//! budget ever asking). Such a file is refused whole, naming the file, line and name.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 use stepwise_core::llm::{ModelSpec, Price, ProviderKind, builtin_price};
 
 use crate::error::{EngineError, io_reason};
@@ -25,13 +30,22 @@ pub(crate) struct UserSettings {
     pub(crate) named: bool,
 }
 
+/// A settings file as written; each name keeps its line, for the errors that name it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SettingsFile {
     #[serde(default)]
-    providers: BTreeMap<String, ProviderDef>,
+    providers: HashMap<Spanned<String>, ProviderDef>,
     #[serde(default)]
-    models: BTreeMap<String, ModelDef>,
+    models: HashMap<Spanned<String>, ModelDef>,
+}
+
+/// Where a settings file came from: the user's own, or a workspace's (which is not trusted
+/// with the user's keys or money).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    User,
+    Workspace,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,11 +77,19 @@ struct PriceDef {
     output_per_mtok_usd: f64,
 }
 
+/// A definition and the file it came from.
+#[derive(Debug)]
+struct Defined<T> {
+    def: T,
+    file: String,
+    origin: Origin,
+}
+
 /// The settings in force for a workspace.
 #[derive(Debug, Default)]
 pub(crate) struct Settings {
-    providers: BTreeMap<String, (ProviderDef, String)>,
-    models: BTreeMap<String, (ModelDef, String)>,
+    providers: BTreeMap<String, Defined<ProviderDef>>,
+    models: BTreeMap<String, Defined<ModelDef>>,
 }
 
 impl Settings {
@@ -81,53 +103,131 @@ impl Settings {
         if let Some(user) = user
             && let Some(file) = read(&user.path, user.named)?
         {
-            settings.add(file, &user.path, false)?;
+            settings.add(file, &user.path, Origin::User)?;
         }
         let path = workspace.join(WORKSPACE_SETTINGS);
         if let Some(file) = read(&path, false)? {
-            settings.add(file, &path, true)?;
+            settings.add(file, &path, Origin::Workspace)?;
         }
         Ok(settings)
     }
 
-    fn add(&mut self, file: SettingsFile, path: &Path, workspace: bool) -> Result<(), EngineError> {
-        let origin = path.display().to_string();
-        for (name, provider) in file.providers {
-            if workspace && provider.api_key_env.is_some() {
-                return Err(settings_error(
-                    path,
-                    format!(
-                        "provider `{name}`: a workspace's settings may not name an API key variable (`api_key_env`); define the provider in your own settings.yaml"
-                    ),
-                ));
-            }
-            if let Some(url) = &provider.base_url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                return Err(settings_error(
-                    path,
-                    format!("provider `{name}`: `base_url` must start with http:// or https://"),
-                ));
-            }
-            self.providers.insert(name, (provider, origin.clone()));
+    /// Adds a file's definitions, checked whole before any is added, in line order so that
+    /// the first problem in the file is the one named.
+    fn add(&mut self, file: SettingsFile, path: &Path, origin: Origin) -> Result<(), EngineError> {
+        let mut providers: Vec<_> = file.providers.into_iter().collect();
+        providers.sort_by_key(|(name, _)| name.referenced.line());
+        let mut models: Vec<_> = file.models.into_iter().collect();
+        models.sort_by_key(|(alias, _)| alias.referenced.line());
+        for (name, provider) in &providers {
+            self.check_provider(name, provider, origin)
+                .map_err(|message| settings_error_at(path, name, message))?;
         }
-        for (alias, model) in file.models {
-            if let Some(price) = &model.price {
-                for (what, value) in [
-                    ("input_per_mtok_usd", price.input_per_mtok_usd),
-                    ("output_per_mtok_usd", price.output_per_mtok_usd),
-                ] {
-                    if !(value.is_finite() && (0.0..=1e6).contains(&value)) {
-                        return Err(settings_error(
-                            path,
-                            format!("model `{alias}`: `price.{what}` must be dollars, 0 or more"),
-                        ));
-                    }
-                }
-            }
-            self.models.insert(alias, (model, origin.clone()));
+        for (alias, model) in &models {
+            self.check_model(alias, model, origin, &providers)
+                .map_err(|message| settings_error_at(path, alias, message))?;
+        }
+        let file = path.display().to_string();
+        for (name, def) in providers {
+            let file = file.clone();
+            self.providers
+                .insert(name.value, Defined { def, file, origin });
+        }
+        for (alias, def) in models {
+            let file = file.clone();
+            self.models
+                .insert(alias.value, Defined { def, file, origin });
         }
         Ok(())
+    }
+
+    fn check_provider(
+        &self,
+        name: &Spanned<String>,
+        provider: &ProviderDef,
+        origin: Origin,
+    ) -> Result<(), String> {
+        let name = &name.value;
+        if origin == Origin::Workspace {
+            if let Some(user) = self.user_provider(name) {
+                return Err(format!(
+                    "provider `{name}` is defined in your settings ({}); a workspace's settings may add providers of their own but not redefine or re-target yours",
+                    user.file
+                ));
+            }
+            if let Some((alias, user)) = self
+                .models
+                .iter()
+                .find(|(_, m)| m.origin == Origin::User && m.def.provider == *name)
+            {
+                return Err(format!(
+                    "provider `{name}` is the one your model `{alias}` uses ({}); a workspace's settings may not define it for you",
+                    user.file
+                ));
+            }
+            if provider.api_key_env.is_some() {
+                return Err(format!(
+                    "provider `{name}`: a workspace's settings may not name an API key variable (`api_key_env`); define the provider in your own settings.yaml"
+                ));
+            }
+        }
+        if let Some(url) = &provider.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!(
+                "provider `{name}`: `base_url` must start with http:// or https://"
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_model(
+        &self,
+        alias: &Spanned<String>,
+        model: &ModelDef,
+        origin: Origin,
+        same_file: &[(Spanned<String>, ProviderDef)],
+    ) -> Result<(), String> {
+        let alias = &alias.value;
+        if origin == Origin::Workspace {
+            if let Some(user) = self.models.get(alias).filter(|m| m.origin == Origin::User) {
+                return Err(format!(
+                    "model `{alias}` is defined in your settings ({}); a workspace's settings may add models of their own but not redefine, re-price or re-target yours",
+                    user.file
+                ));
+            }
+            let own = same_file
+                .iter()
+                .any(|(name, _)| name.value == model.provider);
+            if !own
+                && let Some(user) = self.user_provider(&model.provider)
+                && let Some(var) = &user.def.api_key_env
+            {
+                return Err(format!(
+                    "model `{alias}` uses provider `{}`, whose key (`{var}`) comes from your settings ({}); a workspace's models may only use providers without your key",
+                    model.provider, user.file
+                ));
+            }
+        }
+        if let Some(price) = &model.price {
+            for (what, value) in [
+                ("input_per_mtok_usd", price.input_per_mtok_usd),
+                ("output_per_mtok_usd", price.output_per_mtok_usd),
+            ] {
+                if !(value.is_finite() && (0.0..=1e6).contains(&value)) {
+                    return Err(format!(
+                        "model `{alias}`: `price.{what}` must be dollars, from 0 to 1000000"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn user_provider(&self, name: &str) -> Option<&Defined<ProviderDef>> {
+        self.providers
+            .get(name)
+            .filter(|p| p.origin == Origin::User)
     }
 
     /// What each alias means, for the aliases a workflow names. An alias the settings do not
@@ -139,7 +239,12 @@ impl Settings {
     ) -> Result<BTreeMap<String, ModelSpec>, EngineError> {
         let mut specs = BTreeMap::new();
         for &alias in aliases {
-            let Some((model, origin)) = self.models.get(alias) else {
+            let Some(Defined {
+                def: model,
+                file: origin,
+                ..
+            }) = self.models.get(alias)
+            else {
                 let files: Vec<String> =
                     looked_at.iter().map(|p| p.display().to_string()).collect();
                 return Err(EngineError::Settings {
@@ -149,7 +254,7 @@ impl Settings {
                     ),
                 });
             };
-            let Some((provider, _)) = self.providers.get(&model.provider) else {
+            let Some(Defined { def: provider, .. }) = self.providers.get(&model.provider) else {
                 return Err(EngineError::Settings {
                     message: format!(
                         "{origin}: model `{alias}` names provider `{}`, which no settings file defines",
@@ -211,6 +316,17 @@ fn read(path: &Path, must_exist: bool) -> Result<Option<SettingsFile>, EngineErr
     stepwise_core::yaml::from_str(&text)
         .map(Some)
         .map_err(|e| settings_error(path, e.to_string()))
+}
+
+/// An error about one name in a settings file, with the line the name is on.
+fn settings_error_at(path: &Path, name: &Spanned<String>, message: String) -> EngineError {
+    EngineError::Settings {
+        message: format!(
+            "settings file {}, line {}: {message}",
+            path.display(),
+            name.referenced.line()
+        ),
+    }
 }
 
 fn settings_error(path: &Path, message: String) -> EngineError {
@@ -283,6 +399,79 @@ mod tests {
         let settings = Settings::load(None, &ws).expect("load");
         let specs = settings.resolve(&["demo"].into(), &[]).expect("resolve");
         assert_eq!(specs["demo"].kind, ProviderKind::Simulated);
+    }
+
+    #[test]
+    fn a_workspace_cannot_redefine_reprice_or_retarget_the_users_models_nor_spend_their_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user = write(
+            dir.path(),
+            "config/settings.yaml",
+            &format!("{USER}  dangling:\n    provider: corp\n    model: x\n"),
+        );
+        let user = UserSettings {
+            path: user,
+            named: true,
+        };
+        let ws = dir.path().join("ws");
+        // (workspace file, the name and line the refusal must name)
+        let refused = [
+            // Re-priced: the user's alias on the user's keyed provider, at $0.
+            (
+                "models:\n  small:\n    provider: local\n    model: smollm2\n    price: { input_per_mtok_usd: 0, output_per_mtok_usd: 0 }\n",
+                "model `small`",
+                "line 2",
+            ),
+            // Re-targeted: the user's provider pointed at another server, without the key.
+            (
+                "# a comment\nproviders:\n  local:\n    kind: openai\n    base_url: http://127.0.0.1:9/v1\n",
+                "provider `local`",
+                "line 3",
+            ),
+            // A new alias on the user's keyed provider.
+            (
+                "models:\n  cheap:\n    provider: local\n    model: gpt-4o\n    price: { input_per_mtok_usd: 0, output_per_mtok_usd: 0 }\n",
+                "model `cheap`",
+                "line 2",
+            ),
+            // The provider a user's alias names but the user's file forgot.
+            (
+                "providers:\n  corp:\n    kind: openai\n    base_url: http://127.0.0.1:9/v1\n",
+                "provider `corp`",
+                "line 2",
+            ),
+            // A key variable, even on a provider of its own.
+            (
+                "providers:\n  mine:\n    kind: openai\n    api_key_env: OPENAI_API_KEY\n",
+                "provider `mine`",
+                "line 2",
+            ),
+        ];
+        for (text, name, line) in refused {
+            let path = write(&ws, WORKSPACE_SETTINGS, text);
+            let error = Settings::load(Some(&user), &ws)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                error.contains(&path.display().to_string())
+                    && error.contains(name)
+                    && error.contains(line),
+                "{text}: {error}"
+            );
+        }
+
+        // What a workspace may do: providers and aliases of its own, without a key.
+        write(
+            &ws,
+            WORKSPACE_SETTINGS,
+            "providers:\n  own:\n    kind: openai\n    base_url: http://127.0.0.1:9/v1\nmodels:\n  mine:\n    provider: own\n    model: m\n    price: { input_per_mtok_usd: 0, output_per_mtok_usd: 0 }\n",
+        );
+        let settings = Settings::load(Some(&user), &ws).expect("load");
+        let specs = settings
+            .resolve(&["mine", "small"].into(), &[])
+            .expect("resolve");
+        assert_eq!(specs["mine"].api_key_env, None);
+        assert_eq!(specs["small"].price.output_micro_usd_per_mtok, 600_000);
     }
 
     #[test]
