@@ -6,6 +6,7 @@ mod support;
 mod app;
 mod app_notify;
 mod approvals;
+mod budget_reservations;
 mod ceilings;
 mod cli;
 mod command_live;

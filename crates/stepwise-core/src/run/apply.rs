@@ -5,6 +5,7 @@ use super::state::{Phase, Purpose, RunState, RunStatus, StateError, StepStatus};
 use super::step::{PendingApproval, proposal_request, purpose_of};
 use crate::event::{DecisionMode, Event, Proposal};
 use crate::ids::EventSeq;
+use crate::llm::{CostEstimate, add_micro_usd};
 use crate::operation::{OperationError, OperationRequest, OperationResult};
 
 impl RunState {
@@ -209,18 +210,12 @@ impl RunState {
                         });
                     }
                     let proposal = granted.edited.clone().unwrap_or(pending.proposal);
-                    // A call let past the budget raises the budget by just enough for it.
-                    if let (Proposal::LlmCall { raise, .. }, Some(budget)) =
-                        (&proposal, self.budget.as_mut())
-                    {
-                        if let (Some(limit), Some(more)) =
-                            (budget.micro_usd.as_mut(), raise.micro_usd)
-                        {
-                            *limit = limit.saturating_add(more);
-                        }
-                        if let (Some(limit), Some(more)) = (budget.tokens.as_mut(), raise.tokens) {
-                            *limit = limit.saturating_add(more);
-                        }
+                    // A call let past the budget: the budget is raised when the call starts,
+                    // by what it lacks then (after every reservation), never here against a
+                    // remainder another approval may raise against too.
+                    if let Proposal::LlmCall { raise, .. } = &proposal {
+                        s.over_budget_approved =
+                            raise.micro_usd.is_some() || raise.tokens.is_some();
                     }
                     s.approved_hashes.insert(granted.approved_hash.clone());
                     s.status = StepStatus::Running;
@@ -286,8 +281,9 @@ impl RunState {
                     op: seq,
                     request: request.clone(),
                 };
-                if matches!(request, OperationRequest::LlmCall(_)) {
+                if let OperationRequest::LlmCall(call) = request {
                     s.llm_calls += 1;
+                    self.reserve(i, &crate::llm::estimate(call));
                 }
                 self.ops.insert(seq, i);
                 self.in_flight += 1;
@@ -395,9 +391,10 @@ impl RunState {
                 op: current,
                 request,
             } if current == op => {
+                self.release(i);
                 if let Ok(OperationResult::LlmReplied(reply)) = &outcome {
                     self.spent.micro_usd =
-                        self.spent.micro_usd.saturating_add(reply.cost_micro_usd);
+                        add_micro_usd(self.spent.micro_usd, reply.cost_micro_usd);
                     self.spent.tokens = self.spent.tokens.saturating_add(reply.usage.total());
                 }
                 if let (
@@ -418,6 +415,34 @@ impl RunState {
                 seq,
                 message: format!("answers operation {op}, which is not in flight"),
             }),
+        }
+    }
+
+    /// Step `i`'s call starts: it holds its estimate of the budget until it replies. A call a
+    /// person let past the budget first raises the budget by exactly what it lacks now.
+    fn reserve(&mut self, i: usize, estimate: &CostEstimate) {
+        let approved = std::mem::take(&mut self.steps[i].over_budget_approved);
+        if approved {
+            let (_, raise) = self.budget_check(estimate);
+            if let Some(budget) = self.budget.as_mut() {
+                if let (Some(limit), Some(more)) = (budget.micro_usd.as_mut(), raise.micro_usd) {
+                    *limit = add_micro_usd(*limit, more);
+                }
+                if let (Some(limit), Some(more)) = (budget.tokens.as_mut(), raise.tokens) {
+                    *limit = limit.saturating_add(more);
+                }
+            }
+        }
+        self.reserved.micro_usd = add_micro_usd(self.reserved.micro_usd, estimate.micro_usd);
+        self.reserved.tokens = self.reserved.tokens.saturating_add(estimate.tokens());
+        self.steps[i].reserved = Some(*estimate);
+    }
+
+    /// Step `i`'s call replied (or failed): what it held goes back.
+    fn release(&mut self, i: usize) {
+        if let Some(estimate) = self.steps[i].reserved.take() {
+            self.reserved.micro_usd = self.reserved.micro_usd.saturating_sub(estimate.micro_usd);
+            self.reserved.tokens = self.reserved.tokens.saturating_sub(estimate.tokens());
         }
     }
 

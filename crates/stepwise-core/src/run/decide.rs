@@ -91,6 +91,14 @@ impl RunState {
             }
             Phase::Begin => self.decide_begin(index),
             Phase::Approved(request) => match request {
+                // Approved for another reason than the budget (the step requires approval),
+                // a call that no longer fits what remains asks about the budget first.
+                Some(OperationRequest::LlmCall(call))
+                    if !self.steps[index].over_budget_approved
+                        && self.over_budget(&crate::llm::estimate(&call)) =>
+                {
+                    self.llm_gate(index, call)
+                }
                 Some(request) => self.start_operation(index, request),
                 None => {
                     let output = match &self.steps[index].approved_proposal {

@@ -98,17 +98,21 @@ impl RunState {
         }]
     }
 
-    /// What remains of the budget, and what it must be raised by for this estimate (`None`
-    /// where it is not crossed, or not limited).
-    fn budget_check(&self, estimate: &CostEstimate) -> (Budget, Budget) {
+    /// What remains of the budget once what is spent and what calls in flight hold are taken
+    /// off, and what it must be raised by for this estimate (`None` where it is not crossed,
+    /// or not limited).
+    pub(super) fn budget_check(&self, estimate: &CostEstimate) -> (Budget, Budget) {
         let Some(budget) = self.budget else {
             return (Budget::default(), Budget::default());
         };
+        let used = |spent: u64, reserved: u64| spent.saturating_add(reserved);
         let remaining = Budget {
             micro_usd: budget
                 .micro_usd
-                .map(|b| b.saturating_sub(self.spent.micro_usd)),
-            tokens: budget.tokens.map(|b| b.saturating_sub(self.spent.tokens)),
+                .map(|b| b.saturating_sub(used(self.spent.micro_usd, self.reserved.micro_usd))),
+            tokens: budget
+                .tokens
+                .map(|b| b.saturating_sub(used(self.spent.tokens, self.reserved.tokens))),
         };
         let raise = Budget {
             micro_usd: remaining
@@ -121,6 +125,12 @@ impl RunState {
                 .map(|left| estimate.tokens() - left),
         };
         (remaining, raise)
+    }
+
+    /// Whether a call of this estimate would cross what remains of the budget.
+    pub(super) fn over_budget(&self, estimate: &CostEstimate) -> bool {
+        let (_, raise) = self.budget_check(estimate);
+        raise.micro_usd.is_some() || raise.tokens.is_some()
     }
 
     /// A reply: the step's output, or (structured output that does not match) the question

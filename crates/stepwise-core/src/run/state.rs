@@ -61,6 +61,11 @@ pub struct RunState {
     pub(crate) budget: Option<Budget>,
     /// What model calls have cost so far.
     pub(crate) spent: Spent,
+    /// What the model calls in flight may still cost: each holds its estimate from the moment
+    /// it is started until it replies, so that calls made side by side cannot together cross
+    /// a budget each fits alone. Folded from the log like everything else, so a resumed or
+    /// replayed run reserves exactly what it did.
+    pub(crate) reserved: Spent,
 }
 
 /// What a run's model calls have cost so far.
@@ -97,6 +102,7 @@ impl RunState {
         Ok(RunState {
             budget,
             spent: Spent::default(),
+            reserved: Spent::default(),
             workflow,
             started,
             policy,
@@ -157,6 +163,11 @@ impl RunState {
     /// What model calls have cost so far.
     pub fn spent(&self) -> Spent {
         self.spent
+    }
+
+    /// What the model calls in flight hold of the budget.
+    pub fn reserved(&self) -> Spent {
+        self.reserved
     }
 
     pub fn last_seq(&self) -> EventSeq {

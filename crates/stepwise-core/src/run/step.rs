@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::event::{Proposal, Resolution};
 use crate::ids::EventSeq;
+use crate::llm::CostEstimate;
 use crate::operation::{OperationError, OperationRequest, OperationResult};
 
 use super::status::StepStatus;
@@ -93,6 +94,12 @@ pub struct StepState {
     /// Model calls made in the current attempt (structured output asks again when a reply
     /// does not match).
     pub(crate) llm_calls: u32,
+    /// What the step's model call in flight holds of the budget: its estimate, reserved when
+    /// it starts and given back when it replies (the reply's real cost is spent then).
+    pub(crate) reserved: Option<CostEstimate>,
+    /// A person approved the call this step is about to make over the budget: when it starts,
+    /// the budget is raised by exactly what that call lacks then.
+    pub(crate) over_budget_approved: bool,
 }
 
 impl StepState {
@@ -116,6 +123,8 @@ impl StepState {
             },
             purpose: None,
             llm_calls: 0,
+            reserved: None,
+            over_budget_approved: false,
         }
     }
 }
