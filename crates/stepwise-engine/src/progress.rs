@@ -42,6 +42,8 @@ pub(crate) struct ProgressSink {
     path: PathBuf,
     tx: Option<mpsc::UnboundedSender<String>>,
     writer: Option<tokio::task::JoinHandle<()>>,
+    /// The file was created and is not removed yet.
+    created: bool,
     /// Bytes that may still be sent.
     room: AtomicUsize,
 }
@@ -65,6 +67,7 @@ impl ProgressSink {
         ProgressSink {
             path,
             tx: writer.is_some().then_some(tx),
+            created: writer.is_some(),
             writer,
             room: AtomicUsize::new(PROGRESS_LIMIT),
         }
@@ -98,14 +101,24 @@ impl ProgressSink {
     /// The operation is over: what was sent reaches the file (for followers to read it to the
     /// end), then the file is removed.
     pub(crate) async fn finish(mut self) {
+        self.close().await;
+        self.remove();
+    }
+
+    /// Stops taking progress and waits (a little) for what was sent to be written.
+    async fn close(&mut self) {
         self.tx = None;
-        if let Some(mut writer) = self.writer.take() {
-            if tokio::time::timeout(FINISH_PATIENCE, &mut writer)
+        if let Some(mut writer) = self.writer.take()
+            && tokio::time::timeout(FINISH_PATIENCE, &mut writer)
                 .await
                 .is_err()
-            {
-                writer.abort();
-            }
+        {
+            writer.abort();
+        }
+    }
+
+    fn remove(&mut self) {
+        if std::mem::take(&mut self.created) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -113,11 +126,11 @@ impl ProgressSink {
 
 impl Drop for ProgressSink {
     fn drop(&mut self) {
-        // Still writing: the operation was dropped before it could finish.
+        // Not finished: the operation was dropped (abandoned, or its process is ending).
         if let Some(writer) = self.writer.take() {
             writer.abort();
-            let _ = std::fs::remove_file(&self.path);
         }
+        self.remove();
     }
 }
 
@@ -202,5 +215,38 @@ impl Engine {
             seen: false,
             since: Instant::now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_progress_file_is_capped_never_follows_a_symlink_and_goes_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").expect("write");
+        let path = dir.path().join("run.op-3.progress");
+        std::os::unix::fs::symlink(&target, &path).expect("plant a symlink");
+
+        let mut sink = ProgressSink::create(path.clone());
+        let piece = "é".repeat(1000);
+        for _ in 0..2 * PROGRESS_LIMIT / piece.len() {
+            sink.send(&piece);
+        }
+        sink.close().await;
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
+        let written = std::fs::read_to_string(&path).expect("the progress file");
+        assert!(written.len() <= PROGRESS_LIMIT && written.len() > PROGRESS_LIMIT - 4);
+        assert!(!std::fs::symlink_metadata(&path).expect("meta").is_symlink());
+        sink.finish().await;
+        assert!(!path.exists(), "removed when the operation ends");
+
+        // Dropped without finishing (the operation was abandoned): removed all the same.
+        let sink = ProgressSink::create(path.clone());
+        sink.send("partial");
+        drop(sink);
+        assert!(!path.exists());
     }
 }
