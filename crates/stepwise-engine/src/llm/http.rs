@@ -143,8 +143,18 @@ fn redirect_error(who: &str, response: &reqwest::Response) -> Option<OperationEr
     if !status.is_redirection() {
         return None;
     }
-    let location = response.headers().get(reqwest::header::LOCATION)?;
-    let target = response.url().join(location.to_str().ok()?).ok()?;
+    let code = status.as_u16();
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        .and_then(|location| response.url().join(location).ok());
+    let Some(target) = target else {
+        return Some(OperationError::new(
+            OperationErrorKind::ProviderRefused,
+            format!("{who} answered with a redirect (HTTP {code}) that says nowhere to go"),
+        ));
+    };
     let mut shown = target.to_string();
     if shown.len() > 200 {
         let mut end = 200;
@@ -154,7 +164,6 @@ fn redirect_error(who: &str, response: &reqwest::Response) -> Option<OperationEr
         shown.truncate(end);
         shown.push('…');
     }
-    let code = status.as_u16();
     let message = if same_origin(response.url(), &target) {
         format!(
             "{who} redirected the call more than {MAX_REDIRECTS} times (HTTP {code}, last to {shown})"
