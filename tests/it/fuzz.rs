@@ -329,6 +329,8 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
                         output_micro_usd_per_mtok: 1_000_000,
                     },
                     stream: true,
+                    timeout_s: None,
+                    idle_timeout_s: None,
                 };
                 (alias.to_string(), spec)
             })

@@ -87,6 +87,14 @@ pub struct ModelSpec {
     /// report no token counts when streaming; then they are estimated.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub stream: bool,
+    /// The most one call may take, in seconds, retries included (the provider's `timeout_s`;
+    /// none: the engine's default). A step's shorter `timeout` still wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+    /// The most a reply may stay silent, in seconds (the provider's `idle_timeout_s`; none:
+    /// the engine's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_s: Option<u32>,
 }
 
 fn yes() -> bool {

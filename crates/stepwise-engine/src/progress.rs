@@ -1,9 +1,15 @@
-//! Live progress of a running operation (a model's reply as it streams in), shared with every
-//! process but never recorded: the executor appends it to a file beside the run's lock, and
-//! followers tail that file until it goes away. The reply itself is recorded when it is
-//! complete, as the operation's result.
+//! Live progress of a running operation (a model's reply as it streams in, a command's
+//! output), shared with every process but never recorded: the executor appends it to a file
+//! beside the run's lock, and followers tail that file until it goes away. The reply itself is
+//! recorded when it is complete, as the operation's result.
+//!
+//! A progress file is the engine's own: it is created new (a symlink planted at its path is
+//! never followed), holds at most [`PROGRESS_LIMIT`] bytes, and is removed when its operation
+//! ends, however it ends.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use stepwise_core::ids::{EventSeq, RunId};
@@ -16,35 +22,137 @@ use crate::engine::Engine;
 const TAIL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a follower waits for a progress file to appear before it gives up on it.
 const APPEAR_PATIENCE: Duration = Duration::from_secs(10);
+/// The most one operation's progress file holds: a model reply's first 2 MiB, a command's first
+/// MiB of each stream. Beyond it, progress is dropped; the result is recorded whole (within its
+/// own ceilings) all the same.
+pub(crate) const PROGRESS_LIMIT: usize = 2 * 1024 * 1024;
+/// How long the end of an operation waits for its progress to reach the file before removing
+/// it (there is at most [`PROGRESS_LIMIT`] of it).
+const FINISH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Where operation `op` of a run writes its progress.
 pub(crate) fn progress_path(lock_dir: &Path, run_id: &RunId, op: EventSeq) -> PathBuf {
     lock_dir.join(format!("{run_id}.op-{op}.progress"))
 }
 
-/// A sink for progress text: what is sent is appended to the operation's progress file by a
-/// task of its own, so the sender never waits on the disk. The file is removed once the sender
-/// is dropped and everything was written.
-pub(crate) fn progress_sink(path: PathBuf) -> mpsc::UnboundedSender<String> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .ok();
-        while let Some(text) = rx.recv().await {
-            if let Some(f) = file.as_mut()
-                && (f.write_all(text.as_bytes()).await.is_err() || f.flush().await.is_err())
-            {
-                file = None;
-            }
+/// An operation's progress file, being written. What is sent is appended by a task of its own,
+/// so that the sender never waits on the disk. [`ProgressSink::finish`] lets the writing end and
+/// removes the file; dropping the sink (the operation was abandoned) removes it at once.
+pub(crate) struct ProgressSink {
+    path: PathBuf,
+    tx: Option<mpsc::UnboundedSender<String>>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+    /// The file was created and is not removed yet.
+    created: bool,
+    /// Bytes that may still be sent.
+    room: AtomicUsize,
+}
+
+impl ProgressSink {
+    /// Creates the progress file at `path`. Progress is a convenience: when the file cannot be
+    /// created, what is sent goes nowhere.
+    pub(crate) fn create(path: PathBuf) -> ProgressSink {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let writer = create_new(&path).map(|file| {
+            let mut file = tokio::fs::File::from_std(file);
+            tokio::spawn(async move {
+                while let Some(text) = rx.recv().await {
+                    if file.write_all(text.as_bytes()).await.is_err() || file.flush().await.is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        });
+        ProgressSink {
+            path,
+            tx: writer.is_some().then_some(tx),
+            created: writer.is_some(),
+            writer,
+            room: AtomicUsize::new(PROGRESS_LIMIT),
         }
-        drop(file);
-        let _ = tokio::fs::remove_file(&path).await;
-    });
-    tx
+    }
+
+    /// Appends `text`, or as much of it as the limit leaves room for (cut at a character).
+    pub(crate) fn send(&self, text: &str) {
+        let Some(tx) = &self.tx else { return };
+        let mut room = self.room.load(Ordering::Relaxed);
+        let take = loop {
+            let mut take = text.len().min(room);
+            while !text.is_char_boundary(take) {
+                take -= 1;
+            }
+            if take == 0 {
+                return;
+            }
+            match self.room.compare_exchange_weak(
+                room,
+                room - take,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break take,
+                Err(now) => room = now,
+            }
+        };
+        let _ = tx.send(text[..take].to_string());
+    }
+
+    /// The operation is over: what was sent reaches the file (for followers to read it to the
+    /// end), then the file is removed.
+    pub(crate) async fn finish(mut self) {
+        self.close().await;
+        self.remove();
+    }
+
+    /// Stops taking progress and waits (a little) for what was sent to be written.
+    async fn close(&mut self) {
+        self.tx = None;
+        if let Some(mut writer) = self.writer.take()
+            && tokio::time::timeout(FINISH_PATIENCE, &mut writer)
+                .await
+                .is_err()
+        {
+            writer.abort();
+        }
+    }
+
+    fn remove(&mut self) {
+        if std::mem::take(&mut self.created) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for ProgressSink {
+    fn drop(&mut self) {
+        // Not finished: the operation was dropped (abandoned, or its process is ending).
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
+        self.remove();
+    }
+}
+
+/// A new file at `path`, never through a symlink. A file left there by a holder that died
+/// (or planted) is removed first: removing a symlink removes the link, not what it points to.
+fn create_new(path: &Path) -> Option<std::fs::File> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    match open() {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path).ok()?;
+            open().ok()
+        }
+        Err(_) => None,
+    }
 }
 
 /// Following one operation's progress.
@@ -60,7 +168,12 @@ impl ProgressTail {
     /// (its file is gone) or never wrote any.
     pub async fn next(&mut self) -> Option<String> {
         loop {
-            match tokio::fs::File::open(&self.path).await {
+            let open = tokio::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&self.path)
+                .await;
+            match open {
                 Ok(mut file) => {
                     self.seen = true;
                     if file
@@ -102,5 +215,38 @@ impl Engine {
             seen: false,
             since: Instant::now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_progress_file_is_capped_never_follows_a_symlink_and_goes_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").expect("write");
+        let path = dir.path().join("run.op-3.progress");
+        std::os::unix::fs::symlink(&target, &path).expect("plant a symlink");
+
+        let mut sink = ProgressSink::create(path.clone());
+        let piece = "é".repeat(1000);
+        for _ in 0..2 * PROGRESS_LIMIT / piece.len() {
+            sink.send(&piece);
+        }
+        sink.close().await;
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
+        let written = std::fs::read_to_string(&path).expect("the progress file");
+        assert!(written.len() <= PROGRESS_LIMIT && written.len() > PROGRESS_LIMIT - 4);
+        assert!(!std::fs::symlink_metadata(&path).expect("meta").is_symlink());
+        sink.finish().await;
+        assert!(!path.exists(), "removed when the operation ends");
+
+        // Dropped without finishing (the operation was abandoned): removed all the same.
+        let sink = ProgressSink::create(path.clone());
+        sink.send("partial");
+        drop(sink);
+        assert!(!path.exists());
     }
 }

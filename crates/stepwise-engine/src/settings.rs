@@ -59,7 +59,18 @@ struct ProviderDef {
     /// Stream replies (default true).
     #[serde(default)]
     stream: Option<bool>,
+    /// The most one call may take, in seconds.
+    #[serde(default)]
+    timeout_s: Option<u32>,
+    /// The most a reply may stay silent, in seconds.
+    #[serde(default)]
+    idle_timeout_s: Option<u32>,
 }
+
+/// The most `timeout_s` may say: a day.
+const MAX_TIMEOUT_S: u32 = 86_400;
+/// The most `idle_timeout_s` may say: an hour.
+const MAX_IDLE_TIMEOUT_S: u32 = 3_600;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +189,20 @@ impl Settings {
                 "provider `{name}`: `base_url` must start with http:// or https://"
             ));
         }
+        for (what, value, most) in [
+            ("timeout_s", provider.timeout_s, MAX_TIMEOUT_S),
+            (
+                "idle_timeout_s",
+                provider.idle_timeout_s,
+                MAX_IDLE_TIMEOUT_S,
+            ),
+        ] {
+            if value.is_some_and(|s| !(1..=most).contains(&s)) {
+                return Err(format!(
+                    "provider `{name}`: `{what}` must be a whole number of seconds from 1 to {most}"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -279,6 +304,8 @@ impl Settings {
                     api_key_env: provider.api_key_env.clone(),
                     price,
                     stream: provider.stream.unwrap_or(true),
+                    timeout_s: provider.timeout_s,
+                    idle_timeout_s: provider.idle_timeout_s,
                 },
             );
         }
@@ -472,6 +499,42 @@ mod tests {
             .expect("resolve");
         assert_eq!(specs["mine"].api_key_env, None);
         assert_eq!(specs["small"].price.output_micro_usd_per_mtok, 600_000);
+    }
+
+    #[test]
+    fn timeouts_are_recorded_and_must_be_sensible() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = dir.path().join("ws");
+        let providers = "providers:\n  p:\n    kind: openai\n";
+        let models = "models:\n  m:\n    provider: p\n    model: x\n";
+        write(
+            &ws,
+            WORKSPACE_SETTINGS,
+            &format!("{providers}    timeout_s: 30\n    idle_timeout_s: 5\n{models}"),
+        );
+        let settings = Settings::load(None, &ws).expect("load");
+        let specs = settings.resolve(&["m"].into(), &[]).expect("resolve");
+        assert_eq!(specs["m"].timeout_s, Some(30));
+        assert_eq!(specs["m"].idle_timeout_s, Some(5));
+
+        for (line, words) in [
+            (
+                "timeout_s: 0",
+                "`timeout_s` must be a whole number of seconds from 1 to 86400",
+            ),
+            ("timeout_s: 86401", "from 1 to 86400"),
+            (
+                "idle_timeout_s: 0",
+                "`idle_timeout_s` must be a whole number of seconds from 1 to 3600",
+            ),
+            ("idle_timeout_s: -1", "expected a whole number"),
+            ("timeout_s: 1.5", "expected a whole number"),
+        ] {
+            let path = write(&ws, WORKSPACE_SETTINGS, &format!("{providers}    {line}\n"));
+            let error = Settings::load(None, &ws).unwrap_err().to_string();
+            assert!(error.contains(words), "{line}: {error}");
+            assert!(error.contains(&path.display().to_string()), "{error}");
+        }
     }
 
     #[test]

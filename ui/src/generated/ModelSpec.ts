@@ -20,4 +20,14 @@ model: string, api_key_env?: string | null, price: Price,
  * Whether replies are streamed (so that they can be watched as they come). Some servers
  * report no token counts when streaming; then they are estimated.
  */
-stream?: boolean, };
+stream?: boolean, 
+/**
+ * The most one call may take, in seconds, retries included (the provider's `timeout_s`;
+ * none: the engine's default). A step's shorter `timeout` still wins.
+ */
+timeout_s?: number | null, 
+/**
+ * The most a reply may stay silent, in seconds (the provider's `idle_timeout_s`; none:
+ * the engine's default).
+ */
+idle_timeout_s?: number | null, };

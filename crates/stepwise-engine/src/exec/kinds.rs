@@ -116,9 +116,10 @@ impl Executor for RunCommand {
                 ctx.cancel.clone(),
                 Some(&lock),
                 save_as.as_deref(),
-                Some(live),
+                Some(live.clone()),
             )
             .await;
+            live.finish().await;
             // The supervisor has exited: the lock is free and its file of no more use.
             let _ = std::fs::remove_file(&lock);
             outcome

@@ -4,34 +4,53 @@
 //! see while the command runs (never recorded: the result is).
 
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::progress::ProgressSink;
 
 const READ_CHUNK: usize = 64 * 1024;
 
 /// How much of each stream is sent live; the rest is only counted (and saved, if asked).
 const LIVE_LIMIT: u64 = 1024 * 1024;
 
-/// Where a command's output goes live: a progress sink, opened on the first byte (a command
-/// that prints nothing costs nothing), shared by stdout and stderr.
-pub(crate) struct Live {
-    path: std::path::PathBuf,
-    sink: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+/// Where a command's output goes live: a progress file, created on the first byte (a command
+/// that prints nothing costs nothing), shared by stdout and stderr. Clones share it; the
+/// executor keeps one to [`Live::finish`] it when the command is over.
+#[derive(Clone)]
+pub(crate) struct Live(Arc<Mutex<LiveSink>>);
+
+enum LiveSink {
+    Unopened(std::path::PathBuf),
+    Open(ProgressSink),
+    Finished,
 }
 
 impl Live {
     pub(crate) fn new(path: std::path::PathBuf) -> Live {
-        Live {
-            path,
-            sink: std::sync::OnceLock::new(),
-        }
+        Live(Arc::new(Mutex::new(LiveSink::Unopened(path))))
     }
 
     fn send(&self, bytes: &[u8]) {
-        let sink = self
-            .sink
-            .get_or_init(|| crate::progress::progress_sink(self.path.clone()));
-        let _ = sink.send(String::from_utf8_lossy(bytes).into_owned());
+        let Ok(mut sink) = self.0.lock() else { return };
+        if let LiveSink::Unopened(path) = &*sink {
+            *sink = LiveSink::Open(ProgressSink::create(path.clone()));
+        }
+        if let LiveSink::Open(progress) = &*sink {
+            progress.send(&String::from_utf8_lossy(bytes));
+        }
+    }
+
+    /// The command is over: its progress file is written out and removed.
+    pub(crate) async fn finish(&self) {
+        let sink = match self.0.lock() {
+            Ok(mut sink) => std::mem::replace(&mut *sink, LiveSink::Finished),
+            Err(_) => return,
+        };
+        if let LiveSink::Open(progress) = sink {
+            progress.finish().await;
+        }
     }
 }
 

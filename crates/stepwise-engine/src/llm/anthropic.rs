@@ -5,18 +5,16 @@ use serde_json::{Value, json};
 use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
 use stepwise_core::operation::OperationError;
 
-use super::http::{self, OnServerError, Secret};
+use super::http::{self, OnServerError};
 use super::stream::{Sse, is_event_stream};
-use super::{Answer, Progress};
+use super::{Answer, Caller};
 
 const ANTHROPIC_BASE: &str = "https://api.anthropic.com";
 const API_VERSION: &str = "2023-06-01";
 
 pub(super) async fn call(
-    client: &reqwest::Client,
+    caller: &Caller<'_>,
     request: &LlmRequest,
-    secret: &Secret,
-    progress: &Progress,
 ) -> Result<Answer, OperationError> {
     let base = request
         .spec
@@ -32,23 +30,25 @@ pub(super) async fn call(
     }
     let (response, attempts) = http::send(
         || {
-            let builder = client
+            let builder = caller
+                .client
                 .post(&url)
                 .header("anthropic-version", API_VERSION)
                 .json(&body);
-            match secret.value() {
+            match caller.secret.value() {
                 Some(key) => builder.header("x-api-key", key),
                 None => builder,
             }
         },
         &who,
         OnServerError::Retry,
+        caller.idle,
     )
     .await?;
     if is_event_stream(&response) {
-        return read_stream(Sse::new(response), &who, attempts, progress).await;
+        return read_stream(Sse::new(response, caller.idle), &who, attempts, caller).await;
     }
-    let json = http::json_body(response, &who).await?;
+    let json = http::json_body(response, &who, caller.idle).await?;
     parse(&json, &who, attempts)
 }
 
@@ -58,7 +58,7 @@ async fn read_stream(
     mut sse: Sse,
     who: &str,
     attempts: u32,
-    progress: &Progress,
+    caller: &Caller<'_>,
 ) -> Result<Answer, OperationError> {
     let mut text = String::new();
     let mut finish_reason = String::from("unknown");
@@ -74,8 +74,7 @@ async fn read_stream(
             }
             Some("content_block_delta") => {
                 if let Some(piece) = event.pointer("/delta/text").and_then(Value::as_str) {
-                    text.push_str(piece);
-                    super::report(progress, piece);
+                    caller.append(&mut text, piece, who)?;
                 }
             }
             Some("message_delta") => {

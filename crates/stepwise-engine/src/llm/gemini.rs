@@ -6,17 +6,15 @@ use serde_json::{Value, json};
 use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
 use stepwise_core::operation::OperationError;
 
-use super::http::{self, OnServerError, Secret};
+use super::http::{self, OnServerError};
 use super::stream::{Sse, is_event_stream};
-use super::{Answer, Progress};
+use super::{Answer, Caller};
 
 const GEMINI_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
 
 pub(super) async fn call(
-    client: &reqwest::Client,
+    caller: &Caller<'_>,
     request: &LlmRequest,
-    secret: &Secret,
-    progress: &Progress,
 ) -> Result<Answer, OperationError> {
     let base = request
         .spec
@@ -36,20 +34,21 @@ pub(super) async fn call(
     let body = body(request);
     let (response, attempts) = http::send(
         || {
-            let builder = client.post(&url).json(&body);
-            match secret.value() {
+            let builder = caller.client.post(&url).json(&body);
+            match caller.secret.value() {
                 Some(key) => builder.header("x-goog-api-key", key),
                 None => builder,
             }
         },
         &who,
         OnServerError::Retry,
+        caller.idle,
     )
     .await?;
     if is_event_stream(&response) {
-        return read_stream(Sse::new(response), &who, attempts, progress).await;
+        return read_stream(Sse::new(response, caller.idle), &who, attempts, caller).await;
     }
-    let json = http::json_body(response, &who).await?;
+    let json = http::json_body(response, &who, caller.idle).await?;
     parse(&json, &who, attempts)
 }
 
@@ -59,7 +58,7 @@ async fn read_stream(
     mut sse: Sse,
     who: &str,
     attempts: u32,
-    progress: &Progress,
+    caller: &Caller<'_>,
 ) -> Result<Answer, OperationError> {
     let mut answer = Answer {
         text: String::new(),
@@ -82,8 +81,7 @@ async fn read_stream(
             continue;
         }
         let part = parse(&chunk, who, attempts)?;
-        super::report(progress, &part.text);
-        answer.text.push_str(&part.text);
+        caller.append(&mut answer.text, &part.text, who)?;
         if part.finish_reason != "unknown" {
             answer.finish_reason = part.finish_reason;
         }

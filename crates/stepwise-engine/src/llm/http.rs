@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use stepwise_core::operation::{OperationError, OperationErrorKind};
 
+use super::body;
+use super::client::{MAX_REDIRECTS, same_origin};
+
 /// Attempts per call, the first included, when the provider is busy or unreachable.
 const MAX_ATTEMPTS: u32 = 4;
 /// The first retry waits about this long; each next one twice as long.
@@ -70,16 +73,21 @@ pub(crate) enum OnServerError {
 
 /// Sends the request `build` makes, again on connection errors, 429 and 5xx, waiting with
 /// exponential backoff and jitter, or as long as `Retry-After` says. Returns a 2xx response and
-/// the attempts it took; any other answer is an error naming `who` and the status.
+/// the attempts it took; any other answer is an error naming `who` and the status. A server
+/// that sends nothing for `idle` is not waited for longer, nor asked again.
 pub(crate) async fn send(
     build: impl Fn() -> reqwest::RequestBuilder,
     who: &str,
     on_server_error: OnServerError,
+    idle: Duration,
 ) -> Result<(reqwest::Response, u32), OperationError> {
     let mut attempt = 1;
     loop {
         let last = attempt >= MAX_ATTEMPTS;
-        match build().send().await {
+        let Ok(sent) = tokio::time::timeout(idle, build().send()).await else {
+            return Err(body::silent(who, idle));
+        };
+        match sent {
             Err(e) => {
                 let transient = e.is_connect() || e.is_timeout() || e.is_request();
                 if transient && !last {
@@ -101,6 +109,9 @@ pub(crate) async fn send(
                 if status.is_success() {
                     return Ok((response, attempt));
                 }
+                if let Some(error) = redirect_error(who, &response) {
+                    return Err(error);
+                }
                 let busy = status.as_u16() == 429
                     || (status.is_server_error() && on_server_error == OnServerError::Retry);
                 if busy && !last {
@@ -109,25 +120,63 @@ pub(crate) async fn send(
                     attempt += 1;
                     continue;
                 }
-                let body = response.text().await.unwrap_or_default();
+                let body = body::read_excerpt(response, idle).await;
                 return Err(status_error(who, status, &body, attempt));
             }
         }
     }
 }
 
-/// Reads a 2xx response's body as JSON.
+/// Reads a 2xx response's body as JSON, within [`body::MAX_REPLY_BYTES`].
 pub(crate) async fn json_body(
     response: reqwest::Response,
     who: &str,
+    idle: Duration,
 ) -> Result<serde_json::Value, OperationError> {
-    let text = response.text().await.map_err(|e| {
-        OperationError::new(
-            OperationErrorKind::Provider,
-            format!("the answer from {who} was cut off ({})", reqwest_reason(&e)),
+    let bytes = body::read_reply(response, idle, who).await?;
+    serde_json::from_slice(&bytes).map_err(|e| malformed(who, &format!("it is not JSON ({e})")))
+}
+
+/// A redirect the client did not follow (see `client.rs`): to another origin, or one too many.
+fn redirect_error(who: &str, response: &reqwest::Response) -> Option<OperationError> {
+    let status = response.status();
+    if !status.is_redirection() {
+        return None;
+    }
+    let code = status.as_u16();
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        .and_then(|location| response.url().join(location).ok());
+    let Some(target) = target else {
+        return Some(OperationError::new(
+            OperationErrorKind::ProviderRefused,
+            format!("{who} answered with a redirect (HTTP {code}) that says nowhere to go"),
+        ));
+    };
+    let mut shown = target.to_string();
+    if shown.len() > 200 {
+        let mut end = 200;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    let message = if same_origin(response.url(), &target) {
+        format!(
+            "{who} redirected the call more than {MAX_REDIRECTS} times (HTTP {code}, last to {shown})"
         )
-    })?;
-    serde_json::from_str(&text).map_err(|e| malformed(who, &format!("it is not JSON ({e})")))
+    } else {
+        format!(
+            "{who} redirected the call (HTTP {code}) to {shown}, which is not the server its `base_url` names; the redirect was not followed, so that the API key never leaves for another server"
+        )
+    };
+    Some(OperationError::new(
+        OperationErrorKind::ProviderRefused,
+        message,
+    ))
 }
 
 /// An answer that does not have the shape the protocol promises.
@@ -233,7 +282,7 @@ fn backoff(attempt: u32) -> Duration {
     full / 2 + full / 2 * jitter / 1000
 }
 
-fn reqwest_reason(error: &reqwest::Error) -> String {
+pub(super) fn reqwest_reason(error: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut reason = if error.is_timeout() {
         "timed out".to_string()

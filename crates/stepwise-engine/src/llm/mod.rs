@@ -3,12 +3,19 @@
 //! OpenAI), `anthropic` the Messages API, `gemini` `generateContent`, and `simulated` makes up
 //! deterministic replies for demos and tests. `http` holds what they share: retries with
 //! backoff and jitter on 429, 5xx and connection errors (honouring `Retry-After`), and the
-//! errors people read, with the key never in them.
+//! errors people read, with the key never in them; `body` reads replies within ceilings of
+//! size and silence; `client` follows redirects only within the configured origin.
+//!
+//! Time is bounded twice: a call ends after its provider's `timeout_s` (10 minutes by default,
+//! or the step's `timeout` when shorter), and a reply that stays silent for its provider's
+//! `idle_timeout_s` (60 s by default) fails it.
 //!
 //! A call has no effect on the world, so after a crash it is simply made again (the reply says
 //! `after_crash`, since its cost may have been paid twice).
 
 mod anthropic;
+mod body;
+mod client;
 mod gemini;
 mod http;
 mod openai;
@@ -23,21 +30,41 @@ use stepwise_core::operation::{
 };
 
 use crate::exec::{AfterCrash, BoxFuture, Executor, OpContext, Outcome};
+use crate::progress::ProgressSink;
 
 pub(crate) use http::Secret;
 
-/// How long a call may take when its step sets no `timeout`, retries included.
-const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a call may take in all, retries included, unless its provider's `timeout_s` says
+/// otherwise; a step's shorter `timeout` wins.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a reply may stay silent (no headers, no next bytes) unless its provider's
+/// `idle_timeout_s` says otherwise.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Where a streamed reply's pieces go as they arrive (to followers, not to the log).
-pub(crate) type Progress = Option<tokio::sync::mpsc::UnboundedSender<String>>;
+/// What a provider's round trip works with, besides the request.
+pub(crate) struct Caller<'a> {
+    pub(crate) client: &'a reqwest::Client,
+    pub(crate) secret: &'a Secret,
+    /// Where a streamed reply's pieces go as they arrive (to followers, not to the log).
+    pub(crate) progress: &'a ProgressSink,
+    /// The longest wait for the next bytes of a reply.
+    pub(crate) idle: Duration,
+}
 
-/// Passes a piece of a streamed reply on.
-fn report(progress: &Progress, piece: &str) {
-    if let Some(tx) = progress
-        && !piece.is_empty()
-    {
-        let _ = tx.send(piece.to_string());
+impl Caller<'_> {
+    /// Adds a piece of a streamed reply to `text`, and passes it on to followers. A reply
+    /// longer than [`body::MAX_REPLY_BYTES`] fails the call.
+    fn append(&self, text: &mut String, piece: &str, who: &str) -> Result<(), OperationError> {
+        if text.len() + piece.len() > body::MAX_REPLY_BYTES {
+            return Err(body::too_large(
+                who,
+                "the streamed reply",
+                body::MAX_REPLY_BYTES as u64,
+            ));
+        }
+        text.push_str(piece);
+        self.progress.send(piece);
+        Ok(())
     }
 }
 
@@ -52,16 +79,15 @@ pub(crate) struct Answer {
 
 /// The executor of model calls.
 pub(crate) struct LlmCall {
-    client: reqwest::Client,
+    /// The reason when no client could be set up: then every call fails with it.
+    client: Result<reqwest::Client, String>,
 }
 
 impl LlmCall {
     pub(crate) fn new() -> LlmCall {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        LlmCall { client }
+        LlmCall {
+            client: client::client(),
+        }
     }
 }
 
@@ -75,26 +101,29 @@ impl Executor for LlmCall {
                     "internal error: a request that is not llm_call was given to its executor",
                 ));
             };
+            let client =
+                client.map_err(|reason| OperationError::new(OperationErrorKind::Io, reason))?;
             let mut cancel = ctx.cancel.clone();
-            let limit = request
-                .timeout_ms
-                .map_or(DEFAULT_CALL_TIMEOUT, Duration::from_millis);
-            let progress = Some(crate::progress::progress_sink(
-                crate::progress::progress_path(&ctx.lock_dir, &ctx.run_id, ctx.op),
+            let (limit, why) = call_limit(&request);
+            let progress = ProgressSink::create(crate::progress::progress_path(
+                &ctx.lock_dir,
+                &ctx.run_id,
+                ctx.op,
             ));
-            let call = call(&client, &request, ctx.recovering, progress);
-            tokio::select! {
-                outcome = tokio::time::timeout(limit, call) => outcome.unwrap_or_else(|_| {
+            let outcome = tokio::select! {
+                outcome = tokio::time::timeout(limit, call(&client, &request, ctx.recovering, &progress)) => outcome.unwrap_or_else(|_| {
                     Err(OperationError::new(
                         OperationErrorKind::Provider,
-                        format!("the call to model `{}` took longer than {}s", request.model, limit.as_secs()),
+                        format!("the call to model `{}` took longer than {}{why}", request.model, duration_words(limit)),
                     ))
                 }),
                 () = cancelled(&mut cancel) => Err(OperationError::new(
                     OperationErrorKind::Cancelled,
                     format!("the call to model `{}` was cancelled", request.model),
                 )),
-            }
+            };
+            progress.finish().await;
+            outcome
         })
     }
 
@@ -103,22 +132,61 @@ impl Executor for LlmCall {
     }
 }
 
+/// How long a call may take in all, and why, in words for the error that says it took longer.
+fn call_limit(request: &LlmRequest) -> (Duration, String) {
+    let provider = &request.spec.provider;
+    let (ceiling, why) = match request.spec.timeout_s {
+        Some(s) => (
+            Duration::from_secs(u64::from(s)),
+            format!(", the `timeout_s` of provider `{provider}`"),
+        ),
+        None => (
+            DEFAULT_CALL_TIMEOUT,
+            format!(
+                ", the most a call may take (set `timeout_s` on provider `{provider}` in the settings to change it)"
+            ),
+        ),
+    };
+    match request.timeout_ms.map(Duration::from_millis) {
+        Some(step) if step <= ceiling => (step, ", the step's `timeout`".to_string()),
+        _ => (ceiling, why),
+    }
+}
+
+/// `d` in seconds, or milliseconds when it is not a whole number of seconds.
+fn duration_words(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 /// Makes the call with the provider the request names.
 async fn call(
     client: &reqwest::Client,
     request: &LlmRequest,
     after_crash: bool,
-    progress: Progress,
+    progress: &ProgressSink,
 ) -> Outcome {
     let started = Instant::now();
     let secret = Secret::from_env(request.spec.api_key_env.as_deref())?;
+    let caller = Caller {
+        client,
+        secret: &secret,
+        progress,
+        idle: request
+            .spec
+            .idle_timeout_s
+            .map_or(DEFAULT_IDLE_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
+    };
     let answer = match request.spec.kind {
-        ProviderKind::Openai => openai::call(client, request, &secret, &progress).await,
-        ProviderKind::Anthropic => anthropic::call(client, request, &secret, &progress).await,
-        ProviderKind::Gemini => gemini::call(client, request, &secret, &progress).await,
+        ProviderKind::Openai => openai::call(&caller, request).await,
+        ProviderKind::Anthropic => anthropic::call(&caller, request).await,
+        ProviderKind::Gemini => gemini::call(&caller, request).await,
         ProviderKind::Simulated => {
             let answer = simulated::reply(request);
-            report(&progress, &answer.text);
+            progress.send(&answer.text);
             Ok(answer)
         }
     }

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
 use stepwise_core::operation::{OperationError, OperationErrorKind};
 
-use super::http::{self, OnServerError, Secret};
+use super::http::{self, OnServerError};
 use super::stream::{Sse, is_event_stream};
-use super::{Answer, Progress};
+use super::{Answer, Caller};
 
 const OPENAI_BASE: &str = "https://api.openai.com/v1";
 
@@ -28,10 +28,8 @@ enum JsonMode {
 }
 
 pub(super) async fn call(
-    client: &reqwest::Client,
+    caller: &Caller<'_>,
     request: &LlmRequest,
-    secret: &Secret,
-    progress: &Progress,
 ) -> Result<Answer, OperationError> {
     let base = request
         .spec
@@ -68,8 +66,8 @@ pub(super) async fn call(
         let trying_forms = i + 1 < modes.len();
         let send = http::send(
             || {
-                let builder = client.post(&url).json(&body);
-                match secret.value() {
+                let builder = caller.client.post(&url).json(&body);
+                match caller.secret.value() {
                     Some(key) => builder.bearer_auth(key),
                     None => builder,
                 }
@@ -80,14 +78,15 @@ pub(super) async fn call(
             } else {
                 OnServerError::Retry
             },
+            caller.idle,
         )
         .await;
         match send {
             Ok((response, attempts)) if is_event_stream(&response) => {
-                return read_stream(Sse::new(response), &who, attempts, progress).await;
+                return read_stream(Sse::new(response, caller.idle), &who, attempts, caller).await;
             }
             Ok((response, attempts)) => {
-                let json = http::json_body(response, &who).await?;
+                let json = http::json_body(response, &who, caller.idle).await?;
                 return parse(&json, &who, attempts);
             }
             // A refused key, an unknown model, a busy server: another form will not help.
@@ -177,7 +176,7 @@ async fn read_stream(
     mut sse: Sse,
     who: &str,
     attempts: u32,
-    progress: &Progress,
+    caller: &Caller<'_>,
 ) -> Result<Answer, OperationError> {
     let mut text = String::new();
     let mut finish_reason = String::from("unknown");
@@ -196,8 +195,7 @@ async fn read_stream(
         }
         if let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) {
             if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
-                text.push_str(piece);
-                super::report(progress, piece);
+                caller.append(&mut text, piece, who)?;
             }
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
                 finish_reason = reason.to_string();
