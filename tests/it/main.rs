@@ -11,6 +11,7 @@ mod cli;
 mod command_live;
 mod containment;
 mod crash;
+mod db_truth;
 mod engine_api;
 mod exact_cli;
 mod examples;
