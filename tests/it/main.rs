@@ -22,6 +22,7 @@ mod interrupt;
 mod llm;
 mod llm_examples;
 mod llm_stream;
+mod lock_files;
 mod plan;
 mod real_llm;
 mod replay;
