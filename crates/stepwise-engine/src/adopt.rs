@@ -18,6 +18,7 @@ impl Engine {
     /// The returned task runs until the engine's database writer stops; abort it to stop
     /// adopting.
     pub async fn adopt_unheld_runs(&self) -> Result<JoinHandle<()>, EngineError> {
+        self.inner.db.check_writable()?;
         // Subscribed first, so that no run changing while the others are looked at is missed.
         let mut changes = self.subscribe_runs().await?;
         for row in self.unfinished_runs().await? {

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use stepwise_core::ids::RunId;
 use stepwise_core::run::RunStatus;
@@ -191,7 +191,8 @@ impl Engine {
     /// other method is called from one.
     pub fn open(config: EngineConfig) -> Result<Engine, EngineError> {
         let db = Db::open(&config.db_path, config.durability)?;
-        Ok(Engine {
+        let replaced = db.file.subscribe();
+        let engine = Engine {
             inner: Arc::new(Inner {
                 config,
                 db,
@@ -205,7 +206,14 @@ impl Engine {
                 file_watch: OnceLock::new(),
                 executors: Executors::new(),
             }),
-        })
+        };
+        let inner = Arc::downgrade(&engine.inner);
+        engine
+            .inner
+            .db
+            .writer
+            .spawn(stop_when_replaced(inner, replaced));
+        Ok(engine)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -230,6 +238,7 @@ impl Engine {
 
     /// Records a new run (its `RunStarted` event) and starts driving it in a task of its own.
     pub async fn start_run(&self, start: StartRun) -> Result<RunHandle, EngineError> {
+        self.inner.db.check_writable()?;
         let user = self.inner.config.user.clone();
         let user_policy = self
             .inner
@@ -279,6 +288,7 @@ impl Engine {
     /// included) drives it already; send that process commands instead.
     pub async fn drive(&self, run: &str) -> Result<RunHandle, EngineError> {
         let run_id = self.find_run(run).await?.run_id;
+        self.inner.db.check_writable()?;
         match RunLock::try_acquire(&self.inner.db.lock_dir, &run_id)? {
             Ok(lock) => Ok(self.spawn_driver(&run_id, lock)),
             Err(holder) => Err(EngineError::RunLocked { run_id, holder }),
@@ -290,6 +300,7 @@ impl Engine {
     pub async fn resume_unheld(
         &self,
     ) -> Result<Vec<(RunId, Result<RunHandle, EngineError>)>, EngineError> {
+        self.inner.db.check_writable()?;
         let runs = self
             .inner
             .db
@@ -467,5 +478,28 @@ impl Drop for LiveGuard {
             self.engine.inner.live_count.send_replace(live.len());
         }
         self.stopped.send_replace(true);
+    }
+}
+
+/// Once the database file is found replaced, nothing more of this process's runs may happen:
+/// the writer hands its write-ahead log over, and every driver stops (killing the commands it
+/// started), recording nothing. On the writer thread, where the drivers live.
+async fn stop_when_replaced(inner: Weak<Inner>, mut replaced: watch::Receiver<bool>) {
+    if replaced.wait_for(|replaced| *replaced).await.is_err() {
+        return;
+    }
+    let Some(inner) = inner.upgrade() else {
+        return;
+    };
+    inner.db.writer.let_go_here();
+    let drivers: Vec<mpsc::UnboundedSender<Message>> = inner
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .map(|driver| driver.tx.clone())
+        .collect();
+    for driver in drivers {
+        let _ = driver.send(Message::DatabaseReplaced);
     }
 }

@@ -81,6 +81,21 @@ pub enum EngineError {
         #[source]
         source: StateError,
     },
+    /// A file or directory the engine keeps for itself beside the database (the locks) is not
+    /// safe to use: a link, another user's, writable by others.
+    #[error("{what} `{}` {problem}", path.display())]
+    UnsafeFile {
+        what: &'static str,
+        path: PathBuf,
+        problem: String,
+    },
+    /// A run's log, or the workflow it recorded, cannot be read (the database is damaged, or
+    /// an event or the workflow is not what this stepwise can read).
+    #[error("run `{run_id}` cannot be read: {cause}")]
+    UnreadableRun {
+        run_id: RunId,
+        cause: Box<EngineError>,
+    },
     #[error("the database writer has stopped; see the errors logged before this one")]
     WriterStopped,
     #[error("internal error: {0}")]

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::queries::{Approval, approvals_of};
+use crate::queries::{Approval, approvals_of, unreadable};
 use crate::record::decode;
 
 /// How many events one read of a run's feed takes: a feed catching up on a long run holds
@@ -105,18 +105,21 @@ impl RunEvents {
                 .db
                 .read(move |store| {
                     let row = store.find_run(&run)?;
-                    let events = store
-                        .load_events_page(&row.run_id, after, EVENTS_PAGE)?
-                        .into_iter()
-                        .map(|stored| {
-                            let event = decode(&row.run_id, &stored)?;
-                            Ok(RecordedEvent {
-                                run_id: row.run_id.clone(),
-                                stored,
-                                event,
+                    let page = || {
+                        store
+                            .load_events_page(&row.run_id, after, EVENTS_PAGE)?
+                            .into_iter()
+                            .map(|stored| {
+                                let event = decode(&row.run_id, &stored)?;
+                                Ok(RecordedEvent {
+                                    run_id: row.run_id.clone(),
+                                    stored,
+                                    event,
+                                })
                             })
-                        })
-                        .collect::<Result<Vec<_>, EngineError>>()?;
+                            .collect::<Result<Vec<_>, EngineError>>()
+                    };
+                    let events = page().map_err(|error| unreadable(&row.run_id, store, error))?;
                     Ok((row, events))
                 })
                 .await;
@@ -258,19 +261,13 @@ impl Engine {
             .inner
             .db
             .read(move |store| {
-                // One run that cannot be read does not hide every other run's questions.
-                Ok(store
+                // A run that cannot be read fails the feed, naming it: leaving it out would say
+                // that nothing of it waits.
+                store
                     .unfinished_runs()?
                     .into_iter()
-                    .filter_map(|row| {
-                        engine
-                            .load_run_with(store, row.run_id.as_str())
-                            .inspect_err(|error| {
-                                tracing::warn!(run = %row.run_id, "left out of the approvals: {error}");
-                            })
-                            .ok()
-                    })
-                    .collect::<Vec<_>>())
+                    .map(|row| engine.load_run_with(store, row.run_id.as_str()))
+                    .collect::<Result<Vec<_>, _>>()
             })
             .await?;
         let mut queue = VecDeque::new();
@@ -334,11 +331,14 @@ impl ApprovalChanges {
                     .inner
                     .db
                     .read(move |store| {
-                        store
-                            .load_events(&run_id, after)?
-                            .iter()
-                            .map(|stored| Ok((stored.seq, decode(&run_id, stored)?)))
-                            .collect::<Result<Vec<_>, EngineError>>()
+                        let read = || {
+                            store
+                                .load_events(&run_id, after)?
+                                .iter()
+                                .map(|stored| Ok((stored.seq, decode(&run_id, stored)?)))
+                                .collect::<Result<Vec<_>, EngineError>>()
+                        };
+                        read().map_err(|error| unreadable(&run_id, store, error))
                     })
                     .await?;
                 let Some(mut state) = self.tracked.remove(&row.run_id) else {
@@ -355,26 +355,12 @@ impl ApprovalChanges {
                 (state, events.into_iter().map(|(_, e)| e).collect())
             }
             None => {
-                let loaded = match self
+                let loaded = self
                     .engine
                     .inner
                     .db
                     .read(move |store| engine.load_run_with(store, run_id.as_str()))
-                    .await
-                {
-                    Ok(loaded) => loaded,
-                    // A run whose log or workflow cannot be read is left out, not the feed
-                    // ended: the other runs' questions go on.
-                    Err(
-                        error @ (EngineError::Workflow(_)
-                        | EngineError::State { .. }
-                        | EngineError::Decode { .. }),
-                    ) => {
-                        tracing::warn!(run = %row.run_id, "left out of the approvals: {error}");
-                        return Ok(());
-                    }
-                    Err(error) => return Err(error),
-                };
+                    .await?;
                 let events: Vec<Event> = loaded.events.into_iter().map(|(_, e)| e).collect();
                 (loaded.state, events)
             }

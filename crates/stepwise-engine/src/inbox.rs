@@ -58,6 +58,7 @@ impl Engine {
             crate::commands::proposal_digits(given)?;
         }
         let run_id = self.find_run(run).await?.run_id;
+        self.inner.db.check_writable()?;
         // This process drives the run: hand the command over, to be recorded as it is applied
         // (one commit instead of two). If that driver is just stopping, use the inbox.
         if let Some(driver) = self.driver_channel(&run_id) {

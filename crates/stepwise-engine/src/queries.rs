@@ -119,6 +119,12 @@ impl Engine {
         id_or_prefix: &str,
     ) -> Result<LoadedRun, EngineError> {
         let row = store.find_run(id_or_prefix)?;
+        let run_id = row.run_id.clone();
+        self.fold_run(store, row)
+            .map_err(|error| unreadable(&run_id, store, error))
+    }
+
+    fn fold_run(&self, store: &Store, row: RunRow) -> Result<LoadedRun, EngineError> {
         let stored = store.load_events(&row.run_id, EventSeq::ZERO)?;
         let events = stored
             .into_iter()
@@ -135,28 +141,22 @@ impl Engine {
     }
 
     /// What waits for a person: in one run, or across every unfinished run (oldest run
-    /// first, steps in workflow order).
+    /// first, steps in workflow order). A run that cannot be read fails the whole answer,
+    /// naming it: a list without its questions would say they are not there.
     pub async fn approvals(&self, run: Option<&str>) -> Result<Vec<Approval>, EngineError> {
         let engine = self.clone();
         let run = run.map(str::to_string);
         self.inner
             .db
             .read(move |store| {
-                let one_run = run.is_some();
                 let runs = match run {
                     Some(run) => vec![store.find_run(&run)?],
                     None => store.unfinished_runs()?,
                 };
                 let mut found = Vec::new();
                 for row in runs {
-                    match engine.load_run_with(store, row.run_id.as_str()) {
-                        Ok(loaded) => found.extend(approvals_of(&loaded.row, &loaded.state)),
-                        // One run that cannot be read does not hide every other run's questions.
-                        Err(error) if !one_run => {
-                            tracing::warn!(run = %row.run_id, "left out of the approvals: {error}");
-                        }
-                        Err(error) => return Err(error),
-                    }
+                    let loaded = engine.load_run_with(store, row.run_id.as_str())?;
+                    found.extend(approvals_of(&loaded.row, &loaded.state));
                 }
                 Ok(found)
             })
@@ -174,6 +174,22 @@ impl Engine {
         let workflow = recorded_workflow(&row.run_id, events)?;
         self.remember_workflow(&workflow);
         Ok(workflow)
+    }
+}
+
+/// A run that was found but cannot be read, named in the error (where its cause does not name
+/// it already), with the database named in what SQLite reported.
+pub(crate) fn unreadable(run_id: &RunId, store: &Store, error: EngineError) -> EngineError {
+    match error {
+        EngineError::Store(error) => EngineError::UnreadableRun {
+            run_id: run_id.clone(),
+            cause: Box::new(EngineError::Store(error.at(store.path()))),
+        },
+        error @ EngineError::Workflow(_) => EngineError::UnreadableRun {
+            run_id: run_id.clone(),
+            cause: Box::new(error),
+        },
+        other => other,
     }
 }
 

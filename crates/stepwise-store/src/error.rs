@@ -1,6 +1,6 @@
 //! The store's error type.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use stepwise_core::ids::{EventSeq, RunId};
 
@@ -74,9 +74,53 @@ pub enum StoreError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// The database is read-only for this user; nothing was written.
+    #[error(
+        "database `{path}` is read-only here (this user may not write the file or its directory): commands that change runs cannot be used; runs, show, events, approvals, cost and replay can"
+    )]
+    ReadOnly { path: PathBuf },
+    /// A read-only database's write-ahead log holds commits this user cannot bring in.
+    #[error(
+        "database `{path}` cannot be read here: its write-ahead log (`{path}-wal`) holds commits that only a user who may write the database's directory can bring in; run any stepwise command on it once as such a user"
+    )]
+    NeedsRecovery { path: PathBuf },
+    /// A read-only database has an older schema, which only a writer can bring up to date.
+    #[error(
+        "database `{path}` was written by an older stepwise (schema version {found}) and is read-only here, so it cannot be brought up to date; open it once as a user who may write it"
+    )]
+    OutOfDate { path: PathBuf, found: usize },
+    /// Another file was moved over the database's path (or it was removed) while it was open.
+    #[error(
+        "database `{path}` was replaced by another file (or removed) while this process had it open; it stopped before writing more, so that no run's history is split between the two files: start stepwise again to use the file that is there now"
+    )]
+    Replaced { path: PathBuf },
+    /// A file of the store's own is a link or not a plain file.
+    #[error(
+        "`{path}` is a symbolic link or not a plain file; stepwise never follows links for its own files: remove it (stepwise makes it anew)"
+    )]
+    NotPlainFile { path: PathBuf },
+    /// An SQLite failure reading or writing the database at `path`.
+    #[error("database `{path}`: {}", sqlite_reason(error))]
+    At {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
     /// Any other SQLite failure.
     #[error("database error: {}", sqlite_reason(.0))]
     Sqlite(rusqlite::Error),
+}
+
+impl StoreError {
+    /// The same error naming the database file, where it does not already.
+    pub fn at(self, path: &Path) -> StoreError {
+        match self {
+            StoreError::Sqlite(error) => StoreError::At {
+                path: path.to_owned(),
+                error,
+            },
+            other => other,
+        }
+    }
 }
 
 // Messages hold their causes in words (see `sqlite_reason`), so the errors expose no `source`
@@ -116,17 +160,20 @@ fn sqlite_reason(error: &rusqlite::Error) -> String {
         return error.to_string();
     };
     match failure.code {
-        ErrorCode::ReadOnly => "the database is read-only here (its file or its directory cannot \
-             be written); commands that only read (runs, show, events, approvals, replay) still \
-             work"
-            .into(),
+        ErrorCode::ReadOnly => {
+            "the database is read-only here (its file or its directory cannot be written)".into()
+        }
         ErrorCode::DiskFull => "the disk holding the database is full".into(),
         ErrorCode::PermissionDenied => "permission denied".into(),
         ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
             "the database stayed locked by another process for too long".into()
         }
         ErrorCode::NotADatabase => "the file is not a stepwise database (not SQLite)".into(),
-        ErrorCode::DatabaseCorrupt => "the database file is damaged".into(),
+        ErrorCode::DatabaseCorrupt => {
+            "the database file is damaged (part of it is not what was written there); restore \
+             it from a backup"
+                .into()
+        }
         _ => message.clone().unwrap_or_else(|| failure.to_string()),
     }
 }

@@ -20,17 +20,20 @@ mod commands;
 mod error;
 mod events;
 mod migrations;
+mod open;
 mod runs;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::Connection;
+
+use crate::open::{BUSY_TIMEOUT, SetupLock};
 
 pub use blobs::INLINE_LIMIT;
 pub use commands::{CommandRef, CommandRow, CommandState, HandledCommand, NewCommand};
 pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};
+pub use open::FileId;
 pub use runs::{AMBIGUOUS_MATCHES_SHOWN, NewRun, RunRow};
 
 /// How hard a commit tries to survive power loss.
@@ -49,6 +52,10 @@ pub struct Store {
     path: PathBuf,
     /// Transactions this connection has committed.
     commits: u64,
+    /// The file opened, to tell when another has been moved over the path.
+    opened: Option<FileId>,
+    /// Opened read-only: this user may not write the file or its directory.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -59,18 +66,13 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// How long to wait for another connection's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Store {
-    /// Opens the database at `path`, creating it and its parent directories if needed, and
-    /// migrates it to the latest schema.
+    /// Opens the database at `path`, creating it and its parent directories (readable by this
+    /// user only) if needed, and migrates it to the latest schema. Where this user may not
+    /// write it, it is opened read-only (see [`Store::is_read_only`]).
     pub fn open(path: &Path, durability: Durability) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: parent.to_owned(),
-                error: source,
-            })?;
+            open::create_private_dir_all(parent)?;
         }
         let open_error = |source| StoreError::Open {
             path: path.to_owned(),
@@ -79,33 +81,51 @@ impl Store {
         // Creating, configuring and migrating the database is one process at a time: the
         // migration library reads the schema version outside its transaction, so two processes
         // opening a new (or old) database together would both migrate it.
-        let _setting_up = SetupLock::take(path);
-        let mut conn = Connection::open(path).map_err(open_error)?;
-        configure(&conn, durability).map_err(open_error)?;
-        let migrations = migrations::migrations();
+        let _setting_up = SetupLock::take(path)?;
+        let mut conn = match Connection::open(path).and_then(|conn| {
+            configure(&conn, durability)?;
+            Ok(conn)
+        }) {
+            Ok(conn) => conn,
+            Err(error) if open::cannot_write(&error) && path.is_file() => {
+                return Store::open_read_only(path);
+            }
+            Err(error) => return Err(open_error(error)),
+        };
+        let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(open_error)?;
         let known = migrations::count();
-        let found: usize = conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(open_error)?;
-        if found > known {
-            return Err(StoreError::TooNew {
-                path: path.to_owned(),
-                found,
-                known,
-            });
-        }
-        migrations
+        let found = schema_version(&conn).map_err(open_error)?;
+        check_version(path, found, known, read_only)?;
+        migrations::migrations()
             .to_latest(&mut conn)
             .map_err(|source| StoreError::Migration {
                 path: path.to_owned(),
                 error: source,
             })?;
-        tracing::debug!(path = %path.display(), ?durability, "opened event store");
-        Ok(Store {
+        tracing::debug!(path = %path.display(), ?durability, read_only, "opened event store");
+        Ok(Store::new(conn, path, read_only))
+    }
+
+    /// Opens a database this user may not write, for reading.
+    fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let conn = open::read_only_connection(path)?;
+        let found = schema_version(&conn).map_err(|error| StoreError::Open {
+            path: path.to_owned(),
+            error,
+        })?;
+        check_version(path, found, migrations::count(), true)?;
+        tracing::debug!(path = %path.display(), "opened event store read-only");
+        Ok(Store::new(conn, path, true))
+    }
+
+    fn new(conn: Connection, path: &Path, read_only: bool) -> Store {
+        Store {
             conn,
             path: path.to_owned(),
             commits: 0,
-        })
+            opened: FileId::of_path(path),
+            read_only,
+        }
     }
 
     /// Opens another connection to a database that [`Store::open`] has created, for reading
@@ -116,20 +136,25 @@ impl Store {
             path: path.to_owned(),
             error: source,
         };
-        let conn = Connection::open_with_flags(
+        let opened = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        conn.pragma_update(None, "query_only", "ON")
-            .map_err(open_error)?;
-        conn.set_prepared_statement_cache_capacity(32);
-        Ok(Store {
-            conn,
-            path: path.to_owned(),
-            commits: 0,
-        })
+        .and_then(|conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "query_only", "ON")?;
+            open::check_pages(&conn)?;
+            conn.set_prepared_statement_cache_capacity(32);
+            open::probe(&conn)?;
+            Ok(conn)
+        });
+        let conn = match opened {
+            Ok(conn) => conn,
+            Err(error) if open::cannot_write(&error) => open::read_only_connection(path)?,
+            Err(error) => return Err(open_error(error)),
+        };
+        let read_only = conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true);
+        Ok(Store::new(conn, path, read_only))
     }
 
     /// Runs `read` inside one read transaction, so that everything it reads comes from the same
@@ -167,6 +192,62 @@ impl Store {
         &self.path
     }
 
+    /// Whether the database was opened read-only (this user may not write it): every write
+    /// fails with [`StoreError::ReadOnly`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The file this connection opened.
+    pub fn file_id(&self) -> Option<FileId> {
+        self.opened
+    }
+
+    /// Fails with [`StoreError::Replaced`] if the file at the path is no longer the one this
+    /// connection opened (another was moved over it, or it was removed): what is written
+    /// through this connection would no longer reach the file others open. One `stat`.
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        match self.opened {
+            Some(opened) if FileId::of_path(&self.path) != Some(opened) => {
+                Err(StoreError::Replaced {
+                    path: self.path.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails with [`StoreError::ReadOnly`] if this connection may not write. For writers, before
+    /// they start a transaction, so that the refusal says why in words.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// After the file was replaced: moves every commit of this connection out of the
+    /// write-ahead log (`<db>-wal`, found by name, and so shared with whatever file now has
+    /// the path) into the file it opened, and empties the log, so that none of them is read as
+    /// part of the new file.
+    pub fn empty_wal(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// After the file was replaced: closing this connection must not touch the write-ahead log
+    /// and its index, which (found by name) belong to the new file now. By default the last
+    /// connection to a file brings the log in and deletes both.
+    pub fn keep_wal_on_close(&self) {
+        let _ = self.conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        );
+    }
+
     /// The result of `PRAGMA integrity_check`, one line per problem; `ok` when healthy.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         let mut statement = self.conn.prepare("PRAGMA integrity_check")?;
@@ -177,32 +258,37 @@ impl Store {
     }
 }
 
-/// An exclusive lock on a file beside the database, held while it is set up (released when
-/// dropped, as the file closes).
-struct SetupLock {
-    _file: Option<std::fs::File>,
+fn schema_version(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
-impl SetupLock {
-    /// Waits for the lock. Where the lock file cannot be made (a read-only directory), nobody
-    /// can be setting the database up there either: go on without it.
-    fn take(db_path: &Path) -> SetupLock {
-        let mut name = db_path.as_os_str().to_owned();
-        name.push(".setup-lock");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(PathBuf::from(name))
-            .ok()
-            .filter(|file| file.lock().is_ok());
-        SetupLock { _file: file }
+/// A schema newer than this build is refused; an older one cannot be brought up to date
+/// where the file cannot be written.
+fn check_version(
+    path: &Path,
+    found: usize,
+    known: usize,
+    read_only: bool,
+) -> Result<(), StoreError> {
+    if found > known {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
     }
+    if read_only && found < known {
+        return Err(StoreError::OutOfDate {
+            path: path.to_owned(),
+            found,
+        });
+    }
+    Ok(())
 }
 
 fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    open::check_pages(conn)?;
     // WAL lets readers (the UI, the CLI) run alongside the engine's writes, and makes a commit
     // one sequential write instead of two.
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
@@ -356,5 +442,43 @@ mod tests {
             message.starts_with(&format!("database `{}`", dir.path().display())),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_file_moved_over_the_database_is_noticed() {
+        let (dir, store) = temp_store();
+        let path = dir.path().join("stepwise.db");
+        assert!(store.check_file().is_ok());
+        let other = dir.path().join("other.db");
+        drop(Store::open(&other, Durability::Normal).unwrap());
+        std::fs::rename(&other, &path).unwrap();
+        let err = store.check_file().unwrap_err();
+        assert!(matches!(err, StoreError::Replaced { ref path } if *path == store.path()));
+        assert!(err.to_string().contains("was replaced"), "{err}");
+        // Removed is the same: what is written would reach no file anyone opens.
+        std::fs::remove_file(&path).unwrap();
+        assert!(store.check_file().is_err());
+    }
+
+    #[test]
+    fn a_link_in_place_of_the_setup_lock_is_refused_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("made-through-a-link");
+        std::os::unix::fs::symlink(&target, dir.path().join("stepwise.db.setup-lock")).unwrap();
+        let err = Store::open(&dir.path().join("stepwise.db"), Durability::Normal).unwrap_err();
+        assert!(matches!(err, StoreError::NotPlainFile { .. }), "{err}");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_new_database_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/stepwise/stepwise.db");
+        drop(Store::open(&path, Durability::Normal).unwrap());
+        for made in [dir.path().join("data"), dir.path().join("data/stepwise")] {
+            let mode = std::fs::metadata(&made).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", made.display());
+        }
     }
 }

@@ -26,6 +26,8 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use stepwise_store::Store;
 use tokio::sync::watch;
 
+use super::DbFile;
+
 /// How long the watch lets a burst of writes to the WAL gather before it reads on.
 const COALESCE: Duration = Duration::from_millis(1);
 /// The first look after writes to the WAL; each later one waits twice as long, up to
@@ -45,10 +47,10 @@ pub(crate) struct Changes {
 }
 
 impl Changes {
-    pub(crate) fn start(db_path: &Path) -> Changes {
+    pub(crate) fn start(db_path: &Path, file: Arc<DbFile>) -> Changes {
         let (sender, _) = watch::channel(0u64);
         let sender = Arc::new(sender);
-        let watcher = match watch_wal(db_path, &sender) {
+        let watcher = match watch_wal(db_path, &sender, &file) {
             Ok(watcher) => Some(watcher),
             Err(error) => {
                 tracing::warn!(
@@ -56,7 +58,7 @@ impl Changes {
                     db = %db_path.display(),
                     "cannot watch the database for changes; polling it instead"
                 );
-                spawn_looker(db_path, Arc::downgrade(&sender), None);
+                spawn_looker(db_path, Arc::downgrade(&sender), file, None);
                 None
             }
         };
@@ -81,10 +83,12 @@ fn bump(sender: &watch::Sender<u64>) {
 }
 
 /// Watches the database's directory (not the `-wal` file itself, which SQLite may delete and
-/// create again) and tells the looker thread of every event about the `-wal` file.
+/// create again) and tells the looker thread of every event about the `-wal` file, or about
+/// the database's own name (another file moved over it).
 fn watch_wal(
     db_path: &Path,
     sender: &Arc<watch::Sender<u64>>,
+    file: &Arc<DbFile>,
 ) -> notify::Result<RecommendedWatcher> {
     let canonical = db_path
         .canonicalize()
@@ -93,15 +97,16 @@ fn watch_wal(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| ".".into());
-    let mut wal_name: OsString = canonical.file_name().unwrap_or_default().to_os_string();
+    let db_name: OsString = canonical.file_name().unwrap_or_default().to_os_string();
+    let mut wal_name = db_name.clone();
     wal_name.push("-wal");
     let (hints, hinted) = std::sync::mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match event {
-            Ok(event) => event
-                .paths
-                .iter()
-                .any(|p| p.file_name() == Some(wal_name.as_os_str())),
+            Ok(event) => event.paths.iter().any(|p| {
+                p.file_name() == Some(wal_name.as_os_str())
+                    || p.file_name() == Some(db_name.as_os_str())
+            }),
             // Events may have been lost (queue overflow): look anyway.
             Err(_) => true,
         };
@@ -114,13 +119,24 @@ fn watch_wal(
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    spawn_looker(&canonical, Arc::downgrade(sender), Some(hinted));
+    spawn_looker(
+        &canonical,
+        Arc::downgrade(sender),
+        Arc::clone(file),
+        Some(hinted),
+    );
     Ok(watcher)
 }
 
 /// The thread that compares `data_version` and raises the signal when it moves: after each
-/// hint of a write (with `hints`), or every `FALLBACK_POLL` (without). It ends with the engine.
-fn spawn_looker(db_path: &Path, sender: Weak<watch::Sender<u64>>, hints: Option<Receiver<()>>) {
+/// hint of a write (with `hints`), or every `FALLBACK_POLL` (without). It also looks whether
+/// the database file is still the one the engine opened. It ends with the engine.
+fn spawn_looker(
+    db_path: &Path,
+    sender: Weak<watch::Sender<u64>>,
+    file: Arc<DbFile>,
+    hints: Option<Receiver<()>>,
+) {
     let path: PathBuf = db_path.to_path_buf();
     let spawned = std::thread::Builder::new()
         .name("stepwise-db-watch".into())
@@ -135,7 +151,9 @@ fn spawn_looker(db_path: &Path, sender: Weak<watch::Sender<u64>>, hints: Option<
             let mut looker = Looker {
                 store,
                 sender,
+                file,
                 seen: None,
+                replaced: false,
             };
             looker.look();
             match hints {
@@ -151,7 +169,10 @@ fn spawn_looker(db_path: &Path, sender: Weak<watch::Sender<u64>>, hints: Option<
 struct Looker {
     store: Store,
     sender: Weak<watch::Sender<u64>>,
+    file: Arc<DbFile>,
     seen: Option<i64>,
+    /// The file was found replaced (and the waiters woken to find out).
+    replaced: bool,
 }
 
 impl Looker {
@@ -161,6 +182,16 @@ impl Looker {
         let Some(sender) = self.sender.upgrade() else {
             return false;
         };
+        if self.replaced {
+            return true;
+        }
+        if self.file.look() {
+            // Everyone waiting wakes, reads, and learns that the file was replaced.
+            self.replaced = true;
+            self.store.keep_wal_on_close();
+            bump(&sender);
+            return true;
+        }
         let now = self.store.data_version().ok();
         if now != self.seen {
             self.seen = now;

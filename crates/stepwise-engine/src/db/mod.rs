@@ -4,6 +4,7 @@
 //! the process that embeds the engine.
 
 mod changes;
+mod identity;
 mod readers;
 mod writer;
 
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 use crate::error::EngineError;
 
 pub(crate) use changes::Changes;
+pub(crate) use identity::DbFile;
 pub(crate) use readers::Readers;
 pub(crate) use writer::Writer;
 
@@ -24,6 +26,10 @@ pub(crate) struct Db {
     pub(crate) writer: Arc<Writer>,
     pub(crate) readers: Arc<Readers>,
     pub(crate) changes: Changes,
+    /// The file opened, and whether another has taken its place.
+    pub(crate) file: Arc<DbFile>,
+    /// This user may not write the database: it was opened for reading.
+    read_only: bool,
     /// Run locks live beside the database: one file per run.
     pub(crate) lock_dir: PathBuf,
 }
@@ -33,15 +39,31 @@ impl Db {
     /// the change watch.
     pub(crate) fn open(path: &Path, durability: Durability) -> Result<Db, EngineError> {
         let store = Store::open(path, durability)?;
+        let read_only = store.is_read_only();
+        let file = Arc::new(DbFile::new(&store));
         let lock_dir = lock_dir_for(path);
-        let changes = Changes::start(path);
-        let writer = Writer::start(store, changes.sender())?;
+        let changes = Changes::start(path, Arc::clone(&file));
+        let writer = Writer::start(store, changes.sender(), Arc::clone(&file))?;
         Ok(Db {
             writer,
-            readers: Arc::new(Readers::new(path)),
+            readers: Arc::new(Readers::new(Arc::clone(&file))),
             changes,
+            file,
+            read_only,
             lock_dir,
         })
+    }
+
+    /// Fails with the reason if this engine cannot change the database: before anything that
+    /// would (starting or driving a run, sending a command) takes a lock or asks anyone.
+    pub(crate) fn check_writable(&self) -> Result<(), EngineError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                path: self.file.path().to_path_buf(),
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// Runs `read` on a pooled read connection, off the async workers.

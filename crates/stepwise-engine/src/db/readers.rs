@@ -1,25 +1,25 @@
 //! Read connections, pooled. In WAL mode a reader sees the last commit without waiting for the
 //! writer, so listing runs or following a feed never queues behind a driver's fsync.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use stepwise_store::Store;
 
+use super::DbFile;
 use crate::error::EngineError;
 
 /// Idle connections kept for reuse; more are opened when needed and closed after.
 const KEEP_IDLE: usize = 4;
 
 pub(crate) struct Readers {
-    path: PathBuf,
+    file: Arc<DbFile>,
     idle: Mutex<Vec<Store>>,
 }
 
 impl Readers {
-    pub(crate) fn new(path: &Path) -> Readers {
+    pub(crate) fn new(file: Arc<DbFile>) -> Readers {
         Readers {
-            path: path.to_path_buf(),
+            file,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -36,31 +36,64 @@ impl Readers {
             let store = readers.take()?;
             let result = store.snapshot(read);
             readers.give_back(store);
-            result
+            // A failure SQLite reports names the database it happened in.
+            result.map_err(|error| match error {
+                EngineError::Store(error) => EngineError::Store(error.at(readers.file.path())),
+                other => other,
+            })
         })
         .await
         .map_err(|e| EngineError::Internal(format!("a database read stopped: {e}")))?
     }
 
+    /// A connection to the file the engine opened, never to one that has taken its place
+    /// (what it read would not be what the engine writes).
     fn take(&self) -> Result<Store, EngineError> {
+        if self.file.is_replaced() {
+            self.let_go_of_all();
+            return Err(self.file.error().into());
+        }
         let pooled = self
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .pop();
-        match pooled {
-            Some(store) => Ok(store),
-            None => Ok(Store::open_reader(&self.path)?),
+        let store = match pooled {
+            Some(store) => store,
+            None => Store::open_reader(self.file.path())?,
+        };
+        if let Err(error) = self.file.check(&store) {
+            store.keep_wal_on_close();
+            self.let_go_of_all();
+            return Err(error.into());
         }
+        Ok(store)
     }
 
     fn give_back(&self, store: Store) {
+        if self.file.is_replaced() {
+            store.keep_wal_on_close();
+            return;
+        }
         let mut idle = self
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle.len() < KEEP_IDLE {
             idle.push(store);
+        }
+    }
+
+    /// Closes the idle connections of a replaced file without touching its write-ahead log.
+    fn let_go_of_all(&self) {
+        let idle = std::mem::take(
+            &mut *self
+                .idle
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for store in idle {
+            store.keep_wal_on_close();
         }
     }
 }

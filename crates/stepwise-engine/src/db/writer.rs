@@ -7,7 +7,7 @@
 //! with itself for the write lock.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
@@ -16,6 +16,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::DbFile;
 use crate::error::EngineError;
 
 pub(crate) struct Writer {
@@ -25,6 +26,10 @@ pub(crate) struct Writer {
     thread: ThreadId,
     changes: Arc<watch::Sender<u64>>,
     commits: AtomicU64,
+    /// The file the store opened: every write first checks it is still the one at the path.
+    file: Arc<DbFile>,
+    /// The write-ahead log has been handed over (see `let_go`).
+    let_go: AtomicBool,
     /// Dropping it ends the thread's runtime (and so every task still on it).
     _stop: oneshot::Sender<()>,
 }
@@ -34,6 +39,7 @@ impl Writer {
     pub(crate) fn start(
         store: Store,
         changes: Arc<watch::Sender<u64>>,
+        file: Arc<DbFile>,
     ) -> Result<Arc<Writer>, EngineError> {
         let (started_tx, started) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -77,6 +83,8 @@ impl Writer {
             thread,
             changes,
             commits: AtomicU64::new(0),
+            file,
+            let_go: AtomicBool::new(false),
             _stop: stop,
         }))
     }
@@ -95,12 +103,37 @@ impl Writer {
         // Never poisoned in practice (only this thread locks it); a panic mid-write leaves the
         // connection consistent, as SQLite rolls the transaction back.
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let result = write(&mut store);
+        // Nothing is written to a file that is no longer the database's (another was moved
+        // over it), nor tried on one this user may not write.
+        if let Err(error) = self.file.check(&store) {
+            self.let_go(&store);
+            return Err(error.into());
+        }
+        store.check_writable()?;
+        let result = write(&mut store).map_err(|error| error.at(self.file.path()));
         self.commits.store(store.commits(), Ordering::Relaxed);
         drop(store);
         self.changes
             .send_modify(|generation| *generation = generation.wrapping_add(1));
         Ok(result?)
+    }
+
+    /// Once the file has been replaced: this engine's commits leave the write-ahead log, which
+    /// the file now at the path would otherwise read as its own (see `Store::empty_wal`). Only
+    /// on the writer thread.
+    pub(crate) fn let_go_here(&self) {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        self.let_go(&store);
+    }
+
+    fn let_go(&self, store: &Store) {
+        if self.let_go.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        store.keep_wal_on_close();
+        if let Err(error) = store.empty_wal() {
+            tracing::error!(%error, db = %self.file.path().display(), "could not empty the write-ahead log of the replaced database file");
+        }
     }
 
     /// Runs `write` on the writer thread and returns its result.

@@ -49,6 +49,8 @@ pub(crate) enum Message {
     FilesChanged,
     /// Files settled: check the pending edits against them.
     CheckEdits,
+    /// The database file was replaced: stop at once, recording nothing.
+    DatabaseReplaced,
     /// A command handed over by this process (`Engine::send`), recorded as it is applied.
     Command {
         command: Command,
@@ -248,6 +250,7 @@ impl Driver {
         let mut inbox = false;
         let mut files_changed = false;
         let mut check_edits = false;
+        let mut replaced = false;
         let mut direct = Vec::new();
         for message in messages {
             match message {
@@ -273,12 +276,17 @@ impl Driver {
                 Message::InboxChanged => inbox = true,
                 Message::FilesChanged => files_changed = true,
                 Message::CheckEdits => check_edits = true,
+                Message::DatabaseReplaced => replaced = true,
                 Message::Command {
                     command,
                     issued_by,
                     reply,
                 } => direct.push((command, issued_by, reply)),
             }
+        }
+        // Every message is looked at first, so that operations that ended are known to have.
+        if replaced {
+            return Err(self.engine.inner.db.file.error().into());
         }
         self.commit(groups, Vec::new())?;
         for (command, issued_by, reply) in direct {

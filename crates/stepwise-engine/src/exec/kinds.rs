@@ -98,7 +98,16 @@ impl Executor for RunCommand {
             let OperationRequest::RunCommand(request) = request else {
                 return Err(wrong_kind("run_command"));
             };
-            let lock = lock::operation_lock(&ctx.lock_dir, &ctx.run_id, ctx.op);
+            // Made here, where a link or a stranger's file in its place is refused; the
+            // supervisor only opens it (never through a link).
+            let lock = lock::create_operation_lock(&ctx.lock_dir, &ctx.run_id, ctx.op).map_err(
+                |error| {
+                    OperationError::new(
+                        OperationErrorKind::Io,
+                        format!("the command was not started: {error}"),
+                    )
+                },
+            )?;
             // Beside the workspace's policy, one directory per run, one pair of files per
             // attempt (`<step>-<op>.stdout`).
             let save_as = request

@@ -380,7 +380,11 @@ unsafe fn supervise(child: &Child) -> ! {
         if !child.lock.is_null() {
             let fd = libc::open(
                 child.lock,
-                libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
+                libc::O_RDWR
+                    | libc::O_CREAT
+                    | libc::O_NOFOLLOW
+                    | libc::O_NONBLOCK
+                    | libc::O_CLOEXEC,
                 0o600,
             );
             if fd >= 0 {

@@ -7,14 +7,23 @@
 //! (`F_OFD_SETLKW`, so a standby process takes a run over the moment its holder dies) and asked
 //! about without taking it (`F_OFD_GETLK`, so listing runs never gets in a driver's way).
 //! Elsewhere it is a `flock`, and asking about it takes it for an instant.
+//!
+//! The lock files live in a directory beside the database that only its user may write; they
+//! are opened so that nothing planted there is followed (see `own_files`).
 
-use std::fs::{File, OpenOptions};
+mod own_files;
+
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use stepwise_core::ids::{EventSeq, RunId};
 
+use self::own_files::{io_error, open_dir_to_ask, open_dir_to_take, open_own_file, open_to_read};
 use crate::error::EngineError;
+
+/// At most this much of a lock file is read to say who holds it.
+const HOLDER_TEXT_MAX: u64 = 128;
 
 /// An exclusive lock on one run, held until dropped.
 #[derive(Debug)]
@@ -28,8 +37,7 @@ impl RunLock {
         dir: &Path,
         run_id: &RunId,
     ) -> Result<Result<RunLock, String>, EngineError> {
-        let path = lock_path(dir, run_id)?;
-        let mut file = open(&path, true)?;
+        let (mut file, path) = open_run_lock(dir, run_id)?;
         if !sys::try_lock(&file).map_err(|source| io_error(&path, source))? {
             return Ok(Err(holder_text(&mut file)));
         }
@@ -39,8 +47,7 @@ impl RunLock {
     /// Blocks until the lock for `run_id` is free, then takes it. Meant for a thread of its
     /// own: it returns the moment the holder releases the lock or dies.
     pub(crate) fn wait(dir: &Path, run_id: &RunId) -> Result<RunLock, EngineError> {
-        let path = lock_path(dir, run_id)?;
-        let file = open(&path, true)?;
+        let (file, path) = open_run_lock(dir, run_id)?;
         sys::lock_blocking(&file).map_err(|source| io_error(&path, source))?;
         RunLock::claim(file, &path)
     }
@@ -61,23 +68,50 @@ impl RunLock {
 /// Linux, so it cannot make a driver starting at the same moment fail.
 /// Opens the file for reading only, so that asking works where the database is read-only.
 pub(crate) fn holder(dir: &Path, run_id: &RunId) -> Result<Option<String>, EngineError> {
-    let path = dir.join(format!("{run_id}.lock"));
-    let mut file = match OpenOptions::new().read(true).open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(io_error(&path, source)),
+    let name = run_lock_name(run_id);
+    let opened = open_dir_to_ask(dir).and_then(|handle| match handle {
+        Some(handle) => open_to_read(&handle, dir, &name),
+        None => Ok(None),
+    });
+    let mut file = match opened {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(None),
+        // A reader who may not look at the lock (another user's) cannot tell; it does not
+        // claim that nobody drives the run.
+        Err(EngineError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            return Ok(Some(UNKNOWN_HOLDER.into()));
+        }
+        Err(error) => return Err(error),
     };
-    if sys::is_locked(&file).map_err(|source| io_error(&path, source))? {
+    if sys::is_locked(&file).map_err(|source| io_error(&dir.join(&name), source))? {
         Ok(Some(holder_text(&mut file)))
     } else {
         Ok(None)
     }
 }
 
+/// Who holds a run's lock, to a reader who may not read it.
+const UNKNOWN_HOLDER: &str = "unknown (its lock cannot be read by this user)";
+
 /// The file a command's supervisor holds locked while anything of the command may run: for
 /// operation `op` (its `OperationStarted` seq) of the run.
 pub(crate) fn operation_lock(dir: &Path, run_id: &RunId, op: EventSeq) -> PathBuf {
-    dir.join(format!("{run_id}.op-{op}.lock"))
+    dir.join(operation_lock_name(run_id, op))
+}
+
+/// Makes the lock file of operation `op` for its supervisor to hold (which opens it by path,
+/// never through a link), refusing anything planted in its place.
+pub(crate) fn create_operation_lock(
+    dir: &Path,
+    run_id: &RunId,
+    op: EventSeq,
+) -> Result<PathBuf, EngineError> {
+    let handle = open_dir_to_take(dir)?;
+    let name = operation_lock_name(run_id, op);
+    open_own_file(&handle, dir, &name)?;
+    Ok(dir.join(name))
 }
 
 /// Waits, up to `limit`, until nothing holds an operation's lock (the command's supervisor has
@@ -85,10 +119,9 @@ pub(crate) fn operation_lock(dir: &Path, run_id: &RunId, op: EventSeq) -> PathBu
 pub(crate) fn wait_operation_gone(path: &Path, limit: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
     loop {
-        let held = match OpenOptions::new().read(true).open(path) {
-            Ok(file) => sys::is_locked(&file).unwrap_or(false),
-            Err(_) => false,
-        };
+        // A link or anything but a plain file there is no lock anyone holds.
+        let held = own_files::open_path_to_read(path)
+            .is_some_and(|file| sys::is_locked(&file).unwrap_or(false));
         if !held {
             let _ = std::fs::remove_file(path);
             return true;
@@ -101,37 +134,33 @@ pub(crate) fn wait_operation_gone(path: &Path, limit: std::time::Duration) -> bo
     }
 }
 
-fn lock_path(dir: &Path, run_id: &RunId) -> Result<PathBuf, EngineError> {
-    std::fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
-    Ok(dir.join(format!("{run_id}.lock")))
+fn run_lock_name(run_id: &RunId) -> String {
+    format!("{run_id}.lock")
 }
 
-fn open(path: &Path, create: bool) -> Result<File, EngineError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .open(path)
-        .map_err(|source| io_error(path, source))
+fn operation_lock_name(run_id: &RunId, op: EventSeq) -> String {
+    format!("{run_id}.op-{op}.lock")
+}
+
+/// The run's lock file, opened to be locked and written (created if need be).
+fn open_run_lock(dir: &Path, run_id: &RunId) -> Result<(File, PathBuf), EngineError> {
+    let handle = open_dir_to_take(dir)?;
+    let name = run_lock_name(run_id);
+    let file = open_own_file(&handle, dir, &name)?;
+    Ok((file, dir.join(name)))
 }
 
 fn holder_text(file: &mut File) -> String {
     let mut holder = String::new();
     let _ = file.seek(SeekFrom::Start(0));
-    let _ = file.read_to_string(&mut holder);
+    let _ = Read::by_ref(file)
+        .take(HOLDER_TEXT_MAX)
+        .read_to_string(&mut holder);
     let holder = holder.trim();
     if holder.is_empty() {
         "another stepwise process".to_string()
     } else {
         holder.to_string()
-    }
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> EngineError {
-    EngineError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -264,5 +293,83 @@ mod tests {
             .expect("the waiter takes the lock once it is free");
         let _held = waiter.join().unwrap();
         assert!(RunLock::try_acquire(dir.path(), &r1()).unwrap().is_err());
+    }
+
+    /// What is planted where a lock file will be opened is refused, never followed, written
+    /// or waited on; the file it points at is left as it was.
+    #[test]
+    fn links_hard_links_and_fifos_at_a_lock_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("locks");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::create_dir(&locks).unwrap();
+        let lock = locks.join("r1.lock");
+        let planted: [(&str, &dyn Fn()); 3] = [
+            ("symbolic link", &|| {
+                std::os::unix::fs::symlink(&victim, &lock).unwrap()
+            }),
+            ("hard link", &|| std::fs::hard_link(&victim, &lock).unwrap()),
+            ("fifo", &|| {
+                nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .unwrap();
+            }),
+        ];
+        for (what, plant) in planted {
+            plant();
+            let error = RunLock::try_acquire(&locks, &r1()).unwrap_err();
+            assert!(
+                matches!(error, EngineError::UnsafeFile { ref path, .. } if *path == lock),
+                "{what}: {error}"
+            );
+            assert!(error.to_string().contains("remove it"), "{what}: {error}");
+            if what == "symbolic link" {
+                assert!(holder(&locks, &r1()).is_err(), "{what}");
+            }
+            std::fs::remove_file(&lock).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+
+    #[test]
+    fn the_locks_directory_is_made_private_and_refused_as_a_link_or_open_to_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("locks");
+        let _lock = RunLock::try_acquire(&locks, &r1()).unwrap().unwrap();
+        let mode = std::fs::metadata(&locks).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let error = RunLock::try_acquire(&locks, &RunId::from("r2")).unwrap_err();
+        assert!(error.to_string().contains("chmod 700"), "{error}");
+        // Asking is refused too: what others could plant there is not read either.
+        assert!(holder(&locks, &r1()).is_err());
+
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(&elsewhere, &linked).unwrap();
+        let error = RunLock::try_acquire(&linked, &r1()).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_operation_lock_is_made_fresh_and_a_link_in_its_place_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let op = EventSeq::new(7);
+        let path = create_operation_lock(dir.path(), &r1(), op).unwrap();
+        assert_eq!(path, operation_lock(dir.path(), &r1(), op));
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        std::fs::remove_file(&path).unwrap();
+        let target = dir.path().join("made-through-a-link");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let error = create_operation_lock(dir.path(), &r1(), op).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(!target.exists());
+        // Nothing holds a link: waiting for it ends at once, and the link goes.
+        assert!(wait_operation_gone(&path, std::time::Duration::ZERO));
+        assert!(std::fs::symlink_metadata(&path).is_err());
     }
 }

@@ -1,0 +1,180 @@
+//! The files the engine keeps for itself beside the database (the locks directory and the lock
+//! files in it) are never reached through a link planted there, and a directory that others
+//! could write, or that is another user's, is refused with words that say what to do.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use crate::support::Env;
+
+fn gated_edit(env: &Env) -> PathBuf {
+    env.workflow(
+        "gated.yaml",
+        "name: gated\nsteps:\n  - id: change\n    type: edit_file\n    path: out.txt\n    content: \"new\\n\"\n",
+    )
+}
+
+fn lock_dir(env: &Env) -> PathBuf {
+    env.root().join("stepwise.db.locks")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn a_link_planted_at_a_run_lock_is_refused_and_nothing_is_written_through_it() {
+    let env = Env::new();
+    let wf = gated_edit(&env);
+    let first = env.run(&wf, &[]).run_id();
+    let second = env.run(&wf, &[]).run_id();
+    // One link to a file that exists (it would be truncated and overwritten with `pid N`),
+    // one to a file that does not (it would be created).
+    let victim = env.root().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("write the victim");
+    let absent = env.root().join("made-through-a-link");
+    for (run, target) in [(&first, &victim), (&second, &absent)] {
+        let lock = lock_dir(&env).join(format!("{run}.lock"));
+        std::fs::remove_file(&lock).expect("remove the run's lock file");
+        symlink(target, &lock).expect("plant a link");
+    }
+
+    for args in [
+        vec!["approve", first.as_str(), "change"],
+        vec!["resume", first.as_str()],
+        vec!["approve", second.as_str(), "change"],
+    ] {
+        let out = env.stepwise(&args);
+        assert_eq!(out.code, 1, "{args:?}: {out}");
+        let lock = lock_dir(&env).join(format!("{}.lock", args[1]));
+        assert!(
+            out.stderr.contains(&lock.display().to_string())
+                && out.stderr.contains("symbolic link")
+                && out.stderr.contains("remove it"),
+            "{args:?}: {out}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("the victim is still there"),
+        "precious\n"
+    );
+    assert!(!absent.exists(), "a file was created through the link");
+    assert_eq!(env.read("out.txt"), None, "an approval went through");
+}
+
+#[test]
+fn a_link_planted_at_an_operation_lock_is_refused_and_the_command_never_runs() {
+    let env = Env::new();
+    // No policy: the command waits for a person, so the test knows where the log is.
+    let wf = env.workflow(
+        "cmd.yaml",
+        "name: cmd\nsteps:\n  - id: touch\n    type: run_command\n    command: [sh, -c, \"echo ran > ran.txt\"]\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let run = out.run_id();
+    let last = env.events(&run).len();
+    // The command's `OperationStarted` comes a few events after the approval: a link (to a
+    // file that does not exist, which following it would create) at each place it may get.
+    let targets: Vec<PathBuf> = (last + 1..=last + 6)
+        .map(|seq| {
+            let target = env.root().join(format!("made-through-op-{seq}"));
+            let lock = lock_dir(&env).join(format!("{run}.op-{seq}.lock"));
+            symlink(&target, &lock).expect("plant a link");
+            target
+        })
+        .collect();
+
+    let out = env.approve(&run, "touch", &[]);
+    assert_eq!(out.code, 1, "the step fails: {out}");
+    let log = serde_json::to_string(&env.events(&run)).expect("events as text");
+    assert!(
+        log.contains("OperationFailed") && log.contains("symbolic link"),
+        "the step's error says why: {log}"
+    );
+    assert_eq!(env.read("ran.txt"), None, "the command ran");
+    for target in &targets {
+        assert!(
+            !target.exists(),
+            "{} was created through a link",
+            target.display()
+        );
+    }
+}
+
+#[test]
+fn a_locks_directory_that_is_a_link_is_refused() {
+    let env = Env::new();
+    let elsewhere = env.root().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("create the directory elsewhere");
+    symlink(&elsewhere, lock_dir(&env)).expect("plant a link");
+
+    let out = env.run(&gated_edit(&env), &[]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("locks directory `{}`", lock_dir(&env).display()))
+            && out.stderr.contains("symbolic link")
+            && out.stderr.contains("remove the link"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).expect("list").count(),
+        0,
+        "something was made through the link"
+    );
+    assert_eq!(env.run_count(), 0, "a run started without its lock");
+}
+
+#[test]
+fn the_locks_directory_is_private_and_one_others_can_write_or_own_is_refused() {
+    let env = Env::new();
+    let wf = gated_edit(&env);
+    let run = env.run(&wf, &[]).run_id();
+    let dir = lock_dir(&env);
+    let meta = std::fs::symlink_metadata(&dir).expect("the locks directory");
+    assert!(meta.is_dir());
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o700,
+        "made readable by this user only"
+    );
+
+    // Writable by others: refused, with the command that fixes it.
+    for mode in [0o777, 0o770, 0o702] {
+        set_mode(&dir, mode);
+        let out = env.stepwise(&["resume", &run]);
+        assert_eq!(out.code, 1, "mode {mode:o}: {out}");
+        assert!(
+            out.stderr
+                .contains(&format!("locks directory `{}`", dir.display()))
+                && out.stderr.contains("other users")
+                && out.stderr.contains(&format!("chmod 700 {}", dir.display())),
+            "mode {mode:o}: {out}"
+        );
+    }
+    set_mode(&dir, 0o700);
+
+    // Another user's: refused (only root can give it away to test this).
+    if is_root() {
+        std::os::unix::fs::chown(&dir, Some(65534), None).expect("chown");
+        let out = env.stepwise(&["resume", &run]);
+        assert_eq!(out.code, 1, "{out}");
+        assert!(
+            out.stderr
+                .contains(&format!("locks directory `{}`", dir.display()))
+                && out.stderr.contains("another user"),
+            "{out}"
+        );
+        std::os::unix::fs::chown(&dir, Some(0), None).expect("chown back");
+    }
+    // Private and this user's again: it works.
+    let out = env.approve(&run, "change", &[]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(env.read("out.txt").as_deref(), Some("new\n"));
+}
