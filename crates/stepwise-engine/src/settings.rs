@@ -117,7 +117,14 @@ impl Settings {
             settings.add(file, &user.path, Origin::User)?;
         }
         let path = workspace.join(WORKSPACE_SETTINGS);
-        if let Some(file) = read(&path, false)? {
+        // The user may name the workspace's file as their own: it is then read once, as theirs.
+        let same_file = user.is_some_and(|user| {
+            matches!(
+                (std::fs::canonicalize(&user.path), std::fs::canonicalize(&path)),
+                (Ok(a), Ok(b)) if a == b
+            )
+        });
+        if !same_file && let Some(file) = read(&path, false)? {
             settings.add(file, &path, Origin::Workspace)?;
         }
         Ok(settings)
@@ -499,6 +506,18 @@ mod tests {
             .expect("resolve");
         assert_eq!(specs["mine"].api_key_env, None);
         assert_eq!(specs["small"].price.output_micro_usd_per_mtok, 600_000);
+
+        // The user's own file named as the workspace's is read once, as the user's.
+        let own = write(&ws, WORKSPACE_SETTINGS, USER);
+        let settings = Settings::load(
+            Some(&UserSettings {
+                path: own,
+                named: true,
+            }),
+            &ws,
+        )
+        .expect("the user's file, once");
+        assert!(settings.resolve(&["small"].into(), &[]).is_ok());
     }
 
     #[test]
