@@ -27,6 +27,8 @@ struct Case {
     behaviour: Behaviour,
     settings: &'static str,
     says: &'static [&'static str],
+    /// How many such calls the workflow makes side by side.
+    side_by_side: usize,
 }
 
 fn case(
@@ -41,6 +43,7 @@ fn case(
         behaviour,
         settings: "",
         says,
+        side_by_side: 1,
     }
 }
 
@@ -75,9 +78,22 @@ fn run_case(case: &Case) -> Outcome {
     )
     .expect("write settings");
     env.vars.push((KEY_VAR.into(), "sk-hostile-test".into()));
+    let steps: String = (0..case.side_by_side)
+        .map(|i| {
+            let id = if i == 0 {
+                "ask".to_string()
+            } else {
+                format!("ask{i}")
+            };
+            format!("  - id: {id}\n    type: prompt\n    model: m\n    prompt: hello\n")
+        })
+        .collect();
     let wf = env.workflow(
         "ask.yaml",
-        "name: ask\nsteps:\n  - id: ask\n    type: prompt\n    model: m\n    prompt: hello\n",
+        &format!(
+            "name: ask\nmax_parallel: {}\nsteps:\n{steps}",
+            case.side_by_side
+        ),
     );
     let out = env.root().join("run.out");
     let err = env.root().join("run.err");
@@ -266,6 +282,24 @@ fn an_endless_stream_fails_the_call_and_nothing_of_it_is_kept() {
         let outcome = run_case(case);
         nothing_kept(&outcome, case.name);
     }
+}
+
+/// Memory is bounded for the process, not only per call: a stream of tiny events, each a piece
+/// of progress, held as messages cost about 75 bytes each, and six such calls side by side
+/// took the process past 500 MB. Stopped by the provider's `timeout_s`.
+#[test]
+fn many_tiny_events_in_calls_side_by_side_stay_within_memory() {
+    let tiny = json!({"choices": [{"delta": {"content": "x"}}]});
+    let mut tiny_events = case(
+        "six streams of tiny events",
+        "openai",
+        Behaviour::EndlessEvents(format!("data:{tiny}\n\n")),
+        &["took longer than 15s"],
+    );
+    tiny_events.settings = "    timeout_s: 15\n";
+    tiny_events.side_by_side = 6;
+    let outcome = run_case(&tiny_events);
+    nothing_kept(&outcome, tiny_events.name);
 }
 
 #[test]

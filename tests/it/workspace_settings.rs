@@ -67,3 +67,55 @@ fn a_workspace_that_would_spend_the_users_key_is_refused_before_any_call() {
     assert_eq!(out.code, 3, "the budget asks: {out}");
     assert!(users.seen().is_empty());
 }
+
+/// What sits at a workspace's settings or policy path cannot hang, flood or mislead a run: a
+/// FIFO, a link to a file elsewhere, or a huge file is refused at once, naming the file, and
+/// what a link points at is never read (nor quoted in the error).
+#[test]
+fn a_workspaces_files_are_plain_files_or_refused_at_once() {
+    let env = crate::support::Env::new();
+    std::fs::write(
+        env.root().join("config/stepwise/settings.yaml"),
+        "providers:\n  sim:\n    kind: simulated\nmodels:\n  sim:\n    provider: sim\n    model: echo\n",
+    )
+    .expect("settings");
+    let workflow = env.workflow(
+        "ask.yaml",
+        "name: ask\nsteps:\n  - id: ask\n    type: prompt\n    model: sim\n    prompt: hi\n",
+    );
+    let secret = env.root().join("elsewhere.yaml");
+    std::fs::write(&secret, "root:secret-line-7f3a: 1\n").expect("write");
+    let dir = env.ws.join(".stepwise");
+    std::fs::create_dir_all(&dir).expect(".stepwise");
+    for name in ["settings.yaml", "policy.yaml"] {
+        let path = dir.join(name);
+        let plant: [(&str, &dyn Fn(&std::path::Path)); 3] = [
+            ("a FIFO", &|p| {
+                nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo")
+            }),
+            ("a link", &|p| {
+                std::os::unix::fs::symlink(&secret, p).expect("symlink")
+            }),
+            ("a huge file", &|p| {
+                let file = std::fs::File::create(p).expect("create");
+                file.set_len(64 * 1024 * 1024)
+                    .expect("a sparse 64 MiB file");
+            }),
+        ];
+        for (what, plant) in plant {
+            plant(&path);
+            let started = std::time::Instant::now();
+            let out = env.run(&workflow, &[]);
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{name} as {what}: not at once"
+            );
+            assert_eq!(out.code, 2, "{name} as {what}: {out}");
+            let said = format!("{}{}", out.stdout, out.stderr);
+            assert!(said.contains(&path.display().to_string()), "{said}");
+            assert!(!said.contains("secret-line"), "{name} as {what}: {said}");
+            std::fs::remove_file(&path).expect("remove");
+        }
+    }
+    assert_eq!(env.run(&workflow, &[]).code, 0, "plain again, the run goes");
+}

@@ -18,6 +18,7 @@
 mod adopt;
 mod clock;
 mod commands;
+mod config_file;
 mod db;
 mod driver;
 mod engine;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use stepwise_core::policy::{RuleSpec, rules_from_def};
 use stepwise_core::workflow::def::PolicyDef;
 
-use crate::error::{EngineError, io_reason};
+use crate::config_file::{Links, Unreadable, read_text};
+use crate::error::EngineError;
 
 /// Where a workspace keeps its policy.
 pub(crate) const WORKSPACE_POLICY: &str = ".stepwise/policy.yaml";
@@ -28,35 +29,44 @@ pub(crate) fn load_policy(
 ) -> Result<Vec<RuleSpec>, EngineError> {
     let mut rules = Vec::new();
     if let Some(user) = user_policy {
-        rules.extend(read_rules(&user.path, "user policy", user.named)?);
+        rules.extend(read_rules(
+            &user.path,
+            "user policy",
+            user.named,
+            Links::Follow,
+        )?);
     }
     rules.extend(read_rules(
         &workspace.join(WORKSPACE_POLICY),
         "workspace policy",
         false,
+        Links::Refuse,
     )?);
     Ok(rules)
 }
 
-fn read_rules(path: &Path, origin: &str, must_exist: bool) -> Result<Vec<RuleSpec>, EngineError> {
+/// The most a policy file may be: real ones are a few KiB.
+const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
+fn read_rules(
+    path: &Path,
+    origin: &str,
+    must_exist: bool,
+    links: Links,
+) -> Result<Vec<RuleSpec>, EngineError> {
     let policy_error = |message: String| EngineError::Policy {
         path: PathBuf::from(path),
         message,
     };
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_text(path, MAX_POLICY_BYTES, links) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-            return Ok(Vec::new());
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(Unreadable::Missing) if !must_exist => return Ok(Vec::new()),
+        Err(Unreadable::Missing) => {
             return Err(policy_error(
                 "does not exist; a policy file that is named explicitly must exist, so that a mistyped name cannot silently drop its rules".into(),
             ));
         }
-        Err(_) if path.is_dir() => {
-            return Err(policy_error("is a directory, not a policy file".into()));
-        }
-        Err(e) => return Err(policy_error(format!("cannot be read: {}", io_reason(&e)))),
+        Err(problem) => return Err(policy_error(problem.to_string())),
     };
     let def: PolicyDef =
         stepwise_core::yaml::from_str(&text).map_err(|e| policy_error(e.to_string()))?;

@@ -9,12 +9,13 @@
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use stepwise_core::ids::{EventSeq, RunId};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::engine::Engine;
 
@@ -35,12 +36,15 @@ pub(crate) fn progress_path(lock_dir: &Path, run_id: &RunId, op: EventSeq) -> Pa
     lock_dir.join(format!("{run_id}.op-{op}.progress"))
 }
 
-/// An operation's progress file, being written. What is sent is appended by a task of its own,
-/// so that the sender never waits on the disk. [`ProgressSink::finish`] lets the writing end and
-/// removes the file; dropping the sink (the operation was abandoned) removes it at once.
+/// An operation's progress file, being written. What is sent is gathered in one buffer that a
+/// task of its own appends to the file, so that the sender never waits on the disk, and memory
+/// holds at most [`PROGRESS_LIMIT`] bytes of it however many pieces it comes in (a piece per
+/// message would cost far more than its bytes: a million one-byte events were 75 MB).
+/// [`ProgressSink::finish`] lets the writing end and removes the file; dropping the sink (the
+/// operation was abandoned) removes it at once.
 pub(crate) struct ProgressSink {
     path: PathBuf,
-    tx: Option<mpsc::UnboundedSender<String>>,
+    pending: Arc<Pending>,
     writer: Option<tokio::task::JoinHandle<()>>,
     /// The file was created and is not removed yet.
     created: bool,
@@ -48,34 +52,59 @@ pub(crate) struct ProgressSink {
     room: AtomicUsize,
 }
 
+/// What was sent and not written yet, shared by the sink and its writer.
+#[derive(Default)]
+struct Pending {
+    text: Mutex<String>,
+    /// Raised after text is added or the sink closes; a raise with nobody waiting is kept for
+    /// the writer's next wait, so none is lost between its look at the buffer and its wait.
+    wake: Notify,
+    closed: AtomicBool,
+}
+
+impl Pending {
+    fn take(&self) -> String {
+        std::mem::take(&mut *self.text.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 impl ProgressSink {
     /// Creates the progress file at `path`. Progress is a convenience: when the file cannot be
     /// created, what is sent goes nowhere.
     pub(crate) fn create(path: PathBuf) -> ProgressSink {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let pending = Arc::new(Pending::default());
         let writer = create_new(&path).map(|file| {
             let mut file = tokio::fs::File::from_std(file);
+            let pending = Arc::clone(&pending);
             tokio::spawn(async move {
-                while let Some(text) = rx.recv().await {
-                    if file.write_all(text.as_bytes()).await.is_err() || file.flush().await.is_err()
-                    {
+                loop {
+                    let text = pending.take();
+                    if !text.is_empty() {
+                        if file.write_all(text.as_bytes()).await.is_err()
+                            || file.flush().await.is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    if pending.closed.load(Ordering::Acquire) {
                         return;
                     }
+                    pending.wake.notified().await;
                 }
             })
         });
         ProgressSink {
             path,
-            tx: writer.is_some().then_some(tx),
+            pending,
             created: writer.is_some(),
+            room: AtomicUsize::new(if writer.is_some() { PROGRESS_LIMIT } else { 0 }),
             writer,
-            room: AtomicUsize::new(PROGRESS_LIMIT),
         }
     }
 
     /// Appends `text`, or as much of it as the limit leaves room for (cut at a character).
     pub(crate) fn send(&self, text: &str) {
-        let Some(tx) = &self.tx else { return };
         let mut room = self.room.load(Ordering::Relaxed);
         let take = loop {
             let mut take = text.len().min(room);
@@ -95,7 +124,12 @@ impl ProgressSink {
                 Err(now) => room = now,
             }
         };
-        let _ = tx.send(text[..take].to_string());
+        self.pending
+            .text
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_str(&text[..take]);
+        self.pending.wake.notify_one();
     }
 
     /// The operation is over: what was sent reaches the file (for followers to read it to the
@@ -107,7 +141,9 @@ impl ProgressSink {
 
     /// Stops taking progress and waits (a little) for what was sent to be written.
     async fn close(&mut self) {
-        self.tx = None;
+        self.room.store(0, Ordering::Relaxed);
+        self.pending.closed.store(true, Ordering::Release);
+        self.pending.wake.notify_one();
         if let Some(mut writer) = self.writer.take()
             && tokio::time::timeout(FINISH_PATIENCE, &mut writer)
                 .await
@@ -242,6 +278,16 @@ mod tests {
         assert!(!std::fs::symlink_metadata(&path).expect("meta").is_symlink());
         sink.finish().await;
         assert!(!path.exists(), "removed when the operation ends");
+
+        // A million one-byte pieces are held as bytes, not as a million messages.
+        let mut sink = ProgressSink::create(path.clone());
+        for _ in 0..1_000_000 {
+            sink.send("x");
+        }
+        assert!(sink.pending.text.lock().expect("buffer").capacity() <= PROGRESS_LIMIT);
+        sink.close().await;
+        assert_eq!(std::fs::read(&path).expect("progress").len(), 1_000_000);
+        sink.finish().await;
 
         // Dropped without finishing (the operation was abandoned): removed all the same.
         let sink = ProgressSink::create(path.clone());

@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use stepwise_core::llm::{ModelSpec, Price, ProviderKind, builtin_price};
 
-use crate::error::{EngineError, io_reason};
+use crate::config_file::{Links, Unreadable, read_text};
+use crate::error::EngineError;
 
 /// Where a workspace keeps its own settings.
 pub(crate) const WORKSPACE_SETTINGS: &str = ".stepwise/settings.yaml";
@@ -112,7 +113,7 @@ impl Settings {
     ) -> Result<Settings, EngineError> {
         let mut settings = Settings::default();
         if let Some(user) = user
-            && let Some(file) = read(&user.path, user.named)?
+            && let Some(file) = read(&user.path, user.named, Links::Follow)?
         {
             settings.add(file, &user.path, Origin::User)?;
         }
@@ -124,7 +125,7 @@ impl Settings {
                 (Ok(a), Ok(b)) if a == b
             )
         });
-        if !same_file && let Some(file) = read(&path, false)? {
+        if !same_file && let Some(file) = read(&path, false, Links::Refuse)? {
             settings.add(file, &path, Origin::Workspace)?;
         }
         Ok(settings)
@@ -324,28 +325,20 @@ fn usd_to_micro(usd: f64) -> u64 {
     (usd * 1_000_000.0).round() as u64
 }
 
-fn read(path: &Path, must_exist: bool) -> Result<Option<SettingsFile>, EngineError> {
-    let text = match std::fs::read_to_string(path) {
+/// The most a settings file may be: real ones are a few hundred bytes.
+const MAX_SETTINGS_BYTES: u64 = 1024 * 1024;
+
+fn read(path: &Path, must_exist: bool, links: Links) -> Result<Option<SettingsFile>, EngineError> {
+    let text = match read_text(path, MAX_SETTINGS_BYTES, links) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(Unreadable::Missing) if !must_exist => return Ok(None),
+        Err(Unreadable::Missing) => {
             return Err(settings_error(
                 path,
                 "does not exist; a settings file that is named explicitly must exist".into(),
             ));
         }
-        Err(_) if path.is_dir() => {
-            return Err(settings_error(
-                path,
-                "is a directory, not a settings file".into(),
-            ));
-        }
-        Err(e) => {
-            return Err(settings_error(
-                path,
-                format!("cannot be read: {}", io_reason(&e)),
-            ));
-        }
+        Err(problem) => return Err(settings_error(path, problem.to_string())),
     };
     stepwise_core::yaml::from_str(&text)
         .map(Some)

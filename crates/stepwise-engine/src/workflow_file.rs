@@ -1,12 +1,11 @@
 //! Reading a workflow file from disk: bounded in size, UTF-8, and every failure a
 //! [`ValidationError`] that names the file (there is no line to point at).
 
-use std::io::Read;
 use std::path::Path;
 
 use stepwise_core::workflow::ValidationError;
 
-use crate::error::io_reason;
+use crate::config_file::{Links, Unreadable, read_text};
 
 /// The largest workflow file Stepwise reads. Real workflows are a few KiB; this only keeps a
 /// mistaken path (a log, a disk image) from being read into memory.
@@ -21,25 +20,16 @@ pub fn read(path: &Path) -> Result<String, ValidationError> {
         step: None,
         message,
     };
-    if path.is_dir() {
-        return Err(problem("is a directory, not a workflow file".into()));
-    }
-    let file = std::fs::File::open(path)
-        .map_err(|e| problem(format!("cannot be read: {}", io_reason(&e))))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_WORKFLOW_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| problem(format!("cannot be read: {}", io_reason(&e))))?;
-    if bytes.len() as u64 > MAX_WORKFLOW_BYTES {
-        return Err(problem(format!(
+    match read_text(path, MAX_WORKFLOW_BYTES, Links::Follow) {
+        Ok(text) => Ok(text),
+        Err(Unreadable::Directory) => Err(problem("is a directory, not a workflow file".into())),
+        Err(Unreadable::TooLarge { .. }) => Err(problem(format!(
             "is larger than {} MiB, the most a workflow file may be",
             MAX_WORKFLOW_BYTES / (1024 * 1024)
-        )));
+        ))),
+        Err(Unreadable::Missing) => {
+            Err(problem("cannot be read: No such file or directory".into()))
+        }
+        Err(other) => Err(problem(other.to_string())),
     }
-    String::from_utf8(bytes).map_err(|e| {
-        problem(format!(
-            "is not UTF-8 text (the first invalid byte is at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })
 }
