@@ -25,10 +25,13 @@ use libc::{c_char, c_int, pid_t};
 use nix::fcntl::OFlag;
 
 mod child;
+mod orphans;
 
 use child::{Child, supervise};
+pub(crate) use orphans::{CommandFate, Reaped};
 
 /// What the supervisor reports, one record of 5 bytes each: a kind and a value.
+const STARTED: u8 = b'p';
 const EXEC_FAILED: u8 = b'e';
 const EXITED: u8 = b'x';
 const SIGNALED: u8 = b's';
@@ -42,7 +45,19 @@ pub(crate) struct Supervised {
     pub(crate) stderr: Option<OwnedFd>,
     pub(crate) report: Option<OwnedFd>,
     control: Option<OwnedFd>,
+    /// When the supervisor started, in clock ticks since boot (`orphans`).
+    started: u64,
+    /// The engine killed it because it was stopped.
+    killed_stopped: bool,
     reaped: bool,
+}
+
+/// What the supervisor reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// The command's pid, once it started.
+    pub(crate) command: Option<pid_t>,
+    pub(crate) ended: Ended,
 }
 
 /// How the supervised command ended, from the supervisor's report.
@@ -56,25 +71,32 @@ pub(crate) enum Ended {
     NotStarted {
         errno: i32,
     },
-    /// The supervisor said nothing (it was killed itself).
+    /// The supervisor said nothing of its end (it was killed itself).
     Unknown,
 }
 
-impl Ended {
+impl Report {
     /// Reads the supervisor's records (all it wrote before it exited).
-    pub(crate) fn from_report(bytes: &[u8]) -> Ended {
-        let mut ended = Ended::Unknown;
+    pub(crate) fn parse(bytes: &[u8]) -> Report {
+        let mut report = Report {
+            command: None,
+            ended: Ended::Unknown,
+        };
         for record in bytes.chunks_exact(5) {
             let value = i32::from_le_bytes([record[1], record[2], record[3], record[4]]);
-            match record[0] {
-                EXEC_FAILED => return Ended::NotStarted { errno: value },
-                EXITED => ended = Ended::Exited(value),
-                SIGNALED => ended = Ended::Signaled(value),
-                KILLED => ended = Ended::Killed,
-                _ => {}
-            }
+            report.ended = match record[0] {
+                STARTED => {
+                    report.command = Some(value);
+                    continue;
+                }
+                EXEC_FAILED => Ended::NotStarted { errno: value },
+                EXITED => Ended::Exited(value),
+                SIGNALED => Ended::Signaled(value),
+                KILLED => Ended::Killed,
+                _ => continue,
+            };
         }
-        ended
+        report
     }
 }
 
@@ -84,20 +106,33 @@ impl Supervised {
         self.control = None;
     }
 
-    /// Waits for the supervisor to exit (it does right after its report) and reaps it.
-    pub(crate) fn reap(&mut self) {
+    /// Kills the supervisor if it is stopped (a stopped supervisor would neither report nor
+    /// kill the tree: the command, or anyone, could hold it so forever). Once killed, it is
+    /// dealt with as any killed supervisor (see [`Supervised::reap`]). Whether it was.
+    pub(crate) fn kill_if_stopped(&mut self) -> bool {
+        if !self.killed_stopped && !self.reaped && orphans::is_stopped(self.pid) {
+            // Not reaped yet, so the pid is still this process's.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            self.killed_stopped = true;
+        }
+        self.killed_stopped
+    }
+
+    /// Waits for the supervisor to exit (it does right after its report) and reaps it. If it
+    /// was killed before it reported the command's tree dead, first kills what it left (see
+    /// `orphans`), and says how the command ended if the supervisor could not.
+    pub(crate) fn reap(&mut self, report: &Report) -> Reaped {
         if self.reaped {
-            return;
+            return Reaped::default();
         }
         self.reaped = true;
-        let mut status = 0;
-        loop {
-            // SAFETY: waitpid on our own child, with a valid pointer to an int.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if r != -1 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
+        let tree_gone = report.ended != Ended::Unknown;
+        let mut reaped = orphans::reap(self.pid, self.started, report.command, tree_gone);
+        reaped.stopped = self.killed_stopped;
+        reaped
     }
 }
 
@@ -106,17 +141,14 @@ impl Drop for Supervised {
         self.stop();
         if !self.reaped {
             // The supervisor exits within moments of the pipe closing; reap it off this thread
-            // so that a long-lived engine keeps no zombies.
-            let pid = self.pid;
+            // so that a long-lived engine keeps no zombies (and, if it was killed, so that
+            // what it left is killed).
+            let (pid, started) = (self.pid, self.started);
             self.reaped = true;
             let _ = std::thread::Builder::new()
                 .name("stepwise-reap".into())
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    let mut status = 0;
-                    // SAFETY: waitpid on our own child, with a valid pointer to an int.
-                    unsafe { libc::waitpid(pid, &mut status, 0) };
-                });
+                .stack_size(256 * 1024)
+                .spawn(move || orphans::reap(pid, started, None, false));
         }
     }
 }
@@ -244,9 +276,10 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
         control: control_r.as_raw_fd(),
         null: null.as_raw_fd(),
     };
+    let forking = orphans::forking();
     // SAFETY: the child runs `supervise`, which makes async-signal-safe calls only and never
     // returns; everything it reads was prepared above and outlives the fork in its copy of the
-    // address space.
+    // address space (the lock `forking` holds included: the child never touches it).
     let pid = unsafe { libc::fork() };
     if pid == -1 {
         return Err(io::Error::last_os_error());
@@ -255,6 +288,7 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
         // SAFETY: in the forked child; see `supervise`.
         unsafe { supervise(&child) }
     }
+    let started = forking.forked(pid);
     // The child's ends are the supervisor's alone now: only its tree may hold the output
     // pipes (their end is the tree's end) and only it the report pipe.
     drop((stdout_w, stderr_w, report_w, control_r, null, plan));
@@ -264,6 +298,8 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
         stderr: Some(stderr_r),
         report: Some(report_r),
         control: Some(control_w),
+        started,
+        killed_stopped: false,
         reaped: false,
     })
 }

@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 
 use libc::{c_char, c_int, pid_t};
 
-use super::{EXEC_FAILED, EXITED, KILLED, SIGNALED};
+use super::{EXEC_FAILED, EXITED, KILLED, SIGNALED, STARTED};
 
 /// The raw view of `Prepared` and of the descriptors the forked processes use.
 pub(super) struct Child {
@@ -38,7 +38,12 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
     // process owns; no allocation.
     unsafe {
         reset_signals();
-        libc::setpgid(0, 0);
+        // A session of its own, which the command's tree keeps (a process can leave a session
+        // only for a new one of its own, never for the engine's): if this process is killed,
+        // the engine tells what it left from its own processes by their session (`orphans`).
+        // It also keeps the tree away from the engine's terminal (no Ctrl-C, no SIGHUP, no
+        // reads from it).
+        libc::setsid();
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         close_all_but(&[
             child.stdout,
@@ -76,6 +81,9 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             report(child.report, EXEC_FAILED, spawned);
             libc::_exit(0);
         }
+        // Its pid, at once: if this process is killed, the engine reaps the command in its
+        // place and can say how it ended.
+        record(child.report, STARTED, command);
         libc::close(child.stdout);
         libc::close(child.stderr);
         libc::close(child.null);
@@ -234,13 +242,20 @@ impl Iterator for Pids<'_> {
 /// Writes the report and closes the pipe: the engine learns at once, not only once this
 /// process has finished exiting (tearing down its copy of the engine's memory takes a while).
 unsafe fn report(fd: RawFd, kind: u8, value: i32) {
+    // SAFETY: a record written, then closing our own descriptor.
+    unsafe {
+        record(fd, kind, value);
+        libc::close(fd);
+    }
+}
+
+/// Writes one record to the report pipe.
+unsafe fn record(fd: RawFd, kind: u8, value: i32) {
     let v = value.to_le_bytes();
     let record = [kind, v[0], v[1], v[2], v[3]];
-    // SAFETY: a write of a stack buffer (5 bytes to a pipe are written whole or not at all),
-    // then closing our own descriptor.
+    // SAFETY: a write of a stack buffer (5 bytes to a pipe are written whole or not at all).
     unsafe {
         libc::write(fd, record.as_ptr().cast(), record.len());
-        libc::close(fd);
     }
 }
 
@@ -255,17 +270,25 @@ unsafe fn control_closed(fd: RawFd, timeout: c_int) -> bool {
     unsafe { libc::poll(&mut poll, 1, timeout) > 0 && poll.revents != 0 }
 }
 
-/// Default dispositions and an empty mask: a forked child inherits the engine's (a runtime's
-/// signal handlers would write to descriptors that are closed or reused here).
+/// Default dispositions (but for the stops it can ignore) and an empty mask: a forked child
+/// inherits the engine's (a runtime's signal handlers would write to descriptors that are
+/// closed or reused here). The command gets default dispositions (`SpawnPlan`).
 unsafe fn reset_signals() {
     // SAFETY: sigaction and sigprocmask with valid, zeroed structures.
     unsafe {
         let mut default: libc::sigaction = std::mem::zeroed();
         default.sa_sigaction = libc::SIG_DFL;
+        // The stops that can be refused are: a command that stops its supervisor keeps it
+        // from doing its work (the engine kills a supervisor that is stopped all the same).
+        let mut ignore: libc::sigaction = std::mem::zeroed();
+        ignore.sa_sigaction = libc::SIG_IGN;
         for signal in 1..libc::SIGRTMAX() {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::sigaction(signal, &default, std::ptr::null_mut());
-            }
+            let action = match signal {
+                libc::SIGKILL | libc::SIGSTOP => continue,
+                libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => &ignore,
+                _ => &default,
+            };
+            libc::sigaction(signal, action, std::ptr::null_mut());
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
