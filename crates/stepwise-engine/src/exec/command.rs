@@ -3,7 +3,8 @@
 //! A command runs under a supervisor (see `supervisor`) with a scrubbed environment: its whole
 //! process tree, detached descendants included, is killed when the command times out, is
 //! cancelled, ends while processes it started in the background are still running, or when
-//! the engine dies. Nothing a workflow starts keeps running unseen.
+//! the engine dies; and if the supervisor is killed or stopped, the engine kills it all itself
+//! and the command fails saying so. Nothing a workflow starts keeps running unseen.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

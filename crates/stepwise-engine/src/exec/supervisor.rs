@@ -1,13 +1,16 @@
 //! Commands run under a supervisor, so that nothing a command starts outlives it unseen.
 //!
-//! The supervisor is a process forked from the engine (not exec'd). It starts the command in a
-//! process group of its own and becomes a *child subreaper*: everything the command starts,
-//! even what detaches with `setsid` or a double fork, stays its descendant. It kills that whole
+//! The supervisor is a process forked from the engine (not exec'd). It leads a session of its
+//! own, starts the command in a process group of its own and becomes a *child subreaper*:
+//! everything the command starts, even what detaches with `setsid` or a double fork, stays its
+//! descendant. It kills that whole
 //! tree when the command ends (background processes left behind included), when the engine
 //! asks (cancel, timeout), and when the engine dies: it watches a pipe whose only writer is the
 //! engine, so the engine's death, however sudden (SIGKILL), closes it. While anything of the
 //! command may run it holds a lock file, so that an engine recovering the run after a crash can
-//! tell when the command's processes are gone (see `driver::recovery`).
+//! tell when the command's processes are gone (see `driver::recovery`). The supervisor can be
+//! killed itself (the command knows it as `$PPID`); the engine then kills what it left
+//! (`orphans`).
 //!
 //! This module is the engine's side: preparing everything the supervisor needs before the
 //! fork (it may not allocate after it), forking it, and reading what it reports. The code that

@@ -177,8 +177,10 @@ fn sweep(dead: pid_t, started: u64, command: Option<pid_t>) -> (Option<CommandFa
     let deadline = Instant::now() + PATIENCE;
     let mut fate = None;
     loop {
-        let table = process_table();
+        // Held for the whole round: no supervisor is forked unseen, and no other sweep reaps a
+        // child of the engine (so frees its pid) between the table and the kill.
         let supervisors = supervisors();
+        let table = process_table();
         let ours = |p: &Proc| {
             p.ppid == me
                 && p.session != own_session
@@ -247,21 +249,21 @@ fn descendants(table: &HashMap<pid_t, Proc>, doomed: &mut BTreeSet<pid_t>) {
     }
 }
 
-/// SIGKILLs the process `p` describes, and no other: through a pidfd, opened and then checked
-/// to still be that process (a pid is reused once its process is reaped, which the engine does
-/// not control for processes that are not its children).
+/// SIGKILLs the process `p` describes, and no other. A pid is reused once its process is
+/// reaped: the engine's own children are not reaped but by it, so their pid is theirs; any
+/// other is signalled through a pidfd, checked after it is opened to still be that process
+/// (without pidfds, before Linux 5.3, it is killed once it becomes the engine's child).
 fn kill_exactly(p: &Proc) {
+    if p.ppid == own_pid() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+        return;
+    }
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid, 0) };
     let Ok(fd) = libc::c_int::try_from(fd) else {
         return;
     };
     if fd < 0 {
-        // Without pidfds (before Linux 5.3), only the engine's own children are safe to kill
-        // by pid; the others are killed once they become its children.
-        if nix::errno::Errno::last() == nix::errno::Errno::ENOSYS && p.ppid == own_pid() {
-            let _ = nix::sys::signal::kill(Pid::from_raw(p.pid), Signal::SIGKILL);
-        }
         return;
     }
     if read_proc(p.pid).is_some_and(|now| now.start == p.start) {
