@@ -134,7 +134,7 @@ impl Supervised {
         self.reaped = true;
         let tree_gone = report.ended != Ended::Unknown;
         let mut reaped = orphans::reap(self.pid, self.started, report.command, tree_gone);
-        reaped.stopped = self.killed_stopped;
+        reaped.stopped |= self.killed_stopped;
         reaped
     }
 }

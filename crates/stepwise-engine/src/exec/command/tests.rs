@@ -427,3 +427,28 @@ async fn a_supervisor_ignores_the_stops_it_can() {
         .expect("the supervisor was stopped and the command never ended");
     assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), "done\n"));
 }
+
+#[tokio::test]
+async fn a_command_given_up_while_its_supervisor_is_stopped_is_killed_all_the_same() {
+    let (_d, ws) = workspace();
+    let script = "echo $$ > main.pid; (setsid sh -c 'echo $$ > esc.pid; exec sleep 30' &); \
+                  while [ ! -s esc.pid ]; do :; done; kill -STOP $PPID; echo $$ > stopped.pid; sleep 30";
+    let root = ws.root().to_path_buf();
+    // The command's future is dropped (its driver went away) once the supervisor is stopped:
+    // nothing is left to watch it but the thread that reaps it.
+    let req = shell(script);
+    let stopped = root.join("stopped.pid");
+    tokio::select! {
+        _ = run_command(&ws, &req, never_cancelled(), None, None) => {
+            panic!("the command ended on its own")
+        }
+        _ = read_pid(&stopped) => {}
+    }
+    let main = read_pid(&root.join("main.pid")).await;
+    let escaped = read_pid(&root.join("esc.pid")).await;
+    assert!(wait_gone(main).await, "the command {main} lives on");
+    assert!(
+        wait_gone(escaped).await,
+        "the detached sleep {escaped} lives on"
+    );
+}

@@ -12,11 +12,11 @@
 //! supervisor starts a session of its own, and a process can leave its session only for a new
 //! one it leads, never to join another: so everything a command starts is in the supervisor's
 //! session or in sessions its processes made, never in the engine's. The engine's processes
-//! that are the command's are thus its children that are not in its own session, not a live
-//! supervisor, and started after the dead supervisor did; everything descending from them;
-//! and every member of the dead supervisor's session (a session's id is its leader's pid,
-//! never reused while a member lives). WebKit's processes, and whatever the embedding process
-//! starts in its own session, are none of these.
+//! that are the command's are thus its children that are not in its own session, nor in
+//! another supervisor's, not a supervisor, and started after the dead supervisor did;
+//! everything descending from them; and every member of the dead supervisor's session (a
+//! session's id is its leader's pid, never reused while a member lives). WebKit's processes,
+//! and whatever the embedding process starts in its own session, are none of these.
 //!
 //! Children are reaped by pid only, never with `waitpid(-1)`, which would take other
 //! children's statuses from those who wait for them (tokio, GLib).
@@ -129,10 +129,11 @@ pub(crate) struct Reaped {
     pub(crate) stopped: bool,
 }
 
-/// Waits for a supervisor to exit and reaps it. If it was killed while its command's tree may
-/// have been alive (`tree_gone` false: it did not report the tree dead), kills what it left
-/// first. `started` is what [`Forking::forked`] returned; `command` the command's pid, if the
-/// supervisor said it.
+/// Waits for a supervisor to exit and reaps it. One that is stopped meanwhile is killed (it
+/// would never exit). If it was killed while its command's tree may have been alive
+/// (`tree_gone` false: it did not report the tree dead), kills what it left first. `started`
+/// is what [`Forking::forked`] returned; `command` the command's pid, if the supervisor said
+/// it.
 pub(super) fn reap(
     supervisor: pid_t,
     started: u64,
@@ -142,9 +143,15 @@ pub(super) fn reap(
     let pid = Pid::from_raw(supervisor);
     // Until it is reaped its pid is not reused, and it stays listed as a supervisor: a sweep
     // (its own or another's) leaves it alone.
+    let mut stopped = false;
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT;
     let status = loop {
-        match nix::sys::wait::waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+        match nix::sys::wait::waitid(Id::Pid(pid), flags) {
             Err(nix::errno::Errno::EINTR) => {}
+            Ok(WaitStatus::Stopped(..)) => {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                stopped = true;
+            }
             other => break other,
         }
     };
@@ -154,6 +161,7 @@ pub(super) fn reap(
     };
     let mut reaped = Reaped {
         killed_by,
+        stopped,
         ..Reaped::default()
     };
     if killed_by.is_some() && !tree_gone {
@@ -181,11 +189,14 @@ fn sweep(dead: pid_t, started: u64, command: Option<pid_t>) -> (Option<CommandFa
         // child of the engine (so frees its pid) between the table and the kill.
         let supervisors = supervisors();
         let table = process_table();
+        // A process in another supervisor's session is that one's (alive, or being swept for
+        // as well): left to it, so that each sweep can say how its own command ended.
         let ours = |p: &Proc| {
             p.ppid == me
-                && p.session != own_session
                 && p.start >= started
                 && !supervisors.live.contains(&p.pid)
+                && (p.session == dead
+                    || (p.session != own_session && !supervisors.live.contains(&p.session)))
         };
         let roots: Vec<&Proc> = table.values().filter(|p| ours(p)).collect();
         let mut doomed: BTreeSet<pid_t> = roots.iter().map(|p| p.pid).collect();
