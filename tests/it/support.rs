@@ -559,3 +559,40 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     let stime: u64 = fields[12].parse().expect("stime");
     utime + stime
 }
+
+/// A `sleep` duration no other process on the machine uses (`302.<pid><n>`): the argument
+/// marks the processes a test starts, so that it can find them in `/proc` whatever became of
+/// the pid files and parents they had.
+pub fn sleep_mark(seconds: u32) -> String {
+    let n = MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{seconds}.{}{n:03}", std::process::id())
+}
+
+static MARKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The running (not zombie) processes that have `arg` as one of their arguments.
+pub fn running_with_arg(arg: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()))
+        })
+        .filter(|&pid| is_running(pid))
+        .collect()
+}
+
+/// A process's parent, from `/proc/PID/stat` (`None` once it is gone).
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name: state, then the parent's pid.
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

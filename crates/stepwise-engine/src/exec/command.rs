@@ -3,7 +3,8 @@
 //! A command runs under a supervisor (see `supervisor`) with a scrubbed environment: its whole
 //! process tree, detached descendants included, is killed when the command times out, is
 //! cancelled, ends while processes it started in the background are still running, or when
-//! the engine dies. Nothing a workflow starts keeps running unseen.
+//! the engine dies; and if the supervisor is killed or stopped, the engine kills it all itself
+//! and the command fails saying so. Nothing a workflow starts keeps running unseen.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -23,7 +24,7 @@ use tokio::net::unix::pipe::Receiver;
 use tokio::sync::watch;
 
 use super::output::{Capture, Live};
-use super::supervisor::{self, Ended, Launch, Supervised};
+use super::supervisor::{self, CommandFate, Ended, Launch, Reaped, Report, Supervised};
 use crate::sandbox::{SandboxError, Workspace};
 
 /// Variables a command gets from the engine's environment without the workflow naming them:
@@ -33,6 +34,9 @@ const ENV_ALLOWLIST: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPD
 /// How long to keep reading output once the supervisor has reported: only a process outside
 /// the command's tree could still hold the pipes then, and the command must not hang on it.
 const PIPE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often the engine looks whether a command's supervisor is stopped (`kill -STOP $PPID`).
+const WATCHDOG: Duration = Duration::from_millis(500);
 
 /// Runs a command in the workspace and reports how it ended.
 ///
@@ -164,7 +168,7 @@ async fn run(
     };
     let mut out = Capture::new(limit, out_sink);
     let mut err = Capture::new(limit, err_sink);
-    let (ending, elapsed) = {
+    let (ending, elapsed, reaped) = {
         let reading = async {
             tokio::join!(
                 out.drain(Some(stdout), live.as_ref()),
@@ -180,29 +184,38 @@ async fn run(
         let reported = read_report(report);
         let cancelled = cancelled(&mut cancel);
         tokio::pin!(reading, deadline, reported, cancelled);
+        let mut watchdog = tokio::time::interval(WATCHDOG);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let mut drained = false;
-        let ending = loop {
+        let mut stopped = false;
+        let (ending, report) = loop {
             // Biased so that a command which has already ended is reported as such even if its
             // deadline or a cancellation arrives in the same instant.
             tokio::select! {
                 biased;
-                ended = &mut reported => break Ending::Reported(ended),
-                () = &mut cancelled => break Ending::Cancelled,
-                () = &mut deadline => break Ending::TimedOut,
+                report = &mut reported => break (Ending::Reported(report.ended), Some(report)),
+                () = &mut cancelled => break (Ending::Cancelled, None),
+                () = &mut deadline => break (Ending::TimedOut, None),
+                _ = watchdog.tick(), if !stopped => stopped = child.kill_if_stopped(),
                 () = &mut reading, if !drained => drained = true,
             }
         };
         let elapsed = started.elapsed();
-        let ending = match ending {
-            Ending::Reported(ended) => Ending::Reported(ended),
-            stopped => {
+        let report = match report {
+            Some(report) => report,
+            None => {
                 // Ask the supervisor to kill the tree, and wait until it has.
                 child.stop();
-                let _ = (&mut reported).await;
-                stopped
+                loop {
+                    tokio::select! {
+                        report = &mut reported => break report,
+                        _ = watchdog.tick(), if !stopped => stopped = child.kill_if_stopped(),
+                    }
+                }
             }
         };
+        let reaped = reap(child, report, &shown).await;
         if !drained
             && tokio::time::timeout(PIPE_GRACE, &mut reading)
                 .await
@@ -210,9 +223,8 @@ async fn run(
         {
             tracing::warn!(command = %shown, "output pipes still open after the command's tree was killed; a process outside it holds them");
         }
-        (ending, elapsed)
+        (ending, elapsed, reaped)
     };
-    reap(child);
 
     let (exit_code, signal, timed_out) = match ending {
         Ending::Reported(Ended::Exited(code)) => (Some(code), None, false),
@@ -227,7 +239,7 @@ async fn run(
         Ending::Reported(Ended::Killed | Ended::Unknown) => {
             return Err(OperationError::new(
                 OperationErrorKind::Io,
-                format!("the supervisor of `{shown}` ended without saying how the command did"),
+                supervisor_lost(&shown, reaped.as_ref()),
             ));
         }
         Ending::TimedOut => (None, Some(libc::SIGKILL), true),
@@ -285,17 +297,72 @@ fn child_pipes(
     })
 }
 
-/// The supervisor's report, read to its end (it writes it just before it exits).
-async fn read_report(mut report: Receiver) -> Ended {
+/// The supervisor's report, read to its end (it writes it just before it exits, or it was
+/// killed).
+async fn read_report(mut report: Receiver) -> Report {
     let mut bytes = Vec::new();
     let _ = report.read_to_end(&mut bytes).await;
-    Ended::from_report(&bytes)
+    Report::parse(&bytes)
 }
 
-/// Reaps the supervisor, which exits right after its report (tearing down its copy of the
-/// engine's memory takes a moment): on a blocking thread, not waited for.
-fn reap(mut child: Supervised) {
-    tokio::task::spawn_blocking(move || child.reap());
+/// Reaps the supervisor, on a blocking thread. One that reported its command's end exits
+/// right after (tearing down its copy of the engine's memory takes a moment): it is reaped in
+/// the background. One that ended without a report was killed, and its command's processes
+/// may live on: they are killed, and that is waited for; what was found is returned.
+async fn reap(mut child: Supervised, report: Report, shown: &str) -> Option<Reaped> {
+    if report.ended != Ended::Unknown {
+        tokio::task::spawn_blocking(move || child.reap(&report));
+        return None;
+    }
+    let reaped = tokio::task::spawn_blocking(move || child.reap(&report))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(command = %shown, "reaping a killed supervisor stopped: {e}");
+            Reaped::default()
+        });
+    // The step's error says it; this is for whoever reads the engine's log.
+    if let Some(signal) = reaped.killed_by {
+        tracing::debug!(command = %shown, signal, "the command's supervisor was killed; the engine killed what it left");
+    }
+    Some(reaped)
+}
+
+/// The error of a command whose supervisor ended without reporting how the command did.
+fn supervisor_lost(shown: &str, reaped: Option<&Reaped>) -> String {
+    let Some(reaped) = reaped.filter(|r| r.killed_by.is_some()) else {
+        return format!("the supervisor of `{shown}` ended without saying how the command did");
+    };
+    let mut message = if reaped.stopped {
+        format!("the supervisor of `{shown}` was stopped while the command ran, so it was killed; ")
+    } else {
+        let signal = reaped.killed_by.map_or_else(String::new, signal_name);
+        format!("the supervisor of `{shown}` was killed by {signal} while the command ran; ")
+    };
+    message.push_str(&match reaped.command {
+        Some(CommandFate::Exited(code)) => {
+            format!(
+                "the command exited with code {code}, and everything it left running was killed"
+            )
+        }
+        Some(CommandFate::Signaled(signal)) => format!(
+            "the command was ended by {}, and everything it left running was killed",
+            signal_name(signal)
+        ),
+        Some(CommandFate::Killed) | None => {
+            "the command and everything it started were killed".to_string()
+        }
+    });
+    if !reaped.survivors.is_empty() {
+        let pids: Vec<String> = reaped.survivors.iter().map(ToString::to_string).collect();
+        message.push_str(&format!("; processes {} would not die", pids.join(", ")));
+    }
+    message
+}
+
+/// `SIGKILL` for 9, `signal 64` for what has no name.
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string())
 }
 
 /// The environment a command gets: the allowlist, then the names the workflow passes

@@ -1,17 +1,20 @@
 //! Commands run under a supervisor, so that nothing a command starts outlives it unseen.
 //!
-//! The supervisor is a process forked from the engine (not exec'd). It starts the command in a
-//! process group of its own and becomes a *child subreaper*: everything the command starts,
-//! even what detaches with `setsid` or a double fork, stays its descendant. It kills that whole
+//! The supervisor is a process forked from the engine (not exec'd). It leads a session of its
+//! own, starts the command in a process group of its own and becomes a *child subreaper*:
+//! everything the command starts, even what detaches with `setsid` or a double fork, stays its
+//! descendant. It kills that whole
 //! tree when the command ends (background processes left behind included), when the engine
 //! asks (cancel, timeout), and when the engine dies: it watches a pipe whose only writer is the
 //! engine, so the engine's death, however sudden (SIGKILL), closes it. While anything of the
 //! command may run it holds a lock file, so that an engine recovering the run after a crash can
-//! tell when the command's processes are gone (see `driver::recovery`).
+//! tell when the command's processes are gone (see `driver::recovery`). The supervisor can be
+//! killed itself (the command knows it as `$PPID`); the engine then kills what it left
+//! (`orphans`).
 //!
-//! The supervisor is forked from a multi-threaded process, so from the fork to its exit it may
-//! only make async-signal-safe calls: no allocation, no locks, no `std` I/O, no panics.
-//! Everything it needs is prepared before the fork; it then uses raw system calls only.
+//! This module is the engine's side: preparing everything the supervisor needs before the
+//! fork (it may not allocate after it), forking it, and reading what it reports. The code that
+//! runs in the forked process is in `child`.
 
 #![allow(unsafe_code)]
 
@@ -24,7 +27,14 @@ use std::path::{Path, PathBuf};
 use libc::{c_char, c_int, pid_t};
 use nix::fcntl::OFlag;
 
+mod child;
+mod orphans;
+
+use child::{Child, supervise};
+pub(crate) use orphans::{CommandFate, Reaped};
+
 /// What the supervisor reports, one record of 5 bytes each: a kind and a value.
+const STARTED: u8 = b'p';
 const EXEC_FAILED: u8 = b'e';
 const EXITED: u8 = b'x';
 const SIGNALED: u8 = b's';
@@ -38,7 +48,19 @@ pub(crate) struct Supervised {
     pub(crate) stderr: Option<OwnedFd>,
     pub(crate) report: Option<OwnedFd>,
     control: Option<OwnedFd>,
+    /// When the supervisor started, in clock ticks since boot (`orphans`).
+    started: u64,
+    /// The engine killed it because it was stopped.
+    killed_stopped: bool,
     reaped: bool,
+}
+
+/// What the supervisor reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// The command's pid, once it started.
+    pub(crate) command: Option<pid_t>,
+    pub(crate) ended: Ended,
 }
 
 /// How the supervised command ended, from the supervisor's report.
@@ -52,25 +74,32 @@ pub(crate) enum Ended {
     NotStarted {
         errno: i32,
     },
-    /// The supervisor said nothing (it was killed itself).
+    /// The supervisor said nothing of its end (it was killed itself).
     Unknown,
 }
 
-impl Ended {
+impl Report {
     /// Reads the supervisor's records (all it wrote before it exited).
-    pub(crate) fn from_report(bytes: &[u8]) -> Ended {
-        let mut ended = Ended::Unknown;
+    pub(crate) fn parse(bytes: &[u8]) -> Report {
+        let mut report = Report {
+            command: None,
+            ended: Ended::Unknown,
+        };
         for record in bytes.chunks_exact(5) {
             let value = i32::from_le_bytes([record[1], record[2], record[3], record[4]]);
-            match record[0] {
-                EXEC_FAILED => return Ended::NotStarted { errno: value },
-                EXITED => ended = Ended::Exited(value),
-                SIGNALED => ended = Ended::Signaled(value),
-                KILLED => ended = Ended::Killed,
-                _ => {}
-            }
+            report.ended = match record[0] {
+                STARTED => {
+                    report.command = Some(value);
+                    continue;
+                }
+                EXEC_FAILED => Ended::NotStarted { errno: value },
+                EXITED => Ended::Exited(value),
+                SIGNALED => Ended::Signaled(value),
+                KILLED => Ended::Killed,
+                _ => continue,
+            };
         }
-        ended
+        report
     }
 }
 
@@ -80,20 +109,33 @@ impl Supervised {
         self.control = None;
     }
 
-    /// Waits for the supervisor to exit (it does right after its report) and reaps it.
-    pub(crate) fn reap(&mut self) {
+    /// Kills the supervisor if it is stopped (a stopped supervisor would neither report nor
+    /// kill the tree: the command, or anyone, could hold it so forever). Once killed, it is
+    /// dealt with as any killed supervisor (see [`Supervised::reap`]). Whether it was.
+    pub(crate) fn kill_if_stopped(&mut self) -> bool {
+        if !self.killed_stopped && !self.reaped && orphans::is_stopped(self.pid) {
+            // Not reaped yet, so the pid is still this process's.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            self.killed_stopped = true;
+        }
+        self.killed_stopped
+    }
+
+    /// Waits for the supervisor to exit (it does right after its report) and reaps it. If it
+    /// was killed before it reported the command's tree dead, first kills what it left (see
+    /// `orphans`), and says how the command ended if the supervisor could not.
+    pub(crate) fn reap(&mut self, report: &Report) -> Reaped {
         if self.reaped {
-            return;
+            return Reaped::default();
         }
         self.reaped = true;
-        let mut status = 0;
-        loop {
-            // SAFETY: waitpid on our own child, with a valid pointer to an int.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if r != -1 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
+        let tree_gone = report.ended != Ended::Unknown;
+        let mut reaped = orphans::reap(self.pid, self.started, report.command, tree_gone);
+        reaped.stopped |= self.killed_stopped;
+        reaped
     }
 }
 
@@ -102,17 +144,14 @@ impl Drop for Supervised {
         self.stop();
         if !self.reaped {
             // The supervisor exits within moments of the pipe closing; reap it off this thread
-            // so that a long-lived engine keeps no zombies.
-            let pid = self.pid;
+            // so that a long-lived engine keeps no zombies (and, if it was killed, so that
+            // what it left is killed).
+            let (pid, started) = (self.pid, self.started);
             self.reaped = true;
             let _ = std::thread::Builder::new()
                 .name("stepwise-reap".into())
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    let mut status = 0;
-                    // SAFETY: waitpid on our own child, with a valid pointer to an int.
-                    unsafe { libc::waitpid(pid, &mut status, 0) };
-                });
+                .stack_size(256 * 1024)
+                .spawn(move || orphans::reap(pid, started, None, false));
         }
     }
 }
@@ -134,21 +173,6 @@ struct Prepared {
     envp: Vec<CString>,
     cwd: CString,
     lock: Option<CString>,
-}
-
-/// The raw view of [`Prepared`] and of the descriptors the forked processes use.
-struct Child {
-    program: *const c_char,
-    argv: *const *mut c_char,
-    envp: *const *mut c_char,
-    lock: *const c_char,
-    actions: *const libc::posix_spawn_file_actions_t,
-    attributes: *const libc::posix_spawnattr_t,
-    stdout: RawFd,
-    stderr: RawFd,
-    report: RawFd,
-    control: RawFd,
-    null: RawFd,
 }
 
 /// How the supervisor starts the command: `posix_spawn` (a `vfork`-like clone, so that the
@@ -255,9 +279,10 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
         control: control_r.as_raw_fd(),
         null: null.as_raw_fd(),
     };
+    let forking = orphans::forking();
     // SAFETY: the child runs `supervise`, which makes async-signal-safe calls only and never
     // returns; everything it reads was prepared above and outlives the fork in its copy of the
-    // address space.
+    // address space (the lock `forking` holds included: the child never touches it).
     let pid = unsafe { libc::fork() };
     if pid == -1 {
         return Err(io::Error::last_os_error());
@@ -266,6 +291,7 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
         // SAFETY: in the forked child; see `supervise`.
         unsafe { supervise(&child) }
     }
+    let started = forking.forked(pid);
     // The child's ends are the supervisor's alone now: only its tree may hold the output
     // pipes (their end is the tree's end) and only it the report pipe.
     drop((stdout_w, stderr_w, report_w, control_r, null, plan));
@@ -275,6 +301,8 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
         stderr: Some(stderr_r),
         report: Some(report_r),
         control: Some(control_w),
+        started,
+        killed_stopped: false,
         reaped: false,
     })
 }
@@ -354,313 +382,4 @@ fn pointers(strings: &[CString]) -> Vec<*mut c_char> {
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
-}
-
-// ---- Everything below runs in a forked child: async-signal-safe calls only. ----
-
-/// The supervisor. Never returns.
-///
-/// # Safety
-/// Must be called in a freshly forked child, with `child` pointing into memory that was valid
-/// in the parent at the fork.
-unsafe fn supervise(child: &Child) -> ! {
-    // SAFETY (for the whole function): raw system calls on descriptors and buffers this
-    // process owns; no allocation.
-    unsafe {
-        reset_signals();
-        libc::setpgid(0, 0);
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        close_all_but(&[
-            child.stdout,
-            child.stderr,
-            child.report,
-            child.control,
-            child.null,
-        ]);
-        if !child.lock.is_null() {
-            let fd = libc::open(
-                child.lock,
-                libc::O_RDWR
-                    | libc::O_CREAT
-                    | libc::O_NOFOLLOW
-                    | libc::O_NONBLOCK
-                    | libc::O_CLOEXEC,
-                0o600,
-            );
-            if fd >= 0 {
-                let lock = whole_file_lock();
-                libc::fcntl(fd, libc::F_OFD_SETLK, &lock);
-            }
-        }
-        // The engine may be gone already (its end of the control pipe closed): run nothing.
-        if control_closed(child.control, 0) {
-            report(child.report, KILLED, 0);
-            libc::_exit(0);
-        }
-        let mut command: pid_t = 0;
-        let spawned = libc::posix_spawn(
-            &mut command,
-            child.program,
-            child.actions,
-            child.attributes,
-            child.argv,
-            child.envp,
-        );
-        if spawned != 0 {
-            report(child.report, EXEC_FAILED, spawned);
-            libc::_exit(0);
-        }
-        libc::close(child.stdout);
-        libc::close(child.stderr);
-        libc::close(child.null);
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, command, 0) as c_int;
-        loop {
-            let mut fds = [
-                libc::pollfd {
-                    fd: child.control,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: pidfd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // Without a pidfd (old kernels), look for the command's end every 50 ms.
-            let (count, timeout) = if pidfd >= 0 { (2, -1) } else { (1, 50) };
-            libc::poll(fds.as_mut_ptr(), count, timeout);
-            if fds[0].revents != 0 {
-                // The engine asked (it closed its end), or died.
-                kill_tree(command);
-                report(child.report, KILLED, 0);
-                libc::_exit(0);
-            }
-            let mut status: c_int = 0;
-            if libc::waitpid(command, &mut status, libc::WNOHANG) == command {
-                // Whatever it left running goes with it.
-                kill_tree(command);
-                if libc::WIFSIGNALED(status) {
-                    report(child.report, SIGNALED, libc::WTERMSIG(status));
-                } else {
-                    report(child.report, EXITED, libc::WEXITSTATUS(status));
-                }
-                libc::_exit(0);
-            }
-        }
-    }
-}
-
-/// SIGKILLs the command's group and every descendant, until none is left. As a subreaper the
-/// supervisor inherits every orphan of the tree, so its children are, in time, all of it.
-/// The kernel's list of children is not exact while processes fork and are re-parented, so
-/// the supervisor never blocks waiting on one child: it kills, reaps and looks again, every
-/// few milliseconds, until it has no child at all.
-unsafe fn kill_tree(group: pid_t) {
-    // SAFETY: as in `supervise`.
-    unsafe {
-        let mut buffer = [0u8; 4096];
-        let pause = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 2_000_000,
-        };
-        loop {
-            libc::kill(-group, libc::SIGKILL);
-            let read = read_children(&mut buffer);
-            for pid in Pids(&buffer[..read]) {
-                libc::kill(pid, libc::SIGKILL);
-                libc::kill(-pid, libc::SIGKILL);
-            }
-            let mut status: c_int = 0;
-            loop {
-                let reaped = libc::waitpid(-1, &mut status, libc::WNOHANG);
-                if reaped > 0 {
-                    continue;
-                }
-                if reaped == -1 && errno() == libc::ECHILD {
-                    return;
-                }
-                break;
-            }
-            libc::nanosleep(&pause, std::ptr::null_mut());
-        }
-    }
-}
-
-/// Reads `/proc/self/task/<pid>/children` (the supervisor is single-threaded) into `buffer`;
-/// the number of bytes read (0 if it cannot be read).
-unsafe fn read_children(buffer: &mut [u8]) -> usize {
-    // SAFETY: as in `supervise`.
-    unsafe {
-        let mut path = [0u8; 64];
-        let prefix = b"/proc/self/task/";
-        let suffix = b"/children\0";
-        let mut len = 0;
-        for &b in prefix {
-            path[len] = b;
-            len += 1;
-        }
-        let mut digits = [0u8; 12];
-        let mut n = libc::getpid() as u32;
-        let mut count = 0;
-        loop {
-            digits[count] = b'0' + (n % 10) as u8;
-            count += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        while count > 0 {
-            count -= 1;
-            path[len] = digits[count];
-            len += 1;
-        }
-        for &b in suffix {
-            path[len] = b;
-            len += 1;
-        }
-        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return 0;
-        }
-        let mut total = 0;
-        while total < buffer.len() {
-            let n = libc::read(
-                fd,
-                buffer[total..].as_mut_ptr().cast(),
-                buffer.len() - total,
-            );
-            if n <= 0 {
-                break;
-            }
-            total += n as usize;
-        }
-        libc::close(fd);
-        total
-    }
-}
-
-/// The pids in a space-separated list.
-struct Pids<'a>(&'a [u8]);
-
-impl Iterator for Pids<'_> {
-    type Item = pid_t;
-
-    fn next(&mut self) -> Option<pid_t> {
-        let start = self.0.iter().position(u8::is_ascii_digit)?;
-        let rest = &self.0[start..];
-        let end = rest
-            .iter()
-            .position(|b| !b.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let mut pid: pid_t = 0;
-        for &digit in &rest[..end] {
-            pid = pid
-                .saturating_mul(10)
-                .saturating_add(pid_t::from(digit - b'0'));
-        }
-        self.0 = &rest[end..];
-        Some(pid)
-    }
-}
-
-/// Writes the report and closes the pipe: the engine learns at once, not only once this
-/// process has finished exiting (tearing down its copy of the engine's memory takes a while).
-unsafe fn report(fd: RawFd, kind: u8, value: i32) {
-    let v = value.to_le_bytes();
-    let record = [kind, v[0], v[1], v[2], v[3]];
-    // SAFETY: a write of a stack buffer (5 bytes to a pipe are written whole or not at all),
-    // then closing our own descriptor.
-    unsafe {
-        libc::write(fd, record.as_ptr().cast(), record.len());
-        libc::close(fd);
-    }
-}
-
-/// Whether the control pipe shows its writer gone (or anything written), within `timeout` ms.
-unsafe fn control_closed(fd: RawFd, timeout: c_int) -> bool {
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut poll, 1, timeout) > 0 && poll.revents != 0 }
-}
-
-/// Default dispositions and an empty mask: a forked child inherits the engine's (a runtime's
-/// signal handlers would write to descriptors that are closed or reused here).
-unsafe fn reset_signals() {
-    // SAFETY: sigaction and sigprocmask with valid, zeroed structures.
-    unsafe {
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        for signal in 1..libc::SIGRTMAX() {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::sigaction(signal, &default, std::ptr::null_mut());
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
-}
-
-/// Closes every descriptor from 3 up except those in `keep`.
-unsafe fn close_all_but(keep: &[RawFd]) {
-    let mut sorted = [0 as RawFd; 8];
-    let n = keep.len().min(sorted.len());
-    sorted[..n].copy_from_slice(&keep[..n]);
-    let sorted = &mut sorted[..n];
-    sorted.sort_unstable();
-    let mut from: RawFd = 3;
-    // SAFETY: close_range/close on descriptor numbers; closing a number that is not open is
-    // harmless.
-    unsafe {
-        for &fd in sorted.iter() {
-            if fd >= from {
-                if fd > from {
-                    close_range(from, fd - 1);
-                }
-                from = fd + 1;
-            }
-        }
-        close_range(from, RawFd::MAX);
-    }
-}
-
-unsafe fn close_range(first: RawFd, last: RawFd) {
-    // SAFETY: the close_range system call, or, where the kernel lacks it, close one by one up
-    // to the limit on open descriptors.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) == 0 {
-            return;
-        }
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur.min(65_536) as RawFd
-        } else {
-            1024
-        };
-        let mut fd = first;
-        while fd <= last && fd < max {
-            libc::close(fd);
-            fd += 1;
-        }
-    }
-}
-
-fn whole_file_lock() -> libc::flock {
-    libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    }
-}
-
-fn errno() -> c_int {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

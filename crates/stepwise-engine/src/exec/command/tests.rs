@@ -344,3 +344,111 @@ fn the_future_can_be_spawned() {
     let req = shell("true");
     assert_send(&run_command(&ws, &req, never_cancelled(), None, None));
 }
+
+#[tokio::test]
+async fn a_command_that_kills_its_supervisor_takes_its_processes_along_and_nothing_else() {
+    let (_d, ws) = workspace();
+    // A child of the engine's own, in its session, as WebKit's processes are in the app's.
+    let mut own = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let script = "(setsid sh -c 'trap \"\" TERM HUP; echo $$ > esc.pid; exec sleep 30' &); \
+                  while [ ! -s esc.pid ]; do :; done; kill -9 $PPID; exec sleep 30";
+    let err = run_command(&ws, &shell(script), never_cancelled(), None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, OperationErrorKind::Io);
+    assert_eq!(
+        err.message,
+        format!(
+            "the supervisor of `{script}` was killed by SIGKILL while the command ran; \
+             the command and everything it started were killed"
+        )
+    );
+    // Gone by the time the command's result is known, not some time later.
+    let escaped = read_pid(&ws.root().join("esc.pid")).await;
+    assert!(
+        !is_running(escaped),
+        "the detached sleep {escaped} outlived its supervisor"
+    );
+    assert!(
+        matches!(own.try_wait(), Ok(None)),
+        "the engine's own child was killed"
+    );
+    own.kill().unwrap();
+    own.wait().unwrap();
+}
+
+#[test]
+fn a_killed_supervisor_is_reported_with_what_became_of_the_command() {
+    let reaped = |command| Reaped {
+        killed_by: Some(9),
+        command,
+        survivors: Vec::new(),
+        stopped: false,
+    };
+    assert_eq!(
+        supervisor_lost("make", Some(&reaped(Some(CommandFate::Exited(0))))),
+        "the supervisor of `make` was killed by SIGKILL while the command ran; the command \
+         exited with code 0, and everything it left running was killed"
+    );
+    assert_eq!(
+        supervisor_lost("make", Some(&reaped(Some(CommandFate::Signaled(15))))),
+        "the supervisor of `make` was killed by SIGKILL while the command ran; the command \
+         was ended by SIGTERM, and everything it left running was killed"
+    );
+    let mut stuck = reaped(None);
+    stuck.survivors = vec![41, 42];
+    assert_eq!(
+        supervisor_lost("make", Some(&stuck)),
+        "the supervisor of `make` was killed by SIGKILL while the command ran; the command \
+         and everything it started were killed; processes 41, 42 would not die"
+    );
+    let mut stopped = reaped(Some(CommandFate::Killed));
+    stopped.stopped = true;
+    assert_eq!(
+        supervisor_lost("make", Some(&stopped)),
+        "the supervisor of `make` was stopped while the command ran, so it was killed; the \
+         command and everything it started were killed"
+    );
+    assert_eq!(
+        supervisor_lost("make", None),
+        "the supervisor of `make` ended without saying how the command did"
+    );
+}
+
+#[tokio::test]
+async fn a_supervisor_ignores_the_stops_it_can() {
+    let (_d, ws) = workspace();
+    let script = "kill -TSTP $PPID; kill -TTIN $PPID; kill -TTOU $PPID; echo done";
+    let out = tokio::time::timeout(Duration::from_secs(20), outcome(&ws, &shell(script)))
+        .await
+        .expect("the supervisor was stopped and the command never ended");
+    assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), "done\n"));
+}
+
+#[tokio::test]
+async fn a_command_given_up_while_its_supervisor_is_stopped_is_killed_all_the_same() {
+    let (_d, ws) = workspace();
+    let script = "echo $$ > main.pid; (setsid sh -c 'echo $$ > esc.pid; exec sleep 30' &); \
+                  while [ ! -s esc.pid ]; do :; done; kill -STOP $PPID; echo $$ > stopped.pid; sleep 30";
+    let root = ws.root().to_path_buf();
+    // The command's future is dropped (its driver went away) once the supervisor is stopped:
+    // nothing is left to watch it but the thread that reaps it.
+    let req = shell(script);
+    let stopped = root.join("stopped.pid");
+    tokio::select! {
+        _ = run_command(&ws, &req, never_cancelled(), None, None) => {
+            panic!("the command ended on its own")
+        }
+        _ = read_pid(&stopped) => {}
+    }
+    let main = read_pid(&root.join("main.pid")).await;
+    let escaped = read_pid(&root.join("esc.pid")).await;
+    assert!(wait_gone(main).await, "the command {main} lives on");
+    assert!(
+        wait_gone(escaped).await,
+        "the detached sleep {escaped} lives on"
+    );
+}
