@@ -288,3 +288,42 @@ fn a_command_that_stops_its_supervisor_ends_its_step_and_leaves_nothing_running(
         );
     }
 }
+
+/// The supervisor's report pipe can be opened by any process of the user (`/proc/PID/fd`): a
+/// command that holds it open, from a detached child, before killing its supervisor must not
+/// keep the step waiting for the pipe's end, nor its processes alive.
+#[test]
+fn a_command_holding_its_supervisors_pipes_open_cannot_hang_its_step() {
+    let env = Env::new();
+    let (holder, command) = (sleep_mark(306), sleep_mark(306));
+    env.write(
+        "hold.sh",
+        &format!(
+            "supervisor=$1
+             for fd in /proc/$supervisor/fd/*; do
+                 if [ -p \"$fd\" ]; then exec {{held}}>>\"$fd\"; fi
+             done
+             setsid -f sleep {holder}
+             sleep 0.2
+             kill -9 $supervisor
+             exec sleep {command}\n"
+        )
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("\n"),
+    );
+    let started = std::time::Instant::now();
+    let out = run_script(&env, "bash hold.sh $PPID");
+    assert_eq!(out.code, 1, "{out}");
+    assert!(started.elapsed() < PATIENCE, "the step ended");
+    let error = escape_error(&env);
+    assert!(error.contains("was killed by SIGKILL"), "{error}");
+    for mark in [&holder, &command] {
+        assert_eq!(
+            running_with_arg(mark),
+            Vec::<i32>::new(),
+            "sleep {mark} lives on"
+        );
+    }
+}

@@ -181,7 +181,7 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
-        let reported = read_report(report);
+        let reported = read_report(report, child.exit_watch());
         let cancelled = cancelled(&mut cancel);
         tokio::pin!(reading, deadline, reported, cancelled);
         let mut watchdog = tokio::time::interval(WATCHDOG);
@@ -216,6 +216,12 @@ async fn run(
             }
         };
         let reaped = reap(child, report, &shown).await;
+        // A killed supervisor said nothing in its own words: whatever its pipe held, how the
+        // command ended is what the sweep found, not what the report claims.
+        let ending = match (ending, reaped.as_ref().and_then(|r| r.killed_by)) {
+            (Ending::Reported(_), Some(_)) => Ending::Reported(Ended::Unknown),
+            (ending, _) => ending,
+        };
         if !drained
             && tokio::time::timeout(PIPE_GRACE, &mut reading)
                 .await
@@ -297,23 +303,51 @@ fn child_pipes(
     })
 }
 
-/// The supervisor's report, read to its end (it writes it just before it exits, or it was
-/// killed).
-async fn read_report(mut report: Receiver) -> Report {
+/// The most of a report pipe that is kept: a real report is a few records of 5 bytes; more
+/// was written by someone else, and is read and dropped.
+const REPORT_KEPT: usize = 4096;
+
+/// The supervisor's report: read until the pipe's end, or until the supervisor has exited
+/// (`exit_watch`): what it wrote is in the pipe by then, and a process that opened the pipe
+/// through `/proc` and holds it open cannot keep the step waiting for an end that never comes.
+async fn read_report(mut report: Receiver, exit_watch: Option<std::os::fd::OwnedFd>) -> Report {
+    let exited = async {
+        match exit_watch {
+            Some(watch) => supervisor::exited(watch).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(exited);
     let mut bytes = Vec::new();
-    let _ = report.read_to_end(&mut bytes).await;
+    let mut buf = [0u8; 512];
+    let keep = |bytes: &mut Vec<u8>, piece: &[u8]| {
+        let room = REPORT_KEPT.saturating_sub(bytes.len());
+        bytes.extend_from_slice(&piece[..piece.len().min(room)]);
+    };
+    loop {
+        tokio::select! {
+            read = report.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => keep(&mut bytes, &buf[..n]),
+            },
+            () = &mut exited => {
+                while let Ok(n) = report.try_read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    keep(&mut bytes, &buf[..n]);
+                }
+                break;
+            }
+        }
+    }
     Report::parse(&bytes)
 }
 
-/// Reaps the supervisor, on a blocking thread. One that reported its command's end exits
-/// right after (tearing down its copy of the engine's memory takes a moment): it is reaped in
-/// the background. One that ended without a report was killed, and its command's processes
-/// may live on: they are killed, and that is waited for; what was found is returned.
+/// Reaps the supervisor, on a blocking thread, and waits for it: it exits right after its
+/// report. One killed, whatever its report pipe said (anyone can write there), may have left
+/// its command's processes alive: they are killed first, and what was found is returned.
 async fn reap(mut child: Supervised, report: Report, shown: &str) -> Option<Reaped> {
-    if report.ended != Ended::Unknown {
-        tokio::task::spawn_blocking(move || child.reap(&report));
-        return None;
-    }
     let reaped = tokio::task::spawn_blocking(move || child.reap(&report))
         .await
         .unwrap_or_else(|e| {

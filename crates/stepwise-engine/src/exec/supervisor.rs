@@ -124,6 +124,21 @@ impl Supervised {
         self.killed_stopped
     }
 
+    /// A descriptor that becomes readable when the supervisor exits (a pidfd), so that its end
+    /// is known without waiting for the end of its report pipe: any process of the user can
+    /// open that pipe (`/proc/PID/fd`) and hold it open. `None` before Linux 5.3.
+    pub(crate) fn exit_watch(&self) -> Option<OwnedFd> {
+        if self.reaped {
+            return None;
+        }
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1. The
+        // supervisor is this process's child and not reaped, so its pid is still its own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, libc::O_NONBLOCK) };
+        let fd = RawFd::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+        // SAFETY: a descriptor just returned by the kernel, owned by nothing else.
+        Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    }
+
     /// Waits for the supervisor to exit (it does right after its report) and reaps it. If it
     /// was killed before it reported the command's tree dead, first kills what it left (see
     /// `orphans`), and says how the command ended if the supervisor could not.
@@ -136,6 +151,19 @@ impl Supervised {
         let mut reaped = orphans::reap(self.pid, self.started, report.command, tree_gone);
         reaped.stopped |= self.killed_stopped;
         reaped
+    }
+}
+
+/// Returns once the process behind `exit_watch` (a pidfd from [`Supervised::exit_watch`]) has
+/// exited; never, if the descriptor cannot be watched.
+pub(crate) async fn exited(exit_watch: OwnedFd) {
+    // SAFETY: the descriptor is moved into the `AsyncFd` and closed only when it is dropped,
+    // after it is deregistered: nothing else can close it while it is registered.
+    match unsafe { tokio::io::unix::AsyncFd::register(exit_watch) } {
+        Ok(watch) => {
+            let _ = watch.readable().await;
+        }
+        Err(_) => std::future::pending().await,
     }
 }
 

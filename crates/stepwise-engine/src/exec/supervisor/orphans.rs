@@ -164,7 +164,11 @@ pub(super) fn reap(
         stopped,
         ..Reaped::default()
     };
-    if killed_by.is_some() && !tree_gone {
+    // A killed supervisor's report is not its own word: whoever killed it may have written to
+    // its report pipe (any process of the user can open it). Its tree is swept whatever that
+    // report says; had the supervisor really killed it first, there is nothing to find.
+    let _ = tree_gone;
+    if killed_by.is_some() {
         (reaped.command, reaped.survivors) = sweep(supervisor, started, command);
     }
     let mut supervisors = supervisors();
