@@ -178,3 +178,47 @@ fn the_locks_directory_is_private_and_one_others_can_write_or_own_is_refused() {
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(env.read("out.txt").as_deref(), Some("new\n"));
 }
+
+/// A holder killed while a command printed leaves that command's progress file behind (it had
+/// no chance to remove it); the next holder of the run removes it, since nobody else can be
+/// writing it, even though the command is not run again (its outcome is unknown).
+#[test]
+fn progress_a_killed_holder_left_behind_is_removed_by_the_next() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "talk.yaml",
+        "name: talk\nsteps:\n  - id: talk\n    type: run_command\n    command: \"echo hello; sleep 60\"\n",
+    );
+    let driver = env.spawn_run(&wf);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let progress = || -> Vec<PathBuf> {
+        std::fs::read_dir(lock_dir(&env))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.to_string_lossy().ends_with(".progress"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    while progress().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command's output went live"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    driver.kill();
+    assert_eq!(progress().len(), 1, "left behind by the killed holder");
+    let run = env
+        .first_run_id(std::time::Duration::from_secs(5))
+        .expect("the run");
+    let resumed = env.stepwise(&["resume", &run]);
+    assert_eq!(
+        resumed.code, 3,
+        "the command's outcome is unknown: {resumed}"
+    );
+    assert_eq!(progress(), Vec::<PathBuf>::new());
+}

@@ -170,6 +170,23 @@ impl Drop for ProgressSink {
     }
 }
 
+/// Removes the progress files of `run_id` that a holder which died (SIGKILL, a power cut)
+/// could not: called by a driver that has just taken the run's lock, so none is being written.
+pub(crate) fn remove_left_behind(lock_dir: &Path, run_id: &RunId) {
+    let Ok(entries) = std::fs::read_dir(lock_dir) else {
+        return;
+    };
+    let prefix = format!("{run_id}.op-");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".progress") {
+            // A link is removed, never followed.
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// A new file at `path`, never through a symlink. A file left there by a holder that died
 /// (or planted) is removed first: removing a symlink removes the link, not what it points to.
 fn create_new(path: &Path) -> Option<std::fs::File> {

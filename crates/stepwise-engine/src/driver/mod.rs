@@ -158,6 +158,9 @@ pub(crate) struct Driver {
 
 impl Driver {
     async fn run(&mut self) -> Result<RunStatus, EngineError> {
+        // Progress a holder that died left behind: nobody else writes this run's progress
+        // while this driver holds its lock, so whatever is there is stale.
+        crate::progress::remove_left_behind(&self.engine.inner.db.lock_dir, &self.run_id);
         // Operations the previous driver dispatched and never saw answered, as they stand
         // before this driver dispatches anything itself.
         let unanswered: Vec<Unanswered> = self
