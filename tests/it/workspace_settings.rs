@@ -68,6 +68,9 @@ fn a_workspace_that_would_spend_the_users_key_is_refused_before_any_call() {
     assert!(users.seen().is_empty());
 }
 
+/// Puts something at a path.
+type Plant<'a> = dyn Fn(&std::path::Path) + 'a;
+
 /// What sits at a workspace's settings or policy path cannot hang, flood or mislead a run: a
 /// FIFO, a link to a file elsewhere, or a huge file is refused at once, naming the file, and
 /// what a link points at is never read (nor quoted in the error).
@@ -89,7 +92,7 @@ fn a_workspaces_files_are_plain_files_or_refused_at_once() {
     std::fs::create_dir_all(&dir).expect(".stepwise");
     for name in ["settings.yaml", "policy.yaml"] {
         let path = dir.join(name);
-        let plant: [(&str, &dyn Fn(&std::path::Path)); 3] = [
+        let plant: [(&str, &Plant<'_>); 3] = [
             ("a FIFO", &|p| {
                 nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo")
             }),
