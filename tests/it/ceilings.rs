@@ -162,3 +162,25 @@ fn a_flood_saved_to_a_file_is_streamed_whole_and_never_held_in_memory() {
         "the database grew to {db_bytes} bytes"
     );
 }
+
+/// Saved output replaces what is at its path, and never writes through it: an earlier command
+/// of the run can plant links, hard or symbolic, where a later step's output will be saved.
+#[test]
+fn saved_output_never_writes_through_a_link_planted_at_its_path() {
+    let env = Env::new();
+    env.workspace_policy("  - allow: run_command\n    unchecked_shell: true\n");
+    env.write("precious.txt", "precious\n");
+    let wf = env.workflow(
+        "links.yaml",
+        "name: links\nsteps:\n  - id: first\n    type: run_command\n    command: \"echo first\"\n    save_output: true\n  - id: plant\n    type: run_command\n    needs: [first]\n    command: \"for d in .stepwise/output/*; do for i in $(seq 1 60); do if [ $((i % 2)) = 0 ]; then ln -f precious.txt $d/save-$i.stdout; ln -f precious.txt $d/save-$i.stderr; else ln -sf ../../../precious.txt $d/save-$i.stdout; ln -sf ../../../precious.txt $d/save-$i.stderr; fi; done; done\"\n  - id: save\n    type: run_command\n    needs: [plant]\n    command: \"echo overwritten; echo err >&2\"\n    save_output: true\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(env.read("precious.txt").as_deref(), Some("precious\n"));
+    let show = env.show(&out.run_id());
+    let stdout_file = step(&show, "save")["output"]["stdout_file"]
+        .as_str()
+        .expect("stdout_file")
+        .to_string();
+    assert_eq!(env.read(&stdout_file).as_deref(), Some("overwritten\n"));
+}

@@ -85,7 +85,9 @@ struct OutputFiles {
 }
 
 /// Creates `<stem>.stdout` and `<stem>.stderr` in the workspace (through its capability
-/// handle: the files cannot land outside it), replacing files of the same name.
+/// handle: the files cannot land outside it), replacing files of the same name: what is there
+/// is unlinked and a new file created (`O_EXCL`, `O_NOFOLLOW`), so that a link planted there,
+/// symbolic or hard, by an earlier command is never written through.
 fn open_output_files(ws: &Workspace, stem: &str) -> Result<OutputFiles, OperationError> {
     let failed = |e: std::io::Error| {
         OperationError::new(
@@ -99,11 +101,15 @@ fn open_output_files(ws: &Workspace, stem: &str) -> Result<OutputFiles, Operatio
     }
     let open = |extension: &str| -> Result<(String, tokio::fs::File), OperationError> {
         let rel = format!("{stem}.{extension}");
+        match ws.dir().remove_file(&rel) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(e)),
+        }
         let mut options = cap_std::fs::OpenOptions::new();
         options
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .custom_flags(libc::O_NOFOLLOW);
         let file = ws.dir().open_with(&rel, &options).map_err(failed)?;
         Ok((rel, tokio::fs::File::from_std(file.into_std())))
