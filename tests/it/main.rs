@@ -21,6 +21,7 @@ mod flow;
 mod fuzz;
 mod hostile_llm;
 mod hostile_usage;
+mod hostile_values;
 mod interrupt;
 mod llm;
 mod llm_bounds;

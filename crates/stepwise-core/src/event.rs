@@ -352,7 +352,15 @@ impl Event {
     /// The payload stored for the event (its type name is stored beside it). A failure to
     /// serialise is an error: an event is never stored as a `null` it did not say.
     pub fn to_payload(&self) -> Result<Value, serde_json::Error> {
-        match serde_json::to_value(self)? {
+        let value = serde_json::to_value(self)?;
+        // Never written if it could not be read back (serde_json reads 128 levels).
+        if crate::json_depth::deeper_than(&value, crate::json_depth::MAX_PAYLOAD_DEPTH) {
+            return Err(serde::ser::Error::custom(format!(
+                "the event nests deeper than {} levels, more than can be read back",
+                crate::json_depth::MAX_PAYLOAD_DEPTH
+            )));
+        }
+        match value {
             Value::Object(mut map) => Ok(map
                 .remove("data")
                 .unwrap_or(Value::Object(serde_json::Map::new()))),

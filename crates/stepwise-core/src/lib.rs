@@ -10,6 +10,7 @@
 pub mod event;
 pub mod hash;
 pub mod ids;
+pub mod json_depth;
 pub mod llm;
 pub mod operation;
 pub mod paths;

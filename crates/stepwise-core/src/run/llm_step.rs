@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::state::RunState;
 use crate::event::{Event, Proposal};
+use crate::json_depth::{MAX_VALUE_DEPTH, deeper_than};
 use crate::llm::{
     Budget, ChatMessage, CostEstimate, LlmReply, LlmRequest, Role, estimate, format_usd,
 };
@@ -165,6 +166,9 @@ impl RunState {
             crate::workflow::Action::Llm(llm) if llm.plan.is_some()
         );
         let problem = match structured_value(&reply.text) {
+            Ok(value) if deeper_than(&value, MAX_VALUE_DEPTH) => {
+                format!("it is nested deeper than {MAX_VALUE_DEPTH} levels")
+            }
             Ok(value) => match schema_errors(schema, &value) {
                 None if is_plan => match self.plan_proposal(index, request, &value) {
                     Ok(events) => return events,

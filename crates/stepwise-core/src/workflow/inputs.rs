@@ -61,9 +61,12 @@ impl InputType {
                 "false" | "no" | "0" => Some(Value::Bool(false)),
                 _ => None,
             },
+            // A value nested deeper than a workflow file may be is not taken: recorded, it
+            // would make the run unreadable (see `json_depth`).
             InputType::List | InputType::Object => serde_json::from_str::<Value>(text)
                 .ok()
-                .filter(|v| self.accepts(v)),
+                .filter(|v| self.accepts(v))
+                .filter(|v| !crate::json_depth::deeper_than(v, crate::json_depth::MAX_VALUE_DEPTH)),
         }
     }
 }
