@@ -222,3 +222,48 @@ fn progress_a_killed_holder_left_behind_is_removed_by_the_next() {
     );
     assert_eq!(progress(), Vec::<PathBuf>::new());
 }
+
+/// SQLite's own files beside the database (`-wal`, `-shm`) are checked before it opens them: a
+/// link planted there, symbolic or hard, is refused naming it, even by a command that only
+/// reads, and what it names is never written.
+#[test]
+fn links_planted_at_the_databases_side_files_are_refused() {
+    let env = Env::new();
+    let wf = gated_edit(&env);
+    env.run(&wf, &[]);
+    let victim = env.root().join("victim.txt");
+    for (suffix, hard) in [
+        ("-shm", true),
+        ("-wal", true),
+        ("-shm", false),
+        ("-wal", false),
+    ] {
+        std::fs::write(&victim, "precious\n").expect("write the victim");
+        let side = PathBuf::from(format!("{}{suffix}", env.db.display()));
+        let _ = std::fs::remove_file(&side);
+        if hard {
+            std::fs::hard_link(&victim, &side).expect("hard link");
+        } else {
+            symlink(&victim, &side).expect("symlink");
+        }
+        for args in [vec!["runs"], vec!["approvals"]] {
+            let out = env.stepwise(&args);
+            assert_ne!(out.code, 0, "{suffix} hard={hard} {args:?}: {out}");
+            assert!(
+                out.stderr.contains(&side.display().to_string()),
+                "{suffix} hard={hard}: {out}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("read").as_str(),
+            "precious\n",
+            "{suffix} hard={hard}: written through"
+        );
+        std::fs::remove_file(&side).expect("remove the link");
+    }
+    assert_eq!(
+        env.stepwise(&["runs"]).code,
+        0,
+        "without links, it reads again"
+    );
+}

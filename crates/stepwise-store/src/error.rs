@@ -99,6 +99,11 @@ pub enum StoreError {
         "`{path}` is a symbolic link or not a plain file; stepwise never follows links for its own files: remove it (stepwise makes it anew)"
     )]
     NotPlainFile { path: PathBuf },
+    /// A file of the store's own has another name (a hard link) that writing it would change.
+    #[error(
+        "`{path}` has another name (a hard link): writing it would change that other file too; remove it when no stepwise uses the database (SQLite makes it anew)"
+    )]
+    HardLinked { path: PathBuf },
     /// An SQLite failure reading or writing the database at `path`.
     #[error("database `{path}`: {}", sqlite_reason(error))]
     At {

@@ -82,6 +82,7 @@ impl Store {
         // migration library reads the schema version outside its transaction, so two processes
         // opening a new (or old) database together would both migrate it.
         let _setting_up = SetupLock::take(path)?;
+        open::check_side_files(path)?;
         let mut conn = match Connection::open(path).and_then(|conn| {
             configure(&conn, durability)?;
             Ok(conn)
@@ -108,6 +109,7 @@ impl Store {
 
     /// Opens a database this user may not write, for reading.
     fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        open::check_side_files(path)?;
         let conn = open::read_only_connection(path)?;
         let found = schema_version(&conn).map_err(|error| StoreError::Open {
             path: path.to_owned(),
@@ -132,6 +134,7 @@ impl Store {
     /// only (`PRAGMA query_only`). In WAL mode it reads alongside the writer without waiting
     /// for its commits.
     pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        open::check_side_files(path)?;
         let open_error = |source| StoreError::Open {
             path: path.to_owned(),
             error: source,

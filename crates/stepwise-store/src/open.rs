@@ -205,3 +205,24 @@ mod tests {
         );
     }
 }
+
+/// Checks the files SQLite keeps beside the database (`-wal`, `-shm`) before it opens them: a
+/// link planted there (symbolic, or a hard link to another file) would have SQLite write into
+/// whatever it names, even for a command that only reads (SQLite's own opens follow links).
+/// Missing files are fine: SQLite makes them.
+pub(crate) fn check_side_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        match std::fs::symlink_metadata(&side) {
+            Ok(meta) if !meta.file_type().is_file() => {
+                return Err(StoreError::NotPlainFile { path: side });
+            }
+            Ok(meta) if meta.nlink() > 1 => return Err(StoreError::HardLinked { path: side }),
+            _ => {}
+        }
+    }
+    Ok(())
+}
