@@ -193,19 +193,6 @@ pub(crate) fn create_private_dir_all(dir: &Path) -> Result<(), StoreError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uri_paths_escape_what_a_uri_would_read_otherwise() {
-        assert_eq!(
-            uri_path(Path::new("/a b/x?y#z%.db")),
-            "/a%20b/x%3Fy%23z%25.db"
-        );
-    }
-}
-
 /// Checks the files SQLite keeps beside the database (`-wal`, `-shm`) before it opens them: a
 /// link planted there (symbolic, or a hard link to another file) would have SQLite write into
 /// whatever it names, even for a command that only reads (SQLite's own opens follow links).
@@ -225,4 +212,17 @@ pub(crate) fn check_side_files(path: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_paths_escape_what_a_uri_would_read_otherwise() {
+        assert_eq!(
+            uri_path(Path::new("/a b/x?y#z%.db")),
+            "/a%20b/x%3Fy%23z%25.db"
+        );
+    }
 }
