@@ -8,6 +8,29 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+/// The variable the fake provider's key is read from.
+pub const KEY_VAR: &str = "STEPWISE_TEST_LLM_KEY";
+
+/// An environment whose user settings name one provider, `fake` (`kind`, at `base_url`, its
+/// key `key` read from [`KEY_VAR`], and `provider_lines` more), and model `m` on it (`tiny-1`,
+/// and `model_lines` more). Lines are YAML at the provider's or model's indent.
+pub fn env_with_fake_provider(
+    kind: &str,
+    base_url: &str,
+    key: &str,
+    provider_lines: &str,
+    model_lines: &str,
+) -> crate::support::Env {
+    let mut env = crate::support::Env::new();
+    let settings = format!(
+        "providers:\n  fake:\n    kind: {kind}\n    base_url: {base_url}\n    api_key_env: {KEY_VAR}\n{provider_lines}models:\n  m:\n    provider: fake\n    model: tiny-1\n{model_lines}"
+    );
+    std::fs::write(env.root().join("config/stepwise/settings.yaml"), settings)
+        .expect("write settings");
+    env.vars.push((KEY_VAR.into(), key.into()));
+    env
+}
+
 /// One scripted answer.
 #[derive(Clone)]
 pub struct Reply {

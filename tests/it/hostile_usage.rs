@@ -4,8 +4,9 @@
 
 use serde_json::{Value, json};
 
+use crate::fake_llm::env_with_fake_provider;
 use crate::fake_llm::{FakeProvider, Reply};
-use crate::llm::env_with_provider;
+use crate::llm::{PRICE_1_2, env_with_provider};
 use crate::support::{Env, step};
 
 fn prompt_workflow(env: &Env) -> std::path::PathBuf {
@@ -64,15 +65,14 @@ fn a_reply_claiming_impossible_token_counts_is_refused_and_stores_nothing_of_the
     ];
     for (kind, path, body) in cases {
         let server = FakeProvider::start(vec![Reply::json(200, body.clone())]);
-        let env = env_with_provider(kind, &format!("http://127.0.0.1:{}{path}", server.port));
         // Whole replies, so that the usage comes in one body for every protocol.
-        let settings = env.root().join("config/stepwise/settings.yaml");
-        let text = std::fs::read_to_string(&settings).expect("settings");
-        std::fs::write(
-            &settings,
-            text.replace("    api_key_env:", "    stream: false\n    api_key_env:"),
-        )
-        .expect("settings");
+        let env = env_with_fake_provider(
+            kind,
+            &format!("http://127.0.0.1:{}{path}", server.port),
+            "sk-usage-test",
+            "    stream: false\n",
+            PRICE_1_2,
+        );
         let out = env.run(&prompt_workflow(&env), &[]);
         assert_eq!(out.code, 1, "{kind} {body}: {out}");
         let run = out.run_id();

@@ -6,24 +6,20 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::fake_llm::{FakeProvider, Reply, openai_reply};
+use crate::fake_llm::{FakeProvider, KEY_VAR, Reply, env_with_fake_provider, openai_reply};
 use crate::support::{Env, of_type, step};
 
-const KEY_VAR: &str = "STEPWISE_TEST_LLM_KEY";
 const KEY: &str = "sk-planted-7f3a9c2e1d";
 
 /// An environment whose settings name one provider (`kind`, at `base_url`) with a key, and
 /// model `m` on it priced at $1 / $2 per million tokens.
 pub(crate) fn env_with_provider(kind: &str, base_url: &str) -> Env {
-    let mut env = Env::new();
-    let settings = format!(
-        "providers:\n  fake:\n    kind: {kind}\n    base_url: {base_url}\n    api_key_env: {KEY_VAR}\nmodels:\n  m:\n    provider: fake\n    model: tiny-1\n    price: {{ input_per_mtok_usd: 1.0, output_per_mtok_usd: 2.0 }}\n"
-    );
-    let dir = env.root().join("config").join("stepwise");
-    std::fs::write(dir.join("settings.yaml"), settings).expect("write settings");
-    env.vars.push((KEY_VAR.into(), KEY.into()));
-    env
+    env_with_fake_provider(kind, base_url, KEY, "", PRICE_1_2)
 }
+
+/// $1 per million input tokens, $2 per million output tokens, as a model's settings line.
+pub(crate) const PRICE_1_2: &str =
+    "    price: { input_per_mtok_usd: 1.0, output_per_mtok_usd: 2.0 }\n";
 
 fn prompt_workflow(env: &Env) -> std::path::PathBuf {
     env.workflow(

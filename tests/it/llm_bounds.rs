@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::fake_llm::env_with_fake_provider;
 use crate::hostile_llm::{Behaviour, FILL, HostileServer, run_measured};
 use crate::support::{Env, of_type, step};
 
-const KEY_VAR: &str = "STEPWISE_TEST_LLM_KEY";
 /// Peak memory the `stepwise` process must stay under, in KiB.
 const PEAK_KIB: i64 = 200 * 1024;
 /// Every case ends well within this; past it the process is killed and the case fails.
@@ -64,20 +64,7 @@ fn run_case(case: &Case) -> Outcome {
         "gemini" => format!("http://127.0.0.1:{}/v1beta", server.port),
         _ => format!("http://127.0.0.1:{}", server.port),
     };
-    let mut env = Env::new();
-    let settings = format!(
-        "providers:\n  fake:\n    kind: {}\n    base_url: {base_url}\n    api_key_env: {KEY_VAR}\n{}models:\n  m:\n    provider: fake\n    model: tiny-1\n",
-        case.kind, case.settings
-    );
-    std::fs::write(
-        env.root()
-            .join("config")
-            .join("stepwise")
-            .join("settings.yaml"),
-        settings,
-    )
-    .expect("write settings");
-    env.vars.push((KEY_VAR.into(), "sk-hostile-test".into()));
+    let env = env_with_fake_provider(case.kind, &base_url, "sk-hostile-test", case.settings, "");
     let steps: String = (0..case.side_by_side)
         .map(|i| {
             let id = if i == 0 {

@@ -5,27 +5,13 @@
 
 use serde_json::json;
 
-use crate::fake_llm::{FakeProvider, Reply, openai_reply};
+use crate::fake_llm::{FakeProvider, Reply, env_with_fake_provider, openai_reply};
 use crate::support::{Env, step};
 
-const KEY_VAR: &str = "STEPWISE_TEST_LLM_KEY";
 const KEY: &str = "sk-planted-redirect-5e1b";
 
 fn env_with(kind: &str, base_url: &str) -> Env {
-    let mut env = Env::new();
-    let settings = format!(
-        "providers:\n  fake:\n    kind: {kind}\n    base_url: {base_url}\n    api_key_env: {KEY_VAR}\nmodels:\n  m:\n    provider: fake\n    model: tiny-1\n"
-    );
-    std::fs::write(
-        env.root()
-            .join("config")
-            .join("stepwise")
-            .join("settings.yaml"),
-        settings,
-    )
-    .expect("write settings");
-    env.vars.push((KEY_VAR.into(), KEY.into()));
-    env
+    env_with_fake_provider(kind, base_url, KEY, "", "")
 }
 
 /// A reply the protocol `kind` accepts: were a redirect followed, the call would succeed.

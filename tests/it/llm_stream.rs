@@ -6,26 +6,17 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::fake_llm::{FakeProvider, Reply};
+use crate::fake_llm::{FakeProvider, Reply, env_with_fake_provider};
 use crate::support::{Env, step};
 
-const KEY_VAR: &str = "STEPWISE_TEST_LLM_KEY";
-
 fn env_with(kind: &str, base_url: &str) -> Env {
-    let mut env = Env::new();
-    let settings = format!(
-        "providers:\n  fake:\n    kind: {kind}\n    base_url: {base_url}\n    api_key_env: {KEY_VAR}\nmodels:\n  m:\n    provider: fake\n    model: tiny-1\n    price: {{ input_per_mtok_usd: 1.0, output_per_mtok_usd: 1.0 }}\n"
-    );
-    std::fs::write(
-        env.root()
-            .join("config")
-            .join("stepwise")
-            .join("settings.yaml"),
-        settings,
+    env_with_fake_provider(
+        kind,
+        base_url,
+        "sk-stream-test",
+        "",
+        "    price: { input_per_mtok_usd: 1.0, output_per_mtok_usd: 1.0 }\n",
     )
-    .expect("settings");
-    env.vars.push((KEY_VAR.into(), "sk-stream-test".into()));
-    env
 }
 
 fn ask(env: &Env) -> std::path::PathBuf {

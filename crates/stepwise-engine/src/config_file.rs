@@ -11,7 +11,7 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::error::io_reason;
+use crate::error::{bytes_in_words, io_reason};
 
 /// Whether a link at the path is followed: a person's own files may be links (dotfiles kept
 /// elsewhere), a workspace's may not.
@@ -52,7 +52,7 @@ impl std::fmt::Display for Unreadable {
             Unreadable::TooLarge { limit } => write!(
                 f,
                 "is larger than {}, the most such a file may be",
-                human_bytes(*limit)
+                bytes_in_words(*limit)
             ),
             Unreadable::NotUtf8 { offset } => write!(
                 f,
@@ -99,15 +99,6 @@ pub(crate) fn read_text(path: &Path, limit: u64, links: Links) -> Result<String,
     String::from_utf8(bytes).map_err(|e| Unreadable::NotUtf8 {
         offset: e.utf8_error().valid_up_to(),
     })
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const MIB: u64 = 1024 * 1024;
-    if bytes >= MIB && bytes.is_multiple_of(MIB) {
-        format!("{} MiB", bytes / MIB)
-    } else {
-        format!("{bytes} bytes")
-    }
 }
 
 #[cfg(test)]

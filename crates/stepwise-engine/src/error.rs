@@ -102,6 +102,16 @@ pub enum EngineError {
     Internal(String),
 }
 
+/// A size limit in words: `4 MiB`, or `1000 bytes` when it is not a whole number of MiB.
+pub(crate) fn bytes_in_words(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// An OS error in words, without the `(os error N)` that only a programmer needs.
 pub fn io_reason(error: &std::io::Error) -> String {
     let text = error.to_string();

@@ -170,20 +170,18 @@ impl Drop for ProgressSink {
     }
 }
 
-/// Removes the progress files of `run_id` that a holder which died (SIGKILL, a power cut)
-/// could not: called by a driver that has just taken the run's lock, so none is being written.
-pub(crate) fn remove_left_behind(lock_dir: &Path, run_id: &RunId) {
-    let Ok(entries) = std::fs::read_dir(lock_dir) else {
-        return;
-    };
-    let prefix = format!("{run_id}.op-");
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(&prefix) && name.ends_with(".progress") {
-            // A link is removed, never followed.
-            let _ = std::fs::remove_file(entry.path());
-        }
+/// Removes the progress files of operations `ops` of `run_id` that a holder which died
+/// (SIGKILL, a power cut) could not: called by a driver that has just taken the run's lock,
+/// for the operations left unanswered (an operation's file is removed before its result is
+/// recorded, so only those can have one).
+pub(crate) fn remove_left_behind(
+    lock_dir: &Path,
+    run_id: &RunId,
+    ops: impl Iterator<Item = EventSeq>,
+) {
+    for op in ops {
+        // A link is removed, never followed.
+        let _ = std::fs::remove_file(progress_path(lock_dir, run_id, op));
     }
 }
 

@@ -91,14 +91,7 @@ impl RunState {
             }
             Phase::Begin => self.decide_begin(index),
             Phase::Approved(request) => match request {
-                // Approved for another reason than the budget (the step requires approval),
-                // a call that no longer fits what remains asks about the budget first.
-                Some(OperationRequest::LlmCall(call))
-                    if !self.steps[index].over_budget_approved
-                        && self.over_budget(&crate::llm::estimate(&call)) =>
-                {
-                    self.llm_gate(index, call)
-                }
+                Some(OperationRequest::LlmCall(call)) => self.start_approved_llm(index, call),
                 Some(request) => self.start_operation(index, request),
                 None => {
                     let output = match &self.steps[index].approved_proposal {

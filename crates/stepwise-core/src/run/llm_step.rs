@@ -128,10 +128,19 @@ impl RunState {
         (remaining, raise)
     }
 
-    /// Whether a call of this estimate would cross what remains of the budget.
-    pub(super) fn over_budget(&self, estimate: &CostEstimate) -> bool {
-        let (_, raise) = self.budget_check(estimate);
-        raise.micro_usd.is_some() || raise.tokens.is_some()
+    /// Makes a call a person approved. Approved for another reason than the budget (the step
+    /// requires approval), a call that no longer fits what remains asks about the budget first.
+    pub(super) fn start_approved_llm(
+        &mut self,
+        index: usize,
+        request: Box<LlmRequest>,
+    ) -> Vec<Event> {
+        let (_, raise) = self.budget_check(&estimate(&request));
+        let over = raise.micro_usd.is_some() || raise.tokens.is_some();
+        if over && !self.steps[index].over_budget_approved {
+            return self.llm_gate(index, request);
+        }
+        self.start_operation(index, OperationRequest::LlmCall(request))
     }
 
     /// A reply: the step's output, or (structured output that does not match) the question

@@ -158,9 +158,6 @@ pub(crate) struct Driver {
 
 impl Driver {
     async fn run(&mut self) -> Result<RunStatus, EngineError> {
-        // Progress a holder that died left behind: nobody else writes this run's progress
-        // while this driver holds its lock, so whatever is there is stale.
-        crate::progress::remove_left_behind(&self.engine.inner.db.lock_dir, &self.run_id);
         // Operations the previous driver dispatched and never saw answered, as they stand
         // before this driver dispatches anything itself.
         let unanswered: Vec<Unanswered> = self
@@ -169,6 +166,13 @@ impl Driver {
             .into_iter()
             .map(|(op, step, request)| (op, step.clone(), request.clone()))
             .collect();
+        // Their progress, if a holder that died left it behind: nobody else writes this run's
+        // progress while this driver holds its lock.
+        crate::progress::remove_left_behind(
+            &self.engine.inner.db.lock_dir,
+            &self.run_id,
+            unanswered.iter().map(|(op, _, _)| *op),
+        );
         // A pause or cancel waiting in the inbox is applied before anything else, so that it
         // holds back what recovery would otherwise start (marking a command's outcome unknown
         // frees a slot that a held-back step would take).

@@ -224,7 +224,7 @@ async fn run(
         let reaped = reap(child, report, &shown).await;
         // A killed supervisor said nothing in its own words: whatever its pipe held, how the
         // command ended is what the sweep found, not what the report claims.
-        let ending = match (ending, reaped.as_ref().and_then(|r| r.killed_by)) {
+        let ending = match (ending, reaped.killed_by) {
             (Ending::Reported(_), Some(_)) => Ending::Reported(Ended::Unknown),
             (ending, _) => ending,
         };
@@ -251,7 +251,7 @@ async fn run(
         Ending::Reported(Ended::Killed | Ended::Unknown) => {
             return Err(OperationError::new(
                 OperationErrorKind::Io,
-                supervisor_lost(&shown, reaped.as_ref()),
+                supervisor_lost(&shown, &reaped),
             ));
         }
         Ending::TimedOut => (None, Some(libc::SIGKILL), true),
@@ -353,7 +353,7 @@ async fn read_report(mut report: Receiver, exit_watch: Option<std::os::fd::Owned
 /// Reaps the supervisor, on a blocking thread, and waits for it: it exits right after its
 /// report. One killed, whatever its report pipe said (anyone can write there), may have left
 /// its command's processes alive: they are killed first, and what was found is returned.
-async fn reap(mut child: Supervised, report: Report, shown: &str) -> Option<Reaped> {
+async fn reap(mut child: Supervised, report: Report, shown: &str) -> Reaped {
     let reaped = tokio::task::spawn_blocking(move || child.reap(&report))
         .await
         .unwrap_or_else(|e| {
@@ -364,14 +364,14 @@ async fn reap(mut child: Supervised, report: Report, shown: &str) -> Option<Reap
     if let Some(signal) = reaped.killed_by {
         tracing::debug!(command = %shown, signal, "the command's supervisor was killed; the engine killed what it left");
     }
-    Some(reaped)
+    reaped
 }
 
 /// The error of a command whose supervisor ended without reporting how the command did.
-fn supervisor_lost(shown: &str, reaped: Option<&Reaped>) -> String {
-    let Some(reaped) = reaped.filter(|r| r.killed_by.is_some()) else {
+fn supervisor_lost(shown: &str, reaped: &Reaped) -> String {
+    if reaped.killed_by.is_none() {
         return format!("the supervisor of `{shown}` ended without saying how the command did");
-    };
+    }
     let mut message = if reaped.stopped {
         format!("the supervisor of `{shown}` was stopped while the command ran, so it was killed; ")
     } else {

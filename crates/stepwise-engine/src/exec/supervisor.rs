@@ -140,15 +140,13 @@ impl Supervised {
     }
 
     /// Waits for the supervisor to exit (it does right after its report) and reaps it. If it
-    /// was killed before it reported the command's tree dead, first kills what it left (see
-    /// `orphans`), and says how the command ended if the supervisor could not.
+    /// was killed, first kills what it left (see `orphans`), and says how the command ended.
     pub(crate) fn reap(&mut self, report: &Report) -> Reaped {
         if self.reaped {
             return Reaped::default();
         }
         self.reaped = true;
-        let tree_gone = report.ended != Ended::Unknown;
-        let mut reaped = orphans::reap(self.pid, self.started, report.command, tree_gone);
+        let mut reaped = orphans::reap(self.pid, self.started, report.command);
         reaped.stopped |= self.killed_stopped;
         reaped
     }
@@ -179,7 +177,7 @@ impl Drop for Supervised {
             let _ = std::thread::Builder::new()
                 .name("stepwise-reap".into())
                 .stack_size(256 * 1024)
-                .spawn(move || orphans::reap(pid, started, None, false));
+                .spawn(move || orphans::reap(pid, started, None));
         }
     }
 }

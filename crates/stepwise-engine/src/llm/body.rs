@@ -9,6 +9,7 @@ use std::time::Duration;
 use stepwise_core::operation::{OperationError, OperationErrorKind};
 
 use super::http::reqwest_reason;
+use crate::error::bytes_in_words;
 
 /// The most a reply's JSON body may hold, and the most text a streamed reply may add up to.
 /// A template's result is at most 4 MiB too, so a longer reply could not be used anyway.
@@ -92,19 +93,9 @@ pub(super) fn too_large(who: &str, what: &str, limit: u64) -> OperationError {
         OperationErrorKind::Provider,
         format!(
             "{what} from {who} is larger than {}, the most Stepwise reads; nothing of it was kept",
-            size(limit)
+            bytes_in_words(limit)
         ),
     )
-}
-
-/// A ceiling in words.
-fn size(bytes: u64) -> String {
-    const MIB: u64 = 1024 * 1024;
-    if bytes.is_multiple_of(MIB) {
-        format!("{} MiB", bytes / MIB)
-    } else {
-        format!("{bytes} bytes")
-    }
 }
 
 #[cfg(test)]
@@ -122,6 +113,6 @@ mod tests {
             error.message,
             "the reply from provider `p` (http://x) is larger than 4 MiB, the most Stepwise reads; nothing of it was kept"
         );
-        assert_eq!(size(1000), "1000 bytes");
+        assert_eq!(bytes_in_words(1000), "1000 bytes");
     }
 }

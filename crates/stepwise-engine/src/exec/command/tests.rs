@@ -389,31 +389,31 @@ fn a_killed_supervisor_is_reported_with_what_became_of_the_command() {
         stopped: false,
     };
     assert_eq!(
-        supervisor_lost("make", Some(&reaped(Some(CommandFate::Exited(0))))),
+        supervisor_lost("make", &reaped(Some(CommandFate::Exited(0)))),
         "the supervisor of `make` was killed by SIGKILL while the command ran; the command \
          exited with code 0, and everything it left running was killed"
     );
     assert_eq!(
-        supervisor_lost("make", Some(&reaped(Some(CommandFate::Signaled(15))))),
+        supervisor_lost("make", &reaped(Some(CommandFate::Signaled(15)))),
         "the supervisor of `make` was killed by SIGKILL while the command ran; the command \
          was ended by SIGTERM, and everything it left running was killed"
     );
     let mut stuck = reaped(None);
     stuck.survivors = vec![41, 42];
     assert_eq!(
-        supervisor_lost("make", Some(&stuck)),
+        supervisor_lost("make", &stuck),
         "the supervisor of `make` was killed by SIGKILL while the command ran; the command \
          and everything it started were killed; processes 41, 42 would not die"
     );
     let mut stopped = reaped(Some(CommandFate::Killed));
     stopped.stopped = true;
     assert_eq!(
-        supervisor_lost("make", Some(&stopped)),
+        supervisor_lost("make", &stopped),
         "the supervisor of `make` was stopped while the command ran, so it was killed; the \
          command and everything it started were killed"
     );
     assert_eq!(
-        supervisor_lost("make", None),
+        supervisor_lost("make", &Reaped::default()),
         "the supervisor of `make` ended without saying how the command did"
     );
 }

@@ -130,16 +130,11 @@ pub(crate) struct Reaped {
 }
 
 /// Waits for a supervisor to exit and reaps it. One that is stopped meanwhile is killed (it
-/// would never exit). If it was killed while its command's tree may have been alive
-/// (`tree_gone` false: it did not report the tree dead), kills what it left first. `started`
+/// would never exit). If it was killed, kills what it left first, whatever its report pipe
+/// said (any process of the user can open that pipe and write to it). `started`
 /// is what [`Forking::forked`] returned; `command` the command's pid, if the supervisor said
 /// it.
-pub(super) fn reap(
-    supervisor: pid_t,
-    started: u64,
-    command: Option<pid_t>,
-    tree_gone: bool,
-) -> Reaped {
+pub(super) fn reap(supervisor: pid_t, started: u64, command: Option<pid_t>) -> Reaped {
     let pid = Pid::from_raw(supervisor);
     // Until it is reaped its pid is not reused, and it stays listed as a supervisor: a sweep
     // (its own or another's) leaves it alone.
@@ -164,10 +159,7 @@ pub(super) fn reap(
         stopped,
         ..Reaped::default()
     };
-    // A killed supervisor's report is not its own word: whoever killed it may have written to
-    // its report pipe (any process of the user can open it). Its tree is swept whatever that
-    // report says; had the supervisor really killed it first, there is nothing to find.
-    let _ = tree_gone;
+    // Had the supervisor killed its tree before it was killed, there is nothing to find.
     if killed_by.is_some() {
         (reaped.command, reaped.survivors) = sweep(supervisor, started, command);
     }
