@@ -106,7 +106,19 @@ fn show_json_has_the_run_its_inputs_and_every_step() {
     let show = env.show(&out.run_id());
     assert_eq!(
         keys(&show),
-        set(&["run", "status", "held_by", "inputs", "started_by", "steps"])
+        set(&[
+            "run",
+            "status",
+            "aborted",
+            "held_by",
+            "inputs",
+            "started_by",
+            "steps"
+        ])
+    );
+    assert!(
+        show["aborted"].is_null(),
+        "a run the engine did not stop: {show}"
     );
     assert_eq!(show["status"], "awaiting_approval");
     assert_eq!(show["started_by"], os_user());

@@ -170,6 +170,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
             serde_json::to_string_pretty(&serde_json::json!({
                 "run": loaded.row,
                 "status": status,
+                "aborted": loaded.state.aborted(),
                 "held_by": held_by,
                 "inputs": started.inputs,
                 "started_by": started.started_by,
@@ -190,6 +191,12 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
             &loaded.row.run_id.as_str()[..loaded.row.run_id.as_str().len().min(8)]
         ),
         (None, _) => println!("status    {}", run_status_text(status)),
+    }
+    if let Some(why) = loaded.state.aborted() {
+        println!(
+            "stopped   the engine could not go on: {}",
+            one_line(why, 300)
+        );
     }
     println!("workspace {}", loaded.row.workspace);
     let elapsed = if status.is_finished() {

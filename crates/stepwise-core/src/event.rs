@@ -79,6 +79,12 @@ pub enum Event {
     RunCancelRequested {
         by: String,
     },
+    /// The engine could not go on with the run (its log could not be written, the workspace
+    /// is gone, the run's state refused an input): the run ends failed, and `message` says why
+    /// in the engine's words. Nothing is decided after it.
+    RunAborted {
+        message: String,
+    },
 
     // ---- decisions ----
     StepStarted {
@@ -294,6 +300,7 @@ impl Event {
             Event::RunPauseRequested { .. } => "RunPauseRequested",
             Event::RunResumeRequested { .. } => "RunResumeRequested",
             Event::RunCancelRequested { .. } => "RunCancelRequested",
+            Event::RunAborted { .. } => "RunAborted",
             Event::StepStarted { .. } => "StepStarted",
             Event::StepSkipped { .. } => "StepSkipped",
             Event::ApprovalRequested { .. } => "ApprovalRequested",

@@ -1,35 +1,40 @@
 //! Adopting runs: an engine that holds waiting runs (the app) can be the holder of last
 //! resort, driving every unfinished run that no process holds, now and whenever one is let go
-//! (its holder stopped, or died). A thread stands by on the lock of each run another process
+//! (its holder stopped, or died). The engine stands by on the lock of each run another process
 //! holds, so a SIGKILLed holder's run is taken over the moment the kernel releases its lock.
+
+use std::sync::Arc;
 
 use stepwise_core::run::RunStatus;
 use stepwise_store::RunRow;
 use tokio::task::JoinHandle;
 
+use crate::context::Context;
+use crate::drivers::spawn_driver;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::lock::RunLock;
+use crate::standby::stand_by;
 
 impl Engine {
     /// Drives, from now on, every unfinished run that no process holds: those waiting now, and
     /// each one another process lets go of later (because it stopped driving it, or died). Meant
     /// for an engine that holds waiting runs (see [`crate::EngineConfig::hold_waiting_runs`]).
-    /// The returned task runs until the engine's database writer stops; abort it to stop
-    /// adopting.
+    /// The returned task runs until the engine shuts down; abort it to stop adopting (runs
+    /// already stood by for are still taken over when let go).
     pub async fn adopt_unheld_runs(&self) -> Result<JoinHandle<()>, EngineError> {
-        self.inner.db.check_writable()?;
+        self.ctx.db.check_writable()?;
         // Subscribed first, so that no run changing while the others are looked at is missed.
         let mut changes = self.subscribe_runs().await?;
         for row in self.unfinished_runs().await? {
-            self.adopt(&row);
+            adopt(&self.ctx, &row);
         }
-        let engine = self.clone();
-        Ok(self.inner.db.writer.spawn(async move {
+        let ctx = Arc::clone(&self.ctx);
+        Ok(self.ctx.db.writer.spawn(async move {
             loop {
                 match changes.next().await {
-                    Ok(row) => engine.adopt(&row),
-                    Err(EngineError::WriterStopped) => return,
+                    Ok(row) => adopt(&ctx, &row),
+                    Err(EngineError::WriterStopped | EngineError::ShutDown) => return,
                     Err(error) => {
                         // A read failed (the disk, a busy database): look again shortly; the
                         // feed's cursor has not moved, so nothing is missed.
@@ -40,23 +45,24 @@ impl Engine {
             }
         }))
     }
+}
 
-    /// Makes sure an unfinished run is driven here once nobody else drives it.
-    fn adopt(&self, row: &RunRow) {
-        let finished = RunStatus::parse(&row.status).is_none_or(RunStatus::is_finished);
-        if finished || self.drives(&row.run_id) {
-            return;
+/// Makes sure an unfinished run is driven here once nobody else drives it.
+fn adopt(ctx: &Arc<Context>, row: &RunRow) {
+    let finished = RunStatus::parse(&row.status).is_none_or(RunStatus::is_finished);
+    if finished || ctx.live.drives(&row.run_id) {
+        return;
+    }
+    let result = match RunLock::try_acquire(&ctx.db.lock_dir, &row.run_id) {
+        Ok(Ok(lock)) => {
+            // Its outcome is looked at by the driver's task (see `failures`).
+            drop(spawn_driver(ctx, &row.run_id, lock));
+            Ok(())
         }
-        let result = match RunLock::try_acquire(&self.inner.db.lock_dir, &row.run_id) {
-            Ok(Ok(lock)) => {
-                drop(self.spawn_driver(&row.run_id, lock));
-                Ok(())
-            }
-            Ok(Err(_holder)) => self.stand_by(&row.run_id),
-            Err(error) => Err(error),
-        };
-        if let Err(error) = result {
-            tracing::warn!(%error, run_id = %row.run_id, "cannot adopt a run");
-        }
+        Ok(Err(_holder)) => stand_by(ctx, &row.run_id),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = result {
+        tracing::warn!(%error, run_id = %row.run_id, "cannot adopt a run");
     }
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use stepwise_core::event::{ApprovalGranted, DecisionMode, Event, Resolution};
-use stepwise_core::ids::{RunId, StepId};
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::{
     EditedProposal, PendingApproval, RunState, StepState, StepStatus, edited_proposal,
 };
@@ -284,4 +284,13 @@ fn check_proposal(step: &StepId, current: &str, seen: Option<&str>) -> Result<()
         expected: seen.to_string(),
         current: current.to_string(),
     })
+}
+
+/// A command that was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub command_id: i64,
+    /// The seq of the event it recorded; `None` for a command that changed nothing (resuming
+    /// a run that was not paused).
+    pub seq: Option<EventSeq>,
 }

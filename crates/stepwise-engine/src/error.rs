@@ -98,6 +98,9 @@ pub enum EngineError {
     },
     #[error("the database writer has stopped; see the errors logged before this one")]
     WriterStopped,
+    /// The engine was shut down (its last handle dropped, or `Engine::shutdown`).
+    #[error("the engine has shut down")]
+    ShutDown,
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -5,6 +5,7 @@
 //! subscriber costs nothing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use futures_core::Stream;
 use stepwise_core::event::{DecisionMode, Event};
@@ -13,9 +14,11 @@ use stepwise_core::run::{RunState, RunStatus};
 use stepwise_store::{RunRow, StoredEvent};
 use tokio::sync::watch;
 
+use crate::context::Context;
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::queries::{Approval, approvals_of, unreadable};
+use crate::loading::unreadable;
+use crate::queries::{Approval, approvals_of};
 use crate::record::decode;
 
 /// How many events one read of a run's feed takes: a feed catching up on a long run holds
@@ -50,7 +53,7 @@ impl RecordedEvent {
 /// A run's events after a given seq: first those already recorded, then each new one as it
 /// is committed. Ends after the event that ends the run.
 pub struct RunEvents {
-    engine: Engine,
+    ctx: Arc<Context>,
     /// The run as it was named, then, once it is found, its full id.
     run: String,
     last_seq: EventSeq,
@@ -64,11 +67,11 @@ impl Engine {
     /// `after_seq`: 0 for all of them.
     pub fn subscribe_run(&self, run: &str, after_seq: EventSeq) -> RunEvents {
         RunEvents {
-            engine: self.clone(),
+            ctx: Arc::clone(&self.ctx),
             run: run.to_string(),
             last_seq: after_seq,
             buffer: VecDeque::new(),
-            changes: self.inner.db.watch_changes(),
+            changes: self.ctx.db.watch_changes(),
             done: false,
         }
     }
@@ -100,8 +103,7 @@ impl RunEvents {
             let run = self.run.clone();
             let after = self.last_seq;
             let read = self
-                .engine
-                .inner
+                .ctx
                 .db
                 .read(move |store| {
                     let row = store.find_run(&run)?;
@@ -140,9 +142,9 @@ impl RunEvents {
                 self.done = true;
                 return None;
             }
-            if self.changes.changed().await.is_err() {
+            if let Err(error) = self.ctx.changed(&mut self.changes).await {
                 self.done = true;
-                return Some(Err(EngineError::WriterStopped));
+                return Some(Err(error));
             }
         }
     }
@@ -158,7 +160,7 @@ impl RunEvents {
 /// Runs as they change: each time a run is created or an event is appended to it, its row as
 /// it is then. Many changes to one run between two reads come as one.
 pub struct RunChanges {
-    engine: Engine,
+    ctx: Arc<Context>,
     cursor: u64,
     buffer: VecDeque<RunRow>,
     changes: watch::Receiver<u64>,
@@ -167,14 +169,14 @@ pub struct RunChanges {
 impl Engine {
     /// Subscribes to changes of every run from now on (new runs, new events, new statuses).
     pub async fn subscribe_runs(&self) -> Result<RunChanges, EngineError> {
-        let changes = self.inner.db.watch_changes();
+        let changes = self.ctx.db.watch_changes();
         let cursor = self
-            .inner
+            .ctx
             .db
             .read(|store| Ok(store.last_change_seq()?))
             .await?;
         Ok(RunChanges {
-            engine: self.clone(),
+            ctx: Arc::clone(&self.ctx),
             cursor,
             buffer: VecDeque::new(),
             changes,
@@ -192,8 +194,7 @@ impl RunChanges {
             self.changes.borrow_and_update();
             let cursor = self.cursor;
             let rows = self
-                .engine
-                .inner
+                .ctx
                 .db
                 .read(move |store| Ok(store.runs_changed_since(cursor, RUNS_PAGE)?))
                 .await?;
@@ -202,10 +203,7 @@ impl RunChanges {
                 self.buffer.extend(rows);
                 continue;
             }
-            self.changes
-                .changed()
-                .await
-                .map_err(|_| EngineError::WriterStopped)?;
+            self.ctx.changed(&mut self.changes).await?;
         }
     }
 
@@ -241,7 +239,7 @@ pub enum ApprovalChange {
 /// The approvals inbox across all runs, live: first every question waiting now, then each
 /// change as it is committed.
 pub struct ApprovalChanges {
-    engine: Engine,
+    ctx: Arc<Context>,
     runs: RunChanges,
     tracked: HashMap<RunId, RunState>,
     /// Changed runs not looked at yet (kept until done, so that dropping `next` midway loses
@@ -256,9 +254,9 @@ impl Engine {
         // The cursor is taken before the runs are read, so nothing that happens in between
         // is missed (it may be seen twice, which tracking makes harmless).
         let runs = self.subscribe_runs().await?;
-        let engine = self.clone();
+        let ctx = Arc::clone(&self.ctx);
         let loaded = self
-            .inner
+            .ctx
             .db
             .read(move |store| {
                 // A run that cannot be read fails the feed, naming it: leaving it out would say
@@ -266,7 +264,7 @@ impl Engine {
                 store
                     .unfinished_runs()?
                     .into_iter()
-                    .map(|row| engine.load_run_with(store, row.run_id.as_str()))
+                    .map(|row| ctx.load_run_with(store, row.run_id.as_str()))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
@@ -281,7 +279,7 @@ impl Engine {
             tracked.insert(run.row.run_id.clone(), run.state);
         }
         Ok(ApprovalChanges {
-            engine: self.clone(),
+            ctx: Arc::clone(&self.ctx),
             runs,
             tracked,
             pending: VecDeque::new(),
@@ -322,13 +320,12 @@ impl ApprovalChanges {
             None => Vec::new(),
         };
         let after_seq = self.tracked.get(&row.run_id).map(RunState::last_seq);
-        let engine = self.engine.clone();
+        let ctx = Arc::clone(&self.ctx);
         let run_id = row.run_id.clone();
         let (state, new_events) = match after_seq {
             Some(after) => {
                 let events = self
-                    .engine
-                    .inner
+                    .ctx
                     .db
                     .read(move |store| {
                         let read = || {
@@ -356,10 +353,9 @@ impl ApprovalChanges {
             }
             None => {
                 let loaded = self
-                    .engine
-                    .inner
+                    .ctx
                     .db
-                    .read(move |store| engine.load_run_with(store, run_id.as_str()))
+                    .read(move |store| ctx.load_run_with(store, run_id.as_str()))
                     .await?;
                 let events: Vec<Event> = loaded.events.into_iter().map(|(_, e)| e).collect();
                 (loaded.state, events)

@@ -2,23 +2,24 @@
 //! (an inotify instance is a scarce, per-user resource). A driver registers the files its
 //! pending edits target; the watch follows the nearest existing directory of each (not the
 //! files: editors replace files by renaming, and a file may not exist yet) and tells the driver
-//! whose files an event touches.
+//! whose files an event touches, through the callback it registered (the watch knows nothing
+//! of drivers).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
-
-use crate::driver::Message;
 
 /// Who wants to know, and about which files.
 struct Interest {
     targets: BTreeSet<PathBuf>,
     dirs: BTreeSet<PathBuf>,
-    tx: mpsc::UnboundedSender<Message>,
+    on_change: OnChange,
 }
+
+/// Called (on the watch's own thread) when a file of an interest may have changed.
+pub(crate) type OnChange = Arc<dyn Fn() + Send + Sync>;
 
 pub(crate) struct FileWatch {
     /// `None` when no watch could be had: pending edits are then checked when approved.
@@ -42,7 +43,7 @@ impl FileWatch {
                     Err(_) => true,
                 };
                 if relevant {
-                    let _ = interest.tx.send(Message::FilesChanged);
+                    (interest.on_change)();
                 }
             }
         });
@@ -65,7 +66,7 @@ impl FileWatch {
         id: u64,
         root: &Path,
         targets: BTreeSet<PathBuf>,
-        tx: mpsc::UnboundedSender<Message>,
+        on_change: OnChange,
     ) {
         // The nearest directory that exists: a file in a directory yet to be made shows up as
         // that directory appearing first.
@@ -84,7 +85,14 @@ impl FileWatch {
         if targets.is_empty() {
             interests.remove(&id);
         } else {
-            interests.insert(id, Interest { targets, dirs, tx });
+            interests.insert(
+                id,
+                Interest {
+                    targets,
+                    dirs,
+                    on_change,
+                },
+            );
         }
         let after = watched_dirs(&interests);
         drop(interests);
@@ -100,6 +108,20 @@ impl FileWatch {
                 tracing::warn!(%error, dir = %new.display(), "cannot watch a directory of a pending edit");
             }
         }
+    }
+
+    /// Stops watching: the watch's thread ends, and no callback is called any more.
+    pub(crate) fn stop(&self) {
+        self.interests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        drop(
+            self.watcher
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 
     /// The files driver `id` watches.

@@ -7,28 +7,17 @@
 //! signal (see `db::changes`) and reads its inbox. When nobody holds the run, the sender
 //! drives it itself (see `standby`).
 
-use std::sync::Weak;
-
 use serde::{Deserialize, Serialize};
 use stepwise_core::ids::{EventSeq, RunId};
 use stepwise_core::run::RunStatus;
 use stepwise_store::{CommandRow, CommandState, NewCommand};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
-use crate::commands::{Command, Refusal};
-use crate::driver::Message;
-use crate::engine::{Engine, Inner};
+use crate::commands::{Applied, Command, Refusal};
+use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::messages::Message;
 use crate::standby::Standby;
-
-/// A command that was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Applied {
-    pub command_id: i64,
-    /// The seq of the event it recorded; `None` for a command that changed nothing (resuming
-    /// a run that was not paused).
-    pub seq: Option<EventSeq>,
-}
 
 /// What handling a command led to, as recorded in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,14 +47,14 @@ impl Engine {
             crate::commands::proposal_digits(given)?;
         }
         let run_id = self.find_run(run).await?.run_id;
-        self.inner.db.check_writable()?;
+        self.ctx.db.check_writable()?;
         // This process drives the run: hand the command over, to be recorded as it is applied
         // (one commit instead of two). If that driver is just stopping, use the inbox.
-        if let Some(driver) = self.driver_channel(&run_id) {
+        if let Some(driver) = self.ctx.live.channel(&run_id) {
             let (reply, answer) = oneshot::channel();
             let handed = driver.send(Message::Command {
                 command: command.clone(),
-                issued_by: self.inner.config.user.clone(),
+                issued_by: self.ctx.config.user.clone(),
                 reply,
             });
             if handed.is_ok()
@@ -79,11 +68,11 @@ impl Engine {
         let new = NewCommand {
             run_id: run_id.clone(),
             body,
-            issued_by: self.inner.config.user.clone(),
-            issued_at_ms: self.inner.clock.now_ms(),
+            issued_by: self.ctx.config.user.clone(),
+            issued_at_ms: self.ctx.clock.now_ms(),
         };
         let command_id = self
-            .inner
+            .ctx
             .db
             .write(move |store| store.insert_command(&new))
             .await?;
@@ -92,8 +81,8 @@ impl Engine {
     }
 
     async fn await_outcome(&self, run_id: &RunId, command_id: i64) -> Result<Applied, EngineError> {
-        let mut changes = self.inner.db.watch_changes();
-        let mut standby = Standby::new(self, run_id);
+        let mut changes = self.ctx.db.watch_changes();
+        let mut standby = Standby::new(&self.ctx, run_id);
         let mut ensured = false;
         loop {
             changes.borrow_and_update();
@@ -102,13 +91,11 @@ impl Engine {
                 return outcome;
             }
             if !ensured {
-                standby.ensure_driven(self)?;
+                standby.ensure_driven(&self.ctx)?;
                 ensured = true;
             }
             tokio::select! {
-                changed = changes.changed() => {
-                    changed.map_err(|_| EngineError::WriterStopped)?;
-                }
+                changed = self.ctx.changed(&mut changes) => changed?,
                 driving = standby.changed() => {
                     if let Err(error) = driving {
                         // The driver started for this command failed: unless it got as far as
@@ -126,7 +113,7 @@ impl Engine {
     }
 
     async fn command_row(&self, command_id: i64) -> Result<CommandRow, EngineError> {
-        self.inner
+        self.ctx
             .db
             .read(move |store| {
                 store.command(command_id)?.ok_or_else(|| {
@@ -143,18 +130,18 @@ impl Engine {
     /// runs), this one takes the run over.
     pub async fn settle(&self, run: &str) -> Result<RunStatus, EngineError> {
         let run_id = self.find_run(run).await?.run_id;
-        let mut changes = self.inner.db.watch_changes();
-        let mut standby = Standby::new(self, &run_id);
+        let mut changes = self.ctx.db.watch_changes();
+        let mut standby = Standby::new(&self.ctx, &run_id);
         let mut ensured = false;
         loop {
             // A driver of this process that stops on its own: wait for it to stop (and learn
             // how it failed, if it was started here).
-            if !self.inner.config.hold_waiting_runs {
+            if !self.ctx.config.hold_waiting_runs {
                 if let Some(own) = standby.take_own() {
                     own.wait().await?;
                     continue;
                 }
-                if let Some(mut stopped) = self.local_driver(&run_id) {
+                if let Some(mut stopped) = self.ctx.live.stopped(&run_id) {
                     let _ = stopped.wait_for(|stopped| *stopped).await;
                     continue;
                 }
@@ -166,32 +153,20 @@ impl Engine {
                 return Ok(status);
             }
             if !ensured {
-                standby.ensure_driven(self)?;
+                standby.ensure_driven(&self.ctx)?;
                 ensured = true;
                 if standby.has_own() {
                     continue;
                 }
             }
             tokio::select! {
-                changed = changes.changed() => {
-                    changed.map_err(|_| EngineError::WriterStopped)?;
-                }
+                changed = self.ctx.changed(&mut changes) => changed?,
                 driving = standby.changed() => {
                     driving?;
                     ensured = false;
                 }
             }
         }
-    }
-
-    /// Starts the task that wakes this process's drivers when commands for their runs arrive
-    /// from other processes (once per engine).
-    pub(crate) fn ensure_inbox_watch(&self) {
-        self.inner.inbox_watch.get_or_init(|| {
-            let inner = std::sync::Arc::downgrade(&self.inner);
-            let changes = self.inner.db.watch_changes();
-            self.inner.db.writer.spawn(watch_inbox(inner, changes));
-        });
     }
 }
 
@@ -219,41 +194,4 @@ fn outcome_of(row: &CommandRow) -> Result<Option<Result<Applied, EngineError>>, 
         }),
         StoredOutcome::Refused(refusal) => Err(EngineError::Refused(refusal)),
     }))
-}
-
-/// How long the inbox watch lets a burst of commits settle before it looks.
-const INBOX_SETTLE: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// On every change to the database, looks for commands that arrived for runs this process
-/// drives and wakes their drivers. Ends with the engine.
-async fn watch_inbox(inner: Weak<Inner>, mut changes: watch::Receiver<u64>) {
-    let mut seen = 0_i64;
-    while changes.changed().await.is_ok() {
-        // Commits come in bursts (and each writes several pages, each a filesystem event):
-        // let a burst settle and look once, instead of once per page.
-        tokio::time::sleep(INBOX_SETTLE).await;
-        changes.borrow_and_update();
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let engine = Engine { inner };
-        if !engine.drives_anything() {
-            continue;
-        }
-        let after = seen;
-        let pending = engine
-            .inner
-            .db
-            .read(move |store| Ok(store.pending_commands_after(after)?))
-            .await;
-        match pending {
-            Ok(pending) => {
-                for (command_id, run_id) in pending {
-                    seen = seen.max(command_id);
-                    engine.nudge(&run_id);
-                }
-            }
-            Err(error) => tracing::warn!(%error, "cannot read the command inbox"),
-        }
-    }
 }

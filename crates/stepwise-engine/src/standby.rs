@@ -1,15 +1,18 @@
 //! Making sure a run is driven while someone waits on it: by a driver in this process, by the
 //! process that holds the run, or, when nobody holds it (it stopped, or died), by a driver
-//! started here. For a run another process holds, one thread per run stands by on its lock and
-//! drives the run here the moment the holder lets go or dies (the kernel releases the lock of
-//! a SIGKILLed process), without polling.
+//! started here. For a run another process holds, the engine's lock watch (see `lock_watch`)
+//! waits for its lock and drives the run here the moment the holder lets go or dies (the
+//! kernel releases the lock of a SIGKILLed process), without a thread of its own or polling.
+
+use std::sync::Arc;
 
 use stepwise_core::ids::RunId;
 use tokio::sync::watch;
 
-use crate::engine::{Engine, RunHandle};
+use crate::context::Context;
+use crate::drivers::{RunHandle, spawn_driver};
 use crate::error::EngineError;
-use crate::lock::RunLock;
+use crate::lock::{LockCandidate, RunLock};
 
 pub(crate) struct Standby {
     run_id: RunId,
@@ -22,32 +25,32 @@ pub(crate) struct Standby {
 }
 
 impl Standby {
-    pub(crate) fn new(engine: &Engine, run_id: &RunId) -> Standby {
+    pub(crate) fn new(ctx: &Context, run_id: &RunId) -> Standby {
         Standby {
             run_id: run_id.clone(),
             own: None,
             local: None,
-            drivers: engine.watch_drivers(),
+            drivers: ctx.live.watch_count(),
         }
     }
 
     /// Makes sure somebody drives the run now: wakes this process's driver to read its inbox,
     /// or starts one if nobody holds the run, or else stands by on the lock of the process
     /// that holds it.
-    pub(crate) fn ensure_driven(&mut self, engine: &Engine) -> Result<(), EngineError> {
+    pub(crate) fn ensure_driven(&mut self, ctx: &Arc<Context>) -> Result<(), EngineError> {
         self.drivers.borrow_and_update();
         if self.own.as_ref().is_some_and(|own| !own.is_finished()) {
-            engine.nudge(&self.run_id);
+            ctx.live.nudge(&self.run_id);
             return Ok(());
         }
-        if let Some(stopped) = engine.local_driver(&self.run_id) {
-            engine.nudge(&self.run_id);
+        if let Some(stopped) = ctx.live.stopped(&self.run_id) {
+            ctx.live.nudge(&self.run_id);
             self.local = Some(stopped);
             return Ok(());
         }
-        match RunLock::try_acquire(&engine.inner.db.lock_dir, &self.run_id)? {
-            Ok(lock) => self.own = Some(engine.spawn_driver(&self.run_id, lock)),
-            Err(_holder) => engine.stand_by(&self.run_id)?,
+        match RunLock::try_acquire(&ctx.db.lock_dir, &self.run_id)? {
+            Ok(lock) => self.own = Some(spawn_driver(ctx, &self.run_id, lock)),
+            Err(_holder) => stand_by(ctx, &self.run_id)?,
         }
         Ok(())
     }
@@ -124,43 +127,40 @@ impl Standby {
     }
 }
 
-impl Engine {
-    /// Stands by for a run another process holds: a thread waits for its lock and, once it has
-    /// it, drives the run here (a driver of a finished run stops at once). One such thread per
-    /// run and engine, however many wait on the run.
-    pub(crate) fn stand_by(&self, run_id: &RunId) -> Result<(), EngineError> {
-        if !self.start_standing_by(run_id) {
-            return Ok(());
+/// Stands by for a run another process holds: once its lock is free, the run is driven here (a
+/// driver of a finished run stops at once). One waiter per run and engine, however many wait
+/// on the run.
+pub(crate) fn stand_by(ctx: &Arc<Context>, run_id: &RunId) -> Result<(), EngineError> {
+    if ctx.is_shutting_down() || !ctx.start_standing_by(run_id) {
+        return Ok(());
+    }
+    let candidate = match LockCandidate::open(&ctx.db.lock_dir, run_id) {
+        Ok(candidate) => candidate,
+        Err(error) => {
+            ctx.stop_standing_by(run_id);
+            return Err(error);
         }
-        let engine = self.clone();
-        let lock_dir = self.inner.db.lock_dir.clone();
-        let owned = run_id.clone();
-        let spawned = std::thread::Builder::new()
-            .name("stepwise-standby".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let lock = RunLock::wait(&lock_dir, &owned);
-                engine.stop_standing_by(&owned);
-                match lock {
-                    Ok(lock) => {
-                        // The driver runs on the engine's own thread; waiters follow it there.
-                        drop(engine.spawn_driver(&owned, lock));
-                        tracing::debug!(run_id = %owned, "took over a run its holder let go of");
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, run_id = %owned, "cannot stand by for a run");
-                    }
-                }
-            });
-        match spawned {
-            Ok(_) => Ok(()),
-            Err(source) => {
-                self.stop_standing_by(run_id);
-                Err(EngineError::Io {
-                    path: "a thread to stand by for a run's lock".into(),
-                    source,
-                })
+    };
+    let weak = Arc::downgrade(ctx);
+    let owned = run_id.clone();
+    let on_taken = Box::new(move |taken: Result<RunLock, EngineError>| {
+        let Some(ctx) = weak.upgrade() else {
+            return;
+        };
+        ctx.stop_standing_by(&owned);
+        match taken {
+            Ok(lock) => {
+                // The driver runs on the engine's own thread; waiters follow it there.
+                drop(spawn_driver(&ctx, &owned, lock));
+                tracing::debug!(run_id = %owned, "took over a run its holder let go of");
+            }
+            Err(error) => {
+                tracing::warn!(%error, run_id = %owned, "cannot stand by for a run");
             }
         }
+    });
+    if !ctx.lock_watch().wait_for(candidate, run_id, on_taken) {
+        ctx.stop_standing_by(run_id);
     }
+    Ok(())
 }

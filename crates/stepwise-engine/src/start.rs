@@ -13,7 +13,6 @@ use stepwise_core::run::{RunState, RunStatus};
 use stepwise_core::workflow::Workflow;
 use stepwise_store::NewRun;
 
-use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::lock::RunLock;
 use crate::policy_files::{UserPolicy, load_policy};
@@ -55,7 +54,7 @@ pub(crate) fn prepare_run(
     files: &StartFiles<'_>,
     now: i64,
 ) -> Result<PreparedRun, EngineError> {
-    let (workflow, source) = Engine::load_workflow(&start.workflow_path)?;
+    let (workflow, source) = crate::workflow_file::load(&start.workflow_path)?;
     let inputs = workflow.resolve_inputs(&start.inputs)?;
     let workspace = Workspace::open(&start.workspace)?;
     let policy = load_policy(files.user_policy, workspace.root())?;

@@ -2,14 +2,26 @@
 //! [`ValidationError`] that names the file (there is no line to point at).
 
 use std::path::Path;
+use std::sync::Arc;
 
-use stepwise_core::workflow::ValidationError;
+use stepwise_core::workflow::{ValidationError, Workflow, WorkflowErrors, parse_workflow};
 
 use crate::config_file::{Links, Unreadable, read_text};
+use crate::error::EngineError;
 
 /// The largest workflow file Stepwise reads. Real workflows are a few KiB; this only keeps a
 /// mistaken path (a log, a disk image) from being read into memory.
 pub const MAX_WORKFLOW_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads and checks a workflow file: the compiled workflow and its source. A file that cannot
+/// be read is a validation error like any other (the caller named a file that is not a
+/// workflow).
+pub(crate) fn load(path: &Path) -> Result<(Arc<Workflow>, String), EngineError> {
+    let label = path.display().to_string();
+    let source = read(path).map_err(|error| EngineError::Workflow(WorkflowErrors(vec![error])))?;
+    let workflow = parse_workflow(&label, &source).map_err(EngineError::Workflow)?;
+    Ok((Arc::new(workflow), source))
+}
 
 /// The text of a workflow file, or why it cannot be one.
 pub fn read(path: &Path) -> Result<String, ValidationError> {

@@ -39,6 +39,9 @@ impl RunState {
         let unexpected = |message: String| Err(StateError::Unexpected { seq, message });
         match event {
             Event::RunStarted(_) => unexpected("a second RunStarted".into()),
+            Event::RunAborted { .. } if self.finished.is_some() => {
+                unexpected("RunAborted of a run that has ended".into())
+            }
             Event::ApprovalGranted(granted) => {
                 let i = self.index_of(seq, &granted.step)?;
                 if !matches!(granted.mode, DecisionMode::Manual) {
@@ -371,6 +374,12 @@ impl RunState {
                 self.cancel_requested = true;
                 self.paused = false;
                 self.dirty_all_open();
+            }
+            Event::RunAborted { message } => {
+                self.finished = Some(RunStatus::Failed);
+                self.aborted = Some(message.clone());
+                // Nothing is decided after it.
+                self.dirty.clear();
             }
             Event::RunSucceeded {} => self.finished = Some(RunStatus::Succeeded),
             Event::RunFailed { .. } => self.finished = Some(RunStatus::Failed),

@@ -50,6 +50,8 @@ pub struct RunState {
     pub(crate) paused: bool,
     pub(crate) cancel_requested: bool,
     pub(crate) finished: Option<RunStatus>,
+    /// Why the engine could not go on with the run (`RunAborted`), if it could not.
+    pub(crate) aborted: Option<String>,
     pub(crate) terminal: usize,
     /// Steps waiting for a retry timer, and for a person (approval or unknown outcome): kept
     /// as counts so that `status` does not walk every step.
@@ -115,6 +117,7 @@ impl RunState {
             paused: false,
             cancel_requested: false,
             finished: None,
+            aborted: None,
             terminal: 0,
             waiting_retry: 0,
             waiting_person: 0,
@@ -180,6 +183,11 @@ impl RunState {
 
     pub fn step_state(&self, id: &StepId) -> Option<&StepState> {
         self.workflow.step_index(id).map(|i| &self.steps[i])
+    }
+
+    /// Why the engine could not go on with the run, if it ended so (`RunAborted`).
+    pub fn aborted(&self) -> Option<&str> {
+        self.aborted.as_deref()
     }
 
     pub fn status(&self) -> RunStatus {

@@ -18,8 +18,9 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -42,15 +43,19 @@ const FALLBACK_POLL: Duration = Duration::from_millis(50);
 
 pub(crate) struct Changes {
     sender: Arc<watch::Sender<u64>>,
-    /// Kept alive for as long as the engine: dropping it stops the watch (and its thread).
-    _watcher: Option<RecommendedWatcher>,
+    /// Kept alive until the engine stops: dropping it stops the watch (and its thread, and with
+    /// it the looker's).
+    watcher: Mutex<Option<RecommendedWatcher>>,
+    /// Raised to stop the looker where there is no watch (it polls).
+    stopped: Arc<AtomicBool>,
 }
 
 impl Changes {
     pub(crate) fn start(db_path: &Path, file: Arc<DbFile>) -> Changes {
         let (sender, _) = watch::channel(0u64);
         let sender = Arc::new(sender);
-        let watcher = match watch_wal(db_path, &sender, &file) {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let watcher = match watch_wal(db_path, &sender, &file, &stopped) {
             Ok(watcher) => Some(watcher),
             Err(error) => {
                 tracing::warn!(
@@ -58,14 +63,32 @@ impl Changes {
                     db = %db_path.display(),
                     "cannot watch the database for changes; polling it instead"
                 );
-                spawn_looker(db_path, Arc::downgrade(&sender), file, None);
+                spawn_looker(
+                    db_path,
+                    Arc::downgrade(&sender),
+                    file,
+                    None,
+                    Arc::clone(&stopped),
+                );
                 None
             }
         };
         Changes {
             sender,
-            _watcher: watcher,
+            watcher: Mutex::new(watcher),
+            stopped,
         }
+    }
+
+    /// Stops watching: the watch's thread and the looker end.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        drop(
+            self.watcher
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 
     /// For the writer, which signals its own commits at once.
@@ -89,6 +112,7 @@ fn watch_wal(
     db_path: &Path,
     sender: &Arc<watch::Sender<u64>>,
     file: &Arc<DbFile>,
+    stopped: &Arc<AtomicBool>,
 ) -> notify::Result<RecommendedWatcher> {
     let canonical = db_path
         .canonicalize()
@@ -124,6 +148,7 @@ fn watch_wal(
         Arc::downgrade(sender),
         Arc::clone(file),
         Some(hinted),
+        Arc::clone(stopped),
     );
     Ok(watcher)
 }
@@ -136,6 +161,7 @@ fn spawn_looker(
     sender: Weak<watch::Sender<u64>>,
     file: Arc<DbFile>,
     hints: Option<Receiver<()>>,
+    stopped: Arc<AtomicBool>,
 ) {
     let path: PathBuf = db_path.to_path_buf();
     let spawned = std::thread::Builder::new()
@@ -154,6 +180,7 @@ fn spawn_looker(
                 file,
                 seen: None,
                 replaced: false,
+                stopped,
             };
             looker.look();
             match hints {
@@ -173,12 +200,17 @@ struct Looker {
     seen: Option<i64>,
     /// The file was found replaced (and the waiters woken to find out).
     replaced: bool,
+    /// The engine stops: so does the looker.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Looker {
     /// Compares `data_version` with what was seen and raises the signal if it moved. `false`
     /// once the engine is gone.
     fn look(&mut self) -> bool {
+        if self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
         let Some(sender) = self.sender.upgrade() else {
             return false;
         };

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use stepwise_store::{Durability, Store, StoreError};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::error::EngineError;
@@ -37,16 +38,23 @@ pub(crate) struct Db {
 impl Db {
     /// Opens (creating and migrating if needed) the database and starts the writer thread and
     /// the change watch.
-    pub(crate) fn open(path: &Path, durability: Durability) -> Result<Db, EngineError> {
+    /// Reads run on `exec`'s blocking threads; `after_exit` runs on the writer thread once it
+    /// has stopped.
+    pub(crate) fn open(
+        path: &Path,
+        durability: Durability,
+        exec: Handle,
+        after_exit: Box<dyn FnOnce() + Send>,
+    ) -> Result<Db, EngineError> {
         let store = Store::open(path, durability)?;
         let read_only = store.is_read_only();
         let file = Arc::new(DbFile::new(&store));
         let lock_dir = lock_dir_for(path);
         let changes = Changes::start(path, Arc::clone(&file));
-        let writer = Writer::start(store, changes.sender(), Arc::clone(&file))?;
+        let writer = Writer::start(store, changes.sender(), Arc::clone(&file), after_exit)?;
         Ok(Db {
             writer,
-            readers: Arc::new(Readers::new(Arc::clone(&file))),
+            readers: Arc::new(Readers::new(Arc::clone(&file), exec)),
             changes,
             file,
             read_only,

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use stepwise_store::Store;
+use tokio::runtime::Handle;
 
 use super::DbFile;
 use crate::error::EngineError;
@@ -13,13 +14,16 @@ const KEEP_IDLE: usize = 4;
 
 pub(crate) struct Readers {
     file: Arc<DbFile>,
+    /// Where reads run: the engine's executor runtime's blocking threads.
+    exec: Handle,
     idle: Mutex<Vec<Store>>,
 }
 
 impl Readers {
-    pub(crate) fn new(file: Arc<DbFile>) -> Readers {
+    pub(crate) fn new(file: Arc<DbFile>, exec: Handle) -> Readers {
         Readers {
             file,
+            exec,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -32,18 +36,25 @@ impl Readers {
         F: FnOnce(&Store) -> Result<T, EngineError> + Send + 'static,
     {
         let readers = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let store = readers.take()?;
-            let result = store.snapshot(read);
-            readers.give_back(store);
-            // A failure SQLite reports names the database it happened in.
-            result.map_err(|error| match error {
-                EngineError::Store(error) => EngineError::Store(error.at(readers.file.path())),
-                other => other,
+        self.exec
+            .spawn_blocking(move || {
+                let store = readers.take()?;
+                let result = store.snapshot(read);
+                readers.give_back(store);
+                // A failure SQLite reports names the database it happened in.
+                result.map_err(|error| match error {
+                    EngineError::Store(error) => EngineError::Store(error.at(readers.file.path())),
+                    other => other,
+                })
             })
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("a database read stopped: {e}")))?
+            .await
+            .map_err(|e| {
+                if e.is_cancelled() {
+                    EngineError::ShutDown
+                } else {
+                    EngineError::Internal(format!("a database read stopped: {e}"))
+                }
+            })?
     }
 
     /// A connection to the file the engine opened, never to one that has taken its place

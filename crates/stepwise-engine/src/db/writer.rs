@@ -19,6 +19,9 @@ use tokio::task::JoinHandle;
 use super::DbFile;
 use crate::error::EngineError;
 
+/// How long the writer's runtime gives blocking work to finish when it stops.
+const RUNTIME_STOP: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub(crate) struct Writer {
     /// Only ever locked on the writer thread, so never contended.
     store: Mutex<Store>,
@@ -30,19 +33,24 @@ pub(crate) struct Writer {
     file: Arc<DbFile>,
     /// The write-ahead log has been handed over (see `let_go`).
     let_go: AtomicBool,
-    /// Dropping it ends the thread's runtime (and so every task still on it).
-    _stop: oneshot::Sender<()>,
+    /// Sending (or dropping) it ends the thread's runtime, and so every task still on it.
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    /// Turns `true` once the thread has stopped its runtimes and is ending.
+    exited: watch::Receiver<bool>,
 }
 
 impl Writer {
-    /// Starts the writer thread with its runtime.
+    /// Starts the writer thread with its runtime. Once that runtime has stopped (see
+    /// [`Writer::stop`]), the thread calls `after_exit` (which stops the executor runtime).
     pub(crate) fn start(
         store: Store,
         changes: Arc<watch::Sender<u64>>,
         file: Arc<DbFile>,
+        after_exit: Box<dyn FnOnce() + Send>,
     ) -> Result<Arc<Writer>, EngineError> {
         let (started_tx, started) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
+        let (exited_tx, exited) = watch::channel(false);
         std::thread::Builder::new()
             .name("stepwise-engine".into())
             .spawn(move || {
@@ -60,11 +68,14 @@ impl Writer {
                                 let _ = stopped.await;
                             });
                         }
+                        runtime.shutdown_timeout(RUNTIME_STOP);
                     }
                     Err(error) => {
                         let _ = started_tx.send(Err(error));
                     }
                 }
+                after_exit();
+                exited_tx.send_replace(true);
             })
             .map_err(|source| EngineError::Io {
                 path: "the stepwise-engine thread".into(),
@@ -85,7 +96,8 @@ impl Writer {
             commits: AtomicU64::new(0),
             file,
             let_go: AtomicBool::new(false),
-            _stop: stop,
+            stop: Mutex::new(Some(stop)),
+            exited,
         }))
     }
 
@@ -156,6 +168,19 @@ impl Writer {
         F::Output: Send + 'static,
     {
         self.runtime.spawn(task)
+    }
+
+    /// Ends the thread's runtime (every task on it is dropped), then the thread.
+    pub(crate) fn stop(&self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits until the thread has stopped its runtimes (see [`Writer::start`]).
+    pub(crate) async fn exited(&self) {
+        let mut exited = self.exited.clone();
+        let _ = exited.wait_for(|exited| *exited).await;
     }
 
     /// Transactions committed so far by this engine.

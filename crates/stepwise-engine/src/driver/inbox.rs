@@ -6,9 +6,10 @@
 use stepwise_store::{CommandRef, CommandRow, CommandState, HandledCommand, NewCommand};
 
 use super::Driver;
+use crate::commands::Applied;
 use crate::commands::{Command, Refusal, RefusalKind, command_event};
 use crate::error::EngineError;
-use crate::inbox::{Applied, StoredOutcome};
+use crate::inbox::StoredOutcome;
 
 impl Driver {
     /// Applies every pending command of the run, oldest first; whether there were any.
@@ -24,8 +25,7 @@ impl Driver {
     ) -> Result<bool, EngineError> {
         let run_id = self.run_id.clone();
         let pending = self
-            .engine
-            .inner
+            .ctx
             .db
             .read(move |store| Ok(store.pending_commands(&run_id)?))
             .await?;
@@ -74,7 +74,7 @@ impl Driver {
             run_id: self.run_id.clone(),
             body,
             issued_by: issued_by.clone(),
-            issued_at_ms: self.engine.inner.clock.now_ms(),
+            issued_at_ms: self.ctx.clock.now_ms(),
         });
         let (command_id, outcome) = self.apply(command, &issued_by, origin).await?;
         Ok(match outcome {
@@ -166,7 +166,7 @@ impl Driver {
             command,
             state,
             outcome,
-            handled_at_ms: self.engine.inner.clock.now_ms(),
+            handled_at_ms: self.ctx.clock.now_ms(),
             handled_by: format!("pid {}", std::process::id()),
         })
     }

@@ -8,6 +8,7 @@
 //! Its parts: `inbox` applies commands sent from any process, `recovery` deals with what a
 //! crash left unanswered, `stale` voids proposals whose files changed.
 
+mod abort;
 mod inbox;
 mod recovery;
 mod stale;
@@ -18,46 +19,21 @@ use std::time::Duration;
 
 use stepwise_core::event::Event;
 use stepwise_core::ids::{EventSeq, RunId, StepId};
-use stepwise_core::operation::{OperationError, OperationRequest, OperationResult};
+use stepwise_core::operation::OperationRequest;
 use stepwise_core::run::{RunState, RunStatus};
 use stepwise_store::{HandledCommand, StoredEvent};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::commands::Command;
-use crate::engine::Engine;
+use crate::context::Context;
 use crate::error::EngineError;
 use crate::exec::{self, OpContext};
-use crate::inbox::Applied;
+use crate::file_watch::OnChange;
 use crate::lock::RunLock;
+use crate::messages::Message;
 use crate::record::{input_causation, new_event};
 use crate::sandbox::Workspace;
-
-/// What wakes a driver.
-pub(crate) enum Message {
-    OperationDone {
-        op: EventSeq,
-        outcome: Result<OperationResult, OperationError>,
-    },
-    RetryDue {
-        step: StepId,
-        attempt: u32,
-    },
-    /// Commands may have arrived in the run's inbox.
-    InboxChanged,
-    /// A file that a pending edit targets may have changed; look once things settle.
-    FilesChanged,
-    /// Files settled: check the pending edits against them.
-    CheckEdits,
-    /// The database file was replaced: stop at once, recording nothing.
-    DatabaseReplaced,
-    /// A command handed over by this process (`Engine::send`), recorded as it is applied.
-    Command {
-        command: Command,
-        issued_by: String,
-        reply: oneshot::Sender<Result<Applied, EngineError>>,
-    },
-}
 
 /// One input (with the seq of the event it answers) and the decisions it led to.
 pub(super) struct Group {
@@ -79,21 +55,29 @@ const INLINE_READS_PER_COMMIT: usize = 256;
 /// Drives a run whose lock this process holds, until it finishes or (unless the engine holds
 /// waiting runs) nothing can move without a person.
 pub(crate) async fn drive(
-    engine: Engine,
+    ctx: Arc<Context>,
     run_id: RunId,
     lock: RunLock,
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
 ) -> Result<RunStatus, EngineError> {
-    let loaded = engine.load_run(run_id.as_str()).await?;
+    let loaded = ctx.load_run(run_id.as_str()).await?;
     let root = std::path::PathBuf::from(&loaded.state.started().workspace);
-    let workspace = tokio::task::spawn_blocking(move || Workspace::open(&root))
+    let opened = tokio::task::spawn_blocking(move || Workspace::open(&root))
         .await
-        .map_err(|e| EngineError::Internal(format!("opening the workspace stopped: {e}")))??;
+        .map_err(|e| EngineError::Internal(format!("opening the workspace stopped: {e}")))
+        .and_then(|opened| opened.map_err(EngineError::from));
+    let workspace = match opened {
+        Ok(workspace) => workspace,
+        Err(error) => {
+            abort::record_abort(&ctx, &run_id, &error).await;
+            return Err(error);
+        }
+    };
     let retry_scheduled_at = retry_schedule(&loaded.events);
-    let hold = engine.config().hold_waiting_runs;
+    let hold = ctx.config.hold_waiting_runs;
     let mut driver = Driver {
-        engine,
+        ctx,
         run_id,
         state: loaded.state,
         retry_scheduled_at,
@@ -106,11 +90,21 @@ pub(crate) async fn drive(
         watch_id: next_watch_id(),
         edit_check_armed: false,
         reproposed: HashMap::new(),
-        _lock: lock,
+        lock: Some(lock),
     };
     let result = driver.run().await;
-    if result.is_err() {
+    if let Err(error) = &result {
         driver.wind_down().await;
+        abort::record_abort(&driver.ctx, &driver.run_id, error).await;
+        if let Ok(loaded) = driver.ctx.load_run(driver.run_id.as_str()).await {
+            driver.state = loaded.state;
+        }
+    }
+    // Nobody drives a finished run again: its lock file goes (while still held).
+    if driver.state.status().is_finished()
+        && let Some(lock) = driver.lock.take()
+    {
+        lock.remove();
     }
     result
 }
@@ -123,19 +117,19 @@ fn next_watch_id() -> u64 {
 impl Drop for Driver {
     fn drop(&mut self) {
         // Its files are watched no more.
-        if let Some(watch) = self.engine.started_file_watch() {
+        if let Some(watch) = self.ctx.started_file_watch() {
             watch.set(
                 self.watch_id,
                 std::path::Path::new("/"),
                 std::collections::BTreeSet::new(),
-                self.tx.clone(),
+                self.on_files_changed(),
             );
         }
     }
 }
 
 pub(crate) struct Driver {
-    engine: Engine,
+    ctx: Arc<Context>,
     run_id: RunId,
     state: RunState,
     /// When each retry was scheduled, to re-arm timers after a restart.
@@ -153,11 +147,25 @@ pub(crate) struct Driver {
     edit_check_armed: bool,
     /// When the watch last proposed each step's edit again, and how long the next must wait.
     reproposed: HashMap<StepId, (std::time::Instant, Duration)>,
-    _lock: RunLock,
+    /// Held while the driver lives; taken to remove it once the run has finished.
+    lock: Option<RunLock>,
 }
 
 impl Driver {
+    /// What the file watch calls when a file of this driver's pending edits may have changed.
+    fn on_files_changed(&self) -> OnChange {
+        let tx = self.tx.clone();
+        Arc::new(move || {
+            let _ = tx.send(Message::FilesChanged);
+        })
+    }
+
     async fn run(&mut self) -> Result<RunStatus, EngineError> {
+        if self.state.status().is_finished() {
+            // Nothing is left to do or recover; commands waiting for it are refused.
+            self.process_inbox().await?;
+            return Ok(self.state.status());
+        }
         // Operations the previous driver dispatched and never saw answered, as they stand
         // before this driver dispatches anything itself.
         let unanswered: Vec<Unanswered> = self
@@ -169,7 +177,7 @@ impl Driver {
         // Their progress, if a holder that died left it behind: nobody else writes this run's
         // progress while this driver holds its lock.
         crate::progress::remove_left_behind(
-            &self.engine.inner.db.lock_dir,
+            &self.ctx.db.lock_dir,
             &self.run_id,
             unanswered.iter().map(|(op, _, _)| *op),
         );
@@ -258,6 +266,7 @@ impl Driver {
         let mut files_changed = false;
         let mut check_edits = false;
         let mut replaced = false;
+        let mut shutdown = false;
         let mut direct = Vec::new();
         for message in messages {
             match message {
@@ -284,6 +293,7 @@ impl Driver {
                 Message::FilesChanged => files_changed = true,
                 Message::CheckEdits => check_edits = true,
                 Message::DatabaseReplaced => replaced = true,
+                Message::Shutdown => shutdown = true,
                 Message::Command {
                     command,
                     issued_by,
@@ -293,7 +303,10 @@ impl Driver {
         }
         // Every message is looked at first, so that operations that ended are known to have.
         if replaced {
-            return Err(self.engine.inner.db.file.error().into());
+            return Err(self.ctx.db.file.error().into());
+        }
+        if shutdown {
+            return Err(EngineError::ShutDown);
         }
         self.commit(groups, Vec::new())?;
         for (command, issued_by, reply) in direct {
@@ -356,7 +369,7 @@ impl Driver {
         if count == 0 && handled.is_empty() {
             return Ok(Vec::new());
         }
-        let now = self.engine.inner.clock.now_ms();
+        let now = self.ctx.clock.now_ms();
         // The groups' events are applied to the state already (they are its last `count`);
         // the log ends just before them.
         let expected = EventSeq::new(self.state.last_seq().get() - count as u64);
@@ -402,8 +415,11 @@ impl Driver {
         }
         let status = self.state.status().as_str();
         let run_id = self.run_id.clone();
+        self.ctx
+            .test_hooks
+            .before_commit(&run_id, &self.ctx.config.db_path)?;
         // Drivers live on the writer thread: the commit happens here, without a hand-off.
-        let (_, handled_ids) = self.engine.inner.db.writer.write_here(|store| {
+        let (_, handled_ids) = self.ctx.db.writer.write_here(|store| {
             store.append_commands(&run_id, expected, &rows, Some(status), &handled)
         })?;
         // What is recorded as started must start.
@@ -475,7 +491,7 @@ impl Driver {
     }
 
     fn arm_pending_retries(&mut self) {
-        let now = self.engine.inner.clock.now_ms();
+        let now = self.ctx.clock.now_ms();
         let pending: Vec<(StepId, u32)> = self
             .state
             .pending_retries()
@@ -513,7 +529,7 @@ impl Driver {
             run_id: self.run_id.clone(),
             op,
             step,
-            lock_dir: self.engine.inner.db.lock_dir.clone(),
+            lock_dir: self.ctx.db.lock_dir.clone(),
             cancel,
             recovering: false,
         }
@@ -535,16 +551,17 @@ impl Driver {
     ) {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         self.running.insert(op, cancel_tx);
-        let mut ctx = self.op_context(op, step, cancel_rx);
-        ctx.recovering = recovering;
+        let mut op_ctx = self.op_context(op, step, cancel_rx);
+        op_ctx.recovering = recovering;
         let work = self
-            .engine
-            .inner
+            .ctx
             .executors
             .for_request(&request)
-            .perform(ctx, request);
+            .perform(op_ctx, request);
         let tx = self.tx.clone();
-        tokio::spawn(async move {
+        // On the executor runtime, never on the writer's thread: a slow commit must not hold
+        // up a model's stream or a command's pipes, nor they a commit.
+        self.ctx.exec.spawn(async move {
             let outcome = work.await;
             let _ = tx.send(Message::OperationDone { op, outcome });
         });

@@ -20,7 +20,7 @@ impl Driver {
     ) -> Result<Vec<Unanswered>, EngineError> {
         let mut rest = Vec::new();
         for (op, step, request) in unanswered {
-            let executor = self.engine.inner.executors.for_request(&request);
+            let executor = self.ctx.executors.for_request(&request);
             if !matches!(executor.after_crash(), AfterCrash::AskPerson) {
                 rest.push((op, step, request));
                 continue;
@@ -49,7 +49,7 @@ impl Driver {
                 self.record_input(Event::OperationFailed { op, error })?;
                 continue;
             }
-            let executor = self.engine.inner.executors.for_request(&request);
+            let executor = self.ctx.executors.for_request(&request);
             match executor.after_crash() {
                 AfterCrash::Repeat => self.dispatch_with(op, step, request, true),
                 AfterCrash::Check | AfterCrash::AskPerson => {

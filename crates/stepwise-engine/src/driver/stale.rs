@@ -15,10 +15,11 @@ use stepwise_core::event::{Event, Proposal};
 use stepwise_core::ids::StepId;
 use stepwise_core::run::StepStatus;
 
-use super::{Driver, Message};
+use super::Driver;
 use crate::commands::{Refusal, RefusalKind};
 use crate::error::EngineError;
 use crate::exec;
+use crate::messages::Message;
 
 /// How long files must be quiet after a change before pending edits are checked: an editor's
 /// save is often several writes, and a proposal against a half-written file helps nobody.
@@ -196,16 +197,16 @@ impl Driver {
             .map(|(_, path)| root.join(path))
             .collect();
         let watching = self
-            .engine
+            .ctx
             .started_file_watch()
             .map(|watch| watch.targets(self.watch_id))
             .unwrap_or_default();
         if watching == targets {
             return;
         }
-        let watch = self.engine.file_watch();
+        let watch = self.ctx.file_watch();
         let changed = !targets.is_empty();
-        watch.set(self.watch_id, &root, targets, self.tx.clone());
+        watch.set(self.watch_id, &root, targets, self.on_files_changed());
         if changed {
             self.schedule_edit_check();
         }
@@ -215,10 +216,10 @@ impl Driver {
     /// existing ones again.
     pub(super) fn rewatch_edit_dirs(&mut self) {
         let root = self.workspace.root().to_path_buf();
-        let watch = self.engine.file_watch();
+        let watch = self.ctx.file_watch();
         let targets = watch.targets(self.watch_id);
         if !targets.is_empty() {
-            watch.set(self.watch_id, &root, targets, self.tx.clone());
+            watch.set(self.watch_id, &root, targets, self.on_files_changed());
         }
     }
 

@@ -2,13 +2,14 @@
 //! and turn the outcome into the `OperationResult` or `OperationError` that gets recorded.
 //!
 //! Each operation kind has one [`Executor`], the one place that knows how to perform it and
-//! what to do when a crash left it unanswered. The driver only asks [`Executors::for_request`].
+//! what to do when a crash left it unanswered. The engine's table of them (`executors.rs`)
+//! is all the driver asks.
 //!
 //! [`Workspace`]: crate::sandbox::Workspace
 
 mod command;
 mod file;
-mod kinds;
+pub(crate) mod kinds;
 mod output;
 mod supervisor;
 
@@ -84,34 +85,5 @@ pub(crate) trait Executor: Send + Sync {
     /// nothing of it can still be running).
     fn recover(&self, _ctx: OpContext, _request: OperationRequest) -> BoxFuture<'static, Recovery> {
         Box::pin(async { Recovery::Repeat })
-    }
-}
-
-/// The executor of every operation kind.
-pub(crate) struct Executors {
-    read: kinds::ReadFile,
-    write: kinds::WriteFile,
-    command: kinds::RunCommand,
-    llm: crate::llm::LlmCall,
-}
-
-impl Executors {
-    pub(crate) fn new() -> Executors {
-        Executors {
-            read: kinds::ReadFile,
-            write: kinds::WriteFile,
-            command: kinds::RunCommand,
-            llm: crate::llm::LlmCall::new(),
-        }
-    }
-
-    /// The one place an operation kind is mapped to what performs it.
-    pub(crate) fn for_request(&self, request: &OperationRequest) -> &dyn Executor {
-        match request {
-            OperationRequest::ReadFile { .. } => &self.read,
-            OperationRequest::WriteFile { .. } => &self.write,
-            OperationRequest::RunCommand(_) => &self.command,
-            OperationRequest::LlmCall(_) => &self.llm,
-        }
     }
 }

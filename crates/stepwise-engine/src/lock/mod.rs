@@ -28,7 +28,8 @@ const HOLDER_TEXT_MAX: u64 = 128;
 /// An exclusive lock on one run, held until dropped.
 #[derive(Debug)]
 pub(crate) struct RunLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
 }
 
 impl RunLock {
@@ -37,19 +38,11 @@ impl RunLock {
         dir: &Path,
         run_id: &RunId,
     ) -> Result<Result<RunLock, String>, EngineError> {
-        let (mut file, path) = open_run_lock(dir, run_id)?;
-        if !sys::try_lock(&file).map_err(|source| io_error(&path, source))? {
-            return Ok(Err(holder_text(&mut file)));
+        let mut candidate = LockCandidate::open(dir, run_id)?;
+        match candidate.try_take()? {
+            Some(lock) => Ok(Ok(lock)),
+            None => Ok(Err(holder_text(&mut candidate.file))),
         }
-        RunLock::claim(file, &path).map(Ok)
-    }
-
-    /// Blocks until the lock for `run_id` is free, then takes it. Meant for a thread of its
-    /// own: it returns the moment the holder releases the lock or dies.
-    pub(crate) fn wait(dir: &Path, run_id: &RunId) -> Result<RunLock, EngineError> {
-        let (file, path) = open_run_lock(dir, run_id)?;
-        sys::lock_blocking(&file).map_err(|source| io_error(&path, source))?;
-        RunLock::claim(file, &path)
     }
 
     /// Says who holds it, for the messages another process shows.
@@ -60,7 +53,87 @@ impl RunLock {
             write!(file, "pid {}", std::process::id())
         })();
         result.map_err(|source| io_error(path, source))?;
-        Ok(RunLock { _file: file })
+        Ok(RunLock {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Removes the lock file while still holding it: for a finished run, which nobody will
+    /// drive again. Whoever opened the file before it went finds, once they have the lock,
+    /// that it is no longer the file at the path, and opens that one instead (see
+    /// [`LockCandidate::try_take`]), so two processes never both think they hold a run.
+    pub(crate) fn remove(self) {
+        if same_file_at(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A run's lock file, open, for a process that waits to take it (see `lock_watch`).
+#[derive(Debug)]
+pub(crate) struct LockCandidate {
+    file: File,
+    path: PathBuf,
+    dir: PathBuf,
+    run_id: RunId,
+}
+
+/// How often a lock file is opened again because it was removed (its run finished) between
+/// being opened and being locked; more would mean something keeps removing it.
+const REOPENS: usize = 3;
+
+impl LockCandidate {
+    pub(crate) fn open(dir: &Path, run_id: &RunId) -> Result<LockCandidate, EngineError> {
+        let (file, path) = open_run_lock(dir, run_id)?;
+        Ok(LockCandidate {
+            file,
+            path,
+            dir: dir.to_path_buf(),
+            run_id: run_id.clone(),
+        })
+    }
+
+    /// The lock file's name in the locks directory.
+    pub(crate) fn file_name(&self) -> Option<&std::ffi::OsStr> {
+        self.path.file_name()
+    }
+
+    /// Takes the lock if nobody holds it now; `None` if somebody does.
+    pub(crate) fn try_take(&mut self) -> Result<Option<RunLock>, EngineError> {
+        for _ in 0..REOPENS {
+            if !sys::try_lock(&self.file).map_err(|source| io_error(&self.path, source))? {
+                return Ok(None);
+            }
+            if same_file_at(&self.file, &self.path) {
+                let file = self.file.try_clone().map_err(|e| io_error(&self.path, e))?;
+                // The candidate's own descriptor shares the open file description (and so
+                // the lock): it is replaced by a fresh one, so that dropping the candidate
+                // does not matter.
+                let lock = RunLock::claim(file, &self.path)?;
+                let (fresh, _) = open_run_lock(&self.dir, &self.run_id)?;
+                self.file = fresh;
+                return Ok(Some(lock));
+            }
+            // The file was removed (its run finished) after it was opened: the lock taken is
+            // on a file nobody else will open. Open the one at the path now.
+            let (file, _) = open_run_lock(&self.dir, &self.run_id)?;
+            self.file = file;
+        }
+        Err(EngineError::UnsafeFile {
+            what: "run lock",
+            path: self.path.clone(),
+            problem: "keeps being removed while it is taken".into(),
+        })
+    }
+}
+
+/// Whether `file` is still the file at `path` (nothing removed it or put another there).
+fn same_file_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(open), Ok(there)) => open.dev() == there.dev() && open.ino() == there.ino(),
+        _ => false,
     }
 }
 
@@ -190,16 +263,6 @@ mod sys {
         }
     }
 
-    pub(super) fn lock_blocking(file: &File) -> io::Result<()> {
-        loop {
-            match fcntl(file, FcntlArg::F_OFD_SETLKW(&whole_file(libc::F_WRLCK))) {
-                Ok(_) => return Ok(()),
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(io::Error::from(e)),
-            }
-        }
-    }
-
     pub(super) fn is_locked(file: &File) -> io::Result<bool> {
         let mut probe = whole_file(libc::F_WRLCK);
         fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe)).map_err(io::Error::from)?;
@@ -218,10 +281,6 @@ mod sys {
             Err(TryLockError::WouldBlock) => Ok(false),
             Err(TryLockError::Error(e)) => Err(e),
         }
-    }
-
-    pub(super) fn lock_blocking(file: &File) -> io::Result<()> {
-        file.lock()
     }
 
     pub(super) fn is_locked(file: &File) -> io::Result<bool> {
@@ -273,26 +332,31 @@ mod tests {
     }
 
     #[test]
-    fn a_waiter_gets_the_lock_when_the_holder_lets_go() {
+    fn a_candidate_takes_the_lock_once_free_and_never_a_removed_file() {
         let dir = tempfile::tempdir().unwrap();
         let lock = RunLock::try_acquire(dir.path(), &r1()).unwrap().unwrap();
-        let path = dir.path().to_path_buf();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let lock = RunLock::wait(&path, &r1()).unwrap();
-            tx.send(()).unwrap();
-            lock
-        });
-        // Still held: the waiter has not returned.
-        assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(100))
-                .is_err()
-        );
+        let mut candidate = LockCandidate::open(dir.path(), &r1()).unwrap();
+        assert!(candidate.try_take().unwrap().is_none(), "still held");
         drop(lock);
-        rx.recv_timeout(std::time::Duration::from_secs(10))
-            .expect("the waiter takes the lock once it is free");
-        let _held = waiter.join().unwrap();
+        let taken = candidate.try_take().unwrap().expect("free now");
         assert!(RunLock::try_acquire(dir.path(), &r1()).unwrap().is_err());
+        assert!(
+            candidate.try_take().unwrap().is_none(),
+            "held by the candidate's own lock"
+        );
+
+        // The holder of a finished run removes the file: a waiter that opened it before finds
+        // the one at the path instead, so that it and a newcomer cannot both hold the run.
+        let mut early = LockCandidate::open(dir.path(), &r1()).unwrap();
+        taken.remove();
+        assert!(!dir.path().join(format!("{}.lock", r1())).exists());
+        let again = early.try_take().unwrap().expect("free");
+        assert!(dir.path().join(format!("{}.lock", r1())).exists());
+        assert!(
+            RunLock::try_acquire(dir.path(), &r1()).unwrap().is_err(),
+            "the lock taken is the one at the path"
+        );
+        drop(again);
     }
 
     /// What is planted where a lock file will be opened is refused, never followed, written

@@ -1,0 +1,37 @@
+//! The table of executors: the one place an operation kind is mapped to what performs it, for
+//! dispatch and for recovery. Built once per engine; the driver knows no kind.
+
+use stepwise_core::operation::OperationRequest;
+
+use crate::exec::Executor;
+use crate::exec::kinds::{ReadFile, RunCommand, WriteFile};
+use crate::llm::LlmCall;
+
+/// The executor of every operation kind.
+pub(crate) struct Executors {
+    read: ReadFile,
+    write: WriteFile,
+    command: RunCommand,
+    llm: LlmCall,
+}
+
+impl Executors {
+    pub(crate) fn new() -> Executors {
+        Executors {
+            read: ReadFile,
+            write: WriteFile,
+            command: RunCommand,
+            llm: LlmCall::new(),
+        }
+    }
+
+    /// The one place an operation kind is mapped to what performs it.
+    pub(crate) fn for_request(&self, request: &OperationRequest) -> &dyn Executor {
+        match request {
+            OperationRequest::ReadFile { .. } => &self.read,
+            OperationRequest::WriteFile { .. } => &self.write,
+            OperationRequest::RunCommand(_) => &self.command,
+            OperationRequest::LlmCall(_) => &self.llm,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Waiting for runs other processes hold, without a thread per run and without polling: one
+//! filesystem watch on the locks directory per engine. A holder lets go of a run by closing
+//! its lock file, and a process that dies has its files closed by the kernel; either way the
+//! watch sees the file closed after writing (or removed) and the waiter tries the lock.
+//!
+//! The kernel reports the close a moment before it releases the lock, so a try that finds the
+//! lock still held right after a close is repeated a few times over ~250 ms before the waiter
+//! goes back to waiting for the next event. Waiters keep their lock file open between tries,
+//! so that their failed tries make no events that would wake each other.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use stepwise_core::ids::RunId;
+use tokio::runtime::Handle;
+
+use crate::error::EngineError;
+use crate::lock::{LockCandidate, RunLock};
+
+/// The pauses between the tries that follow a close.
+const RETRIES_AFTER_CLOSE: [Duration; 6] = [
+    Duration::from_millis(1),
+    Duration::from_millis(4),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(60),
+    Duration::from_millis(150),
+];
+
+/// Called once with the lock, when it is taken (or with why waiting failed).
+pub(crate) type OnTaken = Box<dyn FnOnce(Result<RunLock, EngineError>) + Send>;
+
+struct Waiter {
+    run_id: RunId,
+    candidate: LockCandidate,
+    on_taken: OnTaken,
+    /// A round of tries after a close is under way.
+    retrying: bool,
+}
+
+type Waiters = Arc<Mutex<HashMap<OsString, Waiter>>>;
+
+pub(crate) struct LockWatch {
+    /// `None` once stopped, or when no watch could be had (then nobody is waited for).
+    watcher: Mutex<Option<RecommendedWatcher>>,
+    waiters: Waiters,
+    exec: Handle,
+}
+
+impl LockWatch {
+    pub(crate) fn start(lock_dir: &Path, exec: Handle) -> LockWatch {
+        let waiters: Waiters = Arc::default();
+        let seen = Arc::clone(&waiters);
+        let retry_on = exec.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            match event {
+                Ok(event) if lets_go(&event.kind) => {
+                    for path in &event.paths {
+                        if let Some(name) = path.file_name() {
+                            try_waiter(&seen, name, &retry_on);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                // Events may have been lost: everyone tries.
+                Err(_) => {
+                    let names: Vec<OsString> = lock(&seen).keys().cloned().collect();
+                    for name in names {
+                        try_waiter(&seen, &name, &retry_on);
+                    }
+                }
+            }
+        })
+        .and_then(|mut watcher| {
+            watcher.watch(lock_dir, RecursiveMode::NonRecursive)?;
+            Ok(watcher)
+        });
+        let watcher = match watcher {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::error!(%error, dir = %lock_dir.display(), "cannot watch run locks; runs held by other processes are not taken over when they let go");
+                None
+            }
+        };
+        LockWatch {
+            watcher: Mutex::new(watcher),
+            waiters,
+            exec,
+        }
+    }
+
+    /// Waits for the lock of a run: `on_taken` is called once with it, the moment the
+    /// process holding it lets go or dies (at once if nobody holds it now). One waiter per run;
+    /// `false` if there is one already.
+    pub(crate) fn wait_for(
+        &self,
+        candidate: LockCandidate,
+        run_id: &RunId,
+        on_taken: OnTaken,
+    ) -> bool {
+        let Some(name) = candidate.file_name().map(OsString::from) else {
+            return false;
+        };
+        {
+            let mut waiters = lock(&self.waiters);
+            if waiters.contains_key(&name) {
+                return false;
+            }
+            waiters.insert(
+                name.clone(),
+                Waiter {
+                    run_id: run_id.clone(),
+                    candidate,
+                    on_taken,
+                    retrying: false,
+                },
+            );
+        }
+        // The holder may have let go before the waiter was in place.
+        try_waiter(&self.waiters, &name, &self.exec);
+        true
+    }
+
+    /// Stops: nobody is waited for any more, and the watch's thread ends.
+    pub(crate) fn stop(&self) {
+        lock(&self.waiters).clear();
+        drop(
+            self.watcher
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+    }
+}
+
+/// A lock file closed after writing (its holder let go, or died) or removed.
+fn lets_go(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Remove(_)
+    )
+}
+
+fn lock(waiters: &Waiters) -> std::sync::MutexGuard<'_, HashMap<OsString, Waiter>> {
+    waiters.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Tries the lock of the waiter for `name`, if there is one; when it is still held, tries again
+/// a few times shortly after (the close that woke it comes just before the release).
+fn try_waiter(waiters: &Waiters, name: &std::ffi::OsStr, exec: &Handle) {
+    if !try_once(waiters, name) {
+        return;
+    }
+    {
+        let mut all = lock(waiters);
+        let Some(waiter) = all.get_mut(name) else {
+            return;
+        };
+        if waiter.retrying {
+            return;
+        }
+        waiter.retrying = true;
+    }
+    let waiters = Arc::clone(waiters);
+    let name = name.to_os_string();
+    exec.spawn(async move {
+        for pause in RETRIES_AFTER_CLOSE {
+            tokio::time::sleep(pause).await;
+            if !try_once(&waiters, &name) {
+                return;
+            }
+        }
+        if let Some(waiter) = lock(&waiters).get_mut(&name) {
+            waiter.retrying = false;
+        }
+    });
+}
+
+/// One try; `true` while the waiter is still waiting.
+fn try_once(waiters: &Waiters, name: &std::ffi::OsStr) -> bool {
+    let mut all = lock(waiters);
+    let Some(waiter) = all.get_mut(name) else {
+        return false;
+    };
+    let taken = match waiter.candidate.try_take() {
+        Ok(None) => return true,
+        Ok(Some(lock)) => Ok(lock),
+        Err(error) => Err(error),
+    };
+    if let Some(waiter) = all.remove(name) {
+        drop(all);
+        tracing::debug!(run_id = %waiter.run_id, "the lock of a run held elsewhere is free");
+        (waiter.on_taken)(taken);
+    }
+    false
+}

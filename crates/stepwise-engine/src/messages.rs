@@ -1,0 +1,39 @@
+//! What wakes a driver: its operations' outcomes, its timers, commands (from this process or,
+//! through the inbox, from any other), changes to the files of its pending edits, and the
+//! engine stopping.
+
+use stepwise_core::ids::{EventSeq, StepId};
+use stepwise_core::operation::{OperationError, OperationResult};
+use tokio::sync::oneshot;
+
+use crate::commands::{Applied, Command};
+use crate::error::EngineError;
+
+/// What wakes a driver.
+pub(crate) enum Message {
+    OperationDone {
+        op: EventSeq,
+        outcome: Result<OperationResult, OperationError>,
+    },
+    RetryDue {
+        step: StepId,
+        attempt: u32,
+    },
+    /// Commands may have arrived in the run's inbox.
+    InboxChanged,
+    /// A file that a pending edit targets may have changed; look once things settle.
+    FilesChanged,
+    /// Files settled: check the pending edits against them.
+    CheckEdits,
+    /// The database file was replaced: stop at once, recording nothing.
+    DatabaseReplaced,
+    /// The engine shuts down: let go of the run, recording nothing (the next holder recovers
+    /// what this driver leaves unanswered).
+    Shutdown,
+    /// A command handed over by this process (`Engine::send`), recorded as it is applied.
+    Command {
+        command: Command,
+        issued_by: String,
+        reply: oneshot::Sender<Result<Applied, EngineError>>,
+    },
+}
