@@ -7,8 +7,7 @@
 use std::collections::HashSet;
 
 use stepwise_core::ids::{EventSeq, RunId, StepId};
-use stepwise_core::operation::OperationRequest;
-use stepwise_engine::{Approval, ApprovalChange, Engine};
+use stepwise_engine::{Approval, ApprovalChange, Engine, RunUpdate};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::broadcast;
@@ -139,43 +138,22 @@ pub fn forward_signals(mut signals: broadcast::Receiver<LiveSignal>, channel: Ch
 }
 
 /// Streams a run's events after `after_seq`, and the text of its running model calls and
-/// commands' output, to
-/// `channel` until the run ends or the window stops listening.
+/// commands' output, to `channel` until the run ends or the window stops listening. One engine
+/// subscription carries both; an operation's progress ends when the operation does.
 pub async fn follow_run(
     engine: Engine,
     run: String,
     after_seq: u64,
     channel: Channel<RunFeedItem>,
 ) {
-    let mut events = engine.subscribe_run(&run, EventSeq::new(after_seq));
-    while let Some(next) = events.next().await {
-        let recorded = match next {
-            Ok(recorded) => recorded,
+    let mut feed = engine.follow_run(&run, EventSeq::new(after_seq));
+    while let Some(next) = feed.next().await {
+        let item = match next {
+            Ok(RunUpdate::Event(recorded)) => RunFeedItem::Event {
+                event: event_view(&recorded.stored, &recorded.event),
+            },
+            Ok(RunUpdate::Progress { step, text, .. }) => RunFeedItem::Progress { step, text },
             Err(error) => return tracing::warn!(%run, "following the run stopped: {error}"),
-        };
-        if let stepwise_core::event::Event::OperationStarted {
-            step,
-            request: OperationRequest::LlmCall(_) | OperationRequest::RunCommand(_),
-            ..
-        } = &recorded.event
-        {
-            let mut tail = engine.tail_progress(&recorded.run_id, recorded.seq());
-            let step = step.clone();
-            let progress = channel.clone();
-            tauri::async_runtime::spawn(async move {
-                while let Some(text) = tail.next().await {
-                    let item = RunFeedItem::Progress {
-                        step: step.clone(),
-                        text,
-                    };
-                    if progress.send(item).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        let item = RunFeedItem::Event {
-            event: event_view(&recorded.stored, &recorded.event),
         };
         if channel.send(item).is_err() {
             return;

@@ -38,7 +38,7 @@ fn threads() -> usize {
 
 /// Runs this test alone in a process of its own (threads are counted per process, and the
 /// harness runs tests side by side), and checks it passed there.
-fn isolated(name: &str) -> bool {
+pub fn isolated(name: &str) -> bool {
     if std::env::var_os("STEPWISE_IT_ISOLATED").is_some() {
         return true;
     }

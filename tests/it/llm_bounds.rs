@@ -119,11 +119,13 @@ fn run_case(case: &Case) -> Outcome {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    // `a|b`: either bound may be met first.
+    let says = |text: &str, words: &str| words.split('|').any(|w| text.contains(w));
     for words in case.says {
-        assert!(error.contains(words), "{}: {error}", case.name);
+        assert!(says(&error, words), "{}: {error}", case.name);
     }
     assert!(
-        printed.contains(case.says[0]),
+        says(&printed, case.says[0]),
         "{}: the error is printed: {printed}",
         case.name
     );
@@ -281,7 +283,9 @@ fn many_tiny_events_in_calls_side_by_side_stay_within_memory() {
         "six streams of tiny events",
         "openai",
         Behaviour::EndlessEvents(format!("data:{tiny}\n\n")),
-        &["took longer than 15s"],
+        // Read side by side on the executor runtime, six streams may reach the stream's
+        // ceiling before the call's time runs out.
+        &["took longer than 15s|larger than 64 MiB"],
     );
     tiny_events.settings = "    timeout_s: 15\n";
     tiny_events.side_by_side = 6;

@@ -24,6 +24,7 @@ mod hostile_usage;
 mod hostile_values;
 mod interrupt;
 mod lifetimes;
+mod live_load;
 mod llm;
 mod llm_bounds;
 mod llm_examples;

@@ -596,3 +596,13 @@ pub fn parent_of(pid: i32) -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// Held by the tests that measure time or use much of the machine (soak, latency), so that no
+/// two of them run side by side on a small machine: each measures the engine, not its
+/// neighbour.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -2,14 +2,11 @@
 //! there, then each change as any process commits it, and never poll. With `--json`, each item
 //! is one JSON object on a line of its own.
 
-use std::collections::HashMap;
 use std::io::Write;
 
-use stepwise_core::event::Event;
-use stepwise_core::ids::{EventSeq, StepId};
-use stepwise_core::operation::OperationRequest;
+use stepwise_core::ids::EventSeq;
 use stepwise_core::run::RunStatus;
-use stepwise_engine::{ApprovalChange, Engine, ProgressTail};
+use stepwise_engine::{ApprovalChange, Engine, RunUpdate};
 
 use crate::exit::Exit;
 use crate::inspect::{approval_text, event_json, event_line};
@@ -22,66 +19,32 @@ fn emit(line: &str) -> bool {
     writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
-/// `stepwise events RUN --follow`: the run's events, then each new one, until the run ends.
+/// `stepwise events RUN --follow`: the run's events, then each new one, until the run ends,
+/// with the replies of model calls and the output of commands shown as they stream in.
 /// Exits as the run ended (0 succeeded, 1 failed or cancelled).
 pub async fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {
     let run_id = engine.find_run(run).await?.run_id;
-    let mut events = engine.subscribe_run(run_id.as_str(), EventSeq::ZERO);
-    // Model calls and commands in flight: replies and output, streaming in, shown as progress.
-    let mut streaming: HashMap<EventSeq, tokio::task::JoinHandle<()>> = HashMap::new();
-    while let Some(event) = events.next().await {
-        let event = event?;
-        let line = if json {
-            event_json(&event.stored).to_string()
-        } else {
-            event_line(&event.stored, &event.event)
+    let mut feed = engine.follow_run(run_id.as_str(), EventSeq::ZERO);
+    while let Some(update) = feed.next().await {
+        let line = match update? {
+            RunUpdate::Event(event) if json => event_json(&event.stored).to_string(),
+            RunUpdate::Event(event) => event_line(&event.stored, &event.event),
+            // Progress, not events: the complete reply or output is recorded as the
+            // operation's result.
+            RunUpdate::Progress { op, step, text } if json => {
+                serde_json::json!({ "progress": { "op": op, "step": step, "text": text } })
+                    .to_string()
+            }
+            RunUpdate::Progress { step, text, .. } => {
+                format!("      … {step}: {}", printable(&text.replace('\n', "⏎")))
+            }
         };
         if !emit(&line) {
             return Ok(Exit::Success);
         }
-        match &event.event {
-            Event::OperationStarted {
-                step,
-                request: OperationRequest::LlmCall(_) | OperationRequest::RunCommand(_),
-                ..
-            } => {
-                let op = event.stored.seq;
-                let tail = engine.tail_progress(&run_id, op);
-                streaming.insert(
-                    op,
-                    tokio::spawn(show_progress(tail, step.clone(), op, json)),
-                );
-            }
-            Event::OperationSucceeded { op, .. }
-            | Event::OperationFailed { op, .. }
-            | Event::OperationOutcomeUnknown { op } => {
-                if let Some(task) = streaming.remove(op) {
-                    task.abort();
-                }
-            }
-            _ => {}
-        }
-    }
-    for task in streaming.into_values() {
-        task.abort();
     }
     let row = engine.find_run(run_id.as_str()).await?;
     Ok(RunStatus::parse(&row.status).map_or(Exit::Failure, Exit::for_status))
-}
-
-/// Prints a model's reply as it streams in: progress, not events (the complete reply is
-/// recorded, as the operation's result).
-async fn show_progress(mut tail: ProgressTail, step: StepId, op: EventSeq, json: bool) {
-    while let Some(piece) = tail.next().await {
-        let line = if json {
-            serde_json::json!({ "progress": { "op": op, "step": step, "text": piece } }).to_string()
-        } else {
-            format!("      … {step}: {}", printable(&piece.replace('\n', "⏎")))
-        };
-        if !emit(&line) {
-            return;
-        }
-    }
 }
 
 /// `stepwise approvals [RUN] --follow`: what waits for a person now, then each question as it

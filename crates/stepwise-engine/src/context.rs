@@ -21,7 +21,7 @@ use crate::executors::Executors;
 use crate::failures::Failures;
 use crate::file_watch::FileWatch;
 use crate::live::LiveDrivers;
-use crate::lock_watch::LockWatch;
+use crate::locks_dir_watch::LocksDirWatch;
 use crate::test_hooks::TestHooks;
 
 /// How many compiled workflows an engine keeps.
@@ -41,8 +41,9 @@ pub(crate) struct Context {
     standing_by: Mutex<HashSet<RunId>>,
     /// The watch on pending edits' files, started when a driver first needs it.
     file_watch: OnceLock<FileWatch>,
-    /// The watch on run locks held elsewhere, started when the engine first stands by.
-    lock_watch: OnceLock<LockWatch>,
+    /// The watch on the locks directory (run locks held elsewhere, progress files), started
+    /// when first needed.
+    locks_dir_watch: OnceLock<LocksDirWatch>,
     /// What performs each operation kind.
     pub(crate) executors: Executors,
     /// Drivers that failed, for whoever wants to know.
@@ -73,7 +74,7 @@ impl Context {
             inbox_watch: OnceLock::new(),
             standing_by: Mutex::new(HashSet::new()),
             file_watch: OnceLock::new(),
-            lock_watch: OnceLock::new(),
+            locks_dir_watch: OnceLock::new(),
             executors: Executors::new(),
             failures: Failures::new(),
             exec,
@@ -92,10 +93,10 @@ impl Context {
         self.file_watch.get()
     }
 
-    /// The engine's watch on the locks of runs other processes hold.
-    pub(crate) fn lock_watch(&self) -> &LockWatch {
-        self.lock_watch
-            .get_or_init(|| LockWatch::start(&self.db.lock_dir, self.exec.clone()))
+    /// The engine's watch on the locks directory: run locks held elsewhere, progress files.
+    pub(crate) fn locks_dir_watch(&self) -> &LocksDirWatch {
+        self.locks_dir_watch
+            .get_or_init(|| LocksDirWatch::start(&self.db.lock_dir, self.exec.clone()))
     }
 
     /// Marks a run as stood by for; `false` if it already was.
@@ -154,7 +155,7 @@ impl Context {
         if let Some(watch) = self.file_watch.get() {
             watch.stop();
         }
-        if let Some(watch) = self.lock_watch.get() {
+        if let Some(watch) = self.locks_dir_watch.get() {
             watch.stop();
         }
         self.db.changes.stop();

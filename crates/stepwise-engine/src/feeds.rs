@@ -83,6 +83,11 @@ impl RunEvents {
         self.last_seq
     }
 
+    /// The run as it was named, or its full id once found.
+    pub(crate) fn run(&self) -> &str {
+        &self.run
+    }
+
     /// The next event, waiting for it to be committed if need be; `None` once the run has
     /// ended and its last event was handed out. An error ends the feed.
     pub async fn next(&mut self) -> Option<Result<RecordedEvent, EngineError>> {

@@ -34,6 +34,9 @@ const RUNTIME_STOP: Duration = Duration::from_millis(200);
 /// on processes, so a few are enough, and a small machine is not crowded.
 const MAX_EXEC_WORKERS: usize = 4;
 
+/// How long an idle blocking thread of the executor runtime lives.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(2);
+
 /// The engine's multi-threaded runtime for operations and reads.
 pub(crate) struct ExecRuntime {
     runtime: Option<Runtime>,
@@ -49,6 +52,9 @@ impl ExecRuntime {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("stepwise-exec")
+            // Blocking threads (reads, file IO) that sit idle this long retire, so that a
+            // burst leaves no crowd of them behind.
+            .thread_keep_alive(BLOCKING_KEEP_ALIVE)
             .enable_all()
             .build()
             .map_err(|source| EngineError::Io {

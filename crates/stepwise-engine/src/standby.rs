@@ -1,6 +1,7 @@
 //! Making sure a run is driven while someone waits on it: by a driver in this process, by the
 //! process that holds the run, or, when nobody holds it (it stopped, or died), by a driver
-//! started here. For a run another process holds, the engine's lock watch (see `lock_watch`)
+//! started here. For a run another process holds, the engine's locks directory watch (see
+//! `locks_dir_watch`)
 //! waits for its lock and drives the run here the moment the holder lets go or dies (the
 //! kernel releases the lock of a SIGKILLed process), without a thread of its own or polling.
 
@@ -159,7 +160,7 @@ pub(crate) fn stand_by(ctx: &Arc<Context>, run_id: &RunId) -> Result<(), EngineE
             }
         }
     });
-    if !ctx.lock_watch().wait_for(candidate, run_id, on_taken) {
+    if !ctx.locks_dir_watch().wait_for(candidate, run_id, on_taken) {
         ctx.stop_standing_by(run_id);
     }
     Ok(())

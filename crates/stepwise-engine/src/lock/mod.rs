@@ -70,7 +70,7 @@ impl RunLock {
     }
 }
 
-/// A run's lock file, open, for a process that waits to take it (see `lock_watch`).
+/// A run's lock file, open, for a process that waits to take it (see `locks_dir_watch`).
 #[derive(Debug)]
 pub(crate) struct LockCandidate {
     file: File,
@@ -135,6 +135,11 @@ fn same_file_at(file: &File, path: &Path) -> bool {
         (Ok(open), Ok(there)) => open.dev() == there.dev() && open.ino() == there.ino(),
         _ => false,
     }
+}
+
+/// Makes the locks directory (0700) if it is missing, refusing anything unsafe there.
+pub(crate) fn prepare_dir(dir: &Path) -> Result<(), EngineError> {
+    open_dir_to_take(dir).map(drop)
 }
 
 /// Who holds the run's lock (`pid 4242`), or `None` when nobody does. Never takes the lock on

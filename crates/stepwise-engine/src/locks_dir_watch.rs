@@ -1,23 +1,28 @@
-//! Waiting for runs other processes hold, without a thread per run and without polling: one
-//! filesystem watch on the locks directory per engine. A holder lets go of a run by closing
-//! its lock file, and a process that dies has its files closed by the kernel; either way the
-//! watch sees the file closed after writing (or removed) and the waiter tries the lock.
+//! The engine's one filesystem watch on the locks directory, for two kinds of interest in the
+//! files there, without a thread each and without polling:
 //!
-//! The kernel reports the close a moment before it releases the lock, so a try that finds the
-//! lock still held right after a close is repeated a few times over ~250 ms before the waiter
-//! goes back to waiting for the next event. Waiters keep their lock file open between tries,
-//! so that their failed tries make no events that would wake each other.
+//! - **Waiting for runs other processes hold.** A holder lets go of a run by closing its lock
+//!   file, and a process that dies has its files closed by the kernel; either way the watch
+//!   sees the file closed after writing (or removed) and the waiter tries the lock. The kernel
+//!   reports the close a moment before it releases the lock, so a try that finds the lock
+//!   still held right after a close is repeated a few times over ~250 ms before the waiter
+//!   goes back to waiting for the next event. Waiters keep their lock file open between tries,
+//!   so that their failed tries make no events that would wake each other.
+//! - **Following progress files** (see `progress`): a follower is woken whenever its file is
+//!   created, written, closed or removed, by whichever process.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use stepwise_core::ids::RunId;
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 
 use crate::error::EngineError;
 use crate::lock::{LockCandidate, RunLock};
@@ -45,30 +50,66 @@ struct Waiter {
 
 type Waiters = Arc<Mutex<HashMap<OsString, Waiter>>>;
 
-pub(crate) struct LockWatch {
+/// Followers of files, by name: each woken (a permit kept if it is not waiting) on any event.
+type FollowerMap = Mutex<HashMap<OsString, Vec<(u64, Arc<Notify>)>>>;
+type Followers = Arc<FollowerMap>;
+
+pub(crate) struct LocksDirWatch {
     /// `None` once stopped, or when no watch could be had (then nobody is waited for).
     watcher: Mutex<Option<RecommendedWatcher>>,
     waiters: Waiters,
+    followers: Followers,
+    next_follower: AtomicU64,
     exec: Handle,
 }
 
-impl LockWatch {
-    pub(crate) fn start(lock_dir: &Path, exec: Handle) -> LockWatch {
+/// A follower's interest in a file; dropping it ends the interest.
+pub(crate) struct Following {
+    followers: Weak<FollowerMap>,
+    name: OsString,
+    id: u64,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let Some(followers) = self.followers.upgrade() else {
+            return;
+        };
+        let mut all = followers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = all.get_mut(&self.name) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                all.remove(&self.name);
+            }
+        }
+    }
+}
+
+impl LocksDirWatch {
+    pub(crate) fn start(lock_dir: &Path, exec: Handle) -> LocksDirWatch {
+        // Watched before any lock is taken there (a follower may come first).
+        let _ = crate::lock::prepare_dir(lock_dir);
         let waiters: Waiters = Arc::default();
+        let followers: Followers = Arc::default();
         let seen = Arc::clone(&waiters);
+        let followed = Arc::clone(&followers);
         let retry_on = exec.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             match event {
-                Ok(event) if lets_go(&event.kind) => {
+                Ok(event) => {
                     for path in &event.paths {
-                        if let Some(name) = path.file_name() {
+                        let Some(name) = path.file_name() else {
+                            continue;
+                        };
+                        wake_followers(&followed, Some(name));
+                        if lets_go(&event.kind) {
                             try_waiter(&seen, name, &retry_on);
                         }
                     }
                 }
-                Ok(_) => {}
-                // Events may have been lost: everyone tries.
+                // Events may have been lost: everyone looks.
                 Err(_) => {
+                    wake_followers(&followed, None);
                     let names: Vec<OsString> = lock(&seen).keys().cloned().collect();
                     for name in names {
                         try_waiter(&seen, &name, &retry_on);
@@ -87,10 +128,29 @@ impl LockWatch {
                 None
             }
         };
-        LockWatch {
+        LocksDirWatch {
             watcher: Mutex::new(watcher),
             waiters,
+            followers,
+            next_follower: AtomicU64::new(1),
             exec,
+        }
+    }
+
+    /// Wakes `wake` whenever the file `name` in the locks directory is created, written,
+    /// closed or removed, until the returned interest is dropped.
+    pub(crate) fn follow(&self, name: &std::ffi::OsStr, wake: Arc<Notify>) -> Following {
+        let id = self.next_follower.fetch_add(1, Ordering::Relaxed);
+        self.followers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_os_string())
+            .or_default()
+            .push((id, wake));
+        Following {
+            followers: Arc::downgrade(&self.followers),
+            name: name.to_os_string(),
+            id,
         }
     }
 
@@ -126,9 +186,11 @@ impl LockWatch {
         true
     }
 
-    /// Stops: nobody is waited for any more, and the watch's thread ends.
+    /// Stops: nobody is waited for any more (followers are woken a last time), and the
+    /// watch's thread ends.
     pub(crate) fn stop(&self) {
         lock(&self.waiters).clear();
+        wake_followers(&self.followers, None);
         drop(
             self.watcher
                 .lock()
@@ -144,6 +206,23 @@ fn lets_go(kind: &EventKind) -> bool {
         kind,
         EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Remove(_)
     )
+}
+
+/// Wakes the followers of `name` (`None`: everyone).
+fn wake_followers(followers: &Followers, name: Option<&std::ffi::OsStr>) {
+    let all = followers.lock().unwrap_or_else(|p| p.into_inner());
+    let woken: Vec<&Arc<Notify>> = match name {
+        Some(name) => all
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|(_, n)| n)
+            .collect(),
+        None => all.values().flatten().map(|(_, n)| n).collect(),
+    };
+    for wake in woken {
+        wake.notify_one();
+    }
 }
 
 fn lock(waiters: &Waiters) -> std::sync::MutexGuard<'_, HashMap<OsString, Waiter>> {

@@ -1,0 +1,233 @@
+//! Following a run live: its events as they are committed and, between them, the progress of
+//! its running operations (a model's reply streaming in, a command's output), in one
+//! subscription. Events come from the run's feed (see `feeds`); progress from the operations'
+//! progress files (see `progress`), read as the engine's watch on the locks directory says they
+//! changed, whichever process writes them. Nothing polls. An operation's progress ends with
+//! the event that answers it: what is left in its file is read first, then the event.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use stepwise_core::event::Event;
+use stepwise_core::ids::{EventSeq, StepId};
+use stepwise_core::operation::OperationRequest;
+use tokio::sync::Notify;
+
+use crate::context::Context;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::feeds::{RecordedEvent, RunEvents};
+use crate::locks_dir_watch::Following;
+use crate::progress::{PROGRESS_LIMIT, progress_path};
+
+/// What following a run yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunUpdate {
+    /// An event, as recorded.
+    Event(Box<RecordedEvent>),
+    /// More of a running operation's progress: never recorded (the operation's result is).
+    Progress {
+        /// The operation (the seq of its `OperationStarted`).
+        op: EventSeq,
+        /// Its step.
+        step: StepId,
+        /// The text that arrived since the last piece.
+        text: String,
+    },
+}
+
+/// A run's events after a given seq and its operations' progress (see the module's doc). Ends
+/// after the event that ends the run.
+pub struct RunFeed {
+    ctx: Arc<Context>,
+    events: RunEvents,
+    /// Operations whose progress is followed, by their seq.
+    progress: BTreeMap<EventSeq, ProgressReader>,
+    /// Raised when a followed progress file changes.
+    wake: Arc<Notify>,
+    ready: VecDeque<RunUpdate>,
+    /// Operations in flight before the seq subscribed after are looked up once, first.
+    seeded: bool,
+    ended: bool,
+}
+
+impl Engine {
+    /// Follows a run (by id or unique prefix): its events with seq greater than `after_seq`
+    /// (0 for all of them) and the progress of its operations as they run.
+    pub fn follow_run(&self, run: &str, after_seq: EventSeq) -> RunFeed {
+        RunFeed {
+            ctx: Arc::clone(&self.ctx),
+            events: self.subscribe_run(run, after_seq),
+            progress: BTreeMap::new(),
+            wake: Arc::new(Notify::new()),
+            ready: VecDeque::new(),
+            seeded: after_seq == EventSeq::ZERO,
+            ended: false,
+        }
+    }
+}
+
+impl RunFeed {
+    /// The next update, waiting for it; `None` once the run has ended and its last event was
+    /// handed out. An error ends the feed.
+    pub async fn next(&mut self) -> Option<Result<RunUpdate, EngineError>> {
+        loop {
+            if let Some(update) = self.ready.pop_front() {
+                return Some(Ok(update));
+            }
+            if self.ended {
+                return None;
+            }
+            if !self.seeded {
+                self.seeded = true;
+                if let Err(error) = self.seed().await {
+                    self.ended = true;
+                    return Some(Err(error));
+                }
+            }
+            for (op, reader) in &mut self.progress {
+                if let Some(text) = reader.read_new() {
+                    self.ready.push_back(RunUpdate::Progress {
+                        op: *op,
+                        step: reader.step.clone(),
+                        text,
+                    });
+                }
+            }
+            if !self.ready.is_empty() {
+                continue;
+            }
+            let wake = Arc::clone(&self.wake);
+            let following = !self.progress.is_empty();
+            tokio::select! {
+                biased;
+                event = self.events.next() => match event {
+                    Some(Ok(recorded)) => self.take(recorded),
+                    Some(Err(error)) => {
+                        self.ended = true;
+                        return Some(Err(error));
+                    }
+                    None => {
+                        self.ended = true;
+                        self.progress.clear();
+                    }
+                },
+                () = wake.notified(), if following => {}
+            }
+        }
+    }
+
+    /// Operations in flight at the seq subscribed after: their progress is followed too.
+    async fn seed(&mut self) -> Result<(), EngineError> {
+        let after = self.events.last_seq();
+        let run = self.events.run().to_string();
+        let loaded = self.ctx.load_run(&run).await?;
+        for (op, step, request) in loaded.state.unanswered_operations() {
+            if op <= after && shows_progress(request) {
+                self.follow(op, step.clone(), &loaded.row.run_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, recorded: RecordedEvent) {
+        match &recorded.event {
+            Event::OperationStarted { step, request, .. } if shows_progress(request) => {
+                self.follow(recorded.seq(), step.clone(), &recorded.run_id);
+            }
+            Event::OperationSucceeded { op, .. }
+            | Event::OperationFailed { op, .. }
+            | Event::OperationOutcomeUnknown { op } => {
+                if let Some(mut reader) = self.progress.remove(op)
+                    && let Some(text) = reader.read_new()
+                {
+                    self.ready.push_back(RunUpdate::Progress {
+                        op: *op,
+                        step: reader.step,
+                        text,
+                    });
+                }
+            }
+            _ => {}
+        }
+        self.ready.push_back(RunUpdate::Event(Box::new(recorded)));
+    }
+
+    fn follow(&mut self, op: EventSeq, step: StepId, run_id: &stepwise_core::ids::RunId) {
+        let path = progress_path(&self.ctx.db.lock_dir, run_id, op);
+        let following = path.file_name().map(|name| {
+            self.ctx
+                .locks_dir_watch()
+                .follow(name, Arc::clone(&self.wake))
+        });
+        self.progress.insert(
+            op,
+            ProgressReader {
+                step,
+                path,
+                file: None,
+                taken: 0,
+                partial: Vec::new(),
+                _following: following,
+            },
+        );
+    }
+}
+
+/// Whether an operation writes progress: model calls and commands.
+fn shows_progress(request: &OperationRequest) -> bool {
+    matches!(
+        request,
+        OperationRequest::LlmCall(_) | OperationRequest::RunCommand(_)
+    )
+}
+
+/// One operation's progress file, read as it grows. Kept open once found, so that what was
+/// written before the file is removed (its operation ended) is still read.
+struct ProgressReader {
+    step: StepId,
+    path: PathBuf,
+    file: Option<File>,
+    /// Bytes read so far: never more than the file may hold.
+    taken: usize,
+    /// The start of a character cut in half by the last read.
+    partial: Vec<u8>,
+    _following: Option<Following>,
+}
+
+impl ProgressReader {
+    /// What was added since the last read, if anything.
+    fn read_new(&mut self) -> Option<String> {
+        if self.file.is_none() {
+            self.file = open_progress(&self.path);
+        }
+        let file = self.file.as_mut()?;
+        let room = PROGRESS_LIMIT.saturating_sub(self.taken);
+        let mut bytes = std::mem::take(&mut self.partial);
+        let before = bytes.len();
+        // A regular file in the engine's own directory: a read returns at once.
+        let _ = file.take(room as u64).read_to_end(&mut bytes);
+        self.taken += bytes.len() - before;
+        let whole = match std::str::from_utf8(&bytes) {
+            Ok(_) => bytes.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => bytes.len(),
+        };
+        self.partial = bytes.split_off(whole);
+        (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// The progress file, if there is one: never through a link, and only a plain file.
+fn open_progress(path: &std::path::Path) -> Option<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    file.metadata().ok()?.is_file().then_some(file)
+}
