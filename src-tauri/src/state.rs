@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use stepwise_engine::{Engine, EngineConfig};
+use stepwise_engine::{Engine, EngineConfig, Named};
 use tokio::sync::broadcast;
 
 use crate::demo;
@@ -32,19 +32,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Opens the engine on `STEPWISE_DB` (else the CLI's default database) with the same
-    /// policy and settings files as the CLI, and lays out the demo workspace.
+    /// Opens the engine as the CLI does (`STEPWISE_DB`, `STEPWISE_USER_POLICY`,
+    /// `STEPWISE_SETTINGS`, `STEPWISE_SYNC`, else the defaults), and lays out the demo
+    /// workspace.
     pub fn open() -> anyhow::Result<AppState> {
         let var = |name: &str| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        let mut config = EngineConfig::for_user(
-            var("STEPWISE_DB"),
-            var("STEPWISE_USER_POLICY"),
-            var("STEPWISE_SETTINGS"),
-        )?;
+        // The same variables as the CLI, STEPWISE_SYNC included, read by the engine.
+        let mut config = EngineConfig::from_env(Named::default())?;
         // The window stays open: runs that wait for a person stay driven here, so that an
         // approval from anywhere is acted on at once.
         config.hold_waiting_runs = true;

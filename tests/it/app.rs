@@ -262,4 +262,17 @@ fn the_app_says_why_it_cannot_start_instead_of_panicking() {
     assert_eq!(broken.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&env.db.display().to_string()), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The app reads the same variables as the CLI, STEPWISE_SYNC included (through the
+    // engine's one reader): a value it cannot mean is refused, naming the variable.
+    let env = Env::new();
+    let bad_sync = std::process::Command::new(app_binary())
+        .envs(app_env(&env))
+        .env("DISPLAY", &display.name)
+        .env("STEPWISE_SYNC", "sometimes")
+        .output()
+        .expect("start the app");
+    let stderr = String::from_utf8_lossy(&bad_sync.stderr);
+    assert_eq!(bad_sync.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("STEPWISE_SYNC is `sometimes`"), "{stderr}");
 }

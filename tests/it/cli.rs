@@ -569,3 +569,50 @@ fn a_run_that_cannot_be_read_fails_the_inbox_naming_it_rather_than_hide_its_ques
     assert!(out.stderr.contains("damaged.yaml"), "{out}");
     assert!(env.stepwise(&["runs"]).stdout.contains(&bad));
 }
+
+#[test]
+fn the_environment_is_read_once_by_the_engine_and_flags_win_over_it() {
+    let env = Env::new();
+    let wf = env.workflow(
+        "one.yaml",
+        "name: one\nsteps:\n  - id: a\n    type: set\n    values: {v: 1}\n",
+    );
+    let wf = wf.to_str().expect("utf-8");
+    let ws = env.ws.to_str().expect("utf-8");
+    let out = env
+        .command(&["run", wf, "--workspace", ws])
+        .env("STEPWISE_SYNC", "sometimes")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("STEPWISE_SYNC is `sometimes`; it may be `full` or `normal`"),
+        "{stderr}"
+    );
+    // A flag wins over the variable; either value works.
+    for (flag, var) in [("full", "sometimes"), ("normal", "full")] {
+        let out = env
+            .command(&["run", wf, "--workspace", ws, "--sync", flag])
+            .env("STEPWISE_SYNC", var)
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = env
+        .command(&["runs"])
+        .env("STEPWISE_SYNC", "NORMAL")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use stepwise_engine::{Durability, Engine, EngineConfig, EngineError, RefusalKind};
+use stepwise_engine::{Durability, Engine, EngineConfig, EngineError, Named, RefusalKind};
 
 use crate::exit::Exit;
 
@@ -34,19 +34,20 @@ struct Cli {
 
 #[derive(Args)]
 struct Global {
-    /// The database (default: stepwise.db in the user's data directory).
-    #[arg(long, global = true, env = "STEPWISE_DB")]
+    /// The database (else $STEPWISE_DB, else stepwise.db in the user's data directory).
+    #[arg(long, global = true)]
     db: Option<PathBuf>,
-    /// The user's policy file (default: policy.yaml in the user's stepwise config directory).
-    #[arg(long, global = true, env = "STEPWISE_USER_POLICY")]
+    /// The user's policy file (else $STEPWISE_USER_POLICY, else policy.yaml in the user's
+    /// stepwise config directory).
+    #[arg(long, global = true)]
     user_policy: Option<PathBuf>,
-    /// The model settings file (default: settings.yaml in the user's stepwise config
-    /// directory).
-    #[arg(long, global = true, env = "STEPWISE_SETTINGS")]
+    /// The model settings file (else $STEPWISE_SETTINGS, else settings.yaml in the user's
+    /// stepwise config directory).
+    #[arg(long, global = true)]
     settings: Option<PathBuf>,
-    /// How hard SQLite flushes each commit.
-    #[arg(long, global = true, env = "STEPWISE_SYNC", value_enum, default_value_t = Sync::Full)]
-    sync: Sync,
+    /// How hard SQLite flushes each commit (else $STEPWISE_SYNC, else full).
+    #[arg(long, global = true, value_enum)]
+    sync: Option<Sync>,
     /// Print JSON instead of text (reading commands).
     #[arg(long, global = true)]
     json: bool,
@@ -159,13 +160,30 @@ fn main() -> ExitCode {
         Err(error) => {
             let exit = exit::classify(&error);
             eprintln!("error: {}", exit::describe(&error));
-            if let Some(EngineError::Refused(refusal)) = error.downcast_ref::<EngineError>()
-                && refusal.kind == RefusalKind::StaleProposal
-            {
-                eprintln!("  see the fresh proposal with: stepwise approvals");
+            if let Some(hint) = error.downcast_ref::<EngineError>().and_then(hint_for) {
+                eprintln!("  {hint}");
             }
             exit.code()
         }
+    }
+}
+
+/// What the person at the terminal can do about an engine error, in this CLI's flags and
+/// commands (the engine's words say only what happened).
+fn hint_for(error: &EngineError) -> Option<&'static str> {
+    match error {
+        EngineError::Refused(refusal) if refusal.kind == RefusalKind::StaleProposal => {
+            Some("see the fresh proposal with: stepwise approvals")
+        }
+        EngineError::ProposalChanged { .. } => Some("see it with: stepwise approvals"),
+        EngineError::InvalidProposalHash { .. } => {
+            Some("copy the hash as `stepwise approvals` shows it")
+        }
+        EngineError::MissingReason { .. } => Some("give one with --reason"),
+        EngineError::Settings { message } if message.contains("no home directory") => {
+            Some("name the database with --db or STEPWISE_DB")
+        }
+        _ => None,
     }
 }
 
@@ -274,14 +292,15 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
 }
 
 fn open_engine(global: &Global) -> anyhow::Result<Engine> {
-    let mut config = EngineConfig::for_user(
-        global.db.clone(),
-        global.user_policy.clone(),
-        global.settings.clone(),
-    )?;
-    config.durability = match global.sync {
-        Sync::Full => Durability::Full,
-        Sync::Normal => Durability::Normal,
+    // The engine reads the environment; the flags given win over it.
+    let named = Named {
+        db: global.db.clone(),
+        user_policy: global.user_policy.clone(),
+        settings: global.settings.clone(),
+        durability: global.sync.map(|sync| match sync {
+            Sync::Full => Durability::Full,
+            Sync::Normal => Durability::Normal,
+        }),
     };
-    Ok(Engine::open(config)?)
+    Ok(Engine::open(EngineConfig::from_env(named)?)?)
 }

@@ -1,13 +1,10 @@
 //! `stepwise replay`: re-drive a recorded run without side effects and compare decisions.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 use stepwise_core::event::Event;
-use stepwise_core::ids::EventSeq;
-use stepwise_core::run::{ReplayError, replay as replay_log};
-use stepwise_engine::{Engine, recorded_workflow};
+use stepwise_engine::{Engine, ReplayAgainst};
 
 use crate::exit::Exit;
 use crate::output::one_line;
@@ -26,34 +23,21 @@ pub struct ReplayArgs {
 }
 
 pub async fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Result<Exit> {
-    let loaded = engine.load_run(&args.run).await?;
-    let recorded_hash = loaded.row.workflow_hash.clone();
-    let (workflow, against) = if args.recorded {
-        (
-            recorded_workflow(&loaded.row.run_id, &loaded.events)?,
-            "the recorded workflow".to_string(),
-        )
-    } else {
-        let path = args
-            .workflow
-            .unwrap_or_else(|| PathBuf::from(&loaded.row.workflow_path));
-        let (workflow, _) = Engine::load_workflow(&path)?;
-        (workflow, path.display().to_string())
+    let against = match (args.recorded, args.workflow) {
+        (true, _) => ReplayAgainst::Recorded,
+        (false, Some(path)) => ReplayAgainst::File(path),
+        (false, None) => ReplayAgainst::CurrentFile,
     };
-    let changed = workflow.source_hash != recorded_hash;
-    let events: Vec<(EventSeq, Event)> = loaded
-        .events
-        .iter()
-        .map(|(s, e)| (s.seq, e.clone()))
-        .collect();
-    let result = replay_log(Arc::clone(&workflow), &events);
-    match result {
+    let replayed = engine.replay(&args.run, against).await?;
+    let changed = replayed.workflow_changed;
+    let against = &replayed.against;
+    match &replayed.verdict {
         Ok(report) => {
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
-                        "run_id": loaded.row.run_id, "matches": true, "workflow_changed": changed, "report": report
+                        "run_id": replayed.run_id, "matches": true, "workflow_changed": changed, "report": report
                     }))?
                 );
             } else {
@@ -71,12 +55,12 @@ pub async fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Re
             }
             Ok(Exit::Success)
         }
-        Err(ReplayError::Diverged(d)) => {
+        Err(d) => {
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
-                        "run_id": loaded.row.run_id, "matches": false, "workflow_changed": changed, "divergence": d
+                        "run_id": replayed.run_id, "matches": false, "workflow_changed": changed, "divergence": d
                     }))?
                 );
             } else {
@@ -84,15 +68,12 @@ pub async fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Re
                 println!("  recorded: {}", describe(d.recorded.as_ref()));
                 println!("  now:      {}", describe(d.expected.as_ref()));
                 if changed {
-                    println!(
-                        "  the workflow changed since the run ({} → {})",
-                        recorded_hash, workflow.source_hash
-                    );
+                    let (recorded, now) = &replayed.hashes;
+                    println!("  the workflow changed since the run ({recorded} → {now})");
                 }
             }
             Ok(Exit::Failure)
         }
-        Err(other) => Err(other.into()),
     }
 }
 

@@ -1,16 +1,71 @@
 //! How an engine is opened: which database, durability, who the user is, and the user's
 //! policy and settings files.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use stepwise_store::Durability;
-
 use crate::error::EngineError;
+
+/// How hard SQLite flushes each commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is on disk before it returns (`synchronous=FULL`): a power cut loses
+    /// nothing committed.
+    #[default]
+    Full,
+    /// The write-ahead log is flushed at checkpoints (`synchronous=NORMAL`): a power cut may
+    /// lose the last commits, a crash of the process never does.
+    Normal,
+}
+
+impl Durability {
+    /// `full` or `normal`, as `STEPWISE_SYNC` and `--sync` name them.
+    pub fn parse(text: &str) -> Option<Durability> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "full" => Some(Durability::Full),
+            "normal" => Some(Durability::Normal),
+            _ => None,
+        }
+    }
+}
+
+impl From<Durability> for stepwise_store::Durability {
+    fn from(durability: Durability) -> stepwise_store::Durability {
+        match durability {
+            Durability::Full => stepwise_store::Durability::Full,
+            Durability::Normal => stepwise_store::Durability::Normal,
+        }
+    }
+}
+
+/// What a client names itself (flags, a window's choices); each wins over the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Named {
+    /// The database.
+    pub db: Option<PathBuf>,
+    /// The user's policy file.
+    pub user_policy: Option<PathBuf>,
+    /// The user's settings file.
+    pub settings: Option<PathBuf>,
+    /// How hard commits are flushed.
+    pub durability: Option<Durability>,
+}
+
+/// The variables the engine's configuration is read from (the one place that reads them).
+pub const ENV_DB: &str = "STEPWISE_DB";
+/// The user's policy file.
+pub const ENV_USER_POLICY: &str = "STEPWISE_USER_POLICY";
+/// The user's settings file.
+pub const ENV_SETTINGS: &str = "STEPWISE_SETTINGS";
+/// `full` or `normal`.
+pub const ENV_SYNC: &str = "STEPWISE_SYNC";
 
 /// How to open an engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// The database file (created if missing).
     pub db_path: PathBuf,
+    /// How hard each commit is flushed.
     pub durability: Durability,
     /// Who this engine records commands and runs as (the OS user for the CLI).
     pub user: String,
@@ -31,6 +86,8 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// A configuration with this database and every default: full durability, the OS user, no
+    /// policy or settings file, waiting runs let go.
     pub fn new(db_path: impl Into<PathBuf>) -> EngineConfig {
         EngineConfig {
             db_path: db_path.into(),
@@ -59,7 +116,9 @@ impl EngineConfig {
             (None, Some(dirs)) => dirs.data_dir().join("stepwise.db"),
             (None, None) => {
                 return Err(EngineError::Settings {
-                    message: "no home directory to keep the database in; name one with --db or STEPWISE_DB".into(),
+                    message:
+                        "there is no home directory to keep the database in, and none was named"
+                            .into(),
                 });
             }
         };
@@ -69,6 +128,41 @@ impl EngineConfig {
         config.user_policy = user_policy.or_else(|| config_file("policy.yaml"));
         config.settings_named = settings.is_some();
         config.settings = settings.or_else(|| config_file("settings.yaml"));
+        Ok(config)
+    }
+}
+
+impl EngineConfig {
+    /// The configuration every client of one user shares, read from the environment (the one
+    /// place that reads it): `STEPWISE_DB`, `STEPWISE_USER_POLICY`, `STEPWISE_SETTINGS` and
+    /// `STEPWISE_SYNC` (`full` or `normal`), each where `named` does not name it already (a
+    /// client's flags win), else the defaults of [`EngineConfig::for_user`]. An empty variable
+    /// counts as unset; a `STEPWISE_SYNC` that is neither value is an error naming it.
+    pub fn from_env(named: Named) -> Result<EngineConfig, EngineError> {
+        let var = |name: &str| -> Option<OsString> {
+            std::env::var_os(name).filter(|value| !value.is_empty())
+        };
+        let path = |name: &str| var(name).map(PathBuf::from);
+        let durability = match named.durability {
+            Some(durability) => durability,
+            None => match var(ENV_SYNC) {
+                None => Durability::Full,
+                Some(text) => text.to_str().and_then(Durability::parse).ok_or_else(|| {
+                    EngineError::Settings {
+                        message: format!(
+                            "{ENV_SYNC} is `{}`; it may be `full` or `normal`",
+                            text.to_string_lossy()
+                        ),
+                    }
+                })?,
+            },
+        };
+        let mut config = EngineConfig::for_user(
+            named.db.or_else(|| path(ENV_DB)),
+            named.user_policy.or_else(|| path(ENV_USER_POLICY)),
+            named.settings.or_else(|| path(ENV_SETTINGS)),
+        )?;
+        config.durability = durability;
         Ok(config)
     }
 }

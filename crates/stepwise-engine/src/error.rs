@@ -51,11 +51,11 @@ pub enum EngineError {
     #[error("run `{run_id}` has already {status}")]
     RunFinished { run_id: RunId, status: String },
     #[error(
-        "rejecting step `{step}` needs a reason (--reason), so that the run and the people after you know why"
+        "rejecting step `{step}` needs a reason, so that the run and the people after you know why"
     )]
     MissingReason { step: StepId },
     #[error(
-        "step `{step}` now waits on proposal {current}, not on {expected}; look at it again with `stepwise approvals`"
+        "step `{step}` now waits on proposal {current}, not on {expected}: look at the new one first"
     )]
     ProposalChanged {
         step: StepId,
@@ -63,7 +63,7 @@ pub enum EngineError {
         current: String,
     },
     #[error(
-        "proposal hash `{given}` does not name one proposal: give at least 8 hex digits of it, as `stepwise approvals` shows it (e.g. sha256:1a2b3c4d)"
+        "proposal hash `{given}` does not name one proposal: it takes at least 8 hex digits of one (e.g. sha256:1a2b3c4d)"
     )]
     InvalidProposalHash { given: String },
     #[error("the edited proposal cannot be used: {0}")]

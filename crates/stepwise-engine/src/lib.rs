@@ -43,6 +43,7 @@ mod policy_files;
 mod progress;
 mod queries;
 mod record;
+mod replay;
 mod run_feed;
 mod sandbox;
 mod settings;
@@ -52,7 +53,9 @@ mod test_hooks;
 mod workflow_file;
 
 pub use commands::{Applied, Command, Refusal, RefusalKind};
-pub use config::{EngineConfig, current_user};
+pub use config::{
+    Durability, ENV_DB, ENV_SETTINGS, ENV_SYNC, ENV_USER_POLICY, EngineConfig, Named, current_user,
+};
 pub use drivers::RunHandle;
 pub use engine::{Engine, EngineStats};
 pub use error::EngineError;
@@ -60,10 +63,11 @@ pub use failures::DriverFailure;
 pub use feeds::{ApprovalChange, ApprovalChanges, RecordedEvent, RunChanges, RunEvents};
 pub use loading::{LoadedRun, recorded_workflow};
 pub use queries::{Approval, RunSummary};
+pub use replay::{ReplayAgainst, Replayed};
 pub use run_feed::{RunFeed, RunUpdate};
 pub use sandbox::SandboxError;
 pub use start::StartRun;
-pub use stepwise_store::{Durability, RunRow, StoreError, StoredEvent};
+pub use stepwise_store::{RunRow, StoreError, StoredEvent};
 #[doc(hidden)]
 pub use test_hooks::TestHooks;
 pub use workflow_file::read as read_workflow_file;

@@ -39,7 +39,7 @@ pub fn append_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
 /// [`append_floor`] for a file with this content.
 pub fn append_floor_with(durability: Durability, n: usize, content: &str) -> BenchResult<Duration> {
     let dir = tempfile::tempdir()?;
-    let mut store = Store::open(&dir.path().join("floor.db"), durability)?;
+    let mut store = Store::open(&dir.path().join("floor.db"), durability.into())?;
     let run = NewRun {
         run_id: "floor".into(),
         workflow_name: "floor".into(),

@@ -11,10 +11,11 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use stepwise_store::{Durability, Store, StoreError};
+use stepwise_store::{Store, StoreError};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::config::Durability;
 use crate::error::EngineError;
 
 pub(crate) use changes::Changes;
@@ -46,7 +47,7 @@ impl Db {
         exec: Handle,
         after_exit: Box<dyn FnOnce() + Send>,
     ) -> Result<Db, EngineError> {
-        let store = Store::open(path, durability)?;
+        let store = Store::open(path, durability.into())?;
         let read_only = store.is_read_only();
         let file = Arc::new(DbFile::new(&store));
         let lock_dir = lock_dir_for(path);
