@@ -276,6 +276,55 @@ fn a_server_that_rejects_one_json_form_is_asked_in_the_next() {
     assert_eq!(seen[1].body["response_format"]["type"], "json_schema");
 }
 
+/// What a refusal means is read from the server's status and body, never from the words
+/// Stepwise makes of them: a JSON form refused in words that mention the key is still a form
+/// to move on from, and a key refused with HTTP 400 is not offered every other form in turn.
+#[test]
+fn a_refused_form_and_a_refused_key_are_told_apart_by_kind_not_by_words() {
+    let structured = "name: n\nsteps:\n  - id: n\n    type: prompt\n    model: m\n    prompt: three\n    output_schema: {type: object, required: [n], properties: {n: {type: integer}}}\n";
+    let server = FakeProvider::start(vec![
+        Reply::json(
+            400,
+            json!({"error": {"message": "this API key's plan cannot use response_format"}}),
+        ),
+        openai_reply("{\"n\": 3}", 10, 3),
+    ]);
+    let env = env_with_provider("openai", &server.base_url());
+    let out = env.run(&env.workflow("n.yaml", structured), &[]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(server.seen().len(), 2, "the next form was asked");
+
+    let cases = [
+        (
+            "openai",
+            json!({"error": {"message": "Incorrect key provided", "code": "invalid_api_key"}}),
+        ),
+        (
+            "gemini",
+            json!({"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]}}),
+        ),
+    ];
+    for (kind, body) in cases {
+        let server = FakeProvider::start(vec![
+            Reply::json(400, body),
+            openai_reply("{\"n\": 3}", 10, 3),
+        ]);
+        let env = env_with_provider(kind, &server.base_url());
+        let out = env.run(&env.workflow("n.yaml", structured), &[]);
+        assert_eq!(out.code, 1, "{kind}: {out}");
+        let error = step(&env.show(&out.run_id()), "n")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            error.contains("refused the API key (HTTP 400)"),
+            "{kind}: {error}"
+        );
+        assert_eq!(server.seen().len(), 1, "{kind}: asked again");
+    }
+}
+
 #[test]
 fn a_call_that_would_cross_the_budget_waits_and_is_made_only_once_approved() {
     let server = FakeProvider::start(vec![openai_reply("ok", 10, 2)]);

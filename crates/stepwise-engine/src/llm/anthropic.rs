@@ -3,114 +3,109 @@
 
 use serde_json::{Value, json};
 use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
-use stepwise_core::operation::OperationError;
 
-use super::http::{self, OnServerError};
-use super::stream::{Sse, is_event_stream};
-use super::{Answer, Caller};
+use super::error::{BadReply, Refusal};
+use super::protocol::{
+    Delta, KeyHeader, Protocol, WireRequest, error_field, event_json, stream_error,
+};
 
-const ANTHROPIC_BASE: &str = "https://api.anthropic.com";
 const API_VERSION: &str = "2023-06-01";
 
-pub(super) async fn call(
-    caller: &Caller<'_>,
-    request: &LlmRequest,
-) -> Result<Answer, OperationError> {
-    let base = request
-        .spec
-        .base_url
-        .as_deref()
-        .unwrap_or(ANTHROPIC_BASE)
-        .trim_end_matches('/');
-    let url = format!("{base}/v1/messages");
-    let who = format!("provider `{}` ({base})", request.spec.provider);
-    let mut body = body(request);
-    if request.spec.stream {
-        body["stream"] = json!(true);
-    }
-    let (response, attempts) = http::send(
-        || {
-            let builder = caller
-                .client
-                .post(&url)
-                .header("anthropic-version", API_VERSION)
-                .json(&body);
-            match caller.secret.value() {
-                Some(key) => builder.header("x-api-key", key),
-                None => builder,
-            }
-        },
-        &who,
-        OnServerError::Retry,
-        caller.idle,
-    )
-    .await?;
-    if is_event_stream(&response) {
-        return read_stream(Sse::new(response, caller.idle), &who, attempts, caller).await;
-    }
-    let json = http::json_body(response, &who, caller.idle).await?;
-    parse(&json, &who, attempts)
+/// Anthropic's Messages API for one request.
+pub(crate) struct Anthropic<'a> {
+    pub(crate) request: &'a LlmRequest,
 }
 
-/// A streamed reply: `message_start` (input tokens), `content_block_delta` (text),
-/// `message_delta` (stop reason, output tokens), `error`.
-async fn read_stream(
-    mut sse: Sse,
-    who: &str,
-    attempts: u32,
-    caller: &Caller<'_>,
-) -> Result<Answer, OperationError> {
-    let mut text = String::new();
-    let mut finish_reason = String::from("unknown");
-    let (mut input, mut output) = (None, None);
-    while let Some(data) = sse.next(who).await? {
-        let event: Value = serde_json::from_str(&data)
-            .map_err(|e| http::malformed(who, &format!("a streamed event is not JSON ({e})")))?;
+impl Protocol for Anthropic<'_> {
+    type Form = ();
+    const DEFAULT_BASE: &'static str = "https://api.anthropic.com";
+    const KEY_HEADER: KeyHeader = KeyHeader::Named("x-api-key");
+
+    fn forms(&self, _base: &str) -> Vec<()> {
+        vec![()]
+    }
+
+    fn request(&self, base: &str, (): ()) -> WireRequest {
+        let mut body = body(self.request);
+        if self.request.spec.stream {
+            body["stream"] = json!(true);
+        }
+        WireRequest {
+            url: format!("{base}/v1/messages"),
+            headers: vec![("anthropic-version", API_VERSION)],
+            body,
+        }
+    }
+
+    fn parse_reply(&self, reply: &Value) -> Result<Delta, BadReply> {
+        let content = reply
+            .get("content")
+            .and_then(Value::as_array)
+            .ok_or_else(|| BadReply::new("no `content` list"))?;
+        let text: String = content
+            .iter()
+            .filter(|block| block.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|block| block.get("text").and_then(Value::as_str))
+            .collect();
+        let usage = reply.get("usage").and_then(|u| {
+            Some(TokenUsage {
+                input_tokens: u.get("input_tokens")?.as_u64()?,
+                output_tokens: u.get("output_tokens")?.as_u64()?,
+            })
+        });
+        Ok(Delta {
+            text,
+            finish_reason: text_at(reply, "/stop_reason"),
+            ..Delta::default()
+        }
+        .with_usage(usage))
+    }
+
+    /// A streamed reply: `message_start` (input tokens), `content_block_delta` (text),
+    /// `message_delta` (stop reason, output tokens), `error`.
+    fn parse_event(&self, data: &str) -> Result<Option<Delta>, BadReply> {
+        let event = event_json(data, "a streamed event")?;
+        let mut delta = Delta::default();
         match event.get("type").and_then(Value::as_str) {
             Some("message_start") => {
-                input = event
+                delta.input_tokens = event
                     .pointer("/message/usage/input_tokens")
                     .and_then(Value::as_u64);
             }
             Some("content_block_delta") => {
-                if let Some(piece) = event.pointer("/delta/text").and_then(Value::as_str) {
-                    caller.append(&mut text, piece, who)?;
-                }
+                delta.text = text_at(&event, "/delta/text").unwrap_or_default();
             }
             Some("message_delta") => {
-                if let Some(reason) = event.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                    finish_reason = reason.to_string();
-                }
-                output = event
+                delta.finish_reason = text_at(&event, "/delta/stop_reason");
+                delta.output_tokens = event
                     .pointer("/usage/output_tokens")
-                    .and_then(Value::as_u64)
-                    .or(output);
+                    .and_then(Value::as_u64);
             }
             Some("error") => {
-                let said = event
-                    .pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("an error");
-                return Err(http::malformed(
-                    who,
-                    &format!("the stream ended in an error: {said}"),
-                ));
+                let said = text_at(&event, "/error/message");
+                return Err(stream_error(said.as_deref().unwrap_or("an error")));
             }
             _ => {}
         }
+        Ok(Some(delta))
     }
-    let usage = input
-        .zip(output)
-        .map(|(input_tokens, output_tokens)| TokenUsage {
-            input_tokens,
-            output_tokens,
-        });
-    Ok(Answer {
-        text,
-        finish_reason,
-        usage,
-        attempts,
-    })
+
+    /// Anthropic names the kind of every error (`error.type`), whatever the status.
+    fn classify_error(&self, (): (), status: u16, body: &str) -> Refusal {
+        match error_field(body, "/error/type").as_deref() {
+            Some("authentication_error" | "permission_error") => Refusal::Auth,
+            Some("not_found_error") => Refusal::UnknownModel,
+            Some("rate_limit_error" | "overloaded_error") => Refusal::Busy,
+            _ => Refusal::of_status(status),
+        }
+    }
+}
+
+fn text_at(value: &Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn body(request: &LlmRequest) -> Value {
@@ -152,35 +147,6 @@ fn body(request: &LlmRequest) -> Value {
     body
 }
 
-fn parse(json: &Value, who: &str, attempts: u32) -> Result<Answer, OperationError> {
-    let content = json
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or_else(|| http::malformed(who, "no `content` list"))?;
-    let text: String = content
-        .iter()
-        .filter(|block| block.get("type").and_then(Value::as_str) == Some("text"))
-        .filter_map(|block| block.get("text").and_then(Value::as_str))
-        .collect();
-    let finish_reason = json
-        .get("stop_reason")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_string();
-    let usage = json.get("usage").and_then(|u| {
-        Some(TokenUsage {
-            input_tokens: u.get("input_tokens")?.as_u64()?,
-            output_tokens: u.get("output_tokens")?.as_u64()?,
-        })
-    });
-    Ok(Answer {
-        text,
-        finish_reason,
-        usage,
-        attempts,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,10 +154,15 @@ mod tests {
     #[test]
     fn text_blocks_are_joined_and_usage_read() {
         let json = json!({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 4}});
-        let answer = parse(&json, "p", 2).expect("parses");
-        assert_eq!(answer.text, "ab");
-        assert_eq!(answer.finish_reason, "end_turn");
-        assert_eq!(answer.usage.map(|u| u.total()), Some(7));
-        assert_eq!(answer.attempts, 2);
+        let request = super::super::tests::request(None);
+        let reply = Anthropic { request: &request }
+            .parse_reply(&json)
+            .expect("parses");
+        assert_eq!(reply.text, "ab");
+        assert_eq!(reply.finish_reason.as_deref(), Some("end_turn"));
+        assert_eq!(
+            (reply.input_tokens, reply.output_tokens),
+            (Some(3), Some(4))
+        );
     }
 }

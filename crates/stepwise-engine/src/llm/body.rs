@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use stepwise_core::operation::{OperationError, OperationErrorKind};
-
+use super::error::ProviderError;
 use super::http::reqwest_reason;
-use crate::error::bytes_in_words;
 
 /// The most a reply's JSON body may hold, and the most text a streamed reply may add up to.
 /// A template's result is at most 4 MiB too, so a longer reply could not be used anyway.
@@ -27,14 +25,14 @@ pub(super) async fn next_chunk(
     response: &mut reqwest::Response,
     idle: Duration,
     who: &str,
-) -> Result<Option<impl std::ops::Deref<Target = [u8]> + use<>>, OperationError> {
+) -> Result<Option<impl std::ops::Deref<Target = [u8]> + use<>>, ProviderError> {
     match tokio::time::timeout(idle, response.chunk()).await {
         Err(_) => Err(silent(who, idle)),
         Ok(Ok(chunk)) => Ok(chunk),
-        Ok(Err(e)) => Err(OperationError::new(
-            OperationErrorKind::Provider,
-            format!("the reply from {who} was cut off ({})", reqwest_reason(&e)),
-        )),
+        Ok(Err(e)) => Err(ProviderError::CutOff {
+            who: who.to_string(),
+            reason: reqwest_reason(&e),
+        }),
     }
 }
 
@@ -44,7 +42,7 @@ pub(super) async fn read_reply(
     mut response: reqwest::Response,
     idle: Duration,
     who: &str,
-) -> Result<Vec<u8>, OperationError> {
+) -> Result<Vec<u8>, ProviderError> {
     if response
         .content_length()
         .is_some_and(|length| length > MAX_REPLY_BYTES as u64)
@@ -77,25 +75,20 @@ pub(super) async fn read_excerpt(mut response: reqwest::Response, idle: Duration
 }
 
 /// A server that sent nothing for `idle`.
-pub(super) fn silent(who: &str, idle: Duration) -> OperationError {
-    OperationError::new(
-        OperationErrorKind::Provider,
-        format!(
-            "{who} sent nothing for {}s, so the call was given up (the provider's `idle_timeout_s` sets how long a reply may stay silent)",
-            idle.as_secs()
-        ),
-    )
+pub(super) fn silent(who: &str, idle: Duration) -> ProviderError {
+    ProviderError::Silent {
+        who: who.to_string(),
+        idle,
+    }
 }
 
 /// `what` ("the reply", "one event of the stream", …) went past its ceiling of `limit` bytes.
-pub(super) fn too_large(who: &str, what: &str, limit: u64) -> OperationError {
-    OperationError::new(
-        OperationErrorKind::Provider,
-        format!(
-            "{what} from {who} is larger than {}, the most Stepwise reads; nothing of it was kept",
-            bytes_in_words(limit)
-        ),
-    )
+pub(super) fn too_large(who: &str, what: &'static str, limit: u64) -> ProviderError {
+    ProviderError::TooLarge {
+        who: who.to_string(),
+        what,
+        limit,
+    }
 }
 
 #[cfg(test)]
@@ -110,9 +103,9 @@ mod tests {
             MAX_REPLY_BYTES as u64,
         );
         assert_eq!(
-            error.message,
+            error.to_string(),
             "the reply from provider `p` (http://x) is larger than 4 MiB, the most Stepwise reads; nothing of it was kept"
         );
-        assert_eq!(bytes_in_words(1000), "1000 bytes");
+        assert_eq!(crate::error::bytes_in_words(1000), "1000 bytes");
     }
 }

@@ -4,90 +4,106 @@
 
 use serde_json::{Value, json};
 use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
-use stepwise_core::operation::OperationError;
 
-use super::http::{self, OnServerError};
-use super::stream::{Sse, is_event_stream};
-use super::{Answer, Caller};
+use super::error::{BadReply, Refusal};
+use super::protocol::{Delta, KeyHeader, Protocol, WireRequest, event_json, stream_error};
 
-const GEMINI_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
-
-pub(super) async fn call(
-    caller: &Caller<'_>,
-    request: &LlmRequest,
-) -> Result<Answer, OperationError> {
-    let base = request
-        .spec
-        .base_url
-        .as_deref()
-        .unwrap_or(GEMINI_BASE)
-        .trim_end_matches('/');
-    let url = if request.spec.stream {
-        format!(
-            "{base}/models/{}:streamGenerateContent?alt=sse",
-            request.spec.model
-        )
-    } else {
-        format!("{base}/models/{}:generateContent", request.spec.model)
-    };
-    let who = format!("provider `{}` ({base})", request.spec.provider);
-    let body = body(request);
-    let (response, attempts) = http::send(
-        || {
-            let builder = caller.client.post(&url).json(&body);
-            match caller.secret.value() {
-                Some(key) => builder.header("x-goog-api-key", key),
-                None => builder,
-            }
-        },
-        &who,
-        OnServerError::Retry,
-        caller.idle,
-    )
-    .await?;
-    if is_event_stream(&response) {
-        return read_stream(Sse::new(response, caller.idle), &who, attempts, caller).await;
-    }
-    let json = http::json_body(response, &who, caller.idle).await?;
-    parse(&json, &who, attempts)
+/// Gemini's `generateContent` for one request.
+pub(crate) struct Gemini<'a> {
+    pub(crate) request: &'a LlmRequest,
 }
 
-/// A streamed reply: each event a partial response; the last carries the finish reason and
-/// the usage.
-async fn read_stream(
-    mut sse: Sse,
-    who: &str,
-    attempts: u32,
-    caller: &Caller<'_>,
-) -> Result<Answer, OperationError> {
-    let mut answer = Answer {
-        text: String::new(),
-        finish_reason: "unknown".into(),
-        usage: None,
-        attempts,
-    };
-    while let Some(data) = sse.next(who).await? {
-        let chunk: Value = serde_json::from_str(&data)
-            .map_err(|e| http::malformed(who, &format!("a streamed chunk is not JSON ({e})")))?;
+impl Protocol for Gemini<'_> {
+    type Form = ();
+    const DEFAULT_BASE: &'static str = "https://generativelanguage.googleapis.com/v1beta";
+    const KEY_HEADER: KeyHeader = KeyHeader::Named("x-goog-api-key");
+
+    fn forms(&self, _base: &str) -> Vec<()> {
+        vec![()]
+    }
+
+    fn request(&self, base: &str, (): ()) -> WireRequest {
+        let model = &self.request.spec.model;
+        let url = if self.request.spec.stream {
+            format!("{base}/models/{model}:streamGenerateContent?alt=sse")
+        } else {
+            format!("{base}/models/{model}:generateContent")
+        };
+        WireRequest {
+            url,
+            headers: Vec::new(),
+            body: body(self.request),
+        }
+    }
+
+    fn parse_reply(&self, reply: &Value) -> Result<Delta, BadReply> {
+        let candidate = reply
+            .get("candidates")
+            .and_then(|c| c.get(0))
+            .ok_or_else(|| BadReply::new("no `candidates[0]`"))?;
+        let text: String = candidate
+            .pointer("/content/parts")
+            .and_then(Value::as_array)
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let finish_reason = candidate
+            .get("finishReason")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(Delta {
+            text,
+            finish_reason,
+            ..Delta::default()
+        }
+        .with_usage(usage(reply)))
+    }
+
+    /// A streamed reply: each event a partial response; the last carries the finish reason
+    /// and the usage.
+    fn parse_event(&self, data: &str) -> Result<Option<Delta>, BadReply> {
+        let chunk = event_json(data, "a streamed chunk")?;
         if let Some(error) = chunk.get("error") {
-            return Err(http::malformed(
-                who,
-                &format!("the stream ended in an error: {error}"),
-            ));
+            return Err(stream_error(error));
         }
         // A chunk may carry only the usage (no candidate).
         if chunk.get("candidates").is_none() {
-            answer.usage = usage(&chunk).or(answer.usage);
-            continue;
+            return Ok(Some(Delta::default().with_usage(usage(&chunk))));
         }
-        let part = parse(&chunk, who, attempts)?;
-        caller.append(&mut answer.text, &part.text, who)?;
-        if part.finish_reason != "unknown" {
-            answer.finish_reason = part.finish_reason;
-        }
-        answer.usage = part.usage.or(answer.usage);
+        self.parse_reply(&chunk).map(Some)
     }
-    Ok(answer)
+
+    /// Google's errors carry a status name and, for a bad key, the reason `API_KEY_INVALID`
+    /// with HTTP 400, which would otherwise read as a bad request.
+    fn classify_error(&self, (): (), status: u16, body: &str) -> Refusal {
+        let said: Option<Value> = serde_json::from_str(body).ok();
+        let details = said
+            .as_ref()
+            .and_then(|b| b.pointer("/error/details"))
+            .and_then(Value::as_array);
+        let key_invalid = details.is_some_and(|details| {
+            details
+                .iter()
+                .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+        });
+        if key_invalid {
+            return Refusal::Auth;
+        }
+        let status_name = said
+            .as_ref()
+            .and_then(|b| b.pointer("/error/status"))
+            .and_then(Value::as_str);
+        match status_name {
+            Some("UNAUTHENTICATED" | "PERMISSION_DENIED") => Refusal::Auth,
+            Some("NOT_FOUND") => Refusal::UnknownModel,
+            Some("RESOURCE_EXHAUSTED") => Refusal::Busy,
+            _ => Refusal::of_status(status),
+        }
+    }
 }
 
 fn body(request: &LlmRequest) -> Value {
@@ -127,34 +143,6 @@ fn body(request: &LlmRequest) -> Value {
     body
 }
 
-fn parse(json: &Value, who: &str, attempts: u32) -> Result<Answer, OperationError> {
-    let candidate = json
-        .get("candidates")
-        .and_then(|c| c.get(0))
-        .ok_or_else(|| http::malformed(who, "no `candidates[0]`"))?;
-    let text: String = candidate
-        .pointer("/content/parts")
-        .and_then(Value::as_array)
-        .map(|parts| {
-            parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
-    let finish_reason = candidate
-        .get("finishReason")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_string();
-    Ok(Answer {
-        text,
-        finish_reason,
-        usage: usage(json),
-        attempts,
-    })
-}
-
 /// `usageMetadata` as Gemini reports it.
 fn usage(json: &Value) -> Option<TokenUsage> {
     let u = json.get("usageMetadata")?;
@@ -174,9 +162,15 @@ mod tests {
     #[test]
     fn parts_are_joined_and_usage_read() {
         let json = json!({"candidates": [{"content": {"parts": [{"text": "x"}, {"text": "y"}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2}});
-        let answer = parse(&json, "p", 1).expect("parses");
-        assert_eq!(answer.text, "xy");
-        assert_eq!(answer.finish_reason, "STOP");
-        assert_eq!(answer.usage.map(|u| u.total()), Some(7));
+        let request = super::super::tests::request(None);
+        let reply = Gemini { request: &request }
+            .parse_reply(&json)
+            .expect("parses");
+        assert_eq!(reply.text, "xy");
+        assert_eq!(reply.finish_reason.as_deref(), Some("STOP"));
+        assert_eq!(
+            (reply.input_tokens, reply.output_tokens),
+            (Some(5), Some(2))
+        );
     }
 }

@@ -1,12 +1,12 @@
 //! What every HTTP provider shares: the API key (read from the environment at call time, never
-//! printed), sending with retries, and turning HTTP failures into errors people can act on.
+//! printed), and sending with retries, an answer that is not a success becoming a typed
+//! `ProviderError` (what its status and body mean is the protocol's to say).
 
 use std::time::Duration;
 
-use stepwise_core::operation::{OperationError, OperationErrorKind};
-
 use super::body;
 use super::client::{MAX_REDIRECTS, same_origin};
+use super::error::{ProviderError, Refusal};
 
 /// Attempts per call, the first included, when the provider is busy or unreachable.
 const MAX_ATTEMPTS: u32 = 4;
@@ -31,18 +31,15 @@ impl std::fmt::Debug for Secret {
 
 impl Secret {
     /// The key in variable `var` (none when the provider names no variable).
-    pub(crate) fn from_env(var: Option<&str>) -> Result<Secret, OperationError> {
+    pub(crate) fn from_env(var: Option<&str>) -> Result<Secret, ProviderError> {
         let Some(var) = var else {
             return Ok(Secret { value: None });
         };
         match std::env::var(var) {
             Ok(value) if !value.is_empty() => Ok(Secret { value: Some(value) }),
-            _ => Err(OperationError::new(
-                OperationErrorKind::ProviderRefused,
-                format!(
-                    "the API key variable `{var}` is not set in the environment of this stepwise process"
-                ),
-            )),
+            _ => Err(ProviderError::KeyNotSet {
+                var: var.to_string(),
+            }),
         }
     }
 
@@ -57,178 +54,95 @@ impl Secret {
             _ => text.to_string(),
         }
     }
-
-    pub(crate) fn redact_error(&self, error: OperationError) -> OperationError {
-        OperationError::new(error.kind, self.redact(&error.message))
-    }
 }
 
-/// Whether server errors (5xx) are retried: not while trying out which form of a request a
-/// server accepts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OnServerError {
-    Retry,
-    GiveUp,
-}
-
-/// Sends the request `build` makes, again on connection errors, 429 and 5xx, waiting with
-/// exponential backoff and jitter, or as long as `Retry-After` says. Returns a 2xx response and
-/// the attempts it took; any other answer is an error naming `who` and the status. A server
+/// Sends the request `build` makes, again on connection errors and on what `classify` says is
+/// worth asking again (a busy or failing server), waiting with exponential backoff and jitter,
+/// or as long as `Retry-After` says. Returns a 2xx response and the attempts it took; any other
+/// answer is an error naming `who`, with what `classify` made of its status and body. A server
 /// that sends nothing for `idle` is not waited for longer, nor asked again.
 pub(crate) async fn send(
     build: impl Fn() -> reqwest::RequestBuilder,
     who: &str,
-    on_server_error: OnServerError,
+    classify: impl Fn(u16, &str) -> Refusal,
     idle: Duration,
-) -> Result<(reqwest::Response, u32), OperationError> {
+) -> Result<(reqwest::Response, u32), ProviderError> {
     let mut attempt = 1;
     loop {
-        let last = attempt >= MAX_ATTEMPTS;
         let Ok(sent) = tokio::time::timeout(idle, build().send()).await else {
             return Err(body::silent(who, idle));
         };
-        match sent {
-            Err(e) => {
-                let transient = e.is_connect() || e.is_timeout() || e.is_request();
-                if transient && !last {
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                    continue;
-                }
-                return Err(OperationError::new(
-                    OperationErrorKind::Provider,
-                    format!(
-                        "could not reach {who} ({}) after {attempt} attempt{}",
-                        reqwest_reason(&e),
-                        plural(attempt)
-                    ),
-                ));
-            }
+        let (error, wait) = match sent {
+            Err(e) => (
+                ProviderError::Unreachable {
+                    who: who.to_string(),
+                    reason: reqwest_reason(&e),
+                    attempts: attempt,
+                    transient: e.is_connect() || e.is_timeout() || e.is_request(),
+                },
+                backoff(attempt),
+            ),
+            Ok(response) if response.status().is_success() => return Ok((response, attempt)),
             Ok(response) => {
-                let status = response.status();
-                if status.is_success() {
-                    return Ok((response, attempt));
-                }
                 if let Some(error) = redirect_error(who, &response) {
                     return Err(error);
                 }
-                let busy = status.as_u16() == 429
-                    || (status.is_server_error() && on_server_error == OnServerError::Retry);
-                if busy && !last {
-                    let wait = retry_after(&response).unwrap_or_else(|| backoff(attempt));
-                    tokio::time::sleep(wait.min(MAX_DELAY)).await;
-                    attempt += 1;
-                    continue;
-                }
+                let status = response.status().as_u16();
+                let wait = retry_after(&response).unwrap_or_else(|| backoff(attempt));
                 let body = body::read_excerpt(response, idle).await;
-                return Err(status_error(who, status, &body, attempt));
+                let error = ProviderError::Status {
+                    who: who.to_string(),
+                    status,
+                    refusal: classify(status, &body),
+                    said: provider_message(&body),
+                    attempts: attempt,
+                };
+                (error, wait)
             }
+        };
+        if !error.retryable() || attempt >= MAX_ATTEMPTS {
+            return Err(error);
         }
+        tokio::time::sleep(wait.min(MAX_DELAY)).await;
+        attempt += 1;
     }
 }
 
-/// Reads a 2xx response's body as JSON, within [`body::MAX_REPLY_BYTES`].
-pub(crate) async fn json_body(
-    response: reqwest::Response,
-    who: &str,
-    idle: Duration,
-) -> Result<serde_json::Value, OperationError> {
-    let bytes = body::read_reply(response, idle, who).await?;
-    serde_json::from_slice(&bytes).map_err(|e| malformed(who, &format!("it is not JSON ({e})")))
-}
-
 /// A redirect the client did not follow (see `client.rs`): to another origin, or one too many.
-fn redirect_error(who: &str, response: &reqwest::Response) -> Option<OperationError> {
+fn redirect_error(who: &str, response: &reqwest::Response) -> Option<ProviderError> {
     let status = response.status();
     if !status.is_redirection() {
         return None;
     }
-    let code = status.as_u16();
+    let who = who.to_string();
+    let status = status.as_u16();
     let target = response
         .headers()
         .get(reqwest::header::LOCATION)
         .and_then(|location| location.to_str().ok())
         .and_then(|location| response.url().join(location).ok());
     let Some(target) = target else {
-        return Some(OperationError::new(
-            OperationErrorKind::ProviderRefused,
-            format!("{who} answered with a redirect (HTTP {code}) that says nowhere to go"),
-        ));
+        return Some(ProviderError::RedirectNowhere { who, status });
     };
-    let mut shown = target.to_string();
-    if shown.len() > 200 {
+    let mut to = target.to_string();
+    if to.len() > 200 {
         let mut end = 200;
-        while !shown.is_char_boundary(end) {
+        while !to.is_char_boundary(end) {
             end -= 1;
         }
-        shown.truncate(end);
-        shown.push('…');
+        to.truncate(end);
+        to.push('…');
     }
-    let message = if same_origin(response.url(), &target) {
-        format!(
-            "{who} redirected the call more than {MAX_REDIRECTS} times (HTTP {code}, last to {shown})"
-        )
+    Some(if same_origin(response.url(), &target) {
+        ProviderError::TooManyRedirects {
+            who,
+            status,
+            limit: MAX_REDIRECTS,
+            to,
+        }
     } else {
-        format!(
-            "{who} redirected the call (HTTP {code}) to {shown}, which is not the server its `base_url` names; the redirect was not followed, so that the API key never leaves for another server"
-        )
-    };
-    Some(OperationError::new(
-        OperationErrorKind::ProviderRefused,
-        message,
-    ))
-}
-
-/// An answer that does not have the shape the protocol promises.
-pub(crate) fn malformed(who: &str, what: &str) -> OperationError {
-    OperationError::new(
-        OperationErrorKind::Provider,
-        format!("malformed answer from {who}: {what}"),
-    )
-}
-
-fn status_error(
-    who: &str,
-    status: reqwest::StatusCode,
-    body: &str,
-    attempts: u32,
-) -> OperationError {
-    let said = provider_message(body);
-    let code = status.as_u16();
-    let (kind, what) = match code {
-        401 | 403 => (
-            OperationErrorKind::ProviderRefused,
-            format!("{who} refused the API key (HTTP {code})"),
-        ),
-        404 => (
-            OperationErrorKind::ProviderRefused,
-            format!("{who} does not know this model or address (HTTP 404)"),
-        ),
-        429 => (
-            OperationErrorKind::Provider,
-            format!(
-                "{who} kept answering 429 Too Many Requests ({attempts} attempt{})",
-                plural(attempts)
-            ),
-        ),
-        500..=599 => (
-            OperationErrorKind::Provider,
-            format!(
-                "{who} failed with HTTP {code} ({attempts} attempt{})",
-                plural(attempts)
-            ),
-        ),
-        _ => (
-            OperationErrorKind::ProviderRefused,
-            format!("{who} refused the request (HTTP {code})"),
-        ),
-    };
-    let message = if said.is_empty() {
-        what
-    } else {
-        format!("{what}: {said}")
-    };
-    OperationError::new(kind, message)
+        ProviderError::RedirectedAway { who, status, to }
+    })
 }
 
 /// The provider's own words about an error: `error.message` (or `error` as text) from a JSON
@@ -306,10 +220,6 @@ pub(super) fn reqwest_reason(error: &reqwest::Error) -> String {
     reason
 }
 
-fn plural(n: u32) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,11 +229,11 @@ mod tests {
         let secret = Secret {
             value: Some("sk-planted-1234".into()),
         };
-        let error = OperationError::new(
-            OperationErrorKind::Provider,
-            "bad key sk-planted-1234 at http://x/?key=sk-planted-1234",
-        );
-        let redacted = secret.redact_error(error);
+        let error = ProviderError::Malformed {
+            who: "provider `p`".into(),
+            what: "bad key sk-planted-1234 at http://x/?key=sk-planted-1234".into(),
+        };
+        let redacted = error.into_operation_error(|text| secret.redact(text));
         assert!(
             !redacted.message.contains("sk-planted"),
             "{}",

@@ -1,10 +1,14 @@
 //! Model calls: the `llm_call` operation kind's executor, over plain HTTP (`reqwest`, no
-//! vendor SDKs). `openai` speaks OpenAI's chat completions (llama.cpp, Ollama, vLLM, LM Studio,
-//! OpenAI), `anthropic` the Messages API, `gemini` `generateContent`, and `simulated` makes up
-//! deterministic replies for demos and tests. `http` holds what they share: retries with
-//! backoff and jitter on 429, 5xx and connection errors (honouring `Retry-After`), and the
-//! errors people read, with the key never in them; `body` reads replies within ceilings of
-//! size and silence; `client` follows redirects only within the configured origin.
+//! vendor SDKs). A provider's protocol (`protocol::Protocol`) is its wire format only:
+//! `openai` speaks OpenAI's chat completions (llama.cpp, Ollama, vLLM, LM Studio, OpenAI),
+//! `anthropic` the Messages API, `gemini` `generateContent`. What they share is written once:
+//! `exchange` makes the round trip (forms of a request tried in turn, the reply read whole or
+//! streamed, progress), `http` sends with retries (backoff and jitter on a busy server, a
+//! failing one and a lost connection, honouring `Retry-After`) and holds the key, `body` and
+//! `stream` read within ceilings of size and silence, `client` follows redirects only within
+//! the configured origin. Every failure is a `ProviderError` (`error`), branched on by type and
+//! worded once, with the key never in it. `simulated` makes up deterministic replies for demos
+//! and tests.
 //!
 //! Time is bounded twice: a call ends after its provider's `timeout_s` (10 minutes by default,
 //! or the step's `timeout` when shorter), and a reply that stays silent for its provider's
@@ -16,11 +20,16 @@
 mod anthropic;
 mod body;
 mod client;
+mod error;
+mod exchange;
 mod gemini;
 mod http;
 mod openai;
+mod protocol;
 mod simulated;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, Instant};
 
@@ -31,8 +40,12 @@ use stepwise_core::operation::{
 
 use crate::exec::{AfterCrash, BoxFuture, Executor, OpContext, Outcome};
 use crate::progress::ProgressSink;
-
-pub(crate) use http::Secret;
+use anthropic::Anthropic;
+use error::ProviderError;
+use exchange::Caller;
+use gemini::Gemini;
+use http::Secret;
+use openai::OpenAi;
 
 /// How long a call may take in all, retries included, unless its provider's `timeout_s` says
 /// otherwise; a step's shorter `timeout` wins.
@@ -40,33 +53,6 @@ const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a reply may stay silent (no headers, no next bytes) unless its provider's
 /// `idle_timeout_s` says otherwise.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What a provider's round trip works with, besides the request.
-pub(crate) struct Caller<'a> {
-    pub(crate) client: &'a reqwest::Client,
-    pub(crate) secret: &'a Secret,
-    /// Where a streamed reply's pieces go as they arrive (to followers, not to the log).
-    pub(crate) progress: &'a ProgressSink,
-    /// The longest wait for the next bytes of a reply.
-    pub(crate) idle: Duration,
-}
-
-impl Caller<'_> {
-    /// Adds a piece of a streamed reply to `text`, and passes it on to followers. A reply
-    /// longer than [`body::MAX_REPLY_BYTES`] fails the call.
-    fn append(&self, text: &mut String, piece: &str, who: &str) -> Result<(), OperationError> {
-        if text.len() + piece.len() > body::MAX_REPLY_BYTES {
-            return Err(body::too_large(
-                who,
-                "the streamed reply",
-                body::MAX_REPLY_BYTES as u64,
-            ));
-        }
-        text.push_str(piece);
-        self.progress.send(piece);
-        Ok(())
-    }
-}
 
 /// What one provider round trip produced, before cost and timing are added.
 pub(crate) struct Answer {
@@ -101,8 +87,9 @@ impl Executor for LlmCall {
                     "internal error: a request that is not llm_call was given to its executor",
                 ));
             };
-            let client =
-                client.map_err(|reason| OperationError::new(OperationErrorKind::Io, reason))?;
+            let client = client.map_err(|reason| {
+                ProviderError::NoClient { reason }.into_operation_error(str::to_string)
+            })?;
             let mut cancel = ctx.cancel.clone();
             let (limit, why) = call_limit(&request);
             let progress = ProgressSink::create(crate::progress::progress_path(
@@ -112,15 +99,11 @@ impl Executor for LlmCall {
             ));
             let outcome = tokio::select! {
                 outcome = tokio::time::timeout(limit, call(&client, &request, ctx.recovering, &progress)) => outcome.unwrap_or_else(|_| {
-                    Err(OperationError::new(
-                        OperationErrorKind::Provider,
-                        format!("the call to model `{}` took longer than {}{why}", request.model, duration_words(limit)),
-                    ))
+                    Err(ProviderError::TookTooLong { model: request.model.clone(), limit, why }
+                        .into_operation_error(str::to_string))
                 }),
-                () = cancelled(&mut cancel) => Err(OperationError::new(
-                    OperationErrorKind::Cancelled,
-                    format!("the call to model `{}` was cancelled", request.model),
-                )),
+                () = cancelled(&mut cancel) => Err(ProviderError::Cancelled { model: request.model.clone() }
+                    .into_operation_error(str::to_string)),
             };
             progress.finish().await;
             outcome
@@ -153,27 +136,32 @@ fn call_limit(request: &LlmRequest) -> (Duration, String) {
     }
 }
 
-/// `d` in seconds, or milliseconds when it is not a whole number of seconds.
-fn duration_words(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
-/// Makes the call with the provider the request names.
+/// Makes the call with the provider the request names. This is the edge where a
+/// `ProviderError` becomes the recorded error, with the key taken out of its words.
 async fn call(
     client: &reqwest::Client,
     request: &LlmRequest,
     after_crash: bool,
     progress: &ProgressSink,
 ) -> Outcome {
+    let secret = Secret::from_env(request.spec.api_key_env.as_deref())
+        .map_err(|e| e.into_operation_error(str::to_string))?;
+    reply(client, request, after_crash, progress, &secret)
+        .await
+        .map_err(|e| e.into_operation_error(|text| secret.redact(text)))
+}
+
+async fn reply(
+    client: &reqwest::Client,
+    request: &LlmRequest,
+    after_crash: bool,
+    progress: &ProgressSink,
+    secret: &Secret,
+) -> Result<OperationResult, ProviderError> {
     let started = Instant::now();
-    let secret = Secret::from_env(request.spec.api_key_env.as_deref())?;
     let caller = Caller {
         client,
-        secret: &secret,
+        secret,
         progress,
         idle: request
             .spec
@@ -181,23 +169,22 @@ async fn call(
             .map_or(DEFAULT_IDLE_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
     };
     let answer = match request.spec.kind {
-        ProviderKind::Openai => openai::call(&caller, request).await,
-        ProviderKind::Anthropic => anthropic::call(&caller, request).await,
-        ProviderKind::Gemini => gemini::call(&caller, request).await,
+        ProviderKind::Openai => exchange::call(&OpenAi { request }, &caller, request).await?,
+        ProviderKind::Anthropic => exchange::call(&Anthropic { request }, &caller, request).await?,
+        ProviderKind::Gemini => exchange::call(&Gemini { request }, &caller, request).await?,
         ProviderKind::Simulated => {
             let answer = simulated::reply(request);
             progress.send(&answer.text);
-            Ok(answer)
+            answer
         }
-    }
-    .map_err(|e| secret.redact_error(e))?;
+    };
     // A server's token counts are believed only within what a call can use: past that they
     // would poison every sum made of them (cost, budget, the runs listing).
     if let Some(problem) = answer.usage.as_ref().and_then(TokenUsage::implausible) {
-        return Err(http::malformed(
-            &format!("provider `{}`", request.spec.provider),
-            &problem,
-        ));
+        return Err(ProviderError::Malformed {
+            who: format!("provider `{}`", request.spec.provider),
+            what: problem,
+        });
     }
     let (usage, usage_estimated) = match answer.usage {
         Some(usage) => (usage, false),

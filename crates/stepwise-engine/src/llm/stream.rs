@@ -9,9 +9,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use stepwise_core::operation::OperationError;
-
 use super::body::{MAX_EVENT_BYTES, MAX_STREAM_BYTES, next_chunk, too_large};
+use super::error::ProviderError;
 
 /// A response body, event by event.
 pub(super) struct Sse {
@@ -44,7 +43,7 @@ impl Sse {
     }
 
     /// The next event's data (its `data:` lines joined), `None` at the end of the body.
-    pub(super) async fn next(&mut self, who: &str) -> Result<Option<String>, OperationError> {
+    pub(super) async fn next(&mut self, who: &str) -> Result<Option<String>, ProviderError> {
         loop {
             if let Some(data) = self.events.ready.pop_front() {
                 return Ok(Some(data));
