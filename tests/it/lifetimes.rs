@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use stepwise_core::event::Event;
 use stepwise_core::ids::EventSeq;
 use stepwise_core::run::RunStatus;
-use stepwise_engine::{Engine, EngineConfig, EngineError, StartRun};
+use stepwise_engine::{Engine, EngineConfig, EngineError, RunUpdate, StartRun};
 
 use crate::support::Env;
 
@@ -284,6 +285,20 @@ fn a_driver_that_cannot_write_the_log_ends_the_run_failed_saying_why_and_tells_l
             .await
             .expect("listeners are told")
             .expect("a failure");
+        // A follower sees the run end with it.
+        let mut feed = engine.follow_run(run.as_str(), EventSeq::ZERO);
+        let mut last = None;
+        tokio::time::timeout(PATIENCE, async {
+            while let Some(update) = feed.next().await {
+                last = Some(update.expect("the feed"));
+            }
+        })
+        .await
+        .expect("the feed ends with the run");
+        assert!(
+            matches!(&last, Some(RunUpdate::Event(e)) if e.ends_run() && matches!(e.event, Event::RunAborted { .. })),
+            "{last:?}"
+        );
         (run, failure, waited)
     });
     let error = waited.expect_err("the driver failed").to_string();

@@ -50,7 +50,9 @@ impl Engine {
 /// Makes sure an unfinished run is driven here once nobody else drives it.
 fn adopt(ctx: &Arc<Context>, row: &RunRow) {
     let finished = RunStatus::parse(&row.status).is_none_or(RunStatus::is_finished);
-    if finished || ctx.live.drives(&row.run_id) {
+    // Already waited for: trying its lock again at each change of a run held elsewhere would
+    // close a lock file opened for writing each time, waking every process's waiters.
+    if finished || ctx.live.drives(&row.run_id) || ctx.is_standing_by(&row.run_id) {
         return;
     }
     let result = match RunLock::try_acquire(&ctx.db.lock_dir, &row.run_id) {

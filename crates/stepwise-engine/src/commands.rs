@@ -17,29 +17,43 @@ use crate::error::EngineError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
-    /// `proposal`: the hash (or a prefix of it) of the proposal the person saw; when given,
-    /// the approval is refused if the step now waits on a different proposal.
+    /// Approve what a step waits on, optionally edited.
     Approve {
+        /// The step waiting.
         step: StepId,
+        /// Recorded with the approval.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
+        /// The proposal as the person edited it, approved instead of the one proposed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         edited: Option<EditedProposal>,
+        /// The hash (or a prefix of it) of the proposal the person saw; when given, the
+        /// approval is refused if the step now waits on a different proposal.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         proposal: Option<String>,
     },
+    /// Reject what a step waits on: the step fails with the reason.
     Reject {
+        /// The step waiting.
         step: StepId,
+        /// Why, recorded and passed on to the steps after (and to a model asked again).
         reason: String,
+        /// As for `Approve`: refused if the step now waits on another proposal.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         proposal: Option<String>,
     },
+    /// Settle an operation whose outcome a crash made unknown.
     Resolve {
+        /// The step whose operation it is.
         step: StepId,
+        /// What the person found.
         resolution: Resolution,
     },
+    /// Running operations finish; nothing new starts until `Resume`.
     Pause,
+    /// Go on after a `Pause`.
     Resume,
+    /// Running commands are killed; nothing new starts; the run ends cancelled.
     Cancel,
 }
 
@@ -67,7 +81,9 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct Refusal {
+    /// What kind of refusal, for a client to branch on.
     pub kind: RefusalKind,
+    /// Why, in words.
     pub message: String,
 }
 
@@ -80,11 +96,15 @@ pub enum RefusalKind {
     StaleProposal,
     /// The step waits on another proposal than the one named.
     ProposalChanged,
+    /// The run has no such step.
     UnknownStep,
     /// The step is not in a state the command applies to (e.g. not awaiting approval).
     WrongState,
+    /// The run has ended.
     RunFinished,
+    /// A rejection without a reason.
     MissingReason,
+    /// The edited proposal cannot be used.
     InvalidEdit,
     /// The proposal hash given is too short (or not hex) to name one proposal.
     InvalidProposalHash,
@@ -289,6 +309,7 @@ fn check_proposal(step: &StepId, current: &str, seen: Option<&str>) -> Result<()
 /// A command that was applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
+    /// The command's id in the run's inbox.
     pub command_id: i64,
     /// The seq of the event it recorded; `None` for a command that changed nothing (resuming
     /// a run that was not paused).

@@ -107,6 +107,14 @@ impl Context {
             .insert(run_id.clone())
     }
 
+    /// Whether this engine stands by for the run already.
+    pub(crate) fn is_standing_by(&self, run_id: &RunId) -> bool {
+        self.standing_by
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(run_id)
+    }
+
     pub(crate) fn stop_standing_by(&self, run_id: &RunId) {
         self.standing_by
             .lock()

@@ -56,14 +56,16 @@ pub(crate) fn spawn_driver(ctx: &Arc<Context>, run_id: &RunId, lock: RunLock) ->
     ensure_inbox_watch(ctx);
     let owned_ctx = Arc::clone(ctx);
     let owned_id = run_id.clone();
+    // Unregisters (and tells waiters) however the driver ends, panics included, and also when
+    // its task is dropped before it ever ran (the writer's runtime stopping). The driver (and
+    // with it the lock) is dropped first; a command sent meanwhile falls back to the inbox and
+    // a standby, which waits for the lock.
+    let unregister = Unregister {
+        ctx: Arc::clone(ctx),
+        registration,
+    };
     let join = ctx.db.writer.spawn(async move {
-        // Unregisters (and tells waiters) however the driver ends, panics included. The driver
-        // (and with it the lock) is dropped first; a command sent meanwhile falls back to the
-        // inbox and a standby, which waits for the lock.
-        let _unregister = Unregister {
-            ctx: Arc::clone(&owned_ctx),
-            registration,
-        };
+        let _unregister = unregister;
         if owned_ctx.is_shutting_down() {
             return Err(EngineError::ShutDown);
         }

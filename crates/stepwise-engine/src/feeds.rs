@@ -41,11 +41,14 @@ impl RecordedEvent {
         self.stored.seq
     }
 
-    /// Whether this event ends its run (succeeded, failed or cancelled).
+    /// Whether this event ends its run (succeeded, failed, cancelled, or aborted by the engine).
     pub fn ends_run(&self) -> bool {
         matches!(
             self.event,
-            Event::RunSucceeded {} | Event::RunFailed { .. } | Event::RunCancelled {}
+            Event::RunSucceeded {}
+                | Event::RunFailed { .. }
+                | Event::RunCancelled {}
+                | Event::RunAborted { .. }
         )
     }
 }
@@ -81,11 +84,6 @@ impl RunEvents {
     /// The seq of the last event handed out (or the `after_seq` subscribed with).
     pub fn last_seq(&self) -> EventSeq {
         self.last_seq
-    }
-
-    /// The run as it was named, or its full id once found.
-    pub(crate) fn run(&self) -> &str {
-        &self.run
     }
 
     /// The next event, waiting for it to be committed if need be; `None` once the run has

@@ -35,6 +35,8 @@ impl FileWatch {
             let interests = seen.lock().unwrap_or_else(|p| p.into_inner());
             for interest in interests.values() {
                 let relevant = match &event {
+                    // Events may have been lost (the queue overflowed): look.
+                    Ok(event) if event.need_rescan() => true,
                     Ok(event) => event
                         .paths
                         .iter()

@@ -142,7 +142,11 @@ impl Engine {
                     continue;
                 }
                 if let Some(mut stopped) = self.ctx.live.stopped(&run_id) {
-                    let _ = stopped.wait_for(|stopped| *stopped).await;
+                    if stopped.wait_for(|stopped| *stopped).await.is_err()
+                        && self.ctx.is_shutting_down()
+                    {
+                        return Err(EngineError::ShutDown);
+                    }
                     continue;
                 }
             }

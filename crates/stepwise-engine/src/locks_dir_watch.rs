@@ -37,6 +37,9 @@ const RETRIES_AFTER_CLOSE: [Duration; 6] = [
     Duration::from_millis(150),
 ];
 
+/// How often a waiter tries the lock when there is no watch to say when to.
+const UNWATCHED_TRIES: Duration = Duration::from_millis(250);
+
 /// Called once with the lock, when it is taken (or with why waiting failed).
 pub(crate) type OnTaken = Box<dyn FnOnce(Result<RunLock, EngineError>) + Send>;
 
@@ -46,6 +49,9 @@ struct Waiter {
     on_taken: OnTaken,
     /// A round of tries after a close is under way.
     retrying: bool,
+    /// How many events have asked it to try: a round that ends while one came in during it
+    /// goes on, so that a release just after its last try is not missed.
+    kicks: u64,
 }
 
 type Waiters = Arc<Mutex<HashMap<OsString, Waiter>>>;
@@ -96,7 +102,7 @@ impl LocksDirWatch {
         let retry_on = exec.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             match event {
-                Ok(event) => {
+                Ok(event) if !event.need_rescan() => {
                     for path in &event.paths {
                         let Some(name) = path.file_name() else {
                             continue;
@@ -107,8 +113,8 @@ impl LocksDirWatch {
                         }
                     }
                 }
-                // Events may have been lost: everyone looks.
-                Err(_) => {
+                // Events may have been lost (the queue overflowed): everyone looks.
+                _ => {
                     wake_followers(&followed, None);
                     let names: Vec<OsString> = lock(&seen).keys().cloned().collect();
                     for name in names {
@@ -178,8 +184,26 @@ impl LocksDirWatch {
                     candidate,
                     on_taken,
                     retrying: false,
+                    kicks: 0,
                 },
             );
+        }
+        let watching = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if !watching {
+            // No watch could be had (the directory, inotify's limits): the lock is tried now
+            // and then, which is slower, but the run is still taken over.
+            let waiters = Arc::clone(&self.waiters);
+            let name = name.clone();
+            self.exec.spawn(async move {
+                while try_once(&waiters, &name) {
+                    tokio::time::sleep(UNWATCHED_TRIES).await;
+                }
+            });
+            return true;
         }
         // The holder may have let go before the waiter was in place.
         try_waiter(&self.waiters, &name, &self.exec);
@@ -232,10 +256,17 @@ fn lock(waiters: &Waiters) -> std::sync::MutexGuard<'_, HashMap<OsString, Waiter
 /// Tries the lock of the waiter for `name`, if there is one; when it is still held, tries again
 /// a few times shortly after (the close that woke it comes just before the release).
 fn try_waiter(waiters: &Waiters, name: &std::ffi::OsStr, exec: &Handle) {
+    {
+        let mut all = lock(waiters);
+        let Some(waiter) = all.get_mut(name) else {
+            return;
+        };
+        waiter.kicks += 1;
+    }
     if !try_once(waiters, name) {
         return;
     }
-    {
+    let mut seen = {
         let mut all = lock(waiters);
         let Some(waiter) = all.get_mut(name) else {
             return;
@@ -244,18 +275,28 @@ fn try_waiter(waiters: &Waiters, name: &std::ffi::OsStr, exec: &Handle) {
             return;
         }
         waiter.retrying = true;
-    }
+        waiter.kicks
+    };
     let waiters = Arc::clone(waiters);
     let name = name.to_os_string();
     exec.spawn(async move {
-        for pause in RETRIES_AFTER_CLOSE {
-            tokio::time::sleep(pause).await;
-            if !try_once(&waiters, &name) {
+        loop {
+            for pause in RETRIES_AFTER_CLOSE {
+                tokio::time::sleep(pause).await;
+                if !try_once(&waiters, &name) {
+                    return;
+                }
+            }
+            let mut all = lock(&waiters);
+            let Some(waiter) = all.get_mut(&name) else {
+                return;
+            };
+            if waiter.kicks == seen {
+                waiter.retrying = false;
                 return;
             }
-        }
-        if let Some(waiter) = lock(&waiters).get_mut(&name) {
-            waiter.retrying = false;
+            // Asked again during the round: another round.
+            seen = waiter.kicks;
         }
     });
 }

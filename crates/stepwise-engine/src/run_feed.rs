@@ -15,7 +15,7 @@ use std::sync::Arc;
 use stepwise_core::event::Event;
 use stepwise_core::ids::{EventSeq, StepId};
 use stepwise_core::operation::OperationRequest;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use crate::context::Context;
 use crate::engine::Engine;
@@ -44,7 +44,13 @@ pub enum RunUpdate {
 /// after the event that ends the run.
 pub struct RunFeed {
     ctx: Arc<Context>,
-    events: RunEvents,
+    /// The run as named, and the seq subscribed after.
+    run: String,
+    after: EventSeq,
+    /// The run's events, read ahead by a task of their own (`pump`), so that waiting for them
+    /// is never cut short by progress (a read of the database cannot be called back).
+    events: mpsc::Receiver<Result<RecordedEvent, EngineError>>,
+    _pump: AbortOnDrop,
     /// Operations whose progress is followed, by their seq.
     progress: BTreeMap<EventSeq, ProgressReader>,
     /// Raised when a followed progress file changes.
@@ -52,20 +58,48 @@ pub struct RunFeed {
     ready: VecDeque<RunUpdate>,
     /// Operations in flight before the seq subscribed after are looked up once, first.
     seeded: bool,
+    /// The event that ends the run was handed out.
+    saw_end: bool,
     ended: bool,
+}
+
+/// How many events the pump reads ahead of the follower.
+const EVENTS_AHEAD: usize = 256;
+
+/// Stops the pump when the feed goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Engine {
     /// Follows a run (by id or unique prefix): its events with seq greater than `after_seq`
     /// (0 for all of them) and the progress of its operations as they run.
     pub fn follow_run(&self, run: &str, after_seq: EventSeq) -> RunFeed {
+        let mut events: RunEvents = self.subscribe_run(run, after_seq);
+        let (tx, rx) = mpsc::channel(EVENTS_AHEAD);
+        let pump = self.ctx.exec.spawn(async move {
+            while let Some(item) = events.next().await {
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
         RunFeed {
             ctx: Arc::clone(&self.ctx),
-            events: self.subscribe_run(run, after_seq),
+            run: run.to_string(),
+            after: after_seq,
+            events: rx,
+            _pump: AbortOnDrop(pump),
             progress: BTreeMap::new(),
             wake: Arc::new(Notify::new()),
             ready: VecDeque::new(),
             seeded: after_seq == EventSeq::ZERO,
+            saw_end: false,
             ended: false,
         }
     }
@@ -83,11 +117,11 @@ impl RunFeed {
                 return None;
             }
             if !self.seeded {
-                self.seeded = true;
                 if let Err(error) = self.seed().await {
                     self.ended = true;
                     return Some(Err(error));
                 }
+                self.seeded = true;
             }
             for (op, reader) in &mut self.progress {
                 if let Some(text) = reader.read_new() {
@@ -105,7 +139,7 @@ impl RunFeed {
             let following = !self.progress.is_empty();
             tokio::select! {
                 biased;
-                event = self.events.next() => match event {
+                event = self.events.recv() => match event {
                     Some(Ok(recorded)) => self.take(recorded),
                     Some(Err(error)) => {
                         self.ended = true;
@@ -114,6 +148,10 @@ impl RunFeed {
                     None => {
                         self.ended = true;
                         self.progress.clear();
+                        // The pump stopped before the run ended: the engine is shutting down.
+                        if !self.saw_end {
+                            return Some(Err(EngineError::ShutDown));
+                        }
                     }
                 },
                 () = wake.notified(), if following => {}
@@ -123,11 +161,9 @@ impl RunFeed {
 
     /// Operations in flight at the seq subscribed after: their progress is followed too.
     async fn seed(&mut self) -> Result<(), EngineError> {
-        let after = self.events.last_seq();
-        let run = self.events.run().to_string();
-        let loaded = self.ctx.load_run(&run).await?;
+        let loaded = self.ctx.load_run(&self.run).await?;
         for (op, step, request) in loaded.state.unanswered_operations() {
-            if op <= after && shows_progress(request) {
+            if op <= self.after && shows_progress(request) && !self.progress.contains_key(&op) {
                 self.follow(op, step.clone(), &loaded.row.run_id);
             }
         }
@@ -135,6 +171,7 @@ impl RunFeed {
     }
 
     fn take(&mut self, recorded: RecordedEvent) {
+        self.saw_end |= recorded.ends_run();
         match &recorded.event {
             Event::OperationStarted { step, request, .. } if shows_progress(request) => {
                 self.follow(recorded.seq(), step.clone(), &recorded.run_id);
@@ -205,6 +242,16 @@ impl ProgressReader {
         if self.file.is_none() {
             self.file = open_progress(&self.path);
         }
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|file| replaced(file, &self.path))
+        {
+            // The operation was performed again (after a crash): its progress starts anew.
+            self.file = open_progress(&self.path);
+            self.taken = 0;
+            self.partial.clear();
+        }
         let file = self.file.as_mut()?;
         let room = PROGRESS_LIMIT.saturating_sub(self.taken);
         let mut bytes = std::mem::take(&mut self.partial);
@@ -219,6 +266,15 @@ impl ProgressReader {
         };
         self.partial = bytes.split_off(whole);
         (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// Whether another file than `file` is at `path` now.
+fn replaced(file: &File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(open), Ok(there)) => open.dev() != there.dev() || open.ino() != there.ino(),
+        _ => false,
     }
 }
 

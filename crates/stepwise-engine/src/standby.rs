@@ -128,6 +128,9 @@ impl Standby {
     }
 }
 
+/// How long a standby that failed waits before it stands by again.
+const STAND_BY_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Stands by for a run another process holds: once its lock is free, the run is driven here (a
 /// driver of a finished run stops at once). One waiter per run and engine, however many wait
 /// on the run.
@@ -156,7 +159,16 @@ pub(crate) fn stand_by(ctx: &Arc<Context>, run_id: &RunId) -> Result<(), EngineE
                 tracing::debug!(run_id = %owned, "took over a run its holder let go of");
             }
             Err(error) => {
-                tracing::warn!(%error, run_id = %owned, "cannot stand by for a run");
+                // Whoever waits on the run is not left waiting for nothing: stand by again in
+                // a moment (a lock file being removed and made anew, a passing IO error).
+                tracing::warn!(%error, run_id = %owned, "cannot stand by for a run; trying again");
+                let again = Arc::clone(&ctx);
+                ctx.exec.spawn(async move {
+                    tokio::time::sleep(STAND_BY_AGAIN).await;
+                    if let Err(error) = stand_by(&again, &owned) {
+                        tracing::error!(%error, run_id = %owned, "cannot stand by for a run");
+                    }
+                });
             }
         }
     });

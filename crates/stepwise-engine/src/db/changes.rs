@@ -127,11 +127,12 @@ fn watch_wal(
     let (hints, hinted) = std::sync::mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match event {
+            // Events may have been lost (the queue overflowed): look anyway.
+            Ok(event) if event.need_rescan() => true,
             Ok(event) => event.paths.iter().any(|p| {
                 p.file_name() == Some(wal_name.as_os_str())
                     || p.file_name() == Some(db_name.as_os_str())
             }),
-            // Events may have been lost (queue overflow): look anyway.
             Err(_) => true,
         };
         if relevant {

@@ -33,14 +33,15 @@ pub(super) fn ends_the_run(error: &EngineError) -> bool {
 /// Records `RunAborted` for `error` in the run, if the failure ends the run and the run has not
 /// ended already. The run is read back first: a failed commit may have left what the driver
 /// held in memory ahead of the log. Only while holding the run's lock, on the writer's thread.
-pub(super) async fn record_abort(ctx: &Arc<Context>, run_id: &RunId, error: &EngineError) {
+/// Whether the run ended so.
+pub(super) async fn record_abort(ctx: &Arc<Context>, run_id: &RunId, error: &EngineError) -> bool {
     if !ends_the_run(error) {
-        return;
+        return false;
     }
     let recorded = async {
         let mut state = ctx.load_run(run_id.as_str()).await?.state;
         if state.status().is_finished() {
-            return Ok(());
+            return Ok(false);
         }
         let event = Event::RunAborted {
             message: error.to_string(),
@@ -57,9 +58,13 @@ pub(super) async fn record_abort(ctx: &Arc<Context>, run_id: &RunId, error: &Eng
         ctx.db.writer.write_here(|store| {
             store.append_commands(run_id, expected, &[row], Some(status), &[])
         })?;
-        Ok::<(), EngineError>(())
+        Ok::<bool, EngineError>(true)
     };
-    if let Err(failure) = recorded.await {
-        tracing::error!(%run_id, error = %failure, "cannot record why the run stopped");
+    match recorded.await {
+        Ok(ended) => ended,
+        Err(failure) => {
+            tracing::error!(%run_id, error = %failure, "cannot record why the run stopped");
+            false
+        }
     }
 }

@@ -70,7 +70,9 @@ pub(crate) async fn drive(
     let workspace = match opened {
         Ok(workspace) => workspace,
         Err(error) => {
-            abort::record_abort(&ctx, &run_id, &error).await;
+            if abort::record_abort(&ctx, &run_id, &error).await {
+                lock.remove();
+            }
             return Err(error);
         }
     };
@@ -305,10 +307,12 @@ impl Driver {
         if replaced {
             return Err(self.ctx.db.file.error().into());
         }
+        self.commit(groups, Vec::new())?;
+        // Outcomes already in hand are recorded before letting go, so that the next holder
+        // does not find them unanswered.
         if shutdown {
             return Err(EngineError::ShutDown);
         }
-        self.commit(groups, Vec::new())?;
         for (command, issued_by, reply) in direct {
             let applied = self.apply_direct(command, issued_by).await?;
             let _ = reply.send(applied);

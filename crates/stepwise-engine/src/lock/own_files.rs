@@ -106,21 +106,37 @@ pub(super) fn open_own_file(dir: &File, dir_path: &Path, name: &str) -> Result<F
     let path = dir_path.join(name);
     let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let private = Mode::from_bits_truncate(0o600);
-    match openat(dir, name, flags | OFlag::O_CREAT | OFlag::O_EXCL, private) {
-        Ok(fd) => return Ok(File::from(fd)),
-        Err(Errno::EEXIST) => {}
-        Err(errno) => return Err(open_error(&path, errno)),
+    // A finished run's lock file is removed by its holder: between the two opens below, or
+    // between an open and its checks, it may go. Then it is made anew.
+    for _ in 0..REMOVED_RETRIES {
+        match openat(dir, name, flags | OFlag::O_CREAT | OFlag::O_EXCL, private) {
+            Ok(fd) => return Ok(File::from(fd)),
+            Err(Errno::EEXIST) => {}
+            Err(errno) => return Err(open_error(&path, errno)),
+        }
+        // Left by an earlier holder: O_NOFOLLOW alone guards this open, the checks the rest.
+        let file = match openat(dir, name, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::ENOENT) => continue,
+            Err(errno) => return Err(open_error(&path, errno)),
+        };
+        let meta = file.metadata().map_err(|source| io_error(&path, source))?;
+        if meta.is_file() && meta.nlink() == 0 {
+            continue;
+        }
+        if !meta.is_file() || meta.nlink() != 1 || meta.uid() != effective_uid() {
+            return Err(not_plain(&path));
+        }
+        return Ok(file);
     }
-    // Left by an earlier holder: O_NOFOLLOW alone guards this open, the checks the rest.
-    let file = openat(dir, name, flags, Mode::empty())
-        .map(File::from)
-        .map_err(|errno| open_error(&path, errno))?;
-    let meta = file.metadata().map_err(|source| io_error(&path, source))?;
-    if !meta.is_file() || meta.nlink() != 1 || meta.uid() != effective_uid() {
-        return Err(not_plain(&path));
-    }
-    Ok(file)
+    Err(io_error(
+        &path,
+        std::io::Error::other("it keeps being removed as it is opened"),
+    ))
 }
+
+/// How often a lock file removed while it is opened is made anew before giving up.
+const REMOVED_RETRIES: usize = 8;
 
 /// Opens the file `name` in the directory to read it; `None` if there is none. It must be a
 /// plain file with one name (anyone's: a reader may be another user than the holder).
@@ -137,6 +153,10 @@ pub(super) fn open_to_read(
         Err(errno) => return Err(open_error(&path, errno)),
     };
     let meta = file.metadata().map_err(|source| io_error(&path, source))?;
+    // Removed just now (its run finished): nobody holds it.
+    if meta.is_file() && meta.nlink() == 0 {
+        return Ok(None);
+    }
     if !meta.is_file() || meta.nlink() != 1 {
         return Err(not_plain(&path));
     }
