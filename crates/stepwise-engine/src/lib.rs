@@ -45,7 +45,10 @@ pub use error::EngineError;
 pub use feeds::{ApprovalChange, ApprovalChanges, RecordedEvent, RunChanges, RunEvents};
 pub use inbox::Applied;
 pub use progress::ProgressTail;
-pub use queries::{Approval, LoadedRun, RunSummary, recorded_workflow};
+pub use queries::{
+    Approval, AskedApproval, Inbox, LoadedRun, LogPage, LoggedEvent, RunSummary, RunsPage,
+    RunsQuery, recorded_workflow,
+};
 pub use sandbox::SandboxError;
 pub use start::StartRun;
 pub use stepwise_store::{Durability, RunRow, StoreError, StoredEvent};
