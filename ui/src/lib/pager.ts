@@ -120,6 +120,13 @@ export class Pager<T> {
     return this.blocks.size;
   }
 
+  /** How many rows are held in all. */
+  get held(): number {
+    let rows = 0;
+    for (const block of this.blocks.values()) rows += block.rows.length;
+    return rows;
+  }
+
   private load(b: number): Promise<void> {
     const running = this.inFlight.get(b);
     if (running && running.generation === this.generation) return running.promise;
