@@ -12,9 +12,13 @@ mod commands;
 mod demo;
 mod digest;
 mod error;
+mod holders;
 mod live;
+mod model;
 mod notify;
 mod state;
+#[cfg(test)]
+mod testing;
 mod view;
 mod watch;
 

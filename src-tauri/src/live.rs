@@ -1,61 +1,126 @@
 //! Live updates, pushed from the engine (no polling): the runs feed and the approvals inbox
 //! become small signals on a broadcast that every `subscribe_live` channel forwards to the
-//! webview; `follow_run` streams one run's events (and a running model call's text) over a
-//! channel of its own. A question that arrives while the window is in the background also
-//! raises a system notification.
+//! webview; `follow_run` sends what each batch of a run's new events changed (and a running
+//! model call's or command's text) over a channel of its own. A question that arrives while
+//! the window is in the background also raises a system notification.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use stepwise_core::ids::{EventSeq, RunId, StepId};
-use stepwise_engine::{Approval, ApprovalChange, Engine, RunUpdate};
+use stepwise_engine::{
+    Approval, ApprovalChange, Engine, LoggedEvent, RecordedEvent, RunFeed, RunUpdate as FeedUpdate,
+};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use crate::demo;
+use crate::holders::Holders;
+use crate::model::{RunModels, SharedModel, lock};
 use crate::state::AppState;
-use crate::view::{LiveSignal, RunFeedItem, event_view};
+use crate::view::{ChangedStep, LiveSignal, RunFeedItem, RunUpdate};
 
-/// Starts the app's background work: resumes the runs nobody drives, seeds the demo on an
-/// empty database, and turns the engine's feeds into live signals.
+/// Changes of one run closer together than this are one signal: a run committing a hundred
+/// events a second must not send the window a hundred signals.
+const RUN_SIGNAL_GAP: Duration = Duration::from_millis(100);
+
+/// A followed run's updates are sent at most this often; events arriving meanwhile go in the
+/// next one. Short enough that an event shows within a tenth of a second of its commit.
+const UPDATE_GAP: Duration = Duration::from_millis(40);
+
+/// Starts the app's background work: drives the runs nobody drives (now and whenever one is
+/// let go), seeds the demo on an empty database, and turns the engine's feeds into live
+/// signals.
 pub fn start<R: Runtime>(app: &AppHandle<R>) {
     let state = app.state::<AppState>();
     let engine = state.engine.clone();
     let workspace = state.default_workspace.clone();
     let seed = state.demo_workspace;
-    let live = state.live.clone();
     tauri::async_runtime::spawn(async move {
-        match engine.resume_unheld().await {
-            Ok(runs) => {
-                for (run, outcome) in runs {
-                    if let Err(error) = outcome {
-                        tracing::info!(%run, "not resumed here: {error}");
-                    }
-                }
-            }
-            Err(error) => tracing::warn!("could not resume unfinished runs: {error}"),
+        // The holder of last resort: a run whose holder dies is taken over here at once.
+        match engine.adopt_unheld_runs().await {
+            // Adopting runs until the engine stops.
+            Ok(task) => drop(task),
+            Err(error) => tracing::warn!("not adopting unfinished runs here: {error}"),
         }
         if seed && let Err(error) = demo::seed_first_run(&engine, &workspace).await {
             tracing::warn!("could not start the demo run: {error:#}");
         }
     });
     let engine = state.engine.clone();
-    tauri::async_runtime::spawn(forward_runs(engine, live.clone()));
+    let live = state.live.clone();
+    let holders = Arc::clone(&state.holders);
+    tauri::async_runtime::spawn(forward_runs(engine, holders, live.clone()));
     let engine = state.engine.clone();
+    tauri::async_runtime::spawn(forward_failures(engine.subscribe_failures(), live.clone()));
     tauri::async_runtime::spawn(forward_approvals(app.clone(), engine, live));
 }
 
-async fn forward_runs(engine: Engine, live: broadcast::Sender<LiveSignal>) {
+/// Each failure of a driver of this app's becomes a signal the window shows (a toast naming the
+/// run and why): nothing fails unseen.
+async fn forward_failures(
+    mut failures: broadcast::Receiver<stepwise_engine::DriverFailure>,
+    live: broadcast::Sender<LiveSignal>,
+) {
+    loop {
+        match failures.recv().await {
+            Ok(failure) => {
+                let _ = live.send(LiveSignal::Failed {
+                    run_id: failure.run_id,
+                    message: failure.message,
+                });
+            }
+            // Missed ones were logged at `error` by the engine all the same.
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn forward_runs(engine: Engine, holders: Arc<Holders>, live: broadcast::Sender<LiveSignal>) {
     let mut runs = match engine.subscribe_runs().await {
         Ok(runs) => runs,
         Err(error) => return tracing::error!("the runs feed could not start: {error}"),
     };
+    // Who drives each run that was unfinished before the feed started.
+    match engine.unfinished_runs().await {
+        Ok(rows) => {
+            for row in rows {
+                holders.refresh(&engine, &row).await;
+            }
+        }
+        Err(error) => tracing::warn!("cannot tell who drives the unfinished runs: {error}"),
+    }
     loop {
-        match runs.next().await {
-            Ok(row) => {
+        // The first change is signalled at once; those that follow within the gap are
+        // gathered, each run signalled once.
+        let mut changed: Vec<RunId> = Vec::new();
+        let deadline = Instant::now() + RUN_SIGNAL_GAP;
+        loop {
+            let next = if changed.is_empty() {
+                Ok(runs.next().await)
+            } else {
+                tokio::time::timeout_at(deadline, runs.next()).await
+            };
+            let row = match next {
+                Ok(Ok(row)) => row,
+                Ok(Err(error)) => return tracing::error!("the runs feed stopped: {error}"),
+                Err(_) => break,
+            };
+            holders.refresh(&engine, &row).await;
+            let first = changed.is_empty();
+            if !changed.contains(&row.run_id) {
+                changed.push(row.run_id.clone());
+            }
+            if first {
                 let _ = live.send(LiveSignal::Run { run_id: row.run_id });
             }
-            Err(error) => return tracing::error!("the runs feed stopped: {error}"),
+        }
+        for run_id in changed.into_iter().skip(1) {
+            let _ = live.send(LiveSignal::Run { run_id });
         }
     }
 }
@@ -121,42 +186,162 @@ fn notify_if_away<R: Runtime>(app: &AppHandle<R>, approval: &Approval, waiting: 
 }
 
 /// Forwards live signals to one window channel until the window stops listening.
-pub fn forward_signals(mut signals: broadcast::Receiver<LiveSignal>, channel: Channel<LiveSignal>) {
-    tauri::async_runtime::spawn(async move {
-        loop {
-            let signal = match signals.recv().await {
-                Ok(signal) => signal,
-                // Fell behind: a signal for everything makes the window reload what it shows.
-                Err(broadcast::error::RecvError::Lagged(_)) => LiveSignal::Approvals {},
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            if channel.send(signal).is_err() {
-                return;
-            }
-        }
-    });
+pub fn forward_signals(signals: broadcast::Receiver<LiveSignal>, channel: Channel<LiveSignal>) {
+    tauri::async_runtime::spawn(relay_signals(signals, move |signal| {
+        channel.send(signal).is_ok()
+    }));
 }
 
-/// Streams a run's events after `after_seq`, and the text of its running model calls and
-/// commands' output, to `channel` until the run ends or the window stops listening. One engine
-/// subscription carries both; an operation's progress ends when the operation does.
+/// Hands each signal to `send` until it returns `false` or the broadcast closes. A receiver
+/// that fell behind lost signals it cannot know: it is told that anything may be stale.
+pub async fn relay_signals(
+    mut signals: broadcast::Receiver<LiveSignal>,
+    send: impl Fn(LiveSignal) -> bool,
+) {
+    loop {
+        let signal = match signals.recv().await {
+            Ok(signal) => signal,
+            Err(broadcast::error::RecvError::Lagged(_)) => LiveSignal::Lagged {},
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if !send(signal) {
+            return;
+        }
+    }
+}
+
+/// Follows a run for the Run view: from `after_seq` (what the window has), each batch of new
+/// events is folded into the run's model and what it changed is sent, with the text of its
+/// running model calls and commands, until the run ends or the window stops listening.
 pub async fn follow_run(
     engine: Engine,
+    models: Arc<RunModels>,
+    holders: Arc<Holders>,
     run: String,
     after_seq: u64,
     channel: Channel<RunFeedItem>,
 ) {
-    let mut feed = engine.follow_run(&run, EventSeq::new(after_seq));
-    while let Some(next) = feed.next().await {
-        let item = match next {
-            Ok(RunUpdate::Event(recorded)) => RunFeedItem::Event {
-                event: event_view(&recorded.stored, &recorded.event),
-            },
-            Ok(RunUpdate::Progress { step, text, .. }) => RunFeedItem::Progress { step, text },
+    let model = match models.current(&engine, &run).await {
+        Ok(model) => model,
+        Err(error) => return tracing::warn!(%run, "cannot follow the run: {error}"),
+    };
+    let run_id = lock(&model).row().run_id.clone();
+    let send = |item: RunFeedItem| channel.send(item).is_ok();
+    // One engine subscription: the run's events and its operations' progress, which ends
+    // with each operation.
+    let mut feed = engine.follow_run(run_id.as_str(), EventSeq::new(after_seq));
+    let mut last_sent: Option<Instant> = None;
+    loop {
+        let Some(batch) = next_batch(&mut feed, last_sent, &send).await else {
+            return;
+        };
+        let batch = match batch {
+            Ok(batch) => batch,
             Err(error) => return tracing::warn!(%run, "following the run stopped: {error}"),
         };
-        if channel.send(item).is_err() {
+        let update = match apply_batch(&engine, &models, &holders, &model, &batch).await {
+            Ok(update) => update,
+            Err(error) => return tracing::warn!(%run, "following the run stopped: {error}"),
+        };
+        last_sent = Some(Instant::now());
+        if !send(RunFeedItem::Update {
+            update: Box::new(update),
+        }) {
             return;
         }
     }
+}
+
+/// The most events one update carries (a follower far behind catches up in several).
+const BATCH_MAX: usize = 2_000;
+
+/// The next events of a followed run: the first as soon as it is committed, with every other
+/// already read and, until the update is due (`UPDATE_GAP` after the last one), every other
+/// that arrives meanwhile. Progress met on the way is sent at once through `send`. `None` once
+/// the run has ended and everything was handed out, or the window stopped listening.
+async fn next_batch(
+    feed: &mut RunFeed,
+    last_sent: Option<Instant>,
+    send: &impl Fn(RunFeedItem) -> bool,
+) -> Option<Result<Vec<RecordedEvent>, stepwise_engine::EngineError>> {
+    let mut batch = Vec::new();
+    let mut due: Option<Instant> = None;
+    loop {
+        let next = match due {
+            None => Ok(feed.next().await),
+            Some(due) => tokio::time::timeout_at(due, feed.next()).await,
+        };
+        match next {
+            Ok(Some(Ok(FeedUpdate::Event(event)))) => {
+                batch.push(*event);
+                if due.is_none() {
+                    due = Some(last_sent.map_or_else(Instant::now, |sent| sent + UPDATE_GAP));
+                }
+                if batch.len() >= BATCH_MAX {
+                    return Some(Ok(batch));
+                }
+            }
+            Ok(Some(Ok(FeedUpdate::Progress { step, text, .. }))) => {
+                if !send(RunFeedItem::Progress { step, text }) {
+                    return None;
+                }
+            }
+            Ok(Some(Err(error))) => return Some(Err(error)),
+            Ok(None) => return (!batch.is_empty()).then_some(Ok(batch)),
+            Err(_) => return Some(Ok(batch)),
+        }
+        // What is ready already goes in this batch; the update waits for no more once due.
+        if due.is_some_and(|due| Instant::now() >= due) {
+            return Some(Ok(batch));
+        }
+    }
+}
+
+/// Folds a batch into the model and says what it changed.
+async fn apply_batch(
+    engine: &Engine,
+    models: &RunModels,
+    holders: &Holders,
+    model: &SharedModel,
+    batch: &[RecordedEvent],
+) -> Result<RunUpdate, stepwise_engine::EngineError> {
+    let logged: Vec<LoggedEvent> = batch
+        .iter()
+        .map(|r| LoggedEvent {
+            seq: r.seq(),
+            recorded_at_ms: r.stored.recorded_at_ms,
+            event: r.event.clone(),
+        })
+        .collect();
+    let applied = lock(model).apply(&logged);
+    let changes = match applied {
+        Ok(changes) => changes,
+        // The feed and the model disagree (the model was read again meanwhile): read what
+        // is missing from the log.
+        Err(_) => {
+            let mut changes = models.catch_up(engine, model).await?;
+            changes.steps.extend(
+                logged
+                    .iter()
+                    .filter_map(|l| l.event.step().cloned())
+                    .collect::<BTreeSet<_>>(),
+            );
+            changes
+        }
+    };
+    let row = lock(model).row().clone();
+    let held_by = holders.held_by(engine, &row).await;
+    let now = crate::commands::now_ms();
+    let model = lock(model);
+    Ok(RunUpdate {
+        head: model.head(held_by),
+        changed: changes
+            .steps
+            .iter()
+            .filter_map(|step| model.row_of(step, now))
+            .map(|row| ChangedStep { row })
+            .collect(),
+        reshaped: changes.reshaped,
+        newest_at_ms: changes.newest_at_ms,
+    })
 }

@@ -2,13 +2,15 @@
 //! over the same database as the CLI, the workspace new runs use, and the live signals.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use stepwise_engine::{Engine, EngineConfig, Named};
 use tokio::sync::broadcast;
 
 use crate::demo;
 use crate::digest::Digests;
+use crate::holders::Holders;
+use crate::model::RunModels;
 use crate::view::LiveSignal;
 use crate::watch::WorkspaceWatch;
 
@@ -27,6 +29,10 @@ pub struct AppState {
     pub watch: WorkspaceWatch,
     /// Each run's log boiled down, for the Workspace and Cost views.
     pub digests: Digests,
+    /// The runs the Run view shows, folded and kept current.
+    pub models: Arc<RunModels>,
+    /// Who drives each unfinished run, from the runs feed.
+    pub holders: Arc<Holders>,
     /// The run the Run view follows (one at a time): its forwarding task.
     pub following: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
 }
@@ -62,6 +68,8 @@ impl AppState {
             watch: WorkspaceWatch::new(live.clone()),
             live,
             digests: Digests::default(),
+            models: Arc::default(),
+            holders: Arc::default(),
             following: Mutex::new(None),
         })
     }

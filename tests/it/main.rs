@@ -5,6 +5,7 @@ mod support;
 
 mod app;
 mod app_notify;
+mod app_run;
 mod approvals;
 mod budget_reservations;
 mod ceilings;

@@ -144,6 +144,7 @@ pub enum Event {
 }
 
 /// What a person chose for an operation whose outcome is unknown.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {

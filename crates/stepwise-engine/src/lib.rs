@@ -62,7 +62,9 @@ pub use error::EngineError;
 pub use failures::DriverFailure;
 pub use feeds::{ApprovalChange, ApprovalChanges, RecordedEvent, RunChanges, RunEvents};
 pub use loading::{LoadedRun, recorded_workflow};
-pub use queries::{Approval, RunSummary};
+pub use queries::{
+    Approval, AskedApproval, Inbox, LogPage, LoggedEvent, RunSummary, RunsPage, RunsQuery,
+};
 pub use replay::{ReplayAgainst, Replayed};
 pub use run_feed::{RunFeed, RunUpdate};
 pub use sandbox::SandboxError;

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use stepwise_core::ids::{RunId, StepId};
+use stepwise_core::event::Event;
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::{PendingApproval, RunState, RunStatus};
-use stepwise_store::RunRow;
+use stepwise_store::{RunFilter, RunRow, StoredEvent};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::loading::LoadedRun;
+use crate::loading::{LoadedRun, unreadable};
 use crate::lock;
+use crate::record::decode;
 
 /// A run as a list shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +43,65 @@ pub struct Approval {
     pub workflow: String,
     pub step: StepId,
     pub approval: PendingApproval,
+}
+
+/// One event of a run's log: its seq, when it was recorded, and what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedEvent {
+    pub seq: EventSeq,
+    pub recorded_at_ms: i64,
+    pub event: Event,
+}
+
+/// A page of a run's log, read with the run's row in one snapshot (they agree).
+#[derive(Debug, Clone)]
+pub struct LogPage {
+    pub run: RunRow,
+    pub events: Vec<LoggedEvent>,
+}
+
+/// Which runs a page of the runs list holds, and where the page starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunsQuery {
+    /// Only runs with this recorded status.
+    pub status: Option<String>,
+    /// Only these runs, when given.
+    pub only: Option<Vec<RunId>>,
+    /// None of these runs.
+    pub except: Vec<RunId>,
+    /// Every word must appear in the workflow's name or path, the run id or the trigger (ASCII
+    /// case aside).
+    pub words: Vec<String>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of the runs list, newest first, with the counts a list shows beside it, all read in
+/// one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct RunsPage {
+    pub runs: Vec<RunRow>,
+    /// How many runs the query admits in all.
+    pub total: u64,
+    /// How many runs have each recorded status, whatever the query.
+    pub by_status: Vec<(String, u64)>,
+}
+
+/// A question waiting for a person, with when it was asked and the run's workspace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AskedApproval {
+    pub approval: Approval,
+    pub workspace: String,
+    /// When the question was recorded.
+    pub asked_at_ms: i64,
+}
+
+/// Everything waiting for a person across the unfinished runs, and the runs that could not be
+/// read (whose questions, if any, are not in the list: a reader must say so).
+#[derive(Debug, Default)]
+pub struct Inbox {
+    pub waiting: Vec<AskedApproval>,
+    pub unreadable: Vec<(RunId, EngineError)>,
 }
 
 impl Engine {
@@ -115,6 +176,123 @@ impl Engine {
             })
             .await
     }
+
+    /// Up to `limit` events of a run (by id or unique prefix) after `after`, read from the
+    /// store by seq, with the run's row as it was at that moment: a view of a long log reads a
+    /// page, never the whole log.
+    pub async fn read_log(
+        &self,
+        run: &str,
+        after: EventSeq,
+        limit: usize,
+    ) -> Result<LogPage, EngineError> {
+        let run = run.to_string();
+        self.ctx
+            .db
+            .read(move |store| {
+                let row = store.find_run(&run)?;
+                let events = logged(
+                    &row.run_id,
+                    store.load_events_page(&row.run_id, after, limit),
+                )
+                .map_err(|error| unreadable(&row.run_id, store, error))?;
+                Ok(LogPage { run: row, events })
+            })
+            .await
+    }
+
+    /// The events of a run with these seqs (those that exist), in seq order.
+    pub async fn read_events_at(
+        &self,
+        run_id: &RunId,
+        seqs: Vec<EventSeq>,
+    ) -> Result<Vec<LoggedEvent>, EngineError> {
+        let run_id = run_id.clone();
+        self.ctx
+            .db
+            .read(move |store| {
+                logged(&run_id, store.load_events_at(&run_id, &seqs))
+                    .map_err(|error| unreadable(&run_id, store, error))
+            })
+            .await
+    }
+
+    /// A page of the runs list, as the database filters and counts it (no run's lock is asked
+    /// about: a list of thousands must not probe thousands of locks).
+    pub async fn runs_page(&self, query: RunsQuery) -> Result<RunsPage, EngineError> {
+        self.ctx
+            .db
+            .read(move |store| {
+                let filter = RunFilter {
+                    status: query.status,
+                    only: query.only,
+                    except: query.except,
+                    words: query.words,
+                };
+                Ok(RunsPage {
+                    runs: store.runs_page(&filter, query.offset, query.limit)?,
+                    total: store.count_runs(&filter)?,
+                    by_status: store.count_runs_by_status()?,
+                })
+            })
+            .await
+    }
+
+    /// The approvals inbox across every unfinished run, each run read once (its questions, when
+    /// each was asked, its workspace). A run that cannot be read is reported in
+    /// [`Inbox::unreadable`], naming it, not left out in silence.
+    pub async fn approvals_inbox(&self) -> Result<Inbox, EngineError> {
+        let ctx = Arc::clone(&self.ctx);
+        self.ctx
+            .db
+            .read(move |store| {
+                let mut inbox = Inbox::default();
+                for row in store.unfinished_runs()? {
+                    let loaded = match ctx.load_run_with(store, row.run_id.as_str()) {
+                        Ok(loaded) => loaded,
+                        Err(error) => {
+                            inbox.unreadable.push((row.run_id, error));
+                            continue;
+                        }
+                    };
+                    for approval in approvals_of(&loaded.row, &loaded.state) {
+                        // Seqs are 1, 2, … with no gaps: the question's event is found by index.
+                        let asked = approval.approval.requested_seq.get();
+                        let asked_at_ms = usize::try_from(asked.saturating_sub(1))
+                            .ok()
+                            .and_then(|i| loaded.events.get(i))
+                            .filter(|(stored, _)| stored.seq.get() == asked)
+                            .map_or(loaded.row.updated_at_ms, |(stored, _)| {
+                                stored.recorded_at_ms
+                            });
+                        inbox.waiting.push(AskedApproval {
+                            approval,
+                            workspace: loaded.row.workspace.clone(),
+                            asked_at_ms,
+                        });
+                    }
+                }
+                Ok(inbox)
+            })
+            .await
+    }
+}
+
+/// Stored events read back as typed ones.
+fn logged(
+    run_id: &RunId,
+    stored: Result<Vec<StoredEvent>, stepwise_store::StoreError>,
+) -> Result<Vec<LoggedEvent>, EngineError> {
+    stored?
+        .into_iter()
+        .map(|stored| {
+            Ok(LoggedEvent {
+                seq: stored.seq,
+                recorded_at_ms: stored.recorded_at_ms,
+                event: decode(run_id, &stored)?,
+            })
+        })
+        .collect()
 }
 
 /// The questions a run's state waits on.

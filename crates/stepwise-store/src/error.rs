@@ -126,6 +126,18 @@ impl StoreError {
             other => other,
         }
     }
+
+    /// Whether the database was busy: another connection held a lock longer than the wait
+    /// allows. Trying again later may succeed.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Sqlite(error) | StoreError::At { error, .. } => matches!(
+                error.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
 }
 
 // Messages hold their causes in words (see `sqlite_reason`), so the errors expose no `source`

@@ -138,12 +138,39 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut statement = self.conn.prepare_cached(
-            "SELECT seq, event_type, schema_version, recorded_at_ms, correlation_id,
-                    causation_seq, payload
-             FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let mut rows = statement.query(params![run_id.as_str(), after_seq.get(), limit])?;
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        ))?;
+        let rows = statement.query(params![run_id.as_str(), after_seq.get(), limit])?;
+        self.read_events(run_id, rows)
+    }
+
+    /// The run's events with these seqs (those that exist), in seq order: a view showing a few
+    /// events of a long log reads those and no others.
+    pub fn load_events_at(
+        &self,
+        run_id: &RunId,
+        seqs: &[EventSeq],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut found = Vec::with_capacity(seqs.len());
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 AND seq = ?2"
+        ))?;
+        for seq in seqs {
+            let rows = statement.query(params![run_id.as_str(), seq.get()])?;
+            found.extend(self.read_events(run_id, rows)?);
+        }
+        found.sort_by_key(|event| event.seq);
+        found.dedup_by_key(|event| event.seq);
+        Ok(found)
+    }
+
+    fn read_events(
+        &self,
+        run_id: &RunId,
+        mut rows: rusqlite::Rows<'_>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut resolver = BlobResolver::new(&self.conn);
         let mut events = Vec::new();
         while let Some(row) = rows.next()? {
@@ -178,6 +205,9 @@ impl Store {
         Ok(events)
     }
 }
+
+const EVENT_COLUMNS: &str =
+    "seq, event_type, schema_version, recorded_at_ms, correlation_id, causation_seq, payload";
 
 /// Inserts `events` as seqs `after_seq + 1 ..` (blobs included) and returns the last seq.
 /// The caller owns the transaction and has checked that `after_seq` is the run's last seq.

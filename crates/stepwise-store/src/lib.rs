@@ -22,6 +22,7 @@ mod events;
 mod migrations;
 mod open;
 mod runs;
+mod runs_page;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,7 @@ pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};
 pub use open::FileId;
 pub use runs::{AMBIGUOUS_MATCHES_SHOWN, NewRun, RunRow};
+pub use runs_page::RunFilter;
 
 /// How hard a commit tries to survive power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -47,11 +47,11 @@ pub struct RunRow {
     pub cost_micro_usd: u64,
 }
 
-const RUN_COLUMNS: &str = "run_id, workflow_name, workflow_path, workflow_hash, workspace, \
+pub(crate) const RUN_COLUMNS: &str = "run_id, workflow_name, workflow_path, workflow_hash, workspace, \
                            trigger, status, created_at_ms, updated_at_ms, last_seq, change_seq, \
                            cost_micro_usd";
 
-fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
+pub(crate) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         run_id: RunId::from(row.get::<_, String>(0)?),
         workflow_name: row.get(1)?,

@@ -1,60 +1,50 @@
 //! The approvals inbox across runs, and the decisions a person makes in it.
 
-use std::collections::HashMap;
-
-use stepwise_core::ids::{RunId, StepId};
+use stepwise_core::ids::StepId;
 use stepwise_core::operation::CommandLine;
 use stepwise_core::run::EditedProposal;
-use stepwise_engine::Command;
+use stepwise_engine::{Command, Engine};
 use tauri::State;
 
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::view::ApprovalItem;
+use crate::view::{ApprovalItem, InboxView, UnreadableRun};
 
-/// Everything waiting for a person, newest question first.
+/// Everything waiting for a person, newest question first, and the runs that could not be
+/// read to say what of theirs waits.
 #[tauri::command]
-pub async fn list_approvals(state: State<'_, AppState>) -> Result<Vec<ApprovalItem>, AppError> {
-    let approvals = state.engine.approvals(None).await?;
-    // When each was asked (its `ApprovalRequested`'s time) and the run's workspace: one read
-    // of each run that has questions.
-    let mut runs: HashMap<RunId, (HashMap<u64, i64>, String)> = HashMap::new();
-    let mut items = Vec::with_capacity(approvals.len());
-    for approval in approvals {
-        if !runs.contains_key(&approval.run_id) {
-            let read = match state.engine.load_run(approval.run_id.as_str()).await {
-                Ok(loaded) => (
-                    loaded
-                        .events
-                        .iter()
-                        .map(|(s, _)| (s.seq.get(), s.recorded_at_ms))
-                        .collect(),
-                    loaded.row.workspace,
-                ),
-                Err(_) => (HashMap::new(), String::new()),
-            };
-            runs.insert(approval.run_id.clone(), read);
-        }
-        let seq = approval.approval.requested_seq.get();
-        let (asked_at, workspace) = runs
-            .get(&approval.run_id)
-            .map(|(times, ws)| (times.get(&seq).copied().unwrap_or(0), ws.clone()))
-            .unwrap_or_default();
-        items.push(ApprovalItem {
-            run_id: approval.run_id,
-            workflow: approval.workflow,
-            workspace,
-            step: approval.step,
-            attempt: approval.approval.attempt,
-            proposal: approval.approval.proposal,
-            proposal_hash: approval.approval.proposal_hash,
-            reason: approval.approval.reason,
-            requested_seq: seq,
-            requested_at_ms: asked_at,
-        });
-    }
+pub async fn list_approvals(state: State<'_, AppState>) -> Result<InboxView, AppError> {
+    inbox(&state.engine).await
+}
+
+pub async fn inbox(engine: &Engine) -> Result<InboxView, AppError> {
+    let inbox = engine.approvals_inbox().await?;
+    let mut items: Vec<ApprovalItem> = inbox
+        .waiting
+        .into_iter()
+        .map(|asked| ApprovalItem {
+            run_id: asked.approval.run_id,
+            workflow: asked.approval.workflow,
+            workspace: asked.workspace,
+            step: asked.approval.step,
+            attempt: asked.approval.approval.attempt,
+            proposal: asked.approval.approval.proposal,
+            proposal_hash: asked.approval.approval.proposal_hash,
+            reason: asked.approval.approval.reason,
+            requested_seq: asked.approval.approval.requested_seq.get(),
+            requested_at_ms: asked.asked_at_ms,
+        })
+        .collect();
     items.sort_by_key(|item| std::cmp::Reverse(item.requested_at_ms));
-    Ok(items)
+    let unreadable = inbox
+        .unreadable
+        .into_iter()
+        .map(|(run_id, error)| UnreadableRun {
+            run_id,
+            message: error.to_string(),
+        })
+        .collect();
+    Ok(InboxView { items, unreadable })
 }
 
 /// Approves the proposal the person saw (`proposal_hash`), optionally changed: new file

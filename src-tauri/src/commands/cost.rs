@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use stepwise_core::ids::RunId;
 use stepwise_core::run::CostLine;
+use stepwise_engine::RunsQuery;
 use tauri::State;
 
 use crate::error::AppError;
@@ -19,7 +20,14 @@ pub async fn cost_overview(
     state: State<'_, AppState>,
     run: Option<String>,
 ) -> Result<CostOverview, AppError> {
-    let runs = state.engine.list_runs(RUNS_COUNTED).await?;
+    let runs = state
+        .engine
+        .runs_page(RunsQuery {
+            limit: RUNS_COUNTED,
+            ..RunsQuery::default()
+        })
+        .await?
+        .runs;
     let mut total = CostLine::default();
     let mut by_run = Vec::new();
     let mut by_model: BTreeMap<String, CostLine> = BTreeMap::new();
@@ -29,11 +37,11 @@ pub async fn cost_overview(
         Some(id) => Some(state.engine.find_run(id).await?.run_id),
         None => None,
     };
-    for summary in &runs {
-        let Ok(digest) = state.digests.of(&state.engine, &summary.row).await else {
+    for row in &runs {
+        let Ok(digest) = state.digests.of(&state.engine, row).await else {
             continue;
         };
-        let report = &digest.cost;
+        let report = digest.cost();
         if report.total.calls == 0 {
             continue;
         }
@@ -45,7 +53,7 @@ pub async fn cost_overview(
             add(by_day.entry(day.clone()).or_default(), line);
         }
         let is_wanted = match &wanted {
-            Some(id) => id == &summary.row.run_id,
+            Some(id) => id == &row.run_id,
             None => steps_of.is_none(),
         };
         if is_wanted {
@@ -57,12 +65,12 @@ pub async fn cost_overview(
                     cost: cost.clone(),
                 })
                 .collect();
-            steps_of = Some((summary.row.run_id.clone(), steps));
+            steps_of = Some((row.run_id.clone(), steps));
         }
         by_run.push(RunCost {
-            run_id: summary.row.run_id.clone(),
-            workflow: summary.row.workflow_name.clone(),
-            started_at_ms: summary.row.created_at_ms,
+            run_id: row.run_id.clone(),
+            workflow: row.workflow_name.clone(),
+            started_at_ms: row.created_at_ms,
             cost: report.total.clone(),
         });
     }

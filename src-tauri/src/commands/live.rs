@@ -1,4 +1,6 @@
-//! Subscriptions: the live signals, and one run's events as they are recorded.
+//! Subscriptions: the live signals, and one run as it goes on.
+
+use std::sync::Arc;
 
 use tauri::State;
 use tauri::ipc::Channel;
@@ -13,8 +15,9 @@ pub fn subscribe_live(state: State<'_, AppState>, channel: Channel<LiveSignal>) 
     crate::live::forward_signals(state.live.subscribe(), channel);
 }
 
-/// Streams `run`'s events after `after_seq` (and its model calls' text) to `channel`. The
-/// window follows one run at a time: this stops following the previous one.
+/// Sends to `channel` what each batch of `run`'s events after `after_seq` changes (and its
+/// model calls' and commands' text). The window follows one run at a time: this stops
+/// following the previous one.
 #[tauri::command]
 pub fn follow_run(
     state: State<'_, AppState>,
@@ -24,6 +27,8 @@ pub fn follow_run(
 ) -> Result<(), AppError> {
     let task = tauri::async_runtime::spawn(crate::live::follow_run(
         state.engine.clone(),
+        Arc::clone(&state.models),
+        Arc::clone(&state.holders),
         run,
         after_seq,
         channel,

@@ -4,10 +4,15 @@
 mod approvals;
 mod cost;
 mod live;
+mod run_view;
 mod runs;
+#[cfg(test)]
+mod tests;
 mod workflows;
 mod workspace;
 
+#[cfg(test)]
+pub use run_view::{run_overview, step_detail};
 use tauri::Runtime;
 use tauri::ipc::Invoke;
 
@@ -16,11 +21,15 @@ pub fn handler<R: Runtime>() -> impl Fn(Invoke<R>) -> bool + Send + Sync + 'stat
     tauri::generate_handler![
         runs::app_info,
         runs::list_runs,
-        runs::get_run,
-        runs::get_events,
+        run_view::get_run,
+        run_view::get_steps,
+        run_view::get_step,
+        run_view::get_decisions,
+        run_view::get_events,
         runs::pause_run,
         runs::resume_run,
         runs::cancel_run,
+        runs::resolve_step,
         runs::replay_run,
         approvals::list_approvals,
         approvals::approve_step,
@@ -35,7 +44,7 @@ pub fn handler<R: Runtime>() -> impl Fn(Invoke<R>) -> bool + Send + Sync + 'stat
 }
 
 /// Milliseconds since the epoch, for timings of what is still going.
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

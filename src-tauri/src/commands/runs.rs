@@ -1,25 +1,21 @@
-//! Runs: the list, one run in full, its raw log, pause/resume/cancel, and replay.
+//! Runs: a page of the list, pause/resume/cancel, resolving an unknown outcome, and replay.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use stepwise_core::event::Event;
-use stepwise_core::ids::EventSeq;
+use stepwise_core::event::{Event, Resolution};
+use stepwise_core::ids::{EventSeq, StepId};
 use stepwise_core::run::{ReplayError, replay};
-use stepwise_engine::{Command, Engine, recorded_workflow};
+use stepwise_engine::{Command, Engine, RunsQuery, recorded_workflow};
 use tauri::State;
 
 use crate::error::AppError;
+use crate::holders::Holders;
 use crate::state::AppState;
-use crate::view::{
-    AppInfo, EventView, ReplayVerdict, RunDetail, RunListItem, event_view, run_detail,
-    run_list_item,
-};
+use crate::view::{AppInfo, ReplayVerdict, RunsPage, StatusCount, run_list_item};
 
-/// The most runs the list holds.
-const RUNS_SHOWN: usize = 10_000;
-/// The most events one page of the raw log holds.
-const EVENTS_PAGE: usize = 5_000;
+/// The most rows one page of the runs list holds.
+const RUNS_PAGE_MAX: u64 = 500;
 
 #[tauri::command]
 pub fn app_info(state: State<'_, AppState>) -> AppInfo {
@@ -32,38 +28,90 @@ pub fn app_info(state: State<'_, AppState>) -> AppInfo {
     }
 }
 
+/// A page of the runs list, newest first: the runs with `status` (`all`, a recorded status, or
+/// `interrupted`) whose workflow, path, id or trigger contain every word of `query`, from
+/// `offset`. The database filters, counts and pages; who drives each run comes from the runs
+/// feed, not from asking each run's lock.
 #[tauri::command]
-pub async fn list_runs(state: State<'_, AppState>) -> Result<Vec<RunListItem>, AppError> {
-    let runs = state.engine.list_runs(RUNS_SHOWN).await?;
-    Ok(runs.iter().map(run_list_item).collect())
-}
-
-#[tauri::command]
-pub async fn get_run(state: State<'_, AppState>, run: String) -> Result<RunDetail, AppError> {
-    let loaded = state.engine.load_run(&run).await?;
-    let held_by = state.engine.holder(&loaded.row.run_id).await?;
-    let summary = stepwise_engine::RunSummary {
-        row: loaded.row.clone(),
-        held_by,
-    };
-    Ok(run_detail(&summary, &loaded, super::now_ms()))
-}
-
-/// The run's raw log after `after_seq`, a page at a time.
-#[tauri::command]
-pub async fn get_events(
+pub async fn list_runs(
     state: State<'_, AppState>,
-    run: String,
-    after_seq: u64,
-) -> Result<Vec<EventView>, AppError> {
-    let loaded = state.engine.load_run(&run).await?;
-    Ok(loaded
-        .events
-        .iter()
-        .filter(|(stored, _)| stored.seq > EventSeq::new(after_seq))
-        .take(EVENTS_PAGE)
-        .map(|(stored, event)| event_view(stored, event))
-        .collect())
+    status: Option<String>,
+    query: Option<String>,
+    offset: u64,
+    limit: u64,
+) -> Result<RunsPage, AppError> {
+    runs_page(
+        &state.engine,
+        &state.holders,
+        status.as_deref(),
+        query.as_deref().unwrap_or(""),
+        offset,
+        limit,
+    )
+    .await
+}
+
+pub async fn runs_page(
+    engine: &Engine,
+    holders: &Holders,
+    status: Option<&str>,
+    query: &str,
+    offset: u64,
+    limit: u64,
+) -> Result<RunsPage, AppError> {
+    let interrupted = holders.interrupted(engine);
+    let (status_filter, only, except) = match status.filter(|s| *s != "all") {
+        None => (None, None, Vec::new()),
+        Some("interrupted") => (
+            Some("running".to_string()),
+            Some(interrupted.clone()),
+            Vec::new(),
+        ),
+        Some("running") => (Some("running".to_string()), None, interrupted.clone()),
+        Some(other) => (Some(other.to_string()), None, Vec::new()),
+    };
+    let page = engine
+        .runs_page(RunsQuery {
+            status: status_filter,
+            only,
+            except,
+            words: query.split_whitespace().map(str::to_string).collect(),
+            offset: usize::try_from(offset).unwrap_or(usize::MAX),
+            limit: usize::try_from(limit.min(RUNS_PAGE_MAX)).unwrap_or(0),
+        })
+        .await?;
+    let mut runs = Vec::with_capacity(page.runs.len());
+    for row in &page.runs {
+        let held_by = holders.held_by(engine, row).await;
+        runs.push(run_list_item(row, held_by));
+    }
+    // Interrupted runs are recorded as running: counted apart.
+    let stopped = interrupted.len() as u64;
+    let mut by_status: Vec<StatusCount> = page
+        .by_status
+        .into_iter()
+        .map(|(status, count)| StatusCount {
+            count: if status == "running" {
+                count.saturating_sub(stopped)
+            } else {
+                count
+            },
+            status,
+        })
+        .filter(|c| c.count > 0)
+        .collect();
+    if stopped > 0 {
+        by_status.push(StatusCount {
+            status: "interrupted".into(),
+            count: stopped,
+        });
+    }
+    Ok(RunsPage {
+        offset,
+        total: page.total,
+        runs,
+        by_status,
+    })
 }
 
 #[tauri::command]
@@ -91,6 +139,23 @@ async fn resume(engine: &Engine, run: &str) -> Result<(), AppError> {
 #[tauri::command]
 pub async fn cancel_run(state: State<'_, AppState>, run: String) -> Result<(), AppError> {
     state.engine.send(&run, Command::Cancel).await?;
+    Ok(())
+}
+
+/// Says what became of an operation cut off by a crash: run it again (`retry`), give the step
+/// up (`skip`), or take it as done (`mark_done`). The engine checks the step still waits so.
+#[tauri::command]
+pub async fn resolve_step(
+    state: State<'_, AppState>,
+    run: String,
+    step: String,
+    resolution: Resolution,
+) -> Result<(), AppError> {
+    let command = Command::Resolve {
+        step: StepId::from(step.as_str()),
+        resolution,
+    };
+    state.engine.send(&run, command).await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use stepwise_engine::RunsQuery;
 use tauri::State;
 
 use crate::error::{AppError, ErrorCode};
@@ -23,10 +24,17 @@ pub async fn workspace_tree(
     state: State<'_, AppState>,
     run: Option<String>,
 ) -> Result<WorkspaceView, AppError> {
-    let runs = state.engine.list_runs(RUNS_LOOKED_AT.max(1)).await?;
+    let runs = state
+        .engine
+        .runs_page(RunsQuery {
+            limit: RUNS_LOOKED_AT,
+            ..RunsQuery::default()
+        })
+        .await?
+        .runs;
     let chosen = match &run {
         Some(id) => Some(state.engine.find_run(id).await?),
-        None => runs.first().map(|r| r.row.clone()),
+        None => runs.first().cloned(),
     };
     let (root, run_id) = match &chosen {
         Some(row) => (PathBuf::from(&row.workspace), Some(row.run_id.clone())),
@@ -34,12 +42,12 @@ pub async fn workspace_tree(
     };
     let mut touched = HashSet::new();
     let mut pending = HashSet::new();
-    for summary in runs.iter().filter(|r| Path::new(&r.row.workspace) == root) {
-        let Ok(digest) = state.digests.of(&state.engine, &summary.row).await else {
+    for row in runs.iter().filter(|r| Path::new(&r.workspace) == root) {
+        let Ok(digest) = state.digests.of(&state.engine, row).await else {
             continue;
         };
-        touched.extend(digest.touched.iter().cloned());
-        pending.extend(digest.pending_edits.iter().cloned());
+        touched.extend(digest.touched().cloned());
+        pending.extend(digest.pending_edits().cloned());
     }
     if let Err(error) = state.watch.watch(&root) {
         tracing::warn!("{error}");

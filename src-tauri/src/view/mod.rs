@@ -4,14 +4,17 @@
 
 mod run;
 
-pub use run::{event_view, run_detail, run_list_item};
+pub use run::{
+    ChangedStep, DecisionView, EventPage, OperationView, RunFeedItem, RunHead, RunOverview,
+    RunUpdate, StepBar, StepDetail, StepPage, StepRow,
+};
 
 use serde::Serialize;
 use serde_json::Value;
-use stepwise_core::event::{DecisionMode, Proposal};
+use stepwise_core::event::Proposal;
 use stepwise_core::ids::{RunId, StepId};
-use stepwise_core::llm::Budget;
-use stepwise_core::run::{CostLine, CostReport, StepStatus, StepTiming};
+use stepwise_core::run::CostLine;
+use stepwise_engine::{LoggedEvent, RunRow};
 use ts_rs::TS;
 
 /// A run as the list shows it.
@@ -36,88 +39,25 @@ pub struct RunListItem {
     pub held_by: Option<String>,
 }
 
-/// A part of a step's life on the timeline.
+/// A page of the runs list, newest first: the rows a list shows, and counts for its filters.
 #[derive(Debug, Clone, Serialize, TS)]
-pub struct Segment {
-    /// `executing` (an operation running, or the step deciding) or `waiting` (for a person).
-    pub kind: String,
+pub struct RunsPage {
     #[ts(type = "number")]
-    pub start_ms: i64,
-    /// `None` while it lasts.
-    #[ts(type = "number | null")]
-    pub end_ms: Option<i64>,
+    pub offset: u64,
+    /// How many runs match the filter in all.
+    #[ts(type = "number")]
+    pub total: u64,
+    pub runs: Vec<RunListItem>,
+    /// How many runs there are of each shown status (`interrupted` apart from `running`),
+    /// whatever the filter.
+    pub by_status: Vec<StatusCount>,
 }
 
-/// One operation of a step: exactly what was asked and what came back.
 #[derive(Debug, Clone, Serialize, TS)]
-pub struct OperationView {
+pub struct StatusCount {
+    pub status: String,
     #[ts(type = "number")]
-    pub seq: u64,
-    pub request: Value,
-    /// The recorded result (`None` while it runs, or when it failed).
-    pub result: Option<Value>,
-    pub error: Option<Value>,
-    #[ts(type = "number")]
-    pub started_at_ms: i64,
-    #[ts(type = "number | null")]
-    pub ended_at_ms: Option<i64>,
-}
-
-/// One step of a run.
-#[derive(Debug, Clone, Serialize, TS)]
-pub struct StepView {
-    pub id: StepId,
-    /// Its type (`edit_file`, `prompt`, …).
-    pub kind: String,
-    pub status: StepStatus,
-    pub attempt: u32,
-    pub needs: Vec<StepId>,
-    pub output: Option<Value>,
-    pub error: Option<String>,
-    pub reason: Option<String>,
-    pub timing: StepTiming,
-    pub segments: Vec<Segment>,
-    pub operations: Vec<OperationView>,
-    /// Model calls' tokens and cost.
-    pub cost: CostLine,
-}
-
-/// A person's (or a rule's) decision on a proposal.
-#[derive(Debug, Clone, Serialize, TS)]
-pub struct DecisionView {
-    #[ts(type = "number")]
-    pub seq: u64,
-    #[ts(type = "number")]
-    pub at_ms: i64,
-    pub step: StepId,
-    pub approved: bool,
-    pub by: String,
-    /// Manual, or the rule that decided (approvals only).
-    pub mode: Option<DecisionMode>,
-    pub proposal_hash: Option<String>,
-    /// The hash of exactly what was approved (the edited proposal when it was edited).
-    pub approved_hash: Option<String>,
-    pub edited: bool,
-    pub comment: Option<String>,
-    /// Why it was rejected.
-    pub reason: Option<String>,
-}
-
-/// A run in full.
-#[derive(Debug, Clone, Serialize, TS)]
-pub struct RunDetail {
-    pub run: RunListItem,
-    pub inputs: Value,
-    pub started_by: String,
-    pub steps: Vec<StepView>,
-    pub decisions: Vec<DecisionView>,
-    pub pending: Vec<ApprovalItem>,
-    pub budget: Option<Budget>,
-    pub cost: CostReport,
-    #[ts(type = "number")]
-    pub last_seq: u64,
-    /// Why the run failed or what it waits for, in words.
-    pub note: Option<String>,
+    pub count: u64,
 }
 
 /// One event of the raw log.
@@ -149,6 +89,22 @@ pub struct ApprovalItem {
     pub requested_seq: u64,
     #[ts(type = "number")]
     pub requested_at_ms: i64,
+}
+
+/// The approvals inbox, and the runs that could not be read to fill it.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct InboxView {
+    /// Newest question first.
+    pub items: Vec<ApprovalItem>,
+    pub unreadable: Vec<UnreadableRun>,
+}
+
+/// A run whose questions cannot be shown: it could not be read.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct UnreadableRun {
+    pub run_id: RunId,
+    /// Why, in words.
+    pub message: String,
 }
 
 /// A workflow file and whether it checks.
@@ -278,28 +234,58 @@ pub enum LiveSignal {
     Asked { run_id: RunId, step: StepId },
     /// Files of a watched workspace changed.
     Workspace { root: String },
+    /// The window fell behind and signals were lost: anything it shows (runs, cost,
+    /// approvals, the workspace) may be stale, so it reloads everything.
+    Lagged {},
+    /// The driver of a run in this app stopped on an error: why, in the engine's words
+    /// (recorded in the run too, where it ended the run).
+    Failed { run_id: RunId, message: String },
 }
 
-/// A run's event or a running model call's streamed text, as `follow_run` sends them.
-#[derive(Debug, Clone, Serialize, TS)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RunFeedItem {
-    Event {
-        event: EventView,
-    },
-    /// Text a model is writing, or a command is printing, for a step (not recorded; the
-    /// final reply or output is).
-    Progress {
-        step: StepId,
-        text: String,
-    },
+/// A run as the list shows it, with the process driving it, if any.
+pub fn run_list_item(row: &RunRow, held_by: Option<String>) -> RunListItem {
+    // A run recorded as running that no process drives was interrupted (its driver died) and
+    // waits for `resume`.
+    let status = if row.status == "running" && held_by.is_none() {
+        "interrupted".to_string()
+    } else {
+        row.status.clone()
+    };
+    RunListItem {
+        run_id: row.run_id.clone(),
+        workflow: row.workflow_name.clone(),
+        workflow_path: row.workflow_path.clone(),
+        workspace: row.workspace.clone(),
+        status,
+        trigger: row.trigger.clone(),
+        started_at_ms: row.created_at_ms,
+        updated_at_ms: row.updated_at_ms,
+        cost_micro_usd: row.cost_micro_usd,
+        held_by,
+    }
+}
+
+/// One recorded event as the raw log shows it.
+pub fn event_view(logged: &LoggedEvent) -> EventView {
+    EventView {
+        seq: logged.seq.get(),
+        at_ms: logged.recorded_at_ms,
+        kind: logged.event.type_name().to_string(),
+        step: logged.event.step().cloned(),
+        data: logged.event.to_payload().unwrap_or(Value::Null),
+    }
 }
 
 /// Writes the TypeScript twin of every type the UI receives (and what they use) to `dir`.
 pub fn export_all(dir: &std::path::Path) -> Result<(), ts_rs::ExportError> {
     RunListItem::export_all_to(dir)?;
-    RunDetail::export_all_to(dir)?;
-    EventView::export_all_to(dir)?;
+    RunsPage::export_all_to(dir)?;
+    RunOverview::export_all_to(dir)?;
+    StepPage::export_all_to(dir)?;
+    StepDetail::export_all_to(dir)?;
+    DecisionView::export_all_to(dir)?;
+    EventPage::export_all_to(dir)?;
+    InboxView::export_all_to(dir)?;
     ApprovalItem::export_all_to(dir)?;
     WorkflowInfo::export_all_to(dir)?;
     WorkspaceView::export_all_to(dir)?;
@@ -308,6 +294,7 @@ pub fn export_all(dir: &std::path::Path) -> Result<(), ts_rs::ExportError> {
     ReplayVerdict::export_all_to(dir)?;
     LiveSignal::export_all_to(dir)?;
     RunFeedItem::export_all_to(dir)?;
+    stepwise_core::event::Resolution::export_all_to(dir)?;
     crate::error::AppError::export_all_to(dir)?;
     Ok(())
 }

@@ -1,276 +1,168 @@
-//! A run read from the log, shaped for the Run view: each step with its segments (executing,
-//! waiting for a person), operations and cost, every decision, and what waits.
+//! What the Run view is shown, shaped so that a run of tens of thousands of steps opens fast
+//! and follows cheaply: first its header and every step as a small bar of the timeline; then
+//! only what is on screen (a page of the steps table, the chosen step in full, a page of the
+//! raw log); and while it runs, the steps each batch of new events changed.
 
-use std::collections::{BTreeMap, HashMap};
+use serde::Serialize;
+use serde_json::Value;
+use stepwise_core::event::DecisionMode;
+use stepwise_core::ids::StepId;
+use stepwise_core::llm::Budget;
+use stepwise_core::run::{CostLine, Segment, StepStatus, StepTiming};
+use ts_rs::TS;
 
-use stepwise_core::event::Event;
-use stepwise_core::ids::{EventSeq, StepId};
-use stepwise_core::run::{cost_report, step_timings};
-use stepwise_engine::{LoadedRun, RunSummary};
+use super::{ApprovalItem, EventView, RunListItem};
 
-use super::{
-    ApprovalItem, DecisionView, EventView, OperationView, RunDetail, RunListItem, Segment, StepView,
-};
-
-/// A run as the list shows it.
-pub fn run_list_item(summary: &RunSummary) -> RunListItem {
-    let row = &summary.row;
-    RunListItem {
-        run_id: row.run_id.clone(),
-        workflow: row.workflow_name.clone(),
-        workflow_path: row.workflow_path.clone(),
-        workspace: row.workspace.clone(),
-        status: summary.shown_status().to_string(),
-        trigger: row.trigger.clone(),
-        started_at_ms: row.created_at_ms,
-        updated_at_ms: row.updated_at_ms,
-        cost_micro_usd: row.cost_micro_usd,
-        held_by: summary.held_by.clone(),
-    }
+/// What changes as a run goes on: the header, what waits, the counts.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct RunHead {
+    pub run: RunListItem,
+    /// Why the run failed, in words: its failed steps and their errors.
+    pub note: Option<String>,
+    pub pending: Vec<ApprovalItem>,
+    /// Steps whose operation was cut off by a crash, waiting for a person to resolve them.
+    pub unknown: Vec<StepId>,
+    pub budget: Option<Budget>,
+    /// What its model calls cost so far.
+    pub cost: CostLine,
+    #[ts(type = "number")]
+    pub last_seq: u64,
+    #[ts(type = "number")]
+    pub decisions: u64,
+    #[ts(type = "number")]
+    pub steps: u64,
 }
 
-/// One recorded event as the raw log shows it.
-pub fn event_view(stored: &stepwise_engine::StoredEvent, event: &Event) -> EventView {
-    EventView {
-        seq: stored.seq.get(),
-        at_ms: stored.recorded_at_ms,
-        kind: event.type_name().to_string(),
-        step: event.step().cloned(),
-        data: stored.payload.clone(),
-    }
+/// One step on the timeline, small because a run may have tens of thousands: its id, its
+/// status and its segments (`[id, status, segments]`), in workflow order.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct StepBar(pub StepId, pub StepStatus, pub Vec<Segment>);
+
+/// A run as the Run view first shows it: the header and every step's bar.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct RunOverview {
+    pub head: RunHead,
+    pub inputs: Value,
+    pub started_by: String,
+    pub bars: Vec<StepBar>,
 }
 
-/// Per step: its segments and operations, built from the log in one pass.
-#[derive(Default)]
-struct StepLife {
-    segments: Vec<Segment>,
-    operations: Vec<OperationView>,
+/// One row of the steps table.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct StepRow {
+    /// Its place in the workflow (and in `RunOverview::bars`).
+    pub index: u32,
+    pub id: StepId,
+    /// Its type (`edit_file`, `prompt`, …).
+    pub kind: String,
+    pub status: StepStatus,
+    pub attempt: u32,
+    pub timing: StepTiming,
+    pub segments: Vec<Segment>,
+    /// Model calls' tokens and cost.
+    pub cost: CostLine,
 }
 
-impl StepLife {
-    fn open(&mut self, kind: &str, at: i64) {
-        if let Some(last) = self.segments.last()
-            && last.end_ms.is_none()
-        {
-            if last.kind == kind {
-                return;
-            }
-            self.close(at);
-        }
-        self.segments.push(Segment {
-            kind: kind.into(),
-            start_ms: at,
-            end_ms: None,
-        });
-    }
-
-    fn close(&mut self, at: i64) {
-        if let Some(last) = self.segments.last_mut()
-            && last.end_ms.is_none()
-        {
-            last.end_ms = Some(at);
-        }
-    }
+/// The rows of the steps table a list shows, from `offset`, of `total` that match its filter.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct StepPage {
+    pub offset: u32,
+    pub total: u32,
+    pub rows: Vec<StepRow>,
 }
 
-/// The whole run, for the Run view. `now_ms` closes what is still going in the timings.
-pub fn run_detail(summary: &RunSummary, loaded: &LoadedRun, now_ms: i64) -> RunDetail {
-    let mut lives: HashMap<StepId, StepLife> = HashMap::new();
-    let mut op_step: HashMap<EventSeq, StepId> = HashMap::new();
-    let mut decisions = Vec::new();
-    let mut requested_at: HashMap<(StepId, String), i64> = HashMap::new();
-    for (stored, event) in &loaded.events {
-        let at = stored.recorded_at_ms;
-        let seq = stored.seq;
-        match event {
-            Event::StepStarted { step, .. } => {
-                lives.entry(step.clone()).or_default().open("executing", at)
-            }
-            Event::ApprovalRequested {
-                step,
-                proposal_hash,
-                ..
-            } => {
-                lives.entry(step.clone()).or_default().open("waiting", at);
-                requested_at.insert((step.clone(), proposal_hash.clone()), at);
-            }
-            Event::ApprovalGranted(granted) => {
-                lives
-                    .entry(granted.step.clone())
-                    .or_default()
-                    .open("executing", at);
-                decisions.push(DecisionView {
-                    seq: seq.get(),
-                    at_ms: at,
-                    step: granted.step.clone(),
-                    approved: true,
-                    by: granted.by.clone(),
-                    mode: Some(granted.mode.clone()),
-                    proposal_hash: Some(granted.proposal_hash.clone()),
-                    approved_hash: Some(granted.approved_hash.clone()),
-                    edited: granted.edited.is_some(),
-                    comment: granted.comment.clone(),
-                    reason: None,
-                });
-            }
-            Event::ApprovalRejected {
-                step,
-                proposal_hash,
-                by,
-                reason,
-                ..
-            } => {
-                lives.entry(step.clone()).or_default().close(at);
-                decisions.push(DecisionView {
-                    seq: seq.get(),
-                    at_ms: at,
-                    step: step.clone(),
-                    approved: false,
-                    by: by.clone(),
-                    mode: None,
-                    proposal_hash: Some(proposal_hash.clone()),
-                    approved_hash: None,
-                    edited: false,
-                    comment: None,
-                    reason: Some(reason.clone()),
-                });
-            }
-            Event::OperationStarted { step, request, .. } => {
-                let life = lives.entry(step.clone()).or_default();
-                life.open("executing", at);
-                life.operations.push(OperationView {
-                    seq: seq.get(),
-                    request: serde_json::to_value(request).unwrap_or_default(),
-                    result: None,
-                    error: None,
-                    started_at_ms: at,
-                    ended_at_ms: None,
-                });
-                op_step.insert(seq, step.clone());
-            }
-            Event::OperationSucceeded { op, result } => {
-                if let Some(op_view) = operation(&mut lives, &op_step, *op) {
-                    op_view.result = serde_json::to_value(result).ok();
-                    op_view.ended_at_ms = Some(at);
-                }
-            }
-            Event::OperationFailed { op, error } => {
-                if let Some(op_view) = operation(&mut lives, &op_step, *op) {
-                    op_view.error = serde_json::to_value(error).ok();
-                    op_view.ended_at_ms = Some(at);
-                }
-            }
-            Event::StepSucceeded { step, .. }
-            | Event::StepFailed { step, .. }
-            | Event::StepRejected { step, .. }
-            | Event::StepCancelled { step }
-            | Event::StepSkipped { step, .. } => lives.entry(step.clone()).or_default().close(at),
-            Event::StepRetryScheduled { step, .. } => {
-                lives.entry(step.clone()).or_default().close(at)
-            }
-            _ => {}
-        }
-    }
-
-    let numbered = loaded
-        .events
-        .iter()
-        .map(|(s, e)| (s.seq, s.recorded_at_ms, e));
-    let finished =
-        stepwise_core::run::RunStatus::parse(&loaded.row.status).is_some_and(|s| s.is_finished());
-    let timings = step_timings(numbered.clone(), (!finished).then_some(now_ms));
-    let cost = cost_report(numbered);
-    let steps = loaded
-        .state
-        .steps()
-        .map(|(step, state)| {
-            let life = lives.remove(&step.id).unwrap_or_default();
-            StepView {
-                id: step.id.clone(),
-                kind: step.action.type_name().to_string(),
-                status: state.status,
-                attempt: state.attempt,
-                needs: step
-                    .needs
-                    .iter()
-                    .filter_map(|&i| loaded.state.workflow().steps.get(i).map(|s| s.id.clone()))
-                    .collect(),
-                output: state.output.clone(),
-                error: state.error.clone(),
-                reason: state.reason.clone(),
-                timing: timings.get(&step.id).copied().unwrap_or_default(),
-                segments: life.segments,
-                operations: life.operations,
-                cost: cost.by_step.get(&step.id).cloned().unwrap_or_default(),
-            }
-        })
-        .collect::<Vec<_>>();
-    let pending = loaded
-        .state
-        .pending_approvals()
-        .into_iter()
-        .map(|(step, approval)| ApprovalItem {
-            run_id: loaded.row.run_id.clone(),
-            workflow: loaded.row.workflow_name.clone(),
-            workspace: loaded.row.workspace.clone(),
-            step: step.clone(),
-            attempt: approval.attempt,
-            proposal: approval.proposal.clone(),
-            proposal_hash: approval.proposal_hash.clone(),
-            reason: approval.reason.clone(),
-            requested_seq: approval.requested_seq.get(),
-            requested_at_ms: requested_at
-                .get(&(step.clone(), approval.proposal_hash.clone()))
-                .copied()
-                .unwrap_or(loaded.row.updated_at_ms),
-        })
-        .collect::<Vec<_>>();
-    let started = loaded.state.started();
-    RunDetail {
-        run: run_list_item(summary),
-        inputs: started.inputs.clone(),
-        started_by: started.started_by.clone(),
-        note: note(&steps),
-        steps,
-        decisions,
-        pending,
-        budget: loaded.state.budget(),
-        cost,
-        last_seq: loaded.state.last_seq().get(),
-    }
+/// One operation of a step: exactly what was asked and what came back.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct OperationView {
+    #[ts(type = "number")]
+    pub seq: u64,
+    pub request: Value,
+    /// The recorded result (`None` while it runs, or when it failed).
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+    /// Cut off by a crash: nobody knows what it did until a person resolves it.
+    pub outcome_unknown: bool,
+    /// How a person resolved an unknown outcome (`retry`, `skip`, `mark_done`), and who.
+    pub resolved: Option<String>,
+    #[ts(type = "number")]
+    pub started_at_ms: i64,
+    #[ts(type = "number | null")]
+    pub ended_at_ms: Option<i64>,
 }
 
-fn operation<'a>(
-    lives: &'a mut HashMap<StepId, StepLife>,
-    op_step: &HashMap<EventSeq, StepId>,
-    op: EventSeq,
-) -> Option<&'a mut OperationView> {
-    let step = op_step.get(&op)?;
-    lives
-        .get_mut(step)?
-        .operations
-        .iter_mut()
-        .find(|o| o.seq == op.get())
+/// A person's (or a rule's) decision on a proposal.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct DecisionView {
+    #[ts(type = "number")]
+    pub seq: u64,
+    #[ts(type = "number")]
+    pub at_ms: i64,
+    pub step: StepId,
+    pub approved: bool,
+    pub by: String,
+    /// Manual, or the rule that decided (approvals only).
+    pub mode: Option<DecisionMode>,
+    pub proposal_hash: Option<String>,
+    /// The hash of exactly what was approved (the edited proposal when it was edited).
+    pub approved_hash: Option<String>,
+    pub edited: bool,
+    pub comment: Option<String>,
+    /// Why it was rejected.
+    pub reason: Option<String>,
 }
 
-/// Why the run failed, in words: its failed steps and their errors.
-fn note(steps: &[StepView]) -> Option<String> {
-    let failed: BTreeMap<&str, &str> = steps
-        .iter()
-        .filter_map(|s| {
-            let why = s.error.as_deref().or(s.reason.as_deref())?;
-            matches!(
-                s.status,
-                stepwise_core::run::StepStatus::Failed | stepwise_core::run::StepStatus::Rejected
-            )
-            .then_some((s.id.as_str(), why))
-        })
-        .collect();
-    (!failed.is_empty()).then(|| {
-        failed
-            .iter()
-            .map(|(step, why)| format!("step `{step}`: {why}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
+/// One step in full, for the step panel.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct StepDetail {
+    pub row: StepRow,
+    pub needs: Vec<StepId>,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub reason: Option<String>,
+    pub operations: Vec<OperationView>,
+    pub decisions: Vec<DecisionView>,
+}
+
+/// A step a batch of events changed: its row (with its segments, which make its bar).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct ChangedStep {
+    pub row: StepRow,
+}
+
+/// What a batch of new events changed, for the Run view to apply to what it shows.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct RunUpdate {
+    pub head: RunHead,
+    pub changed: Vec<ChangedStep>,
+    /// The run's steps changed in number (an approved plan's steps joined): read it again.
+    pub reshaped: bool,
+    /// When the newest event of the batch was recorded, to measure how long it took to show.
+    #[ts(type = "number")]
+    pub newest_at_ms: i64,
+}
+
+/// What `follow_run` sends: what new events changed, or text a step is producing.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunFeedItem {
+    Update {
+        update: Box<RunUpdate>,
+    },
+    /// Text a model is writing, or a command is printing, for a step (not recorded; the
+    /// final reply or output is).
+    Progress {
+        step: StepId,
+        text: String,
+    },
+}
+
+/// A page of the raw log: the events matching the filter after the seq asked for, and how far
+/// the log was read to find them (the next page starts there).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    #[ts(type = "number")]
+    pub read_to: u64,
+    /// The log's end was reached.
+    pub end: bool,
 }

@@ -185,3 +185,13 @@ describe("an empty inbox", () => {
     expect(document.querySelector('[data-testid="approvals-count"]')).toBeNull();
   });
 });
+
+describe("a run the engine could not go on with", () => {
+  it("is said at once in a toast naming the run and why", async () => {
+    mock.emit({ kind: "failed", run_id: "0123456789abcdef", message: "workspace: /home/me/gone does not exist" });
+    await settle();
+    const toasts = text(document, '[aria-live]');
+    expect(toasts).toContain("Run 01234567 stopped");
+    expect(toasts).toContain("/home/me/gone does not exist");
+  });
+});

@@ -5,4 +5,4 @@ import type { StepId } from "./StepId";
 /**
  * A live signal: something changed; the UI reloads what it shows of it.
  */
-export type LiveSignal = { "kind": "run", run_id: RunId, } | { "kind": "approvals", } | { "kind": "asked", run_id: RunId, step: StepId, } | { "kind": "workspace", root: string, };
+export type LiveSignal = { "kind": "run", run_id: RunId, } | { "kind": "approvals", } | { "kind": "asked", run_id: RunId, step: StepId, } | { "kind": "workspace", root: string, } | { "kind": "lagged", } | { "kind": "failed", run_id: RunId, message: string, };

@@ -8,4 +8,12 @@ export type OperationView = { seq: number, request: JsonValue,
 /**
  * The recorded result (`None` while it runs, or when it failed).
  */
-result: JsonValue | null, error: JsonValue | null, started_at_ms: number, ended_at_ms: number | null, };
+result: JsonValue | null, error: JsonValue | null, 
+/**
+ * Cut off by a crash: nobody knows what it did until a person resolves it.
+ */
+outcome_unknown: boolean, 
+/**
+ * How a person resolved an unknown outcome (`retry`, `skip`, `mark_done`), and who.
+ */
+resolved: string | null, started_at_ms: number, ended_at_ms: number | null, };

@@ -9,7 +9,7 @@ export type StepTiming = {
  */
 total_ms: number, 
 /**
- * Waiting for a person to approve or reject.
+ * Waiting for a person: to approve or reject, or to resolve an unknown outcome.
  */
 waiting_ms: number, 
 /**

@@ -1,15 +1,19 @@
 // The one interface all IPC goes through. The app uses `TauriBackend`; browser tests and the
 // component tests use `MockBackend` (mock.ts). Types come from ../generated (ts-rs, from Rust).
 import type { AppInfo } from "../generated/AppInfo";
-import type { ApprovalItem } from "../generated/ApprovalItem";
 import type { CommandLine } from "../generated/CommandLine";
 import type { CostOverview } from "../generated/CostOverview";
-import type { EventView } from "../generated/EventView";
+import type { DecisionView } from "../generated/DecisionView";
+import type { EventPage } from "../generated/EventPage";
+import type { InboxView } from "../generated/InboxView";
 import type { LiveSignal } from "../generated/LiveSignal";
 import type { ReplayVerdict } from "../generated/ReplayVerdict";
-import type { RunDetail } from "../generated/RunDetail";
+import type { Resolution } from "../generated/Resolution";
 import type { RunFeedItem } from "../generated/RunFeedItem";
-import type { RunListItem } from "../generated/RunListItem";
+import type { RunOverview } from "../generated/RunOverview";
+import type { RunsPage } from "../generated/RunsPage";
+import type { StepDetail } from "../generated/StepDetail";
+import type { StepPage } from "../generated/StepPage";
 import type { WorkflowInfo } from "../generated/WorkflowInfo";
 import type { WorkspaceView } from "../generated/WorkspaceView";
 
@@ -32,16 +36,35 @@ export interface RejectArgs {
   reason: string;
 }
 
+export interface RunsQuery {
+  /** `all`, a status, or `interrupted`. */
+  status: string;
+  /** Words that must each appear in the workflow, its path, the run id or the trigger. */
+  query: string;
+  offset: number;
+  limit: number;
+}
+
 export interface Backend {
   appInfo(): Promise<AppInfo>;
-  listRuns(): Promise<RunListItem[]>;
-  getRun(run: string): Promise<RunDetail>;
-  getEvents(run: string, afterSeq: number): Promise<EventView[]>;
+  /** A page of the runs list, newest first, filtered and counted by the store. */
+  listRuns(q: RunsQuery): Promise<RunsPage>;
+  /** The run's header and every step's timeline bar. */
+  getRun(run: string): Promise<RunOverview>;
+  /** A page of the steps table: the steps whose id, type or status match `filter`. */
+  getSteps(run: string, filter: string, offset: number, limit: number): Promise<StepPage>;
+  /** One step in full: operations, output, decisions. */
+  getStep(run: string, step: string): Promise<StepDetail>;
+  getDecisions(run: string): Promise<DecisionView[]>;
+  /** Up to `limit` events after `afterSeq` matching `filter` (words in the type, step or seq). */
+  getEvents(run: string, afterSeq: number, limit: number, filter?: string): Promise<EventPage>;
   pauseRun(run: string): Promise<void>;
   resumeRun(run: string): Promise<void>;
   cancelRun(run: string): Promise<void>;
+  /** Says what became of an operation cut off by a crash. */
+  resolveStep(run: string, step: string, resolution: Resolution): Promise<void>;
   replayRun(run: string, against: "recorded" | "current"): Promise<ReplayVerdict>;
-  listApprovals(): Promise<ApprovalItem[]>;
+  listApprovals(): Promise<InboxView>;
   approveStep(args: ApproveArgs): Promise<void>;
   rejectStep(args: RejectArgs): Promise<void>;
   listWorkflows(workspace?: string): Promise<WorkflowInfo[]>;
@@ -51,7 +74,7 @@ export interface Backend {
   costOverview(run?: string): Promise<CostOverview>;
   /** Calls `onSignal` for every live change from now on. */
   subscribeLive(onSignal: (signal: LiveSignal) => void): Promise<void>;
-  /** Streams one run's events after `afterSeq` (and model text as it is written); following
-   * another run stops following this one. */
+  /** Sends what each batch of one run's events after `afterSeq` changed (and model text as it
+   * is written); following another run stops following this one. */
   followRun(run: string, afterSeq: number, onItem: (item: RunFeedItem) => void): Promise<void>;
 }

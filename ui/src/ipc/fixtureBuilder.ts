@@ -4,17 +4,15 @@
 import type { ApprovalItem } from "../generated/ApprovalItem";
 import type { Budget } from "../generated/Budget";
 import type { CostLine } from "../generated/CostLine";
-import type { CostReport } from "../generated/CostReport";
 import type { DecisionView } from "../generated/DecisionView";
 import type { EventView } from "../generated/EventView";
 import type { OperationView } from "../generated/OperationView";
 import type { Proposal } from "../generated/Proposal";
-import type { RunDetail } from "../generated/RunDetail";
 import type { RunListItem } from "../generated/RunListItem";
 import type { Segment } from "../generated/Segment";
 import type { JsonValue } from "../generated/serde_json/JsonValue";
 import type { StepStatus } from "../generated/StepStatus";
-import type { StepView } from "../generated/StepView";
+import type { StepTiming } from "../generated/StepTiming";
 
 export interface OpSpec {
   request: JsonValue;
@@ -79,6 +77,44 @@ export interface RunSpec {
   heldBy?: string | null;
   steps: StepSpec[];
   note?: string | null;
+}
+
+/** A run's cost, whole and broken down (what the Rust side sums from the log). */
+export interface CostReport {
+  total: CostLine;
+  by_step: Record<string, CostLine>;
+  by_model: Record<string, CostLine>;
+  by_day: Record<string, CostLine>;
+}
+
+/** A step as the mock keeps it: all that the Rust side folds from the log for it. */
+export interface StepView {
+  id: string;
+  kind: string;
+  status: StepStatus;
+  attempt: number;
+  needs: string[];
+  output: JsonValue | null;
+  error: string | null;
+  reason: string | null;
+  timing: StepTiming;
+  segments: Segment[];
+  operations: OperationView[];
+  cost: CostLine;
+}
+
+/** A run as the mock keeps it. */
+export interface RunDetail {
+  run: RunListItem;
+  inputs: JsonValue;
+  started_by: string;
+  steps: StepView[];
+  decisions: DecisionView[];
+  pending: ApprovalItem[];
+  budget: Budget | null;
+  cost: CostReport;
+  last_seq: number;
+  note: string | null;
 }
 
 export interface BuiltRun {
@@ -261,6 +297,8 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
               request: op.request,
               result: ended && op.result !== undefined ? op.result : null,
               error: ended && op.error !== undefined ? op.error : null,
+              outcome_unknown: false,
+              resolved: null,
               started_at_ms: t,
               ended_at_ms: ended ? end : null,
             },

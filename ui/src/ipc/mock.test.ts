@@ -9,30 +9,48 @@ const NOW = Date.UTC(2026, 10, 26, 9, 0, 0);
 const flush = () => new Promise((r) => setTimeout(r, 0));
 
 describe("MockBackend", () => {
-  it("approves: the question goes, the run moves on, and signals and feed items go out", async () => {
+  it("approves: the question goes, the run moves on, and signals and one update go out", async () => {
     const mock = new MockBackend(createFixtures(NOW));
     const signals: LiveSignal[] = [];
     const feed: RunFeedItem[] = [];
     await mock.subscribeLive((s) => signals.push(s));
-    const [item] = (await mock.listApprovals()).filter((a) => a.step === "edit" && a.workflow === "add-factorial");
+    const [item] = (await mock.listApprovals()).items.filter((a) => a.step === "edit" && a.workflow === "add-factorial");
     const before = await mock.getRun(item.run_id);
-    await mock.followRun(item.run_id, before.last_seq, (i) => feed.push(i));
+    await mock.followRun(item.run_id, before.head.last_seq, (i) => feed.push(i));
     await mock.approveStep({ run: item.run_id, step: "edit", proposalHash: item.proposal_hash, comment: "ok" });
     await flush();
-    expect((await mock.listApprovals()).some((a) => a.run_id === item.run_id && a.step === "edit")).toBe(false);
+    expect((await mock.listApprovals()).items.some((a) => a.run_id === item.run_id && a.step === "edit")).toBe(false);
     const after = await mock.getRun(item.run_id);
-    expect(after.steps.find((s) => s.id === "edit")?.status).toBe("succeeded");
-    expect(after.steps.find((s) => s.id === "test")?.status).toBe("running");
-    expect(after.decisions.at(-1)).toMatchObject({ step: "edit", approved: true, by: "dana", comment: "ok" });
+    const status = (id: string) => after.bars.find(([s]) => s === id)?.[1];
+    expect(status("edit")).toBe("succeeded");
+    expect(status("test")).toBe("running");
+    expect((await mock.getDecisions(item.run_id)).at(-1)).toMatchObject({ step: "edit", approved: true, by: "dana", comment: "ok" });
     expect(signals).toContainEqual({ kind: "approvals" });
     expect(signals).toContainEqual({ kind: "run", run_id: item.run_id });
-    expect(feed.map((f) => f.kind === "event" && f.event.kind)).toContain("ApprovalGranted");
-    expect(after.last_seq).toBeGreaterThan(before.last_seq);
+    const updates = feed.flatMap((f) => (f.kind === "update" ? [f.update] : []));
+    expect(updates).toHaveLength(1);
+    expect(updates[0].changed.map((c) => c.row.id).sort()).toEqual(["edit", "test"]);
+    expect(updates[0].head.last_seq).toBe(after.head.last_seq);
+    expect(after.head.last_seq).toBeGreaterThan(before.head.last_seq);
+  });
+
+  it("pages the runs list and the steps table, and reads a step in full", async () => {
+    const mock = new MockBackend(createFixtures(NOW));
+    const page = await mock.listRuns({ status: "failed", query: "", offset: 0, limit: 2 });
+    expect(page.runs).toHaveLength(2);
+    expect(page.total).toBeGreaterThan(2);
+    expect(page.runs.every((r) => r.status === "failed")).toBe(true);
+    const [run] = (await mock.listRuns({ status: "all", query: "add-factorial", offset: 0, limit: 1 })).runs;
+    const steps = await mock.getSteps(run.run_id, "", 1, 2);
+    expect(steps.rows.map((r) => r.index)).toEqual([1, 2]);
+    const step = await mock.getStep(run.run_id, steps.rows[0].id);
+    expect(step.row.id).toBe(steps.rows[0].id);
+    expect(step.operations.length).toBeGreaterThan(0);
   });
 
   it("refuses a decision on a proposal that is no longer the one waiting", async () => {
     const mock = new MockBackend(createFixtures(NOW));
-    const [item] = await mock.listApprovals();
+    const [item] = (await mock.listApprovals()).items;
     await expect(mock.approveStep({ run: item.run_id, step: item.step, proposalHash: "sha256:old" })).rejects.toMatchObject({ code: "refused" });
     await expect(mock.rejectStep({ run: item.run_id, step: item.step, proposalHash: item.proposal_hash, reason: "  " })).rejects.toMatchObject({ code: "invalid" });
   });

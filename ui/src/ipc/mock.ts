@@ -5,6 +5,16 @@
 import type { AppError } from "../generated/AppError";
 import type { AppInfo } from "../generated/AppInfo";
 import type { ApprovalItem } from "../generated/ApprovalItem";
+import type { DecisionView } from "../generated/DecisionView";
+import type { EventPage } from "../generated/EventPage";
+import type { InboxView } from "../generated/InboxView";
+import type { Resolution } from "../generated/Resolution";
+import type { RunHead } from "../generated/RunHead";
+import type { RunOverview } from "../generated/RunOverview";
+import type { RunsPage } from "../generated/RunsPage";
+import type { StepDetail } from "../generated/StepDetail";
+import type { StepPage } from "../generated/StepPage";
+import type { StepRow } from "../generated/StepRow";
 import type { CostLine } from "../generated/CostLine";
 import type { CostOverview } from "../generated/CostOverview";
 import type { ErrorCode } from "../generated/ErrorCode";
@@ -13,16 +23,15 @@ import type { LiveSignal } from "../generated/LiveSignal";
 import type { NamedCost } from "../generated/NamedCost";
 import type { Proposal } from "../generated/Proposal";
 import type { ReplayVerdict } from "../generated/ReplayVerdict";
-import type { RunDetail } from "../generated/RunDetail";
 import type { RunFeedItem } from "../generated/RunFeedItem";
 import type { RunListItem } from "../generated/RunListItem";
 import type { JsonValue } from "../generated/serde_json/JsonValue";
-import type { StepView } from "../generated/StepView";
 import type { WorkflowInfo } from "../generated/WorkflowInfo";
 import type { WorkspaceView } from "../generated/WorkspaceView";
 import type { FileNode } from "../generated/FileNode";
-import type { ApproveArgs, Backend, RejectArgs } from "./backend";
-import { addCost, buildRun, emptyCost, fakeHash, fakeUuid, proposalHash, seeded, type BuiltRun } from "./fixtureBuilder";
+import { countByStatus, filterRuns, sortRuns } from "../lib/runsFilter";
+import type { ApproveArgs, Backend, RejectArgs, RunsQuery } from "./backend";
+import { addCost, buildRun, emptyCost, fakeHash, fakeUuid, proposalHash, seeded, type BuiltRun, type StepView } from "./fixtureBuilder";
 import type { Fixtures } from "./fixtures";
 
 export interface MockOptions {
@@ -30,7 +39,10 @@ export interface MockOptions {
   latencyMs?: number;
 }
 
-const EVENTS_PAGE = 5_000;
+/** The largest page the Rust side answers. */
+const EVENTS_PAGE_MAX = 1_000;
+const STEPS_PAGE_MAX = 500;
+const RUNS_PAGE_MAX = 500;
 
 function appError(code: ErrorCode, message: string): AppError {
   return { code, message };
@@ -49,6 +61,10 @@ export class MockBackend implements Backend {
   private readonly trees: Record<string, FileNode[]>;
   private readonly listeners: Array<(s: LiveSignal) => void> = [];
   private follower: { run: string; onItem: (item: RunFeedItem) => void } | null = null;
+  /** Runs with changes not yet sent to the follower, and the steps that changed. */
+  private unsent = new Map<string, Set<string>>();
+  /** Runs that "cannot be read", for the inbox's report. */
+  private unreadable = new Map<string, string>();
   private readonly failures = new Map<string, AppError>();
   private readonly rand = seeded(2024);
   private readonly latencyMs: number;
@@ -70,23 +86,79 @@ export class MockBackend implements Backend {
     return clone(this.info);
   }
 
-  async listRuns(): Promise<RunListItem[]> {
-    await this.enter("listRuns", []);
-    const all = [...[...this.runs.values()].map((r) => r.item), ...this.rows.values()];
-    all.sort((a, b) => b.started_at_ms - a.started_at_ms);
-    return clone(all.slice(0, 10_000));
+  async listRuns(q: RunsQuery): Promise<RunsPage> {
+    await this.enter("listRuns", [q]);
+    const all = sortRuns([...[...this.runs.values()].map((r) => r.item), ...this.rows.values()]);
+    const shown = filterRuns(all, { status: q.status, query: q.query });
+    const counts = countByStatus(all);
+    const limit = Math.min(q.limit, RUNS_PAGE_MAX);
+    return clone({
+      offset: q.offset,
+      total: shown.length,
+      runs: shown.slice(q.offset, q.offset + limit),
+      by_status: [...counts.entries()].map(([status, count]) => ({ status, count })),
+    });
   }
 
-  async getRun(run: string): Promise<RunDetail> {
+  async getRun(run: string): Promise<RunOverview> {
     await this.enter("getRun", [run]);
-    return clone(this.run(run).detail);
+    const r = this.run(run);
+    return clone({
+      head: head(r),
+      inputs: r.detail.inputs,
+      started_by: r.detail.started_by,
+      bars: r.detail.steps.map((s) => [s.id, s.status, s.segments] as RunOverview["bars"][number]),
+    });
   }
 
-  async getEvents(run: string, afterSeq: number): Promise<EventView[]> {
-    await this.enter("getEvents", [run, afterSeq]);
+  async getSteps(run: string, filter: string, offset: number, limit: number): Promise<StepPage> {
+    await this.enter("getSteps", [run, filter, offset, limit]);
+    const r = this.run(run);
+    const words = filter.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    const rows: StepRow[] = [];
+    r.detail.steps.forEach((s, index) => {
+      const hay = `${s.id.toLowerCase()}\n${s.kind}\n${s.status}`;
+      if (words.every((w) => hay.includes(w))) rows.push(stepRow(s, index));
+    });
+    return clone({ offset, total: rows.length, rows: rows.slice(offset, offset + Math.min(limit, STEPS_PAGE_MAX)) });
+  }
+
+  async getStep(run: string, step: string): Promise<StepDetail> {
+    await this.enter("getStep", [run, step]);
+    const r = this.run(run);
+    const index = r.detail.steps.findIndex((s) => s.id === step);
+    if (index < 0) throw appError("not_found", `run ${short(run)} has no step \`${step}\``);
+    const s = r.detail.steps[index];
+    return clone({
+      row: stepRow(s, index),
+      needs: s.needs,
+      output: s.output,
+      error: s.error,
+      reason: s.reason,
+      operations: s.operations,
+      decisions: r.detail.decisions.filter((d) => d.step === step),
+    });
+  }
+
+  async getDecisions(run: string): Promise<DecisionView[]> {
+    await this.enter("getDecisions", [run]);
+    return clone(this.run(run).detail.decisions);
+  }
+
+  async getEvents(run: string, afterSeq: number, limit: number, filter?: string): Promise<EventPage> {
+    await this.enter("getEvents", [run, afterSeq, limit, filter]);
     const events = this.run(run).events;
+    const words = (filter ?? "").trim().toLowerCase().split(/\s+/).filter(Boolean);
+    const max = Math.min(Math.max(1, limit), EVENTS_PAGE_MAX);
+    const out: EventView[] = [];
+    let readTo = afterSeq;
     // Seqs are 1..n in order: the page starts right after `afterSeq`.
-    return clone(events.slice(Math.max(0, afterSeq), Math.max(0, afterSeq) + EVENTS_PAGE));
+    for (let i = Math.max(0, afterSeq); i < events.length && out.length < max; i++) {
+      const e = events[i];
+      readTo = e.seq;
+      if (words.every((w) => e.kind.toLowerCase().includes(w) || (e.step ?? "").toLowerCase().includes(w) || String(e.seq) === w)) out.push(e);
+    }
+    return clone({ events: out, read_to: readTo, end: readTo >= events.length });
   }
 
   async pauseRun(run: string): Promise<void> {
@@ -115,7 +187,8 @@ export class MockBackend implements Backend {
       throw appError("refused", `run ${short(run)} is already ${r.item.status}`);
     const now = Date.now();
     for (const step of r.detail.steps) {
-      if (["running", "awaiting_approval", "pending", "waiting_retry"].includes(step.status)) {
+      if (["running", "awaiting_approval", "pending", "waiting_retry", "outcome_unknown"].includes(step.status)) {
+        this.touch(r, step.id);
         closeSegments(step, now);
         step.status = "cancelled";
       }
@@ -130,6 +203,31 @@ export class MockBackend implements Backend {
     ]);
     this.setStatus(r, "cancelled");
     if (hadApprovals) this.emit({ kind: "approvals" });
+  }
+
+  async resolveStep(run: string, step: string, resolution: Resolution): Promise<void> {
+    await this.enter("resolveStep", [run, step, resolution]);
+    const r = this.run(run);
+    const s = r.detail.steps.find((x) => x.id === step);
+    if (!s || s.status !== "outcome_unknown")
+      throw appError("refused", `step \`${step}\` is ${s?.status ?? "not in the run"}, not waiting with an unknown outcome`);
+    const now = Date.now();
+    const op = s.operations.at(-1);
+    if (op) op.resolved = `${resolution} by ${this.info.user}`;
+    this.append(r, [{ kind: "OperationResolved", step: null, data: { op: op?.seq ?? 0, resolution, by: this.info.user } }]);
+    s.timing.waiting_now = false;
+    if (resolution === "skip") {
+      closeSegments(s, now);
+      s.status = "skipped";
+    } else if (resolution === "mark_done") {
+      closeSegments(s, now);
+      s.status = "succeeded";
+    } else {
+      openSegment(s, "executing", now);
+      s.status = "running";
+    }
+    this.touch(r, s.id);
+    this.setStatus(r, r.approvals.length ? "awaiting_approval" : "running");
   }
 
   async replayRun(run: string, against: "recorded" | "current"): Promise<ReplayVerdict> {
@@ -176,9 +274,11 @@ export class MockBackend implements Backend {
     };
   }
 
-  async listApprovals(): Promise<ApprovalItem[]> {
+  async listApprovals(): Promise<InboxView> {
     await this.enter("listApprovals", []);
-    return clone([...this.runs.values()].flatMap((r) => r.approvals));
+    const items = [...this.runs.values()].filter((r) => !this.unreadable.has(r.item.run_id)).flatMap((r) => r.approvals);
+    const unreadable = [...this.unreadable.entries()].map(([run_id, message]) => ({ run_id, message }));
+    return clone({ items, unreadable });
   }
 
   async approveStep(args: ApproveArgs): Promise<void> {
@@ -322,13 +422,11 @@ export class MockBackend implements Backend {
   async followRun(run: string, afterSeq: number, onItem: (item: RunFeedItem) => void): Promise<void> {
     await this.enter("followRun", [run, afterSeq]);
     const r = this.run(run);
-    const follower = { run: r.item.run_id, onItem };
-    this.follower = follower;
+    this.follower = { run: r.item.run_id, onItem };
+    // What was recorded since the window read the run.
     const missed = r.events.filter((e) => e.seq > afterSeq);
-    if (missed.length)
-      queueMicrotask(() => {
-        if (this.follower === follower) for (const e of missed) onItem({ kind: "event", event: clone(e) });
-      });
+    for (const e of missed) if (e.step) this.touch(r, e.step);
+    if (missed.length) this.touch(r);
   }
 
   // ---- Test controls -----------------------------------------------------------------------
@@ -364,6 +462,34 @@ export class MockBackend implements Backend {
     for (const r of rows) this.rows.set(r.run_id, r);
   }
 
+  /**
+   * The process driving `run` died while `step`'s command ran: the step's outcome is unknown
+   * until a person resolves it (what the engine records when it recovers the run).
+   */
+  crash(run: string, step: string): void {
+    const r = this.run(run);
+    const s = r.detail.steps.find((x) => x.id === step);
+    if (!s) throw new Error(`no step ${step} in ${run}`);
+    const now = Date.now();
+    const op = s.operations.at(-1);
+    if (op) {
+      op.outcome_unknown = true;
+      op.ended_at_ms = now;
+    }
+    this.append(r, [{ kind: "OperationOutcomeUnknown", step: null, data: { op: op?.seq ?? 0 } }]);
+    s.status = "outcome_unknown";
+    openSegment(s, "outcome_unknown", now);
+    s.timing.waiting_now = true;
+    this.touch(r, s.id);
+    this.setStatus(r, "awaiting_approval");
+  }
+
+  /** From now on the run cannot be read (a damaged page): the inbox must say so. */
+  breakRun(run: string, message: string): void {
+    this.unreadable.set(run, message);
+    this.emit({ kind: "approvals" });
+  }
+
   /** The follower's run id, for tests. */
   following(): string | null {
     return this.follower?.run ?? null;
@@ -390,6 +516,7 @@ export class MockBackend implements Backend {
     const [asked] = this.append(run, [{ kind: "ApprovalRequested", step, data: { step, attempt: 1, proposal_hash: hash, reason } }]);
     const view = run.detail.steps.find((s) => s.id === step);
     if (view) {
+      this.touch(run, view.id);
       view.status = "awaiting_approval";
       openSegment(view, "waiting", now);
       view.timing.waiting_now = true;
@@ -458,6 +585,7 @@ export class MockBackend implements Backend {
   private decide(r: BuiltRun, item: ApprovalItem, d: { approved: boolean; comment?: string | null; reason?: string; edited?: boolean }): void {
     const now = Date.now();
     const step = r.detail.steps.find((s) => s.id === item.step)!;
+    this.touch(r, step.id);
     r.approvals = r.approvals.filter((a) => a !== item);
     r.detail.pending = [...r.approvals];
     closeSegments(step, now);
@@ -503,6 +631,7 @@ export class MockBackend implements Backend {
     } else {
       const next = r.detail.steps.find((s) => s.status === "pending");
       if (next) {
+        this.touch(r, next.id);
         next.status = "running";
         next.attempt = 1;
         openSegment(next, "executing", now);
@@ -519,7 +648,34 @@ export class MockBackend implements Backend {
     r.item.status = status;
     r.item.updated_at_ms = Date.now();
     r.detail.run = r.item;
+    this.touch(r);
     this.emit({ kind: "run", run_id: r.item.run_id });
+  }
+
+  /**
+   * Notes that `r` (and `step`) changed: the follower gets one update with the run's header
+   * and the changed steps' rows once the current change is done, as the app sends one per
+   * batch of events.
+   */
+  private touch(r: BuiltRun, step?: string): void {
+    const id = r.item.run_id;
+    let steps = this.unsent.get(id);
+    if (!steps) {
+      steps = new Set();
+      this.unsent.set(id, steps);
+      queueMicrotask(() => this.flush(id));
+    }
+    if (step) steps.add(step);
+  }
+
+  private flush(id: string): void {
+    const steps = this.unsent.get(id);
+    this.unsent.delete(id);
+    const f = this.follower;
+    const r = this.runs.get(id);
+    if (!steps || !f || f.run !== id || !r) return;
+    const changed = r.detail.steps.flatMap((s, index) => (steps.has(s.id) ? [{ row: stepRow(s, index) }] : []));
+    f.onItem(clone({ kind: "update", update: { head: head(r), changed, reshaped: false, newest_at_ms: r.item.updated_at_ms } }));
   }
 
   private append(r: BuiltRun, events: Array<{ kind: string; step: string | null; data: JsonValue }>): EventView[] {
@@ -528,7 +684,7 @@ export class MockBackend implements Backend {
     r.events.push(...added);
     r.detail.last_seq = r.events.length;
     r.item.updated_at_ms = now;
-    for (const e of added) this.pushFeed(r.item.run_id, { kind: "event", event: e });
+    this.touch(r);
     return added;
   }
 }
@@ -573,9 +729,29 @@ function closeSegments(step: StepView, at: number): void {
   for (const s of step.segments) if (s.end_ms === null) s.end_ms = Math.max(at, s.start_ms);
 }
 
-function openSegment(step: StepView, kind: "executing" | "waiting", at: number): void {
+function openSegment(step: StepView, kind: "executing" | "waiting" | "outcome_unknown", at: number): void {
   closeSegments(step, at);
   step.segments.push({ kind, start_ms: at, end_ms: null });
+}
+
+/** What the Run view's header shows of a run. */
+function head(r: BuiltRun): RunHead {
+  const d = r.detail;
+  return {
+    run: r.item,
+    note: d.note,
+    pending: d.pending,
+    unknown: d.steps.filter((s) => s.status === "outcome_unknown").map((s) => s.id),
+    budget: d.budget,
+    cost: d.cost.total,
+    last_seq: d.last_seq,
+    decisions: d.decisions.length,
+    steps: d.steps.length,
+  };
+}
+
+function stepRow(s: StepView, index: number): StepRow {
+  return { index, id: s.id, kind: s.kind, status: s.status, attempt: s.attempt, timing: s.timing, segments: s.segments, cost: s.cost };
 }
 
 /** A plausible small run behind a generated list row. */

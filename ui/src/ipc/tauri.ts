@@ -6,12 +6,16 @@ import type { Backend } from "./backend";
 
 export const tauriBackend: Backend = {
   appInfo: () => invoke("app_info"),
-  listRuns: () => invoke("list_runs"),
+  listRuns: (q) => invoke("list_runs", { status: q.status, query: q.query, offset: q.offset, limit: q.limit }),
   getRun: (run) => invoke("get_run", { run }),
-  getEvents: (run, afterSeq) => invoke("get_events", { run, afterSeq }),
+  getSteps: (run, filter, offset, limit) => invoke("get_steps", { run, filter, offset, limit }),
+  getStep: (run, step) => invoke("get_step", { run, step }),
+  getDecisions: (run) => invoke("get_decisions", { run }),
+  getEvents: (run, afterSeq, limit, filter) => invoke("get_events", { run, afterSeq, limit, filter: filter ? { text: filter } : null }),
   pauseRun: (run) => invoke("pause_run", { run }),
   resumeRun: (run) => invoke("resume_run", { run }),
   cancelRun: (run) => invoke("cancel_run", { run }),
+  resolveStep: (run, step, resolution) => invoke("resolve_step", { run, step, resolution }),
   replayRun: (run, against) => invoke("replay_run", { run, against }),
   listApprovals: () => invoke("list_approvals"),
   approveStep: (a) =>

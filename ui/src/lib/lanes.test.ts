@@ -49,7 +49,7 @@ describe("assignLanes", () => {
   });
 
   it("leaves out steps that never started", () => {
-    const { lanes, placed } = assignLanes([{ segs: [] }, { segs: [{ kind: "executing", start_ms: 5, end_ms: 9 }] }], (x) => spanOf(x.segs, 100));
+    const { lanes, placed } = assignLanes([{ segs: [] }, { segs: [{ kind: "executing" as const, start_ms: 5, end_ms: 9 }] }], (x) => spanOf(x.segs, 100));
     expect(placed.length).toBe(1);
     expect(lanes.length).toBe(1);
   });

@@ -55,7 +55,7 @@ describe("the Run form", () => {
     expect(started).toHaveLength(1);
     expect(started[0].args).toEqual([addFactorial.path, { module: "src/utils.py", run_tests: "false", max_attempts: "3", temperature: "0.2" }, undefined]);
     expect(router.route.view).toBe("run");
-    const listed = await mock.listRuns();
+    const listed = (await mock.listRuns({ status: "all", query: "", offset: 0, limit: 100 })).runs;
     expect(listed.some((r) => router.route.view === "run" && r.run_id === router.route.runId && r.workflow === "add-factorial")).toBe(true);
   });
 

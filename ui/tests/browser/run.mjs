@@ -147,6 +147,42 @@ test("an unknown run shows not_found", { hash: "#/run/00000000-dead-beef-0000-00
   await hasText(page.getByRole("alert"), ["not_found", "no run 00000000-dead-beef"], "the error for a missing run");
 });
 
+test("runs: a list of 10,000 runs asks the backend only for the rows it shows", { config: { manyRuns: 10_000 } }, async (page) => {
+  const list = page.locator('[data-testid="runs-list"]');
+  await visible(list.locator('[role="option"]'), "run rows");
+  await hasText(page.locator('[data-testid="runs-count"]'), "10,032 of 10,032", "the count of every run");
+  const asked = await mockCalls(page, "listRuns");
+  const rows = asked.reduce((n, [q]) => n + q.limit, 0);
+  if (rows > 200) fail(`the first screen asked for ${rows} rows: ${JSON.stringify(asked)}`);
+  // Scrolled to the middle, the rows there are asked for and shown.
+  await list.evaluate((el) => (el.scrollTop = 5_000 * 30));
+  const expected = await page.evaluate(() =>
+    window.__STEPWISE_MOCK__.listRuns({ status: "all", query: "", offset: 5_000, limit: 1 }).then((p) => p.runs[0].run_id),
+  );
+  await visible(list.locator(`[data-run="${expected}"]`), "the 5,001st run after scrolling there");
+  const later = await mockCalls(page, "listRuns");
+  if (later.some(([q]) => q.limit > 100)) fail(`a request asked for more than a block: ${JSON.stringify(later)}`);
+  // A filter is applied by the backend: the count and rows are the backend's.
+  await page.locator('[data-filter="failed"]').click();
+  await eventually(async () => (await list.locator('[role="option"]').evaluateAll((els) => els.every((e) => e.dataset.status === "failed"))) && (await list.locator('[role="option"]').count()) > 0, "only failed runs");
+  const last = (await mockCalls(page, "listRuns")).at(-1)[0];
+  if (last.status !== "failed") fail(`the filter did not reach the backend: ${JSON.stringify(last)}`);
+});
+
+test("a lost live signal reloads what every view shows", async (page) => {
+  await visible(page.locator('[data-testid="runs-list"] [role="option"]'), "run rows");
+  const before = (await mockCalls(page, "listRuns")).length;
+  const inboxBefore = (await mockCalls(page, "listApprovals")).length;
+  await page.evaluate(() => window.__STEPWISE_MOCK__.emit({ kind: "lagged" }));
+  await eventually(async () => (await mockCalls(page, "listRuns")).length > before, "the runs to be read again");
+  await eventually(async () => (await mockCalls(page, "listApprovals")).length > inboxBefore, "the inbox to be read again");
+  await page.evaluate(() => (location.hash = "#/cost"));
+  await visible(page.locator('[data-testid="chart-day"] canvas'), "the cost view");
+  const cost = (await mockCalls(page, "costOverview")).length;
+  await page.evaluate(() => window.__STEPWISE_MOCK__.emit({ kind: "lagged" }));
+  await eventually(async () => (await mockCalls(page, "costOverview")).length > cost, "the cost to be read again");
+});
+
 // ---- Run -------------------------------------------------------------------------------------
 
 test("run: header, timeline lanes and the step panel of a running run", { hash: "#/run/3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13" }, async (page) => {
@@ -198,6 +234,27 @@ test("every view at the app's default window size: no text drawn over other text
   if (problems.length) throw new Error(`text drawn over other text or out of its box at 1000×700:\n  ${problems.join("\n  ")}`);
 });
 
+test("run: an operation cut off by a crash shows as outcome unknown, and a person resolves it", { hash: "#/run/3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13" }, async (page) => {
+  const run = "3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13";
+  await hasText(page.locator('[data-testid="step-panel"]'), ["rewrite_api", "running"], "the running step");
+  // Chosen, so that the panel stays on it whatever happens to the others.
+  await page.locator('[data-testid="steps-list"] [data-step="rewrite_api"]').click();
+  await page.evaluate((id) => window.__STEPWISE_MOCK__.crash(id, "rewrite_api"), run);
+  const panel = page.locator('[data-testid="step-panel"]');
+  await hasText(panel.locator('[data-testid="step-unknown"]'), ["Outcome unknown", "Run it again", "It happened: mark done", "Skip the step"], "the resolve actions");
+  await hasText(panel.locator(".status").first(), "outcome unknown", "the step's status");
+  await hasText(page.locator('[data-testid="run-unknown"]'), ["Outcome unknown", "rewrite_api"], "the run's banner");
+  await hasText(page.locator('[data-testid="timeline"] .legend'), "outcome unknown", "the timeline's legend");
+  await visible(page.locator('.bar[data-step="rewrite_api"] .seg.unknown'), "the unknown segment on the timeline");
+  await hasText(page.locator('[data-testid="steps-list"] [data-step="rewrite_api"]'), "outcome unknown", "the step's row");
+  await shot(page, "run-outcome-unknown");
+  await panel.getByRole("button", { name: "It happened: mark done" }).click();
+  await hasText(panel.locator(".status").first(), "succeeded", "the resolved step");
+  await gone(page.locator('[data-testid="run-unknown"]'), "the run's banner");
+  const [[, step, resolution]] = await mockCalls(page, "resolveStep");
+  if (step !== "rewrite_api" || resolution !== "mark_done") fail(`resolveStep got ${step} ${resolution}`);
+});
+
 test("run: waiting for a person is drawn apart, decisions are listed", { hash: "#/run/7c1e2a9b-5d44-4b0e-9f3a-2f6f0c1d8e41" }, async (page) => {
   await hasText(page.locator('[data-testid="timeline"]'), "waiting for a person", "the legend entry for waiting");
   await visible(page.locator(".bar .seg.wait"), "a hatched waiting segment");
@@ -206,7 +263,7 @@ test("run: waiting for a person is drawn apart, decisions are listed", { hash: "
 });
 
 test("run: 'Open in Approvals' selects that run's question", async (page) => {
-  const id = await page.evaluate(() => window.__STEPWISE_MOCK__.listRuns().then((r) => r.find((x) => x.workflow === "fix-flaky-test").run_id));
+  const id = await page.evaluate(() => window.__STEPWISE_MOCK__.listRuns({ status: "all", query: "", offset: 0, limit: 500 }).then((p) => p.runs.find((x) => x.workflow === "fix-flaky-test").run_id));
   await page.evaluate((rid) => (location.hash = `#/run/${rid}`), id);
   await page.locator('[data-testid="run-pending"]').getByRole("link", { name: "Open in Approvals" }).click();
   await hasText(selectedInbox(page), "python3 -m pytest", "the run's command selected in the inbox");
@@ -214,10 +271,10 @@ test("run: 'Open in Approvals' selects that run's question", async (page) => {
 });
 
 test("run: decisions with who, how and the approved hash", async (page) => {
-  const id = await page.evaluate(() => window.__STEPWISE_MOCK__.listRuns().then((r) => r.find((x) => x.workflow === "release-notes").run_id));
+  const id = await page.evaluate(() => window.__STEPWISE_MOCK__.listRuns({ status: "all", query: "", offset: 0, limit: 500 }).then((p) => p.runs.find((x) => x.workflow === "release-notes").run_id));
   await page.evaluate((rid) => (location.hash = `#/run/${rid}?tab=decisions`), id);
   await hasText(page.locator('[data-testid="decision"]').first(), ["approved", "by dana", "by hand", "edited before approval", "Fixed the version header by hand", "Approved", "(the edited proposal)"], "a manual, edited approval");
-  const other = await page.evaluate(() => window.__STEPWISE_MOCK__.listRuns().then((r) => r.find((x) => x.workflow === "fix-flaky-test").run_id));
+  const other = await page.evaluate(() => window.__STEPWISE_MOCK__.listRuns({ status: "all", query: "", offset: 0, limit: 500 }).then((p) => p.runs.find((x) => x.workflow === "fix-flaky-test").run_id));
   await page.evaluate((rid) => (location.hash = `#/run/${rid}?tab=decisions`), other);
   await hasText(page.locator('[data-testid="decision"]').first(), ["approved", "by policy", "by rule", "allow edit_file"], "an approval by rule");
 });
@@ -348,7 +405,7 @@ test("approvals: a stale proposal is replaced by a fresh one", { hash: "#/approv
   await page.evaluate(() => {
     const m = window.__STEPWISE_MOCK__;
     const t = window.__STEPWISE_TEST__;
-    return m.listApprovals().then((items) => {
+    return m.listApprovals().then(({ items }) => {
       const edit = items.find((i) => i.step === "edit" && i.workflow === "add-factorial");
       m.replaceProposal(edit.run_id, "edit", t.editProposal("src/utils.py", t.UTILS_BEFORE, `${t.UTILS_BEFORE}\n\ndef factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)\n`));
     });
@@ -365,6 +422,12 @@ test("approvals: a refused decision shows its code and message", { hash: "#/appr
   await hasText(page.locator('[data-testid="approval-detail"] [role="alert"]'), ["refused", "the file changed since the proposal"], "the error in the detail");
   await hasText(page.locator(".toasts"), ["refused", "the file changed since the proposal"], "the error toast");
   await count(page.locator('[data-testid="inbox"] [role="option"]'), 7, "nothing decided");
+});
+
+test("approvals: a run that cannot be read is named, not left out in silence", { hash: "#/approvals" }, async (page) => {
+  await hasText(selectedInbox(page), "src/utils.py", "the inbox");
+  await page.evaluate(() => window.__STEPWISE_MOCK__.breakRun("7c1e2a9b-5d44-4b0e-9f3a-2f6f0c1d8e41", "database disk image is malformed"));
+  await hasText(page.locator('[data-testid="unreadable-runs"]'), ["A run cannot be read", "7c1e2a9b", "database disk image is malformed"], "the unreadable run");
 });
 
 test("approvals: dark mode", { hash: "#/approvals", colorScheme: "dark" }, async (page) => {
@@ -412,7 +475,7 @@ test("workspace: the tree with touched files and pending edits", { hash: "#/work
   // Approving the edit elsewhere clears its mark live.
   await page.evaluate(() => {
     const m = window.__STEPWISE_MOCK__;
-    return m.listApprovals().then((items) => {
+    return m.listApprovals().then(({ items }) => {
       const edit = items.find((i) => i.step === "edit" && i.workflow === "add-factorial");
       return m.approveStep({ run: edit.run_id, step: "edit", proposalHash: edit.proposal_hash });
     });

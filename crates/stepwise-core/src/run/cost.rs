@@ -62,35 +62,60 @@ pub struct CostReport {
     pub by_day: BTreeMap<String, CostLine>,
 }
 
-/// The cost of the calls in a log of `(seq, recorded_at_ms, event)`.
-pub fn cost_report<'a>(events: impl IntoIterator<Item = (EventSeq, i64, &'a Event)>) -> CostReport {
-    let mut report = CostReport::default();
-    let mut calls: HashMap<EventSeq, (StepId, String)> = HashMap::new();
-    for (seq, at, event) in events {
+/// A run's cost folded from its events one at a time, so that a view following a run adds each
+/// reply as it is recorded instead of reading the log again.
+#[derive(Debug, Clone, Default)]
+pub struct CostTally {
+    report: CostReport,
+    /// Model calls not answered yet: their step and model.
+    calls: HashMap<EventSeq, (StepId, String)>,
+}
+
+impl CostTally {
+    /// Folds in one event (`seq`, recorded at `at`), in log order.
+    pub fn apply(&mut self, seq: EventSeq, at: i64, event: &Event) {
         match event {
             Event::OperationStarted {
                 step,
                 request: OperationRequest::LlmCall(request),
                 ..
             } => {
-                calls.insert(seq, (step.clone(), request.model.clone()));
+                self.calls
+                    .insert(seq, (step.clone(), request.model.clone()));
             }
             Event::OperationSucceeded {
                 op,
                 result: OperationResult::LlmReplied(reply),
             } => {
-                let Some((step, model)) = calls.get(op) else {
-                    continue;
+                let Some((step, model)) = self.calls.remove(op) else {
+                    return;
                 };
+                let report = &mut self.report;
                 report.total.add(reply);
-                report.by_step.entry(step.clone()).or_default().add(reply);
-                report.by_model.entry(model.clone()).or_default().add(reply);
+                report.by_step.entry(step).or_default().add(reply);
+                report.by_model.entry(model).or_default().add(reply);
                 report.by_day.entry(utc_day(at)).or_default().add(reply);
+            }
+            Event::OperationFailed { op, .. } => {
+                self.calls.remove(op);
             }
             _ => {}
         }
     }
-    report
+
+    /// What the calls folded in so far cost.
+    pub fn report(&self) -> &CostReport {
+        &self.report
+    }
+}
+
+/// The cost of the calls in a log of `(seq, recorded_at_ms, event)`.
+pub fn cost_report<'a>(events: impl IntoIterator<Item = (EventSeq, i64, &'a Event)>) -> CostReport {
+    let mut tally = CostTally::default();
+    for (seq, at, event) in events {
+        tally.apply(seq, at, event);
+    }
+    tally.report
 }
 
 /// The UTC date of a timestamp in milliseconds, `YYYY-MM-DD` (civil-from-days, proleptic

@@ -14,11 +14,11 @@ mod status;
 mod step;
 mod timing;
 
-pub use cost::{CostLine, CostReport, cost_report, utc_day};
+pub use cost::{CostLine, CostReport, CostTally, cost_report, utc_day};
 pub use proposal::{EditedProposal, edited_proposal, unified_diff};
 pub use replay::{Divergence, ReplayError, ReplayReport, replay};
 pub use state::{PendingApproval, RunState, RunStatus, StateError, StepState, StepStatus};
-pub use timing::{StepTiming, step_timings};
+pub use timing::{Segment, SegmentKind, StepTiming, Timings, step_timings};
 
 #[cfg(test)]
 mod tests;

@@ -15,25 +15,29 @@ use crate::context::Context;
 use crate::error::EngineError;
 use crate::record::new_event;
 
-/// Whether a driver's failure ends its run (as opposed to leaving it for the next holder).
+/// Whether a driver's failure ends its run (as opposed to leaving it for the next holder):
+/// not when the engine stops, the database file was replaced or may not be written, another
+/// process wrote the run, the database was busy (another process held its write lock longer
+/// than the wait allows), or the workspace cannot be opened (moved, unmounted): the run can go
+/// on once that has passed.
 pub(super) fn ends_the_run(error: &EngineError) -> bool {
-    !matches!(
-        error,
+    match error {
         EngineError::ShutDown
-            | EngineError::WriterStopped
-            | EngineError::RunLocked { .. }
-            | EngineError::Store(
-                StoreError::Replaced { .. }
-                    | StoreError::ReadOnly { .. }
-                    | StoreError::Conflict { .. }
-            )
-    )
+        | EngineError::WriterStopped
+        | EngineError::RunLocked { .. }
+        | EngineError::Workspace(_) => false,
+        EngineError::Store(
+            StoreError::Replaced { .. } | StoreError::ReadOnly { .. } | StoreError::Conflict { .. },
+        ) => false,
+        EngineError::Store(error) => !error.is_busy(),
+        _ => true,
+    }
 }
 
 /// Records `RunAborted` for `error` in the run, if the failure ends the run and the run has not
 /// ended already. The run is read back first: a failed commit may have left what the driver
 /// held in memory ahead of the log. Only while holding the run's lock, on the writer's thread.
-/// Whether the run ended so.
+/// Returns whether the run ended so.
 pub(super) async fn record_abort(ctx: &Arc<Context>, run_id: &RunId, error: &EngineError) -> bool {
     if !ends_the_run(error) {
         return false;
