@@ -12,6 +12,7 @@ mod commands;
 mod demo;
 mod digest;
 mod error;
+mod failures;
 mod holders;
 mod live;
 mod model;

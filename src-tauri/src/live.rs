@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::demo;
+use crate::failures::RecentFailures;
 use crate::holders::Holders;
 use crate::model::{RunModels, SharedModel, lock};
 use crate::state::AppState;
@@ -55,7 +56,11 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
     let holders = Arc::clone(&state.holders);
     tauri::async_runtime::spawn(forward_runs(engine, holders, live.clone()));
     let engine = state.engine.clone();
-    tauri::async_runtime::spawn(forward_failures(engine.subscribe_failures(), live.clone()));
+    tauri::async_runtime::spawn(forward_failures(
+        engine.subscribe_failures(),
+        Arc::clone(&state.failures),
+        live.clone(),
+    ));
     tauri::async_runtime::spawn(forward_approvals(app.clone(), engine, live));
 }
 
@@ -63,15 +68,19 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
 /// run and why): nothing fails unseen.
 async fn forward_failures(
     mut failures: broadcast::Receiver<stepwise_engine::DriverFailure>,
+    recent: Arc<RecentFailures>,
     live: broadcast::Sender<LiveSignal>,
 ) {
     loop {
         match failures.recv().await {
             Ok(failure) => {
-                let _ = live.send(LiveSignal::Failed {
+                let signal = LiveSignal::Failed {
                     run_id: failure.run_id,
                     message: failure.message,
-                });
+                };
+                // A window that opens later is told too.
+                recent.keep(signal.clone());
+                let _ = live.send(signal);
             }
             // Missed ones were logged at `error` by the engine all the same.
             Err(broadcast::error::RecvError::Lagged(_)) => continue,

@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 
 use crate::demo;
 use crate::digest::Digests;
+use crate::failures::RecentFailures;
 use crate::holders::Holders;
 use crate::model::RunModels;
 use crate::view::LiveSignal;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub models: Arc<RunModels>,
     /// Who drives each unfinished run, from the runs feed.
     pub holders: Arc<Holders>,
+    /// Recent driver failures, for a window that opens after them.
+    pub failures: Arc<RecentFailures>,
     /// The run the Run view follows (one at a time): its forwarding task.
     pub following: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
 }
@@ -70,6 +73,7 @@ impl AppState {
             digests: Digests::default(),
             models: Arc::default(),
             holders: Arc::default(),
+            failures: Arc::default(),
             following: Mutex::new(None),
         })
     }

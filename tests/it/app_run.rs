@@ -172,3 +172,80 @@ fn the_runs_list_holds_only_the_rows_it_shows_and_reads_the_rest_as_it_scrolls()
         held()
     );
 }
+
+/// A driver failing in the app is never silent: the window says which run stopped and why at
+/// once, and a run the engine ended says so in its Run view (as `show` does).
+#[test]
+fn a_driver_failure_is_shown_in_the_window_with_its_run_and_why() {
+    let env = Env::new();
+    env.workspace_policy("  - ask: edit_file\n");
+    let gone_later = env.root().join("gone-later");
+    std::fs::create_dir(&gone_later).expect("a second workspace");
+    let edit = env.workflow(
+        "edit.yaml",
+        "name: edit\nsteps:\n  - id: edit\n    type: edit_file\n    path: out.txt\n    content: hi\n",
+    );
+    // A run waits for a person, then its workspace goes away (moved, unmounted).
+    let out = env.stepwise(&[
+        "run",
+        edit.to_str().expect("utf-8"),
+        "--workspace",
+        gone_later.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert_eq!(out.code, 3, "{out}");
+    let waiting = out.run_id();
+    std::fs::remove_dir_all(&gone_later).expect("remove the workspace");
+
+    // A run the engine ended: its log could not be written (a fault injected in this process).
+    let aborted = {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut config = stepwise_engine::EngineConfig::new(&env.db);
+            config.user_policy = Some(env.user_policy.clone());
+            let engine = stepwise_engine::Engine::open(config).expect("open the engine");
+            engine.test_hooks().fail_commits(None, 1);
+            let chain = env.workflow(
+                "chain.yaml",
+                "name: chain\nsteps:\n  - id: a\n    type: set\n    values: {v: 1}\n",
+            );
+            let handle = engine
+                .start_run(stepwise_engine::StartRun {
+                    workflow_path: chain,
+                    workspace: env.ws.clone(),
+                    inputs: Default::default(),
+                    trigger: "test".into(),
+                    max_parallel: None,
+                    budget_micro_usd: None,
+                })
+                .await
+                .expect("start");
+            let run = handle.run_id().to_string();
+            assert!(handle.wait().await.is_err());
+            engine.shutdown().await;
+            run
+        })
+    };
+    assert_eq!(env.show(&aborted)["status"], "failed");
+
+    // The app adopts the waiting run, its driver fails to open the workspace: a toast says so.
+    let display = Display::start();
+    let driver = Driver::start(&display, &app_env(&env));
+    let window = Session::open(&driver, &app_binary());
+    window.wait_for_text("a toast naming the run that stopped and why", LIVE, |t| {
+        t.contains(&format!("Run {} stopped", &waiting[..8])) && t.contains("gone-later")
+    });
+    // The run is left for later (the workspace may come back), not ended.
+    assert_eq!(env.show(&waiting)["status"], "awaiting_approval");
+
+    window.script(
+        "location.hash = '#/run/' + arguments[0];",
+        vec![json!(aborted)],
+    );
+    window.wait_for_text("the aborted run's note", LIVE, |t| {
+        t.contains("the engine could not go on") && t.contains("the disk refused the write")
+    });
+}

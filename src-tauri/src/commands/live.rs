@@ -9,10 +9,17 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::view::{LiveSignal, RunFeedItem};
 
-/// Sends every live signal to `channel` from now on.
+/// Sends every live signal to `channel` from now on, after the driver failures of the last
+/// minutes (a run that failed before the window listened is not left unseen).
 #[tauri::command]
 pub fn subscribe_live(state: State<'_, AppState>, channel: Channel<LiveSignal>) {
-    crate::live::forward_signals(state.live.subscribe(), channel);
+    let signals = state.live.subscribe();
+    for failure in state.failures.recent() {
+        if channel.send(failure).is_err() {
+            return;
+        }
+    }
+    crate::live::forward_signals(signals, channel);
 }
 
 /// Sends to `channel` what each batch of `run`'s events after `after_seq` changes (and its
