@@ -36,6 +36,11 @@ fi
 
 # One set of flags for every build, so shared crates are compiled once. The integration tests
 # drive the real `stepwise` binary, which `cargo build` produces and `cargo test` does not.
+# The engine's API is documented whole (missing_docs in its lib.rs) and its rustdoc builds
+# without a warning.
+step "cargo doc -p stepwise-engine --no-deps (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p stepwise-engine --no-deps
+
 step "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets
 target_dir="${CARGO_TARGET_DIR:-target}"

@@ -2,7 +2,7 @@
 //! message to show, never a bare string.
 
 use serde::Serialize;
-use stepwise_engine::{EngineError, StoreError};
+use stepwise_engine::EngineError;
 use ts_rs::TS;
 
 /// What kind of failure, for the UI to branch on.
@@ -48,7 +48,7 @@ impl From<EngineError> for AppError {
     fn from(error: EngineError) -> AppError {
         let code = match &error {
             EngineError::Refused(_) | EngineError::ProposalChanged { .. } => ErrorCode::Refused,
-            EngineError::Store(StoreError::RunNotFound(_)) => ErrorCode::NotFound,
+            EngineError::RunNotFound { .. } => ErrorCode::NotFound,
             e if e.is_invalid_input() => ErrorCode::Invalid,
             _ => ErrorCode::Internal,
         };

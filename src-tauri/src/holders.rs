@@ -13,7 +13,7 @@ use stepwise_engine::{Engine, RunRow};
 
 #[derive(Debug, Clone)]
 struct Known {
-    status: String,
+    status: RunStatus,
     held_by: Option<String>,
 }
 
@@ -23,8 +23,8 @@ pub struct Holders {
     known: Mutex<HashMap<RunId, Known>>,
 }
 
-fn finished(status: &str) -> bool {
-    RunStatus::parse(status).is_none_or(RunStatus::is_finished)
+fn finished(status: RunStatus) -> bool {
+    status.is_finished()
 }
 
 impl Holders {
@@ -34,7 +34,7 @@ impl Holders {
 
     /// Looks again at who drives a run that changed (its row as the feed gave it).
     pub async fn refresh(&self, engine: &Engine, row: &RunRow) {
-        if finished(&row.status) {
+        if finished(row.status) {
             self.known().remove(&row.run_id);
             return;
         }
@@ -52,7 +52,7 @@ impl Holders {
         self.known().insert(
             row.run_id.clone(),
             Known {
-                status: row.status.clone(),
+                status: row.status,
                 held_by,
             },
         );
@@ -61,7 +61,7 @@ impl Holders {
     /// Who drives a run: this process, the holder last seen, or nobody. Asks the run's lock
     /// only for an unfinished run the feed has not reported yet.
     pub async fn held_by(&self, engine: &Engine, row: &RunRow) -> Option<String> {
-        if finished(&row.status) {
+        if finished(row.status) {
             return None;
         }
         if engine.drives(&row.run_id) {
@@ -84,7 +84,7 @@ impl Holders {
         self.known()
             .iter()
             .filter(|(id, known)| {
-                known.status == "running" && known.held_by.is_none() && !engine.drives(id)
+                known.status == RunStatus::Running && known.held_by.is_none() && !engine.drives(id)
             })
             .map(|(id, _)| id.clone())
             .collect()

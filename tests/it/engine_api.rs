@@ -194,7 +194,7 @@ fn the_runs_feed_reports_a_new_run_and_its_status() {
                 .await
                 .expect("a row");
             assert_eq!(row.run_id, run);
-            seen.push(row.status);
+            seen.push(row.status.as_str().to_string());
         }
     });
 }

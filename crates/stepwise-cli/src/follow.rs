@@ -5,7 +5,6 @@
 use std::io::Write;
 
 use stepwise_core::ids::EventSeq;
-use stepwise_core::run::RunStatus;
 use stepwise_engine::{ApprovalChange, Engine, RunUpdate};
 
 use crate::exit::Exit;
@@ -44,7 +43,7 @@ pub async fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Ex
         }
     }
     let row = engine.find_run(run_id.as_str()).await?;
-    Ok(RunStatus::parse(&row.status).map_or(Exit::Failure, Exit::for_status))
+    Ok(Exit::for_status(row.status))
 }
 
 /// `stepwise approvals [RUN] --follow`: what waits for a person now, then each question as it
@@ -55,8 +54,8 @@ pub async fn approvals(engine: &Engine, run: Option<&str>, json: bool) -> anyhow
     let only = match run {
         Some(run) => {
             let row = engine.find_run(run).await?;
-            let status = RunStatus::parse(&row.status);
-            if let Some(status) = status.filter(|s| s.is_finished()) {
+            let status = row.status;
+            if status.is_finished() {
                 if !json {
                     emit(&format!(
                         "run {} has already {}",

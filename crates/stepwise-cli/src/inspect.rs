@@ -67,7 +67,7 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
             .map(|run| {
                 let mut value = serde_json::to_value(&run.row).unwrap_or_default();
                 value["status"] = run.shown_status().into();
-                value["recorded_status"] = run.row.status.clone().into();
+                value["recorded_status"] = run.row.status.as_str().into();
                 value["held_by"] = run.held_by.clone().into();
                 value
             })

@@ -363,7 +363,7 @@ where
                         let _ = send.await;
                     }
                     let row = engine.find_run(run_id.as_str()).await?;
-                    return Ok(RunStatus::parse(&row.status).unwrap_or(RunStatus::Running));
+                    return Ok(row.status);
                 }
                 interrupted += 1;
                 let command = if interrupted == 1 {

@@ -15,6 +15,7 @@ pub mod llm;
 pub mod operation;
 pub mod paths;
 pub mod policy;
+pub mod records;
 pub mod run;
 pub mod template;
 pub mod workflow;

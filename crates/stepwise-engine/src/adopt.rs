@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use stepwise_core::run::RunStatus;
 use stepwise_store::RunRow;
 use tokio::task::JoinHandle;
 
@@ -49,7 +48,7 @@ impl Engine {
 
 /// Makes sure an unfinished run is driven here once nobody else drives it.
 fn adopt(ctx: &Arc<Context>, row: &RunRow) {
-    let finished = RunStatus::parse(&row.status).is_none_or(RunStatus::is_finished);
+    let finished = row.status.is_finished();
     // Already waited for: trying its lock again at each change of a run held elsewhere would
     // close a lock file opened for writing each time, waking every process's waiters.
     if finished || ctx.live.drives(&row.run_id) || ctx.is_standing_by(&row.run_id) {

@@ -31,12 +31,16 @@ const RUNS_PAGE: usize = 256;
 /// An event of a run, as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
+    /// The run.
     pub run_id: RunId,
+    /// The event as the log holds it.
     pub stored: StoredEvent,
+    /// The event, typed.
     pub event: Event,
 }
 
 impl RecordedEvent {
+    /// Its seq in the run's log.
     pub fn seq(&self) -> EventSeq {
         self.stored.seq
     }
@@ -140,7 +144,7 @@ impl RunEvents {
                 self.buffer.extend(events);
                 continue;
             }
-            let finished = RunStatus::parse(&row.status).is_some_and(RunStatus::is_finished);
+            let finished = row.status.is_finished();
             if finished && row.last_seq <= self.last_seq {
                 self.done = true;
                 return None;
@@ -230,13 +234,22 @@ pub enum ApprovalChange {
     /// A question no longer waits: `how` says what happened (approved, rejected, voided
     /// because its file changed, cancelled).
     Settled {
+        /// The run.
         run_id: RunId,
+        /// The step.
         step: StepId,
+        /// The proposal that waited.
         proposal_hash: String,
+        /// What happened to it, in words.
         how: String,
     },
     /// A run ended: nothing of it will wait for a person again.
-    RunEnded { run_id: RunId, status: RunStatus },
+    RunEnded {
+        /// The run.
+        run_id: RunId,
+        /// How it ended.
+        status: RunStatus,
+    },
 }
 
 /// The approvals inbox across all runs, live: first every question waiting now, then each

@@ -152,7 +152,7 @@ impl Engine {
             }
             changes.borrow_and_update();
             let row = self.find_run(run_id.as_str()).await?;
-            let status = RunStatus::parse(&row.status).unwrap_or(RunStatus::Running);
+            let status = row.status;
             if status != RunStatus::Running {
                 return Ok(status);
             }

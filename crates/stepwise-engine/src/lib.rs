@@ -15,6 +15,8 @@
 //! block an async worker on SQLite. It knows nothing of any user interface: the CLI and the
 //! desktop app are both clients of [`Engine`].
 
+#![warn(missing_docs)]
+
 mod adopt;
 mod clock;
 mod commands;
@@ -58,7 +60,7 @@ pub use config::{
 };
 pub use drivers::RunHandle;
 pub use engine::{Engine, EngineStats};
-pub use error::EngineError;
+pub use error::{DatabaseError, EngineError};
 pub use failures::DriverFailure;
 pub use feeds::{ApprovalChange, ApprovalChanges, RecordedEvent, RunChanges, RunEvents};
 pub use loading::{LoadedRun, recorded_workflow};
@@ -69,7 +71,7 @@ pub use replay::{ReplayAgainst, Replayed};
 pub use run_feed::{RunFeed, RunUpdate};
 pub use sandbox::SandboxError;
 pub use start::StartRun;
-pub use stepwise_store::{RunRow, StoreError, StoredEvent};
+pub use stepwise_core::records::{RunRow, StoredEvent};
 #[doc(hidden)]
 pub use test_hooks::TestHooks;
 pub use workflow_file::read as read_workflow_file;

@@ -10,14 +10,17 @@ use stepwise_core::workflow::{Workflow, parse_recorded_workflow};
 use stepwise_store::{RunRow, Store, StoredEvent};
 
 use crate::context::Context;
-use crate::error::EngineError;
+use crate::error::{DatabaseError, EngineError};
 use crate::record::decode;
 
 /// A run read back from the store and folded.
 #[derive(Debug)]
 pub struct LoadedRun {
+    /// The run's row.
     pub row: RunRow,
+    /// Its events, as the log holds them and typed.
     pub events: Vec<(StoredEvent, Event)>,
+    /// Its state, folded from them.
     pub state: RunState,
 }
 
@@ -85,9 +88,9 @@ impl Context {
 /// it already), with the database named in what SQLite reported.
 pub(crate) fn unreadable(run_id: &RunId, store: &Store, error: EngineError) -> EngineError {
     match error {
-        EngineError::Store(error) => EngineError::UnreadableRun {
+        EngineError::Database(DatabaseError(error)) => EngineError::UnreadableRun {
             run_id: run_id.clone(),
-            cause: Box::new(EngineError::Store(error.at(store.path()))),
+            cause: Box::new(EngineError::from(error.at(store.path()))),
         },
         error @ EngineError::Workflow(_) => EngineError::UnreadableRun {
             run_id: run_id.clone(),

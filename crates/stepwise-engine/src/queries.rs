@@ -19,6 +19,7 @@ use crate::record::decode;
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     #[serde(flatten)]
+    /// The run's row.
     pub row: RunRow,
     /// The process driving the run (`pid 4242`), if one is.
     pub held_by: Option<String>,
@@ -28,10 +29,10 @@ impl RunSummary {
     /// The status to show: a run recorded as running that no process drives was interrupted
     /// (its driver died) and waits for `resume`.
     pub fn shown_status(&self) -> &str {
-        if self.row.status == RunStatus::Running.as_str() && self.held_by.is_none() {
+        if self.row.status == RunStatus::Running && self.held_by.is_none() {
             "interrupted"
         } else {
-            &self.row.status
+            self.row.status.as_str()
         }
     }
 }
@@ -39,24 +40,33 @@ impl RunSummary {
 /// A question waiting for a person, in one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Approval {
+    /// The run.
     pub run_id: RunId,
+    /// Its workflow's name.
     pub workflow: String,
+    /// The step that waits.
     pub step: StepId,
+    /// What it waits on.
     pub approval: PendingApproval,
 }
 
 /// One event of a run's log: its seq, when it was recorded, and what it says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedEvent {
+    /// Its seq in the run's log.
     pub seq: EventSeq,
+    /// When it was recorded.
     pub recorded_at_ms: i64,
+    /// The event.
     pub event: Event,
 }
 
 /// A page of a run's log, read with the run's row in one snapshot (they agree).
 #[derive(Debug, Clone)]
 pub struct LogPage {
+    /// The run's row, as it was when the page was read.
     pub run: RunRow,
+    /// The events of the page, in seq order.
     pub events: Vec<LoggedEvent>,
 }
 
@@ -72,7 +82,9 @@ pub struct RunsQuery {
     /// Every word must appear in the workflow's name or path, the run id or the trigger (ASCII
     /// case aside).
     pub words: Vec<String>,
+    /// How many of the matching runs to skip.
     pub offset: usize,
+    /// The most runs the page holds.
     pub limit: usize,
 }
 
@@ -80,6 +92,7 @@ pub struct RunsQuery {
 /// one snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct RunsPage {
+    /// The page's runs, newest first.
     pub runs: Vec<RunRow>,
     /// How many runs the query admits in all.
     pub total: u64,
@@ -90,7 +103,9 @@ pub struct RunsPage {
 /// A question waiting for a person, with when it was asked and the run's workspace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AskedApproval {
+    /// The question.
     pub approval: Approval,
+    /// The run's workspace.
     pub workspace: String,
     /// When the question was recorded.
     pub asked_at_ms: i64,
@@ -100,7 +115,9 @@ pub struct AskedApproval {
 /// read (whose questions, if any, are not in the list: a reader must say so).
 #[derive(Debug, Default)]
 pub struct Inbox {
+    /// What waits, oldest run first.
     pub waiting: Vec<AskedApproval>,
+    /// Runs that could not be read, and why.
     pub unreadable: Vec<(RunId, EngineError)>,
 }
 
@@ -125,12 +142,11 @@ impl Engine {
                     .list_runs(limit)?
                     .into_iter()
                     .map(|row| {
-                        let held_by =
-                            if RunStatus::parse(&row.status).is_some_and(|s| !s.is_finished()) {
-                                lock::holder(&lock_dir, &row.run_id)?
-                            } else {
-                                None
-                            };
+                        let held_by = if !row.status.is_finished() {
+                            lock::holder(&lock_dir, &row.run_id)?
+                        } else {
+                            None
+                        };
                         Ok(RunSummary { row, held_by })
                     })
                     .collect()

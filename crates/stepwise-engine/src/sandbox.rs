@@ -27,15 +27,26 @@ pub struct Workspace {
 /// Why a path cannot be used inside the workspace.
 #[derive(Debug, Error)]
 pub enum SandboxError {
+    /// A path is not one a workspace may hold (`..`, absolute).
     #[error(transparent)]
     Path(#[from] PathError),
+    /// A path leads out of the workspace through a symbolic link.
     #[error("path `{path}` leads outside the workspace through a symlink to `{}`", target.display())]
-    Escape { path: String, target: PathBuf },
+    Escape {
+        /// The path, in the workspace.
+        path: String,
+        /// Where the link leads.
+        target: PathBuf,
+    },
+    /// The workspace is not a directory.
     #[error("`{}` is not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// A file or directory of the workspace could not be reached.
     #[error("could not access `{path}`: {source}")]
     Io {
+        /// The path.
         path: String,
+        /// The OS error.
         #[source]
         source: io::Error,
     },

@@ -23,9 +23,13 @@ use crate::settings::{Settings, UserSettings, WORKSPACE_SETTINGS};
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct StartRun {
+    /// The workflow file.
     pub workflow_path: PathBuf,
+    /// The workspace directory the run works in.
     pub workspace: PathBuf,
+    /// The workflow's inputs, as text (`name=value`), checked against their declared types.
     pub inputs: BTreeMap<String, String>,
+    /// What started the run (`cli`, `app`, …), recorded.
     pub trigger: String,
     /// Overrides the workflow's `max_parallel`.
     pub max_parallel: Option<usize>,

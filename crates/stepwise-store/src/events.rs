@@ -6,6 +6,7 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use stepwise_core::ids::{EventSeq, RunId};
+pub use stepwise_core::records::StoredEvent;
 
 use crate::blobs::{BlobResolver, encode_payload};
 use crate::commands::{HandledCommand, mark_handled};
@@ -19,18 +20,6 @@ pub struct NewEvent {
     pub recorded_at_ms: i64,
     pub correlation_id: Option<String>,
     /// The seq of the event that caused this one, in the same run.
-    pub causation_seq: Option<EventSeq>,
-    pub payload: serde_json::Value,
-}
-
-/// An event read back from the log, with blobs resolved into its payload.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    pub seq: EventSeq,
-    pub event_type: String,
-    pub schema_version: u32,
-    pub recorded_at_ms: i64,
-    pub correlation_id: Option<String>,
     pub causation_seq: Option<EventSeq>,
     pub payload: serde_json::Value,
 }
@@ -243,6 +232,7 @@ pub(crate) fn insert_events(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use stepwise_core::run::RunStatus;
 
     use super::*;
     use crate::test_support::{count, event, new_run, rid, seq, temp_store};
@@ -365,7 +355,7 @@ mod tests {
         let run = store.run(&rid("run-1")).unwrap().unwrap();
         assert_eq!(run.last_seq, seq(10));
         assert_eq!(run.updated_at_ms, 403);
-        assert_eq!(run.status, "pending");
+        assert_eq!(run.status, RunStatus::Running);
 
         store
             .append(
@@ -377,7 +367,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             store.run(&rid("run-1")).unwrap().unwrap().status,
-            "succeeded"
+            RunStatus::Succeeded
         );
     }
 
@@ -394,7 +384,7 @@ mod tests {
             seq(1)
         );
         let run = store.run(&rid("run-1")).unwrap().unwrap();
-        assert_eq!((run.status.as_str(), run.last_seq), ("pending", seq(1)));
+        assert_eq!((run.status.as_str(), run.last_seq), ("running", seq(1)));
     }
 
     #[test]

@@ -337,7 +337,7 @@ mod test_support {
             workflow_hash: "sha256:abc".into(),
             workspace: "/tmp/ws".into(),
             trigger: "cli".into(),
-            status: "pending".into(),
+            status: "running".into(),
             created_at_ms: 1_000,
         }
     }

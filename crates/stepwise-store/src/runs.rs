@@ -3,8 +3,9 @@
 //! The row is a projection for listing and lookup; the events remain the truth.
 
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
-use serde::Serialize;
 use stepwise_core::ids::{EventSeq, RunId};
+pub use stepwise_core::records::RunRow;
+use stepwise_core::run::RunStatus;
 
 use crate::events::{NewEvent, insert_events};
 use crate::{Store, StoreError};
@@ -25,28 +26,6 @@ pub struct NewRun {
     pub created_at_ms: i64,
 }
 
-/// A run as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunRow {
-    pub run_id: RunId,
-    pub workflow_name: String,
-    pub workflow_path: String,
-    pub workflow_hash: String,
-    pub workspace: String,
-    pub trigger: String,
-    pub status: String,
-    pub created_at_ms: i64,
-    /// The `recorded_at_ms` of the last event (`created_at_ms` before any).
-    pub updated_at_ms: i64,
-    /// The seq of the last event, 0 before any.
-    pub last_seq: EventSeq,
-    /// A database-wide counter: higher for a run written to later. Followers ask for the runs
-    /// that changed since the highest value they have seen.
-    pub change_seq: u64,
-    /// What the run's model calls have cost so far, in micro-dollars.
-    pub cost_micro_usd: u64,
-}
-
 pub(crate) const RUN_COLUMNS: &str = "run_id, workflow_name, workflow_path, workflow_hash, workspace, \
                            trigger, status, created_at_ms, updated_at_ms, last_seq, change_seq, \
                            cost_micro_usd";
@@ -59,7 +38,16 @@ pub(crate) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         workflow_hash: row.get(3)?,
         workspace: row.get(4)?,
         trigger: row.get(5)?,
-        status: row.get(6)?,
+        status: {
+            let text: String = row.get(6)?;
+            RunStatus::parse(&text).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    6,
+                    rusqlite::types::Type::Text,
+                    format!("`{text}` is not a run status this stepwise knows").into(),
+                )
+            })?
+        },
         created_at_ms: row.get(7)?,
         updated_at_ms: row.get(8)?,
         last_seq: EventSeq::new(row.get(9)?),
@@ -286,7 +274,7 @@ mod tests {
                 workflow_hash: run.workflow_hash,
                 workspace: run.workspace,
                 trigger: run.trigger,
-                status: run.status,
+                status: RunStatus::parse(&run.status).expect("a run status"),
                 created_at_ms: run.created_at_ms,
                 updated_at_ms: 1_500,
                 last_seq: seq(1),
@@ -407,9 +395,9 @@ mod tests {
             ("r1", "succeeded"),
             ("r2", "running"),
             ("r3", "failed"),
-            ("r4", "waiting_for_approval"),
+            ("r4", "awaiting_approval"),
             ("r5", "cancelled"),
-            ("r6", "pending"),
+            ("r6", "paused"),
         ];
         for (i, (id, status)) in statuses.iter().enumerate().rev() {
             store

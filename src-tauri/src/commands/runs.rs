@@ -1,12 +1,9 @@
 //! Runs: a page of the list, pause/resume/cancel, resolving an unknown outcome, and replay.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use stepwise_core::event::{Event, Resolution};
-use stepwise_core::ids::{EventSeq, StepId};
-use stepwise_core::run::{ReplayError, replay};
-use stepwise_engine::{Command, Engine, RunsQuery, recorded_workflow};
+use stepwise_core::event::Resolution;
+use stepwise_core::ids::StepId;
+use stepwise_core::run::RunStatus;
+use stepwise_engine::{Command, Engine, ReplayAgainst, RunsQuery};
 use tauri::State;
 
 use crate::error::AppError;
@@ -128,7 +125,7 @@ pub async fn resume_run(state: State<'_, AppState>, run: String) -> Result<(), A
 /// Resumes a paused run, or takes over one that nobody drives (interrupted).
 async fn resume(engine: &Engine, run: &str) -> Result<(), AppError> {
     let row = engine.find_run(run).await?;
-    if row.status == "paused" {
+    if row.status == RunStatus::Paused {
         engine.send(run, Command::Resume).await?;
     } else if engine.holder(&row.run_id).await?.is_none() {
         engine.drive(run).await?;
@@ -167,29 +164,22 @@ pub async fn replay_run(
     run: String,
     against: String,
 ) -> Result<ReplayVerdict, AppError> {
-    let loaded = state.engine.load_run(&run).await?;
-    let (workflow, against) = match against.as_str() {
-        "recorded" => (
-            recorded_workflow(&loaded.row.run_id, &loaded.events)?,
-            "the workflow recorded when the run started".to_string(),
-        ),
-        "current" => {
-            let path = PathBuf::from(&loaded.row.workflow_path);
-            let (workflow, _) = Engine::load_workflow(&path)?;
-            (workflow, path.display().to_string())
-        }
+    let against = match against.as_str() {
+        "recorded" => ReplayAgainst::Recorded,
+        "current" => ReplayAgainst::CurrentFile,
         other => {
             return Err(AppError::invalid(format!(
                 "replay against `{other}`: use `recorded` or `current`"
             )));
         }
     };
-    let events: Vec<(EventSeq, Event)> = loaded
-        .events
-        .iter()
-        .map(|(s, e)| (s.seq, e.clone()))
-        .collect();
-    Ok(match replay(Arc::clone(&workflow), &events) {
+    // The engine's one replay, as the CLI's.
+    let replayed = state.engine.replay(&run, against).await?;
+    let against = match replayed.against.as_str() {
+        "the recorded workflow" => "the workflow recorded when the run started".to_string(),
+        path => path.to_string(),
+    };
+    Ok(match replayed.verdict {
         Ok(report) => ReplayVerdict {
             matches: true,
             message: format!(
@@ -203,11 +193,11 @@ pub async fn replay_run(
             expected: None,
             recorded: None,
         },
-        Err(ReplayError::Diverged(divergence)) => ReplayVerdict {
+        Err(divergence) => ReplayVerdict {
             matches: false,
             message: format!("diverged at event {}", divergence.seq),
             against,
-            events: events.len() as u64,
+            events: replayed.events as u64,
             decisions: 0,
             diverged_at: Some(divergence.seq.get()),
             expected: divergence
@@ -219,6 +209,5 @@ pub async fn replay_run(
                 .as_ref()
                 .and_then(|e| serde_json::to_value(e).ok()),
         },
-        Err(error) => return Err(AppError::invalid(error.to_string())),
     })
 }

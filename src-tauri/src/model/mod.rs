@@ -114,7 +114,7 @@ impl RunModel {
             self.row.last_seq = logged.seq;
             self.row.updated_at_ms = logged.recorded_at_ms;
         }
-        self.row.status = self.state.status().as_str().to_string();
+        self.row.status = self.state.status();
         self.row.cost_micro_usd = self.cost.report().total.micro_usd;
         self.refresh(&changes);
         Ok(changes)

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use stepwise_core::event::Proposal;
 use stepwise_core::ids::{RunId, StepId};
-use stepwise_core::run::CostLine;
+use stepwise_core::run::{CostLine, RunStatus};
 use stepwise_engine::{LoggedEvent, RunRow};
 use ts_rs::TS;
 
@@ -246,10 +246,10 @@ pub enum LiveSignal {
 pub fn run_list_item(row: &RunRow, held_by: Option<String>) -> RunListItem {
     // A run recorded as running that no process drives was interrupted (its driver died) and
     // waits for `resume`.
-    let status = if row.status == "running" && held_by.is_none() {
+    let status = if row.status == RunStatus::Running && held_by.is_none() {
         "interrupted".to_string()
     } else {
-        row.status.clone()
+        row.status.as_str().to_string()
     };
     RunListItem {
         run_id: row.run_id.clone(),

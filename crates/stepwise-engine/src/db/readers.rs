@@ -7,7 +7,7 @@ use stepwise_store::Store;
 use tokio::runtime::Handle;
 
 use super::DbFile;
-use crate::error::EngineError;
+use crate::error::{DatabaseError, EngineError};
 
 /// Idle connections kept for reuse; more are opened when needed and closed after.
 const KEEP_IDLE: usize = 4;
@@ -43,7 +43,9 @@ impl Readers {
                 readers.give_back(store);
                 // A failure SQLite reports names the database it happened in.
                 result.map_err(|error| match error {
-                    EngineError::Store(error) => EngineError::Store(error.at(readers.file.path())),
+                    EngineError::Database(DatabaseError(error)) => {
+                        EngineError::from(error.at(readers.file.path()))
+                    }
                     other => other,
                 })
             })

@@ -12,7 +12,7 @@ use stepwise_core::ids::RunId;
 use stepwise_store::StoreError;
 
 use crate::context::Context;
-use crate::error::EngineError;
+use crate::error::{DatabaseError, EngineError};
 use crate::record::new_event;
 
 /// Whether a driver's failure ends its run (as opposed to leaving it for the next holder):
@@ -26,10 +26,10 @@ pub(super) fn ends_the_run(error: &EngineError) -> bool {
         | EngineError::WriterStopped
         | EngineError::RunLocked { .. }
         | EngineError::Workspace(_) => false,
-        EngineError::Store(
+        EngineError::Database(DatabaseError(
             StoreError::Replaced { .. } | StoreError::ReadOnly { .. } | StoreError::Conflict { .. },
-        ) => false,
-        EngineError::Store(error) => !error.is_busy(),
+        )) => false,
+        EngineError::Database(error) => !error.is_busy(),
         _ => true,
     }
 }
