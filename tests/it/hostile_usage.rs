@@ -116,7 +116,7 @@ fn a_database_poisoned_before_figures_were_bounded_still_lists_and_reports() {
     poison(&db);
     db.execute_batch(
         "PRAGMA user_version = 3;
-         DROP TRIGGER runs_cost_of_replies;
+         DROP TRIGGER IF EXISTS runs_cost_of_replies;
          CREATE TRIGGER runs_cost_of_replies AFTER INSERT ON events
          WHEN NEW.event_type = 'OperationSucceeded'
           AND json_extract(NEW.payload, '$.result.kind') = 'llm_replied'

@@ -5,7 +5,9 @@
 //! CLI command) can never interleave events into one run unnoticed.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value;
 use stepwise_core::ids::{EventSeq, RunId};
+use stepwise_core::llm::MAX_MICRO_USD;
 pub use stepwise_core::records::StoredEvent;
 
 use crate::blobs::{BlobResolver, encode_payload};
@@ -212,6 +214,7 @@ pub(crate) fn insert_events(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut seq = after_seq;
+    let mut cost: u64 = 0;
     for event in events {
         seq = seq.next();
         let payload = encode_payload(conn, run_id, seq, &event.payload)?;
@@ -225,8 +228,43 @@ pub(crate) fn insert_events(
             event.causation_seq.map(EventSeq::get),
             payload,
         ])?;
+        cost = cost.saturating_add(reply_cost(event)).min(MAX_MICRO_USD);
+    }
+    // The run's cost moves with its log, in the same transaction (no trigger: see migration
+    // V5). Both figures are at most MAX_MICRO_USD, so their sum fits an i64.
+    if cost > 0 {
+        let ceiling = i64::try_from(MAX_MICRO_USD).unwrap_or(i64::MAX);
+        let cost = i64::try_from(cost).unwrap_or(ceiling);
+        conn.prepare_cached(
+            "UPDATE runs SET cost_micro_usd = MIN(?2, cost_micro_usd + ?3) WHERE run_id = ?1",
+        )?
+        .execute(params![run_id.as_str(), ceiling, cost])?;
     }
     Ok(seq)
+}
+
+/// What a model reply among the events cost (0 for any other event): its
+/// `result.cost_micro_usd`, a negative figure as nothing and any figure at most
+/// [`MAX_MICRO_USD`], as the trigger of migration V4 counted it.
+fn reply_cost(event: &NewEvent) -> u64 {
+    if event.event_type != "OperationSucceeded" {
+        return 0;
+    }
+    let Some(result) = event.payload.get("result") else {
+        return 0;
+    };
+    if result.get("kind").and_then(Value::as_str) != Some("llm_replied") {
+        return 0;
+    }
+    let cost = match result.get("cost_micro_usd") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            // `as` saturates a float into the integer's range; NaN and negatives become 0.
+            .or_else(|| n.as_f64().map(|x| x.max(0.0) as u64))
+            .unwrap_or(0),
+        _ => 0,
+    };
+    cost.min(MAX_MICRO_USD)
 }
 
 #[cfg(test)]
@@ -328,6 +366,43 @@ mod tests {
             store.run(&rid("run-1")).unwrap().unwrap().cost_micro_usd,
             stepwise_core::llm::MAX_MICRO_USD
         );
+    }
+
+    #[test]
+    fn appending_an_event_runs_no_trigger() {
+        // Any row trigger on inserting an event costs every event of every run (migration
+        // V5); the run's figures are kept by the append itself.
+        let (_dir, store) = temp_store();
+        let triggers: Vec<String> = store
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_master
+                 WHERE type = 'trigger' AND tbl_name = 'events' AND sql LIKE '%INSERT%'",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(triggers, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_run_created_with_replies_counts_their_cost_as_the_trigger_did() {
+        let (_dir, mut store) = temp_store();
+        let reply = |cost: Value| {
+            event(
+                "OperationSucceeded",
+                json!({"op": 2, "result": {"kind": "llm_replied", "cost_micro_usd": cost}}),
+            )
+        };
+        store
+            .create_run(
+                &new_run("run-1"),
+                &[reply(json!(7)), reply(json!(-5)), reply(json!(2.9))],
+            )
+            .unwrap();
+        assert_eq!(store.run(&rid("run-1")).unwrap().unwrap().cost_micro_usd, 9);
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod callables;
 mod finite;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
@@ -39,11 +39,16 @@ static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// A compiled expression and the names it reads. Cheap to clone (the program is shared).
+/// A checked expression and the names it reads.
+///
+/// The compiled program is not kept: minijinja sizes every program for a large template
+/// (room for 256 instructions and their spans, about 13 KB), so a workflow that kept one per
+/// expression held 13 MB per 1,000 steps, and filling that fresh memory (page faults) was the
+/// largest part of starting a run. An expression is compiled again where it is evaluated, once
+/// per step; the buffer freed by the last compile is reused by the next.
 #[derive(Clone)]
 pub struct Expr {
     source: String,
-    program: Arc<minijinja::Expression<'static, 'static>>,
     step_refs: BTreeSet<String>,
     input_refs: BTreeSet<String>,
 }
@@ -62,11 +67,7 @@ impl Expr {
         if trimmed.is_empty() {
             return Err(TemplateError::new("empty expression"));
         }
-        let program = ENVIRONMENT
-            .compile_expression_owned(trimmed.to_string())
-            .map_err(|e| {
-                TemplateError::new(format!("invalid expression `{trimmed}`: {}", describe(&e)))
-            })?;
+        let program = compile(trimmed)?;
         let mut step_refs = BTreeSet::new();
         let mut input_refs = BTreeSet::new();
         for path in program.undeclared_variables(true) {
@@ -98,7 +99,6 @@ impl Expr {
         }
         Ok(Expr {
             source: trimmed.to_string(),
-            program: Arc::new(program),
             step_refs,
             input_refs,
         })
@@ -133,8 +133,7 @@ impl Expr {
 
     /// Evaluates against a scope; the result as JSON.
     pub fn eval(&self, scope: &Scope) -> Result<Value, TemplateError> {
-        let value = self
-            .program
+        let value = compile(&self.source)?
             .eval(scope.context())
             .map_err(|e| TemplateError::new(format!("`{}`: {}", self.source, describe(&e))))?;
         if value.is_undefined() {
@@ -159,6 +158,12 @@ impl Expr {
         check_size(&self.source, &value)?;
         Ok(value)
     }
+}
+
+fn compile(source: &str) -> Result<minijinja::Expression<'_, '_>, TemplateError> {
+    ENVIRONMENT
+        .compile_expression(source)
+        .map_err(|e| TemplateError::new(format!("invalid expression `{source}`: {}", describe(&e))))
 }
 
 fn describe(error: &minijinja::Error) -> String {
