@@ -42,6 +42,7 @@ mod workflow_file;
 pub use commands::{Command, Refusal, RefusalKind};
 pub use engine::{Engine, EngineConfig, EngineStats, RunHandle, current_user};
 pub use error::EngineError;
+pub use exec::start_command_launcher;
 pub use feeds::{ApprovalChange, ApprovalChanges, RecordedEvent, RunChanges, RunEvents};
 pub use inbox::Applied;
 pub use progress::ProgressTail;

@@ -81,6 +81,8 @@ const SCENARIOS: [&str; 7] = [
 fn main() -> BenchResult<()> {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--scenario") {
+        // As the CLI and the app do, before the process grows.
+        stepwise_engine::start_command_launcher();
         // A child: run one scenario and print `name<TAB>value` lines.
         let name = args.get(i + 1).ok_or("--scenario needs a name")?;
         let durability = match args.iter().any(|a| a == "--normal") {

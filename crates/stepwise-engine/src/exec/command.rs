@@ -161,6 +161,7 @@ async fn run(
     .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
     tracing::debug!(supervisor = child.pid, command = %shown, "command started");
     let (stdout, stderr, report) = child_pipes(&mut child, &shown)?;
+    let report_read = std::mem::take(&mut child.report_read);
 
     // The ceiling holds here too, whatever a request recorded by an older version says.
     let limit = usize::try_from(req.max_output_bytes.min(MAX_OUTPUT_CEILING)).unwrap_or(usize::MAX);
@@ -187,7 +188,7 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
-        let reported = read_report(report, child.exit_watch());
+        let reported = read_report(report, report_read, child.exit_watch());
         let cancelled = cancelled(&mut cancel);
         tokio::pin!(reading, deadline, reported, cancelled);
         let mut watchdog = tokio::time::interval(WATCHDOG);
@@ -313,10 +314,15 @@ fn child_pipes(
 /// was written by someone else, and is read and dropped.
 const REPORT_KEPT: usize = 4096;
 
-/// The supervisor's report: read until the pipe's end, or until the supervisor has exited
+/// The supervisor's report (after `bytes`, what was read of it already): read until the pipe's
+/// end, or until the supervisor has exited
 /// (`exit_watch`): what it wrote is in the pipe by then, and a process that opened the pipe
 /// through `/proc` and holds it open cannot keep the step waiting for an end that never comes.
-async fn read_report(mut report: Receiver, exit_watch: Option<std::os::fd::OwnedFd>) -> Report {
+async fn read_report(
+    mut report: Receiver,
+    mut bytes: Vec<u8>,
+    exit_watch: Option<std::os::fd::OwnedFd>,
+) -> Report {
     let exited = async {
         match exit_watch {
             Some(watch) => supervisor::exited(watch).await,
@@ -324,7 +330,6 @@ async fn read_report(mut report: Receiver, exit_watch: Option<std::os::fd::Owned
         }
     };
     tokio::pin!(exited);
-    let mut bytes = Vec::new();
     let mut buf = [0u8; 512];
     let keep = |bytes: &mut Vec<u8>, piece: &[u8]| {
         let room = REPORT_KEPT.saturating_sub(bytes.len());

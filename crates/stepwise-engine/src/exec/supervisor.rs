@@ -1,39 +1,46 @@
 //! Commands run under a supervisor, so that nothing a command starts outlives it unseen.
 //!
-//! The supervisor is a process forked from the engine (not exec'd). It leads a session of its
+//! The supervisor is a small process, a child of the engine's process, forked for each command
+//! by the launcher (`launcher`: one long-lived process per engine process, forked while the
+//! process was small, so that no command costs a fork of the engine). It leads a session of its
 //! own, starts the command in a process group of its own and becomes a *child subreaper*:
 //! everything the command starts, even what detaches with `setsid` or a double fork, stays its
-//! descendant. It kills that whole
-//! tree when the command ends (background processes left behind included), when the engine
-//! asks (cancel, timeout), and when the engine dies: it watches a pipe whose only writer is the
-//! engine, so the engine's death, however sudden (SIGKILL), closes it. While anything of the
-//! command may run it holds a lock file, so that an engine recovering the run after a crash can
-//! tell when the command's processes are gone (see `driver::recovery`). The supervisor can be
-//! killed itself (the command knows it as `$PPID`); the engine then kills what it left
-//! (`orphans`).
+//! descendant. It kills that whole tree when the command ends (background processes left
+//! behind included), when the engine asks (cancel, timeout), and when the engine dies: it
+//! watches a pipe whose only writer is the engine, so the engine's death, however sudden
+//! (SIGKILL), closes it. While anything of the command may run it holds a lock file, so that
+//! an engine recovering the run after a crash can tell when the command's processes are gone
+//! (see `driver::recovery`). The supervisor can be killed itself (the command knows it as
+//! `$PPID`); the engine then kills what it left (`orphans`).
 //!
-//! This module is the engine's side: preparing everything the supervisor needs before the
-//! fork (it may not allocate after it), forking it, and reading what it reports. The code that
-//! runs in the forked process is in `child`.
+//! This module is the engine's side: the request, the pipes, asking the launcher, and reading
+//! what the supervisor reports. The code that runs in the supervisor is in `child`.
 
 #![allow(unsafe_code)]
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use libc::{c_char, c_int, pid_t};
+use libc::pid_t;
 use nix::fcntl::OFlag;
 
 mod child;
+mod launcher;
 mod orphans;
+mod sys;
 
-use child::{Child, supervise};
+use launcher::Failed;
+use launcher::wire::{Request, Spawn};
+pub use launcher::start as start_launcher;
 pub(crate) use orphans::{CommandFate, Reaped};
 
 /// What the supervisor reports, one record of 5 bytes each: a kind and a value.
+/// The supervisor's own pid, first (see [`supervisor_from_report`]).
+const SUPERVISOR: u8 = b'S';
 const STARTED: u8 = b'p';
 const EXEC_FAILED: u8 = b'e';
 const EXITED: u8 = b'x';
@@ -47,6 +54,8 @@ pub(crate) struct Supervised {
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
     pub(crate) report: Option<OwnedFd>,
+    /// What was read of the report already (only when the launcher died before it answered).
+    pub(crate) report_read: Vec<u8>,
     control: Option<OwnedFd>,
     /// When the supervisor started, in clock ticks since boot (`orphans`).
     started: u64,
@@ -192,170 +201,118 @@ pub(crate) struct Launch<'a> {
     pub(crate) lock: Option<&'a Path>,
 }
 
-/// Everything the forked processes use, prepared before the fork (they may not allocate).
-struct Prepared {
-    program: CString,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
-    cwd: CString,
-    lock: Option<CString>,
-}
+/// How many times a command is offered to a launcher: one that dies before it takes the
+/// command (killed by a command of another step, say) is replaced and the command offered
+/// to the new one; twice in a row is not chance.
+const ATTEMPTS: usize = 2;
 
-/// How the supervisor starts the command: `posix_spawn` (a `vfork`-like clone, so that the
-/// engine's large address space is not copied a second time), with stdio on the pipes, the
-/// working directory, every other descriptor closed, a process group of its own, default
-/// signal handling and an empty signal mask. Set up before the fork (it allocates), used by
-/// the supervisor, freed by the engine after the fork.
-struct SpawnPlan {
-    actions: libc::posix_spawn_file_actions_t,
-    attributes: libc::posix_spawnattr_t,
-}
+/// How long to wait for a word from a supervisor that a launcher which then died may have
+/// forked: it writes its pid first thing, so only a supervisor that was stopped takes long.
+const REPORT_PATIENCE: Duration = Duration::from_secs(2);
 
-impl SpawnPlan {
-    fn new(cwd: &CString, stdout: RawFd, stderr: RawFd, null: RawFd) -> io::Result<Box<SpawnPlan>> {
-        let check = |rc: c_int| {
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(rc))
-            }
-        };
-        // SAFETY: zeroed structures are then initialised by their init functions before any
-        // other use; they are destroyed in `Drop`, once and after init.
-        unsafe {
-            let mut plan = Box::new(SpawnPlan {
-                actions: std::mem::zeroed(),
-                attributes: std::mem::zeroed(),
-            });
-            check(libc::posix_spawn_file_actions_init(&mut plan.actions))?;
-            check(libc::posix_spawnattr_init(&mut plan.attributes))?;
-            let actions = &mut plan.actions;
-            check(libc::posix_spawn_file_actions_adddup2(actions, null, 0))?;
-            check(libc::posix_spawn_file_actions_adddup2(actions, stdout, 1))?;
-            check(libc::posix_spawn_file_actions_adddup2(actions, stderr, 2))?;
-            check(libc::posix_spawn_file_actions_addchdir_np(
-                actions,
-                cwd.as_ptr(),
-            ))?;
-            check(libc::posix_spawn_file_actions_addclosefrom_np(actions, 3))?;
-            let attributes = &mut plan.attributes;
-            let flags = libc::POSIX_SPAWN_SETPGROUP
-                | libc::POSIX_SPAWN_SETSIGDEF
-                | libc::POSIX_SPAWN_SETSIGMASK;
-            check(libc::posix_spawnattr_setflags(
-                attributes,
-                flags as libc::c_short,
-            ))?;
-            check(libc::posix_spawnattr_setpgroup(attributes, 0))?;
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            check(libc::posix_spawnattr_setsigdefault(attributes, &all))?;
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            check(libc::posix_spawnattr_setsigmask(attributes, &none))?;
-            Ok(plan)
-        }
-    }
-}
-
-impl Drop for SpawnPlan {
-    fn drop(&mut self) {
-        // SAFETY: both were initialised in `new` (a failed `new` never returns a plan).
-        unsafe {
-            libc::posix_spawn_file_actions_destroy(&mut self.actions);
-            libc::posix_spawnattr_destroy(&mut self.attributes);
-        }
-    }
-}
-
-/// Starts the command under a supervisor. An error here is the engine's (pipes, fork); a
-/// program that cannot be started is reported as [`Ended::NotStarted`].
+/// Starts the command under a supervisor. An error here is the engine's (pipes, the
+/// launcher); a program that cannot be started is reported as [`Ended::NotStarted`].
 pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
-    let prepared = prepare(launch)?;
-    let argv_ptrs = pointers(&prepared.argv);
-    let envp_ptrs = pointers(&prepared.envp);
+    let program = resolve(launch.program, launch.env, launch.cwd);
+    // The launcher's working directory is the engine's as it was when the launcher started.
+    let cwd = std::path::absolute(launch.cwd)?;
+    let lock = launch.lock.map(std::path::absolute).transpose()?;
+    let request = Request::new(Spawn {
+        program: program.as_os_str(),
+        cwd: cwd.as_os_str(),
+        lock: lock.as_deref().map(Path::as_os_str),
+        argv: std::iter::once(launch.program).chain(launch.args.iter().map(OsString::as_os_str)),
+        env: launch
+            .env
+            .iter()
+            .map(|(name, value)| (name.as_os_str(), value.as_os_str())),
+    })?;
+    for _ in 0..ATTEMPTS {
+        if let Some(supervised) = attempt(&request)? {
+            return Ok(supervised);
+        }
+    }
+    Err(io::Error::other(
+        "the process that starts commands (the launcher) died each time it was asked",
+    ))
+}
+
+/// Asks the launcher once. `None`: nothing was started, and asking again is safe.
+fn attempt(request: &Request) -> io::Result<Option<Supervised>> {
     let (stdout_r, stdout_w) = pipe()?;
     let (stderr_r, stderr_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
     let (control_r, control_w) = pipe()?;
-    let null: OwnedFd = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?
-        .into();
-    let plan = SpawnPlan::new(
-        &prepared.cwd,
-        stdout_w.as_raw_fd(),
-        stderr_w.as_raw_fd(),
-        null.as_raw_fd(),
-    )?;
-    let child = Child {
-        program: prepared.program.as_ptr(),
-        argv: argv_ptrs.as_ptr(),
-        envp: envp_ptrs.as_ptr(),
-        actions: &plan.actions,
-        attributes: &plan.attributes,
-        lock: prepared
-            .lock
-            .as_ref()
-            .map_or(std::ptr::null(), |l| l.as_ptr()),
-        stdout: stdout_w.as_raw_fd(),
-        stderr: stderr_w.as_raw_fd(),
-        report: report_w.as_raw_fd(),
-        control: control_r.as_raw_fd(),
-        null: null.as_raw_fd(),
+    let mut forking = orphans::forking();
+    let fds = [&stdout_w, &stderr_w, &report_w, &control_r].map(AsRawFd::as_raw_fd);
+    let launched = launcher::launch(&mut forking, request, fds);
+    // The supervisor's ends are its alone now (or, if the launcher is gone, nobody's): only
+    // its tree may hold the output pipes (their end is the tree's end), only it the report
+    // pipe.
+    drop((stdout_w, stderr_w, report_w, control_r));
+    let (pid, report_read) = match launched {
+        Ok(pid) => (pid, Vec::new()),
+        Err(Failed::Refused(error)) => return Err(error),
+        Err(Failed::NotSent) => return Ok(None),
+        Err(Failed::Unanswered) => match supervisor_from_report(&report_r)? {
+            Some(found) => found,
+            None => return Ok(None),
+        },
     };
-    let forking = orphans::forking();
-    // SAFETY: the child runs `supervise`, which makes async-signal-safe calls only and never
-    // returns; everything it reads was prepared above and outlives the fork in its copy of the
-    // address space (the lock `forking` holds included: the child never touches it).
-    let pid = unsafe { libc::fork() };
-    if pid == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: in the forked child; see `supervise`.
-        unsafe { supervise(&child) }
-    }
     let started = forking.forked(pid);
-    // The child's ends are the supervisor's alone now: only its tree may hold the output
-    // pipes (their end is the tree's end) and only it the report pipe.
-    drop((stdout_w, stderr_w, report_w, control_r, null, plan));
-    Ok(Supervised {
+    Ok(Some(Supervised {
         pid,
         stdout: Some(stdout_r),
         stderr: Some(stderr_r),
         report: Some(report_r),
+        report_read,
         control: Some(control_w),
         started,
         killed_stopped: false,
         reaped: false,
-    })
+    }))
 }
 
-fn prepare(launch: &Launch<'_>) -> io::Result<Prepared> {
-    let program = resolve(launch.program, launch.env, launch.cwd);
-    let argv = std::iter::once(launch.program)
-        .chain(launch.args.iter().map(OsString::as_os_str))
-        .map(cstring)
-        .collect::<io::Result<Vec<_>>>()?;
-    let envp = launch
-        .env
-        .iter()
-        .map(|(name, value)| {
-            let mut pair = name.clone();
-            pair.push("=");
-            pair.push(value);
-            cstring(&pair)
-        })
-        .collect::<io::Result<Vec<_>>>()?;
-    Ok(Prepared {
-        program: cstring(program.as_os_str())?,
-        argv,
-        envp,
-        cwd: cstring(launch.cwd.as_os_str())?,
-        lock: launch.lock.map(|l| cstring(l.as_os_str())).transpose()?,
-    })
+/// When the launcher took a request and died before answering: the supervisor it forked, from
+/// the pid the supervisor writes first (with what was read of its report), or `None` if the
+/// report pipe ended empty: nothing was forked, as nothing else held the pipe.
+fn supervisor_from_report(report: &OwnedFd) -> io::Result<Option<(pid_t, Vec<u8>)>> {
+    let unknown = || {
+        io::Error::other(
+            "the process that starts commands (the launcher) died while starting this one, \
+             and whether it started cannot be told",
+        )
+    };
+    let deadline = Instant::now() + REPORT_PATIENCE;
+    let mut read = Vec::new();
+    let mut buffer = [0u8; 64];
+    while read.len() < 5 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut poll = libc::pollfd {
+            fd: report.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd.
+        if left.is_zero() || unsafe { libc::poll(&mut poll, 1, ms) } <= 0 {
+            return Err(unknown());
+        }
+        match nix::unistd::read(report, &mut buffer) {
+            Ok(0) if read.is_empty() => return Ok(None),
+            Ok(0) => return Err(unknown()),
+            Ok(n) => read.extend_from_slice(&buffer[..n]),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let pid = i32::from_le_bytes([read[1], read[2], read[3], read[4]]);
+    // Anyone of the user could have written to the pipe (through `/proc`): only a child of
+    // this process is taken for the supervisor.
+    if read[0] != SUPERVISOR || !orphans::is_own_child(pid) {
+        return Err(unknown());
+    }
+    Ok(Some((pid, read)))
 }
 
 /// The program to `execve`: a name without a slash is looked up in the command's own `PATH`
@@ -387,23 +344,6 @@ fn resolve(program: &OsStr, env: &[(OsString, OsString)], cwd: &Path) -> PathBuf
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn cstring(text: &OsStr) -> io::Result<CString> {
-    CString::new(text.as_bytes()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("`{}` contains a NUL byte", text.to_string_lossy()),
-        )
-    })
-}
-
-fn pointers(strings: &[CString]) -> Vec<*mut c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr().cast_mut())
-        .chain(std::iter::once(std::ptr::null_mut()))
-        .collect()
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {

@@ -1,34 +1,38 @@
-//! The supervisor itself: the code that runs in the process forked from the engine.
+//! The supervisor itself: the process that runs one command and contains its tree.
 //!
-//! It is forked from a multi-threaded process, so from the fork to its exit it may only make
+//! The launcher forks it (see `launcher`), as a child of the engine's process, from a copy of
+//! a process that may have had many threads: from the fork to its exit it may only make
 //! async-signal-safe calls: no allocation, no locks, no `std` I/O, no panics. Everything it
-//! needs is prepared before the fork (see the parent module); it uses raw system calls only.
+//! needs is in the launcher's memory, copied by the fork; it uses raw system calls only.
 
 #![allow(unsafe_code)]
 
-use std::io;
 use std::os::fd::RawFd;
 
 use libc::{c_char, c_int, pid_t};
 
-use super::{EXEC_FAILED, EXITED, KILLED, SIGNALED, STARTED};
+use super::sys::{close_all_but, errno};
+use super::{EXEC_FAILED, EXITED, KILLED, SIGNALED, STARTED, SUPERVISOR};
 
-/// The raw view of `Prepared` and of the descriptors the forked processes use.
+/// Its name in `ps` and `/proc/PID/comm` (at most 15 bytes).
+const NAME: &[u8] = b"stepwise-superv\0";
+
+/// What the supervisor runs and the descriptors it was given, as the launcher received them.
 pub(super) struct Child {
     pub(super) program: *const c_char,
     pub(super) argv: *const *mut c_char,
     pub(super) envp: *const *mut c_char,
+    pub(super) cwd: *const c_char,
+    /// Null without a lock file.
     pub(super) lock: *const c_char,
-    pub(super) actions: *const libc::posix_spawn_file_actions_t,
-    pub(super) attributes: *const libc::posix_spawnattr_t,
     pub(super) stdout: RawFd,
     pub(super) stderr: RawFd,
     pub(super) report: RawFd,
     pub(super) control: RawFd,
-    pub(super) null: RawFd,
 }
 
-/// The supervisor. Never returns.
+/// The supervisor. Never returns. Its standard input, output and error are `/dev/null` (the
+/// launcher's), its signal dispositions the launcher's.
 ///
 /// # Safety
 /// Must be called in a freshly forked child, with `child` pointing into memory that was valid
@@ -37,7 +41,6 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
     // SAFETY (for the whole function): raw system calls on descriptors and buffers this
     // process owns; no allocation.
     unsafe {
-        reset_signals();
         // A session of its own, which the command's tree keeps (a process can leave a session
         // only for a new one of its own, never for the engine's): if this process is killed,
         // the engine tells what it left from its own processes by their session (`orphans`).
@@ -45,13 +48,12 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
         // reads from it).
         libc::setsid();
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        close_all_but(&[
-            child.stdout,
-            child.stderr,
-            child.report,
-            child.control,
-            child.null,
-        ]);
+        // Not the launcher's name, which it was forked with.
+        libc::prctl(libc::PR_SET_NAME, NAME.as_ptr(), 0, 0, 0);
+        // Every record starts with this process's pid: the engine learns it from the launcher,
+        // or, should the launcher die before it answers, from here.
+        let me = libc::getpid();
+        close_all_but(&[child.stdout, child.stderr, child.report, child.control]);
         if !child.lock.is_null() {
             let fd = libc::open(
                 child.lock,
@@ -67,30 +69,46 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
                 libc::fcntl(fd, libc::F_OFD_SETLK, &lock);
             }
         }
-        // The engine may be gone already (its end of the control pipe closed): run nothing.
-        if control_closed(child.control, 0) {
-            report(child.report, KILLED, 0);
-            libc::_exit(0);
+        // The command's output goes to the pipes, its input is /dev/null (descriptor 0), and
+        // it inherits nothing else: what is left open above 2 is marked close-on-exec.
+        if libc::dup2(child.stdout, 1) < 0 || libc::dup2(child.stderr, 2) < 0 {
+            end_early(child.report, me, EXEC_FAILED, errno());
         }
-        let mut command: pid_t = 0;
-        let spawned = libc::posix_spawn(
-            &mut command,
-            child.program,
-            child.actions,
-            child.attributes,
-            child.argv,
-            child.envp,
-        );
-        if spawned != 0 {
-            report(child.report, EXEC_FAILED, spawned);
-            libc::_exit(0);
-        }
-        // Its pid, at once: if this process is killed, the engine reaps the command in its
-        // place and can say how it ended.
-        record(child.report, STARTED, command);
         libc::close(child.stdout);
         libc::close(child.stderr);
-        libc::close(child.null);
+        close_on_exec(&[child.report, child.control]);
+        if libc::chdir(child.cwd) != 0 {
+            end_early(child.report, me, EXEC_FAILED, errno());
+        }
+        // The engine may be gone already (its end of the control pipe closed): run nothing.
+        if control_closed(child.control, 0) {
+            end_early(child.report, me, KILLED, 0);
+        }
+        let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
+        let mut command: pid_t = 0;
+        let spawned = match spawn_attributes(&mut attributes) {
+            0 => libc::posix_spawn(
+                &mut command,
+                child.program,
+                std::ptr::null(),
+                &attributes,
+                child.argv,
+                child.envp,
+            ),
+            failed => failed,
+        };
+        if spawned != 0 {
+            end_early(child.report, me, EXEC_FAILED, spawned);
+        }
+        // The command's pid, at once: if this process is killed, the engine reaps the command
+        // in its place and can say how it ended.
+        let mut records = [0u8; 10];
+        records[..5].copy_from_slice(&encode(SUPERVISOR, me));
+        records[5..].copy_from_slice(&encode(STARTED, command));
+        libc::write(child.report, records.as_ptr().cast(), records.len());
+        // Only the command's tree holds its output pipes from now on: their end is its end.
+        libc::dup2(0, 1);
+        libc::dup2(0, 2);
         let pidfd = libc::syscall(libc::SYS_pidfd_open, command, 0) as c_int;
         loop {
             let mut fds = [
@@ -126,6 +144,66 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
                 libc::_exit(0);
             }
         }
+    }
+}
+
+/// How the command is started: in a process group of its own, with default signal handling
+/// and an empty signal mask (it inherits the supervisor's descriptors 0 to 2 and its working
+/// directory). glibc's `posix_spawnattr_*` only fill the structure in: nothing is allocated.
+unsafe fn spawn_attributes(attributes: &mut libc::posix_spawnattr_t) -> c_int {
+    // SAFETY: the structure is initialised before anything else touches it; the signal sets
+    // are plain values on the stack.
+    unsafe {
+        let flags =
+            libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK;
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        for rc in [
+            libc::posix_spawnattr_init(attributes),
+            libc::posix_spawnattr_setflags(attributes, flags as libc::c_short),
+            libc::posix_spawnattr_setpgroup(attributes, 0),
+            libc::posix_spawnattr_setsigdefault(attributes, &all),
+            libc::posix_spawnattr_setsigmask(attributes, &none),
+        ] {
+            if rc != 0 {
+                return rc;
+            }
+        }
+        0
+    }
+}
+
+/// Marks every descriptor above 2 close-on-exec (`close_range`, Linux 5.11), or at least
+/// those in `fds`.
+unsafe fn close_on_exec(fds: &[RawFd]) {
+    // SAFETY: close_range with its CLOEXEC flag and fcntl on descriptor numbers.
+    unsafe {
+        let all = libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if all != 0 {
+            for &fd in fds {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// Reports this supervisor's pid and how it ended before the command could start, and exits.
+unsafe fn end_early(fd: RawFd, me: pid_t, kind: u8, value: i32) -> ! {
+    let mut records = [0u8; 10];
+    records[..5].copy_from_slice(&encode(SUPERVISOR, me));
+    records[5..].copy_from_slice(&encode(kind, value));
+    // SAFETY: a write of a stack buffer (10 bytes to a pipe are written whole or not at
+    // all), then exiting.
+    unsafe {
+        libc::write(fd, records.as_ptr().cast(), records.len());
+        libc::_exit(0)
     }
 }
 
@@ -255,8 +333,7 @@ unsafe fn report(fd: RawFd, kind: u8, value: i32) {
 
 /// Writes one record to the report pipe.
 unsafe fn record(fd: RawFd, kind: u8, value: i32) {
-    let v = value.to_le_bytes();
-    let record = [kind, v[0], v[1], v[2], v[3]];
+    let record = encode(kind, value);
     // SAFETY: a write of a stack buffer (5 bytes to a pipe are written whole or not at all).
     unsafe {
         libc::write(fd, record.as_ptr().cast(), record.len());
@@ -274,76 +351,6 @@ unsafe fn control_closed(fd: RawFd, timeout: c_int) -> bool {
     unsafe { libc::poll(&mut poll, 1, timeout) > 0 && poll.revents != 0 }
 }
 
-/// Default dispositions (but for the stops it can ignore) and an empty mask: a forked child
-/// inherits the engine's (a runtime's signal handlers would write to descriptors that are
-/// closed or reused here). The command gets default dispositions (`SpawnPlan`).
-unsafe fn reset_signals() {
-    // SAFETY: sigaction and sigprocmask with valid, zeroed structures.
-    unsafe {
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        // The stops that can be refused are: a command that stops its supervisor keeps it
-        // from doing its work (the engine kills a supervisor that is stopped all the same).
-        let mut ignore: libc::sigaction = std::mem::zeroed();
-        ignore.sa_sigaction = libc::SIG_IGN;
-        for signal in 1..libc::SIGRTMAX() {
-            let action = match signal {
-                libc::SIGKILL | libc::SIGSTOP => continue,
-                libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => &ignore,
-                _ => &default,
-            };
-            libc::sigaction(signal, action, std::ptr::null_mut());
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
-}
-
-/// Closes every descriptor from 3 up except those in `keep`.
-unsafe fn close_all_but(keep: &[RawFd]) {
-    let mut sorted = [0 as RawFd; 8];
-    let n = keep.len().min(sorted.len());
-    sorted[..n].copy_from_slice(&keep[..n]);
-    let sorted = &mut sorted[..n];
-    sorted.sort_unstable();
-    let mut from: RawFd = 3;
-    // SAFETY: close_range/close on descriptor numbers; closing a number that is not open is
-    // harmless.
-    unsafe {
-        for &fd in sorted.iter() {
-            if fd >= from {
-                if fd > from {
-                    close_range(from, fd - 1);
-                }
-                from = fd + 1;
-            }
-        }
-        close_range(from, RawFd::MAX);
-    }
-}
-
-unsafe fn close_range(first: RawFd, last: RawFd) {
-    // SAFETY: the close_range system call, or, where the kernel lacks it, close one by one up
-    // to the limit on open descriptors.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) == 0 {
-            return;
-        }
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur.min(65_536) as RawFd
-        } else {
-            1024
-        };
-        let mut fd = first;
-        while fd <= last && fd < max {
-            libc::close(fd);
-            fd += 1;
-        }
-    }
-}
-
 fn whole_file_lock() -> libc::flock {
     libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
@@ -354,6 +361,8 @@ fn whole_file_lock() -> libc::flock {
     }
 }
 
-fn errno() -> c_int {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+/// One record: its kind, then its value.
+fn encode(kind: u8, value: i32) -> [u8; 5] {
+    let v = value.to_le_bytes();
+    [kind, v[0], v[1], v[2], v[3]]
 }

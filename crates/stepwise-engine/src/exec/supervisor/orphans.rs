@@ -43,11 +43,15 @@ const ROUND: Duration = Duration::from_millis(2);
 /// The supervisors this process forked and has not reaped yet.
 static SUPERVISORS: Mutex<Supervisors> = Mutex::new(Supervisors {
     live: Vec::new(),
+    launchers: Vec::new(),
     made_subreaper: false,
 });
 
 struct Supervisors {
     live: Vec<pid_t>,
+    /// The launchers (see `launcher`) this process forked and has not reaped: children of the
+    /// engine in sessions of their own, never what a supervisor left.
+    launchers: Vec<pid_t>,
     /// Whether the engine made this process a child subreaper (and so may undo it).
     made_subreaper: bool,
 }
@@ -80,8 +84,8 @@ fn supervisors() -> MutexGuard<'static, Supervisors> {
     SUPERVISORS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Held across the fork of a supervisor, so that no sweep runs while a supervisor exists that
-/// is not yet known as one.
+/// Held across the fork of a supervisor (or of the launcher), so that no sweep runs while a
+/// supervisor exists that is not yet known as one. Taken before the launcher's own lock.
 pub(super) struct Forking(MutexGuard<'static, Supervisors>);
 
 /// Locks the list of supervisors for a fork; the engine is a child subreaper from now on.
@@ -97,6 +101,21 @@ impl Forking {
         self.0.live.push(pid);
         read_proc(pid).map_or(0, |p| p.start)
     }
+
+    /// Records the launcher just forked.
+    pub(super) fn launcher_started(&mut self, pid: pid_t) {
+        self.0.launchers.push(pid);
+    }
+
+    /// The launcher `pid` was reaped: its pid may name another process from now on.
+    pub(super) fn launcher_reaped(&mut self, pid: pid_t) {
+        self.0.launchers.retain(|&p| p != pid);
+    }
+}
+
+/// Whether `pid` is a child of this process now (a supervisor the launcher forked is).
+pub(super) fn is_own_child(pid: pid_t) -> bool {
+    read_proc(pid).is_some_and(|p| p.ppid == own_pid() && p.state != b'Z')
 }
 
 impl Drop for Forking {
@@ -186,11 +205,14 @@ fn sweep(dead: pid_t, started: u64, command: Option<pid_t>) -> (Option<CommandFa
         let supervisors = supervisors();
         let table = process_table();
         // A process in another supervisor's session is that one's (alive, or being swept for
-        // as well): left to it, so that each sweep can say how its own command ended.
+        // as well): left to it, so that each sweep can say how its own command ended. The
+        // launchers' sessions hold only launchers and supervisors not yet in a session of
+        // their own.
         let ours = |p: &Proc| {
             p.ppid == me
                 && p.start >= started
                 && !supervisors.live.contains(&p.pid)
+                && !supervisors.launchers.contains(&p.session)
                 && (p.session == dead
                     || (p.session != own_session && !supervisors.live.contains(&p.session)))
         };
