@@ -355,10 +355,27 @@ async fn read_report(
     Report::parse(&bytes)
 }
 
-/// Reaps the supervisor, on a blocking thread, and waits for it: it exits right after its
-/// report. One killed, whatever its report pipe said (anyone can write there), may have left
-/// its command's processes alive: they are killed first, and what was found is returned.
+/// Waits for the supervisor to exit (it does right after its report) and reaps it: at once if
+/// it exited on its own, else on a blocking thread. One killed, whatever its report pipe said
+/// (anyone can write there), may have left its command's processes alive: they are killed
+/// first, and what was found is returned.
 async fn reap(mut child: Supervised, report: Report, shown: &str) -> Reaped {
+    // Its exit is awaited on the reactor (a pidfd), not on a thread; one stopped meanwhile
+    // would never exit, so it is killed.
+    if let Some(watch) = child.exit_watch() {
+        let exited = supervisor::exited(watch);
+        tokio::pin!(exited);
+        let mut watchdog = tokio::time::interval_at(tokio::time::Instant::now() + WATCHDOG, WATCHDOG);
+        loop {
+            tokio::select! {
+                () = &mut exited => break,
+                _ = watchdog.tick() => if child.kill_if_stopped() { break },
+            }
+        }
+    }
+    if let Some(reaped) = child.reap_if_exited() {
+        return reaped;
+    }
     let reaped = tokio::task::spawn_blocking(move || child.reap(&report))
         .await
         .unwrap_or_else(|e| {

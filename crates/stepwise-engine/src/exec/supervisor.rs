@@ -148,6 +148,17 @@ impl Supervised {
         Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
     }
 
+    /// Reaps the supervisor if it has exited on its own (it does right after its report);
+    /// `None` if it has not yet, or was killed (see [`Supervised::reap`]).
+    pub(crate) fn reap_if_exited(&mut self) -> Option<Reaped> {
+        if self.reaped {
+            return Some(Reaped::default());
+        }
+        let reaped = orphans::reap_if_exited(self.pid)?;
+        self.reaped = true;
+        Some(reaped)
+    }
+
     /// Waits for the supervisor to exit (it does right after its report) and reaps it. If it
     /// was killed, first kills what it left (see `orphans`), and says how the command ended.
     pub(crate) fn reap(&mut self, report: &Report) -> Reaped {
@@ -243,6 +254,7 @@ fn attempt(request: &Request) -> io::Result<Option<Supervised>> {
     let (stderr_r, stderr_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
     let (control_r, control_w) = pipe()?;
+    let started = orphans::boot_ticks();
     let mut forking = orphans::forking();
     let fds = [&stdout_w, &stderr_w, &report_w, &control_r].map(AsRawFd::as_raw_fd);
     let launched = launcher::launch(&mut forking, request, fds);
@@ -259,7 +271,7 @@ fn attempt(request: &Request) -> io::Result<Option<Supervised>> {
             None => return Ok(None),
         },
     };
-    let started = forking.forked(pid);
+    forking.forked(pid);
     Ok(Some(Supervised {
         pid,
         stdout: Some(stdout_r),

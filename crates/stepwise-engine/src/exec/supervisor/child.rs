@@ -211,10 +211,15 @@ unsafe fn end_early(fd: RawFd, me: pid_t, kind: u8, value: i32) -> ! {
 /// supervisor inherits every orphan of the tree, so its children are, in time, all of it.
 /// The kernel's list of children is not exact while processes fork and are re-parented, so
 /// the supervisor never blocks waiting on one child: it kills, reaps and looks again, every
-/// few milliseconds, until it has no child at all.
+/// few milliseconds, until it has no child at all. With no child left (a command that ended
+/// and left nothing, the usual case), there is nothing to kill and nothing to read.
 unsafe fn kill_tree(group: pid_t) {
     // SAFETY: as in `supervise`.
     unsafe {
+        let mut status: c_int = 0;
+        if libc::waitpid(-1, &mut status, libc::WNOHANG) == -1 && errno() == libc::ECHILD {
+            return;
+        }
         let mut buffer = [0u8; 4096];
         let pause = libc::timespec {
             tv_sec: 0,
@@ -227,7 +232,6 @@ unsafe fn kill_tree(group: pid_t) {
                 libc::kill(pid, libc::SIGKILL);
                 libc::kill(-pid, libc::SIGKILL);
             }
-            let mut status: c_int = 0;
             loop {
                 let reaped = libc::waitpid(-1, &mut status, libc::WNOHANG);
                 if reaped > 0 {

@@ -96,10 +96,9 @@ pub(super) fn forking() -> Forking {
 }
 
 impl Forking {
-    /// Records the supervisor just forked. Returns when it started (see [`Proc::start`]).
-    pub(super) fn forked(mut self, pid: pid_t) -> u64 {
+    /// Records the supervisor just forked.
+    pub(super) fn forked(mut self, pid: pid_t) {
         self.0.live.push(pid);
-        read_proc(pid).map_or(0, |p| p.start)
     }
 
     /// Records the launcher just forked.
@@ -111,6 +110,48 @@ impl Forking {
     pub(super) fn launcher_reaped(&mut self, pid: pid_t) {
         self.0.launchers.retain(|&p| p != pid);
     }
+}
+
+/// Clock ticks since boot, as [`Proc::start`] counts them: taken before a supervisor is asked
+/// for, it is at most the supervisor's start (both are the boot-time clock in whole ticks), so
+/// that nothing started before the request is ever taken for what the supervisor left.
+pub(super) fn boot_ticks() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec it is given; sysconf takes a constant.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        return 0;
+    }
+    let now = Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    );
+    // SAFETY: as above.
+    let hz = u128::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&hz| hz > 0)
+        .unwrap_or(100);
+    u64::try_from(now.as_nanos() / (1_000_000_000 / hz)).unwrap_or(0)
+}
+
+/// Reaps a supervisor that has exited on its own, at once; `None` if it has not exited yet or
+/// was killed (then [`reap`], which may sweep for a while, is for a blocking thread).
+pub(super) fn reap_if_exited(supervisor: pid_t) -> Option<Reaped> {
+    let pid = Pid::from_raw(supervisor);
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    if !matches!(
+        nix::sys::wait::waitid(Id::Pid(pid), flags),
+        Ok(WaitStatus::Exited(..))
+    ) {
+        return None;
+    }
+    let mut supervisors = supervisors();
+    supervisors.live.retain(|&p| p != supervisor);
+    let _ = nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG));
+    supervisors.update_subreaper(false);
+    Some(Reaped::default())
 }
 
 /// Whether `pid` is a child of this process now (a supervisor the launcher forked is).
@@ -151,7 +192,7 @@ pub(crate) struct Reaped {
 /// Waits for a supervisor to exit and reaps it. One that is stopped meanwhile is killed (it
 /// would never exit). If it was killed, kills what it left first, whatever its report pipe
 /// said (any process of the user can open that pipe and write to it). `started`
-/// is what [`Forking::forked`] returned; `command` the command's pid, if the supervisor said
+/// is [`boot_ticks`] before it was forked; `command` the command's pid, if the supervisor said
 /// it.
 pub(super) fn reap(supervisor: pid_t, started: u64, command: Option<pid_t>) -> Reaped {
     let pid = Pid::from_raw(supervisor);
