@@ -20,6 +20,7 @@ use stepwise_core::operation::{
 };
 use stepwise_core::workflow::MAX_OUTPUT_CEILING;
 use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
 use tokio::net::unix::pipe::Receiver;
 use tokio::sync::watch;
 
@@ -188,7 +189,7 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
-        let reported = read_report(report, report_read, child.exit_watch());
+        let reported = read_report(report, report_read);
         let cancelled = cancelled(&mut cancel);
         tokio::pin!(reading, deadline, reported, cancelled);
         let mut watchdog = tokio::time::interval(WATCHDOG);
@@ -222,9 +223,17 @@ async fn run(
                 }
             }
         };
-        let reaped = reap(child, report, &shown).await;
-        // A killed supervisor said nothing in its own words: whatever its pipe held, how the
-        // command ended is what the sweep found, not what the report claims.
+        // How the command ended is the supervisor's word, sent after it killed the tree: no
+        // need to wait for it to exit (it is reaped in the background). Without that word, it
+        // was killed (or stopped): what it left is swept first.
+        let reaped = if report.ended == Ended::Unknown {
+            reap(child, report, &shown).await
+        } else {
+            drop(child);
+            Reaped::default()
+        };
+        // A killed supervisor said nothing in its own words: how the command ended is what
+        // the sweep found.
         let ending = match (ending, reaped.killed_by) {
             (Ending::Reported(_), Some(_)) => Ending::Reported(Ended::Unknown),
             (ending, _) => ending,
@@ -286,20 +295,23 @@ async fn run(
     }))
 }
 
-/// The supervisor's pipes as async readers.
+/// The command's output pipes and the supervisor's report socket as async readers.
 fn child_pipes(
     child: &mut Supervised,
     shown: &str,
-) -> Result<(Receiver, Receiver, Receiver), OperationError> {
-    let pipe = |fd: Option<std::os::fd::OwnedFd>| {
-        fd.ok_or_else(|| io::Error::other("taken"))
-            .and_then(Receiver::from_owned_fd)
+) -> Result<(Receiver, Receiver, UnixStream), OperationError> {
+    let taken = |fd: Option<std::os::fd::OwnedFd>| fd.ok_or_else(|| io::Error::other("taken"));
+    let pipe = |fd| taken(fd).and_then(Receiver::from_owned_fd);
+    let socket = |fd| {
+        let socket = std::os::unix::net::UnixStream::from(taken(fd)?);
+        socket.set_nonblocking(true)?;
+        UnixStream::from_std(socket)
     };
     let out = (|| {
         Ok::<_, io::Error>((
             pipe(child.stdout.take())?,
             pipe(child.stderr.take())?,
-            pipe(child.report.take())?,
+            socket(child.report.take())?,
         ))
     })();
     out.map_err(|e| {
@@ -310,45 +322,21 @@ fn child_pipes(
     })
 }
 
-/// The most of a report pipe that is kept: a real report is a few records of 5 bytes; more
-/// was written by someone else, and is read and dropped.
+/// The most of a report that is kept: a real report is a few records of 5 bytes.
 const REPORT_KEPT: usize = 4096;
 
-/// The supervisor's report (after `bytes`, what was read of it already): read until the pipe's
-/// end, or until the supervisor has exited
-/// (`exit_watch`): what it wrote is in the pipe by then, and a process that opened the pipe
-/// through `/proc` and holds it open cannot keep the step waiting for an end that never comes.
-async fn read_report(
-    mut report: Receiver,
-    mut bytes: Vec<u8>,
-    exit_watch: Option<std::os::fd::OwnedFd>,
-) -> Report {
-    let exited = async {
-        match exit_watch {
-            Some(watch) => supervisor::exited(watch).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(exited);
+/// The supervisor's report (after `bytes`, what was read of it already), to its end. It is a
+/// socket only the supervisor holds (not inherited by the command, and no other process can
+/// open a socket through `/proc`, as it could a pipe), so its end is the supervisor's last
+/// word or its death.
+async fn read_report(mut report: UnixStream, mut bytes: Vec<u8>) -> Report {
     let mut buf = [0u8; 512];
-    let keep = |bytes: &mut Vec<u8>, piece: &[u8]| {
-        let room = REPORT_KEPT.saturating_sub(bytes.len());
-        bytes.extend_from_slice(&piece[..piece.len().min(room)]);
-    };
     loop {
-        tokio::select! {
-            read = report.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => keep(&mut bytes, &buf[..n]),
-            },
-            () = &mut exited => {
-                while let Ok(n) = report.try_read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    keep(&mut bytes, &buf[..n]);
-                }
-                break;
+        match report.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = REPORT_KEPT.saturating_sub(bytes.len());
+                bytes.extend_from_slice(&buf[..n.min(room)]);
             }
         }
     }

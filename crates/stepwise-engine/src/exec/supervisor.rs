@@ -189,15 +189,11 @@ impl Drop for Supervised {
     fn drop(&mut self) {
         self.stop();
         if !self.reaped {
-            // The supervisor exits within moments of the pipe closing; reap it off this thread
-            // so that a long-lived engine keeps no zombies (and, if it was killed, so that
-            // what it left is killed).
-            let (pid, started) = (self.pid, self.started);
+            // The supervisor exits within moments of its report's end (or of the control pipe
+            // closing); it is reaped off this thread so that a long-lived engine keeps no
+            // zombies (and, if it was killed, so that what it left is killed).
             self.reaped = true;
-            let _ = std::thread::Builder::new()
-                .name("stepwise-reap".into())
-                .stack_size(256 * 1024)
-                .spawn(move || orphans::reap(pid, started, None));
+            orphans::reap_later(self.pid, self.started);
         }
     }
 }
@@ -252,7 +248,9 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
 fn attempt(request: &Request) -> io::Result<Option<Supervised>> {
     let (stdout_r, stdout_w) = pipe()?;
     let (stderr_r, stderr_w) = pipe()?;
-    let (report_r, report_w) = pipe()?;
+    // A socket, not a pipe: no other process can open it through `/proc` and write to it, so
+    // what it says is the supervisor's word.
+    let (report_r, report_w) = socket_pair()?;
     let (control_r, control_w) = pipe()?;
     let started = orphans::boot_ticks();
     let mut forking = orphans::forking();
@@ -356,6 +354,29 @@ fn resolve(program: &OsStr, env: &[(OsString, OsString)], cwd: &Path) -> PathBuf
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut pair = [-1; 2];
+    // SAFETY: socketpair fills the two-element array with new descriptors on success.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: two descriptors just created, owned by nothing else.
+    Ok(unsafe {
+        (
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pair[0]),
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pair[1]),
+        )
+    })
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {

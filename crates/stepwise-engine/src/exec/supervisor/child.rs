@@ -54,8 +54,10 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
         // or, should the launcher die before it answers, from here.
         let me = libc::getpid();
         close_all_but(&[child.stdout, child.stderr, child.report, child.control]);
+        // Held until the tree is dead (see `finish`).
+        let mut lock = -1;
         if !child.lock.is_null() {
-            let fd = libc::open(
+            lock = libc::open(
                 child.lock,
                 libc::O_RDWR
                     | libc::O_CREAT
@@ -64,25 +66,24 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
                     | libc::O_CLOEXEC,
                 0o600,
             );
-            if fd >= 0 {
-                let lock = whole_file_lock();
-                libc::fcntl(fd, libc::F_OFD_SETLK, &lock);
+            if lock >= 0 {
+                libc::fcntl(lock, libc::F_OFD_SETLK, &whole_file_lock());
             }
         }
         // The command's output goes to the pipes, its input is /dev/null (descriptor 0), and
         // it inherits nothing else: what is left open above 2 is marked close-on-exec.
         if libc::dup2(child.stdout, 1) < 0 || libc::dup2(child.stderr, 2) < 0 {
-            end_early(child.report, me, EXEC_FAILED, errno());
+            end_early(child.report, lock, me, EXEC_FAILED, errno());
         }
         libc::close(child.stdout);
         libc::close(child.stderr);
         close_on_exec(&[child.report, child.control]);
         if libc::chdir(child.cwd) != 0 {
-            end_early(child.report, me, EXEC_FAILED, errno());
+            end_early(child.report, lock, me, EXEC_FAILED, errno());
         }
         // The engine may be gone already (its end of the control pipe closed): run nothing.
         if control_closed(child.control, 0) {
-            end_early(child.report, me, KILLED, 0);
+            end_early(child.report, lock, me, KILLED, 0);
         }
         let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
         let mut command: pid_t = 0;
@@ -98,14 +99,14 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             failed => failed,
         };
         if spawned != 0 {
-            end_early(child.report, me, EXEC_FAILED, spawned);
+            end_early(child.report, lock, me, EXEC_FAILED, spawned);
         }
         // The command's pid, at once: if this process is killed, the engine reaps the command
         // in its place and can say how it ended.
         let mut records = [0u8; 10];
         records[..5].copy_from_slice(&encode(SUPERVISOR, me));
         records[5..].copy_from_slice(&encode(STARTED, command));
-        libc::write(child.report, records.as_ptr().cast(), records.len());
+        send(child.report, &records);
         // Only the command's tree holds its output pipes from now on: their end is its end.
         libc::dup2(0, 1);
         libc::dup2(0, 2);
@@ -129,19 +130,16 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             if fds[0].revents != 0 {
                 // The engine asked (it closed its end), or died.
                 kill_tree(command);
-                report(child.report, KILLED, 0);
-                libc::_exit(0);
+                finish(child.report, lock, KILLED, 0);
             }
             let mut status: c_int = 0;
             if libc::waitpid(command, &mut status, libc::WNOHANG) == command {
                 // Whatever it left running goes with it.
                 kill_tree(command);
                 if libc::WIFSIGNALED(status) {
-                    report(child.report, SIGNALED, libc::WTERMSIG(status));
-                } else {
-                    report(child.report, EXITED, libc::WEXITSTATUS(status));
+                    finish(child.report, lock, SIGNALED, libc::WTERMSIG(status));
                 }
-                libc::_exit(0);
+                finish(child.report, lock, EXITED, libc::WEXITSTATUS(status));
             }
         }
     }
@@ -195,14 +193,16 @@ unsafe fn close_on_exec(fds: &[RawFd]) {
 }
 
 /// Reports this supervisor's pid and how it ended before the command could start, and exits.
-unsafe fn end_early(fd: RawFd, me: pid_t, kind: u8, value: i32) -> ! {
+unsafe fn end_early(report: RawFd, lock: RawFd, me: pid_t, kind: u8, value: i32) -> ! {
     let mut records = [0u8; 10];
     records[..5].copy_from_slice(&encode(SUPERVISOR, me));
     records[5..].copy_from_slice(&encode(kind, value));
-    // SAFETY: a write of a stack buffer (10 bytes to a pipe are written whole or not at
-    // all), then exiting.
+    // SAFETY: closing our own descriptors, a send of a stack buffer, then exiting.
     unsafe {
-        libc::write(fd, records.as_ptr().cast(), records.len());
+        if lock >= 0 {
+            libc::close(lock);
+        }
+        send(report, &records);
         libc::_exit(0)
     }
 }
@@ -325,22 +325,33 @@ impl Iterator for Pids<'_> {
     }
 }
 
-/// Writes the report and closes the pipe: the engine learns at once, not only once this
-/// process has finished exiting (tearing down its copy of the engine's memory takes a while).
-unsafe fn report(fd: RawFd, kind: u8, value: i32) {
-    // SAFETY: a record written, then closing our own descriptor.
+/// The command's tree is dead: lets go of the lock (a recovering engine may go on), writes how
+/// the command ended, the report's last record, and exits. The report is a socket only this
+/// process can write to (a socket, unlike a pipe, cannot be opened through `/proc`), so the
+/// engine takes this record at its word without waiting for the exit.
+unsafe fn finish(report: RawFd, lock: RawFd, kind: u8, value: i32) -> ! {
+    // SAFETY: closing our own descriptors, a send of a stack buffer, then exiting.
     unsafe {
-        record(fd, kind, value);
-        libc::close(fd);
+        if lock >= 0 {
+            libc::close(lock);
+        }
+        send(report, &encode(kind, value));
+        libc::close(report);
+        libc::_exit(0)
     }
 }
 
-/// Writes one record to the report pipe.
-unsafe fn record(fd: RawFd, kind: u8, value: i32) {
-    let record = encode(kind, value);
-    // SAFETY: a write of a stack buffer (5 bytes to a pipe are written whole or not at all).
+/// Sends records on the report socket (a few bytes: sent whole); no SIGPIPE if the engine is
+/// gone.
+unsafe fn send(report: RawFd, records: &[u8]) {
+    // SAFETY: a send of a buffer borrowed for the call.
     unsafe {
-        libc::write(fd, record.as_ptr().cast(), record.len());
+        libc::send(
+            report,
+            records.as_ptr().cast(),
+            records.len(),
+            libc::MSG_NOSIGNAL,
+        );
     }
 }
 

@@ -136,6 +136,38 @@ pub(super) fn boot_ticks() -> u64 {
     u64::try_from(now.as_nanos() / (1_000_000_000 / hz)).unwrap_or(0)
 }
 
+/// Hands a supervisor to the reaper thread, which waits for it and reaps it as [`reap`] does
+/// (sweeping what it left, if it was killed): one thread for all, started when first needed,
+/// rather than one per command.
+pub(super) fn reap_later(supervisor: pid_t, started: u64) {
+    static REAPER: Mutex<Option<std::sync::mpsc::Sender<(pid_t, u64)>>> = Mutex::new(None);
+    let mut reaper = REAPER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(tx) = reaper.as_ref()
+        && tx.send((supervisor, started)).is_ok()
+    {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<(pid_t, u64)>();
+    let spawned = std::thread::Builder::new()
+        .name("stepwise-reap".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            for (pid, started) in rx {
+                reap(pid, started, None);
+            }
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = tx.send((supervisor, started));
+            *reaper = Some(tx);
+        }
+        Err(e) => tracing::warn!(
+            supervisor,
+            "could not start a thread to reap a command's supervisor ({e}); it stays a zombie"
+        ),
+    }
+}
+
 /// Reaps a supervisor that has exited on its own, at once; `None` if it has not exited yet or
 /// was killed (then [`reap`], which may sweep for a while, is for a blocking thread).
 pub(super) fn reap_if_exited(supervisor: pid_t) -> Option<Reaped> {
