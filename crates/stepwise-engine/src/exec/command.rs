@@ -21,6 +21,7 @@ use stepwise_core::operation::{
 use stepwise_core::workflow::MAX_OUTPUT_CEILING;
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::unix::pipe::Receiver;
 use tokio::sync::watch;
 
@@ -161,8 +162,10 @@ async fn run(
     })
     .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
     tracing::debug!(supervisor = child.pid, command = %shown, "command started");
-    let (stdout, stderr, report) = child_pipes(&mut child, &shown)?;
-    let report_read = std::mem::take(&mut child.report_read);
+    let (stdout, stderr, report, control) = child_pipes(&mut child, &shown)?;
+    // Dropping it shuts the engine's writing side of the channel: the supervisor kills the
+    // tree and reports `Killed` (so does the run's end, however it comes).
+    let mut control = Some(control);
 
     // The ceiling holds here too, whatever a request recorded by an older version says.
     let limit = usize::try_from(req.max_output_bytes.min(MAX_OUTPUT_CEILING)).unwrap_or(usize::MAX);
@@ -189,10 +192,11 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
-        let reported = read_report(report, report_read);
+        let reported = read_report(report);
         let cancelled = cancelled(&mut cancel);
         tokio::pin!(reading, deadline, reported, cancelled);
-        let mut watchdog = tokio::time::interval(WATCHDOG);
+        let mut watchdog =
+            tokio::time::interval_at(tokio::time::Instant::now() + WATCHDOG, WATCHDOG);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let mut drained = false;
@@ -214,7 +218,7 @@ async fn run(
             Some(report) => report,
             None => {
                 // Ask the supervisor to kill the tree, and wait until it has.
-                child.stop();
+                drop(control.take());
                 loop {
                     tokio::select! {
                         report = &mut reported => break report,
@@ -295,23 +299,22 @@ async fn run(
     }))
 }
 
-/// The command's output pipes and the supervisor's report socket as async readers.
+/// The command's output pipes as async readers, and the channel to its supervisor split into
+/// the report (read) and the control (write).
 fn child_pipes(
     child: &mut Supervised,
     shown: &str,
-) -> Result<(Receiver, Receiver, UnixStream), OperationError> {
+) -> Result<(Receiver, Receiver, OwnedReadHalf, OwnedWriteHalf), OperationError> {
     let taken = |fd: Option<std::os::fd::OwnedFd>| fd.ok_or_else(|| io::Error::other("taken"));
     let pipe = |fd| taken(fd).and_then(Receiver::from_owned_fd);
-    let socket = |fd| {
-        let socket = std::os::unix::net::UnixStream::from(taken(fd)?);
-        socket.set_nonblocking(true)?;
-        UnixStream::from_std(socket)
-    };
     let out = (|| {
+        let channel = std::os::unix::net::UnixStream::from(taken(child.channel.take())?);
+        let (report, control) = UnixStream::from_std(channel)?.into_split();
         Ok::<_, io::Error>((
             pipe(child.stdout.take())?,
             pipe(child.stderr.take())?,
-            socket(child.report.take())?,
+            report,
+            control,
         ))
     })();
     out.map_err(|e| {
@@ -325,11 +328,11 @@ fn child_pipes(
 /// The most of a report that is kept: a real report is a few records of 5 bytes.
 const REPORT_KEPT: usize = 4096;
 
-/// The supervisor's report (after `bytes`, what was read of it already), to its end. It is a
-/// socket only the supervisor holds (not inherited by the command, and no other process can
-/// open a socket through `/proc`, as it could a pipe), so its end is the supervisor's last
-/// word or its death.
-async fn read_report(mut report: UnixStream, mut bytes: Vec<u8>) -> Report {
+/// The supervisor's report, to its end. It is a socket only the supervisor holds (not
+/// inherited by the command, and no other process can open a socket through `/proc`, as it
+/// could a pipe), so its end is the supervisor's last word or its death.
+async fn read_report(mut report: OwnedReadHalf) -> Report {
+    let mut bytes = Vec::new();
     let mut buf = [0u8; 512];
     loop {
         match report.read(&mut buf).await {

@@ -23,7 +23,6 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use libc::pid_t;
 use nix::fcntl::OFlag;
@@ -33,14 +32,11 @@ mod launcher;
 mod orphans;
 mod sys;
 
-use launcher::Failed;
 use launcher::wire::{Request, Spawn};
 pub use launcher::start as start_launcher;
 pub(crate) use orphans::{CommandFate, Reaped};
 
 /// What the supervisor reports, one record of 5 bytes each: a kind and a value.
-/// The supervisor's own pid, first (see [`supervisor_from_report`]).
-const SUPERVISOR: u8 = b'S';
 const STARTED: u8 = b'p';
 const EXEC_FAILED: u8 = b'e';
 const EXITED: u8 = b'x';
@@ -53,10 +49,9 @@ pub(crate) struct Supervised {
     pub(crate) pid: pid_t,
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
-    pub(crate) report: Option<OwnedFd>,
-    /// What was read of the report already (only when the launcher died before it answered).
-    pub(crate) report_read: Vec<u8>,
-    control: Option<OwnedFd>,
+    /// The socket shared with the supervisor alone: its report comes on it, and closing it
+    /// (or shutting down its writing side) makes the supervisor kill the command's tree.
+    pub(crate) channel: Option<OwnedFd>,
     /// When the supervisor started, in clock ticks since boot (`orphans`).
     started: u64,
     /// The engine killed it because it was stopped.
@@ -113,9 +108,10 @@ impl Report {
 }
 
 impl Supervised {
-    /// Tells the supervisor to kill the command's whole tree (it then reports `Killed`).
+    /// Tells the supervisor to kill the command's whole tree, if the channel was not taken
+    /// (whoever took it closes it, or shuts down its writing side, to the same end).
     pub(crate) fn stop(&mut self) {
-        self.control = None;
+        self.channel = None;
     }
 
     /// Kills the supervisor if it is stopped (a stopped supervisor would neither report nor
@@ -208,20 +204,11 @@ pub(crate) struct Launch<'a> {
     pub(crate) lock: Option<&'a Path>,
 }
 
-/// How many times a command is offered to a launcher: one that dies before it takes the
-/// command (killed by a command of another step, say) is replaced and the command offered
-/// to the new one; twice in a row is not chance.
-const ATTEMPTS: usize = 2;
-
-/// How long to wait for a word from a supervisor that a launcher which then died may have
-/// forked: it writes its pid first thing, so only a supervisor that was stopped takes long.
-const REPORT_PATIENCE: Duration = Duration::from_secs(2);
-
 /// Starts the command under a supervisor. An error here is the engine's (pipes, the
 /// launcher); a program that cannot be started is reported as [`Ended::NotStarted`].
 pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
     let program = resolve(launch.program, launch.env, launch.cwd);
-    // The launcher's working directory is the engine's as it was when the launcher started.
+    // The supervisor's working directory is the engine's as it was when the launcher started.
     let cwd = std::path::absolute(launch.cwd)?;
     let lock = launch.lock.map(std::path::absolute).transpose()?;
     let request = Request::new(Spawn {
@@ -234,95 +221,30 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
             .iter()
             .map(|(name, value)| (name.as_os_str(), value.as_os_str())),
     })?;
-    for _ in 0..ATTEMPTS {
-        if let Some(supervised) = attempt(&request)? {
-            return Ok(supervised);
-        }
-    }
-    Err(io::Error::other(
-        "the process that starts commands (the launcher) died each time it was asked",
-    ))
-}
-
-/// Asks the launcher once. `None`: nothing was started, and asking again is safe.
-fn attempt(request: &Request) -> io::Result<Option<Supervised>> {
     let (stdout_r, stdout_w) = pipe()?;
     let (stderr_r, stderr_w) = pipe()?;
-    // A socket, not a pipe: no other process can open it through `/proc` and write to it, so
-    // what it says is the supervisor's word.
-    let (report_r, report_w) = socket_pair()?;
-    let (control_r, control_w) = pipe()?;
+    // Everything the command starts starts after this.
     let started = orphans::boot_ticks();
-    let mut forking = orphans::forking();
-    let fds = [&stdout_w, &stderr_w, &report_w, &control_r].map(AsRawFd::as_raw_fd);
-    let launched = launcher::launch(&mut forking, request, fds);
-    // The supervisor's ends are its alone now (or, if the launcher is gone, nobody's): only
-    // its tree may hold the output pipes (their end is the tree's end), only it the report
-    // pipe.
-    drop((stdout_w, stderr_w, report_w, control_r));
-    let (pid, report_read) = match launched {
-        Ok(pid) => (pid, Vec::new()),
-        Err(Failed::Refused(error)) => return Err(error),
-        Err(Failed::NotSent) => return Ok(None),
-        Err(Failed::Unanswered) => match supervisor_from_report(&report_r)? {
-            Some(found) => found,
-            None => return Ok(None),
-        },
+    let supervisor = {
+        let mut forking = orphans::forking();
+        launcher::launch(
+            &mut forking,
+            &request,
+            [stdout_w.as_raw_fd(), stderr_w.as_raw_fd()],
+        )?
     };
-    forking.forked(pid);
-    Ok(Some(Supervised {
-        pid,
+    // The write ends are the supervisor's alone now: only the command's tree may hold them,
+    // so that their end is the tree's end.
+    drop((stdout_w, stderr_w));
+    Ok(Supervised {
+        pid: supervisor.pid,
         stdout: Some(stdout_r),
         stderr: Some(stderr_r),
-        report: Some(report_r),
-        report_read,
-        control: Some(control_w),
+        channel: Some(supervisor.socket),
         started,
         killed_stopped: false,
         reaped: false,
-    }))
-}
-
-/// When the launcher took a request and died before answering: the supervisor it forked, from
-/// the pid the supervisor writes first (with what was read of its report), or `None` if the
-/// report pipe ended empty: nothing was forked, as nothing else held the pipe.
-fn supervisor_from_report(report: &OwnedFd) -> io::Result<Option<(pid_t, Vec<u8>)>> {
-    let unknown = || {
-        io::Error::other(
-            "the process that starts commands (the launcher) died while starting this one, \
-             and whether it started cannot be told",
-        )
-    };
-    let deadline = Instant::now() + REPORT_PATIENCE;
-    let mut read = Vec::new();
-    let mut buffer = [0u8; 64];
-    while read.len() < 5 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut poll = libc::pollfd {
-            fd: report.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: one valid pollfd.
-        if left.is_zero() || unsafe { libc::poll(&mut poll, 1, ms) } <= 0 {
-            return Err(unknown());
-        }
-        match nix::unistd::read(report, &mut buffer) {
-            Ok(0) if read.is_empty() => return Ok(None),
-            Ok(0) => return Err(unknown()),
-            Ok(n) => read.extend_from_slice(&buffer[..n]),
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let pid = i32::from_le_bytes([read[1], read[2], read[3], read[4]]);
-    // Anyone of the user could have written to the pipe (through `/proc`): only a child of
-    // this process is taken for the supervisor.
-    if read[0] != SUPERVISOR || !orphans::is_own_child(pid) {
-        return Err(unknown());
-    }
-    Ok(Some((pid, read)))
+    })
 }
 
 /// The program to `execve`: a name without a slash is looked up in the command's own `PATH`
@@ -354,29 +276,6 @@ fn resolve(program: &OsStr, env: &[(OsString, OsString)], cwd: &Path) -> PathBuf
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut pair = [-1; 2];
-    // SAFETY: socketpair fills the two-element array with new descriptors on success.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            pair.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: two descriptors just created, owned by nothing else.
-    Ok(unsafe {
-        (
-            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pair[0]),
-            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pair[1]),
-        )
-    })
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {

@@ -1,9 +1,9 @@
 //! The supervisor itself: the process that runs one command and contains its tree.
 //!
-//! The launcher forks it (see `launcher`), as a child of the engine's process, from a copy of
-//! a process that may have had many threads: from the fork to its exit it may only make
-//! async-signal-safe calls: no allocation, no locks, no `std` I/O, no panics. Everything it
-//! needs is in the launcher's memory, copied by the fork; it uses raw system calls only.
+//! The launcher forks it ahead of time (see `launcher`), as a child of the engine's process,
+//! from a copy of a process that may have had many threads: from the fork to its exit it may
+//! only make async-signal-safe calls: no allocation, no locks, no `std` I/O, no panics. It
+//! receives its command (`launcher::spare`), then runs it here, with raw system calls only.
 
 #![allow(unsafe_code)]
 
@@ -11,13 +11,10 @@ use std::os::fd::RawFd;
 
 use libc::{c_char, c_int, pid_t};
 
-use super::sys::{close_all_but, errno};
-use super::{EXEC_FAILED, EXITED, KILLED, SIGNALED, STARTED, SUPERVISOR};
+use super::sys::errno;
+use super::{EXEC_FAILED, EXITED, KILLED, SIGNALED, STARTED};
 
-/// Its name in `ps` and `/proc/PID/comm` (at most 15 bytes).
-const NAME: &[u8] = b"stepwise-superv\0";
-
-/// What the supervisor runs and the descriptors it was given, as the launcher received them.
+/// What the supervisor runs and the descriptors it was given.
 pub(super) struct Child {
     pub(super) program: *const c_char,
     pub(super) argv: *const *mut c_char,
@@ -27,8 +24,11 @@ pub(super) struct Child {
     pub(super) lock: *const c_char,
     pub(super) stdout: RawFd,
     pub(super) stderr: RawFd,
-    pub(super) report: RawFd,
-    pub(super) control: RawFd,
+    /// The socket the command came on, shared with the engine alone (it cannot be opened
+    /// through `/proc`, as a pipe can, and the command does not inherit it): the supervisor
+    /// writes its report there, and the engine's end closing (the engine asks for the tree to
+    /// be killed, or it died) is the signal to kill the tree.
+    pub(super) channel: RawFd,
 }
 
 /// The supervisor. Never returns. Its standard input, output and error are `/dev/null` (the
@@ -48,12 +48,6 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
         // reads from it).
         libc::setsid();
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        // Not the launcher's name, which it was forked with.
-        libc::prctl(libc::PR_SET_NAME, NAME.as_ptr(), 0, 0, 0);
-        // Every record starts with this process's pid: the engine learns it from the launcher,
-        // or, should the launcher die before it answers, from here.
-        let me = libc::getpid();
-        close_all_but(&[child.stdout, child.stderr, child.report, child.control]);
         // Held until the tree is dead (see `finish`).
         let mut lock = -1;
         if !child.lock.is_null() {
@@ -73,17 +67,17 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
         // The command's output goes to the pipes, its input is /dev/null (descriptor 0), and
         // it inherits nothing else: what is left open above 2 is marked close-on-exec.
         if libc::dup2(child.stdout, 1) < 0 || libc::dup2(child.stderr, 2) < 0 {
-            end_early(child.report, lock, me, EXEC_FAILED, errno());
+            finish(child.channel, lock, EXEC_FAILED, errno());
         }
         libc::close(child.stdout);
         libc::close(child.stderr);
-        close_on_exec(&[child.report, child.control]);
+        close_on_exec(&[child.channel]);
         if libc::chdir(child.cwd) != 0 {
-            end_early(child.report, lock, me, EXEC_FAILED, errno());
+            finish(child.channel, lock, EXEC_FAILED, errno());
         }
-        // The engine may be gone already (its end of the control pipe closed): run nothing.
-        if control_closed(child.control, 0) {
-            end_early(child.report, lock, me, KILLED, 0);
+        // The engine may be gone already (its end closed): run nothing.
+        if channel_closed(child.channel) {
+            finish(child.channel, lock, KILLED, 0);
         }
         let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
         let mut command: pid_t = 0;
@@ -99,14 +93,11 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             failed => failed,
         };
         if spawned != 0 {
-            end_early(child.report, lock, me, EXEC_FAILED, spawned);
+            finish(child.channel, lock, EXEC_FAILED, spawned);
         }
         // The command's pid, at once: if this process is killed, the engine reaps the command
         // in its place and can say how it ended.
-        let mut records = [0u8; 10];
-        records[..5].copy_from_slice(&encode(SUPERVISOR, me));
-        records[5..].copy_from_slice(&encode(STARTED, command));
-        send(child.report, &records);
+        send(child.channel, &encode(STARTED, command));
         // Only the command's tree holds its output pipes from now on: their end is its end.
         libc::dup2(0, 1);
         libc::dup2(0, 2);
@@ -114,8 +105,8 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
         loop {
             let mut fds = [
                 libc::pollfd {
-                    fd: child.control,
-                    events: libc::POLLIN,
+                    fd: child.channel,
+                    events: libc::POLLIN | libc::POLLRDHUP,
                     revents: 0,
                 },
                 libc::pollfd {
@@ -130,16 +121,16 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             if fds[0].revents != 0 {
                 // The engine asked (it closed its end), or died.
                 kill_tree(command);
-                finish(child.report, lock, KILLED, 0);
+                finish(child.channel, lock, KILLED, 0);
             }
             let mut status: c_int = 0;
             if libc::waitpid(command, &mut status, libc::WNOHANG) == command {
                 // Whatever it left running goes with it.
                 kill_tree(command);
                 if libc::WIFSIGNALED(status) {
-                    finish(child.report, lock, SIGNALED, libc::WTERMSIG(status));
+                    finish(child.channel, lock, SIGNALED, libc::WTERMSIG(status));
                 }
-                finish(child.report, lock, EXITED, libc::WEXITSTATUS(status));
+                finish(child.channel, lock, EXITED, libc::WEXITSTATUS(status));
             }
         }
     }
@@ -189,21 +180,6 @@ unsafe fn close_on_exec(fds: &[RawFd]) {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
-    }
-}
-
-/// Reports this supervisor's pid and how it ended before the command could start, and exits.
-unsafe fn end_early(report: RawFd, lock: RawFd, me: pid_t, kind: u8, value: i32) -> ! {
-    let mut records = [0u8; 10];
-    records[..5].copy_from_slice(&encode(SUPERVISOR, me));
-    records[5..].copy_from_slice(&encode(kind, value));
-    // SAFETY: closing our own descriptors, a send of a stack buffer, then exiting.
-    unsafe {
-        if lock >= 0 {
-            libc::close(lock);
-        }
-        send(report, &records);
-        libc::_exit(0)
     }
 }
 
@@ -355,15 +331,16 @@ unsafe fn send(report: RawFd, records: &[u8]) {
     }
 }
 
-/// Whether the control pipe shows its writer gone (or anything written), within `timeout` ms.
-unsafe fn control_closed(fd: RawFd, timeout: c_int) -> bool {
+/// Whether the engine's end of the channel is closed (or anything was written to it, which
+/// the engine never does after the request).
+unsafe fn channel_closed(fd: RawFd) -> bool {
     let mut poll = libc::pollfd {
         fd,
-        events: libc::POLLIN,
+        events: libc::POLLIN | libc::POLLRDHUP,
         revents: 0,
     };
     // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut poll, 1, timeout) > 0 && poll.revents != 0 }
+    unsafe { libc::poll(&mut poll, 1, 0) > 0 && poll.revents != 0 }
 }
 
 fn whole_file_lock() -> libc::flock {

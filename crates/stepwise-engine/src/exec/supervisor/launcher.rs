@@ -1,17 +1,23 @@
-//! The launcher: one long-lived process per engine process that forks each command's
-//! supervisor, so that the engine never forks itself for a command.
+//! The launcher: one long-lived process per engine process that forks supervisors ahead of
+//! time, so that neither the engine nor anything else forks on a command's way to its start.
 //!
 //! Forking the engine costs in proportion to its memory (its page tables are copied, and every
 //! page it then writes is copied again): the larger the engine, the dearer each command. The
 //! launcher is forked once, while the process is still small: at the start of `main`, where
 //! the CLI and the app call [`start`] before any thread or runtime exists; failing that
 //! (tests, benchmarks, other embedders), from the engine itself when its first command runs.
-//! It then forks a supervisor per command (see `serve`), with `CLONE_PARENT`, so that every
-//! supervisor is still a child of the engine's process: the engine reaps it, watches it,
-//! kills it if it is stopped and sweeps what it leaves if it is killed, all as before
-//! (`orphans`). The launcher has no child of its own, so killing it leaves nothing behind; the
-//! engine forks a new one when it next needs one. It exits when the engine's end of its socket
-//! closes, however the engine ended.
+//! On request it forks a *spare* (`serve`): a supervisor that waits for its command on a socket
+//! whose other end the launcher hands to the engine. The engine always has one spare asked for:
+//! it sends a command to the spare directly (`spare`), and asks for the next one while the
+//! command runs, so the fork is off the command's path.
+//!
+//! Spares are forked with `CLONE_PARENT`, so every supervisor is still a child of the engine's
+//! process: the engine reaps it, watches it, kills it if it is stopped and sweeps what it
+//! leaves if it is killed, all as before (`orphans`). The launcher has no child of its own, so
+//! killing it leaves no command behind; the engine kills what it forked that the engine had not
+//! taken yet (spares still in the launcher's session) and forks a new launcher when it next
+//! needs one. The launcher and an idle spare exit when the engine's end of their socket closes,
+//! however the engine ended.
 //!
 //! Why a fork and not an exec of the engine's binary with a marker argument: an exec loads the
 //! whole binary again and needs its `main` to know the marker (a test binary's does not), while
@@ -19,11 +25,9 @@
 //! forked child of a many-threaded process must be (async-signal-safe calls only), in both
 //! cases.
 //!
-//! Requests travel over a Unix socket pair (which, unlike a pipe, no other process can open
-//! through `/proc`): the program, arguments, environment, working directory and lock file,
-//! with the command's pipes passed as descriptors (`SCM_RIGHTS`); the answer is the
-//! supervisor's pid (`wire`). Every wait for the launcher is bounded, and a launcher found
-//! stopped is killed: a command that stops or kills it cannot hang the engine.
+//! The sockets are Unix socket pairs, which, unlike pipes, no other process can open through
+//! `/proc`. Every wait for the launcher or a spare is bounded, and one found stopped is killed:
+//! a command that stops or kills them cannot hang the engine.
 
 #![allow(unsafe_code)]
 
@@ -34,18 +38,24 @@ use std::time::{Duration, Instant};
 
 use libc::pid_t;
 
+mod raw;
 mod serve;
+mod spare;
 pub(super) mod wire;
 
 use super::orphans::{self, Forking};
-use wire::{ANSWER_LEN, Request};
+use wire::{ANSWER_LEN, FORK_SPARE, Request};
 
-/// How long the engine waits for the launcher to take a request and answer; it forks one
-/// process, so only a launcher that is stuck takes this long.
+/// How long the engine waits for the launcher's answer or for a spare to take its command;
+/// only one that is stuck takes this long.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// How often, while waiting, the engine looks whether the launcher was stopped.
+/// How often, while waiting, the engine looks whether the launcher or the spare was stopped.
 const SLICE: Duration = Duration::from_millis(100);
+
+/// How many spares a command is offered to: one killed while it waited (by a command of
+/// another step, say) is replaced; three in a row is not chance.
+const ATTEMPTS: usize = 3;
 
 /// This process's launcher, if one is running. Locked after [`orphans::forking`].
 static LAUNCHER: Mutex<Option<Launcher>> = Mutex::new(None);
@@ -54,179 +64,203 @@ struct Launcher {
     pid: pid_t,
     /// The engine's end of the socket pair, non-blocking.
     socket: OwnedFd,
+    /// A spare was asked for, and the answer not read yet.
+    asked: bool,
+}
+
+/// A supervisor with its command sent: its pid, and the engine's end of its socket
+/// (non-blocking), where the report comes.
+pub(super) struct Spare {
+    pub(super) pid: pid_t,
+    pub(super) socket: OwnedFd,
 }
 
 fn current() -> MutexGuard<'static, Option<Launcher>> {
     LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Forks the launcher now, while the process is small, unless one is running. Meant for the
-/// first line of `main`, before any thread starts; a failure is left for the first command to
-/// meet (it forks a launcher itself, and says why if it cannot).
+/// Forks the launcher now, while the process is small, unless one is running, and asks it for
+/// the first spare. Meant for the first line of `main`, before any thread starts; a failure is
+/// left for the first command to meet (it forks a launcher itself, and says why if it cannot).
 pub fn start() {
     let mut forking = orphans::forking();
-    let mut launcher = current();
-    if launcher.is_none() {
-        *launcher = fork_launcher(&mut forking).ok();
+    let mut slot = current();
+    if slot.is_none()
+        && let Ok(mut launcher) = fork_launcher(&mut forking)
+    {
+        let _ = ask(&mut launcher);
+        *slot = Some(launcher);
     }
 }
 
-/// Why no supervisor was forked for a request.
-pub(super) enum Failed {
-    /// The launcher did not get the whole request (it was gone, or stopped): nothing started.
-    NotSent,
-    /// The launcher could not fork (an errno), or none could be started: nothing started.
-    Refused(io::Error),
-    /// The launcher got the request but did not answer (it died, or was stopped, and was
-    /// killed): a supervisor may have been forked, which the report pipe then says.
-    Unanswered,
-}
-
-/// Asks the launcher (forking one first if none is running) to fork a supervisor for
-/// `request`, handing it `fds` (the supervisor's ends of the stdout, stderr, report and
-/// control pipes). The supervisor's pid. A launcher that fails is killed and reaped, so the
-/// next call starts a new one.
+/// Sends `request` to a spare, with `fds` (the write ends of the command's stdout and stderr),
+/// forking the launcher or waiting for the spare if need be. Once the whole request is sent,
+/// the spare is the command's supervisor: registered in `forking`, and returned.
 pub(super) fn launch(
     forking: &mut Forking,
     request: &Request,
-    fds: [RawFd; 4],
-) -> Result<pid_t, Failed> {
+    fds: [RawFd; 2],
+) -> io::Result<Spare> {
     let mut slot = current();
-    let launcher = match slot.take() {
+    let mut failure = io::Error::other("no spare supervisor could be had");
+    for _ in 0..ATTEMPTS {
+        let spare = match take_spare(&mut slot, forking) {
+            Ok(spare) => spare,
+            Err(error) => {
+                failure = error;
+                continue;
+            }
+        };
+        // Known before it has its command: it then leaves the launcher's session for one of
+        // its own, where a sweep would otherwise take it for what a dead supervisor left.
+        forking.forked(spare.pid);
+        match send_request(&spare, request, fds) {
+            Ok(()) => {
+                // The next spare is forked while this command runs.
+                if let Some(launcher) = slot.as_mut()
+                    && ask(launcher).is_err()
+                {
+                    discard_launcher(slot.take(), forking);
+                }
+                return Ok(spare);
+            }
+            Err(error) => {
+                // It took none of the command (a spare runs nothing before it has all of it).
+                discard(spare.pid, spare.socket);
+                forking.withdrawn(spare.pid);
+                failure = error;
+            }
+        }
+    }
+    Err(failure)
+}
+
+/// The spare asked for (asking for it first if need be), from the launcher (forked first if
+/// there is none). A launcher that fails is killed, with what it forked that the engine has
+/// not taken.
+fn take_spare(slot: &mut Option<Launcher>, forking: &mut Forking) -> io::Result<Spare> {
+    let launcher = match slot {
         Some(launcher) => launcher,
-        None => fork_launcher(forking).map_err(Failed::Refused)?,
+        None => slot.insert(fork_launcher(forking)?),
     };
-    match exchange(&launcher, request, fds) {
-        Ok(Ok(pid)) => {
-            *slot = Some(launcher);
-            Ok(pid)
-        }
-        Ok(Err(errno)) => {
-            *slot = Some(launcher);
-            Err(Failed::Refused(io::Error::from_raw_os_error(errno)))
-        }
-        Err(failed) => {
-            discard(launcher, forking);
-            Err(failed)
+    let answered = if launcher.asked {
+        answer(launcher)
+    } else {
+        ask(launcher).and_then(|()| answer(launcher))
+    };
+    match answered {
+        Ok(Ok(spare)) => Ok(spare),
+        // It could not fork (an errno): it is still a launcher.
+        Ok(Err(error)) => Err(error),
+        Err(error) => {
+            discard_launcher(slot.take(), forking);
+            Err(error)
         }
     }
 }
 
-/// Sends the request and reads the answer: the supervisor's pid, or the launcher's errno.
-fn exchange(
-    launcher: &Launcher,
-    request: &Request,
-    fds: [RawFd; 4],
-) -> Result<Result<pid_t, i32>, Failed> {
+/// Asks the launcher for a spare; the answer is read when it is needed ([`answer`]).
+fn ask(launcher: &mut Launcher) -> io::Result<()> {
+    // SAFETY: a send of one byte borrowed for the call; no SIGPIPE if the launcher is gone.
+    let sent = unsafe {
+        libc::send(
+            launcher.socket.as_raw_fd(),
+            [FORK_SPARE].as_ptr().cast(),
+            1,
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent != 1 {
+        return Err(io::Error::last_os_error());
+    }
+    launcher.asked = true;
+    Ok(())
+}
+
+/// The launcher's answer: the spare, or why it could not fork one (the inner error). The outer
+/// error means the launcher failed (gone, stopped, or saying nonsense).
+fn answer(launcher: &mut Launcher) -> io::Result<io::Result<Spare>> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut bytes = [0u8; ANSWER_LEN];
+    let mut got = 0;
+    let mut socket = None;
+    while got < ANSWER_LEN {
+        match receive(&launcher.socket, &mut bytes[got..]) {
+            Ok((0, _)) => return Err(gone("the launcher")),
+            Ok((n, fd)) => {
+                got += n;
+                socket = socket.or(fd);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait(&launcher.socket, launcher.pid, libc::POLLIN, deadline)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    launcher.asked = false;
+    let word = |i: usize| i32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    match (word(0), word(4), socket) {
+        (0, pid, Some(socket)) if pid > 0 => {
+            nonblocking(&socket)?;
+            Ok(Ok(Spare { pid, socket }))
+        }
+        (0, ..) => Err(io::Error::other("the launcher answered without a spare")),
+        (errno, ..) => Ok(Err(io::Error::from_raw_os_error(errno))),
+    }
+}
+
+/// Sends the whole request to the spare, its descriptors with the first bytes.
+fn send_request(spare: &Spare, request: &Request, fds: [RawFd; 2]) -> io::Result<()> {
     let deadline = Instant::now() + PATIENCE;
     let bytes = request.bytes();
-    let mut sent = loop {
-        match send_with_fds(&launcher.socket, bytes, &fds) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait(launcher, libc::POLLOUT, deadline).map_err(|_| Failed::NotSent)?;
-            }
-            Err(_) => return Err(Failed::NotSent),
-        }
-    };
-    while let Some(rest) = bytes.get(sent..).filter(|rest| !rest.is_empty()) {
-        // SAFETY: a send of a buffer borrowed for the call; no SIGPIPE if the launcher is gone.
-        let n = unsafe {
-            libc::send(
-                launcher.socket.as_raw_fd(),
-                rest.as_ptr().cast(),
-                rest.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        match usize::try_from(n) {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        let with = if sent == 0 { &fds[..] } else { &[] };
+        match send(&spare.socket, &bytes[sent..], with) {
             Ok(n) => sent += n,
-            Err(_) => match nix::errno::Errno::last() {
-                nix::errno::Errno::EAGAIN => {
-                    wait(launcher, libc::POLLOUT, deadline).map_err(|_| Failed::NotSent)?;
-                }
-                nix::errno::Errno::EINTR => {}
-                _ => return Err(Failed::NotSent),
-            },
-        }
-    }
-    let mut answer = [0u8; ANSWER_LEN];
-    let mut got = 0;
-    while let Some(rest) = answer.get_mut(got..).filter(|rest| !rest.is_empty()) {
-        match nix::unistd::read(&launcher.socket, rest) {
-            Ok(0) => return Err(Failed::Unanswered),
-            Ok(n) => got += n,
-            Err(nix::errno::Errno::EAGAIN) => {
-                wait(launcher, libc::POLLIN, deadline).map_err(|_| Failed::Unanswered)?;
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait(&spare.socket, spare.pid, libc::POLLOUT, deadline)?;
             }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return Err(Failed::Unanswered),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => return Err(gone("a spare")),
+            Err(e) => return Err(e),
         }
     }
-    let word = |i: usize| i32::from_le_bytes([answer[i], answer[i + 1], answer[i + 2], answer[i + 3]]);
-    Ok(match (word(0), word(4)) {
-        (0, pid) if pid > 0 => Ok(pid),
-        (0, _) => Err(libc::EPROTO),
-        (errno, _) => Err(errno),
-    })
+    Ok(())
 }
 
-/// The first part of the request, with the descriptors; how many bytes were sent.
-fn send_with_fds(socket: &OwnedFd, bytes: &[u8], fds: &[RawFd; 4]) -> io::Result<usize> {
-    const FDS: usize = std::mem::size_of::<[RawFd; 4]>();
-    // u64 for the alignment `cmsghdr` needs; room for one message of four descriptors.
-    let mut control = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr().cast_mut().cast(),
-        iov_len: bytes.len(),
-    };
-    // SAFETY: the msghdr points at `iov` and `control`, which outlive the call; the one
-    // control message is laid out with the CMSG macros within `control` (CMSG_SPACE of four
-    // descriptors is 32 bytes, `control` 64); sendmsg only reads the data `iov` points at.
-    unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = &mut iov;
-        message.msg_iovlen = 1;
-        message.msg_control = control.as_mut_ptr().cast();
-        message.msg_controllen = libc::CMSG_SPACE(FDS as u32) as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&message);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(FDS as u32) as _;
-        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), 4);
-        loop {
-            let n = libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_NOSIGNAL);
-            if let Ok(n) = usize::try_from(n) {
-                return Ok(n);
-            }
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(error);
-            }
-        }
-    }
+fn gone(what: &str) -> io::Error {
+    io::Error::other(format!("{what} of the process that starts commands is gone"))
 }
 
-/// Waits until the socket is ready for `events`, until `deadline`; an error if the launcher
-/// is found stopped (it would never be ready) or the deadline passes.
-fn wait(launcher: &Launcher, events: libc::c_short, deadline: Instant) -> io::Result<()> {
+/// Waits until `socket` is ready for `events`, until `deadline`; an error if the process at
+/// its other end (`pid`) is found stopped (it would never be ready) or the deadline passes.
+fn wait(socket: &OwnedFd, pid: pid_t, events: libc::c_short, deadline: Instant) -> io::Result<()> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the process that starts commands did not answer in time",
+            ));
         }
         let mut poll = libc::pollfd {
-            fd: launcher.socket.as_raw_fd(),
+            fd: socket.as_raw_fd(),
             events,
             revents: 0,
         };
-        let ms = libc::c_int::try_from(left.min(SLICE).as_millis()).unwrap_or(1).max(1);
+        let ms = libc::c_int::try_from(left.min(SLICE).as_millis())
+            .unwrap_or(1)
+            .max(1);
         // SAFETY: one valid pollfd.
         if unsafe { libc::poll(&mut poll, 1, ms) } > 0 && poll.revents != 0 {
             return Ok(());
         }
-        if orphans::is_stopped(launcher.pid) {
-            return Err(io::Error::other("the command launcher is stopped"));
+        if orphans::is_stopped(pid) {
+            return Err(io::Error::other(
+                "the process that starts commands was stopped",
+            ));
         }
     }
 }
@@ -234,22 +268,7 @@ fn wait(launcher: &Launcher, events: libc::c_short, deadline: Instant) -> io::Re
 /// Forks a launcher from this process. The caller holds `forking`, so that no sweep runs while
 /// the launcher is not yet known as one.
 fn fork_launcher(forking: &mut Forking) -> io::Result<Launcher> {
-    let mut pair = [-1; 2];
-    // SAFETY: socketpair fills the two-element array with new descriptors on success.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            pair.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: two descriptors just created, owned by nothing else.
-    let (engine_end, launcher_end) =
-        unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    let (engine_end, launcher_end) = socket_pair()?;
     let null: OwnedFd = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -267,38 +286,143 @@ fn fork_launcher(forking: &mut Forking) -> io::Result<Launcher> {
     }
     forking.launcher_started(pid);
     drop((launcher_end, null));
-    nix::fcntl::fcntl(
-        &engine_end,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .map_err(io::Error::from)?;
+    nonblocking(&engine_end)?;
     Ok(Launcher {
         pid,
         socket: engine_end,
+        asked: false,
     })
 }
 
-/// Kills a launcher that failed and reaps it (by pid: it is this process's child).
-fn discard(launcher: Launcher, forking: &mut Forking) {
-    let pid = nix::unistd::Pid::from_raw(launcher.pid);
-    drop(launcher.socket);
+/// Kills a launcher that failed, and what it forked that the engine had not taken (spares
+/// still in its session: one asked for, or forked as it died), and reaps them.
+fn discard_launcher(launcher: Option<Launcher>, forking: &mut Forking) {
+    let Some(launcher) = launcher else { return };
+    let pid = launcher.pid;
+    if discard(pid, launcher.socket) {
+        forking.launcher_reaped(pid);
+    }
+    for spare in forking.unknown_in_session(pid) {
+        // Its socket closed with the launcher (or is about to): it exits, or is killed.
+        let _ = discard(spare, None::<OwnedFd>);
+    }
+}
+
+/// Closes the socket to a process of this one's that failed, kills it and reaps it (by pid:
+/// it is this process's child). Whether it was reaped.
+fn discard(pid: pid_t, socket: impl Into<Option<OwnedFd>>) -> bool {
+    drop(socket.into());
+    let pid = nix::unistd::Pid::from_raw(pid);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
-            _ => {
-                forking.launcher_reaped(launcher.pid);
-                return;
-            }
+            _ => return true,
         }
         if Instant::now() >= deadline {
-            // Stuck in the kernel: it stays listed (so never taken for what a supervisor
-            // left) and unreaped, and the next command gets a new launcher.
-            tracing::warn!(pid = launcher.pid, "a killed command launcher would not die");
-            return;
+            // Stuck in the kernel: left unreaped (so its pid is never another's).
+            tracing::warn!(pid = pid.as_raw(), "a killed process of the engine's would not die");
+            return false;
         }
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut pair = [-1; 2];
+    // SAFETY: socketpair fills the two-element array with new descriptors on success.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: two descriptors just created, owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
+}
+
+fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map(drop)
+    .map_err(io::Error::from)
+}
+
+/// Sends what of `bytes` the socket takes, the descriptors `fds` (at most two) with them. No
+/// SIGPIPE.
+fn send(socket: &OwnedFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    // u64 for the alignment `cmsghdr` needs; room for one message of two descriptors.
+    let mut control = [0u64; 4];
+    let count = fds.len().min(2);
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: the msghdr points at `iov` and `control`, which outlive the call; the one
+    // control message is laid out with the CMSG macros within `control` (CMSG_SPACE of two
+    // descriptors is 24 bytes, `control` 32); sendmsg only reads what they point at.
+    let n = unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = &mut iov;
+        message.msg_iovlen = 1;
+        if count > 0 {
+            let len = (count * std::mem::size_of::<RawFd>()) as u32;
+            message.msg_control = control.as_mut_ptr().cast();
+            message.msg_controllen = libc::CMSG_SPACE(len) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&message);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), count);
+        }
+        libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_NOSIGNAL)
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Receives what is there, up to `buffer`'s length, and the descriptor sent with it, if any
+/// (a second one is closed).
+fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut control = [0u64; 4];
+    let mut iov = libc::iovec {
+        iov_base: buffer.as_mut_ptr().cast(),
+        iov_len: buffer.len(),
+    };
+    // SAFETY: msghdr zeroed, then pointed at the buffers above, which outlive the call; the
+    // control messages are walked with the CMSG macros within what the kernel filled in, and
+    // each descriptor in them is this process's own from then on.
+    unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = &mut iov;
+        message.msg_iovlen = 1;
+        message.msg_control = control.as_mut_ptr().cast();
+        message.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(socket.as_raw_fd(), &mut message, libc::MSG_CMSG_CLOEXEC);
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        let mut received = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&message);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let bytes = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                    let fd = OwnedFd::from_raw_fd(data.add(i).read_unaligned());
+                    if received.is_none() {
+                        received = Some(fd);
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&message, cmsg);
+        }
+        Ok((n, received))
     }
 }
 

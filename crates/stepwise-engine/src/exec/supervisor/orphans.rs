@@ -84,8 +84,9 @@ fn supervisors() -> MutexGuard<'static, Supervisors> {
     SUPERVISORS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Held across the fork of a supervisor (or of the launcher), so that no sweep runs while a
-/// supervisor exists that is not yet known as one. Taken before the launcher's own lock.
+/// Held from before a supervisor is given its command until it is recorded (and across the
+/// fork of the launcher), so that no sweep runs while a supervisor exists in a session of its
+/// own that is not yet known as one. Taken before the launcher's own lock.
 pub(super) struct Forking(MutexGuard<'static, Supervisors>);
 
 /// Locks the list of supervisors for a fork; the engine is a child subreaper from now on.
@@ -96,9 +97,25 @@ pub(super) fn forking() -> Forking {
 }
 
 impl Forking {
-    /// Records the supervisor just forked.
-    pub(super) fn forked(mut self, pid: pid_t) {
+    /// Records a supervisor about to receive its command.
+    pub(super) fn forked(&mut self, pid: pid_t) {
         self.0.live.push(pid);
+    }
+
+    /// A supervisor recorded by [`Forking::forked`] never got its command, and was reaped.
+    pub(super) fn withdrawn(&mut self, pid: pid_t) {
+        self.0.live.retain(|&p| p != pid);
+    }
+
+    /// This process's children in `session` (a dead launcher's) that are not known
+    /// supervisors: spares it forked that the engine never took.
+    pub(super) fn unknown_in_session(&self, session: pid_t) -> Vec<pid_t> {
+        let me = own_pid();
+        process_table()
+            .into_values()
+            .filter(|p| p.ppid == me && p.session == session && !self.0.live.contains(&p.pid))
+            .map(|p| p.pid)
+            .collect()
     }
 
     /// Records the launcher just forked.
@@ -186,10 +203,6 @@ pub(super) fn reap_if_exited(supervisor: pid_t) -> Option<Reaped> {
     Some(Reaped::default())
 }
 
-/// Whether `pid` is a child of this process now (a supervisor the launcher forked is).
-pub(super) fn is_own_child(pid: pid_t) -> bool {
-    read_proc(pid).is_some_and(|p| p.ppid == own_pid() && p.state != b'Z')
-}
 
 impl Drop for Forking {
     fn drop(&mut self) {

@@ -1,13 +1,17 @@
-//! What the engine sends the launcher, and what it answers, byte by byte.
+//! What the engine sends the launcher and a spare, and what they answer, byte by byte.
 //!
-//! A request is a header of five little-endian `u32` (a magic number, the body's length, the
-//! number of arguments, of environment entries, and flags), sent together with the four
-//! descriptors of the command's pipes (`SCM_RIGHTS`), then the body: the program, the working
-//! directory, the lock file (if the flags say so), the arguments and the environment entries,
-//! each ended by a NUL byte. The answer is two `i32`: an errno (0 when the supervisor was
-//! forked) and the supervisor's pid.
+//! To the launcher, one byte, [`FORK_SPARE`]; it answers two little-endian `i32`, an errno (0
+//! when the spare was forked) and the spare's pid, with the engine's end of the spare's socket
+//! (`SCM_RIGHTS`).
 //!
-//! The engine's side ([`Request::new`]) allocates; the launcher's ([`decode`]) may not (it may
+//! To a spare, its command: a header of five little-endian `u32` (a magic number, the body's
+//! length, the number of arguments, of environment entries, and flags), sent together with
+//! the write ends of the command's stdout and stderr pipes, then the body: the program, the
+//! working directory, the lock file (if the flags say so), the arguments and the environment
+//! entries, each ended by a NUL byte. What the supervisor reports then comes back on the same
+//! socket (see `supervisor`).
+//!
+//! The engine's side ([`Request::new`]) allocates; the spare's ([`decode`]) may not (it may
 //! have been forked from a multi-threaded process), so it lays the pointer arrays `execve`
 //! wants out in memory it was given.
 
@@ -18,6 +22,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 
 use libc::c_char;
+
+/// The one request the launcher serves.
+pub(super) const FORK_SPARE: u8 = b'+';
 
 const MAGIC: u32 = 0x314c_5753;
 const HAS_LOCK: u32 = 1;

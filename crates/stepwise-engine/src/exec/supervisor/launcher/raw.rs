@@ -1,0 +1,158 @@
+//! Socket and memory calls for the launcher and the spares: async-signal-safe, allocation
+//! free, never panicking (see `serve`).
+
+#![allow(unsafe_code)]
+
+use std::os::fd::RawFd;
+
+use crate::exec::supervisor::sys::errno;
+
+/// The most descriptors a message carries.
+const MAX_FDS: usize = 4;
+
+/// Reads exactly `buffer.len()` bytes; `false` at the end of the stream or on an error.
+pub(super) unsafe fn read_exact(socket: RawFd, buffer: &mut [u8]) -> bool {
+    let mut done = 0;
+    while let Some(rest) = buffer.get_mut(done..).filter(|rest| !rest.is_empty()) {
+        // SAFETY: a read into a buffer this function borrows.
+        let n = unsafe { libc::read(socket, rest.as_mut_ptr().cast(), rest.len()) };
+        match usize::try_from(n) {
+            Ok(0) => return false,
+            Ok(n) => done += n,
+            Err(_) if errno() == libc::EINTR => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Sends `bytes` whole, the descriptors `fds` (at most four) with the first of them; `false`
+/// on an error (the peer is gone). No SIGPIPE.
+pub(super) unsafe fn send_with_fds(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> bool {
+    let count = fds.len().min(MAX_FDS);
+    // u64 for the alignment `cmsghdr` needs; room for one message of four descriptors.
+    let mut control = [0u64; 8];
+    let mut done = 0;
+    while let Some(rest) = bytes.get(done..).filter(|rest| !rest.is_empty()) {
+        let mut iov = libc::iovec {
+            iov_base: rest.as_ptr().cast_mut().cast(),
+            iov_len: rest.len(),
+        };
+        // SAFETY: the msghdr points at `iov` and `control`, which outlive the call; the one
+        // control message is laid out with the CMSG macros within `control` (CMSG_SPACE of
+        // four descriptors is 32 bytes, `control` 64); sendmsg only reads what they point at.
+        let n = unsafe {
+            let mut message: libc::msghdr = std::mem::zeroed();
+            message.msg_iov = &mut iov;
+            message.msg_iovlen = 1;
+            if done == 0 && count > 0 {
+                let len = (count * std::mem::size_of::<RawFd>()) as u32;
+                message.msg_control = control.as_mut_ptr().cast();
+                message.msg_controllen = libc::CMSG_SPACE(len) as _;
+                let cmsg = libc::CMSG_FIRSTHDR(&message);
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
+                std::ptr::copy_nonoverlapping(
+                    fds.as_ptr(),
+                    libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+                    count,
+                );
+            }
+            libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL)
+        };
+        match usize::try_from(n) {
+            Ok(n) => done += n,
+            Err(_) if errno() == libc::EINTR => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// What [`receive`] got.
+pub(super) enum Received {
+    /// `buffer` is full, and this many descriptors came with it (more than `fds` holds were
+    /// closed, and counted).
+    Whole(usize),
+    /// The peer's end is closed.
+    End,
+    /// The stream ended inside the message, or its descriptors were cut off.
+    Garbled,
+}
+
+/// Fills `buffer` from `socket`, and `fds` with the descriptors sent with its first byte.
+pub(super) unsafe fn receive(socket: RawFd, buffer: &mut [u8], fds: &mut [RawFd]) -> Received {
+    // Room for more descriptors than expected, so that extra ones are received (and closed)
+    // rather than silently dropped; u64 for the alignment `cmsghdr` needs.
+    let mut control = [0u64; 32];
+    let mut iov = libc::iovec {
+        iov_base: buffer.as_mut_ptr().cast(),
+        iov_len: buffer.len(),
+    };
+    // SAFETY: msghdr zeroed, then pointed at the buffers above, which outlive the call; the
+    // control messages are walked with the CMSG macros within what the kernel filled in.
+    let (got, truncated, count) = unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = &mut iov;
+        message.msg_iovlen = 1;
+        message.msg_control = control.as_mut_ptr().cast();
+        message.msg_controllen = std::mem::size_of_val(&control) as _;
+        let got = loop {
+            let got = libc::recvmsg(socket, &mut message, libc::MSG_CMSG_CLOEXEC);
+            if got >= 0 || errno() != libc::EINTR {
+                break got;
+            }
+        };
+        let mut count = 0;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&message);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let bytes = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                    let fd = data.add(i).read_unaligned();
+                    match fds.get_mut(count) {
+                        Some(slot) => *slot = fd,
+                        None => {
+                            libc::close(fd);
+                        }
+                    }
+                    count += 1;
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&message, cmsg);
+        }
+        (got, message.msg_flags & libc::MSG_CTRUNC != 0, count)
+    };
+    let Ok(got) = usize::try_from(got) else {
+        return Received::End;
+    };
+    if got == 0 && count == 0 {
+        return Received::End;
+    }
+    // SAFETY: reading into the rest of the buffer, which this function borrows.
+    let whole = unsafe { read_exact(socket, buffer.get_mut(got..).unwrap_or_default()) };
+    if !whole || truncated {
+        return Received::Garbled;
+    }
+    Received::Whole(count)
+}
+
+/// Anonymous memory, mapped for a request (the allocator may not be used); never unmapped (a
+/// spare serves one request, then becomes the supervisor, which exits).
+pub(super) fn map(len: usize) -> Option<&'static mut [u8]> {
+    // SAFETY: an anonymous private mapping of `len` bytes, readable and writable, which this
+    // process never unmaps: the slice is its only reference.
+    unsafe {
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            len.max(1),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        (base != libc::MAP_FAILED).then(|| std::slice::from_raw_parts_mut(base.cast(), len))
+    }
+}
