@@ -23,6 +23,7 @@ mod hostile_llm;
 mod hostile_usage;
 mod hostile_values;
 mod interrupt;
+mod launcher;
 mod llm;
 mod llm_bounds;
 mod llm_examples;

@@ -452,33 +452,3 @@ async fn a_command_given_up_while_its_supervisor_is_stopped_is_killed_all_the_sa
         "the detached sleep {escaped} lives on"
     );
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn zz_timing() {
-    let (_d, ws) = workspace();
-    let req = argv(&["true"]);
-    let n = 300;
-    let mut floor = Vec::new();
-    let mut ours = Vec::new();
-    for _ in 0..n {
-        let t = Instant::now();
-        let out = std::process::Command::new("true")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        floor.push(t.elapsed());
-        let t = Instant::now();
-        let out = outcome(&ws, &req).await;
-        assert_eq!(out.exit_code, Some(0));
-        ours.push(t.elapsed());
-    }
-    floor.sort();
-    ours.sort();
-    for p in [10, 25, 50] {
-        eprintln!("p{p}: floor {:?} ours {:?}", floor[n * p / 100], ours[n * p / 100]);
-    }
-}

@@ -53,9 +53,10 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// How often, while waiting, the engine looks whether the launcher or the spare was stopped.
 const SLICE: Duration = Duration::from_millis(100);
 
-/// How many spares a command is offered to: one killed while it waited (by a command of
-/// another step, say) is replaced; three in a row is not chance.
-const ATTEMPTS: usize = 3;
+/// How many times a command is offered to a spare: a spare killed while it waited (by a
+/// command of another step, say), then a launcher found dead, are each replaced; four
+/// failures in a row are not chance.
+const ATTEMPTS: usize = 4;
 
 /// This process's launcher, if one is running. Locked after [`orphans::forking`].
 static LAUNCHER: Mutex<Option<Launcher>> = Mutex::new(None);
@@ -79,17 +80,15 @@ fn current() -> MutexGuard<'static, Option<Launcher>> {
     LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Forks the launcher now, while the process is small, unless one is running, and asks it for
-/// the first spare. Meant for the first line of `main`, before any thread starts; a failure is
-/// left for the first command to meet (it forks a launcher itself, and says why if it cannot).
+/// Forks the launcher now, while the process is small, unless one is running. Meant for the
+/// first line of `main`, before any thread starts; a failure is left for the first command to
+/// meet (it forks a launcher itself, and says why if it cannot). No spare is asked for yet: a
+/// process that runs no command forks nothing more.
 pub fn start() {
     let mut forking = orphans::forking();
     let mut slot = current();
-    if slot.is_none()
-        && let Ok(mut launcher) = fork_launcher(&mut forking)
-    {
-        let _ = ask(&mut launcher);
-        *slot = Some(launcher);
+    if slot.is_none() {
+        *slot = fork_launcher(&mut forking).ok();
     }
 }
 
@@ -424,9 +423,4 @@ fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> io::Result<(usize, Option<Own
         }
         Ok((n, received))
     }
-}
-
-#[cfg(test)]
-pub(super) fn pid() -> Option<pid_t> {
-    current().as_ref().map(|l| l.pid)
 }
