@@ -355,72 +355,22 @@ fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-/// Sends what of `bytes` the socket takes, the descriptors `fds` (at most two) with them. No
-/// SIGPIPE.
+/// Sends what of `bytes` the socket takes, the descriptors `fds` with them. No SIGPIPE.
 fn send(socket: &OwnedFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
-    // u64 for the alignment `cmsghdr` needs; room for one message of two descriptors.
-    let mut control = [0u64; 4];
-    let count = fds.len().min(2);
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr().cast_mut().cast(),
-        iov_len: bytes.len(),
-    };
-    // SAFETY: the msghdr points at `iov` and `control`, which outlive the call; the one
-    // control message is laid out with the CMSG macros within `control` (CMSG_SPACE of two
-    // descriptors is 24 bytes, `control` 32); sendmsg only reads what they point at.
-    let n = unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = &mut iov;
-        message.msg_iovlen = 1;
-        if count > 0 {
-            let len = (count * std::mem::size_of::<RawFd>()) as u32;
-            message.msg_control = control.as_mut_ptr().cast();
-            message.msg_controllen = libc::CMSG_SPACE(len) as _;
-            let cmsg = libc::CMSG_FIRSTHDR(&message);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), count);
-        }
-        libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_NOSIGNAL)
-    };
+    // SAFETY: one sendmsg on a descriptor this process owns, of buffers borrowed for the call.
+    let n = unsafe { raw::send_once(socket.as_raw_fd(), bytes, fds) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// Receives what is there, up to `buffer`'s length, and the descriptor sent with it, if any
-/// (a second one is closed).
+/// (any more are closed).
 fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
-    let mut control = [0u64; 4];
-    let mut iov = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
-    };
-    // SAFETY: msghdr zeroed, then pointed at the buffers above, which outlive the call; the
-    // control messages are walked with the CMSG macros within what the kernel filled in, and
-    // each descriptor in them is this process's own from then on.
-    unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = &mut iov;
-        message.msg_iovlen = 1;
-        message.msg_control = control.as_mut_ptr().cast();
-        message.msg_controllen = std::mem::size_of_val(&control) as _;
-        let n = libc::recvmsg(socket.as_raw_fd(), &mut message, libc::MSG_CMSG_CLOEXEC);
-        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        let mut received = None;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&message);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                let bytes = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
-                for i in 0..bytes / std::mem::size_of::<RawFd>() {
-                    let fd = OwnedFd::from_raw_fd(data.add(i).read_unaligned());
-                    if received.is_none() {
-                        received = Some(fd);
-                    }
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&message, cmsg);
-        }
-        Ok((n, received))
-    }
+    let mut fds = [-1 as RawFd; 1];
+    // SAFETY: one recvmsg on a descriptor this process owns, into buffers borrowed for the
+    // call.
+    let (n, count, _) = unsafe { raw::receive_once(socket.as_raw_fd(), buffer, &mut fds) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: a descriptor just received, this process's own from now on.
+    let fd = (count > 0).then(|| unsafe { OwnedFd::from_raw_fd(fds[0]) });
+    Ok((n, fd))
 }

@@ -1,5 +1,5 @@
-//! Socket and memory calls for the launcher and the spares: async-signal-safe, allocation
-//! free, never panicking (see `serve`).
+//! Socket and memory calls for the launcher and the spares (and the engine's side of their
+//! sockets): async-signal-safe, allocation free, never panicking (see `serve`).
 
 #![allow(unsafe_code)]
 
@@ -26,42 +26,45 @@ pub(super) unsafe fn read_exact(socket: RawFd, buffer: &mut [u8]) -> bool {
     true
 }
 
-/// Sends `bytes` whole, the descriptors `fds` (at most four) with the first of them; `false`
-/// on an error (the peer is gone). No SIGPIPE.
-pub(super) unsafe fn send_with_fds(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> bool {
+/// One `sendmsg` of `bytes`, with the descriptors `fds` (at most four) attached; what it
+/// returns (the bytes sent, or -1). No SIGPIPE.
+pub(super) unsafe fn send_once(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> isize {
     let count = fds.len().min(MAX_FDS);
     // u64 for the alignment `cmsghdr` needs; room for one message of four descriptors.
     let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: the msghdr points at `iov` and `control`, which outlive the call; the one
+    // control message is laid out with the CMSG macros within `control` (CMSG_SPACE of four
+    // descriptors is 32 bytes, `control` 64); sendmsg only reads what they point at.
+    unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = &mut iov;
+        message.msg_iovlen = 1;
+        if count > 0 {
+            let len = (count * std::mem::size_of::<RawFd>()) as u32;
+            message.msg_control = control.as_mut_ptr().cast();
+            message.msg_controllen = libc::CMSG_SPACE(len) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&message);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), count);
+        }
+        libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL)
+    }
+}
+
+/// Sends `bytes` whole, the descriptors `fds` with the first of them; `false` on an error (the
+/// peer is gone).
+pub(super) unsafe fn send_with_fds(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> bool {
     let mut done = 0;
     while let Some(rest) = bytes.get(done..).filter(|rest| !rest.is_empty()) {
-        let mut iov = libc::iovec {
-            iov_base: rest.as_ptr().cast_mut().cast(),
-            iov_len: rest.len(),
-        };
-        // SAFETY: the msghdr points at `iov` and `control`, which outlive the call; the one
-        // control message is laid out with the CMSG macros within `control` (CMSG_SPACE of
-        // four descriptors is 32 bytes, `control` 64); sendmsg only reads what they point at.
-        let n = unsafe {
-            let mut message: libc::msghdr = std::mem::zeroed();
-            message.msg_iov = &mut iov;
-            message.msg_iovlen = 1;
-            if done == 0 && count > 0 {
-                let len = (count * std::mem::size_of::<RawFd>()) as u32;
-                message.msg_control = control.as_mut_ptr().cast();
-                message.msg_controllen = libc::CMSG_SPACE(len) as _;
-                let cmsg = libc::CMSG_FIRSTHDR(&message);
-                (*cmsg).cmsg_level = libc::SOL_SOCKET;
-                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
-                std::ptr::copy_nonoverlapping(
-                    fds.as_ptr(),
-                    libc::CMSG_DATA(cmsg).cast::<RawFd>(),
-                    count,
-                );
-            }
-            libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL)
-        };
-        match usize::try_from(n) {
+        let with = if done == 0 { fds } else { &[] };
+        // SAFETY: see `send_once`.
+        match usize::try_from(unsafe { send_once(socket, rest, with) }) {
             Ok(n) => done += n,
             Err(_) if errno() == libc::EINTR => {}
             Err(_) => return false,
@@ -70,19 +73,14 @@ pub(super) unsafe fn send_with_fds(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -
     true
 }
 
-/// What [`receive`] got.
-pub(super) enum Received {
-    /// `buffer` is full, and this many descriptors came with it (more than `fds` holds were
-    /// closed, and counted).
-    Whole(usize),
-    /// The peer's end is closed.
-    End,
-    /// The stream ended inside the message, or its descriptors were cut off.
-    Garbled,
-}
-
-/// Fills `buffer` from `socket`, and `fds` with the descriptors sent with its first byte.
-pub(super) unsafe fn receive(socket: RawFd, buffer: &mut [u8], fds: &mut [RawFd]) -> Received {
+/// One `recvmsg` into `buffer`: what it returns (the bytes received, 0 at the end, or -1),
+/// how many descriptors came with them (those beyond `fds`' length are closed, and counted),
+/// and whether some were cut off.
+pub(super) unsafe fn receive_once(
+    socket: RawFd,
+    buffer: &mut [u8],
+    fds: &mut [RawFd],
+) -> (isize, usize, bool) {
     // Room for more descriptors than expected, so that extra ones are received (and closed)
     // rather than silently dropped; u64 for the alignment `cmsghdr` needs.
     let mut control = [0u64; 32];
@@ -92,21 +90,16 @@ pub(super) unsafe fn receive(socket: RawFd, buffer: &mut [u8], fds: &mut [RawFd]
     };
     // SAFETY: msghdr zeroed, then pointed at the buffers above, which outlive the call; the
     // control messages are walked with the CMSG macros within what the kernel filled in.
-    let (got, truncated, count) = unsafe {
+    unsafe {
         let mut message: libc::msghdr = std::mem::zeroed();
         message.msg_iov = &mut iov;
         message.msg_iovlen = 1;
         message.msg_control = control.as_mut_ptr().cast();
         message.msg_controllen = std::mem::size_of_val(&control) as _;
-        let got = loop {
-            let got = libc::recvmsg(socket, &mut message, libc::MSG_CMSG_CLOEXEC);
-            if got >= 0 || errno() != libc::EINTR {
-                break got;
-            }
-        };
+        let got = libc::recvmsg(socket, &mut message, libc::MSG_CMSG_CLOEXEC);
         let mut count = 0;
         let mut cmsg = libc::CMSG_FIRSTHDR(&message);
-        while !cmsg.is_null() {
+        while got >= 0 && !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
                 let bytes = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
@@ -123,7 +116,30 @@ pub(super) unsafe fn receive(socket: RawFd, buffer: &mut [u8], fds: &mut [RawFd]
             }
             cmsg = libc::CMSG_NXTHDR(&message, cmsg);
         }
-        (got, message.msg_flags & libc::MSG_CTRUNC != 0, count)
+        (got, count, message.msg_flags & libc::MSG_CTRUNC != 0)
+    }
+}
+
+/// What [`receive`] got.
+pub(super) enum Received {
+    /// `buffer` is full, and this many descriptors came with it (more than `fds` holds were
+    /// closed, and counted).
+    Whole(usize),
+    /// The peer's end is closed.
+    End,
+    /// The stream ended inside the message, or its descriptors were cut off.
+    Garbled,
+}
+
+/// Fills `buffer` from `socket` (blocking), and `fds` with the descriptors sent with its first
+/// byte.
+pub(super) unsafe fn receive(socket: RawFd, buffer: &mut [u8], fds: &mut [RawFd]) -> Received {
+    let (got, count, truncated) = loop {
+        // SAFETY: see `receive_once`.
+        let received = unsafe { receive_once(socket, buffer, fds) };
+        if received.0 >= 0 || errno() != libc::EINTR {
+            break received;
+        }
     };
     let Ok(got) = usize::try_from(got) else {
         return Received::End;
