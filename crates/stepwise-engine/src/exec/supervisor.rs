@@ -1,20 +1,24 @@
 //! Commands run under a supervisor, so that nothing a command starts outlives it unseen.
 //!
-//! The supervisor is a small process, a child of the engine's process, forked for each command
-//! by the launcher (`launcher`: one long-lived process per engine process, forked while the
+//! The supervisor is a small process, a child of the engine's process, forked ahead of time by
+//! the launcher (`launcher`: one long-lived process per engine process, forked while the
 //! process was small, so that no command costs a fork of the engine). It leads a session of its
 //! own, starts the command in a process group of its own and becomes a *child subreaper*:
 //! everything the command starts, even what detaches with `setsid` or a double fork, stays its
 //! descendant. It kills that whole tree when the command ends (background processes left
-//! behind included), when the engine asks (cancel, timeout), and when the engine dies: it
-//! watches a pipe whose only writer is the engine, so the engine's death, however sudden
-//! (SIGKILL), closes it. While anything of the command may run it holds a lock file, so that
-//! an engine recovering the run after a crash can tell when the command's processes are gone
-//! (see `driver::recovery`). The supervisor can be killed itself (the command knows it as
-//! `$PPID`); the engine then kills what it left (`orphans`).
+//! behind included), when the engine asks (cancel, timeout), and when the engine dies. All of
+//! that goes over one Unix socket shared by the engine and the supervisor alone: the engine
+//! sends the command on it, the supervisor reports on it (the command's pid, then how it
+//! ended), and its closing on the engine's side, however sudden the engine's death (SIGKILL),
+//! is the supervisor's signal to kill the tree. No other process can open a socket through
+//! `/proc` as it could a pipe, so the report is the supervisor's own word, and its end is the
+//! supervisor's last word or its death. While anything of the command may run the supervisor
+//! holds a lock file, so that an engine recovering the run after a crash can tell when the
+//! command's processes are gone (see `driver::recovery`). The supervisor can be killed itself
+//! (the command knows it as `$PPID`); the engine then kills what it left (`orphans`).
 //!
-//! This module is the engine's side: the request, the pipes, asking the launcher, and reading
-//! what the supervisor reports. The code that runs in the supervisor is in `child`.
+//! This module is the engine's side: the request, the pipes, getting a supervisor from the
+//! launcher, and reading what it reports. The code that runs in the supervisor is in `child`.
 
 #![allow(unsafe_code)]
 
@@ -52,7 +56,8 @@ pub(crate) struct Supervised {
     /// The socket shared with the supervisor alone: its report comes on it, and closing it
     /// (or shutting down its writing side) makes the supervisor kill the command's tree.
     pub(crate) channel: Option<OwnedFd>,
-    /// When the supervisor started, in clock ticks since boot (`orphans`).
+    /// When its command was asked for, in clock ticks since boot: nothing the command started
+    /// started earlier (`orphans`).
     started: u64,
     /// The engine killed it because it was stopped.
     killed_stopped: bool,
@@ -78,7 +83,7 @@ pub(crate) enum Ended {
     NotStarted {
         errno: i32,
     },
-    /// The supervisor said nothing of its end (it was killed itself).
+    /// The supervisor said nothing of its end (it was killed, or stopped and then killed).
     Unknown,
 }
 
@@ -129,9 +134,8 @@ impl Supervised {
         self.killed_stopped
     }
 
-    /// A descriptor that becomes readable when the supervisor exits (a pidfd), so that its end
-    /// is known without waiting for the end of its report pipe: any process of the user can
-    /// open that pipe (`/proc/PID/fd`) and hold it open. `None` before Linux 5.3.
+    /// A descriptor that becomes readable when the supervisor exits (a pidfd), so that its exit
+    /// can be awaited on the async runtime rather than on a thread. `None` before Linux 5.3.
     pub(crate) fn exit_watch(&self) -> Option<OwnedFd> {
         if self.reaped {
             return None;
@@ -185,7 +189,7 @@ impl Drop for Supervised {
     fn drop(&mut self) {
         self.stop();
         if !self.reaped {
-            // The supervisor exits within moments of its report's end (or of the control pipe
+            // The supervisor exits within moments of its report's end (or of its socket
             // closing); it is reaped off this thread so that a long-lived engine keeps no
             // zombies (and, if it was killed, so that what it left is killed).
             self.reaped = true;

@@ -80,10 +80,13 @@ fn current() -> MutexGuard<'static, Option<Launcher>> {
     LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Forks the launcher now, while the process is small, unless one is running. Meant for the
-/// first line of `main`, before any thread starts; a failure is left for the first command to
-/// meet (it forks a launcher itself, and says why if it cannot). No spare is asked for yet: a
-/// process that runs no command forks nothing more.
+/// Forks the process that starts commands (the launcher) now, while this process is small,
+/// unless one is running. Call it first thing in `main`, before any thread or runtime starts:
+/// every command's supervisor is then forked from that small process, whatever the engine's
+/// size. Without it, the engine forks the launcher from itself when its first command runs.
+/// A failure is left for the first command to meet (it forks a launcher itself, and says why
+/// if it cannot). No supervisor is forked yet: a process that runs no command forks nothing
+/// more.
 pub fn start() {
     let mut forking = orphans::forking();
     let mut slot = current();

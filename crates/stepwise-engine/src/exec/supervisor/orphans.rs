@@ -13,10 +13,15 @@
 //! one it leads, never to join another: so everything a command starts is in the supervisor's
 //! session or in sessions its processes made, never in the engine's. The engine's processes
 //! that are the command's are thus its children that are not in its own session, nor in
-//! another supervisor's, not a supervisor, and started after the dead supervisor did;
-//! everything descending from them; and every member of the dead supervisor's session (a
-//! session's id is its leader's pid, never reused while a member lives). WebKit's processes,
-//! and whatever the embedding process starts in its own session, are none of these.
+//! another supervisor's, nor in a launcher's, not a supervisor, and started after the dead
+//! supervisor's command was asked for; everything descending from them; and every member of
+//! the dead supervisor's session (a session's id is its leader's pid, never reused while a
+//! member lives). WebKit's processes, and whatever the embedding process starts in its own
+//! session, are none of these. Supervisors are forked by the launcher (`launcher`), but with
+//! `CLONE_PARENT`: they are the engine's children, so all of this holds for them as if the
+//! engine had forked them. The launcher's session holds only the launcher and the spare
+//! supervisors it forked, which have no command yet; a spare is recorded as a supervisor
+//! before it is given its command, and only then leaves for a session of its own.
 //!
 //! Children are reaped by pid only, never with `waitpid(-1)`, which would take other
 //! children's statuses from those who wait for them (tokio, GLib).
