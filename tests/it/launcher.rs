@@ -129,8 +129,14 @@ fn a_stopped_launcher_is_killed_and_holds_up_no_command() {
     let out = engine.finish(PATIENCE);
     assert_eq!(out.code, 0, "{out}");
     // The engine looks at a launcher that does not answer every 100 ms.
-    assert!(started.elapsed() < Duration::from_secs(10), "the run waited on it");
-    assert!(wait_until_ended(launcher, PATIENCE), "the stopped launcher lives on");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the run waited on it"
+    );
+    assert!(
+        wait_until_ended(launcher, PATIENCE),
+        "the stopped launcher lives on"
+    );
     let run = env.first_run_id(PATIENCE).expect("the run");
     assert_eq!(
         step(&env.show(&run), "fourth")["output"]["stdout"],
@@ -159,9 +165,16 @@ fn a_sigkilled_engine_takes_every_running_commands_tree_with_it() {
     }
     // A supervisor each (and maybe a spare), and the launcher: all die with the engine too.
     let supervisors = children_named(engine.pid(), "stepwise-superv");
-    assert!(supervisors.len() >= branches, "supervisors: {supervisors:?}");
+    assert!(
+        supervisors.len() >= branches,
+        "supervisors: {supervisors:?}"
+    );
     let backgrounds = running_with_arg(&background);
-    assert_eq!(backgrounds.len(), branches, "background sleeps: {backgrounds:?}");
+    assert_eq!(
+        backgrounds.len(),
+        branches,
+        "background sleeps: {backgrounds:?}"
+    );
     let mut doomed: Vec<i32> = (0..branches)
         .map(|i| read_pid(&env.ws.join(format!("d{i}.pid"))))
         .collect();
@@ -222,7 +235,10 @@ fn parallel_commands_each_run_under_a_small_supervisor_of_their_own() {
             panic!("step b{i} printed `{stdout}`");
         };
         assert_eq!(n, i as u64, "step b{i} got another's output: `{stdout}`");
-        assert!(engine_kb > 32 * 1024, "the engine holds only {engine_kb} kB");
+        assert!(
+            engine_kb > 32 * 1024,
+            "the engine holds only {engine_kb} kB"
+        );
         assert!(
             supervisor_kb < 8 * 1024,
             "step b{i}'s supervisor holds {supervisor_kb} kB of the engine's {engine_kb} kB"

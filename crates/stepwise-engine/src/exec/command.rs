@@ -21,8 +21,8 @@ use stepwise_core::operation::{
 use stepwise_core::workflow::MAX_OUTPUT_CEILING;
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::unix::pipe::Receiver;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use super::output::{Capture, Live};
@@ -356,7 +356,8 @@ async fn reap(mut child: Supervised, report: Report, shown: &str) -> Reaped {
     if let Some(watch) = child.exit_watch() {
         let exited = supervisor::exited(watch);
         tokio::pin!(exited);
-        let mut watchdog = tokio::time::interval_at(tokio::time::Instant::now() + WATCHDOG, WATCHDOG);
+        let mut watchdog =
+            tokio::time::interval_at(tokio::time::Instant::now() + WATCHDOG, WATCHDOG);
         loop {
             tokio::select! {
                 () = &mut exited => break,

@@ -36,8 +36,8 @@ mod launcher;
 mod orphans;
 mod sys;
 
-use launcher::wire::{Request, Spawn};
 pub use launcher::start as start_launcher;
+use launcher::wire::{Request, Spawn};
 pub(crate) use orphans::{CommandFate, Reaped};
 
 /// What the supervisor reports, one record of 5 bytes each: a kind and a value.

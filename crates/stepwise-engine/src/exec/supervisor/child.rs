@@ -143,8 +143,9 @@ unsafe fn spawn_attributes(attributes: &mut libc::posix_spawnattr_t) -> c_int {
     // SAFETY: the structure is initialised before anything else touches it; the signal sets
     // are plain values on the stack.
     unsafe {
-        let flags =
-            libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK;
+        let flags = libc::POSIX_SPAWN_SETPGROUP
+            | libc::POSIX_SPAWN_SETSIGDEF
+            | libc::POSIX_SPAWN_SETSIGMASK;
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         let mut none: libc::sigset_t = std::mem::zeroed();

@@ -233,7 +233,9 @@ fn send_request(spare: &Spare, request: &Request, fds: [RawFd; 2]) -> io::Result
 }
 
 fn gone(what: &str) -> io::Error {
-    io::Error::other(format!("{what} of the process that starts commands is gone"))
+    io::Error::other(format!(
+        "{what} of the process that starts commands is gone"
+    ))
 }
 
 /// Waits until `socket` is ready for `events`, until `deadline`; an error if the process at
@@ -324,7 +326,10 @@ fn discard(pid: pid_t, socket: impl Into<Option<OwnedFd>>) -> bool {
         }
         if Instant::now() >= deadline {
             // Stuck in the kernel: left unreaped (so its pid is never another's).
-            tracing::warn!(pid = pid.as_raw(), "a killed process of the engine's would not die");
+            tracing::warn!(
+                pid = pid.as_raw(),
+                "a killed process of the engine's would not die"
+            );
             return false;
         }
         std::thread::sleep(Duration::from_millis(1));

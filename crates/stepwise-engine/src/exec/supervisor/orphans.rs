@@ -208,7 +208,6 @@ pub(super) fn reap_if_exited(supervisor: pid_t) -> Option<Reaped> {
     Some(Reaped::default())
 }
 
-
 impl Drop for Forking {
     fn drop(&mut self) {
         self.0.update_subreaper(false);

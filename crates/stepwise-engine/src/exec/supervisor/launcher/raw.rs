@@ -51,7 +51,11 @@ pub(super) unsafe fn send_once(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> is
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), count);
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+                count,
+            );
         }
         libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL)
     }

@@ -181,8 +181,7 @@ pub(super) fn decode(header: &Header, room: &mut [u8]) -> Option<Decoded> {
     }
     let (body, rest) = room.split_at_mut(header.body);
     // Every string ends with a NUL, the last byte included, and there are as many as said.
-    if body.last() != Some(&0) || body.iter().filter(|&&b| b == 0).count() != header.strings()?
-    {
+    if body.last() != Some(&0) || body.iter().filter(|&&b| b == 0).count() != header.strings()? {
         return None;
     }
     let base = body.as_mut_ptr();
@@ -253,7 +252,10 @@ mod tests {
     #[test]
     fn a_request_reads_back_as_it_was_sent() {
         let args = [OsStr::new("sh"), OsStr::new("-c"), OsStr::new("echo hi")];
-        let env = [(OsStr::new("PATH"), OsStr::new("/bin")), (OsStr::new("X"), OsStr::new(""))];
+        let env = [
+            (OsStr::new("PATH"), OsStr::new("/bin")),
+            (OsStr::new("X"), OsStr::new("")),
+        ];
         for lock in [None, Some(OsStr::new("/l/op.lock"))] {
             let request = Request::new(Spawn {
                 program: OsStr::new("/bin/sh"),
@@ -270,7 +272,10 @@ mod tests {
             let decoded = decode(&header, &mut room).unwrap();
             // SAFETY: pointers into `room`, NUL-terminated.
             let text = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_str().unwrap();
-            assert_eq!((text(decoded.program), text(decoded.cwd)), ("/bin/sh", "/ws"));
+            assert_eq!(
+                (text(decoded.program), text(decoded.cwd)),
+                ("/bin/sh", "/ws")
+            );
             assert_eq!(decoded.lock.is_null(), lock.is_none());
             if lock.is_some() {
                 assert_eq!(text(decoded.lock), "/l/op.lock");
