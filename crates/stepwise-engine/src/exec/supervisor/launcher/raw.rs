@@ -176,3 +176,55 @@ pub(super) fn map(len: usize) -> Option<&'static mut [u8]> {
         (base != libc::MAP_FAILED).then(|| std::slice::from_raw_parts_mut(base.cast(), len))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    fn socket_pair() -> (OwnedFd, OwnedFd) {
+        let mut pair = [-1; 2];
+        // SAFETY: socketpair fills the array with two new descriptors.
+        assert_eq!(
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) },
+            0
+        );
+        // SAFETY: descriptors just created, owned by nothing else.
+        unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) }
+    }
+
+    #[test]
+    fn a_message_arrives_whole_with_its_descriptors_and_extra_ones_are_closed() {
+        let (a, b) = socket_pair();
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let message = vec![7u8; 100_000];
+        let sender = std::thread::spawn(move || {
+            let fds = [write_end.as_raw_fd(), write_end.as_raw_fd()];
+            // SAFETY: descriptors owned by this closure.
+            assert!(unsafe { send_with_fds(a.as_raw_fd(), &message, &fds) });
+            drop(a);
+        });
+        let mut buffer = vec![0u8; 100_000];
+        let mut fds = [-1; 1];
+        // SAFETY: descriptors owned by this test, buffers borrowed.
+        let received = unsafe { receive(b.as_raw_fd(), &mut buffer, &mut fds) };
+        sender.join().unwrap();
+        assert!(matches!(received, Received::Whole(2)), "two sent, one kept");
+        assert!(buffer.iter().all(|&b| b == 7));
+        // SAFETY: the descriptor received, now this test's.
+        let received = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        nix::unistd::write(&received, b"through").unwrap();
+        drop(received);
+        let mut read = [0u8; 16];
+        let n = nix::unistd::read(&read_end, &mut read).unwrap();
+        assert_eq!(&read[..n], b"through");
+        // The one not kept was closed: nothing else holds the pipe open.
+        assert_eq!(nix::unistd::read(&read_end, &mut read).unwrap(), 0);
+        // SAFETY: as above.
+        assert!(matches!(
+            unsafe { receive(b.as_raw_fd(), &mut buffer, &mut fds) },
+            Received::End
+        ));
+    }
+}
