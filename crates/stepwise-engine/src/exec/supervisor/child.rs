@@ -67,17 +67,17 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
         // The command's output goes to the pipes, its input is /dev/null (descriptor 0), and
         // it inherits nothing else: what is left open above 2 is marked close-on-exec.
         if libc::dup2(child.stdout, 1) < 0 || libc::dup2(child.stderr, 2) < 0 {
-            finish(child.channel, lock, EXEC_FAILED, errno());
+            finish(child, lock, EXEC_FAILED, errno());
         }
         libc::close(child.stdout);
         libc::close(child.stderr);
         close_on_exec(&[child.channel]);
         if libc::chdir(child.cwd) != 0 {
-            finish(child.channel, lock, EXEC_FAILED, errno());
+            finish(child, lock, EXEC_FAILED, errno());
         }
         // The engine may be gone already (its end closed): run nothing.
         if channel_closed(child.channel) {
-            finish(child.channel, lock, KILLED, 0);
+            finish(child, lock, KILLED, 0);
         }
         let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
         let mut command: pid_t = 0;
@@ -93,7 +93,7 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             failed => failed,
         };
         if spawned != 0 {
-            finish(child.channel, lock, EXEC_FAILED, spawned);
+            finish(child, lock, EXEC_FAILED, spawned);
         }
         // The command's pid, at once: if this process is killed, the engine reaps the command
         // in its place and can say how it ended.
@@ -121,16 +121,16 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             if fds[0].revents != 0 {
                 // The engine asked (it closed its end), or died.
                 kill_tree(command);
-                finish(child.channel, lock, KILLED, 0);
+                finish(child, lock, KILLED, 0);
             }
             let mut status: c_int = 0;
             if libc::waitpid(command, &mut status, libc::WNOHANG) == command {
                 // Whatever it left running goes with it.
                 kill_tree(command);
                 if libc::WIFSIGNALED(status) {
-                    finish(child.channel, lock, SIGNALED, libc::WTERMSIG(status));
+                    finish(child, lock, SIGNALED, libc::WTERMSIG(status));
                 }
-                finish(child.channel, lock, EXITED, libc::WEXITSTATUS(status));
+                finish(child, lock, EXITED, libc::WEXITSTATUS(status));
             }
         }
     }
@@ -303,17 +303,23 @@ impl Iterator for Pids<'_> {
 }
 
 /// The command's tree is dead: lets go of the lock (a recovering engine may go on), writes how
-/// the command ended, the report's last record, and exits. The report is a socket only this
-/// process can write to (a socket, unlike a pipe, cannot be opened through `/proc`), so the
-/// engine takes this record at its word without waiting for the exit.
-unsafe fn finish(report: RawFd, lock: RawFd, kind: u8, value: i32) -> ! {
-    // SAFETY: closing our own descriptors, a send of a stack buffer, then exiting.
+/// the command ended, the report's last record, removes the lock file, and exits. The report
+/// is a socket only this process can write to (a socket, unlike a pipe, cannot be opened
+/// through `/proc`), so the engine takes this record at its word without waiting for the exit;
+/// the file is removed after it, off the engine's way (the engine removes it too if it is left,
+/// as it is by a supervisor killed before this).
+unsafe fn finish(child: &Child, lock: RawFd, kind: u8, value: i32) -> ! {
+    // SAFETY: closing our own descriptors, a send of a stack buffer, unlinking the file this
+    // process locked, then exiting.
     unsafe {
         if lock >= 0 {
             libc::close(lock);
         }
-        send(report, &encode(kind, value));
-        libc::close(report);
+        send(child.channel, &encode(kind, value));
+        libc::close(child.channel);
+        if lock >= 0 {
+            libc::unlink(child.lock);
+        }
         libc::_exit(0)
     }
 }
