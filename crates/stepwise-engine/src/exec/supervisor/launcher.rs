@@ -188,7 +188,11 @@ fn answer(launcher: &mut Launcher) -> io::Result<io::Result<Spare>> {
     let mut socket = None;
     while got < ANSWER_LEN {
         match receive(&launcher.socket, &mut bytes[got..]) {
-            Ok((0, _)) => return Err(gone("the launcher")),
+            Ok((0, _)) => {
+                return Err(io::Error::other(
+                    "the process that starts commands (the launcher) is gone",
+                ));
+            }
             Ok((n, fd)) => {
                 got += n;
                 socket = socket.or(fd);
@@ -207,7 +211,9 @@ fn answer(launcher: &mut Launcher) -> io::Result<io::Result<Spare>> {
             nonblocking(&socket)?;
             Ok(Ok(Spare { pid, socket }))
         }
-        (0, ..) => Err(io::Error::other("the launcher answered without a spare")),
+        (0, ..) => Err(io::Error::other(
+            "the process that starts commands (the launcher) answered without a supervisor",
+        )),
         (errno, ..) => Ok(Err(io::Error::from_raw_os_error(errno))),
     }
 }
@@ -225,17 +231,15 @@ fn send_request(spare: &Spare, request: &Request, fds: [RawFd; 2]) -> io::Result
                 wait(&spare.socket, spare.pid, libc::POLLOUT, deadline)?;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => return Err(gone("a spare")),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => {
+                return Err(io::Error::other(
+                    "the supervisor that was to run it is gone",
+                ));
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(())
-}
-
-fn gone(what: &str) -> io::Error {
-    io::Error::other(format!(
-        "{what} of the process that starts commands is gone"
-    ))
 }
 
 /// Waits until `socket` is ready for `events`, until `deadline`; an error if the process at
@@ -246,7 +250,10 @@ fn wait(socket: &OwnedFd, pid: pid_t, events: libc::c_short, deadline: Instant) 
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "the process that starts commands did not answer in time",
+                format!(
+                    "the process that starts commands (or the supervisor that was to run it) did not answer within {} s",
+                    PATIENCE.as_secs()
+                ),
             ));
         }
         let mut poll = libc::pollfd {
@@ -263,7 +270,7 @@ fn wait(socket: &OwnedFd, pid: pid_t, events: libc::c_short, deadline: Instant) 
         }
         if orphans::is_stopped(pid) {
             return Err(io::Error::other(
-                "the process that starts commands was stopped",
+                "the process that starts commands (or the supervisor that was to run it) was stopped",
             ));
         }
     }
