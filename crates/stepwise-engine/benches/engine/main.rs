@@ -5,8 +5,10 @@
 //! against real SQLite files, a real workspace and real processes in a temp directory. Next to
 //! what the engine costs it measures, in the same process and interleaved with it, the floors
 //! it is judged against: one durable commit, one append of the events a step commits, and one
-//! process spawn done the way the engine must do it (own process group, parent-death signal).
-//! Figures are medians of several rounds.
+//! process spawn (`posix_spawn` of `true` with its output piped, what any engine pays; and,
+//! for comparison, a fork-based spawn in its own group with a parent-death signal). Each
+//! scenario's process forks the engine's command launcher first thing, as the CLI and the app
+//! do. Figures are medians of several rounds.
 //!
 //! Under `cargo test` (no `--bench` argument) every scenario runs once at a tiny size, as a
 //! smoke test, and nothing is printed.
