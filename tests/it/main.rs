@@ -24,6 +24,7 @@ mod hostile_llm;
 mod hostile_usage;
 mod hostile_values;
 mod interrupt;
+mod launcher;
 mod lifetimes;
 mod live_load;
 mod llm;

@@ -144,6 +144,7 @@ enum CliCommand {
 }
 
 fn main() -> ExitCode {
+    stepwise_engine::start_command_launcher();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STEPWISE_LOG")

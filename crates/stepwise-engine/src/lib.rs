@@ -61,6 +61,7 @@ pub use config::{
 pub use drivers::RunHandle;
 pub use engine::{Engine, EngineStats};
 pub use error::{DatabaseError, EngineError};
+pub use exec::start_command_launcher;
 pub use failures::DriverFailure;
 pub use feeds::{ApprovalChange, ApprovalChanges, RecordedEvent, RunChanges, RunEvents};
 pub use loading::{LoadedRun, recorded_workflow};

@@ -97,6 +97,24 @@ pub fn spawn_plain(n: usize) -> BenchResult<Duration> {
     Ok(began.elapsed() / count(n))
 }
 
+/// Spawning `true` with its output piped and read to the end, as plainly as the standard
+/// library does it (`posix_spawn`): what any engine pays to run a command and keep what it
+/// prints. The floor a command step is judged against.
+pub fn spawn_piped(n: usize) -> BenchResult<Duration> {
+    let began = Instant::now();
+    for _ in 0..n {
+        let out = Process::new("true")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()?;
+        if !out.status.success() {
+            return Err("`true` failed".into());
+        }
+    }
+    Ok(began.elapsed() / count(n))
+}
+
 /// Spawning `true` the way any engine that must not leave processes behind and must record
 /// what commands print has to: in a process group of its own, with a parent-death signal
 /// (which needs a fork, not posix_spawn), its output captured through pipes.

@@ -20,7 +20,9 @@ use stepwise_core::operation::{
 };
 use stepwise_core::workflow::MAX_OUTPUT_CEILING;
 use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
 use tokio::net::unix::pipe::Receiver;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use super::output::{Capture, Live};
@@ -160,7 +162,10 @@ async fn run(
     })
     .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
     tracing::debug!(supervisor = child.pid, command = %shown, "command started");
-    let (stdout, stderr, report) = child_pipes(&mut child, &shown)?;
+    let (stdout, stderr, report, control) = child_pipes(&mut child, &shown)?;
+    // Dropping it shuts the engine's writing side of the channel: the supervisor kills the
+    // tree and reports `Killed` (so does the run's end, however it comes).
+    let mut control = Some(control);
 
     // The ceiling holds here too, whatever a request recorded by an older version says.
     let limit = usize::try_from(req.max_output_bytes.min(MAX_OUTPUT_CEILING)).unwrap_or(usize::MAX);
@@ -187,10 +192,11 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
-        let reported = read_report(report, child.exit_watch());
+        let reported = read_report(report);
         let cancelled = cancelled(&mut cancel);
         tokio::pin!(reading, deadline, reported, cancelled);
-        let mut watchdog = tokio::time::interval(WATCHDOG);
+        let mut watchdog =
+            tokio::time::interval_at(tokio::time::Instant::now() + WATCHDOG, WATCHDOG);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let mut drained = false;
@@ -212,7 +218,7 @@ async fn run(
             Some(report) => report,
             None => {
                 // Ask the supervisor to kill the tree, and wait until it has.
-                child.stop();
+                drop(control.take());
                 loop {
                     tokio::select! {
                         report = &mut reported => break report,
@@ -221,9 +227,17 @@ async fn run(
                 }
             }
         };
-        let reaped = reap(child, report, &shown).await;
-        // A killed supervisor said nothing in its own words: whatever its pipe held, how the
-        // command ended is what the sweep found, not what the report claims.
+        // How the command ended is the supervisor's word, sent after it killed the tree: no
+        // need to wait for it to exit (it is reaped in the background). Without that word, it
+        // was killed (or stopped): what it left is swept first.
+        let reaped = if report.ended == Ended::Unknown {
+            reap(child, report, &shown).await
+        } else {
+            drop(child);
+            Reaped::default()
+        };
+        // A killed supervisor said nothing in its own words: how the command ended is what
+        // the sweep found.
         let ending = match (ending, reaped.killed_by) {
             (Ending::Reported(_), Some(_)) => Ending::Reported(Ended::Unknown),
             (ending, _) => ending,
@@ -285,20 +299,22 @@ async fn run(
     }))
 }
 
-/// The supervisor's pipes as async readers.
+/// The command's output pipes as async readers, and the channel to its supervisor split into
+/// the report (read) and the control (write).
 fn child_pipes(
     child: &mut Supervised,
     shown: &str,
-) -> Result<(Receiver, Receiver, Receiver), OperationError> {
-    let pipe = |fd: Option<std::os::fd::OwnedFd>| {
-        fd.ok_or_else(|| io::Error::other("taken"))
-            .and_then(Receiver::from_owned_fd)
-    };
+) -> Result<(Receiver, Receiver, OwnedReadHalf, OwnedWriteHalf), OperationError> {
+    let taken = |fd: Option<std::os::fd::OwnedFd>| fd.ok_or_else(|| io::Error::other("taken"));
+    let pipe = |fd| taken(fd).and_then(Receiver::from_owned_fd);
     let out = (|| {
+        let channel = std::os::unix::net::UnixStream::from(taken(child.channel.take())?);
+        let (report, control) = UnixStream::from_std(channel)?.into_split();
         Ok::<_, io::Error>((
             pipe(child.stdout.take())?,
             pipe(child.stderr.take())?,
-            pipe(child.report.take())?,
+            report,
+            control,
         ))
     })();
     out.map_err(|e| {
@@ -309,51 +325,49 @@ fn child_pipes(
     })
 }
 
-/// The most of a report pipe that is kept: a real report is a few records of 5 bytes; more
-/// was written by someone else, and is read and dropped.
+/// The most of a report that is kept: a real report is a few records of 5 bytes.
 const REPORT_KEPT: usize = 4096;
 
-/// The supervisor's report: read until the pipe's end, or until the supervisor has exited
-/// (`exit_watch`): what it wrote is in the pipe by then, and a process that opened the pipe
-/// through `/proc` and holds it open cannot keep the step waiting for an end that never comes.
-async fn read_report(mut report: Receiver, exit_watch: Option<std::os::fd::OwnedFd>) -> Report {
-    let exited = async {
-        match exit_watch {
-            Some(watch) => supervisor::exited(watch).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(exited);
+/// The supervisor's report, to its end. It is a socket only the supervisor holds (not
+/// inherited by the command, and no other process can open a socket through `/proc`, as it
+/// could a pipe), so its end is the supervisor's last word or its death.
+async fn read_report(mut report: OwnedReadHalf) -> Report {
     let mut bytes = Vec::new();
     let mut buf = [0u8; 512];
-    let keep = |bytes: &mut Vec<u8>, piece: &[u8]| {
-        let room = REPORT_KEPT.saturating_sub(bytes.len());
-        bytes.extend_from_slice(&piece[..piece.len().min(room)]);
-    };
     loop {
-        tokio::select! {
-            read = report.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => keep(&mut bytes, &buf[..n]),
-            },
-            () = &mut exited => {
-                while let Ok(n) = report.try_read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    keep(&mut bytes, &buf[..n]);
-                }
-                break;
+        match report.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = REPORT_KEPT.saturating_sub(bytes.len());
+                bytes.extend_from_slice(&buf[..n.min(room)]);
             }
         }
     }
     Report::parse(&bytes)
 }
 
-/// Reaps the supervisor, on a blocking thread, and waits for it: it exits right after its
-/// report. One killed, whatever its report pipe said (anyone can write there), may have left
-/// its command's processes alive: they are killed first, and what was found is returned.
+/// Waits for the supervisor to exit (it does right after its report) and reaps it: at once if
+/// it exited on its own, else on a blocking thread. One killed, whatever its report pipe said
+/// (anyone can write there), may have left its command's processes alive: they are killed
+/// first, and what was found is returned.
 async fn reap(mut child: Supervised, report: Report, shown: &str) -> Reaped {
+    // Its exit is awaited on the reactor (a pidfd), not on a thread; one stopped meanwhile
+    // would never exit, so it is killed.
+    if let Some(watch) = child.exit_watch() {
+        let exited = supervisor::exited(watch);
+        tokio::pin!(exited);
+        let mut watchdog =
+            tokio::time::interval_at(tokio::time::Instant::now() + WATCHDOG, WATCHDOG);
+        loop {
+            tokio::select! {
+                () = &mut exited => break,
+                _ = watchdog.tick() => if child.kill_if_stopped() { break },
+            }
+        }
+    }
+    if let Some(reaped) = child.reap_if_exited() {
+        return reaped;
+    }
     let reaped = tokio::task::spawn_blocking(move || child.reap(&report))
         .await
         .unwrap_or_else(|e| {

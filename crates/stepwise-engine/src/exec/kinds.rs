@@ -129,7 +129,8 @@ impl Executor for RunCommand {
             )
             .await;
             live.finish().await;
-            // The supervisor has exited: the lock is free and its file of no more use.
+            // The lock is free and its file of no more use: the supervisor removes it after its
+            // last word, this for a supervisor killed before (or a command never started).
             let _ = std::fs::remove_file(&lock);
             outcome
         })

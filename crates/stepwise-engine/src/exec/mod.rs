@@ -27,6 +27,7 @@ use crate::sandbox::Workspace;
 pub(crate) use command::run_command_live;
 pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_write, write_file};
 pub(crate) use output::Live;
+pub use supervisor::start_launcher as start_command_launcher;
 
 /// A future an executor returns, run on a task of its own.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -452,3 +452,27 @@ async fn a_command_given_up_while_its_supervisor_is_stopped_is_killed_all_the_sa
         "the detached sleep {escaped} lives on"
     );
 }
+
+#[tokio::test]
+async fn a_command_larger_than_a_socket_buffer_reaches_its_supervisor_whole() {
+    let (_d, ws) = workspace();
+    // Ten arguments of 100 KB: five times what a socket holds at once.
+    let big = "a".repeat(100_000);
+    let mut args = vec!["sh", "-c", "echo $# ${#1} ${#10}", "sh"];
+    args.extend(std::iter::repeat_n(big.as_str(), 10));
+    let out = outcome(&ws, &argv(&args)).await;
+    assert_eq!(out.stdout, "10 100000 100000\n");
+    // More than `execve` takes is what it says, not an engine error.
+    let mut args = vec!["true"];
+    args.extend(std::iter::repeat_n(big.as_str(), 40));
+    let err = run_command(&ws, &argv(&args), never_cancelled(), None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (
+            OperationErrorKind::Spawn,
+            "could not start `true`: Argument list too long"
+        )
+    );
+}

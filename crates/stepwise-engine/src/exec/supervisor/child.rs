@@ -1,34 +1,38 @@
-//! The supervisor itself: the code that runs in the process forked from the engine.
+//! The supervisor itself: the process that runs one command and contains its tree.
 //!
-//! It is forked from a multi-threaded process, so from the fork to its exit it may only make
-//! async-signal-safe calls: no allocation, no locks, no `std` I/O, no panics. Everything it
-//! needs is prepared before the fork (see the parent module); it uses raw system calls only.
+//! The launcher forks it ahead of time (see `launcher`), as a child of the engine's process,
+//! from a copy of a process that may have had many threads: from the fork to its exit it may
+//! only make async-signal-safe calls: no allocation, no locks, no `std` I/O, no panics. It
+//! receives its command (`launcher::spare`), then runs it here, with raw system calls only.
 
 #![allow(unsafe_code)]
 
-use std::io;
 use std::os::fd::RawFd;
 
 use libc::{c_char, c_int, pid_t};
 
+use super::sys::errno;
 use super::{EXEC_FAILED, EXITED, KILLED, SIGNALED, STARTED};
 
-/// The raw view of `Prepared` and of the descriptors the forked processes use.
+/// What the supervisor runs and the descriptors it was given.
 pub(super) struct Child {
     pub(super) program: *const c_char,
     pub(super) argv: *const *mut c_char,
     pub(super) envp: *const *mut c_char,
+    pub(super) cwd: *const c_char,
+    /// Null without a lock file.
     pub(super) lock: *const c_char,
-    pub(super) actions: *const libc::posix_spawn_file_actions_t,
-    pub(super) attributes: *const libc::posix_spawnattr_t,
     pub(super) stdout: RawFd,
     pub(super) stderr: RawFd,
-    pub(super) report: RawFd,
-    pub(super) control: RawFd,
-    pub(super) null: RawFd,
+    /// The socket the command came on, shared with the engine alone (it cannot be opened
+    /// through `/proc`, as a pipe can, and the command does not inherit it): the supervisor
+    /// writes its report there, and the engine's end closing (the engine asks for the tree to
+    /// be killed, or it died) is the signal to kill the tree.
+    pub(super) channel: RawFd,
 }
 
-/// The supervisor. Never returns.
+/// The supervisor. Never returns. Its standard input, output and error are `/dev/null` (the
+/// launcher's), its signal dispositions the launcher's.
 ///
 /// # Safety
 /// Must be called in a freshly forked child, with `child` pointing into memory that was valid
@@ -37,7 +41,6 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
     // SAFETY (for the whole function): raw system calls on descriptors and buffers this
     // process owns; no allocation.
     unsafe {
-        reset_signals();
         // A session of its own, which the command's tree keeps (a process can leave a session
         // only for a new one of its own, never for the engine's): if this process is killed,
         // the engine tells what it left from its own processes by their session (`orphans`).
@@ -45,15 +48,10 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
         // reads from it).
         libc::setsid();
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        close_all_but(&[
-            child.stdout,
-            child.stderr,
-            child.report,
-            child.control,
-            child.null,
-        ]);
+        // Held until the tree is dead (see `finish`).
+        let mut lock = -1;
         if !child.lock.is_null() {
-            let fd = libc::open(
+            lock = libc::open(
                 child.lock,
                 libc::O_RDWR
                     | libc::O_CREAT
@@ -62,41 +60,53 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
                     | libc::O_CLOEXEC,
                 0o600,
             );
-            if fd >= 0 {
-                let lock = whole_file_lock();
-                libc::fcntl(fd, libc::F_OFD_SETLK, &lock);
+            if lock >= 0 {
+                libc::fcntl(lock, libc::F_OFD_SETLK, &whole_file_lock());
             }
         }
-        // The engine may be gone already (its end of the control pipe closed): run nothing.
-        if control_closed(child.control, 0) {
-            report(child.report, KILLED, 0);
-            libc::_exit(0);
+        // The command's output goes to the pipes, its input is /dev/null (descriptor 0), and
+        // it inherits nothing else: what is left open above 2 is marked close-on-exec.
+        if libc::dup2(child.stdout, 1) < 0 || libc::dup2(child.stderr, 2) < 0 {
+            finish(child, lock, EXEC_FAILED, errno());
         }
-        let mut command: pid_t = 0;
-        let spawned = libc::posix_spawn(
-            &mut command,
-            child.program,
-            child.actions,
-            child.attributes,
-            child.argv,
-            child.envp,
-        );
-        if spawned != 0 {
-            report(child.report, EXEC_FAILED, spawned);
-            libc::_exit(0);
-        }
-        // Its pid, at once: if this process is killed, the engine reaps the command in its
-        // place and can say how it ended.
-        record(child.report, STARTED, command);
         libc::close(child.stdout);
         libc::close(child.stderr);
-        libc::close(child.null);
+        close_on_exec(&[child.channel]);
+        if libc::chdir(child.cwd) != 0 {
+            finish(child, lock, EXEC_FAILED, errno());
+        }
+        // The engine may be gone already (its end closed): run nothing.
+        if channel_closed(child.channel) {
+            finish(child, lock, KILLED, 0);
+        }
+        let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
+        let mut command: pid_t = 0;
+        let spawned = match spawn_attributes(&mut attributes) {
+            0 => libc::posix_spawn(
+                &mut command,
+                child.program,
+                std::ptr::null(),
+                &attributes,
+                child.argv,
+                child.envp,
+            ),
+            failed => failed,
+        };
+        if spawned != 0 {
+            finish(child, lock, EXEC_FAILED, spawned);
+        }
+        // The command's pid, at once: if this process is killed, the engine reaps the command
+        // in its place and can say how it ended.
+        send(child.channel, &encode(STARTED, command));
+        // Only the command's tree holds its output pipes from now on: their end is its end.
+        libc::dup2(0, 1);
+        libc::dup2(0, 2);
         let pidfd = libc::syscall(libc::SYS_pidfd_open, command, 0) as c_int;
         loop {
             let mut fds = [
                 libc::pollfd {
-                    fd: child.control,
-                    events: libc::POLLIN,
+                    fd: child.channel,
+                    events: libc::POLLIN | libc::POLLRDHUP,
                     revents: 0,
                 },
                 libc::pollfd {
@@ -111,19 +121,64 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             if fds[0].revents != 0 {
                 // The engine asked (it closed its end), or died.
                 kill_tree(command);
-                report(child.report, KILLED, 0);
-                libc::_exit(0);
+                finish(child, lock, KILLED, 0);
             }
             let mut status: c_int = 0;
             if libc::waitpid(command, &mut status, libc::WNOHANG) == command {
                 // Whatever it left running goes with it.
                 kill_tree(command);
                 if libc::WIFSIGNALED(status) {
-                    report(child.report, SIGNALED, libc::WTERMSIG(status));
-                } else {
-                    report(child.report, EXITED, libc::WEXITSTATUS(status));
+                    finish(child, lock, SIGNALED, libc::WTERMSIG(status));
                 }
-                libc::_exit(0);
+                finish(child, lock, EXITED, libc::WEXITSTATUS(status));
+            }
+        }
+    }
+}
+
+/// How the command is started: in a process group of its own, with default signal handling
+/// and an empty signal mask (it inherits the supervisor's descriptors 0 to 2 and its working
+/// directory). glibc's `posix_spawnattr_*` only fill the structure in: nothing is allocated.
+unsafe fn spawn_attributes(attributes: &mut libc::posix_spawnattr_t) -> c_int {
+    // SAFETY: the structure is initialised before anything else touches it; the signal sets
+    // are plain values on the stack.
+    unsafe {
+        let flags = libc::POSIX_SPAWN_SETPGROUP
+            | libc::POSIX_SPAWN_SETSIGDEF
+            | libc::POSIX_SPAWN_SETSIGMASK;
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        for rc in [
+            libc::posix_spawnattr_init(attributes),
+            libc::posix_spawnattr_setflags(attributes, flags as libc::c_short),
+            libc::posix_spawnattr_setpgroup(attributes, 0),
+            libc::posix_spawnattr_setsigdefault(attributes, &all),
+            libc::posix_spawnattr_setsigmask(attributes, &none),
+        ] {
+            if rc != 0 {
+                return rc;
+            }
+        }
+        0
+    }
+}
+
+/// Marks every descriptor above 2 close-on-exec (`close_range`, Linux 5.11), or at least
+/// those in `fds`.
+unsafe fn close_on_exec(fds: &[RawFd]) {
+    // SAFETY: close_range with its CLOEXEC flag and fcntl on descriptor numbers.
+    unsafe {
+        let all = libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if all != 0 {
+            for &fd in fds {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
     }
@@ -133,10 +188,15 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
 /// supervisor inherits every orphan of the tree, so its children are, in time, all of it.
 /// The kernel's list of children is not exact while processes fork and are re-parented, so
 /// the supervisor never blocks waiting on one child: it kills, reaps and looks again, every
-/// few milliseconds, until it has no child at all.
+/// few milliseconds, until it has no child at all. With no child left (a command that ended
+/// and left nothing, the usual case), there is nothing to kill and nothing to read.
 unsafe fn kill_tree(group: pid_t) {
     // SAFETY: as in `supervise`.
     unsafe {
+        let mut status: c_int = 0;
+        if libc::waitpid(-1, &mut status, libc::WNOHANG) == -1 && errno() == libc::ECHILD {
+            return;
+        }
         let mut buffer = [0u8; 4096];
         let pause = libc::timespec {
             tv_sec: 0,
@@ -149,7 +209,6 @@ unsafe fn kill_tree(group: pid_t) {
                 libc::kill(pid, libc::SIGKILL);
                 libc::kill(-pid, libc::SIGKILL);
             }
-            let mut status: c_int = 0;
             loop {
                 let reaped = libc::waitpid(-1, &mut status, libc::WNOHANG);
                 if reaped > 0 {
@@ -243,105 +302,52 @@ impl Iterator for Pids<'_> {
     }
 }
 
-/// Writes the report and closes the pipe: the engine learns at once, not only once this
-/// process has finished exiting (tearing down its copy of the engine's memory takes a while).
-unsafe fn report(fd: RawFd, kind: u8, value: i32) {
-    // SAFETY: a record written, then closing our own descriptor.
+/// The command's tree is dead: lets go of the lock (a recovering engine may go on), writes how
+/// the command ended, the report's last record, removes the lock file, and exits. The report
+/// is a socket only this process can write to (a socket, unlike a pipe, cannot be opened
+/// through `/proc`), so the engine takes this record at its word without waiting for the exit;
+/// the file is removed after it, off the engine's way (the engine removes it too if it is left,
+/// as it is by a supervisor killed before this).
+unsafe fn finish(child: &Child, lock: RawFd, kind: u8, value: i32) -> ! {
+    // SAFETY: closing our own descriptors, a send of a stack buffer, unlinking the file this
+    // process locked, then exiting.
     unsafe {
-        record(fd, kind, value);
-        libc::close(fd);
+        if lock >= 0 {
+            libc::close(lock);
+        }
+        send(child.channel, &encode(kind, value));
+        libc::close(child.channel);
+        if lock >= 0 {
+            libc::unlink(child.lock);
+        }
+        libc::_exit(0)
     }
 }
 
-/// Writes one record to the report pipe.
-unsafe fn record(fd: RawFd, kind: u8, value: i32) {
-    let v = value.to_le_bytes();
-    let record = [kind, v[0], v[1], v[2], v[3]];
-    // SAFETY: a write of a stack buffer (5 bytes to a pipe are written whole or not at all).
+/// Sends records on the report socket (a few bytes: sent whole); no SIGPIPE if the engine is
+/// gone.
+unsafe fn send(report: RawFd, records: &[u8]) {
+    // SAFETY: a send of a buffer borrowed for the call.
     unsafe {
-        libc::write(fd, record.as_ptr().cast(), record.len());
+        libc::send(
+            report,
+            records.as_ptr().cast(),
+            records.len(),
+            libc::MSG_NOSIGNAL,
+        );
     }
 }
 
-/// Whether the control pipe shows its writer gone (or anything written), within `timeout` ms.
-unsafe fn control_closed(fd: RawFd, timeout: c_int) -> bool {
+/// Whether the engine's end of the channel is closed (or anything was written to it, which
+/// the engine never does after the request).
+unsafe fn channel_closed(fd: RawFd) -> bool {
     let mut poll = libc::pollfd {
         fd,
-        events: libc::POLLIN,
+        events: libc::POLLIN | libc::POLLRDHUP,
         revents: 0,
     };
     // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut poll, 1, timeout) > 0 && poll.revents != 0 }
-}
-
-/// Default dispositions (but for the stops it can ignore) and an empty mask: a forked child
-/// inherits the engine's (a runtime's signal handlers would write to descriptors that are
-/// closed or reused here). The command gets default dispositions (`SpawnPlan`).
-unsafe fn reset_signals() {
-    // SAFETY: sigaction and sigprocmask with valid, zeroed structures.
-    unsafe {
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        // The stops that can be refused are: a command that stops its supervisor keeps it
-        // from doing its work (the engine kills a supervisor that is stopped all the same).
-        let mut ignore: libc::sigaction = std::mem::zeroed();
-        ignore.sa_sigaction = libc::SIG_IGN;
-        for signal in 1..libc::SIGRTMAX() {
-            let action = match signal {
-                libc::SIGKILL | libc::SIGSTOP => continue,
-                libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => &ignore,
-                _ => &default,
-            };
-            libc::sigaction(signal, action, std::ptr::null_mut());
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
-}
-
-/// Closes every descriptor from 3 up except those in `keep`.
-unsafe fn close_all_but(keep: &[RawFd]) {
-    let mut sorted = [0 as RawFd; 8];
-    let n = keep.len().min(sorted.len());
-    sorted[..n].copy_from_slice(&keep[..n]);
-    let sorted = &mut sorted[..n];
-    sorted.sort_unstable();
-    let mut from: RawFd = 3;
-    // SAFETY: close_range/close on descriptor numbers; closing a number that is not open is
-    // harmless.
-    unsafe {
-        for &fd in sorted.iter() {
-            if fd >= from {
-                if fd > from {
-                    close_range(from, fd - 1);
-                }
-                from = fd + 1;
-            }
-        }
-        close_range(from, RawFd::MAX);
-    }
-}
-
-unsafe fn close_range(first: RawFd, last: RawFd) {
-    // SAFETY: the close_range system call, or, where the kernel lacks it, close one by one up
-    // to the limit on open descriptors.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) == 0 {
-            return;
-        }
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur.min(65_536) as RawFd
-        } else {
-            1024
-        };
-        let mut fd = first;
-        while fd <= last && fd < max {
-            libc::close(fd);
-            fd += 1;
-        }
-    }
+    unsafe { libc::poll(&mut poll, 1, 0) > 0 && poll.revents != 0 }
 }
 
 fn whole_file_lock() -> libc::flock {
@@ -354,6 +360,8 @@ fn whole_file_lock() -> libc::flock {
     }
 }
 
-fn errno() -> c_int {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+/// One record: its kind, then its value.
+fn encode(kind: u8, value: i32) -> [u8; 5] {
+    let v = value.to_le_bytes();
+    [kind, v[0], v[1], v[2], v[3]]
 }

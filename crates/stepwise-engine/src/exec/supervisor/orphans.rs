@@ -13,10 +13,15 @@
 //! one it leads, never to join another: so everything a command starts is in the supervisor's
 //! session or in sessions its processes made, never in the engine's. The engine's processes
 //! that are the command's are thus its children that are not in its own session, nor in
-//! another supervisor's, not a supervisor, and started after the dead supervisor did;
-//! everything descending from them; and every member of the dead supervisor's session (a
-//! session's id is its leader's pid, never reused while a member lives). WebKit's processes,
-//! and whatever the embedding process starts in its own session, are none of these.
+//! another supervisor's, nor in a launcher's, not a supervisor, and started after the dead
+//! supervisor's command was asked for; everything descending from them; and every member of
+//! the dead supervisor's session (a session's id is its leader's pid, never reused while a
+//! member lives). WebKit's processes, and whatever the embedding process starts in its own
+//! session, are none of these. Supervisors are forked by the launcher (`launcher`), but with
+//! `CLONE_PARENT`: they are the engine's children, so all of this holds for them as if the
+//! engine had forked them. The launcher's session holds only the launcher and the spare
+//! supervisors it forked, which have no command yet; a spare is recorded as a supervisor
+//! before it is given its command, and only then leaves for a session of its own.
 //!
 //! Children are reaped by pid only, never with `waitpid(-1)`, which would take other
 //! children's statuses from those who wait for them (tokio, GLib).
@@ -43,11 +48,15 @@ const ROUND: Duration = Duration::from_millis(2);
 /// The supervisors this process forked and has not reaped yet.
 static SUPERVISORS: Mutex<Supervisors> = Mutex::new(Supervisors {
     live: Vec::new(),
+    launchers: Vec::new(),
     made_subreaper: false,
 });
 
 struct Supervisors {
     live: Vec<pid_t>,
+    /// The launchers (see `launcher`) this process forked and has not reaped: children of the
+    /// engine in sessions of their own, never what a supervisor left.
+    launchers: Vec<pid_t>,
     /// Whether the engine made this process a child subreaper (and so may undo it).
     made_subreaper: bool,
 }
@@ -80,8 +89,9 @@ fn supervisors() -> MutexGuard<'static, Supervisors> {
     SUPERVISORS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Held across the fork of a supervisor, so that no sweep runs while a supervisor exists that
-/// is not yet known as one.
+/// Held from before a supervisor is given its command until it is recorded (and across the
+/// fork of the launcher), so that no sweep runs while a supervisor exists in a session of its
+/// own that is not yet known as one. Taken before the launcher's own lock.
 pub(super) struct Forking(MutexGuard<'static, Supervisors>);
 
 /// Locks the list of supervisors for a fork; the engine is a child subreaper from now on.
@@ -92,11 +102,128 @@ pub(super) fn forking() -> Forking {
 }
 
 impl Forking {
-    /// Records the supervisor just forked. Returns when it started (see [`Proc::start`]).
-    pub(super) fn forked(mut self, pid: pid_t) -> u64 {
+    /// Records a supervisor about to receive its command.
+    pub(super) fn forked(&mut self, pid: pid_t) {
         self.0.live.push(pid);
-        read_proc(pid).map_or(0, |p| p.start)
     }
+
+    /// A supervisor recorded by [`Forking::forked`] never got its command, and was reaped.
+    pub(super) fn withdrawn(&mut self, pid: pid_t) {
+        self.0.live.retain(|&p| p != pid);
+    }
+
+    /// This process's children in `session` (a dead launcher's) that are not known
+    /// supervisors: spares it forked that the engine never took.
+    pub(super) fn unknown_in_session(&self, session: pid_t) -> Vec<pid_t> {
+        let me = own_pid();
+        process_table()
+            .into_values()
+            .filter(|p| p.ppid == me && p.session == session && !self.0.live.contains(&p.pid))
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    /// Records the launcher just forked.
+    pub(super) fn launcher_started(&mut self, pid: pid_t) {
+        self.0.launchers.push(pid);
+    }
+
+    /// The launcher `pid` was reaped: its pid may name another process from now on.
+    pub(super) fn launcher_reaped(&mut self, pid: pid_t) {
+        self.0.launchers.retain(|&p| p != pid);
+    }
+}
+
+/// Clock ticks since boot, as [`Proc::start`] counts them: taken before a supervisor is asked
+/// for, it is at most the supervisor's start (both are the boot-time clock in whole ticks), so
+/// that nothing started before the request is ever taken for what the supervisor left.
+pub(super) fn boot_ticks() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec it is given; sysconf takes a constant.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        return 0;
+    }
+    let now = Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    );
+    // SAFETY: as above.
+    let hz = u128::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&hz| hz > 0)
+        .unwrap_or(100);
+    u64::try_from(now.as_nanos() / (1_000_000_000 / hz)).unwrap_or(0)
+}
+
+/// How long the reaper thread waits for work before it retires.
+const REAPER_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Hands a supervisor to the reaper thread, which waits for it and reaps it as [`reap`] does
+/// (sweeping what it left, if it was killed): one thread for all, started when first needed,
+/// rather than one per command.
+pub(super) fn reap_later(supervisor: pid_t, started: u64) {
+    static REAPER: Mutex<Option<std::sync::mpsc::Sender<(pid_t, u64)>>> = Mutex::new(None);
+    let mut reaper = REAPER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(tx) = reaper.as_ref()
+        && tx.send((supervisor, started)).is_ok()
+    {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<(pid_t, u64)>();
+    let spawned = std::thread::Builder::new()
+        .name("stepwise-reap".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            loop {
+                match rx.recv_timeout(REAPER_IDLE) {
+                    Ok((pid, started)) => {
+                        reap(pid, started, None);
+                    }
+                    // Idle: it retires, so that no thread is left behind an engine that has
+                    // stopped. Once it is out of REAPER no one sends to it; what was sent
+                    // before is reaped first.
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        *REAPER.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                        while let Ok((pid, started)) = rx.try_recv() {
+                            let _ = reap(pid, started, None);
+                        }
+                        return;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = tx.send((supervisor, started));
+            *reaper = Some(tx);
+        }
+        Err(e) => tracing::warn!(
+            supervisor,
+            "could not start a thread to reap a command's supervisor ({e}); it stays a zombie"
+        ),
+    }
+}
+
+/// Reaps a supervisor that has exited on its own, at once; `None` if it has not exited yet or
+/// was killed (then [`reap`], which may sweep for a while, is for a blocking thread).
+pub(super) fn reap_if_exited(supervisor: pid_t) -> Option<Reaped> {
+    let pid = Pid::from_raw(supervisor);
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    if !matches!(
+        nix::sys::wait::waitid(Id::Pid(pid), flags),
+        Ok(WaitStatus::Exited(..))
+    ) {
+        return None;
+    }
+    let mut supervisors = supervisors();
+    supervisors.live.retain(|&p| p != supervisor);
+    let _ = nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG));
+    supervisors.update_subreaper(false);
+    Some(Reaped::default())
 }
 
 impl Drop for Forking {
@@ -132,7 +259,7 @@ pub(crate) struct Reaped {
 /// Waits for a supervisor to exit and reaps it. One that is stopped meanwhile is killed (it
 /// would never exit). If it was killed, kills what it left first, whatever its report pipe
 /// said (any process of the user can open that pipe and write to it). `started`
-/// is what [`Forking::forked`] returned; `command` the command's pid, if the supervisor said
+/// is [`boot_ticks`] before it was forked; `command` the command's pid, if the supervisor said
 /// it.
 pub(super) fn reap(supervisor: pid_t, started: u64, command: Option<pid_t>) -> Reaped {
     let pid = Pid::from_raw(supervisor);
@@ -186,11 +313,14 @@ fn sweep(dead: pid_t, started: u64, command: Option<pid_t>) -> (Option<CommandFa
         let supervisors = supervisors();
         let table = process_table();
         // A process in another supervisor's session is that one's (alive, or being swept for
-        // as well): left to it, so that each sweep can say how its own command ended.
+        // as well): left to it, so that each sweep can say how its own command ended. The
+        // launchers' sessions hold only launchers and supervisors not yet in a session of
+        // their own.
         let ours = |p: &Proc| {
             p.ppid == me
                 && p.start >= started
                 && !supervisors.live.contains(&p.pid)
+                && !supervisors.launchers.contains(&p.session)
                 && (p.session == dead
                     || (p.session != own_session && !supervisors.live.contains(&p.session)))
         };

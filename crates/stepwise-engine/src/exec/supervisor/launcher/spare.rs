@@ -1,0 +1,58 @@
+//! A spare: a supervisor forked ahead of time, waiting for its command. The engine sends the
+//! command to it directly, so that no fork stands between a command's request and its start.
+
+#![allow(unsafe_code)]
+
+use std::os::fd::RawFd;
+
+use super::raw::{Received, map, read_exact, receive};
+use super::wire::{HEADER_LEN, Header, decode};
+use crate::exec::supervisor::child::{Child, supervise};
+use crate::exec::supervisor::sys::close_all_but;
+
+/// Its name in `ps` and `/proc/PID/comm` (at most 15 bytes), not the launcher's.
+const NAME: &[u8] = b"stepwise-superv\0";
+
+/// Waits on `socket` for one request (the command, with its stdout and stderr pipes), then
+/// supervises it on the same socket (see `child`). Exits if the engine's end closes first.
+/// Never returns.
+///
+/// # Safety
+/// Must be called in a freshly forked child of the launcher, `socket` its own.
+pub(super) unsafe fn wait(socket: RawFd) -> ! {
+    // SAFETY (for the whole function): system calls on this process's own descriptors and
+    // memory; nothing is allocated.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, NAME.as_ptr(), 0, 0, 0);
+        close_all_but(&[socket]);
+        let mut header = [0u8; HEADER_LEN];
+        let mut fds: [RawFd; 2] = [-1; 2];
+        match receive(socket, &mut header, &mut fds) {
+            Received::Whole(2) => {}
+            Received::End => libc::_exit(0),
+            Received::Whole(_) | Received::Garbled => libc::_exit(1),
+        }
+        let Some(header) = Header::parse(&header) else {
+            libc::_exit(1);
+        };
+        let Some(room) = map(header.room()) else {
+            libc::_exit(1);
+        };
+        if !read_exact(socket, room.get_mut(..header.body).unwrap_or_default()) {
+            libc::_exit(0);
+        }
+        let Some(request) = decode(&header, room) else {
+            libc::_exit(1);
+        };
+        supervise(&Child {
+            program: request.program,
+            argv: request.argv,
+            envp: request.envp,
+            cwd: request.cwd,
+            lock: request.lock,
+            stdout: fds[0],
+            stderr: fds[1],
+            channel: socket,
+        })
+    }
+}
