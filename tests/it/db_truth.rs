@@ -122,7 +122,7 @@ fn a_holder_whose_database_file_is_replaced_stops_and_writes_nothing_to_the_new_
     let ready = env.fifo("ready.fifo");
     let waits = env.workflow(
         "waits.yaml",
-        "name: waits\nsteps:\n  - id: wait\n    type: run_command\n    command: echo started > ready.fifo; echo $$ > sleep.pid; exec sleep 300\n  - id: after\n    needs: [wait]\n    type: run_command\n    command: echo after\n",
+        "name: waits\nsteps:\n  - id: wait\n    type: run_command\n    command: echo $$ > sleep.pid; echo started > ready.fifo; exec sleep 300\n  - id: after\n    needs: [wait]\n    type: run_command\n    command: echo after\n",
     );
     let holder = env.spawn_run(&waits);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
