@@ -113,7 +113,7 @@ fn a_killed_launcher_and_spare_are_replaced_and_the_next_commands_run() {
 }
 
 #[test]
-fn a_stopped_launcher_is_killed_and_holds_up_no_command() {
+fn a_stopped_launcher_and_spare_are_killed_and_hold_up_no_command() {
     let env = Env::new();
     env.allow_everything();
     let (ready, go) = (env.fifo("ready.fifo"), env.fifo("go.fifo"));
@@ -122,7 +122,12 @@ fn a_stopped_launcher_is_killed_and_holds_up_no_command() {
     let engine = env.spawn_run(&wf);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
     let launcher = launcher_of(engine.pid());
-    signal(launcher, nix::sys::signal::Signal::SIGSTOP);
+    // The spare it forked, waiting for the next command, is stopped too.
+    let spares = spares_of(engine.pid(), launcher, PATIENCE);
+    assert!(!spares.is_empty(), "no spare supervisor was forked");
+    for pid in spares.iter().chain([&launcher]) {
+        signal(*pid, nix::sys::signal::Signal::SIGSTOP);
+    }
     release(&go);
 
     let started = std::time::Instant::now();

@@ -113,6 +113,13 @@ pub(super) fn launch(
                 continue;
             }
         };
+        // One killed or stopped while it waited (by a command of another step, say) would
+        // take the command and never run it: it is replaced.
+        if !orphans::is_waiting(spare.pid) {
+            discard(spare.pid, spare.socket);
+            failure = io::Error::other("the supervisor that was to run it was stopped or killed");
+            continue;
+        }
         // Known before it has its command: it then leaves the launcher's session for one of
         // its own, where a sweep would otherwise take it for what a dead supervisor left.
         forking.forked(spare.pid);

@@ -447,6 +447,17 @@ fn process_table() -> HashMap<pid_t, Proc> {
         .collect()
 }
 
+/// Whether a child of this process (a spare supervisor) is neither stopped nor dead: one
+/// `waitid` that reaps nothing, rather than a read of `/proc`.
+pub(super) fn is_waiting(child: pid_t) -> bool {
+    let flags =
+        WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    matches!(
+        nix::sys::wait::waitid(Id::Pid(Pid::from_raw(child)), flags),
+        Ok(WaitStatus::StillAlive)
+    )
+}
+
 /// Whether a process is stopped (by a signal, or by a tracer).
 pub(super) fn is_stopped(pid: pid_t) -> bool {
     read_proc(pid).is_some_and(|p| matches!(p.state, b'T' | b't'))
