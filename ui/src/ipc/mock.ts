@@ -103,11 +103,14 @@ export class MockBackend implements Backend {
   async getRun(run: string): Promise<RunOverview> {
     await this.enter("getRun", [run]);
     const r = this.run(run);
+    const t0 = r.item.started_at_ms;
     return clone({
       head: head(r),
       inputs: r.detail.inputs,
       started_by: r.detail.started_by,
-      bars: r.detail.steps.map((s) => [s.id, s.status, s.segments] as RunOverview["bars"][number]),
+      bars: r.detail.steps.map(
+        (s): RunOverview["bars"][number] => [s.id, s.status, s.segments.map((g) => [g.kind, g.start_ms - t0, g.end_ms === null ? null : g.end_ms - t0])],
+      ),
     });
   }
 
@@ -115,12 +118,18 @@ export class MockBackend implements Backend {
     await this.enter("getSteps", [run, filter, offset, limit]);
     const r = this.run(run);
     const words = filter.trim().toLowerCase().split(/\s+/).filter(Boolean);
-    const rows: StepRow[] = [];
+    const end = offset + Math.min(limit, STEPS_PAGE_MAX);
+    if (!words.length) {
+      const rows = r.detail.steps.slice(offset, end).map((s, i) => stepRow(s, offset + i));
+      return clone({ offset, total: r.detail.steps.length, rows });
+    }
+    const matching: number[] = [];
     r.detail.steps.forEach((s, index) => {
       const hay = `${s.id.toLowerCase()}\n${s.kind}\n${s.status}`;
-      if (words.every((w) => hay.includes(w))) rows.push(stepRow(s, index));
+      if (words.every((w) => hay.includes(w))) matching.push(index);
     });
-    return clone({ offset, total: rows.length, rows: rows.slice(offset, offset + Math.min(limit, STEPS_PAGE_MAX)) });
+    const rows = matching.slice(offset, end).map((i) => stepRow(r.detail.steps[i], i));
+    return clone({ offset, total: matching.length, rows });
   }
 
   async getStep(run: string, step: string): Promise<StepDetail> {

@@ -100,9 +100,19 @@ export function assignLanes<T>(items: readonly T[], spanOfItem: (item: T) => Int
     const span = spanOfItem(item);
     if (span) placed.push({ item, lane: -1, start: span.start, end: Math.max(span.start, span.end) });
   });
-  const order = placed.map((_, i) => i);
-  order.sort((a, b) => placed[a].start - placed[b].start || placed[b].end - placed[a].end || a - b);
-  const sorted = order.map((i) => placed[i]);
+  // Steps mostly come in the order they started: then there is nothing to sort.
+  let inOrder = true;
+  for (let i = 1; i < placed.length && inOrder; i++) {
+    const a = placed[i - 1];
+    const b = placed[i];
+    inOrder = a.start < b.start || (a.start === b.start && a.end >= b.end);
+  }
+  let sorted = placed;
+  if (!inOrder) {
+    const order = placed.map((_, i) => i);
+    order.sort((a, b) => placed[a].start - placed[b].start || placed[b].end - placed[a].end || a - b);
+    sorted = order.map((i) => placed[i]);
+  }
 
   const busy = new Heap<number>(); // key: end time, value: lane
   const free = new Heap<number>(); // key: lane number, value: lane
