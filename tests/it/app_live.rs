@@ -4,7 +4,8 @@
 //! (WebKit's processes included) and how long each update takes from its newest event's commit
 //! to the screen (the window's own record of it). A report, not a test: run it with
 //! `cargo test ... -- --ignored app_live` and read what it prints (also written to
-//! `$CARGO_TARGET_DIR/benchmarks/app-live.json`).
+//! `$CARGO_TARGET_DIR/benchmarks/app-live.json`). `STEPWISE_APP_BINARY` names another build of
+//! the app to measure (a release build, say).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -127,7 +128,8 @@ fn app_live_bench_follows_a_busy_10000_step_run() {
 
     let display = Display::start();
     let driver = Driver::start(&display, &app_env(&env));
-    let window = Session::open(&driver, &app_binary());
+    let binary = std::env::var_os("STEPWISE_APP_BINARY").map_or_else(app_binary, PathBuf::from);
+    let window = Session::open(&driver, &binary);
     window.script("location.hash = '#/run/' + arguments[0];", vec![json!(run)]);
     window.wait_for_text("the run's timeline", Duration::from_secs(60), |t| {
         t.contains("busy") && t.contains("Steps 10,000")
@@ -135,7 +137,7 @@ fn app_live_bench_follows_a_busy_10000_step_run() {
     // Let the first render and the first catch-up settle, then measure from a clean slate.
     std::thread::sleep(Duration::from_secs(3));
     window.script("if (window.__stepwise_latency__) { window.__stepwise_latency__.samples = []; window.__stepwise_latency__.next = 0; }", vec![]);
-    let app = app_pid(&app_binary()).expect("the app's process");
+    let app = app_pid(&binary).expect("the app's process");
     let pids = tree(app);
     let events_before = env.event_count(Some(&run));
     let ticks_before = ticks(&pids);
@@ -177,6 +179,7 @@ fn app_live_bench_follows_a_busy_10000_step_run() {
     latencies.sort_by(|a, b| a.total_cmp(b));
     let events_per_s = (events_after - events_before) as f64 / elapsed;
     let report = json!({
+        "app": binary.display().to_string(),
         "window_s": elapsed,
         "events_per_s": events_per_s,
         "steps_in_run": SET_STEPS + COMMAND_STEPS,

@@ -10,6 +10,8 @@ export interface Interval {
 export interface Placed<T> extends Interval {
   item: T;
   lane: number;
+  /** The item's index in the items laid out. */
+  index: number;
 }
 
 export interface Lanes<T> {
@@ -96,9 +98,9 @@ class Heap<V> {
  */
 export function assignLanes<T>(items: readonly T[], spanOfItem: (item: T) => Interval | null): Lanes<T> {
   const placed: Placed<T>[] = [];
-  items.forEach((item) => {
+  items.forEach((item, index) => {
     const span = spanOfItem(item);
-    if (span) placed.push({ item, lane: -1, start: span.start, end: Math.max(span.start, span.end) });
+    if (span) placed.push({ item, lane: -1, index, start: span.start, end: Math.max(span.start, span.end) });
   });
   // Steps mostly come in the order they started: then there is nothing to sort.
   let inOrder = true;
@@ -190,8 +192,6 @@ export class LaneLayout<T> {
 
   rebuild(items: readonly T[]): void {
     this.rebuilds++;
-    const index = new Map<T, number>();
-    items.forEach((item, i) => index.set(item, i));
     const { lanes, placed, start, end } = assignLanes(items, this.spanOfItem);
     this.lanes = lanes;
     this.placed = placed;
@@ -201,10 +201,8 @@ export class LaneLayout<T> {
     this.at = items.map(() => null);
     this.open.clear();
     for (const p of placed) {
-      const i = index.get(p.item);
-      if (i === undefined) continue;
-      this.at[i] = p;
-      if (this.isOpen(p.item)) this.open.add(i);
+      this.at[p.index] = p;
+      if (this.isOpen(p.item)) this.open.add(p.index);
     }
   }
 
@@ -258,7 +256,7 @@ export class LaneLayout<T> {
       this.lanes.push([]);
     }
     this.stamps[lane] = ++this.stamp;
-    const p: Placed<T> = { item, lane, start: span.start, end };
+    const p: Placed<T> = { item, lane, index: i, start: span.start, end };
     this.lanes[lane].push(p);
     this.placed.push(p);
     this.at[i] = p;
