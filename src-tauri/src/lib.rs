@@ -17,6 +17,7 @@ mod holders;
 mod live;
 mod model;
 mod notify;
+mod render;
 mod state;
 #[cfg(test)]
 mod testing;
@@ -70,6 +71,7 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri
         .manage(state)
         .invoke_handler(commands::handler())
         .setup(|app| {
+            render::choose(app.handle());
             live::start(app.handle());
             Ok(())
         })

@@ -4,6 +4,7 @@
 mod support;
 
 mod app;
+mod app_live;
 mod app_notify;
 mod app_run;
 mod approvals;

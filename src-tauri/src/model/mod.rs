@@ -19,8 +19,8 @@ use stepwise_core::run::{CostTally, RunState, StateError, StepStatus, Timings};
 use stepwise_engine::{LoadedRun, LoggedEvent, RunRow};
 
 use crate::view::{
-    ApprovalItem, DecisionView, OperationView, RunHead, RunOverview, StepBar, StepDetail, StepPage,
-    StepRow, run_list_item,
+    ApprovalItem, BarSegment, DecisionView, OperationView, RunHead, RunOverview, StepBar,
+    StepDetail, StepPage, StepRow, run_list_item,
 };
 
 /// A step's operations, by the seqs of their events.
@@ -295,10 +295,15 @@ impl RunModel {
                 .state
                 .steps()
                 .map(|(step, state)| {
+                    let t0 = self.row.created_at_ms;
                     StepBar(
                         step.id.clone(),
                         state.status,
-                        self.timings.segments(&step.id).to_vec(),
+                        self.timings
+                            .segments(&step.id)
+                            .iter()
+                            .map(|s| BarSegment::of(s, t0))
+                            .collect(),
                     )
                 })
                 .collect(),

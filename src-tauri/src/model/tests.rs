@@ -54,11 +54,12 @@ async fn an_operation_cut_off_by_a_crash_shows_as_outcome_unknown_not_running() 
         .expect("the run's overview");
     let bar = &overview.bars[0];
     assert_eq!(bar.1, StepStatus::OutcomeUnknown);
-    let kinds: Vec<_> = bar.2.iter().map(|s| (s.kind, s.end_ms)).collect();
+    // Segments in milliseconds since the run started (at 1,000).
+    let kinds: Vec<_> = bar.2.iter().map(|s| (s.0, s.2)).collect();
     assert_eq!(
         kinds,
         [
-            (SegmentKind::Executing, Some(5_000)),
+            (SegmentKind::Executing, Some(4_000)),
             (SegmentKind::OutcomeUnknown, None)
         ],
         "the operation is no longer shown running"

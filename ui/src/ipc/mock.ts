@@ -9,18 +9,14 @@ import type { DecisionView } from "../generated/DecisionView";
 import type { EventPage } from "../generated/EventPage";
 import type { InboxView } from "../generated/InboxView";
 import type { Resolution } from "../generated/Resolution";
-import type { RunHead } from "../generated/RunHead";
 import type { RunOverview } from "../generated/RunOverview";
 import type { RunsPage } from "../generated/RunsPage";
 import type { StepDetail } from "../generated/StepDetail";
 import type { StepPage } from "../generated/StepPage";
-import type { StepRow } from "../generated/StepRow";
-import type { CostLine } from "../generated/CostLine";
 import type { CostOverview } from "../generated/CostOverview";
 import type { ErrorCode } from "../generated/ErrorCode";
 import type { EventView } from "../generated/EventView";
 import type { LiveSignal } from "../generated/LiveSignal";
-import type { NamedCost } from "../generated/NamedCost";
 import type { Proposal } from "../generated/Proposal";
 import type { ReplayVerdict } from "../generated/ReplayVerdict";
 import type { RunFeedItem } from "../generated/RunFeedItem";
@@ -31,7 +27,8 @@ import type { WorkspaceView } from "../generated/WorkspaceView";
 import type { FileNode } from "../generated/FileNode";
 import { countByStatus, filterRuns, sortRuns } from "../lib/runsFilter";
 import type { ApproveArgs, Backend, RejectArgs, RunsQuery } from "./backend";
-import { addCost, buildRun, emptyCost, fakeHash, fakeUuid, proposalHash, seeded, type BuiltRun, type StepView } from "./fixtureBuilder";
+import { buildRun, fakeHash, fakeUuid, proposalHash, seeded, type BuiltRun } from "./fixtureBuilder";
+import { STEP_TEMPLATES, closeSegments, costOf, detailFor, head, openSegment, parseInput, replayOf, stepRow } from "./mockRuns";
 import type { Fixtures } from "./fixtures";
 
 export interface MockOptions {
@@ -103,11 +100,14 @@ export class MockBackend implements Backend {
   async getRun(run: string): Promise<RunOverview> {
     await this.enter("getRun", [run]);
     const r = this.run(run);
+    const t0 = r.item.started_at_ms;
     return clone({
       head: head(r),
       inputs: r.detail.inputs,
       started_by: r.detail.started_by,
-      bars: r.detail.steps.map((s) => [s.id, s.status, s.segments] as RunOverview["bars"][number]),
+      bars: r.detail.steps.map(
+        (s): RunOverview["bars"][number] => [s.id, s.status, s.segments.map((g) => [g.kind, g.start_ms - t0, g.end_ms === null ? null : g.end_ms - t0])],
+      ),
     });
   }
 
@@ -115,12 +115,18 @@ export class MockBackend implements Backend {
     await this.enter("getSteps", [run, filter, offset, limit]);
     const r = this.run(run);
     const words = filter.trim().toLowerCase().split(/\s+/).filter(Boolean);
-    const rows: StepRow[] = [];
+    const end = offset + Math.min(limit, STEPS_PAGE_MAX);
+    if (!words.length) {
+      const rows = r.detail.steps.slice(offset, end).map((s, i) => stepRow(s, offset + i));
+      return clone({ offset, total: r.detail.steps.length, rows });
+    }
+    const matching: number[] = [];
     r.detail.steps.forEach((s, index) => {
       const hay = `${s.id.toLowerCase()}\n${s.kind}\n${s.status}`;
-      if (words.every((w) => hay.includes(w))) rows.push(stepRow(s, index));
+      if (words.every((w) => hay.includes(w))) matching.push(index);
     });
-    return clone({ offset, total: rows.length, rows: rows.slice(offset, offset + Math.min(limit, STEPS_PAGE_MAX)) });
+    const rows = matching.slice(offset, end).map((i) => stepRow(r.detail.steps[i], i));
+    return clone({ offset, total: matching.length, rows });
   }
 
   async getStep(run: string, step: string): Promise<StepDetail> {
@@ -232,46 +238,7 @@ export class MockBackend implements Backend {
 
   async replayRun(run: string, against: "recorded" | "current"): Promise<ReplayVerdict> {
     await this.enter("replayRun", [run, against]);
-    const r = this.run(run);
-    const decisions = r.events.filter((e) => e.kind.startsWith("Approval") || e.kind.startsWith("Step")).length;
-    const changed = against === "current" && (r.item.workflow === "add-factorial" || r.item.workflow === "refactor-cli");
-    if (!changed) {
-      return {
-        matches: true,
-        against: against === "recorded" ? "the workflow recorded when the run started" : r.item.workflow_path,
-        events: r.events.length,
-        decisions,
-        diverged_at: null,
-        expected: null,
-        recorded: null,
-        message: `all ${decisions} decisions match over ${r.events.length} events; nothing was performed`,
-      };
-    }
-    const at = r.events.find((e) => e.kind === "OperationStarted" && e.step === "test") ?? r.events[Math.min(2, r.events.length - 1)];
-    const recorded = at.data as JsonValue;
-    const expected: JsonValue = {
-      type: "OperationStarted",
-      step: at.step ?? "test",
-      request: {
-        kind: "run_command",
-        command: { argv: ["python3", "-m", "pytest", "-q", "--maxfail=1"] },
-        cwd: ".",
-        env: {},
-        pass_env: ["PATH"],
-        timeout_ms: 120000,
-        max_output_bytes: 1048576,
-      },
-    };
-    return {
-      matches: false,
-      against: r.item.workflow_path,
-      events: r.events.length,
-      decisions: 0,
-      diverged_at: at.seq,
-      expected,
-      recorded: { type: at.kind, ...(recorded as Record<string, JsonValue>) },
-      message: `diverged at event ${at.seq}`,
-    };
+    return replayOf(this.run(run), against);
   }
 
   async listApprovals(): Promise<InboxView> {
@@ -380,38 +347,7 @@ export class MockBackend implements Backend {
   async costOverview(run?: string): Promise<CostOverview> {
     await this.enter("costOverview", [run]);
     if (run) this.run(run);
-    const total = emptyCost();
-    const byModel = new Map<string, CostLine>();
-    const byDay = new Map<string, CostLine>();
-    const byRun: CostOverview["by_run"] = [];
-    let steps: { id: string; list: NamedCost[] } | null = null;
-    const newestFirst = [...this.runs.values()].sort((a, b) => b.item.started_at_ms - a.item.started_at_ms);
-    for (const r of newestFirst) {
-      const report = r.detail.cost;
-      if (report.total.calls === 0) continue;
-      addCost(total, report.total);
-      for (const [model, line] of Object.entries(report.by_model)) {
-        if (!byModel.has(model)) byModel.set(model, emptyCost());
-        addCost(byModel.get(model)!, line!);
-      }
-      for (const [day, line] of Object.entries(report.by_day)) {
-        if (!byDay.has(day)) byDay.set(day, emptyCost());
-        addCost(byDay.get(day)!, line!);
-      }
-      const wanted = run ? r.item.run_id === run : steps === null;
-      if (wanted) steps = { id: r.item.run_id, list: Object.entries(report.by_step).map(([name, cost]) => ({ name, cost: cost! })) };
-      byRun.push({ run_id: r.item.run_id, workflow: r.item.workflow, started_at_ms: r.item.started_at_ms, cost: report.total });
-    }
-    const named = (m: Map<string, CostLine>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, cost]) => ({ name, cost }));
-    const found = steps as { id: string; list: NamedCost[] } | null;
-    return clone({
-      total,
-      by_run: byRun,
-      by_model: named(byModel),
-      by_day: named(byDay),
-      run_id: found?.id ?? run ?? null,
-      by_step: found?.list ?? [],
-    });
+    return clone(costOf([...this.runs.values()], run));
   }
 
   async subscribeLive(onSignal: (signal: LiveSignal) => void): Promise<void> {
@@ -689,102 +625,4 @@ export class MockBackend implements Backend {
   }
 }
 
-const STEP_TEMPLATES: Record<string, Array<[string, string]>> = {
-  "add-factorial": [["read", "read_file"], ["write_code", "prompt"], ["edit", "edit_file"], ["test", "run_command"], ["summary", "set"], ["sign_off", "approval"]],
-  "fix-flaky-test": [["locate", "read_file"], ["diagnose", "prompt"], ["patch_test", "edit_file"], ["run_tests", "run_command"], ["report", "set"]],
-  hello: [["greet", "set"], ["write", "edit_file"]],
-  "llm-factorial": [["read", "read_file"], ["write_code", "prompt"], ["edit", "edit_file"], ["test", "run_command"], ["sign_off", "approval"]],
-  "llm-triage": [["issues", "read_file"], ["classify", "prompt"], ["report", "set"]],
-  "llm-plan": [["plan", "plan"], ["done", "set"]],
-};
-
-/** Reads a form's text as the engine does (`--input k=v`). */
-export function parseInput(kind: string, text: string): JsonValue | undefined {
-  const t = text.trim();
-  switch (kind) {
-    case "string":
-      return text;
-    case "integer":
-      return /^[+-]?\d+$/.test(t) ? Number(t) : undefined;
-    case "number":
-      return t !== "" && Number.isFinite(Number(t)) ? Number(t) : undefined;
-    case "boolean":
-      return ["true", "yes", "1"].includes(t) ? true : ["false", "no", "0"].includes(t) ? false : undefined;
-    case "list":
-    case "object": {
-      try {
-        const v = JSON.parse(t) as JsonValue;
-        const ok = kind === "list" ? Array.isArray(v) : typeof v === "object" && v !== null && !Array.isArray(v);
-        return ok ? v : undefined;
-      } catch {
-        return undefined;
-      }
-    }
-    default:
-      return text;
-  }
-}
-
-function closeSegments(step: StepView, at: number): void {
-  for (const s of step.segments) if (s.end_ms === null) s.end_ms = Math.max(at, s.start_ms);
-}
-
-function openSegment(step: StepView, kind: "executing" | "waiting" | "outcome_unknown", at: number): void {
-  closeSegments(step, at);
-  step.segments.push({ kind, start_ms: at, end_ms: null });
-}
-
-/** What the Run view's header shows of a run. */
-function head(r: BuiltRun): RunHead {
-  const d = r.detail;
-  return {
-    run: r.item,
-    note: d.note,
-    pending: d.pending,
-    unknown: d.steps.filter((s) => s.status === "outcome_unknown").map((s) => s.id),
-    budget: d.budget,
-    cost: d.cost.total,
-    last_seq: d.last_seq,
-    decisions: d.decisions.length,
-    steps: d.steps.length,
-  };
-}
-
-function stepRow(s: StepView, index: number): StepRow {
-  return { index, id: s.id, kind: s.kind, status: s.status, attempt: s.attempt, timing: s.timing, segments: s.segments, cost: s.cost };
-}
-
-/** A plausible small run behind a generated list row. */
-function detailFor(row: RunListItem): BuiltRun {
-  const finished = ["succeeded", "failed", "cancelled"].includes(row.status);
-  const built = buildRun(
-    {
-      id: row.run_id,
-      workflow: row.workflow,
-      workflowPath: row.workflow_path,
-      workspace: row.workspace,
-      status: row.status,
-      trigger: row.trigger,
-      startedBy: "dana",
-      startedAt: row.started_at_ms,
-      inputs: {},
-      steps: [
-        { id: "read", kind: "read_file", status: "succeeded", at: 0, phases: [["exec", 40]] },
-        {
-          id: "work",
-          kind: "run_command",
-          needs: ["read"],
-          status: finished ? (row.status === "succeeded" ? "succeeded" : row.status === "failed" ? "failed" : "cancelled") : "running",
-          phases: [["exec", finished ? Math.max(50, row.updated_at_ms - row.started_at_ms - 100) : null]],
-          error: row.status === "failed" ? "command exited with status 2" : undefined,
-        },
-      ],
-    },
-    Math.max(Date.now(), row.updated_at_ms),
-  );
-  built.item.cost_micro_usd = row.cost_micro_usd;
-  built.item.held_by = row.held_by;
-  built.item.updated_at_ms = row.updated_at_ms;
-  return built;
-}
-
+export { parseInput };

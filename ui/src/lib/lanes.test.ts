@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { assignLanes, spanOf, visibleInLane, type Interval } from "./lanes";
+import { LaneLayout, assignLanes, spanOf, visibleInLane, type Interval } from "./lanes";
 
 const lanesOf = (intervals: [number, number][]) => {
   const items = intervals.map(([start, end], i) => ({ id: `s${i}`, start, end }));
@@ -76,5 +76,59 @@ describe("visibleInLane", () => {
     );
     const shown = visibleInLane(lanes[0], 203, 231);
     expect(shown.map((p) => p.start)).toEqual([200, 210, 220, 230]);
+  });
+});
+
+describe("lanes kept up to date", () => {
+  interface Step {
+    s: number | null;
+    e: number | null;
+  }
+  const span = (x: Step) => (x.s === null ? null : { start: x.s, end: x.e ?? 1_000 });
+  const open = (x: Step) => x.s !== null && x.e === null;
+  const lanesOf = (l: { lanes: { item: Step }[][] }, steps: Step[]) => l.lanes.map((lane) => lane.map((p) => steps.indexOf(p.item)));
+
+  it("places a step that starts as a full layout would, without laying the others out again", () => {
+    let steps: Step[] = [
+      { s: 0, e: 10 },
+      { s: 5, e: null },
+      { s: null, e: null },
+      { s: null, e: null },
+    ];
+    const layout = new LaneLayout(steps, span, open);
+    expect(layout.rebuilds).toBe(1);
+    // Step 0 ended at 10; step 2 starts at 12 on its lane, step 1 still runs.
+    steps = [steps[0], steps[1], { s: 12, e: null }, steps[3]];
+    layout.update(steps, [2]);
+    // Step 1 ends; step 3 starts at 20 on the first free lane.
+    steps = [steps[0], { s: 5, e: 18 }, steps[2], { s: 20, e: null }];
+    layout.update(steps, [1, 3]);
+    expect(layout.rebuilds).toBe(1);
+    const full = assignLanes(steps, span);
+    expect(lanesOf(layout, steps)).toEqual(lanesOf(full, steps));
+    expect(layout.end).toBe(1_000);
+  });
+
+  it("lays everything out again when a change does not fit where it was", () => {
+    let steps: Step[] = [
+      { s: 0, e: 10 },
+      { s: 10, e: 20 },
+    ];
+    const layout = new LaneLayout(steps, span, open);
+    steps = [{ s: 0, e: 15 }, steps[1]];
+    layout.update(steps, [0]);
+    expect(layout.rebuilds).toBe(2);
+    expect(lanesOf(layout, steps)).toEqual(lanesOf(assignLanes(steps, span), steps));
+  });
+
+  it("grows what lasts until now", () => {
+    let now = 100;
+    const steps: Step[] = [{ s: 0, e: null }];
+    const grow = (x: Step) => (x.s === null ? null : { start: x.s, end: x.e ?? now });
+    const layout = new LaneLayout(steps, grow, open);
+    now = 250;
+    layout.grow(steps);
+    expect(layout.placed[0].end).toBe(250);
+    expect(layout.end).toBe(250);
   });
 });

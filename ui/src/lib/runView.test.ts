@@ -33,8 +33,8 @@ const overview: RunOverview = {
   inputs: {},
   started_by: "ann",
   bars: [
-    ["a", "succeeded", [{ kind: "executing", start_ms: 0, end_ms: 10 }]],
-    ["b", "running", [{ kind: "executing", start_ms: 10, end_ms: null }]],
+    ["a", "succeeded", [["executing", 0, 10]]],
+    ["b", "running", [["executing", 10, null]]],
     ["c", "pending", []],
   ],
 };
@@ -52,6 +52,11 @@ const row = (index: number, id: string, over: Partial<StepRow> = {}): StepRow =>
 });
 
 describe("following a run", () => {
+  it("reads the bars' segments as times", () => {
+    const data = fromOverview({ ...overview, head: head({ run: { ...head().run, started_at_ms: 5_000 } }) });
+    expect(data.bars[1].segments).toEqual([{ kind: "executing", start_ms: 5_010, end_ms: null }]);
+  });
+
   it("applies an update to the bars it names and keeps the others as they were", () => {
     const data = fromOverview(overview);
     const update: RunUpdate = {

@@ -23,11 +23,17 @@ export interface RunData {
 }
 
 export function fromOverview(o: RunOverview): RunData {
+  // Segments come as `[kind, start, end]` in ms since the run started.
+  const t0 = o.head.run.started_at_ms;
   return {
     head: o.head,
     inputs: o.inputs,
     startedBy: o.started_by,
-    bars: o.bars.map(([id, status, segments]) => ({ id, status, segments })),
+    bars: o.bars.map(([id, status, segments]) => ({
+      id,
+      status,
+      segments: segments.map(([kind, start, end]) => ({ kind, start_ms: t0 + start, end_ms: end === null ? null : t0 + end })),
+    })),
   };
 }
 
