@@ -28,8 +28,11 @@ use crate::view::{ChangedStep, LiveSignal, RunFeedItem, RunUpdate};
 const RUN_SIGNAL_GAP: Duration = Duration::from_millis(100);
 
 /// A followed run's updates are sent at most this often; events arriving meanwhile go in the
-/// next one. Short enough that an event shows within a tenth of a second of its commit.
-const UPDATE_GAP: Duration = Duration::from_millis(40);
+/// next one. Short enough that an event shows within a tenth of a second of its commit; long
+/// enough to spare frames, each of which costs the window several milliseconds to draw without
+/// a GPU (BENCHMARKS.md: 40 ms cost a third of a core at 100 events a second, 80 ms let
+/// updates take over 100 ms).
+const UPDATE_GAP: Duration = Duration::from_millis(60);
 
 /// Starts the app's background work: drives the runs nobody drives (now and whenever one is
 /// let go), seeds the demo on an empty database, and turns the engine's feeds into live
@@ -207,6 +210,7 @@ pub async fn follow_run(
     let send = |item: RunFeedItem| channel.send(item).is_ok();
     let mut events = engine.subscribe_run(run_id.as_str(), EventSeq::new(after_seq));
     let mut last_sent: Option<Instant> = None;
+    let mut tails = Tails::default();
     loop {
         let Some(batch) = next_batch(&mut events, last_sent).await else {
             return;
@@ -216,7 +220,7 @@ pub async fn follow_run(
             Err(error) => return tracing::warn!(%run, "following the run stopped: {error}"),
         };
         for recorded in &batch {
-            tail_progress(&engine, recorded, &channel);
+            tails.follow(&engine, recorded, &channel);
         }
         let update = match apply_batch(&engine, &models, &holders, &model, &batch).await {
             Ok(update) => update,
@@ -314,31 +318,83 @@ async fn apply_batch(
             .map(|row| ChangedStep { row })
             .collect(),
         reshaped: changes.reshaped,
-        newest_at_ms: changes.newest_at_ms,
+        first_at_ms: if changes.oldest_at_ms == i64::MAX {
+            changes.newest_at_ms
+        } else {
+            changes.oldest_at_ms
+        },
     })
 }
 
-/// Streams the text of a model call or command that `recorded` starts, while it runs.
-fn tail_progress(engine: &Engine, recorded: &RecordedEvent, channel: &Channel<RunFeedItem>) {
-    if let Event::OperationStarted {
-        step,
-        request: OperationRequest::LlmCall(_) | OperationRequest::RunCommand(_),
-        ..
-    } = &recorded.event
-    {
-        let mut tail = engine.tail_progress(&recorded.run_id, recorded.seq());
-        let step = step.clone();
-        let progress = channel.clone();
-        tauri::async_runtime::spawn(async move {
-            while let Some(text) = tail.next().await {
-                let item = RunFeedItem::Progress {
-                    step: step.clone(),
-                    text,
-                };
-                if progress.send(item).is_err() {
-                    return;
+/// At most this many operations' progress is followed at once (the newest).
+const TAILS_MAX: usize = 16;
+
+/// The progress tails of a followed run's running operations. A tail ends when its operation is
+/// answered: a command that prints nothing leaves no file, and its tail would otherwise look for
+/// one ten times a second for ten seconds, hundreds at once for a run of short commands.
+#[derive(Default)]
+struct Tails {
+    running: Vec<(EventSeq, tauri::async_runtime::JoinHandle<()>)>,
+}
+
+impl Tails {
+    fn follow(
+        &mut self,
+        engine: &Engine,
+        recorded: &RecordedEvent,
+        channel: &Channel<RunFeedItem>,
+    ) {
+        match &recorded.event {
+            Event::OperationStarted {
+                step,
+                request: OperationRequest::LlmCall(_) | OperationRequest::RunCommand(_),
+                ..
+            } => {
+                if self.running.len() >= TAILS_MAX {
+                    let (_, oldest) = self.running.remove(0);
+                    oldest.abort();
+                }
+                let task = tail_progress(engine, recorded, step.clone(), channel.clone());
+                self.running.push((recorded.seq(), task));
+            }
+            Event::OperationSucceeded { op, .. }
+            | Event::OperationFailed { op, .. }
+            | Event::OperationOutcomeUnknown { op } => {
+                if let Some(i) = self.running.iter().position(|(seq, _)| seq == op) {
+                    let (_, task) = self.running.remove(i);
+                    task.abort();
                 }
             }
-        });
+            _ => {}
+        }
     }
+}
+
+impl Drop for Tails {
+    fn drop(&mut self) {
+        for (_, task) in self.running.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Streams the text of the model call or command that `recorded` starts, while it runs.
+fn tail_progress(
+    engine: &Engine,
+    recorded: &RecordedEvent,
+    step: StepId,
+    progress: Channel<RunFeedItem>,
+) -> tauri::async_runtime::JoinHandle<()> {
+    let mut tail = engine.tail_progress(&recorded.run_id, recorded.seq());
+    tauri::async_runtime::spawn(async move {
+        while let Some(text) = tail.next().await {
+            let item = RunFeedItem::Progress {
+                step: step.clone(),
+                text,
+            };
+            if progress.send(item).is_err() {
+                return;
+            }
+        }
+    })
 }
