@@ -29,8 +29,11 @@ use crate::view::{ChangedStep, LiveSignal, RunFeedItem, RunUpdate};
 const RUN_SIGNAL_GAP: Duration = Duration::from_millis(100);
 
 /// A followed run's updates are sent at most this often; events arriving meanwhile go in the
-/// next one. Short enough that an event shows within a tenth of a second of its commit.
-const UPDATE_GAP: Duration = Duration::from_millis(40);
+/// next one. Short enough that an event shows within a tenth of a second of its commit; long
+/// enough to spare frames, each of which costs the window several milliseconds to draw without
+/// a GPU (BENCHMARKS.md: 40 ms cost a third of a core at 100 events a second, 80 ms let
+/// updates take over 100 ms).
+const UPDATE_GAP: Duration = Duration::from_millis(60);
 
 /// Starts the app's background work: drives the runs nobody drives (now and whenever one is
 /// let go), seeds the demo on an empty database, and turns the engine's feeds into live
@@ -351,6 +354,10 @@ async fn apply_batch(
             .map(|row| ChangedStep { row })
             .collect(),
         reshaped: changes.reshaped,
-        newest_at_ms: changes.newest_at_ms,
+        first_at_ms: if changes.oldest_at_ms == i64::MAX {
+            changes.newest_at_ms
+        } else {
+            changes.oldest_at_ms
+        },
     })
 }

@@ -91,7 +91,12 @@ fn the_window_approves_rejects_and_follows_runs_shared_with_the_cli() {
     let run = out.run_id();
 
     let display = Display::start();
-    let driver = Driver::start(&display, &app_env(&env));
+    // This test takes screenshots of every view, which WebKitWebDriver cannot do with
+    // accelerated compositing off (the app's default without a GPU, as under Xvfb: the
+    // screenshot request never returns); the other window tests run with the default.
+    let mut vars = app_env(&env);
+    vars.push(("STEPWISE_GPU_COMPOSITING".into(), "1".into()));
+    let driver = Driver::start(&display, &vars);
     let window = Session::open(&driver, &app_binary());
 
     // The webview may call the app's own commands only: Tauri's built-in commands, which every

@@ -99,6 +99,7 @@ impl RunModels {
             all.steps.extend(changes.steps);
             all.reshaped |= changes.reshaped;
             all.newest_at_ms = all.newest_at_ms.max(changes.newest_at_ms);
+            all.oldest_at_ms = all.oldest_at_ms.min(changes.oldest_at_ms);
             if !more {
                 return Ok(all);
             }

@@ -32,12 +32,25 @@ struct OpSeqs {
 }
 
 /// What applying events changed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Changes {
     pub steps: BTreeSet<StepId>,
     /// The workflow gained steps (an approved plan joined).
     pub reshaped: bool,
     pub newest_at_ms: i64,
+    /// When the oldest event applied was recorded (`i64::MAX` with none).
+    pub oldest_at_ms: i64,
+}
+
+impl Default for Changes {
+    fn default() -> Changes {
+        Changes {
+            steps: BTreeSet::new(),
+            reshaped: false,
+            newest_at_ms: 0,
+            oldest_at_ms: i64::MAX,
+        }
+    }
 }
 
 /// The fold of one run for the Run view.
@@ -55,6 +68,9 @@ pub struct RunModel {
     failed: BTreeMap<StepId, String>,
     /// Steps whose outcome is unknown.
     unknown: BTreeSet<StepId>,
+    /// Steps waiting for a person's approval: the header lists their questions without going
+    /// through every step of the run at each update.
+    asking: BTreeSet<StepId>,
 }
 
 impl RunModel {
@@ -72,11 +88,19 @@ impl RunModel {
             asked_at: HashMap::new(),
             failed: BTreeMap::new(),
             unknown: BTreeSet::new(),
+            asking: BTreeSet::new(),
         };
+        // Every step is looked at once.
+        let all: Vec<StepId> = model
+            .state
+            .steps()
+            .map(|(step, _)| step.id.clone())
+            .collect();
         let mut changes = Changes::default();
         for (stored, event) in &events {
             model.note(stored.seq, stored.recorded_at_ms, event, &mut changes);
         }
+        changes.steps.extend(all);
         model.refresh(&changes);
         model
     }
@@ -96,6 +120,7 @@ impl RunModel {
         let mut changes = Changes::default();
         for logged in events {
             changes.newest_at_ms = changes.newest_at_ms.max(logged.recorded_at_ms);
+            changes.oldest_at_ms = changes.oldest_at_ms.min(logged.recorded_at_ms);
             if logged.seq <= self.last_seq() {
                 if let Some(step) = self.step_of(&logged.event) {
                     changes.steps.insert(step);
@@ -223,6 +248,11 @@ impl RunModel {
             } else {
                 self.unknown.remove(id);
             }
+            if state.status == StepStatus::AwaitingApproval && state.pending_approval.is_some() {
+                self.asking.insert(id.clone());
+            } else {
+                self.asking.remove(id);
+            }
         }
     }
 
@@ -234,10 +264,19 @@ impl RunModel {
 
     /// The header, banners and counts.
     pub fn head(&self, held_by: Option<String>) -> RunHead {
-        let pending = self
-            .state
-            .pending_approvals()
+        // In workflow order, as the core lists them.
+        let mut asking: Vec<(usize, &StepId)> = self
+            .asking
+            .iter()
+            .filter_map(|id| Some((self.state.workflow().step_index(id)?, id)))
+            .collect();
+        asking.sort_unstable();
+        let pending = asking
             .into_iter()
+            .filter_map(|(_, step)| {
+                let approval = self.state.step_state(step)?.pending_approval.as_ref()?;
+                Some((step, approval))
+            })
             .map(|(step, approval)| ApprovalItem {
                 run_id: self.row.run_id.clone(),
                 workflow: self.row.workflow_name.clone(),

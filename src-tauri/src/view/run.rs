@@ -155,9 +155,10 @@ pub struct RunUpdate {
     pub changed: Vec<ChangedStep>,
     /// The run's steps changed in number (an approved plan's steps joined): read it again.
     pub reshaped: bool,
-    /// When the newest event of the batch was recorded, to measure how long it took to show.
+    /// When the batch's first event was recorded: how long the update took to show is measured
+    /// from it (the longest any of its events waited).
     #[ts(type = "number")]
-    pub newest_at_ms: i64,
+    pub first_at_ms: i64,
 }
 
 /// What `follow_run` sends: what new events changed, or text a step is producing.

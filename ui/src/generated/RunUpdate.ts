@@ -11,6 +11,7 @@ export type RunUpdate = { head: RunHead, changed: Array<ChangedStep>,
  */
 reshaped: boolean, 
 /**
- * When the newest event of the batch was recorded, to measure how long it took to show.
+ * When the batch's first event was recorded: how long the update took to show is measured
+ * from it (the longest any of its events waited).
  */
-newest_at_ms: number, };
+first_at_ms: number, };

@@ -611,7 +611,7 @@ export class MockBackend implements Backend {
     const r = this.runs.get(id);
     if (!steps || !f || f.run !== id || !r) return;
     const changed = r.detail.steps.flatMap((s, index) => (steps.has(s.id) ? [{ row: stepRow(s, index) }] : []));
-    f.onItem(clone({ kind: "update", update: { head: head(r), changed, reshaped: false, newest_at_ms: r.item.updated_at_ms } }));
+    f.onItem(clone({ kind: "update", update: { head: head(r), changed, reshaped: false, first_at_ms: r.item.updated_at_ms } }));
   }
 
   private append(r: BuiltRun, events: Array<{ kind: string; step: string | null; data: JsonValue }>): EventView[] {

@@ -1,5 +1,5 @@
 // How long live updates take to reach the screen: for each update of a followed run, from when
-// its newest event was recorded to the frame that shows it. Kept in a small ring (the newest
+// its first (oldest) event was recorded to the frame that shows it. Kept in a small ring (the newest
 // 512) on `window.__stepwise_latency__`, which the app's benchmark reads through WebDriver.
 
 const KEPT = 512;

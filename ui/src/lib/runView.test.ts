@@ -73,7 +73,7 @@ describe("following a run", () => {
         },
       ],
       reshaped: false,
-      newest_at_ms: 20,
+      first_at_ms: 20,
     };
     const applied = applyUpdate(data, update);
     expect(applied.reshaped).toBe(false);
@@ -87,7 +87,7 @@ describe("following a run", () => {
 
   it("asks to read the run again when its steps changed in number", () => {
     const data = fromOverview(overview);
-    const applied = applyUpdate(data, { head: head({ steps: 5 }), changed: [], reshaped: false, newest_at_ms: 0 });
+    const applied = applyUpdate(data, { head: head({ steps: 5 }), changed: [], reshaped: false, first_at_ms: 0 });
     expect(applied.reshaped).toBe(true);
   });
 
