@@ -4,7 +4,8 @@
 //! measured, over half a core for a run streaming 15 updates a second. With compositing off,
 //! WebKit paints only what changed (about 4 ms a frame). So where no render node exists the
 //! window turns it off, unless the person chose (`WEBKIT_DISABLE_COMPOSITING_MODE` set either
-//! way, or `STEPWISE_GPU_COMPOSITING` to keep it on).
+//! way, or `STEPWISE_GPU_COMPOSITING` to keep it on). WebKitWebDriver's screenshots can hang in
+//! that mode, so the end-to-end test that takes them keeps compositing on.
 
 use tauri::{AppHandle, Manager, Runtime};
 
