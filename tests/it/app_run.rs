@@ -204,23 +204,15 @@ fn a_driver_failure_is_shown_in_the_window_with_its_run_and_why() {
             .build()
             .expect("a runtime");
         runtime.block_on(async {
-            let mut config = stepwise_engine::EngineConfig::new(&env.db);
-            config.user_policy = Some(env.user_policy.clone());
-            let engine = stepwise_engine::Engine::open(config).expect("open the engine");
+            let engine =
+                stepwise_engine::Engine::open(env.engine_config()).expect("open the engine");
             engine.test_hooks().fail_commits(None, 1);
             let chain = env.workflow(
                 "chain.yaml",
                 "name: chain\nsteps:\n  - id: a\n    type: set\n    values: {v: 1}\n",
             );
             let handle = engine
-                .start_run(stepwise_engine::StartRun {
-                    workflow_path: chain,
-                    workspace: env.ws.clone(),
-                    inputs: Default::default(),
-                    trigger: "test".into(),
-                    max_parallel: None,
-                    budget_micro_usd: None,
-                })
+                .start_run(env.start_request(chain))
                 .await
                 .expect("start");
             let run = handle.run_id().to_string();

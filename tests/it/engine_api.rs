@@ -11,9 +11,7 @@ use futures_util::StreamExt;
 use stepwise_core::event::Event;
 use stepwise_core::ids::EventSeq;
 use stepwise_core::run::RunStatus;
-use stepwise_engine::{
-    ApprovalChange, Command, Engine, EngineConfig, EngineError, RefusalKind, StartRun,
-};
+use stepwise_engine::{ApprovalChange, Command, Engine, EngineError, RefusalKind};
 
 use crate::support::Env;
 
@@ -29,21 +27,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn engine(env: &Env, hold: bool) -> Engine {
-    let mut config = EngineConfig::new(&env.db);
-    config.user_policy = Some(env.user_policy.clone());
+    let mut config = env.engine_config();
     config.hold_waiting_runs = hold;
     Engine::open(config).expect("open the engine")
-}
-
-fn start(env: &Env, workflow: std::path::PathBuf) -> StartRun {
-    StartRun {
-        workflow_path: workflow,
-        workspace: env.ws.clone(),
-        inputs: Default::default(),
-        trigger: "test".into(),
-        max_parallel: None,
-        budget_micro_usd: None,
-    }
 }
 
 /// `n` read_file steps, each needing the one before.
@@ -78,7 +64,7 @@ fn many_concurrent_reads_succeed_while_a_run_commits() {
     runtime().block_on(async {
         let engine = engine(&env, false);
         let handle = engine
-            .start_run(start(&env, workflow))
+            .start_run(env.start_request(workflow))
             .await
             .expect("start");
         let run = handle.run_id().to_string();
@@ -130,7 +116,7 @@ fn subscribing_after_seq_n_yields_exactly_the_events_after_n_in_order_once() {
     runtime().block_on(async {
         let engine = engine(&env, false);
         let handle = engine
-            .start_run(start(&env, workflow))
+            .start_run(env.start_request(workflow))
             .await
             .expect("start");
         let run = handle.run_id().to_string();
@@ -182,7 +168,7 @@ fn the_runs_feed_reports_a_new_run_and_its_status() {
         let engine = engine(&env, false);
         let mut runs = engine.subscribe_runs().await.expect("subscribe");
         let handle = engine
-            .start_run(start(&env, workflow))
+            .start_run(env.start_request(workflow))
             .await
             .expect("start");
         let run = handle.run_id().to_string();
@@ -210,7 +196,7 @@ fn a_driver_holding_a_waiting_run_proposes_anew_when_the_file_changes() {
     runtime().block_on(async {
         let engine = engine(&env, true);
         let mut inbox = engine.subscribe_approvals().await.expect("subscribe");
-        let handle = engine.start_run(start(&env, workflow)).await.expect("start");
+        let handle = engine.start_run(env.start_request(workflow)).await.expect("start");
         let run = handle.run_id().to_string();
         let ApprovalChange::Waiting(first) = within("the proposal", inbox.next())
             .await

@@ -7,34 +7,16 @@ use std::time::{Duration, Instant};
 use stepwise_core::event::Event;
 use stepwise_core::ids::EventSeq;
 use stepwise_core::run::RunStatus;
-use stepwise_engine::{Engine, EngineConfig, EngineError, RunUpdate, StartRun};
+use stepwise_engine::{Engine, EngineError, RunUpdate};
 
-use crate::support::Env;
+use crate::support::{Env, threads};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn start(env: &Env, workflow: std::path::PathBuf) -> StartRun {
-    StartRun {
-        workflow_path: workflow,
-        workspace: env.ws.clone(),
-        inputs: Default::default(),
-        trigger: "test".into(),
-        max_parallel: None,
-        budget_micro_usd: None,
-    }
-}
-
 fn engine(env: &Env, hold: bool) -> Engine {
-    let mut config = EngineConfig::new(&env.db);
-    config.user_policy = Some(env.user_policy.clone());
+    let mut config = env.engine_config();
     config.hold_waiting_runs = hold;
     Engine::open(config).expect("open the engine")
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .count()
 }
 
 /// Runs this test alone in a process of its own (threads are counted per process, and the
@@ -102,7 +84,10 @@ fn dropping_the_last_engine_leaves_no_thread_task_or_feed_behind() {
     runtime.block_on(async {
         let engine = engine(&env, true);
         let adopting = engine.adopt_unheld_runs().await.expect("adopt");
-        let handle = engine.start_run(start(&env, waiting)).await.expect("start");
+        let handle = engine
+            .start_run(env.start_request(waiting))
+            .await
+            .expect("start");
         let run = handle.run_id().clone();
         let mut feed = engine.subscribe_run(run.as_str(), EventSeq::ZERO);
         let mut runs = engine.subscribe_runs().await.expect("runs feed");
@@ -185,7 +170,10 @@ fn shutdown_waits_for_everything_to_stop_and_the_engine_refuses_work_after() {
     let baseline = threads();
     let ours = runtime.block_on(async {
         let engine = engine(&env, false);
-        let handle = engine.start_run(start(&env, long)).await.expect("start");
+        let handle = engine
+            .start_run(env.start_request(long))
+            .await
+            .expect("start");
         let run = handle.run_id().clone();
         // The command is running.
         let deadline = Instant::now() + PATIENCE;
@@ -273,7 +261,7 @@ fn a_driver_that_cannot_write_the_log_ends_the_run_failed_saying_why_and_tells_l
         let mut failures = engine.subscribe_failures();
         // The disk refuses the first commit a driver makes (the one after `RunStarted`).
         engine.test_hooks().fail_commits(None, 1);
-        let handle = engine.start_run(start(&env, wf)).await.expect("start");
+        let handle = engine.start_run(env.start_request(wf)).await.expect("start");
         let run = handle.run_id().clone();
         let waited = tokio::time::timeout(PATIENCE, handle.wait())
             .await

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use stepwise_core::event::Event;
 use stepwise_core::ids::EventSeq;
-use stepwise_engine::{Engine, EngineConfig, RunUpdate, StartRun};
+use stepwise_engine::{Engine, RunUpdate};
 
 use crate::fake_llm::{FakeProvider, Reply};
-use crate::support::Env;
+use crate::support::{Env, threads};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -32,21 +32,9 @@ fn env_with_local_model(base_url: &str) -> (Env, std::path::PathBuf) {
 }
 
 fn engine(env: &Env, settings: &std::path::Path) -> Engine {
-    let mut config = EngineConfig::new(&env.db);
-    config.user_policy = Some(env.user_policy.clone());
+    let mut config = env.engine_config();
     config.settings = Some(settings.to_path_buf());
     Engine::open(config).expect("open the engine")
-}
-
-fn start(env: &Env, workflow: std::path::PathBuf) -> StartRun {
-    StartRun {
-        workflow_path: workflow,
-        workspace: env.ws.clone(),
-        inputs: Default::default(),
-        trigger: "test".into(),
-        max_parallel: None,
-        budget_micro_usd: None,
-    }
 }
 
 /// An OpenAI stream of `pieces`, then its finish and usage.
@@ -103,7 +91,7 @@ fn a_models_stream_reaches_its_follower_while_another_runs_commits_are_slow() {
         let engine = engine(&env, &settings);
         // Every commit of the slow run waits 200 ms on the commit thread, as on a sick disk.
         let slow_run = engine
-            .start_run(start(&env, slow))
+            .start_run(env.start_request(slow))
             .await
             .expect("start the slow run");
         engine
@@ -111,7 +99,7 @@ fn a_models_stream_reaches_its_follower_while_another_runs_commits_are_slow() {
             .slow_commits(Some(slow_run.run_id()), Duration::from_millis(200));
         tokio::time::sleep(Duration::from_millis(300)).await;
         let streaming = engine
-            .start_run(start(&env, ask))
+            .start_run(env.start_request(ask))
             .await
             .expect("start the stream");
         let mut feed = engine.follow_run(streaming.run_id().as_str(), EventSeq::ZERO);
@@ -158,12 +146,6 @@ fn a_models_stream_reaches_its_follower_while_another_runs_commits_are_slow() {
     });
 }
 
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .count()
-}
-
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
@@ -193,7 +175,7 @@ fn following_500_runs_one_after_another_leaves_threads_and_memory_where_they_wer
         let mut progress = 0usize;
         let mut after_50 = None;
         for i in 0..500 {
-            let handle = engine.start_run(start(&env, wf.clone())).await.expect("start");
+            let handle = engine.start_run(env.start_request(wf.clone())).await.expect("start");
             let mut feed = engine.follow_run(handle.run_id().as_str(), EventSeq::ZERO);
             let followed = tokio::time::timeout(PATIENCE, async {
                 let mut ended = false;

@@ -606,3 +606,31 @@ pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+impl Env {
+    /// How an engine opened by the test itself sees this test's database and user policy.
+    pub fn engine_config(&self) -> stepwise_engine::EngineConfig {
+        let mut config = stepwise_engine::EngineConfig::new(&self.db);
+        config.user_policy = Some(self.user_policy.clone());
+        config
+    }
+
+    /// A request to start `workflow` in this test's workspace, as a test's engine makes it.
+    pub fn start_request(&self, workflow: PathBuf) -> stepwise_engine::StartRun {
+        stepwise_engine::StartRun {
+            workflow_path: workflow,
+            workspace: self.ws.clone(),
+            inputs: Default::default(),
+            trigger: "test".into(),
+            max_parallel: None,
+            budget_micro_usd: None,
+        }
+    }
+}
+
+/// How many threads this process has.
+pub fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
