@@ -69,17 +69,16 @@ fn signal(pid: i32, signal: nix::sys::signal::Signal) {
 }
 
 /// A run whose first step starts a detached process and waits for the test; the steps after
-/// it print their name.
+/// it, which start together once it ends, print their name. All but one need a new supervisor
+/// (the first's is kept for one of them): the launcher and its spare are asked for.
 fn waiting_then(env: &Env, mark: &str, after: &[&str]) -> std::path::PathBuf {
     let mut yaml = format!(
         "name: relaunch\nsteps:\n  - id: first\n    type: run_command\n    command: \"(setsid sleep {mark} &); echo started > ready.fifo; cat go.fifo\"\n"
     );
-    let mut previous = "first";
     for id in after {
         yaml.push_str(&format!(
-            "  - id: {id}\n    type: run_command\n    needs: [{previous}]\n    command: \"echo {id} ran\"\n"
+            "  - id: {id}\n    type: run_command\n    needs: [first]\n    command: \"echo {id} ran\"\n"
         ));
-        previous = id;
     }
     env.workflow("relaunch.yaml", &yaml)
 }
@@ -209,13 +208,15 @@ fn parallel_commands_each_run_under_a_small_supervisor_of_their_own() {
         "probe.sh",
         "s=$PPID; e=$(awk '{print $4}' /proc/$s/stat)\n\
          anon() { awk '/^RssAnon:/ {print $2}' /proc/$1/status; }\n\
+         : > started-$1\n\
+         n=0; while [ $(ls started-* | wc -l) -lt $2 ] && [ $n -lt 3000 ]; do sleep 0.01; n=$((n+1)); done\n\
          echo \"$1 $s $(anon $s) $(anon $e)\"\n",
     );
     let branches = 24;
     let mut yaml = format!("name: wide\nmax_parallel: {branches}\nsteps:\n");
     for i in 0..branches {
         yaml.push_str(&format!(
-            "  - id: b{i}\n    type: run_command\n    command: \"exec sh probe.sh {i}\"\n"
+            "  - id: b{i}\n    type: run_command\n    command: \"exec sh probe.sh {i} {branches}\"\n"
         ));
     }
     // A workflow of 8 MB (comments): the engine holds its text, so it is large when the
@@ -250,5 +251,95 @@ fn parallel_commands_each_run_under_a_small_supervisor_of_their_own() {
         );
         supervisors.insert(supervisor);
     }
+    // All ran at once (each waited for all to start): none shared its supervisor.
     assert_eq!(supervisors.len(), branches, "a supervisor each");
+}
+
+/// A supervisor whose command ended is kept for the next command: a chain of commands runs
+/// under one supervisor, with no fork between them. The next command finds nothing of the one
+/// before: not its processes (killed as it ended), not its working directory or environment.
+#[test]
+fn a_chain_of_commands_runs_under_one_supervisor_and_finds_nothing_of_the_one_before() {
+    let env = Env::new();
+    env.allow_everything();
+    std::fs::create_dir_all(env.ws.join("sub")).expect("sub");
+    let mark = sleep_mark(313);
+    let wf = env.workflow(
+        "chain.yaml",
+        &format!(
+            "name: chain\nsteps:\n\
+             \x20 - id: a\n    type: run_command\n    cwd: sub\n    env: {{ LEFT: behind }}\n    command: \"(setsid sleep {mark} &); echo $PPID > ../a.pid\"\n\
+             \x20 - id: b\n    type: run_command\n    needs: [a]\n    command: \"echo $PPID > b.pid; pwd; printenv LEFT || echo unset\"\n\
+             \x20 - id: c\n    type: run_command\n    needs: [b]\n    command: \"echo $PPID > c.pid\"\n"
+        ),
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let show = env.show(&out.run_id());
+    let pids: Vec<i32> = ["a", "b", "c"]
+        .iter()
+        .map(|id| read_pid(&env.ws.join(format!("{id}.pid"))))
+        .collect();
+    assert!(
+        pids.iter().all(|&pid| pid == pids[0]),
+        "supervisors: {pids:?}"
+    );
+    let workspace = std::fs::canonicalize(&env.ws).expect("workspace");
+    assert_eq!(
+        step(&show, "b")["output"]["stdout"],
+        format!("{}\nunset\n", workspace.display())
+    );
+    assert_eq!(running_with_arg(&mark), Vec::<i32>::new());
+}
+
+/// A kept supervisor that is killed or stopped while it waits for a command (by another
+/// step's command, say) is replaced: the command that would have gone to it runs all the
+/// same, and a stopped one is killed.
+fn a_kept_supervisor_that_is(signal_it: nix::sys::signal::Signal) {
+    let env = Env::new();
+    env.allow_everything();
+    let (ready, go) = (env.fifo("ready.fifo"), env.fifo("go.fifo"));
+    // `a` ends at once, its supervisor kept; `b` runs until the test lets it go; then `c1`
+    // and `c2` start together: one takes `b`'s supervisor, the other `a`'s.
+    let wf = env.workflow(
+        "kept.yaml",
+        "name: kept\nsteps:\n\
+         \x20 - id: a\n    type: run_command\n    command: \"echo $PPID > a.pid\"\n\
+         \x20 - id: b\n    type: run_command\n    command: \"echo started > ready.fifo; cat go.fifo\"\n\
+         \x20 - id: c1\n    type: run_command\n    needs: [a, b]\n    command: \"echo c1 ran\"\n\
+         \x20 - id: c2\n    type: run_command\n    needs: [a, b]\n    command: \"echo c2 ran\"\n",
+    );
+    let engine = env.spawn_run(&wf);
+    assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
+    let run = env.first_run_id(PATIENCE).expect("the run");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while step(&env.show(&run), "a")["status"] != "succeeded" {
+        assert!(std::time::Instant::now() < deadline, "`a` never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kept = read_pid(&env.ws.join("a.pid"));
+    assert_eq!(comm(kept), "stepwise-superv", "`a`'s supervisor is kept");
+    signal(kept, signal_it);
+    release(&go);
+
+    let out = engine.finish(PATIENCE);
+    assert_eq!(out.code, 0, "{out}");
+    let show = env.show(&run);
+    for id in ["c1", "c2"] {
+        assert_eq!(step(&show, id)["output"]["stdout"], format!("{id} ran\n"));
+    }
+    assert!(
+        wait_until_ended(kept, PATIENCE),
+        "the kept supervisor lives on"
+    );
+}
+
+#[test]
+fn a_kept_supervisor_killed_while_it_waits_is_replaced() {
+    a_kept_supervisor_that_is(nix::sys::signal::Signal::SIGKILL);
+}
+
+#[test]
+fn a_kept_supervisor_stopped_while_it_waits_is_killed_and_replaced() {
+    a_kept_supervisor_that_is(nix::sys::signal::Signal::SIGSTOP);
 }

@@ -78,6 +78,7 @@ pub(crate) async fn drive(
     };
     let retry_scheduled_at = retry_schedule(&loaded.events);
     let hold = ctx.config.hold_waiting_runs;
+    let commands_lock = Arc::new(crate::lock::CommandsLock::new(&ctx.db.lock_dir, &run_id));
     let mut driver = Driver {
         ctx,
         run_id,
@@ -93,6 +94,7 @@ pub(crate) async fn drive(
         edit_check_armed: false,
         reproposed: HashMap::new(),
         lock: Some(lock),
+        commands_lock,
     };
     let result = driver.run().await;
     if let Err(error) = &result {
@@ -107,6 +109,7 @@ pub(crate) async fn drive(
         && let Some(lock) = driver.lock.take()
     {
         lock.remove();
+        crate::lock::remove_commands_lock(&driver.ctx.db.lock_dir, &driver.run_id);
     }
     result
 }
@@ -151,6 +154,8 @@ pub(crate) struct Driver {
     reproposed: HashMap<StepId, (std::time::Instant, Duration)>,
     /// Held while the driver lives; taken to remove it once the run has finished.
     lock: Option<RunLock>,
+    /// The file the run's command supervisors hold (see `lock::commands`).
+    commands_lock: Arc<crate::lock::CommandsLock>,
 }
 
 impl Driver {
@@ -534,6 +539,7 @@ impl Driver {
             op,
             step,
             lock_dir: self.ctx.db.lock_dir.clone(),
+            commands_lock: self.commands_lock.clone(),
             cancel,
             recovering: false,
         }

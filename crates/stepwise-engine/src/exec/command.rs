@@ -206,7 +206,7 @@ async fn run(
             // deadline or a cancellation arrives in the same instant.
             tokio::select! {
                 biased;
-                report = &mut reported => break (Ending::Reported(report.ended), Some(report)),
+                report = &mut reported => break (Ending::Reported(report.0.ended), Some(report)),
                 () = &mut cancelled => break (Ending::Cancelled, None),
                 () = &mut deadline => break (Ending::TimedOut, None),
                 _ = watchdog.tick(), if !stopped => stopped = child.kill_if_stopped(),
@@ -214,7 +214,7 @@ async fn run(
             }
         };
         let elapsed = started.elapsed();
-        let report = match report {
+        let (report, rest) = match report {
             Some(report) => report,
             None => {
                 // Ask the supervisor to kill the tree, and wait until it has.
@@ -228,13 +228,26 @@ async fn run(
             }
         };
         // How the command ended is the supervisor's word, sent after it killed the tree: no
-        // need to wait for it to exit (it is reaped in the background). Without that word, it
-        // was killed (or stopped): what it left is swept first.
-        let reaped = if report.ended == Ended::Unknown {
-            reap(child, report, &shown).await
-        } else {
-            drop(child);
-            Reaped::default()
+        // need to wait for it to exit. One whose command ended on its own is kept for the next
+        // command; one asked to kill the tree exits (and is reaped in the background). Without
+        // that word, it was killed (or stopped): what it left is swept first.
+        let reaped = match (report.ended, rest, control.take()) {
+            (Ended::Unknown, ..) => reap(child, report, &shown).await,
+            (
+                Ended::Exited(_) | Ended::Signaled(_) | Ended::NotStarted { .. },
+                Some(rest),
+                Some(control),
+            ) if !stopped => {
+                match rest.reunite(control).map(UnixStream::into_std) {
+                    Ok(Ok(channel)) => child.keep(channel.into()),
+                    _ => drop(child),
+                }
+                Reaped::default()
+            }
+            _ => {
+                drop(child);
+                Reaped::default()
+            }
         };
         // A killed supervisor said nothing in its own words: how the command ended is what
         // the sweep found.
@@ -328,22 +341,26 @@ fn child_pipes(
 /// The most of a report that is kept: a real report is a few records of 5 bytes.
 const REPORT_KEPT: usize = 4096;
 
-/// The supervisor's report, to its end. It is a socket only the supervisor holds (not
-/// inherited by the command, and no other process can open a socket through `/proc`, as it
-/// could a pipe), so its end is the supervisor's last word or its death.
-async fn read_report(mut report: OwnedReadHalf) -> Report {
+/// The supervisor's report, to its last record (how the command ended) or the channel's end.
+/// It is a socket only the supervisor holds (not inherited by the command, and no other
+/// process can open a socket through `/proc`, as it could a pipe), so its end is the
+/// supervisor's last word or its death. With its last word, the channel's reading half is
+/// given back: the supervisor waits on it for another command.
+async fn read_report(mut report: OwnedReadHalf) -> (Report, Option<OwnedReadHalf>) {
     let mut bytes = Vec::new();
     let mut buf = [0u8; 512];
     loop {
         match report.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => return (Report::parse(&bytes), None),
             Ok(n) => {
                 let room = REPORT_KEPT.saturating_sub(bytes.len());
                 bytes.extend_from_slice(&buf[..n.min(room)]);
+                if Report::is_whole(&bytes) {
+                    return (Report::parse(&bytes), Some(report));
+                }
             }
         }
     }
-    Report::parse(&bytes)
 }
 
 /// Waits for the supervisor to exit (it does right after its report) and reaps it: at once if

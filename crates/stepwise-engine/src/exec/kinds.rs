@@ -3,7 +3,6 @@
 use stepwise_core::operation::{OperationError, OperationErrorKind, OperationRequest};
 
 use super::{AfterCrash, BoxFuture, Executor, OpContext, Outcome, Recovery, WriteRecovery};
-use crate::lock;
 
 /// How long a recovering driver waits for the processes of a command started before a crash
 /// to be gone (their supervisor kills them as soon as the engine that started them dies).
@@ -98,16 +97,14 @@ impl Executor for RunCommand {
             let OperationRequest::RunCommand(request) = request else {
                 return Err(wrong_kind("run_command"));
             };
-            // Made here, where a link or a stranger's file in its place is refused; the
-            // supervisor only opens it (never through a link).
-            let lock = lock::create_operation_lock(&ctx.lock_dir, &ctx.run_id, ctx.op).map_err(
-                |error| {
-                    OperationError::new(
-                        OperationErrorKind::Io,
-                        format!("the command was not started: {error}"),
-                    )
-                },
-            )?;
+            // Made here (once per run), where a link or a stranger's file in its place is
+            // refused; the supervisor only opens it (never through a link).
+            let lock = ctx.commands_lock.make().map_err(|error| {
+                OperationError::new(
+                    OperationErrorKind::Io,
+                    format!("the command was not started: {error}"),
+                )
+            })?;
             // Beside the workspace's policy, one directory per run, one pair of files per
             // attempt (`<step>-<op>.stdout`).
             let save_as = request
@@ -129,9 +126,6 @@ impl Executor for RunCommand {
             )
             .await;
             live.finish().await;
-            // The lock is free and its file of no more use: the supervisor removes it after its
-            // last word, this for a supervisor killed before (or a command never started).
-            let _ = std::fs::remove_file(&lock);
             outcome
         })
     }
@@ -142,14 +136,14 @@ impl Executor for RunCommand {
 
     fn recover(&self, ctx: OpContext, _request: OperationRequest) -> BoxFuture<'static, Recovery> {
         Box::pin(async move {
-            // Its supervisor holds this lock until the command's tree is gone (it kills the
-            // tree when the engine that started it dies).
-            let lock = lock::operation_lock(&ctx.lock_dir, &ctx.run_id, ctx.op);
-            let gone = tokio::task::spawn_blocking(move || {
-                lock::wait_operation_gone(&lock, OLD_TREE_PATIENCE)
-            })
-            .await
-            .unwrap_or(false);
+            // Its supervisor holds the run's commands lock until the command's tree is gone (it
+            // kills the tree when the engine that started it dies); so does every other
+            // command's of the run, all started before the crash (nothing of the run starts
+            // again before this is settled).
+            let lock = ctx.commands_lock.clone();
+            let gone = tokio::task::spawn_blocking(move || lock.wait_unheld(OLD_TREE_PATIENCE))
+                .await
+                .unwrap_or(false);
             if !gone {
                 tracing::warn!(run_id = %ctx.run_id, op = %ctx.op, "processes of a command started before a crash are still running; marking its outcome unknown anyway");
             }

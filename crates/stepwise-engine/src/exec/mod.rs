@@ -43,8 +43,10 @@ pub(crate) struct OpContext {
     /// The seq of the operation's `OperationStarted`.
     pub(crate) op: EventSeq,
     pub(crate) step: StepId,
-    /// Where the run's lock files live (a command's supervisor holds one).
+    /// Where the run's lock and progress files live.
     pub(crate) lock_dir: PathBuf,
+    /// The file each of the run's command supervisors holds while its command's tree lives.
+    pub(crate) commands_lock: Arc<crate::lock::CommandsLock>,
     /// Becomes `true` when the operation must stop (the run is cancelled, or the driver let
     /// go); dropping the sender means the same.
     pub(crate) cancel: watch::Receiver<bool>,

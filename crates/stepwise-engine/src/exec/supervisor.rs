@@ -88,7 +88,15 @@ pub(crate) enum Ended {
 }
 
 impl Report {
-    /// Reads the supervisor's records (all it wrote before it exited).
+    /// Whether these records hold the report's last (how the command ended): the supervisor
+    /// writes nothing after it.
+    pub(crate) fn is_whole(bytes: &[u8]) -> bool {
+        bytes
+            .chunks_exact(5)
+            .any(|record| matches!(record[0], EXEC_FAILED | EXITED | SIGNALED | KILLED))
+    }
+
+    /// Reads the supervisor's records (all it wrote before its last, or before it died).
     pub(crate) fn parse(bytes: &[u8]) -> Report {
         let mut report = Report {
             command: None,
@@ -117,6 +125,16 @@ impl Supervised {
     /// (whoever took it closes it, or shuts down its writing side, to the same end).
     pub(crate) fn stop(&mut self) {
         self.channel = None;
+    }
+
+    /// Keeps the supervisor for the next command, its channel back in one piece: its command
+    /// ended on its own and it reported so (its tree is dead), and the engine did not ask it to
+    /// kill anything. If enough are kept, it is let go (it exits, and is reaped).
+    pub(crate) fn keep(mut self, channel: OwnedFd) {
+        if launcher::keep(self.pid, channel).is_ok() {
+            // The launcher's now: not reaped here.
+            self.reaped = true;
+        }
     }
 
     /// Kills the supervisor if it is stopped (a stopped supervisor would neither report nor

@@ -11,13 +11,18 @@
 //! The lock files live in a directory beside the database that only its user may write; they
 //! are opened so that nothing planted there is followed (see `own_files`).
 
+mod commands;
 mod own_files;
+
+#[cfg(test)]
+pub(crate) use commands::wait_unheld as wait_commands_unheld;
+pub(crate) use commands::{CommandsLock, remove as remove_commands_lock};
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use stepwise_core::ids::{EventSeq, RunId};
+use stepwise_core::ids::RunId;
 
 use self::own_files::{io_error, open_dir_to_ask, open_dir_to_take, open_own_file, open_to_read};
 use crate::error::EngineError;
@@ -173,51 +178,8 @@ pub(crate) fn holder(dir: &Path, run_id: &RunId) -> Result<Option<String>, Engin
 /// Who holds a run's lock, to a reader who may not read it.
 const UNKNOWN_HOLDER: &str = "unknown (its lock cannot be read by this user)";
 
-/// The file a command's supervisor holds locked while anything of the command may run: for
-/// operation `op` (its `OperationStarted` seq) of the run.
-pub(crate) fn operation_lock(dir: &Path, run_id: &RunId, op: EventSeq) -> PathBuf {
-    dir.join(operation_lock_name(run_id, op))
-}
-
-/// Makes the lock file of operation `op` for its supervisor to hold (which opens it by path,
-/// never through a link), refusing anything planted in its place.
-pub(crate) fn create_operation_lock(
-    dir: &Path,
-    run_id: &RunId,
-    op: EventSeq,
-) -> Result<PathBuf, EngineError> {
-    let handle = open_dir_to_take(dir)?;
-    let name = operation_lock_name(run_id, op);
-    open_own_file(&handle, dir, &name)?;
-    Ok(dir.join(name))
-}
-
-/// Waits, up to `limit`, until nothing holds an operation's lock (the command's supervisor has
-/// killed its tree and exited); `false` if it is still held then. Removes the file once free.
-pub(crate) fn wait_operation_gone(path: &Path, limit: std::time::Duration) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        // A link or anything but a plain file there is no lock anyone holds.
-        let held = own_files::open_path_to_read(path)
-            .is_some_and(|file| sys::is_locked(&file).unwrap_or(false));
-        if !held {
-            let _ = std::fs::remove_file(path);
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        // The supervisor is killing the tree; it lets go within moments.
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 fn run_lock_name(run_id: &RunId) -> String {
     format!("{run_id}.lock")
-}
-
-fn operation_lock_name(run_id: &RunId, op: EventSeq) -> String {
-    format!("{run_id}.op-{op}.lock")
 }
 
 /// The run's lock file, opened to be locked and written (created if need be).
@@ -289,7 +251,8 @@ mod sys {
     }
 
     pub(super) fn is_locked(file: &File) -> io::Result<bool> {
-        match file.try_lock_shared() {
+        // Exclusive, so that a shared holder (a command's supervisor) counts too.
+        match file.try_lock() {
             Ok(()) => {
                 file.unlock()?;
                 Ok(false)
@@ -422,23 +385,5 @@ mod tests {
         let error = RunLock::try_acquire(&linked, &r1()).unwrap_err();
         assert!(error.to_string().contains("symbolic link"), "{error}");
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn an_operation_lock_is_made_fresh_and_a_link_in_its_place_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let op = EventSeq::new(7);
-        let path = create_operation_lock(dir.path(), &r1(), op).unwrap();
-        assert_eq!(path, operation_lock(dir.path(), &r1(), op));
-        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
-        std::fs::remove_file(&path).unwrap();
-        let target = dir.path().join("made-through-a-link");
-        std::os::unix::fs::symlink(&target, &path).unwrap();
-        let error = create_operation_lock(dir.path(), &r1(), op).unwrap_err();
-        assert!(error.to_string().contains("symbolic link"), "{error}");
-        assert!(!target.exists());
-        // Nothing holds a link: waiting for it ends at once, and the link goes.
-        assert!(wait_operation_gone(&path, std::time::Duration::ZERO));
-        assert!(std::fs::symlink_metadata(&path).is_err());
     }
 }

@@ -275,7 +275,7 @@ async fn the_supervisor_holds_the_lock_while_the_tree_lives() {
     let watcher = async {
         let main = read_pid(&root.join("main.pid")).await;
         // Running: the lock is held, and waiting for it gives up.
-        let held = !crate::lock::wait_operation_gone(&lock_path, Duration::from_millis(50));
+        let held = !crate::lock::wait_commands_unheld(&lock_path, Duration::from_millis(50));
         let _ = tx.send(true);
         (main, held)
     };
@@ -284,7 +284,7 @@ async fn the_supervisor_holds_the_lock_while_the_tree_lives() {
     assert_eq!(result.unwrap_err().kind, OperationErrorKind::Cancelled);
     assert!(held, "the lock was free while the command ran");
     assert!(wait_gone(main).await);
-    assert!(crate::lock::wait_operation_gone(
+    assert!(crate::lock::wait_commands_unheld(
         &lock,
         Duration::from_secs(5)
     ));

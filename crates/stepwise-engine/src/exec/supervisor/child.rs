@@ -1,9 +1,11 @@
-//! The supervisor itself: the process that runs one command and contains its tree.
+//! The supervisor itself: the process that runs a command and contains its tree.
 //!
 //! The launcher forks it ahead of time (see `launcher`), as a child of the engine's process,
 //! from a copy of a process that may have had many threads: from the fork to its exit it may
 //! only make async-signal-safe calls: no allocation, no locks, no `std` I/O, no panics. It
-//! receives its command (`launcher::spare`), then runs it here, with raw system calls only.
+//! receives a command (`launcher::spare`), runs it here, with raw system calls only, and, once
+//! the command's whole tree is dead and its end reported, waits for the next one: a command
+//! never shares its supervisor with another running one, and finds nothing of the one before.
 
 #![allow(unsafe_code)]
 
@@ -31,13 +33,24 @@ pub(super) struct Child {
     pub(super) channel: RawFd,
 }
 
-/// The supervisor. Never returns. Its standard input, output and error are `/dev/null` (the
-/// launcher's), its signal dispositions the launcher's.
+/// What became of the supervisor after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum After {
+    /// The command's tree is dead and its end reported: it may run another.
+    Free,
+    /// The engine asked it to kill the tree, or is gone, or the report could not be sent:
+    /// it must exit.
+    Done,
+}
+
+/// Runs one command. Returns once the command's whole tree is dead and how it ended is
+/// reported. Its standard input, output and error are `/dev/null` (the launcher's) before and
+/// after, its signal dispositions the launcher's.
 ///
 /// # Safety
-/// Must be called in a freshly forked child, with `child` pointing into memory that was valid
-/// in the parent at the fork.
-pub(super) unsafe fn supervise(child: &Child) -> ! {
+/// Must be called in a supervisor (a forked child of the launcher), with `child` pointing into
+/// memory that is valid for the call.
+pub(super) unsafe fn supervise(child: &Child) -> After {
     // SAFETY (for the whole function): raw system calls on descriptors and buffers this
     // process owns; no allocation.
     unsafe {
@@ -45,10 +58,12 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
         // only for a new one of its own, never for the engine's): if this process is killed,
         // the engine tells what it left from its own processes by their session (`orphans`).
         // It also keeps the tree away from the engine's terminal (no Ctrl-C, no SIGHUP, no
-        // reads from it).
+        // reads from it). A supervisor that ran a command before leads its session already
+        // (and the call fails, harmlessly).
         libc::setsid();
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        // Held until the tree is dead (see `finish`).
+        // Held (shared with the run's other commands' supervisors) until the tree is dead (see
+        // `finish`).
         let mut lock = -1;
         if !child.lock.is_null() {
             lock = libc::open(
@@ -61,23 +76,25 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
                 0o600,
             );
             if lock >= 0 {
-                libc::fcntl(lock, libc::F_OFD_SETLK, &whole_file_lock());
+                libc::fcntl(lock, libc::F_OFD_SETLK, &shared_whole_file_lock());
             }
         }
         // The command's output goes to the pipes, its input is /dev/null (descriptor 0), and
         // it inherits nothing else: what is left open above 2 is marked close-on-exec.
-        if libc::dup2(child.stdout, 1) < 0 || libc::dup2(child.stderr, 2) < 0 {
-            finish(child, lock, EXEC_FAILED, errno());
-        }
+        let redirected = libc::dup2(child.stdout, 1) >= 0 && libc::dup2(child.stderr, 2) >= 0;
+        let failed = errno();
         libc::close(child.stdout);
         libc::close(child.stderr);
+        if !redirected {
+            return finish(child, lock, EXEC_FAILED, failed);
+        }
         close_on_exec(&[child.channel]);
         if libc::chdir(child.cwd) != 0 {
-            finish(child, lock, EXEC_FAILED, errno());
+            return finish(child, lock, EXEC_FAILED, errno());
         }
         // The engine may be gone already (its end closed): run nothing.
         if channel_closed(child.channel) {
-            finish(child, lock, KILLED, 0);
+            return finish(child, lock, KILLED, 0);
         }
         let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
         let mut command: pid_t = 0;
@@ -93,16 +110,17 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             failed => failed,
         };
         if spawned != 0 {
-            finish(child, lock, EXEC_FAILED, spawned);
+            return finish(child, lock, EXEC_FAILED, spawned);
         }
         // The command's pid, at once: if this process is killed, the engine reaps the command
         // in its place and can say how it ended.
-        send(child.channel, &encode(STARTED, command));
+        // If the engine is gone, the poll below sees its end closed.
+        let _ = send(child.channel, &encode(STARTED, command));
         // Only the command's tree holds its output pipes from now on: their end is its end.
         libc::dup2(0, 1);
         libc::dup2(0, 2);
         let pidfd = libc::syscall(libc::SYS_pidfd_open, command, 0) as c_int;
-        loop {
+        let (kind, value) = loop {
             let mut fds = [
                 libc::pollfd {
                     fd: child.channel,
@@ -121,18 +139,22 @@ pub(super) unsafe fn supervise(child: &Child) -> ! {
             if fds[0].revents != 0 {
                 // The engine asked (it closed its end), or died.
                 kill_tree(command);
-                finish(child, lock, KILLED, 0);
+                break (KILLED, 0);
             }
             let mut status: c_int = 0;
             if libc::waitpid(command, &mut status, libc::WNOHANG) == command {
                 // Whatever it left running goes with it.
                 kill_tree(command);
                 if libc::WIFSIGNALED(status) {
-                    finish(child, lock, SIGNALED, libc::WTERMSIG(status));
+                    break (SIGNALED, libc::WTERMSIG(status));
                 }
-                finish(child, lock, EXITED, libc::WEXITSTATUS(status));
+                break (EXITED, libc::WEXITSTATUS(status));
             }
+        };
+        if pidfd >= 0 {
+            libc::close(pidfd);
         }
+        finish(child, lock, kind, value)
     }
 }
 
@@ -302,40 +324,42 @@ impl Iterator for Pids<'_> {
     }
 }
 
-/// The command's tree is dead: lets go of the lock (a recovering engine may go on), writes how
-/// the command ended, the report's last record, removes the lock file, and exits. The report
-/// is a socket only this process can write to (a socket, unlike a pipe, cannot be opened
-/// through `/proc`), so the engine takes this record at its word without waiting for the exit;
-/// the file is removed after it, off the engine's way (the engine removes it too if it is left,
-/// as it is by a supervisor killed before this).
-unsafe fn finish(child: &Child, lock: RawFd, kind: u8, value: i32) -> ! {
-    // SAFETY: closing our own descriptors, a send of a stack buffer, unlinking the file this
-    // process locked, then exiting.
+/// The command's tree is dead (or was never started): lets go of the lock (a recovering engine
+/// may go on), and writes how the command ended, the report's last record. The report is a
+/// socket only this process can write to (a socket, unlike a pipe, cannot be opened through
+/// `/proc`), so the engine takes this record at its word. A command killed at the engine's
+/// word ends the supervisor: the engine has closed its end.
+unsafe fn finish(child: &Child, lock: RawFd, kind: u8, value: i32) -> After {
+    // SAFETY: closing our own descriptors, a send of a stack buffer.
     unsafe {
+        // Nothing of the command's is held here any more.
+        libc::dup2(0, 1);
+        libc::dup2(0, 2);
         if lock >= 0 {
             libc::close(lock);
         }
-        send(child.channel, &encode(kind, value));
-        libc::close(child.channel);
-        if lock >= 0 {
-            libc::unlink(child.lock);
+        let sent = send(child.channel, &encode(kind, value));
+        if sent && kind != KILLED {
+            After::Free
+        } else {
+            After::Done
         }
-        libc::_exit(0)
     }
 }
 
 /// Sends records on the report socket (a few bytes: sent whole); no SIGPIPE if the engine is
-/// gone.
-unsafe fn send(report: RawFd, records: &[u8]) {
+/// gone. Whether they were sent.
+unsafe fn send(report: RawFd, records: &[u8]) -> bool {
     // SAFETY: a send of a buffer borrowed for the call.
-    unsafe {
+    let sent = unsafe {
         libc::send(
             report,
             records.as_ptr().cast(),
             records.len(),
             libc::MSG_NOSIGNAL,
-        );
-    }
+        )
+    };
+    usize::try_from(sent) == Ok(records.len())
 }
 
 /// Whether the engine's end of the channel is closed (or anything was written to it, which
@@ -350,9 +374,9 @@ unsafe fn channel_closed(fd: RawFd) -> bool {
     unsafe { libc::poll(&mut poll, 1, 0) > 0 && poll.revents != 0 }
 }
 
-fn whole_file_lock() -> libc::flock {
+fn shared_whole_file_lock() -> libc::flock {
     libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
+        l_type: libc::F_RDLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
         l_start: 0,
         l_len: 0,

@@ -11,6 +11,11 @@
 //! it sends a command to the spare directly (`spare`), and asks for the next one while the
 //! command runs, so the fork is off the command's path.
 //!
+//! A supervisor whose command ended on its own, its whole tree dead and its end reported, is
+//! kept for the next command (`keep`), up to [`MAX_IDLE`] of them: a chain of commands runs
+//! under one supervisor, with neither a fork nor an exit between them. One killed or stopped
+//! while it waited is replaced, as a spare is.
+//!
 //! Spares are forked with `CLONE_PARENT`, so every supervisor is still a child of the engine's
 //! process: the engine reaps it, watches it, kills it if it is stopped and sweeps what it
 //! leaves if it is killed, all as before (`orphans`). The launcher has no child of its own, so
@@ -58,8 +63,16 @@ const SLICE: Duration = Duration::from_millis(100);
 /// failures in a row are not chance.
 const ATTEMPTS: usize = 4;
 
+/// How many supervisors are kept waiting for a command, at most (more run at once only in
+/// wide fan-outs, whose supervisors then exit).
+const MAX_IDLE: usize = 8;
+
 /// This process's launcher, if one is running. Locked after [`orphans::forking`].
 static LAUNCHER: Mutex<Option<Launcher>> = Mutex::new(None);
+
+/// Supervisors that ran a command and wait for another, the last kept first. Locked after
+/// [`LAUNCHER`].
+static IDLE: Mutex<Vec<Spare>> = Mutex::new(Vec::new());
 
 struct Launcher {
     pid: pid_t,
@@ -95,15 +108,30 @@ pub fn start() {
     }
 }
 
-/// Sends `request` to a spare, with `fds` (the write ends of the command's stdout and stderr),
-/// forking the launcher or waiting for the spare if need be. Once the whole request is sent,
-/// the spare is the command's supervisor: registered in `forking`, and returned.
+/// Keeps a supervisor whose command ended (its tree dead, its end reported) for the next
+/// command; gives its socket back if enough are kept already.
+pub(super) fn keep(pid: pid_t, socket: OwnedFd) -> Result<(), OwnedFd> {
+    let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if idle.len() >= MAX_IDLE {
+        return Err(socket);
+    }
+    idle.push(Spare { pid, socket });
+    Ok(())
+}
+
+/// Sends `request` to a supervisor kept from an earlier command, or else to a spare, with
+/// `fds` (the write ends of the command's stdout and stderr), forking the launcher or waiting
+/// for the spare if need be. Once the whole request is sent, it is the command's supervisor:
+/// registered in `forking`, and returned.
 pub(super) fn launch(
     forking: &mut Forking,
     request: &Request,
     fds: [RawFd; 2],
 ) -> io::Result<Spare> {
     let mut slot = current();
+    if let Some(kept) = launch_kept(forking, request, fds) {
+        return Ok(kept);
+    }
     let mut failure = io::Error::other("no spare supervisor could be had");
     for _ in 0..ATTEMPTS {
         let spare = match take_spare(&mut slot, forking) {
@@ -142,6 +170,20 @@ pub(super) fn launch(
         }
     }
     Err(failure)
+}
+
+/// Sends `request` to a kept supervisor, if one is waiting (registered in `forking` since its
+/// first command). One found killed or stopped, or that fails to take it, is discarded.
+fn launch_kept(forking: &mut Forking, request: &Request, fds: [RawFd; 2]) -> Option<Spare> {
+    let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    while let Some(kept) = idle.pop() {
+        if orphans::is_waiting(kept.pid) && send_request(&kept, request, fds).is_ok() {
+            return Some(kept);
+        }
+        discard(kept.pid, kept.socket);
+        forking.withdrawn(kept.pid);
+    }
+    None
 }
 
 /// The spare asked for (asking for it first if need be), from the launcher (forked first if

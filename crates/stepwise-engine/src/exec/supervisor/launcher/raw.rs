@@ -159,21 +159,46 @@ pub(super) unsafe fn receive(socket: RawFd, buffer: &mut [u8], fds: &mut [RawFd]
     Received::Whole(count)
 }
 
-/// Anonymous memory, mapped for a request (the allocator may not be used); never unmapped (a
-/// spare serves one request, then becomes the supervisor, which exits).
-pub(super) fn map(len: usize) -> Option<&'static mut [u8]> {
-    // SAFETY: an anonymous private mapping of `len` bytes, readable and writable, which this
-    // process never unmaps: the slice is its only reference.
-    unsafe {
-        let base = libc::mmap(
-            std::ptr::null_mut(),
-            len.max(1),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        (base != libc::MAP_FAILED).then(|| std::slice::from_raw_parts_mut(base.cast(), len))
+/// Anonymous memory, mapped for one request (the allocator may not be used), unmapped when
+/// dropped.
+pub(super) struct Room {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Room {
+    /// `len` bytes, or `None` if they cannot be mapped.
+    pub(super) fn map(len: usize) -> Option<Room> {
+        // SAFETY: an anonymous private mapping, readable and writable, owned by the `Room`.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len.max(1),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        (base != libc::MAP_FAILED).then_some(Room { base, len })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The memory: borrowed from the `Room`, so nothing pointing into it outlives the mapping.
+    pub(super) fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, alive until `self` drops, and borrowed through
+        // `self` alone.
+        unsafe { std::slice::from_raw_parts_mut(self.base.cast(), self.len) }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once.
+        unsafe { libc::munmap(self.base, self.len.max(1)) };
     }
 }
 

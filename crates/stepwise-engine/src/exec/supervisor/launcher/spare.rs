@@ -5,17 +5,17 @@
 
 use std::os::fd::RawFd;
 
-use super::raw::{Received, map, read_exact, receive};
+use super::raw::{Received, Room, read_exact, receive};
 use super::wire::{HEADER_LEN, Header, decode};
-use crate::exec::supervisor::child::{Child, supervise};
+use crate::exec::supervisor::child::{After, Child, supervise};
 use crate::exec::supervisor::sys::close_all_but;
 
 /// Its name in `ps` and `/proc/PID/comm` (at most 15 bytes), not the launcher's.
 const NAME: &[u8] = b"stepwise-superv\0";
 
-/// Waits on `socket` for one request (the command, with its stdout and stderr pipes), then
-/// supervises it on the same socket (see `child`). Exits if the engine's end closes first.
-/// Never returns.
+/// Waits on `socket` for a request (a command, with its stdout and stderr pipes), supervises
+/// it on the same socket (see `child`), and again, until the engine's end closes or a command
+/// is killed at its word. Never returns.
 ///
 /// # Safety
 /// Must be called in a freshly forked child of the launcher, `socket` its own.
@@ -25,23 +25,46 @@ pub(super) unsafe fn wait(socket: RawFd) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_NAME, NAME.as_ptr(), 0, 0, 0);
         close_all_but(&[socket]);
+        // Kept from one request to the next, and mapped again only when one needs more.
+        let mut room = None;
+        loop {
+            if serve_one(socket, &mut room) == After::Done {
+                libc::_exit(0);
+            }
+        }
+    }
+}
+
+/// Receives one request, laid out in `room` (mapped if it has too little), and supervises its
+/// command.
+unsafe fn serve_one(socket: RawFd, room: &mut Option<Room>) -> After {
+    // SAFETY: as in `wait`.
+    unsafe {
         let mut header = [0u8; HEADER_LEN];
         let mut fds: [RawFd; 2] = [-1; 2];
         match receive(socket, &mut header, &mut fds) {
             Received::Whole(2) => {}
-            Received::End => libc::_exit(0),
+            Received::End => return After::Done,
             Received::Whole(_) | Received::Garbled => libc::_exit(1),
         }
         let Some(header) = Header::parse(&header) else {
             libc::_exit(1);
         };
-        let Some(room) = map(header.room()) else {
+        if room.as_ref().is_none_or(|room| room.len() < header.room()) {
+            // The old one goes first: the two need not fit at once.
+            *room = None;
+            *room = Room::map(header.room());
+        }
+        let Some(room) = room.as_mut() else {
             libc::_exit(1);
         };
-        if !read_exact(socket, room.get_mut(..header.body).unwrap_or_default()) {
-            libc::_exit(0);
+        if !read_exact(
+            socket,
+            room.bytes().get_mut(..header.body).unwrap_or_default(),
+        ) {
+            return After::Done;
         }
-        let Some(request) = decode(&header, room) else {
+        let Some(request) = decode(&header, room.bytes()) else {
             libc::_exit(1);
         };
         supervise(&Child {
