@@ -385,6 +385,8 @@ impl Driver {
         let mut seq = expected.next();
         let mut rows = Vec::with_capacity(count);
         let mut to_start = Vec::new();
+        // Operations whose executor prepares while the commit is written (commands).
+        let mut early = Vec::new();
         for Group { input, decisions } in groups {
             // Decisions are caused by their input; the first decisions of a run by RunStarted.
             let mut cause = EventSeq::FIRST;
@@ -408,6 +410,11 @@ impl Driver {
                         request: request @ OperationRequest::ReadFile { .. },
                         ..
                     } => self.dispatch(seq, step, request),
+                    Event::OperationStarted { step, request, .. }
+                        if self.ctx.executors.for_request(&request).prepares_early() =>
+                    {
+                        early.push((seq, step, request));
+                    }
                     Event::OperationStarted { step, request, .. } => {
                         to_start.push(Start::Operation(seq, step, request));
                     }
@@ -427,10 +434,17 @@ impl Driver {
         self.ctx
             .test_hooks
             .before_commit(&run_id, &self.ctx.config.db_path)?;
+        // They start preparing now, and start once the commit is durable (if it fails, `commit`
+        // is dropped and they do nothing).
+        let (commit, recorded) = exec::Commit::new();
+        for (op, step, request) in early {
+            self.dispatch_with(op, step, request, false, recorded.clone());
+        }
         // Drivers live on the writer thread: the commit happens here, without a hand-off.
         let (_, handled_ids) = self.ctx.db.writer.write_here(|store| {
             store.append_commands(&run_id, expected, &rows, Some(status), &handled)
         })?;
+        commit.done();
         // What is recorded as started must start.
         for start in to_start {
             match start {
@@ -542,27 +556,31 @@ impl Driver {
             commands_lock: self.commands_lock.clone(),
             cancel,
             recovering: false,
+            recorded: exec::Recorded::already(),
         }
     }
 
     /// Performs an operation in the background, with the executor of its kind; its outcome
     /// comes back as a message.
     fn dispatch(&mut self, op: EventSeq, step: StepId, request: OperationRequest) {
-        self.dispatch_with(op, step, request, false);
+        self.dispatch_with(op, step, request, false, exec::Recorded::already());
     }
 
-    /// `dispatch`, saying whether the operation is performed again after a crash.
+    /// `dispatch`, saying whether the operation is performed again after a crash, and when
+    /// its request is recorded.
     fn dispatch_with(
         &mut self,
         op: EventSeq,
         step: StepId,
         request: OperationRequest,
         recovering: bool,
+        recorded: exec::Recorded,
     ) {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         self.running.insert(op, cancel_tx);
         let mut op_ctx = self.op_context(op, step, cancel_rx);
         op_ctx.recovering = recovering;
+        op_ctx.recorded = recorded;
         let work = self
             .ctx
             .executors

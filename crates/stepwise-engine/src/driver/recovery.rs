@@ -51,14 +51,22 @@ impl Driver {
             }
             let executor = self.ctx.executors.for_request(&request);
             match executor.after_crash() {
-                AfterCrash::Repeat => self.dispatch_with(op, step, request, true),
+                AfterCrash::Repeat => {
+                    self.dispatch_with(op, step, request, true, crate::exec::Recorded::already());
+                }
                 AfterCrash::Check | AfterCrash::AskPerson => {
                     let (_keep, cancel) = watch::channel(false);
                     let recovery = executor
                         .recover(self.op_context(op, step.clone(), cancel), request.clone())
                         .await;
                     if matches!(recovery, Recovery::Repeat) {
-                        self.dispatch_with(op, step, request, true);
+                        self.dispatch_with(
+                            op,
+                            step,
+                            request,
+                            true,
+                            crate::exec::Recorded::already(),
+                        );
                     } else {
                         self.settle_recovered(op, recovery)?;
                     }

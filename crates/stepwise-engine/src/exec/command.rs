@@ -26,6 +26,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use super::output::{Capture, Live};
+use super::recorded::Recorded;
 use super::supervisor::{self, CommandFate, Ended, Launch, Reaped, Report, Supervised};
 use crate::sandbox::{SandboxError, Workspace};
 
@@ -58,10 +59,11 @@ pub async fn run_command(
     lock: Option<&Path>,
     save_as: Option<&str>,
 ) -> Result<OperationResult, OperationError> {
-    run_command_live(ws, req, cancel, lock, save_as, None).await
+    run_command_live(ws, req, cancel, lock, save_as, None, Recorded::already()).await
 }
 
-/// [`run_command`], with its output also sent to `live` as it comes.
+/// [`run_command`], with its output also sent to `live` as it comes, started once `recorded`
+/// says its request is (what touches nothing outside the engine is prepared meanwhile).
 pub(crate) async fn run_command_live(
     ws: &Workspace,
     req: &CommandRequest,
@@ -69,13 +71,57 @@ pub(crate) async fn run_command_live(
     lock: Option<&Path>,
     save_as: Option<&str>,
     live: Option<Live>,
+    recorded: Recorded,
 ) -> Result<OperationResult, OperationError> {
     let env = child_env(req, |name| std::env::var_os(name));
+    let prepared = prepare(ws, req, env, lock)?;
+    if !recorded.wait().await {
+        return Err(OperationError::new(
+            OperationErrorKind::Cancelled,
+            format!(
+                "command `{}` was not started: its start could not be recorded",
+                prepared.shown
+            ),
+        ));
+    }
     let save = match (req.save_output, save_as) {
         (true, Some(stem)) => Some(open_output_files(ws, stem)?),
         _ => None,
     };
-    run(ws, req, cancel, env, lock, save, live).await
+    run(req, cancel, prepared, save, live).await
+}
+
+/// A command checked and ready to go to a supervisor.
+struct PreparedCommand {
+    shown: String,
+    program: OsString,
+    supervisor: supervisor::Prepared,
+}
+
+/// Checks the working directory and the command line, and prepares the supervisor's request:
+/// nothing another process can see.
+fn prepare(
+    ws: &Workspace,
+    req: &CommandRequest,
+    env: BTreeMap<OsString, OsString>,
+    lock: Option<&Path>,
+) -> Result<PreparedCommand, OperationError> {
+    let cwd = working_dir(ws, &req.cwd)?;
+    let (program, args) = program_and_args(&req.command)?;
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
+    let supervisor = supervisor::prepare(&Launch {
+        program: program.as_ref(),
+        args: &args,
+        env: &env,
+        cwd: &cwd,
+        lock,
+    })
+    .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
+    Ok(PreparedCommand {
+        shown: req.command.display(),
+        program,
+        supervisor,
+    })
 }
 
 /// The files a command's whole output is streamed to.
@@ -134,33 +180,27 @@ enum Ending {
 }
 
 async fn run(
-    ws: &Workspace,
     req: &CommandRequest,
     mut cancel: watch::Receiver<bool>,
-    env: BTreeMap<OsString, OsString>,
-    lock: Option<&Path>,
+    prepared: PreparedCommand,
     save: Option<OutputFiles>,
     live: Option<Live>,
 ) -> Result<OperationResult, OperationError> {
-    let shown = req.command.display();
-    let cwd = working_dir(ws, &req.cwd)?;
-    let (program, args) = program_and_args(&req.command)?;
+    let PreparedCommand {
+        shown,
+        program,
+        supervisor,
+    } = prepared;
     if *cancel.borrow_and_update() {
         return Err(OperationError::new(
             OperationErrorKind::Cancelled,
             format!("command `{shown}` was cancelled before it started"),
         ));
     }
-    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
     let started = Instant::now();
-    let mut child = supervisor::spawn(&Launch {
-        program: program.as_ref(),
-        args: &args,
-        env: &env,
-        cwd: &cwd,
-        lock,
-    })
-    .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
+    let mut child = supervisor
+        .start()
+        .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
     tracing::debug!(supervisor = child.pid, command = %shown, "command started");
     let (stdout, stderr, report, control) = child_pipes(&mut child, &shown)?;
     // Dropping it shuts the engine's writing side of the channel: the supervisor kills the

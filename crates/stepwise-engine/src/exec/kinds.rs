@@ -123,11 +123,16 @@ impl Executor for RunCommand {
                 Some(&lock),
                 save_as.as_deref(),
                 Some(live.clone()),
+                ctx.recorded,
             )
             .await;
             live.finish().await;
             outcome
         })
+    }
+
+    fn prepares_early(&self) -> bool {
+        true
     }
 
     fn after_crash(&self) -> AfterCrash {

@@ -11,6 +11,7 @@ mod command;
 mod file;
 pub(crate) mod kinds;
 mod output;
+mod recorded;
 mod supervisor;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use crate::sandbox::Workspace;
 pub(crate) use command::run_command_live;
 pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_write, write_file};
 pub(crate) use output::Live;
+pub(crate) use recorded::{Commit, Recorded};
 pub use supervisor::start_launcher as start_command_launcher;
 
 /// A future an executor returns, run on a task of its own.
@@ -52,6 +54,9 @@ pub(crate) struct OpContext {
     pub(crate) cancel: watch::Receiver<bool>,
     /// Performed again because a crash left it unanswered.
     pub(crate) recovering: bool,
+    /// Whether its request is recorded yet: an executor that prepares early (see
+    /// [`Executor::prepares_early`]) waits for it before anything another process can see.
+    pub(crate) recorded: Recorded,
 }
 
 /// What to do, after a crash, with an operation that was dispatched and never answered.
@@ -80,6 +85,14 @@ pub(crate) trait Executor: Send + Sync {
     /// Performs the operation. The future runs on a task of its own; blocking work inside it
     /// belongs on a blocking thread.
     fn perform(&self, ctx: OpContext, request: OperationRequest) -> BoxFuture<'static, Outcome>;
+
+    /// Whether `perform` may be called while the request is being committed, so that it
+    /// prepares what touches nothing outside the engine meanwhile. It then waits for
+    /// `OpContext::recorded` before anything else, and does nothing more if that says the
+    /// commit failed. Other executors are called once the request is recorded.
+    fn prepares_early(&self) -> bool {
+        false
+    }
 
     /// How the operation is recovered after a crash.
     fn after_crash(&self) -> AfterCrash;

@@ -226,9 +226,17 @@ pub(crate) struct Launch<'a> {
     pub(crate) lock: Option<&'a Path>,
 }
 
-/// Starts the command under a supervisor. An error here is the engine's (pipes, the
-/// launcher); a program that cannot be started is reported as [`Ended::NotStarted`].
-pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
+/// A command ready to be sent to a supervisor: its request encoded, its pipes made. Nothing of
+/// it has reached another process yet.
+pub(crate) struct Prepared {
+    request: Request,
+    stdout: (OwnedFd, OwnedFd),
+    stderr: (OwnedFd, OwnedFd),
+}
+
+/// Prepares the command (see [`Prepared::start`]). An error here is the engine's (pipes);
+/// a program that cannot be found is left for the supervisor to report.
+pub(crate) fn prepare(launch: &Launch<'_>) -> io::Result<Prepared> {
     let program = resolve(launch.program, launch.env, launch.cwd);
     // The supervisor's working directory is the engine's as it was when the launcher started.
     let cwd = std::path::absolute(launch.cwd)?;
@@ -243,30 +251,45 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> io::Result<Supervised> {
             .iter()
             .map(|(name, value)| (name.as_os_str(), value.as_os_str())),
     })?;
-    let (stdout_r, stdout_w) = pipe()?;
-    let (stderr_r, stderr_w) = pipe()?;
-    // Everything the command starts starts after this.
-    let started = orphans::boot_ticks();
-    let supervisor = {
-        let mut forking = orphans::forking();
-        launcher::launch(
-            &mut forking,
-            &request,
-            [stdout_w.as_raw_fd(), stderr_w.as_raw_fd()],
-        )?
-    };
-    // The write ends are the supervisor's alone now: only the command's tree may hold them,
-    // so that their end is the tree's end.
-    drop((stdout_w, stderr_w));
-    Ok(Supervised {
-        pid: supervisor.pid,
-        stdout: Some(stdout_r),
-        stderr: Some(stderr_r),
-        channel: Some(supervisor.socket),
-        started,
-        killed_stopped: false,
-        reaped: false,
+    Ok(Prepared {
+        request,
+        stdout: pipe()?,
+        stderr: pipe()?,
     })
+}
+
+impl Prepared {
+    /// Sends the command to a supervisor, which starts it. An error here is the engine's (the
+    /// launcher); a program that cannot be started is reported as [`Ended::NotStarted`].
+    pub(crate) fn start(self) -> io::Result<Supervised> {
+        let Prepared {
+            request,
+            stdout: (stdout_r, stdout_w),
+            stderr: (stderr_r, stderr_w),
+        } = self;
+        // Everything the command starts starts after this.
+        let started = orphans::boot_ticks();
+        let supervisor = {
+            let mut forking = orphans::forking();
+            launcher::launch(
+                &mut forking,
+                &request,
+                [stdout_w.as_raw_fd(), stderr_w.as_raw_fd()],
+            )?
+        };
+        // The write ends are the supervisor's alone now: only the command's tree may hold
+        // them, so that their end is the tree's end.
+        drop((stdout_w, stderr_w));
+        Ok(Supervised {
+            pid: supervisor.pid,
+            stdout: Some(stdout_r),
+            stderr: Some(stderr_r),
+            channel: Some(supervisor.socket),
+            started,
+            killed_stopped: false,
+            reaped: false,
+        })
+    }
 }
 
 /// The program to `execve`: a name without a slash is looked up in the command's own `PATH`

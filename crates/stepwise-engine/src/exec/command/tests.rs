@@ -176,8 +176,14 @@ async fn the_child_sees_only_the_scrubbed_environment() {
     ]
     .into();
     let env = child_env(&req, |name| host.get(name).cloned());
-    let Ok(OperationResult::CommandFinished(out)) =
-        run(&ws, &req, never_cancelled(), env, None, None, None).await
+    let Ok(OperationResult::CommandFinished(out)) = run(
+        &req,
+        never_cancelled(),
+        prepare(&ws, &req, env, None).unwrap(),
+        None,
+        None,
+    )
+    .await
     else {
         panic!("env did not run");
     };
