@@ -314,3 +314,41 @@ fn a_driver_that_cannot_write_the_log_ends_the_run_failed_saying_why_and_tells_l
     assert_ne!(again.code, 0, "{}", again.stdout);
     assert_eq!(env.events(run.as_str()).len(), 2);
 }
+
+/// A command is prepared while its start is committed, and starts only once that commit is
+/// durable: when the commit fails, it never runs.
+#[test]
+fn a_command_whose_start_cannot_be_recorded_never_runs() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "touch.yaml",
+        "name: touch\nsteps:\n  - id: touch\n    type: run_command\n    command: \"echo ran > ran.txt\"\n",
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let run = runtime.block_on(async {
+        let engine = engine(&env, false);
+        // The disk refuses the commit holding the command's start.
+        engine.test_hooks().fail_commits(None, 1);
+        let handle = engine
+            .start_run(env.start_request(wf))
+            .await
+            .expect("start");
+        let run = handle.run_id().clone();
+        let waited = tokio::time::timeout(PATIENCE, handle.wait())
+            .await
+            .expect("the driver stops");
+        assert!(waited.is_err(), "the driver failed");
+        run
+    });
+    // Time enough for a command that was wrongly started to have written its file.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(env.read("ran.txt"), None, "the command ran");
+    let events = env.events(run.as_str());
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["RunStarted", "RunAborted"], "{events:?}");
+}

@@ -431,15 +431,15 @@ impl Driver {
         }
         let status = self.state.status().as_str();
         let run_id = self.run_id.clone();
-        self.ctx
-            .test_hooks
-            .before_commit(&run_id, &self.ctx.config.db_path)?;
         // They start preparing now, and start once the commit is durable (if it fails, `commit`
         // is dropped and they do nothing).
         let (commit, recorded) = exec::Commit::new();
         for (op, step, request) in early {
             self.dispatch_with(op, step, request, false, recorded.clone());
         }
+        self.ctx
+            .test_hooks
+            .before_commit(&run_id, &self.ctx.config.db_path)?;
         // Drivers live on the writer thread: the commit happens here, without a hand-off.
         let (_, handled_ids) = self.ctx.db.writer.write_here(|store| {
             store.append_commands(&run_id, expected, &rows, Some(status), &handled)

@@ -75,20 +75,44 @@ pub(crate) async fn run_command_live(
 ) -> Result<OperationResult, OperationError> {
     let env = child_env(req, |name| std::env::var_os(name));
     let prepared = prepare(ws, req, env, lock)?;
-    if !recorded.wait().await {
-        return Err(OperationError::new(
+    let shown = prepared.shown.clone();
+    let not_recorded = || {
+        OperationError::new(
             OperationErrorKind::Cancelled,
-            format!(
-                "command `{}` was not started: its start could not be recorded",
-                prepared.shown
-            ),
-        ));
-    }
-    let save = match (req.save_output, save_as) {
-        (true, Some(stem)) => Some(open_output_files(ws, stem)?),
-        _ => None,
+            format!("command `{shown}` was not started: its start could not be recorded"),
+        )
     };
-    run(req, cancel, prepared, save, live).await
+    // Files to save its output in are a change in the workspace: made once the start is
+    // recorded, and then the command starts here.
+    if req.save_output && save_as.is_some() {
+        if recorded.then(|| ()).await.is_none() {
+            return Err(not_recorded());
+        }
+        let save = save_as
+            .map(|stem| open_output_files(ws, stem))
+            .transpose()?;
+        return run(req, cancel, Starting::Prepared(prepared), save, live).await;
+    }
+    // Otherwise it starts on the committing thread the moment its start is durable, if a
+    // kept supervisor can take it at once; else here.
+    let starting = recorded
+        .then(move || prepared.try_start_at_once())
+        .await
+        .ok_or_else(not_recorded)?;
+    run(req, cancel, starting, None, live).await
+}
+
+/// A command on its way to its supervisor.
+enum Starting {
+    /// Not sent yet.
+    Prepared(PreparedCommand),
+    /// Sent, at `at`, by the thread that committed its start.
+    Started {
+        shown: String,
+        program: OsString,
+        child: Supervised,
+        at: Instant,
+    },
 }
 
 /// A command checked and ready to go to a supervisor.
@@ -96,6 +120,32 @@ struct PreparedCommand {
     shown: String,
     program: OsString,
     supervisor: supervisor::Prepared,
+}
+
+impl PreparedCommand {
+    /// Starts it now if a kept supervisor can take it at once (see
+    /// [`supervisor::Prepared::try_start_at_once`]): this never blocks.
+    fn try_start_at_once(self) -> Starting {
+        let PreparedCommand {
+            shown,
+            program,
+            supervisor,
+        } = self;
+        let at = Instant::now();
+        match supervisor.try_start_at_once() {
+            Ok(child) => Starting::Started {
+                shown,
+                program,
+                child,
+                at,
+            },
+            Err(supervisor) => Starting::Prepared(PreparedCommand {
+                shown,
+                program,
+                supervisor,
+            }),
+        }
+    }
 }
 
 /// Checks the working directory and the command line, and prepares the supervisor's request:
@@ -182,25 +232,35 @@ enum Ending {
 async fn run(
     req: &CommandRequest,
     mut cancel: watch::Receiver<bool>,
-    prepared: PreparedCommand,
+    starting: Starting,
     save: Option<OutputFiles>,
     live: Option<Live>,
 ) -> Result<OperationResult, OperationError> {
-    let PreparedCommand {
-        shown,
-        program,
-        supervisor,
-    } = prepared;
-    if *cancel.borrow_and_update() {
-        return Err(OperationError::new(
-            OperationErrorKind::Cancelled,
-            format!("command `{shown}` was cancelled before it started"),
-        ));
-    }
-    let started = Instant::now();
-    let mut child = supervisor
-        .start()
-        .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
+    let (shown, program, started, mut child) = match starting {
+        Starting::Started {
+            shown,
+            program,
+            child,
+            at,
+        } => (shown, program, at, child),
+        Starting::Prepared(PreparedCommand {
+            shown,
+            program,
+            supervisor,
+        }) => {
+            if *cancel.borrow_and_update() {
+                return Err(OperationError::new(
+                    OperationErrorKind::Cancelled,
+                    format!("command `{shown}` was cancelled before it started"),
+                ));
+            }
+            let at = Instant::now();
+            let child = supervisor
+                .start()
+                .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
+            (shown, program, at, child)
+        }
+    };
     tracing::debug!(supervisor = child.pid, command = %shown, "command started");
     let (stdout, stderr, report, control) = child_pipes(&mut child, &shown)?;
     // Dropping it shuts the engine's writing side of the channel: the supervisor kills the

@@ -259,6 +259,20 @@ pub(crate) fn prepare(launch: &Launch<'_>) -> io::Result<Prepared> {
 }
 
 impl Prepared {
+    /// Starts the command at once if that cannot block (a kept supervisor waits for it, and
+    /// the request goes in one send): what the committing thread does the moment the command's
+    /// start is durable. Otherwise gives itself back, for [`Prepared::start`].
+    pub(crate) fn try_start_at_once(self) -> Result<Supervised, Prepared> {
+        let started = orphans::boot_ticks();
+        let Some(supervisor) = launcher::launch_kept_at_once(
+            &self.request,
+            [self.stdout.1.as_raw_fd(), self.stderr.1.as_raw_fd()],
+        ) else {
+            return Err(self);
+        };
+        Ok(self.started_by(supervisor, started))
+    }
+
     /// Sends the command to a supervisor, which starts it. An error here is the engine's (the
     /// launcher); a program that cannot be started is reported as [`Ended::NotStarted`].
     pub(crate) fn start(self) -> io::Result<Supervised> {
@@ -277,18 +291,28 @@ impl Prepared {
                 [stdout_w.as_raw_fd(), stderr_w.as_raw_fd()],
             )?
         };
+        Ok(Prepared {
+            request,
+            stdout: (stdout_r, stdout_w),
+            stderr: (stderr_r, stderr_w),
+        }
+        .started_by(supervisor, started))
+    }
+
+    /// The command, sent to `supervisor`, which was asked for at `started` (boot ticks).
+    fn started_by(self, supervisor: launcher::Spare, started: u64) -> Supervised {
         // The write ends are the supervisor's alone now: only the command's tree may hold
         // them, so that their end is the tree's end.
-        drop((stdout_w, stderr_w));
-        Ok(Supervised {
+        drop((self.stdout.1, self.stderr.1));
+        Supervised {
             pid: supervisor.pid,
-            stdout: Some(stdout_r),
-            stderr: Some(stderr_r),
+            stdout: Some(self.stdout.0),
+            stderr: Some(self.stderr.0),
             channel: Some(supervisor.socket),
             started,
             killed_stopped: false,
             reaped: false,
-        })
+        }
     }
 }
 

@@ -179,7 +179,7 @@ async fn the_child_sees_only_the_scrubbed_environment() {
     let Ok(OperationResult::CommandFinished(out)) = run(
         &req,
         never_cancelled(),
-        prepare(&ws, &req, env, None).unwrap(),
+        Starting::Prepared(prepare(&ws, &req, env, None).unwrap()),
         None,
         None,
     )

@@ -186,6 +186,42 @@ fn launch_kept(forking: &mut Forking, request: &Request, fds: [RawFd; 2]) -> Opt
     None
 }
 
+/// The most of a request sent at once by [`launch_kept_at_once`]: an idle supervisor's socket
+/// takes far more than this in one send.
+const AT_ONCE_MAX: usize = 16 << 10;
+
+/// Sends `request` to a kept supervisor if that cannot block: one is waiting, and the whole
+/// request goes in one send (a request is small, and the socket empty). `None` otherwise,
+/// nothing sent (one found killed or stopped is left for [`launch`] to discard). A kept
+/// supervisor is known as one already: no fork is under way, so `Forking` is not needed.
+pub(super) fn launch_kept_at_once(request: &Request, fds: [RawFd; 2]) -> Option<Spare> {
+    let bytes = request.bytes();
+    if bytes.len() > AT_ONCE_MAX {
+        return None;
+    }
+    let mut idle = IDLE.try_lock().ok()?;
+    let kept = idle.pop()?;
+    if !orphans::is_waiting(kept.pid) {
+        idle.push(kept);
+        return None;
+    }
+    match send(&kept.socket, bytes, &fds) {
+        Ok(sent) if sent == bytes.len() => Some(kept),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            idle.push(kept);
+            None
+        }
+        // Part of it (or an error): it would wait for the rest, or is gone. It is let go (it
+        // exits once its socket closes, and is reaped off this thread; its tree is long dead,
+        // so nothing started before now is taken for what it left).
+        _ => {
+            drop(kept.socket);
+            orphans::reap_later(kept.pid, orphans::boot_ticks());
+            None
+        }
+    }
+}
+
 /// The spare asked for (asking for it first if need be), from the launcher (forked first if
 /// there is none). A launcher that fails is killed, with what it forked that the engine has
 /// not taken.
