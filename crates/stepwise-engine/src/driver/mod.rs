@@ -1,16 +1,21 @@
 //! The driver: one task per run that feeds inputs to the core, makes every input and the
 //! decisions it leads to durable in one commit, and only then performs the operations decided.
 //!
-//! Write-ahead holds by construction: an operation is dispatched after the commit that records
-//! its `OperationStarted`, and its result reaches the core (and so any dependent step) only as
-//! an input that is committed together with the decisions it leads to.
+//! Write-ahead holds by construction: an operation starts after the commit that records its
+//! `OperationStarted` (one whose executor prepares early, a command, is dispatched while that
+//! commit is written, and starts the moment it is durable: see `exec::Recorded`), and its
+//! result reaches the core (and so any dependent step) only as an input that is committed
+//! together with the decisions it leads to.
 //!
-//! Its parts: `inbox` applies commands sent from any process, `recovery` deals with what a
-//! crash left unanswered, `stale` voids proposals whose files changed.
+//! Its parts: `dispatch` starts operations, `inbox` applies commands sent from any process,
+//! `recovery` deals with what a crash left unanswered, `retries` arms retry timers, `stale`
+//! voids proposals whose files changed.
 
 mod abort;
+mod dispatch;
 mod inbox;
 mod recovery;
+mod retries;
 mod stale;
 
 use std::collections::{HashMap, HashSet};
@@ -21,14 +26,14 @@ use stepwise_core::event::Event;
 use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::operation::OperationRequest;
 use stepwise_core::run::{RunState, RunStatus};
-use stepwise_store::{HandledCommand, StoredEvent};
+use stepwise_store::HandledCommand;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::commands::Command;
 use crate::context::Context;
 use crate::error::EngineError;
-use crate::exec::{self, OpContext};
+use crate::exec;
 use crate::file_watch::OnChange;
 use crate::lock::RunLock;
 use crate::messages::Message;
@@ -76,7 +81,7 @@ pub(crate) async fn drive(
             return Err(error);
         }
     };
-    let retry_scheduled_at = retry_schedule(&loaded.events);
+    let retry_scheduled_at = retries::retry_schedule(&loaded.events);
     let hold = ctx.config.hold_waiting_runs;
     let commands_lock = Arc::new(crate::lock::CommandsLock::new(&ctx.db.lock_dir, &run_id));
     let mut driver = Driver {
@@ -512,88 +517,6 @@ impl Driver {
         }
         Ok((groups, done))
     }
-
-    fn arm_pending_retries(&mut self) {
-        let now = self.ctx.clock.now_ms();
-        let pending: Vec<(StepId, u32)> = self
-            .state
-            .pending_retries()
-            .into_iter()
-            .map(|(s, a)| (s.clone(), a))
-            .collect();
-        for (step, attempt) in pending {
-            let remaining = match self.retry_scheduled_at.get(&step) {
-                Some((at, delay)) => {
-                    let due = at.saturating_add(i64::try_from(*delay).unwrap_or(i64::MAX));
-                    u64::try_from(due.saturating_sub(now).max(0)).unwrap_or(0)
-                }
-                None => 0,
-            };
-            self.arm_timer(step, attempt, remaining);
-        }
-    }
-
-    fn arm_timer(&mut self, step: StepId, attempt: u32, delay_ms: u64) {
-        let tx = self.tx.clone();
-        let key = step.clone();
-        let handle = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            let _ = tx.send(Message::RetryDue { step, attempt });
-        });
-        if let Some(old) = self.timers.insert(key, handle) {
-            old.abort();
-        }
-    }
-
-    /// What an executor needs to perform operation `op` of step `step`.
-    fn op_context(&self, op: EventSeq, step: StepId, cancel: watch::Receiver<bool>) -> OpContext {
-        OpContext {
-            workspace: self.workspace.clone(),
-            run_id: self.run_id.clone(),
-            op,
-            step,
-            lock_dir: self.ctx.db.lock_dir.clone(),
-            commands_lock: self.commands_lock.clone(),
-            cancel,
-            recovering: false,
-            recorded: exec::Recorded::already(),
-        }
-    }
-
-    /// Performs an operation in the background, with the executor of its kind; its outcome
-    /// comes back as a message.
-    fn dispatch(&mut self, op: EventSeq, step: StepId, request: OperationRequest) {
-        self.dispatch_with(op, step, request, false, exec::Recorded::already());
-    }
-
-    /// `dispatch`, saying whether the operation is performed again after a crash, and when
-    /// its request is recorded.
-    fn dispatch_with(
-        &mut self,
-        op: EventSeq,
-        step: StepId,
-        request: OperationRequest,
-        recovering: bool,
-        recorded: exec::Recorded,
-    ) {
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        self.running.insert(op, cancel_tx);
-        let mut op_ctx = self.op_context(op, step, cancel_rx);
-        op_ctx.recovering = recovering;
-        op_ctx.recorded = recorded;
-        let work = self
-            .ctx
-            .executors
-            .for_request(&request)
-            .perform(op_ctx, request);
-        let tx = self.tx.clone();
-        // On the executor runtime, never on the writer's thread: a slow commit must not hold
-        // up a model's stream or a command's pipes, nor they a commit.
-        self.ctx.exec.spawn(async move {
-            let outcome = work.await;
-            let _ = tx.send(Message::OperationDone { op, outcome });
-        });
-    }
 }
 
 /// An operation dispatched before a crash and never answered.
@@ -603,17 +526,4 @@ pub(super) type Unanswered = (EventSeq, StepId, OperationRequest);
 enum Start {
     Operation(EventSeq, StepId, OperationRequest),
     Timer(StepId, u32, u64),
-}
-
-/// When each step's latest retry was scheduled and for how long.
-fn retry_schedule(events: &[(StoredEvent, Event)]) -> HashMap<StepId, (i64, u64)> {
-    events
-        .iter()
-        .filter_map(|(stored, event)| match event {
-            Event::StepRetryScheduled { step, delay_ms, .. } => {
-                Some((step.clone(), (stored.recorded_at_ms, *delay_ms)))
-            }
-            _ => None,
-        })
-        .collect()
 }

@@ -1,5 +1,10 @@
+use super::prepare::*;
 use super::*;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::Path;
+
+use stepwise_core::operation::CommandLine;
 
 use crate::sandbox::temp_workspace as workspace;
 
