@@ -343,7 +343,7 @@ async fn apply_batch(
     };
     let row = lock(model).row().clone();
     let held_by = holders.held_by(engine, &row).await;
-    let now = crate::commands::now_ms();
+    let now = crate::model::now_ms();
     let model = lock(model);
     Ok(RunUpdate {
         head: model.head(held_by),

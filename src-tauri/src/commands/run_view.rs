@@ -50,7 +50,7 @@ pub async fn get_steps(
 ) -> Result<StepPage, AppError> {
     let model = state.models.current(&state.engine, &run).await?;
     let limit = (limit as usize).min(STEPS_PAGE_MAX);
-    let page = lock(&model).rows(&filter, offset as usize, limit, super::now_ms());
+    let page = lock(&model).rows(&filter, offset as usize, limit, crate::model::now_ms());
     Ok(page)
 }
 
@@ -83,7 +83,7 @@ pub async fn step_detail(
         (model.row().run_id.clone(), model.operation_seqs(step))
     };
     let events = engine.read_events_at(&run_id, seqs).await?;
-    let detail = lock(&model).detail(step, &events, super::now_ms());
+    let detail = lock(&model).detail(step, &events, crate::model::now_ms());
     detail.ok_or_else(|| {
         AppError::new(
             ErrorCode::NotFound,

@@ -500,3 +500,11 @@ impl RunModel {
         })
     }
 }
+
+/// Milliseconds since the epoch, for timings of what is still going.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
