@@ -160,9 +160,22 @@ impl Session {
             "tauri:options": {"application": application.display().to_string()}
         }}});
         let url = format!("{}/session", driver.url);
-        let reply: Value = runtime
-            .block_on(async { http.post(&url).json(&body).send().await?.json().await })
-            .expect("open a session");
+        // The driver now and then closes the connection on a new session while WebKit's
+        // driver starts (no reply at all): that is tried again, a few times; an answer that
+        // is not a session fails the test at once.
+        let mut attempts = 0;
+        let reply: Value = loop {
+            attempts += 1;
+            match runtime.block_on(async { http.post(&url).json(&body).send().await?.json().await })
+            {
+                Ok(reply) => break reply,
+                Err(e) if attempts < 3 && (e.is_request() || e.is_connect()) => {
+                    eprintln!("opening a WebDriver session failed ({e}); trying again");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => panic!("open a session: {e}"),
+            }
+        };
         let id = reply["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {reply}"))
