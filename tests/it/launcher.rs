@@ -292,6 +292,36 @@ fn a_chain_of_commands_runs_under_one_supervisor_and_finds_nothing_of_the_one_be
     assert_eq!(running_with_arg(&mark), Vec::<i32>::new());
 }
 
+/// A command that changes its supervisor (here its nice value, as `prlimit`, `taskset` or a
+/// cgroup move would change something else) does not pass that on: the supervisor is not kept,
+/// and the next command runs under a fresh one, at the engine's own priority.
+#[test]
+fn a_supervisor_a_command_changed_is_not_kept_for_the_next() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "renice.yaml",
+        "name: renice\nsteps:\n\
+         \x20 - id: a\n    type: run_command\n    command: \"renice -n 7 -p $PPID > /dev/null; echo $PPID > a.pid\"\n\
+         \x20 - id: b\n    type: run_command\n    needs: [a]\n    command: \"echo $PPID > b.pid; nice\"\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let (a, b) = (
+        read_pid(&env.ws.join("a.pid")),
+        read_pid(&env.ws.join("b.pid")),
+    );
+    assert_ne!(a, b, "the changed supervisor ran the next command");
+    let show = env.show(&out.run_id());
+    // The engine runs at this test's priority.
+    let ours = std::process::Command::new("nice").output().expect("nice");
+    assert_eq!(
+        step(&show, "b")["output"]["stdout"],
+        String::from_utf8_lossy(&ours.stdout).as_ref(),
+        "the next command inherited the change"
+    );
+}
+
 /// A kept supervisor that is killed or stopped while it waits for a command (by another
 /// step's command, say) is replaced: the command that would have gone to it runs all the
 /// same, and a stopped one is killed.

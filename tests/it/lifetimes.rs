@@ -332,7 +332,11 @@ fn a_command_whose_start_cannot_be_recorded_never_runs() {
         .expect("a runtime");
     let run = runtime.block_on(async {
         let engine = engine(&env, false);
-        // The disk refuses the commit holding the command's start.
+        // The disk refuses the commit holding the command's start, after a while: time for
+        // the command, prepared meanwhile, to be waiting for it.
+        engine
+            .test_hooks()
+            .slow_commits(None, Duration::from_millis(300));
         engine.test_hooks().fail_commits(None, 1);
         let handle = engine
             .start_run(env.start_request(wf))
@@ -351,4 +355,97 @@ fn a_command_whose_start_cannot_be_recorded_never_runs() {
     let events = env.events(run.as_str());
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(types, ["RunStarted", "RunAborted"], "{events:?}");
+}
+
+/// A command prepared while its start is committed starts only once that commit is durable:
+/// with each commit held up 400 ms, it starts at least 400 ms after its start was decided.
+#[test]
+fn a_command_starts_only_once_its_start_is_durable() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "stamp.yaml",
+        "name: stamp\nsteps:\n  - id: stamp\n    type: run_command\n    command: \"date +%s%3N > started.ms\"\n",
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let held = Duration::from_millis(400);
+    let run = runtime.block_on(async {
+        let engine = engine(&env, false);
+        engine.test_hooks().slow_commits(None, held);
+        let handle = engine
+            .start_run(env.start_request(wf))
+            .await
+            .expect("start");
+        let run = handle.run_id().clone();
+        let status = tokio::time::timeout(PATIENCE, handle.wait())
+            .await
+            .expect("the run ends")
+            .expect("the driver");
+        assert_eq!(status, RunStatus::Succeeded);
+        run
+    });
+    let started: i64 = env
+        .read("started.ms")
+        .and_then(|text| text.trim().parse().ok())
+        .expect("the command wrote when it started");
+    let events = env.events(run.as_str());
+    let decided = events
+        .iter()
+        .find(|e| e["type"] == "OperationStarted")
+        .and_then(|e| e["recorded_at_ms"].as_i64())
+        .expect("the command's start, recorded");
+    let held_ms = i64::try_from(held.as_millis()).unwrap_or(i64::MAX);
+    assert!(
+        started >= decided + held_ms,
+        "the command started {} ms after its start was decided, before the commit was durable",
+        started - decided
+    );
+}
+
+/// The engine is a child subreaper (so that what a killed supervisor leaves comes to it) only
+/// while a command runs: a supervisor kept between commands has no child to leave behind, and
+/// the embedding process's own orphans (WebKit's, in the app) must not become the engine's.
+#[test]
+fn the_engine_is_a_child_subreaper_only_while_a_command_runs() {
+    if !isolated("lifetimes::the_engine_is_a_child_subreaper_only_while_a_command_runs") {
+        return;
+    }
+    let env = Env::new();
+    env.allow_everything();
+    let (ready, go) = (env.fifo("ready.fifo"), env.fifo("go.fifo"));
+    let wf = env.workflow(
+        "wait.yaml",
+        "name: wait\nsteps:\n  - id: wait\n    type: run_command\n    command: \"echo started > ready.fifo; cat go.fifo\"\n",
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let subreaper = || nix::sys::prctl::get_child_subreaper().expect("prctl");
+    assert!(!subreaper(), "a subreaper before any command");
+    let engine = runtime.block_on(async { engine(&env, false) });
+    let handle = runtime
+        .block_on(engine.start_run(env.start_request(wf)))
+        .expect("start");
+    assert_eq!(
+        crate::support::wait_for_fifo(&ready, PATIENCE).as_deref(),
+        Some("started")
+    );
+    assert!(subreaper(), "not a subreaper while the command runs");
+    crate::support::release(&go);
+    let status = runtime
+        .block_on(async { tokio::time::timeout(PATIENCE, handle.wait()).await })
+        .expect("the run ends")
+        .expect("the driver");
+    assert_eq!(status, RunStatus::Succeeded);
+    assert!(
+        !subreaper(),
+        "still a subreaper with only a kept supervisor left"
+    );
+    drop(engine);
 }

@@ -209,11 +209,11 @@ async fn run(
         // that word, it was killed (or stopped): what it left is swept first.
         let reaped = match (report.ended, rest, control.take()) {
             (Ended::Unknown, ..) => reap(child, report, &shown).await,
-            (
-                Ended::Exited(_) | Ended::Signaled(_) | Ended::NotStarted { .. },
-                Some(rest),
-                Some(control),
-            ) if !stopped => {
+            // Not after a command that could not start (its cause may be the supervisor's),
+            // nor one that says it will not take another.
+            (Ended::Exited(_) | Ended::Signaled(_), Some(rest), Some(control))
+                if !stopped && !report.retiring =>
+            {
                 match rest.reunite(control).map(UnixStream::into_std) {
                     Ok(Ok(channel)) => child.keep(channel.into()),
                     _ => drop(child),

@@ -146,9 +146,13 @@ impl Executor for RunCommand {
             // command's of the run, all started before the crash (nothing of the run starts
             // again before this is settled).
             let lock = ctx.commands_lock.clone();
-            let gone = tokio::task::spawn_blocking(move || lock.wait_unheld(OLD_TREE_PATIENCE))
-                .await
-                .unwrap_or(false);
+            let op = ctx.op;
+            let gone = tokio::task::spawn_blocking(move || {
+                lock.wait_unheld(OLD_TREE_PATIENCE)
+                    && lock.wait_unheld_before_shared(op, OLD_TREE_PATIENCE)
+            })
+            .await
+            .unwrap_or(false);
             if !gone {
                 tracing::warn!(run_id = %ctx.run_id, op = %ctx.op, "processes of a command started before a crash are still running; marking its outcome unknown anyway");
             }

@@ -32,6 +32,7 @@ use libc::pid_t;
 use nix::fcntl::OFlag;
 
 mod child;
+mod inherited;
 mod launcher;
 mod orphans;
 mod sys;
@@ -42,6 +43,9 @@ pub(crate) use orphans::{CommandFate, Reaped};
 
 /// What the supervisor reports, one record of 5 bytes each: a kind and a value.
 const STARTED: u8 = b'p';
+/// Sent before the last record by a supervisor that will not take another command (a
+/// command changed what the next would inherit from it: see `inherited`).
+const RETIRING: u8 = b'r';
 const EXEC_FAILED: u8 = b'e';
 const EXITED: u8 = b'x';
 const SIGNALED: u8 = b's';
@@ -70,6 +74,8 @@ pub(crate) struct Report {
     /// The command's pid, once it started.
     pub(crate) command: Option<pid_t>,
     pub(crate) ended: Ended,
+    /// The supervisor exits after this command rather than take another.
+    pub(crate) retiring: bool,
 }
 
 /// How the supervised command ended, from the supervisor's report.
@@ -101,12 +107,17 @@ impl Report {
         let mut report = Report {
             command: None,
             ended: Ended::Unknown,
+            retiring: false,
         };
         for record in bytes.chunks_exact(5) {
             let value = i32::from_le_bytes([record[1], record[2], record[3], record[4]]);
             report.ended = match record[0] {
                 STARTED => {
                     report.command = Some(value);
+                    continue;
+                }
+                RETIRING => {
+                    report.retiring = true;
                     continue;
                 }
                 EXEC_FAILED => Ended::NotStarted { errno: value },
@@ -131,6 +142,9 @@ impl Supervised {
     /// ended on its own and it reported so (its tree is dead), and the engine did not ask it to
     /// kill anything. If enough are kept, it is let go (it exits, and is reaped).
     pub(crate) fn keep(mut self, channel: OwnedFd) {
+        // Its tree is dead: the engine need not be a subreaper for it (before it can be taken
+        // again, so that it is never marked idle while busy).
+        orphans::now_idle(self.pid);
         if launcher::keep(self.pid, channel).is_ok() {
             // The launcher's now: not reaped here.
             self.reaped = true;

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use stepwise_core::ids::RunId;
+use stepwise_core::ids::{EventSeq, RunId};
 
 use super::own_files::{open_dir_to_take, open_own_file, open_path_to_read};
 use super::sys;
@@ -55,6 +55,25 @@ impl CommandsLock {
     /// tree); `false` if one still does then.
     pub(crate) fn wait_unheld(&self, limit: std::time::Duration) -> bool {
         wait_unheld(&self.path(), limit)
+    }
+
+    /// For a run recovered from the crash of an engine from before the shared lock, which
+    /// held a lock file per operation (`<run>.op-<op>.lock`): waits, up to `limit`, until
+    /// nobody holds operation `op`'s, and removes it. `true` at once if there is none.
+    pub(crate) fn wait_unheld_before_shared(
+        &self,
+        op: EventSeq,
+        limit: std::time::Duration,
+    ) -> bool {
+        let path = self.dir.join(format!("{}.op-{op}.lock", self.run_id));
+        if std::fs::symlink_metadata(&path).is_err() {
+            return true;
+        }
+        let gone = wait_unheld(&path, limit);
+        if gone {
+            let _ = std::fs::remove_file(&path);
+        }
+        gone
     }
 }
 
@@ -109,5 +128,35 @@ mod tests {
         assert!(!target.exists());
         remove(dir.path(), &run);
         assert!(std::fs::symlink_metadata(&path).is_err());
+    }
+
+    #[test]
+    fn an_operation_lock_from_before_the_shared_one_is_waited_for_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunId::from("r1");
+        let lock = CommandsLock::new(dir.path(), &run);
+        let op = EventSeq::new(7);
+        assert!(
+            lock.wait_unheld_before_shared(op, std::time::Duration::ZERO),
+            "none: at once"
+        );
+        let old = dir.path().join("r1.op-7.lock");
+        let held = std::fs::File::create(&old).unwrap();
+        // An open-file-description lock of its own, as an old supervisor held.
+        let whole = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        nix::fcntl::fcntl(&held, nix::fcntl::FcntlArg::F_OFD_SETLK(&whole)).unwrap();
+        assert!(
+            !lock.wait_unheld_before_shared(op, std::time::Duration::from_millis(30)),
+            "held by an old supervisor"
+        );
+        drop(held);
+        assert!(lock.wait_unheld_before_shared(op, std::time::Duration::from_secs(5)));
+        assert!(!old.exists(), "removed once free");
     }
 }

@@ -13,8 +13,9 @@ use std::os::fd::RawFd;
 
 use libc::{c_char, c_int, pid_t};
 
+use super::inherited::Inherited;
 use super::sys::errno;
-use super::{EXEC_FAILED, EXITED, KILLED, SIGNALED, STARTED};
+use super::{EXEC_FAILED, EXITED, KILLED, RETIRING, SIGNALED, STARTED};
 
 /// What the supervisor runs and the descriptors it was given.
 pub(super) struct Child {
@@ -45,12 +46,13 @@ pub(super) enum After {
 
 /// Runs one command. Returns once the command's whole tree is dead and how it ended is
 /// reported. Its standard input, output and error are `/dev/null` (the launcher's) before and
-/// after, its signal dispositions the launcher's.
+/// after, its signal dispositions the launcher's. `forked` is what it inherited when it was
+/// forked: if a command changed any of it, it is not free for another.
 ///
 /// # Safety
 /// Must be called in a supervisor (a forked child of the launcher), with `child` pointing into
 /// memory that is valid for the call.
-pub(super) unsafe fn supervise(child: &Child) -> After {
+pub(super) unsafe fn supervise(child: &Child, forked: &Inherited) -> After {
     // SAFETY (for the whole function): raw system calls on descriptors and buffers this
     // process owns; no allocation.
     unsafe {
@@ -86,15 +88,15 @@ pub(super) unsafe fn supervise(child: &Child) -> After {
         libc::close(child.stdout);
         libc::close(child.stderr);
         if !redirected {
-            return finish(child, lock, EXEC_FAILED, failed);
+            return finish(child, forked, lock, EXEC_FAILED, failed);
         }
         close_on_exec(&[child.channel]);
         if libc::chdir(child.cwd) != 0 {
-            return finish(child, lock, EXEC_FAILED, errno());
+            return finish(child, forked, lock, EXEC_FAILED, errno());
         }
         // The engine may be gone already (its end closed): run nothing.
         if channel_closed(child.channel) {
-            return finish(child, lock, KILLED, 0);
+            return finish(child, forked, lock, KILLED, 0);
         }
         let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
         let mut command: pid_t = 0;
@@ -110,7 +112,7 @@ pub(super) unsafe fn supervise(child: &Child) -> After {
             failed => failed,
         };
         if spawned != 0 {
-            return finish(child, lock, EXEC_FAILED, spawned);
+            return finish(child, forked, lock, EXEC_FAILED, spawned);
         }
         // The command's pid, at once: if this process is killed, the engine reaps the command
         // in its place and can say how it ended.
@@ -154,7 +156,7 @@ pub(super) unsafe fn supervise(child: &Child) -> After {
         if pidfd >= 0 {
             libc::close(pidfd);
         }
-        finish(child, lock, kind, value)
+        finish(child, forked, lock, kind, value)
     }
 }
 
@@ -329,17 +331,23 @@ impl Iterator for Pids<'_> {
 /// socket only this process can write to (a socket, unlike a pipe, cannot be opened through
 /// `/proc`), so the engine takes this record at its word. A command killed at the engine's
 /// word ends the supervisor: the engine has closed its end.
-unsafe fn finish(child: &Child, lock: RawFd, kind: u8, value: i32) -> After {
-    // SAFETY: closing our own descriptors, a send of a stack buffer.
+unsafe fn finish(child: &Child, forked: &Inherited, lock: RawFd, kind: u8, value: i32) -> After {
+    // SAFETY: closing our own descriptors, a send of a stack buffer, a chdir.
     unsafe {
-        // Nothing of the command's is held here any more.
+        // Nothing of the command's is held here any more: not its output, not its working
+        // directory (which an idle supervisor would otherwise keep busy).
         libc::dup2(0, 1);
         libc::dup2(0, 2);
+        libc::chdir(c"/".as_ptr());
         if lock >= 0 {
             libc::close(lock);
         }
+        let free = kind != KILLED && Inherited::now().same_as(forked);
+        if kind != KILLED && !free {
+            let _ = send(child.channel, &encode(RETIRING, 0));
+        }
         let sent = send(child.channel, &encode(kind, value));
-        if sent && kind != KILLED {
+        if sent && free {
             After::Free
         } else {
             After::Done

@@ -177,6 +177,8 @@ pub(super) fn launch(
 fn launch_kept(forking: &mut Forking, request: &Request, fds: [RawFd; 2]) -> Option<Spare> {
     let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
     while let Some(kept) = idle.pop() {
+        // A child subreaper from before it has its command.
+        forking.busy(kept.pid);
         if orphans::is_waiting(kept.pid) && send_request(&kept, request, fds).is_ok() {
             return Some(kept);
         }
@@ -192,22 +194,26 @@ const AT_ONCE_MAX: usize = 16 << 10;
 
 /// Sends `request` to a kept supervisor if that cannot block: one is waiting, and the whole
 /// request goes in one send (a request is small, and the socket empty). `None` otherwise,
-/// nothing sent (one found killed or stopped is left for [`launch`] to discard). A kept
-/// supervisor is known as one already: no fork is under way, so `Forking` is not needed.
+/// nothing sent (one found killed or stopped is left for [`launch`] to discard). Nothing is
+/// waited for: a lock another holds (a sweep's, say) is a `None` too.
 pub(super) fn launch_kept_at_once(request: &Request, fds: [RawFd; 2]) -> Option<Spare> {
     let bytes = request.bytes();
     if bytes.len() > AT_ONCE_MAX {
         return None;
     }
+    let mut forking = orphans::try_forking()?;
     let mut idle = IDLE.try_lock().ok()?;
     let kept = idle.pop()?;
     if !orphans::is_waiting(kept.pid) {
         idle.push(kept);
         return None;
     }
+    // A child subreaper from before it has its command.
+    forking.busy(kept.pid);
     match send(&kept.socket, bytes, &fds) {
         Ok(sent) if sent == bytes.len() => Some(kept),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            forking.idle(kept.pid);
             idle.push(kept);
             None
         }

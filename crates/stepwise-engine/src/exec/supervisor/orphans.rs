@@ -3,8 +3,10 @@
 //! A supervisor is a process like any other: the command knows its pid (`$PPID`), runs as the
 //! same user, and can SIGKILL it; so can anyone else. Its children then go to the nearest
 //! *child subreaper* above it, or to init, where nothing would kill them. So while any
-//! supervisor lives, the engine's process is a child subreaper itself (and stops being one
-//! when the last is reaped, unless it was one before): a killed supervisor's orphans come to
+//! supervisor runs a command, the engine's process is a child subreaper itself (and stops
+//! being one when none does, unless it was one before: a kept supervisor waiting for its next
+//! command has no child to leave behind, and the embedding process's own orphans, WebKit's
+//! say, must not become the engine's): a killed supervisor's orphans come to
 //! the engine, which kills them, and whatever they leave, until none is left.
 //!
 //! The engine shares its process with others' children (in the app, WebKit's web and network
@@ -48,12 +50,16 @@ const ROUND: Duration = Duration::from_millis(2);
 /// The supervisors this process forked and has not reaped yet.
 static SUPERVISORS: Mutex<Supervisors> = Mutex::new(Supervisors {
     live: Vec::new(),
+    busy: Vec::new(),
     launchers: Vec::new(),
     made_subreaper: false,
 });
 
 struct Supervisors {
     live: Vec<pid_t>,
+    /// Those of `live` that may have a command's tree under them: from before it is given a
+    /// command until it reports the tree dead (and is kept) or is reaped.
+    busy: Vec<pid_t>,
     /// The launchers (see `launcher`) this process forked and has not reaped: children of the
     /// engine in sessions of their own, never what a supervisor left.
     launchers: Vec<pid_t>,
@@ -62,10 +68,11 @@ struct Supervisors {
 }
 
 impl Supervisors {
-    /// Makes this process a child subreaper while any supervisor lives (or is being forked),
+    /// Makes this process a child subreaper while any supervisor runs a command (or one is
+    /// being forked or given one),
     /// and no longer once none does, unless it was one before.
     fn update_subreaper(&mut self, forking: bool) {
-        let wanted = forking || !self.live.is_empty();
+        let wanted = forking || !self.busy.is_empty();
         if wanted && !self.made_subreaper {
             if nix::sys::prctl::get_child_subreaper() == Ok(false) {
                 match nix::sys::prctl::set_child_subreaper(true) {
@@ -105,11 +112,25 @@ impl Forking {
     /// Records a supervisor about to receive its command.
     pub(super) fn forked(&mut self, pid: pid_t) {
         self.0.live.push(pid);
+        self.0.busy.push(pid);
     }
 
     /// A supervisor recorded by [`Forking::forked`] never got its command, and was reaped.
     pub(super) fn withdrawn(&mut self, pid: pid_t) {
         self.0.live.retain(|&p| p != pid);
+        self.0.busy.retain(|&p| p != pid);
+    }
+
+    /// A kept supervisor (recorded already) is about to be given a command.
+    pub(super) fn busy(&mut self, pid: pid_t) {
+        if !self.0.busy.contains(&pid) {
+            self.0.busy.push(pid);
+        }
+    }
+
+    /// A kept supervisor was not given the command after all: it waits again.
+    pub(super) fn idle(&mut self, pid: pid_t) {
+        self.0.busy.retain(|&p| p != pid);
     }
 
     /// This process's children in `session` (a dead launcher's) that are not known
@@ -132,6 +153,26 @@ impl Forking {
     pub(super) fn launcher_reaped(&mut self, pid: pid_t) {
         self.0.launchers.retain(|&p| p != pid);
     }
+}
+
+/// [`forking`], unless another holds the list now (a sweep may, for a while): for the thread
+/// that must never wait.
+pub(super) fn try_forking() -> Option<Forking> {
+    let mut supervisors = match SUPERVISORS.try_lock() {
+        Ok(supervisors) => supervisors,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
+    supervisors.update_subreaper(true);
+    Some(Forking(supervisors))
+}
+
+/// A supervisor reported its command's tree dead and is kept for another: it has no child
+/// to leave behind any more.
+pub(super) fn now_idle(pid: pid_t) {
+    let mut supervisors = supervisors();
+    supervisors.busy.retain(|&p| p != pid);
+    supervisors.update_subreaper(false);
 }
 
 /// Clock ticks since boot, as [`Proc::start`] counts them: taken before a supervisor is asked
@@ -221,6 +262,7 @@ pub(super) fn reap_if_exited(supervisor: pid_t) -> Option<Reaped> {
     }
     let mut supervisors = supervisors();
     supervisors.live.retain(|&p| p != supervisor);
+    supervisors.busy.retain(|&p| p != supervisor);
     let _ = nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG));
     supervisors.update_subreaper(false);
     Some(Reaped::default())
@@ -292,6 +334,7 @@ pub(super) fn reap(supervisor: pid_t, started: u64, command: Option<pid_t>) -> R
     }
     let mut supervisors = supervisors();
     supervisors.live.retain(|&p| p != supervisor);
+    supervisors.busy.retain(|&p| p != supervisor);
     let _ = nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG));
     supervisors.update_subreaper(false);
     reaped

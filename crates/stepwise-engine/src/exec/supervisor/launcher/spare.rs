@@ -8,6 +8,10 @@ use std::os::fd::RawFd;
 use super::raw::{Received, Room, read_exact, receive};
 use super::wire::{HEADER_LEN, Header, decode};
 use crate::exec::supervisor::child::{After, Child, supervise};
+use crate::exec::supervisor::inherited::Inherited;
+
+/// The most request memory kept mapped between commands.
+const ROOM_KEPT: usize = 1 << 20;
 use crate::exec::supervisor::sys::close_all_but;
 
 /// Its name in `ps` and `/proc/PID/comm` (at most 15 bytes), not the launcher's.
@@ -25,11 +29,17 @@ pub(super) unsafe fn wait(socket: RawFd) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_NAME, NAME.as_ptr(), 0, 0, 0);
         close_all_but(&[socket]);
+        // What its commands would inherit from it, as it was forked.
+        let forked = Inherited::now();
         // Kept from one request to the next, and mapped again only when one needs more.
         let mut room = None;
         loop {
-            if serve_one(socket, &mut room) == After::Done {
+            if serve_one(socket, &mut room, &forked) == After::Done {
                 libc::_exit(0);
+            }
+            // A large request's memory is not held while it waits.
+            if room.as_ref().is_some_and(|room| room.len() > ROOM_KEPT) {
+                room = None;
             }
         }
     }
@@ -37,7 +47,7 @@ pub(super) unsafe fn wait(socket: RawFd) -> ! {
 
 /// Receives one request, laid out in `room` (mapped if it has too little), and supervises its
 /// command.
-unsafe fn serve_one(socket: RawFd, room: &mut Option<Room>) -> After {
+unsafe fn serve_one(socket: RawFd, room: &mut Option<Room>, forked: &Inherited) -> After {
     // SAFETY: as in `wait`.
     unsafe {
         let mut header = [0u8; HEADER_LEN];
@@ -67,15 +77,18 @@ unsafe fn serve_one(socket: RawFd, room: &mut Option<Room>) -> After {
         let Some(request) = decode(&header, room.bytes()) else {
             libc::_exit(1);
         };
-        supervise(&Child {
-            program: request.program,
-            argv: request.argv,
-            envp: request.envp,
-            cwd: request.cwd,
-            lock: request.lock,
-            stdout: fds[0],
-            stderr: fds[1],
-            channel: socket,
-        })
+        supervise(
+            &Child {
+                program: request.program,
+                argv: request.argv,
+                envp: request.envp,
+                cwd: request.cwd,
+                lock: request.lock,
+                stdout: fds[0],
+                stderr: fds[1],
+                channel: socket,
+            },
+            forked,
+        )
     }
 }
