@@ -29,11 +29,19 @@ use crate::view::{ChangedStep, LiveSignal, RunFeedItem, RunUpdate};
 const RUN_SIGNAL_GAP: Duration = Duration::from_millis(100);
 
 /// A followed run's updates are sent at most this often; events arriving meanwhile go in the
-/// next one. Short enough that an event shows within a tenth of a second of its commit; long
-/// enough to spare frames, each of which costs the window several milliseconds to draw without
-/// a GPU (BENCHMARKS.md: 40 ms cost a third of a core at 100 events a second, 80 ms let
-/// updates take over 100 ms).
+/// next one.
 const UPDATE_GAP: Duration = Duration::from_millis(60);
+
+/// While a run is busy (its last update went out less than [`QUIET`] ago), an update waits
+/// this long after its first event for the events that follow, so that a run committing
+/// every 50 ms is shown in one frame per two commits, not one per commit: each frame costs
+/// the window several milliseconds to draw without a GPU (BENCHMARKS.md). Short enough that
+/// every event is on screen within a tenth of a second of its commit.
+const GATHER: Duration = Duration::from_millis(55);
+
+/// An event after this long without an update is sent at once: a run that changes now and
+/// then shows each change as it happens.
+const QUIET: Duration = Duration::from_millis(250);
 
 /// Starts the app's background work: drives the runs nobody drives (now and whenever one is
 /// let go), seeds the demo on an empty database, and turns the engine's feeds into live
@@ -268,7 +276,8 @@ pub async fn follow_run(
 const BATCH_MAX: usize = 2_000;
 
 /// The next events of a followed run: the first as soon as it is committed, with every other
-/// already read and, until the update is due (`UPDATE_GAP` after the last one), every other
+/// already read and, until the update is due (at once after a quiet spell; else `GATHER`
+/// after its first event, and no sooner than `UPDATE_GAP` after the last update), every other
 /// that arrives meanwhile. Progress met on the way is sent at once through `send`. `None` once
 /// the run has ended and everything was handed out, or the window stopped listening.
 async fn next_batch(
@@ -287,7 +296,13 @@ async fn next_batch(
             Ok(Some(Ok(FeedUpdate::Event(event)))) => {
                 batch.push(*event);
                 if due.is_none() {
-                    due = Some(last_sent.map_or_else(Instant::now, |sent| sent + UPDATE_GAP));
+                    let first = Instant::now();
+                    due = Some(match last_sent {
+                        Some(sent) if first.saturating_duration_since(sent) < QUIET => {
+                            (sent + UPDATE_GAP).max(first + GATHER)
+                        }
+                        _ => first,
+                    });
                 }
                 if batch.len() >= BATCH_MAX {
                     return Some(Ok(batch));

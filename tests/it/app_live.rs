@@ -32,22 +32,30 @@ fn busy_workflow(env: &Env) -> PathBuf {
                 yaml,
                 "  - id: {id}\n    type: set\n    values:\n      i: {i}\n"
             );
-        } else {
-            // Each command step records four events in about 40 ms: ~100 events a second.
-            let touch = if i == SET_STEPS {
-                "touch commands && "
-            } else {
-                ""
-            };
+        } else if i == SET_STEPS {
             let _ = write!(
                 yaml,
-                "  - id: {id}\n    type: run_command\n    command: {touch}sleep 0.035\n"
+                "  - id: {id}\n    type: run_command\n    command: date +%s%N > t0 && touch commands\n"
+            );
+        } else {
+            // Each command step records five events (its rule's approval among them), paced to one
+            // step every 50 ms from the first command on: ~100 events a second, however fast
+            // the engine is.
+            let _ = write!(
+                yaml,
+                "  - id: {id}\n    type: run_command\n    command: sh pace.sh {}\n",
+                i - SET_STEPS
             );
         }
         if i > 0 {
             let _ = writeln!(yaml, "    needs: [s{:05}]", i - 1);
         }
     }
+    env.write(
+        "pace.sh",
+        "d=$(( $(cat t0) + $1 * 50000000 - $(date +%s%N) ))\n\
+         if [ $d -gt 0 ]; then sleep $(awk -v d=$d 'BEGIN { printf \"%.3f\", d / 1e9 }'); fi\n",
+    );
     env.workflow("busy.yaml", &yaml)
 }
 
