@@ -19,6 +19,37 @@ fn engine(env: &Env, hold: bool) -> Engine {
     Engine::open(config).expect("open the engine")
 }
 
+/// A runtime for a test that drives an engine in this process.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Opens an engine on the test's database, lets `arm` set its test hooks, starts `workflow`
+/// and waits for its driver: the run, and how the driver ended.
+fn drive_with(
+    env: &Env,
+    workflow: std::path::PathBuf,
+    arm: impl FnOnce(&Engine),
+) -> (stepwise_core::ids::RunId, Result<RunStatus, EngineError>) {
+    runtime().block_on(async {
+        let engine = engine(env, false);
+        arm(&engine);
+        let handle = engine
+            .start_run(env.start_request(workflow))
+            .await
+            .expect("start");
+        let run = handle.run_id().clone();
+        let ended = tokio::time::timeout(PATIENCE, handle.wait())
+            .await
+            .expect("the driver stops");
+        (run, ended)
+    })
+}
+
 /// Runs this test alone in a process of its own (threads are counted per process, and the
 /// harness runs tests side by side), and checks it passed there.
 pub fn isolated(name: &str) -> bool {
@@ -251,11 +282,7 @@ fn a_driver_that_cannot_write_the_log_ends_the_run_failed_saying_why_and_tells_l
         "chain.yaml",
         "name: chain\nsteps:\n  - id: a\n    type: set\n    values: {v: 1}\n  - id: b\n    type: set\n    values: {v: 2}\n    needs: [a]\n",
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = runtime();
     let (run, failure, waited) = runtime.block_on(async {
         let engine = engine(&env, false);
         let mut failures = engine.subscribe_failures();
@@ -325,30 +352,15 @@ fn a_command_whose_start_cannot_be_recorded_never_runs() {
         "touch.yaml",
         "name: touch\nsteps:\n  - id: touch\n    type: run_command\n    command: \"echo ran > ran.txt\"\n",
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let run = runtime.block_on(async {
-        let engine = engine(&env, false);
+    let (run, ended) = drive_with(&env, wf, |engine| {
         // The disk refuses the commit holding the command's start, after a while: time for
         // the command, prepared meanwhile, to be waiting for it.
         engine
             .test_hooks()
             .slow_commits(None, Duration::from_millis(300));
         engine.test_hooks().fail_commits(None, 1);
-        let handle = engine
-            .start_run(env.start_request(wf))
-            .await
-            .expect("start");
-        let run = handle.run_id().clone();
-        let waited = tokio::time::timeout(PATIENCE, handle.wait())
-            .await
-            .expect("the driver stops");
-        assert!(waited.is_err(), "the driver failed");
-        run
     });
+    assert!(ended.is_err(), "the driver failed");
     // Time enough for a command that was wrongly started to have written its file.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(env.read("ran.txt"), None, "the command ran");
@@ -367,27 +379,11 @@ fn a_command_starts_only_once_its_start_is_durable() {
         "stamp.yaml",
         "name: stamp\nsteps:\n  - id: stamp\n    type: run_command\n    command: \"date +%s%3N > started.ms\"\n",
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
     let held = Duration::from_millis(400);
-    let run = runtime.block_on(async {
-        let engine = engine(&env, false);
+    let (run, ended) = drive_with(&env, wf, |engine| {
         engine.test_hooks().slow_commits(None, held);
-        let handle = engine
-            .start_run(env.start_request(wf))
-            .await
-            .expect("start");
-        let run = handle.run_id().clone();
-        let status = tokio::time::timeout(PATIENCE, handle.wait())
-            .await
-            .expect("the run ends")
-            .expect("the driver");
-        assert_eq!(status, RunStatus::Succeeded);
-        run
     });
+    assert_eq!(ended.expect("the driver"), RunStatus::Succeeded);
     let started: i64 = env
         .read("started.ms")
         .and_then(|text| text.trim().parse().ok())
@@ -421,11 +417,7 @@ fn the_engine_is_a_child_subreaper_only_while_a_command_runs() {
         "wait.yaml",
         "name: wait\nsteps:\n  - id: wait\n    type: run_command\n    command: \"echo started > ready.fifo; cat go.fifo\"\n",
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = runtime();
     let subreaper = || nix::sys::prctl::get_child_subreaper().expect("prctl");
     assert!(!subreaper(), "a subreaper before any command");
     let engine = runtime.block_on(async { engine(&env, false) });
