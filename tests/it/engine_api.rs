@@ -13,18 +13,10 @@ use stepwise_core::ids::EventSeq;
 use stepwise_core::run::RunStatus;
 use stepwise_engine::{ApprovalChange, Command, Engine, EngineError, RefusalKind};
 
-use crate::support::Env;
+use crate::support::{Env, runtime};
 
 /// Long enough for anything that should happen at once, short enough to fail a hung test.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
 
 fn engine(env: &Env, hold: bool) -> Engine {
     let mut config = env.engine_config();

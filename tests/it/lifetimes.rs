@@ -9,7 +9,7 @@ use stepwise_core::ids::EventSeq;
 use stepwise_core::run::RunStatus;
 use stepwise_engine::{Engine, EngineError, RunUpdate};
 
-use crate::support::{Env, threads};
+use crate::support::{Env, runtime, threads};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -17,15 +17,6 @@ fn engine(env: &Env, hold: bool) -> Engine {
     let mut config = env.engine_config();
     config.hold_waiting_runs = hold;
     Engine::open(config).expect("open the engine")
-}
-
-/// A runtime for a test that drives an engine in this process.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
 }
 
 /// Opens an engine on the test's database, lets `arm` set its test hooks, starts `workflow`

@@ -11,7 +11,7 @@ use stepwise_core::ids::EventSeq;
 use stepwise_engine::{Engine, RunUpdate};
 
 use crate::fake_llm::{FakeProvider, Reply};
-use crate::support::{Env, threads};
+use crate::support::{Env, runtime, threads};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -52,14 +52,6 @@ fn stream_of(pieces: &[String], gap: Duration) -> Reply {
     );
     data.push("[DONE]".into());
     Reply::sse(data, gap)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
 }
 
 #[test]

@@ -628,6 +628,15 @@ impl Env {
     }
 }
 
+/// A runtime for a test that drives an engine in its own process.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
 /// How many threads this process has.
 pub fn threads() -> usize {
     std::fs::read_dir("/proc/self/task")
