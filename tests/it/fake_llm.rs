@@ -87,6 +87,25 @@ pub fn openai_reply(text: &str, input: u64, output: u64) -> Reply {
     )
 }
 
+/// The server-sent events of an OpenAI chat completion streamed in `pieces`, then its finish
+/// and usage, then `[DONE]`.
+pub fn openai_stream(pieces: &[&str], input: u64, output: u64) -> Vec<String> {
+    let mut data: Vec<String> = pieces
+        .iter()
+        .map(|p| {
+            json!({"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]})
+                .to_string()
+        })
+        .collect();
+    data.push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string());
+    data.push(
+        json!({"choices": [], "usage": {"prompt_tokens": input, "completion_tokens": output}})
+            .to_string(),
+    );
+    data.push("[DONE]".into());
+    data
+}
+
 /// What the server was asked.
 #[derive(Debug, Clone)]
 pub struct Seen {

@@ -83,6 +83,25 @@ fn waiting_then(env: &Env, mark: &str, after: &[&str]) -> std::path::PathBuf {
     env.workflow("relaunch.yaml", &yaml)
 }
 
+/// Once the first step of [`waiting_then`] runs, sends `sig` to the engine's launcher and the
+/// spare it forked (waiting for the next command), then lets the first step end. The launcher.
+fn signal_launcher_and_spares(
+    engine: &crate::support::Background,
+    ready: &std::path::Path,
+    go: &std::path::Path,
+    sig: nix::sys::signal::Signal,
+) -> i32 {
+    assert_eq!(wait_for_fifo(ready, PATIENCE).as_deref(), Some("started"));
+    let launcher = launcher_of(engine.pid());
+    let spares = spares_of(engine.pid(), launcher, PATIENCE);
+    assert!(!spares.is_empty(), "no spare supervisor was forked");
+    for pid in spares.iter().chain([&launcher]) {
+        signal(*pid, sig);
+    }
+    release(go);
+    launcher
+}
+
 #[test]
 fn a_killed_launcher_and_spare_are_replaced_and_the_next_commands_run() {
     let env = Env::new();
@@ -91,14 +110,7 @@ fn a_killed_launcher_and_spare_are_replaced_and_the_next_commands_run() {
     let mark = sleep_mark(310);
     let wf = waiting_then(&env, &mark, &["second", "third"]);
     let engine = env.spawn_run(&wf);
-    assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
-    let launcher = launcher_of(engine.pid());
-    let spares = spares_of(engine.pid(), launcher, PATIENCE);
-    assert!(!spares.is_empty(), "no spare supervisor was forked");
-    for pid in spares.iter().chain([&launcher]) {
-        signal(*pid, nix::sys::signal::Signal::SIGKILL);
-    }
-    release(&go);
+    signal_launcher_and_spares(&engine, &ready, &go, nix::sys::signal::Signal::SIGKILL);
 
     let out = engine.finish(PATIENCE);
     assert_eq!(out.code, 0, "{out}");
@@ -119,15 +131,8 @@ fn a_stopped_launcher_and_spare_are_killed_and_hold_up_no_command() {
     let mark = sleep_mark(311);
     let wf = waiting_then(&env, &mark, &["second", "third", "fourth"]);
     let engine = env.spawn_run(&wf);
-    assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
-    let launcher = launcher_of(engine.pid());
-    // The spare it forked, waiting for the next command, is stopped too.
-    let spares = spares_of(engine.pid(), launcher, PATIENCE);
-    assert!(!spares.is_empty(), "no spare supervisor was forked");
-    for pid in spares.iter().chain([&launcher]) {
-        signal(*pid, nix::sys::signal::Signal::SIGSTOP);
-    }
-    release(&go);
+    let launcher =
+        signal_launcher_and_spares(&engine, &ready, &go, nix::sys::signal::Signal::SIGSTOP);
 
     let started = std::time::Instant::now();
     let out = engine.finish(PATIENCE);

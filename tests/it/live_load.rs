@@ -5,12 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use stepwise_core::event::Event;
 use stepwise_core::ids::EventSeq;
 use stepwise_engine::{Engine, RunUpdate};
 
-use crate::fake_llm::{FakeProvider, Reply};
+use crate::fake_llm::{FakeProvider, Reply, openai_stream};
 use crate::support::{Env, runtime, threads};
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -39,19 +38,8 @@ fn engine(env: &Env, settings: &std::path::Path) -> Engine {
 
 /// An OpenAI stream of `pieces`, then its finish and usage.
 fn stream_of(pieces: &[String], gap: Duration) -> Reply {
-    let mut data: Vec<String> = pieces
-        .iter()
-        .map(|p| {
-            json!({"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]})
-                .to_string()
-        })
-        .collect();
-    data.push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string());
-    data.push(
-        json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 60}}).to_string(),
-    );
-    data.push("[DONE]".into());
-    Reply::sse(data, gap)
+    let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    Reply::sse(openai_stream(&pieces, 5, 60), gap)
 }
 
 #[test]

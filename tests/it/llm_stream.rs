@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::fake_llm::{FakeProvider, Reply, env_with_fake_provider};
+use crate::fake_llm::{FakeProvider, Reply, env_with_fake_provider, openai_stream};
 use crate::support::{Env, step};
 
 fn env_with(kind: &str, base_url: &str) -> Env {
@@ -27,19 +27,7 @@ fn ask(env: &Env) -> std::path::PathBuf {
 }
 
 fn openai_chunks(pieces: &[&str]) -> Vec<String> {
-    let mut data: Vec<String> = pieces
-        .iter()
-        .map(|p| {
-            json!({"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]})
-                .to_string()
-        })
-        .collect();
-    data.push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string());
-    data.push(
-        json!({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 6}}).to_string(),
-    );
-    data.push("[DONE]".into());
-    data
+    openai_stream(pieces, 9, 6)
 }
 
 #[test]
