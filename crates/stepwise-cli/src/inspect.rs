@@ -85,7 +85,7 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
     );
     for summary in &runs {
         let run = &summary.row;
-        let finished = ["succeeded", "failed", "cancelled"].contains(&run.status.as_str());
+        let finished = run.status.is_finished();
         let took = if finished {
             duration(run.updated_at_ms - run.created_at_ms)
         } else {

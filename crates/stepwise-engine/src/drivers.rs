@@ -30,13 +30,7 @@ impl RunHandle {
     /// Waits until the driver stops: the run finished, or (unless the engine holds waiting
     /// runs) nothing can move without a person. Returns the run's status then.
     pub async fn wait(self) -> Result<RunStatus, EngineError> {
-        self.join.await.map_err(|e| {
-            if e.is_cancelled() {
-                EngineError::ShutDown
-            } else {
-                EngineError::Internal(format!("the driver of a run stopped: {e}"))
-            }
-        })?
+        driver_ended(self.join.await)
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -145,4 +139,18 @@ async fn watch_inbox(
             Err(error) => tracing::warn!(%error, "cannot read the command inbox"),
         }
     }
+}
+
+/// How a driver's task ended, as the run's outcome: a task cancelled (its runtime stopped) is
+/// the engine shutting down.
+pub(crate) fn driver_ended(
+    joined: Result<Result<RunStatus, EngineError>, tokio::task::JoinError>,
+) -> Result<RunStatus, EngineError> {
+    joined.map_err(|e| {
+        if e.is_cancelled() {
+            EngineError::ShutDown
+        } else {
+            EngineError::Internal(format!("the driver of a run stopped: {e}"))
+        }
+    })?
 }

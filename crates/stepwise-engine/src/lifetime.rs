@@ -20,15 +20,13 @@ use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::context::Context;
+use crate::db::writer::RUNTIME_STOP;
 use crate::error::EngineError;
 use crate::messages::Message;
 
 /// How long drivers get to wind down (kill their commands, hear back from their operations)
 /// before the runtimes are stopped under them.
 pub(crate) const WIND_DOWN: Duration = Duration::from_millis(500);
-
-/// How long each runtime gets to finish blocking work when it stops.
-const RUNTIME_STOP: Duration = Duration::from_millis(200);
 
 /// Most worker threads the executor runtime has: operations mostly wait on the network and
 /// on processes, so a few are enough, and a small machine is not crowded.

@@ -29,10 +29,15 @@ impl RunSummary {
     /// The status to show: a run recorded as running that no process drives was interrupted
     /// (its driver died) and waits for `resume`.
     pub fn shown_status(&self) -> &str {
-        if self.row.status == RunStatus::Running && self.held_by.is_none() {
+        Self::status_to_show(&self.row, self.held_by.is_some())
+    }
+
+    /// [`RunSummary::shown_status`] of `row`, driven (`held`) or not.
+    pub fn status_to_show(row: &RunRow, held: bool) -> &'static str {
+        if row.status == RunStatus::Running && !held {
             "interrupted"
         } else {
-            self.row.status.as_str()
+            row.status.as_str()
         }
     }
 }

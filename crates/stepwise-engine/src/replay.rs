@@ -12,7 +12,6 @@ use stepwise_core::workflow::Workflow;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::loading::recorded_workflow;
 use crate::workflow_file;
 
 /// Which workflow a run is replayed against.
@@ -52,7 +51,8 @@ impl Engine {
         let run_id = loaded.row.run_id.clone();
         let (workflow, words): (Arc<Workflow>, String) = match against {
             ReplayAgainst::Recorded => (
-                recorded_workflow(&run_id, &loaded.events)?,
+                // Compiled from the log (and cached) when the run was loaded.
+                Arc::clone(loaded.state.workflow()),
                 "the recorded workflow".into(),
             ),
             ReplayAgainst::CurrentFile | ReplayAgainst::File(_) => {

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -240,7 +239,7 @@ impl ProgressReader {
     /// What was added since the last read, if anything.
     fn read_new(&mut self) -> Option<String> {
         if self.file.is_none() {
-            self.file = open_progress(&self.path);
+            self.file = crate::lock::open_path_to_read(&self.path);
         }
         if self
             .file
@@ -248,7 +247,7 @@ impl ProgressReader {
             .is_some_and(|file| replaced(file, &self.path))
         {
             // The operation was performed again (after a crash): its progress starts anew.
-            self.file = open_progress(&self.path);
+            self.file = crate::lock::open_path_to_read(&self.path);
             self.taken = 0;
             self.partial.clear();
         }
@@ -269,21 +268,12 @@ impl ProgressReader {
     }
 }
 
-/// Whether another file than `file` is at `path` now.
+/// Whether another file than `file` is at `path` now (not when either cannot be looked at:
+/// a progress file removed at its operation's end is read to its end).
 fn replaced(file: &File, path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), std::fs::symlink_metadata(path)) {
         (Ok(open), Ok(there)) => open.dev() != there.dev() || open.ino() != there.ino(),
         _ => false,
     }
-}
-
-/// The progress file, if there is one: never through a link, and only a plain file.
-fn open_progress(path: &std::path::Path) -> Option<File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .ok()?;
-    file.metadata().ok()?.is_file().then_some(file)
 }

@@ -111,13 +111,7 @@ impl Standby {
         match change {
             Change::OwnEnded(ended) => {
                 self.own = None;
-                match ended {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(error)) => Err(error),
-                    Err(join) => Err(EngineError::Internal(format!(
-                        "the driver of a run stopped: {join}"
-                    ))),
-                }
+                crate::drivers::driver_ended(ended).map(drop)
             }
             Change::LocalStopped => {
                 self.local = None;

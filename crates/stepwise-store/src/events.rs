@@ -7,7 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 use stepwise_core::ids::{EventSeq, RunId};
-use stepwise_core::llm::MAX_MICRO_USD;
+use stepwise_core::llm::{MAX_MICRO_USD, add_micro_usd};
 pub use stepwise_core::records::StoredEvent;
 
 use crate::blobs::{BlobResolver, encode_payload};
@@ -245,7 +245,7 @@ pub(crate) fn insert_events(
             event.causation_seq.map(EventSeq::get),
             payload,
         ])?;
-        cost = cost.saturating_add(reply_cost(event)).min(MAX_MICRO_USD);
+        cost = add_micro_usd(cost, reply_cost(event));
     }
     // The run's cost moves with its log, in the same transaction (no trigger: see migration
     // V5). Both figures are at most MAX_MICRO_USD, so their sum fits an i64.

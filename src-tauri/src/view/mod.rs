@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::Value;
 use stepwise_core::event::Proposal;
 use stepwise_core::ids::{RunId, StepId};
-use stepwise_core::run::{CostLine, RunStatus};
-use stepwise_engine::{LoggedEvent, RunRow};
+use stepwise_core::run::CostLine;
+use stepwise_engine::{LoggedEvent, RunRow, RunSummary};
 use ts_rs::TS;
 
 /// A run as the list shows it.
@@ -244,13 +244,7 @@ pub enum LiveSignal {
 
 /// A run as the list shows it, with the process driving it, if any.
 pub fn run_list_item(row: &RunRow, held_by: Option<String>) -> RunListItem {
-    // A run recorded as running that no process drives was interrupted (its driver died) and
-    // waits for `resume`.
-    let status = if row.status == RunStatus::Running && held_by.is_none() {
-        "interrupted".to_string()
-    } else {
-        row.status.as_str().to_string()
-    };
+    let status = RunSummary::status_to_show(row, held_by.is_some()).to_string();
     RunListItem {
         run_id: row.run_id.clone(),
         workflow: row.workflow_name.clone(),

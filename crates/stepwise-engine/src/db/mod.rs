@@ -6,7 +6,7 @@
 mod changes;
 mod identity;
 mod readers;
-mod writer;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -19,8 +19,9 @@ use tokio::task::JoinHandle;
 use super::DbFile;
 use crate::error::EngineError;
 
-/// How long the writer's runtime gives blocking work to finish when it stops.
-const RUNTIME_STOP: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long each of the engine's runtimes (the writer's, the executors') gives blocking work
+/// to finish when it stops.
+pub(crate) const RUNTIME_STOP: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub(crate) struct Writer {
     /// Only ever locked on the writer thread, so never contended.

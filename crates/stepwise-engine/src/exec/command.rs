@@ -10,7 +10,6 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use stepwise_core::operation::{
     CommandOutcome, CommandRequest, OperationError, OperationErrorKind, OperationResult,
     SavedOutput,
@@ -81,7 +80,7 @@ pub(crate) async fn run_command_live(
     // Files to save its output in are a change in the workspace: made once the start is
     // recorded, and then the command starts here.
     if req.save_output && save_as.is_some() {
-        if recorded.then(|| ()).await.is_none() {
+        if !recorded.wait().await {
             return Err(not_recorded());
         }
         let save = save_as
@@ -245,10 +244,9 @@ async fn run(
         Ending::Reported(Ended::Exited(code)) => (Some(code), None, false),
         Ending::Reported(Ended::Signaled(signal)) => (None, Some(signal), false),
         Ending::Reported(Ended::NotStarted { errno }) => {
-            let reason = Errno::from_raw(errno).desc();
-            return Err(OperationError::new(
-                OperationErrorKind::Spawn,
-                format!("could not start `{}`: {reason}", program.to_string_lossy()),
+            return Err(spawn_error(
+                &program.to_string_lossy(),
+                &io::Error::from_raw_os_error(errno),
             ));
         }
         Ending::Reported(Ended::Killed | Ended::Unknown) => {

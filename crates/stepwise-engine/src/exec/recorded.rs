@@ -89,16 +89,15 @@ impl Recorded {
                 }
             }
         };
-        match (answer, start) {
-            (Some(rx), _) => rx.await.ok(),
-            (None, Some(start)) => Some(start()),
-            (None, None) => None,
+        match answer {
+            Some(rx) => rx.await.ok(),
+            // Durable already: `start` was not handed over.
+            None => start.map(|start| start()),
         }
     }
 
     /// Waits until the request is durable (`true`), or its commit failed (`false`): the
     /// operation must then not start.
-    #[cfg(test)]
     pub(crate) async fn wait(self) -> bool {
         self.then(|| ()).await.is_some()
     }

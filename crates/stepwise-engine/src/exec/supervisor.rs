@@ -290,27 +290,14 @@ impl Prepared {
     /// Sends the command to a supervisor, which starts it. An error here is the engine's (the
     /// launcher); a program that cannot be started is reported as [`Ended::NotStarted`].
     pub(crate) fn start(self) -> io::Result<Supervised> {
-        let Prepared {
-            request,
-            stdout: (stdout_r, stdout_w),
-            stderr: (stderr_r, stderr_w),
-        } = self;
         // Everything the command starts starts after this.
         let started = orphans::boot_ticks();
-        let supervisor = {
-            let mut forking = orphans::forking();
-            launcher::launch(
-                &mut forking,
-                &request,
-                [stdout_w.as_raw_fd(), stderr_w.as_raw_fd()],
-            )?
-        };
-        Ok(Prepared {
-            request,
-            stdout: (stdout_r, stdout_w),
-            stderr: (stderr_r, stderr_w),
-        }
-        .started_by(supervisor, started))
+        let supervisor = launcher::launch(
+            &mut orphans::forking(),
+            &self.request,
+            [self.stdout.1.as_raw_fd(), self.stderr.1.as_raw_fd()],
+        )?;
+        Ok(self.started_by(supervisor, started))
     }
 
     /// The command, sent to `supervisor`, which was asked for at `started` (boot ticks).

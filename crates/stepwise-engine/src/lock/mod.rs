@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 use stepwise_core::ids::RunId;
 
+/// A file by its path, to read: never through a link, and only a plain file.
+pub(crate) use self::own_files::open_path_to_read;
 use self::own_files::{io_error, open_dir_to_ask, open_dir_to_take, open_own_file, open_to_read};
 use crate::error::EngineError;
 

@@ -165,7 +165,7 @@ pub(super) fn open_to_read(
 
 /// Opens a file by path to read it, never through a link; `None` if it is not there, or is a
 /// link or not a plain file (not a lock anyone holds).
-pub(super) fn open_path_to_read(path: &Path) -> Option<File> {
+pub(crate) fn open_path_to_read(path: &Path) -> Option<File> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)

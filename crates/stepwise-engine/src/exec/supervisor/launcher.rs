@@ -254,17 +254,10 @@ fn take_spare(slot: &mut Option<Launcher>, forking: &mut Forking) -> io::Result<
 
 /// Asks the launcher for a spare; the answer is read when it is needed ([`answer`]).
 fn ask(launcher: &mut Launcher) -> io::Result<()> {
-    // SAFETY: a send of one byte borrowed for the call; no SIGPIPE if the launcher is gone.
-    let sent = unsafe {
-        libc::send(
-            launcher.socket.as_raw_fd(),
-            [FORK_SPARE].as_ptr().cast(),
-            1,
-            libc::MSG_NOSIGNAL,
-        )
-    };
-    if sent != 1 {
-        return Err(io::Error::last_os_error());
+    if send(&launcher.socket, &[FORK_SPARE], &[])? != 1 {
+        return Err(io::Error::other(
+            "the process that starts commands (the launcher) took no request",
+        ));
     }
     launcher.asked = true;
     Ok(())

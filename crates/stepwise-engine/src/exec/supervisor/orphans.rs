@@ -68,6 +68,12 @@ struct Supervisors {
 }
 
 impl Supervisors {
+    /// A supervisor reaped, or never given its command: no longer one of this process's.
+    fn forget(&mut self, pid: pid_t) {
+        self.live.retain(|&p| p != pid);
+        self.busy.retain(|&p| p != pid);
+    }
+
     /// Makes this process a child subreaper while any supervisor runs a command (or one is
     /// being forked or given one),
     /// and no longer once none does, unless it was one before.
@@ -117,8 +123,7 @@ impl Forking {
 
     /// A supervisor recorded by [`Forking::forked`] never got its command, and was reaped.
     pub(super) fn withdrawn(&mut self, pid: pid_t) {
-        self.0.live.retain(|&p| p != pid);
-        self.0.busy.retain(|&p| p != pid);
+        self.0.forget(pid);
     }
 
     /// A kept supervisor (recorded already) is about to be given a command.
@@ -261,8 +266,7 @@ pub(super) fn reap_if_exited(supervisor: pid_t) -> Option<Reaped> {
         return None;
     }
     let mut supervisors = supervisors();
-    supervisors.live.retain(|&p| p != supervisor);
-    supervisors.busy.retain(|&p| p != supervisor);
+    supervisors.forget(supervisor);
     let _ = nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG));
     supervisors.update_subreaper(false);
     Some(Reaped::default())
@@ -333,8 +337,7 @@ pub(super) fn reap(supervisor: pid_t, started: u64, command: Option<pid_t>) -> R
         (reaped.command, reaped.survivors) = sweep(supervisor, started, command);
     }
     let mut supervisors = supervisors();
-    supervisors.live.retain(|&p| p != supervisor);
-    supervisors.busy.retain(|&p| p != supervisor);
+    supervisors.forget(supervisor);
     let _ = nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG));
     supervisors.update_subreaper(false);
     reaped
