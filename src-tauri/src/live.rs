@@ -259,7 +259,7 @@ pub async fn follow_run(
             Ok(batch) => batch,
             Err(error) => return tracing::warn!(%run, "following the run stopped: {error}"),
         };
-        let update = match apply_batch(&engine, &models, &holders, &model, &batch).await {
+        let update = match apply_batch(&engine, &models, &holders, &model, batch).await {
             Ok(update) => update,
             Err(error) => return tracing::warn!(%run, "following the run stopped: {error}"),
         };
@@ -330,14 +330,14 @@ async fn apply_batch(
     models: &RunModels,
     holders: &Holders,
     model: &SharedModel,
-    batch: &[RecordedEvent],
+    batch: Vec<RecordedEvent>,
 ) -> Result<RunUpdate, stepwise_engine::EngineError> {
     let logged: Vec<LoggedEvent> = batch
-        .iter()
+        .into_iter()
         .map(|r| LoggedEvent {
             seq: r.seq(),
             recorded_at_ms: r.stored.recorded_at_ms,
-            event: r.event.clone(),
+            event: r.event,
         })
         .collect();
     let applied = lock(model).apply(&logged);

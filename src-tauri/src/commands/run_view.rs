@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use stepwise_core::ids::{EventSeq, StepId};
-use stepwise_engine::Engine;
+use stepwise_engine::{Engine, LoggedEvent};
 use tauri::State;
 
 use crate::error::{AppError, ErrorCode};
@@ -161,9 +161,9 @@ pub async fn events_page(
         for logged in &page.events {
             scanned += 1;
             read_to = logged.seq.get();
-            let view = event_view(logged);
-            if words.is_empty() || words.iter().all(|w| event_matches(&view, w)) {
-                events.push(view);
+            // Matched on its kind, step and seq first: only a match is turned into JSON.
+            if words.iter().all(|w| event_matches(logged, w)) {
+                events.push(event_view(logged));
                 if events.len() == limit {
                     let end = read_to >= page.run.last_seq.get();
                     return Ok(EventPage {
@@ -184,11 +184,11 @@ pub async fn events_page(
     }
 }
 
-fn event_matches(event: &crate::view::EventView, word: &str) -> bool {
-    event.kind.to_lowercase().contains(word)
-        || event
-            .step
-            .as_ref()
+fn event_matches(logged: &LoggedEvent, word: &str) -> bool {
+    logged.event.type_name().to_lowercase().contains(word)
+        || logged
+            .event
+            .step()
             .is_some_and(|s| s.as_str().to_lowercase().contains(word))
-        || event.seq.to_string() == word
+        || logged.seq.get().to_string() == word
 }

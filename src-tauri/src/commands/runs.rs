@@ -164,6 +164,7 @@ pub async fn replay_run(
     run: String,
     against: String,
 ) -> Result<ReplayVerdict, AppError> {
+    let recorded = against == "recorded";
     let against = match against.as_str() {
         "recorded" => ReplayAgainst::Recorded,
         "current" => ReplayAgainst::CurrentFile,
@@ -175,9 +176,11 @@ pub async fn replay_run(
     };
     // The engine's one replay, as the CLI's.
     let replayed = state.engine.replay(&run, against).await?;
-    let against = match replayed.against.as_str() {
-        "the recorded workflow" => "the workflow recorded when the run started".to_string(),
-        path => path.to_string(),
+    // What it was replayed against, in the window's words: the engine names the file.
+    let against = if recorded {
+        "the workflow recorded when the run started".to_string()
+    } else {
+        replayed.against
     };
     Ok(match replayed.verdict {
         Ok(report) => ReplayVerdict {

@@ -4,7 +4,7 @@
 // once per lane: an element's `data-select` names the step to choose.
 import type { Segment } from "../generated/Segment";
 import { formatDuration } from "../lib/format";
-import type { Bar as StepBar } from "../lib/runView";
+import { waitedMs, type Bar as StepBar } from "../lib/runView";
 import { stepLook, stepSeverity } from "../lib/status";
 import type { Bar } from "../lib/timeline";
 
@@ -20,12 +20,6 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string): HTMLEle
   const e = document.createElement(tag);
   e.className = cls;
   return e;
-}
-
-function waited(segments: readonly Segment[], now: number): number {
-  let sum = 0;
-  for (const s of segments) if (s.kind !== "executing") sum += (s.end_ms ?? Math.max(now, s.start_ms)) - s.start_ms;
-  return sum;
 }
 
 function segClass(kind: Segment["kind"]): string {
@@ -55,7 +49,7 @@ function drawBar(bar: Bar<StepBar>, d: LaneDrawing): HTMLElement {
   }
   const look = stepLook(s.status);
   const took = formatDuration(bar.first.end - bar.first.start);
-  const wait = waited(s.segments, d.now);
+  const wait = waitedMs(s.segments, d.now);
   button.className = `bar tone-${look.tone}${s.id === d.selected ? " selected" : ""}`;
   button.dataset.step = s.id;
   button.dataset.select = s.id;
