@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -56,8 +56,15 @@ struct Waiter {
 
 type Waiters = Arc<Mutex<HashMap<OsString, Waiter>>>;
 
-/// Followers of files, by name: each woken (a permit kept if it is not waiting) on any event.
-type FollowerMap = Mutex<HashMap<OsString, Vec<(u64, Arc<Notify>)>>>;
+/// Followers of files, by name: on any event each has its file marked changed, then is woken (a
+/// permit kept if it is not waiting).
+type FollowerMap = Mutex<HashMap<OsString, Vec<Follower>>>;
+
+struct Follower {
+    id: u64,
+    changed: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+}
 type Followers = Arc<FollowerMap>;
 
 pub(crate) struct LocksDirWatch {
@@ -74,6 +81,17 @@ pub(crate) struct Following {
     followers: Weak<FollowerMap>,
     name: OsString,
     id: u64,
+    changed: Arc<AtomicBool>,
+    /// There is no watch to say when the file changes: it may have, at any time.
+    unwatched: bool,
+}
+
+impl Following {
+    /// Whether the file may have changed since the last call (`true` the first time), so that
+    /// a feed following many files reads only those that did.
+    pub(crate) fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::AcqRel) || self.unwatched
+    }
 }
 
 impl Drop for Following {
@@ -83,7 +101,7 @@ impl Drop for Following {
         };
         let mut all = followers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = all.get_mut(&self.name) {
-            list.retain(|(id, _)| *id != self.id);
+            list.retain(|follower| follower.id != self.id);
             if list.is_empty() {
                 all.remove(&self.name);
             }
@@ -147,16 +165,27 @@ impl LocksDirWatch {
     /// closed or removed, until the returned interest is dropped.
     pub(crate) fn follow(&self, name: &std::ffi::OsStr, wake: Arc<Notify>) -> Following {
         let id = self.next_follower.fetch_add(1, Ordering::Relaxed);
+        let changed = Arc::new(AtomicBool::new(true));
         self.followers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(name.to_os_string())
             .or_default()
-            .push((id, wake));
+            .push(Follower {
+                id,
+                changed: Arc::clone(&changed),
+                wake,
+            });
         Following {
             followers: Arc::downgrade(&self.followers),
             name: name.to_os_string(),
             id,
+            changed,
+            unwatched: self
+                .watcher
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none(),
         }
     }
 
@@ -235,17 +264,14 @@ fn lets_go(kind: &EventKind) -> bool {
 /// Wakes the followers of `name` (`None`: everyone).
 fn wake_followers(followers: &Followers, name: Option<&std::ffi::OsStr>) {
     let all = followers.lock().unwrap_or_else(|p| p.into_inner());
-    let woken: Vec<&Arc<Notify>> = match name {
-        Some(name) => all
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|(_, n)| n)
-            .collect(),
-        None => all.values().flatten().map(|(_, n)| n).collect(),
+    let woken: Vec<&Follower> = match name {
+        Some(name) => all.get(name).into_iter().flatten().collect(),
+        None => all.values().flatten().collect(),
     };
-    for wake in woken {
-        wake.notify_one();
+    for follower in woken {
+        // Marked before the wake, so that the woken feed reads it.
+        follower.changed.store(true, Ordering::Release);
+        follower.wake.notify_one();
     }
 }
 
@@ -318,4 +344,39 @@ fn try_once(waiters: &Waiters, name: &std::ffi::OsStr) -> bool {
         (waiter.on_taken)(taken);
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_follower_is_told_which_file_changed() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let watch = LocksDirWatch::start(dir.path(), runtime.handle().clone());
+        let wake = Arc::new(Notify::new());
+        let mine = watch.follow("mine.progress".as_ref(), Arc::clone(&wake));
+        let other_wake = Arc::new(Notify::new());
+        let other = watch.follow("other.progress".as_ref(), Arc::clone(&other_wake));
+        assert!(mine.take_changed(), "read once at first");
+        assert!(!mine.take_changed());
+        assert!(other.take_changed());
+
+        std::fs::write(dir.path().join("mine.progress"), "hello").unwrap();
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), wake.notified())
+                .await
+                .expect("woken");
+        });
+        assert!(mine.take_changed());
+        assert!(!other.take_changed(), "another file did not change");
+        watch.stop();
+    }
 }

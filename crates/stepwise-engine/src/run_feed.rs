@@ -123,6 +123,9 @@ impl RunFeed {
                 self.seeded = true;
             }
             for (op, reader) in &mut self.progress {
+                if !reader.may_have_changed() {
+                    continue;
+                }
                 if let Some(text) = reader.read_new() {
                     self.ready.push_back(RunUpdate::Progress {
                         op: *op,
@@ -208,7 +211,7 @@ impl RunFeed {
                 file: None,
                 taken: 0,
                 partial: Vec::new(),
-                _following: following,
+                following,
             },
         );
     }
@@ -232,10 +235,15 @@ struct ProgressReader {
     taken: usize,
     /// The start of a character cut in half by the last read.
     partial: Vec<u8>,
-    _following: Option<Following>,
+    following: Option<Following>,
 }
 
 impl ProgressReader {
+    /// Whether the watch saw its file change since the last look (always, without a watch).
+    fn may_have_changed(&self) -> bool {
+        self.following.as_ref().is_none_or(Following::take_changed)
+    }
+
     /// What was added since the last read, if anything.
     fn read_new(&mut self) -> Option<String> {
         if self.file.is_none() {
