@@ -23,6 +23,7 @@ mod migrations;
 mod open;
 mod runs;
 mod runs_page;
+mod wal_ahead;
 
 use std::path::{Path, PathBuf};
 

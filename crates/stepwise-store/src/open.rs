@@ -102,11 +102,16 @@ pub(crate) fn probe(conn: &Connection) -> rusqlite::Result<()> {
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
 }
 
-/// Whether `<db>-wal` exists with anything in it.
-fn wal_has_commits(path: &Path) -> bool {
+/// The database's write-ahead log: `<db>-wal`.
+pub(crate) fn wal_path(path: &Path) -> PathBuf {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    match std::fs::metadata(PathBuf::from(wal)) {
+    PathBuf::from(wal)
+}
+
+/// Whether `<db>-wal` exists with anything in it.
+fn wal_has_commits(path: &Path) -> bool {
+    match std::fs::metadata(wal_path(path)) {
         Ok(meta) => meta.len() > 0,
         Err(e) => e.kind() != ErrorKind::NotFound,
     }

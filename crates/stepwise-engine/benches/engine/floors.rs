@@ -10,10 +10,33 @@ use stepwise_store::{NewEvent, NewRun, Store};
 
 use crate::{BenchResult, count};
 
-/// One durable commit of one small row, with the engine's connection settings.
+/// One durable commit of one small row, with the engine's connection settings, in a fresh
+/// database: each commit grows the write-ahead log.
 pub fn commit_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
     let dir = tempfile::tempdir()?;
-    let conn = rusqlite::Connection::open(dir.path().join("floor.db"))?;
+    commit_floor_at(&dir.path().join("floor.db"), durability, n)
+}
+
+/// [`commit_floor`] once the write-ahead log has reached its steady size (as the engine grows
+/// it ahead, `Store::grow_wal_ahead`): each commit writes over the log instead of growing it.
+/// What a long-lived database pays.
+pub fn commit_floor_steady(durability: Durability, n: usize) -> BenchResult<Duration> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("floor.db");
+    let mut store = Store::open(&path, durability.into())?;
+    store.grow_wal_ahead()?;
+    // The store's connection stays open: the last one to close would delete the log.
+    let floor = commit_floor_at(&path, durability, n);
+    drop(store);
+    floor
+}
+
+fn commit_floor_at(
+    path: &std::path::Path,
+    durability: Durability,
+    n: usize,
+) -> BenchResult<Duration> {
+    let conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let sync = match durability {
         Durability::Full => "FULL",

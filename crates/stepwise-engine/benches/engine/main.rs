@@ -29,7 +29,8 @@ use stepwise_engine::{Command, Durability, Engine, EngineConfig, StartRun};
 use stepwise_store::Store;
 
 use floors::{
-    append_floor, append_floor_with, commit_floor, spawn_as_engine, spawn_piped, spawn_plain,
+    append_floor, append_floor_with, commit_floor, commit_floor_steady, spawn_as_engine,
+    spawn_piped, spawn_plain,
 };
 use workflows::{
     command_chain, fan_out_reads, fan_out_sets, large_content, large_read_chain, linear_sets,
@@ -269,11 +270,14 @@ async fn commands(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
     let mut beyond_forked = Vec::new();
     let mut spawns = Vec::new();
     let mut commits = Vec::new();
+    let mut steady_commits = Vec::new();
+    let mut beyond_steady = Vec::new();
     let mut commits_per_step = 0.0;
     for _ in 0..sizes.rounds {
         let spawn = spawn_piped(sizes.commands)?;
         let forked = spawn_as_engine(sizes.commands)?;
         let commit = commit_floor(durability, sizes.commands)?;
+        let steady = commit_floor_steady(durability, sizes.commands)?;
         let bench = Bench::open(durability, false)?;
         bench.allow_commands()?;
         let run = bench
@@ -283,7 +287,9 @@ async fn commands(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
         per_step.push(p);
         spawns.push(spawn);
         commits.push(commit);
+        steady_commits.push(steady);
         beyond.push(micros(p) - micros(spawn + commit * 2));
+        beyond_steady.push(micros(p) - micros(spawn + steady * 2));
         beyond_forked.push(micros(p) - micros(forked + commit * 2));
         commits_per_step = run.commits as f64 / sizes.commands as f64;
     }
@@ -306,6 +312,14 @@ async fn commands(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
         (
             "  the commit it is judged against: one durable commit".into(),
             us(median(commits)),
+        ),
+        (
+            "  beyond spawn + two commits to a log at its steady size".into(),
+            format!("{:+} µs", median(beyond_steady)),
+        ),
+        (
+            "  one durable commit to a log at its steady size (not growing)".into(),
+            us(median(steady_commits)),
         ),
         (
             "  beyond a fork-based spawn (own group, parent-death signal) + two commits".into(),

@@ -52,7 +52,14 @@ impl Db {
         let file = Arc::new(DbFile::new(&store));
         let lock_dir = lock_dir_for(path);
         let changes = Changes::start(path, Arc::clone(&file));
-        let writer = Writer::start(store, changes.sender(), Arc::clone(&file), after_exit)?;
+        let grow_wal_first = durability == Durability::Full && !read_only;
+        let writer = Writer::start(
+            store,
+            changes.sender(),
+            Arc::clone(&file),
+            grow_wal_first,
+            after_exit,
+        )?;
         Ok(Db {
             writer,
             readers: Arc::new(Readers::new(Arc::clone(&file), exec)),

@@ -34,6 +34,9 @@ pub(crate) struct Writer {
     file: Arc<DbFile>,
     /// The write-ahead log has been handed over (see `let_go`).
     let_go: AtomicBool,
+    /// Before the first write, grow the write-ahead log so that durable commits do not (see
+    /// `Store::grow_wal_ahead`); set at `FULL` only.
+    grow_wal_first: AtomicBool,
     /// Sending (or dropping) it ends the thread's runtime, and so every task still on it.
     stop: Mutex<Option<oneshot::Sender<()>>>,
     /// Turns `true` once the thread has stopped its runtimes and is ending.
@@ -47,6 +50,7 @@ impl Writer {
         store: Store,
         changes: Arc<watch::Sender<u64>>,
         file: Arc<DbFile>,
+        grow_wal_first: bool,
         after_exit: Box<dyn FnOnce() + Send>,
     ) -> Result<Arc<Writer>, EngineError> {
         let (started_tx, started) = std::sync::mpsc::channel();
@@ -97,6 +101,7 @@ impl Writer {
             commits: AtomicU64::new(0),
             file,
             let_go: AtomicBool::new(false),
+            grow_wal_first: AtomicBool::new(grow_wal_first),
             stop: Mutex::new(Some(stop)),
             exited,
         }))
@@ -123,6 +128,12 @@ impl Writer {
             return Err(error.into());
         }
         store.check_writable()?;
+        if self.grow_wal_first.swap(false, Ordering::Relaxed) {
+            // Only saves time; a log that could not grow is grown by the commits instead.
+            if let Err(error) = store.grow_wal_ahead() {
+                tracing::debug!(%error, "could not grow the write-ahead log ahead");
+            }
+        }
         let result = write(&mut store).map_err(|error| error.at(self.file.path()));
         self.commits.store(store.commits(), Ordering::Relaxed);
         drop(store);
