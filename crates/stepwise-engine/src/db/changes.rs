@@ -15,12 +15,17 @@
 //!
 //! The signal is a generation counter in a `watch` channel: waiters see that it moved and go
 //! and read what is new; many commits while they read coalesce into one wake-up.
+//!
+//! The engine's own commits write to the WAL too, and wake the watch. So that they do not raise
+//! the signal a second time (every feed and list would read again for nothing), the looker
+//! compares the `data_version` of the writer's own connection once there is one: it moves only
+//! for other connections' commits.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -28,6 +33,10 @@ use stepwise_store::Store;
 use tokio::sync::watch;
 
 use super::DbFile;
+use super::writer::Writer;
+
+/// The engine's writer, once it has started: its connection tells others' commits apart.
+type WriterSlot = Arc<OnceLock<Weak<Writer>>>;
 
 /// How long the watch lets a burst of writes to the WAL gather before it reads on.
 const COALESCE: Duration = Duration::from_millis(1);
@@ -48,6 +57,7 @@ pub(crate) struct Changes {
     watcher: Mutex<Option<RecommendedWatcher>>,
     /// Raised to stop the looker where there is no watch (it polls).
     stopped: Arc<AtomicBool>,
+    writer: WriterSlot,
 }
 
 impl Changes {
@@ -55,7 +65,8 @@ impl Changes {
         let (sender, _) = watch::channel(0u64);
         let sender = Arc::new(sender);
         let stopped = Arc::new(AtomicBool::new(false));
-        let watcher = match watch_wal(db_path, &sender, &file, &stopped) {
+        let writer = WriterSlot::default();
+        let watcher = match watch_wal(db_path, &sender, &file, &stopped, &writer) {
             Ok(watcher) => Some(watcher),
             Err(error) => {
                 tracing::warn!(
@@ -69,6 +80,7 @@ impl Changes {
                     file,
                     None,
                     Arc::clone(&stopped),
+                    Arc::clone(&writer),
                 );
                 None
             }
@@ -77,7 +89,14 @@ impl Changes {
             sender,
             watcher: Mutex::new(watcher),
             stopped,
+            writer,
         }
+    }
+
+    /// From now on, tells the engine's own commits (which `writer` signals itself) from
+    /// others' by the writer's connection.
+    pub(crate) fn tell_own_commits_by(&self, writer: &Arc<Writer>) {
+        let _ = self.writer.set(Arc::downgrade(writer));
     }
 
     /// Stops watching: the watch's thread and the looker end.
@@ -113,6 +132,7 @@ fn watch_wal(
     sender: &Arc<watch::Sender<u64>>,
     file: &Arc<DbFile>,
     stopped: &Arc<AtomicBool>,
+    writer: &WriterSlot,
 ) -> notify::Result<RecommendedWatcher> {
     let canonical = db_path
         .canonicalize()
@@ -150,6 +170,7 @@ fn watch_wal(
         Arc::clone(file),
         Some(hinted),
         Arc::clone(stopped),
+        Arc::clone(writer),
     );
     Ok(watcher)
 }
@@ -163,6 +184,7 @@ fn spawn_looker(
     file: Arc<DbFile>,
     hints: Option<Receiver<()>>,
     stopped: Arc<AtomicBool>,
+    writer: WriterSlot,
 ) {
     let path: PathBuf = db_path.to_path_buf();
     let spawned = std::thread::Builder::new()
@@ -182,6 +204,7 @@ fn spawn_looker(
                 seen: None,
                 replaced: false,
                 stopped,
+                writer,
             };
             looker.look();
             match hints {
@@ -198,11 +221,13 @@ struct Looker {
     store: Store,
     sender: Weak<watch::Sender<u64>>,
     file: Arc<DbFile>,
-    seen: Option<i64>,
+    /// The last `data_version` seen, and whether it was the writer's connection's.
+    seen: Option<(bool, i64)>,
     /// The file was found replaced (and the waiters woken to find out).
     replaced: bool,
     /// The engine stops: so does the looker.
     stopped: Arc<AtomicBool>,
+    writer: WriterSlot,
 }
 
 impl Looker {
@@ -225,7 +250,10 @@ impl Looker {
             bump(&sender);
             return true;
         }
-        let now = self.store.data_version().ok();
+        let now = match self.writer.get().and_then(Weak::upgrade) {
+            Some(writer) => writer.others_commits_version().map(|v| (true, v)),
+            None => self.store.data_version().ok().map(|v| (false, v)),
+        };
         if now != self.seen {
             self.seen = now;
             bump(&sender);
@@ -271,5 +299,84 @@ impl Looker {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use stepwise_core::ids::RunId;
+    use stepwise_store::NewRun;
+
+    use super::super::Db;
+    use crate::config::Durability;
+
+    fn new_run(id: &str) -> NewRun {
+        NewRun {
+            run_id: id.into(),
+            workflow_name: "w".into(),
+            workflow_path: "w.yaml".into(),
+            workflow_hash: "sha256:0".into(),
+            workspace: "/ws".into(),
+            trigger: "test".into(),
+            status: "running".into(),
+            created_at_ms: 0,
+        }
+    }
+
+    /// Waits for the signal to move; `false` if it did not within `patience`.
+    async fn moved(changes: &mut tokio::sync::watch::Receiver<u64>, patience: Duration) -> bool {
+        tokio::time::timeout(patience, changes.changed())
+            .await
+            .is_ok()
+    }
+
+    #[test]
+    fn own_commits_are_signalled_once_and_others_are_seen() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stepwise.db");
+        let db = Db::open(
+            &path,
+            Durability::Normal,
+            runtime.handle().clone(),
+            Box::new(|| {}),
+        )
+        .unwrap();
+        runtime.block_on(async {
+            let mut changes = db.watch_changes();
+            // Let the first look settle.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            changes.mark_unchanged();
+
+            // This engine's commit: the writer signals it, and the watch (which sees its writes
+            // to the WAL too, and looks for a second afterwards) does not signal it again.
+            db.write(|store| store.create_run(&new_run("own"), &[]))
+                .await
+                .unwrap();
+            assert!(moved(&mut changes, Duration::from_secs(1)).await);
+            changes.mark_unchanged();
+            assert!(
+                !moved(&mut changes, Duration::from_millis(300)).await,
+                "an own commit was signalled twice"
+            );
+
+            // Another connection's commit (another process's, as far as SQLite can tell).
+            let other = stepwise_store::Store::open(&path, stepwise_store::Durability::Normal);
+            let mut other = other.unwrap();
+            other.create_run(&new_run("other"), &[]).unwrap();
+            assert!(moved(&mut changes, Duration::from_secs(5)).await);
+            let seen = db
+                .read(|store| Ok(store.run(&RunId::from("other"))?.is_some()))
+                .await
+                .unwrap();
+            assert!(seen);
+        });
+        db.changes.stop();
     }
 }

@@ -60,6 +60,7 @@ impl Db {
             grow_wal_first,
             after_exit,
         )?;
+        changes.tell_own_commits_by(&writer);
         Ok(Db {
             writer,
             readers: Arc::new(Readers::new(Arc::clone(&file), exec)),

@@ -24,7 +24,8 @@ use crate::error::EngineError;
 pub(crate) const RUNTIME_STOP: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub(crate) struct Writer {
-    /// Only ever locked on the writer thread, so never contended.
+    /// Locked on the writer thread, and only briefly by the change watch's thread (see
+    /// `others_commits_version`).
     store: Mutex<Store>,
     runtime: Handle,
     thread: ThreadId,
@@ -105,6 +106,15 @@ impl Writer {
             stop: Mutex::new(Some(stop)),
             exited,
         }))
+    }
+
+    /// `PRAGMA data_version` of the writer's own connection, which moves when another
+    /// connection commits (another process, or another engine) and never for this writer's own
+    /// commits: how the change watch tells others' commits from this engine's, which the
+    /// writer signals itself. Off the writer thread; waits while a write is under way.
+    pub(crate) fn others_commits_version(&self) -> Option<i64> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        store.data_version().ok()
     }
 
     /// Writes now. Only on the writer thread (the drivers live there); anyone else uses
