@@ -181,9 +181,7 @@ fn hint_for(error: &EngineError) -> Option<&'static str> {
             Some("copy the hash as `stepwise approvals` shows it")
         }
         EngineError::MissingReason { .. } => Some("give one with --reason"),
-        EngineError::Settings { message } if message.contains("no home directory") => {
-            Some("name the database with --db or STEPWISE_DB")
-        }
+        EngineError::NoDatabasePlace => Some("name the database with --db or STEPWISE_DB"),
         _ => None,
     }
 }

@@ -114,13 +114,7 @@ impl EngineConfig {
         let db = match (db, &dirs) {
             (Some(db), _) => db,
             (None, Some(dirs)) => dirs.data_dir().join("stepwise.db"),
-            (None, None) => {
-                return Err(EngineError::Settings {
-                    message:
-                        "there is no home directory to keep the database in, and none was named"
-                            .into(),
-                });
-            }
+            (None, None) => return Err(EngineError::NoDatabasePlace),
         };
         let config_file = |name: &str| dirs.as_ref().map(|d| d.config_dir().join(name));
         let mut config = EngineConfig::new(db);

@@ -57,12 +57,15 @@ pub enum EngineError {
         message: String,
     },
     /// The model settings are missing something a workflow needs, or are broken; or the
-    /// engine's configuration cannot be made (no home directory, a variable it cannot mean).
+    /// engine's configuration cannot be made (a variable it cannot mean).
     #[error("{message}")]
     Settings {
         /// What is wrong, naming the file, variable or model.
         message: String,
     },
+    /// No database was named and this user has no home directory to keep one in.
+    #[error("there is no home directory to keep the database in, and none was named")]
+    NoDatabasePlace,
     /// The workspace cannot be used (missing, not a directory, a path leaving it).
     #[error("workspace: {0}")]
     Workspace(#[from] SandboxError),
@@ -251,6 +254,7 @@ impl EngineError {
                 | EngineError::Input(_)
                 | EngineError::Policy { .. }
                 | EngineError::Settings { .. }
+                | EngineError::NoDatabasePlace
                 | EngineError::Workspace(_)
                 | EngineError::UnknownStep { .. }
                 | EngineError::WrongStepState { .. }

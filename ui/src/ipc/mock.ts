@@ -14,7 +14,6 @@ import type { RunsPage } from "../generated/RunsPage";
 import type { StepDetail } from "../generated/StepDetail";
 import type { StepPage } from "../generated/StepPage";
 import type { CostOverview } from "../generated/CostOverview";
-import type { ErrorCode } from "../generated/ErrorCode";
 import type { EventView } from "../generated/EventView";
 import type { LiveSignal } from "../generated/LiveSignal";
 import type { Proposal } from "../generated/Proposal";
@@ -28,7 +27,7 @@ import type { FileNode } from "../generated/FileNode";
 import { countByStatus, filterRuns, sortRuns } from "../lib/runsFilter";
 import type { ApproveArgs, Backend, RejectArgs, RunsQuery } from "./backend";
 import { buildRun, fakeHash, fakeUuid, proposalHash, seeded, type BuiltRun } from "./fixtureBuilder";
-import { STEP_TEMPLATES, closeSegments, costOf, detailFor, head, openSegment, parseInput, replayOf, stepRow } from "./mockRuns";
+import { STEP_TEMPLATES, appError, checkedInputs, closeSegments, costOf, decisionEvents, detailFor, head, openSegment, parseInput, replayOf, stepRow } from "./mockRuns";
 import type { Fixtures } from "./fixtures";
 
 export interface MockOptions {
@@ -41,9 +40,6 @@ const EVENTS_PAGE_MAX = 1_000;
 const STEPS_PAGE_MAX = 500;
 const RUNS_PAGE_MAX = 500;
 
-function appError(code: ErrorCode, message: string): AppError {
-  return { code, message };
-}
 
 /** What crossing the IPC boundary does to a value: JSON out (in Rust), JSON in (here). */
 const clone = <T>(value: T): T => (value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T));
@@ -279,21 +275,7 @@ export class MockBackend implements Backend {
       const first = info.errors[0];
       throw appError("invalid", `${workflow}: ${info.errors.length} problem(s); line ${first.line}, column ${first.column}: ${first.message}`);
     }
-    const values: Record<string, JsonValue> = {};
-    for (const name of Object.keys(inputs))
-      if (!info.inputs.some((i) => i.name === name))
-        throw appError("invalid", `unknown input \`${name}\` (declared: ${info.inputs.map((i) => i.name).join(", ") || "(none)"})`);
-    for (const input of info.inputs) {
-      const text = inputs[input.name];
-      if (text === undefined) {
-        if (input.default === null) throw appError("invalid", `missing input \`${input.name}\``);
-        values[input.name] = input.default;
-        continue;
-      }
-      const parsed = parseInput(input.kind, text);
-      if (parsed === undefined) throw appError("invalid", `input \`${input.name}\` must be ${input.kind}, got \`${text}\``);
-      values[input.name] = parsed;
-    }
+    const values = checkedInputs(info, inputs);
     const now = Date.now();
     const id = fakeUuid(this.rand);
     const names = STEP_TEMPLATES[info.name ?? ""] ?? [["start", "set"], ["finish", "set"]];
@@ -528,16 +510,7 @@ export class MockBackend implements Backend {
     step.timing.waiting_now = false;
     const by = this.info.user;
     const approvedHash = d.edited ? fakeHash(`${item.proposal_hash}:edited`) : item.proposal_hash;
-    const events = d.approved
-      ? [
-          { kind: "ApprovalGranted", step: step.id, data: { step: step.id, by, mode: { kind: "manual" }, proposal_hash: item.proposal_hash, approved_hash: approvedHash, comment: d.comment ?? null } as JsonValue },
-          { kind: "StepSucceeded", step: step.id, data: { step: step.id } as JsonValue },
-        ]
-      : [
-          { kind: "ApprovalRejected", step: step.id, data: { step: step.id, by, proposal_hash: item.proposal_hash, reason: d.reason ?? "" } as JsonValue },
-          { kind: "StepRejected", step: step.id, data: { step: step.id, reason: d.reason ?? "" } as JsonValue },
-        ];
-    const [decided] = this.append(r, events);
+    const [decided] = this.append(r, decisionEvents(step.id, item.proposal_hash, approvedHash, by, d));
     r.detail.decisions.push({
       seq: decided.seq,
       at_ms: now,

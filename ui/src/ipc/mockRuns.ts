@@ -9,6 +9,9 @@ import type { JsonValue } from "../generated/serde_json/JsonValue";
 import type { RunHead } from "../generated/RunHead";
 import type { RunListItem } from "../generated/RunListItem";
 import type { StepRow } from "../generated/StepRow";
+import type { WorkflowInfo } from "../generated/WorkflowInfo";
+import type { AppError } from "../generated/AppError";
+import type { ErrorCode } from "../generated/ErrorCode";
 import { addCost, buildRun, emptyCost, type BuiltRun, type StepView } from "./fixtureBuilder";
 
 export const STEP_TEMPLATES: Record<string, Array<[string, string]>> = {
@@ -19,6 +22,50 @@ export const STEP_TEMPLATES: Record<string, Array<[string, string]>> = {
   "llm-triage": [["issues", "read_file"], ["classify", "prompt"], ["report", "set"]],
   "llm-plan": [["plan", "plan"], ["done", "set"]],
 };
+
+/** The error the app's commands answer with. */
+export function appError(code: ErrorCode, message: string): AppError {
+  return { code, message };
+}
+
+/** A form's inputs checked against the workflow's declared ones, as the engine checks them. */
+export function checkedInputs(info: WorkflowInfo, inputs: Record<string, string>): Record<string, JsonValue> {
+  const values: Record<string, JsonValue> = {};
+  for (const name of Object.keys(inputs))
+    if (!info.inputs.some((i) => i.name === name))
+      throw appError("invalid", `unknown input \`${name}\` (declared: ${info.inputs.map((i) => i.name).join(", ") || "(none)"})`);
+  for (const input of info.inputs) {
+    const text = inputs[input.name];
+    if (text === undefined) {
+      if (input.default === null) throw appError("invalid", `missing input \`${input.name}\``);
+      values[input.name] = input.default;
+      continue;
+    }
+    const parsed = parseInput(input.kind, text);
+    if (parsed === undefined) throw appError("invalid", `input \`${input.name}\` must be ${input.kind}, got \`${text}\``);
+    values[input.name] = parsed;
+  }
+  return values;
+}
+
+/** The events a person's decision on a step's proposal records. */
+export function decisionEvents(
+  step: string,
+  proposalHash: string,
+  approvedHash: string,
+  by: string,
+  d: { approved: boolean; comment?: string | null; reason?: string },
+): Array<{ kind: string; step: string | null; data: JsonValue }> {
+  return d.approved
+    ? [
+        { kind: "ApprovalGranted", step, data: { step, by, mode: { kind: "manual" }, proposal_hash: proposalHash, approved_hash: approvedHash, comment: d.comment ?? null } },
+        { kind: "StepSucceeded", step, data: { step } },
+      ]
+    : [
+        { kind: "ApprovalRejected", step, data: { step, by, proposal_hash: proposalHash, reason: d.reason ?? "" } },
+        { kind: "StepRejected", step, data: { step, reason: d.reason ?? "" } },
+      ];
+}
 
 /** Reads a form's text as the engine does (`--input k=v`). */
 export function parseInput(kind: string, text: string): JsonValue | undefined {

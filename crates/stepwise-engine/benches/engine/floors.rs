@@ -8,7 +8,8 @@ use stepwise_core::ids::EventSeq;
 use stepwise_engine::Durability;
 use stepwise_store::{NewEvent, NewRun, Store};
 
-use crate::{BenchResult, count};
+use crate::BenchResult;
+use crate::bench::count;
 
 /// One durable commit of one small row, with the engine's connection settings, in a fresh
 /// database: each commit grows the write-ahead log.

@@ -48,7 +48,7 @@ impl RunLock {
         let mut candidate = LockCandidate::open(dir, run_id)?;
         match candidate.try_take()? {
             Some(lock) => Ok(Ok(lock)),
-            None => Ok(Err(holder_text(&mut candidate.file))),
+            None => Ok(Err(candidate.holder())),
         }
     }
 
@@ -80,7 +80,8 @@ impl RunLock {
 /// A run's lock file, open, for a process that waits to take it (see `locks_dir_watch`).
 #[derive(Debug)]
 pub(crate) struct LockCandidate {
-    file: File,
+    /// `None` once its lock was taken: the file went with it, and a later try opens it anew.
+    file: Option<File>,
     path: PathBuf,
     dir: PathBuf,
     run_id: RunId,
@@ -94,7 +95,7 @@ impl LockCandidate {
     pub(crate) fn open(dir: &Path, run_id: &RunId) -> Result<LockCandidate, EngineError> {
         let (file, path) = open_run_lock(dir, run_id)?;
         Ok(LockCandidate {
-            file,
+            file: Some(file),
             path,
             dir: dir.to_path_buf(),
             run_id: run_id.clone(),
@@ -109,23 +110,22 @@ impl LockCandidate {
     /// Takes the lock if nobody holds it now; `None` if somebody does.
     pub(crate) fn try_take(&mut self) -> Result<Option<RunLock>, EngineError> {
         for _ in 0..REOPENS {
-            if !sys::try_lock(&self.file).map_err(|source| io_error(&self.path, source))? {
+            let file = match self.file.take() {
+                Some(file) => file,
+                None => open_run_lock(&self.dir, &self.run_id)?.0,
+            };
+            if !sys::try_lock(&file).map_err(|source| io_error(&self.path, source))? {
+                self.file = Some(file);
                 return Ok(None);
             }
-            if same_file_at(&self.file, &self.path) {
-                let file = self.file.try_clone().map_err(|e| io_error(&self.path, e))?;
-                // The candidate's own descriptor shares the open file description (and so
-                // the lock): it is replaced by a fresh one, so that dropping the candidate
-                // does not matter.
-                let lock = RunLock::claim(file, &self.path)?;
-                let (fresh, _) = open_run_lock(&self.dir, &self.run_id)?;
-                self.file = fresh;
-                return Ok(Some(lock));
+            if same_file_at(&file, &self.path) {
+                // The lock belongs to this open file, which goes to the lock taken. A later
+                // try opens the file anew, not now: closing a descriptor opened for writing
+                // would tell every process waiting for the run that its holder let go.
+                return RunLock::claim(file, &self.path).map(Some);
             }
             // The file was removed (its run finished) after it was opened: the lock taken is
-            // on a file nobody else will open. Open the one at the path now.
-            let (file, _) = open_run_lock(&self.dir, &self.run_id)?;
-            self.file = file;
+            // on a file nobody else will open. The next round opens the one at the path.
         }
         Err(EngineError::UnsafeFile {
             what: "run lock",
@@ -192,6 +192,20 @@ fn open_run_lock(dir: &Path, run_id: &RunId) -> Result<(File, PathBuf), EngineEr
     Ok((file, dir.join(name)))
 }
 
+impl LockCandidate {
+    /// Who holds the lock, as its holder wrote it (after a try that found it held).
+    fn holder(&mut self) -> String {
+        match self.file.as_mut() {
+            Some(file) => holder_text(file),
+            None => nobody_named(),
+        }
+    }
+}
+
+fn nobody_named() -> String {
+    "another stepwise process".to_string()
+}
+
 fn holder_text(file: &mut File) -> String {
     let mut holder = String::new();
     let _ = file.seek(SeekFrom::Start(0));
@@ -200,7 +214,7 @@ fn holder_text(file: &mut File) -> String {
         .read_to_string(&mut holder);
     let holder = holder.trim();
     if holder.is_empty() {
-        "another stepwise process".to_string()
+        nobody_named()
     } else {
         holder.to_string()
     }
@@ -309,6 +323,8 @@ mod tests {
         assert!(candidate.try_take().unwrap().is_none(), "still held");
         drop(lock);
         let taken = candidate.try_take().unwrap().expect("free now");
+        // Its file went with the lock, nothing was opened (and closed) again in its place.
+        assert!(candidate.file.is_none());
         assert!(RunLock::try_acquire(dir.path(), &r1()).unwrap().is_err());
         assert!(
             candidate.try_take().unwrap().is_none(),
