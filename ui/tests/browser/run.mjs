@@ -245,12 +245,16 @@ test("run: an operation cut off by a crash shows as outcome unknown, and a perso
   await hasText(panel.locator(".status").first(), "outcome unknown", "the step's status");
   await hasText(page.locator('[data-testid="run-unknown"]'), ["Outcome unknown", "rewrite_api"], "the run's banner");
   await hasText(page.locator('[data-testid="timeline"] .legend'), "outcome unknown", "the timeline's legend");
+  const unknownKey = page.locator('[data-testid="timeline"] .legend .key', { hasText: /^outcome unknown$/ });
+  await visible(unknownKey, "the legend's key for the status outcome unknown");
   await visible(page.locator('.bar[data-step="rewrite_api"] .seg.unknown'), "the unknown segment on the timeline");
   await hasText(page.locator('[data-testid="steps-list"] [data-step="rewrite_api"]'), "outcome unknown", "the step's row");
   await shot(page, "run-outcome-unknown");
   await panel.getByRole("button", { name: "It happened: mark done" }).click();
   await hasText(panel.locator(".status").first(), "succeeded", "the resolved step");
   await gone(page.locator('[data-testid="run-unknown"]'), "the run's banner");
+  // No step has that status any more: the legend no longer lists it.
+  await gone(unknownKey, "the legend's key for a status no step has");
   const [[, step, resolution]] = await mockCalls(page, "resolveStep");
   if (step !== "rewrite_api" || resolution !== "mark_done") fail(`resolveStep got ${step} ${resolution}`);
 });
