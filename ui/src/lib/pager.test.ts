@@ -55,6 +55,26 @@ describe("Pager", () => {
     expect(s.asked.at(-1)).toEqual([100, 100]);
   });
 
+  it("when an append-only list grows, asks again only for the short block at its old end", async () => {
+    const s = source(250);
+    const pager = new Pager(s.fetch, () => {}, { blockSize: 100 });
+    await pager.show(0, 300);
+    expect(s.asked).toEqual([
+      [0, 100],
+      [100, 100],
+      [200, 100],
+    ]);
+    s.set(Array.from({ length: 330 }, (_, i) => `row ${i}`));
+    await pager.grew(330);
+    // Blocks 0 and 1 were whole: nothing in them can have changed.
+    expect(s.asked.slice(3)).toEqual([[200, 100]]);
+    expect(pager.get(299)).toBe("row 299");
+    expect(pager.total).toBe(330);
+    await pager.show(250, 400);
+    expect(s.asked.slice(4)).toEqual([[300, 100]]);
+    expect(pager.get(329)).toBe("row 329");
+  });
+
   it("drops an answer that a reset made obsolete", async () => {
     const waiting: Array<() => void> = [];
     let calls = 0;

@@ -90,6 +90,20 @@ export class Pager<T> {
     return this.show(this.view[0], this.view[1]);
   }
 
+  /**
+   * An append-only list (a run's events) grew to `total` rows. Rows kept cannot have changed:
+   * only a block that was short (the list's old end) is asked for again, if it is on screen.
+   */
+  grew(total: number): Promise<void> {
+    this.generation++;
+    this.total = total;
+    for (const block of this.blocks.values()) if (block.rows.length < this.blockSize) block.stale = true;
+    this.inFlight.clear();
+    this.failed.clear();
+    this.onChange();
+    return this.show(this.view[0], this.view[1]);
+  }
+
   /** Forgets everything (a new filter): the next answer starts the list afresh. */
   reset(): Promise<void> {
     this.generation++;
