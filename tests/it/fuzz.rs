@@ -427,6 +427,7 @@ fn result_for(request: &OperationRequest) -> OperationResult {
             after_crash: false,
             attempts: 1,
             usage_estimated: false,
+            tool_calls: Vec::new(),
         })),
     }
 }

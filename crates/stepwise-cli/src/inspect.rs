@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use stepwise_core::event::{Event, Proposal};
 use stepwise_core::ids::StepId;
-use stepwise_core::llm::{Role, format_usd};
+use stepwise_core::llm::format_usd;
 use stepwise_core::run::{RunStatus, StepStatus, StepTiming, step_timings};
 use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Approval, Engine, LoadedRun, StoredEvent};
@@ -440,12 +440,16 @@ pub fn approval_text(approval: &Approval) -> String {
             }
             for message in &request.messages {
                 let text = one_line(&message.content, 100);
-                let role = match message.role {
-                    Role::System => "system",
-                    Role::User => "user",
-                    Role::Assistant => "assistant",
-                };
+                let role = message.role.as_str();
                 out.push(format!("   {role}: {}", printable(&text)));
+                for call in &message.tool_calls {
+                    let arguments = one_line(&call.arguments.to_string(), 100);
+                    out.push(format!(
+                        "   {role} calls {}: {}",
+                        printable(&call.name),
+                        printable(&arguments)
+                    ));
+                }
             }
         }
     }

@@ -113,6 +113,20 @@ pub enum Role {
     System,
     User,
     Assistant,
+    /// What a tool the model called returned (`tool_call_id` says which call).
+    Tool,
+}
+
+impl Role {
+    /// The role as people and most protocols name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
 }
 
 /// One message of a conversation.
@@ -121,7 +135,60 @@ pub enum Role {
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// The tools a model's turn called (an assistant message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a tool message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
+
+impl ChatMessage {
+    /// A message of text alone.
+    pub fn text(role: Role, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    /// What a tool returned for the call `id`.
+    pub fn tool_result(id: impl Into<String>, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: Role::Tool,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(id.into()),
+        }
+    }
+}
+
+/// A tool a model may call: its name, what it does, and a JSON Schema of its arguments (an
+/// object).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
+/// A tool call a model asked for: the provider's id for it (made up where the protocol has
+/// none), the tool's name and its arguments (a JSON object).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
+}
+
+/// The most tool calls one reply may ask for: a reply asking for more is refused as malformed.
+pub const MAX_TOOL_CALLS_PER_REPLY: usize = 64;
+/// The longest tool name or call id a reply may give, in bytes.
+pub const MAX_TOOL_NAME_BYTES: usize = 256;
 
 /// A sampling temperature (0 to 2). Compared bit for bit, so that a recorded request equals
 /// itself.
@@ -161,6 +228,9 @@ pub struct LlmRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub timeout_ms: Option<u64>,
+    /// The tools the model may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
 }
 
 /// Tokens a call used, as the provider reported them.
@@ -222,6 +292,9 @@ pub struct LlmReply {
     /// The provider reported no token counts; these are estimated from the text.
     #[serde(default, skip_serializing_if = "is_false")]
     pub usage_estimated: bool,
+    /// The tools the model called, in the order it gave them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -270,11 +343,27 @@ impl CostEstimate {
 /// The estimate for a request. Prompt tokens are counted generously (a token for every 3
 /// bytes, plus 4 per message), so that a budget is not crossed by an underestimate.
 pub fn estimate(request: &LlmRequest) -> CostEstimate {
-    let input_tokens: u64 = request
+    let json_len = |value: &serde_json::Value| value.to_string().len() as u64;
+    let messages: u64 = request
         .messages
         .iter()
-        .map(|m| (m.content.len() as u64).div_ceil(3) + 4)
+        .map(|m| {
+            let calls: u64 = m
+                .tool_calls
+                .iter()
+                .map(|c| c.name.len() as u64 + json_len(&c.arguments))
+                .sum();
+            (m.content.len() as u64 + calls).div_ceil(3) + 4
+        })
         .sum();
+    let tools: u64 = request
+        .tools
+        .iter()
+        .map(|t| {
+            (t.name.len() as u64 + t.description.len() as u64 + json_len(&t.parameters)).div_ceil(3)
+        })
+        .sum();
+    let input_tokens = messages.saturating_add(tools);
     let output_tokens = u64::from(request.max_tokens);
     CostEstimate {
         input_tokens,
@@ -373,6 +462,61 @@ mod tests {
             "{said}"
         );
         assert!(usage(MAX_TOKENS_PER_CALL + 1, 0).implausible().is_some());
+    }
+
+    #[test]
+    fn a_request_without_tools_is_recorded_as_before_and_tools_count_in_the_estimate() {
+        let spec = ModelSpec {
+            provider: "p".into(),
+            kind: ProviderKind::Openai,
+            base_url: None,
+            model: "m".into(),
+            api_key_env: None,
+            price: Price::default(),
+            stream: true,
+            timeout_s: None,
+            idle_timeout_s: None,
+        };
+        let mut request = LlmRequest {
+            model: "m".into(),
+            spec,
+            messages: vec![ChatMessage::text(Role::User, "hello")],
+            temperature: None,
+            max_tokens: 10,
+            output_schema: None,
+            timeout_ms: None,
+            tools: Vec::new(),
+        };
+        // Recorded requests and their hashes stay what they were before tools existed.
+        let recorded = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            recorded["messages"],
+            serde_json::json!([{"role": "user", "content": "hello"}])
+        );
+        assert!(recorded.get("tools").is_none());
+
+        let before = estimate(&request).input_tokens;
+        request.tools.push(ToolSpec {
+            name: "read_file".into(),
+            description: "Reads a file of the workspace, by its path.".into(),
+            parameters: serde_json::json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+        });
+        let with_tool = estimate(&request).input_tokens;
+        assert!(with_tool > before + 10, "{before} -> {with_tool}");
+        request.messages.push(ChatMessage {
+            role: Role::Assistant,
+            content: String::new(),
+            tool_calls: vec![ToolCall {
+                id: "c".into(),
+                name: "read_file".into(),
+                arguments: serde_json::json!({"path": "a/very/long/path/to/some/file.txt"}),
+            }],
+            tool_call_id: None,
+        });
+        assert!(estimate(&request).input_tokens > with_tool + 10);
+        let back: LlmRequest =
+            serde_json::from_value(serde_json::to_value(&request).unwrap()).unwrap();
+        assert_eq!(back, request);
     }
 
     #[test]

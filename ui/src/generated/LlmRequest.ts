@@ -2,6 +2,7 @@
 import type { ChatMessage } from "./ChatMessage";
 import type { ModelSpec } from "./ModelSpec";
 import type { Temperature } from "./Temperature";
+import type { ToolSpec } from "./ToolSpec";
 import type { JsonValue } from "./serde_json/JsonValue";
 
 /**
@@ -23,4 +24,8 @@ output_schema?: JsonValue | null,
 /**
  * How long the call may take, retries included (the step's `timeout`).
  */
-timeout_ms?: number | null, };
+timeout_ms?: number | null, 
+/**
+ * The tools the model may call.
+ */
+tools?: Array<ToolSpec>, };

@@ -3,4 +3,4 @@
 /**
  * Who says a message.
  */
-export type Role = "system" | "user" | "assistant";
+export type Role = "system" | "user" | "assistant" | "tool";

@@ -39,10 +39,7 @@ impl RunState {
             let content = template
                 .render_string(&scope)
                 .map_err(|e| format!("message: {e}"))?;
-            messages.push(ChatMessage {
-                role: *role,
-                content,
-            });
+            messages.push(ChatMessage::text(*role, content));
         }
         Ok(LlmRequest {
             model: llm.model.clone(),
@@ -52,6 +49,7 @@ impl RunState {
             max_tokens: llm.max_tokens,
             output_schema: llm.output_schema.clone(),
             timeout_ms: self.workflow.steps[index].timeout_ms,
+            tools: Vec::new(),
         })
     }
 
@@ -206,14 +204,13 @@ impl RunState {
             return self.fail_or_retry(index, error, false, Some(json!({ "text": reply.text })));
         }
         let mut again = Box::new(request.clone());
-        again.messages.push(ChatMessage {
-            role: Role::Assistant,
-            content: reply.text,
-        });
-        again.messages.push(ChatMessage {
-            role: Role::User,
-            content: retry_message(&problem, schema),
-        });
+        again
+            .messages
+            .push(ChatMessage::text(Role::Assistant, reply.text));
+        again.messages.push(ChatMessage::text(
+            Role::User,
+            retry_message(&problem, schema),
+        ));
         self.llm_gate(index, again)
     }
 }

@@ -2,12 +2,13 @@
 //! in words (the reply is validated against the schema).
 
 use serde_json::{Value, json};
-use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
+use stepwise_core::llm::{ChatMessage, LlmRequest, Role, TokenUsage};
 
 use super::error::{BadReply, Refusal};
 use super::protocol::{
-    Delta, KeyHeader, Protocol, WireRequest, error_field, event_json, stream_error,
+    Delta, KeyHeader, Protocol, ToolCallPiece, WireRequest, error_field, event_json, stream_error,
 };
+use super::tool_calls::arguments_text;
 
 const API_VERSION: &str = "2023-06-01";
 
@@ -47,6 +48,17 @@ impl Protocol for Anthropic<'_> {
             .filter(|block| block.get("type").and_then(Value::as_str) == Some("text"))
             .filter_map(|block| block.get("text").and_then(Value::as_str))
             .collect();
+        let tool_calls = content
+            .iter()
+            .enumerate()
+            .filter(|(_, block)| block.get("type").and_then(Value::as_str) == Some("tool_use"))
+            .map(|(index, block)| ToolCallPiece {
+                index: Some(index as u64),
+                id: text_at(block, "/id"),
+                name: text_at(block, "/name"),
+                arguments: arguments_text(block.get("input")),
+            })
+            .collect();
         let usage = reply.get("usage").and_then(|u| {
             Some(TokenUsage {
                 input_tokens: u.get("input_tokens")?.as_u64()?,
@@ -56,13 +68,15 @@ impl Protocol for Anthropic<'_> {
         Ok(Delta {
             text,
             finish_reason: text_at(reply, "/stop_reason"),
+            tool_calls,
             ..Delta::default()
         }
         .with_usage(usage))
     }
 
-    /// A streamed reply: `message_start` (input tokens), `content_block_delta` (text),
-    /// `message_delta` (stop reason, output tokens), `error`.
+    /// A streamed reply: `message_start` (input tokens), `content_block_start` (a tool call's
+    /// id and name, by the block's index), `content_block_delta` (text, or a fragment of a
+    /// tool call's input as JSON text), `message_delta` (stop reason, output tokens), `error`.
     fn parse_event(&self, data: &str) -> Result<Option<Delta>, BadReply> {
         let event = event_json(data, "a streamed event")?;
         let mut delta = Delta::default();
@@ -72,8 +86,29 @@ impl Protocol for Anthropic<'_> {
                     .pointer("/message/usage/input_tokens")
                     .and_then(Value::as_u64);
             }
+            Some("content_block_start") => {
+                let block = event.get("content_block");
+                if block.and_then(|b| b.get("type")).and_then(Value::as_str) == Some("tool_use") {
+                    let block = block.unwrap_or(&Value::Null);
+                    delta.tool_calls.push(ToolCallPiece {
+                        index: event.get("index").and_then(Value::as_u64),
+                        id: text_at(block, "/id"),
+                        name: text_at(block, "/name"),
+                        // The input comes in the deltas that follow (`{}` here).
+                        arguments: String::new(),
+                    });
+                }
+            }
             Some("content_block_delta") => {
-                delta.text = text_at(&event, "/delta/text").unwrap_or_default();
+                if let Some(json) = text_at(&event, "/delta/partial_json") {
+                    delta.tool_calls.push(ToolCallPiece {
+                        index: event.get("index").and_then(Value::as_u64),
+                        arguments: json,
+                        ..ToolCallPiece::default()
+                    });
+                } else {
+                    delta.text = text_at(&event, "/delta/text").unwrap_or_default();
+                }
             }
             Some("message_delta") => {
                 delta.finish_reason = text_at(&event, "/delta/stop_reason");
@@ -120,24 +155,19 @@ fn body(request: &LlmRequest) -> Value {
             "Reply with only a JSON value that matches this JSON Schema, and nothing else:\n{schema}"
         ));
     }
-    let messages: Vec<Value> = request
-        .messages
-        .iter()
-        .filter(|m| m.role != Role::System)
-        .map(|m| {
-            let role = if m.role == Role::Assistant {
-                "assistant"
-            } else {
-                "user"
-            };
-            json!({ "role": role, "content": m.content })
-        })
-        .collect();
     let mut body = json!({
         "model": request.spec.model,
         "max_tokens": request.max_tokens,
-        "messages": messages,
+        "messages": messages(&request.messages),
     });
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|t| json!({ "name": t.name, "description": t.description, "input_schema": t.parameters }))
+            .collect();
+        body["tools"] = json!(tools);
+    }
     if !system.is_empty() {
         body["system"] = json!(system.join("\n\n"));
     }
@@ -145,6 +175,49 @@ fn body(request: &LlmRequest) -> Value {
         body["temperature"] = json!(t.0.min(1.0));
     }
     body
+}
+
+/// The conversation as the Messages API takes it: a model's turn with its text and the tools
+/// it called as `tool_use` blocks; tools' results as `tool_result` blocks of the user's turn
+/// that follows (results in a row go in one turn).
+fn messages(conversation: &[ChatMessage]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for m in conversation {
+        match m.role {
+            Role::System => {}
+            Role::User => out.push(json!({ "role": "user", "content": m.content })),
+            Role::Assistant if m.tool_calls.is_empty() => {
+                out.push(json!({ "role": "assistant", "content": m.content }));
+            }
+            Role::Assistant => {
+                let mut blocks = Vec::new();
+                if !m.content.is_empty() {
+                    blocks.push(json!({ "type": "text", "text": m.content }));
+                }
+                for call in &m.tool_calls {
+                    blocks.push(json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments }));
+                }
+                out.push(json!({ "role": "assistant", "content": blocks }));
+            }
+            Role::Tool => {
+                let block = json!({ "type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content });
+                let follows_results = out.last().is_some_and(|last| {
+                    last["role"] == "user"
+                        && last["content"]
+                            .as_array()
+                            .is_some_and(|blocks| blocks.iter().all(|b| b["type"] == "tool_result"))
+                });
+                match out
+                    .last_mut()
+                    .and_then(|last| last["content"].as_array_mut())
+                {
+                    Some(blocks) if follows_results => blocks.push(block),
+                    _ => out.push(json!({ "role": "user", "content": [block] })),
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

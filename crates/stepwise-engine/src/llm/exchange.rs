@@ -14,6 +14,7 @@ use super::error::{BadReply, ProviderError};
 use super::http::{self, Secret};
 use super::protocol::{Delta, KeyHeader, Protocol, WireRequest};
 use super::stream::{Sse, is_event_stream};
+use super::tool_calls::ToolCalls;
 use super::{Answer, body};
 use crate::progress::ProgressSink;
 
@@ -111,15 +112,19 @@ async fn read<P: Protocol>(
         let delta = protocol.parse_reply(&json).map_err(|e| e.from(who))?;
         // A whole reply is bounded by the body's ceiling; it is not progress, it is the end.
         reply.text = delta.text;
+        for piece in delta.tool_calls {
+            reply.tool_calls.add(piece).map_err(|e| e.from(who))?;
+        }
         reply.take_rest(delta.finish_reason, delta.input_tokens, delta.output_tokens);
     }
-    Ok(reply.answer(attempts))
+    reply.answer(attempts).map_err(|e| e.from(who))
 }
 
 /// A reply added up from its pieces.
 #[derive(Default)]
 struct Reply {
     text: String,
+    tool_calls: ToolCalls,
     finish_reason: Option<String>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
@@ -127,8 +132,21 @@ struct Reply {
 
 impl Reply {
     /// Adds a streamed piece, and passes its text on to followers. A reply longer than
-    /// [`body::MAX_REPLY_BYTES`] fails the call.
+    /// [`body::MAX_REPLY_BYTES`] (its text and its tool calls' arguments) fails the call.
     fn add(&mut self, delta: Delta, caller: &Caller<'_>, who: &str) -> Result<(), ProviderError> {
+        let arguments: usize = delta.tool_calls.iter().map(|p| p.arguments.len()).sum();
+        if self.text.len() + self.tool_calls.bytes() + delta.text.len() + arguments
+            > body::MAX_REPLY_BYTES
+        {
+            return Err(body::too_large(
+                who,
+                "the streamed reply",
+                body::MAX_REPLY_BYTES as u64,
+            ));
+        }
+        for piece in delta.tool_calls {
+            self.tool_calls.add(piece).map_err(|e| e.from(who))?;
+        }
         if !delta.text.is_empty() {
             if self.text.len() + delta.text.len() > body::MAX_REPLY_BYTES {
                 return Err(body::too_large(
@@ -151,8 +169,9 @@ impl Reply {
         self.output_tokens = output.or(self.output_tokens);
     }
 
-    fn answer(self, attempts: u32) -> Answer {
-        Answer {
+    fn answer(self, attempts: u32) -> Result<Answer, BadReply> {
+        Ok(Answer {
+            tool_calls: self.tool_calls.finish()?,
             text: self.text,
             finish_reason: self.finish_reason.unwrap_or_else(|| "unknown".into()),
             // Counts are believed only as a pair: one alone says nothing of the cost.
@@ -163,6 +182,6 @@ impl Reply {
                 },
             ),
             attempts,
-        }
+        })
     }
 }

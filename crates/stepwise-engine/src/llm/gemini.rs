@@ -3,10 +3,13 @@
 //! schema in the instructions.
 
 use serde_json::{Value, json};
-use stepwise_core::llm::{LlmRequest, Role, TokenUsage};
+use stepwise_core::llm::{ChatMessage, LlmRequest, Role, TokenUsage};
 
 use super::error::{BadReply, Refusal};
-use super::protocol::{Delta, KeyHeader, Protocol, WireRequest, event_json, stream_error};
+use super::protocol::{
+    Delta, KeyHeader, Protocol, ToolCallPiece, WireRequest, event_json, stream_error,
+};
+use super::tool_calls::arguments_text;
 
 /// Gemini's `generateContent` for one request.
 pub(crate) struct Gemini<'a> {
@@ -41,16 +44,26 @@ impl Protocol for Gemini<'_> {
             .get("candidates")
             .and_then(|c| c.get(0))
             .ok_or_else(|| BadReply::new("no `candidates[0]`"))?;
-        let text: String = candidate
+        let parts = candidate
             .pointer("/content/parts")
             .and_then(Value::as_array)
-            .map(|parts| {
-                parts
-                    .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect()
-            })
+            .map(Vec::as_slice)
             .unwrap_or_default();
+        let text: String = parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect();
+        // Gemini gives each call whole, without an id (one is made up when the reply ends).
+        let tool_calls = parts
+            .iter()
+            .filter_map(|p| p.get("functionCall"))
+            .map(|call| ToolCallPiece {
+                index: None,
+                id: call.get("id").and_then(Value::as_str).map(str::to_string),
+                name: call.get("name").and_then(Value::as_str).map(str::to_string),
+                arguments: arguments_text(call.get("args")),
+            })
+            .collect();
         let finish_reason = candidate
             .get("finishReason")
             .and_then(Value::as_str)
@@ -58,6 +71,7 @@ impl Protocol for Gemini<'_> {
         Ok(Delta {
             text,
             finish_reason,
+            tool_calls,
             ..Delta::default()
         }
         .with_usage(usage(reply)))
@@ -123,24 +137,59 @@ fn body(request: &LlmRequest) -> Value {
             "Reply with only a JSON value that matches this JSON Schema:\n{schema}"
         ));
     }
-    let contents: Vec<Value> = request
-        .messages
-        .iter()
-        .filter(|m| m.role != Role::System)
-        .map(|m| {
-            let role = if m.role == Role::Assistant {
-                "model"
-            } else {
-                "user"
-            };
-            json!({ "role": role, "parts": [{ "text": m.content }] })
-        })
-        .collect();
-    let mut body = json!({ "contents": contents, "generationConfig": config });
+    let mut body = json!({ "contents": contents(&request.messages), "generationConfig": config });
+    if !request.tools.is_empty() {
+        let declarations: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|t| json!({ "name": t.name, "description": t.description, "parameters": t.parameters }))
+            .collect();
+        body["tools"] = json!([{ "functionDeclarations": declarations }]);
+    }
     if !system.is_empty() {
         body["systemInstruction"] = json!({ "parts": [{ "text": system.join("\n\n") }] });
     }
     body
+}
+
+/// The conversation as `generateContent` takes it: the model's turns with the functions it
+/// called (`functionCall` parts), and each tool's result as a `functionResponse` part of a user
+/// turn, named by the function it answers (Gemini matches them by name, not by id).
+fn contents(conversation: &[ChatMessage]) -> Vec<Value> {
+    let name_of = |id: Option<&str>| {
+        conversation
+            .iter()
+            .flat_map(|m| &m.tool_calls)
+            .find(|c| Some(c.id.as_str()) == id)
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    };
+    conversation
+        .iter()
+        .filter(|m| m.role != Role::System)
+        .map(|m| match m.role {
+            Role::Assistant => {
+                let mut parts = Vec::new();
+                if !m.content.is_empty() || m.tool_calls.is_empty() {
+                    parts.push(json!({ "text": m.content }));
+                }
+                for call in &m.tool_calls {
+                    parts.push(
+                        json!({ "functionCall": { "name": call.name, "args": call.arguments } }),
+                    );
+                }
+                json!({ "role": "model", "parts": parts })
+            }
+            Role::Tool => json!({
+                "role": "user",
+                "parts": [{ "functionResponse": {
+                    "name": name_of(m.tool_call_id.as_deref()),
+                    "response": { "content": m.content },
+                } }],
+            }),
+            _ => json!({ "role": "user", "parts": [{ "text": m.content }] }),
+        })
+        .collect()
 }
 
 /// `usageMetadata` as Gemini reports it.

@@ -30,6 +30,9 @@ mod simulated;
 mod stream;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tool_call_tests;
+mod tool_calls;
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +60,8 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// What one provider round trip produced, before cost and timing are added.
 pub(crate) struct Answer {
     pub(crate) text: String,
+    /// The tools the model called.
+    pub(crate) tool_calls: Vec<stepwise_core::llm::ToolCall>,
     pub(crate) finish_reason: String,
     /// `None` when the provider reported no token counts.
     pub(crate) usage: Option<TokenUsage>,
@@ -188,7 +193,7 @@ async fn reply(
     }
     let (usage, usage_estimated) = match answer.usage {
         Some(usage) => (usage, false),
-        None => (estimated_usage(request, &answer.text), true),
+        None => (estimated_usage(request, &answer), true),
     };
     let cost_micro_usd = request
         .spec
@@ -204,14 +209,20 @@ async fn reply(
         after_crash,
         attempts: answer.attempts,
         usage_estimated,
+        tool_calls: answer.tool_calls,
     })))
 }
 
 /// Token counts from text lengths, for a provider that reports none.
-fn estimated_usage(request: &LlmRequest, reply: &str) -> TokenUsage {
+fn estimated_usage(request: &LlmRequest, answer: &Answer) -> TokenUsage {
+    let calls: usize = answer
+        .tool_calls
+        .iter()
+        .map(|c| c.name.len() + c.arguments.to_string().len())
+        .sum();
     TokenUsage {
         input_tokens: stepwise_core::llm::estimate(request).input_tokens,
-        output_tokens: (reply.len() as u64).div_ceil(3),
+        output_tokens: ((answer.text.len() + calls) as u64).div_ceil(3),
     }
 }
 

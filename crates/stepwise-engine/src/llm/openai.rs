@@ -7,12 +7,13 @@
 //! validated against the schema either way).
 
 use serde_json::{Value, json};
-use stepwise_core::llm::{LlmRequest, TokenUsage};
+use stepwise_core::llm::{ChatMessage, LlmRequest, Role, TokenUsage};
 
 use super::error::{BadReply, Refusal};
 use super::protocol::{
-    Delta, KeyHeader, Protocol, WireRequest, chat_role, error_field, event_json, stream_error,
+    Delta, KeyHeader, Protocol, ToolCallPiece, WireRequest, error_field, event_json, stream_error,
 };
+use super::tool_calls::arguments_text;
 
 const OPENAI_BASE: &str = "https://api.openai.com/v1";
 
@@ -83,6 +84,7 @@ impl Protocol for OpenAi<'_> {
         Ok(Delta {
             text,
             finish_reason: finish_reason(choice),
+            tool_calls: tool_call_pieces(choice.pointer("/message/tool_calls"))?,
             ..Delta::default()
         }
         .with_usage(usage(reply.get("usage"))))
@@ -103,6 +105,7 @@ impl Protocol for OpenAi<'_> {
             if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
                 delta.text = piece.to_string();
             }
+            delta.tool_calls = tool_call_pieces(choice.pointer("/delta/tool_calls"))?;
             delta.finish_reason = finish_reason(choice);
         }
         Ok(Some(delta.with_usage(usage(chunk.get("usage")))))
@@ -130,16 +133,29 @@ impl Protocol for OpenAi<'_> {
 }
 
 fn body(request: &LlmRequest, mode: JsonMode) -> Value {
-    let messages: Vec<Value> = request
-        .messages
-        .iter()
-        .map(|m| json!({ "role": chat_role(m.role), "content": m.content }))
-        .collect();
+    let messages: Vec<Value> = request.messages.iter().map(message).collect();
     let mut body = json!({
         "model": request.spec.model,
         "messages": messages,
         "max_tokens": request.max_tokens,
     });
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                })
+            })
+            .collect();
+        body["tools"] = json!(tools);
+    }
     if let Some(t) = request.temperature {
         body["temperature"] = json!(t.0);
     }
@@ -158,6 +174,68 @@ fn body(request: &LlmRequest, mode: JsonMode) -> Value {
         }
     }
     body
+}
+
+/// A message as chat completions write it: a model's turn with the tools it called, and a
+/// tool's result answering one call by its id.
+fn message(m: &ChatMessage) -> Value {
+    match m.role {
+        Role::Tool => json!({
+            "role": "tool",
+            "tool_call_id": m.tool_call_id,
+            "content": m.content,
+        }),
+        Role::Assistant if !m.tool_calls.is_empty() => {
+            let calls: Vec<Value> = m
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    json!({
+                        "id": c.id,
+                        "type": "function",
+                        "function": { "name": c.name, "arguments": c.arguments.to_string() },
+                    })
+                })
+                .collect();
+            let content = if m.content.is_empty() {
+                Value::Null
+            } else {
+                json!(m.content)
+            };
+            json!({ "role": "assistant", "content": content, "tool_calls": calls })
+        }
+        role => json!({ "role": role.as_str(), "content": m.content }),
+    }
+}
+
+/// `tool_calls` of a whole message or of a streamed delta: each with its `index` (in a
+/// stream; a whole message's are numbered by their place), `id` and `function` (`name`,
+/// `arguments` as JSON text, or a fragment of it).
+fn tool_call_pieces(calls: Option<&Value>) -> Result<Vec<ToolCallPiece>, BadReply> {
+    let calls = match calls {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(calls)) => calls,
+        Some(_) => return Err(BadReply::new("`tool_calls` is not a list")),
+    };
+    let mut pieces = Vec::with_capacity(calls.len().min(64));
+    for (place, call) in calls.iter().enumerate() {
+        let text = |pointer: &str| {
+            call.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        pieces.push(ToolCallPiece {
+            index: Some(
+                call.get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(place as u64),
+            ),
+            id: text("/id"),
+            name: text("/function/name"),
+            arguments: arguments_text(call.pointer("/function/arguments")),
+        });
+    }
+    Ok(pieces)
 }
 
 fn finish_reason(choice: &Value) -> Option<String> {

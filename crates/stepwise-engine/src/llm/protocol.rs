@@ -5,7 +5,7 @@
 //! request live once, in `exchange.rs`.
 
 use serde_json::Value;
-use stepwise_core::llm::{Role, TokenUsage};
+use stepwise_core::llm::TokenUsage;
 
 use super::error::{BadReply, Refusal};
 
@@ -61,13 +61,28 @@ pub(crate) enum KeyHeader {
 }
 
 /// What a reply, or one event of a streamed reply, says. A streamed reply is the sum of its
-/// events: their texts joined, and the last finish reason and token counts given.
+/// events: their texts joined, their tool calls put together, and the last finish reason and
+/// token counts given.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Delta {
     pub(crate) text: String,
     pub(crate) finish_reason: Option<String>,
     pub(crate) input_tokens: Option<u64>,
     pub(crate) output_tokens: Option<u64>,
+    pub(crate) tool_calls: Vec<ToolCallPiece>,
+}
+
+/// A tool call, or a piece of one, as a reply or one streamed event gives it (see
+/// `tool_calls.rs`, which puts them together).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ToolCallPiece {
+    /// Which call of the reply it belongs to, where the protocol numbers them (OpenAI,
+    /// Anthropic); `None`: a whole call of its own (Gemini).
+    pub(crate) index: Option<u64>,
+    pub(crate) id: Option<String>,
+    pub(crate) name: Option<String>,
+    /// More of the arguments' JSON text.
+    pub(crate) arguments: String,
 }
 
 impl Delta {
@@ -94,13 +109,4 @@ pub(crate) fn stream_error(said: impl std::fmt::Display) -> BadReply {
 pub(crate) fn error_field(body: &str, pointer: &str) -> Option<String> {
     let body: Value = serde_json::from_str(body).ok()?;
     body.pointer(pointer)?.as_str().map(str::to_string)
-}
-
-/// How the roles are named on the wire by protocols that name the model's turns `assistant`.
-pub(crate) fn chat_role(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-    }
 }

@@ -37,6 +37,7 @@ pub(super) fn reply(request: &LlmRequest) -> Answer {
         .min(u64::from(request.max_tokens));
     Answer {
         text,
+        tool_calls: Vec::new(),
         finish_reason: "stop".into(),
         usage: Some(TokenUsage {
             input_tokens,

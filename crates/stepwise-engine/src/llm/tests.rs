@@ -31,26 +31,42 @@ pub(super) fn request(schema: Option<Value>) -> LlmRequest {
             timeout_s: None,
             idle_timeout_s: None,
         },
-        messages: vec![ChatMessage {
-            role: Role::User,
-            content: "hello".into(),
-        }],
+        messages: vec![ChatMessage::text(Role::User, "hello")],
         temperature: None,
         max_tokens: 10,
         output_schema: schema,
         timeout_ms: None,
+        tools: Vec::new(),
     }
 }
 
 /// A server on loopback answering each request with the next of its script (status, JSON
-/// body), one connection per request, and keeping the bodies it was sent.
-struct Scripted {
-    base: String,
+/// body, or a stream of server-sent events), one connection per request, and keeping the
+/// bodies it was sent.
+pub(super) struct Scripted {
+    pub(super) base: String,
     seen: Arc<Mutex<Vec<Value>>>,
+}
+
+/// What a scripted server answers with.
+#[derive(Clone)]
+pub(super) enum Body {
+    Json(Value),
+    /// Each string one event's data.
+    Events(Vec<String>),
 }
 
 impl Scripted {
     fn start(script: Vec<(u16, Value)>) -> Scripted {
+        Scripted::start_with(
+            script
+                .into_iter()
+                .map(|(status, body)| (status, Body::Json(body)))
+                .collect(),
+        )
+    }
+
+    pub(super) fn start_with(script: Vec<(u16, Body)>) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let base = format!("http://{}/v1", listener.local_addr().expect("an address"));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -60,17 +76,13 @@ impl Scripted {
                 let Ok((stream, _)) = listener.accept() else {
                     return;
                 };
-                if let Ok(sent) = answer(stream, status, &body) {
-                    kept.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(sent);
-                }
+                let _ = answer(stream, status, &body, &kept);
             }
         });
         Scripted { base, seen }
     }
 
-    fn seen(&self) -> Vec<Value> {
+    pub(super) fn seen(&self) -> Vec<Value> {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -79,7 +91,14 @@ impl Scripted {
 }
 
 /// Reads one request and answers it; returns the request's body.
-fn answer(stream: TcpStream, status: u16, body: &Value) -> std::io::Result<Value> {
+/// Reads a request, keeps its body (before answering, so that whoever got the answer finds
+/// it kept), and answers.
+fn answer(
+    stream: TcpStream,
+    status: u16,
+    body: &Body,
+    kept: &Mutex<Vec<Value>>,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut length = 0;
@@ -98,16 +117,24 @@ fn answer(stream: TcpStream, status: u16, body: &Value) -> std::io::Result<Value
     }
     let mut sent = vec![0; length];
     reader.read_exact(&mut sent)?;
-    let text = body.to_string();
+    kept.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(serde_json::from_slice(&sent).unwrap_or(Value::Null));
+    let (kind, text) = match body {
+        Body::Json(body) => ("application/json", body.to_string()),
+        Body::Events(events) => (
+            "text/event-stream",
+            events.iter().map(|e| format!("data: {e}\n\n")).collect(),
+        ),
+    };
     let mut out = stream;
     // `Retry-After: 0`, so that a retried answer costs no wait.
     write!(
         out,
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n{text}",
         text.len()
     )?;
-    out.flush()?;
-    Ok(serde_json::from_slice(&sent).unwrap_or(Value::Null))
+    out.flush()
 }
 
 fn ok_reply() -> (u16, Value) {
@@ -122,7 +149,7 @@ fn schema() -> Option<Value> {
 }
 
 /// Makes `request` with `protocol` against `server`.
-async fn call<P: Protocol>(
+pub(super) async fn call<P: Protocol>(
     protocol: &P,
     server: &Scripted,
     request: &LlmRequest,

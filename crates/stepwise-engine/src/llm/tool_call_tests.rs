@@ -1,0 +1,236 @@
+//! Tool calling in each protocol, against a scripted server on loopback: the tools and a
+//! conversation with a tool turn written as each protocol wants them, and the calls a reply
+//! asks for read back, whole or streamed in pieces.
+
+use serde_json::{Value, json};
+use stepwise_core::llm::{ChatMessage, LlmRequest, ProviderKind, Role, ToolCall, ToolSpec};
+
+use super::anthropic::Anthropic;
+use super::gemini::Gemini;
+use super::openai::OpenAi;
+use super::protocol::Protocol;
+use super::tests::{Body, Scripted, call, request};
+
+fn read_file_tool() -> ToolSpec {
+    ToolSpec {
+        name: "read_file".into(),
+        description: "Reads a text file of the workspace.".into(),
+        parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
+    }
+}
+
+/// A request offering `read_file`, after a turn that called it and its result.
+fn tool_request(kind: ProviderKind, stream: bool) -> LlmRequest {
+    let mut request = request(None);
+    request.spec.kind = kind;
+    request.spec.stream = stream;
+    request.tools = vec![read_file_tool()];
+    request.messages = vec![
+        ChatMessage::text(Role::System, "Be brief."),
+        ChatMessage::text(Role::User, "What is in notes.txt?"),
+        ChatMessage {
+            role: Role::Assistant,
+            content: "Let me look.".into(),
+            tool_calls: vec![ToolCall {
+                id: "call_7".into(),
+                name: "read_file".into(),
+                arguments: json!({"path": "notes.txt"}),
+            }],
+            tool_call_id: None,
+        },
+        ChatMessage::tool_result("call_7", "buy milk"),
+    ];
+    request
+}
+
+fn wanted() -> Vec<ToolCall> {
+    vec![
+        ToolCall {
+            id: "t1".into(),
+            name: "read_file".into(),
+            arguments: json!({"path": "a.txt"}),
+        },
+        ToolCall {
+            id: "t2".into(),
+            name: "read_file".into(),
+            arguments: json!({"path": "b.txt"}),
+        },
+    ]
+}
+
+#[test]
+fn openai_writes_tools_a_calling_turn_and_its_result() {
+    let request = tool_request(ProviderKind::Openai, false);
+    let body = OpenAi { request: &request }
+        .request("http://x", super::openai::JsonMode::Plain)
+        .body;
+    assert_eq!(body["tools"][0]["type"], "function");
+    assert_eq!(body["tools"][0]["function"]["name"], "read_file");
+    assert_eq!(
+        body["tools"][0]["function"]["parameters"]["required"][0],
+        "path"
+    );
+    let turn = &body["messages"][2];
+    assert_eq!(turn["role"], "assistant");
+    assert_eq!(turn["tool_calls"][0]["id"], "call_7");
+    // Arguments go as JSON text.
+    let arguments: Value = serde_json::from_str(
+        turn["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .expect("text"),
+    )
+    .expect("JSON");
+    assert_eq!(arguments, json!({"path": "notes.txt"}));
+    assert_eq!(
+        body["messages"][3],
+        json!({"role": "tool", "tool_call_id": "call_7", "content": "buy milk"})
+    );
+}
+
+#[test]
+fn anthropic_writes_tool_use_and_tool_result_blocks() {
+    let request = tool_request(ProviderKind::Anthropic, false);
+    let body = Anthropic { request: &request }.request("http://x", ()).body;
+    assert_eq!(body["tools"][0]["input_schema"]["type"], "object");
+    assert_eq!(body["system"], "Be brief.");
+    let turn = &body["messages"][1];
+    assert_eq!(
+        turn["content"][0],
+        json!({"type": "text", "text": "Let me look."})
+    );
+    assert_eq!(
+        turn["content"][1],
+        json!({"type": "tool_use", "id": "call_7", "name": "read_file", "input": {"path": "notes.txt"}})
+    );
+    assert_eq!(
+        body["messages"][2],
+        json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_7", "content": "buy milk"}]})
+    );
+}
+
+#[test]
+fn gemini_writes_function_declarations_calls_and_responses_by_name() {
+    let request = tool_request(ProviderKind::Gemini, false);
+    let body = Gemini { request: &request }.request("http://x", ()).body;
+    assert_eq!(
+        body["tools"][0]["functionDeclarations"][0]["name"],
+        "read_file"
+    );
+    let turn = &body["contents"][1];
+    assert_eq!(turn["role"], "model");
+    assert_eq!(
+        turn["parts"][1],
+        json!({"functionCall": {"name": "read_file", "args": {"path": "notes.txt"}}})
+    );
+    assert_eq!(
+        body["contents"][2]["parts"][0],
+        json!({"functionResponse": {"name": "read_file", "response": {"content": "buy milk"}}})
+    );
+}
+
+/// Answers `request` with `protocol` from a server giving `body`.
+async fn answered<P: Protocol>(protocol: &P, request: &LlmRequest, body: Body) -> Vec<ToolCall> {
+    let server = Scripted::start_with(vec![(200, body)]);
+    let answer = call(protocol, &server, request).await.expect("an answer");
+    assert!(server.seen()[0]["tools"].is_array(), "the tools were sent");
+    answer.tool_calls
+}
+
+#[tokio::test]
+async fn each_protocol_reads_the_calls_of_a_whole_reply() {
+    let openai = json!({"choices": [{"message": {"content": null, "tool_calls": [
+        {"id": "t1", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\": \"a.txt\"}"}},
+        {"id": "t2", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\": \"b.txt\"}"}}
+    ]}, "finish_reason": "tool_calls"}]});
+    let request = tool_request(ProviderKind::Openai, false);
+    assert_eq!(
+        answered(&OpenAi { request: &request }, &request, Body::Json(openai)).await,
+        wanted()
+    );
+
+    let anthropic = json!({"content": [
+        {"type": "text", "text": "Reading both."},
+        {"type": "tool_use", "id": "t1", "name": "read_file", "input": {"path": "a.txt"}},
+        {"type": "tool_use", "id": "t2", "name": "read_file", "input": {"path": "b.txt"}}
+    ], "stop_reason": "tool_use"});
+    let request = tool_request(ProviderKind::Anthropic, false);
+    assert_eq!(
+        answered(
+            &Anthropic { request: &request },
+            &request,
+            Body::Json(anthropic)
+        )
+        .await,
+        wanted()
+    );
+
+    // Gemini gives no ids: they are numbered in the reply's order.
+    let gemini = json!({"candidates": [{"content": {"parts": [
+        {"functionCall": {"name": "read_file", "args": {"path": "a.txt"}}},
+        {"functionCall": {"name": "read_file", "args": {"path": "b.txt"}}}
+    ]}, "finishReason": "STOP"}]});
+    let request = tool_request(ProviderKind::Gemini, false);
+    let calls = answered(&Gemini { request: &request }, &request, Body::Json(gemini)).await;
+    let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["call_0", "call_1"]);
+    assert_eq!(calls[1].arguments, json!({"path": "b.txt"}));
+}
+
+#[tokio::test]
+async fn each_protocol_puts_streamed_calls_together() {
+    let events = |list: &[&str]| Body::Events(list.iter().map(|e| e.to_string()).collect());
+    let openai = events(&[
+        r#"{"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "t1", "type": "function", "function": {"name": "read_file", "arguments": ""}}]}}]}"#,
+        r#"{"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"path\": "}}]}}]}"#,
+        r#"{"choices": [{"delta": {"tool_calls": [{"index": 1, "id": "t2", "function": {"name": "read_file", "arguments": "{\"path\": \"b.txt\"}"}}]}}]}"#,
+        r#"{"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "\"a.txt\"}"}}]}}]}"#,
+        r#"{"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}"#,
+        "[DONE]",
+    ]);
+    let request = tool_request(ProviderKind::Openai, true);
+    assert_eq!(
+        answered(&OpenAi { request: &request }, &request, openai).await,
+        wanted()
+    );
+
+    let anthropic = events(&[
+        r#"{"type": "message_start", "message": {"usage": {"input_tokens": 9}}}"#,
+        r#"{"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t1", "name": "read_file", "input": {}}}"#,
+        r#"{"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"path\": \"a"}}"#,
+        r#"{"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ".txt\"}"}}"#,
+        r#"{"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t2", "name": "read_file", "input": {}}}"#,
+        r#"{"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"path\": \"b.txt\"}"}}"#,
+        r#"{"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 30}}"#,
+        r#"{"type": "message_stop"}"#,
+    ]);
+    let request = tool_request(ProviderKind::Anthropic, true);
+    assert_eq!(
+        answered(&Anthropic { request: &request }, &request, anthropic).await,
+        wanted()
+    );
+
+    let gemini = events(&[
+        r#"{"candidates": [{"content": {"parts": [{"functionCall": {"name": "read_file", "args": {"path": "a.txt"}}}]}}]}"#,
+        r#"{"candidates": [{"content": {"parts": [{"functionCall": {"name": "read_file", "args": {"path": "b.txt"}}}]}, "finishReason": "STOP"}]}"#,
+    ]);
+    let request = tool_request(ProviderKind::Gemini, true);
+    let calls = answered(&Gemini { request: &request }, &request, gemini).await;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].arguments, json!({"path": "a.txt"}));
+}
+
+#[tokio::test]
+async fn a_call_with_broken_arguments_fails_the_reply_naming_the_provider() {
+    let reply = json!({"choices": [{"message": {"tool_calls": [
+        {"id": "t1", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\": "}}
+    ]}, "finish_reason": "tool_calls"}]});
+    let request = tool_request(ProviderKind::Openai, false);
+    let server = Scripted::start_with(vec![(200, Body::Json(reply))]);
+    let error = call(&OpenAi { request: &request }, &server, &request)
+        .await
+        .err()
+        .expect("refused");
+    let said = error.to_string();
+    assert!(said.contains("provider `p`"), "{said}");
+    assert!(said.contains("tool `read_file` are not JSON"), "{said}");
+}

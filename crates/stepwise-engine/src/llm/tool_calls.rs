@@ -1,0 +1,207 @@
+//! Putting a reply's tool calls together from the pieces its protocol gives (a whole reply's
+//! calls, or a stream's fragments of each), within bounds: at most
+//! [`MAX_TOOL_CALLS_PER_REPLY`] calls, names and ids of at most [`MAX_TOOL_NAME_BYTES`], the
+//! arguments counted with the text against the reply's size ceiling, each a JSON object no
+//! deeper than any recorded value may be.
+
+use serde_json::Value;
+use stepwise_core::json_depth::{MAX_VALUE_DEPTH, deeper_than};
+use stepwise_core::llm::{MAX_TOOL_CALLS_PER_REPLY, MAX_TOOL_NAME_BYTES, ToolCall};
+
+use super::error::BadReply;
+use super::protocol::ToolCallPiece;
+
+/// A reply's tool calls, as their pieces arrive.
+#[derive(Default)]
+pub(crate) struct ToolCalls {
+    calls: Vec<Building>,
+    /// Bytes of arguments so far.
+    bytes: usize,
+}
+
+struct Building {
+    index: Option<u64>,
+    id: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+impl ToolCalls {
+    /// Bytes of arguments so far (counted with the text against the reply's ceiling).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Adds a piece: to the call of its index, or as a new call.
+    pub(crate) fn add(&mut self, piece: ToolCallPiece) -> Result<(), BadReply> {
+        let at = piece
+            .index
+            .and_then(|index| self.calls.iter().position(|c| c.index == Some(index)));
+        let call = match at {
+            Some(at) => &mut self.calls[at],
+            None => {
+                if self.calls.len() >= MAX_TOOL_CALLS_PER_REPLY {
+                    return Err(BadReply::new(format!(
+                        "it asks for more than {MAX_TOOL_CALLS_PER_REPLY} tool calls in one reply"
+                    )));
+                }
+                self.calls.push(Building {
+                    index: piece.index,
+                    id: None,
+                    name: String::new(),
+                    arguments: String::new(),
+                });
+                let last = self.calls.len() - 1;
+                &mut self.calls[last]
+            }
+        };
+        if let Some(id) = piece.id.filter(|id| !id.is_empty()) {
+            call.id = Some(bounded(id, "a tool call's id")?);
+        }
+        if let Some(name) = piece.name.filter(|name| !name.is_empty()) {
+            call.name = bounded(name, "a tool's name")?;
+        }
+        self.bytes += piece.arguments.len();
+        call.arguments.push_str(&piece.arguments);
+        Ok(())
+    }
+
+    /// The calls, each with a name, an id (`call_<n>` where the protocol gave none) and
+    /// arguments that are a JSON object (empty arguments are `{}`).
+    pub(crate) fn finish(self) -> Result<Vec<ToolCall>, BadReply> {
+        self.calls
+            .into_iter()
+            .enumerate()
+            .map(|(n, call)| {
+                if call.name.is_empty() {
+                    return Err(BadReply::new(
+                        "it asks for a tool call without a tool's name",
+                    ));
+                }
+                let arguments = arguments(&call.name, &call.arguments)?;
+                Ok(ToolCall {
+                    id: call.id.unwrap_or_else(|| format!("call_{n}")),
+                    name: call.name,
+                    arguments,
+                })
+            })
+            .collect()
+    }
+}
+
+fn bounded(text: String, what: &str) -> Result<String, BadReply> {
+    if text.len() > MAX_TOOL_NAME_BYTES {
+        return Err(BadReply::new(format!(
+            "{what} is longer than {MAX_TOOL_NAME_BYTES} bytes"
+        )));
+    }
+    Ok(text)
+}
+
+/// A call's arguments text read as a JSON object.
+fn arguments(name: &str, text: &str) -> Result<Value, BadReply> {
+    if text.trim().is_empty() {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        BadReply::new(format!(
+            "the arguments of its call of tool `{name}` are not JSON ({e})"
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(BadReply::new(format!(
+            "the arguments of its call of tool `{name}` are not a JSON object"
+        )));
+    }
+    if deeper_than(&value, MAX_VALUE_DEPTH) {
+        return Err(BadReply::new(format!(
+            "the arguments of its call of tool `{name}` are nested deeper than {MAX_VALUE_DEPTH} levels"
+        )));
+    }
+    Ok(value)
+}
+
+/// A whole call's arguments as text, whether the protocol gives them as a JSON string (OpenAI)
+/// or as a value (Anthropic's `input`, Gemini's `args`, some OpenAI-compatible servers).
+pub(crate) fn arguments_text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn piece(
+        index: Option<u64>,
+        id: Option<&str>,
+        name: Option<&str>,
+        args: &str,
+    ) -> ToolCallPiece {
+        ToolCallPiece {
+            index,
+            id: id.map(str::to_string),
+            name: name.map(str::to_string),
+            arguments: args.to_string(),
+        }
+    }
+
+    #[test]
+    fn streamed_fragments_are_put_together_by_index() {
+        let mut calls = ToolCalls::default();
+        calls
+            .add(piece(Some(0), Some("a"), Some("read_file"), "{\"pa"))
+            .unwrap();
+        calls
+            .add(piece(Some(1), Some("b"), Some("list_files"), ""))
+            .unwrap();
+        calls
+            .add(piece(Some(0), None, None, "th\": \"x.txt\"}"))
+            .unwrap();
+        let calls = calls.finish().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].id, "a");
+        assert_eq!(calls[0].arguments, json!({"path": "x.txt"}));
+        assert_eq!(calls[1].name, "list_files");
+        assert_eq!(calls[1].arguments, json!({}));
+    }
+
+    #[test]
+    fn whole_calls_without_ids_are_numbered() {
+        let mut calls = ToolCalls::default();
+        calls.add(piece(None, None, Some("a"), "{}")).unwrap();
+        calls
+            .add(piece(None, None, Some("b"), "{\"n\": 1}"))
+            .unwrap();
+        let ids: Vec<String> = calls.finish().unwrap().into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, ["call_0", "call_1"]);
+    }
+
+    #[test]
+    fn hostile_calls_are_refused_with_what_is_wrong() {
+        let finish = |pieces: Vec<ToolCallPiece>| {
+            let mut calls = ToolCalls::default();
+            for p in pieces {
+                calls.add(p)?;
+            }
+            calls.finish()
+        };
+        let wrong = |pieces| finish(pieces).unwrap_err().0;
+        assert!(wrong(vec![piece(None, None, Some("t"), "[1]")]).contains("not a JSON object"));
+        assert!(wrong(vec![piece(None, None, Some("t"), "{\"a\":")]).contains("not JSON"));
+        assert!(wrong(vec![piece(None, None, None, "{}")]).contains("without a tool's name"));
+        let long = "n".repeat(MAX_TOOL_NAME_BYTES + 1);
+        assert!(wrong(vec![piece(None, None, Some(&long), "{}")]).contains("longer than"));
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(wrong(vec![piece(None, None, Some("t"), &deep)]).contains("nested deeper"));
+        let many = (0..=MAX_TOOL_CALLS_PER_REPLY)
+            .map(|_| piece(None, None, Some("t"), "{}"))
+            .collect();
+        assert!(wrong(many).contains("more than 64 tool calls"));
+    }
+}
