@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agent;
 mod app;
 mod app_live;
 mod app_notify;

@@ -7,6 +7,7 @@
 //! It must never perform IO, read the clock or draw random numbers: everything that comes
 //! from the world arrives as a recorded event. That is what makes replay exact.
 
+pub mod agent_tools;
 pub mod event;
 pub mod hash;
 pub mod ids;

@@ -157,6 +157,8 @@ impl RunState {
                 s.phase = Phase::Begin;
                 s.error = None;
                 s.llm_calls = 0;
+                s.agent = None;
+                s.tool_turns = 0;
                 self.dirty.insert(i);
             }
             Event::StepSkipped { step, reason } => {
@@ -415,6 +417,7 @@ impl RunState {
                 {
                     self.steps[i].base_content = exists.then(|| content.clone());
                 }
+                self.follow_agent(i, &request, &outcome);
                 self.steps[i].phase = Phase::Returned { request, outcome };
                 self.dirty.insert(i);
                 self.free_slot();

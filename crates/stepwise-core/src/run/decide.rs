@@ -409,6 +409,14 @@ impl RunState {
         let id = step.id.clone();
         let attempt = self.steps[index].attempt;
         let purpose = self.steps[index].purpose;
+        // An agent's tool: whatever it returned (an error too) goes back to the model, and
+        // `apply` has made it the call's result already.
+        if purpose == Some(Purpose::Tool) {
+            if matches!(&outcome, Err(e) if e.kind == OperationErrorKind::Cancelled) {
+                return vec![Event::StepCancelled { step: id }];
+            }
+            return self.decide_agent_turn(index);
+        }
         let result = match outcome {
             Ok(result) => result,
             Err(error) if error.kind == OperationErrorKind::Cancelled => {
@@ -529,6 +537,11 @@ impl RunState {
                     )
                 };
                 self.fail_or_retry(index, error, true, Some(output))
+            }
+            (Some(Purpose::Llm), OperationResult::LlmReplied(reply))
+                if !reply.tool_calls.is_empty() && self.steps[index].agent.is_some() =>
+            {
+                self.decide_agent_turn(index)
             }
             (Some(Purpose::Llm), OperationResult::LlmReplied(reply)) => match request {
                 OperationRequest::LlmCall(request) => {

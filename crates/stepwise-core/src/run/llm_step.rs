@@ -49,7 +49,11 @@ impl RunState {
             max_tokens: llm.max_tokens,
             output_schema: llm.output_schema.clone(),
             timeout_ms: self.workflow.steps[index].timeout_ms,
-            tools: Vec::new(),
+            tools: llm
+                .agent
+                .as_ref()
+                .map(|agent| agent.tools.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -196,7 +200,10 @@ impl RunState {
             crate::workflow::Action::Llm(llm) => llm.schema_retries,
             _ => 0,
         };
-        let calls = self.steps[index].llm_calls;
+        // An agent's turns that called tools are not tries at the answer.
+        let calls = self.steps[index]
+            .llm_calls
+            .saturating_sub(self.steps[index].tool_turns);
         if calls > retries {
             let error = format!(
                 "the model's reply does not match `output_schema` after {calls} tries: {problem}"

@@ -21,6 +21,8 @@ pub(crate) enum Purpose {
     Write,
     Command,
     Llm,
+    /// A tool an agent step's model called.
+    Tool,
 }
 
 /// The step's progress inside its current attempt; it decides what the core does next.
@@ -100,6 +102,12 @@ pub struct StepState {
     /// A person approved the call this step is about to make over the budget: when it starts,
     /// the budget is raised by exactly what that call lacks then.
     pub(crate) over_budget_approved: bool,
+    /// An agent step between its model's turns: the turn that called tools, and what each
+    /// call has returned so far.
+    pub(crate) agent: Option<super::agent_turn::AgentTurn>,
+    /// Model turns of the current attempt that called tools (the rest are answers, and
+    /// structured output's tries count only those).
+    pub(crate) tool_turns: u32,
 }
 
 impl StepState {
@@ -125,6 +133,8 @@ impl StepState {
             llm_calls: 0,
             reserved: None,
             over_budget_approved: false,
+            agent: None,
+            tool_turns: 0,
         }
     }
 }
@@ -157,6 +167,11 @@ pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> 
 pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRequest) -> Purpose {
     use crate::workflow::Action;
     match (action, request) {
+        (Action::Llm(llm), request)
+            if llm.agent.is_some() && !matches!(request, OperationRequest::LlmCall(_)) =>
+        {
+            Purpose::Tool
+        }
         (Action::EditFile { .. }, OperationRequest::ReadFile { .. }) => Purpose::Snapshot,
         (_, OperationRequest::WriteFile { .. }) => Purpose::Write,
         (_, OperationRequest::RunCommand(_)) => Purpose::Command,

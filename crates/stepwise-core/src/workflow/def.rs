@@ -202,6 +202,35 @@ pub enum ActionDef {
         #[serde(default)]
         max_tokens: Option<u32>,
     },
+    /// A model that uses tools in a loop until it answers: it reads files of the workspace (each
+    /// read a recorded operation under the same policy as a `read_file` step), and its final
+    /// reply is the step's output, as a `prompt` step's (with `output_schema`, the value).
+    Agent {
+        /// A model alias from the settings (`models:`).
+        model: String,
+        /// The task, a template.
+        instructions: String,
+        #[serde(default)]
+        system: Option<String>,
+        /// The built-in tools it may call (default: all of them). Available: `read_file`.
+        #[serde(default)]
+        tools: Option<Vec<String>>,
+        /// MCP servers from the settings whose tools it may call (not available yet).
+        #[serde(default)]
+        mcp: Option<Vec<String>>,
+        /// The most model turns it may take (default 30, at most 200).
+        #[serde(default)]
+        max_turns: Option<u32>,
+        /// A JSON Schema the final answer must be a JSON value of.
+        #[serde(default)]
+        #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+        output_schema: Option<serde_json::Value>,
+        #[serde(default)]
+        temperature: Option<f64>,
+        /// The longest reply of one turn, in tokens (default 1024).
+        #[serde(default)]
+        max_tokens: Option<u32>,
+    },
     /// Summarize `text` with a model. Output as `prompt`'s, the summary in `text`.
     Summarize {
         model: String,

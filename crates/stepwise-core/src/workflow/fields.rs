@@ -285,6 +285,7 @@ impl StepContext<'_, '_> {
             ActionDef::Prompt { .. } | ActionDef::Summarize { .. } | ActionDef::Plan { .. } => {
                 Action::Llm(self.llm_action(def)?)
             }
+            ActionDef::Agent { .. } => Action::Llm(self.agent_action(def)?),
         })
     }
 }

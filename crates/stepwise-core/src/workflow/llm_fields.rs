@@ -7,7 +7,7 @@ use super::{LlmAction, plan_schema};
 use crate::llm::{Budget, DEFAULT_MAX_TOKENS, Role, Temperature};
 
 /// How often a reply that does not match `output_schema` is asked again, unless the step says.
-const DEFAULT_SCHEMA_RETRIES: u32 = 2;
+pub(super) const DEFAULT_SCHEMA_RETRIES: u32 = 2;
 /// At most this many tokens may be asked for one reply.
 const MAX_TOKENS_CEILING: u32 = 1_000_000;
 /// At most this many schema retries.
@@ -96,6 +96,7 @@ impl StepContext<'_, '_> {
                     output_schema,
                     schema_retries,
                     plan: None,
+                    agent: None,
                 })
             }
             ActionDef::Summarize {
@@ -137,6 +138,7 @@ impl StepContext<'_, '_> {
                     output_schema: None,
                     schema_retries: 0,
                     plan: None,
+                    agent: None,
                 })
             }
             ActionDef::Plan {
@@ -180,6 +182,7 @@ impl StepContext<'_, '_> {
                     output_schema: Some(plan_schema(max_steps)),
                     schema_retries: DEFAULT_SCHEMA_RETRIES,
                     plan: Some(max_steps),
+                    agent: None,
                 })
             }
             _ => None,
@@ -187,7 +190,7 @@ impl StepContext<'_, '_> {
     }
 
     /// A model alias: plain text (it is resolved from the settings when a run starts).
-    fn model(&mut self, model: &str) -> Option<String> {
+    pub(super) fn model(&mut self, model: &str) -> Option<String> {
         let ok = !model.is_empty()
             && model.len() <= 128
             && model
@@ -205,7 +208,7 @@ impl StepContext<'_, '_> {
         Some(model.to_string())
     }
 
-    fn temperature(&mut self, temperature: Option<f64>) -> Option<Option<Temperature>> {
+    pub(super) fn temperature(&mut self, temperature: Option<f64>) -> Option<Option<Temperature>> {
         match temperature {
             None => Some(None),
             Some(t) if t.is_finite() && (0.0..=2.0).contains(&t) => Some(Some(Temperature(t))),
@@ -219,7 +222,7 @@ impl StepContext<'_, '_> {
         }
     }
 
-    fn max_tokens(&mut self, max_tokens: Option<u32>) -> Option<u32> {
+    pub(super) fn max_tokens(&mut self, max_tokens: Option<u32>) -> Option<u32> {
         match max_tokens {
             None => Some(DEFAULT_MAX_TOKENS),
             Some(n) if (1..=MAX_TOKENS_CEILING).contains(&n) => Some(n),
@@ -234,7 +237,10 @@ impl StepContext<'_, '_> {
     }
 
     /// The schema must be one a validator can be built from.
-    fn output_schema(&mut self, schema: &serde_json::Value) -> Option<serde_json::Value> {
+    pub(super) fn output_schema(
+        &mut self,
+        schema: &serde_json::Value,
+    ) -> Option<serde_json::Value> {
         match jsonschema::validator_for(schema) {
             Ok(_) => Some(schema.clone()),
             Err(e) => {

@@ -2,6 +2,7 @@
 //! file becomes one (`compile`), with errors that name file, line, column and step
 //! (`error`), and the inputs a run is started with (`inputs`).
 
+mod agent_fields;
 mod compile;
 pub mod def;
 mod error;
@@ -167,6 +168,17 @@ pub struct LlmAction {
     pub schema_retries: u32,
     /// A `plan` step: the most steps its plan may have.
     pub plan: Option<u32>,
+    /// An `agent` step: the tools it may call and how many turns it may take.
+    pub agent: Option<AgentSpec>,
+}
+
+/// What an `agent` step's model may do.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    /// The built-in tools offered to the model, as it sees them.
+    pub tools: Vec<crate::llm::ToolSpec>,
+    /// The most model calls one attempt may make.
+    pub max_turns: u32,
 }
 
 impl Action {

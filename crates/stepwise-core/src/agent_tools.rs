@@ -1,0 +1,190 @@
+//! The built-in tools of `agent` steps: what the model is told of each (`ToolSpec`), how a call
+//! becomes an operation the engine already performs under the same policy as a step of that
+//! kind, and what the model is told back. All of it is a pure function of the call and the
+//! operation's outcome, so that a run's conversation is a function of its log.
+
+use serde_json::{Value, json};
+
+use crate::llm::{ToolCall, ToolSpec};
+use crate::operation::{OperationError, OperationRequest, OperationResult};
+
+/// The tools agent steps can call now, in the order they are offered.
+pub const AVAILABLE_TOOLS: &[&str] = &["read_file"];
+
+/// Tools agent steps will get, named so that a workflow asking for one is told it is not
+/// available yet rather than that it does not exist.
+pub const PLANNED_TOOLS: &[&str] = &[
+    "list_files",
+    "search",
+    "edit_file",
+    "write_file",
+    "run_command",
+    "ask_person",
+];
+
+/// The most of a tool's result the model is given, in bytes; the rest is cut, with a note.
+pub const TOOL_RESULT_MAX_BYTES: usize = 32 * 1024;
+
+/// What the model is told of a built-in tool; `None` for a name that is not one.
+pub fn tool_spec(name: &str) -> Option<ToolSpec> {
+    match name {
+        "read_file" => Some(ToolSpec {
+            name: "read_file".into(),
+            description: "Read a UTF-8 text file of the workspace, by its path relative to the \
+                workspace. Returns its content, or the lines from `offset` (1 is the first), at \
+                most `limit` of them. Long results are cut, with a note saying so."
+                .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "The file's path, relative to the workspace."},
+                    "offset": {"type": "integer", "minimum": 1, "description": "The first line to return (1 is the first)."},
+                    "limit": {"type": "integer", "minimum": 1, "description": "The most lines to return."}
+                },
+                "required": ["path"],
+                "additionalProperties": false
+            }),
+        }),
+        _ => None,
+    }
+}
+
+/// The operation a call asks for, or what the model is told instead when the call cannot be
+/// made as given (an unknown or unoffered tool, missing or wrong arguments).
+pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<OperationRequest, String> {
+    if !offered.iter().any(|t| t.name == call.name) {
+        let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
+        return Err(format!(
+            "error: there is no tool `{}`; the tools are: {}",
+            call.name,
+            names.join(", ")
+        ));
+    }
+    match call.name.as_str() {
+        "read_file" => {
+            let path = match call.arguments.get("path") {
+                Some(Value::String(path)) if !path.trim().is_empty() => path.clone(),
+                _ => return Err("error: `path` must be a non-empty string".into()),
+            };
+            for field in ["offset", "limit"] {
+                if let Some(value) = call.arguments.get(field)
+                    && value.as_u64().is_none_or(|n| n < 1)
+                {
+                    return Err(format!(
+                        "error: `{field}` must be a whole number, 1 or more"
+                    ));
+                }
+            }
+            Ok(OperationRequest::ReadFile {
+                path,
+                missing_ok: false,
+            })
+        }
+        other => Err(format!("error: tool `{other}` cannot be called yet")),
+    }
+}
+
+/// What the model is told a call returned.
+pub fn call_result(call: &ToolCall, outcome: &Result<OperationResult, OperationError>) -> String {
+    match outcome {
+        Ok(OperationResult::FileRead {
+            exists: true,
+            content,
+            ..
+        }) => {
+            let line = |field: &str| call.arguments.get(field).and_then(Value::as_u64);
+            capped(&lines(content, line("offset"), line("limit")))
+        }
+        Ok(OperationResult::FileRead { exists: false, .. }) => {
+            "error: there is no such file".into()
+        }
+        Ok(_) => "error: the tool's operation returned something else than it asked for".into(),
+        Err(error) => capped(&format!("error: {}", error.message)),
+    }
+}
+
+/// The lines of `text` from `offset` (1-based), at most `limit` of them.
+fn lines(text: &str, offset: Option<u64>, limit: Option<u64>) -> String {
+    if offset.is_none() && limit.is_none() {
+        return text.to_string();
+    }
+    let skip = usize::try_from(offset.unwrap_or(1).saturating_sub(1)).unwrap_or(usize::MAX);
+    let take = limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    text.split_inclusive('\n').skip(skip).take(take).collect()
+}
+
+/// At most [`TOOL_RESULT_MAX_BYTES`] of `text` (cut at a character), with a note when cut.
+fn capped(text: &str) -> String {
+    if text.len() <= TOOL_RESULT_MAX_BYTES {
+        return text.to_string();
+    }
+    let mut end = TOOL_RESULT_MAX_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n[cut: this is the first {end} of {} bytes; read on with `offset` and `limit`]",
+        &text[..end],
+        text.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operation::OperationErrorKind;
+
+    fn call(name: &str, arguments: Value) -> ToolCall {
+        ToolCall {
+            id: "c1".into(),
+            name: name.into(),
+            arguments,
+        }
+    }
+
+    #[test]
+    fn a_read_becomes_a_read_operation_and_wrong_calls_are_told_what_is_wrong() {
+        let offered = vec![tool_spec("read_file").unwrap()];
+        assert_eq!(
+            call_request(&call("read_file", json!({"path": "a.txt"})), &offered),
+            Ok(OperationRequest::ReadFile {
+                path: "a.txt".into(),
+                missing_ok: false
+            })
+        );
+        let told = |c| call_request(&c, &offered).unwrap_err();
+        assert!(told(call("read_file", json!({}))).contains("`path`"));
+        assert!(told(call("read_file", json!({"path": "a", "offset": 0}))).contains("`offset`"));
+        assert!(told(call("rm_rf", json!({}))).contains("there is no tool `rm_rf`"));
+        // A built-in tool the step did not offer is not callable either.
+        assert!(call_request(&call("read_file", json!({"path": "a"})), &[]).is_err());
+    }
+
+    #[test]
+    fn results_are_the_lines_asked_for_cut_with_a_note_and_errors_say_so() {
+        let read = |content: &str| {
+            Ok(OperationResult::FileRead {
+                exists: true,
+                content: content.into(),
+                hash: None,
+            })
+        };
+        let whole = call("read_file", json!({"path": "a"}));
+        assert_eq!(call_result(&whole, &read("1\n2\n3\n")), "1\n2\n3\n");
+        let middle = call("read_file", json!({"path": "a", "offset": 2, "limit": 1}));
+        assert_eq!(call_result(&middle, &read("1\n2\n3\n")), "2\n");
+        let big = "é".repeat(TOOL_RESULT_MAX_BYTES);
+        let cut = call_result(&whole, &read(&big));
+        assert!(cut.len() < TOOL_RESULT_MAX_BYTES + 200);
+        assert!(
+            cut.contains("[cut: this is the first"),
+            "{}",
+            &cut[cut.len() - 100..]
+        );
+        let failed = Err(OperationError::new(
+            OperationErrorKind::NotFound,
+            "no file `a`",
+        ));
+        assert_eq!(call_result(&whole, &failed), "error: no file `a`");
+    }
+}

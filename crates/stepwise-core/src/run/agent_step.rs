@@ -1,0 +1,88 @@
+//! Deciding agent steps between their model's turns. A reply that calls tools becomes the
+//! step's `AgentTurn` (`agent_turn.rs`, kept by `apply`); its calls are
+//! performed one after another in the order the model gave, each as the operation its tool
+//! maps to (`agent_tools`), or answered at once where it cannot be made as given (an unknown
+//! tool, wrong arguments, a path the policy does not let the agent read). Once every call has
+//! its result, the conversation goes back to the model with them, through the same budget
+//! check as any model call, until the model answers without calling a tool or the step's
+//! turns run out.
+
+use crate::event::Event;
+use crate::operation::{OperationError, OperationRequest, OperationResult};
+
+use super::agent_turn::AgentTurn;
+use super::state::RunState;
+
+impl RunState {
+    /// The agent's next move once a turn's call returned (or the turn began): the next call's
+    /// operation, else the conversation back to the model with every result.
+    pub(super) fn decide_agent_turn(&mut self, index: usize) -> Vec<Event> {
+        let id = self.workflow.steps[index].id.clone();
+        if self.cancel_requested {
+            return vec![Event::StepCancelled { step: id }];
+        }
+        let attempt = self.steps[index].attempt;
+        let Some(turn) = &self.steps[index].agent else {
+            return vec![super::decide::fail(
+                &id,
+                attempt,
+                "an agent's tool returned outside a turn",
+            )];
+        };
+        if let Some(request) = turn.next_operation() {
+            return self.start_operation(index, request);
+        }
+        let next = turn.next_request();
+        let max_turns = match &self.workflow.steps[index].action {
+            crate::workflow::Action::Llm(llm) => llm.agent.as_ref().map_or(1, |a| a.max_turns),
+            _ => 1,
+        };
+        if self.steps[index].llm_calls >= max_turns {
+            return self.fail_or_retry(
+                index,
+                format!(
+                    "the agent used all {max_turns} of its turns (`max_turns`) without giving an answer"
+                ),
+                false,
+                None,
+            );
+        }
+        self.llm_gate(index, next)
+    }
+}
+
+impl RunState {
+    /// Keeps an agent step's turn as its operations answer (from `apply`): a reply that calls
+    /// tools begins a turn; any other operation of the step is a tool, and its outcome is the
+    /// result of the call being performed.
+    pub(super) fn follow_agent(
+        &mut self,
+        index: usize,
+        request: &OperationRequest,
+        outcome: &Result<OperationResult, OperationError>,
+    ) {
+        let is_agent = matches!(
+            &self.workflow.steps[index].action,
+            crate::workflow::Action::Llm(llm) if llm.agent.is_some()
+        );
+        if !is_agent {
+            return;
+        }
+        match (request, outcome) {
+            (OperationRequest::LlmCall(call), Ok(OperationResult::LlmReplied(reply)))
+                if !reply.tool_calls.is_empty() =>
+            {
+                let turn = AgentTurn::new(call, reply, &self.policy);
+                let step = &mut self.steps[index];
+                step.agent = Some(turn);
+                step.tool_turns += 1;
+            }
+            (OperationRequest::LlmCall(_), _) => {}
+            (_, outcome) => {
+                if let Some(turn) = &mut self.steps[index].agent {
+                    turn.answer(outcome);
+                }
+            }
+        }
+    }
+}

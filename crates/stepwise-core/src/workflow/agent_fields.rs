@@ -1,0 +1,105 @@
+//! Compiling an `agent` step: its model fields as a `prompt` step's, its task as the user's
+//! first message, and the tools it may call, each error placed at its field.
+
+use super::def::ActionDef;
+use super::fields::StepContext;
+use super::llm_fields::DEFAULT_SCHEMA_RETRIES;
+use super::{AgentSpec, LlmAction};
+use crate::agent_tools::{AVAILABLE_TOOLS, PLANNED_TOOLS, tool_spec};
+use crate::llm::Role;
+
+/// Model turns an agent step may take unless it says otherwise, and at most.
+const DEFAULT_MAX_TURNS: u32 = 30;
+const MAX_TURNS_CEILING: u32 = 200;
+
+impl StepContext<'_, '_> {
+    pub(super) fn agent_action(&mut self, def: &ActionDef) -> Option<LlmAction> {
+        let ActionDef::Agent {
+            model,
+            instructions,
+            system,
+            tools,
+            mcp,
+            max_turns,
+            output_schema,
+            temperature,
+            max_tokens,
+        } = def
+        else {
+            return None;
+        };
+        let model = self.model(model);
+        if mcp.as_ref().is_some_and(|servers| !servers.is_empty()) {
+            self.error(
+                "mcp",
+                "MCP servers are not available to agent steps yet; use the built-in tools",
+            );
+            return None;
+        }
+        let max_turns = max_turns.unwrap_or(DEFAULT_MAX_TURNS);
+        if !(1..=MAX_TURNS_CEILING).contains(&max_turns) {
+            self.error(
+                "max_turns",
+                format!("`max_turns` is {max_turns}; it must be from 1 to {MAX_TURNS_CEILING}"),
+            );
+            return None;
+        }
+        let names: Vec<&str> = match tools {
+            Some(names) => names.iter().map(String::as_str).collect(),
+            None => AVAILABLE_TOOLS.to_vec(),
+        };
+        let mut specs = Vec::new();
+        for name in names {
+            if specs.iter().any(|s: &crate::llm::ToolSpec| s.name == name) {
+                self.error("tools", format!("tool `{name}` is listed twice"));
+                return None;
+            }
+            match tool_spec(name) {
+                Some(spec) => specs.push(spec),
+                None if PLANNED_TOOLS.contains(&name) => {
+                    self.error(
+                        "tools",
+                        format!(
+                            "tool `{name}` is not available to agent steps yet; available: {}",
+                            AVAILABLE_TOOLS.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+                None => {
+                    self.error(
+                        "tools",
+                        format!(
+                            "there is no tool `{name}`; the built-in tools are: {}",
+                            AVAILABLE_TOOLS.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        let mut messages = Vec::new();
+        if let Some(system) = system {
+            messages.push((Role::System, self.template("system", system)?));
+        }
+        messages.push((Role::User, self.template("instructions", instructions)?));
+        let output_schema = match output_schema {
+            Some(schema) => Some(self.output_schema(schema)?),
+            None => None,
+        };
+        Some(LlmAction {
+            type_name: "agent",
+            model: model?,
+            messages,
+            temperature: self.temperature(*temperature)?,
+            max_tokens: self.max_tokens(*max_tokens)?,
+            output_schema,
+            schema_retries: DEFAULT_SCHEMA_RETRIES,
+            plan: None,
+            agent: Some(AgentSpec {
+                tools: specs,
+                max_turns,
+            }),
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! Agent steps against a provider on loopback: the model calls tools in turns, each call a
+//! recorded operation under the policy, what it returned goes back to the model, and the run
+//! replays without asking the server anything.
+
+use serde_json::{Value, json};
+
+use crate::fake_llm::{FakeProvider, Reply, openai_reply};
+use crate::llm::env_with_provider;
+use crate::support::{of_type, step};
+
+/// An OpenAI reply calling tools: `(id, name, arguments)` each.
+fn calls(list: &[(&str, &str, Value)]) -> Reply {
+    let calls: Vec<Value> = list
+        .iter()
+        .map(|(id, name, arguments)| {
+            json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments.to_string()}})
+        })
+        .collect();
+    Reply::json(
+        200,
+        json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 10, "total_tokens": 40},
+        }),
+    )
+}
+
+/// The messages the server was sent in request `n`.
+fn messages(server: &FakeProvider, n: usize) -> Vec<Value> {
+    server.seen()[n].body["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_agent_reads_a_file_and_answers_with_what_it_read_and_the_run_replays_offline() {
+    let server = FakeProvider::start(vec![
+        calls(&[("c1", "read_file", json!({"path": "notes.txt"}))]),
+        openai_reply("You need to buy milk.", 50, 8),
+    ]);
+    let env = env_with_provider("openai", &server.base_url());
+    env.write("notes.txt", "buy milk\n");
+    let wf = env.workflow(
+        "agent.yaml",
+        "name: agent\nsteps:\n  - id: look\n    type: agent\n    model: m\n    system: Be brief.\n    instructions: What is in notes.txt?\n    tools: [read_file]\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let run = out.run_id();
+    let show = env.show(&run);
+    assert_eq!(
+        step(&show, "look")["output"]["text"],
+        "You need to buy milk."
+    );
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "two turns");
+    assert_eq!(seen[0].body["tools"][0]["function"]["name"], "read_file");
+    let second = messages(&server, 1);
+    assert_eq!(second[2]["role"], "assistant");
+    assert_eq!(second[2]["tool_calls"][0]["id"], "c1");
+    assert_eq!(
+        second[3],
+        json!({"role": "tool", "tool_call_id": "c1", "content": "buy milk\n"})
+    );
+
+    // The read was an operation of its own, recorded between the two calls.
+    let events = env.events(&run);
+    let kinds: Vec<String> = of_type(&events, "OperationStarted")
+        .iter()
+        .map(|e| {
+            e["data"]["request"]["kind"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["llm_call", "read_file", "llm_call"]);
+
+    drop(server); // Nothing listens any more.
+    let replayed = env.stepwise(&["replay", &run, "--json"]);
+    assert_eq!(replayed.code, 0, "{replayed}");
+    assert_eq!(replayed.json()["matches"], true, "{replayed}");
+}
+
+#[test]
+fn calls_the_agent_may_not_make_are_answered_with_why_and_its_turns_run_out() {
+    let server = FakeProvider::start(vec![
+        calls(&[
+            ("c1", "rm_rf", json!({"path": "/"})),
+            ("c2", "read_file", json!({"path": "secrets/key.txt"})),
+            ("c3", "read_file", json!({"path": "../outside.txt"})),
+        ]),
+        calls(&[("c4", "read_file", json!({"path": "notes.txt"}))]),
+        openai_reply("never asked", 1, 1),
+    ]);
+    let env = env_with_provider("openai", &server.base_url());
+    std::fs::write(
+        &env.user_policy,
+        "rules:\n  - deny: read_file\n    path: \"secrets/**\"\n",
+    )
+    .expect("write the user policy");
+    env.write("secrets/key.txt", "TOP-SECRET-VALUE\n");
+    env.write("notes.txt", "buy milk\n");
+    let wf = env.workflow(
+        "agent.yaml",
+        "name: agent\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: Look around.\n    max_turns: 2\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_ne!(out.code, 0, "{out}");
+    let run = out.run_id();
+    let show = env.show(&run);
+    let look = step(&show, "look");
+    assert_eq!(look["status"], "failed");
+    assert!(
+        look["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("all 2 of its turns"),
+        "{look}"
+    );
+
+    // Each refused call went back to the model, saying why; nothing secret left the machine.
+    let second = messages(&server, 1);
+    let told: Vec<&str> = second
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(told.len(), 3, "{second:?}");
+    assert!(told[0].contains("there is no tool `rm_rf`"), "{told:?}");
+    assert!(told[1].contains("refused by policy"), "{told:?}");
+    assert!(told[2].starts_with("error:"), "{told:?}");
+    for request in server.seen() {
+        assert!(!request.body.to_string().contains("TOP-SECRET-VALUE"));
+    }
+    assert_eq!(server.seen().len(), 2, "no third turn");
+    // The refused calls made no operation; the path outside the workspace was tried and failed.
+    let events = env.events(&run);
+    let reads = of_type(&events, "OperationStarted")
+        .iter()
+        .filter(|e| e["data"]["request"]["kind"] == "read_file")
+        .count();
+    assert_eq!(reads, 2);
+}
+
+#[test]
+fn agent_steps_are_validated_with_their_field_and_step() {
+    let env = crate::support::Env::new();
+    for (field, yaml, said) in [
+        ("max_turns", "    max_turns: 500\n", "from 1 to 200"),
+        ("tools", "    tools: [shell]\n", "there is no tool `shell`"),
+        (
+            "tools",
+            "    tools: [run_command]\n",
+            "not available to agent steps yet",
+        ),
+        ("mcp", "    mcp: [files]\n", "MCP servers are not available"),
+    ] {
+        let wf = env.workflow(
+            "bad.yaml",
+            &format!(
+                "name: bad\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: Look.\n{yaml}"
+            ),
+        );
+        let out = env.stepwise(&["validate", wf.to_str().expect("utf-8")]);
+        assert_ne!(out.code, 0, "{field}: {out}");
+        let text = out.to_string();
+        assert!(text.contains(said), "{field}: {text}");
+        assert!(text.contains("look"), "{field}: the step is named: {text}");
+    }
+}
