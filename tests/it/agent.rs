@@ -89,7 +89,8 @@ fn calls_the_agent_may_not_make_are_answered_with_why_and_its_turns_run_out() {
     let server = FakeProvider::start(vec![
         calls(&[
             ("c1", "rm_rf", json!({"path": "/"})),
-            ("c2", "read_file", json!({"path": "secrets/key.txt"})),
+            // Spelled otherwise than the rule: the path read is the one judged.
+            ("c2", "read_file", json!({"path": "./secrets//key.txt"})),
             ("c3", "read_file", json!({"path": "../outside.txt"})),
         ]),
         calls(&[("c4", "read_file", json!({"path": "notes.txt"}))]),
@@ -131,18 +132,23 @@ fn calls_the_agent_may_not_make_are_answered_with_why_and_its_turns_run_out() {
     assert_eq!(told.len(), 3, "{second:?}");
     assert!(told[0].contains("there is no tool `rm_rf`"), "{told:?}");
     assert!(told[1].contains("refused by policy"), "{told:?}");
-    assert!(told[2].starts_with("error:"), "{told:?}");
+    assert!(
+        !told[1].contains("secrets/**"),
+        "the rule is not told: {told:?}"
+    );
+    assert!(told[2].contains("`..`"), "{told:?}");
     for request in server.seen() {
         assert!(!request.body.to_string().contains("TOP-SECRET-VALUE"));
     }
     assert_eq!(server.seen().len(), 2, "no third turn");
-    // The refused calls made no operation; the path outside the workspace was tried and failed.
+    // The refused calls made no operation, and the last turn's call was not performed: no
+    // turn was left to hear its result.
     let events = env.events(&run);
     let reads = of_type(&events, "OperationStarted")
         .iter()
         .filter(|e| e["data"]["request"]["kind"] == "read_file")
         .count();
-    assert_eq!(reads, 2);
+    assert_eq!(reads, 0);
 }
 
 #[test]

@@ -6,7 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::llm::{ToolCall, ToolSpec};
-use crate::operation::{OperationError, OperationRequest, OperationResult};
+use crate::operation::{OperationError, OperationErrorKind, OperationRequest, OperationResult};
+use crate::paths::normalize_workspace_path;
 
 /// The tools agent steps can call now, in the order they are offered.
 pub const AVAILABLE_TOOLS: &[&str] = &["read_file"];
@@ -41,8 +42,7 @@ pub fn tool_spec(name: &str) -> Option<ToolSpec> {
                     "offset": {"type": "integer", "minimum": 1, "description": "The first line to return (1 is the first)."},
                     "limit": {"type": "integer", "minimum": 1, "description": "The most lines to return."}
                 },
-                "required": ["path"],
-                "additionalProperties": false
+                "required": ["path"]
             }),
         }),
         _ => None,
@@ -50,7 +50,9 @@ pub fn tool_spec(name: &str) -> Option<ToolSpec> {
 }
 
 /// The operation a call asks for, or what the model is told instead when the call cannot be
-/// made as given (an unknown or unoffered tool, missing or wrong arguments).
+/// made as given (an unknown or unoffered tool, missing or wrong arguments). A path is
+/// normalised first, exactly as a step's path is, so that the policy judges (and the log
+/// records) the path that will be read, however the model spelled it.
 pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<OperationRequest, String> {
     if !offered.iter().any(|t| t.name == call.name) {
         let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
@@ -63,9 +65,10 @@ pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<OperationRe
     match call.name.as_str() {
         "read_file" => {
             let path = match call.arguments.get("path") {
-                Some(Value::String(path)) if !path.trim().is_empty() => path.clone(),
+                Some(Value::String(path)) if !path.trim().is_empty() => path,
                 _ => return Err("error: `path` must be a non-empty string".into()),
             };
+            let path = normalize_workspace_path(path).map_err(|e| format!("error: {e}"))?;
             for field in ["offset", "limit"] {
                 if let Some(value) = call.arguments.get(field)
                     && value.as_u64().is_none_or(|n| n < 1)
@@ -84,7 +87,9 @@ pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<OperationRe
     }
 }
 
-/// What the model is told a call returned.
+/// What the model is told a call returned. Errors are told in the tool's own words, naming the
+/// path as the call gave it: never the engine's, which may name places on this machine outside
+/// the workspace (a link's target), for a provider to read.
 pub fn call_result(call: &ToolCall, outcome: &Result<OperationResult, OperationError>) -> String {
     match outcome {
         Ok(OperationResult::FileRead {
@@ -99,7 +104,22 @@ pub fn call_result(call: &ToolCall, outcome: &Result<OperationResult, OperationE
             "error: there is no such file".into()
         }
         Ok(_) => "error: the tool's operation returned something else than it asked for".into(),
-        Err(error) => capped(&format!("error: {}", error.message)),
+        Err(error) => {
+            let path = call
+                .arguments
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match error.kind {
+                OperationErrorKind::Sandbox => {
+                    format!("error: `{path}` leads outside the workspace")
+                }
+                OperationErrorKind::NotFound => format!("error: there is no file `{path}`"),
+                OperationErrorKind::NotText => format!("error: `{path}` is not UTF-8 text"),
+                OperationErrorKind::Cancelled => "error: the run was cancelled".into(),
+                _ => format!("error: `{path}` could not be read"),
+            }
+        }
     }
 }
 
@@ -139,6 +159,7 @@ mod tests {
             id: "c1".into(),
             name: name.into(),
             arguments,
+            signature: None,
         }
     }
 
@@ -154,6 +175,24 @@ mod tests {
         );
         let told = |c| call_request(&c, &offered).unwrap_err();
         assert!(told(call("read_file", json!({}))).contains("`path`"));
+        // However it is spelled, the path read is the one the policy judges.
+        for spelled in [
+            "./secrets/key.txt",
+            "secrets//key.txt",
+            "secrets/./key.txt",
+            "secrets\\key.txt",
+        ] {
+            assert_eq!(
+                call_request(&call("read_file", json!({"path": spelled})), &offered),
+                Ok(OperationRequest::ReadFile {
+                    path: "secrets/key.txt".into(),
+                    missing_ok: false
+                }),
+                "{spelled}"
+            );
+        }
+        assert!(told(call("read_file", json!({"path": "../x"}))).contains("`..`"));
+        assert!(told(call("read_file", json!({"path": "/etc/passwd"}))).contains("absolute"));
         assert!(told(call("read_file", json!({"path": "a", "offset": 0}))).contains("`offset`"));
         assert!(told(call("rm_rf", json!({}))).contains("there is no tool `rm_rf`"));
         // A built-in tool the step did not offer is not callable either.
@@ -185,6 +224,15 @@ mod tests {
             OperationErrorKind::NotFound,
             "no file `a`",
         ));
-        assert_eq!(call_result(&whole, &failed), "error: no file `a`");
+        assert_eq!(call_result(&whole, &failed), "error: there is no file `a`");
+        // The engine's words may name the host's paths: the model is told the tool's own.
+        let outside = Err(OperationError::new(
+            OperationErrorKind::Sandbox,
+            "`a` is a link to /home/ann/.ssh/id_rsa, outside the workspace",
+        ));
+        assert_eq!(
+            call_result(&whole, &outside),
+            "error: `a` leads outside the workspace"
+        );
     }
 }

@@ -183,7 +183,14 @@ pub struct ToolCall {
     pub id: String,
     pub name: String,
     pub arguments: serde_json::Value,
+    /// An opaque token the provider gave with the call, to be sent back with it (Gemini's
+    /// thought signature, without which its thinking models refuse the next turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
+
+/// The longest opaque token a provider may give with a tool call, in bytes.
+pub const MAX_TOOL_SIGNATURE_BYTES: usize = 64 * 1024;
 
 /// The most tool calls one reply may ask for: a reply asking for more is refused as malformed.
 pub const MAX_TOOL_CALLS_PER_REPLY: usize = 64;
@@ -510,6 +517,7 @@ mod tests {
                 id: "c".into(),
                 name: "read_file".into(),
                 arguments: serde_json::json!({"path": "a/very/long/path/to/some/file.txt"}),
+                signature: None,
             }],
             tool_call_id: None,
         });

@@ -5,4 +5,9 @@ import type { JsonValue } from "./serde_json/JsonValue";
  * A tool call a model asked for: the provider's id for it (made up where the protocol has
  * none), the tool's name and its arguments (a JSON object).
  */
-export type ToolCall = { id: string, name: string, arguments: JsonValue, };
+export type ToolCall = { id: string, name: string, arguments: JsonValue, 
+/**
+ * An opaque token the provider gave with the call, to be sent back with it (Gemini's
+ * thought signature, without which its thinking models refuse the next turn).
+ */
+signature?: string | null, };

@@ -21,37 +21,77 @@ impl RunState {
         if self.cancel_requested {
             return vec![Event::StepCancelled { step: id }];
         }
-        let attempt = self.steps[index].attempt;
-        let Some(turn) = &self.steps[index].agent else {
+        if self.steps[index].agent.is_none() {
+            let attempt = self.steps[index].attempt;
             return vec![super::decide::fail(
                 &id,
                 attempt,
                 "an agent's tool returned outside a turn",
             )];
+        }
+        // A turn that called tools with no turn left to hear their results performs none.
+        if let Some(out_of_turns) = self.out_of_turns(index) {
+            return out_of_turns;
+        }
+        let Some(turn) = &self.steps[index].agent else {
+            return Vec::new();
         };
         if let Some(request) = turn.next_operation() {
             return self.start_operation(index, request);
         }
         let next = turn.next_request();
-        let max_turns = match &self.workflow.steps[index].action {
-            crate::workflow::Action::Llm(llm) => llm.agent.as_ref().map_or(1, |a| a.max_turns),
-            _ => 1,
-        };
-        if self.steps[index].llm_calls >= max_turns {
-            return self.fail_or_retry(
-                index,
-                format!(
-                    "the agent used all {max_turns} of its turns (`max_turns`) without giving an answer"
-                ),
-                false,
-                None,
-            );
-        }
         self.llm_gate(index, next)
     }
 }
 
 impl RunState {
+    /// An agent's tool operation must be the one its turn's next call asks for: the result it
+    /// gets is that call's. A log where it is not (written by another version that planned the
+    /// calls otherwise) is refused, rather than each result given to the wrong call.
+    pub(super) fn check_tool_operation(
+        &self,
+        seq: crate::ids::EventSeq,
+        index: usize,
+        request: &OperationRequest,
+    ) -> Result<(), super::state::StateError> {
+        if matches!(request, OperationRequest::LlmCall(_)) {
+            return Ok(());
+        }
+        let Some(turn) = &self.steps[index].agent else {
+            return Ok(());
+        };
+        if turn.next_operation().as_ref() == Some(request) {
+            return Ok(());
+        }
+        Err(super::state::StateError::Unexpected {
+            seq,
+            message: format!(
+                "starts {} for step `{}`, which is not what its agent's next tool call asks for",
+                request.kind_name(),
+                self.workflow.steps[index].id
+            ),
+        })
+    }
+
+    /// The step's failure if its model has had every turn `max_turns` allows.
+    pub(super) fn out_of_turns(&mut self, index: usize) -> Option<Vec<Event>> {
+        let max_turns = match &self.workflow.steps[index].action {
+            crate::workflow::Action::Llm(llm) => llm.agent.as_ref()?.max_turns,
+            _ => return None,
+        };
+        if self.steps[index].llm_calls < max_turns {
+            return None;
+        }
+        Some(self.fail_or_retry(
+            index,
+            format!(
+                "the agent used all {max_turns} of its turns (`max_turns`) without giving an answer"
+            ),
+            false,
+            None,
+        ))
+    }
+
     /// Keeps an agent step's turn as its operations answer (from `apply`): a reply that calls
     /// tools begins a turn; any other operation of the step is a tool, and its outcome is the
     /// result of the call being performed.

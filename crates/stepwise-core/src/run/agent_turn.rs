@@ -80,10 +80,8 @@ fn allowed(request: OperationRequest, policy: &Policy) -> Result<OperationReques
     let verdict = policy.evaluate(Subject::file(GateKind::ReadFile, path));
     match verdict.effect {
         Effect::Allow => Ok(request),
-        Effect::Deny => Err(format!(
-            "error: reading `{path}` is refused by policy: {}",
-            verdict.rule.unwrap_or_default()
-        )),
+        // Not the rule itself: it would tell the model what else the policy keeps from it.
+        Effect::Deny => Err(format!("error: reading `{path}` is refused by policy")),
         Effect::Ask => Err(format!(
             "error: reading `{path}` needs a person's approval, which an agent's reads cannot ask for yet"
         )),

@@ -279,6 +279,7 @@ impl RunState {
             }
             Event::OperationStarted { step, request, .. } => {
                 let i = self.index_of(seq, step)?;
+                self.check_tool_operation(seq, i, request)?;
                 let s = &mut self.steps[i];
                 s.status = StepStatus::Running;
                 s.purpose = Some(purpose_of(&self.workflow.steps[i].action, request));

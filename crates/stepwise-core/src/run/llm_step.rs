@@ -210,6 +210,9 @@ impl RunState {
             );
             return self.fail_or_retry(index, error, false, Some(json!({ "text": reply.text })));
         }
+        if let Some(out_of_turns) = self.out_of_turns(index) {
+            return out_of_turns;
+        }
         let mut again = Box::new(request.clone());
         again
             .messages

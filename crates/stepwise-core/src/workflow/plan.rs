@@ -124,6 +124,18 @@ pub fn planned_workflow(label: &str, steps: &Value, inputs: &Workflow) -> Result
             nested.id
         ));
     }
+    if let Some(other) = planned
+        .steps
+        .iter()
+        .find(|s| !PLANNABLE_TYPES.contains(&s.action.type_name()))
+    {
+        return Err(format!(
+            "step `{}` is of type `{}`; a plan may use only {}",
+            other.id,
+            other.action.type_name(),
+            PLANNABLE_TYPES.join(", ")
+        ));
+    }
     Ok(planned)
 }
 
@@ -213,6 +225,9 @@ mod tests {
         let nested = json!([{"id": "again", "type": "plan", "model": "m", "goal": "more"}]);
         let error = planned_workflow("plan", &nested, &main).unwrap_err();
         assert!(error.contains("may not plan again"), "{error}");
+        let agent = json!([{"id": "a", "type": "agent", "model": "m", "instructions": "go"}]);
+        let error = planned_workflow("plan", &agent, &main).unwrap_err();
+        assert!(error.contains("a plan may use only"), "{error}");
         let taken = json!([{"id": "read", "type": "set", "values": {}}]);
         let planned = planned_workflow("plan", &taken, &main).expect("compiles alone");
         assert!(main.with_planned(&planned, 1).is_err());

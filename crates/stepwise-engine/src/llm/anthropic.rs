@@ -57,6 +57,7 @@ impl Protocol for Anthropic<'_> {
                 id: text_at(block, "/id"),
                 name: text_at(block, "/name"),
                 arguments: arguments_text(block.get("input")),
+                signature: None,
             })
             .collect();
         let usage = reply.get("usage").and_then(|u| {
@@ -96,6 +97,7 @@ impl Protocol for Anthropic<'_> {
                         name: text_at(block, "/name"),
                         // The input comes in the deltas that follow (`{}` here).
                         arguments: String::new(),
+                        signature: None,
                     });
                 }
             }

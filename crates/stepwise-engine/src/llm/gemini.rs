@@ -53,15 +53,17 @@ impl Protocol for Gemini<'_> {
             .iter()
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect();
-        // Gemini gives each call whole, without an id (one is made up when the reply ends).
+        // Gemini gives each call whole, without an id (one is made up when the reply ends),
+        // and for thinking models with a signature beside it, which must go back with it.
         let tool_calls = parts
             .iter()
-            .filter_map(|p| p.get("functionCall"))
-            .map(|call| ToolCallPiece {
+            .filter_map(|p| Some((p.get("functionCall")?, p.get("thoughtSignature"))))
+            .map(|(call, signature)| ToolCallPiece {
                 index: None,
                 id: call.get("id").and_then(Value::as_str).map(str::to_string),
                 name: call.get("name").and_then(Value::as_str).map(str::to_string),
                 arguments: arguments_text(call.get("args")),
+                signature: signature.and_then(Value::as_str).map(str::to_string),
             })
             .collect();
         let finish_reason = candidate
@@ -132,7 +134,11 @@ fn body(request: &LlmRequest) -> Value {
         config["temperature"] = json!(t.0);
     }
     if let Some(schema) = &request.output_schema {
-        config["responseMimeType"] = json!("application/json");
+        // Gemini refuses JSON mode together with function calling: with tools, the schema is
+        // in the instructions alone (the reply is validated either way).
+        if request.tools.is_empty() {
+            config["responseMimeType"] = json!("application/json");
+        }
         system.push(format!(
             "Reply with only a JSON value that matches this JSON Schema:\n{schema}"
         ));
@@ -153,43 +159,53 @@ fn body(request: &LlmRequest) -> Value {
 }
 
 /// The conversation as `generateContent` takes it: the model's turns with the functions it
-/// called (`functionCall` parts), and each tool's result as a `functionResponse` part of a user
-/// turn, named by the function it answers (Gemini matches them by name, not by id).
+/// called (`functionCall` parts, each with its signature when it had one), and the tools'
+/// results as `functionResponse` parts of the one user turn that follows (Gemini wants as many
+/// responses in it as the turn made calls), each named by the function it answers: Gemini
+/// matches them by name, and ids are made up per reply, so only the turn just before is
+/// looked in.
 fn contents(conversation: &[ChatMessage]) -> Vec<Value> {
-    let name_of = |id: Option<&str>| {
-        conversation
-            .iter()
-            .flat_map(|m| &m.tool_calls)
-            .find(|c| Some(c.id.as_str()) == id)
-            .map(|c| c.name.clone())
-            .unwrap_or_default()
-    };
-    conversation
-        .iter()
-        .filter(|m| m.role != Role::System)
-        .map(|m| match m.role {
+    let mut out: Vec<Value> = Vec::new();
+    let mut last_calls: &[stepwise_core::llm::ToolCall] = &[];
+    let mut results_open = false;
+    for m in conversation {
+        match m.role {
+            Role::System => continue,
             Role::Assistant => {
                 let mut parts = Vec::new();
                 if !m.content.is_empty() || m.tool_calls.is_empty() {
                     parts.push(json!({ "text": m.content }));
                 }
                 for call in &m.tool_calls {
-                    parts.push(
-                        json!({ "functionCall": { "name": call.name, "args": call.arguments } }),
-                    );
+                    let mut part =
+                        json!({ "functionCall": { "name": call.name, "args": call.arguments } });
+                    if let Some(signature) = &call.signature {
+                        part["thoughtSignature"] = json!(signature);
+                    }
+                    parts.push(part);
                 }
-                json!({ "role": "model", "parts": parts })
+                last_calls = &m.tool_calls;
+                out.push(json!({ "role": "model", "parts": parts }));
             }
-            Role::Tool => json!({
-                "role": "user",
-                "parts": [{ "functionResponse": {
-                    "name": name_of(m.tool_call_id.as_deref()),
-                    "response": { "content": m.content },
-                } }],
-            }),
-            _ => json!({ "role": "user", "parts": [{ "text": m.content }] }),
-        })
-        .collect()
+            Role::Tool => {
+                let name = last_calls
+                    .iter()
+                    .find(|c| Some(c.id.as_str()) == m.tool_call_id.as_deref())
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
+                let part = json!({ "functionResponse": { "name": name, "response": { "content": m.content } } });
+                match out.last_mut().and_then(|last| last["parts"].as_array_mut()) {
+                    Some(parts) if results_open => parts.push(part),
+                    _ => out.push(json!({ "role": "user", "parts": [part] })),
+                }
+                results_open = true;
+                continue;
+            }
+            Role::User => out.push(json!({ "role": "user", "parts": [{ "text": m.content }] })),
+        }
+        results_open = false;
+    }
+    out
 }
 
 /// `usageMetadata` as Gemini reports it.

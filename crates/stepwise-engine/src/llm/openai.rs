@@ -84,7 +84,7 @@ impl Protocol for OpenAi<'_> {
         Ok(Delta {
             text,
             finish_reason: finish_reason(choice),
-            tool_calls: tool_call_pieces(choice.pointer("/message/tool_calls"))?,
+            tool_calls: tool_call_pieces(choice.pointer("/message/tool_calls"), false)?,
             ..Delta::default()
         }
         .with_usage(usage(reply.get("usage"))))
@@ -105,7 +105,7 @@ impl Protocol for OpenAi<'_> {
             if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
                 delta.text = piece.to_string();
             }
-            delta.tool_calls = tool_call_pieces(choice.pointer("/delta/tool_calls"))?;
+            delta.tool_calls = tool_call_pieces(choice.pointer("/delta/tool_calls"), true)?;
             delta.finish_reason = finish_reason(choice);
         }
         Ok(Some(delta.with_usage(usage(chunk.get("usage")))))
@@ -209,9 +209,9 @@ fn message(m: &ChatMessage) -> Value {
 }
 
 /// `tool_calls` of a whole message or of a streamed delta: each with its `index` (in a
-/// stream; a whole message's are numbered by their place), `id` and `function` (`name`,
-/// `arguments` as JSON text, or a fragment of it).
-fn tool_call_pieces(calls: Option<&Value>) -> Result<Vec<ToolCallPiece>, BadReply> {
+/// stream, where a server gives it; a whole message's are numbered by their place), `id` and
+/// `function` (`name`, `arguments` as JSON text, or a fragment of it).
+fn tool_call_pieces(calls: Option<&Value>, streamed: bool) -> Result<Vec<ToolCallPiece>, BadReply> {
     let calls = match calls {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(calls)) => calls,
@@ -225,14 +225,14 @@ fn tool_call_pieces(calls: Option<&Value>) -> Result<Vec<ToolCallPiece>, BadRepl
                 .map(str::to_string)
         };
         pieces.push(ToolCallPiece {
-            index: Some(
-                call.get("index")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(place as u64),
-            ),
+            index: call
+                .get("index")
+                .and_then(Value::as_u64)
+                .or((!streamed).then_some(place as u64)),
             id: text("/id"),
             name: text("/function/name"),
             arguments: arguments_text(call.pointer("/function/arguments")),
+            signature: None,
         });
     }
     Ok(pieces)

@@ -83,6 +83,8 @@ pub(crate) struct ToolCallPiece {
     pub(crate) name: Option<String>,
     /// More of the arguments' JSON text.
     pub(crate) arguments: String,
+    /// An opaque token to send back with the call (Gemini's thought signature).
+    pub(crate) signature: Option<String>,
 }
 
 impl Delta {

@@ -35,6 +35,7 @@ fn tool_request(kind: ProviderKind, stream: bool) -> LlmRequest {
                 id: "call_7".into(),
                 name: "read_file".into(),
                 arguments: json!({"path": "notes.txt"}),
+                signature: None,
             }],
             tool_call_id: None,
         },
@@ -49,11 +50,13 @@ fn wanted() -> Vec<ToolCall> {
             id: "t1".into(),
             name: "read_file".into(),
             arguments: json!({"path": "a.txt"}),
+            signature: None,
         },
         ToolCall {
             id: "t2".into(),
             name: "read_file".into(),
             arguments: json!({"path": "b.txt"}),
+            signature: None,
         },
     ]
 }
@@ -233,4 +236,56 @@ async fn a_call_with_broken_arguments_fails_the_reply_naming_the_provider() {
     let said = error.to_string();
     assert!(said.contains("provider `p`"), "{said}");
     assert!(said.contains("tool `read_file` are not JSON"), "{said}");
+}
+
+#[test]
+fn gemini_gets_every_result_of_a_turn_in_one_turn_and_each_signature_back() {
+    let mut request = tool_request(ProviderKind::Gemini, false);
+    request.messages.truncate(2);
+    request.messages.push(ChatMessage {
+        role: Role::Assistant,
+        content: String::new(),
+        tool_calls: vec![
+            ToolCall {
+                id: "call_0".into(),
+                name: "read_file".into(),
+                arguments: json!({"path": "a.txt"}),
+                signature: Some("sig-a".into()),
+            },
+            ToolCall {
+                id: "call_1".into(),
+                name: "list_files".into(),
+                arguments: json!({}),
+                signature: None,
+            },
+        ],
+        tool_call_id: None,
+    });
+    request
+        .messages
+        .push(ChatMessage::tool_result("call_0", "A"));
+    request
+        .messages
+        .push(ChatMessage::tool_result("call_1", "B"));
+    request.output_schema = Some(json!({"type": "object"}));
+    let body = Gemini { request: &request }.request("http://x", ()).body;
+    let contents = body["contents"].as_array().expect("contents");
+    assert_eq!(contents.len(), 3, "{contents:?}");
+    assert_eq!(contents[1]["parts"][0]["thoughtSignature"], "sig-a");
+    assert!(contents[1]["parts"][1].get("thoughtSignature").is_none());
+    let results = contents[2]["parts"].as_array().expect("parts");
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["functionResponse"]["name"], "read_file");
+    assert_eq!(results[1]["functionResponse"]["name"], "list_files");
+    // JSON mode and function calling do not go together on Gemini.
+    assert!(body["generationConfig"].get("responseMimeType").is_none());
+
+    // A signature given with a call is kept with it.
+    let reply = json!({"candidates": [{"content": {"parts": [
+        {"functionCall": {"name": "read_file", "args": {"path": "a.txt"}}, "thoughtSignature": "sig-z"}
+    ]}, "finishReason": "STOP"}]});
+    let delta = Gemini { request: &request }
+        .parse_reply(&reply)
+        .expect("parses");
+    assert_eq!(delta.tool_calls[0].signature.as_deref(), Some("sig-z"));
 }

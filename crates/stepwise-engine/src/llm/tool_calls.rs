@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 use stepwise_core::json_depth::{MAX_VALUE_DEPTH, deeper_than};
-use stepwise_core::llm::{MAX_TOOL_CALLS_PER_REPLY, MAX_TOOL_NAME_BYTES, ToolCall};
+use stepwise_core::llm::{
+    MAX_TOOL_CALLS_PER_REPLY, MAX_TOOL_NAME_BYTES, MAX_TOOL_SIGNATURE_BYTES, ToolCall,
+};
 
 use super::error::BadReply;
 use super::protocol::ToolCallPiece;
@@ -24,6 +26,7 @@ struct Building {
     id: Option<String>,
     name: String,
     arguments: String,
+    signature: Option<String>,
 }
 
 impl ToolCalls {
@@ -32,11 +35,14 @@ impl ToolCalls {
         self.bytes
     }
 
-    /// Adds a piece: to the call of its index, or as a new call.
+    /// Adds a piece: to the call of its index; without an index, as a new call if it names
+    /// one (an id or a tool), else to the last call (a stream that numbers nothing).
     pub(crate) fn add(&mut self, piece: ToolCallPiece) -> Result<(), BadReply> {
-        let at = piece
-            .index
-            .and_then(|index| self.calls.iter().position(|c| c.index == Some(index)));
+        let at = match piece.index {
+            Some(index) => self.calls.iter().position(|c| c.index == Some(index)),
+            None if piece.id.is_none() && piece.name.is_none() => self.calls.len().checked_sub(1),
+            None => None,
+        };
         let call = match at {
             Some(at) => &mut self.calls[at],
             None => {
@@ -50,6 +56,7 @@ impl ToolCalls {
                     id: None,
                     name: String::new(),
                     arguments: String::new(),
+                    signature: None,
                 });
                 let last = self.calls.len() - 1;
                 &mut self.calls[last]
@@ -60,6 +67,15 @@ impl ToolCalls {
         }
         if let Some(name) = piece.name.filter(|name| !name.is_empty()) {
             call.name = bounded(name, "a tool's name")?;
+        }
+        if let Some(signature) = piece.signature.filter(|s| !s.is_empty()) {
+            if signature.len() > MAX_TOOL_SIGNATURE_BYTES {
+                return Err(BadReply::new(format!(
+                    "a tool call's signature is longer than {MAX_TOOL_SIGNATURE_BYTES} bytes"
+                )));
+            }
+            self.bytes += signature.len();
+            call.signature = Some(signature);
         }
         self.bytes += piece.arguments.len();
         call.arguments.push_str(&piece.arguments);
@@ -83,6 +99,7 @@ impl ToolCalls {
                     id: call.id.unwrap_or_else(|| format!("call_{n}")),
                     name: call.name,
                     arguments,
+                    signature: call.signature,
                 })
             })
             .collect()
@@ -148,7 +165,24 @@ mod tests {
             id: id.map(str::to_string),
             name: name.map(str::to_string),
             arguments: args.to_string(),
+            signature: None,
         }
+    }
+
+    #[test]
+    fn a_stream_that_numbers_nothing_continues_the_call_it_named_last() {
+        let mut calls = ToolCalls::default();
+        calls
+            .add(piece(None, Some("a"), Some("read_file"), "{\"path\": "))
+            .unwrap();
+        calls.add(piece(None, None, None, "\"x\"}")).unwrap();
+        calls
+            .add(piece(None, Some("b"), Some("read_file"), "{}"))
+            .unwrap();
+        let calls = calls.finish().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].arguments, json!({"path": "x"}));
+        assert_eq!(calls[1].id, "b");
     }
 
     #[test]
