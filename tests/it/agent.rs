@@ -177,3 +177,58 @@ fn agent_steps_are_validated_with_their_field_and_step() {
         assert!(text.contains("look"), "{field}: the step is named: {text}");
     }
 }
+
+#[test]
+fn an_agent_lists_the_workspace_as_gitignore_leaves_it_and_without_what_it_may_not_read() {
+    let server = FakeProvider::start(vec![
+        calls(&[("c1", "list_files", json!({}))]),
+        calls(&[("c2", "list_files", json!({"glob": "**/*.py"}))]),
+        openai_reply("calc.py is the only Python file.", 50, 8),
+    ]);
+    let env = env_with_provider("openai", &server.base_url());
+    std::fs::write(
+        &env.user_policy,
+        "rules:\n  - deny: read_file\n    path: \"secrets/**\"\n",
+    )
+    .expect("write the user policy");
+    env.write(".gitignore", "build/\n");
+    env.write("calc.py", "def add(a, b):\n    return a + b\n");
+    env.write("notes.txt", "buy milk\n");
+    env.write("build/out.bin", "x");
+    env.write("secrets/key.txt", "TOP-SECRET-VALUE\n");
+    let wf = env.workflow(
+        "agent.yaml",
+        "name: agent\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: What is here?\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let tools: Vec<String> = server.seen()[0].body["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        tools,
+        ["read_file", "list_files"],
+        "every built-in tool by default"
+    );
+    let listing = |n: usize| -> String {
+        messages(&server, n)
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "tool")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let all = listing(1);
+    assert!(
+        all.contains("calc.py") && all.contains("notes.txt"),
+        "{all}"
+    );
+    assert!(!all.contains("build/"), "ignored by .gitignore: {all}");
+    assert!(!all.contains("secrets"), "not readable, not shown: {all}");
+    assert!(!all.contains(".gitignore"), "hidden: {all}");
+    assert_eq!(listing(2), "calc.py");
+}

@@ -390,6 +390,10 @@ fn result_for(request: &OperationRequest) -> OperationResult {
             content: "count = 1\n".into(),
             hash: Some(stepwise_core::hash::content_hash(b"count = 1\n")),
         },
+        OperationRequest::ListFiles { .. } => OperationResult::FilesListed {
+            paths: vec!["count.txt".into()],
+            truncated: false,
+        },
         OperationRequest::WriteFile {
             base_hash,
             content_hash,

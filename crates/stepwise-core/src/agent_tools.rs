@@ -8,14 +8,14 @@ use serde_json::{Value, json};
 use crate::llm::{ToolCall, ToolSpec};
 use crate::operation::{OperationError, OperationErrorKind, OperationRequest, OperationResult};
 use crate::paths::normalize_workspace_path;
+use crate::policy::{Effect, GateKind, Policy, Subject};
 
 /// The tools agent steps can call now, in the order they are offered.
-pub const AVAILABLE_TOOLS: &[&str] = &["read_file"];
+pub const AVAILABLE_TOOLS: &[&str] = &["read_file", "list_files"];
 
 /// Tools agent steps will get, named so that a workflow asking for one is told it is not
 /// available yet rather than that it does not exist.
 pub const PLANNED_TOOLS: &[&str] = &[
-    "list_files",
     "search",
     "edit_file",
     "write_file",
@@ -43,6 +43,21 @@ pub fn tool_spec(name: &str) -> Option<ToolSpec> {
                     "limit": {"type": "integer", "minimum": 1, "description": "The most lines to return."}
                 },
                 "required": ["path"]
+            }),
+        }),
+        "list_files" => Some(ToolSpec {
+            name: "list_files".into(),
+            description: "List the files of the workspace, or of one of its directories, as \
+                `.gitignore` files leave them (hidden files left out), with paths relative to \
+                the workspace; with `glob` (e.g. `**/*.py`), only those whose path matches it. \
+                At most 1000 paths, with a note when there were more."
+                .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "A directory of the workspace (default: all of it)."},
+                    "glob": {"type": "string", "description": "A glob the paths must match, e.g. `src/**/*.rs`."}
+                }
             }),
         }),
         _ => None,
@@ -83,6 +98,26 @@ pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<OperationRe
                 missing_ok: false,
             })
         }
+        "list_files" => {
+            let path = match call.arguments.get("path") {
+                None | Some(Value::Null) => ".".to_string(),
+                Some(Value::String(path)) if path.trim().is_empty() || path == "." => ".".into(),
+                Some(Value::String(path)) => {
+                    normalize_workspace_path(path).map_err(|e| format!("error: {e}"))?
+                }
+                Some(_) => return Err("error: `path` must be a string".into()),
+            };
+            let glob = match call.arguments.get("glob") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(glob)) => {
+                    globset::Glob::new(glob)
+                        .map_err(|e| format!("error: `glob` is not a glob: {e}"))?;
+                    Some(glob.clone())
+                }
+                Some(_) => return Err("error: `glob` must be a string".into()),
+            };
+            Ok(OperationRequest::ListFiles { path, glob })
+        }
         other => Err(format!("error: tool `{other}` cannot be called yet")),
     }
 }
@@ -90,8 +125,36 @@ pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<OperationRe
 /// What the model is told a call returned. Errors are told in the tool's own words, naming the
 /// path as the call gave it: never the engine's, which may name places on this machine outside
 /// the workspace (a link's target), for a provider to read.
-pub fn call_result(call: &ToolCall, outcome: &Result<OperationResult, OperationError>) -> String {
+pub fn call_result(
+    call: &ToolCall,
+    outcome: &Result<OperationResult, OperationError>,
+    policy: &Policy,
+) -> String {
     match outcome {
+        // What the agent may not read it is not shown either.
+        Ok(OperationResult::FilesListed { paths, truncated }) => {
+            let shown: Vec<&str> = paths
+                .iter()
+                .map(String::as_str)
+                .filter(|path| {
+                    policy
+                        .evaluate(Subject::file(GateKind::ReadFile, path))
+                        .effect
+                        == Effect::Allow
+                })
+                .collect();
+            let mut text = if shown.is_empty() {
+                "(no files)".to_string()
+            } else {
+                shown.join("\n")
+            };
+            if *truncated {
+                text.push_str(
+                    "\n[more files than a listing shows: narrow it with `path` or `glob`]",
+                );
+            }
+            capped(&text)
+        }
         Ok(OperationResult::FileRead {
             exists: true,
             content,
@@ -114,9 +177,15 @@ pub fn call_result(call: &ToolCall, outcome: &Result<OperationResult, OperationE
                 OperationErrorKind::Sandbox => {
                     format!("error: `{path}` leads outside the workspace")
                 }
+                OperationErrorKind::NotFound if call.name == "list_files" => {
+                    format!("error: there is no directory `{path}`")
+                }
                 OperationErrorKind::NotFound => format!("error: there is no file `{path}`"),
                 OperationErrorKind::NotText => format!("error: `{path}` is not UTF-8 text"),
                 OperationErrorKind::Cancelled => "error: the run was cancelled".into(),
+                _ if call.name == "list_files" => {
+                    format!("error: `{path}` could not be listed")
+                }
                 _ => format!("error: `{path}` could not be read"),
             }
         }
@@ -153,6 +222,10 @@ fn capped(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::operation::OperationErrorKind;
+
+    fn none() -> Policy {
+        Policy::compile(&[]).unwrap()
+    }
 
     fn call(name: &str, arguments: Value) -> ToolCall {
         ToolCall {
@@ -200,6 +273,47 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_shows_only_what_the_agent_may_read_and_says_when_it_is_cut() {
+        let offered = vec![tool_spec("list_files").unwrap()];
+        assert_eq!(
+            call_request(&call("list_files", json!({})), &offered),
+            Ok(OperationRequest::ListFiles {
+                path: ".".into(),
+                glob: None
+            })
+        );
+        assert_eq!(
+            call_request(
+                &call("list_files", json!({"path": "./src/", "glob": "**/*.rs"})),
+                &offered
+            ),
+            Ok(OperationRequest::ListFiles {
+                path: "src".into(),
+                glob: Some("**/*.rs".into())
+            })
+        );
+        assert!(call_request(&call("list_files", json!({"glob": "a{"})), &offered).is_err());
+        let deny = crate::policy::RuleSpec {
+            effect: Effect::Deny,
+            kind: Some(GateKind::ReadFile),
+            paths: vec!["secrets/**".into()],
+            commands: vec![],
+            env: vec![],
+            pass_env: vec![],
+            unchecked_shell: false,
+            source: "test".into(),
+        };
+        let policy = Policy::compile(&[deny]).unwrap();
+        let listed = Ok(OperationResult::FilesListed {
+            paths: vec!["a.txt".into(), "secrets/key.txt".into()],
+            truncated: true,
+        });
+        let told = call_result(&call("list_files", json!({})), &listed, &policy);
+        assert!(told.starts_with("a.txt\n[more files"), "{told}");
+        assert!(!told.contains("secrets"), "{told}");
+    }
+
+    #[test]
     fn results_are_the_lines_asked_for_cut_with_a_note_and_errors_say_so() {
         let read = |content: &str| {
             Ok(OperationResult::FileRead {
@@ -209,11 +323,14 @@ mod tests {
             })
         };
         let whole = call("read_file", json!({"path": "a"}));
-        assert_eq!(call_result(&whole, &read("1\n2\n3\n")), "1\n2\n3\n");
+        assert_eq!(
+            call_result(&whole, &read("1\n2\n3\n"), &none()),
+            "1\n2\n3\n"
+        );
         let middle = call("read_file", json!({"path": "a", "offset": 2, "limit": 1}));
-        assert_eq!(call_result(&middle, &read("1\n2\n3\n")), "2\n");
+        assert_eq!(call_result(&middle, &read("1\n2\n3\n"), &none()), "2\n");
         let big = "é".repeat(TOOL_RESULT_MAX_BYTES);
-        let cut = call_result(&whole, &read(&big));
+        let cut = call_result(&whole, &read(&big), &none());
         assert!(cut.len() < TOOL_RESULT_MAX_BYTES + 200);
         assert!(
             cut.contains("[cut: this is the first"),
@@ -224,14 +341,17 @@ mod tests {
             OperationErrorKind::NotFound,
             "no file `a`",
         ));
-        assert_eq!(call_result(&whole, &failed), "error: there is no file `a`");
+        assert_eq!(
+            call_result(&whole, &failed, &none()),
+            "error: there is no file `a`"
+        );
         // The engine's words may name the host's paths: the model is told the tool's own.
         let outside = Err(OperationError::new(
             OperationErrorKind::Sandbox,
             "`a` is a link to /home/ann/.ssh/id_rsa, outside the workspace",
         ));
         assert_eq!(
-            call_result(&whole, &outside),
+            call_result(&whole, &outside, &none()),
             "error: `a` leads outside the workspace"
         );
     }

@@ -34,6 +34,14 @@ pub enum OperationRequest {
     RunCommand(CommandRequest),
     /// Ask a model. No effect on the world: after a crash it is simply asked again.
     LlmCall(Box<LlmRequest>),
+    /// List the files under a directory of the workspace (`.` for all of it), as `.gitignore`
+    /// files leave them, hidden ones apart; with `glob`, those matching it. No effect on the
+    /// world: after a crash it is simply listed again.
+    ListFiles {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        glob: Option<String>,
+    },
 }
 
 impl OperationRequest {
@@ -44,6 +52,7 @@ impl OperationRequest {
             OperationRequest::WriteFile { .. } => "write_file",
             OperationRequest::RunCommand(_) => "run_command",
             OperationRequest::LlmCall(_) => "llm_call",
+            OperationRequest::ListFiles { .. } => "list_files",
         }
     }
 }
@@ -133,6 +142,13 @@ pub enum OperationResult {
     CommandFinished(CommandOutcome),
     /// The model replied.
     LlmReplied(Box<LlmReply>),
+    /// The files found, workspace-relative, sorted; `truncated` when there were more than a
+    /// listing keeps.
+    FilesListed {
+        paths: Vec<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        truncated: bool,
+    },
 }
 
 /// How a command ended and what it printed.

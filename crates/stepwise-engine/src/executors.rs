@@ -4,12 +4,13 @@
 use stepwise_core::operation::OperationRequest;
 
 use crate::exec::Executor;
-use crate::exec::kinds::{ReadFile, RunCommand, WriteFile};
+use crate::exec::kinds::{ListFiles, ReadFile, RunCommand, WriteFile};
 use crate::llm::LlmCall;
 
 /// The executor of every operation kind.
 pub(crate) struct Executors {
     read: ReadFile,
+    list: ListFiles,
     write: WriteFile,
     command: RunCommand,
     llm: LlmCall,
@@ -19,6 +20,7 @@ impl Executors {
     pub(crate) fn new() -> Executors {
         Executors {
             read: ReadFile,
+            list: ListFiles,
             write: WriteFile,
             command: RunCommand,
             llm: LlmCall::new(),
@@ -32,6 +34,7 @@ impl Executors {
             OperationRequest::WriteFile { .. } => &self.write,
             OperationRequest::RunCommand(_) => &self.command,
             OperationRequest::LlmCall(_) => &self.llm,
+            OperationRequest::ListFiles { .. } => &self.list,
         }
     }
 }

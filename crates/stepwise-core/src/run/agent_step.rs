@@ -120,7 +120,7 @@ impl RunState {
             (OperationRequest::LlmCall(_), _) => {}
             (_, outcome) => {
                 if let Some(turn) = &mut self.steps[index].agent {
-                    turn.answer(outcome);
+                    turn.answer(outcome, &self.policy);
                 }
             }
         }

@@ -53,9 +53,13 @@ impl AgentTurn {
     }
 
     /// Records what the call being performed (the first without a result) returned.
-    pub(crate) fn answer(&mut self, outcome: &Result<OperationResult, OperationError>) {
+    pub(crate) fn answer(
+        &mut self,
+        outcome: &Result<OperationResult, OperationError>,
+        policy: &Policy,
+    ) {
         if let Some(at) = self.results.iter().position(Option::is_none) {
-            self.results[at] = Some(call_result(&self.calls[at], outcome));
+            self.results[at] = Some(call_result(&self.calls[at], outcome, policy));
         }
     }
 
@@ -74,16 +78,21 @@ impl AgentTurn {
 
 /// `request`, unless the policy keeps the agent from it: what the model is told then.
 fn allowed(request: OperationRequest, policy: &Policy) -> Result<OperationRequest, String> {
-    let OperationRequest::ReadFile { path, .. } = &request else {
-        return Ok(request);
+    let path = match &request {
+        OperationRequest::ReadFile { path, .. } | OperationRequest::ListFiles { path, .. } => path,
+        _ => return Ok(request),
+    };
+    let doing = match &request {
+        OperationRequest::ListFiles { .. } => "listing",
+        _ => "reading",
     };
     let verdict = policy.evaluate(Subject::file(GateKind::ReadFile, path));
     match verdict.effect {
         Effect::Allow => Ok(request),
         // Not the rule itself: it would tell the model what else the policy keeps from it.
-        Effect::Deny => Err(format!("error: reading `{path}` is refused by policy")),
+        Effect::Deny => Err(format!("error: {doing} `{path}` is refused by policy")),
         Effect::Ask => Err(format!(
-            "error: reading `{path}` needs a person's approval, which an agent's reads cannot ask for yet"
+            "error: {doing} `{path}` needs a person's approval, which an agent's reads cannot ask for yet"
         )),
     }
 }

@@ -175,7 +175,9 @@ pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRe
         (Action::EditFile { .. }, OperationRequest::ReadFile { .. }) => Purpose::Snapshot,
         (_, OperationRequest::WriteFile { .. }) => Purpose::Write,
         (_, OperationRequest::RunCommand(_)) => Purpose::Command,
-        (_, OperationRequest::ReadFile { .. }) => Purpose::Read,
+        (_, OperationRequest::ReadFile { .. } | OperationRequest::ListFiles { .. }) => {
+            Purpose::Read
+        }
         (_, OperationRequest::LlmCall(_)) => Purpose::Llm,
     }
 }

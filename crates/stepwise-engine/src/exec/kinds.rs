@@ -26,6 +26,24 @@ impl Executor for ReadFile {
     }
 }
 
+/// Listing files: no effect on the world, so simply listed again after a crash.
+pub(crate) struct ListFiles;
+
+impl Executor for ListFiles {
+    fn perform(&self, ctx: OpContext, request: OperationRequest) -> BoxFuture<'static, Outcome> {
+        Box::pin(async move {
+            let OperationRequest::ListFiles { path, glob } = request else {
+                return Err(wrong_kind("list_files"));
+            };
+            blocking(move || super::list_files(&ctx.workspace, &path, glob.as_deref())).await
+        })
+    }
+
+    fn after_crash(&self) -> AfterCrash {
+        AfterCrash::Repeat
+    }
+}
+
 /// Writing a file: compare-and-swap on the file's hash, so after a crash the file itself says
 /// whether the write happened.
 pub(crate) struct WriteFile;

@@ -10,6 +10,7 @@
 mod command;
 mod file;
 pub(crate) mod kinds;
+mod list;
 mod output;
 mod recorded;
 mod supervisor;
@@ -27,6 +28,7 @@ use crate::sandbox::Workspace;
 
 pub(crate) use command::run_command_live;
 pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_write, write_file};
+pub use list::list_files;
 pub(crate) use output::Live;
 pub(crate) use recorded::{Commit, Recorded};
 pub use supervisor::start_launcher as start_command_launcher;
