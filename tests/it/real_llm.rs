@@ -216,10 +216,32 @@ fn the_examples_run_against_a_real_model_and_replay_without_it() {
         );
     }
 
-    // With the server stopped: both runs replay identically, and the waiting one goes on.
+    // An agent step, driven by the real model to its end whatever it decides: a 135M model may
+    // call a tool, call one wrongly, or answer at once; each is recorded.
+    let agent_wf = env.workflow(
+        "agent.yaml",
+        "name: agent\nsteps:\n  - id: look\n    type: agent\n    model: local\n    instructions: What does calc.py define? Use the tools to look, then answer in one sentence.\n    max_turns: 3\n    max_tokens: 120\n",
+    );
+    let agent = env.run(&agent_wf, &[]);
+    assert!(
+        agent.code == 0 || agent.code == 1,
+        "{}",
+        model.explain(&agent)
+    );
+    let agent = agent.run_id();
+    let look = step(&env.show(&agent), "look").clone();
+    assert!(
+        ["succeeded", "failed"].contains(&look["status"].as_str().unwrap_or("")),
+        "{look}"
+    );
+    assert!(!replies(&env, &agent).is_empty(), "the model was asked");
+    let agent_before = env.show(&agent);
+
+    // With the server stopped: the runs replay identically, and the waiting one goes on.
     let before = (env.show(&factorial), replies(&env, &triage));
     drop(model);
-    for run in [&factorial, &triage] {
+    assert_eq!(env.show(&agent), agent_before);
+    for run in [&factorial, &triage, &agent] {
         let replayed = env.stepwise(&["replay", run, "--json"]);
         assert_eq!(replayed.code, 0, "{replayed}");
         assert_eq!(replayed.json()["matches"], true, "{replayed}");
