@@ -159,7 +159,7 @@ fn agent_steps_are_validated_with_their_field_and_step() {
         ("tools", "    tools: [shell]\n", "there is no tool `shell`"),
         (
             "tools",
-            "    tools: [run_command]\n",
+            "    tools: [edit_file]\n",
             "not available to agent steps yet",
         ),
         ("mcp", "    mcp: [files]\n", "MCP servers are not available"),
@@ -210,7 +210,7 @@ fn an_agent_lists_the_workspace_as_gitignore_leaves_it_and_without_what_it_may_n
         .collect();
     assert_eq!(
         tools,
-        ["read_file", "list_files"],
+        ["read_file", "list_files", "run_command"],
         "every built-in tool by default"
     );
     let listing = |n: usize| -> String {
@@ -231,4 +231,52 @@ fn an_agent_lists_the_workspace_as_gitignore_leaves_it_and_without_what_it_may_n
     assert!(!all.contains("secrets"), "not readable, not shown: {all}");
     assert!(!all.contains(".gitignore"), "hidden: {all}");
     assert_eq!(listing(2), "calc.py");
+}
+
+#[test]
+fn an_agent_runs_the_commands_the_policy_allows_and_is_told_why_not_the_others() {
+    let server = FakeProvider::start(vec![
+        calls(&[
+            (
+                "c1",
+                "run_command",
+                json!({"argv": ["echo", "hello from the agent"]}),
+            ),
+            ("c2", "run_command", json!({"argv": ["rm", "-rf", "."]})),
+            (
+                "c3",
+                "run_command",
+                json!({"argv": ["sh", "-c", "echo bad >&2; exit 3"]}),
+            ),
+        ]),
+        openai_reply("Done.", 50, 8),
+    ]);
+    let env = env_with_provider("openai", &server.base_url());
+    env.workspace_policy("  - allow: run_command\n    command: \"echo *\"\n  - allow: run_command\n    command: \"sh -c *\"\n");
+    env.write("keep.txt", "still here\n");
+    let wf = env.workflow(
+        "agent.yaml",
+        "name: agent\nsteps:\n  - id: work\n    type: agent\n    model: m\n    instructions: Do it.\n    tools: [run_command]\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let told: Vec<String> = messages(&server, 1)
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert!(told[0].starts_with("exit code 0"), "{told:?}");
+    assert!(told[0].contains("hello from the agent"), "{told:?}");
+    assert!(told[1].contains("needs a person's approval"), "{told:?}");
+    assert!(told[2].starts_with("exit code 3"), "{told:?}");
+    assert!(told[2].contains("stderr:\nbad"), "{told:?}");
+    assert_eq!(env.read("keep.txt").as_deref(), Some("still here\n"));
+    // Each command that ran is an operation of its own, contained like a step's.
+    let events = env.events(&out.run_id());
+    let commands = of_type(&events, "OperationStarted")
+        .iter()
+        .filter(|e| e["data"]["request"]["kind"] == "run_command")
+        .count();
+    assert_eq!(commands, 2);
 }

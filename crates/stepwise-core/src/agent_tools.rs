@@ -6,22 +6,28 @@
 use serde_json::{Value, json};
 
 use crate::llm::{ToolCall, ToolSpec};
-use crate::operation::{OperationError, OperationErrorKind, OperationRequest, OperationResult};
+use crate::operation::{
+    CommandLine, CommandOutcome, CommandRequest, OperationError, OperationErrorKind,
+    OperationRequest, OperationResult,
+};
 use crate::paths::normalize_workspace_path;
 use crate::policy::{Effect, GateKind, Policy, Subject};
 
 /// The tools agent steps can call now, in the order they are offered.
-pub const AVAILABLE_TOOLS: &[&str] = &["read_file", "list_files"];
+pub const AVAILABLE_TOOLS: &[&str] = &["read_file", "list_files", "run_command"];
 
 /// Tools agent steps will get, named so that a workflow asking for one is told it is not
 /// available yet rather than that it does not exist.
-pub const PLANNED_TOOLS: &[&str] = &[
-    "search",
-    "edit_file",
-    "write_file",
-    "run_command",
-    "ask_person",
-];
+pub const PLANNED_TOOLS: &[&str] = &["search", "edit_file", "write_file", "ask_person"];
+
+/// How long an agent's command may run before its process group is killed.
+pub const TOOL_COMMAND_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+/// Bytes of stdout and of stderr an agent's command keeps in the log (the model is shown at
+/// most [`TOOL_RESULT_MAX_BYTES`] of them in all).
+pub const TOOL_COMMAND_OUTPUT_BYTES: u64 = 256 * 1024;
+/// The most arguments, and the longest argument, an agent's command may have.
+const MAX_ARGS: usize = 256;
+const MAX_ARG_BYTES: usize = 4096;
 
 /// The most of a tool's result the model is given, in bytes; the rest is cut, with a note.
 pub const TOOL_RESULT_MAX_BYTES: usize = 32 * 1024;
@@ -58,6 +64,23 @@ pub fn tool_spec(name: &str) -> Option<ToolSpec> {
                     "path": {"type": "string", "description": "A directory of the workspace (default: all of it)."},
                     "glob": {"type": "string", "description": "A glob the paths must match, e.g. `src/**/*.rs`."}
                 }
+            }),
+        }),
+        "run_command" => Some(ToolSpec {
+            name: "run_command".into(),
+            description: "Run a program in the workspace, without a shell: `argv` is the program \
+                and its arguments, `cwd` a directory of the workspace (default: its root). Only \
+                commands the workspace's policy allows are run; others are refused, with why. \
+                Returns the exit code and what it printed (cut at 32 KiB, with a note). It is \
+                killed after 5 minutes."
+                .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "The program and its arguments, e.g. [\"python3\", \"-m\", \"unittest\"]."},
+                    "cwd": {"type": "string", "description": "The directory to run in, relative to the workspace."}
+                },
+                "required": ["argv"]
             }),
         }),
         _ => None,
@@ -118,6 +141,43 @@ pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<OperationRe
             };
             Ok(OperationRequest::ListFiles { path, glob })
         }
+        "run_command" => {
+            let argv: Vec<String> = match call.arguments.get("argv") {
+                Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_ARGS => items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(arg) if arg.len() <= MAX_ARG_BYTES && !arg.contains('\0') => {
+                            Ok(arg.clone())
+                        }
+                        _ => Err(format!(
+                            "error: each of `argv` must be a string of at most {MAX_ARG_BYTES} bytes"
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => {
+                    return Err(format!(
+                        "error: `argv` must be a list of 1 to {MAX_ARGS} strings"
+                    ));
+                }
+            };
+            let cwd = match call.arguments.get("cwd") {
+                None | Some(Value::Null) => ".".to_string(),
+                Some(Value::String(cwd)) if cwd.trim().is_empty() || cwd == "." => ".".into(),
+                Some(Value::String(cwd)) => {
+                    normalize_workspace_path(cwd).map_err(|e| format!("error: `cwd`: {e}"))?
+                }
+                Some(_) => return Err("error: `cwd` must be a string".into()),
+            };
+            Ok(OperationRequest::RunCommand(CommandRequest {
+                command: CommandLine::Argv(argv),
+                cwd,
+                env: Default::default(),
+                pass_env: Vec::new(),
+                timeout_ms: Some(TOOL_COMMAND_TIMEOUT_MS),
+                max_output_bytes: TOOL_COMMAND_OUTPUT_BYTES,
+                save_output: false,
+            }))
+        }
         other => Err(format!("error: tool `{other}` cannot be called yet")),
     }
 }
@@ -166,6 +226,7 @@ pub fn call_result(
         Ok(OperationResult::FileRead { exists: false, .. }) => {
             "error: there is no such file".into()
         }
+        Ok(OperationResult::CommandFinished(outcome)) => capped(&command_text(outcome)),
         Ok(_) => "error: the tool's operation returned something else than it asked for".into(),
         Err(error) => {
             let path = call
@@ -183,6 +244,8 @@ pub fn call_result(
                 OperationErrorKind::NotFound => format!("error: there is no file `{path}`"),
                 OperationErrorKind::NotText => format!("error: `{path}` is not UTF-8 text"),
                 OperationErrorKind::Cancelled => "error: the run was cancelled".into(),
+                OperationErrorKind::Spawn => "error: the program could not be started".into(),
+                _ if call.name == "run_command" => "error: the command could not be run".into(),
                 _ if call.name == "list_files" => {
                     format!("error: `{path}` could not be listed")
                 }
@@ -190,6 +253,26 @@ pub fn call_result(
             }
         }
     }
+}
+
+/// What a command did, as the model is told it: how it ended, then what it printed.
+fn command_text(outcome: &CommandOutcome) -> String {
+    let ended = if outcome.timed_out {
+        "it was killed when its time ran out".to_string()
+    } else if let Some(code) = outcome.exit_code {
+        format!("exit code {code}")
+    } else {
+        format!("killed by signal {}", outcome.signal.unwrap_or(0))
+    };
+    let stream = |name: &str, text: &str, cut: bool| {
+        let note = if cut { " (cut: it printed more)" } else { "" };
+        format!("\n{name}{note}:\n{text}")
+    };
+    format!(
+        "{ended}{}{}",
+        stream("stdout", &outcome.stdout, outcome.stdout_truncated()),
+        stream("stderr", &outcome.stderr, outcome.stderr_truncated())
+    )
 }
 
 /// The lines of `text` from `offset` (1-based), at most `limit` of them.

@@ -92,6 +92,29 @@ impl RunState {
         ))
     }
 
+    /// A person settled an agent's call whose outcome was lost (from `apply`): skipped or
+    /// marked done, that is what the model is told it returned. (Run again, it is performed
+    /// again, and its outcome is the result.)
+    pub(super) fn follow_agent_resolution(
+        &mut self,
+        index: usize,
+        resolution: crate::event::Resolution,
+        by: &str,
+    ) {
+        let said = match resolution {
+            crate::event::Resolution::Retry => return,
+            crate::event::Resolution::Skip => format!(
+                "error: the engine stopped while this ran, so what it did is unknown; {by} chose to skip it"
+            ),
+            crate::event::Resolution::MarkDone => format!(
+                "the engine stopped while this ran, so its output is lost; {by} says it was done"
+            ),
+        };
+        if let Some(turn) = &mut self.steps[index].agent {
+            turn.settle(said);
+        }
+    }
+
     /// Keeps an agent step's turn as its operations answer (from `apply`): a reply that calls
     /// tools begins a turn; any other operation of the step is a tool, and its outcome is the
     /// result of the call being performed.

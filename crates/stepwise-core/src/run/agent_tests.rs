@@ -7,16 +7,21 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{RunState, RunStatus, StepStatus, replay};
-use crate::event::{Event, RunStarted};
+use crate::event::{Event, Resolution, RunStarted};
 use crate::ids::{EventSeq, StepId};
 use crate::llm::{LlmReply, ModelSpec, Price, ProviderKind, Role, TokenUsage, ToolCall};
 use crate::operation::{OperationRequest, OperationResult};
+use crate::policy::{Effect, GateKind, RuleSpec};
 use crate::workflow::parse_workflow;
 
 const AGENT: &str = "name: t\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: Read a.txt and b.txt.\n    max_turns: 3\n";
 
 fn start() -> (RunState, Vec<(EventSeq, Event)>) {
-    let workflow = Arc::new(parse_workflow("t.yaml", AGENT).unwrap_or_else(|e| panic!("{e}")));
+    start_with(AGENT, Vec::new())
+}
+
+fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(EventSeq, Event)>) {
+    let workflow = Arc::new(parse_workflow("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}")));
     let mut models = BTreeMap::new();
     models.insert(
         "m".to_string(),
@@ -37,13 +42,13 @@ fn start() -> (RunState, Vec<(EventSeq, Event)>) {
         workflow_name: "t".into(),
         workflow_path: "t.yaml".into(),
         workflow_hash: workflow.source_hash.clone(),
-        workflow_source: AGENT.into(),
+        workflow_source: yaml.into(),
         workspace: "/ws".into(),
         inputs: json!({}),
         trigger: "test".into(),
         started_by: "tester".into(),
         max_parallel: 4,
-        policy: Vec::new(),
+        policy,
         models,
         budget: None,
     };
@@ -223,4 +228,70 @@ fn a_log_whose_tool_operation_is_not_the_next_call_is_refused() {
     };
     let error = RunState::load(Arc::clone(state.workflow()), &other).unwrap_err();
     assert!(error.to_string().contains("next tool call"), "{error}");
+}
+
+#[test]
+fn an_agents_command_cut_off_by_a_crash_is_settled_by_a_person_and_the_agent_goes_on() {
+    let allow = RuleSpec {
+        effect: Effect::Allow,
+        kind: Some(GateKind::RunCommand),
+        paths: vec![],
+        commands: vec![],
+        env: vec![],
+        pass_env: vec![],
+        unchecked_shell: false,
+        source: "test policy, rule 1".into(),
+    };
+    let (mut state, mut log) = start_with(
+        "name: t\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: Test it.\n    tools: [run_command]\n",
+        vec![allow],
+    );
+    let (op, _) = last_op(&log);
+    let call = ToolCall {
+        id: "c1".into(),
+        name: "run_command".into(),
+        arguments: json!({"argv": ["make", "test"]}),
+        signature: None,
+    };
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: reply("", vec![call]),
+        },
+    );
+    let (op, request) = last_op(&log);
+    assert!(matches!(request, OperationRequest::RunCommand(_)));
+    // The engine stopped while it ran: a person is asked, and says it was done.
+    let waiting = input(&mut state, &mut log, Event::OperationOutcomeUnknown { op });
+    assert!(waiting.is_empty(), "{waiting:?}");
+    assert_eq!(
+        state
+            .step_state(&StepId::from("look"))
+            .expect("step")
+            .status,
+        StepStatus::OutcomeUnknown
+    );
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationResolved {
+            op,
+            resolution: Resolution::MarkDone,
+            by: "ann".into(),
+        },
+    );
+    let (_, request) = last_op(&log);
+    let OperationRequest::LlmCall(next) = request else {
+        panic!("the agent goes on")
+    };
+    let told = next.messages.last().expect("a result");
+    assert_eq!(told.role, Role::Tool);
+    assert!(
+        told.content.contains("ann says it was done"),
+        "{}",
+        told.content
+    );
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
 }

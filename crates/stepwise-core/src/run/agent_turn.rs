@@ -63,6 +63,13 @@ impl AgentTurn {
         }
     }
 
+    /// Gives the call being performed (the first without a result) this result.
+    pub(crate) fn settle(&mut self, result: String) {
+        if let Some(at) = self.results.iter().position(Option::is_none) {
+            self.results[at] = Some(result);
+        }
+    }
+
     /// The next call to the model: the conversation with every call's result.
     pub(super) fn next_request(&self) -> Box<LlmRequest> {
         let mut next = self.request.clone();
@@ -78,6 +85,17 @@ impl AgentTurn {
 
 /// `request`, unless the policy keeps the agent from it: what the model is told then.
 fn allowed(request: OperationRequest, policy: &Policy) -> Result<OperationRequest, String> {
+    if let OperationRequest::RunCommand(command) = &request {
+        let shown = command.command.display();
+        let verdict = policy.evaluate(Subject::command(command));
+        return match verdict.effect {
+            Effect::Allow => Ok(request),
+            Effect::Deny => Err(format!("error: running `{shown}` is refused by policy")),
+            Effect::Ask => Err(format!(
+                "error: running `{shown}` needs a person's approval, which an agent's commands cannot ask for yet (a rule of the policy may allow it)"
+            )),
+        };
+    }
     let path = match &request {
         OperationRequest::ReadFile { path, .. } | OperationRequest::ListFiles { path, .. } => path,
         _ => return Ok(request),

@@ -123,6 +123,10 @@ impl RunState {
                 request,
             } => match resolution {
                 Resolution::Retry => self.start_operation(index, request),
+                // An agent's call: the person's word is its result, and the agent goes on.
+                Resolution::Skip | Resolution::MarkDone if self.steps[index].agent.is_some() => {
+                    self.decide_agent_turn(index)
+                }
                 Resolution::Skip => vec![Event::StepSkipped {
                     step: id,
                     reason: format!("skipped by {by} after its outcome was unknown"),

@@ -202,9 +202,10 @@ pub enum ActionDef {
         #[serde(default)]
         max_tokens: Option<u32>,
     },
-    /// A model that uses tools in a loop until it answers: it reads files of the workspace (each
-    /// read a recorded operation under the same policy as a `read_file` step), and its final
-    /// reply is the step's output, as a `prompt` step's (with `output_schema`, the value).
+    /// A model that uses tools in a loop until it answers: it reads and lists files of the
+    /// workspace and runs the commands the policy allows (each call a recorded operation under
+    /// the same policy as a step of that kind), and its final reply is the step's output, as
+    /// a `prompt` step's (with `output_schema`, the value).
     Agent {
         /// A model alias from the settings (`models:`).
         model: String,
@@ -212,7 +213,8 @@ pub enum ActionDef {
         instructions: String,
         #[serde(default)]
         system: Option<String>,
-        /// The built-in tools it may call (default: all of them). Available: `read_file`.
+        /// The built-in tools it may call (default: all of them). Available: `read_file`,
+        /// `list_files`, `run_command`.
         #[serde(default)]
         tools: Option<Vec<String>>,
         /// MCP servers from the settings whose tools it may call (not available yet).
