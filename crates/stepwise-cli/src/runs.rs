@@ -88,10 +88,12 @@ pub struct ResolveChoice {
     /// Run the operation again.
     #[arg(long)]
     retry: bool,
-    /// Give up on the step (it counts as skipped).
+    /// Give up on the step (it counts as skipped). For an agent step's call: the agent is
+    /// told its outcome is unknown and goes on (cancel the run to stop it).
     #[arg(long)]
     skip: bool,
-    /// The operation did happen: mark the step done.
+    /// The operation did happen: mark the step done. For an agent step's call: the agent is
+    /// told it happened and goes on.
     #[arg(long)]
     mark_done: bool,
 }

@@ -16,6 +16,11 @@ use crate::policy::{Effect, GateKind, Policy, Subject};
 /// The tools agent steps can call now, in the order they are offered.
 pub const AVAILABLE_TOOLS: &[&str] = &["read_file", "list_files", "run_command"];
 
+/// The tools an agent step gets when it names none: those that change nothing. A tool with an
+/// effect is offered only when the workflow lists it, and a tool added later never joins this
+/// list (a run replays with the tools its first call offered).
+pub const DEFAULT_TOOLS: &[&str] = &["read_file", "list_files"];
+
 /// Tools agent steps will get, named so that a workflow asking for one is told it is not
 /// available yet rather than that it does not exist.
 pub const PLANNED_TOOLS: &[&str] = &["search", "edit_file", "write_file", "ask_person"];
@@ -55,7 +60,7 @@ pub fn tool_spec(name: &str) -> Option<ToolSpec> {
             name: "list_files".into(),
             description: "List the files of the workspace, or of one of its directories, as \
                 `.gitignore` files leave them (hidden files left out), with paths relative to \
-                the workspace; with `glob` (e.g. `**/*.py`), only those whose path matches it. \
+                the workspace; with `glob` (e.g. `**/*.py`; `*` stays within a directory), only those whose path from the workspace's root matches it. \
                 At most 1000 paths, with a note when there were more."
                 .into(),
             parameters: json!({
@@ -133,7 +138,9 @@ pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<OperationRe
             let glob = match call.arguments.get("glob") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(glob)) => {
-                    globset::Glob::new(glob)
+                    globset::GlobBuilder::new(glob)
+                        .literal_separator(true)
+                        .build()
                         .map_err(|e| format!("error: `glob` is not a glob: {e}"))?;
                     Some(glob.clone())
                 }
@@ -229,11 +236,26 @@ pub fn call_result(
         Ok(OperationResult::CommandFinished(outcome)) => capped(&command_text(outcome)),
         Ok(_) => "error: the tool's operation returned something else than it asked for".into(),
         Err(error) => {
+            if call.name == "run_command" {
+                let cwd = call
+                    .arguments
+                    .get("cwd")
+                    .and_then(Value::as_str)
+                    .unwrap_or(".");
+                return match error.kind {
+                    OperationErrorKind::Sandbox | OperationErrorKind::NotFound => {
+                        format!("error: `{cwd}` is not a directory of the workspace")
+                    }
+                    OperationErrorKind::Spawn => "error: the program could not be started".into(),
+                    OperationErrorKind::Cancelled => "error: the run was cancelled".into(),
+                    _ => "error: the command could not be run".into(),
+                };
+            }
             let path = call
                 .arguments
                 .get("path")
                 .and_then(Value::as_str)
-                .unwrap_or_default();
+                .unwrap_or(".");
             match error.kind {
                 OperationErrorKind::Sandbox => {
                     format!("error: `{path}` leads outside the workspace")
@@ -244,8 +266,7 @@ pub fn call_result(
                 OperationErrorKind::NotFound => format!("error: there is no file `{path}`"),
                 OperationErrorKind::NotText => format!("error: `{path}` is not UTF-8 text"),
                 OperationErrorKind::Cancelled => "error: the run was cancelled".into(),
-                OperationErrorKind::Spawn => "error: the program could not be started".into(),
-                _ if call.name == "run_command" => "error: the command could not be run".into(),
+
                 _ if call.name == "list_files" => {
                     format!("error: `{path}` could not be listed")
                 }

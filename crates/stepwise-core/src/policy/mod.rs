@@ -19,6 +19,12 @@
 //! `edit_file` on the same paths, because an edit shows the file's content (its snapshot and
 //! diff). `edit_file` rules apply to edits only, `run_command` rules to commands only; a command
 //! can read any file, so file rules do not restrict commands.
+//!
+//! A command an agent step's model chose is an `agent_command`: only `allow: agent_command`
+//! rules, which must name the commands, let one run (an `allow: run_command` written for the
+//! commands of a workflow's author does not), while `deny` and `ask` rules on `run_command`
+//! restrict agents' commands too. By default an agent's command asks, which refuses it to the
+//! agent.
 
 mod pattern;
 mod shell;
@@ -60,6 +66,8 @@ pub enum GateKind {
     ReadFile,
     EditFile,
     RunCommand,
+    /// A command an agent step's model chose.
+    AgentCommand,
 }
 
 impl GateKind {
@@ -68,6 +76,7 @@ impl GateKind {
             GateKind::ReadFile => "read_file",
             GateKind::EditFile => "edit_file",
             GateKind::RunCommand => "run_command",
+            GateKind::AgentCommand => "agent_command",
         }
     }
 
@@ -75,7 +84,7 @@ impl GateKind {
     pub fn default_effect(self) -> Effect {
         match self {
             GateKind::ReadFile => Effect::Allow,
-            GateKind::EditFile | GateKind::RunCommand => Effect::Ask,
+            GateKind::EditFile | GateKind::RunCommand | GateKind::AgentCommand => Effect::Ask,
         }
     }
 }
@@ -135,7 +144,9 @@ impl RuleSpec {
 pub enum PolicyError {
     #[error("{origin}: a rule needs exactly one of `allow`, `ask` or `deny`")]
     EffectCount { origin: String },
-    #[error("{origin}: unknown operation `{kind}`; use edit_file, run_command, read_file or *")]
+    #[error(
+        "{origin}: unknown operation `{kind}`; use edit_file, run_command, read_file, agent_command or *"
+    )]
     UnknownKind { origin: String, kind: String },
     #[error("{origin}: invalid pattern `{pattern}`: {message}")]
     Pattern {
@@ -149,6 +160,10 @@ pub enum PolicyError {
     WorkflowAllow { origin: String },
     #[error("{origin}: `unchecked_shell` belongs on an `allow` rule for run_command (or *)")]
     UncheckedShell { origin: String },
+    #[error(
+        "{origin}: an `allow: agent_command` rule must name the commands it allows (`command:`): an agent's model chooses what it runs"
+    )]
+    AgentCommandUnnamed { origin: String },
 }
 
 /// Turns written rules into recorded ones. `origin` names the file, e.g. `workspace policy
@@ -193,6 +208,7 @@ fn rule_from_def(
         "read_file" => Some(GateKind::ReadFile),
         "edit_file" => Some(GateKind::EditFile),
         "run_command" => Some(GateKind::RunCommand),
+        "agent_command" => Some(GateKind::AgentCommand),
         other => {
             return Err(PolicyError::UnknownKind {
                 origin: source.to_string(),
@@ -204,6 +220,14 @@ fn rule_from_def(
         && (*effect != Effect::Allow || kind.is_some_and(|k| k != GateKind::RunCommand))
     {
         return Err(PolicyError::UncheckedShell {
+            origin: source.to_string(),
+        });
+    }
+    if *effect == Effect::Allow
+        && kind == Some(GateKind::AgentCommand)
+        && rule.command.as_ref().is_none_or(|c| c.to_vec().is_empty())
+    {
+        return Err(PolicyError::AgentCommandUnnamed {
             origin: source.to_string(),
         });
     }
@@ -263,6 +287,14 @@ impl<'a> Subject<'a> {
             command: Some(&request.command),
             env: &request.env,
             pass_env: &request.pass_env,
+        }
+    }
+
+    /// A command an agent step's model chose, with the environment it gets.
+    pub fn agent_command(request: &'a crate::operation::CommandRequest) -> Subject<'a> {
+        Subject {
+            kind: GateKind::AgentCommand,
+            ..Subject::command(request)
         }
     }
 
@@ -359,11 +391,16 @@ impl CompiledRule {
 
     fn applies_to(&self, kind: GateKind) -> bool {
         match self.spec.kind {
-            None => true,
+            // An agent's commands are allowed only by rules that say so by name.
+            None => !(kind == GateKind::AgentCommand && self.spec.effect == Effect::Allow),
             Some(k) if k == kind => true,
             // An edit shows the file: a read rule that restricts also restricts edits.
             Some(GateKind::ReadFile) => {
                 kind == GateKind::EditFile && self.spec.effect != Effect::Allow
+            }
+            // What restricts commands restricts an agent's too; what allows them does not.
+            Some(GateKind::RunCommand) => {
+                kind == GateKind::AgentCommand && self.spec.effect != Effect::Allow
             }
             Some(_) => false,
         }
@@ -416,7 +453,7 @@ impl CompiledRule {
                 self.spec.describe()
             ));
         }
-        if subject.kind != GateKind::RunCommand {
+        if !matches!(subject.kind, GateKind::RunCommand | GateKind::AgentCommand) {
             return Match::Yes;
         }
         let set: Vec<(&str, &str)> = subject

@@ -344,3 +344,43 @@ fn workflows_cannot_allow() {
         Err(PolicyError::WorkflowAllow { .. })
     ));
 }
+
+#[test]
+fn an_agents_commands_are_allowed_only_by_agent_command_rules_and_restricted_by_any() {
+    let agent = |p: &Policy, words: &[&str]| {
+        p.evaluate(Subject::agent_command(&request(argv(words), &[], &[])))
+            .effect
+    };
+    // Rules written for a workflow's own commands, or for everything, do not reach agents.
+    let p = policy(vec![
+        rule(Effect::Allow, "run_command", None, Some("git *")),
+        rule(Effect::Allow, "*", None, None),
+    ]);
+    assert_eq!(agent(&p, &["git", "show", "HEAD:secrets/key"]), Effect::Ask);
+    assert_eq!(
+        command_verdict(&p, &request(argv(&["git", "status"]), &[], &[])).effect,
+        Effect::Allow
+    );
+    // Named for agents, they do; a deny or ask on run_command still restricts them.
+    let p = policy(vec![
+        rule(Effect::Allow, "agent_command", None, Some("*")),
+        rule(Effect::Deny, "run_command", None, Some("rm *")),
+        rule(Effect::Ask, "run_command", None, Some("curl *")),
+    ]);
+    assert_eq!(agent(&p, &["echo", "hi"]), Effect::Allow);
+    assert_eq!(agent(&p, &["rm", "-rf", "."]), Effect::Deny);
+    assert_eq!(agent(&p, &["curl", "x"]), Effect::Ask);
+    // An allow for agents must name what it allows.
+    let unnamed = rules_from_def(
+        &PolicyDef {
+            rules: vec![rule(Effect::Allow, "agent_command", None, None)],
+        },
+        "test",
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        unnamed.to_string().contains("must name the commands"),
+        "{unnamed}"
+    );
+}

@@ -99,16 +99,16 @@ impl RunState {
         &mut self,
         index: usize,
         resolution: crate::event::Resolution,
-        by: &str,
     ) {
         let said = match resolution {
             crate::event::Resolution::Retry => return,
-            crate::event::Resolution::Skip => format!(
-                "error: the engine stopped while this ran, so what it did is unknown; {by} chose to skip it"
-            ),
-            crate::event::Resolution::MarkDone => format!(
-                "the engine stopped while this ran, so its output is lost; {by} says it was done"
-            ),
+            // Who settled it stays in the log: the provider is told only that a person did.
+            crate::event::Resolution::Skip => {
+                "error: the engine stopped while this ran, so what it did is unknown; a person chose to skip it".to_string()
+            }
+            crate::event::Resolution::MarkDone => {
+                "the engine stopped while this ran, so its output is lost; a person says it was done".to_string()
+            }
         };
         if let Some(turn) = &mut self.steps[index].agent {
             turn.settle(said);
@@ -135,7 +135,8 @@ impl RunState {
             (OperationRequest::LlmCall(call), Ok(OperationResult::LlmReplied(reply)))
                 if !reply.tool_calls.is_empty() =>
             {
-                let turn = AgentTurn::new(call, reply, &self.policy);
+                let required = self.workflow.steps[index].approval_required;
+                let turn = AgentTurn::new(call, reply, &self.policy, required);
                 let step = &mut self.steps[index];
                 step.agent = Some(turn);
                 step.tool_turns += 1;

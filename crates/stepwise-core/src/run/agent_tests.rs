@@ -234,9 +234,9 @@ fn a_log_whose_tool_operation_is_not_the_next_call_is_refused() {
 fn an_agents_command_cut_off_by_a_crash_is_settled_by_a_person_and_the_agent_goes_on() {
     let allow = RuleSpec {
         effect: Effect::Allow,
-        kind: Some(GateKind::RunCommand),
+        kind: Some(GateKind::AgentCommand),
         paths: vec![],
-        commands: vec![],
+        commands: vec!["make test".into()],
         env: vec![],
         pass_env: vec![],
         unchecked_shell: false,
@@ -289,7 +289,7 @@ fn an_agents_command_cut_off_by_a_crash_is_settled_by_a_person_and_the_agent_goe
     let told = next.messages.last().expect("a result");
     assert_eq!(told.role, Role::Tool);
     assert!(
-        told.content.contains("ann says it was done"),
+        told.content.contains("a person says it was done") && !told.content.contains("ann"),
         "{}",
         told.content
     );

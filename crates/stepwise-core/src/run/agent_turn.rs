@@ -21,7 +21,12 @@ pub(crate) struct AgentTurn {
 
 impl AgentTurn {
     /// The turn of `reply`, which called tools, to `request`.
-    pub(crate) fn new(request: &LlmRequest, reply: &LlmReply, policy: &Policy) -> AgentTurn {
+    pub(crate) fn new(
+        request: &LlmRequest,
+        reply: &LlmReply,
+        policy: &Policy,
+        approval_required: bool,
+    ) -> AgentTurn {
         let mut request = Box::new(request.clone());
         request.messages.push(ChatMessage {
             role: Role::Assistant,
@@ -32,7 +37,10 @@ impl AgentTurn {
         let planned: Vec<Result<OperationRequest, String>> = reply
             .tool_calls
             .iter()
-            .map(|call| call_request(call, &request.tools).and_then(|op| allowed(op, policy)))
+            .map(|call| {
+                call_request(call, &request.tools)
+                    .and_then(|op| allowed(op, policy, approval_required))
+            })
             .collect();
         let results = planned
             .iter()
@@ -84,15 +92,24 @@ impl AgentTurn {
 }
 
 /// `request`, unless the policy keeps the agent from it: what the model is told then.
-fn allowed(request: OperationRequest, policy: &Policy) -> Result<OperationRequest, String> {
+fn allowed(
+    request: OperationRequest,
+    policy: &Policy,
+    approval_required: bool,
+) -> Result<OperationRequest, String> {
     if let OperationRequest::RunCommand(command) = &request {
         let shown = command.command.display();
-        let verdict = policy.evaluate(Subject::command(command));
+        if approval_required {
+            return Err(format!(
+                "error: running `{shown}` needs a person's approval (the step requires it), which an agent's commands cannot ask for yet"
+            ));
+        }
+        let verdict = policy.evaluate(Subject::agent_command(command));
         return match verdict.effect {
             Effect::Allow => Ok(request),
             Effect::Deny => Err(format!("error: running `{shown}` is refused by policy")),
             Effect::Ask => Err(format!(
-                "error: running `{shown}` needs a person's approval, which an agent's commands cannot ask for yet (a rule of the policy may allow it)"
+                "error: running `{shown}` needs a person's approval, which an agent's commands cannot ask for yet (an `allow: agent_command` rule of the policy may allow it)"
             )),
         };
     }

@@ -312,7 +312,7 @@ impl RunState {
             Event::OperationResolved { op, resolution, by } => {
                 let i = self.op_step(seq, *op)?;
                 if let Phase::Unknown { request, .. } = self.steps[i].phase.clone() {
-                    self.follow_agent_resolution(i, *resolution, by);
+                    self.follow_agent_resolution(i, *resolution);
                     self.steps[i].status = StepStatus::Running;
                     self.steps[i].phase = Phase::Resolved {
                         resolution: *resolution,

@@ -213,8 +213,8 @@ pub enum ActionDef {
         instructions: String,
         #[serde(default)]
         system: Option<String>,
-        /// The built-in tools it may call (default: all of them). Available: `read_file`,
-        /// `list_files`, `run_command`.
+        /// The built-in tools it may call (default: `read_file` and `list_files`, which change
+        /// nothing). Available: `read_file`, `list_files`, `run_command`.
         #[serde(default)]
         tools: Option<Vec<String>>,
         /// MCP servers from the settings whose tools it may call (not available yet).

@@ -1,21 +1,36 @@
-//! Listing a workspace directory's files, as `.gitignore` files leave them (`ignore`, the walker
-//! of ripgrep): hidden files and the workspace's `.stepwise/` left out, links not followed,
-//! bounded in the files kept and the entries looked at.
+//! Listing a workspace directory's files, as `.gitignore` files leave them: hidden files and the
+//! workspace's `.stepwise/` left out, links not followed, bounded in the files kept and the
+//! entries looked at. The walk is `ignore`'s (ripgrep's walker) with its own ignore files off:
+//! it would open them following links and read them whole (a `.ignore` linked to `/dev/zero`
+//! would never end), and look above the workspace. `.gitignore` files are read here instead:
+//! regular files only, never through a link, at most 64 KiB, within the workspace.
 
-use globset::Glob;
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use globset::GlobBuilder;
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use stepwise_core::operation::{OperationError, OperationErrorKind, OperationResult};
 
 use crate::sandbox::Workspace;
 
 /// The most files one listing keeps (it says when there were more).
 pub const MAX_LISTED: usize = 1_000;
-/// The most entries one listing looks at, kept or not: a huge tree stops the walk there.
+/// The most entries one listing looks at, kept, hidden or ignored: a huge tree stops the walk
+/// there.
 const MAX_VISITED: usize = 100_000;
 /// The deepest a listing goes below its directory.
 const MAX_DEPTH: usize = 32;
+/// The longest `.gitignore` read; a longer one is read this far.
+const MAX_GITIGNORE_BYTES: u64 = 64 * 1024;
 
 /// The files under `path` (a workspace directory), workspace-relative with `/`, sorted; with
-/// `glob`, those whose workspace-relative path matches it.
+/// `glob`, those whose workspace-relative path matches it (`*` within one directory).
 pub fn list_files(
     ws: &Workspace,
     path: &str,
@@ -23,7 +38,7 @@ pub fn list_files(
 ) -> Result<OperationResult, OperationError> {
     let rel = ws.resolve_relative(path).map_err(OperationError::from)?;
     let dir = ws.root().join(&rel);
-    match std::fs::metadata(&dir) {
+    match std::fs::symlink_metadata(&dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
             return Err(OperationError::new(
@@ -40,7 +55,9 @@ pub fn list_files(
     }
     let matcher = match glob {
         Some(glob) => Some(
-            Glob::new(glob)
+            GlobBuilder::new(glob)
+                .literal_separator(true)
+                .build()
                 .map_err(|e| {
                     OperationError::new(OperationErrorKind::Io, format!("glob `{glob}`: {e}"))
                 })?
@@ -48,25 +65,33 @@ pub fn list_files(
         ),
         None => None,
     };
+    let root = ws.root().to_path_buf();
+    let ignores = Arc::new(Ignores::new(root.clone()));
+    let visited = Arc::new(AtomicUsize::new(0));
+    let cut = Arc::new(AtomicBool::new(false));
+    let (seen, stop) = (Arc::clone(&visited), Arc::clone(&cut));
     let walker = ignore::WalkBuilder::new(&dir)
-        .follow_links(false)
+        .standard_filters(false)
         .hidden(true)
-        .parents(false)
-        .require_git(false)
+        .follow_links(false)
         .max_depth(Some(MAX_DEPTH))
+        .filter_entry(move |entry| {
+            if seen.fetch_add(1, Ordering::Relaxed) >= MAX_VISITED {
+                stop.store(true, Ordering::Relaxed);
+                return false;
+            }
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            !ignores.ignored(entry.path(), is_dir)
+        })
         .build();
     let mut paths = Vec::new();
     let mut truncated = false;
-    for (visited, entry) in walker.enumerate() {
-        if visited >= MAX_VISITED {
-            truncated = true;
-            break;
-        }
+    for entry in walker {
         let Ok(entry) = entry else { continue };
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
-        let Ok(inside) = entry.path().strip_prefix(ws.root()) else {
+        let Ok(inside) = entry.path().strip_prefix(&root) else {
             continue;
         };
         let shown = inside.to_string_lossy().replace('\\', "/");
@@ -83,7 +108,73 @@ pub fn list_files(
         paths.push(shown);
     }
     paths.sort();
+    let truncated = truncated || cut.load(Ordering::Relaxed);
     Ok(OperationResult::FilesListed { paths, truncated })
+}
+
+/// The `.gitignore` of each workspace directory, read once.
+struct Ignores {
+    root: PathBuf,
+    read: Mutex<HashMap<PathBuf, Option<Arc<Gitignore>>>>,
+}
+
+impl Ignores {
+    fn new(root: PathBuf) -> Ignores {
+        Ignores {
+            root,
+            read: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a `.gitignore` of the workspace ignores `path`: the deepest one that says
+    /// anything of it decides (a `!pattern` there keeps it).
+    fn ignored(&self, path: &Path, is_dir: bool) -> bool {
+        let Some(parent) = path.parent() else {
+            return false;
+        };
+        for dir in parent.ancestors() {
+            if !dir.starts_with(&self.root) {
+                break;
+            }
+            if let Some(gitignore) = self.of(dir) {
+                match gitignore.matched(path, is_dir) {
+                    Match::Ignore(_) => return true,
+                    Match::Whitelist(_) => return false,
+                    Match::None => {}
+                }
+            }
+        }
+        false
+    }
+
+    fn of(&self, dir: &Path) -> Option<Arc<Gitignore>> {
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        read.entry(dir.to_path_buf())
+            .or_insert_with(|| load(dir).map(Arc::new))
+            .clone()
+    }
+}
+
+/// `dir/.gitignore`, when it is a regular file (a link is not followed), its first 64 KiB.
+fn load(dir: &Path) -> Option<Gitignore> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir.join(".gitignore"))
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    (&mut file)
+        .take(MAX_GITIGNORE_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
+    let mut builder = GitignoreBuilder::new(dir);
+    for line in text.lines() {
+        let _ = builder.add_line(None, line);
+    }
+    builder.build().ok()
 }
 
 #[cfg(test)]
@@ -117,6 +208,15 @@ mod tests {
         std::fs::write(root.join(".gitignore"), "target/\n").unwrap();
         assert_eq!(listed(&ws, ".", None), ["src/a.py", "src/b.txt"]);
         assert_eq!(listed(&ws, "src", Some("**/*.py")), ["src/a.py"]);
+        // `*` stays within a directory.
+        assert!(listed(&ws, ".", Some("*.py")).is_empty());
+        // A deeper .gitignore decides for its directory; one that is a link is not read.
+        std::fs::write(root.join("src/.gitignore"), "*.txt\n").unwrap();
+        assert_eq!(listed(&ws, "src", None), ["src/a.py"]);
+        std::fs::remove_file(root.join("src/.gitignore")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("src/.gitignore")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("src/.ignore")).unwrap();
+        assert_eq!(listed(&ws, "src", None), ["src/a.py", "src/b.txt"]);
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), "s").unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
