@@ -11,6 +11,7 @@ mod llm_step;
 mod plan_step;
 mod proposal;
 mod replay;
+mod returned;
 mod state;
 mod status;
 mod step;
