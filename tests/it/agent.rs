@@ -279,3 +279,44 @@ fn an_agent_runs_the_commands_the_policy_allows_and_is_told_why_not_the_others()
         .count();
     assert_eq!(commands, 2);
 }
+
+#[test]
+fn a_call_cut_off_by_the_token_limit_is_told_back_and_the_agent_tries_again() {
+    let cut_off = Reply::json(
+        200,
+        json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\": \"no"}}
+            ]}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 10, "total_tokens": 40},
+        }),
+    );
+    let server = FakeProvider::start(vec![
+        cut_off,
+        calls(&[("c2", "read_file", json!({"path": "notes.txt"}))]),
+        openai_reply("Buy milk.", 50, 8),
+    ]);
+    let env = env_with_provider("openai", &server.base_url());
+    env.write("notes.txt", "buy milk\n");
+    let wf = env.workflow(
+        "agent.yaml",
+        "name: agent\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: Read notes.txt.\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let told = messages(&server, 1)
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        told.contains("not JSON") && told.contains("send them again"),
+        "{told}"
+    );
+    assert_eq!(
+        step(&env.show(&out.run_id()), "look")["output"]["text"],
+        "Buy milk."
+    );
+}

@@ -97,6 +97,11 @@ pub fn tool_spec(name: &str) -> Option<ToolSpec> {
 /// normalised first, exactly as a step's path is, so that the policy judges (and the log
 /// records) the path that will be read, however the model spelled it.
 pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<OperationRequest, String> {
+    if let Some(problem) = &call.malformed {
+        return Err(format!(
+            "error: {problem}; send them again as one JSON object"
+        ));
+    }
     if !offered.iter().any(|t| t.name == call.name) {
         let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
         return Err(format!(
@@ -337,6 +342,7 @@ mod tests {
             name: name.into(),
             arguments,
             signature: None,
+            malformed: None,
         }
     }
 
@@ -372,6 +378,9 @@ mod tests {
         assert!(told(call("read_file", json!({"path": "/etc/passwd"}))).contains("absolute"));
         assert!(told(call("read_file", json!({"path": "a", "offset": 0}))).contains("`offset`"));
         assert!(told(call("rm_rf", json!({}))).contains("there is no tool `rm_rf`"));
+        let mut cut_off = call("read_file", json!({}));
+        cut_off.malformed = Some("the arguments are not JSON (EOF); were they cut off?".into());
+        assert!(told(cut_off).contains("were they cut off?; send them again"));
         // A built-in tool the step did not offer is not callable either.
         assert!(call_request(&call("read_file", json!({"path": "a"})), &[]).is_err());
     }

@@ -187,6 +187,11 @@ pub struct ToolCall {
     /// thought signature, without which its thinking models refuse the next turn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// What was wrong with the call as the model gave it (arguments that are not a JSON
+    /// object, or cut off): the call is answered with this, so that the model can try again,
+    /// rather than the whole reply refused. Its `arguments` are then `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
 }
 
 /// The longest opaque token a provider may give with a tool call, in bytes.
@@ -518,6 +523,7 @@ mod tests {
                 name: "read_file".into(),
                 arguments: serde_json::json!({"path": "a/very/long/path/to/some/file.txt"}),
                 signature: None,
+                malformed: None,
             }],
             tool_call_id: None,
         });

@@ -10,4 +10,10 @@ export type ToolCall = { id: string, name: string, arguments: JsonValue,
  * An opaque token the provider gave with the call, to be sent back with it (Gemini's
  * thought signature, without which its thinking models refuse the next turn).
  */
-signature?: string | null, };
+signature?: string | null, 
+/**
+ * What was wrong with the call as the model gave it (arguments that are not a JSON
+ * object, or cut off): the call is answered with this, so that the model can try again,
+ * rather than the whole reply refused. Its `arguments` are then `{}`.
+ */
+malformed?: string | null, };

@@ -109,6 +109,7 @@ fn read(id: &str, path: &str) -> ToolCall {
         name: "read_file".into(),
         arguments: json!({ "path": path }),
         signature: None,
+        malformed: None,
     }
 }
 
@@ -252,6 +253,7 @@ fn an_agents_command_cut_off_by_a_crash_is_settled_by_a_person_and_the_agent_goe
         name: "run_command".into(),
         arguments: json!({"argv": ["make", "test"]}),
         signature: None,
+        malformed: None,
     };
     input(
         &mut state,

@@ -36,6 +36,7 @@ fn tool_request(kind: ProviderKind, stream: bool) -> LlmRequest {
                 name: "read_file".into(),
                 arguments: json!({"path": "notes.txt"}),
                 signature: None,
+                malformed: None,
             }],
             tool_call_id: None,
         },
@@ -51,12 +52,14 @@ fn wanted() -> Vec<ToolCall> {
             name: "read_file".into(),
             arguments: json!({"path": "a.txt"}),
             signature: None,
+            malformed: None,
         },
         ToolCall {
             id: "t2".into(),
             name: "read_file".into(),
             arguments: json!({"path": "b.txt"}),
             signature: None,
+            malformed: None,
         },
     ]
 }
@@ -223,11 +226,24 @@ async fn each_protocol_puts_streamed_calls_together() {
 }
 
 #[tokio::test]
-async fn a_call_with_broken_arguments_fails_the_reply_naming_the_provider() {
+async fn a_call_cut_off_by_the_token_limit_is_kept_saying_what_is_wrong_and_a_hostile_reply_fails()
+{
     let reply = json!({"choices": [{"message": {"tool_calls": [
         {"id": "t1", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\": "}}
-    ]}, "finish_reason": "tool_calls"}]});
+    ]}, "finish_reason": "length"}]});
     let request = tool_request(ProviderKind::Openai, false);
+    let server = Scripted::start_with(vec![(200, Body::Json(reply))]);
+    let answer = call(&OpenAi { request: &request }, &server, &request)
+        .await
+        .expect("the reply stands");
+    assert_eq!(answer.tool_calls[0].arguments, json!({}));
+    let problem = answer.tool_calls[0].malformed.clone().unwrap_or_default();
+    assert!(problem.contains("not JSON"), "{problem}");
+
+    // A call without a tool's name cannot be answered: the reply fails, naming the provider.
+    let reply = json!({"choices": [{"message": {"tool_calls": [
+        {"id": "t1", "type": "function", "function": {"arguments": "{}"}}
+    ]}, "finish_reason": "tool_calls"}]});
     let server = Scripted::start_with(vec![(200, Body::Json(reply))]);
     let error = call(&OpenAi { request: &request }, &server, &request)
         .await
@@ -235,7 +251,7 @@ async fn a_call_with_broken_arguments_fails_the_reply_naming_the_provider() {
         .expect("refused");
     let said = error.to_string();
     assert!(said.contains("provider `p`"), "{said}");
-    assert!(said.contains("tool `read_file` are not JSON"), "{said}");
+    assert!(said.contains("without a tool's name"), "{said}");
 }
 
 #[test]
@@ -251,12 +267,14 @@ fn gemini_gets_every_result_of_a_turn_in_one_turn_and_each_signature_back() {
                 name: "read_file".into(),
                 arguments: json!({"path": "a.txt"}),
                 signature: Some("sig-a".into()),
+                malformed: None,
             },
             ToolCall {
                 id: "call_1".into(),
                 name: "list_files".into(),
                 arguments: json!({}),
                 signature: None,
+                malformed: None,
             },
         ],
         tool_call_id: None,

@@ -83,7 +83,9 @@ impl ToolCalls {
     }
 
     /// The calls, each with a name, an id (`call_<n>` where the protocol gave none) and
-    /// arguments that are a JSON object (empty arguments are `{}`).
+    /// arguments that are a JSON object (empty arguments are `{}`). A call whose arguments
+    /// are not one says so (`malformed`), for the model to be told: a model cut off by its
+    /// token limit, say, can try again.
     pub(crate) fn finish(self) -> Result<Vec<ToolCall>, BadReply> {
         self.calls
             .into_iter()
@@ -94,12 +96,16 @@ impl ToolCalls {
                         "it asks for a tool call without a tool's name",
                     ));
                 }
-                let arguments = arguments(&call.name, &call.arguments)?;
+                let (arguments, malformed) = match arguments(&call.arguments) {
+                    Ok(arguments) => (arguments, None),
+                    Err(problem) => (Value::Object(serde_json::Map::new()), Some(problem)),
+                };
                 Ok(ToolCall {
                     id: call.id.unwrap_or_else(|| format!("call_{n}")),
                     name: call.name,
                     arguments,
                     signature: call.signature,
+                    malformed,
                 })
             })
             .collect()
@@ -115,25 +121,21 @@ fn bounded(text: String, what: &str) -> Result<String, BadReply> {
     Ok(text)
 }
 
-/// A call's arguments text read as a JSON object.
-fn arguments(name: &str, text: &str) -> Result<Value, BadReply> {
+/// A call's arguments text read as a JSON object, or what is wrong with it (in words for the
+/// model, which wrote it).
+fn arguments(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(Value::Object(serde_json::Map::new()));
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        BadReply::new(format!(
-            "the arguments of its call of tool `{name}` are not JSON ({e})"
-        ))
-    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| format!("the arguments are not JSON ({e}); were they cut off?"))?;
     if !value.is_object() {
-        return Err(BadReply::new(format!(
-            "the arguments of its call of tool `{name}` are not a JSON object"
-        )));
+        return Err("the arguments are not a JSON object".into());
     }
     if deeper_than(&value, MAX_VALUE_DEPTH) {
-        return Err(BadReply::new(format!(
-            "the arguments of its call of tool `{name}` are nested deeper than {MAX_VALUE_DEPTH} levels"
-        )));
+        return Err(format!(
+            "the arguments are nested deeper than {MAX_VALUE_DEPTH} levels"
+        ));
     }
     Ok(value)
 }
@@ -226,13 +228,20 @@ mod tests {
             calls.finish()
         };
         let wrong = |pieces| finish(pieces).unwrap_err().0;
-        assert!(wrong(vec![piece(None, None, Some("t"), "[1]")]).contains("not a JSON object"));
-        assert!(wrong(vec![piece(None, None, Some("t"), "{\"a\":")]).contains("not JSON"));
+        // Arguments the model got wrong are its call's to be told of, not the reply's.
+        let told = |args: &str| {
+            finish(vec![piece(None, None, Some("t"), args)]).unwrap()[0]
+                .malformed
+                .clone()
+                .unwrap_or_default()
+        };
+        assert!(told("[1]").contains("not a JSON object"));
+        assert!(told("{\"a\":").contains("not JSON"));
         assert!(wrong(vec![piece(None, None, None, "{}")]).contains("without a tool's name"));
         let long = "n".repeat(MAX_TOOL_NAME_BYTES + 1);
         assert!(wrong(vec![piece(None, None, Some(&long), "{}")]).contains("longer than"));
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
-        assert!(wrong(vec![piece(None, None, Some("t"), &deep)]).contains("nested deeper"));
+        assert!(told(&deep).contains("nested deeper"));
         let many = (0..=MAX_TOOL_CALLS_PER_REPLY)
             .map(|_| piece(None, None, Some("t"), "{}"))
             .collect();
