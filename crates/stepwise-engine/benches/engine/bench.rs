@@ -28,12 +28,27 @@ pub(crate) struct Ran {
 
 impl Bench {
     pub(crate) fn open(durability: Durability, hold: bool) -> BenchResult<Bench> {
+        Bench::open_with(durability, hold, None)
+    }
+
+    /// [`Bench::open`] with these model settings (YAML).
+    pub(crate) fn open_with(
+        durability: Durability,
+        hold: bool,
+        settings: Option<&str>,
+    ) -> BenchResult<Bench> {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir_all(dir.path().join("ws"))?;
         std::fs::write(dir.path().join("ws").join("input.txt"), "hello\n")?;
         let mut config = EngineConfig::new(dir.path().join("bench.db"));
         config.durability = durability;
         config.hold_waiting_runs = hold;
+        if let Some(settings) = settings {
+            let path = dir.path().join("settings.yaml");
+            std::fs::write(&path, settings)?;
+            config.settings = Some(path);
+            config.settings_named = true;
+        }
         let engine = Engine::open(config)?;
         Ok(Bench { dir, engine })
     }

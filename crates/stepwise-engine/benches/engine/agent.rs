@@ -1,0 +1,132 @@
+//! An agent step against a model server on loopback that answers at once, each turn calling
+//! `read_file` on a small file: what the engine adds to each tool call (deciding, recording,
+//! reading, building the next request), next to the floors of one durable commit and one HTTP
+//! round trip to the same server, measured in the same process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stepwise_engine::Durability;
+
+use crate::BenchResult;
+use crate::bench::{Bench, count};
+
+/// A model server on loopback: `/floor` answers a small JSON body; the chat completions answer
+/// a call of `read_file` for `turns - 1` requests, then a final text, and again.
+pub(crate) struct Loopback {
+    pub(crate) base: String,
+}
+
+impl Loopback {
+    pub(crate) fn start(turns: usize) -> BenchResult<Loopback> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let asked = Arc::new(AtomicUsize::new(0));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let asked = Arc::clone(&asked);
+                // A thread per connection: a client may keep one open while it opens another.
+                std::thread::spawn(move || answer(stream, turns, &asked));
+            }
+        });
+        Ok(Loopback { base })
+    }
+}
+
+fn answer(stream: TcpStream, turns: usize, asked: &AtomicUsize) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    // Requests on one connection, one after another, while the client keeps it.
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let reply = if request_line.contains("/floor") {
+            json!({"ok": true})
+        } else if (asked.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(turns) {
+            json!({"choices": [{"message": {"role": "assistant", "content": "done"}, "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 10, "completion_tokens": 1}})
+        } else {
+            json!({"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "c", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\": \"input.txt\"}"}}]},
+                    "finish_reason": "tool_calls"}],
+                   "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+        };
+        let text = reply.to_string();
+        write!(
+            out,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+            text.len()
+        )?;
+        out.flush()?;
+    }
+}
+
+/// One HTTP round trip to the loopback server, as the engine's client makes it (a kept
+/// connection, a small JSON body each way).
+pub(crate) async fn http_floor(base: &str, n: usize) -> BenchResult<Duration> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let url = format!("{base}/floor");
+    // The first opens the connection.
+    client
+        .post(&url)
+        .json(&json!({"x": 1}))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    let began = Instant::now();
+    for _ in 0..n {
+        client
+            .post(&url)
+            .json(&json!({"x": 1}))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+    }
+    Ok(began.elapsed() / count(n))
+}
+
+/// An agent step of `turns` model turns, each but the last calling `read_file`: the run's
+/// operating time per tool call.
+pub(crate) async fn agent_per_call(
+    durability: Durability,
+    server: &Loopback,
+    turns: usize,
+) -> BenchResult<(Duration, u64)> {
+    let settings = format!(
+        "providers:\n  loop:\n    kind: openai\n    base_url: {}/v1\n    stream: false\nmodels:\n  m:\n    provider: loop\n    model: tiny\n",
+        server.base
+    );
+    let bench = Bench::open_with(durability, false, Some(&settings))?;
+    let workflow = format!(
+        "name: agent\nsteps:\n  - id: a\n    type: agent\n    model: m\n    instructions: Read input.txt again and again.\n    tools: [read_file]\n    max_turns: {turns}\n"
+    );
+    let ran = bench.run_to_end("agent", &workflow).await?;
+    let calls = turns.saturating_sub(1).max(1);
+    Ok((ran.operating / count(calls), ran.commits))
+}
