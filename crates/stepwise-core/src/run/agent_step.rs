@@ -21,30 +21,28 @@ impl RunState {
         if self.cancel_requested {
             return vec![Event::StepCancelled { step: id }];
         }
-        if self.steps[index].agent.is_none() {
-            let attempt = self.steps[index].attempt;
-            return vec![super::decide::fail(
-                &id,
-                attempt,
-                "an agent's tool returned outside a turn",
-            )];
-        }
+        // The next call's operation, or (every call answered) the next request to the model.
+        let next = match &self.steps[index].agent {
+            Some(turn) => turn.next_operation().ok_or_else(|| turn.next_request()),
+            None => {
+                let attempt = self.steps[index].attempt;
+                return vec![super::decide::fail(
+                    &id,
+                    attempt,
+                    "an agent's tool returned outside a turn",
+                )];
+            }
+        };
         // A turn that called tools with no turn left to hear their results performs none.
         if let Some(out_of_turns) = self.out_of_turns(index) {
             return out_of_turns;
         }
-        let Some(turn) = &self.steps[index].agent else {
-            return Vec::new();
-        };
-        if let Some(request) = turn.next_operation() {
-            return self.start_operation(index, request);
+        match next {
+            Ok(operation) => self.start_operation(index, operation),
+            Err(request) => self.llm_gate(index, request),
         }
-        let next = turn.next_request();
-        self.llm_gate(index, next)
     }
-}
 
-impl RunState {
     /// An agent's tool operation must be the one its turn's next call asks for: the result it
     /// gets is that call's. A log where it is not (written by another version that planned the
     /// calls otherwise) is refused, rather than each result given to the wrong call.

@@ -40,14 +40,10 @@ impl RunState {
         };
         match (purpose, result) {
             (Some(Purpose::Read), OperationResult::FileRead { content, hash, .. }) => {
-                let path = match request {
-                    OperationRequest::ReadFile { path, .. } => path.clone(),
-                    _ => String::new(),
-                };
                 vec![Event::StepSucceeded {
                     step: id,
                     attempt,
-                    output: json!({ "path": path, "content": content, "hash": hash }),
+                    output: json!({ "path": read_path(request), "content": content, "hash": hash }),
                 }]
             }
             (
@@ -64,17 +60,11 @@ impl RunState {
                 let scope = self.scope_for(index);
                 match edit_proposal(step, &scope, exists, &content, hash) {
                     Ok(Some(proposal)) => self.gate(index, proposal, GateKind::EditFile),
-                    Ok(None) => {
-                        let path = match request {
-                            OperationRequest::ReadFile { path, .. } => path.clone(),
-                            _ => String::new(),
-                        };
-                        vec![Event::StepSucceeded {
-                            step: id,
-                            attempt,
-                            output: json!({ "path": path, "changed": false }),
-                        }]
-                    }
+                    Ok(None) => vec![Event::StepSucceeded {
+                        step: id,
+                        attempt,
+                        output: json!({ "path": read_path(request), "changed": false }),
+                    }],
                     Err(e) => vec![fail(&id, attempt, e)],
                 }
             }
@@ -172,5 +162,13 @@ impl RunState {
                 format!("unexpected operation result {other:?}"),
             )],
         }
+    }
+}
+
+/// The path a read asked for (empty for any other operation).
+fn read_path(request: &OperationRequest) -> String {
+    match request {
+        OperationRequest::ReadFile { path, .. } => path.clone(),
+        _ => String::new(),
     }
 }
