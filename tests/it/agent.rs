@@ -9,7 +9,7 @@ use crate::llm::env_with_provider;
 use crate::support::{of_type, step};
 
 /// An OpenAI reply calling tools: `(id, name, arguments)` each.
-fn calls(list: &[(&str, &str, Value)]) -> Reply {
+pub(crate) fn calls(list: &[(&str, &str, Value)]) -> Reply {
     let calls: Vec<Value> = list
         .iter()
         .map(|(id, name, arguments)| {
@@ -26,7 +26,7 @@ fn calls(list: &[(&str, &str, Value)]) -> Reply {
 }
 
 /// The messages the server was sent in request `n`.
-fn messages(server: &FakeProvider, n: usize) -> Vec<Value> {
+pub(crate) fn messages(server: &FakeProvider, n: usize) -> Vec<Value> {
     server.seen()[n].body["messages"]
         .as_array()
         .cloned()
@@ -131,10 +131,10 @@ fn calls_the_agent_may_not_make_are_answered_with_why_and_its_turns_run_out() {
         .collect();
     assert_eq!(told.len(), 3, "{second:?}");
     assert!(told[0].contains("there is no tool `rm_rf`"), "{told:?}");
-    assert!(told[1].contains("refused by policy"), "{told:?}");
-    assert!(
-        !told[1].contains("secrets/**"),
-        "the rule is not told: {told:?}"
+    assert_eq!(
+        told[1],
+        "error: reading `secrets/key.txt` is refused by the workspace's policy (rule: deny read_file path secrets/**)",
+        "the rule is told, not where it is written"
     );
     assert!(told[2].contains("`..`"), "{told:?}");
     for request in server.seen() {
@@ -157,11 +157,6 @@ fn agent_steps_are_validated_with_their_field_and_step() {
     for (field, yaml, said) in [
         ("max_turns", "    max_turns: 500\n", "from 1 to 200"),
         ("tools", "    tools: [shell]\n", "there is no tool `shell`"),
-        (
-            "tools",
-            "    tools: [edit_file]\n",
-            "not available to agent steps yet",
-        ),
         ("mcp", "    mcp: [files]\n", "MCP servers are not available"),
     ] {
         let wf = env.workflow(
@@ -210,8 +205,16 @@ fn an_agent_lists_the_workspace_as_gitignore_leaves_it_and_without_what_it_may_n
         .collect();
     assert_eq!(
         tools,
-        ["read_file", "list_files"],
-        "the tools that change nothing, by default"
+        [
+            "read_file",
+            "list_files",
+            "search",
+            "edit_file",
+            "write_file",
+            "run_command",
+            "ask_person"
+        ],
+        "every built-in tool, by default"
     );
     let listing = |n: usize| -> String {
         messages(&server, n)
@@ -234,7 +237,7 @@ fn an_agent_lists_the_workspace_as_gitignore_leaves_it_and_without_what_it_may_n
 }
 
 #[test]
-fn an_agent_runs_the_commands_the_policy_allows_and_is_told_why_not_the_others() {
+fn an_agent_runs_the_commands_the_policy_allows_asks_about_the_others_and_hears_a_rejection() {
     let server = FakeProvider::start(vec![
         calls(&[
             (
@@ -258,7 +261,24 @@ fn an_agent_runs_the_commands_the_policy_allows_and_is_told_why_not_the_others()
         "name: agent\nsteps:\n  - id: work\n    type: agent\n    model: m\n    instructions: Do it.\n    tools: [run_command]\n",
     );
     let out = env.run(&wf, &[]);
-    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.code, 3, "waits for a person: {out}");
+    let run = out.run_id();
+    let asked = env.stepwise(&["approvals"]);
+    assert!(asked.stdout.contains("$ rm -rf ."), "{asked}");
+    assert!(
+        asked
+            .stdout
+            .contains("agent_command needs approval by default"),
+        "{asked}"
+    );
+    let out = env.stepwise(&[
+        "reject",
+        &run,
+        "work",
+        "--reason",
+        "never delete the workspace",
+    ]);
+    assert_eq!(out.code, 0, "the agent goes on and finishes: {out}");
     let told: Vec<String> = messages(&server, 1)
         .iter()
         .filter(|m| m["role"] == "tool")
@@ -267,17 +287,42 @@ fn an_agent_runs_the_commands_the_policy_allows_and_is_told_why_not_the_others()
     assert_eq!(told.len(), 3, "{told:?}");
     assert!(told[0].starts_with("exit code 0"), "{told:?}");
     assert!(told[0].contains("hello from the agent"), "{told:?}");
-    assert!(told[1].contains("needs a person's approval"), "{told:?}");
+    assert_eq!(
+        told[1],
+        "error: a person rejected this: never delete the workspace"
+    );
     assert!(told[2].starts_with("exit code 2"), "{told:?}");
     assert!(told[2].contains("no-such-file"), "{told:?}");
     assert_eq!(env.read("keep.txt").as_deref(), Some("still here\n"));
     // Each command that ran is an operation of its own, contained like a step's.
-    let events = env.events(&out.run_id());
+    let events = env.events(&run);
     let commands = of_type(&events, "OperationStarted")
         .iter()
         .filter(|e| e["data"]["request"]["kind"] == "run_command")
         .count();
     assert_eq!(commands, 2);
+    // Each decision is recorded: the rule that let each allowed command run, and who
+    // rejected the other and why.
+    let granted = of_type(&events, "ApprovalGranted");
+    assert_eq!(granted.len(), 2, "{granted:?}");
+    for decision in &granted {
+        assert_eq!(decision["data"]["mode"]["kind"], "rule", "{decision}");
+        assert!(
+            decision["data"]["mode"]["rule"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("allow agent_command command echo *, ls *"),
+            "{decision}"
+        );
+    }
+    let rejected = of_type(&events, "ApprovalRejected");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["data"]["reason"], "never delete the workspace");
+    // And it all replays without the server or the commands.
+    let before = server.seen().len();
+    let replayed = env.stepwise(&["replay", &run]);
+    assert_eq!(replayed.code, 0, "{replayed}");
+    assert_eq!(server.seen().len(), before);
 }
 
 #[test]

@@ -394,6 +394,10 @@ fn result_for(request: &OperationRequest) -> OperationResult {
             paths: vec!["count.txt".into()],
             truncated: false,
         },
+        OperationRequest::SearchFiles { .. } => OperationResult::FilesSearched {
+            matches: Vec::new(),
+            truncated: false,
+        },
         OperationRequest::WriteFile {
             base_hash,
             content_hash,

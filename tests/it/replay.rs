@@ -158,7 +158,7 @@ fn replay_after_the_workflow_changed_names_the_first_divergent_event() {
     assert_eq!(text.code, 1, "{text}");
     assert!(
         text.stdout.starts_with(&format!(
-            "replay against {} diverged at event {requested_seq}:",
+            "replay against {} diverged at event {requested_seq}, step `greet`:",
             wf.display()
         )),
         "{text}"

@@ -383,6 +383,12 @@ pub fn approval_text(approval: &Approval) -> String {
         }
         Proposal::ReadFile { path } => out.push(format!("   read {}", printable(path))),
         Proposal::Gate { message } => out.push(format!("   {}", printable(message))),
+        Proposal::Question { question, .. } => {
+            out.push("   the agent asks:".to_string());
+            for line in question.lines() {
+                out.push(format!("   > {}", printable(line)));
+            }
+        }
         Proposal::Plan {
             goal,
             steps,
@@ -453,8 +459,12 @@ pub fn approval_text(approval: &Approval) -> String {
             }
         }
     }
+    let approve = match &pending.proposal {
+        Proposal::Question { .. } => format!("answer: stepwise answer {short} {step} --text \"…\""),
+        _ => format!("approve: stepwise approve {short} {step}"),
+    };
     out.push(format!(
-        "   approve: stepwise approve {short} {step}    reject: stepwise reject {short} {step} --reason \"…\"\n"
+        "   {approve}    reject: stepwise reject {short} {step} --reason \"…\"\n"
     ));
     out.join("\n")
 }

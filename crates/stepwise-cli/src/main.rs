@@ -94,6 +94,8 @@ enum CliCommand {
     },
     /// Approve a step's proposal (optionally edited) and continue the run.
     Approve(runs::ApproveArgs),
+    /// Answer the question a step's agent asks (its `ask_person` tool) and continue the run.
+    Answer(runs::AnswerArgs),
     /// Reject a step's proposal with a reason and continue the run.
     Reject {
         /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
@@ -263,6 +265,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
             }
         }
         CliCommand::Approve(args) => runs::approve(engine, args, json).await,
+        CliCommand::Answer(args) => runs::answer(engine, args, json).await,
         CliCommand::Reject {
             run,
             step,

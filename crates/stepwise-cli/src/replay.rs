@@ -64,7 +64,17 @@ pub async fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Re
                     }))?
                 );
             } else {
-                println!("replay against {against} diverged at event {}:", d.seq);
+                let at_step = d
+                    .recorded
+                    .as_ref()
+                    .and_then(Event::step)
+                    .or_else(|| d.expected.as_ref().and_then(Event::step))
+                    .map(|step| format!(", step `{step}`"))
+                    .unwrap_or_default();
+                println!(
+                    "replay against {against} diverged at event {}{at_step}:",
+                    d.seq
+                );
                 println!("  recorded: {}", describe(d.recorded.as_ref()));
                 println!("  now:      {}", describe(d.expected.as_ref()));
                 if changed {

@@ -60,6 +60,23 @@ pub struct ApproveArgs {
 }
 
 #[derive(Args)]
+pub struct AnswerArgs {
+    /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
+    run: String,
+    /// The step whose agent asks, by its `id` in the workflow.
+    step: String,
+    /// The answer, as the agent will read it.
+    #[arg(long)]
+    text: String,
+    /// The proposal hash of the question you read (as `stepwise approvals` shows it, or a
+    /// prefix); the answer is refused if the step now asks something else.
+    #[arg(long, value_name = "HASH")]
+    proposal: Option<String>,
+    #[command(flatten)]
+    wait: Wait,
+}
+
+#[derive(Args)]
 pub struct ResolveArgs {
     /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
     run: String,
@@ -196,6 +213,18 @@ pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::
         step,
         comment: args.comment,
         edited,
+    };
+    send(engine, &args.run, command, args.wait, json).await
+}
+
+/// Answers an agent's question (`ask_person`): the answer is recorded as the approved
+/// question, and is what the agent is told.
+pub async fn answer(engine: &Engine, args: AnswerArgs, json: bool) -> anyhow::Result<Exit> {
+    let command = Command::Approve {
+        proposal: args.proposal,
+        step: StepId::from(args.step),
+        comment: None,
+        edited: Some(EditedProposal::Answer(args.text)),
     };
     send(engine, &args.run, command, args.wait, json).await
 }

@@ -241,6 +241,14 @@ pub enum Proposal {
         /// What the policy would ask of each planned step, as far as it can tell now.
         verdicts: Vec<PlannedStep>,
     },
+    /// A question an agent puts to a person (its `ask_person` tool). It is approved with an
+    /// answer: the approved proposal is the question with `answer` set, and that answer is what
+    /// the agent is told.
+    Question {
+        question: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<String>,
+    },
     /// A model call, asked about because it would cross the run's budget (or the workflow
     /// requires approval of the step). Approving it raises the budget by `raise`, enough for
     /// this call, and makes the call.
@@ -279,6 +287,7 @@ impl Proposal {
             Proposal::RunCommand(_) => "run_command",
             Proposal::ReadFile { .. } => "read_file",
             Proposal::Gate { .. } => "approval",
+            Proposal::Question { .. } => "question",
             Proposal::LlmCall { .. } => "llm_call",
             Proposal::Plan { .. } => "plan",
         }

@@ -42,6 +42,19 @@ pub enum OperationRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         glob: Option<String>,
     },
+    /// Search the text files under a directory of the workspace (`.` for all of it) for lines
+    /// matching a regular expression, walking as `ListFiles` does; with `glob`, only files
+    /// matching it, and never files matching one of `excluded` (the paths its step may not read
+    /// without asking, so that what they hold is neither read nor recorded). No effect on the
+    /// world: after a crash it is simply searched again.
+    SearchFiles {
+        pattern: String,
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        glob: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        excluded: Vec<String>,
+    },
 }
 
 impl OperationRequest {
@@ -53,6 +66,7 @@ impl OperationRequest {
             OperationRequest::RunCommand(_) => "run_command",
             OperationRequest::LlmCall(_) => "llm_call",
             OperationRequest::ListFiles { .. } => "list_files",
+            OperationRequest::SearchFiles { .. } => "search",
         }
     }
 }
@@ -149,6 +163,24 @@ pub enum OperationResult {
         #[serde(default, skip_serializing_if = "is_false")]
         truncated: bool,
     },
+    /// The matching lines found, by path then line; `truncated` when there were more than a
+    /// search keeps (or it stopped looking).
+    FilesSearched {
+        matches: Vec<SearchMatch>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        truncated: bool,
+    },
+}
+
+/// One line a search found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchMatch {
+    /// Workspace-relative, with `/`.
+    pub path: String,
+    /// 1 is the first line.
+    pub line: u64,
+    /// The line, without its end, cut when long.
+    pub text: String,
 }
 
 /// How a command ended and what it printed.

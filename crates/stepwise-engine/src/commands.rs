@@ -5,7 +5,7 @@
 //! process that holds the run applies them and records a [`Refusal`] for those that do not fit.
 
 use serde::{Deserialize, Serialize};
-use stepwise_core::event::{ApprovalGranted, DecisionMode, Event, Resolution};
+use stepwise_core::event::{ApprovalGranted, DecisionMode, Event, Proposal, Resolution};
 use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::{
     EditedProposal, PendingApproval, RunState, StepState, StepStatus, edited_proposal,
@@ -160,6 +160,7 @@ pub(crate) fn command_event(
             proposal,
         } => {
             let (step_state, pending) = awaiting(state, run_id, &step, proposal.as_deref())?;
+            check_answer(&step, &pending.proposal, edited.as_ref())?;
             let edited = match edited {
                 Some(edit) => {
                     let proposal = edited_proposal(
@@ -314,4 +315,38 @@ pub struct Applied {
     /// The seq of the event it recorded; `None` for a command that changed nothing (resuming
     /// a run that was not paused).
     pub seq: Option<EventSeq>,
+}
+
+/// The longest answer a person may give an agent.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// A question is approved only with an answer, and an answer is only for a question.
+fn check_answer(
+    step: &StepId,
+    proposal: &Proposal,
+    edited: Option<&EditedProposal>,
+) -> Result<(), EngineError> {
+    match (proposal, edited) {
+        (Proposal::Question { .. }, Some(EditedProposal::Answer(answer))) => {
+            if answer.trim().is_empty() {
+                return Err(EngineError::InvalidEdit(
+                    "the answer is empty; write one, or reject the question with a reason".into(),
+                ));
+            }
+            if answer.len() > MAX_ANSWER_BYTES {
+                return Err(EngineError::InvalidEdit(format!(
+                    "the answer is longer than {} KiB",
+                    MAX_ANSWER_BYTES / 1024
+                )));
+            }
+            Ok(())
+        }
+        (Proposal::Question { .. }, _) => Err(EngineError::InvalidEdit(format!(
+            "step `{step}` asks a question: answer it (`stepwise answer`), or reject it with a reason"
+        ))),
+        (_, Some(EditedProposal::Answer(_))) => Err(EngineError::InvalidEdit(format!(
+            "step `{step}` does not ask a question; approve or reject its proposal"
+        ))),
+        _ => Ok(()),
+    }
 }

@@ -4,13 +4,14 @@
 use stepwise_core::operation::OperationRequest;
 
 use crate::exec::Executor;
-use crate::exec::kinds::{ListFiles, ReadFile, RunCommand, WriteFile};
+use crate::exec::kinds::{ListFiles, ReadFile, RunCommand, SearchFiles, WriteFile};
 use crate::llm::LlmCall;
 
 /// The executor of every operation kind.
 pub(crate) struct Executors {
     read: ReadFile,
     list: ListFiles,
+    search: SearchFiles,
     write: WriteFile,
     command: RunCommand,
     llm: LlmCall,
@@ -21,6 +22,7 @@ impl Executors {
         Executors {
             read: ReadFile,
             list: ListFiles,
+            search: SearchFiles,
             write: WriteFile,
             command: RunCommand,
             llm: LlmCall::new(),
@@ -35,6 +37,7 @@ impl Executors {
             OperationRequest::RunCommand(_) => &self.command,
             OperationRequest::LlmCall(_) => &self.llm,
             OperationRequest::ListFiles { .. } => &self.list,
+            OperationRequest::SearchFiles { .. } => &self.search,
         }
     }
 }

@@ -48,7 +48,7 @@ pub async fn inbox(engine: &Engine) -> Result<InboxView, AppError> {
 }
 
 /// Approves the proposal the person saw (`proposal_hash`), optionally changed: new file
-/// content for an edit, another command for a command.
+/// content for an edit, another command for a command; an agent's question with its answer.
 #[tauri::command]
 pub async fn approve_step(
     state: State<'_, AppState>,
@@ -58,14 +58,16 @@ pub async fn approve_step(
     comment: Option<String>,
     edited_content: Option<String>,
     edited_command: Option<CommandLine>,
+    edited_answer: Option<String>,
 ) -> Result<(), AppError> {
-    let edited = match (edited_content, edited_command) {
-        (Some(content), None) => Some(EditedProposal::Content(content)),
-        (None, Some(command)) => Some(EditedProposal::Command(command)),
-        (None, None) => None,
-        (Some(_), Some(_)) => {
+    let edited = match (edited_content, edited_command, edited_answer) {
+        (Some(content), None, None) => Some(EditedProposal::Content(content)),
+        (None, Some(command), None) => Some(EditedProposal::Command(command)),
+        (None, None, Some(answer)) => Some(EditedProposal::Answer(answer)),
+        (None, None, None) => None,
+        _ => {
             return Err(AppError::invalid(
-                "an approval changes either the content or the command, not both",
+                "an approval changes one thing: the content, the command, or the answer",
             ));
         }
     };

@@ -27,6 +27,8 @@ export interface ApproveArgs {
   editedContent?: string;
   /** Another command for a command. */
   editedCommand?: CommandLine;
+  /** The answer to an agent's question (which is approved only with one). */
+  editedAnswer?: string;
 }
 
 export interface RejectArgs {

@@ -251,6 +251,10 @@ export class MockBackend implements Backend {
       throw appError("invalid", `step \`${args.step}\` does not edit a file: its content cannot be edited`);
     if (args.editedCommand !== undefined && item.proposal.kind !== "run_command")
       throw appError("invalid", `step \`${args.step}\` runs no command: its command cannot be edited`);
+    if (item.proposal.kind === "question" && !args.editedAnswer?.trim())
+      throw appError("invalid", `step \`${args.step}\` asks a question: answer it, or reject it with a reason`);
+    if (args.editedAnswer !== undefined && item.proposal.kind !== "question")
+      throw appError("invalid", `step \`${args.step}\` does not ask a question`);
     const edited = args.editedContent !== undefined || args.editedCommand !== undefined;
     this.decide(r, item, { approved: true, comment: args.comment ?? null, edited });
   }

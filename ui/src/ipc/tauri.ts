@@ -26,6 +26,7 @@ export const tauriBackend: Backend = {
       comment: a.comment ?? null,
       editedContent: a.editedContent ?? null,
       editedCommand: a.editedCommand ?? null,
+      editedAnswer: a.editedAnswer ?? null,
     }),
   rejectStep: (a) =>
     invoke("reject_step", { run: a.run, step: a.step, proposalHash: a.proposalHash, reason: a.reason }),

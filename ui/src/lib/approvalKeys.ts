@@ -1,10 +1,20 @@
 // The approvals inbox's keyboard: which key does what in which mode. Pure, so that the rules
 // (and "never while typing") are tested without a DOM.
 
-/** `browse`: moving and deciding; `edit`: the editor is open; `reject`: the reason box is. */
-export type InboxMode = "browse" | "edit" | "reject";
+/** `browse`: moving and deciding; `edit`: the editor is open; `reject`: the reason box is;
+ * `answer`: the reply box to an agent's question is. */
+export type InboxMode = "browse" | "edit" | "reject" | "answer";
 
-export type KeyCommand = "next" | "prev" | "approve" | "edit" | "reject" | "submit-reject" | "submit-edit" | "close";
+export type KeyCommand =
+  | "next"
+  | "prev"
+  | "approve"
+  | "edit"
+  | "reject"
+  | "submit-reject"
+  | "submit-edit"
+  | "submit-answer"
+  | "close";
 
 export interface KeyLike {
   key: string;
@@ -33,9 +43,9 @@ export function isTypingTarget(target: EventTarget | null | undefined): boolean 
 
 export function keyCommand(e: KeyLike, mode: InboxMode): KeyCommand | null {
   if (e.isComposing) return null;
-  if (mode === "reject") {
+  if (mode === "reject" || mode === "answer") {
     if (e.key === "Escape") return "close";
-    if (e.key === "Enter" && !e.shiftKey && !e.altKey) return "submit-reject";
+    if (e.key === "Enter" && !e.shiftKey && !e.altKey) return mode === "reject" ? "submit-reject" : "submit-answer";
     return null;
   }
   if (mode === "edit") {

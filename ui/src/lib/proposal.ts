@@ -13,6 +13,8 @@ export function proposalLabel(p: Proposal): string {
       return "Read";
     case "gate":
       return "Gate";
+    case "question":
+      return "Question";
     case "plan":
       return "Plan";
     case "llm_call":
@@ -27,6 +29,7 @@ export function proposalTone(p: Proposal): string {
     case "run_command":
       return "warn";
     case "llm_call":
+    case "question":
       return "info";
     case "plan":
       return "ok";
@@ -44,6 +47,8 @@ export function proposalSummary(p: Proposal): string {
       return commandText(p.command);
     case "gate":
       return p.message;
+    case "question":
+      return p.question.split("\n")[0];
     case "plan":
       return p.goal;
     case "llm_call":

@@ -27,18 +27,18 @@
 //! agent.
 
 mod pattern;
+mod rules;
 mod shell;
 
 use std::collections::BTreeMap;
 
 use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use self::pattern::CommandPattern;
+pub use self::rules::{PolicyError, rules_from_def};
 use self::shell::Segment;
 use crate::operation::CommandLine;
-use crate::workflow::def::{PolicyDef, RuleDef};
 
 /// What a rule does to a matching operation. Ordered weakest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -118,6 +118,11 @@ pub struct RuleSpec {
 impl RuleSpec {
     /// One line naming the rule, as shown in approvals and the event log.
     pub fn describe(&self) -> String {
+        format!("{} ({})", self.text(), self.source)
+    }
+
+    /// The rule as written, without where: what an agent's model may be told of it.
+    pub fn text(&self) -> String {
         let kind = self.kind.map_or("*", GateKind::as_str);
         let mut text = format!("{} {kind}", self.effect.as_str());
         if !self.paths.is_empty() {
@@ -135,122 +140,8 @@ impl RuleSpec {
         if self.unchecked_shell {
             text.push_str(" unchecked_shell");
         }
-        format!("{text} ({})", self.source)
+        text
     }
-}
-
-/// A rule that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum PolicyError {
-    #[error("{origin}: a rule needs exactly one of `allow`, `ask` or `deny`")]
-    EffectCount { origin: String },
-    #[error(
-        "{origin}: unknown operation `{kind}`; use edit_file, run_command, read_file, agent_command or *"
-    )]
-    UnknownKind { origin: String, kind: String },
-    #[error("{origin}: invalid pattern `{pattern}`: {message}")]
-    Pattern {
-        origin: String,
-        pattern: String,
-        message: String,
-    },
-    #[error(
-        "{origin}: a workflow can only tighten policy; `allow` rules belong in .stepwise/policy.yaml"
-    )]
-    WorkflowAllow { origin: String },
-    #[error("{origin}: `unchecked_shell` belongs on an `allow` rule for run_command (or *)")]
-    UncheckedShell { origin: String },
-    #[error(
-        "{origin}: an `allow: agent_command` rule must name the commands it allows (`command:`): an agent's model chooses what it runs"
-    )]
-    AgentCommandUnnamed { origin: String },
-}
-
-/// Turns written rules into recorded ones. `origin` names the file, e.g. `workspace policy
-/// .stepwise/policy.yaml`. With `tighten_only`, `allow` rules are refused (workflows).
-pub fn rules_from_def(
-    def: &PolicyDef,
-    origin: &str,
-    tighten_only: bool,
-) -> Result<Vec<RuleSpec>, PolicyError> {
-    def.rules
-        .iter()
-        .enumerate()
-        .map(|(i, rule)| rule_from_def(rule, &format!("{origin}, rule {}", i + 1), tighten_only))
-        .collect()
-}
-
-fn rule_from_def(
-    rule: &RuleDef,
-    source: &str,
-    tighten_only: bool,
-) -> Result<RuleSpec, PolicyError> {
-    let chosen: Vec<(Effect, &String)> = [
-        (Effect::Allow, rule.allow.as_ref()),
-        (Effect::Ask, rule.ask.as_ref()),
-        (Effect::Deny, rule.deny.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(effect, kind)| kind.map(|k| (effect, k)))
-    .collect();
-    let [(effect, kind)] = chosen.as_slice() else {
-        return Err(PolicyError::EffectCount {
-            origin: source.to_string(),
-        });
-    };
-    if tighten_only && *effect == Effect::Allow {
-        return Err(PolicyError::WorkflowAllow {
-            origin: source.to_string(),
-        });
-    }
-    let kind = match kind.as_str() {
-        "*" => None,
-        "read_file" => Some(GateKind::ReadFile),
-        "edit_file" => Some(GateKind::EditFile),
-        "run_command" => Some(GateKind::RunCommand),
-        "agent_command" => Some(GateKind::AgentCommand),
-        other => {
-            return Err(PolicyError::UnknownKind {
-                origin: source.to_string(),
-                kind: other.to_string(),
-            });
-        }
-    };
-    if rule.unchecked_shell
-        && (*effect != Effect::Allow || kind.is_some_and(|k| k != GateKind::RunCommand))
-    {
-        return Err(PolicyError::UncheckedShell {
-            origin: source.to_string(),
-        });
-    }
-    if *effect == Effect::Allow
-        && kind == Some(GateKind::AgentCommand)
-        && rule.command.as_ref().is_none_or(|c| c.to_vec().is_empty())
-    {
-        return Err(PolicyError::AgentCommandUnnamed {
-            origin: source.to_string(),
-        });
-    }
-    let spec = RuleSpec {
-        unchecked_shell: rule.unchecked_shell,
-        effect: *effect,
-        kind,
-        paths: rule.path.as_ref().map(|p| p.to_vec()).unwrap_or_default(),
-        commands: rule
-            .command
-            .as_ref()
-            .map(|c| c.to_vec())
-            .unwrap_or_default(),
-        env: rule.env.as_ref().map(|e| e.to_vec()).unwrap_or_default(),
-        pass_env: rule
-            .pass_env
-            .as_ref()
-            .map(|e| e.to_vec())
-            .unwrap_or_default(),
-        source: source.to_string(),
-    };
-    CompiledRule::compile(&spec)?;
-    Ok(spec)
 }
 
 /// The operation a verdict is asked for.
@@ -316,6 +207,10 @@ pub struct Verdict {
     pub effect: Effect,
     /// The deciding rule, described; `None` when the default for the kind applied.
     pub rule: Option<String>,
+    /// The deciding rule as written, without where it was written (which may name places on
+    /// this machine): what an agent's model is told of a refusal.
+    #[serde(skip)]
+    pub rule_text: Option<String>,
     /// Why an `allow` rule that matched the command did not vouch for it, when one did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -561,8 +456,30 @@ impl Policy {
         verdicts.pop().unwrap_or(Verdict {
             effect: subject.kind.default_effect(),
             rule: None,
+            rule_text: None,
             note: None,
         })
+    }
+
+    /// Globs covering every path an agent may not read without asking (the paths of the
+    /// `deny` and `ask` rules that reach reads; `**` for such a rule naming no path). A
+    /// superset, never less: what a search must not even open.
+    pub fn unreadable_globs(&self) -> Vec<String> {
+        let mut globs: Vec<String> = Vec::new();
+        for rule in &self.rules {
+            if rule.spec.effect == Effect::Allow || !rule.applies_to(GateKind::ReadFile) {
+                continue;
+            }
+            if rule.spec.paths.is_empty() {
+                return vec!["**".into()];
+            }
+            for path in &rule.spec.paths {
+                if !globs.contains(path) {
+                    globs.push(path.clone());
+                }
+            }
+        }
+        globs
     }
 
     fn evaluate_one(&self, subject: &Subject<'_>, segment: Option<&Segment>) -> Verdict {
@@ -586,6 +503,7 @@ impl Policy {
             Some(rule) => Verdict {
                 effect: rule.spec.effect,
                 rule: Some(rule.spec.describe()),
+                rule_text: Some(rule.spec.text()),
                 note: (rule.spec.effect != Effect::Allow)
                     .then_some(note)
                     .flatten(),
@@ -593,6 +511,7 @@ impl Policy {
             None => Verdict {
                 effect: subject.kind.default_effect(),
                 rule: None,
+                rule_text: None,
                 note,
             },
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::operation::CommandRequest;
-use crate::workflow::def::OneOrMany;
+use crate::workflow::def::{OneOrMany, PolicyDef, RuleDef};
 
 fn rule(effect: Effect, kind: &str, path: Option<&str>, command: Option<&str>) -> RuleDef {
     let kind = Some(kind.to_string());
@@ -78,6 +78,7 @@ fn defaults_ask_for_edits_and_commands_and_allow_reads() {
         Verdict {
             effect: Effect::Allow,
             rule: None,
+            rule_text: None,
             note: None,
         }
     );

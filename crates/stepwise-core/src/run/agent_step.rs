@@ -1,16 +1,17 @@
 //! Deciding agent steps between their model's turns. A reply that calls tools becomes the
-//! step's `AgentTurn` (`agent_turn.rs`, kept by `apply`); its calls are
-//! performed one after another in the order the model gave, each as the operation its tool
-//! maps to (`agent_tools`), or answered at once where it cannot be made as given (an unknown
-//! tool, wrong arguments, a path the policy does not let the agent read). Once every call has
-//! its result, the conversation goes back to the model with them, through the same budget
-//! check as any model call, until the model answers without calling a tool or the step's
-//! turns run out.
+//! step's `AgentTurn` (`agent_turn.rs`, kept by `apply`); its calls are dealt with one after
+//! another in the order the model gave, each as the operation its tool maps to
+//! (`agent_tools`), through the same gate as a step of that kind (a rule that allows it is
+//! recorded as the decision; a person may be asked, and approve, edit or reject it), or
+//! answered at once where it cannot be made as given (an unknown tool, wrong arguments, a
+//! refusal by policy). Once every call has its result, the conversation goes back to the
+//! model with them, through the same budget check as any model call, until the model answers
+//! without calling a tool or the step's turns run out.
 
-use crate::event::Event;
+use crate::event::{ApprovalGranted, DecisionMode, Event};
 use crate::operation::{OperationError, OperationRequest, OperationResult};
 
-use super::agent_turn::AgentTurn;
+use super::agent_turn::{AgentTurn, Judge, NextMove};
 use super::state::RunState;
 
 impl RunState {
@@ -21,9 +22,8 @@ impl RunState {
         if self.cancel_requested {
             return vec![Event::StepCancelled { step: id }];
         }
-        // The next call's operation, or (every call answered) the next request to the model.
         let next = match &self.steps[index].agent {
-            Some(turn) => turn.next_operation().ok_or_else(|| turn.next_request()),
+            Some(turn) => turn.next_move(),
             None => {
                 let attempt = self.steps[index].attempt;
                 return vec![super::decide::fail(
@@ -38,8 +38,57 @@ impl RunState {
             return out_of_turns;
         }
         match next {
-            Ok(operation) => self.start_operation(index, operation),
-            Err(request) => self.llm_gate(index, request),
+            NextMove::Perform(operation) => self.start_operation(index, operation),
+            NextMove::Reply(request) => self.llm_gate(index, request),
+            NextMove::Ask { proposal, reason } => {
+                let attempt = self.steps[index].attempt;
+                match proposal.hash() {
+                    Ok(proposal_hash) => vec![Event::ApprovalRequested {
+                        step: id,
+                        attempt,
+                        proposal,
+                        proposal_hash,
+                        reason,
+                    }],
+                    Err(e) => vec![super::decide::fail(
+                        &id,
+                        attempt,
+                        format!("the agent's call cannot be recorded: {e}"),
+                    )],
+                }
+            }
+            NextMove::GrantByRule { proposal, rule } => {
+                let attempt = self.steps[index].attempt;
+                let proposal_hash = match proposal.hash() {
+                    Ok(hash) => hash,
+                    Err(e) => {
+                        return vec![super::decide::fail(
+                            &id,
+                            attempt,
+                            format!("the agent's call cannot be recorded: {e}"),
+                        )];
+                    }
+                };
+                let Some(request) = super::step::proposal_request(&proposal) else {
+                    return Vec::new();
+                };
+                // The decision and the operation go together, or neither (no slot free).
+                let started = self.start_operation(index, request);
+                if started.is_empty() {
+                    return started;
+                }
+                let granted = Event::ApprovalGranted(ApprovalGranted {
+                    step: id,
+                    attempt,
+                    proposal_hash: proposal_hash.clone(),
+                    approved_hash: proposal_hash,
+                    edited: None,
+                    by: "policy".into(),
+                    mode: DecisionMode::Rule { rule },
+                    comment: None,
+                });
+                std::iter::once(granted).chain(started).collect()
+            }
         }
     }
 
@@ -129,12 +178,15 @@ impl RunState {
         if !is_agent {
             return;
         }
+        let judge = Judge {
+            policy: &self.policy,
+            approval_required: self.workflow.steps[index].approval_required,
+        };
         match (request, outcome) {
             (OperationRequest::LlmCall(call), Ok(OperationResult::LlmReplied(reply)))
                 if !reply.tool_calls.is_empty() =>
             {
-                let required = self.workflow.steps[index].approval_required;
-                let turn = AgentTurn::new(call, reply, &self.policy, required);
+                let turn = AgentTurn::new(call, reply, judge);
                 let step = &mut self.steps[index];
                 step.agent = Some(turn);
                 step.tool_turns += 1;
@@ -142,7 +194,7 @@ impl RunState {
             (OperationRequest::LlmCall(_), _) => {}
             (_, outcome) => {
                 if let Some(turn) = &mut self.steps[index].agent {
-                    turn.answer(outcome, &self.policy);
+                    turn.answer(outcome, judge);
                 }
             }
         }

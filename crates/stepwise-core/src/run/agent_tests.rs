@@ -20,7 +20,7 @@ fn start() -> (RunState, Vec<(EventSeq, Event)>) {
     start_with(AGENT, Vec::new())
 }
 
-fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(EventSeq, Event)>) {
+pub(super) fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(EventSeq, Event)>) {
     let workflow = Arc::new(parse_workflow("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}")));
     let mut models = BTreeMap::new();
     models.insert(
@@ -67,7 +67,11 @@ fn record(log: &mut Vec<(EventSeq, Event)>, events: Vec<Event>) -> Vec<Event> {
     events
 }
 
-fn input(state: &mut RunState, log: &mut Vec<(EventSeq, Event)>, event: Event) -> Vec<Event> {
+pub(super) fn input(
+    state: &mut RunState,
+    log: &mut Vec<(EventSeq, Event)>,
+    event: Event,
+) -> Vec<Event> {
     let seq = state.last_seq().next();
     state.apply(seq, &event).expect("applies");
     log.push((seq, event));
@@ -75,7 +79,7 @@ fn input(state: &mut RunState, log: &mut Vec<(EventSeq, Event)>, event: Event) -
     record(log, decided)
 }
 
-fn last_op(log: &[(EventSeq, Event)]) -> (EventSeq, OperationRequest) {
+pub(super) fn last_op(log: &[(EventSeq, Event)]) -> (EventSeq, OperationRequest) {
     log.iter()
         .rev()
         .find_map(|(seq, e)| match e {
@@ -85,7 +89,7 @@ fn last_op(log: &[(EventSeq, Event)]) -> (EventSeq, OperationRequest) {
         .expect("an operation")
 }
 
-fn reply(text: &str, calls: Vec<ToolCall>) -> OperationResult {
+pub(super) fn reply(text: &str, calls: Vec<ToolCall>) -> OperationResult {
     OperationResult::LlmReplied(Box::new(LlmReply {
         text: text.into(),
         finish_reason: "stop".into(),

@@ -1,11 +1,20 @@
-//! An agent step between two of its model's turns, as data: the turn that called tools, each
-//! call planned as the operation its tool maps to or answered at once with why it cannot be
-//! made, and what each has returned so far. Kept by `apply`, so a function of the log.
+//! An agent step between two of its model's turns, as data: the turn that called tools, and
+//! where each of its calls is. A call is performed, put to the gate first (a rule that allows
+//! it, recorded as the decision; or a person, who approves, edits or rejects it), read first
+//! when it is an edit (and proposed against what was read), or answered. Kept by `apply`, so a
+//! function of the log.
 
-use crate::agent_tools::{call_request, call_result};
+use crate::agent_tools::{
+    AgentEdit, ToolAction, call_request, call_result, edit_proposal, written,
+};
+use crate::event::Proposal;
 use crate::llm::{ChatMessage, LlmReply, LlmRequest, Role, ToolCall};
 use crate::operation::{OperationError, OperationRequest, OperationResult};
-use crate::policy::{Effect, GateKind, Policy, Subject};
+use crate::paths::is_in_policy_dir;
+use crate::policy::{Effect, GateKind, Policy, Subject, Verdict};
+
+use super::decide::ask_reason;
+use super::step::proposal_request;
 
 /// An agent step between two model turns.
 #[derive(Debug, Clone)]
@@ -13,20 +22,59 @@ pub(crate) struct AgentTurn {
     /// The call the model answered with tool calls, its messages ending with that answer.
     request: Box<LlmRequest>,
     calls: Vec<ToolCall>,
-    /// Per call: the operation to perform, or what the model is told instead.
-    planned: Vec<Result<OperationRequest, String>>,
-    /// Per call: what it returned, once it has.
-    results: Vec<Option<String>>,
+    /// Where each call is.
+    stages: Vec<CallStage>,
+}
+
+/// Where one call of a turn is.
+#[derive(Debug, Clone)]
+enum CallStage {
+    /// To perform: nothing but the policy's default decides it, or it has been cleared. When a
+    /// person changed an edit before approving it, `applied_diff` is what they approved.
+    Perform {
+        request: OperationRequest,
+        applied_diff: Option<String>,
+    },
+    /// To put to the gate first.
+    Gated { proposal: Proposal, gate: Gate },
+    /// An edit: its file is read first, and the edit proposed against what was read.
+    Snapshot { path: String, edit: AgentEdit },
+    /// Answered: what the model is told it returned.
+    Done(String),
+}
+
+/// How a gated call is cleared.
+#[derive(Debug, Clone)]
+enum Gate {
+    /// A policy rule allows it: the rule is recorded as the decision.
+    Rule(String),
+    /// A person is asked, for this reason.
+    Ask(String),
+}
+
+/// What an agent step does next.
+pub(super) enum NextMove {
+    /// Perform this operation.
+    Perform(OperationRequest),
+    /// Record that `rule` allows this, then perform it.
+    GrantByRule { proposal: Proposal, rule: String },
+    /// Ask a person about this.
+    Ask { proposal: Proposal, reason: String },
+    /// Every call has its result: the conversation goes back to the model.
+    Reply(Box<LlmRequest>),
+}
+
+/// What the gate goes by: the run's policy, and whether the step requires approval of all it
+/// does.
+#[derive(Clone, Copy)]
+pub(crate) struct Judge<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) approval_required: bool,
 }
 
 impl AgentTurn {
     /// The turn of `reply`, which called tools, to `request`.
-    pub(crate) fn new(
-        request: &LlmRequest,
-        reply: &LlmReply,
-        policy: &Policy,
-        approval_required: bool,
-    ) -> AgentTurn {
+    pub(crate) fn new(request: &LlmRequest, reply: &LlmReply, judge: Judge<'_>) -> AgentTurn {
         let mut request = Box::new(request.clone());
         request.messages.push(ChatMessage {
             role: Role::Assistant,
@@ -34,100 +82,321 @@ impl AgentTurn {
             tool_calls: reply.tool_calls.clone(),
             tool_call_id: None,
         });
-        let planned: Vec<Result<OperationRequest, String>> = reply
+        let stages = reply
             .tool_calls
             .iter()
-            .map(|call| {
-                call_request(call, &request.tools)
-                    .and_then(|op| allowed(op, policy, approval_required))
-            })
-            .collect();
-        let results = planned
-            .iter()
-            .map(|planned| planned.as_ref().err().cloned())
+            .map(|call| plan(call, &request, judge))
             .collect();
         AgentTurn {
             request,
             calls: reply.tool_calls.clone(),
-            planned,
-            results,
+            stages,
         }
     }
 
-    /// The operation of the next call to perform, if any is left.
-    pub(super) fn next_operation(&self) -> Option<OperationRequest> {
-        let at = self.results.iter().position(Option::is_none)?;
-        self.planned[at].as_ref().ok().cloned()
+    /// The call being dealt with: the first without its result.
+    fn current(&self) -> Option<usize> {
+        self.stages
+            .iter()
+            .position(|stage| !matches!(stage, CallStage::Done(_)))
     }
 
-    /// Records what the call being performed (the first without a result) returned.
+    /// What the step does next.
+    pub(super) fn next_move(&self) -> NextMove {
+        let Some(at) = self.current() else {
+            return NextMove::Reply(self.next_request());
+        };
+        match &self.stages[at] {
+            CallStage::Gated {
+                proposal,
+                gate: Gate::Rule(rule),
+            } => NextMove::GrantByRule {
+                proposal: proposal.clone(),
+                rule: rule.clone(),
+            },
+            CallStage::Gated {
+                proposal,
+                gate: Gate::Ask(reason),
+            } => NextMove::Ask {
+                proposal: proposal.clone(),
+                reason: reason.clone(),
+            },
+            _ => match self.next_operation() {
+                Some(request) => NextMove::Perform(request),
+                None => NextMove::Reply(self.next_request()),
+            },
+        }
+    }
+
+    /// The operation the call being dealt with performs now, if it performs one now.
+    pub(super) fn next_operation(&self) -> Option<OperationRequest> {
+        match &self.stages[self.current()?] {
+            CallStage::Perform { request, .. } => Some(request.clone()),
+            CallStage::Snapshot { path, .. } => Some(OperationRequest::ReadFile {
+                path: path.clone(),
+                missing_ok: true,
+            }),
+            CallStage::Gated { .. } | CallStage::Done(_) => None,
+        }
+    }
+
+    /// Whether the call being dealt with waits at the gate (so an approval or rejection of
+    /// the step is of that call).
+    pub(crate) fn gated(&self) -> bool {
+        self.current()
+            .is_some_and(|at| matches!(self.stages[at], CallStage::Gated { .. }))
+    }
+
+    /// Records what the operation of the call being dealt with returned.
     pub(crate) fn answer(
         &mut self,
         outcome: &Result<OperationResult, OperationError>,
-        policy: &Policy,
+        judge: Judge<'_>,
     ) {
-        if let Some(at) = self.results.iter().position(Option::is_none) {
-            self.results[at] = Some(call_result(&self.calls[at], outcome, policy));
+        let Some(at) = self.current() else { return };
+        let call = &self.calls[at];
+        let next = match (&self.stages[at], outcome) {
+            (
+                CallStage::Snapshot { path, edit },
+                Ok(OperationResult::FileRead {
+                    exists,
+                    content,
+                    hash,
+                }),
+            ) => match edit_proposal(path, edit, *exists, content, hash.clone()) {
+                Err(told) => CallStage::Done(told),
+                Ok(None) => {
+                    CallStage::Done(format!("`{path}` already holds that; nothing was changed"))
+                }
+                Ok(Some(proposal)) => {
+                    let verdict = judge
+                        .policy
+                        .evaluate(Subject::file(GateKind::EditFile, path));
+                    judged(
+                        verdict,
+                        proposal,
+                        GateKind::EditFile,
+                        judge,
+                        is_in_policy_dir(path),
+                    )
+                }
+            },
+            (
+                CallStage::Perform {
+                    request: OperationRequest::WriteFile { path, .. },
+                    applied_diff,
+                },
+                Ok(OperationResult::FileWritten { .. }),
+            ) => CallStage::Done(written(path, applied_diff.as_deref())),
+            (_, outcome) => CallStage::Done(call_result(call, outcome, judge.policy)),
+        };
+        self.stages[at] = next;
+    }
+
+    /// The call at the gate was cleared: by `rule`, or by a person who approved `approved`.
+    /// `changed`: the person changed it before approving.
+    pub(crate) fn cleared(&mut self, approved: Option<&Proposal>, changed: bool) {
+        let Some(at) = self.current() else { return };
+        let CallStage::Gated { proposal, .. } = &self.stages[at] else {
+            return;
+        };
+        let approved = approved.unwrap_or(proposal);
+        self.stages[at] = match (approved, proposal_request(approved)) {
+            (Proposal::Question { answer, .. }, _) => CallStage::Done(match answer {
+                Some(answer) => answer.clone(),
+                None => "(the person went on without answering)".into(),
+            }),
+            (Proposal::EditFile { diff, .. }, Some(request)) => CallStage::Perform {
+                request,
+                applied_diff: changed.then(|| diff.clone()),
+            },
+            (_, Some(request)) => CallStage::Perform {
+                request,
+                applied_diff: None,
+            },
+            (_, None) => CallStage::Done("error: the approval cannot be performed".into()),
+        };
+    }
+
+    /// A person rejected the call at the gate: the model is told why.
+    pub(crate) fn rejected(&mut self, reason: &str) {
+        let Some(at) = self.current() else { return };
+        let told = match &self.stages[at] {
+            CallStage::Gated {
+                proposal: Proposal::Question { .. },
+                ..
+            } => format!("the person declined to answer: {reason}"),
+            _ => format!("error: a person rejected this: {reason}"),
+        };
+        self.stages[at] = CallStage::Done(told);
+    }
+
+    /// The file under the edit at the gate changed: the call starts again, reading it anew.
+    pub(crate) fn voided(&mut self, judge: Judge<'_>) {
+        if let Some(at) = self.current() {
+            self.stages[at] = plan(&self.calls[at], &self.request, judge);
         }
     }
 
-    /// Gives the call being performed (the first without a result) this result.
+    /// Gives the call being dealt with this result (a person's word on a lost outcome).
     pub(crate) fn settle(&mut self, result: String) {
-        if let Some(at) = self.results.iter().position(Option::is_none) {
-            self.results[at] = Some(result);
+        if let Some(at) = self.current() {
+            self.stages[at] = CallStage::Done(result);
         }
     }
 
     /// The next call to the model: the conversation with every call's result.
     pub(super) fn next_request(&self) -> Box<LlmRequest> {
         let mut next = self.request.clone();
-        for (call, result) in self.calls.iter().zip(&self.results) {
-            next.messages.push(ChatMessage::tool_result(
-                call.id.clone(),
-                result.clone().unwrap_or_default(),
-            ));
+        for (call, stage) in self.calls.iter().zip(&self.stages) {
+            let result = match stage {
+                CallStage::Done(result) => result.clone(),
+                _ => String::new(),
+            };
+            next.messages
+                .push(ChatMessage::tool_result(call.id.clone(), result));
         }
         next
     }
 }
 
-/// `request`, unless the policy keeps the agent from it: what the model is told then.
-fn allowed(
-    request: OperationRequest,
-    policy: &Policy,
-    approval_required: bool,
-) -> Result<OperationRequest, String> {
-    if let OperationRequest::RunCommand(command) = &request {
-        let shown = command.command.display();
-        if approval_required {
-            return Err(format!(
-                "error: running `{shown}` needs a person's approval (the step requires it), which an agent's commands cannot ask for yet"
-            ));
+/// Where a call starts: refused at once, performed, put to the gate, or (an edit) read first.
+fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
+    let action = match call_request(call, &request.tools) {
+        Ok(action) => action,
+        Err(told) => return CallStage::Done(told),
+    };
+    let policy = judge.policy;
+    match action {
+        ToolAction::Operation(OperationRequest::ReadFile { path, .. }) => {
+            let verdict = policy.evaluate(Subject::file(GateKind::ReadFile, &path));
+            judged(
+                verdict,
+                Proposal::ReadFile { path },
+                GateKind::ReadFile,
+                judge,
+                false,
+            )
         }
-        let verdict = policy.evaluate(Subject::agent_command(command));
-        return match verdict.effect {
-            Effect::Allow => Ok(request),
-            Effect::Deny => Err(format!("error: running `{shown}` is refused by policy")),
-            Effect::Ask => Err(format!(
-                "error: running `{shown}` needs a person's approval, which an agent's commands cannot ask for yet (an `allow: agent_command` rule of the policy may allow it)"
-            )),
-        };
+        // A listing or a search shows only what the agent may read without asking: it needs
+        // no one's approval, but a place the policy refuses is not looked into at all.
+        ToolAction::Operation(
+            request @ (OperationRequest::ListFiles { .. } | OperationRequest::SearchFiles { .. }),
+        ) => {
+            let (path, doing) = match &request {
+                OperationRequest::ListFiles { path, .. } => (path, "listing"),
+                OperationRequest::SearchFiles { path, .. } => (path, "searching"),
+                _ => return CallStage::Done("error: not a listing".into()),
+            };
+            let verdict = policy.evaluate(Subject::file(GateKind::ReadFile, path));
+            if verdict.effect == Effect::Deny {
+                return CallStage::Done(refusal(doing, path, &verdict));
+            }
+            if judge.approval_required && matches!(request, OperationRequest::SearchFiles { .. }) {
+                return CallStage::Done(
+                    "error: a search shows what files hold, and this step needs approval for each read; use read_file".into(),
+                );
+            }
+            let request = match request {
+                OperationRequest::SearchFiles {
+                    pattern,
+                    path,
+                    glob,
+                    ..
+                } => OperationRequest::SearchFiles {
+                    pattern,
+                    path,
+                    glob,
+                    excluded: policy.unreadable_globs(),
+                },
+                other => other,
+            };
+            CallStage::Perform {
+                request,
+                applied_diff: None,
+            }
+        }
+        ToolAction::Operation(OperationRequest::RunCommand(command)) => {
+            let verdict = policy.evaluate(Subject::agent_command(&command));
+            judged(
+                verdict,
+                Proposal::RunCommand(command),
+                GateKind::AgentCommand,
+                judge,
+                false,
+            )
+        }
+        ToolAction::Operation(other) => CallStage::Perform {
+            request: other,
+            applied_diff: None,
+        },
+        ToolAction::Edit { path, edit } => {
+            let verdict = policy.evaluate(Subject::file(GateKind::EditFile, &path));
+            if verdict.effect == Effect::Deny {
+                return CallStage::Done(refusal("editing", &path, &verdict));
+            }
+            CallStage::Snapshot { path, edit }
+        }
+        ToolAction::Ask { question } => CallStage::Gated {
+            proposal: Proposal::Question {
+                question,
+                answer: None,
+            },
+            gate: Gate::Ask("the agent asks a question".into()),
+        },
     }
-    let path = match &request {
-        OperationRequest::ReadFile { path, .. } | OperationRequest::ListFiles { path, .. } => path,
-        _ => return Ok(request),
-    };
-    let doing = match &request {
-        OperationRequest::ListFiles { .. } => "listing",
-        _ => "reading",
-    };
-    let verdict = policy.evaluate(Subject::file(GateKind::ReadFile, path));
-    match verdict.effect {
-        Effect::Allow => Ok(request),
-        // Not the rule itself: it would tell the model what else the policy keeps from it.
-        Effect::Deny => Err(format!("error: {doing} `{path}` is refused by policy")),
-        Effect::Ask => Err(format!(
-            "error: {doing} `{path}` needs a person's approval, which an agent's reads cannot ask for yet"
-        )),
+}
+
+/// A proposal through the gate: refused (the model is told which rule refused it), performed
+/// (the default allows it), cleared by the rule that allows it, or put to a person.
+fn judged(
+    verdict: Verdict,
+    proposal: Proposal,
+    kind: GateKind,
+    judge: Judge<'_>,
+    edits_policy: bool,
+) -> CallStage {
+    if verdict.effect == Effect::Deny {
+        let (doing, what) = match &proposal {
+            Proposal::RunCommand(command) => ("running", command.command.display()),
+            Proposal::ReadFile { path } => ("reading", path.clone()),
+            Proposal::EditFile { path, .. } => ("editing", path.clone()),
+            _ => ("doing", "this".to_string()),
+        };
+        return CallStage::Done(refusal(doing, &what, &verdict));
+    }
+    let asks = judge.approval_required || edits_policy || verdict.effect == Effect::Ask;
+    match (asks, &verdict.rule) {
+        (false, None) => match proposal_request(&proposal) {
+            Some(request) => CallStage::Perform {
+                request,
+                applied_diff: None,
+            },
+            None => CallStage::Done("error: nothing to perform".into()),
+        },
+        (false, Some(rule)) => CallStage::Gated {
+            gate: Gate::Rule(rule.clone()),
+            proposal,
+        },
+        (true, _) => CallStage::Gated {
+            gate: Gate::Ask(ask_reason(
+                judge.approval_required,
+                edits_policy,
+                verdict,
+                kind,
+            )),
+            proposal,
+        },
+    }
+}
+
+/// What the model is told of a call the policy refuses: the rule as written, never where it
+/// was written (which may name places on this machine).
+fn refusal(doing: &str, what: &str, verdict: &Verdict) -> String {
+    match &verdict.rule_text {
+        Some(rule) => {
+            format!("error: {doing} `{what}` is refused by the workspace's policy (rule: {rule})")
+        }
+        None => format!("error: {doing} `{what}` is refused by the workspace's policy"),
     }
 }

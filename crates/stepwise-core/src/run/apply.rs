@@ -214,6 +214,7 @@ impl RunState {
                             ),
                         });
                     }
+                    let changed = granted.edited.is_some();
                     let proposal = granted.edited.clone().unwrap_or(pending.proposal);
                     // A call let past the budget: the budget is raised when the call starts,
                     // by what it lacks then (after every reservation), never here against a
@@ -225,6 +226,11 @@ impl RunState {
                     s.approved_hashes.insert(granted.approved_hash.clone());
                     s.status = StepStatus::Running;
                     s.phase = Phase::Approved(proposal_request(&proposal));
+                    // An agent's call: it goes on as the agent's next move.
+                    if let Some(turn) = s.agent.as_mut().filter(|turn| turn.gated()) {
+                        turn.cleared(Some(&proposal), changed);
+                        s.phase = Phase::AgentNext;
+                    }
                     let plan = match &proposal {
                         Proposal::Plan { steps, .. } => Some(steps.clone()),
                         _ => None,
@@ -236,6 +242,9 @@ impl RunState {
                     }
                 } else {
                     s.approved_hashes.insert(granted.approved_hash.clone());
+                    if let Some(turn) = s.agent.as_mut().filter(|turn| turn.gated()) {
+                        turn.cleared(None, false);
+                    }
                 }
             }
             Event::ProposalVoided {
@@ -259,10 +268,20 @@ impl RunState {
                     });
                 }
                 // Back to the attempt's first move: an edit snapshots the file again and
-                // proposes against what it finds.
+                // proposes against what it finds (an agent's edit likewise, as its next move).
                 s.pending_approval = None;
                 s.status = StepStatus::Running;
                 s.phase = Phase::Begin;
+                if s.agent.as_ref().is_some_and(|turn| turn.gated()) {
+                    s.phase = Phase::AgentNext;
+                    let judge = super::agent_turn::Judge {
+                        policy: &self.policy,
+                        approval_required: self.workflow.steps[i].approval_required,
+                    };
+                    if let Some(turn) = self.steps[i].agent.as_mut() {
+                        turn.voided(judge);
+                    }
+                }
                 self.dirty.insert(i);
             }
             Event::ApprovalRejected {
@@ -275,6 +294,12 @@ impl RunState {
                     by: by.clone(),
                     reason: reason.clone(),
                 };
+                // An agent's call: the model is told why, and goes on.
+                if let Some(turn) = s.agent.as_mut().filter(|turn| turn.gated()) {
+                    turn.rejected(reason);
+                    s.status = StepStatus::Running;
+                    s.phase = Phase::AgentNext;
+                }
                 self.dirty.insert(i);
             }
             Event::OperationStarted { step, request, .. } => {
@@ -410,12 +435,22 @@ impl RunState {
                         add_micro_usd(self.spent.micro_usd, reply.cost_micro_usd);
                     self.spent.tokens = self.spent.tokens.saturating_add(reply.usage.total());
                 }
+                // The file an edit was proposed against (an agent's edit reads it with
+                // `missing_ok`, its reads without): a person's edit of the proposal is diffed
+                // against it.
+                let snapshot = match (self.steps[i].purpose, &request) {
+                    (Some(Purpose::Snapshot), _) => true,
+                    (Some(Purpose::Tool), OperationRequest::ReadFile { missing_ok, .. }) => {
+                        *missing_ok
+                    }
+                    _ => false,
+                };
                 if let (
-                    Some(Purpose::Snapshot),
+                    true,
                     Ok(OperationResult::FileRead {
                         exists, content, ..
                     }),
-                ) = (self.steps[i].purpose, &outcome)
+                ) = (snapshot, &outcome)
                 {
                     self.steps[i].base_content = exists.then(|| content.clone());
                 }

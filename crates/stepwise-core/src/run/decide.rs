@@ -10,7 +10,7 @@ use super::state::{Phase, RunState, StateError, StepStatus, proposal_request};
 use crate::event::{ApprovalGranted, DecisionMode, Event, Proposal, Resolution};
 use crate::ids::StepId;
 use crate::operation::OperationRequest;
-use crate::policy::{Effect, GateKind, Subject};
+use crate::policy::{Effect, GateKind, Subject, Verdict};
 use crate::template::Scope;
 use crate::workflow::{Action, AfterDef};
 
@@ -90,6 +90,7 @@ impl RunState {
                 }]
             }
             Phase::Begin => self.decide_begin(index),
+            Phase::AgentNext => self.decide_agent_turn(index),
             Phase::Approved(request) => match request {
                 Some(OperationRequest::LlmCall(call)) => self.start_approved_llm(index, call),
                 Some(request) => self.start_operation(index, request),
@@ -293,6 +294,7 @@ impl RunState {
         };
         let verdict = self.policy.evaluate(subject_of(&proposal, kind));
         let request = proposal_request(&proposal);
+        let approval_required = step.approval_required;
         if verdict.effect == Effect::Deny {
             let rule = verdict.rule.unwrap_or_default();
             return vec![fail(
@@ -341,20 +343,8 @@ impl RunState {
                 events
             }
             (_, rule) => {
-                let reason = if step.approval_required {
-                    "the workflow requires approval for this step".to_string()
-                } else if edits_policy {
-                    "edits under .stepwise/ change policy and always need approval".to_string()
-                } else {
-                    // Why no rule let it through, when an allow rule almost did; else the rule
-                    // that asks, or the default.
-                    match (verdict.note, rule) {
-                        (Some(note), Some(rule)) => format!("{rule}; {note}"),
-                        (Some(note), None) => note,
-                        (None, Some(rule)) => rule,
-                        (None, None) => format!("{} needs approval by default", kind.as_str()),
-                    }
-                };
+                let verdict = Verdict { rule, ..verdict };
+                let reason = ask_reason(approval_required, edits_policy, verdict, kind);
                 vec![Event::ApprovalRequested {
                     step: id,
                     attempt,
@@ -372,7 +362,10 @@ impl RunState {
             Proposal::EditFile { .. } => GateKind::EditFile,
             Proposal::ReadFile { .. } => GateKind::ReadFile,
             Proposal::RunCommand(_) => GateKind::RunCommand,
-            Proposal::Gate { .. } | Proposal::LlmCall { .. } | Proposal::Plan { .. } => {
+            Proposal::Gate { .. }
+            | Proposal::Question { .. }
+            | Proposal::LlmCall { .. }
+            | Proposal::Plan { .. } => {
                 return None;
             }
         };
@@ -429,14 +422,38 @@ impl RunState {
     }
 }
 
+/// Why a person is asked: the workflow requires it, the edit changes policy, or the policy
+/// says so (the rule that asks, or the default, and why an allow rule did not vouch when one
+/// almost did).
+pub(super) fn ask_reason(
+    approval_required: bool,
+    edits_policy: bool,
+    verdict: Verdict,
+    kind: GateKind,
+) -> String {
+    if approval_required {
+        return "the workflow requires approval for this step".to_string();
+    }
+    if edits_policy {
+        return "edits under .stepwise/ change policy and always need approval".to_string();
+    }
+    match (verdict.note, verdict.rule) {
+        (Some(note), Some(rule)) => format!("{rule}; {note}"),
+        (Some(note), None) => note,
+        (None, Some(rule)) => rule,
+        (None, None) => format!("{} needs approval by default", kind.as_str()),
+    }
+}
+
 /// What policy judges of a proposal.
 fn subject_of(proposal: &Proposal, kind: GateKind) -> Subject<'_> {
     match proposal {
         Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => Subject::file(kind, path),
         Proposal::RunCommand(request) => Subject::command(request),
-        Proposal::Gate { .. } | Proposal::LlmCall { .. } | Proposal::Plan { .. } => {
-            Subject::bare(kind)
-        }
+        Proposal::Gate { .. }
+        | Proposal::Question { .. }
+        | Proposal::LlmCall { .. }
+        | Proposal::Plan { .. } => Subject::bare(kind),
     }
 }
 

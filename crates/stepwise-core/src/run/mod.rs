@@ -24,6 +24,8 @@ pub use state::{PendingApproval, RunState, RunStatus, StateError, StepState, Ste
 pub use timing::{Segment, SegmentKind, StepTiming, Timings, step_timings};
 
 #[cfg(test)]
+mod agent_gate_tests;
+#[cfg(test)]
 mod agent_tests;
 #[cfg(test)]
 mod tests;

@@ -94,6 +94,7 @@ impl RunState {
                     Verdict {
                         effect: Effect::Ask,
                         rule: None,
+                        rule_text: None,
                         note: Some("edits under .stepwise/ always need approval".into()),
                     }
                 } else {

@@ -159,6 +159,12 @@ pub fn edited_proposal(
             base_hash: base_hash.clone(),
             content,
         }),
+        (Proposal::Question { question, .. }, EditedProposal::Answer(answer)) => {
+            Ok(Proposal::Question {
+                question: question.clone(),
+                answer: Some(answer),
+            })
+        }
         (Proposal::RunCommand(request), EditedProposal::Command(command)) => {
             let mut request = request.clone();
             request.command = command;
@@ -179,4 +185,6 @@ pub enum EditedProposal {
     Content(String),
     /// Another command for a command.
     Command(CommandLine),
+    /// The answer to an agent's question.
+    Answer(String),
 }

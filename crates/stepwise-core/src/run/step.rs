@@ -34,6 +34,9 @@ pub(crate) enum Phase {
     Ready,
     /// An attempt started: take the action's first move.
     Begin,
+    /// An agent's call was answered without an operation (a person rejected it, or its edit
+    /// went stale): take the agent's next move.
+    AgentNext,
     AwaitingApproval,
     /// Approved: perform this (for a gate, nothing).
     Approved(Option<OperationRequest>),
@@ -158,7 +161,7 @@ pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> 
             path: path.clone(),
             missing_ok: false,
         }),
-        Proposal::Gate { .. } => None,
+        Proposal::Gate { .. } | Proposal::Question { .. } => None,
         Proposal::LlmCall { request, .. } => Some(OperationRequest::LlmCall(request.clone())),
         Proposal::Plan { .. } => None,
     }
@@ -175,9 +178,12 @@ pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRe
         (Action::EditFile { .. }, OperationRequest::ReadFile { .. }) => Purpose::Snapshot,
         (_, OperationRequest::WriteFile { .. }) => Purpose::Write,
         (_, OperationRequest::RunCommand(_)) => Purpose::Command,
-        (_, OperationRequest::ReadFile { .. } | OperationRequest::ListFiles { .. }) => {
-            Purpose::Read
-        }
+        (
+            _,
+            OperationRequest::ReadFile { .. }
+            | OperationRequest::ListFiles { .. }
+            | OperationRequest::SearchFiles { .. },
+        ) => Purpose::Read,
         (_, OperationRequest::LlmCall(_)) => Purpose::Llm,
     }
 }

@@ -5,7 +5,7 @@ use super::def::ActionDef;
 use super::fields::StepContext;
 use super::llm_fields::DEFAULT_SCHEMA_RETRIES;
 use super::{AgentSpec, LlmAction};
-use crate::agent_tools::{AVAILABLE_TOOLS, DEFAULT_TOOLS, PLANNED_TOOLS, tool_spec};
+use crate::agent_tools::{BUILT_IN_TOOLS, tool_spec};
 use crate::llm::Role;
 
 /// Model turns an agent step may take unless it says otherwise, and at most.
@@ -46,7 +46,7 @@ impl StepContext<'_, '_> {
         }
         let names: Vec<&str> = match tools {
             Some(names) => names.iter().map(String::as_str).collect(),
-            None => DEFAULT_TOOLS.to_vec(),
+            None => BUILT_IN_TOOLS.to_vec(),
         };
         let mut specs = Vec::new();
         for name in names {
@@ -56,22 +56,12 @@ impl StepContext<'_, '_> {
             }
             match tool_spec(name) {
                 Some(spec) => specs.push(spec),
-                None if PLANNED_TOOLS.contains(&name) => {
-                    self.error(
-                        "tools",
-                        format!(
-                            "tool `{name}` is not available to agent steps yet; available: {}",
-                            AVAILABLE_TOOLS.join(", ")
-                        ),
-                    );
-                    return None;
-                }
                 None => {
                     self.error(
                         "tools",
                         format!(
                             "there is no tool `{name}`; the built-in tools are: {}",
-                            AVAILABLE_TOOLS.join(", ")
+                            BUILT_IN_TOOLS.join(", ")
                         ),
                     );
                     return None;

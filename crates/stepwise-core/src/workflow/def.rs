@@ -202,10 +202,11 @@ pub enum ActionDef {
         #[serde(default)]
         max_tokens: Option<u32>,
     },
-    /// A model that uses tools in a loop until it answers: it reads and lists files of the
-    /// workspace and runs the commands the policy allows (each call a recorded operation under
-    /// the same policy as a step of that kind), and its final reply is the step's output, as
-    /// a `prompt` step's (with `output_schema`, the value).
+    /// A model that uses tools in a loop until it answers: it reads, lists and searches the
+    /// workspace's files, proposes edits, runs commands and asks a person questions, each call
+    /// a recorded operation under the same policy and approvals as a step of that kind; its
+    /// final reply is the step's output, as a `prompt` step's (with `output_schema`, the
+    /// value).
     Agent {
         /// A model alias from the settings (`models:`).
         model: String,
@@ -213,8 +214,8 @@ pub enum ActionDef {
         instructions: String,
         #[serde(default)]
         system: Option<String>,
-        /// The built-in tools it may call (default: `read_file` and `list_files`, which change
-        /// nothing). Available: `read_file`, `list_files`, `run_command`.
+        /// The built-in tools it may call (default: all of them): `read_file`, `list_files`,
+        /// `search`, `edit_file`, `write_file`, `run_command`, `ask_person`.
         #[serde(default)]
         tools: Option<Vec<String>>,
         /// MCP servers from the settings whose tools it may call (not available yet).

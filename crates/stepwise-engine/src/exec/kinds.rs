@@ -44,6 +44,33 @@ impl Executor for ListFiles {
     }
 }
 
+/// Searching files: no effect on the world, so simply searched again after a crash.
+pub(crate) struct SearchFiles;
+
+impl Executor for SearchFiles {
+    fn perform(&self, ctx: OpContext, request: OperationRequest) -> BoxFuture<'static, Outcome> {
+        Box::pin(async move {
+            let OperationRequest::SearchFiles {
+                pattern,
+                path,
+                glob,
+                excluded,
+            } = request
+            else {
+                return Err(wrong_kind("search"));
+            };
+            blocking(move || {
+                super::search_files(&ctx.workspace, &pattern, &path, glob.as_deref(), &excluded)
+            })
+            .await
+        })
+    }
+
+    fn after_crash(&self) -> AfterCrash {
+        AfterCrash::Repeat
+    }
+}
+
 /// Writing a file: compare-and-swap on the file's hash, so after a crash the file itself says
 /// whether the write happened.
 pub(crate) struct WriteFile;

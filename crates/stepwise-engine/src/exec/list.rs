@@ -36,6 +36,32 @@ pub fn list_files(
     path: &str,
     glob: Option<&str>,
 ) -> Result<OperationResult, OperationError> {
+    let mut paths = Vec::new();
+    let mut truncated = false;
+    let cut = walk_files(ws, path, glob, |shown, _| {
+        if paths.len() == MAX_LISTED {
+            truncated = true;
+            return false;
+        }
+        paths.push(shown.to_string());
+        true
+    })?;
+    paths.sort();
+    Ok(OperationResult::FilesListed {
+        paths,
+        truncated: truncated || cut,
+    })
+}
+
+/// Walks the files under `path` (a workspace directory) as a listing sees them, giving each
+/// to `visit` as its workspace-relative path (with `/`) and its path on disk, until `visit`
+/// says to stop. Whether the walk was cut short by its own ceilings.
+pub(super) fn walk_files(
+    ws: &Workspace,
+    path: &str,
+    glob: Option<&str>,
+    mut visit: impl FnMut(&str, &Path) -> bool,
+) -> Result<bool, OperationError> {
     let rel = ws.resolve_relative(path).map_err(OperationError::from)?;
     let dir = ws.root().join(&rel);
     match std::fs::symlink_metadata(&dir) {
@@ -84,8 +110,6 @@ pub fn list_files(
             !ignores.ignored(entry.path(), is_dir)
         })
         .build();
-    let mut paths = Vec::new();
-    let mut truncated = false;
     for entry in walker {
         let Ok(entry) = entry else { continue };
         if !entry.file_type().is_some_and(|t| t.is_file()) {
@@ -101,15 +125,11 @@ pub fn list_files(
         if matcher.as_ref().is_some_and(|m| !m.is_match(&shown)) {
             continue;
         }
-        if paths.len() == MAX_LISTED {
-            truncated = true;
+        if !visit(&shown, inside) {
             break;
         }
-        paths.push(shown);
     }
-    paths.sort();
-    let truncated = truncated || cut.load(Ordering::Relaxed);
-    Ok(OperationResult::FilesListed { paths, truncated })
+    Ok(cut.load(Ordering::Relaxed))
 }
 
 /// The `.gitignore` of each workspace directory, read once.

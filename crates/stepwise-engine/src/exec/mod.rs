@@ -13,6 +13,7 @@ pub(crate) mod kinds;
 mod list;
 mod output;
 mod recorded;
+mod search;
 mod supervisor;
 
 use std::future::Future;
@@ -31,6 +32,7 @@ pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_w
 pub use list::list_files;
 pub(crate) use output::Live;
 pub(crate) use recorded::{Commit, Recorded};
+pub use search::search_files;
 pub use supervisor::start_launcher as start_command_launcher;
 
 /// A future an executor returns, run on a task of its own.

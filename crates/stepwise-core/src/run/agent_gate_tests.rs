@@ -1,0 +1,383 @@
+//! An agent's calls at the gate, in the state machine alone: an edit a person changes before
+//! approving, a command a person rejects and one a rule allows, a question a person answers,
+//! a read the policy refuses, and an edit whose file changed under it. Each run replays.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::agent_tests::{input, last_op, reply, start_with};
+use super::{RunState, StepStatus, replay};
+use crate::event::{ApprovalGranted, DecisionMode, Event, Proposal};
+use crate::ids::{EventSeq, StepId};
+use crate::llm::{LlmRequest, Role, ToolCall};
+use crate::operation::{CommandOutcome, OperationRequest, OperationResult};
+use crate::policy::{Effect, GateKind, RuleSpec};
+
+fn agent(tools: &str) -> String {
+    format!(
+        "name: t\nsteps:\n  - id: fix\n    type: agent\n    model: m\n    instructions: Fix it.\n    tools: [{tools}]\n"
+    )
+}
+
+fn call(id: &str, name: &str, arguments: serde_json::Value) -> ToolCall {
+    ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments,
+        signature: None,
+        malformed: None,
+    }
+}
+
+fn rule(effect: Effect, kind: GateKind, paths: &[&str], commands: &[&str]) -> RuleSpec {
+    RuleSpec {
+        effect,
+        kind: Some(kind),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        commands: commands.iter().map(|c| c.to_string()).collect(),
+        env: vec![],
+        pass_env: vec![],
+        unchecked_shell: false,
+        source: "user policy /home/ann/.config/stepwise/policy.yaml, rule 1".into(),
+    }
+}
+
+/// The question the step waits on: (attempt, proposal, hash).
+fn waiting(state: &RunState) -> (u32, Proposal, String) {
+    let step = state.step_state(&StepId::from("fix")).expect("the step");
+    assert_eq!(step.status, StepStatus::AwaitingApproval);
+    let pending = step.pending_approval.as_ref().expect("a question");
+    (
+        pending.attempt,
+        pending.proposal.clone(),
+        pending.proposal_hash.clone(),
+    )
+}
+
+fn approve(state: &RunState, edited: Option<Proposal>) -> Event {
+    let (attempt, _, proposal_hash) = waiting(state);
+    Event::ApprovalGranted(ApprovalGranted {
+        step: StepId::from("fix"),
+        attempt,
+        approved_hash: edited
+            .as_ref()
+            .map_or(proposal_hash.clone(), |p| p.hash().expect("hash")),
+        proposal_hash,
+        edited,
+        by: "ann".into(),
+        mode: DecisionMode::Manual,
+        comment: None,
+    })
+}
+
+/// The results the model is told, by call id, in the request the step makes next.
+fn told(log: &[(EventSeq, Event)]) -> Vec<(String, String)> {
+    let (_, request) = last_op(log);
+    let OperationRequest::LlmCall(next) = request else {
+        panic!("back to the model, not {request:?}")
+    };
+    results(&next)
+}
+
+fn results(request: &LlmRequest) -> Vec<(String, String)> {
+    request
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .map(|m| {
+            (
+                m.tool_call_id.clone().unwrap_or_default(),
+                m.content.clone(),
+            )
+        })
+        .collect()
+}
+
+fn finished(exit_code: i32, stdout: &str) -> OperationResult {
+    OperationResult::CommandFinished(CommandOutcome {
+        exit_code: Some(exit_code),
+        signal: None,
+        timed_out: false,
+        stdout: stdout.into(),
+        stderr: String::new(),
+        stdout_bytes: stdout.len() as u64,
+        stderr_bytes: 0,
+        duration_ms: 1,
+        saved_output: None,
+    })
+}
+
+#[test]
+fn an_edit_a_person_changes_is_written_as_changed_and_the_model_is_told_so() {
+    let (mut state, mut log) = start_with(&agent("edit_file"), Vec::new());
+    let (op, _) = last_op(&log);
+    let edit = call(
+        "c1",
+        "edit_file",
+        json!({"path": "calc.py", "old_text": "a - b", "new_text": "a * b"}),
+    );
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: reply("", vec![edit]),
+        },
+    );
+    // The file is read first, and the edit proposed against it.
+    let (op, request) = last_op(&log);
+    assert_eq!(
+        request,
+        OperationRequest::ReadFile {
+            path: "calc.py".into(),
+            missing_ok: true
+        }
+    );
+    let asked = input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: OperationResult::FileRead {
+                exists: true,
+                content: "def add(a, b):\n    return a - b\n".into(),
+                hash: Some("sha256:before".into()),
+            },
+        },
+    );
+    assert!(
+        matches!(asked.as_slice(), [Event::ApprovalRequested { .. }]),
+        "{asked:?}"
+    );
+    let (_, proposal, _) = waiting(&state);
+    let Proposal::EditFile {
+        diff, base_hash, ..
+    } = &proposal
+    else {
+        panic!("an edit, not {proposal:?}")
+    };
+    assert!(diff.contains("+    return a * b"), "{diff}");
+    assert_eq!(base_hash.as_deref(), Some("sha256:before"));
+    // The person writes what they want instead.
+    let changed = crate::run::edited_proposal(
+        &proposal,
+        Some("def add(a, b):\n    return a - b\n"),
+        crate::run::EditedProposal::Content("def add(a, b):\n    return a + b\n".into()),
+    )
+    .expect("edits");
+    let granted = approve(&state, Some(changed));
+    input(&mut state, &mut log, granted);
+    let (op, request) = last_op(&log);
+    let OperationRequest::WriteFile {
+        content, base_hash, ..
+    } = request
+    else {
+        panic!("the write")
+    };
+    assert_eq!(content, "def add(a, b):\n    return a + b\n");
+    assert_eq!(base_hash.as_deref(), Some("sha256:before"));
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: OperationResult::FileWritten {
+                before_hash: Some("sha256:before".into()),
+                after_hash: "sha256:after".into(),
+                recovered: false,
+            },
+        },
+    );
+    let told = told(&log);
+    assert!(told[0].1.contains("a person changed your edit"), "{told:?}");
+    assert!(told[0].1.contains("+    return a + b"), "{told:?}");
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
+}
+
+#[test]
+fn a_rejected_command_tells_the_model_why_and_one_a_rule_allows_is_recorded_as_its_decision() {
+    let allow = rule(Effect::Allow, GateKind::AgentCommand, &[], &["make test"]);
+    let (mut state, mut log) = start_with(&agent("run_command"), vec![allow]);
+    let (op, _) = last_op(&log);
+    let calls = vec![
+        call("c1", "run_command", json!({"argv": ["rm", "-rf", "build"]})),
+        call("c2", "run_command", json!({"argv": ["make", "test"]})),
+    ];
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: reply("", calls),
+        },
+    );
+    let (attempt, proposal, proposal_hash) = waiting(&state);
+    assert!(matches!(&proposal, Proposal::RunCommand(c) if c.command.display() == "rm -rf build"));
+    let decided = input(
+        &mut state,
+        &mut log,
+        Event::ApprovalRejected {
+            step: StepId::from("fix"),
+            attempt,
+            proposal_hash,
+            by: "ann".into(),
+            reason: "never delete the build".into(),
+        },
+    );
+    // The step goes on: the rule's decision is recorded, then the allowed command runs.
+    let [
+        Event::ApprovalGranted(granted),
+        Event::OperationStarted { request, .. },
+    ] = decided.as_slice()
+    else {
+        panic!("a rule's decision and the command, not {decided:?}")
+    };
+    assert_eq!(granted.by, "policy");
+    assert!(
+        matches!(&granted.mode, DecisionMode::Rule { rule } if rule.contains("allow agent_command command make test")),
+        "{granted:?}"
+    );
+    assert!(
+        matches!(request, OperationRequest::RunCommand(c) if c.command.display() == "make test")
+    );
+    let (op, _) = last_op(&log);
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: finished(0, "ok\n"),
+        },
+    );
+    let told = told(&log);
+    assert_eq!(told[0].0, "c1");
+    assert_eq!(
+        told[0].1,
+        "error: a person rejected this: never delete the build"
+    );
+    assert!(
+        told[1].1.starts_with("exit code 0") && told[1].1.contains("ok"),
+        "{told:?}"
+    );
+    assert_eq!(
+        state.step_state(&StepId::from("fix")).expect("step").status,
+        StepStatus::Running
+    );
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
+}
+
+#[test]
+fn a_question_is_answered_by_a_person_and_a_refused_read_names_its_rule_but_not_where() {
+    let deny = rule(Effect::Deny, GateKind::ReadFile, &["secrets/**"], &[]);
+    let (mut state, mut log) = start_with(&agent("ask_person, read_file"), vec![deny]);
+    let (op, _) = last_op(&log);
+    let calls = vec![
+        call("c1", "read_file", json!({"path": "./secrets/key.txt"})),
+        call("c2", "ask_person", json!({"question": "Which port?"})),
+    ];
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: reply("", calls),
+        },
+    );
+    let (_, question, _) = waiting(&state);
+    assert_eq!(
+        question,
+        Proposal::Question {
+            question: "Which port?".into(),
+            answer: None
+        }
+    );
+    let answered = crate::run::edited_proposal(
+        &question,
+        None,
+        crate::run::EditedProposal::Answer("8080".into()),
+    )
+    .expect("answers");
+    let granted = approve(&state, Some(answered));
+    input(&mut state, &mut log, granted);
+    let told = told(&log);
+    assert_eq!(
+        told[0].1,
+        "error: reading `secrets/key.txt` is refused by the workspace's policy (rule: deny read_file path secrets/**)"
+    );
+    assert_eq!(told[1], ("c2".to_string(), "8080".to_string()));
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
+}
+
+#[test]
+fn an_edit_whose_file_changed_under_it_is_read_again_and_proposed_anew() {
+    let (mut state, mut log) = start_with(&agent("write_file"), Vec::new());
+    let (op, _) = last_op(&log);
+    let write = call(
+        "c1",
+        "write_file",
+        json!({"path": "notes.md", "content": "new\n"}),
+    );
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: reply("", vec![write]),
+        },
+    );
+    let (op, _) = last_op(&log);
+    let read = |content: &str, hash: &str| OperationResult::FileRead {
+        exists: true,
+        content: content.into(),
+        hash: Some(hash.into()),
+    };
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: read("old\n", "h1"),
+        },
+    );
+    let (attempt, _, proposal_hash) = waiting(&state);
+    let decided = input(
+        &mut state,
+        &mut log,
+        Event::ProposalVoided {
+            step: StepId::from("fix"),
+            attempt,
+            proposal_hash,
+            path: "notes.md".into(),
+            found_hash: Some("h2".into()),
+        },
+    );
+    assert!(
+        matches!(
+            decided.as_slice(),
+            [Event::OperationStarted {
+                request: OperationRequest::ReadFile {
+                    missing_ok: true,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{decided:?}"
+    );
+    let (op, _) = last_op(&log);
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: read("older\n", "h2"),
+        },
+    );
+    let (_, proposal, _) = waiting(&state);
+    assert!(
+        matches!(&proposal, Proposal::EditFile { base_hash: Some(h), diff, .. } if h == "h2" && diff.contains("-older")),
+        "{proposal:?}"
+    );
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
+}
