@@ -255,3 +255,40 @@ fn a_question_is_answered_from_the_cli_and_a_search_finds_lines_it_may_read() {
     );
     replays_offline(&env, &server, &run);
 }
+
+#[test]
+fn a_turn_that_could_cross_the_budget_waits_as_a_budget_proposal_between_turns() {
+    // The first turn reads a file and costs $0.00102 (1000 tokens in at $1/M, 10 out at $2/M).
+    let mut expensive = calls(&[("r1", "read_file", json!({"path": "notes.txt"}))]);
+    let mut body: Value = serde_json::from_str(&expensive.body).expect("a JSON reply");
+    body["usage"] = json!({"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010});
+    expensive.body = body.to_string();
+    let server = FakeProvider::start(vec![expensive, openai_reply("Milk.", 50, 8)]);
+    let env = env_with_provider("openai", &server.base_url());
+    env.write("notes.txt", "buy milk\n");
+    // Each turn may cost up to about $0.00205 (its prompt and all 1000 of its tokens): the
+    // first fits in $0.0025, the second no longer does after what the first spent.
+    let wf = env.workflow(
+        "agent.yaml",
+        "name: agent\nbudget: { usd: 0.0025 }\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: What is in notes.txt?\n    tools: [read_file]\n    max_tokens: 1000\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 3, "the second turn waits: {out}");
+    let run = out.run_id();
+    assert_eq!(server.seen().len(), 1, "the second turn was not sent");
+    let approval = waiting(&env, &run);
+    assert_eq!(approval["proposal"]["kind"], "llm_call", "{approval}");
+    let told = approval["proposal"]["request"]["messages"]
+        .as_array()
+        .and_then(|m| m.last().cloned())
+        .unwrap_or_default();
+    assert_eq!(
+        told["content"], "buy milk\n",
+        "it carries the tool's result: {told}"
+    );
+    let out = env.approve(&run, "look", &[]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(server.seen().len(), 2);
+    assert_eq!(step(&env.show(&run), "look")["output"]["text"], "Milk.");
+    replays_offline(&env, &server, &run);
+}

@@ -97,7 +97,7 @@ fn read_only(db: &Path) -> Option<Connection> {
     Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()
 }
 
-fn event_count(db: &Path) -> u64 {
+pub(crate) fn event_count(db: &Path) -> u64 {
     read_only(db)
         .and_then(|c| {
             c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, u64>(0))
@@ -125,7 +125,7 @@ fn run_id(db: &Path) -> String {
 
 /// Waits until no process works in the workspace any more: a command killed with the CLI
 /// must not write after we look at its effects.
-fn wait_for_commands_to_die(workspace: &Path) {
+pub(crate) fn wait_for_commands_to_die(workspace: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let canonical = workspace.canonicalize().expect("workspace path");
     loop {

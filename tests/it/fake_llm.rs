@@ -135,6 +135,16 @@ pub struct FakeProvider {
 impl FakeProvider {
     /// Serves `script` in order; when it runs out, the last reply again.
     pub fn start(script: Vec<Reply>) -> FakeProvider {
+        FakeProvider::serve(script, false)
+    }
+
+    /// Serves reply `n` of `script` to a request carrying `n` earlier answers of the model
+    /// (its `assistant` messages): an agent's turn asked again gets the same answer.
+    pub fn by_turn(script: Vec<Reply>) -> FakeProvider {
+        FakeProvider::serve(script, true)
+    }
+
+    fn serve(script: Vec<Reply>, by_turn: bool) -> FakeProvider {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
         let port = server
             .server_addr()
@@ -148,6 +158,14 @@ impl FakeProvider {
             for mut request in server2.incoming_requests() {
                 let mut body = String::new();
                 let _ = request.as_reader().read_to_string(&mut body);
+                let at = if by_turn {
+                    serde_json::from_str::<Value>(&body)
+                        .ok()
+                        .and_then(|b| b["messages"].as_array().cloned())
+                        .map_or(0, |m| m.iter().filter(|m| m["role"] == "assistant").count())
+                } else {
+                    next
+                };
                 seen2.lock().expect("seen").push(Seen {
                     method: request.method().to_string(),
                     path: request.url().to_string(),
@@ -158,7 +176,8 @@ impl FakeProvider {
                         .collect(),
                     body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
                 });
-                let Some(reply) = script.get(next).or(script.last()).cloned() else {
+
+                let Some(reply) = script.get(at).or(script.last()).cloned() else {
                     continue;
                 };
                 next += 1;

@@ -4,6 +4,7 @@
 mod support;
 
 mod agent;
+mod agent_crash;
 mod agent_edits;
 mod app;
 mod app_live;

@@ -497,6 +497,7 @@ impl RunModel {
                 .filter(|d| &d.step == step)
                 .cloned()
                 .collect(),
+            conversation: state.conversation.clone(),
         })
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use stepwise_core::event::DecisionMode;
 use stepwise_core::ids::StepId;
 use stepwise_core::llm::Budget;
+use stepwise_core::run::ConversationTurn;
 use stepwise_core::run::{CostLine, Segment, SegmentKind, StepStatus, StepTiming};
 use ts_rs::TS;
 
@@ -140,6 +141,8 @@ pub struct StepDetail {
     pub reason: Option<String>,
     pub operations: Vec<OperationView>,
     pub decisions: Vec<DecisionView>,
+    /// An agent step's conversation, turn by turn (empty for other steps).
+    pub conversation: Vec<ConversationTurn>,
 }
 
 /// A step a batch of events changed: its row (with its segments, which make its bar).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::agent_tests::{input, last_op, reply, start_with};
-use super::{RunState, StepStatus, replay};
+use super::{CallGate, RunState, StepStatus, replay};
 use crate::event::{ApprovalGranted, DecisionMode, Event, Proposal};
 use crate::ids::{EventSeq, StepId};
 use crate::llm::{LlmRequest, Role, ToolCall};
@@ -263,6 +263,39 @@ fn a_rejected_command_tells_the_model_why_and_one_a_rule_allows_is_recorded_as_i
     assert_eq!(
         state.step_state(&StepId::from("fix")).expect("step").status,
         StepStatus::Running
+    );
+    // The conversation a person reads: each call with what let it through or stopped it, and
+    // what the model was told.
+    let turns = &state
+        .step_state(&StepId::from("fix"))
+        .expect("step")
+        .conversation;
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    assert!(turns[0].replied && !turns[1].replied);
+    assert_eq!((turns[0].input_tokens, turns[0].output_tokens), (10, 5));
+    let [rejected, ran] = turns[0].calls.as_slice() else {
+        panic!("two calls")
+    };
+    assert_eq!(
+        rejected.gate,
+        Some(CallGate::Rejected {
+            by: "ann".into(),
+            reason: "never delete the build".into()
+        })
+    );
+    assert!(rejected.ops.is_empty());
+    assert_eq!(rejected.result.as_deref(), Some(told[0].1.as_str()));
+    assert!(matches!(&ran.gate, Some(CallGate::Rule { rule }) if rule.contains("make test")));
+    assert_eq!(ran.ops.len(), 1);
+    assert_eq!(ran.result.as_deref(), Some(told[1].1.as_str()));
+    // Folded again from the log, it is the same.
+    let folded = RunState::load(Arc::clone(state.workflow()), &log).expect("folds");
+    assert_eq!(
+        &folded
+            .step_state(&StepId::from("fix"))
+            .expect("step")
+            .conversation,
+        turns
     );
     replay(Arc::clone(state.workflow()), &log).expect("replay matches");
 }

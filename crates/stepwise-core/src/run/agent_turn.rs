@@ -95,7 +95,7 @@ impl AgentTurn {
     }
 
     /// The call being dealt with: the first without its result.
-    fn current(&self) -> Option<usize> {
+    pub(super) fn current(&self) -> Option<usize> {
         self.stages
             .iter()
             .position(|stage| !matches!(stage, CallStage::Done(_)))
@@ -138,6 +138,17 @@ impl AgentTurn {
             }),
             CallStage::Gated { .. } | CallStage::Done(_) => None,
         }
+    }
+
+    /// What each call has returned so far, as the model is told it.
+    pub(super) fn results(&self) -> Vec<Option<&str>> {
+        self.stages
+            .iter()
+            .map(|stage| match stage {
+                CallStage::Done(result) => Some(result.as_str()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether the call being dealt with waits at the gate (so an approval or rejection of

@@ -20,9 +20,15 @@ impl RunState {
         if let Some(i) = touched {
             self.count_status(self.steps[i].status, false);
         }
+        let at = touched
+            .and_then(|i| self.steps[i].agent.as_ref())
+            .and_then(|turn| turn.current());
         let applied = self.apply_event(seq, event);
         if let Some(i) = touched {
             self.count_status(self.steps[i].status, true);
+            if applied.is_ok() {
+                self.follow_conversation(i, seq, event, at);
+            }
         }
         applied
     }

@@ -5,6 +5,7 @@
 mod agent_step;
 mod agent_turn;
 mod apply;
+mod conversation;
 mod cost;
 mod decide;
 mod llm_step;
@@ -17,6 +18,7 @@ mod status;
 mod step;
 mod timing;
 
+pub use conversation::{CallGate, ConversationCall, ConversationTurn};
 pub use cost::{CostLine, CostReport, CostTally, cost_report, utc_day};
 pub use proposal::{EditedProposal, edited_proposal, unified_diff};
 pub use replay::{Divergence, ReplayError, ReplayReport, replay};

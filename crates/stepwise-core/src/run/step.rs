@@ -108,6 +108,8 @@ pub struct StepState {
     /// An agent step between its model's turns: the turn that called tools, and what each
     /// call has returned so far.
     pub(crate) agent: Option<super::agent_turn::AgentTurn>,
+    /// An agent step's conversation, every attempt's turns in order (empty for other steps).
+    pub conversation: Vec<super::conversation::ConversationTurn>,
     /// Model turns of the current attempt that called tools (the rest are answers, and
     /// structured output's tries count only those).
     pub(crate) tool_turns: u32,
@@ -137,6 +139,7 @@ impl StepState {
             reserved: None,
             over_budget_approved: false,
             agent: None,
+            conversation: Vec::new(),
             tool_turns: 0,
         }
     }
