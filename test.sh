@@ -51,6 +51,10 @@ stepwise="$target_dir/debug/stepwise"
 step "scripts/local-llm.sh install"
 scripts/local-llm.sh install
 
+# Real MCP servers from the npm registry, for the agent tests (tests/it/agent_mcp.rs).
+step "MCP servers for the tests: npm install (tests/mcp)"
+(cd tests/mcp && npm install --no-audit --no-fund)
+
 step "cargo test --workspace --all-targets"
 cargo test --workspace --all-targets
 

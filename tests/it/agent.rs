@@ -157,7 +157,12 @@ fn agent_steps_are_validated_with_their_field_and_step() {
     for (field, yaml, said) in [
         ("max_turns", "    max_turns: 500\n", "from 1 to 200"),
         ("tools", "    tools: [shell]\n", "there is no tool `shell`"),
-        ("mcp", "    mcp: [files]\n", "MCP servers are not available"),
+        (
+            "mcp",
+            "    mcp: [\"my files\"]\n",
+            "`my files` is not an MCP server's name",
+        ),
+        ("mcp", "    mcp: [files, files]\n", "listed twice"),
     ] {
         let wf = env.workflow(
             "bad.yaml",

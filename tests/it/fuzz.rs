@@ -398,6 +398,13 @@ fn result_for(request: &OperationRequest) -> OperationResult {
             matches: Vec::new(),
             truncated: false,
         },
+        OperationRequest::McpListTools { .. } => {
+            OperationResult::McpToolsListed { tools: Vec::new() }
+        }
+        OperationRequest::McpCall { .. } => OperationResult::McpCalled {
+            content: String::new(),
+            is_error: false,
+        },
         OperationRequest::WriteFile {
             base_hash,
             content_hash,

@@ -6,6 +6,7 @@ mod support;
 mod agent;
 mod agent_crash;
 mod agent_edits;
+mod agent_mcp;
 mod app;
 mod app_live;
 mod app_notify;

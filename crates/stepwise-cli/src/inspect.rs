@@ -383,6 +383,21 @@ pub fn approval_text(approval: &Approval) -> String {
         }
         Proposal::ReadFile { path } => out.push(format!("   read {}", printable(path))),
         Proposal::Gate { message } => out.push(format!("   {}", printable(message))),
+        Proposal::McpCall {
+            server,
+            tool,
+            arguments,
+        } => {
+            out.push(format!(
+                "   MCP server {} tool {}",
+                printable(server),
+                printable(tool)
+            ));
+            let shown = serde_json::to_string_pretty(arguments).unwrap_or_default();
+            for line in shown.lines() {
+                out.push(format!("   {}", printable(line)));
+            }
+        }
         Proposal::Question { question, .. } => {
             out.push("   the agent asks:".to_string());
             for line in question.lines() {

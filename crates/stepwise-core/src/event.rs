@@ -249,6 +249,12 @@ pub enum Proposal {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         answer: Option<String>,
     },
+    /// A tool of an MCP server an agent asks to call, with its arguments.
+    McpCall {
+        server: String,
+        tool: String,
+        arguments: Value,
+    },
     /// A model call, asked about because it would cross the run's budget (or the workflow
     /// requires approval of the step). Approving it raises the budget by `raise`, enough for
     /// this call, and makes the call.
@@ -288,6 +294,7 @@ impl Proposal {
             Proposal::ReadFile { .. } => "read_file",
             Proposal::Gate { .. } => "approval",
             Proposal::Question { .. } => "question",
+            Proposal::McpCall { .. } => "mcp_call",
             Proposal::LlmCall { .. } => "llm_call",
             Proposal::Plan { .. } => "plan",
         }

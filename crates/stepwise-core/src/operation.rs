@@ -55,6 +55,16 @@ pub enum OperationRequest {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         excluded: Vec<String>,
     },
+    /// List the tools of an MCP server of the user's settings, starting it for the run if it
+    /// is not running yet. No effect the engine answers for: after a crash it is listed again.
+    McpListTools { server: String },
+    /// Call a tool of an MCP server of the user's settings with these arguments (a JSON
+    /// object). What the tool does is the server's: after a crash, a person says.
+    McpCall {
+        server: String,
+        tool: String,
+        arguments: serde_json::Value,
+    },
 }
 
 impl OperationRequest {
@@ -67,6 +77,8 @@ impl OperationRequest {
             OperationRequest::LlmCall(_) => "llm_call",
             OperationRequest::ListFiles { .. } => "list_files",
             OperationRequest::SearchFiles { .. } => "search",
+            OperationRequest::McpListTools { .. } => "mcp_list_tools",
+            OperationRequest::McpCall { .. } => "mcp_call",
         }
     }
 }
@@ -170,6 +182,23 @@ pub enum OperationResult {
         #[serde(default, skip_serializing_if = "is_false")]
         truncated: bool,
     },
+    /// The tools an MCP server lists.
+    McpToolsListed { tools: Vec<McpToolInfo> },
+    /// What an MCP tool returned, as text; `is_error` when the server said the call failed.
+    McpCalled {
+        content: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        is_error: bool,
+    },
+}
+
+/// One tool an MCP server lists: its name, what it says of it, and its arguments' JSON Schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpToolInfo {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub input_schema: serde_json::Value,
 }
 
 /// One line a search found.
@@ -261,6 +290,9 @@ pub enum OperationErrorKind {
     /// A model provider could not be reached, or kept failing (timeouts, 429 and 5xx after
     /// its own retries).
     Provider,
+    /// An MCP server could not be started, stopped answering, or answered something that is
+    /// not MCP. Its message names the server and what went wrong, never where it runs.
+    Mcp,
     /// A model provider refused the request: a bad or missing key, an unknown model, a bad
     /// request. Asking again the same way would not help.
     ProviderRefused,
@@ -271,7 +303,10 @@ impl OperationErrorKind {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            OperationErrorKind::Io | OperationErrorKind::Spawn | OperationErrorKind::Provider
+            OperationErrorKind::Io
+                | OperationErrorKind::Spawn
+                | OperationErrorKind::Provider
+                | OperationErrorKind::Mcp
         )
     }
 }

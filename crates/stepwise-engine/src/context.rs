@@ -65,6 +65,7 @@ impl Context {
         clock: Arc<dyn Clock>,
         exec: Handle,
     ) -> Context {
+        let executors = Executors::new(config.settings.clone(), config.settings_named);
         Context {
             config,
             db,
@@ -75,7 +76,7 @@ impl Context {
             standing_by: Mutex::new(HashSet::new()),
             file_watch: OnceLock::new(),
             locks_dir_watch: OnceLock::new(),
-            executors: Executors::new(),
+            executors,
             failures: Failures::new(),
             exec,
             shutdown: watch::channel(false).0,

@@ -6,6 +6,7 @@ use stepwise_core::operation::OperationRequest;
 use crate::exec::Executor;
 use crate::exec::kinds::{ListFiles, ReadFile, RunCommand, SearchFiles, WriteFile};
 use crate::llm::LlmCall;
+use crate::mcp::{McpCall, McpListTools, McpServers};
 
 /// The executor of every operation kind.
 pub(crate) struct Executors {
@@ -15,11 +16,17 @@ pub(crate) struct Executors {
     write: WriteFile,
     command: RunCommand,
     llm: LlmCall,
+    mcp_list: McpListTools,
+    mcp_call: McpCall,
 }
 
 impl Executors {
-    pub(crate) fn new() -> Executors {
+    /// `settings`: the user's settings file (MCP servers are read from it when started).
+    pub(crate) fn new(settings: Option<std::path::PathBuf>, settings_named: bool) -> Executors {
+        let mcp = McpServers::new(settings, settings_named);
         Executors {
+            mcp_list: McpListTools(std::sync::Arc::clone(&mcp)),
+            mcp_call: McpCall(mcp),
             read: ReadFile,
             list: ListFiles,
             search: SearchFiles,
@@ -38,6 +45,8 @@ impl Executors {
             OperationRequest::LlmCall(_) => &self.llm,
             OperationRequest::ListFiles { .. } => &self.list,
             OperationRequest::SearchFiles { .. } => &self.search,
+            OperationRequest::McpListTools { .. } => &self.mcp_list,
+            OperationRequest::McpCall { .. } => &self.mcp_call,
         }
     }
 }

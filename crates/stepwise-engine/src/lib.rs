@@ -40,6 +40,7 @@ mod llm;
 mod loading;
 mod lock;
 mod locks_dir_watch;
+mod mcp;
 mod messages;
 mod policy_files;
 mod progress;

@@ -20,6 +20,7 @@ use stepwise_core::llm::{ModelSpec, Price, ProviderKind, builtin_price};
 
 use crate::config_file::{Links, Unreadable, read_text};
 use crate::error::EngineError;
+use crate::mcp::McpServerDef;
 
 /// Where a workspace keeps its own settings.
 pub(crate) const WORKSPACE_SETTINGS: &str = ".stepwise/settings.yaml";
@@ -39,6 +40,9 @@ struct SettingsFile {
     providers: HashMap<Spanned<String>, ProviderDef>,
     #[serde(default)]
     models: HashMap<Spanned<String>, ModelDef>,
+    /// MCP servers agent steps may use (the user's settings only: they run programs).
+    #[serde(default)]
+    mcp_servers: HashMap<Spanned<String>, McpServerDef>,
 }
 
 /// Where a settings file came from: the user's own, or a workspace's (which is not trusted
@@ -102,6 +106,7 @@ struct Defined<T> {
 pub(crate) struct Settings {
     providers: BTreeMap<String, Defined<ProviderDef>>,
     models: BTreeMap<String, Defined<ModelDef>>,
+    mcp_servers: BTreeMap<String, McpServerDef>,
 }
 
 impl Settings {
@@ -146,6 +151,16 @@ impl Settings {
             self.check_model(alias, model, origin, &providers)
                 .map_err(|message| settings_error_at(path, alias, message))?;
         }
+        let mut servers: Vec<_> = file.mcp_servers.into_iter().collect();
+        servers.sort_by_key(|(name, _)| name.referenced.line());
+        for (name, server) in &servers {
+            let problem = if origin == Origin::Workspace {
+                Err("a workspace's settings may not define MCP servers (they run programs as you); define it in your own settings".to_string())
+            } else {
+                server.check(&name.value)
+            };
+            problem.map_err(|message| settings_error_at(path, name, message))?;
+        }
         let file = path.display().to_string();
         for (name, def) in providers {
             let file = file.clone();
@@ -156,6 +171,9 @@ impl Settings {
             let file = file.clone();
             self.models
                 .insert(alias.value, Defined { def, file, origin });
+        }
+        for (name, def) in servers {
+            self.mcp_servers.insert(name.value, def);
         }
         Ok(())
     }
@@ -255,6 +273,11 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The MCP server the user's settings define under `name`.
+    pub(crate) fn mcp_server(&self, name: &str) -> Option<&McpServerDef> {
+        self.mcp_servers.get(name)
     }
 
     fn user_provider(&self, name: &str) -> Option<&Defined<ProviderDef>> {

@@ -135,6 +135,22 @@ fn resolve_models(
         return Ok(BTreeMap::new());
     }
     let settings = Settings::load(user_settings, workspace)?;
+    // The MCP servers its agents use must be the user's: known now, not at the first call.
+    for step in &workflow.steps {
+        let stepwise_core::workflow::Action::Llm(llm) = &step.action else {
+            continue;
+        };
+        for server in llm.agent.iter().flat_map(|agent| &agent.mcp) {
+            if settings.mcp_server(server).is_none() {
+                return Err(EngineError::Settings {
+                    message: format!(
+                        "step `{}` uses MCP server `{server}`, which your settings do not define; add it under `mcp_servers:`",
+                        step.id
+                    ),
+                });
+            }
+        }
+    }
     let mut looked_at: Vec<PathBuf> = user_settings.iter().map(|u| u.path.clone()).collect();
     looked_at.push(workspace.join(WORKSPACE_SETTINGS));
     settings.resolve(&aliases, &looked_at)

@@ -49,6 +49,9 @@ pub async fn inbox(engine: &Engine) -> Result<InboxView, AppError> {
 
 /// Approves the proposal the person saw (`proposal_hash`), optionally changed: new file
 /// content for an edit, another command for a command; an agent's question with its answer.
+// A Tauri command takes its arguments by name from the window's `invoke`, one per field the
+// window may send: a struct would only nest them.
+#[allow(clippy::too_many_arguments)]
 #[tauri::command]
 pub async fn approve_step(
     state: State<'_, AppState>,

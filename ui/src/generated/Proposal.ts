@@ -25,7 +25,7 @@ steps: JsonValue,
 /**
  * What the policy would ask of each planned step, as far as it can tell now.
  */
-verdicts: Array<PlannedStep>, } | { "kind": "question", question: string, answer?: string | null, } | { "kind": "llm_call", request: LlmRequest, estimate: CostEstimate, 
+verdicts: Array<PlannedStep>, } | { "kind": "question", question: string, answer?: string | null, } | { "kind": "mcp_call", server: string, tool: string, arguments: JsonValue, } | { "kind": "llm_call", request: LlmRequest, estimate: CostEstimate, 
 /**
  * What remained of the budget when it was asked (`None`: no limit of that kind).
  */

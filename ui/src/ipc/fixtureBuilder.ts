@@ -3,6 +3,7 @@
 // when the Rust side derives them from one log.
 import type { ApprovalItem } from "../generated/ApprovalItem";
 import type { Budget } from "../generated/Budget";
+import type { ConversationTurn } from "../generated/ConversationTurn";
 import type { CostLine } from "../generated/CostLine";
 import type { DecisionView } from "../generated/DecisionView";
 import type { EventView } from "../generated/EventView";
@@ -58,6 +59,10 @@ export interface StepSpec {
   reason?: string;
   attempt?: number;
   decision?: DecisionSpec;
+  /** One decision per ended wait, in order (else `decision` for each). */
+  decisions?: DecisionSpec[];
+  /** An agent's turns; their `op` and calls' `ops` index `ops` (made seqs when built). */
+  conversation?: ConversationTurn[];
   /** For a step waiting for approval: what it asks. */
   proposal?: Proposal;
   approvalReason?: string;
@@ -101,6 +106,7 @@ export interface StepView {
   segments: Segment[];
   operations: OperationView[];
   cost: CostLine;
+  conversation?: ConversationTurn[];
 }
 
 /** A run as the mock keeps it. */
@@ -212,6 +218,7 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
     let waiting = 0;
     let executing = 0;
     let waitingNow = false;
+    let waitsDecided = 0;
     const execPhases = phases.map((p, i) => (p[0] === "exec" ? i : -1)).filter((i) => i >= 0);
     const ops = s.ops ?? [];
     // Operations go into the last executing phases, in order.
@@ -248,8 +255,8 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
               requested_at_ms: t,
             },
           });
-        } else if (s.decision) {
-          const d = s.decision;
+        } else if (s.decisions?.[waitsDecided] ?? s.decision) {
+          const d = (s.decisions?.[waitsDecided++] ?? s.decision)!;
           const approvedHash = d.edited ? fakeHash(`${hash}:edited`) : hash;
           const decided = push({
             at: end,
@@ -382,6 +389,9 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
   }));
   steps.forEach((step, i) => {
     step.operations = opDrafts[i].map((o) => ({ seq: o.start.seq!, ...o.view }));
+    const seq = (op: number) => step.operations[op].seq;
+    const turns = spec.steps[i].conversation;
+    if (turns) step.conversation = turns.map((t) => ({ ...t, op: seq(t.op), calls: t.calls.map((c) => ({ ...c, ops: c.ops.map(seq) })) }));
   });
 
   const updated = events[events.length - 1].at_ms;

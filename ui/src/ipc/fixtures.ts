@@ -10,6 +10,7 @@ import type { Proposal } from "../generated/Proposal";
 import type { RunListItem } from "../generated/RunListItem";
 import type { StepStatus } from "../generated/StepStatus";
 import type { WorkflowInfo } from "../generated/WorkflowInfo";
+import { agentStep, CALC_AFTER, CALC_BEFORE } from "./agentFixture";
 import { buildRun, fakeHash, fakeUuid, seeded, type BuiltRun, type RunSpec, type StepSpec } from "./fixtureBuilder";
 
 export const USER = "dana";
@@ -715,7 +716,8 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     heldBy: null,
     inputs: {},
     steps: [
-      { id: "list", kind: "run_command", status: "outcome_unknown", at: 0, phases: [["exec", 900]], ops: [{ request: { kind: "run_command", command: { argv: ["git", "ls-files"] }, cwd: ".", env: {}, pass_env: [], timeout_ms: 30_000, max_output_bytes: 1_048_576 } }] },
+      agentStep("fix_tests", editProposal("calc.py", CALC_BEFORE, CALC_AFTER), USER, { at: 0 }),
+      { id: "list", kind: "run_command", needs: ["fix_tests"], status: "outcome_unknown", phases: [["exec", 900]], ops: [{ request: { kind: "run_command", command: { argv: ["git", "ls-files"] }, cwd: ".", env: {}, pass_env: [], timeout_ms: 30_000, max_output_bytes: 1_048_576 } }] },
     ],
   });
 

@@ -139,6 +139,7 @@ export class MockBackend implements Backend {
       reason: s.reason,
       operations: s.operations,
       decisions: r.detail.decisions.filter((d) => d.step === step),
+      conversation: s.conversation ?? [],
     });
   }
 

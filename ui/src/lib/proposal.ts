@@ -15,6 +15,8 @@ export function proposalLabel(p: Proposal): string {
       return "Gate";
     case "question":
       return "Question";
+    case "mcp_call":
+      return "MCP";
     case "plan":
       return "Plan";
     case "llm_call":
@@ -27,6 +29,7 @@ export function proposalTone(p: Proposal): string {
     case "edit_file":
       return "run";
     case "run_command":
+    case "mcp_call":
       return "warn";
     case "llm_call":
     case "question":
@@ -49,6 +52,8 @@ export function proposalSummary(p: Proposal): string {
       return p.message;
     case "question":
       return p.question.split("\n")[0];
+    case "mcp_call":
+      return `${p.server}.${p.tool}`;
     case "plan":
       return p.goal;
     case "llm_call":

@@ -5,6 +5,7 @@
 //! outcomes, so that a run's conversation is a function of its log.
 
 mod edits;
+mod mcp;
 mod results;
 mod specs;
 
@@ -15,6 +16,7 @@ use crate::operation::{CommandLine, CommandRequest, OperationRequest};
 use crate::paths::normalize_workspace_path;
 
 pub use edits::{AgentEdit, edit_proposal};
+pub use mcp::{McpTool, offered_tools};
 pub use results::{call_result, capped, written};
 pub use specs::tool_spec;
 
@@ -63,7 +65,14 @@ pub const TOOL_RESULT_MAX_BYTES: usize = 32 * 1024;
 /// given (an unknown or unoffered tool, missing or wrong arguments). A path is normalised
 /// first, exactly as a step's path is, so that the policy judges (and the log records) the
 /// path that will be used, however the model spelled it.
-pub fn call_request(call: &ToolCall, offered: &[ToolSpec]) -> Result<ToolAction, String> {
+pub fn call_request(
+    call: &ToolCall,
+    offered: &[ToolSpec],
+    mcp: &[McpTool],
+) -> Result<ToolAction, String> {
+    if let Some(tool) = mcp.iter().find(|tool| tool.spec.name == call.name) {
+        return mcp::mcp_call_request(call, tool);
+    }
     if let Some(problem) = &call.malformed {
         return Err(format!(
             "error: {problem}; send them again as one JSON object"

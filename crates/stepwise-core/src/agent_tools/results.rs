@@ -60,8 +60,24 @@ pub fn call_result(
             capped(&search_text(matches, *truncated, policy))
         }
         Ok(OperationResult::CommandFinished(outcome)) => capped(&command_text(outcome)),
+        Ok(OperationResult::McpCalled { content, is_error }) => {
+            let content = if content.is_empty() {
+                "(no content)"
+            } else {
+                content
+            };
+            if *is_error {
+                capped(&format!("error: {content}"))
+            } else {
+                capped(content)
+            }
+        }
         Ok(_) => "error: the tool's operation returned something else than it asked for".into(),
         Err(error) => {
+            // The engine's words of an MCP server: what it did, never where it runs.
+            if let OperationErrorKind::Mcp = error.kind {
+                return capped(&format!("error: {}", error.message));
+            }
             if call.name == "run_command" {
                 let cwd = call
                     .arguments

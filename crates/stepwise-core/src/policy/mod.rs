@@ -68,6 +68,8 @@ pub enum GateKind {
     RunCommand,
     /// A command an agent step's model chose.
     AgentCommand,
+    /// A tool of an MCP server an agent step's model called, named `SERVER.tool`.
+    McpCall,
 }
 
 impl GateKind {
@@ -77,6 +79,7 @@ impl GateKind {
             GateKind::EditFile => "edit_file",
             GateKind::RunCommand => "run_command",
             GateKind::AgentCommand => "agent_command",
+            GateKind::McpCall => "mcp_call",
         }
     }
 
@@ -84,7 +87,10 @@ impl GateKind {
     pub fn default_effect(self) -> Effect {
         match self {
             GateKind::ReadFile => Effect::Allow,
-            GateKind::EditFile | GateKind::RunCommand | GateKind::AgentCommand => Effect::Ask,
+            GateKind::EditFile
+            | GateKind::RunCommand
+            | GateKind::AgentCommand
+            | GateKind::McpCall => Effect::Ask,
         }
     }
 }
@@ -126,7 +132,13 @@ impl RuleSpec {
         let kind = self.kind.map_or("*", GateKind::as_str);
         let mut text = format!("{} {kind}", self.effect.as_str());
         if !self.paths.is_empty() {
-            text.push_str(&format!(" path {}", self.paths.join(", ")));
+            // An MCP rule's globs are over tool names (`tool:`), not paths.
+            let over = if self.kind == Some(GateKind::McpCall) {
+                "tool"
+            } else {
+                "path"
+            };
+            text.push_str(&format!(" {over} {}", self.paths.join(", ")));
         }
         if !self.commands.is_empty() {
             text.push_str(&format!(" command {}", self.commands.join(", ")));
@@ -186,6 +198,18 @@ impl<'a> Subject<'a> {
         Subject {
             kind: GateKind::AgentCommand,
             ..Subject::command(request)
+        }
+    }
+
+    /// A call of an MCP server's tool, named `SERVER.tool` (matched by the globs of a rule's
+    /// `tool:`).
+    pub fn mcp_tool(name: &'a str) -> Subject<'a> {
+        Subject {
+            kind: GateKind::McpCall,
+            path: Some(name),
+            command: None,
+            env: &NO_ENV,
+            pass_env: &[],
         }
     }
 
@@ -286,8 +310,11 @@ impl CompiledRule {
 
     fn applies_to(&self, kind: GateKind) -> bool {
         match self.spec.kind {
-            // An agent's commands are allowed only by rules that say so by name.
-            None => !(kind == GateKind::AgentCommand && self.spec.effect == Effect::Allow),
+            // An agent's commands and MCP calls are allowed only by rules that say so by name.
+            None => {
+                !(matches!(kind, GateKind::AgentCommand | GateKind::McpCall)
+                    && self.spec.effect == Effect::Allow)
+            }
             Some(k) if k == kind => true,
             // An edit shows the file: a read rule that restricts also restricts edits.
             Some(GateKind::ReadFile) => {

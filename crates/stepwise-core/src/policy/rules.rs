@@ -12,7 +12,7 @@ pub enum PolicyError {
     #[error("{origin}: a rule needs exactly one of `allow`, `ask` or `deny`")]
     EffectCount { origin: String },
     #[error(
-        "{origin}: unknown operation `{kind}`; use edit_file, run_command, read_file, agent_command or *"
+        "{origin}: unknown operation `{kind}`; use edit_file, run_command, read_file, agent_command, mcp_call or *"
     )]
     UnknownKind { origin: String, kind: String },
     #[error("{origin}: invalid pattern `{pattern}`: {message}")]
@@ -31,6 +31,10 @@ pub enum PolicyError {
         "{origin}: an `allow: agent_command` rule must name the commands it allows (`command:`): an agent's model chooses what it runs"
     )]
     AgentCommandUnnamed { origin: String },
+    #[error(
+        "{origin}: `tool:` (globs over MCP tools, `SERVER.tool`) belongs on an mcp_call rule, and `path:` does not"
+    )]
+    ToolField { origin: String },
 }
 
 /// Turns written rules into recorded ones. `origin` names the file, e.g. `workspace policy
@@ -76,6 +80,7 @@ fn rule_from_def(
         "edit_file" => Some(GateKind::EditFile),
         "run_command" => Some(GateKind::RunCommand),
         "agent_command" => Some(GateKind::AgentCommand),
+        "mcp_call" => Some(GateKind::McpCall),
         other => {
             return Err(PolicyError::UnknownKind {
                 origin: source.to_string(),
@@ -98,11 +103,19 @@ fn rule_from_def(
             origin: source.to_string(),
         });
     }
+    // An MCP rule's globs are over tool names, kept where a file rule keeps its paths.
+    let is_mcp = kind == Some(GateKind::McpCall);
+    if (rule.tool.is_some() && !is_mcp) || (rule.path.is_some() && is_mcp) {
+        return Err(PolicyError::ToolField {
+            origin: source.to_string(),
+        });
+    }
+    let globs = if is_mcp { &rule.tool } else { &rule.path };
     let spec = RuleSpec {
         unchecked_shell: rule.unchecked_shell,
         effect: *effect,
         kind,
-        paths: rule.path.as_ref().map(|p| p.to_vec()).unwrap_or_default(),
+        paths: globs.as_ref().map(|p| p.to_vec()).unwrap_or_default(),
         commands: rule
             .command
             .as_ref()

@@ -13,6 +13,7 @@ fn rule(effect: Effect, kind: &str, path: Option<&str>, command: Option<&str>) -
         ask: (effect == Effect::Ask).then(|| kind.clone()).flatten(),
         deny: (effect == Effect::Deny).then_some(kind).flatten(),
         path: path.map(|p| OneOrMany::One(p.into())),
+        tool: None,
         command: command.map(|c| OneOrMany::One(c.into())),
         env: None,
         pass_env: None,
@@ -384,4 +385,46 @@ fn an_agents_commands_are_allowed_only_by_agent_command_rules_and_restricted_by_
         unnamed.to_string().contains("must name the commands"),
         "{unnamed}"
     );
+}
+
+#[test]
+fn mcp_calls_ask_by_default_and_rules_match_their_tool_names() {
+    let mcp = |effect: Effect, tool: &str| RuleDef {
+        tool: Some(OneOrMany::One(tool.into())),
+        ..rule(effect, "mcp_call", None, None)
+    };
+    let p = policy(vec![
+        mcp(Effect::Allow, "files.read_*"),
+        mcp(Effect::Deny, "files.write_*"),
+        rule(Effect::Allow, "*", None, None),
+    ]);
+    let effect = |name: &str| p.evaluate(Subject::mcp_tool(name)).effect;
+    assert_eq!(effect("files.read_text_file"), Effect::Allow);
+    assert_eq!(effect("files.write_file"), Effect::Deny);
+    // `allow: *` does not reach an MCP server's tools: only rules naming them do.
+    assert_eq!(effect("other.echo"), Effect::Ask);
+    let verdict = p.evaluate(Subject::mcp_tool("files.write_file"));
+    assert_eq!(
+        verdict.rule_text.as_deref(),
+        Some("deny mcp_call tool files.write_*")
+    );
+    // `tool:` is for mcp_call rules, `path:` is not.
+    let misplaced = RuleDef {
+        tool: Some(OneOrMany::One("files.*".into())),
+        ..rule(Effect::Deny, "read_file", None, None)
+    };
+    let def = PolicyDef {
+        rules: vec![misplaced],
+    };
+    assert!(matches!(
+        rules_from_def(&def, "test", false),
+        Err(PolicyError::ToolField { .. })
+    ));
+    let def = PolicyDef {
+        rules: vec![rule(Effect::Deny, "mcp_call", Some("a/**"), None)],
+    };
+    assert!(matches!(
+        rules_from_def(&def, "test", false),
+        Err(PolicyError::ToolField { .. })
+    ));
 }

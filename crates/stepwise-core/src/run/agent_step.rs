@@ -178,22 +178,41 @@ impl RunState {
         if !is_agent {
             return;
         }
+        let step = &mut self.steps[index];
         let judge = Judge {
             policy: &self.policy,
             approval_required: self.workflow.steps[index].approval_required,
+            mcp: &step.mcp_tools,
         };
         match (request, outcome) {
             (OperationRequest::LlmCall(call), Ok(OperationResult::LlmReplied(reply)))
                 if !reply.tool_calls.is_empty() =>
             {
-                let turn = AgentTurn::new(call, reply, judge);
-                let step = &mut self.steps[index];
-                step.agent = Some(turn);
+                step.agent = Some(AgentTurn::new(call, reply, judge));
                 step.tool_turns += 1;
             }
             (OperationRequest::LlmCall(_), _) => {}
+            // The step's MCP tools, listed before its first turn.
+            (
+                OperationRequest::McpListTools { server },
+                Ok(OperationResult::McpToolsListed { tools }),
+            ) => {
+                let mut taken = match &self.workflow.steps[index].action {
+                    crate::workflow::Action::Llm(llm) => llm
+                        .agent
+                        .as_ref()
+                        .map(|agent| agent.tools.clone())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                taken.extend(step.mcp_tools.iter().map(|t| t.spec.clone()));
+                let offered = crate::agent_tools::offered_tools(server, tools, &taken);
+                step.mcp_tools.extend(offered);
+                step.mcp_listed += 1;
+            }
+            (OperationRequest::McpListTools { .. }, _) => {}
             (_, outcome) => {
-                if let Some(turn) = &mut self.steps[index].agent {
+                if let Some(turn) = &mut step.agent {
                     turn.answer(outcome, judge);
                 }
             }

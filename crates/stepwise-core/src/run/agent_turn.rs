@@ -5,7 +5,7 @@
 //! function of the log.
 
 use crate::agent_tools::{
-    AgentEdit, ToolAction, call_request, call_result, edit_proposal, written,
+    AgentEdit, McpTool, ToolAction, call_request, call_result, edit_proposal, written,
 };
 use crate::event::Proposal;
 use crate::llm::{ChatMessage, LlmReply, LlmRequest, Role, ToolCall};
@@ -70,6 +70,8 @@ pub(super) enum NextMove {
 pub(crate) struct Judge<'a> {
     pub(crate) policy: &'a Policy,
     pub(crate) approval_required: bool,
+    /// The MCP tools the step is offered.
+    pub(crate) mcp: &'a [McpTool],
 }
 
 impl AgentTurn {
@@ -273,7 +275,7 @@ impl AgentTurn {
 
 /// Where a call starts: refused at once, performed, put to the gate, or (an edit) read first.
 fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
-    let action = match call_request(call, &request.tools) {
+    let action = match call_request(call, &request.tools, judge.mcp) {
         Ok(action) => action,
         Err(told) => return CallStage::Done(told),
     };
@@ -337,6 +339,24 @@ fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
                 false,
             )
         }
+        ToolAction::Operation(OperationRequest::McpCall {
+            server,
+            tool,
+            arguments,
+        }) => {
+            let verdict = policy.evaluate(Subject::mcp_tool(&format!("{server}.{tool}")));
+            judged(
+                verdict,
+                Proposal::McpCall {
+                    server,
+                    tool,
+                    arguments,
+                },
+                GateKind::McpCall,
+                judge,
+                false,
+            )
+        }
         ToolAction::Operation(other) => CallStage::Perform {
             request: other,
             applied_diff: None,
@@ -372,6 +392,7 @@ fn judged(
             Proposal::RunCommand(command) => ("running", command.command.display()),
             Proposal::ReadFile { path } => ("reading", path.clone()),
             Proposal::EditFile { path, .. } => ("editing", path.clone()),
+            Proposal::McpCall { server, tool, .. } => ("calling", format!("{server}.{tool}")),
             _ => ("doing", "this".to_string()),
         };
         return CallStage::Done(refusal(doing, &what, &verdict));

@@ -165,6 +165,8 @@ impl RunState {
                 s.llm_calls = 0;
                 s.agent = None;
                 s.tool_turns = 0;
+                s.mcp_listed = 0;
+                s.mcp_tools.clear();
                 self.dirty.insert(i);
             }
             Event::StepSkipped { step, reason } => {
@@ -280,11 +282,13 @@ impl RunState {
                 s.phase = Phase::Begin;
                 if s.agent.as_ref().is_some_and(|turn| turn.gated()) {
                     s.phase = Phase::AgentNext;
+                    let step = &mut self.steps[i];
                     let judge = super::agent_turn::Judge {
                         policy: &self.policy,
                         approval_required: self.workflow.steps[i].approval_required,
+                        mcp: &step.mcp_tools,
                     };
-                    if let Some(turn) = self.steps[i].agent.as_mut() {
+                    if let Some(turn) = step.agent.as_mut() {
                         turn.voided(judge);
                     }
                 }

@@ -364,6 +364,7 @@ impl RunState {
             Proposal::RunCommand(_) => GateKind::RunCommand,
             Proposal::Gate { .. }
             | Proposal::Question { .. }
+            | Proposal::McpCall { .. }
             | Proposal::LlmCall { .. }
             | Proposal::Plan { .. } => {
                 return None;
@@ -452,6 +453,7 @@ fn subject_of(proposal: &Proposal, kind: GateKind) -> Subject<'_> {
         Proposal::RunCommand(request) => Subject::command(request),
         Proposal::Gate { .. }
         | Proposal::Question { .. }
+        | Proposal::McpCall { .. }
         | Proposal::LlmCall { .. }
         | Proposal::Plan { .. } => Subject::bare(kind),
     }

@@ -19,6 +19,17 @@ impl RunState {
     pub(super) fn decide_llm_begin(&mut self, index: usize, llm: &LlmAction) -> Vec<Event> {
         let attempt = self.steps[index].attempt;
         let id = self.workflow.steps[index].id.clone();
+        // An agent's MCP servers list their tools first, one after another.
+        if let Some(server) = llm
+            .agent
+            .as_ref()
+            .and_then(|agent| agent.mcp.get(self.steps[index].mcp_listed))
+        {
+            let list = OperationRequest::McpListTools {
+                server: server.clone(),
+            };
+            return self.start_operation(index, list);
+        }
         match self.llm_request(index, llm) {
             Ok(request) => self.llm_gate(index, Box::new(request)),
             Err(e) => vec![super::decide::fail(&id, attempt, e)],
@@ -52,7 +63,15 @@ impl RunState {
             tools: llm
                 .agent
                 .as_ref()
-                .map(|agent| agent.tools.clone())
+                .map(|agent| {
+                    let mcp = self.steps[index].mcp_tools.iter();
+                    agent
+                        .tools
+                        .iter()
+                        .cloned()
+                        .chain(mcp.map(|tool| tool.spec.clone()))
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }

@@ -28,6 +28,8 @@ pub use timing::{Segment, SegmentKind, StepTiming, Timings, step_timings};
 #[cfg(test)]
 mod agent_gate_tests;
 #[cfg(test)]
+mod agent_mcp_tests;
+#[cfg(test)]
 mod agent_tests;
 #[cfg(test)]
 mod tests;

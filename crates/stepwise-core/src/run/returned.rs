@@ -21,6 +21,28 @@ impl RunState {
         let id = step.id.clone();
         let attempt = self.steps[index].attempt;
         let purpose = self.steps[index].purpose;
+        // An agent's MCP server listed its tools (`apply` keeps them): on to the next server,
+        // or the first turn. A server that cannot list them fails the attempt.
+        if let OperationRequest::McpListTools { server } = request {
+            return match outcome {
+                Ok(_) => {
+                    let workflow = std::sync::Arc::clone(&self.workflow);
+                    match &workflow.steps[index].action {
+                        crate::workflow::Action::Llm(llm) => self.decide_llm_begin(index, llm),
+                        _ => Vec::new(),
+                    }
+                }
+                Err(error) if error.kind == OperationErrorKind::Cancelled => {
+                    vec![Event::StepCancelled { step: id }]
+                }
+                Err(error) => self.fail_or_retry(
+                    index,
+                    format!("MCP server `{server}`: {}", error.message),
+                    error.kind.retryable(),
+                    None,
+                ),
+            };
+        }
         // An agent's tool: whatever it returned (an error too) goes back to the model, and
         // `apply` has made it the call's result already.
         if purpose == Some(Purpose::Tool) {

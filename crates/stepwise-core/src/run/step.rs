@@ -110,6 +110,10 @@ pub struct StepState {
     pub(crate) agent: Option<super::agent_turn::AgentTurn>,
     /// An agent step's conversation, every attempt's turns in order (empty for other steps).
     pub conversation: Vec<super::conversation::ConversationTurn>,
+    /// An agent step's MCP servers whose tools are listed in this attempt, and their tools as
+    /// the model is offered them.
+    pub(crate) mcp_listed: usize,
+    pub(crate) mcp_tools: Vec<crate::agent_tools::McpTool>,
     /// Model turns of the current attempt that called tools (the rest are answers, and
     /// structured output's tries count only those).
     pub(crate) tool_turns: u32,
@@ -140,6 +144,8 @@ impl StepState {
             over_budget_approved: false,
             agent: None,
             conversation: Vec::new(),
+            mcp_listed: 0,
+            mcp_tools: Vec::new(),
             tool_turns: 0,
         }
     }
@@ -165,6 +171,15 @@ pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> 
             missing_ok: false,
         }),
         Proposal::Gate { .. } | Proposal::Question { .. } => None,
+        Proposal::McpCall {
+            server,
+            tool,
+            arguments,
+        } => Some(OperationRequest::McpCall {
+            server: server.clone(),
+            tool: tool.clone(),
+            arguments: arguments.clone(),
+        }),
         Proposal::LlmCall { request, .. } => Some(OperationRequest::LlmCall(request.clone())),
         Proposal::Plan { .. } => None,
     }
@@ -187,6 +202,9 @@ pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRe
             | OperationRequest::ListFiles { .. }
             | OperationRequest::SearchFiles { .. },
         ) => Purpose::Read,
+        (_, OperationRequest::McpListTools { .. } | OperationRequest::McpCall { .. }) => {
+            Purpose::Tool
+        }
         (_, OperationRequest::LlmCall(_)) => Purpose::Llm,
     }
 }

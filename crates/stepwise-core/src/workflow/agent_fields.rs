@@ -11,6 +11,8 @@ use crate::llm::Role;
 /// Model turns an agent step may take unless it says otherwise, and at most.
 const DEFAULT_MAX_TURNS: u32 = 30;
 const MAX_TURNS_CEILING: u32 = 200;
+/// The longest name of an MCP server (names make the tools' names the model sees).
+const MAX_SERVER_NAME: usize = 32;
 
 impl StepContext<'_, '_> {
     pub(super) fn agent_action(&mut self, def: &ActionDef) -> Option<LlmAction> {
@@ -29,12 +31,27 @@ impl StepContext<'_, '_> {
             return None;
         };
         let model = self.model(model);
-        if mcp.as_ref().is_some_and(|servers| !servers.is_empty()) {
-            self.error(
-                "mcp",
-                "MCP servers are not available to agent steps yet; use the built-in tools",
-            );
-            return None;
+        let mut servers: Vec<String> = Vec::new();
+        for name in mcp.iter().flatten() {
+            let valid = !name.is_empty()
+                && name.len() <= MAX_SERVER_NAME
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                self.error(
+                    "mcp",
+                    format!(
+                        "`{name}` is not an MCP server's name: letters, digits, `_` and `-`, at most {MAX_SERVER_NAME}"
+                    ),
+                );
+                return None;
+            }
+            if servers.contains(name) {
+                self.error("mcp", format!("MCP server `{name}` is listed twice"));
+                return None;
+            }
+            servers.push(name.clone());
         }
         let max_turns = max_turns.unwrap_or(DEFAULT_MAX_TURNS);
         if !(1..=MAX_TURNS_CEILING).contains(&max_turns) {
@@ -89,6 +106,7 @@ impl StepContext<'_, '_> {
             agent: Some(AgentSpec {
                 tools: specs,
                 max_turns,
+                mcp: servers,
             }),
         })
     }

@@ -218,7 +218,8 @@ pub enum ActionDef {
         /// `search`, `edit_file`, `write_file`, `run_command`, `ask_person`.
         #[serde(default)]
         tools: Option<Vec<String>>,
-        /// MCP servers from the settings whose tools it may call (not available yet).
+        /// MCP servers of the user's settings (`mcp_servers:`) whose tools it may call too,
+        /// under the `mcp_call` rules of the policy (which ask by default).
         #[serde(default)]
         mcp: Option<Vec<String>>,
         /// The most model turns it may take (default 30, at most 200).
@@ -313,6 +314,10 @@ pub struct RuleDef {
     /// Glob(s) over workspace-relative paths, e.g. `docs/**`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<OneOrMany>,
+    /// `mcp_call` rules: glob(s) over the tools of MCP servers, `SERVER.tool`, e.g.
+    /// `files.read_*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<OneOrMany>,
     /// Pattern(s) over the command, matched word by word: each word a glob over one word of
     /// the command, and a last word `*` alone matching any further words, e.g.
     /// `cargo test *`.

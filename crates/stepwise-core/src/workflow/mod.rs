@@ -179,6 +179,8 @@ pub struct AgentSpec {
     pub tools: Vec<crate::llm::ToolSpec>,
     /// The most model calls one attempt may make.
     pub max_turns: u32,
+    /// The MCP servers (of the user's settings) whose tools it is offered too.
+    pub mcp: Vec<String>,
 }
 
 impl Action {

@@ -97,6 +97,42 @@ pub(crate) async fn run_command_live(
     run(req, cancel, starting, None, live).await
 }
 
+/// Starts a long-lived program in the workspace's root, spoken to on its stdin and stdout (an
+/// MCP server), under a supervisor as a command is: with the same scrubbed environment (the
+/// allowed variables, `pass_env`'s, then `env`), its whole tree killed when the returned
+/// [`Supervised`] is dropped or the engine dies.
+pub(crate) fn start_server(
+    ws: &Workspace,
+    argv: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    pass_env: &[String],
+) -> Result<Supervised, OperationError> {
+    let request = CommandRequest {
+        command: stepwise_core::operation::CommandLine::Argv(argv.to_vec()),
+        cwd: ".".into(),
+        env: env.clone(),
+        pass_env: pass_env.to_vec(),
+        timeout_ms: None,
+        max_output_bytes: 0,
+        save_output: false,
+    };
+    let env: Vec<_> = child_env(&request, |name| std::env::var_os(name))
+        .into_iter()
+        .collect();
+    let cwd = prepare::working_dir(ws, ".")?;
+    let (program, args) = prepare::program_and_args(&request.command)?;
+    supervisor::prepare(&supervisor::Launch {
+        program: program.as_ref(),
+        args: &args,
+        env: &env,
+        cwd: &cwd,
+        lock: None,
+        stdin: true,
+    })
+    .and_then(supervisor::Prepared::start)
+    .map_err(|e| spawn_error(&program.to_string_lossy(), &e))
+}
+
 /// How the wait for the command ended.
 enum Ending {
     Reported(Ended),

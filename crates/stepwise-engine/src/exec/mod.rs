@@ -27,12 +27,13 @@ use tokio::sync::watch;
 
 use crate::sandbox::Workspace;
 
-pub(crate) use command::run_command_live;
+pub(crate) use command::{run_command_live, start_server};
 pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_write, write_file};
 pub use list::list_files;
 pub(crate) use output::Live;
 pub(crate) use recorded::{Commit, Recorded};
 pub use search::search_files;
+pub(crate) use supervisor::Supervised;
 pub use supervisor::start_launcher as start_command_launcher;
 
 /// A future an executor returns, run on a task of its own.

@@ -57,6 +57,8 @@ pub(crate) struct Supervised {
     pub(crate) pid: pid_t,
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
+    /// The write end of its stdin, when it was given one (`Launch::stdin`).
+    pub(crate) stdin: Option<OwnedFd>,
     /// The socket shared with the supervisor alone: its report comes on it, and closing it
     /// (or shutting down its writing side) makes the supervisor kill the command's tree.
     pub(crate) channel: Option<OwnedFd>,
@@ -238,6 +240,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) cwd: &'a Path,
     /// Held by the supervisor while the command's tree may live.
     pub(crate) lock: Option<&'a Path>,
+    /// Give it a pipe as its stdin (a server spoken to on it), rather than /dev/null.
+    pub(crate) stdin: bool,
 }
 
 /// A command ready to be sent to a supervisor: its request encoded, its pipes made. Nothing of
@@ -246,6 +250,7 @@ pub(crate) struct Prepared {
     request: Request,
     stdout: (OwnedFd, OwnedFd),
     stderr: (OwnedFd, OwnedFd),
+    stdin: Option<(OwnedFd, OwnedFd)>,
 }
 
 /// Prepares the command (see [`Prepared::start`]). An error here is the engine's (pipes);
@@ -269,6 +274,7 @@ pub(crate) fn prepare(launch: &Launch<'_>) -> io::Result<Prepared> {
         request,
         stdout: pipe()?,
         stderr: pipe()?,
+        stdin: launch.stdin.then(pipe).transpose()?,
     })
 }
 
@@ -278,10 +284,7 @@ impl Prepared {
     /// start is durable. Otherwise gives itself back, for [`Prepared::start`].
     pub(crate) fn try_start_at_once(self) -> Result<Supervised, Prepared> {
         let started = orphans::boot_ticks();
-        let Some(supervisor) = launcher::launch_kept_at_once(
-            &self.request,
-            [self.stdout.1.as_raw_fd(), self.stderr.1.as_raw_fd()],
-        ) else {
+        let Some(supervisor) = launcher::launch_kept_at_once(&self.request, &self.fds()) else {
             return Err(self);
         };
         Ok(self.started_by(supervisor, started))
@@ -292,23 +295,32 @@ impl Prepared {
     pub(crate) fn start(self) -> io::Result<Supervised> {
         // Everything the command starts starts after this.
         let started = orphans::boot_ticks();
-        let supervisor = launcher::launch(
-            &mut orphans::forking(),
-            &self.request,
-            [self.stdout.1.as_raw_fd(), self.stderr.1.as_raw_fd()],
-        )?;
+        let supervisor = launcher::launch(&mut orphans::forking(), &self.request, &self.fds())?;
         Ok(self.started_by(supervisor, started))
+    }
+
+    /// The descriptors sent with the request: the write ends of stdout and stderr, and the
+    /// read end of stdin when it has one.
+    fn fds(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.stdout.1.as_raw_fd(), self.stderr.1.as_raw_fd()];
+        fds.extend(self.stdin.as_ref().map(|stdin| stdin.0.as_raw_fd()));
+        fds
     }
 
     /// The command, sent to `supervisor`, which was asked for at `started` (boot ticks).
     fn started_by(self, supervisor: launcher::Spare, started: u64) -> Supervised {
         // The write ends are the supervisor's alone now: only the command's tree may hold
-        // them, so that their end is the tree's end.
+        // them, so that their end is the tree's end (and stdin's read end, likewise).
         drop((self.stdout.1, self.stderr.1));
+        let stdin = self.stdin.map(|(read, write)| {
+            drop(read);
+            write
+        });
         Supervised {
             pid: supervisor.pid,
             stdout: Some(self.stdout.0),
             stderr: Some(self.stderr.0),
+            stdin,
             channel: Some(supervisor.socket),
             started,
             killed_stopped: false,

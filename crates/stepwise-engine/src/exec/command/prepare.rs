@@ -83,6 +83,7 @@ pub(super) fn prepare(
         env: &env,
         cwd: &cwd,
         lock,
+        stdin: false,
     })
     .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
     Ok(PreparedCommand {

@@ -27,6 +27,8 @@ pub(super) struct Child {
     pub(super) lock: *const c_char,
     pub(super) stdout: RawFd,
     pub(super) stderr: RawFd,
+    /// The read end of the command's stdin pipe; -1 for none (its stdin is /dev/null).
+    pub(super) stdin: RawFd,
     /// The socket the command came on, shared with the engine alone (it cannot be opened
     /// through `/proc`, as a pipe can, and the command does not inherit it): the supervisor
     /// writes its report there, and the engine's end closing (the engine asks for the tree to
@@ -88,15 +90,41 @@ pub(super) unsafe fn supervise(child: &Child, forked: &Inherited) -> After {
         libc::close(child.stdout);
         libc::close(child.stderr);
         if !redirected {
+            if child.stdin >= 0 {
+                libc::close(child.stdin);
+            }
             return finish(child, forked, lock, EXEC_FAILED, failed);
         }
         close_on_exec(&[child.channel]);
         if libc::chdir(child.cwd) != 0 {
-            return finish(child, forked, lock, EXEC_FAILED, errno());
+            let failed = errno();
+            if child.stdin >= 0 {
+                libc::close(child.stdin);
+            }
+            return finish(child, forked, lock, EXEC_FAILED, failed);
         }
         // The engine may be gone already (its end closed): run nothing.
         if channel_closed(child.channel) {
+            if child.stdin >= 0 {
+                libc::close(child.stdin);
+            }
             return finish(child, forked, lock, KILLED, 0);
+        }
+        // A command given a stdin pipe reads it as descriptor 0 while this process keeps
+        // /dev/null aside (close-on-exec), to put back once the command is spawned.
+        let mut null = -1;
+        if child.stdin >= 0 {
+            null = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
+            let moved = null >= 0 && libc::dup2(child.stdin, 0) >= 0;
+            let failed = errno();
+            libc::close(child.stdin);
+            if !moved {
+                if null >= 0 {
+                    libc::dup2(null, 0);
+                    libc::close(null);
+                }
+                return finish(child, forked, lock, EXEC_FAILED, failed);
+            }
         }
         let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
         let mut command: pid_t = 0;
@@ -111,6 +139,10 @@ pub(super) unsafe fn supervise(child: &Child, forked: &Inherited) -> After {
             ),
             failed => failed,
         };
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
+        }
         if spawned != 0 {
             return finish(child, forked, lock, EXEC_FAILED, spawned);
         }

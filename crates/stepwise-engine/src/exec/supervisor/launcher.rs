@@ -120,14 +120,11 @@ pub(super) fn keep(pid: pid_t, socket: OwnedFd) -> Result<(), OwnedFd> {
 }
 
 /// Sends `request` to a supervisor kept from an earlier command, or else to a spare, with
-/// `fds` (the write ends of the command's stdout and stderr), forking the launcher or waiting
+/// `fds` (the write ends of the command's stdout and stderr, and the read end of its stdin if
+/// it has one), forking the launcher or waiting
 /// for the spare if need be. Once the whole request is sent, it is the command's supervisor:
 /// registered in `forking`, and returned.
-pub(super) fn launch(
-    forking: &mut Forking,
-    request: &Request,
-    fds: [RawFd; 2],
-) -> io::Result<Spare> {
+pub(super) fn launch(forking: &mut Forking, request: &Request, fds: &[RawFd]) -> io::Result<Spare> {
     let mut slot = current();
     if let Some(kept) = launch_kept(forking, request, fds) {
         return Ok(kept);
@@ -174,7 +171,7 @@ pub(super) fn launch(
 
 /// Sends `request` to a kept supervisor, if one is waiting (registered in `forking` since its
 /// first command). One found killed or stopped, or that fails to take it, is discarded.
-fn launch_kept(forking: &mut Forking, request: &Request, fds: [RawFd; 2]) -> Option<Spare> {
+fn launch_kept(forking: &mut Forking, request: &Request, fds: &[RawFd]) -> Option<Spare> {
     let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
     while let Some(kept) = idle.pop() {
         // A child subreaper from before it has its command.
@@ -196,7 +193,7 @@ const AT_ONCE_MAX: usize = 16 << 10;
 /// request goes in one send (a request is small, and the socket empty). `None` otherwise,
 /// nothing sent (one found killed or stopped is left for [`launch`] to discard). Nothing is
 /// waited for: a lock another holds (a sweep's, say) is a `None` too.
-pub(super) fn launch_kept_at_once(request: &Request, fds: [RawFd; 2]) -> Option<Spare> {
+pub(super) fn launch_kept_at_once(request: &Request, fds: &[RawFd]) -> Option<Spare> {
     let bytes = request.bytes();
     if bytes.len() > AT_ONCE_MAX {
         return None;
@@ -210,7 +207,7 @@ pub(super) fn launch_kept_at_once(request: &Request, fds: [RawFd; 2]) -> Option<
     }
     // A child subreaper from before it has its command.
     forking.busy(kept.pid);
-    match send(&kept.socket, bytes, &fds) {
+    match send(&kept.socket, bytes, fds) {
         Ok(sent) if sent == bytes.len() => Some(kept),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             forking.idle(kept.pid);
@@ -303,12 +300,12 @@ fn answer(launcher: &mut Launcher) -> io::Result<io::Result<Spare>> {
 }
 
 /// Sends the whole request to the spare, its descriptors with the first bytes.
-fn send_request(spare: &Spare, request: &Request, fds: [RawFd; 2]) -> io::Result<()> {
+fn send_request(spare: &Spare, request: &Request, fds: &[RawFd]) -> io::Result<()> {
     let deadline = Instant::now() + PATIENCE;
     let bytes = request.bytes();
     let mut sent = 0;
     while sent < bytes.len() {
-        let with = if sent == 0 { &fds[..] } else { &[] };
+        let with = if sent == 0 { fds } else { &[] };
         match send(&spare.socket, &bytes[sent..], with) {
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

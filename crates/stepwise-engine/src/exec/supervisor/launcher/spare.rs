@@ -51,9 +51,10 @@ unsafe fn serve_one(socket: RawFd, room: &mut Option<Room>, forked: &Inherited) 
     // SAFETY: as in `wait`.
     unsafe {
         let mut header = [0u8; HEADER_LEN];
-        let mut fds: [RawFd; 2] = [-1; 2];
+        // Its stdout and stderr, and its stdin when it has one (else /dev/null).
+        let mut fds: [RawFd; 3] = [-1; 3];
         match receive(socket, &mut header, &mut fds) {
-            Received::Whole(2) => {}
+            Received::Whole(2 | 3) => {}
             Received::End => return After::Done,
             Received::Whole(_) | Received::Garbled => libc::_exit(1),
         }
@@ -86,6 +87,7 @@ unsafe fn serve_one(socket: RawFd, room: &mut Option<Room>, forked: &Inherited) 
                 lock: request.lock,
                 stdout: fds[0],
                 stderr: fds[1],
+                stdin: fds[2],
                 channel: socket,
             },
             forked,

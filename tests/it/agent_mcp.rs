@@ -1,0 +1,272 @@
+//! Agents with a real MCP server from the npm registry (`@modelcontextprotocol/server-filesystem`,
+//! installed into `tests/mcp` by test.sh): its tools listed to the model, a call asked about
+//! and approved and recorded, a `deny` rule keeping a tool from being called, the run replayed
+//! without starting the server, and the server gone with the engine that started it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::agent::{calls, messages};
+use crate::fake_llm::{FakeProvider, openai_reply};
+use crate::llm::env_with_provider;
+use crate::support::{Env, of_type, step, wait_until_ended};
+
+/// The filesystem server test.sh installs.
+fn filesystem_server() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("mcp/node_modules/.bin/mcp-server-filesystem");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `npm install` in tests/mcp (test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// An environment whose settings define MCP server `files`: the filesystem server over the
+/// workspace, started through a script that counts its starts and writes its pid.
+fn env_with_files_server(server: &FakeProvider) -> Env {
+    let env = env_with_provider("openai", &server.base_url());
+    let wrapper = env.root().join("files-server.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho started >> '{root}/starts'\necho $$ > '{root}/server.pid'\nexec '{bin}' '{ws}'\n",
+            root = env.root().display(),
+            bin = filesystem_server().display(),
+            ws = env.ws.display()
+        ),
+    )
+    .expect("write the wrapper");
+    let settings = env.root().join("config/stepwise/settings.yaml");
+    let mut text = std::fs::read_to_string(&settings).expect("settings");
+    text.push_str(&format!(
+        "mcp_servers:\n  files:\n    command: [sh, '{}']\n",
+        wrapper.display()
+    ));
+    std::fs::write(&settings, text).expect("write settings");
+    std::fs::write(
+        &env.user_policy,
+        "rules:\n  - deny: mcp_call\n    tool: \"files.write_*\"\n",
+    )
+    .expect("write the user policy");
+    env
+}
+
+fn starts(env: &Env) -> usize {
+    std::fs::read_to_string(env.root().join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+const WORKFLOW: &str = "name: mcp\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: What is in notes.txt?\n    tools: []\n    mcp: [files]\n";
+
+#[test]
+fn a_real_mcp_servers_tools_are_asked_about_recorded_refused_by_rule_and_replayed_without_it() {
+    // A relative path: the server resolves it in its working directory, the workspace.
+    let provider = FakeProvider::start(vec![
+        calls(&[("c1", "files__read_text_file", json!({"path": "notes.txt"}))]),
+        calls(&[(
+            "c2",
+            "files__write_file",
+            json!({"path": "notes.txt", "content": "sell milk\n"}),
+        )]),
+        openai_reply("It says to buy milk.", 50, 8),
+    ]);
+    let env = env_with_files_server(&provider);
+    env.write("notes.txt", "buy milk\n");
+    let wf = env.workflow("mcp.yaml", WORKFLOW);
+
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 3, "the call waits for a person: {out}");
+    let run = out.run_id();
+    let tools: Vec<String> = provider.seen()[0].body["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        tools.contains(&"files__read_text_file".to_string()),
+        "{tools:?}"
+    );
+    assert!(
+        tools.contains(&"files__write_file".to_string()),
+        "{tools:?}"
+    );
+    // The question shows the server, the tool and the arguments.
+    let asked = env.stepwise(&["approvals"]);
+    assert!(
+        asked
+            .stdout
+            .contains("MCP server files tool read_text_file"),
+        "{asked}"
+    );
+    assert!(asked.stdout.contains("\"path\""), "{asked}");
+    assert!(
+        asked.stdout.contains("mcp_call needs approval by default"),
+        "{asked}"
+    );
+
+    let out = env.approve(&run, "look", &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let told: Vec<String> = messages(&provider, 2)
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(told[0], "buy milk\n", "{told:?}");
+    assert_eq!(
+        told[1],
+        "error: calling `files.write_file` is refused by the workspace's policy (rule: deny mcp_call tool files.write_*)"
+    );
+    assert_eq!(
+        env.read("notes.txt").as_deref(),
+        Some("buy milk\n"),
+        "never written"
+    );
+    assert_eq!(
+        step(&env.show(&run), "look")["output"]["text"],
+        "It says to buy milk."
+    );
+    let events = env.events(&run);
+    let calls_made: Vec<_> = of_type(&events, "OperationStarted")
+        .into_iter()
+        .filter(|e| e["data"]["request"]["kind"] == "mcp_call")
+        .collect();
+    assert_eq!(calls_made.len(), 1, "only the approved call was made");
+    assert_eq!(calls_made[0]["data"]["request"]["tool"], "read_text_file");
+    let granted = of_type(&events, "ApprovalGranted");
+    assert_eq!(granted[0]["data"]["mode"]["kind"], "manual");
+
+    // Replay answers everything from the log: no model, no server.
+    let (asked_before, started_before) = (provider.seen().len(), starts(&env));
+    assert!(started_before >= 1);
+    let replayed = env.stepwise(&["replay", &run]);
+    assert_eq!(replayed.code, 0, "{replayed}");
+    assert_eq!(provider.seen().len(), asked_before);
+    assert_eq!(starts(&env), started_before, "replay started the server");
+}
+
+#[test]
+fn an_mcp_server_dies_with_the_engine_that_started_it() {
+    // The first turn is slow to answer: the engine is killed while it waits, the server up.
+    let provider = FakeProvider::start(vec![
+        openai_reply("never read", 1, 1).after(Duration::from_secs(30)),
+    ]);
+    let env = env_with_files_server(&provider);
+    let wf = env.workflow("mcp.yaml", WORKFLOW);
+    let ws = env.ws.to_str().expect("utf-8").to_string();
+    let run = env.spawn(&["run", wf.to_str().expect("utf-8"), "--workspace", &ws]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while provider.seen().is_empty() {
+        assert!(Instant::now() < deadline, "the first turn was never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid: i32 = std::fs::read_to_string(env.root().join("server.pid"))
+        .expect("the server wrote its pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(!wait_until_ended(pid, Duration::ZERO), "the server runs");
+    let _ = kill(Pid::from_raw(run.pid()), Signal::SIGKILL);
+    let _ = run.finish(Duration::from_secs(10));
+    assert!(
+        wait_until_ended(pid, Duration::from_secs(10)),
+        "the MCP server outlived the engine"
+    );
+}
+
+#[test]
+fn the_agent_mcp_example_reads_the_demo_through_the_filesystem_server() {
+    let provider = FakeProvider::start(vec![
+        calls(&[("l1", "files__list_directory", json!({"path": "."}))]),
+        calls(&[("r1", "files__read_text_file", json!({"path": "calc.py"}))]),
+        openai_reply(
+            "calc.py defines add; the tests expect factorial too.",
+            80,
+            12,
+        ),
+    ]);
+    let env = crate::llm_examples::env_with_local_settings(&provider.base_url(), "k-local");
+    // The shipped settings start the server with npx; the tests run the one test.sh installed.
+    let settings = env.root().join("config/stepwise/settings.yaml");
+    let text = std::fs::read_to_string(&settings).expect("settings");
+    let shipped =
+        "command: [npx, -y, \"@modelcontextprotocol/server-filesystem@2026.8.31\", \".\"]";
+    assert!(text.contains(shipped), "{text}");
+    let text = text.replace(
+        shipped,
+        &format!("command: ['{}', '.']", filesystem_server().display()),
+    );
+    std::fs::write(&settings, text).expect("write settings");
+    env.workspace_policy("  - allow: mcp_call\n    tool: [\"files.read_*\", \"files.list_*\"]\n");
+    crate::examples::copy_dir(&crate::examples::workflows_dir().join("demo"), &env.ws);
+    let out = env.run(&crate::examples::example("agent-mcp.yaml"), &[]);
+    assert_eq!(
+        out.code, 0,
+        "reads run without asking under the rule: {out}"
+    );
+    let run = out.run_id();
+    let listing = messages(&provider, 1);
+    let listing = listing
+        .last()
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
+    assert!(
+        listing.contains("calc.py") && listing.contains("test_calc.py"),
+        "{listing}"
+    );
+    let read = messages(&provider, 2);
+    let read = read
+        .last()
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
+    assert!(read.contains("def add(a, b):"), "{read}");
+    let events = env.events(&run);
+    let rules: Vec<&str> = of_type(&events, "ApprovalGranted")
+        .iter()
+        .filter_map(|e| e["data"]["mode"]["rule"].as_str())
+        .collect();
+    assert_eq!(rules.len(), 2, "each call's rule is recorded: {rules:?}");
+    let before = provider.seen().len();
+    let replayed = env.stepwise(&["replay", &run]);
+    assert_eq!(replayed.code, 0, "{replayed}");
+    assert_eq!(provider.seen().len(), before);
+}
+
+#[test]
+fn mcp_servers_come_from_the_users_settings_only_and_must_be_defined() {
+    let provider = FakeProvider::start(vec![openai_reply("unused", 1, 1)]);
+    let env = env_with_provider("openai", &provider.base_url());
+    let wf = env.workflow(
+        "mcp.yaml",
+        "name: mcp\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: Look.\n    mcp: [nope]\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.to_string()
+            .contains("step `look` uses MCP server `nope`, which your settings do not define"),
+        "{out}"
+    );
+    // A workspace may not define one: it would run a program as the user.
+    env.write(
+        ".stepwise/settings.yaml",
+        "mcp_servers:\n  nope:\n    command: [sh, -c, 'touch pwned']\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.to_string()
+            .contains("a workspace's settings may not define MCP servers"),
+        "{out}"
+    );
+    assert!(env.read("pwned").is_none());
+    assert!(provider.seen().is_empty());
+}
