@@ -292,3 +292,35 @@ fn a_turn_that_could_cross_the_budget_waits_as_a_budget_proposal_between_turns()
     assert_eq!(step(&env.show(&run), "look")["output"]["text"], "Milk.");
     replays_offline(&env, &server, &run);
 }
+
+#[test]
+fn a_conversation_past_the_models_context_has_its_oldest_results_shortened_with_a_note() {
+    let server = FakeProvider::start(vec![
+        calls(&[("r1", "read_file", json!({"path": "big.txt"}))]),
+        calls(&[("r2", "read_file", json!({"path": "big.txt"}))]),
+        openai_reply("Read twice.", 50, 8),
+    ]);
+    let env = crate::fake_llm::env_with_fake_provider(
+        "openai",
+        &server.base_url(),
+        "k",
+        "",
+        "    context_tokens: 4000\n",
+    );
+    // About 2000 tokens each as `estimate` counts them: two do not fit with a 1000-token reply.
+    env.write("big.txt", &"line of the big file\n".repeat(300));
+    let wf = env.workflow(
+        "agent.yaml",
+        "name: agent\nsteps:\n  - id: look\n    type: agent\n    model: m\n    instructions: Read big.txt twice.\n    tools: [read_file]\n    max_tokens: 1000\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let told = told(&server, 2);
+    assert!(
+        told[0].contains("[shortened to fit the model's context: the first 512 of 6300 bytes"),
+        "{}",
+        &told[0][told[0].len().saturating_sub(200)..]
+    );
+    assert_eq!(told[1].len(), 6300, "the newest result is whole");
+    replays_offline(&env, &server, &out.run_id());
+}

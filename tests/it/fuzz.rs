@@ -331,6 +331,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
                     stream: true,
                     timeout_s: None,
                     idle_timeout_s: None,
+                    context_tokens: None,
                 };
                 (alias.to_string(), spec)
             })

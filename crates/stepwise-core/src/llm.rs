@@ -95,7 +95,14 @@ pub struct ModelSpec {
     /// the engine's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_s: Option<u32>,
+    /// How many tokens the model's context holds (the model's `context_tokens`; none:
+    /// [`DEFAULT_CONTEXT_TOKENS`]). An agent's conversation is shortened to fit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
 }
+
+/// The context a model is taken to hold when its settings do not say.
+pub const DEFAULT_CONTEXT_TOKENS: u32 = 8_192;
 
 fn yes() -> bool {
     true
@@ -353,21 +360,21 @@ impl CostEstimate {
 }
 
 /// The estimate for a request. Prompt tokens are counted generously (a token for every 3
+/// The tokens one message is counted as by [`estimate`]: generously, a token per 3 bytes of its
+/// text and its calls, and 4 for the message itself.
+pub fn message_tokens(message: &ChatMessage) -> u64 {
+    let calls: u64 = message
+        .tool_calls
+        .iter()
+        .map(|c| c.name.len() as u64 + c.arguments.to_string().len() as u64)
+        .sum();
+    (message.content.len() as u64 + calls).div_ceil(3) + 4
+}
+
 /// bytes, plus 4 per message), so that a budget is not crossed by an underestimate.
 pub fn estimate(request: &LlmRequest) -> CostEstimate {
     let json_len = |value: &serde_json::Value| value.to_string().len() as u64;
-    let messages: u64 = request
-        .messages
-        .iter()
-        .map(|m| {
-            let calls: u64 = m
-                .tool_calls
-                .iter()
-                .map(|c| c.name.len() as u64 + json_len(&c.arguments))
-                .sum();
-            (m.content.len() as u64 + calls).div_ceil(3) + 4
-        })
-        .sum();
+    let messages: u64 = request.messages.iter().map(message_tokens).sum();
     let tools: u64 = request
         .tools
         .iter()
@@ -488,6 +495,7 @@ mod tests {
             stream: true,
             timeout_s: None,
             idle_timeout_s: None,
+            context_tokens: None,
         };
         let mut request = LlmRequest {
             model: "m".into(),

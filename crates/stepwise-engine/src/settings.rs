@@ -76,6 +76,9 @@ struct ProviderDef {
 const MAX_TIMEOUT_S: u32 = 86_400;
 /// The most `idle_timeout_s` may say: an hour.
 const MAX_IDLE_TIMEOUT_S: u32 = 3_600;
+/// What `context_tokens` may say.
+const MIN_CONTEXT_TOKENS: u32 = 512;
+const MAX_CONTEXT_TOKENS: u32 = 10_000_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +87,9 @@ struct ModelDef {
     model: String,
     #[serde(default)]
     price: Option<PriceDef>,
+    /// How many tokens its context holds (an agent's conversation is shortened to fit).
+    #[serde(default)]
+    context_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +266,14 @@ impl Settings {
                 ));
             }
         }
+        if model
+            .context_tokens
+            .is_some_and(|n| !(MIN_CONTEXT_TOKENS..=MAX_CONTEXT_TOKENS).contains(&n))
+        {
+            return Err(format!(
+                "model `{alias}`: `context_tokens` must be from {MIN_CONTEXT_TOKENS} to {MAX_CONTEXT_TOKENS}"
+            ));
+        }
         if let Some(price) = &model.price {
             for (what, value) in [
                 ("input_per_mtok_usd", price.input_per_mtok_usd),
@@ -337,6 +351,7 @@ impl Settings {
                     stream: provider.stream.unwrap_or(true),
                     timeout_s: provider.timeout_s,
                     idle_timeout_s: provider.idle_timeout_s,
+                    context_tokens: model.context_tokens,
                 },
             );
         }

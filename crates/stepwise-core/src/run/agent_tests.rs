@@ -35,6 +35,7 @@ pub(super) fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(E
             stream: true,
             timeout_s: None,
             idle_timeout_s: None,
+            context_tokens: None,
         },
     );
     let started = RunStarted {

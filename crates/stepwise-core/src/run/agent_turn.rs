@@ -269,6 +269,7 @@ impl AgentTurn {
             next.messages
                 .push(ChatMessage::tool_result(call.id.clone(), result));
         }
+        super::agent_context::fit_context(&mut next);
         next
     }
 }

@@ -2,6 +2,7 @@
 //! decisions it takes (`decide`), the requests and proposals it renders (`proposal`), and
 //! replay of a recorded log (`replay`), and how long each step waited and ran (`timing`).
 
+mod agent_context;
 mod agent_step;
 mod agent_turn;
 mod apply;

@@ -30,6 +30,7 @@ pub(super) fn request(schema: Option<Value>) -> LlmRequest {
             stream: false,
             timeout_s: None,
             idle_timeout_s: None,
+            context_tokens: None,
         },
         messages: vec![ChatMessage::text(Role::User, "hello")],
         temperature: None,
