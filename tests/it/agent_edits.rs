@@ -115,6 +115,18 @@ fn agent_fix_tests_edits_the_calculator_with_approval_until_its_tests_pass() {
         })
         .collect();
     assert_eq!(decisions.len(), 3, "{decisions:?}");
+    // The turn's two reads were performed side by side, as one operation answering each.
+    let batches: Vec<_> = of_type(&events, "OperationStarted")
+        .into_iter()
+        .filter(|e| e["data"]["request"]["kind"] == "read_batch")
+        .collect();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(
+        batches[0]["data"]["request"]["requests"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
     assert_eq!(decisions[0], ("rule".to_string(), "policy".to_string()));
     assert_eq!(decisions[1].0, "manual");
     assert_eq!(decisions[2], ("rule".to_string(), "policy".to_string()));

@@ -399,6 +399,14 @@ fn result_for(request: &OperationRequest) -> OperationResult {
             matches: Vec::new(),
             truncated: false,
         },
+        OperationRequest::ReadBatch { requests } => OperationResult::ReadsDone {
+            outcomes: requests
+                .iter()
+                .map(|r| stepwise_core::operation::ReadOutcome::Succeeded {
+                    result: Box::new(result_for(r)),
+                })
+                .collect(),
+        },
         OperationRequest::McpListTools { .. } => {
             OperationResult::McpToolsListed { tools: Vec::new() }
         }

@@ -55,6 +55,10 @@ pub enum OperationRequest {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         excluded: Vec<String>,
     },
+    /// Several reads of one agent turn (`ReadFile`, `ListFiles`, `SearchFiles` only), performed
+    /// side by side, each answered on its own. No effect on the world: after a crash they are
+    /// simply performed again.
+    ReadBatch { requests: Vec<OperationRequest> },
     /// List the tools of an MCP server of the user's settings, starting it for the run if it
     /// is not running yet. No effect the engine answers for: after a crash it is listed again.
     McpListTools { server: String },
@@ -77,6 +81,7 @@ impl OperationRequest {
             OperationRequest::LlmCall(_) => "llm_call",
             OperationRequest::ListFiles { .. } => "list_files",
             OperationRequest::SearchFiles { .. } => "search",
+            OperationRequest::ReadBatch { .. } => "read_batch",
             OperationRequest::McpListTools { .. } => "mcp_list_tools",
             OperationRequest::McpCall { .. } => "mcp_call",
         }
@@ -182,6 +187,8 @@ pub enum OperationResult {
         #[serde(default, skip_serializing_if = "is_false")]
         truncated: bool,
     },
+    /// What each read of a `ReadBatch` returned, in its order.
+    ReadsDone { outcomes: Vec<ReadOutcome> },
     /// The tools an MCP server lists.
     McpToolsListed { tools: Vec<McpToolInfo> },
     /// What an MCP tool returned, as text; `is_error` when the server said the call failed.
@@ -190,6 +197,23 @@ pub enum OperationResult {
         #[serde(default, skip_serializing_if = "is_false")]
         is_error: bool,
     },
+}
+
+/// What one read of a batch returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReadOutcome {
+    Succeeded { result: Box<OperationResult> },
+    Failed { error: OperationError },
+}
+
+impl ReadOutcome {
+    pub fn into_result(self) -> Result<OperationResult, OperationError> {
+        match self {
+            ReadOutcome::Succeeded { result } => Ok(*result),
+            ReadOutcome::Failed { error } => Err(error),
+        }
+    }
 }
 
 /// One tool an MCP server lists: its name, what it says of it, and its arguments' JSON Schema.

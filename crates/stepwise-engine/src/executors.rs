@@ -4,7 +4,7 @@
 use stepwise_core::operation::OperationRequest;
 
 use crate::exec::Executor;
-use crate::exec::kinds::{ListFiles, ReadFile, RunCommand, SearchFiles, WriteFile};
+use crate::exec::kinds::{ListFiles, ReadBatch, ReadFile, RunCommand, SearchFiles, WriteFile};
 use crate::llm::LlmCall;
 use crate::mcp::{McpCall, McpListTools, McpServers};
 
@@ -13,6 +13,7 @@ pub(crate) struct Executors {
     read: ReadFile,
     list: ListFiles,
     search: SearchFiles,
+    batch: ReadBatch,
     write: WriteFile,
     command: RunCommand,
     llm: LlmCall,
@@ -30,6 +31,7 @@ impl Executors {
             read: ReadFile,
             list: ListFiles,
             search: SearchFiles,
+            batch: ReadBatch,
             write: WriteFile,
             command: RunCommand,
             llm: LlmCall::new(),
@@ -45,6 +47,7 @@ impl Executors {
             OperationRequest::LlmCall(_) => &self.llm,
             OperationRequest::ListFiles { .. } => &self.list,
             OperationRequest::SearchFiles { .. } => &self.search,
+            OperationRequest::ReadBatch { .. } => &self.batch,
             OperationRequest::McpListTools { .. } => &self.mcp_list,
             OperationRequest::McpCall { .. } => &self.mcp_call,
         }

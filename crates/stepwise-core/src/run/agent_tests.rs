@@ -10,7 +10,7 @@ use super::{RunState, RunStatus, StepStatus, replay};
 use crate::event::{Event, Resolution, RunStarted};
 use crate::ids::{EventSeq, StepId};
 use crate::llm::{LlmReply, ModelSpec, Price, ProviderKind, Role, TokenUsage, ToolCall};
-use crate::operation::{OperationRequest, OperationResult};
+use crate::operation::{OperationRequest, OperationResult, ReadOutcome};
 use crate::policy::{Effect, GateKind, RuleSpec};
 use crate::workflow::parse_workflow;
 
@@ -144,40 +144,57 @@ fn a_log_stopped_mid_turn_is_folded_again_into_the_same_next_decisions() {
             result: reply("Reading.", calls),
         },
     );
-    let (op, request) = last_op(&log);
+    // The two reads of the turn are performed side by side, as one batch; `../x` is refused.
+    let (op_batch, request) = last_op(&log);
     assert_eq!(decided.len(), 1);
     assert_eq!(
         request,
-        OperationRequest::ReadFile {
-            path: "a.txt".into(),
-            missing_ok: false
+        OperationRequest::ReadBatch {
+            requests: vec![
+                OperationRequest::ReadFile {
+                    path: "a.txt".into(),
+                    missing_ok: false
+                },
+                OperationRequest::ReadFile {
+                    path: "b.txt".into(),
+                    missing_ok: false
+                },
+            ]
         }
     );
-    input(
-        &mut state,
-        &mut log,
-        Event::OperationSucceeded {
-            op,
-            result: file("A"),
-        },
-    );
-    let (op_b, request) = last_op(&log);
-    assert!(matches!(&request, OperationRequest::ReadFile { path, .. } if path == "b.txt"));
 
     // The process stops here; another folds the log and goes on from it.
     let mut folded = RunState::load(Arc::clone(state.workflow()), &log).expect("folds");
     assert!(
         folded.advance().expect("decides").is_empty(),
-        "b.txt is in flight"
+        "the batch is in flight"
     );
     let answer = Event::OperationSucceeded {
-        op: op_b,
-        result: file("B"),
+        op: op_batch,
+        result: OperationResult::ReadsDone {
+            outcomes: vec![
+                ReadOutcome::Succeeded {
+                    result: Box::new(file("A")),
+                },
+                ReadOutcome::Succeeded {
+                    result: Box::new(file("B")),
+                },
+            ],
+        },
     };
     let mut log_folded = log.clone();
     let from_folded = input(&mut folded, &mut log_folded, answer.clone());
     let from_first = input(&mut state, &mut log, answer);
     assert_eq!(from_first, from_folded);
+    let turns = &state
+        .step_state(&StepId::from("look"))
+        .expect("step")
+        .conversation;
+    assert_eq!(
+        turns[0].calls[0].ops, turns[0].calls[1].ops,
+        "one operation for both"
+    );
+    assert!(turns[0].calls[2].ops.is_empty());
     let (op, request) = last_op(&log);
     let OperationRequest::LlmCall(next) = request else {
         panic!("back to the model")

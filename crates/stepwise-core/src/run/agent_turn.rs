@@ -16,6 +16,9 @@ use crate::policy::{Effect, GateKind, Policy, Subject, Verdict};
 use super::decide::ask_reason;
 use super::step::proposal_request;
 
+/// The most reads of one turn performed side by side.
+const MAX_BATCH: usize = 16;
+
 /// An agent step between two model turns.
 #[derive(Debug, Clone)]
 pub(crate) struct AgentTurn {
@@ -130,8 +133,45 @@ impl AgentTurn {
         }
     }
 
+    /// The reads cleared to run from the call being dealt with on (calls answered already
+    /// in between are passed over), when there are two or more: they are performed side by
+    /// side, as one `ReadBatch`. Their calls' places, and their requests.
+    fn batch(&self) -> Option<(Vec<usize>, Vec<OperationRequest>)> {
+        let at = self.current()?;
+        let mut places = Vec::new();
+        let mut reads = Vec::new();
+        for (place, stage) in self.stages.iter().enumerate().skip(at) {
+            match stage {
+                CallStage::Done(_) => continue,
+                CallStage::Perform {
+                    request:
+                        request @ (OperationRequest::ReadFile { .. }
+                        | OperationRequest::ListFiles { .. }
+                        | OperationRequest::SearchFiles { .. }),
+                    ..
+                } if reads.len() < MAX_BATCH => {
+                    places.push(place);
+                    reads.push(request.clone());
+                }
+                _ => break,
+            }
+        }
+        (reads.len() >= 2).then_some((places, reads))
+    }
+
+    /// The places of the calls the operation in hand answers: a batch's, or the current one.
+    pub(super) fn answered_by_next(&self) -> Vec<usize> {
+        match self.batch() {
+            Some((places, _)) => places,
+            None => self.current().into_iter().collect(),
+        }
+    }
+
     /// The operation the call being dealt with performs now, if it performs one now.
     pub(super) fn next_operation(&self) -> Option<OperationRequest> {
+        if let Some((_, requests)) = self.batch() {
+            return Some(OperationRequest::ReadBatch { requests });
+        }
         match &self.stages[self.current()?] {
             CallStage::Perform { request, .. } => Some(request.clone()),
             CallStage::Snapshot { path, .. } => Some(OperationRequest::ReadFile {
@@ -166,6 +206,23 @@ impl AgentTurn {
         outcome: &Result<OperationResult, OperationError>,
         judge: Judge<'_>,
     ) {
+        // A batch of reads: each call gets its own outcome (all of them the batch's failure).
+        if let Some((places, _)) = self.batch() {
+            for (k, place) in places.into_iter().enumerate() {
+                let own = match outcome {
+                    Ok(OperationResult::ReadsDone { outcomes }) => match outcomes.get(k) {
+                        Some(one) => one.clone().into_result(),
+                        None => Ok(OperationResult::ReadsDone {
+                            outcomes: Vec::new(),
+                        }),
+                    },
+                    other => other.clone(),
+                };
+                let told = call_result(&self.calls[place], &own, judge.policy);
+                self.stages[place] = CallStage::Done(told);
+            }
+            return;
+        }
         let Some(at) = self.current() else { return };
         let call = &self.calls[at];
         let next = match (&self.stages[at], outcome) {

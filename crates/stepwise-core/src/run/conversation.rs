@@ -84,6 +84,11 @@ impl RunState {
         }
         let step = &mut self.steps[index];
         let attempt = step.attempt;
+        let answered = step
+            .agent
+            .as_ref()
+            .map(|turn| turn.answered_by_next())
+            .unwrap_or_default();
         let turns = &mut step.conversation;
         match event {
             Event::OperationStarted {
@@ -101,8 +106,11 @@ impl RunState {
                 calls: Vec::new(),
             }),
             Event::OperationStarted { .. } => {
-                if let Some(call) = current_call(turns, at) {
-                    call.ops.push(seq);
+                // A batch of reads is the operation of each call it answers.
+                for place in answered {
+                    if let Some(call) = current_call(turns, Some(place)) {
+                        call.ops.push(seq);
+                    }
                 }
             }
             Event::OperationSucceeded {

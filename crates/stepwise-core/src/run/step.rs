@@ -200,7 +200,8 @@ pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRe
             _,
             OperationRequest::ReadFile { .. }
             | OperationRequest::ListFiles { .. }
-            | OperationRequest::SearchFiles { .. },
+            | OperationRequest::SearchFiles { .. }
+            | OperationRequest::ReadBatch { .. },
         ) => Purpose::Read,
         (_, OperationRequest::McpListTools { .. } | OperationRequest::McpCall { .. }) => {
             Purpose::Tool

@@ -1,6 +1,8 @@
 //! The executors of the file and command operation kinds, over `file` and `command`.
 
-use stepwise_core::operation::{OperationError, OperationErrorKind, OperationRequest};
+use stepwise_core::operation::{
+    OperationError, OperationErrorKind, OperationRequest, OperationResult, ReadOutcome,
+};
 
 use super::{AfterCrash, BoxFuture, Executor, OpContext, Outcome, Recovery, WriteRecovery};
 
@@ -63,6 +65,53 @@ impl Executor for SearchFiles {
                 super::search_files(&ctx.workspace, &pattern, &path, glob.as_deref(), &excluded)
             })
             .await
+        })
+    }
+
+    fn after_crash(&self) -> AfterCrash {
+        AfterCrash::Repeat
+    }
+}
+
+/// Several reads of an agent's turn, side by side, each answered on its own: no effect on the
+/// world, so simply performed again after a crash.
+pub(crate) struct ReadBatch;
+
+impl Executor for ReadBatch {
+    fn perform(&self, ctx: OpContext, request: OperationRequest) -> BoxFuture<'static, Outcome> {
+        Box::pin(async move {
+            let OperationRequest::ReadBatch { requests } = request else {
+                return Err(wrong_kind("read_batch"));
+            };
+            let reads = requests.into_iter().map(|request| {
+                let ws = std::sync::Arc::clone(&ctx.workspace);
+                blocking(move || match request {
+                    OperationRequest::ReadFile { path, missing_ok } => {
+                        super::read_file(&ws, &path, missing_ok)
+                    }
+                    OperationRequest::ListFiles { path, glob } => {
+                        super::list_files(&ws, &path, glob.as_deref())
+                    }
+                    OperationRequest::SearchFiles {
+                        pattern,
+                        path,
+                        glob,
+                        excluded,
+                    } => super::search_files(&ws, &pattern, &path, glob.as_deref(), &excluded),
+                    _ => Err(wrong_kind("a read")),
+                })
+            });
+            let outcomes = futures_util::future::join_all(reads)
+                .await
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Ok(result) => ReadOutcome::Succeeded {
+                        result: Box::new(result),
+                    },
+                    Err(error) => ReadOutcome::Failed { error },
+                })
+                .collect();
+            Ok(OperationResult::ReadsDone { outcomes })
         })
     }
 
