@@ -9,6 +9,7 @@ mod agent_edits;
 mod agent_mcp;
 mod agent_protocols;
 mod app;
+mod app_agent;
 mod app_live;
 mod app_notify;
 mod app_run;
