@@ -217,10 +217,11 @@ fn the_examples_run_against_a_real_model_and_replay_without_it() {
     }
 
     // An agent step, driven by the real model to its end whatever it decides: a 135M model may
-    // call a tool, call one wrongly, or answer at once; each is recorded.
+    // call a tool, call one wrongly, or answer at once; each is recorded. Its tools are the
+    // reads, which wait for no one, so that it ends whatever it calls.
     let agent_wf = env.workflow(
         "agent.yaml",
-        "name: agent\nsteps:\n  - id: look\n    type: agent\n    model: local\n    instructions: What does calc.py define? Use the tools to look, then answer in one sentence.\n    max_turns: 3\n    max_tokens: 120\n",
+        "name: agent\nsteps:\n  - id: look\n    type: agent\n    model: local\n    instructions: What does calc.py define? Use the tools to look, then answer in one sentence.\n    tools: [read_file, list_files, search]\n    max_turns: 3\n    max_tokens: 120\n",
     );
     let agent = env.run(&agent_wf, &[]);
     assert!(
