@@ -259,7 +259,7 @@ pub enum Proposal {
     /// requires approval of the step). Approving it raises the budget by `raise`, enough for
     /// this call, and makes the call.
     LlmCall {
-        request: Box<LlmRequest>,
+        request: std::sync::Arc<LlmRequest>,
         estimate: CostEstimate,
         /// What remained of the budget when it was asked (`None`: no limit of that kind).
         remaining: Budget,

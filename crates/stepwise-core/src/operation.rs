@@ -33,7 +33,7 @@ pub enum OperationRequest {
     /// Run a child process in its own process group inside the workspace.
     RunCommand(CommandRequest),
     /// Ask a model. No effect on the world: after a crash it is simply asked again.
-    LlmCall(Box<LlmRequest>),
+    LlmCall(std::sync::Arc<LlmRequest>),
     /// List the files under a directory of the workspace (`.` for all of it), as `.gitignore`
     /// files leave them, hidden ones apart; with `glob`, those matching it. No effect on the
     /// world: after a crash it is simply listed again.

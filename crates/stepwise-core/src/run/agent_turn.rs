@@ -64,7 +64,7 @@ pub(super) enum NextMove {
     /// Ask a person about this.
     Ask { proposal: Proposal, reason: String },
     /// Every call has its result: the conversation goes back to the model.
-    Reply(Box<LlmRequest>),
+    Reply(std::sync::Arc<LlmRequest>),
 }
 
 /// What the gate goes by: the run's policy, and whether the step requires approval of all it
@@ -316,8 +316,8 @@ impl AgentTurn {
     }
 
     /// The next call to the model: the conversation with every call's result.
-    pub(super) fn next_request(&self) -> Box<LlmRequest> {
-        let mut next = self.request.clone();
+    pub(super) fn next_request(&self) -> std::sync::Arc<LlmRequest> {
+        let mut next = LlmRequest::clone(&self.request);
         for (call, stage) in self.calls.iter().zip(&self.stages) {
             let result = match stage {
                 CallStage::Done(result) => result.clone(),
@@ -327,7 +327,7 @@ impl AgentTurn {
                 .push(ChatMessage::tool_result(call.id.clone(), result));
         }
         super::agent_context::fit_context(&mut next);
-        next
+        std::sync::Arc::new(next)
     }
 }
 

@@ -31,7 +31,7 @@ impl RunState {
             return self.start_operation(index, list);
         }
         match self.llm_request(index, llm) {
-            Ok(request) => self.llm_gate(index, Box::new(request)),
+            Ok(request) => self.llm_gate(index, std::sync::Arc::new(request)),
             Err(e) => vec![super::decide::fail(&id, attempt, e)],
         }
     }
@@ -78,7 +78,7 @@ impl RunState {
 
     /// Makes the call, unless it needs a person first: the workflow requires approval of the
     /// step, or the call's estimate would cross what remains of the budget.
-    pub(super) fn llm_gate(&mut self, index: usize, request: Box<LlmRequest>) -> Vec<Event> {
+    pub(super) fn llm_gate(&mut self, index: usize, request: std::sync::Arc<LlmRequest>) -> Vec<Event> {
         let step = &self.workflow.steps[index];
         let id = step.id.clone();
         let attempt = self.steps[index].attempt;
@@ -154,7 +154,7 @@ impl RunState {
     pub(super) fn start_approved_llm(
         &mut self,
         index: usize,
-        request: Box<LlmRequest>,
+        request: std::sync::Arc<LlmRequest>,
     ) -> Vec<Event> {
         let (_, raise) = self.budget_check(&estimate(&request));
         let over = raise.micro_usd.is_some() || raise.tokens.is_some();
@@ -232,7 +232,7 @@ impl RunState {
         if let Some(out_of_turns) = self.out_of_turns(index) {
             return out_of_turns;
         }
-        let mut again = Box::new(request.clone());
+        let mut again = LlmRequest::clone(request);
         again
             .messages
             .push(ChatMessage::text(Role::Assistant, reply.text));
@@ -240,7 +240,7 @@ impl RunState {
             Role::User,
             retry_message(&problem, schema),
         ));
-        self.llm_gate(index, again)
+        self.llm_gate(index, std::sync::Arc::new(again))
     }
 }
 

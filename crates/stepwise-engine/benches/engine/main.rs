@@ -65,7 +65,7 @@ const FULL: Sizes = Sizes {
     fan_out: 100,
     replay: 10_000,
     approvals: 200,
-    agent_turns: 100,
+    agent_turns: 30,
 };
 const SMOKE: Sizes = Sizes {
     rounds: 1,
