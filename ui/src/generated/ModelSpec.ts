@@ -30,4 +30,9 @@ timeout_s?: number | null,
  * The most a reply may stay silent, in seconds (the provider's `idle_timeout_s`; none:
  * the engine's default).
  */
-idle_timeout_s?: number | null, };
+idle_timeout_s?: number | null, 
+/**
+ * How many tokens the model's context holds (the model's `context_tokens`; none:
+ * [`DEFAULT_CONTEXT_TOKENS`]). An agent's conversation is shortened to fit it.
+ */
+context_tokens?: number | null, };
