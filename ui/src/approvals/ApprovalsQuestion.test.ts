@@ -1,48 +1,18 @@
 // An agent's question in the inbox: `a` opens the reply box, Enter sends the answer (never an
 // empty one), Shift+Enter is a new line, and the mock refuses approving it without an answer.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { mount, unmount } from "svelte";
-import App from "../App.svelte";
-import { MockBackend } from "../ipc/mock";
-import { createFixtures } from "../ipc/fixtures";
-import { setBackend } from "../lib/backend";
-import { resetLive } from "../lib/live";
-import { navigate } from "../lib/router.svelte";
 import { press, settle, text, typeInto } from "../lib/testing";
 import { inbox } from "./inboxStore.svelte";
-import { itemKey } from "../lib/inbox";
+import { mountInboxWith, type MountedInbox } from "./inboxWith";
 
-let mock: MockBackend;
-let app: ReturnType<typeof mount>;
-let host: HTMLElement;
-
-const calls = (method: string) => mock.calls.filter((c) => c.method === method).map((c) => c.args[0]);
+let mounted: MountedInbox;
+const calls = (method: string) => mounted.calls(method);
 
 beforeEach(async () => {
-  resetLive();
-  inbox.reset();
-  const fixtures = createFixtures(Date.UTC(2026, 10, 26, 9, 0, 0));
-  // The manual gate becomes an agent's question.
-  const gate = fixtures.runs.flatMap((r) => r.approvals).find((a) => a.proposal.kind === "gate");
-  if (!gate) throw new Error("the fixtures have a gate");
-  gate.proposal = { kind: "question", question: "Which port should the server use?", answer: null };
-  mock = new MockBackend(fixtures);
-  setBackend(mock);
-  navigate({ view: "approvals" });
-  await import("./ApprovalsView.svelte");
-  host = document.body.appendChild(document.createElement("div"));
-  app = mount(App, { target: host });
-  await settle();
-  const question = inbox.state.items.find((i) => i.proposal.kind === "question");
-  if (!question) throw new Error("the question is listed");
-  inbox.select(itemKey(question));
-  await settle();
+  mounted = await mountInboxWith({ kind: "question", question: "Which port should the server use?", answer: null });
 });
 
-afterEach(() => {
-  unmount(app);
-  host.remove();
-});
+afterEach(() => mounted.unmount());
 
 describe("an agent's question", () => {
   it("shows the question, and a answers it with Enter", async () => {
@@ -75,7 +45,7 @@ describe("an agent's question", () => {
 
   it("is never approved without an answer", async () => {
     const question = inbox.state.items.find((i) => i.proposal.kind === "question")!;
-    await expect(mock.approveStep({ run: question.run_id, step: question.step, proposalHash: question.proposal_hash })).rejects.toMatchObject({
+    await expect(mounted.mock.approveStep({ run: question.run_id, step: question.step, proposalHash: question.proposal_hash })).rejects.toMatchObject({
       code: "invalid",
     });
   });

@@ -8,7 +8,7 @@
 //! model with them, through the same budget check as any model call, until the model answers
 //! without calling a tool or the step's turns run out.
 
-use crate::event::{ApprovalGranted, DecisionMode, Event};
+use crate::event::Event;
 use crate::operation::{OperationError, OperationRequest, OperationResult};
 
 use super::agent_turn::{AgentTurn, Judge, NextMove};
@@ -77,16 +77,7 @@ impl RunState {
                 if started.is_empty() {
                     return started;
                 }
-                let granted = Event::ApprovalGranted(ApprovalGranted {
-                    step: id,
-                    attempt,
-                    proposal_hash: proposal_hash.clone(),
-                    approved_hash: proposal_hash,
-                    edited: None,
-                    by: "policy".into(),
-                    mode: DecisionMode::Rule { rule },
-                    comment: None,
-                });
+                let granted = super::decide::granted_by_rule(id, attempt, proposal_hash, rule);
                 std::iter::once(granted).chain(started).collect()
             }
         }

@@ -328,17 +328,7 @@ impl RunState {
                 if !self.slot_free(index) {
                     return Vec::new();
                 }
-                let granted = Event::ApprovalGranted(ApprovalGranted {
-                    step: id,
-                    attempt,
-                    proposal_hash: proposal_hash.clone(),
-                    approved_hash: proposal_hash,
-                    edited: None,
-                    by: "policy".into(),
-                    mode: DecisionMode::Rule { rule },
-                    comment: None,
-                });
-                let mut events = vec![granted];
+                let mut events = vec![granted_by_rule(id, attempt, proposal_hash, rule)];
                 events.extend(self.start_operation(index, request));
                 events
             }
@@ -421,6 +411,25 @@ impl RunState {
             output,
         }]
     }
+}
+
+/// The record that `rule` let a proposal through, as the decision on it.
+pub(super) fn granted_by_rule(
+    step: StepId,
+    attempt: u32,
+    proposal_hash: String,
+    rule: String,
+) -> Event {
+    Event::ApprovalGranted(ApprovalGranted {
+        step,
+        attempt,
+        approved_hash: proposal_hash.clone(),
+        proposal_hash,
+        edited: None,
+        by: "policy".into(),
+        mode: DecisionMode::Rule { rule },
+        comment: None,
+    })
 }
 
 /// Why a person is asked: the workflow requires it, the edit changes policy, or the policy

@@ -78,7 +78,11 @@ impl RunState {
 
     /// Makes the call, unless it needs a person first: the workflow requires approval of the
     /// step, or the call's estimate would cross what remains of the budget.
-    pub(super) fn llm_gate(&mut self, index: usize, request: std::sync::Arc<LlmRequest>) -> Vec<Event> {
+    pub(super) fn llm_gate(
+        &mut self,
+        index: usize,
+        request: std::sync::Arc<LlmRequest>,
+    ) -> Vec<Event> {
         let step = &self.workflow.steps[index];
         let id = step.id.clone();
         let attempt = self.steps[index].attempt;
