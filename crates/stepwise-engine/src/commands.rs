@@ -169,7 +169,7 @@ pub(crate) fn command_event(
                         edit,
                     )
                     .map_err(EngineError::InvalidEdit)?;
-                    if let Some(rule) = state.refusal(&proposal) {
+                    if let Some(rule) = state.refusal(&step, &proposal) {
                         return Err(EngineError::InvalidEdit(format!(
                             "policy refuses it: {rule}"
                         )));

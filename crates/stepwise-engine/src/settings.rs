@@ -20,7 +20,7 @@ use stepwise_core::llm::{ModelSpec, Price, ProviderKind, builtin_price};
 
 use crate::config_file::{Links, Unreadable, read_text};
 use crate::error::EngineError;
-use crate::mcp::McpServerDef;
+use crate::mcp::def::McpServerDef;
 
 /// Where a workspace keeps its own settings.
 pub(crate) const WORKSPACE_SETTINGS: &str = ".stepwise/settings.yaml";

@@ -51,7 +51,13 @@ pub fn call_result(
             ..
         }) => {
             let line = |field: &str| call.arguments.get(field).and_then(Value::as_u64);
-            capped(&lines(content, line("offset"), line("limit")))
+            let text = lines(content, line("offset"), line("limit"));
+            if text.len() > TOOL_RESULT_MAX_BYTES {
+                let cut = capped(&text);
+                let cut = cut.strip_suffix(']').unwrap_or(&cut);
+                return format!("{cut}; read on with `offset` and `limit`, in lines]");
+            }
+            text
         }
         Ok(OperationResult::FileRead { exists: false, .. }) => {
             "error: there is no such file".into()
@@ -198,7 +204,7 @@ pub fn capped(text: &str) -> String {
         end -= 1;
     }
     format!(
-        "{}\n[cut: this is the first {end} of {} bytes; read on with `offset` and `limit`]",
+        "{}\n[cut: this is the first {end} of {} bytes]",
         &text[..end],
         text.len()
     )

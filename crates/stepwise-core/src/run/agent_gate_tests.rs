@@ -414,3 +414,135 @@ fn an_edit_whose_file_changed_under_it_is_read_again_and_proposed_anew() {
     );
     replay(Arc::clone(state.workflow()), &log).expect("replay matches");
 }
+
+#[test]
+fn a_read_a_rule_allows_goes_with_the_reads_after_it_and_the_log_folds_again() {
+    let allow = rule(Effect::Allow, GateKind::ReadFile, &["src/**"], &[]);
+    let (mut state, mut log) = start_with(&agent("read_file, list_files"), vec![allow]);
+    let (op, _) = last_op(&log);
+    let calls = vec![
+        call("r1", "read_file", json!({"path": "src/lib.rs"})),
+        call("r2", "list_files", json!({})),
+    ];
+    let decided = input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: reply("", calls),
+        },
+    );
+    // The rule's decision, then both reads side by side.
+    let [
+        Event::ApprovalGranted(granted),
+        Event::OperationStarted { request, .. },
+    ] = decided.as_slice()
+    else {
+        panic!("{decided:?}")
+    };
+    assert!(matches!(granted.mode, DecisionMode::Rule { .. }));
+    assert!(matches!(request, OperationRequest::ReadBatch { requests } if requests.len() == 2));
+    RunState::load(Arc::clone(state.workflow()), &log).expect("the log folds again");
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
+}
+
+#[test]
+fn an_edit_of_a_file_the_agent_may_not_read_asks_before_reading_it() {
+    let ask = rule(Effect::Ask, GateKind::ReadFile, &["secrets/**"], &[]);
+    let (mut state, mut log) = start_with(&agent("edit_file"), vec![ask]);
+    let (op, _) = last_op(&log);
+    let probe = call(
+        "e1",
+        "edit_file",
+        json!({"path": "secrets/token", "old_text": "sk-a", "new_text": "x"}),
+    );
+    let decided = input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: reply("", vec![probe]),
+        },
+    );
+    // Nothing is read: a person is asked to let the file be read first.
+    assert!(
+        !decided
+            .iter()
+            .any(|e| matches!(e, Event::OperationStarted { .. })),
+        "{decided:?}"
+    );
+    let (attempt, proposal, proposal_hash) = waiting(&state);
+    assert_eq!(
+        proposal,
+        Proposal::ReadFile {
+            path: "secrets/token".into()
+        }
+    );
+    input(
+        &mut state,
+        &mut log,
+        Event::ApprovalRejected {
+            step: StepId::from("fix"),
+            attempt,
+            proposal_hash,
+            by: "ann".into(),
+            reason: "stay out of secrets".into(),
+        },
+    );
+    assert_eq!(
+        told(&log)[0].1,
+        "error: a person rejected this: stay out of secrets"
+    );
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
+}
+
+#[test]
+fn a_command_a_person_changed_is_told_to_the_model_as_changed() {
+    let (mut state, mut log) = start_with(&agent("run_command"), Vec::new());
+    let (op, _) = last_op(&log);
+    let test_all = call(
+        "c1",
+        "run_command",
+        json!({"argv": ["cargo", "test", "--all"]}),
+    );
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: reply("", vec![test_all]),
+        },
+    );
+    let (_, proposal, _) = waiting(&state);
+    let changed = crate::run::edited_proposal(
+        &proposal,
+        None,
+        crate::run::EditedProposal::Command(crate::operation::CommandLine::Argv(vec![
+            "cargo".into(),
+            "test".into(),
+            "-p".into(),
+            "foo".into(),
+        ])),
+    )
+    .expect("edits");
+    let granted = approve(&state, Some(changed));
+    input(&mut state, &mut log, granted);
+    let (op, request) = last_op(&log);
+    assert!(
+        matches!(&request, OperationRequest::RunCommand(c) if c.command.display() == "cargo test -p foo")
+    );
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: finished(0, "ok\n"),
+        },
+    );
+    let told = told(&log);
+    assert!(
+        told[0].1.starts_with("a person changed your command before approving it; it ran `cargo test -p foo` instead\nexit code 0"),
+        "{told:?}"
+    );
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
+}

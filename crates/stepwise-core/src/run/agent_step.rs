@@ -69,7 +69,13 @@ impl RunState {
                         )];
                     }
                 };
-                let Some(request) = super::step::proposal_request(&proposal) else {
+                // What runs once the rule's grant is applied: the turn as it will be then (the
+                // call cleared may join reads after it in one batch).
+                let Some(request) = self.steps[index].agent.as_ref().and_then(|turn| {
+                    let mut granted = turn.clone();
+                    granted.cleared(None, false);
+                    granted.next_operation()
+                }) else {
                     return Vec::new();
                 };
                 // The decision and the operation go together, or neither (no slot free).
@@ -128,6 +134,33 @@ impl RunState {
             false,
             None,
         ))
+    }
+
+    /// Keeps step `index`'s conversation as `event` (just applied) changes it, if it is an
+    /// agent's; `at` is the call the agent was dealing with before the event.
+    pub(super) fn follow_conversation(
+        &mut self,
+        index: usize,
+        seq: crate::ids::EventSeq,
+        event: &Event,
+        at: Option<usize>,
+    ) {
+        let is_agent = matches!(
+            &self.workflow.steps[index].action,
+            crate::workflow::Action::Llm(llm) if llm.agent.is_some()
+        );
+        if is_agent {
+            let step = &mut self.steps[index];
+            let agent = step.agent.as_ref();
+            super::conversation::follow(
+                &mut step.conversation,
+                agent,
+                step.attempt,
+                seq,
+                event,
+                at,
+            );
+        }
     }
 
     /// A person settled an agent's call whose outcome was lost (from `apply`): skipped or

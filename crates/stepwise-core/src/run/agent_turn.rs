@@ -13,8 +13,8 @@ use crate::operation::{OperationError, OperationRequest, OperationResult};
 use crate::paths::is_in_policy_dir;
 use crate::policy::{Effect, GateKind, Policy, Subject, Verdict};
 
-use super::decide::ask_reason;
-use super::step::proposal_request;
+use super::ask_reason::ask_reason;
+use super::proposal::proposal_request;
 
 /// The most reads of one turn performed side by side.
 const MAX_BATCH: usize = 16;
@@ -33,13 +33,21 @@ pub(crate) struct AgentTurn {
 #[derive(Debug, Clone)]
 enum CallStage {
     /// To perform: nothing but the policy's default decides it, or it has been cleared. When a
-    /// person changed an edit before approving it, `applied_diff` is what they approved.
+    /// person changed it before approving it, `changed_to` is what they approved instead (an
+    /// edit's diff, a command's line), which the model is told with the result.
     Perform {
         request: OperationRequest,
-        applied_diff: Option<String>,
+        changed_to: Option<String>,
     },
     /// To put to the gate first.
     Gated { proposal: Proposal, gate: Gate },
+    /// An edit of a file the agent may not read without asking: a person is asked to let it
+    /// be read first (what the model is told of an edit shows what the file holds).
+    ReadGate {
+        path: String,
+        edit: AgentEdit,
+        reason: String,
+    },
     /// An edit: its file is read first, and the edit proposed against what was read.
     Snapshot { path: String, edit: AgentEdit },
     /// Answered: what the model is told it returned.
@@ -126,6 +134,10 @@ impl AgentTurn {
                 proposal: proposal.clone(),
                 reason: reason.clone(),
             },
+            CallStage::ReadGate { path, reason, .. } => NextMove::Ask {
+                proposal: Proposal::ReadFile { path: path.clone() },
+                reason: reason.clone(),
+            },
             _ => match self.next_operation() {
                 Some(request) => NextMove::Perform(request),
                 None => NextMove::Reply(self.next_request()),
@@ -178,7 +190,7 @@ impl AgentTurn {
                 path: path.clone(),
                 missing_ok: true,
             }),
-            CallStage::Gated { .. } | CallStage::Done(_) => None,
+            CallStage::Gated { .. } | CallStage::ReadGate { .. } | CallStage::Done(_) => None,
         }
     }
 
@@ -196,8 +208,12 @@ impl AgentTurn {
     /// Whether the call being dealt with waits at the gate (so an approval or rejection of
     /// the step is of that call).
     pub(crate) fn gated(&self) -> bool {
-        self.current()
-            .is_some_and(|at| matches!(self.stages[at], CallStage::Gated { .. }))
+        self.current().is_some_and(|at| {
+            matches!(
+                self.stages[at],
+                CallStage::Gated { .. } | CallStage::ReadGate { .. }
+            )
+        })
     }
 
     /// Records what the operation of the call being dealt with returned.
@@ -254,10 +270,20 @@ impl AgentTurn {
             (
                 CallStage::Perform {
                     request: OperationRequest::WriteFile { path, .. },
-                    applied_diff,
+                    changed_to,
                 },
                 Ok(OperationResult::FileWritten { .. }),
-            ) => CallStage::Done(written(path, applied_diff.as_deref())),
+            ) => CallStage::Done(written(path, changed_to.as_deref())),
+            (
+                CallStage::Perform {
+                    request: OperationRequest::RunCommand(_),
+                    changed_to: Some(line),
+                },
+                outcome,
+            ) => CallStage::Done(format!(
+                "a person changed your command before approving it; it ran `{line}` instead\n{}",
+                call_result(call, outcome, judge.policy)
+            )),
             (_, outcome) => CallStage::Done(call_result(call, outcome, judge.policy)),
         };
         self.stages[at] = next;
@@ -267,6 +293,13 @@ impl AgentTurn {
     /// `changed`: the person changed it before approving.
     pub(crate) fn cleared(&mut self, approved: Option<&Proposal>, changed: bool) {
         let Some(at) = self.current() else { return };
+        if let CallStage::ReadGate { path, edit, .. } = &self.stages[at] {
+            self.stages[at] = CallStage::Snapshot {
+                path: path.clone(),
+                edit: edit.clone(),
+            };
+            return;
+        }
         let CallStage::Gated { proposal, .. } = &self.stages[at] else {
             return;
         };
@@ -278,11 +311,15 @@ impl AgentTurn {
             }),
             (Proposal::EditFile { diff, .. }, Some(request)) => CallStage::Perform {
                 request,
-                applied_diff: changed.then(|| diff.clone()),
+                changed_to: changed.then(|| diff.clone()),
+            },
+            (Proposal::RunCommand(command), Some(request)) => CallStage::Perform {
+                request,
+                changed_to: changed.then(|| command.command.display()),
             },
             (_, Some(request)) => CallStage::Perform {
                 request,
-                applied_diff: None,
+                changed_to: None,
             },
             (_, None) => CallStage::Done("error: the approval cannot be performed".into()),
         };
@@ -384,7 +421,7 @@ fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
             };
             CallStage::Perform {
                 request,
-                applied_diff: None,
+                changed_to: None,
             }
         }
         ToolAction::Operation(OperationRequest::RunCommand(command)) => {
@@ -417,12 +454,24 @@ fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
         }
         ToolAction::Operation(other) => CallStage::Perform {
             request: other,
-            applied_diff: None,
+            changed_to: None,
         },
         ToolAction::Edit { path, edit } => {
             let verdict = policy.evaluate(Subject::file(GateKind::EditFile, &path));
             if verdict.effect == Effect::Deny {
                 return CallStage::Done(refusal("editing", &path, &verdict));
+            }
+            // What the model is told of an edit shows what the file holds (whether `old_text`
+            // occurs, whether it exists): a file it may not read without asking is read only
+            // once a person agrees.
+            let read = policy.evaluate(Subject::file(GateKind::ReadFile, &path));
+            if judge.approval_required || read.effect != Effect::Allow {
+                let reason = ask_reason(judge.approval_required, false, read, GateKind::ReadFile);
+                return CallStage::ReadGate {
+                    path,
+                    edit,
+                    reason: format!("the agent's edit reads the file first: {reason}"),
+                };
             }
             CallStage::Snapshot { path, edit }
         }
@@ -460,7 +509,7 @@ fn judged(
         (false, None) => match proposal_request(&proposal) {
             Some(request) => CallStage::Perform {
                 request,
-                applied_diff: None,
+                changed_to: None,
             },
             None => CallStage::Done("error: nothing to perform".into()),
         },

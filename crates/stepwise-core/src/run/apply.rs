@@ -1,8 +1,9 @@
 //! Applying an event to a run's state: checked in full first (`check`), so that an event that
 //! cannot apply leaves the state exactly as it was, then folded in (`apply_event`).
 
+use super::proposal::proposal_request;
 use super::state::{Phase, Purpose, RunState, RunStatus, StateError, StepStatus};
-use super::step::{PendingApproval, proposal_request, purpose_of};
+use super::step::{PendingApproval, purpose_of};
 use crate::event::{DecisionMode, Event, Proposal};
 use crate::ids::EventSeq;
 use crate::llm::{CostEstimate, add_micro_usd};
@@ -115,6 +116,10 @@ impl RunState {
             }
             Event::OperationOutcomeUnknown { op } | Event::OperationResolved { op, .. } => {
                 self.op_step(seq, *op).map(|_| ())
+            }
+            Event::OperationStarted { step, request, .. } => {
+                let i = self.index_of(seq, step)?;
+                self.check_tool_operation(seq, i, request)
             }
             other => match other.step() {
                 Some(step) => self.index_of(seq, step).map(|_| ()),
@@ -314,7 +319,6 @@ impl RunState {
             }
             Event::OperationStarted { step, request, .. } => {
                 let i = self.index_of(seq, step)?;
-                self.check_tool_operation(seq, i, request)?;
                 let s = &mut self.steps[i];
                 s.status = StepStatus::Running;
                 s.purpose = Some(purpose_of(&self.workflow.steps[i].action, request));
@@ -347,7 +351,10 @@ impl RunState {
             Event::OperationResolved { op, resolution, by } => {
                 let i = self.op_step(seq, *op)?;
                 if let Phase::Unknown { request, .. } = self.steps[i].phase.clone() {
-                    self.follow_agent_resolution(i, *resolution);
+                    // A tool call's: the person's word is its result.
+                    if !matches!(request, OperationRequest::LlmCall(_)) {
+                        self.follow_agent_resolution(i, *resolution);
+                    }
                     self.steps[i].status = StepStatus::Running;
                     self.steps[i].phase = Phase::Resolved {
                         resolution: *resolution,

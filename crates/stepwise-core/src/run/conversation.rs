@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::state::RunState;
+use super::agent_turn::AgentTurn;
 use crate::event::{DecisionMode, Event, Proposal};
 use crate::ids::EventSeq;
 use crate::operation::{OperationRequest, OperationResult};
@@ -65,141 +65,124 @@ pub enum CallGate {
     Rejected { by: String, reason: String },
 }
 
-impl RunState {
-    /// Keeps step `index`'s conversation as `event` (just applied) changes it. `at` is the call
-    /// the agent was dealing with before the event.
-    pub(super) fn follow_conversation(
-        &mut self,
-        index: usize,
-        seq: EventSeq,
-        event: &Event,
-        at: Option<usize>,
-    ) {
-        let is_agent = matches!(
-            &self.workflow.steps[index].action,
-            crate::workflow::Action::Llm(llm) if llm.agent.is_some()
-        );
-        if !is_agent {
-            return;
+/// Keeps an agent step's conversation (`turns`) as `event` (just applied) changes it: `agent`
+/// is the step's turn now, `attempt` its attempt, and `at` the call it was dealing with
+/// before the event.
+pub(super) fn follow(
+    turns: &mut Vec<ConversationTurn>,
+    agent: Option<&AgentTurn>,
+    attempt: u32,
+    seq: EventSeq,
+    event: &Event,
+    at: Option<usize>,
+) {
+    let answered = agent
+        .map(|turn| turn.answered_by_next())
+        .unwrap_or_default();
+    match event {
+        Event::OperationStarted {
+            request: OperationRequest::LlmCall(_),
+            ..
+        } => turns.push(ConversationTurn {
+            op: seq,
+            attempt,
+            replied: false,
+            text: String::new(),
+            error: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_micro_usd: 0,
+            calls: Vec::new(),
+        }),
+        Event::OperationStarted { .. } => {
+            // A batch of reads is the operation of each call it answers.
+            for place in answered {
+                if let Some(call) = current_call(turns, Some(place)) {
+                    call.ops.push(seq);
+                }
+            }
         }
-        let step = &mut self.steps[index];
-        let attempt = step.attempt;
-        let answered = step
-            .agent
-            .as_ref()
-            .map(|turn| turn.answered_by_next())
-            .unwrap_or_default();
-        let turns = &mut step.conversation;
-        match event {
-            Event::OperationStarted {
-                request: OperationRequest::LlmCall(_),
-                ..
-            } => turns.push(ConversationTurn {
-                op: seq,
-                attempt,
-                replied: false,
-                text: String::new(),
-                error: None,
-                input_tokens: 0,
-                output_tokens: 0,
-                cost_micro_usd: 0,
-                calls: Vec::new(),
-            }),
-            Event::OperationStarted { .. } => {
-                // A batch of reads is the operation of each call it answers.
-                for place in answered {
-                    if let Some(call) = current_call(turns, Some(place)) {
-                        call.ops.push(seq);
-                    }
-                }
+        Event::OperationSucceeded {
+            result: OperationResult::LlmReplied(reply),
+            op,
+        } => {
+            if let Some(turn) = turns.iter_mut().rev().find(|t| t.op == *op) {
+                turn.replied = true;
+                turn.text = reply.text.clone();
+                turn.input_tokens = reply.usage.input_tokens;
+                turn.output_tokens = reply.usage.output_tokens;
+                turn.cost_micro_usd = reply.cost_micro_usd;
+                turn.calls = reply
+                    .tool_calls
+                    .iter()
+                    .map(|call| ConversationCall {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                        arguments: call.arguments.clone(),
+                        ops: Vec::new(),
+                        gate: None,
+                        result: None,
+                    })
+                    .collect();
             }
-            Event::OperationSucceeded {
-                result: OperationResult::LlmReplied(reply),
-                op,
-            } => {
-                if let Some(turn) = turns.iter_mut().rev().find(|t| t.op == *op) {
-                    turn.replied = true;
-                    turn.text = reply.text.clone();
-                    turn.input_tokens = reply.usage.input_tokens;
-                    turn.output_tokens = reply.usage.output_tokens;
-                    turn.cost_micro_usd = reply.cost_micro_usd;
-                    turn.calls = reply
-                        .tool_calls
-                        .iter()
-                        .map(|call| ConversationCall {
-                            id: call.id.clone(),
-                            name: call.name.clone(),
-                            arguments: call.arguments.clone(),
-                            ops: Vec::new(),
-                            gate: None,
-                            result: None,
-                        })
-                        .collect();
-                }
-            }
-            Event::OperationFailed { op, error } => {
-                if let Some(turn) = turns.iter_mut().rev().find(|t| t.op == *op) {
-                    turn.error = Some(error.message.clone());
-                }
-            }
-            Event::ApprovalRequested {
-                reason, proposal, ..
-            } if !matches!(proposal, Proposal::LlmCall { .. }) => {
-                if let Some(call) = current_call(turns, at) {
-                    call.gate = Some(CallGate::Asked {
-                        reason: reason.clone(),
-                    });
-                }
-            }
-            Event::ApprovalGranted(granted) => {
-                if let Some(call) = current_call(turns, at)
-                    && matches!(call.gate, None | Some(CallGate::Asked { .. }))
-                {
-                    call.gate = Some(match &granted.mode {
-                        DecisionMode::Rule { rule } => CallGate::Rule { rule: rule.clone() },
-                        DecisionMode::Manual => CallGate::Approved {
-                            by: granted.by.clone(),
-                            edited: granted
-                                .edited
-                                .as_ref()
-                                .is_some_and(|edited| !matches!(edited, Proposal::Question { .. })),
-                        },
-                    });
-                }
-            }
-            Event::ApprovalRejected { by, reason, .. } => {
-                if let Some(call) = current_call(turns, at)
-                    && matches!(call.gate, Some(CallGate::Asked { .. }))
-                {
-                    call.gate = Some(CallGate::Rejected {
-                        by: by.clone(),
-                        reason: reason.clone(),
-                    });
-                }
-            }
-            Event::ProposalVoided { .. } => {
-                if let Some(call) = current_call(turns, at) {
-                    call.gate = None;
-                }
-            }
-            _ => {}
         }
-        // What each call of the turn in hand has returned so far.
-        let (Some(agent), Some(turn)) = (
-            &step.agent,
-            step.conversation
-                .iter_mut()
-                .rev()
-                .find(|t| !t.calls.is_empty()),
-        ) else {
-            return;
-        };
-        let results = agent.results();
-        if results.len() == turn.calls.len() {
-            for (call, result) in turn.calls.iter_mut().zip(results) {
-                if call.result.is_none() {
-                    call.result = result.map(str::to_string);
-                }
+        Event::OperationFailed { op, error } => {
+            if let Some(turn) = turns.iter_mut().rev().find(|t| t.op == *op) {
+                turn.error = Some(error.message.clone());
+            }
+        }
+        Event::ApprovalRequested {
+            reason, proposal, ..
+        } if !matches!(proposal, Proposal::LlmCall { .. }) => {
+            if let Some(call) = current_call(turns, at) {
+                call.gate = Some(CallGate::Asked {
+                    reason: reason.clone(),
+                });
+            }
+        }
+        Event::ApprovalGranted(granted) => {
+            if let Some(call) = current_call(turns, at)
+                && matches!(call.gate, None | Some(CallGate::Asked { .. }))
+            {
+                call.gate = Some(match &granted.mode {
+                    DecisionMode::Rule { rule } => CallGate::Rule { rule: rule.clone() },
+                    DecisionMode::Manual => CallGate::Approved {
+                        by: granted.by.clone(),
+                        edited: granted
+                            .edited
+                            .as_ref()
+                            .is_some_and(|edited| !matches!(edited, Proposal::Question { .. })),
+                    },
+                });
+            }
+        }
+        Event::ApprovalRejected { by, reason, .. } => {
+            if let Some(call) = current_call(turns, at)
+                && matches!(call.gate, Some(CallGate::Asked { .. }))
+            {
+                call.gate = Some(CallGate::Rejected {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        Event::ProposalVoided { .. } => {
+            if let Some(call) = current_call(turns, at) {
+                call.gate = None;
+            }
+        }
+        _ => {}
+    }
+    // What each call of the turn in hand has returned so far.
+    let (Some(agent), Some(turn)) = (agent, turns.iter_mut().rev().find(|t| !t.calls.is_empty()))
+    else {
+        return;
+    };
+    let results = agent.results();
+    if results.len() == turn.calls.len() {
+        for (call, result) in turn.calls.iter_mut().zip(results) {
+            if call.result.is_none() {
+                call.result = result.map(str::to_string);
             }
         }
     }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::ask_reason::ask_reason;
+use super::proposal::proposal_request;
 use super::proposal::{command_request, render_path};
-use super::state::{Phase, RunState, StateError, StepStatus, proposal_request};
+use super::state::{Phase, RunState, StateError, StepStatus};
 use crate::event::{ApprovalGranted, DecisionMode, Event, Proposal, Resolution};
 use crate::ids::StepId;
 use crate::operation::OperationRequest;
@@ -125,7 +127,10 @@ impl RunState {
             } => match resolution {
                 Resolution::Retry => self.start_operation(index, request),
                 // An agent's call: the person's word is its result, and the agent goes on.
-                Resolution::Skip | Resolution::MarkDone if self.steps[index].agent.is_some() => {
+                Resolution::Skip | Resolution::MarkDone
+                    if self.steps[index].agent.is_some()
+                        && !matches!(request, OperationRequest::LlmCall(_)) =>
+                {
                     self.decide_agent_turn(index)
                 }
                 Resolution::Skip => vec![Event::StepSkipped {
@@ -346,8 +351,17 @@ impl RunState {
         }
     }
 
-    /// The deny rule that refuses a proposal, if one does (used to check edited proposals).
-    pub fn refusal(&self, proposal: &Proposal) -> Option<String> {
+    /// The deny rule that refuses step `step`'s proposal, if one does (used to check edited
+    /// proposals). An agent's command is judged as an agent's.
+    pub fn refusal(&self, step: &StepId, proposal: &Proposal) -> Option<String> {
+        let is_agent = self
+            .workflow
+            .step(step)
+            .is_some_and(|def| matches!(&def.action, Action::Llm(llm) if llm.agent.is_some()));
+        if let (true, Proposal::RunCommand(request)) = (is_agent, proposal) {
+            let verdict = self.policy.evaluate(Subject::agent_command(request));
+            return (verdict.effect == Effect::Deny).then(|| verdict.rule.unwrap_or_default());
+        }
         let kind = match proposal {
             Proposal::EditFile { .. } => GateKind::EditFile,
             Proposal::ReadFile { .. } => GateKind::ReadFile,
@@ -430,29 +444,6 @@ pub(super) fn granted_by_rule(
         mode: DecisionMode::Rule { rule },
         comment: None,
     })
-}
-
-/// Why a person is asked: the workflow requires it, the edit changes policy, or the policy
-/// says so (the rule that asks, or the default, and why an allow rule did not vouch when one
-/// almost did).
-pub(super) fn ask_reason(
-    approval_required: bool,
-    edits_policy: bool,
-    verdict: Verdict,
-    kind: GateKind,
-) -> String {
-    if approval_required {
-        return "the workflow requires approval for this step".to_string();
-    }
-    if edits_policy {
-        return "edits under .stepwise/ change policy and always need approval".to_string();
-    }
-    match (verdict.note, verdict.rule) {
-        (Some(note), Some(rule)) => format!("{rule}; {note}"),
-        (Some(note), None) => note,
-        (None, Some(rule)) => rule,
-        (None, None) => format!("{} needs approval by default", kind.as_str()),
-    }
 }
 
 /// What policy judges of a proposal.

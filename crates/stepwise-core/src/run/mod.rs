@@ -6,6 +6,7 @@ mod agent_context;
 mod agent_step;
 mod agent_turn;
 mod apply;
+mod ask_reason;
 mod conversation;
 mod cost;
 mod decide;

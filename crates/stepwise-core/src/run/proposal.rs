@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use similar::TextDiff;
 
 use crate::event::Proposal;
-use crate::operation::{CommandLine, CommandRequest};
+use crate::operation::{CommandLine, CommandRequest, OperationRequest};
 use crate::paths::normalize_workspace_path;
 use crate::template::{Scope, Template};
 use crate::workflow::{Action, CommandTemplate, EditChange, Step};
@@ -187,4 +187,38 @@ pub enum EditedProposal {
     Command(CommandLine),
     /// The answer to an agent's question.
     Answer(String),
+}
+
+/// The operation an approved proposal performs (`None` for a gate).
+pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> {
+    match proposal {
+        Proposal::EditFile {
+            path,
+            base_hash,
+            content,
+            ..
+        } => Some(OperationRequest::WriteFile {
+            path: path.clone(),
+            base_hash: base_hash.clone(),
+            content: content.clone(),
+            content_hash: crate::hash::content_hash(content.as_bytes()),
+        }),
+        Proposal::RunCommand(request) => Some(OperationRequest::RunCommand(request.clone())),
+        Proposal::ReadFile { path } => Some(OperationRequest::ReadFile {
+            path: path.clone(),
+            missing_ok: false,
+        }),
+        Proposal::Gate { .. } | Proposal::Question { .. } => None,
+        Proposal::McpCall {
+            server,
+            tool,
+            arguments,
+        } => Some(OperationRequest::McpCall {
+            server: server.clone(),
+            tool: tool.clone(),
+            arguments: arguments.clone(),
+        }),
+        Proposal::LlmCall { request, .. } => Some(OperationRequest::LlmCall(request.clone())),
+        Proposal::Plan { .. } => None,
+    }
 }

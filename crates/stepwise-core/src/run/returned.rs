@@ -25,13 +25,18 @@ impl RunState {
         // or the first turn. A server that cannot list them fails the attempt.
         if let OperationRequest::McpListTools { server } = request {
             return match outcome {
-                Ok(_) => {
+                Ok(OperationResult::McpToolsListed { .. }) => {
                     let workflow = std::sync::Arc::clone(&self.workflow);
                     match &workflow.steps[index].action {
                         crate::workflow::Action::Llm(llm) => self.decide_llm_begin(index, llm),
                         _ => Vec::new(),
                     }
                 }
+                Ok(_) => vec![fail(
+                    &id,
+                    attempt,
+                    format!("MCP server `{server}`: its listing answered something else"),
+                )],
                 Err(error) if error.kind == OperationErrorKind::Cancelled => {
                     vec![Event::StepCancelled { step: id }]
                 }

@@ -16,7 +16,7 @@ use crate::workflow::Workflow;
 
 pub use super::status::{RunStatus, StepStatus};
 pub use super::step::{PendingApproval, StepState};
-pub(crate) use super::step::{Phase, Purpose, proposal_request};
+pub(crate) use super::step::{Phase, Purpose};
 
 /// A state change that the log does not allow: the log is corrupt or from another workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

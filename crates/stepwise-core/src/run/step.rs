@@ -151,40 +151,6 @@ impl StepState {
     }
 }
 
-/// The operation an approved proposal performs (`None` for a gate).
-pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> {
-    match proposal {
-        Proposal::EditFile {
-            path,
-            base_hash,
-            content,
-            ..
-        } => Some(OperationRequest::WriteFile {
-            path: path.clone(),
-            base_hash: base_hash.clone(),
-            content: content.clone(),
-            content_hash: crate::hash::content_hash(content.as_bytes()),
-        }),
-        Proposal::RunCommand(request) => Some(OperationRequest::RunCommand(request.clone())),
-        Proposal::ReadFile { path } => Some(OperationRequest::ReadFile {
-            path: path.clone(),
-            missing_ok: false,
-        }),
-        Proposal::Gate { .. } | Proposal::Question { .. } => None,
-        Proposal::McpCall {
-            server,
-            tool,
-            arguments,
-        } => Some(OperationRequest::McpCall {
-            server: server.clone(),
-            tool: tool.clone(),
-            arguments: arguments.clone(),
-        }),
-        Proposal::LlmCall { request, .. } => Some(OperationRequest::LlmCall(request.clone())),
-        Proposal::Plan { .. } => None,
-    }
-}
-
 pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRequest) -> Purpose {
     use crate::workflow::Action;
     match (action, request) {

@@ -9,14 +9,14 @@
 //! A server that does not start, crashes or answers garbage is an error of kind `Mcp` naming
 //! the server and what went wrong, which the model is told.
 
+pub(crate) mod def;
 mod server;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::Deserialize;
 use stepwise_core::ids::RunId;
 use stepwise_core::operation::{
     OperationError, OperationErrorKind, OperationRequest, OperationResult,
@@ -24,53 +24,11 @@ use stepwise_core::operation::{
 
 use crate::exec::{AfterCrash, BoxFuture, Executor, OpContext, Outcome, Recovery};
 use crate::settings::{Settings, UserSettings};
+use def::McpServerDef;
 use server::Server;
 
 /// How long a server may sit unused before it is stopped.
 const IDLE: Duration = Duration::from_secs(120);
-
-/// An MCP server as the user's settings define it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct McpServerDef {
-    /// The program and its arguments (no shell), e.g. `[npx, -y, @modelcontextprotocol/server-filesystem, .]`.
-    pub(crate) command: Vec<String>,
-    /// Variables set for it (their values stay in the settings file, never in a run's log).
-    #[serde(default)]
-    pub(crate) env: BTreeMap<String, String>,
-    /// Variables passed through from the engine's environment, by name.
-    #[serde(default)]
-    pub(crate) pass_env: Vec<String>,
-}
-
-impl McpServerDef {
-    /// What is wrong with the definition of server `name`, if anything.
-    pub(crate) fn check(&self, name: &str) -> Result<(), String> {
-        let valid_name = !name.is_empty()
-            && name.len() <= 32
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid_name {
-            return Err(format!(
-                "`{name}` is not an MCP server's name: letters, digits, `_` and `-`, at most 32"
-            ));
-        }
-        if self
-            .command
-            .first()
-            .is_none_or(|program| program.is_empty())
-        {
-            return Err(format!(
-                "MCP server `{name}` needs a `command`: the program and its arguments"
-            ));
-        }
-        if self.command.iter().any(|arg| arg.contains('\0')) {
-            return Err(format!("MCP server `{name}`: an argument holds a NUL byte"));
-        }
-        Ok(())
-    }
-}
 
 /// The servers running for this engine's runs, by run and name.
 pub(crate) struct McpServers {
