@@ -28,24 +28,25 @@ fn filesystem_server() -> PathBuf {
 }
 
 /// An environment whose settings define MCP server `files`: the filesystem server over the
-/// workspace, started through a script that counts its starts and writes its pid.
-fn env_with_files_server(server: &FakeProvider) -> Env {
-    let env = env_with_provider("openai", &server.base_url());
+/// workspace, started through a script that counts its starts and writes its pid. Its model
+/// provider is set with [`use_provider`] once the provider's script, which names the
+/// workspace's paths, is known.
+fn env_with_files_server() -> Env {
+    let env = env_with_provider("openai", "http://127.0.0.1:9/v1");
     let wrapper = env.root().join("files-server.sh");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\necho started >> '{root}/starts'\necho $$ > '{root}/server.pid'\nexec '{bin}' '{ws}'\n",
+            "#!/bin/sh\necho started >> '{root}/starts'\necho $$ > '{root}/server.pid'\nexec '{bin}' \"$1\"\n",
             root = env.root().display(),
             bin = filesystem_server().display(),
-            ws = env.ws.display()
         ),
     )
     .expect("write the wrapper");
     let settings = env.root().join("config/stepwise/settings.yaml");
     let mut text = std::fs::read_to_string(&settings).expect("settings");
     text.push_str(&format!(
-        "mcp_servers:\n  files:\n    command: [sh, '{}']\n",
+        "mcp_servers:\n  files:\n    command: [sh, '{}', '{{workspace}}']\n",
         wrapper.display()
     ));
     std::fs::write(&settings, text).expect("write settings");
@@ -55,6 +56,14 @@ fn env_with_files_server(server: &FakeProvider) -> Env {
     )
     .expect("write the user policy");
     env
+}
+
+/// Points the settings' provider at `provider`.
+fn use_provider(env: &Env, provider: &FakeProvider) {
+    let settings = env.root().join("config/stepwise/settings.yaml");
+    let text = std::fs::read_to_string(&settings).expect("settings");
+    let text = text.replace("http://127.0.0.1:9/v1", &provider.base_url());
+    std::fs::write(&settings, text).expect("write settings");
 }
 
 fn starts(env: &Env) -> usize {
@@ -68,17 +77,18 @@ const WORKFLOW: &str = "name: mcp\nsteps:\n  - id: look\n    type: agent\n    mo
 
 #[test]
 fn a_real_mcp_servers_tools_are_asked_about_recorded_refused_by_rule_and_replayed_without_it() {
-    // A relative path: the server resolves it in its working directory, the workspace.
+    let env = env_with_files_server();
+    let notes = env.ws.join("notes.txt").display().to_string();
     let provider = FakeProvider::start(vec![
-        calls(&[("c1", "files__read_text_file", json!({"path": "notes.txt"}))]),
+        calls(&[("c1", "files__read_text_file", json!({"path": notes}))]),
         calls(&[(
             "c2",
             "files__write_file",
-            json!({"path": "notes.txt", "content": "sell milk\n"}),
+            json!({"path": notes, "content": "sell milk\n"}),
         )]),
         openai_reply("It says to buy milk.", 50, 8),
     ]);
-    let env = env_with_files_server(&provider);
+    use_provider(&env, &provider);
     env.write("notes.txt", "buy milk\n");
     let wf = env.workflow("mcp.yaml", WORKFLOW);
 
@@ -159,7 +169,8 @@ fn an_mcp_server_dies_with_the_engine_that_started_it() {
     let provider = FakeProvider::start(vec![
         openai_reply("never read", 1, 1).after(Duration::from_secs(30)),
     ]);
-    let env = env_with_files_server(&provider);
+    let env = env_with_files_server();
+    use_provider(&env, &provider);
     let wf = env.workflow("mcp.yaml", WORKFLOW);
     let ws = env.ws.to_str().expect("utf-8").to_string();
     let run = env.spawn(&["run", wf.to_str().expect("utf-8"), "--workspace", &ws]);
@@ -184,25 +195,33 @@ fn an_mcp_server_dies_with_the_engine_that_started_it() {
 
 #[test]
 fn the_agent_mcp_example_reads_the_demo_through_the_filesystem_server() {
+    let env = crate::llm_examples::env_with_local_settings("http://127.0.0.1:9/v1", "k-local");
+    let ws = env.ws.display().to_string();
     let provider = FakeProvider::start(vec![
-        calls(&[("l1", "files__list_directory", json!({"path": "."}))]),
-        calls(&[("r1", "files__read_text_file", json!({"path": "calc.py"}))]),
+        calls(&[("l1", "files__list_directory", json!({"path": ws}))]),
+        calls(&[(
+            "r1",
+            "files__read_text_file",
+            json!({"path": format!("{ws}/calc.py")}),
+        )]),
         openai_reply(
             "calc.py defines add; the tests expect factorial too.",
             80,
             12,
         ),
     ]);
-    let env = crate::llm_examples::env_with_local_settings(&provider.base_url(), "k-local");
+    use_provider(&env, &provider);
     // The shipped settings start the server with npx; the tests run the one test.sh installed.
     let settings = env.root().join("config/stepwise/settings.yaml");
     let text = std::fs::read_to_string(&settings).expect("settings");
-    let shipped =
-        "command: [npx, -y, \"@modelcontextprotocol/server-filesystem@2026.8.31\", \".\"]";
+    let shipped = "command: [npx, -y, \"@modelcontextprotocol/server-filesystem@2026.8.31\", \"{workspace}\"]";
     assert!(text.contains(shipped), "{text}");
     let text = text.replace(
         shipped,
-        &format!("command: ['{}', '.']", filesystem_server().display()),
+        &format!(
+            "command: ['{}', '{{workspace}}']",
+            filesystem_server().display()
+        ),
     );
     std::fs::write(&settings, text).expect("write settings");
     env.workspace_policy("  - allow: mcp_call\n    tool: [\"files.read_*\", \"files.list_*\"]\n");
@@ -269,4 +288,85 @@ fn mcp_servers_come_from_the_users_settings_only_and_must_be_defined() {
     );
     assert!(env.read("pwned").is_none());
     assert!(provider.seen().is_empty());
+}
+
+/// A small MCP server of the test's own (Python's standard library): `echo` answers its text,
+/// `crash` makes it exit mid-call. Each start is counted in `starts`.
+const STUB_SERVER: &str = r#"
+import json, sys
+open(sys.argv[1], "a").write("started\n")
+for line in sys.stdin:
+    msg = json.loads(line)
+    method, mid = msg.get("method"), msg.get("id")
+    def answer(result):
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": mid, "result": result}) + "\n")
+        sys.stdout.flush()
+    if method == "initialize":
+        answer({"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                "serverInfo": {"name": "stub", "version": "1"}})
+    elif method == "tools/list":
+        schema = {"type": "object", "properties": {"text": {"type": "string"}}}
+        answer({"tools": [{"name": "echo", "description": "Echoes.", "inputSchema": schema},
+                          {"name": "crash", "description": "Exits.", "inputSchema": {"type": "object"}}]})
+    elif method == "tools/call":
+        if msg["params"]["name"] == "crash":
+            sys.exit(3)
+        answer({"content": [{"type": "text", "text": msg["params"]["arguments"].get("text", "")}]})
+"#;
+
+#[test]
+fn a_server_that_crashes_mid_call_is_an_error_the_model_sees_and_the_next_call_starts_it_again() {
+    let provider = FakeProvider::start(vec![
+        calls(&[("c1", "stub__crash", json!({}))]),
+        calls(&[("c2", "stub__echo", json!({"text": "still here"}))]),
+        openai_reply("Recovered.", 50, 8),
+    ]);
+    let env = env_with_provider("openai", &provider.base_url());
+    let script = env.root().join("stub.py");
+    std::fs::write(&script, STUB_SERVER).expect("write the stub");
+    let settings = env.root().join("config/stepwise/settings.yaml");
+    let mut text = std::fs::read_to_string(&settings).expect("settings");
+    text.push_str(&format!(
+        "mcp_servers:\n  stub:\n    command: [python3, '{}', '{}']\n  junk:\n    command: [sh, -c, 'echo this is not MCP; sleep 1']\n",
+        script.display(),
+        env.root().join("starts").display()
+    ));
+    std::fs::write(&settings, text).expect("write settings");
+    env.workspace_policy("  - allow: mcp_call\n    tool: \"stub.*\"\n");
+    let wf = env.workflow(
+        "mcp.yaml",
+        "name: mcp\nsteps:\n  - id: use\n    type: agent\n    model: m\n    instructions: Use the stub.\n    tools: []\n    mcp: [stub]\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let told = |n: usize| {
+        messages(&provider, n)
+            .last()
+            .and_then(|m| m["content"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        told(1),
+        "error: MCP server `stub` stopped (it exited, or closed its output)"
+    );
+    assert_eq!(told(2), "still here", "a new server took the next call");
+    assert_eq!(starts(&env), 2);
+
+    // A program that does not speak MCP fails the step before its first turn, naming it.
+    let wf = env.workflow(
+        "junk.yaml",
+        "name: junk\nsteps:\n  - id: use\n    type: agent\n    model: m\n    instructions: Use it.\n    mcp: [junk]\n",
+    );
+    let asked = provider.seen().len();
+    let out = env.run(&wf, &[]);
+    assert_ne!(out.code, 0, "{out}");
+    let error = step(&env.show(&out.run_id()), "use")["error"].clone();
+    assert!(
+        error
+            .as_str()
+            .unwrap_or("")
+            .contains("MCP server `junk` did not start a session"),
+        "{error}"
+    );
+    assert_eq!(provider.seen().len(), asked, "no turn was taken");
 }

@@ -97,15 +97,16 @@ pub(crate) async fn run_command_live(
     run(req, cancel, starting, None, live).await
 }
 
-/// Starts a long-lived program in the workspace's root, spoken to on its stdin and stdout (an
-/// MCP server), under a supervisor as a command is: with the same scrubbed environment (the
-/// allowed variables, `pass_env`'s, then `env`), its whole tree killed when the returned
-/// [`Supervised`] is dropped or the engine dies.
+/// Starts a long-lived program in `cwd`, spoken to on its stdin and stdout (an MCP server),
+/// under a supervisor as a command is: with the same scrubbed environment (the allowed
+/// variables, `pass_env`'s, then `env`), `lock` held while its tree lives, its whole tree
+/// killed when the returned [`Supervised`] is dropped or the engine dies.
 pub(crate) fn start_server(
-    ws: &Workspace,
+    cwd: &Path,
     argv: &[String],
     env: &std::collections::BTreeMap<String, String>,
     pass_env: &[String],
+    lock: &Path,
 ) -> Result<Supervised, OperationError> {
     let request = CommandRequest {
         command: stepwise_core::operation::CommandLine::Argv(argv.to_vec()),
@@ -119,14 +120,13 @@ pub(crate) fn start_server(
     let env: Vec<_> = child_env(&request, |name| std::env::var_os(name))
         .into_iter()
         .collect();
-    let cwd = prepare::working_dir(ws, ".")?;
     let (program, args) = prepare::program_and_args(&request.command)?;
     supervisor::prepare(&supervisor::Launch {
         program: program.as_ref(),
         args: &args,
         env: &env,
-        cwd: &cwd,
-        lock: None,
+        cwd,
+        lock: Some(lock),
         stdin: true,
     })
     .and_then(supervisor::Prepared::start)

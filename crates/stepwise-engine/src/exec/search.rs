@@ -6,6 +6,7 @@
 
 use std::io::Read as _;
 
+use cap_std::fs::{OpenOptions, OpenOptionsExt};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::sinks::Lossy;
@@ -24,7 +25,9 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// A search stops after reading this much in all (and says it was cut).
 const MAX_SEARCHED_BYTES: u64 = 64 * 1024 * 1024;
 /// The most memory the compiled pattern may take.
-const MAX_PATTERN_MEMORY: usize = 4 * 1024 * 1024;
+const MAX_PATTERN_MEMORY: usize = 1024 * 1024;
+/// The longest a search may take: a pattern that is slow on the text found stops there.
+const MAX_SEARCH_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The lines of the text files under `path` matching `pattern`, by path then line.
 pub fn search_files(
@@ -53,11 +56,21 @@ pub fn search_files(
     let mut truncated = false;
     let mut searched: u64 = 0;
     let mut buffer = Vec::new();
+    let deadline = std::time::Instant::now() + MAX_SEARCH_TIME;
+    // Opened without following a link put in a file's place, and without blocking on a FIFO.
+    let mut options = OpenOptions::new();
+    options
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
     let cut = walk_files(ws, path, glob, |shown, inside| {
+        if std::time::Instant::now() > deadline {
+            truncated = true;
+            return false;
+        }
         if excluded.is_match(shown) {
             return true;
         }
-        let Ok(file) = ws.dir().open(inside) else {
+        let Ok(file) = ws.dir().open_with(inside, &options) else {
             return true;
         };
         let Ok(meta) = file.metadata() else {

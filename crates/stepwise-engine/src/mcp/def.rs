@@ -43,6 +43,23 @@ impl McpServerDef {
         if self.command.iter().any(|arg| arg.contains('\0')) {
             return Err(format!("MCP server `{name}`: an argument holds a NUL byte"));
         }
+        // Checked here, where the error names the variable and never its value (which may be
+        // a key), rather than when the server starts.
+        let bad_name = |var: &String| var.is_empty() || var.contains(['=', '\0']);
+        for (var, value) in &self.env {
+            if bad_name(var) || value.contains('\0') {
+                return Err(format!(
+                    "MCP server `{name}`: `env` variable `{}` needs a name without `=` and a value without NUL bytes",
+                    var.replace('\0', "\\0")
+                ));
+            }
+        }
+        if let Some(var) = self.pass_env.iter().find(|var| bad_name(var)) {
+            return Err(format!(
+                "MCP server `{name}`: `pass_env` name `{}` is not a variable's name",
+                var.replace('\0', "\\0")
+            ));
+        }
         Ok(())
     }
 }

@@ -7,14 +7,20 @@
 //! Everything a server sends is bounded before it is recorded: the tools it lists (how many,
 //! their names, descriptions and schemas), what a call returns, and how long anything takes.
 //! A server that does not start, crashes or answers garbage is an error of kind `Mcp` naming
-//! the server and what went wrong, which the model is told.
+//! the server and what went wrong, which the model is told (never where it runs: the details
+//! go to the engine's log). A call that is cancelled or times out takes its server down with
+//! it (its supervisor kills the tree), so that nothing of it goes on; the next call starts it
+//! again. Servers run in `/`, not in the workspace, so that a project's own files (an
+//! `.npmrc`, a `node_modules/.bin`, a `uv.toml`) cannot choose the program that gets the
+//! user's settings' variables: an argument `{workspace}` is the workspace's path.
 
 pub(crate) mod def;
 mod server;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use stepwise_core::ids::RunId;
@@ -34,6 +40,8 @@ const IDLE: Duration = Duration::from_secs(120);
 pub(crate) struct McpServers {
     settings: Option<UserSettings>,
     running: Mutex<HashMap<(RunId, String), Arc<Server>>>,
+    /// Servers start one at a time: two steps asking for one server get the same.
+    starting: tokio::sync::Mutex<()>,
 }
 
 impl McpServers {
@@ -41,7 +49,17 @@ impl McpServers {
         Arc::new(McpServers {
             settings: settings.map(|path| UserSettings { path, named }),
             running: Mutex::new(HashMap::new()),
+            starting: tokio::sync::Mutex::new(()),
         })
+    }
+
+    fn running(&self, key: &(RunId, String)) -> Option<Arc<Server>> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .filter(|server| server.alive())
+            .cloned()
     }
 
     /// Server `name` of `ctx`'s run, started if it is not running.
@@ -51,31 +69,47 @@ impl McpServers {
         name: &str,
     ) -> Result<Arc<Server>, OperationError> {
         let key = (ctx.run_id.clone(), name.to_string());
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .filter(|server| server.alive())
-            .cloned();
-        if let Some(server) = running {
+        if let Some(server) = self.running(&key) {
+            return Ok(server);
+        }
+        let _starting = self.starting.lock().await;
+        if let Some(server) = self.running(&key) {
             return Ok(server);
         }
         let settings = self.settings.clone();
         let root = ctx.workspace.root().to_path_buf();
-        let name_owned = name.to_string();
-        let def = tokio::task::spawn_blocking(move || {
-            let settings = Settings::load(settings.as_ref(), &root)
-                .map_err(|e| mcp_error(format!("the settings cannot be read: {e}")))?;
-            settings.mcp_server(&name_owned).cloned().ok_or_else(|| {
-                mcp_error(format!(
-                    "MCP server `{name_owned}` is not defined in your settings (`mcp_servers:`)"
-                ))
-            })
+        let wanted = name.to_string();
+        let run_id = ctx.run_id.clone();
+        let def = tokio::task::spawn_blocking(move || match Settings::load(settings.as_ref(), &root) {
+            Ok(settings) => Ok(settings.mcp_server(&wanted).cloned()),
+            Err(e) => {
+                tracing::warn!(run_id = %run_id, server = %wanted, "the settings for an MCP server cannot be read: {e}");
+                Err(())
+            }
         })
-        .await
-        .map_err(|e| mcp_error(format!("the settings could not be read: {e}")))??;
-        let server = Arc::new(Server::start(name, &def, &ctx.workspace).await?);
+        .await;
+        let def = match def {
+            Ok(Ok(Some(def))) => def,
+            Ok(Ok(None)) => {
+                return Err(mcp_error(format!(
+                    "MCP server `{name}` is not defined in the user's settings (`mcp_servers:`)"
+                )));
+            }
+            _ => {
+                return Err(mcp_error(format!(
+                    "MCP server `{name}` was not started: the settings could not be read (the engine's log says why)"
+                )));
+            }
+        };
+        // Held by the server's supervisor while anything of it runs, as a command's is: a
+        // recovering engine waits for it to be gone before asking a person about a lost call.
+        let lock = ctx.commands_lock.make().map_err(|e| {
+            tracing::warn!(run_id = %ctx.run_id, server = name, "the run's commands lock: {e}");
+            mcp_error(format!(
+                "MCP server `{name}` was not started: the run's lock file could not be made"
+            ))
+        })?;
+        let server = Arc::new(Server::start(name, &def, &ctx.workspace, lock).await?);
         self.running
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -83,24 +117,70 @@ impl McpServers {
         Ok(server)
     }
 
-    /// Stops `server` of `run` once it has been idle for [`IDLE`].
+    /// Takes `server` of `run` out of service (its tree is killed once its last user lets
+    /// go): after a call cancelled or timed out, nothing of it may go on.
+    fn discard(&self, run: &RunId, name: &str, server: &Arc<Server>) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (run.clone(), name.to_string());
+        if running
+            .get(&key)
+            .is_some_and(|now| Arc::ptr_eq(now, server))
+        {
+            running.remove(&key);
+        }
+    }
+
+    /// Runs `work` with server `name` of `ctx`'s run, started if need be; the server is
+    /// stopped after [`IDLE`] without use, and at once if `work` is cancelled or fails to
+    /// answer in time (`Err` of kind `Cancelled`, or `Mcp` for a timeout).
+    async fn with_server<T, F, W>(
+        self: &Arc<Self>,
+        ctx: &OpContext,
+        name: &str,
+        work: W,
+    ) -> Result<T, OperationError>
+    where
+        W: FnOnce(Arc<Server>) -> F,
+        F: Future<Output = Result<T, OperationError>>,
+    {
+        let mut cancel = ctx.cancel.clone();
+        let cancelled = || {
+            OperationError::new(
+                OperationErrorKind::Cancelled,
+                format!("the use of MCP server `{name}` was cancelled"),
+            )
+        };
+        let server = tokio::select! {
+            server = self.server(ctx, name) => server?,
+            _ = cancel.wait_for(|cancelled| *cancelled) => return Err(cancelled()),
+        };
+        let in_use = server.begin_use();
+        let done = tokio::select! {
+            done = work(Arc::clone(&server)) => done,
+            _ = cancel.wait_for(|cancelled| *cancelled) => Err(cancelled()),
+        };
+        drop(in_use);
+        let gone_wrong = matches!(&done, Err(e) if e.kind == OperationErrorKind::Cancelled || e.kind == OperationErrorKind::Mcp);
+        if gone_wrong {
+            self.discard(&ctx.run_id, name, &server);
+        } else {
+            self.stop_when_idle(ctx.run_id.clone(), name.to_string(), &server);
+        }
+        done
+    }
+
+    /// Stops `server` of `run` if it is still unused [`IDLE`] from now.
     fn stop_when_idle(self: &Arc<Self>, run: RunId, name: String, server: &Arc<Server>) {
-        let used = server.touch();
+        let uses = server.uses();
         let servers = Arc::downgrade(self);
+        let server: Weak<Server> = Arc::downgrade(server);
         tokio::spawn(async move {
             tokio::time::sleep(IDLE).await;
-            let Some(servers) = servers.upgrade() else {
+            let (Some(servers), Some(server)) = (servers.upgrade(), server.upgrade()) else {
                 return;
             };
-            let mut running = servers
-                .running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if running
-                .get(&(run.clone(), name.clone()))
-                .is_some_and(|server| server.last_used() == used)
-            {
-                running.remove(&(run, name));
+            if server.uses() == uses && !server.in_use() {
+                servers.discard(&run, &name, &server);
             }
         });
     }
@@ -120,10 +200,14 @@ impl Executor for McpListTools {
             let OperationRequest::McpListTools { server: name } = request else {
                 return Err(mcp_error("internal error: not an mcp_list_tools".into()));
             };
-            let server = servers.server(&ctx, &name).await?;
-            let tools = server.list_tools().await;
-            servers.stop_when_idle(ctx.run_id.clone(), name, &server);
-            Ok(OperationResult::McpToolsListed { tools: tools? })
+            let tools = servers
+                .with_server(
+                    &ctx,
+                    &name,
+                    |server| async move { server.list_tools().await },
+                )
+                .await?;
+            Ok(OperationResult::McpToolsListed { tools })
         })
     }
 
@@ -132,7 +216,8 @@ impl Executor for McpListTools {
     }
 }
 
-/// Calls a server's tool: what it does is the server's, so after a crash a person says.
+/// Calls a server's tool: what it does is the server's, so after a crash a person says, once
+/// nothing of the server that took the call can still run.
 pub(crate) struct McpCall(pub(crate) Arc<McpServers>);
 
 impl Executor for McpCall {
@@ -147,17 +232,11 @@ impl Executor for McpCall {
             else {
                 return Err(mcp_error("internal error: not an mcp_call".into()));
             };
-            let mut cancel = ctx.cancel.clone();
-            let server = servers.server(&ctx, &name).await?;
-            let called = tokio::select! {
-                called = server.call(&tool, arguments) => called,
-                _ = cancel.wait_for(|cancelled| *cancelled) => Err(OperationError::new(
-                    OperationErrorKind::Cancelled,
-                    format!("the call of `{name}.{tool}` was cancelled"),
-                )),
-            };
-            servers.stop_when_idle(ctx.run_id.clone(), name, &server);
-            called
+            servers
+                .with_server(&ctx, &name, |server| async move {
+                    server.call(&tool, arguments).await
+                })
+                .await
         })
     }
 
@@ -165,8 +244,25 @@ impl Executor for McpCall {
         AfterCrash::AskPerson
     }
 
-    fn recover(&self, _ctx: OpContext, _request: OperationRequest) -> BoxFuture<'static, Recovery> {
-        // The server died with the engine that started it (its supervisor saw to that).
-        Box::pin(async { Recovery::Unknown })
+    fn recover(&self, ctx: OpContext, _request: OperationRequest) -> BoxFuture<'static, Recovery> {
+        Box::pin(async move {
+            // Its supervisor held the run's commands lock while the server ran, and killed it
+            // when the engine that started it died.
+            let lock = ctx.commands_lock.clone();
+            let op = ctx.op;
+            let gone = tokio::task::spawn_blocking(move || {
+                lock.wait_unheld(SERVER_PATIENCE)
+                    && lock.wait_unheld_before_shared(op, SERVER_PATIENCE)
+            })
+            .await
+            .unwrap_or(false);
+            if !gone {
+                tracing::warn!(run_id = %ctx.run_id, op = %ctx.op, "an MCP server that took a call before a crash still runs; marking the call's outcome unknown anyway");
+            }
+            Recovery::Unknown
+        })
     }
 }
+
+/// How long a recovering engine waits for a server started before a crash to be gone.
+const SERVER_PATIENCE: Duration = Duration::from_secs(60);

@@ -2,8 +2,9 @@
 //! `rmcp` client over them, and every answer bounded before it becomes a result. Dropping it
 //! ends the client and has the supervisor kill the server's whole tree.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
@@ -50,22 +51,58 @@ pub(super) struct Server {
     _supervised: Mutex<Supervised>,
     /// Bumped on every use, so that an idle stop can tell it was used since.
     used: AtomicU64,
+    /// Uses going on now: a server is never stopped for idleness while in use.
+    busy: AtomicUsize,
+}
+
+/// A use of a server, going on until dropped.
+pub(super) struct InUse<'a>(&'a Server);
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Server {
-    /// Starts server `name` in the workspace and initializes an MCP session with it.
+    /// Starts server `name` (in `/`, `{workspace}` in its arguments the workspace's path, the
+    /// run's commands `lock` held while it runs) and initializes an MCP session with it.
     pub(super) async fn start(
         name: &str,
         def: &McpServerDef,
         ws: &Workspace,
+        lock: PathBuf,
     ) -> Result<Server, OperationError> {
-        let mut supervised =
-            start_server(ws, &def.command, &def.env, &def.pass_env).map_err(|e| {
-                mcp_error(format!(
-                    "MCP server `{name}` could not be started: {}",
+        let root = ws.root().to_string_lossy().into_owned();
+        let argv: Vec<String> = def
+            .command
+            .iter()
+            .map(|arg| arg.replace("{workspace}", &root))
+            .collect();
+        let (env, pass_env) = (def.env.clone(), def.pass_env.clone());
+        let started = tokio::task::spawn_blocking(move || {
+            start_server(Path::new("/"), &argv, &env, &pass_env, &lock)
+        })
+        .await;
+        let mut supervised = match started {
+            Ok(Ok(supervised)) => supervised,
+            Ok(Err(e)) => {
+                // Its words name the program's path on this machine: the log's, not the model's.
+                tracing::warn!(
+                    server = name,
+                    "an MCP server could not be started: {}",
                     e.message
-                ))
-            })?;
+                );
+                return Err(mcp_error(format!(
+                    "MCP server `{name}` could not be started (its program could not be run)"
+                )));
+            }
+            Err(_) => {
+                return Err(mcp_error(format!(
+                    "MCP server `{name}` could not be started"
+                )));
+            }
+        };
         let (Some(stdout), Some(stdin), Some(stderr)) = (
             supervised.stdout.take(),
             supervised.stdin.take(),
@@ -89,8 +126,13 @@ impl Server {
         let client = match tokio::time::timeout(START_TIMEOUT, config.serve(transport)).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
+                let said = cut(&e.to_string(), MAX_DESCRIPTION_BYTES);
+                tracing::warn!(
+                    server = name,
+                    "an MCP server did not start a session: {said}"
+                );
                 return Err(mcp_error(format!(
-                    "MCP server `{name}` did not start a session (it exited, or answered something that is not MCP): {e}"
+                    "MCP server `{name}` did not start a session (it exited, or answered something that is not MCP)"
                 )));
             }
             Err(_) => {
@@ -106,21 +148,30 @@ impl Server {
             client,
             _supervised: Mutex::new(supervised),
             used: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
         })
     }
 
-    /// Whether its session still stands.
+    /// Whether its session still stands (a server that exited closes its output: rmcp's
+    /// service goes on, its transport does not).
     pub(super) fn alive(&self) -> bool {
-        !self.client.is_closed()
+        !self.client.is_closed() && !self.client.peer().is_transport_closed()
     }
 
-    /// Marks it used; what to compare [`Server::last_used`] with later.
-    pub(super) fn touch(&self) -> u64 {
-        self.used.fetch_add(1, Ordering::Relaxed) + 1
+    /// A use of it, until the returned guard is dropped.
+    pub(super) fn begin_use(&self) -> InUse<'_> {
+        self.used.fetch_add(1, Ordering::Relaxed);
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        InUse(self)
     }
 
-    pub(super) fn last_used(&self) -> u64 {
+    /// How many uses it has had: an idle stop compares it with what it was.
+    pub(super) fn uses(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn in_use(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) > 0
     }
 
     /// The tools it lists, bounded: at most [`MAX_TOOLS`], each name, description and schema
