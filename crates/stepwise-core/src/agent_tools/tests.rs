@@ -88,6 +88,7 @@ fn a_listing_shows_only_what_the_agent_may_read_and_says_when_it_is_cut() {
         env: vec![],
         pass_env: vec![],
         unchecked_shell: false,
+        arguments: Default::default(),
         source: "test".into(),
     };
     let policy = Policy::compile(&[deny]).unwrap();

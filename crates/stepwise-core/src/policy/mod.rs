@@ -113,6 +113,9 @@ pub struct RuleSpec {
     /// Variables passed through from the engine's environment (name globs), likewise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pass_env: Vec<String>,
+    /// `mcp_call` rules: a glob per argument of the call, all of which must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arguments: BTreeMap<String, String>,
     /// An `allow` rule that also vouches for shell lines it cannot see whole (redirections,
     /// substitutions, expansions, globs): the user said so in as many words.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -149,6 +152,14 @@ impl RuleSpec {
         if !self.pass_env.is_empty() {
             text.push_str(&format!(" pass_env {}", self.pass_env.join(", ")));
         }
+        if !self.arguments.is_empty() {
+            let each: Vec<String> = self
+                .arguments
+                .iter()
+                .map(|(name, glob)| format!("{name}={glob}"))
+                .collect();
+            text.push_str(&format!(" arguments {}", each.join(", ")));
+        }
         if self.unchecked_shell {
             text.push_str(" unchecked_shell");
         }
@@ -166,6 +177,8 @@ pub struct Subject<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Variables the step passes through from the engine's environment.
     pub pass_env: &'a [String],
+    /// An MCP call's arguments.
+    pub arguments: Option<&'a serde_json::Value>,
 }
 
 static NO_ENV: BTreeMap<String, String> = BTreeMap::new();
@@ -179,6 +192,7 @@ impl<'a> Subject<'a> {
             command: None,
             env: &NO_ENV,
             pass_env: &[],
+            arguments: None,
         }
     }
 
@@ -190,6 +204,7 @@ impl<'a> Subject<'a> {
             command: Some(&request.command),
             env: &request.env,
             pass_env: &request.pass_env,
+            arguments: None,
         }
     }
 
@@ -203,13 +218,14 @@ impl<'a> Subject<'a> {
 
     /// A call of an MCP server's tool, named `SERVER.tool` (matched by the globs of a rule's
     /// `tool:`).
-    pub fn mcp_tool(name: &'a str) -> Subject<'a> {
+    pub fn mcp_tool(name: &'a str, arguments: &'a serde_json::Value) -> Subject<'a> {
         Subject {
             kind: GateKind::McpCall,
             path: Some(name),
             command: None,
             env: &NO_ENV,
             pass_env: &[],
+            arguments: Some(arguments),
         }
     }
 
@@ -221,6 +237,7 @@ impl<'a> Subject<'a> {
             command: None,
             env: &NO_ENV,
             pass_env: &[],
+            arguments: None,
         }
     }
 }
@@ -253,6 +270,7 @@ struct CompiledRule {
     commands: Vec<CommandPattern>,
     env: Vec<(GlobMatcher, Option<GlobMatcher>)>,
     pass_env: Vec<GlobMatcher>,
+    arguments: Vec<(String, GlobMatcher)>,
 }
 
 /// Whether a rule applies to an operation, and if an `allow` rule does not, why.
@@ -305,6 +323,11 @@ impl CompiledRule {
                 .iter()
                 .map(|p| glob(p, false))
                 .collect::<Result<_, _>>()?,
+            arguments: spec
+                .arguments
+                .iter()
+                .map(|(name, pattern)| Ok((name.clone(), glob(pattern, true)?)))
+                .collect::<Result<_, PolicyError>>()?,
         })
     }
 
@@ -328,6 +351,21 @@ impl CompiledRule {
         }
     }
 
+    /// Whether every argument the rule names is in `arguments` and matches its glob (a value
+    /// that is not a string is matched as its JSON text).
+    fn arguments_match(&self, arguments: Option<&serde_json::Value>) -> bool {
+        let Some(serde_json::Value::Object(given)) = arguments else {
+            return false;
+        };
+        self.arguments
+            .iter()
+            .all(|(name, glob)| match given.get(name) {
+                Some(serde_json::Value::String(text)) => glob.is_match(text),
+                Some(other) => glob.is_match(other.to_string()),
+                None => false,
+            })
+    }
+
     fn covers_var(&self, name: &str, value: &str) -> bool {
         self.env
             .iter()
@@ -343,6 +381,9 @@ impl CompiledRule {
                 .path
                 .is_some_and(|p| self.paths.iter().any(|g| g.is_match(p)))
         {
+            return Match::No;
+        }
+        if !self.arguments.is_empty() && !self.arguments_match(subject.arguments) {
             return Match::No;
         }
         if self.spec.effect == Effect::Allow {

@@ -32,7 +32,7 @@ pub enum PolicyError {
     )]
     AgentCommandUnnamed { origin: String },
     #[error(
-        "{origin}: `tool:` (globs over MCP tools, `SERVER.tool`) belongs on an mcp_call rule, and `path:` does not"
+        "{origin}: `tool:` (globs over MCP tools, `SERVER.tool`) and `arguments:` belong on an mcp_call rule, and `path:` does not"
     )]
     ToolField { origin: String },
 }
@@ -105,7 +105,10 @@ fn rule_from_def(
     }
     // An MCP rule's globs are over tool names, kept where a file rule keeps its paths.
     let is_mcp = kind == Some(GateKind::McpCall);
-    if (rule.tool.is_some() && !is_mcp) || (rule.path.is_some() && is_mcp) {
+    if (rule.tool.is_some() && !is_mcp)
+        || (rule.path.is_some() && is_mcp)
+        || (rule.arguments.is_some() && !is_mcp)
+    {
         return Err(PolicyError::ToolField {
             origin: source.to_string(),
         });
@@ -127,6 +130,7 @@ fn rule_from_def(
             .as_ref()
             .map(|e| e.to_vec())
             .unwrap_or_default(),
+        arguments: rule.arguments.clone().unwrap_or_default(),
         source: source.to_string(),
     };
     CompiledRule::compile(&spec)?;

@@ -14,6 +14,7 @@ fn rule(effect: Effect, kind: &str, path: Option<&str>, command: Option<&str>) -
         deny: (effect == Effect::Deny).then_some(kind).flatten(),
         path: path.map(|p| OneOrMany::One(p.into())),
         tool: None,
+        arguments: None,
         command: command.map(|c| OneOrMany::One(c.into())),
         env: None,
         pass_env: None,
@@ -398,12 +399,13 @@ fn mcp_calls_ask_by_default_and_rules_match_their_tool_names() {
         mcp(Effect::Deny, "files.write_*"),
         rule(Effect::Allow, "*", None, None),
     ]);
-    let effect = |name: &str| p.evaluate(Subject::mcp_tool(name)).effect;
+    let none = serde_json::json!({});
+    let effect = |name: &str| p.evaluate(Subject::mcp_tool(name, &none)).effect;
     assert_eq!(effect("files.read_text_file"), Effect::Allow);
     assert_eq!(effect("files.write_file"), Effect::Deny);
     // `allow: *` does not reach an MCP server's tools: only rules naming them do.
     assert_eq!(effect("other.echo"), Effect::Ask);
-    let verdict = p.evaluate(Subject::mcp_tool("files.write_file"));
+    let verdict = p.evaluate(Subject::mcp_tool("files.write_file", &none));
     assert_eq!(
         verdict.rule_text.as_deref(),
         Some("deny mcp_call tool files.write_*")
@@ -427,4 +429,39 @@ fn mcp_calls_ask_by_default_and_rules_match_their_tool_names() {
         rules_from_def(&def, "test", false),
         Err(PolicyError::ToolField { .. })
     ));
+}
+
+#[test]
+fn an_mcp_rule_may_name_the_arguments_a_call_must_have() {
+    let only_data = RuleDef {
+        tool: Some(OneOrMany::One("files.read_*".into())),
+        arguments: Some([("path".to_string(), "/srv/data/**".to_string())].into()),
+        ..rule(Effect::Allow, "mcp_call", None, None)
+    };
+    let p = policy(vec![only_data]);
+    let effect = |arguments: serde_json::Value| {
+        p.evaluate(Subject::mcp_tool("files.read_text_file", &arguments))
+            .effect
+    };
+    assert_eq!(
+        effect(serde_json::json!({"path": "/srv/data/a.csv"})),
+        Effect::Allow
+    );
+    assert_eq!(
+        effect(serde_json::json!({"path": "/etc/passwd"})),
+        Effect::Ask
+    );
+    assert_eq!(
+        effect(serde_json::json!({"other": 1})),
+        Effect::Ask,
+        "a missing argument does not match"
+    );
+    let verdict = p.evaluate(Subject::mcp_tool(
+        "files.read_text_file",
+        &serde_json::json!({"path": "/srv/data/x"}),
+    ));
+    assert_eq!(
+        verdict.rule_text.as_deref(),
+        Some("allow mcp_call tool files.read_* arguments path=/srv/data/**")
+    );
 }

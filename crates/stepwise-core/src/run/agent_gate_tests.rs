@@ -39,6 +39,7 @@ fn rule(effect: Effect, kind: GateKind, paths: &[&str], commands: &[&str]) -> Ru
         env: vec![],
         pass_env: vec![],
         unchecked_shell: false,
+        arguments: Default::default(),
         source: "user policy /home/ann/.config/stepwise/policy.yaml, rule 1".into(),
     }
 }

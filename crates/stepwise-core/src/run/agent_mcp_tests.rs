@@ -49,6 +49,7 @@ fn mcp_tools_are_listed_offered_asked_about_and_refused_by_rule() {
         env: vec![],
         pass_env: vec![],
         unchecked_shell: false,
+        arguments: Default::default(),
         source: "test policy, rule 1".into(),
     };
     let (mut state, mut log) = start_with(AGENT, vec![deny]);

@@ -263,6 +263,7 @@ fn an_agents_command_cut_off_by_a_crash_is_settled_by_a_person_and_the_agent_goe
         env: vec![],
         pass_env: vec![],
         unchecked_shell: false,
+        arguments: Default::default(),
         source: "test policy, rule 1".into(),
     };
     let (mut state, mut log) = start_with(

@@ -439,7 +439,8 @@ fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
             tool,
             arguments,
         }) => {
-            let verdict = policy.evaluate(Subject::mcp_tool(&format!("{server}.{tool}")));
+            let name = format!("{server}.{tool}");
+            let verdict = policy.evaluate(Subject::mcp_tool(&name, &arguments));
             judged(
                 verdict,
                 Proposal::McpCall {

@@ -89,6 +89,7 @@ fn allow(kind: GateKind) -> RuleSpec {
         env: vec![],
         pass_env: vec![],
         unchecked_shell: false,
+        arguments: Default::default(),
         source: "test policy, rule 1".into(),
     }
 }

@@ -318,6 +318,11 @@ pub struct RuleDef {
     /// `files.read_*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<OneOrMany>,
+    /// `mcp_call` rules: a glob per argument the call must match, e.g. `{path: "/srv/data/**"}`
+    /// (an argument that is not a string is matched as its JSON text; a missing one does not
+    /// match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<std::collections::BTreeMap<String, String>>,
     /// Pattern(s) over the command, matched word by word: each word a glob over one word of
     /// the command, and a last word `*` alone matching any further words, e.g.
     /// `cargo test *`.
