@@ -1,6 +1,6 @@
 //! An agent's loop in Anthropic's and Gemini's own protocols, against loopback servers: tool
 //! calls streamed in pieces, a read, an edit that waits and is approved (Anthropic, ending
-//! with a structured answer) or rejected with a reason the next request carries (Gemini), and
+//! with a structured answer) or rejected with a reason the next request carries (Gemini), a command a rule allows, and
 //! each run replayed without the server. (OpenAI's is `agent.rs` and `agent_edits.rs`.)
 
 use serde_json::{Value, json};
@@ -16,7 +16,15 @@ fn replays_offline(env: &Env, server: &FakeProvider, run: &str) {
     assert_eq!(server.seen().len(), before, "replay asked the model");
 }
 
-const AGENT: &str = "name: agent\nsteps:\n  - id: shop\n    type: agent\n    model: m\n    instructions: Fix the list.\n    tools: [read_file, edit_file]\n";
+const AGENT: &str = "name: agent\nsteps:\n  - id: shop\n    type: agent\n    model: m\n    instructions: Fix the list.\n    tools: [read_file, edit_file, run_command]\n";
+
+/// An environment on `kind`'s protocol at `base`, where agents may run `cat` without asking.
+fn env_for(kind: &str, base: &str) -> Env {
+    let env = env_with_provider(kind, base);
+    env.workspace_policy("  - allow: agent_command\n    command: \"cat *\"\n");
+    env.write("list.txt", "bread\nmilk\n");
+    env
+}
 
 #[test]
 fn an_anthropic_agent_streams_its_calls_edits_with_approval_and_answers_in_shape() {
@@ -44,11 +52,14 @@ fn an_anthropic_agent_streams_its_calls_edits_with_approval_and_answers_in_shape
         ),
         Reply::json(
             200,
+            json!({"content": [{"type": "tool_use", "id": "toolu_3", "name": "run_command", "input": {"argv": ["cat", "list.txt"]}}], "stop_reason": "tool_use", "usage": {"input_tokens": 70, "output_tokens": 10}}),
+        ),
+        Reply::json(
+            200,
             json!({"content": [{"type": "text", "text": "{\"changed\": true}"}], "stop_reason": "end_turn", "usage": {"input_tokens": 80, "output_tokens": 5}}),
         ),
     ]);
-    let env = env_with_provider("anthropic", &format!("http://127.0.0.1:{}", server.port));
-    env.write("list.txt", "bread\nmilk\n");
+    let env = env_for("anthropic", &format!("http://127.0.0.1:{}", server.port));
     let wf = env.workflow(
         "agent.yaml",
         &format!(
@@ -81,6 +92,19 @@ fn an_anthropic_agent_streams_its_calls_edits_with_approval_and_answers_in_shape
         last["content"][0]["content"],
         "`list.txt` was written as proposed"
     );
+    // The command ran (a rule allows it) and its output went back as the call's result.
+    let fourth = &server.seen()[3].body["messages"];
+    let last = fourth
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["content"][0]["tool_use_id"], "toolu_3");
+    let printed = last["content"][0]["content"].as_str().unwrap_or("");
+    assert!(
+        printed.starts_with("exit code 0") && printed.contains("rye bread"),
+        "{printed}"
+    );
     assert_eq!(
         step(&env.show(&run), "shop")["output"],
         json!({"changed": true})
@@ -101,14 +125,17 @@ fn a_gemini_agent_hears_why_its_edit_was_rejected() {
         ),
         Reply::json(
             200,
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "run_command", "args": {"argv": ["cat", "list.txt"]}}}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 60, "candidatesTokenCount": 5}}),
+        ),
+        Reply::json(
+            200,
             json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Understood: no alcohol."}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 70, "candidatesTokenCount": 5}}),
         ),
     ]);
-    let env = env_with_provider(
+    let env = env_for(
         "gemini",
         &format!("http://127.0.0.1:{}/v1beta", server.port),
     );
-    env.write("list.txt", "bread\nmilk\n");
     let wf = env.workflow("agent.yaml", AGENT);
     let out = env.run(&wf, &[]);
     assert_eq!(out.code, 3, "the edit waits: {out}");
@@ -132,6 +159,19 @@ fn a_gemini_agent_hears_why_its_edit_was_rejected() {
         json!({"name": "edit_file", "response": {"content": "error: a person rejected this: no alcohol on the list"}})
     );
     assert_eq!(env.read("list.txt").as_deref(), Some("bread\nmilk\n"));
+    let fourth = &server.seen()[3].body["contents"];
+    let last = fourth
+        .as_array()
+        .and_then(|c| c.last())
+        .cloned()
+        .unwrap_or_default();
+    let printed = last["parts"][0]["functionResponse"]["response"]["content"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        printed.starts_with("exit code 0") && printed.contains("bread\nmilk"),
+        "{printed}"
+    );
     assert_eq!(
         step(&env.show(&run), "shop")["output"]["text"],
         "Understood: no alcohol."
