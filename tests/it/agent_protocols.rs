@@ -1,7 +1,8 @@
 //! An agent's loop in Anthropic's and Gemini's own protocols, against loopback servers: tool
 //! calls streamed in pieces, a read, an edit that waits and is approved (Anthropic, ending
-//! with a structured answer) or rejected with a reason the next request carries (Gemini), a command a rule allows, and
-//! each run replayed without the server. (OpenAI's is `agent.rs` and `agent_edits.rs`.)
+//! with a structured answer) or rejected with a reason the next request carries (Gemini), a
+//! command a rule allows, and each run replayed without the server. (OpenAI's is `agent.rs`
+//! and `agent_edits.rs`.)
 
 use serde_json::{Value, json};
 

@@ -105,10 +105,12 @@ fn rule_from_def(
     }
     // An MCP rule's globs are over tool names, kept where a file rule keeps its paths.
     let is_mcp = kind == Some(GateKind::McpCall);
-    if (rule.tool.is_some() && !is_mcp)
-        || (rule.path.is_some() && is_mcp)
-        || (rule.arguments.is_some() && !is_mcp)
-    {
+    let misplaced = if is_mcp {
+        rule.path.is_some()
+    } else {
+        rule.tool.is_some() || rule.arguments.is_some()
+    };
+    if misplaced {
         return Err(PolicyError::ToolField {
             origin: source.to_string(),
         });
