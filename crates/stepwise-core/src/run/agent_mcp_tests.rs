@@ -151,24 +151,27 @@ fn mcp_tools_are_listed_offered_asked_about_and_refused_by_rule() {
 }
 
 #[test]
-fn a_server_that_cannot_list_its_tools_fails_the_attempt_saying_which() {
+fn a_server_that_cannot_list_its_tools_is_named_to_the_model_which_goes_on_without_them() {
     let (mut state, mut log) = start_with(AGENT, Vec::new());
     let (op, _) = last_op(&log);
     let failed = Event::OperationFailed {
         op,
         error: OperationError::new(
             OperationErrorKind::Mcp,
-            "the server exited before it answered (exit code 1)",
+            "MCP server `files` did not start a session (it exited, or answered something that is not MCP)",
         ),
     };
-    // Failed (no retries asked for), the server named.
-    let decided = input(&mut state, &mut log, failed);
-    let error = match decided.first() {
-        Some(Event::StepFailed { error, .. } | Event::StepRetryScheduled { error, .. }) => error,
-        other => panic!("{other:?}"),
+    input(&mut state, &mut log, failed);
+    let (_, request) = last_op(&log);
+    let OperationRequest::LlmCall(first) = request else {
+        panic!("the first turn, without the server's tools")
     };
-    assert!(
-        error.starts_with("MCP server `files`: the server exited"),
-        "{error}"
+    let names: Vec<&str> = first.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["read_file"]);
+    let told = &first.messages.last().expect("a note").content;
+    assert_eq!(
+        told,
+        "Some tools are not available: MCP server `files` did not start a session (it exited, or answered something that is not MCP)."
     );
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
 }

@@ -9,7 +9,7 @@
 //! without calling a tool or the step's turns run out.
 
 use crate::event::Event;
-use crate::operation::{OperationError, OperationRequest, OperationResult};
+use crate::operation::{OperationError, OperationErrorKind, OperationRequest, OperationResult};
 
 use super::agent_turn::{AgentTurn, Judge, NextMove};
 use super::state::RunState;
@@ -232,6 +232,19 @@ impl RunState {
                 taken.extend(step.mcp_tools.iter().map(|t| t.spec.clone()));
                 let offered = crate::agent_tools::offered_tools(server, tools, &taken);
                 step.mcp_tools.extend(offered);
+                step.mcp_listed += 1;
+            }
+            // A server that could not list its tools: the model is told so in its first turn.
+            (OperationRequest::McpListTools { server }, Err(error))
+                if error.kind != OperationErrorKind::Cancelled =>
+            {
+                let named = format!("`{server}`");
+                step.mcp_unavailable
+                    .push(if error.message.contains(&named) {
+                        error.message.clone()
+                    } else {
+                        format!("MCP server {named}: {}", error.message)
+                    });
                 step.mcp_listed += 1;
             }
             (OperationRequest::McpListTools { .. }, _) => {}

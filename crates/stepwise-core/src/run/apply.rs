@@ -172,6 +172,7 @@ impl RunState {
                 s.tool_turns = 0;
                 s.mcp_listed = 0;
                 s.mcp_tools.clear();
+                s.mcp_unavailable.clear();
                 self.dirty.insert(i);
             }
             Event::StepSkipped { step, reason } => {

@@ -52,6 +52,14 @@ impl RunState {
                 .map_err(|e| format!("message: {e}"))?;
             messages.push(ChatMessage::text(*role, content));
         }
+        // MCP servers that could not list their tools: the model is told, and goes on without.
+        let unavailable = &self.steps[index].mcp_unavailable;
+        if !unavailable.is_empty() {
+            messages.push(ChatMessage::text(
+                Role::User,
+                format!("Some tools are not available: {}.", unavailable.join("; ")),
+            ));
+        }
         Ok(LlmRequest {
             model: llm.model.clone(),
             spec: spec.clone(),

@@ -21,11 +21,14 @@ impl RunState {
         let id = step.id.clone();
         let attempt = self.steps[index].attempt;
         let purpose = self.steps[index].purpose;
-        // An agent's MCP server listed its tools (`apply` keeps them): on to the next server,
-        // or the first turn. A server that cannot list them fails the attempt.
+        // An agent's MCP server listed its tools, or could not (`apply` keeps which): on to the
+        // next server, or the first turn.
         if let OperationRequest::McpListTools { server } = request {
             return match outcome {
-                Ok(OperationResult::McpToolsListed { .. }) => {
+                // Listed, or not (the model is told why in its first turn): on to the next
+                // server, or the first turn.
+                Ok(OperationResult::McpToolsListed { .. }) | Err(_) if !matches!(&outcome, Err(e) if e.kind == OperationErrorKind::Cancelled) =>
+                {
                     let workflow = std::sync::Arc::clone(&self.workflow);
                     match &workflow.steps[index].action {
                         crate::workflow::Action::Llm(llm) => self.decide_llm_begin(index, llm),
@@ -37,15 +40,7 @@ impl RunState {
                     attempt,
                     format!("MCP server `{server}`: its listing answered something else"),
                 )],
-                Err(error) if error.kind == OperationErrorKind::Cancelled => {
-                    vec![Event::StepCancelled { step: id }]
-                }
-                Err(error) => self.fail_or_retry(
-                    index,
-                    format!("MCP server `{server}`: {}", error.message),
-                    error.kind.retryable(),
-                    None,
-                ),
+                Err(_) => vec![Event::StepCancelled { step: id }],
             };
         }
         // An agent's tool: whatever it returned (an error too) goes back to the model, and

@@ -114,6 +114,8 @@ pub struct StepState {
     /// the model is offered them.
     pub(crate) mcp_listed: usize,
     pub(crate) mcp_tools: Vec<crate::agent_tools::McpTool>,
+    /// The servers that could not list their tools, and why, for the model's first turn.
+    pub(crate) mcp_unavailable: Vec<String>,
     /// Model turns of the current attempt that called tools (the rest are answers, and
     /// structured output's tries count only those).
     pub(crate) tool_turns: u32,
@@ -146,6 +148,7 @@ impl StepState {
             conversation: Vec::new(),
             mcp_listed: 0,
             mcp_tools: Vec::new(),
+            mcp_unavailable: Vec::new(),
             tool_turns: 0,
         }
     }
