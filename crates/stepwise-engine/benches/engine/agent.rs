@@ -19,6 +19,9 @@ use crate::bench::{Bench, count};
 /// a call of `read_file` for `turns - 1` requests, then a final text, and again.
 pub(crate) struct Loopback {
     pub(crate) base: String,
+    /// The chat requests' bodies: their bytes in all, and how many.
+    chat_bytes: Arc<AtomicUsize>,
+    chats: Arc<AtomicUsize>,
 }
 
 impl Loopback {
@@ -26,19 +29,39 @@ impl Loopback {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let base = format!("http://{}", listener.local_addr()?);
         let asked = Arc::new(AtomicUsize::new(0));
+        let chat_bytes = Arc::new(AtomicUsize::new(0));
+        let chats = Arc::new(AtomicUsize::new(0));
+        let (bytes, count) = (Arc::clone(&chat_bytes), Arc::clone(&chats));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let asked = Arc::clone(&asked);
+                let (bytes, count) = (Arc::clone(&bytes), Arc::clone(&count));
                 // A thread per connection: a client may keep one open while it opens another.
-                std::thread::spawn(move || answer(stream, turns, &asked));
+                std::thread::spawn(move || answer(stream, turns, &asked, (&bytes, &count)));
             }
         });
-        Ok(Loopback { base })
+        Ok(Loopback {
+            base,
+            chat_bytes,
+            chats,
+        })
+    }
+
+    /// The mean size of the chat requests' bodies since the last call, in bytes.
+    pub(crate) fn take_mean_request_bytes(&self) -> usize {
+        let bytes = self.chat_bytes.swap(0, Ordering::Relaxed);
+        let chats = self.chats.swap(0, Ordering::Relaxed);
+        bytes / chats.max(1)
     }
 }
 
-fn answer(stream: TcpStream, turns: usize, asked: &AtomicUsize) -> std::io::Result<()> {
+fn answer(
+    stream: TcpStream,
+    turns: usize,
+    asked: &AtomicUsize,
+    (bytes, chats): (&AtomicUsize, &AtomicUsize),
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
@@ -64,7 +87,12 @@ fn answer(stream: TcpStream, turns: usize, asked: &AtomicUsize) -> std::io::Resu
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
-        let reply = if request_line.contains("/floor") {
+        let floor = request_line.contains("/floor");
+        if !floor {
+            bytes.fetch_add(length, Ordering::Relaxed);
+            chats.fetch_add(1, Ordering::Relaxed);
+        }
+        let reply = if floor {
             json!({"ok": true})
         } else if (asked.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(turns) {
             json!({"choices": [{"message": {"role": "assistant", "content": "done"}, "finish_reason": "stop"}],
@@ -86,23 +114,19 @@ fn answer(stream: TcpStream, turns: usize, asked: &AtomicUsize) -> std::io::Resu
 }
 
 /// One HTTP round trip to the loopback server, as the engine's client makes it (a kept
-/// connection, a small JSON body each way).
-pub(crate) async fn http_floor(base: &str, n: usize) -> BenchResult<Duration> {
+/// connection, a JSON body of `body_bytes` going, a small one coming back): the model's part
+/// of a turn, which must at least read the prompt.
+pub(crate) async fn http_floor(base: &str, n: usize, body_bytes: usize) -> BenchResult<Duration> {
     let client = reqwest::Client::builder().no_proxy().build()?;
     let url = format!("{base}/floor");
+    let body = json!({ "x": "x".repeat(body_bytes.saturating_sub(8)) });
     let mut began = Instant::now();
     // The first, not counted, opens the connection.
     for i in 0..=n {
         if i == 1 {
             began = Instant::now();
         }
-        client
-            .post(&url)
-            .json(&json!({"x": 1}))
-            .send()
-            .await?
-            .bytes()
-            .await?;
+        client.post(&url).json(&body).send().await?.bytes().await?;
     }
     Ok(began.elapsed() / count(n))
 }

@@ -532,10 +532,14 @@ async fn agent_calls(durability: Durability, sizes: Sizes) -> BenchResult<Lines>
     let mut commits = Vec::new();
     let mut beyond = Vec::new();
     let mut commits_per_call = 0.0;
+    let mut request_bytes = 0;
     for _ in 0..sizes.rounds {
-        let http = agent::http_floor(&server.base, turns).await?;
-        let commit = commit_floor_steady(durability, turns)?;
+        server.take_mean_request_bytes();
         let (p, made) = agent::agent_per_call(durability, &server, turns).await?;
+        // The model's round trip with a prompt as large as the turns' on average.
+        request_bytes = server.take_mean_request_bytes();
+        let http = agent::http_floor(&server.base, turns, request_bytes).await?;
+        let commit = commit_floor_steady(durability, turns)?;
         per_call.push(p);
         https.push(http);
         commits.push(commit);
@@ -554,7 +558,9 @@ async fn agent_calls(durability: Durability, sizes: Sizes) -> BenchResult<Lines>
             format!("{:+} µs", median(beyond)),
         ),
         (
-            "  the HTTP round trip it is judged against (loopback, kept connection)".into(),
+            format!(
+                "  the HTTP round trip it is judged against (loopback, kept connection, a {request_bytes}-byte request: the turns' mean)"
+            ),
             us(median(https)),
         ),
         (
