@@ -4,8 +4,10 @@
 //! recorded when it is complete, as the operation's result.
 //!
 //! A progress file is the engine's own: it is created new (a symlink planted at its path is
-//! never followed), holds at most [`PROGRESS_LIMIT`] bytes, and is removed when its operation
-//! ends, however it ends.
+//! never followed) when its operation first has something to show (a model call that only
+//! calls tools, or a command that prints nothing, makes none: a file made and removed costs a
+//! turn of an agent more than its reply takes to parse), holds at most [`PROGRESS_LIMIT`]
+//! bytes, and is removed when its operation ends, however it ends.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -39,11 +41,21 @@ pub(crate) fn progress_path(lock_dir: &Path, run_id: &RunId, op: EventSeq) -> Pa
 pub(crate) struct ProgressSink {
     path: PathBuf,
     pending: Arc<Pending>,
-    writer: Option<tokio::task::JoinHandle<()>>,
+    /// Its writer once the file is made (at the first text sent), and whether making it was
+    /// tried (it is, once).
+    writer: Mutex<Writer>,
     /// The file was created and is not removed yet.
-    created: bool,
+    created: AtomicBool,
     /// Bytes that may still be sent.
     room: AtomicUsize,
+}
+
+/// Where a sink's file is.
+enum Writer {
+    NotMade,
+    Writing(tokio::task::JoinHandle<()>),
+    /// Made and closed, or not made because it could not be.
+    Done,
 }
 
 /// What was sent and not written yet, shared by the sink and its writer.
@@ -63,42 +75,58 @@ impl Pending {
 }
 
 impl ProgressSink {
-    /// Creates the progress file at `path`. Progress is a convenience: when the file cannot be
-    /// created, what is sent goes nowhere.
+    /// A sink for the progress file at `path`, made when the first text is sent. Progress is a
+    /// convenience: when the file cannot be made, what is sent goes nowhere.
     pub(crate) fn create(path: PathBuf) -> ProgressSink {
-        let pending = Arc::new(Pending::default());
-        let writer = create_new(&path).map(|file| {
-            let mut file = tokio::fs::File::from_std(file);
-            let pending = Arc::clone(&pending);
-            tokio::spawn(async move {
-                loop {
-                    let text = pending.take();
-                    if !text.is_empty() {
-                        if file.write_all(text.as_bytes()).await.is_err()
-                            || file.flush().await.is_err()
-                        {
-                            return;
-                        }
-                        continue;
-                    }
-                    if pending.closed.load(Ordering::Acquire) {
-                        return;
-                    }
-                    pending.wake.notified().await;
-                }
-            })
-        });
         ProgressSink {
             path,
-            pending,
-            created: writer.is_some(),
-            room: AtomicUsize::new(if writer.is_some() { PROGRESS_LIMIT } else { 0 }),
-            writer,
+            pending: Arc::new(Pending::default()),
+            writer: Mutex::new(Writer::NotMade),
+            created: AtomicBool::new(false),
+            room: AtomicUsize::new(PROGRESS_LIMIT),
         }
+    }
+
+    /// Makes the file and starts its writer, the first time; whether it is being written.
+    fn open(&self) -> bool {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*writer {
+            Writer::Writing(_) => return true,
+            Writer::Done => return false,
+            Writer::NotMade => {}
+        }
+        let Some(file) = create_new(&self.path) else {
+            *writer = Writer::Done;
+            self.room.store(0, Ordering::Relaxed);
+            return false;
+        };
+        self.created.store(true, Ordering::Relaxed);
+        let mut file = tokio::fs::File::from_std(file);
+        let pending = Arc::clone(&self.pending);
+        *writer = Writer::Writing(tokio::spawn(async move {
+            loop {
+                let text = pending.take();
+                if !text.is_empty() {
+                    if file.write_all(text.as_bytes()).await.is_err() || file.flush().await.is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                if pending.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                pending.wake.notified().await;
+            }
+        }));
+        true
     }
 
     /// Appends `text`, or as much of it as the limit leaves room for (cut at a character).
     pub(crate) fn send(&self, text: &str) {
+        if text.is_empty() || !self.open() {
+            return;
+        }
         let mut room = self.room.load(Ordering::Relaxed);
         let take = loop {
             let mut take = text.len().min(room);
@@ -138,7 +166,11 @@ impl ProgressSink {
         self.room.store(0, Ordering::Relaxed);
         self.pending.closed.store(true, Ordering::Release);
         self.pending.wake.notify_one();
-        if let Some(mut writer) = self.writer.take()
+        let writer = std::mem::replace(
+            &mut *self.writer.lock().unwrap_or_else(PoisonError::into_inner),
+            Writer::Done,
+        );
+        if let Writer::Writing(mut writer) = writer
             && tokio::time::timeout(FINISH_PATIENCE, &mut writer)
                 .await
                 .is_err()
@@ -148,7 +180,7 @@ impl ProgressSink {
     }
 
     fn remove(&mut self) {
-        if std::mem::take(&mut self.created) {
+        if self.created.swap(false, Ordering::Relaxed) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -157,7 +189,11 @@ impl ProgressSink {
 impl Drop for ProgressSink {
     fn drop(&mut self) {
         // Not finished: the operation was dropped (abandoned, or its process is ending).
-        if let Some(writer) = self.writer.take() {
+        let writer = std::mem::replace(
+            &mut *self.writer.lock().unwrap_or_else(PoisonError::into_inner),
+            Writer::Done,
+        );
+        if let Writer::Writing(writer) = writer {
             writer.abort();
         }
         self.remove();
@@ -234,6 +270,12 @@ mod tests {
         sink.close().await;
         assert_eq!(std::fs::read(&path).expect("progress").len(), 1_000_000);
         sink.finish().await;
+
+        // Nothing to show, nothing made: a model call that only calls tools makes no file.
+        let quiet = ProgressSink::create(path.clone());
+        quiet.send("");
+        assert!(!path.exists(), "made only when there is something to show");
+        quiet.finish().await;
 
         // Dropped without finishing (the operation was abandoned): removed all the same.
         let sink = ProgressSink::create(path.clone());
