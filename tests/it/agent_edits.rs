@@ -234,6 +234,7 @@ fn a_question_is_answered_from_the_cli_and_a_search_finds_lines_it_may_read() {
     );
     let out = env.run(&wf, &[]);
     assert_eq!(out.code, 3, "the question waits: {out}");
+    assert_eq!(out.json()["waiting"][0]["waits_for"], "answer", "{out}");
     let run = out.run_id();
     assert_eq!(told(&server, 1), ["app/server.cfg:2: port = 80\n"]);
     let listed = env.stepwise(&["approvals"]);
@@ -248,6 +249,7 @@ fn a_question_is_answered_from_the_cli_and_a_search_finds_lines_it_may_read() {
     assert!(out.to_string().contains("answer it"), "{out}");
     let out = env.stepwise(&["answer", &run, "ask", "--text", "8080, please"]);
     assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("✓ ask answered by"), "{out}");
     assert_eq!(told(&server, 2)[1], "8080, please");
     assert_eq!(step(&env.show(&run), "ask")["output"]["text"], "Port 8080.");
     for request in server.seen() {

@@ -119,12 +119,17 @@ impl Progress {
                     stepwise_core::event::DecisionMode::Rule { rule } => {
                         format!("  ✓ {} approved by rule: {rule}", g.step)
                     }
-                    stepwise_core::event::DecisionMode::Manual => format!(
-                        "  ✓ {} approved by {}{}",
-                        g.step,
-                        g.by,
-                        if g.edited.is_some() { " (edited)" } else { "" }
-                    ),
+                    stepwise_core::event::DecisionMode::Manual => match &g.edited {
+                        Some(stepwise_core::event::Proposal::Question { .. }) => {
+                            format!("  ✓ {} answered by {}", g.step, g.by)
+                        }
+                        edited => format!(
+                            "  ✓ {} approved by {}{}",
+                            g.step,
+                            g.by,
+                            if edited.is_some() { " (edited)" } else { "" }
+                        ),
+                    },
                 }),
                 Event::OperationOutcomeUnknown { op } => Some(format!(
                     "  ! operation {op} started before a crash; its outcome is unknown"

@@ -466,7 +466,11 @@ async fn finish(
         .filter_map(|(def, s)| match s.status {
             StepStatus::AwaitingApproval => Some((
                 def.id.clone(),
-                "approval".into(),
+                // An agent's question is answered, not approved.
+                match s.pending_approval.as_ref().map(|p| &p.proposal) {
+                    Some(Proposal::Question { .. }) => "answer".into(),
+                    _ => "approval".into(),
+                },
                 s.pending_approval
                     .as_ref()
                     .map(|p| p.reason.clone())
@@ -509,7 +513,15 @@ async fn finish(
     ));
     let short = &run_id.as_str()[..run_id.as_str().len().min(8)];
     for (step, what, reason) in &pending {
-        if what == "approval" {
+        if what == "answer" {
+            say(&format!(
+                "  waiting for an answer to `{step}`'s question: {reason}"
+            ));
+            say(&format!("    see it:  stepwise approvals {short}"));
+            say(&format!(
+                "    answer:  stepwise answer {short} {step} --text \"…\"   |   stepwise reject {short} {step} --reason \"…\""
+            ));
+        } else if what == "approval" {
             say(&format!("  waiting for approval of `{step}`: {reason}"));
             say(&format!("    see it:  stepwise approvals {short}"));
             say(&format!(

@@ -13,7 +13,7 @@ pub use cache::{RunModels, SharedModel, lock};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
-use stepwise_core::event::{Event, Resolution};
+use stepwise_core::event::{Event, Proposal, Resolution};
 use stepwise_core::ids::{EventSeq, StepId};
 use stepwise_core::run::{CostTally, RunState, StateError, StepStatus, Timings};
 use stepwise_engine::{LoadedRun, LoggedEvent, RunRow};
@@ -197,8 +197,19 @@ impl RunModel {
                 mode: Some(granted.mode.clone()),
                 proposal_hash: Some(granted.proposal_hash.clone()),
                 approved_hash: Some(granted.approved_hash.clone()),
-                edited: granted.edited.is_some(),
-                comment: granted.comment.clone(),
+                // An answered question is approved with its answer, not edited: the answer is
+                // shown as what was said with the decision.
+                edited: granted
+                    .edited
+                    .as_ref()
+                    .is_some_and(|p| !matches!(p, Proposal::Question { .. })),
+                comment: match &granted.edited {
+                    Some(Proposal::Question {
+                        answer: Some(answer),
+                        ..
+                    }) => Some(format!("answer: {answer}")),
+                    _ => granted.comment.clone(),
+                },
                 reason: None,
             }),
             Event::ApprovalRejected {
