@@ -234,25 +234,27 @@ impl Executor for RunCommand {
     }
 
     fn recover(&self, ctx: OpContext, _request: OperationRequest) -> BoxFuture<'static, Recovery> {
-        Box::pin(async move {
-            // Its supervisor holds the run's commands lock until the command's tree is gone (it
-            // kills the tree when the engine that started it dies); so does every other
-            // command's of the run, all started before the crash (nothing of the run starts
-            // again before this is settled).
-            let lock = ctx.commands_lock.clone();
-            let op = ctx.op;
-            let gone = tokio::task::spawn_blocking(move || {
-                lock.wait_unheld(OLD_TREE_PATIENCE)
-                    && lock.wait_unheld_before_shared(op, OLD_TREE_PATIENCE)
-            })
-            .await
-            .unwrap_or(false);
-            if !gone {
-                tracing::warn!(run_id = %ctx.run_id, op = %ctx.op, "processes of a command started before a crash are still running; marking its outcome unknown anyway");
-            }
-            Recovery::Unknown
-        })
+        Box::pin(unknown_once_gone(ctx, "a command"))
     }
+}
+
+/// An operation whose processes ran under a supervisor (a command, an MCP server's call), lost
+/// in a crash: its outcome is unknown, and a person is asked once nothing of it can still run.
+/// Its supervisor holds the run's commands lock until its tree is gone (it kills the tree when
+/// the engine that started it dies); so does every other of the run, all started before the
+/// crash (nothing of the run starts again before this is settled).
+pub(crate) async fn unknown_once_gone(ctx: OpContext, what: &'static str) -> Recovery {
+    let lock = ctx.commands_lock.clone();
+    let op = ctx.op;
+    let gone = tokio::task::spawn_blocking(move || {
+        lock.wait_unheld(OLD_TREE_PATIENCE) && lock.wait_unheld_before_shared(op, OLD_TREE_PATIENCE)
+    })
+    .await
+    .unwrap_or(false);
+    if !gone {
+        tracing::warn!(run_id = %ctx.run_id, op = %ctx.op, "processes of {what} started before a crash are still running; marking its outcome unknown anyway");
+    }
+    Recovery::Unknown
 }
 
 /// Runs blocking file IO on a blocking thread.

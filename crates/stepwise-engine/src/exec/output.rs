@@ -15,29 +15,20 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How much of each stream is sent live; the rest is only counted (and saved, if asked).
 const LIVE_LIMIT: u64 = 1024 * 1024;
 
-/// Where a command's output goes live: a progress file, created on the first byte (a command
-/// that prints nothing costs nothing), shared by stdout and stderr. Clones share it; the
-/// executor keeps one to [`Live::finish`] it when the command is over.
+/// Where a command's output goes live: a progress file (made on the first byte: a command
+/// that prints nothing costs nothing), shared by stdout and stderr until the command is over.
+/// Clones share it; the executor keeps one to [`Live::finish`] it.
 #[derive(Clone)]
-pub(crate) struct Live(Arc<Mutex<LiveSink>>);
-
-enum LiveSink {
-    Unopened(std::path::PathBuf),
-    Open(ProgressSink),
-    Finished,
-}
+pub(crate) struct Live(Arc<Mutex<Option<ProgressSink>>>);
 
 impl Live {
     pub(crate) fn new(path: std::path::PathBuf) -> Live {
-        Live(Arc::new(Mutex::new(LiveSink::Unopened(path))))
+        Live(Arc::new(Mutex::new(Some(ProgressSink::create(path)))))
     }
 
     fn send(&self, bytes: &[u8]) {
-        let Ok(mut sink) = self.0.lock() else { return };
-        if let LiveSink::Unopened(path) = &*sink {
-            *sink = LiveSink::Open(ProgressSink::create(path.clone()));
-        }
-        if let LiveSink::Open(progress) = &*sink {
+        let Ok(sink) = self.0.lock() else { return };
+        if let Some(progress) = &*sink {
             progress.send(&String::from_utf8_lossy(bytes));
         }
     }
@@ -45,10 +36,10 @@ impl Live {
     /// The command is over: its progress file is written out and removed.
     pub(crate) async fn finish(&self) {
         let sink = match self.0.lock() {
-            Ok(mut sink) => std::mem::replace(&mut *sink, LiveSink::Finished),
+            Ok(mut sink) => sink.take(),
             Err(_) => return,
         };
-        if let LiveSink::Open(progress) = sink {
+        if let Some(progress) = sink {
             progress.finish().await;
         }
     }

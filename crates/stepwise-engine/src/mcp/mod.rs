@@ -245,24 +245,10 @@ impl Executor for McpCall {
     }
 
     fn recover(&self, ctx: OpContext, _request: OperationRequest) -> BoxFuture<'static, Recovery> {
-        Box::pin(async move {
-            // Its supervisor held the run's commands lock while the server ran, and killed it
-            // when the engine that started it died.
-            let lock = ctx.commands_lock.clone();
-            let op = ctx.op;
-            let gone = tokio::task::spawn_blocking(move || {
-                lock.wait_unheld(SERVER_PATIENCE)
-                    && lock.wait_unheld_before_shared(op, SERVER_PATIENCE)
-            })
-            .await
-            .unwrap_or(false);
-            if !gone {
-                tracing::warn!(run_id = %ctx.run_id, op = %ctx.op, "an MCP server that took a call before a crash still runs; marking the call's outcome unknown anyway");
-            }
-            Recovery::Unknown
-        })
+        // The server held the run's commands lock while it ran, and died with the engine.
+        Box::pin(crate::exec::kinds::unknown_once_gone(
+            ctx,
+            "an MCP server's call",
+        ))
     }
 }
-
-/// How long a recovering engine waits for a server started before a crash to be gone.
-const SERVER_PATIENCE: Duration = Duration::from_secs(60);
