@@ -359,21 +359,44 @@ impl CostEstimate {
     }
 }
 
-/// The estimate for a request. Prompt tokens are counted generously (a token for every 3
 /// The tokens one message is counted as by [`estimate`]: generously, a token per 3 bytes of its
 /// text and its calls, and 4 for the message itself.
 pub fn message_tokens(message: &ChatMessage) -> u64 {
     let calls: u64 = message
         .tool_calls
         .iter()
-        .map(|c| c.name.len() as u64 + c.arguments.to_string().len() as u64)
+        .map(|c| (c.name.len() as u64).saturating_add(json_len(&c.arguments)))
         .sum();
-    (message.content.len() as u64 + calls).div_ceil(3) + 4
+    (message.content.len() as u64)
+        .saturating_add(calls)
+        .div_ceil(3)
+        .saturating_add(4)
 }
 
+/// The length of `value` as compact JSON text, counted without writing the text out (an
+/// agent's conversation is estimated at every turn).
+fn json_len(value: &serde_json::Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(bytes.len() as u64);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` fails only when the writer does, and this one never does.
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => 0,
+    }
+}
+
+/// The estimate for a request. Prompt tokens are counted generously (a token for every 3
 /// bytes, plus 4 per message), so that a budget is not crossed by an underestimate.
 pub fn estimate(request: &LlmRequest) -> CostEstimate {
-    let json_len = |value: &serde_json::Value| value.to_string().len() as u64;
     let messages: u64 = request.messages.iter().map(message_tokens).sum();
     let tools: u64 = request
         .tools

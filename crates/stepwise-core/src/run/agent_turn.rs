@@ -4,6 +4,8 @@
 //! when it is an edit (and proposed against what was read), or answered. Kept by `apply`, so a
 //! function of the log.
 
+use std::sync::Arc;
+
 use crate::agent_tools::{
     AgentEdit, McpTool, ToolAction, call_request, call_result, edit_proposal, written,
 };
@@ -22,9 +24,10 @@ const MAX_BATCH: usize = 16;
 /// An agent step between two model turns.
 #[derive(Debug, Clone)]
 pub(crate) struct AgentTurn {
-    /// The call the model answered with tool calls, its messages ending with that answer.
-    request: Box<LlmRequest>,
-    calls: Vec<ToolCall>,
+    /// The call the model answered with tool calls (shared with the operation that made it).
+    request: Arc<LlmRequest>,
+    /// The model's answer: its text and the tools it called.
+    answer: ChatMessage,
     /// Where each call is.
     stages: Vec<CallStage>,
 }
@@ -72,7 +75,7 @@ pub(super) enum NextMove {
     /// Ask a person about this.
     Ask { proposal: Proposal, reason: String },
     /// Every call has its result: the conversation goes back to the model.
-    Reply(std::sync::Arc<LlmRequest>),
+    Reply(Arc<LlmRequest>),
 }
 
 /// What the gate goes by: the run's policy, and whether the step requires approval of all it
@@ -87,22 +90,20 @@ pub(crate) struct Judge<'a> {
 
 impl AgentTurn {
     /// The turn of `reply`, which called tools, to `request`.
-    pub(crate) fn new(request: &LlmRequest, reply: &LlmReply, judge: Judge<'_>) -> AgentTurn {
-        let mut request = Box::new(request.clone());
-        request.messages.push(ChatMessage {
-            role: Role::Assistant,
-            content: reply.text.clone(),
-            tool_calls: reply.tool_calls.clone(),
-            tool_call_id: None,
-        });
+    pub(crate) fn new(request: &Arc<LlmRequest>, reply: &LlmReply, judge: Judge<'_>) -> AgentTurn {
         let stages = reply
             .tool_calls
             .iter()
-            .map(|call| plan(call, &request, judge))
+            .map(|call| plan(call, request, judge))
             .collect();
         AgentTurn {
-            request,
-            calls: reply.tool_calls.clone(),
+            request: Arc::clone(request),
+            answer: ChatMessage {
+                role: Role::Assistant,
+                content: reply.text.clone(),
+                tool_calls: reply.tool_calls.clone(),
+                tool_call_id: None,
+            },
             stages,
         }
     }
@@ -234,13 +235,13 @@ impl AgentTurn {
                     },
                     other => other.clone(),
                 };
-                let told = call_result(&self.calls[place], &own, judge.policy);
+                let told = call_result(&self.answer.tool_calls[place], &own, judge.policy);
                 self.stages[place] = CallStage::Done(told);
             }
             return;
         }
         let Some(at) = self.current() else { return };
-        let call = &self.calls[at];
+        let call = &self.answer.tool_calls[at];
         let next = match (&self.stages[at], outcome) {
             (
                 CallStage::Snapshot { path, edit },
@@ -341,7 +342,7 @@ impl AgentTurn {
     /// The file under the edit at the gate changed: the call starts again, reading it anew.
     pub(crate) fn voided(&mut self, judge: Judge<'_>) {
         if let Some(at) = self.current() {
-            self.stages[at] = plan(&self.calls[at], &self.request, judge);
+            self.stages[at] = plan(&self.answer.tool_calls[at], &self.request, judge);
         }
     }
 
@@ -353,9 +354,11 @@ impl AgentTurn {
     }
 
     /// The next call to the model: the conversation with every call's result.
-    pub(super) fn next_request(&self) -> std::sync::Arc<LlmRequest> {
+    pub(super) fn next_request(&self) -> Arc<LlmRequest> {
         let mut next = LlmRequest::clone(&self.request);
-        for (call, stage) in self.calls.iter().zip(&self.stages) {
+        next.messages.reserve(1 + self.stages.len());
+        next.messages.push(self.answer.clone());
+        for (call, stage) in self.answer.tool_calls.iter().zip(&self.stages) {
             let result = match stage {
                 CallStage::Done(result) => result.clone(),
                 _ => String::new(),
@@ -364,7 +367,7 @@ impl AgentTurn {
                 .push(ChatMessage::tool_result(call.id.clone(), result));
         }
         super::agent_context::fit_context(&mut next);
-        std::sync::Arc::new(next)
+        Arc::new(next)
     }
 }
 

@@ -98,6 +98,10 @@ impl RunState {
         let estimate = estimate(&request);
         let (remaining, raise) = self.budget_check(&estimate);
         let over = raise.micro_usd.is_some() || raise.tokens.is_some();
+        // A call nothing gates starts at once: what a person approved matters only to a gate.
+        if !(approval_required || over) {
+            return self.start_operation(index, OperationRequest::LlmCall(request));
+        }
         let proposal = Proposal::LlmCall {
             request: request.clone(),
             estimate,
@@ -114,8 +118,7 @@ impl RunState {
                 )];
             }
         };
-        let approved = self.steps[index].approved_hashes.contains(&proposal_hash);
-        if approved || !(approval_required || over) {
+        if self.steps[index].approved_hashes.contains(&proposal_hash) {
             return self.start_operation(index, OperationRequest::LlmCall(request));
         }
         let reason = if over {

@@ -6,7 +6,8 @@ use stepwise_core::llm::{ChatMessage, LlmRequest, Role, TokenUsage};
 
 use super::error::{BadReply, Refusal};
 use super::protocol::{
-    Delta, KeyHeader, Protocol, ToolCallPiece, WireRequest, error_field, event_json, stream_error,
+    Delta, KeyHeader, Protocol, ToolCallPiece, WireRequest, error_field, event_json, json_text,
+    stream_error,
 };
 use super::tool_calls::arguments_text;
 
@@ -26,16 +27,16 @@ impl Protocol for Anthropic<'_> {
         vec![()]
     }
 
-    fn request(&self, base: &str, (): ()) -> WireRequest {
+    fn request(&self, base: &str, (): ()) -> Result<WireRequest, BadReply> {
         let mut body = body(self.request);
         if self.request.spec.stream {
             body["stream"] = json!(true);
         }
-        WireRequest {
+        Ok(WireRequest {
             url: format!("{base}/v1/messages"),
             headers: vec![("anthropic-version", API_VERSION)],
-            body,
-        }
+            body: json_text(&body)?,
+        })
     }
 
     fn parse_reply(&self, reply: &Value) -> Result<Delta, BadReply> {

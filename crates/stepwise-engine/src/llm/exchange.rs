@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use stepwise_core::llm::{LlmRequest, TokenUsage};
 
 use super::error::{BadReply, ProviderError};
@@ -45,7 +45,7 @@ pub(crate) async fn call<P: Protocol>(
     let forms = protocol.forms(base);
     let mut forms = forms.iter().peekable();
     while let Some(&form) = forms.next() {
-        let wire = protocol.request(base, form);
+        let wire = protocol.request(base, form).map_err(|e| e.from(&who))?;
         let sent = http::send(
             || build::<P>(caller, &wire),
             &who,
@@ -67,7 +67,11 @@ pub(crate) async fn call<P: Protocol>(
 }
 
 fn build<P: Protocol>(caller: &Caller<'_>, wire: &WireRequest) -> reqwest::RequestBuilder {
-    let mut builder = caller.client.post(&wire.url).json(&wire.body);
+    let mut builder = caller
+        .client
+        .post(&wire.url)
+        .header(CONTENT_TYPE, "application/json")
+        .body(wire.body.clone());
     for &(name, value) in &wire.headers {
         builder = builder.header(name, value);
     }

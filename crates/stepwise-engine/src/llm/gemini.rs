@@ -7,7 +7,7 @@ use stepwise_core::llm::{ChatMessage, LlmRequest, Role, TokenUsage};
 
 use super::error::{BadReply, Refusal};
 use super::protocol::{
-    Delta, KeyHeader, Protocol, ToolCallPiece, WireRequest, event_json, stream_error,
+    Delta, KeyHeader, Protocol, ToolCallPiece, WireRequest, event_json, json_text, stream_error,
 };
 use super::tool_calls::arguments_text;
 
@@ -25,18 +25,18 @@ impl Protocol for Gemini<'_> {
         vec![()]
     }
 
-    fn request(&self, base: &str, (): ()) -> WireRequest {
+    fn request(&self, base: &str, (): ()) -> Result<WireRequest, BadReply> {
         let model = &self.request.spec.model;
         let url = if self.request.spec.stream {
             format!("{base}/models/{model}:streamGenerateContent?alt=sse")
         } else {
             format!("{base}/models/{model}:generateContent")
         };
-        WireRequest {
+        Ok(WireRequest {
             url,
             headers: Vec::new(),
-            body: body(self.request),
-        }
+            body: json_text(&body(self.request))?,
+        })
     }
 
     fn parse_reply(&self, reply: &Value) -> Result<Delta, BadReply> {

@@ -6,12 +6,15 @@
 //! is tried once, the likelier first, then the request is sent without one (the reply is
 //! validated against the schema either way).
 
-use serde_json::{Value, json};
-use stepwise_core::llm::{ChatMessage, LlmRequest, Role, TokenUsage};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::Value;
+use stepwise_core::llm::{ChatMessage, LlmRequest, Role, TokenUsage, ToolCall, ToolSpec};
 
 use super::error::{BadReply, Refusal};
 use super::protocol::{
-    Delta, KeyHeader, Protocol, ToolCallPiece, WireRequest, error_field, event_json, stream_error,
+    Delta, KeyHeader, Protocol, ToolCallPiece, WireRequest, error_field, event_json, json_text,
+    stream_error,
 };
 use super::tool_calls::arguments_text;
 
@@ -54,21 +57,12 @@ impl Protocol for OpenAi<'_> {
         }
     }
 
-    fn request(&self, base: &str, mode: JsonMode) -> WireRequest {
-        let mut body = body(self.request, mode);
-        if self.request.spec.stream {
-            body["stream"] = json!(true);
-            // OpenAI adds the usage to the last chunk only when asked; other servers may not
-            // know the option, so it is sent to OpenAI alone.
-            if base == OPENAI_BASE {
-                body["stream_options"] = json!({ "include_usage": true });
-            }
-        }
-        WireRequest {
+    fn request(&self, base: &str, mode: JsonMode) -> Result<WireRequest, BadReply> {
+        Ok(WireRequest {
             url: format!("{base}/chat/completions"),
             headers: Vec::new(),
-            body,
-        }
+            body: json_text(&body(self.request, mode, base))?,
+        })
     }
 
     fn parse_reply(&self, reply: &Value) -> Result<Delta, BadReply> {
@@ -132,80 +126,172 @@ impl Protocol for OpenAi<'_> {
     }
 }
 
-fn body(request: &LlmRequest, mode: JsonMode) -> Value {
-    let messages: Vec<Value> = request.messages.iter().map(message).collect();
-    let mut body = json!({
-        "model": request.spec.model,
-        "messages": messages,
-        "max_tokens": request.max_tokens,
-    });
-    if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                })
-            })
-            .collect();
-        body["tools"] = json!(tools);
+/// The request body, written straight from the request (no JSON tree in between: a long
+/// conversation is sent at every turn, and building it as `Value`s cost more than sending it).
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    #[serde(serialize_with = "messages")]
+    messages: &'a [ChatMessage],
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "tools")]
+    tools: &'a [ToolSpec],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormat<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ResponseFormat<'a> {
+    JsonSchema { json_schema: NamedSchema<'a> },
+    JsonObject { schema: &'a Value },
+}
+
+#[derive(Serialize)]
+struct NamedSchema<'a> {
+    name: &'static str,
+    schema: &'a Value,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+fn body<'a>(request: &'a LlmRequest, mode: JsonMode, base: &str) -> Body<'a> {
+    let response_format = request
+        .output_schema
+        .as_ref()
+        .and_then(|schema| match mode {
+            JsonMode::JsonSchema => Some(ResponseFormat::JsonSchema {
+                json_schema: NamedSchema {
+                    name: "output",
+                    schema,
+                },
+            }),
+            JsonMode::JsonObjectWithSchema => Some(ResponseFormat::JsonObject { schema }),
+            JsonMode::Plain => None,
+        });
+    let stream = request.spec.stream;
+    Body {
+        model: &request.spec.model,
+        messages: &request.messages,
+        max_tokens: request.max_tokens,
+        tools: &request.tools,
+        temperature: request.temperature.map(|t| t.0),
+        response_format,
+        stream,
+        // OpenAI adds the usage to the last chunk only when asked; other servers may not know
+        // the option, so it is sent to OpenAI alone.
+        stream_options: (stream && base == OPENAI_BASE).then_some(StreamOptions {
+            include_usage: true,
+        }),
     }
-    if let Some(t) = request.temperature {
-        body["temperature"] = json!(t.0);
-    }
-    if let Some(schema) = &request.output_schema {
-        match mode {
-            JsonMode::JsonSchema => {
-                body["response_format"] = json!({
-                    "type": "json_schema",
-                    "json_schema": { "name": "output", "schema": schema },
-                });
-            }
-            JsonMode::JsonObjectWithSchema => {
-                body["response_format"] = json!({ "type": "json_object", "schema": schema });
-            }
-            JsonMode::Plain => {}
-        }
-    }
-    body
+}
+
+fn messages<S: Serializer>(messages: &&[ChatMessage], out: S) -> Result<S::Ok, S::Error> {
+    out.collect_seq(messages.iter().map(Message))
+}
+
+fn tools<S: Serializer>(tools: &&[ToolSpec], out: S) -> Result<S::Ok, S::Error> {
+    out.collect_seq(tools.iter().map(|tool| Tool {
+        kind: "function",
+        function: Function {
+            name: &tool.name,
+            description: &tool.description,
+            parameters: &tool.parameters,
+        },
+    }))
+}
+
+#[derive(Serialize)]
+struct Tool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: Function<'a>,
+}
+
+#[derive(Serialize)]
+struct Function<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
 }
 
 /// A message as chat completions write it: a model's turn with the tools it called, and a
 /// tool's result answering one call by its id.
-fn message(m: &ChatMessage) -> Value {
-    match m.role {
-        Role::Tool => json!({
-            "role": "tool",
-            "tool_call_id": m.tool_call_id,
-            "content": m.content,
-        }),
-        Role::Assistant if !m.tool_calls.is_empty() => {
-            let calls: Vec<Value> = m
-                .tool_calls
-                .iter()
-                .map(|c| {
-                    json!({
-                        "id": c.id,
-                        "type": "function",
-                        "function": { "name": c.name, "arguments": c.arguments.to_string() },
-                    })
-                })
-                .collect();
-            let content = if m.content.is_empty() {
-                Value::Null
-            } else {
-                json!(m.content)
-            };
-            json!({ "role": "assistant", "content": content, "tool_calls": calls })
+struct Message<'a>(&'a ChatMessage);
+
+impl Serialize for Message<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        match m.role {
+            Role::Tool => {
+                let mut map = out.serialize_map(Some(3))?;
+                map.serialize_entry("role", "tool")?;
+                map.serialize_entry("tool_call_id", &m.tool_call_id)?;
+                map.serialize_entry("content", &m.content)?;
+                map.end()
+            }
+            Role::Assistant if !m.tool_calls.is_empty() => {
+                let mut map = out.serialize_map(Some(3))?;
+                map.serialize_entry("role", "assistant")?;
+                // A turn that only calls tools has no text: `null`, as OpenAI writes it.
+                let content = (!m.content.is_empty()).then_some(&m.content);
+                map.serialize_entry("content", &content)?;
+                map.serialize_entry("tool_calls", &ToolCalls(&m.tool_calls))?;
+                map.end()
+            }
+            role => {
+                let mut map = out.serialize_map(Some(2))?;
+                map.serialize_entry("role", role.as_str())?;
+                map.serialize_entry("content", &m.content)?;
+                map.end()
+            }
         }
-        role => json!({ "role": role.as_str(), "content": m.content }),
     }
+}
+
+/// An assistant turn's calls: each with its id, and its arguments as JSON text.
+struct ToolCalls<'a>(&'a [ToolCall]);
+
+impl Serialize for ToolCalls<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        out.collect_seq(self.0.iter().map(|call| CalledTool {
+            id: &call.id,
+            kind: "function",
+            function: CalledFunction {
+                name: &call.name,
+                arguments: &call.arguments,
+            },
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct CalledTool<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: CalledFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct CalledFunction<'a> {
+    name: &'a str,
+    /// JSON text, as chat completions take the arguments (`Value`'s `Display` is that text).
+    #[serde(serialize_with = "as_json_text")]
+    arguments: &'a Value,
+}
+
+fn as_json_text<S: Serializer>(value: &&Value, out: S) -> Result<S::Ok, S::Error> {
+    out.collect_str(value)
 }
 
 /// `tool_calls` of a whole message or of a streamed delta: each with its `index` (in a
@@ -257,6 +343,7 @@ fn usage(usage: Option<&Value>) -> Option<TokenUsage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_reply_is_read_with_its_usage() {
@@ -271,5 +358,96 @@ mod tests {
             (Some(7), Some(2))
         );
         assert!(openai.parse_reply(&json!({"oops": 1})).is_err());
+    }
+
+    /// The body as chat completions take it, field by field: a conversation with a tool call
+    /// and its result, the tools offered, a temperature, JSON mode, and a stream to OpenAI.
+    #[test]
+    fn a_request_is_written_as_chat_completions_take_it() {
+        let mut request = super::super::tests::request(Some(json!({"type": "object"})));
+        request.spec.stream = true;
+        request.temperature = Some(stepwise_core::llm::Temperature(0.5));
+        request.messages.push(ChatMessage {
+            role: Role::Assistant,
+            content: String::new(),
+            tool_calls: vec![ToolCall {
+                id: "c1".into(),
+                name: "read_file".into(),
+                arguments: json!({"path": "a \"b\".txt"}),
+                signature: None,
+                malformed: None,
+            }],
+            tool_call_id: None,
+        });
+        request
+            .messages
+            .push(ChatMessage::tool_result("c1", "line\n"));
+        request.messages.push(ChatMessage {
+            role: Role::Assistant,
+            content: "and so".into(),
+            tool_calls: vec![ToolCall {
+                id: "c2".into(),
+                name: "list_files".into(),
+                arguments: json!({}),
+                signature: None,
+                malformed: None,
+            }],
+            tool_call_id: None,
+        });
+        request.tools.push(ToolSpec {
+            name: "read_file".into(),
+            description: "Reads.".into(),
+            parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+        });
+        let openai = OpenAi { request: &request };
+        let wire = openai
+            .request(OPENAI_BASE, JsonMode::JsonSchema)
+            .expect("written");
+        let body: Value = serde_json::from_slice(&wire.body).expect("JSON");
+        assert_eq!(
+            body,
+            json!({
+                "model": "tiny",
+                "messages": [
+                    {"role": "user", "content": "hello"},
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "c1", "type": "function",
+                         "function": {"name": "read_file", "arguments": "{\"path\":\"a \\\"b\\\".txt\"}"}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "line\n"},
+                    {"role": "assistant", "content": "and so", "tool_calls": [
+                        {"id": "c2", "type": "function",
+                         "function": {"name": "list_files", "arguments": "{}"}}]},
+                ],
+                "max_tokens": 10,
+                "tools": [{"type": "function", "function": {
+                    "name": "read_file", "description": "Reads.",
+                    "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}],
+                "temperature": 0.5,
+                "response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "output", "schema": {"type": "object"}}},
+                "stream": true,
+                "stream_options": {"include_usage": true},
+            })
+        );
+        // Another server is not sent OpenAI's stream option; a plain request has no JSON mode,
+        // no tools when none are offered, and no stream when none is asked for.
+        let other = openai
+            .request("http://127.0.0.1:1/v1", JsonMode::JsonObjectWithSchema)
+            .expect("written");
+        let body: Value = serde_json::from_slice(&other.body).expect("JSON");
+        assert_eq!(
+            body["response_format"],
+            json!({"type": "json_object", "schema": {"type": "object"}})
+        );
+        assert_eq!(body.get("stream_options"), None);
+        let plain = super::super::tests::request(None);
+        let wire = OpenAi { request: &plain }
+            .request(OPENAI_BASE, JsonMode::Plain)
+            .expect("written");
+        let body: Value = serde_json::from_slice(&wire.body).expect("JSON");
+        assert_eq!(
+            body,
+            json!({"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 10})
+        );
     }
 }

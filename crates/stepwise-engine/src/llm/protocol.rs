@@ -28,7 +28,7 @@ pub(crate) trait Protocol {
 
     /// The request in `form`, sent to `base` (the settings' `base_url` without a trailing
     /// `/`), without the key.
-    fn request(&self, base: &str, form: Self::Form) -> WireRequest;
+    fn request(&self, base: &str, form: Self::Form) -> Result<WireRequest, BadReply>;
 
     /// A whole (not streamed) reply.
     fn parse_reply(&self, reply: &Value) -> Result<Delta, BadReply>;
@@ -48,7 +48,14 @@ pub(crate) trait Protocol {
 pub(crate) struct WireRequest {
     pub(crate) url: String,
     pub(crate) headers: Vec<(&'static str, &'static str)>,
-    pub(crate) body: Value,
+    /// The body, as JSON text.
+    pub(crate) body: Vec<u8>,
+}
+
+/// `body` as the JSON text of a request.
+pub(crate) fn json_text(body: &impl serde::Serialize) -> Result<Vec<u8>, BadReply> {
+    serde_json::to_vec(body)
+        .map_err(|e| BadReply::new(format!("the request could not be written as JSON ({e})")))
 }
 
 /// How a protocol sends the key.

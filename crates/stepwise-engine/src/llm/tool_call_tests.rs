@@ -64,12 +64,19 @@ fn wanted() -> Vec<ToolCall> {
     ]
 }
 
+/// A written request's body, read back as JSON.
+fn wire_json(
+    wire: Result<super::protocol::WireRequest, super::error::BadReply>,
+) -> serde_json::Value {
+    let wire = wire.unwrap_or_else(|e| panic!("the request was not written: {}", e.0));
+    serde_json::from_slice(&wire.body).expect("the body is JSON")
+}
+
 #[test]
 fn openai_writes_tools_a_calling_turn_and_its_result() {
     let request = tool_request(ProviderKind::Openai, false);
-    let body = OpenAi { request: &request }
-        .request("http://x", super::openai::JsonMode::Plain)
-        .body;
+    let body =
+        wire_json(OpenAi { request: &request }.request("http://x", super::openai::JsonMode::Plain));
     assert_eq!(body["tools"][0]["type"], "function");
     assert_eq!(body["tools"][0]["function"]["name"], "read_file");
     assert_eq!(
@@ -96,7 +103,7 @@ fn openai_writes_tools_a_calling_turn_and_its_result() {
 #[test]
 fn anthropic_writes_tool_use_and_tool_result_blocks() {
     let request = tool_request(ProviderKind::Anthropic, false);
-    let body = Anthropic { request: &request }.request("http://x", ()).body;
+    let body = wire_json(Anthropic { request: &request }.request("http://x", ()));
     assert_eq!(body["tools"][0]["input_schema"]["type"], "object");
     assert_eq!(body["system"], "Be brief.");
     let turn = &body["messages"][1];
@@ -117,7 +124,7 @@ fn anthropic_writes_tool_use_and_tool_result_blocks() {
 #[test]
 fn gemini_writes_function_declarations_calls_and_responses_by_name() {
     let request = tool_request(ProviderKind::Gemini, false);
-    let body = Gemini { request: &request }.request("http://x", ()).body;
+    let body = wire_json(Gemini { request: &request }.request("http://x", ()));
     assert_eq!(
         body["tools"][0]["functionDeclarations"][0]["name"],
         "read_file"
@@ -286,7 +293,7 @@ fn gemini_gets_every_result_of_a_turn_in_one_turn_and_each_signature_back() {
         .messages
         .push(ChatMessage::tool_result("call_1", "B"));
     request.output_schema = Some(json!({"type": "object"}));
-    let body = Gemini { request: &request }.request("http://x", ()).body;
+    let body = wire_json(Gemini { request: &request }.request("http://x", ()));
     let contents = body["contents"].as_array().expect("contents");
     assert_eq!(contents.len(), 3, "{contents:?}");
     assert_eq!(contents[1]["parts"][0]["thoughtSignature"], "sig-a");
