@@ -76,6 +76,7 @@ pub fn record(
         policy: Vec::new(),
         models: Default::default(),
         budget: None,
+        checkpoint: Default::default(),
     };
     let row = NewRun {
         run_id: run_id.clone(),

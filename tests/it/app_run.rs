@@ -91,6 +91,7 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 policy: Vec::new(),
                 models: Default::default(),
                 budget: None,
+                checkpoint: Default::default(),
             };
             let row = NewRun {
                 run_id: run_id.clone(),

@@ -143,7 +143,8 @@ fn show_json_has_the_run_its_inputs_and_every_step() {
                 "output",
                 "error",
                 "reason",
-                "pending_approval"
+                "pending_approval",
+                "file_changes"
             ]),
             "{s}"
         );
@@ -516,6 +517,7 @@ fn record_unreadable_run(env: &Env) -> String {
         policy: Vec::new(),
         models: Default::default(),
         budget: None,
+        checkpoint: Default::default(),
     });
     let mut store = Store::open(&env.db, Durability::Normal).expect("open the store");
     let row = NewRun {

@@ -337,6 +337,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
             })
             .collect(),
         budget: workflow.budget,
+        checkpoint: Default::default(),
     };
     let mut state = RunState::new(workflow, started).map_err(|e| e.to_string())?;
     let mut pending = state.advance().map_err(|e| e.to_string())?;
@@ -413,6 +414,7 @@ fn result_for(request: &OperationRequest) -> OperationResult {
         OperationRequest::McpCall { .. } => OperationResult::McpCalled {
             content: String::new(),
             is_error: false,
+            changes: Vec::new(),
         },
         OperationRequest::WriteFile {
             base_hash,
@@ -422,6 +424,7 @@ fn result_for(request: &OperationRequest) -> OperationResult {
             before_hash: base_hash.clone(),
             after_hash: content_hash.clone(),
             recovered: false,
+            changes: Vec::new(),
         },
         OperationRequest::RunCommand(_) => OperationResult::CommandFinished(CommandOutcome {
             exit_code: Some(0),
@@ -433,6 +436,7 @@ fn result_for(request: &OperationRequest) -> OperationResult {
             stderr_bytes: 0,
             duration_ms: 1,
             saved_output: None,
+            changes: Vec::new(),
         }),
         OperationRequest::LlmCall(request) => OperationResult::LlmReplied(Box::new(LlmReply {
             text: if request.output_schema.is_some() {

@@ -16,6 +16,7 @@ mod app_run;
 mod approvals;
 mod budget_reservations;
 mod ceilings;
+mod checkpoints;
 mod cli;
 mod command_live;
 mod containment;

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use stepwise_core::checkpoint::{FileChange, describe};
 use stepwise_core::event::{Event, Proposal};
 use stepwise_core::ids::StepId;
 use stepwise_core::llm::format_usd;
 use stepwise_core::run::{RunStatus, StepStatus, StepTiming, step_timings};
 use stepwise_core::workflow::parse_workflow;
-use stepwise_engine::{Approval, Engine, LoadedRun, StoredEvent};
+use stepwise_engine::{Approval, Engine, LoadedRun, OperationChanges, ShownChange, StoredEvent};
 
 use crate::exit::Exit;
 use crate::output::{duration, one_line, printable, run_status_text, step_symbol, timestamp};
@@ -144,6 +145,14 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
     };
     let times = step_times(&loaded, status.is_finished());
     let started = loaded.state.started();
+    let file_changes = engine.file_changes(loaded.row.run_id.as_str()).await?;
+    let changes_of = |step: &StepId| -> Vec<&ShownChange> {
+        file_changes
+            .iter()
+            .filter(|op| op.step == *step)
+            .flat_map(|op| &op.changes)
+            .collect()
+    };
     if json {
         let steps: Vec<_> = loaded
             .state
@@ -162,6 +171,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
                     "error": s.error,
                     "reason": s.reason,
                     "pending_approval": s.pending_approval,
+                    "file_changes": changes_of(&def.id),
                 })
             })
             .collect();
@@ -267,8 +277,37 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
             ran,
             waited
         );
+        let changes: Vec<FileChange> = changes_of(&def.id)
+            .into_iter()
+            .map(|c| c.change.clone())
+            .collect();
+        if !changes.is_empty() {
+            println!("      files: {}", printable(&describe(&changes)));
+        }
     }
+    print_diffs(&file_changes);
     Ok(Exit::Success)
+}
+
+/// Each text file's change, under its step.
+fn print_diffs(file_changes: &[OperationChanges]) {
+    let mut heading = false;
+    for op in file_changes {
+        let diffs: Vec<&String> = op.changes.iter().filter_map(|c| c.diff.as_ref()).collect();
+        if diffs.is_empty() {
+            continue;
+        }
+        if !heading {
+            println!();
+            println!("Changes to files");
+            heading = true;
+        }
+        println!();
+        println!("  {} (event {}):", op.step, op.seq);
+        for line in diffs.iter().flat_map(|diff| diff.lines()) {
+            println!("    {}", printable(line));
+        }
+    }
 }
 
 pub async fn events(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 
+use stepwise_core::checkpoint::describe_at_most;
 use stepwise_core::event::Event;
-use stepwise_core::ids::StepId;
+use stepwise_core::ids::{EventSeq, StepId};
 use stepwise_engine::RecordedEvent;
 
 use crate::output::{duration, one_line};
@@ -16,6 +17,8 @@ pub struct Progress {
     /// When each step's work started, and whether it has asked a person since (then its next
     /// operation starts the clock again, so that waiting is not counted).
     started: Mutex<HashMap<StepId, (i64, bool)>>,
+    /// The step of each operation started, by the seq of its start.
+    ops: Mutex<HashMap<EventSeq, StepId>>,
 }
 
 impl Progress {
@@ -23,6 +26,7 @@ impl Progress {
         Progress {
             quiet,
             started: Mutex::new(HashMap::new()),
+            ops: Mutex::new(HashMap::new()),
         }
     }
 
@@ -68,7 +72,21 @@ impl Progress {
             let line = match event {
                 Event::OperationStarted { step, .. } => {
                     self.mark_start(step, *at, false);
+                    self.ops
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(recorded.stored.seq, step.clone());
                     None
+                }
+                Event::OperationSucceeded { op, result } => {
+                    let changes = result.file_changes();
+                    let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+                    match ops.get(op) {
+                        Some(step) if !changes.is_empty() => {
+                            Some(format!("    {step}: {}", describe_at_most(changes, 10)))
+                        }
+                        _ => None,
+                    }
                 }
                 Event::StepStarted { step, attempt } => {
                     self.mark_start(step, *at, *attempt > 1);

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::checkpoint::CheckpointSpec;
 use crate::ids::{EventSeq, RunId, StepId};
 use crate::llm::{Budget, CostEstimate, LlmRequest, ModelSpec};
 use crate::operation::{CommandRequest, OperationError, OperationRequest, OperationResult};
@@ -181,6 +182,13 @@ pub struct RunStarted {
     /// What the run may spend on models (the workflow's `budget`, or `--budget-usd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// Which workspace files checkpoints look at, from the policy files.
+    #[serde(default, skip_serializing_if = "is_default_checkpoint")]
+    pub checkpoint: CheckpointSpec,
+}
+
+fn is_default_checkpoint(spec: &CheckpointSpec) -> bool {
+    *spec == CheckpointSpec::default()
 }
 
 /// An approval, manual or by rule.

@@ -4,10 +4,27 @@ use sha2::{Digest, Sha256};
 
 /// `sha256:<lowercase hex>` of the bytes.
 pub fn content_hash(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    named(&Sha256::digest(bytes))
+}
+
+/// [`content_hash`] of bytes given piece by piece (a file too large to hold at once).
+#[derive(Default)]
+pub struct ContentHasher(Sha256);
+
+impl ContentHasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> String {
+        named(&self.0.finalize())
+    }
+}
+
+fn named(digest: &[u8]) -> String {
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
-    for byte in digest {
+    for &byte in digest {
         out.push(char::from(HEX[usize::from(byte >> 4)]));
         out.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
@@ -32,5 +49,9 @@ mod tests {
             content_hash(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+        let mut pieces = ContentHasher::default();
+        pieces.update(b"hel");
+        pieces.update(b"lo");
+        assert_eq!(pieces.finish(), content_hash(b"hello"));
     }
 }

@@ -8,6 +8,7 @@
 //! from the world arrives as a recorded event. That is what makes replay exact.
 
 pub mod agent_tools;
+pub mod checkpoint;
 pub mod event;
 pub mod hash;
 pub mod ids;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::FileChange;
 pub use crate::llm::{LlmReply, LlmRequest};
 
 /// What a step asks the engine to do. Paths are workspace-relative and already checked to be
@@ -84,6 +85,29 @@ impl OperationRequest {
             OperationRequest::ReadBatch { .. } => "read_batch",
             OperationRequest::McpListTools { .. } => "mcp_list_tools",
             OperationRequest::McpCall { .. } => "mcp_call",
+        }
+    }
+
+    /// Whether the operation may change the workspace's files (checkpoints are taken around
+    /// it).
+    pub fn may_change_files(&self) -> bool {
+        matches!(
+            self,
+            OperationRequest::WriteFile { .. }
+                | OperationRequest::RunCommand(_)
+                | OperationRequest::McpCall { .. }
+        )
+    }
+}
+
+impl OperationResult {
+    /// What the operation changed in the workspace's files, as its result records.
+    pub fn file_changes(&self) -> &[FileChange] {
+        match self {
+            OperationResult::CommandFinished(outcome) => &outcome.changes,
+            OperationResult::McpCalled { changes, .. } => changes,
+            OperationResult::FileWritten { changes, .. } => changes,
+            _ => &[],
         }
     }
 }
@@ -168,6 +192,9 @@ pub enum OperationResult {
         /// The write was found already applied when resuming after a crash.
         #[serde(default, skip_serializing_if = "is_false")]
         recovered: bool,
+        /// The file's change, with both versions (see `checkpoint`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<FileChange>,
     },
     /// The command ran to an end (exit, signal or timeout).
     CommandFinished(CommandOutcome),
@@ -196,6 +223,9 @@ pub enum OperationResult {
         content: String,
         #[serde(default, skip_serializing_if = "is_false")]
         is_error: bool,
+        /// What the call changed in the workspace's files.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<FileChange>,
     },
 }
 
@@ -253,6 +283,9 @@ pub struct CommandOutcome {
     /// Where the whole output was saved, when the request asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved_output: Option<SavedOutput>,
+    /// What the command changed in the workspace's files (see `checkpoint`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FileChange>,
 }
 
 /// The files a command's whole output was streamed to (workspace-relative).

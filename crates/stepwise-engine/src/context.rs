@@ -13,6 +13,7 @@ use stepwise_core::workflow::Workflow;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::checkpoint::Checkpoints;
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::db::Db;
@@ -56,6 +57,8 @@ pub(crate) struct Context {
     shutdown: watch::Sender<bool>,
     /// Faults tests inject.
     pub(crate) test_hooks: TestHooks,
+    /// What is known of the workspaces checkpoints were taken of.
+    pub(crate) checkpoints: Checkpoints,
 }
 
 impl Context {
@@ -81,6 +84,7 @@ impl Context {
             exec,
             shutdown: watch::channel(false).0,
             test_hooks: TestHooks::default(),
+            checkpoints: Checkpoints::default(),
         }
     }
 

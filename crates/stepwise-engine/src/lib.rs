@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod adopt;
+mod checkpoint;
 mod clock;
 mod commands;
 mod config;
@@ -32,6 +33,7 @@ mod exec;
 mod executors;
 mod failures;
 mod feeds;
+mod file_changes;
 mod file_watch;
 mod inbox;
 mod lifetime;
@@ -65,6 +67,7 @@ pub use error::{DatabaseError, EngineError};
 pub use exec::start_command_launcher;
 pub use failures::DriverFailure;
 pub use feeds::{ApprovalChange, ApprovalChanges, RecordedEvent, RunChanges, RunEvents};
+pub use file_changes::{OperationChanges, ShownChange};
 pub use loading::{LoadedRun, recorded_workflow};
 pub use queries::{
     Approval, AskedApproval, Inbox, LogPage, LoggedEvent, RunSummary, RunsPage, RunsQuery,

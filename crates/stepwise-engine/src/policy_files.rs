@@ -1,10 +1,15 @@
 //! Reading policy files: the user's (in the config directory, for every workspace) and the
-//! workspace's own (`.stepwise/policy.yaml`).
+//! workspace's own (`.stepwise/policy.yaml`). Besides `rules`, a policy file may say which
+//! files workspace checkpoints leave out (`checkpoint: {ignore: [globs], max_file_bytes: N}`):
+//! there and not in a workflow, since leaving files out of checkpoints hides what is done to
+//! them.
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+use stepwise_core::checkpoint::CheckpointSpec;
 use stepwise_core::policy::{RuleSpec, rules_from_def};
-use stepwise_core::workflow::def::PolicyDef;
+use stepwise_core::workflow::def::{PolicyDef, RuleDef};
 
 use crate::config_file::{Links, Unreadable, read_text};
 use crate::error::EngineError;
@@ -20,47 +25,78 @@ pub(crate) struct UserPolicy {
     pub(crate) named: bool,
 }
 
-/// The rules in force for a workspace: the user's first, then the workspace's. A missing file
-/// has no rules (unless it was named explicitly); a broken one is an error, never silently
-/// ignored.
+/// A policy file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFileDef {
+    #[serde(default)]
+    rules: Vec<RuleDef>,
+    #[serde(default)]
+    checkpoint: Option<CheckpointDef>,
+}
+
+/// A policy file's `checkpoint` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointDef {
+    #[serde(default)]
+    ignore: Vec<String>,
+    #[serde(default)]
+    max_file_bytes: Option<u64>,
+}
+
+/// What the policy files say for a workspace.
+#[derive(Debug, Default)]
+pub(crate) struct PolicyFiles {
+    pub(crate) rules: Vec<RuleSpec>,
+    pub(crate) checkpoint: CheckpointSpec,
+}
+
+/// The rules in force for a workspace: the user's first, then the workspace's; and what
+/// checkpoints leave out: what either file names (the workspace's `max_file_bytes` over the
+/// user's). A missing file says nothing (unless it was named explicitly); a broken one is an
+/// error, never silently ignored.
 pub(crate) fn load_policy(
     user_policy: Option<&UserPolicy>,
     workspace: &Path,
-) -> Result<Vec<RuleSpec>, EngineError> {
-    let mut rules = Vec::new();
+) -> Result<PolicyFiles, EngineError> {
+    let mut files = PolicyFiles::default();
     if let Some(user) = user_policy {
-        rules.extend(read_rules(
+        read_file(
             &user.path,
             "user policy",
             user.named,
             Links::Follow,
-        )?);
+            &mut files,
+        )?;
     }
-    rules.extend(read_rules(
+    read_file(
         &workspace.join(WORKSPACE_POLICY),
         "workspace policy",
         false,
         Links::Refuse,
-    )?);
-    Ok(rules)
+        &mut files,
+    )?;
+    Ok(files)
 }
 
 /// The most a policy file may be: real ones are a few KiB.
 const MAX_POLICY_BYTES: u64 = 1024 * 1024;
 
-fn read_rules(
+fn read_file(
     path: &Path,
     origin: &str,
     must_exist: bool,
     links: Links,
-) -> Result<Vec<RuleSpec>, EngineError> {
+    files: &mut PolicyFiles,
+) -> Result<(), EngineError> {
     let policy_error = |message: String| EngineError::Policy {
         path: PathBuf::from(path),
         message,
     };
     let text = match read_text(path, MAX_POLICY_BYTES, links) {
         Ok(text) => text,
-        Err(Unreadable::Missing) if !must_exist => return Ok(Vec::new()),
+        Err(Unreadable::Missing) if !must_exist => return Ok(()),
         Err(Unreadable::Missing) => {
             return Err(policy_error(
                 "does not exist; a policy file that is named explicitly must exist, so that a mistyped name cannot silently drop its rules".into(),
@@ -68,8 +104,19 @@ fn read_rules(
         }
         Err(problem) => return Err(policy_error(problem.to_string())),
     };
-    let def: PolicyDef =
+    let def: PolicyFileDef =
         stepwise_core::yaml::from_str(&text).map_err(|e| policy_error(e.to_string()))?;
-    rules_from_def(&def, &format!("{origin} {}", path.display()), false)
-        .map_err(|e| policy_error(e.to_string()))
+    let rules = PolicyDef { rules: def.rules };
+    files.rules.extend(
+        rules_from_def(&rules, &format!("{origin} {}", path.display()), false)
+            .map_err(|e| policy_error(e.to_string()))?,
+    );
+    if let Some(checkpoint) = def.checkpoint {
+        crate::checkpoint::ignore_set(&checkpoint.ignore).map_err(policy_error)?;
+        files.checkpoint.ignore.extend(checkpoint.ignore);
+        if let Some(max) = checkpoint.max_file_bytes {
+            files.checkpoint.max_file_bytes = max;
+        }
+    }
+    Ok(())
 }

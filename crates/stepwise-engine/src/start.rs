@@ -61,7 +61,7 @@ pub(crate) fn prepare_run(
     let (workflow, source) = crate::workflow_file::load(&start.workflow_path)?;
     let inputs = workflow.resolve_inputs(&start.inputs)?;
     let workspace = Workspace::open(&start.workspace)?;
-    let policy = load_policy(files.user_policy, workspace.root())?;
+    let policy_files = load_policy(files.user_policy, workspace.root())?;
     let models = resolve_models(&workflow, files.user_settings, workspace.root())?;
     let budget = match (start.budget_micro_usd, workflow.budget) {
         (Some(micro_usd), Some(budget)) => Some(Budget {
@@ -88,9 +88,10 @@ pub(crate) fn prepare_run(
         trigger: start.trigger.clone(),
         started_by: files.user.to_string(),
         max_parallel: start.max_parallel.unwrap_or(workflow.max_parallel).max(1),
-        policy,
+        policy: policy_files.rules,
         models,
         budget,
+        checkpoint: policy_files.checkpoint,
     };
     // Check now that the recorded policy compiles, so that a bad rule fails the start, not the
     // first drive.

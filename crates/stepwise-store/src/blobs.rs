@@ -32,6 +32,27 @@ impl Store {
         insert_blob(&self.conn, bytes)
     }
 
+    /// Stores contents whose hashes the caller has computed (`sha256:<hex>` of each, as
+    /// [`Store::put_blob`] names them), in one transaction: a workspace checkpoint's.
+    pub fn put_hashed_blobs(&mut self, blobs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO blobs (hash, size, content) VALUES (?1, ?2, ?3)",
+            )?;
+            for (hash, bytes) in blobs {
+                debug_assert_eq!(*hash, stepwise_core::hash::content_hash(bytes));
+                let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+                insert.execute(params![hash, size, bytes])?;
+            }
+        }
+        tx.commit()?;
+        self.commits += 1;
+        Ok(())
+    }
+
     /// The bytes stored under `hash`, if any.
     pub fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
         select_blob(&self.conn, hash)

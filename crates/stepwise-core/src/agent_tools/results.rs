@@ -66,7 +66,9 @@ pub fn call_result(
             capped(&search_text(matches, *truncated, policy))
         }
         Ok(OperationResult::CommandFinished(outcome)) => capped(&command_text(outcome)),
-        Ok(OperationResult::McpCalled { content, is_error }) => {
+        Ok(OperationResult::McpCalled {
+            content, is_error, ..
+        }) => {
             let content = if content.is_empty() {
                 "(no content)"
             } else {
@@ -177,8 +179,17 @@ fn command_text(outcome: &CommandOutcome) -> String {
         let note = if cut { " (cut: it printed more)" } else { "" };
         format!("\n{name}{note}:\n{text}")
     };
+    // What it did to the workspace's files comes first: a cut of long output keeps it.
+    let files = if outcome.changes.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nfiles: {}",
+            crate::checkpoint::describe_at_most(&outcome.changes, 20)
+        )
+    };
     format!(
-        "{ended}{}{}",
+        "{ended}{files}{}{}",
         stream("stdout", &outcome.stdout, outcome.stdout_truncated()),
         stream("stderr", &outcome.stderr, outcome.stderr_truncated())
     )

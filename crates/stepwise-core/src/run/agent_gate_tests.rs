@@ -106,6 +106,7 @@ fn finished(exit_code: i32, stdout: &str) -> OperationResult {
         stderr_bytes: 0,
         duration_ms: 1,
         saved_output: None,
+        changes: Vec::new(),
     })
 }
 
@@ -187,6 +188,7 @@ fn an_edit_a_person_changes_is_written_as_changed_and_the_model_is_told_so() {
                 before_hash: Some("sha256:before".into()),
                 after_hash: "sha256:after".into(),
                 recovered: false,
+                changes: Vec::new(),
             },
         },
     );

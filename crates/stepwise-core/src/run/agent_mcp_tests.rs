@@ -126,6 +126,7 @@ fn mcp_tools_are_listed_offered_asked_about_and_refused_by_rule() {
             result: OperationResult::McpCalled {
                 content: "hello".into(),
                 is_error: false,
+                changes: Vec::new(),
             },
         },
     );

@@ -52,6 +52,7 @@ pub(super) fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(E
         policy,
         models,
         budget: None,
+        checkpoint: Default::default(),
     };
     let mut state = RunState::new(workflow, started.clone()).expect("state");
     let mut log = vec![(EventSeq::FIRST, Event::RunStarted(started))];

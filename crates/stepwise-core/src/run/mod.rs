@@ -19,6 +19,7 @@ mod state;
 mod status;
 mod step;
 mod timing;
+mod workspace_changes;
 
 pub use conversation::{CallGate, ConversationCall, ConversationTurn};
 pub use cost::{CostLine, CostReport, CostTally, cost_report, utc_day};
@@ -26,6 +27,7 @@ pub use proposal::{EditedProposal, edited_proposal, unified_diff};
 pub use replay::{Divergence, ReplayError, ReplayReport, replay};
 pub use state::{PendingApproval, RunState, RunStatus, StateError, StepState, StepStatus};
 pub use timing::{Segment, SegmentKind, StepTiming, Timings, step_timings};
+pub use workspace_changes::workspace_changes;
 
 #[cfg(test)]
 mod agent_gate_tests;

@@ -96,6 +96,7 @@ impl RunState {
                     before_hash,
                     after_hash,
                     recovered,
+                    ..
                 },
             ) => {
                 let (path, diff) = match (&self.steps[index].approved_proposal, request) {

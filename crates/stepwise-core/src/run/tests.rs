@@ -38,6 +38,7 @@ impl Run {
             policy,
             models: Default::default(),
             budget: None,
+            checkpoint: Default::default(),
         };
         let state = RunState::new(workflow, started.clone()).expect("state");
         let mut run = Run {
@@ -105,6 +106,7 @@ fn exited(code: i32) -> OperationResult {
         stderr_bytes: 0,
         duration_ms: 5,
         saved_output: None,
+        changes: Vec::new(),
     })
 }
 
@@ -186,6 +188,7 @@ fn an_edit_reads_proposes_waits_writes_and_succeeds() {
         before_hash: Some("sha256:old".into()),
         after_hash: "sha256:new".into(),
         recovered: false,
+        changes: Vec::new(),
     };
     let decided = run.input(Event::OperationSucceeded {
         op,

@@ -15,6 +15,7 @@
 
 mod agent;
 mod bench;
+mod checkpoints;
 mod floors;
 mod workflows;
 
@@ -54,6 +55,7 @@ struct Sizes {
     replay: usize,
     approvals: usize,
     agent_turns: usize,
+    checkpoint_files: usize,
 }
 
 const FULL: Sizes = Sizes {
@@ -66,6 +68,7 @@ const FULL: Sizes = Sizes {
     replay: 10_000,
     approvals: 200,
     agent_turns: 30,
+    checkpoint_files: 20_000,
 };
 const SMOKE: Sizes = Sizes {
     rounds: 1,
@@ -77,10 +80,12 @@ const SMOKE: Sizes = Sizes {
     replay: 10,
     approvals: 2,
     agent_turns: 3,
+    checkpoint_files: 200,
 };
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "agent",
+    "checkpoints",
     "reads",
     "commands",
     "fan-out",
@@ -161,6 +166,9 @@ async fn scenario(name: &str, durability: Durability, sizes: Sizes) -> BenchResu
         "replay" => replay_big(durability, sizes).await,
         "approvals" => approvals(durability, sizes).await,
         "agent" => agent_calls(durability, sizes).await,
+        "checkpoints" => {
+            checkpoints::checkpoint_costs(durability, sizes.checkpoint_files, sizes.rounds).await
+        }
         other => Err(format!("no scenario `{other}`").into()),
     }
 }

@@ -3,6 +3,11 @@
 use std::fmt::Write as _;
 
 fn chain(name: &str, n: usize, step: &str) -> String {
+    chain_of(name, n, |_| step.to_string())
+}
+
+/// A chain of `n` steps `s0`, `s1`, … each needing the one before; step `i` is `step(i)`.
+pub fn chain_of(name: &str, n: usize, step: impl Fn(usize) -> String) -> String {
     let mut yaml = format!("name: {name}\nsteps:\n");
     for i in 0..n {
         let needs = if i == 0 {
@@ -10,7 +15,7 @@ fn chain(name: &str, n: usize, step: &str) -> String {
         } else {
             format!("    needs: [s{}]\n", i - 1)
         };
-        let _ = write!(yaml, "  - id: s{i}\n{step}{needs}");
+        let _ = write!(yaml, "  - id: s{i}\n{}{needs}", step(i));
     }
     yaml
 }

@@ -27,6 +27,7 @@ impl Driver {
             cancel,
             recovering: false,
             recorded: exec::Recorded::already(),
+            checkpoint: self.checkpointer.clone(),
         }
     }
 

@@ -84,12 +84,24 @@ pub(crate) async fn drive(
     let retry_scheduled_at = retries::retry_schedule(&loaded.events);
     let hold = ctx.config.hold_waiting_runs;
     let commands_lock = Arc::new(crate::lock::CommandsLock::new(&ctx.db.lock_dir, &run_id));
+    let workspace = Arc::new(workspace);
+    // The settings were checked when the run started; were they refused now (a run recorded
+    // by another version), the run goes on without checkpoints rather than not at all.
+    let checkpointer = ctx
+        .checkpoints
+        .of(
+            Arc::clone(&workspace),
+            &loaded.state.started().checkpoint,
+            Arc::clone(&ctx.db.writer),
+        )
+        .inspect_err(|error| tracing::warn!(%error, "the run's checkpoints are off"))
+        .ok();
     let mut driver = Driver {
         ctx,
         run_id,
         state: loaded.state,
         retry_scheduled_at,
-        workspace: Arc::new(workspace),
+        workspace,
         tx,
         rx,
         running: HashMap::new(),
@@ -100,6 +112,7 @@ pub(crate) async fn drive(
         reproposed: HashMap::new(),
         lock: Some(lock),
         commands_lock,
+        checkpointer,
     };
     let result = driver.run().await;
     if let Err(error) = &result {
@@ -161,6 +174,8 @@ pub(crate) struct Driver {
     lock: Option<RunLock>,
     /// The file the run's command supervisors hold (see `lock::commands`).
     commands_lock: Arc<crate::lock::CommandsLock>,
+    /// Takes the workspace checkpoints around the run's operations.
+    checkpointer: Option<crate::checkpoint::Checkpointer>,
 }
 
 impl Driver {

@@ -318,6 +318,7 @@ async fn run(
         stdout_bytes,
         stderr_bytes,
         duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        changes: Vec::new(),
         saved_output,
     }))
 }

@@ -149,6 +149,7 @@ pub fn write_file(
         before_hash: found,
         after_hash: content_hash.to_string(),
         recovered: false,
+        changes: Vec::new(),
     })
 }
 
@@ -178,6 +179,7 @@ pub fn recover_write(
             before_hash: base_hash.map(str::to_string),
             after_hash: content_hash.to_string(),
             recovered: true,
+            changes: Vec::new(),
         })
     } else if found.as_deref() == base_hash {
         WriteRecovery::NotApplied

@@ -1,5 +1,7 @@
 //! The executors of the file and command operation kinds, over `file` and `command`.
 
+use std::sync::Arc;
+
 use stepwise_core::operation::{
     OperationError, OperationErrorKind, OperationRequest, OperationResult, ReadOutcome,
 };
@@ -136,16 +138,17 @@ impl Executor for WriteFile {
             else {
                 return Err(wrong_kind("write_file"));
             };
-            blocking(move || {
+            let workspace = Arc::clone(&ctx.workspace);
+            let write = blocking(move || {
                 super::write_file(
-                    &ctx.workspace,
+                    &workspace,
                     &path,
                     base_hash.as_deref(),
                     &content,
                     &content_hash,
                 )
-            })
-            .await
+            });
+            crate::checkpoint::around(ctx.checkpoint.as_ref(), "the edit", write).await
         })
     }
 
@@ -210,16 +213,17 @@ impl Executor for RunCommand {
                 &ctx.run_id,
                 ctx.op,
             ));
-            let outcome = super::run_command_live(
+            let command = super::run_command_live(
                 &ctx.workspace,
                 &request,
                 ctx.cancel.clone(),
                 Some(&lock),
                 save_as.as_deref(),
                 Some(live.clone()),
-                ctx.recorded,
-            )
-            .await;
+                ctx.recorded.clone(),
+            );
+            let outcome =
+                crate::checkpoint::around(ctx.checkpoint.as_ref(), "the command", command).await;
             live.finish().await;
             outcome
         })

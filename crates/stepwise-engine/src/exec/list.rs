@@ -5,18 +5,14 @@
 //! would never end), and look above the workspace. `.gitignore` files are read here instead:
 //! regular files only, never through a link, at most 64 KiB, within the workspace.
 
-use std::collections::HashMap;
-use std::io::Read as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use globset::GlobBuilder;
-use ignore::Match;
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use stepwise_core::operation::{OperationError, OperationErrorKind, OperationResult};
 
+use super::gitignore::Ignores;
 use crate::sandbox::Workspace;
 
 /// The most files one listing keeps (it says when there were more).
@@ -26,8 +22,6 @@ pub const MAX_LISTED: usize = 1_000;
 const MAX_VISITED: usize = 100_000;
 /// The deepest a listing goes below its directory.
 const MAX_DEPTH: usize = 32;
-/// The longest `.gitignore` read; a longer one is read this far.
-const MAX_GITIGNORE_BYTES: u64 = 64 * 1024;
 
 /// The files under `path` (a workspace directory), workspace-relative with `/`, sorted; with
 /// `glob`, those whose workspace-relative path matches it (`*` within one directory).
@@ -130,71 +124,6 @@ pub(super) fn walk_files(
         }
     }
     Ok(cut.load(Ordering::Relaxed))
-}
-
-/// The `.gitignore` of each workspace directory, read once.
-struct Ignores {
-    root: PathBuf,
-    read: Mutex<HashMap<PathBuf, Option<Arc<Gitignore>>>>,
-}
-
-impl Ignores {
-    fn new(root: PathBuf) -> Ignores {
-        Ignores {
-            root,
-            read: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether a `.gitignore` of the workspace ignores `path`: the deepest one that says
-    /// anything of it decides (a `!pattern` there keeps it).
-    fn ignored(&self, path: &Path, is_dir: bool) -> bool {
-        let Some(parent) = path.parent() else {
-            return false;
-        };
-        for dir in parent.ancestors() {
-            if !dir.starts_with(&self.root) {
-                break;
-            }
-            if let Some(gitignore) = self.of(dir) {
-                match gitignore.matched(path, is_dir) {
-                    Match::Ignore(_) => return true,
-                    Match::Whitelist(_) => return false,
-                    Match::None => {}
-                }
-            }
-        }
-        false
-    }
-
-    fn of(&self, dir: &Path) -> Option<Arc<Gitignore>> {
-        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-        read.entry(dir.to_path_buf())
-            .or_insert_with(|| load(dir).map(Arc::new))
-            .clone()
-    }
-}
-
-/// `dir/.gitignore`, when it is a regular file (a link is not followed), its first 64 KiB.
-fn load(dir: &Path) -> Option<Gitignore> {
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(dir.join(".gitignore"))
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut text = String::new();
-    (&mut file)
-        .take(MAX_GITIGNORE_BYTES)
-        .read_to_string(&mut text)
-        .ok()?;
-    let mut builder = GitignoreBuilder::new(dir);
-    for line in text.lines() {
-        let _ = builder.add_line(None, line);
-    }
-    builder.build().ok()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 mod command;
 mod file;
+pub(crate) mod gitignore;
 pub(crate) mod kinds;
 mod list;
 mod output;
@@ -62,6 +63,9 @@ pub(crate) struct OpContext {
     /// Whether its request is recorded yet: an executor that prepares early (see
     /// [`Executor::prepares_early`]) waits for it before anything another process can see.
     pub(crate) recorded: Recorded,
+    /// Takes the run's workspace checkpoints; `None` when the run's settings for them could
+    /// not be used (then operations record no changes).
+    pub(crate) checkpoint: Option<crate::checkpoint::Checkpointer>,
 }
 
 /// What to do, after a crash, with an operation that was dispatched and never answered.

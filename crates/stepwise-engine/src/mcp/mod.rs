@@ -232,11 +232,10 @@ impl Executor for McpCall {
             else {
                 return Err(mcp_error("internal error: not an mcp_call".into()));
             };
-            servers
-                .with_server(&ctx, &name, |server| async move {
-                    server.call(&tool, arguments).await
-                })
-                .await
+            let call = servers.with_server(&ctx, &name, |server| async move {
+                server.call(&tool, arguments).await
+            });
+            crate::checkpoint::around(ctx.checkpoint.as_ref(), "the MCP call", call).await
         })
     }
 

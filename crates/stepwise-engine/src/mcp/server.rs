@@ -251,6 +251,7 @@ impl Server {
                 return Ok(OperationResult::McpCalled {
                     content: cut(&error.message, MAX_CONTENT_BYTES),
                     is_error: true,
+                    changes: Vec::new(),
                 });
             }
             Ok(Err(e)) => return Err(self.failed(&e)),
@@ -265,6 +266,7 @@ impl Server {
         Ok(OperationResult::McpCalled {
             content: cut(&parts.join("\n"), MAX_CONTENT_BYTES),
             is_error: result.is_error.unwrap_or(false),
+            changes: Vec::new(),
         })
     }
 

@@ -91,6 +91,7 @@ fn write_creates_the_file_and_its_parent_directories() {
             before_hash: None,
             after_hash: hash("hello"),
             recovered: false,
+            changes: Vec::new(),
         }
     );
     assert_eq!(
@@ -114,6 +115,7 @@ fn write_replaces_a_file_with_the_expected_hash_and_keeps_its_permissions() {
             before_hash: Some(hash("old")),
             after_hash: hash("new"),
             recovered: false,
+            changes: Vec::new(),
         }
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
@@ -221,6 +223,7 @@ fn recover_write_tells_applied_from_not_applied_from_conflict() {
             before_hash: Some(hash("old")),
             after_hash: hash("new"),
             recovered: true,
+            changes: Vec::new(),
         })
     );
 

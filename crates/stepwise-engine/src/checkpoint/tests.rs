@@ -1,0 +1,140 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use stepwise_core::checkpoint::{ChangeKind, Snapshot, changes_between, describe};
+
+use super::{ignore_set, scan};
+use crate::sandbox::temp_workspace;
+
+/// A scan, and the contents it read, by hash.
+fn look(
+    ws: &crate::sandbox::Workspace,
+    ignore: &[&str],
+    max: u64,
+    known: &HashMap<String, scan::Known>,
+) -> (scan::Scanned, Vec<String>) {
+    let globs: Vec<String> = ignore.iter().map(|g| (*g).to_string()).collect();
+    let mut read = Vec::new();
+    let scanned = scan::scan(
+        ws,
+        &ignore_set(&globs).unwrap(),
+        max,
+        known,
+        &mut |hash, _| {
+            read.push(hash);
+            Ok(())
+        },
+    )
+    .unwrap();
+    (scanned, read)
+}
+
+fn paths(snapshot: &Snapshot) -> Vec<&str> {
+    snapshot.keys().map(String::as_str).collect()
+}
+
+#[test]
+fn a_checkpoint_sees_what_gitignore_and_its_ignore_list_leave_and_never_git_or_stepwise() {
+    let (dir, ws) = temp_workspace();
+    let root = dir.path();
+    for file in [
+        "src/a.rs",
+        ".env.example",
+        "target/debug/out",
+        "node_modules/x/index.js",
+        "logs/today.log",
+        ".git/HEAD",
+        ".stepwise/policy.yaml",
+        "docs/keep.md",
+    ] {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, file).unwrap();
+    }
+    std::fs::write(root.join(".gitignore"), "target/\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+    let (scanned, read) = look(
+        &ws,
+        &["node_modules/", "**/*.log"],
+        1 << 20,
+        &HashMap::new(),
+    );
+    assert_eq!(
+        paths(&scanned.snapshot),
+        [".env.example", ".gitignore", "docs/keep.md", "src/a.rs"]
+    );
+    // Every file was read once, and its content goes to the store.
+    assert_eq!(read.len(), 4);
+    assert!(scanned.snapshot.values().all(|v| v.stored));
+}
+
+#[test]
+fn only_files_whose_stat_moved_are_read_again_and_changes_are_exact() {
+    let (dir, ws) = temp_workspace();
+    let root = dir.path();
+    for (file, text) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
+        std::fs::write(root.join(file), text).unwrap();
+    }
+    // Hashed well after they were written, so that their stat can be trusted.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let (first, _) = look(&ws, &[], 1 << 20, &HashMap::new());
+    let (again, read) = look(&ws, &[], 1 << 20, &first.known);
+    assert!(read.is_empty(), "nothing moved, nothing read: {read:?}");
+    assert_eq!(again.snapshot, first.snapshot);
+
+    std::fs::write(root.join("b"), "two").unwrap();
+    std::fs::remove_file(root.join("d")).unwrap();
+    std::fs::rename(root.join("c"), root.join("e")).unwrap();
+    std::fs::write(root.join("f"), "new").unwrap();
+    let (after, read) = look(&ws, &[], 1 << 20, &again.known);
+    // The renamed file is read again (its path is new); the untouched one is not.
+    assert_eq!(read.len(), 3);
+    let changes = changes_between(&again.snapshot, &after.snapshot);
+    assert_eq!(
+        describe(&changes),
+        "wrote b, deleted d, renamed c to e, created f"
+    );
+    assert_eq!(changes[0].kind, ChangeKind::Modified);
+}
+
+#[test]
+fn a_change_that_keeps_size_and_mtime_is_still_seen() {
+    let (dir, ws) = temp_workspace();
+    let file = dir.path().join("a");
+    std::fs::write(&file, "aaaa").unwrap();
+    // Hashed at once: its time is too close to the hash to be trusted next time.
+    let (first, _) = look(&ws, &[], 1 << 20, &HashMap::new());
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "bbbb").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let (after, _) = look(&ws, &[], 1 << 20, &first.known);
+    assert_ne!(after.snapshot["a"].hash, first.snapshot["a"].hash);
+}
+
+#[test]
+fn a_file_over_the_ceiling_is_hashed_but_not_stored() {
+    let (dir, ws) = temp_workspace();
+    std::fs::write(dir.path().join("big"), vec![b'x'; 5000]).unwrap();
+    std::fs::write(dir.path().join("small"), "s").unwrap();
+    let (scanned, read) = look(&ws, &[], 4096, &HashMap::new());
+    assert_eq!(read.len(), 1);
+    let big = &scanned.snapshot["big"];
+    assert!(!big.stored);
+    assert_eq!(big.size, 5000);
+    assert_eq!(
+        big.hash,
+        stepwise_core::hash::content_hash(&vec![b'x'; 5000])
+    );
+}
+
+#[test]
+fn a_bad_ignore_glob_is_named() {
+    let error = ignore_set(&["src/[".to_string()]).unwrap_err();
+    assert!(error.contains("src/["), "{error}");
+}

@@ -1,0 +1,90 @@
+//! What a run's operations changed in its workspace's files, as people are shown it: each
+//! step's changes in log order, with a diff for text files (both versions kept, each small
+//! enough to read).
+
+use serde::Serialize;
+use stepwise_core::checkpoint::{FileChange, FileVersion, change_diff};
+use stepwise_core::ids::{EventSeq, StepId};
+use stepwise_core::run::workspace_changes;
+use stepwise_store::Store;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+
+/// Versions larger than this are not read to make a diff.
+const MAX_DIFFED_BYTES: u64 = 256 * 1024;
+/// A diff longer than this is cut, saying so.
+const MAX_DIFF_BYTES: usize = 64 * 1024;
+
+/// The changes one operation of a step made.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationChanges {
+    /// The seq of the result that records them.
+    pub seq: EventSeq,
+    /// The step whose operation it was.
+    pub step: StepId,
+    /// What changed, path by path.
+    pub changes: Vec<ShownChange>,
+}
+
+/// One change, with its diff when it is text.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShownChange {
+    /// The change as recorded.
+    #[serde(flatten)]
+    pub change: FileChange,
+    /// A unified diff, when both versions are text small enough to compare.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+impl Engine {
+    /// What the operations of a run (by id or unique prefix) changed in its workspace's files,
+    /// in log order.
+    pub async fn file_changes(&self, run: &str) -> Result<Vec<OperationChanges>, EngineError> {
+        let ctx = std::sync::Arc::clone(&self.ctx);
+        let run = run.to_string();
+        self.ctx
+            .db
+            .read(move |store| {
+                let loaded = ctx.load_run_with(store, &run)?;
+                let events = loaded.events.iter().map(|(s, e)| (s.seq, e));
+                Ok(workspace_changes(events)
+                    .into_iter()
+                    .map(|(seq, step, changes)| OperationChanges {
+                        seq,
+                        step,
+                        changes: changes
+                            .into_iter()
+                            .map(|change| shown(store, change))
+                            .collect(),
+                    })
+                    .collect())
+            })
+            .await
+    }
+}
+
+fn shown(store: &Store, change: FileChange) -> ShownChange {
+    let text = |version: &Option<FileVersion>| -> Option<String> {
+        let version = version.as_ref()?;
+        if !version.stored || version.size > MAX_DIFFED_BYTES {
+            return None;
+        }
+        let bytes = store.get_blob(&version.hash).ok()??;
+        String::from_utf8(bytes).ok()
+    };
+    let (before, after) = (text(&change.before), text(&change.after));
+    let diff = change_diff(&change, before.as_deref(), after.as_deref()).map(|mut diff| {
+        if diff.len() > MAX_DIFF_BYTES {
+            let mut end = MAX_DIFF_BYTES;
+            while !diff.is_char_boundary(end) {
+                end -= 1;
+            }
+            diff.truncate(end);
+            diff.push_str("\n… (the diff is cut here)\n");
+        }
+        diff
+    });
+    ShownChange { change, diff }
+}
