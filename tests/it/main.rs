@@ -14,6 +14,7 @@ mod app_live;
 mod app_notify;
 mod app_run;
 mod approvals;
+mod audit;
 mod budget_reservations;
 mod ceilings;
 mod checkpoints;

@@ -2,6 +2,7 @@
 //! and database as the desktop app. It is a thin client of `stepwise-engine`: it parses
 //! arguments, calls the engine and prints; it never decides anything itself.
 
+mod audit;
 mod cost;
 mod exit;
 mod follow;
@@ -72,6 +73,13 @@ enum CliCommand {
     },
     /// Show a run: its steps, statuses, durations and what waits for whom.
     Show {
+        /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
+        run: String,
+    },
+    /// Check that a run's log is as it was recorded: its hash chain from the first event, and
+    /// every blob it names. Says where it breaks (exit code 1), or the last link, which an
+    /// export of the run carries.
+    Verify {
         /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
         run: String,
     },
@@ -197,6 +205,7 @@ impl CliCommand {
                 | CliCommand::Schema
                 | CliCommand::Runs { .. }
                 | CliCommand::Show { .. }
+                | CliCommand::Verify { .. }
                 | CliCommand::Events { .. }
                 | CliCommand::Approvals { .. }
                 | CliCommand::Replay(_)
@@ -250,6 +259,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Runs { limit } => inspect::list_runs(engine, limit, json).await,
         CliCommand::Cost { run } => cost::show(engine, &run, json).await,
         CliCommand::Show { run } => inspect::show(engine, &run, json).await,
+        CliCommand::Verify { run } => audit::verify(engine, &run, json).await,
         CliCommand::Events { run, follow } => {
             if follow {
                 follow::events(engine, &run, json).await

@@ -19,9 +19,15 @@ impl ContentHasher {
     pub fn finish(self) -> String {
         named(&self.0.finalize())
     }
+
+    /// The digest itself, 32 bytes (`named` writes it as a hash is shown).
+    pub fn finish_bytes(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
 }
 
-fn named(digest: &[u8]) -> String {
+/// A digest as hashes are written: `sha256:<lowercase hex>`.
+pub fn named(digest: &[u8]) -> String {
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
     for &byte in digest {

@@ -55,6 +55,7 @@ mod settings;
 mod standby;
 mod start;
 mod test_hooks;
+mod verify;
 mod workflow_file;
 
 pub use commands::{Applied, Command, Refusal, RefusalKind};
@@ -77,6 +78,7 @@ pub use run_feed::{RunFeed, RunUpdate};
 pub use sandbox::SandboxError;
 pub use start::StartRun;
 pub use stepwise_core::records::{RunRow, StoredEvent};
+pub use stepwise_store::Verified;
 #[doc(hidden)]
 pub use test_hooks::TestHooks;
 pub use workflow_file::read as read_workflow_file;

@@ -21,7 +21,7 @@ use crate::{Store, StoreError};
 pub const INLINE_LIMIT: usize = 1024;
 
 /// The key of a blob reference object.
-const BLOB_KEY: &str = "$blob";
+pub(crate) const BLOB_KEY: &str = "$blob";
 /// The key wrapping a payload object that would otherwise be mistaken for a reference.
 const LITERAL_KEY: &str = "$literal";
 

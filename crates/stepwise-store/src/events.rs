@@ -227,14 +227,30 @@ pub(crate) fn insert_events(
 ) -> Result<EventSeq, StoreError> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO events (run_id, seq, event_type, schema_version, recorded_at_ms,
-                             correlation_id, causation_seq, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                             correlation_id, causation_seq, payload, chain)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut seq = after_seq;
     let mut cost: u64 = 0;
+    let mut previous = crate::chain::link_at(conn, run_id, after_seq)?;
     for event in events {
         seq = seq.next();
         let payload = encode_payload(conn, run_id, seq, &event.payload)?;
+        let link = crate::chain::link(
+            &previous,
+            &crate::chain::Row {
+                run_id: run_id.as_str(),
+                seq: seq.get(),
+                event_type: &event.event_type,
+                schema_version: event.schema_version,
+                recorded_at_ms: event.recorded_at_ms,
+                correlation_id: event.correlation_id.as_deref(),
+                causation_seq: event.causation_seq.map(EventSeq::get),
+                payload: &payload,
+            },
+        );
+        previous.clear();
+        previous.extend_from_slice(&link);
         statement.execute(params![
             run_id.as_str(),
             seq.get(),
@@ -244,6 +260,7 @@ pub(crate) fn insert_events(
             event.correlation_id,
             event.causation_seq.map(EventSeq::get),
             payload,
+            &link[..],
         ])?;
         cost = add_micro_usd(cost, reply_cost(event));
     }

@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod blobs;
+mod chain;
 mod commands;
 mod error;
 mod events;
@@ -32,6 +33,7 @@ use rusqlite::Connection;
 use crate::open::{BUSY_TIMEOUT, SetupLock};
 
 pub use blobs::INLINE_LIMIT;
+pub use chain::Verified;
 pub use commands::{CommandRef, CommandRow, CommandState, HandledCommand, NewCommand};
 pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};

@@ -167,18 +167,55 @@ CREATE TRIGGER blobs_no_delete BEFORE DELETE ON blobs
 BEGIN SELECT RAISE(ABORT, 'blobs are immutable'); END;
 "#;
 
-const ALL: [&str; 6] = [
+/// Version 7: each event's link in the run's hash chain (`chain.rs`), computed for the runs
+/// already recorded (by the hook: SQLite has no SHA-256). The append-only trigger is lifted for
+/// that one update. The column is added by the hook, only where it is missing.
+const V7_HASH_CHAIN: &str = r#"
+DROP TRIGGER IF EXISTS events_no_update;
+"#;
+
+/// What follows V7's hook: the log is append-only again.
+const V7_AFTER: &str = r#"
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+"#;
+
+const ALL: [&str; 7] = [
     V1_INITIAL,
     V2_SHARED_RUNS,
     V3_RUN_COST,
     V4_BOUNDED_RUN_COST,
     V5_COST_WITHOUT_TRIGGER,
     V6_BLOBS_BY_ROWID,
+    V7_HASH_CHAIN,
 ];
 
 /// All migrations, oldest first.
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(ALL.iter().map(|sql| M::up(sql)).collect())
+    Migrations::new(
+        ALL.iter()
+            .map(|&sql| {
+                if sql == V7_HASH_CHAIN {
+                    M::up_with_hook(sql, |tx: &rusqlite::Transaction| {
+                        let has_chain: bool = tx.query_row(
+                            "SELECT count(*) > 0 FROM pragma_table_info('events') WHERE name = 'chain'",
+                            [],
+                            |row| row.get(0),
+                        )?;
+                        if !has_chain {
+                            tx.execute_batch("ALTER TABLE events ADD COLUMN chain BLOB")?;
+                        }
+                        crate::chain::fill_missing(tx)
+                            .map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))?;
+                        tx.execute_batch(V7_AFTER)?;
+                        Ok(())
+                    })
+                } else {
+                    M::up(sql)
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The schema version this stepwise writes (the number of migrations).
