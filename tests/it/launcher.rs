@@ -378,3 +378,45 @@ fn a_kept_supervisor_killed_while_it_waits_is_replaced() {
 fn a_kept_supervisor_stopped_while_it_waits_is_killed_and_replaced() {
     a_kept_supervisor_that_is(nix::sys::signal::Signal::SIGSTOP);
 }
+
+/// A kept supervisor stopped while it waits, and never given another command before the run
+/// ends, does not outlive the engine: the engine kills its idle supervisors when it shuts
+/// down (a stopped one could not see its socket close).
+#[test]
+fn a_kept_supervisor_stopped_and_never_used_again_dies_with_the_engine() {
+    use crate::fake_llm::{FakeProvider, env_with_fake_provider, openai_reply};
+    let server = FakeProvider::start(vec![
+        openai_reply("done", 1, 1).after(Duration::from_millis(1500)),
+    ]);
+    let env = env_with_fake_provider("openai", &server.base_url(), "k", "", "");
+    env.allow_everything();
+    let wf = env.workflow(
+        "idle.yaml",
+        "name: idle\nsteps:\n\
+         \x20 - id: a\n    type: run_command\n    command: \"echo $PPID > a.pid\"\n\
+         \x20 - id: ask\n    type: prompt\n    needs: [a]\n    model: m\n    prompt: hi\n",
+    );
+    let engine = env.spawn_run(&wf);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while env.read("a.pid").is_none_or(|p| p.trim().is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "`a` never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kept = read_pid(&env.ws.join("a.pid"));
+    // Kept, idle, while the model takes its time.
+    let idle_deadline = std::time::Instant::now() + PATIENCE;
+    while comm(kept) != "stepwise-superv" {
+        assert!(
+            std::time::Instant::now() < idle_deadline,
+            "`a`'s supervisor was not kept"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(kept, nix::sys::signal::Signal::SIGSTOP);
+    let out = engine.finish(PATIENCE);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        wait_until_ended(kept, Duration::from_secs(5)),
+        "the stopped idle supervisor outlived the engine"
+    );
+}

@@ -20,6 +20,7 @@ mod ceilings;
 mod checkpoints;
 mod cli;
 mod command_live;
+mod compare;
 mod containment;
 mod crash;
 mod db_truth;

@@ -3,6 +3,7 @@
 //! arguments, calls the engine and prints; it never decides anything itself.
 
 mod audit;
+mod compare;
 mod cost;
 mod exit;
 mod follow;
@@ -82,6 +83,15 @@ enum CliCommand {
     Verify {
         /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
         run: String,
+    },
+    /// Compare two runs: their workflows, inputs, and step by step every request, result and
+    /// decision (times left out). Names the first difference; exit code 0 when they recorded
+    /// the same, 1 when they differ.
+    Diff {
+        /// The first run (id or unique prefix).
+        first: String,
+        /// The second run.
+        second: String,
     },
     /// Print a run's event log.
     Events {
@@ -206,6 +216,7 @@ impl CliCommand {
                 | CliCommand::Runs { .. }
                 | CliCommand::Show { .. }
                 | CliCommand::Verify { .. }
+                | CliCommand::Diff { .. }
                 | CliCommand::Events { .. }
                 | CliCommand::Approvals { .. }
                 | CliCommand::Replay(_)
@@ -260,6 +271,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Cost { run } => cost::show(engine, &run, json).await,
         CliCommand::Show { run } => inspect::show(engine, &run, json).await,
         CliCommand::Verify { run } => audit::verify(engine, &run, json).await,
+        CliCommand::Diff { first, second } => compare::diff(engine, &first, &second, json).await,
         CliCommand::Events { run, follow } => {
             if follow {
                 follow::events(engine, &run, json).await

@@ -111,6 +111,7 @@ pub(crate) fn begin_shutdown(ctx: &Arc<Context>) {
         return;
     }
     ctx.stop_watches();
+    crate::exec::discard_idle_supervisors();
     for driver in ctx.live.channels() {
         let _ = driver.send(Message::Shutdown);
     }

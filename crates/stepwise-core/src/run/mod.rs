@@ -7,6 +7,7 @@ mod agent_step;
 mod agent_turn;
 mod apply;
 mod ask_reason;
+mod compare;
 mod conversation;
 mod cost;
 mod decide;
@@ -21,6 +22,7 @@ mod step;
 mod timing;
 mod workspace_changes;
 
+pub use compare::{Comparison, Difference, StepComparison, Verdict, compare_runs};
 pub use conversation::{CallGate, ConversationCall, ConversationTurn};
 pub use cost::{CostLine, CostReport, CostTally, cost_report, utc_day};
 pub use proposal::{EditedProposal, edited_proposal, unified_diff};

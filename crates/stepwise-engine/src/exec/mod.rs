@@ -34,8 +34,8 @@ pub use list::list_files;
 pub(crate) use output::Live;
 pub(crate) use recorded::{Commit, Recorded};
 pub use search::search_files;
-pub(crate) use supervisor::Supervised;
 pub use supervisor::start_launcher as start_command_launcher;
+pub(crate) use supervisor::{Supervised, discard_idle_supervisors};
 
 /// A future an executor returns, run on a task of its own.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

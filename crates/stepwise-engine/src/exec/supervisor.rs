@@ -37,6 +37,7 @@ mod launcher;
 mod orphans;
 mod sys;
 
+pub(crate) use launcher::discard_idle as discard_idle_supervisors;
 pub use launcher::start as start_launcher;
 use launcher::wire::{Request, Spawn};
 pub(crate) use orphans::{CommandFate, Reaped};

@@ -119,6 +119,23 @@ pub(super) fn keep(pid: pid_t, socket: OwnedFd) -> Result<(), OwnedFd> {
     Ok(())
 }
 
+/// Kills the supervisors kept idle, when the engine shuts down. An idle one exits by itself
+/// once the engine's end of its socket closes, unless something stopped it (`SIGSTOP`) while it
+/// waited: it would then outlive the engine, stopped, for as long as nobody resumes it. Idle,
+/// they run nothing: killing them loses nothing.
+pub(crate) fn discard_idle() {
+    let idle: Vec<Spare> =
+        std::mem::take(&mut *IDLE.lock().unwrap_or_else(PoisonError::into_inner));
+    if idle.is_empty() {
+        return;
+    }
+    let mut forking = orphans::forking();
+    for spare in idle {
+        discard(spare.pid, spare.socket);
+        forking.withdrawn(spare.pid);
+    }
+}
+
 /// Sends `request` to a supervisor kept from an earlier command, or else to a spare, with
 /// `fds` (the write ends of the command's stdout and stderr, and the read end of its stdin if
 /// it has one), forking the launcher or waiting
