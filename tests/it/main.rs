@@ -27,6 +27,7 @@ mod db_truth;
 mod engine_api;
 mod exact_cli;
 mod examples;
+mod export;
 mod fake_llm;
 mod flow;
 mod fuzz;

@@ -47,3 +47,36 @@ pub async fn verify(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Ex
     }
     Ok(exit)
 }
+
+/// `stepwise export RUN [--out FILE]`: the run's audit trail as one self-contained HTML file
+/// (or, with `--json`, as JSON), to FILE or standard output.
+pub async fn export(
+    engine: &Engine,
+    run: &str,
+    out: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let export = engine.export(run).await?;
+    let text = if json {
+        serde_json::to_string_pretty(&export)? + "\n"
+    } else {
+        export.to_html()
+    };
+    match out {
+        None => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(text.as_bytes())?;
+        }
+        Some(path) => {
+            std::fs::write(path, text)
+                .map_err(|e| anyhow::anyhow!("could not write `{}`: {e}", path.display()))?;
+            println!(
+                "wrote {} ({} events; last link {})",
+                path.display(),
+                export.chain.events,
+                export.chain.last_link.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(Exit::Success)
+}

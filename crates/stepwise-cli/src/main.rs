@@ -84,6 +84,18 @@ enum CliCommand {
         /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
         run: String,
     },
+    /// Write a run's audit trail: one self-contained HTML file (no script, no network) with
+    /// its timeline, every decision (who, manual or which rule, when, the hash of what was
+    /// approved), each file change's diff, each command's output, each model call's tokens and
+    /// cost, and the last link of its hash chain (check it with `stepwise verify`). `--json`
+    /// writes the same as JSON.
+    Export {
+        /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
+        run: String,
+        /// The file to write; standard output when not given.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Compare two runs: their workflows, inputs, and step by step every request, result and
     /// decision (times left out). Names the first difference; exit code 0 when they recorded
     /// the same, 1 when they differ.
@@ -217,6 +229,7 @@ impl CliCommand {
                 | CliCommand::Show { .. }
                 | CliCommand::Verify { .. }
                 | CliCommand::Diff { .. }
+                | CliCommand::Export { .. }
                 | CliCommand::Events { .. }
                 | CliCommand::Approvals { .. }
                 | CliCommand::Replay(_)
@@ -271,6 +284,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Cost { run } => cost::show(engine, &run, json).await,
         CliCommand::Show { run } => inspect::show(engine, &run, json).await,
         CliCommand::Verify { run } => audit::verify(engine, &run, json).await,
+        CliCommand::Export { run, out } => audit::export(engine, &run, out.as_deref(), json).await,
         CliCommand::Diff { first, second } => compare::diff(engine, &first, &second, json).await,
         CliCommand::Events { run, follow } => {
             if follow {
