@@ -1,5 +1,6 @@
 //! The real app's Run and Runs views end to end: a command cut off by a crash, shown as
-//! waiting for a person and resolved from the window, and a long runs list read a page at a time.
+//! waiting for a person and resolved from the window; what a command changed in the files,
+//! with its diff, in the step panel; and a long runs list read a page at a time.
 
 use std::time::Duration;
 
@@ -67,6 +68,53 @@ fn a_command_cut_off_by_a_crash_waits_in_the_window_until_a_person_resolves_it()
     window.wait_for_text("the resolved run in the window", LIVE, |t| {
         t.contains("succeeded") && !t.contains("Outcome unknown")
     });
+}
+
+/// The step panel lists what a command changed in the workspace's files, as `show` words it,
+/// and opens a text file's diff.
+#[test]
+fn the_step_panel_lists_the_files_a_command_changed_with_their_diffs() {
+    let env = Env::new();
+    env.allow_everything();
+    env.write("src/lib.rs", "fn old() {}\n");
+    env.write("tmp.log", "scratch\n");
+    let workflow = env.workflow(
+        "files.yaml",
+        "name: files\nsteps:\n  - id: build\n    type: run_command\n    command: \"printf 'fn new() {}\\n' > src/lib.rs; rm tmp.log\"\n",
+    );
+    let out = env.run(&workflow, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let run = out.run_id();
+
+    let display = Display::start();
+    let driver = Driver::start(&display, &app_env(&env));
+    let window = Session::open(&driver, &app_binary());
+    window.script(
+        "location.hash = '#/run/' + arguments[0] + '?step=build';",
+        vec![json!(run)],
+    );
+    // Section titles are set in capitals by the style.
+    window.wait_for_text("the step's changed files", LIVE, |t| {
+        t.to_lowercase().contains("files 2 changed")
+            && t.contains("wrote src/lib.rs")
+            && t.contains("deleted tmp.log")
+    });
+    // A person opens the file's diff (a disclosure, not a button).
+    window.script(
+        "[...document.querySelectorAll('[data-testid=file-changes] summary')] \
+           .find(s => s.innerText.trim() === 'wrote src/lib.rs').click();",
+        vec![],
+    );
+    let diff = window.script(
+        "const pre = document.querySelector('[data-testid=file-changes] details[open] pre'); \
+         return pre ? pre.innerText : '';",
+        vec![],
+    );
+    assert!(
+        diff.as_str()
+            .is_some_and(|d| d.contains("-fn old() {}") && d.contains("+fn new() {}")),
+        "the diff shown: {diff}"
+    );
 }
 
 /// Records `n` finished runs of a one-step workflow straight into the database, oldest first.

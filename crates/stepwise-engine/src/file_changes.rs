@@ -65,6 +65,28 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Each change with its diff when it is text: for changes already read from the log (the
+    /// app's step panel reads its step's operations).
+    pub async fn show_changes(
+        &self,
+        changes: Vec<FileChange>,
+    ) -> Result<Vec<ShownChange>, EngineError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ctx
+            .db
+            .read(move |store| {
+                Ok(changes
+                    .into_iter()
+                    .map(|change| shown(store, change))
+                    .collect())
+            })
+            .await
+    }
+}
+
 fn shown(store: &Store, change: FileChange) -> ShownChange {
     let text = |version: &Option<FileVersion>| -> Option<String> {
         let version = version.as_ref()?;

@@ -3,6 +3,7 @@
 //! once, caught up with what was recorded since), and reads the log only by seq.
 
 use serde::Deserialize;
+use stepwise_core::event::Event;
 use stepwise_core::ids::{EventSeq, StepId};
 use stepwise_engine::{Engine, LoggedEvent};
 use tauri::State;
@@ -11,7 +12,9 @@ use crate::error::{AppError, ErrorCode};
 use crate::holders::Holders;
 use crate::model::{RunModels, lock};
 use crate::state::AppState;
-use crate::view::{DecisionView, EventPage, RunOverview, StepDetail, StepPage, event_view};
+use crate::view::{
+    DecisionView, EventPage, FileChangeView, RunOverview, StepDetail, StepPage, event_view,
+};
 
 /// The most rows one page of the steps table holds.
 const STEPS_PAGE_MAX: usize = 500;
@@ -84,12 +87,32 @@ pub async fn step_detail(
     };
     let events = engine.read_events_at(&run_id, seqs).await?;
     let detail = lock(&model).detail(step, &events, crate::model::now_ms());
-    detail.ok_or_else(|| {
+    let mut detail = detail.ok_or_else(|| {
         AppError::new(
             ErrorCode::NotFound,
             format!("run {run_id} has no step `{step}`"),
         )
-    })
+    })?;
+    // What its operations changed in the files: the changes are in the results read here;
+    // their diffs need the versions' contents, which the engine reads.
+    let changes = events
+        .iter()
+        .filter_map(|logged| match &logged.event {
+            Event::OperationSucceeded { result, .. } => Some(result.file_changes().to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    detail.file_changes = engine
+        .show_changes(changes)
+        .await?
+        .into_iter()
+        .map(|shown| FileChangeView {
+            change: shown.change,
+            diff: shown.diff,
+        })
+        .collect();
+    Ok(detail)
 }
 
 /// Every decision on the run's proposals, oldest first.

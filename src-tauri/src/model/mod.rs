@@ -509,6 +509,7 @@ impl RunModel {
                 .cloned()
                 .collect(),
             conversation: state.conversation.clone(),
+            file_changes: Vec::new(),
         })
     }
 }

@@ -5,8 +5,8 @@
 mod run;
 
 pub use run::{
-    BarSegment, ChangedStep, DecisionView, EventPage, OperationView, RunFeedItem, RunHead,
-    RunOverview, RunUpdate, StepBar, StepDetail, StepPage, StepRow,
+    BarSegment, ChangedStep, DecisionView, EventPage, FileChangeView, OperationView, RunFeedItem,
+    RunHead, RunOverview, RunUpdate, StepBar, StepDetail, StepPage, StepRow,
 };
 
 use serde::Serialize;

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use stepwise_core::checkpoint::FileChange;
 use stepwise_core::event::DecisionMode;
 use stepwise_core::ids::StepId;
 use stepwise_core::llm::Budget;
@@ -143,6 +144,17 @@ pub struct StepDetail {
     pub decisions: Vec<DecisionView>,
     /// An agent step's conversation, turn by turn (empty for other steps).
     pub conversation: Vec<ConversationTurn>,
+    /// What its operations changed in the workspace's files, in order, each with its diff
+    /// when it is text.
+    pub file_changes: Vec<FileChangeView>,
+}
+
+/// One change a step's operation made to a workspace file.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct FileChangeView {
+    pub change: FileChange,
+    /// A unified diff, when both versions are text small enough to compare.
+    pub diff: Option<String>,
 }
 
 /// A step a batch of events changed: its row (with its segments, which make its bar).

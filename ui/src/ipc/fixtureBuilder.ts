@@ -7,6 +7,7 @@ import type { ConversationTurn } from "../generated/ConversationTurn";
 import type { CostLine } from "../generated/CostLine";
 import type { DecisionView } from "../generated/DecisionView";
 import type { EventView } from "../generated/EventView";
+import type { FileChangeView } from "../generated/FileChangeView";
 import type { OperationView } from "../generated/OperationView";
 import type { Proposal } from "../generated/Proposal";
 import type { RunListItem } from "../generated/RunListItem";
@@ -63,6 +64,8 @@ export interface StepSpec {
   decisions?: DecisionSpec[];
   /** An agent's turns; their `op` and calls' `ops` index `ops` (made seqs when built). */
   conversation?: ConversationTurn[];
+  /** What its operations changed in the workspace's files. */
+  fileChanges?: FileChangeView[];
   /** For a step waiting for approval: what it asks. */
   proposal?: Proposal;
   approvalReason?: string;
@@ -107,6 +110,7 @@ export interface StepView {
   operations: OperationView[];
   cost: CostLine;
   conversation?: ConversationTurn[];
+  file_changes?: FileChangeView[];
 }
 
 /** A run as the mock keeps it. */
@@ -390,6 +394,7 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
   steps.forEach((step, i) => {
     step.operations = opDrafts[i].map((o) => ({ seq: o.start.seq!, ...o.view }));
     const seq = (op: number) => step.operations[op].seq;
+    if (spec.steps[i].fileChanges) step.file_changes = spec.steps[i].fileChanges;
     const turns = spec.steps[i].conversation;
     if (turns) step.conversation = turns.map((t) => ({ ...t, op: seq(t.op), calls: t.calls.map((c) => ({ ...c, ops: c.ops.map(seq) })) }));
   });

@@ -140,6 +140,7 @@ export class MockBackend implements Backend {
       operations: s.operations,
       decisions: r.detail.decisions.filter((d) => d.step === step),
       conversation: s.conversation ?? [],
+      file_changes: s.file_changes ?? [],
     });
   }
 
