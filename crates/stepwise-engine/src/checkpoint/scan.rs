@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cap_std::fs::OpenOptionsExt as _;
 use globset::GlobSet;
 use ignore::gitignore::Gitignore;
 use stepwise_core::checkpoint::{FileVersion, Snapshot};
@@ -283,13 +284,24 @@ fn read_dir(
 }
 
 /// A file's version, and its content when it is at most `max_file_bytes` (it is then stored).
-fn hash_file(
+/// One open, then questions to the opened file: non-blocking and not through a link, so that a
+/// FIFO or a link swapped in since the walk (by a command running beside) is refused, never
+/// waited on or followed.
+pub(super) fn hash_file(
     ws: &Workspace,
     rel: &str,
     max_file_bytes: u64,
 ) -> std::io::Result<(FileVersion, Option<Vec<u8>>)> {
-    let mut file = ws.dir().open(rel)?;
-    let size = file.metadata()?.len();
+    let mut options = cap_std::fs::OpenOptions::new();
+    options
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    let mut file = ws.dir().open_with(rel, &options)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let size = meta.len();
     if size <= max_file_bytes {
         let mut content = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         // Read at most one byte past the ceiling: a file that grew meanwhile is not read whole.

@@ -138,3 +138,27 @@ fn a_bad_ignore_glob_is_named() {
     let error = ignore_set(&["src/[".to_string()]).unwrap_err();
     assert!(error.contains("src/["), "{error}");
 }
+
+#[test]
+fn a_fifo_or_a_link_put_where_a_file_was_is_refused_at_once() {
+    let (dir, ws) = temp_workspace();
+    nix::unistd::mkfifo(&dir.path().join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.path().join("link")).unwrap();
+    let started = std::time::Instant::now();
+    assert!(scan::hash_file(&ws, "pipe", 1 << 20).is_err());
+    assert!(scan::hash_file(&ws, "link", 1 << 20).is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // And the walk never takes them for files.
+    let (scanned, _) = look(&ws, &[], 1 << 20, &HashMap::new());
+    assert!(scanned.snapshot.is_empty(), "{:?}", scanned.snapshot.keys());
+}
+
+#[test]
+fn ignoring_everything_turns_checkpoints_off() {
+    let (dir, ws) = temp_workspace();
+    std::fs::create_dir_all(dir.path().join("src/deep")).unwrap();
+    std::fs::write(dir.path().join("src/deep/a.rs"), "a").unwrap();
+    std::fs::write(dir.path().join("top.txt"), "t").unwrap();
+    let (scanned, read) = look(&ws, &["**"], 1 << 20, &HashMap::new());
+    assert!(scanned.snapshot.is_empty() && read.is_empty());
+}
