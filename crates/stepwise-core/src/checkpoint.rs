@@ -109,11 +109,18 @@ pub fn changes_between(before: &Snapshot, after: &Snapshot) -> Vec<FileChange> {
         }
     }
     let mut renamed_from = vec![false; deleted.len()];
+    // Deleted paths by content, in path order: each created path takes the first left. An
+    // empty file is never a rename (as git sees it): any two empty files look alike.
+    let mut by_hash: BTreeMap<&str, std::collections::VecDeque<usize>> = BTreeMap::new();
+    for (i, (_, was)) in deleted.iter().enumerate() {
+        if was.size > 0 {
+            by_hash.entry(was.hash.as_str()).or_default().push_back(i);
+        }
+    }
     for (path, now) in created {
-        let source = deleted
-            .iter()
-            .enumerate()
-            .position(|(i, (_, was))| !renamed_from[i] && was.hash == now.hash);
+        let source = by_hash
+            .get_mut(now.hash.as_str())
+            .and_then(std::collections::VecDeque::pop_front);
         match source {
             Some(i) => {
                 renamed_from[i] = true;
@@ -149,6 +156,16 @@ pub fn changes_between(before: &Snapshot, after: &Snapshot) -> Vec<FileChange> {
     changes
 }
 
+/// A path as one line shows it: control characters (a newline in a file's name could forge
+/// the next line of a terminal's output) escaped.
+fn shown(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(path.escape_debug().to_string())
+    } else {
+        std::borrow::Cow::Borrowed(path)
+    }
+}
+
 /// The changes as one line a person reads: `wrote build/out.txt, deleted tmp.log`.
 pub fn describe(changes: &[FileChange]) -> String {
     describe_at_most(changes, usize::MAX)
@@ -160,12 +177,14 @@ pub fn describe_at_most(changes: &[FileChange], most: usize) -> String {
         .iter()
         .take(most)
         .map(|c| match c.kind {
-            ChangeKind::Created => format!("created {}", c.path),
-            ChangeKind::Modified => format!("wrote {}", c.path),
-            ChangeKind::Deleted => format!("deleted {}", c.path),
-            ChangeKind::Renamed => {
-                format!("renamed {} to {}", c.from.as_deref().unwrap_or("?"), c.path)
-            }
+            ChangeKind::Created => format!("created {}", shown(&c.path)),
+            ChangeKind::Modified => format!("wrote {}", shown(&c.path)),
+            ChangeKind::Deleted => format!("deleted {}", shown(&c.path)),
+            ChangeKind::Renamed => format!(
+                "renamed {} to {}",
+                shown(c.from.as_deref().unwrap_or("?")),
+                shown(&c.path)
+            ),
         })
         .collect::<Vec<_>>()
         .join(", ");
@@ -267,6 +286,24 @@ mod tests {
             Some("--- a/tmp.log\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-a\n-b\n")
         );
         assert_eq!(change_diff(&deleted, None, None), None);
+    }
+
+    #[test]
+    fn empty_files_are_never_taken_for_renames() {
+        let empty = |p: &str| {
+            let version = FileVersion {
+                hash: "sha256:e".into(),
+                size: 0,
+                stored: true,
+            };
+            (p.to_string(), version)
+        };
+        let before: Snapshot = [empty("a")].into_iter().collect();
+        let after: Snapshot = [empty("b")].into_iter().collect();
+        assert_eq!(
+            describe(&changes_between(&before, &after)),
+            "deleted a, created b"
+        );
     }
 
     #[test]

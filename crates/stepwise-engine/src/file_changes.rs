@@ -15,6 +15,9 @@ use crate::error::EngineError;
 const MAX_DIFFED_BYTES: u64 = 256 * 1024;
 /// A diff longer than this is cut, saying so.
 const MAX_DIFF_BYTES: usize = 64 * 1024;
+/// The most changes of one operation given a diff (a step that touched thousands of files is
+/// listed whole, its first diffs shown).
+const MAX_DIFFS_PER_OPERATION: usize = 50;
 
 /// The changes one operation of a step made.
 #[derive(Debug, Clone, Serialize)]
@@ -54,10 +57,7 @@ impl Engine {
                     .map(|(seq, step, changes)| OperationChanges {
                         seq,
                         step,
-                        changes: changes
-                            .into_iter()
-                            .map(|change| shown(store, change))
-                            .collect(),
+                        changes: shown_all(store, changes),
                     })
                     .collect())
             })
@@ -77,14 +77,21 @@ impl Engine {
         }
         self.ctx
             .db
-            .read(move |store| {
-                Ok(changes
-                    .into_iter()
-                    .map(|change| shown(store, change))
-                    .collect())
-            })
+            .read(move |store| Ok(shown_all(store, changes)))
             .await
     }
+}
+
+/// Each change, the first [`MAX_DIFFS_PER_OPERATION`] with their diffs.
+fn shown_all(store: &Store, changes: Vec<FileChange>) -> Vec<ShownChange> {
+    changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, change)| match i < MAX_DIFFS_PER_OPERATION {
+            true => shown(store, change),
+            false => ShownChange { change, diff: None },
+        })
+        .collect()
 }
 
 fn shown(store: &Store, change: FileChange) -> ShownChange {

@@ -80,6 +80,9 @@ pub(crate) fn load_policy(
     Ok(files)
 }
 
+/// The most `checkpoint.max_file_bytes` may say: larger files are hashed, never kept.
+const MAX_CHECKPOINT_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The most a policy file may be: real ones are a few KiB.
 const MAX_POLICY_BYTES: u64 = 1024 * 1024;
 
@@ -114,8 +117,14 @@ fn read_file(
     if let Some(checkpoint) = def.checkpoint {
         crate::checkpoint::ignore_set(&checkpoint.ignore).map_err(policy_error)?;
         files.checkpoint.ignore.extend(checkpoint.ignore);
+        // Either file may lower the ceiling, neither raise it past the other's or the most a
+        // blob may be (a workspace's policy comes with a clone of it).
         if let Some(max) = checkpoint.max_file_bytes {
-            files.checkpoint.max_file_bytes = max;
+            files.checkpoint.max_file_bytes = files
+                .checkpoint
+                .max_file_bytes
+                .min(max)
+                .min(MAX_CHECKPOINT_FILE_BYTES);
         }
     }
     Ok(())

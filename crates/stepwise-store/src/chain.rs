@@ -226,6 +226,22 @@ impl Store {
             previous = stored.unwrap_or_else(|| computed.to_vec());
             verified.last_link = Some(stepwise_core::hash::named(&previous));
         }
+        // Events removed from the end leave the chain whole: the run's row still says how many
+        // there were.
+        let last_seq: Option<u64> = self
+            .conn
+            .query_row(
+                "SELECT last_seq FROM runs WHERE run_id = ?1",
+                [run_id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if verified.broken_at.is_none()
+            && let Some(last_seq) = last_seq
+            && last_seq != expected_seq.saturating_sub(1)
+        {
+            verified.broken_at = Some(EventSeq::new(expected_seq.min(last_seq.saturating_add(1))));
+        }
         for name in names {
             verified.blobs += 1;
             let intact = self
@@ -277,8 +293,8 @@ mod tests {
         store
             .conn
             .execute_batch(&format!(
-                "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
-                 DROP TRIGGER blobs_no_update; {sql}"
+                "DROP TRIGGER IF EXISTS events_no_update; DROP TRIGGER IF EXISTS events_no_delete;
+                 DROP TRIGGER IF EXISTS blobs_no_update; {sql}"
             ))
             .unwrap();
     }
@@ -340,6 +356,25 @@ mod tests {
         assert_eq!(
             store.verify_run(&rid("run-1")).unwrap().broken_at,
             Some(seq(3))
+        );
+    }
+
+    #[test]
+    fn a_log_cut_short_at_its_end_is_found() {
+        let (_dir, mut store) = temp_store();
+        recorded(&mut store);
+        tamper(
+            &store,
+            "DELETE FROM events WHERE run_id = 'run-1' AND seq >= 3;",
+        );
+        assert_eq!(
+            store.verify_run(&rid("run-1")).unwrap().broken_at,
+            Some(seq(3))
+        );
+        tamper(&store, "DELETE FROM events WHERE run_id = 'run-1';");
+        assert_eq!(
+            store.verify_run(&rid("run-1")).unwrap().broken_at,
+            Some(seq(1))
         );
     }
 

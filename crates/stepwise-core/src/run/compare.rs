@@ -90,6 +90,16 @@ pub fn compare_runs(first: &[(EventSeq, &Event)], second: &[(EventSeq, &Event)])
         }
         run.extend(input_differences(&a.inputs, &b.inputs));
     }
+    let (end_a, end_b) = (ending(first), ending(second));
+    if end_a != end_b {
+        run.push(Difference {
+            step: None,
+            what: "how the run ended".into(),
+            field: None,
+            first: end_a.into(),
+            second: end_b.into(),
+        });
+    }
     let (traces_a, order_a) = traces(first);
     let (traces_b, order_b) = traces(second);
     let mut steps = Vec::new();
@@ -131,6 +141,20 @@ pub fn compare_runs(first: &[(EventSeq, &Event)], second: &[(EventSeq, &Event)])
         run,
         steps,
     }
+}
+
+/// How a run's log ends: succeeded, failed, cancelled, or not ended.
+fn ending(events: &[(EventSeq, &Event)]) -> &'static str {
+    events
+        .iter()
+        .rev()
+        .find_map(|(_, e)| match e {
+            Event::RunSucceeded {} => Some("succeeded"),
+            Event::RunFailed { .. } => Some("failed"),
+            Event::RunCancelled {} => Some("cancelled"),
+            _ => None,
+        })
+        .unwrap_or("not ended")
 }
 
 fn ran_in(ran: bool) -> String {
@@ -233,6 +257,20 @@ fn traces(events: &[(EventSeq, &Event)]) -> (BTreeMap<StepId, Trace>, Vec<StepId
                     "how it failed".into(),
                     Value::String(error.clone()),
                 );
+            }
+            Event::ApprovalRequested {
+                step,
+                proposal_hash,
+                ..
+            } => {
+                let asked = Value::String(proposal_hash.clone());
+                push(&mut traces, step, "what a person was asked".into(), asked);
+            }
+            Event::OperationOutcomeUnknown { op } => {
+                if let Some((step, _)) = ops.get(op) {
+                    let lost = Value::String("outcome unknown after a crash".into());
+                    push(&mut traces, step, "how its operation ended".into(), lost);
+                }
             }
             Event::StepCancelled { step } => {
                 push(

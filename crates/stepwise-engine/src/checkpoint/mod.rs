@@ -63,11 +63,22 @@ impl Checkpoints {
     }
 }
 
-/// The checkpoint's `ignore` globs, matched against workspace-relative paths (`*` within one
-/// directory; a glob ending in `/` names a directory).
+/// The checkpoint's `ignore` globs, matched against workspace-relative paths as `.gitignore`
+/// patterns are: `*` within one directory; a glob ending in `/` names a directory; one without
+/// a `/` before its end (`node_modules/`, `*.tmp`) matches at any depth, one with (`/build`,
+/// `src/gen/`) from the workspace's top.
 pub(crate) fn ignore_set(globs: &[String]) -> Result<GlobSet, String> {
     let mut set = GlobSetBuilder::new();
+    let anchored = |glob: &str| glob.trim_end_matches('/').contains('/');
+    let mut all: Vec<String> = Vec::new();
     for glob in globs {
+        let glob = glob.strip_prefix('/').unwrap_or(glob);
+        all.push(glob.to_string());
+        if !anchored(glob) && !glob.starts_with("**") {
+            all.push(format!("**/{glob}"));
+        }
+    }
+    for glob in &all {
         let built = GlobBuilder::new(glob)
             .literal_separator(true)
             .build()
@@ -108,6 +119,7 @@ impl Checkpointer {
     fn take_blocking(&self, runtime: &tokio::runtime::Handle) -> Result<Snapshot, String> {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut in_batch: HashSet<String> = HashSet::new();
         let mut batch_bytes = 0usize;
         let mut read = |hash: String, content: Vec<u8>| {
             let kept = self
@@ -115,13 +127,14 @@ impl Checkpointer {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .contains(&hash);
-            if kept || batch.iter().any(|(h, _)| *h == hash) {
+            if kept || !in_batch.insert(hash.clone()) {
                 return Ok(());
             }
             batch_bytes += content.len();
             batch.push((hash, content));
             if batch_bytes >= BATCH_BYTES {
                 batch_bytes = 0;
+                in_batch.clear();
                 return self.store(runtime, std::mem::take(&mut batch));
             }
             Ok(())

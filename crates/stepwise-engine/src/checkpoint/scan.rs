@@ -28,6 +28,26 @@ pub(crate) const MAX_FILES: usize = 200_000;
 const MAX_DEPTH: usize = 64;
 /// A file modified within this long before it was hashed is hashed again next time.
 const RACY_NS: i128 = 100_000_000;
+/// The same, on a file system that keeps whole seconds only (FAT, exFAT, some network mounts).
+const COARSE_RACY_NS: i128 = 2_000_000_000;
+
+/// How close to its hashing a modification must be to distrust the file's times.
+fn racy_window(mtime_ns: i128) -> i128 {
+    if mtime_ns % 1_000_000_000 == 0 {
+        COARSE_RACY_NS
+    } else {
+        RACY_NS
+    }
+}
+
+/// A file that is there but cannot be read: named by what its stat says, never stored.
+fn unreadable(stat: &Stat) -> FileVersion {
+    FileVersion {
+        hash: format!("unreadable:{}:{}", stat.size, stat.mtime_ns),
+        size: stat.size,
+        stored: false,
+    }
+}
 
 /// What was known of a file when it was last hashed.
 #[derive(Debug, Clone)]
@@ -78,21 +98,34 @@ pub(crate) fn scan(
     read: &mut dyn FnMut(String, Vec<u8>) -> Result<(), String>,
 ) -> Result<Scanned, String> {
     let started_ns = now_ns();
-    let found = walk(ws, ignore)?;
+    let (found, unseen) = walk(ws, ignore)?;
     let mut snapshot = Snapshot::new();
     let mut now_known = HashMap::with_capacity(found.len());
+    // What is under a directory that could not be read (or lies too deep) was not seen: what
+    // was known of it stands, rather than read as deleted.
+    for (rel, was) in known {
+        if unseen.iter().any(|dir| rel.starts_with(dir.as_str())) {
+            snapshot.insert(rel.clone(), was.version.clone());
+            now_known.insert(rel.clone(), was.clone());
+        }
+    }
     for (rel, stat) in found {
         if let Some(was) = known.get(&rel)
             && was.stat == stat
-            && stat.mtime_ns < was.hashed_at_ns - RACY_NS
+            && stat.mtime_ns < was.hashed_at_ns - racy_window(stat.mtime_ns)
+            // Not kept under a smaller ceiling than this one's.
+            && (was.version.stored || stat.size > max_file_bytes)
         {
             snapshot.insert(rel.clone(), was.version.clone());
             now_known.insert(rel, was.clone());
             continue;
         }
-        // Gone or unreadable since the walk saw it: not part of this checkpoint.
-        let Ok((version, content)) = hash_file(ws, &rel, max_file_bytes) else {
-            continue;
+        let (version, content) = match hash_file(ws, &rel, max_file_bytes) {
+            Ok(hashed) => hashed,
+            // Gone since the walk saw it: not part of this checkpoint.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // There, but not readable (another user's, say): recorded as such, not as deleted.
+            Err(_) => (unreadable(&stat), None),
         };
         if let Some(content) = content {
             read(version.hash.clone(), content)?;
@@ -117,17 +150,22 @@ pub(crate) fn scan(
 /// the `.gitignore` files above it, nearest last.
 type Dir = (PathBuf, String, usize, Arc<Vec<Arc<Gitignore>>>);
 
+/// The files a walk found with their stat, and the directories it did not read (as prefixes).
+type Walked = (Vec<(String, Stat)>, Vec<String>);
+
 /// Directories waiting to be read, and how many walkers are reading one.
 struct Queue {
     dirs: Vec<Dir>,
     busy: usize,
+    /// Directories not read (unreadable, or too deep), as workspace-relative prefixes (`d/`).
+    unseen: Vec<String>,
 }
 
 /// Walks the workspace's regular files: each as its workspace-relative path with `/` and its
 /// `lstat`. Directories are read one by one (by up to two walkers side by side: most of the
 /// time is the file system's), each `.gitignore` once, where it is (see `exec::gitignore`);
 /// links are never followed.
-fn walk(ws: &Workspace, ignore: &GlobSet) -> Result<Vec<(String, Stat)>, String> {
+fn walk(ws: &Workspace, ignore: &GlobSet) -> Result<Walked, String> {
     let queue = Mutex::new(Queue {
         dirs: vec![(
             ws.root().to_path_buf(),
@@ -136,6 +174,7 @@ fn walk(ws: &Workspace, ignore: &GlobSet) -> Result<Vec<(String, Stat)>, String>
             Arc::new(Vec::new()),
         )],
         busy: 0,
+        unseen: Vec::new(),
     });
     let more = Condvar::new();
     let count = AtomicUsize::new(0);
@@ -168,7 +207,8 @@ fn walk(ws: &Workspace, ignore: &GlobSet) -> Result<Vec<(String, Stat)>, String>
             "the workspace has more than {MAX_FILES} files that checkpoints look at; name large folders in `checkpoint.ignore` of the policy file (or in a .gitignore)"
         ));
     }
-    Ok(found)
+    let unseen = std::mem::take(&mut queue.lock().unwrap_or_else(PoisonError::into_inner).unseen);
+    Ok((found, unseen))
 }
 
 /// One walker: takes directories from the queue until none is left and none is being read;
@@ -202,10 +242,11 @@ fn walker(
             more.notify_all();
             return;
         };
-        let subdirs = read_dir(dir, ignore, count, found);
+        let (subdirs, unseen) = read_dir(dir, ignore, count, found);
         let waiting = {
             let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
             q.dirs.extend(subdirs);
+            q.unseen.extend(unseen);
             q.busy -= 1;
             q.dirs.len()
         };
@@ -216,17 +257,25 @@ fn walker(
     }
 }
 
-/// Reads one directory: its files go to `found`, its directories are returned.
+/// Reads one directory: its files go to `found`; its directories are returned, and those not
+/// to be read (too deep, or this one if it cannot be read) as unseen prefixes.
 fn read_dir(
     (dir, prefix, depth, above): Dir,
     ignore: &GlobSet,
     count: &AtomicUsize,
     found: &mut Vec<(String, Stat)>,
-) -> Vec<Dir> {
+) -> (Vec<Dir>, Vec<String>) {
     let mut subdirs = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        // Gone, or not ours to read: not part of this checkpoint.
-        return subdirs;
+    let mut unseen = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        // Gone since its parent was read: nothing under it is there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (subdirs, unseen),
+        // There, but not ours to read: what was known under it stands.
+        Err(_) => {
+            unseen.push(prefix);
+            return (subdirs, unseen);
+        }
     };
     let gitignores = match gitignore::load(&dir) {
         Some(here) => {
@@ -250,7 +299,9 @@ fn read_dir(
             // A name that is not UTF-8 cannot be recorded as such: left out.
             continue;
         };
-        if depth == 0 && is_dir && (name == ".git" || name == ".stepwise") {
+        // A repository's own store, at any depth (a nested clone's too), and the workspace's
+        // `.stepwise/`.
+        if is_dir && (name == ".git" || (depth == 0 && name == ".stepwise")) {
             continue;
         }
         let rel = format!("{prefix}{name}");
@@ -271,6 +322,8 @@ fn read_dir(
         if is_dir {
             if depth < MAX_DEPTH {
                 subdirs.push((path, format!("{rel}/"), depth + 1, Arc::clone(&gitignores)));
+            } else {
+                unseen.push(format!("{rel}/"));
             }
             continue;
         }
@@ -280,7 +333,7 @@ fn read_dir(
         }
         found.push((rel, Stat::of(&meta)));
     }
-    subdirs
+    (subdirs, unseen)
 }
 
 /// A file's version, and its content when it is at most `max_file_bytes` (it is then stored).

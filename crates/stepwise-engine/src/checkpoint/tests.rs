@@ -162,3 +162,24 @@ fn ignoring_everything_turns_checkpoints_off() {
     let (scanned, read) = look(&ws, &["**"], 1 << 20, &HashMap::new());
     assert!(scanned.snapshot.is_empty() && read.is_empty());
 }
+
+#[test]
+fn a_gitignore_with_a_byte_that_is_not_utf8_still_ignores_and_unanchored_globs_match_anywhere() {
+    let (dir, ws) = temp_workspace();
+    for file in [
+        "target/out.o",
+        "a/node_modules/x.js",
+        "node_modules/y.js",
+        "src/keep.rs",
+        "a/b/.git/HEAD",
+        "x.tmp",
+        "d/y.tmp",
+    ] {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "x").unwrap();
+    }
+    std::fs::write(dir.path().join(".gitignore"), b"# caf\xe9\ntarget/\n").unwrap();
+    let (scanned, _) = look(&ws, &["node_modules/", "*.tmp"], 1 << 20, &HashMap::new());
+    assert_eq!(paths(&scanned.snapshot), [".gitignore", "src/keep.rs"]);
+}

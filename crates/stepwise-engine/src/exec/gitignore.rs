@@ -69,11 +69,19 @@ pub(crate) fn load(dir: &Path) -> Option<Gitignore> {
     if !file.metadata().ok()?.is_file() {
         return None;
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     (&mut file)
         .take(MAX_GITIGNORE_BYTES)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .ok()?;
+    // A byte that is not UTF-8 spoils its line only, not the whole file (which would let
+    // `target/` or `node_modules/` in); a file cut at the ceiling loses its last, partial line.
+    if bytes.len() as u64 == MAX_GITIGNORE_BYTES
+        && let Some(end) = bytes.iter().rposition(|&b| b == b'\n')
+    {
+        bytes.truncate(end);
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let mut builder = GitignoreBuilder::new(dir);
     for line in text.lines() {
         let _ = builder.add_line(None, line);

@@ -40,7 +40,11 @@ impl RunExport {
             at = time(run.created_at_ms),
             status = escape(run.status.as_str()),
             inputs = escape(&self.inputs.to_string()),
-            cost = format_usd(self.model_calls.iter().map(|c| c.cost_micro_usd).sum()),
+            cost = format_usd(
+                self.model_calls
+                    .iter()
+                    .fold(0, |sum, c| sum.saturating_add(c.cost_micro_usd))
+            ),
         );
         self.chain_section(&mut out);
         self.decisions_section(&mut out);
@@ -197,8 +201,14 @@ impl RunExport {
     }
 }
 
-/// Milliseconds since the epoch, as UTC time (RFC 3339).
+/// Milliseconds since the epoch, as UTC time (RFC 3339); a time no calendar date can say (a
+/// tampered row's, past the year 9999) as its number.
 fn time(ms: i64) -> String {
+    /// 10000-01-01T00:00:00Z.
+    const LAST_MS: i64 = 253_402_300_800_000;
+    if !(0..LAST_MS).contains(&ms) {
+        return format!("{ms} ms after 1970");
+    }
     let ms = u64::try_from(ms).unwrap_or(0);
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(at).to_string()
@@ -236,5 +246,7 @@ mod tests {
     fn times_are_utc() {
         assert_eq!(time(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(time(1_765_030_000_123), "2025-12-06T14:06:40.123Z");
+        assert_eq!(time(i64::MAX), format!("{} ms after 1970", i64::MAX));
+        assert_eq!(time(-5), "-5 ms after 1970");
     }
 }
