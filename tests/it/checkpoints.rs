@@ -136,3 +136,28 @@ fn a_bad_checkpoint_setting_in_the_policy_file_is_named_and_nothing_runs() {
     assert!(out.stderr.contains("policy.yaml"), "{out}");
     assert!(env.read("ran").is_none());
 }
+
+/// A command cancelled mid-way: what it had changed in the files is recorded with its failure.
+#[test]
+fn what_a_cancelled_command_changed_is_recorded_with_its_failure() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "slow.yaml",
+        "name: slow\nsteps:\n  - id: slow\n    type: run_command\n    command: \"echo half > made.txt; sleep 60\"\n",
+    );
+    let engine = env.spawn_run(&wf);
+    let patience = std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + patience;
+    while env.read("made.txt").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the command never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = env.first_run_id(patience).expect("the run");
+    let cancelled = env.stepwise(&["cancel", &run]);
+    assert!(cancelled.code == 0 || cancelled.code == 1, "{cancelled}");
+    engine.finish(patience);
+    let show = env.show(&run);
+    assert_eq!(step(&show, "slow")["status"], "cancelled", "{show}");
+    assert_eq!(changes(&show, "slow"), [change("created", "made.txt", None)]);
+}

@@ -315,6 +315,10 @@ impl CommandOutcome {
 pub struct OperationError {
     pub kind: OperationErrorKind,
     pub message: String,
+    /// What the operation changed in the workspace's files before it failed (a command
+    /// cancelled mid-way, an MCP call whose server died; see `checkpoint`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FileChange>,
 }
 
 impl OperationError {
@@ -322,6 +326,7 @@ impl OperationError {
         OperationError {
             kind,
             message: message.into(),
+            changes: Vec::new(),
         }
     }
 }

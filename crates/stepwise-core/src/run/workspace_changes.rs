@@ -24,6 +24,11 @@ pub fn workspace_changes<'a>(
                     found.push((seq, step.clone(), changes.to_vec()));
                 }
             }
+            Event::OperationFailed { op, error } => {
+                if let (Some(step), false) = (steps.get(op), error.changes.is_empty()) {
+                    found.push((seq, step.clone(), error.changes.clone()));
+                }
+            }
             _ => {}
         }
     }

@@ -176,7 +176,7 @@ impl Checkpointer {
 }
 
 /// Performs `work` between two checkpoints and records what changed in its result (a
-/// command's, an MCP call's, an edit's). Without a first checkpoint the work is not done: what it changes
+/// command's, an MCP call's, an edit's), or in its error when it failed. Without a first checkpoint the work is not done: what it changes
 /// could not be told apart from what was there. When the second cannot be taken, the result
 /// says nothing of changes, and the log says why.
 pub(crate) async fn around<F>(
@@ -196,15 +196,20 @@ where
             format!("{what} was not started: the workspace's checkpoint could not be taken: {why}"),
         )
     })?;
-    let mut result = work.await?;
-    let Some(changes) = changes_of(&mut result) else {
-        return Ok(result);
+    // Taken after a failure too: a command cancelled mid-way may have changed files already.
+    let mut outcome = work.await;
+    let changes = match &mut outcome {
+        Ok(result) => changes_of(result),
+        Err(error) => Some(&mut error.changes),
+    };
+    let Some(changes) = changes else {
+        return outcome;
     };
     match checkpointer.take().await {
         Ok(after) => *changes = changes_between(&before, &after),
         Err(why) => tracing::warn!(%why, "the checkpoint after {what} could not be taken"),
     }
-    Ok(result)
+    outcome
 }
 
 /// Where a result keeps the changes its operation made.
