@@ -150,7 +150,10 @@ fn what_a_cancelled_command_changed_is_recorded_with_its_failure() {
     let patience = std::time::Duration::from_secs(30);
     let deadline = std::time::Instant::now() + patience;
     while env.read("made.txt").is_none() {
-        assert!(std::time::Instant::now() < deadline, "the command never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let run = env.first_run_id(patience).expect("the run");
@@ -159,5 +162,8 @@ fn what_a_cancelled_command_changed_is_recorded_with_its_failure() {
     engine.finish(patience);
     let show = env.show(&run);
     assert_eq!(step(&show, "slow")["status"], "cancelled", "{show}");
-    assert_eq!(changes(&show, "slow"), [change("created", "made.txt", None)]);
+    assert_eq!(
+        changes(&show, "slow"),
+        [change("created", "made.txt", None)]
+    );
 }
