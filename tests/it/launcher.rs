@@ -334,13 +334,15 @@ fn a_kept_supervisor_that_is(signal_it: nix::sys::signal::Signal) {
     let env = Env::new();
     env.allow_everything();
     let (ready, go) = (env.fifo("ready.fifo"), env.fifo("go.fifo"));
-    // `a` ends at once, its supervisor kept; `b` runs until the test lets it go; then `c1`
-    // and `c2` start together: one takes `b`'s supervisor, the other `a`'s.
+    // `a` ends once `b` has started (so each has a supervisor of its own), its supervisor
+    // kept; `b` runs until the test lets it go; then `c1` and `c2` start: each takes a kept
+    // supervisor, `b`'s or `a`'s (one found stopped is replaced; one never taken again is
+    // killed when the engine shuts down).
     let wf = env.workflow(
         "kept.yaml",
         "name: kept\nsteps:\n\
-         \x20 - id: a\n    type: run_command\n    command: \"echo $PPID > a.pid\"\n\
-         \x20 - id: b\n    type: run_command\n    command: \"echo started > ready.fifo; cat go.fifo\"\n\
+         \x20 - id: a\n    type: run_command\n    command: \"echo $PPID > a.pid; while [ ! -e b.started ]; do sleep 0.01; done\"\n\
+         \x20 - id: b\n    type: run_command\n    command: \"touch b.started; echo started > ready.fifo; cat go.fifo\"\n\
          \x20 - id: c1\n    type: run_command\n    needs: [a, b]\n    command: \"echo c1 ran\"\n\
          \x20 - id: c2\n    type: run_command\n    needs: [a, b]\n    command: \"echo c2 ran\"\n",
     );
