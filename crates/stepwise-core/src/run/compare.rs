@@ -1,6 +1,7 @@
 //! Two runs side by side: their workflows, their inputs, and step by step what each recorded
 //! (every operation's request and result, every decision, how the step ended), with what only
-//! describes when or how fast (times, durations, latencies) left out. The first difference is
+//! describes when or how fast (durations, latencies) or where a run kept something left out,
+//! and tool call ids (a provider's, new at every call) compared by their order. The first difference is
 //! named; each step is the same, differs, or ran in one run only.
 
 use std::collections::BTreeMap;
@@ -11,8 +12,10 @@ use serde_json::Value;
 use crate::event::Event;
 use crate::ids::{EventSeq, StepId};
 
-/// Fields that say when or how fast, not what: left out of the comparison.
-const TIMING_FIELDS: [&str; 3] = ["latency_ms", "duration_ms", "recorded_at_ms"];
+/// Fields of a recorded result that say when, how fast or where this run kept something, not
+/// what happened: left out of the comparison (at the top of a result only, never inside data
+/// a step made).
+const INCIDENTAL_FIELDS: [&str; 4] = ["latency_ms", "duration_ms", "attempts", "saved_output"];
 /// The most of a value a difference quotes.
 const QUOTED_CHARS: usize = 200;
 
@@ -299,21 +302,45 @@ fn names_of(kind: &str) -> (&'static str, &'static str) {
 }
 
 /// A recorded value as compared: JSON, without the fields that only say when or how fast.
+/// A recorded value as compared: JSON, without a result's incidental fields, and with the
+/// ids a provider gives tool calls (different at every call) replaced by their order of
+/// appearance.
 fn plain(value: &impl Serialize) -> Value {
     let mut value = serde_json::to_value(value).unwrap_or(Value::Null);
-    strip_timing(&mut value);
+    if let Value::Object(map) = &mut value {
+        for field in INCIDENTAL_FIELDS {
+            map.remove(field);
+        }
+    }
+    number_call_ids(&mut value, &mut BTreeMap::new(), false);
     value
 }
 
-fn strip_timing(value: &mut Value) {
+/// Replaces each tool call's id (`id` in an item of a `tool_calls` list, and `tool_call_id`)
+/// by `call-N`, N its order of first appearance.
+fn number_call_ids(value: &mut Value, ids: &mut BTreeMap<String, String>, in_calls: bool) {
+    let number = |id: &mut Value, ids: &mut BTreeMap<String, String>| {
+        if let Value::String(text) = id {
+            let next = format!("call-{}", ids.len() + 1);
+            *text = ids.entry(text.clone()).or_insert(next).clone();
+        }
+    };
     match value {
         Value::Object(map) => {
-            for field in TIMING_FIELDS {
-                map.remove(field);
+            for (key, item) in map.iter_mut() {
+                match key.as_str() {
+                    "tool_call_id" => number(item, ids),
+                    "id" if in_calls => number(item, ids),
+                    "tool_calls" => number_call_ids(item, ids, true),
+                    _ => number_call_ids(item, ids, false),
+                }
             }
-            map.values_mut().for_each(strip_timing);
         }
-        Value::Array(items) => items.iter_mut().for_each(strip_timing),
+        Value::Array(items) => {
+            for item in items {
+                number_call_ids(item, ids, in_calls);
+            }
+        }
         _ => {}
     }
 }
@@ -397,4 +424,37 @@ fn quote(value: &Value) -> String {
         quoted.push('…');
     }
     quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn tool_call_ids_compare_by_order_and_only_a_results_own_timing_is_left_out() {
+        let a = json!({"kind": "llm_replied", "latency_ms": 5, "text": "",
+            "tool_calls": [{"id": "call_abc", "name": "read_file"}],
+            "data": {"duration_ms": 1}});
+        let b = json!({"kind": "llm_replied", "latency_ms": 9, "text": "",
+            "tool_calls": [{"id": "call_xyz", "name": "read_file"}],
+            "data": {"duration_ms": 1}});
+        assert_eq!(plain(&a), plain(&b));
+        // A step's own data keeps its fields, whatever their names.
+        let c = json!({"kind": "llm_replied", "latency_ms": 9, "text": "",
+            "tool_calls": [{"id": "call_xyz", "name": "read_file"}],
+            "data": {"duration_ms": 2}});
+        assert_ne!(plain(&a), plain(&c));
+        // The same id answered in a later message is the same call.
+        let request = json!({"messages": [
+            {"tool_calls": [{"id": "q1"}, {"id": "q2"}]},
+            {"tool_call_id": "q2"}]});
+        assert_eq!(
+            plain(&request),
+            json!({"messages": [
+                {"tool_calls": [{"id": "call-1"}, {"id": "call-2"}]},
+                {"tool_call_id": "call-2"}]})
+        );
+    }
 }
