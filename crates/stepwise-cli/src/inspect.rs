@@ -145,7 +145,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
     };
     let times = step_times(&loaded, status.is_finished());
     let started = loaded.state.started();
-    let file_changes = engine.file_changes(loaded.row.run_id.as_str()).await?;
+    let file_changes = engine.file_changes(&loaded).await?;
     let changes_of = |step: &StepId| -> Vec<&ShownChange> {
         file_changes
             .iter()

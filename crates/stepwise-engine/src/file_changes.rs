@@ -10,6 +10,7 @@ use stepwise_store::Store;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::loading::LoadedRun;
 
 /// Versions larger than this are not read to make a diff.
 const MAX_DIFFED_BYTES: u64 = 256 * 1024;
@@ -42,17 +43,20 @@ pub struct ShownChange {
 }
 
 impl Engine {
-    /// What the operations of a run (by id or unique prefix) changed in its workspace's files,
-    /// in log order.
-    pub async fn file_changes(&self, run: &str) -> Result<Vec<OperationChanges>, EngineError> {
-        let ctx = std::sync::Arc::clone(&self.ctx);
-        let run = run.to_string();
+    /// What the operations of a run already read (`load_run`) changed in its workspace's
+    /// files, in log order: only the versions' blobs are read for the diffs.
+    pub async fn file_changes(
+        &self,
+        loaded: &LoadedRun,
+    ) -> Result<Vec<OperationChanges>, EngineError> {
+        let found = workspace_changes(loaded.events.iter().map(|(s, e)| (s.seq, e)));
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
         self.ctx
             .db
             .read(move |store| {
-                let loaded = ctx.load_run_with(store, &run)?;
-                let events = loaded.events.iter().map(|(s, e)| (s.seq, e));
-                Ok(workspace_changes(events)
+                Ok(found
                     .into_iter()
                     .map(|(seq, step, changes)| OperationChanges {
                         seq,
@@ -63,9 +67,7 @@ impl Engine {
             })
             .await
     }
-}
 
-impl Engine {
     /// Each change with its diff when it is text: for changes already read from the log (the
     /// app's step panel reads its step's operations).
     pub async fn show_changes(

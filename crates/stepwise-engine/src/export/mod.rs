@@ -147,7 +147,7 @@ impl Engine {
         let loaded = self.load_run(run).await?;
         let run_id = loaded.row.run_id.to_string();
         let (_, chain) = self.verify(&run_id).await?;
-        let file_changes = self.file_changes(&run_id).await?;
+        let file_changes = self.file_changes(&loaded).await?;
         let started = loaded.state.started();
         let mut export = RunExport {
             format: FORMAT,
