@@ -371,6 +371,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
                 by: "fuzz".into(),
                 mode: DecisionMode::Manual,
                 comment: None,
+                hunks: None,
             })
         } else {
             break;

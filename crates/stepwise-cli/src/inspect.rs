@@ -403,7 +403,14 @@ pub fn approval_text(approval: &Approval) -> String {
                 printable(path),
                 base_hash.as_deref().unwrap_or("absent")
             ));
+            let hunks = diff.lines().filter(|l| l.starts_with("@@")).count();
+            let mut hunk = 0;
             for line in diff.lines() {
+                // Numbered when there are several: `--hunks` and `--reject-hunks` name them.
+                if hunks > 1 && line.starts_with("@@") {
+                    hunk += 1;
+                    out.push(format!("   hunk {hunk} of {hunks}:"));
+                }
                 out.push(format!("   {}", printable(line)));
             }
         }

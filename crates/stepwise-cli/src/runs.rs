@@ -10,7 +10,7 @@ use clap::Args;
 use stepwise_core::event::{Proposal, Resolution};
 use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::operation::CommandLine;
-use stepwise_core::run::{EditedProposal, RunStatus, StepStatus};
+use stepwise_core::run::{EditedProposal, RunStatus, StepStatus, edit_hunks};
 use stepwise_engine::{Command, Engine, EngineError, StartRun};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -39,6 +39,7 @@ pub struct RunArgs {
 }
 
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("hunk_choice").args(["hunks", "reject_hunks"]))]
 pub struct ApproveArgs {
     /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
     run: String,
@@ -53,8 +54,23 @@ pub struct ApproveArgs {
     proposal: Option<String>,
     /// Approve an edited proposal instead: for an edit, the file's new content; for a command,
     /// a JSON list (argv) or a shell line.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["hunks", "reject_hunks"])]
     edit: Option<PathBuf>,
+    /// Apply only these hunks of an edit (numbered from 1, as `stepwise approvals` shows
+    /// them, e.g. `1,3`); the others are rejected.
+    #[arg(
+        long,
+        value_name = "N,N…",
+        value_delimiter = ',',
+        conflicts_with = "reject_hunks"
+    )]
+    hunks: Option<Vec<u32>>,
+    /// Reject these hunks of an edit (e.g. `2`) and apply the others.
+    #[arg(long, value_name = "N,N…", value_delimiter = ',')]
+    reject_hunks: Option<Vec<u32>>,
+    /// Why the hunks left out were rejected (recorded, and told to an agent).
+    #[arg(long, requires = "hunk_choice")]
+    reason: Option<String>,
     #[command(flatten)]
     wait: Wait,
 }
@@ -188,8 +204,11 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
 }
 
 pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::Result<Exit> {
-    let step = StepId::from(args.step);
+    let step = StepId::from(args.step.as_str());
     let edited = match &args.edit {
+        None if args.hunks.is_some() || args.reject_hunks.is_some() => {
+            Some(hunk_choice(engine, &args, &step).await?)
+        }
         None => None,
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -215,6 +234,50 @@ pub async fn approve(engine: &Engine, args: ApproveArgs, json: bool) -> anyhow::
         edited,
     };
     send(engine, &args.run, command, args.wait, json).await
+}
+
+/// The hunks a person rejects, from `--reject-hunks`, or from `--hunks` (those applied) and
+/// the edit the step waits on.
+async fn hunk_choice(
+    engine: &Engine,
+    args: &ApproveArgs,
+    step: &StepId,
+) -> anyhow::Result<EditedProposal> {
+    let reason = args.reason.clone();
+    if let Some(rejected) = &args.reject_hunks {
+        return Ok(EditedProposal::Hunks {
+            rejected: rejected.clone(),
+            reason,
+        });
+    }
+    let applied = args.hunks.clone().unwrap_or_default();
+    let loaded = engine.load_run(&args.run).await?;
+    let waiting = loaded
+        .state
+        .step_state(step)
+        .filter(|s| s.status == StepStatus::AwaitingApproval);
+    let (Some(state), Some(pending)) = (waiting, waiting.and_then(|s| s.pending_approval.as_ref()))
+    else {
+        return Err(InvalidInput(format!("step `{step}` is not waiting for approval")).into());
+    };
+    let Proposal::EditFile { content, .. } = &pending.proposal else {
+        return Err(InvalidInput(format!(
+            "step `{step}` waits on a {} proposal; only an edit has hunks",
+            pending.proposal.kind_name()
+        ))
+        .into());
+    };
+    let count = edit_hunks(state.base_content.as_deref(), content).len() as u32;
+    if let Some(wrong) = applied.iter().find(|&&n| n == 0 || n > count) {
+        return Err(InvalidInput(format!(
+            "step `{step}`'s edit has {count} hunk(s); there is no hunk {wrong}"
+        ))
+        .into());
+    }
+    Ok(EditedProposal::Hunks {
+        rejected: (1..=count).filter(|n| !applied.contains(n)).collect(),
+        reason,
+    })
 }
 
 /// Answers an agent's question (`ask_person`): the answer is recorded as the approved

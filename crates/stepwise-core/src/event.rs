@@ -207,6 +207,21 @@ pub struct ApprovalGranted {
     pub mode: DecisionMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Set when the person reviewed an edit hunk by hunk: `edited` holds the content with
+    /// only the accepted hunks applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hunks: Option<HunkReview>,
+}
+
+/// Which hunks of an edit a person applied and which they rejected, and why.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HunkReview {
+    /// Hunk numbers (from 1, as the proposal's diff shows them), in order.
+    pub applied: Vec<u32>,
+    pub rejected: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Who decided.

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use stepwise_core::event::{ApprovalGranted, DecisionMode, Event, Proposal, Resolution};
 use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::{
-    EditedProposal, PendingApproval, RunState, StepState, StepStatus, edited_proposal,
+    EditedProposal, HunkOutcome, PendingApproval, RunState, StepState, StepStatus, edited_proposal,
+    review_hunks,
 };
 
 use crate::error::EngineError;
@@ -161,7 +162,29 @@ pub(crate) fn command_event(
         } => {
             let (step_state, pending) = awaiting(state, run_id, &step, proposal.as_deref())?;
             check_answer(&step, &pending.proposal, edited.as_ref())?;
+            let mut hunks = None;
             let edited = match edited {
+                Some(EditedProposal::Hunks { rejected, .. }) if rejected.is_empty() => None,
+                Some(EditedProposal::Hunks { rejected, reason }) => {
+                    let base = step_state.base_content.as_deref();
+                    match review_hunks(&pending.proposal, base, &rejected, reason.as_deref())
+                        .map_err(EngineError::InvalidEdit)?
+                    {
+                        HunkOutcome::RejectAll { reason } => {
+                            return Ok(Some(Event::ApprovalRejected {
+                                step,
+                                attempt: pending.attempt,
+                                proposal_hash: pending.proposal_hash.clone(),
+                                by,
+                                reason,
+                            }));
+                        }
+                        HunkOutcome::Apply { proposal, review } => {
+                            hunks = Some(review);
+                            Some(proposal)
+                        }
+                    }
+                }
                 Some(edit) => {
                     let proposal = edited_proposal(
                         &pending.proposal,
@@ -191,6 +214,7 @@ pub(crate) fn command_event(
                 by,
                 mode: DecisionMode::Manual,
                 comment: comment.filter(|c| !c.trim().is_empty()),
+                hunks,
             })
         }
         Command::Reject {

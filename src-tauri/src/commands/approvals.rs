@@ -48,7 +48,8 @@ pub async fn inbox(engine: &Engine) -> Result<InboxView, AppError> {
 }
 
 /// Approves the proposal the person saw (`proposal_hash`), optionally changed: new file
-/// content for an edit, another command for a command; an agent's question with its answer.
+/// content for an edit, another command for a command; an agent's question with its answer;
+/// an edit with some of its hunks (`rejected_hunks`, numbered from 1) left out.
 // A Tauri command takes its arguments by name from the window's `invoke`, one per field the
 // window may send: a struct would only nest them.
 #[allow(clippy::too_many_arguments)]
@@ -62,15 +63,21 @@ pub async fn approve_step(
     edited_content: Option<String>,
     edited_command: Option<CommandLine>,
     edited_answer: Option<String>,
+    rejected_hunks: Option<Vec<u32>>,
+    hunk_reason: Option<String>,
 ) -> Result<(), AppError> {
-    let edited = match (edited_content, edited_command, edited_answer) {
-        (Some(content), None, None) => Some(EditedProposal::Content(content)),
-        (None, Some(command), None) => Some(EditedProposal::Command(command)),
-        (None, None, Some(answer)) => Some(EditedProposal::Answer(answer)),
-        (None, None, None) => None,
+    let hunks = rejected_hunks.map(|rejected| EditedProposal::Hunks {
+        rejected,
+        reason: hunk_reason,
+    });
+    let edited = match (edited_content, edited_command, edited_answer, hunks) {
+        (Some(content), None, None, None) => Some(EditedProposal::Content(content)),
+        (None, Some(command), None, None) => Some(EditedProposal::Command(command)),
+        (None, None, Some(answer), None) => Some(EditedProposal::Answer(answer)),
+        (None, None, None, hunks) => hunks,
         _ => {
             return Err(AppError::invalid(
-                "an approval changes one thing: the content, the command, or the answer",
+                "an approval changes one thing: the content, the command, the answer, or which hunks apply",
             ));
         }
     };

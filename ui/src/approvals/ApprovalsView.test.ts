@@ -195,3 +195,42 @@ describe("a run the engine could not go on with", () => {
     expect(toasts).toContain("/home/me/gone does not exist");
   });
 });
+
+describe("reviewing an edit hunk by hunk", () => {
+  it("h opens the review, j/k move, n rejects a hunk, a applies the rest with the reason", async () => {
+    const first = inbox.state.items[0];
+    press("h");
+    await settle();
+    const hunks = () => [...document.querySelectorAll<HTMLElement>("[data-hunk]")];
+    expect(hunks().map((h) => h.dataset.hunkState)).toEqual(["accepted", "accepted"]);
+    expect(hunks()[0].getAttribute("aria-current")).toBe("true");
+    press("j");
+    await settle();
+    expect(hunks()[1].getAttribute("aria-current")).toBe("true");
+    press("k");
+    press("n");
+    await settle();
+    expect(hunks().map((h) => h.dataset.hunkState)).toEqual(["rejected", "accepted"]);
+    expect(text(document, '[data-testid="hunk-review"]')).toContain("rejecting 1");
+    typeInto(document.querySelector<HTMLInputElement>('input[aria-label="Why the rejected hunks"]')!, "keep the docstring");
+    press("a");
+    await settle();
+    expect(calls("approveStep")).toEqual([
+      { run: first.run_id, step: "edit", proposalHash: first.proposal_hash, rejectedHunks: [1], hunkReason: "keep the docstring" },
+    ]);
+    expect(text(document, ".toasts")).toContain("Applied 1 of 2 hunks");
+  });
+
+  it("Esc leaves the review without deciding; y accepts", async () => {
+    press("h");
+    press("n");
+    press("Escape");
+    await settle();
+    expect(document.querySelector("[data-hunk-state]")).toBeNull();
+    press("h");
+    press("y");
+    press("a");
+    await settle();
+    expect(calls("approveStep")[0]).not.toHaveProperty("rejectedHunks");
+  });
+});

@@ -29,6 +29,10 @@ export interface ApproveArgs {
   editedCommand?: CommandLine;
   /** The answer to an agent's question (which is approved only with one). */
   editedAnswer?: string;
+  /** An edit's hunks (numbered from 1) left out; the others are applied. */
+  rejectedHunks?: number[];
+  /** Why those hunks were left out. */
+  hunkReason?: string;
 }
 
 export interface RejectArgs {

@@ -41,7 +41,7 @@ def percent(part, whole):
     return 100 * part / whole
 `;
 
-export const UTILS_AFTER = `"""Small helpers shared by the CLI and the tests."""
+export const UTILS_AFTER = `"""Small helpers shared by the CLI, the app and the tests."""
 
 import math
 

@@ -257,7 +257,9 @@ export class MockBackend implements Backend {
       throw appError("invalid", `step \`${args.step}\` asks a question: answer it, or reject it with a reason`);
     if (args.editedAnswer !== undefined && item.proposal.kind !== "question")
       throw appError("invalid", `step \`${args.step}\` does not ask a question`);
-    const edited = args.editedContent !== undefined || args.editedCommand !== undefined;
+    if (args.rejectedHunks !== undefined && item.proposal.kind !== "edit_file")
+      throw appError("invalid", `step \`${args.step}\` does not edit a file: it has no hunks`);
+    const edited = args.editedContent !== undefined || args.editedCommand !== undefined || (args.rejectedHunks?.length ?? 0) > 0;
     this.decide(r, item, { approved: true, comment: args.comment ?? null, edited });
   }
 

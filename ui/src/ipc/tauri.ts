@@ -27,6 +27,8 @@ export const tauriBackend: Backend = {
       editedContent: a.editedContent ?? null,
       editedCommand: a.editedCommand ?? null,
       editedAnswer: a.editedAnswer ?? null,
+      rejectedHunks: a.rejectedHunks ?? null,
+      hunkReason: a.hunkReason ?? null,
     }),
   rejectStep: (a) =>
     invoke("reject_step", { run: a.run, step: a.step, proposalHash: a.proposalHash, reason: a.reason }),

@@ -76,3 +76,20 @@ describe("isTypingTarget", () => {
     expect(isTypingTarget(null)).toBe(false);
   });
 });
+
+describe("keyCommand while reviewing hunks", () => {
+  it("h opens the review; j/k move between hunks, y/n accept or reject one, a applies", () => {
+    expect(keyCommand({ key: "h" }, "browse")).toBe("review-hunks");
+    expect(keyCommand({ key: "j" }, "hunks")).toBe("next-hunk");
+    expect(keyCommand({ key: "k" }, "hunks")).toBe("prev-hunk");
+    expect(keyCommand({ key: "y" }, "hunks")).toBe("accept-hunk");
+    expect(keyCommand({ key: "n" }, "hunks")).toBe("reject-hunk");
+    expect(keyCommand({ key: "a" }, "hunks")).toBe("apply-hunks");
+    expect(keyCommand({ key: "Escape" }, "hunks")).toBe("close");
+    expect(keyCommand({ key: "e" }, "hunks")).toBeNull();
+  });
+
+  it("never fires while the reason is typed", () => {
+    for (const key of ["y", "n", "a", "j"]) expect(keyCommand({ key, target: el("<input>") }, "hunks")).toBeNull();
+  });
+});

@@ -2,8 +2,9 @@
 // (and "never while typing") are tested without a DOM.
 
 /** `browse`: moving and deciding; `edit`: the editor is open; `reject`: the reason box is;
- * `answer`: the reply box to an agent's question is. */
-export type InboxMode = "browse" | "edit" | "reject" | "answer";
+ * `answer`: the reply box to an agent's question is; `hunks`: an edit's diff is reviewed hunk
+ * by hunk. */
+export type InboxMode = "browse" | "edit" | "reject" | "answer" | "hunks";
 
 export type KeyCommand =
   | "next"
@@ -14,6 +15,12 @@ export type KeyCommand =
   | "submit-reject"
   | "submit-edit"
   | "submit-answer"
+  | "review-hunks"
+  | "next-hunk"
+  | "prev-hunk"
+  | "accept-hunk"
+  | "reject-hunk"
+  | "apply-hunks"
   | "close";
 
 export interface KeyLike {
@@ -53,6 +60,26 @@ export function keyCommand(e: KeyLike, mode: InboxMode): KeyCommand | null {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) return "submit-edit";
     return null;
   }
+  if (mode === "hunks") {
+    if (e.key === "Escape") return "close";
+    if (e.ctrlKey || e.metaKey || e.altKey || isTypingTarget(e.target)) return null;
+    switch (e.key) {
+      case "j":
+      case "ArrowDown":
+        return "next-hunk";
+      case "k":
+      case "ArrowUp":
+        return "prev-hunk";
+      case "y":
+        return "accept-hunk";
+      case "n":
+        return "reject-hunk";
+      case "a":
+        return "apply-hunks";
+      default:
+        return null;
+    }
+  }
   if (e.ctrlKey || e.metaKey || e.altKey) return null;
   if (isTypingTarget(e.target)) return null;
   switch (e.key) {
@@ -68,6 +95,8 @@ export function keyCommand(e: KeyLike, mode: InboxMode): KeyCommand | null {
       return "edit";
     case "r":
       return "reject";
+    case "h":
+      return "review-hunks";
     default:
       return null;
   }

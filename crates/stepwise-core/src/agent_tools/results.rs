@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::event::HunkReview;
 use crate::llm::ToolCall;
 use crate::operation::{
     CommandOutcome, OperationError, OperationErrorKind, OperationResult, SearchMatch,
@@ -132,14 +133,26 @@ pub fn call_result(
     }
 }
 
-/// What the model is told of an edit that was written: that it was, and, where a person
-/// changed it before approving, the diff that was applied instead of the one proposed.
-pub fn written(path: &str, applied: Option<&str>) -> String {
-    match applied {
-        Some(diff) => capped(&format!(
-            "a person changed your edit before approving it; `{path}` was written with this change instead:\n{diff}"
-        )),
+/// What the model is told of an edit that was written: that it was, or, where a person
+/// changed it before approving, what they did (`changed`, from [`edit_changed`]).
+pub fn written(path: &str, changed: Option<&str>) -> String {
+    match changed {
+        Some(told) => capped(told),
         _ => format!("`{path}` was written as proposed"),
+    }
+}
+
+/// How a person changed an edit before approving it: applied only some of its hunks
+/// (`hunks`), or wrote other content; `diff` is the change that was applied.
+pub fn edit_changed(path: &str, diff: &str, hunks: Option<&HunkReview>) -> String {
+    match hunks {
+        Some(review) => format!(
+            "a person reviewed your edit hunk by hunk: {}; `{path}` was written with this change:\n{diff}",
+            review.told()
+        ),
+        None => format!(
+            "a person changed your edit before approving it; `{path}` was written with this change instead:\n{diff}"
+        ),
     }
 }
 

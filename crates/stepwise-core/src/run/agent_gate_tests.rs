@@ -69,6 +69,7 @@ fn approve(state: &RunState, edited: Option<Proposal>) -> Event {
         by: "ann".into(),
         mode: DecisionMode::Manual,
         comment: None,
+        hunks: None,
     })
 }
 

@@ -112,6 +112,7 @@ fn mcp_tools_are_listed_offered_asked_about_and_refused_by_rule() {
         by: "ann".into(),
         mode: DecisionMode::Manual,
         comment: None,
+        hunks: None,
     });
     input(&mut state, &mut log, granted);
     let (op, request) = last_op(&log);

@@ -73,7 +73,7 @@ impl RunState {
                 // call cleared may join reads after it in one batch).
                 let Some(request) = self.steps[index].agent.as_ref().and_then(|turn| {
                     let mut granted = turn.clone();
-                    granted.cleared(None, false);
+                    granted.cleared(None, false, None);
                     granted.next_operation()
                 }) else {
                     return Vec::new();

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use crate::agent_tools::{
-    AgentEdit, McpTool, ToolAction, call_request, call_result, edit_proposal, written,
+    AgentEdit, McpTool, ToolAction, call_request, call_result, edit_changed, edit_proposal, written,
 };
-use crate::event::Proposal;
+use crate::event::{HunkReview, Proposal};
 use crate::llm::{ChatMessage, LlmReply, LlmRequest, Role, ToolCall};
 use crate::operation::{OperationError, OperationRequest, OperationResult};
 use crate::paths::is_in_policy_dir;
@@ -292,7 +292,13 @@ impl AgentTurn {
 
     /// The call at the gate was cleared: by `rule`, or by a person who approved `approved`.
     /// `changed`: the person changed it before approving.
-    pub(crate) fn cleared(&mut self, approved: Option<&Proposal>, changed: bool) {
+    /// `hunks`: they applied only some hunks of an edit.
+    pub(crate) fn cleared(
+        &mut self,
+        approved: Option<&Proposal>,
+        changed: bool,
+        hunks: Option<&HunkReview>,
+    ) {
         let Some(at) = self.current() else { return };
         if let CallStage::ReadGate { path, edit, .. } = &self.stages[at] {
             self.stages[at] = CallStage::Snapshot {
@@ -310,9 +316,9 @@ impl AgentTurn {
                 Some(answer) => answer.clone(),
                 None => "(the person went on without answering)".into(),
             }),
-            (Proposal::EditFile { diff, .. }, Some(request)) => CallStage::Perform {
+            (Proposal::EditFile { path, diff, .. }, Some(request)) => CallStage::Perform {
                 request,
-                changed_to: changed.then(|| diff.clone()),
+                changed_to: changed.then(|| edit_changed(path, diff, hunks)),
             },
             (Proposal::RunCommand(command), Some(request)) => CallStage::Perform {
                 request,

@@ -242,7 +242,7 @@ impl RunState {
                     s.phase = Phase::Approved(proposal_request(&proposal));
                     // An agent's call: it goes on as the agent's next move.
                     if let Some(turn) = s.agent.as_mut().filter(|turn| turn.gated()) {
-                        turn.cleared(Some(&proposal), changed);
+                        turn.cleared(Some(&proposal), changed, granted.hunks.as_ref());
                         s.phase = Phase::AgentNext;
                     }
                     let plan = match &proposal {
@@ -250,6 +250,7 @@ impl RunState {
                         _ => None,
                     };
                     s.approved_proposal = Some(proposal);
+                    s.approved_hunks = granted.hunks.clone();
                     self.dirty.insert(i);
                     if let Some(steps) = plan {
                         self.join_plan(i, &steps);
@@ -257,7 +258,7 @@ impl RunState {
                 } else {
                     s.approved_hashes.insert(granted.approved_hash.clone());
                     if let Some(turn) = s.agent.as_mut().filter(|turn| turn.gated()) {
-                        turn.cleared(None, false);
+                        turn.cleared(None, false, None);
                     }
                 }
             }

@@ -234,6 +234,7 @@ fn traces(events: &[(EventSeq, &Event)]) -> (BTreeMap<StepId, Trace>, Vec<StepId
                     "approved": true,
                     "mode": plain(&granted.mode),
                     "edited": plain(&granted.edited),
+                    "hunks": plain(&granted.hunks),
                 });
                 push(&mut traces, &granted.step, "a decision".into(), decision);
             }

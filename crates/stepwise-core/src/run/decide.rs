@@ -443,6 +443,7 @@ pub(super) fn granted_by_rule(
         by: "policy".into(),
         mode: DecisionMode::Rule { rule },
         comment: None,
+        hunks: None,
     })
 }
 

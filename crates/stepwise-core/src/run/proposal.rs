@@ -187,6 +187,13 @@ pub enum EditedProposal {
     Command(CommandLine),
     /// The answer to an agent's question.
     Answer(String),
+    /// An edit with some of its hunks (numbered from 1 as its diff shows them) left out, and
+    /// why.
+    Hunks {
+        rejected: Vec<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 /// The operation an approved proposal performs (`None` for a gate).

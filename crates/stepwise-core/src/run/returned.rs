@@ -119,6 +119,9 @@ impl RunState {
                 if recovered {
                     output["recovered"] = Value::Bool(true);
                 }
+                if let Some(review) = &self.steps[index].approved_hunks {
+                    output["hunks"] = json!(review);
+                }
                 vec![Event::StepSucceeded {
                     step: id,
                     attempt,

@@ -90,6 +90,8 @@ pub struct StepState {
     pub pending_approval: Option<PendingApproval>,
     /// The proposal that was last approved (its diff is the edit's output).
     pub approved_proposal: Option<Proposal>,
+    /// When that proposal is an edit a person reviewed hunk by hunk: which hunks they applied.
+    pub approved_hunks: Option<crate::event::HunkReview>,
     /// For an edit: the file as it was read for the proposal (`None`: it did not exist).
     pub base_content: Option<String>,
     pub(crate) approved_hashes: BTreeSet<String>,
@@ -132,6 +134,7 @@ impl StepState {
             reason: None,
             pending_approval: None,
             approved_proposal: None,
+            approved_hunks: None,
             base_content: None,
             approved_hashes: BTreeSet::new(),
             waiting_needs: needs,

@@ -179,6 +179,7 @@ fn an_edit_reads_proposes_waits_writes_and_succeeds() {
         by: "ann".into(),
         mode: DecisionMode::Manual,
         comment: None,
+        hunks: None,
     }));
     assert!(
         matches!(&decided[..], [Event::OperationStarted { request: OperationRequest::WriteFile { base_hash: Some(b), .. }, .. }] if b == "sha256:old")
@@ -336,6 +337,7 @@ fn a_failed_command_is_retried_after_backoff_without_asking_again() {
         by: "ann".into(),
         mode: DecisionMode::Manual,
         comment: None,
+        hunks: None,
     }));
     let op = run.last_op();
     let decided = run.input(Event::OperationSucceeded {
@@ -535,6 +537,7 @@ fn an_event_that_cannot_apply_changes_nothing() {
         by: "ann".into(),
         mode: DecisionMode::Manual,
         comment: None,
+        hunks: None,
     });
     assert!(run.state.apply(before.next(), &wrong).is_err());
     // An answer to an operation that never started, and an unknown step.
@@ -568,6 +571,7 @@ fn an_event_that_cannot_apply_changes_nothing() {
         by: "ann".into(),
         mode: DecisionMode::Manual,
         comment: None,
+        hunks: None,
     });
     let decided = run.input(right);
     assert!(

@@ -285,6 +285,7 @@ mod tests {
             by: "ann".into(),
             mode: DecisionMode::Manual,
             comment: None,
+            hunks: None,
         })
     }
 

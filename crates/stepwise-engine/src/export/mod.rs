@@ -199,7 +199,7 @@ impl Engine {
                         proposal_hash: granted.proposal_hash.clone(),
                         approved_hash: Some(granted.approved_hash.clone()),
                         edited: granted.edited.is_some(),
-                        words: granted.comment.clone(),
+                        words: decision_words(granted),
                     });
                 }
                 Event::ApprovalRejected {
@@ -276,4 +276,14 @@ fn cut(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}… ({} bytes in all)", &text[..end], text.len())
+}
+
+/// What a person said with an approval, and which hunks of an edit they applied.
+fn decision_words(granted: &stepwise_core::event::ApprovalGranted) -> Option<String> {
+    let hunks = granted.hunks.as_ref().map(|review| review.told());
+    match (hunks, &granted.comment) {
+        (Some(hunks), Some(comment)) => Some(format!("{hunks}. {comment}")),
+        (Some(hunks), None) => Some(hunks),
+        (None, comment) => comment.clone(),
+    }
 }
