@@ -49,6 +49,7 @@ mod lock_files;
 mod plan;
 mod real_llm;
 mod replay;
+mod rewind;
 mod sandbox;
 mod shared;
 mod steps;

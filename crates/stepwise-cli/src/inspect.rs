@@ -7,7 +7,9 @@ use stepwise_core::checkpoint::{FileChange, describe};
 use stepwise_core::event::{Event, Proposal};
 use stepwise_core::ids::StepId;
 use stepwise_core::llm::format_usd;
-use stepwise_core::run::{RunStatus, StepStatus, StepTiming, step_timings};
+use stepwise_core::run::{
+    RecordedRewind, RunStatus, StepStatus, StepTiming, recorded_rewinds, step_timings,
+};
 use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Approval, Engine, LoadedRun, OperationChanges, ShownChange, StoredEvent};
 
@@ -146,6 +148,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
     let times = step_times(&loaded, status.is_finished());
     let started = loaded.state.started();
     let file_changes = engine.file_changes(&loaded).await?;
+    let rewinds = recorded_rewinds(loaded.events.iter().map(|(s, e)| (s.seq, e)));
     let changes_of = |step: &StepId| -> Vec<&ShownChange> {
         file_changes
             .iter()
@@ -185,6 +188,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
                 "inputs": started.inputs,
                 "started_by": started.started_by,
                 "steps": steps,
+                "rewinds": rewinds,
             }))?
         );
         return Ok(Exit::Success);
@@ -285,8 +289,40 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
             println!("      files: {}", printable(&describe(&changes)));
         }
     }
+    print_rewinds(&rewinds);
     print_diffs(&file_changes);
     Ok(Exit::Success)
+}
+
+/// Each rewind: to which step, by whom, what it put back and left alone.
+fn print_rewinds(rewinds: &[RecordedRewind]) {
+    if rewinds.is_empty() {
+        return;
+    }
+    println!("\nRewinds\n");
+    for rewind in rewinds {
+        let approved = &rewind.approved;
+        let done = match &rewind.restored {
+            Some(restored) => {
+                let mut said = describe(restored);
+                if !approved.left_alone.is_empty() {
+                    said.push_str(&format!("; left alone {}", approved.left_alone.join(", ")));
+                }
+                for failure in &rewind.failed {
+                    said.push_str(&format!("; FAILED {}: {}", failure.path, failure.message));
+                }
+                said
+            }
+            None => "interrupted: approved, but what it did was never recorded".into(),
+        };
+        println!(
+            "  event {}: back to the start of `{}`, approved by {}: {}",
+            rewind.seq,
+            approved.to,
+            printable(&approved.by),
+            printable(&done)
+        );
+    }
 }
 
 /// Each text file's change, under its step.

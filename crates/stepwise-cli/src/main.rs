@@ -11,6 +11,7 @@ mod inspect;
 mod output;
 mod progress;
 mod replay;
+mod rewind;
 mod runs;
 
 use std::path::PathBuf;
@@ -124,6 +125,12 @@ enum CliCommand {
     },
     /// Approve a step's proposal (optionally edited) and continue the run.
     Approve(runs::ApproveArgs),
+    /// Put the workspace's files back as they were when a step of a run started: every file
+    /// the run changed since, from the contents its checkpoints kept. Shows the proposal (a
+    /// diff per file; files something else changed since are conflicts, left alone unless
+    /// named with --include) and its hash; --proposal HASH (or --yes) does it, recorded in the
+    /// run's log. A run that finished, failed, was cancelled or waits can be rewound.
+    Rewind(rewind::RewindArgs),
     /// Answer the question a step's agent asks (its `ask_person` tool) and continue the run.
     Answer(runs::AnswerArgs),
     /// Reject a step's proposal with a reason and continue the run.
@@ -286,6 +293,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Verify { run } => audit::verify(engine, &run, json).await,
         CliCommand::Export { run, out } => audit::export(engine, &run, out.as_deref(), json).await,
         CliCommand::Diff { first, second } => compare::diff(engine, &first, &second, json).await,
+        CliCommand::Rewind(args) => rewind::rewind(engine, args, json).await,
         CliCommand::Events { run, follow } => {
             if follow {
                 follow::events(engine, &run, json).await

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::checkpoint::CheckpointSpec;
+use crate::checkpoint::{CheckpointSpec, FileChange, FileVersion};
 use crate::ids::{EventSeq, RunId, StepId};
 use crate::llm::{Budget, CostEstimate, LlmRequest, ModelSpec};
 use crate::operation::{CommandRequest, OperationError, OperationRequest, OperationResult};
@@ -86,6 +86,18 @@ pub enum Event {
     RunAborted {
         message: String,
     },
+    /// A person approved putting the workspace's files back as they were when a step started
+    /// (`stepwise rewind`). Recorded before any file is touched; [`Event::RewindFinished`]
+    /// follows with what was done. Changes nothing in the run's steps, so a run of any status
+    /// can be rewound.
+    RewindApproved(RewindApproved),
+    /// What a rewind did to the files: each change it made (recorded as an operation's are, so
+    /// that a later rewind sees them) and the files it could not put back.
+    RewindFinished {
+        restored: Vec<FileChange>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<RewindFailure>,
+    },
 
     // ---- decisions ----
     StepStarted {
@@ -142,6 +154,50 @@ pub enum Event {
         steps: Vec<StepId>,
     },
     RunCancelled {},
+}
+
+/// A rewind as a person approved it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewindApproved {
+    /// The step whose start the files go back to.
+    pub to: StepId,
+    /// The seq of that start.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: EventSeq,
+    /// The files put back (conflicts the person included among them).
+    pub restores: Vec<FileRestore>,
+    /// Files changed since by something else, left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_alone: Vec<String>,
+    /// The hash of the proposal approved (what `stepwise rewind` showed).
+    pub proposal_hash: String,
+    pub by: String,
+}
+
+/// One file a rewind puts back.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRestore {
+    pub path: String,
+    /// What it held when the step started (`None`: it did not exist, and is deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<FileVersion>,
+    /// Its hash on disk when the rewind was proposed (`None`: absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// Something other than the run changed it since (it is put back only because the person
+    /// included it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub conflict: bool,
+}
+
+/// A file a rewind could not put back, and why.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewindFailure {
+    pub path: String,
+    pub message: String,
 }
 
 /// What a person chose for an operation whose outcome is unknown.
@@ -341,6 +397,8 @@ impl Event {
             Event::RunResumeRequested { .. } => "RunResumeRequested",
             Event::RunCancelRequested { .. } => "RunCancelRequested",
             Event::RunAborted { .. } => "RunAborted",
+            Event::RewindApproved(_) => "RewindApproved",
+            Event::RewindFinished { .. } => "RewindFinished",
             Event::StepStarted { .. } => "StepStarted",
             Event::StepSkipped { .. } => "StepSkipped",
             Event::ApprovalRequested { .. } => "ApprovalRequested",

@@ -128,6 +128,9 @@ pub enum EngineError {
         /// The one the step waits on now.
         current: String,
     },
+    /// A rewind cannot be proposed or done as asked, and why.
+    #[error("cannot rewind: {0}")]
+    Rewind(String),
     /// A proposal hash (or prefix) that cannot name one proposal.
     #[error(
         "proposal hash `{given}` does not name one proposal: it takes at least 8 hex digits of one (e.g. sha256:1a2b3c4d)"
@@ -263,6 +266,7 @@ impl EngineError {
                 | EngineError::MissingReason { .. }
                 | EngineError::ProposalChanged { .. }
                 | EngineError::InvalidProposalHash { .. }
+                | EngineError::Rewind(_)
                 | EngineError::Refused(_)
                 | EngineError::RunNotFound { .. }
                 | EngineError::AmbiguousRun { .. }

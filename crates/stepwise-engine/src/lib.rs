@@ -50,6 +50,7 @@ mod progress;
 mod queries;
 mod record;
 mod replay;
+mod rewind;
 mod run_feed;
 mod sandbox;
 mod settings;
@@ -76,6 +77,7 @@ pub use queries::{
     Approval, AskedApproval, Inbox, LogPage, LoggedEvent, RunSummary, RunsPage, RunsQuery,
 };
 pub use replay::{ReplayAgainst, Replayed};
+pub use rewind::{ProposedRestore, RestoreAction, RewindDone, RewindProposal};
 pub use run_feed::{RunFeed, RunUpdate};
 pub use sandbox::SandboxError;
 pub use start::StartRun;

@@ -432,6 +432,9 @@ impl RunState {
             Event::RunSucceeded {} => self.finished = Some(RunStatus::Succeeded),
             Event::RunFailed { .. } => self.finished = Some(RunStatus::Failed),
             Event::RunCancelled {} => self.finished = Some(RunStatus::Cancelled),
+            // The files changed, not the steps: a pending edit whose file a rewind changed is
+            // voided by the engine, as for any change on disk.
+            Event::RewindApproved(_) | Event::RewindFinished { .. } => {}
         }
         Ok(())
     }

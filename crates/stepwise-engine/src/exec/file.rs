@@ -94,7 +94,7 @@ pub fn write_file(
     content: &str,
     content_hash: &str,
 ) -> Result<OperationResult, OperationError> {
-    let (shown, real) = locate(ws, path)?;
+    let (shown, _) = locate(ws, path)?;
     // The recorded `after_hash` must describe what is on disk; a request whose hash does not
     // match its content is a bug upstream and must not be recorded as if it were applied.
     let actual = stepwise_core::hash::content_hash(content.as_bytes());
@@ -108,21 +108,28 @@ pub fn write_file(
         ));
     }
 
-    let current = read_current(ws, &shown, &real)?;
-    let found = current
-        .as_ref()
-        .map(|c| stepwise_core::hash::content_hash(&c.bytes));
-    if found.as_deref() != base_hash {
-        return Err(OperationError::new(
-            OperationErrorKind::Conflict,
-            format!(
-                "`{shown}` changed since the proposal (expected {}, found {}); nothing was written",
-                describe(base_hash),
-                describe(found.as_deref()),
-            ),
-        ));
-    }
+    let found = replace_bytes(ws, path, base_hash, content.as_bytes())?;
 
+    Ok(OperationResult::FileWritten {
+        before_hash: found,
+        after_hash: content_hash.to_string(),
+        recovered: false,
+        changes: Vec::new(),
+    })
+}
+
+/// Replaces a file's bytes if it still has `base_hash` (`None`: if it does not exist), as
+/// [`write_file`] does, and returns the hash it had.
+pub fn replace_bytes(
+    ws: &Workspace,
+    path: &str,
+    base_hash: Option<&str>,
+    bytes: &[u8],
+) -> Result<Option<String>, OperationError> {
+    let (shown, real) = locate(ws, path)?;
+    let current = read_current(ws, &shown, &real)?;
+    let found = current.as_ref().map(|c| content_hash(&c.bytes));
+    check_base(&shown, base_hash, found.as_deref())?;
     let (parent, name) = split_parent(&shown, &real)?;
     let opened;
     let dir = if parent.as_os_str().is_empty() {
@@ -137,20 +144,40 @@ pub fn write_file(
             .map_err(|e| io_error("open the directory of", &shown, e))?;
         &opened
     };
-    replace_atomically(
-        dir,
-        name,
-        content.as_bytes(),
-        current.map(|c| c.permissions),
-    )
-    .map_err(|e| io_error("write", &shown, e))?;
+    replace_atomically(dir, name, bytes, current.map(|c| c.permissions))
+        .map_err(|e| io_error("write", &shown, e))?;
+    Ok(found)
+}
 
-    Ok(OperationResult::FileWritten {
-        before_hash: found,
-        after_hash: content_hash.to_string(),
-        recovered: false,
-        changes: Vec::new(),
-    })
+/// Removes a file if it still has `base_hash`.
+pub fn remove_file(ws: &Workspace, path: &str, base_hash: &str) -> Result<(), OperationError> {
+    let (shown, real) = locate(ws, path)?;
+    let found = read_current(ws, &shown, &real)?.map(|c| content_hash(&c.bytes));
+    check_base(&shown, Some(base_hash), found.as_deref())?;
+    ws.dir()
+        .remove_file(&real)
+        .map_err(|e| io_error("remove", &shown, e))
+}
+
+/// A workspace file's bytes as they are now (`None`: it does not exist).
+pub fn read_bytes(ws: &Workspace, path: &str) -> Result<Option<Vec<u8>>, OperationError> {
+    let (shown, real) = locate(ws, path)?;
+    Ok(read_current(ws, &shown, &real)?.map(|c| c.bytes))
+}
+
+/// Refuses to touch a file that no longer has the hash it was looked at with.
+fn check_base(shown: &str, base: Option<&str>, found: Option<&str>) -> Result<(), OperationError> {
+    if found == base {
+        return Ok(());
+    }
+    Err(OperationError::new(
+        OperationErrorKind::Conflict,
+        format!(
+            "`{shown}` changed since the proposal (expected {}, found {}); nothing was written",
+            describe(base),
+            describe(found),
+        ),
+    ))
 }
 
 /// Finds out what a write that was started but never recorded did, after a crash.

@@ -8,7 +8,7 @@
 //! [`Workspace`]: crate::sandbox::Workspace
 
 mod command;
-mod file;
+pub(crate) mod file;
 pub(crate) mod gitignore;
 pub(crate) mod kinds;
 mod list;

@@ -183,6 +183,19 @@ impl Engine {
                         record_result(&mut export, seq, step, request, result);
                     }
                 }
+                Event::RewindApproved(rewind) => export.decisions.push(Decision {
+                    seq,
+                    recorded_at_ms: at,
+                    step: rewind.to.to_string(),
+                    approved: true,
+                    by: rewind.by.clone(),
+                    mode: "manual",
+                    rule: None,
+                    proposal_hash: rewind.proposal_hash.clone(),
+                    approved_hash: Some(rewind.proposal_hash.clone()),
+                    edited: false,
+                    words: Some(rewind_words(rewind)),
+                }),
                 Event::ApprovalGranted(granted) => {
                     let (mode, rule) = match &granted.mode {
                         DecisionMode::Manual => ("manual", None),
@@ -286,4 +299,18 @@ fn decision_words(granted: &stepwise_core::event::ApprovalGranted) -> Option<Str
         (Some(hunks), None) => Some(hunks),
         (None, comment) => comment.clone(),
     }
+}
+
+/// A rewind as a decision reads: what was put back, and what left alone.
+fn rewind_words(rewind: &stepwise_core::event::RewindApproved) -> String {
+    let paths: Vec<&str> = rewind.restores.iter().map(|r| r.path.as_str()).collect();
+    let mut words = format!(
+        "rewind of the files to the start of `{}`: {}",
+        rewind.to,
+        paths.join(", ")
+    );
+    if !rewind.left_alone.is_empty() {
+        words.push_str(&format!("; left alone {}", rewind.left_alone.join(", ")));
+    }
+    words
 }

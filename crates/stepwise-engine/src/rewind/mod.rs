@@ -1,0 +1,297 @@
+//! Rewinding a run's workspace to how it was when a step started (`stepwise rewind`): the
+//! proposal (every file the run changed since, put back from the blobs its checkpoints kept,
+//! shown as a multi-file diff, with the files something else changed since listed as
+//! conflicts), and the rewind itself, approved by its hash, recorded before any file is
+//! touched ([`Event::RewindApproved`]) and after ([`Event::RewindFinished`]).
+//!
+//! A rewind holds the run's lock while it works, so that no driver moves the run meanwhile: a
+//! driver of this process lets go of a waiting run first (and the run is driven again after,
+//! by whoever adopts it); a run another process drives is refused, naming that process.
+
+mod plan;
+
+use serde::Serialize;
+use stepwise_core::checkpoint::{ChangeKind, FileChange, FileVersion};
+use stepwise_core::event::{Event, FileRestore, RewindApproved, RewindFailure};
+use stepwise_core::ids::{RunId, StepId};
+use stepwise_core::run::{RunStatus, StepStatus};
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::exec::file::{read_bytes, remove_file, replace_bytes};
+use crate::lock::RunLock;
+use crate::messages::Message;
+use crate::record::new_event;
+use crate::sandbox::Workspace;
+
+pub use plan::{ProposedRestore, RestoreAction, RewindProposal};
+
+/// What a rewind did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RewindDone {
+    /// The run.
+    pub run_id: RunId,
+    /// The step its files went back to.
+    pub to: StepId,
+    /// The files put back.
+    pub restored: Vec<FileChange>,
+    /// The files that could not be, and why.
+    pub failed: Vec<RewindFailure>,
+    /// The files left alone (changed since by something else, or not restorable).
+    pub left_alone: Vec<String>,
+}
+
+impl Engine {
+    /// What rewinding run `run` (id or prefix) to the start of step `to` would do, the files
+    /// in `include` put back even where something else changed them since.
+    pub async fn propose_rewind(
+        &self,
+        run: &str,
+        to: &str,
+        include: &[String],
+    ) -> Result<RewindProposal, EngineError> {
+        let loaded = self.ctx.load_run(run).await?;
+        plan::propose(&self.ctx, &loaded, &StepId::from(to), include).await
+    }
+
+    /// Rewinds run `run` to the start of step `to`, as [`Engine::propose_rewind`] proposes it
+    /// now. With `approved` (the hash of the proposal a person saw, or a prefix of at least 8
+    /// digits), refused if the proposal is no longer that one.
+    pub async fn rewind(
+        &self,
+        run: &str,
+        to: &str,
+        include: &[String],
+        approved: Option<&str>,
+    ) -> Result<RewindDone, EngineError> {
+        let run_id = self.ctx.find_run(run).await?.run_id;
+        self.ctx.db.check_writable()?;
+        let loaded = self.ctx.load_run(run_id.as_str()).await?;
+        refuse_moving(&loaded.state)?;
+        // A waiting run this process drives: its driver lets go, to take it up again after.
+        if let Some(driver) = self.ctx.live.channel(&run_id) {
+            let mut stopped = self.ctx.live.stopped(&run_id);
+            let _ = driver.send(Message::Shutdown);
+            if let Some(stopped) = stopped.as_mut() {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            }
+        }
+        let lock = match RunLock::try_acquire(&self.ctx.db.lock_dir, &run_id)? {
+            Ok(lock) => lock,
+            Err(holder) => return Err(EngineError::RunLocked { run_id, holder }),
+        };
+        let result = self.rewind_locked(&run_id, to, include, approved).await;
+        let finished = self
+            .ctx
+            .find_run(run_id.as_str())
+            .await
+            .is_ok_and(|row| row.status.is_finished());
+        // A waiting run is taken up again by whoever adopts runs let go (the app does), as
+        // the change this rewind recorded tells them.
+        if finished {
+            lock.remove();
+        }
+        result
+    }
+
+    async fn rewind_locked(
+        &self,
+        run_id: &RunId,
+        to: &str,
+        include: &[String],
+        approved: Option<&str>,
+    ) -> Result<RewindDone, EngineError> {
+        let loaded = self.ctx.load_run(run_id.as_str()).await?;
+        refuse_moving(&loaded.state)?;
+        let proposal = plan::propose(&self.ctx, &loaded, &StepId::from(to), include).await?;
+        if let Some(seen) = approved {
+            let digits = crate::commands::proposal_digits(seen)?;
+            let current = proposal.proposal_hash.trim_start_matches("sha256:");
+            if !current.starts_with(&digits) {
+                return Err(EngineError::Rewind(format!(
+                    "the rewind now proposes {}, not {seen}: the files changed since you looked; look at it again",
+                    proposal.proposal_hash
+                )));
+            }
+        }
+        let restores: Vec<FileRestore> = proposal
+            .files
+            .iter()
+            .filter(|f| f.included)
+            .map(|f| f.restore.clone())
+            .collect();
+        if restores.is_empty() {
+            return Err(EngineError::Rewind(format!(
+                "there is nothing to put back: {}",
+                proposal.nothing_because()
+            )));
+        }
+        let approved_event = Event::RewindApproved(RewindApproved {
+            to: proposal.to.clone(),
+            at: proposal.at,
+            restores: restores.clone(),
+            left_alone: proposal.left_alone(),
+            proposal_hash: proposal.proposal_hash.clone(),
+            by: self.ctx.config.user.clone(),
+        });
+        let expected = loaded.state.last_seq();
+        let row = new_event(&approved_event, None, self.ctx.clock.now_ms())?;
+        let id = run_id.clone();
+        let recorded = self
+            .ctx
+            .db
+            .write(move |store| store.append(&id, expected, &[row], None))
+            .await?;
+
+        let root = std::path::PathBuf::from(&loaded.state.started().workspace);
+        let max_file_bytes = loaded.state.started().checkpoint.max_file_bytes;
+        let wanted: Vec<(FileRestore, Option<Vec<u8>>)> = {
+            let targets: Vec<(FileRestore, Option<String>)> = restores
+                .into_iter()
+                .map(|r| {
+                    let hash = r.to.as_ref().map(|v| v.hash.clone());
+                    (r, hash)
+                })
+                .collect();
+            self.ctx
+                .db
+                .read(move |store| {
+                    targets
+                        .into_iter()
+                        .map(|(restore, hash)| {
+                            let bytes = match hash {
+                                Some(hash) => store.get_blob(&hash)?,
+                                None => None,
+                            };
+                            Ok((restore, bytes))
+                        })
+                        .collect::<Result<Vec<_>, EngineError>>()
+                })
+                .await?
+        };
+        let (restored, failed, found_blobs) = tokio::task::spawn_blocking(move || {
+            let ws = Workspace::open(&root)?;
+            Ok::<_, EngineError>(put_back(&ws, wanted, max_file_bytes))
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("the rewind stopped: {e}")))??;
+        let finished_event = Event::RewindFinished {
+            restored: restored.clone(),
+            failed: failed.clone(),
+        };
+        let row = new_event(&finished_event, Some(recorded), self.ctx.clock.now_ms())?;
+        let id = run_id.clone();
+        self.ctx
+            .db
+            .write(move |store| {
+                // What the files held before the rewind is kept too: a rewind can be undone.
+                store.put_hashed_blobs(&found_blobs)?;
+                store.append(&id, recorded, &[row], None)
+            })
+            .await?;
+        Ok(RewindDone {
+            run_id: run_id.clone(),
+            to: proposal.to.clone(),
+            restored,
+            failed,
+            left_alone: proposal.left_alone(),
+        })
+    }
+}
+
+/// A run with operations under way cannot be rewound: their files would change under it.
+fn refuse_moving(state: &stepwise_core::run::RunState) -> Result<(), EngineError> {
+    let status = state.status();
+    let busy = state
+        .steps()
+        .any(|(_, step)| step.status == StepStatus::Running);
+    if status == RunStatus::Running || (busy && !status.is_finished()) {
+        return Err(EngineError::Rewind(
+            "the run is running: rewind it once it waits for a person, is paused with nothing under way, or has ended (pause it with `stepwise pause`)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What the files a rewind touched held, kept as blobs: `(hash, content)`.
+type FoundBlobs = Vec<(String, Vec<u8>)>;
+
+/// Puts each file back, if it still holds what the proposal found: its change, or why not.
+fn put_back(
+    ws: &Workspace,
+    wanted: Vec<(FileRestore, Option<Vec<u8>>)>,
+    max_file_bytes: u64,
+) -> (Vec<FileChange>, Vec<RewindFailure>, FoundBlobs) {
+    let mut restored = Vec::new();
+    let mut failed = Vec::new();
+    let mut found_blobs = Vec::new();
+    for (restore, bytes) in wanted {
+        let path = restore.path.clone();
+        let fail = |message: String| RewindFailure {
+            path: path.clone(),
+            message,
+        };
+        let before = match read_bytes(ws, &restore.path) {
+            Ok(before) => before,
+            Err(error) => {
+                failed.push(fail(error.message));
+                continue;
+            }
+        };
+        let before_version = before.as_ref().map(|b| version_of(b, max_file_bytes));
+        let found_now = before_version.as_ref().map(|v| v.hash.clone());
+        if found_now != restore.found {
+            failed.push(fail(
+                "it changed while the rewind was being approved; left as it is".into(),
+            ));
+            continue;
+        }
+        let outcome = match (&restore.to, bytes) {
+            (None, _) => match &restore.found {
+                Some(hash) => remove_file(ws, &restore.path, hash),
+                None => Ok(()),
+            },
+            (Some(_), Some(bytes)) => {
+                replace_bytes(ws, &restore.path, restore.found.as_deref(), &bytes).map(|_| ())
+            }
+            (Some(version), None) => {
+                failed.push(fail(format!(
+                    "its content then ({}) is not in the database",
+                    version.hash
+                )));
+                continue;
+            }
+        };
+        if let Err(error) = outcome {
+            failed.push(fail(error.message));
+            continue;
+        }
+        if let (Some(bytes), Some(version)) = (before, &before_version)
+            && version.stored
+        {
+            found_blobs.push((version.hash.clone(), bytes));
+        }
+        let kind = match (&before_version, &restore.to) {
+            (None, _) => ChangeKind::Created,
+            (Some(_), None) => ChangeKind::Deleted,
+            (Some(_), Some(_)) => ChangeKind::Modified,
+        };
+        restored.push(FileChange {
+            path: restore.path.clone(),
+            kind,
+            from: None,
+            before: before_version,
+            after: restore.to.clone(),
+        });
+    }
+    (restored, failed, found_blobs)
+}
+
+/// A file's version as checkpoints name it: its content kept when at most the ceiling.
+fn version_of(bytes: &[u8], max_file_bytes: u64) -> FileVersion {
+    FileVersion {
+        hash: stepwise_core::hash::content_hash(bytes),
+        size: bytes.len() as u64,
+        stored: bytes.len() as u64 <= max_file_bytes,
+    }
+}
