@@ -100,6 +100,7 @@ pub async fn seed_first_run(engine: &Engine, workspace: &Path) -> anyhow::Result
             trigger: "app".into(),
             max_parallel: None,
             budget_micro_usd: None,
+            pauses: Default::default(),
         })
         .await?;
     Ok(())

@@ -77,6 +77,7 @@ pub fn record(
         models: Default::default(),
         budget: None,
         checkpoint: Default::default(),
+        pauses: Default::default(),
     };
     let row = NewRun {
         run_id: run_id.clone(),

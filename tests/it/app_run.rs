@@ -140,6 +140,7 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 models: Default::default(),
                 budget: None,
                 checkpoint: Default::default(),
+                pauses: Default::default(),
             };
             let row = NewRun {
                 run_id: run_id.clone(),

@@ -113,7 +113,8 @@ fn show_json_has_the_run_its_inputs_and_every_step() {
             "held_by",
             "inputs",
             "started_by",
-            "steps"
+            "steps",
+            "rewinds"
         ])
     );
     assert!(
@@ -400,6 +401,7 @@ fn a_run_driven_in_process_by_the_engine_is_seen_and_continued_by_the_cli() {
         trigger: "test".into(),
         max_parallel: None,
         budget_micro_usd: None,
+        pauses: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -518,6 +520,7 @@ fn record_unreadable_run(env: &Env) -> String {
         models: Default::default(),
         budget: None,
         checkpoint: Default::default(),
+        pauses: Default::default(),
     });
     let mut store = Store::open(&env.db, Durability::Normal).expect("open the store");
     let row = NewRun {

@@ -52,6 +52,7 @@ mod replay;
 mod rewind;
 mod sandbox;
 mod shared;
+mod step_through;
 mod steps;
 mod validation;
 mod webdriver;

@@ -624,6 +624,7 @@ impl Env {
             trigger: "test".into(),
             max_parallel: None,
             budget_micro_usd: None,
+            pauses: Default::default(),
         }
     }
 }

@@ -465,6 +465,10 @@ pub fn approval_text(approval: &Approval) -> String {
         }
         Proposal::ReadFile { path } => out.push(format!("   read {}", printable(path))),
         Proposal::Gate { message } => out.push(format!("   {}", printable(message))),
+        Proposal::Breakpoint { message } => out.push(format!(
+            "   {}; continue with `stepwise continue {short}`",
+            printable(message)
+        )),
         Proposal::McpCall {
             server,
             tool,

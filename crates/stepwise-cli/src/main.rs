@@ -13,6 +13,7 @@ mod progress;
 mod replay;
 mod rewind;
 mod runs;
+mod step_through;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -131,6 +132,10 @@ enum CliCommand {
     /// named with --include) and its hash; --proposal HASH (or --yes) does it, recorded in the
     /// run's log. A run that finished, failed, was cancelled or waits can be rewound.
     Rewind(rewind::RewindArgs),
+    /// Let a run past the pause before a step (`run --step`, `--break STEP`, a workflow's
+    /// `breakpoints`): every step waiting to start, or the one named; `--all` also stops
+    /// pausing for the rest of the run.
+    Continue(step_through::ContinueArgs),
     /// Answer the question a step's agent asks (its `ask_person` tool) and continue the run.
     Answer(runs::AnswerArgs),
     /// Reject a step's proposal with a reason and continue the run.
@@ -294,6 +299,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Export { run, out } => audit::export(engine, &run, out.as_deref(), json).await,
         CliCommand::Diff { first, second } => compare::diff(engine, &first, &second, json).await,
         CliCommand::Rewind(args) => rewind::rewind(engine, args, json).await,
+        CliCommand::Continue(args) => step_through::continue_run(engine, args, json).await,
         CliCommand::Events { run, follow } => {
             if follow {
                 follow::events(engine, &run, json).await

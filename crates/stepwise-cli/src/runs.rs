@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use stepwise_core::event::{Proposal, Resolution};
+use stepwise_core::event::{Proposal, Resolution, StepPauses};
 use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::operation::CommandLine;
 use stepwise_core::run::{EditedProposal, RunStatus, StepStatus, edit_hunks};
@@ -36,6 +36,13 @@ pub struct RunArgs {
     /// `budget.usd`).
     #[arg(long, value_name = "USD", value_parser = dollars)]
     budget_usd: Option<u64>,
+    /// Step through the run: wait for `stepwise continue` before each step starts.
+    #[arg(long)]
+    step: bool,
+    /// Wait for `stepwise continue` before this step starts (repeatable), besides the
+    /// workflow's own `breakpoints`.
+    #[arg(long = "break", value_name = "STEP")]
+    breakpoints: Vec<String>,
 }
 
 #[derive(Args)]
@@ -178,6 +185,14 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
         trigger: "cli".into(),
         max_parallel: args.max_parallel,
         budget_micro_usd: args.budget_usd,
+        pauses: StepPauses {
+            every_step: args.step,
+            breakpoints: args
+                .breakpoints
+                .iter()
+                .map(|s| StepId::from(s.as_str()))
+                .collect(),
+        },
     };
     // Listening for Ctrl-C before anything starts: a signal cannot slip in before it is heard.
     let mut interrupts = interrupts()?;

@@ -86,6 +86,11 @@ pub enum Event {
     RunAborted {
         message: String,
     },
+    /// `stepwise continue --all`: every step waiting at a breakpoint starts, and the run
+    /// pauses before no step from now on.
+    BreakpointsCleared {
+        by: String,
+    },
     /// A person approved putting the workspace's files back as they were when a step started
     /// (`stepwise rewind`). Recorded before any file is touched; [`Event::RewindFinished`]
     /// follows with what was done. Changes nothing in the run's steps, so a run of any status
@@ -241,10 +246,32 @@ pub struct RunStarted {
     /// Which workspace files checkpoints look at, from the policy files.
     #[serde(default, skip_serializing_if = "is_default_checkpoint")]
     pub checkpoint: CheckpointSpec,
+    /// Where the run waits for a person before a step starts, as it was started (the
+    /// workflow's own `breakpoints` come with the workflow).
+    #[serde(default, skip_serializing_if = "StepPauses::is_none")]
+    pub pauses: StepPauses,
 }
 
 fn is_default_checkpoint(spec: &CheckpointSpec) -> bool {
     *spec == CheckpointSpec::default()
+}
+
+/// Where a run waits for a person before a step starts (`stepwise run --step`, `--break`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepPauses {
+    /// Before every step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub every_step: bool,
+    /// Before these steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakpoints: Vec<StepId>,
+}
+
+impl StepPauses {
+    /// No pause at all.
+    pub fn is_none(&self) -> bool {
+        !self.every_step && self.breakpoints.is_empty()
+    }
 }
 
 /// An approval, manual or by rule.
@@ -310,6 +337,11 @@ pub enum Proposal {
     Gate {
         message: String,
     },
+    /// A pause before a step starts (step-through, or a breakpoint): approving it ("continue")
+    /// starts the step; rejecting it rejects the step.
+    Breakpoint {
+        message: String,
+    },
     /// A plan a model made (a `plan` step). Approving it adds its steps to the run, after the
     /// plan step; each then passes through the normal gates.
     Plan {
@@ -372,6 +404,7 @@ impl Proposal {
             Proposal::RunCommand(_) => "run_command",
             Proposal::ReadFile { .. } => "read_file",
             Proposal::Gate { .. } => "approval",
+            Proposal::Breakpoint { .. } => "breakpoint",
             Proposal::Question { .. } => "question",
             Proposal::McpCall { .. } => "mcp_call",
             Proposal::LlmCall { .. } => "llm_call",
@@ -398,6 +431,7 @@ impl Event {
             Event::RunCancelRequested { .. } => "RunCancelRequested",
             Event::RunAborted { .. } => "RunAborted",
             Event::RewindApproved(_) => "RewindApproved",
+            Event::BreakpointsCleared { .. } => "BreakpointsCleared",
             Event::RewindFinished { .. } => "RewindFinished",
             Event::StepStarted { .. } => "StepStarted",
             Event::StepSkipped { .. } => "StepSkipped",

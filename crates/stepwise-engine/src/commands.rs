@@ -56,6 +56,9 @@ pub enum Command {
     Resume,
     /// Running commands are killed; nothing new starts; the run ends cancelled.
     Cancel,
+    /// Every step waiting at a breakpoint starts, and the run pauses before no step from now
+    /// on (`stepwise continue --all`).
+    ContinueAll,
 }
 
 impl Command {
@@ -74,6 +77,7 @@ impl Command {
             Command::Pause => "pause",
             Command::Resume => "resume",
             Command::Cancel => "cancel",
+            Command::ContinueAll => "continue --all",
         }
     }
 }
@@ -251,6 +255,7 @@ pub(crate) fn command_event(
         }
         Command::Resume => return Ok(None),
         Command::Cancel => Event::RunCancelRequested { by },
+        Command::ContinueAll => Event::BreakpointsCleared { by },
     }))
 }
 

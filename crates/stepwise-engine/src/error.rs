@@ -128,6 +128,14 @@ pub enum EngineError {
         /// The one the step waits on now.
         current: String,
     },
+    /// A breakpoint (`--break`) names a step the workflow does not have.
+    #[error("a breakpoint names step `{step}`, which workflow `{workflow}` does not have")]
+    UnknownBreakpoint {
+        /// The step named.
+        step: StepId,
+        /// The workflow's name.
+        workflow: String,
+    },
     /// A rewind cannot be proposed or done as asked, and why.
     #[error("cannot rewind: {0}")]
     Rewind(String),
@@ -267,6 +275,7 @@ impl EngineError {
                 | EngineError::ProposalChanged { .. }
                 | EngineError::InvalidProposalHash { .. }
                 | EngineError::Rewind(_)
+                | EngineError::UnknownBreakpoint { .. }
                 | EngineError::Refused(_)
                 | EngineError::RunNotFound { .. }
                 | EngineError::AmbiguousRun { .. }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use stepwise_core::event::{Event, RunStarted};
+use stepwise_core::event::{Event, RunStarted, StepPauses};
 use stepwise_core::ids::RunId;
 use stepwise_core::llm::Budget;
 use stepwise_core::run::{RunState, RunStatus};
@@ -35,6 +35,9 @@ pub struct StartRun {
     pub max_parallel: Option<usize>,
     /// Overrides the workflow's `budget` in dollars (`--budget-usd`), as micro-dollars.
     pub budget_micro_usd: Option<u64>,
+    /// Where the run waits for a person before a step starts (`--step`, `--break`), besides
+    /// the workflow's own `breakpoints`.
+    pub pauses: StepPauses,
 }
 
 /// A run checked and ready to be recorded.
@@ -74,6 +77,17 @@ pub(crate) fn prepare_run(
         }),
         (None, budget) => budget,
     };
+    if let Some(unknown) = start
+        .pauses
+        .breakpoints
+        .iter()
+        .find(|id| workflow.step_index(id).is_none())
+    {
+        return Err(EngineError::UnknownBreakpoint {
+            step: unknown.clone(),
+            workflow: workflow.name.clone(),
+        });
+    }
     let run_id = RunId::from(uuid::Uuid::new_v4().to_string());
     let workflow_path =
         std::path::absolute(&start.workflow_path).unwrap_or_else(|_| start.workflow_path.clone());
@@ -92,6 +106,7 @@ pub(crate) fn prepare_run(
         models,
         budget,
         checkpoint: policy_files.checkpoint,
+        pauses: start.pauses.clone(),
     };
     // Check now that the recorded policy compiles, so that a bad rule fails the start, not the
     // first drive.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use stepwise_core::event::StepPauses;
 use stepwise_engine::{Engine, EngineError, StartRun};
 use tauri::State;
 
@@ -102,13 +103,15 @@ fn describe(path: &Path, source: &str) -> WorkflowInfo {
 }
 
 /// Starts a run of `workflow` in `workspace` (default: the app's) with `inputs` as typed in
-/// the form (checked against the workflow's declared inputs). The app drives it.
+/// the form (checked against the workflow's declared inputs); with `step_through`, the run
+/// waits for a person before each step. The app drives it.
 #[tauri::command]
 pub async fn start_run(
     state: State<'_, AppState>,
     workflow: String,
     workspace: Option<String>,
     inputs: BTreeMap<String, String>,
+    step_through: Option<bool>,
 ) -> Result<String, AppError> {
     let workspace = workspace
         .filter(|w| !w.trim().is_empty())
@@ -123,6 +126,10 @@ pub async fn start_run(
             trigger: "app".into(),
             max_parallel: None,
             budget_micro_usd: None,
+            pauses: StepPauses {
+                every_step: step_through.unwrap_or(false),
+                breakpoints: Vec::new(),
+            },
         })
         .await?;
     Ok(handle.run_id().to_string())

@@ -13,7 +13,7 @@ export type Proposal = { "kind": "edit_file", path: string, base_hash: string | 
 /**
  * Unified diff from the current content to `content`.
  */
-diff: string, } | { "kind": "run_command" } & CommandRequest | { "kind": "read_file", path: string, } | { "kind": "gate", message: string, } | { "kind": "plan", 
+diff: string, } | { "kind": "run_command" } & CommandRequest | { "kind": "read_file", path: string, } | { "kind": "gate", message: string, } | { "kind": "breakpoint", message: string, } | { "kind": "plan", 
 /**
  * What the model was asked.
  */

@@ -75,7 +75,8 @@ export interface Backend {
   rejectStep(args: RejectArgs): Promise<void>;
   listWorkflows(workspace?: string): Promise<WorkflowInfo[]>;
   /** Returns the new run's id. */
-  startRun(workflow: string, inputs: Record<string, string>, workspace?: string): Promise<string>;
+  /** `stepThrough`: the run waits for a person before each step. */
+  startRun(workflow: string, inputs: Record<string, string>, workspace?: string, stepThrough?: boolean): Promise<string>;
   workspaceTree(run?: string): Promise<WorkspaceView>;
   costOverview(run?: string): Promise<CostOverview>;
   /** Calls `onSignal` for every live change from now on. */

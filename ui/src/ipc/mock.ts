@@ -275,8 +275,8 @@ export class MockBackend implements Backend {
     return clone(this.workflowList);
   }
 
-  async startRun(workflow: string, inputs: Record<string, string>, workspace?: string): Promise<string> {
-    await this.enter("startRun", [workflow, inputs, workspace]);
+  async startRun(workflow: string, inputs: Record<string, string>, workspace?: string, stepThrough?: boolean): Promise<string> {
+    await this.enter("startRun", stepThrough ? [workflow, inputs, workspace, stepThrough] : [workflow, inputs, workspace]);
     const info = this.workflowList.find((w) => w.path === workflow);
     if (!info) throw appError("not_found", `no workflow at ${workflow}`);
     if (info.errors.length) {

@@ -33,8 +33,8 @@ export const tauriBackend: Backend = {
   rejectStep: (a) =>
     invoke("reject_step", { run: a.run, step: a.step, proposalHash: a.proposalHash, reason: a.reason }),
   listWorkflows: (workspace) => invoke("list_workflows", { workspace: workspace ?? null }),
-  startRun: (workflow, inputs, workspace) =>
-    invoke("start_run", { workflow, inputs, workspace: workspace ?? null }),
+  startRun: (workflow, inputs, workspace, stepThrough) =>
+    invoke("start_run", { workflow, inputs, workspace: workspace ?? null, stepThrough: stepThrough ?? false }),
   workspaceTree: (run) => invoke("workspace_tree", { run: run ?? null }),
   costOverview: (run) => invoke("cost_overview", { run: run ?? null }),
   subscribeLive: async (onSignal) => {

@@ -13,6 +13,8 @@ export function proposalLabel(p: Proposal): string {
       return "Read";
     case "gate":
       return "Gate";
+    case "breakpoint":
+      return "Breakpoint";
     case "question":
       return "Question";
     case "mcp_call":
@@ -49,6 +51,7 @@ export function proposalSummary(p: Proposal): string {
     case "run_command":
       return commandText(p.command);
     case "gate":
+    case "breakpoint":
       return p.message;
     case "question":
       return p.question.split("\n")[0];

@@ -59,6 +59,13 @@ describe("the Run form", () => {
     expect(listed.some((r) => router.route.view === "run" && r.run_id === router.route.runId && r.workflow === "add-factorial")).toBe(true);
   });
 
+  it("starts a run that steps through when Step is ticked", async () => {
+    host.querySelector<HTMLInputElement>('input[id$="__step"]')!.click();
+    await submit();
+    const started = mock.calls.filter((c) => c.method === "startRun");
+    expect(started[0].args[3]).toBe(true);
+  });
+
   it("refuses a fractional number for an integer input, saying why", async () => {
     typeInto(field("max_attempts"), "1.5");
     await submit();

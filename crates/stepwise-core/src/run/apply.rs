@@ -139,6 +139,15 @@ impl RunState {
         }
     }
 
+    /// Step `i` goes on past the pause before it: ready to start.
+    fn pass_breakpoint(&mut self, i: usize) {
+        let s = &mut self.steps[i];
+        s.breakpoint_passed = true;
+        s.status = StepStatus::Pending;
+        s.phase = Phase::Ready;
+        self.dirty.insert(i);
+    }
+
     fn count_status(&mut self, status: StepStatus, add: bool) {
         let counter = match status {
             StepStatus::WaitingRetry => &mut self.waiting_retry,
@@ -227,6 +236,11 @@ impl RunState {
                                 pending.attempt
                             ),
                         });
+                    }
+                    if matches!(pending.proposal, Proposal::Breakpoint { .. }) {
+                        s.approved_hashes.insert(granted.approved_hash.clone());
+                        self.pass_breakpoint(i);
+                        return Ok(());
                     }
                     let changed = granted.edited.is_some();
                     let proposal = granted.edited.clone().unwrap_or(pending.proposal);
@@ -435,6 +449,24 @@ impl RunState {
             // The files changed, not the steps: a pending edit whose file a rewind changed is
             // voided by the engine, as for any change on disk.
             Event::RewindApproved(_) | Event::RewindFinished { .. } => {}
+            Event::BreakpointsCleared { .. } => {
+                self.pauses_cleared = true;
+                let waiting: Vec<usize> = (0..self.steps.len())
+                    .filter(|&i| {
+                        self.steps[i]
+                            .pending_approval
+                            .as_ref()
+                            .is_some_and(|p| matches!(p.proposal, Proposal::Breakpoint { .. }))
+                    })
+                    .collect();
+                for i in waiting {
+                    // Only the event's own step is counted by `apply`: these are counted here.
+                    self.count_status(self.steps[i].status, false);
+                    self.steps[i].pending_approval = None;
+                    self.pass_breakpoint(i);
+                    self.count_status(self.steps[i].status, true);
+                }
+            }
         }
         Ok(())
     }

@@ -146,6 +146,23 @@ impl RunState {
         }
     }
 
+    /// Why the run waits for a person before step `index` starts, if it does: step-through,
+    /// or a breakpoint (the workflow's or the run's), until continued past it or `--all`.
+    fn pause_before(&self, index: usize) -> Option<String> {
+        if self.pauses_cleared || self.steps[index].breakpoint_passed {
+            return None;
+        }
+        let id = &self.workflow.steps[index].id;
+        let pauses = &self.started.pauses;
+        if pauses.every_step {
+            Some("step-through: the run waits before each step (`stepwise continue`)".into())
+        } else if pauses.breakpoints.contains(id) || self.workflow.breakpoints.contains(id) {
+            Some("a breakpoint: the run waits before this step (`stepwise continue`)".into())
+        } else {
+            None
+        }
+    }
+
     fn decide_ready(&mut self, index: usize) -> Vec<Event> {
         let step = &self.workflow.steps[index];
         let id = step.id.clone();
@@ -186,6 +203,24 @@ impl RunState {
         }
         if self.paused {
             return Vec::new();
+        }
+        if let Some(reason) = self.pause_before(index) {
+            let proposal = Proposal::Breakpoint {
+                message: format!(
+                    "step `{id}` ({}) is about to start",
+                    step.action.type_name()
+                ),
+            };
+            return match proposal.hash() {
+                Ok(proposal_hash) => vec![Event::ApprovalRequested {
+                    step: id,
+                    attempt: 1,
+                    proposal,
+                    proposal_hash,
+                    reason,
+                }],
+                Err(e) => vec![unrecordable(&id, 1, &e)],
+            };
         }
         // `set` is pure: it needs no operation, so it completes as it starts.
         if let Action::Set { values } = &step.action {
@@ -367,6 +402,7 @@ impl RunState {
             Proposal::ReadFile { .. } => GateKind::ReadFile,
             Proposal::RunCommand(_) => GateKind::RunCommand,
             Proposal::Gate { .. }
+            | Proposal::Breakpoint { .. }
             | Proposal::Question { .. }
             | Proposal::McpCall { .. }
             | Proposal::LlmCall { .. }
@@ -453,6 +489,7 @@ fn subject_of(proposal: &Proposal, kind: GateKind) -> Subject<'_> {
         Proposal::EditFile { path, .. } | Proposal::ReadFile { path } => Subject::file(kind, path),
         Proposal::RunCommand(request) => Subject::command(request),
         Proposal::Gate { .. }
+        | Proposal::Breakpoint { .. }
         | Proposal::Question { .. }
         | Proposal::McpCall { .. }
         | Proposal::LlmCall { .. }

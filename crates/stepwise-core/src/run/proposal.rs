@@ -215,7 +215,7 @@ pub(crate) fn proposal_request(proposal: &Proposal) -> Option<OperationRequest> 
             path: path.clone(),
             missing_ok: false,
         }),
-        Proposal::Gate { .. } | Proposal::Question { .. } => None,
+        Proposal::Gate { .. } | Proposal::Breakpoint { .. } | Proposal::Question { .. } => None,
         Proposal::McpCall {
             server,
             tool,

@@ -48,6 +48,8 @@ pub struct RunState {
     /// Steps ready to start an operation but held back by `max_parallel` or a pause.
     pub(crate) held: BTreeSet<usize>,
     pub(crate) paused: bool,
+    /// `stepwise continue --all`: no pause before a step any more.
+    pub(crate) pauses_cleared: bool,
     pub(crate) cancel_requested: bool,
     pub(crate) finished: Option<RunStatus>,
     /// Why the engine could not go on with the run (`RunAborted`), if it could not.
@@ -115,6 +117,7 @@ impl RunState {
             dirty,
             held: BTreeSet::new(),
             paused: false,
+            pauses_cleared: false,
             cancel_requested: false,
             finished: None,
             aborted: None,

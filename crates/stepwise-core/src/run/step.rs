@@ -92,6 +92,8 @@ pub struct StepState {
     pub approved_proposal: Option<Proposal>,
     /// When that proposal is an edit a person reviewed hunk by hunk: which hunks they applied.
     pub approved_hunks: Option<crate::event::HunkReview>,
+    /// A person let the step past the pause before it (a breakpoint, or step-through).
+    pub(crate) breakpoint_passed: bool,
     /// For an edit: the file as it was read for the proposal (`None`: it did not exist).
     pub base_content: Option<String>,
     pub(crate) approved_hashes: BTreeSet<String>,
@@ -135,6 +137,7 @@ impl StepState {
             pending_approval: None,
             approved_proposal: None,
             approved_hunks: None,
+            breakpoint_passed: false,
             base_content: None,
             approved_hashes: BTreeSet::new(),
             waiting_needs: needs,

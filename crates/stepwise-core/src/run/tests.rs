@@ -39,6 +39,7 @@ impl Run {
             models: Default::default(),
             budget: None,
             checkpoint: Default::default(),
+            pauses: Default::default(),
         };
         let state = RunState::new(workflow, started.clone()).expect("state");
         let mut run = Run {

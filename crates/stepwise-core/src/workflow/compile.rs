@@ -237,6 +237,22 @@ impl<'a> Compiler<'a> {
             }
         }
 
+        let mut breakpoints = Vec::new();
+        for id in &def.breakpoints {
+            let id = StepId::from(id.as_str());
+            if index.contains_key(&id) {
+                breakpoints.push(id);
+            } else {
+                let (line, column) = top_level_position(self.source, "breakpoints");
+                self.error_at(
+                    line,
+                    column,
+                    None,
+                    format!("`breakpoints` names step `{id}`, which the workflow does not have"),
+                );
+            }
+        }
+
         if !self.errors.is_empty() {
             self.errors.sort_by_key(|e| (e.line, e.column));
             return Err(WorkflowErrors(self.errors));
@@ -260,6 +276,7 @@ impl<'a> Compiler<'a> {
                 .map_or(DEFAULT_MAX_PARALLEL, |n| n as usize),
             policy_rules,
             budget,
+            breakpoints,
             steps,
             index,
         })

@@ -30,6 +30,10 @@ pub struct WorkflowDef {
     /// remains waits for a person (`stepwise run --budget-usd` overrides `usd`).
     #[serde(default)]
     pub budget: Option<BudgetDef>,
+    /// Steps before which a run waits for a person to continue (`stepwise continue`), as
+    /// `stepwise run --break STEP` does.
+    #[serde(default)]
+    pub breakpoints: Vec<String>,
     pub steps: Vec<StepDef>,
 }
 

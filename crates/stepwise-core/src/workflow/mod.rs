@@ -47,6 +47,8 @@ pub struct Workflow {
     pub policy_rules: Vec<RuleSpec>,
     /// What a run may spend on models, as the workflow says.
     pub budget: Option<Budget>,
+    /// Steps before which a run waits for a person to continue.
+    pub breakpoints: Vec<StepId>,
     pub steps: Vec<Step>,
     index: HashMap<StepId, usize>,
 }

@@ -189,6 +189,7 @@ impl Workflow {
             max_parallel: self.max_parallel,
             policy_rules: self.policy_rules.clone(),
             budget: self.budget,
+            breakpoints: self.breakpoints.clone(),
             steps,
             index,
         })

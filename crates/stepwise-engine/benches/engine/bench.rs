@@ -83,6 +83,7 @@ impl Bench {
             trigger: "bench".into(),
             max_parallel: Some(128),
             budget_micro_usd: None,
+            pauses: Default::default(),
         })
     }
 
