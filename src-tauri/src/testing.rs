@@ -78,6 +78,7 @@ pub fn record(
         budget: None,
         checkpoint: Default::default(),
         pauses: Default::default(),
+        fork: None,
     };
     let row = NewRun {
         run_id: run_id.clone(),

@@ -141,6 +141,7 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 budget: None,
                 checkpoint: Default::default(),
                 pauses: Default::default(),
+                fork: None,
             };
             let row = NewRun {
                 run_id: run_id.clone(),

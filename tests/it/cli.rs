@@ -114,7 +114,8 @@ fn show_json_has_the_run_its_inputs_and_every_step() {
             "inputs",
             "started_by",
             "steps",
-            "rewinds"
+            "rewinds",
+            "fork"
         ])
     );
     assert!(
@@ -521,6 +522,7 @@ fn record_unreadable_run(env: &Env) -> String {
         budget: None,
         checkpoint: Default::default(),
         pauses: Default::default(),
+        fork: None,
     });
     let mut store = Store::open(&env.db, Durability::Normal).expect("open the store");
     let row = NewRun {

@@ -339,6 +339,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
         budget: workflow.budget,
         checkpoint: Default::default(),
         pauses: Default::default(),
+        fork: None,
     };
     let mut state = RunState::new(workflow, started).map_err(|e| e.to_string())?;
     let mut pending = state.advance().map_err(|e| e.to_string())?;

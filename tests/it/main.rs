@@ -31,6 +31,7 @@ mod examples;
 mod export;
 mod fake_llm;
 mod flow;
+mod fork;
 mod fuzz;
 mod hostile_llm;
 mod hostile_usage;

@@ -189,6 +189,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
                 "started_by": started.started_by,
                 "steps": steps,
                 "rewinds": rewinds,
+                "fork": started.fork,
             }))?
         );
         return Ok(Exit::Success);
@@ -213,6 +214,12 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
         );
     }
     println!("workspace {}", loaded.row.workspace);
+    if let Some(fork) = &started.fork {
+        println!(
+            "forked    from run {} at step `{}` ({} of its events reused)",
+            fork.parent, fork.from, fork.reused
+        );
+    }
     let elapsed = if status.is_finished() {
         format!(
             "took {}",

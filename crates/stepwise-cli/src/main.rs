@@ -7,6 +7,7 @@ mod compare;
 mod cost;
 mod exit;
 mod follow;
+mod fork;
 mod inspect;
 mod output;
 mod progress;
@@ -132,6 +133,12 @@ enum CliCommand {
     /// named with --include) and its hash; --proposal HASH (or --yes) does it, recorded in the
     /// run's log. A run that finished, failed, was cancelled or waits can be rewound.
     Rewind(rewind::RewindArgs),
+    /// Start a new run from a step of a run: the events before the step are taken as they
+    /// were recorded (nothing before it is performed again, no model called again), then it
+    /// goes on with changed inputs (--input) or another workflow (--workflow). The workspace
+    /// is first put back as it was then (shown as a proposal to approve with --proposal HASH),
+    /// or copied into another directory (--workspace DIR).
+    Fork(fork::ForkArgs),
     /// Let a run past the pause before a step (`run --step`, `--break STEP`, a workflow's
     /// `breakpoints`): every step waiting to start, or the one named; `--all` also stops
     /// pausing for the rest of the run.
@@ -299,6 +306,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Export { run, out } => audit::export(engine, &run, out.as_deref(), json).await,
         CliCommand::Diff { first, second } => compare::diff(engine, &first, &second, json).await,
         CliCommand::Rewind(args) => rewind::rewind(engine, args, json).await,
+        CliCommand::Fork(args) => fork::fork(engine, args, json).await,
         CliCommand::Continue(args) => step_through::continue_run(engine, args, json).await,
         CliCommand::Events { run, follow } => {
             if follow {

@@ -36,7 +36,13 @@ pub async fn rewind(engine: &Engine, args: RewindArgs, json: bool) -> anyhow::Re
         if json {
             println!("{}", serde_json::to_string_pretty(&proposal)?);
         } else {
-            print_proposal(&proposal, &args);
+            let includes: String = args
+                .include
+                .iter()
+                .map(|p| format!(" --include {p}"))
+                .collect();
+            let again = format!("stepwise rewind {} --to {}{includes}", args.run, args.to);
+            print_proposal(&proposal, &again);
         }
         return Ok(Exit::Success);
     }
@@ -55,7 +61,8 @@ pub async fn rewind(engine: &Engine, args: RewindArgs, json: bool) -> anyhow::Re
     })
 }
 
-fn print_proposal(proposal: &RewindProposal, args: &RewindArgs) {
+/// The proposal, and how to approve it: `again` is the command to run with `--proposal HASH`.
+pub fn print_proposal(proposal: &RewindProposal, again: &str) {
     println!(
         "rewind run {} to the start of step `{}`",
         proposal.run_id, proposal.to
@@ -94,15 +101,7 @@ fn print_proposal(proposal: &RewindProposal, args: &RewindArgs) {
             .trim_start_matches("sha256:")
             .get(..12)
             .unwrap_or_default();
-        let includes: String = args
-            .include
-            .iter()
-            .map(|p| format!(" --include {p}"))
-            .collect();
-        println!(
-            "approve it with: stepwise rewind {} --to {}{includes} --proposal {short}",
-            args.run, args.to
-        );
+        println!("approve it with: {again} --proposal {short}");
     } else {
         println!("nothing would be put back: {}", proposal.nothing_because());
     }

@@ -11,7 +11,7 @@ use stepwise_core::event::{Proposal, Resolution, StepPauses};
 use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::operation::CommandLine;
 use stepwise_core::run::{EditedProposal, RunStatus, StepStatus, edit_hunks};
-use stepwise_engine::{Command, Engine, EngineError, StartRun};
+use stepwise_engine::{Command, Engine, EngineError, RunHandle, StartRun};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::exit::{Exit, InvalidInput};
@@ -157,9 +157,10 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<Exit> {
+/// `--input name=value` pairs, each name once.
+pub fn parse_inputs(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut inputs = BTreeMap::new();
-    for pair in &args.inputs {
+    for pair in pairs {
         let Some((name, value)) = pair.split_once('=') else {
             return Err(InvalidInput(format!("--input `{pair}` must look like name=value")).into());
         };
@@ -174,6 +175,11 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
             .into());
         }
     }
+    Ok(inputs)
+}
+
+pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<Exit> {
+    let inputs = parse_inputs(&args.inputs)?;
     let workspace = match args.workspace {
         Some(w) => w,
         None => std::env::current_dir().context("the current directory")?,
@@ -197,6 +203,17 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
     // Listening for Ctrl-C before anything starts: a signal cannot slip in before it is heard.
     let mut interrupts = interrupts()?;
     let handle = engine.start_run(start).await?;
+    follow_new_run(engine, handle, &mut interrupts, json).await
+}
+
+/// Follows a run this process just started until it finishes or waits, printing its
+/// progress, and says how it stands.
+pub async fn follow_new_run(
+    engine: &Engine,
+    handle: RunHandle,
+    interrupts: &mut Signal,
+    json: bool,
+) -> anyhow::Result<Exit> {
     let run_id = handle.run_id().clone();
     if !json {
         let run = engine.find_run(run_id.as_str()).await?;
@@ -212,7 +229,7 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
         EventSeq::ZERO,
         handle.wait(),
         &progress,
-        &mut interrupts,
+        interrupts,
     )
     .await?;
     finish(engine, &run_id, status, json).await
@@ -510,7 +527,7 @@ where
 
 /// Ctrl-C (SIGINT) as a stream: once created, every signal is kept for the next `recv`, so none
 /// is lost between two turns of a loop, and none kills the process.
-fn interrupts() -> anyhow::Result<Signal> {
+pub fn interrupts() -> anyhow::Result<Signal> {
     signal(SignalKind::interrupt()).context("listening for Ctrl-C")
 }
 

@@ -250,6 +250,25 @@ pub struct RunStarted {
     /// workflow's own `breakpoints` come with the workflow).
     #[serde(default, skip_serializing_if = "StepPauses::is_none")]
     pub pauses: StepPauses,
+    /// A fork (`stepwise fork`): the run it was forked from, and the events of that run it
+    /// starts with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<ForkOrigin>,
+}
+
+/// Where a forked run comes from: its log starts with `reused` events of `parent` (seq 2
+/// on: those before step `from` first started, then the results of operations still under
+/// way then), decided as the parent decided them; from there on it goes its own way.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkOrigin {
+    pub parent: RunId,
+    pub from: StepId,
+    /// The seq of `from`'s first start in the parent.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: EventSeq,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub reused: u64,
 }
 
 fn is_default_checkpoint(spec: &CheckpointSpec) -> bool {

@@ -136,6 +136,9 @@ pub enum EngineError {
         /// The workflow's name.
         workflow: String,
     },
+    /// A run cannot be forked as asked, and why.
+    #[error("cannot fork: {0}")]
+    Fork(String),
     /// A rewind cannot be proposed or done as asked, and why.
     #[error("cannot rewind: {0}")]
     Rewind(String),
@@ -275,6 +278,7 @@ impl EngineError {
                 | EngineError::ProposalChanged { .. }
                 | EngineError::InvalidProposalHash { .. }
                 | EngineError::Rewind(_)
+                | EngineError::Fork(_)
                 | EngineError::UnknownBreakpoint { .. }
                 | EngineError::Refused(_)
                 | EngineError::RunNotFound { .. }

@@ -36,6 +36,7 @@ mod failures;
 mod feeds;
 mod file_changes;
 mod file_watch;
+mod fork;
 mod inbox;
 mod lifetime;
 mod live;
@@ -72,6 +73,7 @@ pub use export::{CommandEntry, Decision, ModelCall, RunExport, TimelineEntry};
 pub use failures::DriverFailure;
 pub use feeds::{ApprovalChange, ApprovalChanges, RecordedEvent, RunChanges, RunEvents};
 pub use file_changes::{OperationChanges, ShownChange};
+pub use fork::{ForkRun, Forked};
 pub use loading::{LoadedRun, recorded_workflow};
 pub use queries::{
     Approval, AskedApproval, Inbox, LogPage, LoggedEvent, RunSummary, RunsPage, RunsQuery,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use stepwise_core::event::{Event, RunStarted, StepPauses};
+use stepwise_core::event::{Event, ForkOrigin, RunStarted, StepPauses};
 use stepwise_core::ids::RunId;
 use stepwise_core::llm::Budget;
 use stepwise_core::run::{RunState, RunStatus};
@@ -62,6 +62,18 @@ pub(crate) fn prepare_run(
     now: i64,
 ) -> Result<PreparedRun, EngineError> {
     let (workflow, source) = crate::workflow_file::load(&start.workflow_path)?;
+    prepare_started(start, (workflow, source), files, now, None)
+}
+
+/// [`prepare_run`] for a workflow already read (`source` its text), and, for a fork, where
+/// it comes from.
+pub(crate) fn prepare_started(
+    start: &StartRun,
+    (workflow, source): (Arc<Workflow>, String),
+    files: &StartFiles<'_>,
+    now: i64,
+    fork: Option<ForkOrigin>,
+) -> Result<PreparedRun, EngineError> {
     let inputs = workflow.resolve_inputs(&start.inputs)?;
     let workspace = Workspace::open(&start.workspace)?;
     let policy_files = load_policy(files.user_policy, workspace.root())?;
@@ -107,6 +119,7 @@ pub(crate) fn prepare_run(
         budget,
         checkpoint: policy_files.checkpoint,
         pauses: start.pauses.clone(),
+        fork,
     };
     // Check now that the recorded policy compiles, so that a bad rule fails the start, not the
     // first drive.

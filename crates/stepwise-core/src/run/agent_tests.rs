@@ -54,6 +54,7 @@ pub(super) fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(E
         budget: None,
         checkpoint: Default::default(),
         pauses: Default::default(),
+        fork: None,
     };
     let mut state = RunState::new(workflow, started.clone()).expect("state");
     let mut log = vec![(EventSeq::FIRST, Event::RunStarted(started))];

@@ -52,11 +52,21 @@ pub fn replay(
             return Err(StateError::NotStarted { seq }.into());
         }
     };
+    // A fork starts with events of the run it was forked from, decided there (under that
+    // run's inputs and workflow): they are taken as they are, and replay checks from there.
+    let reused = started.fork.as_ref().map_or(0, |fork| fork.reused);
     let mut state = RunState::new(workflow, started)?;
+    let mut next_decision_seq = EventSeq::FIRST.next();
+    for (seq, event) in iter
+        .by_ref()
+        .take(usize::try_from(reused).unwrap_or(usize::MAX))
+    {
+        state.apply(*seq, event)?;
+        next_decision_seq = seq.next();
+    }
     let mut expected: VecDeque<Event> = state.advance()?.into();
     let mut decisions = 0;
     // `state` already holds the expected decisions applied; `position` walks the log beside it.
-    let mut next_decision_seq = EventSeq::FIRST.next();
     for (seq, event) in iter {
         if event.is_decision() {
             let want = expected.pop_front();
@@ -81,9 +91,9 @@ pub fn replay(
         expected = state.advance()?.into();
         next_decision_seq = seq.next();
     }
-    // A run that was recorded but never driven has only `RunStarted`: its first decisions are
-    // still to be taken, which is not a divergence.
-    let never_driven = events.len() == 1;
+    // A run that was recorded but never driven has only `RunStarted` (and, for a fork, what it
+    // reused): its first decisions are still to be taken, which is not a divergence.
+    let never_driven = events.len() as u64 == 1 + reused;
     if let Some(want) = expected.pop_front().filter(|_| !never_driven) {
         return Err(diverged(next_decision_seq, Some(want), None));
     }

@@ -40,6 +40,7 @@ impl Run {
             budget: None,
             checkpoint: Default::default(),
             pauses: Default::default(),
+            fork: None,
         };
         let state = RunState::new(workflow, started.clone()).expect("state");
         let mut run = Run {

@@ -95,6 +95,22 @@ pub(crate) fn ignore_set(globs: &[String]) -> Result<GlobSet, String> {
         .map_err(|e| format!("checkpoint.ignore globs: {e}"))
 }
 
+/// The paths of the files a checkpoint of `ws` looks at, as they are now (nothing is stored).
+pub(crate) fn checkpointed_paths(
+    ws: &Workspace,
+    spec: &CheckpointSpec,
+) -> Result<Vec<String>, String> {
+    let ignore = ignore_set(&spec.ignore)?;
+    let scanned = scan::scan(
+        ws,
+        &ignore,
+        spec.max_file_bytes,
+        &std::collections::HashMap::new(),
+        &mut |_, _| Ok(()),
+    )?;
+    Ok(scanned.snapshot.into_keys().collect())
+}
+
 /// Takes checkpoints of one workspace.
 #[derive(Clone)]
 pub(crate) struct Checkpointer {
