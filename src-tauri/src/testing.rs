@@ -89,6 +89,7 @@ pub fn record(
         trigger: started.trigger.clone(),
         status: status.into(),
         created_at_ms: started_at,
+        parent: None,
     };
     let first = new_event(started_at, &Event::RunStarted(started));
     store.create_run(&row, &[first]).expect("create the run");

@@ -152,6 +152,7 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 trigger: started.trigger.clone(),
                 status: "succeeded".into(),
                 created_at_ms: at,
+                parent: None,
             };
             let first = Event::RunStarted(started);
             let event = NewEvent {

@@ -534,6 +534,7 @@ fn record_unreadable_run(env: &Env) -> String {
         trigger: "test".into(),
         status: "awaiting_approval".into(),
         created_at_ms: 1,
+        parent: None,
     };
     let first = NewEvent {
         event_type: started.type_name().into(),

@@ -107,6 +107,13 @@ fn a_fork_into_another_directory_reuses_what_came_before_and_changes_what_follow
     assert_eq!(show["fork"]["parent"], parent.as_str());
     assert_eq!(step(&show, "ask")["output"]["text"], "teal");
     assert_eq!(show["run"]["workspace"], copy.to_str().expect("utf-8"));
+    let runs = env.stepwise(&["runs", "--json"]).json();
+    let listed = runs
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["run_id"] == forked.as_str()))
+        .cloned()
+        .expect("the fork is listed");
+    assert_eq!(listed["parent"], parent.as_str(), "{listed}");
     let replayed = env.stepwise(&["replay", &forked]);
     assert_eq!(replayed.code, 0, "{replayed}");
     assert_eq!(server.seen().len(), 1);

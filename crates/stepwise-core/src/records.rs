@@ -27,6 +27,9 @@ pub struct RunRow {
     pub change_seq: u64,
     /// What the run's model calls have cost so far, in micro-dollars.
     pub cost_micro_usd: u64,
+    /// The run it was forked from (`stepwise fork`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<RunId>,
 }
 
 /// An event read back from the log, with blobs resolved into its payload.

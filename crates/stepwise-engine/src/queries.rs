@@ -137,6 +137,15 @@ impl Engine {
         self.ctx.load_run(id_or_prefix).await
     }
 
+    /// The runs forked from a run (by id), oldest first.
+    pub async fn forks_of(&self, run_id: &RunId) -> Result<Vec<RunRow>, EngineError> {
+        let run_id = run_id.clone();
+        self.ctx
+            .db
+            .read(move |store| Ok(store.forks_of(&run_id)?))
+            .await
+    }
+
     /// Up to `limit` runs, newest first, each with the process driving it, if any.
     pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunSummary>, EngineError> {
         let lock_dir = self.ctx.db.lock_dir.clone();

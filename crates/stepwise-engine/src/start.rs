@@ -143,6 +143,7 @@ pub(crate) fn prepare_started(
         trigger: started.trigger.clone(),
         status: RunStatus::Running.as_str().to_string(),
         created_at_ms: now,
+        parent: started.fork.as_ref().map(|fork| fork.parent.clone()),
     };
     let first = new_event(&Event::RunStarted(started), None, now)?;
     Ok(PreparedRun {

@@ -417,6 +417,8 @@ mod tests {
                      ALTER TABLE events DROP COLUMN chain;
                      CREATE TRIGGER events_no_update BEFORE UPDATE ON events
                      BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+                     DROP INDEX runs_parent;
+                     ALTER TABLE runs DROP COLUMN parent_run_id;
                      PRAGMA user_version = 6;",
                 )
                 .unwrap();
@@ -425,6 +427,8 @@ mod tests {
             let verified = store.verify_run(&rid("run-1")).unwrap();
             assert!(verified.is_intact(), "{verified:?}");
             assert_eq!(verified.last_link, expected);
+            // Version 8 came after: the run has no parent.
+            assert_eq!(store.run(&rid("run-1")).unwrap().unwrap().parent, None);
             // And the log is append-only again.
             assert!(
                 store

@@ -342,6 +342,7 @@ mod test_support {
             trigger: "cli".into(),
             status: "running".into(),
             created_at_ms: 1_000,
+            parent: None,
         }
     }
 

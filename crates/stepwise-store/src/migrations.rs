@@ -180,7 +180,14 @@ CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 "#;
 
-const ALL: [&str; 7] = [
+/// Version 8: the run a run was forked from (`stepwise fork`), so that a run's forks are
+/// found by an index, not by reading every run's first event.
+const V8_RUN_PARENT: &str = r#"
+ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+CREATE INDEX runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL;
+"#;
+
+const ALL: [&str; 8] = [
     V1_INITIAL,
     V2_SHARED_RUNS,
     V3_RUN_COST,
@@ -188,6 +195,7 @@ const ALL: [&str; 7] = [
     V5_COST_WITHOUT_TRIGGER,
     V6_BLOBS_BY_ROWID,
     V7_HASH_CHAIN,
+    V8_RUN_PARENT,
 ];
 
 /// All migrations, oldest first.

@@ -24,11 +24,13 @@ pub struct NewRun {
     pub trigger: String,
     pub status: String,
     pub created_at_ms: i64,
+    /// The run it was forked from.
+    pub parent: Option<RunId>,
 }
 
 pub(crate) const RUN_COLUMNS: &str = "run_id, workflow_name, workflow_path, workflow_hash, workspace, \
                            trigger, status, created_at_ms, updated_at_ms, last_seq, change_seq, \
-                           cost_micro_usd";
+                           cost_micro_usd, parent_run_id";
 
 pub(crate) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -53,6 +55,7 @@ pub(crate) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         last_seq: EventSeq::new(row.get(9)?),
         change_seq: row.get(10)?,
         cost_micro_usd: stored_micro_usd(row.get_ref(11)?),
+        parent: row.get::<_, Option<String>>(12)?.map(RunId::from),
     })
 }
 
@@ -89,7 +92,7 @@ impl Store {
         let inserted = tx
             .prepare_cached(&format!(
                 "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs), 0)"
+                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs), 0, ?11)"
             ))?
             .execute(params![
                 run.run_id.as_str(),
@@ -102,6 +105,7 @@ impl Store {
                 run.created_at_ms,
                 updated_at_ms,
                 last_seq.get(),
+                run.parent.as_ref().map(RunId::as_str),
             ]);
         match inserted {
             Err(rusqlite::Error::SqliteFailure(err, _))
@@ -121,6 +125,15 @@ impl Store {
     /// The run with exactly this id, if any.
     pub fn run(&self, run_id: &RunId) -> Result<Option<RunRow>, StoreError> {
         self.run_exactly(run_id.as_str())
+    }
+
+    /// The runs forked from `run_id`, oldest first.
+    pub fn forks_of(&self, run_id: &RunId) -> Result<Vec<RunRow>, StoreError> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE parent_run_id = ?1 ORDER BY created_at_ms, run_id"
+        ))?;
+        let rows = statement.query_map([run_id.as_str()], run_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The run whose id is exactly this text, if any.
@@ -280,6 +293,7 @@ mod tests {
                 last_seq: seq(1),
                 change_seq: 1,
                 cost_micro_usd: 0,
+                parent: None,
             }
         );
         assert_eq!(store.run(&rid("run-2")).unwrap(), None);

@@ -141,6 +141,7 @@ mod tests {
                 workflow_path: format!("workflows/{workflow}.yaml"),
                 status: status.into(),
                 created_at_ms: 1_000 + i as i64,
+                parent: None,
                 ..new_run(id)
             };
             store

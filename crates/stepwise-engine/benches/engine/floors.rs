@@ -73,6 +73,7 @@ pub fn append_floor_with(durability: Durability, n: usize, content: &str) -> Ben
         trigger: "bench".into(),
         status: "running".into(),
         created_at_ms: 0,
+        parent: None,
     };
     store.create_run(&run, &[])?;
     let hash = stepwise_core::hash::content_hash(content.as_bytes());

@@ -322,6 +322,7 @@ mod tests {
             trigger: "test".into(),
             status: "running".into(),
             created_at_ms: 0,
+            parent: None,
         }
     }
 
