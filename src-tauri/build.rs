@@ -46,5 +46,10 @@ fn stepwise_commands() -> &'static [&'static str] {
         "cost_overview",
         "subscribe_live",
         "follow_run",
+        "propose_rewind",
+        "rewind_run",
+        "fork_run",
+        "list_forks",
+        "compare_two_runs",
     ]
 }

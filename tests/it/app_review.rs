@@ -50,3 +50,52 @@ fn the_window_applies_the_hunks_a_person_accepts_with_y_and_n() {
         json!({"applied": [1, 3], "rejected": [2]})
     );
 }
+
+#[test]
+fn the_window_rewinds_a_step_s_files_and_forks_a_run_from_it() {
+    let env = Env::new();
+    env.allow_everything();
+    env.write("notes.txt", "first\n");
+    let wf = env.workflow(
+        "notes.yaml",
+        "name: notes\ninputs:\n  word: {type: string, default: one}\nsteps:\n  - id: scribble\n    type: run_command\n    command: \"printf '${inputs.word}\\n' > notes.txt\"\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let run = out.run_id();
+    assert_eq!(env.read("notes.txt").as_deref(), Some("one\n"));
+
+    let display = Display::start();
+    let driver = Driver::start(&display, &app_env(&env));
+    let window = Session::open(&driver, &app_binary());
+    window.script(
+        "location.hash = '#/run/' + arguments[0] + '?step=scribble';",
+        vec![json!(run)],
+    );
+    window.wait_for_text("the step panel", LIVE, |t| t.contains("Rewind to here"));
+    window.click("Rewind to here…");
+    window.wait_for_text("the rewind's proposal", LIVE, |t| {
+        t.contains("notes.txt") && t.contains("Rewind 1 file")
+    });
+    window.click("Rewind 1 file");
+    wait_until("the file put back", LIVE, || {
+        env.read("notes.txt").as_deref() == Some("first\n")
+    });
+    assert_eq!(of_type(&env.events(&run), "RewindApproved").len(), 1);
+
+    // Fork from the same step: the files are as they were, so it starts at once.
+    window.click("Fork from here…");
+    window.wait_for_text("the fork form", LIVE, |t| {
+        t.contains("Fork the run from scribble")
+    });
+    window.click("Fork");
+    wait_until("the fork's run", LIVE, || {
+        let runs = env.stepwise(&["runs", "--json"]).json();
+        runs.as_array()
+            .is_some_and(|r| r.iter().any(|r| r["parent"] == run.as_str()))
+    });
+    window.wait_for_text("the fork's Run view", LIVE, |t| t.contains("fork of"));
+    wait_until("the fork's command ran", LIVE, || {
+        env.read("notes.txt").as_deref() == Some("one\n")
+    });
+}

@@ -181,10 +181,15 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 "#;
 
 /// Version 8: the run a run was forked from (`stepwise fork`), so that a run's forks are
-/// found by an index, not by reading every run's first event.
+/// found by an index, not by reading every run's first event. The column is added by the hook,
+/// only where it is missing (as V7's).
 const V8_RUN_PARENT: &str = r#"
-ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
-CREATE INDEX runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL;
+-- runs.parent_run_id: added by the hook
+"#;
+
+/// What follows V8's hook.
+const V8_AFTER: &str = r#"
+CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL;
 "#;
 
 const ALL: [&str; 8] = [
@@ -216,6 +221,19 @@ pub(crate) fn migrations() -> Migrations<'static> {
                         crate::chain::fill_missing(tx)
                             .map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))?;
                         tx.execute_batch(V7_AFTER)?;
+                        Ok(())
+                    })
+                } else if sql == V8_RUN_PARENT {
+                    M::up_with_hook(sql, |tx: &rusqlite::Transaction| {
+                        let has_parent: bool = tx.query_row(
+                            "SELECT count(*) > 0 FROM pragma_table_info('runs') WHERE name = 'parent_run_id'",
+                            [],
+                            |row| row.get(0),
+                        )?;
+                        if !has_parent {
+                            tx.execute_batch("ALTER TABLE runs ADD COLUMN parent_run_id TEXT")?;
+                        }
+                        tx.execute_batch(V8_AFTER)?;
                         Ok(())
                     })
                 } else {

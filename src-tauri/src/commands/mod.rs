@@ -8,6 +8,7 @@ mod run_view;
 mod runs;
 #[cfg(test)]
 mod tests;
+mod time_travel;
 mod workflows;
 mod workspace;
 
@@ -40,5 +41,10 @@ pub fn handler<R: Runtime>() -> impl Fn(Invoke<R>) -> bool + Send + Sync + 'stat
         cost::cost_overview,
         live::subscribe_live,
         live::follow_run,
+        time_travel::propose_rewind,
+        time_travel::rewind_run,
+        time_travel::fork_run,
+        time_travel::list_forks,
+        time_travel::compare_two_runs,
     ]
 }

@@ -3,11 +3,13 @@
 //! Each type's TypeScript twin is generated from it (`ui/src/generated/`), never written by hand.
 
 mod run;
+mod time_travel;
 
 pub use run::{
     BarSegment, ChangedStep, DecisionView, EventPage, FileChangeView, OperationView, RunFeedItem,
     RunHead, RunOverview, RunUpdate, StepBar, StepDetail, StepPage, StepRow,
 };
+pub use time_travel::{ComparisonView, ForkResult, RewindView};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -37,6 +39,8 @@ pub struct RunListItem {
     pub cost_micro_usd: u64,
     /// The process driving it (`pid 4242`), if one is.
     pub held_by: Option<String>,
+    /// The run it was forked from.
+    pub parent: Option<RunId>,
 }
 
 /// A page of the runs list, newest first: the rows a list shows, and counts for its filters.
@@ -256,6 +260,7 @@ pub fn run_list_item(row: &RunRow, held_by: Option<String>) -> RunListItem {
         updated_at_ms: row.updated_at_ms,
         cost_micro_usd: row.cost_micro_usd,
         held_by,
+        parent: row.parent.clone(),
     }
 }
 
@@ -288,6 +293,9 @@ pub fn export_all(dir: &std::path::Path) -> Result<(), ts_rs::ExportError> {
     ReplayVerdict::export_all_to(dir)?;
     LiveSignal::export_all_to(dir)?;
     RunFeedItem::export_all_to(dir)?;
+    RewindView::export_all_to(dir)?;
+    ForkResult::export_all_to(dir)?;
+    ComparisonView::export_all_to(dir)?;
     stepwise_core::event::Resolution::export_all_to(dir)?;
     crate::error::AppError::export_all_to(dir)?;
     Ok(())

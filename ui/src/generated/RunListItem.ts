@@ -17,4 +17,8 @@ trigger: string, started_at_ms: number, updated_at_ms: number, cost_micro_usd: n
 /**
  * The process driving it (`pid 4242`), if one is.
  */
-held_by: string | null, };
+held_by: string | null, 
+/**
+ * The run it was forked from.
+ */
+parent: RunId | null, };

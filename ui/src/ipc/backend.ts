@@ -16,6 +16,10 @@ import type { StepDetail } from "../generated/StepDetail";
 import type { StepPage } from "../generated/StepPage";
 import type { WorkflowInfo } from "../generated/WorkflowInfo";
 import type { WorkspaceView } from "../generated/WorkspaceView";
+import type { RewindView } from "../generated/RewindView";
+import type { ForkResult } from "../generated/ForkResult";
+import type { ComparisonView } from "../generated/ComparisonView";
+import type { RunListItem } from "../generated/RunListItem";
 
 export interface ApproveArgs {
   run: string;
@@ -74,8 +78,7 @@ export interface Backend {
   approveStep(args: ApproveArgs): Promise<void>;
   rejectStep(args: RejectArgs): Promise<void>;
   listWorkflows(workspace?: string): Promise<WorkflowInfo[]>;
-  /** Returns the new run's id. */
-  /** `stepThrough`: the run waits for a person before each step. */
+  /** Returns the new run's id. `stepThrough`: the run waits for a person before each step. */
   startRun(workflow: string, inputs: Record<string, string>, workspace?: string, stepThrough?: boolean): Promise<string>;
   workspaceTree(run?: string): Promise<WorkspaceView>;
   costOverview(run?: string): Promise<CostOverview>;
@@ -84,4 +87,24 @@ export interface Backend {
   /** Sends what each batch of one run's events after `afterSeq` changed (and model text as it
    * is written); following another run stops following this one. */
   followRun(run: string, afterSeq: number, onItem: (item: RunFeedItem) => void): Promise<void>;
+  /** What rewinding `run` to the start of `step` would put back (conflicts in `include` too). */
+  proposeRewind(run: string, step: string, include: string[]): Promise<RewindView>;
+  /** Rewinds as proposed (refused if the proposal is no longer `proposalHash`). */
+  rewindRun(run: string, step: string, include: string[], proposalHash: string): Promise<void>;
+  /** Forks `run` from `step`: the new run's id, or the restore to approve first. */
+  forkRun(args: ForkArgs): Promise<ForkResult>;
+  /** The runs forked from `run`, oldest first. */
+  listForks(run: string): Promise<RunListItem[]>;
+  compareRuns(first: string, second: string): Promise<ComparisonView>;
+}
+
+export interface ForkArgs {
+  run: string;
+  step: string;
+  /** Inputs changed for the new run; the others are the run's. */
+  inputs: Record<string, string>;
+  /** Another (new or empty) directory, which receives a copy of the workspace as it was. */
+  workspace?: string;
+  /** The restore proposal approved (in the run's own workspace). */
+  proposalHash?: string;
 }

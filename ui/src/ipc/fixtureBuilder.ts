@@ -411,6 +411,7 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
     updated_at_ms: updated,
     cost_micro_usd: report.total.micro_usd,
     held_by: spec.heldBy ?? (finished ? null : "pid 4242"),
+    parent: null,
   };
   const pending: ApprovalItem[] = approvals.map((a) => ({ ...a.item, requested_seq: a.draft.seq! }));
   const failedNote = steps

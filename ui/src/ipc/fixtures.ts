@@ -868,6 +868,7 @@ export function generateRunList(count = 10_000, now: number = Date.now()): RunLi
       updated_at_ms: started + Math.floor(rand() * 10 * MIN),
       cost_micro_usd: Math.floor(rand() * 90_000),
       held_by: status === "running" || status === "awaiting_approval" ? "pid 4242" : null,
+      parent: null,
     });
   }
   return out;

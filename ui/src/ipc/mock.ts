@@ -25,7 +25,11 @@ import type { WorkflowInfo } from "../generated/WorkflowInfo";
 import type { WorkspaceView } from "../generated/WorkspaceView";
 import type { FileNode } from "../generated/FileNode";
 import { countByStatus, filterRuns, sortRuns } from "../lib/runsFilter";
-import type { ApproveArgs, Backend, RejectArgs, RunsQuery } from "./backend";
+import type { ApproveArgs, Backend, ForkArgs, RejectArgs, RunsQuery } from "./backend";
+import type { ComparisonView } from "../generated/ComparisonView";
+import type { ForkResult } from "../generated/ForkResult";
+import type { RewindView } from "../generated/RewindView";
+import { compareBuilt, rewindProposal } from "./mockTimeTravel";
 import { buildRun, fakeHash, fakeUuid, proposalHash, seeded, type BuiltRun } from "./fixtureBuilder";
 import { STEP_TEMPLATES, appError, checkedInputs, closeSegments, costOf, decisionEvents, detailFor, head, openSegment, parseInput, replayOf, stepRow } from "./mockRuns";
 import type { Fixtures } from "./fixtures";
@@ -307,6 +311,39 @@ export class MockBackend implements Backend {
     this.runs.set(id, built);
     this.emit({ kind: "run", run_id: id });
     return id;
+  }
+
+  async proposeRewind(run: string, step: string, include: string[]): Promise<RewindView> {
+    await this.enter("proposeRewind", [run, step, include]);
+    return clone(rewindProposal(this.run(run), step, include));
+  }
+
+  async rewindRun(run: string, step: string, include: string[], proposalHash: string): Promise<void> {
+    await this.enter("rewindRun", [run, step, include, proposalHash]);
+    const now = rewindProposal(this.run(run), step, include);
+    if (now.proposal_hash !== proposalHash) throw appError("invalid", "cannot rewind: the rewind now proposes another change; look at it again");
+    this.emit({ kind: "run", run_id: run });
+  }
+
+  async forkRun(args: ForkArgs): Promise<ForkResult> {
+    await this.enter("forkRun", [args]);
+    const parent = this.run(args.run);
+    const restore = rewindProposal(parent, args.step, []);
+    if (!args.workspace && !args.proposalHash && restore.files.some((f) => f.included)) return clone({ run_id: null, restore });
+    const inputs = Object.fromEntries(Object.entries((parent.detail.inputs ?? {}) as Record<string, unknown>).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+    const id = await this.startRun(parent.item.workflow_path, { ...inputs, ...args.inputs }, args.workspace);
+    this.run(id).item.parent = parent.item.run_id;
+    return { run_id: id, restore: null };
+  }
+
+  async listForks(run: string): Promise<RunListItem[]> {
+    await this.enter("listForks", [run]);
+    return clone([...this.runs.values()].map((r) => r.item).filter((item) => item.parent === run));
+  }
+
+  async compareRuns(first: string, second: string): Promise<ComparisonView> {
+    await this.enter("compareRuns", [first, second]);
+    return clone(compareBuilt(this.run(first), this.run(second)));
   }
 
   async workspaceTree(run?: string): Promise<WorkspaceView> {

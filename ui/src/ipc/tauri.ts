@@ -30,6 +30,12 @@ export const tauriBackend: Backend = {
       rejectedHunks: a.rejectedHunks ?? null,
       hunkReason: a.hunkReason ?? null,
     }),
+  proposeRewind: (run, step, include) => invoke("propose_rewind", { run, step, include }),
+  rewindRun: (run, step, include, proposalHash) => invoke("rewind_run", { run, step, include, proposalHash }),
+  forkRun: (a) =>
+    invoke("fork_run", { run: a.run, step: a.step, inputs: a.inputs, workspace: a.workspace ?? null, proposalHash: a.proposalHash ?? null }),
+  listForks: (run) => invoke("list_forks", { run }),
+  compareRuns: (first, second) => invoke("compare_two_runs", { first, second }),
   rejectStep: (a) =>
     invoke("reject_step", { run: a.run, step: a.step, proposalHash: a.proposalHash, reason: a.reason }),
   listWorkflows: (workspace) => invoke("list_workflows", { workspace: workspace ?? null }),

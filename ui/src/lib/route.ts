@@ -8,7 +8,9 @@ export type Route =
   | { view: "approvals"; run?: string | null; step?: string | null }
   | { view: "workspace" }
   | { view: "cost" }
-  | { view: "workflows" };
+  | { view: "workflows" }
+  /** Two runs side by side. */
+  | { view: "compare"; first: string; second: string };
 
 export const VIEWS = ["runs", "approvals", "workspace", "cost", "workflows"] as const;
 
@@ -23,6 +25,9 @@ export function parseHash(hash: string): Route {
       return { view: "runs" };
     case "approvals":
       return { view: "approvals", run: params.get("run"), step: params.get("step") };
+    case "compare":
+      if (parts[1] && parts[2]) return { view: "compare", first: parts[1], second: parts[2] };
+      return { view: "runs" };
     case "workspace":
     case "cost":
     case "workflows":
@@ -41,6 +46,7 @@ export function hrefFor(route: Route): string {
     return `#/run/${encodeURIComponent(route.runId)}${q ? `?${q}` : ""}`;
   }
   if (route.view === "approvals" && route.run && route.step) return approvalsHref(route.run, route.step);
+  if (route.view === "compare") return `#/compare/${encodeURIComponent(route.first)}/${encodeURIComponent(route.second)}`;
   return `#/${route.view}`;
 }
 

@@ -16,6 +16,7 @@ const head = (over: Partial<RunOverview["head"]> = {}): RunOverview["head"] => (
     updated_at_ms: 0,
     cost_micro_usd: 0,
     held_by: "pid 1",
+    parent: null,
   },
   note: null,
   pending: [],

@@ -13,6 +13,7 @@ const run = (run_id: string, workflow: string, status: string, started: number):
   updated_at_ms: started + 1000,
   cost_micro_usd: 0,
   held_by: null,
+  parent: null,
 });
 
 const RUNS = [

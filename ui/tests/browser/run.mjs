@@ -283,6 +283,28 @@ test("run: decisions with who, how and the approved hash", async (page) => {
   await hasText(page.locator('[data-testid="decision"]').first(), ["approved", "by policy", "by rule", "allow edit_file"], "an approval by rule");
 });
 
+test("compare: a run with another of its workflow, timelines aligned by step", { hash: "#/run/7c1e2a9b-5d44-4b0e-9f3a-2f6f0c1d8e41" }, async (page) => {
+  await page.getByRole("button", { name: "Compare with…" }).click();
+  await visible(page.locator('[data-testid="compare-picker"] button.link').first(), "another run of the workflow");
+  await page.locator('[data-testid="compare-picker"] button.link').first().click();
+  await hasText(page.locator('[data-testid="compare-verdict"]'), "First difference", "the first difference");
+  await visible(page.locator('.lanes .cell.differs').first(), "a step that differs, marked");
+  await shot(page, "compare");
+  const overlaps = await overlappingText(page);
+  if (overlaps.length) fail(`text over text: ${JSON.stringify(overlaps)}`);
+});
+
+test("approvals: an edit reviewed hunk by hunk with j/k and y/n", { hash: "#/approvals" }, async (page) => {
+  await hasText(selectedInbox(page), "src/utils.py", "the edit selected");
+  await page.keyboard.press("h");
+  await hasText(page.locator('[data-testid="hunk-review"]'), "Hunk 1 of 2", "the review under way");
+  await page.keyboard.press("n");
+  await hasText(page.locator('[data-hunk="1"]'), "rejected", "the first hunk rejected");
+  await shot(page, "approvals-hunks");
+  const overlaps = await overlappingText(page);
+  if (overlaps.length) fail(`text over text: ${JSON.stringify(overlaps)}`);
+});
+
 test("run: replay against recorded and current workflow, with the first divergence", { hash: "#/run/7c1e2a9b-5d44-4b0e-9f3a-2f6f0c1d8e41" }, async (page) => {
   await page.getByRole("button", { name: "Replay (recorded)" }).click();
   await hasText(page.locator('[data-testid="replay-verdict"]'), ["Replay matches", "decisions match", "nothing was performed"], "a matching replay");
@@ -323,11 +345,11 @@ test("approvals: the diff of an edit, unified and side by side", { hash: "#/appr
   await hasText(selectedInbox(page), "src/utils.py", "the newest item selected");
   await hasText(page.locator('[data-testid="approval-reason"]'), "edit_file needs approval by default", "why it waits");
   await hasText(page.locator(".diff-row.add").filter({ hasText: "def factorial" }), "def factorial(n: int) -> int:", "an added line");
-  await hasText(page.locator(".diff-row.del"), "return sum(values) / len(values)", "a removed line");
+  await hasText(page.locator(".diff-row.del").filter({ hasText: "sum(values)" }), "return sum(values) / len(values)", "a removed line");
   await visible(page.locator(".diff-row.add .hljs-keyword"), "syntax highlighting in the diff");
   await shot(page, "approvals");
   await page.getByRole("button", { name: "Side by side" }).click();
-  await hasText(page.locator(".split-row .half.del"), "return sum(values) / len(values)", "the removed line on the left");
+  await hasText(page.locator(".split-row .half.del").filter({ hasText: "sum(values)" }), "return sum(values) / len(values)", "the removed line on the left");
   await hasText(page.locator(".split-row .half.add").filter({ hasText: "fsum" }), "return math.fsum(values) / len(values)", "its replacement on the right");
   await shot(page, "approvals-split");
 });
