@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use stepwise_core::event::ForkOrigin;
 use stepwise_core::ids::RunId;
 use stepwise_core::workflow::Workflow;
 
@@ -26,7 +27,7 @@ use crate::lifetime::{self, ExecRuntime, Owner};
 use crate::lock::RunLock;
 use crate::policy_files::UserPolicy;
 use crate::settings::UserSettings;
-use crate::start::{PreparedRun, StartFiles, StartRun, prepare_run};
+use crate::start::{PreparedRun, StartFiles, StartRun, prepare_run, prepare_started};
 use crate::workflow_file;
 
 /// Counters for benchmarks and tests.
@@ -103,33 +104,7 @@ impl Engine {
     /// Records a new run (its `RunStarted` event) and starts driving it in a task of its own.
     pub async fn start_run(&self, start: StartRun) -> Result<RunHandle, EngineError> {
         self.ctx.db.check_writable()?;
-        let user = self.ctx.config.user.clone();
-        let user_policy = self.ctx.config.user_policy.clone().map(|path| UserPolicy {
-            path,
-            named: self.ctx.config.user_policy_named,
-        });
-        let user_settings = self.ctx.config.settings.clone().map(|path| UserSettings {
-            path,
-            named: self.ctx.config.settings_named,
-        });
-        let lock_dir = self.ctx.db.lock_dir.clone();
-        let now = self.ctx.clock.now_ms();
-        // Reading and compiling the workflow, the workspace, the policy and settings files is
-        // file IO, and a large workflow takes a while to compile: not on an async worker.
-        let prepared = self
-            .ctx
-            .exec
-            .spawn_blocking(move || {
-                let files = StartFiles {
-                    user: &user,
-                    user_policy: user_policy.as_ref(),
-                    user_settings: user_settings.as_ref(),
-                    lock_dir: &lock_dir,
-                };
-                prepare_run(&start, &files, now)
-            })
-            .await
-            .map_err(|e| EngineError::Internal(format!("preparing the run stopped: {e}")))??;
+        let prepared = self.prepare(start, None, None).await?;
         let PreparedRun {
             workflow,
             row,
@@ -143,6 +118,45 @@ impl Engine {
             .write(move |store| store.create_run(&row, &[first]))
             .await?;
         Ok(spawn_driver(&self.ctx, &run_id, lock))
+    }
+
+    /// Checks and resolves a start (the workflow from its file, or `workflow` already read;
+    /// for a fork, where it comes from): reading and compiling the workflow, the workspace,
+    /// the policy and settings files is file IO, and a large workflow takes a while to
+    /// compile, so not on an async worker.
+    pub(crate) async fn prepare(
+        &self,
+        start: StartRun,
+        workflow: Option<(Arc<Workflow>, String)>,
+        fork: Option<ForkOrigin>,
+    ) -> Result<PreparedRun, EngineError> {
+        let user = self.ctx.config.user.clone();
+        let user_policy = self.ctx.config.user_policy.clone().map(|path| UserPolicy {
+            path,
+            named: self.ctx.config.user_policy_named,
+        });
+        let user_settings = self.ctx.config.settings.clone().map(|path| UserSettings {
+            path,
+            named: self.ctx.config.settings_named,
+        });
+        let lock_dir = self.ctx.db.lock_dir.clone();
+        let now = self.ctx.clock.now_ms();
+        self.ctx
+            .exec
+            .spawn_blocking(move || {
+                let files = StartFiles {
+                    user: &user,
+                    user_policy: user_policy.as_ref(),
+                    user_settings: user_settings.as_ref(),
+                    lock_dir: &lock_dir,
+                };
+                match workflow {
+                    Some(workflow) => prepare_started(&start, workflow, &files, now, fork),
+                    None => prepare_run(&start, &files, now),
+                }
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("preparing the run stopped: {e}")))?
     }
 
     /// Continues a run (by id or unique prefix) in a task of its own: recovers what a crash

@@ -22,11 +22,9 @@ use crate::drivers::{RunHandle, spawn_driver};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::loading::LoadedRun;
-use crate::policy_files::UserPolicy;
 use crate::rewind::RewindProposal;
 use crate::sandbox::Workspace;
-use crate::settings::UserSettings;
-use crate::start::{PreparedRun, StartFiles, StartRun, prepare_started};
+use crate::start::{PreparedRun, StartRun};
 
 /// What to fork.
 #[derive(Debug, Clone, Default)]
@@ -146,7 +144,9 @@ impl Engine {
             budget_micro_usd: None,
             pauses: Default::default(),
         };
-        let prepared = self.prepare_fork(start, (workflow, source), origin).await?;
+        let prepared = self
+            .prepare(start, Some((workflow, source)), Some(origin))
+            .await?;
         let PreparedRun {
             workflow,
             row,
@@ -220,39 +220,6 @@ impl Engine {
                     .collect()
             })
             .await
-    }
-
-    /// Checks and resolves the new run's start as any start is (policy, settings, inputs).
-    async fn prepare_fork(
-        &self,
-        start: StartRun,
-        workflow: (Arc<Workflow>, String),
-        origin: ForkOrigin,
-    ) -> Result<PreparedRun, EngineError> {
-        let user = self.ctx.config.user.clone();
-        let user_policy = self.ctx.config.user_policy.clone().map(|path| UserPolicy {
-            path,
-            named: self.ctx.config.user_policy_named,
-        });
-        let user_settings = self.ctx.config.settings.clone().map(|path| UserSettings {
-            path,
-            named: self.ctx.config.settings_named,
-        });
-        let lock_dir = self.ctx.db.lock_dir.clone();
-        let now = self.ctx.clock.now_ms();
-        self.ctx
-            .exec
-            .spawn_blocking(move || {
-                let files = StartFiles {
-                    user: &user,
-                    user_policy: user_policy.as_ref(),
-                    user_settings: user_settings.as_ref(),
-                    lock_dir: &lock_dir,
-                };
-                prepare_started(&start, workflow, &files, now, Some(origin))
-            })
-            .await
-            .map_err(|e| EngineError::Internal(format!("preparing the fork stopped: {e}")))?
     }
 }
 
