@@ -294,6 +294,21 @@ test("compare: a run with another of its workflow, timelines aligned by step", {
   if (overlaps.length) fail(`text over text: ${JSON.stringify(overlaps)}`);
 });
 
+test("run: fork from a step, and the runs list shows the family", async (page) => {
+  await page.goto(`${page.url().split("#")[0]}#/runs`);
+  const finished = page.locator('[data-status="succeeded"]').filter({ hasText: "add-factorial" }).first();
+  await finished.click();
+  await page.getByRole("button", { name: "edit", exact: true }).first().click().catch(() => {});
+  await page.evaluate(() => { location.hash = location.hash.replace(/\?.*$/, "") + "?step=edit"; });
+  await page.getByRole("button", { name: "Fork from here…" }).click();
+  await page.getByRole("button", { name: "Fork", exact: true }).click();
+  await page.getByRole("button", { name: "Put back and fork" }).click();
+  await hasText(page.locator(".run-header"), "fork of", "the fork's header links its parent");
+  await shot(page, "run-fork");
+  await page.evaluate(() => { location.hash = "#/runs"; });
+  await hasText(page.locator(".list-row").filter({ hasText: "fork of" }).first(), "fork of", "the fork in the runs list");
+});
+
 test("approvals: an edit reviewed hunk by hunk with j/k and y/n", { hash: "#/approvals" }, async (page) => {
   await hasText(selectedInbox(page), "src/utils.py", "the edit selected");
   await page.keyboard.press("h");
