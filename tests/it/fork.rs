@@ -4,6 +4,8 @@
 //! the workspace as it was then) and in place (the parent's workspace put back first, as a
 //! proposal approved like a rewind); replay of the fork matches.
 
+use std::os::unix::fs::PermissionsExt;
+
 use serde_json::Value;
 
 use crate::fake_llm::{FakeProvider, openai_reply};
@@ -58,6 +60,9 @@ fn fork_origin(env: &Env, run: &str) -> Value {
 fn a_fork_into_another_directory_reuses_what_came_before_and_changes_what_follows() {
     let server = FakeProvider::start(vec![openai_reply("teal", 10, 2)]);
     let env = env_with_provider("openai", &server.base_url());
+    env.write("run.sh", "#!/bin/sh\necho hi\n");
+    let script = env.ws.join("run.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let parent = finished_parent(&env);
     assert_eq!(counted(&env), "prepare\ngreet\n");
     assert_eq!(server.seen().len(), 1);
@@ -94,6 +99,11 @@ fn a_fork_into_another_directory_reuses_what_came_before_and_changes_what_follow
         read(".stepwise/policy.yaml").is_some(),
         "the policy goes along"
     );
+    let mode = std::fs::metadata(copy.join("run.sh"))
+        .expect("run.sh")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "a script stays executable");
     assert_eq!(
         env.read("out.txt").as_deref(),
         Some("hello teal\n"),
@@ -175,7 +185,19 @@ fn a_fork_that_cannot_go_on_is_refused_saying_why() {
         "name: other\nsteps:\n  - id: greet\n    type: set\n    values: {}\n",
     );
     let copy = env.root().join("elsewhere");
+    let inside = env.ws.join("forked-here");
     for (args, says) in [
+        (
+            vec![
+                "fork",
+                &parent,
+                "--from",
+                "greet",
+                "--workspace",
+                inside.to_str().expect("utf-8"),
+            ],
+            "inside the run's workspace",
+        ),
         (
             vec!["fork", &parent, "--from", "nope", "--workspace", "x"],
             "never started",

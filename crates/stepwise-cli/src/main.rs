@@ -5,6 +5,7 @@
 mod audit;
 mod compare;
 mod cost;
+mod decide;
 mod exit;
 mod follow;
 mod fork;
@@ -126,7 +127,7 @@ enum CliCommand {
         follow: bool,
     },
     /// Approve a step's proposal (optionally edited) and continue the run.
-    Approve(runs::ApproveArgs),
+    Approve(decide::ApproveArgs),
     /// Put the workspace's files back as they were when a step of a run started: every file
     /// the run changed since, from the contents its checkpoints kept. Shows the proposal (a
     /// diff per file; files something else changed since are conflicts, left alone unless
@@ -144,7 +145,7 @@ enum CliCommand {
     /// pausing for the rest of the run.
     Continue(step_through::ContinueArgs),
     /// Answer the question a step's agent asks (its `ask_person` tool) and continue the run.
-    Answer(runs::AnswerArgs),
+    Answer(decide::AnswerArgs),
     /// Reject a step's proposal with a reason and continue the run.
     Reject {
         /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
@@ -322,8 +323,8 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
                 inspect::approvals(engine, run.as_deref(), json).await
             }
         }
-        CliCommand::Approve(args) => runs::approve(engine, args, json).await,
-        CliCommand::Answer(args) => runs::answer(engine, args, json).await,
+        CliCommand::Approve(args) => decide::approve(engine, args, json).await,
+        CliCommand::Answer(args) => decide::answer(engine, args, json).await,
         CliCommand::Reject {
             run,
             step,

@@ -110,6 +110,7 @@ impl Engine {
             row,
             first,
             lock,
+            ..
         } = prepared;
         let run_id = row.run_id.clone();
         self.ctx.remember_workflow(&workflow);

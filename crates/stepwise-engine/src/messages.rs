@@ -30,6 +30,11 @@ pub(crate) enum Message {
     /// The engine shuts down: let go of the run, recording nothing (the next holder recovers
     /// what this driver leaves unanswered).
     Shutdown,
+    /// Let go of the run if no operation is under way (`true` is replied, and the driver
+    /// stops as for `Shutdown`); otherwise go on (`false`). A rewind asks it.
+    LetGoIfIdle {
+        reply: oneshot::Sender<bool>,
+    },
     /// A command handed over by this process (`Engine::send`), recorded as it is applied.
     Command {
         command: Command,

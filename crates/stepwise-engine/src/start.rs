@@ -46,6 +46,8 @@ pub(crate) struct PreparedRun {
     pub(crate) row: NewRun,
     pub(crate) first: stepwise_store::NewEvent,
     pub(crate) lock: RunLock,
+    /// What `first` records.
+    pub(crate) started: RunStarted,
 }
 
 /// The engine's files and identity a start reads.
@@ -145,12 +147,13 @@ pub(crate) fn prepare_started(
         created_at_ms: now,
         parent: started.fork.as_ref().map(|fork| fork.parent.clone()),
     };
-    let first = new_event(&Event::RunStarted(started), None, now)?;
+    let first = new_event(&Event::RunStarted(started.clone()), None, now)?;
     Ok(PreparedRun {
         workflow,
         row,
         first,
         lock,
+        started,
     })
 }
 

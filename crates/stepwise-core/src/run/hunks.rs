@@ -26,23 +26,18 @@ pub struct Hunk {
 /// The hunks that change `before` (`None`: a new file) into `after`.
 pub fn edit_hunks(before: Option<&str>, after: &str) -> Vec<Hunk> {
     let diff = TextDiff::from_lines(before.unwrap_or(""), after);
-    let unified = diff
-        .unified_diff()
-        .context_radius(CONTEXT_LINES)
-        .to_string();
-    let mut hunks: Vec<Hunk> = Vec::new();
-    for line in unified.split_inclusive('\n') {
-        if line.starts_with("@@") {
-            hunks.push(Hunk {
-                number: hunks.len() as u32 + 1,
-                diff: String::new(),
-            });
-        }
-        if let Some(hunk) = hunks.last_mut() {
-            hunk.diff.push_str(line);
-        }
-    }
-    hunks
+    // Cut by the diff's own hunks (the grouping `apply_hunks` uses), not by its text: a line
+    // ending in a lone `\r` is printed without a `\n`, gluing the next `@@` onto it.
+    let mut unified = diff.unified_diff();
+    unified.context_radius(CONTEXT_LINES);
+    unified
+        .iter_hunks()
+        .enumerate()
+        .map(|(i, hunk)| Hunk {
+            number: i as u32 + 1,
+            diff: hunk.to_string(),
+        })
+        .collect()
 }
 
 /// `before` with only the hunks of the change to `after` not in `rejected` applied.
@@ -59,6 +54,7 @@ pub fn apply_hunks(
     let count = groups.len() as u32;
     if let Some(&wrong) = rejected.iter().find(|&&n| n == 0 || n > count) {
         return Err(match count {
+            0 => "the edit changes nothing: it has no hunks".to_string(),
             1 => format!("the edit has one hunk; there is no hunk {wrong}"),
             n => format!("the edit has hunks 1 to {n}; there is no hunk {wrong}"),
         });
@@ -298,6 +294,16 @@ mod tests {
             content: content.into(),
             diff: String::new(),
         }
+    }
+
+    #[test]
+    fn lines_ending_in_a_lone_cr_are_counted_as_apply_sees_them() {
+        let before = "1\r2\r3\r4\r5\r6\r7\r8\r9\r10\r";
+        let after = "one\r2\r3\r4\r5\r6\r7\r8\r9\rten\r";
+        let hunks = edit_hunks(Some(before), after);
+        assert_eq!(hunks.len(), 2, "{hunks:?}");
+        let applied = apply_hunks(Some(before), after, &BTreeSet::from([2])).unwrap();
+        assert_eq!(applied, before.replacen("1\r", "one\r", 1));
     }
 
     #[test]

@@ -64,11 +64,24 @@ pub fn replay(
         state.apply(*seq, event)?;
         next_decision_seq = seq.next();
     }
-    let mut expected: VecDeque<Event> = state.advance()?.into();
+    // A run's first decisions follow `RunStarted` at once. A fork's driver may first record
+    // inputs of its own (an edit voided, an outcome lost), each followed by what it decides:
+    // its first decisions are taken when the log shows the first of them, or after the
+    // first input, as the driver took them.
+    let mut expected: VecDeque<Event> = if reused == 0 {
+        state.advance()?.into()
+    } else {
+        VecDeque::new()
+    };
+    let mut advanced = reused == 0;
     let mut decisions = 0;
     // `state` already holds the expected decisions applied; `position` walks the log beside it.
     for (seq, event) in iter {
         if event.is_decision() {
+            if !advanced {
+                expected = state.advance()?.into();
+                advanced = true;
+            }
             let want = expected.pop_front();
             if want.as_ref() != Some(event) {
                 return Err(diverged(*seq, want, Some(event.clone())));
@@ -89,7 +102,11 @@ pub fn replay(
             });
         }
         expected = state.advance()?.into();
+        advanced = true;
         next_decision_seq = seq.next();
+    }
+    if !advanced {
+        expected = state.advance()?.into();
     }
     // A run that was recorded but never driven has only `RunStarted` (and, for a fork, what it
     // reused): its first decisions are still to be taken, which is not a divergence.

@@ -23,11 +23,13 @@ pub struct RewindTarget {
 }
 
 /// Where `to` first started in the log, and each file changed from then on whose content the
-/// run did not end up leaving as it was, in path order. A step that never started cannot be
-/// rewound to.
+/// run did not end up leaving as it was, in path order, leaving out the changes the results
+/// at the seqs in `keep` record (a fork keeps those of the operations it reuses). A step that
+/// never started cannot be rewound to.
 pub fn rewind_targets<'a>(
     events: impl IntoIterator<Item = (EventSeq, &'a Event)> + Clone,
     to: &StepId,
+    keep: &std::collections::BTreeSet<EventSeq>,
 ) -> Result<(EventSeq, Vec<RewindTarget>), String> {
     let at = events
         .clone()
@@ -60,7 +62,10 @@ pub fn rewind_targets<'a>(
             });
         target.left = after.clone();
     };
-    for (_, changes) in changed.iter().filter(|(seq, _)| *seq > at) {
+    for (_, changes) in changed
+        .iter()
+        .filter(|(seq, _)| *seq > at && !keep.contains(seq))
+    {
         for change in changes {
             match (change.kind, &change.from) {
                 (ChangeKind::Renamed, Some(from)) => {
@@ -203,9 +208,13 @@ mod tests {
     }
 
     fn targets(events: &[(EventSeq, Event)], to: &str) -> Vec<RewindTarget> {
-        rewind_targets(events.iter().map(|(s, e)| (*s, e)), &to.into())
-            .expect("targets")
-            .1
+        rewind_targets(
+            events.iter().map(|(s, e)| (*s, e)),
+            &to.into(),
+            &Default::default(),
+        )
+        .expect("targets")
+        .1
     }
 
     #[test]
@@ -248,9 +257,28 @@ mod tests {
     }
 
     #[test]
+    fn the_changes_of_results_kept_are_left_as_they_are() {
+        let events = log(
+            vec![change("x", ChangeKind::Modified, "x0", "x1")],
+            vec![change("y", ChangeKind::Modified, "y0", "y1")],
+        );
+        // The result of `a`'s command (seq 3) is kept: only `b`'s change goes back.
+        let kept = std::collections::BTreeSet::from([EventSeq::new(3)]);
+        let (_, targets) =
+            rewind_targets(events.iter().map(|(s, e)| (*s, e)), &"a".into(), &kept).unwrap();
+        let paths: Vec<&str> = targets.iter().map(|t| t.path.as_str()).collect();
+        assert_eq!(paths, ["y"]);
+    }
+
+    #[test]
     fn a_step_that_never_started_is_refused() {
         let events = log(vec![], vec![]);
-        let error = rewind_targets(events.iter().map(|(s, e)| (*s, e)), &"zz".into()).unwrap_err();
+        let error = rewind_targets(
+            events.iter().map(|(s, e)| (*s, e)),
+            &"zz".into(),
+            &Default::default(),
+        )
+        .unwrap_err();
         assert!(error.contains("step `zz` never started"), "{error}");
     }
 }

@@ -294,6 +294,7 @@ impl Driver {
         let mut check_edits = false;
         let mut replaced = false;
         let mut shutdown = false;
+        let mut let_go = Vec::new();
         let mut direct = Vec::new();
         for message in messages {
             match message {
@@ -321,6 +322,7 @@ impl Driver {
                 Message::CheckEdits => check_edits = true,
                 Message::DatabaseReplaced => replaced = true,
                 Message::Shutdown => shutdown = true,
+                Message::LetGoIfIdle { reply } => let_go.push(reply),
                 Message::Command {
                     command,
                     issued_by,
@@ -337,6 +339,15 @@ impl Driver {
         // does not find them unanswered.
         if shutdown {
             return Err(EngineError::ShutDown);
+        }
+        if !let_go.is_empty() {
+            let idle = self.running.is_empty();
+            for reply in let_go {
+                let _ = reply.send(idle);
+            }
+            if idle {
+                return Err(EngineError::ShutDown);
+            }
         }
         for (command, issued_by, reply) in direct {
             let applied = self.apply_direct(command, issued_by).await?;

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
-use stepwise_core::event::{Event, ForkOrigin};
+use stepwise_core::event::{Event, ForkOrigin, RunStarted};
 use stepwise_core::ids::{EventSeq, StepId};
-use stepwise_core::run::{RunState, rewind_targets};
+use stepwise_core::run::{RewindTarget, RunState, rewind_targets};
 use stepwise_core::workflow::{Workflow, parse_recorded_workflow};
 use stepwise_store::{NewEvent, StoredEvent};
 
@@ -61,16 +61,21 @@ impl Engine {
     pub async fn fork(&self, fork: ForkRun) -> Result<Forked, EngineError> {
         self.ctx.db.check_writable()?;
         let loaded = self.ctx.load_run(&fork.parent).await?;
+        crate::rewind::refuse_moving(&loaded.state, "fork")?;
         let from = StepId::from(fork.from.as_str());
-        let events = loaded
-            .events
-            .iter()
-            .map(|(stored, event)| (stored.seq, event));
-        let (at, targets) = rewind_targets(events, &from).map_err(EngineError::Fork)?;
+        let events = || {
+            loaded
+                .events
+                .iter()
+                .map(|(stored, event)| (stored.seq, event))
+        };
+        let (at, _) =
+            rewind_targets(events(), &from, &BTreeSet::new()).map_err(EngineError::Fork)?;
+        let (reused, reused_events, kept) = reused_prefix(&loaded, at);
+        // What the reused operations did to the files stays: the fork says they happened.
+        let (_, targets) = rewind_targets(events(), &from, &kept).map_err(EngineError::Fork)?;
         let (workflow, source, workflow_path) = self.fork_workflow(&loaded, &fork).await?;
         let parent_started = loaded.state.started().clone();
-        // Everything that can be refused is, before the workspace is touched.
-        let (reused, reused_events) = reused_prefix(&loaded, at);
         let mut inputs = inherited_inputs(&parent_started.inputs, &workflow);
         inputs.extend(fork.inputs.clone());
         let origin = ForkOrigin {
@@ -79,79 +84,84 @@ impl Engine {
             at,
             reused: reused.len() as u64,
         };
-        let mut trial = parent_started.clone();
-        trial.inputs = workflow.resolve_inputs(&inputs)?;
-        trial.fork = Some(origin.clone());
-        check_continues(&workflow, trial, &reused_events)?;
-        let workspace = match &fork.workspace {
-            None => {
-                let proposal = self
-                    .propose_rewind(loaded.row.run_id.as_str(), &fork.from, &[])
-                    .await?;
-                if proposal.files.iter().any(|f| f.included) {
-                    if fork.approved.is_none() && !fork.approve_any {
-                        return Ok(Forked::NeedsRestore(proposal));
-                    }
-                    self.rewind(
-                        loaded.row.run_id.as_str(),
-                        &fork.from,
-                        &[],
-                        fork.approved.as_deref(),
-                    )
-                    .await?;
-                }
-                PathBuf::from(&parent_started.workspace)
-            }
-            Some(dir) => {
-                let wanted: Vec<(String, Option<String>)> = targets
-                    .iter()
-                    .map(|t| {
-                        let hash = match &t.then {
-                            Some(v) if !v.stored => {
-                                return Err(EngineError::Fork(format!(
-                                    "`{}` was over the checkpoints' size ceiling then, so what it held was not kept",
-                                    t.path
-                                )));
-                            }
-                            Some(v) => Some(v.hash.clone()),
-                            None => None,
-                        };
-                        Ok((t.path.clone(), hash))
-                    })
-                    .collect::<Result<_, _>>()?;
-                let then = self.read_contents(wanted).await?;
-                let root = PathBuf::from(&parent_started.workspace);
-                let to = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-                let spec = parent_started.checkpoint.clone();
-                let target = to.clone();
-                tokio::task::spawn_blocking(move || {
-                    let ws = Workspace::open(&root)?;
-                    copy::copy_checkpoint(&ws, &target, &spec, &then)
-                })
-                .await
-                .map_err(|e| {
-                    EngineError::Internal(format!("copying the workspace stopped: {e}"))
-                })??;
-                to
-            }
-        };
-        let start = StartRun {
-            workflow_path,
+        let parent_workspace = PathBuf::from(&parent_started.workspace);
+        let start = |workspace: PathBuf| StartRun {
+            workflow_path: workflow_path.clone(),
             workspace,
-            inputs,
+            inputs: inputs.clone(),
             trigger: fork.trigger.clone(),
             max_parallel: Some(parent_started.max_parallel),
-            budget_micro_usd: None,
+            budget_micro_usd: parent_started.budget.and_then(|b| b.micro_usd),
             pauses: Default::default(),
         };
-        let prepared = self
-            .prepare(start, Some((workflow, source)), Some(origin))
+        // Everything that can be refused is, before the workspace is touched: the start as
+        // any start is checked, and the new state taking the reused events.
+        let checked = self
+            .prepare(
+                start(parent_workspace.clone()),
+                Some((Arc::clone(&workflow), source.clone())),
+                Some(origin.clone()),
+            )
             .await?;
+        check_continues(&checked.workflow, checked.started.clone(), &reused_events)?;
+        let prepared = match &fork.workspace {
+            None => {
+                let proposal =
+                    crate::rewind::propose_keeping(&self.ctx, &loaded, &origin.from, &kept).await?;
+                if proposal.files.iter().any(|f| f.included) {
+                    if fork.approved.is_none() && !fork.approve_any {
+                        checked.lock.remove();
+                        return Ok(Forked::NeedsRestore(proposal));
+                    }
+                    let done = self
+                        .rewind_keeping(
+                            loaded.row.run_id.as_str(),
+                            &fork.from,
+                            &[],
+                            fork.approved.as_deref(),
+                            &kept,
+                        )
+                        .await;
+                    let failed = match done {
+                        Ok(done) => done.failed,
+                        Err(error) => {
+                            checked.lock.remove();
+                            return Err(error);
+                        }
+                    };
+                    if !failed.is_empty() {
+                        checked.lock.remove();
+                        let said: Vec<String> = failed
+                            .iter()
+                            .map(|f| format!("`{}`: {}", f.path, f.message))
+                            .collect();
+                        return Err(EngineError::Fork(format!(
+                            "the workspace could not be put back as it was (the rewind is recorded in the run): {}",
+                            said.join("; ")
+                        )));
+                    }
+                }
+                checked
+            }
+            Some(dir) => {
+                checked.lock.remove();
+                let to = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+                self.copy_workspace(&parent_started, &targets, &to).await?;
+                let prepared = self
+                    .prepare(start(to.clone()), Some((workflow, source)), Some(origin))
+                    .await;
+                if prepared.is_err() {
+                    let _ = std::fs::remove_dir_all(&to);
+                }
+                prepared?
+            }
+        };
         let PreparedRun {
             workflow,
             row,
             first,
             lock,
+            ..
         } = prepared;
         let run_id = row.run_id.clone();
         self.ctx.remember_workflow(&workflow);
@@ -162,6 +172,42 @@ impl Engine {
             .write(move |store| store.create_run(&row, &log))
             .await?;
         Ok(Forked::Started(spawn_driver(&self.ctx, &run_id, lock)))
+    }
+
+    /// Copies the parent's workspace as it was then into `to` (see `copy.rs`).
+    async fn copy_workspace(
+        &self,
+        parent: &RunStarted,
+        targets: &[RewindTarget],
+        to: &std::path::Path,
+    ) -> Result<(), EngineError> {
+        let wanted: Vec<(String, Option<String>)> = targets
+            .iter()
+            .map(|t| {
+                let hash = match &t.then {
+                    Some(v) if !v.stored => {
+                        return Err(EngineError::Fork(format!(
+                            "`{}` was over the checkpoints' size ceiling then, so what it held was not kept",
+                            t.path
+                        )));
+                    }
+                    Some(v) => Some(v.hash.clone()),
+                    None => None,
+                };
+                Ok((t.path.clone(), hash))
+            })
+            .collect::<Result<_, _>>()?;
+        let then = self.read_contents(wanted).await?;
+        let root = PathBuf::from(&parent.workspace);
+        let spec = parent.checkpoint.clone();
+        let target = to.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let ws = Workspace::open(&root)?;
+            copy::copy_checkpoint(&ws, &target, &spec, &then)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("copying the workspace stopped: {e}")))??;
+        Ok(())
     }
 
     /// The workflow the fork goes on with: another file, or the one the parent recorded.
@@ -226,7 +272,10 @@ impl Engine {
 /// The parent's events the fork starts with: those before `at` (after `RunStarted`), then
 /// the results of operations they started that were still under way at `at`, as the parent
 /// recorded them later. Rows to append, and the events they hold.
-fn reused_prefix(loaded: &LoadedRun, at: EventSeq) -> (Vec<NewEvent>, Vec<(EventSeq, Event)>) {
+fn reused_prefix(
+    loaded: &LoadedRun,
+    at: EventSeq,
+) -> (Vec<NewEvent>, Vec<(EventSeq, Event)>, BTreeSet<EventSeq>) {
     let before: Vec<&(StoredEvent, Event)> = loaded
         .events
         .iter()
@@ -247,7 +296,10 @@ fn reused_prefix(loaded: &LoadedRun, at: EventSeq) -> (Vec<NewEvent>, Vec<(Event
             _ => {}
         }
     }
-    let answers = loaded
+    // An operation answered by a crash (`OperationOutcomeUnknown`) keeps its answer, and the
+    // person's resolution of it, as the parent recorded them.
+    let mut answered_unknown: BTreeSet<EventSeq> = BTreeSet::new();
+    let answers: Vec<&(StoredEvent, Event)> = loaded
         .events
         .iter()
         .filter(|(stored, _)| stored.seq >= at)
@@ -255,8 +307,15 @@ fn reused_prefix(loaded: &LoadedRun, at: EventSeq) -> (Vec<NewEvent>, Vec<(Event
             Event::OperationSucceeded { op, .. } | Event::OperationFailed { op, .. } => {
                 open.remove(op)
             }
+            Event::OperationOutcomeUnknown { op } if open.contains(op) => {
+                answered_unknown.insert(*op);
+                open.remove(op)
+            }
+            Event::OperationResolved { op, .. } => answered_unknown.remove(op),
             _ => false,
-        });
+        })
+        .collect();
+    let kept: BTreeSet<EventSeq> = answers.iter().map(|(stored, _)| stored.seq).collect();
     let mut rows = Vec::new();
     let mut events = Vec::new();
     for (stored, event) in before.into_iter().chain(answers) {
@@ -272,7 +331,7 @@ fn reused_prefix(loaded: &LoadedRun, at: EventSeq) -> (Vec<NewEvent>, Vec<(Event
         });
         events.push((seq, event.clone()));
     }
-    (rows, events)
+    (rows, events, kept)
 }
 
 /// The parent's inputs the new workflow declares, as text for the start to check again.
@@ -297,7 +356,7 @@ fn inherited_inputs(inputs: &Value, workflow: &Workflow) -> BTreeMap<String, Str
 /// before the fork point cannot go on from there.
 fn check_continues(
     workflow: &Arc<Workflow>,
-    started: stepwise_core::event::RunStarted,
+    started: RunStarted,
     reused: &[(EventSeq, Event)],
 ) -> Result<(), EngineError> {
     let mut state = RunState::new(Arc::clone(workflow), started)

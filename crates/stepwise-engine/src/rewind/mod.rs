@@ -11,11 +11,14 @@
 mod plan;
 
 use serde::Serialize;
+use std::collections::BTreeSet;
 use stepwise_core::checkpoint::{ChangeKind, FileChange, FileVersion};
 use stepwise_core::event::{Event, FileRestore, RewindApproved, RewindFailure};
-use stepwise_core::ids::{RunId, StepId};
+
+use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::{RunStatus, StepStatus};
 
+use crate::drivers::spawn_driver;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::exec::file::{read_bytes, remove_file, replace_bytes};
@@ -23,6 +26,7 @@ use crate::lock::RunLock;
 use crate::messages::Message;
 use crate::record::new_event;
 use crate::sandbox::Workspace;
+use tokio::sync::oneshot;
 
 pub use plan::{ProposedRestore, RestoreAction, RewindProposal};
 
@@ -41,6 +45,17 @@ pub struct RewindDone {
     pub left_alone: Vec<String>,
 }
 
+/// The proposal for rewinding a run already read to the start of `to`, the changes of the
+/// results at `keep` left as they are (a fork's).
+pub(crate) async fn propose_keeping(
+    ctx: &std::sync::Arc<crate::context::Context>,
+    loaded: &crate::loading::LoadedRun,
+    to: &StepId,
+    keep: &BTreeSet<EventSeq>,
+) -> Result<RewindProposal, EngineError> {
+    plan::propose(ctx, loaded, to, &[], keep).await
+}
+
 impl Engine {
     /// What rewinding run `run` (id or prefix) to the start of step `to` would do, the files
     /// in `include` put back even where something else changed them since.
@@ -51,7 +66,14 @@ impl Engine {
         include: &[String],
     ) -> Result<RewindProposal, EngineError> {
         let loaded = self.ctx.load_run(run).await?;
-        plan::propose(&self.ctx, &loaded, &StepId::from(to), include).await
+        plan::propose(
+            &self.ctx,
+            &loaded,
+            &StepId::from(to),
+            include,
+            &BTreeSet::new(),
+        )
+        .await
     }
 
     /// Rewinds run `run` to the start of step `to`, as [`Engine::propose_rewind`] proposes it
@@ -64,68 +86,101 @@ impl Engine {
         include: &[String],
         approved: Option<&str>,
     ) -> Result<RewindDone, EngineError> {
+        self.rewind_keeping(run, to, include, approved, &BTreeSet::new())
+            .await
+    }
+
+    /// [`Engine::rewind`], the changes recorded by the results at the seqs in `keep` left as
+    /// they are (a fork keeps those of the operations it reuses).
+    pub(crate) async fn rewind_keeping(
+        &self,
+        run: &str,
+        to: &str,
+        include: &[String],
+        approved: Option<&str>,
+        keep: &BTreeSet<EventSeq>,
+    ) -> Result<RewindDone, EngineError> {
         let run_id = self.ctx.find_run(run).await?.run_id;
         self.ctx.db.check_writable()?;
+        // Everything that can be refused is, before any driver is asked to let go.
         let loaded = self.ctx.load_run(run_id.as_str()).await?;
-        refuse_moving(&loaded.state)?;
-        // A waiting run this process drives: its driver lets go, to take it up again after.
+        refuse_moving(&loaded.state, "rewind")?;
+        let to_step = StepId::from(to);
+        let proposal = plan::propose(&self.ctx, &loaded, &to_step, include, keep).await?;
+        check_approved(&proposal, approved)?;
+        // A waiting run this process drives: its driver lets go only if nothing is under way,
+        // and takes the run up again after.
+        let mut take_up_again = false;
         if let Some(driver) = self.ctx.live.channel(&run_id) {
             let mut stopped = self.ctx.live.stopped(&run_id);
-            let _ = driver.send(Message::Shutdown);
-            if let Some(stopped) = stopped.as_mut() {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
+            let (reply, idle) = oneshot::channel();
+            if driver.send(Message::LetGoIfIdle { reply }).is_ok() {
+                if idle.await == Ok(false) {
+                    return Err(EngineError::Rewind(running("rewind")));
+                }
+                if let Some(stopped) = stopped.as_mut() {
+                    let _ = stopped.wait_for(|stopped| *stopped).await;
+                }
+                take_up_again = true;
             }
         }
         let lock = match RunLock::try_acquire(&self.ctx.db.lock_dir, &run_id)? {
             Ok(lock) => lock,
             Err(holder) => return Err(EngineError::RunLocked { run_id, holder }),
         };
-        let result = self.rewind_locked(&run_id, to, include, approved).await;
+        let result = self
+            .rewind_locked(&run_id, &to_step, include, approved, keep)
+            .await;
         let finished = self
             .ctx
             .find_run(run_id.as_str())
             .await
             .is_ok_and(|row| row.status.is_finished());
-        // A waiting run is taken up again by whoever adopts runs let go (the app does), as
-        // the change this rewind recorded tells them.
         if finished {
             lock.remove();
+        } else if take_up_again {
+            drop(spawn_driver(&self.ctx, &run_id, lock));
         }
+        // Otherwise the lock goes: whoever adopts runs let go (the app) takes it up, as the
+        // change this rewind recorded tells them.
         result
     }
 
     async fn rewind_locked(
         &self,
         run_id: &RunId,
-        to: &str,
+        to: &StepId,
         include: &[String],
         approved: Option<&str>,
+        keep: &BTreeSet<EventSeq>,
     ) -> Result<RewindDone, EngineError> {
+        // Read again under the lock: what was checked before may have moved.
         let loaded = self.ctx.load_run(run_id.as_str()).await?;
-        refuse_moving(&loaded.state)?;
-        let proposal = plan::propose(&self.ctx, &loaded, &StepId::from(to), include).await?;
-        if let Some(seen) = approved {
-            let digits = crate::commands::proposal_digits(seen)?;
-            let current = proposal.proposal_hash.trim_start_matches("sha256:");
-            if !current.starts_with(&digits) {
-                return Err(EngineError::Rewind(format!(
-                    "the rewind now proposes {}, not {seen}: the files changed since you looked; look at it again",
-                    proposal.proposal_hash
-                )));
-            }
-        }
+        refuse_moving(&loaded.state, "rewind")?;
+        let proposal = plan::propose(&self.ctx, &loaded, to, include, keep).await?;
+        check_approved(&proposal, approved)?;
         let restores: Vec<FileRestore> = proposal
             .files
             .iter()
             .filter(|f| f.included)
             .map(|f| f.restore.clone())
             .collect();
-        if restores.is_empty() {
-            return Err(EngineError::Rewind(format!(
-                "there is nothing to put back: {}",
-                proposal.nothing_because()
-            )));
-        }
+        let root = std::path::PathBuf::from(&loaded.state.started().workspace);
+        let max_file_bytes = loaded.state.started().checkpoint.max_file_bytes;
+        // What the files hold now is kept first, so that the rewind can be undone whatever
+        // happens after.
+        let paths: Vec<String> = restores.iter().map(|r| r.path.clone()).collect();
+        let ws_root = root.clone();
+        let held = tokio::task::spawn_blocking(move || {
+            let ws = Workspace::open(&ws_root)?;
+            Ok::<_, EngineError>(current_contents(&ws, &paths, max_file_bytes))
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("the rewind stopped: {e}")))??;
+        self.ctx
+            .db
+            .write(move |store| store.put_hashed_blobs(&held))
+            .await?;
         let approved_event = Event::RewindApproved(RewindApproved {
             to: proposal.to.clone(),
             at: proposal.at,
@@ -142,34 +197,8 @@ impl Engine {
             .db
             .write(move |store| store.append(&id, expected, &[row], None))
             .await?;
-
-        let root = std::path::PathBuf::from(&loaded.state.started().workspace);
-        let max_file_bytes = loaded.state.started().checkpoint.max_file_bytes;
-        let wanted: Vec<(FileRestore, Option<Vec<u8>>)> = {
-            let targets: Vec<(FileRestore, Option<String>)> = restores
-                .into_iter()
-                .map(|r| {
-                    let hash = r.to.as_ref().map(|v| v.hash.clone());
-                    (r, hash)
-                })
-                .collect();
-            self.ctx
-                .db
-                .read(move |store| {
-                    targets
-                        .into_iter()
-                        .map(|(restore, hash)| {
-                            let bytes = match hash {
-                                Some(hash) => store.get_blob(&hash)?,
-                                None => None,
-                            };
-                            Ok((restore, bytes))
-                        })
-                        .collect::<Result<Vec<_>, EngineError>>()
-                })
-                .await?
-        };
-        let (restored, failed, found_blobs) = tokio::task::spawn_blocking(move || {
+        let wanted = self.contents_then(restores).await?;
+        let (restored, failed) = tokio::task::spawn_blocking(move || {
             let ws = Workspace::open(&root)?;
             Ok::<_, EngineError>(put_back(&ws, wanted, max_file_bytes))
         })
@@ -183,11 +212,7 @@ impl Engine {
         let id = run_id.clone();
         self.ctx
             .db
-            .write(move |store| {
-                // What the files held before the rewind is kept too: a rewind can be undone.
-                store.put_hashed_blobs(&found_blobs)?;
-                store.append(&id, recorded, &[row], None)
-            })
+            .write(move |store| store.append(&id, recorded, &[row], None))
             .await?;
         Ok(RewindDone {
             run_id: run_id.clone(),
@@ -197,18 +222,83 @@ impl Engine {
             left_alone: proposal.left_alone(),
         })
     }
+
+    /// Each restore with the content it goes back to (`None` for a file removed).
+    async fn contents_then(
+        &self,
+        restores: Vec<FileRestore>,
+    ) -> Result<Vec<(FileRestore, Option<Vec<u8>>)>, EngineError> {
+        self.ctx
+            .db
+            .read(move |store| {
+                restores
+                    .into_iter()
+                    .map(|restore| {
+                        let bytes = match &restore.to {
+                            Some(version) => store.get_blob(&version.hash)?,
+                            None => None,
+                        };
+                        Ok((restore, bytes))
+                    })
+                    .collect::<Result<Vec<_>, EngineError>>()
+            })
+            .await
+    }
 }
 
-/// A run with operations under way cannot be rewound: their files would change under it.
-fn refuse_moving(state: &stepwise_core::run::RunState) -> Result<(), EngineError> {
+/// Why a run with operations under way is not rewound (or forked).
+fn running(what: &str) -> String {
+    format!(
+        "the run is running: {what} it once it waits for a person, is paused with nothing under way, or has ended (pause it with `stepwise pause`)"
+    )
+}
+
+/// Refuses a rewind of another proposal than the one the person approved, or of nothing.
+fn check_approved(proposal: &RewindProposal, approved: Option<&str>) -> Result<(), EngineError> {
+    if let Some(seen) = approved {
+        let digits = crate::commands::proposal_digits(seen)?;
+        let current = proposal.proposal_hash.trim_start_matches("sha256:");
+        if !current.starts_with(&digits) {
+            return Err(EngineError::Rewind(format!(
+                "the rewind now proposes {}, not {seen}: the files changed since you looked; look at it again",
+                proposal.proposal_hash
+            )));
+        }
+    }
+    if !proposal.files.iter().any(|f| f.included) {
+        return Err(EngineError::Rewind(format!(
+            "there is nothing to put back: {}",
+            proposal.nothing_because()
+        )));
+    }
+    Ok(())
+}
+
+/// What the files at `paths` hold now, as blobs to keep (those at most the ceiling).
+fn current_contents(ws: &Workspace, paths: &[String], max_file_bytes: u64) -> FoundBlobs {
+    paths
+        .iter()
+        .filter_map(|path| read_bytes(ws, path).ok().flatten())
+        .filter(|bytes| bytes.len() as u64 <= max_file_bytes)
+        .map(|bytes| (stepwise_core::hash::content_hash(&bytes), bytes))
+        .collect()
+}
+
+/// A run with operations under way cannot be rewound (nor forked): their files would change
+/// under it.
+pub(crate) fn refuse_moving(
+    state: &stepwise_core::run::RunState,
+    what: &str,
+) -> Result<(), EngineError> {
     let status = state.status();
     let busy = state
         .steps()
         .any(|(_, step)| step.status == StepStatus::Running);
     if status == RunStatus::Running || (busy && !status.is_finished()) {
-        return Err(EngineError::Rewind(
-            "the run is running: rewind it once it waits for a person, is paused with nothing under way, or has ended (pause it with `stepwise pause`)".into(),
-        ));
+        return Err(match what {
+            "fork" => EngineError::Fork(running(what)),
+            _ => EngineError::Rewind(running(what)),
+        });
     }
     Ok(())
 }
@@ -221,10 +311,9 @@ fn put_back(
     ws: &Workspace,
     wanted: Vec<(FileRestore, Option<Vec<u8>>)>,
     max_file_bytes: u64,
-) -> (Vec<FileChange>, Vec<RewindFailure>, FoundBlobs) {
+) -> (Vec<FileChange>, Vec<RewindFailure>) {
     let mut restored = Vec::new();
     let mut failed = Vec::new();
-    let mut found_blobs = Vec::new();
     for (restore, bytes) in wanted {
         let path = restore.path.clone();
         let fail = |message: String| RewindFailure {
@@ -266,11 +355,6 @@ fn put_back(
             failed.push(fail(error.message));
             continue;
         }
-        if let (Some(bytes), Some(version)) = (before, &before_version)
-            && version.stored
-        {
-            found_blobs.push((version.hash.clone(), bytes));
-        }
         let kind = match (&before_version, &restore.to) {
             (None, _) => ChangeKind::Created,
             (Some(_), None) => ChangeKind::Deleted,
@@ -284,7 +368,7 @@ fn put_back(
             after: restore.to.clone(),
         });
     }
-    (restored, failed, found_blobs)
+    (restored, failed)
 }
 
 /// A file's version as checkpoints name it: its content kept when at most the ceiling.

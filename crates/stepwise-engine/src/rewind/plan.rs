@@ -2,7 +2,7 @@
 //! compared with the disk now: put back, left alone as a conflict (something else changed it
 //! since), or not restorable (its content then was not kept), with a diff for text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -88,18 +88,19 @@ impl RewindProposal {
 }
 
 /// The proposal for rewinding `loaded` to the start of `to`, with the conflicts in `include`
-/// put back too.
+/// put back too, and the changes of the results at `keep` left as they are.
 pub(super) async fn propose(
     ctx: &Arc<Context>,
     loaded: &LoadedRun,
     to: &StepId,
     include: &[String],
+    keep: &BTreeSet<EventSeq>,
 ) -> Result<RewindProposal, EngineError> {
     let events = loaded
         .events
         .iter()
         .map(|(stored, event)| (stored.seq, event));
-    let (at, targets) = rewind_targets(events, to).map_err(EngineError::Rewind)?;
+    let (at, targets) = rewind_targets(events, to, keep).map_err(EngineError::Rewind)?;
     if let Some(unknown) = include
         .iter()
         .find(|path| !targets.iter().any(|t| &t.path == *path))
