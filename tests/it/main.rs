@@ -51,6 +51,7 @@ mod plan;
 mod real_llm;
 mod replay;
 mod rewind;
+mod rounds;
 mod sandbox;
 mod shared;
 mod step_through;

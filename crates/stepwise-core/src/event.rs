@@ -138,6 +138,13 @@ pub enum Event {
         attempt: u32,
         output: Value,
     },
+    /// A round of a step that repeats ended with `output`, and the step runs again (round
+    /// `round + 1`): `until` was not true yet and rounds are left.
+    StepRoundEnded {
+        step: StepId,
+        round: u32,
+        output: Value,
+    },
     StepFailed {
         step: StepId,
         attempt: u32,
@@ -458,6 +465,7 @@ impl Event {
             Event::OperationStarted { .. } => "OperationStarted",
             Event::StepRetryScheduled { .. } => "StepRetryScheduled",
             Event::StepSucceeded { .. } => "StepSucceeded",
+            Event::StepRoundEnded { .. } => "StepRoundEnded",
             Event::StepFailed { .. } => "StepFailed",
             Event::StepRejected { .. } => "StepRejected",
             Event::StepCancelled { .. } => "StepCancelled",
@@ -477,6 +485,7 @@ impl Event {
             | Event::OperationStarted { .. }
             | Event::StepRetryScheduled { .. }
             | Event::StepSucceeded { .. }
+            | Event::StepRoundEnded { .. }
             | Event::StepFailed { .. }
             | Event::StepRejected { .. }
             | Event::StepCancelled { .. }
@@ -500,6 +509,7 @@ impl Event {
             | Event::OperationStarted { step, .. }
             | Event::StepRetryScheduled { step, .. }
             | Event::StepSucceeded { step, .. }
+            | Event::StepRoundEnded { step, .. }
             | Event::StepFailed { step, .. }
             | Event::StepRejected { step, .. }
             | Event::StepCancelled { step } => Some(step),

@@ -418,6 +418,22 @@ impl RunState {
                 s.output = output.clone();
                 self.finish_step(i, StepStatus::Failed);
             }
+            Event::StepRoundEnded {
+                step,
+                round,
+                output,
+            } => {
+                let i = self.index_of(seq, step)?;
+                let s = &mut self.steps[i];
+                // The next round starts as the step first did, with the last round's output.
+                s.round = round + 1;
+                s.previous = Some(output.clone());
+                s.status = StepStatus::Pending;
+                s.phase = Phase::Ready;
+                s.attempt = 0;
+                s.pending_approval = None;
+                self.dirty.insert(i);
+            }
             Event::StepRejected { step, reason, .. } => {
                 let i = self.index_of(seq, step)?;
                 self.steps[i].reason = Some(reason.clone());

@@ -23,6 +23,7 @@ impl RunState {
         let mut decided = Vec::new();
         while let Some(index) = self.dirty.pop_first() {
             for event in self.decide_step(index) {
+                let event = self.after_round(event);
                 let seq = self.last_seq.next();
                 // Decisions are built from this very state, so applying one fails only if the
                 // core is wrong; then nothing of this advance may be recorded (an event the
@@ -58,6 +59,7 @@ impl RunState {
         for &read in &self.workflow.steps[index].reads {
             scope.add_step(self.workflow.steps[read].id.as_str(), &self.step_view(read));
         }
+        self.add_round(index, &mut scope);
         scope
     }
 

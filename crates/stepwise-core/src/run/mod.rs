@@ -18,6 +18,7 @@ mod proposal;
 mod replay;
 mod returned;
 mod rewind;
+mod rounds;
 mod state;
 mod status;
 mod step;

@@ -94,6 +94,9 @@ pub struct StepState {
     pub approved_hunks: Option<crate::event::HunkReview>,
     /// A person let the step past the pause before it (a breakpoint, or step-through).
     pub(crate) breakpoint_passed: bool,
+    /// For a step that repeats: the round it is in (from 1), and the last round's output.
+    pub round: u32,
+    pub previous: Option<Value>,
     /// For an edit: the file as it was read for the proposal (`None`: it did not exist).
     pub base_content: Option<String>,
     pub(crate) approved_hashes: BTreeSet<String>,
@@ -138,6 +141,8 @@ impl StepState {
             approved_proposal: None,
             approved_hunks: None,
             breakpoint_passed: false,
+            round: 1,
+            previous: None,
             base_content: None,
             approved_hashes: BTreeSet::new(),
             waiting_needs: needs,

@@ -51,6 +51,7 @@ pub struct Expr {
     source: String,
     step_refs: BTreeSet<String>,
     input_refs: BTreeSet<String>,
+    locals: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -70,9 +71,13 @@ impl Expr {
         let program = compile(trimmed)?;
         let mut step_refs = BTreeSet::new();
         let mut input_refs = BTreeSet::new();
+        let mut locals = BTreeSet::new();
         for path in program.undeclared_variables(true) {
             let mut segments = path.split('.');
             match (segments.next(), segments.next()) {
+                (Some(name), _) if LOCALS.contains(&name) => {
+                    locals.insert(name.to_string());
+                }
                 (Some("steps"), Some(id)) => {
                     step_refs.insert(id.to_string());
                 }
@@ -91,7 +96,7 @@ impl Expr {
                 }
                 (Some(other), _) => {
                     return Err(TemplateError::new(format!(
-                        "in `{trimmed}`: unknown name `{other}`; expressions can read `inputs.<name>` and `steps.<id>`"
+                        "in `{trimmed}`: unknown name `{other}`; expressions can read `inputs.<name>` and `steps.<id>` (and, in a step that repeats, `round`, `previous` and, in `until`, `output`)"
                     )));
                 }
                 (None, _) => {}
@@ -101,6 +106,7 @@ impl Expr {
             source: trimmed.to_string(),
             step_refs,
             input_refs,
+            locals,
         })
     }
 
@@ -111,7 +117,7 @@ impl Expr {
     /// old run unloadable.
     pub fn lint(&self) -> Result<(), TemplateError> {
         callables::check(&self.source)?;
-        if self.step_refs.is_empty() && self.input_refs.is_empty() {
+        if self.step_refs.is_empty() && self.input_refs.is_empty() && self.locals.is_empty() {
             self.eval(&Scope::default())?;
         }
         Ok(())
@@ -129,6 +135,11 @@ impl Expr {
     /// The input names this expression reads.
     pub fn input_refs(&self) -> &BTreeSet<String> {
         &self.input_refs
+    }
+
+    /// The names of a step's own it reads (`round`, `previous`, `output`: see [`LOCALS`]).
+    pub fn locals(&self) -> &BTreeSet<String> {
+        &self.locals
     }
 
     /// Evaluates against a scope; the result as JSON.
@@ -178,14 +189,28 @@ fn describe(error: &minijinja::Error) -> String {
 pub struct Scope {
     inputs: minijinja::Value,
     steps: BTreeMap<String, minijinja::Value>,
+    /// A step's own names (`round`, `previous`, `output`).
+    locals: BTreeMap<String, minijinja::Value>,
 }
+
+/// The names a step's templates may read besides `inputs` and `steps`: in a step that repeats,
+/// `round` (from 1) and `previous` (the last round's output, `none` in the first), and in its
+/// `until`, `output` (the round's own).
+pub const LOCALS: [&str; 3] = ["round", "previous", "output"];
 
 impl Scope {
     pub fn new(inputs: &Value) -> Scope {
         Scope {
             inputs: minijinja::Value::from_serialize(inputs),
             steps: BTreeMap::new(),
+            locals: BTreeMap::new(),
         }
+    }
+
+    /// Makes one of the step's own names (see [`LOCALS`]) visible.
+    pub fn set_local(&mut self, name: &str, value: &Value) {
+        self.locals
+            .insert(name.to_string(), minijinja::Value::from_serialize(value));
     }
 
     /// Makes a step visible as `steps.<id>`.
@@ -195,10 +220,16 @@ impl Scope {
     }
 
     fn context(&self) -> minijinja::Value {
-        minijinja::context! {
-            inputs => self.inputs.clone(),
-            steps => minijinja::Value::from(self.steps.clone()),
+        if self.locals.is_empty() {
+            return minijinja::context! {
+                inputs => self.inputs.clone(),
+                steps => minijinja::Value::from(self.steps.clone()),
+            };
         }
+        let mut names = self.locals.clone();
+        names.insert("inputs".into(), self.inputs.clone());
+        names.insert("steps".into(), minijinja::Value::from(self.steps.clone()));
+        minijinja::Value::from(names)
     }
 }
 

@@ -449,6 +449,7 @@ impl<'a> Compiler<'a> {
                 false
             }
         };
+        let repeat = ctx.repeat(def);
         let action = ctx.action(&def.action);
         let refs: Vec<Reads> = std::mem::take(&mut ctx.exprs);
 
@@ -458,8 +459,28 @@ impl<'a> Compiler<'a> {
             field,
             inputs: input_refs,
             steps: step_refs,
+            locals,
         } in refs
         {
+            // A step's own names exist only where they mean something.
+            for name in &locals {
+                let defined = match name.as_str() {
+                    "output" => field == "until",
+                    _ => repeat.is_some(),
+                };
+                if !defined {
+                    let only = match name.as_str() {
+                        "output" => "in a step's `repeat.until`",
+                        _ => "in a step that has `repeat`",
+                    };
+                    self.field_error(
+                        place,
+                        id,
+                        &field,
+                        format!("`{field}` reads `{name}`, which exists only {only}"),
+                    );
+                }
+            }
             for name in &input_refs {
                 if !inputs.contains_key(name) {
                     self.field_error(
@@ -499,6 +520,7 @@ impl<'a> Compiler<'a> {
             retry,
             timeout_ms,
             approval_required,
+            repeat,
             action: action?,
         })
     }

@@ -89,6 +89,10 @@ pub struct StepDef {
     /// can only tighten approval.
     #[serde(default)]
     pub approval: Option<String>,
+    /// Run the step again, round after round (`round`, from 1, and `previous`, the last
+    /// round's output, in its templates), until `until` is true or `max` rounds have run.
+    #[serde(default)]
+    pub repeat: Option<RepeatDef>,
     #[serde(flatten)]
     pub action: ActionDef,
 }
@@ -99,6 +103,18 @@ pub struct StepDef {
 pub enum AfterDef {
     Succeeded,
     Finished,
+}
+
+/// Rounds of a step.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepeatDef {
+    /// Rounds at most, the first included (1 to 50).
+    pub max: u32,
+    /// Checked after each round, with `output` (the round's), `previous` and `round`: the
+    /// step ends when it is true.
+    #[serde(default)]
+    pub until: Option<String>,
 }
 
 /// Retries of a failing step.

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::compile::{Compiler, StepPlace};
 use super::def::{ActionDef, CommandDef, StepDef};
 use super::{
-    Action, CommandTemplate, DEFAULT_MAX_OUTPUT, EditChange, MAX_OUTPUT_CEILING, RetryPolicy,
+    Action, CommandTemplate, DEFAULT_MAX_OUTPUT, EditChange, MAX_OUTPUT_CEILING, MAX_ROUNDS,
+    Repeat, RetryPolicy,
 };
 use crate::paths::normalize_workspace_path;
 use crate::template::{Expr, Template, TemplateError, ValueTemplate};
@@ -24,6 +25,8 @@ pub(super) struct Reads {
     pub(super) field: String,
     pub(super) inputs: BTreeSet<String>,
     pub(super) steps: BTreeSet<String>,
+    /// The step's own names (`round`, `previous`, `output`).
+    pub(super) locals: BTreeSet<String>,
 }
 
 impl Reads {
@@ -32,6 +35,7 @@ impl Reads {
             field: field.to_string(),
             inputs: expr.input_refs().clone(),
             steps: expr.step_refs().clone(),
+            locals: expr.locals().clone(),
         }
     }
 }
@@ -94,6 +98,22 @@ impl StepContext<'_, '_> {
                 None
             }
         }
+    }
+
+    /// `repeat`: 1 to 50 rounds, and the `until` expression.
+    pub(super) fn repeat(&mut self, def: &StepDef) -> Option<Repeat> {
+        let repeat = def.repeat.as_ref()?;
+        if repeat.max == 0 || repeat.max > MAX_ROUNDS {
+            self.error(
+                "repeat",
+                format!("`repeat.max` must be 1 to {MAX_ROUNDS}, not {}", repeat.max),
+            );
+        }
+        let until = repeat.until.as_deref().and_then(|u| self.expr("until", u));
+        Some(Repeat {
+            max: repeat.max.clamp(1, MAX_ROUNDS),
+            until,
+        })
     }
 
     pub(super) fn path(&mut self, field: &str, text: &str) -> Option<Template> {

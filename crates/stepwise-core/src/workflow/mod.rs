@@ -93,8 +93,20 @@ pub struct Step {
     pub timeout_ms: Option<u64>,
     /// The workflow asks for a person whatever the policy says.
     pub approval_required: bool,
+    /// Rounds of the step (`repeat`).
+    pub repeat: Option<Repeat>,
     pub action: Action,
 }
+
+/// Rounds of a step: at most `max`, ending early once `until` is true.
+#[derive(Debug, Clone)]
+pub struct Repeat {
+    pub max: u32,
+    pub until: Option<Expr>,
+}
+
+/// The most rounds a step may run.
+pub const MAX_ROUNDS: u32 = 50;
 
 /// How often and how patiently a failing step is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
