@@ -99,3 +99,43 @@ fn the_window_rewinds_a_step_s_files_and_forks_a_run_from_it() {
         env.read("notes.txt").as_deref() == Some("one\n")
     });
 }
+
+#[test]
+fn the_window_rewinds_a_run_it_holds_while_it_waits_and_the_run_goes_on() {
+    let env = Env::new();
+    env.allow_everything();
+    env.write("notes.txt", "first\n");
+    let wf = env.workflow(
+        "gate.yaml",
+        "name: gate\nsteps:\n  - id: scribble\n    type: run_command\n    command: \"printf 'scribbled\\n' > notes.txt\"\n  - id: check\n    needs: [scribble]\n    type: approval\n    message: Does it look right?\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let run = out.run_id();
+
+    // The app holds the waiting run (it adopts runs nobody drives).
+    let display = Display::start();
+    let driver = Driver::start(&display, &app_env(&env));
+    let window = Session::open(&driver, &app_binary());
+    wait_until("the app to hold the run", LIVE, || {
+        env.show(&run)["held_by"].is_string()
+    });
+    window.script(
+        "location.hash = '#/run/' + arguments[0] + '?step=scribble';",
+        vec![json!(run)],
+    );
+    window.wait_for_text("the step panel", LIVE, |t| t.contains("Rewind to here"));
+    window.click("Rewind to here…");
+    window.wait_for_text("the proposal", LIVE, |t| t.contains("Rewind 1 file"));
+    window.click("Rewind 1 file");
+    wait_until("the file put back", LIVE, || {
+        env.read("notes.txt").as_deref() == Some("first\n")
+    });
+    // The app took the run up again: an approval from the CLI reaches it and the run ends.
+    wait_until("the app to hold the run again", LIVE, || {
+        env.show(&run)["held_by"].is_string()
+    });
+    let out = env.approve(&run, "check", &[]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(env.show(&run)["status"], "succeeded");
+}
