@@ -161,7 +161,8 @@ impl Timings {
                     clocks.open(SegmentKind::Executing, at);
                     self.ops.insert(seq, step.clone());
                 }
-                Event::StepRetryScheduled { .. } => clocks.close(at),
+                // Between attempts, and between rounds of a step that repeats.
+                Event::StepRetryScheduled { .. } | Event::StepRoundEnded { .. } => clocks.close(at),
                 Event::StepSucceeded { .. }
                 | Event::StepFailed { .. }
                 | Event::StepSkipped { .. }
