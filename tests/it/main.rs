@@ -47,6 +47,7 @@ mod llm_examples;
 mod llm_redirect;
 mod llm_stream;
 mod lock_files;
+mod loops;
 mod plan;
 mod real_llm;
 mod replay;

@@ -138,6 +138,12 @@ pub enum Event {
         attempt: u32,
         output: Value,
     },
+    /// A step with `for_each` runs once per item: its iterations (`step[0]`, `step[1]`, …) join
+    /// the run, and the step ends when they have.
+    StepExpanded {
+        step: StepId,
+        items: Vec<Value>,
+    },
     /// A round of a step that repeats ended with `output`, and the step runs again (round
     /// `round + 1`): `until` was not true yet and rounds are left.
     StepRoundEnded {
@@ -466,6 +472,7 @@ impl Event {
             Event::StepRetryScheduled { .. } => "StepRetryScheduled",
             Event::StepSucceeded { .. } => "StepSucceeded",
             Event::StepRoundEnded { .. } => "StepRoundEnded",
+            Event::StepExpanded { .. } => "StepExpanded",
             Event::StepFailed { .. } => "StepFailed",
             Event::StepRejected { .. } => "StepRejected",
             Event::StepCancelled { .. } => "StepCancelled",
@@ -486,6 +493,7 @@ impl Event {
             | Event::StepRetryScheduled { .. }
             | Event::StepSucceeded { .. }
             | Event::StepRoundEnded { .. }
+            | Event::StepExpanded { .. }
             | Event::StepFailed { .. }
             | Event::StepRejected { .. }
             | Event::StepCancelled { .. }
@@ -510,6 +518,7 @@ impl Event {
             | Event::StepRetryScheduled { step, .. }
             | Event::StepSucceeded { step, .. }
             | Event::StepRoundEnded { step, .. }
+            | Event::StepExpanded { step, .. }
             | Event::StepFailed { step, .. }
             | Event::StepRejected { step, .. }
             | Event::StepCancelled { step } => Some(step),

@@ -418,6 +418,10 @@ impl RunState {
                 s.output = output.clone();
                 self.finish_step(i, StepStatus::Failed);
             }
+            Event::StepExpanded { step, items } => {
+                let i = self.index_of(seq, step)?;
+                self.expand(i, items);
+            }
             Event::StepRoundEnded {
                 step,
                 round,

@@ -36,8 +36,11 @@ impl RunState {
             let event = if self.cancel_requested {
                 Event::RunCancelled {}
             } else {
+                // An iteration's failure is its step's to report (or, with
+                // `continue_on_error`, to keep in its output).
                 let failed: Vec<StepId> = self
                     .steps()
+                    .filter(|(d, _)| d.iteration.is_none())
                     .filter(|(_, s)| matches!(s.status, StepStatus::Failed | StepStatus::Rejected))
                     .map(|(d, _)| d.id.clone())
                     .collect();
@@ -60,6 +63,7 @@ impl RunState {
             scope.add_step(self.workflow.steps[read].id.as_str(), &self.step_view(read));
         }
         self.add_round(index, &mut scope);
+        self.add_item(index, &mut scope);
         scope
     }
 
@@ -223,6 +227,9 @@ impl RunState {
                 }],
                 Err(e) => vec![unrecordable(&id, 1, &e)],
             };
+        }
+        if let Some(events) = self.decide_for_each(index) {
+            return events;
         }
         // `set` is pure: it needs no operation, so it completes as it starts.
         if let Action::Set { values } = &step.action {
@@ -417,7 +424,10 @@ impl RunState {
     }
 
     fn slot_free(&mut self, index: usize) -> bool {
-        if self.paused || self.in_flight >= self.started.max_parallel.max(1) {
+        if self.paused
+            || self.in_flight >= self.started.max_parallel.max(1)
+            || !self.iteration_slot_free(index)
+        {
             self.held.insert(index);
             return false;
         }

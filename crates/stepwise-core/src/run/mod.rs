@@ -12,6 +12,7 @@ mod conversation;
 mod cost;
 mod decide;
 mod hunks;
+mod iterations;
 mod llm_step;
 mod plan_step;
 mod proposal;

@@ -97,6 +97,8 @@ pub struct StepState {
     /// For a step that repeats: the round it is in (from 1), and the last round's output.
     pub round: u32,
     pub previous: Option<Value>,
+    /// For a step with `for_each`, once expanded: the indices of its iterations.
+    pub iterations: Option<Vec<usize>>,
     /// For an edit: the file as it was read for the proposal (`None`: it did not exist).
     pub base_content: Option<String>,
     pub(crate) approved_hashes: BTreeSet<String>,
@@ -143,6 +145,7 @@ impl StepState {
             breakpoint_passed: false,
             round: 1,
             previous: None,
+            iterations: None,
             base_content: None,
             approved_hashes: BTreeSet::new(),
             waiting_needs: needs,

@@ -195,8 +195,8 @@ pub struct Scope {
 
 /// The names a step's templates may read besides `inputs` and `steps`: in a step that repeats,
 /// `round` (from 1) and `previous` (the last round's output, `none` in the first), and in its
-/// `until`, `output` (the round's own).
-pub const LOCALS: [&str; 3] = ["round", "previous", "output"];
+/// `until`, `output` (the round's own); in a step with `for_each`, `item` and `index`.
+pub const LOCALS: [&str; 5] = ["round", "previous", "output", "item", "index"];
 
 impl Scope {
     pub fn new(inputs: &Value) -> Scope {

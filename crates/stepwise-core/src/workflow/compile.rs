@@ -450,6 +450,7 @@ impl<'a> Compiler<'a> {
             }
         };
         let repeat = ctx.repeat(def);
+        let for_each = ctx.for_each(def);
         let action = ctx.action(&def.action);
         let refs: Vec<Reads> = std::mem::take(&mut ctx.exprs);
 
@@ -466,11 +467,15 @@ impl<'a> Compiler<'a> {
             for name in &locals {
                 let defined = match name.as_str() {
                     "output" => field == "until",
+                    "item" | "index" => for_each.is_some() && field != "for_each",
                     _ => repeat.is_some(),
                 };
                 if !defined {
                     let only = match name.as_str() {
                         "output" => "in a step's `repeat.until`",
+                        "item" | "index" => {
+                            "in a step that has `for_each` (not in the list's own expression)"
+                        }
                         _ => "in a step that has `repeat`",
                     };
                     self.field_error(
@@ -521,6 +526,8 @@ impl<'a> Compiler<'a> {
             timeout_ms,
             approval_required,
             repeat,
+            for_each,
+            iteration: None,
             action: action?,
         })
     }

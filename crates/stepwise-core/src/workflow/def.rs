@@ -93,6 +93,17 @@ pub struct StepDef {
     /// round's output, in its templates), until `until` is true or `max` rounds have run.
     #[serde(default)]
     pub repeat: Option<RepeatDef>,
+    /// Run the step once per item of this list (at most 1,000), `item` and `index` in its
+    /// templates; its output is the list of the iterations' outputs, in order.
+    #[serde(default)]
+    pub for_each: Option<String>,
+    /// With `for_each`: how many iterations may run at once (default: the run's).
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+    /// With `for_each`: a failed iteration does not fail the step; its entry in the output is
+    /// `{"error": …}`.
+    #[serde(default)]
+    pub continue_on_error: Option<bool>,
     #[serde(flatten)]
     pub action: ActionDef,
 }

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::compile::{Compiler, StepPlace};
 use super::def::{ActionDef, CommandDef, StepDef};
 use super::{
-    Action, CommandTemplate, DEFAULT_MAX_OUTPUT, EditChange, MAX_OUTPUT_CEILING, MAX_ROUNDS,
-    Repeat, RetryPolicy,
+    Action, CommandTemplate, DEFAULT_MAX_OUTPUT, EditChange, ForEach, MAX_OUTPUT_CEILING,
+    MAX_ROUNDS, Repeat, RetryPolicy,
 };
 use crate::paths::normalize_workspace_path;
 use crate::template::{Expr, Template, TemplateError, ValueTemplate};
@@ -98,6 +98,28 @@ impl StepContext<'_, '_> {
                 None
             }
         }
+    }
+
+    /// `for_each`: the list's expression, and how its iterations run.
+    pub(super) fn for_each(&mut self, def: &StepDef) -> Option<ForEach> {
+        let Some(items) = def.for_each.as_deref() else {
+            if def.max_parallel.is_some() || def.continue_on_error.is_some() {
+                self.error(
+                    "for_each",
+                    "`max_parallel` and `continue_on_error` belong to a step with `for_each`",
+                );
+            }
+            return None;
+        };
+        if def.max_parallel == Some(0) {
+            self.error("max_parallel", "`max_parallel` must be at least 1");
+        }
+        let items = self.expr("for_each", items)?;
+        Some(ForEach {
+            items,
+            max_parallel: def.max_parallel.filter(|&n| n > 0),
+            continue_on_error: def.continue_on_error.unwrap_or(false),
+        })
     }
 
     /// `repeat`: 1 to 50 rounds, and the `until` expression.

@@ -8,6 +8,7 @@ pub mod def;
 mod error;
 mod fields;
 mod inputs;
+mod iterations;
 mod llm_fields;
 mod plan;
 
@@ -95,8 +96,32 @@ pub struct Step {
     pub approval_required: bool,
     /// Rounds of the step (`repeat`).
     pub repeat: Option<Repeat>,
+    /// Iterations of the step over a list (`for_each`).
+    pub for_each: Option<ForEach>,
+    /// For an iteration of a `for_each` step, joined to a run's workflow: which.
+    pub iteration: Option<Iteration>,
     pub action: Action,
 }
+
+/// A step run once per item of a list.
+#[derive(Debug, Clone)]
+pub struct ForEach {
+    pub items: Expr,
+    /// How many iterations may run at once (`None`: as many as the run allows).
+    pub max_parallel: Option<u32>,
+    pub continue_on_error: bool,
+}
+
+/// One iteration of a `for_each` step: its parent step, its place, its item.
+#[derive(Debug, Clone)]
+pub struct Iteration {
+    pub parent: usize,
+    pub index: usize,
+    pub item: serde_json::Value,
+}
+
+/// The most items a `for_each` may run over.
+pub const MAX_ITEMS: usize = 1_000;
 
 /// Rounds of a step: at most `max`, ending early once `until` is true.
 #[derive(Debug, Clone)]

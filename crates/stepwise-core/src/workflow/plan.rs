@@ -176,6 +176,13 @@ impl Workflow {
                 steps[need].dependents.push(i);
             }
         }
+        // An iteration of a `for_each` step is needed by its step, which waits for it in the
+        // run's state rather than through `needs`.
+        for step in &mut steps {
+            if let Some(iteration) = &step.iteration {
+                step.dependents.push(iteration.parent);
+            }
+        }
         let index: HashMap<StepId, usize> = steps
             .iter()
             .enumerate()
