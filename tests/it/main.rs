@@ -24,6 +24,7 @@ mod command_live;
 mod compare;
 mod containment;
 mod crash;
+mod crash_loops;
 mod db_truth;
 mod engine_api;
 mod exact_cli;

@@ -51,8 +51,9 @@ impl Engine {
         let run_id = loaded.row.run_id.clone();
         let (workflow, words): (Arc<Workflow>, String) = match against {
             ReplayAgainst::Recorded => (
-                // Compiled from the log (and cached) when the run was loaded.
-                Arc::clone(loaded.state.workflow()),
+                // As it was recorded, not as the run's state has it now: steps a plan or a
+                // `for_each` joined are joined again by the replay.
+                crate::loading::recorded_workflow(&run_id, &loaded.events)?,
                 "the recorded workflow".into(),
             ),
             ReplayAgainst::CurrentFile | ReplayAgainst::File(_) => {
