@@ -81,7 +81,7 @@ for crate in stepwise-core stepwise-store stepwise-engine stepwise-cli; do
 done
 
 step "the example workflows validate"
-"$stepwise" validate workflows/*.yaml
+"$stepwise" validate workflows/*.yaml workflows/patterns/*.yaml
 
 # Benchmarks are reported, not asserted (their goals and history are in BENCHMARKS.md):
 # first render of a 10,000-step run in the browser harness, and the app's idle memory next to

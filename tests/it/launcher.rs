@@ -405,9 +405,11 @@ fn a_kept_supervisor_stopped_and_never_used_again_dies_with_the_engine() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let kept = read_pid(&env.ws.join("a.pid"));
-    // Kept, idle, while the model takes its time.
+    // Kept, idle, while the model takes its time: `a` has ended (its result is recorded,
+    // after the checkpoint that follows the command), so its supervisor waits for another.
+    let run = env.first_run_id(PATIENCE).expect("the run");
     let idle_deadline = std::time::Instant::now() + PATIENCE;
-    while comm(kept) != "stepwise-superv" {
+    while step(&env.show(&run), "a")["status"] != "succeeded" || comm(kept) != "stepwise-superv" {
         assert!(
             std::time::Instant::now() < idle_deadline,
             "`a`'s supervisor was not kept"

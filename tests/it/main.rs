@@ -49,6 +49,7 @@ mod llm_redirect;
 mod llm_stream;
 mod lock_files;
 mod loops;
+mod patterns;
 mod plan;
 mod real_llm;
 mod replay;
