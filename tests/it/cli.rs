@@ -624,3 +624,39 @@ fn the_environment_is_read_once_by_the_engine_and_flags_win_over_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn steps_lists_every_step_type_with_its_fields() {
+    let env = Env::new();
+    let out = env.stepwise(&["steps", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let types = out.json();
+    let find = |name: &str| {
+        types
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not listed: {types}"))
+    };
+    let command = find("run_command");
+    assert_eq!(command["source"], "built-in");
+    let field = command["fields"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == "command"))
+        .cloned()
+        .expect("its command field");
+    assert_eq!(field["required"], true);
+    for name in [
+        "read_file",
+        "edit_file",
+        "set",
+        "approval",
+        "prompt",
+        "agent",
+        "plan",
+    ] {
+        find(name);
+    }
+    let text = env.stepwise(&["steps"]).to_string();
+    assert!(text.contains("run_command  (built-in)"), "{text}");
+}

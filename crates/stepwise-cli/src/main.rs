@@ -16,6 +16,7 @@ mod replay;
 mod rewind;
 mod runs;
 mod step_through;
+mod step_types;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -193,6 +194,8 @@ enum CliCommand {
     },
     /// Print the JSON Schema of the workflow format.
     Schema,
+    /// List the step types a workflow may use (`type:`), with the fields each takes.
+    Steps,
 }
 
 fn main() -> ExitCode {
@@ -245,6 +248,7 @@ impl CliCommand {
             self,
             CliCommand::Validate { .. }
                 | CliCommand::Schema
+                | CliCommand::Steps
                 | CliCommand::Runs { .. }
                 | CliCommand::Show { .. }
                 | CliCommand::Verify { .. }
@@ -279,6 +283,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             println!("{}", serde_json::to_string_pretty(&schema)?);
             return Ok(Exit::Success);
         }
+        CliCommand::Steps => return step_types::steps(json),
         _ => {}
     }
     let engine = open_engine(&cli.global)?;
@@ -348,7 +353,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Cancel { run, wait } => {
             runs::send(engine, &run, Command::Cancel, wait, json).await
         }
-        CliCommand::Validate { .. } | CliCommand::Schema => Ok(Exit::Success),
+        CliCommand::Validate { .. } | CliCommand::Schema | CliCommand::Steps => Ok(Exit::Success),
     }
 }
 

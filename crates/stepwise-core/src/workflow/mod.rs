@@ -11,6 +11,7 @@ mod inputs;
 mod iterations;
 mod llm_fields;
 mod plan;
+mod step_types;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +20,7 @@ pub use def::{AfterDef, InputDef, InputType, workflow_json_schema};
 pub use error::{ValidationError, WorkflowErrors};
 pub use inputs::InputError;
 pub use plan::{PLANNABLE_TYPES, plan_schema, planned_workflow};
+pub use step_types::{StepField, StepType, builtin_step_types};
 
 use crate::ids::StepId;
 use crate::llm::{Budget, Role, Temperature};
