@@ -114,6 +114,13 @@ steps:
     let show = env.show(&run);
     let output = &step(&show, "write")["output"];
     assert_eq!(output.as_array().map(Vec::len), Some(3));
+    // The files the iterations wrote go back when the run is rewound to the loop.
+    let out = env.stepwise(&["rewind", &run, "--to", "write", "--yes", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        env.read("b.txt").is_none(),
+        "b.txt did not exist before the loop"
+    );
 }
 
 #[test]
@@ -182,6 +189,10 @@ fn bad_lists_and_misplaced_names_are_errors_that_say_so() {
         (
             "name: a\nsteps:\n  - id: a\n    type: set\n    values: {}\n    max_parallel: 2\n",
             "belong to a step with `for_each`",
+        ),
+        (
+            "name: a\nsteps:\n  - id: a\n    for_each: ${[1]}\n    when: ${item > 0}\n    type: set\n    values: {}\n",
+            "nor its `when`",
         ),
     ] {
         let wf = env.workflow("bad.yaml", yaml);

@@ -161,3 +161,46 @@ steps:
     assert_eq!(replayed.code, 0, "{replayed}");
     assert_eq!(server.seen().len(), 3, "replay asked the model nothing");
 }
+
+#[test]
+fn each_round_of_a_step_that_needs_approval_is_asked_about_anew() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "asked.yaml",
+        "name: asked\nsteps:\n  - id: again\n    type: run_command\n    approval: required\n    command: \"echo same >> rounds.txt\"\n    repeat:\n      max: 2\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 3, "round 1 waits: {out}");
+    let run = out.run_id();
+    let out = env.approve(&run, "again", &[]);
+    assert_eq!(
+        out.code, 3,
+        "round 2 waits too, though its command is the same: {out}"
+    );
+    assert_eq!(env.read("rounds.txt").as_deref(), Some("same\n"));
+    let out = env.approve(&run, "again", &[]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(env.read("rounds.txt").as_deref(), Some("same\nsame\n"));
+}
+
+#[test]
+fn iterations_of_a_loop_repeat_each_on_their_own() {
+    let env = Env::new();
+    let wf = env.workflow(
+        "both.yaml",
+        "name: both\nsteps:\n  - id: each\n    for_each: ${[10, 20]}\n    type: set\n    values: {n: \"${item + round}\"}\n    repeat:\n      max: 2\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let run = out.run_id();
+    assert_eq!(
+        step(&env.show(&run), "each")["output"],
+        json!([{"n": 12}, {"n": 22}])
+    );
+    assert_eq!(
+        rounds_recorded(&env, &run).len(),
+        2,
+        "one round ended per iteration"
+    );
+}

@@ -49,6 +49,10 @@ impl RunState {
             Event::RunAborted { .. } if self.finished.is_some() => {
                 unexpected("RunAborted of a run that has ended".into())
             }
+            // What the workflow (a fork's may be another) and the step allow, or the state
+            // would not add up.
+            Event::StepExpanded { step, items } => self.check_expansion(seq, step, items.len()),
+            Event::StepRoundEnded { step, round, .. } => self.check_round_end(seq, step, *round),
             Event::ApprovalGranted(granted) => {
                 let i = self.index_of(seq, &granted.step)?;
                 if !matches!(granted.mode, DecisionMode::Manual) {
@@ -436,6 +440,11 @@ impl RunState {
                 s.phase = Phase::Ready;
                 s.attempt = 0;
                 s.pending_approval = None;
+                // A round is asked about anew: what a person approved was the last round's.
+                s.approved_hashes.clear();
+                s.approved_proposal = None;
+                s.approved_hunks = None;
+                s.base_content = None;
                 self.dirty.insert(i);
             }
             Event::StepRejected { step, reason, .. } => {

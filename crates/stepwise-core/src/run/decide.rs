@@ -188,7 +188,8 @@ impl RunState {
                 ),
             }];
         }
-        if let Some(when) = &step.when {
+        // `when` decides whether the step runs at all: its first round, not each.
+        if let Some(when) = step.when.as_ref().filter(|_| self.steps[index].round == 1) {
             match when.eval(&self.scope_for(index)) {
                 Ok(Value::Bool(true)) => {}
                 Ok(Value::Bool(false)) => {

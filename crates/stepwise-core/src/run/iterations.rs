@@ -9,10 +9,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::state::{Phase, RunState, StepStatus};
+use super::state::{Phase, RunState, StateError, StepStatus};
 use crate::event::Event;
+use crate::ids::{EventSeq, StepId};
 use crate::template::Scope;
 use crate::workflow::MAX_ITEMS;
+
+/// The most a `for_each` step's gathered outputs may come to, as JSON.
+const MAX_GATHERED_BYTES: usize = 16 * 1024 * 1024;
 
 impl RunState {
     /// `item` and `index` in an iteration's templates.
@@ -96,11 +100,45 @@ impl RunState {
             }
             outputs.push(json!({ "error": why, "status": state.status.as_str() }));
         }
+        let output = Value::Array(outputs);
+        let bytes = serde_json::to_string(&output).map_or(0, |text| text.len());
+        if bytes > MAX_GATHERED_BYTES {
+            return Event::StepFailed {
+                step: id,
+                attempt: 1,
+                error: format!(
+                    "the iterations' outputs come to {bytes} bytes, more than {MAX_GATHERED_BYTES} (16 MiB) one step may pass on; have each iteration keep less (`max_output`, a `set` step)"
+                ),
+                output: None,
+            };
+        }
         Event::StepSucceeded {
             step: id,
             attempt: 1,
-            output: Value::Array(outputs),
+            output,
         }
+    }
+
+    /// Whether step `step` may expand into `items` iterations now.
+    pub(super) fn check_expansion(
+        &self,
+        seq: EventSeq,
+        step: &StepId,
+        items: usize,
+    ) -> Result<(), StateError> {
+        let unexpected = |message: String| Err(StateError::Unexpected { seq, message });
+        let i = self.index_of(seq, step)?;
+        let s = &self.steps[i];
+        if self.workflow.steps[i].for_each.is_none() {
+            return unexpected(format!("step `{step}` has no `for_each`"));
+        }
+        if s.iterations.is_some() || s.status.is_terminal() {
+            return unexpected(format!("step `{step}` cannot run its iterations again"));
+        }
+        if items > MAX_ITEMS {
+            return unexpected(format!("step `{step}` has more than {MAX_ITEMS} items"));
+        }
+        Ok(())
     }
 
     /// `StepExpanded`: the iterations join the run, ready; the step waits for them.

@@ -35,7 +35,9 @@ pub fn rewind_targets<'a>(
         .clone()
         .into_iter()
         .find_map(|(seq, event)| match event {
-            Event::StepStarted { step, .. } if step == to => Some(seq),
+            Event::StepStarted { step, .. } | Event::StepExpanded { step, .. } if step == to => {
+                Some(seq)
+            }
             _ => None,
         })
         .ok_or_else(|| {

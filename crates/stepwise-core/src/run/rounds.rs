@@ -6,8 +6,9 @@
 
 use serde_json::{Value, json};
 
-use super::state::RunState;
+use super::state::{RunState, StateError};
 use crate::event::Event;
+use crate::ids::{EventSeq, StepId};
 use crate::template::Scope;
 
 impl RunState {
@@ -19,6 +20,29 @@ impl RunState {
         let state = &self.steps[index];
         scope.set_local("round", &json!(state.round));
         scope.set_local("previous", state.previous.as_ref().unwrap_or(&Value::Null));
+    }
+
+    /// Whether round `round` of step `step` may end now: the step repeats, is in that round,
+    /// and has rounds left.
+    pub(super) fn check_round_end(
+        &self,
+        seq: EventSeq,
+        step: &StepId,
+        round: u32,
+    ) -> Result<(), StateError> {
+        let i = self.index_of(seq, step)?;
+        let max = self.workflow.steps[i].repeat.as_ref().map_or(0, |r| r.max);
+        let state = &self.steps[i];
+        if round < max && round == state.round && !state.status.is_terminal() {
+            return Ok(());
+        }
+        Err(StateError::Unexpected {
+            seq,
+            message: format!(
+                "round {round} of step `{step}` cannot end: the step is in round {}, of a workflow that allows {max}",
+                state.round
+            ),
+        })
     }
 
     /// `event`, or, when it ends a round of a step that has rounds left and whose `until` is
@@ -42,13 +66,28 @@ impl RunState {
                 };
             }
         };
-        let Some(repeat) = &self.workflow.steps[index].repeat else {
+        // A `for_each` step's iterations repeat, each on its own; the step gathers them once.
+        let step_def = &self.workflow.steps[index];
+        let (Some(repeat), None) = (&step_def.repeat, &step_def.for_each) else {
             return Event::StepSucceeded {
                 step,
                 attempt,
                 output,
             };
         };
+        // What a round passes on must stay readable when recorded with the next round's.
+        if crate::json_depth::deeper_than(&output, crate::json_depth::MAX_VALUE_DEPTH) {
+            return Event::StepFailed {
+                step,
+                attempt,
+                error: format!(
+                    "round {} gave an output nested deeper than {} levels (does it hold `previous` whole each round?)",
+                    self.steps[index].round,
+                    crate::json_depth::MAX_VALUE_DEPTH
+                ),
+                output: None,
+            };
+        }
         let round = self.steps[index].round;
         let done = match &repeat.until {
             None => false,

@@ -461,20 +461,24 @@ impl<'a> Compiler<'a> {
             inputs: input_refs,
             steps: step_refs,
             locals,
+            until,
         } in refs
         {
             // A step's own names exist only where they mean something.
             for name in &locals {
                 let defined = match name.as_str() {
-                    "output" => field == "until",
-                    "item" | "index" => for_each.is_some() && field != "for_each",
+                    "output" => until,
+                    // The list and `when` are the step's, decided before any iteration.
+                    "item" | "index" => {
+                        for_each.is_some() && field != "for_each" && field != "when"
+                    }
                     _ => repeat.is_some(),
                 };
                 if !defined {
                     let only = match name.as_str() {
                         "output" => "in a step's `repeat.until`",
                         "item" | "index" => {
-                            "in a step that has `for_each` (not in the list's own expression)"
+                            "in a step that has `for_each` (not in the list's own expression, nor its `when`)"
                         }
                         _ => "in a step that has `repeat`",
                     };

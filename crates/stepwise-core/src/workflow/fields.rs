@@ -27,6 +27,8 @@ pub(super) struct Reads {
     pub(super) steps: BTreeSet<String>,
     /// The step's own names (`round`, `previous`, `output`).
     pub(super) locals: BTreeSet<String>,
+    /// It is `repeat.until` (where `output` is defined).
+    pub(super) until: bool,
 }
 
 impl Reads {
@@ -36,6 +38,7 @@ impl Reads {
             inputs: expr.input_refs().clone(),
             steps: expr.step_refs().clone(),
             locals: expr.locals().clone(),
+            until: false,
         }
     }
 }
@@ -132,6 +135,11 @@ impl StepContext<'_, '_> {
             );
         }
         let until = repeat.until.as_deref().and_then(|u| self.expr("until", u));
+        if until.is_some()
+            && let Some(reads) = self.exprs.last_mut()
+        {
+            reads.until = true;
+        }
         Some(Repeat {
             max: repeat.max.clamp(1, MAX_ROUNDS),
             until,
