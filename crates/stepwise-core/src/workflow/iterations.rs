@@ -30,17 +30,6 @@ impl Workflow {
             index.insert(step.id.clone(), first + k);
             steps.push(step);
         }
-        Workflow {
-            name: self.name.clone(),
-            description: self.description.clone(),
-            source_hash: self.source_hash.clone(),
-            inputs: self.inputs.clone(),
-            max_parallel: self.max_parallel,
-            policy_rules: self.policy_rules.clone(),
-            budget: self.budget,
-            breakpoints: self.breakpoints.clone(),
-            steps,
-            index,
-        }
+        self.with_steps(steps, index)
     }
 }

@@ -57,6 +57,23 @@ pub struct Workflow {
 }
 
 impl Workflow {
+    /// This workflow with other steps (steps joined by a plan, or a loop's iterations), named
+    /// by `index`.
+    pub(crate) fn with_steps(&self, steps: Vec<Step>, index: HashMap<StepId, usize>) -> Workflow {
+        Workflow {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            source_hash: self.source_hash.clone(),
+            inputs: self.inputs.clone(),
+            max_parallel: self.max_parallel,
+            policy_rules: self.policy_rules.clone(),
+            budget: self.budget,
+            breakpoints: self.breakpoints.clone(),
+            steps,
+            index,
+        }
+    }
+
     /// The model aliases its steps name, each once.
     pub fn model_aliases(&self) -> std::collections::BTreeSet<&str> {
         self.steps

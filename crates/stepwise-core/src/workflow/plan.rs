@@ -188,18 +188,7 @@ impl Workflow {
             .enumerate()
             .map(|(i, s)| (s.id.clone(), i))
             .collect();
-        Ok(Workflow {
-            name: self.name.clone(),
-            description: self.description.clone(),
-            source_hash: self.source_hash.clone(),
-            inputs: self.inputs.clone(),
-            max_parallel: self.max_parallel,
-            policy_rules: self.policy_rules.clone(),
-            budget: self.budget,
-            breakpoints: self.breakpoints.clone(),
-            steps,
-            index,
-        })
+        Ok(self.with_steps(steps, index))
     }
 }
 
