@@ -105,6 +105,16 @@ impl Engine {
     pub async fn start_run(&self, start: StartRun) -> Result<RunHandle, EngineError> {
         self.ctx.db.check_writable()?;
         let prepared = self.prepare(start, None, None).await?;
+        self.record_and_drive(prepared, Vec::new()).await
+    }
+
+    /// Records a prepared run (its `RunStarted`, then `reused`: a fork's events from its
+    /// parent) and starts driving it in a task of its own.
+    pub(crate) async fn record_and_drive(
+        &self,
+        prepared: PreparedRun,
+        reused: Vec<stepwise_store::NewEvent>,
+    ) -> Result<RunHandle, EngineError> {
         let PreparedRun {
             workflow,
             row,
@@ -114,9 +124,11 @@ impl Engine {
         } = prepared;
         let run_id = row.run_id.clone();
         self.ctx.remember_workflow(&workflow);
+        let mut log = vec![first];
+        log.extend(reused);
         self.ctx
             .db
-            .write(move |store| store.create_run(&row, &[first]))
+            .write(move |store| store.create_run(&row, &log))
             .await?;
         Ok(spawn_driver(&self.ctx, &run_id, lock))
     }

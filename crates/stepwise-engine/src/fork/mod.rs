@@ -18,13 +18,13 @@ use stepwise_core::run::{RewindTarget, RunState, rewind_targets};
 use stepwise_core::workflow::{Workflow, parse_recorded_workflow};
 use stepwise_store::{NewEvent, StoredEvent};
 
-use crate::drivers::{RunHandle, spawn_driver};
+use crate::drivers::RunHandle;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::loading::LoadedRun;
 use crate::rewind::RewindProposal;
 use crate::sandbox::Workspace;
-use crate::start::{PreparedRun, StartRun};
+use crate::start::StartRun;
 
 /// What to fork.
 #[derive(Debug, Clone, Default)]
@@ -156,22 +156,9 @@ impl Engine {
                 prepared?
             }
         };
-        let PreparedRun {
-            workflow,
-            row,
-            first,
-            lock,
-            ..
-        } = prepared;
-        let run_id = row.run_id.clone();
-        self.ctx.remember_workflow(&workflow);
-        let mut log = vec![first];
-        log.extend(reused);
-        self.ctx
-            .db
-            .write(move |store| store.create_run(&row, &log))
-            .await?;
-        Ok(Forked::Started(spawn_driver(&self.ctx, &run_id, lock)))
+        Ok(Forked::Started(
+            self.record_and_drive(prepared, reused).await?,
+        ))
     }
 
     /// Copies the parent's workspace as it was then into `to` (see `copy.rs`).
