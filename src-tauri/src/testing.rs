@@ -79,6 +79,8 @@ pub fn record(
         checkpoint: Default::default(),
         pauses: Default::default(),
         fork: None,
+        subworkflows: Default::default(),
+        parent: None,
     };
     let row = NewRun {
         run_id: run_id.clone(),

@@ -142,6 +142,8 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 checkpoint: Default::default(),
                 pauses: Default::default(),
                 fork: None,
+                subworkflows: Default::default(),
+                parent: None,
             };
             let row = NewRun {
                 run_id: run_id.clone(),

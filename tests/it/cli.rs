@@ -523,6 +523,8 @@ fn record_unreadable_run(env: &Env) -> String {
         checkpoint: Default::default(),
         pauses: Default::default(),
         fork: None,
+        subworkflows: Default::default(),
+        parent: None,
     });
     let mut store = Store::open(&env.db, Durability::Normal).expect("open the store");
     let row = NewRun {

@@ -340,6 +340,8 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
         checkpoint: Default::default(),
         pauses: Default::default(),
         fork: None,
+        subworkflows: Default::default(),
+        parent: None,
     };
     let mut state = RunState::new(workflow, started).map_err(|e| e.to_string())?;
     let mut pending = state.advance().map_err(|e| e.to_string())?;
@@ -414,6 +416,10 @@ fn result_for(request: &OperationRequest) -> OperationResult {
         OperationRequest::McpListTools { .. } => {
             OperationResult::McpToolsListed { tools: Vec::new() }
         }
+        OperationRequest::RunWorkflow { .. } => OperationResult::WorkflowFinished {
+            run_id: "child".into(),
+            output: serde_json::json!({}),
+        },
         OperationRequest::McpCall { .. } => OperationResult::McpCalled {
             content: String::new(),
             is_error: false,

@@ -59,6 +59,7 @@ mod sandbox;
 mod shared;
 mod step_through;
 mod steps;
+mod subworkflows;
 mod validation;
 mod webdriver;
 mod words;

@@ -1,6 +1,6 @@
 //! Reading commands: `validate`, `runs`, `show`, `events`, `approvals`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use stepwise_core::checkpoint::{FileChange, describe};
@@ -10,13 +10,18 @@ use stepwise_core::llm::format_usd;
 use stepwise_core::run::{
     RecordedRewind, RunStatus, StepStatus, StepTiming, recorded_rewinds, step_timings,
 };
-use stepwise_core::workflow::parse_workflow;
 use stepwise_engine::{Approval, Engine, LoadedRun, OperationChanges, ShownChange, StoredEvent};
 
 use crate::exit::Exit;
 use crate::output::{duration, one_line, printable, run_status_text, step_symbol, timestamp};
 
-pub fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<Exit> {
+pub fn validate(
+    files: &[PathBuf],
+    workspace: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let current = std::env::current_dir().ok();
+    let workspace = workspace.or(current.as_deref());
     if files.is_empty() {
         return Err(crate::exit::InvalidInput("name at least one workflow file".into()).into());
     }
@@ -24,10 +29,7 @@ pub fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<Exit> {
     let mut report = Vec::new();
     for file in files {
         let label = file.display().to_string();
-        let result = match stepwise_engine::read_workflow_file(file) {
-            Ok(source) => parse_workflow(&label, &source).map_err(|e| e.0),
-            Err(error) => Err(vec![error]),
-        };
+        let result = stepwise_engine::check_workflow_file(file, workspace);
         match result {
             Ok(workflow) => {
                 if !json {
@@ -86,9 +88,14 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
         "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:>10}  {:<8}  DRIVEN BY",
         "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK", "COST", "TRIGGER"
     );
-    for summary in &runs {
+    for (depth, summary) in nested(&runs) {
         let run = &summary.row;
         let finished = run.status.is_finished();
+        let name = if depth == 0 {
+            run.workflow_name.clone()
+        } else {
+            format!("{}└ {}", "  ".repeat(depth - 1), run.workflow_name)
+        };
         let took = if finished {
             duration(run.updated_at_ms - run.created_at_ms)
         } else {
@@ -101,7 +108,7 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
             "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:>10}  {:<8}  {}",
             run.run_id,
             summary.shown_status(),
-            one_line(&run.workflow_name, 24),
+            one_line(&name, 24),
             timestamp(run.created_at_ms),
             took,
             format_usd(run.cost_micro_usd),
@@ -116,6 +123,39 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
         );
     }
     Ok(Exit::Success)
+}
+
+/// The runs in the order listed, each child run (a `workflow` step's) right under its parent
+/// when that is listed too, with how deep it is.
+fn nested(runs: &[stepwise_engine::RunSummary]) -> Vec<(usize, &stepwise_engine::RunSummary)> {
+    let listed: BTreeSet<&str> = runs.iter().map(|r| r.row.run_id.as_str()).collect();
+    let placed_under = |r: &stepwise_engine::RunSummary| {
+        r.row
+            .parent
+            .as_ref()
+            .filter(|p| r.row.is_child() && listed.contains(p.as_str()))
+            .map(|p| p.as_str().to_string())
+    };
+    let mut out = Vec::with_capacity(runs.len());
+    fn push<'a>(
+        out: &mut Vec<(usize, &'a stepwise_engine::RunSummary)>,
+        runs: &'a [stepwise_engine::RunSummary],
+        under: &dyn Fn(&stepwise_engine::RunSummary) -> Option<String>,
+        run: &'a stepwise_engine::RunSummary,
+        depth: usize,
+    ) {
+        out.push((depth, run));
+        // Children oldest first, as they were started.
+        for child in runs.iter().rev() {
+            if under(child).as_deref() == Some(run.row.run_id.as_str()) && depth < 16 {
+                push(out, runs, under, child, depth + 1);
+            }
+        }
+    }
+    for run in runs.iter().filter(|r| placed_under(r).is_none()) {
+        push(&mut out, runs, &placed_under, run, 0);
+    }
+    out
 }
 
 /// Each step's times (waiting for a person apart from executing); open intervals of a run still
@@ -149,6 +189,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
     let started = loaded.state.started();
     let file_changes = engine.file_changes(&loaded).await?;
     let rewinds = recorded_rewinds(loaded.events.iter().map(|(s, e)| (s.seq, e)));
+    let children = stepwise_engine::child_runs(&loaded);
     let changes_of = |step: &StepId| -> Vec<&ShownChange> {
         file_changes
             .iter()
@@ -190,6 +231,8 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
                 "steps": steps,
                 "rewinds": rewinds,
                 "fork": started.fork,
+                "parent": started.parent,
+                "children": children.iter().map(|(step, run_id)| serde_json::json!({"step": step, "run_id": run_id})).collect::<Vec<_>>(),
             }))?
         );
         return Ok(Exit::Success);
@@ -214,6 +257,15 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
         );
     }
     println!("workspace {}", loaded.row.workspace);
+    if let Some(parent) = &started.parent {
+        println!(
+            "child     of run {} (its step `{}`), {} deep",
+            parent.run_id, parent.step, parent.depth
+        );
+    }
+    for (step, child) in &children {
+        println!("child run {child} (step `{step}`)");
+    }
     if let Some(fork) = &started.fork {
         println!(
             "forked    from run {} at step `{}` ({} of its events reused)",
@@ -425,6 +477,7 @@ pub fn approval_text(approval: &Approval) -> String {
         workflow,
         step,
         approval: pending,
+        parent,
     } = approval;
     let mut out = Vec::new();
     let short = &run_id.as_str()[..run_id.as_str().len().min(8)];
@@ -432,6 +485,12 @@ pub fn approval_text(approval: &Approval) -> String {
         "── run {run_id} ({workflow}) step `{step}`: {}",
         pending.proposal.kind_name()
     ));
+    if let Some(parent) = parent {
+        out.push(format!(
+            "   child run of {} (its step `{}`)",
+            parent.run_id, parent.step
+        ));
+    }
     out.push(format!("   why: {}", printable(&pending.reason)));
     out.push(format!("   proposal {}", pending.proposal_hash));
     match &pending.proposal {

@@ -7,6 +7,7 @@ mod compare;
 mod cost;
 mod decide;
 mod exit;
+mod family;
 mod follow;
 mod fork;
 mod inspect;
@@ -69,7 +70,13 @@ enum Sync {
 #[derive(Subcommand)]
 enum CliCommand {
     /// Check workflow files and report every error with file, line, column and step.
-    Validate { files: Vec<PathBuf> },
+    Validate {
+        files: Vec<PathBuf>,
+        /// The workspace whose `workflows/` a `workflow` step's file may be in (default: the
+        /// current directory).
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+    },
     /// Start a run and drive it until it finishes or waits for approval.
     Run(runs::RunArgs),
     /// List runs, newest first.
@@ -277,7 +284,9 @@ fn die_quietly_on_closed_stdout() {
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     let json = cli.global.json;
     match cli.command {
-        CliCommand::Validate { files } => return inspect::validate(&files, json),
+        CliCommand::Validate { files, workspace } => {
+            return inspect::validate(&files, workspace.as_deref(), json);
+        }
         CliCommand::Schema => {
             let schema = stepwise_core::workflow::workflow_json_schema();
             println!("{}", serde_json::to_string_pretty(&schema)?);

@@ -29,6 +29,39 @@ pub async fn replay(engine: &Engine, args: ReplayArgs, json: bool) -> anyhow::Re
         (false, None) => ReplayAgainst::CurrentFile,
     };
     let replayed = engine.replay(&args.run, against).await?;
+    let exit = report(&replayed, json)?;
+    if !json {
+        report_children(&replayed, 1);
+    }
+    Ok(if replayed.all_match() {
+        exit
+    } else {
+        Exit::Failure
+    })
+}
+
+/// Each child run's replay, one line each, under its parent's.
+fn report_children(replayed: &stepwise_engine::Replayed, depth: usize) {
+    for (step, child) in &replayed.children {
+        let indent = "  ".repeat(depth);
+        match &child.verdict {
+            Ok(report) => println!(
+                "{indent}child run {} (step `{step}`): replayed {} events, all {} decisions match",
+                child.run_id, report.events, report.decisions
+            ),
+            Err(d) => println!(
+                "{indent}child run {} (step `{step}`): diverged at event {}: recorded {}, now {}",
+                child.run_id,
+                d.seq,
+                describe(d.recorded.as_ref()),
+                describe(d.expected.as_ref())
+            ),
+        }
+        report_children(child, depth + 1);
+    }
+}
+
+fn report(replayed: &stepwise_engine::Replayed, json: bool) -> anyhow::Result<Exit> {
     let changed = replayed.workflow_changed;
     let against = &replayed.against;
     match &replayed.verdict {

@@ -236,7 +236,51 @@ pub async fn send(
         &mut interrupts,
     )
     .await?;
-    finish(engine, &run_id, status, json).await
+    let mut exit = finish(engine, &run_id, status, json).await?;
+    // A child run that has just finished hands its output to its parent: when nobody drives
+    // the parent, this process does, up the family.
+    let mut current = run_id;
+    while let Some(parent) = parent_to_continue(engine, &current).await? {
+        if !json {
+            say(&format!(
+                "child run {current} has ended; continuing its parent run {}",
+                parent.run_id
+            ));
+        }
+        let work = engine.settle(parent.run_id.as_str());
+        let status = follow_until(
+            engine,
+            &parent.run_id,
+            parent.last_seq,
+            work,
+            &progress,
+            &mut interrupts,
+        )
+        .await?;
+        exit = finish(engine, &parent.run_id, status, json).await?;
+        current = parent.run_id;
+    }
+    Ok(exit)
+}
+
+/// The parent of a child run that has finished, when the parent still runs and nobody
+/// drives it.
+async fn parent_to_continue(
+    engine: &Engine,
+    run_id: &RunId,
+) -> anyhow::Result<Option<stepwise_engine::RunRow>> {
+    let row = engine.find_run(run_id.as_str()).await?;
+    let Some(parent) = row.parent.as_ref().filter(|_| row.is_child()) else {
+        return Ok(None);
+    };
+    if !row.status.is_finished() {
+        return Ok(None);
+    }
+    let parent = engine.find_run(parent.as_str()).await?;
+    if parent.status.is_finished() || engine.holder(&parent.run_id).await?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(parent))
 }
 
 pub async fn resume(
@@ -311,12 +355,18 @@ where
 {
     let mut events = engine.subscribe_run(run_id.as_str(), after);
     tokio::pin!(until);
+    let family_waits = crate::family::until_waiting(engine, run_id);
+    tokio::pin!(family_waits);
     let mut interrupted = 0;
     // Commands sent on Ctrl-C: awaited before returning, so none is left half-sent.
     let mut sent = Vec::new();
     let status = loop {
         tokio::select! {
             status = &mut until => break status?,
+            _ = &mut family_waits => {
+                crate::family::let_go(engine, run_id).await;
+                break RunStatus::AwaitingApproval;
+            }
             Some(event) = events.next() => progress.show(&event?),
             Some(()) = interrupts.recv() => {
                 if !engine.drives(run_id) {
@@ -415,6 +465,13 @@ async fn finish(
             _ => None,
         })
         .collect();
+    let children_waiting = if status == RunStatus::AwaitingApproval {
+        crate::family::waiting_children(engine, run_id)
+            .await?
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     if json {
         let waiting: Vec<_> = pending
             .iter()
@@ -433,6 +490,7 @@ async fn finish(
             "run_id": run_id,
             "status": status,
             "waiting": waiting,
+            "waiting_children": children_waiting,
             "errors": errors,
         }))?);
         return Ok(Exit::for_status(status));
@@ -462,6 +520,19 @@ async fn finish(
             say(&format!("  `{step}`: {reason}"));
             say(&format!(
                 "    decide:  stepwise resolve {short} {step} --retry | --skip | --mark-done"
+            ));
+        }
+    }
+    for child in &children_waiting {
+        for approval in engine.approvals(Some(child.as_str())).await? {
+            let child_short = &child.as_str()[..child.as_str().len().min(8)];
+            say(&format!(
+                "  waiting in child run {child} for approval of `{}`: {}",
+                approval.step, approval.approval.reason
+            ));
+            say(&format!(
+                "    approve with: stepwise approve {child_short} {}",
+                approval.step
             ));
         }
     }

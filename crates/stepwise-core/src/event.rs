@@ -267,6 +267,13 @@ pub struct RunStarted {
     /// starts with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<ForkOrigin>,
+    /// The workflow files its `workflow` steps run, by `path` as written, as they were when
+    /// the run started.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subworkflows: BTreeMap<String, crate::subrun::SubWorkflow>,
+    /// A child run (a parent's `workflow` step): the run and step that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<crate::subrun::ParentLink>,
 }
 
 /// Where a forked run comes from: its log starts with `reused` events of `parent` (seq 2

@@ -19,6 +19,7 @@ pub mod paths;
 pub mod policy;
 pub mod records;
 pub mod run;
+pub mod subrun;
 pub mod template;
 pub mod workflow;
 pub mod yaml;

@@ -70,6 +70,15 @@ pub enum OperationRequest {
         tool: String,
         arguments: serde_json::Value,
     },
+    /// Run a workflow file the run recorded (`workflow`, by `path` as its step wrote it) as a
+    /// child run with these inputs, at this depth, and wait for its end. The child's id comes
+    /// from the parent's and this operation's, so performing it again after a crash finds the
+    /// child already started and waits for it again.
+    RunWorkflow {
+        workflow: String,
+        inputs: serde_json::Value,
+        depth: u32,
+    },
 }
 
 impl OperationRequest {
@@ -85,6 +94,7 @@ impl OperationRequest {
             OperationRequest::ReadBatch { .. } => "read_batch",
             OperationRequest::McpListTools { .. } => "mcp_list_tools",
             OperationRequest::McpCall { .. } => "mcp_call",
+            OperationRequest::RunWorkflow { .. } => "run_workflow",
         }
     }
 
@@ -227,6 +237,11 @@ pub enum OperationResult {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         changes: Vec<FileChange>,
     },
+    /// A child run (`RunWorkflow`) succeeded: its id and its workflow's `outputs`.
+    WorkflowFinished {
+        run_id: String,
+        output: serde_json::Value,
+    },
 }
 
 /// What one read of a batch returned.
@@ -358,6 +373,8 @@ pub enum OperationErrorKind {
     /// A model provider refused the request: a bad or missing key, an unknown model, a bad
     /// request. Asking again the same way would not help.
     ProviderRefused,
+    /// A `workflow` step's child run failed or was cancelled, or could not start.
+    ChildRun,
 }
 
 impl OperationErrorKind {
@@ -369,6 +386,7 @@ impl OperationErrorKind {
                 | OperationErrorKind::Spawn
                 | OperationErrorKind::Provider
                 | OperationErrorKind::Mcp
+                | OperationErrorKind::ChildRun
         )
     }
 }

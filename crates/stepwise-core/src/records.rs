@@ -27,9 +27,17 @@ pub struct RunRow {
     pub change_seq: u64,
     /// What the run's model calls have cost so far, in micro-dollars.
     pub cost_micro_usd: u64,
-    /// The run it was forked from (`stepwise fork`).
+    /// The run it was forked from (`stepwise fork`), or, for a child run (see `is_child`),
+    /// the run whose `workflow` step started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<RunId>,
+}
+
+impl RunRow {
+    /// Whether a parent's `workflow` step started it (rather than a fork).
+    pub fn is_child(&self) -> bool {
+        self.parent.is_some() && self.trigger == crate::subrun::CHILD_TRIGGER
+    }
 }
 
 /// An event read back from the log, with blobs resolved into its payload.

@@ -75,6 +75,30 @@ pub(crate) fn spawn_driver(ctx: &Arc<Context>, run_id: &RunId, lock: RunLock) ->
     }
 }
 
+/// Records a prepared run (its `RunStarted`, then `reused`: a fork's events from its parent)
+/// and starts driving it in a task of its own.
+pub(crate) async fn record_and_spawn(
+    ctx: &Arc<Context>,
+    prepared: crate::start::PreparedRun,
+    reused: Vec<stepwise_store::NewEvent>,
+) -> Result<RunHandle, EngineError> {
+    let crate::start::PreparedRun {
+        workflow,
+        row,
+        first,
+        lock,
+        ..
+    } = prepared;
+    let run_id = row.run_id.clone();
+    ctx.remember_workflow(&workflow);
+    let mut log = vec![first];
+    log.extend(reused);
+    ctx.db
+        .write(move |store| store.create_run(&row, &log))
+        .await?;
+    Ok(spawn_driver(ctx, &run_id, lock))
+}
+
 struct Unregister {
     ctx: Arc<Context>,
     registration: crate::live::Registration,

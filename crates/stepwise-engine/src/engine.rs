@@ -115,22 +115,7 @@ impl Engine {
         prepared: PreparedRun,
         reused: Vec<stepwise_store::NewEvent>,
     ) -> Result<RunHandle, EngineError> {
-        let PreparedRun {
-            workflow,
-            row,
-            first,
-            lock,
-            ..
-        } = prepared;
-        let run_id = row.run_id.clone();
-        self.ctx.remember_workflow(&workflow);
-        let mut log = vec![first];
-        log.extend(reused);
-        self.ctx
-            .db
-            .write(move |store| store.create_run(&row, &log))
-            .await?;
-        Ok(spawn_driver(&self.ctx, &run_id, lock))
+        crate::drivers::record_and_spawn(&self.ctx, prepared, reused).await
     }
 
     /// Checks and resolves a start (the workflow from its file, or `workflow` already read;
@@ -140,7 +125,7 @@ impl Engine {
     pub(crate) async fn prepare(
         &self,
         start: StartRun,
-        workflow: Option<(Arc<Workflow>, String)>,
+        workflow: Option<crate::start::ReadWorkflow>,
         fork: Option<ForkOrigin>,
     ) -> Result<PreparedRun, EngineError> {
         let user = self.ctx.config.user.clone();

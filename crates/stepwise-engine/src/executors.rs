@@ -7,6 +7,7 @@ use crate::exec::Executor;
 use crate::exec::kinds::{ListFiles, ReadBatch, ReadFile, RunCommand, SearchFiles, WriteFile};
 use crate::llm::LlmCall;
 use crate::mcp::{McpCall, McpListTools, McpServers};
+use crate::subrun::RunWorkflow;
 
 /// The executor of every operation kind.
 pub(crate) struct Executors {
@@ -19,6 +20,7 @@ pub(crate) struct Executors {
     llm: LlmCall,
     mcp_list: McpListTools,
     mcp_call: McpCall,
+    child_run: RunWorkflow,
 }
 
 impl Executors {
@@ -35,6 +37,7 @@ impl Executors {
             write: WriteFile,
             command: RunCommand,
             llm: LlmCall::new(),
+            child_run: RunWorkflow,
         }
     }
 
@@ -50,6 +53,7 @@ impl Executors {
             OperationRequest::ReadBatch { .. } => &self.batch,
             OperationRequest::McpListTools { .. } => &self.mcp_list,
             OperationRequest::McpCall { .. } => &self.mcp_call,
+            OperationRequest::RunWorkflow { .. } => &self.child_run,
         }
     }
 }

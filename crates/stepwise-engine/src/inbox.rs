@@ -47,80 +47,7 @@ impl Engine {
             crate::commands::proposal_digits(given)?;
         }
         let run_id = self.find_run(run).await?.run_id;
-        self.ctx.db.check_writable()?;
-        // This process drives the run: hand the command over, to be recorded as it is applied
-        // (one commit instead of two). If that driver is just stopping, use the inbox.
-        if let Some(driver) = self.ctx.live.channel(&run_id) {
-            let (reply, answer) = oneshot::channel();
-            let handed = driver.send(Message::Command {
-                command: command.clone(),
-                issued_by: self.ctx.config.user.clone(),
-                reply,
-            });
-            if handed.is_ok()
-                && let Ok(outcome) = answer.await
-            {
-                return outcome;
-            }
-        }
-        let body = serde_json::to_value(&command)
-            .map_err(|e| EngineError::Internal(format!("a command could not be written: {e}")))?;
-        let new = NewCommand {
-            run_id: run_id.clone(),
-            body,
-            issued_by: self.ctx.config.user.clone(),
-            issued_at_ms: self.ctx.clock.now_ms(),
-        };
-        let command_id = self
-            .ctx
-            .db
-            .write(move |store| store.insert_command(&new))
-            .await?;
-        tracing::debug!(%run_id, command_id, command = command.name(), "command sent");
-        self.await_outcome(&run_id, command_id).await
-    }
-
-    async fn await_outcome(&self, run_id: &RunId, command_id: i64) -> Result<Applied, EngineError> {
-        let mut changes = self.ctx.db.watch_changes();
-        let mut standby = Standby::new(&self.ctx, run_id);
-        let mut ensured = false;
-        loop {
-            changes.borrow_and_update();
-            let row = self.command_row(command_id).await?;
-            if let Some(outcome) = outcome_of(&row)? {
-                return outcome;
-            }
-            if !ensured {
-                standby.ensure_driven(&self.ctx)?;
-                ensured = true;
-            }
-            tokio::select! {
-                changed = self.ctx.changed(&mut changes) => changed?,
-                driving = standby.changed() => {
-                    if let Err(error) = driving {
-                        // The driver started for this command failed: unless it got as far as
-                        // handling the command, that failure is the answer.
-                        let row = self.command_row(command_id).await?;
-                        return match outcome_of(&row)? {
-                            Some(outcome) => outcome,
-                            None => Err(error),
-                        };
-                    }
-                    ensured = false;
-                }
-            }
-        }
-    }
-
-    async fn command_row(&self, command_id: i64) -> Result<CommandRow, EngineError> {
-        self.ctx
-            .db
-            .read(move |store| {
-                store.command(command_id)?.ok_or_else(|| {
-                    EngineError::Internal(format!("command {command_id} vanished from the inbox"))
-                })
-            })
-            .await
+        send_command(&self.ctx, &run_id, command, self.ctx.config.user.clone()).await
     }
 
     /// Waits until a run (by id or unique prefix) settles: it finished, or it waits for a
@@ -130,47 +57,7 @@ impl Engine {
     /// runs), this one takes the run over.
     pub async fn settle(&self, run: &str) -> Result<RunStatus, EngineError> {
         let run_id = self.find_run(run).await?.run_id;
-        let mut changes = self.ctx.db.watch_changes();
-        let mut standby = Standby::new(&self.ctx, &run_id);
-        let mut ensured = false;
-        loop {
-            // A driver of this process that stops on its own: wait for it to stop (and learn
-            // how it failed, if it was started here).
-            if !self.ctx.config.hold_waiting_runs {
-                if let Some(own) = standby.take_own() {
-                    own.wait().await?;
-                    continue;
-                }
-                if let Some(mut stopped) = self.ctx.live.stopped(&run_id) {
-                    if stopped.wait_for(|stopped| *stopped).await.is_err()
-                        && self.ctx.is_shutting_down()
-                    {
-                        return Err(EngineError::ShutDown);
-                    }
-                    continue;
-                }
-            }
-            changes.borrow_and_update();
-            let row = self.find_run(run_id.as_str()).await?;
-            let status = row.status;
-            if status != RunStatus::Running {
-                return Ok(status);
-            }
-            if !ensured {
-                standby.ensure_driven(&self.ctx)?;
-                ensured = true;
-                if standby.has_own() {
-                    continue;
-                }
-            }
-            tokio::select! {
-                changed = self.ctx.changed(&mut changes) => changed?,
-                driving = standby.changed() => {
-                    driving?;
-                    ensured = false;
-                }
-            }
-        }
+        settle_run(&self.ctx, &run_id).await
     }
 }
 
@@ -198,4 +85,141 @@ fn outcome_of(row: &CommandRow) -> Result<Option<Result<Applied, EngineError>>, 
         }),
         StoredOutcome::Refused(refusal) => Err(EngineError::Refused(refusal)),
     }))
+}
+
+/// [`Engine::settle`] for a run by id, for the engine's own waits (a parent's step waiting
+/// for its child run).
+pub(crate) async fn settle_run(
+    ctx: &std::sync::Arc<crate::context::Context>,
+    run_id: &RunId,
+) -> Result<RunStatus, EngineError> {
+    let run_id = run_id.clone();
+    let mut changes = ctx.db.watch_changes();
+    let mut standby = Standby::new(ctx, &run_id);
+    let mut ensured = false;
+    loop {
+        // A driver of this process that stops on its own: wait for it to stop (and learn
+        // how it failed, if it was started here).
+        if !ctx.config.hold_waiting_runs {
+            if let Some(own) = standby.take_own() {
+                own.wait().await?;
+                continue;
+            }
+            if let Some(mut stopped) = ctx.live.stopped(&run_id) {
+                if stopped.wait_for(|stopped| *stopped).await.is_err() && ctx.is_shutting_down() {
+                    return Err(EngineError::ShutDown);
+                }
+                continue;
+            }
+        }
+        changes.borrow_and_update();
+        let row = ctx.find_run(run_id.as_str()).await?;
+        let status = row.status;
+        if status != RunStatus::Running {
+            return Ok(status);
+        }
+        if !ensured {
+            standby.ensure_driven(ctx)?;
+            ensured = true;
+            if standby.has_own() {
+                continue;
+            }
+        }
+        tokio::select! {
+            changed = ctx.changed(&mut changes) => changed?,
+            driving = standby.changed() => {
+                driving?;
+                ensured = false;
+            }
+        }
+    }
+}
+
+/// [`Engine::send`] for a run by id, on behalf of `issued_by` (also the engine's own: a
+/// parent's pause, resume or cancel passed on to its child runs).
+pub(crate) async fn send_command(
+    ctx: &std::sync::Arc<crate::context::Context>,
+    run_id: &RunId,
+    command: Command,
+    issued_by: String,
+) -> Result<Applied, EngineError> {
+    ctx.db.check_writable()?;
+    // This process drives the run: hand the command over, to be recorded as it is applied
+    // (one commit instead of two). If that driver is just stopping, use the inbox.
+    if let Some(driver) = ctx.live.channel(run_id) {
+        let (reply, answer) = oneshot::channel();
+        let handed = driver.send(Message::Command {
+            command: command.clone(),
+            issued_by: issued_by.clone(),
+            reply,
+        });
+        if handed.is_ok()
+            && let Ok(outcome) = answer.await
+        {
+            return outcome;
+        }
+    }
+    let body = serde_json::to_value(&command)
+        .map_err(|e| EngineError::Internal(format!("a command could not be written: {e}")))?;
+    let new = NewCommand {
+        run_id: run_id.clone(),
+        body,
+        issued_by: issued_by.clone(),
+        issued_at_ms: ctx.clock.now_ms(),
+    };
+    let command_id = ctx
+        .db
+        .write(move |store| store.insert_command(&new))
+        .await?;
+    tracing::debug!(%run_id, command_id, command = command.name(), "command sent");
+    await_outcome(ctx, run_id, command_id).await
+}
+
+async fn await_outcome(
+    ctx: &std::sync::Arc<crate::context::Context>,
+    run_id: &RunId,
+    command_id: i64,
+) -> Result<Applied, EngineError> {
+    let mut changes = ctx.db.watch_changes();
+    let mut standby = Standby::new(ctx, run_id);
+    let mut ensured = false;
+    loop {
+        changes.borrow_and_update();
+        let row = command_row(ctx, command_id).await?;
+        if let Some(outcome) = outcome_of(&row)? {
+            return outcome;
+        }
+        if !ensured {
+            standby.ensure_driven(ctx)?;
+            ensured = true;
+        }
+        tokio::select! {
+            changed = ctx.changed(&mut changes) => changed?,
+            driving = standby.changed() => {
+                if let Err(error) = driving {
+                    // The driver started for this command failed: unless it got as far as
+                    // handling the command, that failure is the answer.
+                    let row = command_row(ctx, command_id).await?;
+                    return match outcome_of(&row)? {
+                        Some(outcome) => outcome,
+                        None => Err(error),
+                    };
+                }
+                ensured = false;
+            }
+        }
+    }
+}
+
+async fn command_row(
+    ctx: &crate::context::Context,
+    command_id: i64,
+) -> Result<CommandRow, EngineError> {
+    ctx.db
+        .read(move |store| {
+            store.command(command_id)?.ok_or_else(|| {
+                EngineError::Internal(format!("command {command_id} vanished from the inbox"))
+            })
+        })
+        .await
 }

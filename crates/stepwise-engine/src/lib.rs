@@ -57,6 +57,7 @@ mod sandbox;
 mod settings;
 mod standby;
 mod start;
+mod subrun;
 mod test_hooks;
 mod verify;
 mod workflow_file;
@@ -85,6 +86,7 @@ pub use sandbox::SandboxError;
 pub use start::StartRun;
 pub use stepwise_core::records::{RunRow, StoredEvent};
 pub use stepwise_store::Verified;
+pub use subrun::{CHILD_TRIGGER, child_run_id, child_runs};
 #[doc(hidden)]
 pub use test_hooks::TestHooks;
-pub use workflow_file::read as read_workflow_file;
+pub use workflow_file::{check as check_workflow_file, read as read_workflow_file};

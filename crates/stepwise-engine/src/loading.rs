@@ -31,6 +31,20 @@ impl Context {
         self.db.read(move |store| Ok(store.find_run(&id)?)).await
     }
 
+    /// The runs forked from a run or started by its steps, oldest first.
+    pub(crate) async fn runs_from(&self, run_id: &RunId) -> Result<Vec<RunRow>, EngineError> {
+        let run_id = run_id.clone();
+        self.db
+            .read(move |store| Ok(store.runs_from(&run_id)?))
+            .await
+    }
+
+    /// The child runs a run's `workflow` steps started, oldest first.
+    pub(crate) async fn children_of(&self, run_id: &RunId) -> Result<Vec<RunRow>, EngineError> {
+        let runs = self.runs_from(run_id).await?;
+        Ok(runs.into_iter().filter(RunRow::is_child).collect())
+    }
+
     /// Reads a run (by id or unique prefix) and folds its events.
     pub(crate) async fn load_run(
         self: &Arc<Self>,

@@ -35,6 +35,13 @@ pub(crate) enum Message {
     LetGoIfIdle {
         reply: oneshot::Sender<bool>,
     },
+    /// Let go of the run if what is under way is only child runs being waited for (`true`
+    /// is replied, and the driver stops as for `Shutdown`: the waits are taken up again by
+    /// the next holder); otherwise go on (`false`). A CLI whose family waits for a person
+    /// asks it before it exits.
+    LetGoIfOnlyChildrenRun {
+        reply: oneshot::Sender<bool>,
+    },
     /// A command handed over by this process (`Engine::send`), recorded as it is applied.
     Command {
         command: Command,

@@ -53,6 +53,9 @@ pub struct Approval {
     pub step: StepId,
     /// What it waits on.
     pub approval: PendingApproval,
+    /// For a child run: the run and step that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<stepwise_core::subrun::ParentLink>>,
 }
 
 /// One event of a run's log: its seq, when it was recorded, and what it says.
@@ -139,11 +142,13 @@ impl Engine {
 
     /// The runs forked from a run (by id), oldest first.
     pub async fn forks_of(&self, run_id: &RunId) -> Result<Vec<RunRow>, EngineError> {
-        let run_id = run_id.clone();
-        self.ctx
-            .db
-            .read(move |store| Ok(store.forks_of(&run_id)?))
-            .await
+        let runs = self.ctx.runs_from(run_id).await?;
+        Ok(runs.into_iter().filter(|run| !run.is_child()).collect())
+    }
+
+    /// The child runs a run's `workflow` steps started (by id), oldest first.
+    pub async fn children_of(&self, run_id: &RunId) -> Result<Vec<RunRow>, EngineError> {
+        self.ctx.children_of(run_id).await
     }
 
     /// Up to `limit` runs, newest first, each with the process driving it, if any.
@@ -335,6 +340,7 @@ pub(crate) fn approvals_of(row: &RunRow, state: &RunState) -> Vec<Approval> {
             workflow: row.workflow_name.clone(),
             step: step.clone(),
             approval: pending.clone(),
+            parent: state.started().parent.clone().map(Box::new),
         })
         .collect()
 }

@@ -40,6 +40,16 @@ pub struct Replayed {
     pub events: usize,
     /// Every decision matched (the report), or where the first one did not.
     pub verdict: Result<ReplayReport, Box<Divergence>>,
+    /// The child runs its `workflow` steps started, each replayed against the workflow it
+    /// recorded, with the step that started it.
+    pub children: Vec<(stepwise_core::ids::StepId, Replayed)>,
+}
+
+impl Replayed {
+    /// Whether this run and every child run below it replayed without a divergence.
+    pub fn all_match(&self) -> bool {
+        self.verdict.is_ok() && self.children.iter().all(|(_, child)| child.all_match())
+    }
 }
 
 impl Engine {
@@ -48,6 +58,15 @@ impl Engine {
     /// not match is a verdict.
     pub async fn replay(&self, run: &str, against: ReplayAgainst) -> Result<Replayed, EngineError> {
         let loaded = self.load_run(run).await?;
+        let mut children = Vec::new();
+        for (step, child) in crate::subrun::child_runs(&loaded) {
+            match Box::pin(self.replay(child.as_str(), ReplayAgainst::Recorded)).await {
+                Ok(replayed) => children.push((step, replayed)),
+                // Asked for, but a crash came before it was recorded: nothing to replay.
+                Err(EngineError::RunNotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
         let run_id = loaded.row.run_id.clone();
         let (workflow, words): (Arc<Workflow>, String) = match against {
             ReplayAgainst::Recorded => (
@@ -96,6 +115,7 @@ impl Engine {
             against: words,
             events: events.len(),
             verdict,
+            children,
         })
     }
 }

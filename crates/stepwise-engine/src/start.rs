@@ -10,7 +10,7 @@ use stepwise_core::event::{Event, ForkOrigin, RunStarted, StepPauses};
 use stepwise_core::ids::RunId;
 use stepwise_core::llm::Budget;
 use stepwise_core::run::{RunState, RunStatus};
-use stepwise_core::workflow::Workflow;
+use stepwise_core::workflow::{Workflow, WorkflowErrors};
 use stepwise_store::NewRun;
 
 use crate::error::EngineError;
@@ -64,14 +64,23 @@ pub(crate) fn prepare_run(
     now: i64,
 ) -> Result<PreparedRun, EngineError> {
     let (workflow, source) = crate::workflow_file::load(&start.workflow_path)?;
-    prepare_started(start, (workflow, source), files, now, None)
+    let subworkflows =
+        crate::subrun::gather(&workflow, &start.workflow_path, Some(&start.workspace))
+            .map_err(|errors| EngineError::Workflow(WorkflowErrors(errors)))?;
+    prepare_started(start, (workflow, source, subworkflows), files, now, None)
 }
 
-/// [`prepare_run`] for a workflow already read (`source` its text), and, for a fork, where
-/// it comes from.
+/// A workflow read and checked: its text, and the workflow files its steps run.
+pub(crate) type ReadWorkflow = (
+    Arc<Workflow>,
+    String,
+    BTreeMap<String, stepwise_core::subrun::SubWorkflow>,
+);
+
+/// [`prepare_run`] for a workflow already read, and, for a fork, where it comes from.
 pub(crate) fn prepare_started(
     start: &StartRun,
-    (workflow, source): (Arc<Workflow>, String),
+    (workflow, source, subworkflows): ReadWorkflow,
     files: &StartFiles<'_>,
     now: i64,
     fork: Option<ForkOrigin>,
@@ -122,7 +131,21 @@ pub(crate) fn prepare_started(
         checkpoint: policy_files.checkpoint,
         pauses: start.pauses.clone(),
         fork,
+        subworkflows,
+        parent: None,
     };
+    prepared(workflow, started, files.lock_dir, now)
+}
+
+/// A run whose `RunStarted` is decided, checked and ready to be recorded: its lock taken, its
+/// row and first event made.
+pub(crate) fn prepared(
+    workflow: Arc<Workflow>,
+    started: RunStarted,
+    lock_dir: &Path,
+    now: i64,
+) -> Result<PreparedRun, EngineError> {
+    let run_id = started.run_id.clone();
     // Check now that the recorded policy compiles, so that a bad rule fails the start, not the
     // first drive.
     RunState::new(workflow.clone(), started.clone()).map_err(|source| EngineError::State {
@@ -130,12 +153,11 @@ pub(crate) fn prepare_started(
         source,
     })?;
     // Held from before the run exists, so that nobody ever sees it running without a holder.
-    let lock = RunLock::try_acquire(files.lock_dir, &run_id)?.map_err(|holder| {
-        EngineError::RunLocked {
+    let lock =
+        RunLock::try_acquire(lock_dir, &run_id)?.map_err(|holder| EngineError::RunLocked {
             run_id: run_id.clone(),
             holder,
-        }
-    })?;
+        })?;
     let row = NewRun {
         run_id,
         workflow_name: started.workflow_name.clone(),
@@ -145,7 +167,9 @@ pub(crate) fn prepare_started(
         trigger: started.trigger.clone(),
         status: RunStatus::Running.as_str().to_string(),
         created_at_ms: now,
-        parent: started.fork.as_ref().map(|fork| fork.parent.clone()),
+        parent: (started.fork.as_ref().map(|fork| &fork.parent))
+            .or(started.parent.as_ref().map(|link| &link.run_id))
+            .cloned(),
     };
     let first = new_event(&Event::RunStarted(started.clone()), None, now)?;
     Ok(PreparedRun {
@@ -158,7 +182,7 @@ pub(crate) fn prepare_started(
 }
 
 /// The models the workflow names, as the settings define them now.
-fn resolve_models(
+pub(crate) fn resolve_models(
     workflow: &Workflow,
     user_settings: Option<&UserSettings>,
     workspace: &Path,

@@ -23,6 +23,16 @@ pub(crate) fn load(path: &Path) -> Result<(Arc<Workflow>, String), EngineError> 
     Ok((Arc::new(workflow), source))
 }
 
+/// Checks a workflow file as a run would start it in `workspace`: the file, and the workflow
+/// files its `workflow` steps run (found beside it, or in the workspace's `workflows/`),
+/// every problem of each.
+pub fn check(path: &Path, workspace: Option<&Path>) -> Result<Workflow, Vec<ValidationError>> {
+    let source = read(path).map_err(|error| vec![error])?;
+    let workflow = parse_workflow(&path.display().to_string(), &source).map_err(|e| e.0)?;
+    crate::subrun::gather(&workflow, path, workspace)?;
+    Ok(workflow)
+}
+
 /// The text of a workflow file, or why it cannot be one.
 pub fn read(path: &Path) -> Result<String, ValidationError> {
     let problem = |message: String| ValidationError {

@@ -127,8 +127,8 @@ impl Store {
         self.run_exactly(run_id.as_str())
     }
 
-    /// The runs forked from `run_id`, oldest first.
-    pub fn forks_of(&self, run_id: &RunId) -> Result<Vec<RunRow>, StoreError> {
+    /// The runs forked from `run_id` or started by its steps (child runs), oldest first.
+    pub fn runs_from(&self, run_id: &RunId) -> Result<Vec<RunRow>, StoreError> {
         let mut statement = self.conn.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE parent_run_id = ?1 ORDER BY created_at_ms, run_id"
         ))?;

@@ -55,6 +55,8 @@ pub(super) fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(E
         checkpoint: Default::default(),
         pauses: Default::default(),
         fork: None,
+        subworkflows: Default::default(),
+        parent: None,
     };
     let mut state = RunState::new(workflow, started.clone()).expect("state");
     let mut log = vec![(EventSeq::FIRST, Event::RunStarted(started))];

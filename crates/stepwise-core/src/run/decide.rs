@@ -318,6 +318,7 @@ impl RunState {
                 Err(e) => vec![fail(&id, attempt, format!("`message`: {e}"))],
             },
             Action::Set { .. } => Vec::new(),
+            Action::Workflow { .. } => self.decide_subworkflow(index),
             Action::Llm(_) => {
                 // The step is borrowed from the workflow while the state changes.
                 let workflow = Arc::clone(&self.workflow);

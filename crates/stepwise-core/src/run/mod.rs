@@ -23,6 +23,7 @@ mod rounds;
 mod state;
 mod status;
 mod step;
+mod subrun;
 mod timing;
 mod workspace_changes;
 

@@ -83,6 +83,9 @@ impl RunState {
         let verdict = match &step.action {
             Action::Set { .. } => return "runs without asking (it computes values only)".into(),
             Action::Approval { .. } => return "asks a person (a manual gate)".into(),
+            Action::Workflow { .. } => {
+                return "runs a child run, whose steps pass their own gates".into();
+            }
             Action::Llm(_) => {
                 return "runs without asking, unless it would cross the budget".into();
             }

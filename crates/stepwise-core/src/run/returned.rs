@@ -182,6 +182,19 @@ impl RunState {
                     "a model reply to a request that was not a call",
                 )],
             },
+            (Some(Purpose::Workflow), OperationResult::WorkflowFinished { run_id, output }) => {
+                let mut output = output;
+                if let Value::Object(fields) = &mut output {
+                    fields
+                        .entry("run_id")
+                        .or_insert_with(|| Value::String(run_id));
+                }
+                vec![Event::StepSucceeded {
+                    step: id,
+                    attempt,
+                    output,
+                }]
+            }
             (_, other) => vec![fail(
                 &id,
                 attempt,

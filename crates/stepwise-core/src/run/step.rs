@@ -23,6 +23,8 @@ pub(crate) enum Purpose {
     Llm,
     /// A tool an agent step's model called.
     Tool,
+    /// A child run (`workflow` step).
+    Workflow,
 }
 
 /// The step's progress inside its current attempt; it decides what the core does next.
@@ -190,5 +192,6 @@ pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRe
             Purpose::Tool
         }
         (_, OperationRequest::LlmCall(_)) => Purpose::Llm,
+        (_, OperationRequest::RunWorkflow { .. }) => Purpose::Workflow,
     }
 }

@@ -41,6 +41,8 @@ impl Run {
             checkpoint: Default::default(),
             pauses: Default::default(),
             fork: None,
+            subworkflows: Default::default(),
+            parent: None,
         };
         let state = RunState::new(workflow, started.clone()).expect("state");
         let mut run = Run {

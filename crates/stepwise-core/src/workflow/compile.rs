@@ -142,7 +142,18 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn error_at(&mut self, line: u32, column: u32, step: Option<&str>, message: impl Into<String>) {
+    /// The file's text.
+    pub(super) fn source(&self) -> &str {
+        self.source
+    }
+
+    pub(super) fn error_at(
+        &mut self,
+        line: u32,
+        column: u32,
+        step: Option<&str>,
+        message: impl Into<String>,
+    ) {
         self.errors.push(ValidationError {
             file: self.file.to_string(),
             line,
@@ -237,6 +248,7 @@ impl<'a> Compiler<'a> {
             }
         }
 
+        let outputs = self.compile_outputs(&def, &index);
         let mut breakpoints = Vec::new();
         for id in &def.breakpoints {
             let id = StepId::from(id.as_str());
@@ -278,6 +290,7 @@ impl<'a> Compiler<'a> {
             budget,
             breakpoints,
             steps,
+            outputs,
             index,
         })
     }
@@ -563,7 +576,7 @@ fn is_identifier(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn top_level_position(source: &str, key: &str) -> (u32, u32) {
+pub(super) fn top_level_position(source: &str, key: &str) -> (u32, u32) {
     field_position(source, 1, None, key).unwrap_or((1, 1))
 }
 

@@ -35,6 +35,11 @@ pub struct WorkflowDef {
     #[serde(default)]
     pub breakpoints: Vec<String>,
     pub steps: Vec<StepDef>,
+    /// What the workflow gives back when another workflow runs it as a step (`type:
+    /// workflow`): named templates over `inputs` and `steps`, evaluated when the run has
+    /// succeeded. Without it, the output is each step's output by step id.
+    #[serde(default)]
+    pub outputs: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 /// A declared input.
@@ -187,6 +192,15 @@ pub enum ActionDef {
     },
     /// Wait for a person to approve or reject, showing `message`.
     Approval { message: String },
+    /// Run another workflow as this step: a child run in the same workspace, with its own
+    /// log, approvals and lane. `path` is the workflow file, relative to this one or to the
+    /// workspace's `workflows/`; `inputs` are templates. Output: the child workflow's
+    /// `outputs`, and `run_id`, the child run.
+    Workflow {
+        path: String,
+        #[serde(default)]
+        inputs: BTreeMap<String, serde_json::Value>,
+    },
     /// Ask a model (`analyze` is the same). Give `prompt`, or `messages`; `system` is put
     /// first. Output: `text`, `finish_reason`, `usage`, `cost_micro_usd`, `model`; with
     /// `output_schema`, the reply itself as a JSON value valid against that schema.

@@ -146,6 +146,62 @@ impl StepContext<'_, '_> {
         })
     }
 
+    /// Named value templates (`set`'s `values`, a sub-workflow's `inputs`), each error
+    /// placed at its name.
+    pub(super) fn value_templates(
+        &mut self,
+        values: &BTreeMap<String, serde_json::Value>,
+    ) -> Option<BTreeMap<String, ValueTemplate>> {
+        let mut compiled = BTreeMap::new();
+        for (name, value) in values {
+            match ValueTemplate::parse(value) {
+                Ok(t) => {
+                    for expr in t.exprs() {
+                        if !self.linted(name, expr) {
+                            return None;
+                        }
+                    }
+                    self.exprs
+                        .extend(t.exprs().into_iter().map(|e| Reads::of(name, e)));
+                    compiled.insert(name.clone(), t);
+                }
+                Err(e) => {
+                    self.error(name, format!("`{name}`: {}", e.message));
+                    return None;
+                }
+            }
+        }
+        Some(compiled)
+    }
+
+    /// `type: workflow`: the file (a literal `.yaml`/`.yml` path, read when a run starts) and
+    /// the inputs it is given.
+    fn workflow_action(
+        &mut self,
+        path: &str,
+        inputs: &BTreeMap<String, serde_json::Value>,
+    ) -> Option<Action> {
+        let trimmed = path.trim();
+        if trimmed.contains("${") {
+            self.error(
+                "path",
+                "`path` of a `workflow` step must be a file name, not a template: the file is read when the run starts",
+            );
+            return None;
+        }
+        if !(trimmed.ends_with(".yaml") || trimmed.ends_with(".yml")) {
+            self.error(
+                "path",
+                format!("`path`: `{trimmed}` is not a workflow file (`.yaml` or `.yml`)"),
+            );
+            return None;
+        }
+        Some(Action::Workflow {
+            path: trimmed.to_string(),
+            inputs: self.value_templates(inputs)?,
+        })
+    }
+
     pub(super) fn path(&mut self, field: &str, text: &str) -> Option<Template> {
         let template = self.template(field, text)?;
         if template.is_literal()
@@ -307,31 +363,13 @@ impl StepContext<'_, '_> {
                     save_output: *save_output,
                 }
             }
-            ActionDef::Set { values } => {
-                let mut compiled = BTreeMap::new();
-                for (name, value) in values {
-                    match ValueTemplate::parse(value) {
-                        Ok(t) => {
-                            for expr in t.exprs() {
-                                if !self.linted(name, expr) {
-                                    return None;
-                                }
-                            }
-                            self.exprs
-                                .extend(t.exprs().into_iter().map(|e| Reads::of(name, e)));
-                            compiled.insert(name.clone(), t);
-                        }
-                        Err(e) => {
-                            self.error(name, format!("`{name}`: {}", e.message));
-                            return None;
-                        }
-                    }
-                }
-                Action::Set { values: compiled }
-            }
+            ActionDef::Set { values } => Action::Set {
+                values: self.value_templates(values)?,
+            },
             ActionDef::Approval { message } => Action::Approval {
                 message: self.template("message", message)?,
             },
+            ActionDef::Workflow { path, inputs } => self.workflow_action(path, inputs)?,
             ActionDef::Prompt { .. } | ActionDef::Summarize { .. } | ActionDef::Plan { .. } => {
                 Action::Llm(self.llm_action(def)?)
             }

@@ -85,35 +85,74 @@ pub(super) fn check_default(name: &str, input: &InputDef) -> Result<(), String> 
 impl Workflow {
     /// Builds the run's `inputs` object from text values, applying defaults.
     pub fn resolve_inputs(&self, given: &BTreeMap<String, String>) -> Result<Value, InputError> {
-        for name in given.keys() {
-            if !self.inputs.contains_key(name) {
-                let declared = if self.inputs.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    self.inputs.keys().cloned().collect::<Vec<_>>().join(", ")
-                };
-                return Err(InputError::Unknown {
-                    name: name.clone(),
-                    declared,
-                });
-            }
+        self.resolve_with(given.keys(), |name, kind| {
+            given.get(name).map(|text| {
+                kind.parse(text).ok_or_else(|| InputError::WrongType {
+                    name: name.to_string(),
+                    expected: kind.describe(),
+                    value: text.clone(),
+                })
+            })
+        })
+    }
+
+    /// Builds the run's `inputs` object from values a calling workflow rendered (a string
+    /// is read as text for an input of another type), applying defaults.
+    pub fn resolve_input_values(&self, given: &Map<String, Value>) -> Result<Value, InputError> {
+        self.resolve_with(given.keys(), |name, kind| {
+            given.get(name).map(|value| match value {
+                value if kind.accepts(value) => Ok(value.clone()),
+                Value::String(text) => kind
+                    .parse(text)
+                    .ok_or_else(|| wrong_type(name, kind, value)),
+                value => Err(wrong_type(name, kind, value)),
+            })
+        })
+    }
+
+    fn resolve_with<'n>(
+        &self,
+        mut names: impl Iterator<Item = &'n String>,
+        value_of: impl Fn(&str, InputType) -> Option<Result<Value, InputError>>,
+    ) -> Result<Value, InputError> {
+        if let Some(name) = names.find(|name| !self.inputs.contains_key(*name)) {
+            let declared = if self.inputs.is_empty() {
+                "(none)".to_string()
+            } else {
+                self.inputs.keys().cloned().collect::<Vec<_>>().join(", ")
+            };
+            return Err(InputError::Unknown {
+                name: name.clone(),
+                declared,
+            });
         }
         let mut values = Map::new();
         for (name, input) in &self.inputs {
-            let value = match (given.get(name), &input.default) {
-                (Some(text), _) => input
-                    .kind
-                    .parse(text)
-                    .ok_or_else(|| InputError::WrongType {
-                        name: name.clone(),
-                        expected: input.kind.describe(),
-                        value: text.clone(),
-                    })?,
+            let value = match (value_of(name, input.kind), &input.default) {
+                (Some(value), _) => value?,
                 (None, Some(default)) => default.clone(),
                 (None, None) => return Err(InputError::Missing { name: name.clone() }),
             };
             values.insert(name.clone(), value);
         }
         Ok(Value::Object(values))
+    }
+}
+
+/// A value given for an input that is not of its type.
+fn wrong_type(name: &str, kind: InputType, value: &Value) -> InputError {
+    let mut shown = value.to_string();
+    if shown.len() > 200 {
+        let mut end = 200;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    InputError::WrongType {
+        name: name.to_string(),
+        expected: kind.describe(),
+        value: shown,
     }
 }

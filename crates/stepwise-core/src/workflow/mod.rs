@@ -10,6 +10,7 @@ mod fields;
 mod inputs;
 mod iterations;
 mod llm_fields;
+mod outputs;
 mod plan;
 mod step_types;
 
@@ -53,6 +54,9 @@ pub struct Workflow {
     /// Steps before which a run waits for a person to continue.
     pub breakpoints: Vec<StepId>,
     pub steps: Vec<Step>,
+    /// What the workflow gives back to a workflow that runs it as a step (`None`: each
+    /// step's output by id).
+    pub outputs: Option<BTreeMap<String, ValueTemplate>>,
     index: HashMap<StepId, usize>,
 }
 
@@ -70,6 +74,7 @@ impl Workflow {
             budget: self.budget,
             breakpoints: self.breakpoints.clone(),
             steps,
+            outputs: self.outputs.clone(),
             index,
         }
     }
@@ -80,6 +85,18 @@ impl Workflow {
             .iter()
             .filter_map(|s| match &s.action {
                 Action::Llm(llm) => Some(llm.model.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The workflow files its steps run as child runs (`type: workflow`), as written, each
+    /// once.
+    pub fn subworkflow_paths(&self) -> std::collections::BTreeSet<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Workflow { path, .. } => Some(path.as_str()),
                 _ => None,
             })
             .collect()
@@ -208,6 +225,12 @@ pub enum Action {
     },
     /// A model call (`prompt`, `analyze`, `summarize`).
     Llm(LlmAction),
+    /// Another workflow run as this step, a child run (`path` as written; the run records
+    /// the file it named when it started).
+    Workflow {
+        path: String,
+        inputs: BTreeMap<String, ValueTemplate>,
+    },
 }
 
 /// A model call with its templates compiled.
@@ -251,6 +274,7 @@ impl Action {
             Action::Set { .. } => "set",
             Action::Approval { .. } => "approval",
             Action::Llm(llm) => llm.type_name,
+            Action::Workflow { .. } => "workflow",
         }
     }
 }

@@ -28,6 +28,7 @@ impl Driver {
             recovering: false,
             recorded: exec::Recorded::already(),
             checkpoint: self.checkpointer.clone(),
+            engine: std::sync::Arc::downgrade(&self.ctx),
         }
     }
 

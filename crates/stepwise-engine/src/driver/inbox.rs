@@ -97,6 +97,8 @@ impl Driver {
             _ => None,
         };
         let is_cancel = matches!(command, Command::Cancel);
+        let for_children = matches!(command, Command::Pause | Command::Resume | Command::Cancel)
+            .then(|| command.clone());
         let input = match command_event(&self.state, &self.run_id, issued_by, command) {
             Ok(input) => input,
             Err(error) => {
@@ -133,6 +135,9 @@ impl Driver {
             for cancel in self.running.values() {
                 let _ = cancel.send(true);
             }
+        }
+        if let Some(command) = for_children {
+            self.pass_to_children(command, issued_by);
         }
         Ok(recorded)
     }

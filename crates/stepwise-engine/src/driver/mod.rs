@@ -12,6 +12,7 @@
 //! voids proposals whose files changed.
 
 mod abort;
+mod children;
 mod dispatch;
 mod inbox;
 mod recovery;
@@ -212,6 +213,7 @@ impl Driver {
         // holds back what recovery would otherwise start (marking a command's outcome unknown
         // frees a slot that a held-back step would take).
         self.process_inbox_where(Command::holds_back).await?;
+        self.cancel_if_parent_ended().await?;
         // Commands whose outcome is lost are marked so next, so that a `resolve` waiting in
         // the inbox finds them in that state.
         let unanswered = self.ask_about_lost_outcomes(unanswered).await?;
@@ -295,6 +297,7 @@ impl Driver {
         let mut replaced = false;
         let mut shutdown = false;
         let mut let_go = Vec::new();
+        let mut let_go_children = Vec::new();
         let mut direct = Vec::new();
         for message in messages {
             match message {
@@ -323,6 +326,7 @@ impl Driver {
                 Message::DatabaseReplaced => replaced = true,
                 Message::Shutdown => shutdown = true,
                 Message::LetGoIfIdle { reply } => let_go.push(reply),
+                Message::LetGoIfOnlyChildrenRun { reply } => let_go_children.push(reply),
                 Message::Command {
                     command,
                     issued_by,
@@ -339,6 +343,20 @@ impl Driver {
         // does not find them unanswered.
         if shutdown {
             return Err(EngineError::ShutDown);
+        }
+        if !let_go_children.is_empty() {
+            let only_children = self.state.unanswered_operations().iter().all(|(_, _, r)| {
+                matches!(
+                    r,
+                    stepwise_core::operation::OperationRequest::RunWorkflow { .. }
+                )
+            });
+            for reply in let_go_children {
+                let _ = reply.send(only_children);
+            }
+            if only_children {
+                return Err(EngineError::ShutDown);
+            }
         }
         if !let_go.is_empty() {
             let idle = self.running.is_empty();

@@ -66,6 +66,9 @@ pub(crate) struct OpContext {
     /// Takes the run's workspace checkpoints; `None` when the run's settings for them could
     /// not be used (then operations record no changes).
     pub(crate) checkpoint: Option<crate::checkpoint::Checkpointer>,
+    /// The engine's internals, for an operation that starts and waits for a run of its own
+    /// (a child run): weak, so that an operation never keeps a shut-down engine alive.
+    pub(crate) engine: std::sync::Weak<crate::context::Context>,
 }
 
 /// What to do, after a crash, with an operation that was dispatched and never answered.

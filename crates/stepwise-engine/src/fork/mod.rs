@@ -15,7 +15,7 @@ use serde_json::Value;
 use stepwise_core::event::{Event, ForkOrigin, RunStarted};
 use stepwise_core::ids::{EventSeq, StepId};
 use stepwise_core::run::{RewindTarget, RunState, rewind_targets};
-use stepwise_core::workflow::{Workflow, parse_recorded_workflow};
+use stepwise_core::workflow::{Workflow, WorkflowErrors, parse_recorded_workflow};
 use stepwise_store::{NewEvent, StoredEvent};
 
 use crate::drivers::RunHandle;
@@ -74,7 +74,8 @@ impl Engine {
         let (reused, reused_events, kept) = reused_prefix(&loaded, at);
         // What the reused operations did to the files stays: the fork says they happened.
         let (_, targets) = rewind_targets(events(), &from, &kept).map_err(EngineError::Fork)?;
-        let (workflow, source, workflow_path) = self.fork_workflow(&loaded, &fork).await?;
+        let ((workflow, source, subworkflows), workflow_path) =
+            self.fork_workflow(&loaded, &fork).await?;
         let parent_started = loaded.state.started().clone();
         let mut inputs = inherited_inputs(&parent_started.inputs, &workflow);
         inputs.extend(fork.inputs.clone());
@@ -99,7 +100,7 @@ impl Engine {
         let checked = self
             .prepare(
                 start(parent_workspace.clone()),
-                Some((Arc::clone(&workflow), source.clone())),
+                Some((Arc::clone(&workflow), source.clone(), subworkflows.clone())),
                 Some(origin.clone()),
             )
             .await?;
@@ -148,7 +149,11 @@ impl Engine {
                 let to = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
                 self.copy_workspace(&parent_started, &targets, &to).await?;
                 let prepared = self
-                    .prepare(start(to.clone()), Some((workflow, source)), Some(origin))
+                    .prepare(
+                        start(to.clone()),
+                        Some((workflow, source, subworkflows)),
+                        Some(origin),
+                    )
                     .await;
                 if prepared.is_err() {
                     let _ = std::fs::remove_dir_all(&to);
@@ -202,27 +207,38 @@ impl Engine {
         &self,
         loaded: &LoadedRun,
         fork: &ForkRun,
-    ) -> Result<(Arc<Workflow>, String, PathBuf), EngineError> {
+    ) -> Result<(crate::start::ReadWorkflow, PathBuf), EngineError> {
         let started = loaded.state.started();
         match &fork.workflow_path {
             Some(path) => {
                 let path = path.clone();
                 let read = path.clone();
-                let (workflow, source) =
-                    tokio::task::spawn_blocking(move || crate::workflow_file::load(&read))
-                        .await
-                        .map_err(|e| {
-                            EngineError::Internal(format!("reading the workflow stopped: {e}"))
-                        })??;
-                Ok((workflow, source, path))
+                let workspace = fork
+                    .workspace
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(&started.workspace));
+                let read_workflow = tokio::task::spawn_blocking(move || {
+                    let (workflow, source) = crate::workflow_file::load(&read)?;
+                    let subworkflows = crate::subrun::gather(&workflow, &read, Some(&workspace))
+                        .map_err(|errors| EngineError::Workflow(WorkflowErrors(errors)))?;
+                    Ok::<_, EngineError>((workflow, source, subworkflows))
+                })
+                .await
+                .map_err(|e| {
+                    EngineError::Internal(format!("reading the workflow stopped: {e}"))
+                })??;
+                Ok((read_workflow, path))
             }
             None => {
                 let workflow =
                     parse_recorded_workflow(&started.workflow_path, &started.workflow_source)
                         .map_err(EngineError::Workflow)?;
                 Ok((
-                    Arc::new(workflow),
-                    started.workflow_source.clone(),
+                    (
+                        Arc::new(workflow),
+                        started.workflow_source.clone(),
+                        started.subworkflows.clone(),
+                    ),
                     PathBuf::from(&started.workflow_path),
                 ))
             }

@@ -1,0 +1,195 @@
+//! The workflow files a workflow's `workflow` steps run: found (next to the calling file,
+//! else in the workspace's `workflows/`), read, checked (their inputs against what the step
+//! gives), and gathered with the files they run in turn, so that a run records them all when
+//! it starts. A file that runs itself, through any chain, is refused here, with the chain.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use stepwise_core::subrun::{MAX_DEPTH, MAX_FILES, SubWorkflow};
+use stepwise_core::workflow::{Action, Step, ValidationError, Workflow, parse_workflow};
+
+/// Gathers what `workflow` (read from `file`) runs, or every problem found, each at the step
+/// that names the file.
+pub(crate) fn gather(
+    workflow: &Workflow,
+    file: &Path,
+    workspace: Option<&Path>,
+) -> Result<BTreeMap<String, SubWorkflow>, Vec<ValidationError>> {
+    let mut gatherer = Gatherer {
+        workspace,
+        chain: vec![identity(file)],
+        files: 0,
+        errors: Vec::new(),
+    };
+    let gathered = gatherer.gather(workflow, file);
+    if gatherer.errors.is_empty() {
+        Ok(gathered)
+    } else {
+        Err(gatherer.errors)
+    }
+}
+
+struct Gatherer<'a> {
+    workspace: Option<&'a Path>,
+    /// The files from the top one down to the one being gathered.
+    chain: Vec<PathBuf>,
+    files: usize,
+    errors: Vec<ValidationError>,
+}
+
+impl Gatherer<'_> {
+    fn gather(&mut self, workflow: &Workflow, file: &Path) -> BTreeMap<String, SubWorkflow> {
+        let mut gathered = BTreeMap::new();
+        for step in &workflow.steps {
+            let Action::Workflow { path, .. } = &step.action else {
+                continue;
+            };
+            if gathered.contains_key(path) {
+                continue;
+            }
+            if let Some(sub) = self.one(step, path, file) {
+                gathered.insert(path.clone(), sub);
+            }
+        }
+        gathered
+    }
+
+    fn one(&mut self, step: &Step, path: &str, file: &Path) -> Option<SubWorkflow> {
+        let error = |message: String| ValidationError {
+            file: file.display().to_string(),
+            line: step.line,
+            column: 1,
+            step: Some(step.id.to_string()),
+            message,
+        };
+        let Some(found) = find(path, file, self.workspace) else {
+            let mut looked = vec![format!(
+                "next to this file ({})",
+                beside(file, path).display()
+            )];
+            if let Some(workspace) = self.workspace {
+                looked.push(format!(
+                    "in the workspace's workflows/ ({})",
+                    workspace.join("workflows").join(path).display()
+                ));
+            }
+            self.errors.push(error(format!(
+                "`path`: no workflow file `{path}` {}",
+                looked.join(" or ")
+            )));
+            return None;
+        };
+        let id = identity(&found);
+        if let Some(at) = self.chain.iter().position(|f| *f == id) {
+            let mut names: Vec<String> = self.chain[at..]
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            names.push(id.display().to_string());
+            self.errors.push(error(format!(
+                "`path`: `{path}` would run itself: {}",
+                names.join(" → ")
+            )));
+            return None;
+        }
+        if self.chain.len() > MAX_DEPTH as usize {
+            self.errors.push(error(format!(
+                "`path`: `{path}` would nest workflows more than {MAX_DEPTH} deep"
+            )));
+            return None;
+        }
+        self.files += 1;
+        if self.files > MAX_FILES {
+            self.errors.push(error(format!(
+                "`path`: a run may use at most {MAX_FILES} workflow files, its children's included"
+            )));
+            return None;
+        }
+        let source = match crate::workflow_file::read(&found) {
+            Ok(source) => source,
+            Err(problem) => {
+                self.errors.push(error(format!(
+                    "`path`: {}: {}",
+                    found.display(),
+                    problem.message
+                )));
+                return None;
+            }
+        };
+        let child = match parse_workflow(&found.display().to_string(), &source) {
+            Ok(child) => child,
+            Err(errors) => {
+                self.errors.push(error(format!(
+                    "`path`: `{path}` is not a valid workflow ({} problem{} below)",
+                    errors.0.len(),
+                    if errors.0.len() == 1 { "" } else { "s" }
+                )));
+                self.errors.extend(errors.0);
+                return None;
+            }
+        };
+        self.check_inputs(step, path, &child, &error);
+        self.chain.push(id);
+        let subworkflows = self.gather(&child, &found);
+        self.chain.pop();
+        Some(SubWorkflow {
+            path: found.display().to_string(),
+            source,
+            subworkflows,
+        })
+    }
+
+    /// The step gives only inputs the file declares, and every one it requires.
+    fn check_inputs(
+        &mut self,
+        step: &Step,
+        path: &str,
+        child: &Workflow,
+        error: &dyn Fn(String) -> ValidationError,
+    ) {
+        let Action::Workflow { inputs, .. } = &step.action else {
+            return;
+        };
+        for name in inputs.keys() {
+            if !child.inputs.contains_key(name) {
+                let declared: Vec<&str> = child.inputs.keys().map(String::as_str).collect();
+                let declared = if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                };
+                self.errors.push(error(format!(
+                    "`inputs`: `{path}` has no input `{name}` (it declares: {declared})"
+                )));
+            }
+        }
+        for (name, def) in &child.inputs {
+            if def.default.is_none() && !inputs.contains_key(name) {
+                self.errors.push(error(format!(
+                    "`inputs`: `{path}` requires input `{name}`, which the step does not give"
+                )));
+            }
+        }
+    }
+}
+
+/// The file `path` names: next to the calling file, else in the workspace's `workflows/`.
+fn find(path: &str, file: &Path, workspace: Option<&Path>) -> Option<PathBuf> {
+    let mut candidates = vec![beside(file, path)];
+    if let Some(workspace) = workspace {
+        candidates.push(workspace.join("workflows").join(path));
+    }
+    candidates.into_iter().find(|c| c.is_file())
+}
+
+fn beside(file: &Path, path: &str) -> PathBuf {
+    file.parent().unwrap_or(Path::new(".")).join(path)
+}
+
+/// What makes two names of a file the same file (a symlink, `..`).
+fn identity(file: &Path) -> PathBuf {
+    std::fs::canonicalize(file)
+        .or_else(|_| std::path::absolute(file))
+        .unwrap_or_else(|_| file.to_path_buf())
+}
