@@ -115,7 +115,9 @@ fn show_json_has_the_run_its_inputs_and_every_step() {
             "started_by",
             "steps",
             "rewinds",
-            "fork"
+            "fork",
+            "parent",
+            "children"
         ])
     );
     assert!(

@@ -25,6 +25,7 @@ mod compare;
 mod containment;
 mod crash;
 mod crash_loops;
+mod crash_subworkflows;
 mod db_truth;
 mod engine_api;
 mod exact_cli;
