@@ -39,7 +39,8 @@ impl Driver {
         });
     }
 
-    /// A child run whose parent has ended has nobody to give its output to: it is cancelled.
+    /// A child run whose parent has ended or was asked to cancel has nobody to give its
+    /// output to: it is cancelled.
     pub(super) async fn cancel_if_parent_ended(&mut self) -> Result<(), EngineError> {
         let Some(parent) = self.state.started().parent.clone() else {
             return Ok(());
@@ -47,14 +48,12 @@ impl Driver {
         if self.state.cancel_requested() || self.state.status().is_finished() {
             return Ok(());
         }
-        let ended = match self.ctx.find_run(parent.run_id.as_str()).await {
-            Ok(row) => row.status.is_finished(),
-            Err(EngineError::RunNotFound { .. }) => true,
-            Err(error) => return Err(error),
-        };
-        if ended {
+        if crate::subrun::parent_cancelled(&self.ctx, &parent.run_id).await {
             self.record_input(Event::RunCancelRequested {
-                by: format!("stepwise (its parent run {} has ended)", parent.run_id),
+                by: format!(
+                    "stepwise (its parent run {} has ended or was cancelled)",
+                    parent.run_id
+                ),
             })?;
         }
         Ok(())

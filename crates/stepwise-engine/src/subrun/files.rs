@@ -20,6 +20,7 @@ pub(crate) fn gather(
         workspace,
         chain: vec![identity(file)],
         files: 0,
+        bytes: 0,
         errors: Vec::new(),
     };
     let gathered = gatherer.gather(workflow, file);
@@ -30,11 +31,17 @@ pub(crate) fn gather(
     }
 }
 
+/// The most the workflow files one run uses may hold, its children's included (they are
+/// recorded in its first event).
+const MAX_TOTAL_BYTES: usize = 16 * 1024 * 1024;
+
 struct Gatherer<'a> {
     workspace: Option<&'a Path>,
     /// The files from the top one down to the one being gathered.
     chain: Vec<PathBuf>,
     files: usize,
+    /// The bytes of the files gathered so far (each time it is named).
+    bytes: usize,
     errors: Vec<ValidationError>,
 }
 
@@ -100,14 +107,24 @@ impl Gatherer<'_> {
             return None;
         }
         self.files += 1;
-        if self.files > MAX_FILES {
+        if self.files > MAX_FILES || self.bytes > MAX_TOTAL_BYTES {
             self.errors.push(error(format!(
                 "`path`: a run may use at most {MAX_FILES} workflow files, its children's included"
             )));
             return None;
         }
         let source = match crate::workflow_file::read(&found) {
-            Ok(source) => source,
+            Ok(source) => {
+                self.bytes += source.len();
+                if self.bytes > MAX_TOTAL_BYTES {
+                    self.errors.push(error(format!(
+                        "`path`: the workflow files a run uses may hold at most {} MiB in all, its children's included",
+                        MAX_TOTAL_BYTES / (1024 * 1024)
+                    )));
+                    return None;
+                }
+                source
+            }
             Err(problem) => {
                 self.errors.push(error(format!(
                     "`path`: {}: {}",

@@ -69,13 +69,24 @@ impl Executor for RunWorkflow {
                 Err(error) => return Err(failed(format!("the child run: {error}"))),
             }
             let mut cancel = ctx.cancel.clone();
-            tokio::select! {
-                outcome = wait_for_end(&engine, &child_id) => outcome,
-                _ = cancel.wait_for(|cancel| *cancel) => Err(OperationError::new(
-                    OperationErrorKind::Cancelled,
-                    "stopped waiting for the child run",
-                )),
+            let waited = tokio::select! {
+                outcome = wait_for_end(&engine, &child_id) => Some(outcome),
+                _ = cancel.wait_for(|cancel| *cancel) => None,
+            };
+            if let Some(outcome) = waited {
+                return outcome;
             }
+            // The parent cancelled (not merely let go): so is its child, even one started
+            // after the cancel was passed on to the children it had then.
+            if parent_cancelled(&engine, &ctx.run_id).await {
+                let by = format!("stepwise (its parent run {} was cancelled)", ctx.run_id);
+                let cancel = crate::commands::Command::Cancel;
+                let _ = crate::inbox::send_command(&engine, &child_id, cancel, by).await;
+            }
+            Err(OperationError::new(
+                OperationErrorKind::Cancelled,
+                "stopped waiting for the child run",
+            ))
         })
     }
 
@@ -167,6 +178,16 @@ async fn wait_for_end(engine: &Arc<Context>, child: &RunId) -> Outcome {
             let output = state
                 .workflow_outputs()
                 .map_err(|e| failed(format!("child run {child}: {e}")))?;
+            // Recorded in the parent's log, which refuses values nested deeper than this.
+            if stepwise_core::json_depth::deeper_than(
+                &output,
+                stepwise_core::json_depth::MAX_VALUE_DEPTH,
+            ) {
+                return Err(failed(format!(
+                    "child run {child} gave back a value nested deeper than {} levels",
+                    stepwise_core::json_depth::MAX_VALUE_DEPTH
+                )));
+            }
             let size = serde_json::to_vec(&output).map_or(usize::MAX, |b| b.len());
             if size > MAX_OUTPUT_BYTES {
                 return Err(failed(format!(
@@ -196,6 +217,16 @@ async fn wait_for_end(engine: &Arc<Context>, child: &RunId) -> Outcome {
             };
             Err(failed(format!("child run {child} failed: {why}")))
         }
+    }
+}
+
+/// Whether a run (a parent) has ended or been asked to cancel: its children have nobody to
+/// give their output to.
+pub(crate) async fn parent_cancelled(ctx: &Arc<Context>, parent: &RunId) -> bool {
+    match ctx.load_run(parent.as_str()).await {
+        Ok(loaded) => loaded.state.cancel_requested() || loaded.state.status().is_finished(),
+        Err(EngineError::RunNotFound { .. }) => true,
+        Err(_) => false,
     }
 }
 
