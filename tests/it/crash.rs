@@ -125,6 +125,25 @@ fn run_id(db: &Path) -> String {
 
 /// Waits until no process works in the workspace any more: a command killed with the CLI
 /// must not write after we look at its effects.
+/// SIGKILLs the process driving a run once the database holds `kill_after` events, then
+/// waits until nothing the run started still lives.
+pub(crate) fn kill_at(
+    env: &crate::support::Env,
+    driving: crate::support::Background,
+    kill_after: u64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while event_count(&env.db) < kill_after {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached {kill_after} events"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    driving.kill();
+    wait_for_commands_to_die(&env.ws);
+}
+
 pub(crate) fn wait_for_commands_to_die(workspace: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let canonical = workspace.canonicalize().expect("workspace path");

@@ -2,11 +2,11 @@
 //! iteration's and every round's command has run exactly once (an outcome a crash left unknown
 //! is resolved by looking at the workspace, as a person would), and the log replays.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::crash::{event_count, wait_for_commands_to_die};
+use crate::crash::{event_count, kill_at, wait_for_commands_to_die};
 use crate::support::Env;
 
 const WORKFLOW: &str = r#"
@@ -57,16 +57,7 @@ fn crash_and_recover(kill_after: u64) {
     env.allow_everything();
     let wf = env.workflow("loops.yaml", WORKFLOW);
     let child = env.spawn_run(&wf);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while event_count(&env.db) < kill_after {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached {kill_after} events"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    child.kill();
-    wait_for_commands_to_die(&env.ws);
+    kill_at(&env, child, kill_after);
     let run = env
         .first_run_id(Duration::from_secs(5))
         .expect("the run was recorded");

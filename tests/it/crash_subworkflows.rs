@@ -3,11 +3,9 @@
 //! resolved by looking at the workspace, as a person would), and the parent's replay, its
 //! child's included, matches.
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
-use crate::crash::{event_count, wait_for_commands_to_die};
+use crate::crash::{event_count, kill_at, wait_for_commands_to_die};
 use crate::support::Env;
 
 const CHILD: &str = r#"
@@ -92,16 +90,7 @@ fn crash_and_recover(kill_after: u64) {
     env.workflow("child.yaml", CHILD);
     let wf = env.workflow("parent.yaml", PARENT);
     let background = env.spawn_run(&wf);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while event_count(&env.db) < kill_after {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached {kill_after} events"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    background.kill();
-    wait_for_commands_to_die(&env.ws);
+    kill_at(&env, background, kill_after);
     let mut finished = false;
     for _ in 0..30 {
         let left = unfinished(&env);

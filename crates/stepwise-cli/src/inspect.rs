@@ -1,6 +1,6 @@
-//! Reading commands: `validate`, `runs`, `show`, `events`, `approvals`.
+//! Reading commands: `validate`, `show`, `events`, `approvals`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use stepwise_core::checkpoint::{FileChange, describe};
@@ -13,7 +13,9 @@ use stepwise_core::run::{
 use stepwise_engine::{Approval, Engine, LoadedRun, OperationChanges, ShownChange, StoredEvent};
 
 use crate::exit::Exit;
-use crate::output::{duration, one_line, printable, run_status_text, step_symbol, timestamp};
+use crate::output::{
+    duration, now_ms, one_line, printable, run_status_text, step_symbol, timestamp,
+};
 
 pub fn validate(
     files: &[PathBuf],
@@ -64,100 +66,6 @@ pub fn validate(
     })
 }
 
-pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Result<Exit> {
-    let runs = engine.list_runs(limit).await?;
-    if json {
-        let list: Vec<serde_json::Value> = runs
-            .iter()
-            .map(|run| {
-                let mut value = serde_json::to_value(&run.row).unwrap_or_default();
-                value["status"] = run.shown_status().into();
-                value["recorded_status"] = run.row.status.as_str().into();
-                value["held_by"] = run.held_by.clone().into();
-                value
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(Exit::Success);
-    }
-    if runs.is_empty() {
-        println!("no runs yet; start one with `stepwise run WORKFLOW.yaml`");
-        return Ok(Exit::Success);
-    }
-    println!(
-        "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:>10}  {:<8}  DRIVEN BY",
-        "RUN", "STATUS", "WORKFLOW", "STARTED", "TOOK", "COST", "TRIGGER"
-    );
-    for (depth, summary) in nested(&runs) {
-        let run = &summary.row;
-        let finished = run.status.is_finished();
-        let name = if depth == 0 {
-            run.workflow_name.clone()
-        } else {
-            format!("{}└ {}", "  ".repeat(depth - 1), run.workflow_name)
-        };
-        let took = if finished {
-            duration(run.updated_at_ms - run.created_at_ms)
-        } else {
-            format!(
-                "{} so far",
-                duration(now_ms().max(run.updated_at_ms) - run.created_at_ms)
-            )
-        };
-        println!(
-            "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:>10}  {:<8}  {}",
-            run.run_id,
-            summary.shown_status(),
-            one_line(&name, 24),
-            timestamp(run.created_at_ms),
-            took,
-            format_usd(run.cost_micro_usd),
-            one_line(&run.trigger, 8),
-            summary.held_by.as_deref().unwrap_or("")
-        );
-    }
-    if runs.iter().any(|r| r.shown_status() == "interrupted") {
-        println!();
-        println!(
-            "interrupted: the process driving it stopped mid-run; continue with `stepwise resume RUN`"
-        );
-    }
-    Ok(Exit::Success)
-}
-
-/// The runs in the order listed, each child run (a `workflow` step's) right under its parent
-/// when that is listed too, with how deep it is.
-fn nested(runs: &[stepwise_engine::RunSummary]) -> Vec<(usize, &stepwise_engine::RunSummary)> {
-    let listed: BTreeSet<&str> = runs.iter().map(|r| r.row.run_id.as_str()).collect();
-    let placed_under = |r: &stepwise_engine::RunSummary| {
-        r.row
-            .parent
-            .as_ref()
-            .filter(|p| r.row.is_child() && listed.contains(p.as_str()))
-            .map(|p| p.as_str().to_string())
-    };
-    let mut out = Vec::with_capacity(runs.len());
-    fn push<'a>(
-        out: &mut Vec<(usize, &'a stepwise_engine::RunSummary)>,
-        runs: &'a [stepwise_engine::RunSummary],
-        under: &dyn Fn(&stepwise_engine::RunSummary) -> Option<String>,
-        run: &'a stepwise_engine::RunSummary,
-        depth: usize,
-    ) {
-        out.push((depth, run));
-        // Children oldest first, as they were started.
-        for child in runs.iter().rev() {
-            if under(child).as_deref() == Some(run.row.run_id.as_str()) && depth < 16 {
-                push(out, runs, under, child, depth + 1);
-            }
-        }
-    }
-    for run in runs.iter().filter(|r| placed_under(r).is_none()) {
-        push(&mut out, runs, &placed_under, run, 0);
-    }
-    out
-}
-
 /// Each step's times (waiting for a person apart from executing); open intervals of a run still
 /// going run on to now.
 fn step_times(loaded: &LoadedRun, finished: bool) -> BTreeMap<StepId, StepTiming> {
@@ -169,12 +77,6 @@ fn step_times(loaded: &LoadedRun, finished: bool) -> BTreeMap<StepId, StepTiming
             .map(|(stored, event)| (stored.seq, stored.recorded_at_ms, event)),
         now,
     )
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit> {

@@ -16,6 +16,7 @@ mod progress;
 mod replay;
 mod rewind;
 mod runs;
+mod runs_list;
 mod step_through;
 mod step_types;
 
@@ -314,7 +315,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
     use stepwise_engine::Command;
     match command {
         CliCommand::Run(args) => runs::run(engine, args, json).await,
-        CliCommand::Runs { limit } => inspect::list_runs(engine, limit, json).await,
+        CliCommand::Runs { limit } => runs_list::list_runs(engine, limit, json).await,
         CliCommand::Cost { run } => cost::show(engine, &run, json).await,
         CliCommand::Show { run } => inspect::show(engine, &run, json).await,
         CliCommand::Verify { run } => audit::verify(engine, &run, json).await,

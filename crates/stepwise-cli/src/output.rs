@@ -72,3 +72,10 @@ pub fn printable(text: &str) -> String {
     }
     out
 }
+
+/// The clock now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
