@@ -61,13 +61,19 @@ cargo test --workspace --all-targets
 step "the UI in a browser: every view against a mocked backend (Playwright, Debian's Chromium)"
 (cd ui && npm run test:browser)
 
-step "workflow.schema.json is up to date"
+step "workflow.schema.json and step-type.schema.json are up to date"
 schema=$(mktemp)
 trap 'rm -f "$schema"' EXIT
 "$stepwise" schema >"$schema"
 if ! diff -u workflow.schema.json "$schema"; then
     echo "test.sh: workflow.schema.json is missing or out of date; regenerate it with:" >&2
     echo "  cargo run -p stepwise-cli -- schema > workflow.schema.json" >&2
+    exit 1
+fi
+"$stepwise" schema --step-type >"$schema"
+if ! diff -u step-type.schema.json "$schema"; then
+    echo "test.sh: step-type.schema.json is missing or out of date; regenerate it with:" >&2
+    echo "  cargo run -p stepwise-cli -- schema --step-type > step-type.schema.json" >&2
     exit 1
 fi
 

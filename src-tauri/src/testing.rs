@@ -80,6 +80,7 @@ pub fn record(
         pauses: Default::default(),
         fork: None,
         subworkflows: Default::default(),
+        step_types: Vec::new(),
         parent: None,
     };
     let row = NewRun {

@@ -143,6 +143,7 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 pauses: Default::default(),
                 fork: None,
                 subworkflows: Default::default(),
+                step_types: Vec::new(),
                 parent: None,
             };
             let row = NewRun {

@@ -526,6 +526,7 @@ fn record_unreadable_run(env: &Env) -> String {
         pauses: Default::default(),
         fork: None,
         subworkflows: Default::default(),
+        step_types: Vec::new(),
         parent: None,
     });
     let mut store = Store::open(&env.db, Durability::Normal).expect("open the store");

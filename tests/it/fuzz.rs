@@ -341,6 +341,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
         pauses: Default::default(),
         fork: None,
         subworkflows: Default::default(),
+        step_types: Vec::new(),
         parent: None,
     };
     let mut state = RunState::new(workflow, started).map_err(|e| e.to_string())?;

@@ -26,6 +26,7 @@ mod containment;
 mod crash;
 mod crash_loops;
 mod crash_subworkflows;
+mod custom_steps;
 mod db_truth;
 mod engine_api;
 mod exact_cli;

@@ -430,6 +430,16 @@ pub fn approval_text(approval: &Approval) -> String {
             if let Some(t) = request.timeout_ms {
                 out.push(format!("   timeout {}", duration(t as i64)));
             }
+            if let Some(stdin) = &request.stdin {
+                // A custom step's inputs, as its command reads them.
+                let shown: String = stdin.chars().take(2_000).collect();
+                let more = if shown.len() < stdin.len() {
+                    " …"
+                } else {
+                    ""
+                };
+                out.push(format!("   stdin {}{more}", printable(&shown)));
+            }
         }
         Proposal::ReadFile { path } => out.push(format!("   read {}", printable(path))),
         Proposal::Gate { message } => out.push(format!("   {}", printable(message))),

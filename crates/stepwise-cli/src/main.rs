@@ -73,8 +73,8 @@ enum CliCommand {
     /// Check workflow files and report every error with file, line, column and step.
     Validate {
         files: Vec<PathBuf>,
-        /// The workspace whose `workflows/` a `workflow` step's file may be in (default: the
-        /// current directory).
+        /// The workspace whose `workflows/` a `workflow` step's file may be in, and whose
+        /// `.stepwise/steps/` declares custom step types (default: the current directory).
         #[arg(long)]
         workspace: Option<PathBuf>,
     },
@@ -200,10 +200,20 @@ enum CliCommand {
         /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
         run: String,
     },
-    /// Print the JSON Schema of the workflow format.
-    Schema,
-    /// List the step types a workflow may use (`type:`), with the fields each takes.
-    Steps,
+    /// Print the JSON Schema of the workflow format (with `--step-type`, of a custom step
+    /// type's manifest).
+    Schema {
+        #[arg(long)]
+        step_type: bool,
+    },
+    /// List the step types a workflow may use (`type:`), with the fields each takes: the
+    /// built-in ones, and the custom ones of the workspace's `.stepwise/steps/` and the
+    /// user's `stepwise/steps/`.
+    Steps {
+        /// The workspace whose step manifests to list (default: the current directory).
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -255,8 +265,8 @@ impl CliCommand {
         matches!(
             self,
             CliCommand::Validate { .. }
-                | CliCommand::Schema
-                | CliCommand::Steps
+                | CliCommand::Schema { .. }
+                | CliCommand::Steps { .. }
                 | CliCommand::Runs { .. }
                 | CliCommand::Show { .. }
                 | CliCommand::Verify { .. }
@@ -288,12 +298,16 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         CliCommand::Validate { files, workspace } => {
             return inspect::validate(&files, workspace.as_deref(), json);
         }
-        CliCommand::Schema => {
-            let schema = stepwise_core::workflow::workflow_json_schema();
+        CliCommand::Schema { step_type } => {
+            let schema = if step_type {
+                stepwise_core::custom_step::manifest_json_schema()
+            } else {
+                stepwise_core::workflow::workflow_json_schema()
+            };
             println!("{}", serde_json::to_string_pretty(&schema)?);
             return Ok(Exit::Success);
         }
-        CliCommand::Steps => return step_types::steps(json),
+        CliCommand::Steps { workspace } => return step_types::steps(workspace.as_deref(), json),
         _ => {}
     }
     let engine = open_engine(&cli.global)?;
@@ -363,7 +377,9 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Cancel { run, wait } => {
             runs::send(engine, &run, Command::Cancel, wait, json).await
         }
-        CliCommand::Validate { .. } | CliCommand::Schema | CliCommand::Steps => Ok(Exit::Success),
+        CliCommand::Validate { .. } | CliCommand::Schema { .. } | CliCommand::Steps { .. } => {
+            Ok(Exit::Success)
+        }
     }
 }
 

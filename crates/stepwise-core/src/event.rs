@@ -271,6 +271,10 @@ pub struct RunStarted {
     /// the run started.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subworkflows: BTreeMap<String, crate::subrun::SubWorkflow>,
+    /// The custom step types its workflow files use, as their manifests were when it started
+    /// (a child run has its parent's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_types: Vec<crate::custom_step::RecordedStepType>,
     /// A child run (a parent's `workflow` step): the run and step that started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<crate::subrun::ParentLink>,

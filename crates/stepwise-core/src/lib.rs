@@ -9,6 +9,7 @@
 
 pub mod agent_tools;
 pub mod checkpoint;
+pub mod custom_step;
 pub mod event;
 pub mod hash;
 pub mod ids;

@@ -182,6 +182,10 @@ pub struct CommandRequest {
     /// (where, the outcome says).
     #[serde(default, skip_serializing_if = "is_false")]
     pub save_output: bool,
+    /// Text written to the command's stdin, then closed (a custom step's inputs, as JSON);
+    /// without it, stdin is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
 }
 
 /// The recorded outcome of an operation that ran.

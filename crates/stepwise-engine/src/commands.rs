@@ -185,7 +185,7 @@ pub(crate) fn command_event(
                         }
                         HunkOutcome::Apply { proposal, review } => {
                             hunks = Some(review);
-                            Some(proposal)
+                            Some(*proposal)
                         }
                     }
                 }

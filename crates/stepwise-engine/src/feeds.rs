@@ -230,7 +230,7 @@ impl RunChanges {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApprovalChange {
     /// A question now waits for a person (or did when the feed started).
-    Waiting(Approval),
+    Waiting(Box<Approval>),
     /// A question no longer waits: `how` says what happened (approved, rejected, voided
     /// because its file changed, cancelled).
     Settled {
@@ -290,7 +290,7 @@ impl Engine {
             queue.extend(
                 approvals_of(&run.row, &run.state)
                     .into_iter()
-                    .map(ApprovalChange::Waiting),
+                    .map(|approval| ApprovalChange::Waiting(Box::new(approval))),
             );
             tracked.insert(run.row.run_id.clone(), run.state);
         }
@@ -401,7 +401,8 @@ impl ApprovalChanges {
             .iter()
             .filter(|a| !was.contains(&(a.step.as_str(), a.approval.proposal_hash.as_str())))
         {
-            self.queue.push_back(ApprovalChange::Waiting(new.clone()));
+            self.queue
+                .push_back(ApprovalChange::Waiting(Box::new(new.clone())));
         }
         let status = state.status();
         if status.is_finished() {

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use stepwise_core::custom_step::StepTypes;
 use stepwise_core::event::Event;
 use stepwise_core::ids::{EventSeq, RunId};
 use stepwise_core::run::RunState;
-use stepwise_core::workflow::{Workflow, parse_recorded_workflow};
+use stepwise_core::workflow::{Workflow, parse_recorded_workflow_with};
 use stepwise_store::{RunRow, Store, StoredEvent};
 
 use crate::context::Context;
@@ -120,11 +121,13 @@ pub fn recorded_workflow(
     events: &[(StoredEvent, Event)],
 ) -> Result<Arc<Workflow>, EngineError> {
     match events.first() {
-        Some((_, Event::RunStarted(started))) => {
-            parse_recorded_workflow(&started.workflow_path, &started.workflow_source)
-                .map(Arc::new)
-                .map_err(EngineError::Workflow)
-        }
+        Some((_, Event::RunStarted(started))) => parse_recorded_workflow_with(
+            &started.workflow_path,
+            &started.workflow_source,
+            &StepTypes::from_recorded(&started.step_types),
+        )
+        .map(Arc::new)
+        .map_err(EngineError::Workflow),
         _ => Err(EngineError::State {
             run_id: run_id.clone(),
             source: stepwise_core::run::StateError::NotStarted {

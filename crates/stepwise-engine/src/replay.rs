@@ -81,10 +81,15 @@ impl Engine {
                     _ => PathBuf::from(&loaded.row.workflow_path),
                 };
                 let read = path.clone();
+                // The step types as the run saw them: a manifest changed since is not what
+                // the run ran.
+                let step_types = stepwise_core::custom_step::StepTypes::from_recorded(
+                    &loaded.state.started().step_types,
+                );
                 let (workflow, _) = self
                     .ctx
                     .exec
-                    .spawn_blocking(move || workflow_file::load(&read))
+                    .spawn_blocking(move || workflow_file::load(&read, &step_types))
                     .await
                     .map_err(|_| EngineError::ShutDown)??;
                 (workflow, path.display().to_string())

@@ -10,7 +10,7 @@ use stepwise_core::event::{Event, ForkOrigin, RunStarted, StepPauses};
 use stepwise_core::ids::RunId;
 use stepwise_core::llm::Budget;
 use stepwise_core::run::{RunState, RunStatus};
-use stepwise_core::workflow::{Workflow, WorkflowErrors};
+use stepwise_core::workflow::Workflow;
 use stepwise_store::NewRun;
 
 use crate::error::EngineError;
@@ -63,24 +63,18 @@ pub(crate) fn prepare_run(
     files: &StartFiles<'_>,
     now: i64,
 ) -> Result<PreparedRun, EngineError> {
-    let (workflow, source) = crate::workflow_file::load(&start.workflow_path)?;
-    let subworkflows =
-        crate::subrun::gather(&workflow, &start.workflow_path, Some(&start.workspace))
-            .map_err(|errors| EngineError::Workflow(WorkflowErrors(errors)))?;
-    prepare_started(start, (workflow, source, subworkflows), files, now, None)
+    let read = crate::workflow_file::load_in(&start.workflow_path, Some(&start.workspace))?;
+    prepare_started(start, read, files, now, None)
 }
 
-/// A workflow read and checked: its text, and the workflow files its steps run.
-pub(crate) type ReadWorkflow = (
-    Arc<Workflow>,
-    String,
-    BTreeMap<String, stepwise_core::subrun::SubWorkflow>,
-);
+/// A workflow read and checked: its text, and the workflow files and step types its steps
+/// use.
+pub(crate) type ReadWorkflow = (Arc<Workflow>, String, crate::subrun::Gathered);
 
 /// [`prepare_run`] for a workflow already read, and, for a fork, where it comes from.
 pub(crate) fn prepare_started(
     start: &StartRun,
-    (workflow, source, subworkflows): ReadWorkflow,
+    (workflow, source, gathered): ReadWorkflow,
     files: &StartFiles<'_>,
     now: i64,
     fork: Option<ForkOrigin>,
@@ -131,7 +125,8 @@ pub(crate) fn prepare_started(
         checkpoint: policy_files.checkpoint,
         pauses: start.pauses.clone(),
         fork,
-        subworkflows,
+        subworkflows: gathered.subworkflows,
+        step_types: gathered.step_types,
         parent: None,
     };
     prepared(workflow, started, files.lock_dir, now)

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use stepwise_core::workflow::{ValidationError, Workflow, WorkflowErrors, parse_workflow};
+use stepwise_core::custom_step::StepTypes;
+use stepwise_core::workflow::{ValidationError, Workflow, WorkflowErrors, parse_workflow_with};
 
 use crate::config_file::{Links, Unreadable, read_text};
 use crate::error::EngineError;
@@ -13,23 +14,41 @@ use crate::error::EngineError;
 /// mistaken path (a log, a disk image) from being read into memory.
 pub const MAX_WORKFLOW_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Reads and checks a workflow file: the compiled workflow and its source. A file that cannot
-/// be read is a validation error like any other (the caller named a file that is not a
-/// workflow).
-pub(crate) fn load(path: &Path) -> Result<(Arc<Workflow>, String), EngineError> {
+/// Reads and checks a workflow file, its custom steps from `step_types`: the compiled
+/// workflow and its source. A file that cannot be read is a validation error like any other
+/// (the caller named a file that is not a workflow).
+pub(crate) fn load(
+    path: &Path,
+    step_types: &StepTypes,
+) -> Result<(Arc<Workflow>, String), EngineError> {
     let label = path.display().to_string();
     let source = read(path).map_err(|error| EngineError::Workflow(WorkflowErrors(vec![error])))?;
-    let workflow = parse_workflow(&label, &source).map_err(EngineError::Workflow)?;
+    let workflow =
+        parse_workflow_with(&label, &source, step_types).map_err(EngineError::Workflow)?;
     Ok((Arc::new(workflow), source))
 }
 
-/// Checks a workflow file as a run would start it in `workspace`: the file, and the workflow
-/// files its `workflow` steps run (found beside it, or in the workspace's `workflows/`),
-/// every problem of each.
+/// Reads a workflow file as a run would start it in `workspace`: its custom step types from
+/// the workspace's and the user's manifests, and the workflow files its `workflow` steps run
+/// (found beside it, or in the workspace's `workflows/`), every problem of each.
+pub(crate) fn load_in(
+    path: &Path,
+    workspace: Option<&Path>,
+) -> Result<crate::start::ReadWorkflow, EngineError> {
+    let step_types = crate::step_types::load_step_types(workspace);
+    let (workflow, source) = load(path, &step_types)?;
+    let gathered = crate::subrun::gather(&workflow, path, workspace, &step_types)
+        .map_err(|errors| EngineError::Workflow(WorkflowErrors(errors)))?;
+    Ok((workflow, source, gathered))
+}
+
+/// Checks a workflow file as a run would start it in `workspace` (see [`load_in`]).
 pub fn check(path: &Path, workspace: Option<&Path>) -> Result<Workflow, Vec<ValidationError>> {
+    let step_types = crate::step_types::load_step_types(workspace);
     let source = read(path).map_err(|error| vec![error])?;
-    let workflow = parse_workflow(&path.display().to_string(), &source).map_err(|e| e.0)?;
-    crate::subrun::gather(&workflow, path, workspace)?;
+    let workflow =
+        parse_workflow_with(&path.display().to_string(), &source, &step_types).map_err(|e| e.0)?;
+    crate::subrun::gather(&workflow, path, workspace, &step_types)?;
     Ok(workflow)
 }
 

@@ -29,7 +29,7 @@ pub async fn list_workflows(
         let mut found = Vec::new();
         for (folder, source) in folders {
             for path in yaml_files(&folder) {
-                found.push(describe(&path, source));
+                found.push(describe(&path, source, &workspace));
             }
         }
         found
@@ -51,7 +51,7 @@ fn yaml_files(folder: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn describe(path: &Path, source: &str) -> WorkflowInfo {
+fn describe(path: &Path, source: &str, workspace: &Path) -> WorkflowInfo {
     let mut info = WorkflowInfo {
         path: path.display().to_string(),
         source: source.into(),
@@ -61,7 +61,7 @@ fn describe(path: &Path, source: &str) -> WorkflowInfo {
         inputs: Vec::new(),
         errors: Vec::new(),
     };
-    match Engine::load_workflow(path) {
+    match Engine::load_workflow(path, Some(workspace)) {
         Ok((workflow, _)) => {
             info.name = Some(workflow.name.clone());
             info.description = workflow.description.clone();

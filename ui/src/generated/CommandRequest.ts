@@ -30,4 +30,9 @@ max_output_bytes: number,
  * Also stream all of stdout and stderr to files in the workspace's `.stepwise/output/`
  * (where, the outcome says).
  */
-save_output?: boolean, };
+save_output?: boolean, 
+/**
+ * Text written to the command's stdin, then closed (a custom step's inputs, as JSON);
+ * without it, stdin is empty.
+ */
+stdin?: string | null, };

@@ -144,6 +144,7 @@ pub fn call_request(
                     timeout_ms: Some(TOOL_COMMAND_TIMEOUT_MS),
                     max_output_bytes: TOOL_COMMAND_OUTPUT_BYTES,
                     save_output: false,
+                    stdin: None,
                 },
             )))
         }

@@ -56,6 +56,7 @@ fn request(command: CommandLine, env: &[(&str, &str)], pass_env: &[&str]) -> Com
         timeout_ms: None,
         max_output_bytes: 1024,
         save_output: false,
+        stdin: None,
     }
 }
 

@@ -56,6 +56,7 @@ pub(super) fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(E
         pauses: Default::default(),
         fork: None,
         subworkflows: Default::default(),
+        step_types: Vec::new(),
         parent: None,
     };
     let mut state = RunState::new(workflow, started.clone()).expect("state");

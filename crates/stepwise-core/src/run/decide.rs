@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::ask_reason::ask_reason;
+use super::custom_step::manifest_verdict;
 use super::proposal::proposal_request;
 use super::proposal::{command_request, render_path};
 use super::state::{Phase, RunState, StateError, StepStatus};
@@ -319,6 +320,7 @@ impl RunState {
             },
             Action::Set { .. } => Vec::new(),
             Action::Workflow { .. } => self.decide_subworkflow(index),
+            Action::Custom(_) => self.decide_custom_step(index),
             Action::Llm(_) => {
                 // The step is borrowed from the workflow while the state changes.
                 let workflow = Arc::clone(&self.workflow);
@@ -344,6 +346,7 @@ impl RunState {
             _ => None,
         };
         let verdict = self.policy.evaluate(subject_of(&proposal, kind));
+        let (verdict, manifest_asks) = manifest_verdict(&step.action, verdict);
         let request = proposal_request(&proposal);
         let approval_required = step.approval_required;
         if verdict.effect == Effect::Deny {
@@ -363,7 +366,7 @@ impl RunState {
         // Editing the workspace's policy file would loosen every later run: a person decides.
         let edits_policy =
             kind == GateKind::EditFile && path.is_some_and(crate::paths::is_in_policy_dir);
-        let effect = if step.approval_required || edits_policy {
+        let effect = if step.approval_required || edits_policy || manifest_asks.is_some() {
             Effect::Ask
         } else {
             verdict.effect
@@ -385,7 +388,10 @@ impl RunState {
             }
             (_, rule) => {
                 let verdict = Verdict { rule, ..verdict };
-                let reason = ask_reason(approval_required, edits_policy, verdict, kind);
+                let reason = match manifest_asks {
+                    Some(reason) if !approval_required => reason,
+                    _ => ask_reason(approval_required, edits_policy, verdict, kind),
+                };
                 vec![Event::ApprovalRequested {
                     step: id,
                     attempt,

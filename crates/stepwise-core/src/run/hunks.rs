@@ -90,7 +90,7 @@ pub fn apply_hunks(
 pub enum HunkOutcome {
     /// Some hunks are applied: `proposal` is the edit with only those, to approve.
     Apply {
-        proposal: Proposal,
+        proposal: Box<Proposal>,
         review: HunkReview,
     },
     /// Every hunk was rejected: the edit is rejected, for this reason.
@@ -130,12 +130,12 @@ pub fn review_hunks(
         });
     }
     Ok(HunkOutcome::Apply {
-        proposal: Proposal::EditFile {
+        proposal: Box::new(Proposal::EditFile {
             diff: super::unified_diff(path, base, &applied_content),
             path: path.clone(),
             base_hash: base_hash.clone(),
             content: applied_content,
-        },
+        }),
         review: HunkReview {
             applied,
             rejected,
@@ -273,7 +273,7 @@ mod tests {
             review.told(),
             "hunks 1 and 3 applied; hunk 2 rejected (too much)"
         );
-        let Proposal::EditFile { content, diff, .. } = proposal else {
+        let Proposal::EditFile { content, diff, .. } = *proposal else {
             panic!()
         };
         assert!(!content.contains("JJ") && content.contains("B\n"));

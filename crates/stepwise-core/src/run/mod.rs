@@ -10,6 +10,7 @@ mod ask_reason;
 mod compare;
 mod conversation;
 mod cost;
+mod custom_step;
 mod decide;
 mod hunks;
 mod iterations;

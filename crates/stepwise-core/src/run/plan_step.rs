@@ -86,6 +86,9 @@ impl RunState {
             Action::Workflow { .. } => {
                 return "runs a child run, whose steps pass their own gates".into();
             }
+            Action::Custom(custom) => {
+                return format!("runs step type `{}`'s command", custom.manifest.name);
+            }
             Action::Llm(_) => {
                 return "runs without asking, unless it would cross the budget".into();
             }
@@ -128,6 +131,7 @@ impl RunState {
                     timeout_ms: step.timeout_ms,
                     max_output_bytes: *max_output_bytes,
                     save_output: *save_output,
+                    stdin: None,
                 };
                 Some(self.policy.evaluate(Subject::command(&request)))
             }),

@@ -64,6 +64,7 @@ pub(crate) fn command_request(step: &Step, scope: &Scope) -> Result<CommandReque
         timeout_ms: step.timeout_ms,
         max_output_bytes: *max_output_bytes,
         save_output: *save_output,
+        stdin: None,
     })
 }
 

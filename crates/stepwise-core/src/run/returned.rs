@@ -128,6 +128,11 @@ impl RunState {
                     output,
                 }]
             }
+            (Some(Purpose::Command), OperationResult::CommandFinished(outcome))
+                if matches!(step.action, crate::workflow::Action::Custom(_)) =>
+            {
+                self.custom_step_returned(index, &outcome)
+            }
             (Some(Purpose::Command), OperationResult::CommandFinished(outcome)) => {
                 let output = json!({
                     "exit_code": outcome.exit_code,

@@ -42,6 +42,7 @@ impl Run {
             pauses: Default::default(),
             fork: None,
             subworkflows: Default::default(),
+            step_types: Vec::new(),
             parent: None,
         };
         let state = RunState::new(workflow, started.clone()).expect("state");

@@ -5,23 +5,34 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::def::{StepDef, WorkflowDef};
+use super::def::{StepAction, StepDef, WorkflowDef};
 use super::error::{ValidationError, WorkflowErrors, field_position};
 use super::fields::{Reads, StepContext};
 use super::inputs::check_default;
 use super::{AfterDef, DEFAULT_MAX_PARALLEL, Step, Workflow};
+use crate::custom_step::StepTypes;
 use crate::hash::content_hash;
 use crate::ids::StepId;
 use crate::policy::rules_from_def;
 use crate::yaml::{self, YamlError};
 
-/// Reads and checks a workflow. `file` names the source in messages.
+/// Reads and checks a workflow that uses built-in step types only. `file` names the source
+/// in messages.
 pub fn parse_workflow(file: &str, source: &str) -> Result<Workflow, WorkflowErrors> {
+    parse_workflow_with(file, source, &StepTypes::none())
+}
+
+/// Reads and checks a workflow whose steps may use the custom step types of `step_types`.
+pub fn parse_workflow_with(
+    file: &str,
+    source: &str,
+    step_types: &StepTypes,
+) -> Result<Workflow, WorkflowErrors> {
     let def: WorkflowDef = match yaml::from_str(source) {
         Ok(def) => def,
         Err(error) => return Err(WorkflowErrors(vec![syntax_error(file, source, error)])),
     };
-    Compiler::new(file, source, true).compile(def)
+    Compiler::new(file, source, true, step_types).compile(def)
 }
 
 /// Reads a workflow recorded when a run started, with the checks of that time: shape,
@@ -29,11 +40,20 @@ pub fn parse_workflow(file: &str, source: &str) -> Result<Workflow, WorkflowErro
 /// lints, ceilings), which would make an old run unloadable. What such a run does at run time
 /// is bounded by the engine all the same.
 pub fn parse_recorded_workflow(file: &str, source: &str) -> Result<Workflow, WorkflowErrors> {
+    parse_recorded_workflow_with(file, source, &StepTypes::none())
+}
+
+/// [`parse_recorded_workflow`] with the custom step types the run recorded.
+pub fn parse_recorded_workflow_with(
+    file: &str,
+    source: &str,
+    step_types: &StepTypes,
+) -> Result<Workflow, WorkflowErrors> {
     let def: WorkflowDef = match yaml::from_str(source) {
         Ok(def) => def,
         Err(error) => return Err(WorkflowErrors(vec![syntax_error(file, source, error)])),
     };
-    Compiler::new(file, source, false).compile(def)
+    Compiler::new(file, source, false, step_types).compile(def)
 }
 
 fn syntax_error(file: &str, source: &str, error: YamlError) -> ValidationError {
@@ -122,6 +142,8 @@ pub(super) struct Compiler<'a> {
     /// Whether checks that later versions may tighten apply (`lint` of expressions, ceilings).
     /// Off for a workflow recorded by a run, which was valid when the run started.
     pub(super) strict: bool,
+    /// The custom step types steps may use.
+    pub(super) step_types: &'a StepTypes,
 }
 
 /// Where a step is written: its id's line and column, and the next step's line.
@@ -133,12 +155,13 @@ pub(super) struct StepPlace {
 }
 
 impl<'a> Compiler<'a> {
-    fn new(file: &'a str, source: &'a str, strict: bool) -> Self {
+    fn new(file: &'a str, source: &'a str, strict: bool, step_types: &'a StepTypes) -> Self {
         Compiler {
             file,
             source,
             errors: Vec::new(),
             strict,
+            step_types,
         }
     }
 
@@ -464,7 +487,10 @@ impl<'a> Compiler<'a> {
         };
         let repeat = ctx.repeat(def);
         let for_each = ctx.for_each(def);
-        let action = ctx.action(&def.action);
+        let action = match &def.action {
+            StepAction::Builtin(action) => ctx.action(action),
+            StepAction::Custom { type_name, with } => ctx.custom_action(type_name, with),
+        };
         let refs: Vec<Reads> = std::mem::take(&mut ctx.exprs);
 
         // Every template must read only declared inputs and upstream steps.

@@ -110,7 +110,88 @@ pub struct StepDef {
     #[serde(default)]
     pub continue_on_error: Option<bool>,
     #[serde(flatten)]
-    pub action: ActionDef,
+    pub action: StepAction,
+}
+
+/// What a step does: a built-in type's fields, or a custom type's name and `with:` inputs.
+#[derive(Debug)]
+pub enum StepAction {
+    Builtin(ActionDef),
+    Custom {
+        type_name: String,
+        with: BTreeMap<String, serde_json::Value>,
+    },
+}
+
+impl<'de> Deserialize<'de> for StepAction {
+    /// A built-in `type` is read with its fields as [`ActionDef`] says; any other names a
+    /// custom step type (checked against the manifests when the workflow is compiled), which
+    /// takes only `with:`.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let type_name = match fields.get("type") {
+            Some(serde_json::Value::String(name)) => name.clone(),
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "`type` must be the name of a step type, not `{other}`"
+                )));
+            }
+            None => return Err(D::Error::missing_field("type")),
+        };
+        if crate::custom_step::BUILTIN_TYPE_NAMES.contains(&type_name.as_str()) {
+            return ActionDef::deserialize(serde_json::Value::Object(fields))
+                .map(StepAction::Builtin)
+                .map_err(D::Error::custom);
+        }
+        fields.remove("type");
+        let with = match fields.remove("with") {
+            None | Some(serde_json::Value::Null) => BTreeMap::new(),
+            Some(serde_json::Value::Object(with)) => with.into_iter().collect(),
+            Some(_) => {
+                return Err(D::Error::custom(format!(
+                    "`with` must be a map of the `{type_name}` step type's inputs"
+                )));
+            }
+        };
+        if let Some(field) = fields.keys().next() {
+            return Err(D::Error::custom(format!(
+                "unknown field `{field}`, expected `with`: a `{type_name}` step (a custom step type) takes its inputs under `with`"
+            )));
+        }
+        Ok(StepAction::Custom { type_name, with })
+    }
+}
+
+impl JsonSchema for StepAction {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StepAction".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    /// The built-in types' variants, and one for a custom type: any other `type`, with `with`.
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = ActionDef::json_schema(generator);
+        let custom = serde_json::json!({
+            "description": "A step type declared by a manifest (`.stepwise/steps/NAME.yaml` in the workspace, or `stepwise/steps/NAME.yaml` in the user's config dir; see `stepwise steps`): its inputs under `with`, checked against the manifest's schema.",
+            "type": "object",
+            "properties": {
+                "type": {
+                    "type": "string",
+                    "not": {"enum": crate::custom_step::BUILTIN_TYPE_NAMES},
+                },
+                "with": {"type": "object"},
+            },
+            "required": ["type"],
+        });
+        if let Some(serde_json::Value::Array(variants)) = schema.get_mut("oneOf") {
+            variants.push(custom);
+        }
+        schema
+    }
 }
 
 /// When a step runs relative to its needs.

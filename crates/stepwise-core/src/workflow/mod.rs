@@ -4,6 +4,7 @@
 
 mod agent_fields;
 mod compile;
+mod custom_fields;
 pub mod def;
 mod error;
 mod fields;
@@ -16,12 +17,15 @@ mod step_types;
 
 use std::collections::{BTreeMap, HashMap};
 
-pub use compile::{parse_recorded_workflow, parse_workflow};
+pub use super::custom_step::StepTypes;
+pub use compile::{
+    parse_recorded_workflow, parse_recorded_workflow_with, parse_workflow, parse_workflow_with,
+};
 pub use def::{AfterDef, InputDef, InputType, workflow_json_schema};
 pub use error::{ValidationError, WorkflowErrors};
 pub use inputs::InputError;
 pub use plan::{PLANNABLE_TYPES, plan_schema, planned_workflow};
-pub use step_types::{StepField, StepType, builtin_step_types};
+pub use step_types::{StepField, StepType, builtin_step_types, custom_step_types};
 
 use crate::ids::StepId;
 use crate::llm::{Budget, Role, Temperature};
@@ -100,6 +104,19 @@ impl Workflow {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The custom step types its steps use, each once.
+    pub fn custom_step_types(&self) -> Vec<&crate::custom_step::StepManifest> {
+        let mut used: Vec<&crate::custom_step::StepManifest> = Vec::new();
+        for step in &self.steps {
+            if let Action::Custom(custom) = &step.action
+                && !used.iter().any(|m| m.name == custom.manifest.name)
+            {
+                used.push(&custom.manifest);
+            }
+        }
+        used
     }
 
     /// The position of a step by id.
@@ -231,6 +248,15 @@ pub enum Action {
         path: String,
         inputs: BTreeMap<String, ValueTemplate>,
     },
+    /// A step of a type a manifest declares: its command, given the rendered `with`.
+    Custom(CustomAction),
+}
+
+/// A step of a custom type: its manifest, and its `with:` inputs as templates.
+#[derive(Debug, Clone)]
+pub struct CustomAction {
+    pub manifest: std::sync::Arc<crate::custom_step::StepManifest>,
+    pub with: BTreeMap<String, ValueTemplate>,
 }
 
 /// A model call with its templates compiled.
@@ -266,7 +292,7 @@ pub struct AgentSpec {
 
 impl Action {
     /// The step type as written in the file.
-    pub fn type_name(&self) -> &'static str {
+    pub fn type_name(&self) -> &str {
         match self {
             Action::ReadFile { .. } => "read_file",
             Action::EditFile { .. } => "edit_file",
@@ -275,6 +301,7 @@ impl Action {
             Action::Approval { .. } => "approval",
             Action::Llm(llm) => llm.type_name,
             Action::Workflow { .. } => "workflow",
+            Action::Custom(custom) => &custom.manifest.name,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The step types a workflow may use, with the fields each takes, read from the published
-//! schema of the workflow format (so the list can never disagree with what `validate` takes).
+//! The step types a workflow may use, with the fields each takes: the built-in ones read from
+//! the published schema of the workflow format (so the list can never disagree with what
+//! `validate` takes), the custom ones from their manifests' `inputs` schemas.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -12,9 +13,16 @@ pub struct StepType {
     /// What `type:` names.
     pub name: String,
     pub description: String,
-    /// Where it comes from: `built-in` (custom step types will name their manifest).
+    /// Where it comes from: `built-in`, or the manifest file.
     pub source: String,
+    /// For a custom type, what is written under `with:`; for a built-in, the step's fields.
     pub fields: Vec<StepField>,
+    /// For a custom type: whether each use waits for a person (`ask` or `allow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::custom_step::Approval>,
+    /// Why a manifest cannot be used, when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// One field a step type takes.
@@ -61,7 +69,59 @@ fn step_type(variant: &Value) -> Option<StepType> {
         description: text(variant),
         source: "built-in".into(),
         fields,
+        approval: None,
+        problem: None,
     })
+}
+
+/// The custom step types of `types`, by name, with their `with:` inputs (a manifest that
+/// cannot be used is listed with why).
+pub fn custom_step_types(types: &crate::custom_step::StepTypes) -> Vec<StepType> {
+    types
+        .iter()
+        .map(|(name, manifest)| match manifest {
+            Ok(manifest) => StepType {
+                name: name.to_string(),
+                description: manifest.description.clone().unwrap_or_default(),
+                source: manifest.path.clone(),
+                fields: input_fields(&manifest.inputs),
+                approval: Some(manifest.approval),
+                problem: None,
+            },
+            Err(problem) => StepType {
+                name: name.to_string(),
+                description: String::new(),
+                source: String::new(),
+                fields: Vec::new(),
+                approval: None,
+                problem: Some(problem.to_string()),
+            },
+        })
+        .collect()
+}
+
+/// The properties of an object schema, as fields.
+fn input_fields(schema: &Value) -> Vec<StepField> {
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|properties| {
+            properties
+                .iter()
+                .map(|(field, spec)| StepField {
+                    name: field.clone(),
+                    required: required.contains(&field.as_str()),
+                    kind: kind_of(spec),
+                    description: text(spec),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn text(value: &Value) -> String {

@@ -116,6 +116,7 @@ pub(crate) fn start_server(
         timeout_ms: None,
         max_output_bytes: 0,
         save_output: false,
+        stdin: None,
     };
     let env: Vec<_> = child_env(&request, |name| std::env::var_os(name))
         .into_iter()
@@ -174,6 +175,7 @@ async fn run(
     };
     tracing::debug!(supervisor = child.pid, command = %shown, "command started");
     let (stdout, stderr, report, control) = child_pipes(&mut child, &shown)?;
+    let feeding = feed_stdin(child.stdin.take(), req.stdin.clone());
     // Dropping it shuts the engine's writing side of the channel: the supervisor kills the
     // tree and reports `Killed` (so does the run's end, however it comes).
     let mut control = Some(control);
@@ -194,7 +196,8 @@ async fn run(
         let reading = async {
             tokio::join!(
                 out.drain(Some(stdout), live.as_ref()),
-                err.drain(Some(stderr), live.as_ref())
+                err.drain(Some(stderr), live.as_ref()),
+                feeding,
             );
         };
         let deadline = async {
@@ -321,6 +324,22 @@ async fn run(
         changes: Vec::new(),
         saved_output,
     }))
+}
+
+/// Writes `text` to the command's stdin and closes it, alongside the reading of its output
+/// (a command that answers before reading all of it must not stall either side). A command
+/// that closes its stdin early only stops the writing.
+async fn feed_stdin(stdin: Option<std::os::fd::OwnedFd>, text: Option<String>) {
+    use tokio::io::AsyncWriteExt;
+    let (Some(fd), Some(text)) = (stdin, text) else {
+        return;
+    };
+    let Ok(mut sender) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else {
+        return;
+    };
+    if let Err(error) = sender.write_all(text.as_bytes()).await {
+        tracing::debug!(%error, "the command did not read all of its stdin");
+    }
 }
 
 /// The command's output pipes as async readers, and the channel to its supervisor split into

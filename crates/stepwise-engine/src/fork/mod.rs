@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
+use stepwise_core::custom_step::StepTypes;
 use stepwise_core::event::{Event, ForkOrigin, RunStarted};
 use stepwise_core::ids::{EventSeq, StepId};
 use stepwise_core::run::{RewindTarget, RunState, rewind_targets};
-use stepwise_core::workflow::{Workflow, WorkflowErrors, parse_recorded_workflow};
+use stepwise_core::workflow::{Workflow, parse_recorded_workflow_with};
 use stepwise_store::{NewEvent, StoredEvent};
 
 use crate::drivers::RunHandle;
@@ -218,10 +219,7 @@ impl Engine {
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(&started.workspace));
                 let read_workflow = tokio::task::spawn_blocking(move || {
-                    let (workflow, source) = crate::workflow_file::load(&read)?;
-                    let subworkflows = crate::subrun::gather(&workflow, &read, Some(&workspace))
-                        .map_err(|errors| EngineError::Workflow(WorkflowErrors(errors)))?;
-                    Ok::<_, EngineError>((workflow, source, subworkflows))
+                    crate::workflow_file::load_in(&read, Some(&workspace))
                 })
                 .await
                 .map_err(|e| {
@@ -230,14 +228,21 @@ impl Engine {
                 Ok((read_workflow, path))
             }
             None => {
-                let workflow =
-                    parse_recorded_workflow(&started.workflow_path, &started.workflow_source)
-                        .map_err(EngineError::Workflow)?;
+                let workflow = parse_recorded_workflow_with(
+                    &started.workflow_path,
+                    &started.workflow_source,
+                    &StepTypes::from_recorded(&started.step_types),
+                )
+                .map_err(EngineError::Workflow)?;
+                let gathered = crate::subrun::Gathered {
+                    subworkflows: started.subworkflows.clone(),
+                    step_types: started.step_types.clone(),
+                };
                 Ok((
                     (
                         Arc::new(workflow),
                         started.workflow_source.clone(),
-                        started.subworkflows.clone(),
+                        gathered,
                     ),
                     PathBuf::from(&started.workflow_path),
                 ))

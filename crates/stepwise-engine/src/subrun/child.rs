@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use stepwise_core::custom_step::StepTypes;
 use stepwise_core::event::{RunStarted, StepPauses};
 use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::subrun::ParentLink;
-use stepwise_core::workflow::parse_recorded_workflow;
+use stepwise_core::workflow::parse_recorded_workflow_with;
 
 use super::CHILD_TRIGGER;
 use crate::context::Context;
@@ -47,8 +48,10 @@ pub(super) async fn start(ctx: &Arc<Context>, start: ChildStart) -> Result<(), E
                     start.workflow
                 ))
             })?;
+            let step_types = StepTypes::from_recorded(&parent.step_types);
             let workflow = Arc::new(
-                parse_recorded_workflow(&sub.path, &sub.source).map_err(EngineError::Workflow)?,
+                parse_recorded_workflow_with(&sub.path, &sub.source, &step_types)
+                    .map_err(EngineError::Workflow)?,
             );
             let given = start.inputs.as_object().cloned().unwrap_or_default();
             let inputs = workflow
@@ -84,6 +87,7 @@ pub(super) async fn start(ctx: &Arc<Context>, start: ChildStart) -> Result<(), E
                 },
                 fork: None,
                 subworkflows: sub.subworkflows.clone(),
+                step_types: parent.step_types.clone(),
                 parent: Some(ParentLink {
                     run_id: parent.run_id.clone(),
                     step: start.step,

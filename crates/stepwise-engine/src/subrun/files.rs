@@ -6,26 +6,42 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use stepwise_core::custom_step::{RecordedStepType, StepTypes};
 use stepwise_core::subrun::{MAX_DEPTH, MAX_FILES, SubWorkflow};
-use stepwise_core::workflow::{Action, Step, ValidationError, Workflow, parse_workflow};
+use stepwise_core::workflow::{Action, Step, ValidationError, Workflow, parse_workflow_with};
 
-/// Gathers what `workflow` (read from `file`) runs, or every problem found, each at the step
-/// that names the file.
+/// What a run records of the files its workflow uses besides itself.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Gathered {
+    /// The workflow files its `workflow` steps run, by `path` as written.
+    pub(crate) subworkflows: BTreeMap<String, SubWorkflow>,
+    /// The manifests of the custom step types it and those files use.
+    pub(crate) step_types: Vec<RecordedStepType>,
+}
+
+/// Gathers what `workflow` (read from `file`, its custom steps from `step_types`) runs, or
+/// every problem found, each at the step that names the file.
 pub(crate) fn gather(
     workflow: &Workflow,
     file: &Path,
     workspace: Option<&Path>,
-) -> Result<BTreeMap<String, SubWorkflow>, Vec<ValidationError>> {
+    step_types: &StepTypes,
+) -> Result<Gathered, Vec<ValidationError>> {
     let mut gatherer = Gatherer {
         workspace,
+        step_types,
+        used: BTreeMap::new(),
         chain: vec![identity(file)],
         files: 0,
         bytes: 0,
         errors: Vec::new(),
     };
-    let gathered = gatherer.gather(workflow, file);
+    let subworkflows = gatherer.gather(workflow, file);
     if gatherer.errors.is_empty() {
-        Ok(gathered)
+        Ok(Gathered {
+            subworkflows,
+            step_types: gatherer.used.into_values().collect(),
+        })
     } else {
         Err(gatherer.errors)
     }
@@ -37,6 +53,9 @@ const MAX_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
 struct Gatherer<'a> {
     workspace: Option<&'a Path>,
+    step_types: &'a StepTypes,
+    /// The manifests the files gathered so far use, by name.
+    used: BTreeMap<String, RecordedStepType>,
     /// The files from the top one down to the one being gathered.
     chain: Vec<PathBuf>,
     files: usize,
@@ -47,6 +66,11 @@ struct Gatherer<'a> {
 
 impl Gatherer<'_> {
     fn gather(&mut self, workflow: &Workflow, file: &Path) -> BTreeMap<String, SubWorkflow> {
+        for manifest in workflow.custom_step_types() {
+            self.used
+                .entry(manifest.name.clone())
+                .or_insert_with(|| manifest.recorded());
+        }
         let mut gathered = BTreeMap::new();
         for step in &workflow.steps {
             let Action::Workflow { path, .. } = &step.action else {
@@ -134,18 +158,19 @@ impl Gatherer<'_> {
                 return None;
             }
         };
-        let child = match parse_workflow(&found.display().to_string(), &source) {
-            Ok(child) => child,
-            Err(errors) => {
-                self.errors.push(error(format!(
-                    "`path`: `{path}` is not a valid workflow ({} problem{} below)",
-                    errors.0.len(),
-                    if errors.0.len() == 1 { "" } else { "s" }
-                )));
-                self.errors.extend(errors.0);
-                return None;
-            }
-        };
+        let child =
+            match parse_workflow_with(&found.display().to_string(), &source, self.step_types) {
+                Ok(child) => child,
+                Err(errors) => {
+                    self.errors.push(error(format!(
+                        "`path`: `{path}` is not a valid workflow ({} problem{} below)",
+                        errors.0.len(),
+                        if errors.0.len() == 1 { "" } else { "s" }
+                    )));
+                    self.errors.extend(errors.0);
+                    return None;
+                }
+            };
         self.check_inputs(step, path, &child, &error);
         self.chain.push(id);
         let subworkflows = self.gather(&child, &found);

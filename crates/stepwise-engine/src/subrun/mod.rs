@@ -23,7 +23,7 @@ use crate::context::Context;
 use crate::error::EngineError;
 use crate::exec::{AfterCrash, BoxFuture, Executor, OpContext, Outcome};
 
-pub(crate) use files::gather;
+pub(crate) use files::{Gathered, gather};
 pub use stepwise_core::subrun::CHILD_TRIGGER;
 
 /// The most a child run may give back, as JSON (it is recorded in the parent's log).

@@ -83,7 +83,7 @@ pub(super) fn prepare(
         env: &env,
         cwd: &cwd,
         lock,
-        stdin: false,
+        stdin: req.stdin.is_some(),
     })
     .map_err(|e| spawn_error(&program.to_string_lossy(), &e))?;
     Ok(PreparedCommand {

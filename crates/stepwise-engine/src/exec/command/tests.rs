@@ -17,6 +17,7 @@ fn request(command: CommandLine) -> CommandRequest {
         timeout_ms: None,
         max_output_bytes: 1 << 20,
         save_output: false,
+        stdin: None,
     }
 }
 
