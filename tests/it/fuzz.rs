@@ -417,6 +417,10 @@ fn result_for(request: &OperationRequest) -> OperationResult {
         OperationRequest::McpListTools { .. } => {
             OperationResult::McpToolsListed { tools: Vec::new() }
         }
+        OperationRequest::Remember { .. } => OperationResult::Remembered { replaced: false },
+        OperationRequest::Recall { .. } => OperationResult::Recalled {
+            entries: Vec::new(),
+        },
         OperationRequest::RunWorkflow { .. } => OperationResult::WorkflowFinished {
             run_id: "child".into(),
             output: serde_json::json!({}),

@@ -7,6 +7,7 @@ mod agent;
 mod agent_crash;
 mod agent_edits;
 mod agent_mcp;
+mod agent_memory;
 mod agent_protocols;
 mod app;
 mod app_agent;

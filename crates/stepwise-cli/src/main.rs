@@ -11,6 +11,7 @@ mod family;
 mod follow;
 mod fork;
 mod inspect;
+mod memory;
 mod output;
 mod progress;
 mod replay;
@@ -195,6 +196,13 @@ enum CliCommand {
         #[command(flatten)]
         wait: runs::Wait,
     },
+    /// The memories agent steps share (`memory: NAME`): without NAME, each memory and how
+    /// many entries it holds; with it, its entries; with `--forget KEY`, remove one.
+    Memory {
+        name: Option<String>,
+        #[arg(long, value_name = "KEY")]
+        forget: Option<String>,
+    },
     /// What a run's model calls cost: in all, per step, per model and per day.
     Cost {
         /// The run: its id, or any prefix of it that names one run (as `stepwise runs` shows).
@@ -276,6 +284,7 @@ impl CliCommand {
                 | CliCommand::Approvals { .. }
                 | CliCommand::Replay(_)
                 | CliCommand::Cost { .. }
+                | CliCommand::Memory { forget: None, .. }
         )
     }
 }
@@ -331,6 +340,9 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Run(args) => runs::run(engine, args, json).await,
         CliCommand::Runs { limit } => runs_list::list_runs(engine, limit, json).await,
         CliCommand::Cost { run } => cost::show(engine, &run, json).await,
+        CliCommand::Memory { name, forget } => {
+            memory::memory(engine, name.as_deref(), forget.as_deref(), json).await
+        }
         CliCommand::Show { run } => inspect::show(engine, &run, json).await,
         CliCommand::Verify { run } => audit::verify(engine, &run, json).await,
         CliCommand::Export { run, out } => audit::export(engine, &run, out.as_deref(), json).await,

@@ -79,6 +79,17 @@ pub enum OperationRequest {
         inputs: serde_json::Value,
         depth: u32,
     },
+    /// An agent remembers `text` under `key` in the shared memory `memory` (replacing what the
+    /// key held). Doing it twice leaves the same: after a crash it is simply done again.
+    Remember {
+        memory: String,
+        key: String,
+        text: String,
+    },
+    /// An agent recalls the entries of `memory` that best match `query`. No effect on the
+    /// world: after a crash it is simply asked again (what it answered then is what the run
+    /// recorded, so replay never asks).
+    Recall { memory: String, query: String },
 }
 
 impl OperationRequest {
@@ -95,6 +106,8 @@ impl OperationRequest {
             OperationRequest::McpListTools { .. } => "mcp_list_tools",
             OperationRequest::McpCall { .. } => "mcp_call",
             OperationRequest::RunWorkflow { .. } => "run_workflow",
+            OperationRequest::Remember { .. } => "remember",
+            OperationRequest::Recall { .. } => "recall",
         }
     }
 
@@ -246,6 +259,17 @@ pub enum OperationResult {
         run_id: String,
         output: serde_json::Value,
     },
+    /// Remembered; whether the key held something before.
+    Remembered { replaced: bool },
+    /// What a recall found, best first.
+    Recalled { entries: Vec<RecalledEntry> },
+}
+
+/// One entry a recall found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecalledEntry {
+    pub key: String,
+    pub text: String,
 }
 
 /// What one read of a batch returned.

@@ -7,6 +7,7 @@ use crate::exec::Executor;
 use crate::exec::kinds::{ListFiles, ReadBatch, ReadFile, RunCommand, SearchFiles, WriteFile};
 use crate::llm::LlmCall;
 use crate::mcp::{McpCall, McpListTools, McpServers};
+use crate::memory::{Recall, Remember};
 use crate::subrun::RunWorkflow;
 
 /// The executor of every operation kind.
@@ -21,6 +22,8 @@ pub(crate) struct Executors {
     mcp_list: McpListTools,
     mcp_call: McpCall,
     child_run: RunWorkflow,
+    remember: Remember,
+    recall: Recall,
 }
 
 impl Executors {
@@ -38,6 +41,8 @@ impl Executors {
             command: RunCommand,
             llm: LlmCall::new(),
             child_run: RunWorkflow,
+            remember: Remember,
+            recall: Recall,
         }
     }
 
@@ -54,6 +59,8 @@ impl Executors {
             OperationRequest::McpListTools { .. } => &self.mcp_list,
             OperationRequest::McpCall { .. } => &self.mcp_call,
             OperationRequest::RunWorkflow { .. } => &self.child_run,
+            OperationRequest::Remember { .. } => &self.remember,
+            OperationRequest::Recall { .. } => &self.recall,
         }
     }
 }

@@ -45,6 +45,7 @@ mod loading;
 mod lock;
 mod locks_dir_watch;
 mod mcp;
+mod memory;
 mod messages;
 mod policy_files;
 mod progress;
@@ -87,7 +88,7 @@ pub use sandbox::SandboxError;
 pub use start::StartRun;
 pub use step_types::{WORKSPACE_STEPS_DIR, load_step_types, user_steps_dir};
 pub use stepwise_core::records::{RunRow, StoredEvent};
-pub use stepwise_store::Verified;
+pub use stepwise_store::{MemoryEntry, MemorySummary, Verified};
 pub use subrun::{CHILD_TRIGGER, child_run_id, child_runs};
 #[doc(hidden)]
 pub use test_hooks::TestHooks;

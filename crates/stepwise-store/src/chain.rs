@@ -419,6 +419,7 @@ mod tests {
                      BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
                      DROP INDEX runs_parent;
                      ALTER TABLE runs DROP COLUMN parent_run_id;
+                     DROP TABLE memory_entries;
                      PRAGMA user_version = 6;",
                 )
                 .unwrap();

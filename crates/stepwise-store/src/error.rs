@@ -25,6 +25,11 @@ pub enum StoreError {
     /// A prefix matched several runs (at most [`crate::runs::AMBIGUOUS_MATCHES_SHOWN`] are listed).
     #[error("run prefix `{prefix}` is ambiguous: it matches {}", joined(.matches))]
     AmbiguousRun { prefix: String, matches: Vec<RunId> },
+    /// A memory holds as many entries as it may; a new key was not remembered.
+    #[error(
+        "memory `{memory}` holds {limit} entries, the most it may; forget some first (`stepwise memory {memory} --forget KEY`)"
+    )]
+    MemoryFull { memory: String, limit: u64 },
     /// A command was already handled (applied or refused); nothing was written.
     #[error("command {0} was already handled")]
     CommandHandled(i64),

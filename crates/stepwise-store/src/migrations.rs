@@ -192,7 +192,21 @@ const V8_AFTER: &str = r#"
 CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL;
 "#;
 
-const ALL: [&str; 8] = [
+/// Version 9: agent memory (`memory.rs`): short texts by key in named memories, shared by every
+/// run. Not part of any run's log: what a run read of it is recorded there.
+const V9_MEMORY: &str = r#"
+CREATE TABLE memory_entries (
+    memory        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    text          TEXT NOT NULL,
+    run_id        TEXT NOT NULL,
+    step          TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (memory, key)
+) WITHOUT ROWID;
+"#;
+
+const ALL: [&str; 9] = [
     V1_INITIAL,
     V2_SHARED_RUNS,
     V3_RUN_COST,
@@ -201,6 +215,7 @@ const ALL: [&str; 8] = [
     V6_BLOBS_BY_ROWID,
     V7_HASH_CHAIN,
     V8_RUN_PARENT,
+    V9_MEMORY,
 ];
 
 /// All migrations, oldest first.

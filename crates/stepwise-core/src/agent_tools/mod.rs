@@ -32,6 +32,13 @@ pub const BUILT_IN_TOOLS: &[&str] = &[
     "ask_person",
 ];
 
+/// The tools an agent step with `memory: NAME` is given besides the others.
+pub const MEMORY_TOOLS: &[&str] = &["remember", "recall"];
+/// The longest key and text an agent may remember, and the longest recall query.
+pub const MAX_MEMORY_KEY_CHARS: usize = 200;
+pub const MAX_MEMORY_TEXT_BYTES: usize = 8 * 1024;
+const MAX_RECALL_QUERY_BYTES: usize = 1024;
+
 /// The longest question an agent may put to a person, and the longest search pattern.
 const MAX_QUESTION_BYTES: usize = 16 * 1024;
 const MAX_PATTERN_BYTES: usize = 1024;
@@ -69,6 +76,7 @@ pub fn call_request(
     call: &ToolCall,
     offered: &[ToolSpec],
     mcp: &[McpTool],
+    memory: Option<&str>,
 ) -> Result<ToolAction, String> {
     if let Some(tool) = mcp.iter().find(|tool| tool.spec.name == call.name) {
         return mcp::mcp_call_request(call, tool);
@@ -173,6 +181,7 @@ pub fn call_request(
             let (path, edit) = edits::edit_request(&call.name, &call.arguments)?;
             Ok(ToolAction::Edit { path, edit })
         }
+        "remember" | "recall" => memory_request(call, memory),
         "ask_person" => match call.arguments.get("question") {
             Some(Value::String(q)) if !q.trim().is_empty() && q.len() <= MAX_QUESTION_BYTES => {
                 Ok(ToolAction::Ask {
@@ -186,6 +195,52 @@ pub fn call_request(
         },
         other => Err(format!("error: there is no tool `{other}`")),
     }
+}
+
+/// A `remember` or `recall` call, on the step's memory.
+fn memory_request(call: &ToolCall, memory: Option<&str>) -> Result<ToolAction, String> {
+    let Some(memory) = memory else {
+        return Err(format!("error: there is no tool `{}`", call.name));
+    };
+    let text_argument = |field: &str| match call.arguments.get(field) {
+        Some(Value::String(text)) => Ok(text.clone()),
+        _ => Err(format!("error: `{field}` must be a string")),
+    };
+    let request = if call.name == "remember" {
+        let key = text_argument("key")?.trim().to_string();
+        if key.is_empty()
+            || key.chars().count() > MAX_MEMORY_KEY_CHARS
+            || key.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "error: `key` must be 1 to {MAX_MEMORY_KEY_CHARS} characters on one line"
+            ));
+        }
+        let text = text_argument("text")?;
+        if text.trim().is_empty() || text.len() > MAX_MEMORY_TEXT_BYTES {
+            return Err(format!(
+                "error: `text` must be 1 byte to {} KiB",
+                MAX_MEMORY_TEXT_BYTES / 1024
+            ));
+        }
+        OperationRequest::Remember {
+            memory: memory.to_string(),
+            key,
+            text,
+        }
+    } else {
+        let query = text_argument("query")?;
+        if query.len() > MAX_RECALL_QUERY_BYTES {
+            return Err(format!(
+                "error: `query` must be at most {MAX_RECALL_QUERY_BYTES} bytes"
+            ));
+        }
+        OperationRequest::Recall {
+            memory: memory.to_string(),
+            query,
+        }
+    };
+    Ok(ToolAction::Operation(request))
 }
 
 /// A directory argument (`path`, `cwd`): the workspace's root when left out.

@@ -81,10 +81,30 @@ pub fn call_result(
                 capped(content)
             }
         }
+        Ok(OperationResult::Remembered { replaced }) => {
+            if *replaced {
+                "remembered (it replaced what the key held)".into()
+            } else {
+                "remembered".into()
+            }
+        }
+        Ok(OperationResult::Recalled { entries }) => {
+            if entries.is_empty() {
+                return "nothing remembered matches".into();
+            }
+            let shown: Vec<String> = entries
+                .iter()
+                .map(|entry| format!("[{}] {}", entry.key, entry.text))
+                .collect();
+            capped(&shown.join("\n"))
+        }
         Ok(_) => "error: the tool's operation returned something else than it asked for".into(),
         Err(error) => {
-            // The engine's words of an MCP server: what it did, never where it runs.
-            if let OperationErrorKind::Mcp = error.kind {
+            // The engine's words of an MCP server: what it did, never where it runs. A memory's
+            // words name nothing of this machine either.
+            if matches!(error.kind, OperationErrorKind::Mcp)
+                || matches!(call.name.as_str(), "remember" | "recall")
+            {
                 return capped(&format!("error: {}", error.message));
             }
             if call.name == "run_command" {

@@ -92,6 +92,30 @@ pub fn tool_spec(name: &str) -> Option<ToolSpec> {
                 "required": ["argv"]
             }),
         ),
+        "remember" => (
+            "Remember a text for later runs of this workflow (and any that share this memory), \
+             under a short key; remembering under a key again replaces what it held. Keep each \
+             text to one fact or decision.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string", "description": "A short name for it, e.g. `build-command`."},
+                    "text": {"type": "string", "description": "What to remember (at most 8 KiB)."}
+                },
+                "required": ["key", "text"]
+            }),
+        ),
+        "recall" => (
+            "Recall what was remembered: the entries (key and text) that share the most words \
+             with `query`, best first, at most 10; an empty query gives the most recent.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "Words to look for, e.g. `build command`."}
+                },
+                "required": ["query"]
+            }),
+        ),
         "ask_person" => (
             "Ask the person supervising you a question, when you cannot go on without their \
              answer. Returns what they reply.",

@@ -23,13 +23,18 @@ fn call(name: &str, arguments: Value) -> ToolCall {
 fn a_read_becomes_a_read_operation_and_wrong_calls_are_told_what_is_wrong() {
     let offered = vec![tool_spec("read_file").unwrap()];
     assert_eq!(
-        call_request(&call("read_file", json!({"path": "a.txt"})), &offered, &[]),
+        call_request(
+            &call("read_file", json!({"path": "a.txt"})),
+            &offered,
+            &[],
+            None
+        ),
         Ok(ToolAction::Operation(OperationRequest::ReadFile {
             path: "a.txt".into(),
             missing_ok: false
         }))
     );
-    let told = |c| call_request(&c, &offered, &[]).unwrap_err();
+    let told = |c| call_request(&c, &offered, &[], None).unwrap_err();
     assert!(told(call("read_file", json!({}))).contains("`path`"));
     // However it is spelled, the path read is the one the policy judges.
     for spelled in [
@@ -39,7 +44,12 @@ fn a_read_becomes_a_read_operation_and_wrong_calls_are_told_what_is_wrong() {
         "secrets\\key.txt",
     ] {
         assert_eq!(
-            call_request(&call("read_file", json!({"path": spelled})), &offered, &[]),
+            call_request(
+                &call("read_file", json!({"path": spelled})),
+                &offered,
+                &[],
+                None
+            ),
             Ok(ToolAction::Operation(OperationRequest::ReadFile {
                 path: "secrets/key.txt".into(),
                 missing_ok: false
@@ -55,14 +65,14 @@ fn a_read_becomes_a_read_operation_and_wrong_calls_are_told_what_is_wrong() {
     cut_off.malformed = Some("the arguments are not JSON (EOF); were they cut off?".into());
     assert!(told(cut_off).contains("were they cut off?; send them again"));
     // A built-in tool the step did not offer is not callable either.
-    assert!(call_request(&call("read_file", json!({"path": "a"})), &[], &[]).is_err());
+    assert!(call_request(&call("read_file", json!({"path": "a"})), &[], &[], None).is_err());
 }
 
 #[test]
 fn a_listing_shows_only_what_the_agent_may_read_and_says_when_it_is_cut() {
     let offered = vec![tool_spec("list_files").unwrap()];
     assert_eq!(
-        call_request(&call("list_files", json!({})), &offered, &[]),
+        call_request(&call("list_files", json!({})), &offered, &[], None),
         Ok(ToolAction::Operation(OperationRequest::ListFiles {
             path: ".".into(),
             glob: None
@@ -72,14 +82,23 @@ fn a_listing_shows_only_what_the_agent_may_read_and_says_when_it_is_cut() {
         call_request(
             &call("list_files", json!({"path": "./src/", "glob": "**/*.rs"})),
             &offered,
-            &[]
+            &[],
+            None
         ),
         Ok(ToolAction::Operation(OperationRequest::ListFiles {
             path: "src".into(),
             glob: Some("**/*.rs".into())
         }))
     );
-    assert!(call_request(&call("list_files", json!({"glob": "a{"})), &offered, &[]).is_err());
+    assert!(
+        call_request(
+            &call("list_files", json!({"glob": "a{"})),
+            &offered,
+            &[],
+            None
+        )
+        .is_err()
+    );
     let deny = crate::policy::RuleSpec {
         effect: Effect::Deny,
         kind: Some(GateKind::ReadFile),

@@ -14,6 +14,14 @@ use crate::operation::{OperationError, OperationErrorKind, OperationRequest, Ope
 use super::agent_turn::{AgentTurn, Judge, NextMove};
 use super::state::RunState;
 
+/// The shared memory an agent step remembers in, if it has one.
+pub(super) fn agent_memory(action: &crate::workflow::Action) -> Option<&str> {
+    match action {
+        crate::workflow::Action::Llm(llm) => llm.agent.as_ref()?.memory.as_deref(),
+        _ => None,
+    }
+}
+
 impl RunState {
     /// The agent's next move once a turn's call returned (or the turn began): the next call's
     /// operation, else the conversation back to the model with every result.
@@ -207,6 +215,7 @@ impl RunState {
             policy: &self.policy,
             approval_required: self.workflow.steps[index].approval_required,
             mcp: &step.mcp_tools,
+            memory: agent_memory(&self.workflow.steps[index].action),
         };
         match (request, outcome) {
             (OperationRequest::LlmCall(call), Ok(OperationResult::LlmReplied(reply)))

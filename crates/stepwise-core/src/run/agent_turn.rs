@@ -86,6 +86,8 @@ pub(crate) struct Judge<'a> {
     pub(crate) approval_required: bool,
     /// The MCP tools the step is offered.
     pub(crate) mcp: &'a [McpTool],
+    /// The shared memory its `remember` and `recall` use.
+    pub(crate) memory: Option<&'a str>,
 }
 
 impl AgentTurn {
@@ -379,7 +381,7 @@ impl AgentTurn {
 
 /// Where a call starts: refused at once, performed, put to the gate, or (an edit) read first.
 fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
-    let action = match call_request(call, &request.tools, judge.mcp) {
+    let action = match call_request(call, &request.tools, judge.mcp, judge.memory) {
         Ok(action) => action,
         Err(told) => return CallStage::Done(told),
     };

@@ -312,6 +312,7 @@ impl RunState {
                         policy: &self.policy,
                         approval_required: self.workflow.steps[i].approval_required,
                         mcp: &step.mcp_tools,
+                        memory: super::agent_step::agent_memory(&self.workflow.steps[i].action),
                     };
                     if let Some(turn) = step.agent.as_mut() {
                         turn.voided(judge);

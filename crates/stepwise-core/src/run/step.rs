@@ -188,9 +188,13 @@ pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRe
             | OperationRequest::SearchFiles { .. }
             | OperationRequest::ReadBatch { .. },
         ) => Purpose::Read,
-        (_, OperationRequest::McpListTools { .. } | OperationRequest::McpCall { .. }) => {
-            Purpose::Tool
-        }
+        (
+            _,
+            OperationRequest::McpListTools { .. }
+            | OperationRequest::McpCall { .. }
+            | OperationRequest::Remember { .. }
+            | OperationRequest::Recall { .. },
+        ) => Purpose::Tool,
         (_, OperationRequest::LlmCall(_)) => Purpose::Llm,
         (_, OperationRequest::RunWorkflow { .. }) => Purpose::Workflow,
     }

@@ -5,7 +5,7 @@ use super::def::ActionDef;
 use super::fields::StepContext;
 use super::llm_fields::DEFAULT_SCHEMA_RETRIES;
 use super::{AgentSpec, LlmAction};
-use crate::agent_tools::{BUILT_IN_TOOLS, tool_spec};
+use crate::agent_tools::{BUILT_IN_TOOLS, MEMORY_TOOLS, tool_spec};
 use crate::llm::Role;
 
 /// Model turns an agent step may take unless it says otherwise, and at most.
@@ -13,6 +13,16 @@ const DEFAULT_MAX_TURNS: u32 = 30;
 const MAX_TURNS_CEILING: u32 = 200;
 /// The longest name of an MCP server (names make the tools' names the model sees).
 const MAX_SERVER_NAME: usize = 32;
+/// The longest name of a memory.
+const MAX_MEMORY_NAME: usize = 64;
+
+fn is_memory_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_MEMORY_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
 
 impl StepContext<'_, '_> {
     pub(super) fn agent_action(&mut self, def: &ActionDef) -> Option<LlmAction> {
@@ -23,6 +33,7 @@ impl StepContext<'_, '_> {
             tools,
             mcp,
             max_turns,
+            memory,
             output_schema,
             temperature,
             max_tokens,
@@ -61,10 +72,33 @@ impl StepContext<'_, '_> {
             );
             return None;
         }
-        let names: Vec<&str> = match tools {
+        let memory = match memory.as_deref().map(str::trim) {
+            None => None,
+            Some(name) if is_memory_name(name) => Some(name.to_string()),
+            Some(name) => {
+                self.error(
+                    "memory",
+                    format!(
+                        "`{name}` is not a memory's name: letters, digits, `_`, `-` and `.`, at most {MAX_MEMORY_NAME}"
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut names: Vec<&str> = match tools {
             Some(names) => names.iter().map(String::as_str).collect(),
             None => BUILT_IN_TOOLS.to_vec(),
         };
+        if let Some(tool) = names.iter().find(|n| MEMORY_TOOLS.contains(n)) {
+            self.error(
+                "tools",
+                format!("`{tool}` comes with `memory: NAME`; it is not listed under `tools`"),
+            );
+            return None;
+        }
+        if memory.is_some() {
+            names.extend(MEMORY_TOOLS);
+        }
         let mut specs = Vec::new();
         for name in names {
             if specs.iter().any(|s: &crate::llm::ToolSpec| s.name == name) {
@@ -107,6 +141,7 @@ impl StepContext<'_, '_> {
                 tools: specs,
                 max_turns,
                 mcp: servers,
+                memory,
             }),
         })
     }

@@ -351,6 +351,11 @@ pub enum ActionDef {
         /// The most model turns it may take (default 30, at most 200).
         #[serde(default)]
         max_turns: Option<u32>,
+        /// A memory shared by every run (by this name): the agent is also given `remember`
+        /// (a text under a key) and `recall` (the entries that best match a query). Each use is
+        /// recorded, so replay sees what the agent saw; `stepwise memory NAME` shows them.
+        #[serde(default)]
+        memory: Option<String>,
         /// A JSON Schema the final answer must be a JSON value of.
         #[serde(default)]
         #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]

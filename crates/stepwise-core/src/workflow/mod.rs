@@ -288,6 +288,8 @@ pub struct AgentSpec {
     pub max_turns: u32,
     /// The MCP servers (of the user's settings) whose tools it is offered too.
     pub mcp: Vec<String>,
+    /// The shared memory it remembers in and recalls from (`remember` and `recall` offered).
+    pub memory: Option<String>,
 }
 
 impl Action {
