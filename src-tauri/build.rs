@@ -51,5 +51,9 @@ fn stepwise_commands() -> &'static [&'static str] {
         "fork_run",
         "list_forks",
         "compare_two_runs",
+        "list_step_types",
+        "list_memories",
+        "memory_entries",
+        "forget_memory",
     ]
 }

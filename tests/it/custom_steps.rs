@@ -192,6 +192,20 @@ steps:
         "missing {expected:?} in:\n{out}"
     );
 
+    // Which inputs are given is literal, templates or not: a missing or unexpected one is
+    // found at validation.
+    let templated = env.workflow(
+        "templated.yaml",
+        "name: t\ninputs:\n  n: {type: integer, default: 1}\nsteps:\n  - id: count\n    type: word-count\n    with:\n      min: ${inputs.n}\n      tpyo: ${inputs.n}\n",
+    );
+    let out = validate(&env, &templated);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stdout.contains("\"text\" is a required property"),
+        "{out}"
+    );
+    assert!(out.stdout.contains(":9:7: step `count`: `with`: Additional properties are not allowed ('tpyo' was unexpected)"), "{out}");
+
     // Without the workspace's manifests, the type is unknown.
     let out = env.stepwise(&[
         "validate",
@@ -270,6 +284,25 @@ fn steps_lists_custom_types_with_their_inputs_and_a_broken_manifest_with_why() {
         text.stdout.contains("with.text          string, required"),
         "{text}"
     );
+
+    // A workspace whose steps directory is a link elsewhere has its manifests refused.
+    let elsewhere = env.root().join("elsewhere");
+    std::fs::rename(env.ws.join(".stepwise/steps"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.ws.join(".stepwise/steps")).unwrap();
+    let listed = env.stepwise(&["steps", "--workspace", ws, "--json"]).json();
+    let count = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "word-count")
+        .cloned()
+        .unwrap();
+    assert!(
+        count["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("is a symbolic link")),
+        "{count}"
+    );
 }
 
 /// A step type whose executable is `script` (Python), allowed to run without asking.
@@ -343,6 +376,22 @@ fn an_executable_that_misbehaves_ends_its_step_with_a_clear_error() {
         "an event of {largest} bytes was recorded"
     );
 
+    // Inputs too large to give: refused before anything runs.
+    env.write(".stepwise/steps/odd.py", "print('{\"output\": 1}')\n");
+    env.write("big.txt", &"x".repeat(1_000_000));
+    env.workspace_policy("  - allow: read_file\n");
+    let big = env.workflow(
+        "big.yaml",
+        "name: big\nsteps:\n  - id: r\n    type: read_file\n    path: big.txt\n  - id: odd\n    needs: [r]\n    type: odd\n    with: {a: '${steps.r.output.content}', b: '${steps.r.output.content}', c: '${steps.r.output.content}', d: '${steps.r.output.content}', e: '${steps.r.output.content}'}\n",
+    );
+    let out = env.run(&big, &[]);
+    assert_eq!(out.code, 1, "{out}");
+    let e = error(&env.show(&out.run_id()));
+    assert!(
+        e.contains("its inputs take") && e.contains("at most 4 MiB"),
+        "{e}"
+    );
+
     // A hang: killed at the manifest's timeout, with its process group.
     let started = Instant::now();
     let show = misbehaving(&env, "import time\ntime.sleep(600)\n", "1s");
@@ -352,11 +401,7 @@ fn an_executable_that_misbehaves_ends_its_step_with_a_clear_error() {
         e.contains("step type `odd`: its command did not answer within 1s and was killed"),
         "{e}"
     );
-    let script = env
-        .ws
-        .join(".stepwise/steps/./odd.py")
-        .display()
-        .to_string();
+    let script = env.ws.join(".stepwise/steps/odd.py").display().to_string();
     assert!(
         crate::support::running_with_arg(&script).is_empty(),
         "the hung command lives on"

@@ -11,6 +11,7 @@ mod agent_memory;
 mod agent_protocols;
 mod app;
 mod app_agent;
+mod app_family;
 mod app_live;
 mod app_notify;
 mod app_review;

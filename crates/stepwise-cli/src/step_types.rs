@@ -6,6 +6,7 @@ use std::path::Path;
 use stepwise_core::workflow::{StepType, builtin_step_types, custom_step_types};
 
 use crate::exit::Exit;
+use crate::output::printable;
 
 pub fn steps(workspace: Option<&Path>, json: bool) -> anyhow::Result<Exit> {
     let current = std::env::current_dir().ok();
@@ -32,8 +33,8 @@ pub fn steps(workspace: Option<&Path>, json: bool) -> anyhow::Result<Exit> {
 
 fn print_type(step_type: &StepType) {
     if let Some(problem) = &step_type.problem {
-        println!("{}  (cannot be used)", step_type.name);
-        println!("    {problem}");
+        println!("{}  (cannot be used)", printable(&step_type.name));
+        println!("    {}", printable(problem));
         println!();
         return;
     }
@@ -45,13 +46,14 @@ fn print_type(step_type: &StepType) {
                 .unwrap_or_default();
             println!(
                 "{}  (custom: {}; approval: {approval})",
-                step_type.name, step_type.source
+                printable(&step_type.name),
+                printable(&step_type.source)
             );
         }
         None => println!("{}  ({})", step_type.name, step_type.source),
     }
     if !step_type.description.is_empty() {
-        println!("    {}", step_type.description);
+        println!("    {}", printable(&step_type.description));
     }
     let prefix = if step_type.approval.is_some() {
         "with."
@@ -60,8 +62,8 @@ fn print_type(step_type: &StepType) {
     };
     for field in &step_type.fields {
         let required = if field.required { ", required" } else { "" };
-        let name = format!("{prefix}{}", field.name);
-        println!("    {name:<18} {}{required}", field.kind);
+        let name = format!("{prefix}{}", printable(&field.name));
+        println!("    {name:<18} {}{required}", printable(&field.kind));
     }
     println!();
 }

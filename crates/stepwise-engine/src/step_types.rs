@@ -3,6 +3,7 @@
 //! a name both have). Each is read bounded in size; one that cannot be read or checked is
 //! kept with why, so that a workflow using it says so, and `stepwise steps` lists it.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,24 +26,33 @@ pub fn user_steps_dir() -> Option<PathBuf> {
 pub fn load_step_types(workspace: Option<&Path>) -> StepTypes {
     let mut types = StepTypes::none();
     if let Some(workspace) = workspace {
-        // A workspace's own files are read only as plain files: a project cannot point a
-        // manifest at a file elsewhere.
-        read_dir(
-            &workspace.join(WORKSPACE_STEPS_DIR),
-            Links::Refuse,
-            &mut types,
-        );
+        // A workspace's own files are read only as plain files in real directories: a project
+        // cannot point a manifest, or its steps directory, at files elsewhere.
+        let dir = workspace.join(WORKSPACE_STEPS_DIR);
+        let linked = [workspace.join(".stepwise"), dir.clone()]
+            .iter()
+            .any(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink()));
+        let refused = linked.then(|| {
+            format!(
+                "{} (or the .stepwise it is in) is a symbolic link; a workspace's step manifests must be in a real directory",
+                dir.display()
+            )
+        });
+        read_dir(&dir, Links::Refuse, refused.as_deref(), &mut types);
     }
     if let Some(dir) = user_steps_dir() {
-        read_dir(&dir, Links::Follow, &mut types);
+        read_dir(&dir, Links::Follow, None, &mut types);
     }
     types
 }
 
-fn read_dir(dir: &Path, links: Links, types: &mut StepTypes) {
+/// Reads the manifests of `dir` into `types`; with `refused`, only their names, each refused
+/// for that reason.
+fn read_dir(dir: &Path, links: Links, refused: Option<&str>, types: &mut StepTypes) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    // Bounded while listing: a directory of a million files is not collected whole.
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
@@ -50,13 +60,39 @@ fn read_dir(dir: &Path, links: Links, types: &mut StepTypes) {
             path.extension()
                 .is_some_and(|ext| ext == "yaml" || ext == "yml")
         })
+        .take(MAX_MANIFESTS * 4)
         .collect();
     files.sort();
-    for path in files.into_iter().take(MAX_MANIFESTS) {
+    let mut seen = BTreeSet::new();
+    for (i, path) in files.into_iter().enumerate() {
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if !seen.insert(name.clone()) {
+            types.refuse(
+                name.clone(),
+                format!(
+                    "{} declares `{name}` twice (as .yaml and .yml); keep one",
+                    dir.display()
+                ),
+            );
+            continue;
+        }
+        if let Some(why) = refused {
+            types.add(name, Err(why.to_string()));
+            continue;
+        }
+        if i >= MAX_MANIFESTS {
+            types.add(
+                name,
+                Err(format!(
+                    "not read: {} holds more than {MAX_MANIFESTS} manifests",
+                    dir.display()
+                )),
+            );
+            continue;
+        }
         let absolute = std::path::absolute(&path).unwrap_or(path);
         let label = absolute.display().to_string();
         let manifest = match read_text(&absolute, MAX_MANIFEST_BYTES, links) {

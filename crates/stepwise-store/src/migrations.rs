@@ -193,9 +193,12 @@ CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_i
 "#;
 
 /// Version 9: agent memory (`memory.rs`): short texts by key in named memories, shared by every
-/// run. Not part of any run's log: what a run read of it is recorded there.
-const V9_MEMORY: &str = r#"
-CREATE TABLE memory_entries (
+/// run. Not part of any run's log: what a run read of it is recorded there. And each run's
+/// family, so that the runs list shows child runs under their parent (`runs_page`): its
+/// top-level run, when that started, and its place in it (0 for the top-level run itself).
+/// The columns are added and filled by the hook, only where they are missing (as V8's).
+const V9_MEMORY_AND_FAMILIES: &str = r#"
+CREATE TABLE IF NOT EXISTS memory_entries (
     memory        TEXT NOT NULL,
     key           TEXT NOT NULL,
     text          TEXT NOT NULL,
@@ -204,6 +207,23 @@ CREATE TABLE memory_entries (
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (memory, key)
 ) WITHOUT ROWID;
+"#;
+
+/// What V9's hook runs once the family columns are there: every run its own family, then each
+/// child (a level of nesting at a time, as deep as children may nest) its parent's.
+const V9_FAMILIES: &str = r#"
+UPDATE runs SET family_run_id = run_id, family_at_ms = created_at_ms, family_seq = 0;
+"#;
+const V9_CHILDREN: &str = r#"
+UPDATE runs SET
+    family_run_id = (SELECT p.family_run_id FROM runs p WHERE p.run_id = runs.parent_run_id),
+    family_at_ms = (SELECT p.family_at_ms FROM runs p WHERE p.run_id = runs.parent_run_id),
+    family_seq = created_at_ms
+WHERE trigger = 'workflow' AND parent_run_id IN (SELECT run_id FROM runs);
+"#;
+const V9_AFTER: &str = r#"
+CREATE INDEX IF NOT EXISTS runs_family
+    ON runs(family_at_ms DESC, family_run_id DESC, family_seq, run_id);
 "#;
 
 const ALL: [&str; 9] = [
@@ -215,7 +235,7 @@ const ALL: [&str; 9] = [
     V6_BLOBS_BY_ROWID,
     V7_HASH_CHAIN,
     V8_RUN_PARENT,
-    V9_MEMORY,
+    V9_MEMORY_AND_FAMILIES,
 ];
 
 /// All migrations, oldest first.
@@ -251,6 +271,31 @@ pub(crate) fn migrations() -> Migrations<'static> {
                         tx.execute_batch(V8_AFTER)?;
                         Ok(())
                     })
+                } else if sql == V9_MEMORY_AND_FAMILIES {
+                    M::up_with_hook(sql, |tx: &rusqlite::Transaction| {
+                        for (column, kind) in [
+                            ("family_run_id", "TEXT"),
+                            ("family_at_ms", "INTEGER"),
+                            ("family_seq", "INTEGER"),
+                        ] {
+                            let has: bool = tx.query_row(
+                                "SELECT count(*) > 0 FROM pragma_table_info('runs') WHERE name = ?1",
+                                [column],
+                                |row| row.get(0),
+                            )?;
+                            if !has {
+                                tx.execute_batch(&format!(
+                                    "ALTER TABLE runs ADD COLUMN {column} {kind}"
+                                ))?;
+                            }
+                        }
+                        tx.execute_batch(V9_FAMILIES)?;
+                        for _ in 0..=stepwise_core::subrun::MAX_DEPTH {
+                            tx.execute_batch(V9_CHILDREN)?;
+                        }
+                        tx.execute_batch(V9_AFTER)?;
+                        Ok(())
+                    })
                 } else {
                     M::up(sql)
                 }
@@ -272,6 +317,50 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations().validate().is_ok());
+    }
+
+    /// Child runs recorded before version 9 are listed under their families after it.
+    #[test]
+    fn runs_recorded_before_families_get_theirs() {
+        use crate::test_support::{event, new_run, rid};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut store = crate::Store::open(&path, crate::Durability::Normal).unwrap();
+            for (id, at, trigger, parent) in [
+                ("top", 1, "cli", None),
+                ("child", 2, "workflow", Some("top")),
+                ("grandchild", 3, "workflow", Some("child")),
+                ("later", 4, "cli", None),
+            ] {
+                let run = crate::NewRun {
+                    trigger: trigger.into(),
+                    created_at_ms: at,
+                    parent: parent.map(rid),
+                    ..new_run(id)
+                };
+                store
+                    .create_run(&run, &[event("RunStarted", serde_json::json!({}))])
+                    .unwrap();
+            }
+            // As a database from before version 9 holds them.
+            store
+                .conn
+                .execute_batch(
+                    "DROP INDEX runs_family; DROP TABLE memory_entries;
+                     ALTER TABLE runs DROP COLUMN family_run_id;
+                     ALTER TABLE runs DROP COLUMN family_at_ms;
+                     ALTER TABLE runs DROP COLUMN family_seq;
+                     PRAGMA user_version = 8;",
+                )
+                .unwrap();
+        }
+        let store = crate::Store::open(&path, crate::Durability::Normal).unwrap();
+        let page = store
+            .runs_page(&crate::RunFilter::default(), 0, 10)
+            .unwrap();
+        let ids: Vec<&str> = page.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, ["later", "top", "child", "grandchild"]);
     }
 
     /// Blobs stored before version 6 are read after it, and stay immutable.

@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use stepwise_core::ids::{EventSeq, RunId};
 pub use stepwise_core::records::RunRow;
 use stepwise_core::run::RunStatus;
+use stepwise_core::subrun::CHILD_TRIGGER;
 
 use crate::events::{NewEvent, insert_events};
 use crate::{Store, StoreError};
@@ -91,8 +92,9 @@ impl Store {
         // last_seq, which is safe because nobody else can see it before the commit.
         let inserted = tx
             .prepare_cached(&format!(
-                "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs), 0, ?11)"
+                "INSERT INTO runs ({RUN_COLUMNS}, family_run_id, family_at_ms, family_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs), 0, ?11, ?1, ?8, 0)"
             ))?
             .execute(params![
                 run.run_id.as_str(),
@@ -115,6 +117,20 @@ impl Store {
             }
             other => other?,
         };
+        // Its family, for the runs list: a child run is listed under its parent's top-level
+        // run, after it, in the order they started (see `runs_page`).
+        tx.prepare_cached(
+            "UPDATE runs SET
+                 family_run_id = COALESCE(
+                     (SELECT p.family_run_id FROM runs p WHERE p.run_id = runs.parent_run_id),
+                     runs.parent_run_id),
+                 family_at_ms = COALESCE(
+                     (SELECT p.family_at_ms FROM runs p WHERE p.run_id = runs.parent_run_id),
+                     runs.created_at_ms),
+                 family_seq = runs.created_at_ms
+             WHERE run_id = ?1 AND trigger = ?2 AND parent_run_id IS NOT NULL",
+        )?
+        .execute(params![run.run_id.as_str(), CHILD_TRIGGER])?;
         insert_events(&tx, &run.run_id, EventSeq::ZERO, events)?;
         tx.commit()?;
         self.commits += 1;

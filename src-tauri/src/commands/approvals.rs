@@ -33,6 +33,7 @@ pub async fn inbox(engine: &Engine) -> Result<InboxView, AppError> {
             reason: asked.approval.approval.reason,
             requested_seq: asked.approval.approval.requested_seq.get(),
             requested_at_ms: asked.asked_at_ms,
+            parent: asked.approval.parent.map(|link| *link),
         })
         .collect();
     items.sort_by_key(|item| std::cmp::Reverse(item.requested_at_ms));

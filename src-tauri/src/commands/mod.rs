@@ -4,8 +4,10 @@
 mod approvals;
 mod cost;
 mod live;
+mod memory;
 mod run_view;
 mod runs;
+mod step_types;
 #[cfg(test)]
 mod tests;
 mod time_travel;
@@ -46,5 +48,9 @@ pub fn handler<R: Runtime>() -> impl Fn(Invoke<R>) -> bool + Send + Sync + 'stat
         time_travel::fork_run,
         time_travel::list_forks,
         time_travel::compare_two_runs,
+        step_types::list_step_types,
+        memory::list_memories,
+        memory::memory_entries,
+        memory::forget_memory,
     ]
 }

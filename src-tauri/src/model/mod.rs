@@ -14,9 +14,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 use stepwise_core::event::{Event, Proposal, Resolution};
-use stepwise_core::ids::{EventSeq, StepId};
+use stepwise_core::ids::{EventSeq, RunId, StepId};
+use stepwise_core::operation::OperationRequest;
 use stepwise_core::run::{CostTally, RunState, StateError, StepStatus, Timings};
-use stepwise_engine::{LoadedRun, LoggedEvent, RunRow};
+use stepwise_engine::{LoadedRun, LoggedEvent, RunRow, child_run_id};
 
 use crate::view::{
     ApprovalItem, BarSegment, DecisionView, OperationView, RunHead, RunOverview, StepBar,
@@ -71,6 +72,8 @@ pub struct RunModel {
     /// Steps waiting for a person's approval: the header lists their questions without going
     /// through every step of the run at each update.
     asking: BTreeSet<StepId>,
+    /// The child run each `workflow` step started last.
+    children: HashMap<StepId, RunId>,
 }
 
 impl RunModel {
@@ -89,6 +92,7 @@ impl RunModel {
             failed: BTreeMap::new(),
             unknown: BTreeSet::new(),
             asking: BTreeSet::new(),
+            children: HashMap::new(),
         };
         // Every step is looked at once.
         let all: Vec<StepId> = model
@@ -168,7 +172,11 @@ impl RunModel {
         self.cost.apply(seq, at, event);
         let step = self.step_of(event);
         match event {
-            Event::OperationStarted { step, .. } => {
+            Event::OperationStarted { step, request, .. } => {
+                if let OperationRequest::RunWorkflow { .. } = request {
+                    self.children
+                        .insert(step.clone(), child_run_id(&self.row.run_id, seq));
+                }
                 self.op_step.insert(seq, step.clone());
                 self.step_ops.entry(step.clone()).or_default().push(OpSeqs {
                     started: seq,
@@ -303,6 +311,7 @@ impl RunModel {
                     .get(&approval.requested_seq)
                     .copied()
                     .unwrap_or(self.row.updated_at_ms),
+                parent: self.state.started().parent.clone(),
             })
             .collect();
         // A run the engine could not go on with says so first, in the engine's words.
@@ -379,6 +388,7 @@ impl RunModel {
                 .get(&step.id)
                 .cloned()
                 .unwrap_or_default(),
+            child_run: self.children.get(&step.id).cloned(),
         })
     }
 

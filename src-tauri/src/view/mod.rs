@@ -16,6 +16,7 @@ use serde_json::Value;
 use stepwise_core::event::Proposal;
 use stepwise_core::ids::{RunId, StepId};
 use stepwise_core::run::CostLine;
+use stepwise_core::subrun::ParentLink;
 use stepwise_engine::{LoggedEvent, RunRow, RunSummary};
 use ts_rs::TS;
 
@@ -39,8 +40,10 @@ pub struct RunListItem {
     pub cost_micro_usd: u64,
     /// The process driving it (`pid 4242`), if one is.
     pub held_by: Option<String>,
-    /// The run it was forked from.
+    /// The run it was forked from, or (`is_child`) whose `workflow` step started it.
     pub parent: Option<RunId>,
+    /// A child run: a step of `parent` runs it as a sub-workflow.
+    pub is_child: bool,
 }
 
 /// A page of the runs list, newest first: the rows a list shows, and counts for its filters.
@@ -93,6 +96,8 @@ pub struct ApprovalItem {
     pub requested_seq: u64,
     #[ts(type = "number")]
     pub requested_at_ms: i64,
+    /// For a child run's question: the run and step that started it.
+    pub parent: Option<ParentLink>,
 }
 
 /// The approvals inbox, and the runs that could not be read to fill it.
@@ -261,7 +266,29 @@ pub fn run_list_item(row: &RunRow, held_by: Option<String>) -> RunListItem {
         cost_micro_usd: row.cost_micro_usd,
         held_by,
         parent: row.parent.clone(),
+        is_child: row.is_child(),
     }
+}
+
+/// A memory agent steps share (`memory: NAME`), as the Workflows view lists it.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct MemoryView {
+    pub name: String,
+    #[ts(type = "number")]
+    pub entries: u64,
+    #[ts(type = "number")]
+    pub updated_at_ms: i64,
+}
+
+/// One entry of a memory, with the run and step that last remembered it.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct MemoryEntryView {
+    pub key: String,
+    pub text: String,
+    pub run_id: String,
+    pub step: String,
+    #[ts(type = "number")]
+    pub updated_at_ms: i64,
 }
 
 /// One recorded event as the raw log shows it.
@@ -296,6 +323,9 @@ pub fn export_all(dir: &std::path::Path) -> Result<(), ts_rs::ExportError> {
     RewindView::export_all_to(dir)?;
     ForkResult::export_all_to(dir)?;
     ComparisonView::export_all_to(dir)?;
+    MemoryView::export_all_to(dir)?;
+    MemoryEntryView::export_all_to(dir)?;
+    stepwise_core::workflow::StepType::export_all_to(dir)?;
     stepwise_core::event::Resolution::export_all_to(dir)?;
     crate::error::AppError::export_all_to(dir)?;
     Ok(())

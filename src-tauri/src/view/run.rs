@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use stepwise_core::checkpoint::FileChange;
 use stepwise_core::event::DecisionMode;
-use stepwise_core::ids::StepId;
+use stepwise_core::ids::{RunId, StepId};
 use stepwise_core::llm::Budget;
 use stepwise_core::run::ConversationTurn;
 use stepwise_core::run::{CostLine, Segment, SegmentKind, StepStatus, StepTiming};
@@ -82,6 +82,8 @@ pub struct StepRow {
     pub segments: Vec<Segment>,
     /// Model calls' tokens and cost.
     pub cost: CostLine,
+    /// A `workflow` step: the child run it started last.
+    pub child_run: Option<RunId>,
 }
 
 /// The rows of the steps table a list shows, from `offset`, of `total` that match its filter.

@@ -39,8 +39,8 @@ afterEach(() => {
 
 describe("the approvals inbox", () => {
   it("selects the newest question and shows its diff, with a count in the navigation", () => {
-    expect(count()).toBe(7);
-    expect(text(document, '[data-testid="approvals-count"]')).toBe("7");
+    expect(count()).toBe(8);
+    expect(text(document, '[data-testid="approvals-count"]')).toBe("8");
     expect(selected()).toBe("src/utils.py");
     const added = [...document.querySelectorAll(".diff-row.add")].map((r) => r.textContent);
     const removed = [...document.querySelectorAll(".diff-row.del")].map((r) => r.textContent);
@@ -65,8 +65,8 @@ describe("the approvals inbox", () => {
     press("a");
     await settle();
     expect(calls("approveStep")).toEqual([{ run: first.run_id, step: "edit", proposalHash: first.proposal_hash }]);
-    expect(count()).toBe(6);
-    expect(text(document, '[data-testid="approvals-count"]')).toBe("6");
+    expect(count()).toBe(7);
+    expect(text(document, '[data-testid="approvals-count"]')).toBe("7");
     expect(selected()).toBe("tests/test_utils.py");
     expect(text(document, ".toasts")).toContain("Approved");
   });
@@ -101,7 +101,7 @@ describe("the approvals inbox", () => {
     await settle();
     expect(calls("approveStep")).toHaveLength(0);
     expect(calls("rejectStep")).toMatchObject([{ step: "create_test", reason: "a test per edge case, please" }]);
-    expect(count()).toBe(6);
+    expect(count()).toBe(7);
     expect(document.querySelector("#reject-reason")).toBeNull();
   });
 
@@ -129,7 +129,7 @@ describe("the approvals inbox", () => {
     await settle();
     const args = calls("approveStep")[0] as ApproveArgs;
     expect(args.editedContent).toMatch(/# reviewed\n$/);
-    expect(count()).toBe(6);
+    expect(count()).toBe(7);
   });
 
   it("edits a command as one argument per line", async () => {
@@ -171,7 +171,7 @@ describe("the approvals inbox", () => {
     const box = text(document, '[data-testid="approval-detail"] [role="alert"]');
     expect(box).toContain("refused");
     expect(box).toContain("the proposal of step `edit` changed");
-    expect(count()).toBe(7);
+    expect(count()).toBe(8);
     expect((calls("rejectStep")[0] as RejectArgs).reason).toBe("no");
   });
 });

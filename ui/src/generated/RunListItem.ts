@@ -19,6 +19,10 @@ trigger: string, started_at_ms: number, updated_at_ms: number, cost_micro_usd: n
  */
 held_by: string | null, 
 /**
- * The run it was forked from.
+ * The run it was forked from, or (`is_child`) whose `workflow` step started it.
  */
-parent: RunId | null, };
+parent: RunId | null, 
+/**
+ * A child run: a step of `parent` runs it as a sub-workflow.
+ */
+is_child: boolean, };

@@ -20,6 +20,9 @@ import type { RewindView } from "../generated/RewindView";
 import type { ForkResult } from "../generated/ForkResult";
 import type { ComparisonView } from "../generated/ComparisonView";
 import type { RunListItem } from "../generated/RunListItem";
+import type { MemoryEntryView } from "../generated/MemoryEntryView";
+import type { MemoryView } from "../generated/MemoryView";
+import type { StepType } from "../generated/StepType";
 
 export interface ApproveArgs {
   run: string;
@@ -96,6 +99,14 @@ export interface Backend {
   /** The runs forked from `run`, oldest first. */
   listForks(run: string): Promise<RunListItem[]>;
   compareRuns(first: string, second: string): Promise<ComparisonView>;
+  /** The step types a workflow may use: built-in, then the manifests of `workspace` (default:
+   * the app's) and the user's. */
+  listStepTypes(workspace?: string): Promise<StepType[]>;
+  /** The memories agent steps share, by name. */
+  listMemories(): Promise<MemoryView[]>;
+  memoryEntries(memory: string): Promise<MemoryEntryView[]>;
+  /** Removes `key` from `memory`; whether it was there. */
+  forgetMemory(memory: string, key: string): Promise<boolean>;
 }
 
 export interface ForkArgs {

@@ -9,6 +9,7 @@ import type { DecisionView } from "../generated/DecisionView";
 import type { EventView } from "../generated/EventView";
 import type { FileChangeView } from "../generated/FileChangeView";
 import type { OperationView } from "../generated/OperationView";
+import type { ParentLink } from "../generated/ParentLink";
 import type { Proposal } from "../generated/Proposal";
 import type { RunListItem } from "../generated/RunListItem";
 import type { Segment } from "../generated/Segment";
@@ -69,6 +70,8 @@ export interface StepSpec {
   /** For a step waiting for approval: what it asks. */
   proposal?: Proposal;
   approvalReason?: string;
+  /** A `workflow` step: the child run it started. */
+  childRun?: string;
 }
 
 export interface RunSpec {
@@ -85,6 +88,8 @@ export interface RunSpec {
   heldBy?: string | null;
   steps: StepSpec[];
   note?: string | null;
+  /** A child run: the run and step that started it. */
+  parent?: ParentLink;
 }
 
 /** A run's cost, whole and broken down (what the Rust side sums from the log). */
@@ -111,6 +116,7 @@ export interface StepView {
   cost: CostLine;
   conversation?: ConversationTurn[];
   file_changes?: FileChangeView[];
+  child_run?: string | null;
 }
 
 /** A run as the mock keeps it. */
@@ -132,6 +138,8 @@ export interface BuiltRun {
   detail: RunDetail;
   events: EventView[];
   approvals: ApprovalItem[];
+  /** A child run: the run and step that started it. */
+  parent?: ParentLink | null;
 }
 
 /** A stand-in for a content hash: stable, 64 hex digits, not cryptographic. */
@@ -257,6 +265,7 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
               proposal_hash: hash,
               reason,
               requested_at_ms: t,
+              parent: spec.parent ?? null,
             },
           });
         } else if (s.decisions?.[waitsDecided] ?? s.decision) {
@@ -372,6 +381,7 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
       segments,
       operations: [],
       cost,
+      child_run: s.childRun ?? null,
     });
   }
 
@@ -411,7 +421,8 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
     updated_at_ms: updated,
     cost_micro_usd: report.total.micro_usd,
     held_by: spec.heldBy ?? (finished ? null : "pid 4242"),
-    parent: null,
+    parent: spec.parent?.run_id ?? null,
+    is_child: !!spec.parent,
   };
   const pending: ApprovalItem[] = approvals.map((a) => ({ ...a.item, requested_seq: a.draft.seq! }));
   const failedNote = steps
@@ -430,7 +441,7 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
     last_seq: events.length,
     note: spec.note ?? (failedNote || null),
   };
-  return { item, detail, events, approvals: pending };
+  return { item, detail, events, approvals: pending, parent: spec.parent ?? null };
 }
 
 /** A small seeded random source (mulberry32), so generated fixtures are the same each time. */

@@ -11,6 +11,10 @@ import type { RunListItem } from "../generated/RunListItem";
 import type { StepStatus } from "../generated/StepStatus";
 import type { WorkflowInfo } from "../generated/WorkflowInfo";
 import { agentStep, CALC_AFTER, CALC_BEFORE } from "./agentFixture";
+import { familyRuns } from "./familyFixture";
+import { memories, stepTypes } from "./libraryFixture";
+import type { MemoryEntryView } from "../generated/MemoryEntryView";
+import type { StepType } from "../generated/StepType";
 import { buildRun, fakeHash, fakeUuid, seeded, type BuiltRun, type RunSpec, type StepSpec } from "./fixtureBuilder";
 
 export const USER = "dana";
@@ -243,6 +247,10 @@ export interface Fixtures {
   workflows: WorkflowInfo[];
   trees: Record<string, FileNode[]>;
   now: number;
+  /** The Workflows view's Steps tab (none: only what a test adds). */
+  stepTypes?: StepType[];
+  /** Memories by name. */
+  memories?: Record<string, MemoryEntryView[]>;
 }
 
 function file(path: string, size: number, marks: { touched?: boolean } = {}): FileNode {
@@ -721,6 +729,8 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     ],
   });
 
+  runs.push(...familyRuns(now, WORKSPACE, MIN));
+
   // Older history: a few days of ordinary runs with model calls, for the Cost view.
   const hist = seeded(11);
   const aliases: ModelAlias[] = ["sonnet", "mini", "flash", "local"];
@@ -753,6 +763,8 @@ export function createFixtures(now: number = Date.now()): Fixtures {
     workflows: workflows(),
     trees: { [WORKSPACE]: workspaceTree(), [DEMO_WORKSPACE]: [file("issues.json", 48_000, { touched: true }), file("utils.py", 420)] },
     now,
+    stepTypes: stepTypes(WORKSPACE),
+    memories: memories(now, runs[0].id),
   };
 }
 
@@ -869,6 +881,7 @@ export function generateRunList(count = 10_000, now: number = Date.now()): RunLi
       cost_micro_usd: Math.floor(rand() * 90_000),
       held_by: status === "running" || status === "awaiting_approval" ? "pid 4242" : null,
       parent: null,
+      is_child: false,
     });
   }
   return out;

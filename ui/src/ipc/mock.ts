@@ -22,6 +22,9 @@ import type { RunFeedItem } from "../generated/RunFeedItem";
 import type { RunListItem } from "../generated/RunListItem";
 import type { JsonValue } from "../generated/serde_json/JsonValue";
 import type { WorkflowInfo } from "../generated/WorkflowInfo";
+import type { MemoryEntryView } from "../generated/MemoryEntryView";
+import type { MemoryView } from "../generated/MemoryView";
+import type { StepType } from "../generated/StepType";
 import type { WorkspaceView } from "../generated/WorkspaceView";
 import type { FileNode } from "../generated/FileNode";
 import { countByStatus, filterRuns, sortRuns } from "../lib/runsFilter";
@@ -55,6 +58,8 @@ export class MockBackend implements Backend {
   /** Runs known only as list rows (generated in bulk); detailed on first request. */
   private readonly rows = new Map<string, RunListItem>();
   private readonly workflowList: WorkflowInfo[];
+  private readonly stepTypeList: StepType[];
+  private readonly memoryEntryLists: Map<string, MemoryEntryView[]>;
   private readonly trees: Record<string, FileNode[]>;
   private readonly listeners: Array<(s: LiveSignal) => void> = [];
   private follower: { run: string; onItem: (item: RunFeedItem) => void } | null = null;
@@ -72,6 +77,8 @@ export class MockBackend implements Backend {
     this.info = fixtures.appInfo;
     for (const r of fixtures.runs) this.runs.set(r.item.run_id, r);
     this.workflowList = fixtures.workflows;
+    this.stepTypeList = fixtures.stepTypes ?? [];
+    this.memoryEntryLists = new Map(Object.entries(clone(fixtures.memories ?? {})));
     this.trees = fixtures.trees;
     this.latencyMs = options.latencyMs ?? 0;
   }
@@ -341,6 +348,32 @@ export class MockBackend implements Backend {
     return clone([...this.runs.values()].map((r) => r.item).filter((item) => item.parent === run));
   }
 
+  async listStepTypes(workspace?: string): Promise<StepType[]> {
+    await this.enter("listStepTypes", [workspace]);
+    return clone(this.stepTypeList);
+  }
+
+  async listMemories(): Promise<MemoryView[]> {
+    await this.enter("listMemories", []);
+    return [...this.memoryEntryLists.entries()]
+      .filter(([, entries]) => entries.length > 0)
+      .map(([name, entries]) => ({ name, entries: entries.length, updated_at_ms: Math.max(...entries.map((e) => e.updated_at_ms)) }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async memoryEntries(memory: string): Promise<MemoryEntryView[]> {
+    await this.enter("memoryEntries", [memory]);
+    return clone([...(this.memoryEntryLists.get(memory) ?? [])].sort((a, b) => a.key.localeCompare(b.key)));
+  }
+
+  async forgetMemory(memory: string, key: string): Promise<boolean> {
+    await this.enter("forgetMemory", [memory, key]);
+    const entries = this.memoryEntryLists.get(memory) ?? [];
+    const kept = entries.filter((e) => e.key !== key);
+    this.memoryEntryLists.set(memory, kept);
+    return kept.length < entries.length;
+  }
+
   async compareRuns(first: string, second: string): Promise<ComparisonView> {
     await this.enter("compareRuns", [first, second]);
     return clone(compareBuilt(this.run(first), this.run(second)));
@@ -495,6 +528,7 @@ export class MockBackend implements Backend {
       reason,
       requested_seq: asked.seq,
       requested_at_ms: now,
+      parent: run.parent ?? null,
     };
     run.approvals.push(item);
     run.detail.pending = [...run.approvals];

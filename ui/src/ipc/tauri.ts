@@ -36,6 +36,10 @@ export const tauriBackend: Backend = {
     invoke("fork_run", { run: a.run, step: a.step, inputs: a.inputs, workspace: a.workspace ?? null, proposalHash: a.proposalHash ?? null }),
   listForks: (run) => invoke("list_forks", { run }),
   compareRuns: (first, second) => invoke("compare_two_runs", { first, second }),
+  listStepTypes: (workspace) => invoke("list_step_types", { workspace: workspace ?? null }),
+  listMemories: () => invoke("list_memories"),
+  memoryEntries: (memory) => invoke("memory_entries", { memory }),
+  forgetMemory: (memory, key) => invoke("forget_memory", { memory, key }),
   rejectStep: (a) =>
     invoke("reject_step", { run: a.run, step: a.step, proposalHash: a.proposalHash, reason: a.reason }),
   listWorkflows: (workspace) => invoke("list_workflows", { workspace: workspace ?? null }),

@@ -13,6 +13,7 @@ const item = (run: string, step: string, hash: string, at: number): ApprovalItem
   reason: "a manual gate",
   requested_seq: at,
   requested_at_ms: at,
+  parent: null,
 });
 
 const A = item("r1", "edit", "h1", 300);

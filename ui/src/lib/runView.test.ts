@@ -17,6 +17,7 @@ const head = (over: Partial<RunOverview["head"]> = {}): RunOverview["head"] => (
     cost_micro_usd: 0,
     held_by: "pid 1",
     parent: null,
+    is_child: false,
   },
   note: null,
   pending: [],
@@ -49,6 +50,7 @@ const row = (index: number, id: string, over: Partial<StepRow> = {}): StepRow =>
   timing: { total_ms: 0, waiting_ms: 0, executing_ms: 0, waiting_now: false },
   segments: [],
   cost: { calls: 0, input_tokens: 0, output_tokens: 0, micro_usd: 0, after_crash: 0, simulated: 0 },
+  child_run: null,
   ...over,
 });
 

@@ -14,6 +14,7 @@ const run = (run_id: string, workflow: string, status: string, started: number):
   cost_micro_usd: 0,
   held_by: null,
   parent: null,
+  is_child: false,
 });
 
 const RUNS = [

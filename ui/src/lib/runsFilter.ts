@@ -25,7 +25,20 @@ export function filterRuns(runs: readonly RunListItem[], filter: RunFilter): Run
 
 /** Newest first (the order the list shows). */
 export function sortRuns(runs: readonly RunListItem[]): RunListItem[] {
-  return [...runs].sort((a, b) => b.started_at_ms - a.started_at_ms || (a.run_id < b.run_id ? -1 : 1));
+  // As the store lists them: newest family first, a child run right after its family's
+  // top-level run, the children in the order they started.
+  const byId = new Map(runs.map((r) => [r.run_id, r]));
+  const top = (run: RunListItem): RunListItem => {
+    let at = run;
+    for (let depth = 0; depth < 16 && at.is_child && at.parent && byId.has(at.parent); depth++) at = byId.get(at.parent)!;
+    return at;
+  };
+  const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return [...runs].sort((a, b) => {
+    const [ta, tb] = [top(a), top(b)];
+    const [sa, sb] = [a === ta ? 0 : a.started_at_ms, b === tb ? 0 : b.started_at_ms];
+    return tb.started_at_ms - ta.started_at_ms || order(ta.run_id, tb.run_id) || sa - sb || order(a.run_id, b.run_id);
+  });
 }
 
 /** How many runs have each status, for the filter's labels. */

@@ -88,7 +88,7 @@ const selectedInbox = (page) => page.locator('[data-testid="inbox"] [aria-select
 test("runs: every run with its status, filtered and searched", async (page) => {
   const rows = page.locator('[data-testid="runs-list"] [role="option"]');
   await count(rows, (n) => n >= 20, "many run rows");
-  await hasText(page.locator('[data-testid="runs-count"]'), "32 of 32", "the run count");
+  await hasText(page.locator('[data-testid="runs-count"]'), "34 of 34", "the run count");
   await hasText(page.locator('[data-run="b2c4e6f8-1a3b-4c5d-8e9f-a0b1c2d3e4f5"]'), ["failed", "refactor-cli", "b2c4e6f8", "cli (dana)", "$0.00348"], "the failed run's row");
   await hasText(page.locator('[data-run="3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13"]'), ["running", "docs-refresh", "watch (docs/**)"], "the running run's row");
   await shot(page, "runs");
@@ -124,7 +124,7 @@ test("runs: the keyboard opens a run, a live signal adds a row", async (page) =>
     const m = window.__STEPWISE_MOCK__;
     return m.listWorkflows().then((w) => m.startRun(w.find((x) => x.name === "hello").path, {}));
   });
-  await hasText(page.locator('[data-testid="runs-count"]'), "33 of 33", "the count after a run started elsewhere");
+  await hasText(page.locator('[data-testid="runs-count"]'), "35 of 35", "the count after a run started elsewhere");
   await hasText(list.locator('[role="option"]').first(), "hello", "the new run at the top");
 });
 
@@ -150,7 +150,7 @@ test("an unknown run shows not_found", { hash: "#/run/00000000-dead-beef-0000-00
 test("runs: a list of 10,000 runs asks the backend only for the rows it shows", { config: { manyRuns: 10_000 } }, async (page) => {
   const list = page.locator('[data-testid="runs-list"]');
   await visible(list.locator('[role="option"]'), "run rows");
-  await hasText(page.locator('[data-testid="runs-count"]'), "10,032 of 10,032", "the count of every run");
+  await hasText(page.locator('[data-testid="runs-count"]'), "10,034 of 10,034", "the count of every run");
   const asked = await mockCalls(page, "listRuns");
   const rows = asked.reduce((n, [q]) => n + q.limit, 0);
   if (rows > 200) fail(`the first screen asked for ${rows} rows: ${JSON.stringify(asked)}`);
@@ -294,6 +294,25 @@ test("compare: a run with another of its workflow, timelines aligned by step", {
   if (overlaps.length) fail(`text over text: ${JSON.stringify(overlaps)}`);
 });
 
+test("runs: a child run under its parent, and the parent's workflow step opens it", async (page) => {
+  const parent = "5a0c2f7e-31d4-4c8a-9e6b-7d2a1f0e9b11";
+  const child = "9e41b7c2-08aa-5f3d-8c21-4b6e0d9f2a55";
+  const rows = page.locator('[data-testid="runs-list"] [role="option"]');
+  await count(rows, (n) => n >= 20, "many run rows");
+  await page.locator('[data-testid="runs-list"]').evaluate((el) => { el.scrollTop = el.scrollHeight; });
+  await visible(page.locator(`[data-run="${child}"]`), "the child run's row");
+  const order = await rows.evaluateAll((els) => els.map((e) => e.getAttribute("data-run")));
+  if (order.indexOf(child) !== order.indexOf(parent) + 1) fail(`the child run is not right under its parent: ${order.join(", ")}`);
+  await hasText(page.locator(`[data-run="${child}"]`), ["└review-one", "child of 5a0c2f7e"], "the child run's row");
+  await page.locator(`[data-run="${child}"]`).scrollIntoViewIfNeeded();
+  await shot(page, "runs-family");
+  await page.evaluate((id) => { location.hash = `#/run/${id}`; }, parent);
+  const link = page.locator('[data-step="review"] [data-testid="child-run-link"]');
+  await visible(link, "the workflow step's link to its child run");
+  await link.click();
+  await hasText(page.locator(".run-header"), ["review-one", "child run of 5a0c2f7e"], "the child run's header");
+});
+
 test("run: fork from a step, and the runs list shows the family", async (page) => {
   await page.goto(`${page.url().split("#")[0]}#/runs`);
   const finished = page.locator('[data-status="succeeded"]').filter({ hasText: "add-factorial" }).first();
@@ -356,7 +375,7 @@ test("run: pause and cancel change the status", { hash: "#/run/3f9d7b10-8a2c-4e5
 // ---- Approvals -------------------------------------------------------------------------------
 
 test("approvals: the diff of an edit, unified and side by side", { hash: "#/approvals" }, async (page) => {
-  await hasText(page.locator('[data-testid="approvals-count"]'), "7", "the count badge");
+  await hasText(page.locator('[data-testid="approvals-count"]'), "8", "the count badge");
   await hasText(selectedInbox(page), "src/utils.py", "the newest item selected");
   await hasText(page.locator('[data-testid="approval-reason"]'), "edit_file needs approval by default", "why it waits");
   await hasText(page.locator(".diff-row.add").filter({ hasText: "def factorial" }), "def factorial(n: int) -> int:", "an added line");
@@ -371,14 +390,14 @@ test("approvals: the diff of an edit, unified and side by side", { hash: "#/appr
 
 test("approvals: keyboard a / r / Enter / Esc change the inbox", { hash: "#/approvals" }, async (page) => {
   const options = page.locator('[data-testid="inbox"] [role="option"]');
-  await count(options, 7, "seven questions");
+  await count(options, 8, "eight questions");
   await page.keyboard.press("j");
   await hasText(selectedInbox(page), "tests/test_utils.py", "j to the second");
   await page.keyboard.press("k");
   await hasText(selectedInbox(page), "src/utils.py", "k back to the first");
   await page.keyboard.press("a");
-  await count(options, 6, "six questions after approving");
-  await hasText(page.locator('[data-testid="approvals-count"]'), "6", "the badge after approving");
+  await count(options, 7, "seven questions after approving");
+  await hasText(page.locator('[data-testid="approvals-count"]'), "7", "the badge after approving");
   await hasText(selectedInbox(page), "tests/test_utils.py", "the next question selected");
   await hasText(page.locator(".toasts"), "Approved", "the confirmation");
 
@@ -387,9 +406,9 @@ test("approvals: keyboard a / r / Enter / Esc change the inbox", { hash: "#/appr
   await visible(reason, "the reason box");
   if (!(await reason.evaluate((el) => el === document.activeElement))) fail("the reason box should have the focus");
   await page.keyboard.type("one test per edge case, and name them after the behaviour");
-  await count(options, 6, "no decision while typing (the reason has an a and an r)");
+  await count(options, 7, "no decision while typing (the reason has an a and an r)");
   await page.keyboard.press("Enter");
-  await count(options, 5, "five questions after rejecting");
+  await count(options, 6, "six questions after rejecting");
   const rejected = await mockCalls(page, "rejectStep");
   if (rejected[0]?.[0]?.reason !== "one test per edge case, and name them after the behaviour") fail(`the rejection's reason was ${JSON.stringify(rejected)}`);
 
@@ -397,11 +416,11 @@ test("approvals: keyboard a / r / Enter / Esc change the inbox", { hash: "#/appr
   await visible(reason, "the reason box again");
   await page.keyboard.press("Escape");
   await gone(reason, "the reason box after Esc");
-  await count(options, 5, "nothing decided by Esc");
+  await count(options, 6, "nothing decided by Esc");
 
   // Typing in the comment field never triggers a decision.
   await page.getByRole("textbox", { name: /Comment/ }).fill("a r e j k");
-  await count(options, 5, "nothing decided while typing a comment");
+  await count(options, 6, "nothing decided while typing a comment");
 });
 
 test("approvals: e edits then approves the edited content", { hash: "#/approvals" }, async (page) => {
@@ -413,7 +432,7 @@ test("approvals: e edits then approves the edited content", { hash: "#/approvals
   await page.keyboard.press("Control+End");
   await page.keyboard.type("\n# reviewed by dana\n");
   await page.keyboard.press("Control+Enter");
-  await count(page.locator('[data-testid="inbox"] [role="option"]'), 6, "the edited proposal approved");
+  await count(page.locator('[data-testid="inbox"] [role="option"]'), 7, "the edited proposal approved");
   const [[args]] = await mockCalls(page, "approveStep");
   if (!args.editedContent?.includes("# reviewed by dana")) fail(`the approval did not carry the edit: ${JSON.stringify(args).slice(0, 200)}`);
 });
@@ -462,7 +481,7 @@ test("approvals: a refused decision shows its code and message", { hash: "#/appr
   await page.keyboard.press("a");
   await hasText(page.locator('[data-testid="approval-detail"] [role="alert"]'), ["refused", "the file changed since the proposal"], "the error in the detail");
   await hasText(page.locator(".toasts"), ["refused", "the file changed since the proposal"], "the error toast");
-  await count(page.locator('[data-testid="inbox"] [role="option"]'), 7, "nothing decided");
+  await count(page.locator('[data-testid="inbox"] [role="option"]'), 8, "nothing decided");
 });
 
 test("approvals: a run that cannot be read is named, not left out in silence", { hash: "#/approvals" }, async (page) => {

@@ -228,7 +228,11 @@ fn resolve_command(path: &str, argv: &[String]) -> Result<Vec<String>, String> {
         return Err("`command` holds a NUL character".into());
     }
     let dir = Path::new(path).parent().unwrap_or(Path::new("."));
-    let beside = |word: &str| dir.join(word).display().to_string();
+    let beside = |word: &str| {
+        dir.join(word.trim_start_matches("./"))
+            .display()
+            .to_string()
+    };
     let mut resolved = Vec::with_capacity(argv.len());
     for (i, word) in argv.iter().enumerate() {
         let relative_program = i == 0 && word.contains('/') && Path::new(word).is_relative();
@@ -262,7 +266,7 @@ mod tests {
     fn a_manifest_is_read_with_its_program_found_beside_it() {
         let m = parse_manifest("/ws/.stepwise/steps/count.yaml", GOOD).unwrap();
         assert_eq!(m.name, "count");
-        assert_eq!(m.command, ["/ws/.stepwise/steps/./count.py", "--fast"]);
+        assert_eq!(m.command, ["/ws/.stepwise/steps/count.py", "--fast"]);
         assert_eq!(m.approval, Approval::Allow);
         assert_eq!(m.timeout_ms, 10_000);
         assert!(m.hash.starts_with("sha256:"));
@@ -275,7 +279,7 @@ mod tests {
             "name: lint\ncommand: [python3, lint.py, ./a.py, --x=./b]\n",
         )
         .unwrap();
-        assert_eq!(m.command, ["python3", "lint.py", "/x/./a.py", "--x=./b"]);
+        assert_eq!(m.command, ["python3", "lint.py", "/x/a.py", "--x=./b"]);
         assert_eq!(m.approval, Approval::Ask);
         assert_eq!(m.timeout_ms, DEFAULT_TIMEOUT_MS);
     }

@@ -20,7 +20,8 @@ pub use manifest::{
     StepManifest, manifest_json_schema, parse_manifest,
 };
 pub use protocol::{
-    REPLY_MAX_BYTES, input_errors, literal_input_errors, reply_output, stdin_request,
+    REPLY_MAX_BYTES, STDIN_MAX_BYTES, input_errors, literal_input_errors, reply_output,
+    stdin_request,
 };
 
 /// A manifest as a run records it: where it was read, its text and its hash.
@@ -54,6 +55,11 @@ impl StepTypes {
         self.by_name.entry(name).or_insert(manifest);
     }
 
+    /// Makes `name` unusable for `why`, whatever was added for it.
+    pub fn refuse(&mut self, name: String, why: String) {
+        self.by_name.insert(name, Err(why));
+    }
+
     /// The manifest of `name`: `None` when there is none, `Some(Err)` when it cannot be used.
     pub fn get(&self, name: &str) -> Option<Result<&Arc<StepManifest>, &str>> {
         self.by_name
@@ -68,8 +74,9 @@ impl StepTypes {
             .map(|(name, m)| (name.as_str(), m.as_ref().map_err(String::as_str)))
     }
 
-    /// The step types a run recorded, read again as they were (a recorded manifest is not
-    /// checked against today's rules beyond its shape).
+    /// The step types a run recorded, read again as they were (with today's checks of a
+    /// manifest: one that no longer passes them makes the steps using it unloadable, named
+    /// with why).
     pub fn from_recorded(recorded: &[RecordedStepType]) -> StepTypes {
         let mut types = StepTypes::none();
         for entry in recorded {

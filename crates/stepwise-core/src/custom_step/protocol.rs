@@ -11,6 +11,9 @@ use crate::operation::CommandOutcome;
 /// The most of stdout a custom step's answer may take; more is an error, not a cut answer.
 pub const REPLY_MAX_BYTES: u64 = 1024 * 1024;
 
+/// The most a custom step's inputs may take as JSON on stdin (they are recorded in its log).
+pub const STDIN_MAX_BYTES: usize = 4 * 1024 * 1024;
+
 /// How much of what the executable printed an error quotes.
 const QUOTED_CHARS: usize = 200;
 
@@ -25,10 +28,12 @@ pub fn stdin_request(inputs: &Value, workspace: &str, run_id: &str, step_id: &st
     .to_string()
 }
 
-/// What is wrong with `with` against the step type's schema, skipping values that are
-/// templates (their values are known only when the step runs, and are checked then): each
-/// problem with the input it concerns (`None` for the whole of `with`).
+/// What is wrong with `with` against the step type's schema, skipping what depends on values
+/// that are templates (known only when the step runs, and checked then): each problem with the
+/// input it concerns (`None` for the whole of `with`). Which inputs are given is written
+/// literally, so a missing or unexpected one is always an error here.
 pub fn literal_input_errors(schema: &Value, with: &Value) -> Vec<(Option<String>, String)> {
+    use jsonschema::error::ValidationErrorKind as Kind;
     let validator = match jsonschema::validator_for(schema) {
         Ok(validator) => validator,
         Err(e) => {
@@ -42,7 +47,20 @@ pub fn literal_input_errors(schema: &Value, with: &Value) -> Vec<(Option<String>
         .iter_errors(with)
         .filter(|e| {
             let at = e.instance_path().to_string();
-            !with.pointer(&at).is_some_and(holds_template)
+            let about_keys = matches!(
+                e.kind(),
+                Kind::Required { .. }
+                    | Kind::AdditionalProperties { .. }
+                    | Kind::MinProperties { .. }
+                    | Kind::MaxProperties { .. }
+            );
+            if at.is_empty() {
+                return about_keys || !holds_template(with);
+            }
+            // An error inside an input written as (or holding) a template waits for its value.
+            let input = at.split('/').nth(1).unwrap_or_default();
+            let input = input.replace("~1", "/").replace("~0", "~");
+            !with.get(&input).is_some_and(holds_template)
         })
         .take(5)
         .map(|e| {
@@ -291,6 +309,16 @@ mod tests {
             errors
         );
         assert!(input_errors(&schema, &json!({"n": 1, "s": "x"})).is_none());
+        // Which inputs are given is literal: a missing or extra one is an error even beside a
+        // template.
+        let errors = literal_input_errors(&schema, &json!({"n": "${inputs.n}"}));
+        assert!(
+            errors[0].1.contains("\"s\" is a required property"),
+            "{:?}",
+            errors
+        );
+        let errors = literal_input_errors(&schema, &json!({"s": "x", "typo": "${inputs.n}"}));
+        assert_eq!(errors[0].0.as_deref(), Some("typo"), "{:?}", errors);
         assert!(input_errors(&schema, &json!({"n": "1", "s": "x"})).is_some());
     }
 }

@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 use super::decide::fail;
 use super::state::RunState;
 use crate::custom_step::{
-    Approval, REPLY_MAX_BYTES, StepManifest, input_errors, reply_output, stdin_request,
+    Approval, REPLY_MAX_BYTES, STDIN_MAX_BYTES, StepManifest, input_errors, reply_output,
+    stdin_request,
 };
 use crate::event::{Event, Proposal};
 use crate::operation::{CommandLine, CommandOutcome, CommandRequest};
@@ -53,6 +54,18 @@ impl RunState {
             self.started.run_id.as_str(),
             id.as_str(),
         );
+        if stdin.len() > STDIN_MAX_BYTES {
+            return vec![fail(
+                &id,
+                attempt,
+                format!(
+                    "step type `{}`: its inputs take {} bytes as JSON; at most {} MiB may be given to its command",
+                    manifest.name,
+                    stdin.len(),
+                    STDIN_MAX_BYTES / (1024 * 1024)
+                ),
+            )];
+        }
         let request = CommandRequest {
             command: CommandLine::Argv(manifest.command.clone()),
             cwd: ".".into(),
@@ -106,10 +119,14 @@ pub(super) fn manifest_verdict(action: &Action, verdict: Verdict) -> (Verdict, O
     let manifest: &StepManifest = &custom.manifest;
     match manifest.approval {
         Approval::Ask if verdict.effect != Effect::Deny => {
-            let reason = format!(
+            let mut reason = format!(
                 "step type `{}` asks a person before each use (`approval: ask` in {})",
                 manifest.name, manifest.path
             );
+            // A rule that asks too is named, so the person sees it.
+            if let (Effect::Ask, Some(rule)) = (verdict.effect, &verdict.rule) {
+                reason = format!("{reason}; and {rule}");
+            }
             (verdict, Some(reason))
         }
         Approval::Allow if verdict.rule.is_none() && verdict.effect == Effect::Ask => (

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::def::workflow_json_schema;
 
 /// One step type, as `stepwise steps` lists it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepType {
     /// What `type:` names.
@@ -18,14 +19,13 @@ pub struct StepType {
     /// For a custom type, what is written under `with:`; for a built-in, the step's fields.
     pub fields: Vec<StepField>,
     /// For a custom type: whether each use waits for a person (`ask` or `allow`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::custom_step::Approval>,
     /// Why a manifest cannot be used, when it cannot.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
 
 /// One field a step type takes.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepField {
     pub name: String,
