@@ -42,7 +42,7 @@ pub(crate) fn load_in(
     Ok((workflow, source, gathered))
 }
 
-/// Checks a workflow file as a run would start it in `workspace` (see [`load_in`]).
+/// Checks a workflow file as a run would start it in `workspace` (as `load_in` reads it).
 pub fn check(path: &Path, workspace: Option<&Path>) -> Result<Workflow, Vec<ValidationError>> {
     let step_types = crate::step_types::load_step_types(workspace);
     let source = read(path).map_err(|error| vec![error])?;
