@@ -144,6 +144,27 @@ fn a_childs_approval_is_asked_with_its_parent_named_and_deciding_it_continues_th
             .contains(&format!("child run of {parent} (its step `sub`)")),
         "{listed}"
     );
+    // Nobody drives the parent, but it is not interrupted: it waits on its child.
+    let parent_row = runs_by(&env, "cli")
+        .into_iter()
+        .find(|r| r["run_id"] == parent.as_str())
+        .expect("the parent listed");
+    assert_eq!(parent_row["status"], "waiting_on_child", "{parent_row}");
+    let runs = env.stepwise(&["runs"]);
+    assert!(
+        runs.stdout.contains("waiting_on_child: a child run"),
+        "{runs}"
+    );
+    assert!(!runs.stdout.contains("interrupted:"), "{runs}");
+    // The parent goes on from what the child leaves in the files: no rewinding it meanwhile.
+    let rewind = env.stepwise(&["rewind", &child, "--to", "greet", "--yes"]);
+    assert_ne!(rewind.code, 0, "{rewind}");
+    assert!(
+        rewind.stderr.contains(&format!(
+            "is a child run of {parent} (its step `sub`), which has not ended"
+        )),
+        "{rewind}"
+    );
     let approved = env.approve(&child, "greet", &[]);
     assert_eq!(approved.code, 0, "{approved}");
     // The parent went on in the same process, to its end.

@@ -16,7 +16,7 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
             .iter()
             .map(|run| {
                 let mut value = serde_json::to_value(&run.row).unwrap_or_default();
-                value["status"] = run.shown_status().into();
+                value["status"] = shown_status(run, &runs).into();
                 value["recorded_status"] = run.row.status.as_str().into();
                 value["held_by"] = run.held_by.clone().into();
                 value
@@ -52,7 +52,7 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
         println!(
             "{:<36}  {:<18}  {:<24}  {:<20}  {:>12}  {:>10}  {:<8}  {}",
             run.run_id,
-            summary.shown_status(),
+            shown_status(summary, &runs),
             one_line(&name, 24),
             timestamp(run.created_at_ms),
             took,
@@ -61,13 +61,51 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
             summary.held_by.as_deref().unwrap_or("")
         );
     }
-    if runs.iter().any(|r| r.shown_status() == "interrupted") {
+    if runs.iter().any(|r| shown_status(r, &runs) == "interrupted") {
         println!();
         println!(
             "interrupted: the process driving it stopped mid-run; continue with `stepwise resume RUN`"
         );
     }
+    if runs
+        .iter()
+        .any(|r| shown_status(r, &runs) == WAITING_ON_CHILD)
+    {
+        println!();
+        println!(
+            "{WAITING_ON_CHILD}: a child run (listed under it) waits for a person; deciding there continues it"
+        );
+    }
     Ok(Exit::Success)
+}
+
+/// How a run that nobody drives but whose child run waits for a person is shown: it is not
+/// interrupted, it waits.
+const WAITING_ON_CHILD: &str = "waiting_on_child";
+
+/// The status a run is listed with: as `RunSummary::shown_status`, except that a run nobody
+/// drives whose unfinished children (or theirs) wait for a person waits too.
+fn shown_status<'a>(run: &'a RunSummary, runs: &[RunSummary]) -> &'a str {
+    let shown = run.shown_status();
+    if shown == "interrupted" && family_waits(run, runs, 0) {
+        WAITING_ON_CHILD
+    } else {
+        shown
+    }
+}
+
+fn family_waits(run: &RunSummary, runs: &[RunSummary], depth: usize) -> bool {
+    depth < 16
+        && runs
+            .iter()
+            .filter(|child| {
+                child.row.is_child() && child.row.parent.as_ref() == Some(&run.row.run_id)
+            })
+            .any(|child| {
+                matches!(child.row.status.as_str(), "awaiting_approval" | "paused")
+                    || (child.shown_status() == "interrupted"
+                        && family_waits(child, runs, depth + 1))
+            })
 }
 
 /// The runs in the order listed, each child run (a `workflow` step's) right under its parent

@@ -457,9 +457,13 @@ impl RunState {
                 let i = self.index_of(seq, step)?;
                 self.finish_step(i, StepStatus::Cancelled);
             }
-            Event::RunPauseRequested { .. } => self.paused = true,
+            Event::RunPauseRequested { by } => {
+                self.paused = true;
+                self.paused_by = Some(by.clone());
+            }
             Event::RunResumeRequested { .. } => {
                 self.paused = false;
+                self.paused_by = None;
                 self.dirty_all_open();
             }
             Event::RunCancelRequested { .. } => {

@@ -48,6 +48,8 @@ pub struct RunState {
     /// Steps ready to start an operation but held back by `max_parallel` or a pause.
     pub(crate) held: BTreeSet<usize>,
     pub(crate) paused: bool,
+    /// Who asked for the pause in force, as recorded.
+    pub(crate) paused_by: Option<String>,
     /// `stepwise continue --all`: no pause before a step any more.
     pub(crate) pauses_cleared: bool,
     pub(crate) cancel_requested: bool,
@@ -117,6 +119,7 @@ impl RunState {
             dirty,
             held: BTreeSet::new(),
             paused: false,
+            paused_by: None,
             pauses_cleared: false,
             cancel_requested: false,
             finished: None,
@@ -154,6 +157,11 @@ impl RunState {
 
     pub fn started(&self) -> &RunStarted {
         &self.started
+    }
+
+    /// Who asked for the pause in force (`None` when the run is not paused).
+    pub fn paused_by(&self) -> Option<&str> {
+        self.paused.then(|| self.paused_by.as_deref().unwrap_or(""))
     }
 
     /// Whether someone asked to cancel the run.

@@ -1,6 +1,8 @@
 //! A run's child runs (its `workflow` steps') follow it: a pause, resume or cancel of the
-//! parent is passed on to each child still going, and a child whose parent has ended (a
-//! crash came between the parent's cancel and its passing on) cancels itself when driven.
+//! parent is passed on to each child still going. Passing on is not in the parent's commit,
+//! so a child also looks at its parent whenever it is driven (a crash may have come between
+//! the two): one whose parent has ended cancels itself, one whose parent is paused pauses, and
+//! one paused through its parent whose parent is no longer paused resumes.
 
 use std::sync::Arc;
 
@@ -55,6 +57,36 @@ impl Driver {
                     parent.run_id
                 ),
             })?;
+            return Ok(());
+        }
+        self.follow_parent_pause(&parent.run_id).await
+    }
+
+    /// Pauses this child run if its parent is paused, or resumes it if it was paused through
+    /// its parent (and by nobody else) and the parent is not paused any more.
+    async fn follow_parent_pause(
+        &mut self,
+        parent: &stepwise_core::ids::RunId,
+    ) -> Result<(), EngineError> {
+        let parent_paused = match self.ctx.load_run(parent.as_str()).await {
+            Ok(loaded) => loaded.state.paused_by().is_some(),
+            Err(_) => return Ok(()),
+        };
+        let through_parent = format!("(through parent run {parent})");
+        let by_parent = format!("(its parent run {parent} is paused)");
+        match self.state.paused_by() {
+            None if parent_paused => self.record_input(Event::RunPauseRequested {
+                by: format!("stepwise {by_parent}"),
+            })?,
+            Some(by)
+                if !parent_paused
+                    && (by.ends_with(&through_parent) || by.ends_with(&by_parent)) =>
+            {
+                self.record_input(Event::RunResumeRequested {
+                    by: format!("stepwise (its parent run {parent} is not paused)"),
+                })?;
+            }
+            _ => {}
         }
         Ok(())
     }

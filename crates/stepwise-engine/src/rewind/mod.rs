@@ -105,6 +105,7 @@ impl Engine {
         // Everything that can be refused is, before any driver is asked to let go.
         let loaded = self.ctx.load_run(run_id.as_str()).await?;
         refuse_moving(&loaded.state, "rewind")?;
+        self.refuse_child_of_unended(&loaded).await?;
         let to_step = StepId::from(to);
         let proposal = plan::propose(&self.ctx, &loaded, &to_step, include, keep).await?;
         check_approved(&proposal, approved)?;
@@ -243,6 +244,28 @@ impl Engine {
                     .collect::<Result<Vec<_>, EngineError>>()
             })
             .await
+    }
+}
+
+impl Engine {
+    /// A child run whose parent has not ended is not rewound: the parent goes on with the
+    /// child's files (its output says what they hold), which a rewind would change under it.
+    async fn refuse_child_of_unended(&self, loaded: &crate::LoadedRun) -> Result<(), EngineError> {
+        let Some(parent) = loaded.state.started().parent.as_ref() else {
+            return Ok(());
+        };
+        let ended = match self.ctx.find_run(parent.run_id.as_str()).await {
+            Ok(row) => row.status.is_finished(),
+            Err(EngineError::RunNotFound { .. }) => true,
+            Err(error) => return Err(error),
+        };
+        if ended {
+            return Ok(());
+        }
+        Err(EngineError::Rewind(format!(
+            "run {} is a child run of {} (its step `{}`), which has not ended: it goes on from what this run left in the files; rewind it once the parent has ended, or rewind the parent",
+            loaded.row.run_id, parent.run_id, parent.step
+        )))
     }
 }
 
