@@ -53,7 +53,10 @@ impl Store {
         text: &str,
         by: Rememberer<'_>,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
+        // Immediate: the count read and the write are one, whoever else writes meanwhile.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existed: Option<i64> = tx
             .prepare_cached("SELECT 1 FROM memory_entries WHERE memory = ?1 AND key = ?2")?
             .query_row(params![memory, key], |row| row.get(0))
@@ -82,17 +85,22 @@ impl Store {
         Ok(existed.is_some())
     }
 
-    /// The entries of `memory` that share most words with `query` (case aside), best first,
-    /// the most recently remembered first among equals; with no words, the most recent.
+    /// The entries of `memory` that share most words with `query` (ASCII case aside, as
+    /// SQLite folds it), best first, the most recently remembered first among equals; with no
+    /// words, the most recent. A word is two or more letters or digits, or one that is not
+    /// ASCII (a CJK character); the first 16 count.
     pub fn recall(&self, memory: &str, query: &str) -> Result<Vec<MemoryEntry>, StoreError> {
-        let mut words: Vec<String> = query
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.chars().count() >= 2)
-            .map(str::to_lowercase)
-            .collect();
-        words.sort();
-        words.dedup();
-        words.truncate(MAX_QUERY_WORDS);
+        let mut words: Vec<String> = Vec::new();
+        for word in query.split(|c: char| !c.is_alphanumeric()) {
+            let word = word.to_ascii_lowercase();
+            let counts = word.chars().count() >= 2 || !word.is_ascii();
+            if counts && !word.is_empty() && !words.contains(&word) {
+                words.push(word);
+            }
+            if words.len() == MAX_QUERY_WORDS {
+                break;
+            }
+        }
         // Each word scores 1 where it occurs in the key or the text.
         let score = if words.is_empty() {
             "0".to_string()
@@ -198,7 +206,7 @@ mod tests {
         store
             .remember("other", "build", "elsewhere", by(4))
             .unwrap();
-        let keys = |q: &str| -> Vec<String> {
+        let keys = |store: &Store, q: &str| -> Vec<String> {
             store
                 .recall("notes", q)
                 .unwrap()
@@ -206,10 +214,19 @@ mod tests {
                 .map(|e| e.key)
                 .collect()
         };
-        assert_eq!(keys("how do we BUILD with cargo?"), ["build", "deploy"]);
-        assert_eq!(keys("pizza"), ["lunch"]);
-        assert!(keys("nothing-like-it").is_empty());
-        assert_eq!(keys(""), ["lunch", "deploy", "build"]);
+        assert_eq!(
+            keys(&store, "how do we BUILD with cargo?"),
+            ["build", "deploy"]
+        );
+        assert_eq!(keys(&store, "pizza"), ["lunch"]);
+        store
+            .remember("notes", "école", "École notes, in French", by(5))
+            .unwrap();
+        assert_eq!(keys(&store, "école"), ["école"]);
+        assert_eq!(keys(&store, "ÉCOLE"), ["école"]);
+        assert!(keys(&store, "nothing-like-it").is_empty());
+        store.forget("notes", "école").unwrap();
+        assert_eq!(keys(&store, ""), ["lunch", "deploy", "build"]);
         // Remembered again: replaced, and the most recent.
         assert!(
             store

@@ -195,7 +195,8 @@ CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_i
 /// Version 9: agent memory (`memory.rs`): short texts by key in named memories, shared by every
 /// run. Not part of any run's log: what a run read of it is recorded there. And each run's
 /// family, so that the runs list shows child runs under their parent (`runs_page`): its
-/// top-level run, when that started, and its place in it (0 for the top-level run itself).
+/// top-level run, when that started, and its place in it (its path from the top-level run,
+/// each level the child's start and id; empty for the top-level run itself).
 /// The columns are added and filled by the hook, only where they are missing (as V8's).
 const V9_MEMORY_AND_FAMILIES: &str = r#"
 CREATE TABLE IF NOT EXISTS memory_entries (
@@ -212,18 +213,19 @@ CREATE TABLE IF NOT EXISTS memory_entries (
 /// What V9's hook runs once the family columns are there: every run its own family, then each
 /// child (a level of nesting at a time, as deep as children may nest) its parent's.
 const V9_FAMILIES: &str = r#"
-UPDATE runs SET family_run_id = run_id, family_at_ms = created_at_ms, family_seq = 0;
+UPDATE runs SET family_run_id = run_id, family_at_ms = created_at_ms, family_path = '';
 "#;
 const V9_CHILDREN: &str = r#"
 UPDATE runs SET
     family_run_id = (SELECT p.family_run_id FROM runs p WHERE p.run_id = runs.parent_run_id),
     family_at_ms = (SELECT p.family_at_ms FROM runs p WHERE p.run_id = runs.parent_run_id),
-    family_seq = created_at_ms
+    family_path = (SELECT p.family_path FROM runs p WHERE p.run_id = runs.parent_run_id)
+        || printf('/%016d:', created_at_ms) || run_id
 WHERE trigger = 'workflow' AND parent_run_id IN (SELECT run_id FROM runs);
 "#;
 const V9_AFTER: &str = r#"
 CREATE INDEX IF NOT EXISTS runs_family
-    ON runs(family_at_ms DESC, family_run_id DESC, family_seq, run_id);
+    ON runs(family_at_ms DESC, family_run_id DESC, family_path, run_id);
 "#;
 
 const ALL: [&str; 9] = [
@@ -276,7 +278,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
                         for (column, kind) in [
                             ("family_run_id", "TEXT"),
                             ("family_at_ms", "INTEGER"),
-                            ("family_seq", "INTEGER"),
+                            ("family_path", "TEXT"),
                         ] {
                             let has: bool = tx.query_row(
                                 "SELECT count(*) > 0 FROM pragma_table_info('runs') WHERE name = ?1",
@@ -350,7 +352,7 @@ mod tests {
                     "DROP INDEX runs_family; DROP TABLE memory_entries;
                      ALTER TABLE runs DROP COLUMN family_run_id;
                      ALTER TABLE runs DROP COLUMN family_at_ms;
-                     ALTER TABLE runs DROP COLUMN family_seq;
+                     ALTER TABLE runs DROP COLUMN family_path;
                      PRAGMA user_version = 8;",
                 )
                 .unwrap();

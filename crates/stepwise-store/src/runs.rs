@@ -92,9 +92,9 @@ impl Store {
         // last_seq, which is safe because nobody else can see it before the commit.
         let inserted = tx
             .prepare_cached(&format!(
-                "INSERT INTO runs ({RUN_COLUMNS}, family_run_id, family_at_ms, family_seq)
+                "INSERT INTO runs ({RUN_COLUMNS}, family_run_id, family_at_ms, family_path)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs), 0, ?11, ?1, ?8, 0)"
+                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs), 0, ?11, ?1, ?8, '')"
             ))?
             .execute(params![
                 run.run_id.as_str(),
@@ -117,8 +117,8 @@ impl Store {
             }
             other => other?,
         };
-        // Its family, for the runs list: a child run is listed under its parent's top-level
-        // run, after it, in the order they started (see `runs_page`).
+        // Its family, for the runs list: a child run is listed right after its parent, a
+        // parent's children in the order they started, each followed by its own (`runs_page`).
         tx.prepare_cached(
             "UPDATE runs SET
                  family_run_id = COALESCE(
@@ -127,7 +127,9 @@ impl Store {
                  family_at_ms = COALESCE(
                      (SELECT p.family_at_ms FROM runs p WHERE p.run_id = runs.parent_run_id),
                      runs.created_at_ms),
-                 family_seq = runs.created_at_ms
+                 family_path = COALESCE(
+                     (SELECT p.family_path FROM runs p WHERE p.run_id = runs.parent_run_id),
+                     '') || printf('/%016d:', runs.created_at_ms) || runs.run_id
              WHERE run_id = ?1 AND trigger = ?2 AND parent_run_id IS NOT NULL",
         )?
         .execute(params![run.run_id.as_str(), CHILD_TRIGGER])?;

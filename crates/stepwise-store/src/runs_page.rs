@@ -69,8 +69,8 @@ impl RunFilter {
 
 impl Store {
     /// The runs `filter` admits, newest first (the order of [`Store::list_runs`]), each child
-    /// run (a `workflow` step's) right after its family's top-level run, with the family's
-    /// other children in the order they started; from the `offset`th, at most `limit`.
+    /// run (a `workflow` step's) right after its parent, a parent's children in the order they
+    /// started (each followed by its own); from the `offset`th, at most `limit`.
     pub fn runs_page(
         &self,
         filter: &RunFilter,
@@ -82,7 +82,7 @@ impl Store {
         params.push(Box::new(i64::try_from(offset).unwrap_or(i64::MAX)));
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs {clause}
-             ORDER BY family_at_ms DESC, family_run_id DESC, family_seq, run_id LIMIT ? OFFSET ?"
+             ORDER BY family_at_ms DESC, family_run_id DESC, family_path, run_id LIMIT ? OFFSET ?"
         );
         let params: Vec<&dyn ToSql> = params.iter().map(|p| p.as_ref()).collect();
         Ok(self
@@ -156,9 +156,9 @@ mod tests {
     }
 
     #[test]
-    fn child_runs_are_listed_after_their_family_s_top_level_run_and_forks_are_not() {
+    fn child_runs_are_listed_under_their_parents_and_forks_are_not() {
         let (_dir, mut store) = temp_store();
-        let mut add = |id: &str, at: i64, trigger: &str, parent: Option<&str>| {
+        let add = |store: &mut Store, id: &str, at: i64, trigger: &str, parent: Option<&str>| {
             let run = NewRun {
                 trigger: trigger.into(),
                 created_at_ms: at,
@@ -169,16 +169,32 @@ mod tests {
                 .create_run(&run, &[event("RunStarted", json!({}))])
                 .unwrap();
         };
-        add("top", 1_000, "cli", None);
-        add("other", 1_500, "cli", None);
-        add("child-b", 2_000, "workflow", Some("top"));
-        add("grandchild", 2_500, "workflow", Some("child-b"));
-        add("child-a", 3_000, "workflow", Some("top"));
-        add("fork", 4_000, "cli", Some("top"));
+        add(&mut store, "top", 1_000, "cli", None);
+        add(&mut store, "other", 1_500, "cli", None);
+        add(&mut store, "child-b", 2_000, "workflow", Some("top"));
+        add(&mut store, "grandchild", 2_500, "workflow", Some("child-b"));
+        add(&mut store, "child-a", 3_000, "workflow", Some("top"));
+        add(&mut store, "fork", 4_000, "cli", Some("top"));
+        // A grandchild started after its parent's younger sibling still follows its parent.
+        add(
+            &mut store,
+            "late-grandchild",
+            3_500,
+            "workflow",
+            Some("child-b"),
+        );
         let page = store.runs_page(&RunFilter::default(), 0, 10).unwrap();
         assert_eq!(
             ids(&page),
-            ["fork", "other", "top", "child-b", "grandchild", "child-a"]
+            [
+                "fork",
+                "other",
+                "top",
+                "child-b",
+                "grandchild",
+                "late-grandchild",
+                "child-a"
+            ]
         );
         assert_eq!(
             ids(&store.runs_page(&RunFilter::default(), 3, 2).unwrap()),

@@ -22,6 +22,10 @@ pub async fn list_memories(state: State<'_, AppState>) -> Result<Vec<MemoryView>
         .collect())
 }
 
+/// The most entries the window is sent at once (a memory holds up to 10,000 of up to 8 KiB).
+const MAX_ENTRIES_SHOWN: usize = 1_000;
+
+/// The first entries of `memory`, by key.
 #[tauri::command]
 pub async fn memory_entries(
     state: State<'_, AppState>,
@@ -32,6 +36,7 @@ pub async fn memory_entries(
         .memory_entries(&memory)
         .await?
         .into_iter()
+        .take(MAX_ENTRIES_SHOWN)
         .map(|e| MemoryEntryView {
             key: e.key,
             text: e.text,

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::Value;
 use stepwise_core::event::{Event, Proposal, Resolution};
 use stepwise_core::ids::{EventSeq, RunId, StepId};
-use stepwise_core::operation::OperationRequest;
+use stepwise_core::operation::{OperationRequest, OperationResult};
 use stepwise_core::run::{CostTally, RunState, StateError, StepStatus, Timings};
 use stepwise_engine::{LoadedRun, LoggedEvent, RunRow, child_run_id};
 
@@ -187,6 +187,19 @@ impl RunModel {
             | Event::OperationFailed { op, .. }
             | Event::OperationOutcomeUnknown { op }
             | Event::OperationResolved { op, .. } => {
+                // The child a `workflow` step ran, as its result names it (a fork's reused
+                // result names the run it was forked from's child, not one derived anew).
+                if let (
+                    Some(step),
+                    Event::OperationSucceeded {
+                        result: OperationResult::WorkflowFinished { run_id, .. },
+                        ..
+                    },
+                ) = (&step, event)
+                {
+                    self.children
+                        .insert(step.clone(), RunId::from(run_id.as_str()));
+                }
                 if let Some(ops) = step.as_ref().and_then(|s| self.step_ops.get_mut(s))
                     && let Some(found) = ops.iter_mut().find(|o| o.started == *op)
                 {

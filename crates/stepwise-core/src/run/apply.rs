@@ -458,12 +458,16 @@ impl RunState {
                 self.finish_step(i, StepStatus::Cancelled);
             }
             Event::RunPauseRequested { by } => {
+                // A second pause does not change whose pause it is.
+                if !self.paused {
+                    self.paused_by = Some(by.clone());
+                }
                 self.paused = true;
-                self.paused_by = Some(by.clone());
             }
-            Event::RunResumeRequested { .. } => {
+            Event::RunResumeRequested { by } => {
                 self.paused = false;
                 self.paused_by = None;
+                self.resumed_by = Some(by.clone());
                 self.dirty_all_open();
             }
             Event::RunCancelRequested { .. } => {

@@ -48,8 +48,10 @@ pub struct RunState {
     /// Steps ready to start an operation but held back by `max_parallel` or a pause.
     pub(crate) held: BTreeSet<usize>,
     pub(crate) paused: bool,
-    /// Who asked for the pause in force, as recorded.
+    /// Who asked for the pause in force (the first who did), as recorded.
     pub(crate) paused_by: Option<String>,
+    /// Who last resumed the run, as recorded.
+    pub(crate) resumed_by: Option<String>,
     /// `stepwise continue --all`: no pause before a step any more.
     pub(crate) pauses_cleared: bool,
     pub(crate) cancel_requested: bool,
@@ -120,6 +122,7 @@ impl RunState {
             held: BTreeSet::new(),
             paused: false,
             paused_by: None,
+            resumed_by: None,
             pauses_cleared: false,
             cancel_requested: false,
             finished: None,
@@ -162,6 +165,11 @@ impl RunState {
     /// Who asked for the pause in force (`None` when the run is not paused).
     pub fn paused_by(&self) -> Option<&str> {
         self.paused.then(|| self.paused_by.as_deref().unwrap_or(""))
+    }
+
+    /// Who last resumed the run, if anyone did.
+    pub fn resumed_by(&self) -> Option<&str> {
+        self.resumed_by.as_deref()
     }
 
     /// Whether someone asked to cancel the run.

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use stepwise_core::event::Event;
+use stepwise_core::ids::RunId;
 
 use super::Driver;
 use crate::commands::Command;
@@ -14,11 +15,12 @@ use crate::error::EngineError;
 
 impl Driver {
     /// Passes a pause, resume or cancel of this run on to its child runs still going, each
-    /// through its inbox (whoever drives it), in the background.
+    /// through its inbox (whoever drives it), in the background. A resume reaches only the
+    /// children paused through their parent: one a person paused stays paused.
     pub(super) fn pass_to_children(&self, command: Command, issued_by: &str) {
         let ctx = Arc::clone(&self.ctx);
         let run_id = self.run_id.clone();
-        let by = format!("{issued_by} (through parent run {run_id})");
+        let by = format!("{issued_by} {}", through_parent(&run_id));
         self.ctx.exec.spawn(async move {
             let children = match ctx.children_of(&run_id).await {
                 Ok(children) => children,
@@ -29,9 +31,21 @@ impl Driver {
             };
             for child in children.into_iter().filter(|c| !c.status.is_finished()) {
                 let ctx = Arc::clone(&ctx);
-                let (command, by) = (command.clone(), by.clone());
+                let (command, by, parent) = (command.clone(), by.clone(), run_id.clone());
                 let exec = ctx.exec.clone();
                 exec.spawn(async move {
+                    if matches!(command, Command::Resume) {
+                        let paused_by_parent = match ctx.load_run(child.run_id.as_str()).await {
+                            Ok(loaded) => loaded
+                                .state
+                                .paused_by()
+                                .is_some_and(|by| paused_through(by, &parent)),
+                            Err(_) => false,
+                        };
+                        if !paused_by_parent {
+                            return;
+                        }
+                    }
                     let sent = crate::inbox::send_command(&ctx, &child.run_id, command, by).await;
                     if let Err(error) = sent {
                         tracing::debug!(child = %child.run_id, %error, "not passed on to a child run");
@@ -62,8 +76,8 @@ impl Driver {
         self.follow_parent_pause(&parent.run_id).await
     }
 
-    /// Pauses this child run if its parent is paused, or resumes it if it was paused through
-    /// its parent (and by nobody else) and the parent is not paused any more.
+    /// Pauses this child run if its parent is paused (unless a person resumed it since), or
+    /// resumes it if it was paused through its parent and the parent is not paused any more.
     async fn follow_parent_pause(
         &mut self,
         parent: &stepwise_core::ids::RunId,
@@ -72,22 +86,37 @@ impl Driver {
             Ok(loaded) => loaded.state.paused_by().is_some(),
             Err(_) => return Ok(()),
         };
-        let through_parent = format!("(through parent run {parent})");
-        let by_parent = format!("(its parent run {parent} is paused)");
+        let resumed_by_person = self
+            .state
+            .resumed_by()
+            .is_some_and(|by| !paused_through(by, parent));
         match self.state.paused_by() {
-            None if parent_paused => self.record_input(Event::RunPauseRequested {
-                by: format!("stepwise {by_parent}"),
-            })?,
-            Some(by)
-                if !parent_paused
-                    && (by.ends_with(&through_parent) || by.ends_with(&by_parent)) =>
-            {
+            None if parent_paused && !resumed_by_person => {
+                self.record_input(Event::RunPauseRequested {
+                    by: format!("stepwise {}", parent_is_paused(parent)),
+                })?;
+            }
+            Some(by) if !parent_paused && paused_through(by, parent) => {
                 self.record_input(Event::RunResumeRequested {
-                    by: format!("stepwise (its parent run {parent} is not paused)"),
+                    by: format!("stepwise {}", through_parent(parent)),
                 })?;
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// How a decision passed on from a parent run is recorded in its child (after who made it).
+fn through_parent(parent: &RunId) -> String {
+    format!("(through parent run {parent})")
+}
+
+fn parent_is_paused(parent: &RunId) -> String {
+    format!("(its parent run {parent} is paused)")
+}
+
+/// Whether a pause or resume recorded `by` came from the parent run `parent`.
+fn paused_through(by: &str, parent: &RunId) -> bool {
+    by.ends_with(&through_parent(parent)) || by.ends_with(&parent_is_paused(parent))
 }
