@@ -421,6 +421,13 @@ fn result_for(request: &OperationRequest) -> OperationResult {
         OperationRequest::Recall { .. } => OperationResult::Recalled {
             entries: Vec::new(),
         },
+        OperationRequest::WaitSignal { name, .. } => OperationResult::SignalReceived {
+            signal_id: 1,
+            name: name.clone(),
+            payload: serde_json::json!({"ok": true}),
+            idempotency_key: "k".into(),
+            correlation_id: None,
+        },
         OperationRequest::RunWorkflow { .. } => OperationResult::WorkflowFinished {
             run_id: "child".into(),
             output: serde_json::json!({}),

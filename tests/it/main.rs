@@ -61,6 +61,7 @@ mod rewind;
 mod rounds;
 mod sandbox;
 mod shared;
+mod signals;
 mod step_through;
 mod steps;
 mod subworkflows;

@@ -18,6 +18,7 @@ mod replay;
 mod rewind;
 mod runs;
 mod runs_list;
+mod signal;
 mod step_through;
 mod step_types;
 
@@ -196,6 +197,9 @@ enum CliCommand {
         #[command(flatten)]
         wait: runs::Wait,
     },
+    /// Record a signal, which a `wait_signal` step waiting for it takes (its data is that
+    /// step's output); continue the run it wakes when nobody drives it.
+    Signal(signal::SignalArgs),
     /// The memories agent steps share (`memory: NAME`): without NAME, each memory and how
     /// many entries it holds; with it, its entries; with `--forget KEY`, remove one.
     Memory {
@@ -340,6 +344,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Run(args) => runs::run(engine, args, json).await,
         CliCommand::Runs { limit } => runs_list::list_runs(engine, limit, json).await,
         CliCommand::Cost { run } => cost::show(engine, &run, json).await,
+        CliCommand::Signal(args) => signal::signal(engine, args, json).await,
         CliCommand::Memory { name, forget } => {
             memory::memory(engine, name.as_deref(), forget.as_deref(), json).await
         }

@@ -20,6 +20,7 @@ pub mod paths;
 pub mod policy;
 pub mod records;
 pub mod run;
+pub mod signal;
 pub mod subrun;
 pub mod template;
 pub mod workflow;

@@ -90,6 +90,13 @@ pub enum OperationRequest {
     /// world: after a crash it is simply asked again (what it answered then is what the run
     /// recorded, so replay never asks).
     Recall { memory: String, query: String },
+    /// Wait for a signal named `name` and take it (one wait per signal); after `timeout_ms`,
+    /// fail. Performed again after a crash, it finds the signal it took, if it took one.
+    WaitSignal {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
 }
 
 impl OperationRequest {
@@ -108,6 +115,7 @@ impl OperationRequest {
             OperationRequest::RunWorkflow { .. } => "run_workflow",
             OperationRequest::Remember { .. } => "remember",
             OperationRequest::Recall { .. } => "recall",
+            OperationRequest::WaitSignal { .. } => "wait_signal",
         }
     }
 
@@ -263,6 +271,15 @@ pub enum OperationResult {
     Remembered { replaced: bool },
     /// What a recall found, best first.
     Recalled { entries: Vec<RecalledEntry> },
+    /// The signal a wait took.
+    SignalReceived {
+        signal_id: i64,
+        name: String,
+        payload: serde_json::Value,
+        idempotency_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correlation_id: Option<String>,
+    },
 }
 
 /// One entry a recall found.
@@ -403,6 +420,8 @@ pub enum OperationErrorKind {
     ProviderRefused,
     /// A `workflow` step's child run failed or was cancelled, or could not start.
     ChildRun,
+    /// What the operation waited for did not come in time (a signal).
+    Timeout,
 }
 
 impl OperationErrorKind {
@@ -415,6 +434,7 @@ impl OperationErrorKind {
                 | OperationErrorKind::Provider
                 | OperationErrorKind::Mcp
                 | OperationErrorKind::ChildRun
+                | OperationErrorKind::Timeout
         )
     }
 }

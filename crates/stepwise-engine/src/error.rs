@@ -142,6 +142,9 @@ pub enum EngineError {
     /// A rewind cannot be proposed or done as asked, and why.
     #[error("cannot rewind: {0}")]
     Rewind(String),
+    /// A signal cannot be sent as asked, and why.
+    #[error("cannot send the signal: {0}")]
+    Signal(String),
     /// A proposal hash (or prefix) that cannot name one proposal.
     #[error(
         "proposal hash `{given}` does not name one proposal: it takes at least 8 hex digits of one (e.g. sha256:1a2b3c4d)"
@@ -278,6 +281,7 @@ impl EngineError {
                 | EngineError::ProposalChanged { .. }
                 | EngineError::InvalidProposalHash { .. }
                 | EngineError::Rewind(_)
+                | EngineError::Signal(_)
                 | EngineError::Fork(_)
                 | EngineError::UnknownBreakpoint { .. }
                 | EngineError::Refused(_)

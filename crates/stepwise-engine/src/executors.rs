@@ -8,6 +8,7 @@ use crate::exec::kinds::{ListFiles, ReadBatch, ReadFile, RunCommand, SearchFiles
 use crate::llm::LlmCall;
 use crate::mcp::{McpCall, McpListTools, McpServers};
 use crate::memory::{Recall, Remember};
+use crate::signals::WaitSignal;
 use crate::subrun::RunWorkflow;
 
 /// The executor of every operation kind.
@@ -24,6 +25,7 @@ pub(crate) struct Executors {
     child_run: RunWorkflow,
     remember: Remember,
     recall: Recall,
+    wait_signal: WaitSignal,
 }
 
 impl Executors {
@@ -43,6 +45,7 @@ impl Executors {
             child_run: RunWorkflow,
             remember: Remember,
             recall: Recall,
+            wait_signal: WaitSignal,
         }
     }
 
@@ -61,6 +64,7 @@ impl Executors {
             OperationRequest::RunWorkflow { .. } => &self.child_run,
             OperationRequest::Remember { .. } => &self.remember,
             OperationRequest::Recall { .. } => &self.recall,
+            OperationRequest::WaitSignal { .. } => &self.wait_signal,
         }
     }
 }

@@ -25,6 +25,7 @@ mod migrations;
 mod open;
 mod runs;
 mod runs_page;
+mod signals;
 mod wal_ahead;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,7 @@ pub use memory::{MAX_MEMORY_ENTRIES, MAX_RECALLED, MemoryEntry, MemorySummary, R
 pub use open::FileId;
 pub use runs::{AMBIGUOUS_MATCHES_SHOWN, NewRun, RunRow};
 pub use runs_page::RunFilter;
+pub use signals::{NewSignal, Signal};
 
 /// How hard a commit tries to survive power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

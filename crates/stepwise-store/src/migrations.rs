@@ -228,7 +228,33 @@ CREATE INDEX IF NOT EXISTS runs_family
     ON runs(family_at_ms DESC, family_run_id DESC, family_path, run_id);
 "#;
 
-const ALL: [&str; 9] = [
+/// Version 10: signals (`signals.rs`): immutable records of something that happened (a script's
+/// `stepwise signal`, later triggers), each once per name and idempotency key, and which wait
+/// took it. Only `consumed_run`/`consumed_op` are ever set after the insert, once.
+const V10_SIGNALS: &str = r#"
+CREATE TABLE IF NOT EXISTS signals (
+    signal_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    correlation_id  TEXT,
+    source          TEXT NOT NULL,
+    created_at_ms   INTEGER NOT NULL,
+    consumed_run    TEXT,
+    consumed_op     INTEGER,
+    UNIQUE (name, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS signals_waiting ON signals(name, signal_id) WHERE consumed_run IS NULL;
+CREATE TRIGGER IF NOT EXISTS signals_immutable BEFORE UPDATE OF signal_id, name, payload, idempotency_key, correlation_id, source, created_at_ms ON signals
+BEGIN SELECT RAISE(ABORT, 'signals are immutable'); END;
+CREATE TRIGGER IF NOT EXISTS signals_taken_once BEFORE UPDATE OF consumed_run, consumed_op ON signals
+WHEN OLD.consumed_run IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'a signal is taken once'); END;
+CREATE TRIGGER IF NOT EXISTS signals_no_delete BEFORE DELETE ON signals
+BEGIN SELECT RAISE(ABORT, 'signals are immutable'); END;
+"#;
+
+const ALL: [&str; 10] = [
     V1_INITIAL,
     V2_SHARED_RUNS,
     V3_RUN_COST,
@@ -238,6 +264,7 @@ const ALL: [&str; 9] = [
     V7_HASH_CHAIN,
     V8_RUN_PARENT,
     V9_MEMORY_AND_FAMILIES,
+    V10_SIGNALS,
 ];
 
 /// All migrations, oldest first.

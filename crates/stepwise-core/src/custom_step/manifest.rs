@@ -18,6 +18,7 @@ pub const BUILTIN_TYPE_NAMES: &[&str] = &[
     "run_command",
     "set",
     "approval",
+    "wait_signal",
     "workflow",
     "prompt",
     "analyze",

@@ -321,6 +321,13 @@ impl RunState {
             Action::Set { .. } => Vec::new(),
             Action::Workflow { .. } => self.decide_subworkflow(index),
             Action::Custom(_) => self.decide_custom_step(index),
+            Action::WaitSignal { name } => {
+                let request = OperationRequest::WaitSignal {
+                    name: name.clone(),
+                    timeout_ms: step.timeout_ms,
+                };
+                self.start_operation(index, request)
+            }
             Action::Llm(_) => {
                 // The step is borrowed from the workflow while the state changes.
                 let workflow = Arc::clone(&self.workflow);

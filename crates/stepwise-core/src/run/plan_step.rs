@@ -89,6 +89,9 @@ impl RunState {
             Action::Custom(custom) => {
                 return format!("runs step type `{}`'s command", custom.manifest.name);
             }
+            Action::WaitSignal { name } => {
+                return format!("waits for signal `{name}`");
+            }
             Action::Llm(_) => {
                 return "runs without asking, unless it would cross the budget".into();
             }

@@ -187,6 +187,13 @@ impl RunState {
                     "a model reply to a request that was not a call",
                 )],
             },
+            (Some(Purpose::Signal), OperationResult::SignalReceived { payload, .. }) => {
+                vec![Event::StepSucceeded {
+                    step: id,
+                    attempt,
+                    output: payload,
+                }]
+            }
             (Some(Purpose::Workflow), OperationResult::WorkflowFinished { run_id, output }) => {
                 let mut output = output;
                 if let Value::Object(fields) = &mut output {

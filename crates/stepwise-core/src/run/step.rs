@@ -25,6 +25,8 @@ pub(crate) enum Purpose {
     Tool,
     /// A child run (`workflow` step).
     Workflow,
+    /// A signal waited for (`wait_signal` step).
+    Signal,
 }
 
 /// The step's progress inside its current attempt; it decides what the core does next.
@@ -197,5 +199,6 @@ pub(crate) fn purpose_of(action: &crate::workflow::Action, request: &OperationRe
         ) => Purpose::Tool,
         (_, OperationRequest::LlmCall(_)) => Purpose::Llm,
         (_, OperationRequest::RunWorkflow { .. }) => Purpose::Workflow,
+        (_, OperationRequest::WaitSignal { .. }) => Purpose::Signal,
     }
 }

@@ -273,6 +273,10 @@ pub enum ActionDef {
     },
     /// Wait for a person to approve or reject, showing `message`.
     Approval { message: String },
+    /// Wait until a signal named `name` arrives (`stepwise signal NAME --data JSON`); its
+    /// payload is the step's output. Each signal is taken by one waiting step; `timeout` fails
+    /// the step when none came in time.
+    WaitSignal { name: String },
     /// Run another workflow as this step: a child run in the same workspace, with its own
     /// log, approvals and lane. `path` is the workflow file, relative to this one or to the
     /// workspace's `workflows/`; `inputs` are templates. Output: the child workflow's

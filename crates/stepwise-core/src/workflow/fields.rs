@@ -369,6 +369,22 @@ impl StepContext<'_, '_> {
             ActionDef::Approval { message } => Action::Approval {
                 message: self.template("message", message)?,
             },
+            ActionDef::WaitSignal { name } => {
+                let name = name.trim();
+                let valid = !name.is_empty()
+                    && name.len() <= crate::signal::MAX_NAME_BYTES
+                    && name.chars().all(crate::signal::is_name_char);
+                if !valid {
+                    self.error(
+                        "name",
+                        format!("`name` `{name}` is not a signal's name: letters, digits, `_`, `-`, `.` and `/`, at most {} bytes", crate::signal::MAX_NAME_BYTES),
+                    );
+                    return None;
+                }
+                Action::WaitSignal {
+                    name: name.to_string(),
+                }
+            }
             ActionDef::Workflow { path, inputs } => self.workflow_action(path, inputs)?,
             ActionDef::Prompt { .. } | ActionDef::Summarize { .. } | ActionDef::Plan { .. } => {
                 Action::Llm(self.llm_action(def)?)

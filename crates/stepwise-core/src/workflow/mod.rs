@@ -250,6 +250,10 @@ pub enum Action {
     },
     /// A step of a type a manifest declares: its command, given the rendered `with`.
     Custom(CustomAction),
+    /// Waits for a signal by this name (never a template: the name is known when it starts).
+    WaitSignal {
+        name: String,
+    },
 }
 
 /// A step of a custom type: its manifest, and its `with:` inputs as templates.
@@ -304,6 +308,7 @@ impl Action {
             Action::Llm(llm) => llm.type_name,
             Action::Workflow { .. } => "workflow",
             Action::Custom(custom) => &custom.manifest.name,
+            Action::WaitSignal { .. } => "wait_signal",
         }
     }
 }
