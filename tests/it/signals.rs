@@ -152,6 +152,38 @@ fn a_run_nobody_drives_is_continued_by_the_signal_and_a_wait_times_out() {
         .to_string();
     assert_eq!(error, "no signal `never` arrived within 1s");
 
+    // A run with a second wait is driven through the first, then let go: no hang.
+    let two = env.workflow(
+        "two.yaml",
+        "name: two\nsteps:\n  - id: a\n    type: wait_signal\n    name: first\n  - id: b\n    needs: [a]\n    type: wait_signal\n    name: second\n",
+    );
+    let cli = env.spawn_run(&two);
+    let run = loop {
+        let found = env
+            .stepwise(&["runs", "--json"])
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r["workflow_name"] == "two")
+            .and_then(|r| r["run_id"].as_str().map(str::to_string));
+        if let Some(run) = found.filter(|run| step(&env.show(run), "a")["status"] == "running") {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    cli.kill();
+    let out = env.stepwise(&["signal", "first"]);
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stdout.contains("waits for another signal"), "{out}");
+    let show = env.show(&run);
+    assert_eq!(step(&show, "a")["status"], "succeeded", "{show}");
+    assert_eq!(step(&show, "b")["status"], "running", "{show}");
+    let out = env.stepwise(&["signal", "second"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(env.show(&run)["status"], "succeeded");
+
     // Bad names and data are refused with what is wrong.
     let bad = env.workflow(
         "bad.yaml",

@@ -433,7 +433,7 @@ fn say(line: &str) {
 }
 
 /// Prints how the run stands and returns the exit code for it.
-async fn finish(
+pub(crate) async fn finish(
     engine: &Engine,
     run_id: &RunId,
     status: RunStatus,

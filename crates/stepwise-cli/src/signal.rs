@@ -5,10 +5,12 @@
 
 use clap::Args;
 use serde_json::Value;
+use std::time::Duration;
+
+use stepwise_core::run::RunStatus;
 use stepwise_engine::{Command, Engine, SendSignal};
 
 use crate::exit::{Exit, InvalidInput};
-use crate::runs::Wait;
 
 #[derive(Args)]
 pub struct SignalArgs {
@@ -24,8 +26,6 @@ pub struct SignalArgs {
     /// A correlation id to record with it.
     #[arg(long, value_name = "ID")]
     correlation: Option<String>,
-    #[command(flatten)]
-    wait: Wait,
 }
 
 pub async fn signal(engine: &Engine, args: SignalArgs, json: bool) -> anyhow::Result<Exit> {
@@ -84,13 +84,29 @@ pub async fn signal(engine: &Engine, args: SignalArgs, json: bool) -> anyhow::Re
     } else {
         println!("{what}");
     }
-    match wake {
-        Some(run) => {
-            if !json {
-                println!("run {run} waits for it and nobody drives it: continuing it here");
-            }
-            crate::runs::send(engine, run.as_str(), Command::Resume, args.wait, json).await
+    let Some(run) = wake else {
+        return Ok(Exit::Success);
+    };
+    if !json {
+        println!("run {run} waits for it and nobody drives it: continuing it here");
+    }
+    // Driven here until it ends, waits for a person, or waits for another signal (then this
+    // process lets go of it, as `run` does of a run whose children wait).
+    engine.send(run.as_str(), Command::Resume).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let row = engine.find_run(run.as_str()).await?;
+        if row.status != RunStatus::Running {
+            engine.settle(run.as_str()).await?;
+            return crate::runs::finish(engine, &run, row.status, json).await;
         }
-        None => Ok(Exit::Success),
+        if engine.only_waits_for_signals(&run).await?
+            && engine.let_go_while_children_wait(&run).await
+        {
+            if !json {
+                println!("run {run} waits for another signal; it goes on when one is sent");
+            }
+            return crate::runs::finish(engine, &run, RunStatus::Running, json).await;
+        }
     }
 }

@@ -39,22 +39,50 @@ impl Executor for WaitSignal {
             })?;
             let mut changes = engine.db.watch_changes();
             let mut cancel = ctx.cancel.clone();
-            let deadline =
-                timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
-            loop {
-                let (wanted, run, op) = (name.clone(), ctx.run_id.to_string(), ctx.op.get());
-                let taken = engine
+            let (run, op) = (ctx.run_id.clone(), ctx.op);
+            // The timeout counts from when the wait started, as recorded, however often it is
+            // performed again after a crash.
+            let started_at = {
+                let run = run.clone();
+                engine
                     .db
-                    .write(move |store| store.take_signal(&wanted, &run, op))
+                    .read(move |store| {
+                        Ok(store
+                            .load_events_at(&run, &[op])?
+                            .first()
+                            .map(|e| e.recorded_at_ms))
+                    })
                     .await
-                    .map_err(|e| {
-                        OperationError::new(
-                            OperationErrorKind::Io,
-                            format!("signals could not be read: {e}"),
-                        )
-                    })?;
-                if let Some(signal) = taken {
-                    return Ok(received(signal));
+                    .ok()
+                    .flatten()
+            };
+            let waited = started_at.map_or(0, |at| {
+                u64::try_from(engine.clock.now_ms().saturating_sub(at)).unwrap_or(0)
+            });
+            let deadline = timeout_ms.map(|ms| {
+                tokio::time::Instant::now() + Duration::from_millis(ms.saturating_sub(waited))
+            });
+            loop {
+                // Looked for with a read; the write lock is taken only to take one.
+                changes.borrow_and_update();
+                let (wanted, run_text) = (name.clone(), run.to_string());
+                let ready = engine
+                    .db
+                    .read(move |store| Ok(store.signal_ready(&wanted, &run_text, op.get())?))
+                    .await
+                    .map_err(unreadable)?;
+                if ready {
+                    let (wanted, run_text) = (name.clone(), run.to_string());
+                    let taken = engine
+                        .db
+                        .write(move |store| store.take_signal(&wanted, &run_text, op.get()))
+                        .await
+                        .map_err(unreadable)?;
+                    // This write is a change too: it is not a reason to look again.
+                    changes.borrow_and_update();
+                    if let Some(signal) = taken {
+                        return Ok(received(signal));
+                    }
                 }
                 let timeout = async {
                     match deadline {
@@ -86,6 +114,13 @@ impl Executor for WaitSignal {
         // Taking is idempotent for one wait: performed again, it finds what it took.
         AfterCrash::Repeat
     }
+}
+
+fn unreadable(error: EngineError) -> OperationError {
+    OperationError::new(
+        OperationErrorKind::Io,
+        format!("signals could not be read: {error}"),
+    )
 }
 
 fn received(signal: Signal) -> OperationResult {
@@ -142,6 +177,15 @@ impl Engine {
                 "the signal's data nests deeper than {MAX_VALUE_DEPTH} levels"
             )));
         }
+        if signal
+            .correlation_id
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c.len() > MAX_KEY_BYTES)
+        {
+            return Err(invalid(format!(
+                "`--correlation` must be 1 to {MAX_KEY_BYTES} bytes"
+            )));
+        }
         let key = match signal.idempotency_key {
             Some(key) if key.is_empty() || key.len() > MAX_KEY_BYTES => {
                 return Err(invalid(format!(
@@ -171,13 +215,46 @@ impl Engine {
         })
     }
 
-    /// The unfinished runs with a step waiting for a signal named `name`, oldest first.
+    /// Whether all `run_id` has under way is waits for signals none of which has arrived: it
+    /// can move only when one is sent.
+    pub async fn only_waits_for_signals(&self, run_id: &RunId) -> Result<bool, EngineError> {
+        let loaded = self.load_run(run_id.as_str()).await?;
+        let mut waits = Vec::new();
+        for (op, _, request) in loaded.state.unanswered_operations() {
+            match request {
+                OperationRequest::WaitSignal { name, .. } => waits.push((name.clone(), op.get())),
+                _ => return Ok(false),
+            }
+        }
+        if waits.is_empty() {
+            return Ok(false);
+        }
+        let run = run_id.to_string();
+        self.ctx
+            .db
+            .read(move |store| {
+                for (name, op) in &waits {
+                    if store.signal_ready(name, &run, *op)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            })
+            .await
+    }
+
+    /// The unfinished runs, not paused, with a step waiting for a signal named `name`, oldest
+    /// first.
     pub async fn runs_waiting_for_signal(&self, name: &str) -> Result<Vec<RunId>, EngineError> {
         let mut waiting = Vec::new();
         for row in self.unfinished_runs().await? {
             let Ok(loaded) = self.load_run(row.run_id.as_str()).await else {
                 continue;
             };
+            // A paused run stays paused: a signal is taken when it is resumed.
+            if loaded.state.paused_by().is_some() {
+                continue;
+            }
             let waits = loaded.state.steps().any(|(def, state)| {
                 state.status == stepwise_core::run::StepStatus::Running
                     && matches!(&def.action, stepwise_core::workflow::Action::WaitSignal { name: n } if n == name)

@@ -245,6 +245,7 @@ CREATE TABLE IF NOT EXISTS signals (
     UNIQUE (name, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS signals_waiting ON signals(name, signal_id) WHERE consumed_run IS NULL;
+CREATE INDEX IF NOT EXISTS signals_taken ON signals(consumed_run, consumed_op) WHERE consumed_run IS NOT NULL;
 CREATE TRIGGER IF NOT EXISTS signals_immutable BEFORE UPDATE OF signal_id, name, payload, idempotency_key, correlation_id, source, created_at_ms ON signals
 BEGIN SELECT RAISE(ABORT, 'signals are immutable'); END;
 CREATE TRIGGER IF NOT EXISTS signals_taken_once BEFORE UPDATE OF consumed_run, consumed_op ON signals

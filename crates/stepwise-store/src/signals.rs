@@ -130,6 +130,21 @@ impl Store {
         Ok(Some(taken))
     }
 
+    /// Whether [`Store::take_signal`] would find a signal for this wait now (a read: no write
+    /// lock is taken to find out there is nothing).
+    pub fn signal_ready(&self, name: &str, run: &str, op: u64) -> Result<bool, StoreError> {
+        let op = i64::try_from(op).unwrap_or(i64::MAX);
+        let ready: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM signals WHERE (consumed_run = ?1 AND consumed_op = ?2)
+                 OR (name = ?3 AND consumed_run IS NULL) LIMIT 1",
+            )?
+            .query_row(params![run, op, name], |row| row.get(0))
+            .optional()?;
+        Ok(ready.is_some())
+    }
+
     /// The newest signals, at most `limit`.
     pub fn signals(&self, limit: usize) -> Result<Vec<Signal>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

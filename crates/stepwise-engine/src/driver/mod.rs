@@ -345,10 +345,13 @@ impl Driver {
             return Err(EngineError::ShutDown);
         }
         if !let_go_children.is_empty() {
+            // Only waits for others: child runs, or signals (performed again by whoever drives
+            // the run next).
             let only_children = self.state.unanswered_operations().iter().all(|(_, _, r)| {
                 matches!(
                     r,
                     stepwise_core::operation::OperationRequest::RunWorkflow { .. }
+                        | stepwise_core::operation::OperationRequest::WaitSignal { .. }
                 )
             });
             for reply in let_go_children {

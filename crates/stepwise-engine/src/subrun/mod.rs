@@ -115,8 +115,8 @@ pub fn child_run_id(parent: &RunId, op: EventSeq) -> RunId {
 
 impl crate::Engine {
     /// Stops driving a run this process drives when all it has under way is child runs it
-    /// waits for (they wait for a person): nothing is recorded, and whoever drives the run
-    /// next waits for them again. Whether it let go.
+    /// waits for (they wait for a person) or signals: nothing is recorded, and whoever drives
+    /// the run next waits for them again. Whether it let go.
     pub async fn let_go_while_children_wait(&self, run_id: &RunId) -> bool {
         let Some(driver) = self.ctx.live.channel(run_id) else {
             return false;
