@@ -241,62 +241,6 @@ steps:
 }
 
 #[test]
-fn a_child_a_person_paused_stays_paused_when_its_parent_resumes() {
-    let env = Env::new();
-    env.allow_everything();
-    env.workflow(
-        "slow.yaml",
-        "name: slow\nsteps:\n  - id: first\n    type: run_command\n    command: \"touch started; sleep 1\"\n  - id: second\n    needs: [first]\n    type: run_command\n    command: \"touch second\"\n",
-    );
-    let wf = env.workflow(
-        "parent.yaml",
-        "name: parent\nsteps:\n  - id: sub\n    type: workflow\n    path: slow.yaml\n",
-    );
-    let background = env.spawn_run(&wf);
-    wait_for("the child's first command", || {
-        env.ws.join("started").exists()
-    });
-    let parent = runs_by(&env, "cli")[0]["run_id"]
-        .as_str()
-        .expect("parent")
-        .to_string();
-    let child = runs_by(&env, "workflow")[0]["run_id"]
-        .as_str()
-        .expect("child")
-        .to_string();
-    // A person pauses the child; then the parent is paused and resumed.
-    let paused = env.stepwise(&["pause", &child, "--json"]);
-    assert!(paused.code == 0 || paused.code == 3, "{paused}");
-    wait_for("the child paused", || {
-        env.show(&child)["status"] == "paused"
-    });
-    let paused = env.stepwise(&["pause", &parent, "--json"]);
-    assert!(paused.code == 0 || paused.code == 3, "{paused}");
-    let resumed = env.stepwise(&["resume", &parent, "--no-wait", "--json"]);
-    assert_eq!(resumed.code, 0, "{resumed}");
-    // The parent's resume is not the person's: the child stays paused.
-    std::thread::sleep(Duration::from_millis(1_500));
-    assert_eq!(env.show(&child)["status"], "paused");
-    assert!(!env.ws.join("second").exists());
-    let resumed = env.stepwise(&["resume", &child, "--json"]);
-    assert_eq!(resumed.code, 0, "{resumed}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while env.show(&parent)["status"] != "succeeded" && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        env.show(&parent)["status"],
-        "succeeded",
-        "parent {}\nchild {}\nruns {}",
-        env.show(&parent),
-        env.show(&child),
-        env.stepwise(&["runs"])
-    );
-    assert!(env.ws.join("second").exists());
-    let _ = background.finish(Duration::from_secs(20));
-}
-
-#[test]
 fn a_workflow_that_runs_itself_or_nests_too_deep_is_refused_with_its_line_and_step() {
     let env = Env::new();
     env.workflow(

@@ -15,8 +15,9 @@ use crate::error::EngineError;
 
 impl Driver {
     /// Passes a pause, resume or cancel of this run on to its child runs still going, each
-    /// through its inbox (whoever drives it), in the background. A resume reaches only the
-    /// children paused through their parent: one a person paused stays paused.
+    /// through its inbox (whoever drives it), in the background. (A resume reaches every
+    /// paused child, one a person paused too: the parent waits on its children, and a CLI
+    /// driving it would otherwise wait on a child nobody resumes.)
     pub(super) fn pass_to_children(&self, command: Command, issued_by: &str) {
         let ctx = Arc::clone(&self.ctx);
         let run_id = self.run_id.clone();
@@ -31,21 +32,9 @@ impl Driver {
             };
             for child in children.into_iter().filter(|c| !c.status.is_finished()) {
                 let ctx = Arc::clone(&ctx);
-                let (command, by, parent) = (command.clone(), by.clone(), run_id.clone());
+                let (command, by) = (command.clone(), by.clone());
                 let exec = ctx.exec.clone();
                 exec.spawn(async move {
-                    if matches!(command, Command::Resume) {
-                        let paused_by_parent = match ctx.load_run(child.run_id.as_str()).await {
-                            Ok(loaded) => loaded
-                                .state
-                                .paused_by()
-                                .is_some_and(|by| paused_through(by, &parent)),
-                            Err(_) => false,
-                        };
-                        if !paused_by_parent {
-                            return;
-                        }
-                    }
                     let sent = crate::inbox::send_command(&ctx, &child.run_id, command, by).await;
                     if let Err(error) = sent {
                         tracing::debug!(child = %child.run_id, %error, "not passed on to a child run");
