@@ -95,14 +95,14 @@ impl Engine {
         self.ctx.db.writer.exited().await;
     }
 
-    /// Reads and checks a workflow file, its custom step types from `workspace`'s and the
-    /// user's manifests. A file that cannot be read is a validation error like any other (the
-    /// caller named a file that is not a workflow).
+    /// Reads and checks a workflow file, its custom steps from `step_types` (see
+    /// [`crate::load_step_types`], read once for many files). A file that cannot be read is a
+    /// validation error like any other (the caller named a file that is not a workflow).
     pub fn load_workflow(
         path: &Path,
-        workspace: Option<&Path>,
+        step_types: &stepwise_core::custom_step::StepTypes,
     ) -> Result<(Arc<Workflow>, String), EngineError> {
-        workflow_file::load(path, &crate::step_types::load_step_types(workspace))
+        workflow_file::load(path, step_types)
     }
 
     /// Records a new run (its `RunStarted` event) and starts driving it in a task of its own.

@@ -42,14 +42,20 @@ pub(crate) fn load_in(
     Ok((workflow, source, gathered))
 }
 
-/// Checks a workflow file as a run would start it in `workspace` (as `load_in` reads it).
-pub fn check(path: &Path, workspace: Option<&Path>) -> Result<Workflow, Vec<ValidationError>> {
-    let step_types = crate::step_types::load_step_types(workspace);
-    let source = read(path).map_err(|error| vec![error])?;
-    let workflow =
-        parse_workflow_with(&path.display().to_string(), &source, &step_types).map_err(|e| e.0)?;
-    crate::subrun::gather(&workflow, path, workspace, &step_types)?;
-    Ok(workflow)
+/// Checks a workflow file as a run would start it in `workspace` (as `load_in` reads it):
+/// every problem of the file, and of the files it runs.
+pub fn check(path: &Path, workspace: Option<&Path>) -> Result<Arc<Workflow>, Vec<ValidationError>> {
+    match load_in(path, workspace) {
+        Ok((workflow, _, _)) => Ok(workflow),
+        Err(EngineError::Workflow(errors)) => Err(errors.0),
+        Err(other) => Err(vec![ValidationError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            step: None,
+            message: other.to_string(),
+        }]),
+    }
 }
 
 /// The text of a workflow file, or why it cannot be one.

@@ -26,10 +26,12 @@ pub async fn list_workflows(
         (state.bundled_workflows.clone(), "bundled"),
     ];
     tauri::async_runtime::spawn_blocking(move || {
+        // The workspace's and the user's step manifests, read once for every file.
+        let step_types = stepwise_engine::load_step_types(Some(&workspace));
         let mut found = Vec::new();
         for (folder, source) in folders {
             for path in yaml_files(&folder) {
-                found.push(describe(&path, source, &workspace));
+                found.push(describe(&path, source, &step_types));
             }
         }
         found
@@ -51,7 +53,11 @@ fn yaml_files(folder: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn describe(path: &Path, source: &str, workspace: &Path) -> WorkflowInfo {
+fn describe(
+    path: &Path,
+    source: &str,
+    step_types: &stepwise_core::custom_step::StepTypes,
+) -> WorkflowInfo {
     let mut info = WorkflowInfo {
         path: path.display().to_string(),
         source: source.into(),
@@ -61,7 +67,7 @@ fn describe(path: &Path, source: &str, workspace: &Path) -> WorkflowInfo {
         inputs: Vec::new(),
         errors: Vec::new(),
     };
-    match Engine::load_workflow(path, Some(workspace)) {
+    match Engine::load_workflow(path, step_types) {
         Ok((workflow, _)) => {
             info.name = Some(workflow.name.clone());
             info.description = workflow.description.clone();

@@ -214,18 +214,18 @@ fn quote(text: &str) -> String {
     printable(&quoted)
 }
 
-/// Text with control characters shown as escapes (quotes and the like left alone).
+/// Text on one line with control characters (newlines too) shown as escapes, quotes and the
+/// like left alone: what an executable printed, quoted in an error message.
 fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let shown: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            shown
-        })
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn stderr_tail(stderr: &str) -> String {
