@@ -101,6 +101,7 @@ pub async fn seed_first_run(engine: &Engine, workspace: &Path) -> anyhow::Result
             max_parallel: None,
             budget_micro_usd: None,
             pauses: Default::default(),
+            cause: None,
         })
         .await?;
     Ok(())

@@ -82,6 +82,7 @@ pub fn record(
         subworkflows: Default::default(),
         step_types: Vec::new(),
         parent: None,
+        cause: None,
     };
     let row = NewRun {
         run_id: run_id.clone(),
@@ -93,6 +94,7 @@ pub fn record(
         status: status.into(),
         created_at_ms: started_at,
         parent: None,
+        cause: None,
     };
     let first = new_event(started_at, &Event::RunStarted(started));
     store.create_run(&row, &[first]).expect("create the run");

@@ -145,6 +145,7 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 subworkflows: Default::default(),
                 step_types: Vec::new(),
                 parent: None,
+                cause: None,
             };
             let row = NewRun {
                 run_id: run_id.clone(),
@@ -156,6 +157,7 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 status: "succeeded".into(),
                 created_at_ms: at,
                 parent: None,
+                cause: None,
             };
             let first = Event::RunStarted(started);
             let event = NewEvent {

@@ -117,7 +117,8 @@ fn show_json_has_the_run_its_inputs_and_every_step() {
             "rewinds",
             "fork",
             "parent",
-            "children"
+            "children",
+            "cause"
         ])
     );
     assert!(
@@ -405,6 +406,7 @@ fn a_run_driven_in_process_by_the_engine_is_seen_and_continued_by_the_cli() {
         max_parallel: None,
         budget_micro_usd: None,
         pauses: Default::default(),
+        cause: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -528,6 +530,7 @@ fn record_unreadable_run(env: &Env) -> String {
         subworkflows: Default::default(),
         step_types: Vec::new(),
         parent: None,
+        cause: None,
     });
     let mut store = Store::open(&env.db, Durability::Normal).expect("open the store");
     let row = NewRun {
@@ -540,6 +543,7 @@ fn record_unreadable_run(env: &Env) -> String {
         status: "awaiting_approval".into(),
         created_at_ms: 1,
         parent: None,
+        cause: None,
     };
     let first = NewEvent {
         event_type: started.type_name().into(),

@@ -343,6 +343,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
         subworkflows: Default::default(),
         step_types: Vec::new(),
         parent: None,
+        cause: None,
     };
     let mut state = RunState::new(workflow, started).map_err(|e| e.to_string())?;
     let mut pending = state.advance().map_err(|e| e.to_string())?;

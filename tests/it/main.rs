@@ -65,6 +65,7 @@ mod signals;
 mod step_through;
 mod steps;
 mod subworkflows;
+mod triggers;
 mod validation;
 mod webdriver;
 mod words;

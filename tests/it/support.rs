@@ -625,6 +625,7 @@ impl Env {
             max_parallel: None,
             budget_micro_usd: None,
             pauses: Default::default(),
+            cause: None,
         }
     }
 }

@@ -134,6 +134,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
                 "rewinds": rewinds,
                 "fork": started.fork,
                 "parent": started.parent,
+                "cause": started.cause,
                 "children": children.iter().map(|(step, run_id)| serde_json::json!({"step": step, "run_id": run_id})).collect::<Vec<_>>(),
             }))?
         );
@@ -191,6 +192,9 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
         started.started_by,
         loaded.row.trigger,
     );
+    if let Some(cause) = &started.cause {
+        println!("cause     {} (signal {})", cause.summary, cause.signal_id);
+    }
     println!("inputs    {}", started.inputs);
     println!();
     println!(

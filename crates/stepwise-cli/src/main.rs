@@ -21,6 +21,7 @@ mod runs_list;
 mod signal;
 mod step_through;
 mod step_types;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -200,6 +201,9 @@ enum CliCommand {
     /// Record a signal, which a `wait_signal` step waiting for it takes (its data is that
     /// step's output); continue the run it wakes when nobody drives it.
     Signal(signal::SignalArgs),
+    /// Watch workspaces for workflows with triggers (`on:` files, schedule, signal) and start
+    /// and drive their runs here, until Ctrl-C.
+    Watch(watch::WatchArgs),
     /// The memories agent steps share (`memory: NAME`): without NAME, each memory and how
     /// many entries it holds; with it, its entries; with `--forget KEY`, remove one.
     Memory {
@@ -345,6 +349,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Runs { limit } => runs_list::list_runs(engine, limit, json).await,
         CliCommand::Cost { run } => cost::show(engine, &run, json).await,
         CliCommand::Signal(args) => signal::signal(engine, args, json).await,
+        CliCommand::Watch(args) => watch::watch(engine, args, json).await,
         CliCommand::Memory { name, forget } => {
             memory::memory(engine, name.as_deref(), forget.as_deref(), json).await
         }

@@ -144,6 +144,7 @@ pub async fn run(engine: &Engine, args: RunArgs, json: bool) -> anyhow::Result<E
                 .map(|s| StepId::from(s.as_str()))
                 .collect(),
         },
+        cause: None,
     };
     // Listening for Ctrl-C before anything starts: a signal cannot slip in before it is heard.
     let mut interrupts = interrupts()?;

@@ -60,6 +60,9 @@ pub async fn list_runs(engine: &Engine, limit: usize, json: bool) -> anyhow::Res
             one_line(&run.trigger, 8),
             summary.held_by.as_deref().unwrap_or("")
         );
+        if let Some(cause) = &run.cause {
+            println!("{:<36}  started by: {}", "", one_line(cause, 80));
+        }
     }
     if runs.iter().any(|r| shown_status(r, &runs) == "interrupted") {
         println!();

@@ -278,6 +278,9 @@ pub struct RunStarted {
     /// A child run (a parent's `workflow` step): the run and step that started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<crate::subrun::ParentLink>,
+    /// A run a trigger started (a watcher): the signal that records the firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Box<crate::cause::RunCause>>,
 }
 
 /// Where a forked run comes from: its log starts with `reused` events of `parent` (seq 2

@@ -31,6 +31,9 @@ pub struct RunRow {
     /// the run whose `workflow` step started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<RunId>,
+    /// What started it, when a trigger did (`modify src/lib.rs`, `schedule 10:15`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 impl RunRow {

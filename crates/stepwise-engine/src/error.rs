@@ -145,6 +145,9 @@ pub enum EngineError {
     /// A signal cannot be sent as asked, and why.
     #[error("cannot send the signal: {0}")]
     Signal(String),
+    /// A watcher could not start (a workspace that is not there, no file watch).
+    #[error("{0}")]
+    Watch(String),
     /// A proposal hash (or prefix) that cannot name one proposal.
     #[error(
         "proposal hash `{given}` does not name one proposal: it takes at least 8 hex digits of one (e.g. sha256:1a2b3c4d)"
@@ -216,6 +219,11 @@ impl DatabaseError {
     /// The database may not be written by this user (it was opened for reading).
     pub fn is_read_only(&self) -> bool {
         matches!(self.0, StoreError::ReadOnly { .. })
+    }
+
+    /// A trigger's firing had already started a run of the workflow: another watcher's start.
+    pub fn is_cause_started(&self) -> bool {
+        matches!(self.0, StoreError::CauseStarted { .. })
     }
 
     /// The database was busy: another process held its lock longer than the wait allows.

@@ -63,6 +63,7 @@ mod step_types;
 mod subrun;
 mod test_hooks;
 mod verify;
+mod watch;
 mod workflow_file;
 
 pub use commands::{Applied, Command, Refusal, RefusalKind};
@@ -94,4 +95,5 @@ pub use stepwise_store::{MemoryEntry, MemorySummary, Verified};
 pub use subrun::{CHILD_TRIGGER, child_run_id, child_runs};
 #[doc(hidden)]
 pub use test_hooks::TestHooks;
+pub use watch::{WatchEvent, WatchOptions, WatchedWorkflow, Watcher};
 pub use workflow_file::{check as check_workflow_file, read as read_workflow_file};

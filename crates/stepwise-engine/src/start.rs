@@ -38,6 +38,8 @@ pub struct StartRun {
     /// Where the run waits for a person before a step starts (`--step`, `--break`), besides
     /// the workflow's own `breakpoints`.
     pub pauses: StepPauses,
+    /// What started it, when a trigger did (a watcher); one run per cause and workflow file.
+    pub cause: Option<stepwise_core::cause::RunCause>,
 }
 
 /// A run checked and ready to be recorded.
@@ -128,6 +130,7 @@ pub(crate) fn prepare_started(
         subworkflows: gathered.subworkflows,
         step_types: gathered.step_types,
         parent: None,
+        cause: start.cause.clone().map(Box::new),
     };
     prepared(workflow, started, files.lock_dir, now)
 }
@@ -165,6 +168,7 @@ pub(crate) fn prepared(
         parent: (started.fork.as_ref().map(|fork| &fork.parent))
             .or(started.parent.as_ref().map(|link| &link.run_id))
             .cloned(),
+        cause: started.cause.as_deref().cloned(),
     };
     let first = new_event(&Event::RunStarted(started.clone()), None, now)?;
     Ok(PreparedRun {

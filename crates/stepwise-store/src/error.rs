@@ -22,6 +22,13 @@ pub enum StoreError {
     /// [`crate::Store::create_run`] was given an id that is already taken.
     #[error("run `{0}` already exists")]
     RunExists(RunId),
+    /// A trigger's firing already started a run of this workflow (another watcher's, or
+    /// this one's before a crash); nothing was written.
+    #[error("signal {signal_id} already started a run of `{workflow_path}`")]
+    CauseStarted {
+        signal_id: i64,
+        workflow_path: String,
+    },
     /// A prefix matched several runs (at most [`crate::runs::AMBIGUOUS_MATCHES_SHOWN`] are listed).
     #[error("run prefix `{prefix}` is ambiguous: it matches {}", joined(.matches))]
     AmbiguousRun { prefix: String, matches: Vec<RunId> },

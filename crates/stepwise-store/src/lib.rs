@@ -20,6 +20,7 @@ mod chain;
 mod commands;
 mod error;
 mod events;
+mod firings;
 mod memory;
 mod migrations;
 mod open;
@@ -39,6 +40,7 @@ pub use chain::Verified;
 pub use commands::{CommandRef, CommandRow, CommandState, HandledCommand, NewCommand};
 pub use error::StoreError;
 pub use events::{NewEvent, StoredEvent};
+pub use firings::MAX_UNSTARTED;
 pub use memory::{MAX_MEMORY_ENTRIES, MAX_RECALLED, MemoryEntry, MemorySummary, Rememberer};
 pub use open::FileId;
 pub use runs::{AMBIGUOUS_MATCHES_SHOWN, NewRun, RunRow};
@@ -347,6 +349,7 @@ mod test_support {
             status: "running".into(),
             created_at_ms: 1_000,
             parent: None,
+            cause: None,
         }
     }
 

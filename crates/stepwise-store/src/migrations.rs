@@ -255,7 +255,20 @@ CREATE TRIGGER IF NOT EXISTS signals_no_delete BEFORE DELETE ON signals
 BEGIN SELECT RAISE(ABORT, 'signals are immutable'); END;
 "#;
 
-const ALL: [&str; 10] = [
+/// Version 11: triggers. A run a trigger started records the signal of the firing
+/// (`cause_signal_id`) and how people read it (`cause`); one firing starts at most one run of
+/// each workflow, however many watchers see it. The columns are added by the hook, only where
+/// they are missing (as V8's).
+const V11_RUN_CAUSE: &str = r#"
+SELECT 1;
+"#;
+const V11_AFTER: &str = r#"
+CREATE UNIQUE INDEX IF NOT EXISTS runs_one_per_cause
+    ON runs(cause_signal_id, workflow_path) WHERE cause_signal_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS signals_by_name ON signals(name, signal_id);
+"#;
+
+const ALL: [&str; 11] = [
     V1_INITIAL,
     V2_SHARED_RUNS,
     V3_RUN_COST,
@@ -266,6 +279,7 @@ const ALL: [&str; 10] = [
     V8_RUN_PARENT,
     V9_MEMORY_AND_FAMILIES,
     V10_SIGNALS,
+    V11_RUN_CAUSE,
 ];
 
 /// All migrations, oldest first.
@@ -326,12 +340,41 @@ pub(crate) fn migrations() -> Migrations<'static> {
                         tx.execute_batch(V9_AFTER)?;
                         Ok(())
                     })
+                } else if sql == V11_RUN_CAUSE {
+                    M::up_with_hook(sql, |tx: &rusqlite::Transaction| {
+                        add_missing_columns(
+                            tx,
+                            "runs",
+                            &[("cause_signal_id", "INTEGER"), ("cause", "TEXT")],
+                        )?;
+                        tx.execute_batch(V11_AFTER)?;
+                        Ok(())
+                    })
                 } else {
                     M::up(sql)
                 }
             })
             .collect(),
     )
+}
+
+/// Adds each of `columns` (name, type) to `table` where it is missing.
+fn add_missing_columns(
+    tx: &rusqlite::Transaction,
+    table: &str,
+    columns: &[(&str, &str)],
+) -> rusqlite::Result<()> {
+    for (column, kind) in columns {
+        let has: bool = tx.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |row| row.get(0),
+        )?;
+        if !has {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The schema version this stepwise writes (the number of migrations).
@@ -367,6 +410,7 @@ mod tests {
                     trigger: trigger.into(),
                     created_at_ms: at,
                     parent: parent.map(rid),
+                    cause: None,
                     ..new_run(id)
                 };
                 store

@@ -27,11 +27,13 @@ pub struct NewRun {
     pub created_at_ms: i64,
     /// The run it was forked from.
     pub parent: Option<RunId>,
+    /// What started it, when a trigger did: one run per cause and workflow path.
+    pub cause: Option<stepwise_core::cause::RunCause>,
 }
 
 pub(crate) const RUN_COLUMNS: &str = "run_id, workflow_name, workflow_path, workflow_hash, workspace, \
                            trigger, status, created_at_ms, updated_at_ms, last_seq, change_seq, \
-                           cost_micro_usd, parent_run_id";
+                           cost_micro_usd, parent_run_id, cause";
 
 pub(crate) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -57,6 +59,7 @@ pub(crate) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         change_seq: row.get(10)?,
         cost_micro_usd: stored_micro_usd(row.get_ref(11)?),
         parent: row.get::<_, Option<String>>(12)?.map(RunId::from),
+        cause: row.get(13)?,
     })
 }
 
@@ -92,9 +95,11 @@ impl Store {
         // last_seq, which is safe because nobody else can see it before the commit.
         let inserted = tx
             .prepare_cached(&format!(
-                "INSERT INTO runs ({RUN_COLUMNS}, family_run_id, family_at_ms, family_path)
+                "INSERT INTO runs ({RUN_COLUMNS}, cause_signal_id, family_run_id, family_at_ms,
+                 family_path)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs), 0, ?11, ?1, ?8, '')"
+                 (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM runs), 0, ?11, ?12, ?13, ?1, ?8,
+                 '')"
             ))?
             .execute(params![
                 run.run_id.as_str(),
@@ -108,12 +113,23 @@ impl Store {
                 updated_at_ms,
                 last_seq.get(),
                 run.parent.as_ref().map(RunId::as_str),
+                run.cause.as_ref().map(|cause| cause.summary.as_str()),
+                run.cause.as_ref().map(|cause| cause.signal_id),
             ]);
         match inserted {
             Err(rusqlite::Error::SqliteFailure(err, _))
                 if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
             {
                 return Err(StoreError::RunExists(run.run_id.clone()));
+            }
+            Err(rusqlite::Error::SqliteFailure(err, _))
+                if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    && run.cause.is_some() =>
+            {
+                return Err(StoreError::CauseStarted {
+                    signal_id: run.cause.as_ref().map_or(0, |cause| cause.signal_id),
+                    workflow_path: run.workflow_path.clone(),
+                });
             }
             other => other?,
         };
@@ -312,6 +328,7 @@ mod tests {
                 change_seq: 1,
                 cost_micro_usd: 0,
                 parent: None,
+                cause: None,
             }
         );
         assert_eq!(store.run(&rid("run-2")).unwrap(), None);

@@ -143,6 +143,7 @@ mod tests {
                 status: status.into(),
                 created_at_ms: 1_000 + i as i64,
                 parent: None,
+                cause: None,
                 ..new_run(id)
             };
             store
@@ -163,6 +164,7 @@ mod tests {
                 trigger: trigger.into(),
                 created_at_ms: at,
                 parent: parent.map(rid),
+                cause: None,
                 ..new_run(id)
             };
             store

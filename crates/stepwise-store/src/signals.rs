@@ -35,10 +35,10 @@ pub struct Signal {
     pub consumed_by: Option<(String, u64)>,
 }
 
-const COLUMNS: &str = "signal_id, name, payload, idempotency_key, correlation_id, source, \
+pub(crate) const COLUMNS: &str = "signal_id, name, payload, idempotency_key, correlation_id, source, \
                        created_at_ms, consumed_run, consumed_op";
 
-fn signal(row: &rusqlite::Row<'_>) -> rusqlite::Result<Signal> {
+pub(crate) fn signal(row: &rusqlite::Row<'_>) -> rusqlite::Result<Signal> {
     let payload: String = row.get(2)?;
     let run: Option<String> = row.get(7)?;
     let op: Option<i64> = row.get(8)?;

@@ -136,6 +136,7 @@ pub async fn start_run(
                 every_step: step_through.unwrap_or(false),
                 breakpoints: Vec::new(),
             },
+            cause: None,
         })
         .await?;
     Ok(handle.run_id().to_string())

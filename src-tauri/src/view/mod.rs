@@ -44,6 +44,10 @@ pub struct RunListItem {
     pub parent: Option<RunId>,
     /// A child run: a step of `parent` runs it as a sub-workflow.
     pub is_child: bool,
+    /// What started it, when a trigger did (`modify src/lib.rs`, `schedule 10:15`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub cause: Option<String>,
 }
 
 /// A page of the runs list, newest first: the rows a list shows, and counts for its filters.
@@ -267,6 +271,7 @@ pub fn run_list_item(row: &RunRow, held_by: Option<String>) -> RunListItem {
         held_by,
         parent: row.parent.clone(),
         is_child: row.is_child(),
+        cause: row.cause.clone(),
     }
 }
 

@@ -25,4 +25,8 @@ parent: RunId | null,
 /**
  * A child run: a step of `parent` runs it as a sub-workflow.
  */
-is_child: boolean, };
+is_child: boolean, 
+/**
+ * What started it, when a trigger did (`modify src/lib.rs`, `schedule 10:15`).
+ */
+cause?: string, };

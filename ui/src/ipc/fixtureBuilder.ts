@@ -81,6 +81,8 @@ export interface RunSpec {
   workspace: string;
   status: string;
   trigger: string;
+  /** What fired, for a run a trigger started (`modify src/lib.rs`). */
+  cause?: string;
   startedBy: string;
   startedAt: number;
   inputs: JsonValue;
@@ -423,6 +425,7 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
     held_by: spec.heldBy ?? (finished ? null : "pid 4242"),
     parent: spec.parent?.run_id ?? null,
     is_child: !!spec.parent,
+    ...(spec.cause ? { cause: spec.cause } : {}),
   };
   const pending: ApprovalItem[] = approvals.map((a) => ({ ...a.item, requested_seq: a.draft.seq! }));
   const failedNote = steps

@@ -90,7 +90,7 @@ test("runs: every run with its status, filtered and searched", async (page) => {
   await count(rows, (n) => n >= 20, "many run rows");
   await hasText(page.locator('[data-testid="runs-count"]'), "34 of 34", "the run count");
   await hasText(page.locator('[data-run="b2c4e6f8-1a3b-4c5d-8e9f-a0b1c2d3e4f5"]'), ["failed", "refactor-cli", "b2c4e6f8", "cli (dana)", "$0.00348"], "the failed run's row");
-  await hasText(page.locator('[data-run="3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13"]'), ["running", "docs-refresh", "watch (docs/**)"], "the running run's row");
+  await hasText(page.locator('[data-run="3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13"]'), ["running", "docs-refresh", "started by: modify docs/api.md"], "the running run's row");
   await shot(page, "runs");
 
   await page.locator('[data-filter="failed"]').click();
@@ -186,7 +186,7 @@ test("a lost live signal reloads what every view shows", async (page) => {
 // ---- Run -------------------------------------------------------------------------------------
 
 test("run: header, timeline lanes and the step panel of a running run", { hash: "#/run/3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13" }, async (page) => {
-  await hasText(page.locator(".run-header"), ["running", "docs-refresh", "/home/dana/code/acme-billing", "Started by", "dana", "watch (docs/**)", "Cost"], "the run header");
+  await hasText(page.locator(".run-header"), ["running", "docs-refresh", "/home/dana/code/acme-billing", "Started by", "dana", "watch", "Cause", "modify docs/api.md", "Cost"], "the run header");
   const lanes = page.locator('[data-testid="timeline-lane"]');
   await count(lanes, (n) => n >= 3, "at least three lanes for three parallel reads");
   await visible(page.locator('.bar[data-step="rewrite_api"]'), "the bar of rewrite_api");
@@ -311,6 +311,14 @@ test("runs: a child run under its parent, and the parent's workflow step opens i
   await visible(link, "the workflow step's link to its child run");
   await link.click();
   await hasText(page.locator(".run-header"), ["review-one", "child run of 5a0c2f7e"], "the child run's header");
+});
+
+test("runs: a run a trigger started says what fired", async (page) => {
+  const triggered = page.locator('[data-run="3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13"]');
+  await visible(triggered, "the row of the run a file trigger started");
+  await hasText(triggered.locator("[data-cause]"), "started by: modify docs/api.md", "its cause");
+  const byHand = page.locator('[data-testid="runs-list"] [role="option"]').filter({ hasText: "cli (dana)" }).first();
+  if ((await byHand.locator("[data-cause]").count()) !== 0) fail("a run a person started shows a cause");
 });
 
 test("run: fork from a step, and the runs list shows the family", async (page) => {

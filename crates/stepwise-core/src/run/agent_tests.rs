@@ -58,6 +58,7 @@ pub(super) fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(E
         subworkflows: Default::default(),
         step_types: Vec::new(),
         parent: None,
+        cause: None,
     };
     let mut state = RunState::new(workflow, started.clone()).expect("state");
     let mut log = vec![(EventSeq::FIRST, Event::RunStarted(started))];

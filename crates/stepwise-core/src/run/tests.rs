@@ -44,6 +44,7 @@ impl Run {
             subworkflows: Default::default(),
             step_types: Vec::new(),
             parent: None,
+            cause: None,
         };
         let state = RunState::new(workflow, started.clone()).expect("state");
         let mut run = Run {

@@ -288,6 +288,22 @@ impl<'a> Compiler<'a> {
             }
         }
 
+        let triggers = match def
+            .triggers
+            .as_ref()
+            .map(|on| super::triggers::compile(on, &def.inputs))
+        {
+            Some(Ok(triggers)) => triggers,
+            Some(Err(messages)) => {
+                let (line, column) = top_level_position(self.source, "on");
+                for message in messages {
+                    self.error_at(line, column, None, message);
+                }
+                super::triggers::Triggers::default()
+            }
+            None => super::triggers::Triggers::default(),
+        };
+
         if !self.errors.is_empty() {
             self.errors.sort_by_key(|e| (e.line, e.column));
             return Err(WorkflowErrors(self.errors));
@@ -314,6 +330,7 @@ impl<'a> Compiler<'a> {
             breakpoints,
             steps,
             outputs,
+            triggers,
             index,
         })
     }

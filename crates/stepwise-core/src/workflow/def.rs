@@ -40,6 +40,10 @@ pub struct WorkflowDef {
     /// succeeded. Without it, the output is each step's output by step id.
     #[serde(default)]
     pub outputs: Option<BTreeMap<String, serde_json::Value>>,
+    /// What starts runs of this workflow without a person (a watcher: the app, or
+    /// `stepwise watch`): files changing in the workspace, a schedule, a signal.
+    #[serde(default, rename = "on")]
+    pub triggers: Option<super::triggers::TriggersDef>,
 }
 
 /// A declared input.

@@ -14,6 +14,7 @@ mod llm_fields;
 mod outputs;
 mod plan;
 mod step_types;
+pub mod triggers;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -61,6 +62,8 @@ pub struct Workflow {
     /// What the workflow gives back to a workflow that runs it as a step (`None`: each
     /// step's output by id).
     pub outputs: Option<BTreeMap<String, ValueTemplate>>,
+    /// What starts its runs without a person (`on:`).
+    pub triggers: triggers::Triggers,
     index: HashMap<StepId, usize>,
 }
 
@@ -79,6 +82,7 @@ impl Workflow {
             breakpoints: self.breakpoints.clone(),
             steps,
             outputs: self.outputs.clone(),
+            triggers: self.triggers.clone(),
             index,
         }
     }

@@ -84,6 +84,7 @@ impl Bench {
             max_parallel: Some(128),
             budget_micro_usd: None,
             pauses: Default::default(),
+            cause: None,
         })
     }
 

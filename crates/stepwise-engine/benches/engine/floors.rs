@@ -74,6 +74,7 @@ pub fn append_floor_with(durability: Durability, n: usize, content: &str) -> Ben
         status: "running".into(),
         created_at_ms: 0,
         parent: None,
+        cause: None,
     };
     store.create_run(&run, &[])?;
     let hash = stepwise_core::hash::content_hash(content.as_bytes());

@@ -323,6 +323,7 @@ mod tests {
             status: "running".into(),
             created_at_ms: 0,
             parent: None,
+            cause: None,
         }
     }
 

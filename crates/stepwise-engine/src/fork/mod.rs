@@ -95,6 +95,7 @@ impl Engine {
             max_parallel: Some(parent_started.max_parallel),
             budget_micro_usd: parent_started.budget.and_then(|b| b.micro_usd),
             pauses: Default::default(),
+            cause: None,
         };
         // Everything that can be refused is, before the workspace is touched: the start as
         // any start is checked, and the new state taking the reused events.

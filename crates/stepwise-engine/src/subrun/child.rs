@@ -95,6 +95,7 @@ pub(super) async fn start(ctx: &Arc<Context>, start: ChildStart) -> Result<(), E
                     depth: start.depth,
                     root,
                 }),
+                cause: None,
             };
             crate::start::prepared(workflow, started, &lock_dir, now)
         })

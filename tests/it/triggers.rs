@@ -1,0 +1,315 @@
+//! Triggers: `stepwise watch` starts runs of the workspace's workflows whose `on:` says so —
+//! a file created or changed, a cron slot passing, a signal recorded — exactly one per firing
+//! however many watchers share the database, each run recording its cause; a run's own edits
+//! start nothing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Background, Env, Lines, step};
+
+const ON_CHANGE: &str = r#"name: on-change
+on:
+  files:
+    paths: ["src/**"]
+    debounce: 300ms
+inputs:
+  trigger: {type: object, default: {}}
+steps:
+  - id: note
+    type: set
+    values:
+      what: ${inputs.trigger.summary}
+"#;
+
+/// Starts `stepwise watch --json` on the test's workspace and waits until it watches.
+fn watcher(env: &Env) -> (Background, Lines) {
+    let ws = env.ws.display().to_string();
+    let (watch, lines) = env.spawn_piped(&["watch", "--workspace", &ws, "--json"]);
+    lines
+        .until(Duration::from_secs(20), |line| {
+            line.contains(r#""event":"watching""#)
+        })
+        .expect("the watcher reports what it watches");
+    (watch, lines)
+}
+
+fn started(lines: &Lines, limit: Duration) -> Option<(Instant, Value)> {
+    let (_, line) = lines.until(limit, |line| line.contains(r#""event":"started""#))?;
+    Some((
+        Instant::now(),
+        serde_json::from_str(&line).expect("a JSON line"),
+    ))
+}
+
+fn runs(env: &Env) -> Vec<Value> {
+    env.stepwise(&["runs", "--json"])
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until every run has finished.
+fn all_finished(env: &Env) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs(env).iter().any(|run| {
+        !["succeeded", "failed", "cancelled"].contains(&run["status"].as_str().unwrap_or(""))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "runs never finished: {:?}",
+            runs(env)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_new_file_starts_one_run_with_its_cause_and_a_burst_of_writes_starts_one() {
+    let env = Env::new();
+    env.write("workflows/on-change.yaml", ON_CHANGE);
+    env.write("src/old.txt", "there before the watcher");
+    let (_watch, lines) = watcher(&env);
+
+    let created = Instant::now();
+    env.write("src/a.txt", "hello");
+    let (at, event) = started(&lines, Duration::from_secs(3)).expect("a run within 3 s");
+    assert!(at.duration_since(created) < Duration::from_secs(3));
+    assert_eq!(event["cause"]["kind"], "files");
+    assert_eq!(event["cause"]["summary"], "create src/a.txt");
+    let run = event["run_id"].as_str().expect("a run id").to_string();
+    all_finished(&env);
+    let shown = env.show(&run);
+    assert_eq!(shown["run"]["trigger"], "watch");
+    assert_eq!(shown["run"]["cause"], "create src/a.txt");
+    assert_eq!(shown["cause"]["summary"], "create src/a.txt");
+    assert_eq!(step(&shown, "note")["output"]["what"], "create src/a.txt");
+    let listed = env.stepwise(&["runs"]);
+    assert!(
+        listed.stdout.contains("started by: create src/a.txt"),
+        "{listed}"
+    );
+
+    // Fifty writes in a burst: one run, once they are quiet.
+    for i in 0..50 {
+        env.write("src/b.txt", &format!("version {i}"));
+    }
+    let (_, event) = started(&lines, Duration::from_secs(5)).expect("a run for the burst");
+    assert_eq!(event["cause"]["summary"], "create src/b.txt");
+    assert!(
+        started(&lines, Duration::from_secs(2)).is_none(),
+        "one burst, one run"
+    );
+    // A file outside the patterns, and one saved with what it held, start nothing.
+    env.write("notes.txt", "not watched");
+    env.write("src/old.txt", "there before the watcher");
+    assert!(started(&lines, Duration::from_secs(2)).is_none());
+    all_finished(&env);
+    assert_eq!(runs(&env).len(), 2);
+}
+
+#[test]
+fn two_watchers_on_one_database_start_one_run_per_firing() {
+    let env = Env::new();
+    env.write("workflows/on-change.yaml", ON_CHANGE);
+    let (_first, first_lines) = watcher(&env);
+    let (_second, second_lines) = watcher(&env);
+    for (i, name) in ["one", "two", "three"].iter().enumerate() {
+        env.write(&format!("src/{name}.txt"), name);
+        let first = started(&first_lines, Duration::from_secs(3));
+        let second = started(&second_lines, Duration::from_secs(1));
+        assert!(
+            first.is_some() != second.is_some(),
+            "exactly one watcher starts the run of firing {name}"
+        );
+        all_finished(&env);
+        assert_eq!(runs(&env).len(), i + 1);
+    }
+    let causes: Vec<Value> = runs(&env).iter().map(|run| run["cause"].clone()).collect();
+    assert_eq!(causes.len(), 3);
+    // Each firing is one signal, recorded once.
+    let signals: i64 = env
+        .db()
+        .query_row(
+            "SELECT count(*) FROM signals WHERE name LIKE 'files:%'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count signals");
+    assert_eq!(signals, 3);
+}
+
+#[test]
+fn a_runs_own_edit_starts_nothing_and_a_persons_edit_of_that_file_does() {
+    let env = Env::new();
+    env.allow_everything();
+    env.write(
+        "workflows/generate.yaml",
+        r#"name: generate
+on:
+  files:
+    paths: ["src/**"]
+    debounce: 300ms
+steps:
+  - id: write
+    type: edit_file
+    path: src/generated.txt
+    content: "generated from the sources\n"
+"#,
+    );
+    let (_watch, lines) = watcher(&env);
+    env.write("src/input.txt", "input");
+    let (_, event) = started(&lines, Duration::from_secs(3)).expect("a run");
+    assert_eq!(event["cause"]["summary"], "create src/input.txt");
+    all_finished(&env);
+    assert_eq!(
+        env.read("src/generated.txt").as_deref(),
+        Some("generated from the sources\n")
+    );
+    assert!(
+        started(&lines, Duration::from_secs(2)).is_none(),
+        "the run's own edit started another run"
+    );
+    // A person changing the file the run wrote is a change like any other.
+    env.write("src/generated.txt", "edited by hand\n");
+    let (_, event) = started(&lines, Duration::from_secs(3)).expect("a run for the edit");
+    assert_eq!(event["cause"]["summary"], "modify src/generated.txt");
+    all_finished(&env);
+    assert!(started(&lines, Duration::from_secs(2)).is_none());
+    assert_eq!(runs(&env).len(), 2);
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+#[test]
+fn a_schedule_starts_one_run_per_slot_and_one_catch_up_after_a_gap() {
+    let mut env = Env::new();
+    env.write(
+        "workflows/tick.yaml",
+        r#"name: tick
+on:
+  schedule:
+    cron: "* * * * *"
+steps:
+  - id: tick
+    type: set
+    values: {ok: true}
+"#,
+    );
+    let clock = env.root().join("clock");
+    let set_clock = |ms: i64| std::fs::write(&clock, ms.to_string()).expect("set the clock");
+    // 10 s into a minute, in 2030.
+    let start = 1_900_000_000_000 - 1_900_000_000_000 % MINUTE_MS + 10_000;
+    set_clock(start);
+    env.vars
+        .push(("STEPWISE_WATCH_CLOCK".into(), clock.display().to_string()));
+    env.vars.push(("TZ".into(), "UTC".into()));
+
+    let (first, first_lines) = watcher(&env);
+    let (second, second_lines) = watcher(&env);
+    // A new schedule has missed nothing.
+    assert!(started(&first_lines, Duration::from_secs(1)).is_none());
+    set_clock(start + MINUTE_MS);
+    let one = started(&first_lines, Duration::from_secs(3));
+    let other = started(&second_lines, Duration::from_secs(1));
+    let (_, event) = one.clone().or(other.clone()).expect("a run for the slot");
+    assert!(one.is_some() != other.is_some(), "one run per slot");
+    assert_eq!(event["cause"]["kind"], "schedule");
+    assert_eq!(event["cause"]["summary"], "schedule 17:47");
+    // The same slot, later in it: nothing more.
+    set_clock(start + MINUTE_MS + 20_000);
+    assert!(started(&first_lines, Duration::from_secs(1)).is_none());
+    assert!(started(&second_lines, Duration::from_secs(1)).is_none());
+    drop((first, second));
+    all_finished(&env);
+    assert_eq!(runs(&env).len(), 1);
+
+    // Ten slots pass with no watcher: the next one to start catches up once.
+    set_clock(start + 11 * MINUTE_MS);
+    let (_third, third_lines) = watcher(&env);
+    let (_, event) = started(&third_lines, Duration::from_secs(3)).expect("a catch-up run");
+    assert_eq!(event["cause"]["summary"], "schedule 17:57 (catch-up)");
+    assert!(started(&third_lines, Duration::from_secs(2)).is_none());
+    all_finished(&env);
+    assert_eq!(runs(&env).len(), 2);
+}
+
+#[test]
+fn a_signal_starts_a_run_with_its_data_once_per_key() {
+    let env = Env::new();
+    env.write(
+        "workflows/on-deploy.yaml",
+        r#"name: on-deploy
+on:
+  signal: deploy/done
+inputs:
+  trigger: {type: object, default: {}}
+steps:
+  - id: version
+    type: set
+    values:
+      version: ${inputs.trigger.data.version}
+"#,
+    );
+    let (_watch, lines) = watcher(&env);
+    for _ in 0..2 {
+        let sent = env.stepwise(&[
+            "signal",
+            "deploy/done",
+            "--data",
+            r#"{"version": "2.0"}"#,
+            "--key",
+            "release-2.0",
+        ]);
+        assert_eq!(sent.code, 0, "{sent}");
+    }
+    let (_, event) = started(&lines, Duration::from_secs(3)).expect("a run");
+    assert_eq!(event["cause"]["summary"], "signal deploy/done");
+    assert!(
+        started(&lines, Duration::from_secs(2)).is_none(),
+        "one run per key"
+    );
+    all_finished(&env);
+    let run = event["run_id"].as_str().expect("a run id");
+    assert_eq!(step(&env.show(run), "version")["output"]["version"], "2.0");
+}
+
+#[test]
+fn a_workflow_with_triggers_is_checked_like_any_other() {
+    let env = Env::new();
+    let wf = env.workflow(
+        "bad.yaml",
+        r#"name: bad
+on:
+  files:
+    paths: ["../outside/**", "src/["]
+    debounce: forever
+  schedule:
+    cron: "every day"
+  signal: "no spaces allowed"
+inputs:
+  name: {type: string}
+steps:
+  - id: a
+    type: set
+    values: {x: 1}
+"#,
+    );
+    let out = env.stepwise(&["validate", wf.to_str().expect("utf-8")]);
+    assert_ne!(out.code, 0);
+    for expected in [
+        "`../outside/**` must be relative to the workspace",
+        "`src/[` is not a path pattern",
+        "`on.files.debounce` is `forever`",
+        "`every day` is not a five-field cron schedule",
+        "`on.signal`",
+        "input `name` has no default",
+    ] {
+        assert!(
+            out.stderr.contains(expected) || out.stdout.contains(expected),
+            "{expected}: {out}"
+        );
+    }
+}
