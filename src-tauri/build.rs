@@ -55,5 +55,6 @@ fn stepwise_commands() -> &'static [&'static str] {
         "list_memories",
         "memory_entries",
         "forget_memory",
+        "send_signal",
     ]
 }

@@ -1,7 +1,8 @@
 //! Stepwise's desktop app: a Tauri window over the engine, embedded in-process (no sidecar, no
 //! server). This is the only crate that knows Tauri. It is a thin layer: commands
 //! (`commands/`) adapt the engine handle to IPC, `live` forwards the engine's feeds to the
-//! webview over channels, `watch` keeps the workspace view current, `demo` lays out the
+//! webview over channels, `watch` keeps the workspace view current, `triggers` makes the app a
+//! watcher of its workspace's triggers (with a tray icon), `demo` lays out the
 //! embedded defaults on first start, and `view` shapes what the UI is shown (with its
 //! TypeScript types generated from those very structs).
 //!
@@ -21,6 +22,7 @@ mod render;
 mod state;
 #[cfg(test)]
 mod testing;
+mod triggers;
 mod view;
 mod watch;
 
@@ -70,9 +72,11 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri
     builder
         .manage(state)
         .invoke_handler(commands::handler())
+        .on_window_event(triggers::on_window_event)
         .setup(|app| {
             render::choose(app.handle());
             live::start(app.handle());
+            triggers::start(app.handle());
             Ok(())
         })
 }

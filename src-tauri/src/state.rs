@@ -38,6 +38,8 @@ pub struct AppState {
     pub failures: Arc<RecentFailures>,
     /// The run the Run view follows (one at a time): its forwarding task.
     pub following: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
+    /// What the app's watcher of triggers watches.
+    pub triggers: Arc<crate::triggers::Triggers>,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             holders: Arc::default(),
             failures: Arc::default(),
             following: Mutex::new(None),
+            triggers: Arc::default(),
         })
     }
 }

@@ -16,6 +16,7 @@ mod app_live;
 mod app_notify;
 mod app_review;
 mod app_run;
+mod app_triggers;
 mod approvals;
 mod audit;
 mod budget_reservations;

@@ -290,6 +290,7 @@ impl EngineError {
                 | EngineError::InvalidProposalHash { .. }
                 | EngineError::Rewind(_)
                 | EngineError::Signal(_)
+                | EngineError::Watch(_)
                 | EngineError::Fork(_)
                 | EngineError::UnknownBreakpoint { .. }
                 | EngineError::Refused(_)

@@ -7,6 +7,7 @@ mod live;
 mod memory;
 mod run_view;
 mod runs;
+mod signals;
 mod step_types;
 #[cfg(test)]
 mod tests;
@@ -52,5 +53,6 @@ pub fn handler<R: Runtime>() -> impl Fn(Invoke<R>) -> bool + Send + Sync + 'stat
         memory::list_memories,
         memory::memory_entries,
         memory::forget_memory,
+        signals::send_signal,
     ]
 }

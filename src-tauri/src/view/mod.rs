@@ -307,9 +307,21 @@ pub fn event_view(logged: &LoggedEvent) -> EventView {
     }
 }
 
+/// A signal sent from the window (`Send signal`).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SignalSentView {
+    #[ts(type = "number")]
+    pub signal_id: i64,
+    /// `false`: a signal of that name and key was recorded before (this one is that one).
+    pub recorded: bool,
+    /// The run whose waiting step took it, if one did yet.
+    pub taken_by: Option<RunId>,
+}
+
 /// Writes the TypeScript twin of every type the UI receives (and what they use) to `dir`.
 pub fn export_all(dir: &std::path::Path) -> Result<(), ts_rs::ExportError> {
     RunListItem::export_all_to(dir)?;
+    SignalSentView::export_all_to(dir)?;
     RunsPage::export_all_to(dir)?;
     RunOverview::export_all_to(dir)?;
     StepPage::export_all_to(dir)?;

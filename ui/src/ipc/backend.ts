@@ -23,6 +23,7 @@ import type { RunListItem } from "../generated/RunListItem";
 import type { MemoryEntryView } from "../generated/MemoryEntryView";
 import type { MemoryView } from "../generated/MemoryView";
 import type { StepType } from "../generated/StepType";
+import type { SignalSentView } from "../generated/SignalSentView";
 
 export interface ApproveArgs {
   run: string;
@@ -76,6 +77,9 @@ export interface Backend {
   cancelRun(run: string): Promise<void>;
   /** Says what became of an operation cut off by a crash. */
   resolveStep(run: string, step: string, resolution: Resolution): Promise<void>;
+  /** Records a signal (`data`: JSON text; `key`: its idempotency key) that a `wait_signal` step
+   * waiting for `name` takes. */
+  sendSignal(name: string, data?: string, key?: string): Promise<SignalSentView>;
   replayRun(run: string, against: "recorded" | "current"): Promise<ReplayVerdict>;
   listApprovals(): Promise<InboxView>;
   approveStep(args: ApproveArgs): Promise<void>;

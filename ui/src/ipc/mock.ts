@@ -25,6 +25,7 @@ import type { WorkflowInfo } from "../generated/WorkflowInfo";
 import type { MemoryEntryView } from "../generated/MemoryEntryView";
 import type { MemoryView } from "../generated/MemoryView";
 import type { StepType } from "../generated/StepType";
+import type { SignalSentView } from "../generated/SignalSentView";
 import type { WorkspaceView } from "../generated/WorkspaceView";
 import type { FileNode } from "../generated/FileNode";
 import { countByStatus, filterRuns, sortRuns } from "../lib/runsFilter";
@@ -52,6 +53,12 @@ const RUNS_PAGE_MAX = 500;
 const clone = <T>(value: T): T => (value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T));
 const short = (id: string) => (id.startsWith("sha256:") ? id.slice(7, 15) : id.slice(0, 8));
 
+/** Whether an operation's request is a wait for the signal `name`. */
+function waitsFor(request: JsonValue, name: string): boolean {
+  const fields = typeof request === "object" && request !== null && !Array.isArray(request) ? request : {};
+  return fields.kind === "wait_signal" && fields.name === name;
+}
+
 export class MockBackend implements Backend {
   private readonly info: AppInfo;
   private readonly runs = new Map<string, BuiltRun>();
@@ -68,6 +75,9 @@ export class MockBackend implements Backend {
   /** Runs that "cannot be read", for the inbox's report. */
   private unreadable = new Map<string, string>();
   private readonly failures = new Map<string, AppError>();
+  /** Signals sent with a key, by name and key: the same one is one signal. */
+  private readonly signalKeys = new Map<string, SignalSentView>();
+  private signalCount = 0;
   private readonly rand = seeded(2024);
   private readonly latencyMs: number;
   /** Every call, for tests to look at. */
@@ -218,6 +228,61 @@ export class MockBackend implements Backend {
     ]);
     this.setStatus(r, "cancelled");
     if (hadApprovals) this.emit({ kind: "approvals" });
+  }
+
+  async sendSignal(name: string, data?: string, key?: string): Promise<SignalSentView> {
+    await this.enter("sendSignal", [name, data, key]);
+    if (!/^[A-Za-z0-9_.\/-]{1,128}$/.test(name))
+      throw appError("invalid", `cannot send the signal: \`${name}\` is not a signal's name: letters, digits, \`_\`, \`-\`, \`.\` and \`/\`, at most 128 bytes`);
+    let payload: JsonValue = null;
+    if (data?.trim()) {
+      try {
+        payload = JSON.parse(data) as JsonValue;
+      } catch (e) {
+        throw appError("invalid", `the signal's data is not JSON: ${(e as Error).message}`);
+      }
+    }
+    const sent = key ? this.signalKeys.get(`${name}\u0000${key}`) : undefined;
+    if (sent) return clone({ ...sent, recorded: false });
+    const signalId = ++this.signalCount;
+    // The oldest run waiting for it takes it: its step succeeds with the data, the next starts.
+    const waiting = [...this.runs.values()]
+      .filter((r) => r.item.status === "running")
+      .sort((a, b) => a.item.started_at_ms - b.item.started_at_ms)
+      .map((r) => ({ r, s: r.detail.steps.find((s) => s.status === "running" && s.operations.some((o) => waitsFor(o.request, name) && !o.result)) }))
+      .find((w) => w.s);
+    const view: SignalSentView = { signal_id: signalId, recorded: true, taken_by: waiting?.r.item.run_id ?? null };
+    if (key) this.signalKeys.set(`${name}\u0000${key}`, view);
+    if (waiting?.s) this.takeSignal(waiting.r, waiting.s, name, payload, signalId);
+    return clone(view);
+  }
+
+  private takeSignal(r: BuiltRun, step: BuiltRun["detail"]["steps"][number], name: string, payload: JsonValue, signalId: number): void {
+    const now = Date.now();
+    this.touch(r, step.id);
+    const op = step.operations.find((o) => waitsFor(o.request, name) && !o.result)!;
+    op.result = { kind: "signal_received", signal_id: signalId, name, payload };
+    op.ended_at_ms = now;
+    closeSegments(step, now);
+    step.status = "succeeded";
+    step.output = payload;
+    this.append(r, [
+      { kind: "OperationSucceeded", step: null, data: { op: op.seq, result: op.result } },
+      { kind: "StepSucceeded", step: step.id, data: { step: step.id, output: payload } },
+    ]);
+    const next = r.detail.steps.find((s) => s.status === "pending");
+    if (next) {
+      this.touch(r, next.id);
+      next.status = "succeeded";
+      next.attempt = 1;
+      next.segments.push({ kind: "executing", start_ms: now, end_ms: now + 5 });
+      next.output = { ok: true };
+      this.append(r, [
+        { kind: "StepStarted", step: next.id, data: { step: next.id, attempt: 1 } },
+        { kind: "StepSucceeded", step: next.id, data: { step: next.id, output: next.output } },
+      ]);
+    }
+    this.setStatus(r, r.detail.steps.some((s) => s.status === "pending") ? "running" : "succeeded");
   }
 
   async resolveStep(run: string, step: string, resolution: Resolution): Promise<void> {

@@ -16,6 +16,7 @@ export const tauriBackend: Backend = {
   resumeRun: (run) => invoke("resume_run", { run }),
   cancelRun: (run) => invoke("cancel_run", { run }),
   resolveStep: (run, step, resolution) => invoke("resolve_step", { run, step, resolution }),
+  sendSignal: (name, data, key) => invoke("send_signal", { name, data: data ?? null, key: key ?? null }),
   replayRun: (run, against) => invoke("replay_run", { run, against }),
   listApprovals: () => invoke("list_approvals"),
   approveStep: (a) =>

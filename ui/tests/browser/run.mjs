@@ -88,7 +88,7 @@ const selectedInbox = (page) => page.locator('[data-testid="inbox"] [aria-select
 test("runs: every run with its status, filtered and searched", async (page) => {
   const rows = page.locator('[data-testid="runs-list"] [role="option"]');
   await count(rows, (n) => n >= 20, "many run rows");
-  await hasText(page.locator('[data-testid="runs-count"]'), "34 of 34", "the run count");
+  await hasText(page.locator('[data-testid="runs-count"]'), "35 of 35", "the run count");
   await hasText(page.locator('[data-run="b2c4e6f8-1a3b-4c5d-8e9f-a0b1c2d3e4f5"]'), ["failed", "refactor-cli", "b2c4e6f8", "cli (dana)", "$0.00348"], "the failed run's row");
   await hasText(page.locator('[data-run="3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13"]'), ["running", "docs-refresh", "started by: modify docs/api.md"], "the running run's row");
   await shot(page, "runs");
@@ -124,7 +124,7 @@ test("runs: the keyboard opens a run, a live signal adds a row", async (page) =>
     const m = window.__STEPWISE_MOCK__;
     return m.listWorkflows().then((w) => m.startRun(w.find((x) => x.name === "hello").path, {}));
   });
-  await hasText(page.locator('[data-testid="runs-count"]'), "35 of 35", "the count after a run started elsewhere");
+  await hasText(page.locator('[data-testid="runs-count"]'), "36 of 36", "the count after a run started elsewhere");
   await hasText(list.locator('[role="option"]').first(), "hello", "the new run at the top");
 });
 
@@ -150,7 +150,7 @@ test("an unknown run shows not_found", { hash: "#/run/00000000-dead-beef-0000-00
 test("runs: a list of 10,000 runs asks the backend only for the rows it shows", { config: { manyRuns: 10_000 } }, async (page) => {
   const list = page.locator('[data-testid="runs-list"]');
   await visible(list.locator('[role="option"]'), "run rows");
-  await hasText(page.locator('[data-testid="runs-count"]'), "10,034 of 10,034", "the count of every run");
+  await hasText(page.locator('[data-testid="runs-count"]'), "10,035 of 10,035", "the count of every run");
   const asked = await mockCalls(page, "listRuns");
   const rows = asked.reduce((n, [q]) => n + q.limit, 0);
   if (rows > 200) fail(`the first screen asked for ${rows} rows: ${JSON.stringify(asked)}`);
