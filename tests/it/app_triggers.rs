@@ -122,13 +122,21 @@ fn the_app_starts_triggered_runs_takes_a_signal_from_its_form_and_watches_from_t
     window.wait_for_text("the runs view", LIVE, |t| t.contains("Runs"));
 
     // A file created in the workspace: the app's watcher starts one run, listed with its cause.
-    std::thread::sleep(Duration::from_secs(1));
-    env.write("src/a.txt", "hello");
-    wait_until(
-        "a run started by the new file",
-        Duration::from_secs(5),
-        || run_caused_by(&env, "create src/a.txt").is_some(),
-    );
+    // (The app watches from shortly after it starts: a file made before that is there already,
+    // and is made again until the watcher sees it.)
+    let deadline = std::time::Instant::now() + LIVE;
+    for attempt in 0.. {
+        let _ = std::fs::remove_file(env.ws.join("src/a.txt"));
+        env.write("src/a.txt", &format!("hello {attempt}"));
+        std::thread::sleep(Duration::from_secs(2));
+        if run_caused_by(&env, "create src/a.txt").is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run started by the new file"
+        );
+    }
     window.wait_for_text("the run with what started it", LIVE, |t| {
         t.contains("started by: create src/a.txt")
     });
@@ -172,6 +180,12 @@ fn the_app_starts_triggered_runs_takes_a_signal_from_its_form_and_watches_from_t
     );
     let out = waiting.finish(LIVE);
     assert_eq!(out.code, 0, "{out}");
+
+    let created = runs(&env)
+        .iter()
+        .filter(|run| run["cause"] == json!("create src/a.txt"))
+        .count();
+    assert_eq!(created, 1, "one run for the new file");
 
     // The window closed: the app goes on in the tray, and a change still starts a run.
     // (WebDriver's Close Window would end the session and the app with it: the window manager's

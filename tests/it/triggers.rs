@@ -130,7 +130,36 @@ fn two_watchers_on_one_database_start_one_run_per_firing() {
     let causes: Vec<Value> = runs(&env).iter().map(|run| run["cause"].clone()).collect();
     assert_eq!(causes.len(), 3);
     // Each firing is one signal, recorded once.
-    let signals: i64 = env
+    assert_eq!(
+        changed_paths(&env),
+        ["src/one.txt", "src/three.txt", "src/two.txt"]
+    );
+
+    // Changes close together, which each watcher may group its own way: each change is in
+    // one firing, whichever watcher recorded it.
+    for round in 0..3 {
+        env.write(&format!("src/a{round}.txt"), "a");
+        std::thread::sleep(Duration::from_millis(280 + 20 * round));
+        env.write(&format!("src/b{round}.txt"), "b");
+        std::thread::sleep(Duration::from_millis(150));
+        env.write(&format!("src/a{round}.txt"), "a again");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    all_finished(&env);
+    // A path is in as many firings as it had versions at most (`a` two, `b` one), never in
+    // two firings for one version.
+    let paths = changed_paths(&env);
+    for round in 0..3 {
+        let count = |name: &str| {
+            paths
+                .iter()
+                .filter(|p| **p == format!("src/{name}{round}.txt"))
+                .count()
+        };
+        assert!((1..=2).contains(&count("a")), "{paths:?}");
+        assert_eq!(count("b"), 1, "{paths:?}");
+    }
+    let fired: i64 = env
         .db()
         .query_row(
             "SELECT count(*) FROM signals WHERE name LIKE 'files:%'",
@@ -138,7 +167,91 @@ fn two_watchers_on_one_database_start_one_run_per_firing() {
             |row| row.get(0),
         )
         .expect("count signals");
-    assert_eq!(signals, 3);
+    assert_eq!(runs(&env).len() as i64, fired, "one run per firing");
+}
+
+/// The paths of every file firing's changes, in order, a path once per change.
+fn changed_paths(env: &Env) -> Vec<String> {
+    let db = env.db();
+    let mut statement = db
+        .prepare("SELECT payload FROM signals WHERE name LIKE 'files:%'")
+        .expect("signals");
+    let payloads: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .expect("read signals")
+        .map(|row| row.expect("a payload"))
+        .collect();
+    let mut paths: Vec<String> = payloads
+        .iter()
+        .flat_map(|payload| {
+            let payload: Value = serde_json::from_str(payload).expect("JSON");
+            payload["changes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|change| change["path"].as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn a_firing_recorded_by_a_watcher_killed_before_its_run_started_is_started_by_the_next() {
+    let env = Env::new();
+    let wf = env.write("workflows/on-change.yaml", ON_CHANGE);
+    // What a watcher killed between recording a firing and starting its run leaves.
+    env.stepwise(&["runs"]);
+    let name = format!("files:{}", wf.display());
+    rusqlite::Connection::open(&env.db)
+        .expect("open the database")
+        .execute(
+            "INSERT INTO signals (name, payload, idempotency_key, source, created_at_ms)
+             VALUES (?1, '{\"summary\": \"create src/lost.txt\", \"changes\": []}', 'k', 'watch (killed)', strftime('%s','now') * 1000)",
+            [&name],
+        )
+        .expect("a recorded firing");
+    let (_watch, lines) = watcher(&env);
+    let (_, event) = started(&lines, Duration::from_secs(5)).expect("the firing's run");
+    assert_eq!(event["cause"]["summary"], "create src/lost.txt");
+    // A second watcher does not start it again.
+    let (_second, second_lines) = watcher(&env);
+    assert!(started(&second_lines, Duration::from_secs(2)).is_none());
+    all_finished(&env);
+    assert_eq!(runs(&env).len(), 1);
+}
+
+#[test]
+fn with_include_own_a_runs_edit_starts_a_run_once_and_the_same_content_again_nothing() {
+    let env = Env::new();
+    env.allow_everything();
+    env.write(
+        "workflows/generate.yaml",
+        r#"name: generate
+on:
+  files:
+    paths: ["src/**"]
+    debounce: 300ms
+    include_own: true
+steps:
+  - id: write
+    type: edit_file
+    path: src/generated.txt
+    content: "generated\n"
+"#,
+    );
+    let (_watch, lines) = watcher(&env);
+    env.write("src/input.txt", "input");
+    let (_, first) = started(&lines, Duration::from_secs(3)).expect("a run");
+    assert_eq!(first["cause"]["summary"], "create src/input.txt");
+    let (_, second) = started(&lines, Duration::from_secs(5)).expect("a run for its own edit");
+    assert_eq!(second["cause"]["summary"], "create src/generated.txt");
+    // The second run writes what is there already: no change, no third run.
+    assert!(started(&lines, Duration::from_secs(2)).is_none());
+    all_finished(&env);
+    assert_eq!(runs(&env).len(), 2);
 }
 
 #[test]
@@ -186,18 +299,14 @@ const MINUTE_MS: i64 = 60_000;
 #[test]
 fn a_schedule_starts_one_run_per_slot_and_one_catch_up_after_a_gap() {
     let mut env = Env::new();
-    env.write(
-        "workflows/tick.yaml",
-        r#"name: tick
-on:
-  schedule:
-    cron: "* * * * *"
-steps:
-  - id: tick
-    type: set
-    values: {ok: true}
-"#,
-    );
+    for (name, catch_up) in [("tick", "latest"), ("tick-no-catch-up", "none")] {
+        env.write(
+            &format!("workflows/{name}.yaml"),
+            &format!(
+                "name: {name}\non:\n  schedule:\n    cron: \"* * * * *\"\n    catch_up: {catch_up}\nsteps:\n  - id: tick\n    type: set\n    values: {{ok: true}}\n"
+            ),
+        );
+    }
     let clock = env.root().join("clock");
     let set_clock = |ms: i64| std::fs::write(&clock, ms.to_string()).expect("set the clock");
     // 10 s into a minute, in 2030.
@@ -212,28 +321,47 @@ steps:
     // A new schedule has missed nothing.
     assert!(started(&first_lines, Duration::from_secs(1)).is_none());
     set_clock(start + MINUTE_MS);
-    let one = started(&first_lines, Duration::from_secs(3));
-    let other = started(&second_lines, Duration::from_secs(1));
-    let (_, event) = one.clone().or(other.clone()).expect("a run for the slot");
-    assert!(one.is_some() != other.is_some(), "one run per slot");
-    assert_eq!(event["cause"]["kind"], "schedule");
-    assert_eq!(event["cause"]["summary"], "schedule 17:47");
+    let mut seen = Vec::new();
+    while let Some((_, event)) = started(&first_lines, Duration::from_secs(3))
+        .or_else(|| started(&second_lines, Duration::from_secs(1)))
+    {
+        seen.push(event);
+    }
+    assert_eq!(seen.len(), 2, "one run per slot and workflow: {seen:?}");
+    for event in &seen {
+        assert_eq!(event["cause"]["kind"], "schedule");
+        assert_eq!(event["cause"]["summary"], "schedule 17:47");
+    }
     // The same slot, later in it: nothing more.
     set_clock(start + MINUTE_MS + 20_000);
     assert!(started(&first_lines, Duration::from_secs(1)).is_none());
     assert!(started(&second_lines, Duration::from_secs(1)).is_none());
     drop((first, second));
     all_finished(&env);
-    assert_eq!(runs(&env).len(), 1);
+    assert_eq!(runs(&env).len(), 2);
 
-    // Ten slots pass with no watcher: the next one to start catches up once.
+    // Ten slots pass with no watcher: the next one to start catches up once, for the
+    // workflow that wants it only.
     set_clock(start + 11 * MINUTE_MS);
     let (_third, third_lines) = watcher(&env);
     let (_, event) = started(&third_lines, Duration::from_secs(3)).expect("a catch-up run");
+    assert_eq!(event["workflow"], "tick");
     assert_eq!(event["cause"]["summary"], "schedule 17:57 (catch-up)");
     assert!(started(&third_lines, Duration::from_secs(2)).is_none());
+    // The next slot, on time: both.
+    set_clock(start + 12 * MINUTE_MS);
+    let both = [
+        started(&third_lines, Duration::from_secs(3)),
+        started(&third_lines, Duration::from_secs(3)),
+    ];
+    assert!(
+        both.iter().all(|e| e
+            .as_ref()
+            .is_some_and(|(_, e)| e["cause"]["summary"] == "schedule 17:58")),
+        "{both:?}"
+    );
     all_finished(&env);
-    assert_eq!(runs(&env).len(), 2);
+    assert_eq!(runs(&env).len(), 5);
 }
 
 #[test]

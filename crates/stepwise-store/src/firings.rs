@@ -13,54 +13,45 @@ use crate::{NewSignal, RunRow, Signal, Store, StoreError};
 pub const MAX_UNSTARTED: usize = 100;
 
 impl Store {
-    /// Records a firing whose key may come back later as a new firing (the same files with
-    /// the same content, changed again): the newest firing with this name and key, recorded
-    /// less than `repeat_after_ms` ago, is this one (another watcher saw it first); an older
-    /// one is a past firing, and this one is recorded with the key and a count (`key#2`).
-    /// Returns the firing as recorded and whether this call recorded it.
-    pub fn record_firing(
+    /// Records a file trigger's firing for the changes (each named by `keys`) that no firing
+    /// of `workflow_path` claimed yet, claiming them, in one transaction: however several
+    /// watchers grouped the same changes, each is in one firing. `build` makes the signal
+    /// (payload, key, …) from the indices of the changes claimed now; `None` when another
+    /// firing had claimed them all.
+    pub fn record_file_firing(
         &mut self,
-        new: &NewSignal,
-        repeat_after_ms: i64,
-    ) -> Result<(Signal, bool), StoreError> {
+        workflow_path: &str,
+        keys: &[String],
+        build: impl FnOnce(&[usize]) -> NewSignal,
+    ) -> Result<Option<Signal>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let newest = tx
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM signals WHERE name = ?1
-                 AND (idempotency_key = ?2 OR substr(idempotency_key, 1, length(?2) + 1) = ?2 || '#')
-                 ORDER BY signal_id DESC LIMIT 1"
-            ))?
-            .query_row(params![new.name, new.idempotency_key], signal)
-            .optional()?;
-        let key = match &newest {
-            Some(newest)
-                if new.created_at_ms.saturating_sub(newest.created_at_ms) < repeat_after_ms =>
-            {
-                let found = newest.clone();
-                tx.commit()?;
-                return Ok((found, false));
+        let mut unclaimed = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let claimed: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT 1 FROM trigger_claims WHERE workflow_path = ?1 AND change_key = ?2",
+                )?
+                .query_row(params![workflow_path, key], |row| row.get(0))
+                .optional()?;
+            if claimed.is_none() {
+                unclaimed.push(i);
             }
-            Some(newest) => {
-                let count = newest
-                    .idempotency_key
-                    .rsplit_once('#')
-                    .and_then(|(_, n)| n.parse::<u64>().ok())
-                    .unwrap_or(1);
-                format!("{}#{}", new.idempotency_key, count.saturating_add(1))
-            }
-            None => new.idempotency_key.clone(),
-        };
+        }
+        if unclaimed.is_empty() {
+            return Ok(None);
+        }
+        let new = build(&unclaimed);
         tx.prepare_cached(
-            "INSERT INTO signals
+            "INSERT OR IGNORE INTO signals
              (name, payload, idempotency_key, correlation_id, source, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             new.name,
             new.payload.to_string(),
-            key,
+            new.idempotency_key,
             new.correlation_id,
             new.source,
             new.created_at_ms
@@ -69,28 +60,41 @@ impl Store {
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM signals WHERE name = ?1 AND idempotency_key = ?2"
             ))?
-            .query_row(params![new.name, key], signal)?;
+            .query_row(params![new.name, new.idempotency_key], signal)?;
+        for &i in &unclaimed {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO trigger_claims (workflow_path, change_key, signal_id)
+                 VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![workflow_path, keys[i], recorded.signal_id])?;
+        }
         tx.commit()?;
         self.commits += 1;
-        Ok((recorded, true))
+        Ok(Some(recorded))
     }
 
-    /// Signals named `name`, recorded at or after `since_ms`, that have not started a run of
-    /// `workflow_path`: oldest first, at most [`MAX_UNSTARTED`].
+    /// Signals named `name` after `after_id`, recorded at or after `since_ms`, that have not
+    /// started a run of `workflow_path`: oldest first, at most [`MAX_UNSTARTED`] (the next
+    /// page is after the last of them).
     pub fn unstarted_signals(
         &self,
         name: &str,
         workflow_path: &str,
+        after_id: i64,
         since_ms: i64,
     ) -> Result<Vec<Signal>, StoreError> {
         let limit = i64::try_from(MAX_UNSTARTED).unwrap_or(i64::MAX);
         let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM signals s WHERE s.name = ?1 AND s.created_at_ms >= ?3
+            "SELECT {COLUMNS} FROM signals s WHERE s.name = ?1 AND s.signal_id > ?3
+             AND s.created_at_ms >= ?4
              AND NOT EXISTS (SELECT 1 FROM runs r
                              WHERE r.cause_signal_id = s.signal_id AND r.workflow_path = ?2)
-             ORDER BY s.signal_id LIMIT ?4"
+             ORDER BY s.signal_id LIMIT ?5"
         ))?;
-        let rows = statement.query_map(params![name, workflow_path, since_ms, limit], signal)?;
+        let rows = statement.query_map(
+            params![name, workflow_path, after_id, since_ms, limit],
+            signal,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -129,38 +133,58 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn firing(key: &str, at: i64) -> NewSignal {
+    fn firing(claimed: &[usize], keys: &[String]) -> NewSignal {
+        let chosen: Vec<&str> = claimed.iter().map(|&i| keys[i].as_str()).collect();
         NewSignal {
             name: "files:/w/a.yaml".into(),
-            payload: serde_json::json!({}),
-            idempotency_key: key.into(),
+            payload: serde_json::json!({ "changes": chosen }),
+            idempotency_key: chosen.join("|"),
             correlation_id: None,
             source: "watch".into(),
-            created_at_ms: at,
+            created_at_ms: 1,
         }
     }
 
     #[test]
-    fn a_firing_seen_twice_at_once_is_one_and_seen_again_later_is_another() {
+    fn each_change_is_in_one_firing_however_watchers_grouped_them() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("db"), crate::Durability::Normal).unwrap();
-        let (first, recorded) = store.record_firing(&firing("k", 1_000), 60_000).unwrap();
-        assert!(recorded);
-        let (same, recorded) = store.record_firing(&firing("k", 5_000), 60_000).unwrap();
-        assert!(!recorded);
-        assert_eq!(same.signal_id, first.signal_id);
-        let (later, recorded) = store.record_firing(&firing("k", 90_000), 60_000).unwrap();
-        assert!(recorded);
-        assert_eq!(later.idempotency_key, "k#2");
-        let (third, _) = store.record_firing(&firing("k", 200_000), 60_000).unwrap();
-        assert_eq!(third.idempotency_key, "k#3");
-        // Another key that starts alike is another firing.
-        let (other, recorded) = store.record_firing(&firing("k2", 200_001), 60_000).unwrap();
-        assert!(recorded);
-        assert_eq!(other.idempotency_key, "k2");
-        let unstarted = store
-            .unstarted_signals("files:/w/a.yaml", "/w/a.yaml", 0)
+        let (a, b) = ("a\0v1".to_string(), "b\0v1".to_string());
+        // One watcher saw `a` alone, then the other saw `a` and `b` together.
+        let first = [a.clone()];
+        let one = store
+            .record_file_firing("/w/a.yaml", &first, |c| firing(c, &first))
+            .unwrap()
             .unwrap();
-        assert_eq!(unstarted.len(), 4);
+        assert_eq!(one.payload, serde_json::json!({"changes": ["a\0v1"]}));
+        let both = [a.clone(), b.clone()];
+        let two = store
+            .record_file_firing("/w/a.yaml", &both, |c| firing(c, &both))
+            .unwrap()
+            .unwrap();
+        assert_eq!(two.payload, serde_json::json!({"changes": ["b\0v1"]}));
+        // Then the first watcher sees `b`: claimed already, nothing.
+        let last = [b.clone()];
+        assert!(
+            store
+                .record_file_firing("/w/a.yaml", &last, |c| firing(c, &last))
+                .unwrap()
+                .is_none()
+        );
+        // Another workflow claims its own.
+        assert!(
+            store
+                .record_file_firing("/w/other.yaml", &last, |c| firing(c, &last))
+                .unwrap()
+                .is_some()
+        );
+        let unstarted = store
+            .unstarted_signals("files:/w/a.yaml", "/w/a.yaml", 0, 0)
+            .unwrap();
+        assert_eq!(unstarted.len(), 2);
+        let after = store
+            .unstarted_signals("files:/w/a.yaml", "/w/a.yaml", unstarted[0].signal_id, 0)
+            .unwrap();
+        assert_eq!(after.len(), 1);
     }
 }

@@ -257,12 +257,19 @@ BEGIN SELECT RAISE(ABORT, 'signals are immutable'); END;
 
 /// Version 11: triggers. A run a trigger started records the signal of the firing
 /// (`cause_signal_id`) and how people read it (`cause`); one firing starts at most one run of
-/// each workflow, however many watchers see it. The columns are added by the hook, only where
+/// each workflow, however many watchers see it; each file change is claimed by one firing of
+/// a workflow (`trigger_claims`). The columns are added by the hook, only where
 /// they are missing (as V8's).
 const V11_RUN_CAUSE: &str = r#"
 SELECT 1;
 "#;
 const V11_AFTER: &str = r#"
+CREATE TABLE IF NOT EXISTS trigger_claims (
+    workflow_path TEXT NOT NULL,
+    change_key    TEXT NOT NULL,
+    signal_id     INTEGER NOT NULL,
+    PRIMARY KEY (workflow_path, change_key)
+) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS runs_one_per_cause
     ON runs(cause_signal_id, workflow_path) WHERE cause_signal_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS signals_by_name ON signals(name, signal_id);

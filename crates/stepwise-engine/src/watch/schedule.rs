@@ -1,15 +1,20 @@
 //! A schedule trigger's slots: the times its cron expression names, in the local time zone.
-//! A watcher starts one run per slot as it passes; one that starts after slots passed with no
-//! watcher running starts at most one run, for the latest (`catch_up: latest`), and only when
-//! the schedule fired before (a new schedule has missed nothing).
+//! A watcher starts one run per slot as it passes. A slot found long after its time (the
+//! machine slept, no watcher ran) is a catch-up: with `catch_up: latest` one run starts for the
+//! latest such slot, with `none` none does; a schedule that never fired before has missed
+//! nothing. A slot is answered only once its firing is recorded, so a failure to record it is
+//! tried again.
 
 use chrono::{Local, TimeZone};
 use stepwise_core::workflow::triggers::{CatchUp, ScheduleTrigger, parse_cron};
 
+/// A slot found later than this after its time is a catch-up.
+const LATE_MS: i64 = 60_000;
+
 pub(super) struct ScheduleWatch {
     pub(super) trigger: ScheduleTrigger,
     cron: croner::Cron,
-    /// The latest slot answered (fired, or passed before the watch began).
+    /// The latest slot answered (fired, skipped, or passed before the schedule began).
     last_slot_ms: Option<i64>,
 }
 
@@ -38,31 +43,44 @@ impl ScheduleWatch {
     }
 
     /// Begins watching at `now_ms`, the slot of the schedule's latest recorded firing being
-    /// `recorded_ms`: the catch-up to fire now, if any.
-    pub(super) fn begin(&mut self, now_ms: i64, recorded_ms: Option<i64>) -> Option<Slot> {
-        let latest = self.latest_slot(now_ms);
-        self.last_slot_ms = latest.max(recorded_ms);
-        match (latest, recorded_ms, self.trigger.catch_up) {
-            (Some(latest), Some(recorded), CatchUp::Latest) if latest > recorded => Some(Slot {
-                at_ms: latest,
-                catch_up: true,
-            }),
-            _ => None,
-        }
+    /// `recorded_ms`; afterwards [`ScheduleWatch::due`] says what to fire.
+    pub(super) fn begin(&mut self, now_ms: i64, recorded_ms: Option<i64>) {
+        self.last_slot_ms = match recorded_ms {
+            // It fired before: what passed since is missed, and due.
+            Some(recorded) => Some(recorded),
+            // A new schedule has missed nothing.
+            None => self.latest_slot(now_ms),
+        };
     }
 
-    /// The slot that passed since the last one answered, if one did (the latest, when the
-    /// clock jumped over several).
-    pub(super) fn due(&mut self, now_ms: i64) -> Option<Slot> {
+    /// The slot to fire now, if one passed since the last answered (the latest, when several
+    /// did); `None` also for a catch-up with `catch_up: none` (see [`ScheduleWatch::skip`]).
+    pub(super) fn due(&self, now_ms: i64) -> Option<Slot> {
         let latest = self.latest_slot(now_ms)?;
         if self.last_slot_ms.is_some_and(|last| latest <= last) {
             return None;
         }
-        self.last_slot_ms = Some(latest);
+        let missed_several = self.last_slot_ms.is_some_and(|last| {
+            Local
+                .timestamp_millis_opt(last)
+                .single()
+                .and_then(|last| self.cron.find_next_occurrence(&last, false).ok())
+                .is_some_and(|next| next.timestamp_millis() < latest)
+        });
         Some(Slot {
             at_ms: latest,
-            catch_up: false,
+            catch_up: missed_several || now_ms.saturating_sub(latest) > LATE_MS,
         })
+    }
+
+    /// Whether `slot` is not to be fired at all (a catch-up, and the schedule wants none).
+    pub(super) fn skip(&self, slot: Slot) -> bool {
+        slot.catch_up && self.trigger.catch_up == CatchUp::None
+    }
+
+    /// The slot is answered: recorded (or skipped).
+    pub(super) fn answered(&mut self, slot: Slot) {
+        self.last_slot_ms = self.last_slot_ms.max(Some(slot.at_ms));
     }
 }
 
@@ -108,20 +126,34 @@ mod tests {
         let start = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE + 10_000;
         let mut schedule = every_minute(CatchUp::Latest);
         // Never fired before: nothing was missed.
-        assert_eq!(schedule.begin(start, None), None);
+        schedule.begin(start, None);
         assert_eq!(schedule.due(start + 1_000), None);
         let slot = schedule.due(start + MINUTE).expect("next slot");
         assert_eq!(slot.at_ms, start - 10_000 + MINUTE);
+        assert!(!slot.catch_up);
+        // Not answered (say it could not be recorded): still due.
+        assert_eq!(schedule.due(start + MINUTE + 1_000), Some(slot));
+        schedule.answered(slot);
         assert_eq!(schedule.due(start + MINUTE + 5_000), None);
-        // A watcher starting after ten missed slots fires the latest only.
+
+        // A watcher starting after ten missed slots fires the latest only, as a catch-up.
         let mut later = every_minute(CatchUp::Latest);
-        let caught = later
-            .begin(start + 11 * MINUTE, Some(slot.at_ms))
-            .expect("catch-up");
-        assert!(caught.catch_up);
+        later.begin(start + 11 * MINUTE, Some(slot.at_ms));
+        let caught = later.due(start + 11 * MINUTE).expect("catch-up");
+        assert!(caught.catch_up && !later.skip(caught));
         assert_eq!(caught.at_ms, slot.at_ms + 10 * MINUTE);
+        later.answered(caught);
         assert_eq!(later.due(start + 11 * MINUTE + 1), None);
+
         let mut none = every_minute(CatchUp::None);
-        assert_eq!(none.begin(start + 11 * MINUTE, Some(slot.at_ms)), None);
+        none.begin(start + 11 * MINUTE, Some(slot.at_ms));
+        let missed = none.due(start + 11 * MINUTE).expect("a slot, to skip");
+        assert!(none.skip(missed));
+
+        // A machine that slept through one slot: found late, a catch-up too.
+        let mut slept = every_minute(CatchUp::None);
+        slept.begin(start, None);
+        let late = slept.due(start + MINUTE + 50_000).expect("the slot");
+        assert!(late.catch_up && slept.skip(late));
     }
 }

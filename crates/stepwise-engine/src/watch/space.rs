@@ -26,9 +26,11 @@ pub(super) struct Watched {
     pub(super) target: Target,
     pub(super) files: Option<FilesWatch>,
     pub(super) schedule: Option<ScheduleWatch>,
-    /// Whether the schedule's catch-up was decided (it needs the database).
+    /// Whether the schedule's last recorded slot was read (it needs the database).
     pub(super) schedule_begun: bool,
     pub(super) signal: Option<String>,
+    /// Its file watch was just made: what changed while it was made is looked at.
+    pub(super) fresh: bool,
 }
 
 impl Watched {
@@ -78,9 +80,7 @@ impl Space {
             watches.push((self.workflows_dir(), false));
         }
         for watched in &self.watched {
-            for dir in watched.files.iter().flat_map(FilesWatch::watched_dirs) {
-                watches.push((dir, true));
-            }
+            watches.extend(watched.files.iter().flat_map(FilesWatch::watched_dirs));
         }
         watches
     }
@@ -141,6 +141,7 @@ impl Space {
                 files,
                 schedule,
                 schedule_begun: false,
+                fresh: true,
             });
         }
         problems
