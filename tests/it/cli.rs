@@ -149,7 +149,8 @@ fn show_json_has_the_run_its_inputs_and_every_step() {
                 "error",
                 "reason",
                 "pending_approval",
-                "file_changes"
+                "file_changes",
+                "compensates"
             ]),
             "{s}"
         );

@@ -25,6 +25,7 @@ mod checkpoints;
 mod cli;
 mod command_live;
 mod compare;
+mod compensation;
 mod containment;
 mod crash;
 mod crash_loops;

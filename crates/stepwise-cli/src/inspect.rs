@@ -118,6 +118,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
                     "reason": s.reason,
                     "pending_approval": s.pending_approval,
                     "file_changes": changes_of(&def.id),
+                    "compensates": def.compensates,
                 })
             })
             .collect();
@@ -201,7 +202,14 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
         "    {:<20} {:<12} {:<18} {:>8} {:>9}",
         "STEP", "TYPE", "STATUS", "RAN", "WAITED"
     );
+    let mut compensations_said = false;
     for (def, s) in loaded.state.steps() {
+        if def.compensates.is_some() && !compensations_said {
+            compensations_said = true;
+            println!(
+                "  compensations (the run failed or was cancelled: what succeeded is undone, the last first)"
+            );
+        }
         let timing = times.get(&def.id).copied().unwrap_or_default();
         let ran = if s.status == StepStatus::Pending {
             String::new()
@@ -236,6 +244,11 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
                 .unwrap_or_default(),
             StepStatus::Skipped | StepStatus::Rejected => s.reason.clone().unwrap_or_default(),
             _ => String::new(),
+        };
+        let detail = match (&def.compensates, detail.is_empty()) {
+            (Some(undone), true) => format!("undoes `{undone}`"),
+            (Some(undone), false) => format!("undoes `{undone}`: {detail}"),
+            (None, _) => detail,
         };
         println!(
             "  {} {:<20} {:<12} {:<18} {:>8} {:>9}{attempts}  {detail}",

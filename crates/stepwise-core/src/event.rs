@@ -166,6 +166,13 @@ pub enum Event {
     StepCancelled {
         step: StepId,
     },
+    /// The run failed or was cancelled after steps with a `compensate` succeeded: their
+    /// compensations join the run, to run one after the other in this order (the step that
+    /// succeeded last first).
+    CompensationStarted {
+        /// The steps undone, in the order their compensations run.
+        steps: Vec<StepId>,
+    },
     RunSucceeded {},
     RunFailed {
         /// Steps that failed or were rejected, in workflow order.
@@ -490,6 +497,7 @@ impl Event {
             Event::StepFailed { .. } => "StepFailed",
             Event::StepRejected { .. } => "StepRejected",
             Event::StepCancelled { .. } => "StepCancelled",
+            Event::CompensationStarted { .. } => "CompensationStarted",
             Event::RunSucceeded {} => "RunSucceeded",
             Event::RunFailed { .. } => "RunFailed",
             Event::RunCancelled {} => "RunCancelled",
@@ -511,6 +519,7 @@ impl Event {
             | Event::StepFailed { .. }
             | Event::StepRejected { .. }
             | Event::StepCancelled { .. }
+            | Event::CompensationStarted { .. }
             | Event::RunSucceeded {}
             | Event::RunFailed { .. }
             | Event::RunCancelled {} => true,

@@ -402,6 +402,7 @@ impl RunModel {
                 .cloned()
                 .unwrap_or_default(),
             child_run: self.children.get(&step.id).cloned(),
+            compensates: step.compensates.clone(),
         })
     }
 

@@ -84,6 +84,11 @@ pub struct StepRow {
     pub cost: CostLine,
     /// A `workflow` step: the child run it started last.
     pub child_run: Option<RunId>,
+    /// A compensation (a step that undoes another, run because the run failed or was
+    /// cancelled): the step it undoes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub compensates: Option<StepId>,
 }
 
 /// The rows of the steps table a list shows, from `offset`, of `total` that match its filter.

@@ -25,4 +25,9 @@ cost: CostLine,
 /**
  * A `workflow` step: the child run it started last.
  */
-child_run: RunId | null, };
+child_run: RunId | null, 
+/**
+ * A compensation (a step that undoes another, run because the run failed or was
+ * cancelled): the step it undoes.
+ */
+compensates?: StepId, };

@@ -72,6 +72,8 @@ export interface StepSpec {
   approvalReason?: string;
   /** A `workflow` step: the child run it started. */
   childRun?: string;
+  /** A compensation: the step it undoes. */
+  compensates?: string;
 }
 
 export interface RunSpec {
@@ -119,6 +121,7 @@ export interface StepView {
   conversation?: ConversationTurn[];
   file_changes?: FileChangeView[];
   child_run?: string | null;
+  compensates?: string;
 }
 
 /** A run as the mock keeps it. */
@@ -384,6 +387,7 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
       operations: [],
       cost,
       child_run: s.childRun ?? null,
+      ...(s.compensates ? { compensates: s.compensates } : {}),
     });
   }
 

@@ -13,6 +13,7 @@ import type { WorkflowInfo } from "../generated/WorkflowInfo";
 import { agentStep, CALC_AFTER, CALC_BEFORE } from "./agentFixture";
 import { familyRuns } from "./familyFixture";
 import { signalRuns } from "./signalFixture";
+import { compensatedRuns } from "./compensationFixture";
 import { memories, stepTypes } from "./libraryFixture";
 import type { MemoryEntryView } from "../generated/MemoryEntryView";
 import type { StepType } from "../generated/StepType";
@@ -734,6 +735,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
 
   runs.push(...familyRuns(now, WORKSPACE, MIN));
   runs.push(...signalRuns(now, WORKSPACE, MIN));
+  runs.push(...compensatedRuns(now, WORKSPACE, MIN));
 
   // Older history: a few days of ordinary runs with model calls, for the Cost view.
   const hist = seeded(11);

@@ -120,7 +120,7 @@ export function head(r: BuiltRun): RunHead {
 }
 
 export function stepRow(s: StepView, index: number): StepRow {
-  return { index, id: s.id, kind: s.kind, status: s.status, attempt: s.attempt, timing: s.timing, segments: s.segments, cost: s.cost, child_run: s.child_run ?? null };
+  return { index, id: s.id, kind: s.kind, status: s.status, attempt: s.attempt, timing: s.timing, segments: s.segments, cost: s.cost, child_run: s.child_run ?? null, ...(s.compensates ? { compensates: s.compensates } : {}) };
 }
 
 /** A plausible small run behind a generated list row. */

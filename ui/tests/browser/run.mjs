@@ -88,13 +88,13 @@ const selectedInbox = (page) => page.locator('[data-testid="inbox"] [aria-select
 test("runs: every run with its status, filtered and searched", async (page) => {
   const rows = page.locator('[data-testid="runs-list"] [role="option"]');
   await count(rows, (n) => n >= 20, "many run rows");
-  await hasText(page.locator('[data-testid="runs-count"]'), "35 of 35", "the run count");
+  await hasText(page.locator('[data-testid="runs-count"]'), "36 of 36", "the run count");
   await hasText(page.locator('[data-run="b2c4e6f8-1a3b-4c5d-8e9f-a0b1c2d3e4f5"]'), ["failed", "refactor-cli", "b2c4e6f8", "cli (dana)", "$0.00348"], "the failed run's row");
   await hasText(page.locator('[data-run="3f9d7b10-8a2c-4e51-b6d4-0c2a9e7f5b13"]'), ["running", "docs-refresh", "started by: modify docs/api.md"], "the running run's row");
   await shot(page, "runs");
 
   await page.locator('[data-filter="failed"]').click();
-  await count(rows, 6, "failed runs after filtering");
+  await count(rows, 7, "failed runs after filtering");
   const statuses = await rows.evaluateAll((els) => [...new Set(els.map((e) => e.getAttribute("data-status")))]);
   if (statuses.join() !== "failed") fail(`the failed filter shows ${statuses}`);
   await page.locator('[data-filter="failed"]').click();
@@ -124,7 +124,7 @@ test("runs: the keyboard opens a run, a live signal adds a row", async (page) =>
     const m = window.__STEPWISE_MOCK__;
     return m.listWorkflows().then((w) => m.startRun(w.find((x) => x.name === "hello").path, {}));
   });
-  await hasText(page.locator('[data-testid="runs-count"]'), "36 of 36", "the count after a run started elsewhere");
+  await hasText(page.locator('[data-testid="runs-count"]'), "37 of 37", "the count after a run started elsewhere");
   await hasText(list.locator('[role="option"]').first(), "hello", "the new run at the top");
 });
 
@@ -150,7 +150,7 @@ test("an unknown run shows not_found", { hash: "#/run/00000000-dead-beef-0000-00
 test("runs: a list of 10,000 runs asks the backend only for the rows it shows", { config: { manyRuns: 10_000 } }, async (page) => {
   const list = page.locator('[data-testid="runs-list"]');
   await visible(list.locator('[role="option"]'), "run rows");
-  await hasText(page.locator('[data-testid="runs-count"]'), "10,035 of 10,035", "the count of every run");
+  await hasText(page.locator('[data-testid="runs-count"]'), "10,036 of 10,036", "the count of every run");
   const asked = await mockCalls(page, "listRuns");
   const rows = asked.reduce((n, [q]) => n + q.limit, 0);
   if (rows > 200) fail(`the first screen asked for ${rows} rows: ${JSON.stringify(asked)}`);
@@ -319,6 +319,15 @@ test("runs: a run a trigger started says what fired", async (page) => {
   await hasText(triggered.locator("[data-cause]"), "started by: modify docs/api.md", "its cause");
   const byHand = page.locator('[data-testid="runs-list"] [role="option"]').filter({ hasText: "cli (dana)" }).first();
   if ((await byHand.locator("[data-cause]").count()) !== 0) fail("a run a person started shows a cause");
+});
+
+test("run: compensations are listed apart, each naming the step it undoes", { hash: "#/run/4d2b8e61-9c3a-4b7f-8e05-1a6c3f9d2e70" }, async (page) => {
+  const undo = page.locator('[data-testid="steps-list"] [data-step="undo_create"]');
+  await visible(undo, "the compensation's row");
+  await hasText(undo, "↩ undoes create", "the compensation's row");
+  if ((await page.locator('[data-testid="steps-list"] [data-step="deploy"][data-compensates]').count()) !== 0) fail("a step that undoes nothing is marked");
+  await undo.click();
+  await hasText(page.locator('[data-testid="step-compensates"]'), "create", "the panel names the step it undoes");
 });
 
 test("run: fork from a step, and the runs list shows the family", async (page) => {

@@ -27,7 +27,7 @@ impl RunState {
     /// operation, else the conversation back to the model with every result.
     pub(super) fn decide_agent_turn(&mut self, index: usize) -> Vec<Event> {
         let id = self.workflow.steps[index].id.clone();
-        if self.cancel_requested {
+        if self.cancelled(index) {
             return vec![Event::StepCancelled { step: id }];
         }
         let next = match &self.steps[index].agent {

@@ -408,6 +408,7 @@ impl RunState {
                 let s = &mut self.steps[i];
                 s.attempt = (*attempt).max(s.attempt);
                 s.output = Some(output.clone());
+                s.succeeded_at = Some(seq);
                 self.finish_step(i, StepStatus::Succeeded);
             }
             Event::StepFailed {
@@ -471,6 +472,7 @@ impl RunState {
                 self.dirty_all_open();
             }
             Event::RunCancelRequested { .. } => {
+                self.compensations_cancelled = self.compensating;
                 self.cancel_requested = true;
                 self.paused = false;
                 self.dirty_all_open();
@@ -481,6 +483,7 @@ impl RunState {
                 // Nothing is decided after it.
                 self.dirty.clear();
             }
+            Event::CompensationStarted { steps } => self.join_compensations(seq, steps)?,
             Event::RunSucceeded {} => self.finished = Some(RunStatus::Succeeded),
             Event::RunFailed { .. } => self.finished = Some(RunStatus::Failed),
             Event::RunCancelled {} => self.finished = Some(RunStatus::Cancelled),

@@ -33,6 +33,17 @@ impl RunState {
                 decided.push(event);
             }
         }
+        if self.finished.is_none()
+            && self.terminal == self.steps.len()
+            && let Some(event) = self.compensation_to_start()
+        {
+            // The compensations join the run; what they decide is decided at once.
+            let seq = self.last_seq.next();
+            self.apply(seq, &event)?;
+            decided.push(event);
+            decided.extend(self.advance()?);
+            return Ok(decided);
+        }
         if self.finished.is_none() && self.terminal == self.steps.len() {
             let event = if self.cancel_requested {
                 Event::RunCancelled {}
@@ -76,7 +87,7 @@ impl RunState {
         if state.status.is_terminal() {
             return Vec::new();
         }
-        if self.cancel_requested
+        if self.cancelled(index)
             && !matches!(state.phase, Phase::InFlight { .. } | Phase::Returned { .. })
         {
             return vec![Event::StepCancelled { step: id }];
@@ -473,7 +484,7 @@ impl RunState {
     ) -> Vec<Event> {
         let step = &self.workflow.steps[index];
         let attempt = self.steps[index].attempt;
-        if retryable && attempt < step.retry.max_attempts && !self.cancel_requested {
+        if retryable && attempt < step.retry.max_attempts && !self.cancelled(index) {
             return vec![Event::StepRetryScheduled {
                 step: step.id.clone(),
                 attempt: attempt + 1,

@@ -8,6 +8,7 @@ mod agent_turn;
 mod apply;
 mod ask_reason;
 mod compare;
+mod compensate;
 mod conversation;
 mod cost;
 mod custom_step;

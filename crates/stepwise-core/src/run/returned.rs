@@ -76,7 +76,7 @@ impl RunState {
                     hash,
                 },
             ) => {
-                if self.cancel_requested {
+                if self.cancelled(index) {
                     return vec![Event::StepCancelled { step: id }];
                 }
                 let scope = self.scope_for(index);

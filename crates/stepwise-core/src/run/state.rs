@@ -55,6 +55,10 @@ pub struct RunState {
     /// `stepwise continue --all`: no pause before a step any more.
     pub(crate) pauses_cleared: bool,
     pub(crate) cancel_requested: bool,
+    /// The run's compensations joined it (`CompensationStarted`); a cancel asked after that
+    /// cancels them too.
+    pub(crate) compensating: bool,
+    pub(crate) compensations_cancelled: bool,
     pub(crate) finished: Option<RunStatus>,
     /// Why the engine could not go on with the run (`RunAborted`), if it could not.
     pub(crate) aborted: Option<String>,
@@ -125,6 +129,8 @@ impl RunState {
             resumed_by: None,
             pauses_cleared: false,
             cancel_requested: false,
+            compensating: false,
+            compensations_cancelled: false,
             finished: None,
             aborted: None,
             terminal: 0,

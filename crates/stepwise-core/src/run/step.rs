@@ -103,6 +103,8 @@ pub struct StepState {
     pub previous: Option<Value>,
     /// For a step with `for_each`, once expanded: the indices of its iterations.
     pub iterations: Option<Vec<usize>>,
+    /// The seq of its `StepSucceeded`: compensations run the last to succeed first.
+    pub(crate) succeeded_at: Option<crate::ids::EventSeq>,
     /// For an edit: the file as it was read for the proposal (`None`: it did not exist).
     pub base_content: Option<String>,
     pub(crate) approved_hashes: BTreeSet<String>,
@@ -150,6 +152,7 @@ impl StepState {
             round: 1,
             previous: None,
             iterations: None,
+            succeeded_at: None,
             base_content: None,
             approved_hashes: BTreeSet::new(),
             waiting_needs: needs,

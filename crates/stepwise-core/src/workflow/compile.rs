@@ -149,9 +149,9 @@ pub(super) struct Compiler<'a> {
 /// Where a step is written: its id's line and column, and the next step's line.
 #[derive(Clone, Copy)]
 pub(super) struct StepPlace {
-    line: u32,
-    column: u32,
-    next_line: Option<u32>,
+    pub(super) line: u32,
+    pub(super) column: u32,
+    pub(super) next_line: Option<u32>,
 }
 
 impl<'a> Compiler<'a> {
@@ -271,6 +271,15 @@ impl<'a> Compiler<'a> {
             }
         }
 
+        self.compile_compensations(
+            &def.steps,
+            &places,
+            &needs,
+            &index,
+            &def.inputs,
+            order_ok,
+            &mut steps,
+        );
         let outputs = self.compile_outputs(&def, &index);
         let mut breakpoints = Vec::new();
         for id in &def.breakpoints {
@@ -466,7 +475,7 @@ impl<'a> Compiler<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn compile_step(
+    pub(super) fn compile_step(
         &mut self,
         i: usize,
         def: &StepDef,
@@ -588,6 +597,8 @@ impl<'a> Compiler<'a> {
             repeat,
             for_each,
             iteration: None,
+            compensation: None,
+            compensates: None,
             action: action?,
         })
     }
@@ -611,7 +622,7 @@ fn is_upstream(needs: &[Vec<usize>], i: usize, j: usize) -> bool {
     false
 }
 
-fn is_identifier(id: &str) -> bool {
+pub(super) fn is_identifier(id: &str) -> bool {
     let mut chars = id.chars();
     chars
         .next()

@@ -113,6 +113,12 @@ pub struct StepDef {
     /// `{"error": …}`.
     #[serde(default)]
     pub continue_on_error: Option<bool>,
+    /// A step that undoes this one (its own `id`, usually a command or an edit; it may read
+    /// this step's output): when the run fails or is cancelled after this step succeeded, the
+    /// compensations of the steps that succeeded run, the last to succeed first, each gated
+    /// and recorded like any step.
+    #[serde(default)]
+    pub compensate: Option<Box<StepDef>>,
     #[serde(flatten)]
     pub action: StepAction,
 }

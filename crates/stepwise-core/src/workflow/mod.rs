@@ -3,6 +3,7 @@
 //! (`error`), and the inputs a run is started with (`inputs`).
 
 mod agent_fields;
+mod compensation;
 mod compile;
 mod custom_fields;
 pub mod def;
@@ -157,6 +158,11 @@ pub struct Step {
     pub for_each: Option<ForEach>,
     /// For an iteration of a `for_each` step, joined to a run's workflow: which.
     pub iteration: Option<Iteration>,
+    /// The step that undoes this one (`compensate`), joined to a run that fails or is
+    /// cancelled after this one succeeded.
+    pub compensation: Option<Box<Step>>,
+    /// For a compensation joined to a run: the step it undoes.
+    pub compensates: Option<StepId>,
     pub action: Action,
 }
 

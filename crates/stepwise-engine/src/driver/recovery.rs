@@ -40,8 +40,8 @@ impl Driver {
         unanswered: Vec<Unanswered>,
     ) -> Result<(), EngineError> {
         for (op, step, request) in unanswered {
-            // A cancelled run does not redo anything.
-            if self.state.cancel_requested() {
+            // A cancelled run does not redo anything (but the compensations a cancel set off).
+            if self.state.cancels(&step) {
                 let error = OperationError::new(
                     OperationErrorKind::Cancelled,
                     "the run was cancelled before this operation was recovered",
