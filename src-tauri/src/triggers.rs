@@ -71,6 +71,8 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
                 WatchEvent::Problem { message } => tracing::warn!(%message, "watching triggers"),
             }
         }
+        // The watcher ended (the engine is shutting down): closing the window quits.
+        triggers.workflows.store(0, Ordering::Relaxed);
     });
 }
 

@@ -184,3 +184,36 @@ steps:
         assert!(said.contains(expected), "{expected}: {said}");
     }
 }
+
+#[test]
+fn a_cancel_while_a_step_waits_for_a_person_runs_the_compensations_it_sets_off() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "confirm.yaml",
+        r#"name: confirm
+steps:
+  - id: reserve
+    type: run_command
+    command: "echo reserved >> log.txt"
+    compensate:
+      id: release
+      type: run_command
+      command: "echo released >> log.txt"
+  - id: confirm
+    needs: [reserve]
+    type: approval
+    message: Go on?
+"#,
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 3, "{out}");
+    let run = out.run_id();
+    // The compensation starts in the very commit of the cancel: the cancel must not stop it.
+    let cancelled = env.stepwise(&["cancel", &run]);
+    assert_eq!(cancelled.code, 1, "{cancelled}");
+    let shown = env.show(&run);
+    assert_eq!(shown["status"], "cancelled");
+    assert_eq!(step(&shown, "release")["status"], "succeeded");
+    assert_eq!(env.read("log.txt").as_deref(), Some("reserved\nreleased\n"));
+}

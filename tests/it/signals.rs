@@ -203,3 +203,33 @@ fn a_run_nobody_drives_is_continued_by_the_signal_and_a_wait_times_out() {
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("is not a signal's name"), "{out}");
 }
+
+#[test]
+fn pausing_a_run_nobody_drives_while_it_waits_returns_and_resume_takes_the_signal() {
+    let env = Env::new();
+    let wf = env.workflow("wait.yaml", WAIT);
+    let following = env.spawn_run(&wf);
+    let run = wait_until_waiting(&env, 1).remove(0);
+    // Its process dies: nobody drives the run, which waits for its signal.
+    following.kill();
+    let asked = std::time::Instant::now();
+    let paused = env.stepwise(&["pause", &run]);
+    assert_eq!(paused.code, 3, "{paused}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "pause returned only after {:?}",
+        asked.elapsed()
+    );
+    let shown = env.show(&run);
+    assert_eq!(shown["status"], "paused");
+    assert_eq!(shown["held_by"], json!(null), "nobody holds a paused run");
+    // A signal now is recorded; the paused run does not take it until it is resumed.
+    let sent = env.stepwise(&["signal", "deploy/done", "--data", r#"{"version": "2"}"#]);
+    assert_eq!(sent.code, 0, "{sent}");
+    assert_eq!(env.show(&run)["status"], "paused");
+    let resumed = env.stepwise(&["resume", &run]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    let shown = env.show(&run);
+    assert_eq!(shown["status"], "succeeded");
+    assert_eq!(step(&shown, "after")["output"]["version"], "2");
+}

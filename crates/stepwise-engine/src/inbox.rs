@@ -102,7 +102,14 @@ pub(crate) async fn settle_run(
         // how it failed, if it was started here).
         if !ctx.config.hold_waiting_runs {
             if let Some(own) = standby.take_own() {
-                own.wait().await?;
+                match own.wait().await {
+                    // It let go of the run (paused, waiting only for signals): it stands
+                    // as recorded.
+                    Err(EngineError::ShutDown) if !ctx.is_shutting_down() => {}
+                    ended => {
+                        ended?;
+                    }
+                }
                 continue;
             }
             if let Some(mut stopped) = ctx.live.stopped(&run_id) {

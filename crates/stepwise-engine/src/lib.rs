@@ -96,4 +96,4 @@ pub use subrun::{CHILD_TRIGGER, child_run_id, child_runs};
 #[doc(hidden)]
 pub use test_hooks::TestHooks;
 pub use watch::{WatchEvent, WatchOptions, WatchedWorkflow, Watcher};
-pub use workflow_file::{check as check_workflow_file, read as read_workflow_file};
+pub use workflow_file::{check as check_workflow_file, read as read_workflow_file, workflow_files};

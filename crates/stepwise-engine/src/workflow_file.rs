@@ -80,3 +80,18 @@ pub fn read(path: &Path) -> Result<String, ValidationError> {
         Err(other) => Err(problem(other.to_string())),
     }
 }
+
+/// The workflow files of a folder (`.yaml` and `.yml`), in name order; none when it cannot be
+/// read.
+pub fn workflow_files(folder: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}

@@ -42,25 +42,7 @@ impl Store {
         if unclaimed.is_empty() {
             return Ok(None);
         }
-        let new = build(&unclaimed);
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO signals
-             (name, payload, idempotency_key, correlation_id, source, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            new.name,
-            new.payload.to_string(),
-            new.idempotency_key,
-            new.correlation_id,
-            new.source,
-            new.created_at_ms
-        ])?;
-        let recorded = tx
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM signals WHERE name = ?1 AND idempotency_key = ?2"
-            ))?
-            .query_row(params![new.name, new.idempotency_key], signal)?;
+        let (recorded, _) = crate::signals::insert_signal(&tx, &build(&unclaimed))?;
         for &i in &unclaimed {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO trigger_claims (workflow_path, change_key, signal_id)

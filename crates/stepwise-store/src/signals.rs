@@ -54,6 +54,34 @@ pub(crate) fn signal(row: &rusqlite::Row<'_>) -> rusqlite::Result<Signal> {
     })
 }
 
+/// Inserts `new` unless a signal of its name and key is recorded already: the signal as
+/// recorded, and whether this inserted it.
+pub(crate) fn insert_signal(
+    tx: &rusqlite::Transaction<'_>,
+    new: &NewSignal,
+) -> Result<(Signal, bool), StoreError> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO signals
+             (name, payload, idempotency_key, correlation_id, source, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            new.name,
+            new.payload.to_string(),
+            new.idempotency_key,
+            new.correlation_id,
+            new.source,
+            new.created_at_ms
+        ])?;
+    let recorded = tx
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM signals WHERE name = ?1 AND idempotency_key = ?2"
+        ))?
+        .query_row(params![new.name, new.idempotency_key], signal)?;
+    Ok((recorded, inserted > 0))
+}
+
 impl Store {
     /// Records `signal` unless one of its name and key is recorded already: the signal as
     /// recorded, and whether this call recorded it.
@@ -61,28 +89,10 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let inserted = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO signals
-                 (name, payload, idempotency_key, correlation_id, source, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                new.name,
-                new.payload.to_string(),
-                new.idempotency_key,
-                new.correlation_id,
-                new.source,
-                new.created_at_ms
-            ])?;
-        let recorded = tx
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM signals WHERE name = ?1 AND idempotency_key = ?2"
-            ))?
-            .query_row(params![new.name, new.idempotency_key], signal)?;
+        let recorded = insert_signal(&tx, new)?;
         tx.commit()?;
         self.commits += 1;
-        Ok((recorded, inserted > 0))
+        Ok(recorded)
     }
 
     /// The signal the wait `op` of `run` took, or else the oldest untaken signal named `name`,

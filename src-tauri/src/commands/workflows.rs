@@ -30,7 +30,7 @@ pub async fn list_workflows(
         let step_types = stepwise_engine::load_step_types(Some(&workspace));
         let mut found = Vec::new();
         for (folder, source) in folders {
-            for path in yaml_files(&folder) {
+            for path in stepwise_engine::workflow_files(&folder) {
                 found.push(describe(&path, source, &step_types));
             }
         }
@@ -38,19 +38,6 @@ pub async fn list_workflows(
     })
     .await
     .map_err(|e| AppError::internal(format!("listing workflows stopped: {e}")))
-}
-
-fn yaml_files(folder: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
-    files
 }
 
 fn describe(

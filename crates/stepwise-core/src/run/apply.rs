@@ -125,6 +125,7 @@ impl RunState {
                 let i = self.index_of(seq, step)?;
                 self.check_tool_operation(seq, i, request)
             }
+            Event::CompensationStarted { steps } => self.check_compensation_started(seq, steps),
             other => match other.step() {
                 Some(step) => self.index_of(seq, step).map(|_| ()),
                 None => Ok(()),
@@ -472,7 +473,6 @@ impl RunState {
                 self.dirty_all_open();
             }
             Event::RunCancelRequested { .. } => {
-                self.compensations_cancelled = self.compensating;
                 self.cancel_requested = true;
                 self.paused = false;
                 self.dirty_all_open();

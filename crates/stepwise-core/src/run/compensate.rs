@@ -1,9 +1,10 @@
 //! Compensation: when a run is about to end failed or cancelled, the compensations of the
 //! steps that succeeded (`compensate:`) join it, the step that succeeded last first, each
 //! after the one before whatever became of it — gated and recorded like any step, so that
-//! resume and replay cover them. A cancel asked before they joined does not stop them; one
-//! asked after does. The run then ends as it was going to (its failed steps, and any
-//! compensation that failed, named).
+//! resume and replay cover them. A cancel does not stop them (a person may reject one that
+//! asks, and a `timeout` bounds one that hangs), however often it is asked. The run then ends
+//! as it was going to when they joined: failed (its failed steps, and any compensation that
+//! failed, named) or cancelled.
 
 use super::state::{RunState, StateError, StepStatus};
 use crate::event::Event;
@@ -69,11 +70,44 @@ impl RunState {
             self.dirty.insert(first);
         }
         self.compensating = true;
+        self.cancelled_when_compensating = self.cancel_requested;
         Ok(())
     }
 
-    /// Whether a cancel applies to `step` (a compensation's only if asked after the
-    /// compensations joined).
+    /// Whether the run ends cancelled (else failed or succeeded, as its steps say): a cancel
+    /// asked while compensations of a failed run ran does not make it cancelled.
+    pub(super) fn ends_cancelled(&self) -> bool {
+        self.cancel_requested && (!self.compensating || self.cancelled_when_compensating)
+    }
+
+    /// Why `CompensationStarted` cannot be applied now, if it cannot: it comes once, and names
+    /// each step once, each succeeded and with a compensation.
+    pub(super) fn check_compensation_started(
+        &self,
+        seq: EventSeq,
+        steps: &[StepId],
+    ) -> Result<(), StateError> {
+        let unexpected = |message: String| Err(StateError::Unexpected { seq, message });
+        if self.compensating {
+            return unexpected("starts compensations a second time".to_string());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for id in steps {
+            let i = self.index_of(seq, id)?;
+            if !seen.insert(id) {
+                return unexpected(format!("names step `{id}` twice"));
+            }
+            if self.workflow.steps[i].compensation.is_none() {
+                return unexpected(format!("undoes step `{id}`, which has no compensation"));
+            }
+            if self.steps[i].status != StepStatus::Succeeded {
+                return unexpected(format!("undoes step `{id}`, which did not succeed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a cancel applies to `step` (never to a compensation).
     pub fn cancels(&self, step: &StepId) -> bool {
         self.workflow
             .step_index(step)
@@ -82,9 +116,6 @@ impl RunState {
 
     /// [`RunState::cancels`] by index.
     pub(super) fn cancelled(&self, index: usize) -> bool {
-        match self.workflow.steps[index].compensates {
-            Some(_) => self.compensations_cancelled,
-            None => self.cancel_requested,
-        }
+        self.cancel_requested && self.workflow.steps[index].compensates.is_none()
     }
 }

@@ -45,7 +45,7 @@ impl RunState {
             return Ok(decided);
         }
         if self.finished.is_none() && self.terminal == self.steps.len() {
-            let event = if self.cancel_requested {
+            let event = if self.ends_cancelled() {
                 Event::RunCancelled {}
             } else {
                 // An iteration's failure is its step's to report (or, with

@@ -53,7 +53,7 @@ impl RunState {
         }
         let result = match outcome {
             Ok(result) => result,
-            Err(error) if error.kind == OperationErrorKind::Cancelled => {
+            Err(error) if error.kind == OperationErrorKind::Cancelled && self.cancelled(index) => {
                 return vec![Event::StepCancelled { step: id }];
             }
             Err(error) => {

@@ -55,10 +55,10 @@ pub struct RunState {
     /// `stepwise continue --all`: no pause before a step any more.
     pub(crate) pauses_cleared: bool,
     pub(crate) cancel_requested: bool,
-    /// The run's compensations joined it (`CompensationStarted`); a cancel asked after that
-    /// cancels them too.
+    /// The run's compensations joined it (`CompensationStarted`).
     pub(crate) compensating: bool,
-    pub(crate) compensations_cancelled: bool,
+    /// A cancel had been asked when they joined: the run ends cancelled.
+    pub(crate) cancelled_when_compensating: bool,
     pub(crate) finished: Option<RunStatus>,
     /// Why the engine could not go on with the run (`RunAborted`), if it could not.
     pub(crate) aborted: Option<String>,
@@ -130,7 +130,7 @@ impl RunState {
             pauses_cleared: false,
             cancel_requested: false,
             compensating: false,
-            compensations_cancelled: false,
+            cancelled_when_compensating: false,
             finished: None,
             aborted: None,
             terminal: 0,

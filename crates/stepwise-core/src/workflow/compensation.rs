@@ -72,8 +72,21 @@ impl Compiler<'_> {
             let mut extended = needs.to_vec();
             extended.push(vec![i]);
             ids.insert(StepId::from(id), at);
-            let compiled =
-                self.compile_step(at, compensation, place, &extended, &ids, inputs, order_ok);
+            // Its own fields are found from its own `id` on.
+            let own_place = StepPlace {
+                line: compensation.id.referenced.line() as u32,
+                column: compensation.id.referenced.column() as u32,
+                next_line: place.next_line,
+            };
+            let compiled = self.compile_step(
+                at,
+                compensation,
+                own_place,
+                &extended,
+                &ids,
+                inputs,
+                order_ok,
+            );
             let kind = compiled.as_ref().map(|c| c.action.type_name().to_string());
             if let Some(kind) = kind.filter(|k| ["workflow", "plan", "agent"].contains(&k.as_str()))
             {

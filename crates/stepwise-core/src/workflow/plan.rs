@@ -114,6 +114,12 @@ pub fn planned_workflow(label: &str, steps: &Value, inputs: &Workflow) -> Result
             .collect::<Vec<_>>()
             .join("; ")
     })?;
+    if let Some(undone) = planned.steps.iter().find(|s| s.compensation.is_some()) {
+        return Err(format!(
+            "step `{}` has `compensate`: a plan's steps may not (compensations are the workflow's own)",
+            undone.id
+        ));
+    }
     if let Some(nested) = planned
         .steps
         .iter()

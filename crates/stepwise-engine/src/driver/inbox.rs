@@ -130,10 +130,18 @@ impl Driver {
                 StoredOutcome::Applied { seq: Some(seq) },
             )
             .await?;
-        // Write-ahead: the cancel request is durable before any command is signalled.
+        // Write-ahead: the cancel request is durable before any command is signalled. Not the
+        // compensations it set off: they run whatever a cancel says.
         if is_cancel {
-            for cancel in self.running.values() {
-                let _ = cancel.send(true);
+            let cancelled: std::collections::HashSet<_> = (self.state.unanswered_operations())
+                .into_iter()
+                .filter(|(_, step, _)| self.state.cancels(step))
+                .map(|(op, _, _)| op)
+                .collect();
+            for (op, cancel) in &self.running {
+                if cancelled.contains(op) {
+                    let _ = cancel.send(true);
+                }
             }
         }
         if let Some(command) = for_children {

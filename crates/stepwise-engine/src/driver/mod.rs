@@ -241,6 +241,16 @@ impl Driver {
             }
             let finished = self.state.status().is_finished() && self.running.is_empty();
             let idle = self.running.is_empty() && self.timers.is_empty();
+            // Paused, with nothing under way but waits for signals: nothing moves until a
+            // person resumes it, and the waits are performed again by whoever drives it then
+            // (nothing of them is recorded).
+            if !self.hold
+                && !self.running.is_empty()
+                && self.state.status() == RunStatus::Paused
+                && self.waits_only(false)
+            {
+                return Err(EngineError::ShutDown);
+            }
             if finished || (idle && !self.hold) {
                 // A last look at the inbox, so a command sent while this driver was finishing
                 // is not left for another one.
@@ -265,6 +275,20 @@ impl Driver {
             timer.abort();
         }
         Ok(self.state.status())
+    }
+
+    /// Whether all the run has under way is waits for others: signals, and with `children`
+    /// child runs too.
+    fn waits_only(&self, children: bool) -> bool {
+        use stepwise_core::operation::OperationRequest;
+        self.state
+            .unanswered_operations()
+            .iter()
+            .all(|(_, _, request)| match request {
+                OperationRequest::WaitSignal { .. } => true,
+                OperationRequest::RunWorkflow { .. } => children,
+                _ => false,
+            })
     }
 
     /// After a failure (the log could not be written): nothing this driver started may go on
@@ -347,13 +371,7 @@ impl Driver {
         if !let_go_children.is_empty() {
             // Only waits for others: child runs, or signals (performed again by whoever drives
             // the run next).
-            let only_children = self.state.unanswered_operations().iter().all(|(_, _, r)| {
-                matches!(
-                    r,
-                    stepwise_core::operation::OperationRequest::RunWorkflow { .. }
-                        | stepwise_core::operation::OperationRequest::WaitSignal { .. }
-                )
-            });
+            let only_children = self.waits_only(true);
             for reply in let_go_children {
                 let _ = reply.send(only_children);
             }

@@ -2,7 +2,7 @@
 //! with what its triggers watch. Read again whenever a file there changes; a workflow whose
 //! file did not change keeps what it saw (its files, its last schedule slot).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 use stepwise_core::workflow::triggers::Triggers;
@@ -92,7 +92,7 @@ impl Space {
         self.reload = false;
         let mut problems = Vec::new();
         let mut old = std::mem::take(&mut self.watched);
-        for path in yaml_files(&self.workflows_dir()) {
+        for path in crate::workflow_file::workflow_files(&self.workflows_dir()) {
             let path = std::fs::canonicalize(&path).unwrap_or(path);
             let (workflow, _, _) = match crate::workflow_file::load_in(&path, Some(&self.root)) {
                 Ok(read) => read,
@@ -146,18 +146,4 @@ impl Space {
         }
         problems
     }
-}
-
-/// The `.yaml` and `.yml` files of a folder, in name order.
-fn yaml_files(folder: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
-    files
 }
