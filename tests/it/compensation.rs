@@ -61,6 +61,16 @@ fn a_run_failing_at_its_third_step_undoes_the_first_two_in_reverse_and_replays()
     let replay = env.stepwise(&["replay", &run, "--json"]);
     assert_eq!(replay.code, 0, "{replay}");
     assert_eq!(replay.json()["matches"], true, "{replay}");
+    // Followed in the terminal, the compensations are said as they start.
+    let ws = env.ws.display().to_string();
+    let followed = env.stepwise(&["run", wf.to_str().expect("utf-8"), "--workspace", &ws]);
+    assert_eq!(followed.code, 1, "{followed}");
+    assert!(
+        followed
+            .stdout
+            .contains("↩ compensating: undoing `update`, `create` (the last to succeed first)"),
+        "{followed}"
+    );
     // A run that succeeds undoes nothing.
     let fine = env.workflow(
         "fine.yaml",

@@ -405,6 +405,16 @@ steps:
 }
 
 #[test]
+fn watching_a_workspace_that_is_not_there_says_so() {
+    let env = Env::new();
+    let missing = env.root().join("no-such-workspace");
+    let out = env.stepwise(&["watch", "--workspace", missing.to_str().expect("utf-8")]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("cannot watch workspace"), "{out}");
+    assert!(out.stderr.contains("no-such-workspace"), "{out}");
+}
+
+#[test]
 fn a_workflow_with_triggers_is_checked_like_any_other() {
     let env = Env::new();
     let wf = env.workflow(

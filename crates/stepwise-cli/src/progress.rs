@@ -111,6 +111,14 @@ impl Progress {
                     Some(format!("  ⊘ {step} rejected by {by}: {reason}"))
                 }
                 Event::StepCancelled { step } => Some(format!("  ■ {step} cancelled")),
+                Event::CompensationStarted { steps } => Some(format!(
+                    "  ↩ compensating: undoing {} (the last to succeed first)",
+                    steps
+                        .iter()
+                        .map(|step| format!("`{step}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
                 Event::StepRetryScheduled {
                     step,
                     attempt,
