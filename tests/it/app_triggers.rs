@@ -120,6 +120,18 @@ fn the_app_starts_triggered_runs_takes_a_signal_from_its_form_and_watches_from_t
     let window = Session::open(&driver, &app_binary());
     window.script("location.hash = '#/runs';", vec![]);
     window.wait_for_text("the runs view", LIVE, |t| t.contains("Runs"));
+    // Two `stepwise watch` on the same workspace and database besides the app: still one run
+    // per change.
+    let ws = env.ws.display().to_string();
+    let watchers: Vec<_> = (0..2)
+        .map(|_| {
+            let (watch, lines) = env.spawn_piped(&["watch", "--workspace", &ws, "--json"]);
+            lines
+                .until(LIVE, |line| line.contains(r#""event":"watching""#))
+                .expect("the watcher reports what it watches");
+            (watch, lines)
+        })
+        .collect();
 
     // A file created in the workspace: the app's watcher starts one run, listed with its cause.
     // (The app watches from shortly after it starts: a file made before that is there already,
@@ -185,7 +197,11 @@ fn the_app_starts_triggered_runs_takes_a_signal_from_its_form_and_watches_from_t
         .iter()
         .filter(|run| run["cause"] == json!("create src/a.txt"))
         .count();
-    assert_eq!(created, 1, "one run for the new file");
+    assert_eq!(
+        created, 1,
+        "one run for the new file, the app and two watchers watching"
+    );
+    drop(watchers);
 
     // The window closed: the app goes on in the tray, and a change still starts a run.
     // (WebDriver's Close Window would end the session and the app with it: the window manager's
