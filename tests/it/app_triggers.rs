@@ -94,16 +94,8 @@ steps:
       version: ${steps.deployed.output.version}
 ";
 
-fn runs(env: &Env) -> Vec<serde_json::Value> {
-    env.stepwise(&["runs", "--json"])
-        .json()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 fn run_caused_by(env: &Env, cause: &str) -> Option<String> {
-    runs(env)
+    env.runs()
         .iter()
         .find(|run| run["cause"] == json!(cause))
         .and_then(|run| run["run_id"].as_str().map(str::to_string))
@@ -157,13 +149,14 @@ fn the_app_starts_triggered_runs_takes_a_signal_from_its_form_and_watches_from_t
     // form sends one, whose data is the step's output.
     let waiting = env.spawn(&["run", release.to_str().expect("utf-8")]);
     wait_until("the run to wait for its signal", LIVE, || {
-        runs(&env)
+        env.runs()
             .iter()
             .find(|run| run["workflow_name"] == "release-wait")
             .and_then(|run| run["run_id"].as_str())
             .is_some_and(|run| step(&env.show(run), "deployed")["status"] == "running")
     });
-    let run = runs(&env)
+    let run = env
+        .runs()
         .iter()
         .find(|run| run["workflow_name"] == "release-wait")
         .and_then(|run| run["run_id"].as_str().map(str::to_string))
@@ -193,7 +186,8 @@ fn the_app_starts_triggered_runs_takes_a_signal_from_its_form_and_watches_from_t
     let out = waiting.finish(LIVE);
     assert_eq!(out.code, 0, "{out}");
 
-    let created = runs(&env)
+    let created = env
+        .runs()
         .iter()
         .filter(|run| run["cause"] == json!("create src/a.txt"))
         .count();

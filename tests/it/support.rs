@@ -187,6 +187,15 @@ impl Env {
         }
     }
 
+    /// `stepwise runs --json`, parsed: every run, newest first.
+    pub fn runs(&self) -> Vec<Value> {
+        self.stepwise(&["runs", "--json"])
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// `stepwise approvals --json`, parsed.
     pub fn approvals(&self) -> Vec<Value> {
         match self.stepwise(&["approvals", "--json"]).json() {

@@ -43,24 +43,23 @@ fn started(lines: &Lines, limit: Duration) -> Option<(Instant, Value)> {
     ))
 }
 
-fn runs(env: &Env) -> Vec<Value> {
-    env.stepwise(&["runs", "--json"])
-        .json()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+/// A workflow that writes `content` into `src/generated.txt` whenever `src/` changes.
+fn generate(content: &str, include_own: bool) -> String {
+    format!(
+        "name: generate\non:\n  files:\n    paths: [\"src/**\"]\n    debounce: 300ms\n    include_own: {include_own}\nsteps:\n  - id: write\n    type: edit_file\n    path: src/generated.txt\n    content: \"{content}\\n\"\n"
+    )
 }
 
 /// Waits until every run has finished.
 fn all_finished(env: &Env) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while runs(env).iter().any(|run| {
+    while env.runs().iter().any(|run| {
         !["succeeded", "failed", "cancelled"].contains(&run["status"].as_str().unwrap_or(""))
     }) {
         assert!(
             Instant::now() < deadline,
             "runs never finished: {:?}",
-            runs(env)
+            env.runs()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -107,7 +106,7 @@ fn a_new_file_starts_one_run_with_its_cause_and_a_burst_of_writes_starts_one() {
     env.write("src/old.txt", "there before the watcher");
     assert!(started(&lines, Duration::from_secs(2)).is_none());
     all_finished(&env);
-    assert_eq!(runs(&env).len(), 2);
+    assert_eq!(env.runs().len(), 2);
 }
 
 #[test]
@@ -125,9 +124,9 @@ fn two_watchers_on_one_database_start_one_run_per_firing() {
             "exactly one watcher starts the run of firing {name}"
         );
         all_finished(&env);
-        assert_eq!(runs(&env).len(), i + 1);
+        assert_eq!(env.runs().len(), i + 1);
     }
-    let causes: Vec<Value> = runs(&env).iter().map(|run| run["cause"].clone()).collect();
+    let causes: Vec<Value> = env.runs().iter().map(|run| run["cause"].clone()).collect();
     assert_eq!(causes.len(), 3);
     // Each firing is one signal, recorded once.
     assert_eq!(
@@ -167,7 +166,7 @@ fn two_watchers_on_one_database_start_one_run_per_firing() {
             |row| row.get(0),
         )
         .expect("count signals");
-    assert_eq!(runs(&env).len() as i64, fired, "one run per firing");
+    assert_eq!(env.runs().len() as i64, fired, "one run per firing");
 }
 
 /// The paths of every file firing's changes, in order, a path once per change.
@@ -220,28 +219,14 @@ fn a_firing_recorded_by_a_watcher_killed_before_its_run_started_is_started_by_th
     let (_second, second_lines) = watcher(&env);
     assert!(started(&second_lines, Duration::from_secs(2)).is_none());
     all_finished(&env);
-    assert_eq!(runs(&env).len(), 1);
+    assert_eq!(env.runs().len(), 1);
 }
 
 #[test]
 fn with_include_own_a_runs_edit_starts_a_run_once_and_the_same_content_again_nothing() {
     let env = Env::new();
     env.allow_everything();
-    env.write(
-        "workflows/generate.yaml",
-        r#"name: generate
-on:
-  files:
-    paths: ["src/**"]
-    debounce: 300ms
-    include_own: true
-steps:
-  - id: write
-    type: edit_file
-    path: src/generated.txt
-    content: "generated\n"
-"#,
-    );
+    env.write("workflows/generate.yaml", &generate("generated", true));
     let (_watch, lines) = watcher(&env);
     env.write("src/input.txt", "input");
     let (_, first) = started(&lines, Duration::from_secs(3)).expect("a run");
@@ -251,7 +236,7 @@ steps:
     // The second run writes what is there already: no change, no third run.
     assert!(started(&lines, Duration::from_secs(2)).is_none());
     all_finished(&env);
-    assert_eq!(runs(&env).len(), 2);
+    assert_eq!(env.runs().len(), 2);
 }
 
 #[test]
@@ -260,17 +245,7 @@ fn a_runs_own_edit_starts_nothing_and_a_persons_edit_of_that_file_does() {
     env.allow_everything();
     env.write(
         "workflows/generate.yaml",
-        r#"name: generate
-on:
-  files:
-    paths: ["src/**"]
-    debounce: 300ms
-steps:
-  - id: write
-    type: edit_file
-    path: src/generated.txt
-    content: "generated from the sources\n"
-"#,
+        &generate("generated from the sources", false),
     );
     let (_watch, lines) = watcher(&env);
     env.write("src/input.txt", "input");
@@ -291,7 +266,7 @@ steps:
     assert_eq!(event["cause"]["summary"], "modify src/generated.txt");
     all_finished(&env);
     assert!(started(&lines, Duration::from_secs(2)).is_none());
-    assert_eq!(runs(&env).len(), 2);
+    assert_eq!(env.runs().len(), 2);
 }
 
 const MINUTE_MS: i64 = 60_000;
@@ -338,7 +313,7 @@ fn a_schedule_starts_one_run_per_slot_and_one_catch_up_after_a_gap() {
     assert!(started(&second_lines, Duration::from_secs(1)).is_none());
     drop((first, second));
     all_finished(&env);
-    assert_eq!(runs(&env).len(), 2);
+    assert_eq!(env.runs().len(), 2);
 
     // Ten slots pass with no watcher: the next one to start catches up once, for the
     // workflow that wants it only.
@@ -361,7 +336,7 @@ fn a_schedule_starts_one_run_per_slot_and_one_catch_up_after_a_gap() {
         "{both:?}"
     );
     all_finished(&env);
-    assert_eq!(runs(&env).len(), 5);
+    assert_eq!(env.runs().len(), 5);
 }
 
 #[test]

@@ -70,7 +70,7 @@ impl Loop {
         match recorded {
             Ok((signal, _)) => {
                 schedule.answered(slot);
-                self.start(&watched.target, CauseKind::Schedule, &signal, summary)
+                self.start(&watched.target, CauseKind::Schedule, &signal)
                     .await;
             }
             // The slot stays due: tried again at the next look.
@@ -149,11 +149,7 @@ impl Loop {
             .await;
         match recorded {
             Ok(Some(signal)) => {
-                let summary = signal.payload["summary"]
-                    .as_str()
-                    .unwrap_or("files changed")
-                    .to_string();
-                self.start(target, CauseKind::Files, &signal, summary).await;
+                self.start(target, CauseKind::Files, &signal).await;
                 true
             }
             // Another watcher's firing claimed them all.

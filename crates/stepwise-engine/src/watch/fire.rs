@@ -32,20 +32,36 @@ impl Target {
     }
 }
 
-/// Starts the run of `target` that `signal` asks for: its id, or `None` when the firing
-/// started one already (another watcher's, or this one's before a crash).
+/// The cause a run started by `signal` records: a named signal by its name, a firing by the
+/// summary it was recorded with.
+pub(super) fn cause_of(kind: CauseKind, signal: &Signal) -> RunCause {
+    let summary = match kind {
+        CauseKind::Signal => format!("signal {}", signal.name),
+        CauseKind::Files | CauseKind::Schedule => signal.payload["summary"]
+            .as_str()
+            .unwrap_or("a firing")
+            .to_string(),
+    };
+    RunCause {
+        signal_id: signal.signal_id,
+        kind,
+        summary,
+    }
+}
+
+/// Starts the run of `target` that `signal` asks for, with `cause`: its id, or `None` when
+/// the firing started one already (another watcher's, or this one's before a crash).
 pub(super) async fn start(
     engine: &Engine,
     target: &Target,
-    kind: CauseKind,
+    cause: &RunCause,
     signal: &Signal,
-    summary: String,
 ) -> Result<Option<RunId>, EngineError> {
     let mut inputs = BTreeMap::new();
     if target.workflow.inputs.contains_key(TRIGGER_INPUT) {
         inputs.insert(
             TRIGGER_INPUT.to_string(),
-            trigger_input(kind, signal, &summary).to_string(),
+            trigger_input(cause, signal).to_string(),
         );
     }
     let start = StartRun {
@@ -56,11 +72,7 @@ pub(super) async fn start(
         max_parallel: None,
         budget_micro_usd: None,
         pauses: Default::default(),
-        cause: Some(RunCause {
-            signal_id: signal.signal_id,
-            kind,
-            summary,
-        }),
+        cause: Some(cause.clone()),
     };
     match engine.start_run(start).await {
         Ok(handle) => Ok(Some(handle.run_id().clone())),
@@ -70,10 +82,10 @@ pub(super) async fn start(
 }
 
 /// What a run's `trigger` input holds: what fired, as people read it, and the signal's data.
-fn trigger_input(kind: CauseKind, signal: &Signal, summary: &str) -> Value {
+fn trigger_input(cause: &RunCause, signal: &Signal) -> Value {
     json!({
-        "kind": kind,
-        "summary": summary,
+        "kind": cause.kind,
+        "summary": cause.summary,
         "signal_id": signal.signal_id,
         "signal": signal.name,
         "data": signal.payload,

@@ -28,7 +28,6 @@ pub(super) struct Watched {
     pub(super) schedule: Option<ScheduleWatch>,
     /// Whether the schedule's last recorded slot was read (it needs the database).
     pub(super) schedule_begun: bool,
-    pub(super) signal: Option<String>,
     /// Its file watch was just made: what changed while it was made is looked at.
     pub(super) fresh: bool,
 }
@@ -132,7 +131,6 @@ impl Space {
                 None => None,
             };
             self.watched.push(Watched {
-                signal: workflow.triggers.signal.clone(),
                 target: Target {
                     path,
                     workspace: self.root.clone(),

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use stepwise_core::cause::{CauseKind, RunCause, files_signal_name, schedule_signal_name};
+use stepwise_core::cause::{CauseKind, files_signal_name, schedule_signal_name};
 use stepwise_store::Signal;
 use tokio::sync::{mpsc, watch};
 
@@ -236,7 +236,8 @@ impl Loop {
         {
             self.look_at_files(watched).await;
         }
-        if let (Some(name), true) = (watched.signal.clone(), database_changed) {
+        let signal = watched.target.workflow.triggers.signal.clone();
+        if let (Some(name), true) = (signal, database_changed) {
             self.start_unstarted(&watched.target, &name, CauseKind::Signal)
                 .await;
         }
@@ -260,14 +261,7 @@ impl Loop {
         };
         let mut all_done = true;
         for signal in signals {
-            let summary = match kind {
-                CauseKind::Signal => format!("signal {}", signal.name),
-                _ => signal.payload["summary"]
-                    .as_str()
-                    .unwrap_or("a firing")
-                    .to_string(),
-            };
-            let done = self.start(target, kind, &signal, summary).await;
+            let done = self.start(target, kind, &signal).await;
             all_done &= done;
             if all_done {
                 self.cursors.insert(cursor_key.clone(), signal.signal_id);
@@ -282,13 +276,14 @@ impl Loop {
         target: &Target,
         kind: CauseKind,
         signal: &Signal,
-        summary: String,
     ) -> bool {
         let key = (signal.signal_id, target.path.clone());
         if self.done.contains(&key) {
             return true;
         }
-        match fire::start(&self.engine, target, kind, signal, summary.clone()).await {
+        let cause = fire::cause_of(kind, signal);
+        let summary = cause.summary.clone();
+        match fire::start(&self.engine, target, &cause, signal).await {
             Ok(started) => {
                 self.done.insert(key);
                 self.failed.remove(&(signal.signal_id, target.path.clone()));
@@ -298,11 +293,7 @@ impl Loop {
                         run_id,
                         workflow: target.workflow.name.clone(),
                         workflow_path: target.path_text(),
-                        cause: RunCause {
-                            signal_id: signal.signal_id,
-                            kind,
-                            summary,
-                        },
+                        cause,
                     });
                 }
                 true
