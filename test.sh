@@ -51,6 +51,11 @@ stepwise="$target_dir/debug/stepwise"
 step "scripts/local-llm.sh install"
 scripts/local-llm.sh install
 
+# A real OpenAPI validator for the local API's document (tests/it/api.rs): a virtualenv
+# under ~/.cache, installed once from PyPI.
+step "scripts/openapi-check.sh install"
+scripts/openapi-check.sh install
+
 # Real MCP servers from the npm registry, for the agent tests (tests/it/agent_mcp.rs).
 step "MCP servers for the tests: npm install (tests/mcp)"
 (cd tests/mcp && npm install --no-audit --no-fund)
@@ -78,7 +83,7 @@ if ! diff -u step-type.schema.json "$schema"; then
 fi
 
 step "the engine crates know nothing of Tauri"
-for crate in stepwise-core stepwise-store stepwise-engine stepwise-cli; do
+for crate in stepwise-core stepwise-store stepwise-engine stepwise-api stepwise-cli; do
     deps=$(cargo tree -p "$crate" -e normal --prefix none)
     if grep -qE '^tauri' <<<"$deps"; then
         echo "test.sh: $crate depends on Tauri; the engine crates must not (ARCHITECTURE.md)" >&2

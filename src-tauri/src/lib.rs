@@ -2,13 +2,15 @@
 //! server). This is the only crate that knows Tauri. It is a thin layer: commands
 //! (`commands/`) adapt the engine handle to IPC, `live` forwards the engine's feeds to the
 //! webview over channels, `watch` keeps the workspace view current, `triggers` makes the app a
-//! watcher of its workspace's triggers (with a tray icon), `demo` lays out the
+//! watcher of its workspace's triggers (with a tray icon), `api` serves the local HTTP API
+//! over the same engine handle, `demo` lays out the
 //! embedded defaults on first start, and `view` shapes what the UI is shown (with its
 //! TypeScript types generated from those very structs).
 //!
 //! It must never decide anything the engine decides (policy, approvals, budgets): it only asks.
 //! The webview may call only the commands granted in `capabilities/default.json`.
 
+mod api;
 mod commands;
 mod demo;
 mod digest;
@@ -77,6 +79,7 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri
             render::choose(app.handle());
             live::start(app.handle());
             triggers::start(app.handle());
+            api::start(app.handle());
             Ok(())
         })
 }

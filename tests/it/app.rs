@@ -57,6 +57,13 @@ pub(crate) fn app_env(env: &Env) -> Vec<(String, String)> {
             "XDG_DATA_HOME".into(),
             root.join("data").display().to_string(),
         ),
+        // The app serves the local API: on any free port, its token in the test's own
+        // directory.
+        ("STEPWISE_API_PORT".into(), "0".into()),
+        (
+            "STEPWISE_TOKEN_FILE".into(),
+            root.join("run").join("token").display().to_string(),
+        ),
     ]
 }
 

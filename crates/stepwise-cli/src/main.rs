@@ -18,6 +18,7 @@ mod replay;
 mod rewind;
 mod runs;
 mod runs_list;
+mod serve;
 mod signal;
 mod step_through;
 mod step_types;
@@ -201,6 +202,16 @@ enum CliCommand {
     /// Record a signal, which a `wait_signal` step waiting for it takes (its data is that
     /// step's output); continue the run it wakes when nobody drives it.
     Signal(signal::SignalArgs),
+    /// Serve the local HTTP API on 127.0.0.1 (for editors and scripts) until Ctrl-C: every
+    /// request needs the bearer token in the file it names; runs started through it are
+    /// driven here. `--openapi` prints the API's OpenAPI 3.1 document instead.
+    Serve {
+        #[command(flatten)]
+        args: serve::ServeArgs,
+        /// Print the OpenAPI document and exit.
+        #[arg(long)]
+        openapi: bool,
+    },
     /// Watch workspaces for workflows with triggers (`on:` files, schedule, signal) and start
     /// and drive their runs here, until Ctrl-C.
     Watch(watch::WatchArgs),
@@ -325,9 +336,13 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             return Ok(Exit::Success);
         }
         CliCommand::Steps { workspace } => return step_types::steps(workspace.as_deref(), json),
+        CliCommand::Serve { openapi: true, .. } => return serve::openapi(),
         _ => {}
     }
-    let engine = open_engine(&cli.global)?;
+    // A server, like the app, keeps driving its runs while they wait for a person: answers
+    // sent to it reach its driver at once.
+    let holds_waiting_runs = matches!(cli.command, CliCommand::Serve { .. });
+    let engine = open_engine(&cli.global, holds_waiting_runs)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -350,6 +365,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Cost { run } => cost::show(engine, &run, json).await,
         CliCommand::Signal(args) => signal::signal(engine, args, json).await,
         CliCommand::Watch(args) => watch::watch(engine, args, json).await,
+        CliCommand::Serve { args, .. } => serve::serve(engine, args, json).await,
         CliCommand::Memory { name, forget } => {
             memory::memory(engine, name.as_deref(), forget.as_deref(), json).await
         }
@@ -405,7 +421,7 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
     }
 }
 
-fn open_engine(global: &Global) -> anyhow::Result<Engine> {
+fn open_engine(global: &Global, hold_waiting_runs: bool) -> anyhow::Result<Engine> {
     // The engine reads the environment; the flags given win over it.
     let named = Named {
         db: global.db.clone(),
@@ -416,5 +432,7 @@ fn open_engine(global: &Global) -> anyhow::Result<Engine> {
             Sync::Normal => Durability::Normal,
         }),
     };
-    Ok(Engine::open(EngineConfig::from_env(named)?)?)
+    let mut config = EngineConfig::from_env(named)?;
+    config.hold_waiting_runs = hold_waiting_runs;
+    Ok(Engine::open(config)?)
 }

@@ -43,23 +43,8 @@ pub async fn signal(engine: &Engine, args: SignalArgs, json: bool) -> anyhow::Re
         })
         .await?;
     // A run waiting for it that a process drives takes it there. Only when none does is the
-    // oldest waiting run driven here (so that this process never waits on a signal another
-    // run took).
-    let mut wake = None;
-    if sent.taken_by.is_none() {
-        let waiting = engine.runs_waiting_for_signal(&args.name).await?;
-        let mut unheld = Vec::new();
-        for run in waiting {
-            match engine.holder(&run).await? {
-                Some(_) => {
-                    unheld.clear();
-                    break;
-                }
-                None => unheld.push(run),
-            }
-        }
-        wake = unheld.into_iter().next();
-    }
+    // oldest waiting run driven here.
+    let wake = engine.run_to_wake_for(&args.name, &sent).await?;
     let what = if sent.recorded {
         format!("signal `{}` recorded (id {})", args.name, sent.signal_id)
     } else {

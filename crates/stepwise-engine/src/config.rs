@@ -60,6 +60,9 @@ pub const ENV_SETTINGS: &str = "STEPWISE_SETTINGS";
 /// `full` or `normal`.
 pub const ENV_SYNC: &str = "STEPWISE_SYNC";
 
+/// The local API's port, over the user's settings (0: any free one).
+pub const ENV_API_PORT: &str = "STEPWISE_API_PORT";
+
 /// How to open an engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -83,6 +86,8 @@ pub struct EngineConfig {
     /// driver stops as soon as nothing can move without a person, and releases the run (the
     /// CLI).
     pub hold_waiting_runs: bool,
+    /// The local API's port, over the user's settings (`STEPWISE_API_PORT`).
+    pub api_port: Option<u16>,
 }
 
 impl EngineConfig {
@@ -98,6 +103,7 @@ impl EngineConfig {
             settings: None,
             settings_named: false,
             hold_waiting_runs: false,
+            api_port: None,
         }
     }
 
@@ -129,7 +135,7 @@ impl EngineConfig {
 impl EngineConfig {
     /// The configuration every client of one user shares, read from the environment (the one
     /// place that reads it): `STEPWISE_DB`, `STEPWISE_USER_POLICY`, `STEPWISE_SETTINGS` and
-    /// `STEPWISE_SYNC` (`full` or `normal`), each where `named` does not name it already (a
+    /// `STEPWISE_SYNC` (`full` or `normal`) and `STEPWISE_API_PORT`, each where `named` does not name it already (a
     /// client's flags win), else the defaults of [`EngineConfig::for_user`]. An empty variable
     /// counts as unset; a `STEPWISE_SYNC` that is neither value is an error naming it.
     pub fn from_env(named: Named) -> Result<EngineConfig, EngineError> {
@@ -157,6 +163,19 @@ impl EngineConfig {
             named.settings.or_else(|| path(ENV_SETTINGS)),
         )?;
         config.durability = durability;
+        config.api_port = match var(ENV_API_PORT) {
+            None => None,
+            Some(text) => Some(
+                text.to_str()
+                    .and_then(|t| t.trim().parse().ok())
+                    .ok_or_else(|| EngineError::Settings {
+                        message: format!(
+                            "{ENV_API_PORT} is `{}`; it must be a port number (0 to 65535)",
+                            text.to_string_lossy()
+                        ),
+                    })?,
+            ),
+        };
         Ok(config)
     }
 }

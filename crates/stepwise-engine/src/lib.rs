@@ -55,6 +55,7 @@ mod replay;
 mod rewind;
 mod run_feed;
 mod sandbox;
+mod service_settings;
 mod settings;
 mod signals;
 mod standby;
@@ -68,7 +69,8 @@ mod workflow_file;
 
 pub use commands::{Applied, Command, Refusal, RefusalKind};
 pub use config::{
-    Durability, ENV_DB, ENV_SETTINGS, ENV_SYNC, ENV_USER_POLICY, EngineConfig, Named, current_user,
+    Durability, ENV_API_PORT, ENV_DB, ENV_SETTINGS, ENV_SYNC, ENV_USER_POLICY, EngineConfig, Named,
+    current_user,
 };
 pub use drivers::RunHandle;
 pub use engine::{Engine, EngineStats};
@@ -87,6 +89,7 @@ pub use replay::{ReplayAgainst, Replayed};
 pub use rewind::{ProposedRestore, RestoreAction, RewindDone, RewindProposal};
 pub use run_feed::{RunFeed, RunUpdate};
 pub use sandbox::SandboxError;
+pub use service_settings::{ApiSettings, DEFAULT_API_PORT};
 pub use signals::{SendSignal, SignalSent};
 pub use start::StartRun;
 pub use step_types::{WORKSPACE_STEPS_DIR, load_step_types, user_steps_dir};

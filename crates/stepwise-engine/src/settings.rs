@@ -35,7 +35,7 @@ pub(crate) struct UserSettings {
 /// A settings file as written; each name keeps its line, for the errors that name it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SettingsFile {
+pub(crate) struct SettingsFile {
     #[serde(default)]
     providers: HashMap<Spanned<String>, ProviderDef>,
     #[serde(default)]
@@ -43,6 +43,9 @@ struct SettingsFile {
     /// MCP servers agent steps may use (the user's settings only: they run programs).
     #[serde(default)]
     mcp_servers: HashMap<Spanned<String>, McpServerDef>,
+    /// The local API (the user's settings only; see `service_settings`).
+    #[serde(default)]
+    pub(crate) api: Option<Spanned<crate::service_settings::ApiSettings>>,
 }
 
 /// Where a settings file came from: the user's own, or a workspace's (which is not trusted
@@ -156,6 +159,17 @@ impl Settings {
         for (alias, model) in &models {
             self.check_model(alias, model, origin, &providers)
                 .map_err(|message| settings_error_at(path, alias, message))?;
+        }
+        if origin == Origin::Workspace
+            && let Some(api) = &file.api
+        {
+            return Err(settings_error(
+                path,
+                format!(
+                    "line {}: a workspace's settings may not set `api` (it opens a port on your machine); set it in your own settings",
+                    api.referenced.line()
+                ),
+            ));
         }
         let mut servers: Vec<_> = file.mcp_servers.into_iter().collect();
         servers.sort_by_key(|(name, _)| name.referenced.line());
@@ -381,6 +395,16 @@ fn read(path: &Path, must_exist: bool, links: Links) -> Result<Option<SettingsFi
     stepwise_core::yaml::from_str(&text)
         .map(Some)
         .map_err(|e| settings_error(path, e.to_string()))
+}
+
+/// One section of the user's settings file (`None` when the file or the section is missing);
+/// the whole file is read and checked, so a broken file is an error wherever it is broken.
+pub(crate) fn read_user_section<T>(
+    user: &UserSettings,
+    section: impl FnOnce(SettingsFile) -> Option<Spanned<T>>,
+) -> Result<Option<T>, EngineError> {
+    let file = read(&user.path, user.named, Links::Follow)?;
+    Ok(file.and_then(section).map(|spanned| spanned.value))
 }
 
 /// An error about one name in a settings file, with the line the name is on.

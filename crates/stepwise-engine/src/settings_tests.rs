@@ -247,3 +247,51 @@ fn mcp_servers_are_checked_and_their_variables_values_never_shown() {
         );
     }
 }
+
+#[test]
+fn the_users_settings_set_the_api_and_a_workspaces_may_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let user = UserSettings {
+        path: write(
+            dir.path(),
+            "config/settings.yaml",
+            &format!("{USER}api:\n  serve: false\n  port: 9001\n"),
+        ),
+        named: false,
+    };
+    let api = read_user_section(&user, |file| file.api)
+        .expect("read")
+        .expect("an api section");
+    assert_eq!(
+        api,
+        crate::service_settings::ApiSettings {
+            serve: false,
+            port: 9001
+        }
+    );
+    // Absent: the defaults (served, on 7483).
+    let plain = UserSettings {
+        path: write(dir.path(), "config/plain.yaml", USER),
+        named: false,
+    };
+    assert_eq!(read_user_section(&plain, |file| file.api).expect("read"), None);
+    assert_eq!(
+        crate::service_settings::ApiSettings::default(),
+        crate::service_settings::ApiSettings {
+            serve: true,
+            port: crate::service_settings::DEFAULT_API_PORT
+        }
+    );
+    // A misspelt key is an error naming it, never the defaults.
+    let typo = UserSettings {
+        path: write(dir.path(), "config/typo.yaml", "api:\n  sevre: false\n"),
+        named: false,
+    };
+    let error = read_user_section(&typo, |file| file.api).unwrap_err();
+    assert!(error.to_string().contains("sevre"), "{error}");
+    // A workspace's settings may not open a port.
+    let ws = dir.path().join("ws");
+    write(&ws, WORKSPACE_SETTINGS, "api:\n  port: 80\n");
+    let error = Settings::load(Some(&plain), &ws).unwrap_err();
+    assert!(error.to_string().contains("may not set `api`"), "{error}");
+}

@@ -243,6 +243,27 @@ impl Engine {
             .await
     }
 
+    /// The run a signal just sent should be driven on in this process: when no step took it
+    /// yet and no process drives any run waiting for it, the oldest run waiting for it (so
+    /// that a sender never drives a run another one takes the signal in). `None` otherwise.
+    pub async fn run_to_wake_for(
+        &self,
+        name: &str,
+        sent: &SignalSent,
+    ) -> Result<Option<RunId>, EngineError> {
+        if sent.taken_by.is_some() {
+            return Ok(None);
+        }
+        let mut unheld = Vec::new();
+        for run in self.runs_waiting_for_signal(name).await? {
+            if self.holder(&run).await?.is_some() {
+                return Ok(None);
+            }
+            unheld.push(run);
+        }
+        Ok(unheld.into_iter().next())
+    }
+
     /// The unfinished runs, not paused, with a step waiting for a signal named `name`, oldest
     /// first.
     pub async fn runs_waiting_for_signal(&self, name: &str) -> Result<Vec<RunId>, EngineError> {
