@@ -46,9 +46,8 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
                     serving.token_file().display()
                 );
                 // Served for as long as the app runs.
-                if let Err(error) = serving.wait().await {
-                    tracing::warn!("the local API stopped: {error}");
-                }
+                serving.wait().await;
+                tracing::warn!("the local API stopped");
             }
             Err(error) => tracing::warn!("the local API is not served: {error}"),
         }

@@ -164,7 +164,7 @@ fn a_client_validates_starts_follows_and_answers_a_run_over_http() {
         json!({"proposal": "sha256:0123456789abcdef"}),
     );
     assert_eq!(stale.status, 409, "{}", stale.body);
-    assert_eq!(stale.body["error"]["kind"], "refused");
+    assert_eq!(stale.body["error"]["kind"], "proposal_changed");
     assert!(env.read("notes.txt").is_none());
 
     // Approve the edit as edited, then the command replaced by another.
@@ -291,6 +291,33 @@ fn a_client_pauses_resumes_cancels_rejects_steps_through_and_signals() {
     );
     assert_eq!(again.body["recorded"], false, "{}", again.body);
     assert_eq!(again.body["signal_id"], sent.body["signal_id"]);
+
+    // A run the CLI started, waiting for its signal, whose process was killed: nobody drives
+    // it. The signal sent over HTTP wakes it, and the server drives it to the end.
+    let cli = env.spawn_run(&env.ws.join("workflows/wait.yaml"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let from_cli = loop {
+        let waiting = api.get("/v1/runs?query=wait").body["runs"]
+            .as_array()
+            .and_then(|runs| runs.iter().find(|r| r["trigger"] == "cli").cloned());
+        if let Some(run) = waiting
+            && let Some(id) = run["run_id"].as_str()
+            && step(&run_status(api, id), "deployed")["status"] == "running"
+        {
+            break id.to_string();
+        }
+        assert!(Instant::now() < deadline, "the CLI's run never waited");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    cli.kill();
+    let sent = api.post(
+        "/v1/signals",
+        json!({"name": "deploy/done", "data": {"version": "v50"}, "key": "deploy-2"}),
+    );
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert_eq!(sent.body["woke"], from_cli.as_str(), "{}", sent.body);
+    let woken = wait_for_status(api, &from_cli, "succeeded");
+    assert_eq!(step(&woken, "after")["output"]["version"], "v50");
 
     // A rejection needs a reason, and fails the step with it.
     let asked = api.post("/v1/runs", json!({"path": "workflows/ask.yaml"}));
@@ -426,6 +453,13 @@ fn requests_without_the_token_with_a_wrong_one_or_from_a_browser_are_refused() {
 
     // Nothing was started by any of them.
     assert_eq!(api.get("/v1/runs").body["total"], 0);
+    // Where it listens is written beside the token, for clients that did not start it.
+    let address: Value = serde_json::from_str(
+        &std::fs::read_to_string(server.token_file.with_file_name("api.json")).expect("api.json"),
+    )
+    .expect("JSON");
+    assert_eq!(address["url"], api.url.as_str());
+    assert_eq!(address["pid"], server.process.pid());
     // A body too large is refused before it is read whole.
     let huge = "x".repeat(9 * 1024 * 1024);
     let too_large = api.post("/v1/workflows/validate", json!({"yaml": huge}));
@@ -554,4 +588,33 @@ fn stopping_the_server_lets_its_runs_go_for_another_process_to_finish() {
     let approved = env.stepwise(&["approve", &run, "gate"]);
     assert_eq!(approved.code, 0, "{approved}");
     assert_eq!(env.read("later.txt").as_deref(), Some("done\n"));
+}
+
+#[test]
+fn idle_connections_cannot_keep_a_client_out() {
+    let mut env = Env::new();
+    let server = serve(&mut env);
+    let address = server.api.url.trim_start_matches("http://").to_string();
+    // More connections than the server takes at once, each sending nothing, or half a
+    // request's headers.
+    let idle: Vec<std::net::TcpStream> = (0..160)
+        .map(|n| {
+            let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+            if n % 2 == 0 {
+                use std::io::Write as _;
+                let _ = stream.write_all(b"GET /v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+            }
+            stream
+        })
+        .collect();
+    // A client with the token still gets its answer once their time is up.
+    let started = Instant::now();
+    let reply = server.api.get("/v1/runs");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
 }

@@ -22,7 +22,13 @@ pub struct Server {
 /// Starts `stepwise serve --port 0 --json --workspace WS` and reads where it listens.
 pub fn serve(env: &mut Env) -> Server {
     let runtime_dir = env.root().join("run");
+    // As the XDG spec has it: the user's own, closed to others.
     std::fs::create_dir_all(&runtime_dir).expect("a runtime dir");
+    std::fs::set_permissions(
+        &runtime_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod 700");
     env.vars
         .push(("XDG_RUNTIME_DIR".into(), runtime_dir.display().to_string()));
     let ws = env.ws.display().to_string();

@@ -44,11 +44,11 @@ fn admit(gate: &Gate, headers: &HeaderMap) -> Result<(), Refusal> {
             origin.to_str().unwrap_or("…")
         )));
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    if !is_loopback_host(host, gate.port) {
+    // Browsers always send Host; a program speaking HTTP/1.0 may not, and is let through.
+    let host = headers.get(header::HOST).map(|h| h.to_str().unwrap_or("…"));
+    if let Some(host) = host
+        && !is_loopback_host(host, gate.port)
+    {
         return Err(Refusal::forbidden(format!(
             "the Host header `{host}` is not this server (127.0.0.1:{port} or localhost:{port})",
             port = gate.port
@@ -57,8 +57,9 @@ fn admit(gate: &Gate, headers: &HeaderMap) -> Result<(), Refusal> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|h| h.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         None => Err(Refusal::unauthorized(
             "a bearer token is required (Authorization: Bearer <token>; the token is in the file `stepwise serve` names)",
@@ -126,6 +127,15 @@ mod tests {
         let gate = Gate::new("abc", 7483);
         let good = [("host", "127.0.0.1:7483"), ("authorization", "Bearer abc")];
         assert!(admit(&gate, &headers(&good)).is_ok());
+        // The scheme in any case, and a request without a Host (HTTP/1.0).
+        assert!(
+            admit(
+                &gate,
+                &headers(&[("host", "LOCALHOST:7483"), ("authorization", "bearer abc")])
+            )
+            .is_ok()
+        );
+        assert!(admit(&gate, &headers(&[("authorization", "Bearer abc")])).is_ok());
         let status =
             |pairs: &[(&'static str, &str)]| admit(&gate, &headers(pairs)).unwrap_err().0.status;
         assert_eq!(

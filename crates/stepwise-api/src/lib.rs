@@ -10,13 +10,13 @@
 mod error;
 mod guard;
 mod routes;
+mod server;
 mod token;
 mod views;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use stepwise_engine::Engine;
@@ -54,12 +54,14 @@ pub enum ServeError {
     Bind { port: u16, source: std::io::Error },
 }
 
-/// The API being served.
+/// The API being served. Dropping it stops the server too.
 pub struct Serving {
     addr: SocketAddr,
     token_file: PathBuf,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Says where it listens for clients that did not start it; removed when it stops.
+    address_file: Option<token::AddressFile>,
 }
 
 impl Serving {
@@ -78,36 +80,45 @@ impl Serving {
         &self.token_file
     }
 
-    /// Stops listening; requests under way get a moment to finish, live streams are cut.
+    /// Stops listening and cuts every connection, live streams included.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if tokio::time::timeout(Duration::from_secs(2), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(file) = self.address_file.take() {
+            file.remove();
         }
     }
 
-    /// Waits until the server stops (it stops only on an error accepting connections).
-    pub async fn wait(&mut self) -> std::io::Result<()> {
-        match (&mut self.task).await {
-            Ok(result) => result,
-            Err(e) => Err(std::io::Error::other(e)),
+    /// Waits until the server stops (it does only when stopped, or if its task died).
+    pub async fn wait(&mut self) {
+        if let Some(task) = self.task.as_mut() {
+            let _ = task.await;
+            self.task = None;
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(file) = self.address_file.take() {
+            file.remove();
         }
     }
 }
 
 /// Starts serving the API over `engine` on 127.0.0.1.
 pub async fn serve(engine: Engine, options: ServeOptions) -> Result<Serving, ServeError> {
-    let token_file = options.token_file.clone();
-    let token = tokio::task::spawn_blocking(move || token::load_or_create(&token_file))
+    let token_file = std::path::absolute(&options.token_file).unwrap_or(options.token_file);
+    let making = token_file.clone();
+    let token = tokio::task::spawn_blocking(move || token::load_or_create(&making))
         .await
         .map_err(|e| {
             ServeError::Token(TokenError::Io {
-                path: options.token_file.clone(),
+                path: token_file.clone(),
                 source: std::io::Error::other(e),
             })
         })??;
@@ -121,9 +132,9 @@ pub async fn serve(engine: Engine, options: ServeOptions) -> Result<Serving, Ser
         port: options.port,
         source,
     })?;
-    let db_folder = engine
-        .config()
-        .db_path
+    let db_path = std::path::absolute(&engine.config().db_path)
+        .unwrap_or_else(|_| engine.config().db_path.clone());
+    let db_folder = db_path
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
@@ -139,18 +150,14 @@ pub async fn serve(engine: Engine, options: ServeOptions) -> Result<Serving, Ser
         axum::middleware::from_fn_with_state(guard::Gate::new(&token, addr.port()), guard::check),
     );
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(server::accept(listener, app, stopped));
+    let address_file = token::AddressFile::write(&token_file, &format!("http://{addr}"));
     tracing::info!(%addr, "serving the local API");
     Ok(Serving {
         addr,
-        token_file: options.token_file,
+        token_file,
         stop: Some(stop),
-        task,
+        task: Some(task),
+        address_file,
     })
 }

@@ -37,15 +37,21 @@ pub enum TokenError {
     },
 }
 
-/// The token file: `$STEPWISE_TOKEN_FILE`, else `$XDG_RUNTIME_DIR/stepwise/token`, else
-/// `token` in the user's stepwise data directory.
+/// The token file: `$STEPWISE_TOKEN_FILE`, else `$XDG_RUNTIME_DIR/stepwise/token` (when that
+/// directory is the user's own and closed to others, as the XDG spec requires), else `token`
+/// in the user's stepwise data directory.
 pub fn token_path() -> Result<PathBuf, TokenError> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(file) = var(ENV_TOKEN_FILE) {
-        return Ok(PathBuf::from(file));
+        let file = PathBuf::from(file);
+        return Ok(std::path::absolute(&file).unwrap_or(file));
     }
-    if let Some(runtime) = var("XDG_RUNTIME_DIR") {
-        return Ok(PathBuf::from(runtime).join("stepwise").join("token"));
+    if let Some(runtime) = var("XDG_RUNTIME_DIR").map(PathBuf::from)
+        && std::fs::metadata(&runtime).is_ok_and(|meta| {
+            meta.is_dir() && meta.uid() == current_uid() && meta.permissions().mode() & 0o077 == 0
+        })
+    {
+        return Ok(runtime.join("stepwise").join("token"));
     }
     directories::ProjectDirs::from("", "", "stepwise")
         .map(|dirs| dirs.data_dir().join("token"))
@@ -58,14 +64,16 @@ pub fn load_or_create(path: &Path) -> Result<String, TokenError> {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(folder)
-            .map_err(io)?;
-        check_private(folder, path)?;
-    }
+    let folder = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(folder) => folder.to_path_buf(),
+        None => std::env::current_dir().map_err(io)?,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&folder)
+        .map_err(io)?;
+    check_private(&folder, path)?;
     match read_token(path)? {
         Some(token) => return Ok(token),
         None if path.symlink_metadata().is_ok() => {
@@ -79,7 +87,7 @@ pub fn load_or_create(path: &Path) -> Result<String, TokenError> {
     // Written whole under a name of its own, then linked into place: a process that reads the
     // file never sees half a token, and of two processes making one, the first link wins and
     // the other reads it.
-    let token = new_token();
+    let token = new_token().map_err(io)?;
     let temporary = path.with_file_name(format!(".token-{}", uuid::Uuid::new_v4().simple()));
     let written = write_private(&temporary, &token);
     let linked = written.and_then(|()| std::fs::hard_link(&temporary, path));
@@ -126,7 +134,7 @@ fn read_token(path: &Path) -> Result<Option<String>, TokenError> {
     let token = text.trim();
     Ok(
         (token.len() == TOKEN_HEX_LEN && token.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| token.to_ascii_lowercase()),
+            .then(|| token.to_string()),
     )
 }
 
@@ -182,12 +190,43 @@ fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-fn new_token() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
+/// 256 bits from the operating system's random source, as hex.
+fn new_token() -> Result<String, std::io::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `api.json` beside the token: where the server that wrote it listens and its pid, for a
+/// client that did not start it (an editor finding the app's API). Written whole; removed by
+/// the server that wrote it when it stops, unless another has written it since.
+pub(crate) struct AddressFile {
+    path: PathBuf,
+    written: String,
+}
+
+impl AddressFile {
+    pub(crate) fn write(token_file: &Path, url: &str) -> Option<AddressFile> {
+        let path = token_file.with_file_name("api.json");
+        let written = serde_json::json!({ "url": url, "pid": std::process::id() }).to_string();
+        let temporary = path.with_file_name(format!(".api-{}", uuid::Uuid::new_v4().simple()));
+        let result =
+            write_private(&temporary, &written).and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(error) = result {
+            let _ = std::fs::remove_file(&temporary);
+            tracing::warn!("could not write {}: {error}", path.display());
+            return None;
+        }
+        Some(AddressFile { path, written })
+    }
+
+    pub(crate) fn remove(self) {
+        let ours =
+            std::fs::read_to_string(&self.path).is_ok_and(|text| text.trim() == self.written);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 fn current_uid() -> u32 {

@@ -77,17 +77,17 @@ pub async fn serve(engine: &Engine, args: ServeArgs, json: bool) -> anyhow::Resu
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     drop(out);
-    let failed = tokio::select! {
-        result = serving.wait() => result.err(),
-        _ = interrupts.recv() => None,
-        _ = terminate.recv() => None,
+    let died = tokio::select! {
+        () = serving.wait() => true,
+        _ = interrupts.recv() => false,
+        _ = terminate.recv() => false,
     };
     serving.stop().await;
     // The runs it drives are let go: the next process to hold one (`stepwise resume`, the
     // app, another `serve`) goes on from its log.
     engine.shutdown().await;
-    match failed {
-        Some(error) => Err(anyhow::anyhow!("the API server stopped: {error}")),
-        None => Ok(Exit::Success),
+    if died {
+        return Err(anyhow::anyhow!("the API server stopped unexpectedly"));
     }
+    Ok(Exit::Success)
 }

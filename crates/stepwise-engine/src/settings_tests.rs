@@ -274,7 +274,10 @@ fn the_users_settings_set_the_api_and_a_workspaces_may_not() {
         path: write(dir.path(), "config/plain.yaml", USER),
         named: false,
     };
-    assert_eq!(read_user_section(&plain, |file| file.api).expect("read"), None);
+    assert_eq!(
+        read_user_section(&plain, |file| file.api).expect("read"),
+        None
+    );
     assert_eq!(
         crate::service_settings::ApiSettings::default(),
         crate::service_settings::ApiSettings {

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::control::{Done, send};
 use super::events::open_stream;
-use super::{ApiState, Body, Params};
+use super::{ApiState, Body, Params, Segments};
 use crate::error::{ApiError, ErrorBody};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -219,7 +219,7 @@ pub struct ApproveRequest {
 )]
 pub(crate) async fn approve(
     State(state): State<ApiState>,
-    Path((run, step)): Path<(String, String)>,
+    Segments((run, step)): Segments<(String, String)>,
     Body(request): Body<ApproveRequest>,
 ) -> Result<Json<Done>, ApiError> {
     let edited = edited_proposal(&request)?;
@@ -308,7 +308,7 @@ pub struct RejectRequest {
 )]
 pub(crate) async fn reject(
     State(state): State<ApiState>,
-    Path((run, step)): Path<(String, String)>,
+    Segments((run, step)): Segments<(String, String)>,
     Body(request): Body<RejectRequest>,
 ) -> Result<Json<Done>, ApiError> {
     let command = Command::Reject {
@@ -345,7 +345,7 @@ pub struct ContinueRequest {
 )]
 pub(crate) async fn continue_run(
     State(state): State<ApiState>,
-    Path(run): Path<String>,
+    Segments(run): Segments<String>,
     Body(request): Body<ContinueRequest>,
 ) -> Result<Json<Done>, ApiError> {
     if request.all {
@@ -373,10 +373,30 @@ pub(crate) async fn continue_run(
         }));
     };
     let run_id = loaded.row.run_id.to_string();
-    for (step, hash) in others {
-        let _ = send(&state, &run_id, past_pause(step, hash)).await?;
+    let mut let_through: Vec<&str> = Vec::new();
+    for (step, hash) in others
+        .iter()
+        .chain(std::iter::once(&(last_step.clone(), last_hash.clone())))
+    {
+        match send(&state, &run_id, past_pause(step, hash)).await {
+            Ok(done) if step == last_step => return Ok(done),
+            Ok(_) => let_through.push(step),
+            Err(mut error) if !let_through.is_empty() => {
+                error.message = format!(
+                    "{} let through already; then step `{step}`: {}",
+                    let_through
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    error.message
+                );
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        }
     }
-    send(&state, &run_id, past_pause(last_step, last_hash)).await
+    Err(ApiError::internal("no step was continued"))
 }
 
 fn past_pause(step: &str, proposal_hash: &str) -> Command {

@@ -2,13 +2,13 @@
 //! process drives the run, or driven here when none does.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Serialize;
-use stepwise_core::run::RunStatus;
 use stepwise_engine::Command;
 use utoipa::ToSchema;
 
-use super::ApiState;
+use super::{ApiState, Segments};
 use crate::error::{ApiError, ErrorBody};
 
 /// A command the run took.
@@ -51,7 +51,7 @@ pub(crate) async fn send(
 )]
 pub(crate) async fn pause(
     State(state): State<ApiState>,
-    Path(run): Path<String>,
+    Segments(run): Segments<String>,
 ) -> Result<Json<Done>, ApiError> {
     send(&state, &run, Command::Pause).await
 }
@@ -69,20 +69,17 @@ pub(crate) async fn pause(
 )]
 pub(crate) async fn resume(
     State(state): State<ApiState>,
-    Path(run): Path<String>,
+    Segments(run): Segments<String>,
 ) -> Result<Json<Done>, ApiError> {
     let row = state.engine.find_run(&run).await?;
-    if row.status != RunStatus::Paused
-        && !row.status.is_finished()
-        && state.engine.holder(&row.run_id).await?.is_none()
-    {
-        state.engine.drive(row.run_id.as_str()).await?;
-        return Ok(Json(Done {
-            run_id: row.run_id.to_string(),
-            command: "resume".into(),
-            seq: None,
-        }));
+    if row.status.is_finished() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!("run {} has already {}", row.run_id, row.status.as_str()),
+        ));
     }
+    // Sent to whoever drives it; with nobody driving it, this server drives it.
     send(&state, row.run_id.as_str(), Command::Resume).await
 }
 
@@ -100,7 +97,7 @@ pub(crate) async fn resume(
 )]
 pub(crate) async fn cancel(
     State(state): State<ApiState>,
-    Path(run): Path<String>,
+    Segments(run): Segments<String>,
 ) -> Result<Json<Done>, ApiError> {
     send(&state, &run, Command::Cancel).await
 }

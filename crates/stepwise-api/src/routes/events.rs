@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
@@ -15,7 +15,7 @@ use stepwise_core::ids::EventSeq;
 use stepwise_engine::RunUpdate;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiState, Params};
+use super::{ApiState, Params, Segments};
 use crate::error::{ApiError, ErrorBody};
 use crate::views::EventItem;
 
@@ -57,10 +57,10 @@ pub struct EventsPage {
 )]
 pub(crate) async fn events_page(
     State(state): State<ApiState>,
-    Path(run): Path<String>,
+    Segments(run): Segments<String>,
     Params(query): Params<EventsQuery>,
 ) -> Result<Json<EventsPage>, ApiError> {
-    let after = query.after.unwrap_or(0);
+    let after = seq_after(query.after)?;
     let limit = query.limit.unwrap_or(200).clamp(1, EVENTS_PAGE_MAX);
     let page = state
         .engine
@@ -105,7 +105,7 @@ pub struct StreamQuery {
 )]
 pub(crate) async fn events_stream(
     State(state): State<ApiState>,
-    Path(run): Path<String>,
+    Segments(run): Segments<String>,
     Params(query): Params<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -115,7 +115,7 @@ pub(crate) async fn events_stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let after = query.after.unwrap_or(0).max(resumed.unwrap_or(0));
+    let after = seq_after(query.after)?.max(seq_after(resumed)?);
     let feed = state
         .engine
         .follow_run(row.run_id.as_str(), EventSeq::new(after));
@@ -177,6 +177,18 @@ pub(crate) async fn events_stream(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// `after` as given (default 0), refused when no log could reach it.
+fn seq_after(after: Option<u64>) -> Result<u64, ApiError> {
+    match after {
+        None => Ok(0),
+        Some(after) if i64::try_from(after).is_ok() => Ok(after),
+        Some(after) => Err(ApiError::invalid(format!(
+            "`after` is {after}; a seq is at most {}",
+            i64::MAX
+        ))),
+    }
 }
 
 /// A place for one more live stream, or 503 when all are taken.

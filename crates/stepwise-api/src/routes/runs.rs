@@ -3,17 +3,17 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stepwise_core::event::StepPauses;
 use stepwise_core::run::{CostLine, cost_report};
-use stepwise_engine::{RunsQuery, StartRun};
+use stepwise_engine::{EngineError, RunsQuery, StartRun};
 use utoipa::{IntoParams, ToSchema};
 
 use super::source::{WorkflowSource, resolve};
-use super::{ApiState, Body, Params};
+use super::{ApiState, Body, Params, Segments};
 use crate::error::{ApiError, ErrorBody};
 use crate::views::RunItem;
 
@@ -71,6 +71,15 @@ pub(crate) async fn start_run(
         ));
     }
     let named = resolve(&state, &request.workflow)?;
+    // Problems of YAML sent inline name it so, not by the file it is kept in.
+    let kept_as = named.inline.then(|| named.file.display().to_string());
+    let inline = |error: EngineError| {
+        let mut error = ApiError::from(error);
+        if let Some(file) = &kept_as {
+            error.message = error.message.replace(file.as_str(), "inline");
+        }
+        error
+    };
     let inputs = request
         .inputs
         .into_iter()
@@ -101,7 +110,8 @@ pub(crate) async fn start_run(
             },
             cause: None,
         })
-        .await?;
+        .await
+        .map_err(inline)?;
     Ok((
         StatusCode::CREATED,
         Json(Started {
@@ -242,7 +252,7 @@ pub struct Waiting {
 )]
 pub(crate) async fn run_status(
     State(state): State<ApiState>,
-    Path(run): Path<String>,
+    Segments(run): Segments<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
     let loaded = state.engine.load_run(&run).await?;
     let status = loaded.state.status();
@@ -317,7 +327,7 @@ pub struct Cost {
 )]
 pub(crate) async fn run_cost(
     State(state): State<ApiState>,
-    Path(run): Path<String>,
+    Segments(run): Segments<String>,
 ) -> Result<Json<Cost>, ApiError> {
     let loaded = state.engine.load_run(&run).await?;
     let report = cost_report(

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stepwise_engine::{Command, SendSignal};
+use stepwise_engine::{EngineError, SendSignal};
 use utoipa::ToSchema;
 
 use super::{ApiState, Body};
@@ -35,7 +35,8 @@ pub struct SignalResult {
     pub recorded: bool,
     /// The run whose waiting step took it, if one did yet.
     pub taken_by: Option<String>,
-    /// The run waiting for it that nobody drove, now driven by this server.
+    /// The run waiting for it that nobody drove, now driven (by this server, or by whichever
+    /// process took it first).
     pub woke: Option<String>,
 }
 
@@ -64,10 +65,25 @@ pub(crate) async fn send_signal(
             correlation_id: request.correlation_id,
         })
         .await?;
-    let woke = state.engine.run_to_wake_for(&name, &sent).await?;
-    if let Some(run) = &woke {
-        state.engine.send(run.as_str(), Command::Resume).await?;
-    }
+    // The signal is recorded: from here on nothing fails the request (a client retrying
+    // without a key would record it twice). A run waiting for it that nobody drives is driven
+    // here (not resumed: a run paused meanwhile stays paused).
+    let woke = match state.engine.run_to_wake_for(&name, &sent).await {
+        Ok(Some(run)) => match state.engine.drive(run.as_str()).await {
+            Ok(_) | Err(EngineError::RunLocked { .. }) => Some(run),
+            Err(error) => {
+                tracing::warn!(
+                    "signal `{name}`: run {run} waits for it but cannot be driven here: {error}"
+                );
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!("signal `{name}`: looking for a run waiting for it: {error}");
+            None
+        }
+    };
     Ok(Json(SignalResult {
         signal_id: sent.signal_id,
         recorded: sent.recorded,
