@@ -3,7 +3,7 @@
 //! (`commands/`) adapt the engine handle to IPC, `live` forwards the engine's feeds to the
 //! webview over channels, `watch` keeps the workspace view current, `triggers` makes the app a
 //! watcher of its workspace's triggers (with a tray icon), `api` serves the local HTTP API
-//! over the same engine handle, `demo` lays out the
+//! over the same engine handle, `telemetry` exports runs as traces when a collector is named, `demo` lays out the
 //! embedded defaults on first start, and `view` shapes what the UI is shown (with its
 //! TypeScript types generated from those very structs).
 //!
@@ -22,6 +22,7 @@ mod model;
 mod notify;
 mod render;
 mod state;
+mod telemetry;
 #[cfg(test)]
 mod testing;
 mod triggers;
@@ -80,6 +81,7 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri
             live::start(app.handle());
             triggers::start(app.handle());
             api::start(app.handle());
+            telemetry::start(app.handle());
             Ok(())
         })
 }

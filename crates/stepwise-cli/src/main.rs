@@ -320,6 +320,9 @@ fn die_quietly_on_closed_stdout() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+/// How long a command waits, before exiting, for the traces of what it did to be exported.
+const TELEMETRY_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     let json = cli.global.json;
     match cli.command {
@@ -348,11 +351,28 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // A command that may drive runs exports what they record as traces, when the
+        // settings name a collector (reading commands leave that to the others).
+        let telemetry = if cli.command.only_reads() {
+            None
+        } else {
+            engine.export_telemetry().await?
+        };
         let result = dispatch(&engine, cli.command, json).await;
         // Whatever happened, runs this process drives are let finish what they started (they
         // stop by themselves once nothing can move without a person), so that exiting never
         // cuts an operation short.
         engine.idle().await;
+        // What they recorded is exported before the process goes, for a while; the rest is
+        // exported from where it stopped by the next process that exports.
+        if let Some(telemetry) = telemetry {
+            if !telemetry.flush(TELEMETRY_FLUSH).await {
+                tracing::info!(
+                    "telemetry: not all exported before exiting; the next export goes on"
+                );
+            }
+            telemetry.stop(TELEMETRY_FLUSH).await;
+        }
         result
     })
 }

@@ -88,6 +88,10 @@ pub struct EngineConfig {
     pub hold_waiting_runs: bool,
     /// The local API's port, over the user's settings (`STEPWISE_API_PORT`).
     pub api_port: Option<u16>,
+    /// Where traces go when the user's settings say nothing: the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as is), else `OTEL_EXPORTER_OTLP_ENDPOINT` with
+    /// `/v1/traces` after it.
+    pub otlp_traces_url: Option<String>,
 }
 
 impl EngineConfig {
@@ -104,6 +108,7 @@ impl EngineConfig {
             settings_named: false,
             hold_waiting_runs: false,
             api_port: None,
+            otlp_traces_url: None,
         }
     }
 
@@ -163,6 +168,16 @@ impl EngineConfig {
             named.settings.or_else(|| path(ENV_SETTINGS)),
         )?;
         config.durability = durability;
+        config.otlp_traces_url = match (
+            var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(traces), _) => Some(traces.to_string_lossy().into_owned()),
+            (None, Some(base)) => {
+                Some(crate::service_settings::traces_url(&base.to_string_lossy()))
+            }
+            (None, None) => None,
+        };
         config.api_port = match var(ENV_API_PORT) {
             None => None,
             Some(text) => Some(

@@ -1,6 +1,7 @@
-//! The user's settings for the services a long-lived process runs beside its runs: the local
-//! HTTP API (`api:` in the user's `settings.yaml`). A workspace's settings may not set them: a
-//! checked-out repository must not open a port on the user's machine.
+//! The user's settings for the services a process runs beside its runs: the local HTTP API
+//! (`api:` in the user's `settings.yaml`) and telemetry (`telemetry:`). A workspace's settings
+//! may not set them: a checked-out repository must not open a port on the user's machine, nor
+//! send what the user's runs do to a host of its choosing.
 
 use serde::Deserialize;
 
@@ -40,7 +41,68 @@ impl Default for ApiSettings {
     }
 }
 
+/// `telemetry:` in the user's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`): traces go to
+    /// `/v1/traces` under it (a URL that ends so already is taken as it is).
+    pub otlp_endpoint: Option<String>,
+}
+
+/// The traces URL of an OTLP/HTTP base URL.
+pub(crate) fn traces_url(base: &str) -> String {
+    let base = base.trim().trim_end_matches('/');
+    if base.ends_with("/v1/traces") {
+        base.to_string()
+    } else {
+        format!("{base}/v1/traces")
+    }
+}
+
 impl Engine {
+    /// Where this engine exports traces: the user's settings' `telemetry.otlp_endpoint`, else
+    /// the standard OTLP variables; `None` when neither says. A URL that is not http(s) is an
+    /// error naming where it came from.
+    pub fn telemetry_url(&self) -> Result<Option<String>, EngineError> {
+        let config = self.config();
+        let from_settings = match config.settings.clone() {
+            None => None,
+            Some(path) => {
+                let user = UserSettings {
+                    path,
+                    named: config.settings_named,
+                };
+                read_user_section(&user, |file| file.telemetry)?
+                    .and_then(|t| t.otlp_endpoint)
+                    .map(|base| {
+                        (
+                            traces_url(&base),
+                            "telemetry.otlp_endpoint in your settings",
+                        )
+                    })
+            }
+        };
+        let Some((url, from)) = from_settings.or_else(|| {
+            config
+                .otlp_traces_url
+                .clone()
+                .map(|url| (url, "OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT"))
+        }) else {
+            return Ok(None);
+        };
+        match reqwest::Url::parse(&url) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() =>
+            {
+                Ok(Some(url))
+            }
+            _ => Err(EngineError::Settings {
+                message: format!("{from}: `{url}` is not an http(s) URL of a collector"),
+            }),
+        }
+    }
+
     /// The local API's settings from the user's settings file (the defaults where it says
     /// nothing), its port overridden by `STEPWISE_API_PORT`; a broken file is an error naming
     /// it, never silently the defaults.

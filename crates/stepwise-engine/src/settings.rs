@@ -46,6 +46,9 @@ pub(crate) struct SettingsFile {
     /// The local API (the user's settings only; see `service_settings`).
     #[serde(default)]
     pub(crate) api: Option<Spanned<crate::service_settings::ApiSettings>>,
+    /// Where runs are exported as traces (the user's settings only).
+    #[serde(default)]
+    pub(crate) telemetry: Option<Spanned<crate::service_settings::TelemetrySettings>>,
 }
 
 /// Where a settings file came from: the user's own, or a workspace's (which is not trusted
@@ -168,6 +171,17 @@ impl Settings {
                 format!(
                     "line {}: a workspace's settings may not set `api` (it opens a port on your machine); set it in your own settings",
                     api.referenced.line()
+                ),
+            ));
+        }
+        if origin == Origin::Workspace
+            && let Some(telemetry) = &file.telemetry
+        {
+            return Err(settings_error(
+                path,
+                format!(
+                    "line {}: a workspace's settings may not set `telemetry` (it sends what your runs do to a host); set it in your own settings",
+                    telemetry.referenced.line()
                 ),
             ));
         }

@@ -27,6 +27,7 @@ mod open;
 mod runs;
 mod runs_page;
 mod signals;
+mod telemetry;
 mod wal_ahead;
 
 use std::path::{Path, PathBuf};

@@ -275,7 +275,23 @@ CREATE UNIQUE INDEX IF NOT EXISTS runs_one_per_cause
 CREATE INDEX IF NOT EXISTS signals_by_name ON signals(name, signal_id);
 "#;
 
-const ALL: [&str; 11] = [
+/// Version 12: telemetry. How far each run's log has been exported as spans
+/// (`telemetry_cursors`), and which process exports, on a lease, since when
+/// (`telemetry_exporter`: runs created before telemetry was first on are not exported).
+const V12_TELEMETRY: &str = r#"
+CREATE TABLE IF NOT EXISTS telemetry_cursors (
+    run_id       TEXT PRIMARY KEY,
+    exported_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS telemetry_exporter (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    enabled_at_ms  INTEGER NOT NULL,
+    holder         TEXT,
+    lease_until_ms INTEGER NOT NULL DEFAULT 0
+);
+"#;
+
+const ALL: [&str; 12] = [
     V1_INITIAL,
     V2_SHARED_RUNS,
     V3_RUN_COST,
@@ -287,6 +303,7 @@ const ALL: [&str; 11] = [
     V9_MEMORY_AND_FAMILIES,
     V10_SIGNALS,
     V11_RUN_CAUSE,
+    V12_TELEMETRY,
 ];
 
 /// All migrations, oldest first.
