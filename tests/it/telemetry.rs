@@ -175,3 +175,37 @@ fn with_the_collector_down_during_the_run_every_span_arrives_once_afterwards() {
     assert_eq!(ids.len(), spans.len(), "a span arrived twice: {spans:#?}");
     assert!(spans.iter().all(|s| s.trace_id == run.replace('-', "")));
 }
+
+#[test]
+fn each_attempt_of_a_retried_step_is_a_span_of_its_own() {
+    let receiver = Receiver::start(0);
+    let env = Env::new();
+    env.allow_everything();
+    std::fs::write(
+        env.root().join("config/stepwise/settings.yaml"),
+        format!("telemetry:\n  otlp_endpoint: {}\n", receiver.url()),
+    )
+    .expect("write the settings");
+    let wf = env.workflow(
+        "flaky.yaml",
+        "name: flaky\nsteps:\n  - id: flaky\n    type: run_command\n    command: \"test -f marker || { touch marker; exit 1; }\"\n    retry: {max_attempts: 2, backoff: 10ms}\n",
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let spans = receiver.wait_for(Duration::from_secs(20), run_ended);
+    let attempts: Vec<&Received> = spans.iter().filter(|s| s.name == "step flaky").collect();
+    assert_eq!(attempts.len(), 2, "{spans:#?}");
+    let first = attempts
+        .iter()
+        .find(|s| s.attributes["stepwise.attempt"] == 1)
+        .expect("attempt 1");
+    let second = attempts
+        .iter()
+        .find(|s| s.attributes["stepwise.attempt"] == 2)
+        .expect("attempt 2");
+    assert_eq!(first.attributes["stepwise.status"], "retrying");
+    assert_eq!(first.status, 2, "the failed attempt is an error");
+    assert_eq!(second.attributes["stepwise.status"], "succeeded");
+    assert!(first.end_ns <= second.start_ns);
+    assert_ne!(first.span_id, second.span_id);
+}

@@ -356,7 +356,13 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         let telemetry = if cli.command.only_reads() {
             None
         } else {
-            engine.export_telemetry().await?
+            match engine.export_telemetry().await {
+                Ok(export) => export,
+                Err(error) => {
+                    eprintln!("stepwise: traces are not exported: {error}");
+                    None
+                }
+            }
         };
         let result = dispatch(&engine, cli.command, json).await;
         // Whatever happened, runs this process drives are let finish what they started (they

@@ -4,8 +4,6 @@
 //! pausing for the rest of the run.
 
 use clap::Args;
-use stepwise_core::event::Proposal;
-use stepwise_core::run::StepStatus;
 use stepwise_engine::{Command, Engine};
 
 use crate::exit::{Exit, InvalidInput};
@@ -30,17 +28,7 @@ pub async fn continue_run(engine: &Engine, args: ContinueArgs, json: bool) -> an
         return send(engine, &args.run, Command::ContinueAll, args.wait, json).await;
     }
     let loaded = engine.load_run(&args.run).await?;
-    let paused: Vec<(String, String)> = loaded
-        .state
-        .steps()
-        .filter(|(def, _)| args.step.as_deref().is_none_or(|s| def.id.as_str() == s))
-        .filter(|(_, s)| s.status == StepStatus::AwaitingApproval)
-        .filter_map(|(def, s)| {
-            let pending = s.pending_approval.as_ref()?;
-            matches!(pending.proposal, Proposal::Breakpoint { .. })
-                .then(|| (def.id.to_string(), pending.proposal_hash.clone()))
-        })
-        .collect();
+    let paused = loaded.state.waiting_to_start(args.step.as_deref());
     let Some(((last_step, last_hash), others)) = paused.split_last() else {
         let what = match &args.step {
             Some(step) => format!("step `{step}` of run {} is not waiting to start", args.run),
@@ -64,9 +52,9 @@ pub async fn continue_run(engine: &Engine, args: ContinueArgs, json: bool) -> an
 }
 
 /// Continuing past one pause: approving it, named by its hash.
-fn continue_command(step: &str, proposal_hash: &str) -> Command {
+fn continue_command(step: &stepwise_core::ids::StepId, proposal_hash: &str) -> Command {
     Command::Approve {
-        step: step.into(),
+        step: step.clone(),
         comment: None,
         edited: None,
         proposal: Some(proposal_hash.to_string()),

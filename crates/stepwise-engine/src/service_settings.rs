@@ -50,6 +50,18 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: Option<String>,
 }
 
+/// A URL as it may be shown (in a log, an error): without a user name or password in it.
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// The traces URL of an OTLP/HTTP base URL.
 pub(crate) fn traces_url(base: &str) -> String {
     let base = base.trim().trim_end_matches('/');
@@ -65,6 +77,12 @@ impl Engine {
     /// the standard OTLP variables; `None` when neither says. A URL that is not http(s) is an
     /// error naming where it came from.
     pub fn telemetry_url(&self) -> Result<Option<String>, EngineError> {
+        Ok(self.telemetry_target()?.map(|(url, _)| url))
+    }
+
+    /// [`Engine::telemetry_url`], and whether it came from the environment (whose OTLP headers
+    /// may then go with it).
+    pub(crate) fn telemetry_target(&self) -> Result<Option<(String, bool)>, EngineError> {
         let config = self.config();
         let from_settings = match config.settings.clone() {
             None => None,
@@ -95,10 +113,13 @@ impl Engine {
             Ok(parsed)
                 if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() =>
             {
-                Ok(Some(url))
+                Ok(Some((url, from.starts_with("OTEL_"))))
             }
             _ => Err(EngineError::Settings {
-                message: format!("{from}: `{url}` is not an http(s) URL of a collector"),
+                message: format!(
+                    "{from}: `{}` is not an http(s) URL of a collector",
+                    shown_url(&url)
+                ),
             }),
         }
     }

@@ -88,14 +88,24 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records that `run_id`'s log is exported up to `to`, if it was up to `from` (another
-    /// exporter that got there first wins). Whether this one did.
+    /// Records that `run_id`'s log is exported up to `to`, if it was up to `from` and
+    /// `holder` still holds the lease (another exporter that got there first wins). Whether
+    /// this one did.
     pub fn advance_telemetry(
         &mut self,
+        holder: &str,
         run_id: &str,
         from: u64,
         to: u64,
     ) -> Result<bool, StoreError> {
+        let holds: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT 1 FROM telemetry_exporter WHERE id = 1 AND holder = ?1")?
+            .query_row(params![holder], |row| row.get(0))
+            .optional()?;
+        if holds.is_none() {
+            return Ok(false);
+        }
         let (from, to) = (
             i64::try_from(from).unwrap_or(i64::MAX),
             i64::try_from(to).unwrap_or(i64::MAX),
@@ -162,10 +172,12 @@ mod tests {
         let pending = store.telemetry_pending(0, 10).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].1, 0);
-        assert!(store.advance_telemetry(run.as_str(), 0, 2).unwrap());
-        assert!(!store.advance_telemetry(run.as_str(), 0, 2).unwrap());
+        assert!(store.advance_telemetry("c", run.as_str(), 0, 2).unwrap());
+        assert!(!store.advance_telemetry("c", run.as_str(), 0, 2).unwrap());
+        // Only the lease's holder moves a position on.
+        assert!(!store.advance_telemetry("a", run.as_str(), 2, 3).unwrap());
         assert_eq!(store.telemetry_pending(0, 10).unwrap()[0].1, 2);
-        assert!(store.advance_telemetry(run.as_str(), 2, 3).unwrap());
+        assert!(store.advance_telemetry("c", run.as_str(), 2, 3).unwrap());
         assert!(store.telemetry_pending(0, 10).unwrap().is_empty());
         // Runs from before telemetry was on are not pending.
         assert!(store.telemetry_pending(i64::MAX, 10).unwrap().is_empty());

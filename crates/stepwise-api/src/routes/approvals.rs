@@ -10,9 +10,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stepwise_core::event::Proposal;
+use stepwise_core::ids::StepId;
 use stepwise_core::operation::CommandLine;
-use stepwise_core::run::{EditedProposal, StepStatus};
+use stepwise_core::run::EditedProposal;
 use stepwise_engine::{Approval, ApprovalChange, Command};
 use utoipa::{IntoParams, ToSchema};
 
@@ -355,40 +355,26 @@ pub(crate) async fn continue_run(
         return send(&state, &run, Command::ContinueAll).await;
     }
     let loaded = state.engine.load_run(&run).await?;
-    let paused: Vec<(String, String)> = loaded
-        .state
-        .steps()
-        .filter(|(def, _)| request.step.as_deref().is_none_or(|s| def.id.as_str() == s))
-        .filter(|(_, s)| s.status == StepStatus::AwaitingApproval)
-        .filter_map(|(def, s)| {
-            let pending = s.pending_approval.as_ref()?;
-            matches!(pending.proposal, Proposal::Breakpoint { .. })
-                .then(|| (def.id.to_string(), pending.proposal_hash.clone()))
-        })
-        .collect();
-    let Some(((last_step, last_hash), others)) = paused.split_last() else {
+    let paused = loaded.state.waiting_to_start(request.step.as_deref());
+    if paused.is_empty() {
         return Err(ApiError::invalid(match &request.step {
             Some(step) => format!("step `{step}` of run {run} is not waiting to start"),
             None => format!("run {run} has no step waiting to start"),
         }));
-    };
+    }
     let run_id = loaded.row.run_id.to_string();
-    let mut let_through: Vec<&str> = Vec::new();
-    for (step, hash) in others
-        .iter()
-        .chain(std::iter::once(&(last_step.clone(), last_hash.clone())))
-    {
+    let mut let_through: Vec<String> = Vec::new();
+    let mut last = None;
+    for (step, hash) in &paused {
         match send(&state, &run_id, past_pause(step, hash)).await {
-            Ok(done) if step == last_step => return Ok(done),
-            Ok(_) => let_through.push(step),
+            Ok(done) => {
+                let_through.push(format!("`{step}`"));
+                last = Some(done);
+            }
             Err(mut error) if !let_through.is_empty() => {
                 error.message = format!(
                     "{} let through already; then step `{step}`: {}",
-                    let_through
-                        .iter()
-                        .map(|s| format!("`{s}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    let_through.join(", "),
                     error.message
                 );
                 return Err(error);
@@ -396,12 +382,12 @@ pub(crate) async fn continue_run(
             Err(error) => return Err(error),
         }
     }
-    Err(ApiError::internal("no step was continued"))
+    last.ok_or_else(|| ApiError::internal("no step was continued"))
 }
 
-fn past_pause(step: &str, proposal_hash: &str) -> Command {
+fn past_pause(step: &StepId, proposal_hash: &str) -> Command {
     Command::Approve {
-        step: step.into(),
+        step: step.clone(),
         comment: None,
         edited: None,
         proposal: Some(proposal_hash.to_string()),

@@ -206,6 +206,20 @@ impl RunState {
         self.workflow.steps.iter().zip(&self.steps)
     }
 
+    /// The steps waiting at a pause before they start (a breakpoint, or stepping through),
+    /// with the hash of that pause, in workflow order; only `only` when named.
+    pub fn waiting_to_start(&self, only: Option<&str>) -> Vec<(StepId, String)> {
+        self.steps()
+            .filter(|(def, _)| only.is_none_or(|s| def.id.as_str() == s))
+            .filter(|(_, s)| s.status == super::StepStatus::AwaitingApproval)
+            .filter_map(|(def, s)| {
+                let pending = s.pending_approval.as_ref()?;
+                matches!(pending.proposal, crate::event::Proposal::Breakpoint { .. })
+                    .then(|| (def.id.clone(), pending.proposal_hash.clone()))
+            })
+            .collect()
+    }
+
     pub fn step_state(&self, id: &StepId) -> Option<&StepState> {
         self.workflow.step_index(id).map(|i| &self.steps[i])
     }

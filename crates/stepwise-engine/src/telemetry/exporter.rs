@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::otlp::Otlp;
 use super::spans::{spans_ended, trace_id};
 use crate::engine::Engine;
+use crate::error::EngineError;
 
-/// How long the lease lasts; renewed at least every `IDLE_PASS`.
+/// How long the lease lasts; renewed once half of it is gone, before each run's export.
 const LEASE_MS: i64 = 30_000;
 
 /// How often an idle exporter looks again (and renews its lease).
@@ -33,7 +34,7 @@ pub struct TelemetryExport {
 }
 
 impl TelemetryExport {
-    /// Where the traces go.
+    /// Where the traces go (without any user name or password the URL holds).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -89,6 +90,13 @@ enum Pass {
     NotHolder,
 }
 
+/// The lease as this process holds it: since when telemetry is on, and until when it is ours.
+#[derive(Clone, Copy)]
+struct Lease {
+    since: i64,
+    until: i64,
+}
+
 async fn run(
     engine: Engine,
     otlp: Otlp,
@@ -105,9 +113,10 @@ async fn run(
     let mut backoff = Duration::from_millis(500);
     let mut flushes: Vec<oneshot::Sender<bool>> = Vec::new();
     let mut last_problem = String::new();
+    let mut lease: Option<Lease> = None;
     loop {
         changes.borrow_and_update();
-        let (wait, on_change) = match pass(&engine, &otlp, &holder).await {
+        let (wait, on_change) = match pass(&engine, &otlp, &holder, &mut lease, &stopped).await {
             Ok(Pass::CaughtUp) => {
                 for flush in flushes.drain(..) {
                     let _ = flush.send(true);
@@ -133,9 +142,14 @@ async fn run(
                 (wait, false)
             }
         };
+        if *stopped.borrow() {
+            break;
+        }
         if wait.is_zero() && flush_requests.is_empty() {
             continue;
         }
+        // Waking on any commit is cheap: a pass that finds nothing new writes nothing (the
+        // lease is renewed only when half of it is gone), so it does not wake itself again.
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             changed = changes.changed(), if on_change => {
@@ -158,8 +172,19 @@ async fn run(
         .await;
 }
 
-async fn pass(engine: &Engine, otlp: &Otlp, holder: &str) -> Result<Pass, String> {
+/// The lease, renewed when less than half of it is left; `None` when another process holds
+/// it.
+async fn hold(
+    engine: &Engine,
+    holder: &str,
+    lease: &mut Option<Lease>,
+) -> Result<Option<i64>, String> {
     let now = engine.ctx.clock.now_ms();
+    if let Some(held) = *lease
+        && held.until.saturating_sub(now) > LEASE_MS / 2
+    {
+        return Ok(Some(held.since));
+    }
     let claimant = holder.to_string();
     let since = engine
         .ctx
@@ -167,7 +192,21 @@ async fn pass(engine: &Engine, otlp: &Otlp, holder: &str) -> Result<Pass, String
         .write(move |store| store.claim_telemetry(&claimant, now, LEASE_MS))
         .await
         .map_err(|e| format!("the export's lease: {e}"))?;
-    let Some(since) = since else {
+    *lease = since.map(|since| Lease {
+        since,
+        until: now.saturating_add(LEASE_MS),
+    });
+    Ok(since)
+}
+
+async fn pass(
+    engine: &Engine,
+    otlp: &Otlp,
+    holder: &str,
+    lease: &mut Option<Lease>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<Pass, String> {
+    let Some(since) = hold(engine, holder, lease).await? else {
         return Ok(Pass::NotHolder);
     };
     let pending = engine
@@ -180,7 +219,16 @@ async fn pass(engine: &Engine, otlp: &Otlp, holder: &str) -> Result<Pass, String
         return Ok(Pass::CaughtUp);
     }
     let full = pending.len() == RUNS_PER_PASS;
+    // A run the collector refuses does not hold the others back.
+    let mut failed = None;
     for (row, from) in pending {
+        if *stopped.borrow() {
+            return Ok(Pass::More);
+        }
+        // Still ours before anything is sent (an export may take a while).
+        if hold(engine, holder, lease).await?.is_none() {
+            return Ok(Pass::NotHolder);
+        }
         let run_id = row.run_id.clone();
         let to = match engine.load_run(run_id.as_str()).await {
             Ok(loaded) => {
@@ -191,26 +239,41 @@ async fn pass(engine: &Engine, otlp: &Otlp, holder: &str) -> Result<Pass, String
                     .map(|(def, _)| (def.id.clone(), def.action.type_name().to_string()))
                     .collect();
                 let spans = spans_ended(&run_id, &loaded.events, &step_types, from, to);
-                if !spans.is_empty() {
-                    otlp.export(trace_id(&run_id), &spans)
-                        .await
-                        .map_err(|e| format!("exporting run {run_id}: {e}"))?;
+                if !spans.is_empty()
+                    && let Err(e) = otlp.export(trace_id(&run_id), &spans).await
+                {
+                    failed.get_or_insert(format!("exporting run {run_id}: {e}"));
+                    continue;
                 }
                 to
             }
-            Err(error) => {
-                // A log this stepwise cannot read is left out, not retried for ever.
+            // A log this stepwise cannot read is left out, not tried for ever; anything else
+            // (the database busy, the engine stopping) is tried again.
+            Err(
+                error @ (EngineError::UnreadableRun { .. }
+                | EngineError::Decode { .. }
+                | EngineError::State { .. }),
+            ) => {
                 tracing::warn!("telemetry: run {run_id} is not exported: {error}");
                 row.last_seq.get()
             }
+            Err(error) => return Err(format!("reading run {run_id}: {error}")),
         };
-        let run = run_id.to_string();
-        engine
+        let (run, claimant) = (run_id.to_string(), holder.to_string());
+        let advanced = engine
             .ctx
             .db
-            .write(move |store| store.advance_telemetry(&run, from, to))
+            .write(move |store| store.advance_telemetry(&claimant, &run, from, to))
             .await
             .map_err(|e| format!("recording what was exported: {e}"))?;
+        if !advanced {
+            // Another process took the export over: it goes on from the positions it finds.
+            *lease = None;
+            return Ok(Pass::NotHolder);
+        }
+    }
+    if let Some(problem) = failed {
+        return Err(problem);
     }
     Ok(if full { Pass::More } else { Pass::CaughtUp })
 }

@@ -24,15 +24,20 @@ impl Engine {
     /// The first time telemetry is on for a database is recorded before this returns: runs
     /// started from then on are exported, runs from before are not.
     pub async fn export_telemetry(&self) -> Result<Option<TelemetryExport>, EngineError> {
-        let Some(url) = self.telemetry_url()? else {
+        let Some((url, from_env)) = self.telemetry_target()? else {
             return Ok(None);
         };
-        let otlp = otlp::Otlp::new(&url).map_err(|message| EngineError::Settings { message })?;
+        let otlp =
+            otlp::Otlp::new(&url, from_env).map_err(|message| EngineError::Settings { message })?;
         let now = self.ctx.clock.now_ms();
         self.ctx
             .db
             .write(move |store| store.start_telemetry(now))
             .await?;
-        Ok(Some(exporter::start(self.clone(), otlp, url)))
+        Ok(Some(exporter::start(
+            self.clone(),
+            otlp,
+            crate::service_settings::shown_url(&url),
+        )))
     }
 }

@@ -29,7 +29,10 @@ pub(crate) struct Otlp {
 
 impl Otlp {
     /// An exporter to `traces_url` (the full URL, `…/v1/traces`).
-    pub(crate) fn new(traces_url: &str) -> Result<Otlp, String> {
+    /// `env_headers`: the `OTEL_EXPORTER_OTLP_*HEADERS` the exporter reads may be sent (only
+    /// when the URL came from the same environment: a key meant for one collector must never
+    /// reach another).
+    pub(crate) fn new(traces_url: &str, env_headers: bool) -> Result<Otlp, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(EXPORT_TIMEOUT)
@@ -37,11 +40,15 @@ impl Otlp {
             .map_err(|e| format!("the telemetry HTTP client: {e}"))?;
         let mut exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_http_client(Client(client))
+            .with_http_client(Client {
+                http: client,
+                env_headers,
+            })
+            .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
             .with_endpoint(traces_url)
             .with_timeout(EXPORT_TIMEOUT)
             .build()
-            .map_err(|e| format!("the telemetry exporter for {traces_url}: {e}"))?;
+            .map_err(|e| format!("the telemetry exporter: {e}"))?;
         exporter.set_resource(
             &Resource::builder_empty()
                 .with_attributes([
@@ -105,9 +112,14 @@ fn span_data(trace: [u8; 16], span: &Span) -> SpanData {
     }
 }
 
-/// The exporter's HTTP client: the workspace's reqwest, no redirects, a bounded answer.
+/// The exporter's HTTP client: the workspace's reqwest, no redirects, a bounded answer, and
+/// no header but the body's own unless headers from the environment may go (the exporter
+/// adds `OTEL_EXPORTER_OTLP_HEADERS` itself).
 #[derive(Debug)]
-struct Client(reqwest::Client);
+struct Client {
+    http: reqwest::Client,
+    env_headers: bool,
+}
 
 #[async_trait::async_trait]
 impl opentelemetry_http::HttpClient for Client {
@@ -116,10 +128,25 @@ impl opentelemetry_http::HttpClient for Client {
         request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
         let (parts, body) = request.into_parts();
+        let headers: http::HeaderMap = if self.env_headers {
+            parts.headers
+        } else {
+            parts
+                .headers
+                .iter()
+                .filter(|(name, _)| {
+                    matches!(
+                        name.as_str(),
+                        "content-type" | "content-encoding" | "user-agent"
+                    )
+                })
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        };
         let mut response = self
-            .0
+            .http
             .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
+            .headers(headers)
             .body(body)
             .send()
             .await?;

@@ -91,6 +91,8 @@ struct Folder<'a> {
     /// step started it (a child run), else the run itself.
     correlation: String,
     steps: BTreeMap<(StepId, u32), Open>,
+    /// Each repeating step's round (its attempts count from 1 again in each).
+    rounds: BTreeMap<StepId, u32>,
     approvals: BTreeMap<(StepId, u32, String), Open>,
     operations: BTreeMap<u64, Open>,
     ended: Vec<Span>,
@@ -111,6 +113,7 @@ pub(crate) fn spans_ended(
         run: None,
         correlation: run_id.to_string(),
         steps: BTreeMap::new(),
+        rounds: BTreeMap::new(),
         approvals: BTreeMap::new(),
         operations: BTreeMap::new(),
         ended: Vec::new(),
@@ -176,13 +179,12 @@ impl Folder<'_> {
                     self.begin("run", format!("run {}", started.workflow_name), None, at);
                 let attributes = &mut open.span.attributes;
                 attributes.push(("stepwise.workflow", text(&started.workflow_name)));
-                attributes.push(("stepwise.workflow.path", text(&started.workflow_path)));
                 attributes.push(("stepwise.trigger", text(&started.trigger)));
-                attributes.push(("stepwise.started_by", text(&started.started_by)));
                 self.run = Some(open);
             }
             Event::StepStarted { step, attempt } => {
-                let key = format!("step/{step}/{attempt}");
+                let round = self.rounds.get(step).copied().unwrap_or(0);
+                let key = format!("step/{step}/{round}/{attempt}");
                 let mut open = self.begin(&key, format!("step {step}"), self.run_span(), at);
                 open.span
                     .attributes
@@ -328,6 +330,31 @@ impl Folder<'_> {
                     self.end(open, stored, Some(error.message.clone()));
                 }
             }
+            Event::OperationOutcomeUnknown { op } => {
+                if let Some(open) = self.operations.remove(&op.get()) {
+                    self.end(
+                        open,
+                        stored,
+                        Some("its outcome is unknown: the process performing it stopped".into()),
+                    );
+                }
+            }
+            Event::StepRetryScheduled {
+                step,
+                attempt,
+                error,
+                ..
+            } => {
+                let failed = attempt.saturating_sub(1);
+                self.step_ended(stored, step, Some(failed), "retrying", Some(error.clone()));
+            }
+            Event::StepSkipped { step, .. } => {
+                self.step_ended(stored, step, None, "skipped", None);
+            }
+            Event::StepRoundEnded { step, .. } => {
+                self.step_ended(stored, step, None, "round ended", None);
+                *self.rounds.entry(step.clone()).or_insert(0) += 1;
+            }
             Event::OperationResolved { op, .. } => {
                 if let Some(open) = self.operations.remove(&op.get()) {
                     self.end(
@@ -420,7 +447,8 @@ impl Folder<'_> {
 
     /// Ends what a step left open (its question, an operation cut off) when the step ends.
     fn close_children_of(&mut self, stored: &StoredEvent, step: &StepId, attempt: Option<u32>) {
-        let parent = attempt.map(|a| span_id(self.run_id, &format!("step/{step}/{a}")));
+        let round = self.rounds.get(step).copied().unwrap_or(0);
+        let parent = attempt.map(|a| span_id(self.run_id, &format!("step/{step}/{round}/{a}")));
         let approvals: Vec<_> = self
             .approvals
             .keys()
