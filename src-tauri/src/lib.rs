@@ -3,13 +3,15 @@
 //! (`commands/`) adapt the engine handle to IPC, `live` forwards the engine's feeds to the
 //! webview over channels, `watch` keeps the workspace view current, `triggers` makes the app a
 //! watcher of its workspace's triggers (with a tray icon), `api` serves the local HTTP API
-//! over the same engine handle, `telemetry` exports runs as traces when a collector is named, `demo` lays out the
+//! over the same engine handle, `telemetry` exports runs as traces when a collector is named, `alerts` tells the person
+//! of a run or step slower than its `alert`, `demo` lays out the
 //! embedded defaults on first start, and `view` shapes what the UI is shown (with its
 //! TypeScript types generated from those very structs).
 //!
 //! It must never decide anything the engine decides (policy, approvals, budgets): it only asks.
 //! The webview may call only the commands granted in `capabilities/default.json`.
 
+mod alerts;
 mod api;
 mod commands;
 mod demo;
@@ -82,6 +84,7 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri
             triggers::start(app.handle());
             api::start(app.handle());
             telemetry::start(app.handle());
+            alerts::start(app.handle());
             Ok(())
         })
 }

@@ -211,3 +211,45 @@ fn a_question_arriving_while_the_window_is_in_the_background_raises_a_notificati
     let _ = app.kill();
     let _ = app.wait();
 }
+
+#[test]
+fn a_step_slower_than_its_alert_raises_a_notification() {
+    let env = Env::new();
+    env.allow_everything();
+    let nap = env.workflow(
+        "nap.yaml",
+        "name: nap\nsteps:\n  - id: nap\n    type: run_command\n    command: [\"sleep\", \"3\"]\n    alert: {slower_than: 1s}\n",
+    );
+    let display = Display::xvfb("2560x1600x24");
+    let desktop = Desktop::start(&display);
+    let mut app = Command::new(app_binary())
+        .envs(app_env(&env))
+        .env("DISPLAY", &display.name)
+        .env("DBUS_SESSION_BUS_ADDRESS", &desktop.address)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the app");
+    // The app is set up once it has made its API token (its feeds start beside it).
+    wait_until("the app to start", LIVE, || {
+        env.root().join("run").join("token").exists()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    // A run the CLI drives: its step goes on past its alert, and the app says so.
+    let out = env.run(&nap, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    wait_until("a notification of the slow step", LIVE, || {
+        let calls = desktop.calls();
+        calls.contains("Stepwise: slower than expected")
+            && calls.contains("nap: step `nap` has been going for longer than 1s")
+    });
+    assert_eq!(
+        desktop.notify_calls().len(),
+        1,
+        "{:?}",
+        desktop.notify_calls()
+    );
+    let _ = app.kill();
+    let _ = app.wait();
+}

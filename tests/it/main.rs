@@ -9,6 +9,7 @@ mod agent_edits;
 mod agent_mcp;
 mod agent_memory;
 mod agent_protocols;
+mod alerts;
 mod api;
 mod api_client;
 mod app;

@@ -111,6 +111,16 @@ impl Progress {
                     Some(format!("  ⊘ {step} rejected by {by}: {reason}"))
                 }
                 Event::StepCancelled { step } => Some(format!("  ■ {step} cancelled")),
+                Event::AlertRaised {
+                    step,
+                    slower_than_ms,
+                    ..
+                } => Some(format!(
+                    "  ⏱ {} has been going for longer than {}",
+                    step.as_ref()
+                        .map_or_else(|| "the run".to_string(), |s| format!("step {s}")),
+                    duration(i64::try_from(*slower_than_ms).unwrap_or(i64::MAX))
+                )),
                 Event::CompensationStarted { steps } => Some(format!(
                     "  ↩ compensating: undoing {} (the last to succeed first)",
                     steps

@@ -60,6 +60,15 @@ pub enum Event {
         step: StepId,
         attempt: u32,
     },
+    /// The run (`step` absent) or a step has been going for longer than its
+    /// `alert.slower_than`: a person was told. Recorded once per run or step; changes nothing
+    /// of what the run does.
+    AlertRaised {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<StepId>,
+        slower_than_ms: u64,
+        elapsed_ms: u64,
+    },
     /// The file a pending edit would change is no longer as it was when the edit was proposed
     /// (it changed, appeared or vanished), so the proposal can no longer be approved. The step
     /// proposes anew against the file as it is now.
@@ -478,6 +487,7 @@ impl Event {
             Event::ApprovalGranted(_) => "ApprovalGranted",
             Event::ApprovalRejected { .. } => "ApprovalRejected",
             Event::RetryDue { .. } => "RetryDue",
+            Event::AlertRaised { .. } => "AlertRaised",
             Event::ProposalVoided { .. } => "ProposalVoided",
             Event::RunPauseRequested { .. } => "RunPauseRequested",
             Event::RunResumeRequested { .. } => "RunResumeRequested",
@@ -531,6 +541,7 @@ impl Event {
     pub fn step(&self) -> Option<&StepId> {
         match self {
             Event::ApprovalGranted(g) => Some(&g.step),
+            Event::AlertRaised { step, .. } => step.as_ref(),
             Event::ApprovalRejected { step, .. }
             | Event::RetryDue { step, .. }
             | Event::ProposalVoided { step, .. }

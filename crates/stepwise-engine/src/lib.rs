@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod adopt;
+mod alert_feed;
 mod checkpoint;
 mod clock;
 mod commands;
@@ -68,6 +69,7 @@ mod verify;
 mod watch;
 mod workflow_file;
 
+pub use alert_feed::{AlertFeed, RaisedAlert};
 pub use commands::{Applied, Command, Refusal, RefusalKind};
 pub use config::{
     Durability, ENV_API_PORT, ENV_DB, ENV_SETTINGS, ENV_SYNC, ENV_USER_POLICY, EngineConfig, Named,

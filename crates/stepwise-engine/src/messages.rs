@@ -19,6 +19,10 @@ pub(crate) enum Message {
         step: StepId,
         attempt: u32,
     },
+    /// The run's (`None`) or a step's alert threshold has passed.
+    AlertDue {
+        step: Option<StepId>,
+    },
     /// Commands may have arrived in the run's inbox.
     InboxChanged,
     /// A file that a pending edit targets may have changed; look once things settle.

@@ -393,6 +393,9 @@ impl RunState {
                 s.phase = Phase::RetryWait;
                 s.error = Some(error.clone());
             }
+            Event::AlertRaised { step, .. } => {
+                self.alerts_raised.insert(step.clone());
+            }
             Event::RetryDue { step, .. } => {
                 let i = self.index_of(seq, step)?;
                 if matches!(self.steps[i].phase, Phase::RetryWait) {

@@ -62,6 +62,8 @@ pub struct RunState {
     pub(crate) finished: Option<RunStatus>,
     /// Why the engine could not go on with the run (`RunAborted`), if it could not.
     pub(crate) aborted: Option<String>,
+    /// The alerts raised so far: the run's (`None`) and each step's, once each.
+    pub(crate) alerts_raised: BTreeSet<Option<StepId>>,
     pub(crate) terminal: usize,
     /// Steps waiting for a retry timer, and for a person (approval or unknown outcome): kept
     /// as counts so that `status` does not walk every step.
@@ -133,6 +135,7 @@ impl RunState {
             cancelled_when_compensating: false,
             finished: None,
             aborted: None,
+            alerts_raised: BTreeSet::new(),
             terminal: 0,
             waiting_retry: 0,
             waiting_person: 0,
@@ -204,6 +207,11 @@ impl RunState {
 
     pub fn steps(&self) -> impl Iterator<Item = (&crate::workflow::Step, &StepState)> {
         self.workflow.steps.iter().zip(&self.steps)
+    }
+
+    /// Whether the alert of the run (`None`) or of a step has been raised already.
+    pub fn alert_raised(&self, step: Option<&StepId>) -> bool {
+        self.alerts_raised.contains(&step.cloned())
     }
 
     /// The steps waiting at a pause before they start (a breakpoint, or stepping through),

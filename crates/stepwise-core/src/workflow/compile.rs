@@ -313,6 +313,16 @@ impl<'a> Compiler<'a> {
             None => super::triggers::Triggers::default(),
         };
 
+        let alert_ms = match def.alert.as_ref().map(super::alerts::slower_than_ms) {
+            Some(Ok(ms)) => Some(ms),
+            Some(Err(message)) => {
+                let (line, column) = top_level_position(self.source, "alert");
+                self.error_at(line, column, None, message);
+                None
+            }
+            None => None,
+        };
+
         if !self.errors.is_empty() {
             self.errors.sort_by_key(|e| (e.line, e.column));
             return Err(WorkflowErrors(self.errors));
@@ -340,6 +350,7 @@ impl<'a> Compiler<'a> {
             steps,
             outputs,
             triggers,
+            alert_ms,
             index,
         })
     }
@@ -500,6 +511,11 @@ impl<'a> Compiler<'a> {
             .timeout
             .as_deref()
             .and_then(|t| ctx.duration("timeout", t));
+        let alert_ms = def.alert.as_ref().and_then(|alert| {
+            super::alerts::slower_than_ms(alert)
+                .map_err(|message| ctx.error("alert", message))
+                .ok()
+        });
         let approval_required = match def.approval.as_deref() {
             None | Some("default") => false,
             Some("required") => true,
@@ -594,6 +610,7 @@ impl<'a> Compiler<'a> {
             retry,
             timeout_ms,
             approval_required,
+            alert_ms,
             repeat,
             for_each,
             iteration: None,

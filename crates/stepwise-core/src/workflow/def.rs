@@ -44,6 +44,10 @@ pub struct WorkflowDef {
     /// `stepwise watch`): files changing in the workspace, a schedule, a signal.
     #[serde(default, rename = "on")]
     pub triggers: Option<super::triggers::TriggersDef>,
+    /// Tell a person (a desktop notification, an event in the log) once the run has been going
+    /// for longer than this.
+    #[serde(default)]
+    pub alert: Option<super::alerts::AlertDef>,
 }
 
 /// A declared input.
@@ -98,6 +102,10 @@ pub struct StepDef {
     /// can only tighten approval.
     #[serde(default)]
     pub approval: Option<String>,
+    /// Tell a person (a desktop notification, an event in the log) once the step has been
+    /// going for longer than this.
+    #[serde(default)]
+    pub alert: Option<super::alerts::AlertDef>,
     /// Run the step again, round after round (`round`, from 1, and `previous`, the last
     /// round's output, in its templates), until `until` is true or `max` rounds have run.
     #[serde(default)]

@@ -3,6 +3,7 @@
 //! (`error`), and the inputs a run is started with (`inputs`).
 
 mod agent_fields;
+pub mod alerts;
 mod compensation;
 mod compile;
 mod custom_fields;
@@ -65,6 +66,8 @@ pub struct Workflow {
     pub outputs: Option<BTreeMap<String, ValueTemplate>>,
     /// What starts its runs without a person (`on:`).
     pub triggers: triggers::Triggers,
+    /// `alert.slower_than` of the run, in milliseconds.
+    pub alert_ms: Option<u64>,
     index: HashMap<StepId, usize>,
 }
 
@@ -84,6 +87,7 @@ impl Workflow {
             steps,
             outputs: self.outputs.clone(),
             triggers: self.triggers.clone(),
+            alert_ms: self.alert_ms,
             index,
         }
     }
@@ -152,6 +156,8 @@ pub struct Step {
     pub timeout_ms: Option<u64>,
     /// The workflow asks for a person whatever the policy says.
     pub approval_required: bool,
+    /// `alert.slower_than` of the step, in milliseconds.
+    pub alert_ms: Option<u64>,
     /// Rounds of the step (`repeat`).
     pub repeat: Option<Repeat>,
     /// Iterations of the step over a list (`for_each`).

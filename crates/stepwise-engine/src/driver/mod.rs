@@ -12,6 +12,7 @@
 //! voids proposals whose files changed.
 
 mod abort;
+mod alerts;
 mod children;
 mod dispatch;
 mod inbox;
@@ -107,6 +108,7 @@ pub(crate) async fn drive(
         rx,
         running: HashMap::new(),
         timers: HashMap::new(),
+        alerts: alerts::Alerts::from_log(&loaded.events),
         hold,
         watch_id: next_watch_id(),
         edit_check_armed: false,
@@ -164,6 +166,8 @@ pub(crate) struct Driver {
     /// Operations in progress, by the seq of their `OperationStarted`.
     running: HashMap<EventSeq, watch::Sender<bool>>,
     timers: HashMap<StepId, JoinHandle<()>>,
+    /// The run's and its steps' alert timers.
+    alerts: alerts::Alerts,
     /// Keep holding the run while it waits for a person.
     hold: bool,
     /// This driver's interest in the engine's file watch (the files of its pending edits).
@@ -235,6 +239,7 @@ impl Driver {
             Vec::new(),
         )?;
         self.arm_pending_retries();
+        self.arm_alerts();
         loop {
             if self.hold {
                 self.refresh_edit_watch();
@@ -274,6 +279,7 @@ impl Driver {
         for (_, timer) in self.timers.drain() {
             timer.abort();
         }
+        self.alerts.stop();
         Ok(self.state.status())
     }
 
@@ -299,6 +305,7 @@ impl Driver {
         for (_, timer) in self.timers.drain() {
             timer.abort();
         }
+        self.alerts.stop();
         for cancel in self.running.values() {
             let _ = cancel.send(true);
         }
@@ -342,6 +349,11 @@ impl Driver {
                         .any(|(s, a)| **s == step && *a == attempt);
                     if waiting {
                         groups.push(self.take_input(Event::RetryDue { step, attempt })?);
+                    }
+                }
+                Message::AlertDue { step } => {
+                    if let Some(alert) = self.alert_due(step) {
+                        groups.push(self.take_input(alert)?);
                     }
                 }
                 Message::InboxChanged => inbox = true,
@@ -455,6 +467,7 @@ impl Driver {
         let mut seq = expected.next();
         let mut rows = Vec::with_capacity(count);
         let mut to_start = Vec::new();
+        let mut started = Vec::new();
         // Operations whose executor prepares while the commit is written (commands).
         let mut early = Vec::new();
         for Group { input, decisions } in groups {
@@ -494,6 +507,7 @@ impl Driver {
                         delay_ms,
                         ..
                     } => to_start.push(Start::Timer(step, attempt, delay_ms)),
+                    Event::StepStarted { step, .. } => started.push(step),
                     _ => {}
                 }
                 seq = seq.next();
@@ -515,6 +529,7 @@ impl Driver {
             store.append_commands(&run_id, expected, &rows, Some(status), &handled)
         })?;
         commit.done();
+        self.alerts_started(started, now);
         // What is recorded as started must start.
         for start in to_start {
             match start {
