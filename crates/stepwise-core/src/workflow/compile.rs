@@ -170,6 +170,20 @@ impl<'a> Compiler<'a> {
         self.source
     }
 
+    /// A top-level field's compiled value, or its problems recorded at the field's line.
+    fn top_level<T>(&mut self, key: &str, compiled: Option<Result<T, Vec<String>>>) -> Option<T> {
+        match compiled? {
+            Ok(value) => Some(value),
+            Err(messages) => {
+                let (line, column) = top_level_position(self.source, key);
+                for message in messages {
+                    self.error_at(line, column, None, message);
+                }
+                None
+            }
+        }
+    }
+
     pub(super) fn error_at(
         &mut self,
         line: u32,
@@ -242,15 +256,8 @@ impl<'a> Compiler<'a> {
             let (line, column) = top_level_position(self.source, "max_parallel");
             self.error_at(line, column, None, "`max_parallel` must be at least 1");
         }
-        let budget = match def.budget.as_ref().map(super::llm_fields::budget) {
-            Some(Ok(budget)) => Some(budget),
-            Some(Err(message)) => {
-                let (line, column) = top_level_position(self.source, "budget");
-                self.error_at(line, column, None, message);
-                None
-            }
-            None => None,
-        };
+        let budget = def.budget.as_ref().map(super::llm_fields::budget);
+        let budget = self.top_level("budget", budget.map(|b| b.map_err(|m| vec![m])));
 
         let index = self.index_steps(&def.steps, &places);
         let needs = self.resolve_needs(&def.steps, &places, &index);
@@ -297,31 +304,13 @@ impl<'a> Compiler<'a> {
             }
         }
 
-        let triggers = match def
+        let triggers = def
             .triggers
             .as_ref()
-            .map(|on| super::triggers::compile(on, &def.inputs))
-        {
-            Some(Ok(triggers)) => triggers,
-            Some(Err(messages)) => {
-                let (line, column) = top_level_position(self.source, "on");
-                for message in messages {
-                    self.error_at(line, column, None, message);
-                }
-                super::triggers::Triggers::default()
-            }
-            None => super::triggers::Triggers::default(),
-        };
-
-        let alert_ms = match def.alert.as_ref().map(super::alerts::slower_than_ms) {
-            Some(Ok(ms)) => Some(ms),
-            Some(Err(message)) => {
-                let (line, column) = top_level_position(self.source, "alert");
-                self.error_at(line, column, None, message);
-                None
-            }
-            None => None,
-        };
+            .map(|on| super::triggers::compile(on, &def.inputs));
+        let triggers = self.top_level("on", triggers).unwrap_or_default();
+        let alert_ms = def.alert.as_ref().map(super::alerts::slower_than_ms);
+        let alert_ms = self.top_level("alert", alert_ms.map(|a| a.map_err(|m| vec![m])));
 
         if !self.errors.is_empty() {
             self.errors.sort_by_key(|e| (e.line, e.column));
