@@ -379,6 +379,11 @@ impl RunModel {
                     )
                 })
                 .collect(),
+            compensations: self
+                .state
+                .steps()
+                .filter_map(|(step, _)| Some((step.id.clone(), step.compensates.clone()?)))
+                .collect(),
         }
     }
 

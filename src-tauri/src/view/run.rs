@@ -66,6 +66,9 @@ pub struct RunOverview {
     pub inputs: Value,
     pub started_by: String,
     pub bars: Vec<StepBar>,
+    /// The compensations among the steps, each with the step it undoes: the timeline marks
+    /// them apart.
+    pub compensations: Vec<(StepId, StepId)>,
 }
 
 /// One row of the steps table.

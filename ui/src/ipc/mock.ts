@@ -125,6 +125,7 @@ export class MockBackend implements Backend {
       bars: r.detail.steps.map(
         (s): RunOverview["bars"][number] => [s.id, s.status, s.segments.map((g) => [g.kind, g.start_ms - t0, g.end_ms === null ? null : g.end_ms - t0])],
       ),
+      compensations: r.detail.steps.flatMap((s): RunOverview["compensations"] => (s.compensates ? [[s.id, s.compensates]] : [])),
     });
   }
 

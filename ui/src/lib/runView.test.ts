@@ -39,6 +39,7 @@ const overview: RunOverview = {
     ["b", "running", [["executing", 10, null]]],
     ["c", "pending", []],
   ],
+  compensations: [["c", "a"]],
 };
 
 const row = (index: number, id: string, over: Partial<StepRow> = {}): StepRow => ({
@@ -55,6 +56,11 @@ const row = (index: number, id: string, over: Partial<StepRow> = {}): StepRow =>
 });
 
 describe("following a run", () => {
+  it("marks the compensations' bars with the step each undoes", () => {
+    const data = fromOverview(overview);
+    expect(data.bars.map((b) => b.compensates)).toEqual([undefined, undefined, "a"]);
+  });
+
   it("reads the bars' segments as times", () => {
     const data = fromOverview({ ...overview, head: head({ run: { ...head().run, started_at_ms: 5_000 } }) });
     expect(data.bars[1].segments).toEqual([{ kind: "executing", start_ms: 5_010, end_ms: null }]);

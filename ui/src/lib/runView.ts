@@ -13,6 +13,8 @@ export interface Bar {
   id: string;
   status: StepStatus;
   segments: Segment[];
+  /** A compensation: the step it undoes. */
+  compensates?: string;
 }
 
 export interface RunData {
@@ -25,6 +27,7 @@ export interface RunData {
 export function fromOverview(o: RunOverview): RunData {
   // Segments come as `[kind, start, end]` in ms since the run started.
   const t0 = o.head.run.started_at_ms;
+  const undoes = new Map(o.compensations);
   return {
     head: o.head,
     inputs: o.inputs,
@@ -33,6 +36,7 @@ export function fromOverview(o: RunOverview): RunData {
       id,
       status,
       segments: segments.map(([kind, start, end]) => ({ kind, start_ms: t0 + start, end_ms: end === null ? null : t0 + end })),
+      ...(undoes.has(id) ? { compensates: undoes.get(id) } : {}),
     })),
   };
 }
@@ -58,7 +62,7 @@ export function applyUpdate(data: RunData, update: RunUpdate): Applied {
       bars = bars.slice();
       copied = true;
     }
-    bars[row.index] = { id: row.id, status: row.status, segments: row.segments };
+    bars[row.index] = { id: row.id, status: row.status, segments: row.segments, ...(row.compensates ? { compensates: row.compensates } : {}) };
   }
   const reshaped = update.reshaped || update.head.steps !== data.bars.length;
   return { data: { ...data, head: update.head, bars }, rows, reshaped };

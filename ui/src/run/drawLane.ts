@@ -50,11 +50,13 @@ function drawBar(bar: Bar<StepBar>, d: LaneDrawing): HTMLElement {
   const look = stepLook(s.status);
   const took = formatDuration(bar.first.end - bar.first.start);
   const wait = waitedMs(s.segments, d.now);
-  button.className = `bar tone-${look.tone}${s.id === d.selected ? " selected" : ""}`;
+  button.className = `bar tone-${look.tone}${s.compensates ? " compensation" : ""}${s.id === d.selected ? " selected" : ""}`;
   button.dataset.step = s.id;
   button.dataset.select = s.id;
-  button.title = `${s.id} — ${look.label}, ${took}${wait ? `, ${formatDuration(wait)} waiting for a person` : ""}`;
-  button.setAttribute("aria-label", `Step ${s.id}, ${look.label}, ${took}`);
+  const undoes = s.compensates ? ` (↩ undoes ${s.compensates})` : "";
+  if (s.compensates) button.dataset.compensates = s.compensates;
+  button.title = `${s.id}${undoes} — ${look.label}, ${took}${wait ? `, ${formatDuration(wait)} waiting for a person` : ""}`;
+  button.setAttribute("aria-label", `Step ${s.id}${undoes}, ${look.label}, ${took}`);
   if (bar.w >= 6) {
     for (const seg of s.segments) {
       const end = seg.end_ms ?? Math.max(d.now, seg.start_ms);
@@ -71,7 +73,7 @@ function drawBar(bar: Bar<StepBar>, d: LaneDrawing): HTMLElement {
   }
   if (bar.w > 48) {
     const label = el("span", "label");
-    label.textContent = s.id;
+    label.textContent = s.compensates ? `↩ ${s.id}` : s.id;
     if (bar.w > 110) label.append(Object.assign(el("span", "dur"), { textContent: took }));
     button.append(label);
   }

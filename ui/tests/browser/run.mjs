@@ -328,6 +328,12 @@ test("run: compensations are listed apart, each naming the step it undoes", { ha
   if ((await page.locator('[data-testid="steps-list"] [data-step="deploy"][data-compensates]').count()) !== 0) fail("a step that undoes nothing is marked");
   await undo.click();
   await hasText(page.locator('[data-testid="step-compensates"]'), "create", "the panel names the step it undoes");
+  // The timeline marks the compensations' bars apart, each naming what it undoes.
+  const bar = page.locator('.lane .bar[data-step="undo_create"]');
+  await visible(bar, "the compensation's bar");
+  if ((await bar.getAttribute("data-compensates")) !== "create") fail("the compensation's bar does not name the step it undoes");
+  if (!(await bar.getAttribute("class")).includes("compensation")) fail("the compensation's bar is not drawn apart");
+  if ((await page.locator('.lane .bar[data-step="deploy"][data-compensates]').count()) !== 0) fail("a bar that undoes nothing is marked");
 });
 
 test("run: fork from a step, and the runs list shows the family", async (page) => {
