@@ -275,20 +275,22 @@ CREATE UNIQUE INDEX IF NOT EXISTS runs_one_per_cause
 CREATE INDEX IF NOT EXISTS signals_by_name ON signals(name, signal_id);
 "#;
 
-/// Version 12: telemetry. How far each run's log has been exported as spans
-/// (`telemetry_cursors`), and which process exports, on a lease, since when
-/// (`telemetry_exporter`: runs created before telemetry was first on are not exported).
+/// Version 12: telemetry, per collector (a key naming it, never its URL): since when it
+/// receives runs and which process exports to it, on a lease (`telemetry_exporter`), and how
+/// far each run's log has been exported to it (`telemetry_cursors`).
 const V12_TELEMETRY: &str = r#"
 CREATE TABLE IF NOT EXISTS telemetry_cursors (
-    run_id       TEXT PRIMARY KEY,
-    exported_seq INTEGER NOT NULL
+    collector    TEXT NOT NULL,
+    run_id       TEXT NOT NULL,
+    exported_seq INTEGER NOT NULL,
+    PRIMARY KEY (collector, run_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS telemetry_exporter (
-    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    collector      TEXT PRIMARY KEY,
     enabled_at_ms  INTEGER NOT NULL,
     holder         TEXT,
     lease_until_ms INTEGER NOT NULL DEFAULT 0
-);
+) WITHOUT ROWID;
 "#;
 
 const ALL: [&str; 12] = [

@@ -165,10 +165,11 @@ async fn run(
             _ = shutdown.wait_for(|down| *down) => break,
         }
     }
+    let collector = otlp.collector.clone();
     let _ = engine
         .ctx
         .db
-        .write(move |store| store.release_telemetry(&holder))
+        .write(move |store| store.release_telemetry(&collector, &holder))
         .await;
 }
 
@@ -176,6 +177,7 @@ async fn run(
 /// it.
 async fn hold(
     engine: &Engine,
+    collector: &str,
     holder: &str,
     lease: &mut Option<Lease>,
 ) -> Result<Option<i64>, String> {
@@ -185,11 +187,11 @@ async fn hold(
     {
         return Ok(Some(held.since));
     }
-    let claimant = holder.to_string();
+    let (collector, claimant) = (collector.to_string(), holder.to_string());
     let since = engine
         .ctx
         .db
-        .write(move |store| store.claim_telemetry(&claimant, now, LEASE_MS))
+        .write(move |store| store.claim_telemetry(&collector, &claimant, now, LEASE_MS))
         .await
         .map_err(|e| format!("the export's lease: {e}"))?;
     *lease = since.map(|since| Lease {
@@ -206,13 +208,16 @@ async fn pass(
     lease: &mut Option<Lease>,
     stopped: &watch::Receiver<bool>,
 ) -> Result<Pass, String> {
-    let Some(since) = hold(engine, holder, lease).await? else {
+    let Some(since) = hold(engine, &otlp.collector, holder, lease).await? else {
         return Ok(Pass::NotHolder);
     };
     let pending = engine
         .ctx
         .db
-        .read(move |store| Ok(store.telemetry_pending(since, RUNS_PER_PASS)?))
+        .read({
+            let collector = otlp.collector.clone();
+            move |store| Ok(store.telemetry_pending(&collector, since, RUNS_PER_PASS)?)
+        })
         .await
         .map_err(|e| format!("looking for runs to export: {e}"))?;
     if pending.is_empty() {
@@ -226,7 +231,10 @@ async fn pass(
             return Ok(Pass::More);
         }
         // Still ours before anything is sent (an export may take a while).
-        if hold(engine, holder, lease).await?.is_none() {
+        if hold(engine, &otlp.collector, holder, lease)
+            .await?
+            .is_none()
+        {
             return Ok(Pass::NotHolder);
         }
         let run_id = row.run_id.clone();
@@ -260,10 +268,11 @@ async fn pass(
             Err(error) => return Err(format!("reading run {run_id}: {error}")),
         };
         let (run, claimant) = (run_id.to_string(), holder.to_string());
+        let collector = otlp.collector.clone();
         let advanced = engine
             .ctx
             .db
-            .write(move |store| store.advance_telemetry(&claimant, &run, from, to))
+            .write(move |store| store.advance_telemetry(&collector, &claimant, &run, (from, to)))
             .await
             .map_err(|e| format!("recording what was exported: {e}"))?;
         if !advanced {

@@ -32,7 +32,10 @@ impl Engine {
         let now = self.ctx.clock.now_ms();
         self.ctx
             .db
-            .write(move |store| store.start_telemetry(now))
+            .write({
+                let collector = otlp.collector.clone();
+                move |store| store.start_telemetry(&collector, now)
+            })
             .await?;
         Ok(Some(exporter::start(
             self.clone(),

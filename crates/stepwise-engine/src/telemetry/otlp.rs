@@ -25,6 +25,9 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Sends batches of spans to one collector.
 pub(crate) struct Otlp {
     exporter: opentelemetry_otlp::SpanExporter,
+    /// What names the collector in the database: its URL's hash (the URL may hold a
+    /// password).
+    pub(crate) collector: String,
 }
 
 impl Otlp {
@@ -57,7 +60,10 @@ impl Otlp {
                 ])
                 .build(),
         );
-        Ok(Otlp { exporter })
+        Ok(Otlp {
+            exporter,
+            collector: stepwise_core::hash::content_hash(traces_url.as_bytes()),
+        })
     }
 
     /// Sends the spans of one run (its trace) as one request; an error says why it failed.
