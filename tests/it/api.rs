@@ -94,6 +94,11 @@ fn a_client_validates_starts_follows_and_answers_a_run_over_http() {
             .contains("nowhere"),
         "{problem}"
     );
+    // YAML sent only to be checked is not kept.
+    let kept = std::fs::read_dir(env.root().join("inline-workflows"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(kept, 0, "a checked workflow was left behind");
 
     // Step types: the built-in ones with their fields.
     let types = api.get("/v1/step-types");
@@ -363,6 +368,23 @@ fn a_client_pauses_resumes_cancels_rejects_steps_through_and_signals() {
         twice.body
     );
     assert!(twice.body["error"]["message"].is_string());
+
+    // A workflow sent inline runs like any other; its problems say `inline`.
+    let inline = api.post(
+        "/v1/runs",
+        json!({"yaml": "name: sent\nsteps:\n  - id: only\n    type: set\n    values: {n: 7}\n"}),
+    );
+    assert_eq!(inline.status, 201, "{}", inline.body);
+    let inline = inline.body["run_id"].as_str().expect("id").to_string();
+    let done = wait_for_status(api, &inline, "succeeded");
+    assert_eq!(step(&done, "only")["output"]["n"], 7);
+    let broken = api.post("/v1/runs", json!({"yaml": "name: broken\nsteps: 3\n"}));
+    assert_eq!(broken.status, 422, "{}", broken.body);
+    let message = broken.body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("inline") && !message.contains("inline-workflows"),
+        "{message}"
+    );
 
     // Unknown runs and bad bodies are named.
     let missing = api.get("/v1/runs/ffffffff");

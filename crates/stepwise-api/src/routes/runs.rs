@@ -12,7 +12,7 @@ use stepwise_core::run::{CostLine, cost_report};
 use stepwise_engine::{EngineError, RunsQuery, StartRun};
 use utoipa::{IntoParams, ToSchema};
 
-use super::source::{WorkflowSource, resolve};
+use super::source::{Inline, WorkflowSource, resolve};
 use super::{ApiState, Body, Params, Segments};
 use crate::error::{ApiError, ErrorBody};
 use crate::views::RunItem;
@@ -70,7 +70,7 @@ pub(crate) async fn start_run(
             "max_parallel must be at least 1 (0 would never run a step)",
         ));
     }
-    let named = resolve(&state, &request.workflow)?;
+    let named = resolve(&state, &request.workflow, Inline::Keep)?;
     // Problems of YAML sent inline name it so, not by the file it is kept in.
     let kept_as = named.inline.then(|| named.file.display().to_string());
     let inline = |error: EngineError| {
@@ -94,8 +94,8 @@ pub(crate) async fn start_run(
     let handle = state
         .engine
         .start_run(StartRun {
-            workflow_path: named.file,
-            workspace: named.workspace,
+            workflow_path: named.file.clone(),
+            workspace: named.workspace.clone(),
             inputs,
             trigger: "api".into(),
             max_parallel: request.max_parallel,

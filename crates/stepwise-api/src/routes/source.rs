@@ -30,9 +30,32 @@ pub(crate) struct Named {
     pub(crate) workspace: PathBuf,
     /// The YAML was sent inline (errors name it so, not by the file it is kept in).
     pub(crate) inline: bool,
+    /// The file is only for a check: it goes when this does.
+    temporary: bool,
 }
 
-pub(crate) fn resolve(state: &ApiState, source: &WorkflowSource) -> Result<Named, ApiError> {
+impl Drop for Named {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.file);
+        }
+    }
+}
+
+/// What becomes of YAML sent inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inline {
+    /// Kept (a run names its file for ever).
+    Keep,
+    /// Only checked: written for the check, removed after.
+    Check,
+}
+
+pub(crate) fn resolve(
+    state: &ApiState,
+    source: &WorkflowSource,
+    inline: Inline,
+) -> Result<Named, ApiError> {
     let workspace = match source.workspace.as_deref().map(str::trim) {
         None | Some("") => state.workspace.clone(),
         Some(given) => state.workspace.join(given),
@@ -48,11 +71,13 @@ pub(crate) fn resolve(state: &ApiState, source: &WorkflowSource) -> Result<Named
             file: workspace.join(path),
             workspace,
             inline: false,
+            temporary: false,
         }),
         (None, Some(yaml)) => Ok(Named {
-            file: keep_inline(&state.inline_dir, yaml)?,
+            file: write_inline(&state.inline_dir, yaml, inline)?,
             workspace,
             inline: true,
+            temporary: inline == Inline::Check,
         }),
         (Some(_), Some(_)) => Err(ApiError::invalid(
             "give the workflow as `path` or as `yaml`, not both",
@@ -63,9 +88,9 @@ pub(crate) fn resolve(state: &ApiState, source: &WorkflowSource) -> Result<Named
     }
 }
 
-/// The file an inline workflow is kept in: `<sha256>.yaml` in `dir`, written once, whole, never
-/// through a link.
-fn keep_inline(dir: &Path, yaml: &str) -> Result<PathBuf, ApiError> {
+/// The file an inline workflow is in: kept as `<sha256>.yaml` in `dir`, written once, whole,
+/// never through a link; or, only to be checked, a file of its own for this request.
+fn write_inline(dir: &Path, yaml: &str, inline: Inline) -> Result<PathBuf, ApiError> {
     let stored = |e: std::io::Error| {
         ApiError::internal(format!(
             "keeping the inline workflow in {}: {e}",
@@ -79,7 +104,10 @@ fn keep_inline(dir: &Path, yaml: &str) -> Result<PathBuf, ApiError> {
         .map_err(stored)?;
     let hash = stepwise_core::hash::content_hash(yaml.as_bytes());
     let digits = hash.rsplit(':').next().unwrap_or(&hash);
-    let file = dir.join(format!("{digits}.yaml"));
+    let file = match inline {
+        Inline::Keep => dir.join(format!("{digits}.yaml")),
+        Inline::Check => dir.join(format!(".check-{}.yaml", uuid::Uuid::new_v4().simple())),
+    };
     if file.symlink_metadata().is_ok_and(|m| m.is_file()) {
         return Ok(file);
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::source::{WorkflowSource, resolve};
+use super::source::{Inline, WorkflowSource, resolve};
 use super::{ApiState, Body, Params};
 use crate::error::{ApiError, ErrorBody};
 
@@ -52,7 +52,7 @@ pub(crate) async fn validate(
     State(state): State<ApiState>,
     Body(source): Body<WorkflowSource>,
 ) -> Result<Json<Validation>, ApiError> {
-    let named = resolve(&state, &source)?;
+    let named = resolve(&state, &source, Inline::Check)?;
     let checked = tokio::task::spawn_blocking(move || {
         let result = stepwise_engine::check_workflow_file(&named.file, Some(&named.workspace));
         (result, named)
