@@ -227,3 +227,48 @@ steps:
     assert_eq!(step(&shown, "release")["status"], "succeeded");
     assert_eq!(env.read("log.txt").as_deref(), Some("reserved\nreleased\n"));
 }
+
+#[test]
+fn a_breakpoint_may_name_a_compensation_and_holds_it_until_continued() {
+    let env = Env::new();
+    env.allow_everything();
+    let wf = env.workflow(
+        "paused-undo.yaml",
+        &THREE.replacen(
+            "name: release\n",
+            "name: release\nbreakpoints: [undo_create]\n",
+            1,
+        ),
+    );
+    let out = env.run(&wf, &[]);
+    assert_eq!(
+        out.code, 3,
+        "the compensation waits at its breakpoint: {out}"
+    );
+    let run = out.run_id();
+    assert_eq!(
+        step(&env.show(&run), "undo_create")["status"],
+        "awaiting_approval"
+    );
+    assert!(
+        !env.read("log.txt")
+            .unwrap_or_default()
+            .contains("undo-create")
+    );
+    let continued = env.stepwise(&["continue", &run, "undo_create"]);
+    assert_eq!(
+        continued.code, 1,
+        "the run ends failed, undone: {continued}"
+    );
+    assert!(
+        env.read("log.txt")
+            .unwrap_or_default()
+            .contains("undo-create")
+    );
+    // `--break` may name one too; a name that is neither a step nor a compensation is refused.
+    let plain = env.workflow("release.yaml", THREE);
+    let by_flag = env.run(&plain, &["--break", "undo_update"]);
+    assert_eq!(by_flag.code, 3, "{by_flag}");
+    let unknown = env.run(&plain, &["--break", "undo_nothing"]);
+    assert_eq!(unknown.code, 2, "{unknown}");
+}

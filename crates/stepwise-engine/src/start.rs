@@ -100,7 +100,7 @@ pub(crate) fn prepare_started(
         .pauses
         .breakpoints
         .iter()
-        .find(|id| workflow.step_index(id).is_none())
+        .find(|id| !workflow.may_pause_before(id))
     {
         return Err(EngineError::UnknownBreakpoint {
             step: unknown.clone(),

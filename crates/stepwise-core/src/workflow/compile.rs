@@ -291,7 +291,8 @@ impl<'a> Compiler<'a> {
         let mut breakpoints = Vec::new();
         for id in &def.breakpoints {
             let id = StepId::from(id.as_str());
-            if index.contains_key(&id) {
+            let compensation = |s: &Step| s.compensation.as_ref().is_some_and(|c| c.id == id);
+            if index.contains_key(&id) || steps.iter().any(compensation) {
                 breakpoints.push(id);
             } else {
                 let (line, column) = top_level_position(self.source, "breakpoints");

@@ -129,6 +129,16 @@ impl Workflow {
     }
 
     /// The position of a step by id.
+    /// Whether a breakpoint may name `id`: a step, or a step's compensation (which joins the
+    /// run only when it undoes something).
+    pub fn may_pause_before(&self, id: &StepId) -> bool {
+        self.step_index(id).is_some()
+            || self
+                .steps
+                .iter()
+                .any(|s| s.compensation.as_ref().is_some_and(|c| c.id == *id))
+    }
+
     pub fn step_index(&self, id: &StepId) -> Option<usize> {
         self.index.get(id).copied()
     }
