@@ -129,6 +129,18 @@ impl Drop for Desktop {
     }
 }
 
+/// The real app on the test's display and private bus.
+fn start_app(env: &Env, display: &Display, desktop: &Desktop) -> Child {
+    Command::new(app_binary())
+        .envs(app_env(env))
+        .env("DISPLAY", &display.name)
+        .env("DBUS_SESSION_BUS_ADDRESS", &desktop.address)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the app")
+}
+
 #[test]
 fn a_question_arriving_while_the_window_is_in_the_background_raises_a_notification() {
     let env = Env::new();
@@ -146,14 +158,7 @@ fn a_question_arriving_while_the_window_is_in_the_background_raises_a_notificati
             out.run_id()
         })
         .collect();
-    let mut app = Command::new(app_binary())
-        .envs(app_env(&env))
-        .env("DISPLAY", &display.name)
-        .env("DBUS_SESSION_BUS_ADDRESS", &desktop.address)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the app");
+    let mut app = start_app(&env, &display, &desktop);
     let pid = app.id().to_string();
     wait_until("the app holding the waiting runs", LIVE, || {
         waiting.iter().all(|run| {
@@ -222,14 +227,7 @@ fn a_step_slower_than_its_alert_raises_a_notification() {
     );
     let display = Display::xvfb("2560x1600x24");
     let desktop = Desktop::start(&display);
-    let mut app = Command::new(app_binary())
-        .envs(app_env(&env))
-        .env("DISPLAY", &display.name)
-        .env("DBUS_SESSION_BUS_ADDRESS", &desktop.address)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the app");
+    let mut app = start_app(&env, &display, &desktop);
     // The app is set up once it has made its API token (its feeds start beside it).
     wait_until("the app to start", LIVE, || {
         env.root().join("run").join("token").exists()

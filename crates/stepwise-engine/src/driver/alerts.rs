@@ -65,8 +65,12 @@ impl Driver {
         match step {
             None => self.state.workflow().alert_ms,
             Some(id) => {
-                let (def, state) = self.state.steps().find(|(def, _)| def.id == *id)?;
-                def.alert_ms.filter(|_| going(state.status))
+                let state = self.state.step_state(id)?;
+                self.state
+                    .workflow()
+                    .step(id)?
+                    .alert_ms
+                    .filter(|_| going(state.status))
             }
         }
     }

@@ -228,37 +228,25 @@ impl Folder<'_> {
                 proposal_hash,
                 by,
                 reason,
-            } => {
-                if let Some(mut open) =
-                    self.approvals
-                        .remove(&(step.clone(), *attempt, proposal_hash.clone()))
-                {
-                    open.span
-                        .attributes
-                        .push(("stepwise.decision", text("rejected")));
-                    open.span.attributes.push(("stepwise.decided_by", text(by)));
-                    open.span
-                        .attributes
-                        .push(("stepwise.decision.reason", text(reason)));
-                    self.end(open, stored, None);
-                }
-            }
+            } => self.settled(
+                stored,
+                (step, *attempt, proposal_hash),
+                vec![
+                    ("stepwise.decision", text("rejected")),
+                    ("stepwise.decided_by", text(by)),
+                    ("stepwise.decision.reason", text(reason)),
+                ],
+            ),
             Event::ProposalVoided {
                 step,
                 attempt,
                 proposal_hash,
                 ..
-            } => {
-                if let Some(mut open) =
-                    self.approvals
-                        .remove(&(step.clone(), *attempt, proposal_hash.clone()))
-                {
-                    open.span
-                        .attributes
-                        .push(("stepwise.decision", text("voided")));
-                    self.end(open, stored, None);
-                }
-            }
+            } => self.settled(
+                stored,
+                (step, *attempt, proposal_hash),
+                vec![("stepwise.decision", text("voided"))],
+            ),
             Event::OperationStarted {
                 step,
                 attempt,
@@ -398,24 +386,35 @@ impl Folder<'_> {
     }
 
     fn decided(&mut self, stored: &StoredEvent, granted: &ApprovalGranted) {
-        let key = (
-            granted.step.clone(),
-            granted.attempt,
-            granted.proposal_hash.clone(),
+        let mode = match &granted.mode {
+            DecisionMode::Manual => "manual".to_string(),
+            DecisionMode::Rule { rule } => format!("rule {rule}"),
+        };
+        self.settled(
+            stored,
+            (&granted.step, granted.attempt, &granted.proposal_hash),
+            vec![
+                ("stepwise.decision", text("approved")),
+                ("stepwise.decided_by", text(&granted.by)),
+                ("stepwise.decision.mode", text(&mode)),
+                (
+                    "stepwise.edited",
+                    Value::Int(i64::from(granted.edited.is_some())),
+                ),
+            ],
         );
+    }
+
+    /// Ends the wait for a person on a question, saying how it was settled.
+    fn settled(
+        &mut self,
+        stored: &StoredEvent,
+        (step, attempt, proposal_hash): (&StepId, u32, &String),
+        how: Vec<(&'static str, Value)>,
+    ) {
+        let key = (step.clone(), attempt, proposal_hash.clone());
         if let Some(mut open) = self.approvals.remove(&key) {
-            let attributes = &mut open.span.attributes;
-            attributes.push(("stepwise.decision", text("approved")));
-            attributes.push(("stepwise.decided_by", text(&granted.by)));
-            let mode = match &granted.mode {
-                DecisionMode::Manual => "manual".to_string(),
-                DecisionMode::Rule { rule } => format!("rule {rule}"),
-            };
-            attributes.push(("stepwise.decision.mode", text(&mode)));
-            attributes.push((
-                "stepwise.edited",
-                Value::Int(i64::from(granted.edited.is_some())),
-            ));
+            open.span.attributes.extend(how);
             self.end(open, stored, None);
         }
     }
