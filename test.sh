@@ -60,6 +60,19 @@ scripts/openapi-check.sh install
 step "MCP servers for the tests: npm install (tests/mcp)"
 (cd tests/mcp && npm install --no-audit --no-fund)
 
+# A private PostgreSQL cluster (Debian's server, a temporary directory, a Unix socket and one
+# loopback port, run as a user who is not root) for the tests of the PostgreSQL store; stopped
+# and removed when this script exits.
+step "a private PostgreSQL cluster for the tests (scripts/pg-cluster.sh)"
+pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/stepwise-pg.XXXXXX")
+cleanup() {
+    scripts/pg-cluster.sh stop "$pg_dir" || true
+    rm -rf "$pg_dir"
+}
+trap cleanup EXIT
+scripts/pg-cluster.sh start "$pg_dir"
+eval "$(scripts/pg-cluster.sh env "$pg_dir")"
+
 step "cargo test --workspace --all-targets"
 cargo test --workspace --all-targets
 
@@ -68,7 +81,7 @@ step "the UI in a browser: every view against a mocked backend (Playwright, Debi
 
 step "workflow.schema.json and step-type.schema.json are up to date"
 schema=$(mktemp)
-trap 'rm -f "$schema"' EXIT
+trap 'rm -f "$schema"; cleanup' EXIT
 "$stepwise" schema >"$schema"
 if ! diff -u workflow.schema.json "$schema"; then
     echo "test.sh: workflow.schema.json is missing or out of date; regenerate it with:" >&2

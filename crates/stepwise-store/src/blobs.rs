@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use stepwise_core::ids::{EventSeq, RunId};
 
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 
 /// Strings at least this many bytes long are stored as blobs wherever they appear.
 pub const INLINE_LIMIT: usize = 1024;
@@ -23,9 +23,9 @@ pub const INLINE_LIMIT: usize = 1024;
 /// The key of a blob reference object.
 pub(crate) const BLOB_KEY: &str = "$blob";
 /// The key wrapping a payload object that would otherwise be mistaken for a reference.
-const LITERAL_KEY: &str = "$literal";
+pub(crate) const LITERAL_KEY: &str = "$literal";
 
-impl Store {
+impl SqliteStore {
     /// Stores bytes under their content hash (a no-op if already present) and returns the
     /// hash, `sha256:<hex>`.
     pub fn put_blob(&mut self, bytes: &[u8]) -> Result<String, StoreError> {
@@ -33,7 +33,7 @@ impl Store {
     }
 
     /// Stores contents whose hashes the caller has computed (`sha256:<hex>` of each, as
-    /// [`Store::put_blob`] names them), in one transaction: a workspace checkpoint's.
+    /// [`SqliteStore::put_blob`] names them), in one transaction: a workspace checkpoint's.
     pub fn put_hashed_blobs(&mut self, blobs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         let tx = self
             .conn
@@ -83,6 +83,19 @@ pub(crate) fn encode_payload(
     seq: EventSeq,
     payload: &Value,
 ) -> Result<String, StoreError> {
+    encode_payload_with(run_id, seq, payload, &mut |text| {
+        insert_blob(conn, text.as_bytes())
+    })
+}
+
+/// [`encode_payload`], storing each large string through `store_blob` (which returns its
+/// name): for a backend other than SQLite.
+pub(crate) fn encode_payload_with(
+    run_id: &RunId,
+    seq: EventSeq,
+    payload: &Value,
+    store_blob: &mut dyn FnMut(&str) -> Result<String, StoreError>,
+) -> Result<String, StoreError> {
     let json_error = |source| StoreError::Json {
         run_id: run_id.clone(),
         seq,
@@ -93,9 +106,7 @@ pub(crate) fn encode_payload(
         return serde_json::to_string(payload).map_err(json_error);
     }
     let mut rewritten = payload.clone();
-    externalise(&mut rewritten, &mut |text| {
-        insert_blob(conn, text.as_bytes())
-    })?;
+    externalise(&mut rewritten, store_blob)?;
     serde_json::to_string(&rewritten).map_err(json_error)
 }
 
@@ -158,14 +169,25 @@ fn blob_reference(hash: String) -> Value {
 /// Resolves blob references in payloads read back from `events`, caching each blob's text so
 /// that a run which snapshots the same file many times reads it once.
 pub(crate) struct BlobResolver<'c> {
-    conn: &'c Connection,
+    fetch: BlobFetch<'c>,
     cache: HashMap<String, String>,
 }
 
+/// Reads one blob by its name from a backend.
+pub(crate) type BlobFetch<'c> = Box<BlobRead<'c>>;
+
+/// Reads one blob by its name: `None` when there is none.
+pub(crate) type BlobRead<'c> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, StoreError> + 'c;
+
 impl<'c> BlobResolver<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Self {
+        BlobResolver::with_fetch(Box::new(move |hash| select_blob(conn, hash)))
+    }
+
+    /// A resolver reading blobs through `fetch`: for a backend other than SQLite.
+    pub(crate) fn with_fetch(fetch: BlobFetch<'c>) -> Self {
         BlobResolver {
-            conn,
+            fetch,
             cache: HashMap::new(),
         }
     }
@@ -216,8 +238,7 @@ impl<'c> BlobResolver<'c> {
         if let Some(text) = self.cache.get(hash) {
             return Ok(text.clone());
         }
-        let bytes = select_blob(self.conn, hash)?
-            .ok_or_else(|| StoreError::MissingBlob(hash.to_owned()))?;
+        let bytes = (self.fetch)(hash)?.ok_or_else(|| StoreError::MissingBlob(hash.to_owned()))?;
         let text =
             String::from_utf8(bytes).map_err(|_| StoreError::BlobNotText(hash.to_owned()))?;
         self.cache.insert(hash.to_owned(), text.clone());

@@ -1,6 +1,6 @@
 //! The event log made tamper-evident: each event stores a hash that chains it to the one
 //! before (`events.chain`), so that changing, removing or reordering any recorded event breaks
-//! every hash after it. `Store::verify_run` recomputes the chain and checks every blob the log
+//! every hash after it. `SqliteStore::verify_run` recomputes the chain and checks every blob the log
 //! names; an export carries the last hash, which a reader checks against `stepwise verify`.
 //!
 //! An event's link is the SHA-256 of the link before it (nothing for a run's first event)
@@ -14,7 +14,7 @@ use serde_json::Value;
 use stepwise_core::hash::ContentHasher;
 use stepwise_core::ids::{EventSeq, RunId};
 
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 
 /// One stored row, as the chain hashes it.
 pub(crate) struct Row<'a> {
@@ -105,15 +105,15 @@ const EVENTS_OF_RUN: &str =
      FROM events WHERE run_id = ?1 ORDER BY seq";
 
 /// One event row read back, with its stored link.
-struct StoredRow {
-    seq: u64,
-    event_type: String,
-    schema_version: u32,
-    recorded_at_ms: i64,
-    correlation_id: Option<String>,
-    causation_seq: Option<u64>,
-    payload: String,
-    chain: Option<Vec<u8>>,
+pub(crate) struct StoredRow {
+    pub(crate) seq: u64,
+    pub(crate) event_type: String,
+    pub(crate) schema_version: u32,
+    pub(crate) recorded_at_ms: i64,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) causation_seq: Option<u64>,
+    pub(crate) payload: String,
+    pub(crate) chain: Option<Vec<u8>>,
 }
 
 impl StoredRow {
@@ -191,40 +191,15 @@ impl Verified {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Recomputes a run's chain from its first event and checks every blob its log names (its
     /// large strings, and the file versions its checkpoints kept).
     pub fn verify_run(&self, run_id: &RunId) -> Result<Verified, StoreError> {
         let mut rows = self.conn.prepare(EVENTS_OF_RUN)?;
         let mut query = rows.query([run_id.as_str()])?;
-        let mut verified = Verified {
-            events: 0,
-            last_link: None,
-            blobs: 0,
-            broken_at: None,
-            bad_blobs: Vec::new(),
-        };
-        let mut previous: Vec<u8> = Vec::new();
-        let mut names = std::collections::BTreeSet::new();
-        let mut expected_seq = 1u64;
+        let mut check = ChainCheck::new(run_id);
         while let Some(r) = query.next()? {
-            let row = StoredRow::read(r)?;
-            let seq = row.seq;
-            let computed = row.link(run_id.as_str(), &previous);
-            let (stored, payload) = (row.chain, row.payload);
-            verified.events += 1;
-            // A missing event breaks the chain where it is missing.
-            if verified.broken_at.is_none()
-                && (seq != expected_seq || stored.as_deref() != Some(computed.as_slice()))
-            {
-                verified.broken_at = Some(EventSeq::new(expected_seq.min(seq)));
-            }
-            expected_seq = seq.saturating_add(1);
-            if let Ok(value) = serde_json::from_str::<Value>(&payload) {
-                blob_names(&value, &mut names);
-            }
-            previous = stored.unwrap_or_else(|| computed.to_vec());
-            verified.last_link = Some(stepwise_core::hash::named(&previous));
+            check.row(StoredRow::read(r)?);
         }
         // Events removed from the end leave the chain whole: the run's row still says how many
         // there were.
@@ -236,16 +211,74 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
+        check.finish(last_seq, &mut |name| self.get_blob(name))
+    }
+}
+
+/// Checking one run's chain, a row at a time in seq order (any backend).
+pub(crate) struct ChainCheck<'r> {
+    run_id: &'r RunId,
+    verified: Verified,
+    previous: Vec<u8>,
+    names: std::collections::BTreeSet<String>,
+    expected_seq: u64,
+}
+
+impl<'r> ChainCheck<'r> {
+    pub(crate) fn new(run_id: &'r RunId) -> Self {
+        ChainCheck {
+            run_id,
+            verified: Verified {
+                events: 0,
+                last_link: None,
+                blobs: 0,
+                broken_at: None,
+                bad_blobs: Vec::new(),
+            },
+            previous: Vec::new(),
+            names: std::collections::BTreeSet::new(),
+            expected_seq: 1,
+        }
+    }
+
+    /// The next stored row of the run.
+    pub(crate) fn row(&mut self, row: StoredRow) {
+        let verified = &mut self.verified;
+        let seq = row.seq;
+        let computed = row.link(self.run_id.as_str(), &self.previous);
+        let (stored, payload) = (row.chain, row.payload);
+        verified.events += 1;
+        // A missing event breaks the chain where it is missing.
+        if verified.broken_at.is_none()
+            && (seq != self.expected_seq || stored.as_deref() != Some(computed.as_slice()))
+        {
+            verified.broken_at = Some(EventSeq::new(self.expected_seq.min(seq)));
+        }
+        self.expected_seq = seq.saturating_add(1);
+        if let Ok(value) = serde_json::from_str::<Value>(&payload) {
+            blob_names(&value, &mut self.names);
+        }
+        self.previous = stored.unwrap_or_else(|| computed.to_vec());
+        verified.last_link = Some(stepwise_core::hash::named(&self.previous));
+    }
+
+    /// What was found, given the last seq the run's row records and a way to read blobs.
+    pub(crate) fn finish(
+        self,
+        last_seq: Option<u64>,
+        get_blob: &mut crate::blobs::BlobRead<'_>,
+    ) -> Result<Verified, StoreError> {
+        let mut verified = self.verified;
+        let expected_seq = self.expected_seq;
         if verified.broken_at.is_none()
             && let Some(last_seq) = last_seq
             && last_seq != expected_seq.saturating_sub(1)
         {
             verified.broken_at = Some(EventSeq::new(expected_seq.min(last_seq.saturating_add(1))));
         }
-        for name in names {
+        for name in self.names {
             verified.blobs += 1;
-            let intact = self
-                .get_blob(&name)?
+            let intact = get_blob(&name)?
                 .is_some_and(|bytes| stepwise_core::hash::content_hash(&bytes) == name);
             if !intact {
                 verified.bad_blobs.push(name);
@@ -259,6 +292,16 @@ impl Store {
 fn blob_names(value: &Value, names: &mut std::collections::BTreeSet<String>) {
     match value {
         Value::Object(map) => {
+            // A payload's own object that looks like a reference is stored wrapped
+            // (`{"$literal": {...}}`): its key names no blob, though its values may hold some.
+            if let Some(Value::Object(literal)) = map.get(crate::blobs::LITERAL_KEY)
+                && map.len() == 1
+            {
+                for item in literal.values() {
+                    blob_names(item, names);
+                }
+                return;
+            }
             if let Some(Value::String(name)) = map.get(crate::blobs::BLOB_KEY)
                 && map.len() == 1
             {
@@ -289,7 +332,7 @@ mod tests {
 
     use crate::test_support::{event, new_run, rid, seq, temp_store};
 
-    fn tamper(store: &crate::Store, sql: &str) {
+    fn tamper(store: &crate::SqliteStore, sql: &str) {
         store
             .conn
             .execute_batch(&format!(
@@ -299,7 +342,7 @@ mod tests {
             .unwrap();
     }
 
-    fn recorded(store: &mut crate::Store) {
+    fn recorded(store: &mut crate::SqliteStore) {
         let big = "x".repeat(crate::INLINE_LIMIT + 10);
         store
             .create_run(
@@ -405,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         {
-            let mut store = crate::Store::open(&path, crate::Durability::Normal).unwrap();
+            let mut store = crate::SqliteStore::open(&path, crate::Durability::Normal).unwrap();
             recorded(&mut store);
             let expected = store.verify_run(&rid("run-1")).unwrap().last_link;
             // As a database from before version 7 holds them: no links.
@@ -424,7 +467,7 @@ mod tests {
                 )
                 .unwrap();
             drop(store);
-            let store = crate::Store::open(&path, crate::Durability::Normal).unwrap();
+            let store = crate::SqliteStore::open(&path, crate::Durability::Normal).unwrap();
             let verified = store.verify_run(&rid("run-1")).unwrap();
             assert!(verified.is_intact(), "{verified:?}");
             assert_eq!(verified.last_link, expected);

@@ -2,7 +2,7 @@
 //! process that holds the run to apply.
 //!
 //! A command is inserted `pending` and handled exactly once: the holder marks it `applied` in
-//! the same transaction as the events it leads to (see [`Store::append_handling`]), or
+//! the same transaction as the events it leads to (see [`SqliteStore::append_handling`]), or
 //! `refused` with the reason. A trigger refuses any later change, so a command can never be
 //! applied twice, even by two holders in turn after a crash.
 
@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 use stepwise_core::ids::RunId;
 
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 
 /// A command about to be recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +39,7 @@ impl CommandState {
         }
     }
 
-    fn parse(text: &str) -> CommandState {
+    pub(crate) fn parse(text: &str) -> CommandState {
         match text {
             "applied" => CommandState::Applied,
             "refused" => CommandState::Refused,
@@ -114,7 +114,7 @@ fn command_row(row: &Row<'_>) -> rusqlite::Result<CommandRow> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Records a pending command for a run and returns its id. Ids grow with every command,
     /// across runs, in the order the commands were committed.
     pub fn insert_command(&mut self, command: &NewCommand) -> Result<i64, StoreError> {

@@ -125,6 +125,20 @@ pub enum StoreError {
     /// Any other SQLite failure.
     #[error("database error: {}", sqlite_reason(.0))]
     Sqlite(rusqlite::Error),
+    /// A PostgreSQL database could not be reached or refused the connection.
+    #[error("database `{database}` could not be reached: {reason}")]
+    Unreachable { database: String, reason: String },
+    /// The PostgreSQL URL (or its settings) is not one stepwise can use.
+    #[error("database URL `{url}` cannot be used: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// A PostgreSQL failure reading or writing the database (named where known).
+    #[error("{}", postgres_message(.database.as_deref(), .reason))]
+    Postgres {
+        database: Option<String>,
+        reason: String,
+        /// The connection was lost or the transaction lost a race: trying again may succeed.
+        retryable: bool,
+    },
 }
 
 impl StoreError {
@@ -134,6 +148,15 @@ impl StoreError {
             StoreError::Sqlite(error) => StoreError::At {
                 path: path.to_owned(),
                 error,
+            },
+            StoreError::Postgres {
+                database: None,
+                reason,
+                retryable,
+            } => StoreError::Postgres {
+                database: Some(path.display().to_string()),
+                reason,
+                retryable,
             },
             other => other,
         }
@@ -147,7 +170,42 @@ impl StoreError {
                 error.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
+            StoreError::Postgres { retryable, .. } => *retryable,
+            StoreError::Unreachable { .. } => true,
             _ => false,
+        }
+    }
+}
+
+fn postgres_message(database: Option<&str>, reason: &str) -> String {
+    match database {
+        Some(database) => format!("database `{database}`: {reason}"),
+        None => format!("database error: {reason}"),
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> Self {
+        let code = error.code().map(postgres::error::SqlState::code);
+        // The server went away or is restarting (class 57P, 08), or the transaction lost a race
+        // it may win when tried again (40001, 40P01).
+        let retryable = error.is_closed()
+            || code.is_some_and(|code| {
+                code.starts_with("57P") || code.starts_with("08") || code.starts_with("40")
+            });
+        let reason = match error.as_db_error() {
+            Some(db) => match db.detail() {
+                Some(detail) => format!("{} ({detail})", db.message()),
+                None => db.message().to_owned(),
+            },
+            None if error.is_closed() => "the connection to the server was lost".to_owned(),
+            None => error.to_string(),
+        };
+        StoreError::Postgres {
+            database: None,
+            reason,
+            retryable,
         }
     }
 }

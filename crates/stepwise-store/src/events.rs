@@ -12,7 +12,7 @@ pub use stepwise_core::records::StoredEvent;
 
 use crate::blobs::{BlobResolver, encode_payload};
 use crate::commands::{HandledCommand, mark_handled};
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 
 /// An event about to be appended; its seq is assigned by the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +26,7 @@ pub struct NewEvent {
     pub payload: serde_json::Value,
 }
 
-impl Store {
+impl SqliteStore {
     /// Appends `events` to a run in one transaction, numbering them
     /// `expected_last_seq + 1 ..`, and returns the new last seq.
     ///
@@ -44,7 +44,7 @@ impl Store {
         self.append_handling(run_id, expected_last_seq, events, status, &[])
     }
 
-    /// [`Store::append`], and in the same transaction marks the commands that led to these
+    /// [`SqliteStore::append`], and in the same transaction marks the commands that led to these
     /// events handled: a crash can never leave a command applied but still pending (it would be
     /// applied again) or marked applied without its events.
     ///
@@ -61,7 +61,7 @@ impl Store {
             .map(|(last_seq, _)| last_seq)
     }
 
-    /// [`Store::append_handling`], also returning the ids of the handled commands, in order.
+    /// [`SqliteStore::append_handling`], also returning the ids of the handled commands, in order.
     pub fn append_commands(
         &mut self,
         run_id: &RunId,
@@ -138,7 +138,7 @@ impl Store {
         self.load_events_page(run_id, after_seq, usize::MAX)
     }
 
-    /// [`Store::load_events`], at most `limit` of them.
+    /// [`SqliteStore::load_events`], at most `limit` of them.
     pub fn load_events_page(
         &self,
         run_id: &RunId,
@@ -280,7 +280,7 @@ pub(crate) fn insert_events(
 /// What a model reply among the events cost (0 for any other event): its
 /// `result.cost_micro_usd`, a negative figure as nothing and any figure at most
 /// [`MAX_MICRO_USD`], as the trigger of migration V4 counted it.
-fn reply_cost(event: &NewEvent) -> u64 {
+pub(crate) fn reply_cost(event: &NewEvent) -> u64 {
     if event.event_type != "OperationSucceeded" {
         return 0;
     }
@@ -541,7 +541,7 @@ mod tests {
             .create_run(&new_run("run-1"), &[event("A", json!(1))])
             .unwrap();
         let mut other =
-            Store::open(&dir.path().join("stepwise.db"), crate::Durability::Normal).unwrap();
+            SqliteStore::open(&dir.path().join("stepwise.db"), crate::Durability::Normal).unwrap();
         other
             .append(&rid("run-1"), seq(1), &[event("B", json!(2))], None)
             .unwrap();

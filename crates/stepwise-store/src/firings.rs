@@ -7,12 +7,12 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::runs::{RUN_COLUMNS, run_row};
 use crate::signals::{COLUMNS, signal};
-use crate::{NewSignal, RunRow, Signal, Store, StoreError};
+use crate::{NewSignal, RunRow, Signal, SqliteStore, StoreError};
 
-/// The most firings [`Store::unstarted_signals`] returns at a time.
+/// The most firings [`SqliteStore::unstarted_signals`] returns at a time.
 pub const MAX_UNSTARTED: usize = 100;
 
-impl Store {
+impl SqliteStore {
     /// Records a file trigger's firing for the changes (each named by `keys`) that no firing
     /// of `workflow_path` claimed yet, claiming them, in one transaction: however several
     /// watchers grouped the same changes, each is in one firing. `build` makes the signal
@@ -130,7 +130,8 @@ mod tests {
     #[test]
     fn each_change_is_in_one_firing_however_watchers_grouped_them() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("db"), crate::Durability::Normal).unwrap();
+        let mut store =
+            SqliteStore::open(&dir.path().join("db"), crate::Durability::Normal).unwrap();
         let (a, b) = ("a\0v1".to_string(), "b\0v1".to_string());
         // One watcher saw `a` alone, then the other saw `a` and `b` together.
         let first = [a.clone()];

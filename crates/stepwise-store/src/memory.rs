@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 
 /// The most entries one memory holds.
 pub const MAX_MEMORY_ENTRIES: u64 = 10_000;
@@ -43,7 +43,7 @@ pub struct Rememberer<'a> {
     pub at_ms: i64,
 }
 
-impl Store {
+impl SqliteStore {
     /// Remembers `text` under `key` in `memory`, replacing what the key held. Whether it
     /// replaced something. A memory full of other keys refuses a new one.
     pub fn remember(
@@ -90,17 +90,7 @@ impl Store {
     /// words, the most recent. A word is two or more letters or digits, or one that is not
     /// ASCII (a CJK character); the first 16 count.
     pub fn recall(&self, memory: &str, query: &str) -> Result<Vec<MemoryEntry>, StoreError> {
-        let mut words: Vec<String> = Vec::new();
-        for word in query.split(|c: char| !c.is_alphanumeric()) {
-            let word = word.to_ascii_lowercase();
-            let counts = word.chars().count() >= 2 || !word.is_ascii();
-            if counts && !word.is_empty() && !words.contains(&word) {
-                words.push(word);
-            }
-            if words.len() == MAX_QUERY_WORDS {
-                break;
-            }
-        }
+        let words = recall_words(query);
         // Each word scores 1 where it occurs in the key or the text.
         let score = if words.is_empty() {
             "0".to_string()
@@ -165,6 +155,23 @@ impl Store {
     }
 }
 
+/// The words of a recall query that count: lower-cased (ASCII), at least two characters (or
+/// not ASCII), each once, at most [`MAX_QUERY_WORDS`].
+pub(crate) fn recall_words(query: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in query.split(|c: char| !c.is_alphanumeric()) {
+        let word = word.to_ascii_lowercase();
+        let counts = word.chars().count() >= 2 || !word.is_ascii();
+        if counts && !word.is_empty() && !words.contains(&word) {
+            words.push(word);
+        }
+        if words.len() == MAX_QUERY_WORDS {
+            break;
+        }
+    }
+    words
+}
+
 fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<MemoryEntry> {
     Ok(MemoryEntry {
         key: row.get(0)?,
@@ -191,7 +198,8 @@ mod tests {
     #[test]
     fn a_recall_finds_entries_by_their_words_best_first() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("db"), crate::Durability::Normal).unwrap();
+        let mut store =
+            SqliteStore::open(&dir.path().join("db"), crate::Durability::Normal).unwrap();
         assert!(
             !store
                 .remember("notes", "build", "The build uses cargo and make", by(1))
@@ -206,7 +214,7 @@ mod tests {
         store
             .remember("other", "build", "elsewhere", by(4))
             .unwrap();
-        let keys = |store: &Store, q: &str| -> Vec<String> {
+        let keys = |store: &SqliteStore, q: &str| -> Vec<String> {
             store
                 .recall("notes", q)
                 .unwrap()

@@ -425,7 +425,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         {
-            let mut store = crate::Store::open(&path, crate::Durability::Normal).unwrap();
+            let mut store = crate::SqliteStore::open(&path, crate::Durability::Normal).unwrap();
             for (id, at, trigger, parent) in [
                 ("top", 1, "cli", None),
                 ("child", 2, "workflow", Some("top")),
@@ -455,7 +455,7 @@ mod tests {
                 )
                 .unwrap();
         }
-        let store = crate::Store::open(&path, crate::Durability::Normal).unwrap();
+        let store = crate::SqliteStore::open(&path, crate::Durability::Normal).unwrap();
         let page = store
             .runs_page(&crate::RunFilter::default(), 0, 10)
             .unwrap();
@@ -479,7 +479,7 @@ mod tests {
             )
             .unwrap();
         }
-        let store = crate::Store::open(&path, crate::Durability::Full).unwrap();
+        let store = crate::SqliteStore::open(&path, crate::Durability::Full).unwrap();
         assert_eq!(
             store.get_blob("sha256:x").unwrap().as_deref(),
             Some(&b"abc"[..])

@@ -9,7 +9,7 @@ use stepwise_core::run::RunStatus;
 use stepwise_core::subrun::CHILD_TRIGGER;
 
 use crate::events::{NewEvent, insert_events};
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 
 /// How many matches an ambiguous prefix reports.
 pub const AMBIGUOUS_MATCHES_SHOWN: usize = 10;
@@ -76,7 +76,7 @@ fn stored_micro_usd(value: rusqlite::types::ValueRef<'_>) -> u64 {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Inserts the run row and its first events (seqs `1..=n`) in one transaction and returns
     /// the last seq. Fails with [`StoreError::RunExists`] if the id is taken.
     pub fn create_run(
@@ -275,7 +275,7 @@ impl Store {
 
 /// The smallest string greater than every string starting with `prefix`, or `None` if there
 /// is none (SQLite compares text as UTF-8 bytes, which orders like code points).
-fn prefix_successor(prefix: &str) -> Option<String> {
+pub(crate) fn prefix_successor(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);

@@ -5,7 +5,7 @@ use rusqlite::ToSql;
 use stepwise_core::ids::RunId;
 
 use crate::runs::{RUN_COLUMNS, run_row};
-use crate::{RunRow, Store, StoreError};
+use crate::{RunRow, SqliteStore, StoreError};
 
 /// Which runs a page of the list holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,8 +67,8 @@ impl RunFilter {
     }
 }
 
-impl Store {
-    /// The runs `filter` admits, newest first (the order of [`Store::list_runs`]), each child
+impl SqliteStore {
+    /// The runs `filter` admits, newest first (the order of [`SqliteStore::list_runs`]), each child
     /// run (a `workflow` step's) right after its parent, a parent's children in the order they
     /// started (each followed by its own); from the `offset`th, at most `limit`.
     pub fn runs_page(
@@ -126,7 +126,7 @@ mod tests {
     use crate::NewRun;
     use crate::test_support::{event, new_run, rid, temp_store};
 
-    fn runs(store: &mut Store) {
+    fn runs(store: &mut SqliteStore) {
         for (i, (id, workflow, status)) in [
             ("r1", "build", "succeeded"),
             ("r2", "Deploy-Prod", "failed"),
@@ -159,18 +159,19 @@ mod tests {
     #[test]
     fn child_runs_are_listed_under_their_parents_and_forks_are_not() {
         let (_dir, mut store) = temp_store();
-        let add = |store: &mut Store, id: &str, at: i64, trigger: &str, parent: Option<&str>| {
-            let run = NewRun {
-                trigger: trigger.into(),
-                created_at_ms: at,
-                parent: parent.map(rid),
-                cause: None,
-                ..new_run(id)
+        let add =
+            |store: &mut SqliteStore, id: &str, at: i64, trigger: &str, parent: Option<&str>| {
+                let run = NewRun {
+                    trigger: trigger.into(),
+                    created_at_ms: at,
+                    parent: parent.map(rid),
+                    cause: None,
+                    ..new_run(id)
+                };
+                store
+                    .create_run(&run, &[event("RunStarted", json!({}))])
+                    .unwrap();
             };
-            store
-                .create_run(&run, &[event("RunStarted", json!({}))])
-                .unwrap();
-        };
         add(&mut store, "top", 1_000, "cli", None);
         add(&mut store, "other", 1_500, "cli", None);
         add(&mut store, "child-b", 2_000, "workflow", Some("top"));

@@ -6,7 +6,7 @@
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 
 /// A signal to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +82,7 @@ pub(crate) fn insert_signal(
     Ok((recorded, inserted > 0))
 }
 
-impl Store {
+impl SqliteStore {
     /// Records `signal` unless one of its name and key is recorded already: the signal as
     /// recorded, and whether this call recorded it.
     pub fn record_signal(&mut self, new: &NewSignal) -> Result<(Signal, bool), StoreError> {
@@ -140,7 +140,7 @@ impl Store {
         Ok(Some(taken))
     }
 
-    /// Whether [`Store::take_signal`] would find a signal for this wait now (a read: no write
+    /// Whether [`SqliteStore::take_signal`] would find a signal for this wait now (a read: no write
     /// lock is taken to find out there is nothing).
     pub fn signal_ready(&self, name: &str, run: &str, op: u64) -> Result<bool, StoreError> {
         let op = i64::try_from(op).unwrap_or(i64::MAX);
@@ -185,7 +185,8 @@ mod tests {
     #[test]
     fn a_signal_is_recorded_once_per_key_and_taken_by_one_wait() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("db"), crate::Durability::Normal).unwrap();
+        let mut store =
+            SqliteStore::open(&dir.path().join("db"), crate::Durability::Normal).unwrap();
         let (first, recorded) = store
             .record_signal(&new("deployed", "k1", serde_json::json!({"v": 1})))
             .unwrap();

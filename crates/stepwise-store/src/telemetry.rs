@@ -8,9 +8,9 @@
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::runs::{RUN_COLUMNS, run_row};
-use crate::{RunRow, Store, StoreError};
+use crate::{RunRow, SqliteStore, StoreError};
 
-impl Store {
+impl SqliteStore {
     /// Records that `collector` receives runs from `now_ms`, unless it did before.
     pub fn start_telemetry(&mut self, collector: &str, now_ms: i64) -> Result<(), StoreError> {
         self.conn

@@ -9,7 +9,7 @@
 //! or one whose last connection closed (SQLite then deletes the log), and so every short run
 //! and every benchmark.
 //!
-//! [`Store::grow_wal_ahead`] brings the log to that size at once, with a transaction that is
+//! [`SqliteStore::grow_wal_ahead`] brings the log to that size at once, with a transaction that is
 //! rolled back. With a small page cache its pages spill into the log, but they are never
 //! committed: readers and recovery stop at the last commit, and the next commit writes over
 //! them. This is SQLite's own path for rolling back a transaction larger than its cache.
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rusqlite::TransactionBehavior;
 
-use crate::{Store, StoreError, open};
+use crate::{SqliteStore, StoreError, open};
 
 /// Pages beyond one checkpoint interval: the commit that crosses it and the checkpoint's own.
 const SLACK_PAGES: i64 = 64;
@@ -31,7 +31,7 @@ const FRAME_HEADER: i64 = 24;
 /// Bytes of a page a filler row leaves free, so that each row takes one page of its own.
 const ROW_ROOM: i64 = 300;
 
-impl Store {
+impl SqliteStore {
     /// Makes the write-ahead log as large as one checkpoint interval if it is smaller, so that
     /// durable commits write over it rather than grow it. Nothing is committed. Returns whether
     /// it grew. Worth it only at [`crate::Durability::Full`] (at `NORMAL` a commit does not
@@ -96,13 +96,13 @@ mod tests {
     use crate::Durability;
     use crate::test_support::{count, event, new_run, rid, seq};
 
-    fn full_store(dir: &tempfile::TempDir) -> (std::path::PathBuf, Store) {
+    fn full_store(dir: &tempfile::TempDir) -> (std::path::PathBuf, SqliteStore) {
         let path = dir.path().join("stepwise.db");
-        let store = Store::open(&path, Durability::Full).unwrap();
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
         (path, store)
     }
 
-    fn append_one(store: &mut Store, after: u64) {
+    fn append_one(store: &mut SqliteStore, after: u64) {
         store
             .append(
                 &rid("r1"),
@@ -140,7 +140,7 @@ mod tests {
             append_one(&mut store, after);
         }
         assert_eq!(wal_len(&path), grown);
-        let reader = Store::open_reader(&path).unwrap();
+        let reader = SqliteStore::open_reader(&path).unwrap();
         assert_eq!(count(&reader, "SELECT count(*) FROM events"), 50);
         assert_eq!(reader.integrity_check().unwrap(), "ok");
     }
@@ -160,7 +160,7 @@ mod tests {
         std::fs::copy(&path, &copy).unwrap();
         std::fs::copy(open::wal_path(&path), open::wal_path(&copy)).unwrap();
 
-        let recovered = Store::open(&copy, Durability::Full).unwrap();
+        let recovered = SqliteStore::open(&copy, Durability::Full).unwrap();
         assert_eq!(count(&recovered, "SELECT count(*) FROM events"), 10);
         assert_eq!(
             count(
@@ -177,7 +177,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, mut store) = full_store(&dir);
         store.create_run(&new_run("r1"), &[]).unwrap();
-        let reader = Store::open_reader(&path).unwrap();
+        let reader = SqliteStore::open_reader(&path).unwrap();
         assert!(store.grow_wal_ahead().unwrap());
         assert_eq!(
             count(
@@ -211,7 +211,7 @@ mod tests {
     fn a_reading_connection_cannot_grow_the_log_and_is_left_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let (path, _store) = full_store(&dir);
-        let mut reader = Store::open_reader(&path).unwrap();
+        let mut reader = SqliteStore::open_reader(&path).unwrap();
         let before = wal_len(&path);
         assert!(reader.grow_wal_ahead().is_err());
         assert_eq!(wal_len(&path), before);
