@@ -66,7 +66,7 @@ fn crash_and_recover(kill_after: u64) -> bool {
     let ws = env.ws.to_str().expect("utf-8").to_string();
     let run = env.spawn(&["run", wf.to_str().expect("utf-8"), "--workspace", &ws]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while event_count(&env.db) < kill_after
+    while event_count(&env.database) < kill_after
         && !crate::support::wait_until_ended(run.pid(), Duration::ZERO)
     {
         assert!(

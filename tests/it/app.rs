@@ -47,7 +47,10 @@ pub(crate) fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) 
 pub(crate) fn app_env(env: &Env) -> Vec<(String, String)> {
     let root = env.root();
     vec![
-        ("STEPWISE_DB".into(), env.db.display().to_string()),
+        (
+            "STEPWISE_DB".into(),
+            env.database.name().to_string_lossy().into_owned(),
+        ),
         ("STEPWISE_WORKSPACE".into(), env.ws.display().to_string()),
         (
             "XDG_CONFIG_HOME".into(),

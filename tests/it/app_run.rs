@@ -8,7 +8,7 @@ use serde_json::json;
 use stepwise_core::event::{EVENT_SCHEMA_VERSION, Event, RunStarted};
 use stepwise_core::hash::content_hash;
 use stepwise_core::ids::RunId;
-use stepwise_store::{Durability, NewEvent, NewRun, Store};
+use stepwise_store::{NewEvent, NewRun};
 
 use crate::app::{LIVE, app_binary, app_env, wait_until};
 use crate::support::{Env, step};
@@ -120,7 +120,7 @@ fn the_step_panel_lists_the_files_a_command_changed_with_their_diffs() {
 /// Records `n` finished runs of a one-step workflow straight into the database, oldest first.
 fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
     let yaml = "name: quick\nsteps:\n  - id: a\n    type: set\n    values:\n      x: 1\n";
-    let mut store = Store::open(&env.db, Durability::Normal).expect("open the database");
+    let mut store = env.database.open_to_write();
     (0..n)
         .map(|i| {
             let run_id = RunId::from(format!("{i:08x}-0000-4000-8000-000000000000"));

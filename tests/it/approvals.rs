@@ -690,17 +690,8 @@ steps:
     assert_eq!(step(&show, "plain")["status"], "succeeded");
     assert_eq!(env.read("hijacked"), None, "the workspace's own echo ran");
     // The secret's value is nowhere in the log.
-    let dump: String = {
-        let db = env.db();
-        let mut rows = db
-            .prepare("SELECT payload FROM events UNION ALL SELECT CAST(content AS TEXT) FROM blobs")
-            .expect("query");
-        rows.query_map([], |r| r.get::<_, String>(0))
-            .expect("rows")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("text")
-            .join("\n")
-    };
+    let dump = env.database.dump();
+    assert!(dump.contains("plain"), "the dump holds the log");
     assert!(!dump.contains("sk-planted-secret-123"));
 }
 
@@ -733,20 +724,7 @@ fn a_deny_on_reading_a_path_refuses_edits_of_it_before_its_content_is_read() {
         env.read("secrets/key.txt").as_deref(),
         Some("TOP-SECRET-VALUE\n")
     );
-    let db = env.db();
-    let leaked: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE payload LIKE '%TOP-SECRET%'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    let in_blobs: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM blobs WHERE CAST(content AS TEXT) LIKE '%TOP-SECRET%'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!((leaked, in_blobs), (0, 0), "the secret reached the log");
+    let dump = env.database.dump();
+    assert!(dump.contains("secrets/key.txt"), "the dump holds the log");
+    assert!(!dump.contains("TOP-SECRET"), "the secret reached the log");
 }

@@ -57,10 +57,7 @@ fn a_flood_of_output_costs_neither_memory_nor_database() {
     ]));
     assert_eq!(code, 0);
     assert!(peak < 100 * 1024, "stepwise peaked at {peak} KiB");
-    let run: String = env
-        .db()
-        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
-        .expect("the run");
+    let run = env.database.first_run_id().expect("the run");
     let show = env.show(&run);
     let output = &step(&show, "flood")["output"];
     assert_eq!(output["stdout_truncated"], true);
@@ -139,10 +136,7 @@ fn a_flood_saved_to_a_file_is_streamed_whole_and_never_held_in_memory() {
     ]));
     assert_eq!(code, 0);
     assert!(peak < 100 * 1024, "stepwise peaked at {peak} KiB");
-    let run: String = env
-        .db()
-        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
-        .expect("the run");
+    let run = env.database.first_run_id().expect("the run");
     let show = env.show(&run);
     let output = &step(&show, "flood")["output"];
     assert_eq!(output["stdout"].as_str().map(str::len), Some(1000));

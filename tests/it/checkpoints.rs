@@ -98,15 +98,16 @@ steps:
     );
     let deleted = &step(&show, "build")["file_changes"][3];
     assert!(deleted["diff"].as_str().unwrap_or("").contains("-scratch"));
-    let db = env.db();
-    let kept: i64 = db
-        .query_row(
-            "SELECT count(*) FROM blobs WHERE hash = ?1",
-            [stepwise_core::hash::content_hash(b"fn old() {}\n")],
-            |r| r.get(0),
-        )
-        .expect("query blobs");
-    assert_eq!(kept, 1, "the content before the command is kept");
+    let kept = env
+        .database
+        .with(|store| store.get_blob(&stepwise_core::hash::content_hash(b"fn old() {}\n")))
+        .expect("the database")
+        .expect("read the blob");
+    assert_eq!(
+        kept.as_deref(),
+        Some(&b"fn old() {}\n"[..]),
+        "the content before the command is kept"
+    );
 
     // People read it in `show`.
     let text = env.stepwise(&["show", &run]);

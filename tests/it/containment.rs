@@ -40,10 +40,7 @@ steps:
         .map(|f| read_pid(&env.ws.join(f)))
         .collect();
     assert!(pids.iter().all(|&pid| is_running(pid)));
-    let run: String = env
-        .db()
-        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
-        .expect("the run");
+    let run = env.database.first_run_id().expect("the run");
 
     engine.kill();
     for pid in &pids {
@@ -91,10 +88,7 @@ steps:
     );
     let engine = env.spawn_run(&wf);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
-    let run: String = env
-        .db()
-        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
-        .expect("the run");
+    let run = env.database.first_run_id().expect("the run");
     let timed = read_pid(&env.ws.join("timed.pid"));
     assert!(
         wait_until_ended(timed, PATIENCE),
@@ -126,10 +120,7 @@ fn one_step(script: &str) -> String {
 
 /// The error the step `escape` of the database's one run failed with.
 fn escape_error(env: &Env) -> String {
-    let run: String = env
-        .db()
-        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
-        .expect("the run");
+    let run = env.database.first_run_id().expect("the run");
     step(&env.show(&run), "escape")["error"]
         .as_str()
         .unwrap_or_default()

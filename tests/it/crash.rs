@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
+use crate::backend::TestDb;
 use crate::support::binary;
 
 /// Each command appends its own line; an edit and a pure step sit in between, and two
@@ -53,7 +53,9 @@ const COMMANDS: [&str; 5] = ["c1", "c2", "c3", "c4", "c5"];
 
 struct Setup {
     _dir: tempfile::TempDir,
+    /// Where the config directory goes (beside the SQLite file, made on SQLite only).
     db: PathBuf,
+    database: TestDb,
     workspace: PathBuf,
     workflow: PathBuf,
 }
@@ -67,6 +69,7 @@ fn setup() -> Setup {
     std::fs::write(&workflow, WORKFLOW).expect("workflow");
     Setup {
         db: dir.path().join("stepwise.db"),
+        database: TestDb::new(dir.path().join("stepwise.db")),
         workspace,
         workflow,
         _dir: dir,
@@ -76,7 +79,7 @@ fn setup() -> Setup {
 fn cli(setup: &Setup, args: &[&str]) -> (i32, String) {
     let output = Command::new(binary())
         .args(args)
-        .env("STEPWISE_DB", &setup.db)
+        .env("STEPWISE_DB", setup.database.name())
         .env("XDG_CONFIG_HOME", setup.db.with_extension("config"))
         .env_remove("STEPWISE_USER_POLICY")
         .output()
@@ -93,34 +96,22 @@ fn cli(setup: &Setup, args: &[&str]) -> (i32, String) {
     )
 }
 
-fn read_only(db: &Path) -> Option<Connection> {
-    Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()
+/// How many events the database holds, for a test that kills its holder at some count.
+pub(crate) fn event_count(database: &TestDb) -> u64 {
+    database.event_count()
 }
 
-pub(crate) fn event_count(db: &Path) -> u64 {
-    read_only(db)
-        .and_then(|c| {
-            c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, u64>(0))
-                .ok()
-        })
-        .unwrap_or(0)
+/// Every event as recorded: seq, type and payload.
+fn events(database: &TestDb) -> Vec<(u64, String, String)> {
+    database
+        .events()
+        .into_iter()
+        .map(|(_, event)| (event.seq.get(), event.event_type, event.payload.to_string()))
+        .collect()
 }
 
-fn events(db: &Path) -> Vec<(u64, String, String)> {
-    let conn = read_only(db).expect("database");
-    let mut stmt = conn
-        .prepare("SELECT seq, event_type, payload FROM events ORDER BY seq")
-        .expect("query");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("events")
-}
-
-fn run_id(db: &Path) -> String {
-    let conn = read_only(db).expect("database");
-    conn.query_row("SELECT run_id FROM runs", [], |r| r.get(0))
-        .expect("one run")
+fn run_id(database: &TestDb) -> String {
+    database.first_run_id().expect("one run")
 }
 
 /// Waits until no process works in the workspace any more: a command killed with the CLI
@@ -133,7 +124,7 @@ pub(crate) fn kill_at(
     kill_after: u64,
 ) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while event_count(&env.db) < kill_after {
+    while event_count(&env.database) < kill_after {
         assert!(
             Instant::now() < deadline,
             "the run never reached {kill_after} events"
@@ -184,7 +175,7 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
     let workspace = setup.workspace.to_string_lossy().to_string();
     let mut child = Command::new(binary())
         .args(["run", &workflow, "--workspace", &workspace])
-        .env("STEPWISE_DB", &setup.db)
+        .env("STEPWISE_DB", setup.database.name())
         .env("XDG_CONFIG_HOME", setup.db.with_extension("config"))
         .env_remove("STEPWISE_USER_POLICY")
         .stdout(Stdio::null())
@@ -193,7 +184,9 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
         .expect("start stepwise run");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if child.try_wait().expect("poll child").is_some() || event_count(&setup.db) >= kill_after {
+        if child.try_wait().expect("poll child").is_some()
+            || event_count(&setup.database) >= kill_after
+        {
             break;
         }
         assert!(
@@ -211,12 +204,12 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
     let mut resolved = 0;
     wait_for_commands_to_die(&setup.workspace);
 
-    let before_restart = events(&setup.db);
+    let before_restart = events(&setup.database);
     assert!(
         !before_restart.is_empty(),
         "nothing was recorded before the kill"
     );
-    let run = run_id(&setup.db);
+    let run = run_id(&setup.database);
 
     let mut finished = false;
     for _ in 0..20 {
@@ -271,7 +264,7 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
         std::fs::read_to_string(setup.workspace.join("notes/state.txt")).expect("edit landed"),
         "after c2\n"
     );
-    let after = events(&setup.db);
+    let after = events(&setup.database);
     let seqs: Vec<u64> = after.iter().map(|e| e.0).collect();
     assert_eq!(
         seqs,
@@ -283,10 +276,10 @@ fn crash_and_recover(kill_after: u64) -> (bool, usize) {
         &before_restart[..],
         "events recorded before the kill are unchanged"
     );
-    let conn = read_only(&setup.db).expect("database");
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity_check");
+    let integrity = setup
+        .database
+        .with(|store| store.integrity_check().expect("integrity_check"))
+        .expect("the database");
     assert_eq!(integrity, "ok");
     let (code, output) = cli(&setup, &["replay", &run, "--recorded"]);
     assert_eq!(code, 0, "replay after recovery: {output}");
@@ -302,7 +295,7 @@ fn a_run_killed_at_any_point_resumes_without_repeating_or_losing_anything() {
     let (code, output) = cli(&setup, &["run", &workflow, "--workspace", &workspace]);
     assert_eq!(code, 0, "clean run: {output}");
     assert_eq!(line_counts(&setup.workspace), vec![1; COMMANDS.len()]);
-    let total = event_count(&setup.db);
+    let total = event_count(&setup.database);
     assert!(total > 20, "expected a long log, got {total} events");
     let mut mid_run = 0;
     let mut resolved = 0;

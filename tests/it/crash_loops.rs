@@ -113,7 +113,7 @@ fn loops_and_rounds_killed_at_many_points_resume_without_repeating_a_command() {
     env.allow_everything();
     let out = env.run(&env.workflow("loops.yaml", WORKFLOW), &[]);
     assert_eq!(out.code, 0, "{out}");
-    let total = event_count(&env.db);
+    let total = event_count(&env.database);
     assert!(total > 30, "a long log: {total}");
     // Every third point, to keep the test short; the points move with the log's shape.
     for kill_after in (2..total).step_by(3) {

@@ -156,7 +156,7 @@ fn a_parent_and_its_child_killed_at_many_points_resume_without_repeating_a_comma
     env.workflow("child.yaml", CHILD);
     let out = env.run(&env.workflow("parent.yaml", PARENT), &[]);
     assert_eq!(out.code, 0, "{out}");
-    let total = event_count(&env.db);
+    let total = event_count(&env.database);
     assert!(total > 20, "a long log: {total}");
     for kill_after in (2..total).step_by(2) {
         crash_and_recover(kill_after);

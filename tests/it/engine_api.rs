@@ -308,7 +308,7 @@ steps:
                 break;
             }
         }
-        let me = format!("pid {}", std::process::id());
+        let me = crate::backend::holder_text(std::process::id());
         assert_eq!(
             engine.holder(&run).await.expect("holder").as_deref(),
             Some(me.as_str())

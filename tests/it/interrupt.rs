@@ -32,7 +32,7 @@ fn start(env: &Env) -> Child {
             "--workspace",
             env.ws.to_str().expect("path"),
         ])
-        .env("STEPWISE_DB", &env.db)
+        .env("STEPWISE_DB", env.database.name())
         .env("XDG_CONFIG_HOME", env.root().join("config"))
         .env_remove("STEPWISE_USER_POLICY")
         .stdout(Stdio::piped())
@@ -61,15 +61,12 @@ fn wait_for_pid(env: &Env) -> i32 {
 fn wait_for_event(env: &Env, event_type: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let found: i64 = env
-            .db()
-            .query_row(
-                "SELECT count(*) FROM events WHERE event_type = ?1",
-                [event_type],
-                |r| r.get(0),
-            )
-            .unwrap_or(0);
-        if found > 0 {
+        let found = env
+            .database
+            .events()
+            .iter()
+            .any(|(_, event)| event.event_type == event_type);
+        if found {
             return;
         }
         assert!(Instant::now() < deadline, "no {event_type} event");

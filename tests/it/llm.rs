@@ -474,10 +474,7 @@ fn a_call_cut_off_by_a_crash_is_made_again_and_says_so() {
         std::thread::sleep(Duration::from_millis(10));
     }
     engine.kill();
-    let run: String = env
-        .db()
-        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
-        .expect("the run");
+    let run = env.database.first_run_id().expect("the run");
 
     // No person is asked: a call has no effect on the world, so it is simply made again.
     let resumed = env.stepwise(&["resume", &run]);

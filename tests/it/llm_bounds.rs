@@ -109,10 +109,7 @@ fn run_case(case: &Case) -> Outcome {
         case.name,
         measured.peak_kib
     );
-    let run: String = env
-        .db()
-        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
-        .expect("the run");
+    let run = env.database.first_run_id().expect("the run");
     let show = env.show(&run);
     assert_eq!(step(&show, "ask")["status"], "failed", "{}", case.name);
     let error = step(&show, "ask")["error"]

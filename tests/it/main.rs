@@ -1,6 +1,7 @@
 //! Integration tests: the real `stepwise` binary and engine against temp SQLite files, temp
 //! workspaces and real child processes. Build the binary first: `cargo build -p stepwise-cli`.
 
+mod backend;
 mod support;
 
 mod agent;
@@ -35,6 +36,7 @@ mod crash;
 mod crash_loops;
 mod crash_subworkflows;
 mod custom_steps;
+mod db_copy;
 mod db_truth;
 mod engine_api;
 mod exact_cli;

@@ -22,29 +22,31 @@ fn commands_allowed(env: &Env) {
 
 /// How the inbox recorded each command of a run: (state, handled_by, handled − issued ms).
 fn handled_commands(env: &Env, run: &str) -> Vec<(String, String, i64)> {
-    let db = env.db();
-    let mut statement = db
-        .prepare(
-            "SELECT state, COALESCE(handled_by, ''), COALESCE(handled_at_ms - issued_at_ms, -1)
-             FROM commands WHERE run_id = ?1 ORDER BY command_id",
-        )
-        .expect("query the inbox");
-    statement
-        .query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .expect("read the inbox")
-        .collect::<Result<_, _>>()
-        .expect("inbox rows")
+    env.database
+        .commands()
+        .into_iter()
+        .filter(|command| command.run_id.as_str() == run)
+        .map(|command| {
+            (
+                command.state.as_str().to_owned(),
+                command.handled_by.unwrap_or_default(),
+                command
+                    .handled_at_ms
+                    .map_or(-1, |at| at - command.issued_at_ms),
+            )
+        })
+        .collect()
 }
 
 /// Waits, through the engine's own live feed of the approvals inbox, until `run` has `count`
 /// questions waiting.
 fn await_approvals(env: &Env, run: &str, count: usize) {
-    use stepwise_engine::{ApprovalChange, Engine, EngineConfig};
+    use stepwise_engine::{ApprovalChange, Engine};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    let engine = Engine::open(EngineConfig::new(&env.db)).expect("open the engine");
+    let engine = Engine::open(env.engine_config()).expect("open the engine");
     runtime.block_on(async {
         let watch = async {
             let mut feed = engine.subscribe_approvals().await.expect("subscribe");
@@ -69,9 +71,7 @@ fn await_approvals(env: &Env, run: &str, count: usize) {
 
 /// The only run in the database (the test started one).
 fn only_run(env: &Env) -> String {
-    env.db()
-        .query_row("SELECT run_id FROM runs", [], |r| r.get(0))
-        .expect("one run")
+    env.database.first_run_id().expect("one run")
 }
 
 #[test]
@@ -131,7 +131,7 @@ steps:
     // The driving process applied all three, each within a second of its sending.
     let inbox = handled_commands(&env, &run);
     assert_eq!(inbox.len(), 3, "{inbox:?}");
-    let holder = format!("pid {}", driver.pid());
+    let holder = crate::backend::holder_text(driver.pid());
     for (state, handled_by, took_ms) in &inbox {
         assert_eq!(state, "applied");
         assert_eq!(handled_by, &holder);
@@ -194,7 +194,7 @@ steps:
     let driver = env.spawn_run(&wf);
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
     let run = only_run(&env);
-    let holder = format!("pid {}", driver.pid());
+    let holder = crate::backend::holder_text(driver.pid());
 
     let paused = env.stepwise(&["pause", &run, "--no-wait", "--json"]);
     assert_eq!(paused.code, 0, "{paused}");
@@ -233,7 +233,7 @@ steps:
     assert_eq!(wait_for_fifo(&ready, PATIENCE).as_deref(), Some("started"));
     let run = only_run(&env);
     let long = read_pid(&env.ws.join("long.pid"));
-    let holder = format!("pid {}", driver.pid());
+    let holder = crate::backend::holder_text(driver.pid());
 
     let cancelled = env.stepwise(&["cancel", &run, "--json"]);
     assert_eq!(cancelled.code, 1, "{cancelled}");
@@ -299,7 +299,7 @@ steps:
     assert_eq!(resolved.code, 0, "{resolved}");
     let inbox = handled_commands(&env, &run);
     assert_eq!(inbox.len(), 2, "{inbox:?}");
-    let holder = format!("pid {}", second.pid());
+    let holder = crate::backend::holder_text(second.pid());
     assert!(
         inbox
             .iter()
@@ -341,19 +341,20 @@ steps:
     let long = read_pid(&env.ws.join("long.pid"));
     let runs = env.stepwise(&["runs", "--json"]).json();
     assert_eq!(runs[0]["status"], "running");
-    assert_eq!(runs[0]["held_by"], format!("pid {}", holder.pid()));
+    assert_eq!(
+        runs[0]["held_by"],
+        crate::backend::holder_text(holder.pid())
+    );
 
     // The holder freezes, so the approval sent now stays in the inbox; then it dies.
     holder.freeze();
     let approver = env.spawn(&["approve", &run, "change", "--json"]);
     let pending = || {
-        env.db()
-            .query_row(
-                "SELECT COUNT(*) FROM commands WHERE state = 'pending'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .expect("count pending commands")
+        env.database
+            .commands()
+            .iter()
+            .filter(|command| command.state == stepwise_store::CommandState::Pending)
+            .count()
     };
     let deadline = std::time::Instant::now() + PATIENCE;
     while pending() == 0 {
@@ -377,7 +378,7 @@ steps:
     assert_eq!(env.read("doc.txt").as_deref(), Some("v2\n"));
     let inbox = handled_commands(&env, &run);
     assert_eq!(inbox[0].0, "applied");
-    assert_eq!(inbox[0].1, format!("pid {approver_pid}"));
+    assert_eq!(inbox[0].1, crate::backend::holder_text(approver_pid));
     let events = env.events(&run);
     assert_eq!(of_type(&events, "OperationOutcomeUnknown").len(), 1);
     let runs = env.stepwise(&["runs", "--json"]).json();

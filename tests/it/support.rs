@@ -43,6 +43,9 @@ pub struct Env {
     /// The workspace, canonical (so paths compare with what the engine records).
     pub ws: PathBuf,
     pub db: PathBuf,
+    /// The test's database, on the backend the suite runs on: the file at `db`, or its own
+    /// PostgreSQL database (`STEPWISE_TEST_BACKEND=postgres`; then `db` is never made).
+    pub database: crate::backend::TestDb,
     pub user_policy: PathBuf,
     /// Extra variables for the `stepwise` process.
     pub vars: Vec<(String, String)>,
@@ -61,6 +64,7 @@ impl Env {
             .expect("create the config directory");
         Env {
             db: root.join("stepwise.db"),
+            database: crate::backend::TestDb::new(root.join("stepwise.db")),
             // The default location under the test's own config directory: optional, as for a
             // user who never wrote one.
             user_policy: root.join("config").join("stepwise").join("policy.yaml"),
@@ -125,8 +129,10 @@ impl Env {
         let mut cmd = Command::new(binary());
         cmd.args(args)
             .current_dir(self.root())
-            .env("STEPWISE_DB", &self.db)
+            .env("STEPWISE_DB", self.database.name())
             .env("XDG_CONFIG_HOME", self.root().join("config"))
+            // This machine's own files for a PostgreSQL database go under the test's directory.
+            .env("XDG_DATA_HOME", self.root().join("data"))
             .env_remove("STEPWISE_USER_POLICY")
             .env_remove("STEPWISE_SETTINGS")
             .env_remove("STEPWISE_SYNC")
@@ -142,15 +148,7 @@ impl Env {
     pub fn first_run_id(&self, limit: Duration) -> Option<String> {
         let deadline = std::time::Instant::now() + limit;
         loop {
-            let found = rusqlite::Connection::open_with_flags(
-                &self.db,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .ok()
-            .and_then(|db| {
-                db.query_row("SELECT run_id FROM runs", [], |r| r.get::<_, String>(0))
-                    .ok()
-            });
+            let found = self.database.first_run_id();
             if found.is_some() || std::time::Instant::now() >= deadline {
                 return found;
             }
@@ -216,37 +214,37 @@ impl Env {
         self.stepwise(&["reject", run, step, "--reason", reason, "--json"])
     }
 
-    /// The database, opened read-only.
+    /// The SQLite database file, opened read-only, for a test that reads it with SQL (such
+    /// a test is listed in `tests/postgres-skips.txt`: it cannot apply to PostgreSQL).
     pub fn db(&self) -> rusqlite::Connection {
+        assert!(
+            self.database.url.is_none(),
+            "this test reads the SQLite file directly; list it in tests/postgres-skips.txt"
+        );
         rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open the database read-only")
     }
 
     /// How many events the database holds for a run (all runs when `None`).
     pub fn event_count(&self, run: Option<&str>) -> i64 {
-        if !self.db.exists() {
-            return 0;
-        }
-        let db = self.db();
-        match run {
-            Some(run) => db.query_row(
-                "SELECT COUNT(*) FROM events WHERE run_id = ?1",
-                [run],
-                |r| r.get(0),
-            ),
-            None => db.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)),
-        }
-        .expect("count events")
+        let count = match run {
+            None => self.database.event_count(),
+            Some(run) => self
+                .database
+                .with(|store| {
+                    store
+                        .run(&run.into())
+                        .expect("read the run")
+                        .map_or(0, |row| row.last_seq.get())
+                })
+                .unwrap_or(0),
+        };
+        i64::try_from(count).unwrap_or(i64::MAX)
     }
 
     /// How many runs the database holds (0 when it was never created).
     pub fn run_count(&self) -> i64 {
-        if !self.db.exists() {
-            return 0;
-        }
-        self.db()
-            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
-            .expect("count runs")
+        i64::try_from(self.database.runs().len()).unwrap_or(i64::MAX)
     }
 }
 
@@ -620,6 +618,14 @@ impl Env {
     /// How an engine opened by the test itself sees this test's database and user policy.
     pub fn engine_config(&self) -> stepwise_engine::EngineConfig {
         let mut config = stepwise_engine::EngineConfig::new(&self.db);
+        config.shared = self
+            .database
+            .url
+            .as_ref()
+            .map(|url| stepwise_engine::SharedDatabase {
+                url: url.clone(),
+                password_env: None,
+            });
         config.user_policy = Some(self.user_policy.clone());
         config
     }

@@ -158,32 +158,29 @@ fn two_watchers_on_one_database_start_one_run_per_firing() {
         assert!((1..=2).contains(&count("a")), "{paths:?}");
         assert_eq!(count("b"), 1, "{paths:?}");
     }
-    let fired: i64 = env
-        .db()
-        .query_row(
-            "SELECT count(*) FROM signals WHERE name LIKE 'files:%'",
-            [],
-            |row| row.get(0),
-        )
-        .expect("count signals");
-    assert_eq!(env.runs().len() as i64, fired, "one run per firing");
+    let fired = file_firings(&env).len();
+    assert_eq!(env.runs().len(), fired, "one run per firing");
+}
+
+/// The payloads of every file trigger's firings, oldest first.
+fn file_firings(env: &Env) -> Vec<Value> {
+    let mut signals = env
+        .database
+        .with(|store| store.signals(usize::MAX).expect("read the signals"))
+        .unwrap_or_default();
+    signals.reverse();
+    signals
+        .into_iter()
+        .filter(|signal| signal.name.starts_with("files:"))
+        .map(|signal| signal.payload)
+        .collect()
 }
 
 /// The paths of every file firing's changes, in order, a path once per change.
 fn changed_paths(env: &Env) -> Vec<String> {
-    let db = env.db();
-    let mut statement = db
-        .prepare("SELECT payload FROM signals WHERE name LIKE 'files:%'")
-        .expect("signals");
-    let payloads: Vec<String> = statement
-        .query_map([], |row| row.get(0))
-        .expect("read signals")
-        .map(|row| row.expect("a payload"))
-        .collect();
-    let mut paths: Vec<String> = payloads
+    let mut paths: Vec<String> = file_firings(env)
         .iter()
         .flat_map(|payload| {
-            let payload: Value = serde_json::from_str(payload).expect("JSON");
             payload["changes"]
                 .as_array()
                 .cloned()
@@ -204,13 +201,20 @@ fn a_firing_recorded_by_a_watcher_killed_before_its_run_started_is_started_by_th
     // What a watcher killed between recording a firing and starting its run leaves.
     env.stepwise(&["runs"]);
     let name = format!("files:{}", wf.display());
-    rusqlite::Connection::open(&env.db)
-        .expect("open the database")
-        .execute(
-            "INSERT INTO signals (name, payload, idempotency_key, source, created_at_ms)
-             VALUES (?1, '{\"summary\": \"create src/lost.txt\", \"changes\": []}', 'k', 'watch (killed)', strftime('%s','now') * 1000)",
-            [&name],
-        )
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    env.database
+        .open_to_write()
+        .record_signal(&stepwise_store::NewSignal {
+            name,
+            payload: serde_json::json!({"summary": "create src/lost.txt", "changes": []}),
+            idempotency_key: "k".into(),
+            correlation_id: None,
+            source: "watch (killed)".into(),
+            created_at_ms: i64::try_from(now_ms).expect("a time"),
+        })
         .expect("a recorded firing");
     let (_watch, lines) = watcher(&env);
     let (_, event) = started(&lines, Duration::from_secs(5)).expect("the firing's run");

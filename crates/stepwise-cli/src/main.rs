@@ -5,6 +5,7 @@
 mod audit;
 mod compare;
 mod cost;
+mod db;
 mod decide;
 mod exit;
 mod family;
@@ -241,6 +242,12 @@ enum CliCommand {
         #[arg(long)]
         workspace: Option<PathBuf>,
     },
+    /// Whole databases: `db copy --from A --to B` moves every run between a SQLite file and
+    /// a PostgreSQL database, verified.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -339,6 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             return Ok(Exit::Success);
         }
         CliCommand::Steps { workspace } => return step_types::steps(workspace.as_deref(), json),
+        CliCommand::Db { command } => return db::run(command, named(&cli.global), json),
         CliCommand::Serve { openapi: true, .. } => return serve::openapi(),
         _ => {}
     }
@@ -441,15 +449,16 @@ async fn dispatch(engine: &Engine, command: CliCommand, json: bool) -> anyhow::R
         CliCommand::Cancel { run, wait } => {
             runs::send(engine, &run, Command::Cancel, wait, json).await
         }
-        CliCommand::Validate { .. } | CliCommand::Schema { .. } | CliCommand::Steps { .. } => {
-            Ok(Exit::Success)
-        }
+        CliCommand::Validate { .. }
+        | CliCommand::Schema { .. }
+        | CliCommand::Steps { .. }
+        | CliCommand::Db { .. } => Ok(Exit::Success),
     }
 }
 
-fn open_engine(global: &Global, hold_waiting_runs: bool) -> anyhow::Result<Engine> {
-    // The engine reads the environment; the flags given win over it.
-    let named = Named {
+/// What the flags name; the engine reads the rest from the environment, the flags winning.
+fn named(global: &Global) -> Named {
+    Named {
         db: global.db.clone(),
         user_policy: global.user_policy.clone(),
         settings: global.settings.clone(),
@@ -457,8 +466,11 @@ fn open_engine(global: &Global, hold_waiting_runs: bool) -> anyhow::Result<Engin
             Sync::Full => Durability::Full,
             Sync::Normal => Durability::Normal,
         }),
-    };
-    let mut config = EngineConfig::from_env(named)?;
+    }
+}
+
+fn open_engine(global: &Global, hold_waiting_runs: bool) -> anyhow::Result<Engine> {
+    let mut config = EngineConfig::from_env(named(global))?;
     config.hold_waiting_runs = hold_waiting_runs;
     Ok(Engine::open(config)?)
 }

@@ -12,7 +12,6 @@ use crate::context::Context;
 use crate::drivers::spawn_driver;
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::lock::RunLock;
 use crate::standby::stand_by;
 
 impl Engine {
@@ -54,7 +53,7 @@ fn adopt(ctx: &Arc<Context>, row: &RunRow) {
     if finished || ctx.live.drives(&row.run_id) || ctx.is_standing_by(&row.run_id) {
         return;
     }
-    let result = match RunLock::try_acquire(&ctx.db.lock_dir, &row.run_id) {
+    let result = match ctx.db.holds.try_acquire(&row.run_id, ctx.clock.now_ms()) {
         Ok(Ok(lock)) => {
             // Its outcome is looked at by the driver's task (see `failures`).
             drop(spawn_driver(ctx, &row.run_id, lock));

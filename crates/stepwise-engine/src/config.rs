@@ -63,11 +63,54 @@ pub const ENV_SYNC: &str = "STEPWISE_SYNC";
 /// The local API's port, over the user's settings (0: any free one).
 pub const ENV_API_PORT: &str = "STEPWISE_API_PORT";
 
+/// A PostgreSQL database shared by a team, where runs are kept instead of the SQLite file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedDatabase {
+    /// `postgres://user@host:port/db`: a password here is used but never shown.
+    pub url: String,
+    /// The environment variable that holds the password (`database.password_env` in the
+    /// user's settings); else `PGPASSWORD`, else the password file (`~/.pgpass`).
+    pub password_env: Option<String>,
+}
+
+impl std::fmt::Debug for SharedDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedDatabase")
+            .field("url", &crate::service_settings::shown_url(&self.url))
+            .field("password_env", &self.password_env)
+            .finish()
+    }
+}
+
+impl SharedDatabase {
+    /// Whether a `--db` or `STEPWISE_DB` value names a PostgreSQL database (not a file).
+    pub fn is_url(text: &str) -> bool {
+        text.starts_with("postgres://") || text.starts_with("postgresql://")
+    }
+
+    /// Where this machine keeps its own files for the database (run locks' companions,
+    /// progress files, inline workflows): beside where the SQLite file would be, named for the
+    /// database (never by its password).
+    fn local_anchor(&self, data_dir: &std::path::Path) -> PathBuf {
+        let name = stepwise_core::hash::content_hash(
+            crate::service_settings::shown_url(&self.url).as_bytes(),
+        );
+        let short = name
+            .trim_start_matches("sha256:")
+            .get(..16)
+            .unwrap_or("shared");
+        data_dir.join(format!("postgres-{short}.db"))
+    }
+}
+
 /// How to open an engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// The database file (created if missing).
+    /// The database file (created if missing); with [`EngineConfig::shared`], where this
+    /// machine keeps its own files for the shared database (never opened as SQLite).
     pub db_path: PathBuf,
+    /// The PostgreSQL database runs are kept in, instead of the file at `db_path`.
+    pub shared: Option<SharedDatabase>,
     /// How hard each commit is flushed.
     pub durability: Durability,
     /// Who this engine records commands and runs as (the OS user for the CLI).
@@ -100,6 +143,7 @@ impl EngineConfig {
     pub fn new(db_path: impl Into<PathBuf>) -> EngineConfig {
         EngineConfig {
             db_path: db_path.into(),
+            shared: None,
             durability: Durability::Full,
             user: current_user(),
             user_policy: None,
@@ -115,24 +159,52 @@ impl EngineConfig {
     /// The configuration every client of one user shares (the CLI and the app): each file
     /// where it is named (an explicitly named policy or settings file must exist), else at its
     /// default place in the user's directories (`<data dir>/stepwise/stepwise.db`,
-    /// `<config dir>/stepwise/policy.yaml` and `settings.yaml`).
+    /// `<config dir>/stepwise/policy.yaml` and `settings.yaml`). A database named by a
+    /// `postgres://` URL, or else by `database.url` in the user's settings, is a
+    /// [`SharedDatabase`].
     pub fn for_user(
         db: Option<PathBuf>,
         user_policy: Option<PathBuf>,
         settings: Option<PathBuf>,
     ) -> Result<EngineConfig, EngineError> {
         let dirs = directories::ProjectDirs::from("", "", "stepwise");
-        let db = match (db, &dirs) {
-            (Some(db), _) => db,
-            (None, Some(dirs)) => dirs.data_dir().join("stepwise.db"),
-            (None, None) => return Err(EngineError::NoDatabasePlace),
-        };
         let config_file = |name: &str| dirs.as_ref().map(|d| d.config_dir().join(name));
+        let settings_named = settings.is_some();
+        let settings = settings.or_else(|| config_file("settings.yaml"));
+        let from_settings = match &settings {
+            Some(path) => crate::service_settings::database_settings(path, settings_named)?,
+            None => None,
+        };
+        let named_url = db
+            .as_ref()
+            .and_then(|db| db.to_str())
+            .filter(|text| SharedDatabase::is_url(text))
+            .map(str::to_owned);
+        let shared = match (named_url, db.is_some(), from_settings.clone()) {
+            (Some(url), _, settings) => Some(SharedDatabase {
+                url,
+                password_env: settings.and_then(|s| s.password_env),
+            }),
+            (None, false, Some(settings)) => settings.url.map(|url| SharedDatabase {
+                url,
+                password_env: settings.password_env,
+            }),
+            _ => None,
+        };
+        let data_dir = dirs.as_ref().map(|dirs| dirs.data_dir().to_path_buf());
+        let db = match (&shared, db, &data_dir) {
+            (Some(shared), _, Some(data_dir)) => shared.local_anchor(data_dir),
+            (Some(shared), _, None) => shared.local_anchor(&std::env::temp_dir()),
+            (None, Some(db), _) => db,
+            (None, None, Some(data_dir)) => data_dir.join("stepwise.db"),
+            (None, None, None) => return Err(EngineError::NoDatabasePlace),
+        };
         let mut config = EngineConfig::new(db);
+        config.shared = shared;
         config.user_policy_named = user_policy.is_some();
         config.user_policy = user_policy.or_else(|| config_file("policy.yaml"));
-        config.settings_named = settings.is_some();
-        config.settings = settings.or_else(|| config_file("settings.yaml"));
+        config.settings_named = settings_named;
+        config.settings = settings;
         Ok(config)
     }
 }

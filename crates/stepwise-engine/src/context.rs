@@ -104,6 +104,21 @@ impl Context {
             .get_or_init(|| LocksDirWatch::start(&self.db.lock_dir, self.exec.clone()))
     }
 
+    /// Takes the run if nobody holds it now, off the async workers (a hold on a PostgreSQL
+    /// server is a round trip); otherwise says who holds it.
+    pub(crate) async fn hold(
+        &self,
+        run_id: &RunId,
+    ) -> Result<Result<crate::lock::RunLock, String>, EngineError> {
+        let holds = self.db.holds.clone();
+        let run_id = run_id.clone();
+        let now = self.clock.now_ms();
+        self.exec
+            .spawn_blocking(move || holds.try_acquire(&run_id, now))
+            .await
+            .map_err(|e| EngineError::Internal(format!("taking a run stopped: {e}")))?
+    }
+
     /// Marks a run as stood by for; `false` if it already was.
     pub(crate) fn start_standing_by(&self, run_id: &RunId) -> bool {
         self.standing_by

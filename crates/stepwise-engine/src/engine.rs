@@ -24,7 +24,6 @@ use crate::drivers::{RunHandle, spawn_driver};
 use crate::error::EngineError;
 use crate::failures::DriverFailure;
 use crate::lifetime::{self, ExecRuntime, Owner};
-use crate::lock::RunLock;
 use crate::policy_files::UserPolicy;
 use crate::settings::UserSettings;
 use crate::start::{PreparedRun, StartFiles, StartRun, prepare_run, prepare_started};
@@ -61,12 +60,15 @@ impl Engine {
         let handle = exec.handle();
         let db = Db::open(
             &config.db_path,
+            config.shared.as_ref(),
             config.durability,
             handle.clone(),
             Box::new(move || exec.stop()),
         )?;
         let ctx = Arc::new(Context::new(config, db, Arc::new(SystemClock), handle));
         lifetime::stop_when_replaced(&ctx);
+        #[cfg(feature = "postgres")]
+        lifetime::stop_drivers_of_lost_holds(&ctx);
         Ok(Engine {
             _owner: Arc::new(Owner::new(Arc::clone(&ctx))),
             ctx,
@@ -141,7 +143,7 @@ impl Engine {
             path,
             named: self.ctx.config.settings_named,
         });
-        let lock_dir = self.ctx.db.lock_dir.clone();
+        let holds = self.ctx.db.holds.clone();
         let now = self.ctx.clock.now_ms();
         self.ctx
             .exec
@@ -150,7 +152,7 @@ impl Engine {
                     user: &user,
                     user_policy: user_policy.as_ref(),
                     user_settings: user_settings.as_ref(),
-                    lock_dir: &lock_dir,
+                    holds: &holds,
                 };
                 match workflow {
                     Some(workflow) => prepare_started(&start, workflow, &files, now, fork),
@@ -167,7 +169,7 @@ impl Engine {
     pub async fn drive(&self, run: &str) -> Result<RunHandle, EngineError> {
         let run_id = self.find_run(run).await?.run_id;
         self.ctx.db.check_writable()?;
-        match RunLock::try_acquire(&self.ctx.db.lock_dir, &run_id)? {
+        match self.ctx.hold(&run_id).await? {
             Ok(lock) => Ok(spawn_driver(&self.ctx, &run_id, lock)),
             Err(holder) => Err(EngineError::RunLocked { run_id, holder }),
         }
@@ -186,7 +188,7 @@ impl Engine {
             .await?;
         let mut out = Vec::new();
         for run in runs {
-            let handle = match RunLock::try_acquire(&self.ctx.db.lock_dir, &run.run_id) {
+            let handle = match self.ctx.hold(&run.run_id).await {
                 Ok(Ok(lock)) => Ok(spawn_driver(&self.ctx, &run.run_id, lock)),
                 Ok(Err(holder)) => Err(EngineError::RunLocked {
                     run_id: run.run_id.clone(),

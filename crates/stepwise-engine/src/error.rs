@@ -79,6 +79,15 @@ pub enum EngineError {
         /// Who holds it (`pid 4242`).
         holder: String,
     },
+    /// This process lost its hold of the run on the PostgreSQL server (the connection that
+    /// held it ended): it stopped driving the run, which goes to whoever takes it next.
+    #[error(
+        "lost the hold of run `{run_id}` on the database server (its connection ended); this process stopped driving it, and the next holder goes on"
+    )]
+    HoldLost {
+        /// The run.
+        run_id: RunId,
+    },
     /// The process holding the run refused a command: it does not fit the run as it is.
     #[error("{0}")]
     Refused(Refusal),

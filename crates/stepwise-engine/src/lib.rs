@@ -26,6 +26,7 @@ mod config;
 mod config_file;
 mod context;
 mod db;
+pub mod db_copy;
 mod driver;
 mod drivers;
 mod engine;
@@ -73,7 +74,7 @@ pub use alert_feed::{AlertFeed, RaisedAlert};
 pub use commands::{Applied, Command, Refusal, RefusalKind};
 pub use config::{
     Durability, ENV_API_PORT, ENV_DB, ENV_SETTINGS, ENV_SYNC, ENV_USER_POLICY, EngineConfig, Named,
-    current_user,
+    SharedDatabase, current_user,
 };
 pub use drivers::RunHandle;
 pub use engine::{Engine, EngineStats};
@@ -92,7 +93,7 @@ pub use replay::{ReplayAgainst, Replayed};
 pub use rewind::{ProposedRestore, RestoreAction, RewindDone, RewindProposal};
 pub use run_feed::{RunFeed, RunUpdate};
 pub use sandbox::SandboxError;
-pub use service_settings::{ApiSettings, DEFAULT_API_PORT, TelemetrySettings};
+pub use service_settings::{ApiSettings, DEFAULT_API_PORT, DatabaseSettings, TelemetrySettings};
 pub use signals::{SendSignal, SignalSent};
 pub use start::StartRun;
 pub use step_types::{WORKSPACE_STEPS_DIR, load_step_types, user_steps_dir};

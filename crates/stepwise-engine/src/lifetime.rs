@@ -125,6 +125,35 @@ pub(crate) fn begin_shutdown(ctx: &Arc<Context>) {
     });
 }
 
+/// Once holds on the PostgreSQL server are lost (the connection that held them ended), the
+/// drivers of those runs stop, recording nothing: the server may have handed the runs to
+/// another process already. On the writer thread, where the drivers live.
+#[cfg(feature = "postgres")]
+pub(crate) fn stop_drivers_of_lost_holds(ctx: &Arc<Context>) {
+    let Some(holds) = ctx.db.holds.shared().cloned() else {
+        return;
+    };
+    let weak = Arc::downgrade(ctx);
+    let mut lost = holds.watch_lost();
+    let mut shutdown = ctx.watch_shutdown();
+    ctx.db.writer.spawn(async move {
+        loop {
+            tokio::select! {
+                changed = lost.changed() => if changed.is_err() { return },
+                _ = shutdown.wait_for(|down| *down) => return,
+            }
+            let Some(ctx) = weak.upgrade() else {
+                return;
+            };
+            for run_id in holds.take_lost() {
+                if let Some(driver) = ctx.live.channel(&run_id) {
+                    let _ = driver.send(Message::HoldLost);
+                }
+            }
+        }
+    });
+}
+
 /// Once the database file is found replaced, nothing more of this process's runs may happen:
 /// the writer hands its write-ahead log over, and every driver stops (killing the commands it
 /// started), recording nothing. On the writer thread, where the drivers live.

@@ -31,6 +31,13 @@ pub(crate) enum Message {
     CheckEdits,
     /// The database file was replaced: stop at once, recording nothing.
     DatabaseReplaced,
+    /// The run's hold on the PostgreSQL server was lost (its connection ended): another
+    /// process may drive the run now, so stop at once, recording nothing.
+    #[cfg_attr(
+        not(feature = "postgres"),
+        expect(dead_code, reason = "PostgreSQL only")
+    )]
+    HoldLost,
     /// The engine shuts down: let go of the run, recording nothing (the next holder recovers
     /// what this driver leaves unanswered).
     Shutdown,

@@ -12,7 +12,6 @@ use stepwise_store::{RunFilter, RunRow, StoredEvent};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::loading::{LoadedRun, unreadable};
-use crate::lock;
 use crate::record::decode;
 
 /// A run as a list shows it.
@@ -153,7 +152,7 @@ impl Engine {
 
     /// Up to `limit` runs, newest first, each with the process driving it, if any.
     pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunSummary>, EngineError> {
-        let lock_dir = self.ctx.db.lock_dir.clone();
+        let holds = self.ctx.db.holds.clone();
         self.ctx
             .db
             .read(move |store| {
@@ -162,7 +161,7 @@ impl Engine {
                     .into_iter()
                     .map(|row| {
                         let held_by = if !row.status.is_finished() {
-                            lock::holder(&lock_dir, &row.run_id)?
+                            holds.holder(store, &row.run_id)?
                         } else {
                             None
                         };
@@ -180,13 +179,12 @@ impl Engine {
 
     /// The process driving a run (`pid 4242`), if one is.
     pub async fn holder(&self, run_id: &RunId) -> Result<Option<String>, EngineError> {
-        let lock_dir = self.ctx.db.lock_dir.clone();
+        let holds = self.ctx.db.holds.clone();
         let run_id = run_id.clone();
         self.ctx
-            .exec
-            .spawn_blocking(move || lock::holder(&lock_dir, &run_id))
+            .db
+            .read(move |store| holds.holder(store, &run_id))
             .await
-            .map_err(|e| EngineError::Internal(format!("asking for a run's holder stopped: {e}")))?
     }
 
     /// What waits for a person: in one run, or across every unfinished run (oldest run

@@ -50,6 +50,42 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: Option<String>,
 }
 
+/// `database:` in the user's settings: a PostgreSQL database shared by a team.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host:port/db` (`--db` and `STEPWISE_DB` win over it).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The environment variable that holds the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// The `database:` section of the user's settings file at `path`, if any.
+pub(crate) fn database_settings(
+    path: &std::path::Path,
+    named: bool,
+) -> Result<Option<DatabaseSettings>, EngineError> {
+    let user = UserSettings {
+        path: path.to_path_buf(),
+        named,
+    };
+    let found = read_user_section(&user, |file| file.database)?;
+    if let Some(url) = found.as_ref().and_then(|d| d.url.as_deref())
+        && !crate::config::SharedDatabase::is_url(url)
+    {
+        return Err(EngineError::Settings {
+            message: format!(
+                "settings file {}: database.url must be a postgres:// URL, not `{}`",
+                path.display(),
+                shown_url(url)
+            ),
+        });
+    }
+    Ok(found)
+}
+
 /// A URL as it may be shown (in a log, an error): without a user name or password in it.
 pub fn shown_url(url: &str) -> String {
     match reqwest::Url::parse(url) {

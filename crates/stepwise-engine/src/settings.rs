@@ -49,6 +49,9 @@ pub(crate) struct SettingsFile {
     /// Where runs are exported as traces (the user's settings only).
     #[serde(default)]
     pub(crate) telemetry: Option<Spanned<crate::service_settings::TelemetrySettings>>,
+    /// The PostgreSQL database shared by a team (the user's settings only).
+    #[serde(default)]
+    pub(crate) database: Option<Spanned<crate::service_settings::DatabaseSettings>>,
 }
 
 /// Where a settings file came from: the user's own, or a workspace's (which is not trusted
@@ -182,6 +185,17 @@ impl Settings {
                 format!(
                     "line {}: a workspace's settings may not set `telemetry` (it sends what your runs do to a host); set it in your own settings",
                     telemetry.referenced.line()
+                ),
+            ));
+        }
+        if origin == Origin::Workspace
+            && let Some(database) = &file.database
+        {
+            return Err(settings_error(
+                path,
+                format!(
+                    "line {}: a workspace's settings may not set `database` (it decides where your runs are kept); set it in your own settings",
+                    database.referenced.line()
                 ),
             ));
         }

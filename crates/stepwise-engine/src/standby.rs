@@ -49,7 +49,7 @@ impl Standby {
             self.local = Some(stopped);
             return Ok(());
         }
-        match RunLock::try_acquire(&ctx.db.lock_dir, &self.run_id)? {
+        match ctx.db.holds.try_acquire(&self.run_id, ctx.clock.now_ms())? {
             Ok(lock) => self.own = Some(spawn_driver(ctx, &self.run_id, lock)),
             Err(_holder) => stand_by(ctx, &self.run_id)?,
         }
@@ -132,6 +132,11 @@ pub(crate) fn stand_by(ctx: &Arc<Context>, run_id: &RunId) -> Result<(), EngineE
     if ctx.is_shutting_down() || !ctx.start_standing_by(run_id) {
         return Ok(());
     }
+    #[cfg(feature = "postgres")]
+    if ctx.db.holds.shared().is_some() {
+        poll_for_hold(ctx, run_id);
+        return Ok(());
+    }
     let candidate = match LockCandidate::open(&ctx.db.lock_dir, run_id) {
         Ok(candidate) => candidate,
         Err(error) => {
@@ -170,4 +175,41 @@ pub(crate) fn stand_by(ctx: &Arc<Context>, run_id: &RunId) -> Result<(), EngineE
         ctx.stop_standing_by(run_id);
     }
     Ok(())
+}
+
+/// How often a standby asks the PostgreSQL server for a run another process holds.
+#[cfg(feature = "postgres")]
+const POLL_HOLD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Stands by for a run held on the PostgreSQL server: a hold cannot be waited for without a
+/// connection of its own, so the standby asks for it four times a second (a cheap query),
+/// and drives the run here once it is free: its holder let go, or its connection ended.
+#[cfg(feature = "postgres")]
+fn poll_for_hold(ctx: &Arc<Context>, run_id: &RunId) {
+    let weak = Arc::downgrade(ctx);
+    let run_id = run_id.clone();
+    ctx.exec.spawn(async move {
+        loop {
+            tokio::time::sleep(POLL_HOLD).await;
+            let Some(ctx) = weak.upgrade() else {
+                return;
+            };
+            if ctx.is_shutting_down() {
+                ctx.stop_standing_by(&run_id);
+                return;
+            }
+            match ctx.hold(&run_id).await {
+                Ok(Ok(lock)) => {
+                    ctx.stop_standing_by(&run_id);
+                    drop(spawn_driver(&ctx, &run_id, lock));
+                    tracing::debug!(%run_id, "took over a run its holder let go of");
+                    return;
+                }
+                Ok(Err(_holder)) => {}
+                Err(error) => {
+                    tracing::debug!(%error, %run_id, "cannot ask for a run's hold; asking again")
+                }
+            }
+        }
+    });
 }

@@ -57,7 +57,7 @@ pub(crate) struct StartFiles<'a> {
     pub(crate) user: &'a str,
     pub(crate) user_policy: Option<&'a UserPolicy>,
     pub(crate) user_settings: Option<&'a UserSettings>,
-    pub(crate) lock_dir: &'a Path,
+    pub(crate) holds: &'a crate::lock::Holds,
 }
 
 pub(crate) fn prepare_run(
@@ -132,7 +132,7 @@ pub(crate) fn prepare_started(
         parent: None,
         cause: start.cause.clone().map(Box::new),
     };
-    prepared(workflow, started, files.lock_dir, now)
+    prepared(workflow, started, files.holds, now)
 }
 
 /// A run whose `RunStarted` is decided, checked and ready to be recorded: its lock taken, its
@@ -140,7 +140,7 @@ pub(crate) fn prepare_started(
 pub(crate) fn prepared(
     workflow: Arc<Workflow>,
     started: RunStarted,
-    lock_dir: &Path,
+    holds: &crate::lock::Holds,
     now: i64,
 ) -> Result<PreparedRun, EngineError> {
     let run_id = started.run_id.clone();
@@ -151,8 +151,9 @@ pub(crate) fn prepared(
         source,
     })?;
     // Held from before the run exists, so that nobody ever sees it running without a holder.
-    let lock =
-        RunLock::try_acquire(lock_dir, &run_id)?.map_err(|holder| EngineError::RunLocked {
+    let lock = holds
+        .try_acquire(&run_id, now)?
+        .map_err(|holder| EngineError::RunLocked {
             run_id: run_id.clone(),
             holder,
         })?;

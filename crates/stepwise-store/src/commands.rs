@@ -152,6 +152,17 @@ impl SqliteStore {
             .optional()?)
     }
 
+    /// Every command sent to a run, handled or not, oldest first: who decided what, and when.
+    pub fn commands(&self, run_id: &RunId) -> Result<Vec<CommandRow>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = ?1 ORDER BY command_id"
+            ))?
+            .query_map([run_id.as_str()], command_row)?
+            .collect::<Result<_, _>>()?)
+    }
+
     /// A run's pending commands, oldest first.
     pub fn pending_commands(&self, run_id: &RunId) -> Result<Vec<CommandRow>, StoreError> {
         Ok(self

@@ -89,6 +89,25 @@ impl Store {
         }
     }
 
+    /// The PostgreSQL store, when that is the backend.
+    #[cfg(feature = "postgres")]
+    pub fn as_postgres(&self) -> Option<&crate::PgStore> {
+        match &self.backend {
+            Backend::Postgres(store) => Some(store),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The server process of a PostgreSQL connection (`None` on SQLite): notifications of
+    /// this connection's commits name it.
+    pub fn backend_pid(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => store.backend_pid(),
+        }
+    }
+
     /// Whether the backend is a PostgreSQL server.
     pub fn is_postgres(&self) -> bool {
         self.as_sqlite().is_none()
@@ -332,6 +351,10 @@ impl Store {
         on_backend!(self, store => store.command(command_id))
     }
 
+    pub fn commands(&self, run_id: &RunId) -> Result<Vec<CommandRow>, StoreError> {
+        on_backend!(self, store => store.commands(run_id))
+    }
+
     pub fn pending_commands(&self, run_id: &RunId) -> Result<Vec<CommandRow>, StoreError> {
         on_backend!(self, store => store.pending_commands(run_id))
     }
@@ -371,7 +394,7 @@ impl Store {
         &mut self,
         workflow_path: &str,
         keys: &[String],
-        build: impl FnOnce(&[usize]) -> NewSignal,
+        build: impl FnOnce(&[usize]) -> NewSignal + Send,
     ) -> Result<Option<Signal>, StoreError> {
         on_backend!(mut self, store => store.record_file_firing(workflow_path, keys, build))
     }

@@ -194,3 +194,50 @@ fn an_unreachable_server_is_named_without_a_password() {
     assert!(!message.contains("hunter2"), "{message}");
     assert!(error.is_busy());
 }
+
+#[test]
+fn a_run_is_held_by_one_connection_until_it_lets_go_or_ends() {
+    let Some(url) = backends::new_database() else {
+        return;
+    };
+    let target = PgTarget::parse(&url, None).unwrap();
+    let connect = || stepwise_store::PgStore::connect(&target, Durability::Full).unwrap();
+    let (first, second) = (connect(), connect());
+    assert_eq!(first.holder("r").unwrap(), None);
+    first.try_hold("r", "pid 1 on alpha", 5).unwrap().unwrap();
+    // Taking it again on the same connection is fine; another is refused and told whose.
+    assert_eq!(
+        second.try_hold("r", "pid 2 on beta", 6).unwrap(),
+        Err("pid 1 on alpha".into())
+    );
+    assert_eq!(
+        second.holder("r").unwrap().as_deref(),
+        Some("pid 1 on alpha")
+    );
+    second
+        .try_hold("other", "pid 2 on beta", 6)
+        .unwrap()
+        .unwrap();
+    first.release_hold("r").unwrap();
+    first.release_hold("r").unwrap();
+    assert_eq!(second.holder("r").unwrap(), None);
+    first.try_hold("r", "pid 1 on alpha", 7).unwrap().unwrap();
+    // The server lets go of a connection's holds when it ends: a crashed holder's row says
+    // nothing any more.
+    drop(first);
+    let mut waited = 0;
+    while second.holder("r").unwrap().is_some() {
+        assert!(
+            waited < 100,
+            "the server never let go of the ended connection's hold"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        waited += 1;
+    }
+    second.try_hold("r", "pid 2 on beta", 8).unwrap().unwrap();
+    assert_eq!(
+        connect().holder("r").unwrap().as_deref(),
+        Some("pid 2 on beta")
+    );
+    assert!(second.is_alive());
+}

@@ -36,7 +36,7 @@ use super::DbFile;
 use super::writer::Writer;
 
 /// The engine's writer, once it has started: its connection tells others' commits apart.
-type WriterSlot = Arc<OnceLock<Weak<Writer>>>;
+pub(super) type WriterSlot = Arc<OnceLock<Weak<Writer>>>;
 
 /// How long the watch lets a burst of writes to the WAL gather before it reads on.
 const COALESCE: Duration = Duration::from_millis(1);
@@ -66,6 +66,21 @@ impl Changes {
         let sender = Arc::new(sender);
         let stopped = Arc::new(AtomicBool::new(false));
         let writer = WriterSlot::default();
+        #[cfg(feature = "postgres")]
+        if let Some(target) = file.shared() {
+            super::notifications::spawn_listener(
+                target.clone(),
+                Arc::downgrade(&sender),
+                Arc::clone(&stopped),
+                Arc::clone(&writer),
+            );
+            return Changes {
+                sender,
+                watcher: Mutex::new(None),
+                stopped,
+                writer,
+            };
+        }
         let watcher = match watch_wal(db_path, &sender, &file, &stopped, &writer) {
             Ok(watcher) => Some(watcher),
             Err(error) => {
@@ -120,7 +135,7 @@ impl Changes {
     }
 }
 
-fn bump(sender: &watch::Sender<u64>) {
+pub(super) fn bump(sender: &watch::Sender<u64>) {
     sender.send_modify(|generation| *generation = generation.wrapping_add(1));
 }
 
@@ -345,6 +360,7 @@ mod tests {
         let path = dir.path().join("stepwise.db");
         let db = Db::open(
             &path,
+            None,
             Durability::Normal,
             runtime.handle().clone(),
             Box::new(|| {}),

@@ -6,7 +6,7 @@
 //! write and every read first compares the file at the path with the one opened (one `stat`);
 //! the change watch compares it too, at once, when anything touches the database's name. The
 //! first to notice raises the signal: from then on the engine reads and writes nothing, and its
-//! drivers stop.
+//! drivers stop. (A PostgreSQL database has no file to replace: there the checks always pass.)
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,16 +17,29 @@ use tokio::sync::watch;
 pub(crate) struct DbFile {
     path: PathBuf,
     opened: Option<FileId>,
+    /// How another connection to the same database is opened.
+    opener: Opener,
     replaced: watch::Sender<bool>,
     /// Set once the alarm is raised, for the cheap check before each read and write.
     gone: AtomicBool,
 }
 
+/// Where more connections to the engine's database come from.
+#[derive(Clone)]
+pub(crate) enum Opener {
+    /// The SQLite file at the path.
+    Sqlite,
+    /// The PostgreSQL database of a team.
+    #[cfg(feature = "postgres")]
+    Postgres(Box<stepwise_store::PgTarget>, stepwise_store::Durability),
+}
+
 impl DbFile {
-    pub(crate) fn new(store: &Store) -> DbFile {
+    pub(crate) fn new(store: &Store, opener: Opener) -> DbFile {
         DbFile {
             path: store.path().to_path_buf(),
             opened: store.file_id(),
+            opener,
             replaced: watch::channel(false).0,
             gone: AtomicBool::new(false),
         }
@@ -34,6 +47,24 @@ impl DbFile {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Another connection to the database, for reading.
+    pub(crate) fn open_reader(&self) -> Result<Store, StoreError> {
+        match &self.opener {
+            Opener::Sqlite => Store::open_reader(&self.path),
+            #[cfg(feature = "postgres")]
+            Opener::Postgres(target, durability) => Store::open_postgres(target, *durability),
+        }
+    }
+
+    /// The PostgreSQL database, when that is the engine's.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn shared(&self) -> Option<&stepwise_store::PgTarget> {
+        match &self.opener {
+            Opener::Sqlite => None,
+            Opener::Postgres(target, _) => Some(target),
+        }
     }
 
     /// Fails, and raises the signal, if the file at the path is not the one the engine opened,

@@ -5,6 +5,8 @@
 
 mod changes;
 mod identity;
+#[cfg(feature = "postgres")]
+mod notifications;
 mod readers;
 pub(crate) mod writer;
 
@@ -15,11 +17,11 @@ use stepwise_store::{Store, StoreError};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::config::Durability;
+use crate::config::{Durability, SharedDatabase};
 use crate::error::EngineError;
 
 pub(crate) use changes::Changes;
-pub(crate) use identity::DbFile;
+pub(crate) use identity::{DbFile, Opener};
 pub(crate) use readers::Readers;
 pub(crate) use writer::Writer;
 
@@ -32,8 +34,12 @@ pub(crate) struct Db {
     pub(crate) file: Arc<DbFile>,
     /// This user may not write the database: it was opened for reading.
     read_only: bool,
-    /// Run locks live beside the database: one file per run.
+    /// Run locks live beside the database: one file per run. With a PostgreSQL database,
+    /// this machine's own files for it (progress, the commands' locks) live there, and runs
+    /// are held on the server (see `holds`).
     pub(crate) lock_dir: PathBuf,
+    /// Who drives which run: lock files in `lock_dir`, or holds on the PostgreSQL server.
+    pub(crate) holds: crate::lock::Holds,
 }
 
 impl Db {
@@ -43,14 +49,19 @@ impl Db {
     /// has stopped.
     pub(crate) fn open(
         path: &Path,
+        shared: Option<&SharedDatabase>,
         durability: Durability,
         exec: Handle,
         after_exit: Box<dyn FnOnce() + Send>,
     ) -> Result<Db, EngineError> {
-        let store = Store::open(path, durability.into())?;
+        let (store, opener) = match shared {
+            None => (Store::open(path, durability.into())?, Opener::Sqlite),
+            Some(shared) => open_shared(path, shared, durability)?,
+        };
         let read_only = store.is_read_only();
-        let file = Arc::new(DbFile::new(&store));
+        let file = Arc::new(DbFile::new(&store, opener));
         let lock_dir = lock_dir_for(path);
+        let holds = crate::lock::Holds::for_database(&file, &lock_dir)?;
         let changes = Changes::start(path, Arc::clone(&file));
         let grow_wal_first = durability == Durability::Full && !read_only;
         let writer = Writer::start(
@@ -68,6 +79,7 @@ impl Db {
             file,
             read_only,
             lock_dir,
+            holds,
         })
     }
 
@@ -105,6 +117,44 @@ impl Db {
     pub(crate) fn watch_changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
+}
+
+/// Connects to the PostgreSQL database, and makes the directory of this machine's own files
+/// for it (`path` is in it).
+#[cfg(feature = "postgres")]
+fn open_shared(
+    path: &Path,
+    shared: &SharedDatabase,
+    durability: Durability,
+) -> Result<(Store, Opener), EngineError> {
+    if let Some(parent) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|source| EngineError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+    }
+    let target = stepwise_store::PgTarget::parse(&shared.url, shared.password_env.as_deref())?;
+    let store = Store::open_postgres(&target, durability.into())?;
+    Ok((store, Opener::Postgres(Box::new(target), durability.into())))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_shared(
+    _path: &Path,
+    shared: &SharedDatabase,
+    _durability: Durability,
+) -> Result<(Store, Opener), EngineError> {
+    Err(EngineError::Settings {
+        message: format!(
+            "the database `{}` is on PostgreSQL, and this stepwise was built without PostgreSQL (cargo feature `postgres`)",
+            crate::service_settings::shown_url(&shared.url)
+        ),
+    })
 }
 
 /// Locks live beside the database: one file per run.

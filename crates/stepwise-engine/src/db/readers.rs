@@ -73,7 +73,7 @@ impl Readers {
             .pop();
         let store = match pooled {
             Some(store) => store,
-            None => Store::open_reader(self.file.path())?,
+            None => self.file.open_reader()?,
         };
         if let Err(error) = self.file.check(&store) {
             store.keep_wal_on_close();

@@ -31,6 +31,9 @@ pub(crate) struct Writer {
     thread: ThreadId,
     changes: Arc<watch::Sender<u64>>,
     commits: AtomicU64,
+    /// The server process of the writer's PostgreSQL connection (0 on SQLite, or before the
+    /// first write): the notifications of its own commits name it.
+    backend_pid: std::sync::atomic::AtomicU32,
     /// The file the store opened: every write first checks it is still the one at the path.
     file: Arc<DbFile>,
     /// The write-ahead log has been handed over (see `let_go`).
@@ -99,6 +102,7 @@ impl Writer {
             runtime,
             thread,
             changes,
+            backend_pid: std::sync::atomic::AtomicU32::new(0),
             commits: AtomicU64::new(0),
             file,
             let_go: AtomicBool::new(false),
@@ -115,6 +119,15 @@ impl Writer {
     pub(crate) fn others_commits_version(&self) -> Option<i64> {
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         store.data_version().ok()
+    }
+
+    /// The server process of the writer's PostgreSQL connection, once it has written.
+    #[cfg_attr(
+        not(feature = "postgres"),
+        expect(dead_code, reason = "PostgreSQL only")
+    )]
+    pub(crate) fn backend_pid(&self) -> Option<u32> {
+        Some(self.backend_pid.load(Ordering::Relaxed)).filter(|pid| *pid != 0)
     }
 
     /// Writes now. Only on the writer thread (the drivers live there); anyone else uses
@@ -144,6 +157,10 @@ impl Writer {
                 tracing::debug!(%error, "could not grow the write-ahead log ahead");
             }
         }
+        // Known before the commit, so that the notification of the commit is known as this
+        // writer's own whenever it comes.
+        self.backend_pid
+            .store(store.backend_pid().unwrap_or(0), Ordering::Relaxed);
         let result = write(&mut store).map_err(|error| error.at(self.file.path()));
         self.commits.store(store.commits(), Ordering::Relaxed);
         drop(store);

@@ -25,6 +25,7 @@ pub(super) fn ends_the_run(error: &EngineError) -> bool {
         EngineError::ShutDown
         | EngineError::WriterStopped
         | EngineError::RunLocked { .. }
+        | EngineError::HoldLost { .. }
         | EngineError::Workspace(_) => false,
         EngineError::Database(DatabaseError(
             StoreError::Replaced { .. } | StoreError::ReadOnly { .. } | StoreError::Conflict { .. },

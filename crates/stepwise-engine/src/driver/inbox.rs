@@ -180,7 +180,7 @@ impl Driver {
             state,
             outcome,
             handled_at_ms: self.ctx.clock.now_ms(),
-            handled_by: format!("pid {}", std::process::id()),
+            handled_by: self.ctx.db.holds.me(),
         })
     }
 }

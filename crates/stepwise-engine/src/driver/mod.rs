@@ -326,6 +326,7 @@ impl Driver {
         let mut files_changed = false;
         let mut check_edits = false;
         let mut replaced = false;
+        let mut hold_lost = false;
         let mut shutdown = false;
         let mut let_go = Vec::new();
         let mut let_go_children = Vec::new();
@@ -360,6 +361,7 @@ impl Driver {
                 Message::FilesChanged => files_changed = true,
                 Message::CheckEdits => check_edits = true,
                 Message::DatabaseReplaced => replaced = true,
+                Message::HoldLost => hold_lost = true,
                 Message::Shutdown => shutdown = true,
                 Message::LetGoIfIdle { reply } => let_go.push(reply),
                 Message::LetGoIfOnlyChildrenRun { reply } => let_go_children.push(reply),
@@ -373,6 +375,11 @@ impl Driver {
         // Every message is looked at first, so that operations that ended are known to have.
         if replaced {
             return Err(self.ctx.db.file.error().into());
+        }
+        if hold_lost {
+            return Err(EngineError::HoldLost {
+                run_id: self.run_id.clone(),
+            });
         }
         self.commit(groups, Vec::new())?;
         // Outcomes already in hand are recorded before letting go, so that the next holder

@@ -13,6 +13,8 @@
 
 mod commands;
 mod own_files;
+#[cfg(feature = "postgres")]
+mod shared;
 
 #[cfg(test)]
 pub(crate) use commands::wait_unheld as wait_commands_unheld;
@@ -21,6 +23,7 @@ pub(crate) use commands::{CommandsLock, remove as remove_commands_lock};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use stepwise_core::ids::RunId;
 
@@ -35,8 +38,97 @@ const HOLDER_TEXT_MAX: u64 = 128;
 /// An exclusive lock on one run, held until dropped.
 #[derive(Debug)]
 pub(crate) struct RunLock {
-    file: File,
-    path: PathBuf,
+    held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// The run's lock file, locked.
+    File { file: File, path: PathBuf },
+    /// A hold on the PostgreSQL server (see `shared`).
+    #[cfg(feature = "postgres")]
+    Shared(
+        #[expect(dead_code, reason = "held for its drop, which lets go of the hold")] shared::Hold,
+    ),
+}
+
+/// Who drives which run: lock files in the locks directory (a SQLite database), or holds on
+/// the server (a PostgreSQL database, whose runs may be driven from any machine).
+#[derive(Clone)]
+pub(crate) enum Holds {
+    Files(PathBuf),
+    #[cfg(feature = "postgres")]
+    Shared(Arc<shared::SharedHolds>),
+}
+
+impl Holds {
+    /// The holds of the database `file` opened, whose lock files (if any) live in `lock_dir`.
+    pub(crate) fn for_database(
+        file: &Arc<crate::db::DbFile>,
+        lock_dir: &Path,
+    ) -> Result<Holds, EngineError> {
+        #[cfg(feature = "postgres")]
+        if file.shared().is_some() {
+            return Ok(Holds::Shared(shared::SharedHolds::start(file)?));
+        }
+        let _ = file;
+        Ok(Holds::Files(lock_dir.to_path_buf()))
+    }
+
+    /// Takes the run if nobody holds it now; otherwise says who does. Blocks briefly (a lock
+    /// file, or a round trip to the server).
+    pub(crate) fn try_acquire(
+        &self,
+        run_id: &RunId,
+        now_ms: i64,
+    ) -> Result<Result<RunLock, String>, EngineError> {
+        match self {
+            Holds::Files(dir) => {
+                let _ = now_ms;
+                RunLock::try_acquire(dir, run_id)
+            }
+            #[cfg(feature = "postgres")]
+            Holds::Shared(holds) => Ok(holds.try_take(run_id, now_ms)?.map(|hold| RunLock {
+                held: Held::Shared(hold),
+            })),
+        }
+    }
+
+    /// Who holds the run (`pid 4242`, `pid 4242 on buildbox`), or `None` when nobody does;
+    /// `store` is a connection of the engine's, which asks the server.
+    pub(crate) fn holder(
+        &self,
+        store: &stepwise_store::Store,
+        run_id: &RunId,
+    ) -> Result<Option<String>, EngineError> {
+        match self {
+            Holds::Files(dir) => {
+                let _ = store;
+                holder(dir, run_id)
+            }
+            #[cfg(feature = "postgres")]
+            Holds::Shared(_) => shared::SharedHolds::holder(store, run_id),
+        }
+    }
+
+    /// What this process's holds say of it, and what it signs the commands it handles with:
+    /// `pid 4242`, or on a PostgreSQL server (runs held from any machine) `pid 4242 on HOST`.
+    pub(crate) fn me(&self) -> String {
+        match self {
+            Holds::Files(_) => format!("pid {}", std::process::id()),
+            #[cfg(feature = "postgres")]
+            Holds::Shared(holds) => holds.me().to_owned(),
+        }
+    }
+
+    /// The holds on a PostgreSQL server, if that is where runs are held.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn shared(&self) -> Option<&Arc<shared::SharedHolds>> {
+        match self {
+            Holds::Files(_) => None,
+            Holds::Shared(holds) => Some(holds),
+        }
+    }
 }
 
 impl RunLock {
@@ -61,8 +153,10 @@ impl RunLock {
         })();
         result.map_err(|source| io_error(path, source))?;
         Ok(RunLock {
-            file,
-            path: path.to_path_buf(),
+            held: Held::File {
+                file,
+                path: path.to_path_buf(),
+            },
         })
     }
 
@@ -71,8 +165,15 @@ impl RunLock {
     /// that it is no longer the file at the path, and opens that one instead (see
     /// [`LockCandidate::try_take`]), so two processes never both think they hold a run.
     pub(crate) fn remove(self) {
-        if same_file_at(&self.file, &self.path) {
-            let _ = std::fs::remove_file(&self.path);
+        match &self.held {
+            Held::File { file, path } => {
+                if same_file_at(file, path) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            // A hold has no file: letting go is all there is to it.
+            #[cfg(feature = "postgres")]
+            Held::Shared(_) => {}
         }
     }
 }

@@ -22,7 +22,6 @@ use crate::drivers::spawn_driver;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::exec::file::{read_bytes, remove_file, replace_bytes};
-use crate::lock::RunLock;
 use crate::messages::Message;
 use crate::record::new_event;
 use crate::sandbox::Workspace;
@@ -125,7 +124,7 @@ impl Engine {
                 take_up_again = true;
             }
         }
-        let lock = match RunLock::try_acquire(&self.ctx.db.lock_dir, &run_id)? {
+        let lock = match self.ctx.hold(&run_id).await? {
             Ok(lock) => lock,
             Err(holder) => return Err(EngineError::RunLocked { run_id, holder }),
         };

@@ -37,7 +37,7 @@ pub(super) async fn start(ctx: &Arc<Context>, start: ChildStart) -> Result<(), E
         path,
         named: ctx.config.settings_named,
     });
-    let lock_dir = ctx.db.lock_dir.clone();
+    let holds = ctx.db.holds.clone();
     let now = ctx.clock.now_ms();
     let prepared = ctx
         .exec
@@ -97,7 +97,7 @@ pub(super) async fn start(ctx: &Arc<Context>, start: ChildStart) -> Result<(), E
                 }),
                 cause: None,
             };
-            crate::start::prepared(workflow, started, &lock_dir, now)
+            crate::start::prepared(workflow, started, &holds, now)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("preparing the child run stopped: {e}")))??;

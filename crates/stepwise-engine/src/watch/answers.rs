@@ -119,9 +119,9 @@ impl Loop {
             let since = files
                 .first_seen_ms
                 .unwrap_or_else(|| self.engine.ctx.clock.now_ms());
-            let lock_dir = self.engine.ctx.db.lock_dir.clone();
+            let holds = self.engine.ctx.db.holds.clone();
             let own = (self.engine.ctx.db)
-                .read(move |store| own_changes::read(store, &lock_dir, &workspace, since))
+                .read(move |store| own_changes::read(store, &holds, &workspace, since))
                 .await;
             match own {
                 Ok(own) if own.busy => return false,

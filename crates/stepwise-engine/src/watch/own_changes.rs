@@ -58,7 +58,7 @@ impl OwnChanges {
 /// since then.
 pub(super) fn read(
     store: &Store,
-    lock_dir: &std::path::Path,
+    holds: &crate::lock::Holds,
     workspace: &str,
     since_ms: i64,
 ) -> Result<OwnChanges, EngineError> {
@@ -94,10 +94,7 @@ pub(super) fn read(
             }
         }
         if !own.busy && changing_files(&events) {
-            own.busy = crate::lock::holder(lock_dir, &run.run_id)
-                .ok()
-                .flatten()
-                .is_some();
+            own.busy = holds.holder(store, &run.run_id).ok().flatten().is_some();
         }
     }
     Ok(own)

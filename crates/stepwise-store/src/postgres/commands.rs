@@ -73,6 +73,20 @@ impl PgStore {
         })
     }
 
+    pub fn commands(&self, run_id: &RunId) -> Result<Vec<CommandRow>, StoreError> {
+        self.read(|db| {
+            db.query(
+                &format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 ORDER BY command_id"
+                ),
+                &[&run_id.as_str()],
+            )?
+            .iter()
+            .map(command_row)
+            .collect()
+        })
+    }
+
     pub fn pending_commands(&self, run_id: &RunId) -> Result<Vec<CommandRow>, StoreError> {
         self.read(|db| {
             db.query(

@@ -16,6 +16,8 @@
 
 mod commands;
 mod connect;
+mod holds;
+mod listen;
 mod log;
 mod password;
 mod runs;
@@ -23,24 +25,34 @@ mod schema;
 mod shared;
 mod signals;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use postgres::{Client, GenericClient, Row, Statement, ToStatement, types::ToSql};
 
 pub use connect::PgTarget;
+pub use listen::PgListener;
 
 use crate::{Durability, StoreError};
 
 /// One connection to a PostgreSQL database holding an event log.
+///
+/// Every call runs on a thread of the connection's own: the blocking client drives its
+/// connection with a runtime of its own, which may not be started inside another (the engine's
+/// writer thread is one), and so it waits there, off whatever runtime the caller is on.
 pub struct PgStore {
-    conn: RefCell<Connection>,
+    /// Always `Some` but while the store is dropped (on its thread: see `Drop`).
+    conn: Mutex<Option<Connection>>,
+    io: rayon_core::ThreadPool,
     target: PgTarget,
     durability: Durability,
     /// The URL without a password, as a path: what errors and [`crate::Store::path`] show.
     label: PathBuf,
-    commits: std::cell::Cell<u64>,
+    commits: AtomicU64,
+    /// The connection's server process (0 before the first connection).
+    pid: AtomicU32,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -51,10 +63,29 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// The client and the statements prepared on it.
+/// The client, the statements prepared on it, and its server process.
 struct Connection {
     client: Client,
     statements: HashMap<String, Statement>,
+    pid: u32,
+}
+
+/// The channel every write notifies at its commit, for the change feeds of every process.
+pub const CHANGES_CHANNEL: &str = "stepwise_changes";
+
+impl Connection {
+    fn open(target: &PgTarget, durability: Durability) -> Result<Connection, StoreError> {
+        let mut client = target.connect(durability)?;
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .map_err(|error| StoreError::from(error).at(Path::new(target.label())))?
+            .get(0);
+        Ok(Connection {
+            client,
+            statements: HashMap::new(),
+            pid: u32::try_from(pid).unwrap_or(0),
+        })
+    }
 }
 
 /// Statements prepared on one connection, by their text.
@@ -126,40 +157,73 @@ impl<C: GenericClient> Db<'_, C> {
 impl PgStore {
     /// Connects to the database `target` names and brings its schema up to date.
     pub fn connect(target: &PgTarget, durability: Durability) -> Result<PgStore, StoreError> {
-        let mut client = target.connect(durability)?;
-        schema::migrate(&mut client, target)?;
+        let io = rayon_core::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "stepwise-pg".to_owned())
+            .build()
+            .map_err(|error| StoreError::Unreachable {
+                database: target.label().to_owned(),
+                reason: format!("no thread for its connection: {error}"),
+            })?;
+        let conn = io.install(|| {
+            let mut conn = Connection::open(target, durability)?;
+            schema::migrate(&mut conn.client, target)?;
+            Ok::<_, StoreError>(conn)
+        })?;
         tracing::debug!(database = %target.label(), ?durability, "opened event store on PostgreSQL");
         Ok(PgStore {
-            conn: RefCell::new(Connection {
-                client,
-                statements: HashMap::new(),
-            }),
+            pid: AtomicU32::new(conn.pid),
+            conn: Mutex::new(Some(conn)),
+            io,
             target: target.clone(),
             durability,
             label: PathBuf::from(target.label()),
-            commits: std::cell::Cell::new(0),
+            commits: AtomicU64::new(0),
         })
     }
 
     /// Reads through the connection (reconnecting first if the server closed it).
-    pub(crate) fn read<T>(
+    pub(crate) fn read<T: Send>(
         &self,
-        read: impl FnOnce(&mut Db<'_, Client>) -> Result<T, StoreError>,
+        read: impl FnOnce(&mut Db<'_, Client>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection()?;
-        let Connection { client, statements } = &mut *conn;
-        read(&mut Db { client, statements }).map_err(|error| error.at(&self.label))
+        self.io.install(|| {
+            let mut guard = self.connection()?;
+            let Some(Connection {
+                client, statements, ..
+            }) = guard.as_mut()
+            else {
+                return Err(self.closed());
+            };
+            let result =
+                read(&mut Db { client, statements }).map_err(|error| error.at(&self.label));
+            forget_if_lost(&mut guard, &result);
+            result
+        })
     }
 
     /// Runs `write` in one transaction, committed when it returns `Ok`. It is given the
     /// transaction and the number it drew from `stepwise_counter`, which orders it among all
     /// writes (see the module's documentation).
-    pub(crate) fn write<T>(
+    pub(crate) fn write<T: Send>(
+        &self,
+        write: impl FnOnce(&mut Db<'_, postgres::Transaction<'_>>, i64) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        self.io.install(|| self.write_here(write))
+    }
+
+    /// [`PgStore::write`], on the connection's thread.
+    fn write_here<T>(
         &self,
         write: impl FnOnce(&mut Db<'_, postgres::Transaction<'_>>, i64) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection()?;
-        let Connection { client, statements } = &mut *conn;
+        let mut guard = self.connection()?;
+        let Some(Connection {
+            client, statements, ..
+        }) = guard.as_mut()
+        else {
+            return Err(self.closed());
+        };
         let result = (|| {
             let mut tx = client.transaction()?;
             let mut db = Db {
@@ -173,46 +237,68 @@ impl PgStore {
                 )?
                 .get(0);
             let value = write(&mut db, change)?;
+            // Delivered at the commit, to every process listening (see `changes`).
+            db.query_one(
+                &format!("SELECT pg_notify('{CHANGES_CHANNEL}', '')::text"),
+                &[],
+            )?;
             tx.commit()?;
             Ok(value)
         })();
         if result.is_ok() {
-            self.commits.set(self.commits.get() + 1);
+            self.commits.fetch_add(1, Ordering::Relaxed);
         }
+        forget_if_lost(&mut guard, &result);
         result.map_err(|error: StoreError| error.at(&self.label))
     }
 
     /// The connection, made anew when the server closed the last one (a restart, a network
     /// cut): what was prepared on it is gone with it.
-    fn connection(&self) -> Result<std::cell::RefMut<'_, Connection>, StoreError> {
-        let mut conn = self
-            .conn
-            .try_borrow_mut()
-            .map_err(|_| StoreError::Postgres {
-                database: Some(self.label.display().to_string()),
-                reason: "the connection is already in use by this thread".to_owned(),
-                retryable: false,
-            })?;
-        if conn.client.is_closed() {
+    fn connection(&self) -> Result<MutexGuard<'_, Option<Connection>>, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.as_ref().is_none_or(|conn| conn.client.is_closed()) {
             tracing::info!(database = %self.label.display(), "reconnecting to PostgreSQL");
-            conn.client = self.target.connect(self.durability)?;
-            conn.statements.clear();
+            let opened = Connection::open(&self.target, self.durability)?;
+            self.pid.store(opened.pid, Ordering::Relaxed);
+            *conn = Some(opened);
         }
         Ok(conn)
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Postgres {
+            database: Some(self.label.display().to_string()),
+            reason: "the connection is closed".to_owned(),
+            retryable: true,
+        }
     }
 
     /// Starts a read-only snapshot: everything read until [`PgSnapshot::end`] (or its drop)
     /// comes from one commit.
     pub(crate) fn begin_snapshot(&self) -> Result<PgSnapshot<'_>, StoreError> {
-        let mut conn = self.connection()?;
-        conn.client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .map_err(|error| StoreError::from(error).at(&self.label))?;
+        self.io.install(|| {
+            let mut guard = self.connection()?;
+            let conn = guard.as_mut().ok_or_else(|| self.closed())?;
+            conn.client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .map_err(|error| StoreError::from(error).at(&self.label))
+        })?;
         Ok(PgSnapshot { store: self })
     }
 
     pub fn commits(&self) -> u64 {
-        self.commits.get()
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// The server process of this connection, as the notifications of its commits name their
+    /// sender (another one after a reconnect).
+    pub fn backend_pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Relaxed)).filter(|pid| *pid != 0)
+    }
+
+    /// The target this store connects to.
+    pub fn target(&self) -> &PgTarget {
+        &self.target
     }
 
     /// The last number drawn by any write: changes whenever anyone commits a write.
@@ -239,6 +325,33 @@ impl PgStore {
     }
 }
 
+impl Drop for PgStore {
+    /// Closing the connection waits for the server as every call does: on the store's thread,
+    /// never inside the caller's runtime.
+    fn drop(&mut self) {
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.io.install(move || drop(conn));
+    }
+}
+
+/// After a failure that says the connection may be gone, the next call connects anew rather
+/// than find out again (the client may not know yet that the server ended it).
+fn forget_if_lost<T>(conn: &mut Option<Connection>, result: &Result<T, StoreError>) {
+    if let Err(StoreError::Postgres {
+        retryable: true, ..
+    }) = result
+        && conn.as_mut().is_some_and(|conn| {
+            conn.client.is_closed() || conn.client.simple_query("SELECT 1").is_err()
+        })
+    {
+        *conn = None;
+    }
+}
+
 /// An open read-only snapshot on a [`PgStore`]'s connection.
 pub(crate) struct PgSnapshot<'s> {
     store: &'s PgStore,
@@ -250,9 +363,14 @@ impl PgSnapshot<'_> {
 
 impl Drop for PgSnapshot<'_> {
     fn drop(&mut self) {
-        if let Ok(mut conn) = self.store.conn.try_borrow_mut() {
-            let _ = conn.client.batch_execute("COMMIT");
-        }
+        let store = self.store;
+        store.io.install(|| {
+            if let Ok(mut guard) = store.conn.try_lock()
+                && let Some(conn) = guard.as_mut()
+            {
+                let _ = conn.client.batch_execute("COMMIT");
+            }
+        });
     }
 }
 

@@ -172,8 +172,21 @@ CREATE TABLE telemetry_exporter (
 );
 "#;
 
+/// Version 2: who holds each run, for the processes that ask. The hold itself is a
+/// session-level advisory lock on the run's id (`hashtextextended(run_id, 0)`), released by
+/// the server when the holder's connection ends; a row here says whose it is and counts only
+/// while that connection holds the lock (see `holds.rs`).
+const V2_RUN_HOLDERS: &str = r#"
+CREATE TABLE run_holders (
+    run_id     TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    since_ms   BIGINT NOT NULL
+);
+"#;
+
 /// Every migration, oldest first: schema version N is after the first N.
-const MIGRATIONS: [&str; 1] = [V1_INITIAL];
+const MIGRATIONS: [&str; 2] = [V1_INITIAL, V2_RUN_HOLDERS];
 
 /// The schema version this stepwise writes.
 pub(crate) fn count() -> usize {

@@ -123,7 +123,7 @@ impl PgStore {
         &mut self,
         workflow_path: &str,
         keys: &[String],
-        build: impl FnOnce(&[usize]) -> NewSignal,
+        build: impl FnOnce(&[usize]) -> NewSignal + Send,
     ) -> Result<Option<Signal>, StoreError> {
         self.write(|db, _| {
             let mut unclaimed = Vec::new();
