@@ -25,13 +25,13 @@ impl Engine {
         // Subscribed first, so that no run changing while the others are looked at is missed.
         let mut changes = self.subscribe_runs().await?;
         for row in self.unfinished_runs().await? {
-            adopt(&self.ctx, &row);
+            adopt(&self.ctx, &row).await;
         }
         let ctx = Arc::clone(&self.ctx);
         Ok(self.ctx.db.writer.spawn(async move {
             loop {
                 match changes.next().await {
-                    Ok(row) => adopt(&ctx, &row),
+                    Ok(row) => adopt(&ctx, &row).await,
                     Err(EngineError::WriterStopped | EngineError::ShutDown) => return,
                     Err(error) => {
                         // A read failed (the disk, a busy database): look again shortly; the
@@ -46,14 +46,14 @@ impl Engine {
 }
 
 /// Makes sure an unfinished run is driven here once nobody else drives it.
-fn adopt(ctx: &Arc<Context>, row: &RunRow) {
+async fn adopt(ctx: &Arc<Context>, row: &RunRow) {
     let finished = row.status.is_finished();
     // Already waited for: trying its lock again at each change of a run held elsewhere would
     // close a lock file opened for writing each time, waking every process's waiters.
     if finished || ctx.live.drives(&row.run_id) || ctx.is_standing_by(&row.run_id) {
         return;
     }
-    let result = match ctx.db.holds.try_acquire(&row.run_id, ctx.clock.now_ms()) {
+    let result = match ctx.hold(&row.run_id).await {
         Ok(Ok(lock)) => {
             // Its outcome is looked at by the driver's task (see `failures`).
             drop(spawn_driver(ctx, &row.run_id, lock));

@@ -60,6 +60,9 @@ pub const ENV_SETTINGS: &str = "STEPWISE_SETTINGS";
 /// `full` or `normal`.
 pub const ENV_SYNC: &str = "STEPWISE_SYNC";
 
+/// Who this process records runs and decisions as, instead of the OS user.
+pub const ENV_USER: &str = "STEPWISE_USER";
+
 /// The local API's port, over the user's settings (0: any free one).
 pub const ENV_API_PORT: &str = "STEPWISE_API_PORT";
 
@@ -75,10 +78,10 @@ pub struct SharedDatabase {
 
 impl std::fmt::Debug for SharedDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password, written in ways no parser agrees on: never shown.
         f.debug_struct("SharedDatabase")
-            .field("url", &crate::service_settings::shown_url(&self.url))
             .field("password_env", &self.password_env)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,9 +95,7 @@ impl SharedDatabase {
     /// progress files, inline workflows): beside where the SQLite file would be, named for the
     /// database (never by its password).
     fn local_anchor(&self, data_dir: &std::path::Path) -> PathBuf {
-        let name = stepwise_core::hash::content_hash(
-            crate::service_settings::shown_url(&self.url).as_bytes(),
-        );
+        let name = stepwise_core::hash::content_hash(self.url.as_bytes());
         let short = name
             .trim_start_matches("sha256:")
             .get(..16)
@@ -240,6 +241,15 @@ impl EngineConfig {
             named.settings.or_else(|| path(ENV_SETTINGS)),
         )?;
         config.durability = durability;
+        if let Some(user) = var(ENV_USER) {
+            let user = user.to_string_lossy().trim().to_owned();
+            if user.is_empty() || user.chars().any(char::is_control) {
+                return Err(EngineError::Settings {
+                    message: format!("{ENV_USER} must be a user name, without control characters"),
+                });
+            }
+            config.user = user;
+        }
         config.otlp_traces_url = match (
             var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             var("OTEL_EXPORTER_OTLP_ENDPOINT"),

@@ -11,8 +11,9 @@
 //! another log is refused, naming it. The replay of a sample, with no side effect, is the
 //! caller's (it needs an engine on the destination: see the CLI's `db copy`).
 //!
-//! Not copied: agent memory and telemetry's bookkeeping (neither is part of a run), nor which
-//! wait took a signal (a run resumed in the destination takes what its own log says it took).
+//! Signals are copied with which wait took each. Not copied: agent memory and telemetry's
+//! bookkeeping (neither is part of a run), and which file changes a trigger's firings claimed
+//! (a watcher on the destination answers the changes it sees from then on).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -75,8 +76,12 @@ fn open_shared(url: &str, password_env: Option<&str>) -> Result<Store, EngineErr
 fn open_shared(url: &str, _password_env: Option<&str>) -> Result<Store, EngineError> {
     Err(EngineError::Settings {
         message: format!(
-            "`{}` is a PostgreSQL database, and this stepwise was built without PostgreSQL",
-            crate::service_settings::shown_url(url)
+            "{} is a PostgreSQL database, and this stepwise was built without PostgreSQL",
+            if url.is_empty() {
+                "the database"
+            } else {
+                "a postgres:// URL"
+            }
         ),
     })
 }
@@ -112,15 +117,21 @@ fn copy_signals(
     let mut ids = HashMap::with_capacity(signals.len());
     for signal in signals {
         let (recorded, new) = to.record_signal(&NewSignal {
-            name: signal.name,
-            payload: signal.payload,
-            idempotency_key: signal.idempotency_key,
-            correlation_id: signal.correlation_id,
-            source: signal.source,
+            name: signal.name.clone(),
+            payload: signal.payload.clone(),
+            idempotency_key: signal.idempotency_key.clone(),
+            correlation_id: signal.correlation_id.clone(),
+            source: signal.source.clone(),
             created_at_ms: signal.created_at_ms,
         })?;
         ids.insert(signal.signal_id, recorded.signal_id);
         report.signals += u64::from(new);
+        // Taken there as here, so that no wait in the destination takes it again. A name's
+        // signals are taken oldest first, so this one is the oldest still waiting there; a
+        // wait that took it already finds it again (taking is idempotent by run and op).
+        if let Some((run, op)) = &signal.consumed_by {
+            to.take_signal(&recorded.name, run, *op)?;
+        }
     }
     Ok(ids)
 }
@@ -141,14 +152,21 @@ fn copy_run(
     }
     if to.run(&run.run_id)?.is_some() {
         let there = to.verify_run(&run.run_id)?;
-        if there.last_link == source.last_link && there.is_intact() {
-            report.already_there += 1;
-            return Ok(());
+        if there.last_link != source.last_link
+            || there.broken_at.is_some()
+            || there.events != source.events
+        {
+            return Err(refused(
+                &run.run_id,
+                "the destination holds a run with this id and another log",
+            ));
         }
-        return Err(refused(
-            &run.run_id,
-            "the destination holds a run with this id and another log",
-        ));
+        // Its log is there whole; a copy cut short may have left the rest behind.
+        report.commands += copy_commands(from, to, &run.run_id)?;
+        report.kept_files += copy_kept_files(from, to, &there.bad_blobs)?;
+        verify_landed(to, run, &source)?;
+        report.already_there += 1;
+        return Ok(());
     }
     let events: Vec<NewEvent> = from
         .load_events(&run.run_id, EventSeq::ZERO)?
@@ -179,19 +197,39 @@ fn copy_run(
     report.events += u64::try_from(events.len()).unwrap_or(u64::MAX);
     report.commands += copy_commands(from, to, &run.run_id)?;
     // The file versions checkpoints kept are named by the log but are no string of it.
-    let mut landed = to.verify_run(&run.run_id)?;
-    if !landed.bad_blobs.is_empty() {
-        let mut kept = Vec::with_capacity(landed.bad_blobs.len());
-        for name in &landed.bad_blobs {
-            let bytes = from
-                .get_blob(name)?
-                .ok_or_else(|| StoreError::MissingBlob(name.clone()))?;
-            kept.push((name.clone(), bytes));
-        }
-        to.put_hashed_blobs(&kept)?;
-        report.kept_files += u64::try_from(kept.len()).unwrap_or(u64::MAX);
-        landed = to.verify_run(&run.run_id)?;
+    let landed = to.verify_run(&run.run_id)?;
+    report.kept_files += copy_kept_files(from, to, &landed.bad_blobs)?;
+    verify_landed(to, run, &source)?;
+    report.copied += 1;
+    report.verified += 1;
+    Ok(())
+}
+
+/// Copies the blobs `names` (the file versions a run's checkpoints kept, missing where it
+/// landed); how many.
+fn copy_kept_files(from: &Store, to: &mut Store, names: &[String]) -> Result<u64, EngineError> {
+    if names.is_empty() {
+        return Ok(0);
     }
+    let mut kept = Vec::with_capacity(names.len());
+    for name in names {
+        let bytes = from
+            .get_blob(name)?
+            .ok_or_else(|| StoreError::MissingBlob(name.clone()))?;
+        kept.push((name.clone(), bytes));
+    }
+    to.put_hashed_blobs(&kept)?;
+    Ok(u64::try_from(kept.len()).unwrap_or(u64::MAX))
+}
+
+/// Fails, naming the run, unless the destination holds its log whole: as many events, every
+/// blob intact, the same last link as the source's.
+fn verify_landed(
+    to: &Store,
+    run: &RunRow,
+    source: &stepwise_store::Verified,
+) -> Result<(), EngineError> {
+    let landed = to.verify_run(&run.run_id)?;
     if !landed.is_intact() || landed.events != source.events || landed.last_link != source.last_link
     {
         return Err(refused(
@@ -213,8 +251,6 @@ fn copy_run(
             ),
         ));
     }
-    report.copied += 1;
-    report.verified += 1;
     Ok(())
 }
 
@@ -245,10 +281,12 @@ fn cause_of(
     }))
 }
 
-/// Copies a run's commands in the order they were sent: handled ones as they were handled,
-/// pending ones to be handled by whoever drives the run in the destination.
+/// Copies a run's commands in the order they were sent (those a copy cut short left behind):
+/// handled ones as they were handled, pending ones to be handled by whoever drives the run in
+/// the destination.
 fn copy_commands(from: &Store, to: &mut Store, run_id: &RunId) -> Result<u64, EngineError> {
-    let commands = from.commands(run_id)?;
+    let there = to.commands(run_id)?.len();
+    let commands: Vec<_> = from.commands(run_id)?.into_iter().skip(there).collect();
     let count = u64::try_from(commands.len()).unwrap_or(u64::MAX);
     for command in commands {
         let new = NewCommand {

@@ -80,6 +80,12 @@ impl Engine {
         &self.ctx.config
     }
 
+    /// The database, as people are shown it: the SQLite file's path, or the PostgreSQL
+    /// database's URL without its password.
+    pub fn database_name(&self) -> String {
+        self.ctx.db.file.path().display().to_string()
+    }
+
     /// Counters for benchmarks and tests.
     pub fn stats(&self) -> EngineStats {
         EngineStats {

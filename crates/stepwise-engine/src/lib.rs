@@ -73,8 +73,8 @@ mod workflow_file;
 pub use alert_feed::{AlertFeed, RaisedAlert};
 pub use commands::{Applied, Command, Refusal, RefusalKind};
 pub use config::{
-    Durability, ENV_API_PORT, ENV_DB, ENV_SETTINGS, ENV_SYNC, ENV_USER_POLICY, EngineConfig, Named,
-    SharedDatabase, current_user,
+    Durability, ENV_API_PORT, ENV_DB, ENV_SETTINGS, ENV_SYNC, ENV_USER, ENV_USER_POLICY,
+    EngineConfig, Named, SharedDatabase, current_user,
 };
 pub use drivers::RunHandle;
 pub use engine::{Engine, EngineStats};

@@ -51,7 +51,7 @@ pub struct TelemetrySettings {
 }
 
 /// `database:` in the user's settings: a PostgreSQL database shared by a team.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://user@host:port/db` (`--db` and `STEPWISE_DB` win over it).
@@ -60,6 +60,15 @@ pub struct DatabaseSettings {
     /// The environment variable that holds the password.
     #[serde(default)]
     pub password_env: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never shown.
+        f.debug_struct("DatabaseSettings")
+            .field("password_env", &self.password_env)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The `database:` section of the user's settings file at `path`, if any.
@@ -77,9 +86,8 @@ pub(crate) fn database_settings(
     {
         return Err(EngineError::Settings {
             message: format!(
-                "settings file {}: database.url must be a postgres:// URL, not `{}`",
-                path.display(),
-                shown_url(url)
+                "settings file {}: database.url must be a postgres:// URL",
+                path.display()
             ),
         });
     }

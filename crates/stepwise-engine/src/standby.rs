@@ -198,6 +198,14 @@ fn poll_for_hold(ctx: &Arc<Context>, run_id: &RunId) {
                 ctx.stop_standing_by(&run_id);
                 return;
             }
+            // Asked on a reader first (a query), so that the engine's one holding connection
+            // is not kept busy by every run it waits for.
+            let holds = ctx.db.holds.clone();
+            let asked = run_id.clone();
+            let held = ctx.db.read(move |store| holds.holder(store, &asked)).await;
+            if matches!(held, Ok(Some(_))) {
+                continue;
+            }
             match ctx.hold(&run_id).await {
                 Ok(Ok(lock)) => {
                     ctx.stop_standing_by(&run_id);

@@ -188,11 +188,16 @@ fn postgres_message(database: Option<&str>, reason: &str) -> String {
 impl From<postgres::Error> for StoreError {
     fn from(error: postgres::Error) -> Self {
         let code = error.code().map(postgres::error::SqlState::code);
-        // The server went away or is restarting (class 57P, 08), or the transaction lost a race
-        // it may win when tried again (40001, 40P01).
+        // The server went away or is restarting (class 57P, 08), the transaction lost a race
+        // it may win when tried again (class 40), or waited longer than the server allows for a
+        // lock or a statement (55P03, 57014: contention, not a fault of the run).
         let retryable = error.is_closed()
             || code.is_some_and(|code| {
-                code.starts_with("57P") || code.starts_with("08") || code.starts_with("40")
+                code.starts_with("57P")
+                    || code.starts_with("08")
+                    || code.starts_with("40")
+                    || code == "55P03"
+                    || code == "57014"
             });
         let reason = match error.as_db_error() {
             Some(db) => match db.detail() {

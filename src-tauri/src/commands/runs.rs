@@ -18,7 +18,7 @@ const RUNS_PAGE_MAX: u64 = 500;
 pub fn app_info(state: State<'_, AppState>) -> AppInfo {
     let config = state.engine.config();
     AppInfo {
-        db_path: config.db_path.display().to_string(),
+        db_path: state.engine.database_name(),
         user: config.user.clone(),
         default_workspace: state.default_workspace.display().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -151,8 +151,12 @@ fn open_shared(
 ) -> Result<(Store, Opener), EngineError> {
     Err(EngineError::Settings {
         message: format!(
-            "the database `{}` is on PostgreSQL, and this stepwise was built without PostgreSQL (cargo feature `postgres`)",
-            crate::service_settings::shown_url(&shared.url)
+            "the database is on PostgreSQL ({} URL), and this stepwise was built without PostgreSQL (cargo feature `postgres`)",
+            if shared.url.is_empty() {
+                "an empty"
+            } else {
+                "a postgres://"
+            }
         ),
     })
 }

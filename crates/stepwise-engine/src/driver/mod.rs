@@ -68,6 +68,9 @@ pub(crate) async fn drive(
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
 ) -> Result<RunStatus, EngineError> {
+    if lock.is_lost() {
+        return Err(EngineError::HoldLost { run_id });
+    }
     let loaded = ctx.load_run(run_id.as_str()).await?;
     let root = std::path::PathBuf::from(&loaded.state.started().workspace);
     let opened = tokio::task::spawn_blocking(move || Workspace::open(&root))
@@ -326,7 +329,12 @@ impl Driver {
         let mut files_changed = false;
         let mut check_edits = false;
         let mut replaced = false;
-        let mut hold_lost = false;
+        // A hold lost before this driver could be told (it was taken, then the connection
+        // holding it ended) is found here, before anything more is done.
+        let mut hold_lost = self
+            .lock
+            .as_ref()
+            .is_some_and(crate::lock::RunLock::is_lost);
         let mut shutdown = false;
         let mut let_go = Vec::new();
         let mut let_go_children = Vec::new();

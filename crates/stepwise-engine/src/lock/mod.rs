@@ -47,9 +47,7 @@ enum Held {
     File { file: File, path: PathBuf },
     /// A hold on the PostgreSQL server (see `shared`).
     #[cfg(feature = "postgres")]
-    Shared(
-        #[expect(dead_code, reason = "held for its drop, which lets go of the hold")] shared::Hold,
-    ),
+    Shared(shared::Hold),
 }
 
 /// Who drives which run: lock files in the locks directory (a SQLite database), or holds on
@@ -158,6 +156,16 @@ impl RunLock {
                 path: path.to_path_buf(),
             },
         })
+    }
+
+    /// Whether the run is no longer held by this lock: a hold on the server whose connection
+    /// ended (a lock file is held until dropped).
+    pub(crate) fn is_lost(&self) -> bool {
+        match &self.held {
+            Held::File { .. } => false,
+            #[cfg(feature = "postgres")]
+            Held::Shared(hold) => hold.is_lost(),
+        }
     }
 
     /// Removes the lock file while still holding it: for a finished run, which nobody will

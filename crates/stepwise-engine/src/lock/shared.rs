@@ -16,9 +16,10 @@
 //! connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use stepwise_core::ids::RunId;
 use stepwise_store::{Store, StoreError};
@@ -34,13 +35,16 @@ enum Request {
     Take {
         run_id: RunId,
         now_ms: i64,
-        reply: SyncSender<Result<Result<u64, String>, StoreError>>,
+        reply: SyncSender<Result<Result<Taken, String>, StoreError>>,
     },
     Release {
         run_id: RunId,
         token: u64,
     },
 }
+
+/// A hold the thread took: its token, and the flag raised when it is lost.
+type Taken = (u64, Arc<AtomicBool>);
 
 /// The engine's holds on a PostgreSQL database.
 pub(crate) struct SharedHolds {
@@ -58,7 +62,17 @@ pub(crate) struct SharedHolds {
 pub(crate) struct Hold {
     run_id: RunId,
     token: u64,
+    /// Raised when the connection the hold was on is gone: whoever has it must not drive
+    /// the run (another process may have taken it).
+    lost: Arc<AtomicBool>,
     holds: Weak<SharedHolds>,
+}
+
+impl Hold {
+    /// Whether the hold was lost since it was taken.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Hold {
@@ -116,9 +130,10 @@ impl SharedHolds {
             reply,
         });
         let taken = answer.recv().map_err(|_| EngineError::WriterStopped)??;
-        Ok(taken.map(|token| Hold {
+        Ok(taken.map(|(token, lost)| Hold {
             run_id: run_id.clone(),
             token,
+            lost,
             holds: Arc::downgrade(self),
         }))
     }
@@ -171,24 +186,39 @@ fn serve(store: Store, requests: &mpsc::Receiver<Request>, holds: &Weak<SharedHo
     let Some(pg) = store.as_postgres() else {
         return;
     };
-    let mut held: HashMap<RunId, u64> = HashMap::new();
+    let mut held: HashMap<RunId, Held> = HashMap::new();
     let mut next_token: u64 = 1;
-    // The server process of the connection the holds are on: a call that found the
-    // connection closed made a new one, without the holds.
-    let mut holding_pid = pg.backend_pid();
-    let lose_all = |held: &mut HashMap<RunId, u64>| {
-        let runs: Vec<RunId> = held.drain().map(|(run_id, _)| run_id).collect();
+    // Which connection the holds are on: a call that found the connection closed made a new
+    // one, without them.
+    let mut holding_on = pg.generation();
+    let lose_all = |held: &mut HashMap<RunId, Held>| {
+        let runs: Vec<RunId> = held
+            .drain()
+            .map(|(run_id, held)| {
+                held.lost.store(true, Ordering::Release);
+                run_id
+            })
+            .collect();
         if let Some(holds) = holds.upgrade() {
             holds.lose(runs);
         }
     };
-    let check = |held: &mut HashMap<RunId, u64>, holding_pid: Option<u32>| {
-        if !held.is_empty() && pg.backend_pid() != holding_pid {
+    let check = |held: &mut HashMap<RunId, Held>, holding_on: u64| {
+        if !held.is_empty() && pg.generation() != holding_on {
             lose_all(held);
         }
     };
+    let mut last_health = Instant::now();
     loop {
-        match requests.recv_timeout(HEALTH_EVERY) {
+        // However busy with requests, the connection is checked every second.
+        if last_health.elapsed() >= HEALTH_EVERY {
+            last_health = Instant::now();
+            if !held.is_empty() && !pg.is_alive() {
+                lose_all(&mut held);
+            }
+            check(&mut held, holding_on);
+        }
+        match requests.recv_timeout(HEALTH_EVERY.saturating_sub(last_health.elapsed())) {
             Ok(Request::Take {
                 run_id,
                 now_ms,
@@ -200,38 +230,46 @@ fn serve(store: Store, requests: &mpsc::Receiver<Request>, holds: &Weak<SharedHo
                 }
                 let taken = pg.try_hold(run_id.as_str(), &me, now_ms);
                 // The connection went (and perhaps was made anew): whatever it held went with it.
-                check(&mut held, holding_pid);
+                check(&mut held, holding_on);
                 if taken.as_ref().is_ok_and(Result::is_ok) {
-                    holding_pid = pg.backend_pid();
+                    holding_on = pg.generation();
                 }
                 let answer = taken.map(|taken| {
                     taken.map(|()| {
                         let token = next_token;
                         next_token += 1;
-                        held.insert(run_id, token);
-                        token
+                        let lost = Arc::new(AtomicBool::new(false));
+                        held.insert(
+                            run_id,
+                            Held {
+                                token,
+                                lost: Arc::clone(&lost),
+                            },
+                        );
+                        (token, lost)
                     })
                 });
                 let _ = reply.send(answer);
             }
             Ok(Request::Release { run_id, token }) => {
-                if held.get(&run_id) == Some(&token) {
+                if held.get(&run_id).is_some_and(|held| held.token == token) {
                     held.remove(&run_id);
                     if let Err(error) = pg.release_hold(run_id.as_str()) {
                         tracing::warn!(%error, %run_id, "could not let go of a run's hold");
                     }
-                    check(&mut held, holding_pid);
+                    check(&mut held, holding_on);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if !held.is_empty() && !pg.is_alive() {
-                    lose_all(&mut held);
-                }
-                check(&mut held, holding_pid);
-            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+/// A hold the thread keeps: its token, and the flag raised when it is lost.
+struct Held {
+    token: u64,
+    lost: Arc<AtomicBool>,
 }
 
 /// This machine's name, for the holds that say whose they are.

@@ -17,6 +17,13 @@ use crate::{Durability, StoreError};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle time after which the connection is probed, so a server that vanished is noticed.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// Then a probe this often, given up after this many: a vanished server is noticed within
+/// about a minute.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 4;
+/// A transaction left open longer than this (its client stalled or cut off) is ended by the
+/// server, so that the write counter it holds does not stop every other writer.
+const IDLE_IN_TRANSACTION: &str = "30s";
 /// Where Debian's server listens when a URL names no host.
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
@@ -53,16 +60,27 @@ impl PgTarget {
         password_env: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<PgTarget, StoreError> {
+        // The URL itself is never repeated: what a parser takes for its password may not be
+        // what the user meant (an unencoded `@`, `/` or `?` in it).
         let bad = |reason: String| StoreError::BadUrl {
-            url: redact(url),
+            url: url.split("://").next().unwrap_or("postgres").to_owned() + "://…",
             reason,
         };
         if !PgTarget::is_url(url) {
             return Err(bad("it must start with postgres:// or postgresql://".into()));
         }
-        let mut config: Config = url
-            .parse()
-            .map_err(|error: postgres::Error| bad(error.to_string()))?;
+        let mut config: Config = url.parse().map_err(|_: postgres::Error| {
+            bad("it is not a PostgreSQL connection URL (postgres://user@host:port/database; write an @, : or / in the user name or password as %40, %3A or %2F)".into())
+        })?;
+        let host_in_userinfo = config.get_hosts().iter().any(|host| match host {
+            Host::Tcp(name) => name.contains('@'),
+            Host::Unix(_) => false,
+        });
+        if host_in_userinfo {
+            return Err(bad(
+                "its host name holds an @: write an @ in the password as %40".into(),
+            ));
+        }
         if config.get_user().is_none() {
             let user = env("USER").or_else(|| env("LOGNAME")).ok_or_else(|| {
                 bad("it names no user, and neither USER nor LOGNAME is set".into())
@@ -85,7 +103,9 @@ impl PgTarget {
             .application_name("stepwise")
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
-            .keepalives_idle(KEEPALIVE_IDLE);
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES);
         let label = label(&config);
         Ok(PgTarget { config, label })
     }
@@ -112,7 +132,10 @@ impl PgTarget {
             Durability::Normal => "off",
         };
         client
-            .batch_execute(&format!("SET synchronous_commit = {synchronous}"))
+            .batch_execute(&format!(
+                "SET synchronous_commit = {synchronous}; \
+                 SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"
+            ))
             .map_err(unreachable)?;
         Ok(client)
     }
@@ -171,56 +194,27 @@ fn label(config: &Config) -> String {
     }
 }
 
-/// `url` with any password in it replaced by `***`: for messages about a URL that could not
-/// be parsed.
-pub(crate) fn redact(url: &str) -> String {
-    let mut shown = url.to_owned();
-    if let Some(scheme_end) = shown.find("://") {
-        let rest = scheme_end + 3;
-        let authority_end = shown[rest..]
-            .find(['/', '?'])
-            .map_or(shown.len(), |i| rest + i);
-        if let Some(at) = shown[rest..authority_end].rfind('@') {
-            let userinfo = &shown[rest..rest + at];
-            if let Some(colon) = userinfo.find(':') {
-                shown.replace_range(rest + colon + 1..rest + at, "***");
-            }
-        }
-    }
-    if let Some(query) = shown.find('?') {
-        let (base, params) = shown.split_at(query + 1);
-        let params: Vec<String> = params
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        shown = format!("{base}{}", params.join("&"));
-    }
-    shown
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_password_in_a_url_is_never_shown() {
-        assert_eq!(
-            redact("postgres://ann:s3cret@db.example:5432/team?sslmode=disable&password=x"),
-            "postgres://ann:***@db.example:5432/team?sslmode=disable&password=***"
-        );
         let target = PgTarget::parse("postgres://ann:s3cret@db.example/team", None).unwrap();
         assert_eq!(target.label(), "postgres://ann@db.example:5432/team");
         assert!(!format!("{target:?}").contains("s3cret"));
-        let error = PgTarget::parse("postgres://ann:s3cret@db.example:notaport/x", None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            !error.contains("s3cret") && error.contains("ann:***@"),
-            "{error}"
-        );
+        for url in [
+            "postgres://ann:s3cret@db.example:notaport/x",
+            "postgres://ann:s3c@ret@db.example/x",
+            "postgres://ann:s3cret@db.example/x?password=s3cret&nonsense=1",
+        ] {
+            let error = PgTarget::parse(url, None).unwrap_err().to_string();
+            assert!(
+                !error.contains("s3c") && !error.contains("ret@"),
+                "{url}: {error}"
+            );
+            assert!(error.contains("cannot be used"), "{error}");
+        }
     }
 
     #[test]

@@ -23,10 +23,28 @@ impl PgStore {
         holder: &str,
         now_ms: i64,
     ) -> Result<Result<(), String>, StoreError> {
-        let taken: bool = self.read(|db| {
-            Ok(db
+        // The lock and the row on one connection in one call: a connection made anew
+        // between the two would carry a row for a lock it does not hold.
+        let taken = self.read(|db| {
+            let taken: bool = db
                 .query_one(&format!("SELECT pg_try_advisory_lock({KEY})"), &[&run_id])?
-                .get(0))
+                .get(0);
+            if !taken {
+                return Ok(false);
+            }
+            let said = db.execute(
+                "INSERT INTO run_holders (run_id, holder, pid, since_ms)
+                 VALUES ($1, $2, pg_backend_pid(), $3)
+                 ON CONFLICT (run_id) DO UPDATE SET holder = excluded.holder,
+                     pid = excluded.pid, since_ms = excluded.since_ms",
+                &[&run_id, &holder, &now_ms],
+            );
+            if let Err(error) = said {
+                // Not left locked for nobody: a lock taken twice on one session stacks.
+                let _ = db.query_one(&format!("SELECT pg_advisory_unlock({KEY})"), &[&run_id]);
+                return Err(error);
+            }
+            Ok(true)
         })?;
         if !taken {
             let who = self.holder(run_id)?;
@@ -34,15 +52,6 @@ impl PgStore {
                 who.unwrap_or_else(|| "another stepwise process".to_owned())
             ));
         }
-        self.read(|db| {
-            db.execute(
-                "INSERT INTO run_holders (run_id, holder, pid, since_ms)
-                 VALUES ($1, $2, pg_backend_pid(), $3)
-                 ON CONFLICT (run_id) DO UPDATE SET holder = excluded.holder,
-                     pid = excluded.pid, since_ms = excluded.since_ms",
-                &[&run_id, &holder, &now_ms],
-            )
-        })?;
         Ok(Ok(()))
     }
 

@@ -53,6 +53,12 @@ pub struct PgStore {
     commits: AtomicU64,
     /// The connection's server process (0 before the first connection).
     pid: AtomicU32,
+    /// How many connections were made after the first: a session's locks, and a snapshot,
+    /// belong to the connection they were taken on.
+    generation: AtomicU64,
+    /// A snapshot is open: a call that finds the connection gone fails rather than read the
+    /// rest of it outside the snapshot on a new one.
+    in_snapshot: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -179,6 +185,8 @@ impl PgStore {
             durability,
             label: PathBuf::from(target.label()),
             commits: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            in_snapshot: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -257,12 +265,22 @@ impl PgStore {
     fn connection(&self) -> Result<MutexGuard<'_, Option<Connection>>, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if conn.as_ref().is_none_or(|conn| conn.client.is_closed()) {
+            if self.in_snapshot.load(Ordering::Acquire) {
+                return Err(self.closed());
+            }
             tracing::info!(database = %self.label.display(), "reconnecting to PostgreSQL");
             let opened = Connection::open(&self.target, self.durability)?;
             self.pid.store(opened.pid, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::AcqRel);
             *conn = Some(opened);
         }
         Ok(conn)
+    }
+
+    /// Which connection this is: it moves each time one is made anew (what was held on the
+    /// last one is gone).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn closed(&self) -> StoreError {
@@ -283,6 +301,7 @@ impl PgStore {
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .map_err(|error| StoreError::from(error).at(&self.label))
         })?;
+        self.in_snapshot.store(true, Ordering::Release);
         Ok(PgSnapshot { store: self })
     }
 
@@ -364,11 +383,14 @@ impl PgSnapshot<'_> {
 impl Drop for PgSnapshot<'_> {
     fn drop(&mut self) {
         let store = self.store;
+        store.in_snapshot.store(false, Ordering::Release);
         store.io.install(|| {
-            if let Ok(mut guard) = store.conn.try_lock()
-                && let Some(conn) = guard.as_mut()
+            let mut guard = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(conn) = guard.as_mut()
+                && conn.client.batch_execute("COMMIT").is_err()
             {
-                let _ = conn.client.batch_execute("COMMIT");
+                // Whatever state it is in, the next call starts on a clean connection.
+                *guard = None;
             }
         });
     }

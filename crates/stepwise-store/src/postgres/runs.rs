@@ -58,7 +58,7 @@ impl PgStore {
             run_rows(&db.query(
                 &format!(
                     "SELECT {RUN_COLUMNS} FROM runs WHERE parent_run_id = $1
-                     ORDER BY created_at_ms, run_id"
+                     ORDER BY created_at_ms, run_id COLLATE \"C\""
                 ),
                 &[&run_id.as_str()],
             )?)

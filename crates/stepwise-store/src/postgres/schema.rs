@@ -202,8 +202,15 @@ pub(super) fn migrate(client: &mut Client, target: &PgTarget) -> Result<(), Stor
     let mut tx = client.transaction().map_err(at)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(at)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS stepwise_schema (version INTEGER NOT NULL)")
-        .map_err(at)?;
+    // Made only where missing: a role that may only read and write data may not create.
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('stepwise_schema') IS NOT NULL", &[])
+        .map_err(at)?
+        .get(0);
+    if !exists {
+        tx.batch_execute("CREATE TABLE stepwise_schema (version INTEGER NOT NULL)")
+            .map_err(at)?;
+    }
     let found: Option<i32> = tx
         .query_opt("SELECT version FROM stepwise_schema", &[])
         .map_err(at)?
