@@ -202,6 +202,19 @@ fn the_app_starts_triggered_runs_takes_a_signal_from_its_form_and_watches_from_t
     // way is what a person's click on the close button does.)
     let closed = close_like_a_window_manager(&display.name, "Stepwise");
     assert_eq!(closed, 1, "one window titled Stepwise was asked to close");
+    // Under load, about one close in five sent this way (no window manager runs under Xvfb)
+    // is not acted on at all: no close request reaches the app. A person clicks again; so does
+    // the test, at most twice more (see the note of stop 32: not understood yet).
+    for _ in 0..2 {
+        let hidden = (0..30).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            visible_windows(&display.name, "Stepwise") == 0
+        });
+        if hidden {
+            break;
+        }
+        close_like_a_window_manager(&display.name, "Stepwise");
+    }
     wait_until("the window to be hidden", LIVE, || {
         visible_windows(&display.name, "Stepwise") == 0
     });
