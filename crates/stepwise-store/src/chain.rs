@@ -56,6 +56,33 @@ pub(crate) fn link(previous: &[u8], row: &Row<'_>) -> [u8; 32] {
     hasher.finish_bytes()
 }
 
+/// The link of `event`, appended as `seq` with its stored `payload`, after `previous`; it
+/// becomes `previous` for the next event.
+pub(crate) fn link_event(
+    previous: &mut Vec<u8>,
+    run_id: &RunId,
+    seq: EventSeq,
+    event: &crate::NewEvent,
+    payload: &str,
+) -> [u8; 32] {
+    let link = link(
+        previous,
+        &Row {
+            run_id: run_id.as_str(),
+            seq: seq.get(),
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            recorded_at_ms: event.recorded_at_ms,
+            correlation_id: event.correlation_id.as_deref(),
+            causation_seq: event.causation_seq.map(EventSeq::get),
+            payload,
+        },
+    );
+    previous.clear();
+    previous.extend_from_slice(&link);
+    link
+}
+
 /// A number's decimal digits, without allocating.
 fn decimal(mut n: u64) -> Decimal {
     let mut digits = [0u8; 20];

@@ -236,21 +236,7 @@ pub(crate) fn insert_events(
     for event in events {
         seq = seq.next();
         let payload = encode_payload(conn, run_id, seq, &event.payload)?;
-        let link = crate::chain::link(
-            &previous,
-            &crate::chain::Row {
-                run_id: run_id.as_str(),
-                seq: seq.get(),
-                event_type: &event.event_type,
-                schema_version: event.schema_version,
-                recorded_at_ms: event.recorded_at_ms,
-                correlation_id: event.correlation_id.as_deref(),
-                causation_seq: event.causation_seq.map(EventSeq::get),
-                payload: &payload,
-            },
-        );
-        previous.clear();
-        previous.extend_from_slice(&link);
+        let link = crate::chain::link_event(&mut previous, run_id, seq, event, &payload);
         statement.execute(params![
             run_id.as_str(),
             seq.get(),

@@ -264,21 +264,7 @@ fn insert_events<C: GenericClient>(
         let payload = encode_payload_with(run_id, seq, &event.payload, &mut |text| {
             insert_blob(db, text.as_bytes())
         })?;
-        let link = crate::chain::link(
-            &previous,
-            &crate::chain::Row {
-                run_id: run_id.as_str(),
-                seq: seq.get(),
-                event_type: &event.event_type,
-                schema_version: event.schema_version,
-                recorded_at_ms: event.recorded_at_ms,
-                correlation_id: event.correlation_id.as_deref(),
-                causation_seq: event.causation_seq.map(EventSeq::get),
-                payload: &payload,
-            },
-        );
-        previous.clear();
-        previous.extend_from_slice(&link);
+        let link = crate::chain::link_event(&mut previous, run_id, seq, event, &payload);
         db.execute(
             "INSERT INTO events (run_id, seq, event_type, schema_version, recorded_at_ms,
                                  correlation_id, causation_seq, payload, chain)
