@@ -108,11 +108,6 @@ impl Store {
         }
     }
 
-    /// Whether the backend is a PostgreSQL server.
-    pub fn is_postgres(&self) -> bool {
-        self.as_sqlite().is_none()
-    }
-
     /// Runs `read` inside one read transaction, so that everything it reads comes from the same
     /// commit (a run's row and its events agree, however fast a writer appends).
     pub fn snapshot<T, E: From<StoreError>>(

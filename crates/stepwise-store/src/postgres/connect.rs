@@ -139,11 +139,6 @@ impl PgTarget {
             .map_err(unreachable)?;
         Ok(client)
     }
-
-    /// The user this target connects as.
-    pub fn user(&self) -> &str {
-        self.config.get_user().unwrap_or_default()
-    }
 }
 
 /// The password for `config`, from the settings' variable, `PGPASSWORD` or the password file.

@@ -315,11 +315,6 @@ impl PgStore {
         Some(self.pid.load(Ordering::Relaxed)).filter(|pid| *pid != 0)
     }
 
-    /// The target this store connects to.
-    pub fn target(&self) -> &PgTarget {
-        &self.target
-    }
-
     /// The last number drawn by any write: changes whenever anyone commits a write.
     pub fn data_version(&self) -> Result<i64, StoreError> {
         self.read(|db| {
