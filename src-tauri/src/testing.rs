@@ -74,6 +74,7 @@ pub fn record(
         started_by: "ann".into(),
         max_parallel: 4,
         policy: Vec::new(),
+        approvers: None,
         models: Default::default(),
         budget: None,
         checkpoint: Default::default(),

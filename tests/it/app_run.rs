@@ -137,6 +137,7 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 started_by: "ann".into(),
                 max_parallel: 1,
                 policy: Vec::new(),
+                approvers: None,
                 models: Default::default(),
                 budget: None,
                 checkpoint: Default::default(),

@@ -524,6 +524,7 @@ fn record_unreadable_run(env: &Env) -> String {
         started_by: "test".into(),
         max_parallel: 1,
         policy: Vec::new(),
+        approvers: None,
         models: Default::default(),
         budget: None,
         checkpoint: Default::default(),

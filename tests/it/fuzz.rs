@@ -314,6 +314,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
         started_by: "fuzz".into(),
         max_parallel: workflow.max_parallel,
         policy: Vec::new(),
+        approvers: None,
         models: workflow
             .model_aliases()
             .into_iter()

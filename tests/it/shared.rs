@@ -40,7 +40,7 @@ fn handled_commands(env: &Env, run: &str) -> Vec<(String, String, i64)> {
 
 /// Waits, through the engine's own live feed of the approvals inbox, until `run` has `count`
 /// questions waiting.
-fn await_approvals(env: &Env, run: &str, count: usize) {
+pub(crate) fn await_approvals(env: &Env, run: &str, count: usize) {
     use stepwise_engine::{ApprovalChange, Engine};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -72,7 +72,8 @@ impl From<EngineError> for ApiError {
 }
 
 /// A run's refusal: 409 when the run is not in a state to take the command (a client may look
-/// again and decide anew), 422 when the command itself is wrong, 404 when it names no step;
+/// again and decide anew), 422 when the command itself is wrong, 404 when it names no step,
+/// 403 when the person may not answer (`approvers`);
 /// the kind is the refusal's own.
 fn refused(kind: RefusalKind) -> (StatusCode, &'static str) {
     match kind {
@@ -87,6 +88,7 @@ fn refused(kind: RefusalKind) -> (StatusCode, &'static str) {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_proposal_hash")
         }
         RefusalKind::Unreadable => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        RefusalKind::NotAnApprover => (StatusCode::FORBIDDEN, "not_an_approver"),
     }
 }
 

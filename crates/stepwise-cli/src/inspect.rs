@@ -397,6 +397,7 @@ pub fn approval_text(approval: &Approval) -> String {
         step,
         approval: pending,
         parent,
+        who_may_answer,
     } = approval;
     let mut out = Vec::new();
     let short = &run_id.as_str()[..run_id.as_str().len().min(8)];
@@ -411,6 +412,15 @@ pub fn approval_text(approval: &Approval) -> String {
         ));
     }
     out.push(format!("   why: {}", printable(&pending.reason)));
+    if let Some(only) = &who_may_answer.only {
+        out.push(format!("   may answer: {}", printable(&only.join(", "))));
+    }
+    if let Some(starter) = &who_may_answer.not_approving {
+        out.push(format!(
+            "   may not approve: {} (started the run; self_approval: false)",
+            printable(starter)
+        ));
+    }
     out.push(format!("   proposal {}", pending.proposal_hash));
     match &pending.proposal {
         Proposal::EditFile {

@@ -265,6 +265,10 @@ pub struct RunStarted {
     /// User and workspace rules in force when the run started (the workflow's own are in the
     /// workflow).
     pub policy: Vec<RuleSpec>,
+    /// Who may answer the run's questions, as the policy files said when it started (the
+    /// workflow's own `approvers` are in the workflow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Box<crate::approvers::Approvers>>,
     /// The models the workflow names, as the settings defined them when the run started (never
     /// a key: only the name of the variable it comes from).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -282,7 +286,7 @@ pub struct RunStarted {
     /// A fork (`stepwise fork`): the run it was forked from, and the events of that run it
     /// starts with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fork: Option<ForkOrigin>,
+    pub fork: Option<Box<ForkOrigin>>,
     /// The workflow files its `workflow` steps run, by `path` as written, as they were when
     /// the run started.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -8,6 +8,7 @@
 //! from the world arrives as a recorded event. That is what makes replay exact.
 
 pub mod agent_tools;
+pub mod approvers;
 pub mod cause;
 pub mod checkpoint;
 pub mod custom_step;

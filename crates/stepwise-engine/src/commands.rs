@@ -115,6 +115,8 @@ pub enum RefusalKind {
     InvalidProposalHash,
     /// The stored command could not be read (written by a newer stepwise?).
     Unreadable,
+    /// The person may not answer this question (`approvers`, `self_approval: false`).
+    NotAnApprover,
 }
 
 impl Refusal {
@@ -165,6 +167,7 @@ pub(crate) fn command_event(
             proposal,
         } => {
             let (step_state, pending) = awaiting(state, run_id, &step, proposal.as_deref())?;
+            check_answerer(state, &step, user, false)?;
             check_answer(&step, &pending.proposal, edited.as_ref())?;
             let mut hunks = None;
             let edited = match edited {
@@ -205,6 +208,7 @@ pub(crate) fn command_event(
                 }
                 None => None,
             };
+            check_answerer(state, &step, user, true)?;
             let approved_hash = edited
                 .as_ref()
                 .map_or_else(|| Ok(pending.proposal_hash.clone()), |p| p.hash())
@@ -227,6 +231,7 @@ pub(crate) fn command_event(
             proposal,
         } => {
             let (_, pending) = awaiting(state, run_id, &step, proposal.as_deref())?;
+            check_answerer(state, &step, user, false)?;
             if reason.trim().is_empty() {
                 return Err(EngineError::MissingReason { step });
             }
@@ -257,6 +262,22 @@ pub(crate) fn command_event(
         Command::Cancel => Event::RunCancelRequested { by },
         Command::ContinueAll => Event::BreakpointsCleared { by },
     }))
+}
+
+/// Refuses a person the run's `approvers` (or `self_approval: false`, when `approving`) do not
+/// let answer what `step` waits on.
+pub(crate) fn check_answerer(
+    state: &RunState,
+    step: &StepId,
+    user: &str,
+    approving: bool,
+) -> Result<(), EngineError> {
+    state.may_answer(step, user, approving).map_err(|message| {
+        EngineError::Refused(Refusal {
+            kind: RefusalKind::NotAnApprover,
+            message,
+        })
+    })
 }
 
 fn step_in<'s>(

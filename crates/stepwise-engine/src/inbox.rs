@@ -47,6 +47,16 @@ impl Engine {
             crate::commands::proposal_digits(given)?;
         }
         let run_id = self.find_run(run).await?.run_id;
+        // Someone the run's `approvers` leave out is told at once, from the log, whoever holds
+        // the run (the holder checks again as it applies the command; a driver of this
+        // process answers at once anyway).
+        if let Command::Approve { step, .. } | Command::Reject { step, .. } = &command
+            && self.ctx.live.channel(&run_id).is_none()
+        {
+            let approving = matches!(command, Command::Approve { .. });
+            let loaded = self.ctx.load_run(run_id.as_str()).await?;
+            crate::commands::check_answerer(&loaded.state, step, &self.ctx.config.user, approving)?;
+        }
         send_command(&self.ctx, &run_id, command, self.ctx.config.user.clone()).await
     }
 

@@ -2,11 +2,12 @@
 //! workspace's own (`.stepwise/policy.yaml`). Besides `rules`, a policy file may say which
 //! files workspace checkpoints leave out (`checkpoint: {ignore: [globs], max_file_bytes: N}`):
 //! there and not in a workflow, since leaving files out of checkpoints hides what is done to
-//! them.
+//! them; and, as a workflow may, who may answer questions (`approvers`, `self_approval`).
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use stepwise_core::approvers::{Approvers, ApproversDef};
 use stepwise_core::checkpoint::CheckpointSpec;
 use stepwise_core::policy::{RuleSpec, rules_from_def};
 use stepwise_core::workflow::def::{PolicyDef, RuleDef};
@@ -33,6 +34,10 @@ struct PolicyFileDef {
     rules: Vec<RuleDef>,
     #[serde(default)]
     checkpoint: Option<CheckpointDef>,
+    #[serde(default)]
+    approvers: Option<ApproversDef>,
+    #[serde(default)]
+    self_approval: Option<bool>,
 }
 
 /// A policy file's `checkpoint` section.
@@ -50,6 +55,8 @@ struct CheckpointDef {
 pub(crate) struct PolicyFiles {
     pub(crate) rules: Vec<RuleSpec>,
     pub(crate) checkpoint: CheckpointSpec,
+    /// Who may answer the questions of runs in the workspace, as either file says.
+    pub(crate) approvers: Approvers,
 }
 
 /// The rules in force for a workspace: the user's first, then the workspace's; and what
@@ -110,10 +117,13 @@ fn read_file(
     let def: PolicyFileDef =
         stepwise_core::yaml::from_str(&text).map_err(|e| policy_error(e.to_string()))?;
     let rules = PolicyDef { rules: def.rules };
-    files.rules.extend(
-        rules_from_def(&rules, &format!("{origin} {}", path.display()), false)
-            .map_err(|e| policy_error(e.to_string()))?,
-    );
+    let source = format!("{origin} {}", path.display());
+    files
+        .rules
+        .extend(rules_from_def(&rules, &source, false).map_err(|e| policy_error(e.to_string()))?);
+    let approvers = Approvers::from_def(def.approvers.as_ref(), def.self_approval, &source)
+        .map_err(|e| policy_error(e.to_string()))?;
+    files.approvers = files.approvers.and(&approvers);
     if let Some(checkpoint) = def.checkpoint {
         crate::checkpoint::ignore_set(&checkpoint.ignore).map_err(policy_error)?;
         files.checkpoint.ignore.extend(checkpoint.ignore);

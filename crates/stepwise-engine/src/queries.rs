@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use stepwise_core::approvers::WhoMayAnswer;
 use stepwise_core::event::Event;
 use stepwise_core::ids::{EventSeq, RunId, StepId};
 use stepwise_core::run::{PendingApproval, RunState, RunStatus};
@@ -55,6 +56,9 @@ pub struct Approval {
     /// For a child run: the run and step that started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Box<stepwise_core::subrun::ParentLink>>,
+    /// Who may answer it (`approvers`, `self_approval: false`).
+    #[serde(default, skip_serializing_if = "WhoMayAnswer::is_anyone")]
+    pub who_may_answer: WhoMayAnswer,
 }
 
 /// One event of a run's log: its seq, when it was recorded, and what it says.
@@ -339,6 +343,7 @@ pub(crate) fn approvals_of(row: &RunRow, state: &RunState) -> Vec<Approval> {
             step: step.clone(),
             approval: pending.clone(),
             parent: state.started().parent.clone().map(Box::new),
+            who_may_answer: state.who_may_answer(&pending.proposal),
         })
         .collect()
 }

@@ -34,6 +34,7 @@ pub async fn inbox(engine: &Engine) -> Result<InboxView, AppError> {
             requested_seq: asked.approval.approval.requested_seq.get(),
             requested_at_ms: asked.asked_at_ms,
             parent: asked.approval.parent.map(|link| *link),
+            who_may_answer: asked.approval.who_may_answer,
         })
         .collect();
     items.sort_by_key(|item| std::cmp::Reverse(item.requested_at_ms));

@@ -325,6 +325,7 @@ impl RunModel {
                     .copied()
                     .unwrap_or(self.row.updated_at_ms),
                 parent: self.state.started().parent.clone(),
+                who_may_answer: self.state.who_may_answer(&approval.proposal),
             })
             .collect();
         // A run the engine could not go on with says so first, in the engine's words.

@@ -13,6 +13,7 @@ pub use time_travel::{ComparisonView, ForkResult, RewindView};
 
 use serde::Serialize;
 use serde_json::Value;
+use stepwise_core::approvers::WhoMayAnswer;
 use stepwise_core::event::Proposal;
 use stepwise_core::ids::{RunId, StepId};
 use stepwise_core::run::CostLine;
@@ -102,6 +103,8 @@ pub struct ApprovalItem {
     pub requested_at_ms: i64,
     /// For a child run's question: the run and step that started it.
     pub parent: Option<ParentLink>,
+    /// Who may answer it (`approvers`, `self_approval: false`).
+    pub who_may_answer: WhoMayAnswer,
 }
 
 /// The approvals inbox, and the runs that could not be read to fill it.

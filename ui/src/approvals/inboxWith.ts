@@ -1,8 +1,10 @@
 // The whole app over the mock, on the Approvals view, its manual gate turned into `proposal`
-// and selected: for tests of how one kind of question is shown and decided.
+// and selected (with who may answer it): for tests of how one kind of question is shown and
+// decided.
 import { mount, unmount } from "svelte";
 import App from "../App.svelte";
 import type { Proposal } from "../generated/Proposal";
+import type { WhoMayAnswer } from "../generated/WhoMayAnswer";
 import { MockBackend } from "../ipc/mock";
 import { createFixtures } from "../ipc/fixtures";
 import { setBackend } from "../lib/backend";
@@ -19,13 +21,14 @@ export interface MountedInbox {
   unmount: () => void;
 }
 
-export async function mountInboxWith(proposal: Proposal): Promise<MountedInbox> {
+export async function mountInboxWith(proposal: Proposal, whoMayAnswer: WhoMayAnswer = {}): Promise<MountedInbox> {
   resetLive();
   inbox.reset();
   const fixtures = createFixtures(Date.UTC(2026, 10, 26, 9, 0, 0));
   const gate = fixtures.runs.flatMap((r) => r.approvals).find((a) => a.proposal.kind === "gate");
   if (!gate) throw new Error("the fixtures have a gate");
   gate.proposal = proposal;
+  gate.who_may_answer = whoMayAnswer;
   const mock = new MockBackend(fixtures);
   setBackend(mock);
   navigate({ view: "approvals" });

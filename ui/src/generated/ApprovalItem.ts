@@ -3,6 +3,7 @@ import type { ParentLink } from "./ParentLink";
 import type { Proposal } from "./Proposal";
 import type { RunId } from "./RunId";
 import type { StepId } from "./StepId";
+import type { WhoMayAnswer } from "./WhoMayAnswer";
 
 /**
  * A question waiting for a person.
@@ -15,4 +16,8 @@ reason: string, requested_seq: number, requested_at_ms: number,
 /**
  * For a child run's question: the run and step that started it.
  */
-parent: ParentLink | null, };
+parent: ParentLink | null, 
+/**
+ * Who may answer it (`approvers`, `self_approval: false`).
+ */
+who_may_answer: WhoMayAnswer, };

@@ -11,6 +11,7 @@ import type { FileChangeView } from "../generated/FileChangeView";
 import type { OperationView } from "../generated/OperationView";
 import type { ParentLink } from "../generated/ParentLink";
 import type { Proposal } from "../generated/Proposal";
+import type { WhoMayAnswer } from "../generated/WhoMayAnswer";
 import type { RunListItem } from "../generated/RunListItem";
 import type { Segment } from "../generated/Segment";
 import type { JsonValue } from "../generated/serde_json/JsonValue";
@@ -94,6 +95,8 @@ export interface RunSpec {
   note?: string | null;
   /** A child run: the run and step that started it. */
   parent?: ParentLink;
+  /** Who may answer its questions (`approvers`, `self_approval: false`); anyone when absent. */
+  whoMayAnswer?: WhoMayAnswer;
 }
 
 /** A run's cost, whole and broken down (what the Rust side sums from the log). */
@@ -271,6 +274,7 @@ export function buildRun(spec: RunSpec, now: number): BuiltRun {
               reason,
               requested_at_ms: t,
               parent: spec.parent ?? null,
+              who_may_answer: spec.whoMayAnswer ?? {},
             },
           });
         } else if (s.decisions?.[waitsDecided] ?? s.decision) {

@@ -595,6 +595,7 @@ export class MockBackend implements Backend {
       requested_seq: asked.seq,
       requested_at_ms: now,
       parent: run.parent ?? null,
+      who_may_answer: {},
     };
     run.approvals.push(item);
     run.detail.pending = [...run.approvals];

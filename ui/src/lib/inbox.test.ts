@@ -14,6 +14,7 @@ const item = (run: string, step: string, hash: string, at: number): ApprovalItem
   requested_seq: at,
   requested_at_ms: at,
   parent: null,
+  who_may_answer: {},
 });
 
 const A = item("r1", "edit", "h1", 300);

@@ -50,6 +50,7 @@ pub(super) fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(E
         started_by: "tester".into(),
         max_parallel: 4,
         policy,
+        approvers: None,
         models,
         budget: None,
         checkpoint: Default::default(),

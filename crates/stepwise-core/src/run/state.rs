@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use thiserror::Error;
 
-use crate::event::{Event, RunStarted};
+use crate::event::{Event, Proposal, RunStarted};
 use crate::ids::{EventSeq, StepId};
 use crate::llm::Budget;
 use crate::operation::OperationRequest;
@@ -284,6 +284,41 @@ impl RunState {
             .filter(|(_, s)| matches!(s.phase, Phase::RetryWait))
             .map(|(def, s)| (&def.id, s.attempt + 1))
             .collect()
+    }
+
+    /// Who may answer the run's questions: what the policy files said when it started, and
+    /// its workflow.
+    pub fn approvers(&self) -> crate::approvers::Approvers {
+        match &self.started.approvers {
+            Some(recorded) => recorded.and(&self.workflow.approvers),
+            None => self.workflow.approvers.clone(),
+        }
+    }
+
+    /// Who may answer a question the run puts.
+    pub fn who_may_answer(&self, proposal: &Proposal) -> crate::approvers::WhoMayAnswer {
+        self.approvers().who_may_answer(
+            crate::approvers::QuestionKind::of(proposal),
+            &self.started.started_by,
+        )
+    }
+
+    /// Whether `person` may answer what step `step` waits on: approve it (`approving`) or
+    /// reject it. The refusal says why; a step that waits on nothing is for the caller to
+    /// refuse.
+    pub fn may_answer(&self, step: &StepId, person: &str, approving: bool) -> Result<(), String> {
+        let Some(pending) = self
+            .step_state(step)
+            .and_then(|s| s.pending_approval.as_ref())
+        else {
+            return Ok(());
+        };
+        self.approvers().check(
+            crate::approvers::QuestionKind::of(&pending.proposal),
+            person,
+            &self.started.started_by,
+            approving,
+        )
     }
 
     /// Questions waiting for a person, in workflow order.

@@ -36,6 +36,7 @@ impl Run {
             started_by: "tester".into(),
             max_parallel: workflow.max_parallel,
             policy,
+            approvers: None,
             models: Default::default(),
             budget: None,
             checkpoint: Default::default(),

@@ -252,6 +252,15 @@ impl<'a> Compiler<'a> {
             }
             None => Vec::new(),
         };
+        let approvers = crate::approvers::Approvers::from_def(
+            def.approvers.as_ref(),
+            def.self_approval,
+            "workflow",
+        )
+        .map_err(|e| vec![e.to_string()]);
+        let approvers = self
+            .top_level("approvers", Some(approvers))
+            .unwrap_or_default();
         if def.max_parallel == Some(0) {
             let (line, column) = top_level_position(self.source, "max_parallel");
             self.error_at(line, column, None, "`max_parallel` must be at least 1");
@@ -335,6 +344,7 @@ impl<'a> Compiler<'a> {
                 .max_parallel
                 .map_or(DEFAULT_MAX_PARALLEL, |n| n as usize),
             policy_rules,
+            approvers,
             budget,
             breakpoints,
             steps,

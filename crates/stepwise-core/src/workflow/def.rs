@@ -26,6 +26,15 @@ pub struct WorkflowDef {
     /// Extra approval rules. A workflow can only tighten policy: `ask` and `deny` only.
     #[serde(default)]
     pub policy: Option<PolicyDef>,
+    /// Who may answer the run's questions (approve or reject): names for every kind, or per
+    /// kind (`edit_file`, `run_command`, `budget`, `plan`, `mcp_call`, …). Anyone else is
+    /// refused. A policy file's `approvers` apply as well: a person must be in both.
+    #[serde(default)]
+    pub approvers: Option<crate::approvers::ApproversDef>,
+    /// `false`: the person who started a run may not approve its questions (rejecting stays
+    /// open to them).
+    #[serde(default)]
+    pub self_approval: Option<bool>,
     /// What the run may spend on model calls. A call whose estimated cost would cross what
     /// remains waits for a person (`stepwise run --budget-usd` overrides `usd`).
     #[serde(default)]

@@ -56,6 +56,8 @@ pub struct Workflow {
     pub max_parallel: usize,
     /// The workflow's own (tightening) rules.
     pub policy_rules: Vec<RuleSpec>,
+    /// Who may answer its runs' questions, as the workflow says.
+    pub approvers: crate::approvers::Approvers,
     /// What a run may spend on models, as the workflow says.
     pub budget: Option<Budget>,
     /// Steps before which a run waits for a person to continue.
@@ -82,6 +84,7 @@ impl Workflow {
             inputs: self.inputs.clone(),
             max_parallel: self.max_parallel,
             policy_rules: self.policy_rules.clone(),
+            approvers: self.approvers.clone(),
             budget: self.budget,
             breakpoints: self.breakpoints.clone(),
             steps,

@@ -1,5 +1,5 @@
 //! Starting a child run: the workflow file the parent recorded, the inputs its step gave,
-//! the parent's workspace, policy and checkpoints; the models as the settings define them
+//! the parent's workspace, policy, approvers and checkpoints; the models as the settings define them
 //! now (recorded by the child, as any run records them when it starts).
 
 use std::sync::Arc;
@@ -32,6 +32,9 @@ pub(super) struct ChildStart {
 pub(super) async fn start(ctx: &Arc<Context>, start: ChildStart) -> Result<(), EngineError> {
     ctx.db.check_writable()?;
     let parent = ctx.load_run(start.parent.as_str()).await?;
+    // Whoever may answer the parent's questions, as its policy files and workflow say, is
+    // who may answer its children's (and their own workflows may narrow it further).
+    let approvers = parent.state.approvers().recorded();
     let parent = parent.state.started().clone();
     let user_settings = ctx.config.settings.clone().map(|path| UserSettings {
         path,
@@ -76,6 +79,7 @@ pub(super) async fn start(ctx: &Arc<Context>, start: ChildStart) -> Result<(), E
                 started_by: parent.started_by.clone(),
                 max_parallel: workflow.max_parallel.max(1),
                 policy: parent.policy.clone(),
+                approvers,
                 models,
                 budget: workflow.budget,
                 checkpoint: parent.checkpoint.clone(),
