@@ -88,6 +88,16 @@ impl TestDb {
         }
     }
 
+    /// The PostgreSQL database `url` names, whichever backend the suite runs on: for a test
+    /// with a server of its own.
+    pub fn on(path: std::path::PathBuf, url: String) -> TestDb {
+        TestDb {
+            path,
+            url: Some(url),
+            kept: std::sync::Mutex::new(None),
+        }
+    }
+
     /// A SQLite file whichever backend the suite runs on: for a test that moves runs between
     /// the two.
     pub fn sqlite(path: std::path::PathBuf) -> TestDb {

@@ -64,6 +64,7 @@ mod lock_files;
 mod loops;
 mod otlp_receiver;
 mod patterns;
+mod pg_restart;
 mod plan;
 mod real_llm;
 mod replay;

@@ -239,6 +239,11 @@ impl DatabaseError {
     pub fn is_busy(&self) -> bool {
         self.0.is_busy()
     }
+
+    /// The database server went away or could not be reached (PostgreSQL only).
+    pub fn is_server_gone(&self) -> bool {
+        self.0.is_server_gone()
+    }
 }
 
 #[doc(hidden)]

@@ -57,11 +57,11 @@ impl Engine {
             .db
             .read(move |store| {
                 Ok(found
-                    .into_iter()
+                    .iter()
                     .map(|(seq, step, changes)| OperationChanges {
-                        seq,
-                        step,
-                        changes: shown_all(store, changes),
+                        seq: *seq,
+                        step: step.clone(),
+                        changes: shown_all(store, changes.clone()),
                     })
                     .collect())
             })
@@ -79,7 +79,7 @@ impl Engine {
         }
         self.ctx
             .db
-            .read(move |store| Ok(shown_all(store, changes)))
+            .read(move |store| Ok(shown_all(store, changes.clone())))
             .await
     }
 }

@@ -200,8 +200,8 @@ impl Engine {
         self.ctx
             .db
             .read(move |store| {
-                let runs = match run {
-                    Some(run) => vec![store.find_run(&run)?],
+                let runs = match &run {
+                    Some(run) => vec![store.find_run(run)?],
                     None => store.unfinished_runs()?,
                 };
                 let mut found = Vec::new();
@@ -261,10 +261,10 @@ impl Engine {
             .db
             .read(move |store| {
                 let filter = RunFilter {
-                    status: query.status,
-                    only: query.only,
-                    except: query.except,
-                    words: query.words,
+                    status: query.status.clone(),
+                    only: query.only.clone(),
+                    except: query.except.clone(),
+                    words: query.words.clone(),
                 };
                 Ok(RunsPage {
                     runs: store.runs_page(&filter, query.offset, query.limit)?,

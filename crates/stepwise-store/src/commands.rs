@@ -83,6 +83,17 @@ pub enum CommandRef {
     New(NewCommand),
 }
 
+impl HandledCommand {
+    /// The command's id where it is known without asking the database: a pending command's;
+    /// 0 for a new one, whose id the insert gave (for a commit whose answer was lost).
+    pub fn known_id(&self) -> i64 {
+        match &self.command {
+            CommandRef::Pending(id) => *id,
+            CommandRef::New(_) => 0,
+        }
+    }
+}
+
 const COMMAND_COLUMNS: &str = "command_id, run_id, body, issued_by, issued_at_ms, state, \
                                outcome, handled_at_ms, handled_by";
 

@@ -177,6 +177,20 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database server went away or could not be reached (a restart, a network
+    /// cut): trying again once it is back may succeed. Never so for a SQLite file.
+    pub fn is_server_gone(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Postgres {
+                retryable: true,
+                ..
+            } | StoreError::Unreachable { .. }
+        )
+    }
+}
+
 fn postgres_message(database: Option<&str>, reason: &str) -> String {
     match database {
         Some(database) => format!("database `{database}`: {reason}"),

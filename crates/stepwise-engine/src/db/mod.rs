@@ -20,6 +20,10 @@ use tokio::sync::watch;
 use crate::config::{Durability, SharedDatabase};
 use crate::error::EngineError;
 
+/// How long the engine waits for a database server that went away (a restart, a network cut)
+/// before whatever waits on it gives up: reads, and drivers (see `driver::outage`).
+pub(crate) const OUTAGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub(crate) use changes::Changes;
 pub(crate) use identity::{DbFile, Opener};
 pub(crate) use readers::Readers;
@@ -99,7 +103,7 @@ impl Db {
     pub(crate) async fn read<T, F>(&self, read: F) -> Result<T, EngineError>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, EngineError> + Send + 'static,
+        F: Fn(&Store) -> Result<T, EngineError> + Send + Sync + 'static,
     {
         self.readers.read(read).await
     }

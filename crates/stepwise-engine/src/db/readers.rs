@@ -12,6 +12,9 @@ use crate::error::{DatabaseError, EngineError};
 /// Idle connections kept for reuse; more are opened when needed and closed after.
 const KEEP_IDLE: usize = 4;
 
+/// How often a read is tried again while the database server is away.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub(crate) struct Readers {
     file: Arc<DbFile>,
     /// Where reads run: the engine's executor runtime's blocking threads.
@@ -29,17 +32,44 @@ impl Readers {
     }
 
     /// Runs `read` with a read connection on a blocking thread, in one read transaction (all it
-    /// reads is from the same commit).
+    /// reads is from the same commit). On a database server that went away (restarted, out of
+    /// reach), the read is tried again every [`RETRY_EVERY`] until it answers, for up to
+    /// [`super::OUTAGE_PATIENCE`]: a read changes nothing, and whoever waits on it (a feed, a
+    /// driver, a client following a run) goes on where it was once the server is back.
     pub(crate) async fn read<T, F>(self: &Arc<Self>, read: F) -> Result<T, EngineError>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, EngineError> + Send + 'static,
+        F: Fn(&Store) -> Result<T, EngineError> + Send + Sync + 'static,
+    {
+        let read = Arc::new(read);
+        let began = std::time::Instant::now();
+        let mut warned = false;
+        loop {
+            match self.read_once(Arc::clone(&read)).await {
+                Err(EngineError::Database(error))
+                    if error.is_server_gone() && began.elapsed() < super::OUTAGE_PATIENCE =>
+                {
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(%error, "the database server does not answer; waiting for it");
+                    }
+                    tokio::time::sleep(RETRY_EVERY).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn read_once<T, F>(self: &Arc<Self>, read: Arc<F>) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: Fn(&Store) -> Result<T, EngineError> + Send + Sync + 'static,
     {
         let readers = Arc::clone(self);
         self.exec
             .spawn_blocking(move || {
                 let store = readers.take()?;
-                let result = store.snapshot(read);
+                let result = store.snapshot(|store| read(store));
                 readers.give_back(store);
                 // A failure SQLite reports names the database it happened in.
                 result.map_err(|error| match error {

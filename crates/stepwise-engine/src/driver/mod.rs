@@ -16,6 +16,7 @@ mod alerts;
 mod children;
 mod dispatch;
 mod inbox;
+mod outage;
 mod recovery;
 mod retries;
 mod stale;
@@ -277,7 +278,15 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            self.handle(messages).await?;
+            match self.handle(messages).await {
+                // A read that found the server gone: once it is back, the inbox is read anew.
+                Err(error) if self.is_outage(&error) => {
+                    let logged = self.state.last_seq();
+                    self.ride_out(&outage::Pending::Nothing { logged })?;
+                    let _ = self.tx.send(Message::InboxChanged);
+                }
+                handled => handled?,
+            }
         }
         for (_, timer) in self.timers.drain() {
             timer.abort();
@@ -385,9 +394,19 @@ impl Driver {
             return Err(self.ctx.db.file.error().into());
         }
         if hold_lost {
-            return Err(EngineError::HoldLost {
+            // The server went away (and may be back): ride it out, the results in hand kept.
+            let held: usize = groups
+                .iter()
+                .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
+                .sum();
+            let logged = EventSeq::new(self.state.last_seq().get() - held as u64);
+            let lost = EngineError::HoldLost {
                 run_id: self.run_id.clone(),
-            });
+            };
+            if !self.is_outage(&lost) {
+                return Err(lost);
+            }
+            self.ride_out(&outage::Pending::Nothing { logged })?;
         }
         self.commit(groups, Vec::new())?;
         // Outcomes already in hand are recorded before letting go, so that the next holder
@@ -540,9 +559,24 @@ impl Driver {
             .test_hooks
             .before_commit(&run_id, &self.ctx.config.db_path)?;
         // Drivers live on the writer thread: the commit happens here, without a hand-off.
-        let (_, handled_ids) = self.ctx.db.writer.write_here(|store| {
-            store.append_commands(&run_id, expected, &rows, Some(status), &handled)
-        })?;
+        let handled_ids = loop {
+            let appended = self.ctx.db.writer.write_here(|store| {
+                store.append_commands(&run_id, expected, &rows, Some(status), &handled)
+            });
+            match appended {
+                Ok((_, ids)) => break ids,
+                Err(error) if self.is_outage(&error) => {
+                    let pending = outage::Pending::Commit {
+                        expected,
+                        rows: &rows,
+                    };
+                    if self.ride_out(&pending)? == outage::Found::Landed {
+                        break handled.iter().map(HandledCommand::known_id).collect();
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        };
         commit.done();
         self.alerts_started(started, now);
         // What is recorded as started must start.

@@ -260,7 +260,8 @@ impl Engine {
             .db
             .read(move |store| {
                 wanted
-                    .into_iter()
+                    .iter()
+                    .cloned()
                     .map(|(path, hash)| {
                         let Some(hash) = hash else {
                             return Ok((path, None));

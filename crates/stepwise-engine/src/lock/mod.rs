@@ -119,6 +119,12 @@ impl Holds {
         }
     }
 
+    /// Whether runs are held on a database server (which may go away and come back), not by
+    /// lock files.
+    pub(crate) fn is_shared(&self) -> bool {
+        !matches!(self, Holds::Files(_))
+    }
+
     /// The holds on a PostgreSQL server, if that is where runs are held.
     #[cfg(feature = "postgres")]
     pub(crate) fn shared(&self) -> Option<&Arc<shared::SharedHolds>> {

@@ -232,7 +232,8 @@ impl Engine {
             .db
             .read(move |store| {
                 restores
-                    .into_iter()
+                    .iter()
+                    .cloned()
                     .map(|restore| {
                         let bytes = match &restore.to {
                             Some(version) => store.get_blob(&version.hash)?,

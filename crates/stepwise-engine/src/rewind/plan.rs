@@ -167,9 +167,9 @@ async fn read_then(
     ctx.db
         .read(move |store| {
             let mut found = BTreeMap::new();
-            for hash in hashes {
-                if let Some(bytes) = store.get_blob(&hash)? {
-                    found.insert(hash, bytes);
+            for hash in &hashes {
+                if let Some(bytes) = store.get_blob(hash)? {
+                    found.insert(hash.clone(), bytes);
                 }
             }
             Ok(found)

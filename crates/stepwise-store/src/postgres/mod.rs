@@ -190,23 +190,31 @@ impl PgStore {
         })
     }
 
-    /// Reads through the connection (reconnecting first if the server closed it).
+    /// Reads through the connection (reconnecting first if the server closed it). A read
+    /// that finds the connection gone (the server restarted since it was last used) is read
+    /// again, once, on a new one: a read changes nothing, so it may be repeated.
     pub(crate) fn read<T: Send>(
         &self,
-        read: impl FnOnce(&mut Db<'_, Client>) -> Result<T, StoreError> + Send,
+        read: impl Fn(&mut Db<'_, Client>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.io.install(|| {
-            let mut guard = self.connection()?;
-            let Some(Connection {
-                client, statements, ..
-            }) = guard.as_mut()
-            else {
-                return Err(self.closed());
-            };
-            let result =
-                read(&mut Db { client, statements }).map_err(|error| error.at(&self.label));
-            forget_if_lost(&mut guard, &result);
-            result
+        self.io.install(move || {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let mut guard = self.connection()?;
+                let Some(Connection {
+                    client, statements, ..
+                }) = guard.as_mut()
+                else {
+                    return Err(self.closed());
+                };
+                let result =
+                    read(&mut Db { client, statements }).map_err(|error| error.at(&self.label));
+                let lost = forget_if_lost(&mut guard, &result);
+                if !(lost && tries == 1 && !self.in_snapshot.load(Ordering::Acquire)) {
+                    return result;
+                }
+            }
         })
     }
 
@@ -225,39 +233,57 @@ impl PgStore {
         &self,
         write: impl FnOnce(&mut Db<'_, postgres::Transaction<'_>>, i64) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut guard = self.connection()?;
-        let Some(Connection {
-            client, statements, ..
-        }) = guard.as_mut()
-        else {
-            return Err(self.closed());
-        };
-        let result = (|| {
-            let mut tx = client.transaction()?;
-            let mut db = Db {
-                client: &mut tx,
-                statements,
+        let mut write = Some(write);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut guard = self.connection()?;
+            let Some(Connection {
+                client, statements, ..
+            }) = guard.as_mut()
+            else {
+                return Err(self.closed());
             };
-            let change: i64 = db
-                .query_one(
-                    "UPDATE stepwise_counter SET value = value + 1 RETURNING value",
+            // Whether the failure came before `write` was called: nothing was written then.
+            let mut begun = false;
+            let result = (|| {
+                let mut tx = client.transaction()?;
+                let mut db = Db {
+                    client: &mut tx,
+                    statements,
+                };
+                let change: i64 = db
+                    .query_one(
+                        "UPDATE stepwise_counter SET value = value + 1 RETURNING value",
+                        &[],
+                    )?
+                    .get(0);
+                begun = true;
+                let write = write.take().ok_or_else(|| StoreError::Postgres {
+                    database: None,
+                    reason: "a write was tried twice".to_owned(),
+                    retryable: false,
+                })?;
+                let value = write(&mut db, change)?;
+                // Delivered at the commit, to every process listening (see `changes`).
+                db.query_one(
+                    &format!("SELECT pg_notify('{CHANGES_CHANNEL}', '')::text"),
                     &[],
-                )?
-                .get(0);
-            let value = write(&mut db, change)?;
-            // Delivered at the commit, to every process listening (see `changes`).
-            db.query_one(
-                &format!("SELECT pg_notify('{CHANGES_CHANNEL}', '')::text"),
-                &[],
-            )?;
-            tx.commit()?;
-            Ok(value)
-        })();
-        if result.is_ok() {
-            self.commits.fetch_add(1, Ordering::Relaxed);
+                )?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            if result.is_ok() {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            let lost = forget_if_lost(&mut guard, &result);
+            // A connection the server ended since it was last used fails at the transaction's
+            // first statement, before anything is written: begun again, once, on a new one. A
+            // failure later leaves the write's fate for the caller to find out.
+            if !(lost && !begun && tries == 1) {
+                return result.map_err(|error: StoreError| error.at(&self.label));
+            }
         }
-        forget_if_lost(&mut guard, &result);
-        result.map_err(|error: StoreError| error.at(&self.label))
     }
 
     /// The connection, made anew when the server closed the last one (a restart, a network
@@ -295,11 +321,20 @@ impl PgStore {
     /// comes from one commit.
     pub(crate) fn begin_snapshot(&self) -> Result<PgSnapshot<'_>, StoreError> {
         self.io.install(|| {
-            let mut guard = self.connection()?;
-            let conn = guard.as_mut().ok_or_else(|| self.closed())?;
-            conn.client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .map_err(|error| StoreError::from(error).at(&self.label))
+            // As for a read: a connection found gone at the start is made anew, once.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let mut guard = self.connection()?;
+                let conn = guard.as_mut().ok_or_else(|| self.closed())?;
+                let begun = conn
+                    .client
+                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .map_err(StoreError::from);
+                if !(forget_if_lost(&mut guard, &begun) && tries == 1) {
+                    return begun.map_err(|error| error.at(&self.label));
+                }
+            }
         })?;
         self.in_snapshot.store(true, Ordering::Release);
         Ok(PgSnapshot { store: self })
@@ -354,7 +389,8 @@ impl Drop for PgStore {
 
 /// After a failure that says the connection may be gone, the next call connects anew rather
 /// than find out again (the client may not know yet that the server ended it).
-fn forget_if_lost<T>(conn: &mut Option<Connection>, result: &Result<T, StoreError>) {
+/// Returns whether it was gone.
+fn forget_if_lost<T>(conn: &mut Option<Connection>, result: &Result<T, StoreError>) -> bool {
     if let Err(StoreError::Postgres {
         retryable: true, ..
     }) = result
@@ -363,7 +399,9 @@ fn forget_if_lost<T>(conn: &mut Option<Connection>, result: &Result<T, StoreErro
         })
     {
         *conn = None;
+        return true;
     }
+    false
 }
 
 /// An open read-only snapshot on a [`PgStore`]'s connection.
