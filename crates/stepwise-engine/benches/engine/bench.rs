@@ -53,6 +53,20 @@ impl Bench {
         Ok(Bench { dir, engine })
     }
 
+    /// An engine on the PostgreSQL database `url` (its local files in a temp directory).
+    pub(crate) fn open_on(url: &str) -> BenchResult<Bench> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join("ws"))?;
+        std::fs::write(dir.path().join("ws").join("input.txt"), "hello\n")?;
+        let mut config = EngineConfig::new(dir.path().join("bench.db"));
+        config.shared = Some(stepwise_engine::SharedDatabase {
+            url: url.to_string(),
+            password_env: None,
+        });
+        let engine = Engine::open(config)?;
+        Ok(Bench { dir, engine })
+    }
+
     /// A 100 KiB text file: read on a blocking thread, not inline.
     pub(crate) fn write_large_input(&self) -> BenchResult<()> {
         let line = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";

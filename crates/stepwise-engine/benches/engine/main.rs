@@ -10,6 +10,10 @@
 //! scenario's process forks the engine's command launcher first thing, as the CLI and the app
 //! do. Figures are medians of several rounds.
 //!
+//! With `STEPWISE_BENCH_PG` naming a PostgreSQL admin URL (and the engine's `postgres`
+//! feature: `cargo bench -p stepwise-engine --features postgres --bench engine`), chains and a
+//! fan-out run on that server too, next to its commit floor (see `postgres`).
+//!
 //! Under `cargo test` (no `--bench` argument) every scenario runs once at a tiny size, as a
 //! smoke test, and nothing is printed.
 
@@ -17,6 +21,7 @@ mod agent;
 mod bench;
 mod checkpoints;
 mod floors;
+mod postgres;
 mod workflows;
 
 use std::fmt::Write as _;
@@ -45,7 +50,7 @@ pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// How big each scenario is.
 #[derive(Clone, Copy)]
-struct Sizes {
+pub(crate) struct Sizes {
     rounds: usize,
     floor: usize,
     linear: usize,
@@ -115,7 +120,14 @@ fn main() -> BenchResult<()> {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        for (label, value) in runtime.block_on(scenario(name, durability, sizes))? {
+        let lines = match args.iter().position(|a| a == "--postgres") {
+            Some(at) => {
+                let url = args.get(at + 1).ok_or("--postgres needs a URL")?;
+                runtime.block_on(postgres::scenario(name, url, sizes))?
+            }
+            None => runtime.block_on(scenario(name, durability, sizes))?,
+        };
+        for (label, value) in lines {
             println!("{label}\t{value}");
         }
         return Ok(());
@@ -148,13 +160,14 @@ fn main() -> BenchResult<()> {
             }
         }
     }
+    postgres::run_all(&me, benchmarking, &mut report)?;
     if benchmarking {
         print!("{report}");
     }
     Ok(())
 }
 
-type Lines = Vec<(String, String)>;
+pub(crate) type Lines = Vec<(String, String)>;
 
 async fn scenario(name: &str, durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
     match name {

@@ -16,12 +16,13 @@ mod alerts;
 mod children;
 mod dispatch;
 mod inbox;
+mod inline_reads;
 mod outage;
 mod recovery;
 mod retries;
 mod stale;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -591,60 +592,6 @@ impl Driver {
             }
         }
         Ok(handled_ids)
-    }
-
-    /// Reads change nothing in the world, so a small one is performed right here, as soon as
-    /// it is decided, and its result taken as an input at once: request, result and what
-    /// follows from it are all recorded in this one commit (nothing outside the log has
-    /// depended on the result before then). A chain of reads and the pure steps between them
-    /// thus costs one commit, not one per read. Large files are read on a blocking thread
-    /// instead. Returns the groups with the reads' results added, and the reads done.
-    fn read_inline(
-        &mut self,
-        mut groups: Vec<Group>,
-    ) -> Result<(Vec<Group>, HashSet<EventSeq>), EngineError> {
-        let mut done = HashSet::new();
-        let mut scanned = 0;
-        while scanned < groups.len() && done.len() < INLINE_READS_PER_COMMIT {
-            let total: usize = groups
-                .iter()
-                .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
-                .sum();
-            // The groups' events are the state's last `total`; `seq` walks them.
-            let mut seq = EventSeq::new(self.state.last_seq().get() + 1 - total as u64);
-            let mut reads = Vec::new();
-            for (index, group) in groups.iter().enumerate() {
-                if group.input.is_some() {
-                    seq = seq.next();
-                }
-                for decision in &group.decisions {
-                    if index >= scanned
-                        && let Event::OperationStarted {
-                            request: OperationRequest::ReadFile { path, missing_ok },
-                            ..
-                        } = decision
-                    {
-                        reads.push((seq, path.clone(), *missing_ok));
-                    }
-                    seq = seq.next();
-                }
-            }
-            scanned = groups.len();
-            for (op, path, missing_ok) in reads {
-                if done.len() >= INLINE_READS_PER_COMMIT
-                    || exec::is_larger_than(&self.workspace, &path, INLINE_READ_MAX_BYTES)
-                {
-                    continue;
-                }
-                let input = match exec::read_file(&self.workspace, &path, missing_ok) {
-                    Ok(result) => Event::OperationSucceeded { op, result },
-                    Err(error) => Event::OperationFailed { op, error },
-                };
-                groups.push(self.take_input(input)?);
-                done.insert(op);
-            }
-        }
-        Ok((groups, done))
     }
 }
 

@@ -259,29 +259,50 @@ fn insert_events<C: GenericClient>(
         .and_then(|row| row.get::<_, Option<Vec<u8>>>(0))
         .unwrap_or_default()
     };
+    // One statement for all of them (arrays unnested on the server): a round trip per event
+    // would cost a long commit more than everything else in it.
+    let mut seqs = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    let mut recorded = Vec::with_capacity(events.len());
+    let mut correlations = Vec::with_capacity(events.len());
+    let mut causations = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut chains = Vec::with_capacity(events.len());
     for event in events {
         seq = seq.next();
         let payload = encode_payload_with(run_id, seq, &event.payload, &mut |text| {
             insert_blob(db, text.as_bytes())
         })?;
         let link = crate::chain::link_event(&mut previous, run_id, seq, event, &payload);
+        seqs.push(signed(seq.get()));
+        types.push(event.event_type.as_str());
+        versions.push(i64::from(event.schema_version));
+        recorded.push(event.recorded_at_ms);
+        correlations.push(event.correlation_id.as_deref());
+        causations.push(event.causation_seq.map(|seq| signed(seq.get())));
+        payloads.push(payload);
+        chains.push(link.to_vec());
+        cost = add_micro_usd(cost, reply_cost(event));
+    }
+    if !events.is_empty() {
         db.execute(
             "INSERT INTO events (run_id, seq, event_type, schema_version, recorded_at_ms,
                                  correlation_id, causation_seq, payload, chain)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[],
+                                      $6::TEXT[], $7::BIGINT[], $8::TEXT[], $9::BYTEA[])",
             &[
                 &run_id.as_str(),
-                &signed(seq.get()),
-                &event.event_type,
-                &i64::from(event.schema_version),
-                &event.recorded_at_ms,
-                &event.correlation_id,
-                &event.causation_seq.map(|seq| signed(seq.get())),
-                &payload,
-                &&link[..],
+                &seqs,
+                &types,
+                &versions,
+                &recorded,
+                &correlations,
+                &causations,
+                &payloads,
+                &chains,
             ],
         )?;
-        cost = add_micro_usd(cost, reply_cost(event));
     }
     if cost > 0 {
         let ceiling = i64::try_from(MAX_MICRO_USD).unwrap_or(i64::MAX);
