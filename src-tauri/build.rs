@@ -56,5 +56,8 @@ fn stepwise_commands() -> &'static [&'static str] {
         "memory_entries",
         "forget_memory",
         "send_signal",
+        "database_settings",
+        "check_database",
+        "save_database",
     ]
 }

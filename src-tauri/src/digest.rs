@@ -22,6 +22,8 @@ const PAGE: usize = 2_000;
 #[derive(Clone, Default)]
 pub struct RunDigest {
     last_seq: EventSeq,
+    /// The machine the run was started on, when recorded.
+    host: Option<String>,
     touched: BTreeSet<String>,
     /// The path of the edit each step waits on.
     pending: BTreeMap<StepId, String>,
@@ -39,6 +41,11 @@ impl RunDigest {
         self.pending.values()
     }
 
+    /// The machine the run was started on, where its workspace is.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
     pub fn cost(&self) -> &CostReport {
         self.cost.report()
     }
@@ -47,6 +54,7 @@ impl RunDigest {
         self.last_seq = seq;
         self.cost.apply(seq, at, event);
         match event {
+            Event::RunStarted(started) => self.host.clone_from(&started.host),
             Event::OperationStarted {
                 request:
                     OperationRequest::ReadFile { path, .. } | OperationRequest::WriteFile { path, .. },

@@ -75,6 +75,7 @@ pub fn record(
         max_parallel: 4,
         policy: Vec::new(),
         approvers: None,
+        host: None,
         models: Default::default(),
         budget: None,
         checkpoint: Default::default(),

@@ -25,22 +25,33 @@ fn a_run_started_over_the_apps_api_is_in_its_window_at_once() {
         "workflows/from-script.yaml",
         "name: from-script\nsteps:\n  - id: ask\n    type: edit_file\n    path: made-by-api.txt\n    content: \"hello\\n\"\n",
     );
-    let port = free_port();
-    let mut vars = app_env(&env);
-    vars.retain(|(name, _)| name != "STEPWISE_API_PORT");
-    vars.push(("STEPWISE_API_PORT".into(), port.to_string()));
+    // Any free port (`app_env` asks for 0): where the app listens is read from the `api.json`
+    // it writes beside its token, as an editor finds it; a port picked here and let go could be
+    // taken by another test's process before the app binds it.
+    let vars = app_env(&env);
     let token_file = env.root().join("run").join("token");
+    let address_file = token_file.with_file_name("api.json");
 
     let display = Display::start();
     let driver = Driver::start(&display, &vars);
     let window = Session::open(&driver, &app_binary());
     window.script("location.hash = '#/runs';", vec![]);
     window.wait_for_text("the runs view", LIVE, |t| t.contains("Runs"));
-    wait_until("the app to make its API token", LIVE, || {
-        token_file.exists()
-    });
+    wait_until(
+        "the app to make its API token and say where it listens",
+        LIVE,
+        || token_file.exists() && address_file.exists(),
+    );
     let token = std::fs::read_to_string(&token_file).expect("the token");
-    let api = Api::new(&format!("http://127.0.0.1:{port}"), Some(token.trim()));
+    let address: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&address_file).expect("api.json"))
+            .expect("api.json is JSON");
+    let url = address["url"]
+        .as_str()
+        .expect("a url")
+        .trim_end_matches('/');
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let api = Api::new(url, Some(token.trim()));
 
     let started = api.post("/v1/runs", json!({"path": "workflows/from-script.yaml"}));
     assert_eq!(started.status, 201, "{}", started.body);

@@ -138,6 +138,7 @@ fn record_runs(env: &Env, n: usize) -> Vec<RunId> {
                 max_parallel: 1,
                 policy: Vec::new(),
                 approvers: None,
+                host: None,
                 models: Default::default(),
                 budget: None,
                 checkpoint: Default::default(),

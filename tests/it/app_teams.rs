@@ -106,3 +106,54 @@ steps:
         "lead"
     );
 }
+
+#[test]
+fn the_window_shows_a_run_of_another_machine_from_its_log_and_leaves_driving_it_to_that_machine() {
+    let mut env = Env::new();
+    env.write("notes.txt", "a note\n");
+    env.write("local-only.txt", "never touched by the run\n");
+    let wf = env.workflow(
+        "remote.yaml",
+        r#"
+name: remote
+steps:
+  - id: read
+    type: read_file
+    path: notes.txt
+  - id: write
+    type: edit_file
+    needs: [read]
+    path: result.txt
+    content: "done\n"
+"#,
+    );
+    env.vars = vec![("STEPWISE_HOST".into(), "alpha".into())];
+    let started = env.run(&wf, &[]);
+    assert_eq!(started.code, 3, "waits for approval: {started}");
+    let run = started.run_id();
+
+    let mut vars = app_env(&env);
+    vars.push(("STEPWISE_HOST".into(), "beta".into()));
+    let display = Display::start();
+    let app = Driver::start(&display, &vars);
+    let window = Session::open(&app, &app_binary());
+    window.script("location.hash = '#/run/' + arguments[0];", vec![json!(run)]);
+    window.wait_for_text("the run, as alpha's", LIVE, |t| {
+        t.contains("This run belongs to")
+            && t.contains("where its workspace is")
+            && t.contains("on alpha")
+    });
+    window.script("location.hash = '#/workspace';", vec![]);
+    window.wait_for_text("the files the run recorded", LIVE, |t| {
+        t.contains("not this machine") && t.contains("notes.txt") && t.contains("result.txt")
+    });
+    let shown = window.text();
+    assert!(
+        !shown.contains("local-only.txt"),
+        "a run of another machine shows what it recorded, not this disk: {shown}"
+    );
+    // The app drives the unheld runs of its own machine only: this one is left to alpha.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(env.show(&run)["held_by"], serde_json::Value::Null);
+    assert_eq!(env.read("result.txt"), None);
+}

@@ -51,6 +51,9 @@ const POLICY: &str =
     "rules:\n  - allow: run_command\n    unchecked_shell: true\n  - allow: edit_file\n";
 const COMMANDS: [&str; 5] = ["c1", "c2", "c3", "c4", "c5"];
 
+/// How many times a run is killed and recovered, at the least.
+const KILLS: u64 = 100;
+
 struct Setup {
     _dir: tempfile::TempDir,
     /// Where the config directory goes (beside the SQLite file, made on SQLite only).
@@ -299,16 +302,22 @@ fn a_run_killed_at_any_point_resumes_without_repeating_or_losing_anything() {
     assert!(total > 20, "expected a long log, got {total} events");
     let mut mid_run = 0;
     let mut resolved = 0;
-    for kill_after in 1..total {
+    // Once at every event, then again at points spread over the log, to 100 kills at least.
+    let kills = KILLS.max(total - 1);
+    for kill in 0..kills {
+        let kill_after = if kill < total - 1 {
+            kill + 1
+        } else {
+            1 + (kill * 7) % (total - 1)
+        };
         let (killed_mid_run, resolutions) = crash_and_recover(kill_after);
         mid_run += usize::from(killed_mid_run);
         resolved += resolutions;
     }
     // The kills must really have interrupted runs, some of them while a command was in flight.
     assert!(
-        mid_run as u64 > total / 2,
-        "only {mid_run} of {} kills landed mid-run",
-        total - 1
+        mid_run as u64 > kills / 2,
+        "only {mid_run} of {kills} kills landed mid-run"
     );
     assert!(
         resolved > 0,

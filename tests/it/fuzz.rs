@@ -315,6 +315,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
         max_parallel: workflow.max_parallel,
         policy: Vec::new(),
         approvers: None,
+        host: None,
         models: workflow
             .model_aliases()
             .into_iter()
@@ -376,6 +377,7 @@ fn drive(workflow: Arc<Workflow>, source: &str) -> Result<RunStatus, String> {
                 approved_hash: p.proposal_hash,
                 edited: None,
                 by: "fuzz".into(),
+                host: None,
                 mode: DecisionMode::Manual,
                 comment: None,
                 hunks: None,

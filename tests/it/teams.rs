@@ -219,3 +219,57 @@ fn approvers_that_cannot_be_used_are_named_where_they_are_written() {
     assert!(out.stderr.contains("nobody could answer"), "{out}");
     assert_eq!(env.run_count(), 0, "nothing was started");
 }
+
+#[test]
+fn continue_all_answers_breakpoints_so_only_their_approvers_may_send_it() {
+    let mut env = Env::new();
+    let wf = env.workflow(
+        "stepped.yaml",
+        r#"
+name: stepped
+approvers:
+  breakpoint: [lead]
+breakpoints: [b]
+steps:
+  - id: a
+    type: set
+    values: {x: 1}
+  - id: b
+    type: set
+    needs: [a]
+    values: {y: 2}
+"#,
+    );
+    act_as(&mut env, "ana");
+    let started = env.run(&wf, &[]);
+    assert_eq!(started.code, 3, "waits at the breakpoint: {started}");
+    let run = started.run_id();
+    let refused = env.stepwise(&["continue", &run, "--all", "--json"]);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(refused.stderr.contains("only lead may"), "{refused}");
+    act_as(&mut env, "lead");
+    let passed = env.stepwise(&["continue", &run, "--all", "--json"]);
+    assert_eq!(passed.code, 0, "{passed}");
+}
+
+#[test]
+fn under_approvers_the_starters_own_policy_lets_nothing_past_them() {
+    let mut env = Env::new();
+    // The starter's own file allows every edit; the workspace names who answers.
+    std::fs::write(&env.user_policy, "rules:\n  - allow: edit_file\n").expect("write the policy");
+    let dir = env.ws.join(".stepwise");
+    std::fs::create_dir_all(&dir).expect("create .stepwise");
+    std::fs::write(dir.join("policy.yaml"), "approvers: [lead]\n").expect("write the policy");
+    let wf = env.workflow(
+        "edit.yaml",
+        "name: edit\nsteps:\n  - id: write\n    type: edit_file\n    path: out.txt\n    content: \"hi\\n\"\n",
+    );
+    act_as(&mut env, "ana");
+    let started = env.run(&wf, &[]);
+    assert_eq!(started.code, 3, "the edit waits for lead: {started}");
+    assert_eq!(env.read("out.txt"), None);
+    act_as(&mut env, "lead");
+    let approved = env.approve(&started.run_id(), "write", &[]);
+    assert_eq!(approved.code, 0, "{approved}");
+    assert_eq!(env.read("out.txt").as_deref(), Some("hi\n"));
+}

@@ -36,9 +36,11 @@ impl Exit {
     }
 }
 
-/// The exit code for an error: 2 when the caller asked for something invalid.
+/// The exit code for an error: 2 when the caller asked for something invalid; 3 for a run of
+/// another machine, which waits for a process there (what was sent waits in its inbox).
 pub fn classify(error: &anyhow::Error) -> Exit {
     match error.downcast_ref::<EngineError>() {
+        Some(EngineError::DrivenElsewhere { .. }) => Exit::Waiting,
         Some(e) if e.is_invalid_input() => Exit::InvalidInput,
         _ if error.downcast_ref::<InvalidInput>().is_some() => Exit::InvalidInput,
         _ => Exit::Failure,

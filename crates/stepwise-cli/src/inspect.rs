@@ -131,6 +131,7 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
                 "held_by": held_by,
                 "inputs": started.inputs,
                 "started_by": started.started_by,
+                "host": started.host,
                 "steps": steps,
                 "rewinds": rewinds,
                 "fork": started.fork,
@@ -160,7 +161,10 @@ pub async fn show(engine: &Engine, run: &str, json: bool) -> anyhow::Result<Exit
             one_line(why, 300)
         );
     }
-    println!("workspace {}", loaded.row.workspace);
+    match &started.host {
+        Some(host) => println!("workspace {} on {host}", loaded.row.workspace),
+        None => println!("workspace {}", loaded.row.workspace),
+    }
     if let Some(parent) = &started.parent {
         println!(
             "child     of run {} (its step `{}`), {} deep",

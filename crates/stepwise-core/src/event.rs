@@ -54,6 +54,10 @@ pub enum Event {
         attempt: u32,
         proposal_hash: String,
         by: String,
+        /// The machine the person decided on (absent in decisions recorded before machines
+        /// were, and in a rule's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
         reason: String,
     },
     RetryDue {
@@ -261,6 +265,10 @@ pub struct RunStarted {
     /// What started the run: `cli`, `app`, …
     pub trigger: String,
     pub started_by: String,
+    /// The machine it was started on, where its workspace is: only a process there drives
+    /// it. Absent in runs recorded before machines were (any process may drive those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub max_parallel: usize,
     /// User and workspace rules in force when the run started (the workflow's own are in the
     /// workflow).
@@ -353,6 +361,10 @@ pub struct ApprovalGranted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited: Option<Proposal>,
     pub by: String,
+    /// The machine the person decided on (absent for a rule's decision, and in decisions
+    /// recorded before machines were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub mode: DecisionMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,

@@ -53,6 +53,15 @@ async fn adopt(ctx: &Arc<Context>, row: &RunRow) {
     if finished || ctx.live.drives(&row.run_id) || ctx.is_standing_by(&row.run_id) {
         return;
     }
+    // A run of another machine is driven there, never adopted here.
+    match ctx.other_machine(&row.run_id).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return,
+        Err(error) => {
+            tracing::warn!(%error, run_id = %row.run_id, "cannot adopt a run");
+            return;
+        }
+    }
     let result = match ctx.hold(&row.run_id).await {
         Ok(Ok(lock)) => {
             // Its outcome is looked at by the driver's task (see `failures`).

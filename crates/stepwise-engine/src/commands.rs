@@ -140,11 +140,12 @@ impl Refusal {
 }
 
 /// The event a command records, or `None` when it changes nothing (resuming a run that is not
-/// paused just drives it).
+/// paused just drives it). `user` sent it, from the machine `host` (when recorded).
 pub(crate) fn command_event(
     state: &RunState,
     run_id: &RunId,
     user: &str,
+    host: Option<&str>,
     command: Command,
 ) -> Result<Option<Event>, EngineError> {
     let status = state.status();
@@ -183,6 +184,7 @@ pub(crate) fn command_event(
                                 attempt: pending.attempt,
                                 proposal_hash: pending.proposal_hash.clone(),
                                 by,
+                                host: host.map(str::to_owned),
                                 reason,
                             }));
                         }
@@ -220,6 +222,7 @@ pub(crate) fn command_event(
                 approved_hash,
                 edited,
                 by,
+                host: host.map(str::to_owned),
                 mode: DecisionMode::Manual,
                 comment: comment.filter(|c| !c.trim().is_empty()),
                 hunks,
@@ -240,6 +243,7 @@ pub(crate) fn command_event(
                 attempt: pending.attempt,
                 proposal_hash: pending.proposal_hash.clone(),
                 by,
+                host: host.map(str::to_owned),
                 reason,
             }
         }
@@ -260,7 +264,11 @@ pub(crate) fn command_event(
         }
         Command::Resume => return Ok(None),
         Command::Cancel => Event::RunCancelRequested { by },
-        Command::ContinueAll => Event::BreakpointsCleared { by },
+        // Passing every breakpoint (and any later one) answers breakpoints: their approvers'.
+        Command::ContinueAll => {
+            check_breakpoint_answerer(state, user)?;
+            Event::BreakpointsCleared { by }
+        }
     }))
 }
 
@@ -272,11 +280,29 @@ pub(crate) fn check_answerer(
     user: &str,
     approving: bool,
 ) -> Result<(), EngineError> {
-    state.may_answer(step, user, approving).map_err(|message| {
-        EngineError::Refused(Refusal {
-            kind: RefusalKind::NotAnApprover,
-            message,
-        })
+    state
+        .may_answer(step, user, approving)
+        .map_err(not_an_approver)
+}
+
+/// Refuses `continue --all` to a person the run's approvers of breakpoints leave out (or its
+/// starter, with `self_approval: false`).
+pub(crate) fn check_breakpoint_answerer(state: &RunState, user: &str) -> Result<(), EngineError> {
+    state
+        .approvers()
+        .check(
+            stepwise_core::approvers::QuestionKind::Breakpoint,
+            user,
+            &state.started().started_by,
+            true,
+        )
+        .map_err(not_an_approver)
+}
+
+fn not_an_approver(message: String) -> EngineError {
+    EngineError::Refused(Refusal {
+        kind: RefusalKind::NotAnApprover,
+        message,
     })
 }
 

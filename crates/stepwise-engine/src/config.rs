@@ -63,6 +63,10 @@ pub const ENV_SYNC: &str = "STEPWISE_SYNC";
 /// Who this process records runs and decisions as, instead of the OS user.
 pub const ENV_USER: &str = "STEPWISE_USER";
 
+/// Which machine this process says it is on, instead of its host name: runs record it, and
+/// only a process on the machine a run recorded drives it (its workspace is there).
+pub const ENV_HOST: &str = "STEPWISE_HOST";
+
 /// The local API's port, over the user's settings (0: any free one).
 pub const ENV_API_PORT: &str = "STEPWISE_API_PORT";
 
@@ -116,6 +120,9 @@ pub struct EngineConfig {
     pub durability: Durability,
     /// Who this engine records commands and runs as (the OS user for the CLI).
     pub user: String,
+    /// The machine this engine is on (its host name, or `STEPWISE_HOST`): recorded with the
+    /// runs it starts and the decisions it sends; it drives only runs recorded on it.
+    pub host: String,
     /// The user's policy file, applied to every workspace.
     pub user_policy: Option<PathBuf>,
     /// The user's policy file was named explicitly (not the default location): then it must
@@ -147,6 +154,7 @@ impl EngineConfig {
             shared: None,
             durability: Durability::Full,
             user: current_user(),
+            host: current_host(),
             user_policy: None,
             user_policy_named: false,
             settings: None,
@@ -241,14 +249,25 @@ impl EngineConfig {
             named.settings.or_else(|| path(ENV_SETTINGS)),
         )?;
         config.durability = durability;
-        if let Some(user) = var(ENV_USER) {
-            let user = user.to_string_lossy().trim().to_owned();
-            if user.is_empty() || user.chars().any(char::is_control) {
+        let name = |variable: &str, what: &str| -> Result<Option<String>, EngineError> {
+            let Some(value) = var(variable) else {
+                return Ok(None);
+            };
+            let value = value.to_string_lossy().trim().to_owned();
+            if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
                 return Err(EngineError::Settings {
-                    message: format!("{ENV_USER} must be a user name, without control characters"),
+                    message: format!(
+                        "{variable} must be a {what} of at most 256 bytes, without control characters"
+                    ),
                 });
             }
+            Ok(Some(value))
+        };
+        if let Some(user) = name(ENV_USER, "user name")? {
             config.user = user;
+        }
+        if let Some(host) = name(ENV_HOST, "machine's name")? {
+            config.host = host;
         }
         config.otlp_traces_url = match (
             var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
@@ -274,6 +293,14 @@ impl EngineConfig {
             ),
         };
         Ok(config)
+    }
+}
+
+/// This machine's name, as runs and decisions record it.
+pub fn current_host() -> String {
+    match whoami::fallible::hostname() {
+        Ok(name) if !name.trim().is_empty() => name.trim().to_owned(),
+        _ => "an unnamed host".to_owned(),
     }
 }
 

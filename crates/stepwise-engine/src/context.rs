@@ -40,6 +40,9 @@ pub(crate) struct Context {
     pub(crate) inbox_watch: OnceLock<()>,
     /// Runs another process holds that this engine stands by for.
     standing_by: Mutex<HashSet<RunId>>,
+    /// The machine each run looked at belongs to, when another than this one (`None`: this
+    /// one, or recorded before machines were); see `machines`.
+    pub(crate) machines: Mutex<HashMap<RunId, Option<String>>>,
     /// The watch on pending edits' files, started when a driver first needs it.
     file_watch: OnceLock<FileWatch>,
     /// The watch on the locks directory (run locks held elsewhere, progress files), started
@@ -77,6 +80,7 @@ impl Context {
             compiled: Mutex::new(HashMap::new()),
             inbox_watch: OnceLock::new(),
             standing_by: Mutex::new(HashSet::new()),
+            machines: Mutex::new(HashMap::new()),
             file_watch: OnceLock::new(),
             locks_dir_watch: OnceLock::new(),
             executors,

@@ -293,6 +293,7 @@ fn copy_commands(from: &Store, to: &mut Store, run_id: &RunId) -> Result<u64, En
             run_id: run_id.clone(),
             body: command.body,
             issued_by: command.issued_by,
+            issued_on: command.issued_on,
             issued_at_ms: command.issued_at_ms,
         };
         match command.state {

@@ -62,6 +62,7 @@ impl Engine {
             &config.db_path,
             config.shared.as_ref(),
             config.durability,
+            &config.host,
             handle.clone(),
             Box::new(move || exec.stop()),
         )?;
@@ -141,6 +142,7 @@ impl Engine {
         fork: Option<ForkOrigin>,
     ) -> Result<PreparedRun, EngineError> {
         let user = self.ctx.config.user.clone();
+        let host = self.ctx.config.host.clone();
         let user_policy = self.ctx.config.user_policy.clone().map(|path| UserPolicy {
             path,
             named: self.ctx.config.user_policy_named,
@@ -156,6 +158,7 @@ impl Engine {
             .spawn_blocking(move || {
                 let files = StartFiles {
                     user: &user,
+                    host: &host,
                     user_policy: user_policy.as_ref(),
                     user_settings: user_settings.as_ref(),
                     holds: &holds,
@@ -194,6 +197,11 @@ impl Engine {
             .await?;
         let mut out = Vec::new();
         for run in runs {
+            // A run of another machine is driven there: not even its hold is taken here.
+            if let Err(elsewhere) = self.ctx.refuse_other_machine(&run.run_id).await {
+                out.push((run.run_id, Err(elsewhere)));
+                continue;
+            }
             let handle = match self.ctx.hold(&run.run_id).await {
                 Ok(Ok(lock)) => Ok(spawn_driver(&self.ctx, &run.run_id, lock)),
                 Ok(Err(holder)) => Err(EngineError::RunLocked {

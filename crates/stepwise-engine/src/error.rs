@@ -88,6 +88,32 @@ pub enum EngineError {
         /// The run.
         run_id: RunId,
     },
+    /// The database server did not answer for as long as a driver waits for it: the driver
+    /// stopped, recording nothing; the run goes on with whoever drives it once it is back.
+    #[error(
+        "the database server has not answered for {minutes} minutes: stopped driving run `{run_id}`, which goes on once a process drives it again (last: {last})"
+    )]
+    ServerGone {
+        /// The run.
+        run_id: RunId,
+        /// How long the driver waited.
+        minutes: u64,
+        /// The last failure, in words.
+        last: String,
+    },
+    /// The run was started on another machine, where its workspace is: only a process there
+    /// drives it.
+    #[error(
+        "run `{run_id}` belongs to machine `{host}`, where its workspace is, and this is `{here}`: a process there drives it; from here it can be followed, approved, rejected, paused or cancelled (what is sent waits in its inbox until a process on `{host}` drives it)"
+    )]
+    DrivenElsewhere {
+        /// The run.
+        run_id: RunId,
+        /// The machine it was started on.
+        host: String,
+        /// This machine.
+        here: String,
+    },
     /// The process holding the run refused a command: it does not fit the run as it is.
     #[error("{0}")]
     Refused(Refusal),

@@ -33,7 +33,11 @@ impl Failures {
 
     /// A driver ended with `error` (already recorded in the run where it could be).
     pub(crate) fn driver_failed(&self, run_id: &RunId, error: &EngineError) {
-        if matches!(error, EngineError::ShutDown) {
+        // Stopping, and a run of another machine (its own processes drive it), are no failures.
+        if matches!(
+            error,
+            EngineError::ShutDown | EngineError::DrivenElsewhere { .. }
+        ) {
             return;
         }
         tracing::error!(%run_id, %error, "the driver of a run failed");

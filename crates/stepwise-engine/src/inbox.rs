@@ -19,6 +19,10 @@ use crate::error::EngineError;
 use crate::messages::Message;
 use crate::standby::Standby;
 
+/// How often whoever waits on a run of another machine asks whether a process there still
+/// holds it.
+const REMOTE_HOLDER_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What handling a command led to, as recorded in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -49,13 +53,28 @@ impl Engine {
         let run_id = self.find_run(run).await?.run_id;
         // Someone the run's `approvers` leave out is told at once, from the log, whoever holds
         // the run (the holder checks again as it applies the command; a driver of this
-        // process answers at once anyway).
-        if let Command::Approve { step, .. } | Command::Reject { step, .. } = &command
-            && self.ctx.live.channel(&run_id).is_none()
-        {
-            let approving = matches!(command, Command::Approve { .. });
+        // process answers at once anyway). An approval reviewed hunk by hunk is checked as an
+        // answer here (rejecting every hunk rejects the edit); the holder judges the outcome.
+        let answers = matches!(
+            command,
+            Command::Approve { .. } | Command::Reject { .. } | Command::ContinueAll
+        );
+        if answers && self.ctx.live.channel(&run_id).is_none() {
             let loaded = self.ctx.load_run(run_id.as_str()).await?;
-            crate::commands::check_answerer(&loaded.state, step, &self.ctx.config.user, approving)?;
+            let user = &self.ctx.config.user;
+            match &command {
+                Command::Approve { step, edited, .. } => {
+                    let approving = !matches!(
+                        edited,
+                        Some(stepwise_core::run::EditedProposal::Hunks { .. })
+                    );
+                    crate::commands::check_answerer(&loaded.state, step, user, approving)?;
+                }
+                Command::Reject { step, .. } => {
+                    crate::commands::check_answerer(&loaded.state, step, user, false)?;
+                }
+                _ => crate::commands::check_breakpoint_answerer(&loaded.state, user)?,
+            }
         }
         send_command(&self.ctx, &run_id, command, self.ctx.config.user.clone()).await
     }
@@ -135,7 +154,10 @@ pub(crate) async fn settle_run(
         if status != RunStatus::Running {
             return Ok(status);
         }
-        if !ensured {
+        // A run of another machine is waited for while a process there holds it (asked again
+        // every second: a holder there may die without a commit here); never driven here.
+        let remote = ctx.held_on_its_machine(&run_id).await?;
+        if !ensured && !remote {
             standby.ensure_driven(ctx)?;
             ensured = true;
             if standby.has_own() {
@@ -148,6 +170,7 @@ pub(crate) async fn settle_run(
                 driving?;
                 ensured = false;
             }
+            () = tokio::time::sleep(REMOTE_HOLDER_CHECK), if remote => {}
         }
     }
 }
@@ -182,6 +205,7 @@ pub(crate) async fn send_command(
         run_id: run_id.clone(),
         body,
         issued_by: issued_by.clone(),
+        issued_on: Some(ctx.config.host.clone()),
         issued_at_ms: ctx.clock.now_ms(),
     };
     let command_id = ctx
@@ -206,11 +230,14 @@ async fn await_outcome(
         if let Some(outcome) = outcome_of(&row)? {
             return outcome;
         }
-        if !ensured {
+        // As in `settle_run`: a run of another machine is left to a process there.
+        let remote = ctx.held_on_its_machine(run_id).await?;
+        if !ensured && !remote {
             standby.ensure_driven(ctx)?;
             ensured = true;
         }
         tokio::select! {
+            () = tokio::time::sleep(REMOTE_HOLDER_CHECK), if remote => {}
             changed = ctx.changed(&mut changes) => changed?,
             driving = standby.changed() => {
                 if let Err(error) = driving {

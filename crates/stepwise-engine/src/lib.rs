@@ -24,6 +24,7 @@ mod clock;
 mod commands;
 mod config;
 mod config_file;
+pub mod connection_settings;
 mod context;
 mod db;
 pub mod db_copy;
@@ -46,6 +47,7 @@ mod llm;
 mod loading;
 mod lock;
 mod locks_dir_watch;
+mod machines;
 mod mcp;
 mod memory;
 mod messages;
@@ -73,8 +75,8 @@ mod workflow_file;
 pub use alert_feed::{AlertFeed, RaisedAlert};
 pub use commands::{Applied, Command, Refusal, RefusalKind};
 pub use config::{
-    Durability, ENV_API_PORT, ENV_DB, ENV_SETTINGS, ENV_SYNC, ENV_USER, ENV_USER_POLICY,
-    EngineConfig, Named, SharedDatabase, current_user,
+    Durability, ENV_API_PORT, ENV_DB, ENV_HOST, ENV_SETTINGS, ENV_SYNC, ENV_USER, ENV_USER_POLICY,
+    EngineConfig, Named, SharedDatabase, current_host, current_user,
 };
 pub use drivers::RunHandle;
 pub use engine::{Engine, EngineStats};

@@ -15,6 +15,9 @@ use stepwise_core::workflow::def::{PolicyDef, RuleDef};
 use crate::config_file::{Links, Unreadable, read_text};
 use crate::error::EngineError;
 
+/// How the user's policy file is named in the rules it holds (`RuleSpec::source`).
+pub(crate) const USER_POLICY_ORIGIN: &str = "user policy";
+
 /// Where a workspace keeps its policy.
 pub(crate) const WORKSPACE_POLICY: &str = ".stepwise/policy.yaml";
 
@@ -71,7 +74,7 @@ pub(crate) fn load_policy(
     if let Some(user) = user_policy {
         read_file(
             &user.path,
-            "user policy",
+            USER_POLICY_ORIGIN,
             user.named,
             Links::Follow,
             &mut files,

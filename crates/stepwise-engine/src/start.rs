@@ -55,6 +55,7 @@ pub(crate) struct PreparedRun {
 /// The engine's files and identity a start reads.
 pub(crate) struct StartFiles<'a> {
     pub(crate) user: &'a str,
+    pub(crate) host: &'a str,
     pub(crate) user_policy: Option<&'a UserPolicy>,
     pub(crate) user_settings: Option<&'a UserSettings>,
     pub(crate) holds: &'a crate::lock::Holds,
@@ -83,7 +84,18 @@ pub(crate) fn prepare_started(
 ) -> Result<PreparedRun, EngineError> {
     let inputs = workflow.resolve_inputs(&start.inputs)?;
     let workspace = Workspace::open(&start.workspace)?;
-    let policy_files = load_policy(files.user_policy, workspace.root())?;
+    let mut policy_files = load_policy(files.user_policy, workspace.root())?;
+    // Under `approvers` (or `self_approval: false`), what runs without asking is for the
+    // workspace's policy to say: the starter's own file may not let their run past the people
+    // named to answer its questions.
+    if !policy_files.approvers.and(&workflow.approvers).is_empty() {
+        policy_files.rules.retain(|rule| {
+            !(rule.effect == stepwise_core::policy::Effect::Allow
+                && rule
+                    .source
+                    .starts_with(crate::policy_files::USER_POLICY_ORIGIN))
+        });
+    }
     let models = resolve_models(&workflow, files.user_settings, workspace.root())?;
     let budget = match (start.budget_micro_usd, workflow.budget) {
         (Some(micro_usd), Some(budget)) => Some(Budget {
@@ -120,6 +132,7 @@ pub(crate) fn prepare_started(
         inputs,
         trigger: start.trigger.clone(),
         started_by: files.user.to_string(),
+        host: Some(files.host.to_string()),
         max_parallel: start.max_parallel.unwrap_or(workflow.max_parallel).max(1),
         policy: policy_files.rules,
         approvers: policy_files.approvers.recorded(),

@@ -19,6 +19,8 @@ pub struct NewCommand {
     /// What is asked, as the engine serialises it.
     pub body: Value,
     pub issued_by: String,
+    /// The machine it was sent from (absent in commands recorded before machines were).
+    pub issued_on: Option<String>,
     pub issued_at_ms: i64,
 }
 
@@ -55,6 +57,8 @@ pub struct CommandRow {
     pub run_id: RunId,
     pub body: Value,
     pub issued_by: String,
+    /// The machine it was sent from, when recorded.
+    pub issued_on: Option<String>,
     pub issued_at_ms: i64,
     pub state: CommandState,
     /// What handling it led to, as the engine describes it; `None` while pending.
@@ -95,7 +99,7 @@ impl HandledCommand {
 }
 
 const COMMAND_COLUMNS: &str = "command_id, run_id, body, issued_by, issued_at_ms, state, \
-                               outcome, handled_at_ms, handled_by";
+                               outcome, handled_at_ms, handled_by, issued_on";
 
 fn command_row(row: &Row<'_>) -> rusqlite::Result<CommandRow> {
     let json = |index: usize, text: Option<String>| -> rusqlite::Result<Option<Value>> {
@@ -122,6 +126,7 @@ fn command_row(row: &Row<'_>) -> rusqlite::Result<CommandRow> {
         outcome: json(6, row.get(6)?)?,
         handled_at_ms: row.get(7)?,
         handled_by: row.get(8)?,
+        issued_on: row.get(9)?,
     })
 }
 
@@ -139,14 +144,15 @@ impl SqliteStore {
         }
         self.conn
             .prepare_cached(
-                "INSERT INTO commands (run_id, body, issued_by, issued_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO commands (run_id, body, issued_by, issued_at_ms, issued_on)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
                 command.run_id.as_str(),
                 command.body.to_string(),
                 command.issued_by,
-                command.issued_at_ms
+                command.issued_at_ms,
+                command.issued_on,
             ])?;
         self.commits += 1;
         Ok(self.conn.last_insert_rowid())
@@ -248,8 +254,8 @@ pub(crate) fn mark_handled(
             CommandRef::New(new) => {
                 conn.prepare_cached(
                     "INSERT INTO commands (run_id, body, issued_by, issued_at_ms, state, outcome,
-                                           handled_at_ms, handled_by)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                           handled_at_ms, handled_by, issued_on)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     new.run_id.as_str(),
@@ -260,6 +266,7 @@ pub(crate) fn mark_handled(
                     command.outcome.to_string(),
                     command.handled_at_ms,
                     command.handled_by,
+                    new.issued_on,
                 ])?;
                 ids.push(conn.last_insert_rowid());
             }
@@ -280,6 +287,7 @@ mod tests {
             run_id: run_id.into(),
             body,
             issued_by: "alice".into(),
+            issued_on: Some("alpha".into()),
             issued_at_ms: 5,
         }
     }

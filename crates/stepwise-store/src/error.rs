@@ -138,6 +138,9 @@ pub enum StoreError {
         reason: String,
         /// The connection was lost or the transaction lost a race: trying again may succeed.
         retryable: bool,
+        /// The connection was lost (the server restarted or is out of reach), as opposed to a
+        /// race or a timeout on a server that answers.
+        gone: bool,
     },
 }
 
@@ -153,10 +156,12 @@ impl StoreError {
                 database: None,
                 reason,
                 retryable,
+                gone,
             } => StoreError::Postgres {
                 database: Some(path.display().to_string()),
                 reason,
                 retryable,
+                gone,
             },
             other => other,
         }
@@ -183,10 +188,7 @@ impl StoreError {
     pub fn is_server_gone(&self) -> bool {
         matches!(
             self,
-            StoreError::Postgres {
-                retryable: true,
-                ..
-            } | StoreError::Unreachable { .. }
+            StoreError::Postgres { gone: true, .. } | StoreError::Unreachable { .. }
         )
     }
 }
@@ -213,6 +215,10 @@ impl From<postgres::Error> for StoreError {
                     || code == "55P03"
                     || code == "57014"
             });
+        // The connection is gone: closed, a connection error (08), or the server shutting down
+        // or restarting (57P).
+        let gone = error.is_closed()
+            || code.is_some_and(|code| code.starts_with("08") || code.starts_with("57P"));
         let reason = match error.as_db_error() {
             Some(db) => match db.detail() {
                 Some(detail) => format!("{} ({detail})", db.message()),
@@ -225,6 +231,7 @@ impl From<postgres::Error> for StoreError {
             database: None,
             reason,
             retryable,
+            gone,
         }
     }
 }

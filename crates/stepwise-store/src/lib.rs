@@ -49,7 +49,7 @@ pub use firings::MAX_UNSTARTED;
 pub use memory::{MAX_MEMORY_ENTRIES, MAX_RECALLED, MemoryEntry, MemorySummary, Rememberer};
 pub use open::FileId;
 #[cfg(feature = "postgres")]
-pub use postgres::{CHANGES_CHANNEL, PgListener, PgStore, PgTarget};
+pub use postgres::{CHANGES_CHANNEL, PgListener, PgProbe, PgStore, PgTarget};
 pub use runs::{AMBIGUOUS_MATCHES_SHOWN, NewRun, RunRow};
 pub use runs_page::RunFilter;
 pub use signals::{NewSignal, Signal};

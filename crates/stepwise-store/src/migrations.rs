@@ -293,7 +293,11 @@ CREATE TABLE IF NOT EXISTS telemetry_exporter (
 ) WITHOUT ROWID;
 "#;
 
-const ALL: [&str; 12] = [
+/// Version 13: the machine each command was sent from (`issued_on`; absent before). The
+/// column is added by the hook, where missing (as versions 7 to 9 add theirs).
+const V13_COMMANDS_ISSUED_ON: &str = "-- version 13: commands.issued_on, added by the hook";
+
+const ALL: [&str; 13] = [
     V1_INITIAL,
     V2_SHARED_RUNS,
     V3_RUN_COST,
@@ -306,6 +310,7 @@ const ALL: [&str; 12] = [
     V10_SIGNALS,
     V11_RUN_CAUSE,
     V12_TELEMETRY,
+    V13_COMMANDS_ISSUED_ON,
 ];
 
 /// All migrations, oldest first.
@@ -326,6 +331,18 @@ pub(crate) fn migrations() -> Migrations<'static> {
                         crate::chain::fill_missing(tx)
                             .map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))?;
                         tx.execute_batch(V7_AFTER)?;
+                        Ok(())
+                    })
+                } else if sql == V13_COMMANDS_ISSUED_ON {
+                    M::up_with_hook(sql, |tx: &rusqlite::Transaction| {
+                        let has: bool = tx.query_row(
+                            "SELECT count(*) > 0 FROM pragma_table_info('commands') WHERE name = 'issued_on'",
+                            [],
+                            |row| row.get(0),
+                        )?;
+                        if !has {
+                            tx.execute_batch("ALTER TABLE commands ADD COLUMN issued_on TEXT")?;
+                        }
                         Ok(())
                     })
                 } else if sql == V8_RUN_PARENT {

@@ -306,11 +306,18 @@ fn commands_are_handled_exactly_once_with_the_events_they_lead_to() {
             run_id: rid("r"),
             body,
             issued_by: "ann".into(),
+            issued_on: Some("alpha".into()),
             issued_at_ms: 5,
         };
         let first = store
             .insert_command(&command(json!({"approve": 1})))
             .unwrap();
+        // Who sent it, and from which machine, are kept.
+        let stored = store.command(first).unwrap().unwrap();
+        assert_eq!(
+            (stored.issued_by.as_str(), stored.issued_on.as_deref()),
+            ("ann", Some("alpha"))
+        );
         let second = store
             .insert_command(&command(json!({"pause": true})))
             .unwrap();

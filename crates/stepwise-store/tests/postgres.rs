@@ -55,6 +55,7 @@ fn the_log_blobs_and_handled_commands_refuse_any_rewrite_even_from_another_clien
             run_id: RunId::from("r"),
             body: json!({}),
             issued_by: "ann".into(),
+            issued_on: None,
             issued_at_ms: 1,
         })
         .unwrap();

@@ -7,6 +7,7 @@ mod live;
 mod memory;
 mod run_view;
 mod runs;
+mod settings;
 mod signals;
 mod step_types;
 #[cfg(test)]
@@ -54,5 +55,8 @@ pub fn handler<R: Runtime>() -> impl Fn(Invoke<R>) -> bool + Send + Sync + 'stat
         memory::memory_entries,
         memory::forget_memory,
         signals::send_signal,
+        settings::database_settings,
+        settings::check_database,
+        settings::save_database,
     ]
 }

@@ -37,7 +37,11 @@ pub async fn run_overview(
     let model = models.current(engine, run).await?;
     let row = lock(&model).row().clone();
     let held_by = holders.held_by(engine, &row).await;
-    let overview = lock(&model).overview(held_by);
+    let mut overview = lock(&model).overview(held_by);
+    overview.elsewhere = overview
+        .host
+        .as_ref()
+        .is_some_and(|host| *host != engine.config().host);
     Ok(overview)
 }
 

@@ -20,6 +20,7 @@ pub fn app_info(state: State<'_, AppState>) -> AppInfo {
     AppInfo {
         db_path: state.engine.database_name(),
         user: config.user.clone(),
+        host: config.host.clone(),
         default_workspace: state.default_workspace.display().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }

@@ -40,6 +40,24 @@ pub async fn workspace_tree(
         Some(row) => (PathBuf::from(&row.workspace), Some(row.run_id.clone())),
         None => (state.default_workspace.clone(), None),
     };
+    // A run of another machine: what is on disk here at that path is not its workspace; the
+    // files it recorded are shown instead.
+    if let Some(row) = &chosen {
+        let digest = state.digests.of(&state.engine, row).await?;
+        if let Some(host) = digest.host()
+            && host != state.engine.config().host
+        {
+            let touched: HashSet<String> = digest.touched().cloned().collect();
+            let pending: HashSet<String> = digest.pending_edits().cloned().collect();
+            return Ok(WorkspaceView {
+                root: root.display().to_string(),
+                run_id,
+                elsewhere: Some(host.to_owned()),
+                tree: recorded_tree(&touched, &pending),
+                truncated: 0,
+            });
+        }
+    }
     let mut touched = HashSet::new();
     let mut pending = HashSet::new();
     for row in runs.iter().filter(|r| Path::new(&r.workspace) == root) {
@@ -77,6 +95,7 @@ pub async fn workspace_tree(
     Ok(WorkspaceView {
         root: shown.display().to_string(),
         run_id,
+        elsewhere: None,
         tree,
         truncated,
     })
@@ -135,4 +154,60 @@ fn list(
         });
     }
     nodes
+}
+
+/// The tree of the paths a run recorded (read, wrote, or waits to edit), for a run whose
+/// workspace is on another machine: folders made from the paths, nothing read from disk.
+fn recorded_tree(touched: &HashSet<String>, pending: &HashSet<String>) -> Vec<FileNode> {
+    let mut paths: Vec<&String> = touched.union(pending).collect();
+    paths.sort();
+    paths.truncate(MAX_ENTRIES);
+    let mut root = Vec::new();
+    for path in paths {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        insert_recorded(
+            &mut root,
+            &parts,
+            0,
+            touched.contains(path),
+            pending.contains(path),
+        );
+    }
+    root
+}
+
+fn insert_recorded(
+    nodes: &mut Vec<FileNode>,
+    parts: &[&str],
+    depth: usize,
+    touched: bool,
+    pending: bool,
+) {
+    let Some(name) = parts.get(depth) else {
+        return;
+    };
+    let is_file = depth + 1 == parts.len();
+    let path = parts[..=depth].join("/");
+    let at = match nodes
+        .iter()
+        .position(|n| n.name == *name && n.dir != is_file)
+    {
+        Some(at) => at,
+        None => {
+            nodes.push(FileNode {
+                path,
+                name: (*name).to_owned(),
+                dir: !is_file,
+                size: 0,
+                touched: false,
+                pending_edit: false,
+                children: Vec::new(),
+            });
+            nodes.len() - 1
+        }
+    };
+    let node = &mut nodes[at];
+    node.touched |= touched;
+    node.pending_edit |= pending;
+    insert_recorded(&mut node.children, parts, depth + 1, touched, pending);
 }

@@ -364,6 +364,8 @@ impl RunModel {
             head: self.head(held_by),
             inputs: started.inputs.clone(),
             started_by: started.started_by.clone(),
+            host: started.host.clone(),
+            elsewhere: false,
             bars: self
                 .state
                 .steps()

@@ -3,12 +3,14 @@
 //! Each type's TypeScript twin is generated from it (`ui/src/generated/`), never written by hand.
 
 mod run;
+mod settings;
 mod time_travel;
 
 pub use run::{
     BarSegment, ChangedStep, DecisionView, EventPage, FileChangeView, OperationView, RunFeedItem,
     RunHead, RunOverview, RunUpdate, StepBar, StepDetail, StepPage, StepRow,
 };
+pub use settings::{DatabaseCheckView, DatabaseSettingsView};
 pub use time_travel::{ComparisonView, ForkResult, RewindView};
 
 use serde::Serialize;
@@ -177,6 +179,9 @@ pub struct FileNode {
 pub struct WorkspaceView {
     pub root: String,
     pub run_id: Option<RunId>,
+    /// The machine the run's workspace is on, when it is not this one: the tree then holds the
+    /// files the run recorded, not what is on disk here.
+    pub elsewhere: Option<String>,
     pub tree: Vec<FileNode>,
     /// Entries left out (the tree stops at a few thousand).
     #[ts(type = "number")]
@@ -215,6 +220,8 @@ pub struct NamedCost {
 pub struct AppInfo {
     pub db_path: String,
     pub user: String,
+    /// This machine, as runs record it.
+    pub host: String,
     /// The workspace new runs use by default (the demo workspace on first start).
     pub default_workspace: String,
     pub version: String,
@@ -345,6 +352,8 @@ pub fn export_all(dir: &std::path::Path) -> Result<(), ts_rs::ExportError> {
     ComparisonView::export_all_to(dir)?;
     MemoryView::export_all_to(dir)?;
     MemoryEntryView::export_all_to(dir)?;
+    DatabaseSettingsView::export_all_to(dir)?;
+    DatabaseCheckView::export_all_to(dir)?;
     stepwise_core::workflow::StepType::export_all_to(dir)?;
     stepwise_core::event::Resolution::export_all_to(dir)?;
     crate::error::AppError::export_all_to(dir)?;

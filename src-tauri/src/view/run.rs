@@ -65,6 +65,12 @@ pub struct RunOverview {
     pub head: RunHead,
     pub inputs: Value,
     pub started_by: String,
+    /// The machine it was started on, where its workspace is (absent in runs recorded before
+    /// machines were).
+    pub host: Option<String>,
+    /// It belongs to another machine than the app's: a process there drives it; the app
+    /// follows it and sends it decisions.
+    pub elsewhere: bool,
     pub bars: Vec<StepBar>,
     /// The compensations among the steps, each with the step it undoes: the timeline marks
     /// them apart.

@@ -5,6 +5,10 @@
  */
 export type AppInfo = { db_path: string, user: string, 
 /**
+ * This machine, as runs record it.
+ */
+host: string, 
+/**
  * The workspace new runs use by default (the demo workspace on first start).
  */
 default_workspace: string, version: string, };

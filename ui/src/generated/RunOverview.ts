@@ -7,7 +7,17 @@ import type { JsonValue } from "./serde_json/JsonValue";
 /**
  * A run as the Run view first shows it: the header and every step's bar.
  */
-export type RunOverview = { head: RunHead, inputs: JsonValue, started_by: string, bars: Array<StepBar>, 
+export type RunOverview = { head: RunHead, inputs: JsonValue, started_by: string, 
+/**
+ * The machine it was started on, where its workspace is (absent in runs recorded before
+ * machines were).
+ */
+host: string | null, 
+/**
+ * It belongs to another machine than the app's: a process there drives it; the app
+ * follows it and sends it decisions.
+ */
+elsewhere: boolean, bars: Array<StepBar>, 
 /**
  * The compensations among the steps, each with the step it undoes: the timeline marks
  * them apart.

@@ -5,7 +5,12 @@ import type { RunId } from "./RunId";
 /**
  * The workspace view of one run's workspace.
  */
-export type WorkspaceView = { root: string, run_id: RunId | null, tree: Array<FileNode>, 
+export type WorkspaceView = { root: string, run_id: RunId | null, 
+/**
+ * The machine the run's workspace is on, when it is not this one: the tree then holds the
+ * files the run recorded, not what is on disk here.
+ */
+elsewhere: string | null, tree: Array<FileNode>, 
 /**
  * Entries left out (the tree stops at a few thousand).
  */

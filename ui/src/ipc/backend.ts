@@ -24,6 +24,8 @@ import type { MemoryEntryView } from "../generated/MemoryEntryView";
 import type { MemoryView } from "../generated/MemoryView";
 import type { StepType } from "../generated/StepType";
 import type { SignalSentView } from "../generated/SignalSentView";
+import type { DatabaseCheckView } from "../generated/DatabaseCheckView";
+import type { DatabaseSettingsView } from "../generated/DatabaseSettingsView";
 
 export interface ApproveArgs {
   run: string;
@@ -88,6 +90,14 @@ export interface Backend {
   /** Returns the new run's id. `stepThrough`: the run waits for a person before each step. */
   startRun(workflow: string, inputs: Record<string, string>, workspace?: string, stepThrough?: boolean): Promise<string>;
   workspaceTree(run?: string): Promise<WorkspaceView>;
+  /** The database in use, and the connection the user's settings keep. */
+  databaseSettings(): Promise<DatabaseSettingsView>;
+  /** Connects once to the database the form names (its password from `passwordEnv`,
+   * PGPASSWORD or ~/.pgpass); changes nothing there. */
+  checkDatabase(url: string, passwordEnv: string | null): Promise<DatabaseCheckView>;
+  /** Keeps the connection in the settings (`url` null: back to the SQLite file); used from the
+   * next start. */
+  saveDatabase(url: string | null, passwordEnv: string | null): Promise<DatabaseSettingsView>;
   costOverview(run?: string): Promise<CostOverview>;
   /** Calls `onSignal` for every live change from now on. */
   subscribeLive(onSignal: (signal: LiveSignal) => void): Promise<void>;

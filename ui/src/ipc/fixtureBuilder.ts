@@ -132,6 +132,9 @@ export interface RunDetail {
   run: RunListItem;
   inputs: JsonValue;
   started_by: string;
+  /** The machine it belongs to, and whether that is not the app's. */
+  host?: string | null;
+  elsewhere?: boolean;
   steps: StepView[];
   decisions: DecisionView[];
   pending: ApprovalItem[];

@@ -764,7 +764,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
   }
 
   return {
-    appInfo: { db_path: "/home/dana/.local/share/stepwise/stepwise.db", user: USER, default_workspace: WORKSPACE, version: "0.1.0" },
+    appInfo: { db_path: "/home/dana/.local/share/stepwise/stepwise.db", user: USER, host: "dana-laptop", default_workspace: WORKSPACE, version: "0.1.0" },
     runs: runs.map((r) => buildRun(r, now)),
     workflows: workflows(),
     trees: { [WORKSPACE]: workspaceTree(), [DEMO_WORKSPACE]: [file("issues.json", 48_000, { touched: true }), file("utils.py", 420)] },
@@ -777,7 +777,7 @@ export function createFixtures(now: number = Date.now()): Fixtures {
 /** No runs, no workflows' runs, nothing spent: the first start. */
 export function emptyFixtures(now: number = Date.now()): Fixtures {
   return {
-    appInfo: { db_path: "/home/dana/.local/share/stepwise/stepwise.db", user: USER, default_workspace: DEMO_WORKSPACE, version: "0.1.0" },
+    appInfo: { db_path: "/home/dana/.local/share/stepwise/stepwise.db", user: USER, host: "dana-laptop", default_workspace: DEMO_WORKSPACE, version: "0.1.0" },
     runs: [],
     workflows: workflows().filter((w) => w.source === "bundled"),
     trees: { [DEMO_WORKSPACE]: [file("README.md", 900)] },

@@ -25,6 +25,8 @@ import type { WorkflowInfo } from "../generated/WorkflowInfo";
 import type { MemoryEntryView } from "../generated/MemoryEntryView";
 import type { MemoryView } from "../generated/MemoryView";
 import type { StepType } from "../generated/StepType";
+import type { DatabaseCheckView } from "../generated/DatabaseCheckView";
+import type { DatabaseSettingsView } from "../generated/DatabaseSettingsView";
 import type { SignalSentView } from "../generated/SignalSentView";
 import type { WorkspaceView } from "../generated/WorkspaceView";
 import type { FileNode } from "../generated/FileNode";
@@ -78,6 +80,7 @@ export class MockBackend implements Backend {
   /** Signals sent with a key, by name and key: the same one is one signal. */
   private readonly signalKeys = new Map<string, SignalSentView>();
   private signalCount = 0;
+  private database: DatabaseSettingsView;
   private readonly rand = seeded(2024);
   private readonly latencyMs: number;
   /** Every call, for tests to look at. */
@@ -85,6 +88,13 @@ export class MockBackend implements Backend {
 
   constructor(fixtures: Fixtures, options: MockOptions = {}) {
     this.info = fixtures.appInfo;
+    this.database = {
+      in_use: fixtures.appInfo.db_path,
+      settings_file: "/home/dana/.config/stepwise/settings.yaml",
+      url: null,
+      password_env: null,
+      named_elsewhere: false,
+    };
     for (const r of fixtures.runs) this.runs.set(r.item.run_id, r);
     this.workflowList = fixtures.workflows;
     this.stepTypeList = fixtures.stepTypes ?? [];
@@ -122,6 +132,8 @@ export class MockBackend implements Backend {
       head: head(r),
       inputs: r.detail.inputs,
       started_by: r.detail.started_by,
+      host: r.detail.host ?? null,
+      elsewhere: r.detail.elsewhere ?? false,
       bars: r.detail.steps.map(
         (s): RunOverview["bars"][number] => [s.id, s.status, s.segments.map((g) => [g.kind, g.start_ms - t0, g.end_ms === null ? null : g.end_ms - t0])],
       ),
@@ -229,6 +241,26 @@ export class MockBackend implements Backend {
     ]);
     this.setStatus(r, "cancelled");
     if (hadApprovals) this.emit({ kind: "approvals" });
+  }
+
+  async databaseSettings(): Promise<DatabaseSettingsView> {
+    await this.enter("databaseSettings", []);
+    return clone(this.database);
+  }
+
+  async checkDatabase(url: string, passwordEnv: string | null): Promise<DatabaseCheckView> {
+    await this.enter("checkDatabase", [url, passwordEnv]);
+    if (!/^postgres(ql)?:\/\//.test(url)) throw appError("invalid", "the database URL must start with postgres:// or postgresql://");
+    if (/^postgres(ql)?:\/\/[^@/]*:[^@/]*@/.test(url)) throw appError("invalid", "the database URL holds a password: leave it out");
+    if (url.includes("unreachable")) throw appError("internal", `database \`${url}\` could not be reached: connection refused`);
+    return { database: url, server_version: "15.18", schema_version: 3 };
+  }
+
+  async saveDatabase(url: string | null, passwordEnv: string | null): Promise<DatabaseSettingsView> {
+    await this.enter("saveDatabase", [url, passwordEnv]);
+    if (url !== null) await this.checkDatabase(url, passwordEnv);
+    this.database = { ...this.database, url, password_env: url === null ? null : passwordEnv };
+    return clone(this.database);
   }
 
   async sendSignal(name: string, data?: string, key?: string): Promise<SignalSentView> {
@@ -467,7 +499,7 @@ export class MockBackend implements Backend {
         pending_edit: !n.dir && pending.has(n.path),
         children: mark(n.children),
       }));
-    return clone({ root, run_id: chosen?.run_id ?? null, tree: mark(this.trees[root] ?? []), truncated: 0 });
+    return clone({ root, run_id: chosen?.run_id ?? null, elsewhere: null, tree: mark(this.trees[root] ?? []), truncated: 0 });
   }
 
   async costOverview(run?: string): Promise<CostOverview> {

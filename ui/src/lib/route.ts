@@ -9,10 +9,11 @@ export type Route =
   | { view: "workspace" }
   | { view: "cost" }
   | { view: "workflows" }
+  | { view: "settings" }
   /** Two runs side by side. */
   | { view: "compare"; first: string; second: string };
 
-export const VIEWS = ["runs", "approvals", "workspace", "cost", "workflows"] as const;
+export const VIEWS = ["runs", "approvals", "workspace", "cost", "workflows", "settings"] as const;
 
 export function parseHash(hash: string): Route {
   const raw = hash.replace(/^#\/?/, "");
@@ -31,6 +32,7 @@ export function parseHash(hash: string): Route {
     case "workspace":
     case "cost":
     case "workflows":
+    case "settings":
       return { view: parts[0] };
     default:
       return { view: "runs" };

@@ -34,6 +34,8 @@ const overview: RunOverview = {
   head: head(),
   inputs: {},
   started_by: "ann",
+  host: "alpha",
+  elsewhere: true,
   bars: [
     ["a", "succeeded", [["executing", 0, 10]]],
     ["b", "running", [["executing", 10, null]]],

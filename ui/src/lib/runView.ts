@@ -21,6 +21,9 @@ export interface RunData {
   head: RunHead;
   inputs: RunOverview["inputs"];
   startedBy: string;
+  /** The machine it belongs to, and whether that is not this one. */
+  host: string | null;
+  elsewhere: boolean;
   bars: Bar[];
 }
 
@@ -32,6 +35,8 @@ export function fromOverview(o: RunOverview): RunData {
     head: o.head,
     inputs: o.inputs,
     startedBy: o.started_by,
+    host: o.host,
+    elsewhere: o.elsewhere,
     bars: o.bars.map(([id, status, segments]) => ({
       id,
       status,

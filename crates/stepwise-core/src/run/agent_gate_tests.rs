@@ -67,6 +67,7 @@ fn approve(state: &RunState, edited: Option<Proposal>) -> Event {
         proposal_hash,
         edited,
         by: "ann".into(),
+        host: None,
         mode: DecisionMode::Manual,
         comment: None,
         hunks: None,
@@ -226,6 +227,7 @@ fn a_rejected_command_tells_the_model_why_and_one_a_rule_allows_is_recorded_as_i
             attempt,
             proposal_hash,
             by: "ann".into(),
+            host: None,
             reason: "never delete the build".into(),
         },
     );
@@ -490,6 +492,7 @@ fn an_edit_of_a_file_the_agent_may_not_read_asks_before_reading_it() {
             attempt,
             proposal_hash,
             by: "ann".into(),
+            host: None,
             reason: "stay out of secrets".into(),
         },
     );

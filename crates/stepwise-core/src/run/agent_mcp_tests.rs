@@ -110,6 +110,7 @@ fn mcp_tools_are_listed_offered_asked_about_and_refused_by_rule() {
         approved_hash: pending.proposal_hash,
         edited: None,
         by: "ann".into(),
+        host: None,
         mode: DecisionMode::Manual,
         comment: None,
         hunks: None,

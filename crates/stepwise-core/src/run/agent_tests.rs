@@ -51,6 +51,7 @@ pub(super) fn start_with(yaml: &str, policy: Vec<RuleSpec>) -> (RunState, Vec<(E
         max_parallel: 4,
         policy,
         approvers: None,
+        host: None,
         models,
         budget: None,
         checkpoint: Default::default(),

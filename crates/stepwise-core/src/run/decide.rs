@@ -515,6 +515,7 @@ pub(super) fn granted_by_rule(
         proposal_hash,
         edited: None,
         by: "policy".into(),
+        host: None,
         mode: DecisionMode::Rule { rule },
         comment: None,
         hunks: None,

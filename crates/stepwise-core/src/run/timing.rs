@@ -284,6 +284,7 @@ mod tests {
             approved_hash: "sha256:00".into(),
             edited: None,
             by: "ann".into(),
+            host: None,
             mode: DecisionMode::Manual,
             comment: None,
             hunks: None,

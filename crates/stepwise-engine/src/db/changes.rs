@@ -362,6 +362,7 @@ mod tests {
             &path,
             None,
             Durability::Normal,
+            "test-host",
             runtime.handle().clone(),
             Box::new(|| {}),
         )

@@ -55,6 +55,7 @@ impl Db {
         path: &Path,
         shared: Option<&SharedDatabase>,
         durability: Durability,
+        host: &str,
         exec: Handle,
         after_exit: Box<dyn FnOnce() + Send>,
     ) -> Result<Db, EngineError> {
@@ -65,7 +66,7 @@ impl Db {
         let read_only = store.is_read_only();
         let file = Arc::new(DbFile::new(&store, opener));
         let lock_dir = lock_dir_for(path);
-        let holds = crate::lock::Holds::for_database(&file, &lock_dir)?;
+        let holds = crate::lock::Holds::for_database(&file, &lock_dir, host)?;
         let changes = Changes::start(path, Arc::clone(&file));
         let grow_wal_first = durability == Durability::Full && !read_only;
         let writer = Writer::start(

@@ -26,6 +26,8 @@ pub(super) fn ends_the_run(error: &EngineError) -> bool {
         | EngineError::WriterStopped
         | EngineError::RunLocked { .. }
         | EngineError::HoldLost { .. }
+        | EngineError::DrivenElsewhere { .. }
+        | EngineError::ServerGone { .. }
         | EngineError::Workspace(_) => false,
         EngineError::Database(DatabaseError(
             StoreError::Replaced { .. } | StoreError::ReadOnly { .. } | StoreError::Conflict { .. },

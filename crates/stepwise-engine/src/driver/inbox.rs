@@ -45,7 +45,8 @@ impl Driver {
         let origin = CommandRef::Pending(row.command_id);
         match serde_json::from_value::<Command>(row.body.clone()) {
             Ok(command) => {
-                self.apply(command, &row.issued_by, origin).await?;
+                self.apply(command, &row.issued_by, row.issued_on.as_deref(), origin)
+                    .await?;
             }
             Err(e) => {
                 let refusal = Refusal {
@@ -74,9 +75,11 @@ impl Driver {
             run_id: self.run_id.clone(),
             body,
             issued_by: issued_by.clone(),
+            issued_on: Some(self.ctx.config.host.clone()),
             issued_at_ms: self.ctx.clock.now_ms(),
         });
-        let (command_id, outcome) = self.apply(command, &issued_by, origin).await?;
+        let host = self.ctx.config.host.clone();
+        let (command_id, outcome) = self.apply(command, &issued_by, Some(&host), origin).await?;
         Ok(match outcome {
             StoredOutcome::Applied { seq } => Ok(Applied { command_id, seq }),
             StoredOutcome::Refused(refusal) => Err(EngineError::Refused(refusal)),
@@ -89,6 +92,7 @@ impl Driver {
         &mut self,
         command: Command,
         issued_by: &str,
+        issued_on: Option<&str>,
         origin: CommandRef,
     ) -> Result<(i64, StoredOutcome), EngineError> {
         tracing::debug!(run_id = %self.run_id, command = command.name(), by = %issued_by, "applying a command");
@@ -99,7 +103,7 @@ impl Driver {
         let is_cancel = matches!(command, Command::Cancel);
         let for_children = matches!(command, Command::Pause | Command::Resume | Command::Cancel)
             .then(|| command.clone());
-        let input = match command_event(&self.state, &self.run_id, issued_by, command) {
+        let input = match command_event(&self.state, &self.run_id, issued_by, issued_on, command) {
             Ok(input) => input,
             Err(error) => {
                 let outcome = StoredOutcome::Refused(Refusal::from_error(&error));

@@ -74,6 +74,17 @@ pub(crate) async fn drive(
         return Err(EngineError::HoldLost { run_id });
     }
     let loaded = ctx.load_run(run_id.as_str()).await?;
+    // Only a process on the machine a run was started on drives it: its workspace is there.
+    if let Some(host) = &loaded.state.started().host
+        && *host != ctx.config.host
+    {
+        ctx.note_machine(&run_id, Some(host.clone()));
+        return Err(EngineError::DrivenElsewhere {
+            run_id,
+            host: host.clone(),
+            here: ctx.config.host.clone(),
+        });
+    }
     let root = std::path::PathBuf::from(&loaded.state.started().workspace);
     let opened = tokio::task::spawn_blocking(move || Workspace::open(&root))
         .await
@@ -283,7 +294,10 @@ impl Driver {
                 // A read that found the server gone: once it is back, the inbox is read anew.
                 Err(error) if self.is_outage(&error) => {
                     let logged = self.state.last_seq();
-                    self.ride_out(&outage::Pending::Nothing { logged })?;
+                    self.ride_out(
+                        &outage::Pending::Nothing { logged },
+                        std::time::Instant::now(),
+                    )?;
                     let _ = self.tx.send(Message::InboxChanged);
                 }
                 handled => handled?,
@@ -407,7 +421,10 @@ impl Driver {
             if !self.is_outage(&lost) {
                 return Err(lost);
             }
-            self.ride_out(&outage::Pending::Nothing { logged })?;
+            self.ride_out(
+                &outage::Pending::Nothing { logged },
+                std::time::Instant::now(),
+            )?;
         }
         self.commit(groups, Vec::new())?;
         // Outcomes already in hand are recorded before letting go, so that the next holder
@@ -560,6 +577,7 @@ impl Driver {
             .test_hooks
             .before_commit(&run_id, &self.ctx.config.db_path)?;
         // Drivers live on the writer thread: the commit happens here, without a hand-off.
+        let began = std::time::Instant::now();
         let handled_ids = loop {
             let appended = self.ctx.db.writer.write_here(|store| {
                 store.append_commands(&run_id, expected, &rows, Some(status), &handled)
@@ -571,7 +589,7 @@ impl Driver {
                         expected,
                         rows: &rows,
                     };
-                    if self.ride_out(&pending)? == outage::Found::Landed {
+                    if self.ride_out(&pending, began)? == outage::Found::Landed {
                         break handled.iter().map(HandledCommand::known_id).collect();
                     }
                 }

@@ -53,9 +53,15 @@ impl Driver {
     }
 
     /// Waits until the server answers, the run is held again and its log checked; blocks the
-    /// writer thread meanwhile (nothing could be written anyway).
-    pub(super) fn ride_out(&mut self, pending: &Pending<'_>) -> Result<Found, EngineError> {
-        let began = Instant::now();
+    /// writer thread meanwhile (nothing could be written anyway). `began`: when the outage
+    /// was first met (a commit tried again counts from its first failure). Gives up, with
+    /// [`EngineError::ServerGone`] (which no caller waits out again), once the server has not
+    /// answered for [`OUTAGE_PATIENCE`], or when the engine shuts down.
+    pub(super) fn ride_out(
+        &mut self,
+        pending: &Pending<'_>,
+        began: Instant,
+    ) -> Result<Found, EngineError> {
         tracing::warn!(
             run_id = %self.run_id,
             "the database server does not answer; the run waits for it (up to {} minutes) while its operations go on",
@@ -63,12 +69,22 @@ impl Driver {
         );
         loop {
             std::thread::sleep(RETRY_EVERY);
+            if self.ctx.is_shutting_down() {
+                return Err(EngineError::ShutDown);
+            }
             match self.resume_after_outage(pending) {
                 Ok(found) => {
                     tracing::warn!(run_id = %self.run_id, waited_ms = began.elapsed().as_millis() as u64, "the database server answers again; the run goes on");
                     return Ok(found);
                 }
                 Err(error) if self.is_outage(&error) && began.elapsed() < OUTAGE_PATIENCE => {}
+                Err(error) if self.is_outage(&error) => {
+                    return Err(EngineError::ServerGone {
+                        run_id: self.run_id.clone(),
+                        minutes: OUTAGE_PATIENCE.as_secs() / 60,
+                        last: error.to_string(),
+                    });
+                }
                 Err(error) => return Err(error),
             }
         }
@@ -98,8 +114,11 @@ impl Driver {
             .writer
             .write_here(|store| store.run(&run_id))?
             .map(|row| row.last_seq);
-        let written_by_another = || EngineError::HoldLost {
+        // Not an outage: the driver stops, recording nothing, and never waits on it again.
+        let written_by_another = || EngineError::RunLocked {
             run_id: self.run_id.clone(),
+            holder: "another process, which wrote to its log while the database server was away"
+                .to_owned(),
         };
         match *pending {
             Pending::Nothing { logged } if last == Some(logged) => Ok(Found::AsLeft),

@@ -62,6 +62,7 @@ impl Engine {
     pub async fn fork(&self, fork: ForkRun) -> Result<Forked, EngineError> {
         self.ctx.db.check_writable()?;
         let loaded = self.ctx.load_run(&fork.parent).await?;
+        self.ctx.refuse_other_machine(&loaded.row.run_id).await?;
         crate::rewind::refuse_moving(&loaded.state, "fork")?;
         let from = StepId::from(fork.from.as_str());
         let events = || {

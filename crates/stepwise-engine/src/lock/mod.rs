@@ -60,16 +60,18 @@ pub(crate) enum Holds {
 }
 
 impl Holds {
-    /// The holds of the database `file` opened, whose lock files (if any) live in `lock_dir`.
+    /// The holds of the database `file` opened, whose lock files (if any) live in `lock_dir`;
+    /// holds on a server name this machine `host`.
     pub(crate) fn for_database(
         file: &Arc<crate::db::DbFile>,
         lock_dir: &Path,
+        host: &str,
     ) -> Result<Holds, EngineError> {
         #[cfg(feature = "postgres")]
         if file.shared().is_some() {
-            return Ok(Holds::Shared(shared::SharedHolds::start(file)?));
+            return Ok(Holds::Shared(shared::SharedHolds::start(file, host)?));
         }
-        let _ = file;
+        let _ = (file, host);
         Ok(Holds::Files(lock_dir.to_path_buf()))
     }
 

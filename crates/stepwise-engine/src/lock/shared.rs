@@ -87,13 +87,14 @@ impl Drop for Hold {
 }
 
 impl SharedHolds {
-    /// Starts the holding thread, on a connection of its own to the database `file` opens.
-    pub(crate) fn start(file: &Arc<DbFile>) -> Result<Arc<SharedHolds>, EngineError> {
+    /// Starts the holding thread, on a connection of its own to the database `file` opens;
+    /// its holds say they are this process's on `host`.
+    pub(crate) fn start(file: &Arc<DbFile>, host: &str) -> Result<Arc<SharedHolds>, EngineError> {
         let store = file.open_reader()?;
         let (requests, received) = mpsc::channel();
         let holds = Arc::new(SharedHolds {
             requests: Mutex::new(requests),
-            me: format!("pid {} on {}", std::process::id(), host_name()),
+            me: format!("pid {} on {host}", std::process::id()),
             lost: Mutex::new(Vec::new()),
             lost_signal: watch::channel(0).0,
         });
@@ -270,9 +271,4 @@ fn serve(store: Store, requests: &mpsc::Receiver<Request>, holds: &Weak<SharedHo
 struct Held {
     token: u64,
     lost: Arc<AtomicBool>,
-}
-
-/// This machine's name, for the holds that say whose they are.
-fn host_name() -> String {
-    whoami::fallible::hostname().unwrap_or_else(|_| "an unnamed host".to_owned())
 }

@@ -65,6 +65,7 @@ impl Engine {
         include: &[String],
     ) -> Result<RewindProposal, EngineError> {
         let loaded = self.ctx.load_run(run).await?;
+        self.ctx.refuse_other_machine(&loaded.row.run_id).await?;
         plan::propose(
             &self.ctx,
             &loaded,
@@ -103,6 +104,7 @@ impl Engine {
         self.ctx.db.check_writable()?;
         // Everything that can be refused is, before any driver is asked to let go.
         let loaded = self.ctx.load_run(run_id.as_str()).await?;
+        self.ctx.refuse_other_machine(&run_id).await?;
         refuse_moving(&loaded.state, "rewind")?;
         self.refuse_child_of_unended(&loaded).await?;
         let to_step = StepId::from(to);

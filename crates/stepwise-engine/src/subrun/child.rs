@@ -77,6 +77,7 @@ pub(super) async fn start(ctx: &Arc<Context>, start: ChildStart) -> Result<(), E
                 inputs,
                 trigger: CHILD_TRIGGER.to_string(),
                 started_by: parent.started_by.clone(),
+                host: parent.host.clone(),
                 max_parallel: workflow.max_parallel.max(1),
                 policy: parent.policy.clone(),
                 approvers,

@@ -228,6 +228,7 @@ impl Folder<'_> {
                 proposal_hash,
                 by,
                 reason,
+                ..
             } => self.settled(
                 stored,
                 (step, *attempt, proposal_hash),

@@ -10,7 +10,7 @@ use super::{Db, PgStore};
 use crate::{CommandRef, CommandRow, CommandState, HandledCommand, NewCommand, StoreError};
 
 const COMMAND_COLUMNS: &str = "command_id, run_id, body, issued_by, issued_at_ms, state, \
-                               outcome, handled_at_ms, handled_by";
+                               outcome, handled_at_ms, handled_by, issued_on";
 
 fn command_row(row: &Row) -> Result<CommandRow, StoreError> {
     let json = |text: &str| {
@@ -18,6 +18,7 @@ fn command_row(row: &Row) -> Result<CommandRow, StoreError> {
             database: None,
             reason: format!("a command's stored JSON does not parse: {error}"),
             retryable: false,
+            gone: false,
         })
     };
     let state: String = row.get(5);
@@ -31,6 +32,7 @@ fn command_row(row: &Row) -> Result<CommandRow, StoreError> {
         outcome: row.get::<_, Option<&str>>(6).map(json).transpose()?,
         handled_at_ms: row.get(7),
         handled_by: row.get(8),
+        issued_on: row.get(9),
     })
 }
 
@@ -48,13 +50,14 @@ impl PgStore {
             }
             Ok(db
                 .query_one(
-                    "INSERT INTO commands (run_id, body, issued_by, issued_at_ms)
-                     VALUES ($1, $2, $3, $4) RETURNING command_id",
+                    "INSERT INTO commands (run_id, body, issued_by, issued_at_ms, issued_on)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING command_id",
                     &[
                         &command.run_id.as_str(),
                         &command.body.to_string(),
                         &command.issued_by,
                         &command.issued_at_ms,
+                        &command.issued_on,
                     ],
                 )?
                 .get(0))
@@ -156,8 +159,8 @@ pub(super) fn mark_handled<C: GenericClient>(
                 let id: i64 = db
                     .query_one(
                         "INSERT INTO commands (run_id, body, issued_by, issued_at_ms, state,
-                                               outcome, handled_at_ms, handled_by)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING command_id",
+                                               outcome, handled_at_ms, handled_by, issued_on)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING command_id",
                         &[
                             &new.run_id.as_str(),
                             &new.body.to_string(),
@@ -167,6 +170,7 @@ pub(super) fn mark_handled<C: GenericClient>(
                             &outcome,
                             &command.handled_at_ms,
                             &command.handled_by,
+                            &new.issued_on,
                         ],
                     )?
                     .get(0);

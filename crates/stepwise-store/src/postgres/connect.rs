@@ -42,7 +42,66 @@ impl std::fmt::Debug for PgTarget {
     }
 }
 
+/// What a connection check found, changing nothing on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgProbe {
+    /// The server's version (`SHOW server_version`).
+    pub server_version: String,
+    /// The version of stepwise's schema there; `None` before stepwise first used the database.
+    pub schema_version: Option<usize>,
+}
+
 impl PgTarget {
+    /// Whether the URL itself holds a password: a form refuses it, since the password belongs
+    /// in an environment variable (`password_env`, `PGPASSWORD`) or the password file, never in
+    /// a settings file or a log.
+    pub fn url_has_password(url: &str) -> bool {
+        url.parse::<Config>()
+            .is_ok_and(|config| config.get_password().is_some())
+    }
+
+    /// Connects once (on a thread of its own: the blocking client may not run inside an async
+    /// runtime) and says what it found; creates nothing, unlike opening a store.
+    pub fn probe(&self) -> Result<PgProbe, StoreError> {
+        let target = self.clone();
+        let gone = |reason: String| StoreError::Unreachable {
+            database: self.label.clone(),
+            reason,
+        };
+        std::thread::Builder::new()
+            .name("stepwise-pg-probe".to_owned())
+            .spawn(move || target.probe_here())
+            .map_err(|error| gone(format!("no thread to connect on: {error}")))?
+            .join()
+            .map_err(|_| gone("the connection check stopped".to_owned()))?
+    }
+
+    fn probe_here(&self) -> Result<PgProbe, StoreError> {
+        let mut client = self.connect(Durability::Normal)?;
+        let at =
+            |error: postgres::Error| StoreError::from(error).at(std::path::Path::new(&self.label));
+        let server_version: String = client
+            .query_one("SHOW server_version", &[])
+            .map_err(at)?
+            .get(0);
+        let made: bool = client
+            .query_one("SELECT to_regclass('stepwise_schema') IS NOT NULL", &[])
+            .map_err(at)?
+            .get(0);
+        let schema_version = if made {
+            client
+                .query_opt("SELECT version FROM stepwise_schema", &[])
+                .map_err(at)?
+                .map(|row| usize::try_from(row.get::<_, i32>(0)).unwrap_or(0))
+        } else {
+            None
+        };
+        Ok(PgProbe {
+            server_version,
+            schema_version,
+        })
+    }
+
     /// Whether `text` is a PostgreSQL URL (rather than a path to a SQLite file).
     pub fn is_url(text: &str) -> bool {
         text.starts_with("postgres://") || text.starts_with("postgresql://")

@@ -71,6 +71,7 @@ impl PgListener {
                 database: Some(self.label.clone()),
                 reason: "the connection to the server was lost".to_owned(),
                 retryable: true,
+                gone: true,
             });
         }
         Ok(senders)

@@ -32,7 +32,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use postgres::{Client, GenericClient, Row, Statement, ToStatement, types::ToSql};
 
-pub use connect::PgTarget;
+pub use connect::{PgProbe, PgTarget};
 pub use listen::PgListener;
 
 use crate::{Durability, StoreError};
@@ -263,6 +263,7 @@ impl PgStore {
                     database: None,
                     reason: "a write was tried twice".to_owned(),
                     retryable: false,
+                    gone: false,
                 })?;
                 let value = write(&mut db, change)?;
                 // Delivered at the commit, to every process listening (see `changes`).
@@ -314,6 +315,7 @@ impl PgStore {
             database: Some(self.label.display().to_string()),
             reason: "the connection is closed".to_owned(),
             retryable: true,
+            gone: true,
         }
     }
 

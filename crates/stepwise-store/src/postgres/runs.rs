@@ -17,6 +17,7 @@ pub(super) fn run_row(row: &Row) -> Result<RunRow, StoreError> {
         database: None,
         reason: format!("`{status}` is not a run status this stepwise knows"),
         retryable: false,
+        gone: false,
     })?;
     Ok(RunRow {
         run_id: RunId::from(row.get::<_, String>(0)),

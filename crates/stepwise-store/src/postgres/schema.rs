@@ -185,8 +185,13 @@ CREATE TABLE run_holders (
 );
 "#;
 
+/// Version 3: the machine each command was sent from (SQLite's version 13).
+const V3_COMMANDS_ISSUED_ON: &str = r#"
+ALTER TABLE commands ADD COLUMN issued_on TEXT;
+"#;
+
 /// Every migration, oldest first: schema version N is after the first N.
-const MIGRATIONS: [&str; 2] = [V1_INITIAL, V2_RUN_HOLDERS];
+const MIGRATIONS: [&str; 3] = [V1_INITIAL, V2_RUN_HOLDERS, V3_COMMANDS_ISSUED_ON];
 
 /// The schema version this stepwise writes.
 pub(crate) fn count() -> usize {
