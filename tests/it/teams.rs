@@ -273,3 +273,40 @@ fn under_approvers_the_starters_own_policy_lets_nothing_past_them() {
     assert_eq!(approved.code, 0, "{approved}");
     assert_eq!(env.read("out.txt").as_deref(), Some("hi\n"));
 }
+
+#[test]
+fn the_users_settings_say_who_they_are_and_stepwise_user_wins() {
+    let mut env = Env::new();
+    let settings = env
+        .root()
+        .join("config")
+        .join("stepwise")
+        .join("settings.yaml");
+    std::fs::write(&settings, "user: lead\n").expect("write the settings");
+    let dir = env.ws.join(".stepwise");
+    std::fs::create_dir_all(&dir).expect("create .stepwise");
+    std::fs::write(dir.join("policy.yaml"), "approvers: [lead]\n").expect("write the policy");
+    let wf = env.workflow(
+        "edit.yaml",
+        "name: edit\nsteps:\n  - id: write\n    type: edit_file\n    path: out.txt\n    content: \"hi\\n\"\n",
+    );
+    let started = env.run(&wf, &[]);
+    assert_eq!(started.code, 3, "{started}");
+    let run = started.run_id();
+    // STEPWISE_USER wins over the settings.
+    env.vars = vec![("STEPWISE_USER".into(), "ana".into())];
+    let refused = env.approve(&run, "write", &[]);
+    assert_eq!(refused.code, 2, "{refused}");
+    env.vars.clear();
+    let approved = env.approve(&run, "write", &[]);
+    assert_eq!(approved.code, 0, "{approved}");
+    let events = env.events(&run);
+    assert_eq!(
+        of_step(&events, "ApprovalGranted", "write")[0]["data"]["by"],
+        "lead"
+    );
+    assert_eq!(
+        of_type(&events, "RunStarted")[0]["data"]["started_by"],
+        "lead"
+    );
+}

@@ -210,6 +210,11 @@ impl EngineConfig {
         };
         let mut config = EngineConfig::new(db);
         config.shared = shared;
+        if let Some(path) = &settings
+            && let Some(user) = crate::service_settings::user_setting(path, settings_named)?
+        {
+            config.user = user;
+        }
         config.user_policy_named = user_policy.is_some();
         config.user_policy = user_policy.or_else(|| config_file("policy.yaml"));
         config.settings_named = settings_named;

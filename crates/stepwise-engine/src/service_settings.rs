@@ -94,6 +94,30 @@ pub(crate) fn database_settings(
     Ok(found)
 }
 
+/// `user:` in the user's settings file at `path`, if set: checked as `STEPWISE_USER` is.
+pub(crate) fn user_setting(
+    path: &std::path::Path,
+    named: bool,
+) -> Result<Option<String>, EngineError> {
+    let user = UserSettings {
+        path: path.to_path_buf(),
+        named,
+    };
+    let Some(name) = read_user_section(&user, |file| file.user)? else {
+        return Ok(None);
+    };
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return Err(EngineError::Settings {
+            message: format!(
+                "settings file {}: `user` must be a user name of at most 256 bytes, without control characters",
+                path.display()
+            ),
+        });
+    }
+    Ok(Some(name))
+}
+
 /// A URL as it may be shown (in a log, an error): without a user name or password in it.
 pub fn shown_url(url: &str) -> String {
     match reqwest::Url::parse(url) {

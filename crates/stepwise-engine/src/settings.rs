@@ -52,6 +52,10 @@ pub(crate) struct SettingsFile {
     /// The PostgreSQL database shared by a team (the user's settings only).
     #[serde(default)]
     pub(crate) database: Option<Spanned<crate::service_settings::DatabaseSettings>>,
+    /// Who this user's processes act as, over the OS user (the user's settings only;
+    /// `STEPWISE_USER` wins over it): what decisions record and `approvers` name.
+    #[serde(default)]
+    pub(crate) user: Option<Spanned<String>>,
 }
 
 /// Where a settings file came from: the user's own, or a workspace's (which is not trusted
@@ -185,6 +189,17 @@ impl Settings {
                 format!(
                     "line {}: a workspace's settings may not set `telemetry` (it sends what your runs do to a host); set it in your own settings",
                     telemetry.referenced.line()
+                ),
+            ));
+        }
+        if origin == Origin::Workspace
+            && let Some(user) = &file.user
+        {
+            return Err(settings_error(
+                path,
+                format!(
+                    "line {}: a workspace's settings may not set `user` (it says who answers your runs' questions); set it in your own settings",
+                    user.referenced.line()
                 ),
             ));
         }

@@ -297,4 +297,8 @@ fn the_users_settings_set_the_api_and_a_workspaces_may_not() {
     write(&ws, WORKSPACE_SETTINGS, "api:\n  port: 80\n");
     let error = Settings::load(Some(&plain), &ws).unwrap_err();
     assert!(error.to_string().contains("may not set `api`"), "{error}");
+    // Nor say who its user is.
+    write(&ws, WORKSPACE_SETTINGS, "user: mallory\n");
+    let error = Settings::load(Some(&plain), &ws).unwrap_err();
+    assert!(error.to_string().contains("may not set `user`"), "{error}");
 }

@@ -601,14 +601,14 @@ test("landmarks and keyboard reach", async (page) => {
   await visible(page.getByRole("navigation", { name: "Views" }), "the navigation landmark");
   await visible(page.getByRole("main"), "the main landmark");
   const labels = await page.getByRole("navigation", { name: "Views" }).locator("a").evaluateAll((as) => as.map((a) => a.childNodes[0].textContent.trim()));
-  if (labels.join("|") !== "Runs|Approvals|Workspace|Cost|Workflows") fail(`the navigation reads ${labels.join(", ")}`);
+  if (labels.join("|") !== "Runs|Approvals|Workspace|Cost|Workflows|Settings") fail(`the navigation reads ${labels.join(", ")}`);
   // Tab from the top reaches the navigation's links, in order.
   const reached = [];
   for (let i = 0; i < 8; i++) {
     await page.keyboard.press("Tab");
     reached.push(await page.evaluate(() => document.activeElement?.childNodes[0]?.textContent?.trim() ?? ""));
   }
-  for (const label of ["Runs", "Approvals", "Workspace", "Cost", "Workflows"]) if (!reached.includes(label)) fail(`Tab did not reach ${label} (reached ${reached.join(", ")})`);
+  for (const label of ["Runs", "Approvals", "Workspace", "Cost", "Workflows", "Settings"]) if (!reached.includes(label)) fail(`Tab did not reach ${label} (reached ${reached.join(", ")})`);
   const unlabelled = await page.evaluate(() =>
     [...document.querySelectorAll("button, a[href], input, select, textarea")]
       .filter((el) => !(el.getAttribute("aria-label") || el.textContent.trim() || el.getAttribute("placeholder") || (el.id && document.querySelector(`label[for="${el.id}"]`))))
