@@ -138,6 +138,13 @@ pub fn save_connection(
                 path.display()
             )));
         }
+        // Not a FIFO or a device, which would never end (or never begin).
+        Ok(meta) if !meta.is_file() => {
+            return Err(refused(format!(
+                "settings file {} is not a plain file; edit its database: section by hand",
+                path.display()
+            )));
+        }
         Ok(_) => std::fs::read_to_string(&path).map_err(io)?,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(error) => return Err(io(error)),
@@ -161,6 +168,27 @@ pub fn save_connection(
         .map_err(io)?;
     file.write_all(updated.as_bytes()).map_err(io)?;
     file.as_file().sync_all().map_err(io)?;
+    // The file as it would be is read back as stepwise reads settings: it must load, and say
+    // exactly what the form said (a section written in a form this edit does not follow, as
+    // JSON or a quoted key, would otherwise end up twice or broken). Nothing is written if not.
+    let reads = crate::service_settings::database_settings(file.path(), true);
+    let says = reads.map(|section| section.and_then(|s| s.url.map(|url| (url, s.password_env))));
+    let meant = connection.map(|c| (c.url.trim().to_owned(), c.password_env.clone()));
+    match says {
+        Ok(says) if says == meant => {}
+        Ok(_) => {
+            return Err(refused(format!(
+                "the database: section of settings file {} is written in a form this view does not edit; edit it by hand",
+                path.display()
+            )));
+        }
+        Err(error) => {
+            return Err(refused(format!(
+                "settings file {} would not load after the change ({error}); edit it by hand",
+                path.display()
+            )));
+        }
+    }
     file.persist(&path).map_err(|error| io(error.error))?;
     Ok(())
 }
@@ -310,5 +338,13 @@ mod tests {
         .unwrap();
         save_connection(&path, None).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "api:\n  port: 1\n");
+        // A section this edit does not follow (a quoted key) is left alone, said in words.
+        let quoted = "\"database\": {url: \"postgres://x@y/z\"}\n";
+        std::fs::write(&path, quoted).unwrap();
+        let error = save_connection(&path, Some(&connection("postgres://ann@db/s", None)))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("edit it by hand"), "{error}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), quoted);
     }
 }
