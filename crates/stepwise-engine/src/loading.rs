@@ -103,6 +103,10 @@ impl Context {
 /// it already), with the database named in what SQLite reported.
 pub(crate) fn unreadable(run_id: &RunId, store: &Store, error: EngineError) -> EngineError {
     match error {
+        // The server away is no fault of the run: said as it is, so that a read waits it out.
+        EngineError::Database(DatabaseError(error)) if error.is_server_gone() => {
+            EngineError::Database(DatabaseError(error))
+        }
         EngineError::Database(DatabaseError(error)) => EngineError::UnreadableRun {
             run_id: run_id.clone(),
             cause: Box::new(EngineError::from(error.at(store.path()))),
