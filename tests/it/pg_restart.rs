@@ -142,6 +142,18 @@ steps:
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
     let verified = env.stepwise(&["verify", &run]);
     assert_eq!(verified.code, 0, "{verified}");
+    // What the command that ended while the server was down changed is recorded all the same
+    // (its checkpoint after waited for the server).
+    let show = env.show(&run);
+    let waits = show["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["id"] == "waits"))
+        .expect("the step");
+    assert!(
+        waits["file_changes"].to_string().contains("ran.txt"),
+        "{}",
+        waits["file_changes"]
+    );
 
     // The follower saw every event once, in order, and ended with the run.
     let mut followed: Vec<i64> = Vec::new();

@@ -21,6 +21,7 @@ use stepwise_core::checkpoint::{CheckpointSpec, FileChange, Snapshot, changes_be
 use stepwise_core::operation::{OperationError, OperationErrorKind, OperationResult};
 
 use crate::db::Writer;
+use crate::error::EngineError;
 use crate::sandbox::Workspace;
 
 /// Contents are handed to the store in batches of about this many bytes.
@@ -177,12 +178,30 @@ impl Checkpointer {
             return Ok(());
         }
         let hashes: Vec<String> = batch.iter().map(|(h, _)| h.clone()).collect();
-        runtime
-            .block_on(
+        // Contents are stored once by their hash, so storing them again is harmless: a database
+        // server that went away (a restart) is waited for, as a driver waits for it.
+        let batch = Arc::new(batch);
+        let began = std::time::Instant::now();
+        loop {
+            let contents = Arc::clone(&batch);
+            let stored = runtime.block_on(
                 self.writer
-                    .write(move |store| store.put_hashed_blobs(&batch)),
-            )
-            .map_err(|e| format!("the checkpoint's contents could not be stored: {e}"))?;
+                    .write(move |store| store.put_hashed_blobs(&contents)),
+            );
+            match stored {
+                Ok(()) => break,
+                Err(EngineError::Database(error))
+                    if error.is_server_gone() && began.elapsed() < crate::db::OUTAGE_PATIENCE =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the checkpoint's contents could not be stored: {e}"
+                    ));
+                }
+            }
+        }
         self.stored
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
