@@ -26,10 +26,7 @@ impl Driver {
         let mut done = HashSet::new();
         let mut scanned = 0;
         while scanned < groups.len() && done.len() < INLINE_READS_PER_COMMIT {
-            let total: usize = groups
-                .iter()
-                .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
-                .sum();
+            let total = super::event_count(&groups);
             // The groups' events are the state's last `total`; `seq` walks them.
             let mut seq = EventSeq::new(self.state.last_seq().get() + 1 - total as u64);
             let mut reads = Vec::new();

@@ -50,6 +50,14 @@ pub(super) struct Group {
     decisions: Vec<Event>,
 }
 
+/// How many events `groups` hold: the state's last ones, not yet in the log.
+fn event_count(groups: &[Group]) -> usize {
+    groups
+        .iter()
+        .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
+        .sum()
+}
+
 /// Inputs folded together before one commit, so that completions arriving together share an
 /// fsync.
 const MAX_BATCH: usize = 256;
@@ -410,17 +418,12 @@ impl Driver {
         }
         if hold_lost {
             // The server went away (and may be back): ride it out, the results in hand kept.
-            let held: usize = groups
-                .iter()
-                .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
-                .sum();
-            let logged = EventSeq::new(self.state.last_seq().get() - held as u64);
-            let lost = EngineError::HoldLost {
-                run_id: self.run_id.clone(),
-            };
-            if !self.is_outage(&lost) {
-                return Err(lost);
+            if !self.ctx.db.holds.is_shared() {
+                return Err(EngineError::HoldLost {
+                    run_id: self.run_id.clone(),
+                });
             }
+            let logged = EventSeq::new(self.state.last_seq().get() - event_count(&groups) as u64);
             self.ride_out(
                 &outage::Pending::Nothing { logged },
                 std::time::Instant::now(),
@@ -505,10 +508,7 @@ impl Driver {
         handled: Vec<HandledCommand>,
     ) -> Result<Vec<i64>, EngineError> {
         let (groups, read_here) = self.read_inline(groups)?;
-        let count: usize = groups
-            .iter()
-            .map(|g| usize::from(g.input.is_some()) + g.decisions.len())
-            .sum();
+        let count = event_count(&groups);
         if count == 0 && handled.is_empty() {
             return Ok(Vec::new());
         }
