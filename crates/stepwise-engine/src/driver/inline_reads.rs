@@ -48,12 +48,19 @@ impl Driver {
             }
             scanned = groups.len();
             for (op, path, missing_ok) in reads {
-                if done.len() >= INLINE_READS_PER_COMMIT
-                    || exec::is_larger_than(&self.workspace, &path, INLINE_READ_MAX_BYTES)
-                {
+                if done.len() >= INLINE_READS_PER_COMMIT {
                     continue;
                 }
-                let input = match exec::read_file(&self.workspace, &path, missing_ok) {
+                // A larger file is read on a blocking thread once the request is recorded.
+                let Some(read) = exec::read_small_file(
+                    &self.workspace,
+                    &path,
+                    missing_ok,
+                    INLINE_READ_MAX_BYTES,
+                ) else {
+                    continue;
+                };
+                let input = match read {
                     Ok(result) => Event::OperationSucceeded { op, result },
                     Err(error) => Event::OperationFailed { op, error },
                 };

@@ -2,8 +2,9 @@
 //! decisions it leads to durable in one commit, and only then performs the operations decided.
 //!
 //! Write-ahead holds by construction: an operation starts after the commit that records its
-//! `OperationStarted` (one whose executor prepares early, a command, is dispatched while that
-//! commit is written, and starts the moment it is durable: see `exec::Recorded`), and its
+//! `OperationStarted` (one whose executor prepares early, a command or a model call, is
+//! dispatched while that commit is written, and starts the moment it is durable: see
+//! `exec::Recorded`), and its
 //! result reaches the core (and so any dependent step) only as an input that is committed
 //! together with the decisions it leads to.
 //!
@@ -520,7 +521,8 @@ impl Driver {
         let mut rows = Vec::with_capacity(count);
         let mut to_start = Vec::new();
         let mut started = Vec::new();
-        // Operations whose executor prepares while the commit is written (commands).
+        // Operations whose executor prepares while the commit is written (commands, model
+        // calls).
         let mut early = Vec::new();
         for Group { input, decisions } in groups {
             // Decisions are caused by their input; the first decisions of a run by RunStarted.

@@ -43,13 +43,43 @@ pub fn read_file(
     missing_ok: bool,
 ) -> Result<OperationResult, OperationError> {
     let (shown, real) = locate(ws, path)?;
-    match read_current(ws, &shown, &real)? {
+    file_read(&shown, read_current(ws, &shown, &real)?, missing_ok)
+}
+
+/// [`read_file`] of a file of at most `max` bytes: `None` when it is a regular file larger
+/// than that (to be read elsewhere, see `Driver::read_inline`), found with the same one open
+/// that reads it.
+pub fn read_small_file(
+    ws: &Workspace,
+    path: &str,
+    missing_ok: bool,
+    max: u64,
+) -> Option<Result<OperationResult, OperationError>> {
+    let (shown, real) = match locate(ws, path) {
+        Ok(located) => located,
+        Err(error) => return Some(Err(error)),
+    };
+    match read_within(ws, &shown, &real, max) {
+        Ok(Within::Larger) => None,
+        Ok(Within::Missing) => Some(file_read(&shown, None, missing_ok)),
+        Ok(Within::Read(current)) => Some(file_read(&shown, Some(current), missing_ok)),
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// What a read found, as its result.
+fn file_read(
+    shown: &str,
+    current: Option<Current>,
+    missing_ok: bool,
+) -> Result<OperationResult, OperationError> {
+    match current {
         None if missing_ok => Ok(OperationResult::FileRead {
             exists: false,
             content: String::new(),
             hash: None,
         }),
-        None => Err(not_found(&shown)),
+        None => Err(not_found(shown)),
         Some(current) => {
             let hash = content_hash(&current.bytes);
             let content = String::from_utf8(current.bytes).map_err(|_| {
@@ -65,15 +95,6 @@ pub fn read_file(
             })
         }
     }
-}
-
-/// Whether a workspace file is a regular file of more than `max` bytes (anything else, a
-/// missing file or one that cannot be read included, is quick to answer).
-pub fn is_larger_than(ws: &Workspace, path: &str, max: u64) -> bool {
-    locate(ws, path)
-        .ok()
-        .and_then(|(_, real)| ws.dir().metadata(real).ok())
-        .is_some_and(|meta| meta.is_file() && meta.len() > max)
 }
 
 /// The hash of a workspace file as it is now (`None`: it does not exist), to tell whether a
@@ -252,12 +273,42 @@ fn locate(ws: &Workspace, path: &str) -> Result<(String, PathBuf), OperationErro
     Ok((shown, real))
 }
 
-/// Reads the file if it exists; a directory in its place is an error.
+/// What [`read_within`] found.
+enum Within {
+    Missing,
+    /// A regular file larger than the limit (not read).
+    Larger,
+    Read(Current),
+}
+
+/// Reads the file if it exists; a directory in its place is an error, and so is a file larger
+/// than [`MAX_FILE_BYTES`].
 fn read_current(
     ws: &Workspace,
     shown: &str,
     real: &Path,
 ) -> Result<Option<Current>, OperationError> {
+    match read_within(ws, shown, real, MAX_FILE_BYTES)? {
+        Within::Missing => Ok(None),
+        Within::Read(current) => Ok(Some(current)),
+        Within::Larger => Err(OperationError::new(
+            OperationErrorKind::Io,
+            format!(
+                "`{shown}` is larger than {MAX_FILE_BYTES} bytes; files that large are not read into the log"
+            ),
+        )),
+    }
+}
+
+/// Reads the file if it exists and holds at most `limit` bytes (at most [`MAX_FILE_BYTES`]);
+/// a directory or anything else that is not a regular file in its place is an error.
+fn read_within(
+    ws: &Workspace,
+    shown: &str,
+    real: &Path,
+    limit: u64,
+) -> Result<Within, OperationError> {
+    let limit = limit.min(MAX_FILE_BYTES);
     // One open, then questions to the opened file: what is checked is what is read, even if
     // the path is swapped meanwhile. Non-blocking, so that a FIFO put in its place cannot hang
     // the read (it is refused below); no following a link put in the last place.
@@ -267,7 +318,7 @@ fn read_current(
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
     let mut file = match ws.dir().open_with(real, &options) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Within::Missing),
         Err(e) => return Err(io_error("read", shown, e)),
     };
     let meta = file.metadata().map_err(|e| io_error("read", shown, e))?;
@@ -284,27 +335,19 @@ fn read_current(
             format!("`{shown}` is not a regular file"),
         ));
     }
-    let too_large = || {
-        OperationError::new(
-            OperationErrorKind::Io,
-            format!(
-                "`{shown}` is larger than {MAX_FILE_BYTES} bytes; files that large are not read into the log"
-            ),
-        )
-    };
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_large());
+    if meta.len() > limit {
+        return Ok(Within::Larger);
     }
     // The file may grow after the check: read one byte past the limit to know.
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     (&mut file)
-        .take(MAX_FILE_BYTES + 1)
+        .take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| io_error("read", shown, e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large());
+    if bytes.len() as u64 > limit {
+        return Ok(Within::Larger);
     }
-    Ok(Some(Current {
+    Ok(Within::Read(Current {
         bytes,
         permissions: meta.permissions(),
     }))

@@ -29,7 +29,9 @@ use tokio::sync::watch;
 use crate::sandbox::Workspace;
 
 pub(crate) use command::{run_command_live, start_server};
-pub use file::{WriteRecovery, current_hash, is_larger_than, read_file, recover_write, write_file};
+pub use file::{
+    WriteRecovery, current_hash, read_file, read_small_file, recover_write, write_file,
+};
 pub use list::list_files;
 pub(crate) use output::Live;
 pub(crate) use recorded::{Commit, Recorded};

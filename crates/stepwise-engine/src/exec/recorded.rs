@@ -1,7 +1,7 @@
 //! Whether an operation's request is recorded yet. An operation starts only once its
 //! `OperationStarted` is durable; an executor that prepares early (a command: its request
-//! encoded, its pipes made, while the commit is written) waits for this before anything
-//! another process can see, or hands the committing thread what starts it
+//! encoded, its pipes made, while the commit is written; a model call: its request written for
+//! the wire) waits for this before anything another process can see, or hands the committing thread what starts it
 //! ([`Recorded::then`]), so that it starts the moment the commit is durable, with no thread to
 //! wake in between.
 

@@ -30,22 +30,23 @@ pub(crate) struct Caller<'a> {
 
 /// Makes `request` with `protocol`: each of its forms in turn while the server says it does
 /// not accept the form, and the reply of the first it accepts.
+///
+/// `first`, when given, is the request in its first form as [`first_form`] wrote it ahead.
 pub(crate) async fn call<P: Protocol>(
     protocol: &P,
     caller: &Caller<'_>,
     request: &LlmRequest,
+    mut first: Option<WireRequest>,
 ) -> Result<Answer, ProviderError> {
-    let base = request
-        .spec
-        .base_url
-        .as_deref()
-        .unwrap_or(P::DEFAULT_BASE)
-        .trim_end_matches('/');
+    let base = base_url::<P>(request);
     let who = format!("provider `{}` ({base})", request.spec.provider);
     let forms = protocol.forms(base);
     let mut forms = forms.iter().peekable();
     while let Some(&form) = forms.next() {
-        let wire = protocol.request(base, form).map_err(|e| e.from(&who))?;
+        let wire = match first.take() {
+            Some(wire) => wire,
+            None => protocol.request(base, form).map_err(|e| e.from(&who))?,
+        };
         let sent = http::send(
             || build::<P>(caller, &wire),
             &who,
@@ -64,6 +65,25 @@ pub(crate) async fn call<P: Protocol>(
         }
     }
     Err(BadReply::new("no request form was accepted").from(&who))
+}
+
+/// `request` in the first form `protocol` sends it in, written ahead of the call; `None` if it
+/// cannot be written (the call then says why). [`call`] takes it as its first form's: both ask
+/// `forms` with the same request and base, and a protocol's forms depend on nothing else.
+pub(crate) fn first_form<P: Protocol>(protocol: &P, request: &LlmRequest) -> Option<WireRequest> {
+    let base = base_url::<P>(request);
+    let form = *protocol.forms(base).first()?;
+    protocol.request(base, form).ok()
+}
+
+/// Where `request`'s provider is, without a trailing `/`.
+fn base_url<P: Protocol>(request: &LlmRequest) -> &str {
+    request
+        .spec
+        .base_url
+        .as_deref()
+        .unwrap_or(P::DEFAULT_BASE)
+        .trim_end_matches('/')
 }
 
 fn build<P: Protocol>(caller: &Caller<'_>, wire: &WireRequest) -> reqwest::RequestBuilder {

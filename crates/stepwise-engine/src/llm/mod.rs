@@ -15,7 +15,9 @@
 //! `idle_timeout_s` (60 s by default) fails it.
 //!
 //! A call has no effect on the world, so after a crash it is simply made again (the reply says
-//! `after_crash`, since its cost may have been paid twice).
+//! `after_crash`, since its cost may have been paid twice). It is spent money, though, so it is
+//! sent only once its request is durable; its first request on the wire is written while that
+//! commit is under way (`Executor::prepares_early`).
 
 mod anthropic;
 mod body;
@@ -49,6 +51,7 @@ use exchange::Caller;
 use gemini::Gemini;
 use http::Secret;
 use openai::OpenAi;
+use protocol::WireRequest;
 
 /// How long a call may take in all, retries included, unless its provider's `timeout_s` says
 /// otherwise; a step's shorter `timeout` wins.
@@ -97,26 +100,57 @@ impl Executor for LlmCall {
             })?;
             let mut cancel = ctx.cancel.clone();
             let (limit, why) = call_limit(&request);
+            let first = first_form(&request);
+            // Nothing is sent before the request is durable; the time a call may take starts
+            // then (a commit may wait out a database server's restart).
+            if !ctx.recorded.clone().wait().await {
+                return Err(OperationError::new(
+                    OperationErrorKind::Cancelled,
+                    format!(
+                        "the call to model `{}` was not made: its request could not be recorded",
+                        request.model
+                    ),
+                ));
+            }
             let progress = ProgressSink::create(crate::progress::progress_path(
                 &ctx.lock_dir,
                 &ctx.run_id,
                 ctx.op,
             ));
+            let call = call(&client, &request, first, ctx.recovering, &progress);
+            // A call cancelled before it starts is not sent.
             let outcome = tokio::select! {
-                outcome = tokio::time::timeout(limit, call(&client, &request, ctx.recovering, &progress)) => outcome.unwrap_or_else(|_| {
+                biased;
+                () = cancelled(&mut cancel) => Err(ProviderError::Cancelled { model: request.model.clone() }
+                    .into_operation_error(str::to_string)),
+                outcome = tokio::time::timeout(limit, call) => outcome.unwrap_or_else(|_| {
                     Err(ProviderError::TookTooLong { model: request.model.clone(), limit, why }
                         .into_operation_error(str::to_string))
                 }),
-                () = cancelled(&mut cancel) => Err(ProviderError::Cancelled { model: request.model.clone() }
-                    .into_operation_error(str::to_string)),
             };
             progress.finish().await;
             outcome
         })
     }
 
+    fn prepares_early(&self) -> bool {
+        true
+    }
+
     fn after_crash(&self) -> AfterCrash {
         AfterCrash::Repeat
+    }
+}
+
+/// The request as its provider's protocol first sends it, written ahead (`None` for the
+/// simulated provider, or when it cannot be written: then the call finds out again and says
+/// why).
+fn first_form(request: &LlmRequest) -> Option<WireRequest> {
+    match request.spec.kind {
+        ProviderKind::Openai => exchange::first_form(&OpenAi { request }, request),
+        ProviderKind::Anthropic => exchange::first_form(&Anthropic { request }, request),
+        ProviderKind::Gemini => exchange::first_form(&Gemini { request }, request),
+        ProviderKind::Simulated => None,
     }
 }
 
@@ -146,12 +180,13 @@ fn call_limit(request: &LlmRequest) -> (Duration, String) {
 async fn call(
     client: &reqwest::Client,
     request: &LlmRequest,
+    first: Option<WireRequest>,
     after_crash: bool,
     progress: &ProgressSink,
 ) -> Outcome {
     let secret = Secret::from_env(request.spec.api_key_env.as_deref())
         .map_err(|e| e.into_operation_error(str::to_string))?;
-    reply(client, request, after_crash, progress, &secret)
+    reply(client, request, first, after_crash, progress, &secret)
         .await
         .map_err(|e| e.into_operation_error(|text| secret.redact(text)))
 }
@@ -159,6 +194,7 @@ async fn call(
 async fn reply(
     client: &reqwest::Client,
     request: &LlmRequest,
+    first: Option<WireRequest>,
     after_crash: bool,
     progress: &ProgressSink,
     secret: &Secret,
@@ -174,9 +210,15 @@ async fn reply(
             .map_or(DEFAULT_IDLE_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
     };
     let answer = match request.spec.kind {
-        ProviderKind::Openai => exchange::call(&OpenAi { request }, &caller, request).await?,
-        ProviderKind::Anthropic => exchange::call(&Anthropic { request }, &caller, request).await?,
-        ProviderKind::Gemini => exchange::call(&Gemini { request }, &caller, request).await?,
+        ProviderKind::Openai => {
+            exchange::call(&OpenAi { request }, &caller, request, first).await?
+        }
+        ProviderKind::Anthropic => {
+            exchange::call(&Anthropic { request }, &caller, request, first).await?
+        }
+        ProviderKind::Gemini => {
+            exchange::call(&Gemini { request }, &caller, request, first).await?
+        }
         ProviderKind::Simulated => {
             let answer = simulated::reply(request);
             progress.send(&answer.text);

@@ -167,7 +167,9 @@ pub(super) async fn call<P: Protocol>(
     };
     let mut request = request.clone();
     request.spec.base_url = Some(server.base.clone());
-    exchange::call(protocol, &caller, &request).await
+    // As the executor makes it: the first form written ahead.
+    let first = exchange::first_form(protocol, &request);
+    exchange::call(protocol, &caller, &request, first).await
 }
 
 fn refusal(error: &ProviderError) -> Option<Refusal> {
@@ -325,4 +327,78 @@ fn a_streamed_reply_is_the_sum_of_its_events_in_every_protocol() {
         (usage_only.input_tokens, usage_only.output_tokens),
         (Some(4), Some(2))
     );
+}
+
+/// What the executor is given for operation 2 of run `r`, whose request is recorded when
+/// `recorded` says so (cancelled when `cancel`'s sender says so or is dropped).
+fn op_context(
+    workspace: crate::sandbox::Workspace,
+    lock_dir: &std::path::Path,
+    recorded: crate::exec::Recorded,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> crate::exec::OpContext {
+    let run_id = stepwise_core::ids::RunId::from("r");
+    crate::exec::OpContext {
+        workspace: Arc::new(workspace),
+        commands_lock: Arc::new(crate::lock::CommandsLock::new(lock_dir, &run_id)),
+        run_id,
+        op: stepwise_core::ids::EventSeq::new(2),
+        step: stepwise_core::ids::StepId::from("ask"),
+        lock_dir: lock_dir.to_path_buf(),
+        cancel,
+        recovering: false,
+        recorded,
+        checkpoint: None,
+        engine: std::sync::Weak::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_call_written_while_its_request_commits_is_sent_only_once_it_is_durable() {
+    use crate::exec::{Commit, Executor};
+    use stepwise_core::operation::OperationRequest;
+
+    let server = Scripted::start(vec![ok_reply()]);
+    let mut asked = request(None);
+    asked.spec.base_url = Some(server.base.clone());
+    let asked = OperationRequest::LlmCall(Arc::new(asked));
+    let locks = tempfile::tempdir().expect("a directory");
+    let executor = super::LlmCall::new();
+    let (_keep, cancel) = tokio::sync::watch::channel(false);
+
+    let (commit, recorded) = Commit::new();
+    let (_ws_dir, workspace) = crate::sandbox::temp_workspace();
+    let call = tokio::spawn(executor.perform(
+        op_context(workspace, locks.path(), recorded, cancel.clone()),
+        asked.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        server.seen(),
+        Vec::<Value>::new(),
+        "sent before it was recorded"
+    );
+    commit.done();
+    let outcome = call.await.expect("the call's task");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(server.seen().len(), 1);
+
+    // A commit that failed: the call is never made.
+    let (failed, recorded) = Commit::new();
+    let (_ws_dir, workspace) = crate::sandbox::temp_workspace();
+    let call = tokio::spawn(executor.perform(
+        op_context(workspace, locks.path(), recorded, cancel.clone()),
+        asked,
+    ));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(failed);
+    let error = call
+        .await
+        .expect("the call's task")
+        .expect_err("a call whose request is not recorded");
+    assert_eq!(
+        error.message,
+        "the call to model `m` was not made: its request could not be recorded"
+    );
+    assert_eq!(server.seen().len(), 1, "a request never recorded was sent");
 }

@@ -42,6 +42,32 @@ fn a_missing_file_is_an_error_unless_missing_is_ok() {
 }
 
 #[test]
+fn a_small_read_leaves_a_larger_file_to_be_read_elsewhere_and_answers_the_rest() {
+    let (_d, ws) = workspace();
+    std::fs::write(ws.root().join("small.txt"), "12345678").unwrap();
+    std::fs::write(ws.root().join("large.txt"), "123456789").unwrap();
+    assert_eq!(
+        read_small_file(&ws, "small.txt", false, 8),
+        Some(read_file(&ws, "small.txt", false)),
+        "at the limit: read, as `read_file` reads it"
+    );
+    assert_eq!(read_small_file(&ws, "large.txt", false, 8), None);
+    // What is not a regular file over the limit is answered here, errors included.
+    assert_eq!(
+        read_small_file(&ws, "nope.txt", true, 8),
+        Some(read_file(&ws, "nope.txt", true))
+    );
+    let missing = read_small_file(&ws, "nope.txt", false, 8).unwrap();
+    assert_eq!(missing.unwrap_err().kind, OperationErrorKind::NotFound);
+    std::fs::create_dir(ws.root().join("dir")).unwrap();
+    let dir = read_small_file(&ws, "dir", false, 0).unwrap();
+    assert!(dir.unwrap_err().message.contains("is a directory"));
+    symlink(ws.root().join("large.txt"), ws.root().join("link")).unwrap();
+    let link = read_small_file(&ws, "link", false, 100).unwrap();
+    assert_eq!(link.unwrap_err().kind, OperationErrorKind::Sandbox);
+}
+
+#[test]
 fn refuses_non_utf8_and_directories() {
     let (_d, ws) = workspace();
     std::fs::write(ws.root().join("bin"), [0xff, 0xfe, 0x00]).unwrap();
