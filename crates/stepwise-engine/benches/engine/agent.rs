@@ -1,7 +1,8 @@
 //! An agent step against a model server on loopback that answers at once, each turn calling
 //! `read_file` on a small file: what the engine adds to each tool call (deciding, recording,
 //! reading, building the next request), next to the floors of one durable commit and one HTTP
-//! round trip to the same server, measured in the same process.
+//! round trip to the same server, measured in the same process; and next to the store's append
+//! of exactly what each call recorded, taken from the run's own log.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,10 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use stepwise_core::event::Event;
+use stepwise_core::operation::OperationRequest;
 use stepwise_engine::Durability;
+use stepwise_store::NewEvent;
 
-use crate::BenchResult;
-use crate::bench::{Bench, count};
+use crate::bench::{Bench, count, median, micros, us};
+use crate::floors::{append_each, commit_floor_steady};
+use crate::{BenchResult, Lines, Sizes};
 
 /// A model server on loopback: `/floor` answers a small JSON body; the chat completions answer
 /// a call of `read_file` for `turns - 1` requests, then a final text, and again.
@@ -131,13 +136,22 @@ pub(crate) async fn http_floor(base: &str, n: usize, body_bytes: usize) -> Bench
     Ok(began.elapsed() / count(n))
 }
 
-/// An agent step of `turns` model turns, each but the last calling `read_file`: the run's
-/// operating time per tool call.
+/// How an agent step's run went.
+pub(crate) struct AgentRun {
+    /// Its operating time per tool call.
+    pub(crate) per_call: Duration,
+    pub(crate) commits: u64,
+    /// What each tool call committed, as the log holds it: the model's reply, the read it
+    /// asked for and its result, and the next model call's request (the conversation so far).
+    pub(crate) call_commits: Vec<Vec<NewEvent>>,
+}
+
+/// An agent step of `turns` model turns, each but the last calling `read_file`.
 pub(crate) async fn agent_per_call(
     durability: Durability,
     server: &Loopback,
     turns: usize,
-) -> BenchResult<(Duration, u64)> {
+) -> BenchResult<AgentRun> {
     let settings = format!(
         "providers:\n  loop:\n    kind: openai\n    base_url: {}/v1\n    stream: false\nmodels:\n  m:\n    provider: loop\n    model: tiny\n",
         server.base
@@ -148,5 +162,108 @@ pub(crate) async fn agent_per_call(
     );
     let ran = bench.run_to_end("agent", &workflow).await?;
     let calls = turns.saturating_sub(1).max(1);
-    Ok((ran.operating / count(calls), ran.commits))
+    let loaded = bench.engine.load_run(ran.run_id.as_str()).await?;
+    Ok(AgentRun {
+        per_call: ran.operating / count(calls),
+        commits: ran.commits,
+        call_commits: call_commits(&loaded.events),
+    })
+}
+
+/// The log cut after each model call's request: what lies between two requests is what one
+/// tool call committed (the first piece starts the run, the last ends it: neither is a call).
+fn call_commits(events: &[(stepwise_store::StoredEvent, Event)]) -> Vec<Vec<NewEvent>> {
+    let mut pieces = vec![Vec::new()];
+    for (stored, event) in events {
+        if let Some(piece) = pieces.last_mut() {
+            piece.push(NewEvent {
+                event_type: stored.event_type.clone(),
+                schema_version: stored.schema_version,
+                recorded_at_ms: stored.recorded_at_ms,
+                correlation_id: stored.correlation_id.clone(),
+                causation_seq: stored.causation_seq,
+                payload: stored.payload.clone(),
+            });
+        }
+        if let Event::OperationStarted {
+            request: OperationRequest::LlmCall(_),
+            ..
+        } = event
+        {
+            pieces.push(Vec::new());
+        }
+    }
+    pieces.pop();
+    if !pieces.is_empty() {
+        pieces.remove(0);
+    }
+    pieces
+}
+
+/// An agent step whose model (a loopback server answering at once) calls `read_file` at each
+/// turn: what the engine adds to a tool call beyond the model's HTTP round trip and one
+/// durable commit, and beyond that round trip and the store's append of what the call
+/// recorded, all measured in the same run.
+pub(crate) async fn agent_calls(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
+    let turns = sizes.agent_turns;
+    let server = Loopback::start(turns)?;
+    let mut per_call = Vec::new();
+    let mut https = Vec::new();
+    let mut commits = Vec::new();
+    let mut beyond = Vec::new();
+    let mut recordings = Vec::new();
+    let mut beyond_recording = Vec::new();
+    let mut commits_per_call = 0.0;
+    let mut request_bytes = 0;
+    for _ in 0..sizes.rounds {
+        server.take_mean_request_bytes();
+        let ran = agent_per_call(durability, &server, turns).await?;
+        let p = ran.per_call;
+        // The model's round trip with a prompt as large as the turns' on average.
+        request_bytes = server.take_mean_request_bytes();
+        let http = http_floor(&server.base, turns, request_bytes).await?;
+        let commit = commit_floor_steady(durability, turns)?;
+        let recording = append_each(durability, &ran.call_commits)?;
+        per_call.push(p);
+        https.push(http);
+        commits.push(commit);
+        recordings.push(recording);
+        beyond.push(micros(p) - micros(http + commit));
+        beyond_recording.push(micros(p) - micros(http + recording));
+        commits_per_call = ran.commits as f64 / (turns.saturating_sub(1).max(1)) as f64;
+    }
+    Ok(vec![
+        (
+            format!(
+                "agent step, {turns} turns each calling read_file: per tool call (steady state)"
+            ),
+            us(median(per_call)),
+        ),
+        (
+            "  beyond one HTTP round trip and one durable commit (target ≤ +200 µs at FULL)".into(),
+            format!("{:+} µs", median(beyond)),
+        ),
+        (
+            format!(
+                "  the HTTP round trip it is judged against (loopback, kept connection, a {request_bytes}-byte request: the turns' mean)"
+            ),
+            us(median(https)),
+        ),
+        (
+            "  the commit it is judged against (a log at its steady size)".into(),
+            us(median(commits)),
+        ),
+        (
+            "  commits per tool call".into(),
+            format!("{commits_per_call:.2}"),
+        ),
+        (
+            "  the store's append of what each call recorded (its reply, read and next request, from the run's log; steady log)".into(),
+            us(median(recordings)),
+        ),
+        (
+            "  beyond one HTTP round trip and that append".into(),
+            format!("{:+} µs", median(beyond_recording)),
+        ),
+    ])
 }

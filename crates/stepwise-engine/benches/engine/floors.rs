@@ -64,18 +64,7 @@ pub fn append_floor(durability: Durability, n: usize) -> BenchResult<Duration> {
 pub fn append_floor_with(durability: Durability, n: usize, content: &str) -> BenchResult<Duration> {
     let dir = tempfile::tempdir()?;
     let mut store = Store::open(&dir.path().join("floor.db"), durability.into())?;
-    let run = NewRun {
-        run_id: "floor".into(),
-        workflow_name: "floor".into(),
-        workflow_path: "floor.yaml".into(),
-        workflow_hash: "sha256:0".into(),
-        workspace: "/ws".into(),
-        trigger: "bench".into(),
-        status: "running".into(),
-        created_at_ms: 0,
-        parent: None,
-        cause: None,
-    };
+    let run = floor_run();
     store.create_run(&run, &[])?;
     let hash = stepwise_core::hash::content_hash(content.as_bytes());
     let event = |kind: &str, payload: serde_json::Value| NewEvent {
@@ -110,6 +99,40 @@ pub fn append_floor_with(durability: Durability, n: usize, content: &str) -> Ben
         last = store.append(&run.run_id, last, &events, Some("running"))?;
     }
     Ok(began.elapsed() / count(n))
+}
+
+/// `Store::append` of each of `commits` in turn, to one run of a fresh database whose
+/// write-ahead log is at its steady size (as the engine's is): what recording them costs with
+/// nothing of the engine around it. Per piece (each one tool call's, recorded in one commit
+/// while its read is done inline).
+pub fn append_each(durability: Durability, commits: &[Vec<NewEvent>]) -> BenchResult<Duration> {
+    let dir = tempfile::tempdir()?;
+    let mut store = Store::open(&dir.path().join("floor.db"), durability.into())?;
+    store.grow_wal_ahead()?;
+    let run = floor_run();
+    store.create_run(&run, &[])?;
+    let mut last = EventSeq::ZERO;
+    let began = Instant::now();
+    for events in commits {
+        last = store.append(&run.run_id, last, events, Some("running"))?;
+    }
+    Ok(began.elapsed() / count(commits.len()))
+}
+
+/// The run the append floors append to.
+fn floor_run() -> NewRun {
+    NewRun {
+        run_id: "floor".into(),
+        workflow_name: "floor".into(),
+        workflow_path: "floor.yaml".into(),
+        workflow_hash: "sha256:0".into(),
+        workspace: "/ws".into(),
+        trigger: "bench".into(),
+        status: "running".into(),
+        created_at_ms: 0,
+        parent: None,
+        cause: None,
+    }
 }
 
 /// Spawning `true` and waiting for it, as plainly as the standard library does it.

@@ -178,7 +178,7 @@ async fn scenario(name: &str, durability: Durability, sizes: Sizes) -> BenchResu
         "linear" => linear(durability, sizes).await,
         "replay" => replay_big(durability, sizes).await,
         "approvals" => approvals(durability, sizes).await,
-        "agent" => agent_calls(durability, sizes).await,
+        "agent" => agent::agent_calls(durability, sizes).await,
         "checkpoints" => {
             checkpoints::checkpoint_costs(durability, sizes.checkpoint_files, sizes.rounds).await
         }
@@ -540,57 +540,4 @@ async fn approvals(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
         "approval round trip (send → applied and recorded → step running)".into(),
         us(total / count(n)),
     )])
-}
-
-/// An agent step whose model (a loopback server answering at once) calls `read_file` at each
-/// turn: what the engine adds to a tool call beyond the model's HTTP round trip and one
-/// durable commit, both measured in the same run.
-async fn agent_calls(durability: Durability, sizes: Sizes) -> BenchResult<Lines> {
-    let turns = sizes.agent_turns;
-    let server = agent::Loopback::start(turns)?;
-    let mut per_call = Vec::new();
-    let mut https = Vec::new();
-    let mut commits = Vec::new();
-    let mut beyond = Vec::new();
-    let mut commits_per_call = 0.0;
-    let mut request_bytes = 0;
-    for _ in 0..sizes.rounds {
-        server.take_mean_request_bytes();
-        let (p, made) = agent::agent_per_call(durability, &server, turns).await?;
-        // The model's round trip with a prompt as large as the turns' on average.
-        request_bytes = server.take_mean_request_bytes();
-        let http = agent::http_floor(&server.base, turns, request_bytes).await?;
-        let commit = commit_floor_steady(durability, turns)?;
-        per_call.push(p);
-        https.push(http);
-        commits.push(commit);
-        beyond.push(micros(p) - micros(http + commit));
-        commits_per_call = made as f64 / (turns.saturating_sub(1).max(1)) as f64;
-    }
-    Ok(vec![
-        (
-            format!(
-                "agent step, {turns} turns each calling read_file: per tool call (steady state)"
-            ),
-            us(median(per_call)),
-        ),
-        (
-            "  beyond one HTTP round trip and one durable commit (target ≤ +200 µs at FULL)".into(),
-            format!("{:+} µs", median(beyond)),
-        ),
-        (
-            format!(
-                "  the HTTP round trip it is judged against (loopback, kept connection, a {request_bytes}-byte request: the turns' mean)"
-            ),
-            us(median(https)),
-        ),
-        (
-            "  the commit it is judged against (a log at its steady size)".into(),
-            us(median(commits)),
-        ),
-        (
-            "  commits per tool call".into(),
-            format!("{commits_per_call:.2}"),
-        ),
-    ])
 }
