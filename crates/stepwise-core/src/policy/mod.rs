@@ -26,6 +26,7 @@
 //! restrict agents' commands too. By default an agent's command asks, which refuses it to the
 //! agent.
 
+mod arguments;
 mod pattern;
 mod rules;
 mod shell;
@@ -295,12 +296,14 @@ impl CompiledRule {
                 .map(|g| g.compile_matcher())
                 .map_err(|e| pattern_error(pattern, e.kind().to_string()))
         };
+        // An MCP rule's globs are over tool names (`SERVER.tool`), whose `/` is no separator.
+        let over_paths = spec.kind != Some(GateKind::McpCall);
         Ok(CompiledRule {
             spec: spec.clone(),
             paths: spec
                 .paths
                 .iter()
-                .map(|p| glob(p, true))
+                .map(|p| glob(p, over_paths))
                 .collect::<Result<_, _>>()?,
             commands: spec
                 .commands
@@ -351,21 +354,6 @@ impl CompiledRule {
         }
     }
 
-    /// Whether every argument the rule names is in `arguments` and matches its glob (a value
-    /// that is not a string is matched as its JSON text).
-    fn arguments_match(&self, arguments: Option<&serde_json::Value>) -> bool {
-        let Some(serde_json::Value::Object(given)) = arguments else {
-            return false;
-        };
-        self.arguments
-            .iter()
-            .all(|(name, glob)| match given.get(name) {
-                Some(serde_json::Value::String(text)) => glob.is_match(text),
-                Some(other) => glob.is_match(other.to_string()),
-                None => false,
-            })
-    }
-
     fn covers_var(&self, name: &str, value: &str) -> bool {
         self.env
             .iter()
@@ -383,7 +371,13 @@ impl CompiledRule {
         {
             return Match::No;
         }
-        if !self.arguments.is_empty() && !self.arguments_match(subject.arguments) {
+        if !self.arguments.is_empty()
+            && !arguments::arguments_match(
+                &self.arguments,
+                subject.arguments,
+                self.spec.effect == Effect::Allow,
+            )
+        {
             return Match::No;
         }
         if self.spec.effect == Effect::Allow {

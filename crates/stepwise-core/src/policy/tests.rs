@@ -466,3 +466,79 @@ fn an_mcp_rule_may_name_the_arguments_a_call_must_have() {
         Some("allow mcp_call tool files.read_* arguments path=/srv/data/**")
     );
 }
+
+#[test]
+fn an_allowed_path_argument_cannot_lead_out_of_its_glob() {
+    let only_data = RuleDef {
+        tool: Some(OneOrMany::One("files.*".into())),
+        arguments: Some([("path".to_string(), "/srv/data/**".to_string())].into()),
+        ..rule(Effect::Allow, "mcp_call", None, None)
+    };
+    let p = policy(vec![only_data]);
+    let effect = |arguments: serde_json::Value| {
+        p.evaluate(Subject::mcp_tool("files.read_text_file", &arguments))
+            .effect
+    };
+    assert_eq!(
+        effect(serde_json::json!({"path": "/srv/data/../../etc/shadow"})),
+        Effect::Ask
+    );
+    assert_eq!(
+        effect(serde_json::json!({"path": ["/srv/data/a", "/srv/data/b"]})),
+        Effect::Allow,
+        "a list whose every value is allowed"
+    );
+    assert_eq!(
+        effect(serde_json::json!({"path": ["/srv/data/a", "/etc/passwd"]})),
+        Effect::Ask
+    );
+    assert_eq!(effect(serde_json::json!({"path": []})), Effect::Ask);
+}
+
+#[test]
+fn a_denied_argument_is_found_within_lists_and_behind_dot_dot() {
+    let no_etc = RuleDef {
+        tool: Some(OneOrMany::One("files.*".into())),
+        arguments: Some([("path".to_string(), "/etc/**".to_string())].into()),
+        ..rule(Effect::Deny, "mcp_call", None, None)
+    };
+    let all_files = RuleDef {
+        tool: Some(OneOrMany::One("files.*".into())),
+        ..rule(Effect::Allow, "mcp_call", None, None)
+    };
+    let p = policy(vec![no_etc, all_files]);
+    let effect = |arguments: serde_json::Value| {
+        p.evaluate(Subject::mcp_tool("files.read_text_file", &arguments))
+            .effect
+    };
+    assert_eq!(
+        effect(serde_json::json!({"path": "/etc/passwd"})),
+        Effect::Deny
+    );
+    assert_eq!(
+        effect(serde_json::json!({"path": ["/tmp/a", "/etc/passwd"]})),
+        Effect::Deny
+    );
+    assert_eq!(
+        effect(serde_json::json!({"path": {"first": "/etc/passwd"}})),
+        Effect::Deny
+    );
+    assert_eq!(
+        effect(serde_json::json!({"path": "/srv/../etc/passwd"})),
+        Effect::Deny
+    );
+    assert_eq!(effect(serde_json::json!({"path": "/srv/a"})), Effect::Allow);
+}
+
+#[test]
+fn a_tool_glob_reaches_tool_names_with_a_slash() {
+    let mcp = |effect: Effect, tool: &str| RuleDef {
+        tool: Some(OneOrMany::One(tool.into())),
+        ..rule(effect, "mcp_call", None, None)
+    };
+    let p = policy(vec![mcp(Effect::Deny, "files.*"), mcp(Effect::Allow, "*")]);
+    let none = serde_json::json!({});
+    let effect = |name: &str| p.evaluate(Subject::mcp_tool(name, &none)).effect;
+    assert_eq!(effect("files.read/text"), Effect::Deny);
+    assert_eq!(effect("other.a/b"), Effect::Allow);
+}
