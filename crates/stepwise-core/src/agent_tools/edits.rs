@@ -73,7 +73,7 @@ pub fn edit_proposal(
                     "error: there is no file `{path}`; create it with write_file"
                 ));
             }
-            match current.matches(old_text.as_str()).count() {
+            match occurrences(current, old_text) {
                 1 => current.replacen(old_text.as_str(), new_text, 1),
                 0 => {
                     return Err(format!(
@@ -99,10 +99,37 @@ pub fn edit_proposal(
     }))
 }
 
+/// How many times `needle` occurs in `haystack`, overlapping occurrences counted: in `aaa`,
+/// `aa` occurs twice, and which to replace would be a guess.
+fn occurrences(haystack: &str, needle: &str) -> usize {
+    let mut count = 0;
+    let mut from = 0;
+    while let Some(at) = haystack.get(from..).and_then(|rest| rest.find(needle)) {
+        count += 1;
+        let start = from + at;
+        from = start + haystack[start..].chars().next().map_or(1, char::len_utf8);
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn overlapping_occurrences_make_an_edit_ambiguous() {
+        assert_eq!(occurrences("aaa", "aa"), 2);
+        assert_eq!(occurrences("x\n\n\ny", "\n\n"), 2);
+        assert_eq!(occurrences("é-é", "é"), 2);
+        assert_eq!(occurrences("abc", "abcd"), 0);
+        let edit = AgentEdit::Replace {
+            old_text: "aa".into(),
+            new_text: "b".into(),
+        };
+        let refused = edit_proposal("f.txt", &edit, true, "aaa", None).unwrap_err();
+        assert!(refused.contains("occurs 2 times"), "{refused}");
+    }
 
     #[test]
     fn an_edit_replaces_one_occurrence_and_says_what_is_wrong_otherwise() {
