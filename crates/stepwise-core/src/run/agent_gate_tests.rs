@@ -553,3 +553,32 @@ fn a_command_a_person_changed_is_told_to_the_model_as_changed() {
     );
     replay(Arc::clone(state.workflow()), &log).expect("replay matches");
 }
+
+#[test]
+fn a_refusal_that_repeats_a_huge_argument_is_cut_like_any_tool_result() {
+    let deny = rule(Effect::Deny, GateKind::ReadFile, &["secrets/**"], &[]);
+    let (mut state, mut log) = start_with(&agent("read_file"), vec![deny]);
+    let (op, _) = last_op(&log);
+    let path = format!("secrets/{}", "a/".repeat(30_000));
+    let calls = vec![call("c1", "read_file", json!({ "path": path }))];
+    input(
+        &mut state,
+        &mut log,
+        Event::OperationSucceeded {
+            op,
+            result: reply("", calls),
+        },
+    );
+    let told = told(&log);
+    let limit = crate::agent_tools::TOOL_RESULT_MAX_BYTES;
+    assert!(told[0].1.starts_with("error: "), "{}", &told[0].1[..80]);
+    // Cut to the cap first (then, in this small context, shortened further, saying from what).
+    let whole: usize = told[0]
+        .1
+        .split_once(" bytes of this result")
+        .and_then(|(before, _)| before.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the shortening's note");
+    assert!(whole <= limit + 200, "{whole} bytes before the context's cut");
+    replay(Arc::clone(state.workflow()), &log).expect("replay matches");
+}

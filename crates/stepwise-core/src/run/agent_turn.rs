@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use crate::agent_tools::{
-    AgentEdit, McpTool, ToolAction, call_request, call_result, edit_changed, edit_proposal, written,
+    AgentEdit, McpTool, TOOL_RESULT_MAX_BYTES, ToolAction, call_request, call_result, capped,
+    edit_changed, edit_proposal, written,
 };
 use crate::event::{HunkReview, Proposal};
 use crate::llm::{ChatMessage, LlmReply, LlmRequest, Role, ToolCall};
@@ -55,6 +56,18 @@ enum CallStage {
     Snapshot { path: String, edit: AgentEdit },
     /// Answered: what the model is told it returned.
     Done(String),
+}
+
+impl CallStage {
+    /// Answered with `told`, bounded: a text past the cap of tool results is cut with a note
+    /// (one already cut, a little longer for its note, is kept as it is).
+    fn done(told: String) -> CallStage {
+        CallStage::Done(if told.len() > TOOL_RESULT_MAX_BYTES + 1024 {
+            capped(&told)
+        } else {
+            told
+        })
+    }
 }
 
 /// How a gated call is cleared.
@@ -238,7 +251,7 @@ impl AgentTurn {
                     other => other.clone(),
                 };
                 let told = call_result(&self.answer.tool_calls[place], &own, judge.policy);
-                self.stages[place] = CallStage::Done(told);
+                self.stages[place] = CallStage::done(told);
             }
             return;
         }
@@ -253,9 +266,9 @@ impl AgentTurn {
                     hash,
                 }),
             ) => match edit_proposal(path, edit, *exists, content, hash.clone()) {
-                Err(told) => CallStage::Done(told),
+                Err(told) => CallStage::done(told),
                 Ok(None) => {
-                    CallStage::Done(format!("`{path}` already holds that; nothing was changed"))
+                    CallStage::done(format!("`{path}` already holds that; nothing was changed"))
                 }
                 Ok(Some(proposal)) => {
                     let verdict = judge
@@ -276,18 +289,18 @@ impl AgentTurn {
                     changed_to,
                 },
                 Ok(OperationResult::FileWritten { .. }),
-            ) => CallStage::Done(written(path, changed_to.as_deref())),
+            ) => CallStage::done(written(path, changed_to.as_deref())),
             (
                 CallStage::Perform {
                     request: OperationRequest::RunCommand(_),
                     changed_to: Some(line),
                 },
                 outcome,
-            ) => CallStage::Done(format!(
+            ) => CallStage::done(format!(
                 "a person changed your command before approving it; it ran `{line}` instead\n{}",
                 call_result(call, outcome, judge.policy)
             )),
-            (_, outcome) => CallStage::Done(call_result(call, outcome, judge.policy)),
+            (_, outcome) => CallStage::done(call_result(call, outcome, judge.policy)),
         };
         self.stages[at] = next;
     }
@@ -314,7 +327,7 @@ impl AgentTurn {
         };
         let approved = approved.unwrap_or(proposal);
         self.stages[at] = match (approved, proposal_request(approved)) {
-            (Proposal::Question { answer, .. }, _) => CallStage::Done(match answer {
+            (Proposal::Question { answer, .. }, _) => CallStage::done(match answer {
                 Some(answer) => answer.clone(),
                 None => "(the person went on without answering)".into(),
             }),
@@ -330,7 +343,7 @@ impl AgentTurn {
                 request,
                 changed_to: None,
             },
-            (_, None) => CallStage::Done("error: the approval cannot be performed".into()),
+            (_, None) => CallStage::done("error: the approval cannot be performed".into()),
         };
     }
 
@@ -344,7 +357,7 @@ impl AgentTurn {
             } => format!("the person declined to answer: {reason}"),
             _ => format!("error: a person rejected this: {reason}"),
         };
-        self.stages[at] = CallStage::Done(told);
+        self.stages[at] = CallStage::done(told);
     }
 
     /// The file under the edit at the gate changed: the call starts again, reading it anew.
@@ -357,7 +370,7 @@ impl AgentTurn {
     /// Gives the call being dealt with this result (a person's word on a lost outcome).
     pub(crate) fn settle(&mut self, result: String) {
         if let Some(at) = self.current() {
-            self.stages[at] = CallStage::Done(result);
+            self.stages[at] = CallStage::done(result);
         }
     }
 
@@ -383,7 +396,7 @@ impl AgentTurn {
 fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
     let action = match call_request(call, &request.tools, judge.mcp, judge.memory) {
         Ok(action) => action,
-        Err(told) => return CallStage::Done(told),
+        Err(told) => return CallStage::done(told),
     };
     let policy = judge.policy;
     match action {
@@ -405,14 +418,14 @@ fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
             let (path, doing) = match &request {
                 OperationRequest::ListFiles { path, .. } => (path, "listing"),
                 OperationRequest::SearchFiles { path, .. } => (path, "searching"),
-                _ => return CallStage::Done("error: not a listing".into()),
+                _ => return CallStage::done("error: not a listing".into()),
             };
             let verdict = policy.evaluate(Subject::file(GateKind::ReadFile, path));
             if verdict.effect == Effect::Deny {
-                return CallStage::Done(refusal(doing, path, &verdict));
+                return CallStage::done(refusal(doing, path, &verdict));
             }
             if judge.approval_required && matches!(request, OperationRequest::SearchFiles { .. }) {
-                return CallStage::Done(
+                return CallStage::done(
                     "error: a search shows what files hold, and this step needs approval for each read; use read_file".into(),
                 );
             }
@@ -471,7 +484,7 @@ fn plan(call: &ToolCall, request: &LlmRequest, judge: Judge<'_>) -> CallStage {
         ToolAction::Edit { path, edit } => {
             let verdict = policy.evaluate(Subject::file(GateKind::EditFile, &path));
             if verdict.effect == Effect::Deny {
-                return CallStage::Done(refusal("editing", &path, &verdict));
+                return CallStage::done(refusal("editing", &path, &verdict));
             }
             // What the model is told of an edit shows what the file holds (whether `old_text`
             // occurs, whether it exists): a file it may not read without asking is read only
@@ -514,7 +527,7 @@ fn judged(
             Proposal::McpCall { server, tool, .. } => ("calling", format!("{server}.{tool}")),
             _ => ("doing", "this".to_string()),
         };
-        return CallStage::Done(refusal(doing, &what, &verdict));
+        return CallStage::done(refusal(doing, &what, &verdict));
     }
     let asks = judge.approval_required || edits_policy || verdict.effect == Effect::Ask;
     match (asks, &verdict.rule) {
@@ -523,7 +536,7 @@ fn judged(
                 request,
                 changed_to: None,
             },
-            None => CallStage::Done("error: nothing to perform".into()),
+            None => CallStage::done("error: nothing to perform".into()),
         },
         (false, Some(rule)) => CallStage::Gated {
             gate: Gate::Rule(rule.clone()),
