@@ -101,8 +101,10 @@ pub fn call_request(
                 _ => return Err("error: `path` must be a non-empty string".into()),
             };
             let path = normalize_workspace_path(path).map_err(|e| format!("error: {e}"))?;
+            // Optional: absent or null (as many models send what they leave out).
             for field in ["offset", "limit"] {
                 if let Some(value) = call.arguments.get(field)
+                    && !value.is_null()
                     && value.as_u64().is_none_or(|n| n < 1)
                 {
                     return Err(format!(

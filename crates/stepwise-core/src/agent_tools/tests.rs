@@ -60,6 +60,19 @@ fn a_read_becomes_a_read_operation_and_wrong_calls_are_told_what_is_wrong() {
     assert!(told(call("read_file", json!({"path": "../x"}))).contains("`..`"));
     assert!(told(call("read_file", json!({"path": "/etc/passwd"}))).contains("absolute"));
     assert!(told(call("read_file", json!({"path": "a", "offset": 0}))).contains("`offset`"));
+    // What a model leaves out it often sends as null.
+    assert!(
+        call_request(
+            &call(
+                "read_file",
+                json!({"path": "a", "offset": null, "limit": null})
+            ),
+            &offered,
+            &[],
+            None
+        )
+        .is_ok()
+    );
     assert!(told(call("rm_rf", json!({}))).contains("there is no tool `rm_rf`"));
     let mut cut_off = call("read_file", json!({}));
     cut_off.malformed = Some("the arguments are not JSON (EOF); were they cut off?".into());
