@@ -146,3 +146,38 @@ impl StepContext<'_, '_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::agent_tools::{BUILT_IN_TOOLS, MEMORY_TOOLS};
+
+    /// The `properties` of the agent step in the published schema.
+    fn agent_properties(value: &Value) -> Option<&Value> {
+        match value {
+            Value::Object(map) => map
+                .get("properties")
+                .filter(|p| p.get("max_turns").is_some())
+                .or_else(|| map.values().find_map(agent_properties)),
+            Value::Array(items) => items.iter().find_map(agent_properties),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_published_schema_holds_an_agent_step_to_what_validation_does() {
+        let schema = crate::workflow::workflow_json_schema();
+        let agent = agent_properties(&schema).expect("the agent step's properties");
+        assert_eq!(agent["max_turns"]["minimum"], json!(1));
+        assert_eq!(agent["max_turns"]["maximum"], json!(MAX_TURNS_CEILING));
+        let tools: Vec<&str> = BUILT_IN_TOOLS.iter().chain(MEMORY_TOOLS).copied().collect();
+        assert_eq!(agent["tools"]["items"]["enum"], json!(tools));
+        assert_eq!(agent["tools"]["uniqueItems"], json!(true));
+        assert_eq!(
+            agent["mcp"]["items"]["pattern"],
+            json!(format!("^[A-Za-z0-9_-]{{1,{MAX_SERVER_NAME}}}$"))
+        );
+    }
+}

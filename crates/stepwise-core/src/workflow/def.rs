@@ -372,15 +372,24 @@ pub enum ActionDef {
         #[serde(default)]
         system: Option<String>,
         /// The built-in tools it may call (default: all of them): `read_file`, `list_files`,
-        /// `search`, `edit_file`, `write_file`, `run_command`, `ask_person`.
+        /// `search`, `edit_file`, `write_file`, `run_command`, `ask_person` (and with `memory`,
+        /// `remember` and `recall`).
         #[serde(default)]
+        #[schemars(extend("uniqueItems" = true, "items" = {"enum": [
+            "read_file", "list_files", "search", "edit_file", "write_file", "run_command",
+            "ask_person", "remember", "recall"
+        ]}))]
         tools: Option<Vec<String>>,
         /// MCP servers of the user's settings (`mcp_servers:`) whose tools it may call too,
         /// under the `mcp_call` rules of the policy (which ask by default).
         #[serde(default)]
+        #[schemars(extend("uniqueItems" = true, "items" = {
+            "type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"
+        }))]
         mcp: Option<Vec<String>>,
         /// The most model turns it may take (default 30, at most 200).
         #[serde(default)]
+        #[schemars(range(min = 1, max = 200))]
         max_turns: Option<u32>,
         /// A memory shared by every run (by this name): the agent is also given `remember`
         /// (a text under a key) and `recall` (the entries that best match a query). Each use is
