@@ -327,7 +327,7 @@ fn a_server_that_crashes_mid_call_is_an_error_the_model_sees_and_the_next_call_s
     let settings = env.root().join("config/stepwise/settings.yaml");
     let mut text = std::fs::read_to_string(&settings).expect("settings");
     text.push_str(&format!(
-        "mcp_servers:\n  stub:\n    command: [python3, '{}', '{}']\n  junk:\n    command: [sh, -c, 'echo this is not MCP; sleep 1']\n",
+        "mcp_servers:\n  stub:\n    command: [python3, '{}', '{}']\n  junk:\n    command: [sh, -c, 'echo this is not MCP; sleep 300']\n",
         script.display(),
         env.root().join("starts").display()
     ));
@@ -352,15 +352,21 @@ fn a_server_that_crashes_mid_call_is_an_error_the_model_sees_and_the_next_call_s
     assert_eq!(told(2), "still here", "a new server took the next call");
     assert_eq!(starts(&env), 2);
 
-    // A program that does not speak MCP: the model is told, in its first turn, that the
-    // server's tools are not available, and goes on without them.
+    // A program that does not speak MCP (and stays up): the model is told, in its first turn
+    // and not at a timeout, that the server's tools are not available, and goes on without
+    // them.
     let wf = env.workflow(
         "junk.yaml",
         "name: junk\nsteps:\n  - id: use\n    type: agent\n    model: m\n    instructions: Use it.\n    mcp: [junk]\n",
     );
     let asked = provider.seen().len();
+    let began = Instant::now();
     let out = env.run(&wf, &[]);
     assert_eq!(out.code, 0, "{out}");
+    assert!(
+        began.elapsed() < Duration::from_secs(60),
+        "found out only at the start timeout"
+    );
     let first = messages(&provider, asked);
     let note = first
         .last()

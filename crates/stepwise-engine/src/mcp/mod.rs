@@ -5,7 +5,8 @@
 //! `server.rs` is one running server.
 //!
 //! Everything a server sends is bounded before it is recorded: the tools it lists (how many,
-//! their names, descriptions and schemas), what a call returns, and how long anything takes.
+//! their names, descriptions and schemas), what a call returns, and how long anything takes;
+//! its output ends at the first line that is not a JSON message (`lines.rs`).
 //! A server that does not start, crashes or answers garbage is an error of kind `Mcp` naming
 //! the server and what went wrong, which the model is told (never where it runs: the details
 //! go to the engine's log). A call that is cancelled or times out takes its server down with
@@ -15,6 +16,7 @@
 //! user's settings' variables: an argument `{workspace}` is the workspace's path.
 
 pub(crate) mod def;
+mod lines;
 mod server;
 
 use std::collections::HashMap;

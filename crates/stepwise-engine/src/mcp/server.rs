@@ -117,6 +117,7 @@ impl Server {
         let write = pipe::Sender::from_owned_fd(stdin).map_err(pipes)?;
         let stderr = pipe::Receiver::from_owned_fd(stderr).map_err(pipes)?;
         tokio::spawn(drain(name.to_string(), stderr));
+        let read = super::lines::CheckedLines::new(read, MAX_MESSAGE_BYTES);
         let transport =
             AsyncRwTransport::new_client(read, write).with_max_line_length(MAX_MESSAGE_BYTES);
         let config = ClientConfig::new(
