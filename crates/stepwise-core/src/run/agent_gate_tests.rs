@@ -579,6 +579,9 @@ fn a_refusal_that_repeats_a_huge_argument_is_cut_like_any_tool_result() {
         .and_then(|(before, _)| before.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("the shortening's note");
-    assert!(whole <= limit + 200, "{whole} bytes before the context's cut");
+    assert!(
+        whole <= limit + 200,
+        "{whole} bytes before the context's cut"
+    );
     replay(Arc::clone(state.workflow()), &log).expect("replay matches");
 }
