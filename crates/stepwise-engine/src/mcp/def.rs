@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// An MCP server as the user's settings define it.
-#[derive(Debug, Clone, Deserialize)]
+/// An MCP server as the user's settings define it. Its `Debug` shows the names of the
+/// variables it sets, never their values (which may be keys).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct McpServerDef {
     /// The program and its arguments (no shell), e.g. `[npx, -y, @modelcontextprotocol/server-filesystem, .]`.
@@ -16,6 +17,16 @@ pub(crate) struct McpServerDef {
     /// Variables passed through from the engine's environment, by name.
     #[serde(default)]
     pub(crate) pass_env: Vec<String>,
+}
+
+impl std::fmt::Debug for McpServerDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServerDef")
+            .field("command", &self.command)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("pass_env", &self.pass_env)
+            .finish()
+    }
 }
 
 impl McpServerDef {
@@ -61,5 +72,22 @@ impl McpServerDef {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_names_the_variables_but_never_their_values() {
+        let def = McpServerDef {
+            command: vec!["server".into()],
+            env: [("API_KEY".to_string(), "sk-secret-value".to_string())].into(),
+            pass_env: vec!["HOME".into()],
+        };
+        let shown = format!("{def:?}");
+        assert!(shown.contains("API_KEY"), "{shown}");
+        assert!(!shown.contains("sk-secret-value"), "{shown}");
     }
 }
