@@ -14,6 +14,10 @@ use super::ToolAction;
 /// The longest tool name providers accept (OpenAI's limit; Anthropic's and Gemini's are
 /// longer).
 const MAX_WIRE_NAME: usize = 64;
+/// How deeply an MCP call's arguments may nest, and how long they may be as JSON: what the
+/// model sends is recorded, shown to a person and handed to the server.
+const MAX_ARGUMENT_DEPTH: usize = 32;
+const MAX_ARGUMENT_BYTES: usize = 1024 * 1024;
 
 /// A tool of an MCP server, as an agent step is offered it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +96,16 @@ pub(super) fn mcp_call_request(call: &ToolCall, tool: &McpTool) -> Result<ToolAc
         Value::Null => Value::Object(Default::default()),
         _ => return Err("error: the arguments must be a JSON object".into()),
     };
+    if crate::json_depth::deeper_than(&arguments, MAX_ARGUMENT_DEPTH) {
+        return Err(format!(
+            "error: the arguments nest deeper than {MAX_ARGUMENT_DEPTH} levels"
+        ));
+    }
+    if arguments.to_string().len() > MAX_ARGUMENT_BYTES {
+        return Err(format!(
+            "error: the arguments are longer than {MAX_ARGUMENT_BYTES} bytes as JSON"
+        ));
+    }
     Ok(ToolAction::Operation(OperationRequest::McpCall {
         server: tool.server.clone(),
         tool: tool.name.clone(),
@@ -145,8 +159,25 @@ mod tests {
         );
         let wrong = ToolCall {
             arguments: json!([1]),
-            ..call
+            ..call.clone()
         };
         assert!(mcp_call_request(&wrong, &offered[0]).is_err());
+        // Arguments too deep or too long are the model's to fix, never the server's to see.
+        let mut deep = json!("x");
+        for _ in 0..=MAX_ARGUMENT_DEPTH {
+            deep = json!({ "a": deep });
+        }
+        let deep = ToolCall {
+            arguments: deep,
+            ..call.clone()
+        };
+        let told = mcp_call_request(&deep, &offered[0]).unwrap_err();
+        assert!(told.contains("nest deeper"), "{told}");
+        let long = ToolCall {
+            arguments: json!({ "path": "a".repeat(MAX_ARGUMENT_BYTES) }),
+            ..call
+        };
+        let told = mcp_call_request(&long, &offered[0]).unwrap_err();
+        assert!(told.contains("longer than"), "{told}");
     }
 }

@@ -38,7 +38,8 @@ const MAX_TOOLS: usize = 128;
 const MAX_NAME_BYTES: usize = 128;
 const MAX_DESCRIPTION_BYTES: usize = 2 * 1024;
 const MAX_SCHEMA_BYTES: usize = 16 * 1024;
-/// How deeply a schema or a call's arguments may nest.
+/// How deeply a listed tool's schema may nest (a call's arguments are bounded where the
+/// call is decided: `stepwise_core::agent_tools`).
 const MAX_DEPTH: usize = 32;
 /// The most of a call's content kept in the log (the model is shown less).
 const MAX_CONTENT_BYTES: usize = 256 * 1024;
