@@ -379,3 +379,44 @@ fn a_server_that_crashes_mid_call_is_an_error_the_model_sees_and_the_next_call_s
     let offered = provider.seen()[asked].body["tools"].to_string();
     assert!(!offered.contains("junk__"), "{offered}");
 }
+
+#[test]
+fn an_engine_that_lives_on_stops_a_runs_mcp_servers_when_the_run_ends() {
+    let provider = FakeProvider::start(vec![openai_reply("Nothing to read.", 5, 2)]);
+    let env = env_with_files_server();
+    use_provider(&env, &provider);
+    let wf = env.workflow("mcp.yaml", WORKFLOW);
+    // In this process the key's variable is not set: the loopback provider takes no key.
+    let settings = env.root().join("config/stepwise/settings.yaml");
+    let text = std::fs::read_to_string(&settings).expect("settings");
+    let text: String = text
+        .lines()
+        .filter(|line| !line.contains("api_key_env"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&settings, text).expect("write settings");
+    let mut config = env.engine_config();
+    config.settings = Some(settings);
+    config.settings_named = true;
+    let engine = stepwise_engine::Engine::open(config).expect("open the engine");
+    crate::support::runtime().block_on(async {
+        let handle = engine
+            .start_run(env.start_request(wf))
+            .await
+            .expect("start");
+        let status = handle.wait().await.expect("drive");
+        assert_eq!(status, stepwise_core::run::RunStatus::Succeeded);
+    });
+    assert_eq!(starts(&env), 1, "the server was started for the run");
+    let pid: i32 = std::fs::read_to_string(env.root().join("server.pid"))
+        .expect("the server wrote its pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // Well before its two idle minutes, with the engine still open.
+    assert!(
+        wait_until_ended(pid, Duration::from_secs(10)),
+        "the MCP server outlived its finished run"
+    );
+    drop(engine);
+}

@@ -49,6 +49,11 @@ impl Executors {
         }
     }
 
+    /// Lets go of what the executors keep for `run`, which has finished (its MCP servers).
+    pub(crate) fn run_finished(&self, run: &stepwise_core::ids::RunId) {
+        self.mcp_call.0.stop_run(run);
+    }
+
     /// The one place an operation kind is mapped to what performs it.
     pub(crate) fn for_request(&self, request: &OperationRequest) -> &dyn Executor {
         match request {

@@ -150,12 +150,14 @@ pub(crate) async fn drive(
             driver.state = loaded.state;
         }
     }
-    // Nobody drives a finished run again: its lock file goes (while still held).
-    if driver.state.status().is_finished()
-        && let Some(lock) = driver.lock.take()
-    {
-        lock.remove();
-        crate::lock::remove_commands_lock(&driver.ctx.db.lock_dir, &driver.run_id);
+    // Nobody drives a finished run again: what was kept for it goes, its lock file too (while
+    // still held).
+    if driver.state.status().is_finished() {
+        driver.ctx.executors.run_finished(&driver.run_id);
+        if let Some(lock) = driver.lock.take() {
+            lock.remove();
+            crate::lock::remove_commands_lock(&driver.ctx.db.lock_dir, &driver.run_id);
+        }
     }
     result
 }

@@ -1,7 +1,7 @@
 //! MCP servers for agent steps: defined in the user's settings (`mcp_servers:`), started for a
 //! run when one of its agents first needs one (under a supervisor, as commands are: nothing
 //! survives the engine), spoken to with the official Rust SDK (`rmcp`) over the server's stdin
-//! and stdout, and let go when idle. The `mcp_list_tools` and `mcp_call` executors are here;
+//! and stdout, and let go when idle or when the run finishes. The `mcp_list_tools` and `mcp_call` executors are here;
 //! `server.rs` is one running server.
 //!
 //! Everything a server sends is bounded before it is recorded: the tools it lists (how many,
@@ -117,6 +117,24 @@ impl McpServers {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key, Arc::clone(&server));
         Ok(server)
+    }
+
+    /// Lets go of every server of `run`, which has finished: none is left running until its
+    /// idle stop (each one's tree is killed once nothing uses it).
+    pub(crate) fn stop_run(&self, run: &RunId) {
+        let mut stopped = Vec::new();
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(of, _), server| {
+                let keep = of != run;
+                if !keep {
+                    stopped.push(Arc::clone(server));
+                }
+                keep
+            });
+        // Dropped here, outside the lock.
+        drop(stopped);
     }
 
     /// Takes `server` of `run` out of service (its tree is killed once its last user lets
