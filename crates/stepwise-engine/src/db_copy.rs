@@ -171,14 +171,7 @@ fn copy_run(
     let events: Vec<NewEvent> = from
         .load_events(&run.run_id, EventSeq::ZERO)?
         .into_iter()
-        .map(|event| NewEvent {
-            event_type: event.event_type,
-            schema_version: event.schema_version,
-            recorded_at_ms: event.recorded_at_ms,
-            correlation_id: event.correlation_id,
-            causation_seq: event.causation_seq,
-            payload: event.payload,
-        })
+        .map(NewEvent::from)
         .collect();
     let cause = cause_of(from, run, signals)?;
     let new = NewRun {

@@ -26,6 +26,20 @@ pub struct NewEvent {
     pub payload: serde_json::Value,
 }
 
+/// An event as the log holds it, to append again (to another run or database).
+impl From<StoredEvent> for NewEvent {
+    fn from(stored: StoredEvent) -> NewEvent {
+        NewEvent {
+            event_type: stored.event_type,
+            schema_version: stored.schema_version,
+            recorded_at_ms: stored.recorded_at_ms,
+            correlation_id: stored.correlation_id,
+            causation_seq: stored.causation_seq,
+            payload: stored.payload,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Appends `events` to a run in one transaction, numbering them
     /// `expected_last_seq + 1 ..`, and returns the new last seq.

@@ -17,7 +17,7 @@ use crate::paths::normalize_workspace_path;
 
 pub use edits::{AgentEdit, edit_proposal};
 pub use mcp::{McpTool, offered_tools};
-pub use results::{call_result, capped, edit_changed, written};
+pub use results::{bounded, call_result, capped, edit_changed, written};
 pub use specs::tool_spec;
 
 /// The built-in tools, in the order they are offered; an agent step that names none gets

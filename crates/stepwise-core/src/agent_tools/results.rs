@@ -238,6 +238,19 @@ fn lines(text: &str, offset: Option<u64>, limit: Option<u64>) -> String {
     text.split_inclusive('\n').skip(skip).take(take).collect()
 }
 
+/// How far past the cap a text may be and still have been cut by [`capped`] (its note).
+const CAP_NOTE_ROOM: usize = 1024;
+
+/// `told` within the cap of tool results: cut by [`capped`] when it is longer, but kept as it
+/// is when [`capped`] has cut it already (its note makes it a little longer than the cap).
+pub fn bounded(told: String) -> String {
+    if told.len() > TOOL_RESULT_MAX_BYTES + CAP_NOTE_ROOM {
+        capped(&told)
+    } else {
+        told
+    }
+}
+
 /// At most [`TOOL_RESULT_MAX_BYTES`] of `text` (cut at a character), with a note when cut.
 pub fn capped(text: &str) -> String {
     if text.len() <= TOOL_RESULT_MAX_BYTES {

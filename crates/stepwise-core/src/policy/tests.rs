@@ -457,28 +457,7 @@ fn an_mcp_rule_may_name_the_arguments_a_call_must_have() {
         Effect::Ask,
         "a missing argument does not match"
     );
-    let verdict = p.evaluate(Subject::mcp_tool(
-        "files.read_text_file",
-        &serde_json::json!({"path": "/srv/data/x"}),
-    ));
-    assert_eq!(
-        verdict.rule_text.as_deref(),
-        Some("allow mcp_call tool files.read_* arguments path=/srv/data/**")
-    );
-}
-
-#[test]
-fn an_allowed_path_argument_cannot_lead_out_of_its_glob() {
-    let only_data = RuleDef {
-        tool: Some(OneOrMany::One("files.*".into())),
-        arguments: Some([("path".to_string(), "/srv/data/**".to_string())].into()),
-        ..rule(Effect::Allow, "mcp_call", None, None)
-    };
-    let p = policy(vec![only_data]);
-    let effect = |arguments: serde_json::Value| {
-        p.evaluate(Subject::mcp_tool("files.read_text_file", &arguments))
-            .effect
-    };
+    // An allowed path cannot lead out of its glob, nor a list hold one that is not allowed.
     assert_eq!(
         effect(serde_json::json!({"path": "/srv/data/../../etc/shadow"})),
         Effect::Ask
@@ -493,6 +472,14 @@ fn an_allowed_path_argument_cannot_lead_out_of_its_glob() {
         Effect::Ask
     );
     assert_eq!(effect(serde_json::json!({"path": []})), Effect::Ask);
+    let verdict = p.evaluate(Subject::mcp_tool(
+        "files.read_text_file",
+        &serde_json::json!({"path": "/srv/data/x"}),
+    ));
+    assert_eq!(
+        verdict.rule_text.as_deref(),
+        Some("allow mcp_call tool files.read_* arguments path=/srv/data/**")
+    );
 }
 
 #[test]

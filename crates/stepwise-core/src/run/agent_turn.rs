@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use crate::agent_tools::{
-    AgentEdit, McpTool, TOOL_RESULT_MAX_BYTES, ToolAction, call_request, call_result, capped,
-    edit_changed, edit_proposal, written,
+    AgentEdit, McpTool, ToolAction, bounded, call_request, call_result, edit_changed,
+    edit_proposal, written,
 };
 use crate::event::{HunkReview, Proposal};
 use crate::llm::{ChatMessage, LlmReply, LlmRequest, Role, ToolCall};
@@ -59,14 +59,9 @@ enum CallStage {
 }
 
 impl CallStage {
-    /// Answered with `told`, bounded: a text past the cap of tool results is cut with a note
-    /// (one already cut, a little longer for its note, is kept as it is).
+    /// Answered with `told`, within the cap of tool results.
     fn done(told: String) -> CallStage {
-        CallStage::Done(if told.len() > TOOL_RESULT_MAX_BYTES + 1024 {
-            capped(&told)
-        } else {
-            told
-        })
+        CallStage::Done(bounded(told))
     }
 }
 

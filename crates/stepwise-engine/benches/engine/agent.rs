@@ -176,14 +176,7 @@ fn call_commits(events: &[(stepwise_store::StoredEvent, Event)]) -> Vec<Vec<NewE
     let mut pieces = vec![Vec::new()];
     for (stored, event) in events {
         if let Some(piece) = pieces.last_mut() {
-            piece.push(NewEvent {
-                event_type: stored.event_type.clone(),
-                schema_version: stored.schema_version,
-                recorded_at_ms: stored.recorded_at_ms,
-                correlation_id: stored.correlation_id.clone(),
-                causation_seq: stored.causation_seq,
-                payload: stored.payload.clone(),
-            });
+            piece.push(NewEvent::from(stored.clone()));
         }
         if let Event::OperationStarted {
             request: OperationRequest::LlmCall(_),

@@ -4,9 +4,8 @@
 //! Write-ahead holds by construction: an operation starts after the commit that records its
 //! `OperationStarted` (one whose executor prepares early, a command or a model call, is
 //! dispatched while that commit is written, and starts the moment it is durable: see
-//! `exec::Recorded`), and its
-//! result reaches the core (and so any dependent step) only as an input that is committed
-//! together with the decisions it leads to.
+//! `exec::Recorded`), and its result reaches the core (and so any dependent step) only as an
+//! input that is committed together with the decisions it leads to.
 //!
 //! Its parts: `dispatch` starts operations, `inbox` applies commands sent from any process,
 //! `recovery` deals with what a crash left unanswered, `retries` arms retry timers, `stale`

@@ -59,12 +59,13 @@ pub fn read_small_file(
         Ok(located) => located,
         Err(error) => return Some(Err(error)),
     };
-    match read_within(ws, &shown, &real, max) {
-        Ok(Within::Larger) => None,
-        Ok(Within::Missing) => Some(file_read(&shown, None, missing_ok)),
-        Ok(Within::Read(current)) => Some(file_read(&shown, Some(current), missing_ok)),
-        Err(error) => Some(Err(error)),
-    }
+    let current = match read_within(ws, &shown, &real, max) {
+        Ok(Within::Larger) => return None,
+        Ok(Within::Missing) => None,
+        Ok(Within::Read(current)) => Some(current),
+        Err(error) => return Some(Err(error)),
+    };
+    Some(file_read(&shown, current, missing_ok))
 }
 
 /// What a read found, as its result.

@@ -332,14 +332,7 @@ fn reused_prefix(
     for (stored, event) in before.into_iter().chain(answers) {
         // Renumbered as they go in: those before `at` keep their seqs.
         let seq = EventSeq::new(events.len() as u64 + 2);
-        rows.push(NewEvent {
-            event_type: stored.event_type.clone(),
-            schema_version: stored.schema_version,
-            recorded_at_ms: stored.recorded_at_ms,
-            correlation_id: stored.correlation_id.clone(),
-            causation_seq: stored.causation_seq,
-            payload: stored.payload.clone(),
-        });
+        rows.push(NewEvent::from(stored.clone()));
         events.push((seq, event.clone()));
     }
     (rows, events, kept)
